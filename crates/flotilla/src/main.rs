@@ -1,0 +1,47 @@
+//! `flotilla`: the one binary. Each subcommand lives in its own module under `cmd/`;
+//! this file only parses arguments, sets up tracing and maps errors to an exit code.
+
+mod cmd;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Self-hosted container platform speaking the Amazon ECS API.
+#[derive(Debug, Parser)]
+#[command(name = "flotilla", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Every subcommand of the binary; one routing `match` in [`main_inner`].
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the control plane: the ECS JSON 1.1 API on an embedded store.
+    Server(cmd::server::ServerArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("FLOTILLA_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match main_inner(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("flotilla: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn main_inner(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Server(args) => cmd::server::run(args),
+    }
+}
