@@ -1,0 +1,19 @@
+//! # model — the vocabulary every other flotilla crate speaks
+//!
+//! ## Background
+//! flotilla speaks the Amazon ECS JSON 1.1 API. Its shapes are fixed by botocore's
+//! `ecs/2014-11-13/service-2.json`; [`wire`] is generated from that file by
+//! `tools/gen_model.py` and checked in, so the build needs no Python.
+//!
+//! ## Design
+//! No IO, no async runtime, no clock: everything here is plain data and pure functions,
+//! so the scheduler and the control plane's decisions can be tested without a cluster.
+//!
+//! ## Layout
+//! - [`wire`]: the generated request/response shapes, enums and the [`wire::Operation`] list.
+//! - [`arn`]: building and parsing ARNs (`arn:aws:ecs:<region>:<account>:<type>/<id>`).
+//! - [`size`]: task and container CPU/memory strings ("1 vCPU", "2 GB") and the Fargate table.
+
+pub mod arn;
+pub mod size;
+pub mod wire;
