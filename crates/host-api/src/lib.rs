@@ -1,0 +1,1 @@
+//! Host settings API (work in progress).
