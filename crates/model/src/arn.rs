@@ -20,6 +20,8 @@ pub enum ResourceType {
     CapacityProvider,
     /// `task-set/<cluster>/<service>/<id>`
     TaskSet,
+    /// `container/<cluster>/<task-id>/<container-id>`
+    Container,
 }
 
 impl ResourceType {
@@ -33,6 +35,7 @@ impl ResourceType {
             ResourceType::Service => "service",
             ResourceType::CapacityProvider => "capacity-provider",
             ResourceType::TaskSet => "task-set",
+            ResourceType::Container => "container",
         }
     }
 
@@ -45,6 +48,7 @@ impl ResourceType {
             "service" => ResourceType::Service,
             "capacity-provider" => ResourceType::CapacityProvider,
             "task-set" => ResourceType::TaskSet,
+            "container" => ResourceType::Container,
             _ => return None,
         })
     }

@@ -1,0 +1,41 @@
+//! # controlplane — the single source of truth of a flotilla cluster
+//!
+//! ## Background
+//! Every ECS operation reads or changes the state of clusters, task definitions,
+//! container instances, tasks, services and account settings. This crate owns that state
+//! and the rules that govern it; the `ecs-api` crate only translates HTTP to calls here.
+//!
+//! ## Design
+//! - **Pure operations.** Each ECS operation is a function in [`ops`]. A read is
+//!   `fn(&State, &Scope, Request) -> Result<Response, EcsError>`; a write is
+//!   `fn(&State, &mut Ctx, Request) -> Result<(Response, Vec<Change>), EcsError>`: it
+//!   *decides* what changes, given the state, the time and a seeded RNG in [`Ctx`],
+//!   and touches nothing. Unit tests call them on a hand-built [`State`].
+//! - **One writer.** [`ControlPlane::write`] queues the operation to a dedicated
+//!   writer thread. The writer runs the queued operations one after the other against its
+//!   working copy of the state, persists all their changes in one store commit (one
+//!   fsync: group commit), then publishes them to the copy readers see, and only then
+//!   answers. An answer therefore always means "durable".
+//! - **Readers never wait for disk.** [`ControlPlane::read`] runs against the published
+//!   copy under a read lock.
+//!
+//! ## Layout
+//! - [`state`]: records, typed keys, [`State`] and [`Change`].
+//! - [`engine`]: the [`ControlPlane`] handle and the writer thread.
+//! - [`ops`]: the operations, one module per area.
+//! - [`paging`]: signed `nextToken`s.
+//! - [`error`]: [`EcsError`], one variant per ECS error code.
+//!
+//! ## Current limitations
+//! The whole state lives in memory (twice: working and published copy); a cluster of
+//! some hundred thousand tasks is the design point, not millions.
+
+pub mod engine;
+pub mod error;
+pub mod ops;
+pub mod paging;
+pub mod state;
+
+pub use engine::{ControlPlane, Ctx};
+pub use error::EcsError;
+pub use state::{Change, Scope, State};

@@ -1,0 +1,175 @@
+//! Account settings: PutAccountSetting, PutAccountSettingDefault, DeleteAccountSetting,
+//! ListAccountSettings.
+//!
+//! A setting is stored per principal; the account default is stored under the
+//! account's root principal with the internal marker [`DEFAULT_PRINCIPAL`]. The
+//! effective value for a principal is its own setting, else the account default, else
+//! the AWS default.
+
+use model::wire::{self, SettingName, SettingType};
+
+use crate::engine::{Ctx, Written};
+use crate::error::{EcsError, invalid};
+use crate::paging::{PageRequest, paginate};
+use crate::state::{Change, Record, Scope, SettingRecord, State};
+
+/// Internal principal key of account-wide defaults.
+pub const DEFAULT_PRINCIPAL: &str = "(account default)";
+
+fn root(scope: &Scope) -> String {
+    format!("arn:aws:iam::{}:root", scope.account)
+}
+
+/// AWS's own default for a setting.
+pub fn aws_default(name: SettingName) -> &'static str {
+    match name {
+        SettingName::ServiceLongArnFormat
+        | SettingName::TaskLongArnFormat
+        | SettingName::ContainerInstanceLongArnFormat
+        | SettingName::TagResourceAuthorization => "enabled",
+        SettingName::AwsvpcTrunking
+        | SettingName::ContainerInsights
+        | SettingName::FargateFIPSMode
+        | SettingName::GuardDutyActivate
+        | SettingName::FargateEventWindows => "disabled",
+        SettingName::FargateTaskRetirementWaitPeriod => "7",
+        SettingName::DefaultLogDriverMode => "non-blocking",
+    }
+}
+
+fn validate_value(name: SettingName, value: &str) -> Result<(), EcsError> {
+    let allowed: &[&str] = match name {
+        SettingName::ContainerInsights => &["enabled", "disabled", "enhanced"],
+        SettingName::FargateTaskRetirementWaitPeriod => &["0", "7", "14"],
+        SettingName::DefaultLogDriverMode => &["blocking", "non-blocking"],
+        _ => &["enabled", "disabled"],
+    };
+    if allowed.contains(&value) {
+        Ok(())
+    } else {
+        Err(invalid(format!("value {value:?} is not valid for setting {name}; expected one of {}.", allowed.join(", "))))
+    }
+}
+
+fn validate_principal(scope: &Scope, p: &str) -> Result<(), EcsError> {
+    let prefix = format!("arn:aws:iam::{}:", scope.account);
+    match p.strip_prefix(&prefix) {
+        Some(rest) if rest == "root" || rest.starts_with("user/") || rest.starts_with("role/") => Ok(()),
+        _ => Err(invalid(format!("principalArn {p:?} is not an IAM root, user or role ARN of account {}.", scope.account))),
+    }
+}
+
+fn record(scope: &Scope, principal_key: &str, name: SettingName, value: &str, shown_principal: String) -> SettingRecord {
+    SettingRecord {
+        scope: scope.clone(),
+        setting: wire::Setting {
+            name: Some(name),
+            value: Some(value.to_owned()),
+            principal_arn: Some(if principal_key == DEFAULT_PRINCIPAL { DEFAULT_PRINCIPAL.to_owned() } else { shown_principal }),
+            r#type: Some(SettingType::User),
+        },
+    }
+}
+
+fn shown(scope: &Scope, s: &wire::Setting) -> wire::Setting {
+    let mut s = s.clone();
+    if s.principal_arn.as_deref() == Some(DEFAULT_PRINCIPAL) {
+        s.principal_arn = Some(root(scope));
+    }
+    s
+}
+
+fn get<'a>(state: &'a State, scope: &Scope, principal: &str, name: SettingName) -> Option<&'a SettingRecord> {
+    state.settings.get(&(scope.clone(), principal.to_owned(), name.as_str().to_owned()))
+}
+
+fn put_setting(ctx: &Ctx, principal: &str, name: Option<SettingName>, value: Option<String>) -> Result<(wire::Setting, Vec<Change>), EcsError> {
+    let name = name.ok_or_else(|| invalid("name is required."))?;
+    let value = value.ok_or_else(|| invalid("value is required."))?;
+    validate_value(name, &value)?;
+    let rec = record(&ctx.scope, principal, name, &value, principal.to_owned());
+    Ok((shown(&ctx.scope, &rec.setting), vec![Change::Put(Record::Setting(rec))]))
+}
+
+/// PutAccountSetting: for `principalArn`, or the caller (the account root).
+pub fn put(_state: &State, ctx: &mut Ctx, req: wire::PutAccountSettingRequest) -> Written<wire::PutAccountSettingResponse> {
+    let principal = req.principal_arn.unwrap_or_else(|| root(&ctx.scope));
+    validate_principal(&ctx.scope, &principal)?;
+    let (setting, changes) = put_setting(ctx, &principal, req.name, req.value)?;
+    Ok((wire::PutAccountSettingResponse { setting: Some(setting) }, changes))
+}
+
+/// PutAccountSettingDefault: the account-wide default.
+pub fn put_default(_state: &State, ctx: &mut Ctx, req: wire::PutAccountSettingDefaultRequest) -> Written<wire::PutAccountSettingDefaultResponse> {
+    let (setting, changes) = put_setting(ctx, DEFAULT_PRINCIPAL, req.name, req.value)?;
+    Ok((wire::PutAccountSettingDefaultResponse { setting: Some(setting) }, changes))
+}
+
+/// DeleteAccountSetting: removes a principal's own setting; answers with it.
+pub fn delete(state: &State, ctx: &mut Ctx, req: wire::DeleteAccountSettingRequest) -> Written<wire::DeleteAccountSettingResponse> {
+    let name = req.name.ok_or_else(|| invalid("name is required."))?;
+    let principal = req.principal_arn.unwrap_or_else(|| root(&ctx.scope));
+    validate_principal(&ctx.scope, &principal)?;
+    match get(state, &ctx.scope, &principal, name) {
+        Some(rec) => Ok((
+            wire::DeleteAccountSettingResponse { setting: Some(shown(&ctx.scope, &rec.setting)) },
+            vec![Change::Delete(Record::Setting(rec.clone()))],
+        )),
+        None => Err(invalid(format!("No {name} setting is set for principal {principal}."))),
+    }
+}
+
+/// ListAccountSettings: the principal's own settings, or with `effectiveSettings` the
+/// value in force for every setting.
+pub fn list(state: &State, scope: &Scope, now: f64, req: wire::ListAccountSettingsRequest) -> Result<wire::ListAccountSettingsResponse, EcsError> {
+    let principal = req.principal_arn.clone().unwrap_or_else(|| root(scope));
+    validate_principal(scope, &principal)?;
+    if req.value.is_some() && req.name.is_none() {
+        return Err(invalid("value can only be given together with name."));
+    }
+    let effective = req.effective_settings.unwrap_or(false);
+    let mut settings: Vec<wire::Setting> = Vec::new();
+    for &name in SettingName::ALL {
+        if req.name.is_some_and(|n| n != name) {
+            continue;
+        }
+        let own = get(state, scope, &principal, name).map(|r| r.setting.clone());
+        let value = if effective {
+            own.or_else(|| get(state, scope, DEFAULT_PRINCIPAL, name).map(|r| shown(scope, &r.setting))).or_else(|| {
+                Some(wire::Setting {
+                    name: Some(name),
+                    value: Some(aws_default(name).to_owned()),
+                    principal_arn: Some(principal.clone()),
+                    r#type: Some(SettingType::AwsManaged),
+                })
+            })
+        } else {
+            own
+        };
+        if let Some(s) = value {
+            if req.value.as_ref().is_none_or(|v| s.value.as_ref() == Some(v)) {
+                settings.push(s);
+            }
+        }
+    }
+    let filters = format!(
+        "{principal}|{}|{}|{effective}",
+        req.name.map(|n| n.as_str()).unwrap_or(""),
+        req.value.as_deref().unwrap_or("")
+    );
+    let items = settings.into_iter().map(|s| (s.name.map(|n| n.as_str().to_owned()).unwrap_or_default(), s));
+    let page = paginate(
+        &PageRequest {
+            secret: &state.meta.paging_secret,
+            now,
+            operation: "ListAccountSettings",
+            filters: &filters,
+            max_results: req.max_results,
+            limit: 10,
+            next_token: req.next_token.as_deref(),
+            descending: false,
+        },
+        items,
+    )?;
+    Ok(wire::ListAccountSettingsResponse { settings: Some(page.items), next_token: page.next_token })
+}

@@ -1,0 +1,333 @@
+//! Clusters: CreateCluster, DeleteCluster, DescribeClusters, ListClusters, UpdateCluster,
+//! UpdateClusterSettings, PutClusterCapacityProviders.
+
+use model::arn::ResourceType;
+use model::wire::{self, ClusterField};
+
+use crate::engine::{Ctx, Written};
+use crate::error::{EcsError, invalid};
+use crate::ops::common::{DEFAULT_CLUSTER, active_cluster, check_len, cluster_name, is_valid_name, validate_tags};
+use crate::ops::tasks::{is_pending, is_running};
+use crate::paging::{PageRequest, paginate};
+use crate::state::{Change, ClusterRecord, Record, Scope, State};
+
+/// The capacity providers every cluster may use without creating them.
+pub const BUILT_IN_CAPACITY_PROVIDERS: &[&str] = &["FARGATE", "FARGATE_SPOT"];
+
+fn validate_settings(settings: &[wire::ClusterSetting]) -> Result<(), EcsError> {
+    for s in settings {
+        if s.name.is_none() {
+            return Err(invalid("settings[].name is required."));
+        }
+        match s.value.as_deref() {
+            Some("enabled" | "disabled" | "enhanced") => {}
+            other => {
+                return Err(invalid(format!(
+                    "settings[].value for containerInsights must be enabled, disabled or enhanced, got {other:?}."
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn validate_capacity_providers(
+    providers: &[String],
+    strategy: &[wire::CapacityProviderStrategyItem],
+) -> Result<(), EcsError> {
+    check_len(providers, 20, "capacityProviders")?;
+    for p in providers {
+        if !BUILT_IN_CAPACITY_PROVIDERS.contains(&p.as_str()) {
+            return Err(invalid(format!(
+                "The specified capacity provider {p} was not found. flotilla offers FARGATE and FARGATE_SPOT."
+            )));
+        }
+    }
+    let mut with_base = 0;
+    for item in strategy {
+        let name = item.capacity_provider.as_deref().unwrap_or("");
+        if !providers.iter().any(|p| p == name) {
+            return Err(invalid(format!(
+                "defaultCapacityProviderStrategy names capacity provider {name:?}, which is not in capacityProviders."
+            )));
+        }
+        if !(0..=1000).contains(&item.weight.unwrap_or(0)) {
+            return Err(invalid("defaultCapacityProviderStrategy[].weight must be between 0 and 1000."));
+        }
+        let base = item.base.unwrap_or(0);
+        if !(0..=100_000).contains(&base) {
+            return Err(invalid("defaultCapacityProviderStrategy[].base must be between 0 and 100000."));
+        }
+        if base > 0 {
+            with_base += 1;
+        }
+    }
+    if with_base > 1 {
+        return Err(invalid("Only one capacity provider in a strategy can have a base defined."));
+    }
+    Ok(())
+}
+
+fn default_settings() -> Vec<wire::ClusterSetting> {
+    vec![wire::ClusterSetting {
+        name: Some(wire::ClusterSettingName::ContainerInsights),
+        value: Some("disabled".into()),
+    }]
+}
+
+fn count(n: usize) -> i32 {
+    i32::try_from(n).unwrap_or(i32::MAX)
+}
+
+/// The cluster as DescribeClusters shows it: live counts, and the optional parts only
+/// when `include` asks for them.
+pub fn describe_one(state: &State, rec: &ClusterRecord, include: &[ClusterField]) -> wire::Cluster {
+    let mut c = rec.cluster.clone();
+    let scope = &rec.scope;
+    let (mut running, mut pending) = (0usize, 0usize);
+    let (mut running_fargate, mut pending_fargate) = (0usize, 0usize);
+    for t in state.tasks_in(scope, &rec.name) {
+        let fargate = t.task.launch_type == Some(wire::LaunchType::Fargate);
+        if is_running(&t.task) {
+            running += 1;
+            running_fargate += usize::from(fargate);
+        } else if is_pending(&t.task) {
+            pending += 1;
+            pending_fargate += usize::from(fargate);
+        }
+    }
+    let instances = state
+        .instances_in(scope, &rec.name)
+        .filter(|i| matches!(i.instance.status.as_deref(), Some("ACTIVE" | "DRAINING")))
+        .count();
+    let (mut active_services, mut draining_services) = (0usize, 0usize);
+    for s in state.services_in(scope, &rec.name) {
+        match s.service.status.as_deref() {
+            Some("ACTIVE") => active_services += 1,
+            Some("DRAINING") => draining_services += 1,
+            _ => {}
+        }
+    }
+    c.registered_container_instances_count = Some(count(instances));
+    c.running_tasks_count = Some(count(running));
+    c.pending_tasks_count = Some(count(pending));
+    c.active_services_count = Some(count(active_services));
+    let kv = |name: &str, v: usize| wire::KeyValuePair { name: Some(name.into()), value: Some(v.to_string()) };
+    c.statistics = Some(if include.contains(&ClusterField::Statistics) {
+        vec![
+            kv("runningEC2TasksCount", running - running_fargate),
+            kv("runningFargateTasksCount", running_fargate),
+            kv("pendingEC2TasksCount", pending - pending_fargate),
+            kv("pendingFargateTasksCount", pending_fargate),
+            kv("activeEC2ServiceCount", active_services),
+            kv("activeFargateServiceCount", 0),
+            kv("drainingEC2ServiceCount", draining_services),
+            kv("drainingFargateServiceCount", 0),
+        ]
+    } else {
+        Vec::new()
+    });
+    if !include.contains(&ClusterField::Tags) {
+        c.tags = None;
+    }
+    if !include.contains(&ClusterField::Settings) {
+        c.settings = None;
+    }
+    if !include.contains(&ClusterField::Configurations) {
+        c.configuration = None;
+    }
+    if !include.contains(&ClusterField::Attachments) {
+        c.attachments = None;
+        c.attachments_status = None;
+    }
+    c
+}
+
+/// CreateCluster: idempotent on the name (an ACTIVE cluster of that name is returned as is).
+pub fn create_cluster(state: &State, ctx: &mut Ctx, req: wire::CreateClusterRequest) -> Written<wire::CreateClusterResponse> {
+    let name = req.cluster_name.unwrap_or_else(|| DEFAULT_CLUSTER.to_owned());
+    if !is_valid_name(&name) {
+        return Err(invalid(format!(
+            "clusterName {name:?} is invalid: up to 255 letters (uppercase and lowercase), numbers, underscores, and hyphens are allowed."
+        )));
+    }
+    let tags = req.tags.unwrap_or_default();
+    validate_tags(&tags)?;
+    let settings = req.settings.unwrap_or_else(default_settings);
+    validate_settings(&settings)?;
+    let providers = req.capacity_providers.unwrap_or_default();
+    let strategy = req.default_capacity_provider_strategy.unwrap_or_default();
+    validate_capacity_providers(&providers, &strategy)?;
+    if let Some(existing) = state.cluster(&ctx.scope, &name).filter(|c| c.cluster.status.as_deref() == Some("ACTIVE")) {
+        let all = [ClusterField::Tags, ClusterField::Settings, ClusterField::Configurations];
+        return Ok((wire::CreateClusterResponse { cluster: Some(describe_one(state, existing, &all)) }, vec![]));
+    }
+    let cluster = wire::Cluster {
+        cluster_arn: Some(ctx.arn(ResourceType::Cluster, name.clone())),
+        cluster_name: Some(name.clone()),
+        status: Some("ACTIVE".into()),
+        tags: Some(tags),
+        settings: Some(settings),
+        configuration: req.configuration,
+        capacity_providers: Some(providers),
+        default_capacity_provider_strategy: Some(strategy),
+        service_connect_defaults: req
+            .service_connect_defaults
+            .map(|d| wire::ClusterServiceConnectDefaults { namespace: d.namespace }),
+        attachments: Some(vec![]),
+        ..Default::default()
+    };
+    let rec = ClusterRecord { scope: ctx.scope.clone(), name, cluster };
+    let all = [ClusterField::Tags, ClusterField::Settings, ClusterField::Configurations, ClusterField::Attachments];
+    let shown = describe_one(state, &rec, &all);
+    Ok((wire::CreateClusterResponse { cluster: Some(shown) }, vec![Change::Put(Record::Cluster(rec))]))
+}
+
+/// DeleteCluster: refuses while instances, services or unstopped tasks remain.
+pub fn delete_cluster(state: &State, ctx: &mut Ctx, req: wire::DeleteClusterRequest) -> Written<wire::DeleteClusterResponse> {
+    let rec = active_cluster(state, &ctx.scope, req.cluster.as_deref())?;
+    let scope = &ctx.scope;
+    if state.instances_in(scope, &rec.name).any(|i| matches!(i.instance.status.as_deref(), Some("ACTIVE" | "DRAINING"))) {
+        return Err(EcsError::ClusterContainsContainerInstances);
+    }
+    if state.services_in(scope, &rec.name).any(|s| matches!(s.service.status.as_deref(), Some("ACTIVE" | "DRAINING"))) {
+        return Err(EcsError::ClusterContainsServices);
+    }
+    if state.tasks_in(scope, &rec.name).any(|t| t.task.last_status.as_deref() != Some("STOPPED")) {
+        return Err(EcsError::ClusterContainsTasks);
+    }
+    let mut rec = rec.clone();
+    rec.cluster.status = Some("INACTIVE".into());
+    let shown = describe_one(state, &rec, &[]);
+    Ok((wire::DeleteClusterResponse { cluster: Some(shown) }, vec![Change::Put(Record::Cluster(rec))]))
+}
+
+/// DescribeClusters: unknown clusters come back in `failures` with reason MISSING.
+pub fn describe_clusters(
+    state: &State,
+    scope: &Scope,
+    req: wire::DescribeClustersRequest,
+) -> Result<wire::DescribeClustersResponse, EcsError> {
+    let idents = req.clusters.unwrap_or_else(|| vec![DEFAULT_CLUSTER.to_owned()]);
+    check_len(&idents, 100, "clusters")?;
+    let include = req.include.unwrap_or_default();
+    let mut clusters = Vec::new();
+    let mut failures = Vec::new();
+    for ident in idents {
+        let found = cluster_name(scope, Some(&ident)).ok().and_then(|n| state.cluster(scope, &n));
+        match found {
+            Some(rec) => clusters.push(describe_one(state, rec, &include)),
+            None => failures.push(wire::Failure {
+                arn: Some(if ident.starts_with("arn:") { ident } else { scope.arn(ResourceType::Cluster, ident) }),
+                reason: Some("MISSING".into()),
+                detail: None,
+            }),
+        }
+    }
+    Ok(wire::DescribeClustersResponse { clusters: Some(clusters), failures: Some(failures) })
+}
+
+/// ListClusters: ACTIVE clusters' ARNs, in name order.
+pub fn list_clusters(
+    state: &State,
+    scope: &Scope,
+    now: f64,
+    req: wire::ListClustersRequest,
+) -> Result<wire::ListClustersResponse, EcsError> {
+    let items = state
+        .clusters
+        .range((scope.clone(), String::new())..)
+        .take_while(|((s, _), _)| s == scope)
+        .filter(|(_, c)| c.cluster.status.as_deref() == Some("ACTIVE"))
+        .map(|((_, name), c)| (name.clone(), c.cluster.cluster_arn.clone().unwrap_or_default()));
+    let page = paginate(
+        &PageRequest {
+            secret: &state.meta.paging_secret,
+            now,
+            operation: "ListClusters",
+            filters: "",
+            max_results: req.max_results,
+            limit: 100,
+            next_token: req.next_token.as_deref(),
+            descending: false,
+        },
+        items,
+    )?;
+    Ok(wire::ListClustersResponse { cluster_arns: Some(page.items), next_token: page.next_token })
+}
+
+fn updated(
+    state: &State,
+    ctx: &Ctx,
+    cluster: Option<&str>,
+    f: impl FnOnce(&mut wire::Cluster) -> Result<(), EcsError>,
+) -> Result<(wire::Cluster, Vec<Change>), EcsError> {
+    let mut rec = active_cluster(state, &ctx.scope, cluster)?.clone();
+    f(&mut rec.cluster)?;
+    let all = [ClusterField::Tags, ClusterField::Settings, ClusterField::Configurations];
+    let shown = describe_one(state, &rec, &all);
+    Ok((shown, vec![Change::Put(Record::Cluster(rec))]))
+}
+
+fn merge_settings(current: &mut wire::Cluster, new: Vec<wire::ClusterSetting>) {
+    let mut settings = current.settings.take().unwrap_or_default();
+    for s in new {
+        settings.retain(|x| x.name != s.name);
+        settings.push(s);
+    }
+    current.settings = Some(settings);
+}
+
+/// UpdateCluster: settings, execute-command configuration, Service Connect defaults.
+pub fn update_cluster(state: &State, ctx: &mut Ctx, req: wire::UpdateClusterRequest) -> Written<wire::UpdateClusterResponse> {
+    if req.cluster.is_none() {
+        return Err(invalid("cluster is required."));
+    }
+    let settings = req.settings.unwrap_or_default();
+    validate_settings(&settings)?;
+    let (cluster, changes) = updated(state, ctx, req.cluster.as_deref(), |c| {
+        merge_settings(c, settings);
+        if let Some(conf) = req.configuration {
+            c.configuration = Some(conf);
+        }
+        if let Some(d) = req.service_connect_defaults {
+            c.service_connect_defaults = Some(wire::ClusterServiceConnectDefaults { namespace: d.namespace });
+        }
+        Ok(())
+    })?;
+    Ok((wire::UpdateClusterResponse { cluster: Some(cluster) }, changes))
+}
+
+/// UpdateClusterSettings.
+pub fn update_cluster_settings(
+    state: &State,
+    ctx: &mut Ctx,
+    req: wire::UpdateClusterSettingsRequest,
+) -> Written<wire::UpdateClusterSettingsResponse> {
+    let settings = req.settings.ok_or_else(|| invalid("settings is required."))?;
+    validate_settings(&settings)?;
+    let (cluster, changes) = updated(state, ctx, req.cluster.as_deref(), |c| {
+        merge_settings(c, settings);
+        Ok(())
+    })?;
+    Ok((wire::UpdateClusterSettingsResponse { cluster: Some(cluster) }, changes))
+}
+
+/// PutClusterCapacityProviders: replaces the providers and the default strategy.
+pub fn put_cluster_capacity_providers(
+    state: &State,
+    ctx: &mut Ctx,
+    req: wire::PutClusterCapacityProvidersRequest,
+) -> Written<wire::PutClusterCapacityProvidersResponse> {
+    let providers = req.capacity_providers.ok_or_else(|| invalid("capacityProviders is required."))?;
+    let strategy = req
+        .default_capacity_provider_strategy
+        .ok_or_else(|| invalid("defaultCapacityProviderStrategy is required."))?;
+    validate_capacity_providers(&providers, &strategy)?;
+    let (cluster, changes) = updated(state, ctx, req.cluster.as_deref(), |c| {
+        c.capacity_providers = Some(providers);
+        c.default_capacity_provider_strategy = Some(strategy);
+        Ok(())
+    })?;
+    Ok((wire::PutClusterCapacityProvidersResponse { cluster: Some(cluster) }, changes))
+}

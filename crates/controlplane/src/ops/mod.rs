@@ -1,0 +1,16 @@
+//! Every ECS operation, as a pure function of the state.
+//!
+//! Reads: `fn(&State, &Scope, Request) -> Result<Response, EcsError>`.
+//! Writes: `fn(&State, &mut Ctx, Request) -> Written<Response>` — they return the
+//! [`Change`](crate::Change)s to make and never touch the state themselves.
+
+pub mod account;
+pub mod agent;
+pub mod attributes;
+pub mod clusters;
+pub mod common;
+pub mod instances;
+pub mod services;
+pub mod tags;
+pub mod task_definitions;
+pub mod tasks;

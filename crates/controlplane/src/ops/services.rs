@@ -1,0 +1,321 @@
+//! Services (the records): CreateService, UpdateService, DeleteService,
+//! DescribeServices, ListServices. Keeping the running tasks equal to the desired count
+//! is the service controller's job; these operations record what is wanted, with ECS's
+//! validation, deployments and counts.
+
+use model::arn::ResourceType;
+use model::wire::{self, DeploymentRolloutState, LaunchType, SchedulingStrategy};
+
+use crate::engine::{Ctx, Written};
+use crate::error::{EcsError, invalid};
+use crate::ops::common::{active_cluster, check_len, is_valid_name, validate_tags};
+use crate::ops::task_definitions;
+use crate::ops::tasks::{is_pending, is_running};
+use crate::paging::{PageRequest, paginate};
+use crate::state::{Change, Record, Scope, ServiceRecord, State};
+
+fn validate_deployment_configuration(c: &wire::DeploymentConfiguration) -> Result<(), EcsError> {
+    let max = c.maximum_percent.unwrap_or(200);
+    let min = c.minimum_healthy_percent.unwrap_or(100);
+    if !(0..=100).contains(&min) {
+        return Err(invalid(format!("deploymentConfiguration.minimumHealthyPercent must be between 0 and 100, got {min}.")));
+    }
+    if max < 100 || max > 200 {
+        return Err(invalid(format!("deploymentConfiguration.maximumPercent must be between 100 and 200, got {max}.")));
+    }
+    Ok(())
+}
+
+fn with_defaults(c: Option<wire::DeploymentConfiguration>) -> wire::DeploymentConfiguration {
+    let mut c = c.unwrap_or_default();
+    c.maximum_percent.get_or_insert(200);
+    c.minimum_healthy_percent.get_or_insert(100);
+    c.deployment_circuit_breaker.get_or_insert(wire::DeploymentCircuitBreaker { enable: Some(false), rollback: Some(false) });
+    c
+}
+
+fn new_deployment(ctx: &mut Ctx, task_definition: &str, desired: i32, launch_type: Option<LaunchType>) -> wire::Deployment {
+    let digits: String = (0..19).map(|_| char::from(b'0' + u8::try_from(ctx.random_u64() % 10).unwrap_or(0))).collect();
+    let id = format!("ecs-svc/{digits}");
+    wire::Deployment {
+        rollout_state_reason: Some(format!("ECS deployment {id} in progress.")),
+        id: Some(id),
+        status: Some("PRIMARY".into()),
+        task_definition: Some(task_definition.to_owned()),
+        desired_count: Some(desired),
+        pending_count: Some(0),
+        running_count: Some(0),
+        failed_tasks: Some(0),
+        created_at: Some(ctx.now),
+        updated_at: Some(ctx.now),
+        launch_type,
+        rollout_state: Some(DeploymentRolloutState::InProgress),
+        ..Default::default()
+    }
+}
+
+/// The service as DescribeServices shows it: live running/pending counts.
+pub fn describe_one(state: &State, rec: &ServiceRecord, with_tags: bool) -> wire::Service {
+    let mut s = rec.service.clone();
+    let group = format!("service:{}", rec.name);
+    let (mut running, mut pending) = (0, 0);
+    let mut per_def: std::collections::HashMap<&str, (i32, i32)> = std::collections::HashMap::new();
+    for t in state.tasks_in(&rec.scope, &rec.cluster) {
+        if t.task.group.as_deref() != Some(group.as_str()) || t.task.desired_status.as_deref() != Some("RUNNING") {
+            continue;
+        }
+        let e = per_def.entry(t.task.task_definition_arn.as_deref().unwrap_or("")).or_default();
+        if is_running(&t.task) {
+            running += 1;
+            e.0 += 1;
+        } else if is_pending(&t.task) {
+            pending += 1;
+            e.1 += 1;
+        }
+    }
+    s.running_count = Some(running);
+    s.pending_count = Some(pending);
+    for d in s.deployments.get_or_insert_with(Vec::new) {
+        let (r, p) = per_def.get(d.task_definition.as_deref().unwrap_or("")).copied().unwrap_or_default();
+        d.running_count = Some(r);
+        d.pending_count = Some(p);
+    }
+    if !with_tags {
+        s.tags = None;
+    }
+    s
+}
+
+fn find<'a>(state: &'a State, scope: &Scope, cluster: &str, ident: &str) -> Option<&'a ServiceRecord> {
+    let name = if ident.starts_with("arn:") {
+        let arn = crate::ops::common::parse_arn_in_scope(ident, ResourceType::Service, scope)?;
+        match arn.resource.split_once('/') {
+            Some((c, n)) if c == cluster => n.to_owned(),
+            Some(_) => return None,
+            None => arn.resource,
+        }
+    } else {
+        ident.to_owned()
+    };
+    state.services.get(&(scope.clone(), cluster.to_owned(), name))
+}
+
+/// CreateService.
+pub fn create(state: &State, ctx: &mut Ctx, req: wire::CreateServiceRequest) -> Written<wire::CreateServiceResponse> {
+    let cluster = active_cluster(state, &ctx.scope, req.cluster.as_deref())?;
+    let name = req.service_name.ok_or_else(|| invalid("serviceName is required."))?;
+    if !is_valid_name(&name) {
+        return Err(invalid(format!("serviceName {name:?} is invalid: up to 255 letters, numbers, hyphens, and underscores are allowed.")));
+    }
+    if state.services.get(&(ctx.scope.clone(), cluster.name.clone(), name.clone())).is_some_and(|s| s.service.status.as_deref() != Some("INACTIVE")) {
+        return Err(invalid("Creation of service was not idempotent."));
+    }
+    let ident = req.task_definition.ok_or_else(|| invalid("taskDefinition is required."))?;
+    let def = task_definitions::resolve(state, &ctx.scope, &ident).ok_or_else(|| invalid("TaskDefinition not found."))?;
+    if def.definition.status != Some(wire::TaskDefinitionStatus::Active) {
+        return Err(invalid("TaskDefinition is inactive"));
+    }
+    let scheduling = req.scheduling_strategy.unwrap_or(SchedulingStrategy::Replica);
+    let desired = match (scheduling, req.desired_count) {
+        (SchedulingStrategy::Daemon, Some(_)) => return Err(invalid("desiredCount cannot be given for a DAEMON service.")),
+        (SchedulingStrategy::Daemon, None) => 0,
+        (SchedulingStrategy::Replica, d) => d.unwrap_or(0),
+    };
+    if desired < 0 {
+        return Err(invalid("desiredCount must not be negative."));
+    }
+    if req.launch_type == Some(LaunchType::Fargate) {
+        return Err(EcsError::UnsupportedFeature("The FARGATE launch type is not available in flotilla yet.".into()));
+    }
+    let config = with_defaults(req.deployment_configuration);
+    validate_deployment_configuration(&config)?;
+    check_len(req.placement_constraints.as_deref().unwrap_or(&[]), 10, "placementConstraints")?;
+    check_len(req.placement_strategy.as_deref().unwrap_or(&[]), 5, "placementStrategy")?;
+    let tags = req.tags.unwrap_or_default();
+    validate_tags(&tags)?;
+    let def_arn = def.definition.task_definition_arn.clone().unwrap_or_default();
+    let launch_type = Some(req.launch_type.unwrap_or(LaunchType::Ec2));
+    let deployment = new_deployment(ctx, &def_arn, desired, launch_type);
+    let service = wire::Service {
+        service_arn: Some(ctx.arn(ResourceType::Service, format!("{}/{name}", cluster.name))),
+        service_name: Some(name.clone()),
+        cluster_arn: cluster.cluster.cluster_arn.clone(),
+        load_balancers: Some(req.load_balancers.unwrap_or_default()),
+        service_registries: Some(req.service_registries.unwrap_or_default()),
+        status: Some("ACTIVE".into()),
+        desired_count: Some(desired),
+        running_count: Some(0),
+        pending_count: Some(0),
+        launch_type,
+        task_definition: Some(def_arn),
+        deployment_configuration: Some(config),
+        deployments: Some(vec![deployment]),
+        events: Some(vec![]),
+        created_at: Some(ctx.now),
+        placement_constraints: Some(req.placement_constraints.unwrap_or_default()),
+        placement_strategy: Some(req.placement_strategy.unwrap_or_default()),
+        network_configuration: req.network_configuration,
+        health_check_grace_period_seconds: req.health_check_grace_period_seconds,
+        scheduling_strategy: Some(scheduling),
+        deployment_controller: Some(req.deployment_controller.unwrap_or(wire::DeploymentController { r#type: Some(wire::DeploymentControllerType::Ecs) })),
+        tags: Some(tags),
+        created_by: Some(format!("arn:aws:iam::{}:root", ctx.scope.account)),
+        enable_ecs_managed_tags: Some(req.enable_ecs_managed_tags.unwrap_or(false)),
+        propagate_tags: Some(req.propagate_tags.unwrap_or(wire::PropagateTags::None)),
+        enable_execute_command: Some(req.enable_execute_command.unwrap_or(false)),
+        ..Default::default()
+    };
+    let rec = ServiceRecord { scope: ctx.scope.clone(), cluster: cluster.name.clone(), name, service };
+    let shown = describe_one(state, &rec, true);
+    Ok((wire::CreateServiceResponse { service: Some(shown) }, vec![Change::Put(Record::Service(rec))]))
+}
+
+fn active_service<'a>(state: &'a State, scope: &Scope, cluster: &str, ident: Option<&str>) -> Result<&'a ServiceRecord, EcsError> {
+    let ident = ident.ok_or_else(|| invalid("service is required."))?;
+    let rec = find(state, scope, cluster, ident).ok_or(EcsError::ServiceNotFound)?;
+    if rec.service.status.as_deref() != Some("ACTIVE") {
+        return Err(EcsError::ServiceNotActive);
+    }
+    Ok(rec)
+}
+
+/// UpdateService: desired count, task definition, deployment configuration, placement;
+/// a new task definition or `forceNewDeployment` starts a new PRIMARY deployment.
+pub fn update(state: &State, ctx: &mut Ctx, req: wire::UpdateServiceRequest) -> Written<wire::UpdateServiceResponse> {
+    let cluster = active_cluster(state, &ctx.scope, req.cluster.as_deref())?;
+    let mut rec = active_service(state, &ctx.scope, &cluster.name, req.service.as_deref())?.clone();
+    let s = &mut rec.service;
+    if let Some(d) = req.desired_count {
+        if d < 0 {
+            return Err(invalid("desiredCount must not be negative."));
+        }
+        if s.scheduling_strategy == Some(SchedulingStrategy::Daemon) {
+            return Err(invalid("desiredCount cannot be changed for a DAEMON service."));
+        }
+        s.desired_count = Some(d);
+    }
+    if let Some(c) = req.deployment_configuration {
+        let merged = with_defaults(Some(c));
+        validate_deployment_configuration(&merged)?;
+        s.deployment_configuration = Some(merged);
+    }
+    if let Some(pc) = req.placement_constraints {
+        check_len(&pc, 10, "placementConstraints")?;
+        s.placement_constraints = Some(pc);
+    }
+    if let Some(ps) = req.placement_strategy {
+        check_len(&ps, 5, "placementStrategy")?;
+        s.placement_strategy = Some(ps);
+    }
+    if let Some(e) = req.enable_execute_command {
+        s.enable_execute_command = Some(e);
+    }
+    if let Some(g) = req.health_check_grace_period_seconds {
+        s.health_check_grace_period_seconds = Some(g);
+    }
+    let mut new_def = None;
+    if let Some(ident) = req.task_definition {
+        let def = task_definitions::resolve(state, &ctx.scope, &ident).ok_or_else(|| invalid("TaskDefinition not found."))?;
+        if def.definition.status != Some(wire::TaskDefinitionStatus::Active) {
+            return Err(invalid("TaskDefinition is inactive"));
+        }
+        new_def = def.definition.task_definition_arn.clone();
+    }
+    let desired = s.desired_count.unwrap_or(0);
+    let changed_def = new_def.as_ref().is_some_and(|d| Some(d) != s.task_definition.as_ref());
+    if changed_def || req.force_new_deployment == Some(true) {
+        let def = new_def.or_else(|| s.task_definition.clone()).unwrap_or_default();
+        let deployment = new_deployment(ctx, &def, desired, s.launch_type);
+        let s = &mut rec.service;
+        for d in s.deployments.get_or_insert_with(Vec::new) {
+            if d.status.as_deref() == Some("PRIMARY") {
+                d.status = Some("ACTIVE".into());
+                d.updated_at = Some(ctx.now);
+            }
+        }
+        s.deployments.get_or_insert_with(Vec::new).insert(0, deployment);
+        s.task_definition = Some(def);
+    } else if let Some(primary) =
+        rec.service.deployments.get_or_insert_with(Vec::new).iter_mut().find(|d| d.status.as_deref() == Some("PRIMARY"))
+    {
+        primary.desired_count = Some(desired);
+        primary.updated_at = Some(ctx.now);
+    }
+    let shown = describe_one(state, &rec, false);
+    Ok((wire::UpdateServiceResponse { service: Some(shown) }, vec![Change::Put(Record::Service(rec))]))
+}
+
+/// DeleteService: refuses while scaled above zero unless `force`; a service without
+/// tasks goes straight to INACTIVE, else DRAINING until its tasks have stopped.
+pub fn delete(state: &State, ctx: &mut Ctx, req: wire::DeleteServiceRequest) -> Written<wire::DeleteServiceResponse> {
+    let cluster = active_cluster(state, &ctx.scope, req.cluster.as_deref())?;
+    let ident = req.service.ok_or_else(|| invalid("service is required."))?;
+    let rec = find(state, &ctx.scope, &cluster.name, &ident).ok_or(EcsError::ServiceNotFound)?;
+    if rec.service.status.as_deref() == Some("INACTIVE") {
+        return Err(EcsError::ServiceNotActive);
+    }
+    let desired = rec.service.desired_count.unwrap_or(0);
+    if desired > 0 && req.force != Some(true) && rec.service.scheduling_strategy != Some(SchedulingStrategy::Daemon) {
+        return Err(invalid("The service cannot be stopped while it is scaled above 0."));
+    }
+    let mut rec = rec.clone();
+    let group = format!("service:{}", rec.name);
+    let has_tasks = state
+        .tasks_in(&ctx.scope, &cluster.name)
+        .any(|t| t.task.group.as_deref() == Some(group.as_str()) && t.task.last_status.as_deref() != Some("STOPPED"));
+    rec.service.desired_count = Some(0);
+    rec.service.status = Some(if has_tasks { "DRAINING" } else { "INACTIVE" }.into());
+    let shown = describe_one(state, &rec, false);
+    Ok((wire::DeleteServiceResponse { service: Some(shown) }, vec![Change::Put(Record::Service(rec))]))
+}
+
+/// DescribeServices: unknown services come back in `failures` with reason MISSING.
+pub fn describe(state: &State, scope: &Scope, req: wire::DescribeServicesRequest) -> Result<wire::DescribeServicesResponse, EcsError> {
+    let cluster = active_cluster(state, scope, req.cluster.as_deref())?;
+    let idents = req.services.ok_or_else(|| invalid("services is required."))?;
+    check_len(&idents, 10, "services")?;
+    let with_tags = req.include.unwrap_or_default().contains(&wire::ServiceField::Tags);
+    let (mut services, mut failures) = (Vec::new(), Vec::new());
+    for ident in idents {
+        match find(state, scope, &cluster.name, &ident) {
+            Some(rec) => services.push(describe_one(state, rec, with_tags)),
+            None => failures.push(wire::Failure {
+                arn: Some(if ident.starts_with("arn:") { ident } else { scope.arn(ResourceType::Service, format!("{}/{ident}", cluster.name)) }),
+                reason: Some("MISSING".into()),
+                detail: None,
+            }),
+        }
+    }
+    Ok(wire::DescribeServicesResponse { services: Some(services), failures: Some(failures) })
+}
+
+/// ListServices: ACTIVE and DRAINING services of a cluster.
+pub fn list(state: &State, scope: &Scope, now: f64, req: wire::ListServicesRequest) -> Result<wire::ListServicesResponse, EcsError> {
+    let cluster = active_cluster(state, scope, req.cluster.as_deref())?;
+    let items = state
+        .services_in(scope, &cluster.name)
+        .filter(|s| s.service.status.as_deref() != Some("INACTIVE"))
+        .filter(|s| req.launch_type.is_none() || s.service.launch_type == req.launch_type)
+        .filter(|s| req.scheduling_strategy.is_none() || s.service.scheduling_strategy == req.scheduling_strategy)
+        .map(|s| (s.name.clone(), s.service.service_arn.clone().unwrap_or_default()));
+    let filters = format!(
+        "{}|{}|{}",
+        cluster.name,
+        req.launch_type.map(|l| l.as_str()).unwrap_or(""),
+        req.scheduling_strategy.map(|l| l.as_str()).unwrap_or("")
+    );
+    let page = paginate(
+        &PageRequest {
+            secret: &state.meta.paging_secret,
+            now,
+            operation: "ListServices",
+            filters: &filters,
+            max_results: req.max_results,
+            limit: 100,
+            next_token: req.next_token.as_deref(),
+            descending: false,
+        },
+        items,
+    )?;
+    Ok(wire::ListServicesResponse { service_arns: Some(page.items), next_token: page.next_token })
+}

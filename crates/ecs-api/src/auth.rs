@@ -1,0 +1,305 @@
+//! Who is asking, and in which region: SigV4 `Authorization` headers.
+//!
+//! The region always comes from the credential scope
+//! (`Credential=<key>/<date>/<region>/ecs/aws4_request`), as AWS clients put it there
+//! even with `--endpoint-url`. When a credentials file is configured, the signature is
+//! recomputed over the request exactly as the client signed it (the headers it listed
+//! in `SignedHeaders`, the SHA-256 of the body) and compared; a request more than 15
+//! minutes off the server's clock is refused. Without a credentials file any signature
+//! is accepted (local development).
+//!
+//! The signing math is HMAC-SHA256 from the `hmac`/`sha2` crates. We do not use
+//! `aws-sigv4` here: it chooses which headers to sign itself, while a verifier must use
+//! exactly the list the client chose.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use axum::http::{HeaderMap, Method, Uri};
+use hmac::{Hmac, Mac};
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+use time::PrimitiveDateTime;
+use time::macros::format_description;
+
+use crate::error::ApiError;
+
+/// The region used when a request carries no credential scope at all.
+pub const DEFAULT_REGION: &str = "us-east-1";
+/// Largest clock difference accepted, in seconds.
+pub const MAX_SKEW_SECONDS: i64 = 15 * 60;
+
+/// One access key of the credentials file.
+#[derive(Debug, Clone, Deserialize)]
+pub struct KeyEntry {
+    /// The secret access key.
+    pub secret: String,
+    /// The account this key acts in (the server's `--account-id` when absent).
+    pub account: Option<String>,
+}
+
+/// The credentials file: `[keys.<ACCESS_KEY_ID>] secret = "…" account = "…"`.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct Credentials {
+    /// Keys by access key id.
+    pub keys: BTreeMap<String, KeyEntry>,
+}
+
+impl Credentials {
+    /// Reads a credentials file (TOML).
+    pub fn load(path: &Path) -> Result<Credentials, String> {
+        let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read credentials file {}: {e}", path.display()))?;
+        let creds: Credentials = toml::from_str(&text).map_err(|e| format!("credentials file {} is invalid: {e}", path.display()))?;
+        if creds.keys.is_empty() {
+            return Err(format!("credentials file {} lists no keys", path.display()));
+        }
+        Ok(creds)
+    }
+}
+
+/// The parts of an `AWS4-HMAC-SHA256` Authorization header.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SigV4Header {
+    /// Access key id.
+    pub access_key: String,
+    /// `YYYYMMDD` of the scope.
+    pub date: String,
+    /// Region of the scope.
+    pub region: String,
+    /// Service of the scope.
+    pub service: String,
+    /// Lower-case header names, in the client's order.
+    pub signed_headers: Vec<String>,
+    /// Hex signature.
+    pub signature: String,
+}
+
+/// Parses `AWS4-HMAC-SHA256 Credential=…, SignedHeaders=…, Signature=…`.
+pub fn parse_authorization(value: &str) -> Result<SigV4Header, ApiError> {
+    let bad = |m: &str| ApiError::IncompleteSignature(format!("Authorization header is malformed: {m}"));
+    let rest = value.strip_prefix("AWS4-HMAC-SHA256").ok_or_else(|| bad("only AWS4-HMAC-SHA256 is supported"))?;
+    let mut credential = None;
+    let mut signed = None;
+    let mut signature = None;
+    for part in rest.split(',') {
+        let part = part.trim();
+        if let Some(v) = part.strip_prefix("Credential=") {
+            credential = Some(v);
+        } else if let Some(v) = part.strip_prefix("SignedHeaders=") {
+            signed = Some(v);
+        } else if let Some(v) = part.strip_prefix("Signature=") {
+            signature = Some(v);
+        }
+    }
+    let credential = credential.ok_or_else(|| bad("no Credential"))?;
+    let fields: Vec<&str> = credential.split('/').collect();
+    let [access_key, date, region, service, terminator] = fields[..] else {
+        return Err(bad("Credential must be <key>/<date>/<region>/<service>/aws4_request"));
+    };
+    if terminator != "aws4_request" || region.is_empty() || access_key.is_empty() {
+        return Err(bad("Credential must be <key>/<date>/<region>/<service>/aws4_request"));
+    }
+    Ok(SigV4Header {
+        access_key: access_key.to_owned(),
+        date: date.to_owned(),
+        region: region.to_owned(),
+        service: service.to_owned(),
+        signed_headers: signed.ok_or_else(|| bad("no SignedHeaders"))?.split(';').map(str::to_owned).collect(),
+        signature: signature.ok_or_else(|| bad("no Signature"))?.to_owned(),
+    })
+}
+
+/// The caller, once authenticated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller {
+    /// Region from the credential scope.
+    pub region: String,
+    /// Account the caller acts in.
+    pub account: String,
+}
+
+fn hmac(key: &[u8], data: &[u8]) -> Vec<u8> {
+    let mut m = Hmac::<Sha256>::new_from_slice(key).expect("HMAC accepts keys of any length");
+    m.update(data);
+    m.finalize().into_bytes().to_vec()
+}
+
+fn canonical_header_value(v: &str) -> String {
+    v.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+fn uri_encode(s: &str, keep_slash: bool) -> String {
+    let mut out = String::new();
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) || (keep_slash && b == b'/') {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+fn canonical_query(uri: &Uri) -> String {
+    let Some(q) = uri.query() else { return String::new() };
+    let mut pairs: Vec<(String, String)> = q
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            let (k, v) = p.split_once('=').unwrap_or((p, ""));
+            (uri_encode(k, false), uri_encode(v, false))
+        })
+        .collect();
+    pairs.sort();
+    pairs.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("&")
+}
+
+/// The SigV4 signature of a request, computed from the headers the client signed.
+pub fn compute_signature(
+    secret: &str,
+    auth: &SigV4Header,
+    amz_date: &str,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<String, ApiError> {
+    let mut canonical_headers = String::new();
+    for name in &auth.signed_headers {
+        let values: Vec<String> = headers
+            .get_all(name.as_str())
+            .iter()
+            .map(|v| v.to_str().map(canonical_header_value))
+            .collect::<Result<_, _>>()
+            .map_err(|_| ApiError::IncompleteSignature(format!("signed header {name} is not ASCII")))?;
+        if values.is_empty() {
+            return Err(ApiError::IncompleteSignature(format!("signed header {name} is missing from the request")));
+        }
+        canonical_headers.push_str(&format!("{name}:{}\n", values.join(",")));
+    }
+    let payload_hash = match headers.get("x-amz-content-sha256").and_then(|v| v.to_str().ok()) {
+        Some(h) if h != "UNSIGNED-PAYLOAD" => h.to_owned(),
+        _ => hex::encode(Sha256::digest(body)),
+    };
+    let path = if uri.path().is_empty() { "/" } else { uri.path() };
+    let canonical_request = format!(
+        "{method}\n{}\n{}\n{canonical_headers}\n{}\n{payload_hash}",
+        uri_encode(path, true),
+        canonical_query(uri),
+        auth.signed_headers.join(";"),
+    );
+    let scope = format!("{}/{}/{}/aws4_request", auth.date, auth.region, auth.service);
+    let string_to_sign = format!("AWS4-HMAC-SHA256\n{amz_date}\n{scope}\n{}", hex::encode(Sha256::digest(canonical_request.as_bytes())));
+    let k_date = hmac(format!("AWS4{secret}").as_bytes(), auth.date.as_bytes());
+    let k_region = hmac(&k_date, auth.region.as_bytes());
+    let k_service = hmac(&k_region, auth.service.as_bytes());
+    let k_signing = hmac(&k_service, b"aws4_request");
+    Ok(hex::encode(hmac(&k_signing, string_to_sign.as_bytes())))
+}
+
+fn parse_amz_date(s: &str) -> Option<i64> {
+    let fmt = format_description!("[year][month][day]T[hour][minute][second]Z");
+    PrimitiveDateTime::parse(s, &fmt).ok().map(|t| t.assume_utc().unix_timestamp())
+}
+
+/// Identifies the caller of a request: parses the signature and, when `credentials`
+/// is given, verifies it against `now` (epoch seconds).
+pub fn authenticate(
+    credentials: Option<&Credentials>,
+    default_account: &str,
+    now: i64,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<Caller, ApiError> {
+    let header = headers.get(http::header::AUTHORIZATION).map(|v| v.to_str().unwrap_or(""));
+    let Some(creds) = credentials else {
+        let region = header.and_then(|h| parse_authorization(h).ok()).map_or_else(|| DEFAULT_REGION.to_owned(), |a| a.region);
+        return Ok(Caller { region, account: default_account.to_owned() });
+    };
+    let auth = parse_authorization(header.ok_or(ApiError::MissingAuthentication)?)?;
+    let key = creds.keys.get(&auth.access_key).ok_or(ApiError::UnrecognizedClient)?;
+    let amz_date = headers
+        .get("x-amz-date")
+        .and_then(|v| v.to_str().ok())
+        .ok_or_else(|| ApiError::IncompleteSignature("Authorization header requires an X-Amz-Date header.".into()))?;
+    let signed_at = parse_amz_date(amz_date)
+        .ok_or_else(|| ApiError::IncompleteSignature(format!("X-Amz-Date {amz_date:?} is not of the form YYYYMMDDTHHMMSSZ.")))?;
+    if (now - signed_at).abs() > MAX_SKEW_SECONDS {
+        return Err(ApiError::InvalidSignature(format!(
+            "Signature expired or not yet valid: signed at {amz_date}, the server's time is {now} (Unix); the difference may be at most 15 min."
+        )));
+    }
+    if !amz_date.starts_with(&auth.date) {
+        return Err(ApiError::InvalidSignature("The credential scope date does not match X-Amz-Date.".into()));
+    }
+    let expected = compute_signature(&key.secret, &auth, amz_date, method, uri, headers, body)?;
+    let given = hex::decode(&auth.signature).unwrap_or_default();
+    let matches = hex::decode(&expected).is_ok_and(|e| e.len() == given.len() && e.iter().zip(&given).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0);
+    if !matches {
+        return Err(ApiError::InvalidSignature(
+            "The request signature we calculated does not match the signature you provided. Check your AWS Secret Access Key and signing method. Consult the service documentation for details.".into(),
+        ));
+    }
+    Ok(Caller { region: auth.region, account: key.account.clone().unwrap_or_else(|| default_account.to_owned()) })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The example from the AWS SigV4 documentation ("GET iam ListUsers").
+    #[test]
+    fn matches_the_aws_documentation_example() {
+        let mut headers = HeaderMap::new();
+        headers.insert("host", "iam.amazonaws.com".parse().unwrap());
+        headers.insert("content-type", "application/x-www-form-urlencoded; charset=utf-8".parse().unwrap());
+        headers.insert("x-amz-date", "20150830T123600Z".parse().unwrap());
+        let auth = SigV4Header {
+            access_key: "AKIDEXAMPLE".into(),
+            date: "20150830".into(),
+            region: "us-east-1".into(),
+            service: "iam".into(),
+            signed_headers: vec!["content-type".into(), "host".into(), "x-amz-date".into()],
+            signature: String::new(),
+        };
+        let uri: Uri = "/?Action=ListUsers&Version=2010-05-08".parse().unwrap();
+        let sig = compute_signature(
+            "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY",
+            &auth,
+            "20150830T123600Z",
+            &Method::GET,
+            &uri,
+            &headers,
+            b"",
+        )
+        .unwrap();
+        assert_eq!(sig, "5d672d79c15b13162d9279b0855cfba6789a8edb4c82c400e06b5924a6f2b5d7");
+    }
+
+    #[test]
+    fn parses_the_credential_scope() {
+        let a = parse_authorization(
+            "AWS4-HMAC-SHA256 Credential=KEY/20261123/eu-west-1/ecs/aws4_request, SignedHeaders=host;x-amz-date, Signature=abc",
+        )
+        .unwrap();
+        assert_eq!(a.region, "eu-west-1");
+        assert_eq!(a.signed_headers, ["host", "x-amz-date"]);
+        assert!(parse_authorization("AWS4-HMAC-SHA256 Credential=KEY/2026, Signature=x").is_err());
+        assert!(parse_authorization("Basic Zm9vOmJhcg==").is_err());
+    }
+
+    #[test]
+    fn without_credentials_any_signature_is_accepted_and_the_region_read() {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            "authorization",
+            "AWS4-HMAC-SHA256 Credential=K/20261123/ap-south-1/ecs/aws4_request, SignedHeaders=host, Signature=00".parse().unwrap(),
+        );
+        let c = authenticate(None, "000000000000", 0, &Method::POST, &"/".parse().unwrap(), &headers, b"{}").unwrap();
+        assert_eq!(c.region, "ap-south-1");
+        let none = authenticate(None, "1", 0, &Method::POST, &"/".parse().unwrap(), &HeaderMap::new(), b"").unwrap();
+        assert_eq!(none.region, DEFAULT_REGION);
+    }
+}

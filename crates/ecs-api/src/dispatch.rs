@@ -1,0 +1,215 @@
+//! Operation routing: one `match` from [`Operation`] to the control plane.
+//!
+//! Each arm names the operation's function in `controlplane::ops`; the helpers below
+//! parse the body into the operation's request shape (naming the offending member on
+//! error), check required members, run the function as a read or a write, and encode
+//! the response.
+
+use controlplane::engine::Written;
+use controlplane::ops::{account, agent, attributes, clusters, instances, services, tags, task_definitions, tasks};
+use controlplane::{ControlPlane, Ctx, EcsError, Scope, State};
+use model::wire::{Operation, Required};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::error::ApiError;
+
+/// Everything an operation needs besides its body.
+#[derive(Debug, Clone)]
+pub struct Call {
+    /// Account and region of the caller.
+    pub scope: Scope,
+    /// Epoch seconds when the request arrived (for reads that issue page tokens).
+    pub now: f64,
+    /// The URL agents should use to reach this server (`http://<Host>`).
+    pub advertised: String,
+}
+
+/// Parses a request body into `T`, naming the member at fault.
+pub fn parse<T: DeserializeOwned + Required>(body: &[u8]) -> Result<T, ApiError> {
+    let body: &[u8] = if body.iter().all(u8::is_ascii_whitespace) { b"{}" } else { body };
+    let value: serde_json::Value =
+        serde_json::from_slice(body).map_err(|e| ApiError::Serialization(format!("The request body is not valid JSON: {e}")))?;
+    if !value.is_object() {
+        return Err(ApiError::Serialization("The request body must be a JSON object.".into()));
+    }
+    let req: T = serde_path_to_error::deserialize(value).map_err(|e| {
+        let path = e.path().to_string();
+        ApiError::InvalidParameter(format!("Invalid value for {path}: {}", e.inner()))
+    })?;
+    if let Some(field) = req.missing_required() {
+        return Err(ApiError::MissingParameter(field));
+    }
+    Ok(req)
+}
+
+fn encode<T: Serialize>(resp: &T) -> Result<Vec<u8>, ApiError> {
+    serde_json::to_vec(resp).map_err(|e| ApiError::Ecs(EcsError::Server(format!("cannot encode the response: {e}"))))
+}
+
+async fn write<Req, Resp>(cp: &ControlPlane, call: &Call, body: &[u8], op: fn(&State, &mut Ctx, Req) -> Written<Resp>) -> Result<Vec<u8>, ApiError>
+where
+    Req: DeserializeOwned + Required + Send + 'static,
+    Resp: Serialize + Send + 'static,
+{
+    let req: Req = parse(body)?;
+    let resp = cp.write(call.scope.clone(), move |state, ctx| op(state, ctx, req)).await?;
+    encode(&resp)
+}
+
+fn read<Req, Resp>(cp: &ControlPlane, call: &Call, body: &[u8], op: fn(&State, &Scope, Req) -> Result<Resp, EcsError>) -> Result<Vec<u8>, ApiError>
+where
+    Req: DeserializeOwned + Required,
+    Resp: Serialize,
+{
+    let req: Req = parse(body)?;
+    let resp = cp.read(|state| op(state, &call.scope, req))?;
+    encode(&resp)
+}
+
+fn list<Req, Resp>(cp: &ControlPlane, call: &Call, body: &[u8], op: fn(&State, &Scope, f64, Req) -> Result<Resp, EcsError>) -> Result<Vec<u8>, ApiError>
+where
+    Req: DeserializeOwned + Required,
+    Resp: Serialize,
+{
+    let req: Req = parse(body)?;
+    let resp = cp.read(|state| op(state, &call.scope, call.now, req))?;
+    encode(&resp)
+}
+
+fn unsupported(op: Operation) -> Result<Vec<u8>, ApiError> {
+    Err(ApiError::Ecs(EcsError::UnsupportedFeature(format!("{} is not supported by flotilla yet.", op.name()))))
+}
+
+/// Runs one operation and returns the JSON response body.
+pub async fn dispatch(cp: &ControlPlane, call: &Call, op: Operation, body: &[u8]) -> Result<Vec<u8>, ApiError> {
+    match op {
+        // Clusters
+        Operation::CreateCluster => write(cp, call, body, clusters::create_cluster).await,
+        Operation::DeleteCluster => write(cp, call, body, clusters::delete_cluster).await,
+        Operation::DescribeClusters => read(cp, call, body, clusters::describe_clusters),
+        Operation::ListClusters => list(cp, call, body, clusters::list_clusters),
+        Operation::UpdateCluster => write(cp, call, body, clusters::update_cluster).await,
+        Operation::UpdateClusterSettings => write(cp, call, body, clusters::update_cluster_settings).await,
+        Operation::PutClusterCapacityProviders => write(cp, call, body, clusters::put_cluster_capacity_providers).await,
+        // Task definitions
+        Operation::RegisterTaskDefinition => write(cp, call, body, task_definitions::register).await,
+        Operation::DeregisterTaskDefinition => write(cp, call, body, task_definitions::deregister).await,
+        Operation::DeleteTaskDefinitions => write(cp, call, body, task_definitions::delete).await,
+        Operation::DescribeTaskDefinition => read(cp, call, body, task_definitions::describe),
+        Operation::ListTaskDefinitions => list(cp, call, body, task_definitions::list),
+        Operation::ListTaskDefinitionFamilies => list(cp, call, body, task_definitions::list_families),
+        // Container instances and attributes
+        Operation::RegisterContainerInstance => write(cp, call, body, instances::register).await,
+        Operation::DeregisterContainerInstance => write(cp, call, body, instances::deregister).await,
+        Operation::DescribeContainerInstances => read(cp, call, body, instances::describe),
+        Operation::ListContainerInstances => list(cp, call, body, instances::list),
+        Operation::UpdateContainerInstancesState => write(cp, call, body, instances::update_state).await,
+        Operation::PutAttributes => write(cp, call, body, attributes::put).await,
+        Operation::DeleteAttributes => write(cp, call, body, attributes::delete).await,
+        Operation::ListAttributes => list(cp, call, body, attributes::list),
+        // Tasks
+        Operation::RunTask => write(cp, call, body, tasks::run_task).await,
+        Operation::StartTask => write(cp, call, body, tasks::start_task).await,
+        Operation::StopTask => write(cp, call, body, tasks::stop_task).await,
+        Operation::DescribeTasks => read(cp, call, body, tasks::describe),
+        Operation::ListTasks => list(cp, call, body, tasks::list),
+        // Services
+        Operation::CreateService => write(cp, call, body, services::create).await,
+        Operation::UpdateService => write(cp, call, body, services::update).await,
+        Operation::DeleteService => write(cp, call, body, services::delete).await,
+        Operation::DescribeServices => read(cp, call, body, services::describe),
+        Operation::ListServices => list(cp, call, body, services::list),
+        // Tags and account settings
+        Operation::TagResource => write(cp, call, body, tags::tag_resource).await,
+        Operation::UntagResource => write(cp, call, body, tags::untag_resource).await,
+        Operation::ListTagsForResource => read(cp, call, body, tags::list_tags_for_resource),
+        Operation::PutAccountSetting => write(cp, call, body, account::put).await,
+        Operation::PutAccountSettingDefault => write(cp, call, body, account::put_default).await,
+        Operation::DeleteAccountSetting => write(cp, call, body, account::delete).await,
+        Operation::ListAccountSettings => list(cp, call, body, account::list),
+        // Agent-facing
+        Operation::DiscoverPollEndpoint => {
+            let req = parse(body)?;
+            let resp = cp.read(|state| agent::discover_poll_endpoint(state, &call.scope, &call.advertised, req))?;
+            encode(&resp)
+        }
+        Operation::SubmitTaskStateChange => write(cp, call, body, agent::submit_task_state_change).await,
+        Operation::SubmitContainerStateChange => write(cp, call, body, agent::submit_container_state_change).await,
+        Operation::SubmitAttachmentStateChanges => read(cp, call, body, agent::submit_attachment_state_changes),
+        // Not implemented yet: answered with UnsupportedFeatureException.
+        Operation::ContinueServiceDeployment
+        | Operation::CreateCapacityProvider
+        | Operation::CreateDaemon
+        | Operation::CreateExpressGatewayService
+        | Operation::CreateTaskSet
+        | Operation::DeleteCapacityProvider
+        | Operation::DeleteDaemon
+        | Operation::DeleteDaemonTaskDefinition
+        | Operation::DeleteExpressGatewayService
+        | Operation::DeleteTaskSet
+        | Operation::DescribeCapacityProviders
+        | Operation::DescribeDaemon
+        | Operation::DescribeDaemonDeployments
+        | Operation::DescribeDaemonRevisions
+        | Operation::DescribeDaemonTaskDefinition
+        | Operation::DescribeExpressGatewayService
+        | Operation::DescribeServiceDeployments
+        | Operation::DescribeServiceRevisions
+        | Operation::DescribeTaskSets
+        | Operation::ExecuteCommand
+        | Operation::GetTaskProtection
+        | Operation::ListDaemonDeployments
+        | Operation::ListDaemonTaskDefinitions
+        | Operation::ListDaemons
+        | Operation::ListServiceDeployments
+        | Operation::ListServicesByNamespace
+        | Operation::RegisterDaemonTaskDefinition
+        | Operation::StopServiceDeployment
+        | Operation::UpdateCapacityProvider
+        | Operation::UpdateContainerAgent
+        | Operation::UpdateDaemon
+        | Operation::UpdateExpressGatewayService
+        | Operation::UpdateServicePrimaryTaskSet
+        | Operation::UpdateTaskProtection
+        | Operation::UpdateTaskSet => unsupported(op),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use model::wire::{CreateClusterRequest, RegisterTaskDefinitionRequest, RunTaskRequest};
+
+    #[test]
+    fn empty_body_is_an_empty_object() {
+        let r: CreateClusterRequest = parse(b"").unwrap();
+        assert!(r.cluster_name.is_none());
+    }
+
+    #[test]
+    fn malformed_json_is_a_serialization_error() {
+        let e = parse::<CreateClusterRequest>(b"{not json").unwrap_err();
+        assert_eq!(e.status_and_code().1, "SerializationException");
+        let e = parse::<CreateClusterRequest>(b"[1,2]").unwrap_err();
+        assert_eq!(e.status_and_code().1, "SerializationException");
+    }
+
+    #[test]
+    fn wrong_types_name_the_member() {
+        let e = parse::<RunTaskRequest>(br#"{"taskDefinition":"x","count":"three"}"#).unwrap_err();
+        assert_eq!(e.status_and_code().1, "InvalidParameterException");
+        assert!(e.to_string().contains("count"), "{e}");
+        let e = parse::<RegisterTaskDefinitionRequest>(
+            br#"{"family":"f","containerDefinitions":[{"name":"a","portMappings":[{"containerPort":80,"protocol":"sctp"}]}]}"#,
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("containerDefinitions[0].portMappings[0].protocol"), "{e}");
+    }
+
+    #[test]
+    fn missing_required_members_are_named() {
+        let e = parse::<RunTaskRequest>(b"{}").unwrap_err();
+        assert_eq!(e.to_string(), "taskDefinition is required.");
+    }
+}

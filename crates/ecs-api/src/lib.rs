@@ -1,0 +1,29 @@
+//! # ecs-api — the ECS JSON 1.1 wire protocol in front of the control plane
+//!
+//! ## Background
+//! AWS clients (the CLI, boto3, the SDKs) talk to ECS with `POST /`, the operation in
+//! `X-Amz-Target: AmazonEC2ContainerServiceV20141113.<Operation>`, a camelCase JSON
+//! body, a SigV4 `Authorization` header, and expect errors as HTTP 400
+//! `{"__type": "<Code>", "message": …}`. With `--endpoint-url` they talk to flotilla
+//! the same way.
+//!
+//! ## Design
+//! This crate holds no state. A request goes: [`auth`] (region and account from the
+//! SigV4 credential scope; signature checked when credentials are configured) →
+//! [`dispatch`] (the target names an [`Operation`](model::wire::Operation); one `match`
+//! sends each operation to its function in `controlplane::ops`) → JSON. Every failure
+//! is an [`ApiError`], mapped to status and `__type` in one exhaustive `match`.
+//!
+//! ## Layout
+//! - [`server`]: the axum router, `/healthz`, `/admin/reset`, [`server::serve`].
+//! - [`auth`]: SigV4 parsing and verification, the credentials file.
+//! - [`dispatch`]: operation routing.
+//! - [`error`]: [`ApiError`] and its wire mapping.
+
+pub mod auth;
+pub mod dispatch;
+pub mod error;
+pub mod server;
+
+pub use error::ApiError;
+pub use server::{ApiConfig, router, serve};

@@ -1,0 +1,93 @@
+//! The HTTP server: `POST /` (the ECS API), `GET /healthz`, `POST /admin/reset`.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use controlplane::{ControlPlane, Scope};
+use model::wire::{Operation, TARGET_PREFIX};
+
+use crate::auth::{Credentials, authenticate};
+use crate::dispatch::{Call, dispatch};
+use crate::error::ApiError;
+
+/// How the API behaves.
+#[derive(Debug, Clone, Default)]
+pub struct ApiConfig {
+    /// Account id in ARNs (unless a credentials entry names its own).
+    pub account_id: String,
+    /// Whether `POST /admin/reset` is served.
+    pub allow_reset: bool,
+    /// When set, every request must be signed with one of these keys.
+    pub credentials: Option<Credentials>,
+}
+
+#[derive(Clone)]
+struct App {
+    cp: ControlPlane,
+    config: Arc<ApiConfig>,
+}
+
+/// The API's routes over a control plane.
+pub fn router(cp: ControlPlane, config: ApiConfig) -> Router {
+    Router::new()
+        .route("/", post(ecs))
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/admin/reset", post(reset))
+        .with_state(App { cp, config: Arc::new(config) })
+}
+
+/// Serves `router` on `listener` until `shutdown` resolves.
+pub async fn serve(listener: tokio::net::TcpListener, router: Router, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+    axum::serve(listener, router).with_graceful_shutdown(shutdown).await
+}
+
+fn now() -> (i64, f64) {
+    let d = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+    (i64::try_from(d.as_secs()).unwrap_or(i64::MAX), d.as_secs_f64())
+}
+
+async fn handle(app: &App, method: &Method, uri: &Uri, headers: &HeaderMap, body: &[u8]) -> Result<Vec<u8>, ApiError> {
+    let target = headers.get("x-amz-target").and_then(|v| v.to_str().ok()).ok_or(ApiError::MissingTarget)?;
+    let name = target.strip_prefix(TARGET_PREFIX).and_then(|t| t.strip_prefix('.')).ok_or(ApiError::MissingTarget)?;
+    let (now_secs, now) = now();
+    let caller = authenticate(app.config.credentials.as_ref(), &app.config.account_id, now_secs, method, uri, headers, body)?;
+    let op = Operation::from_name(name).ok_or_else(|| ApiError::UnknownOperation(name.to_owned()))?;
+    let host = headers.get(http::header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("localhost");
+    let call = Call { scope: Scope::new(caller.account, caller.region), now, advertised: format!("http://{host}") };
+    tracing::debug!(operation = op.name(), region = %call.scope.region, "request");
+    dispatch(&app.cp, &call, op, body).await
+}
+
+async fn ecs(State(app): State<App>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
+    let request_id = uuid::Uuid::new_v4().to_string();
+    let mut resp = match handle(&app, &method, &uri, &headers, &body).await {
+        Ok(json) => (StatusCode::OK, [(http::header::CONTENT_TYPE, HeaderValue::from_static("application/x-amz-json-1.1"))], json).into_response(),
+        Err(e) => {
+            if e.status_and_code().0.is_server_error() {
+                tracing::error!(error = %e, "request failed");
+            }
+            e.into_response()
+        }
+    };
+    if let Ok(v) = HeaderValue::from_str(&request_id) {
+        resp.headers_mut().insert("x-amzn-requestid", v);
+    }
+    resp
+}
+
+async fn reset(State(app): State<App>) -> Response {
+    if !app.config.allow_reset {
+        return (StatusCode::NOT_FOUND, "not found (start the server with --allow-reset to enable /admin/reset)").into_response();
+    }
+    match app.cp.reset().await {
+        Ok(()) => (StatusCode::OK, [(http::header::CONTENT_TYPE, "application/json")], r#"{"status":"ok"}"#).into_response(),
+        Err(e) => ApiError::Ecs(e).into_response(),
+    }
+}
