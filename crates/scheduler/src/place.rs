@@ -1,0 +1,751 @@
+//! Replica placement: feasibility filters → rankers → select.
+//!
+//! [`place`] walks the requests in order. For each one it scans the ACTIVE
+//! instances once, drops those that fail a filter (agent, attributes,
+//! `memberOf`, `distinctInstance`, CPU, memory, ports), ranks the rest by the
+//! strategy chain as a lexicographic key, and takes the smallest key. The
+//! chosen instance's remaining resources, ports and group counts are then
+//! updated in the engine's own working copy, so later requests of the same
+//! call see earlier placements. The snapshot itself is never modified.
+//!
+//! When nothing fits, a second, slower pass over the instances records why
+//! each was rejected; that is what [`PlacementFailure`] reports.
+
+use std::collections::HashMap;
+
+use model::wire::{Failure, TransportProtocol};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+use crate::query::{Query, QueryTarget};
+use crate::snapshot::{
+    ClusterSnapshot, HostPort, HostPorts, InstanceStatus, InstanceView, RequiredAttribute,
+    TaskRequest,
+};
+use crate::spec::{BinpackField, PlacementSpec, SpreadField, Strategy};
+
+/// Why an instance could not take a task, with the spelling ECS uses in
+/// `Failure.reason` (see [`FailureReason::as_str`]). Variants are ordered by
+/// the filter that produces them: an instance rejected for `Memory` passed
+/// every earlier check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum FailureReason {
+    /// The cluster has no ACTIVE container instance at all.
+    NoContainerInstances,
+    /// The instance's agent is disconnected (`AGENT`).
+    Agent,
+    /// The instance lacks an attribute the task definition requires (`ATTRIBUTE`).
+    Attribute,
+    /// A `memberOf` constraint excluded the instance.
+    MemberOf,
+    /// The instance already runs a task of the same group.
+    DistinctInstance,
+    /// Not enough CPU (`RESOURCE:CPU`).
+    Cpu,
+    /// Not enough memory (`RESOURCE:MEMORY`).
+    Memory,
+    /// A TCP host port is taken or no dynamic TCP port is free (`RESOURCE:PORTS`).
+    Ports,
+    /// A UDP host port is taken or no dynamic UDP port is free (`RESOURCE:PORTS_UDP`).
+    PortsUdp,
+}
+
+impl FailureReason {
+    /// The ECS spelling, for `Failure.reason` and service event messages.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FailureReason::NoContainerInstances => {
+                "No Container Instances were found in your cluster."
+            }
+            FailureReason::Agent => "AGENT",
+            FailureReason::Attribute => "ATTRIBUTE",
+            FailureReason::MemberOf => "MemberOf placement constraint unsatisfied.",
+            FailureReason::DistinctInstance => "DistinctInstance placement constraint unsatisfied.",
+            FailureReason::Cpu => "RESOURCE:CPU",
+            FailureReason::Memory => "RESOURCE:MEMORY",
+            FailureReason::Ports => "RESOURCE:PORTS",
+            FailureReason::PortsUdp => "RESOURCE:PORTS_UDP",
+        }
+    }
+}
+
+impl std::fmt::Display for FailureReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A successful placement.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Placement {
+    /// Index of the chosen instance in [`ClusterSnapshot::instances`].
+    pub instance_index: usize,
+    /// ARN of the chosen instance.
+    pub instance_arn: String,
+    /// The host ports picked for [`TaskRequest::dynamic_ports`], in the same
+    /// order, from the instance's dynamic port range.
+    pub dynamic_ports: Vec<HostPort>,
+}
+
+/// How many instances were rejected for one reason.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejection {
+    /// The reason.
+    pub reason: FailureReason,
+    /// How many ACTIVE instances failed first on it.
+    pub instances: usize,
+    /// One of them (the first in snapshot order), for `Failure.arn`.
+    pub example_instance_arn: String,
+}
+
+/// Why a request could not be placed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlacementFailure {
+    /// Rejections grouped by reason, in filter order. Empty only together
+    /// with [`FailureReason::NoContainerInstances`] in `closest`.
+    pub rejections: Vec<Rejection>,
+    /// The instance that got furthest through the filters and the reason it
+    /// failed (ECS's "closest matching container-instance"); without an
+    /// ARN when the cluster has no ACTIVE instance.
+    pub closest: (Option<String>, FailureReason),
+}
+
+impl PlacementFailure {
+    fn no_instances() -> PlacementFailure {
+        PlacementFailure {
+            rejections: Vec::new(),
+            closest: (None, FailureReason::NoContainerInstances),
+        }
+    }
+
+    /// The reason of the closest instance.
+    pub fn reason(&self) -> FailureReason {
+        self.closest.1
+    }
+
+    /// `RunTask`-style failures: one per rejection reason, naming an
+    /// instance that failed on it (or, with no instances, one failure with no
+    /// ARN).
+    pub fn to_wire(&self) -> Vec<Failure> {
+        if self.rejections.is_empty() {
+            return vec![Failure {
+                arn: None,
+                reason: Some(self.closest.1.as_str().to_string()),
+                detail: None,
+            }];
+        }
+        self.rejections
+            .iter()
+            .map(|r| Failure {
+                arn: Some(r.example_instance_arn.clone()),
+                reason: Some(r.reason.as_str().to_string()),
+                detail: None,
+            })
+            .collect()
+    }
+
+    /// The service-event sentence ECS writes for an unplaceable task,
+    /// starting after "service NAME was unable to place a task because ".
+    pub fn message(&self) -> String {
+        match &self.closest {
+            (Some(arn), reason) => format!(
+                "no container instance met all of its requirements. The closest matching \
+                 (container-instance {arn}) encountered error \"{reason}\"."
+            ),
+            (None, reason) => {
+                format!("no container instance met all of its requirements. Reason: {reason}")
+            }
+        }
+    }
+}
+
+/// The outcome for one request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Placed.
+    Placed(Placement),
+    /// Not placed; nothing was reserved for it.
+    Failed(PlacementFailure),
+}
+
+/// The result of [`place`]: one outcome per request, in request order.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Plan {
+    /// Outcomes, parallel to the requests.
+    pub outcomes: Vec<Outcome>,
+}
+
+impl Plan {
+    /// The successful placements with their request index.
+    pub fn placed(&self) -> impl Iterator<Item = (usize, &Placement)> {
+        self.outcomes
+            .iter()
+            .enumerate()
+            .filter_map(|(i, o)| match o {
+                Outcome::Placed(p) => Some((i, p)),
+                Outcome::Failed(_) => None,
+            })
+    }
+
+    /// The failures with their request index.
+    pub fn failed(&self) -> impl Iterator<Item = (usize, &PlacementFailure)> {
+        self.outcomes
+            .iter()
+            .enumerate()
+            .filter_map(|(i, o)| match o {
+                Outcome::Failed(f) => Some((i, f)),
+                Outcome::Placed(_) => None,
+            })
+    }
+
+    /// Number of successful placements.
+    pub fn placed_count(&self) -> usize {
+        self.placed().count()
+    }
+}
+
+/// Places `requests` on `snapshot` in order, honouring `spec`. Deterministic
+/// for a given `seed`: the seed drives the random strategy and the tie-break
+/// between instances that rank equal.
+pub fn place(
+    snapshot: &ClusterSnapshot,
+    requests: &[TaskRequest],
+    spec: &PlacementSpec,
+    seed: u64,
+) -> Plan {
+    let needs_dynamic = requests.iter().any(|r| !r.dynamic_ports.is_empty());
+    let mut engine = Engine::new(snapshot, spec, seed, needs_dynamic);
+    let mut outcomes = Vec::with_capacity(requests.len());
+    // A failed request fails the same way again until something is placed.
+    let mut last_failure: Option<(usize, u64, PlacementFailure)> = None;
+    for (index, req) in requests.iter().enumerate() {
+        if let Some((prev, placed_then, failure)) = &last_failure
+            && *placed_then == engine.placements
+            && requests[*prev] == *req
+        {
+            outcomes.push(Outcome::Failed(failure.clone()));
+            continue;
+        }
+        let outcome = match engine.place_one(req) {
+            Ok(p) => Outcome::Placed(p),
+            Err(f) => {
+                last_failure = Some((index, engine.placements, f.clone()));
+                Outcome::Failed(f)
+            }
+        };
+        outcomes.push(outcome);
+    }
+    Plan { outcomes }
+}
+
+// ---------------------------------------------------------------------------
+// Engine
+
+/// Key components: one per effective strategy plus the tie-break.
+const KEY_LEN: usize = crate::spec::MAX_STRATEGIES + 1;
+type Key = [u64; KEY_LEN];
+
+/// Per-group counters.
+struct GroupState {
+    /// Tasks of this group per instance.
+    per_instance: Vec<u32>,
+    /// For each effective strategy that spreads over an attribute, tasks of
+    /// this group per attribute value id (empty vectors for others).
+    per_value: Vec<Vec<u32>>,
+}
+
+/// The working state of one placement call.
+pub(crate) struct Engine<'a> {
+    snap: &'a ClusterSnapshot,
+    strategies: &'a [Strategy],
+    distinct: bool,
+    static_queries: Vec<&'a Query>,
+    dynamic_queries: Vec<&'a Query>,
+    /// Indices of ACTIVE instances.
+    active: Vec<u32>,
+    /// Agent connected and every static `memberOf` holds.
+    base_ok: Vec<bool>,
+    cpu: Vec<u32>,
+    mem: Vec<u32>,
+    /// Ports taken by placements of this call.
+    added_ports: Vec<Option<Box<HostPorts>>>,
+    /// Free ports in the dynamic range, [tcp, udp], if any request needs them.
+    free_dynamic: [Vec<u32>; 2],
+    /// Groups of tasks placed by this call, per instance (group ids).
+    added_groups: Vec<Vec<u32>>,
+    group_ids: HashMap<String, u32>,
+    group_names: Vec<String>,
+    groups: Vec<GroupState>,
+    /// Attribute value id per instance for each effective strategy that
+    /// spreads over an attribute (empty for others).
+    spread_values: Vec<Vec<u32>>,
+    spread_value_count: Vec<usize>,
+    /// Random tie-break, unique per instance.
+    tiebreak: Vec<u64>,
+    /// Masks of instances having a set of required attributes, by set.
+    attribute_masks: HashMap<Vec<RequiredAttribute>, usize>,
+    masks: Vec<Vec<bool>>,
+    rng: StdRng,
+    /// Placements made so far.
+    pub(crate) placements: u64,
+}
+
+fn proto_index(p: TransportProtocol) -> usize {
+    match p {
+        TransportProtocol::Tcp => 0,
+        TransportProtocol::Udp => 1,
+    }
+}
+
+fn count_dynamic_free(inst: &InstanceView, proto: TransportProtocol) -> u32 {
+    let range = inst.dynamic_port_range;
+    if range.is_empty() {
+        return 0;
+    }
+    let used = inst.used_ports.get(proto);
+    let taken_used = used.range(range.first..=range.last).count();
+    let taken_reserved = inst
+        .reserved_ports
+        .get(proto)
+        .range(range.first..=range.last)
+        .filter(|p| !used.contains(p))
+        .count();
+    let taken = u32::try_from(taken_used + taken_reserved).unwrap_or(u32::MAX);
+    range.len().saturating_sub(taken)
+}
+
+/// splitmix64: a cheap, well-mixed hash for per-placement random keys.
+fn mix(mut z: u64) -> u64 {
+    z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// A [`QueryTarget`] that adds this call's placements to a snapshot instance.
+struct LiveInstance<'e> {
+    inst: &'e InstanceView,
+    added: &'e [u32],
+    names: &'e [String],
+}
+
+impl QueryTarget for LiveInstance<'_> {
+    fn attribute(&self, name: &str) -> Option<Option<&str>> {
+        self.inst.attribute(name)
+    }
+    fn ec2_instance_id(&self) -> Option<&str> {
+        self.inst.ec2_instance_id()
+    }
+    fn agent_connected(&self) -> bool {
+        self.inst.agent_connected
+    }
+    fn agent_version(&self) -> Option<&str> {
+        self.inst.agent_version()
+    }
+    fn registered_at(&self) -> Option<i64> {
+        self.inst.registered_at
+    }
+    fn running_tasks_count(&self) -> u64 {
+        (self.inst.tasks.len() + self.added.len()) as u64
+    }
+    fn any_task_group(&self, pred: &mut dyn FnMut(&str) -> bool) -> bool {
+        self.inst.any_task_group(pred)
+            || self
+                .added
+                .iter()
+                .any(|g| self.names.get(*g as usize).is_some_and(|n| pred(n)))
+    }
+}
+
+impl<'a> Engine<'a> {
+    pub(crate) fn new(
+        snap: &'a ClusterSnapshot,
+        spec: &'a PlacementSpec,
+        seed: u64,
+        needs_dynamic: bool,
+    ) -> Engine<'a> {
+        let n = snap.instances.len();
+        let mut rng = StdRng::seed_from_u64(seed);
+        let (dynamic_queries, static_queries): (Vec<&Query>, Vec<&Query>) =
+            spec.member_of().partition(|q| q.depends_on_tasks());
+        let active: Vec<u32> = snap
+            .instances
+            .iter()
+            .enumerate()
+            .filter(|(_, inst)| inst.status == InstanceStatus::Active)
+            .filter_map(|(i, _)| u32::try_from(i).ok())
+            .collect();
+        let base_ok = snap
+            .instances
+            .iter()
+            .map(|inst| inst.agent_connected && static_queries.iter().all(|q| q.matches(inst)))
+            .collect();
+        let strategies = spec.effective_strategies();
+        let mut spread_values = Vec::with_capacity(strategies.len());
+        let mut spread_value_count = Vec::with_capacity(strategies.len());
+        for s in strategies {
+            if let Strategy::Spread(SpreadField::Attribute(name)) = s {
+                let mut ids: HashMap<Option<&str>, u32> = HashMap::new();
+                let values = snap
+                    .instances
+                    .iter()
+                    .map(|inst| {
+                        let v = inst
+                            .attributes
+                            .get(name)
+                            .map(|v| v.as_deref().unwrap_or(""));
+                        let next = u32::try_from(ids.len()).unwrap_or(u32::MAX);
+                        *ids.entry(v).or_insert(next)
+                    })
+                    .collect();
+                spread_values.push(values);
+                spread_value_count.push(ids.len());
+            } else {
+                spread_values.push(Vec::new());
+                spread_value_count.push(0);
+            }
+        }
+        let tiebreak = (0..n as u64)
+            .map(|i| (u64::from(rng.random::<u32>()) << 32) | (i & 0xFFFF_FFFF))
+            .collect();
+        let free_dynamic = if needs_dynamic {
+            [TransportProtocol::Tcp, TransportProtocol::Udp].map(|p| {
+                snap.instances
+                    .iter()
+                    .map(|inst| count_dynamic_free(inst, p))
+                    .collect()
+            })
+        } else {
+            [Vec::new(), Vec::new()]
+        };
+        Engine {
+            snap,
+            strategies,
+            distinct: spec.distinct_instance(),
+            static_queries,
+            dynamic_queries,
+            active,
+            base_ok,
+            cpu: snap.instances.iter().map(|i| i.remaining_cpu).collect(),
+            mem: snap.instances.iter().map(|i| i.remaining_memory).collect(),
+            added_ports: vec![None; n],
+            free_dynamic,
+            added_groups: vec![Vec::new(); n],
+            group_ids: HashMap::new(),
+            group_names: Vec::new(),
+            groups: Vec::new(),
+            spread_values,
+            spread_value_count,
+            tiebreak,
+            attribute_masks: HashMap::new(),
+            masks: Vec::new(),
+            rng,
+            placements: 0,
+        }
+    }
+
+    /// Whether the cluster has any ACTIVE instance.
+    pub(crate) fn has_active(&self) -> bool {
+        !self.active.is_empty()
+    }
+
+    /// Indices of the ACTIVE instances, in snapshot order.
+    pub(crate) fn active(&self) -> impl Iterator<Item = usize> + '_ {
+        self.active.iter().map(|&i| i as usize)
+    }
+
+    pub(crate) fn group_id(&mut self, name: &str) -> u32 {
+        if let Some(id) = self.group_ids.get(name) {
+            return *id;
+        }
+        let mut per_instance = Vec::with_capacity(self.snap.instances.len());
+        for inst in &self.snap.instances {
+            let c = inst.tasks.iter().filter(|t| t.group == name).count();
+            per_instance.push(u32::try_from(c).unwrap_or(u32::MAX));
+        }
+        let per_value = self
+            .spread_values
+            .iter()
+            .zip(&self.spread_value_count)
+            .map(|(values, &count)| {
+                let mut counts = vec![0u32; count];
+                for (i, v) in values.iter().enumerate() {
+                    if let Some(slot) = counts.get_mut(*v as usize) {
+                        *slot += per_instance[i];
+                    }
+                }
+                counts
+            })
+            .collect();
+        let id = u32::try_from(self.groups.len()).unwrap_or(u32::MAX);
+        self.groups.push(GroupState {
+            per_instance,
+            per_value,
+        });
+        self.group_names.push(name.to_string());
+        self.group_ids.insert(name.to_string(), id);
+        id
+    }
+
+    /// Index into `masks` of the instances having `required`, or `None`
+    /// when nothing is required.
+    /// Tasks of group `gid` on instance `i`, including this call's.
+    pub(crate) fn group_count(&self, gid: u32, i: usize) -> u32 {
+        self.groups
+            .get(gid as usize)
+            .and_then(|g| g.per_instance.get(i))
+            .copied()
+            .unwrap_or(0)
+    }
+
+    fn attribute_mask(&mut self, required: &[RequiredAttribute]) -> Option<usize> {
+        if required.is_empty() {
+            return None;
+        }
+        if let Some(id) = self.attribute_masks.get(required) {
+            return Some(*id);
+        }
+        let mask = self
+            .snap
+            .instances
+            .iter()
+            .map(|inst| has_attributes(inst, required))
+            .collect();
+        let id = self.masks.len();
+        self.masks.push(mask);
+        self.attribute_masks.insert(required.to_vec(), id);
+        Some(id)
+    }
+
+    fn live(&self, i: usize) -> LiveInstance<'_> {
+        LiveInstance {
+            inst: &self.snap.instances[i],
+            added: &self.added_groups[i],
+            names: &self.group_names,
+        }
+    }
+
+    fn port_taken(&self, i: usize, proto: TransportProtocol, port: u16) -> bool {
+        self.snap.instances[i].port_taken(proto, port)
+            || self.added_ports[i]
+                .as_ref()
+                .is_some_and(|a| a.contains(proto, port))
+    }
+
+    /// `Ok` or the protocol that does not fit.
+    fn ports_fit(&self, i: usize, req: &TaskRequest) -> Result<(), TransportProtocol> {
+        for (k, sp) in req.static_ports.iter().enumerate() {
+            if self.port_taken(i, sp.protocol, sp.port) || req.static_ports[..k].contains(sp) {
+                return Err(sp.protocol);
+            }
+        }
+        if req.dynamic_ports.is_empty() {
+            return Ok(());
+        }
+        let range = self.snap.instances[i].dynamic_port_range;
+        for proto in [TransportProtocol::Tcp, TransportProtocol::Udp] {
+            let need = req.dynamic_ports.iter().filter(|p| **p == proto).count();
+            if need == 0 {
+                continue;
+            }
+            let statics_in_range = req
+                .static_ports
+                .iter()
+                .filter(|sp| sp.protocol == proto && range.contains(sp.port))
+                .count();
+            let free = self.free_dynamic[proto_index(proto)]
+                .get(i)
+                .copied()
+                .unwrap_or(0) as usize;
+            if free < need + statics_in_range {
+                return Err(proto);
+            }
+        }
+        Ok(())
+    }
+
+    /// The filters in canonical order; `Ok` when the instance can take `req`.
+    pub(crate) fn check(&self, i: usize, req: &TaskRequest, gid: u32) -> Result<(), FailureReason> {
+        let inst = &self.snap.instances[i];
+        if !inst.agent_connected {
+            return Err(FailureReason::Agent);
+        }
+        if !has_attributes(inst, &req.required_attributes) {
+            return Err(FailureReason::Attribute);
+        }
+        if !self.static_queries.iter().all(|q| q.matches(inst)) {
+            return Err(FailureReason::MemberOf);
+        }
+        let live = self.live(i);
+        if !self.dynamic_queries.iter().all(|q| q.matches(&live)) {
+            return Err(FailureReason::MemberOf);
+        }
+        if self.distinct && self.groups[gid as usize].per_instance[i] > 0 {
+            return Err(FailureReason::DistinctInstance);
+        }
+        if self.cpu[i] < req.cpu {
+            return Err(FailureReason::Cpu);
+        }
+        if self.mem[i] < req.memory {
+            return Err(FailureReason::Memory);
+        }
+        self.ports_fit(i, req).map_err(|p| match p {
+            TransportProtocol::Tcp => FailureReason::Ports,
+            TransportProtocol::Udp => FailureReason::PortsUdp,
+        })
+    }
+
+    fn key(&self, i: usize, group: &GroupState, random: u64) -> Key {
+        let mut key = [0u64; KEY_LEN];
+        for (k, s) in self.strategies.iter().enumerate() {
+            key[k] = match s {
+                Strategy::Spread(SpreadField::InstanceId) => u64::from(group.per_instance[i]),
+                Strategy::Spread(SpreadField::Attribute(_)) => {
+                    let v = self.spread_values[k][i] as usize;
+                    u64::from(group.per_value[k][v])
+                }
+                Strategy::Binpack(BinpackField::Cpu) => u64::from(self.cpu[i]),
+                Strategy::Binpack(BinpackField::Memory) => u64::from(self.mem[i]),
+                Strategy::Random => mix(random ^ self.tiebreak[i]),
+            };
+        }
+        key[self.strategies.len()] = self.tiebreak[i];
+        key
+    }
+
+    /// The best feasible instance for `req`, or `None`.
+    fn select(&mut self, req: &TaskRequest, gid: u32) -> Option<usize> {
+        let random = self.rng.random::<u64>();
+        let mask = self
+            .attribute_mask(&req.required_attributes)
+            .map(|m| &self.masks[m]);
+        let group = &self.groups[gid as usize];
+        let needs_ports = req.needs_ports();
+        let has_dynamic = !self.dynamic_queries.is_empty();
+        let mut best: Option<(Key, usize)> = None;
+        for &i in &self.active {
+            let i = i as usize;
+            if !self.base_ok[i] || self.cpu[i] < req.cpu || self.mem[i] < req.memory {
+                continue;
+            }
+            if mask.as_ref().is_some_and(|m| !m[i]) {
+                continue;
+            }
+            if self.distinct && group.per_instance[i] > 0 {
+                continue;
+            }
+            if needs_ports && self.ports_fit(i, req).is_err() {
+                continue;
+            }
+            if has_dynamic {
+                let live = self.live(i);
+                if !self.dynamic_queries.iter().all(|q| q.matches(&live)) {
+                    continue;
+                }
+            }
+            let key = self.key(i, group, random);
+            if best.as_ref().is_none_or(|(b, _)| key < *b) {
+                best = Some((key, i));
+            }
+        }
+        best.map(|(_, i)| i)
+    }
+
+    /// Reserves `req` on instance `i` and returns the placement.
+    pub(crate) fn commit(&mut self, i: usize, req: &TaskRequest, gid: u32) -> Placement {
+        self.cpu[i] = self.cpu[i].saturating_sub(req.cpu);
+        self.mem[i] = self.mem[i].saturating_sub(req.memory);
+        let group = &mut self.groups[gid as usize];
+        group.per_instance[i] += 1;
+        for (k, values) in self.spread_values.iter().enumerate() {
+            if let Some(&v) = values.get(i)
+                && let Some(c) = group.per_value[k].get_mut(v as usize)
+            {
+                *c += 1;
+            }
+        }
+        self.added_groups[i].push(gid);
+        let mut dynamic_ports = Vec::with_capacity(req.dynamic_ports.len());
+        if req.needs_ports() {
+            let range = self.snap.instances[i].dynamic_port_range;
+            for sp in &req.static_ports {
+                self.take_port(i, sp.protocol, sp.port, range.contains(sp.port));
+            }
+            for &proto in &req.dynamic_ports {
+                let port = (range.first..=range.last).find(|&p| !self.port_taken(i, proto, p));
+                if let Some(port) = port {
+                    self.take_port(i, proto, port, true);
+                    dynamic_ports.push(HostPort {
+                        port,
+                        protocol: proto,
+                    });
+                }
+            }
+        }
+        self.placements += 1;
+        Placement {
+            instance_index: i,
+            instance_arn: self.snap.instances[i].arn.clone(),
+            dynamic_ports,
+        }
+    }
+
+    fn take_port(&mut self, i: usize, proto: TransportProtocol, port: u16, in_dynamic_range: bool) {
+        self.added_ports[i]
+            .get_or_insert_with(Default::default)
+            .get_mut(proto)
+            .insert(port);
+        if in_dynamic_range && let Some(free) = self.free_dynamic[proto_index(proto)].get_mut(i) {
+            *free = free.saturating_sub(1);
+        }
+    }
+
+    /// Why no instance can take `req`.
+    fn diagnose(&self, req: &TaskRequest, gid: u32) -> PlacementFailure {
+        let mut rejections: Vec<Rejection> = Vec::new();
+        let mut closest: Option<(usize, FailureReason)> = None;
+        for &i in &self.active {
+            let i = i as usize;
+            let Err(reason) = self.check(i, req, gid) else {
+                continue;
+            };
+            match rejections.iter_mut().find(|r| r.reason == reason) {
+                Some(r) => r.instances += 1,
+                None => rejections.push(Rejection {
+                    reason,
+                    instances: 1,
+                    example_instance_arn: self.snap.instances[i].arn.clone(),
+                }),
+            }
+            if closest.is_none_or(|(_, r)| reason > r) {
+                closest = Some((i, reason));
+            }
+        }
+        rejections.sort_by_key(|r| r.reason);
+        match closest {
+            Some((i, reason)) => PlacementFailure {
+                rejections,
+                closest: (Some(self.snap.instances[i].arn.clone()), reason),
+            },
+            None => PlacementFailure::no_instances(),
+        }
+    }
+
+    fn place_one(&mut self, req: &TaskRequest) -> Result<Placement, PlacementFailure> {
+        if !self.has_active() {
+            return Err(PlacementFailure::no_instances());
+        }
+        let gid = self.group_id(&req.group);
+        match self.select(req, gid) {
+            Some(i) => Ok(self.commit(i, req, gid)),
+            None => Err(self.diagnose(req, gid)),
+        }
+    }
+}
+
+fn has_attributes(inst: &InstanceView, required: &[RequiredAttribute]) -> bool {
+    required.iter().all(|r| match inst.attributes.get(&r.name) {
+        None => false,
+        Some(have) => r.value.is_none() || have.as_deref() == r.value.as_deref(),
+    })
+}
