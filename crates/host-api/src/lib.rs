@@ -1,1 +1,37 @@
-//! Host settings API (work in progress).
+//! # host-api
+//!
+//! The flotilla host layer's settings API, modelled on Bottlerocket's `apiserver`.
+//!
+//! ## Background
+//! Nodes are not managed over SSH: their configuration is a typed settings tree changed through
+//! an HTTP API on a Unix socket (mode 0660, access control = file permissions), first filled
+//! from TOML user-data at first boot.
+//!
+//! ## Design
+//! * [`settings`] — the typed tree; deserialising *is* validating; errors name the full key.
+//! * [`datastore`] — live settings + named pending transactions; commit is one atomic rename.
+//! * [`services`] — key → affected service, pure rendering, apply (files, sysctls, restarts).
+//! * [`server`] — `HostAction` parsed from each request and one routing `match` ([`server::dispatch`]);
+//!   [`server::run`] takes a listener and a shutdown future so tests run it in-process.
+//! * [`userdata`] — TOML user-data parsing.
+//! * [`boot`] — the boot step: slot selection, migrations, user-data, bootstrap containers,
+//!   services, health, mark-successful.
+//! * [`client`] — the client side used by `flotilla apiclient`.
+//!
+//! ## Layout
+//! One error enum ([`error::Error`]) with one exhaustive status mapping.
+//!
+//! ## Current limitations
+//! Containers (host and bootstrap) are run through a runner command from the image metadata;
+//! the containerd-backed runner of the agent crate is not wired in yet.
+
+pub mod boot;
+pub mod client;
+pub mod datastore;
+pub mod error;
+pub mod server;
+pub mod services;
+pub mod settings;
+pub mod userdata;
+
+pub use error::{Error, Result};

@@ -48,7 +48,7 @@ pub enum Error {
     #[error("TUF repository refused: {source}")]
     TufMetadata {
         /// tough's error, which names the role and the check that failed.
-        source: tough::error::Error,
+        source: Box<tough::error::Error>,
     },
     /// A TUF target failed verification while downloading (hash or length mismatch, expired).
     #[error("TUF target {name} refused: {source}")]
@@ -56,7 +56,7 @@ pub enum Error {
         /// The target name.
         name: String,
         /// tough's error.
-        source: tough::error::Error,
+        source: Box<tough::error::Error>,
     },
     /// The signed targets metadata does not list a file the manifest refers to.
     #[error("target {0} is not listed in the signed targets metadata")]

@@ -26,6 +26,9 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::error::{Error, Result};
 
+/// `(from, to)` → migration names.
+pub type MigrationMap = BTreeMap<(Version, Version), Vec<String>>;
+
 /// Seeds are in `[0, MAX_SEED)`.
 pub const MAX_SEED: u32 = 2048;
 
@@ -41,7 +44,7 @@ pub struct Manifest {
         serialize_with = "ser_migrations",
         deserialize_with = "de_migrations"
     )]
-    pub migrations: BTreeMap<(Version, Version), Vec<String>>,
+    pub migrations: MigrationMap,
 }
 
 /// One published version.
@@ -100,10 +103,7 @@ fn de_waves<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<u32, Timestamp>,
     Ok(out)
 }
 
-fn ser_migrations<S: Serializer>(
-    m: &BTreeMap<(Version, Version), Vec<String>>,
-    s: S,
-) -> Result<S::Ok, S::Error> {
+fn ser_migrations<S: Serializer>(m: &MigrationMap, s: S) -> Result<S::Ok, S::Error> {
     let out: BTreeMap<String, &Vec<String>> = m
         .iter()
         .map(|((a, b), v)| (format!("({a}, {b})"), v))
@@ -111,9 +111,7 @@ fn ser_migrations<S: Serializer>(
     out.serialize(s)
 }
 
-fn de_migrations<'de, D: Deserializer<'de>>(
-    d: D,
-) -> Result<BTreeMap<(Version, Version), Vec<String>>, D::Error> {
+fn de_migrations<'de, D: Deserializer<'de>>(d: D) -> Result<MigrationMap, D::Error> {
     let m: BTreeMap<String, Vec<String>> = BTreeMap::deserialize(d)?;
     let mut out = BTreeMap::new();
     for (k, v) in m {

@@ -277,13 +277,15 @@ pub async fn load(root: &[u8], src: &RepoSource, datastore: &Path) -> Result<Rep
         .expiration_enforcement(ExpirationEnforcement::Safe)
         .load()
         .await
-        .map_err(|source| Error::TufMetadata { source })
+        .map_err(|source| Error::TufMetadata {
+            source: Box::new(source),
+        })
 }
 
 fn target_name(name: &str) -> Result<TargetName> {
     TargetName::new(name).map_err(|source| Error::TufTarget {
         name: name.to_owned(),
-        source,
+        source: Box::new(source),
     })
 }
 
@@ -295,7 +297,7 @@ pub async fn read_small(repo: &Repository, name: &str) -> Result<Vec<u8>> {
     let tn = target_name(name)?;
     let terr = |source| Error::TufTarget {
         name: name.to_owned(),
-        source,
+        source: Box::new(source),
     };
     let mut stream = repo
         .read_target(&tn)
@@ -323,7 +325,7 @@ pub async fn save(repo: &Repository, name: &str, dest: &Path) -> Result<()> {
     let tn = target_name(name)?;
     let terr = |source| Error::TufTarget {
         name: name.to_owned(),
-        source,
+        source: Box::new(source),
     };
     let werr = |source| Error::Write {
         path: dest.to_owned(),

@@ -1,0 +1,552 @@
+//! The boot step (`flotilla host boot`), run by the node's init at every start.
+//!
+//! Bottlerocket spreads this over GRUB, `migrator`, `storewolf`, `early-boot-config`,
+//! `sundog`, `settings-applier`, `bootstrap-containers` and `mark-successful-boot`. Here it is
+//! one sequence:
+//!
+//! 1. clear `run/` (volatile state);
+//! 2. pick the slot by the A/B flags and consume one try (written before anything else, so a
+//!    crash during boot counts as a failed try);
+//! 3. verify the slot's files against its `SHA256SUMS`;
+//! 4. migrate the datastore to the slot's version (on a copy; on failure the boot stops and
+//!    the datastore is untouched);
+//! 5. first boot only: parse and validate user-data *completely*, then commit it in one
+//!    transaction (bad user-data stops the boot with nothing applied);
+//! 6. start the API server, render every service's configuration and write sysctls;
+//! 7. run bootstrap containers to completion, in name order (`essential` failures stop the boot;
+//!    `once` ones are switched `off`);
+//! 8. start host containers and the agent (from the slot's `image.toml`);
+//! 9. poll the image's health probe; healthy → mark the slot successful. Never healthy → exit
+//!    non-zero without marking: the next boot falls back to the other slot by itself.
+//!
+//! Afterwards the process supervises its children and serves the API until SIGTERM/SIGINT or
+//! `POST /actions/reboot`.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use updater::image::ImageMeta;
+use updater::migration::Direction;
+use updater::node::Node;
+use updater::partition::Slot;
+
+use crate::datastore::Datastore;
+use crate::error::{Error, Result};
+use crate::server::{self, HostConfig, HostState, LAUNCH_TX};
+use crate::services::{CommandRestarter, Paths, Restarter, Service};
+use crate::settings::{BootstrapMode, Settings};
+
+/// How to boot.
+#[derive(Debug, Clone)]
+pub struct BootOptions {
+    /// The node.
+    pub node: Node,
+    /// API socket path.
+    pub socket: PathBuf,
+    /// User-data file read at first boot (ignored if missing).
+    pub user_data: Option<PathBuf>,
+    /// Rendered config and sysctl roots.
+    pub paths: Paths,
+    /// Shell restart commands for services the boot step does not supervise itself.
+    pub restart_commands: BTreeMap<String, String>,
+    /// Stop everything and return right after the boot is marked successful (or failed).
+    pub exit_after_boot: bool,
+}
+
+/// How a boot ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BootOutcome {
+    /// Booted and healthy; later stopped by a signal or `--exit-after-boot`.
+    Stopped {
+        /// Slot that ran.
+        slot: Slot,
+        /// Its version.
+        version: String,
+    },
+    /// `POST /actions/reboot`: the init should run `host boot` again.
+    Reboot {
+        /// Slot that ran.
+        slot: Slot,
+    },
+}
+
+fn expand(args: &[String], vars: &BTreeMap<&str, String>) -> Vec<String> {
+    args.iter()
+        .map(|a| {
+            let mut a = a.clone();
+            for (k, v) in vars {
+                a = a.replace(&format!("{{{k}}}"), v);
+            }
+            a
+        })
+        .collect()
+}
+
+/// Processes the boot step supervises: the agent and the host containers. Until
+/// [`Supervisor::start`] is called, restarts are no-ops (configuration is rendered first,
+/// bootstrap containers run, then services start).
+pub struct Supervisor {
+    meta: ImageMeta,
+    vars: BTreeMap<&'static str, String>,
+    fallback: CommandRestarter,
+    children: Mutex<BTreeMap<String, Child>>,
+    started: std::sync::atomic::AtomicBool,
+    logs: PathBuf,
+}
+
+impl std::fmt::Debug for Supervisor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Supervisor")
+            .field("meta", &self.meta)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Supervisor {
+    fn spawn(
+        &self,
+        name: &str,
+        argv: &[String],
+        env: &[(&str, String)],
+    ) -> std::result::Result<Child, String> {
+        let (prog, args) = argv
+            .split_first()
+            .ok_or_else(|| format!("{name}: empty command"))?;
+        let log = std::fs::File::create(self.logs.join(format!("{name}.log")))
+            .map_err(|e| e.to_string())?;
+        let log2 = log.try_clone().map_err(|e| e.to_string())?;
+        let mut cmd = Command::new(prog);
+        cmd.args(args).stdin(Stdio::null()).stdout(log).stderr(log2);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        cmd.spawn()
+            .map_err(|e| format!("starting {name} ({prog}): {e}"))
+    }
+
+    fn stop(&self, name: &str) {
+        let child = self.children.lock().ok().and_then(|mut c| c.remove(name));
+        if let Some(mut child) = child {
+            stop_child(&mut child);
+        }
+    }
+
+    fn agent_argv(&self, s: &Settings) -> Option<Vec<String>> {
+        let spec = self.meta.agent.as_ref()?;
+        let mut argv = expand(&spec.command, &self.vars);
+        let ecs = s.ecs.clone().unwrap_or_default();
+        if let Some(e) = ecs.endpoint {
+            argv.extend(["--endpoint".into(), e.to_string()]);
+        }
+        argv.extend([
+            "--cluster".into(),
+            ecs.cluster
+                .map_or_else(|| "default".to_owned(), |c| c.to_string()),
+            "--data-dir".into(),
+            format!("{}/agent", self.vars["data"]),
+        ]);
+        let attrs = crate::services::agent_attributes(s);
+        if !attrs.is_empty() {
+            argv.extend(["--attributes".into(), attrs]);
+        }
+        Some(argv)
+    }
+
+    fn container_env(
+        &self,
+        kind: &str,
+        name: &str,
+        source: &str,
+        user_data: Option<&str>,
+    ) -> Vec<(&'static str, String)> {
+        vec![
+            ("FLOTILLA_CONTAINER_TYPE", kind.to_owned()),
+            ("FLOTILLA_CONTAINER_NAME", name.to_owned()),
+            ("FLOTILLA_CONTAINER_SOURCE", source.to_owned()),
+            (
+                "FLOTILLA_CONTAINER_USER_DATA",
+                user_data.unwrap_or_default().to_owned(),
+            ),
+            ("FLOTILLA_API_SOCKET", self.vars["socket"].clone()),
+            ("FLOTILLA_RUN", self.vars["run"].clone()),
+        ]
+    }
+
+    fn runner(&self) -> std::result::Result<Vec<String>, String> {
+        self.meta
+            .containers
+            .as_ref()
+            .map(|c| expand(&c.command, &self.vars))
+            .ok_or_else(|| {
+                "the image defines no container runner ([containers] in image.toml)".to_owned()
+            })
+    }
+
+    fn restart_agent(&self, s: &Settings) -> std::result::Result<(), String> {
+        self.stop("agent");
+        if let Some(argv) = self.agent_argv(s) {
+            let child = self.spawn("agent", &argv, &[])?;
+            self.children
+                .lock()
+                .map_err(|e| e.to_string())?
+                .insert("agent".into(), child);
+        }
+        Ok(())
+    }
+
+    fn restart_host_containers(&self, s: &Settings) -> std::result::Result<(), String> {
+        let running: Vec<String> = self
+            .children
+            .lock()
+            .map_err(|e| e.to_string())?
+            .keys()
+            .filter(|k| k.starts_with("host-container-"))
+            .cloned()
+            .collect();
+        for k in running {
+            self.stop(&k);
+        }
+        for (name, hc) in s.host_containers.clone().unwrap_or_default() {
+            if !hc.enabled.unwrap_or(false) {
+                continue;
+            }
+            let mut argv = self.runner()?;
+            argv.extend([
+                "host".into(),
+                name.to_string(),
+                hc.source.clone().unwrap_or_default(),
+            ]);
+            let env = self.container_env(
+                "host",
+                name.as_str(),
+                hc.source.as_deref().unwrap_or_default(),
+                hc.user_data.as_ref().map(|u| u.as_str()),
+            );
+            let key = format!("host-container-{name}");
+            let child = self.spawn(&key, &argv, &env)?;
+            self.children
+                .lock()
+                .map_err(|e| e.to_string())?
+                .insert(key, child);
+        }
+        Ok(())
+    }
+
+    /// Starts the supervised services for the first time.
+    ///
+    /// # Errors
+    /// A service that cannot be started.
+    pub fn start(&self, s: &Settings) -> std::result::Result<(), String> {
+        self.started
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        self.restart_host_containers(s)?;
+        self.restart_agent(s)
+    }
+
+    /// Stops every child.
+    pub fn stop_all(&self) {
+        let names: Vec<String> = self
+            .children
+            .lock()
+            .map(|c| c.keys().cloned().collect())
+            .unwrap_or_default();
+        for n in names {
+            self.stop(&n);
+        }
+    }
+
+    /// Names of running children (for tests and logs).
+    #[must_use]
+    pub fn running(&self) -> Vec<String> {
+        self.children
+            .lock()
+            .map(|mut c| {
+                c.iter_mut()
+                    .filter_map(|(k, ch)| matches!(ch.try_wait(), Ok(None)).then(|| k.clone()))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+fn stop_child(child: &mut Child) {
+    // SIGTERM first (through kill(1): this crate forbids unsafe code), SIGKILL after 5 s.
+    let _ = Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < deadline {
+        if let Ok(Some(_)) = child.try_wait() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+impl Restarter for Supervisor {
+    fn restart(&self, service: Service, settings: &Settings) -> std::result::Result<(), String> {
+        let started = self.started.load(std::sync::atomic::Ordering::SeqCst);
+        match service {
+            Service::Agent if started => self.restart_agent(settings),
+            Service::HostContainers if started => self.restart_host_containers(settings),
+            Service::Agent | Service::HostContainers => Ok(()),
+            Service::Sysctl
+            | Service::Containerd
+            | Service::Dns
+            | Service::Ntp
+            | Service::Updates
+            | Service::BootstrapContainers
+            | Service::Motd => self.fallback.restart(service, settings),
+        }
+    }
+}
+
+fn boot_err(e: impl std::fmt::Display) -> Error {
+    Error::Boot(e.to_string())
+}
+
+/// Steps 1–5: everything before any service starts. Returns the slot, its metadata and the
+/// opened datastore.
+///
+/// # Errors
+/// Bad slot, failed migration, bad user-data.
+pub fn prepare_boot(opts: &BootOptions) -> Result<(Slot, ImageMeta)> {
+    let node = &opts.node;
+    let run = node.run_dir();
+    let _ = std::fs::remove_dir_all(&run);
+    std::fs::create_dir_all(&run).map_err(boot_err)?;
+
+    let mut part = node.partition()?;
+    let slot = part.select_boot()?;
+    part.write(&node.partition_path())?;
+    tracing::info!(%slot, flags = ?part.flags(slot), "selected boot slot");
+
+    let meta = updater::image::verify_slot(&node.slot_dir(slot))
+        .map_err(|e| Error::Boot(format!("slot {slot} is damaged: {e}")))?;
+    let version = semver::Version::parse(&meta.version).map_err(boot_err)?;
+
+    let data = node.data_dir();
+    let first_boot = !data.join("datastore").exists();
+    let ds = Datastore::open(&data, &version)?;
+    let from = ds.version()?;
+    if from != version {
+        let migrations = updater::node::cached_migrations(node, &from, &version)
+            .map_err(|e| Error::Boot(format!("migrating datastore {from} -> {version}: {e}")))?;
+        let dir = if from < version {
+            Direction::Forward
+        } else {
+            Direction::Backward
+        };
+        ds.migrate(&version, &migrations, dir)
+            .map_err(|e| Error::Boot(format!("migrating datastore {from} -> {version}: {e}")))?;
+        tracing::info!(%from, to = %version, count = migrations.len(), "datastore migrated");
+    }
+    ds.discard_pending()?;
+
+    let marker = data.join("user-data-applied");
+    if !marker.exists() {
+        if let Some(ud) = opts.user_data.as_ref().filter(|p| p.exists()) {
+            let text = std::fs::read_to_string(ud).map_err(|e| Error::UserData {
+                source_name: ud.display().to_string(),
+                message: e.to_string(),
+            })?;
+            let doc =
+                crate::userdata::parse(&ud.display().to_string(), &text).inspect_err(|_| {
+                    if first_boot {
+                        // Leave no trace of a boot that never applied anything.
+                        let _ = std::fs::remove_dir_all(data.join("datastore"));
+                    }
+                })?;
+            ds.patch(LAUNCH_TX, &doc)?;
+            ds.commit(LAUNCH_TX)?;
+            tracing::info!(file = %ud.display(), "user-data applied");
+        }
+        std::fs::write(&marker, b"").map_err(boot_err)?;
+    }
+    Ok((slot, meta))
+}
+
+fn run_bootstrap_containers(state: &HostState, sup: &Supervisor, data: &Path) -> Result<()> {
+    let s = state.settings()?;
+    let ds = Datastore::open(data, &semver::Version::new(0, 0, 0))?;
+    for (name, bc) in s.bootstrap_containers.clone().unwrap_or_default() {
+        let mode = bc.mode.unwrap_or(BootstrapMode::Off);
+        if mode == BootstrapMode::Off {
+            continue;
+        }
+        let mut argv = sup.runner().map_err(Error::Boot)?;
+        let source = bc.source.clone().unwrap_or_default();
+        argv.extend(["bootstrap".into(), name.to_string(), source.clone()]);
+        let env = sup.container_env(
+            "bootstrap",
+            name.as_str(),
+            &source,
+            bc.user_data.as_ref().map(|u| u.as_str()),
+        );
+        let key = format!("bootstrap-{name}");
+        let mut child = sup.spawn(&key, &argv, &env).map_err(Error::Boot)?;
+        let status = child.wait().map_err(boot_err)?;
+        tracing::info!(%name, %status, "bootstrap container finished");
+        if !status.success() && bc.essential.unwrap_or(false) {
+            return Err(Error::Boot(format!(
+                "essential bootstrap container {name} failed ({status}); see run/logs/{key}.log"
+            )));
+        }
+        if mode == BootstrapMode::Once {
+            let patch = json!({"bootstrap-containers": {name.as_str(): {"mode": "off"}}});
+            ds.patch(LAUNCH_TX, &patch)?;
+            ds.commit(LAUNCH_TX)?;
+        }
+    }
+    Ok(())
+}
+
+fn healthy(
+    meta: &ImageMeta,
+    vars: &BTreeMap<&str, String>,
+    logs: &Path,
+    deadline_override: Option<Duration>,
+) -> Result<()> {
+    let Some(h) = &meta.health else {
+        return Ok(());
+    };
+    let argv = expand(&h.command, vars);
+    let (prog, args) = argv
+        .split_first()
+        .ok_or_else(|| Error::Boot("empty health command".into()))?;
+    let timeout =
+        deadline_override.unwrap_or_else(|| Duration::from_secs(h.timeout_secs.unwrap_or(60)));
+    let deadline = Instant::now() + timeout;
+    loop {
+        let log = std::fs::File::create(logs.join("health.log")).map_err(boot_err)?;
+        let ok = Command::new(prog)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().map_err(boot_err)?)
+            .stderr(log)
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false);
+        if ok {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            return Err(Error::Boot(format!(
+                "health probe {argv:?} did not succeed within {}s",
+                timeout.as_secs()
+            )));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Boots the node (all steps) and then runs until stopped.
+///
+/// # Errors
+/// Any failed step; the slot is then not marked successful.
+pub async fn boot(
+    opts: BootOptions,
+    stop: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<BootOutcome> {
+    let o2 = opts.clone();
+    let (slot, meta) = tokio::task::spawn_blocking(move || prepare_boot(&o2))
+        .await
+        .map_err(boot_err)??;
+    let node = opts.node.clone();
+    let logs = node.run_dir().join("logs");
+    std::fs::create_dir_all(&logs).map_err(boot_err)?;
+    let vars: BTreeMap<&'static str, String> = [
+        ("slot", node.slot_dir(slot)),
+        ("data", node.data_dir()),
+        ("node", node.root.clone()),
+        ("run", node.run_dir()),
+        ("etc", opts.paths.etc.clone()),
+        ("socket", opts.socket.clone()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k, v.display().to_string()))
+    .collect();
+    let sup = Arc::new(Supervisor {
+        meta: meta.clone(),
+        vars: vars.clone(),
+        fallback: CommandRestarter {
+            commands: opts.restart_commands.clone(),
+            etc: opts.paths.etc.clone(),
+        },
+        children: Mutex::new(BTreeMap::new()),
+        started: std::sync::atomic::AtomicBool::new(false),
+        logs: logs.clone(),
+    });
+    let cfg = HostConfig {
+        data_dir: node.data_dir(),
+        paths: opts.paths.clone(),
+        node: Some(node.clone()),
+    };
+    let state = HostState::new(cfg, sup.clone())?;
+    let listener = server::bind(&opts.socket).map_err(boot_err)?;
+    let (server_stop_tx, server_stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(server::run(listener, state.clone(), async move {
+        let _ = server_stop_rx.await;
+    }));
+
+    let st = state.clone();
+    let sup2 = sup.clone();
+    let data = node.data_dir();
+    let health_vars = vars.clone();
+    let meta2 = meta.clone();
+    let logs2 = logs.clone();
+    let booted = tokio::task::spawn_blocking(move || -> Result<()> {
+        st.apply(None)?;
+        run_bootstrap_containers(&st, &sup2, &data)?;
+        let s = st.settings()?;
+        sup2.start(&s).map_err(Error::Boot)?;
+        healthy(&meta2, &health_vars, &logs2, None)
+    })
+    .await
+    .map_err(boot_err)?;
+
+    let finish = |sup: Arc<Supervisor>| async move {
+        let _ = server_stop_tx.send(());
+        let _ = server.await;
+        let _ = tokio::task::spawn_blocking(move || sup.stop_all()).await;
+    };
+
+    if let Err(e) = booted {
+        tracing::error!(%slot, version = %meta.version, error = %e, "boot failed; slot not marked successful");
+        finish(sup).await;
+        return Err(e);
+    }
+    let mut part = node.partition()?;
+    part.mark_successful_boot();
+    part.write(&node.partition_path())?;
+    tracing::info!(%slot, version = %meta.version, "boot successful");
+    std::fs::write(
+        node.run_dir().join("boot-successful"),
+        format!("{slot} {}\n", meta.version),
+    )
+    .map_err(boot_err)?;
+
+    if opts.exit_after_boot {
+        finish(sup).await;
+        return Ok(BootOutcome::Stopped {
+            slot,
+            version: meta.version,
+        });
+    }
+    let reboot = state.reboot_requested();
+    let outcome = tokio::select! {
+        () = reboot => BootOutcome::Reboot { slot },
+        () = stop => BootOutcome::Stopped { slot, version: meta.version.clone() },
+    };
+    finish(sup).await;
+    Ok(outcome)
+}

@@ -1,0 +1,345 @@
+//! Host API over a real Unix socket, server started in-process with `server::run`.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use host_api::client::Client;
+use host_api::server::{HostConfig, HostState};
+use host_api::services::{CommandRestarter, Paths};
+use serde_json::{Value, json};
+
+struct Server {
+    client: Client,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+    dir: PathBuf,
+}
+
+impl Server {
+    async fn start(dir: &Path, restart: BTreeMap<String, String>, proc_sys: PathBuf) -> Server {
+        let socket = dir.join("api.sock");
+        let cfg = HostConfig {
+            data_dir: dir.join("data"),
+            paths: Paths {
+                etc: dir.join("etc"),
+                proc_sys,
+            },
+            node: None,
+        };
+        let restarter = Arc::new(CommandRestarter {
+            commands: restart,
+            etc: dir.join("etc"),
+        });
+        let state = HostState::new(cfg, restarter).unwrap();
+        let listener = host_api::server::bind(&socket).unwrap();
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(host_api::server::run(listener, state, async move {
+            let _ = rx.await;
+        }));
+        Server {
+            client: Client::new(socket),
+            stop: Some(tx),
+            task: Some(task),
+            dir: dir.to_owned(),
+        }
+    }
+
+    async fn shutdown(mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        if let Some(t) = self.task.take() {
+            t.await.unwrap().unwrap();
+        }
+    }
+}
+
+fn proc_sys(dir: &Path) -> PathBuf {
+    let p = dir.join("proc-sys");
+    std::fs::create_dir_all(p.join("vm")).unwrap();
+    std::fs::create_dir_all(p.join("net/ipv4")).unwrap();
+    p
+}
+
+#[tokio::test]
+async fn settings_transactions_over_the_socket() {
+    let d = tempfile::tempdir().unwrap();
+    let s = Server::start(d.path(), BTreeMap::new(), proc_sys(d.path())).await;
+    let c = &s.client;
+    c.call(
+        "PATCH",
+        "/settings?tx=t1",
+        Some(br#"{"ecs":{"cluster":"prod"},"motd":"hello"}"#.to_vec()),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        c.get_json("/tx?tx=t1").await.unwrap(),
+        json!({"ecs": {"cluster": "prod"}, "motd": "hello"})
+    );
+    assert_eq!(c.get_json("/tx/list").await.unwrap(), json!(["t1"]));
+    // not live yet
+    assert!(c.get_json("/settings").await.unwrap().get("motd").is_none());
+    let changed = c.get_json_post("/tx/commit?tx=t1").await;
+    assert_eq!(changed, json!(["settings.ecs.cluster", "settings.motd"]));
+    let live = c.get_json("/settings").await.unwrap();
+    assert_eq!(live["ecs"]["cluster"], "prod");
+    assert_eq!(
+        c.get_json("/settings?prefix=ecs").await.unwrap(),
+        json!({"ecs": {"cluster": "prod"}})
+    );
+    assert_eq!(
+        c.get_json("/settings?keys=settings.motd").await.unwrap(),
+        json!({"motd": "hello"})
+    );
+    // nothing pending → 422
+    let (status, body) = c.raw("POST", "/tx/commit?tx=t1", None).await.unwrap();
+    assert_eq!(status, 422, "{}", String::from_utf8_lossy(&body));
+    // DELETE /tx drops a pending transaction
+    c.call(
+        "PATCH",
+        "/settings?tx=t2",
+        Some(br#"{"motd":"bye"}"#.to_vec()),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        c.get_json_delete("/tx?tx=t2").await,
+        json!(["settings.motd"])
+    );
+    assert_eq!(c.get_json("/settings").await.unwrap()["motd"], "hello");
+    // seed generated and persisted
+    let seed = live["updates"]["seed"].as_u64().unwrap();
+    assert!(seed < 2048);
+    // /os without a node
+    assert!(c.get_json("/os").await.unwrap()["version_id"].is_string());
+    s.shutdown().await;
+}
+
+trait Extra {
+    async fn get_json_post(&self, uri: &str) -> Value;
+    async fn get_json_delete(&self, uri: &str) -> Value;
+}
+
+impl Extra for Client {
+    async fn get_json_post(&self, uri: &str) -> Value {
+        serde_json::from_slice(&self.call("POST", uri, None).await.unwrap()).unwrap()
+    }
+    async fn get_json_delete(&self, uri: &str) -> Value {
+        serde_json::from_slice(&self.call("DELETE", uri, None).await.unwrap()).unwrap()
+    }
+}
+
+#[tokio::test]
+async fn unknown_keys_and_wrong_types_are_400_naming_the_key() {
+    let d = tempfile::tempdir().unwrap();
+    let s = Server::start(d.path(), BTreeMap::new(), proc_sys(d.path())).await;
+    let c = &s.client;
+    for (body, key) in [
+        (r#"{"ecs":{"clustr":"x"}}"#, "clustr"),
+        (r#"{"ecs":{"cluster":7}}"#, "settings.ecs.cluster"),
+        (
+            r#"{"kernel":{"sysctl":{"../../etc/passwd":"x"}}}"#,
+            "settings.kernel.sysctl",
+        ),
+        (r#"{"updates":{"seed":99999}}"#, "settings.updates.seed"),
+        (r#"{"bogus":true}"#, "bogus"),
+    ] {
+        let (status, msg) = c
+            .raw("PATCH", "/settings?tx=bad", Some(body.as_bytes().to_vec()))
+            .await
+            .unwrap();
+        let msg = String::from_utf8_lossy(&msg);
+        assert_eq!(status, 400, "{body}: {msg}");
+        assert!(msg.contains(key), "{body}: {msg}");
+    }
+    // keypair route: same validation
+    let (status, msg) = c
+        .raw(
+            "PATCH",
+            "/settings/keypair?tx=bad",
+            Some(br#"{"request_payload":["ecs.nope=1"]}"#.to_vec()),
+        )
+        .await
+        .unwrap();
+    assert_eq!(status, 400);
+    assert!(String::from_utf8_lossy(&msg).contains("nope"));
+    // nothing half-written
+    assert_eq!(c.get_json("/tx/list").await.unwrap(), json!([]));
+    let (status, _) = c.raw("GET", "/no/such/route", None).await.unwrap();
+    assert_eq!(status, 404);
+    s.shutdown().await;
+}
+
+#[tokio::test]
+async fn commit_and_apply_restarts_only_affected_services() {
+    let d = tempfile::tempdir().unwrap();
+    let log = d.path().join("restarts.log");
+    let mut restart = BTreeMap::new();
+    for svc in [
+        "agent",
+        "dns",
+        "sysctl",
+        "ntp",
+        "containerd",
+        "host-containers",
+    ] {
+        restart.insert(svc.to_owned(), format!("echo {svc} >> {}", log.display()));
+    }
+    let ps = proc_sys(d.path());
+    let s = Server::start(d.path(), restart, ps.clone()).await;
+    let c = &s.client;
+    let read_log = || std::fs::read_to_string(&log).unwrap_or_default();
+
+    c.set_doc(&json!({"ecs": {"cluster": "blue", "endpoint": "http://cp:8080", "instance-attributes": {"tier": "web"}}}), "t").await.unwrap();
+    assert_eq!(read_log(), "agent\n");
+    let env = std::fs::read_to_string(s.dir.join("etc/flotilla/agent.env")).unwrap();
+    assert!(
+        env.contains("FLOTILLA_CLUSTER=blue") && env.contains("FLOTILLA_ATTRIBUTES=tier=web"),
+        "{env}"
+    );
+
+    // same value again: nothing changed, nothing restarted
+    c.set_doc(&json!({"ecs": {"cluster": "blue"}}), "t")
+        .await
+        .unwrap();
+    assert_eq!(read_log(), "agent\n");
+
+    c.set_doc(&json!({"dns": {"name-servers": ["10.0.0.53"]}, "kernel": {"sysctl": {"vm.max_map_count": "262144"}}}), "t").await.unwrap();
+    assert_eq!(read_log(), "agent\nsysctl\ndns\n");
+    assert_eq!(
+        std::fs::read_to_string(ps.join("vm/max_map_count")).unwrap(),
+        "262144\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(s.dir.join("etc/resolv.conf")).unwrap(),
+        "nameserver 10.0.0.53\n"
+    );
+
+    // POST /tx/apply with keys re-applies just that service
+    c.call("POST", "/tx/apply?keys=settings.dns", None)
+        .await
+        .unwrap();
+    assert_eq!(read_log(), "agent\nsysctl\ndns\ndns\n");
+    s.shutdown().await;
+}
+
+#[tokio::test]
+async fn failing_restart_command_is_reported() {
+    let d = tempfile::tempdir().unwrap();
+    let restart = BTreeMap::from([(
+        "agent".to_owned(),
+        "echo agent is broken >&2; exit 3".to_owned(),
+    )]);
+    let s = Server::start(d.path(), restart, proc_sys(d.path())).await;
+    let err = s
+        .client
+        .set_doc(&json!({"ecs": {"cluster": "x"}}), "t")
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("agent is broken") && err.contains("500"),
+        "{err}"
+    );
+    s.shutdown().await;
+}
+
+#[tokio::test]
+async fn settings_survive_a_server_restart() {
+    let d = tempfile::tempdir().unwrap();
+    let ps = proc_sys(d.path());
+    let s = Server::start(d.path(), BTreeMap::new(), ps.clone()).await;
+    s.client
+        .set_doc(&json!({"ecs": {"cluster": "persist"}, "motd": "m"}), "t")
+        .await
+        .unwrap();
+    let seed = s.client.get_json("/settings").await.unwrap()["updates"]["seed"].clone();
+    s.shutdown().await;
+    let s = Server::start(d.path(), BTreeMap::new(), ps).await;
+    let live = s.client.get_json("/settings").await.unwrap();
+    assert_eq!(live["ecs"]["cluster"], "persist");
+    assert_eq!(
+        live["updates"]["seed"], seed,
+        "seed must be stable across restarts"
+    );
+    s.shutdown().await;
+}
+
+#[tokio::test]
+async fn socket_is_mode_0660() {
+    use std::os::unix::fs::PermissionsExt;
+    let d = tempfile::tempdir().unwrap();
+    let s = Server::start(d.path(), BTreeMap::new(), proc_sys(d.path())).await;
+    let mode = std::fs::metadata(s.client.socket())
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o777;
+    assert_eq!(mode, 0o660);
+    s.shutdown().await;
+}
+
+fn is_root() -> bool {
+    std::process::Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false)
+}
+
+/// Writes a harmless real sysctl (`net.ipv4.ip_local_port_range` set to its current value)
+/// through `/proc/sys`. Only meaningful as root; skipped otherwise.
+#[tokio::test]
+async fn real_sysctl_written_to_proc_sys_when_root() {
+    let path = Path::new("/proc/sys/net/ipv4/ip_local_port_range");
+    if !is_root() || std::fs::OpenOptions::new().write(true).open(path).is_err() {
+        eprintln!("skipping: not root or /proc/sys not writable");
+        return;
+    }
+    let current = std::fs::read_to_string(path).unwrap();
+    let value = current.split_whitespace().collect::<Vec<_>>().join(" ");
+    let d = tempfile::tempdir().unwrap();
+    let s = Server::start(d.path(), BTreeMap::new(), PathBuf::from("/proc/sys")).await;
+    s.client
+        .set_doc(
+            &json!({"kernel": {"sysctl": {"net.ipv4.ip_local_port_range": value}}}),
+            "t",
+        )
+        .await
+        .unwrap();
+    let after = std::fs::read_to_string(path).unwrap();
+    assert_eq!(
+        after.split_whitespace().collect::<Vec<_>>(),
+        current.split_whitespace().collect::<Vec<_>>()
+    );
+    s.shutdown().await;
+}
+
+#[tokio::test]
+async fn concurrent_writers_never_mix_transactions() {
+    let d = tempfile::tempdir().unwrap();
+    let s = Server::start(d.path(), BTreeMap::new(), proc_sys(d.path())).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut tasks = Vec::new();
+    for i in 0..4 {
+        let c = s.client.clone();
+        tasks.push(tokio::spawn(async move {
+            for _ in 0..10 {
+                let v = format!("w{i}");
+                c.set_doc(&json!({"motd": v, "ecs": {"cluster": v}}), "w")
+                    .await
+                    .unwrap();
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    assert!(Instant::now() < deadline);
+    let live = s.client.get_json("/settings").await.unwrap();
+    assert_eq!(live["motd"], live["ecs"]["cluster"]);
+    s.shutdown().await;
+}
