@@ -11,7 +11,7 @@
 //! When nothing fits, a second, slower pass over the instances records why
 //! each was rejected; that is what [`PlacementFailure`] reports.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 
 use model::wire::{Failure, TransportProtocol};
 use rand::rngs::StdRng;
@@ -213,8 +213,22 @@ pub fn place(
     spec: &PlacementSpec,
     seed: u64,
 ) -> Plan {
+    place_impl(snapshot, requests, spec, seed, false)
+}
+
+/// [`place`], optionally forcing the O(instances) reference scan.
+fn place_impl(
+    snapshot: &ClusterSnapshot,
+    requests: &[TaskRequest],
+    spec: &PlacementSpec,
+    seed: u64,
+    force_linear: bool,
+) -> Plan {
     let needs_dynamic = requests.iter().any(|r| !r.dynamic_ports.is_empty());
     let mut engine = Engine::new(snapshot, spec, seed, needs_dynamic);
+    if force_linear {
+        engine.use_index = false;
+    }
     let mut outcomes = Vec::with_capacity(requests.len());
     // A failed request fails the same way again until something is placed.
     let mut last_failure: Option<(usize, u64, PlacementFailure)> = None;
@@ -254,6 +268,21 @@ struct GroupState {
     per_value: Vec<Vec<u32>>,
 }
 
+/// Instances of one group (and attribute mask) sorted by the per-instance
+/// part of their key, per cell.
+struct Index {
+    gid: u32,
+    cells: Vec<BTreeSet<(Key, u32)>>,
+    /// The key each instance is filed under (`None`: not in the index).
+    current: Vec<Option<Key>>,
+}
+
+fn first_component(v: u64) -> Key {
+    let mut k = [0u64; KEY_LEN];
+    k[0] = v;
+    k
+}
+
 /// The working state of one placement call.
 pub(crate) struct Engine<'a> {
     snap: &'a ClusterSnapshot,
@@ -282,6 +311,21 @@ pub(crate) struct Engine<'a> {
     spread_value_count: Vec<usize>,
     /// Random tie-break, unique per instance.
     tiebreak: Vec<u64>,
+    /// Whether selection uses the sorted per-cell indexes (no `random`).
+    use_index: bool,
+    /// Cell of each instance: instances in one cell share every
+    /// attribute-spread value.
+    cell_of: Vec<u32>,
+    /// For each cell, the attribute value id per strategy (0 where the
+    /// strategy is not an attribute spread).
+    cell_values: Vec<Vec<u32>>,
+    /// How many leading strategies are attribute spreads (cell-level).
+    prefix_len: usize,
+    /// The first per-instance strategy, when it is a binpack (lets the
+    /// index skip instances with too little of that resource).
+    per_instance_first: Option<BinpackField>,
+    indexes: Vec<Index>,
+    index_ids: HashMap<(u32, Option<usize>), usize>,
     /// Masks of instances having a set of required attributes, by set.
     attribute_masks: HashMap<Vec<RequiredAttribute>, usize>,
     masks: Vec<Vec<bool>>,
@@ -408,6 +452,33 @@ impl<'a> Engine<'a> {
         let tiebreak = (0..n as u64)
             .map(|i| (u64::from(rng.random::<u32>()) << 32) | (i & 0xFFFF_FFFF))
             .collect();
+        let use_index = !strategies.contains(&Strategy::Random);
+        let mut cell_ids: HashMap<Vec<u32>, u32> = HashMap::new();
+        let mut cell_values = Vec::new();
+        let cell_of = (0..n)
+            .map(|i| {
+                let values: Vec<u32> = spread_values
+                    .iter()
+                    .map(|v| v.get(i).copied().unwrap_or(0))
+                    .collect();
+                *cell_ids.entry(values.clone()).or_insert_with(|| {
+                    cell_values.push(values);
+                    u32::try_from(cell_values.len() - 1).unwrap_or(u32::MAX)
+                })
+            })
+            .collect();
+        if cell_values.is_empty() {
+            cell_values.push(vec![0; strategies.len()]);
+        }
+        let prefix_len = strategies
+            .iter()
+            .take_while(|s| matches!(s, Strategy::Spread(SpreadField::Attribute(_))))
+            .count();
+        let per_instance_first = strategies.iter().find_map(|s| match s {
+            Strategy::Spread(SpreadField::Attribute(_)) => None,
+            Strategy::Binpack(f) => Some(Some(*f)),
+            Strategy::Spread(SpreadField::InstanceId) | Strategy::Random => Some(None),
+        });
         let free_dynamic = if needs_dynamic {
             [TransportProtocol::Tcp, TransportProtocol::Udp].map(|p| {
                 snap.instances
@@ -437,6 +508,13 @@ impl<'a> Engine<'a> {
             spread_values,
             spread_value_count,
             tiebreak,
+            use_index,
+            cell_of,
+            cell_values,
+            prefix_len,
+            per_instance_first: per_instance_first.flatten(),
+            indexes: Vec::new(),
+            index_ids: HashMap::new(),
             attribute_masks: HashMap::new(),
             masks: Vec::new(),
             rng,
@@ -613,35 +691,50 @@ impl<'a> Engine<'a> {
         key
     }
 
+    /// Every filter except the static ones (`base_ok`, attribute mask).
+    fn feasible_dynamic(&self, i: usize, req: &TaskRequest, group: &GroupState) -> bool {
+        if self.cpu[i] < req.cpu || self.mem[i] < req.memory {
+            return false;
+        }
+        if self.distinct && group.per_instance[i] > 0 {
+            return false;
+        }
+        if req.needs_ports() && self.ports_fit(i, req).is_err() {
+            return false;
+        }
+        if !self.dynamic_queries.is_empty() {
+            let live = self.live(i);
+            if !self.dynamic_queries.iter().all(|q| q.matches(&live)) {
+                return false;
+            }
+        }
+        true
+    }
+
     /// The best feasible instance for `req`, or `None`.
     fn select(&mut self, req: &TaskRequest, gid: u32) -> Option<usize> {
+        if self.use_index {
+            self.select_indexed(req, gid)
+        } else {
+            self.select_linear(req, gid)
+        }
+    }
+
+    /// Reference selection: one scan over every ACTIVE instance, O(instances).
+    fn select_linear(&mut self, req: &TaskRequest, gid: u32) -> Option<usize> {
         let random = self.rng.random::<u64>();
         let mask = self
             .attribute_mask(&req.required_attributes)
             .map(|m| &self.masks[m]);
         let group = &self.groups[gid as usize];
-        let needs_ports = req.needs_ports();
-        let has_dynamic = !self.dynamic_queries.is_empty();
         let mut best: Option<(Key, usize)> = None;
         for &i in &self.active {
             let i = i as usize;
-            if !self.base_ok[i] || self.cpu[i] < req.cpu || self.mem[i] < req.memory {
+            if !self.base_ok[i] || mask.is_some_and(|m| !m[i]) {
                 continue;
             }
-            if mask.as_ref().is_some_and(|m| !m[i]) {
+            if !self.feasible_dynamic(i, req, group) {
                 continue;
-            }
-            if self.distinct && group.per_instance[i] > 0 {
-                continue;
-            }
-            if needs_ports && self.ports_fit(i, req).is_err() {
-                continue;
-            }
-            if has_dynamic {
-                let live = self.live(i);
-                if !self.dynamic_queries.iter().all(|q| q.matches(&live)) {
-                    continue;
-                }
             }
             let key = self.key(i, group, random);
             if best.as_ref().is_none_or(|(b, _)| key < *b) {
@@ -649,6 +742,121 @@ impl<'a> Engine<'a> {
             }
         }
         best.map(|(_, i)| i)
+    }
+
+    /// Indexed selection (no `random` strategy): instances are partitioned
+    /// into cells that share every attribute-spread value, and each cell
+    /// keeps its instances sorted by the per-instance part of the key. The
+    /// first feasible instance of a cell is that cell's best, and the best
+    /// cell wins. Same answer as [`Engine::select_linear`].
+    fn select_indexed(&mut self, req: &TaskRequest, gid: u32) -> Option<usize> {
+        let mask = self.attribute_mask(&req.required_attributes);
+        let idx = self.index_for(gid, mask);
+        let index = &self.indexes[idx];
+        let group = &self.groups[gid as usize];
+        let start: Key = match self.per_instance_first {
+            Some(BinpackField::Memory) => first_component(u64::from(req.memory)),
+            Some(BinpackField::Cpu) => first_component(u64::from(req.cpu)),
+            None => [0; KEY_LEN],
+        };
+        let mut best: Option<(Key, usize)> = None;
+        for (c, cell) in index.cells.iter().enumerate() {
+            if let Some((b, _)) = &best {
+                // The cell-level prefix alone may already lose.
+                let prefix = self.cell_prefix(c, group);
+                if prefix[..self.prefix_len] > b[..self.prefix_len] {
+                    continue;
+                }
+            }
+            for &(_, i) in cell.range((start, 0)..) {
+                let i = i as usize;
+                if self.feasible_dynamic(i, req, group) {
+                    let key = self.key(i, group, 0);
+                    if best.as_ref().is_none_or(|(b, _)| key < *b) {
+                        best = Some((key, i));
+                    }
+                    break;
+                }
+            }
+        }
+        best.map(|(_, i)| i)
+    }
+
+    /// The key components that are the same for a whole cell, up to the
+    /// first per-instance strategy.
+    fn cell_prefix(&self, cell: usize, group: &GroupState) -> Key {
+        let mut key = [0u64; KEY_LEN];
+        for (k, slot) in key.iter_mut().enumerate().take(self.prefix_len) {
+            let v = self.cell_values[cell][k] as usize;
+            *slot = group.per_value[k].get(v).copied().map_or(0, u64::from);
+        }
+        key
+    }
+
+    /// The per-instance part of instance `i`'s key for `group`.
+    fn instance_key(&self, i: usize, group: &GroupState) -> Key {
+        let mut key = [0u64; KEY_LEN];
+        let mut n = 0;
+        for s in self.strategies {
+            let v = match s {
+                Strategy::Spread(SpreadField::InstanceId) => u64::from(group.per_instance[i]),
+                Strategy::Binpack(BinpackField::Cpu) => u64::from(self.cpu[i]),
+                Strategy::Binpack(BinpackField::Memory) => u64::from(self.mem[i]),
+                Strategy::Spread(SpreadField::Attribute(_)) | Strategy::Random => continue,
+            };
+            key[n] = v;
+            n += 1;
+        }
+        key[n] = self.tiebreak[i];
+        key
+    }
+
+    /// The index for group `gid` restricted to attribute mask `mask`,
+    /// building it on first use.
+    fn index_for(&mut self, gid: u32, mask: Option<usize>) -> usize {
+        if let Some(&idx) = self.index_ids.get(&(gid, mask)) {
+            return idx;
+        }
+        let n = self.snap.instances.len();
+        let mut index = Index {
+            gid,
+            cells: vec![BTreeSet::new(); self.cell_values.len()],
+            current: vec![None; n],
+        };
+        let group = &self.groups[gid as usize];
+        for &i in &self.active {
+            let i = i as usize;
+            if !self.base_ok[i] || mask.is_some_and(|m| !self.masks[m][i]) {
+                continue;
+            }
+            let key = self.instance_key(i, group);
+            let Ok(i32) = u32::try_from(i) else { continue };
+            index.cells[self.cell_of[i] as usize].insert((key, i32));
+            index.current[i] = Some(key);
+        }
+        let idx = self.indexes.len();
+        self.indexes.push(index);
+        self.index_ids.insert((gid, mask), idx);
+        idx
+    }
+
+    /// Re-sorts instance `i` in every index after its state changed.
+    fn reindex(&mut self, i: usize) {
+        let Ok(i32) = u32::try_from(i) else { return };
+        let cell = self.cell_of[i] as usize;
+        for k in 0..self.indexes.len() {
+            let Some(old) = self.indexes[k].current[i] else {
+                continue;
+            };
+            let group = &self.groups[self.indexes[k].gid as usize];
+            let new = self.instance_key(i, group);
+            if new != old {
+                let index = &mut self.indexes[k];
+                index.cells[cell].remove(&(old, i32));
+                index.cells[cell].insert((new, i32));
+                index.current[i] = Some(new);
+            }
+        }
     }
 
     /// Reserves `req` on instance `i` and returns the placement.
@@ -683,6 +891,9 @@ impl<'a> Engine<'a> {
             }
         }
         self.placements += 1;
+        if self.use_index {
+            self.reindex(i);
+        }
         Placement {
             instance_index: i,
             instance_arn: self.snap.instances[i].arn.clone(),
@@ -748,4 +959,118 @@ fn has_attributes(inst: &InstanceView, required: &[RequiredAttribute]) -> bool {
         None => false,
         Some(have) => r.value.is_none() || have.as_deref() == r.value.as_deref(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use model::wire::TransportProtocol::{Tcp, Udp};
+    use proptest::prelude::{ProptestConfig, any, prop, prop_assert_eq, proptest};
+    use proptest::strategy::Strategy as PropStrategy;
+
+    use super::*;
+    use crate::testing::{TaskRequestExt, instance, spec, task};
+
+    const STRATEGIES: &[&[&str]] = &[
+        &[],
+        &["binpack:memory"],
+        &["binpack:cpu"],
+        &["spread:attribute:ecs.availability-zone", "binpack:memory"],
+        &[
+            "spread:attribute:ecs.availability-zone",
+            "spread:instanceId",
+            "binpack:cpu",
+        ],
+        &["binpack:memory", "spread:attribute:ecs.availability-zone"],
+        &["spread:instanceId", "spread:attribute:ecs.instance-type"],
+        &[
+            "spread:attribute:ecs.instance-type",
+            "spread:attribute:ecs.availability-zone",
+            "binpack:memory",
+        ],
+    ];
+
+    const CONSTRAINTS: &[&[&str]] = &[
+        &[],
+        &["distinctInstance"],
+        &["memberOf:attribute:ecs.instance-type =~ t2.*"],
+        &["memberOf:task:group != g1"],
+    ];
+
+    fn arb_instance() -> impl PropStrategy<Value = InstanceView> {
+        (
+            0u32..3000,
+            0u32..3000,
+            0usize..4,
+            0usize..3,
+            any::<bool>(),
+            0usize..3,
+        )
+            .prop_map(|(cpu, mem, az, ty, connected, tasks)| {
+                let mut b = instance("x").cpu(cpu).memory(mem).dynamic_range(9000, 9004);
+                if az < 3 {
+                    b = b.az(["a", "b", "c"][az]);
+                }
+                b = b.instance_type(["t2.micro", "t2.small", "m5.large"][ty]);
+                if !connected {
+                    b = b.disconnected();
+                }
+                for t in 0..tasks {
+                    b = b.task(&format!("t{t}"), ["g0", "g1"][t % 2]);
+                }
+                b.build()
+            })
+    }
+
+    fn arb_request() -> impl PropStrategy<Value = TaskRequest> {
+        (
+            0u32..800,
+            0u32..800,
+            0usize..3,
+            0usize..3,
+            any::<bool>(),
+            any::<bool>(),
+        )
+            .prop_map(|(cpu, mem, g, dynamic, udp, attr)| {
+                let mut r = task(["g0", "g1", "g2"][g], cpu, mem);
+                for _ in 0..dynamic {
+                    r = r.dynamic_port(if udp { Udp } else { Tcp });
+                }
+                if attr {
+                    r = r.requires("ecs.instance-type", None);
+                }
+                r
+            })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        /// The indexed selection is an optimisation only: it must choose
+        /// exactly what the reference scan chooses.
+        #[test]
+        fn indexed_selection_matches_linear_scan(
+            instances in prop::collection::vec(arb_instance(), 0..12),
+            requests in prop::collection::vec(arb_request(), 1..30),
+            strategy in 0..STRATEGIES.len(),
+            constraint in 0..CONSTRAINTS.len(),
+            seed in any::<u64>(),
+        ) {
+            let snap = ClusterSnapshot {
+                instances: instances
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, mut inst)| {
+                        inst.id = format!("i{i}");
+                        inst.arn = format!("arn:{i}");
+                        inst
+                    })
+                    .collect(),
+            };
+            let s = spec(STRATEGIES[strategy], CONSTRAINTS[constraint]).expect("valid spec");
+            prop_assert_eq!(
+                place_impl(&snap, &requests, &s, seed, false),
+                place_impl(&snap, &requests, &s, seed, true)
+            );
+        }
+    }
 }

@@ -455,7 +455,8 @@ fn required_attributes_fail_with_attribute() {
         instance("b").flag("com.example.gpu").build(),
     ]);
     let req = task("g", 1, 1).requires("com.example.gpu", None);
-    h.place(&[req.clone()], &no_strategy(), 1).expect("applies");
+    h.place(std::slice::from_ref(&req), &no_strategy(), 1)
+        .expect("applies");
     assert_eq!(h.last_choices(), vec![Some("b".to_string())]);
     let req = task("g", 1, 1).requires("ecs.os-type", Some("windows"));
     let plan = h.place(&[req], &no_strategy(), 1).expect("applies");
