@@ -188,9 +188,12 @@ impl Manifest {
         self.updates.sort_by(|a, b| b.version.cmp(&a.version));
     }
 
-    /// The migrations to run to move a datastore from `from` to `to` (either direction). Walks
-    /// upward from the lower version taking, at each step, the entry whose target is the largest
-    /// not above the higher version; the list is reversed for a downgrade.
+    /// The migrations to run to move a datastore from `from` to `to` (either direction).
+    ///
+    /// When the manifest lists no migration entry inside the range, none are needed. Otherwise
+    /// the entries must form a contiguous chain: walk upward from the lower version taking, at
+    /// each step, the entry whose target is the largest not above the higher version (fail safe:
+    /// a gap refuses the update). The list is reversed for a downgrade.
     ///
     /// # Errors
     /// [`Error::MissingMigration`] when no chain of entries covers the range.
@@ -199,6 +202,14 @@ impl Manifest {
             return Ok(Vec::new());
         }
         let (low, high) = if from < to { (from, to) } else { (to, from) };
+        let relevant = self
+            .migrations
+            .keys()
+            .any(|(a, b)| a >= low && b <= high && a < b);
+        if !relevant {
+            // No entry between the two versions at all: the datastore format did not change.
+            return Ok(Vec::new());
+        }
         let mut out = Vec::new();
         let mut at = low.clone();
         while &at < high {
@@ -505,6 +516,14 @@ mod tests {
             ["m3", "m2", "m1"]
         );
         assert!(m.migrations_between(&v("1.0.0"), &v("1.3.0")).is_err());
+        // no entries in range: nothing to run
+        assert!(
+            m.migrations_between(&v("1.2.0"), &v("1.5.0"))
+                .unwrap()
+                .is_empty()
+        );
+        // an entry in range but not reachable from the start: refused
+        assert!(m.migrations_between(&v("0.9.0"), &v("1.1.0")).is_err());
         assert!(
             m.migrations_between(&v("1.0.0"), &v("1.0.0"))
                 .unwrap()
