@@ -216,6 +216,18 @@ pub fn place(
     place_impl(snapshot, requests, spec, seed, false)
 }
 
+/// [`place`] with the reference selection: one scan over every instance per
+/// request, O(instances) each. Returns exactly what [`place`] returns; kept
+/// for equivalence tests and for benchmarks to compare against.
+pub fn place_reference(
+    snapshot: &ClusterSnapshot,
+    requests: &[TaskRequest],
+    spec: &PlacementSpec,
+    seed: u64,
+) -> Plan {
+    place_impl(snapshot, requests, spec, seed, true)
+}
+
 /// [`place`], optionally forcing the O(instances) reference scan.
 fn place_impl(
     snapshot: &ClusterSnapshot,
@@ -453,16 +465,16 @@ impl<'a> Engine<'a> {
             .map(|i| (u64::from(rng.random::<u32>()) << 32) | (i & 0xFFFF_FFFF))
             .collect();
         let use_index = !strategies.contains(&Strategy::Random);
-        let mut cell_ids: HashMap<Vec<u32>, u32> = HashMap::new();
+        let mut cell_ids: HashMap<[u32; KEY_LEN], u32> = HashMap::new();
         let mut cell_values = Vec::new();
         let cell_of = (0..n)
             .map(|i| {
-                let values: Vec<u32> = spread_values
-                    .iter()
-                    .map(|v| v.get(i).copied().unwrap_or(0))
-                    .collect();
-                *cell_ids.entry(values.clone()).or_insert_with(|| {
-                    cell_values.push(values);
+                let mut values = [0u32; KEY_LEN];
+                for (slot, v) in values.iter_mut().zip(&spread_values) {
+                    *slot = v.get(i).copied().unwrap_or(0);
+                }
+                *cell_ids.entry(values).or_insert_with(|| {
+                    cell_values.push(values[..strategies.len()].to_vec());
                     u32::try_from(cell_values.len() - 1).unwrap_or(u32::MAX)
                 })
             })
@@ -818,22 +830,31 @@ impl<'a> Engine<'a> {
             return idx;
         }
         let n = self.snap.instances.len();
-        let mut index = Index {
-            gid,
-            cells: vec![BTreeSet::new(); self.cell_values.len()],
-            current: vec![None; n],
-        };
+        let mut current = vec![None; n];
+        let mut cells: Vec<Vec<(Key, u32)>> = vec![Vec::new(); self.cell_values.len()];
         let group = &self.groups[gid as usize];
-        for &i in &self.active {
-            let i = i as usize;
+        for &i32 in &self.active {
+            let i = i32 as usize;
             if !self.base_ok[i] || mask.is_some_and(|m| !self.masks[m][i]) {
                 continue;
             }
             let key = self.instance_key(i, group);
-            let Ok(i32) = u32::try_from(i) else { continue };
-            index.cells[self.cell_of[i] as usize].insert((key, i32));
-            index.current[i] = Some(key);
+            cells[self.cell_of[i] as usize].push((key, i32));
+            current[i] = Some(key);
         }
+        // Sorted input lets the sets bulk-build in linear time.
+        let cells = cells
+            .into_iter()
+            .map(|mut c| {
+                c.sort_unstable();
+                c.into_iter().collect::<BTreeSet<_>>()
+            })
+            .collect();
+        let index = Index {
+            gid,
+            cells,
+            current,
+        };
         let idx = self.indexes.len();
         self.indexes.push(index);
         self.index_ids.insert((gid, mask), idx);
