@@ -240,6 +240,7 @@ fn place_impl(
     let mut engine = Engine::new(snapshot, spec, seed, needs_dynamic);
     if force_linear {
         engine.use_index = false;
+        engine.random_cells = false;
     }
     let mut outcomes = Vec::with_capacity(requests.len());
     // A failed request fails the same way again until something is placed.
@@ -266,6 +267,9 @@ fn place_impl(
 
 // ---------------------------------------------------------------------------
 // Engine
+
+/// Draws before [`Engine::select_random_sampled`] falls back to a scan.
+const RANDOM_TRIES: usize = 64;
 
 /// Key components: one per effective strategy plus the tie-break.
 const KEY_LEN: usize = crate::spec::MAX_STRATEGIES + 1;
@@ -336,6 +340,11 @@ pub(crate) struct Engine<'a> {
     /// The first per-instance strategy, when it is a binpack (lets the
     /// index skip instances with too little of that resource).
     per_instance_first: Option<BinpackField>,
+    /// Whether the chain is attribute spreads then `random`, selected by
+    /// sampling cells (see [`Engine::select_random_sampled`]).
+    random_cells: bool,
+    /// ACTIVE instances of each cell.
+    cell_members: Vec<Vec<u32>>,
     indexes: Vec<Index>,
     index_ids: HashMap<(u32, Option<usize>), usize>,
     /// Masks of instances having a set of required attributes, by set.
@@ -467,7 +476,7 @@ impl<'a> Engine<'a> {
         let use_index = !strategies.contains(&Strategy::Random);
         let mut cell_ids: HashMap<[u32; KEY_LEN], u32> = HashMap::new();
         let mut cell_values = Vec::new();
-        let cell_of = (0..n)
+        let cell_of: Vec<u32> = (0..n)
             .map(|i| {
                 let mut values = [0u32; KEY_LEN];
                 for (slot, v) in values.iter_mut().zip(&spread_values) {
@@ -486,6 +495,14 @@ impl<'a> Engine<'a> {
             .iter()
             .take_while(|s| matches!(s, Strategy::Spread(SpreadField::Attribute(_))))
             .count();
+        let random_cells =
+            strategies.last() == Some(&Strategy::Random) && prefix_len + 1 == strategies.len();
+        let mut cell_members = vec![Vec::new(); cell_values.len()];
+        for &i in &active {
+            if let Some(c) = cell_of.get(i as usize) {
+                cell_members[*c as usize].push(i);
+            }
+        }
         let per_instance_first = strategies.iter().find_map(|s| match s {
             Strategy::Spread(SpreadField::Attribute(_)) => None,
             Strategy::Binpack(f) => Some(Some(*f)),
@@ -524,6 +541,8 @@ impl<'a> Engine<'a> {
             cell_of,
             cell_values,
             prefix_len,
+            random_cells,
+            cell_members,
             per_instance_first: per_instance_first.flatten(),
             indexes: Vec::new(),
             index_ids: HashMap::new(),
@@ -725,7 +744,9 @@ impl<'a> Engine<'a> {
 
     /// The best feasible instance for `req`, or `None`.
     fn select(&mut self, req: &TaskRequest, gid: u32) -> Option<usize> {
-        if self.use_index {
+        if self.random_cells {
+            self.select_random_sampled(req, gid)
+        } else if self.use_index {
             self.select_indexed(req, gid)
         } else {
             self.select_linear(req, gid)
@@ -792,6 +813,63 @@ impl<'a> Engine<'a> {
             }
         }
         best.map(|(_, i)| i)
+    }
+
+    /// Sampled selection for chains of attribute spreads ending in `random`:
+    /// take the cells with the lowest spread counts, draw instances from
+    /// them uniformly and keep the first feasible one (rejection sampling is
+    /// uniform over the feasible ones). After [`RANDOM_TRIES`] misses, scan
+    /// those cells; if none is feasible, move on to the next-lowest cells.
+    fn select_random_sampled(&mut self, req: &TaskRequest, gid: u32) -> Option<usize> {
+        let random = self.rng.random::<u64>();
+        let mask = self.attribute_mask(&req.required_attributes);
+        let group = &self.groups[gid as usize];
+        let mut order: Vec<(Key, usize)> = (0..self.cell_members.len())
+            .filter(|&c| !self.cell_members[c].is_empty())
+            .map(|c| (self.cell_prefix(c, group), c))
+            .collect();
+        order.sort_unstable();
+        let ok = |i: usize| {
+            self.base_ok[i]
+                && mask.is_none_or(|m| self.masks[m][i])
+                && self.feasible_dynamic(i, req, group)
+        };
+        let mut draws = StdRng::seed_from_u64(random);
+        let mut start = 0;
+        while start < order.len() {
+            let prefix = order[start].0;
+            let end = start
+                + order[start..]
+                    .iter()
+                    .take_while(|(p, _)| *p == prefix)
+                    .count();
+            let level = &order[start..end];
+            let total: usize = level.iter().map(|(_, c)| self.cell_members[*c].len()).sum();
+            for _ in 0..RANDOM_TRIES {
+                let mut r = draws.random_range(0..total);
+                for (_, c) in level {
+                    let members = &self.cell_members[*c];
+                    if r < members.len() {
+                        let i = members[r] as usize;
+                        if ok(i) {
+                            return Some(i);
+                        }
+                        break;
+                    }
+                    r -= members.len();
+                }
+            }
+            let found = level
+                .iter()
+                .flat_map(|(_, c)| self.cell_members[*c].iter().map(|&i| i as usize))
+                .filter(|&i| ok(i))
+                .min_by_key(|&i| mix(random ^ self.tiebreak[i]));
+            if found.is_some() {
+                return found;
+            }
+            start = end;
+        }
+        None
     }
 
     /// The key components that are the same for a whole cell, up to the

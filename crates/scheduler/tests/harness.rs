@@ -638,3 +638,37 @@ fn scale_in_with_binpack_empties_the_least_packed_instance() {
     let stop = choose_tasks_to_stop(&h.snapshot, &all, 1, &s, &BTreeSet::new(), 1);
     assert_eq!(stop, vec!["l1".to_string()]);
 }
+
+#[test]
+fn spread_then_random_balances_zones_and_varies_instances() {
+    let mut h = three_zones(10);
+    let s = spec(&["spread:attribute:ecs.availability-zone", "random"], &[]).expect("spec");
+    h.place(&vec![task("g", 1, 1); 12], &s, 5).expect("applies");
+    let per_zone = h.tasks_per_attribute("g", "ecs.availability-zone");
+    assert_eq!(
+        per_zone.values().copied().collect::<Vec<_>>(),
+        vec![4, 4, 4]
+    );
+    let used = h
+        .tasks_per_instance("g")
+        .values()
+        .filter(|c| **c > 0)
+        .count();
+    assert!(used >= 8, "random picked only {used} instances");
+    // Infeasible instances are skipped even when most of a zone is full.
+    let mut h = Harness::new((0..30).map(|i| {
+        let b = instance(&format!("i{i}")).az(["a", "b", "c"][i % 3]);
+        if i < 27 {
+            b.memory(0).build()
+        } else {
+            b.build()
+        }
+    }));
+    let plan = h.place(&vec![task("g", 1, 1); 6], &s, 5).expect("applies");
+    assert_eq!(plan.placed_count(), 6);
+    let per_zone = h.tasks_per_attribute("g", "ecs.availability-zone");
+    assert_eq!(
+        per_zone.values().copied().collect::<Vec<_>>(),
+        vec![2, 2, 2]
+    );
+}

@@ -15,6 +15,7 @@ const STRATEGIES: &[&[&str]] = &[
     &["spread:attribute:ecs.availability-zone", "binpack:memory"],
     &["spread:instanceId"],
     &["random"],
+    &["spread:attribute:ecs.availability-zone", "random"],
 ];
 
 const CONSTRAINTS: &[&[&str]] = &[
