@@ -7,12 +7,14 @@
 //! claim on resources) and again whenever instances join, which keeps daemons
 //! on new instances. Placement strategies do not apply to daemons.
 
+use serde::{Deserialize, Serialize};
+
 use crate::place::{Engine, FailureReason, Placement};
 use crate::snapshot::{ClusterSnapshot, TaskRequest};
 use crate::spec::PlacementSpec;
 
 /// An instance that should run the daemon but cannot.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct InstanceFailure {
     /// Index in [`ClusterSnapshot::instances`].
     pub instance_index: usize,
@@ -23,7 +25,7 @@ pub struct InstanceFailure {
 }
 
 /// What the daemon scheduler wants done.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DaemonPlan {
     /// One placement per instance that lacks the daemon and can take it, in
     /// snapshot order.

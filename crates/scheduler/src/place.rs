@@ -16,6 +16,7 @@ use std::collections::{BTreeSet, HashMap};
 use model::wire::{Failure, TransportProtocol};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
+use serde::{Deserialize, Serialize};
 
 use crate::query::{Query, QueryTarget};
 use crate::snapshot::{
@@ -28,7 +29,7 @@ use crate::spec::{BinpackField, PlacementSpec, SpreadField, Strategy};
 /// `Failure.reason` (see [`FailureReason::as_str`]). Variants are ordered by
 /// the filter that produces them: an instance rejected for `Memory` passed
 /// every earlier check.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum FailureReason {
     /// The cluster has no ACTIVE container instance at all.
     NoContainerInstances,
@@ -76,7 +77,7 @@ impl std::fmt::Display for FailureReason {
 }
 
 /// A successful placement.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Placement {
     /// Index of the chosen instance in [`ClusterSnapshot::instances`].
     pub instance_index: usize,
@@ -88,7 +89,7 @@ pub struct Placement {
 }
 
 /// How many instances were rejected for one reason.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Rejection {
     /// The reason.
     pub reason: FailureReason,
@@ -99,7 +100,7 @@ pub struct Rejection {
 }
 
 /// Why a request could not be placed.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PlacementFailure {
     /// Rejections grouped by reason, in filter order. Empty only together
     /// with [`FailureReason::NoContainerInstances`] in `closest`.
@@ -160,7 +161,7 @@ impl PlacementFailure {
 }
 
 /// The outcome for one request.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Outcome {
     /// Placed.
     Placed(Placement),
@@ -169,7 +170,7 @@ pub enum Outcome {
 }
 
 /// The result of [`place`]: one outcome per request, in request order.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Plan {
     /// Outcomes, parallel to the requests.
     pub outcomes: Vec<Outcome>,

@@ -530,6 +530,20 @@ impl Query {
     }
 }
 
+/// Serialized as the expression string; deserializing parses it again.
+impl serde::Serialize for Query {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.source)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Query {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let source = String::deserialize(deserializer)?;
+        Query::parse(&source).map_err(serde::de::Error::custom)
+    }
+}
+
 impl FromStr for Query {
     type Err = QueryError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {

@@ -5,12 +5,13 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use model::wire::TransportProtocol;
+use serde::{Deserialize, Serialize};
 
 use crate::query::QueryTarget;
 
 /// Container instance status, as ECS reports it. Only `Active` instances
 /// receive tasks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum InstanceStatus {
     /// Accepting tasks.
     Active,
@@ -27,7 +28,7 @@ pub enum InstanceStatus {
 }
 
 /// A task already on an instance, as far as placement cares.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TaskView {
     /// Task ARN.
     pub arn: String,
@@ -37,7 +38,7 @@ pub struct TaskView {
 }
 
 /// Host ports, per protocol.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HostPorts {
     /// TCP ports.
     pub tcp: BTreeSet<u16>,
@@ -70,7 +71,7 @@ impl HostPorts {
 
 /// An inclusive range of host ports from which dynamic host ports are
 /// allocated (the agent's ephemeral range).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PortRange {
     /// First port in the range.
     pub first: u16,
@@ -112,7 +113,7 @@ impl Default for PortRange {
 }
 
 /// One container instance as placement sees it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct InstanceView {
     /// Container instance ARN; placements name instances by it.
     pub arn: String,
@@ -177,7 +178,7 @@ impl QueryTarget for InstanceView {
 }
 
 /// An immutable view of one cluster's container instances.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ClusterSnapshot {
     /// The instances, in a stable order (placements refer to them by index
     /// as well as by ARN).
@@ -212,7 +213,7 @@ impl ClusterSnapshot {
 }
 
 /// A host port a task asks for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct HostPort {
     /// Port number.
     pub port: u16,
@@ -221,7 +222,7 @@ pub struct HostPort {
 }
 
 /// An instance attribute a task definition requires (`requiresAttributes`).
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct RequiredAttribute {
     /// Attribute name.
     pub name: String,
@@ -230,7 +231,7 @@ pub struct RequiredAttribute {
 }
 
 /// One task to place.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct TaskRequest {
     /// CPU units.
     pub cpu: u32,

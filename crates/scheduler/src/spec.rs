@@ -10,6 +10,8 @@ use model::wire::{
     TaskDefinitionPlacementConstraint, TaskDefinitionPlacementConstraintType,
 };
 
+use serde::{Deserialize, Serialize};
+
 use crate::query::{Query, QueryError};
 
 /// The most strategies ECS accepts in one request or service.
@@ -101,7 +103,7 @@ pub enum SpecError {
 }
 
 /// What `binpack` packs on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum BinpackField {
     /// Remaining CPU units.
     Cpu,
@@ -110,7 +112,7 @@ pub enum BinpackField {
 }
 
 /// What `spread` balances over.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum SpreadField {
     /// Each container instance is its own bucket (`instanceId` or `host`).
     InstanceId,
@@ -121,7 +123,7 @@ pub enum SpreadField {
 }
 
 /// One validated placement strategy.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Strategy {
     /// Prefer the instance with the least remaining `field`.
     Binpack(BinpackField),
@@ -133,7 +135,7 @@ pub enum Strategy {
 }
 
 /// One validated placement constraint.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum Constraint {
     /// No two tasks of the same group on one instance.
     DistinctInstance,
@@ -144,7 +146,7 @@ pub enum Constraint {
 /// Validated strategies (in priority order) and constraints for one
 /// placement call. An empty strategy list means "no preference": the choice
 /// among feasible instances is then made by the seeded tie-break alone.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct PlacementSpec {
     /// Strategies, most significant first.
     pub strategies: Vec<Strategy>,
