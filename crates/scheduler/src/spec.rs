@@ -157,7 +157,8 @@ pub struct PlacementSpec {
 impl PlacementSpec {
     /// Validates the wire shapes of a `RunTask`/`CreateService` request
     /// together with the task definition's constraints (which come first in
-    /// error indices).
+    /// error indices). An empty strategy list stays empty; callers apply the
+    /// ECS default with [`PlacementSpec::or_default_strategies`].
     ///
     /// # Errors
     ///
@@ -201,6 +202,30 @@ impl PlacementSpec {
             strategies,
             constraints: parsed,
         })
+    }
+
+    /// The strategies ECS uses for service tasks when the service names
+    /// none: `spread(attribute:ecs.availability-zone)`.
+    pub fn service_default_strategies() -> Vec<Strategy> {
+        vec![Strategy::Spread(SpreadField::Attribute(
+            "ecs.availability-zone".to_string(),
+        ))]
+    }
+
+    /// The strategies ECS uses for standalone (`RunTask`) tasks when the
+    /// request names none: `random`.
+    pub fn run_task_default_strategies() -> Vec<Strategy> {
+        vec![Strategy::Random]
+    }
+
+    /// Fills in `defaults` when no strategy was given (see
+    /// [`PlacementSpec::service_default_strategies`] and
+    /// [`PlacementSpec::run_task_default_strategies`]).
+    pub fn or_default_strategies(mut self, defaults: Vec<Strategy>) -> PlacementSpec {
+        if self.strategies.is_empty() {
+            self.strategies = defaults;
+        }
+        self
     }
 
     /// Whether any constraint is `distinctInstance`.
@@ -490,6 +515,30 @@ mod tests {
             spec(&[], &eleven).err(),
             Some(SpecError::TooManyConstraints { count: 11 })
         );
+    }
+
+    #[test]
+    fn ecs_default_strategies() {
+        let service = spec(&[], &[])
+            .expect("valid")
+            .or_default_strategies(PlacementSpec::service_default_strategies());
+        assert_eq!(
+            service.strategies,
+            vec![Strategy::Spread(SpreadField::Attribute(
+                "ecs.availability-zone".into()
+            ))]
+        );
+        let run = spec(&[], &[])
+            .expect("valid")
+            .or_default_strategies(PlacementSpec::run_task_default_strategies());
+        assert_eq!(run.strategies, vec![Strategy::Random]);
+        let given = spec(
+            &[strategy(PlacementStrategyType::Binpack, Some("cpu"))],
+            &[],
+        )
+        .expect("valid")
+        .or_default_strategies(PlacementSpec::run_task_default_strategies());
+        assert_eq!(given.strategies, vec![Strategy::Binpack(BinpackField::Cpu)]);
     }
 
     #[test]
