@@ -9,7 +9,8 @@
 //!
 //! Rows: the indexed selection (the goal: ≥ 10,000 placements/s on 10k
 //! instances), the per-call setup cost, the O(instances) reference scan
-//! (`place_reference`, fewer tasks), and spread + random (sampled).
+//! (`place_reference`, fewer tasks), spread + random (sampled), and
+//! binpack + distinctInstance filling every matching instance once.
 #![allow(missing_docs)]
 
 use std::collections::BTreeMap;
@@ -125,6 +126,14 @@ fn main() {
         &["memberOf:attribute:ecs.instance-type =~ t2.*"],
     )
     .expect("valid spec");
+    let distinct = spec(
+        &["binpack:memory"],
+        &[
+            "distinctInstance",
+            "memberOf:attribute:ecs.instance-type =~ t2.*",
+        ],
+    )
+    .expect("valid spec");
     println!("| workload | instances | tasks | placed | total (s) | placements/s | µs/placement |");
     println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: |");
     for &n in &sizes {
@@ -159,6 +168,14 @@ fn main() {
             &snap,
             tasks,
             &spread_random,
+        );
+        // One task per matching instance (3/4 of them).
+        row(
+            "binpack(memory)+distinctInstance",
+            place,
+            &snap,
+            n * 3 / 4,
+            &distinct,
         );
     }
 }

@@ -58,7 +58,11 @@
 //! - Every call rebuilds its working state from the snapshot, about 1 µs per
 //!   instance (mostly reading attribute maps); callers should place all
 //!   tasks of one service or `RunTask` in one call.
-//! - Chains containing `random` use the O(instances) scan per placement.
+//! - Chains where `random` follows a binpack or an `instanceId` spread use
+//!   the O(instances) scan per placement (attribute spreads then `random`
+//!   are sampled instead).
+//! - When the requests of a call differ in size, instances that are too
+//!   small but rank first are re-checked on every placement of the call.
 //! - Resources are CPU, memory and ports; GPUs, ENIs (awsvpc trunking) and
 //!   custom resources are not modelled. Capacity providers are the caller's
 //!   concern.
