@@ -5,7 +5,7 @@
 //! with a [`Scope`] (account + region): resources in different regions or accounts never
 //! see each other, as in ECS.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::ops::Bound;
 
 use model::arn::{Arn, ResourceType};
@@ -205,6 +205,116 @@ pub enum Change {
     Delete(Record),
 }
 
+/// What the tasks on one container instance hold (derived from the tasks, never stored).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Usage {
+    /// CPU units reserved by tasks that are not STOPPED.
+    pub cpu: i64,
+    /// Memory MiB reserved by tasks that are not STOPPED.
+    pub memory: i64,
+    /// TCP host ports bound by those tasks.
+    pub ports_tcp: Vec<u16>,
+    /// UDP host ports bound by those tasks.
+    pub ports_udp: Vec<u16>,
+    /// Tasks whose last status is RUNNING.
+    pub running: i32,
+    /// Tasks not yet RUNNING.
+    pub pending: i32,
+}
+
+/// Task counts of one cluster (derived, never stored).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ClusterCounts {
+    /// Tasks whose last status is RUNNING.
+    pub running: i64,
+    /// Tasks not yet RUNNING.
+    pub pending: i64,
+    /// Of `running`, those with the FARGATE launch type.
+    pub running_fargate: i64,
+    /// Of `pending`, those with the FARGATE launch type.
+    pub pending_fargate: i64,
+}
+
+/// Indexes derived from the records, kept up to date by [`State::apply`] so that
+/// placement and describes cost O(instances), not O(tasks).
+#[derive(Debug, Clone, Default)]
+pub struct Derived {
+    /// Reservations per container instance.
+    pub usage: HashMap<MemberKey, Usage>,
+    /// Task counts per cluster.
+    pub counts: HashMap<ClusterKey, ClusterCounts>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Pending,
+    Running,
+    Stopped,
+}
+
+fn phase(t: &wire::Task) -> Phase {
+    match t.last_status.as_deref() {
+        Some("RUNNING") => Phase::Running,
+        Some("STOPPED" | "DEACTIVATING" | "STOPPING" | "DEPROVISIONING") | None => Phase::Stopped,
+        Some(_) => Phase::Pending,
+    }
+}
+
+impl Derived {
+    /// Adds (`sign` = 1) or removes (`sign` = -1) a task's contribution.
+    fn account(&mut self, t: &TaskRecord, sign: i64) {
+        let p = phase(&t.task);
+        let fargate = i64::from(t.task.launch_type == Some(wire::LaunchType::Fargate));
+        let c = self.counts.entry((t.scope.clone(), t.cluster.clone())).or_default();
+        match p {
+            Phase::Running => {
+                c.running += sign;
+                c.running_fargate += sign * fargate;
+            }
+            Phase::Pending => {
+                c.pending += sign;
+                c.pending_fargate += sign * fargate;
+            }
+            Phase::Stopped => {}
+        }
+        // Reservations are held until the task is STOPPED (not merely stopping).
+        let holds = t.task.last_status.as_deref() != Some("STOPPED");
+        let Some(instance) = &t.instance_id else { return };
+        if !holds {
+            return;
+        }
+        let key = (t.scope.clone(), t.cluster.clone(), instance.clone());
+        let u = self.usage.entry(key.clone()).or_default();
+        let r = &t.reservation;
+        let sign32 = i32::try_from(sign).unwrap_or(0);
+        u.cpu += sign * r.cpu;
+        u.memory += sign * r.memory;
+        match p {
+            Phase::Running => u.running += sign32,
+            Phase::Pending => u.pending += sign32,
+            Phase::Stopped => {}
+        }
+        if sign > 0 {
+            u.ports_tcp.extend(&r.ports_tcp);
+            u.ports_udp.extend(&r.ports_udp);
+        } else {
+            for p in &r.ports_tcp {
+                if let Some(i) = u.ports_tcp.iter().position(|x| x == p) {
+                    u.ports_tcp.swap_remove(i);
+                }
+            }
+            for p in &r.ports_udp {
+                if let Some(i) = u.ports_udp.iter().position(|x| x == p) {
+                    u.ports_udp.swap_remove(i);
+                }
+            }
+        }
+        if *u == Usage::default() {
+            self.usage.remove(&key);
+        }
+    }
+}
+
 /// The whole state of the control plane.
 #[derive(Debug, Clone, Default)]
 pub struct State {
@@ -222,6 +332,8 @@ pub struct State {
     pub settings: BTreeMap<SettingKey, SettingRecord>,
     /// Server metadata.
     pub meta: MetaRecord,
+    /// Indexes derived from the records.
+    pub derived: Derived,
 }
 
 /// Iterates the values of a map whose keys are `(Scope, cluster, id)` for one cluster.
@@ -259,7 +371,10 @@ impl State {
                 self.instances.insert((r.scope.clone(), r.cluster.clone(), r.id.clone()), r);
             }
             Record::Task(r) => {
-                self.tasks.insert((r.scope.clone(), r.cluster.clone(), r.id.clone()), r);
+                self.derived.account(&r, 1);
+                if let Some(old) = self.tasks.insert((r.scope.clone(), r.cluster.clone(), r.id.clone()), r) {
+                    self.derived.account(&old, -1);
+                }
             }
             Record::Service(r) => {
                 self.services.insert((r.scope.clone(), r.cluster.clone(), r.name.clone()), r);
@@ -284,7 +399,9 @@ impl State {
                 self.instances.remove(&(r.scope.clone(), r.cluster.clone(), r.id.clone()));
             }
             Record::Task(r) => {
-                self.tasks.remove(&(r.scope.clone(), r.cluster.clone(), r.id.clone()));
+                if let Some(old) = self.tasks.remove(&(r.scope.clone(), r.cluster.clone(), r.id.clone())) {
+                    self.derived.account(&old, -1);
+                }
             }
             Record::Service(r) => {
                 self.services.remove(&(r.scope.clone(), r.cluster.clone(), r.name.clone()));
@@ -314,6 +431,16 @@ impl State {
     /// The services of one cluster, in name order.
     pub fn services_in<'a>(&'a self, scope: &Scope, cluster: &str) -> impl Iterator<Item = &'a ServiceRecord> + 'a {
         in_cluster(&self.services, scope, cluster)
+    }
+
+    /// What the tasks on one instance hold.
+    pub fn usage(&self, scope: &Scope, cluster: &str, instance_id: &str) -> Option<&Usage> {
+        self.derived.usage.get(&(scope.clone(), cluster.to_owned(), instance_id.to_owned()))
+    }
+
+    /// Task counts of one cluster.
+    pub fn counts(&self, scope: &Scope, cluster: &str) -> ClusterCounts {
+        self.derived.counts.get(&(scope.clone(), cluster.to_owned())).copied().unwrap_or_default()
     }
 
     /// The revisions of one family, oldest first.
@@ -362,6 +489,39 @@ mod tests {
         let b = cluster(&Scope::new("1", "s"), "x").store_key();
         assert_ne!(a, b);
         assert!(a.starts_with("cluster|"));
+    }
+
+    fn task(sc: &Scope, id: &str, status: &str, cpu: i64, port: u16) -> Record {
+        Record::Task(TaskRecord {
+            scope: sc.clone(),
+            cluster: "c".into(),
+            id: id.into(),
+            task: wire::Task { last_status: Some(status.into()), ..Default::default() },
+            reservation: Reservation { cpu, memory: 2 * cpu, ports_tcp: vec![port], ports_udp: vec![] },
+            instance_id: Some("i1".into()),
+            client_token: None,
+            agent_acknowledged: false,
+        })
+    }
+
+    #[test]
+    fn derived_usage_follows_task_changes() {
+        let mut s = State::default();
+        let sc = Scope::new("1", "r");
+        s.apply(&Change::Put(task(&sc, "a", "PENDING", 100, 8080)));
+        s.apply(&Change::Put(task(&sc, "b", "RUNNING", 50, 8081)));
+        let u = s.usage(&sc, "c", "i1").unwrap();
+        assert_eq!((u.cpu, u.memory, u.running, u.pending), (150, 300, 1, 1));
+        assert_eq!(s.counts(&sc, "c").pending, 1);
+        s.apply(&Change::Put(task(&sc, "a", "RUNNING", 100, 8080)));
+        assert_eq!(s.usage(&sc, "c", "i1").unwrap().running, 2);
+        assert_eq!(s.counts(&sc, "c").running, 2);
+        s.apply(&Change::Put(task(&sc, "a", "STOPPED", 100, 8080)));
+        let u = s.usage(&sc, "c", "i1").unwrap();
+        assert_eq!((u.cpu, u.ports_tcp.clone()), (50, vec![8081]));
+        s.apply(&Change::Delete(task(&sc, "b", "RUNNING", 50, 8081)));
+        assert!(s.usage(&sc, "c", "i1").is_none());
+        assert_eq!(s.counts(&sc, "c"), ClusterCounts::default());
     }
 
     #[test]

@@ -20,6 +20,15 @@ struct Cli {
 enum Command {
     /// Run the control plane: the ECS JSON 1.1 API on an embedded store.
     Server(cmd::server::ServerArgs),
+    /// Node host layer: settings API server, boot step, install, rollback.
+    Host(cmd::host::HostArgs),
+    /// Client of the host settings API (Bottlerocket-style apiclient).
+    Apiclient(cmd::apiclient::ApiclientArgs),
+    /// Build node images and publish them in a TUF update repository.
+    Os(cmd::os::OsArgs),
+    /// Measure flotilla (API throughput and latency, …) and print the figures.
+    #[command(subcommand)]
+    Bench(cmd::bench::BenchCommand),
 }
 
 fn main() -> ExitCode {
@@ -43,5 +52,9 @@ fn main() -> ExitCode {
 fn main_inner(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Server(args) => cmd::server::run(args),
+        Command::Bench(bench) => cmd::bench::run(bench),
+        Command::Host(args) => cmd::host::run(args),
+        Command::Apiclient(args) => cmd::apiclient::run(args),
+        Command::Os(args) => cmd::os::run(args),
     }
 }

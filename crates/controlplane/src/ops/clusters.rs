@@ -7,7 +7,6 @@ use model::wire::{self, ClusterField};
 use crate::engine::{Ctx, Written};
 use crate::error::{EcsError, invalid};
 use crate::ops::common::{DEFAULT_CLUSTER, active_cluster, check_len, cluster_name, is_valid_name, validate_tags};
-use crate::ops::tasks::{is_pending, is_running};
 use crate::paging::{PageRequest, paginate};
 use crate::state::{Change, ClusterRecord, Record, Scope, State};
 
@@ -84,18 +83,10 @@ fn count(n: usize) -> i32 {
 pub fn describe_one(state: &State, rec: &ClusterRecord, include: &[ClusterField]) -> wire::Cluster {
     let mut c = rec.cluster.clone();
     let scope = &rec.scope;
-    let (mut running, mut pending) = (0usize, 0usize);
-    let (mut running_fargate, mut pending_fargate) = (0usize, 0usize);
-    for t in state.tasks_in(scope, &rec.name) {
-        let fargate = t.task.launch_type == Some(wire::LaunchType::Fargate);
-        if is_running(&t.task) {
-            running += 1;
-            running_fargate += usize::from(fargate);
-        } else if is_pending(&t.task) {
-            pending += 1;
-            pending_fargate += usize::from(fargate);
-        }
-    }
+    let counts = state.counts(scope, &rec.name);
+    let n = |v: i64| usize::try_from(v).unwrap_or(0);
+    let (running, pending) = (n(counts.running), n(counts.pending));
+    let (running_fargate, pending_fargate) = (n(counts.running_fargate), n(counts.pending_fargate));
     let instances = state
         .instances_in(scope, &rec.name)
         .filter(|i| matches!(i.instance.status.as_deref(), Some("ACTIVE" | "DRAINING")))

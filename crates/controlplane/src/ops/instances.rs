@@ -11,50 +11,19 @@ use serde::Deserialize;
 use crate::engine::{Ctx, Written};
 use crate::error::{EcsError, client, invalid};
 use crate::ops::common::{active_cluster, check_len, member_id, validate_tags};
-use crate::ops::tasks::{is_pending, is_running};
 use crate::paging::{PageRequest, paginate};
+pub use crate::state::Usage;
 use crate::state::{Change, InstanceRecord, Record, Scope, State};
 
 /// Custom (non `ecs.`) attributes an instance may carry.
 pub const MAX_CUSTOM_ATTRIBUTES: usize = 10;
 
-/// What an instance offers and what its tasks hold.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Usage {
-    /// CPU units reserved by tasks that are not STOPPED.
-    pub cpu: i64,
-    /// Memory MiB reserved by tasks that are not STOPPED.
-    pub memory: i64,
-    /// TCP host ports bound by those tasks.
-    pub ports_tcp: Vec<u16>,
-    /// UDP host ports bound by those tasks.
-    pub ports_udp: Vec<u16>,
-    /// Tasks whose last status is RUNNING.
-    pub running: i32,
-    /// Tasks not yet RUNNING.
-    pub pending: i32,
-}
-
-/// Reservations per instance id in one cluster.
+/// Reservations per instance id in one cluster, from the state's derived index.
 pub fn usage_by_instance(state: &State, scope: &Scope, cluster: &str) -> HashMap<String, Usage> {
-    let mut out: HashMap<String, Usage> = HashMap::new();
-    for t in state.tasks_in(scope, cluster) {
-        let Some(id) = &t.instance_id else { continue };
-        if t.task.last_status.as_deref() == Some("STOPPED") {
-            continue;
-        }
-        let u = out.entry(id.clone()).or_default();
-        u.cpu += t.reservation.cpu;
-        u.memory += t.reservation.memory;
-        u.ports_tcp.extend(&t.reservation.ports_tcp);
-        u.ports_udp.extend(&t.reservation.ports_udp);
-        if is_running(&t.task) {
-            u.running += 1;
-        } else if is_pending(&t.task) {
-            u.pending += 1;
-        }
-    }
-    out
+    state
+        .instances_in(scope, cluster)
+        .filter_map(|i| state.usage(scope, cluster, &i.id).map(|u| (i.id.clone(), u.clone())))
+        .collect()
 }
 
 /// An integer resource (`CPU`, `MEMORY`) of a resource list.

@@ -1,7 +1,14 @@
-//! `flotilla server`: the control plane.
+//! `flotilla server`: the control plane — the ECS API on the embedded store.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
+use controlplane::ControlPlane;
+use ecs_api::ApiConfig;
+use ecs_api::auth::Credentials;
+use store::RedbStore;
 
 /// Arguments of `flotilla server`.
 #[derive(Debug, clap::Args)]
@@ -9,18 +16,59 @@ pub struct ServerArgs {
     /// Address the ECS API listens on.
     #[arg(long, default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
-    /// Directory holding the embedded store.
+    /// Directory holding the embedded store (`state.redb`); created if missing.
     #[arg(long, default_value = "/var/lib/flotilla/server")]
     pub data_dir: PathBuf,
     /// AWS account id that appears in every ARN.
     #[arg(long, default_value = "000000000000")]
     pub account_id: String,
-    /// Enable `POST /admin/reset` (wipes all state; tests and local development only).
+    /// Enable `POST /admin/reset`, which wipes all state (tests and local development only).
     #[arg(long)]
     pub allow_reset: bool,
+    /// TOML file of access keys (`[keys.<ID>] secret = "…" account = "…"`); when given,
+    /// every request must carry a valid SigV4 signature from one of them. Without it any
+    /// signature is accepted.
+    #[arg(long)]
+    pub credentials: Option<PathBuf>,
 }
 
-/// Runs the control plane until interrupted.
-pub fn run(_args: ServerArgs) -> anyhow::Result<()> {
-    anyhow::bail!("not implemented yet")
+/// Runs the control plane until SIGINT/SIGTERM.
+pub fn run(args: ServerArgs) -> anyhow::Result<()> {
+    if args.account_id.len() != 12 || !args.account_id.bytes().all(|b| b.is_ascii_digit()) {
+        anyhow::bail!("--account-id must be 12 digits, got {:?}", args.account_id);
+    }
+    let credentials = args.credentials.as_deref().map(Credentials::load).transpose().map_err(anyhow::Error::msg)?;
+    std::fs::create_dir_all(&args.data_dir).with_context(|| format!("cannot create data dir {}", args.data_dir.display()))?;
+    let store = RedbStore::open(&args.data_dir.join("state.redb"))?;
+    let cp = ControlPlane::open(Arc::new(store)).map_err(|e| anyhow::anyhow!("cannot load the state: {e}"))?;
+    let auth_mode = if credentials.is_some() { "SigV4 verified" } else { "any signature accepted" };
+    let config = ApiConfig { account_id: args.account_id, allow_reset: args.allow_reset, credentials };
+    let runtime = tokio::runtime::Runtime::new()?;
+    runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("cannot listen on {}", args.listen))?;
+        let addr = listener.local_addr()?;
+        tracing::info!(%addr, data_dir = %args.data_dir.display(), auth = auth_mode, "flotilla server listening");
+        ecs_api::serve(listener, ecs_api::router(cp, config), shutdown_signal()).await?;
+        tracing::info!("flotilla server stopped");
+        Ok(())
+    })
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => return std::future::pending().await,
+        };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
 }
