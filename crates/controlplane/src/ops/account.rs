@@ -157,7 +157,10 @@ pub fn list(state: &State, scope: &Scope, now: f64, req: wire::ListAccountSettin
         req.name.map(|n| n.as_str()).unwrap_or(""),
         req.value.as_deref().unwrap_or("")
     );
-    let items = settings.into_iter().map(|s| (s.name.map(|n| n.as_str().to_owned()).unwrap_or_default(), s));
+    // Pages resume after the last key, so the items must come in key order.
+    let mut items: Vec<(String, wire::Setting)> =
+        settings.into_iter().map(|s| (s.name.map(|n| n.as_str().to_owned()).unwrap_or_default(), s)).collect();
+    items.sort_by(|a, b| a.0.cmp(&b.0));
     let page = paginate(
         &PageRequest {
             secret: &state.meta.paging_secret,
@@ -172,4 +175,37 @@ pub fn list(state: &State, scope: &Scope, now: f64, req: wire::ListAccountSettin
         items,
     )?;
     Ok(wire::ListAccountSettingsResponse { settings: Some(page.items), next_token: page.next_token })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn list_page(state: &State, scope: &Scope, token: Option<String>) -> wire::ListAccountSettingsResponse {
+        let req = wire::ListAccountSettingsRequest {
+            effective_settings: Some(true),
+            max_results: Some(3),
+            next_token: token,
+            ..Default::default()
+        };
+        list(state, scope, 1000.0, req).unwrap()
+    }
+
+    #[test]
+    fn effective_settings_page_through_every_setting_once() {
+        let state = State::default();
+        let scope = Scope::new("000000000000", "us-east-1");
+        let (mut seen, mut token) = (Vec::new(), None);
+        loop {
+            let page = list_page(&state, &scope, token);
+            seen.extend(page.settings.unwrap_or_default().into_iter().map(|s| s.name.unwrap().as_str().to_owned()));
+            token = page.next_token;
+            if token.is_none() {
+                break;
+            }
+        }
+        let mut expected: Vec<String> = SettingName::ALL.iter().map(|n| n.as_str().to_owned()).collect();
+        expected.sort();
+        assert_eq!(seen, expected);
+    }
 }
