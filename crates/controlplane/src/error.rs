@@ -22,6 +22,9 @@ pub enum EcsError {
     /// A tagged resource, or another non-cluster resource, does not exist.
     #[error("{0}")]
     ResourceNotFound(String),
+    /// PutAttributes/DeleteAttributes name a target that does not exist.
+    #[error("{0}")]
+    TargetNotFound(String),
     /// DeleteCluster while container instances are registered.
     #[error("The Cluster cannot be deleted while Container Instances are active or draining.")]
     ClusterContainsContainerInstances,
@@ -55,6 +58,7 @@ impl EcsError {
             EcsError::ServiceNotFound => "ServiceNotFoundException",
             EcsError::ServiceNotActive => "ServiceNotActiveException",
             EcsError::ResourceNotFound(_) => "ResourceNotFoundException",
+            EcsError::TargetNotFound(_) => "TargetNotFoundException",
             EcsError::ClusterContainsContainerInstances => "ClusterContainsContainerInstancesException",
             EcsError::ClusterContainsServices => "ClusterContainsServicesException",
             EcsError::ClusterContainsTasks => "ClusterContainsTasksException",

@@ -80,7 +80,7 @@ fn target_instance<'a>(state: &'a State, scope: &Scope, cluster: &str, a: &wire:
     let target = a.target_id.as_deref().ok_or_else(|| invalid("attributes[].targetId is required."))?;
     find(state, scope, cluster, target)
         .filter(|r| r.instance.status.as_deref() != Some("INACTIVE"))
-        .ok_or_else(|| EcsError::ResourceNotFound(format!("The target {target} could not be found in the cluster.")))
+        .ok_or_else(|| EcsError::TargetNotFound(format!("attributes[].targetId {target} could not be found in the cluster.")))
 }
 
 fn shown(a: &wire::Attribute, rec: &InstanceRecord) -> wire::Attribute {
