@@ -83,6 +83,11 @@ pub fn untag_resource(state: &State, ctx: &mut Ctx, req: wire::UntagResourceRequ
 /// ListTagsForResource.
 pub fn list_tags_for_resource(state: &State, scope: &Scope, req: wire::ListTagsForResourceRequest) -> Result<wire::ListTagsForResourceResponse, EcsError> {
     let arn = req.resource_arn.ok_or_else(|| invalid("resourceArn is required."))?;
-    let mut record = lookup(state, scope, &arn)?;
+    // ListTagsForResource declares no ResourceNotFoundException (TagResource and
+    // UntagResource do): an ARN naming nothing is a bad parameter here.
+    let mut record = lookup(state, scope, &arn).map_err(|e| match e {
+        EcsError::ResourceNotFound(_) => invalid(format!("resourceArn {arn:?} names no existing resource.")),
+        other => other,
+    })?;
     Ok(wire::ListTagsForResourceResponse { tags: Some(tags_of(&mut record)?.clone()) })
 }
