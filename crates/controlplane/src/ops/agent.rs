@@ -9,7 +9,7 @@ use model::lifecycle::TaskStatus;
 use model::wire::{self, TaskStopCode};
 
 use crate::engine::{Ctx, Written};
-use crate::error::{EcsError, invalid};
+use crate::error::{EcsError, client, invalid};
 use crate::ops::common::active_cluster;
 use crate::ops::tasks::{find, last_status, mark_stopped};
 use crate::state::{Change, Record, Scope, State, TaskRecord};
@@ -24,7 +24,9 @@ pub fn discover_poll_endpoint(
     req: wire::DiscoverPollEndpointRequest,
 ) -> Result<wire::DiscoverPollEndpointResponse, EcsError> {
     if req.cluster.is_some() {
-        active_cluster(state, scope, req.cluster.as_deref())?;
+        // DiscoverPollEndpoint declares no ClusterNotFoundException: the agent sees the
+        // generic ClientException, as from RegisterContainerInstance.
+        active_cluster(state, scope, req.cluster.as_deref()).map_err(|_| client("Cluster not found."))?;
     }
     Ok(wire::DiscoverPollEndpointResponse {
         endpoint: Some(advertised.to_owned()),
