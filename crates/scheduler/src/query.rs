@@ -14,9 +14,15 @@
 //! comparison := subject operator [argument]
 //! subject    := "attribute:" NAME | "task:group" | "agentConnected" | "agentVersion"
 //!             | "ec2InstanceId" | "registeredAt" | "runningTasksCount"
-//! argument   := VALUE | "[" VALUE ("," VALUE)* "]" | "(" VALUE ("," VALUE)* ")"
+//! argument   := VALUE | PATTERN | "[" VALUE ("," VALUE)* "]" | "(" VALUE ("," VALUE)* ")"
 //! VALUE      := bare word | 'single quoted' | "double quoted"
+//! PATTERN    := (after =~ / !~) a quoted value, or raw text up to whitespace,
+//!               `&&`, `||` or an unbalanced `)`, outside (...) and [...]
 //! ```
+//!
+//! A bare word ends at whitespace, `(`, `)`, `[`, `]`, `,`, a quote or an
+//! operator symbol, so values such as `service:web` or `t2.micro` need no
+//! quotes, and `t[23]\..*` or `(t2|m5)\..*` work unquoted after `=~`.
 //!
 //! Operators, with their word aliases: `==` `equals`, `!=` `not_equals`,
 //! `>` `greater_than`, `>=` `greater_than_equal`, `<` `less_than`,
@@ -477,14 +483,13 @@ impl Query {
         if source.trim().is_empty() {
             return Err(QueryError::Empty);
         }
-        let tokens = lex(source)?;
         let mut parser = Parser {
-            tokens,
-            next: 0,
-            end: source.len(),
+            src: source,
+            pos: 0,
+            peeked: None,
         };
         let expr = parser.parse_or()?;
-        if let Some(tok) = parser.peek() {
+        if let Some(tok) = parser.peek()? {
             return Err(QueryError::UnexpectedToken {
                 found: tok.text(),
                 expected: "`and`, `or` or the end of the expression",
@@ -817,76 +822,102 @@ fn is_delimiter(c: char) -> bool {
     c.is_whitespace() || matches!(c, '(' | ')' | '[' | ']' | ',' | '\'' | '"')
 }
 
-fn lex(src: &str) -> Result<Vec<Token>, QueryError> {
-    let mut tokens = Vec::new();
-    let mut i = 0;
+/// Lexes the token starting at or after `i` (whitespace is skipped).
+/// Returns the token and the offset just past it, or `None` at the end.
+fn lex_token(src: &str, mut i: usize) -> Result<Option<(Token, usize)>, QueryError> {
     while let Some(c) = src[i..].chars().next() {
-        if c.is_whitespace() {
-            i += c.len_utf8();
-            continue;
+        if !c.is_whitespace() {
+            break;
         }
-        let single = match c {
-            '(' => Some(TokKind::LParen),
-            ')' => Some(TokKind::RParen),
-            '[' => Some(TokKind::LBracket),
-            ']' => Some(TokKind::RBracket),
-            ',' => Some(TokKind::Comma),
-            _ => None,
+        i += c.len_utf8();
+    }
+    let Some(c) = src[i..].chars().next() else {
+        return Ok(None);
+    };
+    let single = match c {
+        '(' => Some(TokKind::LParen),
+        ')' => Some(TokKind::RParen),
+        '[' => Some(TokKind::LBracket),
+        ']' => Some(TokKind::RBracket),
+        ',' => Some(TokKind::Comma),
+        _ => None,
+    };
+    if let Some(kind) = single {
+        return Ok(Some((Token { kind, pos: i }, i + 1)));
+    }
+    if c == '\'' || c == '"' {
+        let (value, consumed) =
+            lex_quoted(&src[i..], c).ok_or(QueryError::UnterminatedQuote { position: i })?;
+        let tok = Token {
+            kind: TokKind::Quoted(value),
+            pos: i,
         };
-        if let Some(kind) = single {
-            tokens.push(Token { kind, pos: i });
-            i += 1;
-            continue;
-        }
-        if c == '\'' || c == '"' {
-            let (value, consumed) =
-                lex_quoted(&src[i..], c).ok_or(QueryError::UnterminatedQuote { position: i })?;
-            tokens.push(Token {
-                kind: TokKind::Quoted(value),
-                pos: i,
-            });
-            i += consumed;
-            continue;
-        }
-        if let Some((sym, op)) = symbol_at(&src[i..]) {
-            let kind = match (sym, op) {
-                (_, Some(op)) => TokKind::Symbol(op),
-                ("&&", None) => TokKind::AndAnd,
-                _ => TokKind::OrOr,
-            };
-            tokens.push(Token { kind, pos: i });
-            i += sym.len();
-            continue;
-        }
-        if c == '!' {
-            tokens.push(Token {
-                kind: TokKind::Bang,
-                pos: i,
-            });
-            i += 1;
-            continue;
-        }
-        if c == '=' {
-            return Err(QueryError::UnexpectedChar {
-                found: '=',
-                position: i,
-                hint: "; did you mean `==`?",
-            });
-        }
-        // A bare word runs to a delimiter or the start of a symbol.
-        let start = i;
-        while let Some(c) = src[i..].chars().next() {
-            if is_delimiter(c) || (i > start && symbol_at(&src[i..]).is_some()) {
-                break;
-            }
-            i += c.len_utf8();
-        }
-        tokens.push(Token {
-            kind: TokKind::Word(src[start..i].to_string()),
-            pos: start,
+        return Ok(Some((tok, i + consumed)));
+    }
+    if let Some((sym, op)) = symbol_at(&src[i..]) {
+        let kind = match (sym, op) {
+            (_, Some(op)) => TokKind::Symbol(op),
+            ("&&", None) => TokKind::AndAnd,
+            _ => TokKind::OrOr,
+        };
+        return Ok(Some((Token { kind, pos: i }, i + sym.len())));
+    }
+    if c == '!' {
+        let tok = Token {
+            kind: TokKind::Bang,
+            pos: i,
+        };
+        return Ok(Some((tok, i + 1)));
+    }
+    if c == '=' {
+        return Err(QueryError::UnexpectedChar {
+            found: '=',
+            position: i,
+            hint: "; did you mean `==`?",
         });
     }
-    Ok(tokens)
+    // A bare word runs to a delimiter or the start of a symbol.
+    let start = i;
+    while let Some(c) = src[i..].chars().next() {
+        if is_delimiter(c) || (i > start && symbol_at(&src[i..]).is_some()) {
+            break;
+        }
+        i += c.len_utf8();
+    }
+    let tok = Token {
+        kind: TokKind::Word(src[start..i].to_string()),
+        pos: start,
+    };
+    Ok(Some((tok, i)))
+}
+
+/// Length of an unquoted `=~` pattern at the start of `s`: up to whitespace,
+/// `&&`/`||` or an unbalanced `)`, outside parentheses and character
+/// classes, so `t[23]\..*` and `(t2|m5)\..*` need no quotes.
+fn raw_pattern_len(s: &str) -> usize {
+    let (mut parens, mut class, mut escaped) = (0usize, false, false);
+    for (i, c) in s.char_indices() {
+        if escaped {
+            escaped = false;
+            continue;
+        }
+        match c {
+            '\\' => escaped = true,
+            ']' if class => class = false,
+            _ if class => {}
+            '[' => class = true,
+            '(' => parens += 1,
+            ')' if parens == 0 => return i,
+            ')' => parens -= 1,
+            _ if parens == 0
+                && (c.is_whitespace() || s[i..].starts_with("&&") || s[i..].starts_with("||")) =>
+            {
+                return i;
+            }
+            _ => {}
+        }
+    }
+    s.len()
 }
 
 /// Reads a quoted value starting at the opening quote; a backslash escapes
@@ -916,41 +947,70 @@ fn lex_quoted(s: &str, quote: char) -> Option<(String, usize)> {
 // ---------------------------------------------------------------------------
 // Parsing
 
-struct Parser {
-    tokens: Vec<Token>,
-    next: usize,
-    end: usize,
+/// Recursive descent over tokens lexed on demand (so that `=~` patterns can
+/// be read raw from the source).
+struct Parser<'s> {
+    src: &'s str,
+    /// Offset of the first character not yet lexed.
+    pos: usize,
+    /// A token lexed ahead, with the offset just past it.
+    peeked: Option<(Token, usize)>,
 }
 
-impl Parser {
-    fn peek(&self) -> Option<&Token> {
-        self.tokens.get(self.next)
+impl Parser<'_> {
+    fn peek(&mut self) -> Result<Option<&Token>, QueryError> {
+        if self.peeked.is_none() {
+            self.peeked = lex_token(self.src, self.pos)?;
+        }
+        Ok(self.peeked.as_ref().map(|(t, _)| t))
     }
 
-    fn bump(&mut self) -> Option<Token> {
-        let tok = self.tokens.get(self.next).cloned();
-        if tok.is_some() {
-            self.next += 1;
-        }
-        tok
+    /// Whether the next token satisfies `pred` (lexing it if needed).
+    fn next_is(&mut self, pred: impl Fn(&Token) -> bool) -> Result<bool, QueryError> {
+        Ok(self.peek()?.is_some_and(pred))
+    }
+
+    fn bump(&mut self) -> Result<Option<Token>, QueryError> {
+        self.peek()?;
+        Ok(self.peeked.take().map(|(tok, end)| {
+            self.pos = end;
+            tok
+        }))
     }
 
     fn expect_some(&mut self, expected: &'static str) -> Result<Token, QueryError> {
-        self.bump().ok_or(QueryError::UnexpectedEnd {
+        self.bump()?.ok_or(QueryError::UnexpectedEnd {
             expected,
-            position: self.end,
+            position: self.src.len(),
         })
+    }
+
+    /// An `=~` argument: quoted, or raw up to whitespace (see
+    /// [`raw_pattern_len`]).
+    fn parse_pattern(&mut self) -> Result<(String, usize), QueryError> {
+        if self.peeked.is_some() {
+            return self.parse_value();
+        }
+        let rest = &self.src[self.pos..];
+        let start = self.pos + (rest.len() - rest.trim_start().len());
+        let body = &self.src[start..];
+        if body.starts_with(['\'', '"']) {
+            return self.parse_value();
+        }
+        let len = raw_pattern_len(body);
+        if len == 0 {
+            // Nothing usable: let the token path report what is there.
+            return self.parse_value();
+        }
+        self.pos = start + len;
+        Ok((body[..len].to_string(), start))
     }
 
     fn parse_or(&mut self) -> Result<Expr, QueryError> {
         let mut terms = vec![self.parse_and()?];
-        while let Some(tok) = self.peek() {
-            if tok.kind == TokKind::OrOr || tok.is_keyword("or") {
-                self.next += 1;
-                terms.push(self.parse_and()?);
-            } else {
-                break;
-            }
+        while self.next_is(|t| t.kind == TokKind::OrOr || t.is_keyword("or"))? {
+            self.bump()?;
+            terms.push(self.parse_and()?);
         }
         Ok(if terms.len() == 1 {
             terms.remove(0)
@@ -961,13 +1021,9 @@ impl Parser {
 
     fn parse_and(&mut self) -> Result<Expr, QueryError> {
         let mut terms = vec![self.parse_unary()?];
-        while let Some(tok) = self.peek() {
-            if tok.kind == TokKind::AndAnd || tok.is_keyword("and") {
-                self.next += 1;
-                terms.push(self.parse_unary()?);
-            } else {
-                break;
-            }
+        while self.next_is(|t| t.kind == TokKind::AndAnd || t.is_keyword("and"))? {
+            self.bump()?;
+            terms.push(self.parse_unary()?);
         }
         Ok(if terms.len() == 1 {
             terms.remove(0)
@@ -1017,17 +1073,20 @@ impl Parser {
             TokKind::Word(w) => Operator::from_word(w),
             TokKind::Bang => {
                 // `!exists` / `!in`: the word must follow the bang directly.
-                match self.peek() {
-                    Some(next) if next.pos == tok.pos + 1 && next.is_keyword("exists") => {
-                        self.next += 1;
+                let adjacent = tok.pos + 1;
+                let op = match self.peek()? {
+                    Some(next) if next.pos == adjacent && next.is_keyword("exists") => {
                         Some(Operator::NotExists)
                     }
-                    Some(next) if next.pos == tok.pos + 1 && next.is_keyword("in") => {
-                        self.next += 1;
+                    Some(next) if next.pos == adjacent && next.is_keyword("in") => {
                         Some(Operator::NotIn)
                     }
                     _ => None,
+                };
+                if op.is_some() {
+                    self.bump()?;
                 }
+                op
             }
             _ => None,
         };
@@ -1054,7 +1113,7 @@ impl Parser {
             Operator::Exists | Operator::NotExists => Argument::None,
             Operator::In | Operator::NotIn => Argument::List(self.parse_list()?),
             Operator::Matches | Operator::NotMatches => {
-                let (pattern, pos) = self.parse_value()?;
+                let (pattern, pos) = self.parse_pattern()?;
                 let anchored = format!("^(?:{pattern})$");
                 let re = Regex::new(&anchored).map_err(|e| QueryError::InvalidPattern {
                     pattern: pattern.clone(),
@@ -1311,6 +1370,57 @@ mod tests {
         assert!(on_attrs(
             "attribute:ecs.instance-type =~ 't2\\.(micro|small)'"
         ));
+    }
+
+    #[test]
+    fn unquoted_patterns_may_use_classes_and_groups() {
+        assert!(on_attrs("attribute:ecs.instance-type =~ t[23]\\..*"));
+        assert!(on_attrs("attribute:ecs.instance-type =~ (t2|m5)\\.micro"));
+        assert!(on_attrs(
+            "attribute:ecs.instance-type =~ (t2|m5)\\.(micro|small) and attribute:gpu exists"
+        ));
+        assert!(on_attrs("(attribute:ecs.instance-type =~ t2.*)"));
+        assert!(on_attrs("not(attribute:ecs.instance-type =~ m5.*)"));
+        assert!(on_attrs(
+            "attribute:ecs.instance-type =~ t2.*&&attribute:ecs.os-type==linux"
+        ));
+        assert!(on_attrs("attribute:ecs.instance-type =~ [a-z]2[.]micro"));
+        assert!(!on_attrs("attribute:ecs.instance-type =~ t[3-9].*"));
+        assert!(matches!(
+            err("attribute:a =~ (b"),
+            QueryError::InvalidPattern { position: 15, .. }
+        ));
+        assert!(matches!(
+            err("attribute:a =~ )"),
+            QueryError::UnexpectedToken { position: 15, .. }
+        ));
+        assert!(matches!(
+            err("attribute:a =~"),
+            QueryError::UnexpectedEnd { position: 14, .. }
+        ));
+    }
+
+    #[test]
+    fn ecs_documentation_examples() {
+        for expr in [
+            "attribute:ecs.instance-type == t2.small",
+            "attribute:ecs.availability-zone in [us-east-1a, us-east-1b]",
+            "attribute:ecs.instance-type =~ g2.* and attribute:ecs.availability-zone != us-east-1d",
+            "attribute:ecs.instance-type in [t2.small, t2.medium] and attribute:ecs.availability-zone == us-east-1a",
+            "not(task:group == database)",
+            "task:group == service:production",
+            "runningTasksCount == 0",
+            "agentVersion < 1.14.5",
+            "registeredAt >= 2018-06-18",
+            "ec2InstanceId in ['i-abcd1234', 'i-wxyx7890']",
+            "attribute:ecs.os-type == linux",
+            "(attribute:ecs.instance-type == t2.small or attribute:ecs.instance-type == t2.medium) and not(task:group == database)",
+            "attribute:stack exists",
+        ] {
+            if let Err(e) = Query::parse(expr) {
+                panic!("{expr}: {e}");
+            }
+        }
     }
 
     #[test]
