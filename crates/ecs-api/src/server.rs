@@ -55,7 +55,7 @@ fn now() -> (i64, f64) {
 
 async fn handle(app: &App, method: &Method, uri: &Uri, headers: &HeaderMap, body: &[u8]) -> Result<Vec<u8>, ApiError> {
     let target = headers.get("x-amz-target").and_then(|v| v.to_str().ok()).ok_or(ApiError::MissingTarget)?;
-    let name = target.strip_prefix(TARGET_PREFIX).and_then(|t| t.strip_prefix('.')).ok_or(ApiError::MissingTarget)?;
+    let name = target.strip_prefix(TARGET_PREFIX).and_then(|t| t.strip_prefix('.')).filter(|t| !t.is_empty()).ok_or(ApiError::MissingTarget)?;
     let (now_secs, now) = now();
     let caller = authenticate(app.config.credentials.as_ref(), &app.config.account_id, now_secs, method, uri, headers, body)?;
     let op = Operation::from_name(name).ok_or_else(|| ApiError::UnknownOperation(name.to_owned()))?;
