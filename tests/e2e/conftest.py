@@ -132,7 +132,7 @@ def _healthy(endpoint: str) -> bool:
         return False
 
 
-def start_server(tmp: Path, extra_args: list[str] = (), name: str = "server", deadline: float = 30.0) -> Server:
+def start_server(tmp: Path, extra_args: list[str] = (), name: str = "server", deadline: float = 30.0, allow_reset: bool = True) -> Server:
     binary = flotilla_bin()
     last_log = ""
     for _attempt in range(3):  # the free port may be taken between probing and binding
@@ -142,7 +142,7 @@ def start_server(tmp: Path, extra_args: list[str] = (), name: str = "server", de
         endpoint = f"http://127.0.0.1:{port}"
         with open(log, "wb") as out:
             proc = subprocess.Popen(
-                [str(binary), "server", "--listen", f"127.0.0.1:{port}", "--data-dir", str(data_dir), "--allow-reset", *extra_args],
+                [str(binary), "server", "--listen", f"127.0.0.1:{port}", "--data-dir", str(data_dir), *(["--allow-reset"] if allow_reset else []), *extra_args],
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 env={**os.environ, "RUST_LOG": os.environ.get("RUST_LOG", "info")},

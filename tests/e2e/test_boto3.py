@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import json
+import threading
 
 import pytest
 from botocore.exceptions import ClientError, WaiterError
@@ -272,7 +273,7 @@ def test_fargate_size_validation(ecs):
     fargate = dict(requiresCompatibilities=["FARGATE"], networkMode="awsvpc")
     with pytest.raises(ecs.exceptions.ClientException) as e:
         ecs.register_task_definition(family="f", containerDefinitions=[container(memory=128, cpu=0)], cpu="256", memory="4096", **fargate)
-    assert "cpu" in error_of(e)[1].lower()
+    assert "'cpu'" in error_of(e)[1] and "memory=4096" in error_of(e)[1]
     with pytest.raises(ecs.exceptions.ClientException) as e:
         ecs.register_task_definition(family="f", containerDefinitions=[container()], cpu="256", memory="512", requiresCompatibilities=["FARGATE"])
     assert "awsvpc" in error_of(e)[1]
@@ -663,6 +664,32 @@ def test_task_state_changes_and_waiters(ecs, cluster):
     with pytest.raises(ecs.exceptions.InvalidParameterException) as e:
         ecs.submit_task_state_change(cluster="c1", task=arn, status="EXPLODED")
     assert "status" in error_of(e)[1]
+
+
+def test_waiter_polls_until_the_agent_reports(ecs, client_factory, cluster):
+    """tasks_running started while the task is PENDING succeeds once the agent reports RUNNING."""
+    arn = run_one(ecs)["taskArn"]
+    waiter_client = client_factory()
+    polls = []
+    waiter_client.meta.events.register("after-call.ecs.DescribeTasks", lambda parsed, **_: polls.append(parsed["tasks"][0]["lastStatus"]))
+    outcome = {}
+
+    def wait():
+        try:
+            waiter_client.get_waiter("tasks_running").wait(cluster="c1", tasks=[arn], WaiterConfig=FAST)
+            outcome["ok"] = True
+        except Exception as e:  # noqa: BLE001 - reported below
+            outcome["error"] = e
+
+    thread = threading.Thread(target=wait, daemon=True)
+    thread.start()
+    wait_until(lambda: polls, timeout=10, what="the waiter's first DescribeTasks")
+    assert polls[0] == "PENDING" and thread.is_alive()
+    ecs.submit_task_state_change(cluster="c1", task=arn, status="RUNNING")
+    thread.join(timeout=15)
+    assert not thread.is_alive(), "the waiter did not finish"
+    assert outcome == {"ok": True}
+    assert polls[-1] == "RUNNING" and len(polls) >= 2
 
 
 def test_stop_task_on_a_running_task_waits_for_the_agent(ecs, cluster):
