@@ -297,9 +297,12 @@ struct GroupState {
 enum Fit {
     /// It can take the request.
     Yes,
-    /// It cannot, and cannot take any later request of this call that uses
-    /// the same index either.
+    /// It cannot, and cannot take any later request of this call either
+    /// (resources ran out and every request has the same shape).
     Never,
+    /// It cannot take any later request of this call *in the same group*
+    /// (`distinctInstance`).
+    NeverForGroup,
     /// It cannot now; a later placement may change that (`task:group`).
     NotNow,
 }
@@ -463,7 +466,7 @@ impl<'a> Engine<'a> {
             .filter(|(_, inst)| inst.status == InstanceStatus::Active)
             .filter_map(|(i, _)| u32::try_from(i).ok())
             .collect();
-        let base_ok = snap
+        let base_ok: Vec<bool> = snap
             .instances
             .iter()
             .map(|inst| inst.agent_connected && static_queries.iter().all(|q| q.matches(inst)))
@@ -522,7 +525,9 @@ impl<'a> Engine<'a> {
             strategies.last() == Some(&Strategy::Random) && prefix_len + 1 == strategies.len();
         let mut cell_members = vec![Vec::new(); cell_values.len()];
         for &i in &active {
-            if let Some(c) = cell_of.get(i as usize) {
+            if let Some(c) = cell_of.get(i as usize)
+                && base_ok[i as usize]
+            {
                 cell_members[*c as usize].push(i);
             }
         }
@@ -760,7 +765,7 @@ impl<'a> Engine<'a> {
         }
         if self.distinct && group.per_instance[i] > 0 {
             // Group counts only grow.
-            return Fit::Never;
+            return Fit::NeverForGroup;
         }
         if req.needs_ports() && self.ports_fit(i, req).is_err() {
             return resource_miss;
@@ -848,7 +853,7 @@ impl<'a> Engine<'a> {
                         }
                         break;
                     }
-                    Fit::Never => evict.push((c, k, i32)),
+                    Fit::Never | Fit::NeverForGroup => evict.push((c, k, i32)),
                     Fit::NotNow => {}
                 }
             }
@@ -877,11 +882,6 @@ impl<'a> Engine<'a> {
             .map(|c| (self.cell_prefix(c, group), c))
             .collect();
         order.sort_unstable();
-        let ok = |i: usize| {
-            self.base_ok[i]
-                && mask.is_none_or(|m| self.masks[m][i])
-                && self.feasible_dynamic(i, req, group)
-        };
         let mut draws = StdRng::seed_from_u64(random);
         let mut start = 0;
         while start < order.len() {
@@ -892,32 +892,62 @@ impl<'a> Engine<'a> {
                     .take_while(|(p, _)| *p == prefix)
                     .count();
             let level = &order[start..end];
-            let total: usize = level.iter().map(|(_, c)| self.cell_members[*c].len()).sum();
+            let mut total: usize = level.iter().map(|(_, c)| self.cell_members[*c].len()).sum();
             for _ in 0..RANDOM_TRIES {
+                if total == 0 {
+                    break;
+                }
                 let mut r = draws.random_range(0..total);
-                for (_, c) in level {
-                    let members = &self.cell_members[*c];
-                    if r < members.len() {
-                        let i = members[r] as usize;
-                        if ok(i) {
-                            return Some(i);
-                        }
+                let mut drawn = None;
+                for &(_, c) in level {
+                    let len = self.cell_members[c].len();
+                    if r < len {
+                        drawn = Some((c, r));
                         break;
                     }
-                    r -= members.len();
+                    r -= len;
+                }
+                let Some((c, r)) = drawn else { break };
+                let i = self.cell_members[c][r] as usize;
+                match self.sample_fit(i, req, gid, mask) {
+                    Fit::Yes => return Some(i),
+                    // Cannot fit any request of this call again: drop it.
+                    Fit::Never => {
+                        self.cell_members[c].swap_remove(r);
+                        total -= 1;
+                    }
+                    Fit::NeverForGroup | Fit::NotNow => {}
                 }
             }
-            let found = level
-                .iter()
-                .flat_map(|(_, c)| self.cell_members[*c].iter().map(|&i| i as usize))
-                .filter(|&i| ok(i))
-                .min_by_key(|&i| mix(random ^ self.tiebreak[i]));
-            if found.is_some() {
-                return found;
+            let mut found: Option<(u64, usize)> = None;
+            for &(_, c) in level {
+                for &i32 in &self.cell_members[c] {
+                    let i = i32 as usize;
+                    if self.sample_fit(i, req, gid, mask) == Fit::Yes {
+                        let key = mix(random ^ self.tiebreak[i]);
+                        if found.is_none_or(|(k, _)| key < k) {
+                            found = Some((key, i));
+                        }
+                    }
+                }
+            }
+            if let Some((_, i)) = found {
+                return Some(i);
             }
             start = end;
         }
         None
+    }
+
+    /// [`Engine::fit`] plus the static filters, for sampled selection.
+    fn sample_fit(&self, i: usize, req: &TaskRequest, gid: u32, mask: Option<usize>) -> Fit {
+        if !self.base_ok[i] {
+            return Fit::Never;
+        }
+        if mask.is_some_and(|m| !self.masks[m][i]) {
+            return Fit::NotNow;
+        }
+        self.fit(i, req, &self.groups[gid as usize])
     }
 
     /// The key components that are the same for a whole cell, up to the
@@ -1225,6 +1255,31 @@ mod tests {
                 place_impl(&snap, &alike, &s, seed, false),
                 place_impl(&snap, &alike, &s, seed, true)
             );
+        }
+
+        /// Sampled random selection picks differently from the scan, but
+        /// with identical requests the number placed does not depend on
+        /// which feasible instance each one took, so it must match.
+        #[test]
+        fn sampled_random_places_as_many_as_the_scan(
+            instances in prop::collection::vec(arb_instance(), 0..12),
+            request in arb_request(),
+            count in 1usize..40,
+            zones in any::<bool>(),
+            constraint in 0..CONSTRAINTS.len(),
+            seed in any::<u64>(),
+        ) {
+            let snap = ClusterSnapshot { instances };
+            let chain: &[&str] = if zones {
+                &["spread:attribute:ecs.availability-zone", "random"]
+            } else {
+                &["random"]
+            };
+            let s = spec(chain, CONSTRAINTS[constraint]).expect("valid spec");
+            let requests = vec![request; count];
+            let sampled = place_impl(&snap, &requests, &s, seed, false);
+            let scanned = place_impl(&snap, &requests, &s, seed, true);
+            prop_assert_eq!(sampled.placed_count(), scanned.placed_count());
         }
     }
 }
