@@ -55,9 +55,10 @@
 //!
 //! # Limitations
 //!
-//! - Every call rebuilds its working state from the snapshot, about 1 µs per
-//!   instance (mostly reading attribute maps); callers should place all
-//!   tasks of one service or `RunTask` in one call.
+//! - Every call rebuilds its working state from the snapshot, 0.2–0.6 µs
+//!   per instance (mostly reading attribute maps; 2.6 ms warm for 10k
+//!   instances), so callers should place all tasks of one service or
+//!   `RunTask` in one call.
 //! - Chains where `random` follows a binpack or an `instanceId` spread use
 //!   the O(instances) scan per placement (attribute spreads then `random`
 //!   are sampled instead).
