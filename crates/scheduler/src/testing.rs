@@ -5,7 +5,6 @@
 //!
 //! Compiled for this crate's tests and, for other crates, behind the
 //! `testing` feature.
-#![allow(clippy::missing_panics_doc)]
 
 use std::collections::{BTreeMap, BTreeSet};
 
