@@ -331,12 +331,18 @@ fn dynamic_ports_are_unique_per_instance_and_in_range() {
         .dynamic_port(Tcp)
         .dynamic_port(Tcp)
         .static_port(50001, Tcp);
-    // 10 ports in range, 1 used; each task takes 2 dynamic + 1 static in range
-    // → 3 tasks fit (9 ports), the fourth does not.
-    let plan = h.place(&vec![req; 4], &no_strategy(), 1);
-    // Static 50001 conflicts from the second task on, so only one fits.
-    let plan = plan.expect("applies");
+    // The first task takes static 50001 and the two lowest free dynamic
+    // ports (50002, 50003, skipping used 50000 and its own static port);
+    // the second conflicts on the static port.
+    let plan = h.place(&vec![req; 4], &no_strategy(), 1).expect("applies");
     assert_eq!(plan.placed_count(), 1);
+    match &plan.outcomes[0] {
+        Outcome::Placed(p) => assert_eq!(
+            p.dynamic_ports.iter().map(|hp| hp.port).collect::<Vec<_>>(),
+            vec![50002, 50003]
+        ),
+        other => panic!("{other:?}"),
+    }
     assert_eq!(reason(&plan.outcomes[1]), FailureReason::Ports);
 
     let mut h = Harness::new([instance("a")
