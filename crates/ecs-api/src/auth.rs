@@ -177,10 +177,17 @@ pub fn compute_signature(
         }
         canonical_headers.push_str(&format!("{name}:{}\n", values.join(",")));
     }
-    let payload_hash = match headers.get("x-amz-content-sha256").and_then(|v| v.to_str().ok()) {
-        Some(h) if h != "UNSIGNED-PAYLOAD" => h.to_owned(),
-        _ => hex::encode(Sha256::digest(body)),
-    };
+    // The body is always hashed: a client-supplied `x-amz-content-sha256` must match it,
+    // or the signature would cover the header but not the body it claims to describe.
+    let payload_hash = hex::encode(Sha256::digest(body));
+    if let Some(claimed) = headers.get("x-amz-content-sha256") {
+        let claimed = claimed.to_str().unwrap_or("");
+        if claimed != "UNSIGNED-PAYLOAD" && !claimed.eq_ignore_ascii_case(&payload_hash) {
+            return Err(ApiError::InvalidSignature(
+                "The x-amz-content-sha256 header does not match the SHA-256 of the request body.".into(),
+            ));
+        }
+    }
     let path = if uri.path().is_empty() { "/" } else { uri.path() };
     let canonical_request = format!(
         "{method}\n{}\n{}\n{canonical_headers}\n{}\n{payload_hash}",
@@ -220,6 +227,12 @@ pub fn authenticate(
     };
     let auth = parse_authorization(header.ok_or(ApiError::MissingAuthentication)?)?;
     let key = creds.keys.get(&auth.access_key).ok_or(ApiError::UnrecognizedClient)?;
+    if auth.service != "ecs" {
+        return Err(ApiError::InvalidSignature(format!(
+            "Credential should be scoped to correct service: 'ecs', not {:?}.",
+            auth.service
+        )));
+    }
     let amz_date = headers
         .get("x-amz-date")
         .and_then(|v| v.to_str().ok())
@@ -276,6 +289,62 @@ mod tests {
         )
         .unwrap();
         assert_eq!(sig, "5d672d79c15b13162d9279b0855cfba6789a8edb4c82c400e06b5924a6f2b5d7");
+    }
+
+    fn signed_request(service: &str, body: &[u8], content_sha: Option<&str>) -> (HeaderMap, i64) {
+        let now = 1_764_000_000; // 2025-11-24T16:00:00Z
+        let mut headers = HeaderMap::new();
+        headers.insert("host", "127.0.0.1:8080".parse().unwrap());
+        headers.insert("x-amz-date", "20251124T160000Z".parse().unwrap());
+        let mut signed = vec!["host".to_owned(), "x-amz-date".to_owned()];
+        if let Some(h) = content_sha {
+            headers.insert("x-amz-content-sha256", h.parse().unwrap());
+            signed.insert(1, "x-amz-content-sha256".to_owned());
+        }
+        let mut auth = SigV4Header {
+            access_key: "K".into(),
+            date: "20251124".into(),
+            region: "us-east-1".into(),
+            service: service.into(),
+            signed_headers: signed,
+            signature: String::new(),
+        };
+        let uri: Uri = "/".parse().unwrap();
+        auth.signature = compute_signature("s", &auth, "20251124T160000Z", &Method::POST, &uri, &headers, body).unwrap();
+        let value = format!(
+            "AWS4-HMAC-SHA256 Credential=K/20251124/us-east-1/{service}/aws4_request, SignedHeaders={}, Signature={}",
+            auth.signed_headers.join(";"),
+            auth.signature
+        );
+        headers.insert("authorization", value.parse().unwrap());
+        (headers, now)
+    }
+
+    fn creds() -> Credentials {
+        let mut keys = BTreeMap::new();
+        keys.insert("K".to_owned(), KeyEntry { secret: "s".into(), account: None });
+        Credentials { keys }
+    }
+
+    #[test]
+    fn a_content_hash_header_must_match_the_body() {
+        let body = br#"{"clusterName":"good"}"#;
+        let sha = hex::encode(Sha256::digest(body));
+        let (headers, now) = signed_request("ecs", body, Some(&sha));
+        let uri: Uri = "/".parse().unwrap();
+        assert!(authenticate(Some(&creds()), "0", now, &Method::POST, &uri, &headers, body).is_ok());
+        let evil = br#"{"clusterName":"evil"}"#;
+        let e = authenticate(Some(&creds()), "0", now, &Method::POST, &uri, &headers, evil).unwrap_err();
+        assert_eq!(e.status_and_code().1, "InvalidSignatureException");
+        assert!(e.to_string().contains("x-amz-content-sha256"), "{e}");
+    }
+
+    #[test]
+    fn the_scope_must_name_ecs() {
+        let (headers, now) = signed_request("s3", b"{}", None);
+        let e = authenticate(Some(&creds()), "0", now, &Method::POST, &"/".parse().unwrap(), &headers, b"{}").unwrap_err();
+        assert_eq!(e.status_and_code().1, "InvalidSignatureException");
+        assert!(e.to_string().contains("'ecs'"), "{e}");
     }
 
     #[test]
