@@ -24,7 +24,10 @@ pub struct Scope {
 impl Scope {
     /// A scope.
     pub fn new(account: impl Into<String>, region: impl Into<String>) -> Scope {
-        Scope { account: account.into(), region: region.into() }
+        Scope {
+            account: account.into(),
+            region: region.into(),
+        }
     }
 
     /// The ARN of a resource in this scope.
@@ -147,6 +150,9 @@ pub struct MetaRecord {
 }
 
 /// Any stored record; the unit of persistence.
+// Records are moved, not copied, between the writer and the store; boxing the large
+// variants would only add indirection.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", content = "record")]
 pub enum Record {
@@ -179,7 +185,9 @@ impl Record {
         }
         match self {
             Record::Cluster(r) => k("cluster", &r.scope, &[&r.name]),
-            Record::TaskDefinition(r) => k("taskdef", &r.scope, &[&r.family, &r.revision.to_string()]),
+            Record::TaskDefinition(r) => {
+                k("taskdef", &r.scope, &[&r.family, &r.revision.to_string()])
+            }
             Record::Instance(r) => k("instance", &r.scope, &[&r.cluster, &r.id]),
             Record::Task(r) => k("task", &r.scope, &[&r.cluster, &r.id]),
             Record::Service(r) => k("service", &r.scope, &[&r.cluster, &r.name]),
@@ -220,6 +228,8 @@ pub struct Usage {
     pub running: i32,
     /// Tasks not yet RUNNING.
     pub pending: i32,
+    /// (task id, group) of every task holding resources here.
+    pub tasks: Vec<(String, String)>,
 }
 
 /// Task counts of one cluster (derived, never stored).
@@ -265,7 +275,10 @@ impl Derived {
     fn account(&mut self, t: &TaskRecord, sign: i64) {
         let p = phase(&t.task);
         let fargate = i64::from(t.task.launch_type == Some(wire::LaunchType::Fargate));
-        let c = self.counts.entry((t.scope.clone(), t.cluster.clone())).or_default();
+        let c = self
+            .counts
+            .entry((t.scope.clone(), t.cluster.clone()))
+            .or_default();
         match p {
             Phase::Running => {
                 c.running += sign;
@@ -279,7 +292,9 @@ impl Derived {
         }
         // Reservations are held until the task is STOPPED (not merely stopping).
         let holds = t.task.last_status.as_deref() != Some("STOPPED");
-        let Some(instance) = &t.instance_id else { return };
+        let Some(instance) = &t.instance_id else {
+            return;
+        };
         if !holds {
             return;
         }
@@ -297,7 +312,12 @@ impl Derived {
         if sign > 0 {
             u.ports_tcp.extend(&r.ports_tcp);
             u.ports_udp.extend(&r.ports_udp);
+            u.tasks
+                .push((t.id.clone(), t.task.group.clone().unwrap_or_default()));
         } else {
+            if let Some(i) = u.tasks.iter().position(|(id, _)| *id == t.id) {
+                u.tasks.swap_remove(i);
+            }
             for p in &r.ports_tcp {
                 if let Some(i) = u.ports_tcp.iter().position(|x| x == p) {
                     u.ports_tcp.swap_remove(i);
@@ -365,19 +385,25 @@ impl State {
                 self.clusters.insert((r.scope.clone(), r.name.clone()), r);
             }
             Record::TaskDefinition(r) => {
-                self.task_definitions.insert((r.scope.clone(), r.family.clone(), r.revision), r);
+                self.task_definitions
+                    .insert((r.scope.clone(), r.family.clone(), r.revision), r);
             }
             Record::Instance(r) => {
-                self.instances.insert((r.scope.clone(), r.cluster.clone(), r.id.clone()), r);
+                self.instances
+                    .insert((r.scope.clone(), r.cluster.clone(), r.id.clone()), r);
             }
             Record::Task(r) => {
                 self.derived.account(&r, 1);
-                if let Some(old) = self.tasks.insert((r.scope.clone(), r.cluster.clone(), r.id.clone()), r) {
+                if let Some(old) = self
+                    .tasks
+                    .insert((r.scope.clone(), r.cluster.clone(), r.id.clone()), r)
+                {
                     self.derived.account(&old, -1);
                 }
             }
             Record::Service(r) => {
-                self.services.insert((r.scope.clone(), r.cluster.clone(), r.name.clone()), r);
+                self.services
+                    .insert((r.scope.clone(), r.cluster.clone(), r.name.clone()), r);
             }
             Record::Setting(r) => {
                 let key = setting_key(&r);
@@ -393,18 +419,24 @@ impl State {
                 self.clusters.remove(&(r.scope.clone(), r.name.clone()));
             }
             Record::TaskDefinition(r) => {
-                self.task_definitions.remove(&(r.scope.clone(), r.family.clone(), r.revision));
+                self.task_definitions
+                    .remove(&(r.scope.clone(), r.family.clone(), r.revision));
             }
             Record::Instance(r) => {
-                self.instances.remove(&(r.scope.clone(), r.cluster.clone(), r.id.clone()));
+                self.instances
+                    .remove(&(r.scope.clone(), r.cluster.clone(), r.id.clone()));
             }
             Record::Task(r) => {
-                if let Some(old) = self.tasks.remove(&(r.scope.clone(), r.cluster.clone(), r.id.clone())) {
+                if let Some(old) =
+                    self.tasks
+                        .remove(&(r.scope.clone(), r.cluster.clone(), r.id.clone()))
+                {
                     self.derived.account(&old, -1);
                 }
             }
             Record::Service(r) => {
-                self.services.remove(&(r.scope.clone(), r.cluster.clone(), r.name.clone()));
+                self.services
+                    .remove(&(r.scope.clone(), r.cluster.clone(), r.name.clone()));
             }
             Record::Setting(r) => {
                 self.settings.remove(&setting_key(r));
@@ -419,32 +451,54 @@ impl State {
     }
 
     /// The tasks of one cluster, in id order.
-    pub fn tasks_in<'a>(&'a self, scope: &Scope, cluster: &str) -> impl Iterator<Item = &'a TaskRecord> + 'a {
+    pub fn tasks_in<'a>(
+        &'a self,
+        scope: &Scope,
+        cluster: &str,
+    ) -> impl Iterator<Item = &'a TaskRecord> + 'a {
         in_cluster(&self.tasks, scope, cluster)
     }
 
     /// The container instances of one cluster, in id order.
-    pub fn instances_in<'a>(&'a self, scope: &Scope, cluster: &str) -> impl Iterator<Item = &'a InstanceRecord> + 'a {
+    pub fn instances_in<'a>(
+        &'a self,
+        scope: &Scope,
+        cluster: &str,
+    ) -> impl Iterator<Item = &'a InstanceRecord> + 'a {
         in_cluster(&self.instances, scope, cluster)
     }
 
     /// The services of one cluster, in name order.
-    pub fn services_in<'a>(&'a self, scope: &Scope, cluster: &str) -> impl Iterator<Item = &'a ServiceRecord> + 'a {
+    pub fn services_in<'a>(
+        &'a self,
+        scope: &Scope,
+        cluster: &str,
+    ) -> impl Iterator<Item = &'a ServiceRecord> + 'a {
         in_cluster(&self.services, scope, cluster)
     }
 
     /// What the tasks on one instance hold.
     pub fn usage(&self, scope: &Scope, cluster: &str, instance_id: &str) -> Option<&Usage> {
-        self.derived.usage.get(&(scope.clone(), cluster.to_owned(), instance_id.to_owned()))
+        self.derived
+            .usage
+            .get(&(scope.clone(), cluster.to_owned(), instance_id.to_owned()))
     }
 
     /// Task counts of one cluster.
     pub fn counts(&self, scope: &Scope, cluster: &str) -> ClusterCounts {
-        self.derived.counts.get(&(scope.clone(), cluster.to_owned())).copied().unwrap_or_default()
+        self.derived
+            .counts
+            .get(&(scope.clone(), cluster.to_owned()))
+            .copied()
+            .unwrap_or_default()
     }
 
     /// The revisions of one family, oldest first.
-    pub fn revisions<'a>(&'a self, scope: &Scope, family: &str) -> impl Iterator<Item = &'a TaskDefinitionRecord> + 'a {
+    pub fn revisions<'a>(
+        &'a self,
+        scope: &Scope,
+        family: &str,
+    ) -> impl Iterator<Item = &'a TaskDefinitionRecord> + 'a {
         let start = (scope.clone(), family.to_owned(), i32::MIN);
         let end = (scope.clone(), family.to_owned(), i32::MAX);
         self.task_definitions.range(start..=end).map(|(_, v)| v)
@@ -455,7 +509,10 @@ fn setting_key(r: &SettingRecord) -> SettingKey {
     (
         r.scope.clone(),
         r.setting.principal_arn.clone().unwrap_or_default(),
-        r.setting.name.map(|n| n.as_str().to_owned()).unwrap_or_default(),
+        r.setting
+            .name
+            .map(|n| n.as_str().to_owned())
+            .unwrap_or_default(),
     )
 }
 
@@ -467,7 +524,10 @@ mod tests {
         Record::Cluster(ClusterRecord {
             scope: scope.clone(),
             name: name.into(),
-            cluster: wire::Cluster { cluster_name: Some(name.into()), ..Default::default() },
+            cluster: wire::Cluster {
+                cluster_name: Some(name.into()),
+                ..Default::default()
+            },
         })
     }
 
@@ -496,8 +556,16 @@ mod tests {
             scope: sc.clone(),
             cluster: "c".into(),
             id: id.into(),
-            task: wire::Task { last_status: Some(status.into()), ..Default::default() },
-            reservation: Reservation { cpu, memory: 2 * cpu, ports_tcp: vec![port], ports_udp: vec![] },
+            task: wire::Task {
+                last_status: Some(status.into()),
+                ..Default::default()
+            },
+            reservation: Reservation {
+                cpu,
+                memory: 2 * cpu,
+                ports_tcp: vec![port],
+                ports_udp: vec![],
+            },
             instance_id: Some("i1".into()),
             client_token: None,
             agent_acknowledged: false,

@@ -16,11 +16,33 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("agent", &["model", "runtime", "scheduler"]),
     ("updater", &["model"]),
     ("host-api", &["model", "store", "updater"]),
-    ("flotilla", &["model", "store", "scheduler", "controlplane", "ecs-api", "runtime", "agent", "updater", "host-api"]),
+    (
+        "flotilla",
+        &[
+            "model",
+            "store",
+            "scheduler",
+            "controlplane",
+            "ecs-api",
+            "runtime",
+            "agent",
+            "updater",
+            "host-api",
+        ],
+    ),
 ];
 
 /// Crates that do IO or bring a runtime; pure crates must not depend on them.
-const IO_CRATES: &[&str] = &["tokio", "axum", "hyper", "reqwest", "redb", "tonic", "containerd-client", "rusqlite"];
+const IO_CRATES: &[&str] = &[
+    "tokio",
+    "axum",
+    "hyper",
+    "reqwest",
+    "redb",
+    "tonic",
+    "containerd-client",
+    "rusqlite",
+];
 const PURE: &[&str] = &["model", "scheduler"];
 
 fn dependencies(manifest: &str) -> BTreeSet<String> {
@@ -32,12 +54,10 @@ fn dependencies(manifest: &str) -> BTreeSet<String> {
             in_deps = line == "[dependencies]";
             continue;
         }
-        if in_deps {
-            if let Some((name, _)) = line.split_once(['=', '.']) {
-                let name = name.trim();
-                if !name.is_empty() && !name.starts_with('#') {
-                    out.insert(name.to_owned());
-                }
+        if in_deps && let Some((name, _)) = line.split_once(['=', '.']) {
+            let name = name.trim();
+            if !name.is_empty() && !name.starts_with('#') {
+                out.insert(name.to_owned());
             }
         }
     }
@@ -46,24 +66,41 @@ fn dependencies(manifest: &str) -> BTreeSet<String> {
 
 #[test]
 fn internal_dependencies_point_toward_model() {
-    let crates_dir = Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("crates/");
+    let crates_dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("crates/");
     let allowed: BTreeMap<&str, &[&str]> = ALLOWED.iter().copied().collect();
     let internal: BTreeSet<&str> = allowed.keys().copied().collect();
     let mut seen = 0;
     for entry in std::fs::read_dir(crates_dir).expect("read crates/") {
         let dir = entry.expect("entry").path();
-        let Ok(manifest) = std::fs::read_to_string(dir.join("Cargo.toml")) else { continue };
-        let name = dir.file_name().and_then(|n| n.to_str()).expect("utf-8 name").to_owned();
+        let Ok(manifest) = std::fs::read_to_string(dir.join("Cargo.toml")) else {
+            continue;
+        };
+        let name = dir
+            .file_name()
+            .and_then(|n| n.to_str())
+            .expect("utf-8 name")
+            .to_owned();
         let Some(ok) = allowed.get(name.as_str()) else {
-            panic!("crate {name} is not in the dependency rule; add it to ALLOWED in {}", file!());
+            panic!(
+                "crate {name} is not in the dependency rule; add it to ALLOWED in {}",
+                file!()
+            );
         };
         seen += 1;
         for dep in dependencies(&manifest) {
             if internal.contains(dep.as_str()) {
-                assert!(ok.contains(&dep.as_str()), "{name} must not depend on {dep} (dependencies point toward model)");
+                assert!(
+                    ok.contains(&dep.as_str()),
+                    "{name} must not depend on {dep} (dependencies point toward model)"
+                );
             }
             if PURE.contains(&name.as_str()) {
-                assert!(!IO_CRATES.contains(&dep.as_str()), "{name} is pure and must not depend on {dep}");
+                assert!(
+                    !IO_CRATES.contains(&dep.as_str()),
+                    "{name} is pure and must not depend on {dep}"
+                );
             }
         }
     }

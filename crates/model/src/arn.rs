@@ -69,8 +69,18 @@ pub struct Arn {
 
 impl Arn {
     /// Builds an ARN.
-    pub fn new(region: &str, account: &str, resource_type: ResourceType, resource: impl Into<String>) -> Arn {
-        Arn { region: region.to_owned(), account: account.to_owned(), resource_type, resource: resource.into() }
+    pub fn new(
+        region: &str,
+        account: &str,
+        resource_type: ResourceType,
+        resource: impl Into<String>,
+    ) -> Arn {
+        Arn {
+            region: region.to_owned(),
+            account: account.to_owned(),
+            resource_type,
+            resource: resource.into(),
+        }
     }
 
     /// Parses `arn:aws:ecs:region:account:type/resource`; `None` when it is not one.
@@ -90,7 +100,12 @@ impl Arn {
         if region.is_empty() || account.is_empty() || resource.is_empty() {
             return None;
         }
-        Some(Arn::new(region, account, ResourceType::parse(kind)?, resource))
+        Some(Arn::new(
+            region,
+            account,
+            ResourceType::parse(kind)?,
+            resource,
+        ))
     }
 
     /// The last `/`-separated part of the resource (a task id, an instance id, a name).
@@ -101,7 +116,14 @@ impl Arn {
 
 impl fmt::Display for Arn {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "arn:aws:ecs:{}:{}:{}/{}", self.region, self.account, self.resource_type.as_str(), self.resource)
+        write!(
+            f,
+            "arn:aws:ecs:{}:{}:{}/{}",
+            self.region,
+            self.account,
+            self.resource_type.as_str(),
+            self.resource
+        )
     }
 }
 

@@ -19,13 +19,48 @@ pub struct FargateSize {
 
 /// The Fargate task-size table (Linux).
 pub const FARGATE_SIZES: &[FargateSize] = &[
-    FargateSize { cpu: 256, memory_min: 512, memory_max: 2048, memory_step: 512 },
-    FargateSize { cpu: 512, memory_min: 1024, memory_max: 4096, memory_step: 1024 },
-    FargateSize { cpu: 1024, memory_min: 2048, memory_max: 8192, memory_step: 1024 },
-    FargateSize { cpu: 2048, memory_min: 4096, memory_max: 16384, memory_step: 1024 },
-    FargateSize { cpu: 4096, memory_min: 8192, memory_max: 30720, memory_step: 1024 },
-    FargateSize { cpu: 8192, memory_min: 16384, memory_max: 61440, memory_step: 4096 },
-    FargateSize { cpu: 16384, memory_min: 32768, memory_max: 122_880, memory_step: 8192 },
+    FargateSize {
+        cpu: 256,
+        memory_min: 512,
+        memory_max: 2048,
+        memory_step: 512,
+    },
+    FargateSize {
+        cpu: 512,
+        memory_min: 1024,
+        memory_max: 4096,
+        memory_step: 1024,
+    },
+    FargateSize {
+        cpu: 1024,
+        memory_min: 2048,
+        memory_max: 8192,
+        memory_step: 1024,
+    },
+    FargateSize {
+        cpu: 2048,
+        memory_min: 4096,
+        memory_max: 16384,
+        memory_step: 1024,
+    },
+    FargateSize {
+        cpu: 4096,
+        memory_min: 8192,
+        memory_max: 30720,
+        memory_step: 1024,
+    },
+    FargateSize {
+        cpu: 8192,
+        memory_min: 16384,
+        memory_max: 61440,
+        memory_step: 4096,
+    },
+    FargateSize {
+        cpu: 16384,
+        memory_min: 32768,
+        memory_max: 122_880,
+        memory_step: 8192,
+    },
 ];
 
 /// Why a size string was refused.
@@ -42,7 +77,9 @@ pub enum SizeError {
         example: &'static str,
     },
     /// The cpu/memory pair is not in the Fargate table.
-    #[error("Invalid 'cpu' setting for task. No Fargate configuration exists for cpu={cpu} memory={memory}")]
+    #[error(
+        "Invalid 'cpu' setting for task. No Fargate configuration exists for cpu={cpu} memory={memory}"
+    )]
     NotAFargateSize {
         /// CPU units.
         cpu: u32,
@@ -59,7 +96,9 @@ pub enum SizeError {
 
 fn parse_number_with_unit(value: &str) -> Option<(f64, String)> {
     let v = value.trim();
-    let split = v.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(v.len());
+    let split = v
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(v.len());
     let (num, unit) = v.split_at(split);
     let num: f64 = num.parse().ok()?;
     if !num.is_finite() || num < 0.0 {
@@ -79,7 +118,11 @@ fn to_u32(x: f64) -> Option<u32> {
 
 /// Parses task-level CPU: `"1024"`, `"1 vCPU"`, `"0.25 vcpu"` → units.
 pub fn parse_cpu(value: &str) -> Result<u32, SizeError> {
-    let err = || SizeError::Unparsable { field: "cpu", value: value.to_owned(), example: "1 vCPU" };
+    let err = || SizeError::Unparsable {
+        field: "cpu",
+        value: value.to_owned(),
+        example: "1 vCPU",
+    };
     let (num, unit) = parse_number_with_unit(value).ok_or_else(err)?;
     match unit.as_str() {
         "" => to_u32(num),
@@ -91,7 +134,11 @@ pub fn parse_cpu(value: &str) -> Result<u32, SizeError> {
 
 /// Parses task-level memory: `"2048"`, `"2 GB"`, `"0.5GB"` → MiB.
 pub fn parse_memory(value: &str) -> Result<u32, SizeError> {
-    let err = || SizeError::Unparsable { field: "memory", value: value.to_owned(), example: "2 GB" };
+    let err = || SizeError::Unparsable {
+        field: "memory",
+        value: value.to_owned(),
+        example: "2 GB",
+    };
     let (num, unit) = parse_number_with_unit(value).ok_or_else(err)?;
     match unit.as_str() {
         "" | "mb" | "mib" => to_u32(num),
@@ -104,14 +151,25 @@ pub fn parse_memory(value: &str) -> Result<u32, SizeError> {
 /// Checks a cpu/memory pair against the Fargate table.
 pub fn check_fargate(cpu: u32, memory: u32) -> Result<(), SizeError> {
     let ok = FARGATE_SIZES.iter().any(|s| {
-        s.cpu == cpu && memory >= s.memory_min && memory <= s.memory_max && (memory - s.memory_min) % s.memory_step == 0
+        s.cpu == cpu
+            && memory >= s.memory_min
+            && memory <= s.memory_max
+            && (memory - s.memory_min).is_multiple_of(s.memory_step)
     });
-    if ok { Ok(()) } else { Err(SizeError::NotAFargateSize { cpu, memory }) }
+    if ok {
+        Ok(())
+    } else {
+        Err(SizeError::NotAFargateSize { cpu, memory })
+    }
 }
 
 /// Checks task CPU for EC2/EXTERNAL launch types (128..=196608 units).
 pub fn check_ec2_cpu(cpu: u32) -> Result<(), SizeError> {
-    if (128..=196_608).contains(&cpu) { Ok(()) } else { Err(SizeError::CpuOutOfRange { cpu }) }
+    if (128..=196_608).contains(&cpu) {
+        Ok(())
+    } else {
+        Err(SizeError::CpuOutOfRange { cpu })
+    }
 }
 
 #[cfg(test)]

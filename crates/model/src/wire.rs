@@ -4,7 +4,11 @@
 //! Every structure member is optional on the wire; required inputs are checked by
 //! [`Required::missing_required`]. Enums reject values the model does not list.
 
-#![allow(clippy::doc_markdown, clippy::too_many_lines, clippy::large_enum_variant)]
+#![allow(
+    clippy::doc_markdown,
+    clippy::too_many_lines,
+    clippy::large_enum_variant
+)]
 
 use std::collections::BTreeMap;
 
@@ -58,7 +62,13 @@ pub enum AcceleratorManufacturer {
 
 impl AcceleratorManufacturer {
     /// Every value, in model order.
-    pub const ALL: &'static [AcceleratorManufacturer] = &[AcceleratorManufacturer::AmazonWebServices, AcceleratorManufacturer::Amd, AcceleratorManufacturer::Nvidia, AcceleratorManufacturer::Xilinx, AcceleratorManufacturer::Habana];
+    pub const ALL: &'static [AcceleratorManufacturer] = &[
+        AcceleratorManufacturer::AmazonWebServices,
+        AcceleratorManufacturer::Amd,
+        AcceleratorManufacturer::Nvidia,
+        AcceleratorManufacturer::Xilinx,
+        AcceleratorManufacturer::Habana,
+    ];
 
     /// The wire spelling.
     pub fn as_str(self) -> &'static str {
@@ -135,7 +145,20 @@ pub enum AcceleratorName {
 
 impl AcceleratorName {
     /// Every value, in model order.
-    pub const ALL: &'static [AcceleratorName] = &[AcceleratorName::A100, AcceleratorName::Inferentia, AcceleratorName::K520, AcceleratorName::K80, AcceleratorName::M60, AcceleratorName::RadeonProV520, AcceleratorName::T4, AcceleratorName::Vu9p, AcceleratorName::V100, AcceleratorName::A10g, AcceleratorName::H100, AcceleratorName::T4g];
+    pub const ALL: &'static [AcceleratorName] = &[
+        AcceleratorName::A100,
+        AcceleratorName::Inferentia,
+        AcceleratorName::K520,
+        AcceleratorName::K80,
+        AcceleratorName::M60,
+        AcceleratorName::RadeonProV520,
+        AcceleratorName::T4,
+        AcceleratorName::Vu9p,
+        AcceleratorName::V100,
+        AcceleratorName::A10g,
+        AcceleratorName::H100,
+        AcceleratorName::T4g,
+    ];
 
     /// The wire spelling.
     pub fn as_str(self) -> &'static str {
@@ -216,7 +239,11 @@ pub enum AcceleratorType {
 
 impl AcceleratorType {
     /// Every value, in model order.
-    pub const ALL: &'static [AcceleratorType] = &[AcceleratorType::Gpu, AcceleratorType::Fpga, AcceleratorType::Inference];
+    pub const ALL: &'static [AcceleratorType] = &[
+        AcceleratorType::Gpu,
+        AcceleratorType::Fpga,
+        AcceleratorType::Inference,
+    ];
 
     /// The wire spelling.
     pub fn as_str(self) -> &'static str {
@@ -291,13 +318,25 @@ impl std::str::FromStr for AccessType {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct AdvancedConfiguration {
     /// The Amazon Resource Name (ARN) of the alternate target group for Amazon ECS blue/green deployments.
-    #[serde(rename = "alternateTargetGroupArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "alternateTargetGroupArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub alternate_target_group_arn: Option<String>,
     /// The Amazon Resource Name (ARN) that that identifies the production listener rule (in the case of an Application Load Balancer) or listener (in the case for an Network Load Balancer) for routing production traffic.
-    #[serde(rename = "productionListenerRule", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "productionListenerRule",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub production_listener_rule: Option<String>,
     /// The Amazon Resource Name (ARN) that identifies ) that identifies the test listener rule (in the case of an Application Load Balancer) or listener (in the case for an Network Load Balancer) for routing test traffic.
-    #[serde(rename = "testListenerRule", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "testListenerRule",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub test_listener_rule: Option<String>,
     /// The Amazon Resource Name (ARN) of the IAM role that grants Amazon ECS permission to call the Elastic Load Balancing APIs for you.
     #[serde(rename = "roleArn", default, skip_serializing_if = "Option::is_none")]
@@ -329,7 +368,14 @@ pub enum AgentUpdateStatus {
 
 impl AgentUpdateStatus {
     /// Every value, in model order.
-    pub const ALL: &'static [AgentUpdateStatus] = &[AgentUpdateStatus::Pending, AgentUpdateStatus::Staging, AgentUpdateStatus::Staged, AgentUpdateStatus::Updating, AgentUpdateStatus::Updated, AgentUpdateStatus::Failed];
+    pub const ALL: &'static [AgentUpdateStatus] = &[
+        AgentUpdateStatus::Pending,
+        AgentUpdateStatus::Staging,
+        AgentUpdateStatus::Staged,
+        AgentUpdateStatus::Updating,
+        AgentUpdateStatus::Updated,
+        AgentUpdateStatus::Failed,
+    ];
 
     /// The wire spelling.
     pub fn as_str(self) -> &'static str {
@@ -381,7 +427,11 @@ pub enum ApplicationProtocol {
 
 impl ApplicationProtocol {
     /// Every value, in model order.
-    pub const ALL: &'static [ApplicationProtocol] = &[ApplicationProtocol::Http, ApplicationProtocol::Http2, ApplicationProtocol::Grpc];
+    pub const ALL: &'static [ApplicationProtocol] = &[
+        ApplicationProtocol::Http,
+        ApplicationProtocol::Http2,
+        ApplicationProtocol::Grpc,
+    ];
 
     /// The wire spelling.
     pub fn as_str(self) -> &'static str {
@@ -473,7 +523,11 @@ pub struct Attachment {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct AttachmentStateChange {
     /// The Amazon Resource Name (ARN) of the attachment.
-    #[serde(rename = "attachmentArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "attachmentArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub attachment_arn: Option<String>,
     /// The status of the attachment.
     #[serde(rename = "status", default, skip_serializing_if = "Option::is_none")]
@@ -490,7 +544,11 @@ pub struct Attribute {
     #[serde(rename = "value", default, skip_serializing_if = "Option::is_none")]
     pub value: Option<String>,
     /// The type of the target to attach the attribute with.
-    #[serde(rename = "targetType", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "targetType",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub target_type: Option<TargetType>,
     /// The ID of the target.
     #[serde(rename = "targetId", default, skip_serializing_if = "Option::is_none")]
@@ -510,7 +568,10 @@ pub enum AutoRepairActionsStatus {
 
 impl AutoRepairActionsStatus {
     /// Every value, in model order.
-    pub const ALL: &'static [AutoRepairActionsStatus] = &[AutoRepairActionsStatus::Enabled, AutoRepairActionsStatus::Disabled];
+    pub const ALL: &'static [AutoRepairActionsStatus] = &[
+        AutoRepairActionsStatus::Enabled,
+        AutoRepairActionsStatus::Disabled,
+    ];
 
     /// The wire spelling.
     pub fn as_str(self) -> &'static str {
@@ -542,7 +603,11 @@ impl std::str::FromStr for AutoRepairActionsStatus {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct AutoRepairConfiguration {
     /// The status of auto repair actions for the capacity provider.
-    #[serde(rename = "actionsStatus", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "actionsStatus",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub actions_status: Option<AutoRepairActionsStatus>,
 }
 
@@ -550,16 +615,32 @@ pub struct AutoRepairConfiguration {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct AutoScalingGroupProvider {
     /// The Amazon Resource Name (ARN) that identifies the Auto Scaling group, or the Auto Scaling group name.
-    #[serde(rename = "autoScalingGroupArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "autoScalingGroupArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub auto_scaling_group_arn: Option<String>,
     /// The managed scaling settings for the Auto Scaling group capacity provider.
-    #[serde(rename = "managedScaling", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "managedScaling",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub managed_scaling: Option<ManagedScaling>,
     /// The managed termination protection setting to use for the Auto Scaling group capacity provider.
-    #[serde(rename = "managedTerminationProtection", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "managedTerminationProtection",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub managed_termination_protection: Option<ManagedTerminationProtection>,
     /// The managed draining option for the Auto Scaling group capacity provider.
-    #[serde(rename = "managedDraining", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "managedDraining",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub managed_draining: Option<ManagedDraining>,
 }
 
@@ -567,13 +648,25 @@ pub struct AutoScalingGroupProvider {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct AutoScalingGroupProviderUpdate {
     /// The managed scaling settings for the Auto Scaling group capacity provider.
-    #[serde(rename = "managedScaling", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "managedScaling",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub managed_scaling: Option<ManagedScaling>,
     /// The managed termination protection setting to use for the Auto Scaling group capacity provider.
-    #[serde(rename = "managedTerminationProtection", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "managedTerminationProtection",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub managed_termination_protection: Option<ManagedTerminationProtection>,
     /// The managed draining option for the Auto Scaling group capacity provider.
-    #[serde(rename = "managedDraining", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "managedDraining",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub managed_draining: Option<ManagedDraining>,
 }
 
@@ -590,7 +683,10 @@ pub enum AvailabilityZoneRebalancing {
 
 impl AvailabilityZoneRebalancing {
     /// Every value, in model order.
-    pub const ALL: &'static [AvailabilityZoneRebalancing] = &[AvailabilityZoneRebalancing::Enabled, AvailabilityZoneRebalancing::Disabled];
+    pub const ALL: &'static [AvailabilityZoneRebalancing] = &[
+        AvailabilityZoneRebalancing::Enabled,
+        AvailabilityZoneRebalancing::Disabled,
+    ];
 
     /// The wire spelling.
     pub fn as_str(self) -> &'static str {
@@ -613,7 +709,9 @@ impl std::str::FromStr for AvailabilityZoneRebalancing {
         match s {
             "ENABLED" => Ok(AvailabilityZoneRebalancing::Enabled),
             "DISABLED" => Ok(AvailabilityZoneRebalancing::Disabled),
-            other => Err(format!("{other:?} is not a valid AvailabilityZoneRebalancing")),
+            other => Err(format!(
+                "{other:?} is not a valid AvailabilityZoneRebalancing"
+            )),
         }
     }
 }
@@ -625,10 +723,18 @@ pub struct AwsVpcConfiguration {
     #[serde(rename = "subnets", default, skip_serializing_if = "Option::is_none")]
     pub subnets: Option<Vec<String>>,
     /// The IDs of the security groups associated with the task or service.
-    #[serde(rename = "securityGroups", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "securityGroups",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub security_groups: Option<Vec<String>>,
     /// Whether the task's elastic network interface receives a public IP address.
-    #[serde(rename = "assignPublicIp", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "assignPublicIp",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub assign_public_ip: Option<AssignPublicIp>,
 }
 
@@ -648,7 +754,11 @@ pub enum BareMetal {
 
 impl BareMetal {
     /// Every value, in model order.
-    pub const ALL: &'static [BareMetal] = &[BareMetal::Included, BareMetal::Required, BareMetal::Excluded];
+    pub const ALL: &'static [BareMetal] = &[
+        BareMetal::Included,
+        BareMetal::Required,
+        BareMetal::Excluded,
+    ];
 
     /// The wire spelling.
     pub fn as_str(self) -> &'static str {
@@ -711,7 +821,11 @@ pub enum BurstablePerformance {
 
 impl BurstablePerformance {
     /// Every value, in model order.
-    pub const ALL: &'static [BurstablePerformance] = &[BurstablePerformance::Included, BurstablePerformance::Required, BurstablePerformance::Excluded];
+    pub const ALL: &'static [BurstablePerformance] = &[
+        BurstablePerformance::Included,
+        BurstablePerformance::Required,
+        BurstablePerformance::Excluded,
+    ];
 
     /// The wire spelling.
     pub fn as_str(self) -> &'static str {
@@ -786,10 +900,18 @@ impl std::str::FromStr for CPUArchitecture {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct CanaryConfiguration {
     /// The percentage of production traffic to shift to the new service revision during the canary phase.
-    #[serde(rename = "canaryPercent", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "canaryPercent",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub canary_percent: Option<f64>,
     /// The amount of time in minutes to wait during the canary phase before shifting the remaining production traffic to the new service revision.
-    #[serde(rename = "canaryBakeTimeInMinutes", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "canaryBakeTimeInMinutes",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub canary_bake_time_in_minutes: Option<i32>,
 }
 
@@ -809,7 +931,11 @@ pub enum CapacityOptionType {
 
 impl CapacityOptionType {
     /// Every value, in model order.
-    pub const ALL: &'static [CapacityOptionType] = &[CapacityOptionType::OnDemand, CapacityOptionType::Spot, CapacityOptionType::Reserved];
+    pub const ALL: &'static [CapacityOptionType] = &[
+        CapacityOptionType::OnDemand,
+        CapacityOptionType::Spot,
+        CapacityOptionType::Reserved,
+    ];
 
     /// The wire spelling.
     pub fn as_str(self) -> &'static str {
@@ -843,7 +969,11 @@ impl std::str::FromStr for CapacityOptionType {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct CapacityProvider {
     /// The Amazon Resource Name (ARN) that identifies the capacity provider.
-    #[serde(rename = "capacityProviderArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "capacityProviderArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub capacity_provider_arn: Option<String>,
     /// The name of the capacity provider.
     #[serde(rename = "name", default, skip_serializing_if = "Option::is_none")]
@@ -855,16 +985,32 @@ pub struct CapacityProvider {
     #[serde(rename = "status", default, skip_serializing_if = "Option::is_none")]
     pub status: Option<CapacityProviderStatus>,
     /// The Auto Scaling group settings for the capacity provider.
-    #[serde(rename = "autoScalingGroupProvider", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "autoScalingGroupProvider",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub auto_scaling_group_provider: Option<AutoScalingGroupProvider>,
     /// The configuration for the Amazon ECS Managed Instances provider.
-    #[serde(rename = "managedInstancesProvider", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "managedInstancesProvider",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub managed_instances_provider: Option<ManagedInstancesProvider>,
     /// The update status of the capacity provider.
-    #[serde(rename = "updateStatus", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "updateStatus",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub update_status: Option<CapacityProviderUpdateStatus>,
     /// The update status reason.
-    #[serde(rename = "updateStatusReason", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "updateStatusReason",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub update_status_reason: Option<String>,
     /// The metadata that you apply to the capacity provider to help you categorize and organize it.
     #[serde(rename = "tags", default, skip_serializing_if = "Option::is_none")]
@@ -929,7 +1075,12 @@ pub enum CapacityProviderStatus {
 
 impl CapacityProviderStatus {
     /// Every value, in model order.
-    pub const ALL: &'static [CapacityProviderStatus] = &[CapacityProviderStatus::Provisioning, CapacityProviderStatus::Active, CapacityProviderStatus::Deprovisioning, CapacityProviderStatus::Inactive];
+    pub const ALL: &'static [CapacityProviderStatus] = &[
+        CapacityProviderStatus::Provisioning,
+        CapacityProviderStatus::Active,
+        CapacityProviderStatus::Deprovisioning,
+        CapacityProviderStatus::Inactive,
+    ];
 
     /// The wire spelling.
     pub fn as_str(self) -> &'static str {
@@ -965,7 +1116,11 @@ impl std::str::FromStr for CapacityProviderStatus {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct CapacityProviderStrategyItem {
     /// The short name of the capacity provider.
-    #[serde(rename = "capacityProvider", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "capacityProvider",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub capacity_provider: Option<String>,
     /// The weight value designates the relative percentage of the total number of tasks launched that should use the specified capacity provider.
     #[serde(rename = "weight", default, skip_serializing_if = "Option::is_none")]
@@ -994,7 +1149,12 @@ pub enum CapacityProviderType {
 
 impl CapacityProviderType {
     /// Every value, in model order.
-    pub const ALL: &'static [CapacityProviderType] = &[CapacityProviderType::Ec2Autoscaling, CapacityProviderType::ManagedInstances, CapacityProviderType::Fargate, CapacityProviderType::FargateSpot];
+    pub const ALL: &'static [CapacityProviderType] = &[
+        CapacityProviderType::Ec2Autoscaling,
+        CapacityProviderType::ManagedInstances,
+        CapacityProviderType::Fargate,
+        CapacityProviderType::FargateSpot,
+    ];
 
     /// The wire spelling.
     pub fn as_str(self) -> &'static str {
@@ -1060,7 +1220,17 @@ pub enum CapacityProviderUpdateStatus {
 
 impl CapacityProviderUpdateStatus {
     /// Every value, in model order.
-    pub const ALL: &'static [CapacityProviderUpdateStatus] = &[CapacityProviderUpdateStatus::CreateInProgress, CapacityProviderUpdateStatus::CreateComplete, CapacityProviderUpdateStatus::CreateFailed, CapacityProviderUpdateStatus::DeleteInProgress, CapacityProviderUpdateStatus::DeleteComplete, CapacityProviderUpdateStatus::DeleteFailed, CapacityProviderUpdateStatus::UpdateInProgress, CapacityProviderUpdateStatus::UpdateComplete, CapacityProviderUpdateStatus::UpdateFailed];
+    pub const ALL: &'static [CapacityProviderUpdateStatus] = &[
+        CapacityProviderUpdateStatus::CreateInProgress,
+        CapacityProviderUpdateStatus::CreateComplete,
+        CapacityProviderUpdateStatus::CreateFailed,
+        CapacityProviderUpdateStatus::DeleteInProgress,
+        CapacityProviderUpdateStatus::DeleteComplete,
+        CapacityProviderUpdateStatus::DeleteFailed,
+        CapacityProviderUpdateStatus::UpdateInProgress,
+        CapacityProviderUpdateStatus::UpdateComplete,
+        CapacityProviderUpdateStatus::UpdateFailed,
+    ];
 
     /// The wire spelling.
     pub fn as_str(self) -> &'static str {
@@ -1097,7 +1267,9 @@ impl std::str::FromStr for CapacityProviderUpdateStatus {
             "UPDATE_IN_PROGRESS" => Ok(CapacityProviderUpdateStatus::UpdateInProgress),
             "UPDATE_COMPLETE" => Ok(CapacityProviderUpdateStatus::UpdateComplete),
             "UPDATE_FAILED" => Ok(CapacityProviderUpdateStatus::UpdateFailed),
-            other => Err(format!("{other:?} is not a valid CapacityProviderUpdateStatus")),
+            other => Err(format!(
+                "{other:?} is not a valid CapacityProviderUpdateStatus"
+            )),
         }
     }
 }
@@ -1118,7 +1290,11 @@ pub enum CapacityReservationPreference {
 
 impl CapacityReservationPreference {
     /// Every value, in model order.
-    pub const ALL: &'static [CapacityReservationPreference] = &[CapacityReservationPreference::ReservationsOnly, CapacityReservationPreference::ReservationsFirst, CapacityReservationPreference::ReservationsExcluded];
+    pub const ALL: &'static [CapacityReservationPreference] = &[
+        CapacityReservationPreference::ReservationsOnly,
+        CapacityReservationPreference::ReservationsFirst,
+        CapacityReservationPreference::ReservationsExcluded,
+    ];
 
     /// The wire spelling.
     pub fn as_str(self) -> &'static str {
@@ -1143,7 +1319,9 @@ impl std::str::FromStr for CapacityReservationPreference {
             "RESERVATIONS_ONLY" => Ok(CapacityReservationPreference::ReservationsOnly),
             "RESERVATIONS_FIRST" => Ok(CapacityReservationPreference::ReservationsFirst),
             "RESERVATIONS_EXCLUDED" => Ok(CapacityReservationPreference::ReservationsExcluded),
-            other => Err(format!("{other:?} is not a valid CapacityReservationPreference")),
+            other => Err(format!(
+                "{other:?} is not a valid CapacityReservationPreference"
+            )),
         }
     }
 }
@@ -1152,10 +1330,18 @@ impl std::str::FromStr for CapacityReservationPreference {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct CapacityReservationRequest {
     /// The ARN of the Capacity Reservation resource group in which to run the instance.
-    #[serde(rename = "reservationGroupArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "reservationGroupArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub reservation_group_arn: Option<String>,
     /// The preference on when capacity reservations should be used.
-    #[serde(rename = "reservationPreference", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "reservationPreference",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub reservation_preference: Option<CapacityReservationPreference>,
 }
 
@@ -1169,31 +1355,63 @@ impl Required for CapacityReservationRequest {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Cluster {
     /// The Amazon Resource Name (ARN) that identifies the cluster.
-    #[serde(rename = "clusterArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "clusterArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub cluster_arn: Option<String>,
     /// A user-generated string that you use to identify your cluster.
-    #[serde(rename = "clusterName", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "clusterName",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub cluster_name: Option<String>,
     /// The execute command and managed storage configuration for the cluster.
-    #[serde(rename = "configuration", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "configuration",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub configuration: Option<ClusterConfiguration>,
     /// The status of the cluster.
     #[serde(rename = "status", default, skip_serializing_if = "Option::is_none")]
     pub status: Option<String>,
     /// The number of container instances registered into the cluster.
-    #[serde(rename = "registeredContainerInstancesCount", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "registeredContainerInstancesCount",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub registered_container_instances_count: Option<i32>,
     /// The number of tasks in the cluster that are in the RUNNING state.
-    #[serde(rename = "runningTasksCount", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "runningTasksCount",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub running_tasks_count: Option<i32>,
     /// The number of tasks in the cluster that are in the PENDING state.
-    #[serde(rename = "pendingTasksCount", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "pendingTasksCount",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub pending_tasks_count: Option<i32>,
     /// The number of services that are running on the cluster in an ACTIVE state.
-    #[serde(rename = "activeServicesCount", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "activeServicesCount",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub active_services_count: Option<i32>,
     /// Additional information about your clusters that are separated by launch type.
-    #[serde(rename = "statistics", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "statistics",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub statistics: Option<Vec<KeyValuePair>>,
     /// The metadata that you apply to the cluster to help you categorize and organize them.
     #[serde(rename = "tags", default, skip_serializing_if = "Option::is_none")]
@@ -1202,19 +1420,39 @@ pub struct Cluster {
     #[serde(rename = "settings", default, skip_serializing_if = "Option::is_none")]
     pub settings: Option<Vec<ClusterSetting>>,
     /// The capacity providers associated with the cluster.
-    #[serde(rename = "capacityProviders", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "capacityProviders",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub capacity_providers: Option<Vec<String>>,
     /// The default capacity provider strategy for the cluster.
-    #[serde(rename = "defaultCapacityProviderStrategy", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "defaultCapacityProviderStrategy",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub default_capacity_provider_strategy: Option<Vec<CapacityProviderStrategyItem>>,
     /// The resources attached to a cluster.
-    #[serde(rename = "attachments", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "attachments",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub attachments: Option<Vec<Attachment>>,
     /// The status of the capacity providers associated with the cluster.
-    #[serde(rename = "attachmentsStatus", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "attachmentsStatus",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub attachments_status: Option<String>,
     /// Use this parameter to set a default Service Connect namespace.
-    #[serde(rename = "serviceConnectDefaults", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "serviceConnectDefaults",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub service_connect_defaults: Option<ClusterServiceConnectDefaults>,
 }
 
@@ -1222,10 +1460,18 @@ pub struct Cluster {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ClusterConfiguration {
     /// The details of the execute command configuration.
-    #[serde(rename = "executeCommandConfiguration", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "executeCommandConfiguration",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub execute_command_configuration: Option<ExecuteCommandConfiguration>,
     /// The details of the managed storage configuration.
-    #[serde(rename = "managedStorageConfiguration", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "managedStorageConfiguration",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub managed_storage_configuration: Option<ManagedStorageConfiguration>,
 }
 
@@ -1251,7 +1497,13 @@ pub enum ClusterField {
 
 impl ClusterField {
     /// Every value, in model order.
-    pub const ALL: &'static [ClusterField] = &[ClusterField::Attachments, ClusterField::Configurations, ClusterField::Settings, ClusterField::Statistics, ClusterField::Tags];
+    pub const ALL: &'static [ClusterField] = &[
+        ClusterField::Attachments,
+        ClusterField::Configurations,
+        ClusterField::Settings,
+        ClusterField::Statistics,
+        ClusterField::Tags,
+    ];
 
     /// The wire spelling.
     pub fn as_str(self) -> &'static str {
@@ -1376,7 +1628,12 @@ pub enum Compatibility {
 
 impl Compatibility {
     /// Every value, in model order.
-    pub const ALL: &'static [Compatibility] = &[Compatibility::Ec2, Compatibility::Fargate, Compatibility::External, Compatibility::ManagedInstances];
+    pub const ALL: &'static [Compatibility] = &[
+        Compatibility::Ec2,
+        Compatibility::Fargate,
+        Compatibility::External,
+        Compatibility::ManagedInstances,
+    ];
 
     /// The wire spelling.
     pub fn as_str(self) -> &'static str {
@@ -1453,7 +1710,11 @@ impl std::str::FromStr for Connectivity {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Container {
     /// The Amazon Resource Name (ARN) of the container.
-    #[serde(rename = "containerArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "containerArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub container_arn: Option<String>,
     /// The ARN of the task.
     #[serde(rename = "taskArn", default, skip_serializing_if = "Option::is_none")]
@@ -1465,13 +1726,21 @@ pub struct Container {
     #[serde(rename = "image", default, skip_serializing_if = "Option::is_none")]
     pub image: Option<String>,
     /// The container image manifest digest.
-    #[serde(rename = "imageDigest", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "imageDigest",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub image_digest: Option<String>,
     /// The ID of the Docker container.
     #[serde(rename = "runtimeId", default, skip_serializing_if = "Option::is_none")]
     pub runtime_id: Option<String>,
     /// The last known status of the container.
-    #[serde(rename = "lastStatus", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "lastStatus",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub last_status: Option<String>,
     /// The exit code returned from the container.
     #[serde(rename = "exitCode", default, skip_serializing_if = "Option::is_none")]
@@ -1480,16 +1749,32 @@ pub struct Container {
     #[serde(rename = "reason", default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
     /// The network bindings associated with the container.
-    #[serde(rename = "networkBindings", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "networkBindings",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub network_bindings: Option<Vec<NetworkBinding>>,
     /// The network interfaces associated with the container.
-    #[serde(rename = "networkInterfaces", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "networkInterfaces",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub network_interfaces: Option<Vec<NetworkInterface>>,
     /// The health status of the container.
-    #[serde(rename = "healthStatus", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "healthStatus",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub health_status: Option<HealthStatus>,
     /// The details of any Amazon ECS managed agents associated with the container.
-    #[serde(rename = "managedAgents", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "managedAgents",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub managed_agents: Option<Vec<ManagedAgent>>,
     /// The number of CPU units set for the container.
     #[serde(rename = "cpu", default, skip_serializing_if = "Option::is_none")]
@@ -1498,7 +1783,11 @@ pub struct Container {
     #[serde(rename = "memory", default, skip_serializing_if = "Option::is_none")]
     pub memory: Option<String>,
     /// The soft limit (in MiB) of memory set for the container.
-    #[serde(rename = "memoryReservation", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "memoryReservation",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub memory_reservation: Option<String>,
     /// The IDs of each GPU assigned to the container.
     #[serde(rename = "gpuIds", default, skip_serializing_if = "Option::is_none")]
@@ -1524,7 +1813,12 @@ pub enum ContainerCondition {
 
 impl ContainerCondition {
     /// Every value, in model order.
-    pub const ALL: &'static [ContainerCondition] = &[ContainerCondition::Start, ContainerCondition::Complete, ContainerCondition::Success, ContainerCondition::Healthy];
+    pub const ALL: &'static [ContainerCondition] = &[
+        ContainerCondition::Start,
+        ContainerCondition::Complete,
+        ContainerCondition::Success,
+        ContainerCondition::Healthy,
+    ];
 
     /// The wire spelling.
     pub fn as_str(self) -> &'static str {
@@ -1566,7 +1860,11 @@ pub struct ContainerDefinition {
     #[serde(rename = "image", default, skip_serializing_if = "Option::is_none")]
     pub image: Option<String>,
     /// The private repository authentication credentials to use.
-    #[serde(rename = "repositoryCredentials", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "repositoryCredentials",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub repository_credentials: Option<RepositoryCredentials>,
     /// The number of cpu units reserved for the container.
     #[serde(rename = "cpu", default, skip_serializing_if = "Option::is_none")]
@@ -1575,40 +1873,76 @@ pub struct ContainerDefinition {
     #[serde(rename = "memory", default, skip_serializing_if = "Option::is_none")]
     pub memory: Option<i32>,
     /// The soft limit (in MiB) of memory to reserve for the container.
-    #[serde(rename = "memoryReservation", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "memoryReservation",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub memory_reservation: Option<i32>,
     /// The links parameter allows containers to communicate with each other without the need for port mappings.
     #[serde(rename = "links", default, skip_serializing_if = "Option::is_none")]
     pub links: Option<Vec<String>>,
     /// The list of port mappings for the container.
-    #[serde(rename = "portMappings", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "portMappings",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub port_mappings: Option<Vec<PortMapping>>,
     /// If the essential parameter of a container is marked as true, and that container fails or stops for any reason, all other containers that are part of the task are stopped.
     #[serde(rename = "essential", default, skip_serializing_if = "Option::is_none")]
     pub essential: Option<bool>,
     /// The restart policy for a container.
-    #[serde(rename = "restartPolicy", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "restartPolicy",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub restart_policy: Option<ContainerRestartPolicy>,
     /// Early versions of the Amazon ECS container agent don't properly handle entryPoint parameters.
-    #[serde(rename = "entryPoint", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "entryPoint",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub entry_point: Option<Vec<String>>,
     /// The command that's passed to the container.
     #[serde(rename = "command", default, skip_serializing_if = "Option::is_none")]
     pub command: Option<Vec<String>>,
     /// The environment variables to pass to a container.
-    #[serde(rename = "environment", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "environment",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub environment: Option<Vec<KeyValuePair>>,
     /// A list of files containing the environment variables to pass to a container.
-    #[serde(rename = "environmentFiles", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "environmentFiles",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub environment_files: Option<Vec<EnvironmentFile>>,
     /// The mount points for data volumes in your container.
-    #[serde(rename = "mountPoints", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "mountPoints",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub mount_points: Option<Vec<MountPoint>>,
     /// Data volumes to mount from another container.
-    #[serde(rename = "volumesFrom", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "volumesFrom",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub volumes_from: Option<Vec<VolumeFrom>>,
     /// Linux-specific modifications that are applied to the default Docker container configuration, such as Linux kernel capabilities.
-    #[serde(rename = "linuxParameters", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "linuxParameters",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub linux_parameters: Option<LinuxParameters>,
     /// The secrets to pass to the container.
     #[serde(rename = "secrets", default, skip_serializing_if = "Option::is_none")]
@@ -1617,13 +1951,25 @@ pub struct ContainerDefinition {
     #[serde(rename = "dependsOn", default, skip_serializing_if = "Option::is_none")]
     pub depends_on: Option<Vec<ContainerDependency>>,
     /// Time duration (in seconds) to wait before giving up on resolving dependencies for a container.
-    #[serde(rename = "startTimeout", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "startTimeout",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub start_timeout: Option<i32>,
     /// Time duration (in seconds) to wait before the container is forcefully killed if it doesn't exit normally on its own.
-    #[serde(rename = "stopTimeout", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "stopTimeout",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub stop_timeout: Option<i32>,
     /// Specifies whether Amazon ECS will resolve the container image tag provided in the container definition to an image digest.
-    #[serde(rename = "versionConsistency", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "versionConsistency",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub version_consistency: Option<VersionConsistency>,
     /// The hostname to use for your container.
     #[serde(rename = "hostname", default, skip_serializing_if = "Option::is_none")]
@@ -1632,58 +1978,126 @@ pub struct ContainerDefinition {
     #[serde(rename = "user", default, skip_serializing_if = "Option::is_none")]
     pub user: Option<String>,
     /// The working directory to run commands inside the container in.
-    #[serde(rename = "workingDirectory", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "workingDirectory",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub working_directory: Option<String>,
     /// When this parameter is true, networking is off within the container.
-    #[serde(rename = "disableNetworking", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "disableNetworking",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub disable_networking: Option<bool>,
     /// When this parameter is true, the container is given elevated privileges on the host container instance (similar to the root user).
-    #[serde(rename = "privileged", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "privileged",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub privileged: Option<bool>,
     /// When this parameter is true, the container is given read-only access to its root file system.
-    #[serde(rename = "readonlyRootFilesystem", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "readonlyRootFilesystem",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub readonly_root_filesystem: Option<bool>,
     /// A list of DNS servers that are presented to the container.
-    #[serde(rename = "dnsServers", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "dnsServers",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub dns_servers: Option<Vec<String>>,
     /// A list of DNS search domains that are presented to the container.
-    #[serde(rename = "dnsSearchDomains", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "dnsSearchDomains",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub dns_search_domains: Option<Vec<String>>,
     /// A list of hostnames and IP address mappings to append to the /etc/hosts file on the container.
-    #[serde(rename = "extraHosts", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "extraHosts",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub extra_hosts: Option<Vec<HostEntry>>,
     /// A list of strings to provide custom configuration for multiple security systems.
-    #[serde(rename = "dockerSecurityOptions", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "dockerSecurityOptions",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub docker_security_options: Option<Vec<String>>,
     /// When this parameter is true, you can deploy containerized applications that require stdin or a tty to be allocated.
-    #[serde(rename = "interactive", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "interactive",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub interactive: Option<bool>,
     /// When this parameter is true, a TTY is allocated.
-    #[serde(rename = "pseudoTerminal", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "pseudoTerminal",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub pseudo_terminal: Option<bool>,
     /// A key/value map of labels to add to the container.
-    #[serde(rename = "dockerLabels", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "dockerLabels",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub docker_labels: Option<BTreeMap<String, String>>,
     /// A list of ulimits to set in the container.
     #[serde(rename = "ulimits", default, skip_serializing_if = "Option::is_none")]
     pub ulimits: Option<Vec<Ulimit>>,
     /// The log configuration specification for the container.
-    #[serde(rename = "logConfiguration", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "logConfiguration",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub log_configuration: Option<LogConfiguration>,
     /// The container health check command and associated configuration parameters for the container.
-    #[serde(rename = "healthCheck", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "healthCheck",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub health_check: Option<HealthCheck>,
     /// A list of namespaced kernel parameters to set in the container.
-    #[serde(rename = "systemControls", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "systemControls",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub system_controls: Option<Vec<SystemControl>>,
     /// The type and amount of a resource to assign to a container.
-    #[serde(rename = "resourceRequirements", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "resourceRequirements",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub resource_requirements: Option<Vec<ResourceRequirement>>,
     /// The FireLens configuration for the container.
-    #[serde(rename = "firelensConfiguration", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "firelensConfiguration",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub firelens_configuration: Option<FirelensConfiguration>,
     /// A list of ARNs in SSM or Amazon S3 to a credential spec (CredSpec) file that configures the container for Active Directory authentication.
-    #[serde(rename = "credentialSpecs", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "credentialSpecs",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub credential_specs: Option<Vec<String>>,
 }
 
@@ -1691,7 +2105,11 @@ pub struct ContainerDefinition {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ContainerDependency {
     /// The name of a container.
-    #[serde(rename = "containerName", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "containerName",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub container_name: Option<String>,
     /// The dependency condition of the container.
     #[serde(rename = "condition", default, skip_serializing_if = "Option::is_none")]
@@ -1702,10 +2120,18 @@ pub struct ContainerDependency {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ContainerImage {
     /// The name of the container.
-    #[serde(rename = "containerName", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "containerName",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub container_name: Option<String>,
     /// The container image digest.
-    #[serde(rename = "imageDigest", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "imageDigest",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub image_digest: Option<String>,
     /// The container image.
     #[serde(rename = "image", default, skip_serializing_if = "Option::is_none")]
@@ -1716,58 +2142,118 @@ pub struct ContainerImage {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ContainerInstance {
     /// The Amazon Resource Name (ARN) of the container instance.
-    #[serde(rename = "containerInstanceArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "containerInstanceArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub container_instance_arn: Option<String>,
     /// The ID of the container instance.
-    #[serde(rename = "ec2InstanceId", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "ec2InstanceId",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub ec2_instance_id: Option<String>,
     /// The capacity provider that's associated with the container instance.
-    #[serde(rename = "capacityProviderName", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "capacityProviderName",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub capacity_provider_name: Option<String>,
     /// The version counter for the container instance.
     #[serde(rename = "version", default, skip_serializing_if = "Option::is_none")]
     pub version: Option<i64>,
     /// The version information for the Amazon ECS container agent and Docker daemon running on the container instance.
-    #[serde(rename = "versionInfo", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "versionInfo",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub version_info: Option<VersionInfo>,
     /// For CPU and memory resource types, this parameter describes the remaining CPU and memory that wasn't already allocated to tasks and is therefore available for new tasks.
-    #[serde(rename = "remainingResources", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "remainingResources",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub remaining_resources: Option<Vec<Resource>>,
     /// For CPU and memory resource types, this parameter describes the amount of each resource that was available on the container instance when the container agent registered it with Amazon ECS.
-    #[serde(rename = "registeredResources", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "registeredResources",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub registered_resources: Option<Vec<Resource>>,
     /// The status of the container instance.
     #[serde(rename = "status", default, skip_serializing_if = "Option::is_none")]
     pub status: Option<String>,
     /// The reason that the container instance reached its current status.
-    #[serde(rename = "statusReason", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "statusReason",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub status_reason: Option<String>,
     /// This parameter returns true if the agent is connected to Amazon ECS.
-    #[serde(rename = "agentConnected", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "agentConnected",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub agent_connected: Option<bool>,
     /// The number of tasks on the container instance that have a desired status (desiredStatus) of RUNNING.
-    #[serde(rename = "runningTasksCount", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "runningTasksCount",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub running_tasks_count: Option<i32>,
     /// The number of tasks on the container instance that are in the PENDING status.
-    #[serde(rename = "pendingTasksCount", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "pendingTasksCount",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub pending_tasks_count: Option<i32>,
     /// The status of the most recent agent update.
-    #[serde(rename = "agentUpdateStatus", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "agentUpdateStatus",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub agent_update_status: Option<AgentUpdateStatus>,
     /// The attributes set for the container instance, either by the Amazon ECS container agent at instance registration or manually with the PutAttributes operation.
-    #[serde(rename = "attributes", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "attributes",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub attributes: Option<Vec<Attribute>>,
     /// The Unix timestamp for the time when the container instance was registered.
-    #[serde(rename = "registeredAt", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "registeredAt",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub registered_at: Option<Timestamp>,
     /// The resources attached to a container instance, such as an elastic network interface.
-    #[serde(rename = "attachments", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "attachments",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub attachments: Option<Vec<Attachment>>,
     /// The metadata that you apply to the container instance to help you categorize and organize them.
     #[serde(rename = "tags", default, skip_serializing_if = "Option::is_none")]
     pub tags: Option<Vec<Tag>>,
     /// An object representing the health status of the container instance.
-    #[serde(rename = "healthStatus", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "healthStatus",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub health_status: Option<ContainerInstanceHealthStatus>,
 }
 
@@ -1784,7 +2270,10 @@ pub enum ContainerInstanceField {
 
 impl ContainerInstanceField {
     /// Every value, in model order.
-    pub const ALL: &'static [ContainerInstanceField] = &[ContainerInstanceField::Tags, ContainerInstanceField::ContainerInstanceHealth];
+    pub const ALL: &'static [ContainerInstanceField] = &[
+        ContainerInstanceField::Tags,
+        ContainerInstanceField::ContainerInstanceHealth,
+    ];
 
     /// The wire spelling.
     pub fn as_str(self) -> &'static str {
@@ -1816,7 +2305,11 @@ impl std::str::FromStr for ContainerInstanceField {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ContainerInstanceHealthStatus {
     /// The overall health status of the container instance.
-    #[serde(rename = "overallStatus", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "overallStatus",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub overall_status: Option<InstanceHealthCheckState>,
     /// An array of objects representing the details of the container instance health status.
     #[serde(rename = "details", default, skip_serializing_if = "Option::is_none")]
@@ -1845,7 +2338,13 @@ pub enum ContainerInstanceStatus {
 
 impl ContainerInstanceStatus {
     /// Every value, in model order.
-    pub const ALL: &'static [ContainerInstanceStatus] = &[ContainerInstanceStatus::Active, ContainerInstanceStatus::Draining, ContainerInstanceStatus::Registering, ContainerInstanceStatus::Deregistering, ContainerInstanceStatus::RegistrationFailed];
+    pub const ALL: &'static [ContainerInstanceStatus] = &[
+        ContainerInstanceStatus::Active,
+        ContainerInstanceStatus::Draining,
+        ContainerInstanceStatus::Registering,
+        ContainerInstanceStatus::Deregistering,
+        ContainerInstanceStatus::RegistrationFailed,
+    ];
 
     /// The wire spelling.
     pub fn as_str(self) -> &'static str {
@@ -1889,10 +2388,18 @@ pub struct ContainerOverride {
     #[serde(rename = "command", default, skip_serializing_if = "Option::is_none")]
     pub command: Option<Vec<String>>,
     /// The environment variables to send to the container.
-    #[serde(rename = "environment", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "environment",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub environment: Option<Vec<KeyValuePair>>,
     /// A list of files containing the environment variables to pass to a container, instead of the value from the container definition.
-    #[serde(rename = "environmentFiles", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "environmentFiles",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub environment_files: Option<Vec<EnvironmentFile>>,
     /// The number of cpu units reserved for the container, instead of the default value from the task definition.
     #[serde(rename = "cpu", default, skip_serializing_if = "Option::is_none")]
@@ -1901,10 +2408,18 @@ pub struct ContainerOverride {
     #[serde(rename = "memory", default, skip_serializing_if = "Option::is_none")]
     pub memory: Option<i32>,
     /// The soft limit (in MiB) of memory to reserve for the container, instead of the default value from the task definition.
-    #[serde(rename = "memoryReservation", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "memoryReservation",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub memory_reservation: Option<i32>,
     /// The type and amount of a resource to assign to a container, instead of the default value from the task definition.
-    #[serde(rename = "resourceRequirements", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "resourceRequirements",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub resource_requirements: Option<Vec<ResourceRequirement>>,
 }
 
@@ -1915,10 +2430,18 @@ pub struct ContainerRestartPolicy {
     #[serde(rename = "enabled", default, skip_serializing_if = "Option::is_none")]
     pub enabled: Option<bool>,
     /// A list of exit codes that Amazon ECS will ignore and not attempt a restart on.
-    #[serde(rename = "ignoredExitCodes", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "ignoredExitCodes",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub ignored_exit_codes: Option<Vec<i32>>,
     /// A period of time (in seconds) that the container must run for before a restart can be attempted.
-    #[serde(rename = "restartAttemptPeriod", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "restartAttemptPeriod",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub restart_attempt_period: Option<i32>,
 }
 
@@ -1926,10 +2449,18 @@ pub struct ContainerRestartPolicy {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ContainerStateChange {
     /// The name of the container.
-    #[serde(rename = "containerName", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "containerName",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub container_name: Option<String>,
     /// The container image SHA 256 digest.
-    #[serde(rename = "imageDigest", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "imageDigest",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub image_digest: Option<String>,
     /// The ID of the Docker container.
     #[serde(rename = "runtimeId", default, skip_serializing_if = "Option::is_none")]
@@ -1938,7 +2469,11 @@ pub struct ContainerStateChange {
     #[serde(rename = "exitCode", default, skip_serializing_if = "Option::is_none")]
     pub exit_code: Option<i32>,
     /// Any network bindings that are associated with the container.
-    #[serde(rename = "networkBindings", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "networkBindings",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub network_bindings: Option<Vec<NetworkBinding>>,
     /// The reason for the state change.
     #[serde(rename = "reason", default, skip_serializing_if = "Option::is_none")]
@@ -1952,7 +2487,11 @@ pub struct ContainerStateChange {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ContinueServiceDeploymentRequest {
     /// The ARN of the service deployment to continue or roll back.
-    #[serde(rename = "serviceDeploymentArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "serviceDeploymentArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub service_deployment_arn: Option<String>,
     /// The ID of the paused lifecycle hook to act on.
     #[serde(rename = "hookId", default, skip_serializing_if = "Option::is_none")]
@@ -1978,7 +2517,11 @@ impl Required for ContinueServiceDeploymentRequest {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ContinueServiceDeploymentResponse {
     /// The ARN of the service deployment that was continued or rolled back.
-    #[serde(rename = "serviceDeploymentArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "serviceDeploymentArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub service_deployment_arn: Option<String>,
 }
 
@@ -1998,7 +2541,11 @@ pub enum CpuManufacturer {
 
 impl CpuManufacturer {
     /// Every value, in model order.
-    pub const ALL: &'static [CpuManufacturer] = &[CpuManufacturer::Intel, CpuManufacturer::Amd, CpuManufacturer::AmazonWebServices];
+    pub const ALL: &'static [CpuManufacturer] = &[
+        CpuManufacturer::Intel,
+        CpuManufacturer::Amd,
+        CpuManufacturer::AmazonWebServices,
+    ];
 
     /// The wire spelling.
     pub fn as_str(self) -> &'static str {
@@ -2038,10 +2585,18 @@ pub struct CreateCapacityProviderRequest {
     #[serde(rename = "cluster", default, skip_serializing_if = "Option::is_none")]
     pub cluster: Option<String>,
     /// The details of the Auto Scaling group for the capacity provider.
-    #[serde(rename = "autoScalingGroupProvider", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "autoScalingGroupProvider",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub auto_scaling_group_provider: Option<AutoScalingGroupProvider>,
     /// The configuration for the Amazon ECS Managed Instances provider.
-    #[serde(rename = "managedInstancesProvider", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "managedInstancesProvider",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub managed_instances_provider: Option<CreateManagedInstancesProviderConfiguration>,
     /// The metadata that you apply to the capacity provider to categorize and organize them more conveniently.
     #[serde(rename = "tags", default, skip_serializing_if = "Option::is_none")]
@@ -2061,7 +2616,11 @@ impl Required for CreateCapacityProviderRequest {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct CreateCapacityProviderResponse {
     /// The full description of the new capacity provider.
-    #[serde(rename = "capacityProvider", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "capacityProvider",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub capacity_provider: Option<CapacityProvider>,
 }
 
@@ -2069,7 +2628,11 @@ pub struct CreateCapacityProviderResponse {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct CreateClusterRequest {
     /// The name of your cluster.
-    #[serde(rename = "clusterName", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "clusterName",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub cluster_name: Option<String>,
     /// The metadata that you apply to the cluster to help you categorize and organize them.
     #[serde(rename = "tags", default, skip_serializing_if = "Option::is_none")]
@@ -2078,16 +2641,32 @@ pub struct CreateClusterRequest {
     #[serde(rename = "settings", default, skip_serializing_if = "Option::is_none")]
     pub settings: Option<Vec<ClusterSetting>>,
     /// The execute command configuration for the cluster.
-    #[serde(rename = "configuration", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "configuration",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub configuration: Option<ClusterConfiguration>,
     /// The short name of one or more capacity providers to associate with the cluster.
-    #[serde(rename = "capacityProviders", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "capacityProviders",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub capacity_providers: Option<Vec<String>>,
     /// The capacity provider strategy to set as the default for the cluster.
-    #[serde(rename = "defaultCapacityProviderStrategy", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "defaultCapacityProviderStrategy",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub default_capacity_provider_strategy: Option<Vec<CapacityProviderStrategyItem>>,
     /// Use this parameter to set a default Service Connect namespace.
-    #[serde(rename = "serviceConnectDefaults", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "serviceConnectDefaults",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub service_connect_defaults: Option<ClusterServiceConnectDefaultsRequest>,
 }
 
@@ -2109,34 +2688,70 @@ pub struct CreateClusterResponse {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct CreateDaemonRequest {
     /// The name of the daemon.
-    #[serde(rename = "daemonName", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "daemonName",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub daemon_name: Option<String>,
     /// The Amazon Resource Name (ARN) of the cluster to create the daemon in.
-    #[serde(rename = "clusterArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "clusterArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub cluster_arn: Option<String>,
     /// The Amazon Resource Name (ARN) of the daemon task definition to use for the daemon.
-    #[serde(rename = "daemonTaskDefinitionArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "daemonTaskDefinitionArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub daemon_task_definition_arn: Option<String>,
     /// The Amazon Resource Names (ARNs) of the capacity providers to associate with the daemon.
-    #[serde(rename = "capacityProviderArns", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "capacityProviderArns",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub capacity_provider_arns: Option<Vec<String>>,
     /// Optional deployment parameters that control how the daemon rolls out updates, including the drain percentage, alarm-based rollback, and bake time.
-    #[serde(rename = "deploymentConfiguration", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "deploymentConfiguration",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub deployment_configuration: Option<DaemonDeploymentConfiguration>,
     /// The metadata that you apply to the daemon to help you categorize and organize them.
     #[serde(rename = "tags", default, skip_serializing_if = "Option::is_none")]
     pub tags: Option<Vec<Tag>>,
     /// Specifies whether to propagate the tags from the daemon to the daemon tasks.
-    #[serde(rename = "propagateTags", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "propagateTags",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub propagate_tags: Option<DaemonPropagateTags>,
     /// Specifies whether to turn on Amazon ECS managed tags for the tasks in the daemon.
-    #[serde(rename = "enableECSManagedTags", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "enableECSManagedTags",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub enable_ecs_managed_tags: Option<bool>,
     /// Determines whether the execute command functionality is turned on for the daemon.
-    #[serde(rename = "enableExecuteCommand", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "enableExecuteCommand",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub enable_execute_command: Option<bool>,
     /// An identifier that you provide to ensure the idempotency of the request.
-    #[serde(rename = "clientToken", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "clientToken",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub client_token: Option<String>,
 }
 
@@ -2168,7 +2783,11 @@ pub struct CreateDaemonResponse {
     #[serde(rename = "createdAt", default, skip_serializing_if = "Option::is_none")]
     pub created_at: Option<Timestamp>,
     /// The Amazon Resource Name (ARN) of the initial daemon deployment.
-    #[serde(rename = "deploymentArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "deploymentArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub deployment_arn: Option<String>,
 }
 
@@ -2176,28 +2795,56 @@ pub struct CreateDaemonResponse {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct CreateExpressGatewayServiceRequest {
     /// The Amazon Resource Name (ARN) of the task execution role that grants the Amazon ECS container agent permission to make Amazon Web Services API calls on your behalf.
-    #[serde(rename = "executionRoleArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "executionRoleArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub execution_role_arn: Option<String>,
     /// The Amazon Resource Name (ARN) of the infrastructure role that grants Amazon ECS permission to create and manage Amazon Web Services resources on your behalf for the Express service.
-    #[serde(rename = "infrastructureRoleArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "infrastructureRoleArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub infrastructure_role_arn: Option<String>,
     /// The name of the Express service.
-    #[serde(rename = "serviceName", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "serviceName",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub service_name: Option<String>,
     /// The short name or full Amazon Resource Name (ARN) of the cluster on which to create the Express service.
     #[serde(rename = "cluster", default, skip_serializing_if = "Option::is_none")]
     pub cluster: Option<String>,
     /// The path on the container that the Application Load Balancer uses for health checks.
-    #[serde(rename = "healthCheckPath", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "healthCheckPath",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub health_check_path: Option<String>,
     /// The primary container configuration for the Express service.
-    #[serde(rename = "primaryContainer", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "primaryContainer",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub primary_container: Option<ExpressGatewayContainer>,
     /// The Amazon Resource Name (ARN) of the IAM role that containers in this task can assume.
-    #[serde(rename = "taskRoleArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "taskRoleArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub task_role_arn: Option<String>,
     /// The network configuration for the Express service tasks.
-    #[serde(rename = "networkConfiguration", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "networkConfiguration",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub network_configuration: Option<ExpressGatewayServiceNetworkConfiguration>,
     /// The number of CPU units used by the task.
     #[serde(rename = "cpu", default, skip_serializing_if = "Option::is_none")]
@@ -2206,7 +2853,11 @@ pub struct CreateExpressGatewayServiceRequest {
     #[serde(rename = "memory", default, skip_serializing_if = "Option::is_none")]
     pub memory: Option<String>,
     /// The auto-scaling configuration for the Express service.
-    #[serde(rename = "scalingTarget", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "scalingTarget",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub scaling_target: Option<ExpressGatewayScalingTarget>,
     /// The metadata that you apply to the Express service to help categorize and organize it.
     #[serde(rename = "tags", default, skip_serializing_if = "Option::is_none")]
@@ -2240,19 +2891,39 @@ pub struct CreateExpressGatewayServiceResponse {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct CreateManagedInstancesProviderConfiguration {
     /// The Amazon Resource Name (ARN) of the infrastructure role that Amazon ECS uses to manage instances on your behalf.
-    #[serde(rename = "infrastructureRoleArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "infrastructureRoleArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub infrastructure_role_arn: Option<String>,
     /// The launch template configuration that specifies how Amazon ECS should launch Amazon EC2 instances.
-    #[serde(rename = "instanceLaunchTemplate", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "instanceLaunchTemplate",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub instance_launch_template: Option<InstanceLaunchTemplate>,
     /// Specifies whether to propagate tags from the capacity provider to the Amazon ECS Managed Instances.
-    #[serde(rename = "propagateTags", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "propagateTags",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub propagate_tags: Option<PropagateMITags>,
     /// Defines how Amazon ECS Managed Instances optimizes the infrastastructure in your capacity provider.
-    #[serde(rename = "infrastructureOptimization", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "infrastructureOptimization",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub infrastructure_optimization: Option<InfrastructureOptimization>,
     /// The auto repair configuration for the Amazon ECS Managed Instances capacity provider.
-    #[serde(rename = "autoRepairConfiguration", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "autoRepairConfiguration",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub auto_repair_configuration: Option<AutoRepairConfiguration>,
 }
 
@@ -2263,79 +2934,171 @@ pub struct CreateServiceRequest {
     #[serde(rename = "cluster", default, skip_serializing_if = "Option::is_none")]
     pub cluster: Option<String>,
     /// The name of your service.
-    #[serde(rename = "serviceName", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "serviceName",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub service_name: Option<String>,
     /// The family and revision (family:revision) or full ARN of the task definition to run in your service.
-    #[serde(rename = "taskDefinition", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "taskDefinition",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub task_definition: Option<String>,
     /// Indicates whether to use Availability Zone rebalancing for the service.
-    #[serde(rename = "availabilityZoneRebalancing", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "availabilityZoneRebalancing",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub availability_zone_rebalancing: Option<AvailabilityZoneRebalancing>,
     /// A load balancer object representing the load balancers to use with your service.
-    #[serde(rename = "loadBalancers", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "loadBalancers",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub load_balancers: Option<Vec<LoadBalancer>>,
     /// The details of the service discovery registry to associate with this service.
-    #[serde(rename = "serviceRegistries", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "serviceRegistries",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub service_registries: Option<Vec<ServiceRegistry>>,
     /// The number of instantiations of the specified task definition to place and keep running in your service.
-    #[serde(rename = "desiredCount", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "desiredCount",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub desired_count: Option<i32>,
     /// An identifier that you provide to ensure the idempotency of the request.
-    #[serde(rename = "clientToken", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "clientToken",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub client_token: Option<String>,
     /// The infrastructure that you run your service on.
-    #[serde(rename = "launchType", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "launchType",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub launch_type: Option<LaunchType>,
     /// The capacity provider strategy to use for the service.
-    #[serde(rename = "capacityProviderStrategy", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "capacityProviderStrategy",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub capacity_provider_strategy: Option<Vec<CapacityProviderStrategyItem>>,
     /// The platform version that your tasks in the service are running on.
-    #[serde(rename = "platformVersion", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "platformVersion",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub platform_version: Option<String>,
     /// The name or full Amazon Resource Name (ARN) of the IAM role that allows Amazon ECS to make calls to your load balancer on your behalf.
     #[serde(rename = "role", default, skip_serializing_if = "Option::is_none")]
     pub role: Option<String>,
     /// Optional deployment parameters that control how many tasks run during the deployment and the ordering of stopping and starting tasks.
-    #[serde(rename = "deploymentConfiguration", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "deploymentConfiguration",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub deployment_configuration: Option<DeploymentConfiguration>,
     /// An array of placement constraint objects to use for tasks in your service.
-    #[serde(rename = "placementConstraints", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "placementConstraints",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub placement_constraints: Option<Vec<PlacementConstraint>>,
     /// The placement strategy objects to use for tasks in your service.
-    #[serde(rename = "placementStrategy", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "placementStrategy",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub placement_strategy: Option<Vec<PlacementStrategy>>,
     /// The network configuration for the service.
-    #[serde(rename = "networkConfiguration", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "networkConfiguration",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub network_configuration: Option<NetworkConfiguration>,
     /// The period of time, in seconds, that the Amazon ECS service scheduler ignores unhealthy Elastic Load Balancing, VPC Lattice, and container health checks after a task has first started.
-    #[serde(rename = "healthCheckGracePeriodSeconds", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "healthCheckGracePeriodSeconds",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub health_check_grace_period_seconds: Option<i32>,
     /// The scheduling strategy to use for the service.
-    #[serde(rename = "schedulingStrategy", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "schedulingStrategy",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub scheduling_strategy: Option<SchedulingStrategy>,
     /// The deployment controller to use for the service.
-    #[serde(rename = "deploymentController", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "deploymentController",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub deployment_controller: Option<DeploymentController>,
     /// The metadata that you apply to the service to help you categorize and organize them.
     #[serde(rename = "tags", default, skip_serializing_if = "Option::is_none")]
     pub tags: Option<Vec<Tag>>,
     /// Specifies whether to turn on Amazon ECS managed tags for the tasks within the service.
-    #[serde(rename = "enableECSManagedTags", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "enableECSManagedTags",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub enable_ecs_managed_tags: Option<bool>,
     /// Specifies whether to propagate the tags from the task definition to the task.
-    #[serde(rename = "propagateTags", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "propagateTags",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub propagate_tags: Option<PropagateTags>,
     /// Determines whether the execute command functionality is turned on for the service.
-    #[serde(rename = "enableExecuteCommand", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "enableExecuteCommand",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub enable_execute_command: Option<bool>,
     /// The configuration for this service to discover and connect to services, and be discovered by, and connected from, other services within a namespace.
-    #[serde(rename = "serviceConnectConfiguration", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "serviceConnectConfiguration",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub service_connect_configuration: Option<ServiceConnectConfiguration>,
     /// The configuration for a volume specified in the task definition as a volume that is configured at launch time.
-    #[serde(rename = "volumeConfigurations", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "volumeConfigurations",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub volume_configurations: Option<Vec<ServiceVolumeConfiguration>>,
     /// The VPC Lattice configuration for the service being created.
-    #[serde(rename = "vpcLatticeConfigurations", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "vpcLatticeConfigurations",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub vpc_lattice_configurations: Option<Vec<VpcLatticeConfiguration>>,
 }
 
@@ -2366,34 +3129,70 @@ pub struct CreateTaskSetRequest {
     #[serde(rename = "cluster", default, skip_serializing_if = "Option::is_none")]
     pub cluster: Option<String>,
     /// An optional non-unique tag that identifies this task set in external systems.
-    #[serde(rename = "externalId", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "externalId",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub external_id: Option<String>,
     /// The task definition for the tasks in the task set to use.
-    #[serde(rename = "taskDefinition", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "taskDefinition",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub task_definition: Option<String>,
     /// An object representing the network configuration for a task set.
-    #[serde(rename = "networkConfiguration", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "networkConfiguration",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub network_configuration: Option<NetworkConfiguration>,
     /// A load balancer object representing the load balancer to use with the task set.
-    #[serde(rename = "loadBalancers", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "loadBalancers",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub load_balancers: Option<Vec<LoadBalancer>>,
     /// The details of the service discovery registries to assign to this task set.
-    #[serde(rename = "serviceRegistries", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "serviceRegistries",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub service_registries: Option<Vec<ServiceRegistry>>,
     /// The launch type that new tasks in the task set uses.
-    #[serde(rename = "launchType", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "launchType",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub launch_type: Option<LaunchType>,
     /// The capacity provider strategy to use for the task set.
-    #[serde(rename = "capacityProviderStrategy", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "capacityProviderStrategy",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub capacity_provider_strategy: Option<Vec<CapacityProviderStrategyItem>>,
     /// The platform version that the tasks in the task set uses.
-    #[serde(rename = "platformVersion", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "platformVersion",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub platform_version: Option<String>,
     /// A floating-point percentage of the desired number of tasks to place and keep running in the task set.
     #[serde(rename = "scale", default, skip_serializing_if = "Option::is_none")]
     pub scale: Option<Scale>,
     /// An identifier that you provide to ensure the idempotency of the request.
-    #[serde(rename = "clientToken", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "clientToken",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub client_token: Option<String>,
     /// The metadata that you apply to the task set to help you categorize and organize them.
     #[serde(rename = "tags", default, skip_serializing_if = "Option::is_none")]
@@ -2438,7 +3237,11 @@ pub struct CreatedAt {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct DaemonAlarmConfiguration {
     /// The CloudWatch alarm names to monitor during a daemon deployment.
-    #[serde(rename = "alarmNames", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "alarmNames",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub alarm_names: Option<Vec<String>>,
     /// Determines whether to use the CloudWatch alarm option in the daemon deployment process.
     #[serde(rename = "enable", default, skip_serializing_if = "Option::is_none")]
@@ -2452,7 +3255,11 @@ pub struct DaemonCapacityProvider {
     #[serde(rename = "arn", default, skip_serializing_if = "Option::is_none")]
     pub arn: Option<String>,
     /// The number of daemon tasks running on this capacity provider.
-    #[serde(rename = "runningCount", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "runningCount",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub running_count: Option<i32>,
 }
 
@@ -2460,7 +3267,11 @@ pub struct DaemonCapacityProvider {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct DaemonCircuitBreaker {
     /// The number of times the circuit breaker detected a daemon deployment failure.
-    #[serde(rename = "failureCount", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "failureCount",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub failure_count: Option<i32>,
     /// The circuit breaker status.
     #[serde(rename = "status", default, skip_serializing_if = "Option::is_none")]
@@ -2483,13 +3294,25 @@ pub struct DaemonContainerDefinition {
     #[serde(rename = "memory", default, skip_serializing_if = "Option::is_none")]
     pub memory: Option<i32>,
     /// The soft limit (in MiB) of memory to reserve for the container.
-    #[serde(rename = "memoryReservation", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "memoryReservation",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub memory_reservation: Option<i32>,
     /// The private repository authentication credentials to use.
-    #[serde(rename = "repositoryCredentials", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "repositoryCredentials",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub repository_credentials: Option<RepositoryCredentials>,
     /// The container health check command and associated configuration parameters for the container.
-    #[serde(rename = "healthCheck", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "healthCheck",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub health_check: Option<HealthCheck>,
     /// The number of cpu units reserved for the container.
     #[serde(rename = "cpu", default, skip_serializing_if = "Option::is_none")]
@@ -2498,37 +3321,73 @@ pub struct DaemonContainerDefinition {
     #[serde(rename = "essential", default, skip_serializing_if = "Option::is_none")]
     pub essential: Option<bool>,
     /// The entry point that's passed to the container.
-    #[serde(rename = "entryPoint", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "entryPoint",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub entry_point: Option<Vec<String>>,
     /// The command that's passed to the container.
     #[serde(rename = "command", default, skip_serializing_if = "Option::is_none")]
     pub command: Option<Vec<String>>,
     /// The working directory to run commands inside the container in.
-    #[serde(rename = "workingDirectory", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "workingDirectory",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub working_directory: Option<String>,
     /// A list of files containing the environment variables to pass to a container.
-    #[serde(rename = "environmentFiles", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "environmentFiles",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub environment_files: Option<Vec<EnvironmentFile>>,
     /// The environment variables to pass to a container.
-    #[serde(rename = "environment", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "environment",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub environment: Option<Vec<KeyValuePair>>,
     /// The secrets to pass to the container.
     #[serde(rename = "secrets", default, skip_serializing_if = "Option::is_none")]
     pub secrets: Option<Vec<Secret>>,
     /// When this parameter is true, the container is given read-only access to its root file system.
-    #[serde(rename = "readonlyRootFilesystem", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "readonlyRootFilesystem",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub readonly_root_filesystem: Option<bool>,
     /// The mount points for data volumes in your container.
-    #[serde(rename = "mountPoints", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "mountPoints",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub mount_points: Option<Vec<MountPoint>>,
     /// The log configuration specification for the container.
-    #[serde(rename = "logConfiguration", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "logConfiguration",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub log_configuration: Option<LogConfiguration>,
     /// The FireLens configuration for the container.
-    #[serde(rename = "firelensConfiguration", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "firelensConfiguration",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub firelens_configuration: Option<FirelensConfiguration>,
     /// When this parameter is true, the container is given elevated privileges on the host container instance (similar to the root user).
-    #[serde(rename = "privileged", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "privileged",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub privileged: Option<bool>,
     /// The user to use inside the container.
     #[serde(rename = "user", default, skip_serializing_if = "Option::is_none")]
@@ -2537,28 +3396,56 @@ pub struct DaemonContainerDefinition {
     #[serde(rename = "ulimits", default, skip_serializing_if = "Option::is_none")]
     pub ulimits: Option<Vec<Ulimit>>,
     /// Linux-specific modifications that are applied to the container configuration, such as Linux kernel capabilities.
-    #[serde(rename = "linuxParameters", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "linuxParameters",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub linux_parameters: Option<DaemonLinuxParameters>,
     /// The dependencies defined for container startup and shutdown.
     #[serde(rename = "dependsOn", default, skip_serializing_if = "Option::is_none")]
     pub depends_on: Option<Vec<ContainerDependency>>,
     /// Time duration (in seconds) to wait before giving up on resolving dependencies for a container.
-    #[serde(rename = "startTimeout", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "startTimeout",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub start_timeout: Option<i32>,
     /// Time duration (in seconds) to wait before the container is forcefully killed if it doesn't exit normally on its own.
-    #[serde(rename = "stopTimeout", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "stopTimeout",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub stop_timeout: Option<i32>,
     /// A list of namespaced kernel parameters to set in the container.
-    #[serde(rename = "systemControls", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "systemControls",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub system_controls: Option<Vec<SystemControl>>,
     /// When this parameter is true, you can deploy containerized applications that require stdin or a tty to be allocated.
-    #[serde(rename = "interactive", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "interactive",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub interactive: Option<bool>,
     /// When this parameter is true, a TTY is allocated.
-    #[serde(rename = "pseudoTerminal", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "pseudoTerminal",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub pseudo_terminal: Option<bool>,
     /// The restart policy for the container.
-    #[serde(rename = "restartPolicy", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "restartPolicy",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub restart_policy: Option<ContainerRestartPolicy>,
 }
 
@@ -2566,10 +3453,18 @@ pub struct DaemonContainerDefinition {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct DaemonContainerImage {
     /// The name of the container.
-    #[serde(rename = "containerName", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "containerName",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub container_name: Option<String>,
     /// The container image digest.
-    #[serde(rename = "imageDigest", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "imageDigest",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub image_digest: Option<String>,
     /// The container image.
     #[serde(rename = "image", default, skip_serializing_if = "Option::is_none")]
@@ -2580,25 +3475,49 @@ pub struct DaemonContainerImage {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct DaemonDeployment {
     /// The Amazon Resource Name (ARN) of the daemon deployment.
-    #[serde(rename = "daemonDeploymentArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "daemonDeploymentArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub daemon_deployment_arn: Option<String>,
     /// The Amazon Resource Name (ARN) of the cluster that hosts the daemon.
-    #[serde(rename = "clusterArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "clusterArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub cluster_arn: Option<String>,
     /// The status of the daemon deployment.
     #[serde(rename = "status", default, skip_serializing_if = "Option::is_none")]
     pub status: Option<DaemonDeploymentStatus>,
     /// Information about why the daemon deployment is in the current status.
-    #[serde(rename = "statusReason", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "statusReason",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub status_reason: Option<String>,
     /// The daemon revision being deployed.
-    #[serde(rename = "targetDaemonRevision", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "targetDaemonRevision",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub target_daemon_revision: Option<DaemonDeploymentRevisionDetail>,
     /// The currently deployed daemon revisions that are being replaced.
-    #[serde(rename = "sourceDaemonRevisions", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "sourceDaemonRevisions",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub source_daemon_revisions: Option<Vec<DaemonDeploymentRevisionDetail>>,
     /// The circuit breaker configuration that determines when a daemon deployment has failed.
-    #[serde(rename = "circuitBreaker", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "circuitBreaker",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub circuit_breaker: Option<DaemonCircuitBreaker>,
     /// The CloudWatch alarms that determine when a daemon deployment fails.
     #[serde(rename = "alarms", default, skip_serializing_if = "Option::is_none")]
@@ -2607,7 +3526,11 @@ pub struct DaemonDeployment {
     #[serde(rename = "rollback", default, skip_serializing_if = "Option::is_none")]
     pub rollback: Option<DaemonRollback>,
     /// The deployment configuration used for this daemon deployment.
-    #[serde(rename = "deploymentConfiguration", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "deploymentConfiguration",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub deployment_configuration: Option<DaemonDeploymentConfiguration>,
     /// The time the daemon deployment was created.
     #[serde(rename = "createdAt", default, skip_serializing_if = "Option::is_none")]
@@ -2619,7 +3542,11 @@ pub struct DaemonDeployment {
     #[serde(rename = "stoppedAt", default, skip_serializing_if = "Option::is_none")]
     pub stopped_at: Option<Timestamp>,
     /// The time the daemon deployment finished.
-    #[serde(rename = "finishedAt", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "finishedAt",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub finished_at: Option<Timestamp>,
 }
 
@@ -2630,10 +3557,18 @@ pub struct DaemonDeploymentAlarms {
     #[serde(rename = "status", default, skip_serializing_if = "Option::is_none")]
     pub status: Option<DaemonDeploymentRollbackMonitorsStatus>,
     /// The name of the CloudWatch alarms that determine when a daemon deployment failed.
-    #[serde(rename = "alarmNames", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "alarmNames",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub alarm_names: Option<Vec<String>>,
     /// One or more CloudWatch alarm names that have been triggered during the daemon deployment.
-    #[serde(rename = "triggeredAlarmNames", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "triggeredAlarmNames",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub triggered_alarm_names: Option<Vec<String>>,
 }
 
@@ -2644,10 +3579,18 @@ pub struct DaemonDeploymentCapacityProvider {
     #[serde(rename = "arn", default, skip_serializing_if = "Option::is_none")]
     pub arn: Option<String>,
     /// The number of instances running daemon tasks on this capacity provider.
-    #[serde(rename = "runningInstanceCount", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "runningInstanceCount",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub running_instance_count: Option<i32>,
     /// The number of instances being drained on this capacity provider during the deployment.
-    #[serde(rename = "drainingInstanceCount", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "drainingInstanceCount",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub draining_instance_count: Option<i32>,
 }
 
@@ -2655,13 +3598,21 @@ pub struct DaemonDeploymentCapacityProvider {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct DaemonDeploymentConfiguration {
     /// The percentage of container instances to drain simultaneously during a daemon deployment.
-    #[serde(rename = "drainPercent", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "drainPercent",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub drain_percent: Option<f64>,
     /// The CloudWatch alarm configuration for the daemon deployment.
     #[serde(rename = "alarms", default, skip_serializing_if = "Option::is_none")]
     pub alarms: Option<DaemonAlarmConfiguration>,
     /// The amount of time (in minutes) to wait after a successful deployment step before proceeding.
-    #[serde(rename = "bakeTimeInMinutes", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "bakeTimeInMinutes",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub bake_time_in_minutes: Option<i32>,
 }
 
@@ -2672,13 +3623,25 @@ pub struct DaemonDeploymentRevisionDetail {
     #[serde(rename = "arn", default, skip_serializing_if = "Option::is_none")]
     pub arn: Option<String>,
     /// The capacity providers associated with this daemon revision during the deployment.
-    #[serde(rename = "capacityProviders", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "capacityProviders",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub capacity_providers: Option<Vec<DaemonDeploymentCapacityProvider>>,
     /// The total number of instances running daemon tasks for this revision.
-    #[serde(rename = "totalRunningInstanceCount", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "totalRunningInstanceCount",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub total_running_instance_count: Option<i32>,
     /// The total number of instances being drained for this revision during the deployment.
-    #[serde(rename = "totalDrainingInstanceCount", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "totalDrainingInstanceCount",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub total_draining_instance_count: Option<i32>,
 }
 
@@ -2701,7 +3664,12 @@ pub enum DaemonDeploymentRollbackMonitorsStatus {
 
 impl DaemonDeploymentRollbackMonitorsStatus {
     /// Every value, in model order.
-    pub const ALL: &'static [DaemonDeploymentRollbackMonitorsStatus] = &[DaemonDeploymentRollbackMonitorsStatus::Triggered, DaemonDeploymentRollbackMonitorsStatus::Monitoring, DaemonDeploymentRollbackMonitorsStatus::MonitoringComplete, DaemonDeploymentRollbackMonitorsStatus::Disabled];
+    pub const ALL: &'static [DaemonDeploymentRollbackMonitorsStatus] = &[
+        DaemonDeploymentRollbackMonitorsStatus::Triggered,
+        DaemonDeploymentRollbackMonitorsStatus::Monitoring,
+        DaemonDeploymentRollbackMonitorsStatus::MonitoringComplete,
+        DaemonDeploymentRollbackMonitorsStatus::Disabled,
+    ];
 
     /// The wire spelling.
     pub fn as_str(self) -> &'static str {
@@ -2728,7 +3696,9 @@ impl std::str::FromStr for DaemonDeploymentRollbackMonitorsStatus {
             "MONITORING" => Ok(DaemonDeploymentRollbackMonitorsStatus::Monitoring),
             "MONITORING_COMPLETE" => Ok(DaemonDeploymentRollbackMonitorsStatus::MonitoringComplete),
             "DISABLED" => Ok(DaemonDeploymentRollbackMonitorsStatus::Disabled),
-            other => Err(format!("{other:?} is not a valid DaemonDeploymentRollbackMonitorsStatus")),
+            other => Err(format!(
+                "{other:?} is not a valid DaemonDeploymentRollbackMonitorsStatus"
+            )),
         }
     }
 }
@@ -2764,7 +3734,16 @@ pub enum DaemonDeploymentStatus {
 
 impl DaemonDeploymentStatus {
     /// Every value, in model order.
-    pub const ALL: &'static [DaemonDeploymentStatus] = &[DaemonDeploymentStatus::Pending, DaemonDeploymentStatus::Successful, DaemonDeploymentStatus::Stopped, DaemonDeploymentStatus::StopRequested, DaemonDeploymentStatus::InProgress, DaemonDeploymentStatus::RollbackInProgress, DaemonDeploymentStatus::RollbackSuccessful, DaemonDeploymentStatus::RollbackFailed];
+    pub const ALL: &'static [DaemonDeploymentStatus] = &[
+        DaemonDeploymentStatus::Pending,
+        DaemonDeploymentStatus::Successful,
+        DaemonDeploymentStatus::Stopped,
+        DaemonDeploymentStatus::StopRequested,
+        DaemonDeploymentStatus::InProgress,
+        DaemonDeploymentStatus::RollbackInProgress,
+        DaemonDeploymentStatus::RollbackSuccessful,
+        DaemonDeploymentStatus::RollbackFailed,
+    ];
 
     /// The wire spelling.
     pub fn as_str(self) -> &'static str {
@@ -2808,22 +3787,38 @@ impl std::str::FromStr for DaemonDeploymentStatus {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct DaemonDeploymentSummary {
     /// The Amazon Resource Name (ARN) of the daemon deployment.
-    #[serde(rename = "daemonDeploymentArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "daemonDeploymentArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub daemon_deployment_arn: Option<String>,
     /// The Amazon Resource Name (ARN) of the daemon.
     #[serde(rename = "daemonArn", default, skip_serializing_if = "Option::is_none")]
     pub daemon_arn: Option<String>,
     /// The Amazon Resource Name (ARN) of the cluster that hosts the daemon.
-    #[serde(rename = "clusterArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "clusterArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub cluster_arn: Option<String>,
     /// The status of the daemon deployment.
     #[serde(rename = "status", default, skip_serializing_if = "Option::is_none")]
     pub status: Option<DaemonDeploymentStatus>,
     /// Information about why the daemon deployment is in the current status.
-    #[serde(rename = "statusReason", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "statusReason",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub status_reason: Option<String>,
     /// The ARN of the daemon revision being deployed.
-    #[serde(rename = "targetDaemonRevisionArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "targetDaemonRevisionArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub target_daemon_revision_arn: Option<String>,
     /// The time the daemon deployment was created.
     #[serde(rename = "createdAt", default, skip_serializing_if = "Option::is_none")]
@@ -2835,7 +3830,11 @@ pub struct DaemonDeploymentSummary {
     #[serde(rename = "stoppedAt", default, skip_serializing_if = "Option::is_none")]
     pub stopped_at: Option<Timestamp>,
     /// The time the daemon deployment finished.
-    #[serde(rename = "finishedAt", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "finishedAt",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub finished_at: Option<Timestamp>,
 }
 
@@ -2846,16 +3845,28 @@ pub struct DaemonDetail {
     #[serde(rename = "daemonArn", default, skip_serializing_if = "Option::is_none")]
     pub daemon_arn: Option<String>,
     /// The Amazon Resource Name (ARN) of the cluster that the daemon is running in.
-    #[serde(rename = "clusterArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "clusterArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub cluster_arn: Option<String>,
     /// The status of the daemon.
     #[serde(rename = "status", default, skip_serializing_if = "Option::is_none")]
     pub status: Option<DaemonStatus>,
     /// The current daemon revision details, including the running task counts per capacity provider.
-    #[serde(rename = "currentRevisions", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "currentRevisions",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub current_revisions: Option<Vec<DaemonRevisionDetail>>,
     /// The Amazon Resource Name (ARN) of the most recent daemon deployment.
-    #[serde(rename = "deploymentArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "deploymentArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub deployment_arn: Option<String>,
     /// The Unix timestamp for the time when the daemon was created.
     #[serde(rename = "createdAt", default, skip_serializing_if = "Option::is_none")]
@@ -2869,13 +3880,21 @@ pub struct DaemonDetail {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct DaemonLinuxParameters {
     /// The Linux capabilities for the container that are added to or dropped from the default configuration provided by Docker.
-    #[serde(rename = "capabilities", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "capabilities",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub capabilities: Option<KernelCapabilities>,
     /// Any host devices to expose to the container.
     #[serde(rename = "devices", default, skip_serializing_if = "Option::is_none")]
     pub devices: Option<Vec<Device>>,
     /// Run an init process inside the container that forwards signals and reaps processes.
-    #[serde(rename = "initProcessEnabled", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "initProcessEnabled",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub init_process_enabled: Option<bool>,
     /// The container path, mount options, and size (in MiB) of the tmpfs mount.
     #[serde(rename = "tmpfs", default, skip_serializing_if = "Option::is_none")]
@@ -2895,7 +3914,8 @@ pub enum DaemonPropagateTags {
 
 impl DaemonPropagateTags {
     /// Every value, in model order.
-    pub const ALL: &'static [DaemonPropagateTags] = &[DaemonPropagateTags::Daemon, DaemonPropagateTags::None];
+    pub const ALL: &'static [DaemonPropagateTags] =
+        &[DaemonPropagateTags::Daemon, DaemonPropagateTags::None];
 
     /// The wire spelling.
     pub fn as_str(self) -> &'static str {
@@ -2927,31 +3947,59 @@ impl std::str::FromStr for DaemonPropagateTags {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct DaemonRevision {
     /// The Amazon Resource Name (ARN) of the daemon revision.
-    #[serde(rename = "daemonRevisionArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "daemonRevisionArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub daemon_revision_arn: Option<String>,
     /// The Amazon Resource Name (ARN) of the cluster that hosts the daemon.
-    #[serde(rename = "clusterArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "clusterArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub cluster_arn: Option<String>,
     /// The Amazon Resource Name (ARN) of the daemon for this revision.
     #[serde(rename = "daemonArn", default, skip_serializing_if = "Option::is_none")]
     pub daemon_arn: Option<String>,
     /// The Amazon Resource Name (ARN) of the daemon task definition used by this revision.
-    #[serde(rename = "daemonTaskDefinitionArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "daemonTaskDefinitionArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub daemon_task_definition_arn: Option<String>,
     /// The Unix timestamp for the time when the daemon revision was created.
     #[serde(rename = "createdAt", default, skip_serializing_if = "Option::is_none")]
     pub created_at: Option<Timestamp>,
     /// The container images used by the daemon revision.
-    #[serde(rename = "containerImages", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "containerImages",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub container_images: Option<Vec<DaemonContainerImage>>,
     /// Specifies whether tags are propagated from the daemon to the daemon tasks.
-    #[serde(rename = "propagateTags", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "propagateTags",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub propagate_tags: Option<DaemonPropagateTags>,
     /// Specifies whether Amazon ECS managed tags are turned on for the daemon tasks.
-    #[serde(rename = "enableECSManagedTags", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "enableECSManagedTags",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub enable_ecs_managed_tags: Option<bool>,
     /// Specifies whether the execute command functionality is turned on for the daemon tasks.
-    #[serde(rename = "enableExecuteCommand", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "enableExecuteCommand",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub enable_execute_command: Option<bool>,
 }
 
@@ -2962,10 +4010,18 @@ pub struct DaemonRevisionDetail {
     #[serde(rename = "arn", default, skip_serializing_if = "Option::is_none")]
     pub arn: Option<String>,
     /// The capacity providers associated with this daemon revision.
-    #[serde(rename = "capacityProviders", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "capacityProviders",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub capacity_providers: Option<Vec<DaemonCapacityProvider>>,
     /// The total number of daemon tasks running for this revision.
-    #[serde(rename = "totalRunningCount", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "totalRunningCount",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub total_running_count: Option<i32>,
 }
 
@@ -2979,10 +4035,18 @@ pub struct DaemonRollback {
     #[serde(rename = "startedAt", default, skip_serializing_if = "Option::is_none")]
     pub started_at: Option<Timestamp>,
     /// The ARN of the daemon revision deployed as part of the rollback.
-    #[serde(rename = "rollbackTargetDaemonRevisionArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "rollbackTargetDaemonRevisionArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub rollback_target_daemon_revision_arn: Option<String>,
     /// The capacity providers involved in the rollback.
-    #[serde(rename = "rollbackCapacityProviders", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "rollbackCapacityProviders",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub rollback_capacity_providers: Option<Vec<String>>,
 }
 
@@ -2999,7 +4063,8 @@ pub enum DaemonStatus {
 
 impl DaemonStatus {
     /// Every value, in model order.
-    pub const ALL: &'static [DaemonStatus] = &[DaemonStatus::Active, DaemonStatus::DeleteInProgress];
+    pub const ALL: &'static [DaemonStatus] =
+        &[DaemonStatus::Active, DaemonStatus::DeleteInProgress];
 
     /// The wire spelling.
     pub fn as_str(self) -> &'static str {
@@ -3048,7 +4113,11 @@ pub struct DaemonSummary {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct DaemonTaskDefinition {
     /// The full Amazon Resource Name (ARN) of the daemon task definition.
-    #[serde(rename = "daemonTaskDefinitionArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "daemonTaskDefinitionArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub daemon_task_definition_arn: Option<String>,
     /// The name of a family that this daemon task definition is registered to.
     #[serde(rename = "family", default, skip_serializing_if = "Option::is_none")]
@@ -3057,13 +4126,25 @@ pub struct DaemonTaskDefinition {
     #[serde(rename = "revision", default, skip_serializing_if = "Option::is_none")]
     pub revision: Option<i32>,
     /// The short name or full Amazon Resource Name (ARN) of the IAM role that grants containers in the daemon task permission to call Amazon Web Services APIs on your behalf.
-    #[serde(rename = "taskRoleArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "taskRoleArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub task_role_arn: Option<String>,
     /// The Amazon Resource Name (ARN) of the task execution role that grants the Amazon ECS container agent permission to make Amazon Web Services API calls on your behalf.
-    #[serde(rename = "executionRoleArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "executionRoleArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub execution_role_arn: Option<String>,
     /// A list of container definitions in JSON format that describe the containers that make up the daemon task.
-    #[serde(rename = "containerDefinitions", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "containerDefinitions",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub container_definitions: Option<Vec<DaemonContainerDefinition>>,
     /// The list of data volume definitions for the daemon task.
     #[serde(rename = "volumes", default, skip_serializing_if = "Option::is_none")]
@@ -3078,13 +4159,25 @@ pub struct DaemonTaskDefinition {
     #[serde(rename = "status", default, skip_serializing_if = "Option::is_none")]
     pub status: Option<DaemonTaskDefinitionStatus>,
     /// The Unix timestamp for the time when the daemon task definition was registered.
-    #[serde(rename = "registeredAt", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "registeredAt",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub registered_at: Option<Timestamp>,
     /// The Unix timestamp for the time when the daemon task definition delete was requested.
-    #[serde(rename = "deleteRequestedAt", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "deleteRequestedAt",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub delete_requested_at: Option<Timestamp>,
     /// The principal that registered the daemon task definition.
-    #[serde(rename = "registeredBy", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "registeredBy",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub registered_by: Option<String>,
 }
 
@@ -3098,7 +4191,8 @@ pub enum DaemonTaskDefinitionRevisionFilter {
 
 impl DaemonTaskDefinitionRevisionFilter {
     /// Every value, in model order.
-    pub const ALL: &'static [DaemonTaskDefinitionRevisionFilter] = &[DaemonTaskDefinitionRevisionFilter::LastRegistered];
+    pub const ALL: &'static [DaemonTaskDefinitionRevisionFilter] =
+        &[DaemonTaskDefinitionRevisionFilter::LastRegistered];
 
     /// The wire spelling.
     pub fn as_str(self) -> &'static str {
@@ -3119,7 +4213,9 @@ impl std::str::FromStr for DaemonTaskDefinitionRevisionFilter {
     fn from_str(s: &str) -> Result<Self, String> {
         match s {
             "LAST_REGISTERED" => Ok(DaemonTaskDefinitionRevisionFilter::LastRegistered),
-            other => Err(format!("{other:?} is not a valid DaemonTaskDefinitionRevisionFilter")),
+            other => Err(format!(
+                "{other:?} is not a valid DaemonTaskDefinitionRevisionFilter"
+            )),
         }
     }
 }
@@ -3140,7 +4236,11 @@ pub enum DaemonTaskDefinitionStatus {
 
 impl DaemonTaskDefinitionStatus {
     /// Every value, in model order.
-    pub const ALL: &'static [DaemonTaskDefinitionStatus] = &[DaemonTaskDefinitionStatus::Active, DaemonTaskDefinitionStatus::DeleteInProgress, DaemonTaskDefinitionStatus::Deleted];
+    pub const ALL: &'static [DaemonTaskDefinitionStatus] = &[
+        DaemonTaskDefinitionStatus::Active,
+        DaemonTaskDefinitionStatus::DeleteInProgress,
+        DaemonTaskDefinitionStatus::Deleted,
+    ];
 
     /// The wire spelling.
     pub fn as_str(self) -> &'static str {
@@ -3165,7 +4265,9 @@ impl std::str::FromStr for DaemonTaskDefinitionStatus {
             "ACTIVE" => Ok(DaemonTaskDefinitionStatus::Active),
             "DELETE_IN_PROGRESS" => Ok(DaemonTaskDefinitionStatus::DeleteInProgress),
             "DELETED" => Ok(DaemonTaskDefinitionStatus::Deleted),
-            other => Err(format!("{other:?} is not a valid DaemonTaskDefinitionStatus")),
+            other => Err(format!(
+                "{other:?} is not a valid DaemonTaskDefinitionStatus"
+            )),
         }
     }
 }
@@ -3186,7 +4288,11 @@ pub enum DaemonTaskDefinitionStatusFilter {
 
 impl DaemonTaskDefinitionStatusFilter {
     /// Every value, in model order.
-    pub const ALL: &'static [DaemonTaskDefinitionStatusFilter] = &[DaemonTaskDefinitionStatusFilter::Active, DaemonTaskDefinitionStatusFilter::DeleteInProgress, DaemonTaskDefinitionStatusFilter::All];
+    pub const ALL: &'static [DaemonTaskDefinitionStatusFilter] = &[
+        DaemonTaskDefinitionStatusFilter::Active,
+        DaemonTaskDefinitionStatusFilter::DeleteInProgress,
+        DaemonTaskDefinitionStatusFilter::All,
+    ];
 
     /// The wire spelling.
     pub fn as_str(self) -> &'static str {
@@ -3211,7 +4317,9 @@ impl std::str::FromStr for DaemonTaskDefinitionStatusFilter {
             "ACTIVE" => Ok(DaemonTaskDefinitionStatusFilter::Active),
             "DELETE_IN_PROGRESS" => Ok(DaemonTaskDefinitionStatusFilter::DeleteInProgress),
             "ALL" => Ok(DaemonTaskDefinitionStatusFilter::All),
-            other => Err(format!("{other:?} is not a valid DaemonTaskDefinitionStatusFilter")),
+            other => Err(format!(
+                "{other:?} is not a valid DaemonTaskDefinitionStatusFilter"
+            )),
         }
     }
 }
@@ -3223,13 +4331,25 @@ pub struct DaemonTaskDefinitionSummary {
     #[serde(rename = "arn", default, skip_serializing_if = "Option::is_none")]
     pub arn: Option<String>,
     /// The Unix timestamp for the time when the daemon task definition was registered.
-    #[serde(rename = "registeredAt", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "registeredAt",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub registered_at: Option<Timestamp>,
     /// The principal that registered the daemon task definition.
-    #[serde(rename = "registeredBy", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "registeredBy",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub registered_by: Option<String>,
     /// The Unix timestamp for the time when the daemon task definition delete was requested.
-    #[serde(rename = "deleteRequestedAt", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "deleteRequestedAt",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub delete_requested_at: Option<Timestamp>,
     /// The status of the daemon task definition.
     #[serde(rename = "status", default, skip_serializing_if = "Option::is_none")]
@@ -3254,7 +4374,11 @@ pub struct DeleteAccountSettingRequest {
     #[serde(rename = "name", default, skip_serializing_if = "Option::is_none")]
     pub name: Option<SettingName>,
     /// The Amazon Resource Name (ARN) of the principal.
-    #[serde(rename = "principalArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "principalArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub principal_arn: Option<String>,
 }
 
@@ -3282,7 +4406,11 @@ pub struct DeleteAttributesRequest {
     #[serde(rename = "cluster", default, skip_serializing_if = "Option::is_none")]
     pub cluster: Option<String>,
     /// The attributes to delete from your resource.
-    #[serde(rename = "attributes", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "attributes",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub attributes: Option<Vec<Attribute>>,
 }
 
@@ -3299,7 +4427,11 @@ impl Required for DeleteAttributesRequest {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct DeleteAttributesResponse {
     /// A list of attribute objects that were successfully deleted from your resource.
-    #[serde(rename = "attributes", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "attributes",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub attributes: Option<Vec<Attribute>>,
 }
 
@@ -3307,7 +4439,11 @@ pub struct DeleteAttributesResponse {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct DeleteCapacityProviderRequest {
     /// The short name or full Amazon Resource Name (ARN) of the capacity provider to delete.
-    #[serde(rename = "capacityProvider", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "capacityProvider",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub capacity_provider: Option<String>,
     /// The name of the cluster that contains the capacity provider to delete.
     #[serde(rename = "cluster", default, skip_serializing_if = "Option::is_none")]
@@ -3327,7 +4463,11 @@ impl Required for DeleteCapacityProviderRequest {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct DeleteCapacityProviderResponse {
     /// The details of the capacity provider.
-    #[serde(rename = "capacityProvider", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "capacityProvider",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub capacity_provider: Option<CapacityProvider>,
 }
 
@@ -3389,7 +4529,11 @@ pub struct DeleteDaemonResponse {
     #[serde(rename = "updatedAt", default, skip_serializing_if = "Option::is_none")]
     pub updated_at: Option<Timestamp>,
     /// The Amazon Resource Name (ARN) of the daemon deployment that was triggered by the delete operation.
-    #[serde(rename = "deploymentArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "deploymentArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub deployment_arn: Option<String>,
 }
 
@@ -3397,7 +4541,11 @@ pub struct DeleteDaemonResponse {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct DeleteDaemonTaskDefinitionRequest {
     /// The family and revision (family:revision) or full Amazon Resource Name (ARN) of the daemon task definition to delete.
-    #[serde(rename = "daemonTaskDefinition", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "daemonTaskDefinition",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub daemon_task_definition: Option<String>,
 }
 
@@ -3414,7 +4562,11 @@ impl Required for DeleteDaemonTaskDefinitionRequest {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct DeleteDaemonTaskDefinitionResponse {
     /// The full Amazon Resource Name (ARN) of the deleted daemon task definition.
-    #[serde(rename = "daemonTaskDefinitionArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "daemonTaskDefinitionArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub daemon_task_definition_arn: Option<String>,
 }
 
@@ -3422,7 +4574,11 @@ pub struct DeleteDaemonTaskDefinitionResponse {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct DeleteExpressGatewayServiceRequest {
     /// The Amazon Resource Name (ARN) of the Express service to delete.
-    #[serde(rename = "serviceArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "serviceArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub service_arn: Option<String>,
 }
 
@@ -3478,7 +4634,11 @@ pub struct DeleteServiceResponse {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct DeleteTaskDefinitionsRequest {
     /// The family and revision (family:revision) or full Amazon Resource Name (ARN) of the task definition to delete.
-    #[serde(rename = "taskDefinitions", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "taskDefinitions",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub task_definitions: Option<Vec<String>>,
 }
 
@@ -3495,7 +4655,11 @@ impl Required for DeleteTaskDefinitionsRequest {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct DeleteTaskDefinitionsResponse {
     /// The list of deleted task definitions.
-    #[serde(rename = "taskDefinitions", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "taskDefinitions",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub task_definitions: Option<Vec<TaskDefinition>>,
     /// Any failures associated with the call.
     #[serde(rename = "failures", default, skip_serializing_if = "Option::is_none")]
@@ -3552,19 +4716,39 @@ pub struct Deployment {
     #[serde(rename = "status", default, skip_serializing_if = "Option::is_none")]
     pub status: Option<String>,
     /// The most recent task definition that was specified for the tasks in the service to use.
-    #[serde(rename = "taskDefinition", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "taskDefinition",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub task_definition: Option<String>,
     /// The most recent desired count of tasks that was specified for the service to deploy or maintain.
-    #[serde(rename = "desiredCount", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "desiredCount",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub desired_count: Option<i32>,
     /// The number of tasks in the deployment that are in the PENDING status.
-    #[serde(rename = "pendingCount", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "pendingCount",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub pending_count: Option<i32>,
     /// The number of tasks in the deployment that are in the RUNNING status.
-    #[serde(rename = "runningCount", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "runningCount",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub running_count: Option<i32>,
     /// The number of consecutively failed tasks in the deployment.
-    #[serde(rename = "failedTasks", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "failedTasks",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub failed_tasks: Option<i32>,
     /// The Unix timestamp for the time when the service deployment was created.
     #[serde(rename = "createdAt", default, skip_serializing_if = "Option::is_none")]
@@ -3573,40 +4757,88 @@ pub struct Deployment {
     #[serde(rename = "updatedAt", default, skip_serializing_if = "Option::is_none")]
     pub updated_at: Option<Timestamp>,
     /// The capacity provider strategy that the deployment is using.
-    #[serde(rename = "capacityProviderStrategy", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "capacityProviderStrategy",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub capacity_provider_strategy: Option<Vec<CapacityProviderStrategyItem>>,
     /// The launch type the tasks in the service are using.
-    #[serde(rename = "launchType", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "launchType",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub launch_type: Option<LaunchType>,
     /// The platform version that your tasks in the service run on.
-    #[serde(rename = "platformVersion", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "platformVersion",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub platform_version: Option<String>,
     /// The operating system that your tasks in the service, or tasks are running on.
-    #[serde(rename = "platformFamily", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "platformFamily",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub platform_family: Option<String>,
     /// The VPC subnet and security group configuration for tasks that receive their own elastic network interface by using the awsvpc networking mode.
-    #[serde(rename = "networkConfiguration", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "networkConfiguration",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub network_configuration: Option<NetworkConfiguration>,
     /// The rolloutState of a service is only returned for services that use the rolling update (ECS) deployment type that aren't behind a Classic Load Balancer.
-    #[serde(rename = "rolloutState", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "rolloutState",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub rollout_state: Option<DeploymentRolloutState>,
     /// A description of the rollout state of a deployment.
-    #[serde(rename = "rolloutStateReason", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "rolloutStateReason",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub rollout_state_reason: Option<String>,
     /// The details of the Service Connect configuration that's used by this deployment.
-    #[serde(rename = "serviceConnectConfiguration", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "serviceConnectConfiguration",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub service_connect_configuration: Option<ServiceConnectConfiguration>,
     /// The list of Service Connect resources that are associated with this deployment.
-    #[serde(rename = "serviceConnectResources", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "serviceConnectResources",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub service_connect_resources: Option<Vec<ServiceConnectServiceResource>>,
     /// The details of the volume that was configuredAtLaunch.
-    #[serde(rename = "volumeConfigurations", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "volumeConfigurations",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub volume_configurations: Option<Vec<ServiceVolumeConfiguration>>,
     /// The Fargate ephemeral storage settings for the deployment.
-    #[serde(rename = "fargateEphemeralStorage", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "fargateEphemeralStorage",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub fargate_ephemeral_storage: Option<DeploymentEphemeralStorage>,
     /// The VPC Lattice configuration for the service deployment.
-    #[serde(rename = "vpcLatticeConfigurations", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "vpcLatticeConfigurations",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub vpc_lattice_configurations: Option<Vec<VpcLatticeConfiguration>>,
 }
 
@@ -3614,7 +4846,11 @@ pub struct Deployment {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct DeploymentAlarms {
     /// One or more CloudWatch alarm names.
-    #[serde(rename = "alarmNames", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "alarmNames",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub alarm_names: Option<Vec<String>>,
     /// Determines whether to configure Amazon ECS to roll back the service if a service deployment fails.
     #[serde(rename = "rollback", default, skip_serializing_if = "Option::is_none")]
@@ -3639,13 +4875,25 @@ pub struct DeploymentCircuitBreaker {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct DeploymentConfiguration {
     /// The deployment circuit breaker can only be used for services using the rolling update (ECS) deployment type.
-    #[serde(rename = "deploymentCircuitBreaker", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "deploymentCircuitBreaker",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub deployment_circuit_breaker: Option<DeploymentCircuitBreaker>,
     /// If a service is using the rolling update (ECS) deployment type, the maximumPercent parameter represents an upper limit on the number of your service's tasks that are allowed in the RUNNING or PENDING state during a deployment, as a percentage of the desiredCount (rounded down to the nearest integ...
-    #[serde(rename = "maximumPercent", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "maximumPercent",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub maximum_percent: Option<i32>,
     /// If a service is using the rolling update (ECS) deployment type, the minimumHealthyPercent represents a lower limit on the number of your service's tasks that must remain in the RUNNING state during a deployment, as a percentage of the desiredCount (rounded up to the nearest integer).
-    #[serde(rename = "minimumHealthyPercent", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "minimumHealthyPercent",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub minimum_healthy_percent: Option<i32>,
     /// Information about the CloudWatch alarms.
     #[serde(rename = "alarms", default, skip_serializing_if = "Option::is_none")]
@@ -3654,16 +4902,32 @@ pub struct DeploymentConfiguration {
     #[serde(rename = "strategy", default, skip_serializing_if = "Option::is_none")]
     pub strategy: Option<DeploymentStrategy>,
     /// The time period when both blue and green service revisions are running simultaneously after the production traffic has shifted.
-    #[serde(rename = "bakeTimeInMinutes", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "bakeTimeInMinutes",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub bake_time_in_minutes: Option<i32>,
     /// An array of deployment lifecycle hook objects to run custom logic at specific stages of the deployment lifecycle.
-    #[serde(rename = "lifecycleHooks", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "lifecycleHooks",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub lifecycle_hooks: Option<Vec<DeploymentLifecycleHook>>,
     /// Configuration for linear deployment strategy.
-    #[serde(rename = "linearConfiguration", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "linearConfiguration",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub linear_configuration: Option<LinearConfiguration>,
     /// Configuration for canary deployment strategy.
-    #[serde(rename = "canaryConfiguration", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "canaryConfiguration",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub canary_configuration: Option<CanaryConfiguration>,
 }
 
@@ -3691,7 +4955,11 @@ pub enum DeploymentControllerType {
 
 impl DeploymentControllerType {
     /// Every value, in model order.
-    pub const ALL: &'static [DeploymentControllerType] = &[DeploymentControllerType::Ecs, DeploymentControllerType::CodeDeploy, DeploymentControllerType::External];
+    pub const ALL: &'static [DeploymentControllerType] = &[
+        DeploymentControllerType::Ecs,
+        DeploymentControllerType::CodeDeploy,
+        DeploymentControllerType::External,
+    ];
 
     /// The wire spelling.
     pub fn as_str(self) -> &'static str {
@@ -3733,22 +5001,42 @@ pub struct DeploymentEphemeralStorage {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct DeploymentLifecycleHook {
     /// The type of action the lifecycle hook performs.
-    #[serde(rename = "targetType", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "targetType",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub target_type: Option<DeploymentLifecycleHookTargetType>,
     /// The Amazon Resource Name (ARN) of the hook target.
-    #[serde(rename = "hookTargetArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "hookTargetArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub hook_target_arn: Option<String>,
     /// The Amazon Resource Name (ARN) of the IAM role that grants Amazon ECS permission to call Lambda functions on your behalf.
     #[serde(rename = "roleArn", default, skip_serializing_if = "Option::is_none")]
     pub role_arn: Option<String>,
     /// The lifecycle stages at which to run the hook.
-    #[serde(rename = "lifecycleStages", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "lifecycleStages",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub lifecycle_stages: Option<Vec<DeploymentLifecycleHookStage>>,
     /// Use this field to specify custom parameters that Amazon ECS will pass to your hook target invocations (such as a Lambda function).
-    #[serde(rename = "hookDetails", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "hookDetails",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub hook_details: Option<HookDetails>,
     /// The timeout configuration for the lifecycle hook.
-    #[serde(rename = "timeoutConfiguration", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "timeoutConfiguration",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub timeout_configuration: Option<DeploymentLifecycleHookTimeoutConfiguration>,
 }
 
@@ -3765,7 +5053,10 @@ pub enum DeploymentLifecycleHookAction {
 
 impl DeploymentLifecycleHookAction {
     /// Every value, in model order.
-    pub const ALL: &'static [DeploymentLifecycleHookAction] = &[DeploymentLifecycleHookAction::Rollback, DeploymentLifecycleHookAction::Continue];
+    pub const ALL: &'static [DeploymentLifecycleHookAction] = &[
+        DeploymentLifecycleHookAction::Rollback,
+        DeploymentLifecycleHookAction::Continue,
+    ];
 
     /// The wire spelling.
     pub fn as_str(self) -> &'static str {
@@ -3788,7 +5079,9 @@ impl std::str::FromStr for DeploymentLifecycleHookAction {
         match s {
             "ROLLBACK" => Ok(DeploymentLifecycleHookAction::Rollback),
             "CONTINUE" => Ok(DeploymentLifecycleHookAction::Continue),
-            other => Err(format!("{other:?} is not a valid DeploymentLifecycleHookAction")),
+            other => Err(format!(
+                "{other:?} is not a valid DeploymentLifecycleHookAction"
+            )),
         }
     }
 }
@@ -3800,7 +5093,11 @@ pub struct DeploymentLifecycleHookDetail {
     #[serde(rename = "hookId", default, skip_serializing_if = "Option::is_none")]
     pub hook_id: Option<String>,
     /// The type of action the lifecycle hook performs, such as AWS_LAMBDA or PAUSE.
-    #[serde(rename = "targetType", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "targetType",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub target_type: Option<DeploymentLifecycleHookTargetType>,
     /// The Amazon Resource Name (ARN) of the hook target.
     #[serde(rename = "targetArn", default, skip_serializing_if = "Option::is_none")]
@@ -3812,7 +5109,11 @@ pub struct DeploymentLifecycleHookDetail {
     #[serde(rename = "expiresAt", default, skip_serializing_if = "Option::is_none")]
     pub expires_at: Option<Timestamp>,
     /// The action Amazon ECS takes when the lifecycle hook times out.
-    #[serde(rename = "timeoutAction", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "timeoutAction",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub timeout_action: Option<DeploymentLifecycleHookAction>,
 }
 
@@ -3847,7 +5148,16 @@ pub enum DeploymentLifecycleHookStage {
 
 impl DeploymentLifecycleHookStage {
     /// Every value, in model order.
-    pub const ALL: &'static [DeploymentLifecycleHookStage] = &[DeploymentLifecycleHookStage::ReconcileService, DeploymentLifecycleHookStage::PreScaleUp, DeploymentLifecycleHookStage::PostScaleUp, DeploymentLifecycleHookStage::TestTrafficShift, DeploymentLifecycleHookStage::PostTestTrafficShift, DeploymentLifecycleHookStage::PreProductionTrafficShift, DeploymentLifecycleHookStage::ProductionTrafficShift, DeploymentLifecycleHookStage::PostProductionTrafficShift];
+    pub const ALL: &'static [DeploymentLifecycleHookStage] = &[
+        DeploymentLifecycleHookStage::ReconcileService,
+        DeploymentLifecycleHookStage::PreScaleUp,
+        DeploymentLifecycleHookStage::PostScaleUp,
+        DeploymentLifecycleHookStage::TestTrafficShift,
+        DeploymentLifecycleHookStage::PostTestTrafficShift,
+        DeploymentLifecycleHookStage::PreProductionTrafficShift,
+        DeploymentLifecycleHookStage::ProductionTrafficShift,
+        DeploymentLifecycleHookStage::PostProductionTrafficShift,
+    ];
 
     /// The wire spelling.
     pub fn as_str(self) -> &'static str {
@@ -3857,9 +5167,13 @@ impl DeploymentLifecycleHookStage {
             DeploymentLifecycleHookStage::PostScaleUp => "POST_SCALE_UP",
             DeploymentLifecycleHookStage::TestTrafficShift => "TEST_TRAFFIC_SHIFT",
             DeploymentLifecycleHookStage::PostTestTrafficShift => "POST_TEST_TRAFFIC_SHIFT",
-            DeploymentLifecycleHookStage::PreProductionTrafficShift => "PRE_PRODUCTION_TRAFFIC_SHIFT",
+            DeploymentLifecycleHookStage::PreProductionTrafficShift => {
+                "PRE_PRODUCTION_TRAFFIC_SHIFT"
+            }
             DeploymentLifecycleHookStage::ProductionTrafficShift => "PRODUCTION_TRAFFIC_SHIFT",
-            DeploymentLifecycleHookStage::PostProductionTrafficShift => "POST_PRODUCTION_TRAFFIC_SHIFT",
+            DeploymentLifecycleHookStage::PostProductionTrafficShift => {
+                "POST_PRODUCTION_TRAFFIC_SHIFT"
+            }
         }
     }
 }
@@ -3879,10 +5193,16 @@ impl std::str::FromStr for DeploymentLifecycleHookStage {
             "POST_SCALE_UP" => Ok(DeploymentLifecycleHookStage::PostScaleUp),
             "TEST_TRAFFIC_SHIFT" => Ok(DeploymentLifecycleHookStage::TestTrafficShift),
             "POST_TEST_TRAFFIC_SHIFT" => Ok(DeploymentLifecycleHookStage::PostTestTrafficShift),
-            "PRE_PRODUCTION_TRAFFIC_SHIFT" => Ok(DeploymentLifecycleHookStage::PreProductionTrafficShift),
+            "PRE_PRODUCTION_TRAFFIC_SHIFT" => {
+                Ok(DeploymentLifecycleHookStage::PreProductionTrafficShift)
+            }
             "PRODUCTION_TRAFFIC_SHIFT" => Ok(DeploymentLifecycleHookStage::ProductionTrafficShift),
-            "POST_PRODUCTION_TRAFFIC_SHIFT" => Ok(DeploymentLifecycleHookStage::PostProductionTrafficShift),
-            other => Err(format!("{other:?} is not a valid DeploymentLifecycleHookStage")),
+            "POST_PRODUCTION_TRAFFIC_SHIFT" => {
+                Ok(DeploymentLifecycleHookStage::PostProductionTrafficShift)
+            }
+            other => Err(format!(
+                "{other:?} is not a valid DeploymentLifecycleHookStage"
+            )),
         }
     }
 }
@@ -3909,7 +5229,13 @@ pub enum DeploymentLifecycleHookStatus {
 
 impl DeploymentLifecycleHookStatus {
     /// Every value, in model order.
-    pub const ALL: &'static [DeploymentLifecycleHookStatus] = &[DeploymentLifecycleHookStatus::AwaitingAction, DeploymentLifecycleHookStatus::InProgress, DeploymentLifecycleHookStatus::Succeeded, DeploymentLifecycleHookStatus::Failed, DeploymentLifecycleHookStatus::TimedOut];
+    pub const ALL: &'static [DeploymentLifecycleHookStatus] = &[
+        DeploymentLifecycleHookStatus::AwaitingAction,
+        DeploymentLifecycleHookStatus::InProgress,
+        DeploymentLifecycleHookStatus::Succeeded,
+        DeploymentLifecycleHookStatus::Failed,
+        DeploymentLifecycleHookStatus::TimedOut,
+    ];
 
     /// The wire spelling.
     pub fn as_str(self) -> &'static str {
@@ -3938,7 +5264,9 @@ impl std::str::FromStr for DeploymentLifecycleHookStatus {
             "SUCCEEDED" => Ok(DeploymentLifecycleHookStatus::Succeeded),
             "FAILED" => Ok(DeploymentLifecycleHookStatus::Failed),
             "TIMED_OUT" => Ok(DeploymentLifecycleHookStatus::TimedOut),
-            other => Err(format!("{other:?} is not a valid DeploymentLifecycleHookStatus")),
+            other => Err(format!(
+                "{other:?} is not a valid DeploymentLifecycleHookStatus"
+            )),
         }
     }
 }
@@ -3956,7 +5284,10 @@ pub enum DeploymentLifecycleHookTargetType {
 
 impl DeploymentLifecycleHookTargetType {
     /// Every value, in model order.
-    pub const ALL: &'static [DeploymentLifecycleHookTargetType] = &[DeploymentLifecycleHookTargetType::AwsLambda, DeploymentLifecycleHookTargetType::Pause];
+    pub const ALL: &'static [DeploymentLifecycleHookTargetType] = &[
+        DeploymentLifecycleHookTargetType::AwsLambda,
+        DeploymentLifecycleHookTargetType::Pause,
+    ];
 
     /// The wire spelling.
     pub fn as_str(self) -> &'static str {
@@ -3979,7 +5310,9 @@ impl std::str::FromStr for DeploymentLifecycleHookTargetType {
         match s {
             "AWS_LAMBDA" => Ok(DeploymentLifecycleHookTargetType::AwsLambda),
             "PAUSE" => Ok(DeploymentLifecycleHookTargetType::Pause),
-            other => Err(format!("{other:?} is not a valid DeploymentLifecycleHookTargetType")),
+            other => Err(format!(
+                "{other:?} is not a valid DeploymentLifecycleHookTargetType"
+            )),
         }
     }
 }
@@ -3988,7 +5321,11 @@ impl std::str::FromStr for DeploymentLifecycleHookTargetType {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct DeploymentLifecycleHookTimeoutConfiguration {
     /// The number of minutes Amazon ECS waits for the lifecycle hook to complete before taking the timeout action.
-    #[serde(rename = "timeoutInMinutes", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "timeoutInMinutes",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub timeout_in_minutes: Option<i32>,
     /// The action Amazon ECS takes when the lifecycle hook times out.
     #[serde(rename = "action", default, skip_serializing_if = "Option::is_none")]
@@ -4011,7 +5348,11 @@ pub enum DeploymentRolloutState {
 
 impl DeploymentRolloutState {
     /// Every value, in model order.
-    pub const ALL: &'static [DeploymentRolloutState] = &[DeploymentRolloutState::Completed, DeploymentRolloutState::Failed, DeploymentRolloutState::InProgress];
+    pub const ALL: &'static [DeploymentRolloutState] = &[
+        DeploymentRolloutState::Completed,
+        DeploymentRolloutState::Failed,
+        DeploymentRolloutState::InProgress,
+    ];
 
     /// The wire spelling.
     pub fn as_str(self) -> &'static str {
@@ -4060,7 +5401,12 @@ pub enum DeploymentStrategy {
 
 impl DeploymentStrategy {
     /// Every value, in model order.
-    pub const ALL: &'static [DeploymentStrategy] = &[DeploymentStrategy::Rolling, DeploymentStrategy::BlueGreen, DeploymentStrategy::Linear, DeploymentStrategy::Canary];
+    pub const ALL: &'static [DeploymentStrategy] = &[
+        DeploymentStrategy::Rolling,
+        DeploymentStrategy::BlueGreen,
+        DeploymentStrategy::Linear,
+        DeploymentStrategy::Canary,
+    ];
 
     /// The wire spelling.
     pub fn as_str(self) -> &'static str {
@@ -4099,7 +5445,11 @@ pub struct DeregisterContainerInstanceRequest {
     #[serde(rename = "cluster", default, skip_serializing_if = "Option::is_none")]
     pub cluster: Option<String>,
     /// The container instance ID or full ARN of the container instance to deregister.
-    #[serde(rename = "containerInstance", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "containerInstance",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub container_instance: Option<String>,
     /// Forces the container instance to be deregistered.
     #[serde(rename = "force", default, skip_serializing_if = "Option::is_none")]
@@ -4119,7 +5469,11 @@ impl Required for DeregisterContainerInstanceRequest {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct DeregisterContainerInstanceResponse {
     /// The container instance that was deregistered.
-    #[serde(rename = "containerInstance", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "containerInstance",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub container_instance: Option<ContainerInstance>,
 }
 
@@ -4127,7 +5481,11 @@ pub struct DeregisterContainerInstanceResponse {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct DeregisterTaskDefinitionRequest {
     /// The family and revision (family:revision) or full Amazon Resource Name (ARN) of the task definition to deregister.
-    #[serde(rename = "taskDefinition", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "taskDefinition",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub task_definition: Option<String>,
 }
 
@@ -4144,7 +5502,11 @@ impl Required for DeregisterTaskDefinitionRequest {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct DeregisterTaskDefinitionResponse {
     /// The full description of the deregistered task.
-    #[serde(rename = "taskDefinition", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "taskDefinition",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub task_definition: Option<TaskDefinition>,
 }
 
@@ -4152,7 +5514,11 @@ pub struct DeregisterTaskDefinitionResponse {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct DescribeCapacityProvidersRequest {
     /// The short name or full Amazon Resource Name (ARN) of one or more capacity providers.
-    #[serde(rename = "capacityProviders", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "capacityProviders",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub capacity_providers: Option<Vec<String>>,
     /// The name of the cluster to describe capacity providers for.
     #[serde(rename = "cluster", default, skip_serializing_if = "Option::is_none")]
@@ -4161,7 +5527,11 @@ pub struct DescribeCapacityProvidersRequest {
     #[serde(rename = "include", default, skip_serializing_if = "Option::is_none")]
     pub include: Option<Vec<CapacityProviderField>>,
     /// The maximum number of account setting results returned by DescribeCapacityProviders in paginated output.
-    #[serde(rename = "maxResults", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "maxResults",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub max_results: Option<i32>,
     /// The nextToken value returned from a previous paginated DescribeCapacityProviders request where maxResults was used and the results exceeded the value of that parameter.
     #[serde(rename = "nextToken", default, skip_serializing_if = "Option::is_none")]
@@ -4178,7 +5548,11 @@ impl Required for DescribeCapacityProvidersRequest {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct DescribeCapacityProvidersResponse {
     /// The list of capacity providers.
-    #[serde(rename = "capacityProviders", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "capacityProviders",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub capacity_providers: Option<Vec<CapacityProvider>>,
     /// Any failures associated with the call.
     #[serde(rename = "failures", default, skip_serializing_if = "Option::is_none")]
@@ -4223,7 +5597,11 @@ pub struct DescribeContainerInstancesRequest {
     #[serde(rename = "cluster", default, skip_serializing_if = "Option::is_none")]
     pub cluster: Option<String>,
     /// A list of up to 100 container instance IDs or full Amazon Resource Name (ARN) entries.
-    #[serde(rename = "containerInstances", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "containerInstances",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub container_instances: Option<Vec<String>>,
     /// Specifies whether you want to see the resource tags for the container instance.
     #[serde(rename = "include", default, skip_serializing_if = "Option::is_none")]
@@ -4243,7 +5621,11 @@ impl Required for DescribeContainerInstancesRequest {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct DescribeContainerInstancesResponse {
     /// The list of container instances.
-    #[serde(rename = "containerInstances", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "containerInstances",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub container_instances: Option<Vec<ContainerInstance>>,
     /// Any failures associated with the call.
     #[serde(rename = "failures", default, skip_serializing_if = "Option::is_none")]
@@ -4254,7 +5636,11 @@ pub struct DescribeContainerInstancesResponse {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct DescribeDaemonDeploymentsRequest {
     /// The ARN of the daemon deployments to describe.
-    #[serde(rename = "daemonDeploymentArns", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "daemonDeploymentArns",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub daemon_deployment_arns: Option<Vec<String>>,
 }
 
@@ -4274,7 +5660,11 @@ pub struct DescribeDaemonDeploymentsResponse {
     #[serde(rename = "failures", default, skip_serializing_if = "Option::is_none")]
     pub failures: Option<Vec<Failure>>,
     /// The list of daemon deployments.
-    #[serde(rename = "daemonDeployments", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "daemonDeployments",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub daemon_deployments: Option<Vec<DaemonDeployment>>,
 }
 
@@ -4307,7 +5697,11 @@ pub struct DescribeDaemonResponse {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct DescribeDaemonRevisionsRequest {
     /// The ARN of the daemon revisions to describe.
-    #[serde(rename = "daemonRevisionArns", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "daemonRevisionArns",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub daemon_revision_arns: Option<Vec<String>>,
 }
 
@@ -4324,7 +5718,11 @@ impl Required for DescribeDaemonRevisionsRequest {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct DescribeDaemonRevisionsResponse {
     /// The list of daemon revisions.
-    #[serde(rename = "daemonRevisions", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "daemonRevisions",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub daemon_revisions: Option<Vec<DaemonRevision>>,
     /// Any failures associated with the call.
     #[serde(rename = "failures", default, skip_serializing_if = "Option::is_none")]
@@ -4335,7 +5733,11 @@ pub struct DescribeDaemonRevisionsResponse {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct DescribeDaemonTaskDefinitionRequest {
     /// The family for the latest ACTIVE revision, family and revision (family:revision) for a specific revision in the family, or full Amazon Resource Name (ARN) of the daemon task definition to describe.
-    #[serde(rename = "daemonTaskDefinition", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "daemonTaskDefinition",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub daemon_task_definition: Option<String>,
 }
 
@@ -4352,7 +5754,11 @@ impl Required for DescribeDaemonTaskDefinitionRequest {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct DescribeDaemonTaskDefinitionResponse {
     /// The full daemon task definition description.
-    #[serde(rename = "daemonTaskDefinition", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "daemonTaskDefinition",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub daemon_task_definition: Option<DaemonTaskDefinition>,
 }
 
@@ -4360,7 +5766,11 @@ pub struct DescribeDaemonTaskDefinitionResponse {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct DescribeExpressGatewayServiceRequest {
     /// The Amazon Resource Name (ARN) of the Express service to describe.
-    #[serde(rename = "serviceArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "serviceArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub service_arn: Option<String>,
     /// Specifies additional information to include in the response.
     #[serde(rename = "include", default, skip_serializing_if = "Option::is_none")]
@@ -4388,7 +5798,11 @@ pub struct DescribeExpressGatewayServiceResponse {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct DescribeServiceDeploymentsRequest {
     /// The ARN of the service deployment.
-    #[serde(rename = "serviceDeploymentArns", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "serviceDeploymentArns",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub service_deployment_arns: Option<Vec<String>>,
 }
 
@@ -4405,7 +5819,11 @@ impl Required for DescribeServiceDeploymentsRequest {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct DescribeServiceDeploymentsResponse {
     /// The list of service deployments described.
-    #[serde(rename = "serviceDeployments", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "serviceDeployments",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub service_deployments: Option<Vec<ServiceDeployment>>,
     /// Any failures associated with the call.
     #[serde(rename = "failures", default, skip_serializing_if = "Option::is_none")]
@@ -4416,7 +5834,11 @@ pub struct DescribeServiceDeploymentsResponse {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct DescribeServiceRevisionsRequest {
     /// The ARN of the service revision.
-    #[serde(rename = "serviceRevisionArns", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "serviceRevisionArns",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub service_revision_arns: Option<Vec<String>>,
 }
 
@@ -4433,7 +5855,11 @@ impl Required for DescribeServiceRevisionsRequest {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct DescribeServiceRevisionsResponse {
     /// The list of service revisions described.
-    #[serde(rename = "serviceRevisions", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "serviceRevisions",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub service_revisions: Option<Vec<ServiceRevision>>,
     /// Any failures associated with the call.
     #[serde(rename = "failures", default, skip_serializing_if = "Option::is_none")]
@@ -4478,7 +5904,11 @@ pub struct DescribeServicesResponse {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct DescribeTaskDefinitionRequest {
     /// The family for the latest ACTIVE revision, family and revision (family:revision) for a specific revision in the family, or full Amazon Resource Name (ARN) of the task definition to describe.
-    #[serde(rename = "taskDefinition", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "taskDefinition",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub task_definition: Option<String>,
     /// Determines whether to see the resource tags for the task definition.
     #[serde(rename = "include", default, skip_serializing_if = "Option::is_none")]
@@ -4498,7 +5928,11 @@ impl Required for DescribeTaskDefinitionRequest {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct DescribeTaskDefinitionResponse {
     /// The full task definition description.
-    #[serde(rename = "taskDefinition", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "taskDefinition",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub task_definition: Option<TaskDefinition>,
     /// The metadata that's applied to the task definition to help you categorize and organize them.
     #[serde(rename = "tags", default, skip_serializing_if = "Option::is_none")]
@@ -4595,7 +6029,11 @@ pub enum DesiredStatus {
 
 impl DesiredStatus {
     /// Every value, in model order.
-    pub const ALL: &'static [DesiredStatus] = &[DesiredStatus::Running, DesiredStatus::Pending, DesiredStatus::Stopped];
+    pub const ALL: &'static [DesiredStatus] = &[
+        DesiredStatus::Running,
+        DesiredStatus::Pending,
+        DesiredStatus::Stopped,
+    ];
 
     /// The wire spelling.
     pub fn as_str(self) -> &'static str {
@@ -4632,10 +6070,18 @@ pub struct Device {
     #[serde(rename = "hostPath", default, skip_serializing_if = "Option::is_none")]
     pub host_path: Option<String>,
     /// The path inside the container at which to expose the host device.
-    #[serde(rename = "containerPath", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "containerPath",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub container_path: Option<String>,
     /// The explicit permissions to provide to the container for the device.
-    #[serde(rename = "permissions", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "permissions",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub permissions: Option<Vec<DeviceCgroupPermission>>,
 }
 
@@ -4655,7 +6101,11 @@ pub enum DeviceCgroupPermission {
 
 impl DeviceCgroupPermission {
     /// Every value, in model order.
-    pub const ALL: &'static [DeviceCgroupPermission] = &[DeviceCgroupPermission::Read, DeviceCgroupPermission::Write, DeviceCgroupPermission::Mknod];
+    pub const ALL: &'static [DeviceCgroupPermission] = &[
+        DeviceCgroupPermission::Read,
+        DeviceCgroupPermission::Write,
+        DeviceCgroupPermission::Mknod,
+    ];
 
     /// The wire spelling.
     pub fn as_str(self) -> &'static str {
@@ -4689,7 +6139,11 @@ impl std::str::FromStr for DeviceCgroupPermission {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct DiscoverPollEndpointRequest {
     /// The container instance ID or full ARN of the container instance.
-    #[serde(rename = "containerInstance", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "containerInstance",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub container_instance: Option<String>,
     /// The short name or full Amazon Resource Name (ARN) of the cluster that the container instance belongs to.
     #[serde(rename = "cluster", default, skip_serializing_if = "Option::is_none")]
@@ -4709,10 +6163,18 @@ pub struct DiscoverPollEndpointResponse {
     #[serde(rename = "endpoint", default, skip_serializing_if = "Option::is_none")]
     pub endpoint: Option<String>,
     /// The telemetry endpoint for the Amazon ECS agent.
-    #[serde(rename = "telemetryEndpoint", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "telemetryEndpoint",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub telemetry_endpoint: Option<String>,
     /// The endpoint for the Amazon ECS agent to poll for Service Connect configuration.
-    #[serde(rename = "serviceConnectEndpoint", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "serviceConnectEndpoint",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub service_connect_endpoint: Option<String>,
 }
 
@@ -4723,13 +6185,21 @@ pub struct DockerVolumeConfiguration {
     #[serde(rename = "scope", default, skip_serializing_if = "Option::is_none")]
     pub scope: Option<Scope>,
     /// If this value is true, the Docker volume is created if it doesn't already exist.
-    #[serde(rename = "autoprovision", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "autoprovision",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub autoprovision: Option<bool>,
     /// The Docker volume driver to use.
     #[serde(rename = "driver", default, skip_serializing_if = "Option::is_none")]
     pub driver: Option<String>,
     /// A map of Docker driver-specific options passed through.
-    #[serde(rename = "driverOpts", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "driverOpts",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub driver_opts: Option<BTreeMap<String, String>>,
     /// Custom metadata to add to your Docker volume.
     #[serde(rename = "labels", default, skip_serializing_if = "Option::is_none")]
@@ -4776,13 +6246,21 @@ impl std::str::FromStr for EBSResourceType {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct EBSTagSpecification {
     /// The type of volume resource.
-    #[serde(rename = "resourceType", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "resourceType",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub resource_type: Option<EBSResourceType>,
     /// The tags applied to this Amazon EBS volume.
     #[serde(rename = "tags", default, skip_serializing_if = "Option::is_none")]
     pub tags: Option<Vec<Tag>>,
     /// Determines whether to propagate the tags from the task definition to the Amazon EBS volume.
-    #[serde(rename = "propagateTags", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "propagateTags",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub propagate_tags: Option<PropagateTags>,
 }
 
@@ -4793,22 +6271,42 @@ pub struct ECSExpressGatewayService {
     #[serde(rename = "cluster", default, skip_serializing_if = "Option::is_none")]
     pub cluster: Option<String>,
     /// The name of the Express service.
-    #[serde(rename = "serviceName", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "serviceName",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub service_name: Option<String>,
     /// The ARN that identifies the Express service.
-    #[serde(rename = "serviceArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "serviceArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub service_arn: Option<String>,
     /// The ARN of the infrastructure role that manages Amazon Web Services resources for the Express service.
-    #[serde(rename = "infrastructureRoleArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "infrastructureRoleArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub infrastructure_role_arn: Option<String>,
     /// The current status of the Express service.
     #[serde(rename = "status", default, skip_serializing_if = "Option::is_none")]
     pub status: Option<ExpressGatewayServiceStatus>,
     /// The current deployment configuration for the Express service.
-    #[serde(rename = "currentDeployment", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "currentDeployment",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub current_deployment: Option<String>,
     /// The list of active service configurations for the Express service.
-    #[serde(rename = "activeConfigurations", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "activeConfigurations",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub active_configurations: Option<Vec<ExpressGatewayServiceConfiguration>>,
     /// The metadata applied to the Express service.
     #[serde(rename = "tags", default, skip_serializing_if = "Option::is_none")]
@@ -4825,16 +6323,32 @@ pub struct ECSExpressGatewayService {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ECSManagedResources {
     /// The ingress paths and endpoints for the Express service.
-    #[serde(rename = "ingressPaths", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "ingressPaths",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub ingress_paths: Option<Vec<ManagedIngressPath>>,
     /// The auto-scaling configuration and policies for the Express service.
-    #[serde(rename = "autoScaling", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "autoScaling",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub auto_scaling: Option<ManagedAutoScaling>,
     /// The CloudWatch metric alarms associated with the Express service.
-    #[serde(rename = "metricAlarms", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "metricAlarms",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub metric_alarms: Option<Vec<ManagedMetricAlarm>>,
     /// The security groups managed by the Express service.
-    #[serde(rename = "serviceSecurityGroups", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "serviceSecurityGroups",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub service_security_groups: Option<Vec<ManagedSecurityGroup>>,
     /// The log groups managed by the Express service.
     #[serde(rename = "logGroups", default, skip_serializing_if = "Option::is_none")]
@@ -4845,7 +6359,11 @@ pub struct ECSManagedResources {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct EFSAuthorizationConfig {
     /// The Amazon EFS access point ID to use.
-    #[serde(rename = "accessPointId", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "accessPointId",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub access_point_id: Option<String>,
     /// Determines whether to use the Amazon ECS task role defined in a task definition when mounting the Amazon EFS file system.
     #[serde(rename = "iam", default, skip_serializing_if = "Option::is_none")]
@@ -4865,7 +6383,10 @@ pub enum EFSAuthorizationConfigIAM {
 
 impl EFSAuthorizationConfigIAM {
     /// Every value, in model order.
-    pub const ALL: &'static [EFSAuthorizationConfigIAM] = &[EFSAuthorizationConfigIAM::Enabled, EFSAuthorizationConfigIAM::Disabled];
+    pub const ALL: &'static [EFSAuthorizationConfigIAM] = &[
+        EFSAuthorizationConfigIAM::Enabled,
+        EFSAuthorizationConfigIAM::Disabled,
+    ];
 
     /// The wire spelling.
     pub fn as_str(self) -> &'static str {
@@ -4888,7 +6409,9 @@ impl std::str::FromStr for EFSAuthorizationConfigIAM {
         match s {
             "ENABLED" => Ok(EFSAuthorizationConfigIAM::Enabled),
             "DISABLED" => Ok(EFSAuthorizationConfigIAM::Disabled),
-            other => Err(format!("{other:?} is not a valid EFSAuthorizationConfigIAM")),
+            other => Err(format!(
+                "{other:?} is not a valid EFSAuthorizationConfigIAM"
+            )),
         }
     }
 }
@@ -4906,7 +6429,10 @@ pub enum EFSTransitEncryption {
 
 impl EFSTransitEncryption {
     /// Every value, in model order.
-    pub const ALL: &'static [EFSTransitEncryption] = &[EFSTransitEncryption::Enabled, EFSTransitEncryption::Disabled];
+    pub const ALL: &'static [EFSTransitEncryption] = &[
+        EFSTransitEncryption::Enabled,
+        EFSTransitEncryption::Disabled,
+    ];
 
     /// The wire spelling.
     pub fn as_str(self) -> &'static str {
@@ -4938,19 +6464,39 @@ impl std::str::FromStr for EFSTransitEncryption {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct EFSVolumeConfiguration {
     /// The Amazon EFS file system ID to use.
-    #[serde(rename = "fileSystemId", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "fileSystemId",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub file_system_id: Option<String>,
     /// The directory within the Amazon EFS file system to mount as the root directory inside the host.
-    #[serde(rename = "rootDirectory", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "rootDirectory",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub root_directory: Option<String>,
     /// Determines whether to use encryption for Amazon EFS data in transit between the Amazon ECS host and the Amazon EFS server.
-    #[serde(rename = "transitEncryption", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "transitEncryption",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub transit_encryption: Option<EFSTransitEncryption>,
     /// The port to use when sending encrypted data between the Amazon ECS host and the Amazon EFS server.
-    #[serde(rename = "transitEncryptionPort", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "transitEncryptionPort",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub transit_encryption_port: Option<i32>,
     /// The authorization configuration details for the Amazon EFS file system.
-    #[serde(rename = "authorizationConfig", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "authorizationConfig",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub authorization_config: Option<EFSAuthorizationConfig>,
 }
 
@@ -5019,7 +6565,11 @@ pub struct ExecuteCommandConfiguration {
     #[serde(rename = "logging", default, skip_serializing_if = "Option::is_none")]
     pub logging: Option<ExecuteCommandLogging>,
     /// The log configuration for the results of the execute command actions.
-    #[serde(rename = "logConfiguration", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "logConfiguration",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub log_configuration: Option<ExecuteCommandLogConfiguration>,
 }
 
@@ -5027,19 +6577,39 @@ pub struct ExecuteCommandConfiguration {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ExecuteCommandLogConfiguration {
     /// The name of the CloudWatch log group to send logs to.
-    #[serde(rename = "cloudWatchLogGroupName", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "cloudWatchLogGroupName",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub cloud_watch_log_group_name: Option<String>,
     /// Determines whether to use encryption on the CloudWatch logs.
-    #[serde(rename = "cloudWatchEncryptionEnabled", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "cloudWatchEncryptionEnabled",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub cloud_watch_encryption_enabled: Option<bool>,
     /// The name of the S3 bucket to send logs to.
-    #[serde(rename = "s3BucketName", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "s3BucketName",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub s3_bucket_name: Option<String>,
     /// Determines whether to use encryption on the S3 logs.
-    #[serde(rename = "s3EncryptionEnabled", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "s3EncryptionEnabled",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub s3_encryption_enabled: Option<bool>,
     /// An optional folder in the S3 bucket to place logs in.
-    #[serde(rename = "s3KeyPrefix", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "s3KeyPrefix",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub s3_key_prefix: Option<String>,
 }
 
@@ -5059,7 +6629,11 @@ pub enum ExecuteCommandLogging {
 
 impl ExecuteCommandLogging {
     /// Every value, in model order.
-    pub const ALL: &'static [ExecuteCommandLogging] = &[ExecuteCommandLogging::None, ExecuteCommandLogging::Default, ExecuteCommandLogging::Override];
+    pub const ALL: &'static [ExecuteCommandLogging] = &[
+        ExecuteCommandLogging::None,
+        ExecuteCommandLogging::Default,
+        ExecuteCommandLogging::Override,
+    ];
 
     /// The wire spelling.
     pub fn as_str(self) -> &'static str {
@@ -5102,7 +6676,11 @@ pub struct ExecuteCommandRequest {
     #[serde(rename = "command", default, skip_serializing_if = "Option::is_none")]
     pub command: Option<String>,
     /// Use this flag to run your command in interactive mode.
-    #[serde(rename = "interactive", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "interactive",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub interactive: Option<bool>,
     /// The Amazon Resource Name (ARN) or ID of the task the container is part of.
     #[serde(rename = "task", default, skip_serializing_if = "Option::is_none")]
@@ -5128,16 +6706,32 @@ impl Required for ExecuteCommandRequest {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ExecuteCommandResponse {
     /// The Amazon Resource Name (ARN) of the cluster.
-    #[serde(rename = "clusterArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "clusterArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub cluster_arn: Option<String>,
     /// The Amazon Resource Name (ARN) of the container.
-    #[serde(rename = "containerArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "containerArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub container_arn: Option<String>,
     /// The name of the container.
-    #[serde(rename = "containerName", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "containerName",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub container_name: Option<String>,
     /// Determines whether the execute command session is running in interactive mode.
-    #[serde(rename = "interactive", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "interactive",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub interactive: Option<bool>,
     /// The details of the SSM session that was created for this instance of execute-command.
     #[serde(rename = "session", default, skip_serializing_if = "Option::is_none")]
@@ -5154,19 +6748,35 @@ pub struct ExpressGatewayContainer {
     #[serde(rename = "image", default, skip_serializing_if = "Option::is_none")]
     pub image: Option<String>,
     /// The port number on the container that receives traffic from the load balancer.
-    #[serde(rename = "containerPort", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "containerPort",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub container_port: Option<i32>,
     /// The log configuration for the container.
-    #[serde(rename = "awsLogsConfiguration", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "awsLogsConfiguration",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub aws_logs_configuration: Option<ExpressGatewayServiceAwsLogsConfiguration>,
     /// The configuration for repository credentials for private registry authentication.
-    #[serde(rename = "repositoryCredentials", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "repositoryCredentials",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub repository_credentials: Option<ExpressGatewayRepositoryCredentials>,
     /// The command that is passed to the container.
     #[serde(rename = "command", default, skip_serializing_if = "Option::is_none")]
     pub command: Option<Vec<String>>,
     /// The environment variables to pass to the container.
-    #[serde(rename = "environment", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "environment",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub environment: Option<Vec<KeyValuePair>>,
     /// The secrets to pass to the container.
     #[serde(rename = "secrets", default, skip_serializing_if = "Option::is_none")]
@@ -5177,7 +6787,11 @@ pub struct ExpressGatewayContainer {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ExpressGatewayRepositoryCredentials {
     /// The Amazon Resource Name (ARN) of the secret containing the private repository credentials.
-    #[serde(rename = "credentialsParameter", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "credentialsParameter",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub credentials_parameter: Option<String>,
 }
 
@@ -5185,16 +6799,32 @@ pub struct ExpressGatewayRepositoryCredentials {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ExpressGatewayScalingTarget {
     /// The minimum number of tasks to run in the Express service.
-    #[serde(rename = "minTaskCount", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "minTaskCount",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub min_task_count: Option<i32>,
     /// The maximum number of tasks to run in the Express service.
-    #[serde(rename = "maxTaskCount", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "maxTaskCount",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub max_task_count: Option<i32>,
     /// The metric used for auto-scaling decisions.
-    #[serde(rename = "autoScalingMetric", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "autoScalingMetric",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub auto_scaling_metric: Option<ExpressGatewayServiceScalingMetric>,
     /// The target value for the auto-scaling metric.
-    #[serde(rename = "autoScalingTargetValue", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "autoScalingTargetValue",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub auto_scaling_target_value: Option<i32>,
 }
 
@@ -5205,7 +6835,11 @@ pub struct ExpressGatewayServiceAwsLogsConfiguration {
     #[serde(rename = "logGroup", default, skip_serializing_if = "Option::is_none")]
     pub log_group: Option<String>,
     /// The prefix for the CloudWatch Logs log stream names.
-    #[serde(rename = "logStreamPrefix", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "logStreamPrefix",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub log_stream_prefix: Option<String>,
 }
 
@@ -5213,13 +6847,25 @@ pub struct ExpressGatewayServiceAwsLogsConfiguration {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ExpressGatewayServiceConfiguration {
     /// The ARN of the service revision.
-    #[serde(rename = "serviceRevisionArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "serviceRevisionArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub service_revision_arn: Option<String>,
     /// The ARN of the task execution role for the service revision.
-    #[serde(rename = "executionRoleArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "executionRoleArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub execution_role_arn: Option<String>,
     /// The ARN of the task role for the service revision.
-    #[serde(rename = "taskRoleArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "taskRoleArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub task_role_arn: Option<String>,
     /// The CPU allocation for tasks in this service revision.
     #[serde(rename = "cpu", default, skip_serializing_if = "Option::is_none")]
@@ -5228,19 +6874,39 @@ pub struct ExpressGatewayServiceConfiguration {
     #[serde(rename = "memory", default, skip_serializing_if = "Option::is_none")]
     pub memory: Option<String>,
     /// The network configuration for tasks in this service revision.
-    #[serde(rename = "networkConfiguration", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "networkConfiguration",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub network_configuration: Option<ExpressGatewayServiceNetworkConfiguration>,
     /// The health check path for this service revision.
-    #[serde(rename = "healthCheckPath", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "healthCheckPath",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub health_check_path: Option<String>,
     /// The primary container configuration for this service revision.
-    #[serde(rename = "primaryContainer", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "primaryContainer",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub primary_container: Option<ExpressGatewayContainer>,
     /// The auto-scaling configuration for this service revision.
-    #[serde(rename = "scalingTarget", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "scalingTarget",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub scaling_target: Option<ExpressGatewayScalingTarget>,
     /// The entry point into this service revision.
-    #[serde(rename = "ingressPaths", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "ingressPaths",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub ingress_paths: Option<Vec<IngressPathSummary>>,
     /// The Unix timestamp for when this service revision was created.
     #[serde(rename = "createdAt", default, skip_serializing_if = "Option::is_none")]
@@ -5278,7 +6944,9 @@ impl std::str::FromStr for ExpressGatewayServiceInclude {
     fn from_str(s: &str) -> Result<Self, String> {
         match s {
             "TAGS" => Ok(ExpressGatewayServiceInclude::Tags),
-            other => Err(format!("{other:?} is not a valid ExpressGatewayServiceInclude")),
+            other => Err(format!(
+                "{other:?} is not a valid ExpressGatewayServiceInclude"
+            )),
         }
     }
 }
@@ -5287,7 +6955,11 @@ impl std::str::FromStr for ExpressGatewayServiceInclude {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ExpressGatewayServiceNetworkConfiguration {
     /// The IDs of the security groups associated with the Express service.
-    #[serde(rename = "securityGroups", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "securityGroups",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub security_groups: Option<Vec<String>>,
     /// The IDs of the subnets associated with the Express service.
     #[serde(rename = "subnets", default, skip_serializing_if = "Option::is_none")]
@@ -5310,7 +6982,11 @@ pub enum ExpressGatewayServiceScalingMetric {
 
 impl ExpressGatewayServiceScalingMetric {
     /// Every value, in model order.
-    pub const ALL: &'static [ExpressGatewayServiceScalingMetric] = &[ExpressGatewayServiceScalingMetric::AverageCpu, ExpressGatewayServiceScalingMetric::AverageMemory, ExpressGatewayServiceScalingMetric::RequestCountPerTarget];
+    pub const ALL: &'static [ExpressGatewayServiceScalingMetric] = &[
+        ExpressGatewayServiceScalingMetric::AverageCpu,
+        ExpressGatewayServiceScalingMetric::AverageMemory,
+        ExpressGatewayServiceScalingMetric::RequestCountPerTarget,
+    ];
 
     /// The wire spelling.
     pub fn as_str(self) -> &'static str {
@@ -5334,8 +7010,12 @@ impl std::str::FromStr for ExpressGatewayServiceScalingMetric {
         match s {
             "AVERAGE_CPU" => Ok(ExpressGatewayServiceScalingMetric::AverageCpu),
             "AVERAGE_MEMORY" => Ok(ExpressGatewayServiceScalingMetric::AverageMemory),
-            "REQUEST_COUNT_PER_TARGET" => Ok(ExpressGatewayServiceScalingMetric::RequestCountPerTarget),
-            other => Err(format!("{other:?} is not a valid ExpressGatewayServiceScalingMetric")),
+            "REQUEST_COUNT_PER_TARGET" => {
+                Ok(ExpressGatewayServiceScalingMetric::RequestCountPerTarget)
+            }
+            other => Err(format!(
+                "{other:?} is not a valid ExpressGatewayServiceScalingMetric"
+            )),
         }
     }
 }
@@ -5344,10 +7024,18 @@ impl std::str::FromStr for ExpressGatewayServiceScalingMetric {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ExpressGatewayServiceStatus {
     /// The status of the Express service.
-    #[serde(rename = "statusCode", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "statusCode",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub status_code: Option<ExpressGatewayServiceStatusCode>,
     /// Information about why the Express service is in the current status.
-    #[serde(rename = "statusReason", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "statusReason",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub status_reason: Option<String>,
 }
 
@@ -5367,7 +7055,11 @@ pub enum ExpressGatewayServiceStatusCode {
 
 impl ExpressGatewayServiceStatusCode {
     /// Every value, in model order.
-    pub const ALL: &'static [ExpressGatewayServiceStatusCode] = &[ExpressGatewayServiceStatusCode::Active, ExpressGatewayServiceStatusCode::Draining, ExpressGatewayServiceStatusCode::Inactive];
+    pub const ALL: &'static [ExpressGatewayServiceStatusCode] = &[
+        ExpressGatewayServiceStatusCode::Active,
+        ExpressGatewayServiceStatusCode::Draining,
+        ExpressGatewayServiceStatusCode::Inactive,
+    ];
 
     /// The wire spelling.
     pub fn as_str(self) -> &'static str {
@@ -5392,7 +7084,9 @@ impl std::str::FromStr for ExpressGatewayServiceStatusCode {
             "ACTIVE" => Ok(ExpressGatewayServiceStatusCode::Active),
             "DRAINING" => Ok(ExpressGatewayServiceStatusCode::Draining),
             "INACTIVE" => Ok(ExpressGatewayServiceStatusCode::Inactive),
-            other => Err(format!("{other:?} is not a valid ExpressGatewayServiceStatusCode")),
+            other => Err(format!(
+                "{other:?} is not a valid ExpressGatewayServiceStatusCode"
+            )),
         }
     }
 }
@@ -5401,7 +7095,11 @@ impl std::str::FromStr for ExpressGatewayServiceStatusCode {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct FSxWindowsFileServerAuthorizationConfig {
     /// The authorization credential option to use.
-    #[serde(rename = "credentialsParameter", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "credentialsParameter",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub credentials_parameter: Option<String>,
     /// A fully qualified domain name hosted by an Directory Service Managed Microsoft AD (Active Directory) or self-hosted AD on Amazon EC2.
     #[serde(rename = "domain", default, skip_serializing_if = "Option::is_none")]
@@ -5412,13 +7110,25 @@ pub struct FSxWindowsFileServerAuthorizationConfig {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct FSxWindowsFileServerVolumeConfiguration {
     /// The Amazon FSx for Windows File Server file system ID to use.
-    #[serde(rename = "fileSystemId", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "fileSystemId",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub file_system_id: Option<String>,
     /// The directory within the Amazon FSx for Windows File Server file system to mount as the root directory inside the host.
-    #[serde(rename = "rootDirectory", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "rootDirectory",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub root_directory: Option<String>,
     /// The authorization configuration details for the Amazon FSx for Windows File Server file system.
-    #[serde(rename = "authorizationConfig", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "authorizationConfig",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub authorization_config: Option<FSxWindowsFileServerAuthorizationConfig>,
 }
 
@@ -5460,7 +7170,10 @@ pub enum FirelensConfigurationType {
 
 impl FirelensConfigurationType {
     /// Every value, in model order.
-    pub const ALL: &'static [FirelensConfigurationType] = &[FirelensConfigurationType::Fluentd, FirelensConfigurationType::Fluentbit];
+    pub const ALL: &'static [FirelensConfigurationType] = &[
+        FirelensConfigurationType::Fluentd,
+        FirelensConfigurationType::Fluentbit,
+    ];
 
     /// The wire spelling.
     pub fn as_str(self) -> &'static str {
@@ -5483,7 +7196,9 @@ impl std::str::FromStr for FirelensConfigurationType {
         match s {
             "fluentd" => Ok(FirelensConfigurationType::Fluentd),
             "fluentbit" => Ok(FirelensConfigurationType::Fluentbit),
-            other => Err(format!("{other:?} is not a valid FirelensConfigurationType")),
+            other => Err(format!(
+                "{other:?} is not a valid FirelensConfigurationType"
+            )),
         }
     }
 }
@@ -5512,7 +7227,11 @@ impl Required for GetTaskProtectionRequest {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct GetTaskProtectionResponse {
     /// A list of tasks with the following information.
-    #[serde(rename = "protectedTasks", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "protectedTasks",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub protected_tasks: Option<Vec<ProtectedTask>>,
     /// Any failures associated with the call.
     #[serde(rename = "failures", default, skip_serializing_if = "Option::is_none")]
@@ -5535,7 +7254,11 @@ pub struct HealthCheck {
     #[serde(rename = "retries", default, skip_serializing_if = "Option::is_none")]
     pub retries: Option<i32>,
     /// The optional grace period to provide containers time to bootstrap before failed health checks count towards the maximum number of retries.
-    #[serde(rename = "startPeriod", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "startPeriod",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub start_period: Option<i32>,
 }
 
@@ -5555,7 +7278,11 @@ pub enum HealthStatus {
 
 impl HealthStatus {
     /// Every value, in model order.
-    pub const ALL: &'static [HealthStatus] = &[HealthStatus::Healthy, HealthStatus::Unhealthy, HealthStatus::Unknown];
+    pub const ALL: &'static [HealthStatus] = &[
+        HealthStatus::Healthy,
+        HealthStatus::Unhealthy,
+        HealthStatus::Unknown,
+    ];
 
     /// The wire spelling.
     pub fn as_str(self) -> &'static str {
@@ -5587,8 +7314,7 @@ impl std::str::FromStr for HealthStatus {
 
 /// The `HookDetails` structure.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct HookDetails {
-}
+pub struct HookDetails {}
 
 /// Hostnames and IP address entries that are added to the /etc/hosts file of a container via the extraHosts parameter of its ContainerDefinition.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -5605,7 +7331,11 @@ pub struct HostEntry {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct HostVolumeProperties {
     /// When the host parameter is used, specify a sourcePath to declare the path on the host container instance that's presented to the container.
-    #[serde(rename = "sourcePath", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "sourcePath",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub source_path: Option<String>,
 }
 
@@ -5613,10 +7343,18 @@ pub struct HostVolumeProperties {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct InferenceAccelerator {
     /// The Elastic Inference accelerator device name.
-    #[serde(rename = "deviceName", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "deviceName",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub device_name: Option<String>,
     /// The Elastic Inference accelerator type to use.
-    #[serde(rename = "deviceType", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "deviceType",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub device_type: Option<String>,
 }
 
@@ -5624,10 +7362,18 @@ pub struct InferenceAccelerator {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct InferenceAcceleratorOverride {
     /// The Elastic Inference accelerator device name to override for the task.
-    #[serde(rename = "deviceName", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "deviceName",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub device_name: Option<String>,
     /// The Elastic Inference accelerator type to use.
-    #[serde(rename = "deviceType", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "deviceType",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub device_type: Option<String>,
 }
 
@@ -5635,7 +7381,11 @@ pub struct InferenceAcceleratorOverride {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct InfrastructureOptimization {
     /// This parameter defines the number of seconds Amazon ECS Managed Instances waits before optimizing EC2 instances that have become idle or underutilized.
-    #[serde(rename = "scaleInAfter", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "scaleInAfter",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub scale_in_after: Option<i32>,
 }
 
@@ -5643,7 +7393,11 @@ pub struct InfrastructureOptimization {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct IngressPathSummary {
     /// The type of access to the endpoint for the Express service.
-    #[serde(rename = "accessType", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "accessType",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub access_type: Option<AccessType>,
     /// The endpoint for access to the service.
     #[serde(rename = "endpoint", default, skip_serializing_if = "Option::is_none")]
@@ -5663,7 +7417,8 @@ pub enum InstanceGeneration {
 
 impl InstanceGeneration {
     /// Every value, in model order.
-    pub const ALL: &'static [InstanceGeneration] = &[InstanceGeneration::Current, InstanceGeneration::Previous];
+    pub const ALL: &'static [InstanceGeneration] =
+        &[InstanceGeneration::Current, InstanceGeneration::Previous];
 
     /// The wire spelling.
     pub fn as_str(self) -> &'static str {
@@ -5701,13 +7456,25 @@ pub struct InstanceHealthCheckResult {
     #[serde(rename = "status", default, skip_serializing_if = "Option::is_none")]
     pub status: Option<InstanceHealthCheckState>,
     /// The reason for the container instance health status.
-    #[serde(rename = "statusReason", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "statusReason",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub status_reason: Option<String>,
     /// The Unix timestamp for when the container instance health status was last updated.
-    #[serde(rename = "lastUpdated", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "lastUpdated",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub last_updated: Option<Timestamp>,
     /// The Unix timestamp for when the container instance health status last changed.
-    #[serde(rename = "lastStatusChange", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "lastStatusChange",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub last_status_change: Option<Timestamp>,
 }
 
@@ -5730,7 +7497,12 @@ pub enum InstanceHealthCheckState {
 
 impl InstanceHealthCheckState {
     /// Every value, in model order.
-    pub const ALL: &'static [InstanceHealthCheckState] = &[InstanceHealthCheckState::Ok, InstanceHealthCheckState::Impaired, InstanceHealthCheckState::InsufficientData, InstanceHealthCheckState::Initializing];
+    pub const ALL: &'static [InstanceHealthCheckState] = &[
+        InstanceHealthCheckState::Ok,
+        InstanceHealthCheckState::Impaired,
+        InstanceHealthCheckState::InsufficientData,
+        InstanceHealthCheckState::Initializing,
+    ];
 
     /// The wire spelling.
     pub fn as_str(self) -> &'static str {
@@ -5778,7 +7550,11 @@ pub enum InstanceHealthCheckType {
 
 impl InstanceHealthCheckType {
     /// Every value, in model order.
-    pub const ALL: &'static [InstanceHealthCheckType] = &[InstanceHealthCheckType::ContainerRuntime, InstanceHealthCheckType::AcceleratedCompute, InstanceHealthCheckType::Daemon];
+    pub const ALL: &'static [InstanceHealthCheckType] = &[
+        InstanceHealthCheckType::ContainerRuntime,
+        InstanceHealthCheckType::AcceleratedCompute,
+        InstanceHealthCheckType::Daemon,
+    ];
 
     /// The wire spelling.
     pub fn as_str(self) -> &'static str {
@@ -5812,34 +7588,74 @@ impl std::str::FromStr for InstanceHealthCheckType {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct InstanceLaunchTemplate {
     /// The Amazon Resource Name (ARN) of the instance profile that Amazon ECS applies to Amazon ECS Managed Instances.
-    #[serde(rename = "ec2InstanceProfileArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "ec2InstanceProfileArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub ec2_instance_profile_arn: Option<String>,
     /// The network configuration for Amazon ECS Managed Instances.
-    #[serde(rename = "networkConfiguration", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "networkConfiguration",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub network_configuration: Option<ManagedInstancesNetworkConfiguration>,
     /// The storage configuration for Amazon ECS Managed Instances.
-    #[serde(rename = "storageConfiguration", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "storageConfiguration",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub storage_configuration: Option<ManagedInstancesStorageConfiguration>,
     /// The local storage configuration for Amazon ECS Managed Instances.
-    #[serde(rename = "localStorageConfiguration", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "localStorageConfiguration",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub local_storage_configuration: Option<ManagedInstancesLocalStorageConfiguration>,
     /// CloudWatch provides two categories of monitoring: basic monitoring and detailed monitoring.
-    #[serde(rename = "monitoring", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "monitoring",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub monitoring: Option<ManagedInstancesMonitoringOptions>,
     /// The capacity option type.
-    #[serde(rename = "capacityOptionType", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "capacityOptionType",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub capacity_option_type: Option<CapacityOptionType>,
     /// Determines whether tags are propagated to the instance metadata service (IMDS) for Amazon EC2 instances launched by the Managed Instances capacity provider.
-    #[serde(rename = "instanceMetadataTagsPropagation", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "instanceMetadataTagsPropagation",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub instance_metadata_tags_propagation: Option<bool>,
     /// The instance requirements.
-    #[serde(rename = "instanceRequirements", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "instanceRequirements",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub instance_requirements: Option<InstanceRequirementsRequest>,
     /// Determines whether to enable FIPS 140-2 validated cryptographic modules on EC2 instances launched by the capacity provider.
-    #[serde(rename = "fipsEnabled", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "fipsEnabled",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub fips_enabled: Option<bool>,
     /// Capacity reservation specifications.
-    #[serde(rename = "capacityReservations", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "capacityReservations",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub capacity_reservations: Option<CapacityReservationRequest>,
 }
 
@@ -5847,28 +7663,60 @@ pub struct InstanceLaunchTemplate {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct InstanceLaunchTemplateUpdate {
     /// The updated Amazon Resource Name (ARN) of the instance profile.
-    #[serde(rename = "ec2InstanceProfileArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "ec2InstanceProfileArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub ec2_instance_profile_arn: Option<String>,
     /// The updated network configuration for Amazon ECS Managed Instances.
-    #[serde(rename = "networkConfiguration", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "networkConfiguration",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub network_configuration: Option<ManagedInstancesNetworkConfiguration>,
     /// The updated storage configuration for Amazon ECS Managed Instances.
-    #[serde(rename = "storageConfiguration", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "storageConfiguration",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub storage_configuration: Option<ManagedInstancesStorageConfiguration>,
     /// Determines whether tags are propagated to the instance metadata service (IMDS) for Amazon EC2 instances launched by the Managed Instances capacity provider.
-    #[serde(rename = "instanceMetadataTagsPropagation", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "instanceMetadataTagsPropagation",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub instance_metadata_tags_propagation: Option<bool>,
     /// The updated local storage configuration for Amazon ECS Managed Instances.
-    #[serde(rename = "localStorageConfiguration", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "localStorageConfiguration",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub local_storage_configuration: Option<ManagedInstancesLocalStorageConfiguration>,
     /// CloudWatch provides two categories of monitoring: basic monitoring and detailed monitoring.
-    #[serde(rename = "monitoring", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "monitoring",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub monitoring: Option<ManagedInstancesMonitoringOptions>,
     /// The updated instance requirements for attribute-based instance type selection.
-    #[serde(rename = "instanceRequirements", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "instanceRequirements",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub instance_requirements: Option<InstanceRequirementsRequest>,
     /// The updated capacity reservations specifications for Amazon ECS Managed Instances.
-    #[serde(rename = "capacityReservations", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "capacityReservations",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub capacity_reservations: Option<CapacityReservationRequest>,
 }
 
@@ -5882,70 +7730,154 @@ pub struct InstanceRequirementsRequest {
     #[serde(rename = "memoryMiB", default, skip_serializing_if = "Option::is_none")]
     pub memory_mi_b: Option<MemoryMiBRequest>,
     /// The CPU manufacturers to include or exclude.
-    #[serde(rename = "cpuManufacturers", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "cpuManufacturers",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub cpu_manufacturers: Option<Vec<CpuManufacturer>>,
     /// The minimum and maximum amount of memory per vCPU in gibibytes (GiB).
-    #[serde(rename = "memoryGiBPerVCpu", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "memoryGiBPerVCpu",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub memory_gi_b_per_v_cpu: Option<MemoryGiBPerVCpuRequest>,
     /// The instance types to exclude from selection.
-    #[serde(rename = "excludedInstanceTypes", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "excludedInstanceTypes",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub excluded_instance_types: Option<Vec<String>>,
     /// The instance generations to include.
-    #[serde(rename = "instanceGenerations", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "instanceGenerations",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub instance_generations: Option<Vec<InstanceGeneration>>,
     /// The maximum price for Spot instances as a percentage over the lowest priced On-Demand instance.
-    #[serde(rename = "spotMaxPricePercentageOverLowestPrice", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "spotMaxPricePercentageOverLowestPrice",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub spot_max_price_percentage_over_lowest_price: Option<i32>,
     /// The price protection threshold for On-Demand Instances, as a percentage higher than an identified On-Demand price.
-    #[serde(rename = "onDemandMaxPricePercentageOverLowestPrice", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "onDemandMaxPricePercentageOverLowestPrice",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub on_demand_max_price_percentage_over_lowest_price: Option<i32>,
     /// Indicates whether to include bare metal instance types.
     #[serde(rename = "bareMetal", default, skip_serializing_if = "Option::is_none")]
     pub bare_metal: Option<BareMetal>,
     /// Indicates whether to include burstable performance instance types (T2, T3, T3a, T4g).
-    #[serde(rename = "burstablePerformance", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "burstablePerformance",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub burstable_performance: Option<BurstablePerformance>,
     /// Indicates whether the instance types must support hibernation.
-    #[serde(rename = "requireHibernateSupport", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "requireHibernateSupport",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub require_hibernate_support: Option<bool>,
     /// The minimum and maximum number of network interfaces for the instance types.
-    #[serde(rename = "networkInterfaceCount", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "networkInterfaceCount",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub network_interface_count: Option<NetworkInterfaceCountRequest>,
     /// Indicates whether to include instance types with local storage.
-    #[serde(rename = "localStorage", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "localStorage",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub local_storage: Option<LocalStorage>,
     /// The local storage types to include.
-    #[serde(rename = "localStorageTypes", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "localStorageTypes",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub local_storage_types: Option<Vec<LocalStorageType>>,
     /// The minimum and maximum total local storage in gigabytes (GB) for instance types with local storage.
-    #[serde(rename = "totalLocalStorageGB", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "totalLocalStorageGB",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub total_local_storage_gb: Option<TotalLocalStorageGBRequest>,
     /// The minimum and maximum baseline Amazon EBS bandwidth in megabits per second (Mbps).
-    #[serde(rename = "baselineEbsBandwidthMbps", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "baselineEbsBandwidthMbps",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub baseline_ebs_bandwidth_mbps: Option<BaselineEbsBandwidthMbpsRequest>,
     /// The accelerator types to include.
-    #[serde(rename = "acceleratorTypes", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "acceleratorTypes",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub accelerator_types: Option<Vec<AcceleratorType>>,
     /// The minimum and maximum number of accelerators for the instance types.
-    #[serde(rename = "acceleratorCount", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "acceleratorCount",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub accelerator_count: Option<AcceleratorCountRequest>,
     /// The accelerator manufacturers to include.
-    #[serde(rename = "acceleratorManufacturers", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "acceleratorManufacturers",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub accelerator_manufacturers: Option<Vec<AcceleratorManufacturer>>,
     /// The specific accelerator names to include.
-    #[serde(rename = "acceleratorNames", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "acceleratorNames",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub accelerator_names: Option<Vec<AcceleratorName>>,
     /// The minimum and maximum total accelerator memory in mebibytes (MiB).
-    #[serde(rename = "acceleratorTotalMemoryMiB", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "acceleratorTotalMemoryMiB",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub accelerator_total_memory_mi_b: Option<AcceleratorTotalMemoryMiBRequest>,
     /// The minimum and maximum network bandwidth in gigabits per second (Gbps).
-    #[serde(rename = "networkBandwidthGbps", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "networkBandwidthGbps",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub network_bandwidth_gbps: Option<NetworkBandwidthGbpsRequest>,
     /// The instance types to include in the selection.
-    #[serde(rename = "allowedInstanceTypes", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "allowedInstanceTypes",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub allowed_instance_types: Option<Vec<String>>,
     /// The maximum price for Spot instances as a percentage of the optimal On-Demand price.
-    #[serde(rename = "maxSpotPriceAsPercentageOfOptimalOnDemandPrice", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "maxSpotPriceAsPercentageOfOptimalOnDemandPrice",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub max_spot_price_as_percentage_of_optimal_on_demand_price: Option<i32>,
 }
 
@@ -6048,7 +7980,12 @@ pub enum LaunchType {
 
 impl LaunchType {
     /// Every value, in model order.
-    pub const ALL: &'static [LaunchType] = &[LaunchType::Ec2, LaunchType::Fargate, LaunchType::External, LaunchType::ManagedInstances];
+    pub const ALL: &'static [LaunchType] = &[
+        LaunchType::Ec2,
+        LaunchType::Fargate,
+        LaunchType::External,
+        LaunchType::ManagedInstances,
+    ];
 
     /// The wire spelling.
     pub fn as_str(self) -> &'static str {
@@ -6084,10 +8021,18 @@ impl std::str::FromStr for LaunchType {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct LinearConfiguration {
     /// The percentage of production traffic to shift in each step during a linear deployment.
-    #[serde(rename = "stepPercent", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "stepPercent",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub step_percent: Option<f64>,
     /// The amount of time in minutes to wait between each traffic shifting step during a linear deployment.
-    #[serde(rename = "stepBakeTimeInMinutes", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "stepBakeTimeInMinutes",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub step_bake_time_in_minutes: Option<i32>,
 }
 
@@ -6095,16 +8040,28 @@ pub struct LinearConfiguration {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct LinuxParameters {
     /// The Linux capabilities for the container that are added to or dropped from the default configuration provided by Docker.
-    #[serde(rename = "capabilities", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "capabilities",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub capabilities: Option<KernelCapabilities>,
     /// Any host devices to expose to the container.
     #[serde(rename = "devices", default, skip_serializing_if = "Option::is_none")]
     pub devices: Option<Vec<Device>>,
     /// Run an init process inside the container that forwards signals and reaps processes.
-    #[serde(rename = "initProcessEnabled", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "initProcessEnabled",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub init_process_enabled: Option<bool>,
     /// The value for the size (in MiB) of the /dev/shm volume.
-    #[serde(rename = "sharedMemorySize", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "sharedMemorySize",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub shared_memory_size: Option<i32>,
     /// The container path, mount options, and size (in MiB) of the tmpfs mount.
     #[serde(rename = "tmpfs", default, skip_serializing_if = "Option::is_none")]
@@ -6113,7 +8070,11 @@ pub struct LinuxParameters {
     #[serde(rename = "maxSwap", default, skip_serializing_if = "Option::is_none")]
     pub max_swap: Option<i32>,
     /// This allows you to tune a container's memory swappiness behavior.
-    #[serde(rename = "swappiness", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "swappiness",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub swappiness: Option<i32>,
 }
 
@@ -6127,16 +8088,28 @@ pub struct ListAccountSettingsRequest {
     #[serde(rename = "value", default, skip_serializing_if = "Option::is_none")]
     pub value: Option<String>,
     /// The ARN of the principal, which can be a user, role, or the root user.
-    #[serde(rename = "principalArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "principalArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub principal_arn: Option<String>,
     /// Determines whether to return the effective settings.
-    #[serde(rename = "effectiveSettings", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "effectiveSettings",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub effective_settings: Option<bool>,
     /// The nextToken value returned from a ListAccountSettings request indicating that more results are available to fulfill the request and further calls will be needed.
     #[serde(rename = "nextToken", default, skip_serializing_if = "Option::is_none")]
     pub next_token: Option<String>,
     /// The maximum number of account setting results returned by ListAccountSettings in paginated output.
-    #[serde(rename = "maxResults", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "maxResults",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub max_results: Option<i32>,
 }
 
@@ -6164,19 +8137,35 @@ pub struct ListAttributesRequest {
     #[serde(rename = "cluster", default, skip_serializing_if = "Option::is_none")]
     pub cluster: Option<String>,
     /// The type of the target to list attributes with.
-    #[serde(rename = "targetType", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "targetType",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub target_type: Option<TargetType>,
     /// The name of the attribute to filter the results with.
-    #[serde(rename = "attributeName", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "attributeName",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub attribute_name: Option<String>,
     /// The value of the attribute to filter results with.
-    #[serde(rename = "attributeValue", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "attributeValue",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub attribute_value: Option<String>,
     /// The nextToken value returned from a ListAttributes request indicating that more results are available to fulfill the request and further calls are needed.
     #[serde(rename = "nextToken", default, skip_serializing_if = "Option::is_none")]
     pub next_token: Option<String>,
     /// The maximum number of cluster results that ListAttributes returned in paginated output.
-    #[serde(rename = "maxResults", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "maxResults",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub max_results: Option<i32>,
 }
 
@@ -6193,7 +8182,11 @@ impl Required for ListAttributesRequest {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ListAttributesResponse {
     /// A list of attribute objects that meet the criteria of the request.
-    #[serde(rename = "attributes", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "attributes",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub attributes: Option<Vec<Attribute>>,
     /// The nextToken value to include in a future ListAttributes request.
     #[serde(rename = "nextToken", default, skip_serializing_if = "Option::is_none")]
@@ -6207,7 +8200,11 @@ pub struct ListClustersRequest {
     #[serde(rename = "nextToken", default, skip_serializing_if = "Option::is_none")]
     pub next_token: Option<String>,
     /// The maximum number of cluster results that ListClusters returned in paginated output.
-    #[serde(rename = "maxResults", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "maxResults",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub max_results: Option<i32>,
 }
 
@@ -6221,7 +8218,11 @@ impl Required for ListClustersRequest {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ListClustersResponse {
     /// The list of full Amazon Resource Name (ARN) entries for each cluster that's associated with your account.
-    #[serde(rename = "clusterArns", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "clusterArns",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub cluster_arns: Option<Vec<String>>,
     /// The nextToken value to include in a future ListClusters request.
     #[serde(rename = "nextToken", default, skip_serializing_if = "Option::is_none")]
@@ -6241,7 +8242,11 @@ pub struct ListContainerInstancesRequest {
     #[serde(rename = "nextToken", default, skip_serializing_if = "Option::is_none")]
     pub next_token: Option<String>,
     /// The maximum number of container instance results that ListContainerInstances returned in paginated output.
-    #[serde(rename = "maxResults", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "maxResults",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub max_results: Option<i32>,
     /// Filters the container instances by status.
     #[serde(rename = "status", default, skip_serializing_if = "Option::is_none")]
@@ -6258,7 +8263,11 @@ impl Required for ListContainerInstancesRequest {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ListContainerInstancesResponse {
     /// The list of container instances with full ARN entries for each container instance associated with the specified cluster.
-    #[serde(rename = "containerInstanceArns", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "containerInstanceArns",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub container_instance_arns: Option<Vec<String>>,
     /// The nextToken value to include in a future ListContainerInstances request.
     #[serde(rename = "nextToken", default, skip_serializing_if = "Option::is_none")]
@@ -6278,7 +8287,11 @@ pub struct ListDaemonDeploymentsRequest {
     #[serde(rename = "createdAt", default, skip_serializing_if = "Option::is_none")]
     pub created_at: Option<CreatedAt>,
     /// The maximum number of daemon deployment results that ListDaemonDeployments returned in paginated output.
-    #[serde(rename = "maxResults", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "maxResults",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub max_results: Option<i32>,
     /// The nextToken value returned from a ListDaemonDeployments request indicating that more results are available to fulfill the request and further calls will be needed.
     #[serde(rename = "nextToken", default, skip_serializing_if = "Option::is_none")]
@@ -6301,7 +8314,11 @@ pub struct ListDaemonDeploymentsResponse {
     #[serde(rename = "nextToken", default, skip_serializing_if = "Option::is_none")]
     pub next_token: Option<String>,
     /// The list of daemon deployment summaries.
-    #[serde(rename = "daemonDeployments", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "daemonDeployments",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub daemon_deployments: Option<Vec<DaemonDeploymentSummary>>,
 }
 
@@ -6309,7 +8326,11 @@ pub struct ListDaemonDeploymentsResponse {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ListDaemonTaskDefinitionsRequest {
     /// The full family name to filter the ListDaemonTaskDefinitions results with.
-    #[serde(rename = "familyPrefix", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "familyPrefix",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub family_prefix: Option<String>,
     /// The exact name of the daemon task definition family to filter results with.
     #[serde(rename = "family", default, skip_serializing_if = "Option::is_none")]
@@ -6327,7 +8348,11 @@ pub struct ListDaemonTaskDefinitionsRequest {
     #[serde(rename = "nextToken", default, skip_serializing_if = "Option::is_none")]
     pub next_token: Option<String>,
     /// The maximum number of daemon task definition results that ListDaemonTaskDefinitions returned in paginated output.
-    #[serde(rename = "maxResults", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "maxResults",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub max_results: Option<i32>,
 }
 
@@ -6341,7 +8366,11 @@ impl Required for ListDaemonTaskDefinitionsRequest {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ListDaemonTaskDefinitionsResponse {
     /// The list of daemon task definition summaries.
-    #[serde(rename = "daemonTaskDefinitions", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "daemonTaskDefinitions",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub daemon_task_definitions: Option<Vec<DaemonTaskDefinitionSummary>>,
     /// The nextToken value to include in a future ListDaemonTaskDefinitions request.
     #[serde(rename = "nextToken", default, skip_serializing_if = "Option::is_none")]
@@ -6352,13 +8381,25 @@ pub struct ListDaemonTaskDefinitionsResponse {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ListDaemonsRequest {
     /// The Amazon Resource Name (ARN) of the cluster to filter daemons by.
-    #[serde(rename = "clusterArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "clusterArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub cluster_arn: Option<String>,
     /// The Amazon Resource Names (ARNs) of the capacity providers to filter daemons by.
-    #[serde(rename = "capacityProviderArns", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "capacityProviderArns",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub capacity_provider_arns: Option<Vec<String>>,
     /// The maximum number of daemon results that ListDaemons returned in paginated output.
-    #[serde(rename = "maxResults", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "maxResults",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub max_results: Option<i32>,
     /// The nextToken value returned from a ListDaemons request indicating that more results are available to fulfill the request and further calls will be needed.
     #[serde(rename = "nextToken", default, skip_serializing_if = "Option::is_none")]
@@ -6375,7 +8416,11 @@ impl Required for ListDaemonsRequest {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ListDaemonsResponse {
     /// The list of daemon summaries.
-    #[serde(rename = "daemonSummariesList", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "daemonSummariesList",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub daemon_summaries_list: Option<Vec<DaemonSummary>>,
     /// The nextToken value to include in a future ListDaemons request.
     #[serde(rename = "nextToken", default, skip_serializing_if = "Option::is_none")]
@@ -6401,7 +8446,11 @@ pub struct ListServiceDeploymentsRequest {
     #[serde(rename = "nextToken", default, skip_serializing_if = "Option::is_none")]
     pub next_token: Option<String>,
     /// The maximum number of service deployment results that ListServiceDeployments returned in paginated output.
-    #[serde(rename = "maxResults", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "maxResults",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub max_results: Option<i32>,
 }
 
@@ -6418,7 +8467,11 @@ impl Required for ListServiceDeploymentsRequest {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ListServiceDeploymentsResponse {
     /// An overview of the service deployment, including the following properties: The ARN of the service deployment.
-    #[serde(rename = "serviceDeployments", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "serviceDeployments",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub service_deployments: Option<Vec<ServiceDeploymentBrief>>,
     /// The nextToken value to include in a future ListServiceDeployments request.
     #[serde(rename = "nextToken", default, skip_serializing_if = "Option::is_none")]
@@ -6435,7 +8488,11 @@ pub struct ListServicesByNamespaceRequest {
     #[serde(rename = "nextToken", default, skip_serializing_if = "Option::is_none")]
     pub next_token: Option<String>,
     /// The maximum number of service results that ListServicesByNamespace returns in paginated output.
-    #[serde(rename = "maxResults", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "maxResults",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub max_results: Option<i32>,
 }
 
@@ -6452,7 +8509,11 @@ impl Required for ListServicesByNamespaceRequest {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ListServicesByNamespaceResponse {
     /// The list of full ARN entries for each service that's associated with the specified namespace.
-    #[serde(rename = "serviceArns", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "serviceArns",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub service_arns: Option<Vec<String>>,
     /// The nextToken value to include in a future ListServicesByNamespace request.
     #[serde(rename = "nextToken", default, skip_serializing_if = "Option::is_none")]
@@ -6469,16 +8530,32 @@ pub struct ListServicesRequest {
     #[serde(rename = "nextToken", default, skip_serializing_if = "Option::is_none")]
     pub next_token: Option<String>,
     /// The maximum number of service results that ListServices returned in paginated output.
-    #[serde(rename = "maxResults", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "maxResults",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub max_results: Option<i32>,
     /// The launch type to use when filtering the ListServices results.
-    #[serde(rename = "launchType", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "launchType",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub launch_type: Option<LaunchType>,
     /// The scheduling strategy to use when filtering the ListServices results.
-    #[serde(rename = "schedulingStrategy", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "schedulingStrategy",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub scheduling_strategy: Option<SchedulingStrategy>,
     /// The resourceManagementType type to use when filtering the ListServices results.
-    #[serde(rename = "resourceManagementType", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "resourceManagementType",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub resource_management_type: Option<ResourceManagementType>,
 }
 
@@ -6492,7 +8569,11 @@ impl Required for ListServicesRequest {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ListServicesResponse {
     /// The list of full ARN entries for each service that's associated with the specified cluster.
-    #[serde(rename = "serviceArns", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "serviceArns",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub service_arns: Option<Vec<String>>,
     /// The nextToken value to include in a future ListServices request.
     #[serde(rename = "nextToken", default, skip_serializing_if = "Option::is_none")]
@@ -6503,7 +8584,11 @@ pub struct ListServicesResponse {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ListTagsForResourceRequest {
     /// The Amazon Resource Name (ARN) that identifies the resource to list the tags for.
-    #[serde(rename = "resourceArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "resourceArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub resource_arn: Option<String>,
 }
 
@@ -6528,7 +8613,11 @@ pub struct ListTagsForResourceResponse {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ListTaskDefinitionFamiliesRequest {
     /// The familyPrefix is a string that's used to filter the results of ListTaskDefinitionFamilies.
-    #[serde(rename = "familyPrefix", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "familyPrefix",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub family_prefix: Option<String>,
     /// The task definition family status to filter the ListTaskDefinitionFamilies results with.
     #[serde(rename = "status", default, skip_serializing_if = "Option::is_none")]
@@ -6537,7 +8626,11 @@ pub struct ListTaskDefinitionFamiliesRequest {
     #[serde(rename = "nextToken", default, skip_serializing_if = "Option::is_none")]
     pub next_token: Option<String>,
     /// The maximum number of task definition family results that ListTaskDefinitionFamilies returned in paginated output.
-    #[serde(rename = "maxResults", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "maxResults",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub max_results: Option<i32>,
 }
 
@@ -6562,7 +8655,11 @@ pub struct ListTaskDefinitionFamiliesResponse {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ListTaskDefinitionsRequest {
     /// The full family name to filter the ListTaskDefinitions results with.
-    #[serde(rename = "familyPrefix", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "familyPrefix",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub family_prefix: Option<String>,
     /// The task definition status to filter the ListTaskDefinitions results with.
     #[serde(rename = "status", default, skip_serializing_if = "Option::is_none")]
@@ -6574,7 +8671,11 @@ pub struct ListTaskDefinitionsRequest {
     #[serde(rename = "nextToken", default, skip_serializing_if = "Option::is_none")]
     pub next_token: Option<String>,
     /// The maximum number of task definition results that ListTaskDefinitions returned in paginated output.
-    #[serde(rename = "maxResults", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "maxResults",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub max_results: Option<i32>,
 }
 
@@ -6588,7 +8689,11 @@ impl Required for ListTaskDefinitionsRequest {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ListTaskDefinitionsResponse {
     /// The list of task definition Amazon Resource Name (ARN) entries for the ListTaskDefinitions request.
-    #[serde(rename = "taskDefinitionArns", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "taskDefinitionArns",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub task_definition_arns: Option<Vec<String>>,
     /// The nextToken value to include in a future ListTaskDefinitions request.
     #[serde(rename = "nextToken", default, skip_serializing_if = "Option::is_none")]
@@ -6602,7 +8707,11 @@ pub struct ListTasksRequest {
     #[serde(rename = "cluster", default, skip_serializing_if = "Option::is_none")]
     pub cluster: Option<String>,
     /// The container instance ID or full ARN of the container instance to use when filtering the ListTasks results.
-    #[serde(rename = "containerInstance", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "containerInstance",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub container_instance: Option<String>,
     /// The name of the task definition family to use when filtering the ListTasks results.
     #[serde(rename = "family", default, skip_serializing_if = "Option::is_none")]
@@ -6611,22 +8720,42 @@ pub struct ListTasksRequest {
     #[serde(rename = "nextToken", default, skip_serializing_if = "Option::is_none")]
     pub next_token: Option<String>,
     /// The maximum number of task results that ListTasks returned in paginated output.
-    #[serde(rename = "maxResults", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "maxResults",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub max_results: Option<i32>,
     /// The startedBy value to filter the task results with.
     #[serde(rename = "startedBy", default, skip_serializing_if = "Option::is_none")]
     pub started_by: Option<String>,
     /// The name of the service to use when filtering the ListTasks results.
-    #[serde(rename = "serviceName", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "serviceName",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub service_name: Option<String>,
     /// The task desired status to use when filtering the ListTasks results.
-    #[serde(rename = "desiredStatus", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "desiredStatus",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub desired_status: Option<DesiredStatus>,
     /// The launch type to use when filtering the ListTasks results.
-    #[serde(rename = "launchType", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "launchType",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub launch_type: Option<LaunchType>,
     /// The name of the daemon to use when filtering the ListTasks results.
-    #[serde(rename = "daemonName", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "daemonName",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub daemon_name: Option<String>,
 }
 
@@ -6651,19 +8780,39 @@ pub struct ListTasksResponse {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct LoadBalancer {
     /// The full Amazon Resource Name (ARN) of the Elastic Load Balancing target group or groups associated with a service or task set.
-    #[serde(rename = "targetGroupArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "targetGroupArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub target_group_arn: Option<String>,
     /// The name of the load balancer to associate with the Amazon ECS service or task set.
-    #[serde(rename = "loadBalancerName", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "loadBalancerName",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub load_balancer_name: Option<String>,
     /// The name of the container (as it appears in a container definition) to associate with the load balancer.
-    #[serde(rename = "containerName", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "containerName",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub container_name: Option<String>,
     /// The port on the container to associate with the load balancer.
-    #[serde(rename = "containerPort", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "containerPort",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub container_port: Option<i32>,
     /// The advanced settings for the load balancer used in blue/green deployments.
-    #[serde(rename = "advancedConfiguration", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "advancedConfiguration",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub advanced_configuration: Option<AdvancedConfiguration>,
 }
 
@@ -6683,7 +8832,11 @@ pub enum LocalStorage {
 
 impl LocalStorage {
     /// Every value, in model order.
-    pub const ALL: &'static [LocalStorage] = &[LocalStorage::Included, LocalStorage::Required, LocalStorage::Excluded];
+    pub const ALL: &'static [LocalStorage] = &[
+        LocalStorage::Included,
+        LocalStorage::Required,
+        LocalStorage::Excluded,
+    ];
 
     /// The wire spelling.
     pub fn as_str(self) -> &'static str {
@@ -6764,7 +8917,11 @@ pub struct LogConfiguration {
     #[serde(rename = "options", default, skip_serializing_if = "Option::is_none")]
     pub options: Option<BTreeMap<String, String>>,
     /// The secrets to pass to the log configuration.
-    #[serde(rename = "secretOptions", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "secretOptions",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub secret_options: Option<Vec<Secret>>,
 }
 
@@ -6799,7 +8956,16 @@ pub enum LogDriver {
 
 impl LogDriver {
     /// Every value, in model order.
-    pub const ALL: &'static [LogDriver] = &[LogDriver::JsonFile, LogDriver::Syslog, LogDriver::Journald, LogDriver::Gelf, LogDriver::Fluentd, LogDriver::Awslogs, LogDriver::Splunk, LogDriver::Awsfirelens];
+    pub const ALL: &'static [LogDriver] = &[
+        LogDriver::JsonFile,
+        LogDriver::Syslog,
+        LogDriver::Journald,
+        LogDriver::Gelf,
+        LogDriver::Fluentd,
+        LogDriver::Awslogs,
+        LogDriver::Splunk,
+        LogDriver::Awsfirelens,
+    ];
 
     /// The wire spelling.
     pub fn as_str(self) -> &'static str {
@@ -6843,7 +9009,11 @@ impl std::str::FromStr for LogDriver {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ManagedAgent {
     /// The Unix timestamp for the time when the managed agent was last started.
-    #[serde(rename = "lastStartedAt", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "lastStartedAt",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub last_started_at: Option<Timestamp>,
     /// The name of the managed agent.
     #[serde(rename = "name", default, skip_serializing_if = "Option::is_none")]
@@ -6852,7 +9022,11 @@ pub struct ManagedAgent {
     #[serde(rename = "reason", default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
     /// The last known status of the managed agent.
-    #[serde(rename = "lastStatus", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "lastStatus",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub last_status: Option<String>,
 }
 
@@ -6896,10 +9070,18 @@ impl std::str::FromStr for ManagedAgentName {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ManagedAgentStateChange {
     /// The name of the container that's associated with the managed agent.
-    #[serde(rename = "containerName", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "containerName",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub container_name: Option<String>,
     /// The name of the managed agent.
-    #[serde(rename = "managedAgentName", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "managedAgentName",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub managed_agent_name: Option<ManagedAgentName>,
     /// The status of the managed agent.
     #[serde(rename = "status", default, skip_serializing_if = "Option::is_none")]
@@ -6919,16 +9101,28 @@ pub struct ManagedApplicationAutoScalingPolicy {
     #[serde(rename = "status", default, skip_serializing_if = "Option::is_none")]
     pub status: Option<ManagedResourceStatus>,
     /// Information about why the Application Auto Scaling policy is in the current status.
-    #[serde(rename = "statusReason", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "statusReason",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub status_reason: Option<String>,
     /// The Unix timestamp for when the Application Auto Scaling policy was last updated.
     #[serde(rename = "updatedAt", default, skip_serializing_if = "Option::is_none")]
     pub updated_at: Option<Timestamp>,
     /// The type of Application Auto Scaling policy associated with the Express service.
-    #[serde(rename = "policyType", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "policyType",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub policy_type: Option<String>,
     /// The target value for the auto scaling metric.
-    #[serde(rename = "targetValue", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "targetValue",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub target_value: Option<f64>,
     /// The metric used for auto scaling decisions.
     #[serde(rename = "metric", default, skip_serializing_if = "Option::is_none")]
@@ -6939,10 +9133,18 @@ pub struct ManagedApplicationAutoScalingPolicy {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ManagedAutoScaling {
     /// Represents a scalable target.
-    #[serde(rename = "scalableTarget", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "scalableTarget",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub scalable_target: Option<ManagedScalableTarget>,
     /// The policy used for auto scaling.
-    #[serde(rename = "applicationAutoScalingPolicies", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "applicationAutoScalingPolicies",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub application_auto_scaling_policies: Option<Vec<ManagedApplicationAutoScalingPolicy>>,
 }
 
@@ -6956,13 +9158,21 @@ pub struct ManagedCertificate {
     #[serde(rename = "status", default, skip_serializing_if = "Option::is_none")]
     pub status: Option<ManagedResourceStatus>,
     /// Information about why the ACM certificate is in the current status.
-    #[serde(rename = "statusReason", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "statusReason",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub status_reason: Option<String>,
     /// The Unix timestamp for when the ACM certificate was last updated
     #[serde(rename = "updatedAt", default, skip_serializing_if = "Option::is_none")]
     pub updated_at: Option<Timestamp>,
     /// The fully qualified domain name (FQDN) that is secured with this ACM certificate.
-    #[serde(rename = "domainName", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "domainName",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub domain_name: Option<String>,
 }
 
@@ -6979,7 +9189,8 @@ pub enum ManagedDraining {
 
 impl ManagedDraining {
     /// Every value, in model order.
-    pub const ALL: &'static [ManagedDraining] = &[ManagedDraining::Enabled, ManagedDraining::Disabled];
+    pub const ALL: &'static [ManagedDraining] =
+        &[ManagedDraining::Enabled, ManagedDraining::Disabled];
 
     /// The wire spelling.
     pub fn as_str(self) -> &'static str {
@@ -7011,19 +9222,35 @@ impl std::str::FromStr for ManagedDraining {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ManagedIngressPath {
     /// The type of access to the endpoint for the Express service.
-    #[serde(rename = "accessType", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "accessType",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub access_type: Option<AccessType>,
     /// The endpoint for access to the Express service.
     #[serde(rename = "endpoint", default, skip_serializing_if = "Option::is_none")]
     pub endpoint: Option<String>,
     /// The Application Load Balancer associated with the Express service.
-    #[serde(rename = "loadBalancer", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "loadBalancer",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub load_balancer: Option<ManagedLoadBalancer>,
     /// The security groups associated with the Application Load Balancer.
-    #[serde(rename = "loadBalancerSecurityGroups", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "loadBalancerSecurityGroups",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub load_balancer_security_groups: Option<Vec<ManagedSecurityGroup>>,
     /// The ACM certificate for the Express service's domain.
-    #[serde(rename = "certificate", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "certificate",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub certificate: Option<ManagedCertificate>,
     /// The listeners associated with the Application Load Balancer.
     #[serde(rename = "listener", default, skip_serializing_if = "Option::is_none")]
@@ -7032,7 +9259,11 @@ pub struct ManagedIngressPath {
     #[serde(rename = "rule", default, skip_serializing_if = "Option::is_none")]
     pub rule: Option<ManagedListenerRule>,
     /// The target groups associated with the Application Load Balancer.
-    #[serde(rename = "targetGroups", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "targetGroups",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub target_groups: Option<Vec<ManagedTargetGroup>>,
 }
 
@@ -7040,7 +9271,11 @@ pub struct ManagedIngressPath {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ManagedInstancesLocalStorageConfiguration {
     /// Use instance store volumes for data storage when available.
-    #[serde(rename = "useLocalStorage", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "useLocalStorage",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub use_local_storage: Option<bool>,
 }
 
@@ -7057,7 +9292,10 @@ pub enum ManagedInstancesMonitoringOptions {
 
 impl ManagedInstancesMonitoringOptions {
     /// Every value, in model order.
-    pub const ALL: &'static [ManagedInstancesMonitoringOptions] = &[ManagedInstancesMonitoringOptions::Basic, ManagedInstancesMonitoringOptions::Detailed];
+    pub const ALL: &'static [ManagedInstancesMonitoringOptions] = &[
+        ManagedInstancesMonitoringOptions::Basic,
+        ManagedInstancesMonitoringOptions::Detailed,
+    ];
 
     /// The wire spelling.
     pub fn as_str(self) -> &'static str {
@@ -7080,7 +9318,9 @@ impl std::str::FromStr for ManagedInstancesMonitoringOptions {
         match s {
             "BASIC" => Ok(ManagedInstancesMonitoringOptions::Basic),
             "DETAILED" => Ok(ManagedInstancesMonitoringOptions::Detailed),
-            other => Err(format!("{other:?} is not a valid ManagedInstancesMonitoringOptions")),
+            other => Err(format!(
+                "{other:?} is not a valid ManagedInstancesMonitoringOptions"
+            )),
         }
     }
 }
@@ -7092,7 +9332,11 @@ pub struct ManagedInstancesNetworkConfiguration {
     #[serde(rename = "subnets", default, skip_serializing_if = "Option::is_none")]
     pub subnets: Option<Vec<String>>,
     /// The list of security group IDs to apply to Amazon ECS Managed Instances.
-    #[serde(rename = "securityGroups", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "securityGroups",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub security_groups: Option<Vec<String>>,
 }
 
@@ -7100,19 +9344,39 @@ pub struct ManagedInstancesNetworkConfiguration {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ManagedInstancesProvider {
     /// The Amazon Resource Name (ARN) of the infrastructure role that Amazon ECS assumes to manage instances.
-    #[serde(rename = "infrastructureRoleArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "infrastructureRoleArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub infrastructure_role_arn: Option<String>,
     /// The launch template that defines how Amazon ECS launches Amazon ECS Managed Instances.
-    #[serde(rename = "instanceLaunchTemplate", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "instanceLaunchTemplate",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub instance_launch_template: Option<InstanceLaunchTemplate>,
     /// Determines whether tags from the capacity provider are automatically applied to Amazon ECS Managed Instances.
-    #[serde(rename = "propagateTags", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "propagateTags",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub propagate_tags: Option<PropagateMITags>,
     /// Defines how Amazon ECS Managed Instances optimizes the infrastastructure in your capacity provider.
-    #[serde(rename = "infrastructureOptimization", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "infrastructureOptimization",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub infrastructure_optimization: Option<InfrastructureOptimization>,
     /// The auto repair configuration for the Amazon ECS Managed Instances capacity provider.
-    #[serde(rename = "autoRepairConfiguration", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "autoRepairConfiguration",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub auto_repair_configuration: Option<AutoRepairConfiguration>,
 }
 
@@ -7120,7 +9384,11 @@ pub struct ManagedInstancesProvider {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ManagedInstancesStorageConfiguration {
     /// The size of the data volume.
-    #[serde(rename = "storageSizeGiB", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "storageSizeGiB",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub storage_size_gi_b: Option<i32>,
 }
 
@@ -7134,7 +9402,11 @@ pub struct ManagedListener {
     #[serde(rename = "status", default, skip_serializing_if = "Option::is_none")]
     pub status: Option<ManagedResourceStatus>,
     /// Informaion about why the load balancer listener is in the current status.
-    #[serde(rename = "statusReason", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "statusReason",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub status_reason: Option<String>,
     /// The Unix timestamp for when this listener was most recently updated.
     #[serde(rename = "updatedAt", default, skip_serializing_if = "Option::is_none")]
@@ -7151,7 +9423,11 @@ pub struct ManagedListenerRule {
     #[serde(rename = "status", default, skip_serializing_if = "Option::is_none")]
     pub status: Option<ManagedResourceStatus>,
     /// Information about why the load balancer listener rule is in the current status.
-    #[serde(rename = "statusReason", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "statusReason",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub status_reason: Option<String>,
     /// The Unix timestamp for when this listener rule was most recently updated.
     #[serde(rename = "updatedAt", default, skip_serializing_if = "Option::is_none")]
@@ -7168,7 +9444,11 @@ pub struct ManagedLoadBalancer {
     #[serde(rename = "status", default, skip_serializing_if = "Option::is_none")]
     pub status: Option<ManagedResourceStatus>,
     /// Information about why the load balancer is in the current status.
-    #[serde(rename = "statusReason", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "statusReason",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub status_reason: Option<String>,
     /// The Unix timestamp for when this load balancer was most recently updated.
     #[serde(rename = "updatedAt", default, skip_serializing_if = "Option::is_none")]
@@ -7180,7 +9460,11 @@ pub struct ManagedLoadBalancer {
     #[serde(rename = "subnetIds", default, skip_serializing_if = "Option::is_none")]
     pub subnet_ids: Option<Vec<String>>,
     /// The IDs of the security groups associated with the load balancer.
-    #[serde(rename = "securityGroupIds", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "securityGroupIds",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub security_group_ids: Option<Vec<String>>,
 }
 
@@ -7194,13 +9478,21 @@ pub struct ManagedLogGroup {
     #[serde(rename = "status", default, skip_serializing_if = "Option::is_none")]
     pub status: Option<ManagedResourceStatus>,
     /// Information about why the Cloudwatch LogGroup is in the current status.
-    #[serde(rename = "statusReason", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "statusReason",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub status_reason: Option<String>,
     /// The Unix timestamp for when the Cloudwatch LogGroup was last updated
     #[serde(rename = "updatedAt", default, skip_serializing_if = "Option::is_none")]
     pub updated_at: Option<Timestamp>,
     /// The name of the Cloudwatch Log Group associated with the Express service.
-    #[serde(rename = "logGroupName", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "logGroupName",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub log_group_name: Option<String>,
 }
 
@@ -7214,7 +9506,11 @@ pub struct ManagedMetricAlarm {
     #[serde(rename = "status", default, skip_serializing_if = "Option::is_none")]
     pub status: Option<ManagedResourceStatus>,
     /// Information about why the CloudWatch metric alarm is in the current status.
-    #[serde(rename = "statusReason", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "statusReason",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub status_reason: Option<String>,
     /// The Unix timestamp for when the CloudWatch metric alarm was last updated.
     #[serde(rename = "updatedAt", default, skip_serializing_if = "Option::is_none")]
@@ -7243,7 +9539,13 @@ pub enum ManagedResourceStatus {
 
 impl ManagedResourceStatus {
     /// Every value, in model order.
-    pub const ALL: &'static [ManagedResourceStatus] = &[ManagedResourceStatus::Provisioning, ManagedResourceStatus::Active, ManagedResourceStatus::Deprovisioning, ManagedResourceStatus::Deleted, ManagedResourceStatus::Failed];
+    pub const ALL: &'static [ManagedResourceStatus] = &[
+        ManagedResourceStatus::Provisioning,
+        ManagedResourceStatus::Active,
+        ManagedResourceStatus::Deprovisioning,
+        ManagedResourceStatus::Deleted,
+        ManagedResourceStatus::Failed,
+    ];
 
     /// The wire spelling.
     pub fn as_str(self) -> &'static str {
@@ -7287,16 +9589,28 @@ pub struct ManagedScalableTarget {
     #[serde(rename = "status", default, skip_serializing_if = "Option::is_none")]
     pub status: Option<ManagedResourceStatus>,
     /// Information about why the scalable target is in the current status.
-    #[serde(rename = "statusReason", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "statusReason",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub status_reason: Option<String>,
     /// The Unix timestamp for when the target was most recently updated.
     #[serde(rename = "updatedAt", default, skip_serializing_if = "Option::is_none")]
     pub updated_at: Option<Timestamp>,
     /// The minimum value to scale to in response to a scale-in activity.
-    #[serde(rename = "minCapacity", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "minCapacity",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub min_capacity: Option<i32>,
     /// The maximum value to scale to in response to a scale-out activity.
-    #[serde(rename = "maxCapacity", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "maxCapacity",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub max_capacity: Option<i32>,
 }
 
@@ -7307,16 +9621,32 @@ pub struct ManagedScaling {
     #[serde(rename = "status", default, skip_serializing_if = "Option::is_none")]
     pub status: Option<ManagedScalingStatus>,
     /// The target capacity utilization as a percentage for the capacity provider.
-    #[serde(rename = "targetCapacity", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "targetCapacity",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub target_capacity: Option<i32>,
     /// The minimum number of Amazon EC2 instances that Amazon ECS will scale out at one time.
-    #[serde(rename = "minimumScalingStepSize", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "minimumScalingStepSize",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub minimum_scaling_step_size: Option<i32>,
     /// The maximum number of Amazon EC2 instances that Amazon ECS will scale out at one time.
-    #[serde(rename = "maximumScalingStepSize", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "maximumScalingStepSize",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub maximum_scaling_step_size: Option<i32>,
     /// The period of time, in seconds, after a newly launched Amazon EC2 instance can contribute to CloudWatch metrics for Auto Scaling group.
-    #[serde(rename = "instanceWarmupPeriod", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "instanceWarmupPeriod",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub instance_warmup_period: Option<i32>,
 }
 
@@ -7333,7 +9663,10 @@ pub enum ManagedScalingStatus {
 
 impl ManagedScalingStatus {
     /// Every value, in model order.
-    pub const ALL: &'static [ManagedScalingStatus] = &[ManagedScalingStatus::Enabled, ManagedScalingStatus::Disabled];
+    pub const ALL: &'static [ManagedScalingStatus] = &[
+        ManagedScalingStatus::Enabled,
+        ManagedScalingStatus::Disabled,
+    ];
 
     /// The wire spelling.
     pub fn as_str(self) -> &'static str {
@@ -7371,7 +9704,11 @@ pub struct ManagedSecurityGroup {
     #[serde(rename = "status", default, skip_serializing_if = "Option::is_none")]
     pub status: Option<ManagedResourceStatus>,
     /// Information about why the security group is in the current status.
-    #[serde(rename = "statusReason", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "statusReason",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub status_reason: Option<String>,
     /// The Unix timestamp for when the security group was last updated.
     #[serde(rename = "updatedAt", default, skip_serializing_if = "Option::is_none")]
@@ -7385,7 +9722,11 @@ pub struct ManagedStorageConfiguration {
     #[serde(rename = "kmsKeyId", default, skip_serializing_if = "Option::is_none")]
     pub kms_key_id: Option<String>,
     /// Specify the Key Management Service key ID for Fargate ephemeral storage.
-    #[serde(rename = "fargateEphemeralStorageKmsKeyId", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "fargateEphemeralStorageKmsKeyId",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub fargate_ephemeral_storage_kms_key_id: Option<String>,
 }
 
@@ -7399,16 +9740,28 @@ pub struct ManagedTargetGroup {
     #[serde(rename = "status", default, skip_serializing_if = "Option::is_none")]
     pub status: Option<ManagedResourceStatus>,
     /// Information about why the target group is in the current status.
-    #[serde(rename = "statusReason", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "statusReason",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub status_reason: Option<String>,
     /// The Unix timestamp for when the target group was last updated.
     #[serde(rename = "updatedAt", default, skip_serializing_if = "Option::is_none")]
     pub updated_at: Option<Timestamp>,
     /// The destination for health checks on the targets.
-    #[serde(rename = "healthCheckPath", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "healthCheckPath",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub health_check_path: Option<String>,
     /// The port the load balancer uses when performing health checks on targets.
-    #[serde(rename = "healthCheckPort", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "healthCheckPort",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub health_check_port: Option<i32>,
     /// The port on which the targets receive traffic.
     #[serde(rename = "port", default, skip_serializing_if = "Option::is_none")]
@@ -7428,7 +9781,10 @@ pub enum ManagedTerminationProtection {
 
 impl ManagedTerminationProtection {
     /// Every value, in model order.
-    pub const ALL: &'static [ManagedTerminationProtection] = &[ManagedTerminationProtection::Enabled, ManagedTerminationProtection::Disabled];
+    pub const ALL: &'static [ManagedTerminationProtection] = &[
+        ManagedTerminationProtection::Enabled,
+        ManagedTerminationProtection::Disabled,
+    ];
 
     /// The wire spelling.
     pub fn as_str(self) -> &'static str {
@@ -7451,7 +9807,9 @@ impl std::str::FromStr for ManagedTerminationProtection {
         match s {
             "ENABLED" => Ok(ManagedTerminationProtection::Enabled),
             "DISABLED" => Ok(ManagedTerminationProtection::Disabled),
-            other => Err(format!("{other:?} is not a valid ManagedTerminationProtection")),
+            other => Err(format!(
+                "{other:?} is not a valid ManagedTerminationProtection"
+            )),
         }
     }
 }
@@ -7497,10 +9855,18 @@ impl Required for MemoryMiBRequest {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct MountPoint {
     /// The name of the volume to mount.
-    #[serde(rename = "sourceVolume", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "sourceVolume",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub source_volume: Option<String>,
     /// The path on the container to mount the host volume at.
-    #[serde(rename = "containerPath", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "containerPath",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub container_path: Option<String>,
     /// If this value is true, the container has read-only access to the volume.
     #[serde(rename = "readOnly", default, skip_serializing_if = "Option::is_none")]
@@ -7531,7 +9897,11 @@ pub struct NetworkBinding {
     #[serde(rename = "bindIP", default, skip_serializing_if = "Option::is_none")]
     pub bind_ip: Option<String>,
     /// The port number on the container that's used with the network binding.
-    #[serde(rename = "containerPort", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "containerPort",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub container_port: Option<i32>,
     /// The port number on the host that's used with the network binding.
     #[serde(rename = "hostPort", default, skip_serializing_if = "Option::is_none")]
@@ -7540,10 +9910,18 @@ pub struct NetworkBinding {
     #[serde(rename = "protocol", default, skip_serializing_if = "Option::is_none")]
     pub protocol: Option<TransportProtocol>,
     /// The port number range on the container that's bound to the dynamically mapped host port range.
-    #[serde(rename = "containerPortRange", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "containerPortRange",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub container_port_range: Option<String>,
     /// The port number range on the host that's used with the network binding.
-    #[serde(rename = "hostPortRange", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "hostPortRange",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub host_port_range: Option<String>,
 }
 
@@ -7551,7 +9929,11 @@ pub struct NetworkBinding {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct NetworkConfiguration {
     /// The VPC subnets and security groups that are associated with a task.
-    #[serde(rename = "awsvpcConfiguration", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "awsvpcConfiguration",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub awsvpc_configuration: Option<AwsVpcConfiguration>,
 }
 
@@ -7559,13 +9941,25 @@ pub struct NetworkConfiguration {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct NetworkInterface {
     /// The attachment ID for the network interface.
-    #[serde(rename = "attachmentId", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "attachmentId",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub attachment_id: Option<String>,
     /// The private IPv4 address for the network interface.
-    #[serde(rename = "privateIpv4Address", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "privateIpv4Address",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub private_ipv4_address: Option<String>,
     /// The private IPv6 address for the network interface.
-    #[serde(rename = "ipv6Address", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "ipv6Address",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub ipv6_address: Option<String>,
 }
 
@@ -7605,7 +9999,12 @@ pub enum NetworkMode {
 
 impl NetworkMode {
     /// Every value, in model order.
-    pub const ALL: &'static [NetworkMode] = &[NetworkMode::Bridge, NetworkMode::Host, NetworkMode::Awsvpc, NetworkMode::None];
+    pub const ALL: &'static [NetworkMode] = &[
+        NetworkMode::Bridge,
+        NetworkMode::Host,
+        NetworkMode::Awsvpc,
+        NetworkMode::None,
+    ];
 
     /// The wire spelling.
     pub fn as_str(self) -> &'static str {
@@ -7674,7 +10073,18 @@ pub enum OSFamily {
 
 impl OSFamily {
     /// Every value, in model order.
-    pub const ALL: &'static [OSFamily] = &[OSFamily::WindowsServer2019Full, OSFamily::WindowsServer2019Core, OSFamily::WindowsServer2016Full, OSFamily::WindowsServer2004Core, OSFamily::WindowsServer2022Core, OSFamily::WindowsServer2022Full, OSFamily::WindowsServer2025Core, OSFamily::WindowsServer2025Full, OSFamily::WindowsServer20h2Core, OSFamily::Linux];
+    pub const ALL: &'static [OSFamily] = &[
+        OSFamily::WindowsServer2019Full,
+        OSFamily::WindowsServer2019Core,
+        OSFamily::WindowsServer2016Full,
+        OSFamily::WindowsServer2004Core,
+        OSFamily::WindowsServer2022Core,
+        OSFamily::WindowsServer2022Full,
+        OSFamily::WindowsServer2025Core,
+        OSFamily::WindowsServer2025Full,
+        OSFamily::WindowsServer20h2Core,
+        OSFamily::Linux,
+    ];
 
     /// The wire spelling.
     pub fn as_str(self) -> &'static str {
@@ -7766,7 +10176,11 @@ pub struct PlacementConstraint {
     #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
     pub r#type: Option<PlacementConstraintType>,
     /// A cluster query language expression to apply to the constraint.
-    #[serde(rename = "expression", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "expression",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub expression: Option<String>,
 }
 
@@ -7783,7 +10197,10 @@ pub enum PlacementConstraintType {
 
 impl PlacementConstraintType {
     /// Every value, in model order.
-    pub const ALL: &'static [PlacementConstraintType] = &[PlacementConstraintType::DistinctInstance, PlacementConstraintType::MemberOf];
+    pub const ALL: &'static [PlacementConstraintType] = &[
+        PlacementConstraintType::DistinctInstance,
+        PlacementConstraintType::MemberOf,
+    ];
 
     /// The wire spelling.
     pub fn as_str(self) -> &'static str {
@@ -7838,7 +10255,11 @@ pub enum PlacementStrategyType {
 
 impl PlacementStrategyType {
     /// Every value, in model order.
-    pub const ALL: &'static [PlacementStrategyType] = &[PlacementStrategyType::Random, PlacementStrategyType::Spread, PlacementStrategyType::Binpack];
+    pub const ALL: &'static [PlacementStrategyType] = &[
+        PlacementStrategyType::Random,
+        PlacementStrategyType::Spread,
+        PlacementStrategyType::Binpack,
+    ];
 
     /// The wire spelling.
     pub fn as_str(self) -> &'static str {
@@ -7919,7 +10340,11 @@ impl std::str::FromStr for PlatformDeviceType {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct PortMapping {
     /// The port number on the container that's bound to the user-specified or automatically assigned host port.
-    #[serde(rename = "containerPort", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "containerPort",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub container_port: Option<i32>,
     /// The port number on the container instance to reserve for your container.
     #[serde(rename = "hostPort", default, skip_serializing_if = "Option::is_none")]
@@ -7931,10 +10356,18 @@ pub struct PortMapping {
     #[serde(rename = "name", default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
     /// The application protocol that's used for the port mapping.
-    #[serde(rename = "appProtocol", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "appProtocol",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub app_protocol: Option<ApplicationProtocol>,
     /// The port number range on the container that's bound to the dynamically mapped host port range.
-    #[serde(rename = "containerPortRange", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "containerPortRange",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub container_port_range: Option<String>,
 }
 
@@ -7951,7 +10384,8 @@ pub enum PropagateMITags {
 
 impl PropagateMITags {
     /// Every value, in model order.
-    pub const ALL: &'static [PropagateMITags] = &[PropagateMITags::CapacityProvider, PropagateMITags::None];
+    pub const ALL: &'static [PropagateMITags] =
+        &[PropagateMITags::CapacityProvider, PropagateMITags::None];
 
     /// The wire spelling.
     pub fn as_str(self) -> &'static str {
@@ -7995,7 +10429,11 @@ pub enum PropagateTags {
 
 impl PropagateTags {
     /// Every value, in model order.
-    pub const ALL: &'static [PropagateTags] = &[PropagateTags::TaskDefinition, PropagateTags::Service, PropagateTags::None];
+    pub const ALL: &'static [PropagateTags] = &[
+        PropagateTags::TaskDefinition,
+        PropagateTags::Service,
+        PropagateTags::None,
+    ];
 
     /// The wire spelling.
     pub fn as_str(self) -> &'static str {
@@ -8032,10 +10470,18 @@ pub struct ProtectedTask {
     #[serde(rename = "taskArn", default, skip_serializing_if = "Option::is_none")]
     pub task_arn: Option<String>,
     /// The protection status of the task.
-    #[serde(rename = "protectionEnabled", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "protectionEnabled",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub protection_enabled: Option<bool>,
     /// The epoch time when protection for the task will expire.
-    #[serde(rename = "expirationDate", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "expirationDate",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub expiration_date: Option<Timestamp>,
 }
 
@@ -8046,10 +10492,18 @@ pub struct ProxyConfiguration {
     #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
     pub r#type: Option<ProxyConfigurationType>,
     /// The name of the container that will serve as the App Mesh proxy.
-    #[serde(rename = "containerName", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "containerName",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub container_name: Option<String>,
     /// The set of network configuration parameters to provide the Container Network Interface (CNI) plugin, specified as key-value pairs.
-    #[serde(rename = "properties", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "properties",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub properties: Option<Vec<KeyValuePair>>,
 }
 
@@ -8130,7 +10584,11 @@ pub struct PutAccountSettingRequest {
     #[serde(rename = "value", default, skip_serializing_if = "Option::is_none")]
     pub value: Option<String>,
     /// The ARN of the principal, which can be a user, role, or the root user.
-    #[serde(rename = "principalArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "principalArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub principal_arn: Option<String>,
 }
 
@@ -8161,7 +10619,11 @@ pub struct PutAttributesRequest {
     #[serde(rename = "cluster", default, skip_serializing_if = "Option::is_none")]
     pub cluster: Option<String>,
     /// The attributes to apply to your resource.
-    #[serde(rename = "attributes", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "attributes",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub attributes: Option<Vec<Attribute>>,
 }
 
@@ -8178,7 +10640,11 @@ impl Required for PutAttributesRequest {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct PutAttributesResponse {
     /// The attributes applied to your resource.
-    #[serde(rename = "attributes", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "attributes",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub attributes: Option<Vec<Attribute>>,
 }
 
@@ -8189,10 +10655,18 @@ pub struct PutClusterCapacityProvidersRequest {
     #[serde(rename = "cluster", default, skip_serializing_if = "Option::is_none")]
     pub cluster: Option<String>,
     /// The name of one or more capacity providers to associate with the cluster.
-    #[serde(rename = "capacityProviders", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "capacityProviders",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub capacity_providers: Option<Vec<String>>,
     /// The capacity provider strategy to use by default for the cluster.
-    #[serde(rename = "defaultCapacityProviderStrategy", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "defaultCapacityProviderStrategy",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub default_capacity_provider_strategy: Option<Vec<CapacityProviderStrategyItem>>,
 }
 
@@ -8226,25 +10700,53 @@ pub struct RegisterContainerInstanceRequest {
     #[serde(rename = "cluster", default, skip_serializing_if = "Option::is_none")]
     pub cluster: Option<String>,
     /// The instance identity document for the EC2 instance to register.
-    #[serde(rename = "instanceIdentityDocument", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "instanceIdentityDocument",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub instance_identity_document: Option<String>,
     /// The instance identity document signature for the EC2 instance to register.
-    #[serde(rename = "instanceIdentityDocumentSignature", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "instanceIdentityDocumentSignature",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub instance_identity_document_signature: Option<String>,
     /// The resources available on the instance.
-    #[serde(rename = "totalResources", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "totalResources",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub total_resources: Option<Vec<Resource>>,
     /// The version information for the Amazon ECS container agent and Docker daemon that runs on the container instance.
-    #[serde(rename = "versionInfo", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "versionInfo",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub version_info: Option<VersionInfo>,
     /// The ARN of the container instance (if it was previously registered).
-    #[serde(rename = "containerInstanceArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "containerInstanceArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub container_instance_arn: Option<String>,
     /// The container instance attributes that this container instance supports.
-    #[serde(rename = "attributes", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "attributes",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub attributes: Option<Vec<Attribute>>,
     /// The devices that are available on the container instance.
-    #[serde(rename = "platformDevices", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "platformDevices",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub platform_devices: Option<Vec<PlatformDevice>>,
     /// The metadata that you apply to the container instance to help you categorize and organize them.
     #[serde(rename = "tags", default, skip_serializing_if = "Option::is_none")]
@@ -8261,7 +10763,11 @@ impl Required for RegisterContainerInstanceRequest {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct RegisterContainerInstanceResponse {
     /// The container instance that was registered.
-    #[serde(rename = "containerInstance", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "containerInstance",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub container_instance: Option<ContainerInstance>,
 }
 
@@ -8272,13 +10778,25 @@ pub struct RegisterDaemonTaskDefinitionRequest {
     #[serde(rename = "family", default, skip_serializing_if = "Option::is_none")]
     pub family: Option<String>,
     /// The short name or full Amazon Resource Name (ARN) of the IAM role that containers in this daemon task can assume.
-    #[serde(rename = "taskRoleArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "taskRoleArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub task_role_arn: Option<String>,
     /// The Amazon Resource Name (ARN) of the task execution role that grants the Amazon ECS container agent permission to make Amazon Web Services API calls on your behalf.
-    #[serde(rename = "executionRoleArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "executionRoleArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub execution_role_arn: Option<String>,
     /// A list of container definitions in JSON format that describe the containers that make up your daemon task.
-    #[serde(rename = "containerDefinitions", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "containerDefinitions",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub container_definitions: Option<Vec<DaemonContainerDefinition>>,
     /// The number of CPU units used by the daemon task.
     #[serde(rename = "cpu", default, skip_serializing_if = "Option::is_none")]
@@ -8310,7 +10828,11 @@ impl Required for RegisterDaemonTaskDefinitionRequest {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct RegisterDaemonTaskDefinitionResponse {
     /// The full Amazon Resource Name (ARN) of the registered daemon task definition.
-    #[serde(rename = "daemonTaskDefinitionArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "daemonTaskDefinitionArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub daemon_task_definition_arn: Option<String>,
 }
 
@@ -8321,25 +10843,49 @@ pub struct RegisterTaskDefinitionRequest {
     #[serde(rename = "family", default, skip_serializing_if = "Option::is_none")]
     pub family: Option<String>,
     /// The short name or full Amazon Resource Name (ARN) of the IAM role that containers in this task can assume.
-    #[serde(rename = "taskRoleArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "taskRoleArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub task_role_arn: Option<String>,
     /// The Amazon Resource Name (ARN) of the task execution role that grants the Amazon ECS container agent permission to make Amazon Web Services API calls on your behalf.
-    #[serde(rename = "executionRoleArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "executionRoleArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub execution_role_arn: Option<String>,
     /// The Docker networking mode to use for the containers in the task.
-    #[serde(rename = "networkMode", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "networkMode",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub network_mode: Option<NetworkMode>,
     /// A list of container definitions in JSON format that describe the different containers that make up your task.
-    #[serde(rename = "containerDefinitions", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "containerDefinitions",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub container_definitions: Option<Vec<ContainerDefinition>>,
     /// A list of volume definitions in JSON format that containers in your task might use.
     #[serde(rename = "volumes", default, skip_serializing_if = "Option::is_none")]
     pub volumes: Option<Vec<Volume>>,
     /// An array of placement constraint objects to use for the task.
-    #[serde(rename = "placementConstraints", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "placementConstraints",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub placement_constraints: Option<Vec<TaskDefinitionPlacementConstraint>>,
     /// The task launch type that Amazon ECS validates the task definition against.
-    #[serde(rename = "requiresCompatibilities", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "requiresCompatibilities",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub requires_compatibilities: Option<Vec<Compatibility>>,
     /// The number of CPU units used by the task.
     #[serde(rename = "cpu", default, skip_serializing_if = "Option::is_none")]
@@ -8357,19 +10903,39 @@ pub struct RegisterTaskDefinitionRequest {
     #[serde(rename = "ipcMode", default, skip_serializing_if = "Option::is_none")]
     pub ipc_mode: Option<IpcMode>,
     /// The configuration details for the App Mesh proxy.
-    #[serde(rename = "proxyConfiguration", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "proxyConfiguration",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub proxy_configuration: Option<ProxyConfiguration>,
     /// The Elastic Inference accelerators to use for the containers in the task.
-    #[serde(rename = "inferenceAccelerators", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "inferenceAccelerators",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub inference_accelerators: Option<Vec<InferenceAccelerator>>,
     /// The amount of ephemeral storage to allocate for the task.
-    #[serde(rename = "ephemeralStorage", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "ephemeralStorage",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub ephemeral_storage: Option<EphemeralStorage>,
     /// The operating system that your tasks definitions run on.
-    #[serde(rename = "runtimePlatform", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "runtimePlatform",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub runtime_platform: Option<RuntimePlatform>,
     /// Enables fault injection when you register your task definition and allows for fault injection requests to be accepted from the task's containers.
-    #[serde(rename = "enableFaultInjection", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "enableFaultInjection",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub enable_fault_injection: Option<bool>,
 }
 
@@ -8389,7 +10955,11 @@ impl Required for RegisterTaskDefinitionRequest {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct RegisterTaskDefinitionResponse {
     /// The full description of the registered task definition.
-    #[serde(rename = "taskDefinition", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "taskDefinition",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub task_definition: Option<TaskDefinition>,
     /// The list of tags associated with the task definition.
     #[serde(rename = "tags", default, skip_serializing_if = "Option::is_none")]
@@ -8400,7 +10970,11 @@ pub struct RegisterTaskDefinitionResponse {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct RepositoryCredentials {
     /// The Amazon Resource Name (ARN) of the secret containing the private repository credentials.
-    #[serde(rename = "credentialsParameter", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "credentialsParameter",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub credentials_parameter: Option<String>,
 }
 
@@ -8408,7 +10982,11 @@ pub struct RepositoryCredentials {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ResolvedConfiguration {
     /// The resolved load balancer configuration for the service revision.
-    #[serde(rename = "loadBalancers", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "loadBalancers",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub load_balancers: Option<Vec<ServiceRevisionLoadBalancer>>,
 }
 
@@ -8422,16 +11000,28 @@ pub struct Resource {
     #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
     pub r#type: Option<String>,
     /// When the doubleValue type is set, the value of the resource must be a double precision floating-point type.
-    #[serde(rename = "doubleValue", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "doubleValue",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub double_value: Option<f64>,
     /// When the longValue type is set, the value of the resource must be an extended precision floating-point type.
     #[serde(rename = "longValue", default, skip_serializing_if = "Option::is_none")]
     pub long_value: Option<i64>,
     /// When the integerValue type is set, the value of the resource must be an integer.
-    #[serde(rename = "integerValue", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "integerValue",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub integer_value: Option<i32>,
     /// When the stringSetValue type is set, the value of the resource must be a string type.
-    #[serde(rename = "stringSetValue", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "stringSetValue",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub string_set_value: Option<Vec<String>>,
 }
 
@@ -8448,7 +11038,10 @@ pub enum ResourceManagementType {
 
 impl ResourceManagementType {
     /// Every value, in model order.
-    pub const ALL: &'static [ResourceManagementType] = &[ResourceManagementType::Customer, ResourceManagementType::Ecs];
+    pub const ALL: &'static [ResourceManagementType] = &[
+        ResourceManagementType::Customer,
+        ResourceManagementType::Ecs,
+    ];
 
     /// The wire spelling.
     pub fn as_str(self) -> &'static str {
@@ -8500,7 +11093,8 @@ pub enum ResourceType {
 
 impl ResourceType {
     /// Every value, in model order.
-    pub const ALL: &'static [ResourceType] = &[ResourceType::Gpu, ResourceType::InferenceAccelerator];
+    pub const ALL: &'static [ResourceType] =
+        &[ResourceType::Gpu, ResourceType::InferenceAccelerator];
 
     /// The wire spelling.
     pub fn as_str(self) -> &'static str {
@@ -8538,7 +11132,11 @@ pub struct Rollback {
     #[serde(rename = "startedAt", default, skip_serializing_if = "Option::is_none")]
     pub started_at: Option<Timestamp>,
     /// The ARN of the service revision deployed as part of the rollback.
-    #[serde(rename = "serviceRevisionArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "serviceRevisionArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub service_revision_arn: Option<String>,
 }
 
@@ -8546,7 +11144,11 @@ pub struct Rollback {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct RunTaskRequest {
     /// The capacity provider strategy to use for the task.
-    #[serde(rename = "capacityProviderStrategy", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "capacityProviderStrategy",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub capacity_provider_strategy: Option<Vec<CapacityProviderStrategyItem>>,
     /// The short name or full Amazon Resource Name (ARN) of the cluster to run your task on.
     #[serde(rename = "cluster", default, skip_serializing_if = "Option::is_none")]
@@ -8555,37 +11157,73 @@ pub struct RunTaskRequest {
     #[serde(rename = "count", default, skip_serializing_if = "Option::is_none")]
     pub count: Option<i32>,
     /// Specifies whether to use Amazon ECS managed tags for the task.
-    #[serde(rename = "enableECSManagedTags", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "enableECSManagedTags",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub enable_ecs_managed_tags: Option<bool>,
     /// Determines whether to use the execute command functionality for the containers in this task.
-    #[serde(rename = "enableExecuteCommand", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "enableExecuteCommand",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub enable_execute_command: Option<bool>,
     /// The name of the task group to associate with the task.
     #[serde(rename = "group", default, skip_serializing_if = "Option::is_none")]
     pub group: Option<String>,
     /// The infrastructure to run your standalone task on.
-    #[serde(rename = "launchType", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "launchType",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub launch_type: Option<LaunchType>,
     /// The network configuration for the task.
-    #[serde(rename = "networkConfiguration", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "networkConfiguration",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub network_configuration: Option<NetworkConfiguration>,
     /// A list of container overrides in JSON format that specify the name of a container in the specified task definition and the overrides it should receive.
     #[serde(rename = "overrides", default, skip_serializing_if = "Option::is_none")]
     pub overrides: Option<TaskOverride>,
     /// An array of placement constraint objects to use for the task.
-    #[serde(rename = "placementConstraints", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "placementConstraints",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub placement_constraints: Option<Vec<PlacementConstraint>>,
     /// The placement strategy objects to use for the task.
-    #[serde(rename = "placementStrategy", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "placementStrategy",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub placement_strategy: Option<Vec<PlacementStrategy>>,
     /// The platform version the task uses.
-    #[serde(rename = "platformVersion", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "platformVersion",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub platform_version: Option<String>,
     /// Specifies whether to propagate the tags from the task definition to the task.
-    #[serde(rename = "propagateTags", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "propagateTags",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub propagate_tags: Option<PropagateTags>,
     /// This parameter is only used by Amazon ECS.
-    #[serde(rename = "referenceId", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "referenceId",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub reference_id: Option<String>,
     /// An optional tag specified when a task is started.
     #[serde(rename = "startedBy", default, skip_serializing_if = "Option::is_none")]
@@ -8594,13 +11232,25 @@ pub struct RunTaskRequest {
     #[serde(rename = "tags", default, skip_serializing_if = "Option::is_none")]
     pub tags: Option<Vec<Tag>>,
     /// The family and revision (family:revision) or full ARN of the task definition to run.
-    #[serde(rename = "taskDefinition", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "taskDefinition",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub task_definition: Option<String>,
     /// An identifier that you provide to ensure the idempotency of the request.
-    #[serde(rename = "clientToken", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "clientToken",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub client_token: Option<String>,
     /// The details of the volume that was configuredAtLaunch.
-    #[serde(rename = "volumeConfigurations", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "volumeConfigurations",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub volume_configurations: Option<Vec<TaskVolumeConfiguration>>,
 }
 
@@ -8628,10 +11278,18 @@ pub struct RunTaskResponse {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct RuntimePlatform {
     /// The CPU architecture.
-    #[serde(rename = "cpuArchitecture", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "cpuArchitecture",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub cpu_architecture: Option<CPUArchitecture>,
     /// The operating system.
-    #[serde(rename = "operatingSystemFamily", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "operatingSystemFamily",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub operating_system_family: Option<OSFamily>,
 }
 
@@ -8639,16 +11297,32 @@ pub struct RuntimePlatform {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct S3FilesVolumeConfiguration {
     /// The full ARN of the S3 Files file system to mount.
-    #[serde(rename = "fileSystemArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "fileSystemArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub file_system_arn: Option<String>,
     /// The directory within the Amazon S3 Files file system to mount as the root directory.
-    #[serde(rename = "rootDirectory", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "rootDirectory",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub root_directory: Option<String>,
     /// The port to use for sending encrypted data between the ECS host and the S3 Files file system.
-    #[serde(rename = "transitEncryptionPort", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "transitEncryptionPort",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub transit_encryption_port: Option<i32>,
     /// The full ARN of the S3 Files access point to use.
-    #[serde(rename = "accessPointArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "accessPointArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub access_point_arn: Option<String>,
 }
 
@@ -8712,7 +11386,8 @@ pub enum SchedulingStrategy {
 
 impl SchedulingStrategy {
     /// Every value, in model order.
-    pub const ALL: &'static [SchedulingStrategy] = &[SchedulingStrategy::Replica, SchedulingStrategy::Daemon];
+    pub const ALL: &'static [SchedulingStrategy] =
+        &[SchedulingStrategy::Replica, SchedulingStrategy::Daemon];
 
     /// The wire spelling.
     pub fn as_str(self) -> &'static str {
@@ -8796,55 +11471,115 @@ pub struct Secret {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Service {
     /// The ARN that identifies the service.
-    #[serde(rename = "serviceArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "serviceArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub service_arn: Option<String>,
     /// The name of your service.
-    #[serde(rename = "serviceName", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "serviceName",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub service_name: Option<String>,
     /// The Amazon Resource Name (ARN) of the cluster that hosts the service.
-    #[serde(rename = "clusterArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "clusterArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub cluster_arn: Option<String>,
     /// A list of Elastic Load Balancing load balancer objects.
-    #[serde(rename = "loadBalancers", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "loadBalancers",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub load_balancers: Option<Vec<LoadBalancer>>,
     /// The details for the service discovery registries to assign to this service.
-    #[serde(rename = "serviceRegistries", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "serviceRegistries",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub service_registries: Option<Vec<ServiceRegistry>>,
     /// The status of the service.
     #[serde(rename = "status", default, skip_serializing_if = "Option::is_none")]
     pub status: Option<String>,
     /// The desired number of instantiations of the task definition to keep running on the service.
-    #[serde(rename = "desiredCount", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "desiredCount",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub desired_count: Option<i32>,
     /// The number of tasks in the cluster that are in the RUNNING state.
-    #[serde(rename = "runningCount", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "runningCount",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub running_count: Option<i32>,
     /// The number of tasks in the cluster that are in the PENDING state.
-    #[serde(rename = "pendingCount", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "pendingCount",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub pending_count: Option<i32>,
     /// The launch type the service is using.
-    #[serde(rename = "launchType", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "launchType",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub launch_type: Option<LaunchType>,
     /// The capacity provider strategy the service uses.
-    #[serde(rename = "capacityProviderStrategy", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "capacityProviderStrategy",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub capacity_provider_strategy: Option<Vec<CapacityProviderStrategyItem>>,
     /// The platform version to run your service on.
-    #[serde(rename = "platformVersion", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "platformVersion",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub platform_version: Option<String>,
     /// The operating system that your tasks in the service run on.
-    #[serde(rename = "platformFamily", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "platformFamily",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub platform_family: Option<String>,
     /// The task definition to use for tasks in the service.
-    #[serde(rename = "taskDefinition", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "taskDefinition",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub task_definition: Option<String>,
     /// Optional deployment parameters that control how many tasks run during the deployment and the ordering of stopping and starting tasks.
-    #[serde(rename = "deploymentConfiguration", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "deploymentConfiguration",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub deployment_configuration: Option<DeploymentConfiguration>,
     /// Information about a set of Amazon ECS tasks in either an CodeDeploy or an EXTERNAL deployment.
     #[serde(rename = "taskSets", default, skip_serializing_if = "Option::is_none")]
     pub task_sets: Option<Vec<TaskSet>>,
     /// The current state of deployments for the service.
-    #[serde(rename = "deployments", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "deployments",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub deployments: Option<Vec<Deployment>>,
     /// The ARN of the IAM role that's associated with the service.
     #[serde(rename = "roleArn", default, skip_serializing_if = "Option::is_none")]
@@ -8856,28 +11591,60 @@ pub struct Service {
     #[serde(rename = "createdAt", default, skip_serializing_if = "Option::is_none")]
     pub created_at: Option<Timestamp>,
     /// The ARN of the current service deployment.
-    #[serde(rename = "currentServiceDeployment", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "currentServiceDeployment",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub current_service_deployment: Option<String>,
     /// The list of the service revisions.
-    #[serde(rename = "currentServiceRevisions", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "currentServiceRevisions",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub current_service_revisions: Option<Vec<ServiceCurrentRevisionSummary>>,
     /// The placement constraints for the tasks in the service.
-    #[serde(rename = "placementConstraints", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "placementConstraints",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub placement_constraints: Option<Vec<PlacementConstraint>>,
     /// The placement strategy that determines how tasks for the service are placed.
-    #[serde(rename = "placementStrategy", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "placementStrategy",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub placement_strategy: Option<Vec<PlacementStrategy>>,
     /// The VPC subnet and security group configuration for tasks that receive their own elastic network interface by using the awsvpc networking mode.
-    #[serde(rename = "networkConfiguration", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "networkConfiguration",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub network_configuration: Option<NetworkConfiguration>,
     /// The period of time, in seconds, that the Amazon ECS service scheduler ignores unhealthy Elastic Load Balancing, VPC Lattice, and container health checks after a task has first started.
-    #[serde(rename = "healthCheckGracePeriodSeconds", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "healthCheckGracePeriodSeconds",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub health_check_grace_period_seconds: Option<i32>,
     /// The scheduling strategy to use for the service.
-    #[serde(rename = "schedulingStrategy", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "schedulingStrategy",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub scheduling_strategy: Option<SchedulingStrategy>,
     /// The deployment controller type the service is using.
-    #[serde(rename = "deploymentController", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "deploymentController",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub deployment_controller: Option<DeploymentController>,
     /// The metadata that you apply to the service to help you categorize and organize them.
     #[serde(rename = "tags", default, skip_serializing_if = "Option::is_none")]
@@ -8886,19 +11653,39 @@ pub struct Service {
     #[serde(rename = "createdBy", default, skip_serializing_if = "Option::is_none")]
     pub created_by: Option<String>,
     /// Determines whether to use Amazon ECS managed tags for the tasks in the service.
-    #[serde(rename = "enableECSManagedTags", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "enableECSManagedTags",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub enable_ecs_managed_tags: Option<bool>,
     /// Determines whether to propagate the tags from the task definition or the service to the task.
-    #[serde(rename = "propagateTags", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "propagateTags",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub propagate_tags: Option<PropagateTags>,
     /// Determines whether the execute command functionality is turned on for the service.
-    #[serde(rename = "enableExecuteCommand", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "enableExecuteCommand",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub enable_execute_command: Option<bool>,
     /// Indicates whether to use Availability Zone rebalancing for the service.
-    #[serde(rename = "availabilityZoneRebalancing", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "availabilityZoneRebalancing",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub availability_zone_rebalancing: Option<AvailabilityZoneRebalancing>,
     /// Identifies whether an ECS Service is an Express Service managed by ECS, or managed by the customer.
-    #[serde(rename = "resourceManagementType", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "resourceManagementType",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub resource_management_type: Option<ResourceManagementType>,
 }
 
@@ -8909,7 +11696,11 @@ pub struct ServiceConnectAccessLogConfiguration {
     #[serde(rename = "format", default, skip_serializing_if = "Option::is_none")]
     pub format: Option<ServiceConnectAccessLoggingFormat>,
     /// Specifies whether to include query parameters in Service Connect access logs.
-    #[serde(rename = "includeQueryParameters", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "includeQueryParameters",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub include_query_parameters: Option<ServiceConnectIncludeQueryParameters>,
 }
 
@@ -8926,7 +11717,10 @@ pub enum ServiceConnectAccessLoggingFormat {
 
 impl ServiceConnectAccessLoggingFormat {
     /// Every value, in model order.
-    pub const ALL: &'static [ServiceConnectAccessLoggingFormat] = &[ServiceConnectAccessLoggingFormat::Text, ServiceConnectAccessLoggingFormat::Json];
+    pub const ALL: &'static [ServiceConnectAccessLoggingFormat] = &[
+        ServiceConnectAccessLoggingFormat::Text,
+        ServiceConnectAccessLoggingFormat::Json,
+    ];
 
     /// The wire spelling.
     pub fn as_str(self) -> &'static str {
@@ -8949,7 +11743,9 @@ impl std::str::FromStr for ServiceConnectAccessLoggingFormat {
         match s {
             "TEXT" => Ok(ServiceConnectAccessLoggingFormat::Text),
             "JSON" => Ok(ServiceConnectAccessLoggingFormat::Json),
-            other => Err(format!("{other:?} is not a valid ServiceConnectAccessLoggingFormat")),
+            other => Err(format!(
+                "{other:?} is not a valid ServiceConnectAccessLoggingFormat"
+            )),
         }
     }
 }
@@ -8964,7 +11760,11 @@ pub struct ServiceConnectClientAlias {
     #[serde(rename = "dnsName", default, skip_serializing_if = "Option::is_none")]
     pub dns_name: Option<String>,
     /// The configuration for test traffic routing rules used during blue/green deployments with Amazon ECS Service Connect.
-    #[serde(rename = "testTrafficRules", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "testTrafficRules",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub test_traffic_rules: Option<ServiceConnectTestTrafficRules>,
 }
 
@@ -8981,10 +11781,18 @@ pub struct ServiceConnectConfiguration {
     #[serde(rename = "services", default, skip_serializing_if = "Option::is_none")]
     pub services: Option<Vec<ServiceConnectService>>,
     /// `logConfiguration`
-    #[serde(rename = "logConfiguration", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "logConfiguration",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub log_configuration: Option<LogConfiguration>,
     /// The configuration for Service Connect access logging.
-    #[serde(rename = "accessLogConfiguration", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "accessLogConfiguration",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub access_log_configuration: Option<ServiceConnectAccessLogConfiguration>,
 }
 
@@ -9001,7 +11809,10 @@ pub enum ServiceConnectIncludeQueryParameters {
 
 impl ServiceConnectIncludeQueryParameters {
     /// Every value, in model order.
-    pub const ALL: &'static [ServiceConnectIncludeQueryParameters] = &[ServiceConnectIncludeQueryParameters::Disabled, ServiceConnectIncludeQueryParameters::Enabled];
+    pub const ALL: &'static [ServiceConnectIncludeQueryParameters] = &[
+        ServiceConnectIncludeQueryParameters::Disabled,
+        ServiceConnectIncludeQueryParameters::Enabled,
+    ];
 
     /// The wire spelling.
     pub fn as_str(self) -> &'static str {
@@ -9024,7 +11835,9 @@ impl std::str::FromStr for ServiceConnectIncludeQueryParameters {
         match s {
             "DISABLED" => Ok(ServiceConnectIncludeQueryParameters::Disabled),
             "ENABLED" => Ok(ServiceConnectIncludeQueryParameters::Enabled),
-            other => Err(format!("{other:?} is not a valid ServiceConnectIncludeQueryParameters")),
+            other => Err(format!(
+                "{other:?} is not a valid ServiceConnectIncludeQueryParameters"
+            )),
         }
     }
 }
@@ -9036,13 +11849,25 @@ pub struct ServiceConnectService {
     #[serde(rename = "portName", default, skip_serializing_if = "Option::is_none")]
     pub port_name: Option<String>,
     /// The discoveryName is the name of the new Cloud Map service that Amazon ECS creates for this Amazon ECS service.
-    #[serde(rename = "discoveryName", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "discoveryName",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub discovery_name: Option<String>,
     /// The list of client aliases for this Service Connect service.
-    #[serde(rename = "clientAliases", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "clientAliases",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub client_aliases: Option<Vec<ServiceConnectClientAlias>>,
     /// The port number for the Service Connect proxy to listen on.
-    #[serde(rename = "ingressPortOverride", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "ingressPortOverride",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub ingress_port_override: Option<i32>,
     /// A reference to an object that represents the configured timeouts for Service Connect.
     #[serde(rename = "timeout", default, skip_serializing_if = "Option::is_none")]
@@ -9056,10 +11881,18 @@ pub struct ServiceConnectService {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ServiceConnectServiceResource {
     /// The discovery name of this Service Connect resource.
-    #[serde(rename = "discoveryName", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "discoveryName",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub discovery_name: Option<String>,
     /// The Amazon Resource Name (ARN) for the service in Cloud Map that matches the discovery name for this Service Connect resource.
-    #[serde(rename = "discoveryArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "discoveryArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub discovery_arn: Option<String>,
 }
 
@@ -9094,7 +11927,11 @@ pub struct ServiceConnectTestTrafficRules {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ServiceConnectTlsCertificateAuthority {
     /// The ARN of the Amazon Web Services Private Certificate Authority certificate.
-    #[serde(rename = "awsPcaAuthorityArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "awsPcaAuthorityArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub aws_pca_authority_arn: Option<String>,
 }
 
@@ -9102,7 +11939,11 @@ pub struct ServiceConnectTlsCertificateAuthority {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ServiceConnectTlsConfiguration {
     /// The signer certificate authority.
-    #[serde(rename = "issuerCertificateAuthority", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "issuerCertificateAuthority",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub issuer_certificate_authority: Option<ServiceConnectTlsCertificateAuthority>,
     /// The Amazon Web Services Key Management Service key.
     #[serde(rename = "kmsKey", default, skip_serializing_if = "Option::is_none")]
@@ -9119,13 +11960,25 @@ pub struct ServiceCurrentRevisionSummary {
     #[serde(rename = "arn", default, skip_serializing_if = "Option::is_none")]
     pub arn: Option<String>,
     /// The number of requested tasks in the current service revision
-    #[serde(rename = "requestedTaskCount", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "requestedTaskCount",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub requested_task_count: Option<i32>,
     /// The number of running tasks of the current service revision
-    #[serde(rename = "runningTaskCount", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "runningTaskCount",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub running_task_count: Option<i32>,
     /// The number of pending tasks in the current service revision
-    #[serde(rename = "pendingTaskCount", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "pendingTaskCount",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub pending_task_count: Option<i32>,
 }
 
@@ -9133,13 +11986,25 @@ pub struct ServiceCurrentRevisionSummary {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ServiceDeployment {
     /// The ARN of the service deployment.
-    #[serde(rename = "serviceDeploymentArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "serviceDeploymentArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub service_deployment_arn: Option<String>,
     /// The ARN of the service for this service deployment.
-    #[serde(rename = "serviceArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "serviceArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub service_arn: Option<String>,
     /// The ARN of the cluster that hosts the service.
-    #[serde(rename = "clusterArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "clusterArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub cluster_arn: Option<String>,
     /// The time the service deployment was created.
     #[serde(rename = "createdAt", default, skip_serializing_if = "Option::is_none")]
@@ -9148,7 +12013,11 @@ pub struct ServiceDeployment {
     #[serde(rename = "startedAt", default, skip_serializing_if = "Option::is_none")]
     pub started_at: Option<Timestamp>,
     /// The time the service deployment finished.
-    #[serde(rename = "finishedAt", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "finishedAt",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub finished_at: Option<Timestamp>,
     /// The time the service deployment stopped.
     #[serde(rename = "stoppedAt", default, skip_serializing_if = "Option::is_none")]
@@ -9157,31 +12026,59 @@ pub struct ServiceDeployment {
     #[serde(rename = "updatedAt", default, skip_serializing_if = "Option::is_none")]
     pub updated_at: Option<Timestamp>,
     /// The currently deployed workload configuration.
-    #[serde(rename = "sourceServiceRevisions", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "sourceServiceRevisions",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub source_service_revisions: Option<Vec<ServiceRevisionSummary>>,
     /// The workload configuration being deployed.
-    #[serde(rename = "targetServiceRevision", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "targetServiceRevision",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub target_service_revision: Option<ServiceRevisionSummary>,
     /// The service deployment state.
     #[serde(rename = "status", default, skip_serializing_if = "Option::is_none")]
     pub status: Option<ServiceDeploymentStatus>,
     /// Information about why the service deployment is in the current status.
-    #[serde(rename = "statusReason", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "statusReason",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub status_reason: Option<String>,
     /// The current lifecycle stage of the deployment.
-    #[serde(rename = "lifecycleStage", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "lifecycleStage",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub lifecycle_stage: Option<ServiceDeploymentLifecycleStage>,
     /// The details of the lifecycle hooks for the current service deployment.
-    #[serde(rename = "lifecycleHookDetails", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "lifecycleHookDetails",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub lifecycle_hook_details: Option<Vec<DeploymentLifecycleHookDetail>>,
     /// `deploymentConfiguration`
-    #[serde(rename = "deploymentConfiguration", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "deploymentConfiguration",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub deployment_configuration: Option<DeploymentConfiguration>,
     /// The rollback options the service deployment uses when the deployment fails.
     #[serde(rename = "rollback", default, skip_serializing_if = "Option::is_none")]
     pub rollback: Option<Rollback>,
     /// The circuit breaker configuration that determines a service deployment failed.
-    #[serde(rename = "deploymentCircuitBreaker", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "deploymentCircuitBreaker",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub deployment_circuit_breaker: Option<ServiceDeploymentCircuitBreaker>,
     /// The CloudWatch alarms that determine when a service deployment fails.
     #[serde(rename = "alarms", default, skip_serializing_if = "Option::is_none")]
@@ -9195,10 +12092,18 @@ pub struct ServiceDeploymentAlarms {
     #[serde(rename = "status", default, skip_serializing_if = "Option::is_none")]
     pub status: Option<ServiceDeploymentRollbackMonitorsStatus>,
     /// The name of the CloudWatch alarms that determine when a service deployment failed.
-    #[serde(rename = "alarmNames", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "alarmNames",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub alarm_names: Option<Vec<String>>,
     /// One or more CloudWatch alarm names that have been triggered during the service deployment.
-    #[serde(rename = "triggeredAlarmNames", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "triggeredAlarmNames",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub triggered_alarm_names: Option<Vec<String>>,
 }
 
@@ -9206,13 +12111,25 @@ pub struct ServiceDeploymentAlarms {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ServiceDeploymentBrief {
     /// The ARN of the service deployment.
-    #[serde(rename = "serviceDeploymentArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "serviceDeploymentArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub service_deployment_arn: Option<String>,
     /// The ARN of the service for this service deployment.
-    #[serde(rename = "serviceArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "serviceArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub service_arn: Option<String>,
     /// The ARN of the cluster that hosts the service.
-    #[serde(rename = "clusterArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "clusterArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub cluster_arn: Option<String>,
     /// The time that the service deployment statred.
     #[serde(rename = "startedAt", default, skip_serializing_if = "Option::is_none")]
@@ -9221,16 +12138,28 @@ pub struct ServiceDeploymentBrief {
     #[serde(rename = "createdAt", default, skip_serializing_if = "Option::is_none")]
     pub created_at: Option<Timestamp>,
     /// The time that the service deployment completed.
-    #[serde(rename = "finishedAt", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "finishedAt",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub finished_at: Option<Timestamp>,
     /// The ARN of the service revision being deplyed.
-    #[serde(rename = "targetServiceRevisionArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "targetServiceRevisionArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub target_service_revision_arn: Option<String>,
     /// The status of the service deployment
     #[serde(rename = "status", default, skip_serializing_if = "Option::is_none")]
     pub status: Option<ServiceDeploymentStatus>,
     /// Information about why the service deployment is in the current status.
-    #[serde(rename = "statusReason", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "statusReason",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub status_reason: Option<String>,
 }
 
@@ -9241,7 +12170,11 @@ pub struct ServiceDeploymentCircuitBreaker {
     #[serde(rename = "status", default, skip_serializing_if = "Option::is_none")]
     pub status: Option<ServiceDeploymentRollbackMonitorsStatus>,
     /// The number of times the circuit breaker detected a service deploymeny failure.
-    #[serde(rename = "failureCount", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "failureCount",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub failure_count: Option<i32>,
     /// The threshhold which determines that the service deployment failed.
     #[serde(rename = "threshold", default, skip_serializing_if = "Option::is_none")]
@@ -9285,7 +12218,18 @@ pub enum ServiceDeploymentLifecycleStage {
 
 impl ServiceDeploymentLifecycleStage {
     /// Every value, in model order.
-    pub const ALL: &'static [ServiceDeploymentLifecycleStage] = &[ServiceDeploymentLifecycleStage::ReconcileService, ServiceDeploymentLifecycleStage::PreScaleUp, ServiceDeploymentLifecycleStage::ScaleUp, ServiceDeploymentLifecycleStage::PostScaleUp, ServiceDeploymentLifecycleStage::TestTrafficShift, ServiceDeploymentLifecycleStage::PostTestTrafficShift, ServiceDeploymentLifecycleStage::ProductionTrafficShift, ServiceDeploymentLifecycleStage::PostProductionTrafficShift, ServiceDeploymentLifecycleStage::BakeTime, ServiceDeploymentLifecycleStage::CleanUp];
+    pub const ALL: &'static [ServiceDeploymentLifecycleStage] = &[
+        ServiceDeploymentLifecycleStage::ReconcileService,
+        ServiceDeploymentLifecycleStage::PreScaleUp,
+        ServiceDeploymentLifecycleStage::ScaleUp,
+        ServiceDeploymentLifecycleStage::PostScaleUp,
+        ServiceDeploymentLifecycleStage::TestTrafficShift,
+        ServiceDeploymentLifecycleStage::PostTestTrafficShift,
+        ServiceDeploymentLifecycleStage::ProductionTrafficShift,
+        ServiceDeploymentLifecycleStage::PostProductionTrafficShift,
+        ServiceDeploymentLifecycleStage::BakeTime,
+        ServiceDeploymentLifecycleStage::CleanUp,
+    ];
 
     /// The wire spelling.
     pub fn as_str(self) -> &'static str {
@@ -9297,7 +12241,9 @@ impl ServiceDeploymentLifecycleStage {
             ServiceDeploymentLifecycleStage::TestTrafficShift => "TEST_TRAFFIC_SHIFT",
             ServiceDeploymentLifecycleStage::PostTestTrafficShift => "POST_TEST_TRAFFIC_SHIFT",
             ServiceDeploymentLifecycleStage::ProductionTrafficShift => "PRODUCTION_TRAFFIC_SHIFT",
-            ServiceDeploymentLifecycleStage::PostProductionTrafficShift => "POST_PRODUCTION_TRAFFIC_SHIFT",
+            ServiceDeploymentLifecycleStage::PostProductionTrafficShift => {
+                "POST_PRODUCTION_TRAFFIC_SHIFT"
+            }
             ServiceDeploymentLifecycleStage::BakeTime => "BAKE_TIME",
             ServiceDeploymentLifecycleStage::CleanUp => "CLEAN_UP",
         }
@@ -9320,11 +12266,17 @@ impl std::str::FromStr for ServiceDeploymentLifecycleStage {
             "POST_SCALE_UP" => Ok(ServiceDeploymentLifecycleStage::PostScaleUp),
             "TEST_TRAFFIC_SHIFT" => Ok(ServiceDeploymentLifecycleStage::TestTrafficShift),
             "POST_TEST_TRAFFIC_SHIFT" => Ok(ServiceDeploymentLifecycleStage::PostTestTrafficShift),
-            "PRODUCTION_TRAFFIC_SHIFT" => Ok(ServiceDeploymentLifecycleStage::ProductionTrafficShift),
-            "POST_PRODUCTION_TRAFFIC_SHIFT" => Ok(ServiceDeploymentLifecycleStage::PostProductionTrafficShift),
+            "PRODUCTION_TRAFFIC_SHIFT" => {
+                Ok(ServiceDeploymentLifecycleStage::ProductionTrafficShift)
+            }
+            "POST_PRODUCTION_TRAFFIC_SHIFT" => {
+                Ok(ServiceDeploymentLifecycleStage::PostProductionTrafficShift)
+            }
             "BAKE_TIME" => Ok(ServiceDeploymentLifecycleStage::BakeTime),
             "CLEAN_UP" => Ok(ServiceDeploymentLifecycleStage::CleanUp),
-            other => Err(format!("{other:?} is not a valid ServiceDeploymentLifecycleStage")),
+            other => Err(format!(
+                "{other:?} is not a valid ServiceDeploymentLifecycleStage"
+            )),
         }
     }
 }
@@ -9348,7 +12300,12 @@ pub enum ServiceDeploymentRollbackMonitorsStatus {
 
 impl ServiceDeploymentRollbackMonitorsStatus {
     /// Every value, in model order.
-    pub const ALL: &'static [ServiceDeploymentRollbackMonitorsStatus] = &[ServiceDeploymentRollbackMonitorsStatus::Triggered, ServiceDeploymentRollbackMonitorsStatus::Monitoring, ServiceDeploymentRollbackMonitorsStatus::MonitoringComplete, ServiceDeploymentRollbackMonitorsStatus::Disabled];
+    pub const ALL: &'static [ServiceDeploymentRollbackMonitorsStatus] = &[
+        ServiceDeploymentRollbackMonitorsStatus::Triggered,
+        ServiceDeploymentRollbackMonitorsStatus::Monitoring,
+        ServiceDeploymentRollbackMonitorsStatus::MonitoringComplete,
+        ServiceDeploymentRollbackMonitorsStatus::Disabled,
+    ];
 
     /// The wire spelling.
     pub fn as_str(self) -> &'static str {
@@ -9373,9 +12330,13 @@ impl std::str::FromStr for ServiceDeploymentRollbackMonitorsStatus {
         match s {
             "TRIGGERED" => Ok(ServiceDeploymentRollbackMonitorsStatus::Triggered),
             "MONITORING" => Ok(ServiceDeploymentRollbackMonitorsStatus::Monitoring),
-            "MONITORING_COMPLETE" => Ok(ServiceDeploymentRollbackMonitorsStatus::MonitoringComplete),
+            "MONITORING_COMPLETE" => {
+                Ok(ServiceDeploymentRollbackMonitorsStatus::MonitoringComplete)
+            }
             "DISABLED" => Ok(ServiceDeploymentRollbackMonitorsStatus::Disabled),
-            other => Err(format!("{other:?} is not a valid ServiceDeploymentRollbackMonitorsStatus")),
+            other => Err(format!(
+                "{other:?} is not a valid ServiceDeploymentRollbackMonitorsStatus"
+            )),
         }
     }
 }
@@ -9414,7 +12375,17 @@ pub enum ServiceDeploymentStatus {
 
 impl ServiceDeploymentStatus {
     /// Every value, in model order.
-    pub const ALL: &'static [ServiceDeploymentStatus] = &[ServiceDeploymentStatus::Pending, ServiceDeploymentStatus::Successful, ServiceDeploymentStatus::Stopped, ServiceDeploymentStatus::StopRequested, ServiceDeploymentStatus::InProgress, ServiceDeploymentStatus::RollbackRequested, ServiceDeploymentStatus::RollbackInProgress, ServiceDeploymentStatus::RollbackSuccessful, ServiceDeploymentStatus::RollbackFailed];
+    pub const ALL: &'static [ServiceDeploymentStatus] = &[
+        ServiceDeploymentStatus::Pending,
+        ServiceDeploymentStatus::Successful,
+        ServiceDeploymentStatus::Stopped,
+        ServiceDeploymentStatus::StopRequested,
+        ServiceDeploymentStatus::InProgress,
+        ServiceDeploymentStatus::RollbackRequested,
+        ServiceDeploymentStatus::RollbackInProgress,
+        ServiceDeploymentStatus::RollbackSuccessful,
+        ServiceDeploymentStatus::RollbackFailed,
+    ];
 
     /// The wire spelling.
     pub fn as_str(self) -> &'static str {
@@ -9516,31 +12487,55 @@ pub struct ServiceManagedEBSVolumeConfiguration {
     #[serde(rename = "kmsKeyId", default, skip_serializing_if = "Option::is_none")]
     pub kms_key_id: Option<String>,
     /// The volume type.
-    #[serde(rename = "volumeType", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "volumeType",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub volume_type: Option<String>,
     /// The size of the volume in GiB.
     #[serde(rename = "sizeInGiB", default, skip_serializing_if = "Option::is_none")]
     pub size_in_gi_b: Option<i32>,
     /// The snapshot that Amazon ECS uses to create volumes for attachment to tasks maintained by the service.
-    #[serde(rename = "snapshotId", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "snapshotId",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub snapshot_id: Option<String>,
     /// The rate, in MiB/s, at which data is fetched from a snapshot of an existing EBS volume to create new volumes for attachment to the tasks maintained by the service.
-    #[serde(rename = "volumeInitializationRate", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "volumeInitializationRate",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub volume_initialization_rate: Option<i32>,
     /// The number of I/O operations per second (IOPS).
     #[serde(rename = "iops", default, skip_serializing_if = "Option::is_none")]
     pub iops: Option<i32>,
     /// The throughput to provision for a volume, in MiB/s, with a maximum of 1,000 MiB/s.
-    #[serde(rename = "throughput", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "throughput",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub throughput: Option<i32>,
     /// The tags to apply to the volume.
-    #[serde(rename = "tagSpecifications", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "tagSpecifications",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub tag_specifications: Option<Vec<EBSTagSpecification>>,
     /// The ARN of the IAM role to associate with this volume.
     #[serde(rename = "roleArn", default, skip_serializing_if = "Option::is_none")]
     pub role_arn: Option<String>,
     /// The filesystem type for the volume.
-    #[serde(rename = "filesystemType", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "filesystemType",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub filesystem_type: Option<TaskFilesystemType>,
 }
 
@@ -9548,16 +12543,28 @@ pub struct ServiceManagedEBSVolumeConfiguration {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ServiceRegistry {
     /// The Amazon Resource Name (ARN) of the service registry.
-    #[serde(rename = "registryArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "registryArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub registry_arn: Option<String>,
     /// The port value used if your service discovery service specified an SRV record.
     #[serde(rename = "port", default, skip_serializing_if = "Option::is_none")]
     pub port: Option<i32>,
     /// The container name value to be used for your service discovery service.
-    #[serde(rename = "containerName", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "containerName",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub container_name: Option<String>,
     /// The port value to be used for your service discovery service.
-    #[serde(rename = "containerPort", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "containerPort",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub container_port: Option<i32>,
 }
 
@@ -9565,64 +12572,140 @@ pub struct ServiceRegistry {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ServiceRevision {
     /// The ARN of the service revision.
-    #[serde(rename = "serviceRevisionArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "serviceRevisionArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub service_revision_arn: Option<String>,
     /// The ARN of the service for the service revision.
-    #[serde(rename = "serviceArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "serviceArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub service_arn: Option<String>,
     /// The ARN of the cluster that hosts the service.
-    #[serde(rename = "clusterArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "clusterArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub cluster_arn: Option<String>,
     /// The task definition the service revision uses.
-    #[serde(rename = "taskDefinition", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "taskDefinition",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub task_definition: Option<String>,
     /// The capacity provider strategy the service revision uses.
-    #[serde(rename = "capacityProviderStrategy", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "capacityProviderStrategy",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub capacity_provider_strategy: Option<Vec<CapacityProviderStrategyItem>>,
     /// The launch type the service revision uses.
-    #[serde(rename = "launchType", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "launchType",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub launch_type: Option<LaunchType>,
     /// For the Fargate launch type, the platform version the service revision uses.
-    #[serde(rename = "platformVersion", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "platformVersion",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub platform_version: Option<String>,
     /// The platform family the service revision uses.
-    #[serde(rename = "platformFamily", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "platformFamily",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub platform_family: Option<String>,
     /// The load balancers the service revision uses.
-    #[serde(rename = "loadBalancers", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "loadBalancers",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub load_balancers: Option<Vec<LoadBalancer>>,
     /// The service registries (for Service Discovery) the service revision uses.
-    #[serde(rename = "serviceRegistries", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "serviceRegistries",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub service_registries: Option<Vec<ServiceRegistry>>,
     /// `networkConfiguration`
-    #[serde(rename = "networkConfiguration", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "networkConfiguration",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub network_configuration: Option<NetworkConfiguration>,
     /// The container images the service revision uses.
-    #[serde(rename = "containerImages", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "containerImages",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub container_images: Option<Vec<ContainerImage>>,
     /// Indicates whether Runtime Monitoring is turned on.
-    #[serde(rename = "guardDutyEnabled", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "guardDutyEnabled",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub guard_duty_enabled: Option<bool>,
     /// `serviceConnectConfiguration`
-    #[serde(rename = "serviceConnectConfiguration", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "serviceConnectConfiguration",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub service_connect_configuration: Option<ServiceConnectConfiguration>,
     /// The volumes that are configured at deployment that the service revision uses.
-    #[serde(rename = "volumeConfigurations", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "volumeConfigurations",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub volume_configurations: Option<Vec<ServiceVolumeConfiguration>>,
     /// `fargateEphemeralStorage`
-    #[serde(rename = "fargateEphemeralStorage", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "fargateEphemeralStorage",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub fargate_ephemeral_storage: Option<DeploymentEphemeralStorage>,
     /// The time that the service revision was created.
     #[serde(rename = "createdAt", default, skip_serializing_if = "Option::is_none")]
     pub created_at: Option<Timestamp>,
     /// The VPC Lattice configuration for the service revision.
-    #[serde(rename = "vpcLatticeConfigurations", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "vpcLatticeConfigurations",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub vpc_lattice_configurations: Option<Vec<VpcLatticeConfiguration>>,
     /// The resolved configuration for the service revision which contains the actual resources your service revision uses, such as which target groups serve traffic.
-    #[serde(rename = "resolvedConfiguration", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "resolvedConfiguration",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub resolved_configuration: Option<ResolvedConfiguration>,
     /// The resources created and managed by Amazon ECS when you create an Express service for Amazon ECS.
-    #[serde(rename = "ecsManagedResources", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "ecsManagedResources",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub ecs_managed_resources: Option<ECSManagedResources>,
 }
 
@@ -9630,10 +12713,18 @@ pub struct ServiceRevision {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct ServiceRevisionLoadBalancer {
     /// The Amazon Resource Name (ARN) of the target group associated with the service revision.
-    #[serde(rename = "targetGroupArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "targetGroupArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub target_group_arn: Option<String>,
     /// The Amazon Resource Name (ARN) of the production listener rule or listener that directs traffic to the target group associated with the service revision.
-    #[serde(rename = "productionListenerRule", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "productionListenerRule",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub production_listener_rule: Option<String>,
 }
 
@@ -9644,19 +12735,39 @@ pub struct ServiceRevisionSummary {
     #[serde(rename = "arn", default, skip_serializing_if = "Option::is_none")]
     pub arn: Option<String>,
     /// The number of requested tasks for the service revision.
-    #[serde(rename = "requestedTaskCount", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "requestedTaskCount",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub requested_task_count: Option<i32>,
     /// The number of running tasks for the service revision.
-    #[serde(rename = "runningTaskCount", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "runningTaskCount",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub running_task_count: Option<i32>,
     /// The number of pending tasks for the service revision.
-    #[serde(rename = "pendingTaskCount", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "pendingTaskCount",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub pending_task_count: Option<i32>,
     /// The percentage of test traffic that is directed to this service revision.
-    #[serde(rename = "requestedTestTrafficWeight", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "requestedTestTrafficWeight",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub requested_test_traffic_weight: Option<f64>,
     /// The percentage of production traffic that is directed to this service revision.
-    #[serde(rename = "requestedProductionTrafficWeight", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "requestedProductionTrafficWeight",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub requested_production_traffic_weight: Option<f64>,
 }
 
@@ -9667,7 +12778,11 @@ pub struct ServiceVolumeConfiguration {
     #[serde(rename = "name", default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
     /// The configuration for the Amazon EBS volume that Amazon ECS creates and manages on your behalf.
-    #[serde(rename = "managedEBSVolume", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "managedEBSVolume",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub managed_ebs_volume: Option<ServiceManagedEBSVolumeConfiguration>,
 }
 
@@ -9681,7 +12796,11 @@ pub struct Session {
     #[serde(rename = "streamUrl", default, skip_serializing_if = "Option::is_none")]
     pub stream_url: Option<String>,
     /// An encrypted token value containing session and caller information.
-    #[serde(rename = "tokenValue", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "tokenValue",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub token_value: Option<String>,
 }
 
@@ -9695,7 +12814,11 @@ pub struct Setting {
     #[serde(rename = "value", default, skip_serializing_if = "Option::is_none")]
     pub value: Option<String>,
     /// The ARN of the principal.
-    #[serde(rename = "principalArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "principalArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub principal_arn: Option<String>,
     /// Indicates whether Amazon Web Services manages the account setting, or if the user manages it.
     #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
@@ -9742,7 +12865,19 @@ pub enum SettingName {
 
 impl SettingName {
     /// Every value, in model order.
-    pub const ALL: &'static [SettingName] = &[SettingName::ServiceLongArnFormat, SettingName::TaskLongArnFormat, SettingName::ContainerInstanceLongArnFormat, SettingName::AwsvpcTrunking, SettingName::ContainerInsights, SettingName::FargateFIPSMode, SettingName::TagResourceAuthorization, SettingName::FargateTaskRetirementWaitPeriod, SettingName::GuardDutyActivate, SettingName::DefaultLogDriverMode, SettingName::FargateEventWindows];
+    pub const ALL: &'static [SettingName] = &[
+        SettingName::ServiceLongArnFormat,
+        SettingName::TaskLongArnFormat,
+        SettingName::ContainerInstanceLongArnFormat,
+        SettingName::AwsvpcTrunking,
+        SettingName::ContainerInsights,
+        SettingName::FargateFIPSMode,
+        SettingName::TagResourceAuthorization,
+        SettingName::FargateTaskRetirementWaitPeriod,
+        SettingName::GuardDutyActivate,
+        SettingName::DefaultLogDriverMode,
+        SettingName::FargateEventWindows,
+    ];
 
     /// The wire spelling.
     pub fn as_str(self) -> &'static str {
@@ -9883,7 +13018,8 @@ pub enum StabilityStatus {
 
 impl StabilityStatus {
     /// Every value, in model order.
-    pub const ALL: &'static [StabilityStatus] = &[StabilityStatus::SteadyState, StabilityStatus::Stabilizing];
+    pub const ALL: &'static [StabilityStatus] =
+        &[StabilityStatus::SteadyState, StabilityStatus::Stabilizing];
 
     /// The wire spelling.
     pub fn as_str(self) -> &'static str {
@@ -9918,28 +13054,52 @@ pub struct StartTaskRequest {
     #[serde(rename = "cluster", default, skip_serializing_if = "Option::is_none")]
     pub cluster: Option<String>,
     /// The container instance IDs or full ARN entries for the container instances where you would like to place your task.
-    #[serde(rename = "containerInstances", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "containerInstances",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub container_instances: Option<Vec<String>>,
     /// Specifies whether to use Amazon ECS managed tags for the task.
-    #[serde(rename = "enableECSManagedTags", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "enableECSManagedTags",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub enable_ecs_managed_tags: Option<bool>,
     /// Whether or not the execute command functionality is turned on for the task.
-    #[serde(rename = "enableExecuteCommand", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "enableExecuteCommand",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub enable_execute_command: Option<bool>,
     /// The name of the task group to associate with the task.
     #[serde(rename = "group", default, skip_serializing_if = "Option::is_none")]
     pub group: Option<String>,
     /// The VPC subnet and security group configuration for tasks that receive their own elastic network interface by using the awsvpc networking mode.
-    #[serde(rename = "networkConfiguration", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "networkConfiguration",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub network_configuration: Option<NetworkConfiguration>,
     /// A list of container overrides in JSON format that specify the name of a container in the specified task definition and the overrides it receives.
     #[serde(rename = "overrides", default, skip_serializing_if = "Option::is_none")]
     pub overrides: Option<TaskOverride>,
     /// Specifies whether to propagate the tags from the task definition or the service to the task.
-    #[serde(rename = "propagateTags", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "propagateTags",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub propagate_tags: Option<PropagateTags>,
     /// This parameter is only used by Amazon ECS.
-    #[serde(rename = "referenceId", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "referenceId",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub reference_id: Option<String>,
     /// An optional tag specified when a task is started.
     #[serde(rename = "startedBy", default, skip_serializing_if = "Option::is_none")]
@@ -9948,10 +13108,18 @@ pub struct StartTaskRequest {
     #[serde(rename = "tags", default, skip_serializing_if = "Option::is_none")]
     pub tags: Option<Vec<Tag>>,
     /// The family and revision (family:revision) or full ARN of the task definition to start.
-    #[serde(rename = "taskDefinition", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "taskDefinition",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub task_definition: Option<String>,
     /// The details of the volume that was configuredAtLaunch.
-    #[serde(rename = "volumeConfigurations", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "volumeConfigurations",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub volume_configurations: Option<Vec<TaskVolumeConfiguration>>,
 }
 
@@ -9982,7 +13150,11 @@ pub struct StartTaskResponse {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct StopServiceDeploymentRequest {
     /// The ARN of the service deployment that you want to stop.
-    #[serde(rename = "serviceDeploymentArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "serviceDeploymentArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub service_deployment_arn: Option<String>,
     /// How you want Amazon ECS to stop the service.
     #[serde(rename = "stopType", default, skip_serializing_if = "Option::is_none")]
@@ -10002,7 +13174,11 @@ impl Required for StopServiceDeploymentRequest {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct StopServiceDeploymentResponse {
     /// The ARN of the stopped service deployment.
-    #[serde(rename = "serviceDeploymentArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "serviceDeploymentArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub service_deployment_arn: Option<String>,
 }
 
@@ -10019,7 +13195,10 @@ pub enum StopServiceDeploymentStopType {
 
 impl StopServiceDeploymentStopType {
     /// Every value, in model order.
-    pub const ALL: &'static [StopServiceDeploymentStopType] = &[StopServiceDeploymentStopType::Abort, StopServiceDeploymentStopType::Rollback];
+    pub const ALL: &'static [StopServiceDeploymentStopType] = &[
+        StopServiceDeploymentStopType::Abort,
+        StopServiceDeploymentStopType::Rollback,
+    ];
 
     /// The wire spelling.
     pub fn as_str(self) -> &'static str {
@@ -10042,7 +13221,9 @@ impl std::str::FromStr for StopServiceDeploymentStopType {
         match s {
             "ABORT" => Ok(StopServiceDeploymentStopType::Abort),
             "ROLLBACK" => Ok(StopServiceDeploymentStopType::Rollback),
-            other => Err(format!("{other:?} is not a valid StopServiceDeploymentStopType")),
+            other => Err(format!(
+                "{other:?} is not a valid StopServiceDeploymentStopType"
+            )),
         }
     }
 }
@@ -10085,7 +13266,11 @@ pub struct SubmitAttachmentStateChangesRequest {
     #[serde(rename = "cluster", default, skip_serializing_if = "Option::is_none")]
     pub cluster: Option<String>,
     /// Any attachments associated with the state change request.
-    #[serde(rename = "attachments", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "attachments",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub attachments: Option<Vec<AttachmentStateChange>>,
 }
 
@@ -10102,7 +13287,11 @@ impl Required for SubmitAttachmentStateChangesRequest {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct SubmitAttachmentStateChangesResponse {
     /// Acknowledgement of the state change.
-    #[serde(rename = "acknowledgment", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "acknowledgment",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub acknowledgment: Option<String>,
 }
 
@@ -10116,7 +13305,11 @@ pub struct SubmitContainerStateChangeRequest {
     #[serde(rename = "task", default, skip_serializing_if = "Option::is_none")]
     pub task: Option<String>,
     /// The name of the container.
-    #[serde(rename = "containerName", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "containerName",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub container_name: Option<String>,
     /// The ID of the Docker container.
     #[serde(rename = "runtimeId", default, skip_serializing_if = "Option::is_none")]
@@ -10131,7 +13324,11 @@ pub struct SubmitContainerStateChangeRequest {
     #[serde(rename = "reason", default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
     /// The network bindings of the container.
-    #[serde(rename = "networkBindings", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "networkBindings",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub network_bindings: Option<Vec<NetworkBinding>>,
 }
 
@@ -10145,7 +13342,11 @@ impl Required for SubmitContainerStateChangeRequest {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct SubmitContainerStateChangeResponse {
     /// Acknowledgement of the state change.
-    #[serde(rename = "acknowledgment", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "acknowledgment",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub acknowledgment: Option<String>,
 }
 
@@ -10165,22 +13366,46 @@ pub struct SubmitTaskStateChangeRequest {
     #[serde(rename = "reason", default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
     /// Any containers that's associated with the state change request.
-    #[serde(rename = "containers", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "containers",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub containers: Option<Vec<ContainerStateChange>>,
     /// Any attachments associated with the state change request.
-    #[serde(rename = "attachments", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "attachments",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub attachments: Option<Vec<AttachmentStateChange>>,
     /// The details for the managed agent that's associated with the task.
-    #[serde(rename = "managedAgents", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "managedAgents",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub managed_agents: Option<Vec<ManagedAgentStateChange>>,
     /// The Unix timestamp for the time when the container image pull started.
-    #[serde(rename = "pullStartedAt", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "pullStartedAt",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub pull_started_at: Option<Timestamp>,
     /// The Unix timestamp for the time when the container image pull completed.
-    #[serde(rename = "pullStoppedAt", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "pullStoppedAt",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub pull_stopped_at: Option<Timestamp>,
     /// The Unix timestamp for the time when the task execution stopped.
-    #[serde(rename = "executionStoppedAt", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "executionStoppedAt",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub execution_stopped_at: Option<Timestamp>,
 }
 
@@ -10194,7 +13419,11 @@ impl Required for SubmitTaskStateChangeRequest {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct SubmitTaskStateChangeResponse {
     /// Acknowledgement of the state change.
-    #[serde(rename = "acknowledgment", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "acknowledgment",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub acknowledgment: Option<String>,
 }
 
@@ -10224,7 +13453,11 @@ pub struct Tag {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct TagResourceRequest {
     /// The Amazon Resource Name (ARN) of the resource to add tags to.
-    #[serde(rename = "resourceArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "resourceArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub resource_arn: Option<String>,
     /// The tags to add to the resource.
     #[serde(rename = "tags", default, skip_serializing_if = "Option::is_none")]
@@ -10245,8 +13478,7 @@ impl Required for TagResourceRequest {
 
 /// The `TagResourceResponse` structure.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct TagResourceResponse {
-}
+pub struct TagResourceResponse {}
 
 /// The `TargetType` enumeration.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -10288,31 +13520,67 @@ impl std::str::FromStr for TargetType {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Task {
     /// The Elastic Network Adapter that's associated with the task if the task uses the awsvpc network mode.
-    #[serde(rename = "attachments", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "attachments",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub attachments: Option<Vec<Attachment>>,
     /// The attributes of the task
-    #[serde(rename = "attributes", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "attributes",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub attributes: Option<Vec<Attribute>>,
     /// The Availability Zone for the task.
-    #[serde(rename = "availabilityZone", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "availabilityZone",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub availability_zone: Option<String>,
     /// The capacity provider that's associated with the task.
-    #[serde(rename = "capacityProviderName", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "capacityProviderName",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub capacity_provider_name: Option<String>,
     /// The ARN of the cluster that hosts the task.
-    #[serde(rename = "clusterArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "clusterArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub cluster_arn: Option<String>,
     /// The connectivity status of a task.
-    #[serde(rename = "connectivity", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "connectivity",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub connectivity: Option<Connectivity>,
     /// The Unix timestamp for the time when the task last went into CONNECTED status.
-    #[serde(rename = "connectivityAt", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "connectivityAt",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub connectivity_at: Option<Timestamp>,
     /// The ARN of the container instances that host the task.
-    #[serde(rename = "containerInstanceArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "containerInstanceArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub container_instance_arn: Option<String>,
     /// The containers that's associated with the task.
-    #[serde(rename = "containers", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "containers",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub containers: Option<Vec<Container>>,
     /// The number of CPU units used by the task as expressed in a task definition.
     #[serde(rename = "cpu", default, skip_serializing_if = "Option::is_none")]
@@ -10321,28 +13589,56 @@ pub struct Task {
     #[serde(rename = "createdAt", default, skip_serializing_if = "Option::is_none")]
     pub created_at: Option<Timestamp>,
     /// The desired status of the task.
-    #[serde(rename = "desiredStatus", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "desiredStatus",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub desired_status: Option<String>,
     /// Determines whether execute command functionality is turned on for this task.
-    #[serde(rename = "enableExecuteCommand", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "enableExecuteCommand",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub enable_execute_command: Option<bool>,
     /// The Unix timestamp for the time when the task execution stopped.
-    #[serde(rename = "executionStoppedAt", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "executionStoppedAt",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub execution_stopped_at: Option<Timestamp>,
     /// The name of the task group that's associated with the task.
     #[serde(rename = "group", default, skip_serializing_if = "Option::is_none")]
     pub group: Option<String>,
     /// The health status for the task.
-    #[serde(rename = "healthStatus", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "healthStatus",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub health_status: Option<HealthStatus>,
     /// The Elastic Inference accelerator that's associated with the task.
-    #[serde(rename = "inferenceAccelerators", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "inferenceAccelerators",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub inference_accelerators: Option<Vec<InferenceAccelerator>>,
     /// The last known status for the task.
-    #[serde(rename = "lastStatus", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "lastStatus",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub last_status: Option<String>,
     /// The infrastructure where your task runs on.
-    #[serde(rename = "launchType", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "launchType",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub launch_type: Option<LaunchType>,
     /// The amount of memory (in MiB) that the task uses as expressed in a task definition.
     #[serde(rename = "memory", default, skip_serializing_if = "Option::is_none")]
@@ -10351,16 +13647,32 @@ pub struct Task {
     #[serde(rename = "overrides", default, skip_serializing_if = "Option::is_none")]
     pub overrides: Option<TaskOverride>,
     /// The platform version where your task runs on.
-    #[serde(rename = "platformVersion", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "platformVersion",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub platform_version: Option<String>,
     /// The operating system that your tasks are running on.
-    #[serde(rename = "platformFamily", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "platformFamily",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub platform_family: Option<String>,
     /// The Unix timestamp for the time when the container image pull began.
-    #[serde(rename = "pullStartedAt", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "pullStartedAt",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub pull_started_at: Option<Timestamp>,
     /// The Unix timestamp for the time when the container image pull completed.
-    #[serde(rename = "pullStoppedAt", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "pullStoppedAt",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub pull_stopped_at: Option<Timestamp>,
     /// The Unix timestamp for the time when the task started.
     #[serde(rename = "startedAt", default, skip_serializing_if = "Option::is_none")]
@@ -10375,10 +13687,18 @@ pub struct Task {
     #[serde(rename = "stoppedAt", default, skip_serializing_if = "Option::is_none")]
     pub stopped_at: Option<Timestamp>,
     /// The reason that the task was stopped.
-    #[serde(rename = "stoppedReason", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "stoppedReason",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub stopped_reason: Option<String>,
     /// The Unix timestamp for the time when the task stops.
-    #[serde(rename = "stoppingAt", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "stoppingAt",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub stopping_at: Option<Timestamp>,
     /// The metadata that you apply to the task to help you categorize and organize the task.
     #[serde(rename = "tags", default, skip_serializing_if = "Option::is_none")]
@@ -10387,16 +13707,28 @@ pub struct Task {
     #[serde(rename = "taskArn", default, skip_serializing_if = "Option::is_none")]
     pub task_arn: Option<String>,
     /// The ARN of the task definition that creates the task.
-    #[serde(rename = "taskDefinitionArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "taskDefinitionArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub task_definition_arn: Option<String>,
     /// The version counter for the task.
     #[serde(rename = "version", default, skip_serializing_if = "Option::is_none")]
     pub version: Option<i64>,
     /// The ephemeral storage settings for the task.
-    #[serde(rename = "ephemeralStorage", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "ephemeralStorage",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub ephemeral_storage: Option<EphemeralStorage>,
     /// The Fargate ephemeral storage settings for the task.
-    #[serde(rename = "fargateEphemeralStorage", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "fargateEphemeralStorage",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub fargate_ephemeral_storage: Option<TaskEphemeralStorage>,
 }
 
@@ -10404,22 +13736,42 @@ pub struct Task {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct TaskDefinition {
     /// The full Amazon Resource Name (ARN) of the task definition.
-    #[serde(rename = "taskDefinitionArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "taskDefinitionArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub task_definition_arn: Option<String>,
     /// A list of container definitions in JSON format that describe the different containers that make up your task.
-    #[serde(rename = "containerDefinitions", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "containerDefinitions",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub container_definitions: Option<Vec<ContainerDefinition>>,
     /// The name of a family that this task definition is registered to.
     #[serde(rename = "family", default, skip_serializing_if = "Option::is_none")]
     pub family: Option<String>,
     /// The short name or full Amazon Resource Name (ARN) of the Identity and Access Management role that grants containers in the task permission to call Amazon Web Services APIs on your behalf.
-    #[serde(rename = "taskRoleArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "taskRoleArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub task_role_arn: Option<String>,
     /// The Amazon Resource Name (ARN) of the task execution role that grants the Amazon ECS container agent permission to make Amazon Web Services API calls on your behalf.
-    #[serde(rename = "executionRoleArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "executionRoleArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub execution_role_arn: Option<String>,
     /// The Docker networking mode to use for the containers in the task.
-    #[serde(rename = "networkMode", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "networkMode",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub network_mode: Option<NetworkMode>,
     /// The revision of the task in a particular family.
     #[serde(rename = "revision", default, skip_serializing_if = "Option::is_none")]
@@ -10431,19 +13783,39 @@ pub struct TaskDefinition {
     #[serde(rename = "status", default, skip_serializing_if = "Option::is_none")]
     pub status: Option<TaskDefinitionStatus>,
     /// The container instance attributes required by your task.
-    #[serde(rename = "requiresAttributes", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "requiresAttributes",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub requires_attributes: Option<Vec<Attribute>>,
     /// An array of placement constraint objects to use for tasks.
-    #[serde(rename = "placementConstraints", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "placementConstraints",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub placement_constraints: Option<Vec<TaskDefinitionPlacementConstraint>>,
     /// Amazon ECS validates the task definition parameters with those supported by the launch type.
-    #[serde(rename = "compatibilities", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "compatibilities",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub compatibilities: Option<Vec<Compatibility>>,
     /// The operating system that your task definitions are running on.
-    #[serde(rename = "runtimePlatform", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "runtimePlatform",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub runtime_platform: Option<RuntimePlatform>,
     /// The task launch types the task definition was validated against.
-    #[serde(rename = "requiresCompatibilities", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "requiresCompatibilities",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub requires_compatibilities: Option<Vec<Compatibility>>,
     /// The number of cpu units used by the task.
     #[serde(rename = "cpu", default, skip_serializing_if = "Option::is_none")]
@@ -10452,7 +13824,11 @@ pub struct TaskDefinition {
     #[serde(rename = "memory", default, skip_serializing_if = "Option::is_none")]
     pub memory: Option<String>,
     /// The Elastic Inference accelerator that's associated with the task.
-    #[serde(rename = "inferenceAccelerators", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "inferenceAccelerators",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub inference_accelerators: Option<Vec<InferenceAccelerator>>,
     /// The process namespace to use for the containers in the task.
     #[serde(rename = "pidMode", default, skip_serializing_if = "Option::is_none")]
@@ -10461,25 +13837,53 @@ pub struct TaskDefinition {
     #[serde(rename = "ipcMode", default, skip_serializing_if = "Option::is_none")]
     pub ipc_mode: Option<IpcMode>,
     /// The configuration details for the App Mesh proxy.
-    #[serde(rename = "proxyConfiguration", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "proxyConfiguration",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub proxy_configuration: Option<ProxyConfiguration>,
     /// The Unix timestamp for the time when the task definition was registered.
-    #[serde(rename = "registeredAt", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "registeredAt",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub registered_at: Option<Timestamp>,
     /// The Unix timestamp for the time when the task definition was deregistered.
-    #[serde(rename = "deregisteredAt", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "deregisteredAt",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub deregistered_at: Option<Timestamp>,
     /// The Unix timestamp for the time when the task definition delete was requested.
-    #[serde(rename = "deleteRequestedAt", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "deleteRequestedAt",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub delete_requested_at: Option<Timestamp>,
     /// The principal that registered the task definition.
-    #[serde(rename = "registeredBy", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "registeredBy",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub registered_by: Option<String>,
     /// The ephemeral storage settings to use for tasks run with the task definition.
-    #[serde(rename = "ephemeralStorage", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "ephemeralStorage",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub ephemeral_storage: Option<EphemeralStorage>,
     /// Enables fault injection and allows for fault injection requests to be accepted from the task's containers.
-    #[serde(rename = "enableFaultInjection", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "enableFaultInjection",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub enable_fault_injection: Option<bool>,
 }
 
@@ -10499,7 +13903,11 @@ pub enum TaskDefinitionFamilyStatus {
 
 impl TaskDefinitionFamilyStatus {
     /// Every value, in model order.
-    pub const ALL: &'static [TaskDefinitionFamilyStatus] = &[TaskDefinitionFamilyStatus::Active, TaskDefinitionFamilyStatus::Inactive, TaskDefinitionFamilyStatus::All];
+    pub const ALL: &'static [TaskDefinitionFamilyStatus] = &[
+        TaskDefinitionFamilyStatus::Active,
+        TaskDefinitionFamilyStatus::Inactive,
+        TaskDefinitionFamilyStatus::All,
+    ];
 
     /// The wire spelling.
     pub fn as_str(self) -> &'static str {
@@ -10524,7 +13932,9 @@ impl std::str::FromStr for TaskDefinitionFamilyStatus {
             "ACTIVE" => Ok(TaskDefinitionFamilyStatus::Active),
             "INACTIVE" => Ok(TaskDefinitionFamilyStatus::Inactive),
             "ALL" => Ok(TaskDefinitionFamilyStatus::All),
-            other => Err(format!("{other:?} is not a valid TaskDefinitionFamilyStatus")),
+            other => Err(format!(
+                "{other:?} is not a valid TaskDefinitionFamilyStatus"
+            )),
         }
     }
 }
@@ -10572,7 +13982,11 @@ pub struct TaskDefinitionPlacementConstraint {
     #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
     pub r#type: Option<TaskDefinitionPlacementConstraintType>,
     /// A cluster query language expression to apply to the constraint.
-    #[serde(rename = "expression", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "expression",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub expression: Option<String>,
 }
 
@@ -10586,7 +14000,8 @@ pub enum TaskDefinitionPlacementConstraintType {
 
 impl TaskDefinitionPlacementConstraintType {
     /// Every value, in model order.
-    pub const ALL: &'static [TaskDefinitionPlacementConstraintType] = &[TaskDefinitionPlacementConstraintType::MemberOf];
+    pub const ALL: &'static [TaskDefinitionPlacementConstraintType] =
+        &[TaskDefinitionPlacementConstraintType::MemberOf];
 
     /// The wire spelling.
     pub fn as_str(self) -> &'static str {
@@ -10607,7 +14022,9 @@ impl std::str::FromStr for TaskDefinitionPlacementConstraintType {
     fn from_str(s: &str) -> Result<Self, String> {
         match s {
             "memberOf" => Ok(TaskDefinitionPlacementConstraintType::MemberOf),
-            other => Err(format!("{other:?} is not a valid TaskDefinitionPlacementConstraintType")),
+            other => Err(format!(
+                "{other:?} is not a valid TaskDefinitionPlacementConstraintType"
+            )),
         }
     }
 }
@@ -10628,7 +14045,11 @@ pub enum TaskDefinitionStatus {
 
 impl TaskDefinitionStatus {
     /// Every value, in model order.
-    pub const ALL: &'static [TaskDefinitionStatus] = &[TaskDefinitionStatus::Active, TaskDefinitionStatus::Inactive, TaskDefinitionStatus::DeleteInProgress];
+    pub const ALL: &'static [TaskDefinitionStatus] = &[
+        TaskDefinitionStatus::Active,
+        TaskDefinitionStatus::Inactive,
+        TaskDefinitionStatus::DeleteInProgress,
+    ];
 
     /// The wire spelling.
     pub fn as_str(self) -> &'static str {
@@ -10724,7 +14145,12 @@ pub enum TaskFilesystemType {
 
 impl TaskFilesystemType {
     /// Every value, in model order.
-    pub const ALL: &'static [TaskFilesystemType] = &[TaskFilesystemType::Ext3, TaskFilesystemType::Ext4, TaskFilesystemType::Xfs, TaskFilesystemType::Ntfs];
+    pub const ALL: &'static [TaskFilesystemType] = &[
+        TaskFilesystemType::Ext3,
+        TaskFilesystemType::Ext4,
+        TaskFilesystemType::Xfs,
+        TaskFilesystemType::Ntfs,
+    ];
 
     /// The wire spelling.
     pub fn as_str(self) -> &'static str {
@@ -10766,34 +14192,62 @@ pub struct TaskManagedEBSVolumeConfiguration {
     #[serde(rename = "kmsKeyId", default, skip_serializing_if = "Option::is_none")]
     pub kms_key_id: Option<String>,
     /// The volume type.
-    #[serde(rename = "volumeType", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "volumeType",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub volume_type: Option<String>,
     /// The size of the volume in GiB.
     #[serde(rename = "sizeInGiB", default, skip_serializing_if = "Option::is_none")]
     pub size_in_gi_b: Option<i32>,
     /// The snapshot that Amazon ECS uses to create the volume.
-    #[serde(rename = "snapshotId", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "snapshotId",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub snapshot_id: Option<String>,
     /// The rate, in MiB/s, at which data is fetched from a snapshot of an existing Amazon EBS volume to create a new volume for attachment to the task.
-    #[serde(rename = "volumeInitializationRate", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "volumeInitializationRate",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub volume_initialization_rate: Option<i32>,
     /// The number of I/O operations per second (IOPS).
     #[serde(rename = "iops", default, skip_serializing_if = "Option::is_none")]
     pub iops: Option<i32>,
     /// The throughput to provision for a volume, in MiB/s, with a maximum of 1,000 MiB/s.
-    #[serde(rename = "throughput", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "throughput",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub throughput: Option<i32>,
     /// The tags to apply to the volume.
-    #[serde(rename = "tagSpecifications", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "tagSpecifications",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub tag_specifications: Option<Vec<EBSTagSpecification>>,
     /// The ARN of the IAM role to associate with this volume.
     #[serde(rename = "roleArn", default, skip_serializing_if = "Option::is_none")]
     pub role_arn: Option<String>,
     /// The termination policy for the volume when the task exits.
-    #[serde(rename = "terminationPolicy", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "terminationPolicy",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub termination_policy: Option<TaskManagedEBSVolumeTerminationPolicy>,
     /// The Linux filesystem type for the volume.
-    #[serde(rename = "filesystemType", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "filesystemType",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub filesystem_type: Option<TaskFilesystemType>,
 }
 
@@ -10801,7 +14255,11 @@ pub struct TaskManagedEBSVolumeConfiguration {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct TaskManagedEBSVolumeTerminationPolicy {
     /// Indicates whether the volume should be deleted on when the task stops.
-    #[serde(rename = "deleteOnTermination", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "deleteOnTermination",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub delete_on_termination: Option<bool>,
 }
 
@@ -10809,25 +14267,45 @@ pub struct TaskManagedEBSVolumeTerminationPolicy {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct TaskOverride {
     /// One or more container overrides that are sent to a task.
-    #[serde(rename = "containerOverrides", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "containerOverrides",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub container_overrides: Option<Vec<ContainerOverride>>,
     /// The CPU override for the task.
     #[serde(rename = "cpu", default, skip_serializing_if = "Option::is_none")]
     pub cpu: Option<String>,
     /// The Elastic Inference accelerator override for the task.
-    #[serde(rename = "inferenceAcceleratorOverrides", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "inferenceAcceleratorOverrides",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub inference_accelerator_overrides: Option<Vec<InferenceAcceleratorOverride>>,
     /// The Amazon Resource Name (ARN) of the task execution role override for the task.
-    #[serde(rename = "executionRoleArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "executionRoleArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub execution_role_arn: Option<String>,
     /// The memory override for the task.
     #[serde(rename = "memory", default, skip_serializing_if = "Option::is_none")]
     pub memory: Option<String>,
     /// The Amazon Resource Name (ARN) of the role that containers in this task can assume.
-    #[serde(rename = "taskRoleArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "taskRoleArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub task_role_arn: Option<String>,
     /// The ephemeral storage setting override for the task.
-    #[serde(rename = "ephemeralStorage", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "ephemeralStorage",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub ephemeral_storage: Option<EphemeralStorage>,
 }
 
@@ -10838,34 +14316,66 @@ pub struct TaskSet {
     #[serde(rename = "id", default, skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,
     /// The Amazon Resource Name (ARN) of the task set.
-    #[serde(rename = "taskSetArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "taskSetArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub task_set_arn: Option<String>,
     /// The Amazon Resource Name (ARN) of the service the task set exists in.
-    #[serde(rename = "serviceArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "serviceArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub service_arn: Option<String>,
     /// The Amazon Resource Name (ARN) of the cluster that the service that hosts the task set exists in.
-    #[serde(rename = "clusterArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "clusterArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub cluster_arn: Option<String>,
     /// The tag specified when a task set is started.
     #[serde(rename = "startedBy", default, skip_serializing_if = "Option::is_none")]
     pub started_by: Option<String>,
     /// The external ID associated with the task set.
-    #[serde(rename = "externalId", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "externalId",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub external_id: Option<String>,
     /// The status of the task set.
     #[serde(rename = "status", default, skip_serializing_if = "Option::is_none")]
     pub status: Option<String>,
     /// The task definition that the task set is using.
-    #[serde(rename = "taskDefinition", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "taskDefinition",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub task_definition: Option<String>,
     /// The computed desired count for the task set.
-    #[serde(rename = "computedDesiredCount", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "computedDesiredCount",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub computed_desired_count: Option<i32>,
     /// The number of tasks in the task set that are in the PENDING status during a deployment.
-    #[serde(rename = "pendingCount", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "pendingCount",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub pending_count: Option<i32>,
     /// The number of tasks in the task set that are in the RUNNING status during a deployment.
-    #[serde(rename = "runningCount", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "runningCount",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub running_count: Option<i32>,
     /// The Unix timestamp for the time when the task set was created.
     #[serde(rename = "createdAt", default, skip_serializing_if = "Option::is_none")]
@@ -10874,40 +14384,80 @@ pub struct TaskSet {
     #[serde(rename = "updatedAt", default, skip_serializing_if = "Option::is_none")]
     pub updated_at: Option<Timestamp>,
     /// The launch type the tasks in the task set are using.
-    #[serde(rename = "launchType", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "launchType",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub launch_type: Option<LaunchType>,
     /// The capacity provider strategy that are associated with the task set.
-    #[serde(rename = "capacityProviderStrategy", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "capacityProviderStrategy",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub capacity_provider_strategy: Option<Vec<CapacityProviderStrategyItem>>,
     /// The Fargate platform version where the tasks in the task set are running.
-    #[serde(rename = "platformVersion", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "platformVersion",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub platform_version: Option<String>,
     /// The operating system that your tasks in the set are running on.
-    #[serde(rename = "platformFamily", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "platformFamily",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub platform_family: Option<String>,
     /// The network configuration for the task set.
-    #[serde(rename = "networkConfiguration", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "networkConfiguration",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub network_configuration: Option<NetworkConfiguration>,
     /// Details on a load balancer that are used with a task set.
-    #[serde(rename = "loadBalancers", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "loadBalancers",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub load_balancers: Option<Vec<LoadBalancer>>,
     /// The details for the service discovery registries to assign to this task set.
-    #[serde(rename = "serviceRegistries", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "serviceRegistries",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub service_registries: Option<Vec<ServiceRegistry>>,
     /// A floating-point percentage of your desired number of tasks to place and keep running in the task set.
     #[serde(rename = "scale", default, skip_serializing_if = "Option::is_none")]
     pub scale: Option<Scale>,
     /// The stability status.
-    #[serde(rename = "stabilityStatus", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "stabilityStatus",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub stability_status: Option<StabilityStatus>,
     /// The Unix timestamp for the time when the task set stability status was retrieved.
-    #[serde(rename = "stabilityStatusAt", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "stabilityStatusAt",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub stability_status_at: Option<Timestamp>,
     /// The metadata that you apply to the task set to help you categorize and organize them.
     #[serde(rename = "tags", default, skip_serializing_if = "Option::is_none")]
     pub tags: Option<Vec<Tag>>,
     /// The Fargate ephemeral storage settings for the task set.
-    #[serde(rename = "fargateEphemeralStorage", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "fargateEphemeralStorage",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub fargate_ephemeral_storage: Option<DeploymentEphemeralStorage>,
 }
 
@@ -10972,7 +14522,14 @@ pub enum TaskStopCode {
 
 impl TaskStopCode {
     /// Every value, in model order.
-    pub const ALL: &'static [TaskStopCode] = &[TaskStopCode::TaskFailedToStart, TaskStopCode::EssentialContainerExited, TaskStopCode::UserInitiated, TaskStopCode::ServiceSchedulerInitiated, TaskStopCode::SpotInterruption, TaskStopCode::TerminationNotice];
+    pub const ALL: &'static [TaskStopCode] = &[
+        TaskStopCode::TaskFailedToStart,
+        TaskStopCode::EssentialContainerExited,
+        TaskStopCode::UserInitiated,
+        TaskStopCode::ServiceSchedulerInitiated,
+        TaskStopCode::SpotInterruption,
+        TaskStopCode::TerminationNotice,
+    ];
 
     /// The wire spelling.
     pub fn as_str(self) -> &'static str {
@@ -11015,7 +14572,11 @@ pub struct TaskVolumeConfiguration {
     #[serde(rename = "name", default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
     /// The configuration for the Amazon EBS volume that Amazon ECS creates and manages on your behalf.
-    #[serde(rename = "managedEBSVolume", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "managedEBSVolume",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub managed_ebs_volume: Option<TaskManagedEBSVolumeConfiguration>,
 }
 
@@ -11023,10 +14584,18 @@ pub struct TaskVolumeConfiguration {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct TimeoutConfiguration {
     /// The amount of time in seconds a connection will stay active while idle.
-    #[serde(rename = "idleTimeoutSeconds", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "idleTimeoutSeconds",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub idle_timeout_seconds: Option<i32>,
     /// The amount of time waiting for the upstream to respond with a complete response per request.
-    #[serde(rename = "perRequestTimeoutSeconds", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "perRequestTimeoutSeconds",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub per_request_timeout_seconds: Option<i32>,
 }
 
@@ -11034,13 +14603,21 @@ pub struct TimeoutConfiguration {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Tmpfs {
     /// The absolute file path where the tmpfs volume is to be mounted.
-    #[serde(rename = "containerPath", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "containerPath",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub container_path: Option<String>,
     /// The maximum size (in MiB) of the tmpfs volume.
     #[serde(rename = "size", default, skip_serializing_if = "Option::is_none")]
     pub size: Option<i32>,
     /// The list of tmpfs volume mount options.
-    #[serde(rename = "mountOptions", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "mountOptions",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub mount_options: Option<Vec<String>>,
 }
 
@@ -11168,7 +14745,23 @@ pub enum UlimitName {
 
 impl UlimitName {
     /// Every value, in model order.
-    pub const ALL: &'static [UlimitName] = &[UlimitName::Core, UlimitName::Cpu, UlimitName::Data, UlimitName::Fsize, UlimitName::Locks, UlimitName::Memlock, UlimitName::Msgqueue, UlimitName::Nice, UlimitName::Nofile, UlimitName::Nproc, UlimitName::Rss, UlimitName::Rtprio, UlimitName::Rttime, UlimitName::Sigpending, UlimitName::Stack];
+    pub const ALL: &'static [UlimitName] = &[
+        UlimitName::Core,
+        UlimitName::Cpu,
+        UlimitName::Data,
+        UlimitName::Fsize,
+        UlimitName::Locks,
+        UlimitName::Memlock,
+        UlimitName::Msgqueue,
+        UlimitName::Nice,
+        UlimitName::Nofile,
+        UlimitName::Nproc,
+        UlimitName::Rss,
+        UlimitName::Rtprio,
+        UlimitName::Rttime,
+        UlimitName::Sigpending,
+        UlimitName::Stack,
+    ];
 
     /// The wire spelling.
     pub fn as_str(self) -> &'static str {
@@ -11226,7 +14819,11 @@ impl std::str::FromStr for UlimitName {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct UntagResourceRequest {
     /// The Amazon Resource Name (ARN) of the resource to delete tags from.
-    #[serde(rename = "resourceArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "resourceArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub resource_arn: Option<String>,
     /// The keys of the tags to be removed.
     #[serde(rename = "tagKeys", default, skip_serializing_if = "Option::is_none")]
@@ -11247,8 +14844,7 @@ impl Required for UntagResourceRequest {
 
 /// The `UntagResourceResponse` structure.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct UntagResourceResponse {
-}
+pub struct UntagResourceResponse {}
 
 /// The `UpdateCapacityProviderRequest` structure.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -11260,10 +14856,18 @@ pub struct UpdateCapacityProviderRequest {
     #[serde(rename = "cluster", default, skip_serializing_if = "Option::is_none")]
     pub cluster: Option<String>,
     /// An object that represent the parameters to update for the Auto Scaling group capacity provider.
-    #[serde(rename = "autoScalingGroupProvider", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "autoScalingGroupProvider",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub auto_scaling_group_provider: Option<AutoScalingGroupProviderUpdate>,
     /// The updated configuration for the Amazon ECS Managed Instances provider.
-    #[serde(rename = "managedInstancesProvider", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "managedInstancesProvider",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub managed_instances_provider: Option<UpdateManagedInstancesProviderConfiguration>,
 }
 
@@ -11280,7 +14884,11 @@ impl Required for UpdateCapacityProviderRequest {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct UpdateCapacityProviderResponse {
     /// Details about the capacity provider.
-    #[serde(rename = "capacityProvider", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "capacityProvider",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub capacity_provider: Option<CapacityProvider>,
 }
 
@@ -11294,10 +14902,18 @@ pub struct UpdateClusterRequest {
     #[serde(rename = "settings", default, skip_serializing_if = "Option::is_none")]
     pub settings: Option<Vec<ClusterSetting>>,
     /// The execute command configuration for the cluster.
-    #[serde(rename = "configuration", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "configuration",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub configuration: Option<ClusterConfiguration>,
     /// Use this parameter to set a default Service Connect namespace.
-    #[serde(rename = "serviceConnectDefaults", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "serviceConnectDefaults",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub service_connect_defaults: Option<ClusterServiceConnectDefaultsRequest>,
 }
 
@@ -11356,7 +14972,11 @@ pub struct UpdateContainerAgentRequest {
     #[serde(rename = "cluster", default, skip_serializing_if = "Option::is_none")]
     pub cluster: Option<String>,
     /// The container instance ID or full ARN entries for the container instance where you would like to update the Amazon ECS container agent.
-    #[serde(rename = "containerInstance", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "containerInstance",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub container_instance: Option<String>,
 }
 
@@ -11373,7 +14993,11 @@ impl Required for UpdateContainerAgentRequest {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct UpdateContainerAgentResponse {
     /// The container instance that the container agent was updated for.
-    #[serde(rename = "containerInstance", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "containerInstance",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub container_instance: Option<ContainerInstance>,
 }
 
@@ -11384,7 +15008,11 @@ pub struct UpdateContainerInstancesStateRequest {
     #[serde(rename = "cluster", default, skip_serializing_if = "Option::is_none")]
     pub cluster: Option<String>,
     /// A list of up to 10 container instance IDs or full ARN entries.
-    #[serde(rename = "containerInstances", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "containerInstances",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub container_instances: Option<Vec<String>>,
     /// The container instance state to update the container instance with.
     #[serde(rename = "status", default, skip_serializing_if = "Option::is_none")]
@@ -11407,7 +15035,11 @@ impl Required for UpdateContainerInstancesStateRequest {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct UpdateContainerInstancesStateResponse {
     /// The list of container instances.
-    #[serde(rename = "containerInstances", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "containerInstances",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub container_instances: Option<Vec<ContainerInstance>>,
     /// Any failures associated with the call.
     #[serde(rename = "failures", default, skip_serializing_if = "Option::is_none")]
@@ -11421,22 +15053,46 @@ pub struct UpdateDaemonRequest {
     #[serde(rename = "daemonArn", default, skip_serializing_if = "Option::is_none")]
     pub daemon_arn: Option<String>,
     /// The Amazon Resource Name (ARN) of the daemon task definition to use for the updated daemon.
-    #[serde(rename = "daemonTaskDefinitionArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "daemonTaskDefinitionArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub daemon_task_definition_arn: Option<String>,
     /// The Amazon Resource Names (ARNs) of the capacity providers to associate with the daemon.
-    #[serde(rename = "capacityProviderArns", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "capacityProviderArns",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub capacity_provider_arns: Option<Vec<String>>,
     /// Optional deployment parameters that control how the daemon rolls out updates, including the drain percentage, alarm-based rollback, and bake time.
-    #[serde(rename = "deploymentConfiguration", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "deploymentConfiguration",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub deployment_configuration: Option<DaemonDeploymentConfiguration>,
     /// Specifies whether to propagate the tags from the daemon to the daemon tasks.
-    #[serde(rename = "propagateTags", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "propagateTags",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub propagate_tags: Option<DaemonPropagateTags>,
     /// Specifies whether to turn on Amazon ECS managed tags for the tasks in the daemon.
-    #[serde(rename = "enableECSManagedTags", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "enableECSManagedTags",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub enable_ecs_managed_tags: Option<bool>,
     /// If true, the execute command functionality is turned on for all tasks in the daemon.
-    #[serde(rename = "enableExecuteCommand", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "enableExecuteCommand",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub enable_execute_command: Option<bool>,
 }
 
@@ -11471,7 +15127,11 @@ pub struct UpdateDaemonResponse {
     #[serde(rename = "updatedAt", default, skip_serializing_if = "Option::is_none")]
     pub updated_at: Option<Timestamp>,
     /// The Amazon Resource Name (ARN) of the daemon deployment that was triggered by the update.
-    #[serde(rename = "deploymentArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "deploymentArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub deployment_arn: Option<String>,
 }
 
@@ -11479,22 +15139,46 @@ pub struct UpdateDaemonResponse {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct UpdateExpressGatewayServiceRequest {
     /// The Amazon Resource Name (ARN) of the Express service to update.
-    #[serde(rename = "serviceArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "serviceArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub service_arn: Option<String>,
     /// The Amazon Resource Name (ARN) of the task execution role for the Express service.
-    #[serde(rename = "executionRoleArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "executionRoleArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub execution_role_arn: Option<String>,
     /// The path on the container for Application Load Balancer health checks.
-    #[serde(rename = "healthCheckPath", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "healthCheckPath",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub health_check_path: Option<String>,
     /// The primary container configuration for the Express service.
-    #[serde(rename = "primaryContainer", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "primaryContainer",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub primary_container: Option<ExpressGatewayContainer>,
     /// The Amazon Resource Name (ARN) of the IAM role for containers in this task.
-    #[serde(rename = "taskRoleArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "taskRoleArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub task_role_arn: Option<String>,
     /// The network configuration for the Express service tasks.
-    #[serde(rename = "networkConfiguration", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "networkConfiguration",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub network_configuration: Option<ExpressGatewayServiceNetworkConfiguration>,
     /// The number of CPU units used by the task.
     #[serde(rename = "cpu", default, skip_serializing_if = "Option::is_none")]
@@ -11503,7 +15187,11 @@ pub struct UpdateExpressGatewayServiceRequest {
     #[serde(rename = "memory", default, skip_serializing_if = "Option::is_none")]
     pub memory: Option<String>,
     /// The auto-scaling configuration for the Express service.
-    #[serde(rename = "scalingTarget", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "scalingTarget",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub scaling_target: Option<ExpressGatewayScalingTarget>,
 }
 
@@ -11528,19 +15216,39 @@ pub struct UpdateExpressGatewayServiceResponse {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct UpdateManagedInstancesProviderConfiguration {
     /// The updated Amazon Resource Name (ARN) of the infrastructure role.
-    #[serde(rename = "infrastructureRoleArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "infrastructureRoleArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub infrastructure_role_arn: Option<String>,
     /// The updated launch template configuration.
-    #[serde(rename = "instanceLaunchTemplate", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "instanceLaunchTemplate",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub instance_launch_template: Option<InstanceLaunchTemplateUpdate>,
     /// The updated tag propagation setting.
-    #[serde(rename = "propagateTags", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "propagateTags",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub propagate_tags: Option<PropagateMITags>,
     /// The updated infrastructure optimization configuration.
-    #[serde(rename = "infrastructureOptimization", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "infrastructureOptimization",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub infrastructure_optimization: Option<InfrastructureOptimization>,
     /// The updated auto repair configuration for the Amazon ECS Managed Instances capacity provider.
-    #[serde(rename = "autoRepairConfiguration", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "autoRepairConfiguration",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub auto_repair_configuration: Option<AutoRepairConfiguration>,
 }
 
@@ -11554,7 +15262,11 @@ pub struct UpdateServicePrimaryTaskSetRequest {
     #[serde(rename = "service", default, skip_serializing_if = "Option::is_none")]
     pub service: Option<String>,
     /// The short name or full Amazon Resource Name (ARN) of the task set to set as the primary task set in the deployment.
-    #[serde(rename = "primaryTaskSet", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "primaryTaskSet",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub primary_task_set: Option<String>,
 }
 
@@ -11591,64 +15303,144 @@ pub struct UpdateServiceRequest {
     #[serde(rename = "service", default, skip_serializing_if = "Option::is_none")]
     pub service: Option<String>,
     /// The number of instantiations of the task to place and keep running in your service.
-    #[serde(rename = "desiredCount", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "desiredCount",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub desired_count: Option<i32>,
     /// The family and revision (family:revision) or full ARN of the task definition to run in your service.
-    #[serde(rename = "taskDefinition", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "taskDefinition",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub task_definition: Option<String>,
     /// The details of a capacity provider strategy.
-    #[serde(rename = "capacityProviderStrategy", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "capacityProviderStrategy",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub capacity_provider_strategy: Option<Vec<CapacityProviderStrategyItem>>,
     /// Optional deployment parameters that control how many tasks run during the deployment and the ordering of stopping and starting tasks.
-    #[serde(rename = "deploymentConfiguration", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "deploymentConfiguration",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub deployment_configuration: Option<DeploymentConfiguration>,
     /// Indicates whether to use Availability Zone rebalancing for the service.
-    #[serde(rename = "availabilityZoneRebalancing", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "availabilityZoneRebalancing",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub availability_zone_rebalancing: Option<AvailabilityZoneRebalancing>,
     /// An object representing the network configuration for the service.
-    #[serde(rename = "networkConfiguration", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "networkConfiguration",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub network_configuration: Option<NetworkConfiguration>,
     /// An array of task placement constraint objects to update the service to use.
-    #[serde(rename = "placementConstraints", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "placementConstraints",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub placement_constraints: Option<Vec<PlacementConstraint>>,
     /// The task placement strategy objects to update the service to use.
-    #[serde(rename = "placementStrategy", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "placementStrategy",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub placement_strategy: Option<Vec<PlacementStrategy>>,
     /// The platform version that your tasks in the service run on.
-    #[serde(rename = "platformVersion", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "platformVersion",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub platform_version: Option<String>,
     /// Determines whether to force a new deployment of the service.
-    #[serde(rename = "forceNewDeployment", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "forceNewDeployment",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub force_new_deployment: Option<bool>,
     /// The period of time, in seconds, that the Amazon ECS service scheduler ignores unhealthy Elastic Load Balancing, VPC Lattice, and container health checks after a task has first started.
-    #[serde(rename = "healthCheckGracePeriodSeconds", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "healthCheckGracePeriodSeconds",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub health_check_grace_period_seconds: Option<i32>,
     /// `deploymentController`
-    #[serde(rename = "deploymentController", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "deploymentController",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub deployment_controller: Option<DeploymentController>,
     /// If true, this enables execute command functionality on all task containers.
-    #[serde(rename = "enableExecuteCommand", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "enableExecuteCommand",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub enable_execute_command: Option<bool>,
     /// Determines whether to turn on Amazon ECS managed tags for the tasks in the service.
-    #[serde(rename = "enableECSManagedTags", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "enableECSManagedTags",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub enable_ecs_managed_tags: Option<bool>,
     /// You must have a service-linked role when you update this property A list of Elastic Load Balancing load balancer objects.
-    #[serde(rename = "loadBalancers", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "loadBalancers",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub load_balancers: Option<Vec<LoadBalancer>>,
     /// Determines whether to propagate the tags from the task definition or the service to the task.
-    #[serde(rename = "propagateTags", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "propagateTags",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub propagate_tags: Option<PropagateTags>,
     /// You must have a service-linked role when you update this property.
-    #[serde(rename = "serviceRegistries", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "serviceRegistries",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub service_registries: Option<Vec<ServiceRegistry>>,
     /// The configuration for this service to discover and connect to services, and be discovered by, and connected from, other services within a namespace.
-    #[serde(rename = "serviceConnectConfiguration", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "serviceConnectConfiguration",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub service_connect_configuration: Option<ServiceConnectConfiguration>,
     /// The details of the volume that was configuredAtLaunch.
-    #[serde(rename = "volumeConfigurations", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "volumeConfigurations",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub volume_configurations: Option<Vec<ServiceVolumeConfiguration>>,
     /// An object representing the VPC Lattice configuration for the service being updated.
-    #[serde(rename = "vpcLatticeConfigurations", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "vpcLatticeConfigurations",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub vpc_lattice_configurations: Option<Vec<VpcLatticeConfiguration>>,
 }
 
@@ -11679,10 +15471,18 @@ pub struct UpdateTaskProtectionRequest {
     #[serde(rename = "tasks", default, skip_serializing_if = "Option::is_none")]
     pub tasks: Option<Vec<String>>,
     /// Specify true to mark a task for protection and false to unset protection, making it eligible for termination.
-    #[serde(rename = "protectionEnabled", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "protectionEnabled",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub protection_enabled: Option<bool>,
     /// If you set protectionEnabled to true, you can specify the duration for task protection in minutes.
-    #[serde(rename = "expiresInMinutes", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "expiresInMinutes",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub expires_in_minutes: Option<i32>,
 }
 
@@ -11705,7 +15505,11 @@ impl Required for UpdateTaskProtectionRequest {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct UpdateTaskProtectionResponse {
     /// A list of tasks with the following information.
-    #[serde(rename = "protectedTasks", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "protectedTasks",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub protected_tasks: Option<Vec<ProtectedTask>>,
     /// Any failures associated with the call.
     #[serde(rename = "failures", default, skip_serializing_if = "Option::is_none")]
@@ -11759,19 +15563,31 @@ pub struct UpdateTaskSetResponse {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct UpdatedExpressGatewayService {
     /// The ARN of the Express service that is being updated.
-    #[serde(rename = "serviceArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "serviceArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub service_arn: Option<String>,
     /// The cluster associated with the Express service that is being updated.
     #[serde(rename = "cluster", default, skip_serializing_if = "Option::is_none")]
     pub cluster: Option<String>,
     /// The name of the Express service that is being updated.
-    #[serde(rename = "serviceName", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "serviceName",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub service_name: Option<String>,
     /// The status of the Express service that is being updated.
     #[serde(rename = "status", default, skip_serializing_if = "Option::is_none")]
     pub status: Option<ExpressGatewayServiceStatus>,
     /// The configuration to which the current Express service is being updated to.
-    #[serde(rename = "targetConfiguration", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "targetConfiguration",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub target_configuration: Option<ExpressGatewayServiceConfiguration>,
     /// The Unix timestamp for when the Express service that is being updated was created.
     #[serde(rename = "createdAt", default, skip_serializing_if = "Option::is_none")]
@@ -11814,7 +15630,8 @@ pub enum VersionConsistency {
 
 impl VersionConsistency {
     /// Every value, in model order.
-    pub const ALL: &'static [VersionConsistency] = &[VersionConsistency::Enabled, VersionConsistency::Disabled];
+    pub const ALL: &'static [VersionConsistency] =
+        &[VersionConsistency::Enabled, VersionConsistency::Disabled];
 
     /// The wire spelling.
     pub fn as_str(self) -> &'static str {
@@ -11846,13 +15663,21 @@ impl std::str::FromStr for VersionConsistency {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct VersionInfo {
     /// The version number of the Amazon ECS container agent.
-    #[serde(rename = "agentVersion", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "agentVersion",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub agent_version: Option<String>,
     /// The Git commit hash for the Amazon ECS container agent build on the amazon-ecs-agent GitHub repository.
     #[serde(rename = "agentHash", default, skip_serializing_if = "Option::is_none")]
     pub agent_hash: Option<String>,
     /// The Docker version that's running on the container instance.
-    #[serde(rename = "dockerVersion", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "dockerVersion",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub docker_version: Option<String>,
 }
 
@@ -11866,19 +15691,40 @@ pub struct Volume {
     #[serde(rename = "host", default, skip_serializing_if = "Option::is_none")]
     pub host: Option<HostVolumeProperties>,
     /// This parameter is specified when you use Docker volumes.
-    #[serde(rename = "dockerVolumeConfiguration", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "dockerVolumeConfiguration",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub docker_volume_configuration: Option<DockerVolumeConfiguration>,
     /// This parameter is specified when you use an Amazon Elastic File System file system for task storage.
-    #[serde(rename = "efsVolumeConfiguration", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "efsVolumeConfiguration",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub efs_volume_configuration: Option<EFSVolumeConfiguration>,
     /// This parameter is specified when you use an Amazon S3 Files file system for task storage.
-    #[serde(rename = "s3filesVolumeConfiguration", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "s3filesVolumeConfiguration",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub s3files_volume_configuration: Option<S3FilesVolumeConfiguration>,
     /// This parameter is specified when you use Amazon FSx for Windows File Server file system for task storage.
-    #[serde(rename = "fsxWindowsFileServerVolumeConfiguration", default, skip_serializing_if = "Option::is_none")]
-    pub fsx_windows_file_server_volume_configuration: Option<FSxWindowsFileServerVolumeConfiguration>,
+    #[serde(
+        rename = "fsxWindowsFileServerVolumeConfiguration",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub fsx_windows_file_server_volume_configuration:
+        Option<FSxWindowsFileServerVolumeConfiguration>,
     /// Indicates whether the volume should be configured at launch time.
-    #[serde(rename = "configuredAtLaunch", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "configuredAtLaunch",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub configured_at_launch: Option<bool>,
 }
 
@@ -11886,7 +15732,11 @@ pub struct Volume {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct VolumeFrom {
     /// The name of another container within the same task definition to mount volumes from.
-    #[serde(rename = "sourceContainer", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "sourceContainer",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub source_container: Option<String>,
     /// If this value is true, the container has read-only access to the volume.
     #[serde(rename = "readOnly", default, skip_serializing_if = "Option::is_none")]
@@ -11900,7 +15750,11 @@ pub struct VpcLatticeConfiguration {
     #[serde(rename = "roleArn", default, skip_serializing_if = "Option::is_none")]
     pub role_arn: Option<String>,
     /// The full Amazon Resource Name (ARN) of the target group or groups associated with the VPC Lattice configuration that the Amazon ECS tasks will be registered to.
-    #[serde(rename = "targetGroupArn", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "targetGroupArn",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub target_group_arn: Option<String>,
     /// The name of the port mapping to register in the VPC Lattice target group.
     #[serde(rename = "portName", default, skip_serializing_if = "Option::is_none")]
@@ -12068,7 +15922,85 @@ pub enum Operation {
 
 impl Operation {
     /// Every operation in the model.
-    pub const ALL: &'static [Operation] = &[Operation::ContinueServiceDeployment, Operation::CreateCapacityProvider, Operation::CreateCluster, Operation::CreateDaemon, Operation::CreateExpressGatewayService, Operation::CreateService, Operation::CreateTaskSet, Operation::DeleteAccountSetting, Operation::DeleteAttributes, Operation::DeleteCapacityProvider, Operation::DeleteCluster, Operation::DeleteDaemon, Operation::DeleteDaemonTaskDefinition, Operation::DeleteExpressGatewayService, Operation::DeleteService, Operation::DeleteTaskDefinitions, Operation::DeleteTaskSet, Operation::DeregisterContainerInstance, Operation::DeregisterTaskDefinition, Operation::DescribeCapacityProviders, Operation::DescribeClusters, Operation::DescribeContainerInstances, Operation::DescribeDaemon, Operation::DescribeDaemonDeployments, Operation::DescribeDaemonRevisions, Operation::DescribeDaemonTaskDefinition, Operation::DescribeExpressGatewayService, Operation::DescribeServiceDeployments, Operation::DescribeServiceRevisions, Operation::DescribeServices, Operation::DescribeTaskDefinition, Operation::DescribeTaskSets, Operation::DescribeTasks, Operation::DiscoverPollEndpoint, Operation::ExecuteCommand, Operation::GetTaskProtection, Operation::ListAccountSettings, Operation::ListAttributes, Operation::ListClusters, Operation::ListContainerInstances, Operation::ListDaemonDeployments, Operation::ListDaemonTaskDefinitions, Operation::ListDaemons, Operation::ListServiceDeployments, Operation::ListServices, Operation::ListServicesByNamespace, Operation::ListTagsForResource, Operation::ListTaskDefinitionFamilies, Operation::ListTaskDefinitions, Operation::ListTasks, Operation::PutAccountSetting, Operation::PutAccountSettingDefault, Operation::PutAttributes, Operation::PutClusterCapacityProviders, Operation::RegisterContainerInstance, Operation::RegisterDaemonTaskDefinition, Operation::RegisterTaskDefinition, Operation::RunTask, Operation::StartTask, Operation::StopServiceDeployment, Operation::StopTask, Operation::SubmitAttachmentStateChanges, Operation::SubmitContainerStateChange, Operation::SubmitTaskStateChange, Operation::TagResource, Operation::UntagResource, Operation::UpdateCapacityProvider, Operation::UpdateCluster, Operation::UpdateClusterSettings, Operation::UpdateContainerAgent, Operation::UpdateContainerInstancesState, Operation::UpdateDaemon, Operation::UpdateExpressGatewayService, Operation::UpdateService, Operation::UpdateServicePrimaryTaskSet, Operation::UpdateTaskProtection, Operation::UpdateTaskSet];
+    pub const ALL: &'static [Operation] = &[
+        Operation::ContinueServiceDeployment,
+        Operation::CreateCapacityProvider,
+        Operation::CreateCluster,
+        Operation::CreateDaemon,
+        Operation::CreateExpressGatewayService,
+        Operation::CreateService,
+        Operation::CreateTaskSet,
+        Operation::DeleteAccountSetting,
+        Operation::DeleteAttributes,
+        Operation::DeleteCapacityProvider,
+        Operation::DeleteCluster,
+        Operation::DeleteDaemon,
+        Operation::DeleteDaemonTaskDefinition,
+        Operation::DeleteExpressGatewayService,
+        Operation::DeleteService,
+        Operation::DeleteTaskDefinitions,
+        Operation::DeleteTaskSet,
+        Operation::DeregisterContainerInstance,
+        Operation::DeregisterTaskDefinition,
+        Operation::DescribeCapacityProviders,
+        Operation::DescribeClusters,
+        Operation::DescribeContainerInstances,
+        Operation::DescribeDaemon,
+        Operation::DescribeDaemonDeployments,
+        Operation::DescribeDaemonRevisions,
+        Operation::DescribeDaemonTaskDefinition,
+        Operation::DescribeExpressGatewayService,
+        Operation::DescribeServiceDeployments,
+        Operation::DescribeServiceRevisions,
+        Operation::DescribeServices,
+        Operation::DescribeTaskDefinition,
+        Operation::DescribeTaskSets,
+        Operation::DescribeTasks,
+        Operation::DiscoverPollEndpoint,
+        Operation::ExecuteCommand,
+        Operation::GetTaskProtection,
+        Operation::ListAccountSettings,
+        Operation::ListAttributes,
+        Operation::ListClusters,
+        Operation::ListContainerInstances,
+        Operation::ListDaemonDeployments,
+        Operation::ListDaemonTaskDefinitions,
+        Operation::ListDaemons,
+        Operation::ListServiceDeployments,
+        Operation::ListServices,
+        Operation::ListServicesByNamespace,
+        Operation::ListTagsForResource,
+        Operation::ListTaskDefinitionFamilies,
+        Operation::ListTaskDefinitions,
+        Operation::ListTasks,
+        Operation::PutAccountSetting,
+        Operation::PutAccountSettingDefault,
+        Operation::PutAttributes,
+        Operation::PutClusterCapacityProviders,
+        Operation::RegisterContainerInstance,
+        Operation::RegisterDaemonTaskDefinition,
+        Operation::RegisterTaskDefinition,
+        Operation::RunTask,
+        Operation::StartTask,
+        Operation::StopServiceDeployment,
+        Operation::StopTask,
+        Operation::SubmitAttachmentStateChanges,
+        Operation::SubmitContainerStateChange,
+        Operation::SubmitTaskStateChange,
+        Operation::TagResource,
+        Operation::UntagResource,
+        Operation::UpdateCapacityProvider,
+        Operation::UpdateCluster,
+        Operation::UpdateClusterSettings,
+        Operation::UpdateContainerAgent,
+        Operation::UpdateContainerInstancesState,
+        Operation::UpdateDaemon,
+        Operation::UpdateExpressGatewayService,
+        Operation::UpdateService,
+        Operation::UpdateServicePrimaryTaskSet,
+        Operation::UpdateTaskProtection,
+        Operation::UpdateTaskSet,
+    ];
 
     /// The operation's name as it appears after the target prefix.
     pub fn name(self) -> &'static str {

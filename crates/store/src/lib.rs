@@ -77,18 +77,33 @@ pub(crate) mod contract {
     use super::{Mutation, Store};
 
     pub fn put(k: &str, v: &str) -> Mutation {
-        Mutation::Put { key: k.to_owned(), value: v.as_bytes().to_vec() }
+        Mutation::Put {
+            key: k.to_owned(),
+            value: v.as_bytes().to_vec(),
+        }
     }
 
     pub fn check(store: &dyn Store) {
         assert_eq!(store.revision().unwrap(), 0);
         assert!(store.load().unwrap().is_empty());
         let r1 = store.commit(&[put("b", "2"), put("a", "1")]).unwrap();
-        let r2 = store.commit(&[put("a", "3"), Mutation::Delete { key: "b".into() }, put("c", "4")]).unwrap();
+        let r2 = store
+            .commit(&[
+                put("a", "3"),
+                Mutation::Delete { key: "b".into() },
+                put("c", "4"),
+            ])
+            .unwrap();
         assert!(r2 > r1);
         assert_eq!(store.revision().unwrap(), r2);
         let all = store.load().unwrap();
-        assert_eq!(all, vec![("a".to_owned(), b"3".to_vec()), ("c".to_owned(), b"4".to_vec())]);
+        assert_eq!(
+            all,
+            vec![
+                ("a".to_owned(), b"3".to_vec()),
+                ("c".to_owned(), b"4".to_vec())
+            ]
+        );
         store.wipe().unwrap();
         assert!(store.load().unwrap().is_empty());
     }

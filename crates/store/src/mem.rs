@@ -5,10 +5,13 @@ use std::sync::Mutex;
 
 use crate::{Mutation, Store, StoreError};
 
+/// The revision and the records.
+type Contents = (u64, BTreeMap<String, Vec<u8>>);
+
 /// A [`Store`] that keeps everything in memory (lost on exit).
 #[derive(Debug, Default)]
 pub struct MemStore {
-    inner: Mutex<(u64, BTreeMap<String, Vec<u8>>)>,
+    inner: Mutex<Contents>,
 }
 
 impl MemStore {
@@ -17,14 +20,21 @@ impl MemStore {
         MemStore::default()
     }
 
-    fn lock(&self) -> Result<std::sync::MutexGuard<'_, (u64, BTreeMap<String, Vec<u8>>)>, StoreError> {
-        self.inner.lock().map_err(|_| StoreError::Transaction("memory store lock poisoned".into()))
+    fn lock(&self) -> Result<std::sync::MutexGuard<'_, Contents>, StoreError> {
+        self.inner
+            .lock()
+            .map_err(|_| StoreError::Transaction("memory store lock poisoned".into()))
     }
 }
 
 impl Store for MemStore {
     fn load(&self) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
-        Ok(self.lock()?.1.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+        Ok(self
+            .lock()?
+            .1
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect())
     }
 
     fn commit(&self, batch: &[Mutation]) -> Result<u64, StoreError> {

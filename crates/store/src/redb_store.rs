@@ -28,8 +28,10 @@ fn tx_err(e: impl std::fmt::Display) -> StoreError {
 impl RedbStore {
     /// Opens (or creates) the store file at `path`.
     pub fn open(path: &Path) -> Result<RedbStore, StoreError> {
-        let db = Database::create(path)
-            .map_err(|e| StoreError::Open { path: path.display().to_string(), source: Box::new(e) })?;
+        let db = Database::create(path).map_err(|e| StoreError::Open {
+            path: path.display().to_string(),
+            source: Box::new(e),
+        })?;
         let store = RedbStore { db };
         // Create the tables so that read transactions never see them missing.
         store.write(|_, _| Ok(()))?;
@@ -38,7 +40,10 @@ impl RedbStore {
 
     fn write(
         &self,
-        f: impl FnOnce(&mut redb::Table<&str, &[u8]>, &mut redb::Table<&str, u64>) -> Result<(), StoreError>,
+        f: impl FnOnce(
+            &mut redb::Table<&str, &[u8]>,
+            &mut redb::Table<&str, u64>,
+        ) -> Result<(), StoreError>,
     ) -> Result<u64, StoreError> {
         let mut txn = self.db.begin_write().map_err(tx_err)?;
         txn.set_durability(Durability::Immediate).map_err(tx_err)?;
@@ -70,7 +75,9 @@ impl Store for RedbStore {
             for m in batch {
                 match m {
                     Mutation::Put { key, value } => {
-                        records.insert(key.as_str(), value.as_slice()).map_err(tx_err)?;
+                        records
+                            .insert(key.as_str(), value.as_slice())
+                            .map_err(tx_err)?;
                     }
                     Mutation::Delete { key } => {
                         records.remove(key.as_str()).map_err(tx_err)?;

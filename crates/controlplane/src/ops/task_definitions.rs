@@ -13,10 +13,15 @@ use crate::error::{EcsError, client, invalid};
 use crate::ops::common::{check_len, is_valid_name, parse_arn_in_scope, validate_tags};
 use crate::paging::{PageRequest, paginate};
 use crate::state::{Change, Record, Scope, State, TaskDefinitionRecord};
+use scheduler::snapshot::HostPort;
 
 /// Finds a task definition named by `family` (latest ACTIVE revision), `family:revision`
 /// or ARN.
-pub fn resolve<'a>(state: &'a State, scope: &Scope, ident: &str) -> Option<&'a TaskDefinitionRecord> {
+pub fn resolve<'a>(
+    state: &'a State,
+    scope: &Scope,
+    ident: &str,
+) -> Option<&'a TaskDefinitionRecord> {
     let family_rev = if is_arn(ident) {
         parse_arn_in_scope(ident, ResourceType::TaskDefinition, scope)?.resource
     } else {
@@ -25,7 +30,9 @@ pub fn resolve<'a>(state: &'a State, scope: &Scope, ident: &str) -> Option<&'a T
     match family_rev.rsplit_once(':') {
         Some((family, rev)) => {
             let rev: i32 = rev.parse().ok()?;
-            state.task_definitions.get(&(scope.clone(), family.to_owned(), rev))
+            state
+                .task_definitions
+                .get(&(scope.clone(), family.to_owned(), rev))
         }
         None => state
             .revisions(scope, &family_rev)
@@ -46,32 +53,54 @@ pub fn reservation(def: &wire::TaskDefinition) -> (i64, i64) {
         .cpu
         .as_deref()
         .and_then(|c| size::parse_cpu(c).ok())
-        .map_or_else(|| containers.iter().map(|c| i64::from(c.cpu.unwrap_or(0))).sum(), i64::from);
-    let memory = def.memory.as_deref().and_then(|m| size::parse_memory(m).ok()).map_or_else(
-        || containers.iter().map(|c| i64::from(c.memory.or(c.memory_reservation).unwrap_or(0))).sum(),
-        i64::from,
-    );
+        .map_or_else(
+            || {
+                containers
+                    .iter()
+                    .map(|c| i64::from(c.cpu.unwrap_or(0)))
+                    .sum()
+            },
+            i64::from,
+        );
+    let memory = def
+        .memory
+        .as_deref()
+        .and_then(|m| size::parse_memory(m).ok())
+        .map_or_else(
+            || {
+                containers
+                    .iter()
+                    .map(|c| i64::from(c.memory.or(c.memory_reservation).unwrap_or(0)))
+                    .sum()
+            },
+            i64::from,
+        );
     (cpu, memory)
 }
 
-/// Host ports a task of this definition binds: (static tcp, static udp, dynamic count).
-pub fn host_ports(def: &wire::TaskDefinition) -> (Vec<u16>, Vec<u16>, usize) {
+/// Host ports a task of this definition binds: (static ports, protocols of the
+/// dynamic ones, in port-mapping order).
+pub fn host_ports(def: &wire::TaskDefinition) -> (Vec<HostPort>, Vec<wire::TransportProtocol>) {
     let mode = network_mode(def);
-    let (mut tcp, mut udp, mut dynamic) = (Vec::new(), Vec::new(), 0);
+    let (mut fixed, mut dynamic) = (Vec::new(), Vec::new());
     if matches!(mode, NetworkMode::None | NetworkMode::Awsvpc) {
-        return (tcp, udp, dynamic);
+        return (fixed, dynamic);
     }
     for c in def.container_definitions.as_deref().unwrap_or(&[]) {
         for pm in c.port_mappings.as_deref().unwrap_or(&[]) {
-            let host = if mode == NetworkMode::Host { pm.container_port } else { pm.host_port };
+            let protocol = pm.protocol.unwrap_or(wire::TransportProtocol::Tcp);
+            let host = if mode == NetworkMode::Host {
+                pm.container_port
+            } else {
+                pm.host_port
+            };
             match host.and_then(|p| u16::try_from(p).ok()).filter(|p| *p > 0) {
-                Some(p) if pm.protocol == Some(wire::TransportProtocol::Udp) => udp.push(p),
-                Some(p) => tcp.push(p),
-                None => dynamic += 1,
+                Some(port) => fixed.push(HostPort { port, protocol }),
+                None => dynamic.push(protocol),
             }
         }
     }
-    (tcp, udp, dynamic)
+    (fixed, dynamic)
 }
 
 fn container_error(name: &str, msg: impl std::fmt::Display) -> EcsError {
@@ -83,7 +112,12 @@ fn validate_health_check(name: &str, hc: &wire::HealthCheck) -> Result<(), EcsEr
     match cmd.first().map(String::as_str) {
         Some("CMD" | "CMD-SHELL") if cmd.len() >= 2 => {}
         Some("NONE") => {}
-        _ => return Err(container_error(name, "healthCheck.command must start with CMD, CMD-SHELL or NONE, followed by the command.")),
+        _ => {
+            return Err(container_error(
+                name,
+                "healthCheck.command must start with CMD, CMD-SHELL or NONE, followed by the command.",
+            ));
+        }
     }
     let ranges = [
         ("interval", hc.interval, 5, 300),
@@ -92,10 +126,13 @@ fn validate_health_check(name: &str, hc: &wire::HealthCheck) -> Result<(), EcsEr
         ("startPeriod", hc.start_period, 0, 300),
     ];
     for (field, value, lo, hi) in ranges {
-        if let Some(v) = value {
-            if !(lo..=hi).contains(&v) {
-                return Err(container_error(name, format!("healthCheck.{field} must be between {lo} and {hi}, got {v}.")));
-            }
+        if let Some(v) = value
+            && !(lo..=hi).contains(&v)
+        {
+            return Err(container_error(
+                name,
+                format!("healthCheck.{field} must be between {lo} and {hi}, got {v}."),
+            ));
         }
     }
     Ok(())
@@ -109,37 +146,65 @@ fn normalise_container(
     task_memory: Option<u32>,
 ) -> Result<(), EcsError> {
     let name = c.name.clone().unwrap_or_default();
-    if name.is_empty() || name.len() > 255 || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
+    if name.is_empty()
+        || name.len() > 255
+        || !name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    {
         return Err(client(format!(
             "Container name {name:?} is invalid: up to 255 letters, numbers, hyphens and underscores are allowed."
         )));
     }
     match c.image.as_deref() {
         Some(i) if !i.trim().is_empty() && !i.contains(char::is_whitespace) => {}
-        _ => return Err(container_error(&name, "image is required and cannot contain spaces.")),
+        _ => {
+            return Err(container_error(
+                &name,
+                "image is required and cannot contain spaces.",
+            ));
+        }
     }
     if c.memory.is_none() && c.memory_reservation.is_none() && task_memory.is_none() {
-        return Err(container_error(&name, "at least one of 'memory' or 'memoryReservation' must be specified (or memory at task level)."));
+        return Err(container_error(
+            &name,
+            "at least one of 'memory' or 'memoryReservation' must be specified (or memory at task level).",
+        ));
     }
     if let Some(m) = c.memory {
         if m < 6 {
-            return Err(container_error(&name, format!("memory must be at least 6 MiB, got {m}.")));
+            return Err(container_error(
+                &name,
+                format!("memory must be at least 6 MiB, got {m}."),
+            ));
         }
         if c.memory_reservation.is_some_and(|r| r > m) {
-            return Err(container_error(&name, "memoryReservation must not be greater than memory."));
+            return Err(container_error(
+                &name,
+                "memoryReservation must not be greater than memory.",
+            ));
         }
     }
     if c.memory_reservation.is_some_and(|r| r < 6) {
-        return Err(container_error(&name, "memoryReservation must be at least 6 MiB."));
+        return Err(container_error(
+            &name,
+            "memoryReservation must be at least 6 MiB.",
+        ));
     }
     if c.cpu.is_some_and(|v| !(0..=196_608).contains(&v)) {
-        return Err(container_error(&name, "cpu must be between 0 and 196608 units."));
+        return Err(container_error(
+            &name,
+            "cpu must be between 0 and 196608 units.",
+        ));
     }
     let mut seen_ports = BTreeSet::new();
     for pm in c.port_mappings.get_or_insert_with(Vec::new) {
         let cp = pm.container_port.unwrap_or(-1);
         if !(0..=65535).contains(&cp) {
-            return Err(container_error(&name, format!("portMappings.containerPort must be between 0 and 65535, got {cp}.")));
+            return Err(container_error(
+                &name,
+                format!("portMappings.containerPort must be between 0 and 65535, got {cp}."),
+            ));
         }
         pm.protocol.get_or_insert(wire::TransportProtocol::Tcp);
         match mode {
@@ -147,7 +212,9 @@ fn normalise_container(
                 if pm.host_port.is_some_and(|h| h != cp) {
                     return Err(container_error(
                         &name,
-                        format!("portMappings.hostPort must be omitted or equal containerPort ({cp}) in {mode} network mode."),
+                        format!(
+                            "portMappings.hostPort must be omitted or equal containerPort ({cp}) in {mode} network mode."
+                        ),
                     ));
                 }
                 pm.host_port = Some(cp);
@@ -155,28 +222,50 @@ fn normalise_container(
             NetworkMode::Bridge => {
                 let hp = *pm.host_port.get_or_insert(0);
                 if !(0..=65535).contains(&hp) {
-                    return Err(container_error(&name, format!("portMappings.hostPort must be between 0 and 65535, got {hp}.")));
+                    return Err(container_error(
+                        &name,
+                        format!("portMappings.hostPort must be between 0 and 65535, got {hp}."),
+                    ));
                 }
             }
             NetworkMode::None => {
-                return Err(container_error(&name, "portMappings are not allowed in none network mode."));
+                return Err(container_error(
+                    &name,
+                    "portMappings are not allowed in none network mode.",
+                ));
             }
         }
         let host = pm.host_port.unwrap_or(0);
         if host > 0 && !seen_ports.insert((host, pm.protocol)) {
-            return Err(container_error(&name, format!("host port {host} is mapped twice.")));
+            return Err(container_error(
+                &name,
+                format!("host port {host} is mapped twice."),
+            ));
         }
     }
     if c.links.as_ref().is_some_and(|l| !l.is_empty()) && mode != NetworkMode::Bridge {
-        return Err(container_error(&name, "links are only supported in bridge network mode."));
+        return Err(container_error(
+            &name,
+            "links are only supported in bridge network mode.",
+        ));
     }
     for mp in c.mount_points.get_or_insert_with(Vec::new) {
         let src = mp.source_volume.as_deref().unwrap_or("");
         if !volumes.contains(src) {
-            return Err(container_error(&name, format!("mountPoints.sourceVolume {src:?} is not a volume of the task definition.")));
+            return Err(container_error(
+                &name,
+                format!("mountPoints.sourceVolume {src:?} is not a volume of the task definition."),
+            ));
         }
-        if !mp.container_path.as_deref().is_some_and(|p| p.starts_with('/')) {
-            return Err(container_error(&name, "mountPoints.containerPath must be an absolute path."));
+        if !mp
+            .container_path
+            .as_deref()
+            .is_some_and(|p| p.starts_with('/'))
+        {
+            return Err(container_error(
+                &name,
+                "mountPoints.containerPath must be an absolute path.",
+            ));
         }
     }
     for u in c.ulimits.as_deref().unwrap_or(&[]) {
@@ -184,19 +273,28 @@ fn normalise_container(
             return Err(container_error(&name, "ulimits[].name is required."));
         }
         if u.soft_limit.unwrap_or(0) > u.hard_limit.unwrap_or(0) {
-            return Err(container_error(&name, "ulimits[].softLimit must not exceed hardLimit."));
+            return Err(container_error(
+                &name,
+                "ulimits[].softLimit must not exceed hardLimit.",
+            ));
         }
     }
     if let Some(hc) = &c.health_check {
         validate_health_check(&name, hc)?;
     }
     if c.stop_timeout.is_some_and(|t| t < 0) || c.start_timeout.is_some_and(|t| t < 0) {
-        return Err(container_error(&name, "startTimeout and stopTimeout must not be negative."));
+        return Err(container_error(
+            &name,
+            "startTimeout and stopTimeout must not be negative.",
+        ));
     }
-    if let Some(lc) = &c.log_configuration {
-        if lc.log_driver.is_none() {
-            return Err(container_error(&name, "logConfiguration.logDriver is required."));
-        }
+    if let Some(lc) = &c.log_configuration
+        && lc.log_driver.is_none()
+    {
+        return Err(container_error(
+            &name,
+            "logConfiguration.logDriver is required.",
+        ));
     }
     c.essential.get_or_insert(true);
     c.cpu.get_or_insert(0);
@@ -205,7 +303,9 @@ fn normalise_container(
     Ok(())
 }
 
-fn validate_definition(req: &mut wire::RegisterTaskDefinitionRequest) -> Result<(Option<String>, Option<String>), EcsError> {
+fn validate_definition(
+    req: &mut wire::RegisterTaskDefinitionRequest,
+) -> Result<(Option<String>, Option<String>), EcsError> {
     let family = req.family.clone().unwrap_or_default();
     if !is_valid_name(&family) {
         return Err(client(format!(
@@ -216,14 +316,30 @@ fn validate_definition(req: &mut wire::RegisterTaskDefinitionRequest) -> Result<
     let fargate = requires.contains(&Compatibility::Fargate);
     let mode = req.network_mode.unwrap_or(NetworkMode::Bridge);
     if fargate && mode != NetworkMode::Awsvpc {
-        return Err(client("Tasks using the Fargate launch type must use the awsvpc network mode."));
+        return Err(client(
+            "Tasks using the Fargate launch type must use the awsvpc network mode.",
+        ));
     }
-    let cpu = req.cpu.as_deref().map(size::parse_cpu).transpose().map_err(|e| client(e.to_string()))?;
-    let memory = req.memory.as_deref().map(size::parse_memory).transpose().map_err(|e| client(e.to_string()))?;
+    let cpu = req
+        .cpu
+        .as_deref()
+        .map(size::parse_cpu)
+        .transpose()
+        .map_err(|e| client(e.to_string()))?;
+    let memory = req
+        .memory
+        .as_deref()
+        .map(size::parse_memory)
+        .transpose()
+        .map_err(|e| client(e.to_string()))?;
     if fargate {
         match (cpu, memory) {
             (Some(c), Some(m)) => size::check_fargate(c, m).map_err(|e| client(e.to_string()))?,
-            _ => return Err(client("Fargate requires that 'cpu' and 'memory' be defined at the task level.")),
+            _ => {
+                return Err(client(
+                    "Fargate requires that 'cpu' and 'memory' be defined at the task level.",
+                ));
+            }
         }
     } else if let Some(c) = cpu {
         size::check_ec2_cpu(c).map_err(|e| client(e.to_string()))?;
@@ -232,15 +348,25 @@ fn validate_definition(req: &mut wire::RegisterTaskDefinitionRequest) -> Result<
     for v in req.volumes.as_deref().unwrap_or(&[]) {
         let name = v.name.clone().unwrap_or_default();
         if !is_valid_name(&name) || !volumes.insert(name.clone()) {
-            return Err(client(format!("volumes[].name {name:?} is invalid or used twice.")));
+            return Err(client(format!(
+                "volumes[].name {name:?} is invalid or used twice."
+            )));
         }
-        if v.host.as_ref().and_then(|h| h.source_path.as_deref()).is_some_and(|p| !p.starts_with('/')) {
-            return Err(client(format!("volume {name:?}: host.sourcePath must be an absolute path.")));
+        if v.host
+            .as_ref()
+            .and_then(|h| h.source_path.as_deref())
+            .is_some_and(|p| !p.starts_with('/'))
+        {
+            return Err(client(format!(
+                "volume {name:?}: host.sourcePath must be an absolute path."
+            )));
         }
     }
     let containers = req.container_definitions.get_or_insert_with(Vec::new);
     if containers.is_empty() {
-        return Err(client("containerDefinitions must contain at least one container."));
+        return Err(client(
+            "containerDefinitions must contain at least one container.",
+        ));
     }
     check_len(containers, 10, "containerDefinitions")?;
     let mut names = BTreeSet::new();
@@ -248,11 +374,15 @@ fn validate_definition(req: &mut wire::RegisterTaskDefinitionRequest) -> Result<
         normalise_container(c, mode, &volumes, memory)?;
         let name = c.name.clone().unwrap_or_default();
         if !names.insert(name.clone()) {
-            return Err(client(format!("Container names must be unique within a task definition: {name:?} appears twice.")));
+            return Err(client(format!(
+                "Container names must be unique within a task definition: {name:?} appears twice."
+            )));
         }
     }
     if !containers.iter().any(|c| c.essential == Some(true)) {
-        return Err(client("At least one essential container is required in a task definition."));
+        return Err(client(
+            "At least one essential container is required in a task definition.",
+        ));
     }
     for c in containers.iter() {
         for d in c.depends_on.as_deref().unwrap_or(&[]) {
@@ -270,33 +400,58 @@ fn validate_definition(req: &mut wire::RegisterTaskDefinitionRequest) -> Result<
         for link in c.links.as_deref().unwrap_or(&[]) {
             let target = link.split(':').next().unwrap_or("");
             if !names.contains(target) {
-                return Err(client(format!("links: {target:?} is not a container of this task definition.")));
+                return Err(client(format!(
+                    "links: {target:?} is not a container of this task definition."
+                )));
             }
         }
     }
     if let Some(m) = memory {
-        let sum: i64 = containers.iter().map(|c| i64::from(c.memory.unwrap_or(0))).sum();
+        let sum: i64 = containers
+            .iter()
+            .map(|c| i64::from(c.memory.unwrap_or(0)))
+            .sum();
         if sum > i64::from(m) {
-            return Err(client(format!("The sum of container memory ({sum} MiB) exceeds the task memory ({m} MiB).")));
+            return Err(client(format!(
+                "The sum of container memory ({sum} MiB) exceeds the task memory ({m} MiB)."
+            )));
         }
     }
     if let Some(c) = cpu {
-        let sum: i64 = containers.iter().map(|c| i64::from(c.cpu.unwrap_or(0))).sum();
+        let sum: i64 = containers
+            .iter()
+            .map(|c| i64::from(c.cpu.unwrap_or(0)))
+            .sum();
         if sum > i64::from(c) {
-            return Err(client(format!("The sum of container cpu ({sum}) exceeds the task cpu ({c}).")));
+            return Err(client(format!(
+                "The sum of container cpu ({sum}) exceeds the task cpu ({c})."
+            )));
         }
     }
-    check_len(req.placement_constraints.as_deref().unwrap_or(&[]), 10, "placementConstraints")?;
+    check_len(
+        req.placement_constraints.as_deref().unwrap_or(&[]),
+        10,
+        "placementConstraints",
+    )?;
     Ok((cpu.map(|c| c.to_string()), memory.map(|m| m.to_string())))
 }
 
 /// RegisterTaskDefinition: validates, normalises and stores a new revision.
-pub fn register(state: &State, ctx: &mut Ctx, mut req: wire::RegisterTaskDefinitionRequest) -> Written<wire::RegisterTaskDefinitionResponse> {
+pub fn register(
+    state: &State,
+    ctx: &mut Ctx,
+    mut req: wire::RegisterTaskDefinitionRequest,
+) -> Written<wire::RegisterTaskDefinitionResponse> {
     let (cpu, memory) = validate_definition(&mut req)?;
     let tags = req.tags.take().unwrap_or_default();
     validate_tags(&tags)?;
     let family = req.family.clone().unwrap_or_default();
-    let revision = state.revisions(&ctx.scope, &family).map(|r| r.revision).max().unwrap_or(0) + 1;
+    let revision = state
+        .revisions(&ctx.scope, &family)
+        .map(|r| r.revision)
+        .max()
+        .unwrap_or(0)
+        + 1;
     let mode = req.network_mode.unwrap_or(NetworkMode::Bridge);
     let requires = req.requires_compatibilities.clone().unwrap_or_default();
     let mut compatibilities = vec![Compatibility::Ec2, Compatibility::External];
@@ -306,7 +461,9 @@ pub fn register(state: &State, ctx: &mut Ctx, mut req: wire::RegisterTaskDefinit
         compatibilities.push(Compatibility::Fargate);
     }
     let definition = wire::TaskDefinition {
-        task_definition_arn: Some(ctx.arn(ResourceType::TaskDefinition, format!("{family}:{revision}"))),
+        task_definition_arn: Some(
+            ctx.arn(ResourceType::TaskDefinition, format!("{family}:{revision}")),
+        ),
         container_definitions: req.container_definitions,
         family: Some(family.clone()),
         task_role_arn: req.task_role_arn,
@@ -332,9 +489,18 @@ pub fn register(state: &State, ctx: &mut Ctx, mut req: wire::RegisterTaskDefinit
         enable_fault_injection: req.enable_fault_injection,
         ..Default::default()
     };
-    let rec = TaskDefinitionRecord { scope: ctx.scope.clone(), family, revision, definition: definition.clone(), tags: tags.clone() };
+    let rec = TaskDefinitionRecord {
+        scope: ctx.scope.clone(),
+        family,
+        revision,
+        definition: definition.clone(),
+        tags: tags.clone(),
+    };
     Ok((
-        wire::RegisterTaskDefinitionResponse { task_definition: Some(definition), tags: Some(tags) },
+        wire::RegisterTaskDefinitionResponse {
+            task_definition: Some(definition),
+            tags: Some(tags),
+        },
         vec![Change::Put(Record::TaskDefinition(rec))],
     ))
 }
@@ -343,21 +509,35 @@ fn not_found() -> EcsError {
     client("Unable to describe task definition.")
 }
 
-fn resolve_revision<'a>(state: &'a State, scope: &Scope, ident: &str) -> Result<&'a TaskDefinitionRecord, EcsError> {
+fn resolve_revision<'a>(
+    state: &'a State,
+    scope: &Scope,
+    ident: &str,
+) -> Result<&'a TaskDefinitionRecord, EcsError> {
     let family_rev = if is_arn(ident) {
-        parse_arn_in_scope(ident, ResourceType::TaskDefinition, scope).map(|a| a.resource).ok_or_else(not_found)?
+        parse_arn_in_scope(ident, ResourceType::TaskDefinition, scope)
+            .map(|a| a.resource)
+            .ok_or_else(not_found)?
     } else {
         ident.to_owned()
     };
     if !family_rev.contains(':') {
-        return Err(client(format!("The task definition must be given as family:revision or as a full ARN, got {ident:?}.")));
+        return Err(client(format!(
+            "The task definition must be given as family:revision or as a full ARN, got {ident:?}."
+        )));
     }
     resolve(state, scope, &family_rev).ok_or_else(not_found)
 }
 
 /// DeregisterTaskDefinition: marks one revision INACTIVE.
-pub fn deregister(state: &State, ctx: &mut Ctx, req: wire::DeregisterTaskDefinitionRequest) -> Written<wire::DeregisterTaskDefinitionResponse> {
-    let ident = req.task_definition.ok_or_else(|| invalid("taskDefinition is required."))?;
+pub fn deregister(
+    state: &State,
+    ctx: &mut Ctx,
+    req: wire::DeregisterTaskDefinitionRequest,
+) -> Written<wire::DeregisterTaskDefinitionResponse> {
+    let ident = req
+        .task_definition
+        .ok_or_else(|| invalid("taskDefinition is required."))?;
     let mut rec = resolve_revision(state, &ctx.scope, &ident)?.clone();
     if rec.definition.status == Some(TaskDefinitionStatus::DeleteInProgress) {
         return Err(client("The specified task definition is being deleted."));
@@ -367,19 +547,36 @@ pub fn deregister(state: &State, ctx: &mut Ctx, req: wire::DeregisterTaskDefinit
         rec.definition.deregistered_at = Some(ctx.now);
     }
     let def = rec.definition.clone();
-    Ok((wire::DeregisterTaskDefinitionResponse { task_definition: Some(def) }, vec![Change::Put(Record::TaskDefinition(rec))]))
+    Ok((
+        wire::DeregisterTaskDefinitionResponse {
+            task_definition: Some(def),
+        },
+        vec![Change::Put(Record::TaskDefinition(rec))],
+    ))
 }
 
 /// DeleteTaskDefinitions: INACTIVE revisions move to DELETE_IN_PROGRESS; others fail.
-pub fn delete(state: &State, ctx: &mut Ctx, req: wire::DeleteTaskDefinitionsRequest) -> Written<wire::DeleteTaskDefinitionsResponse> {
-    let idents = req.task_definitions.ok_or_else(|| invalid("taskDefinitions is required."))?;
+pub fn delete(
+    state: &State,
+    ctx: &mut Ctx,
+    req: wire::DeleteTaskDefinitionsRequest,
+) -> Written<wire::DeleteTaskDefinitionsResponse> {
+    let idents = req
+        .task_definitions
+        .ok_or_else(|| invalid("taskDefinitions is required."))?;
     if idents.is_empty() {
-        return Err(invalid("taskDefinitions must name at least one task definition."));
+        return Err(invalid(
+            "taskDefinitions must name at least one task definition.",
+        ));
     }
     check_len(&idents, 10, "taskDefinitions")?;
     let (mut done, mut failures, mut changes) = (Vec::new(), Vec::new(), Vec::new());
     for ident in idents {
-        let fail = |reason: &str| wire::Failure { arn: Some(ident.clone()), reason: Some(reason.into()), detail: None };
+        let fail = |reason: &str| wire::Failure {
+            arn: Some(ident.clone()),
+            reason: Some(reason.into()),
+            detail: None,
+        };
         match resolve_revision(state, &ctx.scope, &ident) {
             Err(_) => failures.push(fail("The specified task definition does not exist.")),
             Ok(r) if r.definition.status == Some(TaskDefinitionStatus::Active) => failures.push(fail(
@@ -396,14 +593,29 @@ pub fn delete(state: &State, ctx: &mut Ctx, req: wire::DeleteTaskDefinitionsRequ
             }
         }
     }
-    Ok((wire::DeleteTaskDefinitionsResponse { task_definitions: Some(done), failures: Some(failures) }, changes))
+    Ok((
+        wire::DeleteTaskDefinitionsResponse {
+            task_definitions: Some(done),
+            failures: Some(failures),
+        },
+        changes,
+    ))
 }
 
 /// DescribeTaskDefinition.
-pub fn describe(state: &State, scope: &Scope, req: wire::DescribeTaskDefinitionRequest) -> Result<wire::DescribeTaskDefinitionResponse, EcsError> {
-    let ident = req.task_definition.ok_or_else(|| invalid("taskDefinition is required."))?;
+pub fn describe(
+    state: &State,
+    scope: &Scope,
+    req: wire::DescribeTaskDefinitionRequest,
+) -> Result<wire::DescribeTaskDefinitionResponse, EcsError> {
+    let ident = req
+        .task_definition
+        .ok_or_else(|| invalid("taskDefinition is required."))?;
     let rec = resolve(state, scope, &ident).ok_or_else(not_found)?;
-    let with_tags = req.include.unwrap_or_default().contains(&wire::TaskDefinitionField::Tags);
+    let with_tags = req
+        .include
+        .unwrap_or_default()
+        .contains(&wire::TaskDefinitionField::Tags);
     Ok(wire::DescribeTaskDefinitionResponse {
         task_definition: Some(rec.definition.clone()),
         tags: with_tags.then(|| rec.tags.clone()),
@@ -415,7 +627,12 @@ fn sort_key(family: &str, revision: i32) -> String {
 }
 
 /// ListTaskDefinitions: by family then revision, ascending unless `sort` says DESC.
-pub fn list(state: &State, scope: &Scope, now: f64, req: wire::ListTaskDefinitionsRequest) -> Result<wire::ListTaskDefinitionsResponse, EcsError> {
+pub fn list(
+    state: &State,
+    scope: &Scope,
+    now: f64,
+    req: wire::ListTaskDefinitionsRequest,
+) -> Result<wire::ListTaskDefinitionsResponse, EcsError> {
     let status = req.status.unwrap_or(TaskDefinitionStatus::Active);
     let descending = req.sort == Some(wire::SortOrder::Desc);
     let family = req.family_prefix.clone();
@@ -423,8 +640,15 @@ pub fn list(state: &State, scope: &Scope, now: f64, req: wire::ListTaskDefinitio
         .task_definitions
         .range((scope.clone(), String::new(), i32::MIN)..)
         .take_while(|((s, _, _), _)| s == scope)
-        .filter(|((_, f, _), r)| family.as_deref().is_none_or(|x| x == f) && r.definition.status == Some(status))
-        .map(|((_, f, rev), r)| (sort_key(f, *rev), r.definition.task_definition_arn.clone().unwrap_or_default()));
+        .filter(|((_, f, _), r)| {
+            family.as_deref().is_none_or(|x| x == f) && r.definition.status == Some(status)
+        })
+        .map(|((_, f, rev), r)| {
+            (
+                sort_key(f, *rev),
+                r.definition.task_definition_arn.clone().unwrap_or_default(),
+            )
+        });
     let mut items: Vec<_> = iter.collect();
     if descending {
         items.reverse();
@@ -443,7 +667,10 @@ pub fn list(state: &State, scope: &Scope, now: f64, req: wire::ListTaskDefinitio
         },
         items,
     )?;
-    Ok(wire::ListTaskDefinitionsResponse { task_definition_arns: Some(page.items), next_token: page.next_token })
+    Ok(wire::ListTaskDefinitionsResponse {
+        task_definition_arns: Some(page.items),
+        next_token: page.next_token,
+    })
 }
 
 /// ListTaskDefinitionFamilies: families by status (ACTIVE: has an ACTIVE revision;
@@ -455,7 +682,10 @@ pub fn list_families(
     req: wire::ListTaskDefinitionFamiliesRequest,
 ) -> Result<wire::ListTaskDefinitionFamiliesResponse, EcsError> {
     let mut families: BTreeMap<&str, bool> = BTreeMap::new();
-    for ((s, f, _), r) in state.task_definitions.range((scope.clone(), String::new(), i32::MIN)..) {
+    for ((s, f, _), r) in state
+        .task_definitions
+        .range((scope.clone(), String::new(), i32::MIN)..)
+    {
         if s != scope {
             break;
         }
@@ -489,5 +719,8 @@ pub fn list_families(
         },
         items,
     )?;
-    Ok(wire::ListTaskDefinitionFamiliesResponse { families: Some(page.items), next_token: page.next_token })
+    Ok(wire::ListTaskDefinitionFamiliesResponse {
+        families: Some(page.items),
+        next_token: page.next_token,
+    })
 }

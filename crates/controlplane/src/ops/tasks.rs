@@ -1,8 +1,6 @@
 //! Tasks: RunTask, StartTask, StopTask, DescribeTasks, ListTasks; building a task from
 //! its definition; and placing tasks on instances.
 
-use std::collections::HashMap;
-
 use model::arn::ResourceType;
 use model::lifecycle::TaskStatus;
 use model::wire::{self, Compatibility, LaunchType, NetworkMode, TaskDefinitionStatus};
@@ -10,10 +8,18 @@ use model::wire::{self, Compatibility, LaunchType, NetworkMode, TaskDefinitionSt
 use crate::engine::{Ctx, Written};
 use crate::error::{EcsError, client, invalid};
 use crate::ops::common::{active_cluster, check_len, member_id, merge_tags, validate_tags};
-use crate::ops::instances::{self, Usage, integer_resource, port_resource, usage_by_instance};
+use crate::ops::instances::{self, integer_resource, port_resource};
 use crate::ops::task_definitions::{self, host_ports, network_mode};
 use crate::paging::{PageRequest, paginate};
-use crate::state::{Change, ClusterRecord, InstanceRecord, Record, Reservation, Scope, State, TaskDefinitionRecord, TaskRecord};
+use crate::state::{
+    Change, ClusterRecord, InstanceRecord, Record, Reservation, Scope, State, TaskDefinitionRecord,
+    TaskRecord, Usage,
+};
+use scheduler::snapshot::{
+    ClusterSnapshot, HostPort, HostPorts, InstanceStatus, InstanceView, PortRange, TaskRequest,
+    TaskView,
+};
+use scheduler::{Outcome, PlacementSpec};
 
 /// The task's last status, parsed.
 pub fn last_status(task: &wire::Task) -> Option<TaskStatus> {
@@ -29,10 +35,6 @@ pub fn is_running(task: &wire::Task) -> bool {
 pub fn is_pending(task: &wire::Task) -> bool {
     last_status(task).is_some_and(TaskStatus::is_pending)
 }
-
-/// The default dynamic host-port range (Linux `ip_local_port_range` default), used
-/// when an instance does not report its own.
-pub const DYNAMIC_PORTS: std::ops::RangeInclusive<u16> = 32768..=60999;
 
 /// Everything a new task needs besides its definition and instance.
 #[derive(Debug, Clone, Default)]
@@ -53,15 +55,28 @@ pub struct TaskSpec {
     pub launch_type: Option<LaunchType>,
 }
 
-fn validate_overrides(def: &wire::TaskDefinition, overrides: &wire::TaskOverride) -> Result<(), EcsError> {
-    let names: Vec<&str> = def.container_definitions.as_deref().unwrap_or(&[]).iter().filter_map(|c| c.name.as_deref()).collect();
+fn validate_overrides(
+    def: &wire::TaskDefinition,
+    overrides: &wire::TaskOverride,
+) -> Result<(), EcsError> {
+    let names: Vec<&str> = def
+        .container_definitions
+        .as_deref()
+        .unwrap_or(&[])
+        .iter()
+        .filter_map(|c| c.name.as_deref())
+        .collect();
     for o in overrides.container_overrides.as_deref().unwrap_or(&[]) {
         let name = o.name.as_deref().unwrap_or("");
         if !names.contains(&name) {
-            return Err(invalid(format!("Override for container named {name} is not a container in the TaskDefinition.")));
+            return Err(invalid(format!(
+                "Override for container named {name} is not a container in the TaskDefinition."
+            )));
         }
         if o.memory.is_some_and(|m| m < 6) || o.cpu.is_some_and(|c| c < 0) {
-            return Err(invalid(format!("containerOverrides for {name}: memory must be at least 6 MiB and cpu not negative.")));
+            return Err(invalid(format!(
+                "containerOverrides for {name}: memory must be at least 6 MiB and cpu not negative."
+            )));
         }
     }
     if let Some(c) = &overrides.cpu {
@@ -74,7 +89,10 @@ fn validate_overrides(def: &wire::TaskDefinition, overrides: &wire::TaskOverride
 }
 
 /// The definition as this task runs it: container and task-level overrides applied.
-fn effective_definition(def: &wire::TaskDefinition, overrides: Option<&wire::TaskOverride>) -> wire::TaskDefinition {
+fn effective_definition(
+    def: &wire::TaskDefinition,
+    overrides: Option<&wire::TaskOverride>,
+) -> wire::TaskDefinition {
     let mut d = def.clone();
     let Some(o) = overrides else { return d };
     if o.cpu.is_some() {
@@ -84,7 +102,12 @@ fn effective_definition(def: &wire::TaskDefinition, overrides: Option<&wire::Tas
         d.memory.clone_from(&o.memory);
     }
     for co in o.container_overrides.as_deref().unwrap_or(&[]) {
-        if let Some(c) = d.container_definitions.get_or_insert_with(Vec::new).iter_mut().find(|c| c.name == co.name) {
+        if let Some(c) = d
+            .container_definitions
+            .get_or_insert_with(Vec::new)
+            .iter_mut()
+            .find(|c| c.name == co.name)
+        {
             if co.cpu.is_some() {
                 c.cpu = co.cpu;
             }
@@ -99,12 +122,156 @@ fn effective_definition(def: &wire::TaskDefinition, overrides: Option<&wire::Tas
     d
 }
 
-/// What a task of `def` (with `overrides`) reserves, before dynamic ports are chosen.
-pub fn requirement(def: &wire::TaskDefinition, overrides: Option<&wire::TaskOverride>) -> (Reservation, usize) {
-    let eff = effective_definition(def, overrides);
+/// What one task of `def` (with `overrides`) asks of an instance, as the scheduler
+/// sees it.
+pub fn task_request(
+    def: &TaskDefinitionRecord,
+    overrides: Option<&wire::TaskOverride>,
+    group: &str,
+) -> TaskRequest {
+    let eff = effective_definition(&def.definition, overrides);
     let (cpu, memory) = task_definitions::reservation(&eff);
-    let (ports_tcp, ports_udp, dynamic) = host_ports(&eff);
-    (Reservation { cpu, memory, ports_tcp, ports_udp }, dynamic)
+    let (static_ports, dynamic_ports) = host_ports(&eff);
+    TaskRequest {
+        cpu: u32::try_from(cpu).unwrap_or(u32::MAX),
+        memory: u32::try_from(memory).unwrap_or(u32::MAX),
+        group: group.to_owned(),
+        static_ports,
+        dynamic_ports,
+        required_attributes: Vec::new(),
+    }
+}
+
+fn reservation_of(request: &TaskRequest, dynamic: &[HostPort]) -> Reservation {
+    let ports = |proto: wire::TransportProtocol| -> Vec<u16> {
+        request
+            .static_ports
+            .iter()
+            .chain(dynamic)
+            .filter(|p| p.protocol == proto)
+            .map(|p| p.port)
+            .collect()
+    };
+    Reservation {
+        cpu: i64::from(request.cpu),
+        memory: i64::from(request.memory),
+        ports_tcp: ports(wire::TransportProtocol::Tcp),
+        ports_udp: ports(wire::TransportProtocol::Udp),
+    }
+}
+
+/// The attribute that carries an instance's dynamic host-port range (`first-last`),
+/// reported by the agent from `ip_local_port_range`.
+pub const PORT_RANGE_ATTRIBUTE: &str = "flotilla.dynamic-port-range";
+
+fn port_range(instance: &InstanceRecord) -> PortRange {
+    instance
+        .instance
+        .attributes
+        .as_deref()
+        .unwrap_or(&[])
+        .iter()
+        .find(|a| a.name.as_deref() == Some(PORT_RANGE_ATTRIBUTE))
+        .and_then(|a| {
+            a.value
+                .as_deref()?
+                .split_once('-')
+                .map(|(f, l)| (f.trim().parse().ok(), l.trim().parse().ok()))
+        })
+        .and_then(|(f, l)| {
+            Some(PortRange {
+                first: f?,
+                last: l?,
+            })
+        })
+        .filter(|r| r.first <= r.last)
+        .unwrap_or_default()
+}
+
+fn instance_status(s: Option<&str>) -> InstanceStatus {
+    match s {
+        Some("ACTIVE") => InstanceStatus::Active,
+        Some("DRAINING") => InstanceStatus::Draining,
+        Some("REGISTERING") => InstanceStatus::Registering,
+        Some("DEREGISTERING") => InstanceStatus::Deregistering,
+        Some("REGISTRATION_FAILED") => InstanceStatus::RegistrationFailed,
+        _ => InstanceStatus::Inactive,
+    }
+}
+
+/// The scheduler's view of one instance: what is left after its tasks' reservations.
+pub fn instance_view(state: &State, instance: &InstanceRecord) -> InstanceView {
+    let empty = Usage::default();
+    let used = state
+        .usage(&instance.scope, &instance.cluster, &instance.id)
+        .unwrap_or(&empty);
+    let registered = instance
+        .instance
+        .registered_resources
+        .as_deref()
+        .unwrap_or(&[]);
+    let left = |total: i64, used: i64| u32::try_from((total - used).max(0)).unwrap_or(u32::MAX);
+    let attributes = instance
+        .instance
+        .attributes
+        .as_deref()
+        .unwrap_or(&[])
+        .iter()
+        .filter_map(|a| Some((a.name.clone()?, a.value.clone())))
+        .collect();
+    InstanceView {
+        arn: instance
+            .instance
+            .container_instance_arn
+            .clone()
+            .unwrap_or_default(),
+        id: instance.id.clone(),
+        ec2_instance_id: instance.instance.ec2_instance_id.clone(),
+        status: instance_status(instance.instance.status.as_deref()),
+        agent_connected: instance.instance.agent_connected == Some(true),
+        agent_version: instance
+            .instance
+            .version_info
+            .as_ref()
+            .and_then(|v| v.agent_version.clone()),
+        #[allow(clippy::cast_possible_truncation)]
+        registered_at: instance.instance.registered_at.map(|t| t as i64),
+        attributes,
+        remaining_cpu: left(integer_resource(registered, "CPU"), used.cpu),
+        remaining_memory: left(integer_resource(registered, "MEMORY"), used.memory),
+        used_ports: HostPorts {
+            tcp: used.ports_tcp.iter().copied().collect(),
+            udp: used.ports_udp.iter().copied().collect(),
+        },
+        reserved_ports: HostPorts {
+            tcp: port_resource(registered, "PORTS").into_iter().collect(),
+            udp: port_resource(registered, "PORTS_UDP").into_iter().collect(),
+        },
+        dynamic_port_range: port_range(instance),
+        tasks: used
+            .tasks
+            .iter()
+            .map(|(id, group)| TaskView {
+                arn: id.clone(),
+                group: group.clone(),
+            })
+            .collect(),
+    }
+}
+
+/// The scheduler's view of a cluster (every registered instance; the scheduler
+/// itself skips those that cannot take tasks).
+pub fn snapshot<'a>(
+    state: &'a State,
+    scope: &Scope,
+    cluster: &str,
+) -> (ClusterSnapshot, Vec<&'a InstanceRecord>) {
+    let records: Vec<&InstanceRecord> = state
+        .instances_in(scope, cluster)
+        .filter(|i| i.instance.status.as_deref() != Some("INACTIVE"))
+        .collect();
+    let instances = records.iter().map(|i| instance_view(state, i)).collect();
+    (ClusterSnapshot { instances }, records)
 }
 
 /// Builds a new task (not yet stored) on `instance`.
@@ -115,7 +282,7 @@ pub fn build_task(
     instance: &InstanceRecord,
     spec: &TaskSpec,
     reservation: Reservation,
-    dynamic_ports: &[u16],
+    dynamic_ports: &[HostPort],
 ) -> TaskRecord {
     let id = ctx.new_id();
     let task_arn = ctx.arn(ResourceType::Task, format!("{}/{id}", cluster.name));
@@ -139,7 +306,7 @@ pub fn build_task(
                         let host = match pm.host_port {
                             Some(h) if h > 0 => h,
                             _ if mode == NetworkMode::Host => pm.container_port.unwrap_or(0),
-                            _ => dynamic.next().map_or(0, i32::from),
+                            _ => dynamic.next().map_or(0, |p| i32::from(p.port)),
                         };
                         wire::NetworkBinding {
                             bind_ip: Some("0.0.0.0".into()),
@@ -154,7 +321,10 @@ pub fn build_task(
                 Vec::new()
             };
             wire::Container {
-                container_arn: Some(ctx.arn(ResourceType::Container, format!("{}/{id}/{uuid}", cluster.name))),
+                container_arn: Some(ctx.arn(
+                    ResourceType::Container,
+                    format!("{}/{id}/{uuid}", cluster.name),
+                )),
                 task_arn: Some(task_arn.clone()),
                 name: c.name.clone(),
                 image: c.image.clone(),
@@ -179,7 +349,11 @@ pub fn build_task(
             .find(|a| a.name.as_deref() == Some(name))
             .and_then(|a| a.value.clone())
     };
-    let initial = if mode == NetworkMode::Awsvpc { TaskStatus::Provisioning } else { TaskStatus::Pending };
+    let initial = if mode == NetworkMode::Awsvpc {
+        TaskStatus::Provisioning
+    } else {
+        TaskStatus::Pending
+    };
     let task = wire::Task {
         attachments: Some(vec![]),
         attributes: Some(vec![wire::Attribute {
@@ -196,15 +370,23 @@ pub fn build_task(
         created_at: Some(ctx.now),
         desired_status: Some("RUNNING".into()),
         enable_execute_command: Some(spec.enable_execute_command),
-        group: Some(spec.group.clone().unwrap_or_else(|| format!("family:{}", def.family))),
+        group: Some(
+            spec.group
+                .clone()
+                .unwrap_or_else(|| format!("family:{}", def.family)),
+        ),
         health_status: Some(wire::HealthStatus::Unknown),
         last_status: Some(initial.as_str().into()),
         launch_type: Some(spec.launch_type.unwrap_or(LaunchType::Ec2)),
-        overrides: Some(spec.overrides.clone().unwrap_or_else(|| wire::TaskOverride {
-            container_overrides: Some(vec![]),
-            inference_accelerator_overrides: Some(vec![]),
-            ..Default::default()
-        })),
+        overrides: Some(
+            spec.overrides
+                .clone()
+                .unwrap_or_else(|| wire::TaskOverride {
+                    container_overrides: Some(vec![]),
+                    inference_accelerator_overrides: Some(vec![]),
+                    ..Default::default()
+                }),
+        ),
         started_by: spec.started_by.clone(),
         tags: Some(spec.tags.clone()),
         task_arn: Some(task_arn),
@@ -217,60 +399,21 @@ pub fn build_task(
         cluster: cluster.name.clone(),
         id,
         task,
-        reservation: Reservation {
-            ports_tcp: [reservation.ports_tcp.as_slice(), dynamic_ports].concat(),
-            ..reservation
-        },
+        reservation,
         instance_id: Some(instance.id.clone()),
         client_token: spec.client_token.clone(),
         agent_acknowledged: false,
     }
 }
 
-/// Why a task does not fit on an instance, as ECS names it in `failures[].reason`.
-pub fn fit(instance: &InstanceRecord, used: &Usage, need: &Reservation, dynamic: usize) -> Result<Vec<u16>, &'static str> {
-    let registered = instance.instance.registered_resources.as_deref().unwrap_or(&[]);
-    if integer_resource(registered, "CPU") - used.cpu < need.cpu {
-        return Err("RESOURCE:CPU");
-    }
-    if integer_resource(registered, "MEMORY") - used.memory < need.memory {
-        return Err("RESOURCE:MEMORY");
-    }
-    let reserved_tcp = port_resource(registered, "PORTS");
-    let reserved_udp = port_resource(registered, "PORTS_UDP");
-    let taken_tcp = |p: &u16| reserved_tcp.contains(p) || used.ports_tcp.contains(p);
-    if need.ports_tcp.iter().any(taken_tcp) {
-        return Err("RESOURCE:PORTS");
-    }
-    if need.ports_udp.iter().any(|p| reserved_udp.contains(p) || used.ports_udp.contains(p)) {
-        return Err("RESOURCE:PORTS_UDP");
-    }
-    let mut chosen = Vec::with_capacity(dynamic);
-    for p in DYNAMIC_PORTS {
-        if chosen.len() == dynamic {
-            break;
-        }
-        if !taken_tcp(&p) && !need.ports_tcp.contains(&p) {
-            chosen.push(p);
-        }
-    }
-    if chosen.len() < dynamic {
-        return Err("RESOURCE:PORTS");
-    }
-    Ok(chosen)
-}
-
-fn add_usage(used: &mut Usage, r: &Reservation) {
-    used.cpu += r.cpu;
-    used.memory += r.memory;
-    used.ports_tcp.extend(&r.ports_tcp);
-    used.ports_udp.extend(&r.ports_udp);
-    used.pending += 1;
-}
-
-fn resolve_runnable<'a>(state: &'a State, scope: &Scope, ident: Option<&str>) -> Result<&'a TaskDefinitionRecord, EcsError> {
+fn resolve_runnable<'a>(
+    state: &'a State,
+    scope: &Scope,
+    ident: Option<&str>,
+) -> Result<&'a TaskDefinitionRecord, EcsError> {
     let ident = ident.ok_or_else(|| invalid("taskDefinition is required."))?;
-    let def = task_definitions::resolve(state, scope, ident).ok_or_else(|| client("TaskDefinition not found."))?;
+    let def = task_definitions::resolve(state, scope, ident)
+        .ok_or_else(|| client("TaskDefinition not found."))?;
     if def.definition.status != Some(TaskDefinitionStatus::Active) {
         return Err(client("TaskDefinition is inactive"));
     }
@@ -278,20 +421,36 @@ fn resolve_runnable<'a>(state: &'a State, scope: &Scope, ident: Option<&str>) ->
 }
 
 fn validate_started_by(s: Option<&str>) -> Result<(), EcsError> {
-    if let Some(s) = s {
-        if s.len() > 36 || !s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
-            return Err(invalid("startedBy can be up to 36 letters (uppercase and lowercase), numbers, hyphens, and underscores."));
-        }
+    if let Some(s) = s
+        && (s.len() > 36
+            || !s
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'))
+    {
+        return Err(invalid(
+            "startedBy can be up to 36 letters (uppercase and lowercase), numbers, hyphens, and underscores.",
+        ));
     }
     Ok(())
 }
 
-fn task_tags(def: &TaskDefinitionRecord, tags: Vec<wire::Tag>, propagate: Option<wire::PropagateTags>) -> Result<Vec<wire::Tag>, EcsError> {
+fn task_tags(
+    def: &TaskDefinitionRecord,
+    tags: Vec<wire::Tag>,
+    propagate: Option<wire::PropagateTags>,
+) -> Result<Vec<wire::Tag>, EcsError> {
     validate_tags(&tags)?;
-    Ok(if propagate == Some(wire::PropagateTags::TaskDefinition) { merge_tags(&def.tags, &tags) } else { tags })
+    Ok(if propagate == Some(wire::PropagateTags::TaskDefinition) {
+        merge_tags(&def.tags, &tags)
+    } else {
+        tags
+    })
 }
 
-fn check_launch_type(def: &TaskDefinitionRecord, launch_type: Option<LaunchType>) -> Result<(), EcsError> {
+fn check_launch_type(
+    def: &TaskDefinitionRecord,
+    launch_type: Option<LaunchType>,
+) -> Result<(), EcsError> {
     match launch_type {
         Some(LaunchType::Fargate) => Err(EcsError::UnsupportedFeature(
             "The FARGATE launch type is not available in flotilla yet; run the task on the cluster's container instances (EC2 launch type).".into(),
@@ -309,86 +468,98 @@ fn check_launch_type(def: &TaskDefinitionRecord, launch_type: Option<LaunchType>
     }
 }
 
-/// Places `count` tasks on the cluster's ACTIVE, connected instances: first fit in a
-/// seeded random order, accounting for what earlier placements of the call consume.
-/// Returns the tasks placed and one failure per task that did not fit.
+fn placement_spec(
+    def: &TaskDefinitionRecord,
+    strategies: &[wire::PlacementStrategy],
+    constraints: &[wire::PlacementConstraint],
+) -> Result<PlacementSpec, EcsError> {
+    let td_constraints = def
+        .definition
+        .placement_constraints
+        .as_deref()
+        .unwrap_or(&[]);
+    PlacementSpec::from_wire(strategies, td_constraints, constraints)
+        .map_err(|e| invalid(e.to_string()))
+}
+
+/// Places `requests` with the scheduler and builds a task for each placement; returns
+/// the tasks and ECS-style failures for the rest.
 fn place(
-    state: &State,
     ctx: &mut Ctx,
     cluster: &ClusterRecord,
     def: &TaskDefinitionRecord,
-    spec: &TaskSpec,
-    count: usize,
-) -> Result<(Vec<TaskRecord>, Vec<wire::Failure>), EcsError> {
-    let mut candidates: Vec<&InstanceRecord> = state
-        .instances_in(&ctx.scope, &cluster.name)
-        .filter(|i| i.instance.status.as_deref() == Some("ACTIVE") && i.instance.agent_connected == Some(true))
-        .collect();
-    if candidates.is_empty() {
-        return Err(invalid("No Container Instances were found in your cluster."));
-    }
-    let mut usage = usage_by_instance(state, &ctx.scope, &cluster.name);
-    let (need, dynamic) = requirement(&def.definition, spec.overrides.as_ref());
-    let (mut placed, mut failures) = (Vec::new(), Vec::new());
-    for _ in 0..count {
-        let n = candidates.len();
-        #[allow(clippy::cast_possible_truncation)]
-        let start = (ctx.random_u64() % n as u64) as usize;
-        candidates.rotate_left(start);
-        let mut reasons: HashMap<String, &'static str> = HashMap::new();
-        let mut chosen = None;
-        for inst in &candidates {
-            match fit(inst, usage.get(&inst.id).unwrap_or(&Usage::default()), &need, dynamic) {
-                Ok(ports) => {
-                    chosen = Some((*inst, ports));
-                    break;
-                }
-                Err(reason) => {
-                    reasons.insert(inst.instance.container_instance_arn.clone().unwrap_or_default(), reason);
-                }
+    task_spec: &TaskSpec,
+    (snapshot, records): (&ClusterSnapshot, &[&InstanceRecord]),
+    requests: &[TaskRequest],
+    placement: &PlacementSpec,
+) -> (Vec<TaskRecord>, Vec<wire::Failure>) {
+    let plan = scheduler::place(snapshot, requests, placement, ctx.random_u64());
+    let (mut placed, mut failures) = (Vec::new(), Vec::<wire::Failure>::new());
+    for (request, outcome) in requests.iter().zip(&plan.outcomes) {
+        match outcome {
+            Outcome::Placed(p) => {
+                let Some(instance) = records.get(p.instance_index) else {
+                    continue;
+                };
+                let reservation = reservation_of(request, &p.dynamic_ports);
+                placed.push(build_task(
+                    ctx,
+                    cluster,
+                    def,
+                    instance,
+                    task_spec,
+                    reservation,
+                    &p.dynamic_ports,
+                ));
             }
-        }
-        match chosen {
-            Some((inst, ports)) => {
-                let task = build_task(ctx, cluster, def, inst, spec, need.clone(), &ports);
-                add_usage(usage.entry(inst.id.clone()).or_default(), &task.reservation);
-                placed.push(task);
-            }
-            None => {
-                let mut reasons: Vec<_> = reasons.into_iter().collect();
-                reasons.sort();
-                for (arn, reason) in reasons {
-                    if !failures.iter().any(|f: &wire::Failure| f.arn.as_deref() == Some(&arn) && f.reason.as_deref() == Some(reason)) {
-                        failures.push(wire::Failure { arn: Some(arn), reason: Some(reason.into()), detail: None });
+            Outcome::Failed(f) => {
+                for failure in f.to_wire() {
+                    if !failures.contains(&failure) {
+                        failures.push(failure);
                     }
                 }
             }
         }
     }
-    Ok((placed, failures))
+    (placed, failures)
 }
 
 /// RunTask: places up to 10 tasks of a definition on the cluster's instances.
-pub fn run_task(state: &State, ctx: &mut Ctx, req: wire::RunTaskRequest) -> Written<wire::RunTaskResponse> {
+pub fn run_task(
+    state: &State,
+    ctx: &mut Ctx,
+    req: wire::RunTaskRequest,
+) -> Written<wire::RunTaskResponse> {
     let cluster = active_cluster(state, &ctx.scope, req.cluster.as_deref())?;
     let def = resolve_runnable(state, &ctx.scope, req.task_definition.as_deref())?;
     let count = req.count.unwrap_or(1);
     if !(1..=10).contains(&count) {
-        return Err(invalid(format!("count must be between 1 and 10, got {count}.")));
+        return Err(invalid(format!(
+            "count must be between 1 and 10, got {count}."
+        )));
     }
-    if req.launch_type.is_some() && req.capacity_provider_strategy.as_ref().is_some_and(|s| !s.is_empty()) {
-        return Err(invalid("Specifying both a launchType and capacityProviderStrategy is not supported."));
+    if req.launch_type.is_some()
+        && req
+            .capacity_provider_strategy
+            .as_ref()
+            .is_some_and(|s| !s.is_empty())
+    {
+        return Err(invalid(
+            "Specifying both a launchType and capacityProviderStrategy is not supported.",
+        ));
     }
     check_launch_type(def, req.launch_type)?;
     validate_started_by(req.started_by.as_deref())?;
-    if req.group.as_ref().is_some_and(|g| g.is_empty() || g.len() > 255) {
+    if req
+        .group
+        .as_ref()
+        .is_some_and(|g| g.is_empty() || g.len() > 255)
+    {
         return Err(invalid("group must be 1-255 characters."));
     }
     if let Some(o) = &req.overrides {
         validate_overrides(&def.definition, o)?;
     }
-    check_len(req.placement_constraints.as_deref().unwrap_or(&[]), 10, "placementConstraints")?;
-    check_len(req.placement_strategy.as_deref().unwrap_or(&[]), 5, "placementStrategy")?;
     if let Some(token) = &req.client_token {
         if token.is_empty() || token.len() > 64 {
             return Err(invalid("clientToken must be 1-64 characters."));
@@ -399,7 +570,13 @@ pub fn run_task(state: &State, ctx: &mut Ctx, req: wire::RunTaskRequest) -> Writ
             .map(|t| t.task.clone())
             .collect();
         if !earlier.is_empty() {
-            return Ok((wire::RunTaskResponse { tasks: Some(earlier), failures: Some(vec![]) }, vec![]));
+            return Ok((
+                wire::RunTaskResponse {
+                    tasks: Some(earlier),
+                    failures: Some(vec![]),
+                },
+                vec![],
+            ));
         }
     }
     let spec = TaskSpec {
@@ -411,20 +588,66 @@ pub fn run_task(state: &State, ctx: &mut Ctx, req: wire::RunTaskRequest) -> Writ
         client_token: req.client_token,
         launch_type: Some(req.launch_type.unwrap_or(LaunchType::Ec2)),
     };
-    #[allow(clippy::cast_sign_loss)]
-    let (placed, failures) = place(state, ctx, cluster, def, &spec, count as usize)?;
+    let placement = placement_spec(
+        def,
+        req.placement_strategy.as_deref().unwrap_or(&[]),
+        req.placement_constraints.as_deref().unwrap_or(&[]),
+    )?
+    .or_default_strategies(PlacementSpec::run_task_default_strategies());
+    let (snap, records) = snapshot(state, &ctx.scope, &cluster.name);
+    if !snap
+        .instances
+        .iter()
+        .any(|i| i.status == InstanceStatus::Active)
+    {
+        return Err(invalid(
+            "No Container Instances were found in your cluster.",
+        ));
+    }
+    let group = spec
+        .group
+        .clone()
+        .unwrap_or_else(|| format!("family:{}", def.family));
+    let request = task_request(def, spec.overrides.as_ref(), &group);
+    let requests = vec![request; usize::try_from(count).unwrap_or(1)];
+    let (placed, failures) = place(
+        ctx,
+        cluster,
+        def,
+        &spec,
+        (&snap, &records),
+        &requests,
+        &placement,
+    );
     let tasks = placed.iter().map(|t| t.task.clone()).collect();
-    let changes = placed.into_iter().map(|t| Change::Put(Record::Task(t))).collect();
-    Ok((wire::RunTaskResponse { tasks: Some(tasks), failures: Some(failures) }, changes))
+    let changes = placed
+        .into_iter()
+        .map(|t| Change::Put(Record::Task(t)))
+        .collect();
+    Ok((
+        wire::RunTaskResponse {
+            tasks: Some(tasks),
+            failures: Some(failures),
+        },
+        changes,
+    ))
 }
 
 /// StartTask: one task on each of the given container instances.
-pub fn start_task(state: &State, ctx: &mut Ctx, req: wire::StartTaskRequest) -> Written<wire::StartTaskResponse> {
+pub fn start_task(
+    state: &State,
+    ctx: &mut Ctx,
+    req: wire::StartTaskRequest,
+) -> Written<wire::StartTaskResponse> {
     let cluster = active_cluster(state, &ctx.scope, req.cluster.as_deref())?;
     let def = resolve_runnable(state, &ctx.scope, req.task_definition.as_deref())?;
-    let idents = req.container_instances.ok_or_else(|| invalid("containerInstances is required."))?;
+    let idents = req
+        .container_instances
+        .ok_or_else(|| invalid("containerInstances is required."))?;
     if idents.is_empty() {
-        return Err(invalid("containerInstances must name at least one container instance."));
+        return Err(invalid(
+            "containerInstances must name at least one container instance.",
+        ));
     }
     check_len(&idents, 10, "containerInstances")?;
     check_launch_type(def, None)?;
@@ -441,38 +664,73 @@ pub fn start_task(state: &State, ctx: &mut Ctx, req: wire::StartTaskRequest) -> 
         client_token: None,
         launch_type: Some(LaunchType::Ec2),
     };
-    let (need, dynamic) = requirement(&def.definition, spec.overrides.as_ref());
-    let mut usage = usage_by_instance(state, &ctx.scope, &cluster.name);
+    let group = spec
+        .group
+        .clone()
+        .unwrap_or_else(|| format!("family:{}", def.family));
+    let request = task_request(def, spec.overrides.as_ref(), &group);
+    let placement = placement_spec(def, &[], &[])?;
     let (mut tasks, mut failures, mut changes) = (Vec::new(), Vec::new(), Vec::new());
+    let mut snapshots: Vec<TaskRecord> = Vec::new();
     for ident in idents {
-        let fail = |reason: &str| wire::Failure { arn: Some(ident.clone()), reason: Some(reason.into()), detail: None };
         let Some(inst) = instances::find(state, &ctx.scope, &cluster.name, &ident) else {
-            failures.push(fail("MISSING"));
+            failures.push(wire::Failure {
+                arn: Some(ident),
+                reason: Some("MISSING".into()),
+                detail: None,
+            });
             continue;
         };
-        if inst.instance.status.as_deref() != Some("ACTIVE") {
-            failures.push(fail(inst.instance.status.as_deref().unwrap_or("INACTIVE")));
-            continue;
+        let mut view = instance_view(state, inst);
+        // Tasks started earlier in this call hold resources too.
+        for t in snapshots
+            .iter()
+            .filter(|t| t.instance_id.as_deref() == Some(inst.id.as_str()))
+        {
+            view.remaining_cpu = view
+                .remaining_cpu
+                .saturating_sub(u32::try_from(t.reservation.cpu).unwrap_or(0));
+            view.remaining_memory = view
+                .remaining_memory
+                .saturating_sub(u32::try_from(t.reservation.memory).unwrap_or(0));
+            view.used_ports.tcp.extend(&t.reservation.ports_tcp);
+            view.used_ports.udp.extend(&t.reservation.ports_udp);
         }
-        if inst.instance.agent_connected != Some(true) {
-            failures.push(fail("AGENT"));
-            continue;
-        }
-        match fit(inst, usage.get(&inst.id).unwrap_or(&Usage::default()), &need, dynamic) {
-            Err(reason) => failures.push(fail(reason)),
-            Ok(ports) => {
-                let task = build_task(ctx, cluster, def, inst, &spec, need.clone(), &ports);
-                add_usage(usage.entry(inst.id.clone()).or_default(), &task.reservation);
-                tasks.push(task.task.clone());
-                changes.push(Change::Put(Record::Task(task)));
-            }
+        let snap = ClusterSnapshot {
+            instances: vec![view],
+        };
+        let (placed, f) = place(
+            ctx,
+            cluster,
+            def,
+            &spec,
+            (&snap, &[inst]),
+            std::slice::from_ref(&request),
+            &placement,
+        );
+        failures.extend(f);
+        for task in placed {
+            tasks.push(task.task.clone());
+            changes.push(Change::Put(Record::Task(task.clone())));
+            snapshots.push(task);
         }
     }
-    Ok((wire::StartTaskResponse { tasks: Some(tasks), failures: Some(failures) }, changes))
+    Ok((
+        wire::StartTaskResponse {
+            tasks: Some(tasks),
+            failures: Some(failures),
+        },
+        changes,
+    ))
 }
 
 /// Finds a task of `cluster` by id or ARN.
-pub fn find<'a>(state: &'a State, scope: &Scope, cluster: &str, ident: &str) -> Option<&'a TaskRecord> {
+pub fn find<'a>(
+    state: &'a State,
+    scope: &Scope,
+    cluster: &str,
+    ident: &str,
+) -> Option<&'a TaskRecord> {
     let (arn_cluster, id) = member_id(scope, ResourceType::Task, ident)?;
     if arn_cluster.as_deref().is_some_and(|c| c != cluster) {
         return None;
@@ -495,15 +753,25 @@ pub fn mark_stopped(task: &mut wire::Task, now: f64) {
 
 /// StopTask: asks the agent to stop the task; a task no agent has taken over yet stops
 /// at once (there is nothing running to stop).
-pub fn stop_task(state: &State, ctx: &mut Ctx, req: wire::StopTaskRequest) -> Written<wire::StopTaskResponse> {
+pub fn stop_task(
+    state: &State,
+    ctx: &mut Ctx,
+    req: wire::StopTaskRequest,
+) -> Written<wire::StopTaskResponse> {
     let cluster = active_cluster(state, &ctx.scope, req.cluster.as_deref())?;
     let ident = req.task.ok_or_else(|| invalid("task is required."))?;
     if req.reason.as_ref().is_some_and(|r| r.len() > 1024) {
         return Err(invalid("reason can be at most 1024 characters."));
     }
-    let rec = find(state, &ctx.scope, &cluster.name, &ident).ok_or_else(|| invalid("The referenced task was not found."))?;
+    let rec = find(state, &ctx.scope, &cluster.name, &ident)
+        .ok_or_else(|| invalid("The referenced task was not found."))?;
     if rec.task.desired_status.as_deref() == Some("STOPPED") {
-        return Ok((wire::StopTaskResponse { task: Some(rec.task.clone()) }, vec![]));
+        return Ok((
+            wire::StopTaskResponse {
+                task: Some(rec.task.clone()),
+            },
+            vec![],
+        ));
     }
     let mut rec = rec.clone();
     let t = &mut rec.task;
@@ -515,15 +783,27 @@ pub fn stop_task(state: &State, ctx: &mut Ctx, req: wire::StopTaskRequest) -> Wr
     if !rec.agent_acknowledged {
         mark_stopped(&mut rec.task, ctx.now);
     }
-    Ok((wire::StopTaskResponse { task: Some(rec.task.clone()) }, vec![Change::Put(Record::Task(rec))]))
+    Ok((
+        wire::StopTaskResponse {
+            task: Some(rec.task.clone()),
+        },
+        vec![Change::Put(Record::Task(rec))],
+    ))
 }
 
 /// DescribeTasks.
-pub fn describe(state: &State, scope: &Scope, req: wire::DescribeTasksRequest) -> Result<wire::DescribeTasksResponse, EcsError> {
+pub fn describe(
+    state: &State,
+    scope: &Scope,
+    req: wire::DescribeTasksRequest,
+) -> Result<wire::DescribeTasksResponse, EcsError> {
     let cluster = active_cluster(state, scope, req.cluster.as_deref())?;
     let idents = req.tasks.ok_or_else(|| invalid("tasks is required."))?;
     check_len(&idents, 100, "tasks")?;
-    let with_tags = req.include.unwrap_or_default().contains(&wire::TaskField::Tags);
+    let with_tags = req
+        .include
+        .unwrap_or_default()
+        .contains(&wire::TaskField::Tags);
     let (mut tasks, mut failures) = (Vec::new(), Vec::new());
     for ident in idents {
         match find(state, scope, &cluster.name, &ident) {
@@ -535,31 +815,50 @@ pub fn describe(state: &State, scope: &Scope, req: wire::DescribeTasksRequest) -
                 tasks.push(t);
             }
             None => failures.push(wire::Failure {
-                arn: Some(if ident.starts_with("arn:") { ident } else { scope.arn(ResourceType::Task, format!("{}/{ident}", cluster.name)) }),
+                arn: Some(if ident.starts_with("arn:") {
+                    ident
+                } else {
+                    scope.arn(ResourceType::Task, format!("{}/{ident}", cluster.name))
+                }),
                 reason: Some("MISSING".into()),
                 detail: None,
             }),
         }
     }
-    Ok(wire::DescribeTasksResponse { tasks: Some(tasks), failures: Some(failures) })
+    Ok(wire::DescribeTasksResponse {
+        tasks: Some(tasks),
+        failures: Some(failures),
+    })
 }
 
 /// ListTasks with ECS's filters; `desiredStatus` defaults to RUNNING.
-pub fn list(state: &State, scope: &Scope, now: f64, req: wire::ListTasksRequest) -> Result<wire::ListTasksResponse, EcsError> {
+pub fn list(
+    state: &State,
+    scope: &Scope,
+    now: f64,
+    req: wire::ListTasksRequest,
+) -> Result<wire::ListTasksResponse, EcsError> {
     let cluster = active_cluster(state, scope, req.cluster.as_deref())?;
     let desired = req.desired_status.unwrap_or(wire::DesiredStatus::Running);
     let instance_id = match req.container_instance.as_deref() {
         Some(ci) => Some(
             member_id(scope, ResourceType::ContainerInstance, ci)
                 .map(|(_, id)| id)
-                .ok_or_else(|| invalid(format!("containerInstance {ci:?} is not a container instance id or ARN.")))?,
+                .ok_or_else(|| {
+                    invalid(format!(
+                        "containerInstance {ci:?} is not a container instance id or ARN."
+                    ))
+                })?,
         ),
         None => None,
     };
     if req.started_by.is_some() && req.service_name.is_some() {
         return Err(invalid("startedBy and serviceName cannot both be given."));
     }
-    let service_group = req.service_name.as_deref().map(|s| format!("service:{}", s.rsplit('/').next().unwrap_or(s)));
+    let service_group = req
+        .service_name
+        .as_deref()
+        .map(|s| format!("service:{}", s.rsplit('/').next().unwrap_or(s)));
     let family = req.family.as_deref();
     let items = state
         .tasks_in(scope, &cluster.name)
@@ -570,7 +869,12 @@ pub fn list(state: &State, scope: &Scope, now: f64, req: wire::ListTasksRequest)
         .filter(|t| req.launch_type.is_none() || t.task.launch_type == req.launch_type)
         .filter(|t| {
             family.is_none_or(|f| {
-                t.task.task_definition_arn.as_deref().and_then(|a| a.rsplit('/').next()).and_then(|fr| fr.rsplit_once(':')).map(|(fam, _)| fam)
+                t.task
+                    .task_definition_arn
+                    .as_deref()
+                    .and_then(|a| a.rsplit('/').next())
+                    .and_then(|fr| fr.rsplit_once(':'))
+                    .map(|(fam, _)| fam)
                     == Some(f)
             })
         })
@@ -597,5 +901,8 @@ pub fn list(state: &State, scope: &Scope, now: f64, req: wire::ListTasksRequest)
         },
         items,
     )?;
-    Ok(wire::ListTasksResponse { task_arns: Some(page.items), next_token: page.next_token })
+    Ok(wire::ListTasksResponse {
+        task_arns: Some(page.items),
+        next_token: page.next_token,
+    })
 }

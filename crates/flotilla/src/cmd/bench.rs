@@ -60,15 +60,25 @@ impl Drop for SpawnedServer {
 
 fn spawn_server() -> anyhow::Result<(SpawnedServer, String)> {
     let dir = tempfile::tempdir()?;
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
     let child = Command::new(std::env::current_exe()?)
-        .args(["server", "--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
+        .args([
+            "server",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--data-dir",
+        ])
         .arg(dir.path())
         .env("FLOTILLA_LOG", "warn")
         .stdout(Stdio::null())
         .spawn()
         .context("cannot start flotilla server")?;
-    Ok((SpawnedServer { child, _dir: dir }, format!("http://127.0.0.1:{port}")))
+    Ok((
+        SpawnedServer { child, _dir: dir },
+        format!("http://127.0.0.1:{port}"),
+    ))
 }
 
 #[derive(Clone)]
@@ -99,13 +109,19 @@ impl Client {
     async fn wait_healthy(&self) -> anyhow::Result<()> {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
-            if let Ok(r) = self.http.get(format!("{}/healthz", self.endpoint)).send().await {
-                if r.status().is_success() {
-                    return Ok(());
-                }
+            let health = self
+                .http
+                .get(format!("{}/healthz", self.endpoint))
+                .send()
+                .await;
+            if health.is_ok_and(|r| r.status().is_success()) {
+                return Ok(());
             }
             if Instant::now() > deadline {
-                bail!("server at {} did not become healthy within 20 s", self.endpoint);
+                bail!(
+                    "server at {} did not become healthy within 20 s",
+                    self.endpoint
+                );
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
@@ -130,11 +146,15 @@ impl Workload {
 
     fn body(self, worker: usize) -> String {
         match self {
-            Workload::DescribeClusters => r#"{"clusters":["bench"],"include":["STATISTICS"]}"#.to_owned(),
+            Workload::DescribeClusters => {
+                r#"{"clusters":["bench"],"include":["STATISTICS"]}"#.to_owned()
+            }
             Workload::RegisterTaskDefinition => format!(
                 r#"{{"family":"bench-{worker}","containerDefinitions":[{{"name":"app","image":"127.0.0.1:5000/busybox:latest","memory":16,"command":["sleep","3600"],"portMappings":[{{"containerPort":80}}]}}]}}"#
             ),
-            Workload::RunTask => r#"{"cluster":"bench","taskDefinition":"bench-run","startedBy":"bench"}"#.to_owned(),
+            Workload::RunTask => {
+                r#"{"cluster":"bench","taskDefinition":"bench-run","startedBy":"bench"}"#.to_owned()
+            }
         }
     }
 }
@@ -151,14 +171,24 @@ fn percentile(sorted: &[u64], p: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
     }
-    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss, clippy::cast_precision_loss)]
+    #[allow(
+        clippy::cast_possible_truncation,
+        clippy::cast_sign_loss,
+        clippy::cast_precision_loss
+    )]
     let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
     #[allow(clippy::cast_precision_loss)]
     let ms = sorted[idx] as f64 / 1000.0;
     ms
 }
 
-async fn measure(client: &Client, workload: Workload, clients: usize, seconds: f64, writes: usize) -> Measurement {
+async fn measure(
+    client: &Client,
+    workload: Workload,
+    clients: usize,
+    seconds: f64,
+    writes: usize,
+) -> Measurement {
     let budget = Arc::new(AtomicUsize::new(writes));
     let deadline = Instant::now() + Duration::from_secs_f64(seconds);
     let reads = matches!(workload, Workload::DescribeClusters);
@@ -174,7 +204,10 @@ async fn measure(client: &Client, workload: Workload, clients: usize, seconds: f
                     if Instant::now() >= deadline {
                         break;
                     }
-                } else if budget.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |b| b.checked_sub(1)).is_err() {
+                } else if budget
+                    .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |b| b.checked_sub(1))
+                    .is_err()
+                {
                     break;
                 }
                 let t = Instant::now();
@@ -196,11 +229,19 @@ async fn measure(client: &Client, workload: Workload, clients: usize, seconds: f
     }
     let elapsed = start.elapsed();
     latencies_us.sort_unstable();
-    Measurement { workload, clients, latencies_us, errors, elapsed }
+    Measurement {
+        workload,
+        clients,
+        latencies_us,
+        errors,
+        elapsed,
+    }
 }
 
 async fn setup(client: &Client) -> anyhow::Result<()> {
-    client.call("CreateCluster", r#"{"clusterName":"bench"}"#.into()).await?;
+    client
+        .call("CreateCluster", r#"{"clusterName":"bench"}"#.into())
+        .await?;
     client
         .call(
             "RegisterTaskDefinition",
@@ -225,13 +266,26 @@ fn api(args: ApiBenchArgs) -> anyhow::Result<()> {
             (Some(s), e)
         }
     };
-    let client = Client { http: reqwest::Client::builder().pool_max_idle_per_host(256).build()?, endpoint: endpoint.clone() };
-    let workloads = [Workload::DescribeClusters, Workload::RegisterTaskDefinition, Workload::RunTask];
+    let client = Client {
+        http: reqwest::Client::builder()
+            .pool_max_idle_per_host(256)
+            .build()?,
+        endpoint: endpoint.clone(),
+    };
+    let workloads = [
+        Workload::DescribeClusters,
+        Workload::RegisterTaskDefinition,
+        Workload::RunTask,
+    ];
     let results = runtime.block_on(async {
         client.wait_healthy().await?;
         setup(&client).await?;
-        let bar = ProgressBar::new(u64::try_from(workloads.len() * args.clients.len()).unwrap_or(0));
-        bar.set_style(ProgressStyle::with_template("{bar:30} {pos}/{len} {msg}").unwrap_or_else(|_| ProgressStyle::default_bar()));
+        let bar =
+            ProgressBar::new(u64::try_from(workloads.len() * args.clients.len()).unwrap_or(0));
+        bar.set_style(
+            ProgressStyle::with_template("{bar:30} {pos}/{len} {msg}")
+                .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        );
         let mut results = Vec::new();
         for w in workloads {
             for &c in &args.clients {
@@ -245,7 +299,15 @@ fn api(args: ApiBenchArgs) -> anyhow::Result<()> {
     })?;
     drop(server);
     let mut table = Table::new();
-    table.set_header(["operation", "clients", "requests", "req/s", "p50 ms", "p99 ms", "errors"]);
+    table.set_header([
+        "operation",
+        "clients",
+        "requests",
+        "req/s",
+        "p50 ms",
+        "p99 ms",
+        "errors",
+    ]);
     for m in &results {
         #[allow(clippy::cast_precision_loss)]
         let rate = m.latencies_us.len() as f64 / m.elapsed.as_secs_f64();
@@ -259,7 +321,10 @@ fn api(args: ApiBenchArgs) -> anyhow::Result<()> {
             m.errors.to_string(),
         ]);
     }
-    println!("flotilla bench api — {endpoint}, durable (fsync'd) writes, {} cores", std::thread::available_parallelism().map_or(1, std::num::NonZero::get));
+    println!(
+        "flotilla bench api — {endpoint}, durable (fsync'd) writes, {} cores",
+        std::thread::available_parallelism().map_or(1, std::num::NonZero::get)
+    );
     println!("{table}");
     println!("goals at 32 clients: reads >= 10000 req/s, writes >= 2000 req/s, p99 < 10 ms");
     if results.iter().any(|m| m.errors > 0) {

@@ -1,0 +1,302 @@
+//! The task operations as pure functions: a hand-built [`State`], a request, a seeded
+//! [`Ctx`]; assertions on the answer and on the state after applying the changes.
+
+use controlplane::engine::Written;
+use controlplane::ops::{clusters, instances, task_definitions, tasks};
+use controlplane::{Change, Ctx, Scope, State};
+use model::wire;
+use serde_json::json;
+
+fn scope() -> Scope {
+    Scope::new("000000000000", "eu-west-1")
+}
+
+/// Runs a write op and applies its changes, like the writer does.
+fn write<Req, Resp>(
+    state: &mut State,
+    seed: u64,
+    op: fn(&State, &mut Ctx, Req) -> Written<Resp>,
+    req: Req,
+) -> Resp {
+    let mut ctx = Ctx::new(scope(), 1_700_000_000.0, seed);
+    let (resp, changes) = op(state, &mut ctx, req).unwrap_or_else(|e| panic!("{}: {e}", e.code()));
+    for c in &changes {
+        state.apply(c);
+    }
+    resp
+}
+
+fn try_write<Req, Resp>(
+    state: &State,
+    op: fn(&State, &mut Ctx, Req) -> Written<Resp>,
+    req: Req,
+) -> Result<(Resp, Vec<Change>), controlplane::EcsError> {
+    let mut ctx = Ctx::new(scope(), 1_700_000_000.0, 7);
+    op(state, &mut ctx, req)
+}
+
+fn req<T: serde::de::DeserializeOwned>(v: serde_json::Value) -> T {
+    serde_json::from_value(v).expect("request shape")
+}
+
+fn cluster_with_instances(instances: &[(&str, i32, i32, &str)]) -> State {
+    let mut s = State::default();
+    write(
+        &mut s,
+        1,
+        clusters::create_cluster,
+        req(json!({"clusterName": "c"})),
+    );
+    for (i, (id, cpu, mem, az)) in instances.iter().enumerate() {
+        let doc = json!({"instanceId": id, "availabilityZone": az, "instanceType": "t3.large"})
+            .to_string();
+        write(
+            &mut s,
+            10 + i as u64,
+            instances::register,
+            req(json!({
+                "cluster": "c",
+                "instanceIdentityDocument": doc,
+                "totalResources": [
+                    {"name": "CPU", "type": "INTEGER", "integerValue": cpu},
+                    {"name": "MEMORY", "type": "INTEGER", "integerValue": mem},
+                    {"name": "PORTS", "type": "STRINGSET", "stringSetValue": ["22"]}
+                ]
+            })),
+        );
+    }
+    s
+}
+
+fn register(s: &mut State, family: &str, memory: i32, host_port: Option<i32>) {
+    let mut container = json!({"name": "app", "image": "busybox", "memory": memory});
+    if let Some(p) = host_port {
+        container["portMappings"] = json!([{"containerPort": 80, "hostPort": p}]);
+    }
+    write(
+        s,
+        2,
+        task_definitions::register,
+        req(json!({"family": family, "containerDefinitions": [container]})),
+    );
+}
+
+fn run(s: &mut State, seed: u64, body: serde_json::Value) -> wire::RunTaskResponse {
+    write(s, seed, tasks::run_task, req(body))
+}
+
+#[test]
+fn run_task_never_overcommits_memory_and_reports_why() {
+    let mut s = cluster_with_instances(&[("i-1", 1024, 512, "a")]);
+    register(&mut s, "web", 200, None);
+    let r = run(
+        &mut s,
+        3,
+        json!({"cluster": "c", "taskDefinition": "web", "count": 3}),
+    );
+    assert_eq!(r.tasks.unwrap().len(), 2);
+    let failures = r.failures.unwrap();
+    assert_eq!(failures.len(), 1);
+    assert_eq!(failures[0].reason.as_deref(), Some("RESOURCE:MEMORY"));
+    assert!(
+        failures[0]
+            .arn
+            .as_deref()
+            .unwrap()
+            .contains(":container-instance/c/")
+    );
+}
+
+#[test]
+fn static_host_ports_are_exclusive_and_reserved_ports_respected() {
+    let mut s = cluster_with_instances(&[("i-1", 4096, 4096, "a")]);
+    register(&mut s, "web", 64, Some(8080));
+    assert_eq!(
+        run(&mut s, 3, json!({"cluster": "c", "taskDefinition": "web"}))
+            .tasks
+            .unwrap()
+            .len(),
+        1
+    );
+    let second = run(&mut s, 4, json!({"cluster": "c", "taskDefinition": "web"}));
+    assert!(second.tasks.unwrap().is_empty());
+    assert_eq!(
+        second.failures.unwrap()[0].reason.as_deref(),
+        Some("RESOURCE:PORTS")
+    );
+    register(&mut s, "ssh", 64, Some(22));
+    let r = run(&mut s, 5, json!({"cluster": "c", "taskDefinition": "ssh"}));
+    assert_eq!(
+        r.failures.unwrap()[0].reason.as_deref(),
+        Some("RESOURCE:PORTS")
+    );
+}
+
+#[test]
+fn dynamic_host_ports_are_distinct_and_shown_in_network_bindings() {
+    let mut s = cluster_with_instances(&[("i-1", 4096, 4096, "a")]);
+    register(&mut s, "web", 64, Some(0));
+    let r = run(
+        &mut s,
+        3,
+        json!({"cluster": "c", "taskDefinition": "web", "count": 5}),
+    );
+    let mut ports: Vec<i32> = r
+        .tasks
+        .unwrap()
+        .iter()
+        .map(|t| {
+            t.containers.as_ref().unwrap()[0]
+                .network_bindings
+                .as_ref()
+                .unwrap()[0]
+                .host_port
+                .unwrap()
+        })
+        .collect();
+    ports.sort_unstable();
+    ports.dedup();
+    assert_eq!(ports.len(), 5);
+    assert!(
+        ports.iter().all(|p| (32768..=60999).contains(p)),
+        "{ports:?}"
+    );
+}
+
+#[test]
+fn member_of_and_distinct_instance_constraints_hold() {
+    let mut s = cluster_with_instances(&[
+        ("i-1", 4096, 4096, "a"),
+        ("i-2", 4096, 4096, "b"),
+        ("i-3", 4096, 4096, "b"),
+    ]);
+    register(&mut s, "web", 64, None);
+    let r = run(
+        &mut s,
+        3,
+        json!({"cluster": "c", "taskDefinition": "web", "count": 3,
+               "placementConstraints": [{"type": "memberOf", "expression": "attribute:ecs.availability-zone == b"},
+                                        {"type": "distinctInstance"}]}),
+    );
+    let placed = r.tasks.unwrap();
+    assert_eq!(placed.len(), 2, "only two instances are in zone b");
+    assert!(
+        placed
+            .iter()
+            .all(|t| t.availability_zone.as_deref() == Some("b"))
+    );
+    assert_ne!(
+        placed[0].container_instance_arn,
+        placed[1].container_instance_arn
+    );
+    assert_eq!(
+        r.failures.unwrap().len(),
+        2,
+        "one failure per reason: MemberOf and DistinctInstance"
+    );
+}
+
+#[test]
+fn bad_placement_input_names_the_field() {
+    let mut s = cluster_with_instances(&[("i-1", 4096, 4096, "a")]);
+    register(&mut s, "web", 64, None);
+    let e = try_write(&s, tasks::run_task, req(json!({"cluster": "c", "taskDefinition": "web", "placementStrategy": [{"type": "binpack", "field": "disk"}]})))
+        .unwrap_err();
+    assert_eq!(e.code(), "InvalidParameterException");
+    assert!(e.to_string().contains("binpack"), "{e}");
+    let e = try_write(
+        &s,
+        tasks::run_task,
+        req(json!({"cluster": "c", "taskDefinition": "web", "count": 11})),
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("count"), "{e}");
+    let e = try_write(
+        &s,
+        tasks::run_task,
+        req(json!({"cluster": "c", "taskDefinition": "nope"})),
+    )
+    .unwrap_err();
+    assert_eq!(
+        (e.code(), e.to_string().as_str()),
+        ("ClientException", "TaskDefinition not found.")
+    );
+}
+
+#[test]
+fn stopping_a_task_releases_its_resources() {
+    let mut s = cluster_with_instances(&[("i-1", 1024, 256, "a")]);
+    register(&mut s, "web", 200, Some(8080));
+    let t = run(&mut s, 3, json!({"cluster": "c", "taskDefinition": "web"}))
+        .tasks
+        .unwrap()
+        .remove(0);
+    assert!(
+        run(&mut s, 4, json!({"cluster": "c", "taskDefinition": "web"}))
+            .tasks
+            .unwrap()
+            .is_empty()
+    );
+    let stopped: wire::StopTaskResponse = write(
+        &mut s,
+        5,
+        tasks::stop_task,
+        req(json!({"cluster": "c", "task": t.task_arn, "reason": "done here"})),
+    );
+    let st = stopped.task.unwrap();
+    assert_eq!(
+        st.last_status.as_deref(),
+        Some("STOPPED"),
+        "no agent took it over, so it stops at once"
+    );
+    assert_eq!(st.stopped_reason.as_deref(), Some("done here"));
+    assert_eq!(st.stop_code, Some(wire::TaskStopCode::UserInitiated));
+    assert_eq!(
+        run(&mut s, 6, json!({"cluster": "c", "taskDefinition": "web"}))
+            .tasks
+            .unwrap()
+            .len(),
+        1
+    );
+}
+
+#[test]
+fn run_task_is_idempotent_on_client_token_and_deterministic_per_seed() {
+    let mut s = cluster_with_instances(&[("i-1", 4096, 4096, "a"), ("i-2", 4096, 4096, "b")]);
+    register(&mut s, "web", 64, None);
+    let a = run(
+        &mut s,
+        3,
+        json!({"cluster": "c", "taskDefinition": "web", "clientToken": "tok", "count": 2}),
+    );
+    let b = run(
+        &mut s,
+        4,
+        json!({"cluster": "c", "taskDefinition": "web", "clientToken": "tok", "count": 2}),
+    );
+    let arns = |r: &wire::RunTaskResponse| {
+        r.tasks
+            .as_ref()
+            .unwrap()
+            .iter()
+            .map(|t| t.task_arn.clone().unwrap())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(arns(&a), arns(&b));
+    let fresh = s.clone();
+    let x = try_write(
+        &fresh,
+        tasks::run_task,
+        req(json!({"cluster": "c", "taskDefinition": "web", "count": 4})),
+    )
+    .unwrap()
+    .0;
+    let y = try_write(
+        &fresh,
+        tasks::run_task,
+        req(json!({"cluster": "c", "taskDefinition": "web", "count": 4})),
+    )
+    .unwrap()
+    .0;
+    assert_eq!(arns(&x), arns(&y), "same seed, same state: same plan");
+}
