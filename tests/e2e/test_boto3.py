@@ -444,6 +444,33 @@ def test_run_task_fills_the_instance_then_fails(ecs, cluster):
     assert len(ecs.run_task(cluster="c1", taskDefinition="big")["tasks"]) == 1
 
 
+def test_run_task_member_of_constraint(ecs, cluster):
+    small = register_instance(ecs, "c1", "i-00000000000000002", instance_type="t3.small")
+    only_small = [{"type": "memberOf", "expression": "attribute:ecs.instance-type == t3.small"}]
+    r = ecs.run_task(cluster="c1", taskDefinition="web", count=10, placementConstraints=only_small)
+    assert r["failures"] == []
+    assert {t["containerInstanceArn"] for t in r["tasks"]} == {small["containerInstanceArn"]}
+    r = ecs.run_task(cluster="c1", taskDefinition="web", placementConstraints=[{"type": "memberOf", "expression": "attribute:ecs.instance-type == m9.huge"}])
+    assert r["tasks"] == [] and r["failures"]
+
+
+def test_run_task_distinct_instance_constraint(ecs, cluster):
+    register_instance(ecs, "c1", "i-00000000000000002")
+    r = ecs.run_task(cluster="c1", taskDefinition="web", count=3, placementConstraints=[{"type": "distinctInstance"}])
+    assert len(r["tasks"]) == 2
+    assert len({t["containerInstanceArn"] for t in r["tasks"]}) == 2
+    assert r["failures"]
+
+
+def test_run_task_invalid_placement_is_refused(ecs, cluster):
+    with pytest.raises(ecs.exceptions.InvalidParameterException) as e:
+        ecs.run_task(cluster="c1", taskDefinition="web", placementConstraints=[{"type": "memberOf", "expression": "attribute:x = y"}])
+    assert "expression" in error_of(e)[1]
+    with pytest.raises(ecs.exceptions.InvalidParameterException) as e:
+        ecs.run_task(cluster="c1", taskDefinition="web", placementStrategy=[{"type": "binpack", "field": "nonsense"}])
+    assert "field" in error_of(e)[1]
+
+
 def test_run_task_client_token_is_idempotent(ecs, cluster):
     a = ecs.run_task(cluster="c1", taskDefinition="web", clientToken="tok-1")["tasks"]
     b = ecs.run_task(cluster="c1", taskDefinition="web", clientToken="tok-1")["tasks"]
@@ -459,7 +486,10 @@ def test_start_task(ecs, cluster):
     assert r["failures"] == [{"arn": "0000dead", "reason": "MISSING"}]
     ecs.update_container_instances_state(cluster="c1", containerInstances=[arn], status="DRAINING")
     r = ecs.start_task(cluster="c1", taskDefinition="web", containerInstances=[arn])
-    assert r["tasks"] == [] and r["failures"] == [{"arn": arn, "reason": "DRAINING"}]
+    assert r["tasks"] == []
+    # The failure names the instance that was refused, and why.
+    assert [f.get("arn") for f in r["failures"]] == [arn], r["failures"]
+    assert "DRAINING" in r["failures"][0]["reason"]
 
 
 def test_stop_task_records_the_reason(ecs, cluster):

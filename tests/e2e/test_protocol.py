@@ -7,6 +7,7 @@ error body must carry `__type` and `message`, a request id, and never be a 5xx.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 
 import botocore.auth
@@ -299,6 +300,31 @@ def test_tampered_body_and_malformed_authorization(auth_server, validator):
     r = requests.post(req.url, data=req.body, headers=headers, timeout=10)
     assert_error(r, 400, "IncompleteSignatureException")
     checked(validator, "CreateCluster", r)
+
+
+def test_a_signed_content_hash_must_match_the_body(auth_server, validator):
+    """A signed x-amz-content-sha256 header may not stand in for the body it describes."""
+    body = json.dumps({"clusterName": "good"}).encode()
+    req = AWSRequest(
+        method="POST",
+        url=auth_server.endpoint + "/",
+        data=body,
+        headers={"Content-Type": JSON_CT, "X-Amz-Target": f"{TARGET_PREFIX}.CreateCluster", "X-Amz-Content-SHA256": hashlib.sha256(body).hexdigest()},
+    )
+    SigV4Auth(Credentials(AUTH_KEY, AUTH_SECRET), "ecs", "us-east-1").add_auth(req)
+    assert "x-amz-content-sha256" in req.headers["Authorization"]
+    r = send(req, data=json.dumps({"clusterName": "evil"}).encode())
+    b = assert_error(r, 400, "InvalidSignatureException")
+    assert "x-amz-content-sha256" in b["message"]
+    r = send(req)
+    assert checked(validator, "CreateCluster", r)["cluster"]["clusterName"] == "good"
+
+
+def test_signatures_must_be_scoped_to_ecs(auth_server):
+    req = AWSRequest(method="POST", url=auth_server.endpoint + "/", data=b"{}", headers={"Content-Type": JSON_CT, "X-Amz-Target": f"{TARGET_PREFIX}.ListClusters"})
+    SigV4Auth(Credentials(AUTH_KEY, AUTH_SECRET), "s3", "us-east-1").add_auth(req)
+    b = assert_error(send(req), 400, "InvalidSignatureException")
+    assert "'ecs'" in b["message"]
 
 
 def test_signed_region_is_used(auth_client_factory):
