@@ -38,7 +38,11 @@ pub struct Ctx {
 impl Ctx {
     /// A context with a seeded RNG (tests pass a fixed seed).
     pub fn new(scope: Scope, now: f64, seed: u64) -> Ctx {
-        Ctx { scope, now, rng: StdRng::seed_from_u64(seed) }
+        Ctx {
+            scope,
+            now,
+            rng: StdRng::seed_from_u64(seed),
+        }
     }
 
     /// A new 32-hex-digit id, the form ECS uses for tasks and container instances.
@@ -49,7 +53,14 @@ impl Ctx {
     /// A new UUID-shaped id (containers, deployments).
     pub fn new_uuid(&mut self) -> String {
         let h = self.new_id();
-        format!("{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32])
+        format!(
+            "{}-{}-{}-{}-{}",
+            &h[0..8],
+            &h[8..12],
+            &h[12..16],
+            &h[16..20],
+            &h[20..32]
+        )
     }
 
     /// The ARN of a resource in the request's scope.
@@ -79,12 +90,19 @@ pub type Clock = Arc<dyn Fn() -> f64 + Send + Sync>;
 
 /// The system clock.
 pub fn system_clock() -> Clock {
-    Arc::new(|| SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0))
+    Arc::new(|| {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs_f64())
+            .unwrap_or(0.0)
+    })
 }
 
 struct Inner {
     published: RwLock<State>,
     jobs: mpsc::Sender<Job>,
+    /// Counts published batches; watchers wake on every change.
+    changes: tokio::sync::watch::Sender<u64>,
 }
 
 /// A cheap, cloneable handle to the control plane.
@@ -108,7 +126,10 @@ fn server_error(e: impl std::fmt::Display) -> EcsError {
 
 fn to_mutation(change: &Change) -> Result<Mutation, EcsError> {
     Ok(match change {
-        Change::Put(r) => Mutation::Put { key: r.store_key(), value: serde_json::to_vec(r).map_err(server_error)? },
+        Change::Put(r) => Mutation::Put {
+            key: r.store_key(),
+            value: serde_json::to_vec(r).map_err(server_error)?,
+        },
         Change::Delete(r) => Mutation::Delete { key: r.store_key() },
     })
 }
@@ -118,7 +139,11 @@ fn load_state(store: &dyn Store) -> Result<State, EcsError> {
     for (key, bytes) in store.load().map_err(server_error)? {
         match serde_json::from_slice::<Record>(&bytes) {
             Ok(record) => state.apply(&Change::Put(record)),
-            Err(e) => return Err(EcsError::Server(format!("stored record {key} is unreadable: {e}"))),
+            Err(e) => {
+                return Err(EcsError::Server(format!(
+                    "stored record {key} is unreadable: {e}"
+                )));
+            }
         }
     }
     Ok(state)
@@ -127,7 +152,9 @@ fn load_state(store: &dyn Store) -> Result<State, EcsError> {
 fn fresh_meta() -> MetaRecord {
     let mut secret = [0u8; 32];
     rand::rng().fill_bytes(&mut secret);
-    MetaRecord { paging_secret: hex::encode(secret) }
+    MetaRecord {
+        paging_secret: hex::encode(secret),
+    }
 }
 
 impl ControlPlane {
@@ -141,11 +168,16 @@ impl ControlPlane {
         let mut state = load_state(store.as_ref())?;
         if state.meta.paging_secret.is_empty() {
             let change = Change::Put(Record::Meta(fresh_meta()));
-            store.commit(&[to_mutation(&change)?]).map_err(server_error)?;
+            store
+                .commit(&[to_mutation(&change)?])
+                .map_err(server_error)?;
             state.apply(&change);
         }
         let (tx, rx) = mpsc::channel(8192);
-        let inner = Arc::new(Inner { published: RwLock::new(state.clone()), jobs: tx });
+        let inner = Arc::new(Inner {
+            published: RwLock::new(state.clone()),
+            jobs: tx,
+        });
         let weak = Arc::downgrade(&inner);
         std::thread::Builder::new()
             .name("flotilla-writer".into())
@@ -156,8 +188,18 @@ impl ControlPlane {
 
     /// Runs a read-only function against the published (durable) state.
     pub fn read<T>(&self, f: impl FnOnce(&State) -> T) -> T {
-        let guard = self.inner.published.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let guard = self
+            .inner
+            .published
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         f(&guard)
+    }
+
+    /// A receiver that is notified after every published change (a counter of
+    /// published batches). Controllers and long-polls wait on it instead of polling.
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.inner.changes.subscribe()
     }
 
     /// Queues a write operation; resolves once its changes are durable and published.
@@ -181,14 +223,22 @@ impl ControlPlane {
                 }),
             ),
         });
-        self.inner.jobs.send(Job::Op { scope, op }).await.map_err(|_| stopped())?;
+        self.inner
+            .jobs
+            .send(Job::Op { scope, op })
+            .await
+            .map_err(|_| stopped())?;
         rx.await.map_err(|_| stopped())?
     }
 
     /// Wipes every record (for `POST /admin/reset`); keeps the paging secret.
     pub async fn reset(&self) -> Result<(), EcsError> {
         let (tx, rx) = oneshot::channel();
-        self.inner.jobs.send(Job::Reset(tx)).await.map_err(|_| stopped())?;
+        self.inner
+            .jobs
+            .send(Job::Reset(tx))
+            .await
+            .map_err(|_| stopped())?;
         rx.await.map_err(|_| stopped())?
     }
 }
@@ -230,7 +280,8 @@ fn writer_loop(
                 }
                 Job::Reset(done) => {
                     // Commit what came before, then wipe.
-                    let result = commit(&*store, &inner, &mut working, std::mem::take(&mut changes));
+                    let result =
+                        commit(&*store, &inner, &mut working, std::mem::take(&mut changes));
                     for r in replies.drain(..) {
                         r(result.clone());
                     }
@@ -249,7 +300,12 @@ fn writer_loop(
     }
 }
 
-fn commit(store: &dyn Store, inner: &Inner, working: &mut State, changes: Vec<Change>) -> Result<(), EcsError> {
+fn commit(
+    store: &dyn Store,
+    inner: &Inner,
+    working: &mut State,
+    changes: Vec<Change>,
+) -> Result<(), EcsError> {
     if changes.is_empty() {
         return Ok(());
     }
@@ -258,12 +314,17 @@ fn commit(store: &dyn Store, inner: &Inner, working: &mut State, changes: Vec<Ch
         .map(to_mutation)
         .collect::<Result<Vec<_>, _>>()
         .and_then(|batch| store.commit(&batch).map_err(server_error));
-    let mut published = inner.published.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let mut published = inner
+        .published
+        .write()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     match durable {
         Ok(_) => {
             for c in &changes {
                 published.apply(c);
             }
+            drop(published);
+            inner.changes.send_modify(|n| *n += 1);
             Ok(())
         }
         Err(e) => {
@@ -276,9 +337,17 @@ fn commit(store: &dyn Store, inner: &Inner, working: &mut State, changes: Vec<Ch
 fn wipe(store: &dyn Store, inner: &Inner, working: &mut State) -> Result<(), EcsError> {
     store.wipe().map_err(server_error)?;
     let meta = working.meta.clone();
-    *working = State { meta: meta.clone(), ..State::default() };
-    store.commit(&[to_mutation(&Change::Put(Record::Meta(meta)))?]).map_err(server_error)?;
-    let mut published = inner.published.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+    *working = State {
+        meta: meta.clone(),
+        ..State::default()
+    };
+    store
+        .commit(&[to_mutation(&Change::Put(Record::Meta(meta)))?])
+        .map_err(server_error)?;
+    let mut published = inner
+        .published
+        .write()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     *published = working.clone();
     Ok(())
 }
