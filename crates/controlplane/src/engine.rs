@@ -174,9 +174,11 @@ impl ControlPlane {
             state.apply(&change);
         }
         let (tx, rx) = mpsc::channel(8192);
+        let (changes, _) = tokio::sync::watch::channel(0);
         let inner = Arc::new(Inner {
             published: RwLock::new(state.clone()),
             jobs: tx,
+            changes,
         });
         let weak = Arc::downgrade(&inner);
         std::thread::Builder::new()
