@@ -351,5 +351,7 @@ fn wipe(store: &dyn Store, inner: &Inner, working: &mut State) -> Result<(), Ecs
         .write()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
     *published = working.clone();
+    drop(published);
+    inner.changes.send_modify(|n| *n += 1);
     Ok(())
 }
