@@ -79,15 +79,23 @@ fn shown(scope: &Scope, s: &wire::Setting) -> wire::Setting {
     s
 }
 
+/// The key a principal's settings are stored under. The account root's own settings
+/// are the account defaults, as on AWS: setting one for the root sets it for every
+/// principal without a setting of its own.
+fn principal_key<'a>(scope: &Scope, principal: &'a str) -> &'a str {
+    if principal == root(scope) { DEFAULT_PRINCIPAL } else { principal }
+}
+
 fn get<'a>(state: &'a State, scope: &Scope, principal: &str, name: SettingName) -> Option<&'a SettingRecord> {
-    state.settings.get(&(scope.clone(), principal.to_owned(), name.as_str().to_owned()))
+    let key = principal_key(scope, principal);
+    state.settings.get(&(scope.clone(), key.to_owned(), name.as_str().to_owned()))
 }
 
 fn put_setting(ctx: &Ctx, principal: &str, name: Option<SettingName>, value: Option<String>) -> Result<(wire::Setting, Vec<Change>), EcsError> {
     let name = name.ok_or_else(|| invalid("name is required."))?;
     let value = value.ok_or_else(|| invalid("value is required."))?;
     validate_value(name, &value)?;
-    let rec = record(&ctx.scope, principal, name, &value, principal.to_owned());
+    let rec = record(&ctx.scope, principal_key(&ctx.scope, principal), name, &value, principal.to_owned());
     Ok((shown(&ctx.scope, &rec.setting), vec![Change::Put(Record::Setting(rec))]))
 }
 
@@ -133,7 +141,7 @@ pub fn list(state: &State, scope: &Scope, now: f64, req: wire::ListAccountSettin
         if req.name.is_some_and(|n| n != name) {
             continue;
         }
-        let own = get(state, scope, &principal, name).map(|r| r.setting.clone());
+        let own = get(state, scope, &principal, name).map(|r| shown(scope, &r.setting));
         let value = if effective {
             own.or_else(|| get(state, scope, DEFAULT_PRINCIPAL, name).map(|r| shown(scope, &r.setting))).or_else(|| {
                 Some(wire::Setting {
@@ -189,6 +197,46 @@ mod tests {
             ..Default::default()
         };
         list(state, scope, 1000.0, req).unwrap()
+    }
+
+    fn setting(state: &mut State, scope: &Scope, principal: Option<&str>, value: &str) {
+        let mut ctx = Ctx::new(scope.clone(), 1000.0, 1);
+        let req = wire::PutAccountSettingRequest {
+            name: Some(SettingName::ContainerInsights),
+            value: Some(value.into()),
+            principal_arn: principal.map(str::to_owned),
+        };
+        let (_, changes) = put(state, &mut ctx, req).unwrap();
+        for c in &changes {
+            state.apply(c);
+        }
+    }
+
+    fn effective(state: &State, scope: &Scope, principal: &str) -> String {
+        let req = wire::ListAccountSettingsRequest {
+            name: Some(SettingName::ContainerInsights),
+            principal_arn: Some(principal.into()),
+            effective_settings: Some(true),
+            ..Default::default()
+        };
+        let s = list(state, scope, 1000.0, req).unwrap().settings.unwrap();
+        s[0].value.clone().unwrap()
+    }
+
+    #[test]
+    fn the_root_principals_setting_is_the_account_default() {
+        let mut state = State::default();
+        let scope = Scope::new("000000000000", "us-east-1");
+        let bob = "arn:aws:iam::000000000000:user/bob";
+        setting(&mut state, &scope, None, "enabled");
+        assert_eq!(effective(&state, &scope, bob), "enabled");
+        setting(&mut state, &scope, Some(bob), "enhanced");
+        assert_eq!(effective(&state, &scope, bob), "enhanced");
+        assert_eq!(effective(&state, &scope, "arn:aws:iam::000000000000:root"), "enabled");
+        let mut ctx = Ctx::new(scope.clone(), 1000.0, 1);
+        let req = wire::DeleteAccountSettingRequest { name: Some(SettingName::ContainerInsights), principal_arn: None };
+        let (resp, _) = delete(&state, &mut ctx, req).unwrap();
+        assert_eq!(resp.setting.unwrap().principal_arn.as_deref(), Some("arn:aws:iam::000000000000:root"));
     }
 
     #[test]
