@@ -630,6 +630,20 @@ def test_account_settings(ecs):
     assert d["value"] == "enhanced"
     alice = ecs.list_account_settings(name="containerInsights", principalArn=user, effectiveSettings=True)["settings"]
     assert [x["value"] for x in alice] == ["enabled"]
+    # The root's own setting is the account default (as on AWS): what PutAccountSettingDefault
+    # set is listed for the root, changed by PutAccountSetting without a principal, and deleted
+    # by DeleteAccountSetting without one.
+    assert ecs.list_account_settings(name="containerInsights")["settings"] == [s]
+    ecs.put_account_setting(name="containerInsights", value="disabled")
+    bob = ecs.list_account_settings(name="containerInsights", principalArn=f"arn:aws:iam::{ACCOUNT}:user/bob", effectiveSettings=True)["settings"]
+    assert [x["value"] for x in bob] == ["disabled"]
+    d = ecs.delete_account_setting(name="containerInsights")["setting"]
+    assert d["principalArn"] == root and d["value"] == "disabled"
+    eff = ecs.list_account_settings(name="containerInsights", effectiveSettings=True)["settings"]
+    assert [(x["value"], x["type"]) for x in eff] == [("disabled", "aws_managed")]
+    with pytest.raises(ecs.exceptions.InvalidParameterException) as e:
+        ecs.delete_account_setting(name="containerInsights")
+    assert "containerInsights" in error_of(e)[1]
     with pytest.raises(ecs.exceptions.InvalidParameterException) as e:
         ecs.put_account_setting(name="containerInsights", value="maybe")
     assert "value" in error_of(e)[1]
