@@ -38,6 +38,9 @@ pub enum ApiError {
     /// The signature does not match, or the request is too old or too new.
     #[error("{0}")]
     InvalidSignature(String),
+    /// The body could not be read: larger than the server accepts, or cut off.
+    #[error("The request body could not be read: {1}")]
+    UnreadableBody(StatusCode, String),
 }
 
 impl ApiError {
@@ -53,6 +56,10 @@ impl ApiError {
             ApiError::IncompleteSignature(_) => (StatusCode::BAD_REQUEST, "IncompleteSignatureException"),
             ApiError::UnrecognizedClient => (StatusCode::BAD_REQUEST, "UnrecognizedClientException"),
             ApiError::InvalidSignature(_) => (StatusCode::BAD_REQUEST, "InvalidSignatureException"),
+            ApiError::UnreadableBody(status, _) if *status == StatusCode::PAYLOAD_TOO_LARGE => {
+                (StatusCode::PAYLOAD_TOO_LARGE, "RequestEntityTooLargeException")
+            }
+            ApiError::UnreadableBody(..) => (StatusCode::BAD_REQUEST, "SerializationException"),
         }
     }
 }
@@ -81,5 +88,7 @@ mod tests {
         assert_eq!((s, c), (StatusCode::BAD_REQUEST, "ClusterNotFoundException"));
         assert_eq!(ApiError::MissingAuthentication.status_and_code().0, StatusCode::FORBIDDEN);
         assert_eq!(ApiError::UnknownOperation("X".into()).status_and_code().1, "UnknownOperationException");
+        let big = ApiError::UnreadableBody(StatusCode::PAYLOAD_TOO_LARGE, "length limit exceeded".into());
+        assert_eq!(big.status_and_code(), (StatusCode::PAYLOAD_TOO_LARGE, "RequestEntityTooLargeException"));
     }
 }

@@ -7,6 +7,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::State;
+use axum::extract::rejection::BytesRejection;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -65,9 +66,21 @@ async fn handle(app: &App, method: &Method, uri: &Uri, headers: &HeaderMap, body
     dispatch(&app.cp, &call, op, body).await
 }
 
-async fn ecs(State(app): State<App>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
+async fn ecs(
+    State(app): State<App>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
     let request_id = uuid::Uuid::new_v4().to_string();
-    let mut resp = match handle(&app, &method, &uri, &headers, &body).await {
+    // A body that cannot be read (over the size limit, or cut off) is answered in the
+    // protocol's error shape too, not with axum's plain-text rejection.
+    let result = match body {
+        Ok(body) => handle(&app, &method, &uri, &headers, &body).await,
+        Err(rejection) => Err(ApiError::UnreadableBody(rejection.status(), rejection.body_text())),
+    };
+    let mut resp = match result {
         Ok(json) => (StatusCode::OK, [(http::header::CONTENT_TYPE, HeaderValue::from_static("application/x-amz-json-1.1"))], json).into_response(),
         Err(e) => {
             if e.status_and_code().0.is_server_error() {
