@@ -52,6 +52,7 @@ PROTOCOL_ERRORS = {
     "UnrecognizedClientException",
     "InvalidSignatureException",
     "UnsupportedFeatureException",
+    "RequestEntityTooLargeException",
 }
 
 

@@ -80,6 +80,16 @@ def test_malformed_json_is_a_serialization_error(endpoint, reset):
         assert "JSON" in b["message"]
 
 
+def test_oversized_body_is_refused_in_the_protocols_shape(endpoint, reset, validator):
+    big = json.dumps({"clusterName": "big", "tags": [{"key": "k", "value": "v" * (3 << 20)}]})
+    r = post(endpoint, "CreateCluster", big)
+    b = assert_error(r, 413, "RequestEntityTooLargeException")
+    assert "limit" in b["message"]
+    checked(validator, "CreateCluster", r)
+    # The server is still there, and nothing was created.
+    assert checked(validator, "ListClusters", post(endpoint, "ListClusters"))["clusterArns"] == []
+
+
 def test_unknown_operation(endpoint, reset):
     r = post(endpoint, "LaunchRocket")
     b = assert_error(r, 400, "UnknownOperationException")
