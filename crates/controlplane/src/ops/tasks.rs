@@ -681,6 +681,21 @@ pub fn start_task(
             });
             continue;
         };
+        // StartTask names its instances: one that cannot take tasks is reported by its
+        // ARN and status (the scheduler alone would only say that none was found).
+        if inst.instance.status.as_deref() != Some("ACTIVE") {
+            failures.push(wire::Failure {
+                arn: inst.instance.container_instance_arn.clone(),
+                reason: Some(
+                    inst.instance
+                        .status
+                        .clone()
+                        .unwrap_or_else(|| "INACTIVE".into()),
+                ),
+                detail: None,
+            });
+            continue;
+        }
         let mut view = instance_view(state, inst);
         // Tasks started earlier in this call hold resources too.
         for t in snapshots
