@@ -13,6 +13,7 @@
 //! commit fails, every op of the batch gets a `ServerException` and the working copy is
 //! rebuilt from the published one, so memory never holds what disk does not.
 
+use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -23,7 +24,7 @@ use store::{Mutation, Store};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::error::EcsError;
-use crate::state::{Change, MetaRecord, Record, Scope, State};
+use crate::state::{Change, MemberKey, MetaRecord, Record, Scope, State};
 
 /// What a write operation gets besides the state: who asks, the time, and randomness.
 #[derive(Debug)]
@@ -103,6 +104,10 @@ struct Inner {
     jobs: mpsc::Sender<Job>,
     /// Counts published batches; watchers wake on every change.
     changes: tokio::sync::watch::Sender<u64>,
+    /// When each instance's agent was last heard from (epoch seconds). Kept in memory
+    /// only: after a restart every instance counts as heard from at start.
+    heartbeats: std::sync::Mutex<HashMap<MemberKey, f64>>,
+    clock: Clock,
 }
 
 /// A cheap, cloneable handle to the control plane.
@@ -175,10 +180,18 @@ impl ControlPlane {
         }
         let (tx, rx) = mpsc::channel(8192);
         let (changes, _) = tokio::sync::watch::channel(0);
+        let started = clock();
+        let heartbeats = state
+            .instances
+            .keys()
+            .map(|k| (k.clone(), started))
+            .collect();
         let inner = Arc::new(Inner {
             published: RwLock::new(state.clone()),
             jobs: tx,
             changes,
+            heartbeats: std::sync::Mutex::new(heartbeats),
+            clock: clock.clone(),
         });
         let weak = Arc::downgrade(&inner);
         std::thread::Builder::new()
@@ -196,6 +209,30 @@ impl ControlPlane {
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         f(&guard)
+    }
+
+    /// Records that an instance's agent was heard from now.
+    pub fn heartbeat(&self, key: MemberKey) {
+        let now = (self.inner.clock)();
+        self.inner
+            .heartbeats
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(key, now);
+    }
+
+    /// When each instance's agent was last heard from (epoch seconds).
+    pub fn last_seen(&self) -> HashMap<MemberKey, f64> {
+        self.inner
+            .heartbeats
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// The control plane's clock (epoch seconds).
+    pub fn now(&self) -> f64 {
+        (self.inner.clock)()
     }
 
     /// A receiver that is notified after every published change (a counter of

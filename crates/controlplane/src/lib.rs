@@ -24,6 +24,7 @@
 //! - [`engine`]: the [`ControlPlane`] handle and the writer thread.
 //! - [`ops`]: the operations, one module per area.
 //! - [`paging`]: signed `nextToken`s.
+//! - [`liveness`]: the timer that marks silent agents disconnected and their tasks lost.
 //! - [`error`]: [`EcsError`], one variant per ECS error code.
 //!
 //! ## Current limitations
@@ -32,6 +33,7 @@
 
 pub mod engine;
 pub mod error;
+pub mod liveness;
 pub mod ops;
 pub mod paging;
 pub mod state;

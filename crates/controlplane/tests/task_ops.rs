@@ -300,3 +300,64 @@ fn run_task_is_idempotent_on_client_token_and_deterministic_per_seed() {
     .0;
     assert_eq!(arns(&x), arns(&y), "same seed, same state: same plan");
 }
+
+#[test]
+fn silent_agents_are_disconnected_and_their_tasks_lost_after_the_grace() {
+    use controlplane::ops::agent_channel::check_liveness;
+    let mut s = cluster_with_instances(&[("i-1", 4096, 4096, "a"), ("i-2", 4096, 4096, "b")]);
+    register(&mut s, "web", 64, None);
+    run(
+        &mut s,
+        3,
+        json!({"cluster": "c", "taskDefinition": "web", "count": 4, "placementStrategy": [{"type": "spread", "field": "instanceId"}]}),
+    );
+    let keys: Vec<_> = s.instances.keys().cloned().collect();
+    let registered_at = 1_700_000_000.0;
+    // i-1 keeps polling; i-2 went silent at registration.
+    let seen: std::collections::HashMap<_, _> = [(keys[0].clone(), registered_at + 100.0)]
+        .into_iter()
+        .collect();
+    let check = |s: &State, at: f64| {
+        let mut ctx = Ctx::new(scope(), at, 1);
+        check_liveness(s, &mut ctx, &seen, 30.0, 60.0).unwrap().1
+    };
+    assert!(
+        check(&s, registered_at + 20.0).is_empty(),
+        "nobody is silent yet"
+    );
+    let changes = check(&s, registered_at + 45.0);
+    assert_eq!(
+        changes.len(),
+        1,
+        "only i-2 is disconnected, nothing lost yet"
+    );
+    for c in &changes {
+        s.apply(c);
+    }
+    let silent = &s.instances[&keys[1]];
+    assert_eq!(silent.instance.agent_connected, Some(false));
+    assert_eq!(s.instances[&keys[0]].instance.agent_connected, Some(true));
+    let changes = check(&s, registered_at + 90.0);
+    for c in &changes {
+        s.apply(c);
+    }
+    let lost: Vec<_> = s
+        .tasks
+        .values()
+        .filter(|t| t.task.last_status.as_deref() == Some("STOPPED"))
+        .collect();
+    assert_eq!(lost.len(), 2, "the two tasks on i-2 are lost");
+    assert!(
+        lost.iter()
+            .all(|t| t.instance_id.as_deref() == Some(keys[1].2.as_str()))
+    );
+    assert!(
+        lost[0]
+            .task
+            .stopped_reason
+            .as_deref()
+            .unwrap()
+            .contains("stopped reporting")
+    );
+    assert!(check(&s, registered_at + 95.0).is_empty(), "idempotent");
+}

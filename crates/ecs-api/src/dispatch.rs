@@ -6,7 +6,9 @@
 //! the response.
 
 use controlplane::engine::Written;
-use controlplane::ops::{account, agent, attributes, clusters, instances, services, tags, task_definitions, tasks};
+use controlplane::ops::{
+    account, agent, attributes, clusters, instances, services, tags, task_definitions, tasks,
+};
 use controlplane::{ControlPlane, Ctx, EcsError, Scope, State};
 use model::wire::{Operation, Required};
 use serde::Serialize;
@@ -25,39 +27,65 @@ pub struct Call {
     pub advertised: String,
 }
 
-/// Parses a request body into `T`, naming the member at fault.
+/// Parses a request body into `T`, naming the member at fault, and checks the members
+/// the model marks required.
 pub fn parse<T: DeserializeOwned + Required>(body: &[u8]) -> Result<T, ApiError> {
-    let body: &[u8] = if body.iter().all(u8::is_ascii_whitespace) { b"{}" } else { body };
-    let value: serde_json::Value =
-        serde_json::from_slice(body).map_err(|e| ApiError::Serialization(format!("The request body is not valid JSON: {e}")))?;
-    if !value.is_object() {
-        return Err(ApiError::Serialization("The request body must be a JSON object.".into()));
-    }
-    let req: T = serde_path_to_error::deserialize(value).map_err(|e| {
-        let path = e.path().to_string();
-        ApiError::InvalidParameter(format!("Invalid value for {path}: {}", e.inner()))
-    })?;
+    let req: T = parse_json(body)?;
     if let Some(field) = req.missing_required() {
         return Err(ApiError::MissingParameter(field));
     }
     Ok(req)
 }
 
-fn encode<T: Serialize>(resp: &T) -> Result<Vec<u8>, ApiError> {
-    serde_json::to_vec(resp).map_err(|e| ApiError::Ecs(EcsError::Server(format!("cannot encode the response: {e}"))))
+/// Parses a request body into `T`, naming the member at fault.
+pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    let body: &[u8] = if body.iter().all(u8::is_ascii_whitespace) {
+        b"{}"
+    } else {
+        body
+    };
+    let value: serde_json::Value = serde_json::from_slice(body)
+        .map_err(|e| ApiError::Serialization(format!("The request body is not valid JSON: {e}")))?;
+    if !value.is_object() {
+        return Err(ApiError::Serialization(
+            "The request body must be a JSON object.".into(),
+        ));
+    }
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let path = e.path().to_string();
+        ApiError::InvalidParameter(format!("Invalid value for {path}: {}", e.inner()))
+    })
 }
 
-async fn write<Req, Resp>(cp: &ControlPlane, call: &Call, body: &[u8], op: fn(&State, &mut Ctx, Req) -> Written<Resp>) -> Result<Vec<u8>, ApiError>
+/// Encodes a response body.
+pub fn encode<T: Serialize>(resp: &T) -> Result<Vec<u8>, ApiError> {
+    serde_json::to_vec(resp)
+        .map_err(|e| ApiError::Ecs(EcsError::Server(format!("cannot encode the response: {e}"))))
+}
+
+async fn write<Req, Resp>(
+    cp: &ControlPlane,
+    call: &Call,
+    body: &[u8],
+    op: fn(&State, &mut Ctx, Req) -> Written<Resp>,
+) -> Result<Vec<u8>, ApiError>
 where
     Req: DeserializeOwned + Required + Send + 'static,
     Resp: Serialize + Send + 'static,
 {
     let req: Req = parse(body)?;
-    let resp = cp.write(call.scope.clone(), move |state, ctx| op(state, ctx, req)).await?;
+    let resp = cp
+        .write(call.scope.clone(), move |state, ctx| op(state, ctx, req))
+        .await?;
     encode(&resp)
 }
 
-fn read<Req, Resp>(cp: &ControlPlane, call: &Call, body: &[u8], op: fn(&State, &Scope, Req) -> Result<Resp, EcsError>) -> Result<Vec<u8>, ApiError>
+fn read<Req, Resp>(
+    cp: &ControlPlane,
+    call: &Call,
+    body: &[u8],
+    op: fn(&State, &Scope, Req) -> Result<Resp, EcsError>,
+) -> Result<Vec<u8>, ApiError>
 where
     Req: DeserializeOwned + Required,
     Resp: Serialize,
@@ -67,7 +95,12 @@ where
     encode(&resp)
 }
 
-fn list<Req, Resp>(cp: &ControlPlane, call: &Call, body: &[u8], op: fn(&State, &Scope, f64, Req) -> Result<Resp, EcsError>) -> Result<Vec<u8>, ApiError>
+fn list<Req, Resp>(
+    cp: &ControlPlane,
+    call: &Call,
+    body: &[u8],
+    op: fn(&State, &Scope, f64, Req) -> Result<Resp, EcsError>,
+) -> Result<Vec<u8>, ApiError>
 where
     Req: DeserializeOwned + Required,
     Resp: Serialize,
@@ -78,11 +111,19 @@ where
 }
 
 fn unsupported(op: Operation) -> Result<Vec<u8>, ApiError> {
-    Err(ApiError::Ecs(EcsError::UnsupportedFeature(format!("{} is not supported by flotilla yet.", op.name()))))
+    Err(ApiError::Ecs(EcsError::UnsupportedFeature(format!(
+        "{} is not supported by flotilla yet.",
+        op.name()
+    ))))
 }
 
 /// Runs one operation and returns the JSON response body.
-pub async fn dispatch(cp: &ControlPlane, call: &Call, op: Operation, body: &[u8]) -> Result<Vec<u8>, ApiError> {
+pub async fn dispatch(
+    cp: &ControlPlane,
+    call: &Call,
+    op: Operation,
+    body: &[u8],
+) -> Result<Vec<u8>, ApiError> {
     match op {
         // Clusters
         Operation::CreateCluster => write(cp, call, body, clusters::create_cluster).await,
@@ -90,21 +131,35 @@ pub async fn dispatch(cp: &ControlPlane, call: &Call, op: Operation, body: &[u8]
         Operation::DescribeClusters => read(cp, call, body, clusters::describe_clusters),
         Operation::ListClusters => list(cp, call, body, clusters::list_clusters),
         Operation::UpdateCluster => write(cp, call, body, clusters::update_cluster).await,
-        Operation::UpdateClusterSettings => write(cp, call, body, clusters::update_cluster_settings).await,
-        Operation::PutClusterCapacityProviders => write(cp, call, body, clusters::put_cluster_capacity_providers).await,
+        Operation::UpdateClusterSettings => {
+            write(cp, call, body, clusters::update_cluster_settings).await
+        }
+        Operation::PutClusterCapacityProviders => {
+            write(cp, call, body, clusters::put_cluster_capacity_providers).await
+        }
         // Task definitions
-        Operation::RegisterTaskDefinition => write(cp, call, body, task_definitions::register).await,
-        Operation::DeregisterTaskDefinition => write(cp, call, body, task_definitions::deregister).await,
+        Operation::RegisterTaskDefinition => {
+            write(cp, call, body, task_definitions::register).await
+        }
+        Operation::DeregisterTaskDefinition => {
+            write(cp, call, body, task_definitions::deregister).await
+        }
         Operation::DeleteTaskDefinitions => write(cp, call, body, task_definitions::delete).await,
         Operation::DescribeTaskDefinition => read(cp, call, body, task_definitions::describe),
         Operation::ListTaskDefinitions => list(cp, call, body, task_definitions::list),
-        Operation::ListTaskDefinitionFamilies => list(cp, call, body, task_definitions::list_families),
+        Operation::ListTaskDefinitionFamilies => {
+            list(cp, call, body, task_definitions::list_families)
+        }
         // Container instances and attributes
         Operation::RegisterContainerInstance => write(cp, call, body, instances::register).await,
-        Operation::DeregisterContainerInstance => write(cp, call, body, instances::deregister).await,
+        Operation::DeregisterContainerInstance => {
+            write(cp, call, body, instances::deregister).await
+        }
         Operation::DescribeContainerInstances => read(cp, call, body, instances::describe),
         Operation::ListContainerInstances => list(cp, call, body, instances::list),
-        Operation::UpdateContainerInstancesState => write(cp, call, body, instances::update_state).await,
+        Operation::UpdateContainerInstancesState => {
+            write(cp, call, body, instances::update_state).await
+        }
         Operation::PutAttributes => write(cp, call, body, attributes::put).await,
         Operation::DeleteAttributes => write(cp, call, body, attributes::delete).await,
         Operation::ListAttributes => list(cp, call, body, attributes::list),
@@ -131,12 +186,20 @@ pub async fn dispatch(cp: &ControlPlane, call: &Call, op: Operation, body: &[u8]
         // Agent-facing
         Operation::DiscoverPollEndpoint => {
             let req = parse(body)?;
-            let resp = cp.read(|state| agent::discover_poll_endpoint(state, &call.scope, &call.advertised, req))?;
+            let resp = cp.read(|state| {
+                agent::discover_poll_endpoint(state, &call.scope, &call.advertised, req)
+            })?;
             encode(&resp)
         }
-        Operation::SubmitTaskStateChange => write(cp, call, body, agent::submit_task_state_change).await,
-        Operation::SubmitContainerStateChange => write(cp, call, body, agent::submit_container_state_change).await,
-        Operation::SubmitAttachmentStateChanges => read(cp, call, body, agent::submit_attachment_state_changes),
+        Operation::SubmitTaskStateChange => {
+            write(cp, call, body, agent::submit_task_state_change).await
+        }
+        Operation::SubmitContainerStateChange => {
+            write(cp, call, body, agent::submit_container_state_change).await
+        }
+        Operation::SubmitAttachmentStateChanges => {
+            read(cp, call, body, agent::submit_attachment_state_changes)
+        }
         // Not implemented yet: answered with UnsupportedFeatureException.
         Operation::ContinueServiceDeployment
         | Operation::CreateCapacityProvider
@@ -204,7 +267,11 @@ mod tests {
             br#"{"family":"f","containerDefinitions":[{"name":"a","portMappings":[{"containerPort":80,"protocol":"sctp"}]}]}"#,
         )
         .unwrap_err();
-        assert!(e.to_string().contains("containerDefinitions[0].portMappings[0].protocol"), "{e}");
+        assert!(
+            e.to_string()
+                .contains("containerDefinitions[0].portMappings[0].protocol"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -16,10 +16,12 @@
 //!
 //! ## Layout
 //! - [`server`]: the axum router, `/healthz`, `/admin/reset`, [`server::serve`].
+//! - [`agent`]: the flotilla agent protocol (long-poll for assigned tasks).
 //! - [`auth`]: SigV4 parsing and verification, the credentials file.
 //! - [`dispatch`]: operation routing.
 //! - [`error`]: [`ApiError`] and its wire mapping.
 
+pub mod agent;
 pub mod auth;
 pub mod dispatch;
 pub mod error;

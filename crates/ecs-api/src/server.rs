@@ -12,8 +12,10 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use controlplane::{ControlPlane, Scope};
+use model::agent::{AGENT_TARGET_PREFIX, AgentOperation};
 use model::wire::{Operation, TARGET_PREFIX};
 
+use crate::agent::dispatch_agent;
 use crate::auth::{Credentials, authenticate};
 use crate::dispatch::{Call, dispatch};
 use crate::error::ApiError;
@@ -41,27 +43,74 @@ pub fn router(cp: ControlPlane, config: ApiConfig) -> Router {
         .route("/", post(ecs))
         .route("/healthz", get(|| async { "ok" }))
         .route("/admin/reset", post(reset))
-        .with_state(App { cp, config: Arc::new(config) })
+        .with_state(App {
+            cp,
+            config: Arc::new(config),
+        })
 }
 
 /// Serves `router` on `listener` until `shutdown` resolves.
-pub async fn serve(listener: tokio::net::TcpListener, router: Router, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
-    axum::serve(listener, router).with_graceful_shutdown(shutdown).await
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown)
+        .await
 }
 
 fn now() -> (i64, f64) {
-    let d = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
-    (i64::try_from(d.as_secs()).unwrap_or(i64::MAX), d.as_secs_f64())
+    let d = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    (
+        i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
+        d.as_secs_f64(),
+    )
 }
 
-async fn handle(app: &App, method: &Method, uri: &Uri, headers: &HeaderMap, body: &[u8]) -> Result<Vec<u8>, ApiError> {
-    let target = headers.get("x-amz-target").and_then(|v| v.to_str().ok()).ok_or(ApiError::MissingTarget)?;
-    let name = target.strip_prefix(TARGET_PREFIX).and_then(|t| t.strip_prefix('.')).filter(|t| !t.is_empty()).ok_or(ApiError::MissingTarget)?;
+async fn handle(
+    app: &App,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<Vec<u8>, ApiError> {
+    let target = headers
+        .get("x-amz-target")
+        .and_then(|v| v.to_str().ok())
+        .ok_or(ApiError::MissingTarget)?;
+    let (prefix, name) = target.split_once('.').filter(|(_, name)| !name.is_empty()).ok_or(ApiError::MissingTarget)?;
+    if prefix != TARGET_PREFIX && prefix != AGENT_TARGET_PREFIX {
+        return Err(ApiError::MissingTarget);
+    }
     let (now_secs, now) = now();
-    let caller = authenticate(app.config.credentials.as_ref(), &app.config.account_id, now_secs, method, uri, headers, body)?;
-    let op = Operation::from_name(name).ok_or_else(|| ApiError::UnknownOperation(name.to_owned()))?;
-    let host = headers.get(http::header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("localhost");
-    let call = Call { scope: Scope::new(caller.account, caller.region), now, advertised: format!("http://{host}") };
+    let caller = authenticate(
+        app.config.credentials.as_ref(),
+        &app.config.account_id,
+        now_secs,
+        method,
+        uri,
+        headers,
+        body,
+    )?;
+    let host = headers
+        .get(http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("localhost");
+    let call = Call {
+        scope: Scope::new(caller.account, caller.region),
+        now,
+        advertised: format!("http://{host}"),
+    };
+    if prefix == AGENT_TARGET_PREFIX {
+        let op = AgentOperation::from_name(name)
+            .ok_or_else(|| ApiError::UnknownOperation(name.to_owned()))?;
+        return dispatch_agent(&app.cp, &call, op, body).await;
+    }
+    let op =
+        Operation::from_name(name).ok_or_else(|| ApiError::UnknownOperation(name.to_owned()))?;
     tracing::debug!(operation = op.name(), region = %call.scope.region, "request");
     dispatch(&app.cp, &call, op, body).await
 }
@@ -78,10 +127,21 @@ async fn ecs(
     // protocol's error shape too, not with axum's plain-text rejection.
     let result = match body {
         Ok(body) => handle(&app, &method, &uri, &headers, &body).await,
-        Err(rejection) => Err(ApiError::UnreadableBody(rejection.status(), rejection.body_text())),
+        Err(rejection) => Err(ApiError::UnreadableBody(
+            rejection.status(),
+            rejection.body_text(),
+        )),
     };
     let mut resp = match result {
-        Ok(json) => (StatusCode::OK, [(http::header::CONTENT_TYPE, HeaderValue::from_static("application/x-amz-json-1.1"))], json).into_response(),
+        Ok(json) => (
+            StatusCode::OK,
+            [(
+                http::header::CONTENT_TYPE,
+                HeaderValue::from_static("application/x-amz-json-1.1"),
+            )],
+            json,
+        )
+            .into_response(),
         Err(e) => {
             if e.status_and_code().0.is_server_error() {
                 tracing::error!(error = %e, "request failed");
@@ -97,10 +157,19 @@ async fn ecs(
 
 async fn reset(State(app): State<App>) -> Response {
     if !app.config.allow_reset {
-        return (StatusCode::NOT_FOUND, "not found (start the server with --allow-reset to enable /admin/reset)").into_response();
+        return (
+            StatusCode::NOT_FOUND,
+            "not found (start the server with --allow-reset to enable /admin/reset)",
+        )
+            .into_response();
     }
     match app.cp.reset().await {
-        Ok(()) => (StatusCode::OK, [(http::header::CONTENT_TYPE, "application/json")], r#"{"status":"ok"}"#).into_response(),
+        Ok(()) => (
+            StatusCode::OK,
+            [(http::header::CONTENT_TYPE, "application/json")],
+            r#"{"status":"ok"}"#,
+        )
+            .into_response(),
         Err(e) => ApiError::Ecs(e).into_response(),
     }
 }

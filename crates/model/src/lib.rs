@@ -11,10 +11,12 @@
 //!
 //! ## Layout
 //! - [`wire`]: the generated request/response shapes, enums and the [`wire::Operation`] list.
+//! - [`agent`]: the flotilla agent protocol (`PollTasks`), beside the ECS operations.
 //! - [`arn`]: building and parsing ARNs (`arn:aws:ecs:<region>:<account>:<type>/<id>`).
 //! - [`lifecycle`]: the task state machine (PROVISIONING … STOPPED).
 //! - [`size`]: task and container CPU/memory strings ("1 vCPU", "2 GB") and the Fargate table.
 
+pub mod agent;
 pub mod arn;
 pub mod lifecycle;
 pub mod size;

@@ -6,6 +6,7 @@
 
 pub mod account;
 pub mod agent;
+pub mod agent_channel;
 pub mod attributes;
 pub mod clusters;
 pub mod common;

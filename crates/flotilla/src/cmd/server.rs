@@ -5,7 +5,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Context;
+use std::time::Duration;
+
 use controlplane::ControlPlane;
+use controlplane::liveness::{LivenessConfig, spawn_liveness};
 use ecs_api::ApiConfig;
 use ecs_api::auth::Credentials;
 use store::RedbStore;
@@ -30,6 +33,14 @@ pub struct ServerArgs {
     /// signature is accepted.
     #[arg(long)]
     pub credentials: Option<PathBuf>,
+    /// Seconds without a poll from an instance's agent before it shows
+    /// `agentConnected: false` (and receives no new tasks).
+    #[arg(long, default_value_t = 30)]
+    pub agent_timeout: u64,
+    /// Seconds without a poll after which an instance's tasks are considered lost:
+    /// they are marked STOPPED, and services replace them on other instances.
+    #[arg(long, default_value_t = 60)]
+    pub instance_lost_after: u64,
 }
 
 /// Runs the control plane until SIGINT/SIGTERM.
@@ -37,16 +48,37 @@ pub fn run(args: ServerArgs) -> anyhow::Result<()> {
     if args.account_id.len() != 12 || !args.account_id.bytes().all(|b| b.is_ascii_digit()) {
         anyhow::bail!("--account-id must be 12 digits, got {:?}", args.account_id);
     }
-    let credentials = args.credentials.as_deref().map(Credentials::load).transpose().map_err(anyhow::Error::msg)?;
-    std::fs::create_dir_all(&args.data_dir).with_context(|| format!("cannot create data dir {}", args.data_dir.display()))?;
+    let credentials = args
+        .credentials
+        .as_deref()
+        .map(Credentials::load)
+        .transpose()
+        .map_err(anyhow::Error::msg)?;
+    std::fs::create_dir_all(&args.data_dir)
+        .with_context(|| format!("cannot create data dir {}", args.data_dir.display()))?;
     let store = RedbStore::open(&args.data_dir.join("state.redb"))?;
-    let cp = ControlPlane::open(Arc::new(store)).map_err(|e| anyhow::anyhow!("cannot load the state: {e}"))?;
-    let auth_mode = if credentials.is_some() { "SigV4 verified" } else { "any signature accepted" };
-    let config = ApiConfig { account_id: args.account_id, allow_reset: args.allow_reset, credentials };
+    let cp = ControlPlane::open(Arc::new(store))
+        .map_err(|e| anyhow::anyhow!("cannot load the state: {e}"))?;
+    let auth_mode = if credentials.is_some() {
+        "SigV4 verified"
+    } else {
+        "any signature accepted"
+    };
+    let config = ApiConfig {
+        account_id: args.account_id,
+        allow_reset: args.allow_reset,
+        credentials,
+    };
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async move {
         let listener = tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("cannot listen on {}", args.listen))?;
         let addr = listener.local_addr()?;
+        let liveness = LivenessConfig {
+            disconnect_after: Duration::from_secs(args.agent_timeout),
+            lost_after: Duration::from_secs(args.instance_lost_after.max(args.agent_timeout)),
+            ..LivenessConfig::default()
+        };
+        spawn_liveness(cp.clone(), liveness);
         tracing::info!(%addr, data_dir = %args.data_dir.display(), auth = auth_mode, "flotilla server listening");
         ecs_api::serve(listener, ecs_api::router(cp, config), shutdown_signal()).await?;
         tracing::info!("flotilla server stopped");
@@ -58,10 +90,11 @@ async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(_) => return std::future::pending().await,
-        };
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => return std::future::pending().await,
+            };
         tokio::select! {
             _ = ctrl_c => {}
             _ = term.recv() => {}

@@ -1,0 +1,190 @@
+//! The flotilla agent protocol's operations (see [`model::agent`]): what an instance
+//! must run, and its connection state.
+
+use std::collections::hash_map::DefaultHasher;
+use std::hash::{Hash, Hasher};
+
+use model::agent::{PollTasksRequest, PollTasksResponse, TaskAssignment};
+use model::arn::ResourceType;
+use model::wire;
+
+use crate::engine::{Ctx, Written};
+use crate::error::{EcsError, invalid};
+use crate::ops::common::{active_cluster, member_id};
+use crate::ops::task_definitions;
+use crate::state::{Change, InstanceRecord, MemberKey, Record, Scope, State};
+
+/// Finds the polling instance; an INACTIVE (deregistered) one may not poll.
+pub fn polling_instance<'a>(
+    state: &'a State,
+    scope: &Scope,
+    cluster: Option<&str>,
+    instance: Option<&str>,
+) -> Result<&'a InstanceRecord, EcsError> {
+    let cluster = active_cluster(state, scope, cluster)?;
+    let ident = instance.ok_or_else(|| invalid("containerInstance is required."))?;
+    let (_, id) = member_id(scope, ResourceType::ContainerInstance, ident)
+        .ok_or_else(|| invalid(format!("containerInstance {ident:?} is not an id or ARN.")))?;
+    match state
+        .instances
+        .get(&(scope.clone(), cluster.name.clone(), id))
+    {
+        Some(i) if i.instance.status.as_deref() != Some("INACTIVE") => Ok(i),
+        Some(_) => Err(invalid(format!(
+            "Container instance {ident} is deregistered; register it again."
+        ))),
+        None => Err(invalid(format!(
+            "Container instance {ident} is not registered in cluster {}.",
+            cluster.name
+        ))),
+    }
+}
+
+/// The instance's key in the state.
+pub fn instance_key(i: &InstanceRecord) -> MemberKey {
+    (i.scope.clone(), i.cluster.clone(), i.id.clone())
+}
+
+/// What the instance must hold now: every task placed on it that is not STOPPED, with
+/// its definition, and a digest that changes whenever any of that changes.
+pub fn assignment(state: &State, instance: &InstanceRecord) -> PollTasksResponse {
+    let mut tasks = Vec::new();
+    let mut hasher = DefaultHasher::new();
+    for t in state.tasks_in(&instance.scope, &instance.cluster) {
+        if t.instance_id.as_deref() != Some(instance.id.as_str())
+            || t.task.last_status.as_deref() == Some("STOPPED")
+        {
+            continue;
+        }
+        let def = t
+            .task
+            .task_definition_arn
+            .as_deref()
+            .and_then(|arn| task_definitions::resolve(state, &instance.scope, arn))
+            .map(|d| d.definition.clone())
+            .unwrap_or_default();
+        (
+            t.id.as_str(),
+            t.task.desired_status.as_deref(),
+            t.task.version,
+        )
+            .hash(&mut hasher);
+        tasks.push(TaskAssignment {
+            task: t.task.clone(),
+            task_definition: def,
+        });
+    }
+    let draining = instance.instance.status.as_deref() != Some("ACTIVE");
+    draining.hash(&mut hasher);
+    PollTasksResponse {
+        digest: format!("{:016x}", hasher.finish()),
+        tasks,
+        draining,
+    }
+}
+
+/// PollTasks, one look (the API layer repeats it while it waits for a change).
+pub fn poll_tasks(
+    state: &State,
+    scope: &Scope,
+    req: &PollTasksRequest,
+) -> Result<(MemberKey, PollTasksResponse, bool), EcsError> {
+    let instance = polling_instance(
+        state,
+        scope,
+        req.cluster.as_deref(),
+        req.container_instance.as_deref(),
+    )?;
+    let connected = instance.instance.agent_connected == Some(true);
+    Ok((
+        instance_key(instance),
+        assignment(state, instance),
+        connected,
+    ))
+}
+
+/// Marks an instance's agent connected or not (a write only when it changes).
+pub fn set_agent_connected(
+    state: &State,
+    ctx: &mut Ctx,
+    key: &MemberKey,
+    connected: bool,
+) -> Written<()> {
+    let Some(rec) = state.instances.get(key) else {
+        return Ok(((), vec![]));
+    };
+    if rec.instance.agent_connected == Some(connected)
+        || rec.instance.status.as_deref() == Some("INACTIVE")
+    {
+        return Ok(((), vec![]));
+    }
+    let mut rec = rec.clone();
+    rec.instance.agent_connected = Some(connected);
+    rec.instance.version = Some(rec.instance.version.unwrap_or(0) + 1);
+    rec.last_heartbeat = ctx.now;
+    Ok(((), vec![Change::Put(Record::Instance(rec))]))
+}
+
+/// The reason given to tasks of an instance whose agent was lost.
+pub fn lost_reason(instance: &InstanceRecord) -> String {
+    format!(
+        "Task stopped because its container instance {} stopped reporting (agent lost).",
+        instance
+            .instance
+            .container_instance_arn
+            .as_deref()
+            .unwrap_or(&instance.id)
+    )
+}
+
+/// Liveness decisions for every instance, given when each agent was last heard from
+/// (`last_seen`, epoch seconds): agents silent for `disconnect_after` seconds become
+/// disconnected; the unstopped tasks of an instance silent for `lost_after` seconds are
+/// marked STOPPED (the service controller then replaces them elsewhere).
+pub fn check_liveness(
+    state: &State,
+    ctx: &mut Ctx,
+    last_seen: &std::collections::HashMap<MemberKey, f64>,
+    disconnect_after: f64,
+    lost_after: f64,
+) -> Written<usize> {
+    let mut changes = Vec::new();
+    for (key, rec) in &state.instances {
+        if !matches!(rec.instance.status.as_deref(), Some("ACTIVE" | "DRAINING")) {
+            continue;
+        }
+        let seen = last_seen
+            .get(key)
+            .copied()
+            .unwrap_or(rec.last_heartbeat)
+            .max(rec.last_heartbeat);
+        let silent = ctx.now - seen;
+        if silent > disconnect_after && rec.instance.agent_connected == Some(true) {
+            let mut r = rec.clone();
+            r.instance.agent_connected = Some(false);
+            r.instance.version = Some(r.instance.version.unwrap_or(0) + 1);
+            r.last_heartbeat = seen;
+            changes.push(Change::Put(Record::Instance(r)));
+        }
+        if silent > lost_after {
+            for t in state.tasks_in(&rec.scope, &rec.cluster) {
+                if t.instance_id.as_deref() != Some(rec.id.as_str())
+                    || t.task.last_status.as_deref() == Some("STOPPED")
+                {
+                    continue;
+                }
+                let mut t = t.clone();
+                if t.task.stopped_reason.is_none() {
+                    t.task.stopped_reason = Some(lost_reason(rec));
+                }
+                t.task
+                    .stop_code
+                    .get_or_insert(wire::TaskStopCode::TerminationNotice);
+                crate::ops::tasks::mark_stopped(&mut t.task, ctx.now);
+                changes.push(Change::Put(Record::Task(t)));
+            }
+        }
+    }
+    let n = changes.len();
+    Ok((n, changes))
+}

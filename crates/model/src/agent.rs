@@ -1,0 +1,75 @@
+//! The flotilla agent protocol: what a node agent asks the control plane besides the
+//! ECS operations it shares with the real ECS agent (RegisterContainerInstance,
+//! SubmitTaskStateChange, SubmitContainerStateChange).
+//!
+//! It travels like an ECS operation — `POST /`, SigV4-signed, JSON — with
+//! `X-Amz-Target: FlotillaAgentV1.<Operation>`, so the agent opens every connection
+//! and needs no inbound port.
+//!
+//! `PollTasks` is a long poll: the agent sends the digest of the assignment it last
+//! saw; the server answers at once when the assignment differs, or when it changes
+//! within `waitSeconds`, or with the same digest when the wait runs out. Each poll is
+//! also the agent's heartbeat.
+
+use serde::{Deserialize, Serialize};
+
+use crate::wire;
+
+/// The `X-Amz-Target` prefix of agent operations.
+pub const AGENT_TARGET_PREFIX: &str = "FlotillaAgentV1";
+
+/// Longest wait a poll may ask for, in seconds.
+pub const MAX_WAIT_SECONDS: u32 = 20;
+
+/// Every agent operation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AgentOperation {
+    /// Long-poll for the tasks assigned to an instance; doubles as the heartbeat.
+    PollTasks,
+}
+
+impl AgentOperation {
+    /// Looks an operation up by name.
+    pub fn from_name(name: &str) -> Option<AgentOperation> {
+        match name {
+            "PollTasks" => Some(AgentOperation::PollTasks),
+            _ => None,
+        }
+    }
+}
+
+/// `PollTasks` input.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PollTasksRequest {
+    /// Cluster name or ARN.
+    pub cluster: Option<String>,
+    /// The polling instance (id or ARN).
+    pub container_instance: Option<String>,
+    /// Digest of the last assignment the agent saw; absent on the first poll.
+    pub known_digest: Option<String>,
+    /// How long to wait for a change (0–20 s).
+    pub wait_seconds: Option<u32>,
+}
+
+/// One task the instance must hold, with everything needed to run it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TaskAssignment {
+    /// The task as DescribeTasks shows it (desiredStatus says run or stop).
+    pub task: wire::Task,
+    /// Its task definition.
+    pub task_definition: wire::TaskDefinition,
+}
+
+/// `PollTasks` output.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PollTasksResponse {
+    /// Digest of `tasks`; send it back as `knownDigest`.
+    pub digest: String,
+    /// Every task on the instance that the control plane does not yet know as STOPPED.
+    pub tasks: Vec<TaskAssignment>,
+    /// Whether the instance is DRAINING (or INACTIVE): no new work is coming.
+    pub draining: bool,
+}
