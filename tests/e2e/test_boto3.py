@@ -13,15 +13,13 @@ import threading
 import pytest
 from botocore.exceptions import ClientError, WaiterError
 
-from conftest import (
+from e2e_support import (
     ACCOUNT,
     container,
     error_of,
-    identity_document,
     paginate_all,
     register_instance,
     register_taskdef,
-    resources,
     wait_until,
 )
 

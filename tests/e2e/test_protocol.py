@@ -17,7 +17,7 @@ from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
-from conftest import (
+from e2e_support import (
     ACCOUNT,
     AUTH_KEY,
     AUTH_SECRET,
