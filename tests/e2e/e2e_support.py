@@ -134,22 +134,31 @@ def _healthy(endpoint: str) -> bool:
         return False
 
 
-def start_server(tmp: Path, extra_args: list[str] = (), name: str = "server", deadline: float = 30.0, allow_reset: bool = True) -> Server:
+def start_server(
+    tmp: Path,
+    extra_args: list[str] = (),
+    name: str = "server",
+    deadline: float = 30.0,
+    allow_reset: bool = True,
+    data_dir: Path | None = None,
+) -> Server:
+    """Starts `flotilla server` on a free loopback port (a new data dir unless one is given)
+    and waits for /healthz; fails the test with the server's output if it does not come up."""
     binary = flotilla_bin()
     last_log = ""
     for _attempt in range(3):  # the free port may be taken between probing and binding
         port = free_port()
-        data_dir = Path(tempfile.mkdtemp(prefix=f"{name}-data-", dir=tmp))
+        data = data_dir or Path(tempfile.mkdtemp(prefix=f"{name}-data-", dir=tmp))
         log = tmp / f"{name}-{port}.log"
         endpoint = f"http://127.0.0.1:{port}"
         with open(log, "wb") as out:
             proc = subprocess.Popen(
-                [str(binary), "server", "--listen", f"127.0.0.1:{port}", "--data-dir", str(data_dir), *(["--allow-reset"] if allow_reset else []), *extra_args],
+                [str(binary), "server", "--listen", f"127.0.0.1:{port}", "--data-dir", str(data), *(["--allow-reset"] if allow_reset else []), *extra_args],
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 env={**os.environ, "RUST_LOG": os.environ.get("RUST_LOG", "info")},
             )
-        server = Server(endpoint, proc, data_dir, log)
+        server = Server(endpoint, proc, data, log)
         end = time.monotonic() + deadline
         while time.monotonic() < end and proc.poll() is None and not _healthy(endpoint):
             time.sleep(0.05)
