@@ -344,6 +344,15 @@ def test_list_container_instances_filter_and_status(ecs):
     assert arn(other) not in listed()
 
 
+def test_filters_over_tasks_on_instances(ecs, cluster):
+    other = register_instance(ecs, "c1", "i-00000000000000002")
+    ecs.start_task(cluster="c1", taskDefinition="web", containerInstances=[other["containerInstanceArn"]], group="batch")
+    arn = cluster["instance"]["containerInstanceArn"]
+    assert ecs.list_container_instances(cluster="c1", filter="task:group == batch")["containerInstanceArns"] == [other["containerInstanceArn"]]
+    assert ecs.list_container_instances(cluster="c1", filter="task:group != batch")["containerInstanceArns"] == [arn]
+    assert ecs.list_container_instances(cluster="c1", filter="runningTasksCount == 0")["containerInstanceArns"] != []
+
+
 def test_deregister_instance_with_tasks_needs_force(ecs, cluster):
     run_one(ecs)
     arn = cluster["instance"]["containerInstanceArn"]
@@ -507,6 +516,15 @@ def test_stop_task_records_the_reason(ecs, cluster):
     ecs.stop_task(cluster="c1", task=t2["taskArn"].rsplit("/", 1)[1])
     with pytest.raises(ecs.exceptions.InvalidParameterException):
         ecs.stop_task(cluster="c1", task="0123456789abcdef")
+
+
+def test_propagate_tags_from_the_task_definition(ecs, cluster):
+    ecs.tag_resource(resourceArn=cluster["taskdef"]["taskDefinitionArn"], tags=[{"key": "team", "value": "web"}])
+    t = run_one(ecs, propagateTags="TASK_DEFINITION", tags=[{"key": "run", "value": "1"}])
+    [d] = ecs.describe_tasks(cluster="c1", tasks=[t["taskArn"]], include=["TAGS"])["tasks"]
+    assert {x["key"]: x["value"] for x in d["tags"]} == {"team": "web", "run": "1"}
+    plain = run_one(ecs, tags=[{"key": "run", "value": "2"}])
+    assert ecs.list_tags_for_resource(resourceArn=plain["taskArn"])["tags"] == [{"key": "run", "value": "2"}]
 
 
 def test_describe_tasks_missing_and_tags(ecs, cluster):
@@ -901,6 +919,19 @@ def test_paginate_account_settings(ecs):
     assert pages == -(-len(names) // 3)
     assert len(names) == len(set(names))
     assert set(names) <= set(model_names) and len(names) >= 10
+
+
+def test_pages_neither_repeat_nor_skip_when_items_change_between_pages(ecs):
+    for i in range(6):
+        ecs.create_cluster(clusterName=f"m{i}")
+    first = ecs.list_clusters(maxResults=3)
+    assert first["clusterArns"] == [f"{ARN}:cluster/m{i}" for i in range(3)]
+    ecs.create_cluster(clusterName="a-before")  # sorts before the cursor: not in later pages
+    ecs.create_cluster(clusterName="z-after")  # sorts after it: in a later page
+    ecs.delete_cluster(cluster="m4")
+    rest = ecs.list_clusters(maxResults=3, nextToken=first["nextToken"])
+    assert rest["clusterArns"] == [f"{ARN}:cluster/{n}" for n in ("m3", "m5", "z-after")]
+    assert "nextToken" not in rest
 
 
 def test_forged_and_tampered_next_tokens(ecs):
