@@ -478,6 +478,22 @@ def test_run_task_invalid_placement_is_refused(ecs, cluster):
     assert "field" in error_of(e)[1]
 
 
+def test_static_host_ports_conflict(ecs, cluster):
+    ci = cluster["instance"]["containerInstanceArn"]
+    ecs.register_task_definition(family="tcp", containerDefinitions=[container(portMappings=[{"containerPort": 80, "hostPort": 8080}])])
+    ecs.register_task_definition(family="udp", containerDefinitions=[container(portMappings=[{"containerPort": 53, "hostPort": 53, "protocol": "udp"}])])
+    ecs.register_task_definition(family="ssh", containerDefinitions=[container(portMappings=[{"containerPort": 22, "hostPort": 22}])])
+    r = ecs.run_task(cluster="c1", taskDefinition="tcp", count=2)
+    assert len(r["tasks"]) == 1 and r["failures"] == [{"arn": ci, "reason": "RESOURCE:PORTS"}]
+    r = ecs.run_task(cluster="c1", taskDefinition="udp", count=2)
+    assert len(r["tasks"]) == 1 and r["failures"] == [{"arn": ci, "reason": "RESOURCE:PORTS_UDP"}]
+    # Port 22 is reserved by the instance's registered PORTS.
+    assert ecs.run_task(cluster="c1", taskDefinition="ssh")["failures"] == [{"arn": ci, "reason": "RESOURCE:PORTS"}]
+    [d] = ecs.describe_container_instances(cluster="c1", containerInstances=[ci])["containerInstances"]
+    remaining = {x["name"]: x.get("stringSetValue") for x in d["remainingResources"]}
+    assert "8080" in remaining["PORTS"] and remaining["PORTS_UDP"] == ["53"]
+
+
 def test_run_task_client_token_is_idempotent(ecs, cluster):
     a = ecs.run_task(cluster="c1", taskDefinition="web", clientToken="tok-1")["tasks"]
     b = ecs.run_task(cluster="c1", taskDefinition="web", clientToken="tok-1")["tasks"]
