@@ -5,7 +5,7 @@
 //! fake agent (a shell script that "registers" by touching `run/agent-registered`, or never
 //! does in the bad image), a container runner script and the health probe in `image.toml`.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
@@ -14,7 +14,11 @@ use serde_json::Value;
 const BIN: &str = env!("CARGO_BIN_EXE_flotilla");
 
 fn flotilla(args: &[&str]) -> Output {
-    Command::new(BIN).args(args).env("FLOTILLA_LOG", "warn").output().unwrap()
+    Command::new(BIN)
+        .args(args)
+        .env("FLOTILLA_LOG", "warn")
+        .output()
+        .unwrap()
 }
 
 fn ok(args: &[&str]) -> String {
@@ -49,7 +53,9 @@ struct Fx {
 
 impl Fx {
     fn new() -> Fx {
-        let fx = Fx { dir: tempfile::tempdir().unwrap() };
+        let fx = Fx {
+            dir: tempfile::tempdir().unwrap(),
+        };
         ok(&["os", "keygen", "--out", fx.s("keys")]);
         std::fs::create_dir_all(fx.p("proc-sys/vm")).unwrap();
         fx
@@ -70,7 +76,11 @@ impl Fx {
     fn image(&self, version: &str, good: bool, with_binary: bool) -> &'static str {
         let overlay = self.p(&format!("overlay-{version}"));
         std::fs::create_dir_all(overlay.join("bin")).unwrap();
-        std::fs::write(overlay.join("bin/fake-agent"), if good { GOOD_AGENT } else { BAD_AGENT }).unwrap();
+        std::fs::write(
+            overlay.join("bin/fake-agent"),
+            if good { GOOD_AGENT } else { BAD_AGENT },
+        )
+        .unwrap();
         std::fs::write(overlay.join("bin/run-container"), RUNNER).unwrap();
         let meta = self.p(&format!("meta-{version}.toml"));
         std::fs::write(
@@ -79,8 +89,20 @@ impl Fx {
         )
         .unwrap();
         let out = self.s(&format!("node-{version}.tar.gz"));
-        let mut args = vec!["os", "build-image", "--version", version, "--out", out, "--root-json", self.s("keys/root.json"),
-            "--overlay", Box::leak(overlay.display().to_string().into_boxed_str()), "--meta", Box::leak(meta.display().to_string().into_boxed_str())];
+        let mut args = vec![
+            "os",
+            "build-image",
+            "--version",
+            version,
+            "--out",
+            out,
+            "--root-json",
+            self.s("keys/root.json"),
+            "--overlay",
+            Box::leak(overlay.display().to_string().into_boxed_str()),
+            "--meta",
+            Box::leak(meta.display().to_string().into_boxed_str()),
+        ];
         if !with_binary {
             args.push("--no-binary");
         }
@@ -88,24 +110,53 @@ impl Fx {
         out
     }
     fn publish(&self, image: &str, extra: &[&str]) {
-        let mut args = vec!["os", "publish", "--repo", self.s("repo"), "--root", self.s("keys/root.json"), "--key", self.s("keys/key-1.pk8"), "--image", image];
+        let mut args = vec![
+            "os",
+            "publish",
+            "--repo",
+            self.s("repo"),
+            "--root",
+            self.s("keys/root.json"),
+            "--key",
+            self.s("keys/key-1.pk8"),
+            "--image",
+            image,
+        ];
         args.extend_from_slice(extra);
         ok(&args);
     }
     fn install(&self, version: &str) {
         let img = self.image(version, true, false);
-        ok(&["host", "install", "--node-root", self.node(), "--image", img]);
+        ok(&[
+            "host",
+            "install",
+            "--node-root",
+            self.node(),
+            "--image",
+            img,
+        ]);
     }
     fn boot_cmd(&self) -> Command {
         let mut c = Command::new(BIN);
-        c.args(["host", "boot", "--node-root", self.node(), "--socket", self.socket(), "--proc-sys", self.s("proc-sys")])
-            .env("FLOTILLA_LOG", "info")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
+        c.args([
+            "host",
+            "boot",
+            "--node-root",
+            self.node(),
+            "--socket",
+            self.socket(),
+            "--proc-sys",
+            self.s("proc-sys"),
+        ])
+        .env("FLOTILLA_LOG", "info")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
         c
     }
     /// Starts `host boot` and waits until it is healthy (or exits).
     fn boot(&self) -> Booted {
+        // the marker of the previous boot must not count for this one
+        let _ = std::fs::remove_file(self.p("node/run/boot-successful"));
         let child = self.boot_cmd().spawn().unwrap();
         let mut b = Booted { child: Some(child) };
         let marker = self.p("node/run/boot-successful");
@@ -113,7 +164,11 @@ impl Fx {
             if marker.exists() {
                 return Some(());
             }
-            let exited = b.child.as_mut().map(|c| c.try_wait().unwrap().is_some()).unwrap_or(true);
+            let exited = b
+                .child
+                .as_mut()
+                .map(|c| c.try_wait().unwrap().is_some())
+                .unwrap_or(true);
             exited.then_some(())
         });
         b
@@ -125,7 +180,11 @@ impl Fx {
     }
     fn api_ok(&self, args: &[&str]) -> String {
         let out = self.api(args);
-        assert!(out.status.success(), "apiclient {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "apiclient {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
     fn api_json(&self, args: &[&str]) -> Value {
@@ -135,11 +194,21 @@ impl Fx {
         serde_json::from_str(&ok(&["host", "flags", "--node-root", self.node()])).unwrap()
     }
     fn order(&self) -> Vec<String> {
-        std::fs::read_to_string(self.p("node/run/order.log")).unwrap_or_default().lines().map(str::to_owned).collect()
+        std::fs::read_to_string(self.p("node/run/order.log"))
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_owned)
+            .collect()
     }
     fn use_repo(&self) {
-        let md = format!("updates.metadata-base-url={}", self.p("repo/metadata").display());
-        let tg = format!("updates.targets-base-url={}", self.p("repo/targets").display());
+        let md = format!(
+            "updates.metadata-base-url={}",
+            self.p("repo/metadata").display()
+        );
+        let tg = format!(
+            "updates.targets-base-url={}",
+            self.p("repo/targets").display()
+        );
         self.api_ok(&["set", &md, &tg, "updates.ignore-waves=true"]);
     }
 }
@@ -150,7 +219,9 @@ struct Booted {
 
 impl Booted {
     fn running(&mut self) -> bool {
-        self.child.as_mut().is_some_and(|c| c.try_wait().unwrap().is_none())
+        self.child
+            .as_mut()
+            .is_some_and(|c| c.try_wait().unwrap().is_none())
     }
     /// Waits for the boot process to exit (after `apiclient reboot` or a failed boot).
     fn wait(mut self) -> Output {
@@ -158,7 +229,10 @@ impl Booted {
     }
     fn stop(mut self) -> Output {
         let child = self.child.take().unwrap();
-        let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(child.id().to_string())
+            .status();
         child.wait_with_output().unwrap()
     }
 }
@@ -166,7 +240,10 @@ impl Booted {
 impl Drop for Booted {
     fn drop(&mut self) {
         if let Some(mut c) = self.child.take() {
-            let _ = Command::new("kill").arg("-TERM").arg(c.id().to_string()).status();
+            let _ = Command::new("kill")
+                .arg("-TERM")
+                .arg(c.id().to_string())
+                .status();
             let _ = c.wait();
         }
     }
@@ -211,27 +288,60 @@ fn first_boot_applies_user_data_then_bootstrap_containers_in_order_then_agent() 
     write_user_data(&fx, USER_DATA);
     let mut b = fx.boot();
     assert!(b.running(), "boot should be up and healthy");
-    assert_eq!(fx.order(), ["bootstrap a-first", "bootstrap b-second", "host admin", "agent"]);
+    assert_eq!(
+        fx.order(),
+        [
+            "bootstrap a-first",
+            "bootstrap b-second",
+            "host admin",
+            "agent"
+        ]
+    );
     let args = std::fs::read_to_string(fx.p("node/run/agent-args")).unwrap();
-    assert!(args.contains("--cluster prod") && args.contains("--attributes tier=web") && args.contains("--endpoint http://127.0.0.1:9"), "{args}");
-    assert_eq!(std::fs::read_to_string(fx.p("proc-sys/vm/max_map_count")).unwrap(), "262144\n");
+    assert!(
+        args.contains("--cluster prod")
+            && args.contains("--attributes tier=web")
+            && args.contains("--endpoint http://127.0.0.1:9"),
+        "{args}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(fx.p("proc-sys/vm/max_map_count")).unwrap(),
+        "262144\n"
+    );
     let s = fx.api_json(&["get", "ecs.cluster"]);
     assert_eq!(s["settings"]["ecs"]["cluster"], "prod");
     // `once` bootstrap container switched itself off
-    assert_eq!(fx.api_json(&["get", "bootstrap-containers.a-first.mode"])["settings"]["bootstrap-containers"]["a-first"]["mode"], "off");
+    assert_eq!(
+        fx.api_json(&["get", "bootstrap-containers.a-first.mode"])["settings"]["bootstrap-containers"]
+            ["a-first"]["mode"],
+        "off"
+    );
     assert_eq!(fx.api_json(&["-u", "/os"])["version_id"], "1.0.0");
     // changing the cluster restarts the agent with the new cluster
     fx.api_ok(&["set", "ecs.cluster=blue"]);
-    poll("agent restarted with new cluster", Duration::from_secs(10), || {
-        std::fs::read_to_string(fx.p("node/run/agent-args")).ok().filter(|a| a.contains("--cluster blue"))
-    });
+    poll(
+        "agent restarted with new cluster",
+        Duration::from_secs(10),
+        || {
+            std::fs::read_to_string(fx.p("node/run/agent-args"))
+                .ok()
+                .filter(|a| a.contains("--cluster blue"))
+        },
+    );
     // reboot: the boot process exits, the next boot keeps settings and skips the `once` container
     fx.api_ok(&["reboot"]);
     let out = b.wait();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let b = fx.boot();
     assert_eq!(fx.order(), ["bootstrap b-second", "host admin", "agent"]);
-    assert_eq!(fx.api_json(&["get", "ecs.cluster"])["settings"]["ecs"]["cluster"], "blue");
+    assert_eq!(
+        fx.api_json(&["get", "ecs.cluster"])["settings"]["ecs"]["cluster"],
+        "blue"
+    );
     b.stop();
 }
 
@@ -241,7 +351,10 @@ fn bad_user_data_stops_first_boot_with_nothing_applied() {
         ("[settings.ecs\ncluster = \"x\"\n", "TOML syntax error"),
         ("[settings.ecs]\nclustr = \"x\"\n", "clustr"),
         ("[settings.ecs]\ncluster = 42\n", "settings.ecs.cluster"),
-        ("[settings.kernel.sysctl]\n\"vm.max_map_count\" = 5\n", "settings.kernel.sysctl"),
+        (
+            "[settings.kernel.sysctl]\n\"vm.max_map_count\" = 5\n",
+            "settings.kernel.sysctl",
+        ),
     ] {
         let fx = Fx::new();
         fx.install("1.0.0");
@@ -250,9 +363,18 @@ fn bad_user_data_stops_first_boot_with_nothing_applied() {
         let out = fx.boot().wait();
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success(), "boot must fail for {ud:?}");
-        assert!(stderr.contains("user-data") || stderr.contains(want), "{stderr}");
-        assert!(stderr.contains(want), "message should name {want:?}: {stderr}");
-        assert!(!fx.p("node/data/datastore").exists(), "no datastore left behind");
+        assert!(
+            stderr.contains("user-data") || stderr.contains(want),
+            "{stderr}"
+        );
+        assert!(
+            stderr.contains(want),
+            "message should name {want:?}: {stderr}"
+        );
+        assert!(
+            !fx.p("node/data/datastore").exists(),
+            "no datastore left behind"
+        );
         assert!(fx.order().is_empty(), "nothing started");
         assert!(!fx.p("proc-sys/vm/max_map_count").exists());
         assert_eq!(fx.flags(), flags_before);
@@ -264,16 +386,47 @@ fn apiclient_reports_server_errors_with_nonzero_exit() {
     let fx = Fx::new();
     let data = fx.s("data");
     let mut serve = Command::new(BIN)
-        .args(["host", "serve", "--socket", fx.socket(), "--data-dir", data, "--proc-sys", fx.s("proc-sys")])
+        .args([
+            "host",
+            "serve",
+            "--socket",
+            fx.socket(),
+            "--data-dir",
+            data,
+            "--proc-sys",
+            fx.s("proc-sys"),
+        ])
         .spawn()
         .unwrap();
-    poll("socket", Duration::from_secs(10), || fx.p("api.sock").exists().then_some(()));
+    poll("socket", Duration::from_secs(10), || {
+        fx.p("api.sock").exists().then_some(())
+    });
     let out = fx.api(&["set", "ecs.bogus=1"]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("bogus") && err.contains("400"), "{err}");
+    assert!(err.contains("settings.ecs.bogus"), "{err}");
+    // the server's own 400 naming the key
+    let out = fx.api(&[
+        "-u",
+        "/settings?tx=x",
+        "-m",
+        "PATCH",
+        "-d",
+        r#"{"ecs":{"cluster":false}}"#,
+    ]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("settings.ecs.cluster") && err.contains("400"),
+        "{err}"
+    );
     // keys with or without the settings. prefix, values typed by the schema
-    fx.api_ok(&["set", "settings.motd=hi", "ecs.cluster=123", "updates.seed=5"]);
+    fx.api_ok(&[
+        "set",
+        "settings.motd=hi",
+        "ecs.cluster=123",
+        "updates.seed=5",
+    ]);
     let v = fx.api_json(&["get", "settings.ecs", "motd"]);
     assert_eq!(v["settings"]["ecs"]["cluster"], "123");
     assert_eq!(v["settings"]["motd"], "hi");
@@ -288,11 +441,23 @@ fn apiclient_reports_server_errors_with_nonzero_exit() {
         .spawn()
         .unwrap();
     use std::io::Write;
-    child.stdin.take().unwrap().write_all(b"[settings.dns]\nname-servers = [\"10.1.1.1\"]\n").unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"[settings.dns]\nname-servers = [\"10.1.1.1\"]\n")
+        .unwrap();
     assert!(child.wait_with_output().unwrap().status.success());
-    assert_eq!(std::fs::read_to_string(fx.p("data/etc/resolv.conf")).unwrap(), "nameserver 10.1.1.1\n");
+    assert_eq!(
+        std::fs::read_to_string(fx.p("data/etc/resolv.conf")).unwrap(),
+        "nameserver 10.1.1.1\n"
+    );
     // bad TOML to apply: non-zero, message
-    std::fs::write(fx.p("bad.toml"), "[settings.dns]\nname-servers = \"nope\"\n").unwrap();
+    std::fs::write(
+        fx.p("bad.toml"),
+        "[settings.dns]\nname-servers = \"nope\"\n",
+    )
+    .unwrap();
     let out = fx.api(&["apply", fx.s("bad.toml")]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("settings.dns.name-servers"));
@@ -311,21 +476,44 @@ fn kill_9_during_commit_leaves_old_or_new_settings_never_a_mix() {
     let start = || {
         let _ = std::fs::remove_file(fx.p("api.sock"));
         let c = Command::new(BIN)
-            .args(["host", "serve", "--socket", fx.socket(), "--data-dir", data, "--proc-sys", fx.s("proc-sys")])
+            .args([
+                "host",
+                "serve",
+                "--socket",
+                fx.socket(),
+                "--data-dir",
+                data,
+                "--proc-sys",
+                fx.s("proc-sys"),
+            ])
             .env("FLOTILLA_TEST_SLOW_COMMIT_MS", "100")
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        poll("socket", Duration::from_secs(10), || fx.p("api.sock").exists().then_some(()));
+        poll("socket", Duration::from_secs(10), || {
+            fx.p("api.sock").exists().then_some(())
+        });
         c
     };
     let mut server = start();
-    fx.api_ok(&["set", "motd=v0", "ecs.cluster=v0", "dns.search-list=[\"v0\"]"]);
+    fx.api_ok(&[
+        "set",
+        "motd=v0",
+        "ecs.cluster=v0",
+        "dns.search-list=[\"v0\"]",
+    ]);
     let mut seen_new = 0;
     for i in 1..=8u64 {
         let v = format!("v{i}");
         let mut setter = Command::new(BIN)
-            .args(["apiclient", "--socket", fx.socket(), "set", &format!("motd={v}"), &format!("ecs.cluster={v}")])
+            .args([
+                "apiclient",
+                "--socket",
+                fx.socket(),
+                "set",
+                &format!("motd={v}"),
+                &format!("ecs.cluster={v}"),
+            ])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -337,13 +525,20 @@ fn kill_9_during_commit_leaves_old_or_new_settings_never_a_mix() {
             (pend.count() > 0).then_some(())
         });
         std::thread::sleep(Duration::from_millis(30 * i));
-        let _ = Command::new("kill").arg("-9").arg(server.id().to_string()).status();
+        let _ = Command::new("kill")
+            .arg("-9")
+            .arg(server.id().to_string())
+            .status();
         let _ = server.wait();
         let _ = setter.wait();
         server = start();
         let live = fx.api_json(&["-u", "/settings"]);
         let motd = live["motd"].as_str().unwrap().to_owned();
-        assert_eq!(live["ecs"]["cluster"], motd.as_str(), "mixed settings after kill -9: {live}");
+        assert_eq!(
+            live["ecs"]["cluster"],
+            motd.as_str(),
+            "mixed settings after kill -9: {live}"
+        );
         if motd == v {
             seen_new += 1;
         }
@@ -361,7 +556,10 @@ fn update_to(fx: &Fx, version: &str) -> Value {
     assert_eq!(check["chosen_update"]["version"], version);
     let status = fx.api_json(&["update", "apply"]);
     assert_eq!(status["update_state"], "Ready", "{status}");
-    assert_eq!(fx.api_json(&["-u", "/updates/status"])["update_state"], "Ready");
+    assert_eq!(
+        fx.api_json(&["-u", "/updates/status"])["update_state"],
+        "Ready"
+    );
     status
 }
 
@@ -373,7 +571,13 @@ fn good_update_goes_a_to_b_and_os_reports_the_new_version() {
     std::fs::write(&migration, r#"{"ops":[{"op":"add","key":"settings.ecs.instance-attributes.migrated","value":"1.1.0"}]}"#).unwrap();
     // the new image carries the real flotilla binary
     let img = fx.image("1.1.0", true, true);
-    fx.publish(img, &["--migration", &format!("1.0.0:1.1.0:{}", migration.display())]);
+    fx.publish(
+        img,
+        &[
+            "--migration",
+            &format!("1.0.0:1.1.0:{}", migration.display()),
+        ],
+    );
     let b = fx.boot();
     assert_eq!(fx.api_json(&["-u", "/os"])["version_id"], "1.0.0");
     // no status before the first command
@@ -387,11 +591,20 @@ fn good_update_goes_a_to_b_and_os_reports_the_new_version() {
     let flags = fx.flags();
     assert_eq!(flags["active"], "b");
     assert_eq!(flags["b"]["successful"], true);
-    assert!(fx.p("node/slots/b/bin/flotilla").exists(), "image ships the binary");
+    assert!(
+        fx.p("node/slots/b/bin/flotilla").exists(),
+        "image ships the binary"
+    );
     let attrs = fx.api_json(&["get", "ecs.instance-attributes"]);
-    assert_eq!(attrs["settings"]["ecs"]["instance-attributes"]["migrated"], "1.1.0", "migration ran at boot");
+    assert_eq!(
+        attrs["settings"]["ecs"]["instance-attributes"]["migrated"], "1.1.0",
+        "migration ran at boot"
+    );
     // the shipped binary runs
-    let v = Command::new(fx.p("node/slots/b/bin/flotilla")).arg("--version").output().unwrap();
+    let v = Command::new(fx.p("node/slots/b/bin/flotilla"))
+        .arg("--version")
+        .output()
+        .unwrap();
     assert!(v.status.success());
     // manual rollback to A
     fx.api_ok(&["update", "rollback"]);
@@ -400,7 +613,12 @@ fn good_update_goes_a_to_b_and_os_reports_the_new_version() {
     let b = fx.boot();
     assert_eq!(fx.api_json(&["-u", "/os"])["version_id"], "1.0.0");
     let attrs = fx.api_json(&["get", "ecs"]);
-    assert!(attrs["settings"]["ecs"].get("instance-attributes").is_none(), "migration reversed: {attrs}");
+    assert!(
+        attrs["settings"]["ecs"]
+            .get("instance-attributes")
+            .is_none(),
+        "migration reversed: {attrs}"
+    );
     b.stop();
 }
 
@@ -420,7 +638,14 @@ fn bad_image_fails_health_and_the_node_returns_to_a_by_itself() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("health probe"), "{err}");
     let flags = fx.flags();
-    assert_eq!((flags["active"].as_str(), flags["b"]["successful"].as_bool(), flags["b"]["tries_left"].as_u64()), (Some("b"), Some(false), Some(0)));
+    assert_eq!(
+        (
+            flags["active"].as_str(),
+            flags["b"]["successful"].as_bool(),
+            flags["b"]["tries_left"].as_u64()
+        ),
+        (Some("b"), Some(false), Some(0))
+    );
     // next boot falls back to A without anyone doing anything
     let b = fx.boot();
     assert_eq!(fx.flags()["active"], "a");
@@ -459,7 +684,10 @@ fn tampered_repository_is_refused_through_the_cli_and_node_is_unchanged() {
     let target = std::fs::read_dir(fx.p("repo/targets"))
         .unwrap()
         .map(|e| e.unwrap().path())
-        .find(|p| p.to_string_lossy().ends_with("flotilla-node-1.1.0-x86_64.tar.gz"))
+        .find(|p| {
+            p.to_string_lossy()
+                .ends_with("flotilla-node-1.1.0-x86_64.tar.gz")
+        })
         .unwrap();
     let mut bytes = std::fs::read(&target).unwrap();
     let n = bytes.len() - 10;
@@ -472,7 +700,10 @@ fn tampered_repository_is_refused_through_the_cli_and_node_is_unchanged() {
     let out = fx.api(&["update", "apply"]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("TUF target") && err.contains("flotilla-node-1.1.0"), "{err}");
+    assert!(
+        err.contains("TUF target") && err.contains("flotilla-node-1.1.0"),
+        "{err}"
+    );
     let st = fx.api_json(&["-u", "/updates/status"]);
     assert_eq!(st["update_state"], "Available");
     assert_eq!(st["most_recent_command"]["cmd_status"], "Failed");

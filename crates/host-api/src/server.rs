@@ -218,9 +218,14 @@ pub fn parse_request(method: &Method, uri: &Uri, body: &[u8]) -> Result<HostActi
 }
 
 /// Guesses the JSON type of a `key=value` value as Bottlerocket's apiclient does (bool, then
-/// integer, then float, else string).
+/// integer, then float, else string); a JSON list or object (`["a","b"]`) is taken as such.
 #[must_use]
 pub fn guess_value(v: &str) -> Value {
+    if (v.starts_with('[') || v.starts_with('{'))
+        && let Ok(j) = serde_json::from_str::<Value>(v)
+    {
+        return j;
+    }
     if let Ok(b) = v.parse::<bool>() {
         return Value::Bool(b);
     }

@@ -19,7 +19,6 @@ use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
 
@@ -81,6 +80,11 @@ pub struct ImageSpec {
 }
 
 const CONTAINERD_CONFIG: &str = "version = 2\nroot = \"/var/lib/flotilla/containerd\"\nstate = \"/run/flotilla/containerd\"\n\n[grpc]\naddress = \"/run/flotilla/containerd/containerd.sock\"\n";
+
+/// sha256 via aws-lc (optimised C even in debug builds: slots hold a 200+ MB binary).
+fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, bytes))
+}
 
 fn read(path: &Path) -> Result<Vec<u8>> {
     std::fs::read(path).map_err(|source| Error::Read {
@@ -154,19 +158,19 @@ pub fn build_image(spec: &ImageSpec, out: &Path) -> Result<String> {
     let meta_toml =
         toml::to_string(&spec.meta).map_err(|e| Error::Image(format!("image.toml: {e}")))?;
     files.insert("image.toml".into(), (meta_toml.into_bytes(), 0o644));
-    let mut h = Sha256::new();
+    let mut ctx = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
     for (name, (bytes, _)) in &files {
-        h.update(name.as_bytes());
-        h.update(bytes);
+        ctx.update(name.as_bytes());
+        ctx.update(bytes);
     }
-    let build_id = hex::encode(&h.finalize()[..4]);
+    let build_id = hex::encode(&ctx.finish().as_ref()[..4]);
     files.insert(
         "os-release".into(),
         (os_release(&spec.meta, &build_id).into_bytes(), 0o644),
     );
     let sums: String = files
         .iter()
-        .map(|(name, (bytes, _))| format!("{}  {name}\n", hex::encode(Sha256::digest(bytes))))
+        .map(|(name, (bytes, _))| format!("{}  {name}\n", sha256_hex(bytes)))
         .collect();
     files.insert("SHA256SUMS".into(), (sums.into_bytes(), 0o644));
 
@@ -177,7 +181,13 @@ pub fn build_image(spec: &ImageSpec, out: &Path) -> Result<String> {
     let file = std::fs::File::create(out).map_err(werr)?;
     let gz = flate2::write::GzEncoder::new(file, flate2::Compression::fast());
     let mut tar = tar::Builder::new(gz);
-    for (name, (bytes, mode)) in &files {
+    // Metadata first, so readers (`read_archive_meta`) stop after a few hundred bytes.
+    let first = ["image.toml", "os-release", "SHA256SUMS"];
+    let ordered = first
+        .iter()
+        .filter_map(|n| files.get_key_value(*n))
+        .chain(files.iter().filter(|(n, _)| !first.contains(&n.as_str())));
+    for (name, (bytes, mode)) in ordered {
         let mut header = tar::Header::new_gnu();
         header.set_size(bytes.len() as u64);
         header.set_mode(*mode);
@@ -191,7 +201,31 @@ pub fn build_image(spec: &ImageSpec, out: &Path) -> Result<String> {
     file.flush().map_err(werr)?;
     file.sync_all().map_err(werr)?;
     let bytes = read(out)?;
-    Ok(hex::encode(Sha256::digest(&bytes)))
+    Ok(sha256_hex(&bytes))
+}
+
+/// Reads `image.toml` from an image archive without unpacking the rest.
+///
+/// # Errors
+/// Not an image archive.
+pub fn read_archive_meta(archive: &mut dyn Read) -> Result<ImageMeta> {
+    let gz = flate2::read::GzDecoder::new(archive);
+    let mut ar = tar::Archive::new(gz);
+    let entries = ar
+        .entries()
+        .map_err(|e| Error::Image(format!("reading archive: {e}")))?;
+    for entry in entries {
+        let mut entry = entry.map_err(|e| Error::Image(format!("reading archive: {e}")))?;
+        let is_meta = entry.path().is_ok_and(|p| p == Path::new("image.toml"));
+        if is_meta {
+            let mut text = String::new();
+            entry
+                .read_to_string(&mut text)
+                .map_err(|e| Error::Image(format!("image.toml: {e}")))?;
+            return toml::from_str(&text).map_err(|e| Error::Image(format!("image.toml: {e}")));
+        }
+    }
+    Err(Error::Image("archive has no image.toml".into()))
 }
 
 /// Unpacks an image archive into `dest` (replacing it): unpack into a sibling temp directory,
@@ -262,7 +296,7 @@ pub fn verify_slot(dir: &Path) -> Result<ImageMeta> {
         let Some((sum, name)) = line.split_once("  ") else {
             return Err(Error::Image(format!("bad SHA256SUMS line {line:?}")));
         };
-        let got = hex::encode(Sha256::digest(read(&dir.join(name))?));
+        let got = sha256_hex(&read(&dir.join(name))?);
         if got != sum {
             return Err(Error::Image(format!("{name}: checksum mismatch")));
         }

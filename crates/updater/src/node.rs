@@ -356,7 +356,6 @@ pub fn cached_migrations(
     from: &Version,
     to: &Version,
 ) -> Result<Vec<(String, Migration)>> {
-    use sha2::Digest;
     if from == to {
         return Ok(Vec::new());
     }
@@ -371,7 +370,10 @@ pub fn cached_migrations(
     for n in names {
         let p = node.migrations_dir().join(&n);
         let bytes = std::fs::read(&p).map_err(rd(&p))?;
-        let sum = hex::encode(sha2::Sha256::digest(&bytes));
+        let sum = hex::encode(aws_lc_rs::digest::digest(
+            &aws_lc_rs::digest::SHA256,
+            &bytes,
+        ));
         if index.get(&n) != Some(&sum) {
             return Err(Error::Migration {
                 name: n,

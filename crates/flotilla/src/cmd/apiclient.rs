@@ -12,10 +12,16 @@ use serde_json::Value;
 
 /// Arguments of `flotilla apiclient`.
 #[derive(Debug, clap::Args)]
-#[command(args_conflicts_with_subcommands = true)]
 pub struct ApiclientArgs {
     /// Host API socket.
-    #[arg(long, short = 's', visible_alias = "socket-path", env = "FLOTILLA_API_SOCKET", default_value = "/run/flotilla/api.sock", global = true)]
+    #[arg(
+        long,
+        short = 's',
+        visible_alias = "socket-path",
+        env = "FLOTILLA_API_SOCKET",
+        default_value = "/run/flotilla/api.sock",
+        global = true
+    )]
     socket: PathBuf,
     /// Raw request: URI to call (e.g. `/os`).
     #[arg(short = 'u', long = "uri")]
@@ -126,7 +132,11 @@ async fn run_async(args: ApiclientArgs) -> anyhow::Result<()> {
                     print_json(&client.call("GET", &k, None).await?);
                     return Ok(());
                 }
-                let prefix = if k == "os" || k.starts_with("os.") { k } else { host_api::settings::full_key(&k) };
+                let prefix = if k == "os" || k.starts_with("os.") {
+                    k
+                } else {
+                    host_api::settings::full_key(&k)
+                };
                 let q: String = url::form_urlencoded::Serializer::new(String::new())
                     .append_pair("prefix", &prefix)
                     .finish();
@@ -137,7 +147,10 @@ async fn run_async(args: ApiclientArgs) -> anyhow::Result<()> {
         ApiCommand::Set { json, pairs } => {
             let doc = match json {
                 Some(j) => {
-                    anyhow::ensure!(pairs.is_empty(), "give either --json or key=value pairs, not both");
+                    anyhow::ensure!(
+                        pairs.is_empty(),
+                        "give either --json or key=value pairs, not both"
+                    );
                     let v: Value = serde_json::from_str(&j).context("--json is not valid JSON")?;
                     match v {
                         Value::Object(mut m) if m.len() == 1 && m.contains_key("settings") => {
@@ -154,16 +167,25 @@ async fn run_async(args: ApiclientArgs) -> anyhow::Result<()> {
             client.set_doc(&doc, "apiclient-set").await?;
         }
         ApiCommand::Apply { sources } => {
-            let sources = if sources.is_empty() { vec!["-".to_owned()] } else { sources };
+            let sources = if sources.is_empty() {
+                vec!["-".to_owned()]
+            } else {
+                sources
+            };
             let mut doc = Value::Object(serde_json::Map::new());
             for src in sources {
                 let (name, text) = if src == "-" {
                     let mut s = String::new();
-                    std::io::stdin().read_to_string(&mut s).context("reading stdin")?;
+                    std::io::stdin()
+                        .read_to_string(&mut s)
+                        .context("reading stdin")?;
                     ("stdin".to_owned(), s)
                 } else {
                     let path = src.strip_prefix("file://").unwrap_or(&src);
-                    (src.clone(), std::fs::read_to_string(path).with_context(|| format!("reading {src}"))?)
+                    (
+                        src.clone(),
+                        std::fs::read_to_string(path).with_context(|| format!("reading {src}"))?,
+                    )
                 };
                 merge_into(&mut doc, host_api::userdata::parse(&name, &text)?);
             }
@@ -171,26 +193,36 @@ async fn run_async(args: ApiclientArgs) -> anyhow::Result<()> {
         }
         ApiCommand::Update { command } => match command {
             UpdateCmd::Check => {
-                let v = client.wait_update("refresh-updates", "refresh", Duration::from_secs(60)).await?;
+                let v = client
+                    .wait_update("refresh-updates", "refresh", Duration::from_secs(60))
+                    .await?;
                 println!("{}", serde_json::to_string_pretty(&v)?);
             }
             UpdateCmd::Apply { check, reboot } => {
                 if check {
-                    let v = client.wait_update("refresh-updates", "refresh", Duration::from_secs(60)).await?;
+                    let v = client
+                        .wait_update("refresh-updates", "refresh", Duration::from_secs(60))
+                        .await?;
                     match v["update_state"].as_str() {
                         Some("Idle") => {
                             eprintln!("No updates available.");
                             return Ok(());
                         }
                         Some("Ready") => {
-                            eprintln!("An update is already applied; reboot to use it, or cancel it.");
+                            eprintln!(
+                                "An update is already applied; reboot to use it, or cancel it."
+                            );
                             return Ok(());
                         }
                         _ => {}
                     }
                 }
-                client.wait_update("prepare-update", "prepare", Duration::from_secs(600)).await?;
-                let v = client.wait_update("activate-update", "activate", Duration::from_secs(30)).await?;
+                client
+                    .wait_update("prepare-update", "prepare", Duration::from_secs(600))
+                    .await?;
+                let v = client
+                    .wait_update("activate-update", "activate", Duration::from_secs(30))
+                    .await?;
                 if reboot {
                     client.call("POST", "/actions/reboot", None).await?;
                 } else {
@@ -199,7 +231,9 @@ async fn run_async(args: ApiclientArgs) -> anyhow::Result<()> {
                 }
             }
             UpdateCmd::Cancel => {
-                let v = client.wait_update("deactivate-update", "deactivate", Duration::from_secs(30)).await?;
+                let v = client
+                    .wait_update("deactivate-update", "deactivate", Duration::from_secs(30))
+                    .await?;
                 println!("{}", serde_json::to_string_pretty(&v)?);
             }
             UpdateCmd::Rollback => {

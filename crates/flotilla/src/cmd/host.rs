@@ -108,7 +108,8 @@ fn load_config(path: Option<&Path>) -> anyhow::Result<ConfigFile> {
     let Some(path) = path else {
         return Ok(ConfigFile::default());
     };
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))
 }
 
@@ -121,7 +122,10 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 
 async fn stop_signal() {
     use tokio::signal::unix::{SignalKind, signal};
-    match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+    match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
         (Ok(mut t), Ok(mut i)) => {
             tokio::select! {
                 _ = t.recv() => {}
@@ -142,7 +146,12 @@ pub fn run(args: HostArgs) -> anyhow::Result<()> {
         HostCommand::Boot(a) => boot(a),
         HostCommand::Install { node_root, image } => {
             let meta = Node::new(&node_root).install(&image)?;
-            println!("installed {} {} into slot a of {}", meta.variant, meta.version, node_root.display());
+            println!(
+                "installed {} {} into slot a of {}",
+                meta.variant,
+                meta.version,
+                node_root.display()
+            );
             Ok(())
         }
         HostCommand::Rollback { node_root } => {
@@ -160,7 +169,11 @@ pub fn run(args: HostArgs) -> anyhow::Result<()> {
 
 fn serve(a: ServeArgs) -> anyhow::Result<()> {
     let cfg_file = load_config(a.common.config.as_deref())?;
-    let etc = a.common.etc_dir.clone().unwrap_or_else(|| a.data_dir.join("etc"));
+    let etc = a
+        .common
+        .etc_dir
+        .clone()
+        .unwrap_or_else(|| a.data_dir.join("etc"));
     let restarter = Arc::new(CommandRestarter {
         commands: cfg_file.restart_commands,
         etc: etc.clone(),
@@ -175,7 +188,8 @@ fn serve(a: ServeArgs) -> anyhow::Result<()> {
     };
     runtime()?.block_on(async move {
         let state = host_api::server::HostState::new(cfg, restarter)?;
-        let listener = host_api::server::bind(&a.socket).with_context(|| format!("binding {}", a.socket.display()))?;
+        let listener = host_api::server::bind(&a.socket)
+            .with_context(|| format!("binding {}", a.socket.display()))?;
         tracing::info!(socket = %a.socket.display(), "host API listening");
         let reboot = state.reboot_requested();
         host_api::server::run(listener, state, async move {
@@ -195,7 +209,10 @@ fn boot(a: BootArgs) -> anyhow::Result<()> {
     let node = Node::new(&a.node_root);
     let opts = host_api::boot::BootOptions {
         socket: a.socket.unwrap_or_else(|| node.run_dir().join("api.sock")),
-        user_data: Some(a.user_data.unwrap_or_else(|| a.node_root.join("user-data.toml"))),
+        user_data: Some(
+            a.user_data
+                .unwrap_or_else(|| a.node_root.join("user-data.toml")),
+        ),
         paths: Paths {
             etc: a.common.etc_dir.unwrap_or_else(|| a.node_root.join("etc")),
             proc_sys: a.common.proc_sys,

@@ -150,9 +150,15 @@ pub fn run(args: OsArgs) -> anyhow::Result<()> {
         .build()
         .context("starting the tokio runtime")?;
     match args.command {
-        OsCommand::Keygen { out, keys, threshold, expires_in_days } => {
+        OsCommand::Keygen {
+            out,
+            keys,
+            threshold,
+            expires_in_days,
+        } => {
             let expires = Timestamp::now().checked_add(days(expires_in_days))?;
-            let paths = rt.block_on(updater::repo::generate_keys(&out, keys, threshold, expires))?;
+            let paths =
+                rt.block_on(updater::repo::generate_keys(&out, keys, threshold, expires))?;
             for p in paths {
                 println!("{}", p.display());
             }
@@ -161,8 +167,11 @@ pub fn run(args: OsArgs) -> anyhow::Result<()> {
         }
         OsCommand::BuildImage(a) => {
             let extra: MetaFile = match &a.meta {
-                Some(p) => toml::from_str(&std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?)
-                    .with_context(|| format!("parsing {}", p.display()))?,
+                Some(p) => toml::from_str(
+                    &std::fs::read_to_string(p)
+                        .with_context(|| format!("reading {}", p.display()))?,
+                )
+                .with_context(|| format!("parsing {}", p.display()))?,
                 None => MetaFile::default(),
             };
             let binary = if a.no_binary {
@@ -201,14 +210,17 @@ fn publish(rt: &tokio::runtime::Runtime, a: PublishArgs) -> anyhow::Result<()> {
     };
     let image = match &a.image {
         Some(path) => {
-            let tmp = tempfile::tempdir().context("creating a temp dir")?;
-            let mut f = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
-            let meta = updater::image::unpack_image(&mut f, &tmp.path().join("img"), None)?;
+            let mut f =
+                std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+            let meta = updater::image::read_archive_meta(&mut f)?;
             let version = Version::parse(&meta.version)?;
             let mut waves = BTreeMap::new();
             for w in &a.waves {
                 let (seed, time) = w.split_once('=').context("--wave must be SEED=RFC3339")?;
-                waves.insert(seed.parse::<u32>().context("wave seed")?, time.parse::<Timestamp>().context("wave time")?);
+                waves.insert(
+                    seed.parse::<u32>().context("wave seed")?,
+                    time.parse::<Timestamp>().context("wave time")?,
+                );
             }
             if let Some(p) = &a.wave_policy {
                 let pf: PolicyFile = toml::from_str(&std::fs::read_to_string(p)?)?;
@@ -217,12 +229,18 @@ fn publish(rt: &tokio::runtime::Runtime, a: PublishArgs) -> anyhow::Result<()> {
                     .iter()
                     .map(|w| {
                         Ok(WaveSpec {
-                            start_after: w.start_after.parse::<SignedDuration>().with_context(|| format!("start-after {:?}", w.start_after))?,
+                            start_after: w
+                                .start_after
+                                .parse::<SignedDuration>()
+                                .with_context(|| format!("start-after {:?}", w.start_after))?,
                             fleet_percentage: w.fleet_percentage,
                         })
                     })
                     .collect::<anyhow::Result<Vec<_>>>()?;
-                waves.extend(updater::manifest::waves_from_policy(a.release_time.unwrap_or_else(Timestamp::now), &specs)?);
+                waves.extend(updater::manifest::waves_from_policy(
+                    a.release_time.unwrap_or_else(Timestamp::now),
+                    &specs,
+                )?);
             }
             Some((
                 path.clone(),
@@ -244,7 +262,9 @@ fn publish(rt: &tokio::runtime::Runtime, a: PublishArgs) -> anyhow::Result<()> {
         .map(|m| {
             let mut it = m.splitn(3, ':');
             match (it.next(), it.next(), it.next()) {
-                (Some(f), Some(t), Some(p)) => Ok((Version::parse(f)?, Version::parse(t)?, PathBuf::from(p))),
+                (Some(f), Some(t), Some(p)) => {
+                    Ok((Version::parse(f)?, Version::parse(t)?, PathBuf::from(p)))
+                }
                 _ => anyhow::bail!("--migration must be FROM:TO:FILE, got {m:?}"),
             }
         })
