@@ -140,3 +140,19 @@ def test_first_session(session, client_factory):
     assert task["stoppedReason"] == "first session over"
     us = client_factory("us-east-1")
     assert us.list_clusters()["clusterArns"] == []
+
+
+def test_the_endpoint_can_come_from_the_environment(server, client_factory):
+    """`AWS_ENDPOINT_URL_ECS` (as the README suggests) works instead of --endpoint-url."""
+    client_factory("us-east-1").create_cluster(clusterName="from-env")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")} | {
+        "AWS_CONFIG_FILE": "/dev/null",
+        "AWS_SHARED_CREDENTIALS_FILE": "/dev/null",
+        "AWS_ACCESS_KEY_ID": "dev",
+        "AWS_SECRET_ACCESS_KEY": "dev",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_ENDPOINT_URL_ECS": server.endpoint,
+    }
+    r = subprocess.run(["aws", "ecs", "list-clusters", "--output", "json"], env=env, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["clusterArns"] == ["arn:aws:ecs:us-east-1:000000000000:cluster/from-env"]
