@@ -311,3 +311,42 @@ def test_rolled_back_metadata_is_refused(setup, tmp_path: Path):
     # a mirror serves the older, still valid and correctly signed metadata
     node.use_repo(old)
     assert_refused(node, ["tuf repository refused", "version"])
+
+
+def test_update_over_http(setup):
+    """Same python-tuf repository, served over HTTP (tough's HTTP transport)."""
+    import socket
+    import urllib.request
+
+    repo, node = setup
+    repo.publish()
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = subprocess.Popen(
+        ["python3", "-m", "http.server", str(port), "--bind", "127.0.0.1", "--directory", str(repo.dir)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+
+    def up():
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/metadata/timestamp.json", timeout=1)
+            return True
+        except OSError:
+            return False
+
+    try:
+        poll("http server", up)
+        node.boot()
+        node.api(
+            "set",
+            f"updates.metadata-base-url=http://127.0.0.1:{port}/metadata/",
+            f"updates.targets-base-url=http://127.0.0.1:{port}/targets/",
+            "updates.ignore-waves=true",
+        )
+        assert node.api_json("update", "apply", "--check")["update_state"] == "Ready"
+        node.reboot()
+        assert node.api_json("-u", "/os")["version_id"] == "1.1.0"
+    finally:
+        server.terminate()
+        server.wait()

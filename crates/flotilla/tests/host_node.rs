@@ -714,3 +714,41 @@ fn tampered_repository_is_refused_through_the_cli_and_node_is_unchanged() {
     assert_eq!(fx.api_json(&["-u", "/os"])["version_id"], "1.0.0");
     b.stop();
 }
+
+#[test]
+fn failing_migration_at_boot_is_fail_safe_and_the_node_falls_back() {
+    let fx = Fx::new();
+    fx.install("1.0.0");
+    write_user_data(&fx, "[settings]\nmotd = \"keep me\"\n");
+    let migration = fx.p("broken.json");
+    std::fs::write(
+        &migration,
+        r#"{"ops":[{"op":"rename","from":"settings.does-not-exist","to":"settings.motd"}]}"#,
+    )
+    .unwrap();
+    let img = fx.image("1.1.0", true, false);
+    fx.publish(
+        img,
+        &[
+            "--migration",
+            &format!("1.0.0:1.1.0:{}", migration.display()),
+        ],
+    );
+    let b = fx.boot();
+    update_to(&fx, "1.1.0");
+    fx.api_ok(&["reboot"]);
+    assert!(b.wait().status.success());
+    let out = fx.boot().wait();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("migrating datastore 1.0.0 -> 1.1.0") && err.contains("does-not-exist"),
+        "{err}"
+    );
+    // the datastore is untouched and the next boot is back on A
+    let b = fx.boot();
+    assert_eq!(fx.flags()["active"], "a");
+    assert_eq!(fx.api_json(&["-u", "/os"])["version_id"], "1.0.0");
+    assert_eq!(fx.api_json(&["get", "motd"])["settings"]["motd"], "keep me");
+    b.stop();
+}
