@@ -447,6 +447,33 @@ fn task_tags(
     })
 }
 
+/// A capacity provider strategy may only name providers associated with the cluster;
+/// those (FARGATE, FARGATE_SPOT) cannot run tasks in flotilla yet, so a task must not
+/// silently land on the cluster's instances instead.
+fn check_capacity_provider_strategy(
+    cluster: &ClusterRecord,
+    strategy: &[wire::CapacityProviderStrategyItem],
+) -> Result<(), EcsError> {
+    let associated = cluster.cluster.capacity_providers.as_deref().unwrap_or(&[]);
+    for (i, item) in strategy.iter().enumerate() {
+        let name = item.capacity_provider.as_deref().unwrap_or("");
+        if !associated.iter().any(|p| p == name) {
+            return Err(invalid(format!(
+                "capacityProviderStrategy[{i}].capacityProvider {name:?} is not associated with the cluster."
+            )));
+        }
+    }
+    match strategy
+        .first()
+        .and_then(|item| item.capacity_provider.as_deref())
+    {
+        Some(name) => Err(EcsError::UnsupportedFeature(format!(
+            "capacityProviderStrategy: capacity provider {name} cannot run tasks in flotilla yet; omit the strategy to run on the cluster's container instances."
+        ))),
+        None => Ok(()),
+    }
+}
+
 fn check_launch_type(
     def: &TaskDefinitionRecord,
     launch_type: Option<LaunchType>,
@@ -549,6 +576,10 @@ pub fn run_task(
         ));
     }
     check_launch_type(def, req.launch_type)?;
+    check_capacity_provider_strategy(
+        cluster,
+        req.capacity_provider_strategy.as_deref().unwrap_or(&[]),
+    )?;
     validate_started_by(req.started_by.as_deref())?;
     if req
         .group
