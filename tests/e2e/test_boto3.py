@@ -441,6 +441,21 @@ def test_run_task_failures(ecs, cluster):
     assert "Container Instances" in error_of(e)[1]
 
 
+def test_run_task_capacity_provider_strategy(ecs, cluster):
+    # A provider the cluster does not have is a bad parameter...
+    with pytest.raises(ecs.exceptions.InvalidParameterException) as e:
+        ecs.run_task(cluster="c1", taskDefinition="web", capacityProviderStrategy=[{"capacityProvider": "nope", "weight": 1}])
+    assert "capacityProviderStrategy" in error_of(e)[1]
+    # ...and FARGATE, even when associated, must not silently run on the EC2 instances.
+    ecs.put_cluster_capacity_providers(cluster="c1", capacityProviders=["FARGATE"], defaultCapacityProviderStrategy=[])
+    with pytest.raises(ecs.exceptions.UnsupportedFeatureException) as e:
+        ecs.run_task(cluster="c1", taskDefinition="web", capacityProviderStrategy=[{"capacityProvider": "FARGATE", "weight": 1}])
+    assert "FARGATE" in error_of(e)[1]
+    with pytest.raises(ecs.exceptions.UnsupportedFeatureException):
+        ecs.run_task(cluster="c1", taskDefinition="web", launchType="FARGATE")
+    assert ecs.list_tasks(cluster="c1")["taskArns"] == []
+
+
 def test_run_task_fills_the_instance_then_fails(ecs, cluster):
     register_taskdef(ecs, "big", memory=1500, cpu=10)
     first = ecs.run_task(cluster="c1", taskDefinition="big", count=3)
@@ -791,7 +806,16 @@ def test_submit_attachment_state_changes(ecs, cluster):
 # --------------------------------------------------------------------------------------
 
 
-def test_services_lifecycle(ecs, cluster):
+@pytest.fixture
+def no_instances(ecs):
+    """A cluster `c1` with task definition `web:1` and no container instances: a service
+    controller, if one runs, can place nothing, so services stay without tasks."""
+    ecs.create_cluster(clusterName="c1")
+    return {"taskdef": register_taskdef(ecs, "web")}
+
+
+def test_services_lifecycle(ecs, no_instances):
+    cluster = no_instances
     s = ecs.create_service(cluster="c1", serviceName="api", taskDefinition="web", desiredCount=2, tags=[{"key": "t", "value": "v"}])["service"]
     assert s["serviceArn"] == f"{ARN}:service/c1/api"
     assert s["status"] == "ACTIVE" and s["desiredCount"] == 2
@@ -850,8 +874,13 @@ def test_unknown_service(ecs, cluster):
 
 def test_service_counts_follow_its_tasks(ecs, cluster):
     ecs.create_service(cluster="c1", serviceName="api", taskDefinition="web", desiredCount=1)
-    # No service controller yet: start the service's task by hand in its group.
-    t = run_one(ecs, group="service:api")
+    # A service controller starts the task itself; without one, start it in the
+    # service's group by hand.
+    try:
+        [arn] = wait_until(lambda: ecs.list_tasks(cluster="c1", serviceName="api")["taskArns"], timeout=2, what="the controller's task")
+    except AssertionError:
+        arn = run_one(ecs, group="service:api")["taskArn"]
+    t = {"taskArn": arn}
     s = ecs.describe_services(cluster="c1", services=["api"])["services"][0]
     assert (s["pendingCount"], s["runningCount"]) == (1, 0)
     assert ecs.list_tasks(cluster="c1", serviceName="api")["taskArns"] == [t["taskArn"]]

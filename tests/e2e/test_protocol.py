@@ -156,7 +156,7 @@ def test_request_ids_and_content_type_on_every_answer(endpoint, reset):
 
 
 def test_unsupported_operations_answer_unsupported_feature(endpoint, reset):
-    for op in ("CreateCapacityProvider", "ExecuteCommand", "CreateTaskSet", "GetTaskProtection"):
+    for op in ("CreateCapacityProvider", "ExecuteCommand", "CreateTaskSet", "CreateDaemon"):
         b = assert_error(post(endpoint, op), 400, "UnsupportedFeatureException")
         assert op in b["message"]
 
