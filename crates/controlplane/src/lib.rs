@@ -23,6 +23,7 @@
 //! - [`state`]: records, typed keys, [`State`] and [`Change`].
 //! - [`engine`]: the [`ControlPlane`] handle and the writer thread.
 //! - [`ops`]: the operations, one module per area.
+//! - [`controllers`]: level-triggered reconcilers (the service controller) and their runner.
 //! - [`paging`]: signed `nextToken`s.
 //! - [`liveness`]: the timer that marks silent agents disconnected and their tasks lost.
 //! - [`error`]: [`EcsError`], one variant per ECS error code.
@@ -31,6 +32,7 @@
 //! The whole state lives in memory (twice: working and published copy); a cluster of
 //! some hundred thousand tasks is the design point, not millions.
 
+pub mod controllers;
 pub mod engine;
 pub mod error;
 pub mod liveness;

@@ -7,7 +7,8 @@
 
 use controlplane::engine::Written;
 use controlplane::ops::{
-    account, agent, attributes, clusters, instances, services, tags, task_definitions, tasks,
+    account, agent, attributes, clusters, instances, protection, services, tags,
+    task_definitions, tasks,
 };
 use controlplane::{ControlPlane, Ctx, EcsError, Scope, State};
 use model::wire::{Operation, Required};
@@ -169,6 +170,8 @@ pub async fn dispatch(
         Operation::StopTask => write(cp, call, body, tasks::stop_task).await,
         Operation::DescribeTasks => read(cp, call, body, tasks::describe),
         Operation::ListTasks => list(cp, call, body, tasks::list),
+        Operation::UpdateTaskProtection => write(cp, call, body, protection::update).await,
+        Operation::GetTaskProtection => list(cp, call, body, protection::get),
         // Services
         Operation::CreateService => write(cp, call, body, services::create).await,
         Operation::UpdateService => write(cp, call, body, services::update).await,
@@ -221,7 +224,6 @@ pub async fn dispatch(
         | Operation::DescribeServiceRevisions
         | Operation::DescribeTaskSets
         | Operation::ExecuteCommand
-        | Operation::GetTaskProtection
         | Operation::ListDaemonDeployments
         | Operation::ListDaemonTaskDefinitions
         | Operation::ListDaemons
@@ -234,7 +236,6 @@ pub async fn dispatch(
         | Operation::UpdateDaemon
         | Operation::UpdateExpressGatewayService
         | Operation::UpdateServicePrimaryTaskSet
-        | Operation::UpdateTaskProtection
         | Operation::UpdateTaskSet => unsupported(op),
     }
 }

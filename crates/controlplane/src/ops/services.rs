@@ -18,10 +18,14 @@ fn validate_deployment_configuration(c: &wire::DeploymentConfiguration) -> Resul
     let max = c.maximum_percent.unwrap_or(200);
     let min = c.minimum_healthy_percent.unwrap_or(100);
     if !(0..=100).contains(&min) {
-        return Err(invalid(format!("deploymentConfiguration.minimumHealthyPercent must be between 0 and 100, got {min}.")));
+        return Err(invalid(format!(
+            "deploymentConfiguration.minimumHealthyPercent must be between 0 and 100, got {min}."
+        )));
     }
-    if max < 100 || max > 200 {
-        return Err(invalid(format!("deploymentConfiguration.maximumPercent must be between 100 and 200, got {max}.")));
+    if !(100..=200).contains(&max) {
+        return Err(invalid(format!(
+            "deploymentConfiguration.maximumPercent must be between 100 and 200, got {max}."
+        )));
     }
     Ok(())
 }
@@ -30,12 +34,23 @@ fn with_defaults(c: Option<wire::DeploymentConfiguration>) -> wire::DeploymentCo
     let mut c = c.unwrap_or_default();
     c.maximum_percent.get_or_insert(200);
     c.minimum_healthy_percent.get_or_insert(100);
-    c.deployment_circuit_breaker.get_or_insert(wire::DeploymentCircuitBreaker { enable: Some(false), rollback: Some(false) });
+    c.deployment_circuit_breaker
+        .get_or_insert(wire::DeploymentCircuitBreaker {
+            enable: Some(false),
+            rollback: Some(false),
+        });
     c
 }
 
-fn new_deployment(ctx: &mut Ctx, task_definition: &str, desired: i32, launch_type: Option<LaunchType>) -> wire::Deployment {
-    let digits: String = (0..19).map(|_| char::from(b'0' + u8::try_from(ctx.random_u64() % 10).unwrap_or(0))).collect();
+fn new_deployment(
+    ctx: &mut Ctx,
+    task_definition: &str,
+    desired: i32,
+    launch_type: Option<LaunchType>,
+) -> wire::Deployment {
+    let digits: String = (0..19)
+        .map(|_| char::from(b'0' + u8::try_from(ctx.random_u64() % 10).unwrap_or(0)))
+        .collect();
     let id = format!("ecs-svc/{digits}");
     wire::Deployment {
         rollout_state_reason: Some(format!("ECS deployment {id} in progress.")),
@@ -54,29 +69,45 @@ fn new_deployment(ctx: &mut Ctx, task_definition: &str, desired: i32, launch_typ
     }
 }
 
-/// The service as DescribeServices shows it: live running/pending counts.
+/// The service as DescribeServices shows it: live running/pending counts, per deployment
+/// by the tasks' `startedBy` (the deployment id; a task started otherwise counts for the
+/// newest deployment of its task definition).
 pub fn describe_one(state: &State, rec: &ServiceRecord, with_tags: bool) -> wire::Service {
     let mut s = rec.service.clone();
     let group = format!("service:{}", rec.name);
     let (mut running, mut pending) = (0, 0);
-    let mut per_def: std::collections::HashMap<&str, (i32, i32)> = std::collections::HashMap::new();
+    let deployments = s.deployments.get_or_insert_with(Vec::new);
+    let mut per_deployment = vec![(0, 0); deployments.len()];
     for t in state.tasks_in(&rec.scope, &rec.cluster) {
-        if t.task.group.as_deref() != Some(group.as_str()) || t.task.desired_status.as_deref() != Some("RUNNING") {
+        if t.task.group.as_deref() != Some(group.as_str())
+            || t.task.desired_status.as_deref() != Some("RUNNING")
+        {
             continue;
         }
-        let e = per_def.entry(t.task.task_definition_arn.as_deref().unwrap_or("")).or_default();
-        if is_running(&t.task) {
-            running += 1;
-            e.0 += 1;
-        } else if is_pending(&t.task) {
-            pending += 1;
-            e.1 += 1;
+        let (r, p) = (is_running(&t.task), is_pending(&t.task));
+        running += i32::from(r);
+        pending += i32::from(p);
+        let owner = deployments
+            .iter()
+            .position(|d| d.id.is_some() && d.id == t.task.started_by)
+            .or_else(|| {
+                deployments
+                    .iter()
+                    .position(|d| d.task_definition == t.task.task_definition_arn)
+            });
+        if let Some(e) = owner.and_then(|i| per_deployment.get_mut(i)) {
+            e.0 += i32::from(r);
+            e.1 += i32::from(p);
         }
     }
     s.running_count = Some(running);
     s.pending_count = Some(pending);
-    for d in s.deployments.get_or_insert_with(Vec::new) {
-        let (r, p) = per_def.get(d.task_definition.as_deref().unwrap_or("")).copied().unwrap_or_default();
+    for (d, (r, p)) in s
+        .deployments
+        .get_or_insert_with(Vec::new)
+        .iter_mut()
+        .zip(per_deployment)
+    {
         d.running_count = Some(r);
         d.pending_count = Some(p);
     }
@@ -86,7 +117,12 @@ pub fn describe_one(state: &State, rec: &ServiceRecord, with_tags: bool) -> wire
     s
 }
 
-fn find<'a>(state: &'a State, scope: &Scope, cluster: &str, ident: &str) -> Option<&'a ServiceRecord> {
+fn find<'a>(
+    state: &'a State,
+    scope: &Scope,
+    cluster: &str,
+    ident: &str,
+) -> Option<&'a ServiceRecord> {
     let name = if ident.starts_with("arn:") {
         let arn = crate::ops::common::parse_arn_in_scope(ident, ResourceType::Service, scope)?;
         match arn.resource.split_once('/') {
@@ -97,27 +133,50 @@ fn find<'a>(state: &'a State, scope: &Scope, cluster: &str, ident: &str) -> Opti
     } else {
         ident.to_owned()
     };
-    state.services.get(&(scope.clone(), cluster.to_owned(), name))
+    state
+        .services
+        .get(&(scope.clone(), cluster.to_owned(), name))
 }
 
 /// CreateService.
-pub fn create(state: &State, ctx: &mut Ctx, req: wire::CreateServiceRequest) -> Written<wire::CreateServiceResponse> {
+pub fn create(
+    state: &State,
+    ctx: &mut Ctx,
+    req: wire::CreateServiceRequest,
+) -> Written<wire::CreateServiceResponse> {
     let cluster = active_cluster(state, &ctx.scope, req.cluster.as_deref())?;
-    let name = req.service_name.ok_or_else(|| invalid("serviceName is required."))?;
+    let name = req
+        .service_name
+        .ok_or_else(|| invalid("serviceName is required."))?;
     if !is_valid_name(&name) {
-        return Err(invalid(format!("serviceName {name:?} is invalid: up to 255 letters, numbers, hyphens, and underscores are allowed.")));
+        return Err(invalid(format!(
+            "serviceName {name:?} is invalid: up to 255 letters, numbers, hyphens, and underscores are allowed."
+        )));
     }
-    if state.services.get(&(ctx.scope.clone(), cluster.name.clone(), name.clone())).is_some_and(|s| s.service.status.as_deref() != Some("INACTIVE")) {
+    if state
+        .services
+        .get(&(ctx.scope.clone(), cluster.name.clone(), name.clone()))
+        .is_some_and(|s| s.service.status.as_deref() != Some("INACTIVE"))
+    {
         return Err(invalid("Creation of service was not idempotent."));
     }
-    let ident = req.task_definition.ok_or_else(|| invalid("taskDefinition is required."))?;
-    let def = task_definitions::resolve(state, &ctx.scope, &ident).ok_or_else(|| invalid("TaskDefinition not found."))?;
+    let ident = req
+        .task_definition
+        .ok_or_else(|| invalid("taskDefinition is required."))?;
+    let def = task_definitions::resolve(state, &ctx.scope, &ident)
+        .ok_or_else(|| invalid("TaskDefinition not found."))?;
     if def.definition.status != Some(wire::TaskDefinitionStatus::Active) {
         return Err(invalid("TaskDefinition is inactive"));
     }
-    let scheduling = req.scheduling_strategy.unwrap_or(SchedulingStrategy::Replica);
+    let scheduling = req
+        .scheduling_strategy
+        .unwrap_or(SchedulingStrategy::Replica);
     let desired = match (scheduling, req.desired_count) {
-        (SchedulingStrategy::Daemon, Some(_)) => return Err(invalid("desiredCount cannot be given for a DAEMON service.")),
+        (SchedulingStrategy::Daemon, Some(_)) => {
+            return Err(invalid(
+                "desiredCount cannot be given for a DAEMON service.",
+            ));
+        }
         (SchedulingStrategy::Daemon, None) => 0,
         (SchedulingStrategy::Replica, d) => d.unwrap_or(0),
     };
@@ -125,15 +184,35 @@ pub fn create(state: &State, ctx: &mut Ctx, req: wire::CreateServiceRequest) -> 
         return Err(invalid("desiredCount must not be negative."));
     }
     if req.launch_type == Some(LaunchType::Fargate) {
-        return Err(EcsError::UnsupportedFeature("The FARGATE launch type is not available in flotilla yet.".into()));
+        return Err(EcsError::UnsupportedFeature(
+            "The FARGATE launch type is not available in flotilla yet.".into(),
+        ));
     }
-    let config = with_defaults(req.deployment_configuration);
+    let mut config = req.deployment_configuration.unwrap_or_default();
+    if scheduling == SchedulingStrategy::Daemon {
+        // ECS's DAEMON defaults: replace one instance's task at a time, no surge.
+        config.minimum_healthy_percent.get_or_insert(0);
+        config.maximum_percent.get_or_insert(100);
+    }
+    let config = with_defaults(Some(config));
     validate_deployment_configuration(&config)?;
-    check_len(req.placement_constraints.as_deref().unwrap_or(&[]), 10, "placementConstraints")?;
-    check_len(req.placement_strategy.as_deref().unwrap_or(&[]), 5, "placementStrategy")?;
+    check_len(
+        req.placement_constraints.as_deref().unwrap_or(&[]),
+        10,
+        "placementConstraints",
+    )?;
+    check_len(
+        req.placement_strategy.as_deref().unwrap_or(&[]),
+        5,
+        "placementStrategy",
+    )?;
     let tags = req.tags.unwrap_or_default();
     validate_tags(&tags)?;
-    let def_arn = def.definition.task_definition_arn.clone().unwrap_or_default();
+    let def_arn = def
+        .definition
+        .task_definition_arn
+        .clone()
+        .unwrap_or_default();
     let launch_type = Some(req.launch_type.unwrap_or(LaunchType::Ec2));
     let deployment = new_deployment(ctx, &def_arn, desired, launch_type);
     let service = wire::Service {
@@ -157,20 +236,43 @@ pub fn create(state: &State, ctx: &mut Ctx, req: wire::CreateServiceRequest) -> 
         network_configuration: req.network_configuration,
         health_check_grace_period_seconds: req.health_check_grace_period_seconds,
         scheduling_strategy: Some(scheduling),
-        deployment_controller: Some(req.deployment_controller.unwrap_or(wire::DeploymentController { r#type: Some(wire::DeploymentControllerType::Ecs) })),
+        deployment_controller: Some(req.deployment_controller.unwrap_or(
+            wire::DeploymentController {
+                r#type: Some(wire::DeploymentControllerType::Ecs),
+            },
+        )),
         tags: Some(tags),
         created_by: Some(format!("arn:aws:iam::{}:root", ctx.scope.account)),
         enable_ecs_managed_tags: Some(req.enable_ecs_managed_tags.unwrap_or(false)),
         propagate_tags: Some(req.propagate_tags.unwrap_or(wire::PropagateTags::None)),
         enable_execute_command: Some(req.enable_execute_command.unwrap_or(false)),
+        availability_zone_rebalancing: Some(
+            req.availability_zone_rebalancing
+                .unwrap_or(wire::AvailabilityZoneRebalancing::Enabled),
+        ),
         ..Default::default()
     };
-    let rec = ServiceRecord { scope: ctx.scope.clone(), cluster: cluster.name.clone(), name, service };
+    let rec = ServiceRecord {
+        scope: ctx.scope.clone(),
+        cluster: cluster.name.clone(),
+        name,
+        service,
+    };
     let shown = describe_one(state, &rec, true);
-    Ok((wire::CreateServiceResponse { service: Some(shown) }, vec![Change::Put(Record::Service(rec))]))
+    Ok((
+        wire::CreateServiceResponse {
+            service: Some(shown),
+        },
+        vec![Change::Put(Record::Service(rec))],
+    ))
 }
 
-fn active_service<'a>(state: &'a State, scope: &Scope, cluster: &str, ident: Option<&str>) -> Result<&'a ServiceRecord, EcsError> {
+fn active_service<'a>(
+    state: &'a State,
+    scope: &Scope,
+    cluster: &str,
+    ident: Option<&str>,
+) -> Result<&'a ServiceRecord, EcsError> {
     let ident = ident.ok_or_else(|| invalid("service is required."))?;
     let rec = find(state, scope, cluster, ident).ok_or(EcsError::ServiceNotFound)?;
     if rec.service.status.as_deref() != Some("ACTIVE") {
@@ -181,7 +283,11 @@ fn active_service<'a>(state: &'a State, scope: &Scope, cluster: &str, ident: Opt
 
 /// UpdateService: desired count, task definition, deployment configuration, placement;
 /// a new task definition or `forceNewDeployment` starts a new PRIMARY deployment.
-pub fn update(state: &State, ctx: &mut Ctx, req: wire::UpdateServiceRequest) -> Written<wire::UpdateServiceResponse> {
+pub fn update(
+    state: &State,
+    ctx: &mut Ctx,
+    req: wire::UpdateServiceRequest,
+) -> Written<wire::UpdateServiceResponse> {
     let cluster = active_cluster(state, &ctx.scope, req.cluster.as_deref())?;
     let mut rec = active_service(state, &ctx.scope, &cluster.name, req.service.as_deref())?.clone();
     let s = &mut rec.service;
@@ -190,7 +296,9 @@ pub fn update(state: &State, ctx: &mut Ctx, req: wire::UpdateServiceRequest) -> 
             return Err(invalid("desiredCount must not be negative."));
         }
         if s.scheduling_strategy == Some(SchedulingStrategy::Daemon) {
-            return Err(invalid("desiredCount cannot be changed for a DAEMON service."));
+            return Err(invalid(
+                "desiredCount cannot be changed for a DAEMON service.",
+            ));
         }
         s.desired_count = Some(d);
     }
@@ -210,21 +318,29 @@ pub fn update(state: &State, ctx: &mut Ctx, req: wire::UpdateServiceRequest) -> 
     if let Some(e) = req.enable_execute_command {
         s.enable_execute_command = Some(e);
     }
+    if let Some(r) = req.availability_zone_rebalancing {
+        s.availability_zone_rebalancing = Some(r);
+    }
     if let Some(g) = req.health_check_grace_period_seconds {
         s.health_check_grace_period_seconds = Some(g);
     }
     let mut new_def = None;
     if let Some(ident) = req.task_definition {
-        let def = task_definitions::resolve(state, &ctx.scope, &ident).ok_or_else(|| invalid("TaskDefinition not found."))?;
+        let def = task_definitions::resolve(state, &ctx.scope, &ident)
+            .ok_or_else(|| invalid("TaskDefinition not found."))?;
         if def.definition.status != Some(wire::TaskDefinitionStatus::Active) {
             return Err(invalid("TaskDefinition is inactive"));
         }
         new_def = def.definition.task_definition_arn.clone();
     }
     let desired = s.desired_count.unwrap_or(0);
-    let changed_def = new_def.as_ref().is_some_and(|d| Some(d) != s.task_definition.as_ref());
+    let changed_def = new_def
+        .as_ref()
+        .is_some_and(|d| Some(d) != s.task_definition.as_ref());
     if changed_def || req.force_new_deployment == Some(true) {
-        let def = new_def.or_else(|| s.task_definition.clone()).unwrap_or_default();
+        let def = new_def
+            .or_else(|| s.task_definition.clone())
+            .unwrap_or_default();
         let deployment = new_deployment(ctx, &def, desired, s.launch_type);
         let s = &mut rec.service;
         for d in s.deployments.get_or_insert_with(Vec::new) {
@@ -233,21 +349,36 @@ pub fn update(state: &State, ctx: &mut Ctx, req: wire::UpdateServiceRequest) -> 
                 d.updated_at = Some(ctx.now);
             }
         }
-        s.deployments.get_or_insert_with(Vec::new).insert(0, deployment);
+        s.deployments
+            .get_or_insert_with(Vec::new)
+            .insert(0, deployment);
         s.task_definition = Some(def);
-    } else if let Some(primary) =
-        rec.service.deployments.get_or_insert_with(Vec::new).iter_mut().find(|d| d.status.as_deref() == Some("PRIMARY"))
+    } else if let Some(primary) = rec
+        .service
+        .deployments
+        .get_or_insert_with(Vec::new)
+        .iter_mut()
+        .find(|d| d.status.as_deref() == Some("PRIMARY"))
     {
         primary.desired_count = Some(desired);
         primary.updated_at = Some(ctx.now);
     }
     let shown = describe_one(state, &rec, false);
-    Ok((wire::UpdateServiceResponse { service: Some(shown) }, vec![Change::Put(Record::Service(rec))]))
+    Ok((
+        wire::UpdateServiceResponse {
+            service: Some(shown),
+        },
+        vec![Change::Put(Record::Service(rec))],
+    ))
 }
 
 /// DeleteService: refuses while scaled above zero unless `force`; a service without
 /// tasks goes straight to INACTIVE, else DRAINING until its tasks have stopped.
-pub fn delete(state: &State, ctx: &mut Ctx, req: wire::DeleteServiceRequest) -> Written<wire::DeleteServiceResponse> {
+pub fn delete(
+    state: &State,
+    ctx: &mut Ctx,
+    req: wire::DeleteServiceRequest,
+) -> Written<wire::DeleteServiceResponse> {
     let cluster = active_cluster(state, &ctx.scope, req.cluster.as_deref())?;
     let ident = req.service.ok_or_else(|| invalid("service is required."))?;
     let rec = find(state, &ctx.scope, &cluster.name, &ident).ok_or(EcsError::ServiceNotFound)?;
@@ -255,49 +386,89 @@ pub fn delete(state: &State, ctx: &mut Ctx, req: wire::DeleteServiceRequest) -> 
         return Err(EcsError::ServiceNotActive);
     }
     let desired = rec.service.desired_count.unwrap_or(0);
-    if desired > 0 && req.force != Some(true) && rec.service.scheduling_strategy != Some(SchedulingStrategy::Daemon) {
-        return Err(invalid("The service cannot be stopped while it is scaled above 0."));
+    if desired > 0
+        && req.force != Some(true)
+        && rec.service.scheduling_strategy != Some(SchedulingStrategy::Daemon)
+    {
+        return Err(invalid(
+            "The service cannot be stopped while it is scaled above 0.",
+        ));
     }
     let mut rec = rec.clone();
     let group = format!("service:{}", rec.name);
-    let has_tasks = state
-        .tasks_in(&ctx.scope, &cluster.name)
-        .any(|t| t.task.group.as_deref() == Some(group.as_str()) && t.task.last_status.as_deref() != Some("STOPPED"));
+    let has_tasks = state.tasks_in(&ctx.scope, &cluster.name).any(|t| {
+        t.task.group.as_deref() == Some(group.as_str())
+            && t.task.last_status.as_deref() != Some("STOPPED")
+    });
     rec.service.desired_count = Some(0);
     rec.service.status = Some(if has_tasks { "DRAINING" } else { "INACTIVE" }.into());
     let shown = describe_one(state, &rec, false);
-    Ok((wire::DeleteServiceResponse { service: Some(shown) }, vec![Change::Put(Record::Service(rec))]))
+    Ok((
+        wire::DeleteServiceResponse {
+            service: Some(shown),
+        },
+        vec![Change::Put(Record::Service(rec))],
+    ))
 }
 
 /// DescribeServices: unknown services come back in `failures` with reason MISSING.
-pub fn describe(state: &State, scope: &Scope, req: wire::DescribeServicesRequest) -> Result<wire::DescribeServicesResponse, EcsError> {
+pub fn describe(
+    state: &State,
+    scope: &Scope,
+    req: wire::DescribeServicesRequest,
+) -> Result<wire::DescribeServicesResponse, EcsError> {
     let cluster = active_cluster(state, scope, req.cluster.as_deref())?;
-    let idents = req.services.ok_or_else(|| invalid("services is required."))?;
+    let idents = req
+        .services
+        .ok_or_else(|| invalid("services is required."))?;
     check_len(&idents, 10, "services")?;
-    let with_tags = req.include.unwrap_or_default().contains(&wire::ServiceField::Tags);
+    let with_tags = req
+        .include
+        .unwrap_or_default()
+        .contains(&wire::ServiceField::Tags);
     let (mut services, mut failures) = (Vec::new(), Vec::new());
     for ident in idents {
         match find(state, scope, &cluster.name, &ident) {
             Some(rec) => services.push(describe_one(state, rec, with_tags)),
             None => failures.push(wire::Failure {
-                arn: Some(if ident.starts_with("arn:") { ident } else { scope.arn(ResourceType::Service, format!("{}/{ident}", cluster.name)) }),
+                arn: Some(if ident.starts_with("arn:") {
+                    ident
+                } else {
+                    scope.arn(ResourceType::Service, format!("{}/{ident}", cluster.name))
+                }),
                 reason: Some("MISSING".into()),
                 detail: None,
             }),
         }
     }
-    Ok(wire::DescribeServicesResponse { services: Some(services), failures: Some(failures) })
+    Ok(wire::DescribeServicesResponse {
+        services: Some(services),
+        failures: Some(failures),
+    })
 }
 
 /// ListServices: ACTIVE and DRAINING services of a cluster.
-pub fn list(state: &State, scope: &Scope, now: f64, req: wire::ListServicesRequest) -> Result<wire::ListServicesResponse, EcsError> {
+pub fn list(
+    state: &State,
+    scope: &Scope,
+    now: f64,
+    req: wire::ListServicesRequest,
+) -> Result<wire::ListServicesResponse, EcsError> {
     let cluster = active_cluster(state, scope, req.cluster.as_deref())?;
     let items = state
         .services_in(scope, &cluster.name)
         .filter(|s| s.service.status.as_deref() != Some("INACTIVE"))
         .filter(|s| req.launch_type.is_none() || s.service.launch_type == req.launch_type)
-        .filter(|s| req.scheduling_strategy.is_none() || s.service.scheduling_strategy == req.scheduling_strategy)
-        .map(|s| (s.name.clone(), s.service.service_arn.clone().unwrap_or_default()));
+        .filter(|s| {
+            req.scheduling_strategy.is_none()
+                || s.service.scheduling_strategy == req.scheduling_strategy
+        })
+        .map(|s| {
+            (
+                s.name.clone(),
+                s.service.service_arn.clone().unwrap_or_default(),
+            )
+        });
     let filters = format!(
         "{}|{}|{}",
         cluster.name,
@@ -317,5 +488,8 @@ pub fn list(state: &State, scope: &Scope, now: f64, req: wire::ListServicesReque
         },
         items,
     )?;
-    Ok(wire::ListServicesResponse { service_arns: Some(page.items), next_token: page.next_token })
+    Ok(wire::ListServicesResponse {
+        service_arns: Some(page.items),
+        next_token: page.next_token,
+    })
 }

@@ -142,7 +142,8 @@ pub fn task_request(
     }
 }
 
-fn reservation_of(request: &TaskRequest, dynamic: &[HostPort]) -> Reservation {
+/// What a task placed for `request` with `dynamic` host ports holds on its instance.
+pub fn reservation_of(request: &TaskRequest, dynamic: &[HostPort]) -> Reservation {
     let ports = |proto: wire::TransportProtocol| -> Vec<u16> {
         request
             .static_ports

@@ -79,6 +79,7 @@ pub fn run(args: ServerArgs) -> anyhow::Result<()> {
             ..LivenessConfig::default()
         };
         spawn_liveness(cp.clone(), liveness);
+        controlplane::controllers::spawn_controllers(cp.clone());
         tracing::info!(%addr, data_dir = %args.data_dir.display(), auth = auth_mode, "flotilla server listening");
         ecs_api::serve(listener, ecs_api::router(cp, config), shutdown_signal()).await?;
         tracing::info!("flotilla server stopped");
