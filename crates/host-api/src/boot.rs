@@ -375,9 +375,8 @@ pub fn prepare_boot(opts: &BootOptions) -> Result<(Slot, ImageMeta)> {
     Ok((slot, meta))
 }
 
-fn run_bootstrap_containers(state: &HostState, sup: &Supervisor, data: &Path) -> Result<()> {
+fn run_bootstrap_containers(state: &HostState, sup: &Supervisor) -> Result<()> {
     let s = state.settings()?;
-    let ds = Datastore::open(data, &semver::Version::new(0, 0, 0))?;
     for (name, bc) in s.bootstrap_containers.clone().unwrap_or_default() {
         let mode = bc.mode.unwrap_or(BootstrapMode::Off);
         if mode == BootstrapMode::Off {
@@ -403,8 +402,7 @@ fn run_bootstrap_containers(state: &HostState, sup: &Supervisor, data: &Path) ->
         }
         if mode == BootstrapMode::Once {
             let patch = json!({"bootstrap-containers": {name.as_str(): {"mode": "off"}}});
-            ds.patch(LAUNCH_TX, &patch)?;
-            ds.commit(LAUNCH_TX)?;
+            state.patch_and_commit(LAUNCH_TX, &patch)?;
         }
     }
     Ok(())
@@ -500,13 +498,12 @@ pub async fn boot(
 
     let st = state.clone();
     let sup2 = sup.clone();
-    let data = node.data_dir();
     let health_vars = vars.clone();
     let meta2 = meta.clone();
     let logs2 = logs.clone();
     let booted = tokio::task::spawn_blocking(move || -> Result<()> {
         st.apply(None)?;
-        run_bootstrap_containers(&st, &sup2, &data)?;
+        run_bootstrap_containers(&st, &sup2)?;
         let s = st.settings()?;
         sup2.start(&s).map_err(Error::Boot)?;
         healthy(&meta2, &health_vars, &logs2, None)

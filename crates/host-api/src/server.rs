@@ -345,6 +345,17 @@ impl HostState {
         settings::validate(&self.ds()?.live()?)
     }
 
+    /// Patches `doc` into transaction `tx` and commits it (no apply), under the same lock as
+    /// API requests. Used by the host itself (first-boot steps, bootstrap `once` → `off`).
+    ///
+    /// # Errors
+    /// Validation or datastore failures.
+    pub fn patch_and_commit(&self, tx: &str, doc: &Value) -> Result<Vec<String>> {
+        let ds = self.ds()?;
+        ds.patch(tx, doc)?;
+        ds.commit(tx)
+    }
+
     /// Resolves when `POST /actions/reboot` was called.
     pub fn reboot_requested(&self) -> impl Future<Output = ()> + Send + 'static {
         let mut rx = self.reboot_tx.subscribe();
