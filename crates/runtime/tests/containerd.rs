@@ -1,0 +1,537 @@
+//! Integration tests against a real containerd + runc + local registries.
+//! Run with `cargo test -p runtime -- --include-ignored` (as root, after the apt install
+//! listed in docs/runtime.md); the fixture starts containerd and the registries itself.
+
+mod common;
+
+use std::time::{Duration, Instant, SystemTime};
+
+use common::{env, env_with, id, image, poll, run, sh, strs};
+use runtime::{
+    ContainerRuntime, ContainerSpec, ContainerState, ContainerdRuntime, Error, ExecSpec, GcPolicy,
+    HealthCheckCommand, ImageRef, LogStream, PullPolicy, RegistryAuth, Resources, RotationPolicy,
+};
+
+#[tokio::test]
+#[ignore = "needs containerd"]
+async fn pull_policies_use_cache_or_registry() {
+    let t = env("pull").await;
+    let img = image("busybox");
+    // A fresh namespace has nothing: the first pull must hit the registry.
+    let _ = t.rt.remove_image(&img).await;
+    let first =
+        t.rt.pull_image(&img, PullPolicy::Default, None)
+            .await
+            .unwrap();
+    assert!(!first.from_cache);
+    assert!(first.digest.starts_with("sha256:"));
+    let cached =
+        t.rt.pull_image(&img, PullPolicy::PreferCached, None)
+            .await
+            .unwrap();
+    assert!(cached.from_cache);
+    assert_eq!(cached.digest, first.digest);
+    let once = t.rt.pull_image(&img, PullPolicy::Once, None).await.unwrap();
+    assert!(once.from_cache);
+    let always =
+        t.rt.pull_image(&img, PullPolicy::Always, None)
+            .await
+            .unwrap();
+    assert!(!always.from_cache);
+    let listed = t.rt.list_images().await.unwrap();
+    assert!(
+        listed
+            .iter()
+            .any(|i| i.name == img.to_string() && i.size > 100_000)
+    );
+}
+
+#[tokio::test]
+#[ignore = "needs containerd"]
+async fn exit_code_is_reported() {
+    let t = env("exit").await;
+    let mut spec = sh("exit3", "exit 3");
+    spec.environment.insert("FOO".into(), "bar".into());
+    run(&t.rt, &spec).await;
+    let exit = t.rt.wait_container(&spec.id).await.unwrap();
+    assert_eq!(exit.code, 3);
+    assert!(!exit.oom_killed);
+    assert!(exit.exited_at.is_some());
+    let info = t.rt.inspect_container(&spec.id).await.unwrap();
+    assert_eq!(info.state, ContainerState::Stopped(exit));
+    t.rt.remove_container(&spec.id).await.unwrap();
+    assert!(matches!(
+        t.rt.inspect_container(&spec.id).await,
+        Err(Error::ContainerNotFound { .. })
+    ));
+}
+
+#[tokio::test]
+#[ignore = "needs containerd"]
+async fn spec_fields_reach_the_process() {
+    let t = env("specfields").await;
+    let vol = t.dir.join("vol");
+    std::fs::create_dir_all(&vol).unwrap();
+    std::fs::write(vol.join("in.txt"), "from-host").unwrap();
+    let mut spec = sh(
+        "fields",
+        "echo \"$FOO $(id -u):$(id -g) $(pwd) $(ulimit -n) $(cat /data/in.txt)\"; \
+         cat /sys/fs/cgroup/cpu/cpu.shares 2>/dev/null || true",
+    );
+    spec.environment.insert("FOO".into(), "bar".into());
+    spec.user = Some("1000:1000".into());
+    spec.working_directory = Some("/tmp".into());
+    spec.ulimits.push(runtime::Ulimit {
+        name: "nofile".into(),
+        soft: 2048,
+        hard: 4096,
+    });
+    spec.mounts.push(runtime::BindMount {
+        host_path: vol,
+        container_path: "/data".into(),
+        read_only: true,
+    });
+    spec.resources.cpu_units = Some(512);
+    spec.resources.memory_hard_mib = Some(64);
+    spec.resources.memory_soft_mib = Some(32);
+    run(&t.rt, &spec).await;
+    assert_eq!(t.rt.wait_container(&spec.id).await.unwrap().code, 0);
+    let cg = format!("/sys/fs/cgroup/memory/flotilla/{}/fields", t.cfg.namespace);
+    // The cgroup exists until the task is deleted.
+    let limit = std::fs::read_to_string(format!("{cg}/memory.limit_in_bytes")).unwrap();
+    assert_eq!(limit.trim(), (64 * 1024 * 1024).to_string());
+    let soft = std::fs::read_to_string(format!("{cg}/memory.soft_limit_in_bytes")).unwrap();
+    assert_eq!(soft.trim(), (32 * 1024 * 1024).to_string());
+    let shares = std::fs::read_to_string(format!(
+        "/sys/fs/cgroup/cpu/flotilla/{}/fields/cpu.shares",
+        t.cfg.namespace
+    ))
+    .unwrap();
+    assert_eq!(shares.trim(), "512");
+    let lines = poll("output", Duration::from_secs(10), || async {
+        let l = t.rt.read_logs(&spec.id, None).await.unwrap();
+        (!l.is_empty()).then_some(l)
+    })
+    .await;
+    assert_eq!(lines[0].message, "bar 1000:1000 /tmp 2048 from-host");
+}
+
+#[tokio::test]
+#[ignore = "needs containerd"]
+async fn stop_uses_stop_signal_within_timeout() {
+    let t = env("stopterm").await;
+    // PID 1 gets no default signal actions, so the program must handle TERM (as real
+    // servers do); `sleep` runs as its child.
+    let spec = sh("term", "trap 'exit 143' TERM; sleep 1000 & wait $!");
+    run(&t.rt, &spec).await;
+    poll("running", Duration::from_secs(10), || async {
+        matches!(
+            t.rt.inspect_container(&spec.id).await.unwrap().state,
+            ContainerState::Running { .. }
+        )
+        .then_some(())
+    })
+    .await;
+    // Let the shell install its trap before signalling.
+    poll("trap installed", Duration::from_secs(10), || async {
+        let r =
+            t.rt.exec(
+                &spec.id,
+                &ExecSpec {
+                    args: strs(&["sh", "-c", "pidof sleep"]),
+                    environment: Default::default(),
+                    timeout: Duration::from_secs(5),
+                },
+            )
+            .await
+            .unwrap();
+        r.success().then_some(())
+    })
+    .await;
+    let start = Instant::now();
+    let exit =
+        t.rt.stop_container(&spec.id, Duration::from_secs(20))
+            .await
+            .unwrap();
+    assert_eq!(exit.code, 143);
+    assert!(
+        start.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        start.elapsed()
+    );
+    // Stopping again reports the same exit.
+    let again =
+        t.rt.stop_container(&spec.id, Duration::from_secs(1))
+            .await
+            .unwrap();
+    assert_eq!(again.code, 143);
+}
+
+#[tokio::test]
+#[ignore = "needs containerd"]
+async fn stop_kills_after_timeout_when_signal_ignored() {
+    let t = env("stopkill").await;
+    let spec = sh("stubborn", "trap '' TERM; while true; do sleep 1; done");
+    run(&t.rt, &spec).await;
+    let timeout = Duration::from_secs(2);
+    let start = Instant::now();
+    let exit = t.rt.stop_container(&spec.id, timeout).await.unwrap();
+    assert_eq!(exit.code, 137, "killed by SIGKILL");
+    assert_eq!(exit.signal(), Some(9));
+    assert!(!exit.oom_killed);
+    assert!(start.elapsed() >= timeout);
+    assert!(start.elapsed() < timeout + Duration::from_secs(10));
+}
+
+#[tokio::test]
+#[ignore = "needs containerd"]
+async fn memory_limit_below_need_is_oom_killed() {
+    let t = env("oom").await;
+    let mut spec = ContainerSpec::new(id("hog"), image("memhog"));
+    spec.resources = Resources {
+        cpu_units: None,
+        memory_hard_mib: Some(16),
+        memory_soft_mib: None,
+    };
+    run(&t.rt, &spec).await;
+    let exit = t.rt.wait_container(&spec.id).await.unwrap();
+    assert!(exit.oom_killed, "{exit:?}");
+    assert_eq!(exit.code, 137);
+    // Re-reading later (e.g. after an agent restart) still says OOM.
+    match t.rt.inspect_container(&spec.id).await.unwrap().state {
+        ContainerState::Stopped(e) => assert!(e.oom_killed),
+        other => panic!("{other:?}"),
+    }
+    // A limit below the runtime's minimum is refused up front.
+    let mut tiny = ContainerSpec::new(id("tiny"), image("memhog"));
+    tiny.resources.memory_hard_mib = Some(4);
+    assert!(matches!(
+        t.rt.create_container(&tiny).await,
+        Err(Error::InvalidSpec { .. })
+    ));
+}
+
+#[tokio::test]
+#[ignore = "needs containerd"]
+async fn health_check_exec_reports_exit_code() {
+    let t = env("health").await;
+    let spec = sh("svc", "trap 'exit 0' TERM; while true; do sleep 1; done");
+    run(&t.rt, &spec).await;
+    let check = |cmd: &[&str], secs| {
+        HealthCheckCommand::from_ecs(&strs(cmd))
+            .unwrap()
+            .to_exec(Duration::from_secs(secs))
+    };
+    let r =
+        t.rt.exec(
+            &spec.id,
+            &check(&["CMD-SHELL", "echo out; echo err >&2; exit 3"], 10),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.exit_code, Some(3));
+    assert!(
+        r.output.contains("out") && r.output.contains("err"),
+        "{r:?}"
+    );
+    let r =
+        t.rt.exec(&spec.id, &check(&["CMD", "true"], 10))
+            .await
+            .unwrap();
+    assert!(r.success());
+    let start = Instant::now();
+    let r =
+        t.rt.exec(&spec.id, &check(&["CMD", "sleep", "30"], 1))
+            .await
+            .unwrap();
+    assert_eq!(r.exit_code, None, "timed out");
+    assert!(start.elapsed() < Duration::from_secs(15));
+    let r =
+        t.rt.exec(&spec.id, &check(&["CMD", "/no/such/check"], 5))
+            .await
+            .unwrap();
+    assert!(!r.success());
+    // The container is unaffected.
+    assert!(matches!(
+        t.rt.inspect_container(&spec.id).await.unwrap().state,
+        ContainerState::Running { .. }
+    ));
+    t.rt.stop_container(&spec.id, Duration::from_secs(5))
+        .await
+        .unwrap();
+    assert!(matches!(
+        t.rt.exec(&spec.id, &check(&["CMD", "true"], 5)).await,
+        Err(Error::WrongState { .. })
+    ));
+}
+
+#[tokio::test]
+#[ignore = "needs containerd"]
+async fn logs_are_written_rotated_and_followable() {
+    let rotation = RotationPolicy {
+        max_bytes: 16 * 1024,
+        max_files: 3,
+    };
+    let t = env_with("logs", rotation).await;
+    let spec = sh(
+        "chatty",
+        "i=0; while [ $i -lt 3000 ]; do echo \"line $i\"; i=$((i+1)); done; echo oops >&2",
+    );
+    run(&t.rt, &spec).await;
+    assert_eq!(t.rt.wait_container(&spec.id).await.unwrap().code, 0);
+    let tail = poll("last lines", Duration::from_secs(20), || async {
+        let l = t.rt.read_logs(&spec.id, Some(2)).await.unwrap();
+        (l.len() == 2 && l.iter().any(|l| l.stream == LogStream::Stderr)).then_some(l)
+    })
+    .await;
+    assert_eq!(tail[0].message, "line 2999");
+    assert_eq!(tail[0].stream, LogStream::Stdout);
+    assert_eq!(tail[1].message, "oops");
+    let live = t.cfg.log_dir.join("chatty.log");
+    let files = runtime::logs::log_files(&live);
+    assert_eq!(files.len(), 3, "{files:?}");
+    for f in &files {
+        assert!(std::fs::metadata(f).unwrap().len() <= rotation.max_bytes);
+    }
+    // Older lines were rotated away; what is left is contiguous and ends at the end.
+    let all = t.rt.read_logs(&spec.id, None).await.unwrap();
+    assert!(all.len() < 3001 && all.len() > 500, "{}", all.len());
+
+    // Follow a container that writes slowly.
+    let slow = sh(
+        "slow",
+        "i=0; while [ $i -lt 5 ]; do echo \"tick $i\"; i=$((i+1)); sleep 0.2; done",
+    );
+    run(&t.rt, &slow).await;
+    let mut f = t.rt.follow_logs(&slow.id, None).await.unwrap();
+    for i in 0..5 {
+        let l = tokio::time::timeout(Duration::from_secs(10), f.next())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(l.message, format!("tick {i}"));
+    }
+}
+
+#[tokio::test]
+#[ignore = "needs containerd"]
+async fn containers_survive_runtime_restart_and_are_readopted() {
+    let t = env("readopt").await;
+    let mut spec = sh(
+        "survivor",
+        "echo started; while [ ! -f /tmp/stop ]; do sleep 0.1; done; echo stopping; exit 7",
+    );
+    spec.labels
+        .insert("task-arn".into(), "arn:aws:ecs:t/1".into());
+    run(&t.rt, &spec).await;
+    let pid = match t.rt.inspect_container(&spec.id).await.unwrap().state {
+        ContainerState::Running { pid } => pid,
+        other => panic!("{other:?}"),
+    };
+    // "kill -9 the agent": drop every handle, including a wait in flight.
+    let waiting = {
+        let rt = t.rt.clone();
+        let id = spec.id.clone();
+        tokio::spawn(async move { rt.wait_container(&id).await })
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    waiting.abort();
+    let cfg = t.cfg.clone();
+    drop(t.rt);
+
+    let rt = ContainerdRuntime::connect(cfg).await.unwrap();
+    let found = rt.list_containers().await.unwrap();
+    let c = found
+        .iter()
+        .find(|c| c.labels.get("task-arn").map(String::as_str) == Some("arn:aws:ecs:t/1"))
+        .expect("container found by label");
+    assert_eq!(c.id, spec.id);
+    assert_eq!(
+        c.state,
+        ContainerState::Running { pid },
+        "same process, not restarted"
+    );
+    let waiter = {
+        let rt = rt.clone();
+        let id = c.id.clone();
+        tokio::spawn(async move { rt.wait_container(&id).await })
+    };
+    let r = rt
+        .exec(
+            &spec.id,
+            &ExecSpec {
+                args: strs(&["touch", "/tmp/stop"]),
+                environment: Default::default(),
+                timeout: Duration::from_secs(5),
+            },
+        )
+        .await
+        .unwrap();
+    assert!(r.success());
+    let exit = tokio::time::timeout(Duration::from_secs(20), waiter)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(exit.code, 7);
+    // Logs kept flowing through the restart (the logger belongs to the shim).
+    let lines = poll("both log lines", Duration::from_secs(10), || async {
+        let l = rt.read_logs(&spec.id, None).await.unwrap();
+        (l.len() >= 2).then_some(l)
+    })
+    .await;
+    assert_eq!(lines[0].message, "started");
+    assert_eq!(lines[1].message, "stopping");
+}
+
+#[tokio::test]
+#[ignore = "needs containerd"]
+async fn bad_inputs_give_clear_errors() {
+    let t = env("errors").await;
+    let missing = ImageRef::parse("127.0.0.1:5000/no-such-image:latest").unwrap();
+    let e =
+        t.rt.pull_image(&missing, PullPolicy::Always, None)
+            .await
+            .unwrap_err();
+    assert!(matches!(e, Error::ImageNotFound { .. }), "{e}");
+    assert!(e.is_user_error());
+
+    let unreachable = ImageRef::parse("127.0.0.1:1/busybox:latest").unwrap();
+    let e =
+        t.rt.pull_image(&unreachable, PullPolicy::Default, None)
+            .await
+            .unwrap_err();
+    assert!(matches!(e, Error::RegistryUnreachable { .. }), "{e}");
+
+    // Creating from an image never pulled.
+    let e =
+        t.rt.create_container(&ContainerSpec::new(id("nopull"), unreachable))
+            .await
+            .unwrap_err();
+    assert!(matches!(e, Error::ImageNotPresent { .. }), "{e}");
+
+    let bad = image("bad-entrypoint");
+    t.rt.pull_image(&bad, PullPolicy::Default, None)
+        .await
+        .unwrap();
+    let e =
+        t.rt.create_container(&ContainerSpec::new(id("badentry"), bad))
+            .await
+            .unwrap_err();
+    match &e {
+        Error::EntrypointNotFound { entrypoint, .. } => {
+            assert_eq!(entrypoint, "/no/such/entrypoint");
+        }
+        other => panic!("{other}"),
+    }
+    // Nothing left behind, and the id is reusable.
+    assert!(t.rt.list_containers().await.unwrap().is_empty());
+    let ok = sh("badentry", "exit 0");
+    run(&t.rt, &ok).await;
+    assert_eq!(t.rt.wait_container(&ok.id).await.unwrap().code, 0);
+    let e = t.rt.create_container(&ok).await.unwrap_err();
+    assert!(matches!(e, Error::ContainerExists { .. }), "{e}");
+
+    // Private registry: refused without credentials, pulled with them.
+    let private = ImageRef::parse("127.0.0.1:5001/private/busybox:latest").unwrap();
+    let e =
+        t.rt.pull_image(&private, PullPolicy::Always, None)
+            .await
+            .unwrap_err();
+    assert!(matches!(e, Error::RegistryAuth { .. }), "{e}");
+    let wrong = RegistryAuth {
+        username: "flotilla".into(),
+        password: "wrong".into(),
+    };
+    let e =
+        t.rt.pull_image(&private, PullPolicy::Always, Some(&wrong))
+            .await
+            .unwrap_err();
+    assert!(matches!(e, Error::RegistryAuth { .. }), "{e}");
+    let auth = RegistryAuth {
+        username: "flotilla".into(),
+        password: "s3cret".into(),
+    };
+    let info =
+        t.rt.pull_image(&private, PullPolicy::Always, Some(&auth))
+            .await
+            .unwrap();
+    assert!(!info.from_cache);
+}
+
+#[tokio::test]
+#[ignore = "needs containerd"]
+async fn gc_removes_stopped_and_unused_but_not_in_use() {
+    let t = env("gc").await;
+    let done = sh("done", "exit 0");
+    run(&t.rt, &done).await;
+    t.rt.wait_container(&done.id).await.unwrap();
+    let mut web = ContainerSpec::new(id("web"), image("httpd"));
+    web.resources.memory_hard_mib = Some(32);
+    run(&t.rt, &web).await;
+    let hog = image("memhog");
+    t.rt.pull_image(&hog, PullPolicy::Default, None)
+        .await
+        .unwrap();
+
+    // Too young: nothing goes.
+    let keep_all = GcPolicy::default();
+    let r =
+        t.rt.garbage_collect(&keep_all, SystemTime::now())
+            .await
+            .unwrap();
+    assert!(r.containers.is_empty() && r.images.is_empty(), "{r:?}");
+
+    let now_policy = GcPolicy {
+        stopped_container_age: Duration::ZERO,
+        unused_image_age: Duration::ZERO,
+    };
+    let r =
+        t.rt.garbage_collect(&now_policy, SystemTime::now() + Duration::from_secs(5))
+            .await
+            .unwrap();
+    assert_eq!(r.containers, vec![done.id.clone()]);
+    let mut removed = r.images.clone();
+    removed.sort();
+    assert_eq!(
+        removed,
+        vec![image("busybox").to_string(), hog.to_string()],
+        "unused images removed, httpd (in use) kept"
+    );
+    let left: Vec<String> =
+        t.rt.list_images()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|i| i.name)
+            .collect();
+    assert_eq!(left, vec![image("httpd").to_string()]);
+    assert!(matches!(
+        t.rt.inspect_container(&web.id).await.unwrap().state,
+        ContainerState::Running { .. }
+    ));
+    assert!(matches!(
+        t.rt.remove_image(&image("httpd")).await,
+        Err(Error::ImageInUse { .. })
+    ));
+    assert!(
+        !t.cfg.log_dir.join("done.log").exists(),
+        "logs removed with the container"
+    );
+    // The running httpd still serves after GC (its layers were not collected).
+    let r =
+        t.rt.exec(
+            &web.id,
+            &ExecSpec {
+                args: strs(&["wget", "-q", "-O", "-", "http://127.0.0.1:8080/"]),
+                environment: Default::default(),
+                timeout: Duration::from_secs(10),
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.output.trim(), "flotilla httpd ok", "{r:?}");
+    t.rt.stop_container(&web.id, Duration::from_secs(5))
+        .await
+        .unwrap();
+}
