@@ -43,7 +43,7 @@ fn poll<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T
     }
 }
 
-const GOOD_AGENT: &str = "#!/bin/sh\n# stand-in for `flotilla agent`: registers at once\nRUN=$1; shift\necho \"$@\" > \"$RUN/agent-args\"\necho agent >> \"$RUN/order.log\"\ntouch \"$RUN/agent-registered\"\nexec sleep 1000\n";
+const GOOD_AGENT: &str = "#!/bin/sh\n# stand-in for `flotilla agent`: registers at once\nRUN=$1; shift\necho \"$@\" > \"$RUN/agent-args\"\necho agent >> \"$RUN/order.log\"\ntouch \"$RUN/agent-registered\"\necho $$ > \"$RUN/agent.pid\"\nexec sleep 1000\n";
 const BAD_AGENT: &str = "#!/bin/sh\n# a broken agent: never registers\nRUN=$1\necho broken-agent >> \"$RUN/order.log\"\nexit 1\n";
 const RUNNER: &str = "#!/bin/sh\n# container runner stand-in: TYPE NAME SOURCE\necho \"$1 $2\" >> \"$FLOTILLA_RUN/order.log\"\nif [ \"$1\" = host ]; then exec sleep 1000; fi\ncase \"$3\" in fail*) exit 1;; esac\nexit 0\n";
 
@@ -760,5 +760,33 @@ fn failing_migration_at_boot_is_fail_safe_and_the_node_falls_back() {
     assert_eq!(fx.flags()["active"], "a");
     assert_eq!(fx.api_json(&["-u", "/os"])["version_id"], "1.0.0");
     assert_eq!(fx.api_json(&["get", "motd"])["settings"]["motd"], "keep me");
+    b.stop();
+}
+
+#[test]
+fn crashed_agent_is_restarted_by_the_boot_supervisor() {
+    let fx = Fx::new();
+    fx.install("1.0.0");
+    let b = fx.boot();
+    let pid_file = fx.p("node/run/agent.pid");
+    let first = poll("agent pid", Duration::from_secs(10), || {
+        std::fs::read_to_string(&pid_file)
+            .ok()
+            .filter(|p| !p.trim().is_empty())
+    });
+    let status = Command::new("kill")
+        .arg("-9")
+        .arg(first.trim())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let second = poll("agent restarted", Duration::from_secs(15), || {
+        std::fs::read_to_string(&pid_file)
+            .ok()
+            .filter(|p| !p.trim().is_empty() && p != &first)
+    });
+    assert_ne!(first, second);
+    let log = std::fs::read_to_string(fx.p("node/run/order.log")).unwrap();
+    assert_eq!(log.matches("agent").count(), 2, "{log}");
     b.stop();
 }

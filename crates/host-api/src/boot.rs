@@ -93,9 +93,18 @@ pub struct Supervisor {
     meta: ImageMeta,
     vars: BTreeMap<&'static str, String>,
     fallback: CommandRestarter,
-    children: Mutex<BTreeMap<String, Child>>,
+    children: Mutex<BTreeMap<String, Managed>>,
     started: std::sync::atomic::AtomicBool,
     logs: PathBuf,
+}
+
+/// A supervised child and how to start it again.
+struct Managed {
+    child: Child,
+    argv: Vec<String>,
+    env: Vec<(&'static str, String)>,
+    started_at: Instant,
+    restarts: u32,
 }
 
 impl std::fmt::Debug for Supervisor {
@@ -116,7 +125,10 @@ impl Supervisor {
         let (prog, args) = argv
             .split_first()
             .ok_or_else(|| format!("{name}: empty command"))?;
-        let log = std::fs::File::create(self.logs.join(format!("{name}.log")))
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.logs.join(format!("{name}.log")))
             .map_err(|e| e.to_string())?;
         let log2 = log.try_clone().map_err(|e| e.to_string())?;
         let mut cmd = Command::new(prog);
@@ -129,10 +141,60 @@ impl Supervisor {
     }
 
     fn stop(&self, name: &str) {
-        let child = self.children.lock().ok().and_then(|mut c| c.remove(name));
-        if let Some(mut child) = child {
-            stop_child(&mut child);
+        let managed = self.children.lock().ok().and_then(|mut c| c.remove(name));
+        if let Some(mut m) = managed {
+            stop_child(&mut m.child);
         }
+    }
+
+    fn launch(
+        &self,
+        name: &str,
+        argv: Vec<String>,
+        env: Vec<(&'static str, String)>,
+    ) -> std::result::Result<(), String> {
+        let child = self.spawn(name, &argv, &env)?;
+        self.children.lock().map_err(|e| e.to_string())?.insert(
+            name.to_owned(),
+            Managed {
+                child,
+                argv,
+                env,
+                started_at: Instant::now(),
+                restarts: 0,
+            },
+        );
+        Ok(())
+    }
+
+    /// Starts again every supervised child that exited (like systemd's `Restart=always`),
+    /// waiting `restarts + 1` seconds (at most 30) after its last start. Returns the names
+    /// restarted.
+    pub fn respawn_exited(&self) -> Vec<String> {
+        let Ok(mut children) = self.children.lock() else {
+            return Vec::new();
+        };
+        let mut restarted = Vec::new();
+        for (name, m) in children.iter_mut() {
+            let exited = matches!(m.child.try_wait(), Ok(Some(_)));
+            let backoff = Duration::from_secs(u64::from(m.restarts.min(29)) + 1);
+            if !exited || m.started_at.elapsed() < backoff {
+                continue;
+            }
+            match self.spawn(name, &m.argv, &m.env) {
+                Ok(child) => {
+                    tracing::warn!(%name, restarts = m.restarts + 1, "supervised process exited; restarted");
+                    m.child = child;
+                    m.started_at = Instant::now();
+                    m.restarts += 1;
+                    restarted.push(name.clone());
+                }
+                Err(e) => {
+                    tracing::error!(%name, error = %e, "restarting supervised process failed")
+                }
+            }
+        }
+        restarted
     }
 
     fn agent_argv(&self, s: &Settings) -> Option<Vec<String>> {
@@ -189,11 +251,7 @@ impl Supervisor {
     fn restart_agent(&self, s: &Settings) -> std::result::Result<(), String> {
         self.stop("agent");
         if let Some(argv) = self.agent_argv(s) {
-            let child = self.spawn("agent", &argv, &[])?;
-            self.children
-                .lock()
-                .map_err(|e| e.to_string())?
-                .insert("agent".into(), child);
+            self.launch("agent", argv, Vec::new())?;
         }
         Ok(())
     }
@@ -227,11 +285,7 @@ impl Supervisor {
                 hc.user_data.as_ref().map(|u| u.as_str()),
             );
             let key = format!("host-container-{name}");
-            let child = self.spawn(&key, &argv, &env)?;
-            self.children
-                .lock()
-                .map_err(|e| e.to_string())?
-                .insert(key, child);
+            self.launch(&key, argv, env)?;
         }
         Ok(())
     }
@@ -266,7 +320,7 @@ impl Supervisor {
             .lock()
             .map(|mut c| {
                 c.iter_mut()
-                    .filter_map(|(k, ch)| matches!(ch.try_wait(), Ok(None)).then(|| k.clone()))
+                    .filter_map(|(k, m)| matches!(m.child.try_wait(), Ok(None)).then(|| k.clone()))
                     .collect()
             })
             .unwrap_or_default()
@@ -540,10 +594,20 @@ pub async fn boot(
         });
     }
     let reboot = state.reboot_requested();
+    let watch_sup = sup.clone();
+    let watchdog = tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_millis(500));
+        loop {
+            tick.tick().await;
+            let s = watch_sup.clone();
+            let _ = tokio::task::spawn_blocking(move || s.respawn_exited()).await;
+        }
+    });
     let outcome = tokio::select! {
         () = reboot => BootOutcome::Reboot { slot },
         () = stop => BootOutcome::Stopped { slot, version: meta.version.clone() },
     };
+    watchdog.abort();
     finish(sup).await;
     Ok(outcome)
 }
