@@ -790,3 +790,58 @@ fn crashed_agent_is_restarted_by_the_boot_supervisor() {
     assert_eq!(log.matches("agent").count(), 2, "{log}");
     b.stop();
 }
+
+#[test]
+fn publisher_waves_hold_an_update_back_and_a_pulled_release_rolls_back() {
+    let fx = Fx::new();
+    // the node runs 1.1.0
+    let img = fx.image("1.1.0", true, false);
+    ok(&["host", "install", "--node-root", fx.node(), "--image", img]);
+    let policy = fx.p("waves.toml");
+    std::fs::write(
+        &policy,
+        "[[waves]]\nstart-after = \"1h\"\nfleet-percentage = 1\n\n[[waves]]\nstart-after = \"4h\"\nfleet-percentage = 5\n\n[[waves]]\nstart-after = \"1d\"\nfleet-percentage = 100\n",
+    )
+    .unwrap();
+    let img12 = fx.image("1.2.0", true, false);
+    fx.publish(img12, &["--wave-policy", fx.s("waves.toml")]);
+    let manifest: Value =
+        serde_json::from_str(&std::fs::read_to_string(fx.p("repo/staging/manifest.json")).unwrap())
+            .unwrap();
+    let keys: Vec<&String> = manifest["updates"][0]["waves"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .collect();
+    assert_eq!(keys, ["0", "102", "20"]); // JSON object order; seeds 0, 20, 102
+    let b = fx.boot();
+    let md = format!(
+        "updates.metadata-base-url={}",
+        fx.p("repo/metadata").display()
+    );
+    let tg = format!(
+        "updates.targets-base-url={}",
+        fx.p("repo/targets").display()
+    );
+    fx.api_ok(&[
+        "set",
+        &md,
+        &tg,
+        "updates.seed=0",
+        "updates.ignore-waves=false",
+    ]);
+    let s = fx.api_json(&["update", "check"]);
+    assert_eq!(s["update_state"], "Idle", "wave opens in an hour: {s}");
+    assert_eq!(s["available_updates"], serde_json::json!(["1.2.0"]));
+    fx.api_ok(&["set", "updates.ignore-waves=true"]);
+    let s = fx.api_json(&["update", "check"]);
+    assert_eq!(s["chosen_update"]["version"], "1.2.0");
+    // 1.2.0 is pulled: max_version lowered to 1.0.0, and 1.0.0 published. A node above the
+    // max rolls back to the newest version at or below it.
+    let img10 = fx.image("1.0.0", true, false);
+    fx.publish(img10, &["--max-version", "1.0.0"]);
+    let s = fx.api_json(&["update", "check"]);
+    assert_eq!(s["update_state"], "Available", "{s}");
+    assert_eq!(s["chosen_update"]["version"], "1.0.0");
+    b.stop();
+}

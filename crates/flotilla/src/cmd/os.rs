@@ -136,6 +136,15 @@ struct MetaFile {
     containers: Option<updater::image::CommandSpec>,
 }
 
+/// Parses a wave offset such as `1h`, `4 hours`, `1d` or `2 days` (days are 24 hours).
+fn parse_offset(s: &str) -> anyhow::Result<SignedDuration> {
+    let span: jiff::Span = s
+        .parse()
+        .with_context(|| format!("start-after {s:?} is not a duration such as 1h or 2d"))?;
+    span.to_duration(jiff::SpanRelativeTo::days_are_24_hours())
+        .with_context(|| format!("start-after {s:?}"))
+}
+
 fn days(n: i64) -> SignedDuration {
     SignedDuration::from_hours(24 * n)
 }
@@ -229,10 +238,7 @@ fn publish(rt: &tokio::runtime::Runtime, a: PublishArgs) -> anyhow::Result<()> {
                     .iter()
                     .map(|w| {
                         Ok(WaveSpec {
-                            start_after: w
-                                .start_after
-                                .parse::<SignedDuration>()
-                                .with_context(|| format!("start-after {:?}", w.start_after))?,
+                            start_after: parse_offset(&w.start_after)?,
                             fleet_percentage: w.fleet_percentage,
                         })
                     })
