@@ -36,6 +36,8 @@ enum Behaviour {
     Healthy,
     /// PENDING → RUNNING, then exits 1 on the next step.
     CrashAfterStart,
+    /// PENDING → STOPPED (the image cannot be pulled, say).
+    FailToStart,
 }
 
 struct Harness {
@@ -189,6 +191,8 @@ impl Harness {
             let running = t.task.last_status.as_deref() == Some("RUNNING");
             if t.task.desired_status.as_deref() == Some("STOPPED") {
                 self.report(&t, "STOPPED", Some(143));
+            } else if !running && behaviour == Behaviour::FailToStart {
+                self.report(&t, "STOPPED", None);
             } else if !running {
                 self.report(&t, "RUNNING", None);
             } else if behaviour == Behaviour::CrashAfterStart {
@@ -459,6 +463,38 @@ fn crashing_revision_trips_the_circuit_breaker_and_rolls_back() {
     assert!(
         events.iter().any(|e| e.contains("rolling back")),
         "{events:#?}"
+    );
+}
+
+#[test]
+fn tasks_that_never_start_trip_the_breaker_too() {
+    let mut h = Harness::new(&["a", "b"]);
+    h.create_service(json!({"taskDefinition": "web", "desiredCount": 30,
+        "deploymentConfiguration": {"deploymentCircuitBreaker": {"enable": true, "rollback": true}}}));
+    h.settle(|_| {});
+    let good = h.service().task_definition.unwrap();
+    let bad = h.register("web", 64);
+    h.behaviour.insert(bad.clone(), Behaviour::FailToStart);
+    h.update_service(json!({"taskDefinition": bad}));
+    let mut failed = 0;
+    h.settle(|h| {
+        for d in h.service().deployments.unwrap() {
+            if d.rollout_state == Some(wire::DeploymentRolloutState::Failed) {
+                failed = d.failed_tasks.unwrap();
+            }
+        }
+    });
+    // ceil(0.5 × 30) = 15 failures (30 started at once, so up to 30 counted).
+    assert_eq!(failure_threshold(30), 15);
+    assert!((15..=30).contains(&failed), "{failed}");
+    let s = h.service();
+    assert!(stable(&s));
+    assert_eq!(s.task_definition, Some(good));
+    assert!(
+        h.tasks()
+            .filter(|t| t.task.stop_code == Some(wire::TaskStopCode::TaskFailedToStart))
+            .count()
+            >= 15
     );
 }
 

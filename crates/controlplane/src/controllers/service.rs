@@ -402,12 +402,25 @@ impl<'a> Pass<'a> {
     /// Counts each deployment's failed tasks (kept monotonic: stopped tasks may be
     /// cleaned up later, the count stays).
     fn count_failures(&mut self) {
-        let mut counts: HashMap<&str, i32> = HashMap::new();
+        // Only tasks of listed deployments: older stopped tasks are history.
+        let mut counts: HashMap<String, i32> = self
+            .svc
+            .service
+            .deployments
+            .as_deref()
+            .unwrap_or(&[])
+            .iter()
+            .filter_map(|d| Some((d.id.clone()?, 0)))
+            .collect();
         for t in &self.tasks {
-            if self.is_failure(t)
-                && let Some(by) = t.task.started_by.as_deref()
+            if let Some(n) = t
+                .task
+                .started_by
+                .as_deref()
+                .and_then(|by| counts.get_mut(by))
+                && self.is_failure(t)
             {
-                *counts.entry(by).or_default() += 1;
+                *n += 1;
             }
         }
         let now = self.now;
