@@ -475,6 +475,18 @@ pub fn run_logger(args: &[String]) -> i32 {
             return 1;
         }
     };
+    // When the container exits the shim SIGTERMs the logger and waits up to 12 s for it;
+    // dying at once would lose output still in the pipes. Keep a SIGTERM handler installed
+    // (through tokio, no `unsafe`) and exit when both pipes reach EOF, which happens as
+    // soon as the shim closes its ends.
+    let signal_rt = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .build();
+    let _term = signal_rt.as_ref().ok().and_then(|rt| {
+        rt.block_on(async {
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok()
+        })
+    });
     // The shim passes stdout as fd 3, stderr as fd 4 and waits for a byte on fd 5.
     // Re-opening through /proc keeps this crate free of `unsafe` (no from_raw_fd).
     let stdout = File::open("/proc/self/fd/3");

@@ -275,18 +275,20 @@ async fn logs_are_written_rotated_and_followable() {
     let t = env_with("logs", rotation).await;
     let spec = sh(
         "chatty",
-        "i=0; while [ $i -lt 3000 ]; do echo \"line $i\"; i=$((i+1)); done; echo oops >&2",
+        "i=0; while [ $i -lt 3000 ]; do echo \"line $i\"; i=$((i+1)); done",
     );
     run(&t.rt, &spec).await;
     assert_eq!(t.rt.wait_container(&spec.id).await.unwrap().code, 0);
     let tail = poll("last lines", Duration::from_secs(20), || async {
         let l = t.rt.read_logs(&spec.id, Some(2)).await.unwrap();
-        (l.len() == 2 && l.iter().any(|l| l.stream == LogStream::Stderr)).then_some(l)
+        (l.last().map(|l| l.message.as_str()) == Some("line 2999")).then_some(l)
     })
     .await;
-    assert_eq!(tail[0].message, "line 2999");
-    assert_eq!(tail[0].stream, LogStream::Stdout);
-    assert_eq!(tail[1].message, "oops");
+    assert_eq!(tail[0].message, "line 2998");
+    assert!(
+        tail.iter()
+            .all(|l| l.stream == LogStream::Stdout && !l.partial)
+    );
     let live = t.cfg.log_dir.join("chatty.log");
     let files = runtime::logs::log_files(&live);
     assert_eq!(files.len(), 3, "{files:?}");
@@ -296,6 +298,27 @@ async fn logs_are_written_rotated_and_followable() {
     // Older lines were rotated away; what is left is contiguous and ends at the end.
     let all = t.rt.read_logs(&spec.id, None).await.unwrap();
     assert!(all.len() < 3001 && all.len() > 500, "{}", all.len());
+
+    // stdout and stderr both land in the log, tagged (their relative order is arrival
+    // order at the logger, as with Docker).
+    let mixed = sh("mixed", "echo out; echo err >&2");
+    run(&t.rt, &mixed).await;
+    assert_eq!(t.rt.wait_container(&mixed.id).await.unwrap().code, 0);
+    let lines = poll("stdout and stderr", Duration::from_secs(10), || async {
+        let l = t.rt.read_logs(&mixed.id, None).await.unwrap();
+        (l.len() == 2).then_some(l)
+    })
+    .await;
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.stream == LogStream::Stdout && l.message == "out")
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.stream == LogStream::Stderr && l.message == "err")
+    );
 
     // Follow a container that writes slowly.
     let slow = sh(
