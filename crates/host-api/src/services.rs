@@ -287,12 +287,14 @@ pub fn agent_attributes(s: &Settings) -> String {
         .unwrap_or_default()
 }
 
-/// Writes each sysctl to `<proc_sys>/<key with . → />`.
+/// Writes each sysctl to `<proc_sys>/<key with . → />`. Every key is attempted; keys that
+/// cannot be written (unknown to the kernel, read-only) are reported together.
 ///
 /// # Errors
-/// The first key that could not be written.
+/// The keys that could not be written, with the reason.
 pub fn write_sysctls(s: &Settings, proc_sys: &Path) -> Result<Vec<PathBuf>> {
     let mut written = Vec::new();
+    let mut failed = Vec::new();
     for (k, v) in s
         .kernel
         .as_ref()
@@ -301,13 +303,19 @@ pub fn write_sysctls(s: &Settings, proc_sys: &Path) -> Result<Vec<PathBuf>> {
         .flatten()
     {
         let path = proc_sys.join(k.as_str().replace('.', "/"));
-        std::fs::write(&path, format!("{v}\n")).map_err(|e| Error::Apply {
-            service: Service::Sysctl.to_string(),
-            message: format!("writing {}: {e}", path.display()),
-        })?;
-        written.push(path);
+        match std::fs::write(&path, format!("{v}\n")) {
+            Ok(()) => written.push(path),
+            Err(e) => failed.push(format!("{k} ({}): {e}", path.display())),
+        }
     }
-    Ok(written)
+    if failed.is_empty() {
+        Ok(written)
+    } else {
+        Err(Error::Apply {
+            service: Service::Sysctl.to_string(),
+            message: format!("could not write {}", failed.join("; ")),
+        })
+    }
 }
 
 /// Restarts services after their configuration changed.
@@ -452,6 +460,17 @@ mod tests {
         assert_eq!(
             std::fs::read_to_string(proc_sys.join("vm/max_map_count")).unwrap(),
             "262144\n"
+        );
+        // an unknown key is reported, the others are still written
+        let s = crate::settings::validate(
+            &json!({"kernel": {"sysctl": {"nosuch.table.key": "1", "vm.max_map_count": "5"}}}),
+        )
+        .unwrap();
+        let e = write_sysctls(&s, &proc_sys).unwrap_err().to_string();
+        assert!(e.contains("nosuch.table.key"), "{e}");
+        assert_eq!(
+            std::fs::read_to_string(proc_sys.join("vm/max_map_count")).unwrap(),
+            "5\n"
         );
     }
 }
