@@ -20,6 +20,8 @@ struct Cli {
 enum Command {
     /// Run the control plane: the ECS JSON 1.1 API on an embedded store.
     Server(cmd::server::ServerArgs),
+    /// Run the node agent: register this machine and run its tasks through containerd.
+    Agent(cmd::agent::AgentArgs),
     /// Node host layer: settings API server, boot step, install, rollback.
     Host(cmd::host::HostArgs),
     /// Client of the host settings API (Bottlerocket-style apiclient).
@@ -52,6 +54,7 @@ fn main() -> ExitCode {
 fn main_inner(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Server(args) => cmd::server::run(args),
+        Command::Agent(args) => cmd::agent::run(args),
         Command::Bench(bench) => cmd::bench::run(bench),
         Command::Host(args) => cmd::host::run(args),
         Command::Apiclient(args) => cmd::apiclient::run(args),

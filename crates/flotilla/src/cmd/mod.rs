@@ -1,7 +1,8 @@
 //! One module per subcommand; each exposes an `Args` struct and a `run(args)` function.
 
-pub mod bench;
-pub mod server;
+pub mod agent;
 pub mod apiclient;
+pub mod bench;
 pub mod host;
 pub mod os;
+pub mod server;

@@ -1,0 +1,52 @@
+//! # agent — a flotilla node
+//!
+//! ## Background
+//! `flotilla agent` turns a machine into a container instance of a cluster, like the ECS
+//! agent: it registers the node's resources, learns which tasks the control plane placed
+//! on it, runs them as real containers through a [`runtime::ContainerRuntime`]
+//! (containerd on real nodes) and reports their state. It opens every connection
+//! itself; the node needs no inbound port.
+//!
+//! ## Design
+//! - **Level-triggered.** The agent long-polls `FlotillaAgentV1.PollTasks` for the whole
+//!   assignment of its instance (every task not yet known STOPPED, with its definition)
+//!   and [`plan::plan`] — a pure function — compares it with what the node holds and
+//!   decides: start a task, adopt a task whose containers already run (after a restart),
+//!   stop a task, or forget one. The poll doubles as the heartbeat.
+//! - **One supervisor per task** ([`supervisor`]): pulls, creates and starts the
+//!   containers, reports RUNNING, waits for exits or a stop request, stops the rest when an
+//!   essential container exits, reports STOPPED with exit codes and reasons (ECS's
+//!   `CannotPullContainerError`, `OutOfMemoryError`, …). Reports use the ECS operation
+//!   `SubmitTaskStateChange` and are retried until acknowledged; the control plane ignores
+//!   repeats, so retries are safe.
+//! - **Nothing is lost on restart.** The instance ARN and each task's container ids are
+//!   written to `<data-dir>/agent-state.json` (atomically) *before* containers start;
+//!   containers carry the task ARN as a label. A restarted agent re-registers as the same
+//!   instance, finds its containers still running, and waits on them again — no task is
+//!   restarted or duplicated.
+//!
+//! ## Layout
+//! - [`client`]: the control plane's API as the agent uses it.
+//! - [`host`]: the node's resources and attributes.
+//! - [`local_state`]: what the agent persists.
+//! - [`plan`]: the pure reconcile decision.
+//! - [`supervisor`]: running one task.
+//! - [`run`]: the main loop.
+//!
+//! ## Current limitations
+//! - `bridge` and `awsvpc` tasks get an isolated network namespace (loopback only); host
+//!   port mappings are reported as placed but not yet forwarded. `host` mode shares the
+//!   node's network.
+//! - Requests are not SigV4-signed yet, so the agent talks to servers started without
+//!   `--credentials`.
+
+pub mod client;
+pub mod error;
+pub mod host;
+pub mod local_state;
+pub mod plan;
+pub mod run;
+pub mod supervisor;
+
+pub use error::AgentError;
+pub use run::{AgentConfig, run};

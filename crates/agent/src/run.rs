@@ -1,0 +1,261 @@
+//! The agent's main loop: register, then long-poll the assignment and reconcile.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use model::agent::{MAX_WAIT_SECONDS, PollTasksRequest, TaskAssignment};
+use model::wire;
+use runtime::ContainerRuntime;
+use runtime::types::{GcPolicy, PullPolicy};
+use tokio::sync::watch;
+
+use crate::client::Client;
+use crate::error::AgentError;
+use crate::host::HostInfo;
+use crate::local_state::LocalState;
+use crate::plan::{Action, Observed, plan};
+use crate::supervisor::{Shared, supervise};
+
+/// The agent's version, reported in `versionInfo`.
+pub const AGENT_VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// How the agent runs.
+#[derive(Debug, Clone)]
+pub struct AgentConfig {
+    /// Control plane URL.
+    pub endpoint: String,
+    /// Region to act in.
+    pub region: String,
+    /// Cluster name.
+    pub cluster: String,
+    /// Where the agent keeps its state.
+    pub data_dir: PathBuf,
+    /// Custom attributes.
+    pub attributes: BTreeMap<String, String>,
+    /// Memory kept for the host (MiB).
+    pub reserved_memory_mib: i64,
+    /// Overrides the node's instance id (tests run several agents on one machine).
+    pub instance_id: Option<String>,
+    /// Stop timeout for containers that set none.
+    pub default_stop_timeout: Duration,
+    /// Pull behaviour.
+    pub pull_policy: PullPolicy,
+    /// Stopped containers and unused images are removed after this long.
+    pub gc: GcPolicy,
+}
+
+async fn register(
+    client: &Client,
+    cfg: &AgentConfig,
+    host: &HostInfo,
+    known_arn: Option<String>,
+) -> Result<String, AgentError> {
+    let mut attributes: Vec<wire::Attribute> = cfg
+        .attributes
+        .iter()
+        .map(|(k, v)| wire::Attribute {
+            name: Some(k.clone()),
+            value: Some(v.clone()),
+            ..Default::default()
+        })
+        .collect();
+    attributes.push(wire::Attribute {
+        name: Some("flotilla.dynamic-port-range".into()),
+        value: Some(format!("{}-{}", host.port_range.0, host.port_range.1)),
+        ..Default::default()
+    });
+    attributes.push(wire::Attribute {
+        name: Some("ecs.capability.container-health-check".into()),
+        ..Default::default()
+    });
+    let doc = serde_json::json!({
+        "instanceId": host.instance_id,
+        "availabilityZone": cfg.attributes.get("ecs.availability-zone").cloned().unwrap_or_else(|| format!("{}-local", cfg.region)),
+        "instanceType": "flotilla-node",
+        "region": cfg.region,
+    });
+    let req = wire::RegisterContainerInstanceRequest {
+        cluster: Some(cfg.cluster.clone()),
+        instance_identity_document: Some(doc.to_string()),
+        total_resources: Some(host.resources()),
+        version_info: Some(wire::VersionInfo {
+            agent_version: Some(AGENT_VERSION.into()),
+            agent_hash: None,
+            docker_version: Some("containerd".into()),
+        }),
+        container_instance_arn: known_arn,
+        attributes: Some(attributes),
+        ..Default::default()
+    };
+    let ci = client.register(&req).await?;
+    ci.container_instance_arn
+        .ok_or_else(|| AgentError::ControlPlane("registration returned no ARN".into()))
+}
+
+/// Runs the agent until `shutdown` resolves. Tasks keep running when the agent stops;
+/// the next start adopts them.
+pub async fn run(
+    cfg: AgentConfig,
+    runtime: Arc<dyn ContainerRuntime>,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), AgentError> {
+    let client = Client::new(&cfg.endpoint, &cfg.region)?;
+    let mut local = LocalState::load(&cfg.data_dir)?;
+    if local.cluster.as_deref().is_some_and(|c| c != cfg.cluster) {
+        local.container_instance_arn = None;
+    }
+    let host = HostInfo::probe(cfg.reserved_memory_mib, cfg.instance_id.as_deref());
+    tokio::pin!(shutdown);
+
+    // Register (retrying while the control plane is unreachable).
+    let mut backoff = Duration::from_millis(200);
+    let arn = loop {
+        let attempt = register(&client, &cfg, &host, local.container_instance_arn.clone());
+        tokio::select! {
+            () = &mut shutdown => return Ok(()),
+            r = attempt => match r {
+                Ok(arn) => break arn,
+                Err(AgentError::Api { code, message }) if local.container_instance_arn.is_some() && code == "InvalidParameterException" => {
+                    tracing::warn!(%message, "the control plane no longer knows this instance; registering anew");
+                    local.container_instance_arn = None;
+                }
+                Err(e @ AgentError::Api { .. }) => return Err(e),
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot register yet; retrying in {backoff:?}");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(10));
+                }
+            }
+        }
+    };
+    local.container_instance_arn = Some(arn.clone());
+    local.cluster = Some(cfg.cluster.clone());
+    local.save(&cfg.data_dir)?;
+    tracing::info!(instance = %arn, cluster = %cfg.cluster, cpu = host.cpu_units, memory = host.memory_mib, "registered");
+
+    let shared = Arc::new(Shared {
+        client: client.clone(),
+        runtime: runtime.clone(),
+        cluster: cfg.cluster.clone(),
+        data_dir: cfg.data_dir.clone(),
+        state: Mutex::new(local),
+        default_stop_timeout: cfg.default_stop_timeout,
+        pull_policy: cfg.pull_policy,
+        pull_lock: tokio::sync::Mutex::new(()),
+    });
+    let mut supervisors: BTreeMap<String, (watch::Sender<bool>, tokio::task::JoinHandle<()>)> =
+        BTreeMap::new();
+    let mut digest: Option<String> = None;
+    let mut last_gc = tokio::time::Instant::now();
+    let mut backoff = Duration::from_millis(200);
+    loop {
+        supervisors.retain(|_, (_, h)| !h.is_finished());
+        let req = PollTasksRequest {
+            cluster: Some(cfg.cluster.clone()),
+            container_instance: Some(arn.clone()),
+            known_digest: digest.clone(),
+            wait_seconds: Some(MAX_WAIT_SECONDS),
+        };
+        let resp = tokio::select! {
+            () = &mut shutdown => break,
+            r = client.poll_tasks(&req) => r,
+        };
+        let assignment = match resp {
+            Ok(r) => {
+                backoff = Duration::from_millis(200);
+                digest = Some(r.digest);
+                r.tasks
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "poll failed; retrying in {backoff:?}");
+                digest = None;
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(10));
+                continue;
+            }
+        };
+        reconcile(&shared, &assignment, &mut supervisors);
+        if last_gc.elapsed() > Duration::from_secs(60) {
+            last_gc = tokio::time::Instant::now();
+            match runtime.garbage_collect(&cfg.gc, SystemTime::now()).await {
+                Ok(report) if !report.containers.is_empty() || !report.images.is_empty() => {
+                    tracing::info!(
+                        containers = report.containers.len(),
+                        images = report.images.len(),
+                        "garbage collected"
+                    );
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "garbage collection failed"),
+            }
+        }
+    }
+    for (_, (_, handle)) in supervisors {
+        handle.abort();
+    }
+    tracing::info!("agent stopping; tasks keep running and will be adopted by the next agent");
+    Ok(())
+}
+
+fn reconcile(
+    shared: &Arc<Shared>,
+    assignment: &[TaskAssignment],
+    supervisors: &mut BTreeMap<String, (watch::Sender<bool>, tokio::task::JoinHandle<()>)>,
+) {
+    let recorded: BTreeSet<String> = shared
+        .state
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .tasks
+        .keys()
+        .cloned()
+        .collect();
+    let observed = Observed {
+        supervised: supervisors
+            .iter()
+            .map(|(k, (tx, _))| (k.clone(), *tx.borrow()))
+            .collect(),
+        recorded,
+    };
+    for action in plan(assignment, &observed) {
+        match action {
+            Action::Start(arn) | Action::Adopt(arn) if supervisors.contains_key(&arn) => {}
+            Action::Start(arn) => spawn(shared, assignment, &arn, false, supervisors),
+            Action::Adopt(arn) => spawn(shared, assignment, &arn, true, supervisors),
+            Action::Stop(arn) => {
+                if let Some((tx, _)) = supervisors.get(&arn) {
+                    let _ = tx.send(true);
+                }
+            }
+            Action::Forget(arn) => {
+                let _ = shared.state.lock().map(|mut s| {
+                    s.tasks.remove(&arn);
+                    s.save(&shared.data_dir)
+                });
+            }
+        }
+    }
+}
+
+fn spawn(
+    shared: &Arc<Shared>,
+    assignment: &[TaskAssignment],
+    arn: &str,
+    adopt: bool,
+    supervisors: &mut BTreeMap<String, (watch::Sender<bool>, tokio::task::JoinHandle<()>)>,
+) {
+    let Some(a) = assignment
+        .iter()
+        .find(|a| a.task.task_arn.as_deref() == Some(arn))
+        .cloned()
+    else {
+        return;
+    };
+    let wants_stop = a.task.desired_status.as_deref() != Some("RUNNING");
+    let (tx, rx) = watch::channel(wants_stop);
+    let handle = tokio::spawn(supervise(shared.clone(), a, adopt, rx));
+    supervisors.insert(arn.to_owned(), (tx, handle));
+}

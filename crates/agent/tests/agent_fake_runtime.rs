@@ -1,0 +1,327 @@
+//! The agent against a real control plane (in-process, on loopback) and the scriptable
+//! `FakeRuntime`: tasks placed on the node start and reach RUNNING; StopTask stops
+//! them; an essential container's exit stops the task with its exit code; an OOM kill
+//! and a missing image are reported in ECS's words; a restarted agent adopts running
+//! containers instead of starting them again.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use agent::AgentConfig;
+use controlplane::ControlPlane;
+use ecs_api::{ApiConfig, router, serve};
+use runtime::fake::FakeRuntime;
+use runtime::types::{ContainerId, GcPolicy, ImageRef, PullPolicy};
+use serde_json::{Value, json};
+use store::MemStore;
+
+const ECS: &str = "AmazonEC2ContainerServiceV20141113";
+
+struct Env {
+    endpoint: String,
+    http: reqwest::Client,
+}
+
+impl Env {
+    async fn start() -> Env {
+        let cp = ControlPlane::open(Arc::new(MemStore::new())).unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let endpoint = format!("http://{}", listener.local_addr().unwrap());
+        let app = router(
+            cp,
+            ApiConfig {
+                account_id: "000000000000".into(),
+                ..Default::default()
+            },
+        );
+        tokio::spawn(serve(listener, app, std::future::pending()));
+        let env = Env {
+            endpoint,
+            http: reqwest::Client::new(),
+        };
+        env.ecs("CreateCluster", json!({"clusterName": "c"})).await;
+        env
+    }
+
+    async fn ecs(&self, op: &str, body: Value) -> Value {
+        let resp = self
+            .http
+            .post(&self.endpoint)
+            .header("x-amz-target", format!("{ECS}.{op}"))
+            .header("authorization", "AWS4-HMAC-SHA256 Credential=k/20260101/us-east-1/ecs/aws4_request, SignedHeaders=host, Signature=0")
+            .body(body.to_string())
+            .send()
+            .await
+            .unwrap();
+        let ok = resp.status().is_success();
+        let v: Value = resp.json().await.unwrap();
+        assert!(ok, "{op}: {v}");
+        v
+    }
+
+    async fn task(&self, arn: &str) -> Value {
+        self.ecs("DescribeTasks", json!({"cluster": "c", "tasks": [arn]}))
+            .await["tasks"][0]
+            .clone()
+    }
+
+    async fn wait_status(&self, arn: &str, status: &str) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let t = self.task(arn).await;
+            if t["lastStatus"] == status {
+                return t;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "task never reached {status}: {t}"
+            );
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
+    async fn wait_registered(&self) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let l = self
+                .ecs("ListContainerInstances", json!({"cluster": "c"}))
+                .await;
+            if !l["containerInstanceArns"].as_array().unwrap().is_empty() {
+                return l["containerInstanceArns"].clone();
+            }
+            assert!(Instant::now() < deadline, "the agent never registered");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    async fn run(&self, family: &str) -> String {
+        let r = self
+            .ecs("RunTask", json!({"cluster": "c", "taskDefinition": family}))
+            .await;
+        assert_eq!(r["failures"].as_array().unwrap().len(), 0, "{r}");
+        r["tasks"][0]["taskArn"].as_str().unwrap().to_owned()
+    }
+}
+
+fn config(env: &Env, dir: &std::path::Path) -> AgentConfig {
+    AgentConfig {
+        endpoint: env.endpoint.clone(),
+        region: "us-east-1".into(),
+        cluster: "c".into(),
+        data_dir: dir.to_path_buf(),
+        attributes: Default::default(),
+        reserved_memory_mib: 0,
+        instance_id: Some("i-test".into()),
+        default_stop_timeout: Duration::from_secs(2),
+        pull_policy: PullPolicy::Default,
+        gc: GcPolicy::default(),
+    }
+}
+
+fn spawn_agent(
+    cfg: AgentConfig,
+    fake: &FakeRuntime,
+) -> (
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<()>,
+) {
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let rt: Arc<dyn runtime::ContainerRuntime> = Arc::new(fake.clone());
+    let h = tokio::spawn(async move {
+        agent::run(cfg, rt, async {
+            let _ = rx.await;
+        })
+        .await
+        .unwrap();
+    });
+    (tx, h)
+}
+
+async fn register_defs(env: &Env) {
+    env.ecs(
+        "RegisterTaskDefinition",
+        json!({"family": "app", "containerDefinitions": [
+            {"name": "main", "image": "127.0.0.1:5000/busybox:latest", "memory": 64, "command": ["sleep", "1000"]},
+            {"name": "side", "image": "127.0.0.1:5000/busybox:latest", "memory": 32, "essential": false, "dependsOn": [{"containerName": "main", "condition": "START"}]}
+        ]}),
+    )
+    .await;
+    env.ecs("RegisterTaskDefinition", json!({"family": "missing", "containerDefinitions": [{"name": "x", "image": "127.0.0.1:5000/nope:1", "memory": 32}]})).await;
+}
+
+fn task_id(arn: &str) -> &str {
+    arn.rsplit('/').next().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tasks_run_stop_and_fail_with_ecs_reasons() {
+    let env = Env::start().await;
+    register_defs(&env).await;
+    let fake = FakeRuntime::new();
+    fake.add_registry_image(&ImageRef::parse("127.0.0.1:5000/busybox:latest").unwrap());
+    let dir = tempfile::tempdir().unwrap();
+    let (stop_agent, agent) = spawn_agent(config(&env, dir.path()), &fake);
+    env.wait_registered().await;
+
+    // RUNNING, with runtime ids.
+    let arn = env.run("app").await;
+    let t = env.wait_status(&arn, "RUNNING").await;
+    assert_eq!(
+        t["containers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|c| c["runtimeId"].is_string())
+            .count(),
+        2
+    );
+    assert!(t["pullStartedAt"].is_number() && t["startedAt"].is_number());
+    let main = ContainerId::new(format!("{}-0", task_id(&arn))).unwrap();
+    assert_eq!(
+        fake.spec_of(&main).unwrap().resources.memory_hard_mib,
+        Some(64)
+    );
+
+    // StopTask → STOPPED.
+    env.ecs(
+        "StopTask",
+        json!({"cluster": "c", "task": arn, "reason": "bye"}),
+    )
+    .await;
+    let t = env.wait_status(&arn, "STOPPED").await;
+    assert_eq!(t["stopCode"], "UserInitiated");
+    assert_eq!(t["stoppedReason"], "bye");
+
+    // Essential container exits with 3 → task STOPPED, exit code recorded.
+    let arn = env.run("app").await;
+    env.wait_status(&arn, "RUNNING").await;
+    fake.exit(
+        &ContainerId::new(format!("{}-0", task_id(&arn))).unwrap(),
+        3,
+        false,
+    )
+    .unwrap();
+    let t = env.wait_status(&arn, "STOPPED").await;
+    assert_eq!(t["stopCode"], "EssentialContainerExited");
+    let main = t["containers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "main")
+        .unwrap()
+        .clone();
+    assert_eq!(main["exitCode"], 3);
+    assert!(
+        t["stoppedReason"]
+            .as_str()
+            .unwrap()
+            .contains("Essential container in task exited")
+    );
+
+    // OOM kill.
+    let arn = env.run("app").await;
+    env.wait_status(&arn, "RUNNING").await;
+    fake.exit(
+        &ContainerId::new(format!("{}-0", task_id(&arn))).unwrap(),
+        137,
+        true,
+    )
+    .unwrap();
+    let t = env.wait_status(&arn, "STOPPED").await;
+    let main = t["containers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "main")
+        .unwrap()
+        .clone();
+    assert!(
+        main["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("OutOfMemoryError"),
+        "{main}"
+    );
+
+    // A missing image fails to start, with the runtime's reason.
+    let r = env
+        .ecs(
+            "RunTask",
+            json!({"cluster": "c", "taskDefinition": "missing"}),
+        )
+        .await;
+    let arn = r["tasks"][0]["taskArn"].as_str().unwrap().to_owned();
+    let t = env.wait_status(&arn, "STOPPED").await;
+    assert_eq!(t["stopCode"], "TaskFailedToStart");
+    assert!(
+        t["stoppedReason"]
+            .as_str()
+            .unwrap()
+            .starts_with("CannotPullContainerError"),
+        "{t}"
+    );
+
+    let _ = stop_agent.send(());
+    agent.await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_agent_adopts_running_containers() {
+    let env = Env::start().await;
+    register_defs(&env).await;
+    let fake = FakeRuntime::new();
+    fake.add_registry_image(&ImageRef::parse("127.0.0.1:5000/busybox:latest").unwrap());
+    let dir = tempfile::tempdir().unwrap();
+    let (stop_agent, agent) = spawn_agent(config(&env, dir.path()), &fake);
+    env.wait_registered().await;
+    let arn = env.run("app").await;
+    let before = env.wait_status(&arn, "RUNNING").await;
+    let instance = before["containerInstanceArn"].clone();
+    // The agent goes away (its supervisors with it), the containers stay.
+    let _ = stop_agent.send(());
+    agent.await.unwrap();
+    let pulls = fake.remote_pulls().len();
+
+    let (stop_agent, agent) = spawn_agent(config(&env, dir.path()), &fake);
+    // Same instance, same task, nothing pulled or started again: the new agent watches the
+    // old containers — an exit is still noticed and reported.
+    let main = ContainerId::new(format!("{}-0", task_id(&arn))).unwrap();
+    assert_eq!(env.wait_registered().await, json!([instance]));
+    assert_eq!(env.task(&arn).await["lastStatus"], "RUNNING");
+    // Give the new agent's poll a chance to adopt, then end the container.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let state =
+            std::fs::read_to_string(dir.path().join("agent-state.json")).unwrap_or_default();
+        if state.contains(&arn) && fake.remote_pulls().len() == pulls {
+            break;
+        }
+        assert!(Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    fake.exit(&main, 0, false).unwrap();
+    let t = env.wait_status(&arn, "STOPPED").await;
+    assert_eq!(
+        t["containers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == "main")
+            .unwrap()["exitCode"],
+        0
+    );
+    assert_eq!(fake.remote_pulls().len(), pulls, "nothing pulled again");
+    let tasks = env
+        .ecs(
+            "ListTasks",
+            json!({"cluster": "c", "desiredStatus": "STOPPED"}),
+        )
+        .await;
+    assert_eq!(
+        tasks["taskArns"].as_array().unwrap().len(),
+        1,
+        "no duplicate task"
+    );
+    let _ = stop_agent.send(());
+    agent.await.unwrap();
+}

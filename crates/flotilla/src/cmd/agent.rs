@@ -1,0 +1,130 @@
+//! `flotilla agent`: turns this machine into a container instance of a cluster.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use agent::AgentConfig;
+use anyhow::Context;
+use runtime::types::{GcPolicy, PullPolicy};
+use runtime::{ContainerdConfig, ContainerdRuntime};
+
+/// Arguments of `flotilla agent`.
+#[derive(Debug, clap::Args)]
+pub struct AgentArgs {
+    /// Control plane URL (the agent opens every connection; no inbound port).
+    #[arg(long)]
+    pub endpoint: String,
+    /// Cluster to join.
+    #[arg(long, default_value = "default")]
+    pub cluster: String,
+    /// Where the agent keeps its state, task volumes and container logs.
+    #[arg(long, default_value = "/var/lib/flotilla/agent")]
+    pub data_dir: PathBuf,
+    /// containerd's socket.
+    #[arg(long, default_value = "/run/containerd/containerd.sock")]
+    pub containerd_socket: PathBuf,
+    /// Custom attributes, `k=v,k2=v2`.
+    #[arg(long, value_delimiter = ',')]
+    pub attributes: Vec<String>,
+    /// Region to register in.
+    #[arg(long, env = "AWS_DEFAULT_REGION", default_value = "us-east-1")]
+    pub region: String,
+    /// Memory (MiB) kept for the host and not offered to tasks.
+    #[arg(long, default_value_t = 256)]
+    pub reserved_memory: i64,
+    /// Overrides the node's id (from /etc/machine-id); needed for several agents on one host.
+    #[arg(long)]
+    pub instance_id: Option<String>,
+    /// Image pull behaviour: default, always, once or prefer-cached.
+    #[arg(long, default_value = "default")]
+    pub pull_behavior: String,
+    /// Registries reached over plain HTTP (loopback registries always are).
+    #[arg(long, value_delimiter = ',')]
+    pub insecure_registries: Vec<String>,
+    /// Stopped containers and unused images are removed after this many seconds.
+    #[arg(long, default_value_t = 3600)]
+    pub gc_after: u64,
+    /// The log-shipper binary containerd's shim runs for each container (default: next to
+    /// this binary).
+    #[arg(long)]
+    pub logger: Option<PathBuf>,
+}
+
+fn pull_policy(s: &str) -> anyhow::Result<PullPolicy> {
+    Ok(match s {
+        "default" => PullPolicy::Default,
+        "always" => PullPolicy::Always,
+        "once" => PullPolicy::Once,
+        "prefer-cached" => PullPolicy::PreferCached,
+        other => anyhow::bail!(
+            "--pull-behavior must be default, always, once or prefer-cached, not {other:?}"
+        ),
+    })
+}
+
+/// Runs the agent until SIGINT/SIGTERM; running tasks are left running for the next start.
+pub fn run(args: AgentArgs) -> anyhow::Result<()> {
+    let mut attributes = BTreeMap::new();
+    for kv in &args.attributes {
+        let (k, v) = kv
+            .split_once('=')
+            .with_context(|| format!("--attributes: {kv:?} is not k=v"))?;
+        attributes.insert(k.trim().to_owned(), v.trim().to_owned());
+    }
+    let logger = match args.logger.clone() {
+        Some(l) => l,
+        None => std::env::current_exe()?.with_file_name("flotilla-runtime-logger"),
+    };
+    if !logger.exists() {
+        anyhow::bail!(
+            "the container log shipper {} is missing (build it with `cargo build -p runtime`, or pass --logger)",
+            logger.display()
+        );
+    }
+    let gc_after = Duration::from_secs(args.gc_after);
+    let cfg = AgentConfig {
+        endpoint: args.endpoint.clone(),
+        region: args.region.clone(),
+        cluster: args.cluster.clone(),
+        data_dir: args.data_dir.clone(),
+        attributes,
+        reserved_memory_mib: args.reserved_memory,
+        instance_id: args.instance_id.clone(),
+        default_stop_timeout: Duration::from_secs(30),
+        pull_policy: pull_policy(&args.pull_behavior)?,
+        gc: GcPolicy {
+            stopped_container_age: gc_after,
+            unused_image_age: gc_after,
+        },
+    };
+    let mut containerd = ContainerdConfig::new(
+        &args.containerd_socket,
+        "flotilla",
+        args.data_dir.join("logs"),
+        args.data_dir.join("runtime"),
+        logger,
+    );
+    containerd.insecure_registries = args.insecure_registries.clone();
+    std::fs::create_dir_all(&args.data_dir)
+        .with_context(|| format!("cannot create {}", args.data_dir.display()))?;
+    let rt = tokio::runtime::Runtime::new()?;
+    rt.block_on(async move {
+        let runtime = ContainerdRuntime::connect(containerd)
+            .await
+            .with_context(|| {
+                format!(
+                    "cannot reach containerd at {}",
+                    args.containerd_socket.display()
+                )
+            })?;
+        agent::run(
+            cfg,
+            Arc::new(runtime),
+            crate::cmd::server::shutdown_signal(),
+        )
+        .await?;
+        anyhow::Ok(())
+    })
+}
