@@ -104,6 +104,11 @@ pub struct ContainerdConfig {
     pub insecure_registries: Vec<String>,
     /// Interval at which log followers poll files.
     pub log_poll: Duration,
+    /// runc's state directory (`runc --root`). `None` keeps the shim default
+    /// (`/run/containerd/runc/<namespace>`), which is shared by every containerd on the
+    /// host: set it when several containerd instances share a host and namespace names
+    /// (the multi-node dev cluster), together with a distinct `cgroup_parent`.
+    pub runc_root: Option<PathBuf>,
 }
 
 impl ContainerdConfig {
@@ -129,6 +134,7 @@ impl ContainerdConfig {
             cgroup_root: PathBuf::from("/sys/fs/cgroup"),
             insecure_registries: Vec::new(),
             log_poll: Duration::from_millis(250),
+            runc_root: None,
         }
     }
 }
@@ -181,6 +187,29 @@ pub fn parse_oom_kills(contents: &str) -> u64 {
         .find_map(|l| l.strip_prefix("oom_kill "))
         .and_then(|v| v.trim().parse().ok())
         .unwrap_or(0)
+}
+
+/// Encodes `containerd.runc.v1.Options { root }` (field 7, a string) by hand: the message
+/// is not among containerd-client's generated types.
+#[must_use]
+pub fn runc_options(root: &Path) -> Any {
+    let root = root.to_string_lossy();
+    let mut value = vec![(7 << 3) | 2];
+    let mut len = root.len();
+    loop {
+        let byte = u8::try_from(len & 0x7f).unwrap_or(0);
+        len >>= 7;
+        if len == 0 {
+            value.push(byte);
+            break;
+        }
+        value.push(byte | 0x80);
+    }
+    value.extend_from_slice(root.as_bytes());
+    Any {
+        type_url: "containerd.runc.v1.Options".to_owned(),
+        value,
+    }
 }
 
 /// Recognises runc's "program not found" failures at task creation.
@@ -680,15 +709,56 @@ impl ContainerdRuntime {
         Ok(())
     }
 
-    async fn prepare_snapshot(&self, key: &str, parent: &str) -> Result<Vec<Mount>, Status> {
+    /// A lease protecting what is created under it from containerd's GC until deleted
+    /// (or for an hour, should we die first).
+    async fn create_lease(&self, prefix: &str) -> Result<String> {
+        let lease = unique(prefix);
+        let expire = time::OffsetDateTime::now_utc() + time::Duration::hours(1);
+        let expire = expire
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap_or_default();
+        LeasesClient::new(self.channel.clone())
+            .create(self.req(CreateRequest {
+                id: lease.clone(),
+                labels: HashMap::from([("containerd.io/gc.expire".to_owned(), expire)]),
+            }))
+            .await
+            .map_err(|source| Error::Query {
+                what: "create lease".into(),
+                source,
+            })?;
+        Ok(lease)
+    }
+
+    async fn delete_lease(&self, lease: &str) {
+        if let Err(e) = LeasesClient::new(self.channel.clone())
+            .delete(self.req(DeleteRequest {
+                id: lease.to_owned(),
+                sync: false,
+            }))
+            .await
+        {
+            tracing::warn!(lease, error = %e.message(), "delete lease");
+        }
+    }
+
+    async fn prepare_snapshot(
+        &self,
+        key: &str,
+        parent: &str,
+        lease: &str,
+    ) -> Result<Vec<Mount>, Status> {
         Ok(self
             .snapshots()
-            .prepare(self.req(PrepareSnapshotRequest {
-                snapshotter: self.cfg.snapshotter.clone(),
-                key: key.to_owned(),
-                parent: parent.to_owned(),
-                labels: HashMap::new(),
-            }))
+            .prepare(self.req_lease(
+                PrepareSnapshotRequest {
+                    snapshotter: self.cfg.snapshotter.clone(),
+                    key: key.to_owned(),
+                    parent: parent.to_owned(),
+                    labels: HashMap::new(),
+                },
+                lease,
+            ))
             .await?
             .into_inner()
             .mounts)
@@ -741,33 +811,11 @@ impl ContainerdRuntime {
         let manifest: Manifest = serde_json::from_slice(&fetched.bytes)
             .map_err(|e| proto(format!("parse manifest: {e}")))?;
 
-        let lease = unique("flotilla-pull");
-        let expire = time::OffsetDateTime::now_utc() + time::Duration::hours(1);
-        let expire = expire
-            .format(&time::format_description::well_known::Rfc3339)
-            .unwrap_or_default();
-        LeasesClient::new(self.channel.clone())
-            .create(self.req(CreateRequest {
-                id: lease.clone(),
-                labels: HashMap::from([("containerd.io/gc.expire".to_owned(), expire)]),
-            }))
-            .await
-            .map_err(|source| Error::Query {
-                what: "create lease".into(),
-                source,
-            })?;
+        let lease = self.create_lease("flotilla-pull").await?;
         let result = self
             .pull_with_lease(&lease, &name, &mut session, &manifest, &fetched, existing)
             .await;
-        if let Err(e) = LeasesClient::new(self.channel.clone())
-            .delete(self.req(DeleteRequest {
-                id: lease.clone(),
-                sync: false,
-            }))
-            .await
-        {
-            tracing::warn!(lease, error = %e.message(), "delete pull lease");
-        }
+        self.delete_lease(&lease).await;
         result
     }
 
@@ -1098,17 +1146,44 @@ impl ContainerdRuntime {
             }
         }
 
+        let parent = chains.last().cloned().unwrap_or_default();
+        // Until the container record references the snapshot, only a lease keeps
+        // containerd's GC (run after any deletion, in any namespace) off it.
+        let lease = self.create_lease("flotilla-create").await?;
+        let result = self
+            .create_with_lease(s, img, &lease, &args, &parent, oci, stop_signal, cgroup)
+            .await;
+        self.delete_lease(&lease).await;
+        result
+    }
+
+    // The values are computed (and validated) by `create_inner` before anything is created;
+    // passing them one by one keeps this function a plain sequence of containerd calls.
+    #[allow(clippy::too_many_arguments)]
+    async fn create_with_lease(
+        &self,
+        s: &ContainerSpec,
+        img: &Image,
+        lease: &str,
+        args: &[String],
+        parent: &str,
+        oci: serde_json::Value,
+        stop_signal: u32,
+        cgroup: String,
+    ) -> Result<()> {
+        let id = s.id.as_str();
         let cerr = |source| Error::CreateContainer {
             id: id.to_owned(),
             source,
         };
-        let parent = chains.last().cloned().unwrap_or_default();
-        let mounts: Vec<Mount> = match self.prepare_snapshot(id, &parent).await {
+        let mounts: Vec<Mount> = match self.prepare_snapshot(id, parent, lease).await {
             Ok(m) => m,
             Err(s) if s.code() == Code::AlreadyExists => {
                 // Left over from a create that died half-way (no container record exists).
                 self.remove_snapshot_quiet(id).await;
-                self.prepare_snapshot(id, &parent).await.map_err(cerr)?
+                self.prepare_snapshot(id, parent, lease)
+                    .await
+                    .map_err(cerr)?
             }
             Err(s) => return Err(cerr(s)),
         };
@@ -1122,7 +1197,7 @@ impl ContainerdRuntime {
             image: img.name.clone(),
             runtime: Some(Runtime {
                 name: self.cfg.runtime.clone(),
-                options: None,
+                options: self.cfg.runc_root.as_deref().map(runc_options),
             }),
             spec: Some(Any {
                 type_url: SPEC_TYPE_URL.to_owned(),
@@ -1166,7 +1241,7 @@ impl ContainerdRuntime {
                 stderr: stdio,
                 terminal: false,
                 checkpoint: None,
-                options: None,
+                options: self.cfg.runc_root.as_deref().map(runc_options),
                 runtime_path: String::new(),
             }))
             .await;
@@ -1738,17 +1813,6 @@ impl ContainerRuntime for ContainerdRuntime {
     }
 }
 
-/// The path containerd's default `io.containerd.runc.v2` shim needs on `PATH`; exposed
-/// for diagnostics.
-#[must_use]
-pub fn shim_on_path() -> Option<PathBuf> {
-    std::env::var_os("PATH").and_then(|p| {
-        std::env::split_paths(&p)
-            .map(|d| d.join("containerd-shim-runc-v2"))
-            .find(|f| Path::new(f).exists())
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1764,6 +1828,17 @@ mod tests {
             1
         );
         assert_eq!(parse_oom_kills(""), 0);
+    }
+
+    #[test]
+    fn encodes_runc_root_option() {
+        let a = runc_options(Path::new("/r"));
+        assert_eq!(a.type_url, "containerd.runc.v1.Options");
+        assert_eq!(a.value, vec![0x3a, 2, b'/', b'r']);
+        let long = "x".repeat(200);
+        let a = runc_options(Path::new(&long));
+        assert_eq!(&a.value[..3], &[0x3a, 0xc8, 0x01]);
+        assert_eq!(a.value.len(), 203);
     }
 
     #[test]

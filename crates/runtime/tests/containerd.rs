@@ -96,15 +96,18 @@ async fn spec_fields_reach_the_process() {
     spec.resources.memory_soft_mib = Some(32);
     run(&t.rt, &spec).await;
     assert_eq!(t.rt.wait_container(&spec.id).await.unwrap().code, 0);
-    let cg = format!("/sys/fs/cgroup/memory/flotilla/{}/fields", t.cfg.namespace);
+    let cg = format!(
+        "/sys/fs/cgroup/memory{}/{}/fields",
+        t.cfg.cgroup_parent, t.cfg.namespace
+    );
     // The cgroup exists until the task is deleted.
     let limit = std::fs::read_to_string(format!("{cg}/memory.limit_in_bytes")).unwrap();
     assert_eq!(limit.trim(), (64 * 1024 * 1024).to_string());
     let soft = std::fs::read_to_string(format!("{cg}/memory.soft_limit_in_bytes")).unwrap();
     assert_eq!(soft.trim(), (32 * 1024 * 1024).to_string());
     let shares = std::fs::read_to_string(format!(
-        "/sys/fs/cgroup/cpu/flotilla/{}/fields/cpu.shares",
-        t.cfg.namespace
+        "/sys/fs/cgroup/cpu{}/{}/fields/cpu.shares",
+        t.cfg.cgroup_parent, t.cfg.namespace
     ))
     .unwrap();
     assert_eq!(shares.trim(), "512");

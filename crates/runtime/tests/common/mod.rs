@@ -81,7 +81,7 @@ pub async fn env_with(name: &str, rotation: RotationPolicy) -> TestEnv {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     let mut cfg = ContainerdConfig::new(
-        socket,
+        socket.clone(),
         format!("flotilla-test-{name}"),
         dir.join("logs"),
         dir.join("state"),
@@ -89,6 +89,11 @@ pub async fn env_with(name: &str, rotation: RotationPolicy) -> TestEnv {
     );
     cfg.log_rotation = rotation;
     cfg.log_poll = Duration::from_millis(50);
+    // Several private containerds may share this host (and these namespace names): give
+    // each its own runc state and cgroup parent.
+    let base = socket.parent().unwrap().to_path_buf();
+    cfg.runc_root = Some(base.join("runc"));
+    cfg.cgroup_parent = format!("/{}", base.file_name().unwrap().to_string_lossy());
     let rt = ContainerdRuntime::connect(cfg.clone()).await.unwrap();
     for c in rt.list_containers().await.unwrap() {
         let _ = rt.stop_container(&c.id, Duration::ZERO).await;
