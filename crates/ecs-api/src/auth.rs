@@ -204,6 +204,22 @@ pub fn compute_signature(
     Ok(hex::encode(hmac(&k_signing, string_to_sign.as_bytes())))
 }
 
+/// Whether `region` can name a region: it goes into every ARN, so a `:` or a space
+/// would make ARNs that no longer parse.
+pub fn is_valid_region(region: &str) -> bool {
+    (1..=32).contains(&region.len()) && region.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+}
+
+fn check_region(region: &str) -> Result<(), ApiError> {
+    if is_valid_region(region) {
+        Ok(())
+    } else {
+        Err(ApiError::InvalidSignature(format!(
+            "Credential should be scoped to a valid region, not {region:?}: lowercase letters, digits and hyphens."
+        )))
+    }
+}
+
 fn parse_amz_date(s: &str) -> Option<i64> {
     let fmt = format_description!("[year][month][day]T[hour][minute][second]Z");
     PrimitiveDateTime::parse(s, &fmt).ok().map(|t| t.assume_utc().unix_timestamp())
@@ -223,9 +239,11 @@ pub fn authenticate(
     let header = headers.get(http::header::AUTHORIZATION).map(|v| v.to_str().unwrap_or(""));
     let Some(creds) = credentials else {
         let region = header.and_then(|h| parse_authorization(h).ok()).map_or_else(|| DEFAULT_REGION.to_owned(), |a| a.region);
+        check_region(&region)?;
         return Ok(Caller { region, account: default_account.to_owned() });
     };
     let auth = parse_authorization(header.ok_or(ApiError::MissingAuthentication)?)?;
+    check_region(&auth.region)?;
     let key = creds.keys.get(&auth.access_key).ok_or(ApiError::UnrecognizedClient)?;
     if auth.service != "ecs" {
         return Err(ApiError::InvalidSignature(format!(
@@ -345,6 +363,19 @@ mod tests {
         let e = authenticate(Some(&creds()), "0", now, &Method::POST, &"/".parse().unwrap(), &headers, b"{}").unwrap_err();
         assert_eq!(e.status_and_code().1, "InvalidSignatureException");
         assert!(e.to_string().contains("'ecs'"), "{e}");
+    }
+
+    #[test]
+    fn regions_must_be_region_names() {
+        assert!(is_valid_region("us-east-1") && is_valid_region("us-gov-west-1") && is_valid_region("cn-north-1"));
+        for bad in ["", "us-east-1:evil", "EVIL REGION", "ü", &"x".repeat(33)] {
+            assert!(!is_valid_region(bad), "{bad}");
+        }
+        let mut headers = HeaderMap::new();
+        let auth = "AWS4-HMAC-SHA256 Credential=K/20261123/us-east-1:x/ecs/aws4_request, SignedHeaders=host, Signature=00";
+        headers.insert("authorization", auth.parse().unwrap());
+        let e = authenticate(None, "0", 0, &Method::POST, &"/".parse().unwrap(), &headers, b"{}").unwrap_err();
+        assert_eq!(e.status_and_code().1, "InvalidSignatureException");
     }
 
     #[test]
