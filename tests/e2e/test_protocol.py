@@ -220,6 +220,16 @@ def test_region_comes_from_the_credential_scope_without_credentials(endpoint, re
     assert checked(validator, "CreateCluster", r)["cluster"]["clusterArn"] == f"arn:aws:ecs:us-east-1:{ACCOUNT}:cluster/u"
 
 
+def test_the_region_must_be_a_region_name(endpoint, reset, validator):
+    """The region goes into every ARN: one with a colon or a space would make ARNs that do not parse."""
+    for region in ("us-east-1:evil", "EVIL REGION", "x" * 40):
+        auth = f"AWS4-HMAC-SHA256 Credential=ANYKEY/20260101/{region}/ecs/aws4_request, SignedHeaders=host, Signature=00"
+        r = post(endpoint, "CreateCluster", b'{"clusterName": "r"}', headers={"Authorization": auth})
+        b = assert_error(r, 400, "InvalidSignatureException")
+        assert "region" in b["message"], b
+    assert checked(validator, "ListClusters", post(endpoint, "ListClusters"))["clusterArns"] == []
+
+
 # --------------------------------------------------------------------------------------
 # The --credentials server
 # --------------------------------------------------------------------------------------
