@@ -350,3 +350,44 @@ def test_update_over_http(setup):
     finally:
         server.terminate()
         server.wait()
+
+
+def test_tampered_image_is_refused_at_apply(setup):
+    """Arbitrary software: the image bytes differ from what targets.json signed."""
+    repo, node = setup
+    repo.publish()
+    [target] = [p for p in (repo.dir / "targets").iterdir() if p.name.endswith("flotilla-node-1.1.0-x86_64.tar.gz")]
+    data = bytearray(target.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    target.write_bytes(bytes(data))
+    node.boot()
+    node.use_repo(repo.dir)
+    assert node.api_json("update", "check")["update_state"] == "Available"
+    before = node.flags()
+    p = node.api("update", "apply", check=False)
+    assert p.returncode != 0
+    assert "tuf target" in p.stderr.lower() and "flotilla-node-1.1.0" in p.stderr, p.stderr
+    assert node.flags()["b"]["tries_left"] == 0 and node.flags()["a"] == before["a"]
+    assert node.api_json("-u", "/os")["version_id"] == "1.0.0"
+
+
+def test_mix_and_match_metadata_is_refused(setup):
+    """New timestamp/snapshot served with an older targets.json under the new name."""
+    repo, node = setup
+    repo.publish()
+    old_targets = (repo.dir / "metadata" / "1.targets.json").read_bytes()
+    repo.publish()
+    (repo.dir / "metadata" / "2.targets.json").write_bytes(old_targets)
+    node.boot()
+    node.use_repo(repo.dir)
+    assert_refused(node, ["tuf repository refused"])
+
+
+def test_endless_timestamp_is_refused(setup):
+    repo, node = setup
+    repo.publish()
+    ts = repo.dir / "metadata" / "timestamp.json"
+    ts.write_bytes(ts.read_bytes() + b" " * (2 << 20))
+    node.boot()
+    node.use_repo(repo.dir)
+    assert_refused(node, ["tuf repository refused"])

@@ -129,8 +129,8 @@ impl Client {
         serde_json::from_slice(&out?).map_err(|e| Error::Http(e.to_string()))
     }
 
-    /// Bottlerocket's `wait_request`: remember `most_recent_command.timestamp`, POST the action,
-    /// then poll `/updates/status` until a command of type `cmd` with a new timestamp is recorded.
+    /// Bottlerocket's `wait_request`: remember `most_recent_command.timestamp`, POST the action
+    /// (retrying while the server answers 423), then poll `/updates/status` until a command of type `cmd` with a new timestamp is recorded.
     /// Returns the final status; fails with the command's stderr if it failed.
     ///
     /// # Errors
@@ -142,9 +142,20 @@ impl Client {
                 .and_then(|v| v.pointer("/most_recent_command/timestamp").cloned()),
             _ => None,
         };
-        self.call("POST", &format!("/actions/{action}"), None)
-            .await?;
         let deadline = Instant::now() + timeout;
+        // 423: the previous command is still finishing (it releases the lock just after
+        // recording its status); retry until the deadline.
+        loop {
+            match self.call("POST", &format!("/actions/{action}"), None).await {
+                Err(Error::Status { status: 423, .. }) if Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                other => {
+                    other?;
+                    break;
+                }
+            }
+        }
         loop {
             if let (200, b) = self.raw("GET", "/updates/status", None).await?
                 && let Ok(v) = serde_json::from_slice::<Value>(&b)
