@@ -311,7 +311,13 @@ fn first_boot_applies_user_data_then_bootstrap_containers_in_order_then_agent() 
     assert!(
         args.contains("--cluster prod")
             && args.contains("--attributes tier=web")
-            && args.contains("--endpoint http://127.0.0.1:9"),
+            && args.contains("--endpoint http://127.0.0.1:9")
+            && args.contains(&format!(
+                "--instance-id {}",
+                std::fs::read_to_string(fx.p("node/data/node-id"))
+                    .unwrap()
+                    .trim()
+            )),
         "{args}"
     );
     assert_eq!(

@@ -215,6 +215,17 @@ impl Supervisor {
         if !attrs.is_empty() {
             argv.extend(["--attributes".into(), attrs]);
         }
+        argv.extend(["--instance-id".into(), self.vars["node-id"].clone()]);
+        if let Some(mib) = ecs.reserved_memory {
+            argv.extend(["--reserved-memory".into(), mib.to_string()]);
+        }
+        if let Some(p) = ecs.image_pull_behavior
+            && let Some(v) = serde_json::to_value(p)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned))
+        {
+            argv.extend(["--pull-behavior".into(), v]);
+        }
         Some(argv)
     }
 
@@ -426,7 +437,26 @@ pub fn prepare_boot(opts: &BootOptions) -> Result<(Slot, ImageMeta)> {
         }
         std::fs::write(&marker, b"").map_err(boot_err)?;
     }
+    node_id(&data)?;
     Ok((slot, meta))
+}
+
+/// The node's stable identity (`data/node-id`, created at first boot): passed to the agent as
+/// `--instance-id` and to commands as `{node-id}`, so a health probe can find this node in the
+/// control plane's container instances.
+///
+/// # Errors
+/// IO failures.
+pub fn node_id(data: &Path) -> Result<String> {
+    let path = data.join("node-id");
+    if let Ok(id) = std::fs::read_to_string(&path)
+        && !id.trim().is_empty()
+    {
+        return Ok(id.trim().to_owned());
+    }
+    let id = format!("fl-{:016x}", rand::random::<u64>());
+    updater::fsutil::write_atomic(&path, id.as_bytes()).map_err(boot_err)?;
+    Ok(id)
 }
 
 fn run_bootstrap_containers(state: &HostState, sup: &Supervisor) -> Result<()> {
@@ -516,7 +546,9 @@ pub async fn boot(
     let node = opts.node.clone();
     let logs = node.run_dir().join("logs");
     std::fs::create_dir_all(&logs).map_err(boot_err)?;
+    let node_id = node_id(&node.data_dir())?;
     let vars: BTreeMap<&'static str, String> = [
+        ("node-id", PathBuf::from(&node_id)),
         ("slot", node.slot_dir(slot)),
         ("data", node.data_dir()),
         ("node", node.root.clone()),
