@@ -38,18 +38,18 @@
 //!   distinguishable with [`Error::is_user_error`]. No panics on bad input.
 //!
 //! # Layout
-//! * [`api`]: the [`ContainerRuntime`] trait.
-//! * [`types`]: typed inputs/outputs ([`ContainerSpec`], [`ImageRef`], [`PullPolicy`],
+//! * [`api`] — the [`ContainerRuntime`] trait.
+//! * [`types`] — typed inputs/outputs ([`ContainerSpec`], [`ImageRef`], [`PullPolicy`],
 //!   [`ExitStatus`], ...).
-//! * [`error`]: [`Error`].
-//! * [`spec`]: spec → OCI runtime spec, cgroup values, signals, users, ulimits.
-//! * [`image`]: manifest/index/config shapes, chain IDs.
-//! * `registry`: registry v2 client (crate-private).
-//! * [`logs`]: log format, rotation, tail/follow, the logger process.
-//! * [`gc`]: GC planning.
-//! * [`containerd`]: [`ContainerdRuntime`].
-//! * [`fake`]: [`FakeRuntime`].
-//! * `src/bin/flotilla-runtime-logger.rs`: the logger binary the shim runs.
+//! * [`error`] — [`Error`].
+//! * [`spec`] — spec → OCI runtime spec, cgroup values, signals, users, ulimits.
+//! * [`image`] — manifest/index/config shapes, chain IDs.
+//! * `registry` — registry v2 client (crate-private).
+//! * [`logs`] — log format, rotation, tail/follow, the logger process.
+//! * [`gc`] — GC planning.
+//! * [`containerd`] — [`ContainerdRuntime`].
+//! * [`fake`] — [`FakeRuntime`].
+//! * `src/bin/flotilla-runtime-logger.rs` — the logger binary the shim runs.
 //!
 //! # Limitations
 //! * linux/amd64 images only; `user` must be numeric `uid[:gid]` or `root` (names would
