@@ -574,6 +574,29 @@ fn draining_instance_tasks_are_replaced_first_then_stopped() {
 }
 
 #[test]
+fn a_deployment_that_cannot_move_says_so_once() {
+    let mut h = Harness::new(&["a", "b"]);
+    h.create_service(json!({"taskDefinition": "web", "desiredCount": 2,
+        "deploymentConfiguration": {"minimumHealthyPercent": 100, "maximumPercent": 100}}));
+    h.settle(|_| {});
+    let v2 = h.register("web", 64);
+    h.update_service(json!({"taskDefinition": v2}));
+    h.settle(|_| {});
+    let s = h.service();
+    assert_eq!(s.deployments.as_ref().unwrap().len(), 2, "stuck");
+    let stuck: Vec<String> = h
+        .events()
+        .into_iter()
+        .filter(|e| e.contains("was unable to stop or start tasks during a deployment"))
+        .collect();
+    assert_eq!(stuck.len(), 1, "{stuck:?}");
+    // Lowering the minimum lets it through.
+    h.update_service(json!({"deploymentConfiguration": {"minimumHealthyPercent": 50}}));
+    h.settle(|_| {});
+    assert!(stable(&h.service()));
+}
+
+#[test]
 fn draining_with_lower_min_healthy_stops_first() {
     let mut h = Harness::new(&["a", "b"]);
     h.create_service(json!({"taskDefinition": "web", "desiredCount": 2,

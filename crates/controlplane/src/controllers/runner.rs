@@ -9,6 +9,9 @@
 //!                       ok  → clear its backoff      err → log, retry after 1 s, 2 s, … 60 s
 //! ```
 //!
+//! A panicking reconcile (a bug) is caught and treated as an error, so it neither kills
+//! the writer thread nor the runner.
+//!
 //! The runner holds no state of its own worth keeping: every decision is re-derived from
 //! the durable state, so a restart (or a missed wake-up) costs nothing but a pass. The
 //! dry run happens against the published state under the read lock; the real pass runs
@@ -17,12 +20,14 @@
 //! steady-state event, retrying a placement that failed for lack of resources).
 
 use std::collections::HashMap;
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::time::Duration;
 
 use tokio::time::Instant;
 
 use super::service::{reconcile_service, services_needing_work};
 use crate::engine::{Clock, ControlPlane, system_clock};
+use crate::error::EcsError;
 use crate::state::MemberKey;
 
 /// How the runner paces itself.
@@ -90,7 +95,12 @@ async fn run(cp: ControlPlane, config: RunnerConfig) {
         // this pass runs wakes the next one.
         changes.borrow_and_update();
         let now = (config.clock)();
-        let due = cp.read(|state| services_needing_work(state, now));
+        let due = cp
+            .read(|state| catch_unwind(AssertUnwindSafe(|| services_needing_work(state, now))))
+            .unwrap_or_else(|_| {
+                tracing::error!("the services' dry run panicked; retrying on the next tick");
+                Vec::new()
+            });
         for key in due {
             if failing
                 .get(&key)
@@ -101,7 +111,14 @@ async fn run(cp: ControlPlane, config: RunnerConfig) {
             let k = key.clone();
             let result = cp
                 .write(key.0.clone(), move |state, ctx| {
-                    reconcile_service(state, ctx, &k)
+                    // A bug must not take the writer thread down with it.
+                    catch_unwind(AssertUnwindSafe(|| reconcile_service(state, ctx, &k)))
+                        .unwrap_or_else(|_| {
+                            Err(EcsError::Server(format!(
+                                "reconciling service {} panicked",
+                                k.2
+                            )))
+                        })
                 })
                 .await;
             match result {

@@ -729,12 +729,24 @@ impl<'a> Pass<'a> {
         }
         let stopped_now = self.stops.len() - stops_before;
 
-        // A configuration that lets nothing move: say so (ECS's message).
+        // A configuration that lets nothing move: every task healthy (none on its way up
+        // or down), yet no room to start and no budget to stop; say so (ECS's message).
         let old_left = self
             .tasks
             .iter()
             .any(|t| self.wanted(t) && (!Self::of(t, &p) || !self.usable(t)));
-        if launching && self.starts.is_empty() && stopped_now == 0 && room <= 0 && old_left {
+        let all_healthy = self
+            .tasks
+            .iter()
+            .filter(|t| self.alive(t))
+            .all(|t| self.healthy(t));
+        if launching
+            && self.starts.is_empty()
+            && stopped_now == 0
+            && room <= 0
+            && old_left
+            && all_healthy
+        {
             let m = format!(
                 "{} was unable to stop or start tasks during a deployment because of the \
                  service deployment configuration. Update the minimumHealthyPercent or \
