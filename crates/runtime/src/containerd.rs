@@ -109,6 +109,9 @@ pub struct ContainerdConfig {
     /// host: set it when several containerd instances share a host and namespace names
     /// (the multi-node dev cluster), together with a distinct `cgroup_parent`.
     pub runc_root: Option<PathBuf>,
+    /// Static init binary for containers with `init_process` (default
+    /// `/usr/bin/tini-static` from Debian's `tini` package, when present).
+    pub init_binary: Option<PathBuf>,
 }
 
 impl ContainerdConfig {
@@ -135,6 +138,7 @@ impl ContainerdConfig {
             insecure_registries: Vec::new(),
             log_poll: Duration::from_millis(250),
             runc_root: None,
+            init_binary: Some(PathBuf::from("/usr/bin/tini-static")).filter(|p| p.exists()),
         }
     }
 }
@@ -1126,8 +1130,9 @@ impl ContainerdRuntime {
         let (_, config, chains) = self.image_meta(img).await?;
         let image_cfg = config.config.clone().unwrap_or_else(ImageConfig::default);
         let cgroup = format!("{}/{}/{}", self.cfg.cgroup_parent, self.cfg.namespace, id);
-        let oci = spec::build_oci_spec(s, &image_cfg, &cgroup)?;
+        let oci = spec::build_oci_spec(s, &image_cfg, &cgroup, self.cfg.init_binary.as_deref())?;
         let stop_signal = spec::stop_signal(s, &image_cfg)?;
+        // The program runc will look for (not the init in front of it).
         let args = spec::process_args(s, &image_cfg)?;
         for k in s.labels.keys() {
             if k.starts_with(LABEL_PREFIX) {

@@ -266,6 +266,7 @@ impl ContainerRuntime for FakeRuntime {
 
     async fn create_container(&self, spec: &ContainerSpec) -> Result<ContainerInfo> {
         self.take_failure(FakeOp::Create)?;
+        // Same validation as the real runtime (memory minimum, signals, users, ...).
         crate::spec::build_oci_spec(
             spec,
             &crate::image::ImageConfig {
@@ -273,6 +274,7 @@ impl ContainerRuntime for FakeRuntime {
                 ..Default::default()
             },
             "/fake",
+            Some(std::path::Path::new("/fake-init")),
         )?;
         let mut st = self.lock();
         let name = spec.image.to_string();

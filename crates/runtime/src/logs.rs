@@ -456,6 +456,17 @@ fn pump(mut input: impl Read, stream: LogStream, out: &Arc<Mutex<RotatingWriter>
     }
 }
 
+/// True when this process was started by containerd's shim as a `binary://` logger:
+/// `CONTAINER_ID` and `CONTAINER_NAMESPACE` are set and the arguments (after argv\[0\])
+/// are our `key value` pairs. Lets a multi-command binary (`flotilla`) serve as the
+/// logger too: `if logs::is_logger_invocation(&args) { exit(logs::run_logger(&args)) }`.
+#[must_use]
+pub fn is_logger_invocation(args: &[String]) -> bool {
+    std::env::var_os("CONTAINER_ID").is_some()
+        && std::env::var_os("CONTAINER_NAMESPACE").is_some()
+        && LoggerArgs::parse(args).is_ok()
+}
+
 /// Entry point of the logger process started by the shim (see the module docs).
 /// Returns the process exit code.
 #[must_use]

@@ -273,22 +273,41 @@ pub fn stop_signal(spec: &ContainerSpec, image: &ImageConfig) -> Result<u32> {
     }
 }
 
+/// Where the init binary is bind-mounted when `init_process` is set.
+pub const INIT_PATH: &str = "/sbin/flotilla-init";
+
 /// Builds the OCI runtime spec (JSON) for a container whose rootfs is mounted at
-/// `rootfs` in the bundle and whose cgroup is `cgroups_path`.
+/// `rootfs` in the bundle and whose cgroup is `cgroups_path`. `init_binary` is the host's
+/// static tini, bind-mounted at [`INIT_PATH`] and run as PID 1 when the spec asks for an
+/// init process.
 ///
 /// # Errors
-/// [`Error::InvalidSpec`] for every rejected input (see the helpers above).
+/// [`Error::InvalidSpec`] for every rejected input (see the helpers above), and when an
+/// init process is asked for but no init binary is available.
 pub fn build_oci_spec(
     spec: &ContainerSpec,
     image: &ImageConfig,
     cgroups_path: &str,
+    init_binary: Option<&std::path::Path>,
 ) -> Result<Value> {
     let id = spec.id.as_str();
     let bad = |reason: String| Error::InvalidSpec {
         container: id.to_owned(),
         reason,
     };
-    let args = process_args(spec, image)?;
+    let mut args = process_args(spec, image)?;
+    let init = if spec.init_process {
+        let Some(init) = init_binary else {
+            return Err(bad(
+                "initProcessEnabled needs an init binary on the node (apt-get install tini)"
+                    .to_owned(),
+            ));
+        };
+        args.splice(0..0, [INIT_PATH.to_owned(), "--".to_owned()]);
+        Some(init)
+    } else {
+        None
+    };
     let env = process_env(spec, image);
     let cwd = spec
         .working_directory
@@ -329,6 +348,14 @@ pub fn build_oci_spec(
         json!({"destination": "/sys", "type": "sysfs", "source": "sysfs", "options": ["nosuid", "noexec", "nodev", "ro"]}),
         json!({"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup", "options": ["ro", "nosuid", "noexec", "nodev"]}),
     ];
+    if let Some(init) = init {
+        mounts.push(json!({
+            "destination": INIT_PATH,
+            "type": "bind",
+            "source": init,
+            "options": ["rbind", "rprivate", "ro"],
+        }));
+    }
     for m in &spec.mounts {
         if !m.container_path.starts_with('/') {
             return Err(bad(format!(
@@ -557,7 +584,7 @@ mod tests {
         });
         s.network = NetworkMode::Host;
         s.user = Some("1000:100".into());
-        let v = build_oci_spec(&s, &image(), "/flotilla/ns/t1-web").unwrap();
+        let v = build_oci_spec(&s, &image(), "/flotilla/ns/t1-web", None).unwrap();
         assert_eq!(v["process"]["args"], json!(["sh"]));
         assert_eq!(v["process"]["cwd"], json!("/srv"));
         assert_eq!(v["process"]["user"], json!({"uid": 1000, "gid": 100}));
@@ -580,9 +607,9 @@ mod tests {
         let mut s2 = spec();
         s2.network = NetworkMode::Join("/var/run/netns/x".into());
         s2.working_directory = Some("relative".into());
-        assert!(build_oci_spec(&s2, &image(), "/x").is_err());
+        assert!(build_oci_spec(&s2, &image(), "/x", None).is_err());
         s2.working_directory = None;
-        let v = build_oci_spec(&s2, &image(), "/x").unwrap();
+        let v = build_oci_spec(&s2, &image(), "/x", None).unwrap();
         assert!(
             v["linux"]["namespaces"]
                 .as_array()
@@ -590,5 +617,20 @@ mod tests {
                 .contains(&json!({"type": "network", "path": "/var/run/netns/x"}))
         );
         assert!(v["linux"]["resources"].get("memory").is_none());
+
+        let mut s3 = spec();
+        s3.init_process = true;
+        assert!(build_oci_spec(&s3, &image(), "/x", None).is_err());
+        let v = build_oci_spec(
+            &s3,
+            &image(),
+            "/x",
+            Some(std::path::Path::new("/usr/bin/tini")),
+        )
+        .unwrap();
+        assert_eq!(v["process"]["args"], json!([INIT_PATH, "--", "sh"]));
+        let last = v["mounts"].as_array().unwrap().last().unwrap().clone();
+        assert_eq!(last["destination"], json!(INIT_PATH));
+        assert_eq!(last["source"], json!("/usr/bin/tini"));
     }
 }

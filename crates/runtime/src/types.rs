@@ -325,6 +325,11 @@ pub struct ContainerSpec {
     pub labels: BTreeMap<String, String>,
     /// ECS `readonlyRootFilesystem`.
     pub read_only_root: bool,
+    /// ECS `linuxParameters.initProcessEnabled`: run a small init (tini) as PID 1 that
+    /// forwards signals and reaps zombies. Without it the program is PID 1, and PID 1 gets
+    /// no default signal actions: a plain `sleep` ignores SIGTERM and is only stopped by
+    /// the SIGKILL after the stop timeout.
+    pub init_process: bool,
 }
 
 impl ContainerSpec {
@@ -347,6 +352,7 @@ impl ContainerSpec {
             stop_signal: None,
             labels: BTreeMap::new(),
             read_only_root: false,
+            init_process: false,
         }
     }
 }

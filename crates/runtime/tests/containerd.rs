@@ -172,6 +172,49 @@ async fn stop_uses_stop_signal_within_timeout() {
 
 #[tokio::test]
 #[ignore = "needs containerd"]
+async fn plain_sleep_with_init_process_stops_on_sigterm() {
+    let t = env("stopinit").await;
+    let mut spec = ContainerSpec::new(id("sleeper"), image("busybox"));
+    spec.command = Some(strs(&["sleep", "1000"]));
+    spec.init_process = true;
+    run(&t.rt, &spec).await;
+    poll(
+        "sleep running under init",
+        Duration::from_secs(10),
+        || async {
+            let r =
+                t.rt.exec(
+                    &spec.id,
+                    &ExecSpec {
+                        args: strs(&["pidof", "sleep"]),
+                        environment: Default::default(),
+                        timeout: Duration::from_secs(5),
+                    },
+                )
+                .await
+                .unwrap();
+            r.success().then_some(())
+        },
+    )
+    .await;
+    let start = Instant::now();
+    let exit =
+        t.rt.stop_container(&spec.id, Duration::from_secs(20))
+            .await
+            .unwrap();
+    assert_eq!(
+        exit.code, 143,
+        "sleep died of SIGTERM forwarded by the init"
+    );
+    assert!(
+        start.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        start.elapsed()
+    );
+}
+
+#[tokio::test]
+#[ignore = "needs containerd"]
 async fn stop_kills_after_timeout_when_signal_ignored() {
     let t = env("stopkill").await;
     let spec = sh("stubborn", "trap '' TERM; while true; do sleep 1; done");
