@@ -38,6 +38,13 @@ async fn pull_policies_use_cache_or_registry() {
             .await
             .unwrap();
     assert!(!always.from_cache);
+    // Concurrent pulls of the same image (two tasks starting at once) both succeed.
+    let _ = t.rt.remove_image(&img).await;
+    let (a, b) = tokio::join!(
+        t.rt.pull_image(&img, PullPolicy::Always, None),
+        t.rt.pull_image(&img, PullPolicy::Always, None)
+    );
+    assert_eq!(a.unwrap().digest, b.unwrap().digest);
     let listed = t.rt.list_images().await.unwrap();
     assert!(
         listed
