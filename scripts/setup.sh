@@ -14,6 +14,7 @@ APT_PACKAGES=(
     umoci skopeo busybox-static  # build images locally (no Docker Hub here)
     dnsutils                   # dig, for service-discovery tests
     iproute2 iptables          # network namespaces, veth pairs
+    zlib1g-dev                 # fast image compression in the host layer
     curl ca-certificates
 )
 

@@ -31,7 +31,7 @@ echo "==> installing what is missing"
 scripts/setup.sh
 
 echo "==> building flotilla (release)"
-cargo build --release --locked -p flotilla
+cargo build --release --locked -p flotilla -p runtime --bins
 BIN=$ROOT/target/release/flotilla
 
 echo "==> starting containerd (private instance) and the local registry with demo images"
@@ -49,20 +49,24 @@ for _ in $(seq 100); do
 done
 curl -fs "$ENDPOINT/healthz" >/dev/null || { echo "server did not start; see $HOME_DIR/server.log" >&2; exit 1; }
 
-if "$BIN" agent --help >/dev/null 2>&1; then
-    echo "==> starting a local agent (cluster default)"
-    AWS_ACCESS_KEY_ID=dev AWS_SECRET_ACCESS_KEY=dev aws ecs create-cluster --cluster-name default \
-        --endpoint-url "$ENDPOINT" --region us-east-1 >/dev/null
-    nohup "$BIN" agent --endpoint "$ENDPOINT" --cluster default --data-dir "$HOME_DIR/agent" \
-        --containerd-socket "$SOCK" >"$HOME_DIR/agent.log" 2>&1 &
-    echo $! >"$HOME_DIR/agent.pid"
-fi
+echo "==> starting a local agent (cluster default)"
+AWS_ACCESS_KEY_ID=dev AWS_SECRET_ACCESS_KEY=dev aws ecs create-cluster --cluster-name default \
+    --endpoint-url "$ENDPOINT" --region us-east-1 >/dev/null
+nohup "$BIN" agent --endpoint "$ENDPOINT" --cluster default --data-dir "$HOME_DIR/agent" \
+    --containerd-socket "$SOCK" >"$HOME_DIR/agent.log" 2>&1 &
+echo $! >"$HOME_DIR/agent.pid"
+for _ in $(seq 100); do
+    AWS_ACCESS_KEY_ID=dev AWS_SECRET_ACCESS_KEY=dev aws ecs list-container-instances --cluster default \
+        --endpoint-url "$ENDPOINT" --region us-east-1 --query 'length(containerInstanceArns)' 2>/dev/null | grep -q 1 && break
+    sleep 0.2
+done
 
 cat <<USAGE
 
 flotilla is running.
   ECS API      $ENDPOINT   (embedded store in $HOME_DIR/server, log $HOME_DIR/server.log)
   containerd   $SOCK
+  agent        cluster "default" on this machine (log $HOME_DIR/agent.log)
   registry     127.0.0.1:5000  (demo images: busybox, httpd)
 
 Use it with the AWS CLI (any credentials; the region comes from your AWS config):
@@ -70,6 +74,11 @@ Use it with the AWS CLI (any credentials; the region comes from your AWS config)
   aws ecs create-cluster --cluster-name demo --endpoint-url $ENDPOINT
   aws ecs list-clusters --endpoint-url $ENDPOINT
 or set AWS_ENDPOINT_URL_ECS=$ENDPOINT once and drop --endpoint-url.
+Run a real container on this node:
+  aws ecs register-task-definition --family hello --endpoint-url $ENDPOINT \\
+      --container-definitions '[{"name":"hello","image":"127.0.0.1:5000/busybox:latest","memory":32,"command":["sh","-c","echo hello from flotilla; sleep 5"]}]'
+  aws ecs run-task --task-definition hello --endpoint-url $ENDPOINT
+  aws ecs list-tasks --endpoint-url $ENDPOINT
 A whole first session: tests/e2e/cli_session.sh $ENDPOINT
 
 Stop it with: scripts/up.sh --stop

@@ -144,7 +144,7 @@ pub async fn run(
         state: Mutex::new(local),
         default_stop_timeout: cfg.default_stop_timeout,
         pull_policy: cfg.pull_policy,
-        pull_lock: tokio::sync::Mutex::new(()),
+        pull_locks: Mutex::default(),
     });
     let mut supervisors: BTreeMap<String, (watch::Sender<bool>, tokio::task::JoinHandle<()>)> =
         BTreeMap::new();

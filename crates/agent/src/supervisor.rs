@@ -42,9 +42,10 @@ pub struct Shared {
     pub default_stop_timeout: Duration,
     /// Pull behaviour (ECS_IMAGE_PULL_BEHAVIOR).
     pub pull_policy: PullPolicy,
-    /// Serialises image pulls: two tasks of the same image starting together must not
-    /// unpack it into the same snapshots at the same time.
-    pub pull_lock: tokio::sync::Mutex<()>,
+    /// One lock per image: two tasks of the same image starting together must not
+    /// unpack it into the same snapshots at the same time (different images pull in
+    /// parallel).
+    pub pull_locks: Mutex<BTreeMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 impl std::fmt::Debug for Shared {
@@ -233,6 +234,8 @@ fn ended(status: &ExitStatus) -> Ended {
 struct Running {
     /// name → (id, essential, stop timeout)
     containers: Vec<(String, ContainerId, bool, Duration)>,
+    /// When pulling started and ended (not known for adopted tasks).
+    pulled: Option<(f64, f64)>,
 }
 
 /// Supervises one task until it is STOPPED and reported.
@@ -362,7 +365,10 @@ async fn adopt_containers(
         containers.push((name, id, c.essential.unwrap_or(true), stop_timeout(c)));
     }
     tracing::info!(task = arn, "adopted running containers");
-    Some(Running { containers })
+    Some(Running {
+        containers,
+        pulled: None,
+    })
 }
 
 async fn start(
@@ -387,7 +393,14 @@ async fn start(
                 username: u.to_owned(),
                 password: p.to_owned(),
             });
-        let _one_pull_at_a_time = shared.pull_lock.lock().await;
+        let lock = shared
+            .pull_locks
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .entry(image.to_string())
+            .or_default()
+            .clone();
+        let _one_pull_per_image = lock.lock().await;
         shared
             .runtime
             .pull_image(&image, shared.pull_policy, auth.as_ref())
@@ -395,7 +408,6 @@ async fn start(
             .map_err(|e| format!("CannotPullContainerError: {e}"))?;
     }
     let pull_stopped = now();
-    report_pull(shared, a, pull_started, pull_stopped).await;
     // Record the container ids before creating anything: a restart must find them.
     let ids: BTreeMap<String, String> = defs
         .iter()
@@ -437,7 +449,10 @@ async fn start(
             return Err(format!("CannotStartContainerError: {name}: {e}"));
         }
     }
-    Ok(Running { containers })
+    Ok(Running {
+        containers,
+        pulled: Some((pull_started, pull_stopped)),
+    })
 }
 
 async fn cleanup(shared: &Shared, containers: &[(String, ContainerId, bool, Duration)]) {
@@ -479,17 +494,13 @@ fn base_request(shared: &Shared, a: &TaskAssignment) -> wire::SubmitTaskStateCha
     }
 }
 
-async fn report_pull(shared: &Shared, a: &TaskAssignment, started: f64, stopped: f64) {
-    let mut req = base_request(shared, a);
-    req.pull_started_at = Some(started);
-    req.pull_stopped_at = Some(stopped);
-    let client = shared.client.clone();
-    deliver("pull report", || client.submit_task_state_change(&req)).await;
-}
-
 async fn report_running(shared: &Shared, a: &TaskAssignment, running: &Running) {
     let mut req = base_request(shared, a);
     req.status = Some("RUNNING".into());
+    if let Some((started, stopped)) = running.pulled {
+        req.pull_started_at = Some(started);
+        req.pull_stopped_at = Some(stopped);
+    }
     let placed = a.task.containers.clone().unwrap_or_default();
     req.containers = Some(
         running

@@ -361,3 +361,42 @@ fn silent_agents_are_disconnected_and_their_tasks_lost_after_the_grace() {
     );
     assert!(check(&s, registered_at + 95.0).is_empty(), "idempotent");
 }
+
+#[test]
+fn re_registration_keeps_resources_and_refuses_a_foreign_cluster() {
+    let mut s = cluster_with_instances(&[("i-1", 1024, 512, "a")]);
+    write(
+        &mut s,
+        1,
+        clusters::create_cluster,
+        req(json!({"clusterName": "other"})),
+    );
+    let arn = s
+        .instances
+        .values()
+        .next()
+        .unwrap()
+        .instance
+        .container_instance_arn
+        .clone()
+        .unwrap();
+    let again: wire::RegisterContainerInstanceResponse = write(
+        &mut s,
+        2,
+        instances::register,
+        req(json!({"cluster": "c", "containerInstanceArn": arn})),
+    );
+    let ci = again.container_instance.unwrap();
+    assert_eq!(ci.container_instance_arn.as_deref(), Some(arn.as_str()));
+    assert_eq!(
+        instances::integer_resource(ci.registered_resources.as_deref().unwrap(), "CPU"),
+        1024
+    );
+    let e = try_write(
+        &s,
+        instances::register,
+        req(json!({"cluster": "other", "containerInstanceArn": arn})),
+    )
+    .unwrap_err();
+    assert_eq!(e.code(), "InvalidParameterException");
+}

@@ -22,7 +22,11 @@ pub const MAX_CUSTOM_ATTRIBUTES: usize = 10;
 pub fn usage_by_instance(state: &State, scope: &Scope, cluster: &str) -> HashMap<String, Usage> {
     state
         .instances_in(scope, cluster)
-        .filter_map(|i| state.usage(scope, cluster, &i.id).map(|u| (i.id.clone(), u.clone())))
+        .filter_map(|i| {
+            state
+                .usage(scope, cluster, &i.id)
+                .map(|u| (i.id.clone(), u.clone()))
+        })
         .collect()
 }
 
@@ -31,7 +35,9 @@ pub fn integer_resource(resources: &[wire::Resource], name: &str) -> i64 {
     resources
         .iter()
         .find(|r| r.name.as_deref() == Some(name))
-        .map_or(0, |r| r.integer_value.map(i64::from).or(r.long_value).unwrap_or(0))
+        .map_or(0, |r| {
+            r.integer_value.map(i64::from).or(r.long_value).unwrap_or(0)
+        })
 }
 
 /// A port-set resource (`PORTS`, `PORTS_UDP`) of a resource list.
@@ -66,13 +72,16 @@ fn ports_resource(name: &str, ports: &[u16]) -> wire::Resource {
         double_value: Some(0.0),
         long_value: Some(0),
         integer_value: Some(0),
-        ..Default::default()
     }
 }
 
 /// The instance as DescribeContainerInstances shows it, with live remaining resources
 /// and task counts.
-pub fn describe_one(rec: &InstanceRecord, usage: Option<&Usage>, with_tags: bool) -> wire::ContainerInstance {
+pub fn describe_one(
+    rec: &InstanceRecord,
+    usage: Option<&Usage>,
+    with_tags: bool,
+) -> wire::ContainerInstance {
     let mut ci = rec.instance.clone();
     let empty = Usage::default();
     let u = usage.unwrap_or(&empty);
@@ -111,17 +120,25 @@ fn validate_resources(resources: &[wire::Resource]) -> Result<(), EcsError> {
             "CPU" | "MEMORY" | "GPU" => {
                 let v = r.integer_value.map(i64::from).or(r.long_value).unwrap_or(0);
                 if v < 0 {
-                    return Err(invalid(format!("totalResources {name} must not be negative, got {v}.")));
+                    return Err(invalid(format!(
+                        "totalResources {name} must not be negative, got {v}."
+                    )));
                 }
             }
             "PORTS" | "PORTS_UDP" => {
                 for p in r.string_set_value.as_deref().unwrap_or(&[]) {
                     if p.parse::<u16>().is_err() {
-                        return Err(invalid(format!("totalResources {name} holds {p:?}, which is not a port number.")));
+                        return Err(invalid(format!(
+                            "totalResources {name} holds {p:?}, which is not a port number."
+                        )));
                     }
                 }
             }
-            other => return Err(invalid(format!("totalResources has unknown resource {other:?}; expected CPU, MEMORY, PORTS or PORTS_UDP."))),
+            other => {
+                return Err(invalid(format!(
+                    "totalResources has unknown resource {other:?}; expected CPU, MEMORY, PORTS or PORTS_UDP."
+                )));
+            }
         }
     }
     Ok(())
@@ -130,32 +147,49 @@ fn validate_resources(resources: &[wire::Resource]) -> Result<(), EcsError> {
 /// Validates attribute names and values as ECS does.
 pub fn validate_attribute(a: &wire::Attribute) -> Result<(), EcsError> {
     let name = a.name.as_deref().unwrap_or("");
-    let ok = |s: &str| s.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_./@:".contains(&b));
+    let ok = |s: &str| {
+        s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_./@:".contains(&b))
+    };
     if name.is_empty() || name.len() > 128 || !ok(name) {
         return Err(invalid(format!(
             "attribute name {name:?} is invalid: 1-128 letters, numbers, hyphens, underscores, slashes, periods, colons and at signs."
         )));
     }
-    if let Some(v) = &a.value {
-        if v.is_empty() || v.len() > 128 || !v.bytes().all(|b| b.is_ascii_graphic() || b == b' ') {
-            return Err(invalid(format!("attribute {name:?} has an invalid value {v:?}: 1-128 printable characters.")));
-        }
+    if let Some(v) = &a.value
+        && (v.is_empty() || v.len() > 128 || !v.bytes().all(|b| b.is_ascii_graphic() || b == b' '))
+    {
+        return Err(invalid(format!(
+            "attribute {name:?} has an invalid value {v:?}: 1-128 printable characters."
+        )));
     }
     Ok(())
 }
 
 /// Custom attributes are the ones whose name does not start with `ecs.`.
 pub fn count_custom(attrs: &[wire::Attribute]) -> usize {
-    attrs.iter().filter(|a| !a.name.as_deref().unwrap_or("").starts_with("ecs.")).count()
+    attrs
+        .iter()
+        .filter(|a| !a.name.as_deref().unwrap_or("").starts_with("ecs."))
+        .count()
 }
 
 /// RegisterContainerInstance: a new instance, or the same one again when the agent
 /// re-registers (same `containerInstanceArn`, or same EC2/host instance id).
-pub fn register(state: &State, ctx: &mut Ctx, req: wire::RegisterContainerInstanceRequest) -> Written<wire::RegisterContainerInstanceResponse> {
-    let cluster = active_cluster(state, &ctx.scope, req.cluster.as_deref()).map_err(|_| client("Cluster not found."))?;
+pub fn register(
+    state: &State,
+    ctx: &mut Ctx,
+    req: wire::RegisterContainerInstanceRequest,
+) -> Written<wire::RegisterContainerInstanceResponse> {
+    let cluster = active_cluster(state, &ctx.scope, req.cluster.as_deref())
+        .map_err(|_| client("Cluster not found."))?;
     let doc: IdentityDocument = match req.instance_identity_document.as_deref() {
         None | Some("") => IdentityDocument::default(),
-        Some(s) => serde_json::from_str(s).map_err(|e| invalid(format!("instanceIdentityDocument is not a valid identity document: {e}")))?,
+        Some(s) => serde_json::from_str(s).map_err(|e| {
+            invalid(format!(
+                "instanceIdentityDocument is not a valid identity document: {e}"
+            ))
+        })?,
     };
     let resources = req.total_resources.unwrap_or_default();
     validate_resources(&resources)?;
@@ -173,10 +207,26 @@ pub fn register(state: &State, ctx: &mut Ctx, req: wire::RegisterContainerInstan
     let scope = ctx.scope.clone();
     let existing = match req.container_instance_arn.as_deref() {
         Some(arn) => {
-            let (_, id) = member_id(&scope, ResourceType::ContainerInstance, arn)
-                .ok_or_else(|| invalid(format!("containerInstanceArn {arn:?} is not a container instance ARN.")))?;
-            let found = state.instances.get(&(scope.clone(), cluster.name.clone(), id));
-            Some(found.ok_or_else(|| invalid(format!("containerInstanceArn {arn:?} is not registered in this cluster.")))?)
+            let (arn_cluster, id) = member_id(&scope, ResourceType::ContainerInstance, arn)
+                .ok_or_else(|| {
+                    invalid(format!(
+                        "containerInstanceArn {arn:?} is not a container instance ARN."
+                    ))
+                })?;
+            if arn_cluster.as_deref().is_some_and(|c| c != cluster.name) {
+                return Err(invalid(format!(
+                    "containerInstanceArn {arn:?} belongs to another cluster than {}.",
+                    cluster.name
+                )));
+            }
+            let found = state
+                .instances
+                .get(&(scope.clone(), cluster.name.clone(), id));
+            Some(found.ok_or_else(|| {
+                invalid(format!(
+                    "containerInstanceArn {arn:?} is not registered in this cluster."
+                ))
+            })?)
         }
         None => doc.instance_id.as_deref().and_then(|iid| {
             state.instances_in(&scope, &cluster.name).find(|i| {
@@ -186,8 +236,14 @@ pub fn register(state: &State, ctx: &mut Ctx, req: wire::RegisterContainerInstan
         }),
     };
     let id = existing.map_or_else(|| ctx.new_id(), |e| e.id.clone());
-    let arn = ctx.arn(ResourceType::ContainerInstance, format!("{}/{id}", cluster.name));
-    let ec2_id = doc.instance_id.clone().unwrap_or_else(|| format!("i-{}", &id[..17]));
+    let arn = ctx.arn(
+        ResourceType::ContainerInstance,
+        format!("{}/{id}", cluster.name),
+    );
+    let ec2_id = doc
+        .instance_id
+        .clone()
+        .unwrap_or_else(|| format!("i-{}", &id[..17]));
     let mut attrs: BTreeMap<String, Option<String>> = BTreeMap::new();
     let mut put = |k: &str, v: Option<String>| {
         attrs.insert(k.to_owned(), v);
@@ -214,77 +270,154 @@ pub fn register(state: &State, ctx: &mut Ctx, req: wire::RegisterContainerInstan
     for a in &custom {
         attrs.insert(a.name.clone().unwrap_or_default(), a.value.clone());
     }
-    let attributes: Vec<wire::Attribute> =
-        attrs.into_iter().map(|(name, value)| wire::Attribute { name: Some(name), value, ..Default::default() }).collect();
+    let attributes: Vec<wire::Attribute> = attrs
+        .into_iter()
+        .map(|(name, value)| wire::Attribute {
+            name: Some(name),
+            value,
+            ..Default::default()
+        })
+        .collect();
     let previous = existing.map(|e| &e.instance);
     let instance = wire::ContainerInstance {
         container_instance_arn: Some(arn),
         ec2_instance_id: Some(ec2_id),
         version: Some(previous.and_then(|p| p.version).unwrap_or(0) + 1),
         version_info: Some(req.version_info.unwrap_or_default()),
-        registered_resources: Some(resources),
-        status: Some(previous.and_then(|p| p.status.clone()).unwrap_or_else(|| "ACTIVE".into())),
+        // A re-registration without resources keeps the ones registered before.
+        registered_resources: Some(if resources.is_empty() {
+            previous
+                .and_then(|p| p.registered_resources.clone())
+                .unwrap_or_default()
+        } else {
+            resources
+        }),
+        status: Some(
+            previous
+                .and_then(|p| p.status.clone())
+                .unwrap_or_else(|| "ACTIVE".into()),
+        ),
         agent_connected: Some(true),
         attributes: Some(attributes),
         registered_at: Some(previous.and_then(|p| p.registered_at).unwrap_or(ctx.now)),
         attachments: Some(vec![]),
-        tags: Some(if tags.is_empty() { previous.and_then(|p| p.tags.clone()).unwrap_or_default() } else { tags }),
+        tags: Some(if tags.is_empty() {
+            previous.and_then(|p| p.tags.clone()).unwrap_or_default()
+        } else {
+            tags
+        }),
         ..Default::default()
     };
-    let rec = InstanceRecord { scope: scope.clone(), cluster: cluster.name.clone(), id, instance, last_heartbeat: ctx.now };
+    let rec = InstanceRecord {
+        scope: scope.clone(),
+        cluster: cluster.name.clone(),
+        id,
+        instance,
+        last_heartbeat: ctx.now,
+    };
     let usage = usage_by_instance(state, &scope, &cluster.name);
     let shown = describe_one(&rec, usage.get(&rec.id), true);
-    Ok((wire::RegisterContainerInstanceResponse { container_instance: Some(shown) }, vec![Change::Put(Record::Instance(rec))]))
+    Ok((
+        wire::RegisterContainerInstanceResponse {
+            container_instance: Some(shown),
+        },
+        vec![Change::Put(Record::Instance(rec))],
+    ))
 }
 
 /// Finds an instance of `cluster` by id or ARN.
-pub fn find<'a>(state: &'a State, scope: &Scope, cluster: &str, ident: &str) -> Option<&'a InstanceRecord> {
+pub fn find<'a>(
+    state: &'a State,
+    scope: &Scope,
+    cluster: &str,
+    ident: &str,
+) -> Option<&'a InstanceRecord> {
     let (arn_cluster, id) = member_id(scope, ResourceType::ContainerInstance, ident)?;
     if arn_cluster.as_deref().is_some_and(|c| c != cluster) {
         return None;
     }
-    state.instances.get(&(scope.clone(), cluster.to_owned(), id))
+    state
+        .instances
+        .get(&(scope.clone(), cluster.to_owned(), id))
 }
 
 /// DeregisterContainerInstance: refuses while tasks run on it unless `force`.
-pub fn deregister(state: &State, ctx: &mut Ctx, req: wire::DeregisterContainerInstanceRequest) -> Written<wire::DeregisterContainerInstanceResponse> {
+pub fn deregister(
+    state: &State,
+    ctx: &mut Ctx,
+    req: wire::DeregisterContainerInstanceRequest,
+) -> Written<wire::DeregisterContainerInstanceResponse> {
     let cluster = active_cluster(state, &ctx.scope, req.cluster.as_deref())?;
-    let ident = req.container_instance.ok_or_else(|| invalid("containerInstance is required."))?;
+    let ident = req
+        .container_instance
+        .ok_or_else(|| invalid("containerInstance is required."))?;
     let rec = find(state, &ctx.scope, &cluster.name, &ident)
         .filter(|r| r.instance.status.as_deref() != Some("INACTIVE"))
-        .ok_or_else(|| invalid(format!("The referenced container instance {ident} was not found.")))?;
+        .ok_or_else(|| {
+            invalid(format!(
+                "The referenced container instance {ident} was not found."
+            ))
+        })?;
     let usage = usage_by_instance(state, &ctx.scope, &cluster.name);
     let u = usage.get(&rec.id);
     if u.is_some_and(|u| u.running + u.pending > 0) && req.force != Some(true) {
-        return Err(invalid("Found running tasks on the instance; stop them first or deregister with force."));
+        return Err(invalid(
+            "Found running tasks on the instance; stop them first or deregister with force.",
+        ));
     }
     let mut rec = rec.clone();
     rec.instance.status = Some("INACTIVE".into());
     rec.instance.agent_connected = Some(false);
     let shown = describe_one(&rec, u, true);
-    Ok((wire::DeregisterContainerInstanceResponse { container_instance: Some(shown) }, vec![Change::Put(Record::Instance(rec))]))
+    Ok((
+        wire::DeregisterContainerInstanceResponse {
+            container_instance: Some(shown),
+        },
+        vec![Change::Put(Record::Instance(rec))],
+    ))
 }
 
 /// DescribeContainerInstances.
-pub fn describe(state: &State, scope: &Scope, req: wire::DescribeContainerInstancesRequest) -> Result<wire::DescribeContainerInstancesResponse, EcsError> {
+pub fn describe(
+    state: &State,
+    scope: &Scope,
+    req: wire::DescribeContainerInstancesRequest,
+) -> Result<wire::DescribeContainerInstancesResponse, EcsError> {
     let cluster = active_cluster(state, scope, req.cluster.as_deref())?;
-    let idents = req.container_instances.ok_or_else(|| invalid("containerInstances is required."))?;
+    let idents = req
+        .container_instances
+        .ok_or_else(|| invalid("containerInstances is required."))?;
     check_len(&idents, 100, "containerInstances")?;
-    let with_tags = req.include.unwrap_or_default().contains(&wire::ContainerInstanceField::Tags);
+    let with_tags = req
+        .include
+        .unwrap_or_default()
+        .contains(&wire::ContainerInstanceField::Tags);
     let usage = usage_by_instance(state, scope, &cluster.name);
     let (mut found, mut failures) = (Vec::new(), Vec::new());
     for ident in idents {
         match find(state, scope, &cluster.name, &ident) {
             Some(rec) => found.push(describe_one(rec, usage.get(&rec.id), with_tags)),
-            None => failures.push(wire::Failure { arn: Some(ident), reason: Some("MISSING".into()), detail: None }),
+            None => failures.push(wire::Failure {
+                arn: Some(ident),
+                reason: Some("MISSING".into()),
+                detail: None,
+            }),
         }
     }
-    Ok(wire::DescribeContainerInstancesResponse { container_instances: Some(found), failures: Some(failures) })
+    Ok(wire::DescribeContainerInstancesResponse {
+        container_instances: Some(found),
+        failures: Some(failures),
+    })
 }
 
 /// ListContainerInstances, optionally filtered by status and a cluster-query-language
 /// expression.
-pub fn list(state: &State, scope: &Scope, now: f64, req: wire::ListContainerInstancesRequest) -> Result<wire::ListContainerInstancesResponse, EcsError> {
+pub fn list(
+    state: &State,
+    scope: &Scope,
+    now: f64,
+    req: wire::ListContainerInstancesRequest,
+) -> Result<wire::ListContainerInstancesResponse, EcsError> {
     let cluster = active_cluster(state, scope, req.cluster.as_deref())?;
     let filter = match req.filter.as_deref().filter(|f| !f.trim().is_empty()) {
         Some(f) => Some(crate::ops::attributes::compile_filter(f)?),
@@ -302,14 +435,25 @@ pub fn list(state: &State, scope: &Scope, now: f64, req: wire::ListContainerInst
         if !wanted {
             continue;
         }
-        if let Some(f) = &filter {
-            if !crate::ops::attributes::instance_matches(state, rec, usage.get(&rec.id), f) {
-                continue;
-            }
+        if let Some(f) = &filter
+            && !crate::ops::attributes::instance_matches(state, rec, usage.get(&rec.id), f)
+        {
+            continue;
         }
-        items.push((rec.id.clone(), rec.instance.container_instance_arn.clone().unwrap_or_default()));
+        items.push((
+            rec.id.clone(),
+            rec.instance
+                .container_instance_arn
+                .clone()
+                .unwrap_or_default(),
+        ));
     }
-    let filters = format!("{}|{}|{}", cluster.name, status.map(|s| s.as_str()).unwrap_or(""), req.filter.as_deref().unwrap_or(""));
+    let filters = format!(
+        "{}|{}|{}",
+        cluster.name,
+        status.map(|s| s.as_str()).unwrap_or(""),
+        req.filter.as_deref().unwrap_or("")
+    );
     let page = paginate(
         &PageRequest {
             secret: &state.meta.paging_secret,
@@ -323,7 +467,10 @@ pub fn list(state: &State, scope: &Scope, now: f64, req: wire::ListContainerInst
         },
         items,
     )?;
-    Ok(wire::ListContainerInstancesResponse { container_instance_arns: Some(page.items), next_token: page.next_token })
+    Ok(wire::ListContainerInstancesResponse {
+        container_instance_arns: Some(page.items),
+        next_token: page.next_token,
+    })
 }
 
 /// UpdateContainerInstancesState: ACTIVE or DRAINING.
@@ -333,18 +480,30 @@ pub fn update_state(
     req: wire::UpdateContainerInstancesStateRequest,
 ) -> Written<wire::UpdateContainerInstancesStateResponse> {
     let cluster = active_cluster(state, &ctx.scope, req.cluster.as_deref())?;
-    let idents = req.container_instances.ok_or_else(|| invalid("containerInstances is required."))?;
+    let idents = req
+        .container_instances
+        .ok_or_else(|| invalid("containerInstances is required."))?;
     check_len(&idents, 10, "containerInstances")?;
     let status = match req.status {
         Some(s @ (ContainerInstanceStatus::Active | ContainerInstanceStatus::Draining)) => s,
-        Some(other) => return Err(invalid(format!("Container instances can only be set to ACTIVE or DRAINING, not {other}."))),
+        Some(other) => {
+            return Err(invalid(format!(
+                "Container instances can only be set to ACTIVE or DRAINING, not {other}."
+            )));
+        }
         None => return Err(invalid("status is required.")),
     };
     let usage = usage_by_instance(state, &ctx.scope, &cluster.name);
     let (mut done, mut failures, mut changes) = (Vec::new(), Vec::new(), Vec::new());
     for ident in idents {
-        match find(state, &ctx.scope, &cluster.name, &ident).filter(|r| r.instance.status.as_deref() != Some("INACTIVE")) {
-            None => failures.push(wire::Failure { arn: Some(ident), reason: Some("MISSING".into()), detail: None }),
+        match find(state, &ctx.scope, &cluster.name, &ident)
+            .filter(|r| r.instance.status.as_deref() != Some("INACTIVE"))
+        {
+            None => failures.push(wire::Failure {
+                arn: Some(ident),
+                reason: Some("MISSING".into()),
+                detail: None,
+            }),
             Some(r) => {
                 let mut rec = r.clone();
                 if rec.instance.status.as_deref() != Some(status.as_str()) {
@@ -356,5 +515,11 @@ pub fn update_state(
             }
         }
     }
-    Ok((wire::UpdateContainerInstancesStateResponse { container_instances: Some(done), failures: Some(failures) }, changes))
+    Ok((
+        wire::UpdateContainerInstancesStateResponse {
+            container_instances: Some(done),
+            failures: Some(failures),
+        },
+        changes,
+    ))
 }

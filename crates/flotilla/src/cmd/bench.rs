@@ -20,6 +20,9 @@ use indicatif::{ProgressBar, ProgressStyle};
 pub enum BenchCommand {
     /// ECS API throughput and p50/p99 latency at 1/8/32 concurrent clients.
     Api(ApiBenchArgs),
+    /// Task start latency through flotilla vs raw `ctr run`, start throughput, and the
+    /// agent's idle RSS and CPU (needs root, containerd and the local test registry).
+    Agent(super::bench_agent::AgentBenchArgs),
 }
 
 /// Arguments of `flotilla bench api`.
@@ -43,10 +46,11 @@ pub struct ApiBenchArgs {
 pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
     match cmd {
         BenchCommand::Api(args) => api(args),
+        BenchCommand::Agent(args) => super::bench_agent::run(args),
     }
 }
 
-struct SpawnedServer {
+pub(crate) struct SpawnedServer {
     child: Child,
     _dir: tempfile::TempDir,
 }
@@ -58,7 +62,7 @@ impl Drop for SpawnedServer {
     }
 }
 
-fn spawn_server() -> anyhow::Result<(SpawnedServer, String)> {
+pub(crate) fn spawn_server() -> anyhow::Result<(SpawnedServer, String)> {
     let dir = tempfile::tempdir()?;
     let port = std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
@@ -82,13 +86,13 @@ fn spawn_server() -> anyhow::Result<(SpawnedServer, String)> {
 }
 
 #[derive(Clone)]
-struct Client {
-    http: reqwest::Client,
-    endpoint: String,
+pub(crate) struct Client {
+    pub(crate) http: reqwest::Client,
+    pub(crate) endpoint: String,
 }
 
 impl Client {
-    async fn call(&self, op: &str, body: String) -> anyhow::Result<serde_json::Value> {
+    pub(crate) async fn call(&self, op: &str, body: String) -> anyhow::Result<serde_json::Value> {
         let resp = self
             .http
             .post(&self.endpoint)
@@ -106,7 +110,7 @@ impl Client {
         Ok(serde_json::from_str(&text)?)
     }
 
-    async fn wait_healthy(&self) -> anyhow::Result<()> {
+    pub(crate) async fn wait_healthy(&self) -> anyhow::Result<()> {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             let health = self
@@ -167,7 +171,7 @@ struct Measurement {
     elapsed: Duration,
 }
 
-fn percentile(sorted: &[u64], p: f64) -> f64 {
+pub(crate) fn percentile(sorted: &[u64], p: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
     }

@@ -3,6 +3,7 @@
 pub mod agent;
 pub mod apiclient;
 pub mod bench;
+pub mod bench_agent;
 pub mod host;
 pub mod os;
 pub mod server;
