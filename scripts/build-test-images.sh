@@ -11,6 +11,10 @@
 #   127.0.0.1:5000/memhog:latest         busybox rootfs; Entrypoint ["dd","if=/dev/zero",
 #                                        "of=/dev/null","bs=256M","count=1"] (allocates and
 #                                        touches 256 MiB: OOM-killed under a small limit)
+#   127.0.0.1:5000/multi:latest          an OCI image index (multi-platform): a linux/arm64
+#                                        entry first (the memhog manifest stands in for it),
+#                                        then linux/amd64 = the busybox manifest
+#                                        (also tagged multi:amd64 / multi:arm64)
 #   127.0.0.1:5001/private/busybox:latest the busybox image again, on a second registry that
 #                                        requires basic auth user "flotilla" / password "s3cret"
 #
@@ -68,12 +72,12 @@ start_registry private "$PREG" "$WORK/htpasswd"
 present() { # HOST/v2/REPO [user:password]
     local code
     code=$(curl -s -o /dev/null -w '%{http_code}' ${2:+-u "$2"} \
-        -H 'Accept: application/vnd.oci.image.manifest.v1+json' "http://$1/manifests/latest")
+        -H 'Accept: application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json' "http://$1/manifests/latest")
     [[ "$code" == 200 ]]
 }
 repo_url() { local host=${1%%/*} path=${1#*/}; echo "$host/v2/$path"; }
 
-ALL=(busybox httpd bad-entrypoint memhog)
+ALL=(busybox httpd bad-entrypoint memhog multi)
 if [[ -z "${FORCE:-}" ]] && present "$(repo_url "$PREG/private/busybox")" flotilla:s3cret; then
     missing=0
     for img in "${ALL[@]}"; do present "$(repo_url "$REG/$img")" || missing=1; done
@@ -111,9 +115,27 @@ umoci config --image "$LAYOUT:busybox" --tag memhog \
     --config.entrypoint dd --config.entrypoint if=/dev/zero --config.entrypoint of=/dev/null \
     --config.entrypoint bs=256M --config.entrypoint count=1 --clear config.cmd
 
-for img in "${ALL[@]}"; do
+for img in busybox httpd bad-entrypoint memhog; do
     skopeo copy --quiet --dest-tls-verify=false "oci:$LAYOUT:$img" "docker://$REG/$img:latest"
 done
+
+# multi:latest — an index. Push the amd64 manifest (and the memhog one, standing in for
+# arm64) under their own tags first: the registry only accepts an index whose manifests
+# exist in the repository.
+skopeo copy --quiet --dest-tls-verify=false "oci:$LAYOUT:busybox" "docker://$REG/multi:amd64"
+skopeo copy --quiet --dest-tls-verify=false "oci:$LAYOUT:memhog" "docker://$REG/multi:arm64"
+desc() { # tag arch -> descriptor JSON (digest and size as the registry stores them)
+    local headers digest size
+    headers=$(curl -sfI -H 'Accept: application/vnd.oci.image.manifest.v1+json' "http://$REG/v2/multi/manifests/$1" | tr -d '\r')
+    digest=$(echo "$headers" | awk -F': ' 'tolower($1)=="docker-content-digest"{print $2}')
+    size=$(echo "$headers" | awk -F': ' 'tolower($1)=="content-length"{print $2}')
+    printf '{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"%s","size":%s,"platform":{"architecture":"%s","os":"linux"}}' \
+        "$digest" "$size" "$2"
+}
+index=$(printf '{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[%s,%s]}' \
+    "$(desc arm64 arm64)" "$(desc amd64 amd64)")
+curl -sf -X PUT -H 'Content-Type: application/vnd.oci.image.index.v1+json' \
+    --data-binary "$index" "http://$REG/v2/multi/manifests/latest" >/dev/null
 skopeo copy --quiet --dest-tls-verify=false --dest-creds flotilla:s3cret \
     "oci:$LAYOUT:busybox" "docker://$PREG/private/busybox:latest"
 echo "test images pushed to $REG (${ALL[*]}) and $PREG (private/busybox)"

@@ -55,6 +55,33 @@ async fn pull_policies_use_cache_or_registry() {
 
 #[tokio::test]
 #[ignore = "needs containerd"]
+async fn multi_platform_index_resolves_to_linux_amd64() {
+    let t = env("index").await;
+    let multi = ImageRef::parse(&format!("{}/multi:latest", common::REGISTRY)).unwrap();
+    let amd64 = ImageRef::parse(&format!("{}/multi:amd64", common::REGISTRY)).unwrap();
+    let arm64 = ImageRef::parse(&format!("{}/multi:arm64", common::REGISTRY)).unwrap();
+    let m =
+        t.rt.pull_image(&multi, PullPolicy::Always, None)
+            .await
+            .unwrap();
+    let a =
+        t.rt.pull_image(&amd64, PullPolicy::Always, None)
+            .await
+            .unwrap();
+    let r =
+        t.rt.pull_image(&arm64, PullPolicy::Always, None)
+            .await
+            .unwrap();
+    assert_eq!(m.digest, a.digest);
+    assert_ne!(m.digest, r.digest);
+    let mut spec = ContainerSpec::new(id("fromindex"), multi);
+    spec.command = Some(strs(&["sh", "-c", "exit 4"]));
+    run(&t.rt, &spec).await;
+    assert_eq!(t.rt.wait_container(&spec.id).await.unwrap().code, 4);
+}
+
+#[tokio::test]
+#[ignore = "needs containerd"]
 async fn exit_code_is_reported() {
     let t = env("exit").await;
     let mut spec = sh("exit3", "exit 3");
