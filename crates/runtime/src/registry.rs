@@ -329,6 +329,106 @@ mod tests {
         assert_eq!(p[1], ("scope".into(), "a".into()));
     }
 
+    /// A registry that wants Bearer tokens from its own token endpoint, which wants Basic
+    /// credentials: the Docker Hub / ECR-style flow. Hand-rolled HTTP/1.1, one request per
+    /// connection.
+    async fn token_registry() -> (String, tokio::task::JoinHandle<()>) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let realm = format!("http://{addr}/token");
+        let handle = tokio::spawn(async move {
+            loop {
+                let Ok((mut sock, _)) = listener.accept().await else {
+                    return;
+                };
+                let mut buf = vec![0u8; 8192];
+                let n = sock.read(&mut buf).await.unwrap_or(0);
+                let req = String::from_utf8_lossy(&buf[..n]).to_string();
+                let line = req.lines().next().unwrap_or_default().to_owned();
+                let auth = req
+                    .lines()
+                    .find_map(|l| {
+                        l.to_ascii_lowercase()
+                            .starts_with("authorization:")
+                            .then(|| l[14..].trim().to_owned())
+                    })
+                    .unwrap_or_default();
+                let good_basic = format!(
+                    "Basic {}",
+                    base64::engine::general_purpose::STANDARD.encode("u:p")
+                );
+                let (status, headers, body) = if line.starts_with("GET /token?") {
+                    if auth == good_basic && line.contains("scope=repository%3Aapp%3Apull") {
+                        ("200 OK", String::new(), r#"{"token":"t0k"}"#.to_owned())
+                    } else {
+                        ("401 Unauthorized", String::new(), "{}".to_owned())
+                    }
+                } else if line.starts_with("GET /v2/app/manifests/v1") {
+                    if auth == "Bearer t0k" {
+                        (
+                            "200 OK",
+                            format!("Content-Type: {MT_OCI_MANIFEST}\r\n"),
+                            r#"{"schemaVersion":2,"config":{"mediaType":"c","digest":"sha256:c","size":1},"layers":[]}"#.to_owned(),
+                        )
+                    } else {
+                        (
+                            "401 Unauthorized",
+                            format!(
+                                "WWW-Authenticate: Bearer realm=\"{realm}\",service=\"test\",scope=\"repository:app:pull\"\r\n"
+                            ),
+                            "{}".to_owned(),
+                        )
+                    }
+                } else {
+                    ("404 Not Found", String::new(), "{}".to_owned())
+                };
+                let resp = format!(
+                    "HTTP/1.1 {status}\r\n{headers}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = sock.write_all(resp.as_bytes()).await;
+            }
+        });
+        (addr, handle)
+    }
+
+    #[tokio::test]
+    async fn bearer_token_flow_with_basic_credentials() {
+        let (addr, server) = token_registry().await;
+        let c = RegistryClient::new(Vec::new());
+        let image = ImageRef::parse(&format!("{addr}/app:v1")).unwrap();
+        let auth = RegistryAuth {
+            username: "u".into(),
+            password: "p".into(),
+        };
+        let mut s = c.session(&image, Some(&auth));
+        let m = c.manifest(&mut s, "v1").await.unwrap();
+        assert_eq!(m.media_type, MT_OCI_MANIFEST);
+        assert_eq!(s.authorization.as_deref(), Some("Bearer t0k"));
+
+        let bad = RegistryAuth {
+            username: "u".into(),
+            password: "wrong".into(),
+        };
+        let mut s = c.session(&image, Some(&bad));
+        assert!(matches!(
+            c.manifest(&mut s, "v1").await,
+            Err(Error::RegistryAuth { .. })
+        ));
+        let mut s = c.session(&image, None);
+        assert!(matches!(
+            c.manifest(&mut s, "v1").await,
+            Err(Error::RegistryAuth { .. })
+        ));
+        let mut s = c.session(&image, Some(&auth));
+        assert!(matches!(
+            c.manifest(&mut s, "nope").await,
+            Err(Error::ImageNotFound { .. })
+        ));
+        server.abort();
+    }
+
     #[test]
     fn plain_http_only_for_loopback_and_insecure() {
         let c = RegistryClient::new(vec!["reg.lan:5000".into()]);
