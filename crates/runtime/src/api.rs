@@ -88,3 +88,16 @@ pub trait ContainerRuntime: Send + Sync {
     /// written, until the follower is dropped.
     async fn follow_logs(&self, id: &ContainerId, tail: Option<usize>) -> Result<LogFollower>;
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn trait_is_object_safe() {
+        // The agent holds the runtime as `Arc<dyn ContainerRuntime>`.
+        let rt: std::sync::Arc<dyn ContainerRuntime> =
+            std::sync::Arc::new(crate::FakeRuntime::new());
+        drop(rt);
+    }
+}

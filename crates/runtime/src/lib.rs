@@ -59,7 +59,12 @@
 //!   host (not in a container without `/sys/fs/cgroup`).
 //! * Networking (namespaces, ports, veths) is the agent's job; the runtime only places
 //!   the container in a network namespace ([`NetworkMode`]).
-//! * Log followers poll (default 250 ms) rather than use inotify.
+//! * Log followers poll (default 250 ms) rather than use inotify. stdout and stderr are
+//!   separate pipes, so their relative order in the log is arrival order at the logger.
+//!   The logger process lives until the task is deleted ([`ContainerRuntime::remove_container`]).
+//! * Without [`ContainerSpec::init_process`] the program is PID 1 and gets no default
+//!   signal actions: one that does not handle SIGTERM is only stopped by the SIGKILL after
+//!   the stop timeout (as with Docker/ECS).
 //! * If containerd itself restarts, running tasks survive (shims keep them), but the exit
 //!   status of tasks that ended while containerd was down may be lost:
 //!   [`ContainerState::Unknown`].
