@@ -487,6 +487,112 @@ async fn containers_survive_runtime_restart_and_are_readopted() {
     assert_eq!(lines[1].message, "stopping");
 }
 
+/// The "agent" half of `containers_survive_kill_9_of_the_agent_process`: runs only when
+/// that test starts this binary as a child with `FLOTILLA_KILL9_CHILD=1` (otherwise it
+/// returns at once). Starts a container, begins waiting on it, says READY, then hangs
+/// until it is SIGKILLed.
+#[tokio::test]
+#[ignore = "needs containerd"]
+async fn helper_agent_process_for_kill9() {
+    if std::env::var_os("FLOTILLA_KILL9_CHILD").is_none() {
+        return;
+    }
+    let t = common::connect_only("kill9", RotationPolicy::default()).await;
+    let spec = sh(
+        "victim",
+        "i=0; while [ ! -f /tmp/stop ]; do echo \"tick $i\"; i=$((i+1)); sleep 0.1; done; \
+         echo done; exit 9",
+    );
+    let pid = run(&t.rt, &spec).await;
+    let rt = t.rt.clone();
+    tokio::spawn(async move { rt.wait_container(&id("victim")).await });
+    println!("READY {pid}");
+    tokio::time::sleep(Duration::from_secs(3600)).await;
+}
+
+#[tokio::test]
+#[ignore = "needs containerd"]
+async fn containers_survive_kill_9_of_the_agent_process() {
+    use std::io::BufRead as _;
+    let t = env("kill9").await;
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "helper_agent_process_for_kill9",
+            "--include-ignored",
+            "--nocapture",
+        ])
+        .env("FLOTILLA_KILL9_CHILD", "1")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if let Some(pid) = line.strip_prefix("READY ") {
+                let _ = tx.send(pid.trim().parse::<u32>().unwrap());
+            }
+        }
+    });
+    let pid = rx
+        .recv_timeout(Duration::from_secs(60))
+        .expect("child agent ready");
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+
+    let spec_id = id("victim");
+    let c = t.rt.inspect_container(&spec_id).await.unwrap();
+    assert_eq!(
+        c.state,
+        ContainerState::Running { pid },
+        "still running, same process"
+    );
+    // Output keeps flowing with the agent gone.
+    let before = t.rt.read_logs(&spec_id, None).await.unwrap().len();
+    poll(
+        "more output after the kill",
+        Duration::from_secs(10),
+        || async {
+            (t.rt.read_logs(&spec_id, None).await.unwrap().len() > before + 3).then_some(())
+        },
+    )
+    .await;
+    let waiter = {
+        let rt = t.rt.clone();
+        let id = spec_id.clone();
+        tokio::spawn(async move { rt.wait_container(&id).await })
+    };
+    let r =
+        t.rt.exec(
+            &spec_id,
+            &ExecSpec {
+                args: strs(&["touch", "/tmp/stop"]),
+                environment: Default::default(),
+                timeout: Duration::from_secs(5),
+            },
+        )
+        .await
+        .unwrap();
+    assert!(r.success());
+    let exit = tokio::time::timeout(Duration::from_secs(20), waiter)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(exit.code, 9);
+    let last = poll("final line", Duration::from_secs(10), || async {
+        let l = t.rt.read_logs(&spec_id, Some(1)).await.unwrap();
+        l.first().filter(|l| l.message == "done").cloned()
+    })
+    .await;
+    assert_eq!(last.stream, LogStream::Stdout);
+}
+
 #[tokio::test]
 #[ignore = "needs containerd"]
 async fn bad_inputs_give_clear_errors() {

@@ -75,10 +75,21 @@ pub async fn env(name: &str) -> TestEnv {
 }
 
 pub async fn env_with(name: &str, rotation: RotationPolicy) -> TestEnv {
+    let dir = std::env::temp_dir().join(format!("flotilla-runtime-test-{name}"));
+    let _ = std::fs::remove_dir_all(&dir);
+    let t = connect_only(name, rotation).await;
+    for c in t.rt.list_containers().await.unwrap() {
+        let _ = t.rt.stop_container(&c.id, Duration::ZERO).await;
+        t.rt.remove_container(&c.id).await.unwrap();
+    }
+    t
+}
+
+/// Like [`env_with`] but touches nothing: a second "agent process" on the same node.
+pub async fn connect_only(name: &str, rotation: RotationPolicy) -> TestEnv {
     init_tracing();
     let socket = tokio::task::spawn_blocking(infrastructure).await.unwrap();
     let dir = std::env::temp_dir().join(format!("flotilla-runtime-test-{name}"));
-    let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     let mut cfg = ContainerdConfig::new(
         socket.clone(),
@@ -95,10 +106,6 @@ pub async fn env_with(name: &str, rotation: RotationPolicy) -> TestEnv {
     cfg.runc_root = Some(base.join("runc"));
     cfg.cgroup_parent = format!("/{}", base.file_name().unwrap().to_string_lossy());
     let rt = ContainerdRuntime::connect(cfg.clone()).await.unwrap();
-    for c in rt.list_containers().await.unwrap() {
-        let _ = rt.stop_container(&c.id, Duration::ZERO).await;
-        rt.remove_container(&c.id).await.unwrap();
-    }
     TestEnv { rt, cfg, dir }
 }
 
