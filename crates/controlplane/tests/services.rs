@@ -960,6 +960,17 @@ fn failure_threshold_is_clamped() {
     assert_eq!(failure_threshold(1000), 200);
 }
 
+/// Runs an operation through the real writer.
+async fn w<Req: Send + 'static, Resp: Send + 'static>(
+    cp: &ControlPlane,
+    op: fn(&State, &mut Ctx, Req) -> Written<Resp>,
+    r: Req,
+) -> Resp {
+    cp.write(scope(), move |s, ctx| op(s, ctx, r))
+        .await
+        .expect("write")
+}
+
 /// The real control plane, store and runner: the runner drives a service to a steady
 /// state while a simulated agent reports its tasks RUNNING.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -972,15 +983,6 @@ async fn runner_drives_a_service_to_steady_state() {
     let cp = ControlPlane::open_with_clock(Arc::new(store::MemStore::new()), clock.clone())
         .expect("open");
     let sc = scope();
-    async fn w<Req: Send + 'static, Resp: Send + 'static>(
-        cp: &ControlPlane,
-        op: fn(&State, &mut Ctx, Req) -> Written<Resp>,
-        r: Req,
-    ) -> Resp {
-        cp.write(scope(), move |s, ctx| op(s, ctx, r))
-            .await
-            .expect("write")
-    }
     let _: wire::CreateClusterResponse = w(
         &cp,
         clusters::create_cluster,
@@ -1106,4 +1108,70 @@ async fn runner_drives_a_service_to_steady_state() {
     .expect("scaled in within 20 s");
     controllers.abort();
     agent.abort();
+}
+
+/// A real restart: the runner starts a service's tasks, the control plane goes away
+/// mid-rollout (no agent ever reported), and a new one loaded from the same store finds
+/// nothing to do twice: no duplicate tasks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restart_from_the_store_resumes_without_duplicates() {
+    let store = Arc::new(store::MemStore::new());
+    let cp = ControlPlane::open(store.clone()).expect("open");
+    let _: wire::CreateClusterResponse = w(
+        &cp,
+        clusters::create_cluster,
+        req(json!({"clusterName": "c"})),
+    )
+    .await;
+    let doc = json!({"instanceId": "i-1", "availabilityZone": "a"}).to_string();
+    let _: wire::RegisterContainerInstanceResponse = w(
+        &cp,
+        instances::register,
+        req(
+            json!({"cluster": "c", "instanceIdentityDocument": doc, "totalResources": [
+            {"name": "CPU", "type": "INTEGER", "integerValue": 2048},
+            {"name": "MEMORY", "type": "INTEGER", "integerValue": 2048}]}),
+        ),
+    )
+    .await;
+    let _: wire::RegisterTaskDefinitionResponse = w(
+        &cp,
+        task_definitions::register,
+        req(json!({"family": "web", "containerDefinitions": [{"name": "app", "image": "busybox", "memory": 64}]})),
+    )
+    .await;
+    let _: wire::CreateServiceResponse = w(
+        &cp,
+        services::create,
+        req(json!({"cluster": "c", "serviceName": "web", "taskDefinition": "web", "desiredCount": 3})),
+    )
+    .await;
+    let count = |cp: &ControlPlane| cp.read(|s| s.tasks.len());
+    let controllers = spawn_controllers_with(cp.clone(), RunnerConfig::default());
+    let mut changes = cp.subscribe();
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while count(&cp) < 3 {
+            changes.changed().await.expect("alive");
+        }
+    })
+    .await
+    .expect("the runner started the tasks");
+    controllers.abort();
+    let _ = controllers.await;
+    drop(changes);
+    drop(cp);
+
+    let cp = ControlPlane::open(store).expect("reopen");
+    assert_eq!(count(&cp), 3);
+    let now = controlplane::engine::system_clock()();
+    let due = cp.read(|s| controlplane::controllers::services_needing_work(s, now));
+    assert!(due.is_empty(), "nothing to redo after a restart: {due:?}");
+    let out = cp
+        .write(scope(), |s, ctx| {
+            reconcile_service(s, ctx, &(scope(), "c".into(), "web".into()))
+        })
+        .await
+        .expect("reconcile");
+    assert!(out.started.is_empty());
+    assert_eq!(count(&cp), 3);
 }
