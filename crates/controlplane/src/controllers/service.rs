@@ -33,7 +33,7 @@ use model::wire::{
 };
 use scheduler::snapshot::{ClusterSnapshot, TaskRequest};
 use scheduler::spec::{SpreadField, Strategy};
-use scheduler::{Outcome, Placement, PlacementSpec};
+use scheduler::{Outcome, Placement, PlacementFailure, PlacementSpec};
 
 use crate::engine::{Ctx, Written};
 use crate::error::EcsError;
@@ -60,8 +60,9 @@ pub const REPEAT_PROBLEM_EVENT_SECS: f64 = 300.0;
 pub const CRASH_WINDOW_SECS: f64 = 300.0;
 /// `stoppedReason` of a task the scheduler stops because it fails its health checks.
 pub const HEALTH_CHECK_REASON: &str = "Task failed container health checks";
-/// A RUNNING task whose containers report no health counts as healthy after this many
-/// seconds (ECS: 40 s); until then it neither lets old tasks stop nor completes a rollout.
+/// A RUNNING task of a rollout in progress whose containers report no health counts as
+/// healthy after this many seconds (ECS: 40 s); until then it neither lets old tasks stop
+/// nor completes the rollout. Tasks of a completed deployment count once RUNNING.
 pub const HEALTHY_AFTER_SECS: f64 = 40.0;
 /// Fewest and most failed tasks that trip the circuit breaker.
 pub const FAILURE_THRESHOLD_BOUNDS: (i32, i32) = (10, 200);
@@ -236,19 +237,37 @@ impl<'a> Pass<'a> {
             && !self.stopped_ids.contains(&t.id)
     }
 
-    /// Wanted, RUNNING, and either reported HEALTHY or, unless reported UNHEALTHY,
-    /// running for [`HEALTHY_AFTER_SECS`] (how ECS treats tasks without health checks).
+    /// Wanted, RUNNING, and either reported HEALTHY or, unless reported UNHEALTHY, of a
+    /// deployment whose rollout has completed or running for [`HEALTHY_AFTER_SECS`] (a
+    /// rollout's new tasks must stay up a while before they count).
     fn healthy(&self, t: &TaskRecord) -> bool {
         self.wanted(t)
             && is_running(&t.task)
             && match t.task.health_status {
                 Some(HealthStatus::Healthy) => true,
                 Some(HealthStatus::Unhealthy) => false,
-                _ => t
-                    .task
-                    .started_at
-                    .is_some_and(|s| self.now - s >= HEALTHY_AFTER_SECS),
+                _ => {
+                    self.rolled_out(t)
+                        || t.task
+                            .started_at
+                            .is_some_and(|s| self.now - s >= HEALTHY_AFTER_SECS)
+                }
             }
+    }
+
+    /// Whether the task's deployment has completed its rollout.
+    fn rolled_out(&self, t: &TaskRecord) -> bool {
+        self.svc
+            .service
+            .deployments
+            .as_deref()
+            .unwrap_or(&[])
+            .iter()
+            .any(|d| {
+                d.id.is_some()
+                    && d.id == t.task.started_by
+                    && d.rollout_state == Some(Rollout::Completed)
+            })
     }
 
     fn unhealthy(&self, t: &TaskRecord) -> bool {
@@ -963,13 +982,14 @@ impl<'a> Pass<'a> {
             }
             if let Some(f) = plan.failures.first() {
                 self.placement_failed = true;
+                let failure = PlacementFailure {
+                    rejections: Vec::new(),
+                    closest: (Some(f.instance_arn.clone()), f.reason),
+                };
                 let m = format!(
-                    "{} was unable to place a task because no container instance met all of \
-                     its requirements. The closest matching (container-instance {}) \
-                     encountered error \"{}\".",
+                    "{} was unable to place a task because {}",
                     self.prefix(),
-                    f.instance_arn,
-                    f.reason
+                    failure.message()
                 );
                 self.problem(m);
             }
