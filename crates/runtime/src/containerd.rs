@@ -1543,8 +1543,35 @@ impl ContainerRuntime for ContainerdRuntime {
         let exec_id = unique("exec");
         let dir = self.cfg.state_dir.join("exec");
         std::fs::create_dir_all(&dir).map_err(|e| Error::io("create exec dir", &dir, e))?;
-        let out = dir.join(format!("{id}-{exec_id}.out"));
-        let uri = format!("file://{}", out.display());
+        // Output goes through a FIFO we read ourselves: EOF tells us the shim has copied
+        // everything (with `file://` the shim may still be copying after the exit is
+        // reported, and under load output was lost).
+        let out = dir.join(format!("{id}-{exec_id}.fifo"));
+        let mk = tokio::process::Command::new("mkfifo")
+            .arg("-m")
+            .arg("600")
+            .arg(&out)
+            .status()
+            .await
+            .map_err(|e| Error::io("mkfifo", &out, e))?;
+        if !mk.success() {
+            return Err(Error::io(
+                "mkfifo",
+                &out,
+                std::io::Error::other(format!("mkfifo exited with {mk}")),
+            ));
+        }
+        let receiver = tokio::net::unix::pipe::OpenOptions::new()
+            .open_receiver(&out)
+            .map_err(|e| Error::io("open exec output", &out, e));
+        let receiver = match receiver {
+            Ok(r) => r,
+            Err(e) => {
+                let _ = std::fs::remove_file(&out);
+                return Err(e);
+            }
+        };
+        let uri = out.to_string_lossy().into_owned();
         let eerr = |source| Error::Exec {
             id: id.to_string(),
             source,
@@ -1563,7 +1590,10 @@ impl ContainerRuntime for ContainerdRuntime {
                 exec_id: exec_id.clone(),
             }))
             .await
-            .map_err(eerr)?;
+            .map_err(|e| {
+                let _ = std::fs::remove_file(&out);
+                eerr(e)
+            })?;
         let delete = || async {
             let _ = self
                 .tasks()
@@ -1597,21 +1627,55 @@ impl ContainerRuntime for ContainerdRuntime {
             }
             return Err(eerr(e));
         }
-        let exit_code = if let Ok(joined) = tokio::time::timeout(exec.timeout, &mut waiter).await {
-            let (code, _) = joined.map_err(|_| Error::Timeout {
-                id: id.to_string(),
-                operation: "exec",
-                timeout: exec.timeout,
-            })??;
-            Some(i32::try_from(code).unwrap_or(i32::MAX))
-        } else {
-            self.kill(id, &exec_id, 9, false).await?;
-            let _ = tokio::time::timeout(Duration::from_secs(10), waiter).await;
-            None
+        // The shim opened the FIFO's write ends during Start; read until it closes them.
+        let mut reader = tokio::spawn(async move {
+            use tokio::io::AsyncReadExt as _;
+            let mut receiver = receiver;
+            let mut kept: Vec<u8> = Vec::new();
+            let mut buf = vec![0u8; 8192];
+            while let Ok(n) = receiver.read(&mut buf).await {
+                if n == 0 {
+                    break;
+                }
+                kept.extend_from_slice(&buf[..n]);
+                if kept.len() > 2 * EXEC_OUTPUT_MAX {
+                    kept.drain(..kept.len() - EXEC_OUTPUT_MAX);
+                }
+            }
+            kept
+        });
+        let exit_code: Result<Option<i32>> =
+            if let Ok(joined) = tokio::time::timeout(exec.timeout, &mut waiter).await {
+                match joined {
+                    Ok(Ok((code, _))) => Ok(Some(i32::try_from(code).unwrap_or(i32::MAX))),
+                    Ok(Err(e)) => Err(e),
+                    Err(_) => Err(Error::Timeout {
+                        id: id.to_string(),
+                        operation: "exec",
+                        timeout: exec.timeout,
+                    }),
+                }
+            } else {
+                match self.kill(id, &exec_id, 9, false).await {
+                    Ok(()) => {
+                        let _ = tokio::time::timeout(Duration::from_secs(10), waiter).await;
+                        Ok(None)
+                    }
+                    Err(e) => Err(e),
+                }
+            };
+        // EOF comes once the shim has copied everything; bounded in case a process the
+        // check started in the background keeps the pipe open.
+        let bytes = match tokio::time::timeout(Duration::from_secs(2), &mut reader).await {
+            Ok(Ok(b)) => b,
+            _ => {
+                reader.abort();
+                Vec::new()
+            }
         };
         delete().await;
-        let bytes = std::fs::read(&out).unwrap_or_default();
         let _ = std::fs::remove_file(&out);
+        let exit_code = exit_code?;
         let start = bytes.len().saturating_sub(EXEC_OUTPUT_MAX);
         Ok(ExecResult {
             exit_code,
