@@ -137,3 +137,20 @@ def test_agent_kill_9_and_restart_keeps_the_same_tasks_and_containers(ecs, agent
         ecs.stop_task(cluster="default", task=arn)
     for t in wait_stopped(ecs, arns):
         assert container(t, "main")["exitCode"] == 137
+
+
+def test_health_checks_run_inside_the_container_and_set_task_health(ecs, agent):
+    register(ecs, "healthy", [{"name": "main", "image": BUSYBOX, "memory": 32, "command": ["sh", "-c", "touch /tmp/ok; sleep 1000"],
+                               "stopTimeout": 1,
+                               "healthCheck": {"command": ["CMD-SHELL", "test -f /tmp/ok"], "interval": 5, "timeout": 2, "retries": 1}}])
+    register(ecs, "sick", [{"name": "main", "image": BUSYBOX, "memory": 32, "command": ["sleep", "1000"], "stopTimeout": 1,
+                            "healthCheck": {"command": ["CMD", "sh", "-c", "exit 1"], "interval": 5, "timeout": 2, "retries": 1}}])
+    healthy, sick = run(ecs, "healthy")[0], run(ecs, "sick")[0]
+    wait_running(ecs, [healthy, sick])
+    [h] = wait_for(lambda: [t for t in describe(ecs, [healthy]) if t["healthStatus"] == "HEALTHY"], "HEALTHY", deadline=30)
+    [s] = wait_for(lambda: [t for t in describe(ecs, [sick]) if t["healthStatus"] == "UNHEALTHY"], "UNHEALTHY", deadline=30)
+    assert container(h, "main")["healthStatus"] == "HEALTHY"
+    assert container(s, "main")["healthStatus"] == "UNHEALTHY"
+    for arn in (healthy, sick):
+        ecs.stop_task(cluster="default", task=arn)
+    wait_stopped(ecs, [healthy, sick])

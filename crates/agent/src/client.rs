@@ -3,7 +3,10 @@
 
 use std::time::Duration;
 
-use model::agent::{AGENT_TARGET_PREFIX, PollTasksRequest, PollTasksResponse};
+use model::agent::{
+    AGENT_TARGET_PREFIX, PollTasksRequest, PollTasksResponse, ReportHealthRequest,
+    ReportHealthResponse,
+};
 use model::wire;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -103,6 +106,14 @@ impl Client {
     ) -> Result<(), AgentError> {
         let _: wire::SubmitContainerStateChangeResponse = self
             .call(&Self::ecs("SubmitContainerStateChange"), req)
+            .await?;
+        Ok(())
+    }
+
+    /// FlotillaAgentV1.ReportHealth.
+    pub async fn report_health(&self, req: &ReportHealthRequest) -> Result<(), AgentError> {
+        let _: ReportHealthResponse = self
+            .call(&format!("{AGENT_TARGET_PREFIX}.ReportHealth"), req)
             .await?;
         Ok(())
     }

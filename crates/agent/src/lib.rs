@@ -27,6 +27,7 @@
 //!
 //! ## Layout
 //! - [`client`]: the control plane's API as the agent uses it.
+//! - [`health`]: container health checks (state machine + check loop).
 //! - [`host`]: the node's resources and attributes.
 //! - [`local_state`]: what the agent persists.
 //! - [`plan`]: the pure reconcile decision.
@@ -42,6 +43,7 @@
 
 pub mod client;
 pub mod error;
+pub mod health;
 pub mod host;
 pub mod local_state;
 pub mod plan;

@@ -19,6 +19,7 @@ use tokio::task::JoinSet;
 
 use crate::client::Client;
 use crate::error::AgentError;
+use crate::health::{CheckSettings, run_checks};
 use crate::local_state::{LocalState, LocalTask};
 
 /// Label carrying the task ARN on every container the agent creates.
@@ -284,6 +285,27 @@ pub async fn supervise(
         report_running(&shared, &a, &running).await;
     }
 
+    // Health checks run inside the containers; their changes are reported as they come.
+    let (health_tx, mut health_rx) = tokio::sync::mpsc::channel(16);
+    let mut checks = JoinSet::new();
+    for (name, id, _, _) in &running.containers {
+        let settings = defs
+            .iter()
+            .find(|c| c.name.as_deref() == Some(name.as_str()))
+            .and_then(|c| c.health_check.as_ref())
+            .and_then(CheckSettings::from_ecs);
+        if let Some(settings) = settings {
+            checks.spawn(run_checks(
+                shared.runtime.clone(),
+                id.clone(),
+                name.clone(),
+                settings,
+                health_tx.clone(),
+            ));
+        }
+    }
+    drop(health_tx);
+
     // Wait for an exit or a stop request.
     let mut waits = JoinSet::new();
     for (name, id, _, _) in &running.containers {
@@ -303,11 +325,15 @@ pub async fn supervise(
                 }
                 report_container(&shared, &a, &name, &e).await;
             }
+            Some((name, status)) = health_rx.recv() => {
+                report_health(&shared, &a, &name, status).await;
+            }
             changed = stop.changed() => {
                 if changed.is_err() {
                     // The agent is shutting down: leave the containers running; the next
                     // agent adopts them.
                     waits.abort_all();
+                    checks.abort_all();
                     return;
                 }
                 if *stop.borrow() {
@@ -344,6 +370,7 @@ pub async fn supervise(
         exits.insert(name.clone(), e);
     }
     waits.abort_all();
+    checks.abort_all();
     report_stopped(&shared, &a, &reason, &exits).await;
 }
 
@@ -528,6 +555,25 @@ async fn report_running(shared: &Shared, a: &TaskAssignment, running: &Running) 
     }) {
         tracing::warn!(error = %e, "could not record the RUNNING report");
     }
+}
+
+async fn report_health(
+    shared: &Shared,
+    a: &TaskAssignment,
+    name: &str,
+    status: wire::HealthStatus,
+) {
+    let req = model::agent::ReportHealthRequest {
+        cluster: Some(shared.cluster.clone()),
+        task: a.task.task_arn.clone(),
+        containers: vec![model::agent::ContainerHealth {
+            container_name: name.to_owned(),
+            health_status: status,
+        }],
+    };
+    let client = shared.client.clone();
+    deliver("health report", || client.report_health(&req)).await;
+    tracing::info!(task = a.task.task_arn.as_deref().unwrap_or(""), container = name, %status, "health changed");
 }
 
 async fn report_container(shared: &Shared, a: &TaskAssignment, name: &str, e: &Ended) {

@@ -4,8 +4,8 @@
 use std::time::Duration;
 
 use controlplane::ControlPlane;
-use controlplane::ops::agent_channel::{poll_tasks, set_agent_connected};
-use model::agent::{AgentOperation, MAX_WAIT_SECONDS, PollTasksRequest};
+use controlplane::ops::agent_channel::{poll_tasks, report_health, set_agent_connected};
+use model::agent::{AgentOperation, MAX_WAIT_SECONDS, PollTasksRequest, ReportHealthRequest};
 
 use crate::dispatch::{Call, encode, parse_json};
 use crate::error::ApiError;
@@ -19,6 +19,13 @@ pub async fn dispatch_agent(
 ) -> Result<Vec<u8>, ApiError> {
     match op {
         AgentOperation::PollTasks => poll(cp, call, parse_json(body)?).await,
+        AgentOperation::ReportHealth => {
+            let req: ReportHealthRequest = parse_json(body)?;
+            encode(
+                &cp.write(call.scope.clone(), move |s, ctx| report_health(s, ctx, req))
+                    .await?,
+            )
+        }
     }
 }
 

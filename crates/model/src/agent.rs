@@ -26,6 +26,8 @@ pub const MAX_WAIT_SECONDS: u32 = 20;
 pub enum AgentOperation {
     /// Long-poll for the tasks assigned to an instance; doubles as the heartbeat.
     PollTasks,
+    /// Report containers' health-check results (ECS's state-change calls carry none).
+    ReportHealth,
 }
 
 impl AgentOperation {
@@ -33,6 +35,7 @@ impl AgentOperation {
     pub fn from_name(name: &str) -> Option<AgentOperation> {
         match name {
             "PollTasks" => Some(AgentOperation::PollTasks),
+            "ReportHealth" => Some(AgentOperation::ReportHealth),
             _ => None,
         }
     }
@@ -72,4 +75,34 @@ pub struct PollTasksResponse {
     pub tasks: Vec<TaskAssignment>,
     /// Whether the instance is DRAINING (or INACTIVE): no new work is coming.
     pub draining: bool,
+}
+
+/// One container's health, as its health check last decided.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ContainerHealth {
+    /// Container name in the task definition.
+    pub container_name: String,
+    /// HEALTHY, UNHEALTHY or UNKNOWN.
+    pub health_status: wire::HealthStatus,
+}
+
+/// `ReportHealth` input.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReportHealthRequest {
+    /// Cluster name or ARN.
+    pub cluster: Option<String>,
+    /// Task ARN.
+    pub task: Option<String>,
+    /// The containers whose health changed.
+    pub containers: Vec<ContainerHealth>,
+}
+
+/// `ReportHealth` output.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReportHealthResponse {
+    /// `ACK`.
+    pub acknowledgment: String,
 }

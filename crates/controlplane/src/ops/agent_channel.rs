@@ -4,7 +4,9 @@
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
 
-use model::agent::{PollTasksRequest, PollTasksResponse, TaskAssignment};
+use model::agent::{
+    PollTasksRequest, PollTasksResponse, ReportHealthRequest, ReportHealthResponse, TaskAssignment,
+};
 use model::arn::ResourceType;
 use model::wire;
 
@@ -187,4 +189,80 @@ pub fn check_liveness(
     }
     let n = changes.len();
     Ok((n, changes))
+}
+
+/// The task's health from its essential containers that have a health check: any
+/// UNHEALTHY makes it UNHEALTHY, all HEALTHY makes it HEALTHY, else UNKNOWN (as ECS).
+pub fn task_health(task: &wire::Task, def: Option<&wire::TaskDefinition>) -> wire::HealthStatus {
+    let checked: Vec<&wire::Container> = task
+        .containers
+        .as_deref()
+        .unwrap_or(&[])
+        .iter()
+        .filter(|c| {
+            def.and_then(|d| d.container_definitions.as_deref())
+                .and_then(|cds| cds.iter().find(|cd| cd.name == c.name))
+                .is_some_and(|cd| cd.essential != Some(false) && cd.health_check.is_some())
+        })
+        .collect();
+    if checked
+        .iter()
+        .any(|c| c.health_status == Some(wire::HealthStatus::Unhealthy))
+    {
+        wire::HealthStatus::Unhealthy
+    } else if !checked.is_empty()
+        && checked
+            .iter()
+            .all(|c| c.health_status == Some(wire::HealthStatus::Healthy))
+    {
+        wire::HealthStatus::Healthy
+    } else {
+        wire::HealthStatus::Unknown
+    }
+}
+
+/// ReportHealth: records containers' health and the task's derived health.
+pub fn report_health(
+    state: &State,
+    ctx: &mut Ctx,
+    req: ReportHealthRequest,
+) -> Written<ReportHealthResponse> {
+    let cluster = active_cluster(state, &ctx.scope, req.cluster.as_deref())?;
+    let ident = req.task.ok_or_else(|| invalid("task is required."))?;
+    let rec = crate::ops::tasks::find(state, &ctx.scope, &cluster.name, &ident)
+        .ok_or_else(|| invalid("The referenced task was not found."))?;
+    let mut rec = rec.clone();
+    for h in &req.containers {
+        let c = rec
+            .task
+            .containers
+            .get_or_insert_with(Vec::new)
+            .iter_mut()
+            .find(|c| c.name.as_deref() == Some(h.container_name.as_str()))
+            .ok_or_else(|| {
+                invalid(format!(
+                    "The task has no container named {}.",
+                    h.container_name
+                ))
+            })?;
+        c.health_status = Some(h.health_status);
+    }
+    let def = rec
+        .task
+        .task_definition_arn
+        .as_deref()
+        .and_then(|arn| task_definitions::resolve(state, &ctx.scope, arn))
+        .map(|d| &d.definition);
+    rec.task.health_status = Some(task_health(&rec.task, def));
+    let ack = ReportHealthResponse {
+        acknowledgment: "ACK".into(),
+    };
+    if state
+        .tasks
+        .get(&(rec.scope.clone(), rec.cluster.clone(), rec.id.clone()))
+        == Some(&rec)
+    {
+        return Ok((ack, vec![]));
+    }
+    Ok((ack, vec![Change::Put(Record::Task(rec))]))
 }
