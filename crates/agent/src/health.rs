@@ -111,10 +111,10 @@ pub async fn run_checks(
     let exec = settings.command.to_exec(settings.timeout);
     loop {
         let passed = runtime.exec(&id, &exec).await.is_ok_and(|r| r.success());
-        if let Some(status) = tracker.observe(passed, started.elapsed()) {
-            if changes.send((name.clone(), status)).await.is_err() {
-                return;
-            }
+        if let Some(status) = tracker.observe(passed, started.elapsed())
+            && changes.send((name.clone(), status)).await.is_err()
+        {
+            return;
         }
         tokio::time::sleep(settings.interval).await;
     }
