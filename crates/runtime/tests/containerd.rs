@@ -102,6 +102,42 @@ async fn exit_code_is_reported() {
 
 #[tokio::test]
 #[ignore = "needs containerd"]
+async fn lifecycle_state_rules() {
+    let t = env("states").await;
+    // Created but never started: stop still ends it, remove cleans up.
+    let idle = sh("idle", "exit 0");
+    t.rt.pull_image(&idle.image, PullPolicy::PreferCached, None)
+        .await
+        .unwrap();
+    let info = t.rt.create_container(&idle).await.unwrap();
+    assert_eq!(info.state, ContainerState::Created);
+    let exit =
+        t.rt.stop_container(&idle.id, Duration::from_secs(1))
+            .await
+            .unwrap();
+    assert_ne!(exit.code, 0);
+    t.rt.remove_container(&idle.id).await.unwrap();
+    t.rt.remove_container(&idle.id).await.unwrap(); // idempotent
+
+    let busy = sh("busy", "trap 'exit 0' TERM; while true; do sleep 1; done");
+    run(&t.rt, &busy).await;
+    assert!(matches!(
+        t.rt.start_container(&busy.id).await,
+        Err(Error::WrongState { .. })
+    ));
+    assert!(matches!(
+        t.rt.remove_container(&busy.id).await,
+        Err(Error::WrongState { .. })
+    ));
+    t.rt.stop_container(&busy.id, Duration::from_secs(10))
+        .await
+        .unwrap();
+    t.rt.remove_container(&busy.id).await.unwrap();
+    assert!(t.rt.list_containers().await.unwrap().is_empty());
+}
+
+#[tokio::test]
+#[ignore = "needs containerd"]
 async fn spec_fields_reach_the_process() {
     let t = env("specfields").await;
     let vol = t.dir.join("vol");
