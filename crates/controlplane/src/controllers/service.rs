@@ -255,6 +255,14 @@ impl<'a> Pass<'a> {
             }
     }
 
+    /// Wanted, RUNNING and not reported UNHEALTHY: what `minimumHealthyPercent` protects
+    /// when scaling in or draining.
+    fn up(&self, t: &TaskRecord) -> bool {
+        self.wanted(t)
+            && is_running(&t.task)
+            && t.task.health_status != Some(HealthStatus::Unhealthy)
+    }
+
     /// Whether the task's deployment has completed its rollout.
     fn rolled_out(&self, t: &TaskRecord) -> bool {
         self.svc
@@ -679,20 +687,22 @@ impl<'a> Pass<'a> {
             }
         }
 
-        // Stops of running tasks, while the healthy ones stay >= minimumHealthyPercent.
-        let healthy = self.tasks.iter().filter(|t| self.healthy(t)).count() as i64;
-        let mut budget = healthy - min_healthy;
+        // Stops of running tasks, while the running ones stay >= minimumHealthyPercent;
+        // old deployments' tasks make way only for tasks that proved healthy.
+        let up = self.tasks.iter().filter(|t| self.up(t)).count() as i64;
+        let proven = self.tasks.iter().filter(|t| self.healthy(t)).count() as i64;
+        let mut budget = up - min_healthy;
         let protected = self.protected();
         let stops_before = self.stops.len();
         let spec = inputs.as_ref().map(|(_, s)| s.clone()).unwrap_or_default();
-        if launching && budget > 0 {
+        if launching && budget > 0 && proven > min_healthy {
             let old: Vec<String> = self
                 .tasks
                 .iter()
                 .filter(|t| self.wanted(t) && !Self::of(t, &p))
                 .map(|t| t.id.clone())
                 .collect();
-            let n = usize::try_from(budget).unwrap_or(0);
+            let n = usize::try_from(budget.min(proven - min_healthy)).unwrap_or(0);
             for id in
                 scheduler::choose_tasks_to_stop(&snap, &old, n, &spec, &protected, ctx.random_u64())
             {
