@@ -8,7 +8,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 APT_PACKAGES=(
-    containerd runc            # the container runtime the agent drives
+    containerd runc tini       # the container runtime the agent drives (tini: optional init)
     protobuf-compiler          # protoc, for containerd-client's build script
     docker-registry            # local OCI registry for demo and test images
     umoci skopeo busybox-static  # build images locally (no Docker Hub here)
