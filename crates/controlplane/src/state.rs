@@ -228,8 +228,8 @@ pub struct Usage {
     pub running: i32,
     /// Tasks not yet RUNNING.
     pub pending: i32,
-    /// (task id, group) of every task holding resources here.
-    pub tasks: Vec<(String, String)>,
+    /// Task id → group of every task holding resources here.
+    pub tasks: BTreeMap<String, String>,
 }
 
 /// Task counts of one cluster (derived, never stored).

@@ -252,12 +252,14 @@ async fn setup(client: &Client) -> anyhow::Result<()> {
             r#"{"family":"bench-run","containerDefinitions":[{"name":"app","image":"127.0.0.1:5000/busybox:latest","memory":8,"cpu":1}]}"#.into(),
         )
         .await?;
-    client
-        .call(
-            "RegisterContainerInstance",
-            r#"{"cluster":"bench","instanceIdentityDocument":"{\"instanceId\":\"i-bench\",\"availabilityZone\":\"local-1a\"}","totalResources":[{"name":"CPU","type":"INTEGER","integerValue":2000000000},{"name":"MEMORY","type":"INTEGER","integerValue":2000000000}]}"#.into(),
-        )
-        .await?;
+    // A 50-node cluster with room for every task the benchmark starts.
+    for node in 0..50 {
+        let doc = format!(r#"{{\"instanceId\":\"i-bench-{node}\",\"availabilityZone\":\"local-1{}\"}}"#, ["a", "b", "c"][node % 3]);
+        let body = format!(
+            r#"{{"cluster":"bench","instanceIdentityDocument":"{doc}","totalResources":[{{"name":"CPU","type":"INTEGER","integerValue":1000000}},{{"name":"MEMORY","type":"INTEGER","integerValue":1000000}}]}}"#
+        );
+        client.call("RegisterContainerInstance", body).await?;
+    }
     Ok(())
 }
 
