@@ -313,11 +313,9 @@ impl Derived {
             u.ports_tcp.extend(&r.ports_tcp);
             u.ports_udp.extend(&r.ports_udp);
             u.tasks
-                .push((t.id.clone(), t.task.group.clone().unwrap_or_default()));
+                .insert(t.id.clone(), t.task.group.clone().unwrap_or_default());
         } else {
-            if let Some(i) = u.tasks.iter().position(|(id, _)| *id == t.id) {
-                u.tasks.swap_remove(i);
-            }
+            u.tasks.remove(&t.id);
             for p in &r.ports_tcp {
                 if let Some(i) = u.ports_tcp.iter().position(|x| x == p) {
                     u.ports_tcp.swap_remove(i);
