@@ -25,6 +25,7 @@
 //! ([`scheduler::daemon_placements`]); a DRAINING (deleted) service stops all its tasks and
 //! turns INACTIVE once none is left.
 
+use std::cell::OnceCell;
 use std::collections::{BTreeSet, HashMap, HashSet};
 
 use model::wire::{
@@ -168,6 +169,8 @@ struct Primary {
 struct Pass<'a> {
     state: &'a State,
     cluster: &'a ClusterRecord,
+    /// The service as stored.
+    rec: &'a ServiceRecord,
     /// The service as it will be written (deployments, counts, status).
     svc: ServiceRecord,
     now: f64,
@@ -190,7 +193,7 @@ struct Pass<'a> {
 }
 
 impl<'a> Pass<'a> {
-    fn new(state: &'a State, rec: &ServiceRecord, cluster: &'a ClusterRecord, now: f64) -> Self {
+    fn new(state: &'a State, rec: &'a ServiceRecord, cluster: &'a ClusterRecord, now: f64) -> Self {
         let group = service_group(&rec.name);
         let tasks = state
             .tasks_in(&rec.scope, &rec.cluster)
@@ -203,6 +206,7 @@ impl<'a> Pass<'a> {
         Pass {
             state,
             cluster,
+            rec,
             svc: rec.clone(),
             now,
             group,
@@ -649,7 +653,7 @@ impl<'a> Pass<'a> {
             self.stop(t, reason.clone());
         }
 
-        let (snap, records) = snapshot(self.state, &self.svc.scope, &self.svc.cluster);
+        let view = LazySnapshot::new(self.state, &self.rec.scope, &self.rec.cluster);
         let inputs = if launching {
             self.launch_inputs(&p)
         } else {
@@ -666,12 +670,13 @@ impl<'a> Pass<'a> {
         {
             let request = task_request(def, None, &self.group);
             let requests = vec![request.clone(); usize::try_from(n).unwrap_or(0)];
-            let plan = scheduler::place(&snap, &requests, spec, ctx.random_u64());
+            let (snap, records) = view.get();
+            let plan = scheduler::place(snap, &requests, spec, ctx.random_u64());
             let task_spec = self.task_spec(def, &p);
             for outcome in &plan.outcomes {
                 match outcome {
                     Outcome::Placed(pl) => {
-                        self.start(ctx, (def, &task_spec), &records, &request, pl);
+                        self.start(ctx, (def, &task_spec), records, &request, pl);
                     }
                     Outcome::Failed(f) => {
                         self.placement_failed = true;
@@ -703,9 +708,13 @@ impl<'a> Pass<'a> {
                 .map(|t| t.id.clone())
                 .collect();
             let n = usize::try_from(budget.min(proven - min_healthy)).unwrap_or(0);
-            for id in
-                scheduler::choose_tasks_to_stop(&snap, &old, n, &spec, &protected, ctx.random_u64())
-            {
+            let chosen = if old.is_empty() {
+                Vec::new()
+            } else {
+                let seed = ctx.random_u64();
+                scheduler::choose_tasks_to_stop(view.get().0, &old, n, &spec, &protected, seed)
+            };
+            for id in chosen {
                 if let Some(t) = self.task(&id) {
                     self.stop(t, reason.clone());
                     budget -= 1;
@@ -739,7 +748,7 @@ impl<'a> Pass<'a> {
                 .collect();
             let n = usize::try_from(excess).unwrap_or(0);
             for id in scheduler::choose_tasks_to_stop(
-                &snap,
+                view.get().0,
                 &candidates,
                 n,
                 &spec,
@@ -786,7 +795,7 @@ impl<'a> Pass<'a> {
         }
 
         if let Some((def, spec)) = &inputs {
-            self.rebalance(ctx, &p, (def, spec), (&snap, &records), max_total);
+            self.rebalance(ctx, &p, (def, spec), &view, max_total);
         }
     }
 
@@ -813,7 +822,7 @@ impl<'a> Pass<'a> {
         ctx: &mut Ctx,
         p: &Primary,
         (def, spec): (&TaskDefinitionRecord, &PlacementSpec),
-        (snap, records): (&ClusterSnapshot, &[&InstanceRecord]),
+        view: &LazySnapshot<'a>,
         max_total: i64,
     ) {
         let s = &self.svc.service;
@@ -845,28 +854,35 @@ impl<'a> Pass<'a> {
         }) else {
             return;
         };
-        let zone_of_view = |i: &scheduler::snapshot::InstanceView| {
-            i.attributes
-                .get(&field)
-                .cloned()
-                .flatten()
+        // Zones of the instances that can take a task, and the service's tasks per zone,
+        // from the records: the snapshot is built only when a move is worth planning.
+        let zone = |i: &InstanceRecord| -> String {
+            i.instance
+                .attributes
+                .as_deref()
+                .unwrap_or(&[])
+                .iter()
+                .find(|a| a.name.as_deref() == Some(field.as_str()))
+                .and_then(|a| a.value.clone())
                 .unwrap_or_default()
         };
         let mut counts: HashMap<String, i64> = HashMap::new();
-        for inst in &snap.instances {
-            if inst.status == scheduler::snapshot::InstanceStatus::Active && inst.agent_connected {
-                counts.entry(zone_of_view(inst)).or_default();
+        for i in self.instances.values() {
+            if i.instance.status.as_deref() == Some("ACTIVE")
+                && i.instance.agent_connected == Some(true)
+            {
+                counts.entry(zone(i)).or_default();
             }
         }
-        let index: HashMap<&str, usize> = snap
-            .instances
-            .iter()
-            .enumerate()
-            .map(|(i, v)| (v.id.as_str(), i))
-            .collect();
+        let zone_of_task = |t: &TaskRecord| {
+            t.instance_id
+                .as_deref()
+                .and_then(|id| self.instances.get(id))
+                .map(|i| zone(i))
+        };
         for t in &mine {
-            if let Some(&i) = t.instance_id.as_deref().and_then(|id| index.get(id)) {
-                *counts.entry(zone_of_view(&snap.instances[i])).or_default() += 1;
+            if let Some(z) = zone_of_task(t) {
+                *counts.entry(z).or_default() += 1;
             }
         }
         let (Some(&most), Some(&least)) = (counts.values().max(), counts.values().min()) else {
@@ -875,18 +891,19 @@ impl<'a> Pass<'a> {
         if most - least < 2 {
             return;
         }
+        let (snap, records) = view.get();
         let request = task_request(def, None, &self.group);
         let plan = scheduler::place(snap, std::slice::from_ref(&request), spec, ctx.random_u64());
         let Some(Outcome::Placed(pl)) = plan.outcomes.first() else {
             return;
         };
-        let Some(view) = snap.instances.get(pl.instance_index) else {
+        let Some(target) = records.get(pl.instance_index) else {
             return;
         };
         // Only if the scale-in that follows would then stop a task in a zone holding at
         // least two more than the new task's zone (protected tasks never go), so every
         // round strictly evens the spread out.
-        let new_zone = counts.get(&zone_of_view(view)).copied().unwrap_or(0);
+        let new_zone = counts.get(&zone(target)).copied().unwrap_or(0);
         let mut after = snap.clone();
         after.apply(pl, &request, "rebalance");
         let mut candidates: Vec<String> = mine.iter().map(|t| t.id.clone()).collect();
@@ -902,14 +919,8 @@ impl<'a> Pass<'a> {
         let from = chosen
             .first()
             .and_then(|id| self.task(id))
-            .and_then(|t| t.instance_id.as_deref())
-            .and_then(|id| index.get(id))
-            .map(|&i| {
-                counts
-                    .get(&zone_of_view(&snap.instances[i]))
-                    .copied()
-                    .unwrap_or(0)
-            });
+            .and_then(zone_of_task)
+            .map(|z| counts.get(&z).copied().unwrap_or(0));
         if from.is_none_or(|c| c < new_zone + 2) {
             return;
         }
@@ -958,7 +969,7 @@ impl<'a> Pass<'a> {
         let Some((def, spec)) = self.launch_inputs(&p) else {
             return;
         };
-        let (snap, records) = snapshot(self.state, &self.svc.scope, &self.svc.cluster);
+        let (snap, records) = snapshot(self.state, &self.rec.scope, &self.rec.cluster);
         let request = task_request(def, None, &self.group);
         let targets = daemon_targets(&snap, &request, &spec);
         let desired = i32::try_from(targets).unwrap_or(i32::MAX);
@@ -1178,6 +1189,32 @@ impl<'a> Pass<'a> {
             changes.push(Change::Put(Record::Service(self.svc)));
         }
         (outcome, changes)
+    }
+}
+
+/// The scheduler's view of the cluster, built on first use (a steady service needs none).
+struct LazySnapshot<'a> {
+    state: &'a State,
+    scope: &'a crate::state::Scope,
+    cluster: &'a str,
+    cell: OnceCell<(ClusterSnapshot, Vec<&'a InstanceRecord>)>,
+}
+
+impl<'a> LazySnapshot<'a> {
+    fn new(state: &'a State, scope: &'a crate::state::Scope, cluster: &'a str) -> Self {
+        LazySnapshot {
+            state,
+            scope,
+            cluster,
+            cell: OnceCell::new(),
+        }
+    }
+
+    fn get(&self) -> (&ClusterSnapshot, &[&'a InstanceRecord]) {
+        let (snap, records) = self
+            .cell
+            .get_or_init(|| snapshot(self.state, self.scope, self.cluster));
+        (snap, records)
     }
 }
 
