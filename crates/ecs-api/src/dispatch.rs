@@ -7,8 +7,8 @@
 
 use controlplane::engine::Written;
 use controlplane::ops::{
-    account, agent, attributes, clusters, instances, protection, services, tags,
-    task_definitions, tasks,
+    account, agent, attributes, clusters, instances, protection, services, tags, task_definitions,
+    tasks,
 };
 use controlplane::{ControlPlane, Ctx, EcsError, Scope, State};
 use model::wire::{Operation, Required};
