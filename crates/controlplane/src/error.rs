@@ -59,7 +59,9 @@ impl EcsError {
             EcsError::ServiceNotActive => "ServiceNotActiveException",
             EcsError::ResourceNotFound(_) => "ResourceNotFoundException",
             EcsError::TargetNotFound(_) => "TargetNotFoundException",
-            EcsError::ClusterContainsContainerInstances => "ClusterContainsContainerInstancesException",
+            EcsError::ClusterContainsContainerInstances => {
+                "ClusterContainsContainerInstancesException"
+            }
             EcsError::ClusterContainsServices => "ClusterContainsServicesException",
             EcsError::ClusterContainsTasks => "ClusterContainsTasksException",
             EcsError::UnsupportedFeature(_) => "UnsupportedFeatureException",

@@ -48,6 +48,29 @@ pub struct PageRequest<'a> {
     pub descending: bool,
 }
 
+impl<'a> PageRequest<'a> {
+    /// The usual listing: ascending keys, at most 100 items a page.
+    pub fn ascending(
+        secret: &'a str,
+        now: f64,
+        operation: &'a str,
+        filters: &'a str,
+        max_results: Option<i32>,
+        next_token: Option<&'a str>,
+    ) -> PageRequest<'a> {
+        PageRequest {
+            secret,
+            now,
+            operation,
+            filters,
+            max_results,
+            limit: 100,
+            next_token,
+            descending: false,
+        }
+    }
+}
+
 #[derive(Serialize, Deserialize)]
 struct TokenBody {
     op: String,
@@ -76,7 +99,11 @@ fn decode(req: &PageRequest<'_>, token: &str) -> Result<String, EcsError> {
     m.update(&body);
     m.verify_slice(&given).map_err(|_| bad_token())?;
     let t: TokenBody = serde_json::from_slice(&body).map_err(|_| bad_token())?;
-    if t.op != req.operation || t.f != req.filters || req.now - t.at > TOKEN_LIFETIME || t.at - req.now > 300.0 {
+    if t.op != req.operation
+        || t.f != req.filters
+        || req.now - t.at > TOKEN_LIFETIME
+        || t.at - req.now > 300.0
+    {
         return Err(bad_token());
     }
     Ok(t.last)
@@ -91,16 +118,28 @@ fn encode(req: &PageRequest<'_>, last: &str) -> Result<String, EcsError> {
     })
     .map_err(|e| EcsError::Server(e.to_string()))?;
     let sig = mac(req.secret, &body)?;
-    Ok(format!("{}.{}", URL_SAFE_NO_PAD.encode(&body), URL_SAFE_NO_PAD.encode(sig)))
+    Ok(format!(
+        "{}.{}",
+        URL_SAFE_NO_PAD.encode(&body),
+        URL_SAFE_NO_PAD.encode(sig)
+    ))
 }
 
 /// Cuts one page out of `items`, which must come sorted by key in the direction
 /// `req.descending` says.
-pub fn paginate<T>(req: &PageRequest<'_>, items: impl IntoIterator<Item = (String, T)>) -> Result<Page<T>, EcsError> {
+pub fn paginate<T>(
+    req: &PageRequest<'_>,
+    items: impl IntoIterator<Item = (String, T)>,
+) -> Result<Page<T>, EcsError> {
     let max = match req.max_results {
         None => req.limit,
         Some(n) if (1..=req.limit).contains(&n) => n,
-        Some(n) => return Err(invalid(format!("maxResults must be between 1 and {}, got {n}.", req.limit))),
+        Some(n) => {
+            return Err(invalid(format!(
+                "maxResults must be between 1 and {}, got {n}.",
+                req.limit
+            )));
+        }
     };
     let max = usize::try_from(max).unwrap_or(1);
     let after = match req.next_token {
@@ -125,7 +164,10 @@ pub fn paginate<T>(req: &PageRequest<'_>, items: impl IntoIterator<Item = (Strin
         (Some(_), Some(last)) => Some(encode(req, &last)?),
         _ => None,
     };
-    Ok(Page { items: page, next_token })
+    Ok(Page {
+        items: page,
+        next_token,
+    })
 }
 
 #[cfg(test)]
@@ -176,7 +218,12 @@ mod tests {
     fn forged_tampered_and_foreign_tokens_are_refused() {
         let page = paginate(&req(None, Some(2)), items(5)).unwrap();
         let token = page.next_token.unwrap();
-        for bad in ["garbage", "a.b", &format!("{token}x"), &token.replacen('e', "f", 1)] {
+        for bad in [
+            "garbage",
+            "a.b",
+            &format!("{token}x"),
+            &token.replacen('e', "f", 1),
+        ] {
             if bad == token {
                 continue;
             }

@@ -391,13 +391,14 @@ impl State {
                     .insert((r.scope.clone(), r.cluster.clone(), r.id.clone()), r);
             }
             Record::Task(r) => {
-                self.derived.account(&r, 1);
-                if let Some(old) = self
-                    .tasks
-                    .insert((r.scope.clone(), r.cluster.clone(), r.id.clone()), r)
-                {
+                // Remove the old record's contribution first: both share the task id.
+                let key = (r.scope.clone(), r.cluster.clone(), r.id.clone());
+                if let Some(old) = self.tasks.get(&key) {
+                    let old = old.clone();
                     self.derived.account(&old, -1);
                 }
+                self.derived.account(&r, 1);
+                self.tasks.insert(key, r);
             }
             Record::Service(r) => {
                 self.services
@@ -568,6 +569,20 @@ mod tests {
             client_token: None,
             agent_acknowledged: false,
         })
+    }
+
+    #[test]
+    fn updating_a_task_keeps_it_in_the_instance_index() {
+        let mut s = State::default();
+        let sc = Scope::new("1", "r");
+        s.apply(&Change::Put(task(&sc, "a", "PENDING", 100, 8080)));
+        s.apply(&Change::Put(task(&sc, "a", "RUNNING", 100, 8080)));
+        let u = s.usage(&sc, "c", "i1").unwrap();
+        assert_eq!(u.tasks.len(), 1, "the task is still on its instance");
+        assert_eq!(
+            (u.cpu, u.running, u.pending, u.ports_tcp.clone()),
+            (100, 1, 0, vec![8080])
+        );
     }
 
     #[test]

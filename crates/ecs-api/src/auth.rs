@@ -48,8 +48,10 @@ pub struct Credentials {
 impl Credentials {
     /// Reads a credentials file (TOML).
     pub fn load(path: &Path) -> Result<Credentials, String> {
-        let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read credentials file {}: {e}", path.display()))?;
-        let creds: Credentials = toml::from_str(&text).map_err(|e| format!("credentials file {} is invalid: {e}", path.display()))?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read credentials file {}: {e}", path.display()))?;
+        let creds: Credentials = toml::from_str(&text)
+            .map_err(|e| format!("credentials file {} is invalid: {e}", path.display()))?;
         if creds.keys.is_empty() {
             return Err(format!("credentials file {} lists no keys", path.display()));
         }
@@ -76,8 +78,11 @@ pub struct SigV4Header {
 
 /// Parses `AWS4-HMAC-SHA256 Credential=…, SignedHeaders=…, Signature=…`.
 pub fn parse_authorization(value: &str) -> Result<SigV4Header, ApiError> {
-    let bad = |m: &str| ApiError::IncompleteSignature(format!("Authorization header is malformed: {m}"));
-    let rest = value.strip_prefix("AWS4-HMAC-SHA256").ok_or_else(|| bad("only AWS4-HMAC-SHA256 is supported"))?;
+    let bad =
+        |m: &str| ApiError::IncompleteSignature(format!("Authorization header is malformed: {m}"));
+    let rest = value
+        .strip_prefix("AWS4-HMAC-SHA256")
+        .ok_or_else(|| bad("only AWS4-HMAC-SHA256 is supported"))?;
     let mut credential = None;
     let mut signed = None;
     let mut signature = None;
@@ -94,17 +99,25 @@ pub fn parse_authorization(value: &str) -> Result<SigV4Header, ApiError> {
     let credential = credential.ok_or_else(|| bad("no Credential"))?;
     let fields: Vec<&str> = credential.split('/').collect();
     let [access_key, date, region, service, terminator] = fields[..] else {
-        return Err(bad("Credential must be <key>/<date>/<region>/<service>/aws4_request"));
+        return Err(bad(
+            "Credential must be <key>/<date>/<region>/<service>/aws4_request",
+        ));
     };
     if terminator != "aws4_request" || region.is_empty() || access_key.is_empty() {
-        return Err(bad("Credential must be <key>/<date>/<region>/<service>/aws4_request"));
+        return Err(bad(
+            "Credential must be <key>/<date>/<region>/<service>/aws4_request",
+        ));
     }
     Ok(SigV4Header {
         access_key: access_key.to_owned(),
         date: date.to_owned(),
         region: region.to_owned(),
         service: service.to_owned(),
-        signed_headers: signed.ok_or_else(|| bad("no SignedHeaders"))?.split(';').map(str::to_owned).collect(),
+        signed_headers: signed
+            .ok_or_else(|| bad("no SignedHeaders"))?
+            .split(';')
+            .map(str::to_owned)
+            .collect(),
         signature: signature.ok_or_else(|| bad("no Signature"))?.to_owned(),
     })
 }
@@ -141,7 +154,9 @@ fn uri_encode(s: &str, keep_slash: bool) -> String {
 }
 
 fn canonical_query(uri: &Uri) -> String {
-    let Some(q) = uri.query() else { return String::new() };
+    let Some(q) = uri.query() else {
+        return String::new();
+    };
     let mut pairs: Vec<(String, String)> = q
         .split('&')
         .filter(|p| !p.is_empty())
@@ -151,7 +166,11 @@ fn canonical_query(uri: &Uri) -> String {
         })
         .collect();
     pairs.sort();
-    pairs.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("&")
+    pairs
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join("&")
 }
 
 /// The SigV4 signature of a request, computed from the headers the client signed.
@@ -171,9 +190,13 @@ pub fn compute_signature(
             .iter()
             .map(|v| v.to_str().map(canonical_header_value))
             .collect::<Result<_, _>>()
-            .map_err(|_| ApiError::IncompleteSignature(format!("signed header {name} is not ASCII")))?;
+            .map_err(|_| {
+                ApiError::IncompleteSignature(format!("signed header {name} is not ASCII"))
+            })?;
         if values.is_empty() {
-            return Err(ApiError::IncompleteSignature(format!("signed header {name} is missing from the request")));
+            return Err(ApiError::IncompleteSignature(format!(
+                "signed header {name} is missing from the request"
+            )));
         }
         canonical_headers.push_str(&format!("{name}:{}\n", values.join(",")));
     }
@@ -184,19 +207,30 @@ pub fn compute_signature(
         let claimed = claimed.to_str().unwrap_or("");
         if claimed != "UNSIGNED-PAYLOAD" && !claimed.eq_ignore_ascii_case(&payload_hash) {
             return Err(ApiError::InvalidSignature(
-                "The x-amz-content-sha256 header does not match the SHA-256 of the request body.".into(),
+                "The x-amz-content-sha256 header does not match the SHA-256 of the request body."
+                    .into(),
             ));
         }
     }
-    let path = if uri.path().is_empty() { "/" } else { uri.path() };
+    let path = if uri.path().is_empty() {
+        "/"
+    } else {
+        uri.path()
+    };
     let canonical_request = format!(
         "{method}\n{}\n{}\n{canonical_headers}\n{}\n{payload_hash}",
         uri_encode(path, true),
         canonical_query(uri),
         auth.signed_headers.join(";"),
     );
-    let scope = format!("{}/{}/{}/aws4_request", auth.date, auth.region, auth.service);
-    let string_to_sign = format!("AWS4-HMAC-SHA256\n{amz_date}\n{scope}\n{}", hex::encode(Sha256::digest(canonical_request.as_bytes())));
+    let scope = format!(
+        "{}/{}/{}/aws4_request",
+        auth.date, auth.region, auth.service
+    );
+    let string_to_sign = format!(
+        "AWS4-HMAC-SHA256\n{amz_date}\n{scope}\n{}",
+        hex::encode(Sha256::digest(canonical_request.as_bytes()))
+    );
     let k_date = hmac(format!("AWS4{secret}").as_bytes(), auth.date.as_bytes());
     let k_region = hmac(&k_date, auth.region.as_bytes());
     let k_service = hmac(&k_region, auth.service.as_bytes());
@@ -207,7 +241,10 @@ pub fn compute_signature(
 /// Whether `region` can name a region: it goes into every ARN, so a `:` or a space
 /// would make ARNs that no longer parse.
 pub fn is_valid_region(region: &str) -> bool {
-    (1..=32).contains(&region.len()) && region.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+    (1..=32).contains(&region.len())
+        && region
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
 }
 
 fn check_region(region: &str) -> Result<(), ApiError> {
@@ -222,7 +259,9 @@ fn check_region(region: &str) -> Result<(), ApiError> {
 
 fn parse_amz_date(s: &str) -> Option<i64> {
     let fmt = format_description!("[year][month][day]T[hour][minute][second]Z");
-    PrimitiveDateTime::parse(s, &fmt).ok().map(|t| t.assume_utc().unix_timestamp())
+    PrimitiveDateTime::parse(s, &fmt)
+        .ok()
+        .map(|t| t.assume_utc().unix_timestamp())
 }
 
 /// Identifies the caller of a request: parses the signature and, when `credentials`
@@ -236,15 +275,25 @@ pub fn authenticate(
     headers: &HeaderMap,
     body: &[u8],
 ) -> Result<Caller, ApiError> {
-    let header = headers.get(http::header::AUTHORIZATION).map(|v| v.to_str().unwrap_or(""));
+    let header = headers
+        .get(http::header::AUTHORIZATION)
+        .map(|v| v.to_str().unwrap_or(""));
     let Some(creds) = credentials else {
-        let region = header.and_then(|h| parse_authorization(h).ok()).map_or_else(|| DEFAULT_REGION.to_owned(), |a| a.region);
+        let region = header
+            .and_then(|h| parse_authorization(h).ok())
+            .map_or_else(|| DEFAULT_REGION.to_owned(), |a| a.region);
         check_region(&region)?;
-        return Ok(Caller { region, account: default_account.to_owned() });
+        return Ok(Caller {
+            region,
+            account: default_account.to_owned(),
+        });
     };
     let auth = parse_authorization(header.ok_or(ApiError::MissingAuthentication)?)?;
     check_region(&auth.region)?;
-    let key = creds.keys.get(&auth.access_key).ok_or(ApiError::UnrecognizedClient)?;
+    let key = creds
+        .keys
+        .get(&auth.access_key)
+        .ok_or(ApiError::UnrecognizedClient)?;
     if auth.service != "ecs" {
         return Err(ApiError::InvalidSignature(format!(
             "Credential should be scoped to correct service: 'ecs', not {:?}.",
@@ -254,26 +303,43 @@ pub fn authenticate(
     let amz_date = headers
         .get("x-amz-date")
         .and_then(|v| v.to_str().ok())
-        .ok_or_else(|| ApiError::IncompleteSignature("Authorization header requires an X-Amz-Date header.".into()))?;
-    let signed_at = parse_amz_date(amz_date)
-        .ok_or_else(|| ApiError::IncompleteSignature(format!("X-Amz-Date {amz_date:?} is not of the form YYYYMMDDTHHMMSSZ.")))?;
+        .ok_or_else(|| {
+            ApiError::IncompleteSignature(
+                "Authorization header requires an X-Amz-Date header.".into(),
+            )
+        })?;
+    let signed_at = parse_amz_date(amz_date).ok_or_else(|| {
+        ApiError::IncompleteSignature(format!(
+            "X-Amz-Date {amz_date:?} is not of the form YYYYMMDDTHHMMSSZ."
+        ))
+    })?;
     if (now - signed_at).abs() > MAX_SKEW_SECONDS {
         return Err(ApiError::InvalidSignature(format!(
             "Signature expired or not yet valid: signed at {amz_date}, the server's time is {now} (Unix); the difference may be at most 15 min."
         )));
     }
     if !amz_date.starts_with(&auth.date) {
-        return Err(ApiError::InvalidSignature("The credential scope date does not match X-Amz-Date.".into()));
+        return Err(ApiError::InvalidSignature(
+            "The credential scope date does not match X-Amz-Date.".into(),
+        ));
     }
     let expected = compute_signature(&key.secret, &auth, amz_date, method, uri, headers, body)?;
     let given = hex::decode(&auth.signature).unwrap_or_default();
-    let matches = hex::decode(&expected).is_ok_and(|e| e.len() == given.len() && e.iter().zip(&given).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0);
+    let matches = hex::decode(&expected).is_ok_and(|e| {
+        e.len() == given.len() && e.iter().zip(&given).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
+    });
     if !matches {
         return Err(ApiError::InvalidSignature(
             "The request signature we calculated does not match the signature you provided. Check your AWS Secret Access Key and signing method. Consult the service documentation for details.".into(),
         ));
     }
-    Ok(Caller { region: auth.region, account: key.account.clone().unwrap_or_else(|| default_account.to_owned()) })
+    Ok(Caller {
+        region: auth.region,
+        account: key
+            .account
+            .clone()
+            .unwrap_or_else(|| default_account.to_owned()),
+    })
 }
 
 #[cfg(test)]
@@ -285,7 +351,12 @@ mod tests {
     fn matches_the_aws_documentation_example() {
         let mut headers = HeaderMap::new();
         headers.insert("host", "iam.amazonaws.com".parse().unwrap());
-        headers.insert("content-type", "application/x-www-form-urlencoded; charset=utf-8".parse().unwrap());
+        headers.insert(
+            "content-type",
+            "application/x-www-form-urlencoded; charset=utf-8"
+                .parse()
+                .unwrap(),
+        );
         headers.insert("x-amz-date", "20150830T123600Z".parse().unwrap());
         let auth = SigV4Header {
             access_key: "AKIDEXAMPLE".into(),
@@ -306,7 +377,10 @@ mod tests {
             b"",
         )
         .unwrap();
-        assert_eq!(sig, "5d672d79c15b13162d9279b0855cfba6789a8edb4c82c400e06b5924a6f2b5d7");
+        assert_eq!(
+            sig,
+            "5d672d79c15b13162d9279b0855cfba6789a8edb4c82c400e06b5924a6f2b5d7"
+        );
     }
 
     fn signed_request(service: &str, body: &[u8], content_sha: Option<&str>) -> (HeaderMap, i64) {
@@ -328,7 +402,16 @@ mod tests {
             signature: String::new(),
         };
         let uri: Uri = "/".parse().unwrap();
-        auth.signature = compute_signature("s", &auth, "20251124T160000Z", &Method::POST, &uri, &headers, body).unwrap();
+        auth.signature = compute_signature(
+            "s",
+            &auth,
+            "20251124T160000Z",
+            &Method::POST,
+            &uri,
+            &headers,
+            body,
+        )
+        .unwrap();
         let value = format!(
             "AWS4-HMAC-SHA256 Credential=K/20251124/us-east-1/{service}/aws4_request, SignedHeaders={}, Signature={}",
             auth.signed_headers.join(";"),
@@ -340,7 +423,13 @@ mod tests {
 
     fn creds() -> Credentials {
         let mut keys = BTreeMap::new();
-        keys.insert("K".to_owned(), KeyEntry { secret: "s".into(), account: None });
+        keys.insert(
+            "K".to_owned(),
+            KeyEntry {
+                secret: "s".into(),
+                account: None,
+            },
+        );
         Credentials { keys }
     }
 
@@ -350,9 +439,29 @@ mod tests {
         let sha = hex::encode(Sha256::digest(body));
         let (headers, now) = signed_request("ecs", body, Some(&sha));
         let uri: Uri = "/".parse().unwrap();
-        assert!(authenticate(Some(&creds()), "0", now, &Method::POST, &uri, &headers, body).is_ok());
+        assert!(
+            authenticate(
+                Some(&creds()),
+                "0",
+                now,
+                &Method::POST,
+                &uri,
+                &headers,
+                body
+            )
+            .is_ok()
+        );
         let evil = br#"{"clusterName":"evil"}"#;
-        let e = authenticate(Some(&creds()), "0", now, &Method::POST, &uri, &headers, evil).unwrap_err();
+        let e = authenticate(
+            Some(&creds()),
+            "0",
+            now,
+            &Method::POST,
+            &uri,
+            &headers,
+            evil,
+        )
+        .unwrap_err();
         assert_eq!(e.status_and_code().1, "InvalidSignatureException");
         assert!(e.to_string().contains("x-amz-content-sha256"), "{e}");
     }
@@ -360,21 +469,43 @@ mod tests {
     #[test]
     fn the_scope_must_name_ecs() {
         let (headers, now) = signed_request("s3", b"{}", None);
-        let e = authenticate(Some(&creds()), "0", now, &Method::POST, &"/".parse().unwrap(), &headers, b"{}").unwrap_err();
+        let e = authenticate(
+            Some(&creds()),
+            "0",
+            now,
+            &Method::POST,
+            &"/".parse().unwrap(),
+            &headers,
+            b"{}",
+        )
+        .unwrap_err();
         assert_eq!(e.status_and_code().1, "InvalidSignatureException");
         assert!(e.to_string().contains("'ecs'"), "{e}");
     }
 
     #[test]
     fn regions_must_be_region_names() {
-        assert!(is_valid_region("us-east-1") && is_valid_region("us-gov-west-1") && is_valid_region("cn-north-1"));
+        assert!(
+            is_valid_region("us-east-1")
+                && is_valid_region("us-gov-west-1")
+                && is_valid_region("cn-north-1")
+        );
         for bad in ["", "us-east-1:evil", "EVIL REGION", "ü", &"x".repeat(33)] {
             assert!(!is_valid_region(bad), "{bad}");
         }
         let mut headers = HeaderMap::new();
         let auth = "AWS4-HMAC-SHA256 Credential=K/20261123/us-east-1:x/ecs/aws4_request, SignedHeaders=host, Signature=00";
         headers.insert("authorization", auth.parse().unwrap());
-        let e = authenticate(None, "0", 0, &Method::POST, &"/".parse().unwrap(), &headers, b"{}").unwrap_err();
+        let e = authenticate(
+            None,
+            "0",
+            0,
+            &Method::POST,
+            &"/".parse().unwrap(),
+            &headers,
+            b"{}",
+        )
+        .unwrap_err();
         assert_eq!(e.status_and_code().1, "InvalidSignatureException");
     }
 
@@ -397,9 +528,27 @@ mod tests {
             "authorization",
             "AWS4-HMAC-SHA256 Credential=K/20261123/ap-south-1/ecs/aws4_request, SignedHeaders=host, Signature=00".parse().unwrap(),
         );
-        let c = authenticate(None, "000000000000", 0, &Method::POST, &"/".parse().unwrap(), &headers, b"{}").unwrap();
+        let c = authenticate(
+            None,
+            "000000000000",
+            0,
+            &Method::POST,
+            &"/".parse().unwrap(),
+            &headers,
+            b"{}",
+        )
+        .unwrap();
         assert_eq!(c.region, "ap-south-1");
-        let none = authenticate(None, "1", 0, &Method::POST, &"/".parse().unwrap(), &HeaderMap::new(), b"").unwrap();
+        let none = authenticate(
+            None,
+            "1",
+            0,
+            &Method::POST,
+            &"/".parse().unwrap(),
+            &HeaderMap::new(),
+            b"",
+        )
+        .unwrap();
         assert_eq!(none.region, DEFAULT_REGION);
     }
 }

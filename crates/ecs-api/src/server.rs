@@ -81,7 +81,10 @@ async fn handle(
         .get("x-amz-target")
         .and_then(|v| v.to_str().ok())
         .ok_or(ApiError::MissingTarget)?;
-    let (prefix, name) = target.split_once('.').filter(|(_, name)| !name.is_empty()).ok_or(ApiError::MissingTarget)?;
+    let (prefix, name) = target
+        .split_once('.')
+        .filter(|(_, name)| !name.is_empty())
+        .ok_or(ApiError::MissingTarget)?;
     if prefix != TARGET_PREFIX && prefix != AGENT_TARGET_PREFIX {
         return Err(ApiError::MissingTarget);
     }

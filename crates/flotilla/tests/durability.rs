@@ -28,9 +28,18 @@ impl Drop for Server {
 }
 
 fn start(data_dir: &std::path::Path) -> Server {
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let child = Command::new(env!("CARGO_BIN_EXE_flotilla"))
-        .args(["server", "--listen", &format!("127.0.0.1:{port}"), "--data-dir"])
+        .args([
+            "server",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--data-dir",
+        ])
         .arg(data_dir)
         .env("FLOTILLA_LOG", "warn")
         .stdout(Stdio::null())
@@ -39,17 +48,29 @@ fn start(data_dir: &std::path::Path) -> Server {
     let endpoint = format!("http://127.0.0.1:{port}");
     let deadline = Instant::now() + Duration::from_secs(30);
     let http = reqwest::blocking::Client::new();
-    while !http.get(format!("{endpoint}/healthz")).send().is_ok_and(|r| r.status().is_success()) {
+    while !http
+        .get(format!("{endpoint}/healthz"))
+        .send()
+        .is_ok_and(|r| r.status().is_success())
+    {
         assert!(Instant::now() < deadline, "server did not become healthy");
         std::thread::sleep(Duration::from_millis(20));
     }
     Server { child, endpoint }
 }
 
-async fn call(http: &reqwest::Client, endpoint: &str, op: &str, body: Value) -> Result<Value, String> {
+async fn call(
+    http: &reqwest::Client,
+    endpoint: &str,
+    op: &str,
+    body: Value,
+) -> Result<Value, String> {
     let resp = http
         .post(endpoint)
-        .header("x-amz-target", format!("AmazonEC2ContainerServiceV20141113.{op}"))
+        .header(
+            "x-amz-target",
+            format!("AmazonEC2ContainerServiceV20141113.{op}"),
+        )
         .header("content-type", "application/x-amz-json-1.1")
         .body(body.to_string())
         .send()
@@ -57,7 +78,11 @@ async fn call(http: &reqwest::Client, endpoint: &str, op: &str, body: Value) -> 
         .map_err(|e| e.to_string())?;
     let ok = resp.status().is_success();
     let text = resp.text().await.map_err(|e| e.to_string())?;
-    if ok { serde_json::from_str(&text).map_err(|e| e.to_string()) } else { Err(text) }
+    if ok {
+        serde_json::from_str(&text).map_err(|e| e.to_string())
+    } else {
+        Err(text)
+    }
 }
 
 #[derive(Default)]
@@ -119,28 +144,65 @@ fn acknowledged_writes_survive_kill_9() {
         // Restart and check every acknowledged write.
         let server = start(dir.path());
         let acked = acked.lock().unwrap();
-        assert!(acked.clusters.len() + acked.revisions.len() >= usize::try_from(kill_after).unwrap());
+        assert!(
+            acked.clusters.len() + acked.revisions.len() >= usize::try_from(kill_after).unwrap()
+        );
         rt.block_on(async {
             let http = reqwest::Client::new();
             let names: Vec<&String> = acked.clusters.iter().collect();
             for chunk in names.chunks(100) {
-                let v = call(&http, &server.endpoint, "DescribeClusters", json!({"clusters": chunk, "include": ["TAGS"]})).await.unwrap();
-                assert_eq!(v["failures"].as_array().unwrap().len(), 0, "lost clusters: {}", v["failures"]);
+                let v = call(
+                    &http,
+                    &server.endpoint,
+                    "DescribeClusters",
+                    json!({"clusters": chunk, "include": ["TAGS"]}),
+                )
+                .await
+                .unwrap();
+                assert_eq!(
+                    v["failures"].as_array().unwrap().len(),
+                    0,
+                    "lost clusters: {}",
+                    v["failures"]
+                );
                 for c in v["clusters"].as_array().unwrap() {
                     assert_eq!(c["status"], "ACTIVE");
-                    assert_eq!(c["tags"].as_array().unwrap().len(), 1, "cluster half-written: {c}");
+                    assert_eq!(
+                        c["tags"].as_array().unwrap().len(),
+                        1,
+                        "cluster half-written: {c}"
+                    );
                 }
             }
             for (family, rev) in acked.revisions.iter() {
-                let v = call(&http, &server.endpoint, "DescribeTaskDefinition", json!({"taskDefinition": format!("{family}:{rev}")}))
-                    .await
-                    .unwrap_or_else(|e| panic!("lost {family}:{rev}: {e}"));
+                let v = call(
+                    &http,
+                    &server.endpoint,
+                    "DescribeTaskDefinition",
+                    json!({"taskDefinition": format!("{family}:{rev}")}),
+                )
+                .await
+                .unwrap_or_else(|e| panic!("lost {family}:{rev}: {e}"));
                 let td = &v["taskDefinition"];
                 assert_eq!(td["status"], "ACTIVE");
-                assert_eq!(td["containerDefinitions"][0]["environment"].as_array().unwrap().len(), 1, "half-written: {td}");
+                assert_eq!(
+                    td["containerDefinitions"][0]["environment"]
+                        .as_array()
+                        .unwrap()
+                        .len(),
+                    1,
+                    "half-written: {td}"
+                );
             }
             // Revisions of a family have no gaps and no duplicates after recovery.
-            let fams = call(&http, &server.endpoint, "ListTaskDefinitionFamilies", json!({})).await.unwrap();
+            let fams = call(
+                &http,
+                &server.endpoint,
+                "ListTaskDefinitionFamilies",
+                json!({}),
+            )
+            .await
+            .unwrap();
             for fam in fams["families"].as_array().unwrap() {
                 let mut revs = Vec::new();
                 let mut token: Option<String> = None;
@@ -149,9 +211,19 @@ fn acknowledged_writes_survive_kill_9() {
                     if let Some(t) = &token {
                         body["nextToken"] = json!(t);
                     }
-                    let page = call(&http, &server.endpoint, "ListTaskDefinitions", body).await.unwrap();
+                    let page = call(&http, &server.endpoint, "ListTaskDefinitions", body)
+                        .await
+                        .unwrap();
                     for arn in page["taskDefinitionArns"].as_array().unwrap() {
-                        revs.push(arn.as_str().unwrap().rsplit(':').next().unwrap().parse::<i64>().unwrap());
+                        revs.push(
+                            arn.as_str()
+                                .unwrap()
+                                .rsplit(':')
+                                .next()
+                                .unwrap()
+                                .parse::<i64>()
+                                .unwrap(),
+                        );
                     }
                     match page["nextToken"].as_str() {
                         Some(t) => token = Some(t.to_owned()),

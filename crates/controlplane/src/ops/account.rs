@@ -47,25 +47,43 @@ fn validate_value(name: SettingName, value: &str) -> Result<(), EcsError> {
     if allowed.contains(&value) {
         Ok(())
     } else {
-        Err(invalid(format!("value {value:?} is not valid for setting {name}; expected one of {}.", allowed.join(", "))))
+        Err(invalid(format!(
+            "value {value:?} is not valid for setting {name}; expected one of {}.",
+            allowed.join(", ")
+        )))
     }
 }
 
 fn validate_principal(scope: &Scope, p: &str) -> Result<(), EcsError> {
     let prefix = format!("arn:aws:iam::{}:", scope.account);
     match p.strip_prefix(&prefix) {
-        Some(rest) if rest == "root" || rest.starts_with("user/") || rest.starts_with("role/") => Ok(()),
-        _ => Err(invalid(format!("principalArn {p:?} is not an IAM root, user or role ARN of account {}.", scope.account))),
+        Some(rest) if rest == "root" || rest.starts_with("user/") || rest.starts_with("role/") => {
+            Ok(())
+        }
+        _ => Err(invalid(format!(
+            "principalArn {p:?} is not an IAM root, user or role ARN of account {}.",
+            scope.account
+        ))),
     }
 }
 
-fn record(scope: &Scope, principal_key: &str, name: SettingName, value: &str, shown_principal: String) -> SettingRecord {
+fn record(
+    scope: &Scope,
+    principal_key: &str,
+    name: SettingName,
+    value: &str,
+    shown_principal: String,
+) -> SettingRecord {
     SettingRecord {
         scope: scope.clone(),
         setting: wire::Setting {
             name: Some(name),
             value: Some(value.to_owned()),
-            principal_arn: Some(if principal_key == DEFAULT_PRINCIPAL { DEFAULT_PRINCIPAL.to_owned() } else { shown_principal }),
+            principal_arn: Some(if principal_key == DEFAULT_PRINCIPAL {
+                DEFAULT_PRINCIPAL.to_owned()
+            } else {
+                shown_principal
+            }),
             r#type: Some(SettingType::User),
         },
     }
@@ -83,53 +101,109 @@ fn shown(scope: &Scope, s: &wire::Setting) -> wire::Setting {
 /// are the account defaults, as on AWS: setting one for the root sets it for every
 /// principal without a setting of its own.
 fn principal_key<'a>(scope: &Scope, principal: &'a str) -> &'a str {
-    if principal == root(scope) { DEFAULT_PRINCIPAL } else { principal }
+    if principal == root(scope) {
+        DEFAULT_PRINCIPAL
+    } else {
+        principal
+    }
 }
 
-fn get<'a>(state: &'a State, scope: &Scope, principal: &str, name: SettingName) -> Option<&'a SettingRecord> {
+fn get<'a>(
+    state: &'a State,
+    scope: &Scope,
+    principal: &str,
+    name: SettingName,
+) -> Option<&'a SettingRecord> {
     let key = principal_key(scope, principal);
-    state.settings.get(&(scope.clone(), key.to_owned(), name.as_str().to_owned()))
+    state
+        .settings
+        .get(&(scope.clone(), key.to_owned(), name.as_str().to_owned()))
 }
 
-fn put_setting(ctx: &Ctx, principal: &str, name: Option<SettingName>, value: Option<String>) -> Result<(wire::Setting, Vec<Change>), EcsError> {
+fn put_setting(
+    ctx: &Ctx,
+    principal: &str,
+    name: Option<SettingName>,
+    value: Option<String>,
+) -> Result<(wire::Setting, Vec<Change>), EcsError> {
     let name = name.ok_or_else(|| invalid("name is required."))?;
     let value = value.ok_or_else(|| invalid("value is required."))?;
     validate_value(name, &value)?;
-    let rec = record(&ctx.scope, principal_key(&ctx.scope, principal), name, &value, principal.to_owned());
-    Ok((shown(&ctx.scope, &rec.setting), vec![Change::Put(Record::Setting(rec))]))
+    let rec = record(
+        &ctx.scope,
+        principal_key(&ctx.scope, principal),
+        name,
+        &value,
+        principal.to_owned(),
+    );
+    Ok((
+        shown(&ctx.scope, &rec.setting),
+        vec![Change::Put(Record::Setting(rec))],
+    ))
 }
 
 /// PutAccountSetting: for `principalArn`, or the caller (the account root).
-pub fn put(_state: &State, ctx: &mut Ctx, req: wire::PutAccountSettingRequest) -> Written<wire::PutAccountSettingResponse> {
+pub fn put(
+    _state: &State,
+    ctx: &mut Ctx,
+    req: wire::PutAccountSettingRequest,
+) -> Written<wire::PutAccountSettingResponse> {
     let principal = req.principal_arn.unwrap_or_else(|| root(&ctx.scope));
     validate_principal(&ctx.scope, &principal)?;
     let (setting, changes) = put_setting(ctx, &principal, req.name, req.value)?;
-    Ok((wire::PutAccountSettingResponse { setting: Some(setting) }, changes))
+    Ok((
+        wire::PutAccountSettingResponse {
+            setting: Some(setting),
+        },
+        changes,
+    ))
 }
 
 /// PutAccountSettingDefault: the account-wide default.
-pub fn put_default(_state: &State, ctx: &mut Ctx, req: wire::PutAccountSettingDefaultRequest) -> Written<wire::PutAccountSettingDefaultResponse> {
+pub fn put_default(
+    _state: &State,
+    ctx: &mut Ctx,
+    req: wire::PutAccountSettingDefaultRequest,
+) -> Written<wire::PutAccountSettingDefaultResponse> {
     let (setting, changes) = put_setting(ctx, DEFAULT_PRINCIPAL, req.name, req.value)?;
-    Ok((wire::PutAccountSettingDefaultResponse { setting: Some(setting) }, changes))
+    Ok((
+        wire::PutAccountSettingDefaultResponse {
+            setting: Some(setting),
+        },
+        changes,
+    ))
 }
 
 /// DeleteAccountSetting: removes a principal's own setting; answers with it.
-pub fn delete(state: &State, ctx: &mut Ctx, req: wire::DeleteAccountSettingRequest) -> Written<wire::DeleteAccountSettingResponse> {
+pub fn delete(
+    state: &State,
+    ctx: &mut Ctx,
+    req: wire::DeleteAccountSettingRequest,
+) -> Written<wire::DeleteAccountSettingResponse> {
     let name = req.name.ok_or_else(|| invalid("name is required."))?;
     let principal = req.principal_arn.unwrap_or_else(|| root(&ctx.scope));
     validate_principal(&ctx.scope, &principal)?;
     match get(state, &ctx.scope, &principal, name) {
         Some(rec) => Ok((
-            wire::DeleteAccountSettingResponse { setting: Some(shown(&ctx.scope, &rec.setting)) },
+            wire::DeleteAccountSettingResponse {
+                setting: Some(shown(&ctx.scope, &rec.setting)),
+            },
             vec![Change::Delete(Record::Setting(rec.clone()))],
         )),
-        None => Err(invalid(format!("No {name} setting is set for principal {principal}."))),
+        None => Err(invalid(format!(
+            "No {name} setting is set for principal {principal}."
+        ))),
     }
 }
 
 /// ListAccountSettings: the principal's own settings, or with `effectiveSettings` the
 /// value in force for every setting.
-pub fn list(state: &State, scope: &Scope, now: f64, req: wire::ListAccountSettingsRequest) -> Result<wire::ListAccountSettingsResponse, EcsError> {
+pub fn list(
+    state: &State,
+    scope: &Scope,
+    now: f64,
+    req: wire::ListAccountSettingsRequest,
+) -> Result<wire::ListAccountSettingsResponse, EcsError> {
     let principal = req.principal_arn.clone().unwrap_or_else(|| root(scope));
     validate_principal(scope, &principal)?;
     if req.value.is_some() && req.name.is_none() {
@@ -143,7 +217,10 @@ pub fn list(state: &State, scope: &Scope, now: f64, req: wire::ListAccountSettin
         }
         let own = get(state, scope, &principal, name).map(|r| shown(scope, &r.setting));
         let value = if effective {
-            own.or_else(|| get(state, scope, DEFAULT_PRINCIPAL, name).map(|r| shown(scope, &r.setting))).or_else(|| {
+            own.or_else(|| {
+                get(state, scope, DEFAULT_PRINCIPAL, name).map(|r| shown(scope, &r.setting))
+            })
+            .or_else(|| {
                 Some(wire::Setting {
                     name: Some(name),
                     value: Some(aws_default(name).to_owned()),
@@ -154,10 +231,13 @@ pub fn list(state: &State, scope: &Scope, now: f64, req: wire::ListAccountSettin
         } else {
             own
         };
-        if let Some(s) = value {
-            if req.value.as_ref().is_none_or(|v| s.value.as_ref() == Some(v)) {
-                settings.push(s);
-            }
+        if let Some(s) = value
+            && req
+                .value
+                .as_ref()
+                .is_none_or(|v| s.value.as_ref() == Some(v))
+        {
+            settings.push(s);
         }
     }
     let filters = format!(
@@ -166,8 +246,10 @@ pub fn list(state: &State, scope: &Scope, now: f64, req: wire::ListAccountSettin
         req.value.as_deref().unwrap_or("")
     );
     // Pages resume after the last key, so the items must come in key order.
-    let mut items: Vec<(String, wire::Setting)> =
-        settings.into_iter().map(|s| (s.name.map(|n| n.as_str().to_owned()).unwrap_or_default(), s)).collect();
+    let mut items: Vec<(String, wire::Setting)> = settings
+        .into_iter()
+        .map(|s| (s.name.map(|n| n.as_str().to_owned()).unwrap_or_default(), s))
+        .collect();
     items.sort_by(|a, b| a.0.cmp(&b.0));
     let page = paginate(
         &PageRequest {
@@ -182,14 +264,21 @@ pub fn list(state: &State, scope: &Scope, now: f64, req: wire::ListAccountSettin
         },
         items,
     )?;
-    Ok(wire::ListAccountSettingsResponse { settings: Some(page.items), next_token: page.next_token })
+    Ok(wire::ListAccountSettingsResponse {
+        settings: Some(page.items),
+        next_token: page.next_token,
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn list_page(state: &State, scope: &Scope, token: Option<String>) -> wire::ListAccountSettingsResponse {
+    fn list_page(
+        state: &State,
+        scope: &Scope,
+        token: Option<String>,
+    ) -> wire::ListAccountSettingsResponse {
         let req = wire::ListAccountSettingsRequest {
             effective_settings: Some(true),
             max_results: Some(3),
@@ -232,11 +321,20 @@ mod tests {
         assert_eq!(effective(&state, &scope, bob), "enabled");
         setting(&mut state, &scope, Some(bob), "enhanced");
         assert_eq!(effective(&state, &scope, bob), "enhanced");
-        assert_eq!(effective(&state, &scope, "arn:aws:iam::000000000000:root"), "enabled");
+        assert_eq!(
+            effective(&state, &scope, "arn:aws:iam::000000000000:root"),
+            "enabled"
+        );
         let mut ctx = Ctx::new(scope.clone(), 1000.0, 1);
-        let req = wire::DeleteAccountSettingRequest { name: Some(SettingName::ContainerInsights), principal_arn: None };
+        let req = wire::DeleteAccountSettingRequest {
+            name: Some(SettingName::ContainerInsights),
+            principal_arn: None,
+        };
         let (resp, _) = delete(&state, &mut ctx, req).unwrap();
-        assert_eq!(resp.setting.unwrap().principal_arn.as_deref(), Some("arn:aws:iam::000000000000:root"));
+        assert_eq!(
+            resp.setting.unwrap().principal_arn.as_deref(),
+            Some("arn:aws:iam::000000000000:root")
+        );
     }
 
     #[test]
@@ -246,13 +344,21 @@ mod tests {
         let (mut seen, mut token) = (Vec::new(), None);
         loop {
             let page = list_page(&state, &scope, token);
-            seen.extend(page.settings.unwrap_or_default().into_iter().map(|s| s.name.unwrap().as_str().to_owned()));
+            seen.extend(
+                page.settings
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|s| s.name.unwrap().as_str().to_owned()),
+            );
             token = page.next_token;
             if token.is_none() {
                 break;
             }
         }
-        let mut expected: Vec<String> = SettingName::ALL.iter().map(|n| n.as_str().to_owned()).collect();
+        let mut expected: Vec<String> = SettingName::ALL
+            .iter()
+            .map(|n| n.as_str().to_owned())
+            .collect();
         expected.sort();
         assert_eq!(seen, expected);
     }

@@ -26,7 +26,8 @@ pub fn discover_poll_endpoint(
     if req.cluster.is_some() {
         // DiscoverPollEndpoint declares no ClusterNotFoundException: the agent sees the
         // generic ClientException, as from RegisterContainerInstance.
-        active_cluster(state, scope, req.cluster.as_deref()).map_err(|_| client("Cluster not found."))?;
+        active_cluster(state, scope, req.cluster.as_deref())
+            .map_err(|_| client("Cluster not found."))?;
     }
     Ok(wire::DiscoverPollEndpointResponse {
         endpoint: Some(advertised.to_owned()),
@@ -35,8 +36,14 @@ pub fn discover_poll_endpoint(
     })
 }
 
-fn apply_container_change(rec: &mut TaskRecord, c: &wire::ContainerStateChange) -> Result<(), EcsError> {
-    let name = c.container_name.as_deref().ok_or_else(|| invalid("containers[].containerName is required."))?;
+fn apply_container_change(
+    rec: &mut TaskRecord,
+    c: &wire::ContainerStateChange,
+) -> Result<(), EcsError> {
+    let name = c
+        .container_name
+        .as_deref()
+        .ok_or_else(|| invalid("containers[].containerName is required."))?;
     let container = rec
         .task
         .containers
@@ -45,8 +52,13 @@ fn apply_container_change(rec: &mut TaskRecord, c: &wire::ContainerStateChange) 
         .find(|x| x.name.as_deref() == Some(name))
         .ok_or_else(|| invalid(format!("The task has no container named {name}.")))?;
     if let Some(status) = &c.status {
-        let new: TaskStatus = status.parse().map_err(|e: String| invalid(format!("containers[].status: {e}")))?;
-        let old = container.last_status.as_deref().and_then(|s| s.parse::<TaskStatus>().ok());
+        let new: TaskStatus = status
+            .parse()
+            .map_err(|e: String| invalid(format!("containers[].status: {e}")))?;
+        let old = container
+            .last_status
+            .as_deref()
+            .and_then(|s| s.parse::<TaskStatus>().ok());
         if old.is_none_or(|o| o.can_move_to(new)) {
             container.last_status = Some(new.as_str().to_owned());
         }
@@ -70,10 +82,16 @@ fn apply_container_change(rec: &mut TaskRecord, c: &wire::ContainerStateChange) 
 }
 
 /// SubmitTaskStateChange: the agent reports a task's (and its containers') new state.
-pub fn submit_task_state_change(state: &State, ctx: &mut Ctx, req: wire::SubmitTaskStateChangeRequest) -> Written<wire::SubmitTaskStateChangeResponse> {
+pub fn submit_task_state_change(
+    state: &State,
+    ctx: &mut Ctx,
+    req: wire::SubmitTaskStateChangeRequest,
+) -> Written<wire::SubmitTaskStateChangeResponse> {
     let cluster = active_cluster(state, &ctx.scope, req.cluster.as_deref())?;
     let ident = req.task.ok_or_else(|| invalid("task is required."))?;
-    let mut rec = find(state, &ctx.scope, &cluster.name, &ident).ok_or_else(|| invalid("The referenced task was not found."))?.clone();
+    let mut rec = find(state, &ctx.scope, &cluster.name, &ident)
+        .ok_or_else(|| invalid("The referenced task was not found."))?
+        .clone();
     let before = rec.clone();
     rec.agent_acknowledged = true;
     for c in req.containers.as_deref().unwrap_or(&[]) {
@@ -87,7 +105,9 @@ pub fn submit_task_state_change(state: &State, ctx: &mut Ctx, req: wire::SubmitT
         t.pull_stopped_at = req.pull_stopped_at;
     }
     if let Some(status) = &req.status {
-        let new: TaskStatus = status.parse().map_err(|e: String| invalid(format!("status: {e}")))?;
+        let new: TaskStatus = status
+            .parse()
+            .map_err(|e: String| invalid(format!("status: {e}")))?;
         let old = last_status(t);
         if old.is_none_or(|o| o.can_move_to(new)) {
             let ever_ran = t.started_at.is_some();
@@ -98,7 +118,11 @@ pub fn submit_task_state_change(state: &State, ctx: &mut Ctx, req: wire::SubmitT
                 t.connectivity_at.get_or_insert(ctx.now);
             }
             if new >= TaskStatus::Deactivating && t.stop_code.is_none() {
-                t.stop_code = Some(if ever_ran { TaskStopCode::EssentialContainerExited } else { TaskStopCode::TaskFailedToStart });
+                t.stop_code = Some(if ever_ran {
+                    TaskStopCode::EssentialContainerExited
+                } else {
+                    TaskStopCode::TaskFailedToStart
+                });
                 t.stopped_reason.clone_from(&req.reason);
                 t.stopping_at.get_or_insert(ctx.now);
             }
@@ -114,8 +138,17 @@ pub fn submit_task_state_change(state: &State, ctx: &mut Ctx, req: wire::SubmitT
             t.version = Some(t.version.unwrap_or(0) + 1);
         }
     }
-    let changes = if rec == before { vec![] } else { vec![Change::Put(Record::Task(rec))] };
-    Ok((wire::SubmitTaskStateChangeResponse { acknowledgment: Some(ACK.into()) }, changes))
+    let changes = if rec == before {
+        vec![]
+    } else {
+        vec![Change::Put(Record::Task(rec))]
+    };
+    Ok((
+        wire::SubmitTaskStateChangeResponse {
+            acknowledgment: Some(ACK.into()),
+        },
+        changes,
+    ))
 }
 
 /// SubmitContainerStateChange: one container's new state.
@@ -126,7 +159,9 @@ pub fn submit_container_state_change(
 ) -> Written<wire::SubmitContainerStateChangeResponse> {
     let cluster = active_cluster(state, &ctx.scope, req.cluster.as_deref())?;
     let ident = req.task.ok_or_else(|| invalid("task is required."))?;
-    let mut rec = find(state, &ctx.scope, &cluster.name, &ident).ok_or_else(|| invalid("The referenced task was not found."))?.clone();
+    let mut rec = find(state, &ctx.scope, &cluster.name, &ident)
+        .ok_or_else(|| invalid("The referenced task was not found."))?
+        .clone();
     let before = rec.clone();
     rec.agent_acknowledged = true;
     let change = wire::ContainerStateChange {
@@ -139,8 +174,17 @@ pub fn submit_container_state_change(
         image_digest: None,
     };
     apply_container_change(&mut rec, &change)?;
-    let changes = if rec == before { vec![] } else { vec![Change::Put(Record::Task(rec))] };
-    Ok((wire::SubmitContainerStateChangeResponse { acknowledgment: Some(ACK.into()) }, changes))
+    let changes = if rec == before {
+        vec![]
+    } else {
+        vec![Change::Put(Record::Task(rec))]
+    };
+    Ok((
+        wire::SubmitContainerStateChangeResponse {
+            acknowledgment: Some(ACK.into()),
+        },
+        changes,
+    ))
 }
 
 /// SubmitAttachmentStateChanges: acknowledged (flotilla tracks no ENI attachments).
@@ -153,5 +197,7 @@ pub fn submit_attachment_state_changes(
     if req.attachments.is_none() {
         return Err(invalid("attachments is required."));
     }
-    Ok(wire::SubmitAttachmentStateChangesResponse { acknowledgment: Some(ACK.into()) })
+    Ok(wire::SubmitAttachmentStateChangesResponse {
+        acknowledgment: Some(ACK.into()),
+    })
 }

@@ -15,7 +15,11 @@ use crate::state::{Change, InstanceRecord, Record, Scope, State};
 
 /// Parses a `filter`/`expression` with a message that names the field.
 pub fn compile_filter(source: &str) -> Result<Query, EcsError> {
-    Query::parse(source).map_err(|e| invalid(format!("filter {source:?} is not a valid cluster query: {e}")))
+    Query::parse(source).map_err(|e| {
+        invalid(format!(
+            "filter {source:?} is not a valid cluster query: {e}"
+        ))
+    })
 }
 
 struct InstanceTarget<'a> {
@@ -36,7 +40,11 @@ impl QueryTarget for InstanceTarget<'_> {
         self.rec.instance.agent_connected.unwrap_or(false)
     }
     fn agent_version(&self) -> Option<&str> {
-        self.rec.instance.version_info.as_ref().and_then(|v| v.agent_version.as_deref())
+        self.rec
+            .instance
+            .version_info
+            .as_ref()
+            .and_then(|v| v.agent_version.as_deref())
     }
     fn registered_at(&self) -> Option<i64> {
         #[allow(clippy::cast_possible_truncation)]
@@ -51,7 +59,12 @@ impl QueryTarget for InstanceTarget<'_> {
 }
 
 /// Whether an instance satisfies a compiled filter.
-pub fn instance_matches(state: &State, rec: &InstanceRecord, usage: Option<&Usage>, query: &Query) -> bool {
+pub fn instance_matches(
+    state: &State,
+    rec: &InstanceRecord,
+    usage: Option<&Usage>,
+    query: &Query,
+) -> bool {
     let attributes = rec
         .instance
         .attributes
@@ -63,24 +76,48 @@ pub fn instance_matches(state: &State, rec: &InstanceRecord, usage: Option<&Usag
     let groups = if query.depends_on_tasks() {
         state
             .tasks_in(&rec.scope, &rec.cluster)
-            .filter(|t| t.instance_id.as_deref() == Some(rec.id.as_str()) && t.task.last_status.as_deref() != Some("STOPPED"))
+            .filter(|t| {
+                t.instance_id.as_deref() == Some(rec.id.as_str())
+                    && t.task.last_status.as_deref() != Some("STOPPED")
+            })
             .filter_map(|t| t.task.group.as_deref())
             .collect()
     } else {
         Vec::new()
     };
     let running = usage.map_or(0, |u| u64::try_from(u.running).unwrap_or(0));
-    query.matches(&InstanceTarget { attributes, rec, groups, running })
+    query.matches(&InstanceTarget {
+        attributes,
+        rec,
+        groups,
+        running,
+    })
 }
 
-fn target_instance<'a>(state: &'a State, scope: &Scope, cluster: &str, a: &wire::Attribute) -> Result<&'a InstanceRecord, EcsError> {
-    if a.target_type.is_some_and(|t| t != wire::TargetType::ContainerInstance) {
-        return Err(invalid("attributes[].targetType must be container-instance."));
+fn target_instance<'a>(
+    state: &'a State,
+    scope: &Scope,
+    cluster: &str,
+    a: &wire::Attribute,
+) -> Result<&'a InstanceRecord, EcsError> {
+    if a.target_type
+        .is_some_and(|t| t != wire::TargetType::ContainerInstance)
+    {
+        return Err(invalid(
+            "attributes[].targetType must be container-instance.",
+        ));
     }
-    let target = a.target_id.as_deref().ok_or_else(|| invalid("attributes[].targetId is required."))?;
+    let target = a
+        .target_id
+        .as_deref()
+        .ok_or_else(|| invalid("attributes[].targetId is required."))?;
     find(state, scope, cluster, target)
         .filter(|r| r.instance.status.as_deref() != Some("INACTIVE"))
-        .ok_or_else(|| EcsError::TargetNotFound(format!("attributes[].targetId {target} could not be found in the cluster.")))
+        .ok_or_else(|| {
+            EcsError::TargetNotFound(format!(
+                "attributes[].targetId {target} could not be found in the cluster."
+            ))
+        })
 }
 
 fn shown(a: &wire::Attribute, rec: &InstanceRecord) -> wire::Attribute {
@@ -124,34 +161,77 @@ fn edit_attributes(
 }
 
 /// PutAttributes: adds or replaces attributes on container instances.
-pub fn put(state: &State, ctx: &mut Ctx, req: wire::PutAttributesRequest) -> Written<wire::PutAttributesResponse> {
+pub fn put(
+    state: &State,
+    ctx: &mut Ctx,
+    req: wire::PutAttributesRequest,
+) -> Written<wire::PutAttributesResponse> {
     for a in req.attributes.as_deref().unwrap_or(&[]) {
         validate_attribute(a)?;
     }
-    let (attributes, changes) = edit_attributes(state, ctx, req.cluster.as_deref(), req.attributes, |list, a| {
-        list.retain(|x| x.name != a.name);
-        list.push(wire::Attribute { name: a.name.clone(), value: a.value.clone(), ..Default::default() });
-    })?;
-    Ok((wire::PutAttributesResponse { attributes: Some(attributes) }, changes))
+    let (attributes, changes) = edit_attributes(
+        state,
+        ctx,
+        req.cluster.as_deref(),
+        req.attributes,
+        |list, a| {
+            list.retain(|x| x.name != a.name);
+            list.push(wire::Attribute {
+                name: a.name.clone(),
+                value: a.value.clone(),
+                ..Default::default()
+            });
+        },
+    )?;
+    Ok((
+        wire::PutAttributesResponse {
+            attributes: Some(attributes),
+        },
+        changes,
+    ))
 }
 
 /// DeleteAttributes: removes attributes (by name) from container instances.
-pub fn delete(state: &State, ctx: &mut Ctx, req: wire::DeleteAttributesRequest) -> Written<wire::DeleteAttributesResponse> {
-    let (attributes, changes) = edit_attributes(state, ctx, req.cluster.as_deref(), req.attributes, |list, a| {
-        list.retain(|x| x.name != a.name);
-    })?;
-    Ok((wire::DeleteAttributesResponse { attributes: Some(attributes) }, changes))
+pub fn delete(
+    state: &State,
+    ctx: &mut Ctx,
+    req: wire::DeleteAttributesRequest,
+) -> Written<wire::DeleteAttributesResponse> {
+    let (attributes, changes) = edit_attributes(
+        state,
+        ctx,
+        req.cluster.as_deref(),
+        req.attributes,
+        |list, a| {
+            list.retain(|x| x.name != a.name);
+        },
+    )?;
+    Ok((
+        wire::DeleteAttributesResponse {
+            attributes: Some(attributes),
+        },
+        changes,
+    ))
 }
 
 /// ListAttributes: the attributes of a cluster's container instances, optionally of
 /// one name (and value).
-pub fn list(state: &State, scope: &Scope, now: f64, req: wire::ListAttributesRequest) -> Result<wire::ListAttributesResponse, EcsError> {
+pub fn list(
+    state: &State,
+    scope: &Scope,
+    now: f64,
+    req: wire::ListAttributesRequest,
+) -> Result<wire::ListAttributesResponse, EcsError> {
     let cluster = active_cluster(state, scope, req.cluster.as_deref())?;
     if req.target_type != Some(wire::TargetType::ContainerInstance) {
-        return Err(invalid("targetType is required and must be container-instance."));
+        return Err(invalid(
+            "targetType is required and must be container-instance.",
+        ));
     }
     if req.attribute_value.is_some() && req.attribute_name.is_none() {
-        return Err(invalid("attributeValue can only be given together with attributeName."));
+        return Err(invalid(
+            "attributeValue can only be given together with attributeName.",
+        ));
     }
     let mut items = Vec::new();
     for rec in state.instances_in(scope, &cluster.name) {
@@ -159,10 +239,18 @@ pub fn list(state: &State, scope: &Scope, now: f64, req: wire::ListAttributesReq
             continue;
         }
         for a in rec.instance.attributes.as_deref().unwrap_or(&[]) {
-            if req.attribute_name.as_ref().is_some_and(|n| a.name.as_ref() != Some(n)) {
+            if req
+                .attribute_name
+                .as_ref()
+                .is_some_and(|n| a.name.as_ref() != Some(n))
+            {
                 continue;
             }
-            if req.attribute_value.as_ref().is_some_and(|v| a.value.as_ref() != Some(v)) {
+            if req
+                .attribute_value
+                .as_ref()
+                .is_some_and(|v| a.value.as_ref() != Some(v))
+            {
                 continue;
             }
             let key = format!("{}\u{0}{}", rec.id, a.name.as_deref().unwrap_or(""));
@@ -176,17 +264,18 @@ pub fn list(state: &State, scope: &Scope, now: f64, req: wire::ListAttributesReq
         req.attribute_value.as_deref().unwrap_or("")
     );
     let page = paginate(
-        &PageRequest {
-            secret: &state.meta.paging_secret,
+        &PageRequest::ascending(
+            &state.meta.paging_secret,
             now,
-            operation: "ListAttributes",
-            filters: &filters,
-            max_results: req.max_results,
-            limit: 100,
-            next_token: req.next_token.as_deref(),
-            descending: false,
-        },
+            "ListAttributes",
+            &filters,
+            req.max_results,
+            req.next_token.as_deref(),
+        ),
         items,
     )?;
-    Ok(wire::ListAttributesResponse { attributes: Some(page.items), next_token: page.next_token })
+    Ok(wire::ListAttributesResponse {
+        attributes: Some(page.items),
+        next_token: page.next_token,
+    })
 }

@@ -6,7 +6,9 @@ use model::wire::{self, ClusterField};
 
 use crate::engine::{Ctx, Written};
 use crate::error::{EcsError, invalid};
-use crate::ops::common::{DEFAULT_CLUSTER, active_cluster, check_len, cluster_name, is_valid_name, validate_tags};
+use crate::ops::common::{
+    DEFAULT_CLUSTER, active_cluster, check_len, cluster_name, is_valid_name, validate_tags,
+};
 use crate::paging::{PageRequest, paginate};
 use crate::state::{Change, ClusterRecord, Record, Scope, State};
 
@@ -51,18 +53,24 @@ fn validate_capacity_providers(
             )));
         }
         if !(0..=1000).contains(&item.weight.unwrap_or(0)) {
-            return Err(invalid("defaultCapacityProviderStrategy[].weight must be between 0 and 1000."));
+            return Err(invalid(
+                "defaultCapacityProviderStrategy[].weight must be between 0 and 1000.",
+            ));
         }
         let base = item.base.unwrap_or(0);
         if !(0..=100_000).contains(&base) {
-            return Err(invalid("defaultCapacityProviderStrategy[].base must be between 0 and 100000."));
+            return Err(invalid(
+                "defaultCapacityProviderStrategy[].base must be between 0 and 100000.",
+            ));
         }
         if base > 0 {
             with_base += 1;
         }
     }
     if with_base > 1 {
-        return Err(invalid("Only one capacity provider in a strategy can have a base defined."));
+        return Err(invalid(
+            "Only one capacity provider in a strategy can have a base defined.",
+        ));
     }
     Ok(())
 }
@@ -103,7 +111,10 @@ pub fn describe_one(state: &State, rec: &ClusterRecord, include: &[ClusterField]
     c.running_tasks_count = Some(count(running));
     c.pending_tasks_count = Some(count(pending));
     c.active_services_count = Some(count(active_services));
-    let kv = |name: &str, v: usize| wire::KeyValuePair { name: Some(name.into()), value: Some(v.to_string()) };
+    let kv = |name: &str, v: usize| wire::KeyValuePair {
+        name: Some(name.into()),
+        value: Some(v.to_string()),
+    };
     c.statistics = Some(if include.contains(&ClusterField::Statistics) {
         vec![
             kv("runningEC2TasksCount", running - running_fargate),
@@ -135,8 +146,14 @@ pub fn describe_one(state: &State, rec: &ClusterRecord, include: &[ClusterField]
 }
 
 /// CreateCluster: idempotent on the name (an ACTIVE cluster of that name is returned as is).
-pub fn create_cluster(state: &State, ctx: &mut Ctx, req: wire::CreateClusterRequest) -> Written<wire::CreateClusterResponse> {
-    let name = req.cluster_name.unwrap_or_else(|| DEFAULT_CLUSTER.to_owned());
+pub fn create_cluster(
+    state: &State,
+    ctx: &mut Ctx,
+    req: wire::CreateClusterRequest,
+) -> Written<wire::CreateClusterResponse> {
+    let name = req
+        .cluster_name
+        .unwrap_or_else(|| DEFAULT_CLUSTER.to_owned());
     if !is_valid_name(&name) {
         return Err(invalid(format!(
             "clusterName {name:?} is invalid: up to 255 letters (uppercase and lowercase), numbers, underscores, and hyphens are allowed."
@@ -149,9 +166,21 @@ pub fn create_cluster(state: &State, ctx: &mut Ctx, req: wire::CreateClusterRequ
     let providers = req.capacity_providers.unwrap_or_default();
     let strategy = req.default_capacity_provider_strategy.unwrap_or_default();
     validate_capacity_providers(&providers, &strategy)?;
-    if let Some(existing) = state.cluster(&ctx.scope, &name).filter(|c| c.cluster.status.as_deref() == Some("ACTIVE")) {
-        let all = [ClusterField::Tags, ClusterField::Settings, ClusterField::Configurations];
-        return Ok((wire::CreateClusterResponse { cluster: Some(describe_one(state, existing, &all)) }, vec![]));
+    if let Some(existing) = state
+        .cluster(&ctx.scope, &name)
+        .filter(|c| c.cluster.status.as_deref() == Some("ACTIVE"))
+    {
+        let all = [
+            ClusterField::Tags,
+            ClusterField::Settings,
+            ClusterField::Configurations,
+        ];
+        return Ok((
+            wire::CreateClusterResponse {
+                cluster: Some(describe_one(state, existing, &all)),
+            },
+            vec![],
+        ));
     }
     let cluster = wire::Cluster {
         cluster_arn: Some(ctx.arn(ResourceType::Cluster, name.clone())),
@@ -162,35 +191,69 @@ pub fn create_cluster(state: &State, ctx: &mut Ctx, req: wire::CreateClusterRequ
         configuration: req.configuration,
         capacity_providers: Some(providers),
         default_capacity_provider_strategy: Some(strategy),
-        service_connect_defaults: req
-            .service_connect_defaults
-            .map(|d| wire::ClusterServiceConnectDefaults { namespace: d.namespace }),
+        service_connect_defaults: req.service_connect_defaults.map(|d| {
+            wire::ClusterServiceConnectDefaults {
+                namespace: d.namespace,
+            }
+        }),
         attachments: Some(vec![]),
         ..Default::default()
     };
-    let rec = ClusterRecord { scope: ctx.scope.clone(), name, cluster };
-    let all = [ClusterField::Tags, ClusterField::Settings, ClusterField::Configurations, ClusterField::Attachments];
+    let rec = ClusterRecord {
+        scope: ctx.scope.clone(),
+        name,
+        cluster,
+    };
+    let all = [
+        ClusterField::Tags,
+        ClusterField::Settings,
+        ClusterField::Configurations,
+        ClusterField::Attachments,
+    ];
     let shown = describe_one(state, &rec, &all);
-    Ok((wire::CreateClusterResponse { cluster: Some(shown) }, vec![Change::Put(Record::Cluster(rec))]))
+    Ok((
+        wire::CreateClusterResponse {
+            cluster: Some(shown),
+        },
+        vec![Change::Put(Record::Cluster(rec))],
+    ))
 }
 
 /// DeleteCluster: refuses while instances, services or unstopped tasks remain.
-pub fn delete_cluster(state: &State, ctx: &mut Ctx, req: wire::DeleteClusterRequest) -> Written<wire::DeleteClusterResponse> {
+pub fn delete_cluster(
+    state: &State,
+    ctx: &mut Ctx,
+    req: wire::DeleteClusterRequest,
+) -> Written<wire::DeleteClusterResponse> {
     let rec = active_cluster(state, &ctx.scope, req.cluster.as_deref())?;
     let scope = &ctx.scope;
-    if state.instances_in(scope, &rec.name).any(|i| matches!(i.instance.status.as_deref(), Some("ACTIVE" | "DRAINING"))) {
+    if state
+        .instances_in(scope, &rec.name)
+        .any(|i| matches!(i.instance.status.as_deref(), Some("ACTIVE" | "DRAINING")))
+    {
         return Err(EcsError::ClusterContainsContainerInstances);
     }
-    if state.services_in(scope, &rec.name).any(|s| matches!(s.service.status.as_deref(), Some("ACTIVE" | "DRAINING"))) {
+    if state
+        .services_in(scope, &rec.name)
+        .any(|s| matches!(s.service.status.as_deref(), Some("ACTIVE" | "DRAINING")))
+    {
         return Err(EcsError::ClusterContainsServices);
     }
-    if state.tasks_in(scope, &rec.name).any(|t| t.task.last_status.as_deref() != Some("STOPPED")) {
+    if state
+        .tasks_in(scope, &rec.name)
+        .any(|t| t.task.last_status.as_deref() != Some("STOPPED"))
+    {
         return Err(EcsError::ClusterContainsTasks);
     }
     let mut rec = rec.clone();
     rec.cluster.status = Some("INACTIVE".into());
     let shown = describe_one(state, &rec, &[]);
-    Ok((wire::DeleteClusterResponse { cluster: Some(shown) }, vec![Change::Put(Record::Cluster(rec))]))
+    Ok((
+        wire::DeleteClusterResponse {
+            cluster: Some(shown),
+        },
+        vec![Change::Put(Record::Cluster(rec))],
+    ))
 }
 
 /// DescribeClusters: unknown clusters come back in `failures` with reason MISSING.
@@ -199,23 +262,34 @@ pub fn describe_clusters(
     scope: &Scope,
     req: wire::DescribeClustersRequest,
 ) -> Result<wire::DescribeClustersResponse, EcsError> {
-    let idents = req.clusters.unwrap_or_else(|| vec![DEFAULT_CLUSTER.to_owned()]);
+    let idents = req
+        .clusters
+        .unwrap_or_else(|| vec![DEFAULT_CLUSTER.to_owned()]);
     check_len(&idents, 100, "clusters")?;
     let include = req.include.unwrap_or_default();
     let mut clusters = Vec::new();
     let mut failures = Vec::new();
     for ident in idents {
-        let found = cluster_name(scope, Some(&ident)).ok().and_then(|n| state.cluster(scope, &n));
+        let found = cluster_name(scope, Some(&ident))
+            .ok()
+            .and_then(|n| state.cluster(scope, &n));
         match found {
             Some(rec) => clusters.push(describe_one(state, rec, &include)),
             None => failures.push(wire::Failure {
-                arn: Some(if ident.starts_with("arn:") { ident } else { scope.arn(ResourceType::Cluster, ident) }),
+                arn: Some(if ident.starts_with("arn:") {
+                    ident
+                } else {
+                    scope.arn(ResourceType::Cluster, ident)
+                }),
                 reason: Some("MISSING".into()),
                 detail: None,
             }),
         }
     }
-    Ok(wire::DescribeClustersResponse { clusters: Some(clusters), failures: Some(failures) })
+    Ok(wire::DescribeClustersResponse {
+        clusters: Some(clusters),
+        failures: Some(failures),
+    })
 }
 
 /// ListClusters: ACTIVE clusters' ARNs, in name order.
@@ -230,21 +304,27 @@ pub fn list_clusters(
         .range((scope.clone(), String::new())..)
         .take_while(|((s, _), _)| s == scope)
         .filter(|(_, c)| c.cluster.status.as_deref() == Some("ACTIVE"))
-        .map(|((_, name), c)| (name.clone(), c.cluster.cluster_arn.clone().unwrap_or_default()));
+        .map(|((_, name), c)| {
+            (
+                name.clone(),
+                c.cluster.cluster_arn.clone().unwrap_or_default(),
+            )
+        });
     let page = paginate(
-        &PageRequest {
-            secret: &state.meta.paging_secret,
+        &PageRequest::ascending(
+            &state.meta.paging_secret,
             now,
-            operation: "ListClusters",
-            filters: "",
-            max_results: req.max_results,
-            limit: 100,
-            next_token: req.next_token.as_deref(),
-            descending: false,
-        },
+            "ListClusters",
+            "",
+            req.max_results,
+            req.next_token.as_deref(),
+        ),
         items,
     )?;
-    Ok(wire::ListClustersResponse { cluster_arns: Some(page.items), next_token: page.next_token })
+    Ok(wire::ListClustersResponse {
+        cluster_arns: Some(page.items),
+        next_token: page.next_token,
+    })
 }
 
 fn updated(
@@ -255,7 +335,11 @@ fn updated(
 ) -> Result<(wire::Cluster, Vec<Change>), EcsError> {
     let mut rec = active_cluster(state, &ctx.scope, cluster)?.clone();
     f(&mut rec.cluster)?;
-    let all = [ClusterField::Tags, ClusterField::Settings, ClusterField::Configurations];
+    let all = [
+        ClusterField::Tags,
+        ClusterField::Settings,
+        ClusterField::Configurations,
+    ];
     let shown = describe_one(state, &rec, &all);
     Ok((shown, vec![Change::Put(Record::Cluster(rec))]))
 }
@@ -270,7 +354,11 @@ fn merge_settings(current: &mut wire::Cluster, new: Vec<wire::ClusterSetting>) {
 }
 
 /// UpdateCluster: settings, execute-command configuration, Service Connect defaults.
-pub fn update_cluster(state: &State, ctx: &mut Ctx, req: wire::UpdateClusterRequest) -> Written<wire::UpdateClusterResponse> {
+pub fn update_cluster(
+    state: &State,
+    ctx: &mut Ctx,
+    req: wire::UpdateClusterRequest,
+) -> Written<wire::UpdateClusterResponse> {
     if req.cluster.is_none() {
         return Err(invalid("cluster is required."));
     }
@@ -282,11 +370,18 @@ pub fn update_cluster(state: &State, ctx: &mut Ctx, req: wire::UpdateClusterRequ
             c.configuration = Some(conf);
         }
         if let Some(d) = req.service_connect_defaults {
-            c.service_connect_defaults = Some(wire::ClusterServiceConnectDefaults { namespace: d.namespace });
+            c.service_connect_defaults = Some(wire::ClusterServiceConnectDefaults {
+                namespace: d.namespace,
+            });
         }
         Ok(())
     })?;
-    Ok((wire::UpdateClusterResponse { cluster: Some(cluster) }, changes))
+    Ok((
+        wire::UpdateClusterResponse {
+            cluster: Some(cluster),
+        },
+        changes,
+    ))
 }
 
 /// UpdateClusterSettings.
@@ -295,13 +390,20 @@ pub fn update_cluster_settings(
     ctx: &mut Ctx,
     req: wire::UpdateClusterSettingsRequest,
 ) -> Written<wire::UpdateClusterSettingsResponse> {
-    let settings = req.settings.ok_or_else(|| invalid("settings is required."))?;
+    let settings = req
+        .settings
+        .ok_or_else(|| invalid("settings is required."))?;
     validate_settings(&settings)?;
     let (cluster, changes) = updated(state, ctx, req.cluster.as_deref(), |c| {
         merge_settings(c, settings);
         Ok(())
     })?;
-    Ok((wire::UpdateClusterSettingsResponse { cluster: Some(cluster) }, changes))
+    Ok((
+        wire::UpdateClusterSettingsResponse {
+            cluster: Some(cluster),
+        },
+        changes,
+    ))
 }
 
 /// PutClusterCapacityProviders: replaces the providers and the default strategy.
@@ -310,7 +412,9 @@ pub fn put_cluster_capacity_providers(
     ctx: &mut Ctx,
     req: wire::PutClusterCapacityProvidersRequest,
 ) -> Written<wire::PutClusterCapacityProvidersResponse> {
-    let providers = req.capacity_providers.ok_or_else(|| invalid("capacityProviders is required."))?;
+    let providers = req
+        .capacity_providers
+        .ok_or_else(|| invalid("capacityProviders is required."))?;
     let strategy = req
         .default_capacity_provider_strategy
         .ok_or_else(|| invalid("defaultCapacityProviderStrategy is required."))?;
@@ -320,5 +424,10 @@ pub fn put_cluster_capacity_providers(
         c.default_capacity_provider_strategy = Some(strategy);
         Ok(())
     })?;
-    Ok((wire::PutClusterCapacityProvidersResponse { cluster: Some(cluster) }, changes))
+    Ok((
+        wire::PutClusterCapacityProvidersResponse {
+            cluster: Some(cluster),
+        },
+        changes,
+    ))
 }

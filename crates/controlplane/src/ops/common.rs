@@ -12,13 +12,17 @@ pub const DEFAULT_CLUSTER: &str = "default";
 /// Whether `s` is 1–255 letters, digits, hyphens and underscores (cluster, family and
 /// service names).
 pub fn is_valid_name(s: &str) -> bool {
-    !s.is_empty() && s.len() <= 255 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    !s.is_empty()
+        && s.len() <= 255
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 /// Parses an ARN and checks it is of `kind` and in `scope`.
 pub fn parse_arn_in_scope(s: &str, kind: ResourceType, scope: &Scope) -> Option<Arn> {
     let arn = Arn::parse(s)?;
-    (arn.resource_type == kind && arn.region == scope.region && arn.account == scope.account).then_some(arn)
+    (arn.resource_type == kind && arn.region == scope.region && arn.account == scope.account)
+        .then_some(arn)
 }
 
 /// The cluster name a request's `cluster` member names (a name or an ARN; none means
@@ -34,7 +38,11 @@ pub fn cluster_name(scope: &Scope, ident: Option<&str>) -> Result<String, EcsErr
 }
 
 /// The ACTIVE cluster a request names, or `ClusterNotFoundException`.
-pub fn active_cluster<'a>(state: &'a State, scope: &Scope, ident: Option<&str>) -> Result<&'a ClusterRecord, EcsError> {
+pub fn active_cluster<'a>(
+    state: &'a State,
+    scope: &Scope,
+    ident: Option<&str>,
+) -> Result<&'a ClusterRecord, EcsError> {
     let name = cluster_name(scope, ident)?;
     match state.cluster(scope, &name) {
         Some(c) if c.cluster.status.as_deref() == Some("ACTIVE") => Ok(c),
@@ -45,9 +53,17 @@ pub fn active_cluster<'a>(state: &'a State, scope: &Scope, ident: Option<&str>) 
 /// The id of a task or container instance named by id or ARN
 /// (`…:task/<cluster>/<id>`; the old `…:task/<id>` form is accepted too). Returns the
 /// cluster the ARN names, if it names one.
-pub fn member_id(scope: &Scope, kind: ResourceType, ident: &str) -> Option<(Option<String>, String)> {
+pub fn member_id(
+    scope: &Scope,
+    kind: ResourceType,
+    ident: &str,
+) -> Option<(Option<String>, String)> {
     if !is_arn(ident) {
-        let ok = !ident.is_empty() && ident.len() <= 64 && ident.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
+        let ok = !ident.is_empty()
+            && ident.len() <= 64
+            && ident
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-');
         return ok.then(|| (None, ident.to_owned()));
     }
     let arn = parse_arn_in_scope(ident, kind, scope)?;
@@ -61,18 +77,26 @@ pub fn member_id(scope: &Scope, kind: ResourceType, ident: &str) -> Option<(Opti
 /// and the `aws:` prefix reserved.
 pub fn validate_tags(tags: &[wire::Tag]) -> Result<(), EcsError> {
     if tags.len() > 50 {
-        return Err(invalid("Too many tags: a resource can have at most 50 tags."));
+        return Err(invalid(
+            "Too many tags: a resource can have at most 50 tags.",
+        ));
     }
     for t in tags {
         let key = t.key.as_deref().unwrap_or("");
         if key.is_empty() || key.chars().count() > 128 {
-            return Err(invalid("Tag keys must be between 1 and 128 characters long."));
+            return Err(invalid(
+                "Tag keys must be between 1 and 128 characters long.",
+            ));
         }
         if key.to_ascii_lowercase().starts_with("aws:") {
-            return Err(invalid(format!("Tag key {key:?} uses the reserved prefix 'aws:'.")));
+            return Err(invalid(format!(
+                "Tag key {key:?} uses the reserved prefix 'aws:'."
+            )));
         }
         if t.value.as_deref().unwrap_or("").chars().count() > 256 {
-            return Err(invalid(format!("The value of tag {key:?} is longer than 256 characters.")));
+            return Err(invalid(format!(
+                "The value of tag {key:?} is longer than 256 characters."
+            )));
         }
     }
     Ok(())
@@ -80,7 +104,11 @@ pub fn validate_tags(tags: &[wire::Tag]) -> Result<(), EcsError> {
 
 /// `existing` with `new` merged in (a key present in both takes the new value).
 pub fn merge_tags(existing: &[wire::Tag], new: &[wire::Tag]) -> Vec<wire::Tag> {
-    let mut out: Vec<wire::Tag> = existing.iter().filter(|t| !new.iter().any(|n| n.key == t.key)).cloned().collect();
+    let mut out: Vec<wire::Tag> = existing
+        .iter()
+        .filter(|t| !new.iter().any(|n| n.key == t.key))
+        .cloned()
+        .collect();
     out.extend(new.iter().cloned());
     out
 }
@@ -88,7 +116,10 @@ pub fn merge_tags(existing: &[wire::Tag], new: &[wire::Tag]) -> Vec<wire::Tag> {
 /// Checks a count of items against ECS's limit for a list member.
 pub fn check_len<T>(items: &[T], max: usize, field: &str) -> Result<(), EcsError> {
     if items.len() > max {
-        return Err(invalid(format!("{field} can have at most {max} items, got {}.", items.len())));
+        return Err(invalid(format!(
+            "{field} can have at most {max} items, got {}.",
+            items.len()
+        )));
     }
     Ok(())
 }

@@ -455,16 +455,14 @@ pub fn list(
         req.filter.as_deref().unwrap_or("")
     );
     let page = paginate(
-        &PageRequest {
-            secret: &state.meta.paging_secret,
+        &PageRequest::ascending(
+            &state.meta.paging_secret,
             now,
-            operation: "ListContainerInstances",
-            filters: &filters,
-            max_results: req.max_results,
-            limit: 100,
-            next_token: req.next_token.as_deref(),
-            descending: false,
-        },
+            "ListContainerInstances",
+            &filters,
+            req.max_results,
+            req.next_token.as_deref(),
+        ),
         items,
     )?;
     Ok(wire::ListContainerInstancesResponse {

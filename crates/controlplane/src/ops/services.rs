@@ -476,16 +476,14 @@ pub fn list(
         req.scheduling_strategy.map(|l| l.as_str()).unwrap_or("")
     );
     let page = paginate(
-        &PageRequest {
-            secret: &state.meta.paging_secret,
+        &PageRequest::ascending(
+            &state.meta.paging_secret,
             now,
-            operation: "ListServices",
-            filters: &filters,
-            max_results: req.max_results,
-            limit: 100,
-            next_token: req.next_token.as_deref(),
-            descending: false,
-        },
+            "ListServices",
+            &filters,
+            req.max_results,
+            req.next_token.as_deref(),
+        ),
         items,
     )?;
     Ok(wire::ListServicesResponse {

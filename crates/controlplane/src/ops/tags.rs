@@ -14,7 +14,8 @@ fn not_found() -> EcsError {
 
 /// The record an ARN names, as a [`Record`] so its tags can be edited generically.
 fn lookup(state: &State, scope: &Scope, arn: &str) -> Result<Record, EcsError> {
-    let parsed = Arn::parse(arn).ok_or_else(|| invalid(format!("resourceArn {arn:?} is not a valid ECS ARN.")))?;
+    let parsed = Arn::parse(arn)
+        .ok_or_else(|| invalid(format!("resourceArn {arn:?} is not a valid ECS ARN.")))?;
     if parsed.region != scope.region || parsed.account != scope.account {
         return Err(match parsed.resource_type {
             ResourceType::Cluster => EcsError::ClusterNotFound,
@@ -33,15 +34,29 @@ fn lookup(state: &State, scope: &Scope, arn: &str) -> Result<Record, EcsError> {
         }
         ResourceType::TaskDefinition => r.rsplit_once(':').and_then(|(f, rev)| {
             let rev: i32 = rev.parse().ok()?;
-            state.task_definitions.get(&(scope.clone(), f.to_owned(), rev)).map(|t| Record::TaskDefinition(t.clone()))
+            state
+                .task_definitions
+                .get(&(scope.clone(), f.to_owned(), rev))
+                .map(|t| Record::TaskDefinition(t.clone()))
         }),
-        ResourceType::ContainerInstance => {
-            split2(r).and_then(|(c, id)| state.instances.get(&(scope.clone(), c, id)).map(|i| Record::Instance(i.clone())))
-        }
-        ResourceType::Task => split2(r).and_then(|(c, id)| state.tasks.get(&(scope.clone(), c, id)).map(|t| Record::Task(t.clone()))),
-        ResourceType::Service => {
-            split2(r).and_then(|(c, n)| state.services.get(&(scope.clone(), c, n)).map(|s| Record::Service(s.clone())))
-        }
+        ResourceType::ContainerInstance => split2(r).and_then(|(c, id)| {
+            state
+                .instances
+                .get(&(scope.clone(), c, id))
+                .map(|i| Record::Instance(i.clone()))
+        }),
+        ResourceType::Task => split2(r).and_then(|(c, id)| {
+            state
+                .tasks
+                .get(&(scope.clone(), c, id))
+                .map(|t| Record::Task(t.clone()))
+        }),
+        ResourceType::Service => split2(r).and_then(|(c, n)| {
+            state
+                .services
+                .get(&(scope.clone(), c, n))
+                .map(|s| Record::Service(s.clone()))
+        }),
         ResourceType::CapacityProvider | ResourceType::TaskSet | ResourceType::Container => None,
     };
     found.ok_or_else(not_found)
@@ -54,13 +69,21 @@ fn tags_of(record: &mut Record) -> Result<&mut Vec<wire::Tag>, EcsError> {
         Record::Instance(i) => i.instance.tags.get_or_insert_with(Vec::new),
         Record::Task(t) => t.task.tags.get_or_insert_with(Vec::new),
         Record::Service(s) => s.service.tags.get_or_insert_with(Vec::new),
-        Record::Setting(_) | Record::Meta(_) => return Err(invalid("This resource cannot be tagged.")),
+        Record::Setting(_) | Record::Meta(_) => {
+            return Err(invalid("This resource cannot be tagged."));
+        }
     })
 }
 
 /// TagResource: adds or overwrites tags.
-pub fn tag_resource(state: &State, ctx: &mut Ctx, req: wire::TagResourceRequest) -> Written<wire::TagResourceResponse> {
-    let arn = req.resource_arn.ok_or_else(|| invalid("resourceArn is required."))?;
+pub fn tag_resource(
+    state: &State,
+    ctx: &mut Ctx,
+    req: wire::TagResourceRequest,
+) -> Written<wire::TagResourceResponse> {
+    let arn = req
+        .resource_arn
+        .ok_or_else(|| invalid("resourceArn is required."))?;
     let new = req.tags.ok_or_else(|| invalid("tags is required."))?;
     validate_tags(&new)?;
     let mut record = lookup(state, &ctx.scope, &arn)?;
@@ -72,22 +95,40 @@ pub fn tag_resource(state: &State, ctx: &mut Ctx, req: wire::TagResourceRequest)
 }
 
 /// UntagResource: removes tags by key (absent keys are ignored).
-pub fn untag_resource(state: &State, ctx: &mut Ctx, req: wire::UntagResourceRequest) -> Written<wire::UntagResourceResponse> {
-    let arn = req.resource_arn.ok_or_else(|| invalid("resourceArn is required."))?;
-    let keys = req.tag_keys.ok_or_else(|| invalid("tagKeys is required."))?;
+pub fn untag_resource(
+    state: &State,
+    ctx: &mut Ctx,
+    req: wire::UntagResourceRequest,
+) -> Written<wire::UntagResourceResponse> {
+    let arn = req
+        .resource_arn
+        .ok_or_else(|| invalid("resourceArn is required."))?;
+    let keys = req
+        .tag_keys
+        .ok_or_else(|| invalid("tagKeys is required."))?;
     let mut record = lookup(state, &ctx.scope, &arn)?;
     tags_of(&mut record)?.retain(|t| !t.key.as_ref().is_some_and(|k| keys.contains(k)));
     Ok((wire::UntagResourceResponse {}, vec![Change::Put(record)]))
 }
 
 /// ListTagsForResource.
-pub fn list_tags_for_resource(state: &State, scope: &Scope, req: wire::ListTagsForResourceRequest) -> Result<wire::ListTagsForResourceResponse, EcsError> {
-    let arn = req.resource_arn.ok_or_else(|| invalid("resourceArn is required."))?;
+pub fn list_tags_for_resource(
+    state: &State,
+    scope: &Scope,
+    req: wire::ListTagsForResourceRequest,
+) -> Result<wire::ListTagsForResourceResponse, EcsError> {
+    let arn = req
+        .resource_arn
+        .ok_or_else(|| invalid("resourceArn is required."))?;
     // ListTagsForResource declares no ResourceNotFoundException (TagResource and
     // UntagResource do): an ARN naming nothing is a bad parameter here.
     let mut record = lookup(state, scope, &arn).map_err(|e| match e {
-        EcsError::ResourceNotFound(_) => invalid(format!("resourceArn {arn:?} names no existing resource.")),
+        EcsError::ResourceNotFound(_) => {
+            invalid(format!("resourceArn {arn:?} names no existing resource."))
+        }
         other => other,
     })?;
-    Ok(wire::ListTagsForResourceResponse { tags: Some(tags_of(&mut record)?.clone()) })
+    Ok(wire::ListTagsForResourceResponse {
+        tags: Some(tags_of(&mut record)?.clone()),
+    })
 }

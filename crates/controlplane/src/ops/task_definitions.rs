@@ -707,16 +707,14 @@ pub fn list_families(
         .map(|(f, _)| (f.to_owned(), f.to_owned()));
     let filters = format!("{status}|{prefix}");
     let page = paginate(
-        &PageRequest {
-            secret: &state.meta.paging_secret,
+        &PageRequest::ascending(
+            &state.meta.paging_secret,
             now,
-            operation: "ListTaskDefinitionFamilies",
-            filters: &filters,
-            max_results: req.max_results,
-            limit: 100,
-            next_token: req.next_token.as_deref(),
-            descending: false,
-        },
+            "ListTaskDefinitionFamilies",
+            &filters,
+            req.max_results,
+            req.next_token.as_deref(),
+        ),
         items,
     )?;
     Ok(wire::ListTaskDefinitionFamiliesResponse {

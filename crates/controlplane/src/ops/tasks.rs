@@ -936,16 +936,14 @@ pub fn list(
         req.launch_type.map(|l| l.as_str()).unwrap_or("")
     );
     let page = paginate(
-        &PageRequest {
-            secret: &state.meta.paging_secret,
+        &PageRequest::ascending(
+            &state.meta.paging_secret,
             now,
-            operation: "ListTasks",
-            filters: &filters,
-            max_results: req.max_results,
-            limit: 100,
-            next_token: req.next_token.as_deref(),
-            descending: false,
-        },
+            "ListTasks",
+            &filters,
+            req.max_results,
+            req.next_token.as_deref(),
+        ),
         items,
     )?;
     Ok(wire::ListTasksResponse {

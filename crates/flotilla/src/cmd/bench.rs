@@ -254,7 +254,10 @@ async fn setup(client: &Client) -> anyhow::Result<()> {
         .await?;
     // A 50-node cluster with room for every task the benchmark starts.
     for node in 0..50 {
-        let doc = format!(r#"{{\"instanceId\":\"i-bench-{node}\",\"availabilityZone\":\"local-1{}\"}}"#, ["a", "b", "c"][node % 3]);
+        let doc = format!(
+            r#"{{\"instanceId\":\"i-bench-{node}\",\"availabilityZone\":\"local-1{}\"}}"#,
+            ["a", "b", "c"][node % 3]
+        );
         let body = format!(
             r#"{{"cluster":"bench","instanceIdentityDocument":"{doc}","totalResources":[{{"name":"CPU","type":"INTEGER","integerValue":1000000}},{{"name":"MEMORY","type":"INTEGER","integerValue":1000000}}]}}"#
         );

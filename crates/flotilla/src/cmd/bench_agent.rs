@@ -173,6 +173,18 @@ pub fn run(args: AgentBenchArgs) -> anyhow::Result<()> {
     bar.set_message("ctr run (baseline)");
     let raw = baseline(&args, &bar)?;
     let (server, endpoint) = spawn_server()?;
+    let rt = tokio::runtime::Runtime::new()?;
+    let client = Client {
+        http: reqwest::Client::new(),
+        endpoint: endpoint.clone(),
+    };
+    rt.block_on(async {
+        client.wait_healthy().await?;
+        client
+            .call("CreateCluster", json!({"clusterName": "bench"}).to_string())
+            .await?;
+        anyhow::Ok(())
+    })?;
     let dir = tempfile::tempdir()?;
     let exe = std::env::current_exe()?;
     let child = Command::new(&exe)
