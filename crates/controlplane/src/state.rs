@@ -230,6 +230,8 @@ pub struct Usage {
     pub pending: i32,
     /// Task id → group of every task holding resources here.
     pub tasks: BTreeMap<String, String>,
+    /// Group → number of those tasks (what placement needs, without a list).
+    pub groups: BTreeMap<String, u32>,
 }
 
 /// Task counts of one cluster (derived, never stored).
@@ -308,6 +310,15 @@ impl Derived {
             Phase::Running => u.running += sign32,
             Phase::Pending => u.pending += sign32,
             Phase::Stopped => {}
+        }
+        let group = t.task.group.clone().unwrap_or_default();
+        if sign > 0 {
+            *u.groups.entry(group).or_insert(0) += 1;
+        } else if let Some(n) = u.groups.get_mut(&group) {
+            *n -= 1;
+            if *n == 0 {
+                u.groups.remove(&group);
+            }
         }
         if sign > 0 {
             u.ports_tcp.extend(&r.ports_tcp);
@@ -579,6 +590,7 @@ mod tests {
         s.apply(&Change::Put(task(&sc, "a", "RUNNING", 100, 8080)));
         let u = s.usage(&sc, "c", "i1").unwrap();
         assert_eq!(u.tasks.len(), 1, "the task is still on its instance");
+        assert_eq!(u.groups.values().sum::<u32>(), 1);
         assert_eq!(
             (u.cpu, u.running, u.pending, u.ports_tcp.clone()),
             (100, 1, 0, vec![8080])

@@ -437,7 +437,7 @@ impl QueryTarget for LiveInstance<'_> {
         self.inst.registered_at
     }
     fn running_tasks_count(&self) -> u64 {
-        (self.inst.tasks.len() + self.added.len()) as u64
+        self.inst.task_count() + self.added.len() as u64
     }
     fn any_task_group(&self, pred: &mut dyn FnMut(&str) -> bool) -> bool {
         self.inst.any_task_group(pred)
@@ -598,7 +598,7 @@ impl<'a> Engine<'a> {
         }
         let mut per_instance = Vec::with_capacity(self.snap.instances.len());
         for inst in &self.snap.instances {
-            let c = inst.tasks.iter().filter(|t| t.group == name).count();
+            let c = inst.group_count(name);
             per_instance.push(u32::try_from(c).unwrap_or(u32::MAX));
         }
         let per_value = self

@@ -27,14 +27,51 @@ pub enum InstanceStatus {
     Inactive,
 }
 
-/// A task already on an instance, as far as placement cares.
+/// A task already on an instance, as far as placement cares — or, with
+/// `count > 1`, that many tasks of one group (placement only needs counts per
+/// group, so a caller with many tasks may merge them; scale-in needs one entry
+/// per task, with its ARN).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TaskView {
-    /// Task ARN.
+    /// Task ARN (empty for a merged entry).
     pub arn: String,
     /// Task group: `service:<name>` for service tasks, `family:<family>` by
     /// default for `RunTask`, or the caller-supplied group.
     pub group: String,
+    /// How many tasks this entry stands for (at least 1).
+    #[serde(default = "one")]
+    pub count: u32,
+}
+
+fn one() -> u32 {
+    1
+}
+
+impl TaskView {
+    /// One task.
+    pub fn new(arn: impl Into<String>, group: impl Into<String>) -> TaskView {
+        TaskView {
+            arn: arn.into(),
+            group: group.into(),
+            count: 1,
+        }
+    }
+}
+
+impl InstanceView {
+    /// Tasks on the instance (merged entries counted fully).
+    pub fn task_count(&self) -> u64 {
+        self.tasks.iter().map(|t| u64::from(t.count)).sum()
+    }
+
+    /// Tasks of `group` on the instance.
+    pub fn group_count(&self, group: &str) -> u64 {
+        self.tasks
+            .iter()
+            .filter(|t| t.group == group)
+            .map(|t| u64::from(t.count))
+            .sum()
+    }
 }
 
 /// Host ports, per protocol.
@@ -170,7 +207,7 @@ impl QueryTarget for InstanceView {
         self.registered_at
     }
     fn running_tasks_count(&self) -> u64 {
-        self.tasks.len() as u64
+        self.task_count()
     }
     fn any_task_group(&self, pred: &mut dyn FnMut(&str) -> bool) -> bool {
         self.tasks.iter().any(|t| pred(&t.group))
@@ -205,10 +242,8 @@ impl ClusterSnapshot {
         for p in request.static_ports.iter().chain(&placement.dynamic_ports) {
             inst.used_ports.get_mut(p.protocol).insert(p.port);
         }
-        inst.tasks.push(TaskView {
-            arn: task_arn.into(),
-            group: request.group.clone(),
-        });
+        inst.tasks
+            .push(TaskView::new(task_arn, request.group.clone()));
     }
 }
 

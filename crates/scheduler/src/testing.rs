@@ -100,10 +100,7 @@ impl InstanceBuilder {
     }
     /// Adds a task of `group` already on the instance.
     pub fn task(mut self, arn: &str, group: &str) -> Self {
-        self.view.tasks.push(TaskView {
-            arn: arn.to_string(),
-            group: group.to_string(),
-        });
+        self.view.tasks.push(TaskView::new(arn, group));
         self
     }
     /// Marks a TCP port used.
@@ -414,7 +411,7 @@ impl Harness {
             .map(|i| {
                 (
                     i.id.clone(),
-                    i.tasks.iter().filter(|t| t.group == group).count(),
+                    usize::try_from(i.group_count(group)).unwrap_or(usize::MAX),
                 )
             })
             .collect()
@@ -430,7 +427,8 @@ impl Harness {
                 .cloned()
                 .flatten()
                 .unwrap_or_default();
-            *out.entry(v).or_insert(0) += i.tasks.iter().filter(|t| t.group == group).count();
+            *out.entry(v).or_insert(0) +=
+                usize::try_from(i.group_count(group)).unwrap_or(usize::MAX);
         }
         out
     }

@@ -202,6 +202,17 @@ fn instance_status(s: Option<&str>) -> InstanceStatus {
 
 /// The scheduler's view of one instance: what is left after its tasks' reservations.
 pub fn instance_view(state: &State, instance: &InstanceRecord) -> InstanceView {
+    instance_view_with(state, instance, true)
+}
+
+/// [`instance_view`] with the instance's tasks either one entry per task (`per_task`,
+/// needed to choose tasks to stop) or one merged entry per group (enough for placement,
+/// and its cost does not grow with the number of tasks).
+pub fn instance_view_with(
+    state: &State,
+    instance: &InstanceRecord,
+    per_task: bool,
+) -> InstanceView {
     let empty = Usage::default();
     let used = state
         .usage(&instance.scope, &instance.cluster, &instance.id)
@@ -249,14 +260,21 @@ pub fn instance_view(state: &State, instance: &InstanceRecord) -> InstanceView {
             udp: port_resource(registered, "PORTS_UDP").into_iter().collect(),
         },
         dynamic_port_range: port_range(instance),
-        tasks: used
-            .tasks
-            .iter()
-            .map(|(id, group)| TaskView {
-                arn: id.clone(),
-                group: group.clone(),
-            })
-            .collect(),
+        tasks: if per_task {
+            used.tasks
+                .iter()
+                .map(|(id, group)| TaskView::new(id.clone(), group.clone()))
+                .collect()
+        } else {
+            used.groups
+                .iter()
+                .map(|(group, n)| TaskView {
+                    arn: String::new(),
+                    group: group.clone(),
+                    count: *n,
+                })
+                .collect()
+        },
     }
 }
 
@@ -272,6 +290,24 @@ pub fn snapshot<'a>(
         .filter(|i| i.instance.status.as_deref() != Some("INACTIVE"))
         .collect();
     let instances = records.iter().map(|i| instance_view(state, i)).collect();
+    (ClusterSnapshot { instances }, records)
+}
+
+/// [`snapshot`] for placement only: tasks merged per group, so building it costs
+/// O(instances × groups), not O(tasks).
+pub fn placement_snapshot<'a>(
+    state: &'a State,
+    scope: &Scope,
+    cluster: &str,
+) -> (ClusterSnapshot, Vec<&'a InstanceRecord>) {
+    let records: Vec<&InstanceRecord> = state
+        .instances_in(scope, cluster)
+        .filter(|i| i.instance.status.as_deref() != Some("INACTIVE"))
+        .collect();
+    let instances = records
+        .iter()
+        .map(|i| instance_view_with(state, i, false))
+        .collect();
     (ClusterSnapshot { instances }, records)
 }
 
@@ -626,7 +662,7 @@ pub fn run_task(
         req.placement_constraints.as_deref().unwrap_or(&[]),
     )?
     .or_default_strategies(PlacementSpec::run_task_default_strategies());
-    let (snap, records) = snapshot(state, &ctx.scope, &cluster.name);
+    let (snap, records) = placement_snapshot(state, &ctx.scope, &cluster.name);
     if !snap
         .instances
         .iter()
@@ -728,7 +764,7 @@ pub fn start_task(
             });
             continue;
         }
-        let mut view = instance_view(state, inst);
+        let mut view = instance_view_with(state, inst, false);
         // Tasks started earlier in this call hold resources too.
         for t in snapshots
             .iter()
