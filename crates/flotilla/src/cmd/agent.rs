@@ -109,7 +109,11 @@ pub fn run(args: AgentArgs) -> anyhow::Result<()> {
     containerd.insecure_registries = args.insecure_registries.clone();
     std::fs::create_dir_all(&args.data_dir)
         .with_context(|| format!("cannot create {}", args.data_dir.display()))?;
-    let rt = tokio::runtime::Runtime::new()?;
+    // The agent only waits on IO (containerd, the control plane): one thread is enough
+    // and keeps its memory small.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     rt.block_on(async move {
         let runtime = ContainerdRuntime::connect(containerd)
             .await
