@@ -81,68 +81,49 @@ fn apply_container_change(
     Ok(())
 }
 
+/// Applies an agent's report to one task: finds it (id or ARN) in the named cluster,
+/// lets `edit` change a copy, and writes it back only when something changed, so
+/// repeated and late reports cost nothing.
+pub fn edit_reported_task(
+    state: &State,
+    scope: &Scope,
+    cluster: Option<&str>,
+    task: Option<&str>,
+    edit: impl FnOnce(&mut TaskRecord) -> Result<(), EcsError>,
+) -> Result<Vec<Change>, EcsError> {
+    let cluster = active_cluster(state, scope, cluster)?;
+    let ident = task.ok_or_else(|| invalid("task is required."))?;
+    let before = find(state, scope, &cluster.name, ident)
+        .ok_or_else(|| invalid("The referenced task was not found."))?;
+    let mut rec = before.clone();
+    edit(&mut rec)?;
+    Ok(if rec == *before {
+        vec![]
+    } else {
+        vec![Change::Put(Record::Task(rec))]
+    })
+}
+
 /// SubmitTaskStateChange: the agent reports a task's (and its containers') new state.
 pub fn submit_task_state_change(
     state: &State,
     ctx: &mut Ctx,
     req: wire::SubmitTaskStateChangeRequest,
 ) -> Written<wire::SubmitTaskStateChangeResponse> {
-    let cluster = active_cluster(state, &ctx.scope, req.cluster.as_deref())?;
-    let ident = req.task.ok_or_else(|| invalid("task is required."))?;
-    let mut rec = find(state, &ctx.scope, &cluster.name, &ident)
-        .ok_or_else(|| invalid("The referenced task was not found."))?
-        .clone();
-    let before = rec.clone();
-    rec.agent_acknowledged = true;
-    for c in req.containers.as_deref().unwrap_or(&[]) {
-        apply_container_change(&mut rec, c)?;
-    }
-    let t = &mut rec.task;
-    if req.pull_started_at.is_some() {
-        t.pull_started_at = req.pull_started_at;
-    }
-    if req.pull_stopped_at.is_some() {
-        t.pull_stopped_at = req.pull_stopped_at;
-    }
-    if let Some(status) = &req.status {
-        let new: TaskStatus = status
-            .parse()
-            .map_err(|e: String| invalid(format!("status: {e}")))?;
-        let old = last_status(t);
-        if old.is_none_or(|o| o.can_move_to(new)) {
-            let ever_ran = t.started_at.is_some();
-            t.last_status = Some(new.as_str().to_owned());
-            if new == TaskStatus::Running {
-                t.started_at.get_or_insert(ctx.now);
-                t.connectivity = Some(wire::Connectivity::Connected);
-                t.connectivity_at.get_or_insert(ctx.now);
+    let now = ctx.now;
+    let changes = edit_reported_task(
+        state,
+        &ctx.scope,
+        req.cluster.as_deref(),
+        req.task.as_deref(),
+        |rec| {
+            rec.agent_acknowledged = true;
+            for c in req.containers.as_deref().unwrap_or(&[]) {
+                apply_container_change(rec, c)?;
             }
-            if new >= TaskStatus::Deactivating && t.stop_code.is_none() {
-                t.stop_code = Some(if ever_ran {
-                    TaskStopCode::EssentialContainerExited
-                } else {
-                    TaskStopCode::TaskFailedToStart
-                });
-                t.stopped_reason.clone_from(&req.reason);
-                t.stopping_at.get_or_insert(ctx.now);
-            }
-            if new == TaskStatus::Stopped {
-                if let Some(at) = req.execution_stopped_at {
-                    t.execution_stopped_at = Some(at);
-                }
-                let containers = t.containers.clone();
-                mark_stopped(t, ctx.now);
-                t.containers = containers;
-                t.version = before.task.version;
-            }
-            t.version = Some(t.version.unwrap_or(0) + 1);
-        }
-    }
-    let changes = if rec == before {
-        vec![]
-    } else {
-        vec![Change::Put(Record::Task(rec))]
-    };
+            apply_task_change(&mut rec.task, &req, now)
+        },
+    )?;
     Ok((
         wire::SubmitTaskStateChangeResponse {
             acknowledgment: Some(ACK.into()),
@@ -151,19 +132,64 @@ pub fn submit_task_state_change(
     ))
 }
 
+/// The task-level part of a SubmitTaskStateChange: pull times, and a forward move of
+/// `lastStatus` with the timestamps and stop code that go with it.
+fn apply_task_change(
+    t: &mut wire::Task,
+    req: &wire::SubmitTaskStateChangeRequest,
+    now: f64,
+) -> Result<(), EcsError> {
+    if req.pull_started_at.is_some() {
+        t.pull_started_at = req.pull_started_at;
+    }
+    if req.pull_stopped_at.is_some() {
+        t.pull_stopped_at = req.pull_stopped_at;
+    }
+    let Some(status) = &req.status else {
+        return Ok(());
+    };
+    let new: TaskStatus = status
+        .parse()
+        .map_err(|e: String| invalid(format!("status: {e}")))?;
+    if !last_status(t).is_none_or(|o| o.can_move_to(new)) {
+        return Ok(());
+    }
+    let version = t.version;
+    let ever_ran = t.started_at.is_some();
+    t.last_status = Some(new.as_str().to_owned());
+    if new == TaskStatus::Running {
+        t.started_at.get_or_insert(now);
+        t.connectivity = Some(wire::Connectivity::Connected);
+        t.connectivity_at.get_or_insert(now);
+    }
+    if new >= TaskStatus::Deactivating && t.stop_code.is_none() {
+        t.stop_code = Some(if ever_ran {
+            TaskStopCode::EssentialContainerExited
+        } else {
+            TaskStopCode::TaskFailedToStart
+        });
+        t.stopped_reason.clone_from(&req.reason);
+        t.stopping_at.get_or_insert(now);
+    }
+    if new == TaskStatus::Stopped {
+        if let Some(at) = req.execution_stopped_at {
+            t.execution_stopped_at = Some(at);
+        }
+        // The containers keep what the agent reported; only the task's fields move.
+        let containers = t.containers.clone();
+        mark_stopped(t, now);
+        t.containers = containers;
+    }
+    t.version = Some(version.unwrap_or(0) + 1);
+    Ok(())
+}
+
 /// SubmitContainerStateChange: one container's new state.
 pub fn submit_container_state_change(
     state: &State,
     ctx: &mut Ctx,
     req: wire::SubmitContainerStateChangeRequest,
 ) -> Written<wire::SubmitContainerStateChangeResponse> {
-    let cluster = active_cluster(state, &ctx.scope, req.cluster.as_deref())?;
-    let ident = req.task.ok_or_else(|| invalid("task is required."))?;
-    let mut rec = find(state, &ctx.scope, &cluster.name, &ident)
-        .ok_or_else(|| invalid("The referenced task was not found."))?
-        .clone();
-    let before = rec.clone();
-    rec.agent_acknowledged = true;
     let change = wire::ContainerStateChange {
         container_name: req.container_name,
         runtime_id: req.runtime_id,
@@ -173,12 +199,16 @@ pub fn submit_container_state_change(
         status: req.status,
         image_digest: None,
     };
-    apply_container_change(&mut rec, &change)?;
-    let changes = if rec == before {
-        vec![]
-    } else {
-        vec![Change::Put(Record::Task(rec))]
-    };
+    let changes = edit_reported_task(
+        state,
+        &ctx.scope,
+        req.cluster.as_deref(),
+        req.task.as_deref(),
+        |rec| {
+            rec.agent_acknowledged = true;
+            apply_container_change(rec, &change)
+        },
+    )?;
     Ok((
         wire::SubmitContainerStateChangeResponse {
             acknowledgment: Some(ACK.into()),

@@ -12,6 +12,7 @@ use model::wire;
 
 use crate::engine::{Ctx, Written};
 use crate::error::{EcsError, invalid};
+use crate::ops::agent::edit_reported_task;
 use crate::ops::common::{active_cluster, member_id};
 use crate::ops::task_definitions;
 use crate::state::{Change, InstanceRecord, MemberKey, Record, Scope, State};
@@ -227,42 +228,41 @@ pub fn report_health(
     ctx: &mut Ctx,
     req: ReportHealthRequest,
 ) -> Written<ReportHealthResponse> {
-    let cluster = active_cluster(state, &ctx.scope, req.cluster.as_deref())?;
-    let ident = req.task.ok_or_else(|| invalid("task is required."))?;
-    let rec = crate::ops::tasks::find(state, &ctx.scope, &cluster.name, &ident)
-        .ok_or_else(|| invalid("The referenced task was not found."))?;
-    let mut rec = rec.clone();
-    for h in &req.containers {
-        let c = rec
-            .task
-            .containers
-            .get_or_insert_with(Vec::new)
-            .iter_mut()
-            .find(|c| c.name.as_deref() == Some(h.container_name.as_str()))
-            .ok_or_else(|| {
-                invalid(format!(
-                    "The task has no container named {}.",
-                    h.container_name
-                ))
-            })?;
-        c.health_status = Some(h.health_status);
-    }
-    let def = rec
-        .task
-        .task_definition_arn
-        .as_deref()
-        .and_then(|arn| task_definitions::resolve(state, &ctx.scope, arn))
-        .map(|d| &d.definition);
-    rec.task.health_status = Some(task_health(&rec.task, def));
-    let ack = ReportHealthResponse {
-        acknowledgment: "ACK".into(),
-    };
-    if state
-        .tasks
-        .get(&(rec.scope.clone(), rec.cluster.clone(), rec.id.clone()))
-        == Some(&rec)
-    {
-        return Ok((ack, vec![]));
-    }
-    Ok((ack, vec![Change::Put(Record::Task(rec))]))
+    let changes = edit_reported_task(
+        state,
+        &ctx.scope,
+        req.cluster.as_deref(),
+        req.task.as_deref(),
+        |rec| {
+            for h in &req.containers {
+                let c = rec
+                    .task
+                    .containers
+                    .get_or_insert_with(Vec::new)
+                    .iter_mut()
+                    .find(|c| c.name.as_deref() == Some(h.container_name.as_str()))
+                    .ok_or_else(|| {
+                        invalid(format!(
+                            "The task has no container named {}.",
+                            h.container_name
+                        ))
+                    })?;
+                c.health_status = Some(h.health_status);
+            }
+            let def = rec
+                .task
+                .task_definition_arn
+                .as_deref()
+                .and_then(|arn| task_definitions::resolve(state, &ctx.scope, arn))
+                .map(|d| &d.definition);
+            rec.task.health_status = Some(task_health(&rec.task, def));
+            Ok(())
+        },
+    )?;
+    Ok((
+        ReportHealthResponse {
+            acknowledgment: "ACK".into(),
+        },
+        changes,
+    ))
 }

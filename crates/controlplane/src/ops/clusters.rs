@@ -7,7 +7,7 @@ use model::wire::{self, ClusterField};
 use crate::engine::{Ctx, Written};
 use crate::error::{EcsError, invalid};
 use crate::ops::common::{
-    DEFAULT_CLUSTER, active_cluster, check_len, cluster_name, is_valid_name, validate_tags,
+    DEFAULT_CLUSTER, active_cluster, check_len, cluster_name, is_valid_name, missing, validate_tags,
 };
 use crate::paging::{PageRequest, paginate};
 use crate::state::{Change, ClusterRecord, Record, Scope, State};
@@ -275,15 +275,9 @@ pub fn describe_clusters(
             .and_then(|n| state.cluster(scope, &n));
         match found {
             Some(rec) => clusters.push(describe_one(state, rec, &include)),
-            None => failures.push(wire::Failure {
-                arn: Some(if ident.starts_with("arn:") {
-                    ident
-                } else {
-                    scope.arn(ResourceType::Cluster, ident)
-                }),
-                reason: Some("MISSING".into()),
-                detail: None,
-            }),
+            None => failures.push(missing(scope, ident, ResourceType::Cluster, |i| {
+                i.to_owned()
+            })),
         }
     }
     Ok(wire::DescribeClustersResponse {

@@ -123,3 +123,23 @@ pub fn check_len<T>(items: &[T], max: usize, field: &str) -> Result<(), EcsError
     }
     Ok(())
 }
+
+/// The `failures[]` entry of a Describe* for an identifier that names nothing: reason
+/// MISSING, with the ARN as given, or the ARN the resource would have (`resource` is
+/// the part after `<kind>/`, e.g. `<cluster>/<id>`).
+pub fn missing(
+    scope: &Scope,
+    ident: String,
+    kind: ResourceType,
+    resource: impl FnOnce(&str) -> String,
+) -> wire::Failure {
+    wire::Failure {
+        arn: Some(if is_arn(&ident) {
+            ident
+        } else {
+            scope.arn(kind, resource(&ident))
+        }),
+        reason: Some("MISSING".into()),
+        detail: None,
+    }
+}

@@ -8,7 +8,7 @@ use model::wire::{self, DeploymentRolloutState, LaunchType, SchedulingStrategy};
 
 use crate::engine::{Ctx, Written};
 use crate::error::{EcsError, invalid};
-use crate::ops::common::{active_cluster, check_len, is_valid_name, validate_tags};
+use crate::ops::common::{active_cluster, check_len, is_valid_name, missing, validate_tags};
 use crate::ops::task_definitions;
 use crate::ops::tasks::{is_pending, is_running};
 use crate::paging::{PageRequest, paginate};
@@ -430,15 +430,9 @@ pub fn describe(
     for ident in idents {
         match find(state, scope, &cluster.name, &ident) {
             Some(rec) => services.push(describe_one(state, rec, with_tags)),
-            None => failures.push(wire::Failure {
-                arn: Some(if ident.starts_with("arn:") {
-                    ident
-                } else {
-                    scope.arn(ResourceType::Service, format!("{}/{ident}", cluster.name))
-                }),
-                reason: Some("MISSING".into()),
-                detail: None,
-            }),
+            None => failures.push(missing(scope, ident, ResourceType::Service, |i| {
+                format!("{}/{i}", cluster.name)
+            })),
         }
     }
     Ok(wire::DescribeServicesResponse {

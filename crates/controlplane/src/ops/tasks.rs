@@ -7,7 +7,9 @@ use model::wire::{self, Compatibility, LaunchType, NetworkMode, TaskDefinitionSt
 
 use crate::engine::{Ctx, Written};
 use crate::error::{EcsError, client, invalid};
-use crate::ops::common::{active_cluster, check_len, member_id, merge_tags, validate_tags};
+use crate::ops::common::{
+    active_cluster, check_len, member_id, merge_tags, missing, validate_tags,
+};
 use crate::ops::instances::{self, integer_resource, port_resource};
 use crate::ops::task_definitions::{self, host_ports, network_mode};
 use crate::paging::{PageRequest, paginate};
@@ -285,12 +287,7 @@ pub fn snapshot<'a>(
     scope: &Scope,
     cluster: &str,
 ) -> (ClusterSnapshot, Vec<&'a InstanceRecord>) {
-    let records: Vec<&InstanceRecord> = state
-        .instances_in(scope, cluster)
-        .filter(|i| i.instance.status.as_deref() != Some("INACTIVE"))
-        .collect();
-    let instances = records.iter().map(|i| instance_view(state, i)).collect();
-    (ClusterSnapshot { instances }, records)
+    snapshot_with(state, scope, cluster, true)
 }
 
 /// [`snapshot`] for placement only: tasks merged per group, so building it costs
@@ -300,13 +297,22 @@ pub fn placement_snapshot<'a>(
     scope: &Scope,
     cluster: &str,
 ) -> (ClusterSnapshot, Vec<&'a InstanceRecord>) {
+    snapshot_with(state, scope, cluster, false)
+}
+
+fn snapshot_with<'a>(
+    state: &'a State,
+    scope: &Scope,
+    cluster: &str,
+    per_task: bool,
+) -> (ClusterSnapshot, Vec<&'a InstanceRecord>) {
     let records: Vec<&InstanceRecord> = state
         .instances_in(scope, cluster)
         .filter(|i| i.instance.status.as_deref() != Some("INACTIVE"))
         .collect();
     let instances = records
         .iter()
-        .map(|i| instance_view_with(state, i, false))
+        .map(|i| instance_view_with(state, i, per_task))
         .collect();
     (ClusterSnapshot { instances }, records)
 }
@@ -897,15 +903,9 @@ pub fn describe(
                 }
                 tasks.push(t);
             }
-            None => failures.push(wire::Failure {
-                arn: Some(if ident.starts_with("arn:") {
-                    ident
-                } else {
-                    scope.arn(ResourceType::Task, format!("{}/{ident}", cluster.name))
-                }),
-                reason: Some("MISSING".into()),
-                detail: None,
-            }),
+            None => failures.push(missing(scope, ident, ResourceType::Task, |i| {
+                format!("{}/{i}", cluster.name)
+            })),
         }
     }
     Ok(wire::DescribeTasksResponse {
