@@ -1,7 +1,11 @@
 //! The control plane's API as the agent uses it: a few ECS operations and the flotilla
-//! agent protocol, JSON over HTTP.
+//! agent protocol, JSON over HTTP, every request SigV4-signed (`aws-sigv4`, the AWS SDK's
+//! own signer) with the node's credentials, exactly as the AWS CLI signs its requests.
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
+
+use aws_sigv4::http_request::{SignableBody, SignableRequest, SigningSettings, sign};
+use aws_sigv4::sign::v4;
 
 use model::agent::{
     AGENT_TARGET_PREFIX, PollTasksRequest, PollTasksResponse, ReportHealthRequest,
@@ -13,17 +17,65 @@ use serde::de::DeserializeOwned;
 
 use crate::error::AgentError;
 
+/// The access key a client signs with.
+#[derive(Clone)]
+pub struct Credentials {
+    /// Access key id (`AWS_ACCESS_KEY_ID`).
+    pub access_key_id: String,
+    /// Secret access key (`AWS_SECRET_ACCESS_KEY`).
+    pub secret_access_key: String,
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Credentials")
+            .field("access_key_id", &self.access_key_id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Credentials {
+    /// The key used when none is configured: a server started without `--credentials`
+    /// accepts any signature, so local setups need no key at all.
+    pub fn local() -> Credentials {
+        Credentials {
+            access_key_id: "flotilla-local".into(),
+            secret_access_key: "flotilla-local".into(),
+        }
+    }
+
+    /// `AWS_ACCESS_KEY_ID` / `AWS_SECRET_ACCESS_KEY` when both are set, else [`Credentials::local`].
+    pub fn from_env() -> Credentials {
+        match (
+            std::env::var("AWS_ACCESS_KEY_ID"),
+            std::env::var("AWS_SECRET_ACCESS_KEY"),
+        ) {
+            (Ok(id), Ok(secret)) if !id.is_empty() => Credentials {
+                access_key_id: id,
+                secret_access_key: secret,
+            },
+            _ => Credentials::local(),
+        }
+    }
+}
+
 /// A client of one control plane, in one region.
 #[derive(Debug, Clone)]
 pub struct Client {
     http: reqwest::Client,
     endpoint: String,
     region: String,
+    credentials: Credentials,
 }
 
 impl Client {
-    /// A client for `endpoint` (e.g. `http://127.0.0.1:8080`) acting in `region`.
-    pub fn new(endpoint: &str, region: &str) -> Result<Client, AgentError> {
+    /// A client for `endpoint` (e.g. `http://127.0.0.1:8080`) acting in `region`,
+    /// signing with `credentials`.
+    pub fn new(
+        endpoint: &str,
+        region: &str,
+        credentials: Credentials,
+    ) -> Result<Client, AgentError> {
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(60))
             .build()
@@ -32,25 +84,71 @@ impl Client {
             http,
             endpoint: endpoint.trim_end_matches('/').to_owned(),
             region: region.to_owned(),
+            credentials,
         })
     }
 
-    async fn call<Req: Serialize, Resp: DeserializeOwned>(
+    /// The SigV4 headers (`authorization`, `x-amz-date`) for a POST of `body` with
+    /// `headers`, signed now.
+    fn signature_headers(
+        &self,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> Result<Vec<(String, String)>, AgentError> {
+        let identity = aws_credential_types::Credentials::new(
+            &self.credentials.access_key_id,
+            &self.credentials.secret_access_key,
+            None,
+            None,
+            "flotilla",
+        )
+        .into();
+        let bad = |e: &dyn std::fmt::Display| AgentError::ControlPlane(format!("signing: {e}"));
+        let params = v4::SigningParams::builder()
+            .identity(&identity)
+            .region(&self.region)
+            .name("ecs")
+            .time(SystemTime::now())
+            .settings(SigningSettings::default())
+            .build()
+            .map_err(|e| bad(&e))?
+            .into();
+        let request = SignableRequest::new(
+            "POST",
+            &self.endpoint,
+            headers.iter().copied(),
+            SignableBody::Bytes(body),
+        )
+        .map_err(|e| bad(&e))?;
+        let (instructions, _) = sign(request, &params).map_err(|e| bad(&e))?.into_parts();
+        Ok(instructions
+            .headers()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect())
+    }
+
+    /// Calls operation `target` (`<prefix>.<Op>`) with `req` and decodes the answer;
+    /// API errors come back as [`AgentError::Api`] with the wire code.
+    pub async fn call<Req: Serialize, Resp: DeserializeOwned>(
         &self,
         target: &str,
         req: &Req,
     ) -> Result<Resp, AgentError> {
-        let auth = format!(
-            "AWS4-HMAC-SHA256 Credential=flotilla-agent/20260101/{}/ecs/aws4_request, SignedHeaders=host, Signature=00",
-            self.region
-        );
-        let resp = self
-            .http
-            .post(&self.endpoint)
-            .header("x-amz-target", target)
-            .header("content-type", "application/x-amz-json-1.1")
-            .header("authorization", auth)
-            .json(req)
+        let body = serde_json::to_vec(req)
+            .map_err(|e| AgentError::ControlPlane(format!("{target}: {e}")))?;
+        let headers = [
+            ("content-type", "application/x-amz-json-1.1"),
+            ("x-amz-target", target),
+        ];
+        let mut request = self.http.post(&self.endpoint);
+        for (k, v) in headers {
+            request = request.header(k, v);
+        }
+        for (k, v) in self.signature_headers(&headers, &body)? {
+            request = request.header(k, v);
+        }
+        let resp = request
+            .body(body)
             .send()
             .await
             .map_err(|e| AgentError::ControlPlane(format!("{target}: {e}")))?;

@@ -34,12 +34,15 @@
 //! - [`supervisor`]: running one task.
 //! - [`run`]: the main loop.
 //!
+//! ## Security
+//! Every request is SigV4-signed ([`client::Credentials`], from `AWS_ACCESS_KEY_ID` /
+//! `AWS_SECRET_ACCESS_KEY`), so a server started with `--credentials` admits only nodes
+//! holding a key; the region of the signature is the region the node registers in.
+//!
 //! ## Current limitations
 //! - `bridge` and `awsvpc` tasks get an isolated network namespace (loopback only); host
 //!   port mappings are reported as placed but not yet forwarded. `host` mode shares the
 //!   node's network.
-//! - Requests are not SigV4-signed yet, so the agent talks to servers started without
-//!   `--credentials`.
 
 pub mod client;
 pub mod error;

@@ -13,6 +13,7 @@ use runtime::types::{GcPolicy, PullPolicy};
 use tokio::sync::watch;
 
 use crate::client::Client;
+use crate::client::Credentials;
 use crate::error::AgentError;
 use crate::host::HostInfo;
 use crate::local_state::LocalState;
@@ -29,6 +30,8 @@ pub struct AgentConfig {
     pub endpoint: String,
     /// Region to act in.
     pub region: String,
+    /// The key every request is SigV4-signed with.
+    pub credentials: Credentials,
     /// Cluster name.
     pub cluster: String,
     /// Where the agent keeps its state.
@@ -102,7 +105,7 @@ pub async fn run(
     runtime: Arc<dyn ContainerRuntime>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), AgentError> {
-    let client = Client::new(&cfg.endpoint, &cfg.region)?;
+    let client = Client::new(&cfg.endpoint, &cfg.region, cfg.credentials.clone())?;
     let mut local = LocalState::load(&cfg.data_dir)?;
     if local.cluster.as_deref().is_some_and(|c| c != cfg.cluster) {
         local.container_instance_arn = None;

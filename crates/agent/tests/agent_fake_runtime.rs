@@ -107,6 +107,7 @@ fn config(env: &Env, dir: &std::path::Path) -> AgentConfig {
     AgentConfig {
         endpoint: env.endpoint.clone(),
         region: "us-east-1".into(),
+        credentials: agent::client::Credentials::local(),
         cluster: "c".into(),
         data_dir: dir.to_path_buf(),
         attributes: Default::default(),

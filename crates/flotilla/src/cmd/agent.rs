@@ -28,7 +28,8 @@ pub struct AgentArgs {
     /// Custom attributes, `k=v,k2=v2`.
     #[arg(long, value_delimiter = ',')]
     pub attributes: Vec<String>,
-    /// Region to register in.
+    /// Region to register in. Requests are SigV4-signed with `AWS_ACCESS_KEY_ID` /
+    /// `AWS_SECRET_ACCESS_KEY` when set (needed for servers started with `--credentials`).
     #[arg(long, env = "AWS_DEFAULT_REGION", default_value = "us-east-1")]
     pub region: String,
     /// Memory (MiB) kept for the host and not offered to tasks.
@@ -87,6 +88,7 @@ pub fn run(args: AgentArgs) -> anyhow::Result<()> {
     let cfg = AgentConfig {
         endpoint: args.endpoint.clone(),
         region: args.region.clone(),
+        credentials: agent::client::Credentials::from_env(),
         cluster: args.cluster.clone(),
         data_dir: args.data_dir.clone(),
         attributes,
