@@ -51,6 +51,15 @@ pub struct AgentArgs {
     /// this binary).
     #[arg(long)]
     pub logger: Option<PathBuf>,
+    /// runc's state directory (`runc --root`) for this agent's containers. Default: the
+    /// shim's `/run/containerd/runc/<namespace>`, which every containerd on the host
+    /// shares; give each node its own when several run on one host (`flotilla dev cluster`).
+    #[arg(long)]
+    pub runc_root: Option<PathBuf>,
+    /// Parent cgroup of this agent's containers (each gets `<parent>/flotilla/<id>`); give
+    /// each node its own when several run on one host.
+    #[arg(long, default_value = "/flotilla")]
+    pub cgroup_parent: String,
 }
 
 fn pull_policy(s: &str) -> anyhow::Result<PullPolicy> {
@@ -109,6 +118,24 @@ pub fn run(args: AgentArgs) -> anyhow::Result<()> {
         logger,
     );
     containerd.insecure_registries = args.insecure_registries.clone();
+    if !args.cgroup_parent.starts_with('/') || args.cgroup_parent.contains("..") {
+        anyhow::bail!(
+            "--cgroup-parent must be an absolute cgroup path like /flotilla, not {:?}",
+            args.cgroup_parent
+        );
+    }
+    containerd.cgroup_parent = args.cgroup_parent.clone();
+    if let Some(root) = &args.runc_root {
+        if !root.is_absolute() {
+            anyhow::bail!(
+                "--runc-root must be an absolute path, not {}",
+                root.display()
+            );
+        }
+        std::fs::create_dir_all(root)
+            .with_context(|| format!("cannot create --runc-root {}", root.display()))?;
+    }
+    containerd.runc_root = args.runc_root.clone();
     std::fs::create_dir_all(&args.data_dir)
         .with_context(|| format!("cannot create {}", args.data_dir.display()))?;
     // The agent only waits on IO (containerd, the control plane): one thread is enough
