@@ -267,6 +267,31 @@ def test_task_definition_validation_names_the_field(ecs):
     assert code == "InvalidParameterException" and "networkMode" in msg
 
 
+def test_depends_on_conditions_that_could_never_hold_are_refused(ecs):
+    def dep(name, on, condition, **kw):
+        return container(name, dependsOn=[{"containerName": on, "condition": condition}], **kw)
+
+    # COMPLETE/SUCCESS wait for an exit, which an essential container must not do.
+    with pytest.raises(ecs.exceptions.ClientException) as e:
+        ecs.register_task_definition(family="d", containerDefinitions=[container("init"), dep("app", "init", "SUCCESS")])
+    assert "'init' is essential" in error_of(e)[1]
+    # HEALTHY needs a health check on the dependency.
+    with pytest.raises(ecs.exceptions.ClientException) as e:
+        ecs.register_task_definition(family="d", containerDefinitions=[container("db"), dep("app", "db", "HEALTHY")])
+    assert "'db' has no healthCheck" in error_of(e)[1]
+    # A cycle could never start.
+    with pytest.raises(ecs.exceptions.ClientException) as e:
+        ecs.register_task_definition(family="d", containerDefinitions=[dep("a", "b", "START"), dep("b", "a", "START")])
+    assert "cycle" in error_of(e)[1] and "a, b" in error_of(e)[1]
+    # The same conditions on fitting dependencies are accepted.
+    ok = ecs.register_task_definition(family="d", containerDefinitions=[
+        container("init", essential=False),
+        container("db", healthCheck={"command": ["CMD-SHELL", "true"]}),
+        container("app", dependsOn=[{"containerName": "init", "condition": "SUCCESS"}, {"containerName": "db", "condition": "HEALTHY"}]),
+    ])["taskDefinition"]
+    assert [d["condition"] for d in ok["containerDefinitions"][2]["dependsOn"]] == ["SUCCESS", "HEALTHY"]
+
+
 def test_fargate_size_validation(ecs):
     fargate = dict(requiresCompatibilities=["FARGATE"], networkMode="awsvpc")
     with pytest.raises(ecs.exceptions.ClientException) as e:

@@ -27,6 +27,7 @@
 //!
 //! ## Layout
 //! - [`client`]: the control plane's API as the agent uses it.
+//! - [`dependencies`]: whether a container's `dependsOn` conditions hold (pure).
 //! - [`health`]: container health checks (state machine + check loop).
 //! - [`host`]: the node's resources and attributes.
 //! - [`local_state`]: what the agent persists.
@@ -45,6 +46,7 @@
 //!   node's network.
 
 pub mod client;
+pub mod dependencies;
 pub mod error;
 pub mod health;
 pub mod host;

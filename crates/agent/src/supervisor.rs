@@ -18,8 +18,9 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use crate::client::Client;
+use crate::dependencies::{self, Observed, Verdict};
 use crate::error::AgentError;
-use crate::health::{CheckSettings, run_checks};
+use crate::health::{CheckSettings, Tracker, run_checks};
 use crate::local_state::{LocalState, LocalTask};
 
 /// Label carrying the task ARN on every container the agent creates.
@@ -273,7 +274,7 @@ pub async fn supervise(
             .await;
             return;
         }
-        match start(&shared, &a, &task_id, &defs, &stop_timeout).await {
+        match start(&shared, &a, &task_id, &defs, &stop_timeout, &stop).await {
             Ok(r) => r,
             Err(reason) => {
                 report_stopped(&shared, &a, &reason, &BTreeMap::new()).await;
@@ -404,6 +405,7 @@ async fn start(
     task_id: &str,
     defs: &[wire::ContainerDefinition],
     stop_timeout: &(dyn Fn(&wire::ContainerDefinition) -> Duration + Sync),
+    stop: &watch::Receiver<bool>,
 ) -> Result<Running, String> {
     let arn = a.task.task_arn.clone().unwrap_or_default();
     // Pull every image first.
@@ -467,19 +469,136 @@ async fn start(
             stop_timeout(c),
         ));
     }
-    for (name, id, _, timeout) in &containers {
-        if let Err(e) = shared.runtime.start_container(id).await {
-            for (_, started, _, _) in &containers {
+    for (i, (name, id, _, _)) in containers.iter().enumerate() {
+        let started = &containers[..i];
+        let result = match await_dependencies(shared, &defs[i], started, defs, stop).await {
+            Ok(()) => shared
+                .runtime
+                .start_container(id)
+                .await
+                .map_err(|e| format!("CannotStartContainerError: {name}: {e}")),
+            Err(e) => Err(e),
+        };
+        if let Err(reason) = result {
+            for (_, started, _, timeout) in started {
                 let _ = shared.runtime.stop_container(started, *timeout).await;
             }
             cleanup(shared, &containers).await;
-            return Err(format!("CannotStartContainerError: {name}: {e}"));
+            return Err(reason);
         }
     }
     Ok(Running {
         containers,
         pulled: Some((pull_started, pull_stopped)),
     })
+}
+
+/// How long a container waits for its `dependsOn` conditions when it sets no
+/// `startTimeout` (the ECS agent's `ECS_CONTAINER_START_TIMEOUT` default).
+const DEFAULT_START_TIMEOUT: Duration = Duration::from_secs(180);
+/// How often dependencies are looked at while a container waits for them.
+const DEPENDENCY_POLL: Duration = Duration::from_millis(100);
+
+/// Waits until every `dependsOn` condition of `c` holds ([`dependencies::verdict`]),
+/// observing the already-started containers: exits through the runtime, health by
+/// running the dependency's health check (at its interval) as the check loop would.
+/// Fails when a condition can no longer hold, after `startTimeout`, or on a stop request.
+async fn await_dependencies(
+    shared: &Shared,
+    c: &wire::ContainerDefinition,
+    started: &[(String, ContainerId, bool, Duration)],
+    defs: &[wire::ContainerDefinition],
+    stop: &watch::Receiver<bool>,
+) -> Result<(), String> {
+    let name = c.name.as_deref().unwrap_or_default();
+    let conditions: Vec<(String, wire::ContainerCondition)> = c
+        .depends_on
+        .as_deref()
+        .unwrap_or(&[])
+        .iter()
+        .filter_map(|d| Some((d.container_name.clone()?, d.condition?)))
+        .filter(|(_, cond)| *cond != wire::ContainerCondition::Start)
+        .collect();
+    if conditions.is_empty() {
+        return Ok(());
+    }
+    let timeout = c
+        .start_timeout
+        .and_then(|t| u64::try_from(t).ok())
+        .map_or(DEFAULT_START_TIMEOUT, Duration::from_secs);
+    let deadline = tokio::time::Instant::now() + timeout;
+    // One health tracker per HEALTHY dependency, checked at its own interval.
+    let mut health: BTreeMap<String, (CheckSettings, Tracker, tokio::time::Instant)> =
+        BTreeMap::new();
+    let began = tokio::time::Instant::now();
+    for (dep, cond) in &conditions {
+        if *cond == wire::ContainerCondition::Healthy {
+            let settings = defs
+                .iter()
+                .find(|d| d.name.as_deref() == Some(dep.as_str()))
+                .and_then(|d| d.health_check.as_ref())
+                .and_then(CheckSettings::from_ecs)
+                .ok_or_else(|| format!("CannotStartContainerError: {name}: dependsOn {dep} HEALTHY, but {dep} has no health check"))?;
+            let tracker = Tracker::new(settings.retries, settings.start_period);
+            health.insert(dep.clone(), (settings, tracker, began));
+        }
+    }
+    let mut status: BTreeMap<String, wire::HealthStatus> = BTreeMap::new();
+    loop {
+        let mut verdicts = Vec::new();
+        for (dep, cond) in &conditions {
+            let Some((_, id, _, _)) = started.iter().find(|(n, ..)| n == dep) else {
+                verdicts.push(Verdict::Failed(format!("dependency {dep} was not started")));
+                continue;
+            };
+            let observed = match shared.runtime.inspect_container(id).await.map(|i| i.state) {
+                Ok(ContainerState::Stopped(st)) => Observed::Exited(st.code),
+                Ok(ContainerState::Unknown) | Err(_) => Observed::Exited(-1),
+                Ok(ContainerState::Running { .. } | ContainerState::Created) => {
+                    if let Some((settings, tracker, next)) = health.get_mut(dep)
+                        && tokio::time::Instant::now() >= *next
+                    {
+                        let exec = settings.command.to_exec(settings.timeout);
+                        let passed = shared
+                            .runtime
+                            .exec(id, &exec)
+                            .await
+                            .is_ok_and(|r| r.success());
+                        if let Some(s) = tracker.observe(passed, began.elapsed()) {
+                            status.insert(dep.clone(), s);
+                        }
+                        *next = tokio::time::Instant::now() + settings.interval;
+                    }
+                    Observed::Running(
+                        status
+                            .get(dep)
+                            .copied()
+                            .unwrap_or(wire::HealthStatus::Unknown),
+                    )
+                }
+            };
+            verdicts.push(dependencies::verdict(dep, *cond, observed));
+        }
+        match dependencies::all(verdicts) {
+            Verdict::Met => return Ok(()),
+            Verdict::Failed(why) => {
+                return Err(format!("CannotStartContainerError: {name}: {why}"));
+            }
+            Verdict::Wait => {}
+        }
+        if *stop.borrow() {
+            return Err(format!(
+                "Task stopped while {name} waited for its dependencies."
+            ));
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(format!(
+                "CannotStartContainerError: {name}: dependsOn conditions not met within startTimeout ({}s)",
+                timeout.as_secs()
+            ));
+        }
+        tokio::time::sleep(DEPENDENCY_POLL).await;
+    }
 }
 
 async fn cleanup(shared: &Shared, containers: &[(String, ContainerId, bool, Duration)]) {

@@ -393,8 +393,27 @@ fn validate_definition(
                     c.name.as_deref().unwrap_or("")
                 )));
             }
-            if d.condition.is_none() {
+            let Some(condition) = d.condition else {
                 return Err(client("dependsOn[].condition is required."));
+            };
+            let target = containers.iter().find(|t| t.name.as_deref() == Some(dep));
+            let cname = c.name.as_deref().unwrap_or("");
+            if matches!(
+                condition,
+                wire::ContainerCondition::Complete | wire::ContainerCondition::Success
+            ) && target.is_some_and(|t| t.essential != Some(false))
+            {
+                return Err(client(format!(
+                    "Container '{cname}' dependsOn '{dep}' with condition {}, but '{dep}' is essential: an essential container cannot be waited on to exit.",
+                    condition.as_str()
+                )));
+            }
+            if condition == wire::ContainerCondition::Healthy
+                && target.is_some_and(|t| t.health_check.is_none())
+            {
+                return Err(client(format!(
+                    "Container '{cname}' dependsOn '{dep}' with condition HEALTHY, but '{dep}' has no healthCheck."
+                )));
             }
         }
         for link in c.links.as_deref().unwrap_or(&[]) {
@@ -405,6 +424,12 @@ fn validate_definition(
                 )));
             }
         }
+    }
+    if let Some(cycle) = dependency_cycle(containers) {
+        return Err(client(format!(
+            "The dependsOn of containers {} form a cycle: none of them could ever start.",
+            cycle.join(", ")
+        )));
     }
     if let Some(m) = memory {
         let sum: i64 = containers
@@ -721,4 +746,36 @@ pub fn list_families(
         families: Some(page.items),
         next_token: page.next_token,
     })
+}
+
+/// The containers caught in a `dependsOn` cycle (Kahn's algorithm: whatever can never
+/// become ready), or `None` when every container can start.
+fn dependency_cycle(containers: &[wire::ContainerDefinition]) -> Option<Vec<String>> {
+    let mut left: Vec<&wire::ContainerDefinition> = containers.iter().collect();
+    let mut ready: BTreeSet<&str> = BTreeSet::new();
+    loop {
+        let before = left.len();
+        left.retain(|c| {
+            let deps_ready = c
+                .depends_on
+                .as_deref()
+                .unwrap_or(&[])
+                .iter()
+                .all(|d| ready.contains(d.container_name.as_deref().unwrap_or("")));
+            if deps_ready {
+                ready.insert(c.name.as_deref().unwrap_or(""));
+            }
+            !deps_ready
+        });
+        if left.is_empty() {
+            return None;
+        }
+        if left.len() == before {
+            return Some(
+                left.iter()
+                    .map(|c| c.name.clone().unwrap_or_default())
+                    .collect(),
+            );
+        }
+    }
 }
