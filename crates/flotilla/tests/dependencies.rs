@@ -13,7 +13,8 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("controlplane", &["model", "store", "scheduler"]),
     ("ecs-api", &["model", "controlplane"]),
     ("runtime", &["model"]),
-    ("agent", &["model", "runtime", "scheduler"]),
+    ("network", &[]),
+    ("agent", &["model", "runtime", "scheduler", "network"]),
     ("updater", &["model"]),
     ("host-api", &["model", "store", "updater"]),
     (
