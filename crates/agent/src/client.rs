@@ -216,6 +216,17 @@ impl Client {
         Ok(())
     }
 
+    /// FlotillaAgentV1.ReportNetwork (an `awsvpc` task's address).
+    pub async fn report_network(
+        &self,
+        req: &model::agent::ReportNetworkRequest,
+    ) -> Result<(), AgentError> {
+        let _: model::agent::ReportNetworkResponse = self
+            .call(&format!("{AGENT_TARGET_PREFIX}.ReportNetwork"), req)
+            .await?;
+        Ok(())
+    }
+
     /// FlotillaAgentV1.PollTasks (long poll; also the heartbeat).
     pub async fn poll_tasks(
         &self,
@@ -223,5 +234,13 @@ impl Client {
     ) -> Result<PollTasksResponse, AgentError> {
         self.call(&format!("{AGENT_TARGET_PREFIX}.PollTasks"), req)
             .await
+    }
+
+    /// FlotillaAgentV1.PutLogs: the answer to a log request (see [`crate::logs`]).
+    pub async fn put_logs(&self, req: &model::logs::PutLogsRequest) -> Result<(), AgentError> {
+        let _: model::logs::PutLogsResponse = self
+            .call(&format!("{AGENT_TARGET_PREFIX}.PutLogs"), req)
+            .await?;
+        Ok(())
     }
 }

@@ -23,6 +23,10 @@ pub enum AgentError {
         /// `message`.
         message: String,
     },
+    /// The node's task networking could not be opened (bad `--bridge-cidr`, unreadable
+    /// state).
+    #[error("task networking: {0}")]
+    Network(String),
     /// The container runtime failed in a way that stops the agent.
     #[error("container runtime: {0}")]
     Runtime(#[from] runtime::Error),

@@ -31,8 +31,11 @@
 //! - [`health`]: container health checks (state machine + check loop).
 //! - [`host`]: the node's resources and attributes.
 //! - [`local_state`]: what the agent persists.
+//! - [`logs`]: answering log requests (`flotilla logs`) from the node's log files.
 //! - [`plan`]: the pure reconcile decision.
 //! - [`supervisor`]: running one task.
+//! - [`task_network`]: a task's networking (bridge, awsvpc, none) through the `network`
+//!   crate.
 //! - [`run`]: the main loop.
 //!
 //! ## Security
@@ -41,9 +44,8 @@
 //! holding a key; the region of the signature is the region the node registers in.
 //!
 //! ## Current limitations
-//! - `bridge` and `awsvpc` tasks get an isolated network namespace (loopback only); host
-//!   port mappings are reported as placed but not yet forwarded. `host` mode shares the
-//!   node's network.
+//! - Task networking is IPv4 only, with one agent per network namespace (see the
+//!   `network` crate).
 
 pub mod client;
 pub mod dependencies;
@@ -51,9 +53,11 @@ pub mod error;
 pub mod health;
 pub mod host;
 pub mod local_state;
+pub mod logs;
 pub mod plan;
 pub mod run;
 pub mod supervisor;
+pub mod task_network;
 
 pub use error::AgentError;
 pub use run::{AgentConfig, run};

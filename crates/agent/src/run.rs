@@ -48,6 +48,10 @@ pub struct AgentConfig {
     pub pull_policy: PullPolicy,
     /// Stopped containers and unused images are removed after this long.
     pub gc: GcPolicy,
+    /// The task subnet of the node's bridge (`--bridge-cidr`, e.g. `172.31.0.0/16`):
+    /// `bridge`/`awsvpc`/`none` tasks get real networking (see the `network` crate).
+    /// `None` leaves them in a loopback-only namespace (tests with the fake runtime).
+    pub bridge_cidr: Option<String>,
 }
 
 async fn register(
@@ -111,6 +115,7 @@ pub async fn run(
         local.container_instance_arn = None;
     }
     let host = HostInfo::probe(cfg.reserved_memory_mib, cfg.instance_id.as_deref());
+    let network = open_task_networks(&cfg, &local).await?;
     tokio::pin!(shutdown);
 
     // Register (retrying while the control plane is unreachable).
@@ -148,12 +153,16 @@ pub async fn run(
         default_stop_timeout: cfg.default_stop_timeout,
         pull_policy: cfg.pull_policy,
         pull_locks: Mutex::default(),
+        network,
     });
     let mut supervisors: BTreeMap<String, (watch::Sender<bool>, tokio::task::JoinHandle<()>)> =
         BTreeMap::new();
     let mut digest: Option<String> = None;
     let mut last_gc = tokio::time::Instant::now();
     let mut backoff = Duration::from_millis(200);
+    let log_reads = Arc::new(tokio::sync::Semaphore::new(
+        crate::logs::MAX_CONCURRENT_READS,
+    ));
     loop {
         supervisors.retain(|_, (_, h)| !h.is_finished());
         let req = PollTasksRequest {
@@ -170,6 +179,9 @@ pub async fn run(
             Ok(r) => {
                 backoff = Duration::from_millis(200);
                 digest = Some(r.digest);
+                for request in r.log_requests {
+                    crate::logs::spawn_answer(&shared, &arn, request, &log_reads);
+                }
                 r.tasks
             }
             Err(e) => {
@@ -261,4 +273,32 @@ fn spawn(
     let (tx, rx) = watch::channel(wants_stop);
     let handle = tokio::spawn(supervise(shared.clone(), a, adopt, rx));
     supervisors.insert(arn.to_owned(), (tx, handle));
+}
+
+/// Opens the node's task networking (when configured) and removes what belongs to tasks
+/// the node no longer holds: after a `kill -9`, the recorded tasks are adopted with their
+/// networking intact, and everything else goes.
+async fn open_task_networks(
+    cfg: &AgentConfig,
+    local: &LocalState,
+) -> Result<Option<Arc<network::TaskNetworks>>, AgentError> {
+    let Some(cidr) = &cfg.bridge_cidr else {
+        return Ok(None);
+    };
+    let mut net = network::NetworkConfig::new(&cfg.data_dir);
+    net.subnet = cidr
+        .parse()
+        .map_err(|e| AgentError::Network(format!("--bridge-cidr {e}")))?;
+    let networks = tokio::task::spawn_blocking(move || network::TaskNetworks::open(net))
+        .await
+        .map_err(|e| AgentError::Network(e.to_string()))?
+        .map_err(|e| AgentError::Network(e.to_string()))?;
+    let networks = Arc::new(networks);
+    let live = local
+        .tasks
+        .keys()
+        .map(|arn| arn.rsplit('/').next().unwrap_or_default().to_owned())
+        .collect();
+    crate::task_network::cleanup_except(Some(networks.clone()), live).await;
+    Ok(Some(networks))
 }

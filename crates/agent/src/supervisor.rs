@@ -11,8 +11,8 @@ use model::agent::TaskAssignment;
 use model::wire;
 use runtime::ContainerRuntime;
 use runtime::types::{
-    BindMount, ContainerId, ContainerSpec, ContainerState, ExitStatus, ImageRef, NetworkMode,
-    PullPolicy, RegistryAuth, Resources, Ulimit,
+    BindMount, ContainerId, ContainerSpec, ContainerState, ExitStatus, ImageRef, PullPolicy,
+    RegistryAuth, Resources, Ulimit,
 };
 use tokio::sync::watch;
 use tokio::task::JoinSet;
@@ -48,6 +48,9 @@ pub struct Shared {
     /// unpack it into the same snapshots at the same time (different images pull in
     /// parallel).
     pub pull_locks: Mutex<BTreeMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// The node's task networking (bridge/awsvpc/none); `None` leaves non-host tasks in
+    /// a loopback-only namespace.
+    pub network: Option<Arc<network::TaskNetworks>>,
 }
 
 impl std::fmt::Debug for Shared {
@@ -202,11 +205,7 @@ pub fn container_spec(
             read_only: mp.read_only.unwrap_or(false),
         });
     }
-    spec.network = if a.task_definition.network_mode == Some(wire::NetworkMode::Host) {
-        NetworkMode::Host
-    } else {
-        NetworkMode::Isolated
-    };
+    spec.network = crate::task_network::container_network(shared, a, task_id);
     spec.labels = BTreeMap::from([
         (
             TASK_LABEL.to_owned(),
@@ -238,6 +237,8 @@ struct Running {
     containers: Vec<(String, ContainerId, bool, Duration)>,
     /// When pulling started and ended (not known for adopted tasks).
     pulled: Option<(f64, f64)>,
+    /// The task's networking (none for `host` mode).
+    network: Option<network::NetworkAttachment>,
 }
 
 /// Supervises one task until it is STOPPED and reported.
@@ -257,7 +258,10 @@ pub async fn supervise(
     };
     let running = if adopt {
         match adopt_containers(&shared, &arn, &defs, &stop_timeout).await {
-            Some(r) => r,
+            Some(mut r) => {
+                r.network = crate::task_network::adopt(&shared, &a, &task_id).await;
+                r
+            }
             None => {
                 report_stopped(&shared, &a, "Task stopped: its containers were not found on the node after an agent restart.", &BTreeMap::new()).await;
                 return;
@@ -396,6 +400,7 @@ async fn adopt_containers(
     Some(Running {
         containers,
         pulled: None,
+        network: None,
     })
 }
 
@@ -454,6 +459,7 @@ async fn start(
             );
         })
         .map_err(|e| format!("CannotCreateContainerError: {e}"))?;
+    let network = crate::task_network::setup(shared, a, task_id).await?;
     let mut containers = Vec::new();
     for (i, c) in defs.iter().enumerate() {
         let spec = container_spec(shared, a, task_id, i, c)
@@ -490,6 +496,7 @@ async fn start(
     Ok(Running {
         containers,
         pulled: Some((pull_started, pull_stopped)),
+        network,
     })
 }
 
@@ -665,6 +672,9 @@ async fn report_running(shared: &Shared, a: &TaskAssignment, running: &Running) 
             .collect(),
     );
     let client = shared.client.clone();
+    if let Some(report) = crate::task_network::report(shared, a, running.network.as_ref()) {
+        deliver("network report", || client.report_network(&report)).await;
+    }
     deliver("RUNNING report", || client.submit_task_state_change(&req)).await;
     let arn = a.task.task_arn.clone().unwrap_or_default();
     if let Err(e) = shared.update_state(|s| {
@@ -718,6 +728,8 @@ async fn report_stopped(
     reason: &str,
     exits: &BTreeMap<String, Ended>,
 ) {
+    let task_id = a.task.task_arn.as_deref().unwrap_or_default();
+    crate::task_network::teardown(shared, task_id.rsplit('/').next().unwrap_or_default()).await;
     let mut req = base_request(shared, a);
     req.status = Some("STOPPED".into());
     req.reason = Some(reason.to_owned());

@@ -116,6 +116,7 @@ fn config(env: &Env, dir: &std::path::Path) -> AgentConfig {
         default_stop_timeout: Duration::from_secs(2),
         pull_policy: PullPolicy::Default,
         gc: GcPolicy::default(),
+        bridge_cidr: None,
     }
 }
 

@@ -107,6 +107,8 @@ struct Inner {
     /// When each instance's agent was last heard from (epoch seconds). Kept in memory
     /// only: after a restart every instance counts as heard from at start.
     heartbeats: std::sync::Mutex<HashMap<MemberKey, f64>>,
+    /// Log requests on their way to agents and back (in memory only).
+    log_broker: crate::log_broker::LogBroker,
     clock: Clock,
 }
 
@@ -191,6 +193,7 @@ impl ControlPlane {
             jobs: tx,
             changes,
             heartbeats: std::sync::Mutex::new(heartbeats),
+            log_broker: crate::log_broker::LogBroker::default(),
             clock: clock.clone(),
         });
         let weak = Arc::downgrade(&inner);
@@ -228,6 +231,11 @@ impl ControlPlane {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .clone()
+    }
+
+    /// The broker that carries log requests to agents over their polls.
+    pub fn log_broker(&self) -> &crate::log_broker::LogBroker {
+        &self.inner.log_broker
     }
 
     /// The control plane's clock (epoch seconds).

@@ -43,6 +43,10 @@ pub enum EcsError {
     /// The state was changed concurrently in a way that conflicts with the request.
     #[error("{0}")]
     Conflict(String),
+    /// The agent that holds what was asked for (a task's logs) is not connected or did
+    /// not answer in time.
+    #[error("{0}")]
+    TargetNotConnected(String),
     /// Something failed on the server's side (e.g. the store could not commit).
     #[error("{0}")]
     Server(String),
@@ -67,6 +71,7 @@ impl EcsError {
             EcsError::UnsupportedFeature(_) => "UnsupportedFeatureException",
             EcsError::AttributeLimitExceeded(_) => "AttributeLimitExceededException",
             EcsError::Conflict(_) => "ConflictException",
+            EcsError::TargetNotConnected(_) => "TargetNotConnectedException",
             EcsError::Server(_) => "ServerException",
         }
     }

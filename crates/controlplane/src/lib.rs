@@ -25,6 +25,7 @@
 //! - [`ops`]: the operations, one module per area.
 //! - [`controllers`]: level-triggered reconcilers (the service controller) and their runner.
 //! - [`paging`]: signed `nextToken`s.
+//! - [`log_broker`]: users' log reads carried to agents over their polls, answers back.
 //! - [`liveness`]: the timer that marks silent agents disconnected and their tasks lost.
 //! - [`error`]: [`EcsError`], one variant per ECS error code.
 //!
@@ -36,6 +37,7 @@ pub mod controllers;
 pub mod engine;
 pub mod error;
 pub mod liveness;
+pub mod log_broker;
 pub mod ops;
 pub mod paging;
 pub mod state;

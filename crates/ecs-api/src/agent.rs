@@ -1,11 +1,17 @@
 //! Routing of the flotilla agent protocol (`X-Amz-Target: FlotillaAgentV1.<Op>`, see
-//! [`model::agent`]): one `match` over [`AgentOperation`], and the long poll.
+//! [`model::agent`]): one `match` over [`AgentOperation`], the long poll (which also
+//! carries log requests to the agent), and the agent's log answers (`PutLogs`).
 
 use std::time::Duration;
 
-use controlplane::ControlPlane;
-use controlplane::ops::agent_channel::{poll_tasks, report_health, set_agent_connected};
-use model::agent::{AgentOperation, MAX_WAIT_SECONDS, PollTasksRequest, ReportHealthRequest};
+use controlplane::ops::agent_channel::{
+    instance_key, poll_tasks, polling_instance, report_health, set_agent_connected,
+};
+use controlplane::{ControlPlane, EcsError};
+use model::agent::{
+    AgentOperation, MAX_WAIT_SECONDS, PollTasksRequest, ReportHealthRequest, ReportNetworkRequest,
+};
+use model::logs::{PutLogsRequest, PutLogsResponse};
 
 use crate::dispatch::{Call, encode, parse_json};
 use crate::error::ApiError;
@@ -19,6 +25,15 @@ pub async fn dispatch_agent(
 ) -> Result<Vec<u8>, ApiError> {
     match op {
         AgentOperation::PollTasks => poll(cp, call, parse_json(body)?).await,
+        AgentOperation::ReportNetwork => {
+            let req: ReportNetworkRequest = parse_json(body)?;
+            encode(
+                &cp.write(call.scope.clone(), move |s, ctx| {
+                    controlplane::ops::agent::report_network(s, ctx, req)
+                })
+                .await?,
+            )
+        }
         AgentOperation::ReportHealth => {
             let req: ReportHealthRequest = parse_json(body)?;
             encode(
@@ -26,21 +41,44 @@ pub async fn dispatch_agent(
                     .await?,
             )
         }
+        AgentOperation::PutLogs => put_logs(cp, call, parse_json(body)?),
     }
 }
 
+/// Hands an agent's answer to the `GetTaskLogs` request waiting for it.
+fn put_logs(cp: &ControlPlane, call: &Call, req: PutLogsRequest) -> Result<Vec<u8>, ApiError> {
+    let key = cp.read(|s| {
+        polling_instance(
+            s,
+            &call.scope,
+            req.cluster.as_deref(),
+            req.container_instance.as_deref(),
+        )
+        .map(instance_key)
+    })?;
+    cp.heartbeat(key.clone());
+    cp.log_broker()
+        .answer(&key, req)
+        .map_err(|e| ApiError::Ecs(EcsError::InvalidParameter(e.to_string())))?;
+    encode(&PutLogsResponse {
+        acknowledgment: "ACK".into(),
+    })
+}
+
 /// Answers as soon as the instance's assignment differs from `knownDigest`, or when it
-/// changes within `waitSeconds`; every look counts as a heartbeat, and an instance
-/// marked disconnected is marked connected again.
+/// changes within `waitSeconds`, or when a log request is queued for the instance (it
+/// rides in `logRequests`); every look counts as a heartbeat, and an instance marked
+/// disconnected is marked connected again.
 async fn poll(cp: &ControlPlane, call: &Call, req: PollTasksRequest) -> Result<Vec<u8>, ApiError> {
     let wait = Duration::from_secs(u64::from(
         req.wait_seconds.unwrap_or(0).min(MAX_WAIT_SECONDS),
     ));
     let deadline = tokio::time::Instant::now() + wait;
     let mut changes = cp.subscribe();
+    let mut open_poll = None;
     loop {
         changes.borrow_and_update();
-        let (key, resp, connected) = cp.read(|s| poll_tasks(s, &call.scope, &req))?;
+        let (key, mut resp, connected) = cp.read(|s| poll_tasks(s, &call.scope, &req))?;
         cp.heartbeat(key.clone());
         if !connected {
             cp.write(call.scope.clone(), move |s, ctx| {
@@ -49,7 +87,11 @@ async fn poll(cp: &ControlPlane, call: &Call, req: PollTasksRequest) -> Result<V
             .await?;
             continue;
         }
-        if req.known_digest.as_deref() != Some(resp.digest.as_str())
+        // While this poll is open the instance counts as reachable for log requests.
+        let open_poll = open_poll.get_or_insert_with(|| cp.log_broker().poll_started(&key));
+        resp.log_requests = cp.log_broker().take(&key);
+        if !resp.log_requests.is_empty()
+            || req.known_digest.as_deref() != Some(resp.digest.as_str())
             || tokio::time::Instant::now() >= deadline
         {
             return encode(&resp);
@@ -60,6 +102,7 @@ async fn poll(cp: &ControlPlane, call: &Call, req: PollTasksRequest) -> Result<V
                     return encode(&resp);
                 }
             }
+            () = open_poll.wake.notified() => {}
             () = tokio::time::sleep_until(deadline) => {}
         }
     }

@@ -8,7 +8,8 @@
 //! the same way.
 //!
 //! ## Design
-//! This crate holds no state. A request goes: [`auth`] (region and account from the
+//! This crate holds no state (the log broker that waiting `GetTaskLogs` requests use
+//! lives in the control plane). A request goes: [`auth`] (region and account from the
 //! SigV4 credential scope; signature checked when credentials are configured) →
 //! [`dispatch`] (the target names an [`Operation`](model::wire::Operation); one `match`
 //! sends each operation to its function in `controlplane::ops`) → JSON. Every failure
@@ -16,7 +17,8 @@
 //!
 //! ## Layout
 //! - [`server`]: the axum router, `/healthz`, `/admin/reset`, [`server::serve`].
-//! - [`agent`]: the flotilla agent protocol (long-poll for assigned tasks).
+//! - [`agent`]: the flotilla agent protocol (long-poll for assigned tasks, log answers).
+//! - [`logs`]: flotilla's own user operations (`FlotillaV1.GetTaskLogs`).
 //! - [`auth`]: SigV4 parsing and verification, the credentials file.
 //! - [`dispatch`]: operation routing.
 //! - [`error`]: [`ApiError`] and its wire mapping.
@@ -25,6 +27,7 @@ pub mod agent;
 pub mod auth;
 pub mod dispatch;
 pub mod error;
+pub mod logs;
 pub mod server;
 
 pub use error::ApiError;

@@ -1,4 +1,5 @@
-//! The HTTP server: `POST /` (the ECS API), `GET /healthz`, `POST /admin/reset`.
+//! The HTTP server: `POST /` (the ECS API, the agent protocol `FlotillaAgentV1.*` and
+//! flotilla's own `FlotillaV1.*`), `GET /healthz`, `POST /admin/reset`.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -13,6 +14,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use controlplane::{ControlPlane, Scope};
 use model::agent::{AGENT_TARGET_PREFIX, AgentOperation};
+use model::logs::{USER_TARGET_PREFIX, UserOperation};
 use model::wire::{Operation, TARGET_PREFIX};
 
 use crate::agent::dispatch_agent;
@@ -85,7 +87,7 @@ async fn handle(
         .split_once('.')
         .filter(|(_, name)| !name.is_empty())
         .ok_or(ApiError::MissingTarget)?;
-    if prefix != TARGET_PREFIX && prefix != AGENT_TARGET_PREFIX {
+    if prefix != TARGET_PREFIX && prefix != AGENT_TARGET_PREFIX && prefix != USER_TARGET_PREFIX {
         return Err(ApiError::MissingTarget);
     }
     let (now_secs, now) = now();
@@ -111,6 +113,11 @@ async fn handle(
         let op = AgentOperation::from_name(name)
             .ok_or_else(|| ApiError::UnknownOperation(name.to_owned()))?;
         return dispatch_agent(&app.cp, &call, op, body).await;
+    }
+    if prefix == USER_TARGET_PREFIX {
+        let op = UserOperation::from_name(name)
+            .ok_or_else(|| ApiError::UnknownOperation(name.to_owned()))?;
+        return crate::logs::dispatch_user(&app.cp, &call, op, body).await;
     }
     let op =
         Operation::from_name(name).ok_or_else(|| ApiError::UnknownOperation(name.to_owned()))?;

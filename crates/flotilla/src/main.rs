@@ -22,12 +22,17 @@ enum Command {
     Server(cmd::server::ServerArgs),
     /// Run the node agent: register this machine and run its tasks through containerd.
     Agent(cmd::agent::AgentArgs),
+    /// Print a task's container output (through the control plane); `--follow` to stream.
+    Logs(cmd::logs::LogsArgs),
     /// Node host layer: settings API server, boot step, install, rollback.
     Host(cmd::host::HostArgs),
     /// Client of the host settings API (Bottlerocket-style apiclient).
     Apiclient(cmd::apiclient::ApiclientArgs),
     /// Build node images and publish them in a TUF update repository.
     Os(cmd::os::OsArgs),
+    /// Development tools: `flotilla dev cluster up|down|status` (N nodes on this machine).
+    #[command(subcommand)]
+    Dev(cmd::dev::DevCommand),
     /// Measure flotilla (API throughput and latency, …) and print the figures.
     #[command(subcommand)]
     Bench(cmd::bench::BenchCommand),
@@ -56,7 +61,9 @@ fn main_inner(cli: Cli) -> anyhow::Result<()> {
         Command::Server(args) => cmd::server::run(args),
         Command::Agent(args) => cmd::agent::run(args),
         Command::Bench(bench) => cmd::bench::run(bench),
+        Command::Dev(dev) => cmd::dev::run(dev),
         Command::Host(args) => cmd::host::run(args),
+        Command::Logs(args) => cmd::logs::run(args),
         Command::Apiclient(args) => cmd::apiclient::run(args),
         Command::Os(args) => cmd::os::run(args),
     }

@@ -17,6 +17,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("agent", &["model", "runtime", "scheduler", "network"]),
     ("updater", &["model"]),
     ("host-api", &["model", "store", "updater"]),
+    ("devcluster", &[]),
     (
         "flotilla",
         &[
@@ -29,6 +30,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "agent",
             "updater",
             "host-api",
+            "devcluster",
         ],
     ),
 ];

@@ -28,6 +28,10 @@ pub enum AgentOperation {
     PollTasks,
     /// Report containers' health-check results (ECS's state-change calls carry none).
     ReportHealth,
+    /// Report an `awsvpc` task's address (see [`ReportNetworkRequest`]).
+    ReportNetwork,
+    /// Answer a log request handed over in `PollTasks` (see [`crate::logs`]).
+    PutLogs,
 }
 
 impl AgentOperation {
@@ -36,6 +40,8 @@ impl AgentOperation {
         match name {
             "PollTasks" => Some(AgentOperation::PollTasks),
             "ReportHealth" => Some(AgentOperation::ReportHealth),
+            "ReportNetwork" => Some(AgentOperation::ReportNetwork),
+            "PutLogs" => Some(AgentOperation::PutLogs),
             _ => None,
         }
     }
@@ -75,6 +81,10 @@ pub struct PollTasksResponse {
     pub tasks: Vec<TaskAssignment>,
     /// Whether the instance is DRAINING (or INACTIVE): no new work is coming.
     pub draining: bool,
+    /// Log reads to answer with `PutLogs` (see [`crate::logs`]); a poll returns at once
+    /// when one is queued.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub log_requests: Vec<crate::logs::LogRequest>,
 }
 
 /// One container's health, as its health check last decided.
@@ -103,6 +113,38 @@ pub struct ReportHealthRequest {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ReportHealthResponse {
+    /// `ACK`.
+    pub acknowledgment: String,
+}
+
+// --- Task networking -------------------------------------------------------------------
+
+/// `ReportNetwork` input: the address the agent gave an `awsvpc` task on its node. In ECS
+/// the control plane creates the task's ENI and knows its address; in flotilla the node
+/// chooses it, so the agent reports it, and the task shows it the ECS way (an
+/// `ElasticNetworkInterface` attachment with `privateIPv4Address`, and each container's
+/// `networkInterfaces[].privateIpv4Address`). Repeating a report changes nothing.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReportNetworkRequest {
+    /// Cluster name or ARN.
+    pub cluster: Option<String>,
+    /// Task ARN.
+    pub task: Option<String>,
+    /// The task's IPv4 address.
+    pub private_ipv4_address: String,
+    /// Its interface's MAC address.
+    pub mac_address: Option<String>,
+    /// The node's task subnet (CIDR).
+    pub subnet: Option<String>,
+    /// The task's default gateway.
+    pub gateway: Option<String>,
+}
+
+/// `ReportNetwork` output.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReportNetworkResponse {
     /// `ACK`.
     pub acknowledgment: String,
 }

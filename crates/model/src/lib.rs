@@ -12,6 +12,8 @@
 //! ## Layout
 //! - [`wire`]: the generated request/response shapes, enums and the [`wire::Operation`] list.
 //! - [`agent`]: the flotilla agent protocol (`PollTasks`), beside the ECS operations.
+//! - [`logs`]: task logs through the control plane (`FlotillaV1.GetTaskLogs`, the agent's
+//!   `PutLogs`).
 //! - [`arn`]: building and parsing ARNs (`arn:aws:ecs:<region>:<account>:<type>/<id>`).
 //! - [`lifecycle`]: the task state machine (PROVISIONING … STOPPED).
 //! - [`size`]: task and container CPU/memory strings ("1 vCPU", "2 GB") and the Fargate table.
@@ -19,5 +21,6 @@
 pub mod agent;
 pub mod arn;
 pub mod lifecycle;
+pub mod logs;
 pub mod size;
 pub mod wire;

@@ -51,7 +51,7 @@ use crate::api::ContainerRuntime;
 use crate::error::{Error, Result};
 use crate::gc::{self, GcImage};
 use crate::image::{self, ConfigBlob, Descriptor, ImageConfig, Index, Manifest};
-use crate::logs::{self, LogFollower, RotationPolicy};
+use crate::logs::{self, LogChunk, LogFollower, LogPosition, RotationPolicy};
 use crate::registry::{RegistryClient, Session};
 use crate::spec;
 use crate::types::{
@@ -1866,6 +1866,19 @@ impl ContainerRuntime for ContainerdRuntime {
     async fn read_logs(&self, id: &ContainerId, tail: Option<usize>) -> Result<Vec<LogLine>> {
         let live = logs::log_path(&self.cfg.log_dir, id.as_str());
         tokio::task::spawn_blocking(move || logs::read_tail(&live, tail))
+            .await
+            .map_err(|e| Error::io("read logs", PathBuf::new(), std::io::Error::other(e)))?
+    }
+
+    async fn read_logs_from(
+        &self,
+        id: &ContainerId,
+        from: Option<LogPosition>,
+        tail: Option<usize>,
+        max_bytes: usize,
+    ) -> Result<LogChunk> {
+        let live = logs::log_path(&self.cfg.log_dir, id.as_str());
+        tokio::task::spawn_blocking(move || logs::read_from(&live, from, tail, max_bytes))
             .await
             .map_err(|e| Error::io("read logs", PathBuf::new(), std::io::Error::other(e)))?
     }

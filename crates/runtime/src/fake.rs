@@ -14,7 +14,7 @@ use tokio::sync::{mpsc, watch};
 use crate::api::ContainerRuntime;
 use crate::error::{Error, Result};
 use crate::gc::{self, GcImage};
-use crate::logs::LogFollower;
+use crate::logs::{LogChunk, LogFollower, LogPosition};
 use crate::types::{
     ContainerId, ContainerInfo, ContainerSpec, ContainerState, ExecResult, ExecSpec, ExitStatus,
     GcPolicy, GcReport, ImageInfo, ImageRef, LogLine, LogStream, PullPolicy, RegistryAuth,
@@ -452,6 +452,43 @@ impl ContainerRuntime for FakeRuntime {
         let c = st.containers.get(id).ok_or_else(|| Self::not_found(id))?;
         let skip = tail.map_or(0, |t| c.logs.len().saturating_sub(t));
         Ok(c.logs[skip..].to_vec())
+    }
+
+    /// Positions in the fake are record indexes (`file` is always 0).
+    async fn read_logs_from(
+        &self,
+        id: &ContainerId,
+        from: Option<LogPosition>,
+        tail: Option<usize>,
+        max_bytes: usize,
+    ) -> Result<LogChunk> {
+        let st = self.lock();
+        let c = st.containers.get(id).ok_or_else(|| Self::not_found(id))?;
+        let len = c.logs.len();
+        let start = match (from, tail) {
+            (Some(p), _) => usize::try_from(p.offset).unwrap_or(len).min(len),
+            (None, Some(t)) => len.saturating_sub(t),
+            (None, None) => 0,
+        };
+        let mut end = start;
+        let mut used = 0;
+        while end < len {
+            let cost = crate::logs::record_cost(&c.logs[end]);
+            if end > start && used + cost > max_bytes {
+                break;
+            }
+            used += cost;
+            end += 1;
+        }
+        Ok(LogChunk {
+            lines: c.logs[start..end].to_vec(),
+            next: Some(LogPosition {
+                file: 0,
+                head: 0,
+                offset: end as u64,
+            }),
+            more: end < len,
+        })
     }
 
     async fn follow_logs(&self, id: &ContainerId, tail: Option<usize>) -> Result<LogFollower> {

@@ -1,10 +1,12 @@
 //! The agent-facing operations of the ECS API: DiscoverPollEndpoint,
-//! SubmitTaskStateChange, SubmitContainerStateChange, SubmitAttachmentStateChanges.
+//! SubmitTaskStateChange, SubmitContainerStateChange, SubmitAttachmentStateChanges; and
+//! flotilla's `ReportNetwork` (an `awsvpc` task's address, chosen by the node).
 //!
 //! A state change only moves a task forward in its lifecycle
 //! ([`TaskStatus::can_move_to`]); a late or repeated report (an agent retrying after a
 //! restart) is acknowledged and changes nothing, so retries are always safe.
 
+use model::agent::{ReportNetworkRequest, ReportNetworkResponse};
 use model::lifecycle::TaskStatus;
 use model::wire::{self, TaskStopCode};
 
@@ -230,4 +232,75 @@ pub fn submit_attachment_state_changes(
     Ok(wire::SubmitAttachmentStateChangesResponse {
         acknowledgment: Some(ACK.into()),
     })
+}
+
+/// The attachment type ECS gives an `awsvpc` task's network interface.
+pub const ENI_ATTACHMENT: &str = "ElasticNetworkInterface";
+
+/// ReportNetwork: shows the address the node gave an `awsvpc` task the ECS way — an
+/// `ElasticNetworkInterface` attachment (status ATTACHED, details `privateIPv4Address`,
+/// `macAddress`, `subnetId`, `networkInterfaceId`) and each container's
+/// `networkInterfaces[].privateIpv4Address`. The attachment keeps its id across reports,
+/// so a repeated report changes nothing.
+pub fn report_network(
+    state: &State,
+    ctx: &mut Ctx,
+    req: ReportNetworkRequest,
+) -> Written<ReportNetworkResponse> {
+    let ip: std::net::Ipv4Addr = req
+        .private_ipv4_address
+        .parse()
+        .map_err(|_| invalid("privateIpv4Address must be an IPv4 address."))?;
+    let fresh_id = ctx.new_uuid();
+    let changes = edit_reported_task(
+        state,
+        &ctx.scope,
+        req.cluster.as_deref(),
+        req.task.as_deref(),
+        |rec| {
+            let attachments = rec.task.attachments.get_or_insert_with(Vec::new);
+            let id = attachments
+                .iter()
+                .find(|a| a.r#type.as_deref() == Some(ENI_ATTACHMENT))
+                .and_then(|a| a.id.clone())
+                .unwrap_or(fresh_id);
+            let detail = |name: &str, value: Option<String>| {
+                value.map(|value| wire::KeyValuePair {
+                    name: Some(name.to_owned()),
+                    value: Some(value),
+                })
+            };
+            let details = [
+                detail("subnetId", req.subnet.clone()),
+                detail("networkInterfaceId", Some(format!("eni-{}", &id[..8]))),
+                detail("macAddress", req.mac_address.clone()),
+                detail("privateIPv4Address", Some(ip.to_string())),
+                detail("gateway", req.gateway.clone()),
+            ]
+            .into_iter()
+            .flatten()
+            .collect();
+            attachments.retain(|a| a.r#type.as_deref() != Some(ENI_ATTACHMENT));
+            attachments.push(wire::Attachment {
+                id: Some(id.clone()),
+                r#type: Some(ENI_ATTACHMENT.to_owned()),
+                status: Some("ATTACHED".to_owned()),
+                details: Some(details),
+            });
+            for c in rec.task.containers.get_or_insert_with(Vec::new) {
+                c.network_interfaces = Some(vec![wire::NetworkInterface {
+                    attachment_id: Some(id.clone()),
+                    private_ipv4_address: Some(ip.to_string()),
+                    ipv6_address: None,
+                }]);
+            }
+            Ok(())
+        },
+    )?;
+    Ok((
+        ReportNetworkResponse {
+            acknowledgment: ACK.into(),
+        },
+        changes,
+    ))
 }

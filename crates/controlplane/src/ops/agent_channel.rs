@@ -83,6 +83,7 @@ pub fn assignment(state: &State, instance: &InstanceRecord) -> PollTasksResponse
         digest: format!("{:016x}", hasher.finish()),
         tasks,
         draining,
+        log_requests: Vec::new(),
     }
 }
 

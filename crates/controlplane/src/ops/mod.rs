@@ -11,6 +11,7 @@ pub mod attributes;
 pub mod clusters;
 pub mod common;
 pub mod instances;
+pub mod logs;
 pub mod protection;
 pub mod services;
 pub mod tags;

@@ -60,6 +60,10 @@ pub struct AgentArgs {
     /// each node its own when several run on one host.
     #[arg(long, default_value = "/flotilla")]
     pub cgroup_parent: String,
+    /// Subnet of the node's task bridge (`flotilla0`): bridge and awsvpc tasks get their
+    /// addresses here, the bridge the first one. Pick one that no network of the node uses.
+    #[arg(long, default_value = "172.31.0.0/16")]
+    pub bridge_cidr: String,
 }
 
 fn pull_policy(s: &str) -> anyhow::Result<PullPolicy> {
@@ -109,6 +113,7 @@ pub fn run(args: AgentArgs) -> anyhow::Result<()> {
             stopped_container_age: gc_after,
             unused_image_age: gc_after,
         },
+        bridge_cidr: Some(args.bridge_cidr.clone()),
     };
     let mut containerd = ContainerdConfig::new(
         &args.containerd_socket,

@@ -4,6 +4,8 @@ pub mod agent;
 pub mod apiclient;
 pub mod bench;
 pub mod bench_agent;
+pub mod dev;
 pub mod host;
+pub mod logs;
 pub mod os;
 pub mod server;

@@ -1,0 +1,359 @@
+//! What a dev cluster is: its name, directory, node count and addresses, persisted as
+//! `<dir>/cluster.json`, and every name derived from them (network namespaces,
+//! interfaces, nftables tables, cgroups, paths). Pure: no IO except [`ClusterSpec::load`]
+//! and [`ClusterSpec::save`].
+
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// The most nodes one cluster may have (addresses `.11` … `.109` of its /24).
+pub const MAX_NODES: u8 = 99;
+/// The region every node registers in, and the one the printed examples use.
+pub const REGION: &str = "us-east-1";
+/// The ECS cluster the nodes join (so `aws ecs` commands need no `--cluster`).
+pub const ECS_CLUSTER: &str = "default";
+/// Loopback registry ports that nodes reach on the host (`scripts/build-test-images.sh`).
+pub const REGISTRY_PORTS: [u16; 2] = [5000, 5001];
+/// The spec file inside the cluster directory; its presence marks a directory as a
+/// dev cluster's (nothing else is ever deleted).
+pub const SPEC_FILE: &str = "cluster.json";
+
+/// A dev cluster, as `up` recorded it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterSpec {
+    /// Short name (lowercase letters and digits, at most 8): part of every host-level name.
+    pub name: String,
+    /// Where everything of the cluster lives (server store, nodes' containerd and agents,
+    /// logs, pid files).
+    pub dir: PathBuf,
+    /// Number of nodes, numbered 1..=nodes.
+    pub nodes: u8,
+    /// Third octet of the cluster's subnet `10.213.<subnet>.0/24`.
+    pub subnet: u8,
+    /// Port of the control plane on the host side of the bridge.
+    pub port: u16,
+    /// `flotilla server --agent-timeout` (seconds), when set.
+    #[serde(default)]
+    pub agent_timeout: Option<u64>,
+    /// `flotilla server --instance-lost-after` (seconds), when set.
+    #[serde(default)]
+    pub instance_lost_after: Option<u64>,
+}
+
+/// Checks a cluster name: 1–8 characters, lowercase ASCII letters and digits, starting
+/// with a letter (interface names are limited to 15 characters).
+pub fn validate_name(name: &str) -> Result<()> {
+    let ok = !name.is_empty()
+        && name.len() <= 8
+        && name.starts_with(|c: char| c.is_ascii_lowercase())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::Invalid(format!(
+            "cluster name {name:?} must be 1-8 lowercase letters or digits, starting with a letter"
+        )))
+    }
+}
+
+/// The default directory of cluster `name`.
+#[must_use]
+pub fn default_dir(name: &str) -> PathBuf {
+    PathBuf::from("/var/lib/flotilla-dev/clusters").join(name)
+}
+
+/// Where `up` notes the directory of cluster `name`, so `down --name` finds a cluster
+/// started with `--dir`. Under `/run`: gone after a reboot, like the cluster's processes.
+#[must_use]
+pub fn pointer_file(name: &str) -> PathBuf {
+    PathBuf::from("/run/flotilla-dev-clusters").join(name)
+}
+
+impl ClusterSpec {
+    /// Reads `<dir>/cluster.json`; `Ok(None)` when there is none.
+    pub fn load(dir: &Path) -> Result<Option<ClusterSpec>> {
+        let path = dir.join(SPEC_FILE);
+        match std::fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| {
+                Error::Invalid(format!("{} is not a dev cluster spec: {e}", path.display()))
+            }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(Error::io("cannot read", path)(e)),
+        }
+    }
+
+    /// Writes `<dir>/cluster.json` (atomically).
+    pub fn save(&self) -> Result<()> {
+        std::fs::create_dir_all(&self.dir).map_err(Error::io("cannot create", &self.dir))?;
+        let path = self.dir.join(SPEC_FILE);
+        let tmp = self.dir.join(format!("{SPEC_FILE}.tmp"));
+        let json = serde_json::to_vec_pretty(self).unwrap_or_default();
+        std::fs::write(&tmp, json).map_err(Error::io("cannot write", &tmp))?;
+        std::fs::rename(&tmp, &path).map_err(Error::io("cannot write", &path))
+    }
+
+    /// Node numbers, 1..=nodes.
+    pub fn node_numbers(&self) -> impl Iterator<Item = u8> + use<> {
+        1..=self.nodes
+    }
+
+    /// The host's address on the cluster bridge (the nodes' default gateway).
+    #[must_use]
+    pub fn host_ip(&self) -> Ipv4Addr {
+        Ipv4Addr::new(10, 213, self.subnet, 1)
+    }
+
+    /// Node `i`'s address.
+    #[must_use]
+    pub fn node_ip(&self, i: u8) -> Ipv4Addr {
+        Ipv4Addr::new(10, 213, self.subnet, 10 + i)
+    }
+
+    /// The control plane's URL, reachable from the host and from every node.
+    #[must_use]
+    pub fn endpoint(&self) -> String {
+        format!("http://{}:{}", self.host_ip(), self.port)
+    }
+
+    /// The host bridge every node's veth is attached to.
+    #[must_use]
+    pub fn bridge(&self) -> String {
+        format!("fld-{}", self.name)
+    }
+
+    /// Host end of node `i`'s veth pair (the node end is `eth0` inside its namespace).
+    #[must_use]
+    pub fn host_veth(&self, i: u8) -> String {
+        format!("fld-{}-{i}", self.name)
+    }
+
+    /// Node `i`'s network namespace (`/run/netns/<name>`).
+    #[must_use]
+    pub fn netns(&self, i: u8) -> String {
+        format!("flotilla-{}-{i}", self.name)
+    }
+
+    /// The host nftables table (DNAT of the registry ports to the host's loopback).
+    #[must_use]
+    pub fn host_nft_table(&self) -> String {
+        format!("flotilla_dev_{}", self.name)
+    }
+
+    /// Node `i`'s availability zone (`ecs.availability-zone`).
+    #[must_use]
+    pub fn zone(i: u8) -> String {
+        format!("dev-{i}")
+    }
+
+    /// Node `i`'s instance id (`ec2InstanceId` of its container instance).
+    #[must_use]
+    pub fn instance_id(&self, i: u8) -> String {
+        format!("i-flotilla-{}-node{i}", self.name)
+    }
+
+    /// Parent cgroup of node `i`'s containers.
+    #[must_use]
+    pub fn cgroup_parent(&self, i: u8) -> String {
+        format!("/flotilla-dev-{}-{i}", self.name)
+    }
+
+    /// The server's directory (store, log, pid file).
+    #[must_use]
+    pub fn server_dir(&self) -> PathBuf {
+        self.dir.join("server")
+    }
+
+    /// Node `i`'s directory.
+    #[must_use]
+    pub fn node_dir(&self, i: u8) -> PathBuf {
+        self.dir.join("nodes").join(i.to_string())
+    }
+
+    /// Node `i`'s containerd directory (config, root, state, socket, log).
+    #[must_use]
+    pub fn containerd_dir(&self, i: u8) -> PathBuf {
+        self.node_dir(i).join("containerd")
+    }
+
+    /// Node `i`'s containerd socket.
+    #[must_use]
+    pub fn containerd_socket(&self, i: u8) -> PathBuf {
+        self.containerd_dir(i).join("containerd.sock")
+    }
+
+    /// Node `i`'s runc state directory.
+    #[must_use]
+    pub fn runc_root(&self, i: u8) -> PathBuf {
+        self.node_dir(i).join("runc")
+    }
+
+    /// Node `i`'s agent data directory.
+    #[must_use]
+    pub fn agent_dir(&self, i: u8) -> PathBuf {
+        self.node_dir(i).join("agent")
+    }
+}
+
+/// The containerd configuration of one node: the same as `scripts/start-containerd.sh`
+/// writes (own root, state, sockets; CRI off; isolated content), under `base`.
+#[must_use]
+pub fn containerd_config(base: &Path) -> String {
+    let b = base.display();
+    format!(
+        r#"version = 2
+root = "{b}/root"
+state = "{b}/state"
+# CRI is Kubernetes' business, not ours; it also wants CNI config we do not have.
+disabled_plugins = ["io.containerd.grpc.v1.cri"]
+
+[grpc]
+  address = "{b}/containerd.sock"
+
+[ttrpc]
+  address = "{b}/containerd.sock.ttrpc"
+
+[debug]
+  address = "{b}/debug.sock"
+  level = "info"
+
+[plugins."io.containerd.metadata.v1.bolt"]
+  content_sharing_policy = "isolated"
+"#
+    )
+}
+
+/// nftables script for the host: packets from the nodes to the host's bridge address on
+/// the registry ports go to the registries on 127.0.0.1 (the bridge has
+/// `route_localnet`). Replaces the table if it exists.
+#[must_use]
+pub fn host_nft_script(spec: &ClusterSpec) -> String {
+    let ports = registry_ports();
+    format!(
+        "table ip {t} {{}}\ndelete table ip {t}\ntable ip {t} {{\n  chain prerouting {{\n    type nat hook prerouting priority -100; policy accept;\n    iifname \"{br}\" ip daddr {host} tcp dport {{ {ports} }} dnat to 127.0.0.1\n  }}\n}}\n",
+        t = spec.host_nft_table(),
+        br = spec.bridge(),
+        host = spec.host_ip(),
+    )
+}
+
+/// nftables script for a node's namespace: `127.0.0.1:5000/5001` (the image names of
+/// `scripts/build-test-images.sh`) lead to the host, so the same task definitions work
+/// on the single-node setup and on every node.
+#[must_use]
+pub fn node_nft_script(spec: &ClusterSpec) -> String {
+    let ports = registry_ports();
+    format!(
+        "table ip flotilla_dev_node {{}}\ndelete table ip flotilla_dev_node\ntable ip flotilla_dev_node {{\n  chain output {{\n    type nat hook output priority -100; policy accept;\n    ip daddr 127.0.0.1 tcp dport {{ {ports} }} dnat to {host}\n  }}\n  chain postrouting {{\n    type nat hook postrouting priority 100; policy accept;\n    oifname \"eth0\" ip saddr 127.0.0.0/8 masquerade\n  }}\n}}\n",
+        host = spec.host_ip(),
+    )
+}
+
+fn registry_ports() -> String {
+    REGISTRY_PORTS
+        .iter()
+        .map(u16::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec() -> ClusterSpec {
+        ClusterSpec {
+            name: "dev".into(),
+            dir: "/tmp/c".into(),
+            nodes: 3,
+            subnet: 0,
+            port: 8080,
+            agent_timeout: None,
+            instance_lost_after: Some(25),
+        }
+    }
+
+    #[test]
+    fn names_fit_linux_limits() {
+        let mut s = spec();
+        s.name = "abcdefgh".into();
+        s.nodes = MAX_NODES;
+        assert!(s.bridge().len() <= 15);
+        assert!(
+            s.host_veth(MAX_NODES).len() <= 15,
+            "{}",
+            s.host_veth(MAX_NODES)
+        );
+    }
+
+    #[test]
+    fn addresses() {
+        let s = spec();
+        assert_eq!(s.host_ip().to_string(), "10.213.0.1");
+        assert_eq!(s.node_ip(1).to_string(), "10.213.0.11");
+        assert_eq!(s.node_ip(MAX_NODES).to_string(), "10.213.0.109");
+        assert_eq!(s.endpoint(), "http://10.213.0.1:8080");
+        assert_eq!(s.netns(2), "flotilla-dev-2");
+        assert_eq!(s.cgroup_parent(3), "/flotilla-dev-dev-3");
+        assert_eq!(
+            s.containerd_socket(1),
+            PathBuf::from("/tmp/c/nodes/1/containerd/containerd.sock")
+        );
+    }
+
+    #[test]
+    fn names_are_checked() {
+        for ok in ["dev", "a", "ci42", "abcdefgh"] {
+            assert!(validate_name(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "Dev", "1dev", "dev-1", "abcdefghi", "a b", "../x"] {
+            assert!(validate_name(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn spec_round_trips() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = spec();
+        s.dir = dir.path().to_owned();
+        assert_eq!(ClusterSpec::load(dir.path()).unwrap(), None);
+        s.save().unwrap();
+        assert_eq!(ClusterSpec::load(dir.path()).unwrap(), Some(s));
+    }
+
+    #[test]
+    fn nft_scripts_name_the_bridge_and_host() {
+        let s = spec();
+        let host = host_nft_script(&s);
+        assert!(
+            host.contains(
+                "iifname \"fld-dev\" ip daddr 10.213.0.1 tcp dport { 5000, 5001 } dnat to 127.0.0.1"
+            ),
+            "{host}"
+        );
+        assert!(host.contains("delete table ip flotilla_dev_dev"));
+        let node = node_nft_script(&s);
+        assert!(
+            node.contains("ip daddr 127.0.0.1 tcp dport { 5000, 5001 } dnat to 10.213.0.1"),
+            "{node}"
+        );
+        assert!(node.contains("masquerade"));
+    }
+
+    #[test]
+    fn containerd_config_keeps_everything_under_its_dir() {
+        let cfg = containerd_config(Path::new("/c/n1"));
+        for line in [
+            "root = \"/c/n1/root\"",
+            "state = \"/c/n1/state\"",
+            "address = \"/c/n1/containerd.sock\"",
+        ] {
+            assert!(cfg.contains(line), "{line}");
+        }
+    }
+}
