@@ -13,7 +13,7 @@ APT_PACKAGES=(
     docker-registry            # local OCI registry for demo and test images
     umoci skopeo busybox-static  # build images locally (no Docker Hub here)
     dnsutils                   # dig, for service-discovery tests
-    iproute2 iptables          # network namespaces, veth pairs
+    iproute2 iptables nftables # network namespaces, veth pairs, task port DNAT, dev-cluster NAT
     zlib1g-dev                 # fast image compression in the host layer
     curl ca-certificates
 )

@@ -19,9 +19,8 @@ MIN_HEALTHY_PERCENT = 100
 MAX_PERCENT = 200
 # Liveness grace period the fixture starts the server with (--instance-lost-after).
 LOST_AFTER = 25
-# Bridge networking (host ports DNAT'd to the task) is being built: until the agent reports
-# networkBindings, tasks are checked from inside their own network namespace.
-REQUIRE_HOST_PORTS = os.environ.get("FLOTILLA_REQUIRE_HOST_PORTS") == "1"
+# Bridge networking: every task must answer on its node's address at its reported host port.
+REQUIRE_HOST_PORTS = True
 
 
 def register_web(c: Cluster, version: int) -> str:
@@ -219,7 +218,11 @@ def test_5_a_dead_node_is_replaced_within_the_grace_period(cluster: Cluster):
     back = next(n for n in st["nodes"] if n["index"] == 2)
     assert back["agent_connected"] and back["containerd"]["running"] and back["agent"]["running"]
     assert back["container_instance_arn"] == node2["container_instance_arn"], "the node re-registered as a new instance"
-    wait_for(lambda: steady_on_every_node(cluster, REVISIONS["v2"]), "2 tasks per node again", deadline=150)
+    tasks = wait_for(lambda: steady_on_every_node(cluster, REVISIONS["v2"]), "2 tasks per node again", deadline=150)
+    # The rebooted node's new tasks are reachable (what its dead tasks left behind, such
+    # as port rules, is gone).
+    for t in tasks:
+        wait_for(lambda t=t: task_answers(cluster, t, REQUIRE_HOST_PORTS), f"task {t['taskArn']} to answer", deadline=30)
 
 
 def test_6_server_restart_mid_deployment_resumes_without_duplicates(cluster: Cluster):

@@ -250,6 +250,14 @@ fn reconcile(
                     s.tasks.remove(&arn);
                     s.save(&shared.data_dir)
                 });
+                // A task the control plane stopped while this agent was down (its node
+                // "rebooted", say) still has networking recorded: remove it, or its
+                // stale DNAT rules would shadow the next task given the same host port.
+                let shared = shared.clone();
+                tokio::spawn(async move {
+                    let task_id = arn.rsplit('/').next().unwrap_or_default();
+                    crate::task_network::teardown(&shared, task_id).await;
+                });
             }
         }
     }

@@ -109,6 +109,9 @@ impl From<Ipv4Cidr> for String {
 pub struct Ipam {
     subnet: Ipv4Cidr,
     leases: BTreeMap<String, Ipv4Addr>,
+    /// The address given out last: the next allocation starts after it.
+    #[serde(default)]
+    last: Option<Ipv4Addr>,
 }
 
 impl Ipam {
@@ -117,6 +120,7 @@ impl Ipam {
         Ipam {
             subnet,
             leases: BTreeMap::new(),
+            last: None,
         }
     }
 
@@ -125,7 +129,11 @@ impl Ipam {
         self.subnet
     }
 
-    /// Gives `task` an address: the one it already holds, else the lowest free one.
+    /// Gives `task` an address: the one it already holds, else the next free one after
+    /// the address given out last (wrapping around), as Docker's sequential allocator
+    /// does. A just-released address is not handed out again at once: the node's
+    /// neighbour (ARP) cache still maps it to the old task's veth for up to a minute,
+    /// and a new task behind it would be unreachable until that entry expires.
     /// `None` when the subnet is full.
     pub fn allocate(&mut self, task: &str) -> Option<Ipv4Addr> {
         if let Some(ip) = self.leases.get(task) {
@@ -133,12 +141,18 @@ impl Ipam {
         }
         let used: std::collections::BTreeSet<u32> =
             self.leases.values().map(|ip| u32::from(*ip)).collect();
-        let ip = self
-            .subnet
-            .task_range()
+        let range = self.subnet.task_range();
+        let after = self
+            .last
+            .map(u32::from)
+            .filter(|l| range.contains(l))
+            .unwrap_or(*range.start() - 1);
+        let ip = (after + 1..=*range.end())
+            .chain(range.clone())
             .find(|candidate| !used.contains(candidate))
             .map(Ipv4Addr::from)?;
         self.leases.insert(task.to_owned(), ip);
+        self.last = Some(ip);
         Some(ip)
     }
 
@@ -215,6 +229,28 @@ mod tests {
     }
 
     #[test]
+    fn a_released_address_is_not_given_out_again_before_the_others() {
+        let mut ipam = Ipam::new(cidr("10.9.0.0/29"));
+        // /29: tasks get .2 to .6.
+        assert_eq!(ipam.allocate("a"), Some(Ipv4Addr::new(10, 9, 0, 2)));
+        assert_eq!(ipam.release("a"), Some(Ipv4Addr::new(10, 9, 0, 2)));
+        let next: Vec<_> = ["b", "c", "d", "e", "f"]
+            .iter()
+            .map(|t| ipam.allocate(t).unwrap().octets()[3])
+            .collect();
+        assert_eq!(
+            next,
+            [3, 4, 5, 6, 2],
+            "wraps around only once the rest is used"
+        );
+        assert_eq!(ipam.allocate("g"), None);
+        // The place survives the round trip through the state file.
+        ipam.release("d");
+        let mut again: Ipam = serde_json::from_str(&serde_json::to_string(&ipam).unwrap()).unwrap();
+        assert_eq!(again.allocate("h"), Some(Ipv4Addr::new(10, 9, 0, 5)));
+    }
+
+    #[test]
     fn released_addresses_are_reused_and_a_full_subnet_says_so() {
         let mut ipam = Ipam::new(cidr("10.9.0.0/30"));
         // /30: network .0, gateway .1, task .2, broadcast .3.
@@ -235,8 +271,8 @@ mod tests {
         let mut back = back;
         assert_eq!(
             back.allocate("c"),
-            Some(Ipv4Addr::new(172, 31, 0, 2)),
-            "the released address, not b's"
+            Some(Ipv4Addr::new(172, 31, 0, 4)),
+            "the next address after b's, not the just-released one"
         );
         assert_ne!(back.lease("c"), back.lease("b"));
     }

@@ -346,6 +346,26 @@ impl TaskNetworks {
         };
         // Ports first: a port in use fails the task before anything is created.
         let held = ports::hold(&ports)?;
+        // The node now holds these ports, so a recorded task with a rule for one of them
+        // is gone (stopped while no agent ran): its rules would shadow the new ones.
+        let stale: Vec<String> = inner
+            .persisted
+            .tasks
+            .iter()
+            .filter(|(task, r)| {
+                **task != req.task
+                    && r.ports.iter().any(|old| {
+                        ports
+                            .iter()
+                            .any(|p| (p.host_port, p.protocol) == (old.host_port, old.protocol))
+                    })
+            })
+            .map(|(task, _)| task.clone())
+            .collect();
+        for task in stale {
+            tracing::warn!(%task, "removing the networking of a gone task that held a port given to a new one");
+            self.teardown_locked(inner, &task)?;
+        }
         let netns_path = self.netns_path(&req.task);
         let wired = req.mode != Mode::None;
         if wired {

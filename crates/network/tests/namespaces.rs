@@ -277,11 +277,47 @@ fn a_reopened_node_keeps_addresses_adopts_without_recreating_and_cleans_the_gone
         assert!(!gone.netns.exists());
         assert!(!owned_rules(&again).contains(&"gone".to_owned()));
         assert_eq!(links::link_index(&again.veth_name("gone")).unwrap(), None);
-        let reused = again.setup(&bridge_task("later", vec![])).unwrap();
-        assert_eq!(reused.ipv4, gone.ipv4, "the cleaned lease is free again");
+        let later = again.setup(&bridge_task("later", vec![])).unwrap();
+        let after_new = new.ipv4.map(|ip| Ipv4Addr::from(u32::from(ip) + 1));
+        assert_eq!(
+            later.ipv4, after_new,
+            "addresses are handed out in turn: a just-freed one is not reused at once"
+        );
         for t in ["kept", "new", "later"] {
             again.teardown(t).unwrap();
         }
+        assert!(our_links().is_empty());
+    });
+}
+
+#[test]
+#[ignore = "needs root"]
+fn a_port_of_a_task_that_went_away_while_no_agent_ran_goes_to_the_new_task() {
+    on_a_fresh_node(|| {
+        let dir = tempfile::tempdir().unwrap();
+        let first = networks(dir.path(), "10.78.0.0/24");
+        let old = first
+            .setup(&bridge_task("old", vec![tcp(18200, 80)]))
+            .unwrap();
+        drop(first); // the node "reboots": the task is gone, its record and rules stay
+        netns::remove(&old.netns).unwrap();
+
+        let again = networks(dir.path(), "10.78.0.0/24");
+        let new = again
+            .setup(&bridge_task("new", vec![tcp(18200, 8080)]))
+            .unwrap();
+        assert_eq!(
+            owned_rules(&again),
+            vec!["new".to_owned()],
+            "the old task's rule for the port would shadow the new one"
+        );
+        serve_tcp_in(&new.netns, 8080, "the new task", 1);
+        assert_eq!(
+            fetch((Ipv4Addr::LOCALHOST, 18200).into()).unwrap(),
+            "the new task"
+        );
+        assert_eq!(links::link_index(&again.veth_name("old")).unwrap(), None);
+        again.teardown("new").unwrap();
         assert!(our_links().is_empty());
     });
 }
