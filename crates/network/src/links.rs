@@ -91,18 +91,28 @@ pub fn ensure_bridge(name: &str, subnet: Ipv4Cidr) -> Result<(), NetworkError> {
                     .ok_or(rtnetlink::Error::RequestFailed)?
             }
         };
-        handle
-            .address()
-            .add(index, IpAddr::V4(subnet.gateway()), subnet.prefix())
-            .replace()
-            .execute()
-            .await?;
-        handle
-            .link()
-            .set(LinkUnspec::new_with_index(index).up().build())
-            .execute()
-            .await
+        address_and_up(&handle, index, subnet.gateway(), subnet.prefix()).await
     })
+}
+
+/// Gives link `index` the address `ip/prefix` (replacing what it had) and brings it up.
+async fn address_and_up(
+    handle: &Handle,
+    index: u32,
+    ip: Ipv4Addr,
+    prefix: u8,
+) -> Result<(), rtnetlink::Error> {
+    handle
+        .address()
+        .add(index, IpAddr::V4(ip), prefix)
+        .replace()
+        .execute()
+        .await?;
+    handle
+        .link()
+        .set(LinkUnspec::new_with_index(index).up().build())
+        .execute()
+        .await
 }
 
 /// The index of link `name` in the caller's namespace, if it exists.
@@ -238,17 +248,7 @@ pub fn configure_inside(netns_path: &Path, inside: Inside) -> Result<Option<Stri
                 i
             }
         };
-        handle
-            .address()
-            .add(index, IpAddr::V4(inside.ip), inside.subnet.prefix())
-            .replace()
-            .execute()
-            .await?;
-        handle
-            .link()
-            .set(LinkUnspec::new_with_index(index).up().build())
-            .execute()
-            .await?;
+        address_and_up(&handle, index, inside.ip, inside.subnet.prefix()).await?;
         let route = RouteMessageBuilder::<Ipv4Addr>::new()
             .gateway(inside.subnet.gateway())
             .output_interface(index)

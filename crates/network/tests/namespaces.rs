@@ -212,6 +212,16 @@ fn a_host_port_in_use_fails_the_setup_by_name_and_leaves_nothing() {
             "the other port was released"
         );
         drop(squatter);
+        // Another test's `iptables` child may briefly hold a copy of the squatter's
+        // socket (between its fork and exec): wait, with a deadline, until it is free.
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while TcpListener::bind((Ipv4Addr::UNSPECIFIED, 18090)).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "18090 never came free"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
         // With the port free, the same task sets up and gets the first address.
         let ok = n
             .setup(&bridge_task("task-c", vec![tcp(18090, 80)]))
