@@ -124,7 +124,7 @@ def flotilla_logs(agent, arn: str, *args: str, timeout: float = 60) -> subproces
 
 def test_logs_print_a_tasks_output_and_tail_limits_it(ecs, agent):
     register(ecs, "talker", [{"name": "main", "image": BUSYBOX, "memory": 32,
-                              "command": ["sh", "-c", "for i in 1 2 3 4 5; do echo line-$i; done; echo oops >&2"]}])
+                              "command": ["sh", "-c", "echo oops >&2; sleep 1; for i in 1 2 3 4 5; do echo line-$i; done"]}])
     [arn] = run(ecs, "talker")
     wait_stopped(ecs, [arn])
     out = flotilla_logs(agent, arn)
@@ -132,8 +132,12 @@ def test_logs_print_a_tasks_output_and_tail_limits_it(ecs, agent):
     # Each record goes back to the stream it was written to.
     assert out.stdout.split() == ["line-1", "line-2", "line-3", "line-4", "line-5"], out.stdout
     assert out.stderr.split() == ["oops"], out.stderr
+    # The tail counts records of both streams, in the order they were written (stdout
+    # and stderr are separate pipes, so the task writes its stderr line well before).
     out = flotilla_logs(agent, arn, "--tail", "2")
-    assert (out.stdout.split(), out.stderr.split()) == (["line-5"], ["oops"]), out
+    assert (out.stdout.split(), out.stderr.split()) == (["line-4", "line-5"], []), out
+    out = flotilla_logs(agent, arn, "--tail", "6")
+    assert (out.stdout.split(), out.stderr.split()) == ([f"line-{i}" for i in range(1, 6)], ["oops"]), out
 
 
 def test_logs_follow_streams_until_the_task_stops(ecs, agent):

@@ -32,6 +32,11 @@ pub struct AgentBenchArgs {
     /// Seconds over which idle CPU is measured.
     #[arg(long, default_value_t = 10)]
     pub idle_seconds: u64,
+    /// The tasks' `networkMode`. `none` (a namespace with loopback only) matches what
+    /// `ctr run` gives a container; `bridge` adds a veth on the node's bridge and an
+    /// address per task.
+    #[arg(long, default_value = "none", value_parser = ["none", "bridge", "awsvpc", "host"])]
+    pub network_mode: String,
 }
 
 struct Agent {
@@ -285,7 +290,7 @@ pub fn run(args: AgentBenchArgs) -> anyhow::Result<()> {
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        let def = json!({"family": "bench", "containerDefinitions": [{"name": "main", "image": args.image, "memory": 16, "cpu": 1,
+        let def = json!({"family": "bench", "networkMode": args.network_mode, "containerDefinitions": [{"name": "main", "image": args.image, "memory": 16, "cpu": 1,
                           "command": ["sleep", "1000"], "stopTimeout": 1}]});
         client.call("RegisterTaskDefinition", def.to_string()).await?;
         // Warm-up: the image is pulled once and cached.
@@ -357,7 +362,10 @@ pub fn run(args: AgentBenchArgs) -> anyhow::Result<()> {
         "1.00".to_owned(),
     ]);
     table.add_row([
-        "RunTask → RUNNING (flotilla)".to_owned(),
+        format!(
+            "RunTask → RUNNING (flotilla, networkMode {})",
+            args.network_mode
+        ),
         format!("{:.1}", ms(&seq, 0.5)),
         format!("{:.1}", ms(&seq, 0.95)),
         format!("{:.2}", ms(&seq, 0.5) / ms(&raw, 0.5).max(0.001)),
