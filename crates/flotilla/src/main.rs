@@ -2,6 +2,7 @@
 //! this file only parses arguments, sets up tracing and maps errors to an exit code.
 
 mod cmd;
+mod process;
 
 use std::process::ExitCode;
 
@@ -40,13 +41,7 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("FLOTILLA_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    process::init_tracing();
     match main_inner(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {

@@ -78,8 +78,41 @@ fn pull_policy(s: &str) -> anyhow::Result<PullPolicy> {
     })
 }
 
+/// The slim binary that runs the agent (built beside `flotilla`).
+pub const SLIM_BINARY: &str = "flotilla-agent";
+
+/// `flotilla agent` hands over to the slim `flotilla-agent` binary beside it, when there
+/// is one: the same process (same pid) with the same command line, but a binary without
+/// the server, host layer and benches, so a node's agent keeps less code in memory
+/// (see `docs/performance.md`). Returns only when there is no slim binary to run, or
+/// when this already is it; `FLOTILLA_AGENT_IN_PROCESS=1` keeps the agent in `flotilla`.
+fn hand_over_to_slim_binary() -> anyhow::Result<()> {
+    use std::os::unix::process::CommandExt;
+    let exe = std::env::current_exe()?;
+    let slim = exe.with_file_name(SLIM_BINARY);
+    if exe.file_name() == slim.file_name()
+        || !slim.exists()
+        || std::env::var_os("FLOTILLA_AGENT_IN_PROCESS").is_some_and(|v| v == "1")
+    {
+        return Ok(());
+    }
+    let mut argv = std::env::args_os();
+    let arg0 = argv.next().unwrap_or_else(|| exe.clone().into_os_string());
+    let mut slim_cmd = std::process::Command::new(&slim);
+    slim_cmd.arg0(arg0).args(argv);
+    // glibc gives every thread that allocates its own arena and keeps what was freed in
+    // it; the agent's allocations are small and mostly on one thread (plus the blocking
+    // pool's short jobs), so two arenas are plenty and keep idle memory down.
+    if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
+        slim_cmd.env("MALLOC_ARENA_MAX", "2");
+    }
+    let err = slim_cmd.exec();
+    Err(anyhow::anyhow!("cannot run {}: {err}", slim.display()))
+}
+
 /// Runs the agent until SIGINT/SIGTERM; running tasks are left running for the next start.
 pub fn run(args: AgentArgs) -> anyhow::Result<()> {
+    hand_over_to_slim_binary()?;
     let mut attributes = BTreeMap::new();
     for kv in &args.attributes {
         let (k, v) = kv
@@ -157,12 +190,7 @@ pub fn run(args: AgentArgs) -> anyhow::Result<()> {
                     args.containerd_socket.display()
                 )
             })?;
-        agent::run(
-            cfg,
-            Arc::new(runtime),
-            crate::cmd::server::shutdown_signal(),
-        )
-        .await?;
+        agent::run(cfg, Arc::new(runtime), crate::process::shutdown_signal()).await?;
         anyhow::Ok(())
     })
 }

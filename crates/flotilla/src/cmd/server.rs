@@ -81,29 +81,13 @@ pub fn run(args: ServerArgs) -> anyhow::Result<()> {
         spawn_liveness(cp.clone(), liveness);
         controlplane::controllers::spawn_controllers(cp.clone());
         tracing::info!(%addr, data_dir = %args.data_dir.display(), auth = auth_mode, "flotilla server listening");
-        ecs_api::serve(listener, ecs_api::router(cp, config), shutdown_signal()).await?;
+        ecs_api::serve(
+            listener,
+            ecs_api::router(cp, config),
+            crate::process::shutdown_signal(),
+        )
+        .await?;
         tracing::info!("flotilla server stopped");
         Ok(())
     })
-}
-
-/// Resolves on SIGINT or SIGTERM.
-pub async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(s) => s,
-                Err(_) => return std::future::pending().await,
-            };
-        tokio::select! {
-            _ = ctrl_c => {}
-            _ = term.recv() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = ctrl_c.await;
-    }
 }
