@@ -255,8 +255,7 @@ fn reconcile(
                 // stale DNAT rules would shadow the next task given the same host port.
                 let shared = shared.clone();
                 tokio::spawn(async move {
-                    let task_id = arn.rsplit('/').next().unwrap_or_default();
-                    crate::task_network::teardown(&shared, task_id).await;
+                    crate::task_network::teardown(&shared, crate::supervisor::task_id(&arn)).await;
                 });
             }
         }
@@ -305,8 +304,8 @@ async fn open_task_networks(
     let live = local
         .tasks
         .keys()
-        .map(|arn| arn.rsplit('/').next().unwrap_or_default().to_owned())
+        .map(|arn| crate::supervisor::task_id(arn).to_owned())
         .collect();
-    crate::task_network::cleanup_except(Some(networks.clone()), live).await;
+    crate::task_network::cleanup_except(networks.clone(), live).await;
     Ok(Some(networks))
 }

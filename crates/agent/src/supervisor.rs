@@ -241,6 +241,12 @@ struct Running {
     network: Option<network::NetworkAttachment>,
 }
 
+/// A task's id: the last part of its ARN (what names its containers, namespace and
+/// network records on the node).
+pub fn task_id(arn: &str) -> &str {
+    arn.rsplit('/').next().unwrap_or_default()
+}
+
 /// Supervises one task until it is STOPPED and reported.
 pub async fn supervise(
     shared: Arc<Shared>,
@@ -249,7 +255,7 @@ pub async fn supervise(
     mut stop: watch::Receiver<bool>,
 ) {
     let arn = a.task.task_arn.clone().unwrap_or_default();
-    let task_id = arn.rsplit('/').next().unwrap_or_default().to_owned();
+    let task_id = task_id(&arn).to_owned();
     let defs = containers_in_start_order(&a);
     let stop_timeout = |c: &wire::ContainerDefinition| {
         c.stop_timeout
@@ -728,8 +734,11 @@ async fn report_stopped(
     reason: &str,
     exits: &BTreeMap<String, Ended>,
 ) {
-    let task_id = a.task.task_arn.as_deref().unwrap_or_default();
-    crate::task_network::teardown(shared, task_id.rsplit('/').next().unwrap_or_default()).await;
+    crate::task_network::teardown(
+        shared,
+        task_id(a.task.task_arn.as_deref().unwrap_or_default()),
+    )
+    .await;
     let mut req = base_request(shared, a);
     req.status = Some("STOPPED".into());
     req.reason = Some(reason.to_owned());

@@ -122,10 +122,7 @@ pub async fn teardown(shared: &Shared, task_id: &str) {
 }
 
 /// Removes the networking of tasks the node no longer holds (after a restart).
-pub async fn cleanup_except(network: Option<Arc<TaskNetworks>>, live: Vec<String>) {
-    let Some(n) = network else {
-        return;
-    };
+pub async fn cleanup_except(n: Arc<TaskNetworks>, live: Vec<String>) {
     let live = live.into_iter().collect();
     match blocking(move || n.cleanup_except(&live)).await {
         Ok(cleaned) if !cleaned.is_empty() => {

@@ -348,17 +348,17 @@ impl TaskNetworks {
         let held = ports::hold(&ports)?;
         // The node now holds these ports, so a recorded task with a rule for one of them
         // is gone (stopped while no agent ran): its rules would shadow the new ones.
+        let host_ports: BTreeSet<(u16, Protocol)> =
+            ports.iter().map(|p| (p.host_port, p.protocol)).collect();
         let stale: Vec<String> = inner
             .persisted
             .tasks
             .iter()
             .filter(|(task, r)| {
                 **task != req.task
-                    && r.ports.iter().any(|old| {
-                        ports
-                            .iter()
-                            .any(|p| (p.host_port, p.protocol) == (old.host_port, old.protocol))
-                    })
+                    && r.ports
+                        .iter()
+                        .any(|p| host_ports.contains(&(p.host_port, p.protocol)))
             })
             .map(|(task, _)| task.clone())
             .collect();
