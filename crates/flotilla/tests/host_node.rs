@@ -371,6 +371,11 @@ fn bad_user_data_stops_first_boot_with_nothing_applied() {
             "[settings.kernel.sysctl]\n\"vm.max_map_count\" = 5\n",
             "settings.kernel.sysctl",
         ),
+        // a value that would inject a line into resolv.conf (issue 10)
+        (
+            "[settings.dns]\nsearch-list = [\"a.example\\nnameserver 6.6.6.6\"]\n",
+            "settings.dns.search-list",
+        ),
     ] {
         let fx = Fx::new();
         fx.install("1.0.0");
@@ -766,6 +771,33 @@ fn failing_migration_at_boot_is_fail_safe_and_the_node_falls_back() {
     assert_eq!(fx.flags()["active"], "a");
     assert_eq!(fx.api_json(&["-u", "/os"])["version_id"], "1.0.0");
     assert_eq!(fx.api_json(&["get", "motd"])["settings"]["motd"], "keep me");
+    b.stop();
+}
+
+/// A sysctl the kernel refuses (here: unknown) is logged at boot and does not stop it: the node
+/// comes up healthy and the API that can fix the value is there.
+#[test]
+fn refused_sysctl_in_user_data_does_not_stop_the_boot() {
+    let fx = Fx::new();
+    fx.install("1.0.0");
+    write_user_data(
+        &fx,
+        "[settings.kernel.sysctl]\n\"nosuch.knob\" = \"1\"\n\"vm.max_map_count\" = \"262144\"\n",
+    );
+    let mut b = fx.boot();
+    assert!(b.running(), "boot should be up and healthy");
+    assert_eq!(
+        std::fs::read_to_string(fx.p("proc-sys/vm/max_map_count")).unwrap(),
+        "262144\n"
+    );
+    // a later sysctl change reports the refused key truthfully: committed, not applied
+    let out = fx.api(&["set", "kernel.sysctl.\"vm.max_map_count\"=1"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("nosuch.knob") && err.contains("committed but not applied"),
+        "{err}"
+    );
     b.stop();
 }
 

@@ -284,15 +284,16 @@ impl Supervisor {
                 continue;
             }
             let mut argv = self.runner()?;
-            argv.extend([
-                "host".into(),
-                name.to_string(),
-                hc.source.clone().unwrap_or_default(),
-            ]);
+            let source = hc
+                .source
+                .as_ref()
+                .map(|s| s.to_string())
+                .unwrap_or_default();
+            argv.extend(["host".into(), name.to_string(), source.clone()]);
             let env = self.container_env(
                 "host",
                 name.as_str(),
-                hc.source.as_deref().unwrap_or_default(),
+                &source,
                 hc.user_data.as_ref().map(|u| u.as_str()),
             );
             let key = format!("host-container-{name}");
@@ -420,9 +421,10 @@ pub fn prepare_boot(opts: &BootOptions) -> Result<(Slot, ImageMeta)> {
     let marker = data.join("user-data-applied");
     if !marker.exists() {
         if let Some(ud) = opts.user_data.as_ref().filter(|p| p.exists()) {
-            let text = std::fs::read_to_string(ud).map_err(|e| Error::UserData {
-                source_name: ud.display().to_string(),
-                message: e.to_string(),
+            let text = read_user_data(ud).inspect_err(|_| {
+                if first_boot {
+                    let _ = std::fs::remove_dir_all(data.join("datastore"));
+                }
             })?;
             let doc =
                 crate::userdata::parse(&ud.display().to_string(), &text).inspect_err(|_| {
@@ -439,6 +441,25 @@ pub fn prepare_boot(opts: &BootOptions) -> Result<(Slot, ImageMeta)> {
     }
     node_id(&data)?;
     Ok((slot, meta))
+}
+
+/// Reads a user-data file of at most [`crate::limits::MAX_USER_DATA_BYTES`].
+fn read_user_data(path: &Path) -> Result<String> {
+    use std::io::Read;
+    let err = |message: String| Error::UserData {
+        source_name: path.display().to_string(),
+        message,
+    };
+    let max = crate::limits::MAX_USER_DATA_BYTES;
+    let f = std::fs::File::open(path).map_err(|e| err(e.to_string()))?;
+    let mut text = String::new();
+    f.take(max + 1)
+        .read_to_string(&mut text)
+        .map_err(|e| err(e.to_string()))?;
+    if text.len() as u64 > max {
+        return Err(err(format!("larger than {max} bytes")));
+    }
+    Ok(text)
 }
 
 /// The node's stable identity (`data/node-id`, created at first boot): passed to the agent as
@@ -467,7 +488,11 @@ fn run_bootstrap_containers(state: &HostState, sup: &Supervisor) -> Result<()> {
             continue;
         }
         let mut argv = sup.runner().map_err(Error::Boot)?;
-        let source = bc.source.clone().unwrap_or_default();
+        let source = bc
+            .source
+            .as_ref()
+            .map(|s| s.to_string())
+            .unwrap_or_default();
         argv.extend(["bootstrap".into(), name.to_string(), source.clone()]);
         let env = sup.container_env(
             "bootstrap",
@@ -490,6 +515,26 @@ fn run_bootstrap_containers(state: &HostState, sup: &Supervisor) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Step 6's apply. A sysctl the kernel refuses does not stop the boot (as Bottlerocket's
+/// `corndog` only logs it): a refused value must not keep the node from booting, where the API
+/// that could fix it would never come up. Every other failure does.
+fn apply_at_boot(st: &HostState) -> Result<()> {
+    let report = st.apply_report(None)?;
+    for (key, why) in &report.rejected_sysctls {
+        tracing::warn!(%key, reason = %why, "sysctl not applied at boot; the boot continues");
+    }
+    let fatal: Vec<_> = report
+        .failed
+        .into_iter()
+        .filter(|f| f.service != Service::Sysctl || report.rejected_sysctls.is_empty())
+        .collect();
+    if fatal.is_empty() {
+        Ok(())
+    } else {
+        Err(crate::services::apply_error(&fatal))
+    }
 }
 
 fn healthy(
@@ -588,7 +633,7 @@ pub async fn boot(
     let meta2 = meta.clone();
     let logs2 = logs.clone();
     let booted = tokio::task::spawn_blocking(move || -> Result<()> {
-        st.apply(None)?;
+        apply_at_boot(&st)?;
         run_bootstrap_containers(&st, &sup2)?;
         let s = st.settings()?;
         sup2.start(&s).map_err(Error::Boot)?;

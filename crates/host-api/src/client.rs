@@ -32,7 +32,8 @@ impl Client {
         &self.socket
     }
 
-    /// Sends one request; returns status and body whatever the status.
+    /// Sends one request; returns status and body whatever the status. Bodies larger than
+    /// [`crate::limits::MAX_RESPONSE_BYTES`] are refused.
     ///
     /// # Errors
     /// Connection or protocol failures.
@@ -72,12 +73,12 @@ impl Client {
             .await
             .map_err(|e| Error::Http(e.to_string()))?;
         let status = resp.status().as_u16();
-        let bytes = resp
-            .into_body()
-            .collect()
-            .await
-            .map_err(|e| Error::Http(e.to_string()))?
-            .to_bytes();
+        let bytes =
+            http_body_util::Limited::new(resp.into_body(), crate::limits::MAX_RESPONSE_BYTES)
+                .collect()
+                .await
+                .map_err(|e| Error::Http(format!("reading the response: {e}")))?
+                .to_bytes();
         Ok((status, bytes.to_vec()))
     }
 

@@ -15,6 +15,11 @@
 //!
 //! Migrations (see `updater::migration`) run on a copy of the version directory; the `current`
 //! link is switched atomically once they all succeeded.
+//!
+//! The documents hold secrets (registry passwords), so every file is written mode 0600 and
+//! every directory is 0700 ([`crate::fsutil`]); [`Datastore::open`] tightens the modes of a
+//! datastore written by an older version. Pending transactions are bounded in number and size
+//! ([`crate::limits`]).
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -24,6 +29,8 @@ use semver::Version;
 use serde_json::{Map, Value};
 
 use crate::error::{Error, Result};
+use crate::fsutil::{SECRET_DIR_MODE, SECRET_FILE_MODE};
+use crate::limits;
 use crate::settings;
 
 /// Handle on a datastore directory. Not internally locked: the server wraps it in a mutex.
@@ -66,7 +73,8 @@ pub fn check_tx(tx: &str) -> Result<()> {
 
 fn write_atomic(path: &Path, v: &Value) -> Result<()> {
     let bytes = serde_json::to_vec_pretty(v).map_err(|e| ds_err(path, e))?;
-    updater::fsutil::write_atomic(path, &bytes).map_err(|e| ds_err(path, e))?;
+    crate::fsutil::write_atomic_mode(path, &bytes, SECRET_FILE_MODE)
+        .map_err(|e| ds_err(path, e))?;
     if let Ok(hook) = std::env::var("FLOTILLA_TEST_SLOW_COMMIT_MS")
         && let Ok(ms) = hook.parse::<u64>()
     {
@@ -75,6 +83,58 @@ fn write_atomic(path: &Path, v: &Value) -> Result<()> {
         std::thread::sleep(std::time::Duration::from_millis(ms));
     }
     Ok(())
+}
+
+/// Size of a document as compact JSON.
+fn json_len(v: &Value) -> usize {
+    serde_json::to_vec(v).map_or(usize::MAX, |b| b.len())
+}
+
+/// Checks a document against a key-count and byte limit.
+fn check_size(what: &str, v: &Value, max_keys: usize, max_bytes: usize) -> Result<()> {
+    let keys = settings::flatten(v, "settings.").len();
+    if keys > max_keys {
+        return Err(Error::TooLarge(format!(
+            "{what} would hold {keys} keys; the limit is {max_keys}"
+        )));
+    }
+    let bytes = json_len(v);
+    if bytes > max_bytes {
+        return Err(Error::TooLarge(format!(
+            "{what} would be {bytes} bytes of JSON; the limit is {max_bytes}"
+        )));
+    }
+    Ok(())
+}
+
+/// Sets the mode of `path` if it exists.
+fn chmod_if_exists(path: &Path, mode: u32) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    match std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(ds_err(path, e)),
+    }
+}
+
+/// Removes the value at `path` and the parents this leaves empty (only those on the path).
+fn remove_key(doc: &mut Value, path: &[String]) {
+    let Some((first, rest)) = path.split_first() else {
+        return;
+    };
+    let Some(m) = doc.as_object_mut() else {
+        return;
+    };
+    if rest.is_empty() {
+        m.remove(first);
+        return;
+    }
+    if let Some(child) = m.get_mut(first) {
+        remove_key(child, rest);
+        if child.as_object().is_some_and(Map::is_empty) {
+            m.remove(first);
+        }
+    }
 }
 
 fn read_doc(path: &Path) -> Result<Option<Value>> {
@@ -95,13 +155,33 @@ impl Datastore {
     pub fn open(data_dir: &Path, version: &Version) -> Result<Self> {
         let dir = data_dir.join("datastore");
         let ds = Datastore { dir };
+        crate::fsutil::create_dir_mode(&ds.dir, SECRET_DIR_MODE).map_err(|e| ds_err(&ds.dir, e))?;
         if std::fs::read_link(ds.current_link()).is_err() {
             let name = format!("v{version}_{}", rand_suffix());
-            let vdir = ds.dir.join(&name);
-            std::fs::create_dir_all(vdir.join("pending")).map_err(|e| ds_err(&vdir, e))?;
+            ds.create_vdir(&ds.dir.join(&name))?;
             ds.point_current_at(&name)?;
         }
+        ds.tighten_modes()?;
         Ok(ds)
+    }
+
+    fn create_vdir(&self, vdir: &Path) -> Result<()> {
+        crate::fsutil::create_dir_mode(vdir, SECRET_DIR_MODE).map_err(|e| ds_err(vdir, e))?;
+        let pending = vdir.join("pending");
+        crate::fsutil::create_dir_mode(&pending, SECRET_DIR_MODE).map_err(|e| ds_err(&pending, e))
+    }
+
+    /// Makes the current version's documents 0600 and its directories 0700 (a datastore
+    /// written before this was enforced had 0644 files).
+    fn tighten_modes(&self) -> Result<()> {
+        let vdir = self.vdir()?;
+        chmod_if_exists(&vdir, SECRET_DIR_MODE)?;
+        chmod_if_exists(&vdir.join("pending"), SECRET_DIR_MODE)?;
+        chmod_if_exists(&vdir.join("live.json"), SECRET_FILE_MODE)?;
+        for tx in self.list_tx()? {
+            chmod_if_exists(&self.pending_path(&tx)?, SECRET_FILE_MODE)?;
+        }
+        Ok(())
     }
 
     fn current_link(&self) -> PathBuf {
@@ -194,10 +274,15 @@ impl Datastore {
     }
 
     /// Merges `patch` into transaction `tx`, after checking that the pending document and
-    /// live+pending are both valid settings.
+    /// live+pending are both valid settings and within the limits: at most
+    /// [`limits::MAX_PENDING_TX`] pending transactions (the host's own launch transaction is
+    /// not counted), [`limits::MAX_TX_KEYS`] keys and [`limits::MAX_TX_BYTES`] bytes per
+    /// transaction, [`limits::MAX_LIVE_KEYS`] keys and [`limits::MAX_LIVE_BYTES`] bytes for
+    /// live ⊕ pending.
     ///
     /// # Errors
-    /// [`Error::InvalidSettings`] naming the key; IO failures.
+    /// [`Error::InvalidSettings`] naming the key; [`Error::TooManyTransactions`];
+    /// [`Error::TooLarge`]; IO failures.
     pub fn patch(&self, tx: &str, patch: &Value) -> Result<()> {
         if !patch.is_object() {
             return Err(Error::InvalidSettings {
@@ -206,12 +291,64 @@ impl Datastore {
             });
         }
         settings::validate(patch)?;
+        let path = self.pending_path(tx)?;
+        if tx != crate::server::LAUNCH_TX && !path.exists() {
+            let open = self
+                .list_tx()?
+                .into_iter()
+                .filter(|t| t != crate::server::LAUNCH_TX)
+                .count();
+            if open >= limits::MAX_PENDING_TX {
+                return Err(Error::TooManyTransactions {
+                    limit: limits::MAX_PENDING_TX,
+                });
+            }
+        }
         let mut pending = self.pending(tx)?;
         settings::merge(&mut pending, patch);
+        check_size(
+            &format!("transaction {tx:?}"),
+            &pending,
+            limits::MAX_TX_KEYS,
+            limits::MAX_TX_BYTES,
+        )?;
         let mut merged = self.live()?;
         settings::merge(&mut merged, &pending);
         settings::validate(&merged)?;
-        write_atomic(&self.pending_path(tx)?, &pending)
+        check_live_size(&merged)?;
+        write_atomic(&path, &pending)
+    }
+
+    /// Puts keys back to their value before a commit: each `(dotted key, committed value,
+    /// previous value)` is restored to the previous value (or removed when there was none) if
+    /// it still holds the committed value — a compare-and-swap, so a later commit of the same
+    /// key is never undone. One atomic write. Returns the keys restored.
+    ///
+    /// # Errors
+    /// Malformed keys; IO failures.
+    pub fn restore(&self, keys: &[(String, Value, Option<Value>)]) -> Result<Vec<String>> {
+        let mut live = self.live()?;
+        let mut restored = Vec::new();
+        for (key, committed, previous) in keys {
+            let path = updater::migration::split_key(key).map_err(Error::BadRequest)?;
+            let Some(("settings", rest)) = path.split_first().map(|(a, b)| (a.as_str(), b)) else {
+                return Err(Error::BadRequest(format!("{key}: not a settings key")));
+            };
+            if updater::migration::get(&live, rest) != Some(committed) {
+                continue;
+            }
+            match previous {
+                Some(v) => updater::migration::set(&mut live, rest, v.clone())
+                    .map_err(Error::BadRequest)?,
+                None => remove_key(&mut live, rest),
+            }
+            restored.push(key.clone());
+        }
+        if !restored.is_empty() {
+            settings::validate(&live)?;
+            write_atomic(&self.vdir()?.join("live.json"), &live)?;
+        }
+        Ok(restored)
     }
 
     /// Commits `tx`: live := live ⊕ pending in one atomic rename. Returns the keys whose value
@@ -228,6 +365,7 @@ impl Datastore {
         let mut new = old.clone();
         settings::merge(&mut new, &pending);
         settings::validate(&new)?;
+        check_live_size(&new)?;
         let before = settings::flatten(&old, "settings.");
         let after = settings::flatten(&new, "settings.");
         let changed: Vec<String> = after
@@ -282,7 +420,7 @@ impl Datastore {
         let name = format!("v{to}_{}", rand_suffix());
         let dst = self.dir.join(&name);
         let result = (|| -> Result<()> {
-            std::fs::create_dir_all(dst.join("pending")).map_err(|e| ds_err(&dst, e))?;
+            self.create_vdir(&dst)?;
             let mut docs: Vec<(PathBuf, Value)> = Vec::new();
             if let Some(v) = read_doc(&src.join("live.json"))? {
                 docs.push((dst.join("live.json"), v));
@@ -316,6 +454,16 @@ impl Datastore {
             }
         }
     }
+}
+
+/// Live settings limits ([`limits::MAX_LIVE_KEYS`], [`limits::MAX_LIVE_BYTES`]).
+fn check_live_size(v: &Value) -> Result<()> {
+    check_size(
+        "the live settings",
+        v,
+        limits::MAX_LIVE_KEYS,
+        limits::MAX_LIVE_BYTES,
+    )
 }
 
 /// Keys of a document, as a set.
@@ -359,6 +507,123 @@ mod tests {
         ));
         assert!(ds.list_tx().unwrap().is_empty());
         assert!(ds.patch("../x", &json!({})).is_err());
+    }
+
+    fn mode(p: &Path) -> u32 {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::metadata(p).unwrap().permissions().mode() & 0o777
+    }
+
+    #[test]
+    fn documents_holding_passwords_are_0600_in_0700_dirs() {
+        let (d, ds) = ds();
+        let creds = json!({"container-registry": {"credentials": [
+            {"registry": "r.example", "username": "u", "password": "hunter2"}]}});
+        ds.patch("t", &creds).unwrap();
+        let vdir = ds.vdir().unwrap();
+        assert_eq!(mode(&vdir.join("pending/t.json")), 0o600);
+        ds.commit("t").unwrap();
+        assert_eq!(mode(&vdir.join("live.json")), 0o600);
+        for dir in [
+            d.path().join("datastore"),
+            vdir.clone(),
+            vdir.join("pending"),
+        ] {
+            assert_eq!(mode(&dir), 0o700, "{}", dir.display());
+        }
+        // a datastore written by an older version (0644/0755) is tightened on open
+        use std::os::unix::fs::PermissionsExt;
+        let loose = |p: &Path, m| std::fs::set_permissions(p, std::fs::Permissions::from_mode(m));
+        loose(&vdir.join("live.json"), 0o644).unwrap();
+        loose(&vdir, 0o755).unwrap();
+        let ds = Datastore::open(d.path(), &Version::new(1, 0, 0)).unwrap();
+        assert_eq!(mode(&vdir.join("live.json")), 0o600);
+        assert_eq!(mode(&vdir), 0o700);
+        // migration copies keep the modes
+        ds.migrate(
+            &Version::new(1, 1, 0),
+            &[],
+            updater::migration::Direction::Forward,
+        )
+        .unwrap();
+        let vdir = ds.vdir().unwrap();
+        assert_eq!(mode(&vdir.join("live.json")), 0o600);
+        assert_eq!(mode(&vdir), 0o700);
+    }
+
+    #[test]
+    fn pending_transactions_are_bounded_in_number() {
+        let (_d, ds) = ds();
+        for i in 0..limits::MAX_PENDING_TX {
+            ds.patch(&format!("t{i}"), &json!({"motd": "x"})).unwrap();
+        }
+        let e = ds.patch("one-more", &json!({"motd": "x"})).unwrap_err();
+        assert!(matches!(e, Error::TooManyTransactions { .. }), "{e}");
+        assert_eq!(e.status().as_u16(), 429);
+        assert!(e.to_string().contains("32"), "{e}");
+        // an existing transaction can still grow, and the host's own is not counted
+        ds.patch("t0", &json!({"ecs": {"cluster": "c"}})).unwrap();
+        ds.patch(crate::server::LAUNCH_TX, &json!({"motd": "y"}))
+            .unwrap();
+        ds.commit(crate::server::LAUNCH_TX).unwrap();
+        // committing or deleting frees a slot
+        ds.delete_tx("t1").unwrap();
+        ds.patch("one-more", &json!({"motd": "x"})).unwrap();
+    }
+
+    #[test]
+    fn transactions_are_bounded_in_keys_and_bytes() {
+        let (_d, ds) = ds();
+        let many: Map<String, Value> = (0..=limits::MAX_TX_KEYS)
+            .map(|i| (format!("k{i}"), json!("1")))
+            .collect();
+        let e = ds
+            .patch("t", &json!({"kernel": {"sysctl": many}}))
+            .unwrap_err();
+        assert!(matches!(e, Error::TooLarge(_)), "{e}");
+        assert_eq!(e.status().as_u16(), 413);
+        assert!(e.to_string().contains("1025 keys"), "{e}");
+        // key count accumulates over patches of the same transaction
+        let half: Map<String, Value> = (0..700).map(|i| (format!("a{i}"), json!("1"))).collect();
+        ds.patch("t", &json!({"kernel": {"sysctl": half}})).unwrap();
+        let half: Map<String, Value> = (0..700).map(|i| (format!("b{i}"), json!("1"))).collect();
+        assert!(matches!(
+            ds.patch("t", &json!({"kernel": {"sysctl": half}})),
+            Err(Error::TooLarge(_))
+        ));
+        // bytes: 5 host containers with 60 KiB of user-data each
+        let ud = "QUFB".repeat(15_000);
+        let big: Map<String, Value> = (0..5)
+            .map(|i| (format!("c{i}"), json!({"user-data": ud})))
+            .collect();
+        let e = ds.patch("u", &json!({"host-containers": big})).unwrap_err();
+        assert!(e.to_string().contains("bytes"), "{e}");
+        assert_eq!(ds.list_tx().unwrap(), ["t"]);
+    }
+
+    #[test]
+    fn restore_is_a_compare_and_swap() {
+        let (_d, ds) = ds();
+        ds.patch("t", &json!({"motd": "old"})).unwrap();
+        ds.commit("t").unwrap();
+        ds.patch(
+            "t",
+            &json!({"motd": "new", "kernel": {"sysctl": {"a.b": "1"}}}),
+        )
+        .unwrap();
+        ds.commit("t").unwrap();
+        let restored = ds
+            .restore(&[
+                ("settings.motd".into(), json!("new"), Some(json!("old"))),
+                ("settings.kernel.sysctl.\"a.b\"".into(), json!("1"), None),
+                // does not hold the committed value any more: left alone
+                ("settings.updates.ignore-waves".into(), json!(true), None),
+            ])
+            .unwrap();
+        assert_eq!(restored.len(), 2);
+        let live = ds.live().unwrap();
+        assert_eq!(live["motd"], "old");
+        assert!(live.get("kernel").is_none(), "{live}");
     }
 
     #[test]

@@ -41,6 +41,34 @@ pub enum Error {
     /// Requested data does not exist (e.g. no settings at all yet).
     #[error("not found: {0}")]
     MissingData(String),
+    /// Opening one more transaction would exceed the limit on pending transactions
+    /// ([`crate::limits::MAX_PENDING_TX`]); commit or delete some first.
+    #[error(
+        "too many pending transactions (limit {limit}); commit or DELETE /tx?tx=NAME some of \
+         them (GET /tx/list lists them)"
+    )]
+    TooManyTransactions {
+        /// The limit.
+        limit: usize,
+    },
+    /// A transaction or the live settings would grow beyond a size limit
+    /// ([`crate::limits`]); the message says which and by how much.
+    #[error("too large: {0}")]
+    TooLarge(String),
+    /// `commit_and_apply` committed the transaction but could not apply all of it.
+    /// `rejected`: sysctl keys of this transaction that the kernel refused; each was put back
+    /// to its previous value (or removed), so it is neither committed nor applied.
+    /// `not_applied`: committed keys whose service failed to apply; they are live in the
+    /// datastore but not in effect until an apply succeeds (`POST /tx/apply`).
+    #[error("{message}")]
+    PartiallyApplied {
+        /// Full dotted keys rolled back.
+        rejected: Vec<String>,
+        /// Full dotted keys committed but not applied.
+        not_applied: Vec<String>,
+        /// What happened, naming every key.
+        message: String,
+    },
     /// `commit` with nothing pending in that transaction.
     #[error("transaction {tx:?} has no pending changes to commit")]
     NothingPending {
@@ -59,8 +87,9 @@ pub enum Error {
         /// The IO or parse error.
         message: String,
     },
-    /// Rendering a service's configuration or restarting it failed; the settings are
-    /// committed, re-run apply after fixing the cause.
+    /// Rendering a service's configuration, writing a sysctl or restarting a service failed
+    /// during `POST /tx/apply` (or at boot); the settings were committed earlier, re-run apply
+    /// after fixing the cause.
     #[error("applying settings to service {service}: {message}")]
     Apply {
         /// Service name.
@@ -107,6 +136,15 @@ impl Error {
             | Error::UserData { .. } => StatusCode::BAD_REQUEST,
             Error::NoRoute { .. } | Error::MissingData(_) | Error::NoNode => StatusCode::NOT_FOUND,
             Error::NothingPending { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            Error::TooManyTransactions { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Error::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            // Only refused values, all rolled back: the request's fault, like a bad value.
+            Error::PartiallyApplied { not_applied, .. } if not_applied.is_empty() => {
+                StatusCode::BAD_REQUEST
+            }
+            // Committed but not in effect: the kernel or a restart command (upstream of the
+            // API) failed. Distinct from 500, where nothing was committed by the request.
+            Error::PartiallyApplied { .. } => StatusCode::BAD_GATEWAY,
             Error::Datastore { .. } | Error::Apply { .. } | Error::Boot(_) => {
                 StatusCode::INTERNAL_SERVER_ERROR
             }
@@ -161,6 +199,24 @@ mod tests {
                 400,
             ),
             (Error::NothingPending { tx: "t".into() }, 422),
+            (Error::TooManyTransactions { limit: 1 }, 429),
+            (Error::TooLarge("x".into()), 413),
+            (
+                Error::PartiallyApplied {
+                    rejected: vec!["k".into()],
+                    not_applied: vec![],
+                    message: "m".into(),
+                },
+                400,
+            ),
+            (
+                Error::PartiallyApplied {
+                    rejected: vec![],
+                    not_applied: vec!["k".into()],
+                    message: "m".into(),
+                },
+                502,
+            ),
             (Error::MissingData("x".into()), 404),
             (Error::Update(updater::Error::Locked), 423),
             (

@@ -17,6 +17,8 @@
 //! * [`boot`] — the boot step: slot selection, migrations, user-data, bootstrap containers,
 //!   services, health, mark-successful.
 //! * [`client`] — the client side used by `flotilla apiclient`.
+//! * [`limits`] — every size and count limit (request bodies, transactions, field values).
+//! * [`fsutil`] — atomic writes with an explicit mode (0600 for files holding secrets).
 //!
 //! ## Layout
 //! One error enum ([`error::Error`]) with one exhaustive status mapping.
@@ -29,6 +31,8 @@ pub mod boot;
 pub mod client;
 pub mod datastore;
 pub mod error;
+pub mod fsutil;
+pub mod limits;
 pub mod server;
 pub mod services;
 pub mod settings;

@@ -13,14 +13,15 @@
 //! | `GET /tx?tx=`, `GET /tx/list`, `DELETE /tx?tx=` | inspect / drop transactions |
 //! | `POST /tx/commit?tx=` | commit; changed keys (422 if nothing pending) |
 //! | `POST /tx/apply` (`?keys=`) | re-render + restart affected services (204) |
-//! | `POST /tx/commit_and_apply?tx=` | both; changed keys |
+//! | `POST /tx/commit_and_apply?tx=` | both; changed keys (400: a refused sysctl rolled back; 502: committed but not applied — [`HostState::commit_and_apply`]) |
 //! | `GET /os` | running image |
 //! | `GET /updates/status` | update state machine (404 before the first command) |
 //! | `POST /actions/{refresh-updates,prepare-update,activate-update,deactivate-update}` | async update commands (204; 409 wrong state, 423 busy) |
 //! | `POST /actions/rollback` | boot the other slot next |
 //! | `POST /actions/reboot` | stop the node's software; the init runs `flotilla host boot` again |
 //!
-//! The default transaction name is `default`.
+//! The default transaction name is `default`. Request bodies are limited to
+//! [`crate::limits::MAX_BODY_BYTES`] (413).
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -254,6 +255,14 @@ pub fn pairs_to_doc(pairs: &[String]) -> Result<Value> {
         let key = settings::full_key(k.trim());
         let path =
             updater::migration::split_key(&key).map_err(|_| Error::InvalidKeyPair(p.clone()))?;
+        // A key nests one object per segment: bound the depth before building it.
+        if path.len() > crate::limits::MAX_KEY_SEGMENTS {
+            return Err(Error::BadRequest(format!(
+                "key {:?}… has more than {} segments",
+                key.chars().take(64).collect::<String>(),
+                crate::limits::MAX_KEY_SEGMENTS
+            )));
+        }
         let Some(("settings", rest)) = path.split_first().map(|(a, b)| (a.as_str(), b)) else {
             return Err(Error::InvalidKeyPair(p.clone()));
         };
@@ -364,23 +373,139 @@ impl HostState {
         }
     }
 
-    /// Renders and restarts the given services (all when `None`).
+    fn apply_guard(&self) -> Result<std::sync::MutexGuard<'_, ()>> {
+        self.apply_lock.lock().map_err(|_| Error::Apply {
+            service: "all".into(),
+            message: "apply lock poisoned".into(),
+        })
+    }
+
+    /// Renders and restarts the given services (all when `None`) and reports what failed;
+    /// every service is attempted.
     ///
     /// # Errors
-    /// The first failing service.
-    pub fn apply(
+    /// Reading the settings.
+    pub fn apply_report(
         &self,
         only: Option<std::collections::BTreeSet<Service>>,
     ) -> Result<services::ApplyReport> {
         // One apply at a time, reading the settings inside the lock: the last apply always
         // renders the last committed state.
-        let _guard = self.apply_lock.lock().map_err(|_| Error::Apply {
-            service: "all".into(),
-            message: "apply lock poisoned".into(),
-        })?;
+        let _guard = self.apply_guard()?;
         let s = self.settings()?;
         let set = only.unwrap_or_else(|| Service::ALL.into_iter().collect());
-        services::apply(&set, &s, &self.cfg.paths, self.restarter.as_ref())
+        Ok(services::apply(
+            &set,
+            &s,
+            &self.cfg.paths,
+            self.restarter.as_ref(),
+        ))
+    }
+
+    /// Renders and restarts the given services (all when `None`).
+    ///
+    /// # Errors
+    /// [`Error::Apply`] naming every failed service (the others were applied).
+    pub fn apply(
+        &self,
+        only: Option<std::collections::BTreeSet<Service>>,
+    ) -> Result<services::ApplyReport> {
+        self.apply_report(only)?.into_result()
+    }
+
+    /// Commits transaction `tx` and applies the services its changed keys affect. Returns the
+    /// changed keys.
+    ///
+    /// Like Bottlerocket, the commit comes first. What happens when applying fails:
+    /// * a sysctl key of this transaction that the kernel refuses (unknown key, read-only,
+    ///   invalid value) is **rolled back**: put back to its previous value, or removed if it
+    ///   had none (compare-and-swap, so a concurrent commit is never undone). The kernel kept
+    ///   its old value, so settings and kernel agree again. The rest of the transaction stays
+    ///   committed and applied. Answer: [`Error::PartiallyApplied`], **400** naming the keys.
+    /// * anything else (a restart command, writing a file, a sysctl committed earlier) leaves
+    ///   the keys committed but not in effect. Answer: [`Error::PartiallyApplied`], **502**,
+    ///   naming the keys and saying they are committed but not applied.
+    ///
+    /// # Errors
+    /// As above; [`Error::NothingPending`], validation, limits and datastore failures of the
+    /// commit (nothing committed).
+    pub fn commit_and_apply(&self, tx: &str) -> Result<Vec<String>> {
+        // Held across commit, apply and rollback so that no other apply interleaves.
+        let _guard = self.apply_guard()?;
+        let (old, changed) = {
+            let ds = self.ds()?;
+            let old = ds.live()?;
+            (old, ds.commit(tx)?)
+        };
+        let affected = services::affected(&changed);
+        let s = self.settings()?;
+        let mut report = services::apply(&affected, &s, &self.cfg.paths, self.restarter.as_ref());
+        if report.failed.is_empty() {
+            return Ok(changed);
+        }
+
+        let rejected = self.roll_back_refused_sysctls(&old, &changed, &mut report)?;
+        Err(partially_applied(&changed, rejected, &report))
+    }
+
+    /// Rolls back the sysctl keys of a just-committed transaction that the kernel refused
+    /// (compare-and-swap against the committed value), re-renders `sysctl.toml` and runs the
+    /// sysctl restart the failure skipped. Updates `report` to what is still failing and
+    /// returns the rolled-back keys with the kernel's reason.
+    fn roll_back_refused_sysctls(
+        &self,
+        old: &Value,
+        changed: &[String],
+        report: &mut services::ApplyReport,
+    ) -> Result<Vec<(String, String)>> {
+        let new_flat = settings::flatten(&self.ds()?.live()?, "settings.");
+        let old_flat = settings::flatten(old, "settings.");
+        let mut rejected = Vec::new();
+        let mut restores = Vec::new();
+        for (k, why) in &report.rejected_sysctls {
+            let full = sysctl_key(k);
+            if let (true, Some(committed)) = (changed.contains(&full), new_flat.get(&full)) {
+                restores.push((
+                    full.clone(),
+                    committed.clone(),
+                    old_flat.get(&full).cloned(),
+                ));
+                rejected.push((full, why.clone()));
+            }
+        }
+        if restores.is_empty() {
+            return Ok(rejected);
+        }
+        self.ds()?.restore(&restores)?;
+        // The kernel kept the refused keys' old values and the other keys were written: only
+        // sysctl.toml needs rendering again, then the restart the failure skipped.
+        let s = self.settings()?;
+        report
+            .rejected_sysctls
+            .retain(|k, _| !rejected.iter().any(|(full, _)| *full == sysctl_key(k)));
+        report.failed.retain(|f| f.service != Service::Sysctl);
+        let mut failure = services::write_rendered(Service::Sysctl, &s, &self.cfg.paths).err();
+        if failure.is_none() && !report.rejected_sysctls.is_empty() {
+            failure = Some(format!(
+                "could not write {}",
+                report
+                    .rejected_sysctls
+                    .iter()
+                    .map(|(k, why)| format!("{k} ({why})"))
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            ));
+        }
+        if failure.is_none() {
+            failure = self.restarter.restart(Service::Sysctl, &s).err();
+        }
+        if let Some(message) = failure {
+            report.failed.push(services::ServiceFailure {
+                service: Service::Sysctl,
+                message,
+            });
+        }
+        Ok(rejected)
     }
 
     fn update_config(&self) -> Result<Option<UpdateConfig>> {
@@ -415,6 +540,74 @@ impl HostState {
                            "variant_id": "flotilla-dev", "version_id": env!("CARGO_PKG_VERSION"),
                            "build_id": "dev", "arch": arch}),
         }
+    }
+}
+
+/// The dotted key of a sysctl, as [`settings::flatten`] writes it.
+fn sysctl_key(k: &str) -> String {
+    format!("settings.kernel.sysctl.{}", settings::quote_segment(k))
+}
+
+/// The answer of a `commit_and_apply` whose apply failed: names every rolled-back key (with
+/// the kernel's reason) and every key committed but not applied (with the service's failure).
+fn partially_applied(
+    changed: &[String],
+    rejected: Vec<(String, String)>,
+    report: &services::ApplyReport,
+) -> Error {
+    let mut parts: Vec<String> = rejected
+        .iter()
+        .map(|(k, why)| {
+            format!(
+                "{k}: the kernel refused the value ({why}); rolled back to its previous value, \
+                 not committed"
+            )
+        })
+        .collect();
+    let mut not_applied = Vec::new();
+    for f in &report.failed {
+        let of_service = |k: &&String| {
+            services::affected([*k]).contains(&f.service) && !rejected.iter().any(|(r, _)| r == *k)
+        };
+        let keys: Vec<String> =
+            if f.service == Service::Sysctl && !report.rejected_sysctls.is_empty() {
+                // Sysctls that do not apply, whether from this transaction or committed earlier.
+                report
+                    .rejected_sysctls
+                    .keys()
+                    .map(|k| sysctl_key(k))
+                    .collect()
+            } else {
+                changed.iter().filter(of_service).cloned().collect()
+            };
+        let what = if keys.is_empty() {
+            format!("service {}", f.service)
+        } else {
+            keys.join(", ")
+        };
+        parts.push(format!(
+            "{what}: committed but not applied: service {}: {}",
+            f.service, f.message
+        ));
+        not_applied.push(what);
+    }
+    if report.failed.is_empty() {
+        let others = changed.len() - rejected.len();
+        if others > 0 {
+            parts.push(format!(
+                "the transaction's other {others} changed key(s) were committed and applied"
+            ));
+        }
+    } else {
+        parts.push(
+            "the settings are live in the datastore; fix the cause and re-apply (POST /tx/apply)"
+                .to_owned(),
+        );
+    }
+    Error::PartiallyApplied {
+        rejected: rejected.into_iter().map(|(k, _)| k).collect(),
+        not_applied,
+        message: parts.join("; "),
     }
 }
 
@@ -534,12 +727,7 @@ pub async fn dispatch(state: Arc<HostState>, action: HostAction) -> Result<HostR
             .await
         }
         HostAction::CommitAndApply { tx } => {
-            blocking(move || {
-                let changed = st.ds()?.commit(&tx)?;
-                st.apply(Some(services::affected(&changed)))?;
-                Ok(HostResponse::Json(json!(changed)))
-            })
-            .await
+            blocking(move || Ok(HostResponse::Json(json!(st.commit_and_apply(&tx)?)))).await
         }
         HostAction::GetOs { prefix } => {
             let os = state.os();
@@ -645,7 +833,12 @@ pub async fn run(
     state: Arc<HostState>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let app = axum::Router::new().fallback(handle).with_state(state);
+    let app = axum::Router::new()
+        .fallback(handle)
+        .layer(axum::extract::DefaultBodyLimit::max(
+            crate::limits::MAX_BODY_BYTES,
+        ))
+        .with_state(state);
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await

@@ -6,6 +6,12 @@
 //! `affected-services` metadata inherited from the nearest ancestor key. Rendering is a pure
 //! function of the settings ([`render`]); [`apply`] writes the files atomically, writes sysctls
 //! under the configured `/proc/sys` root, and asks a [`Restarter`] to restart each service.
+//!
+//! Values are validated by [`crate::settings`] for the file they are rendered into, and
+//! escaped again on render (defence in depth): TOML strings by [`toml_str`], `agent.env`
+//! values by [`env_quote`], words of unquoted formats (`resolv.conf`, `chrony.conf`) only if
+//! [`conf_word`] accepts them. Files holding secrets (`containerd/registries.toml`, the
+//! container files with user-data) are written mode 0600.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -114,53 +120,132 @@ pub struct Paths {
     pub proc_sys: PathBuf,
 }
 
-fn toml_str(s: &str) -> String {
-    serde_json::to_string(s).unwrap_or_default()
+/// A TOML basic string (quotes included): `"` and `\` escaped, every control character
+/// escaped (`\n`, `\t`, `\r` or `\uXXXX`, DEL and C1 included), so a value can never end the
+/// string or the line.
+#[must_use]
+pub fn toml_str(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\t' => out.push_str("\\t"),
+            '\r' => out.push_str("\\r"),
+            c if c.is_control() => out.push_str(&format!("\\u{:04X}", u32::from(c))),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
 }
 
-/// The files a service's configuration consists of (relative to the etc root) and their
-/// content. Pure.
+/// A value for a `KEY=value` line read by systemd's `EnvironmentFile=` or sourced by a POSIX
+/// shell: double-quoted, with `"`, `\`, `$` and `` ` `` backslash-escaped (both read these
+/// four escapes the same way, and nothing is expanded). Control characters are dropped:
+/// validation refuses them, and dropping whatever got past it keeps the value on its line.
 #[must_use]
-pub fn render(service: Service, s: &Settings) -> Vec<(PathBuf, String)> {
+pub fn env_quote(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' | '\\' | '$' | '`' => {
+                out.push('\\');
+                out.push(c);
+            }
+            c if c.is_control() => {}
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// `s` if it is safe as one word of a line-based configuration file (`resolv.conf`,
+/// `chrony.conf`), which has no quoting: non-empty printable ASCII without spaces or the
+/// comment characters `#`, `;` and `!`. Validation guarantees this for every value rendered so;
+/// anything else is left out of the file (and logged) rather than written.
+#[must_use]
+pub fn conf_word(s: &str) -> Option<&str> {
+    let ok = !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_graphic() && !matches!(c, '#' | ';' | '!'));
+    if !ok {
+        tracing::warn!(value = ?s, "not rendered: not a single configuration word");
+    }
+    ok.then_some(s)
+}
+
+/// One rendered configuration file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RenderedFile {
+    /// Path relative to the etc root.
+    pub path: PathBuf,
+    /// Content.
+    pub content: String,
+    /// File mode: 0600 for files that hold secrets (registry credentials, container
+    /// user-data), 0644 otherwise.
+    pub mode: u32,
+}
+
+fn file(path: &str, content: String, mode: u32) -> RenderedFile {
+    RenderedFile {
+        path: PathBuf::from(path),
+        content,
+        mode,
+    }
+}
+
+fn enum_name(v: impl serde::Serialize) -> String {
+    serde_json::to_value(v)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default()
+}
+
+/// The files a service's configuration consists of (relative to the etc root), their content
+/// and mode. Pure. Every value is escaped for its file (TOML strings, quoted environment
+/// values, JSON) or, where the format has no quoting, rendered only if it is one safe word.
+#[must_use]
+pub fn render(service: Service, s: &Settings) -> Vec<RenderedFile> {
+    use crate::fsutil::{PUBLIC_FILE_MODE, SECRET_FILE_MODE};
     let mut out = Vec::new();
     match service {
         Service::Agent => {
             let ecs = s.ecs.clone().unwrap_or_default();
             let mut env = String::new();
+            let mut var = |k: &str, v: &str| env.push_str(&format!("{k}={}\n", env_quote(v)));
             if let Some(e) = &ecs.endpoint {
-                env.push_str(&format!("FLOTILLA_ENDPOINT={e}\n"));
+                var("FLOTILLA_ENDPOINT", e.as_str());
             }
             if let Some(c) = &ecs.cluster {
-                env.push_str(&format!("FLOTILLA_CLUSTER={c}\n"));
+                var("FLOTILLA_CLUSTER", c.as_str());
             }
             let attrs = agent_attributes(s);
             if !attrs.is_empty() {
-                env.push_str(&format!("FLOTILLA_ATTRIBUTES={attrs}\n"));
+                var("FLOTILLA_ATTRIBUTES", &attrs);
             }
             if let Some(l) = ecs.loglevel {
-                env.push_str(&format!(
-                    "FLOTILLA_LOGLEVEL={}\n",
-                    serde_json::to_value(l)
-                        .ok()
-                        .and_then(|v| v.as_str().map(str::to_owned))
-                        .unwrap_or_default()
-                ));
+                var("FLOTILLA_LOGLEVEL", &enum_name(l));
             }
-            env.push_str(&format!(
-                "FLOTILLA_PRIVILEGED_DISABLED={}\n",
-                !ecs.allow_privileged_containers.unwrap_or(false)
-            ));
-            env.push_str(&format!(
-                "FLOTILLA_CONTAINER_STOP_TIMEOUT={}\n",
+            var(
+                "FLOTILLA_PRIVILEGED_DISABLED",
+                &(!ecs.allow_privileged_containers.unwrap_or(false)).to_string(),
+            );
+            var(
+                "FLOTILLA_CONTAINER_STOP_TIMEOUT",
                 ecs.container_stop_timeout
                     .as_ref()
-                    .map_or("30s", |d| d.as_str())
-            ));
-            env.push_str(&format!(
-                "FLOTILLA_RESERVED_MEMORY={}\n",
-                ecs.reserved_memory.unwrap_or(0)
-            ));
-            out.push((PathBuf::from("flotilla/agent.env"), env));
+                    .map_or("30s", |d| d.as_str()),
+            );
+            var(
+                "FLOTILLA_RESERVED_MEMORY",
+                &ecs.reserved_memory.unwrap_or(0).to_string(),
+            );
+            out.push(file("flotilla/agent.env", env, PUBLIC_FILE_MODE));
         }
         Service::Sysctl => {
             let mut t = String::from("[sysctl]\n");
@@ -171,9 +256,13 @@ pub fn render(service: Service, s: &Settings) -> Vec<(PathBuf, String)> {
                 .into_iter()
                 .flatten()
             {
-                t.push_str(&format!("{} = {}\n", toml_str(k.as_str()), toml_str(v)));
+                t.push_str(&format!(
+                    "{} = {}\n",
+                    toml_str(k.as_str()),
+                    toml_str(v.as_str())
+                ));
             }
-            out.push((PathBuf::from("flotilla/sysctl.toml"), t));
+            out.push(file("flotilla/sysctl.toml", t, PUBLIC_FILE_MODE));
         }
         Service::Containerd => {
             let mut t = String::from("# rendered by flotilla from settings.container-registry\n");
@@ -192,28 +281,36 @@ pub fn render(service: Service, s: &Settings) -> Vec<(PathBuf, String)> {
                     toml_str(c.registry.as_str())
                 ));
                 if let Some(u) = &c.username {
-                    t.push_str(&format!("username = {}\n", toml_str(u)));
+                    t.push_str(&format!("username = {}\n", toml_str(u.as_str())));
                 }
                 if let Some(p) = &c.password {
-                    t.push_str(&format!("password = {}\n", toml_str(p)));
+                    t.push_str(&format!("password = {}\n", toml_str(p.as_str())));
                 }
                 if let Some(a) = &c.auth {
                     t.push_str(&format!("auth = {}\n", toml_str(a.as_str())));
                 }
             }
-            out.push((PathBuf::from("containerd/registries.toml"), t));
+            // Holds registry passwords.
+            out.push(file("containerd/registries.toml", t, SECRET_FILE_MODE));
         }
         Service::Dns => {
             let dns = s.dns.clone().unwrap_or_default();
             let mut t = String::new();
             for ns in dns.name_servers.unwrap_or_default() {
-                t.push_str(&format!("nameserver {ns}\n"));
+                if let Some(w) = conf_word(&ns.to_string()) {
+                    t.push_str(&format!("nameserver {w}\n"));
+                }
             }
-            let search = dns.search_list.unwrap_or_default();
+            let search: Vec<&str> = dns
+                .search_list
+                .iter()
+                .flatten()
+                .filter_map(|d| conf_word(d.as_str()))
+                .collect();
             if !search.is_empty() {
                 t.push_str(&format!("search {}\n", search.join(" ")));
             }
-            out.push((PathBuf::from("resolv.conf"), t));
+            out.push(file("resolv.conf", t, PUBLIC_FILE_MODE));
         }
         Service::Ntp => {
             let mut t = String::new();
@@ -223,9 +320,18 @@ pub fn render(service: Service, s: &Settings) -> Vec<(PathBuf, String)> {
                 .and_then(|n| n.time_servers.clone())
                 .unwrap_or_default()
             {
-                t.push_str(&format!("pool {srv} iburst\n"));
+                let Some((host, port)) = srv.host_port() else {
+                    continue;
+                };
+                if let Some(h) = conf_word(&host) {
+                    t.push_str(&format!("pool {h} iburst"));
+                    if let Some(p) = port {
+                        t.push_str(&format!(" port {p}"));
+                    }
+                    t.push('\n');
+                }
             }
-            out.push((PathBuf::from("chrony.conf"), t));
+            out.push(file("chrony.conf", t, PUBLIC_FILE_MODE));
         }
         Service::Updates => {
             let u = s.updates.clone().unwrap_or_default();
@@ -244,29 +350,39 @@ pub fn render(service: Service, s: &Settings) -> Vec<(PathBuf, String)> {
                 toml_str(u.version_lock.as_ref().map_or("latest", |v| v.as_str())),
                 u.ignore_waves.unwrap_or(false)
             ));
-            out.push((PathBuf::from("flotilla/updates.toml"), t));
+            out.push(file("flotilla/updates.toml", t, PUBLIC_FILE_MODE));
         }
         Service::HostContainers => {
             let v = serde_json::to_value(s.host_containers.clone().unwrap_or_default())
                 .unwrap_or_default();
-            out.push((
-                PathBuf::from("flotilla/host-containers.json"),
+            // user-data may carry secrets (keys, tokens) for the container.
+            out.push(file(
+                "flotilla/host-containers.json",
                 v.to_string(),
+                SECRET_FILE_MODE,
             ));
         }
         Service::BootstrapContainers => {
             let v = serde_json::to_value(s.bootstrap_containers.clone().unwrap_or_default())
                 .unwrap_or_default();
-            out.push((
-                PathBuf::from("flotilla/bootstrap-containers.json"),
+            out.push(file(
+                "flotilla/bootstrap-containers.json",
                 v.to_string(),
+                SECRET_FILE_MODE,
             ));
         }
         Service::Motd => {
-            out.push((
-                PathBuf::from("motd"),
-                format!("{}\n", s.motd.clone().unwrap_or_default()),
-            ));
+            // Validation allows only newlines and tabs; drop any other control character
+            // (terminal escape sequences) that got past it.
+            let motd: String = s
+                .motd
+                .as_ref()
+                .map(|m| m.as_str())
+                .unwrap_or_default()
+                .chars()
+                .filter(|c| !c.is_control() || matches!(c, '\n' | '\t'))
+                .collect();
+            out.push(file("motd", format!("{motd}\n"), PUBLIC_FILE_MODE));
         }
     }
     out
@@ -287,14 +403,21 @@ pub fn agent_attributes(s: &Settings) -> String {
         .unwrap_or_default()
 }
 
+/// What [`write_sysctls`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SysctlOutcome {
+    /// Files written.
+    pub written: Vec<PathBuf>,
+    /// Sysctl key (as in the settings, e.g. `vm.max_map_count`) → why it could not be written
+    /// (unknown to the kernel, read-only, value refused).
+    pub failed: BTreeMap<String, String>,
+}
+
 /// Writes each sysctl to `<proc_sys>/<key with . → />`. Every key is attempted; keys that
-/// cannot be written (unknown to the kernel, read-only) are reported together.
-///
-/// # Errors
-/// The keys that could not be written, with the reason.
-pub fn write_sysctls(s: &Settings, proc_sys: &Path) -> Result<Vec<PathBuf>> {
-    let mut written = Vec::new();
-    let mut failed = Vec::new();
+/// cannot be written are reported together in [`SysctlOutcome::failed`].
+#[must_use]
+pub fn write_sysctls(s: &Settings, proc_sys: &Path) -> SysctlOutcome {
+    let mut out = SysctlOutcome::default();
     for (k, v) in s
         .kernel
         .as_ref()
@@ -304,18 +427,14 @@ pub fn write_sysctls(s: &Settings, proc_sys: &Path) -> Result<Vec<PathBuf>> {
     {
         let path = proc_sys.join(k.as_str().replace('.', "/"));
         match std::fs::write(&path, format!("{v}\n")) {
-            Ok(()) => written.push(path),
-            Err(e) => failed.push(format!("{k} ({}): {e}", path.display())),
+            Ok(()) => out.written.push(path),
+            Err(e) => {
+                out.failed
+                    .insert(k.to_string(), format!("{}: {e}", path.display()));
+            }
         }
     }
-    if failed.is_empty() {
-        Ok(written)
-    } else {
-        Err(Error::Apply {
-            service: Service::Sysctl.to_string(),
-            message: format!("could not write {}", failed.join("; ")),
-        })
-    }
+    out
 }
 
 /// Restarts services after their configuration changed.
@@ -329,7 +448,7 @@ pub trait Restarter: Send + Sync {
 
 /// Restarts services by running a shell command per service (`sh -c`), with
 /// `FLOTILLA_SERVICE` and `FLOTILLA_ETC` in the environment. Services without a command are
-/// not restarted.
+/// not restarted. The commands come from the host's configuration file, never from settings.
 #[derive(Debug, Clone, Default)]
 pub struct CommandRestarter {
     /// Service name → shell command.
@@ -362,6 +481,15 @@ impl Restarter for CommandRestarter {
     }
 }
 
+/// One service that could not be applied.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ServiceFailure {
+    /// The service.
+    pub service: Service,
+    /// What failed (writing a file, a sysctl, the restart).
+    pub message: String,
+}
+
 /// What [`apply`] did.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct ApplyReport {
@@ -369,42 +497,110 @@ pub struct ApplyReport {
     pub services: Vec<Service>,
     /// Files written.
     pub files: Vec<PathBuf>,
+    /// Services that failed, in order (their restart was not attempted, or failed).
+    pub failed: Vec<ServiceFailure>,
+    /// Sysctl keys the kernel refused (key → reason); the sysctl service is then in
+    /// [`ApplyReport::failed`] too.
+    pub rejected_sysctls: BTreeMap<String, String>,
 }
 
-/// Renders and restarts `services` for `settings`.
+impl ApplyReport {
+    /// `Ok` when every service applied, else [`Error::Apply`] naming every failed service.
+    ///
+    /// # Errors
+    /// [`Error::Apply`].
+    pub fn into_result(self) -> Result<ApplyReport> {
+        if self.failed.is_empty() {
+            return Ok(self);
+        }
+        Err(apply_error(&self.failed))
+    }
+}
+
+/// One [`Error::Apply`] for a list of failures.
+#[must_use]
+pub fn apply_error(failed: &[ServiceFailure]) -> Error {
+    let service = failed
+        .iter()
+        .map(|f| f.service.name())
+        .collect::<Vec<_>>()
+        .join(", ");
+    let message = if let [one] = failed {
+        one.message.clone()
+    } else {
+        failed
+            .iter()
+            .map(|f| format!("{}: {}", f.service, f.message))
+            .collect::<Vec<_>>()
+            .join("; ")
+    };
+    Error::Apply { service, message }
+}
+
+/// Renders `service`'s files and writes them under the etc root (atomically, with their
+/// mode). Returns the paths written.
 ///
 /// # Errors
-/// The first service that failed; earlier services stay applied.
+/// The file that could not be written.
+pub fn write_rendered(
+    service: Service,
+    settings: &Settings,
+    paths: &Paths,
+) -> std::result::Result<Vec<PathBuf>, String> {
+    let mut written = Vec::new();
+    for f in render(service, settings) {
+        let path = paths.etc.join(&f.path);
+        crate::fsutil::write_atomic_mode(&path, f.content.as_bytes(), f.mode)
+            .map_err(|e| format!("writing {}: {e}", path.display()))?;
+        written.push(path);
+    }
+    Ok(written)
+}
+
+/// Renders and restarts `services` for `settings`. Every service is attempted: one that fails
+/// (a file, a sysctl the kernel refuses, its restart command) is recorded in
+/// [`ApplyReport::failed`] and the others still apply.
 pub fn apply(
     services: &BTreeSet<Service>,
     settings: &Settings,
     paths: &Paths,
     restarter: &dyn Restarter,
-) -> Result<ApplyReport> {
+) -> ApplyReport {
     let mut report = ApplyReport::default();
     for service in Service::ALL.into_iter().filter(|s| services.contains(s)) {
-        for (rel, content) in render(service, settings) {
-            let path = paths.etc.join(rel);
-            updater::fsutil::write_atomic(&path, content.as_bytes()).map_err(|e| Error::Apply {
-                service: service.to_string(),
-                message: e.to_string(),
-            })?;
-            report.files.push(path);
+        let mut failure = match write_rendered(service, settings, paths) {
+            Ok(files) => {
+                report.files.extend(files);
+                None
+            }
+            Err(message) => Some(message),
+        };
+        if failure.is_none() && service == Service::Sysctl {
+            let out = write_sysctls(settings, &paths.proc_sys);
+            report.files.extend(out.written);
+            if !out.failed.is_empty() {
+                failure = Some(format!(
+                    "could not write {}",
+                    out.failed
+                        .iter()
+                        .map(|(k, why)| format!("{k} ({why})"))
+                        .collect::<Vec<_>>()
+                        .join("; ")
+                ));
+                report.rejected_sysctls.extend(out.failed);
+            }
         }
-        if service == Service::Sysctl {
-            report
-                .files
-                .extend(write_sysctls(settings, &paths.proc_sys)?);
+        if failure.is_none()
+            && let Err(message) = restarter.restart(service, settings)
+        {
+            failure = Some(message);
         }
-        restarter
-            .restart(service, settings)
-            .map_err(|message| Error::Apply {
-                service: service.to_string(),
-                message,
-            })?;
-        report.services.push(service);
+        match failure {
+            None => report.services.push(service),
+            Some(message) => report.failed.push(ServiceFailure { service, message }),
+        }
     }
-    Ok(report)
+    report
 }
 
 #[cfg(test)]
@@ -432,8 +628,88 @@ mod tests {
         )
         .unwrap();
         let files = render(Service::Agent, &s);
-        assert!(files[0].1.contains("FLOTILLA_CLUSTER=c1\n"));
-        assert!(files[0].1.contains("FLOTILLA_ATTRIBUTES=a=1,b=2\n"));
+        assert!(files[0].content.contains("FLOTILLA_CLUSTER=\"c1\"\n"));
+        assert!(
+            files[0]
+                .content
+                .contains("FLOTILLA_ATTRIBUTES=\"a=1,b=2\"\n")
+        );
+        assert!(
+            files[0]
+                .content
+                .contains("FLOTILLA_ENDPOINT=\"http://cp:8080\"\n")
+        );
+    }
+
+    #[test]
+    fn env_values_are_quoted_for_systemd_and_sh() {
+        assert_eq!(env_quote("plain"), "\"plain\"");
+        assert_eq!(env_quote("a\"b\\c$d`e f"), "\"a\\\"b\\\\c\\$d\\`e f\"");
+        // control characters can never end the line
+        assert_eq!(env_quote("x\nFOO=1\r\u{1b}"), "\"xFOO=1\"");
+        // round trip through a real shell
+        let v = "http://h/p?a=$HOME&b=`id`\"'\\";
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(format!("V={}; printf %s \"$V\"", env_quote(v)))
+            .output()
+            .unwrap();
+        assert_eq!(String::from_utf8_lossy(&out.stdout), v);
+    }
+
+    #[test]
+    fn toml_strings_escape_every_control_character() {
+        let nasty = "a\"b\\c\nd\u{7f}e\u{1b}f\u{85}";
+        let doc = format!("k = {}\n", toml_str(nasty));
+        assert_eq!(doc.lines().count(), 1, "{doc}");
+        let t: toml::Table = toml::from_str(&doc).unwrap();
+        assert_eq!(t["k"].as_str().unwrap(), nasty);
+    }
+
+    #[test]
+    fn conf_words_refuse_spaces_controls_and_comments() {
+        assert_eq!(conf_word("example.com"), Some("example.com"));
+        for bad in ["", "a b", "a\nnameserver 6.6.6.6", "a#b", "x;y", "\u{e9}"] {
+            assert_eq!(conf_word(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn every_rendered_file_holds_only_validated_lines() {
+        let s = crate::settings::validate(&json!({
+            "ecs": {"endpoint": "https://cp.example:8443/x", "cluster": "c"},
+            "dns": {"name-servers": ["10.0.0.2", "fd00::1"], "search-list": ["corp.example", "example."]},
+            "ntp": {"time-servers": ["time.example", "ntp://10.1.1.1:1123", "fd00::123"]},
+            "motd": "hello\nworld",
+            "container-registry": {"credentials": [{"registry": "r.example", "username": "u", "password": "p\"w"}]},
+        }))
+        .unwrap();
+        let dns = &render(Service::Dns, &s)[0];
+        assert_eq!(
+            dns.content,
+            "nameserver 10.0.0.2\nnameserver fd00::1\nsearch corp.example example.\n"
+        );
+        let ntp = &render(Service::Ntp, &s)[0];
+        assert_eq!(
+            ntp.content,
+            "pool time.example iburst\npool 10.1.1.1 iburst port 1123\npool fd00::123 iburst\n"
+        );
+        let reg = &render(Service::Containerd, &s)[0];
+        assert_eq!(reg.mode, 0o600);
+        assert!(
+            reg.content.contains("password = \"p\\\"w\"\n"),
+            "{}",
+            reg.content
+        );
+        for svc in Service::ALL {
+            for f in render(svc, &s) {
+                let secret = matches!(
+                    svc,
+                    Service::Containerd | Service::HostContainers | Service::BootstrapContainers
+                );
+                assert_eq!(f.mode, if secret { 0o600 } else { 0o644 }, "{svc}");
+            }
+        }
     }
 
     #[test]
@@ -455,6 +731,7 @@ mod tests {
             &paths,
             &CommandRestarter::default(),
         )
+        .into_result()
         .unwrap();
         assert_eq!(r.services, [Service::Sysctl]);
         assert_eq!(
@@ -466,11 +743,41 @@ mod tests {
             &json!({"kernel": {"sysctl": {"nosuch.table.key": "1", "vm.max_map_count": "5"}}}),
         )
         .unwrap();
-        let e = write_sysctls(&s, &proc_sys).unwrap_err().to_string();
-        assert!(e.contains("nosuch.table.key"), "{e}");
+        let out = write_sysctls(&s, &proc_sys);
+        assert_eq!(out.failed.keys().collect::<Vec<_>>(), ["nosuch.table.key"]);
         assert_eq!(
             std::fs::read_to_string(proc_sys.join("vm/max_map_count")).unwrap(),
             "5\n"
+        );
+    }
+
+    #[test]
+    fn apply_attempts_every_service_and_reports_each_failure() {
+        let d = tempfile::tempdir().unwrap();
+        let proc_sys = d.path().join("proc/sys");
+        std::fs::create_dir_all(proc_sys.join("vm")).unwrap();
+        let s = crate::settings::validate(&json!({
+            "kernel": {"sysctl": {"nosuch.key": "1"}}, "motd": "m", "ecs": {"cluster": "c"}
+        }))
+        .unwrap();
+        let paths = Paths {
+            etc: d.path().join("etc"),
+            proc_sys,
+        };
+        let restarter = CommandRestarter {
+            commands: [("agent".to_owned(), "exit 3".to_owned())].into(),
+            etc: paths.etc.clone(),
+        };
+        let set = [Service::Sysctl, Service::Motd, Service::Agent].into();
+        let r = apply(&set, &s, &paths, &restarter);
+        assert_eq!(r.services, [Service::Motd]);
+        let failed: Vec<Service> = r.failed.iter().map(|f| f.service).collect();
+        assert_eq!(failed, [Service::Sysctl, Service::Agent]);
+        assert!(r.rejected_sysctls.contains_key("nosuch.key"));
+        let e = r.into_result().unwrap_err().to_string();
+        assert!(
+            e.contains("sysctl, agent") && e.contains("nosuch.key"),
+            "{e}"
         );
     }
 }

@@ -87,4 +87,32 @@ mod tests {
         let e = parse("ud", "[other]\nx = 1\n").unwrap_err().to_string();
         assert!(e.contains("settings"), "{e}");
     }
+
+    #[test]
+    fn user_data_values_get_the_same_validation_as_the_api() {
+        for (ud, key) in [
+            (
+                "[settings.dns]\nsearch-list = [\"a.example\\nnameserver 6.6.6.6\"]\n",
+                "settings.dns.search-list",
+            ),
+            (
+                "[settings.ntp]\ntime-servers = [\"t.example\\nserver evil\"]\n",
+                "settings.ntp.time-servers",
+            ),
+            (
+                "[settings.ecs]\nendpoint = \"http://cp\\nFLOTILLA_CLUSTER=x\"\n",
+                "settings.ecs.endpoint",
+            ),
+            (
+                "[settings.kernel.sysctl]\n\"vm.max_map_count\" = \"1\\n2\"\n",
+                "settings.kernel.sysctl",
+            ),
+        ] {
+            let e = parse("ud", ud).unwrap_err();
+            assert!(
+                matches!(&e, Error::InvalidSettings { key: k, .. } if k.starts_with(key)),
+                "{ud}: {e}"
+            );
+        }
+    }
 }

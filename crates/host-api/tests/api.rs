@@ -197,7 +197,8 @@ async fn commit_and_apply_restarts_only_affected_services() {
     assert_eq!(read_log(), "agent\n");
     let env = std::fs::read_to_string(s.dir.join("etc/flotilla/agent.env")).unwrap();
     assert!(
-        env.contains("FLOTILLA_CLUSTER=blue") && env.contains("FLOTILLA_ATTRIBUTES=tier=web"),
+        env.contains("FLOTILLA_CLUSTER=\"blue\"")
+            && env.contains("FLOTILLA_ATTRIBUTES=\"tier=web\""),
         "{env}"
     );
 
@@ -226,8 +227,10 @@ async fn commit_and_apply_restarts_only_affected_services() {
     s.shutdown().await;
 }
 
+/// A restart that fails after the commit is reported truthfully: 502 (not 500), naming the
+/// key and saying it is committed but not applied; and it is indeed committed.
 #[tokio::test]
-async fn failing_restart_command_is_reported() {
+async fn failing_restart_command_is_reported_as_committed_not_applied() {
     let d = tempfile::tempdir().unwrap();
     let restart = BTreeMap::from([(
         "agent".to_owned(),
@@ -236,14 +239,335 @@ async fn failing_restart_command_is_reported() {
     let s = Server::start(d.path(), restart, proc_sys(d.path())).await;
     let err = s
         .client
-        .set_doc(&json!({"ecs": {"cluster": "x"}}), "t")
+        .set_doc(&json!({"ecs": {"cluster": "x"}, "motd": "m"}), "t")
         .await
         .unwrap_err()
         .to_string();
     assert!(
-        err.contains("agent is broken") && err.contains("500"),
+        err.contains("agent is broken")
+            && err.contains("502")
+            && err.contains("settings.ecs.cluster: committed but not applied"),
         "{err}"
     );
+    assert!(!err.contains("settings.motd"), "motd applied fine: {err}");
+    let live = s.client.get_json("/settings").await.unwrap();
+    assert_eq!(live["ecs"]["cluster"], "x");
+    assert_eq!(
+        std::fs::read_to_string(s.dir.join("etc/motd")).unwrap(),
+        "m\n",
+        "the other services still apply"
+    );
+    // POST /tx/apply (nothing committed by that request) stays a plain 500
+    let (status, body) = s.client.raw("POST", "/tx/apply", None).await.unwrap();
+    assert_eq!(status, 500, "{}", String::from_utf8_lossy(&body));
+    s.shutdown().await;
+}
+
+/// Issue 10 (3): a sysctl the kernel refuses used to answer 500 and stay committed. It is
+/// rolled back: 400 naming the key, the previous value (or none) is live again, the rest of
+/// the transaction is committed and applied.
+#[tokio::test]
+async fn refused_sysctl_is_rolled_back_and_reported_naming_the_key() {
+    let d = tempfile::tempdir().unwrap();
+    let ps = proc_sys(d.path());
+    let s = Server::start(d.path(), BTreeMap::new(), ps.clone()).await;
+    let c = &s.client;
+    // no such sysctl: nothing committed for it
+    let (status, body) = set_raw(
+        c,
+        &json!({"kernel": {"sysctl": {"nosuch.knob": "1"}}, "motd": "kept"}),
+    )
+    .await;
+    let body = String::from_utf8_lossy(&body);
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body.contains("settings.kernel.sysctl.\"nosuch.knob\"")
+            && body.contains("rolled back")
+            && body.contains("not committed"),
+        "{body}"
+    );
+    let live = c.get_json("/settings").await.unwrap();
+    assert!(live.get("kernel").is_none(), "{live}");
+    assert_eq!(live["motd"], "kept");
+    assert!(
+        !std::fs::read_to_string(s.dir.join("etc/flotilla/sysctl.toml"))
+            .unwrap()
+            .contains("nosuch.knob"),
+        "sysctl.toml re-rendered from the restored settings"
+    );
+
+    // a key that applied before and now fails goes back to its previous value
+    std::fs::write(ps.join("vm/knob"), "0\n").unwrap();
+    let (status, _) = set_raw(c, &json!({"kernel": {"sysctl": {"vm.knob": "1"}}})).await;
+    assert_eq!(status, 200);
+    std::fs::remove_file(ps.join("vm/knob")).unwrap();
+    std::fs::create_dir(ps.join("vm/knob")).unwrap(); // writes now fail (EISDIR)
+    let (status, body) = set_raw(
+        c,
+        &json!({"kernel": {"sysctl": {"vm.knob": "2", "vm.max_map_count": "7"}}}),
+    )
+    .await;
+    let body = String::from_utf8_lossy(&body);
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body.contains("vm.knob") && !body.contains("max_map_count\\\""),
+        "{body}"
+    );
+    let live = c.get_json("/settings").await.unwrap();
+    assert_eq!(live["kernel"]["sysctl"]["vm.knob"], "1");
+    assert_eq!(live["kernel"]["sysctl"]["vm.max_map_count"], "7");
+    assert_eq!(
+        std::fs::read_to_string(ps.join("vm/max_map_count")).unwrap(),
+        "7\n"
+    );
+    // a refused sysctl committed earlier (commit without apply) is not this transaction's:
+    // it is not rolled back, and is reported as committed but not applied (502)
+    std::fs::remove_dir(ps.join("vm/knob")).unwrap();
+    c.call(
+        "PATCH",
+        "/settings?tx=old",
+        Some(br#"{"kernel":{"sysctl":{"nosuch.other":"1"}}}"#.to_vec()),
+    )
+    .await
+    .unwrap();
+    c.call("POST", "/tx/commit?tx=old", None).await.unwrap();
+    let (status, body) =
+        set_raw(c, &json!({"kernel": {"sysctl": {"vm.max_map_count": "8"}}})).await;
+    let body = String::from_utf8_lossy(&body);
+    assert_eq!(status, 502, "{body}");
+    assert!(
+        body.contains("settings.kernel.sysctl.\"nosuch.other\": committed but not applied"),
+        "{body}"
+    );
+    let live = c.get_json("/settings").await.unwrap();
+    assert_eq!(live["kernel"]["sysctl"]["nosuch.other"], "1");
+    assert_eq!(
+        std::fs::read_to_string(ps.join("vm/max_map_count")).unwrap(),
+        "8\n"
+    );
+    s.shutdown().await;
+}
+
+/// PATCHes into a fresh transaction and commit_and_apply's it; status and body of the latter.
+async fn set_raw(c: &Client, doc: &Value) -> (u16, Vec<u8>) {
+    let tx = format!("raw-{:08x}", rand_u32());
+    let (status, body) = c
+        .raw(
+            "PATCH",
+            &format!("/settings?tx={tx}"),
+            Some(doc.to_string().into_bytes()),
+        )
+        .await
+        .unwrap();
+    assert_eq!(status, 204, "{}", String::from_utf8_lossy(&body));
+    c.raw("POST", &format!("/tx/commit_and_apply?tx={tx}"), None)
+        .await
+        .unwrap()
+}
+
+fn rand_u32() -> u32 {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static N: AtomicU32 = AtomicU32::new(0);
+    N.fetch_add(1, Ordering::Relaxed)
+}
+
+/// Issue 10 (1): newlines in settings used to land as extra lines of resolv.conf, chrony.conf
+/// and agent.env. Every route refuses them with 400 naming the key, and nothing is rendered.
+#[tokio::test]
+async fn injected_lines_are_refused_with_400_naming_the_key() {
+    let d = tempfile::tempdir().unwrap();
+    let s = Server::start(d.path(), BTreeMap::new(), proc_sys(d.path())).await;
+    let c = &s.client;
+    for (body, key) in [
+        (
+            json!({"dns": {"search-list": ["corp.example\nnameserver 6.6.6.6"]}}),
+            "settings.dns.search-list",
+        ),
+        (
+            json!({"ntp": {"time-servers": ["time.example iburst\nserver 6.6.6.6"]}}),
+            "settings.ntp.time-servers",
+        ),
+        (
+            json!({"ecs": {"endpoint": "http://cp:8080\nFLOTILLA_CLUSTER=evil"}}),
+            "settings.ecs.endpoint",
+        ),
+        (
+            json!({"kernel": {"sysctl": {"vm.max_map_count": "1\n2"}}}),
+            "settings.kernel.sysctl",
+        ),
+        (
+            json!({"container-registry": {"credentials": [{"registry": "r", "password": "p\"\n[evil]"}]}}),
+            "settings.container-registry.credentials[0].password",
+        ),
+        (json!({"motd": "\u{1b}]0;owned\u{7}"}), "settings.motd"),
+    ] {
+        let (status, msg) = c
+            .raw(
+                "PATCH",
+                "/settings?tx=inj",
+                Some(body.to_string().into_bytes()),
+            )
+            .await
+            .unwrap();
+        let msg = String::from_utf8_lossy(&msg);
+        assert_eq!(status, 400, "{body}: {msg}");
+        assert!(msg.starts_with(key), "{body}: {msg}");
+    }
+    // the keypair route (apiclient set) too
+    let (status, msg) = c
+        .raw(
+            "PATCH",
+            "/settings/keypair?tx=inj",
+            Some(
+                json!({"request_payload": ["dns.search-list=[\"a.example\\nnameserver 6.6.6.6\"]"]})
+                    .to_string()
+                    .into_bytes(),
+            ),
+        )
+        .await
+        .unwrap();
+    assert_eq!(status, 400, "{}", String::from_utf8_lossy(&msg));
+    assert!(String::from_utf8_lossy(&msg).contains("settings.dns.search-list"));
+    assert_eq!(c.get_json("/tx/list").await.unwrap(), json!([]));
+    assert!(!s.dir.join("etc/resolv.conf").exists());
+    // valid values render one line each, agent.env values quoted
+    c.set_doc(
+        &json!({"dns": {"search-list": ["corp.example"], "name-servers": ["10.0.0.2"]},
+                "ntp": {"time-servers": ["time.example"]},
+                "ecs": {"endpoint": "http://cp:8080/x?a=1&b=$c"}}),
+        "t",
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        std::fs::read_to_string(s.dir.join("etc/resolv.conf")).unwrap(),
+        "nameserver 10.0.0.2\nsearch corp.example\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(s.dir.join("etc/chrony.conf")).unwrap(),
+        "pool time.example iburst\n"
+    );
+    let env = std::fs::read_to_string(s.dir.join("etc/flotilla/agent.env")).unwrap();
+    assert!(
+        env.contains("FLOTILLA_ENDPOINT=\"http://cp:8080/x?a=1&b=\\$c\"\n"),
+        "{env}"
+    );
+    s.shutdown().await;
+}
+
+/// Issue 10 (2): registry passwords were stored and rendered mode 0644.
+#[tokio::test]
+async fn registry_secrets_are_stored_and_rendered_0600() {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    let d = tempfile::tempdir().unwrap();
+    let s = Server::start(d.path(), BTreeMap::new(), proc_sys(d.path())).await;
+    s.client
+        .set_doc(
+            &json!({"container-registry": {"credentials": [
+                {"registry": "r.example", "username": "u", "password": "hunter2"}]},
+                "motd": "m"}),
+            "t",
+        )
+        .await
+        .unwrap();
+    let current = s.dir.join("data/datastore/current");
+    let live = current.join("live.json");
+    assert!(std::fs::read_to_string(&live).unwrap().contains("hunter2"));
+    assert_eq!(mode(&live), 0o600);
+    assert_eq!(mode(&std::fs::canonicalize(&current).unwrap()), 0o700);
+    assert_eq!(mode(&s.dir.join("data/datastore")), 0o700);
+    let reg = s.dir.join("etc/containerd/registries.toml");
+    assert!(std::fs::read_to_string(&reg).unwrap().contains("hunter2"));
+    assert_eq!(mode(&reg), 0o600);
+    // files without secrets stay readable
+    assert_eq!(mode(&s.dir.join("etc/motd")), 0o644);
+    // a pending transaction holding a password is 0600 too
+    s.client
+        .call(
+            "PATCH",
+            "/settings?tx=p",
+            Some(
+                br#"{"container-registry":{"credentials":[{"registry":"x","password":"pw"}]}}"#
+                    .to_vec(),
+            ),
+        )
+        .await
+        .unwrap();
+    assert_eq!(mode(&current.join("pending/p.json")), 0o600);
+    s.shutdown().await;
+}
+
+/// Issue 10 (4): pending transactions were unlimited.
+#[tokio::test]
+async fn pending_transactions_are_limited_with_4xx() {
+    let d = tempfile::tempdir().unwrap();
+    let s = Server::start(d.path(), BTreeMap::new(), proc_sys(d.path())).await;
+    let c = &s.client;
+    for i in 0..host_api::limits::MAX_PENDING_TX {
+        c.call(
+            "PATCH",
+            &format!("/settings?tx=t{i}"),
+            Some(br#"{"motd":"x"}"#.to_vec()),
+        )
+        .await
+        .unwrap();
+    }
+    let (status, msg) = c
+        .raw(
+            "PATCH",
+            "/settings?tx=extra",
+            Some(br#"{"motd":"x"}"#.to_vec()),
+        )
+        .await
+        .unwrap();
+    let msg = String::from_utf8_lossy(&msg);
+    assert_eq!(status, 429, "{msg}");
+    assert!(msg.contains("too many pending transactions"), "{msg}");
+    c.call("DELETE", "/tx?tx=t0", None).await.unwrap();
+    c.call(
+        "PATCH",
+        "/settings?tx=extra",
+        Some(br#"{"motd":"x"}"#.to_vec()),
+    )
+    .await
+    .unwrap();
+    // too many keys in one transaction
+    let many: serde_json::Map<String, Value> = (0..=host_api::limits::MAX_TX_KEYS)
+        .map(|i| (format!("k{i}"), json!("1")))
+        .collect();
+    let (status, msg) = c
+        .raw(
+            "PATCH",
+            "/settings?tx=t1",
+            Some(json!({"kernel": {"sysctl": many}}).to_string().into_bytes()),
+        )
+        .await
+        .unwrap();
+    assert_eq!(status, 413, "{}", String::from_utf8_lossy(&msg));
+    assert!(String::from_utf8_lossy(&msg).contains("keys"));
+    // a body over the limit is refused before it is read
+    let huge = format!(
+        r#"{{"motd":"{}"}}"#,
+        "x".repeat(host_api::limits::MAX_BODY_BYTES)
+    );
+    let (status, _) = c
+        .raw("PATCH", "/settings?tx=t1", Some(huge.into_bytes()))
+        .await
+        .unwrap();
+    assert_eq!(status, 413);
+    // a key of absurd depth is refused, and the server is still there
+    let deep = format!("motd{}=1", ".a".repeat(100_000));
+    let (status, _) = c
+        .raw(
+            "PATCH",
+            "/settings/keypair?tx=t1",
+            Some(json!({"request_payload": [deep]}).to_string().into_bytes()),
+        )
+        .await
+        .unwrap();
+    assert_eq!(status, 400);
+    assert_eq!(c.get_json("/tx?tx=t1").await.unwrap(), json!({"motd": "x"}));
     s.shutdown().await;
 }
 
