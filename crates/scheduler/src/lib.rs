@@ -45,10 +45,13 @@
 //!
 //! # Layout
 //!
-//! - [`query`]: the cluster query language (parser, AST, evaluation).
+//! - [`query`]: the cluster query language (lexer, parser, AST, evaluation,
+//!   dates).
 //! - [`spec`]: validated placement strategies and constraints, with ECS limits.
 //! - [`snapshot`]: the input types (cluster snapshot, task requests).
-//! - [`place`](mod@place): replica placement, the plan and failure reasons.
+//! - [`place`](mod@place): replica placement (the engine's working state,
+//!   feasibility, ranking, the selection index, selection), the plan and
+//!   failure reasons.
 //! - [`daemon`]: the DAEMON scheduling strategy.
 //! - [`scale_in`]: which tasks to stop when a service shrinks.
 //! - `testing` (feature `testing`): a Nomad-style harness and mock builders.
