@@ -254,6 +254,56 @@ def test_6_server_restart_mid_deployment_resumes_without_duplicates(cluster: Clu
         wait_for(lambda t=t: task_answers(cluster, t, REQUIRE_HOST_PORTS), f"task {t['taskArn']} to answer", deadline=30)
 
 
+def test_6b_bad_deploy_right_after_stable_then_node_loss_heals(cluster: Cluster):
+    """A new 6-task service (breaker + rollback) is deployed; right after `services-stable`
+    returns (its deployment is steady but not yet COMPLETED: the 40 s rule), a revision
+    whose container exits after 1 s is deployed, and a node dies. The breaker trips and
+    rolls back to the steady deployment; the service ends with one deployment and 6
+    RUNNING tasks of the good revision, none on the dead node, and the waiter returns."""
+    name = "flaky"
+    good = cluster.ecs.register_task_definition(
+        family=name, networkMode="bridge",
+        containerDefinitions=[{"name": "web", "image": "127.0.0.1:5000/httpd:latest", "memory": 32,
+                               "essential": True, "stopTimeout": 2,
+                               "portMappings": [{"containerPort": 8080, "hostPort": 0}]}],
+    )["taskDefinition"]["taskDefinitionArn"]
+    cluster.ecs.create_service(
+        cluster="default", serviceName=name, taskDefinition=good, desiredCount=DESIRED,
+        deploymentConfiguration={"minimumHealthyPercent": 100, "maximumPercent": 200,
+                                 "deploymentCircuitBreaker": {"enable": True, "rollback": True}})
+    out = cluster.aws("wait", "services-stable", "--cluster", "default", "--services", name)
+    assert out.returncode == 0, out.stderr
+    first = cluster.ecs.describe_services(cluster="default", services=[name])["services"][0]
+    assert first["deployments"][0]["rolloutState"] == "IN_PROGRESS", "the scenario needs a not-yet-COMPLETED deployment"
+    crash = cluster.ecs.register_task_definition(
+        family=name, networkMode="bridge",
+        containerDefinitions=[{"name": "web", "image": "127.0.0.1:5000/busybox:latest", "memory": 32,
+                               "essential": True, "command": ["sh", "-c", "sleep 1; exit 1"]}],
+    )["taskDefinition"]["taskDefinitionArn"]
+    cluster.ecs.update_service(cluster="default", service=name, taskDefinition=crash)
+    node3 = next(n for n in cluster.status()["nodes"] if n["index"] == 3)["container_instance_arn"]
+    cluster.crash_node(3)
+
+    def healed():
+        svc = cluster.ecs.describe_services(cluster="default", services=[name])["services"][0]
+        tasks = service_tasks(cluster.ecs, name)
+        ok = (len(svc["deployments"]) == 1 and svc["deployments"][0]["taskDefinition"] == good
+              and svc["runningCount"] == DESIRED and len(tasks) == DESIRED
+              and all(t["lastStatus"] == "RUNNING" and t["taskDefinitionArn"] == good
+                      and t["containerInstanceArn"] != node3 for t in tasks))
+        return svc if ok else None
+
+    svc = wait_for(healed, "the service to roll back and replace the dead node's tasks", deadline=LOST_AFTER + 150, interval=1)
+    events = " | ".join(e["message"] for e in svc["events"])
+    assert "deployment failed" in events and "rolling back" in events, events
+    out = cluster.aws("wait", "services-stable", "--cluster", "default", "--services", name)
+    assert out.returncode == 0, out.stderr
+    # Leave the cluster as the next test expects: node 3 back, this service gone.
+    cluster.up()
+    cluster.ecs.delete_service(cluster="default", service=name, force=True)
+    wait_for(lambda: not service_tasks(cluster.ecs, name), "the flaky service's tasks to stop", deadline=90)
+
+
 def test_7_down_leaves_nothing(cluster: Cluster):
     cluster.cli("down")
     assert leftovers(cluster) == []

@@ -28,6 +28,7 @@
 //! - [`log_broker`]: users' log reads carried to agents over their polls, answers back.
 //! - [`liveness`]: the timer that marks silent agents disconnected and their tasks lost.
 //! - [`error`]: [`EcsError`], one variant per ECS error code.
+//! - [`limits`]: the documented bounds on what one call or record may ask for.
 //!
 //! ## Current limitations
 //! The whole state lives in memory (twice: working and published copy); a cluster of
@@ -36,10 +37,12 @@
 pub mod controllers;
 pub mod engine;
 pub mod error;
+pub mod limits;
 pub mod liveness;
 pub mod log_broker;
 pub mod ops;
 pub mod paging;
+pub mod retention;
 pub mod state;
 
 pub use engine::{ControlPlane, Ctx};

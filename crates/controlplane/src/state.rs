@@ -5,8 +5,9 @@
 //! with a [`Scope`] (account + region): resources in different regions or accounts never
 //! see each other, as in ECS.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::ops::Bound;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use model::arn::{Arn, ResourceType};
 use model::wire;
@@ -116,6 +117,11 @@ pub struct TaskRecord {
     pub instance_id: Option<String>,
     /// RunTask's idempotency token.
     pub client_token: Option<String>,
+    /// Digest of the RunTask request that came with `client_token`: a retry with the
+    /// same token must repeat the same request (else `ConflictException`, as ECS).
+    /// Absent on tasks stored before it existed (their token then matches any request).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_token_fingerprint: Option<String>,
     /// Whether an agent has taken the task over (reported a state for it).
     pub agent_acknowledged: bool,
 }
@@ -131,6 +137,11 @@ pub struct ServiceRecord {
     pub name: String,
     /// As DescribeServices shows it.
     pub service: wire::Service,
+    /// Ids of the listed deployments that reached a steady state (every desired task
+    /// RUNNING, none of another deployment): rollback targets even before their rollout
+    /// is COMPLETED (see docs/services.md).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub steady_deployments: Vec<String>,
 }
 
 /// An account setting (per principal, or the account default).
@@ -247,14 +258,151 @@ pub struct ClusterCounts {
     pub pending_fargate: i64,
 }
 
+/// What ListTasks can narrow a cluster's tasks by, besides `desiredStatus` (see
+/// [`TaskLists`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum TaskFilter {
+    /// Every task (the value is empty).
+    All,
+    /// `containerInstance`: the id of the instance the task was placed on.
+    Instance,
+    /// `startedBy`.
+    StartedBy,
+    /// The task's `group` (`serviceName` lists group `service:<name>`).
+    Group,
+    /// `family`: the family of the task's definition.
+    Family,
+}
+
+/// One cluster's tasks by `(desiredStatus, filter, value)`, each set in id order: a page
+/// of ListTasks ranges over one set from the last id it returned, so it costs the same
+/// at any offset.
+pub type TaskLists = BTreeMap<(String, TaskFilter, String), BTreeSet<String>>;
+
+/// A record that retention deletes some time after it became INACTIVE.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Retained {
+    /// An INACTIVE (deleted) cluster.
+    Cluster(ClusterKey),
+    /// An INACTIVE (deleted) service.
+    Service(MemberKey),
+    /// An INACTIVE (deregistered) container instance.
+    Instance(MemberKey),
+}
+
+/// Task definition revisions of one family (derived).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FamilyCounts {
+    /// Revisions stored, whatever their status.
+    pub revisions: u32,
+    /// Of those, the ACTIVE ones.
+    pub active: u32,
+}
+
+/// Numbers the transitions into INACTIVE, process-wide, so that retention can tell an
+/// INACTIVE record from the same key made INACTIVE again later (see
+/// [`Derived::inactive`]).
+static INACTIVE_EPOCH: AtomicU64 = AtomicU64::new(1);
+
 /// Indexes derived from the records, kept up to date by [`State::apply`] so that
-/// placement and describes cost O(instances), not O(tasks).
+/// placement and describes cost O(instances), not O(tasks), every List page costs the
+/// same at any offset, and retention finds what expired without a scan.
 #[derive(Debug, Clone, Default)]
 pub struct Derived {
     /// Reservations per container instance.
     pub usage: HashMap<MemberKey, Usage>,
     /// Task counts per cluster.
     pub counts: HashMap<ClusterKey, ClusterCounts>,
+    /// ListTasks' indexes, per cluster.
+    pub task_lists: HashMap<ClusterKey, TaskLists>,
+    /// RunTask client tokens: (scope, cluster, token) → ids of the tasks it started.
+    pub client_tokens: HashMap<(Scope, String, String), BTreeSet<String>>,
+    /// Tasks per task definition ARN (any status): a revision still referenced is not
+    /// deleted.
+    pub definition_refs: HashMap<String, u32>,
+    /// STOPPED tasks by when they stopped (epoch milliseconds), oldest first.
+    pub stopped: BTreeSet<(i64, MemberKey)>,
+    /// INACTIVE clusters, services and instances, each with the number of its transition
+    /// into INACTIVE (unique in the process; a new number when it becomes INACTIVE
+    /// again, so retention restarts its clock).
+    pub inactive: BTreeMap<Retained, u64>,
+    /// Task definition revisions in DELETE_IN_PROGRESS.
+    pub deleting: BTreeSet<TaskDefKey>,
+    /// ACTIVE clusters (what ListClusters lists).
+    pub active_clusters: BTreeSet<ClusterKey>,
+    /// Services that are not INACTIVE (what ListServices lists).
+    pub listed_services: BTreeSet<MemberKey>,
+    /// Container instances by (scope, cluster, status, id).
+    pub instances_by_status: BTreeSet<(Scope, String, String, String)>,
+    /// Task definition revisions by (scope, status, family, revision).
+    pub definitions_by_status: BTreeSet<(Scope, String, String, i32)>,
+    /// Revisions per family.
+    pub families: BTreeMap<(Scope, String), FamilyCounts>,
+    /// Families by (scope, whether one of its revisions is ACTIVE, family).
+    pub families_by_status: BTreeSet<(Scope, bool, String)>,
+}
+
+/// The family of a task definition ARN (`…:task-definition/<family>:<revision>`).
+pub fn family_of_arn(arn: &str) -> Option<&str> {
+    arn.rsplit('/')
+        .next()
+        .and_then(|fr| fr.rsplit_once(':'))
+        .map(|(family, _)| family)
+}
+
+/// When a STOPPED task stopped (epoch seconds): `stoppedAt`, else the closest time
+/// recorded before it.
+pub fn stopped_at(t: &wire::Task) -> f64 {
+    t.stopped_at
+        .or(t.execution_stopped_at)
+        .or(t.stopping_at)
+        .or(t.created_at)
+        .unwrap_or(0.0)
+}
+
+fn millis(t: f64) -> i64 {
+    // Saturating float-to-int conversion; epoch milliseconds fit easily.
+    (t * 1000.0) as i64
+}
+
+/// The ListTasks index entries of a task (besides its desired status).
+fn task_filters(t: &TaskRecord) -> Vec<(TaskFilter, String)> {
+    let mut out = vec![(TaskFilter::All, String::new())];
+    if let Some(i) = &t.instance_id {
+        out.push((TaskFilter::Instance, i.clone()));
+    }
+    if let Some(b) = &t.task.started_by {
+        out.push((TaskFilter::StartedBy, b.clone()));
+    }
+    if let Some(g) = &t.task.group {
+        out.push((TaskFilter::Group, g.clone()));
+    }
+    if let Some(f) = t
+        .task
+        .task_definition_arn
+        .as_deref()
+        .and_then(family_of_arn)
+    {
+        out.push((TaskFilter::Family, f.to_owned()));
+    }
+    out
+}
+
+/// Adds `key` to or removes it from the set under `at` (dropping emptied sets).
+fn set_member<K: Ord + Clone, V: Ord + Clone>(
+    map: &mut BTreeMap<K, BTreeSet<V>>,
+    at: K,
+    key: &V,
+    add: bool,
+) {
+    if add {
+        map.entry(at).or_default().insert(key.clone());
+    } else if let Some(set) = map.get_mut(&at) {
+        set.remove(key);
+        if set.is_empty() {
+            map.remove(&at);
+        }
+    }
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -273,8 +421,119 @@ fn phase(t: &wire::Task) -> Phase {
 }
 
 impl Derived {
+    /// Adds (`sign` = 1) or removes (`sign` = -1) a task's entries in the list,
+    /// token, reference and retention indexes.
+    fn index_task(&mut self, t: &TaskRecord, sign: i64) {
+        let add = sign > 0;
+        let cluster = (t.scope.clone(), t.cluster.clone());
+        let desired = t.task.desired_status.clone().unwrap_or_default();
+        let lists = self.task_lists.entry(cluster.clone()).or_default();
+        for (filter, value) in task_filters(t) {
+            set_member(lists, (desired.clone(), filter, value), &t.id, add);
+        }
+        if lists.is_empty() {
+            self.task_lists.remove(&cluster);
+        }
+        if let Some(token) = &t.client_token {
+            let key = (t.scope.clone(), t.cluster.clone(), token.clone());
+            let ids = self.client_tokens.entry(key.clone()).or_default();
+            if add {
+                ids.insert(t.id.clone());
+            } else {
+                ids.remove(&t.id);
+            }
+            if ids.is_empty() {
+                self.client_tokens.remove(&key);
+            }
+        }
+        if let Some(arn) = &t.task.task_definition_arn {
+            let n = self.definition_refs.entry(arn.clone()).or_default();
+            if add {
+                *n += 1;
+            } else {
+                *n = n.saturating_sub(1);
+                if *n == 0 {
+                    self.definition_refs.remove(arn);
+                }
+            }
+        }
+        if t.task.last_status.as_deref() == Some("STOPPED") {
+            let entry = (
+                millis(stopped_at(&t.task)),
+                (t.scope.clone(), t.cluster.clone(), t.id.clone()),
+            );
+            if add {
+                self.stopped.insert(entry);
+            } else {
+                self.stopped.remove(&entry);
+            }
+        }
+    }
+
+    /// Records whether `key` is INACTIVE now (`was`: before this change).
+    fn mark_inactive(&mut self, key: Retained, was: bool, is: bool) {
+        if !is {
+            self.inactive.remove(&key);
+        } else if !was || !self.inactive.contains_key(&key) {
+            let epoch = INACTIVE_EPOCH.fetch_add(1, Ordering::Relaxed);
+            self.inactive.insert(key, epoch);
+        }
+    }
+
+    fn index_definition(&mut self, r: &TaskDefinitionRecord, sign: i64) {
+        let status = r.definition.status.map(|s| s.as_str()).unwrap_or("");
+        let entry = (
+            r.scope.clone(),
+            status.to_owned(),
+            r.family.clone(),
+            r.revision,
+        );
+        let key = (r.scope.clone(), r.family.clone(), r.revision);
+        let deleting = r.definition.status == Some(wire::TaskDefinitionStatus::DeleteInProgress);
+        let active = u32::from(r.definition.status == Some(wire::TaskDefinitionStatus::Active));
+        let family = (r.scope.clone(), r.family.clone());
+        let counts = self.families.entry(family.clone()).or_default();
+        self.families_by_status
+            .remove(&(r.scope.clone(), counts.active > 0, r.family.clone()));
+        if sign > 0 {
+            counts.revisions += 1;
+            counts.active += active;
+            self.definitions_by_status.insert(entry);
+            if deleting {
+                self.deleting.insert(key);
+            }
+        } else {
+            counts.revisions = counts.revisions.saturating_sub(1);
+            counts.active = counts.active.saturating_sub(active);
+            if counts.revisions == 0 {
+                self.families.remove(&family);
+            }
+            self.definitions_by_status.remove(&entry);
+            self.deleting.remove(&key);
+        }
+        if let Some(counts) = self.families.get(&family) {
+            self.families_by_status
+                .insert((r.scope.clone(), counts.active > 0, r.family.clone()));
+        }
+    }
+
+    fn index_instance(&mut self, r: &InstanceRecord, sign: i64) {
+        let entry = (
+            r.scope.clone(),
+            r.cluster.clone(),
+            r.instance.status.clone().unwrap_or_default(),
+            r.id.clone(),
+        );
+        if sign > 0 {
+            self.instances_by_status.insert(entry);
+        } else {
+            self.instances_by_status.remove(&entry);
+        }
+    }
+
     /// Adds (`sign` = 1) or removes (`sign` = -1) a task's contribution.
     fn account(&mut self, t: &TaskRecord, sign: i64) {
+        self.index_task(t, sign);
         let p = phase(&t.task);
         let fargate = i64::from(t.task.launch_type == Some(wire::LaunchType::Fargate));
         let c = self
@@ -391,15 +650,50 @@ impl State {
     fn put(&mut self, record: Record) {
         match record {
             Record::Cluster(r) => {
-                self.clusters.insert((r.scope.clone(), r.name.clone()), r);
+                let key = (r.scope.clone(), r.name.clone());
+                let was = self
+                    .clusters
+                    .get(&key)
+                    .is_some_and(|old| is_inactive(old.cluster.status.as_deref()));
+                let status = r.cluster.status.as_deref();
+                if status == Some("ACTIVE") {
+                    self.derived.active_clusters.insert(key.clone());
+                } else {
+                    self.derived.active_clusters.remove(&key);
+                }
+                self.derived.mark_inactive(
+                    Retained::Cluster(key.clone()),
+                    was,
+                    is_inactive(status),
+                );
+                self.clusters.insert(key, r);
             }
             Record::TaskDefinition(r) => {
-                self.task_definitions
-                    .insert((r.scope.clone(), r.family.clone(), r.revision), r);
+                let key = (r.scope.clone(), r.family.clone(), r.revision);
+                if let Some(old) = self.task_definitions.get(&key) {
+                    let old = old.clone();
+                    self.derived.index_definition(&old, -1);
+                }
+                self.derived.index_definition(&r, 1);
+                self.task_definitions.insert(key, r);
             }
             Record::Instance(r) => {
-                self.instances
-                    .insert((r.scope.clone(), r.cluster.clone(), r.id.clone()), r);
+                let key = (r.scope.clone(), r.cluster.clone(), r.id.clone());
+                let was = match self.instances.get(&key) {
+                    Some(old) => {
+                        let old = old.clone();
+                        self.derived.index_instance(&old, -1);
+                        is_inactive(old.instance.status.as_deref())
+                    }
+                    None => false,
+                };
+                self.derived.index_instance(&r, 1);
+                self.derived.mark_inactive(
+                    Retained::Instance(key.clone()),
+                    was,
+                    is_inactive(r.instance.status.as_deref()),
+                );
+                self.instances.insert(key, r);
             }
             Record::Task(r) => {
                 // Remove the old record's contribution first: both share the task id.
@@ -412,8 +706,20 @@ impl State {
                 self.tasks.insert(key, r);
             }
             Record::Service(r) => {
-                self.services
-                    .insert((r.scope.clone(), r.cluster.clone(), r.name.clone()), r);
+                let key = (r.scope.clone(), r.cluster.clone(), r.name.clone());
+                let was = self
+                    .services
+                    .get(&key)
+                    .is_some_and(|old| is_inactive(old.service.status.as_deref()));
+                let inactive = is_inactive(r.service.status.as_deref());
+                if inactive {
+                    self.derived.listed_services.remove(&key);
+                } else {
+                    self.derived.listed_services.insert(key.clone());
+                }
+                self.derived
+                    .mark_inactive(Retained::Service(key.clone()), was, inactive);
+                self.services.insert(key, r);
             }
             Record::Setting(r) => {
                 let key = setting_key(&r);
@@ -426,15 +732,25 @@ impl State {
     fn delete(&mut self, record: &Record) {
         match record {
             Record::Cluster(r) => {
-                self.clusters.remove(&(r.scope.clone(), r.name.clone()));
+                let key = (r.scope.clone(), r.name.clone());
+                self.clusters.remove(&key);
+                self.derived.active_clusters.remove(&key);
+                self.derived.inactive.remove(&Retained::Cluster(key));
             }
             Record::TaskDefinition(r) => {
-                self.task_definitions
-                    .remove(&(r.scope.clone(), r.family.clone(), r.revision));
+                if let Some(old) =
+                    self.task_definitions
+                        .remove(&(r.scope.clone(), r.family.clone(), r.revision))
+                {
+                    self.derived.index_definition(&old, -1);
+                }
             }
             Record::Instance(r) => {
-                self.instances
-                    .remove(&(r.scope.clone(), r.cluster.clone(), r.id.clone()));
+                let key = (r.scope.clone(), r.cluster.clone(), r.id.clone());
+                if let Some(old) = self.instances.remove(&key) {
+                    self.derived.index_instance(&old, -1);
+                }
+                self.derived.inactive.remove(&Retained::Instance(key));
             }
             Record::Task(r) => {
                 if let Some(old) =
@@ -445,8 +761,10 @@ impl State {
                 }
             }
             Record::Service(r) => {
-                self.services
-                    .remove(&(r.scope.clone(), r.cluster.clone(), r.name.clone()));
+                let key = (r.scope.clone(), r.cluster.clone(), r.name.clone());
+                self.services.remove(&key);
+                self.derived.listed_services.remove(&key);
+                self.derived.inactive.remove(&Retained::Service(key));
             }
             Record::Setting(r) => {
                 self.settings.remove(&setting_key(r));
@@ -487,6 +805,38 @@ impl State {
         in_cluster(&self.services, scope, cluster)
     }
 
+    /// The ids of one cluster's tasks of `desired` status that `filter` has `value`
+    /// for (ListTasks' index), in id order.
+    pub fn task_list(
+        &self,
+        scope: &Scope,
+        cluster: &str,
+        desired: &str,
+        filter: TaskFilter,
+        value: &str,
+    ) -> Option<&BTreeSet<String>> {
+        self.derived
+            .task_lists
+            .get(&(scope.clone(), cluster.to_owned()))?
+            .get(&(desired.to_owned(), filter, value.to_owned()))
+    }
+
+    /// The tasks a RunTask `clientToken` started in one cluster, in id order.
+    pub fn client_token_tasks<'a>(
+        &'a self,
+        scope: &Scope,
+        cluster: &str,
+        token: &str,
+    ) -> impl Iterator<Item = &'a TaskRecord> + 'a {
+        let key = (scope.clone(), cluster.to_owned(), token.to_owned());
+        let ids = self.derived.client_tokens.get(&key);
+        let (scope, cluster) = (scope.clone(), cluster.to_owned());
+        ids.into_iter().flatten().filter_map(move |id| {
+            self.tasks
+                .get(&(scope.clone(), cluster.clone(), id.clone()))
+        })
+    }
+
     /// What the tasks on one instance hold.
     pub fn usage(&self, scope: &Scope, cluster: &str, instance_id: &str) -> Option<&Usage> {
         self.derived
@@ -513,6 +863,10 @@ impl State {
         let end = (scope.clone(), family.to_owned(), i32::MAX);
         self.task_definitions.range(start..=end).map(|(_, v)| v)
     }
+}
+
+fn is_inactive(status: Option<&str>) -> bool {
+    status == Some("INACTIVE")
 }
 
 fn setting_key(r: &SettingRecord) -> SettingKey {
@@ -578,6 +932,7 @@ mod tests {
             },
             instance_id: Some("i1".into()),
             client_token: None,
+            client_token_fingerprint: None,
             agent_acknowledged: false,
         })
     }
@@ -630,10 +985,154 @@ mod tests {
                 reservation: Reservation::default(),
                 instance_id: None,
                 client_token: None,
+                client_token_fingerprint: None,
                 agent_acknowledged: false,
             })));
         }
         let ids: Vec<_> = s.tasks_in(&sc, "a").map(|t| t.id.as_str()).collect();
         assert_eq!(ids, ["1", "3"]);
+    }
+
+    /// The derived indexes of `s` equal those rebuilt from its records alone (the
+    /// INACTIVE transition numbers aside: a rebuild numbers them anew).
+    fn assert_indexes_match(s: &State) {
+        let mut fresh = State::default();
+        let records = s
+            .clusters
+            .values()
+            .map(|r| Record::Cluster(r.clone()))
+            .chain(
+                s.task_definitions
+                    .values()
+                    .map(|r| Record::TaskDefinition(r.clone())),
+            )
+            .chain(s.instances.values().map(|r| Record::Instance(r.clone())))
+            .chain(s.tasks.values().map(|r| Record::Task(r.clone())))
+            .chain(s.services.values().map(|r| Record::Service(r.clone())));
+        for r in records {
+            fresh.apply(&Change::Put(r));
+        }
+        let (a, b) = (&s.derived, &fresh.derived);
+        assert_eq!(a.usage, b.usage);
+        assert_eq!(a.counts, b.counts);
+        assert_eq!(a.task_lists, b.task_lists);
+        assert_eq!(a.client_tokens, b.client_tokens);
+        assert_eq!(a.definition_refs, b.definition_refs);
+        assert_eq!(a.stopped, b.stopped);
+        assert_eq!(
+            a.inactive.keys().collect::<Vec<_>>(),
+            b.inactive.keys().collect::<Vec<_>>()
+        );
+        assert_eq!(a.deleting, b.deleting);
+        assert_eq!(a.active_clusters, b.active_clusters);
+        assert_eq!(a.listed_services, b.listed_services);
+        assert_eq!(a.instances_by_status, b.instances_by_status);
+        assert_eq!(a.definitions_by_status, b.definitions_by_status);
+        assert_eq!(a.families, b.families);
+        assert_eq!(a.families_by_status, b.families_by_status);
+    }
+
+    /// Thousands of random puts and deletes of every kind of record: after each step
+    /// the incrementally kept indexes equal a rebuild from the records.
+    #[test]
+    fn derived_indexes_stay_equal_to_a_rebuild() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(10);
+        let sc = Scope::new("1", "r");
+        let mut s = State::default();
+        let pick = |rng: &mut rand::rngs::StdRng, xs: &[&str]| {
+            xs[rng.random_range(0..xs.len())].to_owned()
+        };
+        for step in 0..4000 {
+            let delete = rng.random_range(0..4) == 0;
+            let record = match rng.random_range(0..5) {
+                0 => Record::Cluster(ClusterRecord {
+                    scope: sc.clone(),
+                    name: pick(&mut rng, &["a", "b", "c"]),
+                    cluster: wire::Cluster {
+                        status: Some(pick(&mut rng, &["ACTIVE", "INACTIVE"])),
+                        ..Default::default()
+                    },
+                }),
+                1 => Record::TaskDefinition(TaskDefinitionRecord {
+                    scope: sc.clone(),
+                    family: pick(&mut rng, &["f", "g"]),
+                    revision: rng.random_range(1..4),
+                    definition: wire::TaskDefinition {
+                        status: Some(
+                            [
+                                wire::TaskDefinitionStatus::Active,
+                                wire::TaskDefinitionStatus::Inactive,
+                                wire::TaskDefinitionStatus::DeleteInProgress,
+                            ][rng.random_range(0..3)],
+                        ),
+                        ..Default::default()
+                    },
+                    tags: vec![],
+                }),
+                2 => Record::Instance(InstanceRecord {
+                    scope: sc.clone(),
+                    cluster: pick(&mut rng, &["a", "b"]),
+                    id: pick(&mut rng, &["i1", "i2", "i3"]),
+                    instance: wire::ContainerInstance {
+                        status: Some(pick(&mut rng, &["ACTIVE", "DRAINING", "INACTIVE"])),
+                        ..Default::default()
+                    },
+                    last_heartbeat: 0.0,
+                }),
+                3 => {
+                    let stopped = rng.random_range(0..2) == 0;
+                    Record::Task(TaskRecord {
+                        scope: sc.clone(),
+                        cluster: pick(&mut rng, &["a", "b"]),
+                        id: pick(&mut rng, &["t1", "t2", "t3", "t4", "t5"]),
+                        task: wire::Task {
+                            last_status: Some(
+                                if stopped { "STOPPED" } else { "RUNNING" }.to_owned(),
+                            ),
+                            desired_status: Some(pick(&mut rng, &["RUNNING", "STOPPED"])),
+                            group: Some(pick(&mut rng, &["service:x", "family:f"])),
+                            started_by: (rng.random_range(0..2) == 0).then(|| "ci".to_owned()),
+                            task_definition_arn: Some(format!(
+                                "arn:aws:ecs:r:1:task-definition/{}:1",
+                                pick(&mut rng, &["f", "g"])
+                            )),
+                            stopped_at: stopped.then_some(f64::from(rng.random_range(0..100))),
+                            ..Default::default()
+                        },
+                        reservation: Reservation {
+                            cpu: 10,
+                            memory: 10,
+                            ports_tcp: vec![],
+                            ports_udp: vec![],
+                        },
+                        instance_id: Some(pick(&mut rng, &["i1", "i2"])),
+                        client_token: (rng.random_range(0..2) == 0)
+                            .then(|| pick(&mut rng, &["k1", "k2"])),
+                        client_token_fingerprint: None,
+                        agent_acknowledged: true,
+                    })
+                }
+                _ => Record::Service(
+                    serde_json::from_value(serde_json::json!({
+                        "scope": sc,
+                        "cluster": pick(&mut rng, &["a", "b"]),
+                        "name": pick(&mut rng, &["x", "y"]),
+                        "service": {"status": pick(&mut rng, &["ACTIVE", "DRAINING", "INACTIVE"])}
+                    }))
+                    .unwrap(),
+                ),
+            };
+            s.apply(&if delete {
+                Change::Delete(record)
+            } else {
+                Change::Put(record)
+            });
+            if step % 50 == 0 {
+                assert_indexes_match(&s);
+            }
+        }
+        assert_indexes_match(&s);
+        assert!(!s.tasks.is_empty() && !s.derived.stopped.is_empty());
     }
 }

@@ -1175,3 +1175,352 @@ async fn restart_from_the_store_resumes_without_duplicates() {
     assert!(out.started.is_empty());
     assert_eq!(count(&cp), 3);
 }
+
+// ----- the deploy-state matrix (issue: a bad deploy right after a good one) -------------
+
+/// How far the previous deployment got before the bad one is deployed.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Previous {
+    /// Its rollout COMPLETED (tasks up for more than 40 s).
+    Completed,
+    /// Steady (what `services-stable` returns on: every task RUNNING, one deployment),
+    /// but not yet COMPLETED (the 40 s rule).
+    Steady,
+    /// Still starting its tasks.
+    InProgress,
+}
+
+impl Harness {
+    /// The node in `zone` is lost: its agent falls silent and liveness stops its tasks.
+    fn lose_node(&mut self, zone: &str) {
+        let lost = self.instance_id_in(zone);
+        // Its agent was last heard from long ago; every other agent just now.
+        let mut silent = self
+            .state
+            .instances
+            .values()
+            .find(|i| i.id == lost)
+            .expect("instance")
+            .clone();
+        silent.last_heartbeat = 0.0;
+        self.apply(&[Change::Put(Record::Instance(silent))]);
+        let seen: std::collections::HashMap<MemberKey, f64> = self
+            .state
+            .instances
+            .iter()
+            .filter(|(_, i)| i.id != lost)
+            .map(|(k, _)| (k.clone(), self.now))
+            .collect();
+        let mut ctx = self.ctx();
+        let (_, changes) = controlplane::ops::agent_channel::check_liveness(
+            &self.state,
+            &mut ctx,
+            &seen,
+            30.0,
+            60.0,
+        )
+        .expect("liveness");
+        self.apply(&changes);
+    }
+
+    /// One second: a reconcile pass, then one agent step.
+    fn step(&mut self) {
+        self.now += 1.0;
+        self.reconcile();
+        self.agent_step();
+    }
+
+    /// Tasks meant to run and RUNNING, by task definition.
+    fn running_of(&self, def: &str) -> usize {
+        self.tasks()
+            .filter(|t| {
+                t.task.desired_status.as_deref() == Some("RUNNING")
+                    && t.task.last_status.as_deref() == Some("RUNNING")
+                    && t.task.task_definition_arn.as_deref() == Some(def)
+            })
+            .count()
+    }
+}
+
+/// Runs one cell of the matrix: a 6-task service on 3 zones reaches `previous`, a
+/// revision whose tasks exit after starting is deployed, and a node is lost while
+/// that deployment is under way (`lose_node_after` steps in). Returns the harness and
+/// the good and bad revisions.
+fn bad_deploy(
+    breaker: bool,
+    rollback: bool,
+    previous: Previous,
+    lose_node_after: usize,
+) -> (Harness, String, String) {
+    let mut h = Harness::new(&["a", "b", "c"]);
+    let good = h.register("web", 128);
+    h.create_service(json!({"taskDefinition": good, "desiredCount": 6,
+        "deploymentConfiguration": {"deploymentCircuitBreaker":
+            {"enable": breaker, "rollback": rollback}}}));
+    match previous {
+        Previous::Completed => {
+            h.settle(|_| {});
+        }
+        Previous::Steady => {
+            for _ in 0..30 {
+                if stable(&h.service()) {
+                    break;
+                }
+                h.step();
+            }
+            let s = h.service();
+            assert!(stable(&s), "steady: {s:?}");
+            assert_ne!(
+                s.deployments.unwrap()[0].rollout_state,
+                Some(wire::DeploymentRolloutState::Completed),
+                "the 40 s rule keeps it IN_PROGRESS"
+            );
+        }
+        Previous::InProgress => {
+            h.now += 1.0;
+            h.reconcile();
+        }
+    }
+    let bad = h.register("web", 128);
+    h.behaviour.insert(bad.clone(), Behaviour::CrashAfterStart);
+    h.update_service(json!({"taskDefinition": bad}));
+    for _ in 0..lose_node_after {
+        h.step();
+    }
+    h.lose_node("a");
+    (h, good, bad)
+}
+
+/// Breaker and rollback on: whatever state the previous deployment was in, and
+/// wherever the node loss falls, the service rolls back to the good revision, settles
+/// with one deployment and six tasks of it, none on the lost node.
+#[test]
+fn matrix_breaker_with_rollback_always_converges_on_the_good_revision() {
+    for previous in [Previous::Completed, Previous::Steady, Previous::InProgress] {
+        for lose_after in [0, 3, 12] {
+            let (mut h, good, _bad) = bad_deploy(true, true, previous, lose_after);
+            h.settle(|_| {});
+            let s = h.service();
+            let cell = format!("previous {previous:?}, node lost after {lose_after} steps");
+            assert!(stable(&s), "{cell}: {s:?}");
+            assert_eq!(s.running_count, Some(6), "{cell}");
+            assert_eq!(h.running_of(&good), 6, "{cell}");
+            let d = &s.deployments.as_ref().unwrap()[0];
+            assert_eq!(d.task_definition.as_deref(), Some(good.as_str()), "{cell}");
+            assert_eq!(
+                d.rollout_state,
+                Some(wire::DeploymentRolloutState::Completed),
+                "{cell}"
+            );
+            let events = h.events();
+            assert!(
+                events.iter().any(|e| e.contains("deployment failed")),
+                "{cell}: {events:?}"
+            );
+            assert!(
+                events.iter().any(|e| e.contains("rolling back")),
+                "{cell}: {events:?}"
+            );
+        }
+    }
+}
+
+/// Breaker on, rollback off: the bad deployment is FAILED and launches nothing more, yet
+/// the service keeps six tasks running — lost ones are replaced with the last revision
+/// that did not fail — and both deployments stay listed until the user deploys again.
+#[test]
+fn matrix_breaker_without_rollback_keeps_desired_count_on_the_last_good_revision() {
+    for previous in [Previous::Completed, Previous::Steady, Previous::InProgress] {
+        for lose_after in [0, 3, 12] {
+            let (mut h, good, bad) = bad_deploy(true, false, previous, lose_after);
+            h.settle(|_| {});
+            let cell = format!("previous {previous:?}, node lost after {lose_after} steps");
+            let s = h.service();
+            let ds = s.deployments.clone().unwrap();
+            assert_eq!(
+                ds[0].task_definition.as_deref(),
+                Some(bad.as_str()),
+                "{cell}"
+            );
+            assert_eq!(
+                ds[0].rollout_state,
+                Some(wire::DeploymentRolloutState::Failed),
+                "{cell}"
+            );
+            assert_eq!(h.running_of(&good), 6, "{cell}: {s:?}");
+            assert_eq!(s.running_count, Some(6), "{cell}");
+            // Then the user deploys the good revision again: one deployment, stable.
+            h.update_service(json!({"taskDefinition": good, "forceNewDeployment": true}));
+            h.settle(|_| {});
+            assert!(stable(&h.service()), "{cell}");
+        }
+    }
+}
+
+/// Breaker off: nothing declares the bad revision failed, so (as ECS) the controller
+/// keeps trying it; old tasks are only replaced by new ones that prove healthy, so the
+/// good revision's surviving tasks keep serving, and capacity lost with the node is
+/// retried with the new revision at every step.
+#[test]
+fn matrix_without_breaker_keeps_trying_and_keeps_the_good_tasks() {
+    for previous in [Previous::Completed, Previous::Steady, Previous::InProgress] {
+        let (mut h, good, bad) = bad_deploy(false, false, previous, 3);
+        let cell = format!("previous {previous:?}");
+        let mut started_bad = 0;
+        for _ in 0..200 {
+            let before = h.tasks().count();
+            h.now += 1.0;
+            h.reconcile();
+            started_bad += h.tasks().count() - before;
+            // Never fewer alive tasks than desired once the controller has acted.
+            let alive = h.tasks().filter(|t| alive(t)).count();
+            assert!(alive >= 6, "{cell}: {alive} alive");
+            h.agent_step();
+        }
+        assert!(
+            started_bad > 20,
+            "{cell}: it keeps retrying ({started_bad})"
+        );
+        let gone: Vec<_> = h
+            .tasks()
+            .filter(|t| t.task.task_definition_arn.as_deref() == Some(good.as_str()))
+            .filter(|t| t.task.desired_status.as_deref() == Some("STOPPED"))
+            .map(|t| t.task.stopped_reason.clone())
+            .collect();
+        // Tasks of a previous rollout that were still PENDING made way at once (they
+        // were not serving); RUNNING ones off the lost node stay.
+        let expected = if previous == Previous::InProgress {
+            0
+        } else {
+            4
+        };
+        assert!(h.running_of(&good) >= expected, "{cell}: {gone:?}");
+        assert_eq!(
+            h.service().deployments.unwrap()[0]
+                .task_definition
+                .as_deref(),
+            Some(bad.as_str())
+        );
+    }
+}
+
+/// The first deployment of a service fails (nothing to roll back to): it stays the one
+/// deployment, FAILED, and keeps relaunching its tasks to hold desiredCount, at most
+/// once per FAILED_RELAUNCH_SECS after its last failure.
+#[test]
+fn a_failed_first_deployment_keeps_trying_throttled() {
+    let mut h = Harness::new(&["a", "b", "c"]);
+    let bad = h.register("web", 128);
+    h.behaviour.insert(bad.clone(), Behaviour::CrashAfterStart);
+    h.create_service(json!({"taskDefinition": bad, "desiredCount": 6,
+        "deploymentConfiguration": {"deploymentCircuitBreaker":
+            {"enable": true, "rollback": true}}}));
+    for _ in 0..40 {
+        h.step();
+    }
+    let s = h.service();
+    let ds = s.deployments.clone().unwrap();
+    assert_eq!(ds.len(), 1);
+    assert_eq!(
+        ds[0].rollout_state,
+        Some(wire::DeploymentRolloutState::Failed)
+    );
+    // Throttled: over the next 60 s at most ~2 relaunch rounds of 6.
+    let before = h.tasks().count();
+    let mut requeue = None;
+    for _ in 0..60 {
+        h.now += 1.0;
+        let out = h.reconcile();
+        requeue = requeue.or(out.requeue_after);
+        h.agent_step();
+    }
+    let launched = h.tasks().count() - before;
+    assert!(launched > 0, "it keeps trying");
+    assert!(launched <= 18, "throttled: {launched} launches in 60 s");
+    assert!(requeue.is_some(), "the throttle asks to be woken");
+}
+
+/// A stored service beyond the limits (written before they existed) is reported and
+/// skipped, not acted on: no task is started, an event says why.
+#[test]
+fn a_stored_service_beyond_the_limits_is_reported_and_skipped() {
+    let mut h = Harness::new(&["a"]);
+    h.create_service(json!({"taskDefinition": "web", "desiredCount": 1}));
+    let key = h.key();
+    let mut rec = h.state.services.get(&key).unwrap().clone();
+    rec.service.desired_count = Some(i32::MAX);
+    h.apply(&[Change::Put(Record::Service(rec))]);
+    let out = h.reconcile();
+    assert!(out.started.is_empty());
+    assert!(
+        out.events[0].contains("cannot be reconciled: desiredCount 2147483647"),
+        "{:?}",
+        out.events
+    );
+    // Said once, not on every pass.
+    h.now += 1.0;
+    assert!(h.reconcile().events.is_empty());
+}
+
+/// CreateService and UpdateService refuse counts beyond ECS's tasks-per-service quota.
+#[test]
+fn desired_count_beyond_the_quota_is_refused() {
+    let mut h = Harness::new(&["a"]);
+    let mut ctx = h.ctx();
+    let err = services::create(
+        &h.state,
+        &mut ctx,
+        req(
+            json!({"cluster": "c", "serviceName": "big", "taskDefinition": "web",
+                   "desiredCount": 2147483647}),
+        ),
+    )
+    .unwrap_err();
+    assert_eq!(err.code(), "InvalidParameterException");
+    assert!(err.to_string().contains("5000"), "{err}");
+    h.create_service(json!({"taskDefinition": "web", "desiredCount": 1}));
+    let mut ctx = h.ctx();
+    let err = services::update(
+        &h.state,
+        &mut ctx,
+        req(json!({"cluster": "c", "service": "web", "desiredCount": 5001})),
+    )
+    .unwrap_err();
+    assert_eq!(err.code(), "InvalidParameterException");
+}
+
+/// A pass starts at most MAX_STARTS_PER_PASS tasks and asks to be run again at once.
+#[test]
+fn one_pass_starts_a_bounded_number_of_tasks() {
+    let mut h = Harness::new(&[]);
+    for i in 0..60 {
+        let z = ["a", "b", "c"][i % 3];
+        h.add_instance(z);
+    }
+    h.register("tiny", 8);
+    h.create_service(json!({"taskDefinition": "tiny", "desiredCount": 1200}));
+    let out = h.reconcile();
+    let max = usize::try_from(controlplane::limits::MAX_STARTS_PER_PASS).unwrap();
+    assert_eq!(out.started.len(), max);
+    assert_eq!(out.requeue_after, Some(0.0));
+}
+
+/// A rollout's new tasks count as healthy 40 s after they start: the pass that sees them
+/// RUNNING asks to be woken then, so no timer needs to poll the service.
+#[test]
+fn a_pass_asks_to_be_woken_when_tasks_turn_healthy_by_time() {
+    let mut h = Harness::new(&["a", "b"]);
+    h.create_service(json!({"taskDefinition": "web", "desiredCount": 2}));
+    h.now += 1.0;
+    h.reconcile();
+    h.agent_step(); // RUNNING at h.now
+    let started = h.now;
+    h.now += 1.0;
+    let out = h.reconcile();
+    let after = out.requeue_after.expect("a wake-up for the 40 s rule");
+    assert!(
+        (h.now + after - (started + 40.0)).abs() < 1e-6,
+        "woken at {} for tasks started at {started}",
+        h.now + after
+    );
+}

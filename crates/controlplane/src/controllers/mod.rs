@@ -8,11 +8,15 @@
 //!
 //! - [`service`]: the service controller (replica and daemon scheduling, rolling
 //!   deployments, circuit breaker, draining instances, scale-in, events).
-//! - [`runner`]: the only IO part: wakes on published changes and on a timer and feeds
-//!   the reconcilers to the single writer, with a retry/backoff error policy.
+//! - [`runner`]: the only IO part: a work queue of the services whose records changed
+//!   (fed by [`ControlPlane::watch_changes`](crate::ControlPlane::watch_changes)) or
+//!   that asked to be woken (`requeue_after`), fed to the single writer together, with a
+//!   retry/backoff error policy.
 
 pub mod runner;
 pub mod service;
 
-pub use runner::{RunnerConfig, spawn_controllers, spawn_controllers_with};
+pub use runner::{
+    RunnerConfig, WorkQueue, services_touched, spawn_controllers, spawn_controllers_with,
+};
 pub use service::{ServiceOutcome, reconcile_service, services_needing_work};

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use model::wire;
-use scheduler::query::{Query, QueryTarget};
+use scheduler::query::{MAX_EXPRESSION_LEN, Query, QueryTarget};
 
 use crate::engine::{Ctx, Written};
 use crate::error::{EcsError, invalid};
@@ -13,13 +13,92 @@ use crate::ops::instances::{MAX_CUSTOM_ATTRIBUTES, Usage, count_custom, find, va
 use crate::paging::{PageRequest, paginate};
 use crate::state::{Change, InstanceRecord, Record, Scope, State};
 
-/// Parses a `filter`/`expression` with a message that names the field.
+/// Most levels a cluster-query expression may nest: `(`s and `not`/`!` prefixes that
+/// are open at once. The query parser recurses once (or three times, for a `(`) per
+/// level, so without a bound a 2000-byte expression of `(`s or `!`s overflows a
+/// worker thread's stack and aborts the server; real expressions nest a few levels.
+pub const MAX_QUERY_NESTING: usize = 32;
+
+/// An upper bound of how deeply `source` nests (see [`MAX_QUERY_NESTING`]): open
+/// parentheses plus the `not`/`!` prefixes waiting for their operand in every open
+/// parenthesis. Quoted values are skipped; `!=` and `!~` are operators, not prefixes.
+/// It may count an operator such as `!in` as a prefix, never the other way round.
+pub fn query_nesting(source: &str) -> usize {
+    let bytes = source.as_bytes();
+    // Prefixes pending in each open parenthesis (and their sum), and in the current one.
+    let (mut open, mut open_sum, mut pending, mut max) = (Vec::new(), 0usize, 0usize, 0usize);
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'(' => {
+                open.push(pending);
+                open_sum += pending;
+                pending = 0;
+            }
+            b')' => {
+                // The parenthesis was the operand of the prefixes before it.
+                open_sum -= open.pop().unwrap_or(0);
+                pending = 0;
+            }
+            b'!' if !matches!(bytes.get(i + 1), Some(b'=' | b'~')) => pending += 1,
+            q @ (b'"' | b'\'') => {
+                let end = bytes[i + 1..].iter().position(|b| *b == q);
+                i = end.map_or(bytes.len(), |e| i + 1 + e);
+                pending = 0;
+            }
+            b if b.is_ascii_alphanumeric() || b == b'_' => {
+                let start = i;
+                while i + 1 < bytes.len()
+                    && (bytes[i + 1].is_ascii_alphanumeric() || bytes[i + 1] == b'_')
+                {
+                    i += 1;
+                }
+                let word = &source[start..=i];
+                if word.eq_ignore_ascii_case("not") {
+                    pending += 1;
+                } else if !["and", "or", "in", "exists"]
+                    .iter()
+                    .any(|k| word.eq_ignore_ascii_case(k))
+                {
+                    pending = 0;
+                }
+            }
+            _ => {}
+        }
+        max = max.max(open.len() + open_sum + pending);
+        i += 1;
+    }
+    max
+}
+
+/// Parses a `filter`/`expression` with a message that names the field; refuses one
+/// nested deeper than [`MAX_QUERY_NESTING`] before it reaches the recursive parser.
 pub fn compile_filter(source: &str) -> Result<Query, EcsError> {
-    Query::parse(source).map_err(|e| {
-        invalid(format!(
-            "filter {source:?} is not a valid cluster query: {e}"
-        ))
-    })
+    compile_query("filter", source)
+}
+
+/// [`compile_filter`] for any member (`field` names it in the message, which quotes at
+/// most the first 100 characters of the expression).
+pub fn compile_query(field: &str, source: &str) -> Result<Query, EcsError> {
+    let shown: String = source.chars().take(100).collect();
+    let shown = if shown.len() < source.len() {
+        format!("{shown:?}…")
+    } else {
+        format!("{shown:?}")
+    };
+    // Longer expressions are refused by the parser before it recurses.
+    let nesting = if source.len() <= MAX_EXPRESSION_LEN {
+        query_nesting(source)
+    } else {
+        0
+    };
+    if nesting > MAX_QUERY_NESTING {
+        return Err(invalid(format!(
+            "{field} {shown} is not a valid cluster query: it nests {nesting} levels deep; the limit is {MAX_QUERY_NESTING}."
+        )));
+    }
+    Query::parse(source)
+        .map_err(|e| invalid(format!("{field} {shown} is not a valid cluster query: {e}")))
 }
 
 struct InstanceTarget<'a> {
@@ -233,30 +312,32 @@ pub fn list(
             "attributeValue can only be given together with attributeName.",
         ));
     }
-    let mut items = Vec::new();
-    for rec in state.instances_in(scope, &cluster.name) {
-        if rec.instance.status.as_deref() == Some("INACTIVE") {
-            continue;
-        }
-        for a in rec.instance.attributes.as_deref().unwrap_or(&[]) {
-            if req
-                .attribute_name
-                .as_ref()
-                .is_some_and(|n| a.name.as_ref() != Some(n))
-            {
-                continue;
-            }
-            if req
-                .attribute_value
-                .as_ref()
-                .is_some_and(|v| a.value.as_ref() != Some(v))
-            {
-                continue;
-            }
-            let key = format!("{}\u{0}{}", rec.id, a.name.as_deref().unwrap_or(""));
-            items.push((key, shown(a, rec)));
-        }
-    }
+    // The attributes of one instance that the filters select, keyed `<id>\0<name>`
+    // (in key order: an instance's attributes sorted by name).
+    let of_instance = |rec: &InstanceRecord| {
+        let mut attrs: Vec<(String, wire::Attribute)> = rec
+            .instance
+            .attributes
+            .as_deref()
+            .unwrap_or(&[])
+            .iter()
+            .filter(|a| {
+                req.attribute_name
+                    .as_ref()
+                    .is_none_or(|n| a.name.as_ref() == Some(n))
+                    && req
+                        .attribute_value
+                        .as_ref()
+                        .is_none_or(|v| a.value.as_ref() == Some(v))
+            })
+            .map(|a| {
+                let key = format!("{}\u{0}{}", rec.id, a.name.as_deref().unwrap_or(""));
+                (key, shown(a, rec))
+            })
+            .collect();
+        attrs.sort_by(|a, b| a.0.cmp(&b.0));
+        attrs
+    };
     let filters = format!(
         "{}|{}|{}",
         cluster.name,
@@ -272,10 +353,86 @@ pub fn list(
             req.max_results,
             req.next_token.as_deref(),
         ),
-        items,
+        // From the instance of the last key on (its attributes up to that key are
+        // dropped by the page).
+        |after| {
+            let from = after
+                .map(|k| k.split('\u{0}').next().unwrap_or(k))
+                .unwrap_or("");
+            let start = (scope.clone(), cluster.name.clone(), from.to_owned());
+            Ok(crate::paging::counted(state.instances.range(start..))
+                .take_while(|((s, c, _), _)| s == scope && *c == cluster.name)
+                .map(|(_, rec)| rec)
+                .filter(|rec| rec.instance.status.as_deref() != Some("INACTIVE"))
+                .flat_map(of_instance))
+        },
     )?;
     Ok(wire::ListAttributesResponse {
         attributes: Some(page.items),
         next_token: page.next_token,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nesting_counts_open_parentheses_and_pending_prefixes() {
+        assert_eq!(query_nesting("agentConnected == true"), 0);
+        assert_eq!(query_nesting("(agentConnected == true)"), 1);
+        assert_eq!(query_nesting("((a == b))"), 2);
+        assert_eq!(query_nesting("not not not a == b"), 3);
+        assert_eq!(query_nesting("!!a == b"), 2);
+        // Flat expressions stay flat, however long.
+        let flat = vec!["(attribute:a != b)"; 80].join(" and ");
+        assert_eq!(query_nesting(&flat), 1);
+        assert_eq!(query_nesting(&vec!["not a == b"; 100].join(" or ")), 1);
+        // Operators are not prefixes; quoted values are skipped.
+        assert_eq!(query_nesting("a != b and c !~ d*"), 0);
+        assert_eq!(query_nesting("attribute:x == '((((((('"), 0);
+        // Prefixes of an outer parenthesis stay pending inside it.
+        assert_eq!(query_nesting("not (not (not (a == b)))"), 6);
+        assert_eq!(
+            query_nesting(&("(".repeat(900) + "a == b" + &")".repeat(900))),
+            900
+        );
+        assert_eq!(query_nesting(&"!".repeat(1900)), 1900);
+    }
+
+    /// Fuzz finding: a filter of a few hundred `(` (or ~2000 `!`) within the 2000-byte
+    /// expression limit overflowed the query parser's stack and aborted the server.
+    #[test]
+    fn deeply_nested_filters_are_refused_not_parsed() {
+        for source in [
+            "(".repeat(900) + "agentConnected == true" + &")".repeat(900),
+            "!".repeat(1970) + "agentConnected == true",
+            "not ".repeat(490) + "agentConnected == true",
+            "!(".repeat(650) + "agentConnected == true" + &")".repeat(650),
+        ] {
+            let e = compile_filter(&source).unwrap_err();
+            assert_eq!(e.code(), "InvalidParameterException");
+            assert!(e.to_string().contains("nests"), "{e}");
+            assert!(
+                e.to_string().len() < 300,
+                "the message quotes the whole filter: {e}"
+            );
+        }
+        let ok = "(".repeat(MAX_QUERY_NESTING)
+            + "agentConnected == true"
+            + &")".repeat(MAX_QUERY_NESTING);
+        assert!(compile_filter(&ok).is_ok());
+        assert!(
+            compile_filter(
+                "not (attribute:ecs.instance-type =~ t3.* and !(runningTasksCount > 3))"
+            )
+            .is_ok()
+        );
+    }
+
+    #[test]
+    fn a_long_filter_is_quoted_shortly() {
+        let e = compile_filter(&"x".repeat(100_000)).unwrap_err();
+        assert!(e.to_string().len() < 300, "{e}");
+    }
 }

@@ -1,6 +1,8 @@
 //! Clusters: CreateCluster, DeleteCluster, DescribeClusters, ListClusters, UpdateCluster,
 //! UpdateClusterSettings, PutClusterCapacityProviders.
 
+use std::ops::Bound;
+
 use model::arn::ResourceType;
 use model::wire::{self, ClusterField};
 
@@ -9,7 +11,7 @@ use crate::error::{EcsError, invalid};
 use crate::ops::common::{
     DEFAULT_CLUSTER, active_cluster, check_len, cluster_name, is_valid_name, missing, validate_tags,
 };
-use crate::paging::{PageRequest, paginate};
+use crate::paging::{PageRequest, counted, paginate, start_after};
 use crate::state::{Change, ClusterRecord, Record, Scope, State};
 
 /// The capacity providers every cluster may use without creating them.
@@ -286,24 +288,14 @@ pub fn describe_clusters(
     })
 }
 
-/// ListClusters: ACTIVE clusters' ARNs, in name order.
+/// ListClusters: ACTIVE clusters' ARNs, in name order. A page ranges over the index of
+/// ACTIVE clusters from the last name it returned, so every page costs the same.
 pub fn list_clusters(
     state: &State,
     scope: &Scope,
     now: f64,
     req: wire::ListClustersRequest,
 ) -> Result<wire::ListClustersResponse, EcsError> {
-    let items = state
-        .clusters
-        .range((scope.clone(), String::new())..)
-        .take_while(|((s, _), _)| s == scope)
-        .filter(|(_, c)| c.cluster.status.as_deref() == Some("ACTIVE"))
-        .map(|((_, name), c)| {
-            (
-                name.clone(),
-                c.cluster.cluster_arn.clone().unwrap_or_default(),
-            )
-        });
     let page = paginate(
         &PageRequest::ascending(
             &state.meta.paging_secret,
@@ -313,7 +305,26 @@ pub fn list_clusters(
             req.max_results,
             req.next_token.as_deref(),
         ),
-        items,
+        |after| {
+            let start = start_after(
+                after.map(|name| (scope.clone(), name.to_owned())),
+                (scope.clone(), String::new()),
+            );
+            Ok(counted(
+                state
+                    .derived
+                    .active_clusters
+                    .range((start, Bound::Unbounded)),
+            )
+            .take_while(move |(s, _)| s == scope)
+            .filter_map(|key| state.clusters.get(key))
+            .map(|c| {
+                (
+                    c.name.clone(),
+                    c.cluster.cluster_arn.clone().unwrap_or_default(),
+                )
+            }))
+        },
     )?;
     Ok(wire::ListClustersResponse {
         cluster_arns: Some(page.items),

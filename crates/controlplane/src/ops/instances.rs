@@ -3,6 +3,7 @@
 //! and what each instance has left after its tasks' reservations.
 
 use std::collections::{BTreeMap, HashMap};
+use std::ops::Bound;
 
 use model::arn::ResourceType;
 use model::wire::{self, ContainerInstanceStatus};
@@ -11,7 +12,7 @@ use serde::Deserialize;
 use crate::engine::{Ctx, Written};
 use crate::error::{EcsError, client, invalid};
 use crate::ops::common::{active_cluster, check_len, member_id, validate_tags};
-use crate::paging::{PageRequest, paginate};
+use crate::paging::{PageRequest, counted, merge_ascending, paginate, start_after};
 pub use crate::state::Usage;
 use crate::state::{Change, InstanceRecord, Record, Scope, State};
 
@@ -198,8 +199,10 @@ pub fn register(
         validate_attribute(a)?;
     }
     if count_custom(&custom) > MAX_CUSTOM_ATTRIBUTES {
-        return Err(EcsError::AttributeLimitExceeded(format!(
-            "You can apply up to {MAX_CUSTOM_ATTRIBUTES} custom attributes for each resource."
+        // RegisterContainerInstance declares no AttributeLimitExceededException (only
+        // PutAttributes does): the limit is a bad parameter here.
+        return Err(invalid(format!(
+            "attributes: you can apply up to {MAX_CUSTOM_ATTRIBUTES} custom attributes for each resource."
         )));
     }
     let tags = req.tags.unwrap_or_default();
@@ -411,7 +414,8 @@ pub fn describe(
 }
 
 /// ListContainerInstances, optionally filtered by status and a cluster-query-language
-/// expression.
+/// expression. A page ranges over the instances of the asked status (ACTIVE and DRAINING
+/// by default) from the last id it returned.
 pub fn list(
     state: &State,
     scope: &Scope,
@@ -424,36 +428,32 @@ pub fn list(
         None => None,
     };
     let status = req.status;
-    let usage = usage_by_instance(state, scope, &cluster.name);
-    let mut items = Vec::new();
-    for rec in state.instances_in(scope, &cluster.name) {
-        let st = rec.instance.status.as_deref().unwrap_or("");
-        let wanted = match status {
-            Some(s) => st == s.as_str(),
-            None => matches!(st, "ACTIVE" | "DRAINING"),
-        };
-        if !wanted {
-            continue;
-        }
-        if let Some(f) = &filter
-            && !crate::ops::attributes::instance_matches(state, rec, usage.get(&rec.id), f)
-        {
-            continue;
-        }
-        items.push((
-            rec.id.clone(),
-            rec.instance
-                .container_instance_arn
-                .clone()
-                .unwrap_or_default(),
-        ));
-    }
     let filters = format!(
         "{}|{}|{}",
         cluster.name,
         status.map(|s| s.as_str()).unwrap_or(""),
         req.filter.as_deref().unwrap_or("")
     );
+    // The instances of one status from just after `after`, in id order.
+    let of_status = |st: &'static str, after: Option<&str>| {
+        let key = |id: &str| {
+            (
+                scope.clone(),
+                cluster.name.clone(),
+                st.to_owned(),
+                id.to_owned(),
+            )
+        };
+        let start = start_after(after.map(key), key(""));
+        counted(
+            state
+                .derived
+                .instances_by_status
+                .range((start, Bound::Unbounded)),
+        )
+        .take_while(move |(s, c, status, _)| s == scope && *c == cluster.name && status == st)
+        .map(|(_, _, _, id)| (id.clone(), ()))
+    };
     let page = paginate(
         &PageRequest::ascending(
             &state.meta.paging_secret,
@@ -463,7 +463,36 @@ pub fn list(
             req.max_results,
             req.next_token.as_deref(),
         ),
-        items,
+        |after| {
+            let ids: Box<dyn Iterator<Item = (String, ())>> = match status {
+                Some(s) => Box::new(of_status(s.as_str(), after)),
+                None => Box::new(merge_ascending(
+                    of_status("ACTIVE", after),
+                    of_status("DRAINING", after),
+                )),
+            };
+            Ok(ids
+                .filter_map(|(id, ())| {
+                    state
+                        .instances
+                        .get(&(scope.clone(), cluster.name.clone(), id))
+                })
+                .filter(|rec| {
+                    filter.as_ref().is_none_or(|f| {
+                        let usage = state.usage(scope, &cluster.name, &rec.id);
+                        crate::ops::attributes::instance_matches(state, rec, usage, f)
+                    })
+                })
+                .map(|rec| {
+                    (
+                        rec.id.clone(),
+                        rec.instance
+                            .container_instance_arn
+                            .clone()
+                            .unwrap_or_default(),
+                    )
+                }))
+        },
     )?;
     Ok(wire::ListContainerInstancesResponse {
         container_instance_arns: Some(page.items),
@@ -520,4 +549,44 @@ pub fn update_state(
         },
         changes,
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Fuzz finding: more than 10 custom attributes answered AttributeLimitExceededException,
+    /// an error botocore's RegisterContainerInstance does not declare.
+    #[test]
+    fn too_many_attributes_at_registration_are_an_invalid_parameter() {
+        let scope = Scope::new("000000000000", "us-east-1");
+        let mut state = State::default();
+        let mut ctx = Ctx::new(scope.clone(), 1000.0, 1);
+        let (_, changes) = crate::ops::clusters::create_cluster(
+            &state,
+            &mut ctx,
+            wire::CreateClusterRequest::default(),
+        )
+        .unwrap();
+        for c in &changes {
+            state.apply(c);
+        }
+        let attributes = |n: usize| {
+            (0..n)
+                .map(|i| wire::Attribute {
+                    name: Some(format!("a{i}")),
+                    value: Some("v".into()),
+                    ..Default::default()
+                })
+                .collect::<Vec<_>>()
+        };
+        let req = |n| wire::RegisterContainerInstanceRequest {
+            attributes: Some(attributes(n)),
+            ..Default::default()
+        };
+        let e = register(&state, &mut ctx, req(11)).unwrap_err();
+        assert_eq!(e.code(), "InvalidParameterException", "{e}");
+        assert!(e.to_string().contains("up to 10 custom attributes"), "{e}");
+        assert!(register(&state, &mut ctx, req(10)).is_ok());
+    }
 }

@@ -8,6 +8,7 @@ use model::wire::{self, DeploymentRolloutState, LaunchType, SchedulingStrategy};
 
 use crate::engine::{Ctx, Written};
 use crate::error::{EcsError, invalid};
+use crate::limits::{MAX_SERVICES_PER_CLUSTER, MAX_TASKS_PER_SERVICE};
 use crate::ops::common::{active_cluster, check_len, is_valid_name, missing, validate_tags};
 use crate::ops::task_definitions;
 use crate::ops::tasks::{is_pending, is_running};
@@ -25,6 +26,20 @@ fn validate_deployment_configuration(c: &wire::DeploymentConfiguration) -> Resul
     if !(100..=200).contains(&max) {
         return Err(invalid(format!(
             "deploymentConfiguration.maximumPercent must be between 100 and 200, got {max}."
+        )));
+    }
+    Ok(())
+}
+
+/// `desiredCount` must be 0..=[`MAX_TASKS_PER_SERVICE`] (ECS's tasks-per-service quota).
+fn check_desired_count(desired: i32) -> Result<(), EcsError> {
+    if desired < 0 {
+        return Err(invalid("desiredCount must not be negative."));
+    }
+    if desired > MAX_TASKS_PER_SERVICE {
+        return Err(invalid(format!(
+            "desiredCount {desired} is more than the {MAX_TASKS_PER_SERVICE} tasks a service \
+             can run."
         )));
     }
     Ok(())
@@ -180,8 +195,17 @@ pub fn create(
         (SchedulingStrategy::Daemon, None) => 0,
         (SchedulingStrategy::Replica, d) => d.unwrap_or(0),
     };
-    if desired < 0 {
-        return Err(invalid("desiredCount must not be negative."));
+    check_desired_count(desired)?;
+    let services_here = state
+        .services_in(&ctx.scope, &cluster.name)
+        .filter(|s| s.service.status.as_deref() != Some("INACTIVE"))
+        .count();
+    if services_here >= MAX_SERVICES_PER_CLUSTER {
+        return Err(invalid(format!(
+            "Cluster {} already has {services_here} services, the most a cluster can have \
+             ({MAX_SERVICES_PER_CLUSTER}). Delete a service and try again.",
+            cluster.name
+        )));
     }
     if req.launch_type == Some(LaunchType::Fargate) {
         return Err(EcsError::UnsupportedFeature(
@@ -257,6 +281,7 @@ pub fn create(
         cluster: cluster.name.clone(),
         name,
         service,
+        steady_deployments: Vec::new(),
     };
     let shown = describe_one(state, &rec, true);
     Ok((
@@ -292,9 +317,7 @@ pub fn update(
     let mut rec = active_service(state, &ctx.scope, &cluster.name, req.service.as_deref())?.clone();
     let s = &mut rec.service;
     if let Some(d) = req.desired_count {
-        if d < 0 {
-            return Err(invalid("desiredCount must not be negative."));
-        }
+        check_desired_count(d)?;
         if s.scheduling_strategy == Some(SchedulingStrategy::Daemon) {
             return Err(invalid(
                 "desiredCount cannot be changed for a DAEMON service.",
@@ -441,7 +464,8 @@ pub fn describe(
     })
 }
 
-/// ListServices: ACTIVE and DRAINING services of a cluster.
+/// ListServices: ACTIVE and DRAINING services of a cluster, in name order. A page ranges
+/// over the index of listed services from the last name it returned.
 pub fn list(
     state: &State,
     scope: &Scope,
@@ -449,20 +473,6 @@ pub fn list(
     req: wire::ListServicesRequest,
 ) -> Result<wire::ListServicesResponse, EcsError> {
     let cluster = active_cluster(state, scope, req.cluster.as_deref())?;
-    let items = state
-        .services_in(scope, &cluster.name)
-        .filter(|s| s.service.status.as_deref() != Some("INACTIVE"))
-        .filter(|s| req.launch_type.is_none() || s.service.launch_type == req.launch_type)
-        .filter(|s| {
-            req.scheduling_strategy.is_none()
-                || s.service.scheduling_strategy == req.scheduling_strategy
-        })
-        .map(|s| {
-            (
-                s.name.clone(),
-                s.service.service_arn.clone().unwrap_or_default(),
-            )
-        });
     let filters = format!(
         "{}|{}|{}",
         cluster.name,
@@ -478,7 +488,29 @@ pub fn list(
             req.max_results,
             req.next_token.as_deref(),
         ),
-        items,
+        |after| {
+            let key = |name: &str| (scope.clone(), cluster.name.clone(), name.to_owned());
+            let start = crate::paging::start_after(after.map(key), key(""));
+            Ok(crate::paging::counted(
+                state
+                    .derived
+                    .listed_services
+                    .range((start, std::ops::Bound::Unbounded)),
+            )
+            .take_while(|(s, c, _)| s == scope && *c == cluster.name)
+            .filter_map(|key| state.services.get(key))
+            .filter(|s| req.launch_type.is_none() || s.service.launch_type == req.launch_type)
+            .filter(|s| {
+                req.scheduling_strategy.is_none()
+                    || s.service.scheduling_strategy == req.scheduling_strategy
+            })
+            .map(|s| {
+                (
+                    s.name.clone(),
+                    s.service.service_arn.clone().unwrap_or_default(),
+                )
+            }))
+        },
     )?;
     Ok(wire::ListServicesResponse {
         service_arns: Some(page.items),

@@ -2,7 +2,7 @@
 //! DeleteTaskDefinitions, DescribeTaskDefinition, ListTaskDefinitions,
 //! ListTaskDefinitionFamilies; and what a definition reserves on an instance.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 
 use model::arn::{ResourceType, is_arn};
 use model::size;
@@ -10,8 +10,9 @@ use model::wire::{self, Compatibility, NetworkMode, TaskDefinitionStatus};
 
 use crate::engine::{Ctx, Written};
 use crate::error::{EcsError, client, invalid};
+use crate::ops::attributes::compile_query;
 use crate::ops::common::{check_len, is_valid_name, parse_arn_in_scope, validate_tags};
-use crate::paging::{PageRequest, paginate};
+use crate::paging::{PageRequest, counted, paginate};
 use crate::state::{Change, Record, Scope, State, TaskDefinitionRecord};
 use scheduler::snapshot::HostPort;
 
@@ -453,11 +454,24 @@ fn validate_definition(
             )));
         }
     }
-    check_len(
-        req.placement_constraints.as_deref().unwrap_or(&[]),
-        10,
-        "placementConstraints",
-    )?;
+    let constraints = req.placement_constraints.as_deref().unwrap_or(&[]);
+    check_len(constraints, 10, "placementConstraints")?;
+    for (i, c) in constraints.iter().enumerate() {
+        if c.r#type.is_none() {
+            return Err(invalid(format!(
+                "placementConstraints[{i}].type is required."
+            )));
+        }
+        // Checked here, as ECS does, not first when a task is placed: a definition whose
+        // expression cannot be parsed could never run anywhere.
+        let field = format!("placementConstraints[{i}].expression");
+        match c.expression.as_deref().filter(|e| !e.trim().is_empty()) {
+            Some(e) => {
+                compile_query(&field, e)?;
+            }
+            None => return Err(invalid(format!("{field} is required for memberOf."))),
+        }
+    }
     Ok((cpu.map(|c| c.to_string()), memory.map(|m| m.to_string())))
 }
 
@@ -651,34 +665,38 @@ fn sort_key(family: &str, revision: i32) -> String {
     format!("{family}\u{0}{revision:010}")
 }
 
+/// The (family, revision) a [`sort_key`] was made of.
+fn parse_sort_key(key: &str) -> Result<(String, i32), EcsError> {
+    key.split_once('\u{0}')
+        .and_then(|(f, r)| Some((f.to_owned(), r.parse().ok()?)))
+        .ok_or_else(crate::paging::unreadable_token)
+}
+
 /// ListTaskDefinitions: by family then revision, ascending unless `sort` says DESC.
+/// A page ranges from the last (family, revision) it returned: over the family's
+/// revisions when `familyPrefix` names one, else over the index of revisions of the
+/// asked status, so every page costs the same.
 pub fn list(
     state: &State,
     scope: &Scope,
     now: f64,
     req: wire::ListTaskDefinitionsRequest,
 ) -> Result<wire::ListTaskDefinitionsResponse, EcsError> {
+    use std::ops::Bound::{Excluded, Included};
     let status = req.status.unwrap_or(TaskDefinitionStatus::Active);
     let descending = req.sort == Some(wire::SortOrder::Desc);
+    // ECS's familyPrefix is the full family name (not a prefix), as its documentation says.
     let family = req.family_prefix.clone();
-    let iter = state
-        .task_definitions
-        .range((scope.clone(), String::new(), i32::MIN)..)
-        .take_while(|((s, _, _), _)| s == scope)
-        .filter(|((_, f, _), r)| {
-            family.as_deref().is_none_or(|x| x == f) && r.definition.status == Some(status)
-        })
-        .map(|((_, f, rev), r)| {
-            (
-                sort_key(f, *rev),
-                r.definition.task_definition_arn.clone().unwrap_or_default(),
-            )
-        });
-    let mut items: Vec<_> = iter.collect();
-    if descending {
-        items.reverse();
-    }
-    let filters = format!("{status}|{}|{descending}", family.unwrap_or_default());
+    let filters = format!(
+        "{status}|{}|{descending}",
+        family.clone().unwrap_or_default()
+    );
+    let arn = |r: &TaskDefinitionRecord| {
+        (
+            sort_key(&r.family, r.revision),
+            r.definition.task_definition_arn.clone().unwrap_or_default(),
+        )
+    };
     let page = paginate(
         &PageRequest {
             secret: &state.meta.paging_secret,
@@ -690,7 +708,59 @@ pub fn list(
             next_token: req.next_token.as_deref(),
             descending,
         },
-        items,
+        |after| {
+            let after = after.map(parse_sort_key).transpose()?;
+            let items: Box<dyn Iterator<Item = (String, String)>> = match &family {
+                Some(f) => {
+                    let key = |rev: i32| (scope.clone(), f.clone(), rev);
+                    let (lo, hi) = match (&after, descending) {
+                        (Some((_, rev)), false) => (Excluded(key(*rev)), Included(key(i32::MAX))),
+                        (Some((_, rev)), true) => (Included(key(i32::MIN)), Excluded(key(*rev))),
+                        (None, _) => (Included(key(i32::MIN)), Included(key(i32::MAX))),
+                    };
+                    let range = state.task_definitions.range((lo, hi));
+                    let range: Box<dyn Iterator<Item = _>> = if descending {
+                        Box::new(counted(range.rev()))
+                    } else {
+                        Box::new(counted(range))
+                    };
+                    Box::new(
+                        range
+                            .map(|(_, r)| r)
+                            .filter(move |r| r.definition.status == Some(status))
+                            .map(arn),
+                    )
+                }
+                None => {
+                    let st = status.as_str();
+                    let key = |f: String, rev: i32| (scope.clone(), st.to_owned(), f, rev);
+                    // Every key of this status lies below (scope, "<status>\0", …).
+                    let end = (scope.clone(), format!("{st}\u{0}"), String::new(), i32::MIN);
+                    let (lo, hi) = match (after, descending) {
+                        (Some((f, rev)), false) => (Excluded(key(f, rev)), Excluded(end)),
+                        (Some((f, rev)), true) => (
+                            Included(key(String::new(), i32::MIN)),
+                            Excluded(key(f, rev)),
+                        ),
+                        (None, _) => (Included(key(String::new(), i32::MIN)), Excluded(end)),
+                    };
+                    let range = state.derived.definitions_by_status.range((lo, hi));
+                    let range: Box<dyn Iterator<Item = _>> = if descending {
+                        Box::new(counted(range.rev()))
+                    } else {
+                        Box::new(counted(range))
+                    };
+                    Box::new(
+                        range
+                            .filter_map(|(s, _, f, rev)| {
+                                state.task_definitions.get(&(s.clone(), f.clone(), *rev))
+                            })
+                            .map(arn),
+                    )
+                }
+            };
+            Ok(items)
+        },
     )?;
     Ok(wire::ListTaskDefinitionsResponse {
         task_definition_arns: Some(page.items),
@@ -699,37 +769,17 @@ pub fn list(
 }
 
 /// ListTaskDefinitionFamilies: families by status (ACTIVE: has an ACTIVE revision;
-/// INACTIVE: has none; ALL, the default).
+/// INACTIVE: has none; ALL, the default). A page ranges over the index of families (of
+/// that status) from the last family it returned, or from the prefix.
 pub fn list_families(
     state: &State,
     scope: &Scope,
     now: f64,
     req: wire::ListTaskDefinitionFamiliesRequest,
 ) -> Result<wire::ListTaskDefinitionFamiliesResponse, EcsError> {
-    let mut families: BTreeMap<&str, bool> = BTreeMap::new();
-    for ((s, f, _), r) in state
-        .task_definitions
-        .range((scope.clone(), String::new(), i32::MIN)..)
-    {
-        if s != scope {
-            break;
-        }
-        let active = families.entry(f.as_str()).or_insert(false);
-        *active |= r.definition.status == Some(TaskDefinitionStatus::Active);
-    }
+    use std::ops::Bound::{Excluded, Included, Unbounded};
     let status = req.status.unwrap_or(wire::TaskDefinitionFamilyStatus::All);
     let prefix = req.family_prefix.clone().unwrap_or_default();
-    let items = families
-        .into_iter()
-        .filter(|(f, active)| {
-            f.starts_with(&prefix)
-                && match status {
-                    wire::TaskDefinitionFamilyStatus::Active => *active,
-                    wire::TaskDefinitionFamilyStatus::Inactive => !*active,
-                    wire::TaskDefinitionFamilyStatus::All => true,
-                }
-        })
-        .map(|(f, _)| (f.to_owned(), f.to_owned()));
     let filters = format!("{status}|{prefix}");
     let page = paginate(
         &PageRequest::ascending(
@@ -740,7 +790,35 @@ pub fn list_families(
             req.max_results,
             req.next_token.as_deref(),
         ),
-        items,
+        |after| {
+            let from = match after {
+                Some(f) if f >= prefix.as_str() => Excluded(f.to_owned()),
+                _ => Included(prefix.clone()),
+            };
+            let named = |f: &String| f.starts_with(&prefix);
+            let items: Box<dyn Iterator<Item = (String, String)>> = match status {
+                wire::TaskDefinitionFamilyStatus::All => {
+                    let start = from.map(|f| (scope.clone(), f));
+                    Box::new(
+                        counted(state.derived.families.range((start, Unbounded)))
+                            .map(|((s, f), _)| (s, f))
+                            .take_while(move |(s, f)| *s == scope && named(f))
+                            .map(|(_, f)| (f.clone(), f.clone())),
+                    )
+                }
+                wire::TaskDefinitionFamilyStatus::Active
+                | wire::TaskDefinitionFamilyStatus::Inactive => {
+                    let active = status == wire::TaskDefinitionFamilyStatus::Active;
+                    let start = from.map(|f| (scope.clone(), active, f));
+                    Box::new(
+                        counted(state.derived.families_by_status.range((start, Unbounded)))
+                            .take_while(move |(s, a, f)| s == scope && *a == active && named(f))
+                            .map(|(_, _, f)| (f.clone(), f.clone())),
+                    )
+                }
+            };
+            Ok(items)
+        },
     )?;
     Ok(wire::ListTaskDefinitionFamiliesResponse {
         families: Some(page.items),
@@ -776,6 +854,60 @@ fn dependency_cycle(containers: &[wire::ContainerDefinition]) -> Option<Vec<Stri
                     .map(|c| c.name.clone().unwrap_or_default())
                     .collect(),
             );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn register_with(constraints: serde_json::Value) -> Result<(), EcsError> {
+        let req: wire::RegisterTaskDefinitionRequest = serde_json::from_value(serde_json::json!({
+            "family": "web",
+            "containerDefinitions": [{"name": "a", "image": "busybox", "memory": 16}],
+            "placementConstraints": constraints,
+        }))
+        .unwrap();
+        let mut ctx = Ctx::new(Scope::new("000000000000", "us-east-1"), 1000.0, 1);
+        register(&State::default(), &mut ctx, req).map(|_| ())
+    }
+
+    /// Fuzz finding: a definition's memberOf expression was stored unchecked, and a
+    /// deeply nested one overflowed the query parser's stack (aborting the server) at
+    /// the first RunTask; now it is checked, depth first, when registered.
+    #[test]
+    fn placement_expressions_are_checked_when_registered() {
+        assert!(
+            register_with(serde_json::json!([{"type": "memberOf", "expression": "attribute:ecs.instance-type =~ t3.*"}]))
+                .is_ok()
+        );
+        let deep = "(".repeat(900) + "agentConnected == true" + &")".repeat(900);
+        for (constraints, needle) in [
+            (
+                serde_json::json!([{"type": "memberOf", "expression": deep}]),
+                "nests 900 levels",
+            ),
+            (
+                serde_json::json!([{"type": "memberOf", "expression": "!".repeat(1990)}]),
+                "nests",
+            ),
+            (
+                serde_json::json!([{"type": "memberOf", "expression": "attribute:x = y"}]),
+                "placementConstraints[0].expression",
+            ),
+            (
+                serde_json::json!([{"type": "memberOf"}]),
+                "placementConstraints[0].expression is required",
+            ),
+            (
+                serde_json::json!([{"expression": "agentConnected == true"}]),
+                "placementConstraints[0].type is required",
+            ),
+        ] {
+            let e = register_with(constraints).unwrap_err();
+            assert_eq!(e.code(), "InvalidParameterException", "{e}");
+            assert!(e.to_string().contains(needle), "{e}");
         }
     }
 }

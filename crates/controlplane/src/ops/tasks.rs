@@ -1,6 +1,8 @@
 //! Tasks: RunTask, StartTask, StopTask, DescribeTasks, ListTasks; building a task from
 //! its definition; and placing tasks on instances.
 
+use std::ops::Bound;
+
 use model::arn::ResourceType;
 use model::lifecycle::TaskStatus;
 use model::wire::{self, Compatibility, LaunchType, NetworkMode, TaskDefinitionStatus};
@@ -12,10 +14,10 @@ use crate::ops::common::{
 };
 use crate::ops::instances::{self, integer_resource, port_resource};
 use crate::ops::task_definitions::{self, host_ports, network_mode};
-use crate::paging::{PageRequest, paginate};
+use crate::paging::{PageRequest, counted, paginate, start_after};
 use crate::state::{
     Change, ClusterRecord, InstanceRecord, Record, Reservation, Scope, State, TaskDefinitionRecord,
-    TaskRecord, Usage,
+    TaskFilter, TaskRecord, Usage,
 };
 use scheduler::snapshot::{
     ClusterSnapshot, HostPort, HostPorts, InstanceStatus, InstanceView, PortRange, TaskRequest,
@@ -445,6 +447,7 @@ pub fn build_task(
         reservation,
         instance_id: Some(instance.id.clone()),
         client_token: spec.client_token.clone(),
+        client_token_fingerprint: None,
         agent_acknowledged: false,
     }
 }
@@ -594,6 +597,85 @@ fn place(
     (placed, failures)
 }
 
+/// How long a RunTask `clientToken` stays in use: ECS keeps a token for 24 hours (less
+/// when its tasks are gone sooner; here, when retention deletes them).
+pub const CLIENT_TOKEN_TTL_SECS: f64 = 24.0 * 3600.0;
+
+/// Most characters of a RunTask `clientToken` (ECS: 64).
+pub const MAX_CLIENT_TOKEN_LEN: usize = 64;
+
+/// ECS: "Up to 64 characters are allowed. The valid characters are characters in the
+/// range of 33-126, inclusive."
+fn validate_client_token(token: &str) -> Result<(), EcsError> {
+    if token.is_empty()
+        || token.len() > MAX_CLIENT_TOKEN_LEN
+        || !token.bytes().all(|b| (33..=126).contains(&b))
+    {
+        return Err(invalid(format!(
+            "clientToken must be 1-{MAX_CLIENT_TOKEN_LEN} characters in the range of 33-126 (printable ASCII, no spaces)."
+        )));
+    }
+    Ok(())
+}
+
+/// A digest of every parameter of a RunTask request but its `clientToken`, as parsed
+/// (so the order of the JSON members does not matter; any other difference does).
+fn request_fingerprint(req: &wire::RunTaskRequest) -> Result<String, EcsError> {
+    use sha2::Digest;
+    let mut bare = req.clone();
+    bare.client_token = None;
+    let bytes = serde_json::to_vec(&bare).map_err(|e| EcsError::Server(e.to_string()))?;
+    Ok(hex::encode(&sha2::Sha256::digest(&bytes)[..16]))
+}
+
+/// What a RunTask whose `clientToken` was used before answers: the same tasks (as they
+/// are now) when the request is the same, `ConflictException` when it is not (ECS:
+/// "The provided clientToken is already in use with a different RunTask request"), or
+/// `None` when the token is not in use (never used in this cluster, used more than
+/// [`CLIENT_TOKEN_TTL_SECS`] ago, or its tasks are gone). Tokens are per cluster, as
+/// ECS's: the same token in another cluster is another request.
+fn client_token_replay(
+    state: &State,
+    scope: &Scope,
+    cluster: &str,
+    token: &str,
+    fingerprint: &str,
+    now: f64,
+) -> Result<Option<wire::RunTaskResponse>, EcsError> {
+    let earlier: Vec<&TaskRecord> = state
+        .client_token_tasks(scope, cluster, token)
+        .filter(|t| {
+            t.task
+                .created_at
+                .is_none_or(|at| now - at < CLIENT_TOKEN_TTL_SECS)
+        })
+        .collect();
+    if earlier.is_empty() {
+        return Ok(None);
+    }
+    // Tasks stored before fingerprints existed match any request.
+    if earlier.iter().any(|t| {
+        t.client_token_fingerprint
+            .as_deref()
+            .is_some_and(|f| f != fingerprint)
+    }) {
+        let arns: Vec<&str> = earlier
+            .iter()
+            .filter_map(|t| t.task.task_arn.as_deref())
+            .collect();
+        return Err(EcsError::Conflict(format!(
+            "The provided clientToken is already in use with a different RunTask request. \
+             Run RunTask with a unique clientToken, or with this clientToken and the original \
+             set of parameters. Tasks already associated with the clientToken: {}.",
+            arns.join(", ")
+        )));
+    }
+    Ok(Some(wire::RunTaskResponse {
+        tasks: Some(earlier.iter().map(|t| t.task.clone()).collect()),
+        failures: Some(vec![]),
+    }))
+}
+
 /// RunTask: places up to 10 tasks of a definition on the cluster's instances.
 pub fn run_task(
     state: &State,
@@ -634,25 +716,24 @@ pub fn run_task(
     if let Some(o) = &req.overrides {
         validate_overrides(&def.definition, o)?;
     }
-    if let Some(token) = &req.client_token {
-        if token.is_empty() || token.len() > 64 {
-            return Err(invalid("clientToken must be 1-64 characters."));
+    let fingerprint = match &req.client_token {
+        Some(token) => {
+            validate_client_token(token)?;
+            let fingerprint = request_fingerprint(&req)?;
+            if let Some(earlier) = client_token_replay(
+                state,
+                &ctx.scope,
+                &cluster.name,
+                token,
+                &fingerprint,
+                ctx.now,
+            )? {
+                return Ok((earlier, vec![]));
+            }
+            Some(fingerprint)
         }
-        let earlier: Vec<wire::Task> = state
-            .tasks_in(&ctx.scope, &cluster.name)
-            .filter(|t| t.client_token.as_ref() == Some(token))
-            .map(|t| t.task.clone())
-            .collect();
-        if !earlier.is_empty() {
-            return Ok((
-                wire::RunTaskResponse {
-                    tasks: Some(earlier),
-                    failures: Some(vec![]),
-                },
-                vec![],
-            ));
-        }
-    }
+        None => None,
+    };
     let spec = TaskSpec {
         group: req.group,
         started_by: req.started_by,
@@ -684,7 +765,7 @@ pub fn run_task(
         .unwrap_or_else(|| format!("family:{}", def.family));
     let request = task_request(def, spec.overrides.as_ref(), &group);
     let requests = vec![request; usize::try_from(count).unwrap_or(1)];
-    let (placed, failures) = place(
+    let (mut placed, failures) = place(
         ctx,
         cluster,
         def,
@@ -693,10 +774,17 @@ pub fn run_task(
         &requests,
         &placement,
     );
+    if fingerprint.is_some() {
+        // A retry answers the token's tasks in id order: so does the first answer.
+        placed.sort_by(|a, b| a.id.cmp(&b.id));
+    }
     let tasks = placed.iter().map(|t| t.task.clone()).collect();
     let changes = placed
         .into_iter()
-        .map(|t| Change::Put(Record::Task(t)))
+        .map(|mut t| {
+            t.client_token_fingerprint.clone_from(&fingerprint);
+            Change::Put(Record::Task(t))
+        })
         .collect();
     Ok((
         wire::RunTaskResponse {
@@ -915,6 +1003,11 @@ pub fn describe(
 }
 
 /// ListTasks with ECS's filters; `desiredStatus` defaults to RUNNING.
+///
+/// The state indexes each cluster's tasks by desired status and by each filter
+/// ([`TaskFilter`]); a page ranges over the smallest index that the request's filters
+/// select, from the last id it returned, and checks the other filters on each task, so
+/// a page costs the same at any offset.
 pub fn list(
     state: &State,
     scope: &Scope,
@@ -943,25 +1036,40 @@ pub fn list(
         .as_deref()
         .map(|s| format!("service:{}", s.rsplit('/').next().unwrap_or(s)));
     let family = req.family.as_deref();
-    let items = state
-        .tasks_in(scope, &cluster.name)
-        .filter(|t| t.task.desired_status.as_deref() == Some(desired.as_str()))
-        .filter(|t| instance_id.is_none() || t.instance_id == instance_id)
-        .filter(|t| req.started_by.is_none() || t.task.started_by == req.started_by)
-        .filter(|t| service_group.is_none() || t.task.group == service_group)
-        .filter(|t| req.launch_type.is_none() || t.task.launch_type == req.launch_type)
-        .filter(|t| {
-            family.is_none_or(|f| {
+    let wanted = |t: &TaskRecord| {
+        t.task.desired_status.as_deref() == Some(desired.as_str())
+            && (instance_id.is_none() || t.instance_id == instance_id)
+            && (req.started_by.is_none() || t.task.started_by == req.started_by)
+            && (service_group.is_none() || t.task.group == service_group)
+            && (req.launch_type.is_none() || t.task.launch_type == req.launch_type)
+            && family.is_none_or(|f| {
                 t.task
                     .task_definition_arn
                     .as_deref()
-                    .and_then(|a| a.rsplit('/').next())
-                    .and_then(|fr| fr.rsplit_once(':'))
-                    .map(|(fam, _)| fam)
+                    .and_then(crate::state::family_of_arn)
                     == Some(f)
             })
-        })
-        .map(|t| (t.id.clone(), t.task.task_arn.clone().unwrap_or_default()));
+    };
+    // The smallest index the filters select (every filter is checked on each task).
+    let empty = std::collections::BTreeSet::new();
+    let index = [
+        Some((TaskFilter::All, "")),
+        instance_id.as_deref().map(|v| (TaskFilter::Instance, v)),
+        req.started_by
+            .as_deref()
+            .map(|v| (TaskFilter::StartedBy, v)),
+        service_group.as_deref().map(|v| (TaskFilter::Group, v)),
+        family.map(|v| (TaskFilter::Family, v)),
+    ]
+    .into_iter()
+    .flatten()
+    .map(|(filter, value)| {
+        state
+            .task_list(scope, &cluster.name, desired.as_str(), filter, value)
+            .unwrap_or(&empty)
+    })
+    .min_by_key(|ids| ids.len())
+    .unwrap_or(&empty);
     let filters = format!(
         "{}|{desired}|{}|{}|{}|{}|{}",
         cluster.name,
@@ -980,7 +1088,17 @@ pub fn list(
             req.max_results,
             req.next_token.as_deref(),
         ),
-        items,
+        |after| {
+            let start = start_after(after.map(str::to_owned), String::new());
+            Ok(counted(index.range((start, Bound::Unbounded)))
+                .filter_map(|id| {
+                    state
+                        .tasks
+                        .get(&(scope.clone(), cluster.name.clone(), id.clone()))
+                })
+                .filter(|t| wanted(t))
+                .map(|t| (t.id.clone(), t.task.task_arn.clone().unwrap_or_default())))
+        },
     )?;
     Ok(wire::ListTasksResponse {
         task_arns: Some(page.items),

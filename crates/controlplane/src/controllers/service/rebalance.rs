@@ -1,0 +1,127 @@
+//! Availability-zone rebalancing (`availabilityZoneRebalancing`): one extra task where
+//! the spread strategy puts it, only when the scale-in that follows strictly evens the
+//! spread out.
+
+use super::*;
+
+impl<'a> Pass<'a> {
+    /// With `availabilityZoneRebalancing` ENABLED and a steady service whose tasks are
+    /// spread unevenly (the fullest zone holds two or more tasks more than the emptiest
+    /// one that can take a task), starts one extra task where the spread strategy puts
+    /// it; scale-in then stops one in the fullest zone once the new one runs.
+    pub(super) fn rebalance(
+        &mut self,
+        ctx: &mut Ctx,
+        p: &Primary,
+        (def, spec): (&TaskDefinitionRecord, &PlacementSpec),
+        view: &LazySnapshot<'a>,
+        max_total: i64,
+    ) {
+        let s = &self.svc.service;
+        if s.availability_zone_rebalancing != Some(AvailabilityZoneRebalancing::Enabled)
+            || !self.starts.is_empty()
+            || !self.stops.is_empty()
+            || s.deployments.as_deref().unwrap_or(&[]).len() != 1
+            || self.alive_after() as i64 >= max_total
+        {
+            return;
+        }
+        let desired = s.desired_count.unwrap_or(0).max(0) as usize;
+        let mine: Vec<&TaskRecord> = self
+            .tasks
+            .iter()
+            .copied()
+            .filter(|t| self.alive(t))
+            .collect();
+        if mine.len() != desired
+            || mine
+                .iter()
+                .any(|t| !self.healthy(t) || !self.usable(t) || !Self::of(t, p))
+        {
+            return;
+        }
+        let Some(field) = spec.strategies.iter().find_map(|s| match s {
+            Strategy::Spread(SpreadField::Attribute(a)) => Some(a.clone()),
+            _ => None,
+        }) else {
+            return;
+        };
+        // Zones of the instances that can take a task, and the service's tasks per zone,
+        // from the records: the snapshot is built only when a move is worth planning.
+        let zone = |i: &InstanceRecord| -> String {
+            i.instance
+                .attributes
+                .as_deref()
+                .unwrap_or(&[])
+                .iter()
+                .find(|a| a.name.as_deref() == Some(field.as_str()))
+                .and_then(|a| a.value.clone())
+                .unwrap_or_default()
+        };
+        let mut counts: HashMap<String, i64> = HashMap::new();
+        for i in self.instances.values() {
+            if i.instance.status.as_deref() == Some("ACTIVE")
+                && i.instance.agent_connected == Some(true)
+            {
+                counts.entry(zone(i)).or_default();
+            }
+        }
+        let zone_of_task = |t: &TaskRecord| {
+            t.instance_id
+                .as_deref()
+                .and_then(|id| self.instances.get(id))
+                .map(|i| zone(i))
+        };
+        for t in &mine {
+            if let Some(z) = zone_of_task(t) {
+                *counts.entry(z).or_default() += 1;
+            }
+        }
+        let (Some(&most), Some(&least)) = (counts.values().max(), counts.values().min()) else {
+            return;
+        };
+        if most - least < 2 {
+            return;
+        }
+        let (snap, records) = view.get();
+        let request = task_request(def, None, &self.group);
+        let plan = scheduler::place(snap, std::slice::from_ref(&request), spec, ctx.random_u64());
+        let Some(Outcome::Placed(pl)) = plan.outcomes.first() else {
+            return;
+        };
+        let Some(target) = records.get(pl.instance_index) else {
+            return;
+        };
+        // Only if the scale-in that follows would then stop a task in a zone holding at
+        // least two more than the new task's zone (protected tasks never go), so every
+        // round strictly evens the spread out.
+        let new_zone = counts.get(&zone(target)).copied().unwrap_or(0);
+        let mut after = snap.clone();
+        after.apply(pl, &request, "rebalance");
+        let mut candidates: Vec<String> = mine.iter().map(|t| t.id.clone()).collect();
+        candidates.push("rebalance".into());
+        let chosen = scheduler::choose_tasks_to_stop(
+            &after,
+            &candidates,
+            1,
+            spec,
+            &self.protected(),
+            ctx.random_u64(),
+        );
+        let from = chosen
+            .first()
+            .and_then(|id| self.task(id))
+            .and_then(zone_of_task)
+            .map(|z| counts.get(&z).copied().unwrap_or(0));
+        if from.is_none_or(|c| c < new_zone + 2) {
+            return;
+        }
+        let task_spec = self.task_spec(def, p);
+        self.start(ctx, (def, &task_spec), records, &request, pl);
+        let m = format!(
+            "{} is rebalancing tasks across availability zones.",
+            self.prefix()
+        );
+        self.events.push(m);
+    }
+}
