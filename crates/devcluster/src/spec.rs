@@ -90,12 +90,11 @@ impl ClusterSpec {
 
     /// Writes `<dir>/cluster.json` (atomically).
     pub fn save(&self) -> Result<()> {
-        std::fs::create_dir_all(&self.dir).map_err(Error::io("cannot create", &self.dir))?;
         let path = self.dir.join(SPEC_FILE);
-        let tmp = self.dir.join(format!("{SPEC_FILE}.tmp"));
-        let json = serde_json::to_vec_pretty(self).unwrap_or_default();
-        std::fs::write(&tmp, json).map_err(Error::io("cannot write", &tmp))?;
-        std::fs::rename(&tmp, &path).map_err(Error::io("cannot write", &path))
+        let json = serde_json::to_vec_pretty(self)
+            .map_err(|e| Error::io("cannot serialize", &path)(std::io::Error::other(e)))?;
+        durable::write(&path, &json, durable::PUBLIC_FILE_MODE)
+            .map_err(Error::io("cannot write", &path))
     }
 
     /// Node numbers, 1..=nodes.

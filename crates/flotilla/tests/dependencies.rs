@@ -8,16 +8,17 @@ use std::path::Path;
 /// For each crate, the internal crates it may depend on.
 const ALLOWED: &[(&str, &[&str])] = &[
     ("model", &[]),
+    ("durable", &[]),
     ("store", &[]),
     ("scheduler", &["model"]),
     ("controlplane", &["model", "store", "scheduler"]),
     ("ecs-api", &["model", "controlplane"]),
     ("runtime", &["model"]),
-    ("network", &[]),
-    ("agent", &["model", "runtime", "scheduler", "network"]),
-    ("updater", &["model"]),
-    ("host-api", &["model", "store", "updater"]),
-    ("devcluster", &[]),
+    ("network", &["durable"]),
+    ("agent", &["model", "runtime", "scheduler", "network", "durable"]),
+    ("updater", &["model", "durable"]),
+    ("host-api", &["model", "store", "updater", "durable"]),
+    ("devcluster", &["durable"]),
     (
         "flotilla",
         &[

@@ -59,7 +59,6 @@ pub mod ports;
 pub mod rules;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::Write;
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -246,12 +245,8 @@ impl TaskNetworks {
 
     fn save(&self, persisted: &Persisted) -> Result<(), NetworkError> {
         let path = Self::state_path_of(&self.cfg.data_dir);
-        let tmp = self.cfg.data_dir.join("network-state.json.tmp");
         let bytes = serde_json::to_vec_pretty(persisted).map_err(|e| state_error(&path, e))?;
-        let mut f = std::fs::File::create(&tmp).map_err(|e| state_error(&tmp, e))?;
-        f.write_all(&bytes).map_err(|e| state_error(&tmp, e))?;
-        f.sync_all().map_err(|e| state_error(&tmp, e))?;
-        std::fs::rename(&tmp, &path).map_err(|e| state_error(&path, e))
+        durable::write(&path, &bytes, durable::PUBLIC_FILE_MODE).map_err(|e| state_error(&path, e))
     }
 
     /// The tag that marks this node's rules (derived from the data directory).
