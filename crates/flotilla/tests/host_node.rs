@@ -883,3 +883,94 @@ fn publisher_waves_hold_an_update_back_and_a_pulled_release_rolls_back() {
     assert_eq!(s["chosen_update"]["version"], "1.0.0");
     b.stop();
 }
+
+/// Every stored record must be survivable at startup. The live datastore holds values an
+/// older version accepted and this one refuses (written here by hand among good ones): the
+/// node boots all the same, the good values are in effect, each bad key is left out (logged and
+/// listed by `apiclient get` under `dropped`, without its value), and a pending transaction
+/// holding such a value is refused at commit with a 400 naming the key.
+#[test]
+fn stored_values_refused_now_do_not_stop_the_boot_and_are_reported() {
+    let fx = Fx::new();
+    fx.install("1.0.0");
+    write_user_data(
+        &fx,
+        "[settings]\nmotd = \"hello\"\n[settings.ecs]\ncluster = \"prod\"\nendpoint = \"http://127.0.0.1:9\"\n",
+    );
+    fx.boot().stop();
+    let live_path = fx.p("node/data/datastore/current/live.json");
+    let mut live: Value =
+        serde_json::from_str(&std::fs::read_to_string(&live_path).unwrap()).unwrap();
+    live["ecs"]["endpoint"] = "http://admin:hunter2@127.0.0.1:9".into();
+    live["ntp"] = serde_json::json!({"time-servers": ["ntp://time.example/path"]});
+    live["dns"] =
+        serde_json::json!({"name-servers": ["10.0.0.53"], "search-list": ["corp_x.example"]});
+    std::fs::write(&live_path, serde_json::to_vec(&live).unwrap()).unwrap();
+
+    let mut b = fx.boot();
+    assert!(b.running(), "boot should be up and healthy");
+    let args = std::fs::read_to_string(fx.p("node/run/agent-args")).unwrap();
+    assert!(
+        args.contains("--cluster prod") && !args.contains("--endpoint"),
+        "{args}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(fx.p("node/etc/resolv.conf")).unwrap(),
+        "nameserver 10.0.0.53\n"
+    );
+    let model = fx.api_json(&["get"]);
+    assert_eq!(model["settings"]["motd"], "hello");
+    assert_eq!(model["settings"]["ecs"]["cluster"], "prod");
+    let dropped = model["dropped"].as_object().unwrap();
+    assert_eq!(
+        dropped.keys().collect::<Vec<_>>(),
+        [
+            "settings.dns.search-list",
+            "settings.ecs.endpoint",
+            "settings.ntp.time-servers"
+        ],
+        "{model}"
+    );
+    assert!(!model.to_string().contains("hunter2"), "{model}");
+    let ntp = fx.api_json(&["get", "ntp"]);
+    assert!(
+        ntp["dropped"]["settings.ntp.time-servers"]
+            .as_str()
+            .unwrap()
+            .contains("only a host and port"),
+        "{ntp}"
+    );
+    // the node can still be configured; a valid value replaces a dropped one
+    fx.api_ok(&["set", "motd=changed", "ecs.endpoint=http://127.0.0.1:10"]);
+    poll(
+        "agent restarted with the new endpoint",
+        Duration::from_secs(10),
+        || {
+            std::fs::read_to_string(fx.p("node/run/agent-args"))
+                .ok()
+                .filter(|a| a.contains("--endpoint http://127.0.0.1:10"))
+        },
+    );
+    // a pending transaction stored with a refused value: 400 naming the key, nothing committed
+    std::fs::write(
+        fx.p("node/data/datastore/current/pending/old.json"),
+        br#"{"motd": "old", "dns": {"search-list": ["a_b.example"]}}"#,
+    )
+    .unwrap();
+    let out = fx.api(&["-u", "/tx/commit_and_apply?tx=old", "-m", "POST"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("settings.dns.search-list") && err.contains("400"),
+        "{err}"
+    );
+    assert_eq!(fx.api_json(&["get", "motd"])["settings"]["motd"], "changed");
+    assert!(b.running());
+    let out = b.stop();
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        log.contains("stored setting no longer valid") && log.contains("settings.ntp.time-servers"),
+        "{log}"
+    );
+    assert!(!log.contains("hunter2"), "{log}");
+}

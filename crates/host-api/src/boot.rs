@@ -12,7 +12,9 @@
 //!    the datastore is untouched);
 //! 5. first boot only: parse and validate user-data *completely*, then commit it in one
 //!    transaction (bad user-data stops the boot with nothing applied);
-//! 6. start the API server, render every service's configuration and write sysctls;
+//! 6. start the API server, render every service's configuration and write sysctls (a stored
+//!    value this version refuses is dropped from the settings in effect and logged, never
+//!    fatal: [`crate::settings::load`]);
 //! 7. run bootstrap containers to completion, in name order (`essential` failures stop the boot;
 //!    `once` ones are switched `off`);
 //! 8. start host containers and the agent (from the slot's `image.toml`);

@@ -17,7 +17,7 @@
 //! link is switched atomically once they all succeeded.
 //!
 //! The documents hold secrets (registry passwords), so every file is written mode 0600 and
-//! every directory is 0700 ([`crate::fsutil`]); [`Datastore::open`] tightens the modes of a
+//! every directory is 0700 ([`durable`]); [`Datastore::open`] tightens the modes of a
 //! datastore written by an older version. Pending transactions are bounded in number and size
 //! ([`crate::limits`]).
 
@@ -29,7 +29,7 @@ use semver::Version;
 use serde_json::{Map, Value};
 
 use crate::error::{Error, Result};
-use crate::fsutil::{SECRET_DIR_MODE, SECRET_FILE_MODE};
+use durable::{SECRET_DIR_MODE, SECRET_FILE_MODE};
 use crate::limits;
 use crate::settings;
 
@@ -73,7 +73,7 @@ pub fn check_tx(tx: &str) -> Result<()> {
 
 fn write_atomic(path: &Path, v: &Value) -> Result<()> {
     let bytes = serde_json::to_vec_pretty(v).map_err(|e| ds_err(path, e))?;
-    crate::fsutil::write_atomic_mode(path, &bytes, SECRET_FILE_MODE)
+    durable::write(path, &bytes, SECRET_FILE_MODE)
         .map_err(|e| ds_err(path, e))?;
     if let Ok(hook) = std::env::var("FLOTILLA_TEST_SLOW_COMMIT_MS")
         && let Ok(ms) = hook.parse::<u64>()
@@ -155,7 +155,7 @@ impl Datastore {
     pub fn open(data_dir: &Path, version: &Version) -> Result<Self> {
         let dir = data_dir.join("datastore");
         let ds = Datastore { dir };
-        crate::fsutil::create_dir_mode(&ds.dir, SECRET_DIR_MODE).map_err(|e| ds_err(&ds.dir, e))?;
+        durable::create_dir_mode(&ds.dir, SECRET_DIR_MODE).map_err(|e| ds_err(&ds.dir, e))?;
         if std::fs::read_link(ds.current_link()).is_err() {
             let name = format!("v{version}_{}", rand_suffix());
             ds.create_vdir(&ds.dir.join(&name))?;
@@ -166,9 +166,9 @@ impl Datastore {
     }
 
     fn create_vdir(&self, vdir: &Path) -> Result<()> {
-        crate::fsutil::create_dir_mode(vdir, SECRET_DIR_MODE).map_err(|e| ds_err(vdir, e))?;
+        durable::create_dir_mode(vdir, SECRET_DIR_MODE).map_err(|e| ds_err(vdir, e))?;
         let pending = vdir.join("pending");
-        crate::fsutil::create_dir_mode(&pending, SECRET_DIR_MODE).map_err(|e| ds_err(&pending, e))
+        durable::create_dir_mode(&pending, SECRET_DIR_MODE).map_err(|e| ds_err(&pending, e))
     }
 
     /// Makes the current version's documents 0600 and its directories 0700 (a datastore
@@ -273,8 +273,9 @@ impl Datastore {
         Ok(out)
     }
 
-    /// Merges `patch` into transaction `tx`, after checking that the pending document and
-    /// live+pending are both valid settings and within the limits: at most
+    /// Merges `patch` into transaction `tx`, after checking that the pending document is
+    /// valid, that live ⊕ pending makes no key invalid ([`settings::newly_invalid`]: keys already
+    /// dropped from the typed view and left alone do not block it) and the limits: at most
     /// [`limits::MAX_PENDING_TX`] pending transactions (the host's own launch transaction is
     /// not counted), [`limits::MAX_TX_KEYS`] keys and [`limits::MAX_TX_BYTES`] bytes per
     /// transaction, [`limits::MAX_LIVE_KEYS`] keys and [`limits::MAX_LIVE_BYTES`] bytes for
@@ -306,15 +307,19 @@ impl Datastore {
         }
         let mut pending = self.pending(tx)?;
         settings::merge(&mut pending, patch);
+        // The stored part of the transaction is validated again: it may have been written by
+        // an older version.
+        settings::validate(&pending)?;
         check_size(
             &format!("transaction {tx:?}"),
             &pending,
             limits::MAX_TX_KEYS,
             limits::MAX_TX_BYTES,
         )?;
-        let mut merged = self.live()?;
+        let live = self.live()?;
+        let mut merged = live.clone();
         settings::merge(&mut merged, &pending);
-        settings::validate(&merged)?;
+        check_still_loadable(&live, &merged, &[])?;
         check_live_size(&merged)?;
         write_atomic(&path, &pending)
     }
@@ -327,7 +332,8 @@ impl Datastore {
     /// # Errors
     /// Malformed keys; IO failures.
     pub fn restore(&self, keys: &[(String, Value, Option<Value>)]) -> Result<Vec<String>> {
-        let mut live = self.live()?;
+        let before = self.live()?;
+        let mut live = before.clone();
         let mut restored = Vec::new();
         for (key, committed, previous) in keys {
             let path = updater::migration::split_key(key).map_err(Error::BadRequest)?;
@@ -345,26 +351,32 @@ impl Datastore {
             restored.push(key.clone());
         }
         if !restored.is_empty() {
-            settings::validate(&live)?;
+            // A restored previous value is what was stored before; it may be one that is
+            // dropped from the typed view, like any stored value.
+            check_still_loadable(&before, &live, &restored)?;
             write_atomic(&self.vdir()?.join("live.json"), &live)?;
         }
         Ok(restored)
     }
 
     /// Commits `tx`: live := live ⊕ pending in one atomic rename. Returns the keys whose value
-    /// changed.
+    /// changed. The pending document is validated strictly (it may have been stored by an
+    /// older version) and live ⊕ pending must make no key invalid ([`settings::newly_invalid`]).
     ///
     /// # Errors
-    /// [`Error::NothingPending`]; IO failures.
+    /// [`Error::InvalidSettings`] naming the key (nothing committed);
+    /// [`Error::NothingPending`]; [`Error::TooLarge`]; IO failures.
     pub fn commit(&self, tx: &str) -> Result<Vec<String>> {
         let path = self.pending_path(tx)?;
         let Some(pending) = read_doc(&path)? else {
             return Err(Error::NothingPending { tx: tx.to_owned() });
         };
+        // Written by this version's `patch`, or by an older version, or a migration.
+        settings::validate(&pending)?;
         let old = self.live()?;
         let mut new = old.clone();
         settings::merge(&mut new, &pending);
-        settings::validate(&new)?;
+        check_still_loadable(&old, &new, &[])?;
         check_live_size(&new)?;
         let before = settings::flatten(&old, "settings.");
         let after = settings::flatten(&new, "settings.");
@@ -384,7 +396,11 @@ impl Datastore {
     /// IO failures.
     pub fn delete_tx(&self, tx: &str) -> Result<Vec<String>> {
         let path = self.pending_path(tx)?;
-        let keys = read_doc(&path)?
+        // A document that cannot be read is deleted all the same (no keys to report): it must
+        // not keep a boot, which discards every pending transaction, from going on.
+        let keys = read_doc(&path)
+            .ok()
+            .flatten()
             .map(|v| settings::flatten(&v, "settings.").into_keys().collect())
             .unwrap_or_default();
         match std::fs::remove_file(&path) {
@@ -426,8 +442,14 @@ impl Datastore {
                 docs.push((dst.join("live.json"), v));
             }
             for tx in self.list_tx()? {
-                let v = self.pending(&tx)?;
-                docs.push((dst.join("pending").join(format!("{tx}.json")), v));
+                // An unreadable pending document is not carried over (the boot discards
+                // pending transactions right after migrating) instead of failing the migration.
+                match self.pending(&tx) {
+                    Ok(v) => docs.push((dst.join("pending").join(format!("{tx}.json")), v)),
+                    Err(e) => {
+                        tracing::warn!(%tx, error = %e, "unreadable pending transaction not migrated")
+                    }
+                }
             }
             for (path, doc) in docs {
                 let mut wrapped = serde_json::json!({ "settings": doc });
@@ -456,6 +478,26 @@ impl Datastore {
     }
 }
 
+/// Refuses a write from `before` to `after` (live documents) that makes a key invalid
+/// ([`settings::newly_invalid`]), naming the first such key: new writes are validated strictly.
+/// Keys that were already invalid in `before` and are left as they were do not block the
+/// write (they stay dropped from the typed view, see [`settings::load`]), nor do `allowed`.
+///
+/// # Errors
+/// [`Error::InvalidSettings`].
+fn check_still_loadable(before: &Value, after: &Value, allowed: &[String]) -> Result<()> {
+    match settings::newly_invalid(before, after)
+        .into_iter()
+        .find(|d| !allowed.contains(&d.key))
+    {
+        Some(d) => Err(Error::InvalidSettings {
+            key: d.key,
+            message: d.reason,
+        }),
+        None => Ok(()),
+    }
+}
+
 /// Live settings limits ([`limits::MAX_LIVE_KEYS`], [`limits::MAX_LIVE_BYTES`]).
 fn check_live_size(v: &Value) -> Result<()> {
     check_size(
@@ -473,205 +515,4 @@ pub fn keys_of(v: &Value) -> BTreeSet<String> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use serde_json::json;
-
-    fn ds() -> (tempfile::TempDir, Datastore) {
-        let d = tempfile::tempdir().unwrap();
-        let ds = Datastore::open(d.path(), &Version::new(1, 0, 0)).unwrap();
-        (d, ds)
-    }
-
-    #[test]
-    fn patch_commit_changes_only_what_changed() {
-        let (_d, ds) = ds();
-        ds.patch("t1", &json!({"ecs": {"cluster": "a"}, "motd": "hi"}))
-            .unwrap();
-        assert_eq!(ds.live().unwrap(), json!({}));
-        assert_eq!(ds.list_tx().unwrap(), ["t1"]);
-        let changed = ds.commit("t1").unwrap();
-        assert_eq!(changed, ["settings.ecs.cluster", "settings.motd"]);
-        ds.patch("t2", &json!({"ecs": {"cluster": "a"}, "motd": "bye"}))
-            .unwrap();
-        assert_eq!(ds.commit("t2").unwrap(), ["settings.motd"]);
-        assert!(matches!(ds.commit("t2"), Err(Error::NothingPending { .. })));
-    }
-
-    #[test]
-    fn invalid_patch_leaves_nothing_pending() {
-        let (_d, ds) = ds();
-        assert!(matches!(
-            ds.patch("t", &json!({"ecs": {"nope": 1}})),
-            Err(Error::InvalidSettings { .. })
-        ));
-        assert!(ds.list_tx().unwrap().is_empty());
-        assert!(ds.patch("../x", &json!({})).is_err());
-    }
-
-    fn mode(p: &Path) -> u32 {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::metadata(p).unwrap().permissions().mode() & 0o777
-    }
-
-    #[test]
-    fn documents_holding_passwords_are_0600_in_0700_dirs() {
-        let (d, ds) = ds();
-        let creds = json!({"container-registry": {"credentials": [
-            {"registry": "r.example", "username": "u", "password": "hunter2"}]}});
-        ds.patch("t", &creds).unwrap();
-        let vdir = ds.vdir().unwrap();
-        assert_eq!(mode(&vdir.join("pending/t.json")), 0o600);
-        ds.commit("t").unwrap();
-        assert_eq!(mode(&vdir.join("live.json")), 0o600);
-        for dir in [
-            d.path().join("datastore"),
-            vdir.clone(),
-            vdir.join("pending"),
-        ] {
-            assert_eq!(mode(&dir), 0o700, "{}", dir.display());
-        }
-        // a datastore written by an older version (0644/0755) is tightened on open
-        use std::os::unix::fs::PermissionsExt;
-        let loose = |p: &Path, m| std::fs::set_permissions(p, std::fs::Permissions::from_mode(m));
-        loose(&vdir.join("live.json"), 0o644).unwrap();
-        loose(&vdir, 0o755).unwrap();
-        let ds = Datastore::open(d.path(), &Version::new(1, 0, 0)).unwrap();
-        assert_eq!(mode(&vdir.join("live.json")), 0o600);
-        assert_eq!(mode(&vdir), 0o700);
-        // migration copies keep the modes
-        ds.migrate(
-            &Version::new(1, 1, 0),
-            &[],
-            updater::migration::Direction::Forward,
-        )
-        .unwrap();
-        let vdir = ds.vdir().unwrap();
-        assert_eq!(mode(&vdir.join("live.json")), 0o600);
-        assert_eq!(mode(&vdir), 0o700);
-    }
-
-    #[test]
-    fn pending_transactions_are_bounded_in_number() {
-        let (_d, ds) = ds();
-        for i in 0..limits::MAX_PENDING_TX {
-            ds.patch(&format!("t{i}"), &json!({"motd": "x"})).unwrap();
-        }
-        let e = ds.patch("one-more", &json!({"motd": "x"})).unwrap_err();
-        assert!(matches!(e, Error::TooManyTransactions { .. }), "{e}");
-        assert_eq!(e.status().as_u16(), 429);
-        assert!(e.to_string().contains("32"), "{e}");
-        // an existing transaction can still grow, and the host's own is not counted
-        ds.patch("t0", &json!({"ecs": {"cluster": "c"}})).unwrap();
-        ds.patch(crate::server::LAUNCH_TX, &json!({"motd": "y"}))
-            .unwrap();
-        ds.commit(crate::server::LAUNCH_TX).unwrap();
-        // committing or deleting frees a slot
-        ds.delete_tx("t1").unwrap();
-        ds.patch("one-more", &json!({"motd": "x"})).unwrap();
-    }
-
-    #[test]
-    fn transactions_are_bounded_in_keys_and_bytes() {
-        let (_d, ds) = ds();
-        let many: Map<String, Value> = (0..=limits::MAX_TX_KEYS)
-            .map(|i| (format!("k{i}"), json!("1")))
-            .collect();
-        let e = ds
-            .patch("t", &json!({"kernel": {"sysctl": many}}))
-            .unwrap_err();
-        assert!(matches!(e, Error::TooLarge(_)), "{e}");
-        assert_eq!(e.status().as_u16(), 413);
-        assert!(e.to_string().contains("1025 keys"), "{e}");
-        // key count accumulates over patches of the same transaction
-        let half: Map<String, Value> = (0..700).map(|i| (format!("a{i}"), json!("1"))).collect();
-        ds.patch("t", &json!({"kernel": {"sysctl": half}})).unwrap();
-        let half: Map<String, Value> = (0..700).map(|i| (format!("b{i}"), json!("1"))).collect();
-        assert!(matches!(
-            ds.patch("t", &json!({"kernel": {"sysctl": half}})),
-            Err(Error::TooLarge(_))
-        ));
-        // bytes: 5 host containers with 60 KiB of user-data each
-        let ud = "QUFB".repeat(15_000);
-        let big: Map<String, Value> = (0..5)
-            .map(|i| (format!("c{i}"), json!({"user-data": ud})))
-            .collect();
-        let e = ds.patch("u", &json!({"host-containers": big})).unwrap_err();
-        assert!(e.to_string().contains("bytes"), "{e}");
-        assert_eq!(ds.list_tx().unwrap(), ["t"]);
-    }
-
-    #[test]
-    fn restore_is_a_compare_and_swap() {
-        let (_d, ds) = ds();
-        ds.patch("t", &json!({"motd": "old"})).unwrap();
-        ds.commit("t").unwrap();
-        ds.patch(
-            "t",
-            &json!({"motd": "new", "kernel": {"sysctl": {"a.b": "1"}}}),
-        )
-        .unwrap();
-        ds.commit("t").unwrap();
-        let restored = ds
-            .restore(&[
-                ("settings.motd".into(), json!("new"), Some(json!("old"))),
-                ("settings.kernel.sysctl.\"a.b\"".into(), json!("1"), None),
-                // does not hold the committed value any more: left alone
-                ("settings.updates.ignore-waves".into(), json!(true), None),
-            ])
-            .unwrap();
-        assert_eq!(restored.len(), 2);
-        let live = ds.live().unwrap();
-        assert_eq!(live["motd"], "old");
-        assert!(live.get("kernel").is_none(), "{live}");
-    }
-
-    #[test]
-    fn delete_tx_drops_pending() {
-        let (_d, ds) = ds();
-        ds.patch("t", &json!({"motd": "x"})).unwrap();
-        assert_eq!(ds.delete_tx("t").unwrap(), ["settings.motd"]);
-        assert!(ds.list_tx().unwrap().is_empty());
-    }
-
-    #[test]
-    fn migrate_switches_version_and_failure_keeps_old() {
-        use updater::migration::{Direction, Migration};
-        let (_d, ds) = ds();
-        ds.patch("t", &json!({"motd": "x"})).unwrap();
-        ds.commit("t").unwrap();
-        let add = Migration::from_json("m", br#"{"ops":[{"op":"add","key":"settings.ecs.instance-attributes.migrated","value":"yes"}]}"#).unwrap();
-        ds.migrate(
-            &Version::new(1, 1, 0),
-            &[("m".into(), add.clone())],
-            Direction::Forward,
-        )
-        .unwrap();
-        assert_eq!(ds.version().unwrap(), Version::new(1, 1, 0));
-        assert_eq!(
-            ds.live().unwrap()["ecs"]["instance-attributes"]["migrated"],
-            "yes"
-        );
-        let bad = Migration::from_json(
-            "bad",
-            br#"{"ops":[{"op":"rename","from":"settings.zzz","to":"settings.motd"}]}"#,
-        )
-        .unwrap();
-        assert!(
-            ds.migrate(
-                &Version::new(1, 2, 0),
-                &[("bad".into(), bad)],
-                Direction::Forward
-            )
-            .is_err()
-        );
-        assert_eq!(ds.version().unwrap(), Version::new(1, 1, 0));
-        ds.migrate(
-            &Version::new(1, 0, 0),
-            &[("m".into(), add)],
-            Direction::Backward,
-        )
-        .unwrap();
-        assert_eq!(ds.live().unwrap(), json!({"motd": "x"}));
-    }
-}
+mod tests;

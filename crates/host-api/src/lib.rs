@@ -9,6 +9,8 @@
 //!
 //! ## Design
 //! * [`settings`] — the typed tree; deserialising *is* validating; errors name the full key.
+//!   Stored settings are loaded tolerantly ([`settings::load`]): a stored value this version
+//!   refuses is dropped from the settings in effect and reported, never fatal.
 //! * [`datastore`] — live settings + named pending transactions; commit is one atomic rename.
 //! * [`services`] — key → affected service, pure rendering, apply (files, sysctls, restarts).
 //! * [`server`] — `HostAction` parsed from each request and one routing `match` ([`server::dispatch`]);
@@ -18,7 +20,6 @@
 //!   services, health, mark-successful.
 //! * [`client`] — the client side used by `flotilla apiclient`.
 //! * [`limits`] — every size and count limit (request bodies, transactions, field values).
-//! * [`fsutil`] — atomic writes with an explicit mode (0600 for files holding secrets).
 //!
 //! ## Layout
 //! One error enum ([`error::Error`]) with one exhaustive status mapping.
@@ -31,7 +32,6 @@ pub mod boot;
 pub mod client;
 pub mod datastore;
 pub mod error;
-pub mod fsutil;
 pub mod limits;
 pub mod server;
 pub mod services;

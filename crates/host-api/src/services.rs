@@ -211,7 +211,7 @@ fn enum_name(v: impl serde::Serialize) -> String {
 /// values, JSON) or, where the format has no quoting, rendered only if it is one safe word.
 #[must_use]
 pub fn render(service: Service, s: &Settings) -> Vec<RenderedFile> {
-    use crate::fsutil::{PUBLIC_FILE_MODE, SECRET_FILE_MODE};
+    use durable::{PUBLIC_FILE_MODE, SECRET_FILE_MODE};
     let mut out = Vec::new();
     match service {
         Service::Agent => {
@@ -550,7 +550,7 @@ pub fn write_rendered(
     let mut written = Vec::new();
     for f in render(service, settings) {
         let path = paths.etc.join(&f.path);
-        crate::fsutil::write_atomic_mode(&path, f.content.as_bytes(), f.mode)
+        durable::write(&path, f.content.as_bytes(), f.mode)
             .map_err(|e| format!("writing {}: {e}", path.display()))?;
         written.push(path);
     }

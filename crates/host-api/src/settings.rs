@@ -1,782 +1,32 @@
-//! The typed settings tree.
+//! The typed settings tree and the JSON documents that hold it.
 //!
 //! Every field is optional (a document may set any subset), unknown keys are rejected and JSON
 //! keys are kebab-case, as in Bottlerocket's models. Field-level rules live in small validated
 //! newtypes ([`Identifier`], [`SysctlKey`], …) that run during deserialisation, so a document
 //! that deserialises is valid. [`validate`] turns a JSON value into [`Settings`] and reports the
 //! first problem with the full dotted key (`settings.ecs.cluster: invalid type: …`).
+//!
+//! * `values` — the validated newtypes (re-exported here);
+//! * `tree` — [`Settings`] and its tables (re-exported here);
+//! * `load` — [`load`]: the *stored* settings, tolerantly: a stored value that no longer
+//!   validates is dropped from the typed view and reported, never fatal;
+//! * this file — [`validate`] (strict, for every write) and the pure document functions the
+//!   API uses: [`flatten`], [`merge`], [`filter_prefix`], and the views `GET /settings`
+//!   ([`select`]) and `GET /` ([`model`]) answer with.
 
 use std::collections::BTreeMap;
-use std::net::IpAddr;
 
-use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use serde_json::{Map, Value, json};
 
 use crate::error::Error;
 
-macro_rules! validated_string {
-    ($(#[$m:meta])* $name:ident, $check:expr) => {
-        $(#[$m])*
-        #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-        #[serde(try_from = "String", into = "String")]
-        pub struct $name(String);
+mod load;
+mod tree;
+mod values;
 
-        impl TryFrom<String> for $name {
-            type Error = String;
-            fn try_from(s: String) -> Result<Self, String> {
-                let check: fn(&str) -> Result<(), String> = $check;
-                check(&s)?;
-                Ok(Self(s))
-            }
-        }
-
-        impl From<$name> for String {
-            fn from(v: $name) -> String {
-                v.0
-            }
-        }
-
-        impl $name {
-            /// The validated text.
-            #[must_use]
-            pub fn as_str(&self) -> &str {
-                &self.0
-            }
-        }
-
-        impl std::fmt::Display for $name {
-            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str(&self.0)
-            }
-        }
-    };
-}
-
-fn chars_ok(s: &str, what: &str, max: usize, ok: fn(char) -> bool) -> Result<(), String> {
-    len_ok(s, what, 1, max)?;
-    if let Some(c) = s.chars().find(|c| !ok(*c)) {
-        return Err(format!("{what} {s:?} contains invalid character {c:?}"));
-    }
-    Ok(())
-}
-
-/// Length in bytes within `min..=max`. The value is not echoed when it is too long.
-fn len_ok(s: &str, what: &str, min: usize, max: usize) -> Result<(), String> {
-    if s.len() < min || s.len() > max {
-        return Err(if s.len() > max {
-            format!("{what} must be at most {max} bytes, got {}", s.len())
-        } else {
-            format!("{what} must be {min} to {max} bytes, got {s:?}")
-        });
-    }
-    Ok(())
-}
-
-/// No control characters (C0, DEL, C1) other than those in `allowed`.
-fn no_control(s: &str, what: &str, allowed: &[char]) -> Result<(), String> {
-    match s.chars().find(|c| c.is_control() && !allowed.contains(c)) {
-        Some(c) => Err(format!(
-            "{what} must not contain control character {c:?} (line breaks would start a new \
-             line in the rendered file)"
-        )),
-        None => Ok(()),
-    }
-}
-
-/// Values that become a separate argv word of a command (agent, container runner) must not
-/// look like an option.
-fn no_leading_dash(s: &str, what: &str) -> Result<(), String> {
-    if s.starts_with('-') {
-        return Err(format!("{what} {s:?} must not start with '-'"));
-    }
-    Ok(())
-}
-
-/// An RFC 1123 host name: dot-separated labels of 1–63 letters, digits and `-`, not starting
-/// or ending with `-`, at most 253 characters, optionally with a trailing dot.
-fn hostname(s: &str, what: &str) -> Result<(), String> {
-    let name = s.strip_suffix('.').unwrap_or(s);
-    if name.is_empty() || s.len() > 253 {
-        return Err(format!("{what} must be 1 to 253 characters, got {s:?}"));
-    }
-    for label in name.split('.') {
-        let ok = !label.is_empty()
-            && label.len() <= 63
-            && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
-            && !label.starts_with('-')
-            && !label.ends_with('-');
-        if !ok {
-            return Err(format!(
-                "{what} {s:?} is not a valid host name (RFC 1123: labels of 1-63 letters, digits \
-                 and '-', not starting or ending with '-')"
-            ));
-        }
-    }
-    Ok(())
-}
-
-/// Characters RFC 3986 allows in a URL (unreserved, reserved and `%`). No spaces, quotes,
-/// backslashes, control characters or non-ASCII.
-fn url_char(c: char) -> bool {
-    c.is_ascii_alphanumeric() || "-._~:/?#[]@!$&'()*+,;=%".contains(c)
-}
-
-/// Checks a URL strictly: length, RFC 3986 characters only, parsed by the `url` crate
-/// (`http://` assumed without `://`), scheme in `schemes`, a host unless `file`, no
-/// credentials.
-fn check_url(s: &str, what: &str, schemes: &[&str]) -> Result<url::Url, String> {
-    len_ok(s, what, 1, crate::limits::MAX_URL_LEN)?;
-    if let Some(c) = s.chars().find(|c| !url_char(*c)) {
-        return Err(format!("{what} {s:?} contains invalid character {c:?}"));
-    }
-    if !s.starts_with(|c: char| c.is_ascii_alphanumeric()) {
-        return Err(format!("{what} {s:?} must start with a letter or digit"));
-    }
-    let parsed = if s.contains("://") {
-        url::Url::parse(s)
-    } else {
-        url::Url::parse(&format!("http://{s}"))
-    }
-    .map_err(|e| format!("invalid {what} {s:?}: {e}"))?;
-    if !schemes.contains(&parsed.scheme()) {
-        return Err(format!(
-            "{what} {s:?}: scheme must be one of {}",
-            schemes.join(", ")
-        ));
-    }
-    if parsed.scheme() != "file" && !parsed.has_host() {
-        return Err(format!("{what} {s:?} has no host"));
-    }
-    if !parsed.username().is_empty() || parsed.password().is_some() {
-        return Err(format!(
-            "{what} must not carry credentials (use settings.container-registry.credentials)"
-        ));
-    }
-    Ok(parsed)
-}
-
-validated_string!(
-    /// Host/bootstrap container name: ASCII alphanumerics and `-`, at most 76 characters, not
-    /// starting with `-` (it is an argv word of the container runner).
-    Identifier,
-    |s| {
-        chars_ok(s, "identifier", 76, |c| c.is_ascii_alphanumeric() || c == '-')?;
-        no_leading_dash(s, "identifier")
-    }
-);
-
-validated_string!(
-    /// Kernel sysctl key, e.g. `net.ipv4.ip_forward`: `[a-zA-Z0-9./_-]{1,128}`, no `..`, not
-    /// starting with `.` or `/`.
-    SysctlKey,
-    |s| {
-        chars_ok(s, "sysctl key", 128, |c| c.is_ascii_alphanumeric() || "./_-".contains(c))?;
-        if s.contains("..") || s.starts_with('.') || s.starts_with('/') {
-            return Err(format!("sysctl key {s:?} must not contain '..' or start with '.' or '/'"));
-        }
-        Ok(())
-    }
-);
-
-validated_string!(
-    /// Node attribute name: `[a-zA-Z0-9._/-]{1,128}`, not starting with `-`.
-    AttributeKey,
-    |s| {
-        chars_ok(s, "attribute key", 128, |c| c.is_ascii_alphanumeric() || "._/-".contains(c))?;
-        no_leading_dash(s, "attribute key")
-    }
-);
-
-validated_string!(
-    /// Node attribute value: 1–128 of `[a-zA-Z0-9.@:_/\- ]`, no leading/trailing space.
-    AttributeValue,
-    |s| {
-        chars_ok(s, "attribute value", 128, |c| c.is_ascii_alphanumeric() || ".@:_/\\- ".contains(c))?;
-        if s.starts_with(' ') || s.ends_with(' ') {
-            return Err(format!("attribute value {s:?} has leading or trailing space"));
-        }
-        Ok(())
-    }
-);
-
-validated_string!(
-    /// ECS cluster name: 1–255 letters, digits, `-` and `_`, not starting with `-` (it is the
-    /// argv word after the agent's `--cluster`).
-    ClusterName,
-    |s| {
-        chars_ok(s, "cluster name", 255, |c| c.is_ascii_alphanumeric() || c == '-' || c == '_')?;
-        no_leading_dash(s, "cluster name")
-    }
-);
-
-validated_string!(
-    /// An `http`/`https` URL (`http://` is assumed when the scheme is missing): at most 2048
-    /// characters of RFC 3986, parsed by the `url` crate, with a host and no credentials. Used
-    /// for `settings.ecs.endpoint` (agent.env, agent argv) and registry mirror endpoints.
-    HttpUrl,
-    |s| check_url(s, "URL", &["http", "https"]).map(|_| ())
-);
-
-validated_string!(
-    /// Where an update repository lives: an `http`/`https`/`file` URL checked like
-    /// [`HttpUrl`], or an absolute path (at most 4096 bytes, no control characters) taken as a
-    /// `file://` location on a local or shared filesystem.
-    RepoUrl,
-    |s| {
-        if s.starts_with('/') {
-            len_ok(s, "path", 1, crate::limits::MAX_PATH_LEN)?;
-            return no_control(s, "path", &[]);
-        }
-        check_url(s, "URL", &["http", "https", "file"]).map(|_| ())
-    }
-);
-
-validated_string!(
-    /// A time server: a host name (RFC 1123), an IP address, or a URL with such a host
-    /// (`ntp://time.example:123`; only host and port are used). Rendered as
-    /// `pool HOST iburst [port N]` in `chrony.conf`.
-    NtpServer,
-    |s| NtpServer::host_port_of(s).map(|_| ())
-);
-
-impl NtpServer {
-    fn host_port_of(s: &str) -> Result<(String, Option<u16>), String> {
-        let what = "time server";
-        if let Ok(ip) = s.parse::<IpAddr>() {
-            return Ok((ip.to_string(), None));
-        }
-        if !s.contains("://") {
-            hostname(s, what)?;
-            return Ok((s.to_owned(), None));
-        }
-        let u = check_url(s, what, &["ntp", "http", "https"])?;
-        if !matches!(u.path(), "" | "/") || u.query().is_some() || u.fragment().is_some() {
-            return Err(format!(
-                "{what} {s:?}: only a host and port are used; remove the path"
-            ));
-        }
-        let host = match u.host() {
-            Some(url::Host::Domain(d)) => {
-                hostname(d, what)?;
-                d.to_owned()
-            }
-            Some(url::Host::Ipv4(ip)) => ip.to_string(),
-            Some(url::Host::Ipv6(ip)) => ip.to_string(),
-            None => return Err(format!("{what} {s:?} has no host")),
-        };
-        Ok((host, u.port()))
-    }
-
-    /// The host (name or IP) and explicit port to give chrony.
-    #[must_use]
-    pub fn host_port(&self) -> Option<(String, Option<u16>)> {
-        Self::host_port_of(&self.0).ok()
-    }
-}
-
-validated_string!(
-    /// A DNS search domain: an RFC 1123 host name.
-    DnsName,
-    |s| hostname(s, "search domain")
-);
-
-validated_string!(
-    /// A sysctl value: at most 1024 bytes, no control characters except tab (a newline would
-    /// write a second value to `/proc/sys`).
-    SysctlValue,
-    |s| {
-        len_ok(s, "sysctl value", 0, crate::limits::MAX_SYSCTL_VALUE_LEN)?;
-        no_control(s, "sysctl value", &['\t'])
-    }
-);
-
-validated_string!(
-    /// The message of the day: at most 4096 bytes; newlines and tabs allowed, no other control
-    /// characters (no terminal escape sequences).
-    Motd,
-    |s| {
-        len_ok(s, "motd", 0, crate::limits::MAX_MOTD_LEN)?;
-        no_control(s, "motd", &['\n', '\t'])
-    }
-);
-
-validated_string!(
-    /// A registry user name: 1–256 bytes, no control characters.
-    RegistryUser,
-    |s| {
-        len_ok(s, "username", 1, crate::limits::MAX_USERNAME_LEN)?;
-        no_control(s, "username", &[])
-    }
-);
-
-validated_string!(
-    /// A container image reference (`registry.local:5000/admin:1`, `repo@sha256:…`): 1–512 of
-    /// `[A-Za-z0-9._/:@-]`, starting with a letter or digit (it is an argv word of the
-    /// container runner).
-    ImageRef,
-    |s| {
-        chars_ok(s, "image reference", crate::limits::MAX_IMAGE_REF_LEN, |c| {
-            c.is_ascii_alphanumeric() || "._/:@-".contains(c)
-        })?;
-        if !s.starts_with(|c: char| c.is_ascii_alphanumeric()) {
-            return Err(format!("image reference {s:?} must start with a letter or digit"));
-        }
-        Ok(())
-    }
-);
-
-/// A registry password: 1–4096 bytes, no control characters. Its `Debug` form is redacted.
-#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
-pub struct Password(String);
-
-impl TryFrom<String> for Password {
-    type Error = String;
-    fn try_from(s: String) -> Result<Self, String> {
-        len_ok(&s, "password", 1, crate::limits::MAX_PASSWORD_LEN)?;
-        no_control(&s, "password", &[])?;
-        Ok(Self(s))
-    }
-}
-
-impl From<Password> for String {
-    fn from(v: Password) -> String {
-        v.0
-    }
-}
-
-impl Password {
-    /// The password.
-    #[must_use]
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl std::fmt::Debug for Password {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Password(<redacted>)")
-    }
-}
-
-validated_string!(
-    /// Go-style duration such as `30s`, `1h30m`, `500ms`.
-    GoDuration,
-    |s| {
-        let mut rest = s;
-        if rest.is_empty() {
-            return Err("empty duration".into());
-        }
-        len_ok(s, "duration", 1, crate::limits::MAX_DURATION_LEN)?;
-        while !rest.is_empty() {
-            let num_len = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(rest.len());
-            if num_len == 0 {
-                return Err(format!("invalid duration {s:?}"));
-            }
-            rest = &rest[num_len..];
-            let unit = ["ns", "us", "µs", "ms", "s", "m", "h"]
-                .into_iter()
-                .find(|u| rest.starts_with(u))
-                .ok_or_else(|| format!("invalid duration {s:?}: unknown unit"))?;
-            rest = &rest[unit.len()..];
-        }
-        Ok(())
-    }
-);
-
-validated_string!(
-    /// `latest`, or a semver version with an optional leading `v`.
-    FriendlyVersion,
-    |s| {
-        if s == "latest" {
-            return Ok(());
-        }
-        len_ok(s, "version", 1, crate::limits::MAX_VERSION_LEN)?;
-        semver::Version::parse(s.trim_start_matches('v'))
-            .map(|_| ())
-            .map_err(|e| format!("version {s:?}: {e}"))
-    }
-);
-
-validated_string!(
-    /// Base64 text (standard alphabet, padded), at most 64 KiB.
-    Base64,
-    |s| {
-        len_ok(s, "base64 value", 0, crate::limits::MAX_BASE64_LEN)?;
-        let ok = s.len() % 4 == 0
-            && s.trim_end_matches('=').chars().all(|c| c.is_ascii_alphanumeric() || c == '+' || c == '/')
-            && s.len() - s.trim_end_matches('=').len() <= 2;
-        if ok {
-            Ok(())
-        } else {
-            Err(format!("{s:?} is not valid base64"))
-        }
-    }
-);
-
-validated_string!(
-    /// A registry host name such as `docker.io` or `registry.local:5000`, or `*`.
-    RegistryName,
-    |s| chars_ok(s, "registry", 253, |c| c.is_ascii_alphanumeric() || ".-:*_".contains(c))
-);
-
-impl FriendlyVersion {
-    /// `None` for `latest`.
-    #[must_use]
-    pub fn version(&self) -> Option<semver::Version> {
-        if self.0 == "latest" {
-            None
-        } else {
-            semver::Version::parse(self.0.trim_start_matches('v')).ok()
-        }
-    }
-}
-
-/// The update seed, in `[0, 2048)`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(try_from = "u32", into = "u32")]
-pub struct Seed(u32);
-
-impl TryFrom<u32> for Seed {
-    type Error = String;
-    fn try_from(v: u32) -> Result<Self, String> {
-        if v < updater::manifest::MAX_SEED {
-            Ok(Seed(v))
-        } else {
-            Err(format!(
-                "seed must be below {}, got {v}",
-                updater::manifest::MAX_SEED
-            ))
-        }
-    }
-}
-
-impl From<Seed> for u32 {
-    fn from(s: Seed) -> u32 {
-        s.0
-    }
-}
-
-/// `deserialize_with` for an optional list of at most `MAX` entries.
-fn max_list<'de, D, T, const MAX: usize>(d: D) -> Result<Option<Vec<T>>, D::Error>
-where
-    D: serde::Deserializer<'de>,
-    T: Deserialize<'de>,
-{
-    let v = Option::<Vec<T>>::deserialize(d)?;
-    if let Some(v) = &v {
-        check_count::<D::Error>(v.len(), MAX)?;
-    }
-    Ok(v)
-}
-
-/// `deserialize_with` for a required list of at most `MAX` entries.
-fn max_list_req<'de, D, T, const MAX: usize>(d: D) -> Result<Vec<T>, D::Error>
-where
-    D: serde::Deserializer<'de>,
-    T: Deserialize<'de>,
-{
-    let v = Vec::<T>::deserialize(d)?;
-    check_count::<D::Error>(v.len(), MAX)?;
-    Ok(v)
-}
-
-/// `deserialize_with` for an optional map of at most `MAX` entries.
-fn max_map<'de, D, K, V, const MAX: usize>(d: D) -> Result<Option<BTreeMap<K, V>>, D::Error>
-where
-    D: serde::Deserializer<'de>,
-    K: Deserialize<'de> + Ord,
-    V: Deserialize<'de>,
-{
-    let v = Option::<BTreeMap<K, V>>::deserialize(d)?;
-    if let Some(v) = &v {
-        check_count::<D::Error>(v.len(), MAX)?;
-    }
-    Ok(v)
-}
-
-fn check_count<E: serde::de::Error>(len: usize, max: usize) -> Result<(), E> {
-    if len > max {
-        return Err(E::custom(format!("at most {max} entries, got {len}")));
-    }
-    Ok(())
-}
-
-/// `deserialize_with` for `settings.dns.search-list`: at most 6 domains whose `search` line
-/// (domains joined by spaces) is at most 256 characters.
-fn search_list<'de, D>(d: D) -> Result<Option<Vec<DnsName>>, D::Error>
-where
-    D: serde::Deserializer<'de>,
-{
-    use serde::de::Error as _;
-    let v = max_list::<D, DnsName, { crate::limits::MAX_SEARCH_DOMAINS }>(d)?;
-    if let Some(v) = &v {
-        let len = v.iter().map(|n| n.as_str().len()).sum::<usize>() + v.len().saturating_sub(1);
-        if len > crate::limits::MAX_SEARCH_LIST_LEN {
-            return Err(D::Error::custom(format!(
-                "the search list must be at most {} characters in all, got {len}",
-                crate::limits::MAX_SEARCH_LIST_LEN
-            )));
-        }
-    }
-    Ok(v)
-}
-
-/// Agent log level.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum LogLevel {
-    /// Debug.
-    Debug,
-    /// Info.
-    Info,
-    /// Warn.
-    Warn,
-    /// Error.
-    Error,
-    /// Critical.
-    Crit,
-}
-
-/// When the agent pulls images.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum PullBehavior {
-    /// Pull unless cached and recent.
-    Default,
-    /// Always pull.
-    Always,
-    /// Pull once per node.
-    Once,
-    /// Use the cache when present.
-    PreferCached,
-}
-
-/// When a bootstrap container runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum BootstrapMode {
-    /// Never.
-    Off,
-    /// On the next boot only, then set to `off`.
-    Once,
-    /// On every boot.
-    Always,
-}
-
-/// `settings`: the root of the tree.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case")]
-pub struct Settings {
-    /// Message of the day.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub motd: Option<Motd>,
-    /// The node agent.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub ecs: Option<EcsSettings>,
-    /// Kernel settings.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub kernel: Option<KernelSettings>,
-    /// Container registry mirrors and credentials.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub container_registry: Option<RegistrySettings>,
-    /// Resolver configuration.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub dns: Option<DnsSettings>,
-    /// Time sync.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub ntp: Option<NtpSettings>,
-    /// Update repository and policy.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub updates: Option<UpdatesSettings>,
-    /// Long-running host containers (admin, control).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub host_containers: Option<BTreeMap<Identifier, HostContainer>>,
-    /// Containers that run to completion before the agent starts.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub bootstrap_containers: Option<BTreeMap<Identifier, BootstrapContainer>>,
-}
-
-/// `settings.ecs`: how the node agent joins the control plane.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case")]
-pub struct EcsSettings {
-    /// Control plane endpoint (`flotilla agent --endpoint`).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub endpoint: Option<HttpUrl>,
-    /// Cluster to register in (`--cluster`).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub cluster: Option<ClusterName>,
-    /// Node attributes (`--attributes k=v,…`), at most 64.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "max_map::<_, _, _, { crate::limits::MAX_INSTANCE_ATTRIBUTES }>"
-    )]
-    pub instance_attributes: Option<BTreeMap<AttributeKey, AttributeValue>>,
-    /// Agent log level.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub loglevel: Option<LogLevel>,
-    /// Whether tasks may run privileged containers.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub allow_privileged_containers: Option<bool>,
-    /// Grace period between SIGTERM and SIGKILL.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub container_stop_timeout: Option<GoDuration>,
-    /// Image pull behaviour.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub image_pull_behavior: Option<PullBehavior>,
-    /// Memory (MiB) kept back from tasks.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub reserved_memory: Option<u16>,
-}
-
-/// `settings.kernel`.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case")]
-pub struct KernelSettings {
-    /// `/proc/sys` values by dotted key; values are strings.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub sysctl: Option<BTreeMap<SysctlKey, SysctlValue>>,
-}
-
-/// `settings.container-registry`.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case")]
-pub struct RegistrySettings {
-    /// Pull-through mirrors, at most 64.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "max_list::<_, _, { crate::limits::MAX_REGISTRY_ENTRIES }>"
-    )]
-    pub mirrors: Option<Vec<RegistryMirror>>,
-    /// Credentials per registry, at most 64.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "max_list::<_, _, { crate::limits::MAX_REGISTRY_ENTRIES }>"
-    )]
-    pub credentials: Option<Vec<RegistryCredential>>,
-}
-
-/// One mirror list.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case")]
-pub struct RegistryMirror {
-    /// Registry being mirrored.
-    pub registry: RegistryName,
-    /// Mirror endpoints, tried in order, at most 16.
-    #[serde(deserialize_with = "max_list_req::<_, _, { crate::limits::MAX_MIRROR_ENDPOINTS }>")]
-    pub endpoint: Vec<HttpUrl>,
-}
-
-/// One credential.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case")]
-pub struct RegistryCredential {
-    /// Registry.
-    pub registry: RegistryName,
-    /// User name.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub username: Option<RegistryUser>,
-    /// Password.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub password: Option<Password>,
-    /// `base64(user:password)`.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub auth: Option<Base64>,
-}
-
-/// `settings.dns`.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case")]
-pub struct DnsSettings {
-    /// Resolver addresses, at most 3.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "max_list::<_, _, { crate::limits::MAX_NAME_SERVERS }>"
-    )]
-    pub name_servers: Option<Vec<IpAddr>>,
-    /// Search domains (RFC 1123), at most 6 and 256 characters in all.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "search_list"
-    )]
-    pub search_list: Option<Vec<DnsName>>,
-}
-
-/// `settings.ntp`.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case")]
-pub struct NtpSettings {
-    /// NTP servers, at most 16.
-    #[serde(
-        default,
-        skip_serializing_if = "Option::is_none",
-        deserialize_with = "max_list::<_, _, { crate::limits::MAX_TIME_SERVERS }>"
-    )]
-    pub time_servers: Option<Vec<NtpServer>>,
-}
-
-/// `settings.updates`.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case")]
-pub struct UpdatesSettings {
-    /// TUF metadata directory URL.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub metadata_base_url: Option<RepoUrl>,
-    /// TUF targets directory URL.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub targets_base_url: Option<RepoUrl>,
-    /// Wave seed, generated at first boot when unset.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub seed: Option<Seed>,
-    /// `latest` or an exact version.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub version_lock: Option<FriendlyVersion>,
-    /// Take updates as soon as published.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub ignore_waves: Option<bool>,
-}
-
-/// One host container.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case")]
-pub struct HostContainer {
-    /// Run it.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub enabled: Option<bool>,
-    /// Privileged, host namespaces.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub superpowered: Option<bool>,
-    /// Image reference.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub source: Option<ImageRef>,
-    /// Data handed to the container.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub user_data: Option<Base64>,
-}
-
-/// One bootstrap container.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case")]
-pub struct BootstrapContainer {
-    /// Image reference.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub source: Option<ImageRef>,
-    /// When to run.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub mode: Option<BootstrapMode>,
-    /// Failure stops the boot.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub essential: Option<bool>,
-    /// Data handed to the container.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub user_data: Option<Base64>,
-}
+pub use load::{Dropped, Loaded, load, newly_invalid};
+pub use tree::*;
+pub use values::*;
 
 /// Deserialises a settings document (the object *under* `settings`), reporting the first
 /// problem with its full dotted key.
@@ -808,28 +58,53 @@ pub fn quote_segment(s: &str) -> String {
     }
 }
 
-/// Flattens a document into `dotted.key → leaf value` (arrays are leaves).
+/// The dotted key of a path under `settings` (`settings.kernel.sysctl."vm.max_map_count"`);
+/// `settings` for the empty path.
 #[must_use]
-pub fn flatten(doc: &Value, prefix: &str) -> BTreeMap<String, Value> {
-    let mut out = BTreeMap::new();
-    fn walk(v: &Value, key: String, out: &mut BTreeMap<String, Value>) {
+pub fn dotted_key(path: &[String]) -> String {
+    let mut key = String::from("settings");
+    for seg in path {
+        key.push('.');
+        key.push_str(&quote_segment(seg));
+    }
+    key
+}
+
+/// The leaves of a document with their paths: every value that is not a non-empty object
+/// (lists are leaves, as in [`flatten`]).
+#[must_use]
+pub fn leaves(doc: &Value) -> Vec<(Vec<String>, &Value)> {
+    fn walk<'a>(v: &'a Value, path: &mut Vec<String>, out: &mut Vec<(Vec<String>, &'a Value)>) {
         match v {
             Value::Object(m) if !m.is_empty() => {
                 for (k, child) in m {
-                    walk(child, format!("{key}.{}", quote_segment(k)), out);
+                    path.push(k.clone());
+                    walk(child, path, out);
+                    path.pop();
                 }
             }
-            _ => {
-                out.insert(key, v.clone());
-            }
+            _ => out.push((path.clone(), v)),
         }
     }
+    let mut out = Vec::new();
     if let Value::Object(m) = doc {
         for (k, child) in m {
-            walk(child, format!("{prefix}{}", quote_segment(k)), &mut out);
+            walk(child, &mut vec![k.clone()], &mut out);
         }
     }
     out
+}
+
+/// Flattens a document into `dotted.key → leaf value` (arrays are leaves).
+#[must_use]
+pub fn flatten(doc: &Value, prefix: &str) -> BTreeMap<String, Value> {
+    leaves(doc)
+        .into_iter()
+        .map(|(path, v)| {
+            let key: Vec<String> = path.iter().map(|s| quote_segment(s)).collect();
+            (format!("{prefix}{}", key.join(".")), v.clone())
+        })
+        .collect()
 }
 
 /// Deep-merges `patch` into `base` (objects merge key-wise, everything else replaces).
@@ -848,16 +123,86 @@ pub fn merge(base: &mut Value, patch: &Value) {
 /// (string prefix on the dotted key, `settings.` implied), and rebuilds the nested tree.
 #[must_use]
 pub fn filter_prefix(doc: &Value, root: &str, prefix: &str) -> Value {
-    let flat = flatten(doc, &format!("{root}."));
-    let mut out = Value::Object(serde_json::Map::new());
-    for (k, v) in flat {
-        if k.starts_with(prefix)
-            && let Ok(path) = updater::migration::split_key(&k)
-        {
-            let _ = updater::migration::set(&mut out, &path, v);
+    let mut out = Value::Object(Map::new());
+    for (path, v) in leaves(doc) {
+        let key: Vec<String> = path.iter().map(|s| quote_segment(s)).collect();
+        if format!("{root}.{}", key.join(".")).starts_with(prefix) {
+            let mut full = vec![root.to_owned()];
+            full.extend(path);
+            let _ = updater::migration::set(&mut out, &full, v.clone());
         }
     }
     out
+}
+
+/// What `GET /settings` answers, from the settings in effect (`doc`, the object under
+/// `settings`): with `keys`, each key and everything under it; otherwise with `prefix`, every
+/// key whose dotted name starts with it (a string prefix); otherwise all of `doc`. Keys and
+/// the prefix are full dotted keys (`settings.ecs.cluster`, see [`full_key`]).
+#[must_use]
+pub fn select(doc: &Value, keys: Option<&[String]>, prefix: Option<&str>) -> Value {
+    if let Some(keys) = keys {
+        let mut out = Value::Object(Map::new());
+        for (path, v) in leaves(doc) {
+            let k = dotted_key(&path);
+            if keys
+                .iter()
+                .any(|want| k == *want || k.starts_with(&format!("{want}.")))
+            {
+                let _ = updater::migration::set(&mut out, &path, v.clone());
+            }
+        }
+        return out;
+    }
+    match prefix {
+        Some(p) => filter_prefix(doc, "settings", p)
+            .get("settings")
+            .cloned()
+            .unwrap_or_else(|| Value::Object(Map::new())),
+        None => doc.clone(),
+    }
+}
+
+/// What `GET /` answers: `{"settings": …, "os": …}` from the settings in effect and the
+/// running image, plus `"dropped": {dotted key: why}` when stored keys were left out of the
+/// typed view ([`Loaded::dropped`]). With `prefix` (a dotted-key prefix such as `settings.ecs`
+/// or `os.version`), only the settings keys, `os` fields and dropped keys it selects; a part
+/// left empty is omitted. A dropped key is also shown for a prefix *under* it (the dropped
+/// `settings.ntp` for `settings.ntp.time-servers`).
+///
+/// # Errors
+/// [`Error::BadRequest`] for an empty prefix.
+pub fn model(loaded: &Loaded, os: &Value, prefix: Option<&str>) -> Result<Value, Error> {
+    let dropped = loaded.report();
+    let Some(p) = prefix else {
+        let mut out = json!({"settings": loaded.doc, "os": os});
+        if !dropped.is_empty() {
+            out["dropped"] = Value::Object(dropped);
+        }
+        return Ok(out);
+    };
+    if p.is_empty() {
+        return Err(Error::BadRequest("empty prefix".into()));
+    }
+    let mut out = filter_prefix(&loaded.doc, "settings", p);
+    let os: Map<String, Value> = os
+        .as_object()
+        .into_iter()
+        .flatten()
+        .filter(|(k, _)| format!("os.{k}").starts_with(p))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    if !os.is_empty() {
+        out["os"] = Value::Object(os);
+    }
+    let dropped: Map<String, Value> = dropped
+        .into_iter()
+        .filter(|(k, _)| k.starts_with(p) || p.starts_with(&format!("{k}.")))
+        .collect();
+    if !dropped.is_empty() {
+        out["dropped"] = Value::Object(dropped);
+    }
+    Ok(out)
 }
 
 /// Adds `settings.` to a key that lacks it.
@@ -874,25 +219,6 @@ pub fn full_key(key: &str) -> String {
 mod tests {
     use super::*;
     use serde_json::json;
-
-    #[test]
-    fn valid_document_deserialises() {
-        let s = validate(&json!({
-            "ecs": {"cluster": "prod", "endpoint": "http://10.0.0.1:8080",
-                    "instance-attributes": {"tier": "web"}, "loglevel": "debug",
-                    "container-stop-timeout": "1m30s"},
-            "kernel": {"sysctl": {"net.ipv4.ip_forward": "1"}},
-            "updates": {"seed": 17, "ignore-waves": true, "version-lock": "v1.2.3",
-                        "metadata-base-url": "/srv/repo/metadata"},
-            "host-containers": {"admin": {"enabled": false, "superpowered": true, "source": "x"}},
-            "bootstrap-containers": {"setup": {"source": "y", "mode": "once", "user-data": "aGk="}},
-            "dns": {"name-servers": ["10.0.0.2"]},
-            "ntp": {"time-servers": ["time.example"]},
-            "container-registry": {"mirrors": [{"registry": "docker.io", "endpoint": ["http://m:5000"]}]}
-        }))
-        .unwrap();
-        assert_eq!(s.ecs.unwrap().cluster.unwrap().as_str(), "prod");
-    }
 
     #[test]
     fn unknown_key_is_named() {
@@ -928,223 +254,6 @@ mod tests {
     }
 
     #[test]
-    fn field_validators() {
-        assert!(GoDuration::try_from("1h30m".to_owned()).is_ok());
-        assert!(GoDuration::try_from("10x".to_owned()).is_err());
-        assert!(Base64::try_from("aGk=".to_owned()).is_ok());
-        assert!(Base64::try_from("a".to_owned()).is_err());
-        assert!(FriendlyVersion::try_from("latest".to_owned()).is_ok());
-        assert!(FriendlyVersion::try_from("banana".to_owned()).is_err());
-        assert!(AttributeValue::try_from(" x".to_owned()).is_err());
-    }
-
-    /// Every value rendered into a file or an argv is refused when it could inject a line, a
-    /// word or an option: (document, key the error must name).
-    #[test]
-    fn injection_attempts_are_refused_naming_the_key() {
-        let long = "a".repeat(5000);
-        let cases = [
-            (
-                json!({"dns": {"search-list": ["corp.example\nnameserver 6.6.6.6"]}}),
-                "settings.dns.search-list",
-            ),
-            (
-                json!({"dns": {"search-list": ["a b"]}}),
-                "settings.dns.search-list",
-            ),
-            (
-                json!({"dns": {"search-list": ["-bad.example"]}}),
-                "settings.dns.search-list",
-            ),
-            (
-                json!({"dns": {"name-servers": ["10.0.0.1\nsearch evil"]}}),
-                "settings.dns.name-servers",
-            ),
-            (
-                json!({"ntp": {"time-servers": ["time.example\nserver 6.6.6.6"]}}),
-                "settings.ntp.time-servers",
-            ),
-            (
-                json!({"ntp": {"time-servers": ["http://time.example/\nx"]}}),
-                "settings.ntp.time-servers",
-            ),
-            (
-                json!({"ntp": {"time-servers": ["ntp://time.example/path"]}}),
-                "settings.ntp.time-servers",
-            ),
-            (
-                json!({"ecs": {"endpoint": "http://cp:8080\nFLOTILLA_CLUSTER=evil"}}),
-                "settings.ecs.endpoint",
-            ),
-            (
-                json!({"ecs": {"endpoint": "http://cp:8080 --cluster x"}}),
-                "settings.ecs.endpoint",
-            ),
-            (
-                json!({"ecs": {"endpoint": "http://cp/\"$(id)\""}}),
-                "settings.ecs.endpoint",
-            ),
-            (
-                json!({"ecs": {"endpoint": "ftp://cp"}}),
-                "settings.ecs.endpoint",
-            ),
-            (
-                json!({"ecs": {"endpoint": "http://user:secret@cp"}}),
-                "settings.ecs.endpoint",
-            ),
-            (
-                json!({"ecs": {"endpoint": "--cluster=x"}}),
-                "settings.ecs.endpoint",
-            ),
-            (
-                json!({"ecs": {"endpoint": format!("http://cp/{long}")}}),
-                "settings.ecs.endpoint",
-            ),
-            (
-                json!({"ecs": {"cluster": "--endpoint"}}),
-                "settings.ecs.cluster",
-            ),
-            (
-                json!({"ecs": {"instance-attributes": {"-x": "1"}}}),
-                "settings.ecs.instance-attributes",
-            ),
-            (
-                json!({"ecs": {"container-stop-timeout": "1".repeat(40) + "s"}}),
-                "settings.ecs.container-stop-timeout",
-            ),
-            (
-                json!({"kernel": {"sysctl": {"vm.max_map_count": "1\n2"}}}),
-                "settings.kernel.sysctl.vm.max_map_count",
-            ),
-            (
-                json!({"kernel": {"sysctl": {"vm.max_map_count": long.clone()}}}),
-                "settings.kernel.sysctl.vm.max_map_count",
-            ),
-            (
-                json!({"container-registry": {"credentials": [{"registry": "r", "password": "p\n[x]"}]}}),
-                "settings.container-registry.credentials[0].password",
-            ),
-            (
-                json!({"container-registry": {"credentials": [{"registry": "r", "username": "u\u{0}"}]}}),
-                "settings.container-registry.credentials[0].username",
-            ),
-            (
-                json!({"container-registry": {"mirrors": [{"registry": "r", "endpoint": ["http://m\"]\n[x]"]}]}}),
-                "settings.container-registry.mirrors[0].endpoint",
-            ),
-            (
-                json!({"updates": {"metadata-base-url": "/srv/repo\nseed = 1"}}),
-                "settings.updates.metadata-base-url",
-            ),
-            (
-                json!({"updates": {"targets-base-url": "http://r/\n"}}),
-                "settings.updates.targets-base-url",
-            ),
-            (
-                json!({"updates": {"version-lock": format!("1.0.0-{long}")}}),
-                "settings.updates.version-lock",
-            ),
-            (json!({"motd": "hi\u{1b}[2J"}), "settings.motd"),
-            (json!({"motd": long.clone()}), "settings.motd"),
-            (
-                json!({"host-containers": {"admin": {"source": "--privileged"}}}),
-                "settings.host-containers.admin.source",
-            ),
-            (
-                json!({"host-containers": {"admin": {"source": "img:1 evil"}}}),
-                "settings.host-containers.admin.source",
-            ),
-            (
-                json!({"bootstrap-containers": {"b": {"source": "x\ny"}}}),
-                "settings.bootstrap-containers.b.source",
-            ),
-            (
-                json!({"host-containers": {"-rf": {}}}),
-                "settings.host-containers",
-            ),
-            (
-                json!({"host-containers": {"a": {"user-data": "QUFB".repeat(20000)}}}),
-                "settings.host-containers.a.user-data",
-            ),
-        ];
-        for (doc, key) in cases {
-            let e = validate(&doc).expect_err(&doc.to_string());
-            let Error::InvalidSettings { key: got, message } = &e else {
-                panic!("{e}");
-            };
-            assert!(got.starts_with(key), "{doc}: {e}");
-            assert!(
-                message.len() < 400,
-                "the message must not echo huge values: {message}"
-            );
-        }
-    }
-
-    #[test]
-    fn list_lengths_are_bounded() {
-        for (doc, key) in [
-            (
-                json!({"dns": {"name-servers": ["10.0.0.1", "10.0.0.2", "10.0.0.3", "10.0.0.4"]}}),
-                "settings.dns.name-servers",
-            ),
-            (
-                json!({"dns": {"search-list": ["a", "b", "c", "d", "e", "f", "g"]}}),
-                "settings.dns.search-list",
-            ),
-            (
-                json!({"dns": {"search-list": vec![format!("{}.{}", "a".repeat(63), "b".repeat(63)); 3]}}),
-                "settings.dns.search-list",
-            ),
-            (
-                json!({"ntp": {"time-servers": vec!["t.example"; 17]}}),
-                "settings.ntp.time-servers",
-            ),
-            (
-                json!({"container-registry": {"mirrors": [{"registry": "r", "endpoint": vec!["http://m"; 17]}]}}),
-                "settings.container-registry.mirrors[0].endpoint",
-            ),
-        ] {
-            let e = validate(&doc).unwrap_err();
-            assert!(
-                e.to_string().starts_with(key) && e.to_string().contains("at most"),
-                "{e}"
-            );
-        }
-        let attrs: serde_json::Map<String, Value> =
-            (0..65).map(|i| (format!("k{i}"), json!("v"))).collect();
-        let e = validate(&json!({"ecs": {"instance-attributes": attrs}})).unwrap_err();
-        assert!(
-            e.to_string().contains("settings.ecs.instance-attributes"),
-            "{e}"
-        );
-    }
-
-    #[test]
-    fn legitimate_values_still_pass() {
-        validate(&json!({
-            "ecs": {"endpoint": "10.0.0.1:8080", "cluster": "prod_1"},
-            "dns": {"name-servers": ["10.0.0.2", "fd00::53", "1.1.1.1"],
-                    "search-list": ["corp.example", "example.", "svc"]},
-            "ntp": {"time-servers": ["169.254.169.123", "2.amazon.pool.ntp.org", "ntp://[fd00::1]:123", "https://time.example/"]},
-            "kernel": {"sysctl": {"net.ipv4.ip_local_port_range": "32768\t60999", "kernel.core_pattern": "|/bin/false %p"}},
-            "updates": {"metadata-base-url": "/srv/my repo/metadata", "targets-base-url": "file:///srv/repo/targets"},
-            "container-registry": {
-                "mirrors": [{"registry": "docker.io", "endpoint": ["https://mirror.example:5000/v2?x=1"]}],
-                "credentials": [{"registry": "*", "username": "AWS", "password": "p@ss w\"ord'$", "auth": "dTpw"}]},
-            "host-containers": {"admin": {"source": "registry.local:5000/admin@sha256:abc", "user-data": "aGk="}},
-            "motd": "line 1\n\tline 2",
-        }))
-        .unwrap();
-    }
-
-    #[test]
-    fn password_debug_is_redacted() {
-        let p = Password::try_from("hunter2".to_owned()).unwrap();
-        assert!(!format!("{p:?}").contains("hunter2"));
-        assert_eq!(p.as_str(), "hunter2");
-    }
-
-    #[test]
     fn flatten_quotes_dotted_segments_and_filter_rebuilds() {
         let doc = json!({"kernel": {"sysctl": {"net.ipv4.ip_forward": "1"}}, "motd": "hi"});
         let flat = flatten(&doc, "settings.");
@@ -1161,5 +270,102 @@ mod tests {
         let mut a = json!({"ecs": {"cluster": "a", "loglevel": "info"}});
         merge(&mut a, &json!({"ecs": {"cluster": "b"}}));
         assert_eq!(a, json!({"ecs": {"cluster": "b", "loglevel": "info"}}));
+    }
+
+    fn live() -> Value {
+        json!({"ecs": {"cluster": "prod", "loglevel": "info"},
+               "kernel": {"sysctl": {"vm.max_map_count": "262144"}}, "motd": "hi"})
+    }
+
+    #[test]
+    fn select_by_keys_prefix_or_everything() {
+        let doc = live();
+        let keys = |k: &[&str]| k.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(select(&doc, None, None), doc);
+        assert_eq!(
+            select(
+                &doc,
+                Some(&keys(&["settings.motd", "settings.ecs.cluster"])),
+                None
+            ),
+            json!({"ecs": {"cluster": "prod"}, "motd": "hi"})
+        );
+        // a key selects everything under it, but not a key it merely prefixes
+        assert_eq!(
+            select(&doc, Some(&keys(&["settings.ecs", "settings.mot"])), None),
+            json!({"ecs": {"cluster": "prod", "loglevel": "info"}})
+        );
+        assert_eq!(
+            select(
+                &doc,
+                Some(&keys(&["settings.kernel.sysctl.\"vm.max_map_count\""])),
+                None
+            ),
+            json!({"kernel": {"sysctl": {"vm.max_map_count": "262144"}}})
+        );
+        // keys win over a prefix; a prefix is a string prefix of the dotted key
+        assert_eq!(
+            select(&doc, Some(&keys(&["settings.motd"])), Some("settings.ecs")),
+            json!({"motd": "hi"})
+        );
+        assert_eq!(
+            select(&doc, None, Some("settings.ecs.c")),
+            json!({"ecs": {"cluster": "prod"}})
+        );
+        assert_eq!(select(&doc, None, Some("settings.nothing")), json!({}));
+    }
+
+    #[test]
+    fn model_filters_settings_os_and_dropped_by_prefix() {
+        let mut stored = live();
+        stored["ntp"] = json!({"time-servers": ["ntp://t.example/path"]});
+        let loaded = load(&stored);
+        let os = json!({"version_id": "1.0.0", "arch": "x86_64"});
+        let all = model(&loaded, &os, None).unwrap();
+        assert_eq!(all["settings"], live());
+        assert_eq!(all["os"], os);
+        let dropped = all["dropped"].as_object().unwrap();
+        assert_eq!(
+            dropped.keys().collect::<Vec<_>>(),
+            ["settings.ntp.time-servers"]
+        );
+        assert!(
+            dropped["settings.ntp.time-servers"]
+                .as_str()
+                .unwrap()
+                .contains("path")
+        );
+        // nothing dropped: no `dropped` part at all
+        assert!(
+            model(&load(&live()), &os, None)
+                .unwrap()
+                .get("dropped")
+                .is_none()
+        );
+        assert_eq!(
+            model(&loaded, &os, Some("settings.ecs.cluster")).unwrap(),
+            json!({"settings": {"ecs": {"cluster": "prod"}}})
+        );
+        assert_eq!(
+            model(&loaded, &os, Some("os.version")).unwrap(),
+            json!({"os": {"version_id": "1.0.0"}})
+        );
+        assert_eq!(model(&loaded, &os, Some("os")).unwrap()["os"], os);
+        // a dropped key shows for a prefix above it and for one under it
+        for p in ["settings.ntp", "settings.ntp.time-servers"] {
+            let m = model(&loaded, &os, Some(p)).unwrap();
+            assert_eq!(
+                m.as_object().unwrap().keys().collect::<Vec<_>>(),
+                ["dropped"],
+                "{p}"
+            );
+        }
+        let whole = load(&json!("not a table"));
+        let m = model(&whole, &os, Some("settings.ecs")).unwrap();
+        assert!(m["dropped"].get("settings").is_some(), "{m}");
+        assert!(matches!(
+            model(&loaded, &os, Some("")),
+            Err(Error::BadRequest(_))
+        ));
     }
 }

@@ -667,3 +667,114 @@ async fn concurrent_writers_never_mix_transactions() {
     assert_eq!(live["motd"], live["ecs"]["cluster"]);
     s.shutdown().await;
 }
+
+/// Every stored record must be survivable at startup. A datastore written by hand, as an older
+/// version may have left it, holds values that version accepted and this one refuses among good
+/// ones: the server starts, the good values are in effect (rendered), each bad key is left out,
+/// reported under `dropped` by `GET /` without its value, and does not block writes to other
+/// keys. A pending transaction holding such a value is refused at commit with a 400 naming the
+/// key, and the server goes on.
+#[tokio::test]
+async fn stored_values_refused_now_are_dropped_and_reported_not_fatal() {
+    let d = tempfile::tempdir().unwrap();
+    let ps = proc_sys(d.path());
+    let ds = d.path().join("data/datastore");
+    let vdir = ds.join("v0.0.0_older");
+    std::fs::create_dir_all(vdir.join("pending")).unwrap();
+    std::os::unix::fs::symlink("v0.0.0_older", ds.join("current")).unwrap();
+    let stored = json!({
+        "ecs": {"cluster": "prod", "endpoint": "http://admin:hunter2@cp:8080"},
+        "dns": {"name-servers": ["10.0.0.53"], "search-list": ["corp_x.example"]},
+        "ntp": {"time-servers": ["ntp://time.example/path"]},
+        "motd": "welcome",
+        "updates": {"seed": 5000},
+    });
+    std::fs::write(vdir.join("live.json"), serde_json::to_vec(&stored).unwrap()).unwrap();
+    std::fs::write(
+        vdir.join("pending/old.json"),
+        br#"{"motd": "from the old tx", "dns": {"search-list": ["a_b.example"]}}"#,
+    )
+    .unwrap();
+
+    let s = Server::start(d.path(), BTreeMap::new(), ps).await;
+    let c = &s.client;
+    c.call("POST", "/tx/apply", None).await.unwrap();
+    let etc = |f: &str| std::fs::read_to_string(s.dir.join("etc").join(f)).unwrap();
+    let env = etc("flotilla/agent.env");
+    assert!(env.contains("FLOTILLA_CLUSTER=\"prod\""), "{env}");
+    assert!(
+        !env.contains("FLOTILLA_ENDPOINT") && !env.contains("hunter2"),
+        "{env}"
+    );
+    assert_eq!(etc("resolv.conf"), "nameserver 10.0.0.53\n");
+    assert!(!etc("chrony.conf").contains("time.example"));
+    assert_eq!(etc("motd"), "welcome\n");
+    // GET /settings: the settings in effect; the seed out of range was replaced by a new one
+    let live = c.get_json("/settings").await.unwrap();
+    let seed = live["updates"]["seed"].as_u64().unwrap();
+    assert!(seed < 2048, "{live}");
+    assert_eq!(
+        live,
+        json!({"ecs": {"cluster": "prod"}, "dns": {"name-servers": ["10.0.0.53"]},
+               "motd": "welcome", "updates": {"seed": seed}})
+    );
+    // GET /: the dropped keys and why, never the stored value
+    let model = c.get_json("/").await.unwrap();
+    let dropped = model["dropped"].as_object().unwrap();
+    assert_eq!(
+        dropped.keys().collect::<Vec<_>>(),
+        [
+            "settings.dns.search-list",
+            "settings.ecs.endpoint",
+            "settings.ntp.time-servers"
+        ]
+    );
+    assert!(
+        dropped["settings.ecs.endpoint"]
+            .as_str()
+            .unwrap()
+            .contains("credentials"),
+        "{model}"
+    );
+    assert!(!model.to_string().contains("hunter2"), "{model}");
+    assert_eq!(
+        c.get_json("/?prefix=settings.ntp").await.unwrap(),
+        json!({"dropped": {"settings.ntp.time-servers": dropped["settings.ntp.time-servers"]}})
+    );
+    // writes to other keys go through; new writes are still strict
+    c.set_doc(&json!({"motd": "changed"}), "t").await.unwrap();
+    assert_eq!(etc("motd"), "changed\n");
+    let (status, body) = c
+        .raw(
+            "PATCH",
+            "/settings?tx=t",
+            Some(br#"{"ntp": {"time-servers": ["ntp://x/y"]}}"#.to_vec()),
+        )
+        .await
+        .unwrap();
+    let body = String::from_utf8_lossy(&body);
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("settings.ntp.time-servers"), "{body}");
+    // the stale pending transaction: 400 naming the key, nothing committed
+    let (status, body) = c.raw("POST", "/tx/commit?tx=old", None).await.unwrap();
+    let body = String::from_utf8_lossy(&body);
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("settings.dns.search-list"), "{body}");
+    let (status, _) = c
+        .raw("POST", "/tx/commit_and_apply?tx=old", None)
+        .await
+        .unwrap();
+    assert_eq!(status, 400);
+    assert_eq!(c.get_json("/settings").await.unwrap()["motd"], "changed");
+    // a valid value replaces a dropped one, which is then no longer reported
+    c.set_doc(&json!({"ntp": {"time-servers": ["time.example"]}}), "t")
+        .await
+        .unwrap();
+    assert_eq!(etc("chrony.conf"), "pool time.example iburst\n");
+    let model = c.get_json("/").await.unwrap();
+    assert!(
+        model["dropped"].get("settings.ntp.time-servers").is_none(),
+        "{model}"
+    );
+    s.shutdown().await;
+}
