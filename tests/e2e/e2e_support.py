@@ -111,7 +111,8 @@ class Server:
             return ""
 
     def reset(self) -> None:
-        req = urllib.request.Request(self.endpoint + "/admin/reset", data=b"", method="POST")
+        url = self.endpoint + "/admin/reset"
+        req = urllib.request.Request(url, data=b"", method="POST", headers=signed_admin_headers(url))
         with urllib.request.urlopen(req, timeout=10) as r:
             assert r.status == 200
             assert json.loads(r.read()) == {"status": "ok"}
@@ -124,6 +125,21 @@ class Server:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(timeout=10)
+
+
+def signed_admin_headers(url: str, key: str = AUTH_KEY, secret: str = AUTH_SECRET) -> dict:
+    """SigV4 headers for an empty `POST url` to flotilla's own endpoints (`/admin/reset`).
+
+    A server with `--credentials` wants /admin/reset signed by a listed key (the scope's
+    service may be any; "flotilla" here); a server without accepts any signature.
+    """
+    from botocore.auth import SigV4Auth
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials
+
+    req = AWSRequest(method="POST", url=url, data=b"")
+    SigV4Auth(Credentials(key, secret), "flotilla", "us-east-1").add_auth(req)
+    return dict(req.headers.items())
 
 
 def _healthy(endpoint: str) -> bool:

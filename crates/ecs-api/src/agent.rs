@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use controlplane::ops::agent_channel::{
-    instance_key, poll_tasks, polling_instance, report_health, set_agent_connected,
+    instance_key, poll_digest, poll_tasks, polling_instance, report_health, set_agent_connected,
 };
 use controlplane::{ControlPlane, EcsError};
 use model::agent::{
@@ -65,10 +65,19 @@ fn put_logs(cp: &ControlPlane, call: &Call, req: PutLogsRequest) -> Result<Vec<u
     })
 }
 
+/// How often a waiting poll refreshes its instance's heartbeat (well within the
+/// server's `--agent-timeout`, 30 s by default).
+const HEARTBEAT_EVERY: Duration = Duration::from_secs(5);
+
 /// Answers as soon as the instance's assignment differs from `knownDigest`, or when it
 /// changes within `waitSeconds`, or when a log request is queued for the instance (it
-/// rides in `logRequests`); every look counts as a heartbeat, and an instance marked
-/// disconnected is marked connected again.
+/// rides in `logRequests`); the poll counts as a heartbeat while it waits, and an
+/// instance marked disconnected is marked connected again.
+///
+/// Every published change wakes every waiting poll, so the look a woken poll takes is
+/// cheap: it computes only the digest of the instance's assignment (from the
+/// per-instance index, copying nothing) and builds the whole answer — tasks and their
+/// definitions — only when it answers.
 async fn poll(cp: &ControlPlane, call: &Call, req: PollTasksRequest) -> Result<Vec<u8>, ApiError> {
     let wait = Duration::from_secs(u64::from(
         req.wait_seconds.unwrap_or(0).min(MAX_WAIT_SECONDS),
@@ -76,11 +85,12 @@ async fn poll(cp: &ControlPlane, call: &Call, req: PollTasksRequest) -> Result<V
     let deadline = tokio::time::Instant::now() + wait;
     let mut changes = cp.subscribe();
     let mut open_poll = None;
+    let mut heartbeat_at: Option<tokio::time::Instant> = None;
     loop {
         changes.borrow_and_update();
-        let (key, mut resp, connected) = cp.read(|s| poll_tasks(s, &call.scope, &req))?;
-        cp.heartbeat(key.clone());
+        let (key, digest, connected) = cp.read(|s| poll_digest(s, &call.scope, &req))?;
         if !connected {
+            cp.heartbeat(key.clone());
             cp.write(call.scope.clone(), move |s, ctx| {
                 set_agent_connected(s, ctx, &key, true)
             })
@@ -89,16 +99,25 @@ async fn poll(cp: &ControlPlane, call: &Call, req: PollTasksRequest) -> Result<V
         }
         // While this poll is open the instance counts as reachable for log requests.
         let open_poll = open_poll.get_or_insert_with(|| cp.log_broker().poll_started(&key));
-        resp.log_requests = cp.log_broker().take(&key);
-        if !resp.log_requests.is_empty()
-            || req.known_digest.as_deref() != Some(resp.digest.as_str())
-            || tokio::time::Instant::now() >= deadline
+        let log_requests = cp.log_broker().take(&key);
+        let now = tokio::time::Instant::now();
+        if !log_requests.is_empty()
+            || req.known_digest.as_deref() != Some(digest.as_str())
+            || now >= deadline
         {
+            let (key, mut resp, _) = cp.read(|s| poll_tasks(s, &call.scope, &req))?;
+            cp.heartbeat(key);
+            resp.log_requests = log_requests;
             return encode(&resp);
+        }
+        if heartbeat_at.is_none_or(|at| now.duration_since(at) >= HEARTBEAT_EVERY) {
+            cp.heartbeat(key);
+            heartbeat_at = Some(now);
         }
         tokio::select! {
             changed = changes.changed() => {
                 if changed.is_err() {
+                    let (_, resp, _) = cp.read(|s| poll_tasks(s, &call.scope, &req))?;
                     return encode(&resp);
                 }
             }

@@ -1,5 +1,11 @@
 //! [`ApiError`]: everything that can go wrong between the socket and the control
 //! plane, and how each is shown on the wire.
+//!
+//! Every `message` sent is at most [`MAX_MESSAGE_BYTES`] long ([`bounded_message`]): a
+//! message that quotes a megabyte of input does not send it back. Messages built here
+//! quote input with [`quote`], which keeps a short prefix.
+
+use std::borrow::Cow;
 
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -17,7 +23,7 @@ pub enum ApiError {
     )]
     MissingTarget,
     /// The target names no ECS operation.
-    #[error("Unknown operation {0:?}.")]
+    #[error("Unknown operation {}.", quote(.0))]
     UnknownOperation(String),
     /// The body is not JSON (or not a JSON object).
     #[error("{0}")]
@@ -79,10 +85,81 @@ impl ApiError {
     }
 }
 
+/// Longest `message` an error answer carries, in bytes.
+pub const MAX_MESSAGE_BYTES: usize = 1024;
+/// How many characters of a quoted input value a message keeps.
+pub const MAX_QUOTED_CHARS: usize = 64;
+const ELLIPSIS: &str = "…";
+
+/// `s` quoted (as `{:?}` does) for an error message: at most its first
+/// [`MAX_QUOTED_CHARS`] characters, ending in `…` inside the quotes when it was longer.
+pub fn quote(s: &str) -> String {
+    match s.char_indices().nth(MAX_QUOTED_CHARS) {
+        None => format!("{s:?}"),
+        Some((cut, _)) => {
+            let quoted = format!("{:?}", &s[..cut]);
+            format!("{}{ELLIPSIS}\"", &quoted[..quoted.len() - 1])
+        }
+    }
+}
+
+/// `message` as it goes on the wire: unchanged when it is at most
+/// [`MAX_MESSAGE_BYTES`] long. A longer one (some message quoted a large input) first
+/// has every quoted run (`"…"`, `` `…` ``) cut to [`MAX_QUOTED_CHARS`] characters, so
+/// that what follows the quote survives, and is then cut to [`MAX_MESSAGE_BYTES`] on a
+/// character boundary, ending in `…`.
+pub fn bounded_message(message: &str) -> Cow<'_, str> {
+    if message.len() <= MAX_MESSAGE_BYTES {
+        return Cow::Borrowed(message);
+    }
+    let shortened = shorten_quotes(message);
+    if shortened.len() <= MAX_MESSAGE_BYTES {
+        return Cow::Owned(shortened);
+    }
+    let mut cut = MAX_MESSAGE_BYTES - ELLIPSIS.len();
+    while !shortened.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    Cow::Owned(format!("{}{ELLIPSIS}", &shortened[..cut]))
+}
+
+/// Cuts the content of every quoted run longer than [`MAX_QUOTED_CHARS`] characters.
+/// A `"` run honours backslash escapes (as `{:?}` writes them); a run left open runs
+/// to the end of the message.
+fn shorten_quotes(message: &str) -> String {
+    let mut out = String::with_capacity(MAX_MESSAGE_BYTES);
+    let mut chars = message.chars();
+    while let Some(c) = chars.next() {
+        out.push(c);
+        if c != '"' && c != '`' {
+            continue;
+        }
+        let mut escaped = false;
+        let mut closed = false;
+        for (kept, d) in chars.by_ref().enumerate() {
+            if d == c && !escaped {
+                closed = true;
+                break;
+            }
+            escaped = c == '"' && d == '\\' && !escaped;
+            if kept < MAX_QUOTED_CHARS {
+                out.push(d);
+            } else if kept == MAX_QUOTED_CHARS {
+                out.push_str(ELLIPSIS);
+            }
+        }
+        if closed {
+            out.push(c);
+        }
+    }
+    out
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, code) = self.status_and_code();
-        let body = serde_json::json!({ "__type": code, "message": self.to_string() });
+        let message = self.to_string();
+        let body = serde_json::json!({ "__type": code, "message": bounded_message(&message) });
         let mut resp = (status, body.to_string()).into_response();
         let headers = resp.headers_mut();
         headers.insert(
@@ -129,5 +206,72 @@ mod tests {
                 "RequestEntityTooLargeException"
             )
         );
+    }
+
+    #[test]
+    fn short_messages_are_unchanged() {
+        let m = r#"clusterName "a b" is invalid: up to 255 letters."#;
+        assert_eq!(bounded_message(m), m);
+        assert!(matches!(bounded_message(m), Cow::Borrowed(_)));
+    }
+
+    #[test]
+    fn long_quoted_input_keeps_a_prefix_and_the_rest_of_the_message() {
+        let huge = "A".repeat(1 << 20);
+        let m = format!("Invalid value for count: invalid type: string {huge:?}, expected i32");
+        let b = bounded_message(&m);
+        assert!(b.len() <= MAX_MESSAGE_BYTES, "{}", b.len());
+        assert_eq!(
+            b,
+            format!(
+                "Invalid value for count: invalid type: string \"{}…\", expected i32",
+                "A".repeat(MAX_QUOTED_CHARS)
+            )
+        );
+        let m = format!("unknown variant `{huge}`, expected one of `EC2`, `FARGATE`");
+        let b = bounded_message(&m);
+        assert!(b.ends_with("…`, expected one of `EC2`, `FARGATE`"), "{b}");
+        // Escaped quotes inside a Debug-quoted run do not end it.
+        let m = format!("name {:?} is invalid", format!("x\"{huge}"));
+        let b = bounded_message(&m);
+        assert!(b.ends_with("…\" is invalid"), "{b}");
+        assert!(b.len() < 200, "{b}");
+    }
+
+    #[test]
+    fn long_unquoted_messages_are_cut_on_a_char_boundary() {
+        for filler in ["x", "é", "😀"] {
+            let m = filler.repeat(5000);
+            let b = bounded_message(&m);
+            assert!(b.len() <= MAX_MESSAGE_BYTES && b.len() > MAX_MESSAGE_BYTES - 8);
+            assert!(b.ends_with('…'));
+        }
+        // An unclosed quote runs to the end and is cut too.
+        let m = format!("bad \"{}", "y".repeat(5000));
+        assert_eq!(
+            bounded_message(&m),
+            format!("bad \"{}…", "y".repeat(MAX_QUOTED_CHARS))
+        );
+    }
+
+    #[test]
+    fn quote_keeps_a_short_prefix() {
+        assert_eq!(quote("abc"), "\"abc\"");
+        let q = quote(&"é".repeat(1000));
+        assert_eq!(q, format!("\"{}…\"", "é".repeat(MAX_QUOTED_CHARS)));
+        let e = ApiError::UnknownOperation("Z".repeat(100_000));
+        assert!(e.to_string().len() < 100, "{e}");
+    }
+
+    #[tokio::test]
+    async fn the_wire_message_is_bounded() {
+        let e = ApiError::InvalidParameter("q".repeat(1 << 20));
+        let resp = e.into_response();
+        let body = axum::body::to_bytes(resp.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(v["__type"], "InvalidParameterException");
+        assert!(v["message"].as_str().unwrap().len() <= MAX_MESSAGE_BYTES);
     }
 }

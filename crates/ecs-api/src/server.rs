@@ -1,5 +1,13 @@
 //! The HTTP server: `POST /` (the ECS API, the agent protocol `FlotillaAgentV1.*` and
 //! flotilla's own `FlotillaV1.*`), `GET /healthz`, `POST /admin/reset`.
+//!
+//! `POST /admin/reset` (served only with [`ApiConfig::allow_reset`]) wipes every
+//! account's state, so when credentials are configured it needs a valid SigV4
+//! signature from a listed key, like any request (the credential scope may name any
+//! service); otherwise it is answered 403 in the AWS error shape. [`serve_with`] (in
+//! [`connections`]) runs the accept loop with its timeouts and connection cap.
+
+pub mod connections;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -18,9 +26,11 @@ use model::logs::{USER_TARGET_PREFIX, UserOperation};
 use model::wire::{Operation, TARGET_PREFIX};
 
 use crate::agent::dispatch_agent;
-use crate::auth::{Credentials, authenticate};
+use crate::auth::{Credentials, ScopeService, Verifier, authenticate};
 use crate::dispatch::{Call, dispatch};
-use crate::error::ApiError;
+use crate::error::{ApiError, bounded_message};
+
+pub use connections::{ServeLimits, serve_with};
 
 /// How the API behaves.
 #[derive(Debug, Clone, Default)]
@@ -43,7 +53,7 @@ struct App {
 pub fn router(cp: ControlPlane, config: ApiConfig) -> Router {
     Router::new()
         .route("/", post(ecs))
-        .route("/healthz", get(|| async { "ok" }))
+        .route("/healthz", get(healthz))
         .route("/admin/reset", post(reset))
         .with_state(App {
             cp,
@@ -51,15 +61,14 @@ pub fn router(cp: ControlPlane, config: ApiConfig) -> Router {
         })
 }
 
-/// Serves `router` on `listener` until `shutdown` resolves.
+/// Serves `router` on `listener` with the default [`ServeLimits`] until `shutdown`
+/// resolves, then waits for the requests in progress to be answered.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     router: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown)
-        .await
+    serve_with(listener, router, ServeLimits::default(), shutdown).await
 }
 
 fn now() -> (i64, f64) {
@@ -154,18 +163,29 @@ async fn ecs(
             .into_response(),
         Err(e) => {
             if e.status_and_code().0.is_server_error() {
-                tracing::error!(error = %e, "request failed");
+                let message = e.to_string();
+                tracing::error!(error = %bounded_message(&message), "request failed");
             }
             e.into_response()
         }
     };
-    if let Ok(v) = HeaderValue::from_str(&request_id) {
-        resp.headers_mut().insert("x-amzn-requestid", v);
-    }
+    with_request_id(&mut resp, &request_id);
     resp
 }
 
-async fn reset(State(app): State<App>) -> Response {
+fn with_request_id(resp: &mut Response, request_id: &str) {
+    if let Ok(v) = HeaderValue::from_str(request_id) {
+        resp.headers_mut().insert("x-amzn-requestid", v);
+    }
+}
+
+async fn reset(
+    State(app): State<App>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
     if !app.config.allow_reset {
         return (
             StatusCode::NOT_FOUND,
@@ -173,6 +193,33 @@ async fn reset(State(app): State<App>) -> Response {
         )
             .into_response();
     }
+    if app.config.credentials.is_some() {
+        let request_id = uuid::Uuid::new_v4().to_string();
+        let body = match body {
+            Ok(body) => body,
+            Err(rejection) => {
+                let mut resp = ApiError::UnreadableBody(rejection.status(), rejection.body_text())
+                    .into_response();
+                with_request_id(&mut resp, &request_id);
+                return resp;
+            }
+        };
+        let verifier = Verifier {
+            credentials: app.config.credentials.as_ref(),
+            default_account: &app.config.account_id,
+            now: now().0,
+            service: ScopeService::Any,
+        };
+        if let Err(e) = verifier.authenticate(&method, &uri, &headers, &body) {
+            let message = e.to_string();
+            tracing::warn!(error = %bounded_message(&message), "POST /admin/reset refused");
+            let mut resp = e.into_response();
+            *resp.status_mut() = StatusCode::FORBIDDEN;
+            with_request_id(&mut resp, &request_id);
+            return resp;
+        }
+    }
+    tracing::info!("POST /admin/reset: wiping all state");
     match app.cp.reset().await {
         Ok(()) => (
             StatusCode::OK,
@@ -181,5 +228,18 @@ async fn reset(State(app): State<App>) -> Response {
         )
             .into_response(),
         Err(e) => ApiError::Ecs(e).into_response(),
+    }
+}
+
+/// `GET /healthz`: `ok` while the control plane can write; 503 with the reason while its
+/// state store cannot (a full disk, say) or its writer has stopped.
+async fn healthz(State(app): State<App>) -> Response {
+    match app.cp.store_health().await {
+        Ok(()) => "ok".into_response(),
+        Err(reason) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("unhealthy: {reason}\n"),
+        )
+            .into_response(),
     }
 }

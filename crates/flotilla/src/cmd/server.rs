@@ -41,6 +41,26 @@ pub struct ServerArgs {
     /// they are marked STOPPED, and services replace them on other instances.
     #[arg(long, default_value_t = 60)]
     pub instance_lost_after: u64,
+    /// Seconds a STOPPED task stays visible (DescribeTasks, ListTasks) before it is
+    /// deleted (ECS keeps stopped tasks at least an hour). At least 60.
+    #[arg(long, default_value_t = 3600, value_parser = clap::value_parser!(u64).range(60..))]
+    pub stopped_task_retention: u64,
+    /// Seconds a deleted (INACTIVE) cluster, service or container instance, and a task
+    /// definition in DELETE_IN_PROGRESS, stays before it is deleted. At least 60.
+    #[arg(long, default_value_t = 3600, value_parser = clap::value_parser!(u64).range(60..))]
+    pub inactive_retention: u64,
+    /// Most connections open at once (lowered to fit the open-files limit). At the
+    /// limit, the connection waiting longest without a request in progress is closed
+    /// to make room; when all are busy, newcomers get 503 ThrottlingException.
+    #[arg(long, default_value_t = 4096, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_connections: u32,
+    /// Seconds a connection has to send a complete request head (from its start, or
+    /// from the first byte of its next request); slower ones are closed.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..))]
+    pub header_timeout: u64,
+    /// Seconds a keep-alive connection may stay without a request before it is closed.
+    #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
+    pub idle_timeout: u64,
 }
 
 /// Runs the control plane until SIGINT/SIGTERM.
@@ -69,6 +89,12 @@ pub fn run(args: ServerArgs) -> anyhow::Result<()> {
         allow_reset: args.allow_reset,
         credentials,
     };
+    let limits = ecs_api::server::ServeLimits {
+        max_connections: usize::try_from(args.max_connections).unwrap_or(usize::MAX),
+        header_timeout: Duration::from_secs(args.header_timeout),
+        idle_timeout: Duration::from_secs(args.idle_timeout),
+        ..ecs_api::server::ServeLimits::default()
+    };
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async move {
         let listener = tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("cannot listen on {}", args.listen))?;
@@ -79,11 +105,20 @@ pub fn run(args: ServerArgs) -> anyhow::Result<()> {
             ..LivenessConfig::default()
         };
         spawn_liveness(cp.clone(), liveness);
+        controlplane::retention::spawn_retention(
+            cp.clone(),
+            controlplane::retention::RetentionConfig {
+                stopped_task: Duration::from_secs(args.stopped_task_retention),
+                inactive: Duration::from_secs(args.inactive_retention),
+                ..Default::default()
+            },
+        );
         controlplane::controllers::spawn_controllers(cp.clone());
         tracing::info!(%addr, data_dir = %args.data_dir.display(), auth = auth_mode, "flotilla server listening");
-        ecs_api::serve(
+        ecs_api::server::serve_with(
             listener,
             ecs_api::router(cp, config),
+            limits,
             crate::process::shutdown_signal(),
         )
         .await?;
