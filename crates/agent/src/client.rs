@@ -15,7 +15,7 @@ use model::wire;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::error::AgentError;
+use crate::error::{AgentError, ApiCode};
 
 /// The access key a client signs with.
 #[derive(Clone)]
@@ -160,7 +160,7 @@ impl Client {
         if !status.is_success() {
             let v: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
             return Err(AgentError::Api {
-                code: v["__type"].as_str().unwrap_or("HTTP error").to_owned(),
+                code: ApiCode::from_wire(v["__type"].as_str().unwrap_or("HTTP error")),
                 message: v["message"]
                     .as_str()
                     .map_or_else(|| format!("status {status}"), str::to_owned),

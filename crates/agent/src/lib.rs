@@ -27,12 +27,14 @@
 //!
 //! ## Layout
 //! - [`client`]: the control plane's API as the agent uses it.
+//! - [`definition`]: what a task definition asks of the runtime (start order, specs).
 //! - [`dependencies`]: whether a container's `dependsOn` conditions hold (pure).
 //! - [`health`]: container health checks (state machine + check loop).
 //! - [`host`]: the node's resources and attributes.
 //! - [`local_state`]: what the agent persists.
 //! - [`logs`]: answering log requests (`flotilla logs`) from the node's log files.
 //! - [`plan`]: the pure reconcile decision.
+//! - [`error`]: what stops the agent, and how tasks and containers end, in ECS's words.
 //! - [`supervisor`]: running one task.
 //! - [`task_network`]: a task's networking (bridge, awsvpc, none) through the `network`
 //!   crate.
@@ -48,6 +50,7 @@
 //!   `network` crate).
 
 pub mod client;
+pub mod definition;
 pub mod dependencies;
 pub mod error;
 pub mod health;

@@ -3,7 +3,6 @@
 //! is replaced atomically (write to a temporary file, fsync, rename).
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -55,18 +54,9 @@ impl LocalState {
 
     /// Writes the state atomically.
     pub fn save(&self, data_dir: &Path) -> Result<(), AgentError> {
-        std::fs::create_dir_all(data_dir).map_err(|e| err(data_dir, e))?;
         let path = state_path(data_dir);
-        let tmp = data_dir.join("agent-state.json.tmp");
         let bytes = serde_json::to_vec_pretty(self).map_err(|e| err(&path, e))?;
-        let mut f = std::fs::File::create(&tmp).map_err(|e| err(&tmp, e))?;
-        f.write_all(&bytes).map_err(|e| err(&tmp, e))?;
-        f.sync_all().map_err(|e| err(&tmp, e))?;
-        std::fs::rename(&tmp, &path).map_err(|e| err(&path, e))?;
-        if let Ok(dir) = std::fs::File::open(data_dir) {
-            let _ = dir.sync_all();
-        }
-        Ok(())
+        durable::write(&path, &bytes, durable::PUBLIC_FILE_MODE).map_err(|e| err(&path, e))
     }
 }
 

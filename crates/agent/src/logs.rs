@@ -18,7 +18,8 @@ use runtime::ContainerRuntime;
 use runtime::logs::{LogChunk, LogPosition};
 use runtime::types::{ContainerId, ContainerState};
 
-use crate::supervisor::{NAME_LABEL, Shared, TASK_LABEL};
+use crate::definition::{NAME_LABEL, TASK_LABEL};
+use crate::supervisor::Shared;
 
 /// How often a follow looks for new output (and for the containers' exit).
 pub const FOLLOW_POLL: Duration = Duration::from_millis(200);

@@ -14,7 +14,7 @@ use tokio::sync::watch;
 
 use crate::client::Client;
 use crate::client::Credentials;
-use crate::error::AgentError;
+use crate::error::{AgentError, ApiCode};
 use crate::host::HostInfo;
 use crate::local_state::LocalState;
 use crate::plan::{Action, Observed, plan};
@@ -126,7 +126,7 @@ pub async fn run(
             () = &mut shutdown => return Ok(()),
             r = attempt => match r {
                 Ok(arn) => break arn,
-                Err(AgentError::Api { code, message }) if local.container_instance_arn.is_some() && code == "InvalidParameterException" => {
+                Err(AgentError::Api { code: ApiCode::InvalidParameter, message }) if local.container_instance_arn.is_some() => {
                     tracing::warn!(%message, "the control plane no longer knows this instance; registering anew");
                     local.container_instance_arn = None;
                 }
@@ -150,6 +150,7 @@ pub async fn run(
         cluster: cfg.cluster.clone(),
         data_dir: cfg.data_dir.clone(),
         state: Mutex::new(local),
+        save_order: tokio::sync::Mutex::new(()),
         default_stop_timeout: cfg.default_stop_timeout,
         pull_policy: cfg.pull_policy,
         pull_locks: Mutex::default(),
@@ -246,15 +247,17 @@ fn reconcile(
                 }
             }
             Action::Forget(arn) => {
-                let _ = shared.state.lock().map(|mut s| {
-                    s.tasks.remove(&arn);
-                    s.save(&shared.data_dir)
-                });
                 // A task the control plane stopped while this agent was down (its node
                 // "rebooted", say) still has networking recorded: remove it, or its
                 // stale DNAT rules would shadow the next task given the same host port.
                 let shared = shared.clone();
                 tokio::spawn(async move {
+                    let forgotten = shared.update_state(|s| {
+                        s.tasks.remove(&arn);
+                    });
+                    if let Err(e) = forgotten.await {
+                        tracing::warn!(task = %arn, error = %e, "could not forget the task");
+                    }
                     crate::task_network::teardown(&shared, crate::supervisor::task_id(&arn)).await;
                 });
             }

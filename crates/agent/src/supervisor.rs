@@ -1,6 +1,8 @@
 //! Running one task: pull, create, start (in `dependsOn` order), report RUNNING, wait for
-//! an exit or a stop request, stop the rest, report STOPPED. Every failure becomes a
-//! reason on the task, in ECS's words; nothing here can crash the agent.
+//! an exit or a stop request, stop the rest, report STOPPED. Every way a task ends is a
+//! [`TaskEnd`] (a failure to start, a [`TaskError`]), every abnormal container end a
+//! [`ContainerError`]; [`crate::error`] turns them into ECS's words. Nothing here can
+//! crash the agent.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -10,23 +12,16 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use model::agent::TaskAssignment;
 use model::wire;
 use runtime::ContainerRuntime;
-use runtime::types::{
-    BindMount, ContainerId, ContainerSpec, ContainerState, ExitStatus, ImageRef, PullPolicy,
-    RegistryAuth, Resources, Ulimit,
-};
+use runtime::types::{ContainerId, ContainerState, ExitStatus, ImageRef, PullPolicy, RegistryAuth};
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use crate::client::Client;
+use crate::definition::{container_spec, containers_in_start_order};
 use crate::dependencies::{self, Observed, Verdict};
-use crate::error::AgentError;
+use crate::error::{AgentError, ApiCode, ContainerError, TaskEnd, TaskError};
 use crate::health::{CheckSettings, Tracker, run_checks};
 use crate::local_state::{LocalState, LocalTask};
-
-/// Label carrying the task ARN on every container the agent creates.
-pub const TASK_LABEL: &str = "flotilla.task-arn";
-/// Label carrying the container's name in its task definition.
-pub const NAME_LABEL: &str = "flotilla.container-name";
 
 /// What every supervisor shares.
 pub struct Shared {
@@ -40,6 +35,9 @@ pub struct Shared {
     pub data_dir: PathBuf,
     /// The persisted state; saved after every change.
     pub state: Mutex<LocalState>,
+    /// Held while a change to `state` is being saved, so that saves reach the disk in
+    /// the order the changes were made.
+    pub save_order: tokio::sync::Mutex<()>,
     /// Stop timeout for containers that set none (ECS: 30 s).
     pub default_stop_timeout: Duration,
     /// Pull behaviour (ECS_IMAGE_PULL_BEHAVIOR).
@@ -62,13 +60,28 @@ impl std::fmt::Debug for Shared {
 }
 
 impl Shared {
-    fn update_state(&self, f: impl FnOnce(&mut LocalState)) -> Result<(), AgentError> {
-        let mut s = self
-            .state
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        f(&mut s);
-        s.save(&self.data_dir)
+    /// Changes the persisted state and saves it. The disk write (an fsync) runs off the
+    /// executor; saves run one at a time in the order of their changes, so the file never
+    /// goes back to an older state.
+    pub async fn update_state(&self, f: impl FnOnce(&mut LocalState)) -> Result<(), AgentError> {
+        let _order = self.save_order.lock().await;
+        let snapshot = {
+            let mut s = self
+                .state
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            f(&mut s);
+            s.clone()
+        };
+        let dir = self.data_dir.clone();
+        tokio::task::spawn_blocking(move || snapshot.save(&dir))
+            .await
+            .unwrap_or_else(|e| {
+                Err(AgentError::State {
+                    path: self.data_dir.display().to_string(),
+                    message: format!("the save was cancelled: {e}"),
+                })
+            })
     }
 
     fn local_task(&self, arn: &str) -> Option<LocalTask> {
@@ -88,134 +101,6 @@ fn now() -> f64 {
         .unwrap_or(0.0)
 }
 
-/// The task's containers with their overrides applied, in start order (`dependsOn` first).
-pub fn containers_in_start_order(a: &TaskAssignment) -> Vec<wire::ContainerDefinition> {
-    let mut defs: Vec<wire::ContainerDefinition> = a
-        .task_definition
-        .container_definitions
-        .clone()
-        .unwrap_or_default();
-    let overrides = a
-        .task
-        .overrides
-        .as_ref()
-        .and_then(|o| o.container_overrides.clone())
-        .unwrap_or_default();
-    for o in overrides {
-        if let Some(c) = defs.iter_mut().find(|c| c.name == o.name) {
-            if o.command.is_some() {
-                c.command = o.command;
-            }
-            for kv in o.environment.unwrap_or_default() {
-                let env = c.environment.get_or_insert_with(Vec::new);
-                env.retain(|e| e.name != kv.name);
-                env.push(kv);
-            }
-            if o.memory.is_some() {
-                c.memory = o.memory;
-            }
-            if o.memory_reservation.is_some() {
-                c.memory_reservation = o.memory_reservation;
-            }
-            if o.cpu.is_some() {
-                c.cpu = o.cpu;
-            }
-        }
-    }
-    // Topological order by dependsOn (definitions were validated acyclic-free of self
-    // references; a cycle falls back to definition order for the rest).
-    let mut ordered: Vec<wire::ContainerDefinition> = Vec::new();
-    let mut left = defs;
-    while !left.is_empty() {
-        let ready = left.iter().position(|c| {
-            c.depends_on
-                .as_deref()
-                .unwrap_or(&[])
-                .iter()
-                .all(|d| ordered.iter().any(|o| o.name == d.container_name))
-        });
-        ordered.push(left.remove(ready.unwrap_or(0)));
-    }
-    ordered
-}
-
-/// The runtime container id of a task's container.
-pub fn container_id(task_id: &str, index: usize) -> Result<ContainerId, runtime::Error> {
-    ContainerId::new(format!("{task_id}-{index}"))
-}
-
-/// Translates a container definition into the runtime's spec.
-pub fn container_spec(
-    shared: &Shared,
-    a: &TaskAssignment,
-    task_id: &str,
-    index: usize,
-    c: &wire::ContainerDefinition,
-) -> Result<ContainerSpec, String> {
-    let image = ImageRef::parse(c.image.as_deref().unwrap_or("")).map_err(|e| e.to_string())?;
-    let id = container_id(task_id, index).map_err(|e| e.to_string())?;
-    let mut spec = ContainerSpec::new(id, image);
-    spec.entry_point.clone_from(&c.entry_point);
-    spec.command.clone_from(&c.command);
-    spec.environment = c
-        .environment
-        .as_deref()
-        .unwrap_or(&[])
-        .iter()
-        .filter_map(|kv| Some((kv.name.clone()?, kv.value.clone().unwrap_or_default())))
-        .collect();
-    spec.working_directory.clone_from(&c.working_directory);
-    spec.user.clone_from(&c.user);
-    spec.hostname.clone_from(&c.hostname);
-    spec.read_only_root = c.readonly_root_filesystem.unwrap_or(false);
-    spec.resources = Resources {
-        cpu_units: c.cpu.and_then(|v| u32::try_from(v).ok()).filter(|v| *v > 0),
-        memory_hard_mib: c.memory.and_then(|v| u64::try_from(v).ok()),
-        memory_soft_mib: c.memory_reservation.and_then(|v| u64::try_from(v).ok()),
-    };
-    spec.ulimits = c
-        .ulimits
-        .as_deref()
-        .unwrap_or(&[])
-        .iter()
-        .filter_map(|u| {
-            Some(Ulimit {
-                name: u.name?.as_str().to_owned(),
-                soft: u64::try_from(u.soft_limit?).ok()?,
-                hard: u64::try_from(u.hard_limit?).ok()?,
-            })
-        })
-        .collect();
-    let volumes = a.task_definition.volumes.as_deref().unwrap_or(&[]);
-    for mp in c.mount_points.as_deref().unwrap_or(&[]) {
-        let name = mp.source_volume.clone().unwrap_or_default();
-        let host_path = volumes
-            .iter()
-            .find(|v| v.name.as_deref() == Some(name.as_str()))
-            .and_then(|v| v.host.as_ref()?.source_path.clone())
-            .map_or_else(
-                || shared.data_dir.join("volumes").join(task_id).join(&name),
-                PathBuf::from,
-            );
-        std::fs::create_dir_all(&host_path)
-            .map_err(|e| format!("volume {name}: {}: {e}", host_path.display()))?;
-        spec.mounts.push(BindMount {
-            host_path,
-            container_path: mp.container_path.clone().unwrap_or_default(),
-            read_only: mp.read_only.unwrap_or(false),
-        });
-    }
-    spec.network = crate::task_network::container_network(shared, a, task_id);
-    spec.labels = BTreeMap::from([
-        (
-            TASK_LABEL.to_owned(),
-            a.task.task_arn.clone().unwrap_or_default(),
-        ),
-        (NAME_LABEL.to_owned(), c.name.clone().unwrap_or_default()),
-    ]);
-    Ok(spec)
-}
-
 /// How a container ended, for the report.
 #[derive(Debug, Clone, Default)]
 struct Ended {
@@ -228,7 +113,15 @@ fn ended(status: &ExitStatus) -> Ended {
         exit_code: Some(status.code),
         reason: status
             .oom_killed
-            .then(|| "OutOfMemoryError: Container killed due to memory usage".to_owned()),
+            .then(|| ContainerError::OutOfMemory.reason()),
+    }
+}
+
+/// A container whose exit could not be observed.
+fn unobserved(e: &ContainerError) -> Ended {
+    Ended {
+        exit_code: None,
+        reason: Some(e.reason()),
     }
 }
 
@@ -269,25 +162,19 @@ pub async fn supervise(
                 r
             }
             None => {
-                report_stopped(&shared, &a, "Task stopped: its containers were not found on the node after an agent restart.", &BTreeMap::new()).await;
+                report_stopped(&shared, &a, &TaskEnd::ContainersLost, &BTreeMap::new()).await;
                 return;
             }
         }
     } else {
         if *stop.borrow() {
-            report_stopped(
-                &shared,
-                &a,
-                "Task stopped before it started.",
-                &BTreeMap::new(),
-            )
-            .await;
+            report_stopped(&shared, &a, &TaskEnd::StoppedBeforeStart, &BTreeMap::new()).await;
             return;
         }
         match start(&shared, &a, &task_id, &defs, &stop_timeout, &stop).await {
             Ok(r) => r,
-            Err(reason) => {
-                report_stopped(&shared, &a, &reason, &BTreeMap::new()).await;
+            Err(e) => {
+                report_stopped(&shared, &a, &e.into(), &BTreeMap::new()).await;
                 return;
             }
         }
@@ -324,15 +211,15 @@ pub async fn supervise(
         waits.spawn(async move { (name, rt.wait_container(&id).await) });
     }
     let mut exits: BTreeMap<String, Ended> = BTreeMap::new();
-    let reason = loop {
+    let end = loop {
         tokio::select! {
             next = waits.join_next() => {
-                let Some(Ok((name, result))) = next else { break "All containers of the task exited.".to_owned() };
-                let e = match &result { Ok(st) => ended(st), Err(err) => Ended { exit_code: None, reason: Some(err.to_string()) } };
+                let Some(Ok((name, result))) = next else { break TaskEnd::AllContainersExited };
+                let e = match result { Ok(st) => ended(&st), Err(err) => unobserved(&ContainerError::Wait(err)) };
                 let essential = running.containers.iter().any(|(n, _, ess, _)| *n == name && *ess);
                 exits.insert(name.clone(), e.clone());
                 if essential {
-                    break format!("Essential container in task exited: {name}");
+                    break TaskEnd::EssentialContainerExited { container: name };
                 }
                 report_container(&shared, &a, &name, &e).await;
             }
@@ -348,7 +235,7 @@ pub async fn supervise(
                     return;
                 }
                 if *stop.borrow() {
-                    break a.task.stopped_reason.clone().unwrap_or_else(|| "Task stopped by the control plane.".to_owned());
+                    break TaskEnd::StopRequested { reason: a.task.stopped_reason.clone() };
                 }
             }
         }
@@ -366,23 +253,17 @@ pub async fn supervise(
                     ContainerState::Stopped(st) => ended(&st),
                     _ => {
                         tracing::warn!(container = %id, error = %err, "could not stop a container");
-                        Ended {
-                            exit_code: None,
-                            reason: Some(err.to_string()),
-                        }
+                        unobserved(&ContainerError::Stop(err))
                     }
                 },
-                Err(_) => Ended {
-                    exit_code: None,
-                    reason: Some(err.to_string()),
-                },
+                Err(_) => unobserved(&ContainerError::Stop(err)),
             },
         };
         exits.insert(name.clone(), e);
     }
     waits.abort_all();
     checks.abort_all();
-    report_stopped(&shared, &a, &reason, &exits).await;
+    report_stopped(&shared, &a, &end, &exits).await;
 }
 
 async fn adopt_containers(
@@ -417,13 +298,16 @@ async fn start(
     defs: &[wire::ContainerDefinition],
     stop_timeout: &(dyn Fn(&wire::ContainerDefinition) -> Duration + Sync),
     stop: &watch::Receiver<bool>,
-) -> Result<Running, String> {
+) -> Result<Running, TaskError> {
     let arn = a.task.task_arn.clone().unwrap_or_default();
     // Pull every image first.
     let pull_started = now();
     for c in defs {
-        let image = ImageRef::parse(c.image.as_deref().unwrap_or(""))
-            .map_err(|e| format!("CannotPullContainerError: {e}"))?;
+        let container = c.name.clone().unwrap_or_default();
+        let image = match ImageRef::parse(c.image.as_deref().unwrap_or("")) {
+            Ok(image) => image,
+            Err(source) => return Err(TaskError::InvalidImage { container, source }),
+        };
         let auth = c
             .repository_credentials
             .as_ref()
@@ -445,7 +329,7 @@ async fn start(
             .runtime
             .pull_image(&image, shared.pull_policy, auth.as_ref())
             .await
-            .map_err(|e| format!("CannotPullContainerError: {e}"))?;
+            .map_err(|source| TaskError::Pull { container, source })?;
     }
     let pull_stopped = now();
     // Record the container ids before creating anything: a restart must find them.
@@ -464,15 +348,20 @@ async fn start(
                 },
             );
         })
-        .map_err(|e| format!("CannotCreateContainerError: {e}"))?;
-    let network = crate::task_network::setup(shared, a, task_id).await?;
+        .await
+        .map_err(|e| TaskError::RecordContainers(Box::new(e)))?;
+    let network = crate::task_network::setup(shared, a, task_id)
+        .await
+        .map_err(TaskError::Network)?;
     let mut containers = Vec::new();
     for (i, c) in defs.iter().enumerate() {
-        let spec = container_spec(shared, a, task_id, i, c)
-            .map_err(|e| format!("CannotCreateContainerError: {e}"))?;
-        if let Err(e) = shared.runtime.create_container(&spec).await {
+        let spec = container_spec(shared, a, task_id, i, c)?;
+        if let Err(source) = shared.runtime.create_container(&spec).await {
             cleanup(shared, &containers).await;
-            return Err(format!("CannotCreateContainerError: {e}"));
+            return Err(TaskError::Create {
+                container: c.name.clone().unwrap_or_default(),
+                source,
+            });
         }
         containers.push((
             c.name.clone().unwrap_or_default(),
@@ -488,15 +377,18 @@ async fn start(
                 .runtime
                 .start_container(id)
                 .await
-                .map_err(|e| format!("CannotStartContainerError: {name}: {e}")),
+                .map_err(|source| TaskError::Start {
+                    container: name.clone(),
+                    source,
+                }),
             Err(e) => Err(e),
         };
-        if let Err(reason) = result {
+        if let Err(e) = result {
             for (_, started, _, timeout) in started {
                 let _ = shared.runtime.stop_container(started, *timeout).await;
             }
             cleanup(shared, &containers).await;
-            return Err(reason);
+            return Err(e);
         }
     }
     Ok(Running {
@@ -522,7 +414,7 @@ async fn await_dependencies(
     started: &[(String, ContainerId, bool, Duration)],
     defs: &[wire::ContainerDefinition],
     stop: &watch::Receiver<bool>,
-) -> Result<(), String> {
+) -> Result<(), TaskError> {
     let name = c.name.as_deref().unwrap_or_default();
     let conditions: Vec<(String, wire::ContainerCondition)> = c
         .depends_on
@@ -551,7 +443,10 @@ async fn await_dependencies(
                 .find(|d| d.name.as_deref() == Some(dep.as_str()))
                 .and_then(|d| d.health_check.as_ref())
                 .and_then(CheckSettings::from_ecs)
-                .ok_or_else(|| format!("CannotStartContainerError: {name}: dependsOn {dep} HEALTHY, but {dep} has no health check"))?;
+                .ok_or_else(|| TaskError::NoHealthCheck {
+                    container: name.to_owned(),
+                    dependency: dep.clone(),
+                })?;
             let tracker = Tracker::new(settings.retries, settings.start_period);
             health.insert(dep.clone(), (settings, tracker, began));
         }
@@ -595,20 +490,23 @@ async fn await_dependencies(
         match dependencies::all(verdicts) {
             Verdict::Met => return Ok(()),
             Verdict::Failed(why) => {
-                return Err(format!("CannotStartContainerError: {name}: {why}"));
+                return Err(TaskError::DependencyFailed {
+                    container: name.to_owned(),
+                    why,
+                });
             }
             Verdict::Wait => {}
         }
         if *stop.borrow() {
-            return Err(format!(
-                "Task stopped while {name} waited for its dependencies."
-            ));
+            return Err(TaskError::StoppedWhileWaiting {
+                container: name.to_owned(),
+            });
         }
         if tokio::time::Instant::now() >= deadline {
-            return Err(format!(
-                "CannotStartContainerError: {name}: dependsOn conditions not met within startTimeout ({}s)",
-                timeout.as_secs()
-            ));
+            return Err(TaskError::DependencyTimeout {
+                container: name.to_owned(),
+                timeout,
+            });
         }
         tokio::time::sleep(DEPENDENCY_POLL).await;
     }
@@ -630,9 +528,10 @@ where
     loop {
         match send().await {
             Ok(()) => return,
-            Err(AgentError::Api { code, message })
-                if code == "InvalidParameterException" || code == "ClusterNotFoundException" =>
-            {
+            Err(AgentError::Api {
+                code: code @ (ApiCode::InvalidParameter | ApiCode::ClusterNotFound),
+                message,
+            }) => {
                 tracing::warn!(%code, %message, "{what} refused; giving up on it");
                 return;
             }
@@ -683,11 +582,14 @@ async fn report_running(shared: &Shared, a: &TaskAssignment, running: &Running) 
     }
     deliver("RUNNING report", || client.submit_task_state_change(&req)).await;
     let arn = a.task.task_arn.clone().unwrap_or_default();
-    if let Err(e) = shared.update_state(|s| {
-        if let Some(t) = s.tasks.get_mut(&arn) {
-            t.reported = Some("RUNNING".into());
-        }
-    }) {
+    if let Err(e) = shared
+        .update_state(|s| {
+            if let Some(t) = s.tasks.get_mut(&arn) {
+                t.reported = Some("RUNNING".into());
+            }
+        })
+        .await
+    {
         tracing::warn!(error = %e, "could not record the RUNNING report");
     }
 }
@@ -731,9 +633,10 @@ async fn report_container(shared: &Shared, a: &TaskAssignment, name: &str, e: &E
 async fn report_stopped(
     shared: &Shared,
     a: &TaskAssignment,
-    reason: &str,
+    end: &TaskEnd,
     exits: &BTreeMap<String, Ended>,
 ) {
+    let reason = end.reason();
     crate::task_network::teardown(
         shared,
         task_id(a.task.task_arn.as_deref().unwrap_or_default()),
@@ -741,7 +644,7 @@ async fn report_stopped(
     .await;
     let mut req = base_request(shared, a);
     req.status = Some("STOPPED".into());
-    req.reason = Some(reason.to_owned());
+    req.reason = Some(reason.clone());
     req.execution_stopped_at = Some(now());
     req.containers = Some(
         a.task_definition
@@ -758,7 +661,7 @@ async fn report_stopped(
                     exit_code: e.exit_code,
                     reason: e
                         .reason
-                        .or_else(|| (exits.is_empty()).then(|| reason.to_owned())),
+                        .or_else(|| (exits.is_empty()).then(|| reason.clone())),
                     ..Default::default()
                 }
             })
@@ -767,10 +670,14 @@ async fn report_stopped(
     let client = shared.client.clone();
     deliver("STOPPED report", || client.submit_task_state_change(&req)).await;
     let arn = a.task.task_arn.clone().unwrap_or_default();
-    if let Err(e) = shared.update_state(|s| {
-        s.tasks.remove(&arn);
-    }) {
+    if let Err(e) = shared
+        .update_state(|s| {
+            s.tasks.remove(&arn);
+        })
+        .await
+    {
         tracing::warn!(error = %e, "could not drop the task's record");
     }
-    tracing::info!(task = %arn, %reason, "task stopped");
+    let (stop_code, _) = end.ecs();
+    tracing::info!(task = %arn, %reason, ?stop_code, "task stopped");
 }

@@ -77,20 +77,18 @@ fn networks(shared: &Shared, a: &TaskAssignment) -> Option<(Arc<TaskNetworks>, M
     Some((shared.network.clone()?, mode(a)?))
 }
 
-/// Sets up a starting task's networking; the error is the task's stopped reason.
+/// Sets up a starting task's networking (its failure is the task's
+/// [`crate::error::TaskError::Network`]).
 pub async fn setup(
     shared: &Shared,
     a: &TaskAssignment,
     task_id: &str,
-) -> Result<Option<NetworkAttachment>, String> {
+) -> Result<Option<NetworkAttachment>, network::NetworkError> {
     let Some((n, mode)) = networks(shared, a) else {
         return Ok(None);
     };
     let req = request(a, task_id, mode);
-    blocking(move || n.setup(&req))
-        .await
-        .map(Some)
-        .map_err(|e| format!("CannotStartContainerError: {e}"))
+    blocking(move || n.setup(&req)).await.map(Some)
 }
 
 /// After an agent restart: checks an adopted task's networking without recreating it.

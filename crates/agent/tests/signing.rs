@@ -73,12 +73,14 @@ async fn a_wrong_secret_or_unknown_key_is_refused() {
     let endpoint = server_with_key("AKIDNODE", "right", "123456789012").await;
     let wrong_secret = Client::new(&endpoint, "us-east-1", key("AKIDNODE", "wrong")).unwrap();
     match create_cluster(&wrong_secret).await {
-        Err(AgentError::Api { code, .. }) => assert_eq!(code, "InvalidSignatureException"),
+        Err(AgentError::Api { code, .. }) => assert_eq!(code.as_str(), "InvalidSignatureException"),
         other => panic!("expected InvalidSignatureException, got {other:?}"),
     }
     let unknown = Client::new(&endpoint, "us-east-1", key("AKIDOTHER", "right")).unwrap();
     match create_cluster(&unknown).await {
-        Err(AgentError::Api { code, .. }) => assert_eq!(code, "UnrecognizedClientException"),
+        Err(AgentError::Api { code, .. }) => {
+            assert_eq!(code.as_str(), "UnrecognizedClientException")
+        }
         other => panic!("expected UnrecognizedClientException, got {other:?}"),
     }
 }

@@ -10,11 +10,25 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// Everything that can go wrong in the runtime layer.
 ///
-/// Variants are named for the step that failed. "Bad input" variants
-/// ([`Error::InvalidImageRef`], [`Error::InvalidSpec`], [`Error::ImageNotFound`],
-/// [`Error::RegistryUnreachable`], [`Error::EntrypointNotFound`]) are the user's fault and
-/// should be reported on the task (`CannotPullContainerError`, `CannotStartContainerError`);
-/// the others are node problems.
+/// Variants are named for the step that failed, and each step belongs to one
+/// [`crate::ContainerRuntime`] call, so the call and the variant together say what
+/// happened without parsing messages:
+/// * `pull_image`: [`Error::InvalidImageRef`], [`Error::RegistryUnreachable`],
+///   [`Error::ImageNotFound`], [`Error::RegistryAuth`], [`Error::RegistryProtocol`],
+///   [`Error::ImageNotPresent`] (policy forbids pulling), [`Error::WriteContent`],
+///   [`Error::UnpackLayer`], [`Error::RegisterImage`];
+/// * `create_container`: [`Error::ImageNotPresent`] (never pulled), [`Error::InvalidSpec`],
+///   [`Error::ContainerExists`], [`Error::CreateContainer`], [`Error::EntrypointNotFound`],
+///   [`Error::CreateTask`];
+/// * `start_container`: [`Error::WrongState`], [`Error::StartTask`];
+/// * both of those: [`Error::ReadImage`] (the stored image read back);
+/// * any call: [`Error::Query`], [`Error::Io`], [`Error::ContainerNotFound`].
+///
+/// The agent keeps the error as the source of its own variant for the call that failed
+/// (`agent::error::TaskError::Pull`, `Create`, `Start`) and maps those to ECS's
+/// `CannotPullContainerError`, `CannotCreateContainerError`, `CannotStartContainerError`.
+/// "Bad input" variants ([`Error::is_user_error`]) are the user's fault; the others are
+/// node problems.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// An image reference could not be parsed. Fix the task definition.

@@ -25,7 +25,7 @@
 //!   policies follow the ECS agent's `ECS_IMAGE_PULL_BEHAVIOR`.
 //! * **Pure decisions, IO at the edges.** The OCI runtime spec ([`spec`]), resource math,
 //!   image metadata and chain IDs ([`image`]), log rotation ([`logs`]) and GC planning
-//!   ([`gc`]) are pure functions with unit tests; `containerd.rs` only performs calls.
+//!   ([`gc`]) are pure functions with unit tests; [`containerd`] only performs calls.
 //! * **Logs outside the agent.** The shim runs our `flotilla-runtime-logger` binary
 //!   (`binary://` stdio URI) which writes CRI-format lines to `<log_dir>/<id>.log` and
 //!   rotates by size, so output never passes through (or blocks on) the agent. See
@@ -47,7 +47,10 @@
 //! * `registry` — registry v2 client (crate-private).
 //! * [`logs`] — log format, rotation, tail/follow, the logger process.
 //! * [`gc`] — GC planning.
-//! * [`containerd`] — [`ContainerdRuntime`].
+//! * [`containerd`] — [`ContainerdRuntime`], one module per step: the connection and the
+//!   trait impl (`containerd/mod.rs`), `storage` (leases, snapshots), `images`, `pull`,
+//!   `containers` (create/start/wait/stop/inspect/list/remove, OOM), `exec` (health-check
+//!   execs through a FIFO), `gc`.
 //! * [`fake`] — [`FakeRuntime`].
 //! * `src/bin/flotilla-runtime-logger.rs` — the logger binary the shim runs.
 //!

@@ -1,0 +1,155 @@
+//! What a task definition asks of the runtime: the task's containers with RunTask's
+//! overrides applied, in `dependsOn` start order, and each one's [`ContainerSpec`]
+//! (command, environment, user, cpu and memory, ulimits, volumes, network, labels).
+//! Apart from creating volume directories, no IO: the supervisor acts on the result.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use model::agent::TaskAssignment;
+use model::wire;
+use runtime::types::{BindMount, ContainerId, ContainerSpec, ImageRef, Resources, Ulimit};
+
+use crate::error::TaskError;
+use crate::supervisor::Shared;
+
+/// Label carrying the task ARN on every container the agent creates.
+pub const TASK_LABEL: &str = "flotilla.task-arn";
+/// Label carrying the container's name in its task definition.
+pub const NAME_LABEL: &str = "flotilla.container-name";
+
+/// The task's containers with their overrides applied, in start order (`dependsOn` first).
+pub fn containers_in_start_order(a: &TaskAssignment) -> Vec<wire::ContainerDefinition> {
+    let mut defs: Vec<wire::ContainerDefinition> = a
+        .task_definition
+        .container_definitions
+        .clone()
+        .unwrap_or_default();
+    let overrides = a
+        .task
+        .overrides
+        .as_ref()
+        .and_then(|o| o.container_overrides.clone())
+        .unwrap_or_default();
+    for o in overrides {
+        if let Some(c) = defs.iter_mut().find(|c| c.name == o.name) {
+            if o.command.is_some() {
+                c.command = o.command;
+            }
+            for kv in o.environment.unwrap_or_default() {
+                let env = c.environment.get_or_insert_with(Vec::new);
+                env.retain(|e| e.name != kv.name);
+                env.push(kv);
+            }
+            if o.memory.is_some() {
+                c.memory = o.memory;
+            }
+            if o.memory_reservation.is_some() {
+                c.memory_reservation = o.memory_reservation;
+            }
+            if o.cpu.is_some() {
+                c.cpu = o.cpu;
+            }
+        }
+    }
+    // Topological order by dependsOn (definitions were validated acyclic-free of self
+    // references; a cycle falls back to definition order for the rest).
+    let mut ordered: Vec<wire::ContainerDefinition> = Vec::new();
+    let mut left = defs;
+    while !left.is_empty() {
+        let ready = left.iter().position(|c| {
+            c.depends_on
+                .as_deref()
+                .unwrap_or(&[])
+                .iter()
+                .all(|d| ordered.iter().any(|o| o.name == d.container_name))
+        });
+        ordered.push(left.remove(ready.unwrap_or(0)));
+    }
+    ordered
+}
+
+/// The runtime container id of a task's container.
+pub fn container_id(task_id: &str, index: usize) -> Result<ContainerId, runtime::Error> {
+    ContainerId::new(format!("{task_id}-{index}"))
+}
+
+/// Translates a container definition into the runtime's spec.
+pub fn container_spec(
+    shared: &Shared,
+    a: &TaskAssignment,
+    task_id: &str,
+    index: usize,
+    c: &wire::ContainerDefinition,
+) -> Result<ContainerSpec, TaskError> {
+    let name = c.name.clone().unwrap_or_default();
+    let spec_error = |source| TaskError::Spec {
+        container: name.clone(),
+        source,
+    };
+    let image = ImageRef::parse(c.image.as_deref().unwrap_or("")).map_err(spec_error)?;
+    let id = container_id(task_id, index).map_err(spec_error)?;
+    let mut spec = ContainerSpec::new(id, image);
+    spec.entry_point.clone_from(&c.entry_point);
+    spec.command.clone_from(&c.command);
+    spec.environment = c
+        .environment
+        .as_deref()
+        .unwrap_or(&[])
+        .iter()
+        .filter_map(|kv| Some((kv.name.clone()?, kv.value.clone().unwrap_or_default())))
+        .collect();
+    spec.working_directory.clone_from(&c.working_directory);
+    spec.user.clone_from(&c.user);
+    spec.hostname.clone_from(&c.hostname);
+    spec.read_only_root = c.readonly_root_filesystem.unwrap_or(false);
+    spec.resources = Resources {
+        cpu_units: c.cpu.and_then(|v| u32::try_from(v).ok()).filter(|v| *v > 0),
+        memory_hard_mib: c.memory.and_then(|v| u64::try_from(v).ok()),
+        memory_soft_mib: c.memory_reservation.and_then(|v| u64::try_from(v).ok()),
+    };
+    spec.ulimits = c
+        .ulimits
+        .as_deref()
+        .unwrap_or(&[])
+        .iter()
+        .filter_map(|u| {
+            Some(Ulimit {
+                name: u.name?.as_str().to_owned(),
+                soft: u64::try_from(u.soft_limit?).ok()?,
+                hard: u64::try_from(u.hard_limit?).ok()?,
+            })
+        })
+        .collect();
+    let volumes = a.task_definition.volumes.as_deref().unwrap_or(&[]);
+    for mp in c.mount_points.as_deref().unwrap_or(&[]) {
+        let volume = mp.source_volume.clone().unwrap_or_default();
+        let host_path = volumes
+            .iter()
+            .find(|v| v.name.as_deref() == Some(volume.as_str()))
+            .and_then(|v| v.host.as_ref()?.source_path.clone())
+            .map_or_else(
+                || shared.data_dir.join("volumes").join(task_id).join(&volume),
+                PathBuf::from,
+            );
+        std::fs::create_dir_all(&host_path).map_err(|source| TaskError::Volume {
+            path: host_path.display().to_string(),
+            volume: volume.clone(),
+            source,
+        })?;
+        spec.mounts.push(BindMount {
+            host_path,
+            container_path: mp.container_path.clone().unwrap_or_default(),
+            read_only: mp.read_only.unwrap_or(false),
+        });
+    }
+    spec.network = crate::task_network::container_network(shared, a, task_id);
+    spec.labels = BTreeMap::from([
+        (
+            TASK_LABEL.to_owned(),
+            a.task.task_arn.clone().unwrap_or_default(),
+        ),
+        (NAME_LABEL.to_owned(), name),
+    ]);
+    Ok(spec)
+}
