@@ -405,8 +405,10 @@ pub fn delete(
     let cluster = active_cluster(state, &ctx.scope, req.cluster.as_deref())?;
     let ident = req.service.ok_or_else(|| invalid("service is required."))?;
     let rec = find(state, &ctx.scope, &cluster.name, &ident).ok_or(EcsError::ServiceNotFound)?;
+    // DeleteService declares no ServiceNotActiveException: a service already deleted is
+    // not found, as ECS answers.
     if rec.service.status.as_deref() == Some("INACTIVE") {
-        return Err(EcsError::ServiceNotActive);
+        return Err(EcsError::ServiceNotFound);
     }
     let desired = rec.service.desired_count.unwrap_or(0);
     if desired > 0

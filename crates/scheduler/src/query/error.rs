@@ -18,6 +18,15 @@ pub enum QueryError {
         /// Length of the rejected expression.
         len: usize,
     },
+    /// `(`, `!` or `not` nest deeper than [`MAX_NESTING`](super::MAX_NESTING).
+    #[error(
+        "expression nests `(`, `!` or `not` more than {} deep at position {position}",
+        super::MAX_NESTING
+    )]
+    TooDeep {
+        /// Offset of the first token past the limit.
+        position: usize,
+    },
     /// A quoted value has no closing quote.
     #[error("unterminated quoted value starting at position {position}")]
     UnterminatedQuote {
@@ -128,6 +137,7 @@ impl QueryError {
         match self {
             QueryError::Empty | QueryError::TooLong { .. } => None,
             QueryError::UnterminatedQuote { position }
+            | QueryError::TooDeep { position }
             | QueryError::UnexpectedChar { position, .. }
             | QueryError::UnexpectedEnd { position, .. }
             | QueryError::UnexpectedToken { position, .. }

@@ -102,6 +102,12 @@ pub use time::parse_timestamp;
 /// placement constraint expression).
 pub const MAX_EXPRESSION_LEN: usize = 2000;
 
+/// Deepest nesting of `(`, `!` and `not` an expression may have: the parser and the
+/// evaluator recurse once per level, so a bound keeps a 2,000-byte expression of
+/// `((((…` from overflowing a thread's stack. ECS documents no limit; real expressions
+/// nest two or three levels.
+pub const MAX_NESTING: usize = 32;
+
 /// A parsed cluster query. Parsing validates everything that can be checked
 /// without an instance (subjects, operators, argument formats, patterns), so
 /// evaluation cannot fail.

@@ -17,6 +17,7 @@ pub(super) fn parse_expr(source: &str) -> Result<Expr, QueryError> {
         src: source,
         pos: 0,
         peeked: None,
+        depth: 0,
     };
     let expr = parser.parse_or()?;
     if let Some(tok) = parser.peek()? {
@@ -37,6 +38,8 @@ struct Parser<'s> {
     pos: usize,
     /// A token lexed ahead, with the offset just past it.
     peeked: Option<(Token, usize)>,
+    /// Open `(`, `!` and `not` around the current position.
+    depth: usize,
 }
 
 impl Parser<'_> {
@@ -120,11 +123,23 @@ impl Parser<'_> {
     fn parse_unary(&mut self) -> Result<Expr, QueryError> {
         const EXPECTED: &str = "a subject, `not` or `(`";
         let tok = self.expect_some(EXPECTED)?;
+        let nests = matches!(&tok.kind, TokKind::Bang | TokKind::LParen)
+            || matches!(&tok.kind, TokKind::Word(w) if w.eq_ignore_ascii_case("not"));
+        if !nests {
+            return self.parse_leaf(tok);
+        }
+        if self.depth >= super::MAX_NESTING {
+            return Err(QueryError::TooDeep { position: tok.pos });
+        }
+        self.depth += 1;
+        let nested = self.parse_nested(&tok);
+        self.depth -= 1;
+        nested
+    }
+
+    /// What follows a `!`, `not` or `(`.
+    fn parse_nested(&mut self, tok: &Token) -> Result<Expr, QueryError> {
         match &tok.kind {
-            TokKind::Bang => Ok(Expr::Not(Box::new(self.parse_unary()?))),
-            TokKind::Word(w) if w.eq_ignore_ascii_case("not") => {
-                Ok(Expr::Not(Box::new(self.parse_unary()?)))
-            }
             TokKind::LParen => {
                 let inner = self.parse_or()?;
                 let close = self.expect_some("`)`")?;
@@ -137,13 +152,20 @@ impl Parser<'_> {
                 }
                 Ok(inner)
             }
+            _ => Ok(Expr::Not(Box::new(self.parse_unary()?))),
+        }
+    }
+
+    /// A comparison (`subject operator argument`), or an error for any other token.
+    fn parse_leaf(&mut self, tok: Token) -> Result<Expr, QueryError> {
+        match &tok.kind {
             TokKind::Word(w) => {
                 let subject = parse_subject(w, tok.pos)?;
                 self.parse_comparison(subject)
             }
             _ => Err(QueryError::UnexpectedToken {
                 found: tok.text(),
-                expected: EXPECTED,
+                expected: "a subject, `not` or `(`",
                 position: tok.pos,
             }),
         }

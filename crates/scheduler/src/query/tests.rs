@@ -530,3 +530,35 @@ fn error_unterminated_quote() {
         QueryError::UnterminatedQuote { position: 15 }
     );
 }
+
+#[test]
+fn nesting_is_bounded_so_no_expression_can_overflow_the_stack() {
+    use super::MAX_NESTING;
+    let ok = format!(
+        "{}agentConnected == true{}",
+        "(".repeat(MAX_NESTING),
+        ")".repeat(MAX_NESTING)
+    );
+    assert!(Query::parse(&ok).is_ok(), "{MAX_NESTING} levels parse");
+    for deep in [
+        format!(
+            "{}agentConnected == true{}",
+            "(".repeat(900),
+            ")".repeat(900)
+        ),
+        format!("{}agentConnected == true", "!".repeat(1970)),
+        format!("{}agentConnected == true", "not ".repeat(400)),
+        format!(
+            "{}agentConnected == true{}",
+            "!(".repeat(650),
+            ")".repeat(650)
+        ),
+    ] {
+        let err = Query::parse(&deep).expect_err("too deep");
+        assert!(
+            matches!(err, QueryError::TooDeep { .. }),
+            "{err} for {}…",
+            &deep[..20]
+        );
+    }
+}
