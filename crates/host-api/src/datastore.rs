@@ -29,9 +29,9 @@ use semver::Version;
 use serde_json::{Map, Value};
 
 use crate::error::{Error, Result};
-use durable::{SECRET_DIR_MODE, SECRET_FILE_MODE};
 use crate::limits;
 use crate::settings;
+use durable::{SECRET_DIR_MODE, SECRET_FILE_MODE};
 
 /// Handle on a datastore directory. Not internally locked: the server wraps it in a mutex.
 #[derive(Debug, Clone)]
@@ -73,8 +73,7 @@ pub fn check_tx(tx: &str) -> Result<()> {
 
 fn write_atomic(path: &Path, v: &Value) -> Result<()> {
     let bytes = serde_json::to_vec_pretty(v).map_err(|e| ds_err(path, e))?;
-    durable::write(path, &bytes, SECRET_FILE_MODE)
-        .map_err(|e| ds_err(path, e))?;
+    durable::write(path, &bytes, SECRET_FILE_MODE).map_err(|e| ds_err(path, e))?;
     if let Ok(hook) = std::env::var("FLOTILLA_TEST_SLOW_COMMIT_MS")
         && let Ok(ms) = hook.parse::<u64>()
     {
