@@ -8,34 +8,14 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import time
-import urllib.request
 from pathlib import Path
 
 import boto3
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-BIN = Path(os.environ.get("FLOTILLA_BIN", ROOT / "target" / "debug" / "flotilla"))
-
-
-def wait_for(predicate, what: str, deadline: float = 30.0, interval: float = 0.1):
-    end = time.monotonic() + deadline
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > end:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(interval)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from support import BIN, REPO as ROOT, free_port, healthz, need_root_and_binaries, wait_for
 
 
 def _ctr(sock: str, *args: str) -> str:
@@ -69,10 +49,7 @@ def _teardown_containerd(base: Path, sock: str) -> None:
 
 @pytest.fixture(scope="session")
 def containerd():
-    if os.geteuid() != 0:
-        pytest.skip("the agent tests need root (containerd, runc, cgroups)")
-    if not BIN.exists() or not BIN.with_name("flotilla-runtime-logger").exists():
-        pytest.fail(f"{BIN} (and flotilla-runtime-logger beside it) must be built first: cargo build --workspace")
+    need_root_and_binaries("the agent tests need root (containerd, runc, cgroups)")
     # Outside pytest's tmp dirs: those are deleted while shims may still hold mounts.
     base = Path(f"/tmp/flotilla-e2e-containerd-{os.getpid()}")
     out = subprocess.run([str(ROOT / "scripts/start-containerd.sh"), str(base)], check=True, capture_output=True, text=True)
@@ -109,15 +86,7 @@ def server(tmp_path_factory, containerd):
     port = free_port()
     p = Proc([str(BIN), "server", "--listen", f"127.0.0.1:{port}", "--data-dir", str(tmp / "data"), "--agent-timeout", "4", "--instance-lost-after", "600"], tmp / "server.log")
     endpoint = f"http://127.0.0.1:{port}"
-
-    def healthy():
-        try:
-            with urllib.request.urlopen(endpoint + "/healthz", timeout=1) as r:
-                return r.status == 200
-        except OSError:
-            return False
-
-    wait_for(healthy, "the server")
+    wait_for(lambda: healthz(endpoint), "the server")
     yield endpoint
     p.stop()
 

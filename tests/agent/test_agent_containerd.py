@@ -9,7 +9,7 @@ from __future__ import annotations
 import subprocess
 import time
 
-from conftest import wait_for
+from support import wait_for
 
 BUSYBOX = "127.0.0.1:5000/busybox:latest"
 

@@ -19,7 +19,7 @@ import subprocess
 import time
 import urllib.request
 
-from conftest import BIN, wait_for
+from support import BIN, wait_for
 from test_agent_containerd import BUSYBOX, container, describe, register, run, wait_running, wait_stopped
 
 HTTPD = "127.0.0.1:5000/httpd:latest"

@@ -4,6 +4,7 @@ Polls with deadlines, never sleeps as synchronisation."""
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -16,26 +17,15 @@ from pathlib import Path
 
 import boto3
 
-ROOT = Path(__file__).resolve().parents[2]
-BIN = Path(os.environ.get("FLOTILLA_BIN", ROOT / "target" / "debug" / "flotilla"))
+import support
+from support import BIN, REPO as ROOT
+
 REGION = "us-east-1"
 CREDS = {"AWS_ACCESS_KEY_ID": "dev", "AWS_SECRET_ACCESS_KEY": "dev", "AWS_DEFAULT_REGION": REGION}
 
-
-def wait_for(predicate, what: str, deadline: float = 60.0, interval: float = 0.25):
-    """Polls `predicate` until it returns something truthy; fails after `deadline` s."""
-    end = time.monotonic() + deadline
-    last = None
-    while True:
-        try:
-            value = predicate()
-        except Exception as e:  # noqa: BLE001 - a failed probe is "not yet"
-            value, last = None, e
-        if value:
-            return value
-        if time.monotonic() > end:
-            raise AssertionError(f"timed out after {deadline:.0f}s waiting for {what} (last error: {last})")
-        time.sleep(interval)
+# A dev cluster is slow to move: a minute by default, a failed probe (a node's port not
+# answering yet) is "not yet".
+wait_for = functools.partial(support.wait_for, deadline=60.0, interval=0.25, retry_errors=True)
 
 
 @dataclass

@@ -10,15 +10,13 @@ import subprocess
 
 import pytest
 
-from cluster_support import BIN, ROOT, Cluster, leftovers
+from cluster_support import ROOT, Cluster, leftovers
+from support import need_root_and_binaries
 
 
 @pytest.fixture(scope="module")
 def cluster():
-    if os.geteuid() != 0:
-        pytest.skip("the dev cluster needs root (network namespaces, containerd, cgroups)")
-    if not BIN.exists() or not BIN.with_name("flotilla-runtime-logger").exists():
-        pytest.fail(f"{BIN} (and flotilla-runtime-logger beside it) must be built first: cargo build --workspace")
+    need_root_and_binaries("the dev cluster needs root (network namespaces, containerd, cgroups)")
     subprocess.run([str(ROOT / "scripts/build-test-images.sh")], check=True, capture_output=True)
     c = Cluster(name=f"ct{os.getpid() % 100000}", dir=f"/tmp/flotilla-cluster-test-{os.getpid()}")
     # Liveness: the agents long-poll for 20 s, so 25 s is the shortest safe grace period.

@@ -10,23 +10,19 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import tempfile
 import time
-import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import boto3
 import botocore.session
 import pytest
 from botocore.config import Config
 
-
-REPO = Path(__file__).resolve().parents[2]
+from support import BIN, free_port, healthz
 
 
 DATA = Path(__file__).resolve().parent / "data"
@@ -63,38 +59,13 @@ PROTOCOL_ERRORS = {
 
 
 def flotilla_bin() -> Path:
-    path = Path(os.environ.get("FLOTILLA_BIN", REPO / "target" / "debug" / "flotilla"))
-    if not path.is_absolute():
-        path = REPO / path
-    if not path.is_file() or not os.access(path, os.X_OK):
+    if not BIN.is_file() or not os.access(BIN, os.X_OK):
         pytest.fail(
-            f"flotilla binary not found at {path}: build it with `cargo build -p flotilla` "
+            f"flotilla binary not found at {BIN}: build it with `cargo build -p flotilla` "
             "or point $FLOTILLA_BIN at one",
             pytrace=False,
         )
-    return path
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_until(predicate: Callable[[], object], timeout: float = 10.0, interval: float = 0.05, what: str = "condition"):
-    """Polls `predicate` until it returns something truthy or `timeout` passes."""
-    deadline = time.monotonic() + timeout
-    last_exc = None
-    while True:
-        try:
-            value = predicate()
-            if value:
-                return value
-        except Exception as e:  # noqa: BLE001 - keep polling, report the last one
-            last_exc = e
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}" + (f" (last error: {last_exc!r})" if last_exc else ""))
-        time.sleep(interval)
+    return BIN
 
 
 @dataclass
@@ -142,14 +113,6 @@ def signed_admin_headers(url: str, key: str = AUTH_KEY, secret: str = AUTH_SECRE
     return dict(req.headers.items())
 
 
-def _healthy(endpoint: str) -> bool:
-    try:
-        with urllib.request.urlopen(endpoint + "/healthz", timeout=1) as r:
-            return r.status == 200
-    except (urllib.error.URLError, OSError):
-        return False
-
-
 def start_server(
     tmp: Path,
     extra_args: list[str] = (),
@@ -176,9 +139,9 @@ def start_server(
             )
         server = Server(endpoint, proc, data, log)
         end = time.monotonic() + deadline
-        while time.monotonic() < end and proc.poll() is None and not _healthy(endpoint):
+        while time.monotonic() < end and proc.poll() is None and not healthz(endpoint):
             time.sleep(0.05)
-        if proc.poll() is None and _healthy(endpoint):
+        if proc.poll() is None and healthz(endpoint):
             return server
         server.stop()
         last_log = server.log_text()

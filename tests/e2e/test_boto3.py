@@ -20,8 +20,8 @@ from e2e_support import (
     paginate_all,
     register_instance,
     register_taskdef,
-    wait_until,
 )
+from support import wait_for
 
 ARN = f"arn:aws:ecs:us-east-1:{ACCOUNT}"
 FAST = {"Delay": 1, "MaxAttempts": 20}
@@ -799,7 +799,7 @@ def test_waiter_polls_until_the_agent_reports(ecs, client_factory, cluster):
 
     thread = threading.Thread(target=wait, daemon=True)
     thread.start()
-    wait_until(lambda: polls, timeout=10, what="the waiter's first DescribeTasks")
+    wait_for(lambda: polls, "the waiter's first DescribeTasks", deadline=10, interval=0.05, retry_errors=True)
     assert polls[0] == "PENDING" and thread.is_alive()
     ecs.submit_task_state_change(cluster="c1", task=arn, status="RUNNING")
     thread.join(timeout=15)
@@ -902,7 +902,7 @@ def test_service_counts_follow_its_tasks(ecs, cluster):
     # A service controller starts the task itself; without one, start it in the
     # service's group by hand.
     try:
-        [arn] = wait_until(lambda: ecs.list_tasks(cluster="c1", serviceName="api")["taskArns"], timeout=2, what="the controller's task")
+        [arn] = wait_for(lambda: ecs.list_tasks(cluster="c1", serviceName="api")["taskArns"], "the controller's task", deadline=2, interval=0.05, retry_errors=True)
     except AssertionError:
         arn = run_one(ecs, group="service:api")["taskArn"]
     t = {"taskArn": arn}

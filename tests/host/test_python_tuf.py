@@ -17,7 +17,6 @@ import json
 import os
 import shutil
 import subprocess
-import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -33,6 +32,8 @@ from tuf.api.metadata import (
     Timestamp,
 )
 from tuf.api.serialization.json import JSONSerializer
+
+from support import free_port, wait_for
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -71,17 +72,6 @@ def run(*args: str, check: bool = True) -> subprocess.CompletedProcess:
     if check and p.returncode != 0:
         raise AssertionError(f"flotilla {args} failed ({p.returncode}): {p.stderr}\n{p.stdout}")
     return p
-
-
-def poll(what: str, fn, timeout: float = 30.0):
-    deadline = time.monotonic() + timeout
-    while True:
-        v = fn()
-        if v:
-            return v
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.025)
 
 
 def whole_seconds(dt: datetime) -> datetime:
@@ -210,7 +200,7 @@ class Node:
              "--proc-sys", str(self.proc_sys)],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         )
-        poll("boot", lambda: marker.exists() or self.proc.poll() is not None)
+        wait_for(lambda: marker.exists() or self.proc.poll() is not None, "boot", interval=0.025)
         assert self.proc.poll() is None, f"boot failed: {self.proc.communicate()[1]}"
 
     def reboot(self) -> None:
@@ -315,14 +305,11 @@ def test_rolled_back_metadata_is_refused(setup, tmp_path: Path):
 
 def test_update_over_http(setup):
     """Same python-tuf repository, served over HTTP (tough's HTTP transport)."""
-    import socket
     import urllib.request
 
     repo, node = setup
     repo.publish()
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     server = subprocess.Popen(
         ["python3", "-m", "http.server", str(port), "--bind", "127.0.0.1", "--directory", str(repo.dir)],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
@@ -336,7 +323,7 @@ def test_update_over_http(setup):
             return False
 
     try:
-        poll("http server", up)
+        wait_for(up, "http server", interval=0.025)
         node.boot()
         node.api(
             "set",

@@ -18,40 +18,13 @@ pub const TASK_LABEL: &str = "flotilla.task-arn";
 /// Label carrying the container's name in its task definition.
 pub const NAME_LABEL: &str = "flotilla.container-name";
 
-/// The task's containers with their overrides applied, in start order (`dependsOn` first).
+/// The task's containers with their overrides applied ([`model::overrides`], the rules
+/// the control plane reserves resources by), in start order (`dependsOn` first).
 pub fn containers_in_start_order(a: &TaskAssignment) -> Vec<wire::ContainerDefinition> {
-    let mut defs: Vec<wire::ContainerDefinition> = a
-        .task_definition
-        .container_definitions
-        .clone()
-        .unwrap_or_default();
-    let overrides = a
-        .task
-        .overrides
-        .as_ref()
-        .and_then(|o| o.container_overrides.clone())
-        .unwrap_or_default();
-    for o in overrides {
-        if let Some(c) = defs.iter_mut().find(|c| c.name == o.name) {
-            if o.command.is_some() {
-                c.command = o.command;
-            }
-            for kv in o.environment.unwrap_or_default() {
-                let env = c.environment.get_or_insert_with(Vec::new);
-                env.retain(|e| e.name != kv.name);
-                env.push(kv);
-            }
-            if o.memory.is_some() {
-                c.memory = o.memory;
-            }
-            if o.memory_reservation.is_some() {
-                c.memory_reservation = o.memory_reservation;
-            }
-            if o.cpu.is_some() {
-                c.cpu = o.cpu;
-            }
-        }
-    }
+    let defs: Vec<wire::ContainerDefinition> =
+        model::overrides::apply(&a.task_definition, a.task.overrides.as_ref())
+            .container_definitions
+            .unwrap_or_default();
     // Topological order by dependsOn (definitions were validated acyclic-free of self
     // references; a cycle falls back to definition order for the rest).
     let mut ordered: Vec<wire::ContainerDefinition> = Vec::new();

@@ -14,8 +14,16 @@ use crate::error::AgentError;
 pub struct LocalTask {
     /// Container name → runtime container id.
     pub containers: BTreeMap<String, String>,
-    /// The last status the control plane acknowledged from us.
+    /// The last status the control plane acknowledged from us, as spelled on the wire
+    /// (the method of the same name reads it typed).
     pub reported: Option<String>,
+}
+
+impl LocalTask {
+    /// The last status the control plane acknowledged from us, typed.
+    pub fn reported(&self) -> Option<model::lifecycle::TaskStatus> {
+        self.reported.as_deref().and_then(|s| s.parse().ok())
+    }
 }
 
 /// The agent's persisted state.

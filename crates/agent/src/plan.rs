@@ -5,6 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use model::agent::TaskAssignment;
+use model::lifecycle::TaskStatus;
 
 /// One thing to do.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,7 +40,7 @@ pub fn plan(assignment: &[TaskAssignment], observed: &Observed) -> Vec<Action> {
             continue;
         };
         assigned.insert(arn.clone());
-        let wants_running = a.task.desired_status.as_deref() == Some("RUNNING");
+        let wants_running = a.task.desired() == Some(TaskStatus::Running);
         match observed.supervised.get(&arn) {
             Some(stopping) => {
                 if !wants_running && !stopping {

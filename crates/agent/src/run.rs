@@ -279,7 +279,7 @@ fn spawn(
     else {
         return;
     };
-    let wants_stop = a.task.desired_status.as_deref() != Some("RUNNING");
+    let wants_stop = a.task.desired() != Some(model::lifecycle::TaskStatus::Running);
     let (tx, rx) = watch::channel(wants_stop);
     let handle = tokio::spawn(supervise(shared.clone(), a, adopt, rx));
     supervisors.insert(arn.to_owned(), (tx, handle));

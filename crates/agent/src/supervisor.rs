@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use model::agent::TaskAssignment;
+use model::lifecycle::TaskStatus;
 use model::wire;
 use runtime::ContainerRuntime;
 use runtime::types::{ContainerId, ContainerState, ExitStatus, ImageRef, PullPolicy, RegistryAuth};
@@ -179,7 +180,7 @@ pub async fn supervise(
             }
         }
     };
-    if shared.local_task(&arn).and_then(|t| t.reported).as_deref() != Some("RUNNING") {
+    if shared.local_task(&arn).and_then(|t| t.reported()) != Some(TaskStatus::Running) {
         report_running(&shared, &a, &running).await;
     }
 
@@ -554,7 +555,7 @@ fn base_request(shared: &Shared, a: &TaskAssignment) -> wire::SubmitTaskStateCha
 
 async fn report_running(shared: &Shared, a: &TaskAssignment, running: &Running) {
     let mut req = base_request(shared, a);
-    req.status = Some("RUNNING".into());
+    req.status = Some(TaskStatus::Running.into());
     if let Some((started, stopped)) = running.pulled {
         req.pull_started_at = Some(started);
         req.pull_stopped_at = Some(stopped);
@@ -567,7 +568,7 @@ async fn report_running(shared: &Shared, a: &TaskAssignment, running: &Running) 
             .map(|(name, id, _, _)| wire::ContainerStateChange {
                 container_name: Some(name.clone()),
                 runtime_id: Some(id.to_string()),
-                status: Some("RUNNING".into()),
+                status: Some(TaskStatus::Running.into()),
                 network_bindings: placed
                     .iter()
                     .find(|p| p.name.as_deref() == Some(name))
@@ -585,7 +586,7 @@ async fn report_running(shared: &Shared, a: &TaskAssignment, running: &Running) 
     if let Err(e) = shared
         .update_state(|s| {
             if let Some(t) = s.tasks.get_mut(&arn) {
-                t.reported = Some("RUNNING".into());
+                t.reported = Some(TaskStatus::Running.into());
             }
         })
         .await
@@ -618,7 +619,7 @@ async fn report_container(shared: &Shared, a: &TaskAssignment, name: &str, e: &E
         cluster: Some(shared.cluster.clone()),
         task: a.task.task_arn.clone(),
         container_name: Some(name.to_owned()),
-        status: Some("STOPPED".into()),
+        status: Some(TaskStatus::Stopped.into()),
         exit_code: e.exit_code,
         reason: e.reason.clone(),
         ..Default::default()
@@ -643,7 +644,7 @@ async fn report_stopped(
     )
     .await;
     let mut req = base_request(shared, a);
-    req.status = Some("STOPPED".into());
+    req.status = Some(TaskStatus::Stopped.into());
     req.reason = Some(reason.clone());
     req.execution_stopped_at = Some(now());
     req.containers = Some(
@@ -657,7 +658,7 @@ async fn report_stopped(
                 let e = exits.get(&name).cloned().unwrap_or_default();
                 wire::ContainerStateChange {
                     container_name: Some(name),
-                    status: Some("STOPPED".into()),
+                    status: Some(TaskStatus::Stopped.into()),
                     exit_code: e.exit_code,
                     reason: e
                         .reason

@@ -22,7 +22,12 @@
 //! ## Layout
 //! - [`state`]: records, typed keys, [`State`] and [`Change`].
 //! - [`engine`]: the [`ControlPlane`] handle and the writer thread.
-//! - [`ops`]: the operations, one module per area.
+//! - [`ops`]: the operations, one module per area: validation and answers, calling the
+//!   domain modules below for what the controllers share.
+//! - [`task`]: building a task, stop requests, task groups (`service:<name>`) and status
+//!   questions.
+//! - [`placement`]: the state as the scheduler sees it (snapshots, task requests,
+//!   reservations, placement specs).
 //! - [`controllers`]: level-triggered reconcilers (the service controller) and their runner.
 //! - [`paging`]: signed `nextToken`s.
 //! - [`log_broker`]: users' log reads carried to agents over their polls, answers back.
@@ -42,8 +47,10 @@ pub mod liveness;
 pub mod log_broker;
 pub mod ops;
 pub mod paging;
+pub mod placement;
 pub mod retention;
 pub mod state;
+pub mod task;
 
 pub use engine::{ControlPlane, Ctx};
 pub use error::EcsError;

@@ -282,11 +282,7 @@ mod tests {
     use crate::state::Scope;
 
     fn key(id: &str) -> MemberKey {
-        (
-            Scope::new("000000000000", "us-east-1"),
-            "c".into(),
-            id.into(),
-        )
+        MemberKey::new(&Scope::new("000000000000", "us-east-1"), "c", id)
     }
 
     fn request(task: &str) -> LogRequest {

@@ -40,9 +40,15 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use model::lifecycle::TaskStatus;
+use model::status::ServiceStatus;
+
 use crate::controllers::reconcile_service;
 use crate::engine::{ControlPlane, Ctx};
-use crate::state::{Change, MemberKey, Record, Retained, Scope, State, TaskRecord, stopped_at};
+use crate::state::{
+    Change, ClusterKey, MemberKey, Record, Retained, Scope, ServiceKey, State, TaskRecord,
+    stopped_at,
+};
 
 /// How long records stay after they are done with.
 #[derive(Debug, Clone)]
@@ -105,25 +111,23 @@ impl Sightings {
 struct ServiceCheck<'a> {
     state: &'a State,
     now: f64,
-    busy: HashMap<MemberKey, bool>,
+    busy: HashMap<ServiceKey, bool>,
 }
 
 impl ServiceCheck<'_> {
     /// Whether `t` may go as far as its service is concerned.
     fn allows(&mut self, t: &TaskRecord) -> bool {
-        let Some(name) = t
-            .task
-            .group
-            .as_deref()
-            .and_then(|g| g.strip_prefix("service:"))
-        else {
+        let Some(name) = t.task.group.as_deref().and_then(crate::task::group_service) else {
             return true;
         };
-        let key = (t.scope.clone(), t.cluster.clone(), name.to_owned());
+        let key = ServiceKey::new(&t.scope, &t.cluster, name);
         let Some(svc) = self.state.services.get(&key) else {
             return true;
         };
-        if !matches!(svc.service.status.as_deref(), Some("ACTIVE" | "DRAINING")) {
+        if !matches!(
+            svc.service.status(),
+            Some(ServiceStatus::Active | ServiceStatus::Draining)
+        ) {
             return true;
         }
         // The controller reads STOPPED tasks only to count the failed tasks of the
@@ -144,7 +148,7 @@ impl ServiceCheck<'_> {
         if self.busy.len() >= MAX_DRY_RUNS {
             return false;
         }
-        let mut ctx = Ctx::new(key.0.clone(), self.now, 0);
+        let mut ctx = Ctx::new(key.scope.clone(), self.now, 0);
         let busy = !matches!(
             reconcile_service(self.state, &mut ctx, &key),
             Ok((_, changes)) if changes.is_empty()
@@ -187,7 +191,7 @@ pub fn expired(
             Retained::Instance(k) => {
                 // Not while a task that is not STOPPED still holds it.
                 if let Some(r) = state.instances.get(k)
-                    && state.usage(&k.0, &k.1, &k.2).is_none()
+                    && state.usage(&k.scope, &k.cluster, &k.id).is_none()
                 {
                     out.push(Change::Delete(Record::Instance(r.clone())));
                 }
@@ -201,7 +205,7 @@ pub fn expired(
         if out.len() >= batch {
             return out;
         }
-        if let Retained::Cluster((scope, name)) = key
+        if let Retained::Cluster(ClusterKey { scope, name }) = key
             && old_enough(*epoch)
             && state.tasks_in(scope, name).next().is_none()
             && state.services_in(scope, name).next().is_none()
@@ -224,7 +228,7 @@ fn expired_tasks(
 ) {
     let cutoff = now - config.stopped_task.as_secs_f64();
     let expired_task = |t: &TaskRecord| {
-        t.task.last_status.as_deref() == Some("STOPPED") && stopped_at(&t.task) <= cutoff
+        t.task.last() == Some(TaskStatus::Stopped) && stopped_at(&t.task) <= cutoff
     };
     let mut services = ServiceCheck {
         state,
@@ -269,7 +273,7 @@ fn expired_tasks(
             continue;
         }
         for g in group {
-            taken.insert((g.scope.clone(), g.cluster.clone(), g.id.clone()));
+            taken.insert(g.key());
             out.push(Change::Delete(Record::Task(g.clone())));
         }
     }
@@ -284,7 +288,10 @@ fn expired_definitions(state: &State, cutoff: f64, batch: usize, out: &mut Vec<C
     // family:revision of every definition a live service refers to.
     let mut by_services: HashSet<String> = HashSet::new();
     for s in state.services.values() {
-        if !matches!(s.service.status.as_deref(), Some("ACTIVE" | "DRAINING")) {
+        if !matches!(
+            s.service.status(),
+            Some(ServiceStatus::Active | ServiceStatus::Draining)
+        ) {
             continue;
         }
         let refs = s.service.task_definition.iter().chain(

@@ -10,6 +10,8 @@ use std::ops::Bound;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use model::arn::{Arn, ResourceType};
+use model::lifecycle::TaskStatus;
+use model::status::{ClusterStatus, InstanceStatus, ServiceStatus};
 use model::wire;
 use serde::{Deserialize, Serialize};
 
@@ -37,12 +39,74 @@ impl Scope {
     }
 }
 
-/// Key of a cluster: scope and name.
-pub type ClusterKey = (Scope, String);
+/// Key of a cluster. Keys order by their fields in declaration order, so one scope's
+/// clusters are a contiguous range.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ClusterKey {
+    /// Where it lives.
+    pub scope: Scope,
+    /// The cluster's name.
+    pub name: String,
+}
+
+impl ClusterKey {
+    /// The key of cluster `name` in `scope`.
+    pub fn new(scope: &Scope, name: &str) -> ClusterKey {
+        ClusterKey {
+            scope: scope.clone(),
+            name: name.to_owned(),
+        }
+    }
+}
+
+/// Key of a container instance or task: a member of a cluster, by id. Keys order by
+/// scope, cluster, id, so one cluster's members are a contiguous range.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct MemberKey {
+    /// Where it lives.
+    pub scope: Scope,
+    /// The cluster's name.
+    pub cluster: String,
+    /// The container instance or task id (the last part of its ARN).
+    pub id: String,
+}
+
+impl MemberKey {
+    /// The key of member `id` of `cluster` in `scope`.
+    pub fn new(scope: &Scope, cluster: &str, id: &str) -> MemberKey {
+        MemberKey {
+            scope: scope.clone(),
+            cluster: cluster.to_owned(),
+            id: id.to_owned(),
+        }
+    }
+}
+
+/// Key of a service. Keys order by scope, cluster, name, so one cluster's services are a
+/// contiguous range.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ServiceKey {
+    /// Where it lives.
+    pub scope: Scope,
+    /// The cluster's name.
+    pub cluster: String,
+    /// The service's name.
+    pub name: String,
+}
+
+impl ServiceKey {
+    /// The key of service `name` of `cluster` in `scope`.
+    pub fn new(scope: &Scope, cluster: &str, name: &str) -> ServiceKey {
+        ServiceKey {
+            scope: scope.clone(),
+            cluster: cluster.to_owned(),
+            name: name.to_owned(),
+        }
+    }
+}
+
 /// Key of a task definition: scope, family, revision.
 pub type TaskDefKey = (Scope, String, i32);
-/// Key of a container instance or task: scope, cluster name, id.
-pub type MemberKey = (Scope, String, String);
 /// Key of an account setting: scope, principal ARN, setting name.
 pub type SettingKey = (Scope, String, String);
 
@@ -142,6 +206,34 @@ pub struct ServiceRecord {
     /// is COMPLETED (see docs/services.md).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub steady_deployments: Vec<String>,
+}
+
+impl ClusterRecord {
+    /// The cluster's key.
+    pub fn key(&self) -> ClusterKey {
+        ClusterKey::new(&self.scope, &self.name)
+    }
+}
+
+impl InstanceRecord {
+    /// The container instance's key.
+    pub fn key(&self) -> MemberKey {
+        MemberKey::new(&self.scope, &self.cluster, &self.id)
+    }
+}
+
+impl TaskRecord {
+    /// The task's key.
+    pub fn key(&self) -> MemberKey {
+        MemberKey::new(&self.scope, &self.cluster, &self.id)
+    }
+}
+
+impl ServiceRecord {
+    /// The service's key.
+    pub fn key(&self) -> ServiceKey {
+        ServiceKey::new(&self.scope, &self.cluster, &self.name)
+    }
 }
 
 /// An account setting (per principal, or the account default).
@@ -285,7 +377,7 @@ pub enum Retained {
     /// An INACTIVE (deleted) cluster.
     Cluster(ClusterKey),
     /// An INACTIVE (deleted) service.
-    Service(MemberKey),
+    Service(ServiceKey),
     /// An INACTIVE (deregistered) container instance.
     Instance(MemberKey),
 }
@@ -331,7 +423,7 @@ pub struct Derived {
     /// ACTIVE clusters (what ListClusters lists).
     pub active_clusters: BTreeSet<ClusterKey>,
     /// Services that are not INACTIVE (what ListServices lists).
-    pub listed_services: BTreeSet<MemberKey>,
+    pub listed_services: BTreeSet<ServiceKey>,
     /// Container instances by (scope, cluster, status, id).
     pub instances_by_status: BTreeSet<(Scope, String, String, String)>,
     /// Task definition revisions by (scope, status, family, revision).
@@ -413,10 +505,21 @@ enum Phase {
 }
 
 fn phase(t: &wire::Task) -> Phase {
-    match t.last_status.as_deref() {
-        Some("RUNNING") => Phase::Running,
-        Some("STOPPED" | "DEACTIVATING" | "STOPPING" | "DEPROVISIONING") | None => Phase::Stopped,
-        Some(_) => Phase::Pending,
+    match t.last() {
+        Some(TaskStatus::Running) => Phase::Running,
+        Some(
+            TaskStatus::Deactivating
+            | TaskStatus::Stopping
+            | TaskStatus::Deprovisioning
+            | TaskStatus::Stopped,
+        ) => Phase::Stopped,
+        Some(TaskStatus::Provisioning | TaskStatus::Pending | TaskStatus::Activating) => {
+            Phase::Pending
+        }
+        // No status yet holds nothing; a status this version does not know counts as
+        // pending.
+        None if t.last_status.is_none() => Phase::Stopped,
+        None => Phase::Pending,
     }
 }
 
@@ -425,7 +528,7 @@ impl Derived {
     /// token, reference and retention indexes.
     fn index_task(&mut self, t: &TaskRecord, sign: i64) {
         let add = sign > 0;
-        let cluster = (t.scope.clone(), t.cluster.clone());
+        let cluster = ClusterKey::new(&t.scope, &t.cluster);
         let desired = t.task.desired_status.clone().unwrap_or_default();
         let lists = self.task_lists.entry(cluster.clone()).or_default();
         for (filter, value) in task_filters(t) {
@@ -457,11 +560,8 @@ impl Derived {
                 }
             }
         }
-        if t.task.last_status.as_deref() == Some("STOPPED") {
-            let entry = (
-                millis(stopped_at(&t.task)),
-                (t.scope.clone(), t.cluster.clone(), t.id.clone()),
-            );
+        if t.task.last() == Some(TaskStatus::Stopped) {
+            let entry = (millis(stopped_at(&t.task)), t.key());
             if add {
                 self.stopped.insert(entry);
             } else {
@@ -538,7 +638,7 @@ impl Derived {
         let fargate = i64::from(t.task.launch_type == Some(wire::LaunchType::Fargate));
         let c = self
             .counts
-            .entry((t.scope.clone(), t.cluster.clone()))
+            .entry(ClusterKey::new(&t.scope, &t.cluster))
             .or_default();
         match p {
             Phase::Running => {
@@ -552,14 +652,14 @@ impl Derived {
             Phase::Stopped => {}
         }
         // Reservations are held until the task is STOPPED (not merely stopping).
-        let holds = t.task.last_status.as_deref() != Some("STOPPED");
+        let holds = t.task.last() != Some(TaskStatus::Stopped);
         let Some(instance) = &t.instance_id else {
             return;
         };
         if !holds {
             return;
         }
-        let key = (t.scope.clone(), t.cluster.clone(), instance.clone());
+        let key = MemberKey::new(&t.scope, &t.cluster, instance);
         let u = self.usage.entry(key.clone()).or_default();
         let r = &t.reservation;
         let sign32 = i32::try_from(sign).unwrap_or(0);
@@ -615,7 +715,7 @@ pub struct State {
     /// Tasks.
     pub tasks: BTreeMap<MemberKey, TaskRecord>,
     /// Services.
-    pub services: BTreeMap<MemberKey, ServiceRecord>,
+    pub services: BTreeMap<ServiceKey, ServiceRecord>,
     /// Account settings.
     pub settings: BTreeMap<SettingKey, SettingRecord>,
     /// Server metadata.
@@ -624,17 +724,44 @@ pub struct State {
     pub derived: Derived,
 }
 
-/// Iterates the values of a map whose keys are `(Scope, cluster, id)` for one cluster.
-fn in_cluster<'a, V>(
-    map: &'a BTreeMap<MemberKey, V>,
+/// A key that starts with a scope and a cluster name ([`MemberKey`], [`ServiceKey`]):
+/// its map holds one cluster's entries as a contiguous range.
+trait InCluster: Ord {
+    /// The smallest key of `cluster`.
+    fn first(scope: &Scope, cluster: &str) -> Self;
+    /// Whether the key is one of `cluster`'s.
+    fn is_in(&self, scope: &Scope, cluster: &str) -> bool;
+}
+
+impl InCluster for MemberKey {
+    fn first(scope: &Scope, cluster: &str) -> Self {
+        MemberKey::new(scope, cluster, "")
+    }
+    fn is_in(&self, scope: &Scope, cluster: &str) -> bool {
+        self.scope == *scope && self.cluster == cluster
+    }
+}
+
+impl InCluster for ServiceKey {
+    fn first(scope: &Scope, cluster: &str) -> Self {
+        ServiceKey::new(scope, cluster, "")
+    }
+    fn is_in(&self, scope: &Scope, cluster: &str) -> bool {
+        self.scope == *scope && self.cluster == cluster
+    }
+}
+
+/// Iterates the values of one cluster's entries of a map keyed by cluster members.
+fn in_cluster<'a, K: InCluster, V>(
+    map: &'a BTreeMap<K, V>,
     scope: &Scope,
     cluster: &str,
 ) -> impl Iterator<Item = &'a V> + 'a {
-    let start = (scope.clone(), cluster.to_owned(), String::new());
+    let start = K::first(scope, cluster);
     let scope = scope.clone();
     let cluster = cluster.to_owned();
     map.range((Bound::Included(start), Bound::Unbounded))
-        .take_while(move |((s, c, _), _)| *s == scope && *c == cluster)
+        .take_while(move |(k, _)| k.is_in(&scope, &cluster))
         .map(|(_, v)| v)
 }
 
@@ -650,13 +777,13 @@ impl State {
     fn put(&mut self, record: Record) {
         match record {
             Record::Cluster(r) => {
-                let key = (r.scope.clone(), r.name.clone());
+                let key = r.key();
                 let was = self
                     .clusters
                     .get(&key)
-                    .is_some_and(|old| is_inactive(old.cluster.status.as_deref()));
-                let status = r.cluster.status.as_deref();
-                if status == Some("ACTIVE") {
+                    .is_some_and(|old| old.cluster.status() == Some(ClusterStatus::Inactive));
+                let status = r.cluster.status();
+                if status == Some(ClusterStatus::Active) {
                     self.derived.active_clusters.insert(key.clone());
                 } else {
                     self.derived.active_clusters.remove(&key);
@@ -664,7 +791,7 @@ impl State {
                 self.derived.mark_inactive(
                     Retained::Cluster(key.clone()),
                     was,
-                    is_inactive(status),
+                    status == Some(ClusterStatus::Inactive),
                 );
                 self.clusters.insert(key, r);
             }
@@ -678,12 +805,12 @@ impl State {
                 self.task_definitions.insert(key, r);
             }
             Record::Instance(r) => {
-                let key = (r.scope.clone(), r.cluster.clone(), r.id.clone());
+                let key = r.key();
                 let was = match self.instances.get(&key) {
                     Some(old) => {
                         let old = old.clone();
                         self.derived.index_instance(&old, -1);
-                        is_inactive(old.instance.status.as_deref())
+                        old.instance.status() == Some(InstanceStatus::Inactive)
                     }
                     None => false,
                 };
@@ -691,13 +818,13 @@ impl State {
                 self.derived.mark_inactive(
                     Retained::Instance(key.clone()),
                     was,
-                    is_inactive(r.instance.status.as_deref()),
+                    r.instance.status() == Some(InstanceStatus::Inactive),
                 );
                 self.instances.insert(key, r);
             }
             Record::Task(r) => {
                 // Remove the old record's contribution first: both share the task id.
-                let key = (r.scope.clone(), r.cluster.clone(), r.id.clone());
+                let key = r.key();
                 if let Some(old) = self.tasks.get(&key) {
                     let old = old.clone();
                     self.derived.account(&old, -1);
@@ -706,12 +833,12 @@ impl State {
                 self.tasks.insert(key, r);
             }
             Record::Service(r) => {
-                let key = (r.scope.clone(), r.cluster.clone(), r.name.clone());
+                let key = r.key();
                 let was = self
                     .services
                     .get(&key)
-                    .is_some_and(|old| is_inactive(old.service.status.as_deref()));
-                let inactive = is_inactive(r.service.status.as_deref());
+                    .is_some_and(|old| old.service.status() == Some(ServiceStatus::Inactive));
+                let inactive = r.service.status() == Some(ServiceStatus::Inactive);
                 if inactive {
                     self.derived.listed_services.remove(&key);
                 } else {
@@ -732,7 +859,7 @@ impl State {
     fn delete(&mut self, record: &Record) {
         match record {
             Record::Cluster(r) => {
-                let key = (r.scope.clone(), r.name.clone());
+                let key = r.key();
                 self.clusters.remove(&key);
                 self.derived.active_clusters.remove(&key);
                 self.derived.inactive.remove(&Retained::Cluster(key));
@@ -746,22 +873,19 @@ impl State {
                 }
             }
             Record::Instance(r) => {
-                let key = (r.scope.clone(), r.cluster.clone(), r.id.clone());
+                let key = r.key();
                 if let Some(old) = self.instances.remove(&key) {
                     self.derived.index_instance(&old, -1);
                 }
                 self.derived.inactive.remove(&Retained::Instance(key));
             }
             Record::Task(r) => {
-                if let Some(old) =
-                    self.tasks
-                        .remove(&(r.scope.clone(), r.cluster.clone(), r.id.clone()))
-                {
+                if let Some(old) = self.tasks.remove(&r.key()) {
                     self.derived.account(&old, -1);
                 }
             }
             Record::Service(r) => {
-                let key = (r.scope.clone(), r.cluster.clone(), r.name.clone());
+                let key = r.key();
                 self.services.remove(&key);
                 self.derived.listed_services.remove(&key);
                 self.derived.inactive.remove(&Retained::Service(key));
@@ -775,7 +899,7 @@ impl State {
 
     /// An ACTIVE or INACTIVE cluster by name.
     pub fn cluster(&self, scope: &Scope, name: &str) -> Option<&ClusterRecord> {
-        self.clusters.get(&(scope.clone(), name.to_owned()))
+        self.clusters.get(&ClusterKey::new(scope, name))
     }
 
     /// The tasks of one cluster, in id order.
@@ -817,7 +941,7 @@ impl State {
     ) -> Option<&BTreeSet<String>> {
         self.derived
             .task_lists
-            .get(&(scope.clone(), cluster.to_owned()))?
+            .get(&ClusterKey::new(scope, cluster))?
             .get(&(desired.to_owned(), filter, value.to_owned()))
     }
 
@@ -831,24 +955,23 @@ impl State {
         let key = (scope.clone(), cluster.to_owned(), token.to_owned());
         let ids = self.derived.client_tokens.get(&key);
         let (scope, cluster) = (scope.clone(), cluster.to_owned());
-        ids.into_iter().flatten().filter_map(move |id| {
-            self.tasks
-                .get(&(scope.clone(), cluster.clone(), id.clone()))
-        })
+        ids.into_iter()
+            .flatten()
+            .filter_map(move |id| self.tasks.get(&MemberKey::new(&scope, &cluster, id)))
     }
 
     /// What the tasks on one instance hold.
     pub fn usage(&self, scope: &Scope, cluster: &str, instance_id: &str) -> Option<&Usage> {
         self.derived
             .usage
-            .get(&(scope.clone(), cluster.to_owned(), instance_id.to_owned()))
+            .get(&MemberKey::new(scope, cluster, instance_id))
     }
 
     /// Task counts of one cluster.
     pub fn counts(&self, scope: &Scope, cluster: &str) -> ClusterCounts {
         self.derived
             .counts
-            .get(&(scope.clone(), cluster.to_owned()))
+            .get(&ClusterKey::new(scope, cluster))
             .copied()
             .unwrap_or_default()
     }
@@ -863,10 +986,6 @@ impl State {
         let end = (scope.clone(), family.to_owned(), i32::MAX);
         self.task_definitions.range(start..=end).map(|(_, v)| v)
     }
-}
-
-fn is_inactive(status: Option<&str>) -> bool {
-    status == Some("INACTIVE")
 }
 
 fn setting_key(r: &SettingRecord) -> SettingKey {

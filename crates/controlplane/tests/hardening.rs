@@ -7,120 +7,40 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use controlplane::controllers::reconcile_service;
-use controlplane::engine::{Clock, Written};
-use controlplane::ops::{agent, clusters, instances, services, task_definitions, tasks};
+use controlplane::engine::Clock;
+use controlplane::ops::{clusters, instances, services, task_definitions, tasks};
 use controlplane::retention::{RetentionConfig, Sightings, expired, spawn_retention};
-use controlplane::state::{Record, TaskRecord};
-use controlplane::{Change, ControlPlane, Ctx, EcsError, Scope, State};
+use controlplane::state::{MetaRecord, Record, ServiceKey, TaskRecord};
+use controlplane::{Change, ControlPlane, State};
 use model::wire;
 use serde_json::{Value, json};
+use testkit::ecs::{self, T0, World, req, scope};
+use testkit::wait;
 
-const T0: f64 = 1_700_000_000.0;
 const HOUR: f64 = 3600.0;
 
-fn scope() -> Scope {
-    Scope::new("000000000000", "eu-west-1")
+/// Cluster `c` with one instance and task definition `web:1`, and a paging secret.
+fn world() -> World {
+    let mut w = World::new();
+    w.apply(&[Change::Put(Record::Meta(MetaRecord {
+        paging_secret: "00ff".into(),
+    }))]);
+    w.create_cluster("c");
+    w.add_instance("c", "i-1", "a", 100_000, 100_000);
+    w.register("web", 32);
+    w
 }
 
-fn req<T: serde::de::DeserializeOwned>(v: Value) -> T {
-    serde_json::from_value(v).expect("request shape")
+/// What these tests ask of a [`World`] beyond what testkit gives.
+trait Retention {
+    /// ListTasks with `body`, at `now`.
+    fn list(&self, body: Value) -> Vec<String>;
+    /// Runs retention's decision at `now` and applies it; returns what it deleted, as
+    /// store keys.
+    fn expire(&mut self, config: &RetentionConfig, sightings: &Sightings) -> Vec<String>;
 }
 
-/// A hand-driven control plane state: operations run as the writer runs them, at `now`.
-struct World {
-    state: State,
-    now: f64,
-    seed: u64,
-}
-
-impl World {
-    /// Cluster `c` with one instance and task definition `web:1`.
-    fn new() -> World {
-        let mut w = World {
-            state: State::default(),
-            now: T0,
-            seed: 1,
-        };
-        w.state.apply(&Change::Put(Record::Meta(
-            controlplane::state::MetaRecord {
-                paging_secret: "00ff".into(),
-            },
-        )));
-        let _: wire::CreateClusterResponse =
-            w.write(clusters::create_cluster, req(json!({"clusterName": "c"})));
-        w.add_instance("c", "i-1");
-        w.register("web");
-        w
-    }
-
-    fn try_write<Req, Resp>(
-        &mut self,
-        op: fn(&State, &mut Ctx, Req) -> Written<Resp>,
-        r: Req,
-    ) -> Result<Resp, EcsError> {
-        self.seed += 1;
-        let mut ctx = Ctx::new(scope(), self.now, self.seed);
-        let (resp, changes) = op(&self.state, &mut ctx, r)?;
-        for c in &changes {
-            self.state.apply(c);
-        }
-        Ok(resp)
-    }
-
-    fn write<Req, Resp>(&mut self, op: fn(&State, &mut Ctx, Req) -> Written<Resp>, r: Req) -> Resp {
-        self.try_write(op, r)
-            .unwrap_or_else(|e| panic!("{}: {e}", e.code()))
-    }
-
-    fn add_instance(&mut self, cluster: &str, ec2: &str) -> String {
-        let doc = json!({"instanceId": ec2, "availabilityZone": "a"}).to_string();
-        let r: wire::RegisterContainerInstanceResponse = self.write(
-            instances::register,
-            req(
-                json!({"cluster": cluster, "instanceIdentityDocument": doc, "totalResources": [
-                {"name": "CPU", "type": "INTEGER", "integerValue": 100_000},
-                {"name": "MEMORY", "type": "INTEGER", "integerValue": 100_000}]}),
-            ),
-        );
-        r.container_instance
-            .unwrap()
-            .container_instance_arn
-            .unwrap()
-    }
-
-    fn register(&mut self, family: &str) -> String {
-        let r: wire::RegisterTaskDefinitionResponse = self.write(
-            task_definitions::register,
-            req(json!({"family": family, "containerDefinitions": [
-                {"name": "app", "image": "busybox", "memory": 32}]})),
-        );
-        r.task_definition.unwrap().task_definition_arn.unwrap()
-    }
-
-    fn run(&mut self, body: Value) -> Vec<String> {
-        let r: wire::RunTaskResponse = self.write(tasks::run_task, req(body));
-        r.tasks
-            .unwrap()
-            .into_iter()
-            .map(|t| t.task_arn.unwrap())
-            .collect()
-    }
-
-    fn stop(&mut self, arn: &str) {
-        let cluster = arn.rsplit('/').nth(1).unwrap().to_owned();
-        let _: wire::StopTaskResponse = self.write(
-            tasks::stop_task,
-            req(json!({"cluster": cluster, "task": arn, "reason": "done"})),
-        );
-    }
-
-    fn report(&mut self, arn: &str, status: &str) {
-        let _: wire::SubmitTaskStateChangeResponse = self.write(
-            agent::submit_task_state_change,
-            req(json!({"cluster": "c", "task": arn, "status": status})),
-        );
-    }
-
+impl Retention for World {
     fn list(&self, body: Value) -> Vec<String> {
         tasks::list(&self.state, &scope(), self.now, req(body))
             .expect("list")
@@ -128,14 +48,13 @@ impl World {
             .unwrap()
     }
 
-    /// Runs retention's decision at `now` and applies it; returns what it deleted, as
-    /// store keys.
     fn expire(&mut self, config: &RetentionConfig, sightings: &Sightings) -> Vec<String> {
         let changes = expired(&self.state, self.now, config, sightings);
-        for c in &changes {
-            assert!(matches!(c, Change::Delete(_)), "retention only deletes");
-            self.state.apply(c);
-        }
+        assert!(
+            changes.iter().all(|c| matches!(c, Change::Delete(_))),
+            "retention only deletes"
+        );
+        self.apply(&changes);
         changes
             .iter()
             .map(|c| match c {
@@ -159,7 +78,7 @@ fn id_of(arn: &str) -> &str {
 
 #[test]
 fn stopped_tasks_are_deleted_after_the_retention_not_before() {
-    let mut w = World::new();
+    let mut w = world();
     let arns = w.run(json!({"cluster": "c", "taskDefinition": "web", "count": 3}));
     w.now += 10.0;
     w.stop(&arns[0]);
@@ -209,7 +128,7 @@ fn stopped_tasks_are_deleted_after_the_retention_not_before() {
 
 #[test]
 fn a_task_asked_to_stop_that_its_agent_has_not_stopped_is_never_deleted() {
-    let mut w = World::new();
+    let mut w = world();
     let arn = w
         .run(json!({"cluster": "c", "taskDefinition": "web"}))
         .remove(0);
@@ -240,7 +159,7 @@ fn a_task_asked_to_stop_that_its_agent_has_not_stopped_is_never_deleted() {
 
 #[test]
 fn retention_deletes_at_most_a_batch_oldest_first() {
-    let mut w = World::new();
+    let mut w = world();
     let mut stopped = Vec::new();
     for i in 0..25 {
         let arn = w
@@ -280,21 +199,18 @@ fn retention_deletes_at_most_a_batch_oldest_first() {
 /// controller has not counted yet nor change what the controller decides once it has.
 #[test]
 fn deleting_expired_stopped_tasks_cannot_change_a_service_controller_decision() {
-    let mut w = World::new();
+    let mut w = world();
     let _: wire::CreateServiceResponse = w.write(
         services::create,
         req(json!({"cluster": "c", "serviceName": "web", "taskDefinition": "web",
             "desiredCount": 4,
             "deploymentConfiguration": {"deploymentCircuitBreaker": {"enable": true, "rollback": false}}})),
     );
-    let key = (scope(), "c".to_owned(), "web".to_owned());
+    let key = ServiceKey::new(&scope(), "c", "web");
     let reconcile = |w: &mut World| {
-        w.seed += 1;
-        let mut ctx = Ctx::new(scope(), w.now, w.seed);
+        let mut ctx = w.ctx();
         let (_, changes) = reconcile_service(&w.state, &mut ctx, &key).expect("reconcile");
-        for c in &changes {
-            w.state.apply(c);
-        }
+        w.apply(&changes);
         changes.len()
     };
     let service_tasks = |w: &World| -> Vec<TaskRecord> {
@@ -351,7 +267,7 @@ fn deleting_expired_stopped_tasks_cannot_change_a_service_controller_decision() 
     let gone = w.expire(&hour_retention(), &Sightings::default());
     assert_eq!(gone.len(), 8, "{gone:?}");
     let decide = |s: &State| {
-        let mut ctx = Ctx::new(scope(), w.now, 99);
+        let mut ctx = ecs::ctx(w.now, 99);
         let (outcome, changes) = reconcile_service(s, &mut ctx, &key).expect("reconcile");
         (outcome, format!("{changes:?}"))
     };
@@ -361,10 +277,9 @@ fn deleting_expired_stopped_tasks_cannot_change_a_service_controller_decision() 
 
 #[test]
 fn inactive_services_instances_and_clusters_go_after_the_retention() {
-    let mut w = World::new();
-    let _: wire::CreateClusterResponse =
-        w.write(clusters::create_cluster, req(json!({"clusterName": "old"})));
-    let inst = w.add_instance("old", "i-old");
+    let mut w = world();
+    w.create_cluster("old");
+    let inst = w.add_instance("old", "i-old", "a", 100_000, 100_000);
     let _: wire::CreateServiceResponse = w.write(
         services::create,
         req(json!({"cluster": "old", "serviceName": "s", "taskDefinition": "web", "desiredCount": 0})),
@@ -412,16 +327,14 @@ fn inactive_services_instances_and_clusters_go_after_the_retention() {
 
 #[test]
 fn an_inactive_record_made_active_and_inactive_again_starts_its_clock_again() {
-    let mut w = World::new();
-    let _: wire::CreateClusterResponse =
-        w.write(clusters::create_cluster, req(json!({"clusterName": "x"})));
+    let mut w = world();
+    w.create_cluster("x");
     let _: wire::DeleteClusterResponse =
         w.write(clusters::delete_cluster, req(json!({"cluster": "x"})));
     let mut seen = Sightings::default();
     seen.observe(&w.state, w.now);
     w.now += HOUR - 10.0;
-    let _: wire::CreateClusterResponse =
-        w.write(clusters::create_cluster, req(json!({"clusterName": "x"})));
+    w.create_cluster("x");
     let _: wire::DeleteClusterResponse =
         w.write(clusters::delete_cluster, req(json!({"cluster": "x"})));
     // Not observed in between: the new transition still gets a new clock.
@@ -434,9 +347,9 @@ fn an_inactive_record_made_active_and_inactive_again_starts_its_clock_again() {
 
 #[test]
 fn deleted_task_definitions_go_once_unreferenced_but_never_the_newest_revision() {
-    let mut w = World::new();
-    w.register("web"); // web:2
-    w.register("web"); // web:3
+    let mut w = world();
+    w.register("web", 32); // web:2
+    w.register("web", 32); // web:3
     let arn = w
         .run(json!({"cluster": "c", "taskDefinition": "web:1"}))
         .remove(0);
@@ -472,7 +385,7 @@ fn deleted_task_definitions_go_once_unreferenced_but_never_the_newest_revision()
     );
     assert!(w.expire(&config, &Sightings::default()).is_empty());
     // Revision numbers go on from the newest.
-    let next = w.register("web");
+    let next = w.register("web", 32);
     assert!(next.ends_with(":task-definition/web:4"), "{next}");
 }
 
@@ -480,7 +393,7 @@ fn deleted_task_definitions_go_once_unreferenced_but_never_the_newest_revision()
 
 #[test]
 fn a_client_token_reused_with_other_parameters_is_a_conflict() {
-    let mut w = World::new();
+    let mut w = world();
     let body = json!({"cluster": "c", "taskDefinition": "web", "count": 2, "clientToken": "tok-1",
         "startedBy": "me"});
     let first = w.run(body.clone());
@@ -517,9 +430,8 @@ fn a_client_token_reused_with_other_parameters_is_a_conflict() {
     }
     assert_eq!(w.state.tasks.len(), 2, "nothing was started");
     // Tokens are per cluster (ECS's idempotency type "cluster").
-    let _: wire::CreateClusterResponse =
-        w.write(clusters::create_cluster, req(json!({"clusterName": "d"})));
-    w.add_instance("d", "i-d");
+    w.create_cluster("d");
+    w.add_instance("d", "i-d", "a", 100_000, 100_000);
     let mut elsewhere = body.clone();
     elsewhere["cluster"] = "d".into();
     assert_eq!(w.run(elsewhere).len(), 2);
@@ -527,7 +439,7 @@ fn a_client_token_reused_with_other_parameters_is_a_conflict() {
 
 #[test]
 fn client_tokens_are_bounded_and_expire_with_their_tasks() {
-    let mut w = World::new();
+    let mut w = world();
     for bad in ["", "has space", "tab\there", "é", &"x".repeat(65)] {
         let err = w
             .try_write(
@@ -567,7 +479,7 @@ fn client_tokens_are_bounded_and_expire_with_their_tasks() {
 
 #[test]
 fn a_token_s_tasks_expire_together() {
-    let mut w = World::new();
+    let mut w = world();
     let arns =
         w.run(json!({"cluster": "c", "taskDefinition": "web", "count": 2, "clientToken": "t"}));
     w.stop(&arns[0]);
@@ -591,7 +503,7 @@ async fn the_runner_deletes_expired_records_in_batches_with_a_controlled_clock()
         let now = now.clone();
         Arc::new(move || now.load(Ordering::SeqCst) as f64)
     };
-    let cp = ControlPlane::open_with_clock(Arc::new(store::MemStore::new()), clock).expect("open");
+    let cp = ecs::control_plane_with_clock(clock);
     let sc = scope();
     // 2,500 STOPPED tasks (stopped at T0) and one that stops an hour later.
     let make = |i: u32, stopped_at: f64| TaskRecord {
@@ -623,7 +535,6 @@ async fn the_runner_deletes_expired_records_in_batches_with_a_controlled_clock()
     })
     .await
     .expect("seed");
-    let mut feed = cp.subscribe();
     let runner = spawn_retention(
         cp.clone(),
         RetentionConfig {
@@ -632,32 +543,31 @@ async fn the_runner_deletes_expired_records_in_batches_with_a_controlled_clock()
             ..hour_retention()
         },
     );
-    let count = |cp: &ControlPlane| cp.read(|s| s.tasks.len());
     tokio::time::sleep(Duration::from_millis(200)).await;
-    assert_eq!(count(&cp), 2501, "nothing has expired yet");
+    assert_eq!(cp.read(|s| s.tasks.len()), 2501, "nothing has expired yet");
 
     now.store((T0 + HOUR) as u64, Ordering::SeqCst);
     // (Each commit deletes at most a batch: `retention_deletes_at_most_a_batch_oldest_first`.)
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    while count(&cp) > 1 {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "stuck at {}",
-            count(&cp)
-        );
-        let _ = tokio::time::timeout(Duration::from_millis(200), feed.changed()).await;
-    }
+    expired_down_to(&cp, 1).await;
     assert_eq!(
-        cp.read(|s| s.tasks.keys().next().map(|k| k.2.clone())),
+        cp.read(|s| s.tasks.keys().next().map(|k| k.id.clone())),
         Some(format!("{:032x}", 9999)),
         "the one that stopped later stays"
     );
     assert!(cp.read(|s| s.derived.stopped.len()) == 1);
     now.store((T0 + 2.0 * HOUR) as u64, Ordering::SeqCst);
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    while count(&cp) > 0 {
-        assert!(tokio::time::Instant::now() < deadline);
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    expired_down_to(&cp, 0).await;
     runner.abort();
+}
+
+/// Waits until retention has left at most `left` tasks.
+async fn expired_down_to(cp: &ControlPlane, left: usize) {
+    let what = format!("retention to leave at most {left} of the tasks");
+    wait::until_state(cp, &what, Duration::from_secs(20), |s| {
+        match s.tasks.len() {
+            n if n <= left => Ok(()),
+            n => Err(format!("stuck at {n}")),
+        }
+    })
+    .await;
 }

@@ -5,6 +5,7 @@
 //! the runner.
 
 use std::collections::{BTreeMap, HashSet};
+use std::ops::{Deref, DerefMut};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,22 +13,13 @@ use controlplane::controllers::service::{
     MAX_EVENTS, ServiceOutcome, failure_threshold, reconcile_service,
 };
 use controlplane::controllers::{RunnerConfig, spawn_controllers_with};
-use controlplane::engine::Written;
 use controlplane::ops::{agent, clusters, instances, protection, services, task_definitions};
-use controlplane::state::{MemberKey, Record, TaskRecord};
-use controlplane::{Change, ControlPlane, Ctx, Scope, State};
+use controlplane::state::{MemberKey, Record, ServiceKey, TaskRecord};
+use controlplane::{Change, ControlPlane, State};
 use model::wire;
 use serde_json::{Value, json};
-
-const T0: f64 = 1_700_000_000.0;
-
-fn scope() -> Scope {
-    Scope::new("000000000000", "eu-west-1")
-}
-
-fn req<T: serde::de::DeserializeOwned>(v: Value) -> T {
-    serde_json::from_value(v).expect("request shape")
-}
+use testkit::ecs::{self, T0, World, req, scope, submit};
+use testkit::wait;
 
 /// How the simulated agent treats tasks of a task definition.
 #[derive(Clone, Copy, PartialEq)]
@@ -40,26 +32,37 @@ enum Behaviour {
     FailToStart,
 }
 
+/// A [`World`] with a service `web` in cluster `c` and a simulated agent.
 struct Harness {
-    state: State,
-    now: f64,
-    seed: u64,
+    world: World,
     behaviour: BTreeMap<String, Behaviour>,
     /// Every (running+pending+stopping) and healthy count seen after each reconcile.
     trace: Vec<(usize, usize)>,
 }
 
+/// The harness is its world (state, clock, seeds) plus the agent's behaviour.
+impl Deref for Harness {
+    type Target = World;
+    fn deref(&self) -> &World {
+        &self.world
+    }
+}
+
+impl DerefMut for Harness {
+    fn deref_mut(&mut self) -> &mut World {
+        &mut self.world
+    }
+}
+
 impl Harness {
-    /// Cluster `c`, one instance per zone (`i-<zone>`), task definition `web:1`.
+    /// Cluster `c`, one instance per zone (`i-<zone>-<n>`), task definition `web:1`.
     fn new(zones: &[&str]) -> Harness {
         let mut h = Harness {
-            state: State::default(),
-            now: T0,
-            seed: 1,
+            world: World::new(),
             behaviour: BTreeMap::new(),
             trace: Vec::new(),
         };
-        h.write(clusters::create_cluster, req(json!({"clusterName": "c"})));
+        h.create_cluster("c");
         for z in zones {
             h.add_instance(z);
         }
@@ -67,59 +70,17 @@ impl Harness {
         h
     }
 
+    /// An instance in `zone` with 4096 CPU units and MiB.
     fn add_instance(&mut self, zone: &str) -> String {
-        let doc = json!({"instanceId": format!("i-{zone}-{}", self.state.instances.len()),
-                          "availabilityZone": zone, "instanceType": "t3.large"})
-        .to_string();
-        let r: wire::RegisterContainerInstanceResponse = self.write(
-            instances::register,
-            req(json!({
-                "cluster": "c",
-                "instanceIdentityDocument": doc,
-                "totalResources": [
-                    {"name": "CPU", "type": "INTEGER", "integerValue": 4096},
-                    {"name": "MEMORY", "type": "INTEGER", "integerValue": 4096}
-                ]
-            })),
-        );
-        r.container_instance
-            .and_then(|c| c.container_instance_arn)
-            .expect("instance arn")
+        let id = format!("i-{zone}-{}", self.state.instances.len());
+        self.world.add_instance("c", &id, zone, 4096, 4096)
     }
 
-    /// Registers a revision of `family`; returns its ARN.
-    fn register(&mut self, family: &str, memory: i32) -> String {
-        let r: wire::RegisterTaskDefinitionResponse = self.write(
-            task_definitions::register,
-            req(json!({"family": family, "containerDefinitions": [
-                {"name": "app", "image": "busybox", "memory": memory, "essential": true}
-            ]})),
-        );
-        let arn = r
-            .task_definition
-            .and_then(|d| d.task_definition_arn)
-            .expect("task definition arn");
+    /// Registers a revision of `family` whose tasks stay healthy; returns its ARN.
+    fn register(&mut self, family: &str, memory: i64) -> String {
+        let arn = self.world.register(family, memory);
         self.behaviour.insert(arn.clone(), Behaviour::Healthy);
         arn
-    }
-
-    fn ctx(&mut self) -> Ctx {
-        self.seed += 1;
-        Ctx::new(scope(), self.now, self.seed)
-    }
-
-    fn apply(&mut self, changes: &[Change]) {
-        for c in changes {
-            self.state.apply(c);
-        }
-    }
-
-    fn write<Req, Resp>(&mut self, op: fn(&State, &mut Ctx, Req) -> Written<Resp>, r: Req) -> Resp {
-        let mut ctx = self.ctx();
-        let (resp, changes) =
-            op(&self.state, &mut ctx, r).unwrap_or_else(|e| panic!("{}: {e}", e.code()));
-        self.apply(&changes);
-        resp
     }
 
     fn create_service(&mut self, body: Value) {
@@ -136,8 +97,8 @@ impl Harness {
         let _: wire::UpdateServiceResponse = self.write(services::update, req(body));
     }
 
-    fn key(&self) -> MemberKey {
-        (scope(), "c".into(), "web".into())
+    fn key(&self) -> ServiceKey {
+        ServiceKey::new(&scope(), "c", "web")
     }
 
     /// One reconcile pass; records the counts it leaves behind.
@@ -165,7 +126,8 @@ impl Harness {
             .filter(|t| t.task.group.as_deref() == Some("service:web"))
     }
 
-    fn report(&mut self, task: &TaskRecord, status: &str, exit: Option<i32>) {
+    /// The agent reports `task` in `status`; its container exited with `exit`, if given.
+    fn agent_report(&mut self, task: &TaskRecord, status: &str, exit: Option<i32>) {
         let mut body = json!({"cluster": "c", "task": task.id, "status": status});
         if let Some(code) = exit {
             body["containers"] =
@@ -190,13 +152,13 @@ impl Harness {
                 .unwrap_or(Behaviour::Healthy);
             let running = t.task.last_status.as_deref() == Some("RUNNING");
             if t.task.desired_status.as_deref() == Some("STOPPED") {
-                self.report(&t, "STOPPED", Some(143));
+                self.agent_report(&t, "STOPPED", Some(143));
             } else if !running && behaviour == Behaviour::FailToStart {
-                self.report(&t, "STOPPED", None);
+                self.agent_report(&t, "STOPPED", None);
             } else if !running {
-                self.report(&t, "RUNNING", None);
+                self.agent_report(&t, "RUNNING", None);
             } else if behaviour == Behaviour::CrashAfterStart {
-                self.report(&t, "STOPPED", Some(1));
+                self.agent_report(&t, "STOPPED", Some(1));
             } else {
                 continue;
             }
@@ -884,7 +846,7 @@ fn crashed_tasks_are_replaced() {
     h.create_service(json!({"taskDefinition": "web", "desiredCount": 2}));
     h.settle(|_| {});
     let victim = h.tasks().next().unwrap().clone();
-    h.report(&victim, "STOPPED", Some(137));
+    h.agent_report(&victim, "STOPPED", Some(137));
     h.settle(|_| {});
     let s = h.service();
     assert!(stable(&s));
@@ -936,7 +898,7 @@ fn events_are_capped_newest_first() {
     h.settle(|_| {});
     for _ in 0..60 {
         let victim = h.tasks().find(|t| alive(t)).unwrap().clone();
-        h.report(&victim, "STOPPED", Some(0));
+        h.agent_report(&victim, "STOPPED", Some(0));
         h.settle(|_| {});
     }
     let s = h.service();
@@ -960,15 +922,38 @@ fn failure_threshold_is_clamped() {
     assert_eq!(failure_threshold(1000), 200);
 }
 
-/// Runs an operation through the real writer.
+/// Runs an operation through the real writer; it must succeed.
 async fn w<Req: Send + 'static, Resp: Send + 'static>(
     cp: &ControlPlane,
-    op: fn(&State, &mut Ctx, Req) -> Written<Resp>,
+    op: ecs::Op<Req, Resp>,
     r: Req,
 ) -> Resp {
-    cp.write(scope(), move |s, ctx| op(s, ctx, r))
-        .await
-        .expect("write")
+    submit(cp, op, r).await.expect("write")
+}
+
+/// Through the real writer: cluster `c`, an instance of 2048 CPU units and MiB per
+/// `(id, zone)`, and task definition `web:1` (64 MiB).
+async fn seed_cluster(cp: &ControlPlane, nodes: &[(&str, &str)]) {
+    let _: wire::CreateClusterResponse = w(
+        cp,
+        clusters::create_cluster,
+        req(json!({"clusterName": "c"})),
+    )
+    .await;
+    for (id, zone) in nodes {
+        let _: wire::RegisterContainerInstanceResponse = w(
+            cp,
+            instances::register,
+            req(ecs::instance("c", id, zone, 2048, 2048)),
+        )
+        .await;
+    }
+    let _: wire::RegisterTaskDefinitionResponse = w(
+        cp,
+        task_definitions::register,
+        req(ecs::task_definition("web", 64)),
+    )
+    .await;
 }
 
 /// The real control plane, store and runner: the runner drives a service to a steady
@@ -980,34 +965,9 @@ async fn runner_drives_a_service_to_steady_state() {
     let start = std::time::Instant::now();
     let clock: controlplane::engine::Clock =
         Arc::new(move || T0 + start.elapsed().as_secs_f64() * 100.0);
-    let cp = ControlPlane::open_with_clock(Arc::new(store::MemStore::new()), clock.clone())
-        .expect("open");
+    let cp = ecs::control_plane_with_clock(clock.clone());
     let sc = scope();
-    let _: wire::CreateClusterResponse = w(
-        &cp,
-        clusters::create_cluster,
-        req(json!({"clusterName": "c"})),
-    )
-    .await;
-    for z in ["a", "b"] {
-        let doc = json!({"instanceId": format!("i-{z}"), "availabilityZone": z}).to_string();
-        let _: wire::RegisterContainerInstanceResponse = w(
-            &cp,
-            instances::register,
-            req(
-                json!({"cluster": "c", "instanceIdentityDocument": doc, "totalResources": [
-                {"name": "CPU", "type": "INTEGER", "integerValue": 2048},
-                {"name": "MEMORY", "type": "INTEGER", "integerValue": 2048}]}),
-            ),
-        )
-        .await;
-    }
-    let _: wire::RegisterTaskDefinitionResponse = w(
-        &cp,
-        task_definitions::register,
-        req(json!({"family": "web", "containerDefinitions": [{"name": "app", "image": "busybox", "memory": 64}]})),
-    )
-    .await;
+    seed_cluster(&cp, &[("i-a", "a"), ("i-b", "b")]).await;
     let controllers = spawn_controllers_with(
         cp.clone(),
         RunnerConfig {
@@ -1050,35 +1010,30 @@ async fn runner_drives_a_service_to_steady_state() {
         }
     });
 
-    let describe = |cp: &ControlPlane| {
-        cp.read(|s| {
-            services::describe(s, &sc, req(json!({"cluster": "c", "services": ["web"]})))
-                .expect("describe")
-                .services
-                .unwrap()
-                .remove(0)
-        })
+    let describe = |s: &State| {
+        services::describe(s, &sc, req(json!({"cluster": "c", "services": ["web"]})))
+            .expect("describe")
+            .services
+            .unwrap()
+            .remove(0)
     };
-    let mut changes = cp.subscribe();
-    let steady = tokio::time::timeout(Duration::from_secs(20), async {
-        loop {
-            changes.borrow_and_update();
-            let s = describe(&cp);
-            let said = s
+    let steady = wait::until_state(
+        &cp,
+        "the runner to reach a steady state",
+        Duration::from_secs(20),
+        |s| {
+            let svc = describe(s);
+            let said = svc
                 .events
                 .as_deref()
                 .unwrap_or(&[])
                 .first()
                 .and_then(|e| e.message.clone())
                 == Some("(service web) has reached a steady state.".into());
-            if stable(&s) && s.running_count == Some(4) && said {
-                return s;
-            }
-            changes.changed().await.expect("control plane alive");
-        }
-    })
-    .await
-    .expect("the runner reached a steady state within 20 s");
+            (stable(&svc) && svc.running_count == Some(4) && said).then_some(svc)
+        },
+    )
+    .await;
     assert_eq!(steady.pending_count, Some(0));
     // Scale in through the API; the runner follows.
     let _: wire::UpdateServiceResponse = w(
@@ -1087,25 +1042,21 @@ async fn runner_drives_a_service_to_steady_state() {
         req(json!({"cluster": "c", "service": "web", "desiredCount": 1})),
     )
     .await;
-    tokio::time::timeout(Duration::from_secs(20), async {
-        loop {
-            changes.borrow_and_update();
-            // The agent here never confirms stops: tasks no agent acknowledged stop at
-            // once; acknowledged ones wait for it. Count what is meant to run.
-            let wanted = cp.read(|s| {
-                s.tasks
-                    .values()
-                    .filter(|t| t.task.desired_status.as_deref() == Some("RUNNING"))
-                    .count()
-            });
-            if wanted == 1 {
-                return;
-            }
-            changes.changed().await.expect("control plane alive");
-        }
-    })
-    .await
-    .expect("scaled in within 20 s");
+    // The agent here never confirms stops: tasks no agent acknowledged stop at once;
+    // acknowledged ones wait for it. Count what is meant to run.
+    wait::until_state(
+        &cp,
+        "the runner to scale in",
+        Duration::from_secs(20),
+        |s| {
+            s.tasks
+                .values()
+                .filter(|t| t.task.desired_status.as_deref() == Some("RUNNING"))
+                .count()
+                == 1
+        },
+    )
+    .await;
     controllers.abort();
     agent.abort();
 }
@@ -1117,29 +1068,7 @@ async fn runner_drives_a_service_to_steady_state() {
 async fn restart_from_the_store_resumes_without_duplicates() {
     let store = Arc::new(store::MemStore::new());
     let cp = ControlPlane::open(store.clone()).expect("open");
-    let _: wire::CreateClusterResponse = w(
-        &cp,
-        clusters::create_cluster,
-        req(json!({"clusterName": "c"})),
-    )
-    .await;
-    let doc = json!({"instanceId": "i-1", "availabilityZone": "a"}).to_string();
-    let _: wire::RegisterContainerInstanceResponse = w(
-        &cp,
-        instances::register,
-        req(
-            json!({"cluster": "c", "instanceIdentityDocument": doc, "totalResources": [
-            {"name": "CPU", "type": "INTEGER", "integerValue": 2048},
-            {"name": "MEMORY", "type": "INTEGER", "integerValue": 2048}]}),
-        ),
-    )
-    .await;
-    let _: wire::RegisterTaskDefinitionResponse = w(
-        &cp,
-        task_definitions::register,
-        req(json!({"family": "web", "containerDefinitions": [{"name": "app", "image": "busybox", "memory": 64}]})),
-    )
-    .await;
+    seed_cluster(&cp, &[("i-1", "a")]).await;
     let _: wire::CreateServiceResponse = w(
         &cp,
         services::create,
@@ -1148,17 +1077,15 @@ async fn restart_from_the_store_resumes_without_duplicates() {
     .await;
     let count = |cp: &ControlPlane| cp.read(|s| s.tasks.len());
     let controllers = spawn_controllers_with(cp.clone(), RunnerConfig::default());
-    let mut changes = cp.subscribe();
-    tokio::time::timeout(Duration::from_secs(10), async {
-        while count(&cp) < 3 {
-            changes.changed().await.expect("alive");
-        }
-    })
-    .await
-    .expect("the runner started the tasks");
+    wait::until_state(
+        &cp,
+        "the runner to start the tasks",
+        Duration::from_secs(10),
+        |s| s.tasks.len() >= 3,
+    )
+    .await;
     controllers.abort();
     let _ = controllers.await;
-    drop(changes);
     drop(cp);
 
     let cp = ControlPlane::open(store).expect("reopen");
@@ -1168,7 +1095,7 @@ async fn restart_from_the_store_resumes_without_duplicates() {
     assert!(due.is_empty(), "nothing to redo after a restart: {due:?}");
     let out = cp
         .write(scope(), |s, ctx| {
-            reconcile_service(s, ctx, &(scope(), "c".into(), "web".into()))
+            reconcile_service(s, ctx, &ServiceKey::new(&scope(), "c", "web"))
         })
         .await
         .expect("reconcile");

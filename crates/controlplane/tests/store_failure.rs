@@ -6,12 +6,14 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use controlplane::ControlPlane;
 use controlplane::ops::clusters;
-use controlplane::{ControlPlane, Scope};
-use model::wire;
+use serde_json::json;
 use store::{MemStore, Mutation, Store, StoreError};
+use testkit::ecs::{req, submit};
+use testkit::wait;
 
 /// A [`MemStore`] that fails like redb on a full disk: a failed commit leaves it refusing
 /// every commit until [`Store::recover`] succeeds, which it does once `full` is cleared.
@@ -73,16 +75,14 @@ impl Store for FillingStore {
     }
 }
 
-fn scope() -> Scope {
-    Scope::new("000000000000", "eu-west-1")
-}
-
 async fn create(cp: &ControlPlane, name: &str) -> Result<(), controlplane::EcsError> {
-    let req: wire::CreateClusterRequest =
-        serde_json::from_value(serde_json::json!({ "clusterName": name })).unwrap();
-    cp.write(scope(), move |s, ctx| clusters::create_cluster(s, ctx, req))
-        .await
-        .map(|_| ())
+    submit(
+        cp,
+        clusters::create_cluster,
+        req(json!({ "clusterName": name })),
+    )
+    .await
+    .map(|_| ())
 }
 
 /// The cluster names the store holds.
@@ -98,16 +98,18 @@ fn on_disk(store: &FillingStore) -> Vec<String> {
 }
 
 fn published(cp: &ControlPlane) -> Vec<String> {
-    cp.read(|s| s.clusters.keys().map(|(_, n)| n.clone()).collect())
+    cp.read(|s| s.clusters.keys().map(|k| k.name.clone()).collect())
 }
 
 /// Polls `store_health` until it is `Ok` (the recovery backoff is short at first).
 async fn wait_healthy(cp: &ControlPlane) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while let Err(e) = cp.store_health().await {
-        assert!(Instant::now() < deadline, "the store did not recover: {e}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait::until_async(
+        "the store to recover",
+        Duration::from_secs(20),
+        Duration::from_millis(20),
+        async || cp.store_health().await,
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -142,11 +144,13 @@ async fn the_next_write_recovers_the_store_by_itself() {
     assert!(create(&cp, "refused").await.is_err());
     store.full.store(false, Ordering::SeqCst);
     // No health probe: writes themselves retry recovery (once the short backoff passed).
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while create(&cp, "after").await.is_err() {
-        assert!(Instant::now() < deadline, "writes did not come back");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait::until_async(
+        "writes to come back",
+        Duration::from_secs(20),
+        Duration::from_millis(20),
+        async || create(&cp, "after").await,
+    )
+    .await;
     assert_eq!(cp.store_health().await, Ok(()));
     assert_eq!(on_disk(&store), ["after"]);
 }

@@ -1,45 +1,24 @@
 //! The task operations as pure functions: a hand-built [`State`], a request, a seeded
 //! [`Ctx`]; assertions on the answer and on the state after applying the changes.
 
+use controlplane::State;
 use controlplane::engine::Written;
 use controlplane::ops::{clusters, instances, task_definitions, tasks};
-use controlplane::{Change, Ctx, Scope, State};
 use model::wire;
 use serde_json::json;
+use testkit::ecs::{self, Op, T0, req};
 
-fn scope() -> Scope {
-    Scope::new("000000000000", "eu-west-1")
+/// Runs a write op at [`T0`] with `seed` and applies its changes, like the writer does.
+fn write<Req, Resp>(state: &mut State, seed: u64, op: Op<Req, Resp>, r: Req) -> Resp {
+    ecs::write(state, &mut ecs::ctx(T0, seed), op, r)
 }
 
-/// Runs a write op and applies its changes, like the writer does.
-fn write<Req, Resp>(
-    state: &mut State,
-    seed: u64,
-    op: fn(&State, &mut Ctx, Req) -> Written<Resp>,
-    req: Req,
-) -> Resp {
-    let mut ctx = Ctx::new(scope(), 1_700_000_000.0, seed);
-    let (resp, changes) = op(state, &mut ctx, req).unwrap_or_else(|e| panic!("{}: {e}", e.code()));
-    for c in &changes {
-        state.apply(c);
-    }
-    resp
+/// Runs a write op at [`T0`] (seed 7) on `state` without applying its changes.
+fn try_write<Req, Resp>(state: &State, op: Op<Req, Resp>, r: Req) -> Written<Resp> {
+    op(state, &mut ecs::ctx(T0, 7), r)
 }
 
-fn try_write<Req, Resp>(
-    state: &State,
-    op: fn(&State, &mut Ctx, Req) -> Written<Resp>,
-    req: Req,
-) -> Result<(Resp, Vec<Change>), controlplane::EcsError> {
-    let mut ctx = Ctx::new(scope(), 1_700_000_000.0, 7);
-    op(state, &mut ctx, req)
-}
-
-fn req<T: serde::de::DeserializeOwned>(v: serde_json::Value) -> T {
-    serde_json::from_value(v).expect("request shape")
-}
-
-fn cluster_with_instances(instances: &[(&str, i32, i32, &str)]) -> State {
+fn cluster_with_instances(instances: &[(&str, i64, i64, &str)]) -> State {
     let mut s = State::default();
     write(
         &mut s,
@@ -48,37 +27,23 @@ fn cluster_with_instances(instances: &[(&str, i32, i32, &str)]) -> State {
         req(json!({"clusterName": "c"})),
     );
     for (i, (id, cpu, mem, az)) in instances.iter().enumerate() {
-        let doc = json!({"instanceId": id, "availabilityZone": az, "instanceType": "t3.large"})
-            .to_string();
-        write(
-            &mut s,
-            10 + i as u64,
-            instances::register,
-            req(json!({
-                "cluster": "c",
-                "instanceIdentityDocument": doc,
-                "totalResources": [
-                    {"name": "CPU", "type": "INTEGER", "integerValue": cpu},
-                    {"name": "MEMORY", "type": "INTEGER", "integerValue": mem},
-                    {"name": "PORTS", "type": "STRINGSET", "stringSetValue": ["22"]}
-                ]
-            })),
-        );
+        let mut body = ecs::instance("c", id, az, *cpu, *mem);
+        body["totalResources"]
+            .as_array_mut()
+            .expect("resources")
+            .push(json!({"name": "PORTS", "type": "STRINGSET", "stringSetValue": ["22"]}));
+        write(&mut s, 10 + i as u64, instances::register, req(body));
     }
     s
 }
 
-fn register(s: &mut State, family: &str, memory: i32, host_port: Option<i32>) {
-    let mut container = json!({"name": "app", "image": "busybox", "memory": memory});
+fn register(s: &mut State, family: &str, memory: i64, host_port: Option<i32>) {
+    let mut body = ecs::task_definition(family, memory);
     if let Some(p) = host_port {
-        container["portMappings"] = json!([{"containerPort": 80, "hostPort": p}]);
+        body["containerDefinitions"][0]["portMappings"] =
+            json!([{"containerPort": 80, "hostPort": p}]);
     }
-    write(
-        s,
-        2,
-        task_definitions::register,
-        req(json!({"family": family, "containerDefinitions": [container]})),
-    );
+    write(s, 2, task_definitions::register, req(body));
 }
 
 fn run(s: &mut State, seed: u64, body: serde_json::Value) -> wire::RunTaskResponse {
@@ -312,13 +277,13 @@ fn silent_agents_are_disconnected_and_their_tasks_lost_after_the_grace() {
         json!({"cluster": "c", "taskDefinition": "web", "count": 4, "placementStrategy": [{"type": "spread", "field": "instanceId"}]}),
     );
     let keys: Vec<_> = s.instances.keys().cloned().collect();
-    let registered_at = 1_700_000_000.0;
+    let registered_at = T0;
     // i-1 keeps polling; i-2 went silent at registration.
     let seen: std::collections::HashMap<_, _> = [(keys[0].clone(), registered_at + 100.0)]
         .into_iter()
         .collect();
     let check = |s: &State, at: f64| {
-        let mut ctx = Ctx::new(scope(), at, 1);
+        let mut ctx = ecs::ctx(at, 1);
         check_liveness(s, &mut ctx, &seen, 30.0, 60.0).unwrap().1
     };
     assert!(
@@ -349,7 +314,7 @@ fn silent_agents_are_disconnected_and_their_tasks_lost_after_the_grace() {
     assert_eq!(lost.len(), 2, "the two tasks on i-2 are lost");
     assert!(
         lost.iter()
-            .all(|t| t.instance_id.as_deref() == Some(keys[1].2.as_str()))
+            .all(|t| t.instance_id.as_deref() == Some(keys[1].id.as_str()))
     );
     assert!(
         lost[0]

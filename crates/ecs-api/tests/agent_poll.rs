@@ -2,18 +2,17 @@
 //! returns as soon as a task is placed on the instance, and an agent marked
 //! disconnected is connected again by its next poll.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use controlplane::ControlPlane;
 use ecs_api::{ApiConfig, router, serve};
 use serde_json::{Value, json};
-use store::MemStore;
+use testkit::ecs;
+use testkit::http::{call, loopback, register_instance};
 
 async fn start() -> (String, ControlPlane) {
-    let cp = ControlPlane::open(Arc::new(MemStore::new())).unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let endpoint = format!("http://{}", listener.local_addr().unwrap());
+    let cp = ecs::control_plane();
+    let (listener, endpoint) = loopback().await;
     let app = router(
         cp.clone(),
         ApiConfig {
@@ -25,50 +24,16 @@ async fn start() -> (String, ControlPlane) {
     (endpoint, cp)
 }
 
-async fn call(http: &reqwest::Client, endpoint: &str, target: &str, body: Value) -> Value {
-    let resp = http
-        .post(endpoint)
-        .header("x-amz-target", target)
-        .header("content-type", "application/x-amz-json-1.1")
-        .body(body.to_string())
-        .send()
-        .await
-        .unwrap();
-    let status = resp.status();
-    let v: Value = resp.json().await.unwrap();
-    assert!(status.is_success(), "{target}: {v}");
-    v
-}
-
-const ECS: &str = "AmazonEC2ContainerServiceV20141113";
-
 async fn setup(http: &reqwest::Client, ep: &str) -> String {
+    call(http, ep, "CreateCluster", &json!({"clusterName": "c"})).await;
     call(
         http,
         ep,
-        &format!("{ECS}.CreateCluster"),
-        json!({"clusterName": "c"}),
+        "RegisterTaskDefinition",
+        &json!({"family": "f", "containerDefinitions": [{"name": "a", "image": "busybox", "memory": 32}]}),
     )
     .await;
-    call(
-        http,
-        ep,
-        &format!("{ECS}.RegisterTaskDefinition"),
-        json!({"family": "f", "containerDefinitions": [{"name": "a", "image": "busybox", "memory": 32}]}),
-    )
-    .await;
-    let ci = call(
-        http,
-        ep,
-        &format!("{ECS}.RegisterContainerInstance"),
-        json!({"cluster": "c", "totalResources": [{"name": "CPU", "type": "INTEGER", "integerValue": 1024},
-                                                  {"name": "MEMORY", "type": "INTEGER", "integerValue": 1024}]}),
-    )
-    .await;
-    ci["containerInstance"]["containerInstanceArn"]
-        .as_str()
-        .unwrap()
-        .to_owned()
+    register_instance(http, ep, "c", 1024, 1024).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -80,7 +45,7 @@ async fn a_waiting_poll_returns_when_a_task_is_placed() {
         &http,
         &ep,
         "FlotillaAgentV1.PollTasks",
-        json!({"cluster": "c", "containerInstance": instance}),
+        &json!({"cluster": "c", "containerInstance": instance}),
     )
     .await;
     assert_eq!(first["tasks"].as_array().unwrap().len(), 0);
@@ -89,7 +54,7 @@ async fn a_waiting_poll_returns_when_a_task_is_placed() {
     let (http2, ep2, inst2) = (http.clone(), ep.clone(), instance.clone());
     let started = Instant::now();
     let waiting = tokio::spawn(async move {
-        call(&http2, &ep2, "FlotillaAgentV1.PollTasks", json!({"cluster": "c", "containerInstance": inst2, "knownDigest": digest, "waitSeconds": 20}))
+        call(&http2, &ep2, "FlotillaAgentV1.PollTasks", &json!({"cluster": "c", "containerInstance": inst2, "knownDigest": digest, "waitSeconds": 20}))
             .await
     });
     // The poll must still be waiting: nothing changed yet.
@@ -101,8 +66,8 @@ async fn a_waiting_poll_returns_when_a_task_is_placed() {
     let run = call(
         &http,
         &ep,
-        &format!("{ECS}.RunTask"),
-        json!({"cluster": "c", "taskDefinition": "f"}),
+        "RunTask",
+        &json!({"cluster": "c", "taskDefinition": "f"}),
     )
     .await;
     let task_arn = run["tasks"][0]["taskArn"].as_str().unwrap().to_owned();
@@ -136,8 +101,8 @@ async fn a_poll_reconnects_a_disconnected_agent_and_unknown_instances_are_refuse
         call(
             &http,
             &ep,
-            &format!("{ECS}.DescribeContainerInstances"),
-            json!({"cluster": "c", "containerInstances": [inst]}),
+            "DescribeContainerInstances",
+            &json!({"cluster": "c", "containerInstances": [inst]}),
         )
         .await["containerInstances"][0]["agentConnected"]
             .clone()
@@ -150,7 +115,7 @@ async fn a_poll_reconnects_a_disconnected_agent_and_unknown_instances_are_refuse
         &http,
         &ep,
         "FlotillaAgentV1.PollTasks",
-        json!({"cluster": "c", "containerInstance": instance}),
+        &json!({"cluster": "c", "containerInstance": instance}),
     )
     .await;
     assert_eq!(

@@ -5,25 +5,23 @@
 //! megabyte of input.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Body;
-use controlplane::ControlPlane;
 use ecs_api::auth::{Credentials, KeyEntry, SigV4Header, compute_signature};
 use ecs_api::{ApiConfig, router};
 use http::{HeaderMap, Method, Request, StatusCode, Uri};
 use serde_json::{Value, json};
-use store::MemStore;
+use testkit::ecs;
+use testkit::http::ECS_TARGET_PREFIX as ECS;
 use time::OffsetDateTime;
 use time::macros::format_description;
 use tower::ServiceExt;
 
-const ECS: &str = "AmazonEC2ContainerServiceV20141113";
 const KEY: (&str, &str) = ("AKIDHARDENING", "hardening-secret");
 
 fn app(credentials: bool) -> Router {
-    let cp = ControlPlane::open(Arc::new(MemStore::new())).unwrap();
+    let cp = ecs::control_plane();
     let credentials = credentials.then(|| Credentials {
         keys: BTreeMap::from([(
             KEY.0.to_owned(),
@@ -144,7 +142,7 @@ async fn call(
     body: Value,
     signing: Option<&Signing<'_>>,
 ) -> (StatusCode, Value) {
-    let target = format!("{ECS}.{op}");
+    let target = testkit::http::target(op);
     let (status, v, _) = send(
         app,
         request("/", Some(&target), body.to_string().as_bytes(), signing),

@@ -5,20 +5,17 @@
 //! timeout; slow bodies time out; graceful shutdown answers what is in progress.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use controlplane::ControlPlane;
 use ecs_api::server::{ServeLimits, serve_with};
 use ecs_api::{ApiConfig, router, serve};
 use serde_json::{Value, json};
-use store::MemStore;
+use testkit::ecs;
+use testkit::http::{ECS_TARGET_PREFIX as ECS, post, register_instance};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 use tokio::time::timeout;
-
-const ECS: &str = "AmazonEC2ContainerServiceV20141113";
 /// Half a request head: what a slow client sends, and then nothing.
 const HALF_A_HEAD: &[u8] = b"POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Amz-Tar";
 
@@ -39,7 +36,7 @@ struct Server {
 }
 
 async fn start(limits: Option<ServeLimits>) -> Server {
-    let cp = ControlPlane::open(Arc::new(MemStore::new())).unwrap();
+    let cp = ecs::control_plane();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let app = router(
@@ -72,19 +69,6 @@ fn client() -> reqwest::Client {
         .unwrap()
 }
 
-async fn post(http: &reqwest::Client, endpoint: &str, target: &str, body: Value) -> (u16, Value) {
-    let resp = http
-        .post(endpoint)
-        .header("x-amz-target", target)
-        .header("content-type", "application/x-amz-json-1.1")
-        .body(body.to_string())
-        .send()
-        .await
-        .unwrap();
-    let status = resp.status().as_u16();
-    (status, resp.json().await.unwrap_or(Value::Null))
-}
-
 async fn slow_clients(addr: SocketAddr, n: usize) -> Vec<TcpStream> {
     let mut slow = Vec::with_capacity(n);
     for _ in 0..n {
@@ -113,26 +97,8 @@ async fn closed_within(s: &mut TcpStream, limit: Duration) -> Option<Duration> {
 
 /// A cluster with one container instance (for the agent's long poll).
 async fn instance(http: &reqwest::Client, ep: &str) -> String {
-    post(
-        http,
-        ep,
-        &format!("{ECS}.CreateCluster"),
-        json!({"clusterName": "c"}),
-    )
-    .await;
-    let (_, ci) = post(
-        http,
-        ep,
-        &format!("{ECS}.RegisterContainerInstance"),
-        json!({"cluster": "c", "totalResources": [
-            {"name": "CPU", "type": "INTEGER", "integerValue": 1024},
-            {"name": "MEMORY", "type": "INTEGER", "integerValue": 1024}]}),
-    )
-    .await;
-    ci["containerInstance"]["containerInstanceArn"]
-        .as_str()
-        .unwrap()
-        .to_owned()
+    post(http, ep, "CreateCluster", &json!({"clusterName": "c"})).await;
+    register_instance(http, ep, "c", 1024, 1024).await
 }
 
 /// A long poll that waits `wait` seconds (nothing changes meanwhile).
@@ -147,7 +113,7 @@ async fn long_poll(
         &http,
         &ep,
         target,
-        json!({"cluster": "c", "containerInstance": instance}),
+        &json!({"cluster": "c", "containerInstance": instance}),
     )
     .await;
     let digest = first["digest"].as_str().unwrap().to_owned();
@@ -156,7 +122,7 @@ async fn long_poll(
         &http,
         &ep,
         target,
-        json!({"cluster": "c", "containerInstance": instance, "knownDigest": digest, "waitSeconds": wait}),
+        &json!({"cluster": "c", "containerInstance": instance, "knownDigest": digest, "waitSeconds": wait}),
     )
     .await;
     (status, started.elapsed())
@@ -172,12 +138,7 @@ async fn slow_clients_beyond_the_cap_do_not_starve_others_and_are_closed() {
     let started = Instant::now();
     let (status, v) = timeout(
         Duration::from_secs(3),
-        post(
-            &client(),
-            &server.endpoint,
-            &format!("{ECS}.ListClusters"),
-            json!({}),
-        ),
+        post(&client(), &server.endpoint, "ListClusters", &json!({})),
     )
     .await
     .expect("a normal request is answered while slow clients hold the cap");
@@ -204,7 +165,7 @@ async fn slow_clients_beyond_the_cap_do_not_starve_others_and_are_closed() {
 async fn making_room_is_quick_with_the_accept_loop_on_its_own_thread() {
     // The accept loop runs on the test's own thread, outside the runtime's workers, as
     // `flotilla server` runs it (in `block_on`); the connections run on the workers.
-    let cp = ControlPlane::open(Arc::new(MemStore::new())).unwrap();
+    let cp = ecs::control_plane();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let app = router(cp, ApiConfig::default());
@@ -317,13 +278,7 @@ async fn a_long_poll_outlives_the_timeouts_and_busy_connections_are_kept() {
         assert_eq!(status, 200);
         assert!(took >= Duration::from_millis(2900), "{took:?}");
     }
-    let (status, _) = post(
-        &http,
-        &server.endpoint,
-        &format!("{ECS}.ListClusters"),
-        json!({}),
-    )
-    .await;
+    let (status, _) = post(&http, &server.endpoint, "ListClusters", &json!({})).await;
     assert_eq!(status, 200);
 }
 

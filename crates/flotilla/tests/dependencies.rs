@@ -1,6 +1,7 @@
 //! The dependency rule of the workspace, checked from the `Cargo.toml`s: internal
-//! dependencies point one way (toward `model`), and the pure crates never pull in an
-//! async runtime, a web framework or a database.
+//! dependencies point one way (toward `model`), the pure crates never pull in an
+//! async runtime, a web framework or a database, and the test support crate is only
+//! ever a dev-dependency.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -15,10 +16,15 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("ecs-api", &["model", "controlplane"]),
     ("runtime", &["model"]),
     ("network", &["durable"]),
-    ("agent", &["model", "runtime", "scheduler", "network", "durable"]),
+    (
+        "agent",
+        &["model", "runtime", "scheduler", "network", "durable"],
+    ),
     ("updater", &["model", "durable"]),
     ("host-api", &["model", "store", "updater", "durable"]),
     ("devcluster", &["durable"]),
+    // Test support: a [dev-dependencies] entry only (see DEV_ONLY).
+    ("testkit", &["model", "store", "controlplane"]),
     (
         "flotilla",
         &[
@@ -49,13 +55,18 @@ const IO_CRATES: &[&str] = &[
 ];
 const PURE: &[&str] = &["model", "scheduler"];
 
-fn dependencies(manifest: &str) -> BTreeSet<String> {
+/// Internal crates for tests only: any crate may list them under `[dev-dependencies]`,
+/// none under `[dependencies]` (so they never reach a binary).
+const DEV_ONLY: &[&str] = &["testkit"];
+
+/// The crate names listed in `section` (`[dependencies]`, `[dev-dependencies]`).
+fn dependencies(manifest: &str, section: &str) -> BTreeSet<String> {
     let mut out = BTreeSet::new();
     let mut in_deps = false;
     for line in manifest.lines() {
         let line = line.trim();
         if line.starts_with('[') {
-            in_deps = line == "[dependencies]";
+            in_deps = line == section;
             continue;
         }
         if in_deps && let Some((name, _)) = line.split_once(['=', '.']) {
@@ -93,7 +104,11 @@ fn internal_dependencies_point_toward_model() {
             );
         };
         seen += 1;
-        for dep in dependencies(&manifest) {
+        for dep in dependencies(&manifest, "[dependencies]") {
+            assert!(
+                !DEV_ONLY.contains(&dep.as_str()),
+                "{name} must list {dep} under [dev-dependencies], not [dependencies] (it is for tests only)"
+            );
             if internal.contains(dep.as_str()) {
                 assert!(
                     ok.contains(&dep.as_str()),
@@ -109,4 +124,17 @@ fn internal_dependencies_point_toward_model() {
         }
     }
     assert!(seen >= 5, "found only {seen} crates");
+}
+
+#[test]
+fn the_rule_reads_dev_dependencies_apart() {
+    let manifest = "[dependencies]\nmodel.workspace = true\n\n[dev-dependencies]\ntestkit = { path = \"../testkit\" }\n";
+    assert_eq!(
+        dependencies(manifest, "[dependencies]"),
+        BTreeSet::from(["model".to_owned()])
+    );
+    assert_eq!(
+        dependencies(manifest, "[dev-dependencies]"),
+        BTreeSet::from(["testkit".to_owned()])
+    );
 }

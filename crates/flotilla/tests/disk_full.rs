@@ -12,10 +12,12 @@
 use std::collections::BTreeSet;
 use std::io::{Read, Write};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
 use serde_json::{Value, json};
+use testkit::server::ServerProcess;
+use testkit::{http, wait};
 
 /// A tmpfs mounted on a temporary directory; unmounted on drop, whatever happened.
 struct Tmpfs {
@@ -71,88 +73,47 @@ fn fill(path: &Path) {
     }
 }
 
+/// A running `flotilla server` and a client of it.
 struct Server {
-    child: Child,
-    endpoint: String,
+    process: ServerProcess,
     http: reqwest::blocking::Client,
 }
 
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn spawn(data_dir: &Path) -> (Child, String) {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let child = Command::new(env!("CARGO_BIN_EXE_flotilla"))
-        .args(["server", "--listen", &format!("127.0.0.1:{port}")])
-        .arg("--data-dir")
-        .arg(data_dir)
-        .env("FLOTILLA_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start flotilla server");
-    (child, format!("http://127.0.0.1:{port}"))
+/// `flotilla server` on `data_dir`, its stderr piped; not waited for.
+fn spawn(data_dir: &Path) -> ServerProcess {
+    ServerProcess::spawn(
+        Path::new(env!("CARGO_BIN_EXE_flotilla")),
+        data_dir,
+        Stdio::piped(),
+    )
 }
 
 fn start(data_dir: &Path) -> Server {
-    let (mut child, endpoint) = spawn(data_dir);
+    let mut process = spawn(data_dir);
     // The server logs to stderr; drain it so that it never blocks on a full pipe.
-    let mut stderr = child.stderr.take().unwrap();
+    let mut stderr = process.child.stderr.take().unwrap();
     std::thread::spawn(move || {
         let mut sink = Vec::new();
         let _ = stderr.read_to_end(&mut sink);
     });
-    let server = Server {
-        child,
-        endpoint,
+    process.wait_healthy(Duration::from_secs(30));
+    Server {
+        process,
         http: reqwest::blocking::Client::builder()
             .timeout(Duration::from_secs(30))
             .build()
             .unwrap(),
-    };
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while server.healthz().0 != 200 {
-        assert!(Instant::now() < deadline, "server did not become healthy");
-        std::thread::sleep(Duration::from_millis(20));
     }
-    server
 }
 
 impl Server {
     /// `GET /healthz`: (status, body); status 0 when the server does not answer.
     fn healthz(&self) -> (u16, String) {
-        match self.http.get(format!("{}/healthz", self.endpoint)).send() {
-            Ok(r) => (r.status().as_u16(), r.text().unwrap_or_default()),
-            Err(_) => (0, String::new()),
-        }
+        http::healthz(&self.http, &self.process.endpoint)
     }
 
     fn call(&self, op: &str, body: &Value) -> (u16, Value) {
-        let resp = self
-            .http
-            .post(&self.endpoint)
-            .header(
-                "x-amz-target",
-                format!("AmazonEC2ContainerServiceV20141113.{op}"),
-            )
-            .header("content-type", "application/x-amz-json-1.1")
-            .body(body.to_string())
-            .send()
-            .unwrap_or_else(|e| panic!("{op}: {e}"));
-        let status = resp.status().as_u16();
-        let text = resp.text().unwrap();
-        (
-            status,
-            serde_json::from_str(&text).unwrap_or(Value::String(text)),
-        )
+        http::post_blocking(&self.http, &self.process.endpoint, op, body)
     }
 
     /// CreateCluster with about 2 KiB of tags: true when acknowledged, false when refused
@@ -267,20 +228,19 @@ fn writes_come_back_by_themselves_after_the_disk_was_full() {
 
     // Room again: the server recovers by itself, without a client's write.
     std::fs::remove_file(&filler).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let (status, body) = server.healthz();
-        if status == 200 {
-            assert_eq!(body, "ok");
-            break;
-        }
-        assert_eq!(status, 503, "{body}");
-        assert!(
-            Instant::now() < deadline,
-            "/healthz still unhealthy with room on the disk: {body}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait::until(
+        "/healthz to be healthy with room on the disk",
+        Duration::from_secs(60),
+        Duration::from_millis(50),
+        || match server.healthz() {
+            (200, body) => {
+                assert_eq!(body, "ok");
+                Ok(())
+            }
+            (503, body) => Err(body),
+            (status, body) => panic!("/healthz: {status} {body}"),
+        },
+    );
     for i in 0..10 {
         let name = format!("after-{i}");
         assert!(server.create(&name), "{name} refused after recovery");
@@ -290,8 +250,8 @@ fn writes_come_back_by_themselves_after_the_disk_was_full() {
     assert!(refused.iter().all(|r| !acked.contains(r)));
 
     // kill -9 and restart: exactly the acknowledged writes are on disk.
-    server.child.kill().unwrap();
-    server.child.wait().unwrap();
+    server.process.child.kill().unwrap();
+    server.process.child.wait().unwrap();
     drop(server);
     let server = start(&data_dir);
     server.check(&acked, "after kill -9 and a restart");
@@ -305,17 +265,16 @@ fn writes_come_back_by_themselves_after_the_disk_was_full() {
 fn a_server_that_cannot_create_its_store_on_a_full_disk_says_so_in_one_line() {
     let fs = Tmpfs::mount("1m");
     fill(&fs.path().join("filler"));
-    let (mut child, _) = spawn(&fs.path().join("server"));
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        assert!(Instant::now() < deadline, "the server did not exit");
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let mut server = spawn(&fs.path().join("server"));
+    let status = wait::until(
+        "the server to exit",
+        Duration::from_secs(30),
+        Duration::from_millis(20),
+        || server.child.try_wait().unwrap(),
+    );
     let mut stderr = String::new();
-    child
+    server
+        .child
         .stderr
         .take()
         .unwrap()

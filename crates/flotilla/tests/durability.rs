@@ -9,80 +9,24 @@
 //! flight at the kill may or may not be there; if they are, they must be whole.
 
 use std::collections::BTreeSet;
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use serde_json::{Value, json};
+use serde_json::json;
+use testkit::http::try_call as call;
+use testkit::server::ServerProcess;
 
-struct Server {
-    child: Child,
-    endpoint: String,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start(data_dir: &std::path::Path) -> Server {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let child = Command::new(env!("CARGO_BIN_EXE_flotilla"))
-        .args([
-            "server",
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--data-dir",
-        ])
-        .arg(data_dir)
-        .env("FLOTILLA_LOG", "warn")
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("start flotilla server");
-    let endpoint = format!("http://127.0.0.1:{port}");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let http = reqwest::blocking::Client::new();
-    while !http
-        .get(format!("{endpoint}/healthz"))
-        .send()
-        .is_ok_and(|r| r.status().is_success())
-    {
-        assert!(Instant::now() < deadline, "server did not become healthy");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    Server { child, endpoint }
-}
-
-async fn call(
-    http: &reqwest::Client,
-    endpoint: &str,
-    op: &str,
-    body: Value,
-) -> Result<Value, String> {
-    let resp = http
-        .post(endpoint)
-        .header(
-            "x-amz-target",
-            format!("AmazonEC2ContainerServiceV20141113.{op}"),
-        )
-        .header("content-type", "application/x-amz-json-1.1")
-        .body(body.to_string())
-        .send()
-        .await
-        .map_err(|e| e.to_string())?;
-    let ok = resp.status().is_success();
-    let text = resp.text().await.map_err(|e| e.to_string())?;
-    if ok {
-        serde_json::from_str(&text).map_err(|e| e.to_string())
-    } else {
-        Err(text)
-    }
+/// `flotilla server` on `data_dir`, healthy.
+fn start(data_dir: &Path) -> ServerProcess {
+    let server = ServerProcess::spawn(
+        Path::new(env!("CARGO_BIN_EXE_flotilla")),
+        data_dir,
+        Stdio::inherit(),
+    );
+    server.wait_healthy(Duration::from_secs(30));
+    server
 }
 
 #[derive(Default)]
@@ -110,13 +54,13 @@ fn acknowledged_writes_survive_kill_9() {
                     for i in 0.. {
                         let name = format!("r{round}-w{w}-{i}");
                         let result = if i % 2 == 0 {
-                            call(&http, &endpoint, "CreateCluster", json!({"clusterName": name, "tags": [{"key": "round", "value": round.to_string()}]}))
+                            call(&http, &endpoint, "CreateCluster", &json!({"clusterName": name, "tags": [{"key": "round", "value": round.to_string()}]}))
                                 .await
                                 .map(|_| acked.lock().unwrap().clusters.insert(name))
                         } else {
                             let family = format!("fam-w{w}");
                             let body = json!({"family": family, "containerDefinitions": [{"name": "app", "image": "busybox", "memory": 32, "environment": [{"name": "ID", "value": name}]}]});
-                            call(&http, &endpoint, "RegisterTaskDefinition", body).await.map(|v| {
+                            call(&http, &endpoint, "RegisterTaskDefinition", &body).await.map(|v| {
                                 let rev = v["taskDefinition"]["revision"].as_i64().expect("revision");
                                 acked.lock().unwrap().revisions.insert((family, rev))
                             })
@@ -155,7 +99,7 @@ fn acknowledged_writes_survive_kill_9() {
                     &http,
                     &server.endpoint,
                     "DescribeClusters",
-                    json!({"clusters": chunk, "include": ["TAGS"]}),
+                    &json!({"clusters": chunk, "include": ["TAGS"]}),
                 )
                 .await
                 .unwrap();
@@ -179,7 +123,7 @@ fn acknowledged_writes_survive_kill_9() {
                     &http,
                     &server.endpoint,
                     "DescribeTaskDefinition",
-                    json!({"taskDefinition": format!("{family}:{rev}")}),
+                    &json!({"taskDefinition": format!("{family}:{rev}")}),
                 )
                 .await
                 .unwrap_or_else(|e| panic!("lost {family}:{rev}: {e}"));
@@ -199,7 +143,7 @@ fn acknowledged_writes_survive_kill_9() {
                 &http,
                 &server.endpoint,
                 "ListTaskDefinitionFamilies",
-                json!({}),
+                &json!({}),
             )
             .await
             .unwrap();
@@ -211,7 +155,7 @@ fn acknowledged_writes_survive_kill_9() {
                     if let Some(t) = &token {
                         body["nextToken"] = json!(t);
                     }
-                    let page = call(&http, &server.endpoint, "ListTaskDefinitions", body)
+                    let page = call(&http, &server.endpoint, "ListTaskDefinitions", &body)
                         .await
                         .unwrap();
                     for arn in page["taskDefinitionArns"].as_array().unwrap() {

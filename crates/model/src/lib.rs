@@ -16,11 +16,17 @@
 //!   `PutLogs`).
 //! - [`arn`]: building and parsing ARNs (`arn:aws:ecs:<region>:<account>:<type>/<id>`).
 //! - [`lifecycle`]: the task state machine (PROVISIONING … STOPPED).
+//! - [`status`]: the other records' typed statuses (cluster, container instance, service,
+//!   deployment) and typed getters and setters for every status string of the wire shapes.
+//! - [`overrides`]: RunTask's `overrides` applied to a task definition (one set of rules
+//!   for the control plane and the agent).
 //! - [`size`]: task and container CPU/memory strings ("1 vCPU", "2 GB") and the Fargate table.
 
 pub mod agent;
 pub mod arn;
 pub mod lifecycle;
 pub mod logs;
+pub mod overrides;
 pub mod size;
+pub mod status;
 pub mod wire;

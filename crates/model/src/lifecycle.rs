@@ -71,6 +71,12 @@ impl fmt::Display for TaskStatus {
     }
 }
 
+impl From<TaskStatus> for String {
+    fn from(s: TaskStatus) -> String {
+        s.as_str().to_owned()
+    }
+}
+
 impl FromStr for TaskStatus {
     type Err = String;
     fn from_str(s: &str) -> Result<TaskStatus, String> {

@@ -30,12 +30,13 @@ use std::hash::Hash;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::time::Duration;
 
+use model::status::ServiceStatus;
 use tokio::sync::broadcast::error::RecvError;
 
 use super::service::{ServiceOutcome, reconcile_service};
 use crate::engine::{Clock, ControlPlane, system_clock};
 use crate::error::EcsError;
-use crate::state::{Change, MemberKey, Record, State};
+use crate::state::{Change, Record, ServiceKey, ServiceRecord, State};
 
 /// How the runner paces itself.
 #[derive(Clone)]
@@ -180,7 +181,7 @@ impl<K: Clone + Eq + Hash> WorkQueue<K> {
 /// The services a change can give work to: a service's own record, the service a task
 /// belongs to (its group `service:<name>`), and every service of the cluster whose
 /// cluster or container instance changed (capacity, draining, an agent lost).
-pub fn services_touched(state: &State, change: &Change) -> Vec<MemberKey> {
+pub fn services_touched(state: &State, change: &Change) -> Vec<ServiceKey> {
     let record = match change {
         Change::Put(r) | Change::Delete(r) => r,
     };
@@ -188,17 +189,17 @@ pub fn services_touched(state: &State, change: &Change) -> Vec<MemberKey> {
         state
             .services_in(scope, cluster)
             .filter(|s| is_managed(s))
-            .map(|s| (s.scope.clone(), s.cluster.clone(), s.name.clone()))
+            .map(ServiceRecord::key)
             .collect()
     };
     match record {
-        Record::Service(s) => vec![(s.scope.clone(), s.cluster.clone(), s.name.clone())],
+        Record::Service(s) => vec![s.key()],
         Record::Task(t) => t
             .task
             .group
             .as_deref()
-            .and_then(|g| g.strip_prefix("service:"))
-            .map(|name| vec![(t.scope.clone(), t.cluster.clone(), name.to_owned())])
+            .and_then(crate::task::group_service)
+            .map(|name| vec![ServiceKey::new(&t.scope, &t.cluster, name)])
             .unwrap_or_default(),
         Record::Instance(i) => cluster_services(&i.scope, &i.cluster),
         Record::Cluster(c) => cluster_services(&c.scope, &c.name),
@@ -207,10 +208,13 @@ pub fn services_touched(state: &State, change: &Change) -> Vec<MemberKey> {
 }
 
 fn is_managed(s: &crate::state::ServiceRecord) -> bool {
-    matches!(s.service.status.as_deref(), Some("ACTIVE" | "DRAINING"))
+    matches!(
+        s.service.status(),
+        Some(ServiceStatus::Active | ServiceStatus::Draining)
+    )
 }
 
-fn all_services(state: &State) -> Vec<MemberKey> {
+fn all_services(state: &State) -> Vec<ServiceKey> {
     state
         .services
         .iter()
@@ -221,8 +225,8 @@ fn all_services(state: &State) -> Vec<MemberKey> {
 
 async fn run(cp: ControlPlane, config: RunnerConfig) {
     let mut feed = cp.watch_changes();
-    let mut queue: WorkQueue<MemberKey> = WorkQueue::default();
-    let mut failing: HashMap<MemberKey, Duration> = HashMap::new();
+    let mut queue: WorkQueue<ServiceKey> = WorkQueue::default();
+    let mut failing: HashMap<ServiceKey, Duration> = HashMap::new();
     let resync_ms = i64::try_from(config.resync.as_millis()).unwrap_or(i64::MAX);
     let mut next_resync = millis((config.clock)());
     loop {
@@ -258,7 +262,7 @@ async fn run(cp: ControlPlane, config: RunnerConfig) {
 /// Queues, due now, the services touched by one published batch.
 fn enqueue_changes(
     cp: &ControlPlane,
-    queue: &mut WorkQueue<MemberKey>,
+    queue: &mut WorkQueue<ServiceKey>,
     changes: &[Change],
     now: Millis,
 ) {
@@ -277,9 +281,9 @@ fn enqueue_changes(
 async fn reconcile_all(
     cp: &ControlPlane,
     config: &RunnerConfig,
-    queue: &mut WorkQueue<MemberKey>,
-    failing: &mut HashMap<MemberKey, Duration>,
-    keys: Vec<MemberKey>,
+    queue: &mut WorkQueue<ServiceKey>,
+    failing: &mut HashMap<ServiceKey, Duration>,
+    keys: Vec<ServiceKey>,
 ) {
     let mut passes = tokio::task::JoinSet::new();
     for key in keys {
@@ -287,13 +291,13 @@ async fn reconcile_all(
         passes.spawn(async move {
             let k = key.clone();
             let result = cp
-                .write(key.0.clone(), move |state, ctx| {
+                .write(key.scope.clone(), move |state, ctx| {
                     // A bug must not take the writer thread down with it.
                     catch_unwind(AssertUnwindSafe(|| reconcile_service(state, ctx, &k)))
                         .unwrap_or_else(|_| {
                             Err(EcsError::Server(format!(
                                 "reconciling service {} panicked",
-                                k.2
+                                k.name
                             )))
                         })
                 })
@@ -315,8 +319,8 @@ async fn reconcile_all(
             Err(e) => {
                 let wait = failing.get(&key).copied().unwrap_or(config.backoff);
                 tracing::warn!(
-                    cluster = %key.1,
-                    service = %key.2,
+                    cluster = %key.cluster,
+                    service = %key.name,
                     error = %e,
                     retry_in = ?wait,
                     "service reconcile failed; retrying"
@@ -329,11 +333,11 @@ async fn reconcile_all(
     }
 }
 
-fn log_outcome(key: &MemberKey, outcome: &ServiceOutcome) {
+fn log_outcome(key: &ServiceKey, outcome: &ServiceOutcome) {
     if !outcome.is_empty() {
         tracing::info!(
-            cluster = %key.1,
-            service = %key.2,
+            cluster = %key.cluster,
+            service = %key.name,
             started = outcome.started.len(),
             stopped = outcome.stopped.len(),
             events = ?outcome.events,

@@ -13,7 +13,7 @@ use model::wire::{self, TaskStopCode};
 use crate::engine::{Ctx, Written};
 use crate::error::{EcsError, client, invalid};
 use crate::ops::common::active_cluster;
-use crate::ops::tasks::{find, last_status, mark_stopped};
+use crate::ops::tasks::find;
 use crate::state::{Change, Record, Scope, State, TaskRecord};
 
 const ACK: &str = "ACK";
@@ -57,12 +57,8 @@ fn apply_container_change(
         let new: TaskStatus = status
             .parse()
             .map_err(|e: String| invalid(format!("containers[].status: {e}")))?;
-        let old = container
-            .last_status
-            .as_deref()
-            .and_then(|s| s.parse::<TaskStatus>().ok());
-        if old.is_none_or(|o| o.can_move_to(new)) {
-            container.last_status = Some(new.as_str().to_owned());
+        if container.last().is_none_or(|o| o.can_move_to(new)) {
+            container.set_last(new);
         }
     }
     if c.exit_code.is_some() {
@@ -153,12 +149,12 @@ fn apply_task_change(
     let new: TaskStatus = status
         .parse()
         .map_err(|e: String| invalid(format!("status: {e}")))?;
-    if !last_status(t).is_none_or(|o| o.can_move_to(new)) {
+    if !t.last().is_none_or(|o| o.can_move_to(new)) {
         return Ok(());
     }
     let version = t.version;
     let ever_ran = t.started_at.is_some();
-    t.last_status = Some(new.as_str().to_owned());
+    t.set_last(new);
     if new == TaskStatus::Running {
         t.started_at.get_or_insert(now);
         t.connectivity = Some(wire::Connectivity::Connected);
@@ -179,7 +175,7 @@ fn apply_task_change(
         }
         // The containers keep what the agent reported; only the task's fields move.
         let containers = t.containers.clone();
-        mark_stopped(t, now);
+        crate::task::mark_stopped(t, now);
         t.containers = containers;
     }
     t.version = Some(version.unwrap_or(0) + 1);

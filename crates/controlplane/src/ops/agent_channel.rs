@@ -8,7 +8,11 @@ use model::agent::{
     PollTasksRequest, PollTasksResponse, ReportHealthRequest, ReportHealthResponse, TaskAssignment,
 };
 use model::arn::ResourceType;
+use model::lifecycle::TaskStatus;
+use model::logs::LogRequest;
+use model::status::InstanceStatus;
 use model::wire;
+use serde::Serialize;
 
 use crate::engine::{Ctx, Written};
 use crate::error::{EcsError, invalid};
@@ -30,9 +34,9 @@ pub fn polling_instance<'a>(
         .ok_or_else(|| invalid(format!("containerInstance {ident:?} is not an id or ARN.")))?;
     match state
         .instances
-        .get(&(scope.clone(), cluster.name.clone(), id))
+        .get(&MemberKey::new(scope, &cluster.name, &id))
     {
-        Some(i) if i.instance.status.as_deref() != Some("INACTIVE") => Ok(i),
+        Some(i) if i.instance.status() != Some(InstanceStatus::Inactive) => Ok(i),
         Some(_) => Err(invalid(format!(
             "Container instance {ident} is deregistered; register it again."
         ))),
@@ -43,9 +47,9 @@ pub fn polling_instance<'a>(
     }
 }
 
-/// The instance's key in the state.
+/// The instance's key in the state ([`InstanceRecord::key`], as a function to map with).
 pub fn instance_key(i: &InstanceRecord) -> MemberKey {
-    (i.scope.clone(), i.cluster.clone(), i.id.clone())
+    i.key()
 }
 
 /// The tasks placed on the instance that are not STOPPED, in id order. They come from
@@ -58,23 +62,19 @@ fn assigned<'a>(
     instance: &'a InstanceRecord,
 ) -> impl Iterator<Item = &'a TaskRecord> + 'a {
     // One key, its id rewritten per task: no allocation per task.
-    let mut key = (
-        instance.scope.clone(),
-        instance.cluster.clone(),
-        String::new(),
-    );
+    let mut key = MemberKey::new(&instance.scope, &instance.cluster, "");
     state
         .usage(&instance.scope, &instance.cluster, &instance.id)
         .into_iter()
         .flat_map(|u| u.tasks.keys())
         .filter_map(move |id| {
-            key.2.clear();
-            key.2.push_str(id);
+            key.id.clear();
+            key.id.push_str(id);
             state.tasks.get(&key)
         })
         .filter(|t| {
             t.instance_id.as_deref() == Some(instance.id.as_str())
-                && t.task.last_status.as_deref() != Some("STOPPED")
+                && t.task.last() != Some(TaskStatus::Stopped)
         })
 }
 
@@ -88,7 +88,7 @@ fn hash_task(t: &TaskRecord, hasher: &mut DefaultHasher) {
 }
 
 fn finish_digest(mut hasher: DefaultHasher, instance: &InstanceRecord) -> (String, bool) {
-    let draining = instance.instance.status.as_deref() != Some("ACTIVE");
+    let draining = instance.instance.status() != Some(InstanceStatus::Active);
     draining.hash(&mut hasher);
     (format!("{:016x}", hasher.finish()), draining)
 }
@@ -119,6 +119,72 @@ pub fn assignment(state: &State, instance: &InstanceRecord) -> PollTasksResponse
         draining,
         log_requests: Vec::new(),
     }
+}
+
+/// [`PollTasksResponse`] as borrowed views of the state, for [`poll_answer_json`].
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct AnswerView<'a> {
+    digest: String,
+    tasks: Vec<AssignmentView<'a>>,
+    draining: bool,
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    log_requests: &'a [LogRequest],
+}
+
+/// [`TaskAssignment`], borrowed.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct AssignmentView<'a> {
+    task: &'a wire::Task,
+    task_definition: &'a wire::TaskDefinition,
+}
+
+/// PollTasks' answer — the JSON of [`poll_tasks`]' [`PollTasksResponse`] with
+/// `log_requests` — serialized straight from the state: no task or definition is
+/// copied (an answer carries every task of the instance with its definition, and every
+/// agent gets one at least every `waitSeconds`).
+///
+/// # Errors
+///
+/// As [`polling_instance`]; `EcsError::Server` if the answer cannot be encoded.
+pub fn poll_answer_json(
+    state: &State,
+    scope: &Scope,
+    req: &PollTasksRequest,
+    log_requests: &[LogRequest],
+) -> Result<(MemberKey, Vec<u8>), EcsError> {
+    let instance = polling_instance(
+        state,
+        scope,
+        req.cluster.as_deref(),
+        req.container_instance.as_deref(),
+    )?;
+    let missing = wire::TaskDefinition::default();
+    let mut hasher = DefaultHasher::new();
+    let mut tasks = Vec::new();
+    for t in assigned(state, instance) {
+        hash_task(t, &mut hasher);
+        let def = t
+            .task
+            .task_definition_arn
+            .as_deref()
+            .and_then(|arn| task_definitions::resolve(state, &instance.scope, arn))
+            .map_or(&missing, |d| &d.definition);
+        tasks.push(AssignmentView {
+            task: &t.task,
+            task_definition: def,
+        });
+    }
+    let (digest, draining) = finish_digest(hasher, instance);
+    let json = serde_json::to_vec(&AnswerView {
+        digest,
+        tasks,
+        draining,
+        log_requests,
+    })
+    .map_err(|e| EcsError::Server(format!("cannot encode the response: {e}")))?;
+    Ok((instance_key(instance), json))
 }
 
 /// The digest [`assignment`] would give, without copying a task or a definition: what a
@@ -184,7 +250,7 @@ pub fn set_agent_connected(
         return Ok(((), vec![]));
     };
     if rec.instance.agent_connected == Some(connected)
-        || rec.instance.status.as_deref() == Some("INACTIVE")
+        || rec.instance.status() == Some(InstanceStatus::Inactive)
     {
         return Ok(((), vec![]));
     }
@@ -220,7 +286,10 @@ pub fn check_liveness(
 ) -> Written<usize> {
     let mut changes = Vec::new();
     for (key, rec) in &state.instances {
-        if !matches!(rec.instance.status.as_deref(), Some("ACTIVE" | "DRAINING")) {
+        if !matches!(
+            rec.instance.status(),
+            Some(InstanceStatus::Active | InstanceStatus::Draining)
+        ) {
             continue;
         }
         let seen = last_seen
@@ -245,7 +314,7 @@ pub fn check_liveness(
                 t.task
                     .stop_code
                     .get_or_insert(wire::TaskStopCode::TerminationNotice);
-                crate::ops::tasks::mark_stopped(&mut t.task, ctx.now);
+                crate::task::mark_stopped(&mut t.task, ctx.now);
                 changes.push(Change::Put(Record::Task(t)));
             }
         }
@@ -327,4 +396,113 @@ pub fn report_health(
         },
         changes,
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::{Value, json};
+
+    use super::*;
+    use crate::ops::{clusters, instances, tasks};
+
+    fn scope() -> Scope {
+        Scope::new("000000000000", "us-east-1")
+    }
+
+    fn apply<Req: serde::de::DeserializeOwned, Resp>(
+        s: &mut State,
+        op: fn(&State, &mut Ctx, Req) -> Written<Resp>,
+        body: Value,
+        seed: u64,
+    ) -> Resp {
+        let mut ctx = Ctx::new(scope(), 1000.0, seed);
+        let (resp, changes) = op(s, &mut ctx, serde_json::from_value(body).unwrap()).unwrap();
+        for c in &changes {
+            s.apply(c);
+        }
+        resp
+    }
+
+    /// The per-instance index gives what a scan of the cluster's tasks gave, the cheap
+    /// look's digest is the answer's, and the borrowed answer is the owned one's JSON.
+    #[test]
+    fn the_cheap_look_and_the_borrowed_answer_match_the_assignment() {
+        let mut s = State::default();
+        apply(
+            &mut s,
+            clusters::create_cluster,
+            json!({"clusterName": "c"}),
+            1,
+        );
+        for (i, id) in ["i-1", "i-2", "i-3"].iter().enumerate() {
+            let doc = json!({"instanceId": id, "availabilityZone": "a"}).to_string();
+            apply(
+                &mut s,
+                instances::register,
+                json!({"cluster": "c", "instanceIdentityDocument": doc, "totalResources": [
+                    {"name": "CPU", "type": "INTEGER", "integerValue": 4096},
+                    {"name": "MEMORY", "type": "INTEGER", "integerValue": 4096}]}),
+                10 + i as u64,
+            );
+        }
+        apply(
+            &mut s,
+            task_definitions::register,
+            json!({"family": "web", "containerDefinitions": [
+                {"name": "app", "image": "busybox", "memory": 64}]}),
+            2,
+        );
+        let ran = apply(
+            &mut s,
+            tasks::run_task,
+            json!({"cluster": "c", "taskDefinition": "web", "count": 8}),
+            3,
+        );
+        let first = ran.tasks.unwrap()[0].task_arn.clone().unwrap();
+        apply(
+            &mut s,
+            tasks::stop_task,
+            json!({"cluster": "c", "task": first}),
+            4,
+        );
+        let mut answered = 0;
+        for inst in s.instances.values() {
+            let req = PollTasksRequest {
+                cluster: Some("c".into()),
+                container_instance: inst.instance.container_instance_arn.clone(),
+                ..Default::default()
+            };
+            let (key, resp, _) = poll_tasks(&s, &scope(), &req).unwrap();
+            let scanned: Vec<&str> = s
+                .tasks_in(&scope(), "c")
+                .filter(|t| {
+                    t.instance_id.as_deref() == Some(inst.id.as_str())
+                        && t.task.last() != Some(TaskStatus::Stopped)
+                })
+                .map(|t| t.task.task_arn.as_deref().unwrap())
+                .collect();
+            let given: Vec<&str> = resp
+                .tasks
+                .iter()
+                .map(|a| a.task.task_arn.as_deref().unwrap())
+                .collect();
+            assert_eq!(given, scanned);
+            assert!(
+                !given.contains(&first.as_str()),
+                "a STOPPED task is not assigned"
+            );
+            answered += given.len();
+            let (_, digest, _) = poll_digest(&s, &scope(), &req).unwrap();
+            assert_eq!(digest, resp.digest);
+            let logs = vec![LogRequest::default()];
+            let (json_key, json) = poll_answer_json(&s, &scope(), &req, &logs).unwrap();
+            let mut owned = resp.clone();
+            owned.log_requests = logs;
+            assert_eq!(json, serde_json::to_vec(&owned).unwrap());
+            assert_eq!(json_key, key);
+            let (_, without) = poll_answer_json(&s, &scope(), &req, &[]).unwrap();
+            assert_eq!(without, serde_json::to_vec(&resp).unwrap());
+        }
+        assert_eq!(answered, 7);
+    }
 }

@@ -3,6 +3,8 @@
 
 use std::collections::BTreeMap;
 
+use model::lifecycle::TaskStatus;
+use model::status::InstanceStatus;
 use model::wire;
 use scheduler::query::{MAX_EXPRESSION_LEN, Query, QueryTarget};
 
@@ -11,7 +13,7 @@ use crate::error::{EcsError, invalid};
 use crate::ops::common::{active_cluster, check_len};
 use crate::ops::instances::{MAX_CUSTOM_ATTRIBUTES, Usage, count_custom, find, validate_attribute};
 use crate::paging::{PageRequest, paginate};
-use crate::state::{Change, InstanceRecord, Record, Scope, State};
+use crate::state::{Change, InstanceRecord, MemberKey, Record, Scope, State};
 
 /// Most levels a cluster-query expression may nest: `(`s and `not`/`!` prefixes that
 /// are open at once. The query parser recurses once (or three times, for a `(`) per
@@ -157,7 +159,7 @@ pub fn instance_matches(
             .tasks_in(&rec.scope, &rec.cluster)
             .filter(|t| {
                 t.instance_id.as_deref() == Some(rec.id.as_str())
-                    && t.task.last_status.as_deref() != Some("STOPPED")
+                    && t.task.last() != Some(TaskStatus::Stopped)
             })
             .filter_map(|t| t.task.group.as_deref())
             .collect()
@@ -191,7 +193,7 @@ fn target_instance<'a>(
         .as_deref()
         .ok_or_else(|| invalid("attributes[].targetId is required."))?;
     find(state, scope, cluster, target)
-        .filter(|r| r.instance.status.as_deref() != Some("INACTIVE"))
+        .filter(|r| r.instance.status() != Some(InstanceStatus::Inactive))
         .ok_or_else(|| {
             EcsError::TargetNotFound(format!(
                 "attributes[].targetId {target} could not be found in the cluster."
@@ -359,11 +361,11 @@ pub fn list(
             let from = after
                 .map(|k| k.split('\u{0}').next().unwrap_or(k))
                 .unwrap_or("");
-            let start = (scope.clone(), cluster.name.clone(), from.to_owned());
+            let start = MemberKey::new(scope, &cluster.name, from);
             Ok(crate::paging::counted(state.instances.range(start..))
-                .take_while(|((s, c, _), _)| s == scope && *c == cluster.name)
+                .take_while(|(k, _)| k.scope == *scope && k.cluster == cluster.name)
                 .map(|(_, rec)| rec)
-                .filter(|rec| rec.instance.status.as_deref() != Some("INACTIVE"))
+                .filter(|rec| rec.instance.status() != Some(InstanceStatus::Inactive))
                 .flat_map(of_instance))
         },
     )?;

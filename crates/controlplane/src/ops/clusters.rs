@@ -4,6 +4,8 @@
 use std::ops::Bound;
 
 use model::arn::ResourceType;
+use model::lifecycle::TaskStatus;
+use model::status::{ClusterStatus, InstanceStatus, ServiceStatus};
 use model::wire::{self, ClusterField};
 
 use crate::engine::{Ctx, Written};
@@ -12,7 +14,7 @@ use crate::ops::common::{
     DEFAULT_CLUSTER, active_cluster, check_len, cluster_name, is_valid_name, missing, validate_tags,
 };
 use crate::paging::{PageRequest, counted, paginate, start_after};
-use crate::state::{Change, ClusterRecord, Record, Scope, State};
+use crate::state::{Change, ClusterKey, ClusterRecord, Record, Scope, State};
 
 /// The capacity providers every cluster may use without creating them.
 pub const BUILT_IN_CAPACITY_PROVIDERS: &[&str] = &["FARGATE", "FARGATE_SPOT"];
@@ -99,13 +101,18 @@ pub fn describe_one(state: &State, rec: &ClusterRecord, include: &[ClusterField]
     let (running_fargate, pending_fargate) = (n(counts.running_fargate), n(counts.pending_fargate));
     let instances = state
         .instances_in(scope, &rec.name)
-        .filter(|i| matches!(i.instance.status.as_deref(), Some("ACTIVE" | "DRAINING")))
+        .filter(|i| {
+            matches!(
+                i.instance.status(),
+                Some(InstanceStatus::Active | InstanceStatus::Draining)
+            )
+        })
         .count();
     let (mut active_services, mut draining_services) = (0usize, 0usize);
     for s in state.services_in(scope, &rec.name) {
-        match s.service.status.as_deref() {
-            Some("ACTIVE") => active_services += 1,
-            Some("DRAINING") => draining_services += 1,
+        match s.service.status() {
+            Some(ServiceStatus::Active) => active_services += 1,
+            Some(ServiceStatus::Draining) => draining_services += 1,
             _ => {}
         }
     }
@@ -170,7 +177,7 @@ pub fn create_cluster(
     validate_capacity_providers(&providers, &strategy)?;
     if let Some(existing) = state
         .cluster(&ctx.scope, &name)
-        .filter(|c| c.cluster.status.as_deref() == Some("ACTIVE"))
+        .filter(|c| c.cluster.status() == Some(ClusterStatus::Active))
     {
         let all = [
             ClusterField::Tags,
@@ -187,7 +194,7 @@ pub fn create_cluster(
     let cluster = wire::Cluster {
         cluster_arn: Some(ctx.arn(ResourceType::Cluster, name.clone())),
         cluster_name: Some(name.clone()),
-        status: Some("ACTIVE".into()),
+        status: Some(ClusterStatus::Active.into()),
         tags: Some(tags),
         settings: Some(settings),
         configuration: req.configuration,
@@ -229,26 +236,30 @@ pub fn delete_cluster(
 ) -> Written<wire::DeleteClusterResponse> {
     let rec = active_cluster(state, &ctx.scope, req.cluster.as_deref())?;
     let scope = &ctx.scope;
-    if state
-        .instances_in(scope, &rec.name)
-        .any(|i| matches!(i.instance.status.as_deref(), Some("ACTIVE" | "DRAINING")))
-    {
+    if state.instances_in(scope, &rec.name).any(|i| {
+        matches!(
+            i.instance.status(),
+            Some(InstanceStatus::Active | InstanceStatus::Draining)
+        )
+    }) {
         return Err(EcsError::ClusterContainsContainerInstances);
     }
-    if state
-        .services_in(scope, &rec.name)
-        .any(|s| matches!(s.service.status.as_deref(), Some("ACTIVE" | "DRAINING")))
-    {
+    if state.services_in(scope, &rec.name).any(|s| {
+        matches!(
+            s.service.status(),
+            Some(ServiceStatus::Active | ServiceStatus::Draining)
+        )
+    }) {
         return Err(EcsError::ClusterContainsServices);
     }
     if state
         .tasks_in(scope, &rec.name)
-        .any(|t| t.task.last_status.as_deref() != Some("STOPPED"))
+        .any(|t| t.task.last() != Some(TaskStatus::Stopped))
     {
         return Err(EcsError::ClusterContainsTasks);
     }
     let mut rec = rec.clone();
-    rec.cluster.status = Some("INACTIVE".into());
+    rec.cluster.set_status(ClusterStatus::Inactive);
     let shown = describe_one(state, &rec, &[]);
     Ok((
         wire::DeleteClusterResponse {
@@ -307,8 +318,8 @@ pub fn list_clusters(
         ),
         |after| {
             let start = start_after(
-                after.map(|name| (scope.clone(), name.to_owned())),
-                (scope.clone(), String::new()),
+                after.map(|name| ClusterKey::new(scope, name)),
+                ClusterKey::new(scope, ""),
             );
             Ok(counted(
                 state
@@ -316,7 +327,7 @@ pub fn list_clusters(
                     .active_clusters
                     .range((start, Bound::Unbounded)),
             )
-            .take_while(move |(s, _)| s == scope)
+            .take_while(move |k| k.scope == *scope)
             .filter_map(|key| state.clusters.get(key))
             .map(|c| {
                 (

@@ -1,6 +1,7 @@
 //! Helpers every area shares: resolving identifiers (names, ids, ARNs) and checking tags.
 
 use model::arn::{Arn, ResourceType, is_arn};
+use model::status::ClusterStatus;
 use model::wire;
 
 use crate::error::{EcsError, invalid};
@@ -45,7 +46,7 @@ pub fn active_cluster<'a>(
 ) -> Result<&'a ClusterRecord, EcsError> {
     let name = cluster_name(scope, ident)?;
     match state.cluster(scope, &name) {
-        Some(c) if c.cluster.status.as_deref() == Some("ACTIVE") => Ok(c),
+        Some(c) if c.cluster.status() == Some(ClusterStatus::Active) => Ok(c),
         _ => Err(EcsError::ClusterNotFound),
     }
 }

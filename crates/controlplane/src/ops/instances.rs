@@ -6,6 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::ops::Bound;
 
 use model::arn::ResourceType;
+use model::status::InstanceStatus;
 use model::wire::{self, ContainerInstanceStatus};
 use serde::Deserialize;
 
@@ -14,7 +15,7 @@ use crate::error::{EcsError, client, invalid};
 use crate::ops::common::{active_cluster, check_len, member_id, validate_tags};
 use crate::paging::{PageRequest, counted, merge_ascending, paginate, start_after};
 pub use crate::state::Usage;
-use crate::state::{Change, InstanceRecord, Record, Scope, State};
+use crate::state::{Change, InstanceRecord, MemberKey, Record, Scope, State};
 
 /// Custom (non `ecs.`) attributes an instance may carry.
 pub const MAX_CUSTOM_ATTRIBUTES: usize = 10;
@@ -224,7 +225,7 @@ pub fn register(
             }
             let found = state
                 .instances
-                .get(&(scope.clone(), cluster.name.clone(), id));
+                .get(&MemberKey::new(&scope, &cluster.name, &id));
             Some(found.ok_or_else(|| {
                 invalid(format!(
                     "containerInstanceArn {arn:?} is not registered in this cluster."
@@ -234,7 +235,10 @@ pub fn register(
         None => doc.instance_id.as_deref().and_then(|iid| {
             state.instances_in(&scope, &cluster.name).find(|i| {
                 i.instance.ec2_instance_id.as_deref() == Some(iid)
-                    && matches!(i.instance.status.as_deref(), Some("ACTIVE" | "DRAINING"))
+                    && matches!(
+                        i.instance.status(),
+                        Some(InstanceStatus::Active | InstanceStatus::Draining)
+                    )
             })
         }),
     };
@@ -298,7 +302,7 @@ pub fn register(
         status: Some(
             previous
                 .and_then(|p| p.status.clone())
-                .unwrap_or_else(|| "ACTIVE".into()),
+                .unwrap_or_else(|| InstanceStatus::Active.into()),
         ),
         agent_connected: Some(true),
         attributes: Some(attributes),
@@ -339,9 +343,7 @@ pub fn find<'a>(
     if arn_cluster.as_deref().is_some_and(|c| c != cluster) {
         return None;
     }
-    state
-        .instances
-        .get(&(scope.clone(), cluster.to_owned(), id))
+    state.instances.get(&MemberKey::new(scope, cluster, &id))
 }
 
 /// DeregisterContainerInstance: refuses while tasks run on it unless `force`.
@@ -355,7 +357,7 @@ pub fn deregister(
         .container_instance
         .ok_or_else(|| invalid("containerInstance is required."))?;
     let rec = find(state, &ctx.scope, &cluster.name, &ident)
-        .filter(|r| r.instance.status.as_deref() != Some("INACTIVE"))
+        .filter(|r| r.instance.status() != Some(InstanceStatus::Inactive))
         .ok_or_else(|| {
             invalid(format!(
                 "The referenced container instance {ident} was not found."
@@ -369,7 +371,7 @@ pub fn deregister(
         ));
     }
     let mut rec = rec.clone();
-    rec.instance.status = Some("INACTIVE".into());
+    rec.instance.set_status(InstanceStatus::Inactive);
     rec.instance.agent_connected = Some(false);
     let shown = describe_one(&rec, u, true);
     Ok((
@@ -467,15 +469,15 @@ pub fn list(
             let ids: Box<dyn Iterator<Item = (String, ())>> = match status {
                 Some(s) => Box::new(of_status(s.as_str(), after)),
                 None => Box::new(merge_ascending(
-                    of_status("ACTIVE", after),
-                    of_status("DRAINING", after),
+                    of_status(InstanceStatus::Active.as_str(), after),
+                    of_status(InstanceStatus::Draining.as_str(), after),
                 )),
             };
             Ok(ids
                 .filter_map(|(id, ())| {
                     state
                         .instances
-                        .get(&(scope.clone(), cluster.name.clone(), id))
+                        .get(&MemberKey::new(scope, &cluster.name, &id))
                 })
                 .filter(|rec| {
                     filter.as_ref().is_none_or(|f| {
@@ -524,7 +526,7 @@ pub fn update_state(
     let (mut done, mut failures, mut changes) = (Vec::new(), Vec::new(), Vec::new());
     for ident in idents {
         match find(state, &ctx.scope, &cluster.name, &ident)
-            .filter(|r| r.instance.status.as_deref() != Some("INACTIVE"))
+            .filter(|r| r.instance.status() != Some(InstanceStatus::Inactive))
         {
             None => failures.push(wire::Failure {
                 arn: Some(ident),
@@ -533,8 +535,9 @@ pub fn update_state(
             }),
             Some(r) => {
                 let mut rec = r.clone();
-                if rec.instance.status.as_deref() != Some(status.as_str()) {
-                    rec.instance.status = Some(status.as_str().to_owned());
+                let status = InstanceStatus::from(status);
+                if rec.instance.status() != Some(status) {
+                    rec.instance.set_status(status);
                     rec.instance.version = Some(rec.instance.version.unwrap_or(0) + 1);
                     changes.push(Change::Put(Record::Instance(rec.clone())));
                 }

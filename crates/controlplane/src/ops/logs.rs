@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use model::lifecycle::TaskStatus;
 use model::logs::{
     GetTaskLogsRequest, GetTaskLogsResponse, LogCursor, LogRequest, MAX_LOG_WAIT_SECONDS,
     PutLogsRequest,
@@ -78,7 +79,7 @@ pub fn locate(
         .and_then(|id| {
             state
                 .instances
-                .get(&(scope.clone(), cluster.name.clone(), id.clone()))
+                .get(&MemberKey::new(scope, &cluster.name, id))
         })
         .ok_or_else(|| {
             invalid(format!(
@@ -149,7 +150,7 @@ pub fn response(
             target.task_arn, target.instance_arn
         )));
     }
-    if answer.containers.is_empty() && target.task_status == "STOPPED" {
+    if answer.containers.is_empty() && target.task_status == TaskStatus::Stopped.as_str() {
         return Err(EcsError::ResourceNotFound(format!(
             "The logs of task {} are no longer on container instance {} (its containers were removed).",
             target.task_arn, target.instance_arn
@@ -171,11 +172,7 @@ mod tests {
 
     fn target(status: &str) -> LogTarget {
         LogTarget {
-            instance: (
-                Scope::new("000000000000", "us-east-1"),
-                "c".into(),
-                "i-1".into(),
-            ),
+            instance: MemberKey::new(&Scope::new("000000000000", "us-east-1"), "c", "i-1"),
             instance_arn: "arn:aws:ecs:us-east-1:000000000000:container-instance/c/i-1".into(),
             task_arn: "arn:task".into(),
             task_status: status.into(),

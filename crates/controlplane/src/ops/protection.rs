@@ -6,10 +6,12 @@
 //! protected; others come back in `failures` with reason `TASK_NOT_VALID`.
 //!
 //! The expiry is kept as a task attribute, [`PROTECTION_ATTRIBUTE`] (epoch seconds), so it
-//! is stored with the task and survives restarts; expired protection is ignored given
-//! `now`, never cleaned up by a timer.
+//! is stored with the task and survives restarts; expired protection is ignored given `now`,
+//! never cleaned up by a timer. Reading it is [`crate::task`]'s, which the service
+//! controller uses too.
 
 use model::arn::ResourceType;
+use model::lifecycle::TaskStatus;
 use model::wire;
 
 use crate::engine::{Ctx, Written};
@@ -17,30 +19,12 @@ use crate::error::{EcsError, invalid};
 use crate::ops::common::{active_cluster, check_len};
 use crate::ops::tasks::find;
 use crate::state::{Change, Record, Scope, State, TaskRecord};
+use crate::task::{PROTECTION_ATTRIBUTE, is_protected, protection_expiry};
 
-/// The task attribute holding the protection's expiry (epoch seconds).
-pub const PROTECTION_ATTRIBUTE: &str = "flotilla.protection-expires-at";
 /// `expiresInMinutes` when not given.
 pub const DEFAULT_EXPIRES_IN_MINUTES: i32 = 120;
 /// Largest `expiresInMinutes` (48 hours).
 pub const MAX_EXPIRES_IN_MINUTES: i32 = 2880;
-
-/// When the task's protection expires (epoch seconds), if it was ever set.
-pub fn protection_expiry(task: &wire::Task) -> Option<f64> {
-    task.attributes
-        .as_deref()?
-        .iter()
-        .find(|a| a.name.as_deref() == Some(PROTECTION_ATTRIBUTE))?
-        .value
-        .as_deref()?
-        .parse()
-        .ok()
-}
-
-/// Whether the task is protected at `now`.
-pub fn is_protected(task: &wire::Task, now: f64) -> bool {
-    protection_expiry(task).is_some_and(|e| e > now)
-}
 
 fn shown(rec: &TaskRecord, now: f64) -> wire::ProtectedTask {
     let expiry = protection_expiry(&rec.task).filter(|e| *e > now);
@@ -71,7 +55,7 @@ fn is_service_task(rec: &TaskRecord) -> bool {
     rec.task
         .group
         .as_deref()
-        .is_some_and(|g| g.starts_with("service:"))
+        .is_some_and(|g| crate::task::group_service(g).is_some())
 }
 
 /// UpdateTaskProtection: sets or clears scale-in protection on up to 10 service tasks.
@@ -110,7 +94,7 @@ pub fn update(
             ));
             continue;
         }
-        if rec.task.desired_status.as_deref() == Some("STOPPED") {
+        if rec.task.desired() == Some(TaskStatus::Stopped) {
             failures.push(failure(
                 arn,
                 "TASK_NOT_VALID",

@@ -4,6 +4,8 @@
 //! validation, deployments and counts.
 
 use model::arn::ResourceType;
+use model::lifecycle::TaskStatus;
+use model::status::{DeploymentStatus, ServiceStatus};
 use model::wire::{self, DeploymentRolloutState, LaunchType, SchedulingStrategy};
 
 use crate::engine::{Ctx, Written};
@@ -11,9 +13,9 @@ use crate::error::{EcsError, invalid};
 use crate::limits::{MAX_SERVICES_PER_CLUSTER, MAX_TASKS_PER_SERVICE};
 use crate::ops::common::{active_cluster, check_len, is_valid_name, missing, validate_tags};
 use crate::ops::task_definitions;
-use crate::ops::tasks::{is_pending, is_running};
 use crate::paging::{PageRequest, paginate};
-use crate::state::{Change, Record, Scope, ServiceRecord, State};
+use crate::state::{Change, Record, Scope, ServiceKey, ServiceRecord, State};
+use crate::task::{is_pending, is_running, service_group};
 
 fn validate_deployment_configuration(c: &wire::DeploymentConfiguration) -> Result<(), EcsError> {
     let max = c.maximum_percent.unwrap_or(200);
@@ -70,7 +72,7 @@ fn new_deployment(
     wire::Deployment {
         rollout_state_reason: Some(format!("ECS deployment {id} in progress.")),
         id: Some(id),
-        status: Some("PRIMARY".into()),
+        status: Some(DeploymentStatus::Primary.into()),
         task_definition: Some(task_definition.to_owned()),
         desired_count: Some(desired),
         pending_count: Some(0),
@@ -89,13 +91,13 @@ fn new_deployment(
 /// newest deployment of its task definition).
 pub fn describe_one(state: &State, rec: &ServiceRecord, with_tags: bool) -> wire::Service {
     let mut s = rec.service.clone();
-    let group = format!("service:{}", rec.name);
+    let group = service_group(&rec.name);
     let (mut running, mut pending) = (0, 0);
     let deployments = s.deployments.get_or_insert_with(Vec::new);
     let mut per_deployment = vec![(0, 0); deployments.len()];
     for t in state.tasks_in(&rec.scope, &rec.cluster) {
         if t.task.group.as_deref() != Some(group.as_str())
-            || t.task.desired_status.as_deref() != Some("RUNNING")
+            || t.task.desired() != Some(TaskStatus::Running)
         {
             continue;
         }
@@ -148,9 +150,7 @@ fn find<'a>(
     } else {
         ident.to_owned()
     };
-    state
-        .services
-        .get(&(scope.clone(), cluster.to_owned(), name))
+    state.services.get(&ServiceKey::new(scope, cluster, &name))
 }
 
 /// CreateService.
@@ -170,8 +170,8 @@ pub fn create(
     }
     if state
         .services
-        .get(&(ctx.scope.clone(), cluster.name.clone(), name.clone()))
-        .is_some_and(|s| s.service.status.as_deref() != Some("INACTIVE"))
+        .get(&ServiceKey::new(&ctx.scope, &cluster.name, &name))
+        .is_some_and(|s| s.service.status() != Some(ServiceStatus::Inactive))
     {
         return Err(invalid("Creation of service was not idempotent."));
     }
@@ -198,7 +198,7 @@ pub fn create(
     check_desired_count(desired)?;
     let services_here = state
         .services_in(&ctx.scope, &cluster.name)
-        .filter(|s| s.service.status.as_deref() != Some("INACTIVE"))
+        .filter(|s| s.service.status() != Some(ServiceStatus::Inactive))
         .count();
     if services_here >= MAX_SERVICES_PER_CLUSTER {
         return Err(invalid(format!(
@@ -245,7 +245,7 @@ pub fn create(
         cluster_arn: cluster.cluster.cluster_arn.clone(),
         load_balancers: Some(req.load_balancers.unwrap_or_default()),
         service_registries: Some(req.service_registries.unwrap_or_default()),
-        status: Some("ACTIVE".into()),
+        status: Some(ServiceStatus::Active.into()),
         desired_count: Some(desired),
         running_count: Some(0),
         pending_count: Some(0),
@@ -300,7 +300,7 @@ fn active_service<'a>(
 ) -> Result<&'a ServiceRecord, EcsError> {
     let ident = ident.ok_or_else(|| invalid("service is required."))?;
     let rec = find(state, scope, cluster, ident).ok_or(EcsError::ServiceNotFound)?;
-    if rec.service.status.as_deref() != Some("ACTIVE") {
+    if rec.service.status() != Some(ServiceStatus::Active) {
         return Err(EcsError::ServiceNotActive);
     }
     Ok(rec)
@@ -367,8 +367,8 @@ pub fn update(
         let deployment = new_deployment(ctx, &def, desired, s.launch_type);
         let s = &mut rec.service;
         for d in s.deployments.get_or_insert_with(Vec::new) {
-            if d.status.as_deref() == Some("PRIMARY") {
-                d.status = Some("ACTIVE".into());
+            if d.is_primary() {
+                d.set_status(DeploymentStatus::Active);
                 d.updated_at = Some(ctx.now);
             }
         }
@@ -381,7 +381,7 @@ pub fn update(
         .deployments
         .get_or_insert_with(Vec::new)
         .iter_mut()
-        .find(|d| d.status.as_deref() == Some("PRIMARY"))
+        .find(|d| d.is_primary())
     {
         primary.desired_count = Some(desired);
         primary.updated_at = Some(ctx.now);
@@ -407,7 +407,7 @@ pub fn delete(
     let rec = find(state, &ctx.scope, &cluster.name, &ident).ok_or(EcsError::ServiceNotFound)?;
     // DeleteService declares no ServiceNotActiveException: a service already deleted is
     // not found, as ECS answers.
-    if rec.service.status.as_deref() == Some("INACTIVE") {
+    if rec.service.status() == Some(ServiceStatus::Inactive) {
         return Err(EcsError::ServiceNotFound);
     }
     let desired = rec.service.desired_count.unwrap_or(0);
@@ -420,13 +420,17 @@ pub fn delete(
         ));
     }
     let mut rec = rec.clone();
-    let group = format!("service:{}", rec.name);
+    let group = service_group(&rec.name);
     let has_tasks = state.tasks_in(&ctx.scope, &cluster.name).any(|t| {
         t.task.group.as_deref() == Some(group.as_str())
-            && t.task.last_status.as_deref() != Some("STOPPED")
+            && t.task.last() != Some(TaskStatus::Stopped)
     });
     rec.service.desired_count = Some(0);
-    rec.service.status = Some(if has_tasks { "DRAINING" } else { "INACTIVE" }.into());
+    rec.service.set_status(if has_tasks {
+        ServiceStatus::Draining
+    } else {
+        ServiceStatus::Inactive
+    });
     let shown = describe_one(state, &rec, false);
     Ok((
         wire::DeleteServiceResponse {
@@ -491,7 +495,7 @@ pub fn list(
             req.next_token.as_deref(),
         ),
         |after| {
-            let key = |name: &str| (scope.clone(), cluster.name.clone(), name.to_owned());
+            let key = |name: &str| ServiceKey::new(scope, &cluster.name, name);
             let start = crate::paging::start_after(after.map(key), key(""));
             Ok(crate::paging::counted(
                 state
@@ -499,7 +503,7 @@ pub fn list(
                     .listed_services
                     .range((start, std::ops::Bound::Unbounded)),
             )
-            .take_while(|(s, c, _)| s == scope && *c == cluster.name)
+            .take_while(|k| k.scope == *scope && k.cluster == cluster.name)
             .filter_map(|key| state.services.get(key))
             .filter(|s| req.launch_type.is_none() || s.service.launch_type == req.launch_type)
             .filter(|s| {

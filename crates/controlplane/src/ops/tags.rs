@@ -1,12 +1,13 @@
 //! Tags on every taggable resource: TagResource, UntagResource, ListTagsForResource.
 
 use model::arn::{Arn, ResourceType};
+use model::status::ClusterStatus;
 use model::wire;
 
 use crate::engine::{Ctx, Written};
 use crate::error::{EcsError, invalid};
 use crate::ops::common::{merge_tags, validate_tags};
-use crate::state::{Change, Record, Scope, State};
+use crate::state::{Change, MemberKey, Record, Scope, ServiceKey, State};
 
 fn not_found() -> EcsError {
     EcsError::ResourceNotFound("The specified resource could not be found.".into())
@@ -28,7 +29,7 @@ fn lookup(state: &State, scope: &Scope, arn: &str) -> Result<Record, EcsError> {
         ResourceType::Cluster => {
             return state
                 .cluster(scope, r)
-                .filter(|c| c.cluster.status.as_deref() == Some("ACTIVE"))
+                .filter(|c| c.cluster.status() == Some(ClusterStatus::Active))
                 .map(|c| Record::Cluster(c.clone()))
                 .ok_or(EcsError::ClusterNotFound);
         }
@@ -42,19 +43,19 @@ fn lookup(state: &State, scope: &Scope, arn: &str) -> Result<Record, EcsError> {
         ResourceType::ContainerInstance => split2(r).and_then(|(c, id)| {
             state
                 .instances
-                .get(&(scope.clone(), c, id))
+                .get(&MemberKey::new(scope, &c, &id))
                 .map(|i| Record::Instance(i.clone()))
         }),
         ResourceType::Task => split2(r).and_then(|(c, id)| {
             state
                 .tasks
-                .get(&(scope.clone(), c, id))
+                .get(&MemberKey::new(scope, &c, &id))
                 .map(|t| Record::Task(t.clone()))
         }),
         ResourceType::Service => split2(r).and_then(|(c, n)| {
             state
                 .services
-                .get(&(scope.clone(), c, n))
+                .get(&ServiceKey::new(scope, &c, &n))
                 .map(|s| Record::Service(s.clone()))
         }),
         ResourceType::CapacityProvider | ResourceType::TaskSet | ResourceType::Container => None,

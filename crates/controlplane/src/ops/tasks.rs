@@ -1,63 +1,30 @@
-//! Tasks: RunTask, StartTask, StopTask, DescribeTasks, ListTasks; building a task from
-//! its definition; and placing tasks on instances.
+//! Tasks: RunTask, StartTask, StopTask, DescribeTasks, ListTasks. Building a task and
+//! stopping one are [`crate::task`]'s; what the scheduler sees of the state is
+//! [`crate::placement`]'s.
 
 use std::ops::Bound;
 
 use model::arn::ResourceType;
 use model::lifecycle::TaskStatus;
-use model::wire::{self, Compatibility, LaunchType, NetworkMode, TaskDefinitionStatus};
+use model::status::InstanceStatus as RecordStatus;
+use model::wire::{self, Compatibility, LaunchType, TaskDefinitionStatus};
 
 use crate::engine::{Ctx, Written};
 use crate::error::{EcsError, client, invalid};
 use crate::ops::common::{
     active_cluster, check_len, member_id, merge_tags, missing, validate_tags,
 };
-use crate::ops::instances::{self, integer_resource, port_resource};
-use crate::ops::task_definitions::{self, host_ports, network_mode};
+use crate::ops::instances;
+use crate::ops::task_definitions;
 use crate::paging::{PageRequest, counted, paginate, start_after};
+use crate::placement::{instance_view_with, placement_snapshot, reservation_of, task_request};
 use crate::state::{
-    Change, ClusterRecord, InstanceRecord, Record, Reservation, Scope, State, TaskDefinitionRecord,
-    TaskFilter, TaskRecord, Usage,
+    Change, ClusterRecord, InstanceRecord, MemberKey, Record, Scope, State, TaskDefinitionRecord,
+    TaskFilter, TaskRecord,
 };
-use scheduler::snapshot::{
-    ClusterSnapshot, HostPort, HostPorts, InstanceStatus, InstanceView, PortRange, TaskRequest,
-    TaskView,
-};
+use crate::task::{TaskSpec, build_task, family_group, request_stop, service_group};
+use scheduler::snapshot::{ClusterSnapshot, InstanceStatus, TaskRequest};
 use scheduler::{Outcome, PlacementSpec};
-
-/// The task's last status, parsed.
-pub fn last_status(task: &wire::Task) -> Option<TaskStatus> {
-    task.last_status.as_deref().and_then(|s| s.parse().ok())
-}
-
-/// Whether the task's last status is RUNNING.
-pub fn is_running(task: &wire::Task) -> bool {
-    last_status(task) == Some(TaskStatus::Running)
-}
-
-/// Whether the task has not yet reached RUNNING.
-pub fn is_pending(task: &wire::Task) -> bool {
-    last_status(task).is_some_and(TaskStatus::is_pending)
-}
-
-/// Everything a new task needs besides its definition and instance.
-#[derive(Debug, Clone, Default)]
-pub struct TaskSpec {
-    /// `group` (defaults to `family:<family>`).
-    pub group: Option<String>,
-    /// `startedBy`.
-    pub started_by: Option<String>,
-    /// `overrides`.
-    pub overrides: Option<wire::TaskOverride>,
-    /// Tags of the task.
-    pub tags: Vec<wire::Tag>,
-    /// `enableExecuteCommand`.
-    pub enable_execute_command: bool,
-    /// RunTask's `clientToken`.
-    pub client_token: Option<String>,
-    /// Launch type shown on the task.
-    pub launch_type: Option<LaunchType>,
-}
 
 fn validate_overrides(
     def: &wire::TaskDefinition,
@@ -90,366 +57,6 @@ fn validate_overrides(
         model::size::parse_memory(m).map_err(|e| invalid(format!("overrides.memory: {e}")))?;
     }
     Ok(())
-}
-
-/// The definition as this task runs it: container and task-level overrides applied.
-fn effective_definition(
-    def: &wire::TaskDefinition,
-    overrides: Option<&wire::TaskOverride>,
-) -> wire::TaskDefinition {
-    let mut d = def.clone();
-    let Some(o) = overrides else { return d };
-    if o.cpu.is_some() {
-        d.cpu.clone_from(&o.cpu);
-    }
-    if o.memory.is_some() {
-        d.memory.clone_from(&o.memory);
-    }
-    for co in o.container_overrides.as_deref().unwrap_or(&[]) {
-        if let Some(c) = d
-            .container_definitions
-            .get_or_insert_with(Vec::new)
-            .iter_mut()
-            .find(|c| c.name == co.name)
-        {
-            if co.cpu.is_some() {
-                c.cpu = co.cpu;
-            }
-            if co.memory.is_some() {
-                c.memory = co.memory;
-            }
-            if co.memory_reservation.is_some() {
-                c.memory_reservation = co.memory_reservation;
-            }
-        }
-    }
-    d
-}
-
-/// What one task of `def` (with `overrides`) asks of an instance, as the scheduler
-/// sees it.
-pub fn task_request(
-    def: &TaskDefinitionRecord,
-    overrides: Option<&wire::TaskOverride>,
-    group: &str,
-) -> TaskRequest {
-    let eff = effective_definition(&def.definition, overrides);
-    let (cpu, memory) = task_definitions::reservation(&eff);
-    let (static_ports, dynamic_ports) = host_ports(&eff);
-    TaskRequest {
-        cpu: u32::try_from(cpu).unwrap_or(u32::MAX),
-        memory: u32::try_from(memory).unwrap_or(u32::MAX),
-        group: group.to_owned(),
-        static_ports,
-        dynamic_ports,
-        required_attributes: Vec::new(),
-    }
-}
-
-/// What a task placed for `request` with `dynamic` host ports holds on its instance.
-pub fn reservation_of(request: &TaskRequest, dynamic: &[HostPort]) -> Reservation {
-    let ports = |proto: wire::TransportProtocol| -> Vec<u16> {
-        request
-            .static_ports
-            .iter()
-            .chain(dynamic)
-            .filter(|p| p.protocol == proto)
-            .map(|p| p.port)
-            .collect()
-    };
-    Reservation {
-        cpu: i64::from(request.cpu),
-        memory: i64::from(request.memory),
-        ports_tcp: ports(wire::TransportProtocol::Tcp),
-        ports_udp: ports(wire::TransportProtocol::Udp),
-    }
-}
-
-/// The attribute that carries an instance's dynamic host-port range (`first-last`),
-/// reported by the agent from `ip_local_port_range`.
-pub const PORT_RANGE_ATTRIBUTE: &str = "flotilla.dynamic-port-range";
-
-fn port_range(instance: &InstanceRecord) -> PortRange {
-    instance
-        .instance
-        .attributes
-        .as_deref()
-        .unwrap_or(&[])
-        .iter()
-        .find(|a| a.name.as_deref() == Some(PORT_RANGE_ATTRIBUTE))
-        .and_then(|a| {
-            a.value
-                .as_deref()?
-                .split_once('-')
-                .map(|(f, l)| (f.trim().parse().ok(), l.trim().parse().ok()))
-        })
-        .and_then(|(f, l)| {
-            Some(PortRange {
-                first: f?,
-                last: l?,
-            })
-        })
-        .filter(|r| r.first <= r.last)
-        .unwrap_or_default()
-}
-
-fn instance_status(s: Option<&str>) -> InstanceStatus {
-    match s {
-        Some("ACTIVE") => InstanceStatus::Active,
-        Some("DRAINING") => InstanceStatus::Draining,
-        Some("REGISTERING") => InstanceStatus::Registering,
-        Some("DEREGISTERING") => InstanceStatus::Deregistering,
-        Some("REGISTRATION_FAILED") => InstanceStatus::RegistrationFailed,
-        _ => InstanceStatus::Inactive,
-    }
-}
-
-/// The scheduler's view of one instance: what is left after its tasks' reservations.
-pub fn instance_view(state: &State, instance: &InstanceRecord) -> InstanceView {
-    instance_view_with(state, instance, true)
-}
-
-/// [`instance_view`] with the instance's tasks either one entry per task (`per_task`,
-/// needed to choose tasks to stop) or one merged entry per group (enough for placement,
-/// and its cost does not grow with the number of tasks).
-pub fn instance_view_with(
-    state: &State,
-    instance: &InstanceRecord,
-    per_task: bool,
-) -> InstanceView {
-    let empty = Usage::default();
-    let used = state
-        .usage(&instance.scope, &instance.cluster, &instance.id)
-        .unwrap_or(&empty);
-    let registered = instance
-        .instance
-        .registered_resources
-        .as_deref()
-        .unwrap_or(&[]);
-    let left = |total: i64, used: i64| u32::try_from((total - used).max(0)).unwrap_or(u32::MAX);
-    let attributes = instance
-        .instance
-        .attributes
-        .as_deref()
-        .unwrap_or(&[])
-        .iter()
-        .filter_map(|a| Some((a.name.clone()?, a.value.clone())))
-        .collect();
-    InstanceView {
-        arn: instance
-            .instance
-            .container_instance_arn
-            .clone()
-            .unwrap_or_default(),
-        id: instance.id.clone(),
-        ec2_instance_id: instance.instance.ec2_instance_id.clone(),
-        status: instance_status(instance.instance.status.as_deref()),
-        agent_connected: instance.instance.agent_connected == Some(true),
-        agent_version: instance
-            .instance
-            .version_info
-            .as_ref()
-            .and_then(|v| v.agent_version.clone()),
-        #[allow(clippy::cast_possible_truncation)]
-        registered_at: instance.instance.registered_at.map(|t| t as i64),
-        attributes,
-        remaining_cpu: left(integer_resource(registered, "CPU"), used.cpu),
-        remaining_memory: left(integer_resource(registered, "MEMORY"), used.memory),
-        used_ports: HostPorts {
-            tcp: used.ports_tcp.iter().copied().collect(),
-            udp: used.ports_udp.iter().copied().collect(),
-        },
-        reserved_ports: HostPorts {
-            tcp: port_resource(registered, "PORTS").into_iter().collect(),
-            udp: port_resource(registered, "PORTS_UDP").into_iter().collect(),
-        },
-        dynamic_port_range: port_range(instance),
-        tasks: if per_task {
-            used.tasks
-                .iter()
-                .map(|(id, group)| TaskView::new(id.clone(), group.clone()))
-                .collect()
-        } else {
-            used.groups
-                .iter()
-                .map(|(group, n)| TaskView {
-                    arn: String::new(),
-                    group: group.clone(),
-                    count: *n,
-                })
-                .collect()
-        },
-    }
-}
-
-/// The scheduler's view of a cluster (every registered instance; the scheduler
-/// itself skips those that cannot take tasks).
-pub fn snapshot<'a>(
-    state: &'a State,
-    scope: &Scope,
-    cluster: &str,
-) -> (ClusterSnapshot, Vec<&'a InstanceRecord>) {
-    snapshot_with(state, scope, cluster, true)
-}
-
-/// [`snapshot`] for placement only: tasks merged per group, so building it costs
-/// O(instances × groups), not O(tasks).
-pub fn placement_snapshot<'a>(
-    state: &'a State,
-    scope: &Scope,
-    cluster: &str,
-) -> (ClusterSnapshot, Vec<&'a InstanceRecord>) {
-    snapshot_with(state, scope, cluster, false)
-}
-
-fn snapshot_with<'a>(
-    state: &'a State,
-    scope: &Scope,
-    cluster: &str,
-    per_task: bool,
-) -> (ClusterSnapshot, Vec<&'a InstanceRecord>) {
-    let records: Vec<&InstanceRecord> = state
-        .instances_in(scope, cluster)
-        .filter(|i| i.instance.status.as_deref() != Some("INACTIVE"))
-        .collect();
-    let instances = records
-        .iter()
-        .map(|i| instance_view_with(state, i, per_task))
-        .collect();
-    (ClusterSnapshot { instances }, records)
-}
-
-/// Builds a new task (not yet stored) on `instance`.
-pub fn build_task(
-    ctx: &mut Ctx,
-    cluster: &ClusterRecord,
-    def: &TaskDefinitionRecord,
-    instance: &InstanceRecord,
-    spec: &TaskSpec,
-    reservation: Reservation,
-    dynamic_ports: &[HostPort],
-) -> TaskRecord {
-    let id = ctx.new_id();
-    let task_arn = ctx.arn(ResourceType::Task, format!("{}/{id}", cluster.name));
-    let d = &def.definition;
-    let eff = effective_definition(d, spec.overrides.as_ref());
-    let mut dynamic = dynamic_ports.iter().copied();
-    let mode = network_mode(d);
-    let containers = eff
-        .container_definitions
-        .as_deref()
-        .unwrap_or(&[])
-        .iter()
-        .map(|c| {
-            let uuid = ctx.new_uuid();
-            let bindings = if mode == NetworkMode::Bridge || mode == NetworkMode::Host {
-                c.port_mappings
-                    .as_deref()
-                    .unwrap_or(&[])
-                    .iter()
-                    .map(|pm| {
-                        let host = match pm.host_port {
-                            Some(h) if h > 0 => h,
-                            _ if mode == NetworkMode::Host => pm.container_port.unwrap_or(0),
-                            _ => dynamic.next().map_or(0, |p| i32::from(p.port)),
-                        };
-                        wire::NetworkBinding {
-                            bind_ip: Some("0.0.0.0".into()),
-                            container_port: pm.container_port,
-                            host_port: Some(host),
-                            protocol: pm.protocol,
-                            ..Default::default()
-                        }
-                    })
-                    .collect()
-            } else {
-                Vec::new()
-            };
-            wire::Container {
-                container_arn: Some(ctx.arn(
-                    ResourceType::Container,
-                    format!("{}/{id}/{uuid}", cluster.name),
-                )),
-                task_arn: Some(task_arn.clone()),
-                name: c.name.clone(),
-                image: c.image.clone(),
-                last_status: Some("PENDING".into()),
-                network_bindings: Some(bindings),
-                network_interfaces: Some(vec![]),
-                health_status: c.health_check.as_ref().map(|_| wire::HealthStatus::Unknown),
-                cpu: c.cpu.map(|v| v.to_string()),
-                memory: c.memory.map(|v| v.to_string()),
-                memory_reservation: c.memory_reservation.map(|v| v.to_string()),
-                ..Default::default()
-            }
-        })
-        .collect();
-    let attr = |name: &str| {
-        instance
-            .instance
-            .attributes
-            .as_deref()
-            .unwrap_or(&[])
-            .iter()
-            .find(|a| a.name.as_deref() == Some(name))
-            .and_then(|a| a.value.clone())
-    };
-    let initial = if mode == NetworkMode::Awsvpc {
-        TaskStatus::Provisioning
-    } else {
-        TaskStatus::Pending
-    };
-    let task = wire::Task {
-        attachments: Some(vec![]),
-        attributes: Some(vec![wire::Attribute {
-            name: Some("ecs.cpu-architecture".into()),
-            value: attr("ecs.cpu-architecture"),
-            ..Default::default()
-        }]),
-        availability_zone: attr("ecs.availability-zone"),
-        cluster_arn: cluster.cluster.cluster_arn.clone(),
-        container_instance_arn: instance.instance.container_instance_arn.clone(),
-        containers: Some(containers),
-        cpu: Some(reservation.cpu.to_string()),
-        memory: Some(reservation.memory.to_string()),
-        created_at: Some(ctx.now),
-        desired_status: Some("RUNNING".into()),
-        enable_execute_command: Some(spec.enable_execute_command),
-        group: Some(
-            spec.group
-                .clone()
-                .unwrap_or_else(|| format!("family:{}", def.family)),
-        ),
-        health_status: Some(wire::HealthStatus::Unknown),
-        last_status: Some(initial.as_str().into()),
-        launch_type: Some(spec.launch_type.unwrap_or(LaunchType::Ec2)),
-        overrides: Some(
-            spec.overrides
-                .clone()
-                .unwrap_or_else(|| wire::TaskOverride {
-                    container_overrides: Some(vec![]),
-                    inference_accelerator_overrides: Some(vec![]),
-                    ..Default::default()
-                }),
-        ),
-        started_by: spec.started_by.clone(),
-        tags: Some(spec.tags.clone()),
-        task_arn: Some(task_arn),
-        task_definition_arn: d.task_definition_arn.clone(),
-        version: Some(1),
-        ..Default::default()
-    };
-    TaskRecord {
-        scope: ctx.scope.clone(),
-        cluster: cluster.name.clone(),
-        id,
-        task,
-        reservation,
-        instance_id: Some(instance.id.clone()),
-        client_token: spec.client_token.clone(),
-        client_token_fingerprint: None,
-        agent_acknowledged: false,
-    }
 }
 
 fn resolve_runnable<'a>(
@@ -546,12 +153,7 @@ fn placement_spec(
     strategies: &[wire::PlacementStrategy],
     constraints: &[wire::PlacementConstraint],
 ) -> Result<PlacementSpec, EcsError> {
-    let td_constraints = def
-        .definition
-        .placement_constraints
-        .as_deref()
-        .unwrap_or(&[]);
-    PlacementSpec::from_wire(strategies, td_constraints, constraints)
+    crate::placement::placement_spec(def, strategies, constraints)
         .map_err(|e| invalid(e.to_string()))
 }
 
@@ -762,7 +364,7 @@ pub fn run_task(
     let group = spec
         .group
         .clone()
-        .unwrap_or_else(|| format!("family:{}", def.family));
+        .unwrap_or_else(|| family_group(&def.family));
     let request = task_request(def, spec.overrides.as_ref(), &group);
     let requests = vec![request; usize::try_from(count).unwrap_or(1)];
     let (mut placed, failures) = place(
@@ -829,7 +431,7 @@ pub fn start_task(
     let group = spec
         .group
         .clone()
-        .unwrap_or_else(|| format!("family:{}", def.family));
+        .unwrap_or_else(|| family_group(&def.family));
     let request = task_request(def, spec.overrides.as_ref(), &group);
     let placement = placement_spec(def, &[], &[])?;
     let (mut tasks, mut failures, mut changes) = (Vec::new(), Vec::new(), Vec::new());
@@ -845,14 +447,14 @@ pub fn start_task(
         };
         // StartTask names its instances: one that cannot take tasks is reported by its
         // ARN and status (the scheduler alone would only say that none was found).
-        if inst.instance.status.as_deref() != Some("ACTIVE") {
+        if inst.instance.status() != Some(RecordStatus::Active) {
             failures.push(wire::Failure {
                 arn: inst.instance.container_instance_arn.clone(),
                 reason: Some(
                     inst.instance
                         .status
                         .clone()
-                        .unwrap_or_else(|| "INACTIVE".into()),
+                        .unwrap_or_else(|| RecordStatus::Inactive.into()),
                 ),
                 detail: None,
             });
@@ -912,20 +514,7 @@ pub fn find<'a>(
     if arn_cluster.as_deref().is_some_and(|c| c != cluster) {
         return None;
     }
-    state.tasks.get(&(scope.clone(), cluster.to_owned(), id))
-}
-
-/// Marks a task STOPPED now: its containers too, and it releases its reservation.
-pub fn mark_stopped(task: &mut wire::Task, now: f64) {
-    task.last_status = Some("STOPPED".into());
-    task.desired_status = Some("STOPPED".into());
-    task.stopping_at.get_or_insert(now);
-    task.execution_stopped_at.get_or_insert(now);
-    task.stopped_at = Some(now);
-    for c in task.containers.get_or_insert_with(Vec::new) {
-        c.last_status = Some("STOPPED".into());
-    }
-    task.version = Some(task.version.unwrap_or(0) + 1);
+    state.tasks.get(&MemberKey::new(scope, cluster, &id))
 }
 
 /// StopTask: asks the agent to stop the task; a task no agent has taken over yet stops
@@ -942,7 +531,7 @@ pub fn stop_task(
     }
     let rec = find(state, &ctx.scope, &cluster.name, &ident)
         .ok_or_else(|| invalid("The referenced task was not found."))?;
-    if rec.task.desired_status.as_deref() == Some("STOPPED") {
+    if rec.task.desired() == Some(TaskStatus::Stopped) {
         return Ok((
             wire::StopTaskResponse {
                 task: Some(rec.task.clone()),
@@ -951,15 +540,12 @@ pub fn stop_task(
         ));
     }
     let mut rec = rec.clone();
-    let t = &mut rec.task;
-    t.desired_status = Some("STOPPED".into());
-    t.stopped_reason = Some(req.reason.unwrap_or_else(|| "Task stopped by user".into()));
-    t.stop_code = Some(wire::TaskStopCode::UserInitiated);
-    t.stopping_at = Some(ctx.now);
-    t.version = Some(t.version.unwrap_or(0) + 1);
-    if !rec.agent_acknowledged {
-        mark_stopped(&mut rec.task, ctx.now);
-    }
+    request_stop(
+        &mut rec,
+        wire::TaskStopCode::UserInitiated,
+        req.reason.unwrap_or_else(|| "Task stopped by user".into()),
+        ctx.now,
+    );
     Ok((
         wire::StopTaskResponse {
             task: Some(rec.task.clone()),
@@ -1031,16 +617,16 @@ pub fn list(
     if req.started_by.is_some() && req.service_name.is_some() {
         return Err(invalid("startedBy and serviceName cannot both be given."));
     }
-    let service_group = req
+    let of_service = req
         .service_name
         .as_deref()
-        .map(|s| format!("service:{}", s.rsplit('/').next().unwrap_or(s)));
+        .map(|s| service_group(s.rsplit('/').next().unwrap_or(s)));
     let family = req.family.as_deref();
     let wanted = |t: &TaskRecord| {
-        t.task.desired_status.as_deref() == Some(desired.as_str())
+        t.task.desired() == Some(desired.into())
             && (instance_id.is_none() || t.instance_id == instance_id)
             && (req.started_by.is_none() || t.task.started_by == req.started_by)
-            && (service_group.is_none() || t.task.group == service_group)
+            && (of_service.is_none() || t.task.group == of_service)
             && (req.launch_type.is_none() || t.task.launch_type == req.launch_type)
             && family.is_none_or(|f| {
                 t.task
@@ -1058,7 +644,7 @@ pub fn list(
         req.started_by
             .as_deref()
             .map(|v| (TaskFilter::StartedBy, v)),
-        service_group.as_deref().map(|v| (TaskFilter::Group, v)),
+        of_service.as_deref().map(|v| (TaskFilter::Group, v)),
         family.map(|v| (TaskFilter::Family, v)),
     ]
     .into_iter()
@@ -1075,7 +661,7 @@ pub fn list(
         cluster.name,
         instance_id.as_deref().unwrap_or(""),
         req.started_by.as_deref().unwrap_or(""),
-        service_group.as_deref().unwrap_or(""),
+        of_service.as_deref().unwrap_or(""),
         family.unwrap_or(""),
         req.launch_type.map(|l| l.as_str()).unwrap_or("")
     );
@@ -1091,11 +677,7 @@ pub fn list(
         |after| {
             let start = start_after(after.map(str::to_owned), String::new());
             Ok(counted(index.range((start, Bound::Unbounded)))
-                .filter_map(|id| {
-                    state
-                        .tasks
-                        .get(&(scope.clone(), cluster.name.clone(), id.clone()))
-                })
+                .filter_map(|id| state.tasks.get(&MemberKey::new(scope, &cluster.name, id)))
                 .filter(|t| wanted(t))
                 .map(|t| (t.id.clone(), t.task.task_arn.clone().unwrap_or_default())))
         },

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use comfy_table::Table;
 use indicatif::ProgressBar;
+use model::lifecycle::TaskStatus;
 use serde_json::json;
 
 use super::bench::{Client, percentile, spawn_server};
@@ -201,10 +202,17 @@ async fn wait_running(client: &Client, arns: &[String]) -> anyhow::Result<()> {
                 )
                 .await?;
             let tasks = v["tasks"].as_array().cloned().unwrap_or_default();
-            if let Some(stopped) = tasks.iter().find(|t| t["lastStatus"] == "STOPPED") {
+            if let Some(stopped) = tasks
+                .iter()
+                .find(|t| t["lastStatus"] == TaskStatus::Stopped.as_str())
+            {
                 bail!("a task stopped: {}", stopped["stoppedReason"]);
             }
-            if tasks.len() == chunk.len() && tasks.iter().all(|t| t["lastStatus"] == "RUNNING") {
+            if tasks.len() == chunk.len()
+                && tasks
+                    .iter()
+                    .all(|t| t["lastStatus"] == TaskStatus::Running.as_str())
+            {
                 break;
             }
             if Instant::now() > deadline {

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use agent::client::{Client, Credentials};
 use anyhow::Context;
+use model::lifecycle::TaskStatus;
 use model::logs::{
     GetTaskLogsRequest, GetTaskLogsResponse, LogEvent, MAX_LOG_WAIT_SECONDS, USER_TARGET_PREFIX,
 };
@@ -135,7 +136,9 @@ async fn logs(args: LogsArgs) -> anyhow::Result<()> {
         if resp.has_more {
             continue;
         }
-        if !args.follow || (resp.task_status == "STOPPED" && resp.events.is_empty()) {
+        if !args.follow
+            || (resp.task_status == TaskStatus::Stopped.as_str() && resp.events.is_empty())
+        {
             return Ok(());
         }
         if resp.events.is_empty() {

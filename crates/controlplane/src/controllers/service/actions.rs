@@ -11,14 +11,12 @@ impl<'a> Pass<'a> {
             return;
         }
         let mut r = t.clone();
-        r.task.desired_status = Some("STOPPED".into());
-        r.task.stop_code = Some(TaskStopCode::ServiceSchedulerInitiated);
-        r.task.stopped_reason = Some(reason);
-        r.task.stopping_at = Some(self.now);
-        r.task.version = Some(r.task.version.unwrap_or(0) + 1);
-        if !r.agent_acknowledged {
-            mark_stopped(&mut r.task, self.now);
-        }
+        request_stop(
+            &mut r,
+            TaskStopCode::ServiceSchedulerInitiated,
+            reason,
+            self.now,
+        );
         self.stopped_ids.insert(r.id.clone());
         self.stops.push(r);
     }
@@ -53,12 +51,9 @@ impl<'a> Pass<'a> {
         def: &TaskDefinitionRecord,
     ) -> Result<PlacementSpec, String> {
         let s = &self.svc.service;
-        PlacementSpec::from_wire(
+        crate::placement::placement_spec(
+            def,
             s.placement_strategy.as_deref().unwrap_or(&[]),
-            def.definition
-                .placement_constraints
-                .as_deref()
-                .unwrap_or(&[]),
             s.placement_constraints.as_deref().unwrap_or(&[]),
         )
         .map(|spec| spec.or_default_strategies(PlacementSpec::service_default_strategies()))

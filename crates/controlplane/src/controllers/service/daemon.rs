@@ -99,7 +99,7 @@ impl<'a> Pass<'a> {
             self.stop(t, reason.clone());
         }
         if self.alive_after() == 0 {
-            self.svc.service.status = Some("INACTIVE".into());
+            self.svc.service.set_status(ServiceStatus::Inactive);
             let now = self.now;
             for d in self.svc.service.deployments.get_or_insert_with(Vec::new) {
                 if d.desired_count != Some(0) {

@@ -63,7 +63,7 @@ impl<'a> Pass<'a> {
         let now = self.now;
         let deployments = self.svc.service.deployments.get_or_insert_with(Vec::new);
         if let Some(pi) = deployments.iter().position(|d| {
-            d.status.as_deref() == Some("PRIMARY")
+            d.is_primary()
                 && d.rollout_state == Some(Rollout::InProgress)
                 && d.failed_tasks.unwrap_or(0) >= threshold
         }) {
@@ -84,9 +84,10 @@ impl<'a> Pass<'a> {
             return;
         }
         let deployments = self.svc.service.deployments.get_or_insert_with(Vec::new);
-        let Some(pi) = deployments.iter().position(|d| {
-            d.status.as_deref() == Some("PRIMARY") && d.rollout_state == Some(Rollout::Failed)
-        }) else {
+        let Some(pi) = deployments
+            .iter()
+            .position(|d| d.is_primary() && d.rollout_state == Some(Rollout::Failed))
+        else {
             return;
         };
         let Some(ti) = rollback_target(deployments, &self.svc.steady_deployments) else {
@@ -94,10 +95,10 @@ impl<'a> Pass<'a> {
         };
         let failed_id = deployments[pi].id.clone().unwrap_or_default();
         let target_id = deployments[ti].id.clone().unwrap_or_default();
-        deployments[pi].status = Some("ACTIVE".into());
+        deployments[pi].set_status(DeploymentStatus::Active);
         deployments[pi].updated_at = Some(now);
         let target = &mut deployments[ti];
-        target.status = Some("PRIMARY".into());
+        target.set_status(DeploymentStatus::Primary);
         target.rollout_state = Some(Rollout::InProgress);
         target.rollout_state_reason = Some(format!(
             "ECS deployment circuit breaker: rolling back to deploymentId {target_id}."
@@ -163,9 +164,7 @@ impl<'a> Pass<'a> {
             .as_deref()
             .unwrap_or(&[])
             .iter()
-            .find(|d| {
-                d.status.as_deref() != Some("PRIMARY") && d.rollout_state != Some(Rollout::Failed)
-            })
+            .find(|d| !d.is_primary() && d.rollout_state != Some(Rollout::Failed))
             .map(|d| Primary {
                 id: d.id.clone().unwrap_or_default(),
                 task_definition: d.task_definition.clone().unwrap_or_default(),
@@ -208,7 +207,7 @@ impl<'a> Pass<'a> {
         let deployments = self.svc.service.deployments.get_or_insert_with(Vec::new);
         let mut events = Vec::new();
         for d in deployments.iter_mut() {
-            let want = if d.status.as_deref() == Some("PRIMARY") {
+            let want = if d.is_primary() {
                 desired
             } else {
                 wanted_by
@@ -220,10 +219,7 @@ impl<'a> Pass<'a> {
                 d.desired_count = Some(want);
                 d.updated_at = Some(now);
             }
-            if d.status.as_deref() == Some("PRIMARY")
-                && d.rollout_state == Some(Rollout::InProgress)
-                && settled
-            {
+            if d.is_primary() && d.rollout_state == Some(Rollout::InProgress) && settled {
                 let id = d.id.clone().unwrap_or_default();
                 d.rollout_state = Some(Rollout::Completed);
                 d.rollout_state_reason = Some(format!("ECS deployment {id} completed."));
@@ -231,11 +227,11 @@ impl<'a> Pass<'a> {
                 events.push(format!("{prefix} (deployment {id}) deployment completed."));
             }
         }
-        let completed = deployments.iter().any(|d| {
-            d.status.as_deref() == Some("PRIMARY") && d.rollout_state == Some(Rollout::Completed)
-        });
+        let completed = deployments
+            .iter()
+            .any(|d| d.is_primary() && d.rollout_state == Some(Rollout::Completed));
         if completed && settled {
-            deployments.retain(|d| d.status.as_deref() == Some("PRIMARY"));
+            deployments.retain(|d| d.is_primary());
         }
         self.events.extend(events);
     }
@@ -275,9 +271,10 @@ pub(super) fn rollback_target(
     steady: &[String],
 ) -> Option<usize> {
     let candidates = || {
-        deployments.iter().enumerate().filter(|(_, d)| {
-            d.status.as_deref() != Some("PRIMARY") && d.rollout_state != Some(Rollout::Failed)
-        })
+        deployments
+            .iter()
+            .enumerate()
+            .filter(|(_, d)| !d.is_primary() && d.rollout_state != Some(Rollout::Failed))
     };
     candidates()
         .find(|(_, d)| {

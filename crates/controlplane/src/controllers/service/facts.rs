@@ -8,14 +8,14 @@ impl<'a> Pass<'a> {
     /// Not STOPPED (it holds a slot under `maximumPercent`), and not stopped in this pass
     /// at once (a task no agent has taken over stops immediately).
     pub(super) fn alive(&self, t: &TaskRecord) -> bool {
-        t.task.last_status.as_deref() != Some("STOPPED")
+        t.task.last() != Some(TaskStatus::Stopped)
             && (t.agent_acknowledged || !self.stopped_ids.contains(&t.id))
     }
 
     /// Alive and meant to run (not asked to stop, before or in this pass).
     pub(super) fn wanted(&self, t: &TaskRecord) -> bool {
-        t.task.last_status.as_deref() != Some("STOPPED")
-            && t.task.desired_status.as_deref() == Some("RUNNING")
+        t.task.last() != Some(TaskStatus::Stopped)
+            && t.task.desired() == Some(TaskStatus::Running)
             && !self.stopped_ids.contains(&t.id)
     }
 
@@ -78,7 +78,7 @@ impl<'a> Pass<'a> {
         t.instance_id
             .as_deref()
             .and_then(|i| self.instances.get(i))
-            .is_some_and(|i| i.instance.status.as_deref() == Some("ACTIVE"))
+            .is_some_and(|i| i.instance.status() == Some(InstanceStatus::Active))
     }
 
     pub(super) fn protected(&self) -> BTreeSet<String> {
@@ -100,7 +100,7 @@ impl<'a> Pass<'a> {
             .as_deref()
             .unwrap_or(&[])
             .iter()
-            .find(|d| d.status.as_deref() == Some("PRIMARY"))
+            .find(|d| d.is_primary())
             .map(|d| Primary {
                 id: d.id.clone().unwrap_or_default(),
                 task_definition: d.task_definition.clone().unwrap_or_default(),
@@ -113,7 +113,7 @@ impl<'a> Pass<'a> {
     }
 
     pub(super) fn is_failure(&self, t: &TaskRecord) -> bool {
-        if t.task.last_status.as_deref() != Some("STOPPED") {
+        if t.task.last() != Some(TaskStatus::Stopped) {
             return false;
         }
         match t.task.stop_code {

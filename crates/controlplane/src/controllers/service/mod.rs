@@ -34,6 +34,8 @@
 use std::cell::OnceCell;
 use std::collections::{BTreeSet, HashMap, HashSet};
 
+use model::lifecycle::TaskStatus;
+use model::status::{ClusterStatus, DeploymentStatus, InstanceStatus, ServiceStatus};
 use model::wire::{
     self, AvailabilityZoneRebalancing, DeploymentRolloutState as Rollout, HealthStatus,
     SchedulingStrategy, TaskStopCode,
@@ -45,14 +47,15 @@ use scheduler::{Outcome, Placement, PlacementFailure, PlacementSpec};
 use crate::engine::{Ctx, Written};
 use crate::error::EcsError;
 use crate::limits::{MAX_STARTS_PER_PASS, MAX_TASKS_PER_SERVICE};
-use crate::ops::protection::{is_protected, protection_expiry as protected_until};
 use crate::ops::task_definitions;
-use crate::ops::tasks::{
-    TaskSpec, build_task, is_running, mark_stopped, reservation_of, snapshot, task_request,
-};
+use crate::placement::{reservation_of, snapshot, task_request};
 use crate::state::{
-    Change, ClusterRecord, InstanceRecord, MemberKey, Record, ServiceRecord, State,
+    Change, ClusterRecord, InstanceRecord, Record, ServiceKey, ServiceRecord, State,
     TaskDefinitionRecord, TaskRecord,
+};
+use crate::task::{
+    TaskSpec, build_task, is_protected, is_running, protection_expiry as protected_until,
+    request_stop, service_group,
 };
 
 mod actions;
@@ -119,21 +122,21 @@ pub fn failure_threshold(desired: i32) -> i32 {
     i32::try_from(half.clamp(i64::from(lo), i64::from(hi))).unwrap_or(hi)
 }
 
-/// The group of a service's tasks.
-pub fn service_group(name: &str) -> String {
-    format!("service:{name}")
-}
-
 /// Keys of the ACTIVE and DRAINING services whose reconcile would change something now
 /// (a dry run against `state`; the runner then runs the real pass through the writer).
 /// A service whose reconcile fails is listed too, so that the error surfaces.
-pub fn services_needing_work(state: &State, now: f64) -> Vec<MemberKey> {
+pub fn services_needing_work(state: &State, now: f64) -> Vec<ServiceKey> {
     state
         .services
         .iter()
-        .filter(|(_, r)| matches!(r.service.status.as_deref(), Some("ACTIVE" | "DRAINING")))
+        .filter(|(_, r)| {
+            matches!(
+                r.service.status(),
+                Some(ServiceStatus::Active | ServiceStatus::Draining)
+            )
+        })
         .filter(|(key, _)| {
-            let mut ctx = Ctx::new(key.0.clone(), now, 0);
+            let mut ctx = Ctx::new(key.scope.clone(), now, 0);
             !matches!(reconcile_service(state, &mut ctx, key), Ok((_, c)) if c.is_empty())
         })
         .map(|(key, _)| key.clone())
@@ -147,19 +150,23 @@ pub fn services_needing_work(state: &State, now: f64) -> Vec<MemberKey> {
 /// # Errors
 ///
 /// `EcsError::Server` when `ctx.scope` is not the service's scope (a caller bug).
-pub fn reconcile_service(state: &State, ctx: &mut Ctx, key: &MemberKey) -> Written<ServiceOutcome> {
+pub fn reconcile_service(
+    state: &State,
+    ctx: &mut Ctx,
+    key: &ServiceKey,
+) -> Written<ServiceOutcome> {
     let Some(rec) = state.services.get(key) else {
         return Ok((ServiceOutcome::default(), Vec::new()));
     };
-    if ctx.scope != key.0 {
+    if ctx.scope != key.scope {
         return Err(EcsError::Server(format!(
             "the service controller ran service {} in the wrong scope",
             rec.name
         )));
     }
     let Some(cluster) = state
-        .cluster(&key.0, &key.1)
-        .filter(|c| c.cluster.status.as_deref() != Some("INACTIVE"))
+        .cluster(&key.scope, &key.cluster)
+        .filter(|c| c.cluster.status() != Some(ClusterStatus::Inactive))
     else {
         return Ok((ServiceOutcome::default(), Vec::new()));
     };
@@ -172,8 +179,8 @@ pub fn reconcile_service(state: &State, ctx: &mut Ctx, key: &MemberKey) -> Writt
         pass.problem(m);
         return Ok(pass.into_written(ctx, rec));
     }
-    match rec.service.status.as_deref() {
-        Some("ACTIVE") => {
+    match rec.service.status() {
+        Some(ServiceStatus::Active) => {
             pass.count_failures();
             pass.circuit_breaker();
             if rec.service.scheduling_strategy == Some(SchedulingStrategy::Daemon) {
@@ -188,7 +195,7 @@ pub fn reconcile_service(state: &State, ctx: &mut Ctx, key: &MemberKey) -> Writt
             }
             pass.wake_for_time();
         }
-        Some("DRAINING") => pass.drain_deleted(),
+        Some(ServiceStatus::Draining) => pass.drain_deleted(),
         _ => return Ok((ServiceOutcome::default(), Vec::new())),
     }
     Ok(pass.into_written(ctx, rec))

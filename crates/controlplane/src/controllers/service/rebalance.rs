@@ -60,7 +60,7 @@ impl<'a> Pass<'a> {
         };
         let mut counts: HashMap<String, i64> = HashMap::new();
         for i in self.instances.values() {
-            if i.instance.status.as_deref() == Some("ACTIVE")
+            if i.instance.status() == Some(InstanceStatus::Active)
                 && i.instance.agent_connected == Some(true)
             {
                 counts.entry(zone(i)).or_default();
