@@ -89,16 +89,9 @@ pub const PORT_RANGE_ATTRIBUTE: &str = "flotilla.dynamic-port-range";
 
 fn port_range(instance: &InstanceRecord) -> PortRange {
     instance
-        .instance
-        .attributes
-        .as_deref()
-        .unwrap_or(&[])
-        .iter()
-        .find(|a| a.name.as_deref() == Some(PORT_RANGE_ATTRIBUTE))
-        .and_then(|a| {
-            a.value
-                .as_deref()?
-                .split_once('-')
+        .attribute(PORT_RANGE_ATTRIBUTE)
+        .and_then(|v| {
+            v.split_once('-')
                 .map(|(f, l)| (f.trim().parse().ok(), l.trim().parse().ok()))
         })
         .and_then(|(f, l)| {

@@ -220,6 +220,17 @@ impl InstanceRecord {
     pub fn key(&self) -> MemberKey {
         MemberKey::new(&self.scope, &self.cluster, &self.id)
     }
+
+    /// The value of the instance's first attribute named `name`, if it has one.
+    pub fn attribute(&self, name: &str) -> Option<&str> {
+        self.instance
+            .attributes
+            .as_deref()
+            .unwrap_or(&[])
+            .iter()
+            .find(|a| a.name.as_deref() == Some(name))
+            .and_then(|a| a.value.as_deref())
+    }
 }
 
 impl TaskRecord {

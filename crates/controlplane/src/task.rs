@@ -136,16 +136,7 @@ pub fn build_task(
             }
         })
         .collect();
-    let attr = |name: &str| {
-        instance
-            .instance
-            .attributes
-            .as_deref()
-            .unwrap_or(&[])
-            .iter()
-            .find(|a| a.name.as_deref() == Some(name))
-            .and_then(|a| a.value.clone())
-    };
+    let attr = |name: &str| instance.attribute(name).map(str::to_owned);
     let initial = if mode == NetworkMode::Awsvpc {
         TaskStatus::Provisioning
     } else {

@@ -120,26 +120,31 @@ pub struct Paths {
     pub proc_sys: PathBuf,
 }
 
+/// `s` between double quotes, each character written by `put`.
+fn quoted(s: &str, mut put: impl FnMut(&mut String, char)) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        put(&mut out, c);
+    }
+    out.push('"');
+    out
+}
+
 /// A TOML basic string (quotes included): `"` and `\` escaped, every control character
 /// escaped (`\n`, `\t`, `\r` or `\uXXXX`, DEL and C1 included), so a value can never end the
 /// string or the line.
 #[must_use]
 pub fn toml_str(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\t' => out.push_str("\\t"),
-            '\r' => out.push_str("\\r"),
-            c if c.is_control() => out.push_str(&format!("\\u{:04X}", u32::from(c))),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
+    quoted(s, |out, c| match c {
+        '"' => out.push_str("\\\""),
+        '\\' => out.push_str("\\\\"),
+        '\n' => out.push_str("\\n"),
+        '\t' => out.push_str("\\t"),
+        '\r' => out.push_str("\\r"),
+        c if c.is_control() => out.push_str(&format!("\\u{:04X}", u32::from(c))),
+        c => out.push(c),
+    })
 }
 
 /// A value for a `KEY=value` line read by systemd's `EnvironmentFile=` or sourced by a POSIX
@@ -148,20 +153,14 @@ pub fn toml_str(s: &str) -> String {
 /// validation refuses them, and dropping whatever got past it keeps the value on its line.
 #[must_use]
 pub fn env_quote(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' | '\\' | '$' | '`' => {
-                out.push('\\');
-                out.push(c);
-            }
-            c if c.is_control() => {}
-            c => out.push(c),
+    quoted(s, |out, c| match c {
+        '"' | '\\' | '$' | '`' => {
+            out.push('\\');
+            out.push(c);
         }
-    }
-    out.push('"');
-    out
+        c if c.is_control() => {}
+        c => out.push(c),
+    })
 }
 
 /// `s` if it is safe as one word of a line-based configuration file (`resolv.conf`,

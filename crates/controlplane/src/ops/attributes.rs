@@ -210,12 +210,14 @@ fn shown(a: &wire::Attribute, rec: &InstanceRecord) -> wire::Attribute {
     }
 }
 
+/// Removes each of `attributes` (by name) from its container instance and, with `put`,
+/// adds it back with its new value.
 fn edit_attributes(
     state: &State,
     ctx: &Ctx,
     cluster: Option<&str>,
     attributes: Option<Vec<wire::Attribute>>,
-    mut edit: impl FnMut(&mut Vec<wire::Attribute>, &wire::Attribute),
+    put: bool,
 ) -> Result<(Vec<wire::Attribute>, Vec<Change>), EcsError> {
     let cluster = active_cluster(state, &ctx.scope, cluster)?;
     let attributes = attributes.ok_or_else(|| invalid("attributes is required."))?;
@@ -225,7 +227,15 @@ fn edit_attributes(
     for a in &attributes {
         let rec = target_instance(state, &ctx.scope, &cluster.name, a)?;
         let rec = edited.entry(rec.id.clone()).or_insert_with(|| rec.clone());
-        edit(rec.instance.attributes.get_or_insert_with(Vec::new), a);
+        let list = rec.instance.attributes.get_or_insert_with(Vec::new);
+        list.retain(|x| x.name != a.name);
+        if put {
+            list.push(wire::Attribute {
+                name: a.name.clone(),
+                value: a.value.clone(),
+                ..Default::default()
+            });
+        }
         out.push(shown(a, rec));
     }
     let mut changes = Vec::new();
@@ -250,20 +260,8 @@ pub fn put(
     for a in req.attributes.as_deref().unwrap_or(&[]) {
         validate_attribute(a)?;
     }
-    let (attributes, changes) = edit_attributes(
-        state,
-        ctx,
-        req.cluster.as_deref(),
-        req.attributes,
-        |list, a| {
-            list.retain(|x| x.name != a.name);
-            list.push(wire::Attribute {
-                name: a.name.clone(),
-                value: a.value.clone(),
-                ..Default::default()
-            });
-        },
-    )?;
+    let (attributes, changes) =
+        edit_attributes(state, ctx, req.cluster.as_deref(), req.attributes, true)?;
     Ok((
         wire::PutAttributesResponse {
             attributes: Some(attributes),
@@ -278,15 +276,8 @@ pub fn delete(
     ctx: &mut Ctx,
     req: wire::DeleteAttributesRequest,
 ) -> Written<wire::DeleteAttributesResponse> {
-    let (attributes, changes) = edit_attributes(
-        state,
-        ctx,
-        req.cluster.as_deref(),
-        req.attributes,
-        |list, a| {
-            list.retain(|x| x.name != a.name);
-        },
-    )?;
+    let (attributes, changes) =
+        edit_attributes(state, ctx, req.cluster.as_deref(), req.attributes, false)?;
     Ok((
         wire::DeleteAttributesResponse {
             attributes: Some(attributes),

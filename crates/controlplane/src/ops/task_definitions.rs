@@ -432,28 +432,20 @@ fn validate_definition(
             cycle.join(", ")
         )));
     }
-    if let Some(m) = memory {
-        let sum: i64 = containers
-            .iter()
-            .map(|c| i64::from(c.memory.unwrap_or(0)))
-            .sum();
-        if sum > i64::from(m) {
-            return Err(client(format!(
-                "The sum of container memory ({sum} MiB) exceeds the task memory ({m} MiB)."
-            )));
-        }
-    }
-    if let Some(c) = cpu {
-        let sum: i64 = containers
-            .iter()
-            .map(|c| i64::from(c.cpu.unwrap_or(0)))
-            .sum();
-        if sum > i64::from(c) {
-            return Err(client(format!(
-                "The sum of container cpu ({sum}) exceeds the task cpu ({c})."
-            )));
-        }
-    }
+    check_total(
+        containers,
+        memory.map(i64::from),
+        |c| c.memory,
+        |sum, m| {
+            format!("The sum of container memory ({sum} MiB) exceeds the task memory ({m} MiB).")
+        },
+    )?;
+    check_total(
+        containers,
+        cpu.map(i64::from),
+        |c| c.cpu,
+        |sum, c| format!("The sum of container cpu ({sum}) exceeds the task cpu ({c})."),
+    )?;
     let constraints = req.placement_constraints.as_deref().unwrap_or(&[]);
     check_len(constraints, 10, "placementConstraints")?;
     for (i, c) in constraints.iter().enumerate() {
@@ -824,6 +816,25 @@ pub fn list_families(
         families: Some(page.items),
         next_token: page.next_token,
     })
+}
+
+/// Fails when the containers' `each` values (unset counts as 0) add up to more than the
+/// task-level `limit`, with the message `over(sum, limit)`.
+fn check_total(
+    containers: &[wire::ContainerDefinition],
+    limit: Option<i64>,
+    each: fn(&wire::ContainerDefinition) -> Option<i32>,
+    over: fn(i64, i64) -> String,
+) -> Result<(), EcsError> {
+    let Some(limit) = limit else { return Ok(()) };
+    let sum: i64 = containers
+        .iter()
+        .map(|c| i64::from(each(c).unwrap_or(0)))
+        .sum();
+    if sum > limit {
+        return Err(client(over(sum, limit)));
+    }
+    Ok(())
 }
 
 /// The containers caught in a `dependsOn` cycle (Kahn's algorithm: whatever can never

@@ -10,11 +10,7 @@ impl<'a> Pass<'a> {
     pub(super) fn count_failures(&mut self) {
         // Only tasks of listed deployments: older stopped tasks are history.
         let mut counts: HashMap<String, i32> = self
-            .svc
-            .service
-            .deployments
-            .as_deref()
-            .unwrap_or(&[])
+            .deployments()
             .iter()
             .filter_map(|d| Some((d.id.clone()?, 0)))
             .collect();
@@ -135,16 +131,12 @@ impl<'a> Pass<'a> {
                     && self.usable(t)
                     && t.task.health_status != Some(HealthStatus::Unhealthy)
             });
+        let mut ids = std::mem::take(&mut self.svc.steady_deployments);
         let listed: HashSet<&str> = self
-            .svc
-            .service
-            .deployments
-            .as_deref()
-            .unwrap_or(&[])
+            .deployments()
             .iter()
             .filter_map(|d| d.id.as_deref())
             .collect();
-        let mut ids = std::mem::take(&mut self.svc.steady_deployments);
         ids.retain(|id| listed.contains(id.as_str()));
         if steady && !p.failed && !ids.contains(&p.id) {
             ids.push(p.id.clone());
@@ -158,11 +150,7 @@ impl<'a> Pass<'a> {
     /// [`FAILED_RELAUNCH_SECS`] after its last failed task.
     pub(super) fn fallback(&mut self, p: &Primary) -> Option<Primary> {
         let keeper = self
-            .svc
-            .service
-            .deployments
-            .as_deref()
-            .unwrap_or(&[])
+            .deployments()
             .iter()
             .find(|d| !d.is_primary() && d.rollout_state != Some(Rollout::Failed))
             .map(|d| Primary {
@@ -240,7 +228,7 @@ impl<'a> Pass<'a> {
     /// the newest event already and was said within the last 6 hours.
     pub(super) fn steady_state(&mut self) {
         let Some(p) = self.primary() else { return };
-        let deployments = self.svc.service.deployments.as_deref().unwrap_or(&[]);
+        let deployments = self.deployments();
         let completed =
             deployments.len() == 1 && deployments[0].rollout_state == Some(Rollout::Completed);
         if !completed || !self.stops.is_empty() || !self.settled(&p) {

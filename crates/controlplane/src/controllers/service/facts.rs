@@ -5,6 +5,22 @@
 use super::*;
 
 impl<'a> Pass<'a> {
+    /// The service's deployments as stored (none when unset).
+    pub(super) fn deployments(&self) -> &[wire::Deployment] {
+        self.svc.service.deployments.as_deref().unwrap_or(&[])
+    }
+
+    /// The health-check grace period, in seconds (0 when unset or negative).
+    pub(super) fn grace(&self) -> f64 {
+        f64::from(
+            self.svc
+                .service
+                .health_check_grace_period_seconds
+                .unwrap_or(0)
+                .max(0),
+        )
+    }
+
     /// Not STOPPED (it holds a slot under `maximumPercent`), and not stopped in this pass
     /// at once (a task no agent has taken over stops immediately).
     pub(super) fn alive(&self, t: &TaskRecord) -> bool {
@@ -47,27 +63,15 @@ impl<'a> Pass<'a> {
 
     /// Whether the task's deployment has completed its rollout.
     pub(super) fn rolled_out(&self, t: &TaskRecord) -> bool {
-        self.svc
-            .service
-            .deployments
-            .as_deref()
-            .unwrap_or(&[])
-            .iter()
-            .any(|d| {
-                d.id.is_some()
-                    && d.id == t.task.started_by
-                    && d.rollout_state == Some(Rollout::Completed)
-            })
+        self.deployments().iter().any(|d| {
+            d.id.is_some()
+                && d.id == t.task.started_by
+                && d.rollout_state == Some(Rollout::Completed)
+        })
     }
 
     pub(super) fn unhealthy(&self, t: &TaskRecord) -> bool {
-        let grace = f64::from(
-            self.svc
-                .service
-                .health_check_grace_period_seconds
-                .unwrap_or(0)
-                .max(0),
-        );
+        let grace = self.grace();
         is_running(&t.task)
             && t.task.health_status == Some(HealthStatus::Unhealthy)
             && t.task.started_at.is_none_or(|s| self.now >= s + grace)
@@ -94,11 +98,7 @@ impl<'a> Pass<'a> {
     }
 
     pub(super) fn primary(&self) -> Option<Primary> {
-        self.svc
-            .service
-            .deployments
-            .as_deref()
-            .unwrap_or(&[])
+        self.deployments()
             .iter()
             .find(|d| d.is_primary())
             .map(|d| Primary {

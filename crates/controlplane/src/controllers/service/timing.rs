@@ -15,13 +15,7 @@ impl<'a> Pass<'a> {
     /// counting as healthy after [`HEALTHY_AFTER_SECS`], an UNHEALTHY task's grace period
     /// ending, scale-in protection lapsing.
     pub(super) fn wake_for_time(&mut self) {
-        let grace = f64::from(
-            self.svc
-                .service
-                .health_check_grace_period_seconds
-                .unwrap_or(0)
-                .max(0),
-        );
+        let grace = self.grace();
         let mut times = Vec::new();
         for t in self.tasks.iter().filter(|t| self.wanted(t)) {
             let Some(started) = t.task.started_at.filter(|_| is_running(&t.task)) else {
