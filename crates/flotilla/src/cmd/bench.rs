@@ -15,6 +15,9 @@ use anyhow::{Context, bail};
 use comfy_table::Table;
 use indicatif::{ProgressBar, ProgressStyle};
 
+#[path = "bench_scale.rs"]
+mod bench_scale;
+
 /// The benchmarks.
 #[derive(Debug, clap::Subcommand)]
 pub enum BenchCommand {
@@ -23,6 +26,9 @@ pub enum BenchCommand {
     /// Task start latency through flotilla vs raw `ctr run`, start throughput, and the
     /// agent's idle RSS and CPU (needs root, containerd and the local test registry).
     Agent(super::bench_agent::AgentBenchArgs),
+    /// The control plane at scale: thousands of simulated agents long-polling, services
+    /// adding up to 100k tasks; server RSS, polling CPU, reconcile and ListTasks latency.
+    Scale(bench_scale::ScaleBenchArgs),
 }
 
 /// Arguments of `flotilla bench api`.
@@ -47,6 +53,7 @@ pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
     match cmd {
         BenchCommand::Api(args) => api(args),
         BenchCommand::Agent(args) => super::bench_agent::run(args),
+        BenchCommand::Scale(args) => bench_scale::run(args),
     }
 }
 
