@@ -361,6 +361,16 @@ impl TaskNetworks {
             tracing::warn!(%task, "removing the networking of a gone task that held a port given to a new one");
             self.teardown_locked(inner, &task)?;
         }
+        // Rules of other nodes on these ports are leftovers too: an agent holds the ports
+        // of its tasks, so no live task of any node has them.
+        if !host_ports.is_empty() {
+            let listing = iptables::list(rules::Table::Nat, rules::PORTS_CHAIN)?;
+            let own = rules::task_comment(&self.node_tag, &req.task);
+            for (owner, rule) in rules::rules_on_ports(&listing, &host_ports, &own) {
+                tracing::warn!(%owner, "removing a leftover rule on a host port given to a new task");
+                iptables::delete_rule(&rule)?;
+            }
+        }
         let netns_path = self.netns_path(&req.task);
         let wired = req.mode != Mode::None;
         if wired {

@@ -69,16 +69,28 @@ async fn index_of(handle: &Handle, name: &str) -> Result<Option<u32>, rtnetlink:
     }
 }
 
-/// Creates the bridge (if missing) with the subnet's gateway address, and brings it up.
+/// The bridge's own MAC address: locally administered (`02:…`) and derived from its
+/// gateway address, so it never changes. A Linux bridge without an address set takes the
+/// lowest MAC of its ports and changes it when that port (a stopped task's veth) goes;
+/// the other tasks' ARP entries for the gateway would then point at a MAC nobody owns,
+/// and replies to published ports would be lost until the entries expire.
+pub fn bridge_mac(gateway: Ipv4Addr) -> [u8; 6] {
+    let [a, b, c, d] = gateway.octets();
+    [0x02, 0x66, a, b, c, d]
+}
+
+/// Creates the bridge (if missing) with a fixed MAC ([`bridge_mac`]) and the subnet's
+/// gateway address, and brings it up. A bridge made before the MAC was fixed gets it.
 pub fn ensure_bridge(name: &str, subnet: Ipv4Cidr) -> Result<(), NetworkError> {
     let name = name.to_owned();
+    let mac = bridge_mac(subnet.gateway()).to_vec();
     netlink(None, "bridge", move |handle| async move {
         let index = match index_of(&handle, &name).await? {
             Some(i) => i,
             None => {
                 match handle
                     .link()
-                    .add(LinkBridge::new(&name).build())
+                    .add(LinkBridge::new(&name).address(mac.clone()).build())
                     .execute()
                     .await
                 {
@@ -91,8 +103,29 @@ pub fn ensure_bridge(name: &str, subnet: Ipv4Cidr) -> Result<(), NetworkError> {
                     .ok_or(rtnetlink::Error::RequestFailed)?
             }
         };
+        if link_address(&handle, index).await?.as_deref() != Some(mac.as_slice()) {
+            handle
+                .link()
+                .set(LinkUnspec::new_with_index(index).address(mac).build())
+                .execute()
+                .await?;
+        }
         address_and_up(&handle, index, subnet.gateway(), subnet.prefix()).await
     })
+}
+
+/// The hardware address of link `index`.
+async fn link_address(handle: &Handle, index: u32) -> Result<Option<Vec<u8>>, rtnetlink::Error> {
+    let mut links = handle.link().get().match_index(index).execute();
+    let mut mac = None;
+    while let Some(link) = links.try_next().await? {
+        for attr in link.attributes {
+            if let rtnetlink::packet_route::link::LinkAttribute::Address(bytes) = attr {
+                mac = Some(bytes);
+            }
+        }
+    }
+    Ok(mac)
 }
 
 /// Gives link `index` the address `ip/prefix` (replacing what it had) and brings it up.
@@ -254,21 +287,12 @@ pub fn configure_inside(netns_path: &Path, inside: Inside) -> Result<Option<Stri
             .output_interface(index)
             .build();
         handle.route().add(route).replace().execute().await?;
-        let mut mac = None;
-        let mut links = handle.link().get().match_index(index).execute();
-        while let Some(link) = links.try_next().await? {
-            for attr in link.attributes {
-                if let rtnetlink::packet_route::link::LinkAttribute::Address(bytes) = attr {
-                    mac = Some(
-                        bytes
-                            .iter()
-                            .map(|b| format!("{b:02x}"))
-                            .collect::<Vec<_>>()
-                            .join(":"),
-                    );
-                }
-            }
-        }
-        Ok(mac)
+        Ok(link_address(&handle, index).await?.map(|bytes| {
+            bytes
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect::<Vec<_>>()
+                .join(":")
+        }))
     })
 }

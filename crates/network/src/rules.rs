@@ -265,6 +265,60 @@ pub fn owned_task_rules(listing: &str, node_tag: &str) -> Vec<(String, Rule)> {
     found
 }
 
+/// Reads `iptables -t nat -S FLOTILLA-PORTS` output and returns the flotilla rules (of any
+/// node) that publish one of `ports` — `(host port, protocol)` — except those of
+/// `keep_comment`. Once an agent holds a host port, such a rule is a leftover (of a node
+/// whose agent died with its tasks, or whose state was deleted): nothing alive holds the
+/// port, and the rule would shadow the new task's, which comes after it in the chain.
+pub fn rules_on_ports(
+    listing: &str,
+    ports: &std::collections::BTreeSet<(u16, Protocol)>,
+    keep_comment: &str,
+) -> Vec<(String, Rule)> {
+    let mut found = Vec::new();
+    for line in listing.lines() {
+        let words = split_words(line);
+        if words.first().map(String::as_str) != Some("-A")
+            || words.get(1).map(String::as_str) != Some(PORTS_CHAIN)
+        {
+            continue;
+        }
+        let after = |flag: &str| {
+            words
+                .iter()
+                .position(|w| w == flag)
+                .and_then(|i| words.get(i + 1))
+                .map(String::as_str)
+        };
+        let protocol = match after("-p") {
+            Some("tcp") => Protocol::Tcp,
+            Some("udp") => Protocol::Udp,
+            _ => continue,
+        };
+        let (Some(port), Some(comment)) = (
+            after("--dport").and_then(|p| p.parse::<u16>().ok()),
+            after("--comment"),
+        ) else {
+            continue;
+        };
+        if comment.starts_with("flotilla:")
+            && comment != keep_comment
+            && ports.contains(&(port, protocol))
+        {
+            found.push((
+                comment.to_owned(),
+                Rule {
+                    table: Table::Nat,
+                    chain: PORTS_CHAIN,
+                    position: Position::Last,
+                    spec: words[2..].to_vec(),
+                },
+            ));
+        }
+    }
+    found
+}
+
 /// Splits an `iptables -S` line into words, honouring double quotes.
 fn split_words(line: &str) -> Vec<String> {
     let mut words = Vec::new();
@@ -372,5 +426,23 @@ mod tests {
         assert_eq!(owned.len(), 1);
         assert_eq!(owned[0].0, "t1");
         assert_eq!(owned[0].1, planned[0], "parsed back to the planned rule");
+    }
+
+    #[test]
+    fn leftover_rules_on_a_held_port_are_found_whatever_their_node() {
+        let listing = "-N FLOTILLA-PORTS\n\
+            -A FLOTILLA-PORTS -p tcp -m tcp --dport 32769 -m comment --comment \"flotilla:old:t0\" -j DNAT --to-destination 172.31.0.9:8080\n\
+            -A FLOTILLA-PORTS -p udp -m udp --dport 32769 -m comment --comment \"flotilla:old:t1\" -j DNAT --to-destination 172.31.0.9:53\n\
+            -A FLOTILLA-PORTS -p tcp -m tcp --dport 32770 -m comment --comment \"flotilla:old:t2\" -j DNAT --to-destination 172.31.0.9:80\n\
+            -A FLOTILLA-PORTS -p tcp -m tcp --dport 32769 -m comment --comment \"flotilla:n1:t1\" -j DNAT --to-destination 172.31.0.2:8080\n\
+            -A FLOTILLA-PORTS -p tcp -m tcp --dport 32769 -j DNAT --to-destination 172.31.0.4:80\n";
+        let held = [(32769, Protocol::Tcp)].into_iter().collect();
+        let found = rules_on_ports(listing, &held, &task_comment("n1", "t1"));
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(found[0].0, "flotilla:old:t0");
+        assert_eq!(
+            found[0].1.spec.join(" "),
+            "-p tcp -m tcp --dport 32769 -m comment --comment flotilla:old:t0 -j DNAT --to-destination 172.31.0.9:8080"
+        );
     }
 }

@@ -187,6 +187,69 @@ fn two_bridge_tasks_serve_through_published_ports_and_teardown_leaves_nothing() 
     });
 }
 
+/// The MAC address of link `name` in the calling thread's namespace (`ip -o link`).
+fn mac_of(name: &str) -> String {
+    let out = Command::new("ip")
+        .args(["-o", "link", "show", name])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "ip link show {name}");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let words: Vec<&str> = text.split_whitespace().collect();
+    let at = words.iter().position(|w| *w == "link/ether").unwrap();
+    words[at + 1].to_owned()
+}
+
+#[test]
+#[ignore = "needs root"]
+fn the_bridge_keeps_its_mac_when_a_task_goes_so_the_others_still_answer() {
+    on_a_fresh_node(|| {
+        let dir = tempfile::tempdir().unwrap();
+        let n = networks(dir.path(), "10.78.0.0/24");
+        let a = n
+            .setup(&bridge_task("task-a", vec![tcp(18090, 8080)]))
+            .unwrap();
+        let b = n
+            .setup(&bridge_task("task-b", vec![tcp(18091, 8080)]))
+            .unwrap();
+        let bridge = n.config().bridge.clone();
+        let expected: String = links::bridge_mac(a.gateway.unwrap())
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<Vec<_>>()
+            .join(":");
+        assert_eq!(mac_of(&bridge), expected, "the bridge has its own MAC");
+
+        serve_tcp_in(&a.netns, 8080, "hello from a", 2);
+        serve_tcp_in(&b.netns, 8080, "hello from b", 2);
+        // Both tasks learn the gateway's MAC by answering once.
+        assert_eq!(
+            fetch((Ipv4Addr::LOCALHOST, 18090).into()).unwrap(),
+            "hello from a"
+        );
+        assert_eq!(
+            fetch((Ipv4Addr::LOCALHOST, 18091).into()).unwrap(),
+            "hello from b"
+        );
+        // Remove the task whose veth has the lowest MAC: a bridge without a MAC of its
+        // own had taken that one and would change it now.
+        let (gone, stays, port, reply) =
+            if mac_of(&n.veth_name("task-a")) < mac_of(&n.veth_name("task-b")) {
+                ("task-a", "task-b", 18091, "hello from b")
+            } else {
+                ("task-b", "task-a", 18090, "hello from a")
+            };
+        n.teardown(gone).unwrap();
+        assert_eq!(mac_of(&bridge), expected, "the bridge's MAC did not change");
+        assert_eq!(
+            fetch((Ipv4Addr::LOCALHOST, port).into()).unwrap(),
+            reply,
+            "{stays} still answers on its published port"
+        );
+        n.teardown(stays).unwrap();
+    });
+}
+
 #[test]
 #[ignore = "needs root"]
 fn a_host_port_in_use_fails_the_setup_by_name_and_leaves_nothing() {
@@ -329,6 +392,39 @@ fn a_port_of_a_task_that_went_away_while_no_agent_ran_goes_to_the_new_task() {
         assert_eq!(links::link_index(&again.veth_name("old")).unwrap(), None);
         again.teardown("new").unwrap();
         assert!(our_links().is_empty());
+    });
+}
+
+#[test]
+#[ignore = "needs root"]
+fn a_port_left_published_by_a_node_whose_state_is_gone_goes_to_the_new_task() {
+    on_a_fresh_node(|| {
+        // A node whose agent died with its task and whose data directory was deleted:
+        // its rule stays in the shared chain, and no record says whose it is.
+        let gone_dir = tempfile::tempdir().unwrap();
+        let gone = networks(gone_dir.path(), "10.79.0.0/24");
+        gone.setup(&bridge_task("old", vec![tcp(18300, 80)]))
+            .unwrap();
+        drop(gone);
+        drop(gone_dir);
+
+        let dir = tempfile::tempdir().unwrap();
+        let n = networks(dir.path(), "10.79.0.0/24");
+        let new = n
+            .setup(&bridge_task("new", vec![tcp(18300, 8080)]))
+            .unwrap();
+        let listing = iptables::list(Table::Nat, PORTS_CHAIN).unwrap();
+        let on_port: Vec<&str> = listing
+            .lines()
+            .filter(|l| l.contains("--dport 18300"))
+            .collect();
+        assert_eq!(on_port.len(), 1, "only the new task's rule: {on_port:?}");
+        serve_tcp_in(&new.netns, 8080, "the new task", 1);
+        assert_eq!(
+            fetch((Ipv4Addr::LOCALHOST, 18300).into()).unwrap(),
+            "the new task"
+        );
+        n.teardown("new").unwrap();
     });
 }
 
