@@ -1,0 +1,578 @@
+//! The control plane's state: typed records, their keys, and [`Change`]s to them.
+//!
+//! Every record is stored as the ECS wire shape it is described as (so a describe is a
+//! clone, not a translation) plus the few internal fields ECS does not show. Keys start
+//! with a [`Scope`] (account + region): resources in different regions or accounts never
+//! see each other, as in ECS.
+
+//!
+//! - [`keys`]: the record keys.
+//! - [`records`]: the records, [`Record`] and [`Change`].
+//! - [`derived`]: the indexes kept beside them.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::ops::Bound;
+
+use model::status::{ClusterStatus, InstanceStatus, ServiceStatus};
+
+mod derived;
+mod keys;
+mod records;
+
+pub use derived::*;
+pub use keys::*;
+pub use records::*;
+
+/// The whole state of the control plane.
+#[derive(Debug, Clone, Default)]
+pub struct State {
+    /// Clusters, ACTIVE and INACTIVE.
+    pub clusters: BTreeMap<ClusterKey, ClusterRecord>,
+    /// Task definition revisions.
+    pub task_definitions: BTreeMap<TaskDefKey, TaskDefinitionRecord>,
+    /// Container instances.
+    pub instances: BTreeMap<MemberKey, InstanceRecord>,
+    /// Tasks.
+    pub tasks: BTreeMap<MemberKey, TaskRecord>,
+    /// Services.
+    pub services: BTreeMap<ServiceKey, ServiceRecord>,
+    /// Account settings.
+    pub settings: BTreeMap<SettingKey, SettingRecord>,
+    /// Server metadata.
+    pub meta: MetaRecord,
+    /// Indexes derived from the records.
+    pub derived: Derived,
+}
+
+/// A key that starts with a scope and a cluster name ([`MemberKey`], [`ServiceKey`]):
+/// its map holds one cluster's entries as a contiguous range.
+trait InCluster: Ord {
+    /// The smallest key of `cluster`.
+    fn first(scope: &Scope, cluster: &str) -> Self;
+    /// Whether the key is one of `cluster`'s.
+    fn is_in(&self, scope: &Scope, cluster: &str) -> bool;
+}
+
+impl InCluster for MemberKey {
+    fn first(scope: &Scope, cluster: &str) -> Self {
+        MemberKey::new(scope, cluster, "")
+    }
+    fn is_in(&self, scope: &Scope, cluster: &str) -> bool {
+        self.scope == *scope && self.cluster == cluster
+    }
+}
+
+impl InCluster for ServiceKey {
+    fn first(scope: &Scope, cluster: &str) -> Self {
+        ServiceKey::new(scope, cluster, "")
+    }
+    fn is_in(&self, scope: &Scope, cluster: &str) -> bool {
+        self.scope == *scope && self.cluster == cluster
+    }
+}
+
+/// Iterates the values of one cluster's entries of a map keyed by cluster members.
+fn in_cluster<'a, K: InCluster, V>(
+    map: &'a BTreeMap<K, V>,
+    scope: &Scope,
+    cluster: &str,
+) -> impl Iterator<Item = &'a V> + 'a {
+    let start = K::first(scope, cluster);
+    let scope = scope.clone();
+    let cluster = cluster.to_owned();
+    map.range((Bound::Included(start), Bound::Unbounded))
+        .take_while(move |(k, _)| k.is_in(&scope, &cluster))
+        .map(|(_, v)| v)
+}
+
+impl State {
+    /// Applies one change.
+    pub fn apply(&mut self, change: &Change) {
+        match change {
+            Change::Put(record) => self.put(record.clone()),
+            Change::Delete(record) => self.delete(record),
+        }
+    }
+
+    fn put(&mut self, record: Record) {
+        match record {
+            Record::Cluster(r) => {
+                let key = r.key();
+                let was = self
+                    .clusters
+                    .get(&key)
+                    .is_some_and(|old| old.cluster.status() == Some(ClusterStatus::Inactive));
+                let status = r.cluster.status();
+                if status == Some(ClusterStatus::Active) {
+                    self.derived.active_clusters.insert(key.clone());
+                } else {
+                    self.derived.active_clusters.remove(&key);
+                }
+                self.derived.mark_inactive(
+                    Retained::Cluster(key.clone()),
+                    was,
+                    status == Some(ClusterStatus::Inactive),
+                );
+                self.clusters.insert(key, r);
+            }
+            Record::TaskDefinition(r) => {
+                let key = (r.scope.clone(), r.family.clone(), r.revision);
+                if let Some(old) = self.task_definitions.get(&key) {
+                    let old = old.clone();
+                    self.derived.index_definition(&old, -1);
+                }
+                self.derived.index_definition(&r, 1);
+                self.task_definitions.insert(key, r);
+            }
+            Record::Instance(r) => {
+                let key = r.key();
+                let was = match self.instances.get(&key) {
+                    Some(old) => {
+                        let old = old.clone();
+                        self.derived.index_instance(&old, -1);
+                        old.instance.status() == Some(InstanceStatus::Inactive)
+                    }
+                    None => false,
+                };
+                self.derived.index_instance(&r, 1);
+                self.derived.mark_inactive(
+                    Retained::Instance(key.clone()),
+                    was,
+                    r.instance.status() == Some(InstanceStatus::Inactive),
+                );
+                self.instances.insert(key, r);
+            }
+            Record::Task(r) => {
+                // Remove the old record's contribution first: both share the task id.
+                let key = r.key();
+                if let Some(old) = self.tasks.get(&key) {
+                    let old = old.clone();
+                    self.derived.account(&old, -1);
+                }
+                self.derived.account(&r, 1);
+                self.tasks.insert(key, r);
+            }
+            Record::Service(r) => {
+                let key = r.key();
+                let was = self
+                    .services
+                    .get(&key)
+                    .is_some_and(|old| old.service.status() == Some(ServiceStatus::Inactive));
+                let inactive = r.service.status() == Some(ServiceStatus::Inactive);
+                if inactive {
+                    self.derived.listed_services.remove(&key);
+                } else {
+                    self.derived.listed_services.insert(key.clone());
+                }
+                self.derived
+                    .mark_inactive(Retained::Service(key.clone()), was, inactive);
+                self.services.insert(key, r);
+            }
+            Record::Setting(r) => {
+                let key = setting_key(&r);
+                self.settings.insert(key, r);
+            }
+            Record::Meta(m) => self.meta = m,
+        }
+    }
+
+    fn delete(&mut self, record: &Record) {
+        match record {
+            Record::Cluster(r) => {
+                let key = r.key();
+                self.clusters.remove(&key);
+                self.derived.active_clusters.remove(&key);
+                self.derived.inactive.remove(&Retained::Cluster(key));
+            }
+            Record::TaskDefinition(r) => {
+                if let Some(old) =
+                    self.task_definitions
+                        .remove(&(r.scope.clone(), r.family.clone(), r.revision))
+                {
+                    self.derived.index_definition(&old, -1);
+                }
+            }
+            Record::Instance(r) => {
+                let key = r.key();
+                if let Some(old) = self.instances.remove(&key) {
+                    self.derived.index_instance(&old, -1);
+                }
+                self.derived.inactive.remove(&Retained::Instance(key));
+            }
+            Record::Task(r) => {
+                if let Some(old) = self.tasks.remove(&r.key()) {
+                    self.derived.account(&old, -1);
+                }
+            }
+            Record::Service(r) => {
+                let key = r.key();
+                self.services.remove(&key);
+                self.derived.listed_services.remove(&key);
+                self.derived.inactive.remove(&Retained::Service(key));
+            }
+            Record::Setting(r) => {
+                self.settings.remove(&setting_key(r));
+            }
+            Record::Meta(_) => self.meta = MetaRecord::default(),
+        }
+    }
+
+    /// An ACTIVE or INACTIVE cluster by name.
+    pub fn cluster(&self, scope: &Scope, name: &str) -> Option<&ClusterRecord> {
+        self.clusters.get(&ClusterKey::new(scope, name))
+    }
+
+    /// The tasks of one cluster, in id order.
+    pub fn tasks_in<'a>(
+        &'a self,
+        scope: &Scope,
+        cluster: &str,
+    ) -> impl Iterator<Item = &'a TaskRecord> + 'a {
+        in_cluster(&self.tasks, scope, cluster)
+    }
+
+    /// The container instances of one cluster, in id order.
+    pub fn instances_in<'a>(
+        &'a self,
+        scope: &Scope,
+        cluster: &str,
+    ) -> impl Iterator<Item = &'a InstanceRecord> + 'a {
+        in_cluster(&self.instances, scope, cluster)
+    }
+
+    /// The services of one cluster, in name order.
+    pub fn services_in<'a>(
+        &'a self,
+        scope: &Scope,
+        cluster: &str,
+    ) -> impl Iterator<Item = &'a ServiceRecord> + 'a {
+        in_cluster(&self.services, scope, cluster)
+    }
+
+    /// The ids of one cluster's tasks of `desired` status that `filter` has `value`
+    /// for (ListTasks' index), in id order.
+    pub fn task_list(
+        &self,
+        scope: &Scope,
+        cluster: &str,
+        desired: &str,
+        filter: TaskFilter,
+        value: &str,
+    ) -> Option<&BTreeSet<String>> {
+        self.derived
+            .task_lists
+            .get(&ClusterKey::new(scope, cluster))?
+            .get(&(desired.to_owned(), filter, value.to_owned()))
+    }
+
+    /// The tasks a RunTask `clientToken` started in one cluster, in id order.
+    pub fn client_token_tasks<'a>(
+        &'a self,
+        scope: &Scope,
+        cluster: &str,
+        token: &str,
+    ) -> impl Iterator<Item = &'a TaskRecord> + 'a {
+        let key = (scope.clone(), cluster.to_owned(), token.to_owned());
+        let ids = self.derived.client_tokens.get(&key);
+        let (scope, cluster) = (scope.clone(), cluster.to_owned());
+        ids.into_iter()
+            .flatten()
+            .filter_map(move |id| self.tasks.get(&MemberKey::new(&scope, &cluster, id)))
+    }
+
+    /// What the tasks on one instance hold.
+    pub fn usage(&self, scope: &Scope, cluster: &str, instance_id: &str) -> Option<&Usage> {
+        self.derived
+            .usage
+            .get(&MemberKey::new(scope, cluster, instance_id))
+    }
+
+    /// Task counts of one cluster.
+    pub fn counts(&self, scope: &Scope, cluster: &str) -> ClusterCounts {
+        self.derived
+            .counts
+            .get(&ClusterKey::new(scope, cluster))
+            .copied()
+            .unwrap_or_default()
+    }
+
+    /// The revisions of one family, oldest first.
+    pub fn revisions<'a>(
+        &'a self,
+        scope: &Scope,
+        family: &str,
+    ) -> impl Iterator<Item = &'a TaskDefinitionRecord> + 'a {
+        let start = (scope.clone(), family.to_owned(), i32::MIN);
+        let end = (scope.clone(), family.to_owned(), i32::MAX);
+        self.task_definitions.range(start..=end).map(|(_, v)| v)
+    }
+}
+
+fn setting_key(r: &SettingRecord) -> SettingKey {
+    (
+        r.scope.clone(),
+        r.setting.principal_arn.clone().unwrap_or_default(),
+        r.setting
+            .name
+            .map(|n| n.as_str().to_owned())
+            .unwrap_or_default(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use model::wire;
+
+    fn cluster(scope: &Scope, name: &str) -> Record {
+        Record::Cluster(ClusterRecord {
+            scope: scope.clone(),
+            name: name.into(),
+            cluster: wire::Cluster {
+                cluster_name: Some(name.into()),
+                ..Default::default()
+            },
+        })
+    }
+
+    #[test]
+    fn regions_are_separate() {
+        let mut s = State::default();
+        let eu = Scope::new("1", "eu-west-1");
+        let us = Scope::new("1", "us-east-1");
+        s.apply(&Change::Put(cluster(&eu, "a")));
+        assert!(s.cluster(&eu, "a").is_some());
+        assert!(s.cluster(&us, "a").is_none());
+        s.apply(&Change::Delete(cluster(&eu, "a")));
+        assert!(s.cluster(&eu, "a").is_none());
+    }
+
+    #[test]
+    fn store_keys_are_distinct_per_kind_and_scope() {
+        let a = cluster(&Scope::new("1", "r"), "x").store_key();
+        let b = cluster(&Scope::new("1", "s"), "x").store_key();
+        assert_ne!(a, b);
+        assert!(a.starts_with("cluster|"));
+    }
+
+    fn task(sc: &Scope, id: &str, status: &str, cpu: i64, port: u16) -> Record {
+        Record::Task(TaskRecord {
+            scope: sc.clone(),
+            cluster: "c".into(),
+            id: id.into(),
+            task: wire::Task {
+                last_status: Some(status.into()),
+                ..Default::default()
+            },
+            reservation: Reservation {
+                cpu,
+                memory: 2 * cpu,
+                ports_tcp: vec![port],
+                ports_udp: vec![],
+            },
+            instance_id: Some("i1".into()),
+            client_token: None,
+            client_token_fingerprint: None,
+            agent_acknowledged: false,
+        })
+    }
+
+    #[test]
+    fn updating_a_task_keeps_it_in_the_instance_index() {
+        let mut s = State::default();
+        let sc = Scope::new("1", "r");
+        s.apply(&Change::Put(task(&sc, "a", "PENDING", 100, 8080)));
+        s.apply(&Change::Put(task(&sc, "a", "RUNNING", 100, 8080)));
+        let u = s.usage(&sc, "c", "i1").unwrap();
+        assert_eq!(u.tasks.len(), 1, "the task is still on its instance");
+        assert_eq!(u.groups.values().sum::<u32>(), 1);
+        assert_eq!(
+            (u.cpu, u.running, u.pending, u.ports_tcp.clone()),
+            (100, 1, 0, vec![8080])
+        );
+    }
+
+    #[test]
+    fn derived_usage_follows_task_changes() {
+        let mut s = State::default();
+        let sc = Scope::new("1", "r");
+        s.apply(&Change::Put(task(&sc, "a", "PENDING", 100, 8080)));
+        s.apply(&Change::Put(task(&sc, "b", "RUNNING", 50, 8081)));
+        let u = s.usage(&sc, "c", "i1").unwrap();
+        assert_eq!((u.cpu, u.memory, u.running, u.pending), (150, 300, 1, 1));
+        assert_eq!(s.counts(&sc, "c").pending, 1);
+        s.apply(&Change::Put(task(&sc, "a", "RUNNING", 100, 8080)));
+        assert_eq!(s.usage(&sc, "c", "i1").unwrap().running, 2);
+        assert_eq!(s.counts(&sc, "c").running, 2);
+        s.apply(&Change::Put(task(&sc, "a", "STOPPED", 100, 8080)));
+        let u = s.usage(&sc, "c", "i1").unwrap();
+        assert_eq!((u.cpu, u.ports_tcp.clone()), (50, vec![8081]));
+        s.apply(&Change::Delete(task(&sc, "b", "RUNNING", 50, 8081)));
+        assert!(s.usage(&sc, "c", "i1").is_none());
+        assert_eq!(s.counts(&sc, "c"), ClusterCounts::default());
+    }
+
+    #[test]
+    fn cluster_ranges_do_not_leak_into_neighbours() {
+        let mut s = State::default();
+        let sc = Scope::new("1", "r");
+        for (cluster, id) in [("a", "1"), ("ab", "2"), ("a", "3"), ("b", "4")] {
+            s.apply(&Change::Put(Record::Task(TaskRecord {
+                scope: sc.clone(),
+                cluster: cluster.into(),
+                id: id.into(),
+                task: wire::Task::default(),
+                reservation: Reservation::default(),
+                instance_id: None,
+                client_token: None,
+                client_token_fingerprint: None,
+                agent_acknowledged: false,
+            })));
+        }
+        let ids: Vec<_> = s.tasks_in(&sc, "a").map(|t| t.id.as_str()).collect();
+        assert_eq!(ids, ["1", "3"]);
+    }
+
+    /// The derived indexes of `s` equal those rebuilt from its records alone (the
+    /// INACTIVE transition numbers aside: a rebuild numbers them anew).
+    fn assert_indexes_match(s: &State) {
+        let mut fresh = State::default();
+        let records = s
+            .clusters
+            .values()
+            .map(|r| Record::Cluster(r.clone()))
+            .chain(
+                s.task_definitions
+                    .values()
+                    .map(|r| Record::TaskDefinition(r.clone())),
+            )
+            .chain(s.instances.values().map(|r| Record::Instance(r.clone())))
+            .chain(s.tasks.values().map(|r| Record::Task(r.clone())))
+            .chain(s.services.values().map(|r| Record::Service(r.clone())));
+        for r in records {
+            fresh.apply(&Change::Put(r));
+        }
+        let (a, b) = (&s.derived, &fresh.derived);
+        assert_eq!(a.usage, b.usage);
+        assert_eq!(a.counts, b.counts);
+        assert_eq!(a.task_lists, b.task_lists);
+        assert_eq!(a.client_tokens, b.client_tokens);
+        assert_eq!(a.definition_refs, b.definition_refs);
+        assert_eq!(a.stopped, b.stopped);
+        assert_eq!(
+            a.inactive.keys().collect::<Vec<_>>(),
+            b.inactive.keys().collect::<Vec<_>>()
+        );
+        assert_eq!(a.deleting, b.deleting);
+        assert_eq!(a.active_clusters, b.active_clusters);
+        assert_eq!(a.listed_services, b.listed_services);
+        assert_eq!(a.instances_by_status, b.instances_by_status);
+        assert_eq!(a.definitions_by_status, b.definitions_by_status);
+        assert_eq!(a.families, b.families);
+        assert_eq!(a.families_by_status, b.families_by_status);
+    }
+
+    /// Thousands of random puts and deletes of every kind of record: after each step
+    /// the incrementally kept indexes equal a rebuild from the records.
+    #[test]
+    fn derived_indexes_stay_equal_to_a_rebuild() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand::rngs::StdRng::seed_from_u64(10);
+        let sc = Scope::new("1", "r");
+        let mut s = State::default();
+        let pick = |rng: &mut rand::rngs::StdRng, xs: &[&str]| {
+            xs[rng.random_range(0..xs.len())].to_owned()
+        };
+        for step in 0..4000 {
+            let delete = rng.random_range(0..4) == 0;
+            let record = match rng.random_range(0..5) {
+                0 => Record::Cluster(ClusterRecord {
+                    scope: sc.clone(),
+                    name: pick(&mut rng, &["a", "b", "c"]),
+                    cluster: wire::Cluster {
+                        status: Some(pick(&mut rng, &["ACTIVE", "INACTIVE"])),
+                        ..Default::default()
+                    },
+                }),
+                1 => Record::TaskDefinition(TaskDefinitionRecord {
+                    scope: sc.clone(),
+                    family: pick(&mut rng, &["f", "g"]),
+                    revision: rng.random_range(1..4),
+                    definition: wire::TaskDefinition {
+                        status: Some(
+                            [
+                                wire::TaskDefinitionStatus::Active,
+                                wire::TaskDefinitionStatus::Inactive,
+                                wire::TaskDefinitionStatus::DeleteInProgress,
+                            ][rng.random_range(0..3)],
+                        ),
+                        ..Default::default()
+                    },
+                    tags: vec![],
+                }),
+                2 => Record::Instance(InstanceRecord {
+                    scope: sc.clone(),
+                    cluster: pick(&mut rng, &["a", "b"]),
+                    id: pick(&mut rng, &["i1", "i2", "i3"]),
+                    instance: wire::ContainerInstance {
+                        status: Some(pick(&mut rng, &["ACTIVE", "DRAINING", "INACTIVE"])),
+                        ..Default::default()
+                    },
+                    last_heartbeat: 0.0,
+                }),
+                3 => {
+                    let stopped = rng.random_range(0..2) == 0;
+                    Record::Task(TaskRecord {
+                        scope: sc.clone(),
+                        cluster: pick(&mut rng, &["a", "b"]),
+                        id: pick(&mut rng, &["t1", "t2", "t3", "t4", "t5"]),
+                        task: wire::Task {
+                            last_status: Some(
+                                if stopped { "STOPPED" } else { "RUNNING" }.to_owned(),
+                            ),
+                            desired_status: Some(pick(&mut rng, &["RUNNING", "STOPPED"])),
+                            group: Some(pick(&mut rng, &["service:x", "family:f"])),
+                            started_by: (rng.random_range(0..2) == 0).then(|| "ci".to_owned()),
+                            task_definition_arn: Some(format!(
+                                "arn:aws:ecs:r:1:task-definition/{}:1",
+                                pick(&mut rng, &["f", "g"])
+                            )),
+                            stopped_at: stopped.then_some(f64::from(rng.random_range(0..100))),
+                            ..Default::default()
+                        },
+                        reservation: Reservation {
+                            cpu: 10,
+                            memory: 10,
+                            ports_tcp: vec![],
+                            ports_udp: vec![],
+                        },
+                        instance_id: Some(pick(&mut rng, &["i1", "i2"])),
+                        client_token: (rng.random_range(0..2) == 0)
+                            .then(|| pick(&mut rng, &["k1", "k2"])),
+                        client_token_fingerprint: None,
+                        agent_acknowledged: true,
+                    })
+                }
+                _ => Record::Service(
+                    serde_json::from_value(serde_json::json!({
+                        "scope": sc,
+                        "cluster": pick(&mut rng, &["a", "b"]),
+                        "name": pick(&mut rng, &["x", "y"]),
+                        "service": {"status": pick(&mut rng, &["ACTIVE", "DRAINING", "INACTIVE"])}
+                    }))
+                    .unwrap(),
+                ),
+            };
+            s.apply(&if delete {
+                Change::Delete(record)
+            } else {
+                Change::Put(record)
+            });
+            if step % 50 == 0 {
+                assert_indexes_match(&s);
+            }
+        }
+        assert_indexes_match(&s);
+        assert!(!s.tasks.is_empty() && !s.derived.stopped.is_empty());
+    }
+}

@@ -1,0 +1,225 @@
+//! The stored records (one per cluster, task definition revision, container instance,
+//! task, service, account setting, plus server metadata), the [`Record`] enum that is the
+//! unit of persistence, and [`Change`], one decided change to the state.
+
+use model::wire;
+use serde::{Deserialize, Serialize};
+
+use super::keys::*;
+
+/// A cluster.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClusterRecord {
+    /// Where it lives.
+    pub scope: Scope,
+    /// Its name.
+    pub name: String,
+    /// As DescribeClusters shows it (counts and statistics are filled in at describe time).
+    pub cluster: wire::Cluster,
+}
+
+/// One revision of a task definition.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskDefinitionRecord {
+    /// Where it lives.
+    pub scope: Scope,
+    /// Family name.
+    pub family: String,
+    /// Revision number (1, 2, …).
+    pub revision: i32,
+    /// As DescribeTaskDefinition shows it.
+    pub definition: wire::TaskDefinition,
+    /// Tags of this revision.
+    pub tags: Vec<wire::Tag>,
+}
+
+/// A registered container instance (a node running `flotilla agent`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InstanceRecord {
+    /// Where it lives.
+    pub scope: Scope,
+    /// Cluster name.
+    pub cluster: String,
+    /// Container instance id (the last part of its ARN).
+    pub id: String,
+    /// As DescribeContainerInstances shows it.
+    pub instance: wire::ContainerInstance,
+    /// Epoch seconds of the agent's last sign of life.
+    pub last_heartbeat: f64,
+}
+
+/// What a task holds on its container instance while it is not STOPPED.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reservation {
+    /// CPU units.
+    pub cpu: i64,
+    /// Memory MiB.
+    pub memory: i64,
+    /// TCP host ports.
+    pub ports_tcp: Vec<u16>,
+    /// UDP host ports.
+    pub ports_udp: Vec<u16>,
+}
+
+/// A task.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskRecord {
+    /// Where it lives.
+    pub scope: Scope,
+    /// Cluster name.
+    pub cluster: String,
+    /// Task id (the last part of its ARN).
+    pub id: String,
+    /// As DescribeTasks shows it.
+    pub task: wire::Task,
+    /// Resources held on the instance until the task is STOPPED.
+    pub reservation: Reservation,
+    /// The container instance id it was placed on.
+    pub instance_id: Option<String>,
+    /// RunTask's idempotency token.
+    pub client_token: Option<String>,
+    /// Digest of the RunTask request that came with `client_token`: a retry with the
+    /// same token must repeat the same request (else `ConflictException`, as ECS).
+    /// Absent on tasks stored before it existed (their token then matches any request).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_token_fingerprint: Option<String>,
+    /// Whether an agent has taken the task over (reported a state for it).
+    pub agent_acknowledged: bool,
+}
+
+/// A service.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ServiceRecord {
+    /// Where it lives.
+    pub scope: Scope,
+    /// Cluster name.
+    pub cluster: String,
+    /// Service name.
+    pub name: String,
+    /// As DescribeServices shows it.
+    pub service: wire::Service,
+    /// Ids of the listed deployments that reached a steady state (every desired task
+    /// RUNNING, none of another deployment): rollback targets even before their rollout
+    /// is COMPLETED (see docs/services.md).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub steady_deployments: Vec<String>,
+}
+
+impl ClusterRecord {
+    /// The cluster's key.
+    pub fn key(&self) -> ClusterKey {
+        ClusterKey::new(&self.scope, &self.name)
+    }
+}
+
+impl InstanceRecord {
+    /// The container instance's key.
+    pub fn key(&self) -> MemberKey {
+        MemberKey::new(&self.scope, &self.cluster, &self.id)
+    }
+
+    /// The value of the instance's first attribute named `name`, if it has one.
+    pub fn attribute(&self, name: &str) -> Option<&str> {
+        self.instance
+            .attributes
+            .as_deref()
+            .unwrap_or(&[])
+            .iter()
+            .find(|a| a.name.as_deref() == Some(name))
+            .and_then(|a| a.value.as_deref())
+    }
+}
+
+impl TaskRecord {
+    /// The task's key.
+    pub fn key(&self) -> MemberKey {
+        MemberKey::new(&self.scope, &self.cluster, &self.id)
+    }
+}
+
+impl ServiceRecord {
+    /// The service's key.
+    pub fn key(&self) -> ServiceKey {
+        ServiceKey::new(&self.scope, &self.cluster, &self.name)
+    }
+}
+
+/// An account setting (per principal, or the account default).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SettingRecord {
+    /// Where it lives.
+    pub scope: Scope,
+    /// As ListAccountSettings shows it.
+    pub setting: wire::Setting,
+}
+
+/// Server-wide facts that must survive restarts.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct MetaRecord {
+    /// Hex key that signs pagination tokens.
+    pub paging_secret: String,
+}
+
+/// Any stored record; the unit of persistence.
+// Records are moved, not copied, between the writer and the store; boxing the large
+// variants would only add indirection.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", content = "record")]
+pub enum Record {
+    /// A cluster.
+    Cluster(ClusterRecord),
+    /// A task definition revision.
+    TaskDefinition(TaskDefinitionRecord),
+    /// A container instance.
+    Instance(InstanceRecord),
+    /// A task.
+    Task(TaskRecord),
+    /// A service.
+    Service(ServiceRecord),
+    /// An account setting.
+    Setting(SettingRecord),
+    /// Server metadata.
+    Meta(MetaRecord),
+}
+
+impl Record {
+    /// The record's key in the store. Names and ids never contain `|`.
+    pub fn store_key(&self) -> String {
+        fn k(kind: &str, s: &Scope, rest: &[&str]) -> String {
+            let mut out = format!("{kind}|{}|{}", s.account, s.region);
+            for r in rest {
+                out.push('|');
+                out.push_str(r);
+            }
+            out
+        }
+        match self {
+            Record::Cluster(r) => k("cluster", &r.scope, &[&r.name]),
+            Record::TaskDefinition(r) => {
+                k("taskdef", &r.scope, &[&r.family, &r.revision.to_string()])
+            }
+            Record::Instance(r) => k("instance", &r.scope, &[&r.cluster, &r.id]),
+            Record::Task(r) => k("task", &r.scope, &[&r.cluster, &r.id]),
+            Record::Service(r) => k("service", &r.scope, &[&r.cluster, &r.name]),
+            Record::Setting(r) => k(
+                "setting",
+                &r.scope,
+                &[
+                    r.setting.principal_arn.as_deref().unwrap_or(""),
+                    r.setting.name.map(|n| n.as_str()).unwrap_or(""),
+                ],
+            ),
+            Record::Meta(_) => "meta".to_owned(),
+        }
+    }
+}
+
+/// One decided change to the state.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Change {
+    /// Insert or replace this record.
+    Put(Record),
+    /// Remove this record.
+    Delete(Record),
+}
