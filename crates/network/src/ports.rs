@@ -5,6 +5,7 @@
 //! (The sockets never see traffic: the DNAT rules redirect it before local delivery.)
 
 use std::net::{Ipv4Addr, TcpListener, UdpSocket};
+use std::time::{Duration, Instant};
 
 use crate::error::NetworkError;
 use crate::rules::{PortMapping, Protocol};
@@ -23,12 +24,7 @@ pub enum HeldPort {
 pub fn hold(ports: &[PortMapping]) -> Result<Vec<HeldPort>, NetworkError> {
     let mut held = Vec::new();
     for p in ports {
-        let addr = (Ipv4Addr::UNSPECIFIED, p.host_port);
-        let bound = match p.protocol {
-            Protocol::Tcp => TcpListener::bind(addr).map(HeldPort::Tcp),
-            Protocol::Udp => UdpSocket::bind(addr).map(HeldPort::Udp),
-        };
-        match bound {
+        match bind_retrying(p) {
             Ok(socket) => held.push(socket),
             Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
                 return Err(NetworkError::PortInUse {
@@ -46,6 +42,29 @@ pub fn hold(ports: &[PortMapping]) -> Result<Vec<HeldPort>, NetworkError> {
         }
     }
     Ok(held)
+}
+
+/// How long a port found in use is tried again before the task fails: a port this
+/// process just released can still be held for a moment by a child forked from another
+/// thread (an `iptables` run) between its fork and its exec, which closes the copy.
+const IN_USE_GRACE: Duration = Duration::from_millis(250);
+
+/// Binds `p`'s host port, trying again for [`IN_USE_GRACE`] while it is in use.
+fn bind_retrying(p: &PortMapping) -> std::io::Result<HeldPort> {
+    let addr = (Ipv4Addr::UNSPECIFIED, p.host_port);
+    let give_up = Instant::now() + IN_USE_GRACE;
+    loop {
+        let bound = match p.protocol {
+            Protocol::Tcp => TcpListener::bind(addr).map(HeldPort::Tcp),
+            Protocol::Udp => UdpSocket::bind(addr).map(HeldPort::Udp),
+        };
+        match bound {
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse && Instant::now() < give_up => {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            other => return other,
+        }
+    }
 }
 
 #[cfg(test)]

@@ -232,49 +232,18 @@ pub fn task_rules(node_tag: &str, task: &str, ip: Ipv4Addr, ports: &[PortMapping
         .collect()
 }
 
-/// Reads `iptables -t nat -S FLOTILLA-PORTS` output and returns, for each rule of this
-/// node (`node_tag`), its task id and the rule (ready to delete).
-pub fn owned_task_rules(listing: &str, node_tag: &str) -> Vec<(String, Rule)> {
-    let prefix = format!("flotilla:{node_tag}:");
-    let mut found = Vec::new();
-    for line in listing.lines() {
-        let words = split_words(line);
-        let (Some(first), Some(chain)) = (words.first(), words.get(1)) else {
-            continue;
-        };
-        if first != "-A" || chain != PORTS_CHAIN {
-            continue;
-        }
-        let task = words
-            .iter()
-            .position(|w| w == "--comment")
-            .and_then(|i| words.get(i + 1))
-            .and_then(|c| c.strip_prefix(&prefix));
-        if let Some(task) = task {
-            found.push((
-                task.to_owned(),
-                Rule {
-                    table: Table::Nat,
-                    chain: PORTS_CHAIN,
-                    position: Position::Last,
-                    spec: words[2..].to_vec(),
-                },
-            ));
-        }
-    }
-    found
+/// One flotilla rule read back from `iptables -t nat -S FLOTILLA-PORTS`.
+struct ListedRule {
+    /// Its `flotilla:<node>:<task>` comment.
+    comment: String,
+    /// Its `-p` and `--dport`, when it has both.
+    port: Option<(u16, Protocol)>,
+    /// The rule, ready to delete.
+    rule: Rule,
 }
 
-/// Reads `iptables -t nat -S FLOTILLA-PORTS` output and returns the flotilla rules (of any
-/// node) that publish one of `ports` — `(host port, protocol)` — except those of
-/// `keep_comment`. Once an agent holds a host port, such a rule is a leftover (of a node
-/// whose agent died with its tasks, or whose state was deleted): nothing alive holds the
-/// port, and the rule would shadow the new task's, which comes after it in the chain.
-pub fn rules_on_ports(
-    listing: &str,
-    ports: &std::collections::BTreeSet<(u16, Protocol)>,
-    keep_comment: &str,
-) -> Vec<(String, Rule)> {
+/// The rules of `listing` that carry a flotilla comment (any node's).
+fn listed_rules(listing: &str) -> Vec<ListedRule> {
     let mut found = Vec::new();
     for line in listing.lines() {
         let words = split_words(line);
@@ -290,33 +259,54 @@ pub fn rules_on_ports(
                 .and_then(|i| words.get(i + 1))
                 .map(String::as_str)
         };
-        let protocol = match after("-p") {
-            Some("tcp") => Protocol::Tcp,
-            Some("udp") => Protocol::Udp,
-            _ => continue,
-        };
-        let (Some(port), Some(comment)) = (
-            after("--dport").and_then(|p| p.parse::<u16>().ok()),
-            after("--comment"),
-        ) else {
+        let Some(comment) = after("--comment").filter(|c| c.starts_with("flotilla:")) else {
             continue;
         };
-        if comment.starts_with("flotilla:")
-            && comment != keep_comment
-            && ports.contains(&(port, protocol))
-        {
-            found.push((
-                comment.to_owned(),
-                Rule {
-                    table: Table::Nat,
-                    chain: PORTS_CHAIN,
-                    position: Position::Last,
-                    spec: words[2..].to_vec(),
-                },
-            ));
-        }
+        let protocol = match after("-p") {
+            Some("tcp") => Some(Protocol::Tcp),
+            Some("udp") => Some(Protocol::Udp),
+            _ => None,
+        };
+        let port = after("--dport").and_then(|p| p.parse::<u16>().ok());
+        found.push(ListedRule {
+            comment: comment.to_owned(),
+            port: port.zip(protocol),
+            rule: Rule {
+                table: Table::Nat,
+                chain: PORTS_CHAIN,
+                position: Position::Last,
+                spec: words[2..].to_vec(),
+            },
+        });
     }
     found
+}
+
+/// Reads `iptables -t nat -S FLOTILLA-PORTS` output and returns, for each rule of this
+/// node (`node_tag`), its task id and the rule (ready to delete).
+pub fn owned_task_rules(listing: &str, node_tag: &str) -> Vec<(String, Rule)> {
+    let prefix = format!("flotilla:{node_tag}:");
+    listed_rules(listing)
+        .into_iter()
+        .filter_map(|r| Some((r.comment.strip_prefix(&prefix)?.to_owned(), r.rule)))
+        .collect()
+}
+
+/// Reads `iptables -t nat -S FLOTILLA-PORTS` output and returns the flotilla rules (of any
+/// node) that publish one of `ports` — `(host port, protocol)` — except those of
+/// `keep_comment`. Once an agent holds a host port, such a rule is a leftover (of a node
+/// whose agent died with its tasks, or whose state was deleted): nothing alive holds the
+/// port, and the rule would shadow the new task's, which comes after it in the chain.
+pub fn rules_on_ports(
+    listing: &str,
+    ports: &std::collections::BTreeSet<(u16, Protocol)>,
+    keep_comment: &str,
+) -> Vec<(String, Rule)> {
+    listed_rules(listing)
+        .into_iter()
+        .filter(|r| r.comment != keep_comment && r.port.is_some_and(|p| ports.contains(&p)))
+        .map(|r| (r.comment, r.rule))
+        .collect()
 }
 
 /// Splits an `iptables -S` line into words, honouring double quotes.
