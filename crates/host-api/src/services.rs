@@ -17,7 +17,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
-use crate::settings::Settings;
+use crate::settings::{Settings, SysctlKey, SysctlValue};
 
 /// The services the host layer manages.
 #[derive(
@@ -248,13 +248,7 @@ pub fn render(service: Service, s: &Settings) -> Vec<RenderedFile> {
         }
         Service::Sysctl => {
             let mut t = String::from("[sysctl]\n");
-            for (k, v) in s
-                .kernel
-                .as_ref()
-                .and_then(|k| k.sysctl.as_ref())
-                .into_iter()
-                .flatten()
-            {
+            for (k, v) in sysctls(s) {
                 t.push_str(&format!(
                     "{} = {}\n",
                     toml_str(k.as_str()),
@@ -402,6 +396,15 @@ pub fn agent_attributes(s: &Settings) -> String {
         .unwrap_or_default()
 }
 
+/// The sysctls the settings set (`settings.kernel.sysctl`), by key.
+fn sysctls(s: &Settings) -> impl Iterator<Item = (&SysctlKey, &SysctlValue)> {
+    s.kernel
+        .as_ref()
+        .and_then(|k| k.sysctl.as_ref())
+        .into_iter()
+        .flatten()
+}
+
 /// What [`write_sysctls`] did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SysctlOutcome {
@@ -417,13 +420,7 @@ pub struct SysctlOutcome {
 #[must_use]
 pub fn write_sysctls(s: &Settings, proc_sys: &Path) -> SysctlOutcome {
     let mut out = SysctlOutcome::default();
-    for (k, v) in s
-        .kernel
-        .as_ref()
-        .and_then(|k| k.sysctl.as_ref())
-        .into_iter()
-        .flatten()
-    {
+    for (k, v) in sysctls(s) {
         let path = proc_sys.join(k.as_str().replace('.', "/"));
         match std::fs::write(&path, format!("{v}\n")) {
             Ok(()) => out.written.push(path),
