@@ -10,68 +10,15 @@
 //! acknowledged writes — none lost, none of the refused ones.
 
 use std::collections::BTreeSet;
-use std::io::{Read, Write};
+use std::io::Read;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 
 use serde_json::{Value, json};
+use testkit::fs::{Tmpfs, fill};
 use testkit::server::ServerProcess;
 use testkit::{http, wait};
-
-/// A tmpfs mounted on a temporary directory; unmounted on drop, whatever happened.
-struct Tmpfs {
-    dir: tempfile::TempDir,
-}
-
-impl Tmpfs {
-    fn mount(size: &str) -> Tmpfs {
-        let dir = tempfile::tempdir().unwrap();
-        let status = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-            .arg(dir.path())
-            .status()
-            .expect("run mount");
-        assert!(status.success(), "mount a tmpfs (this test needs root)");
-        Tmpfs { dir }
-    }
-
-    fn path(&self) -> &Path {
-        self.dir.path()
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let ok = Command::new("umount")
-            .arg(self.dir.path())
-            .status()
-            .is_ok_and(|s| s.success());
-        if !ok {
-            // Still busy (a server that would not die): detach it anyway.
-            let _ = Command::new("umount")
-                .arg("-l")
-                .arg(self.dir.path())
-                .status();
-        }
-    }
-}
-
-/// Writes zeros to `path` until the file system has no block left.
-fn fill(path: &Path) {
-    let mut f = std::fs::File::create(path).unwrap();
-    for chunk in [64 * 1024, 512, 1] {
-        let buf = vec![0u8; chunk];
-        loop {
-            match f.write(&buf) {
-                Ok(0) => break,
-                Ok(_) => {}
-                Err(e) if e.raw_os_error() == Some(28) => break,
-                Err(e) => panic!("filling the disk: {e}"),
-            }
-        }
-    }
-}
 
 /// A running `flotilla server` and a client of it.
 struct Server {

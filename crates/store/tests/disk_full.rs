@@ -3,69 +3,10 @@
 //! every write until the database is reopened; [`Store::recover`] reopens it once there is
 //! space again, and nothing committed before is lost.
 
-use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::PathBuf;
 
 use store::{Mutation, RedbStore, Store};
-
-/// A tmpfs mounted on a temporary directory for the life of the value.
-struct Tmpfs {
-    dir: tempfile::TempDir,
-}
-
-impl Tmpfs {
-    fn mount(size: &str) -> Tmpfs {
-        let dir = tempfile::tempdir().unwrap();
-        let status = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-            .arg(dir.path())
-            .status()
-            .expect("run mount");
-        assert!(status.success(), "mount a tmpfs (this test needs root)");
-        Tmpfs { dir }
-    }
-
-    fn path(&self) -> &Path {
-        self.dir.path()
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let ok = Command::new("umount")
-            .arg(self.dir.path())
-            .status()
-            .is_ok_and(|s| s.success());
-        if !ok {
-            let _ = Command::new("umount")
-                .arg("-l")
-                .arg(self.dir.path())
-                .status();
-        }
-    }
-}
-
-/// Writes zeros to `path` until the file system is full; returns how much was written.
-fn fill(path: &Path) -> u64 {
-    let mut f = std::fs::File::create(path).unwrap();
-    let chunk = vec![0u8; 16 * 1024];
-    let mut written = 0u64;
-    loop {
-        match f.write(&chunk) {
-            Ok(0) => break,
-            Ok(n) => written += n as u64,
-            Err(e) if e.raw_os_error() == Some(28) => break,
-            Err(e) => panic!("filling the disk: {e}"),
-        }
-    }
-    // The last partial page, if any, is used too: tmpfs allocates whole pages.
-    let small = [0u8; 512];
-    while f.write(&small).is_ok_and(|n| n > 0) {
-        written += 512;
-    }
-    written
-}
+use testkit::fs::{Tmpfs, fill};
 
 fn put(k: &str, len: usize) -> Mutation {
     Mutation::Put {

@@ -20,6 +20,7 @@
 //! ## Layout
 //! - [`ecs`]: the test scope, request bodies, operations run against a [`controlplane::State`]
 //!   (free functions and [`ecs::World`]) or submitted to a [`controlplane::ControlPlane`].
+//! - [`fs`]: a tmpfs to fill up for real, and the filler.
 //! - [`http`]: ECS calls to a running server over HTTP (awsJson 1.1, unsigned), async and
 //!   blocking; `/healthz`; a free loopback port.
 //! - [`server`]: `flotilla server` as a child process, killed on drop.
@@ -34,6 +35,7 @@
 //!   `--credentials`; the agent signs its own requests (`crates/agent/tests/signing.rs`).
 
 pub mod ecs;
+pub mod fs;
 pub mod http;
 pub mod server;
 pub mod wait;
