@@ -22,6 +22,7 @@ import botocore.session
 import pytest
 from botocore.config import Config
 
+from shape_check import shape_errors
 from support import BIN, free_port, healthz
 
 
@@ -163,54 +164,7 @@ class ModelValidator:
     checked: int = 0
 
     def check_value(self, shape, value, path: str, errors: list) -> None:
-        t = shape.type_name
-        if value is None:
-            errors.append(f"{path}: null (members without a value must be left out)")
-        elif t == "structure":
-            if not isinstance(value, dict):
-                errors.append(f"{path}: expected an object ({shape.name}), got {type(value).__name__}")
-                return
-            for k, v in value.items():
-                if k not in shape.members:
-                    errors.append(f"{path}.{k}: not a member of {shape.name}")
-                else:
-                    self.check_value(shape.members[k], v, f"{path}.{k}", errors)
-        elif t == "list":
-            if not isinstance(value, list):
-                errors.append(f"{path}: expected a list ({shape.name}), got {type(value).__name__}")
-                return
-            for i, v in enumerate(value):
-                self.check_value(shape.member, v, f"{path}[{i}]", errors)
-        elif t == "map":
-            if not isinstance(value, dict):
-                errors.append(f"{path}: expected a map ({shape.name}), got {type(value).__name__}")
-                return
-            for k, v in value.items():
-                self.check_value(shape.key, k, f"{path}<key>", errors)
-                self.check_value(shape.value, v, f"{path}[{k!r}]", errors)
-        elif t == "string":
-            if not isinstance(value, str):
-                errors.append(f"{path}: expected a string, got {value!r}")
-            elif shape.enum and value not in shape.enum:
-                errors.append(f"{path}: {value!r} is not one of {shape.name}'s values {shape.enum}")
-        elif t in ("integer", "long"):
-            if isinstance(value, bool) or not isinstance(value, int):
-                errors.append(f"{path}: expected an integer, got {value!r}")
-        elif t in ("double", "float"):
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                errors.append(f"{path}: expected a number, got {value!r}")
-        elif t == "boolean":
-            if not isinstance(value, bool):
-                errors.append(f"{path}: expected a boolean, got {value!r}")
-        elif t == "timestamp":
-            # awsJson1_1 timestamps are epoch seconds (numbers), as AWS sends them.
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                errors.append(f"{path}: expected epoch seconds (a number), got {value!r}")
-        elif t == "blob":
-            if not isinstance(value, str):
-                errors.append(f"{path}: expected base64 text, got {value!r}")
-        else:
-            errors.append(f"{path}: shape type {t} is not handled by the validator")
+        shape_errors(shape, value, path, errors)
 
     def check_response(self, operation: str, status: int, headers, body: bytes) -> list:
         errors = []

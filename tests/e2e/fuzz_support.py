@@ -41,6 +41,8 @@ from typing import Callable
 
 import botocore.session
 
+from shape_check import shape_errors
+
 TARGET_PREFIX = "AmazonEC2ContainerServiceV20141113"
 AGENT_PREFIX = "FlotillaAgentV1"
 USER_PREFIX = "FlotillaV1"
@@ -733,44 +735,7 @@ class ModelCheck:
         self.model = model
 
     def value(self, shape, v, path: str, errors: list) -> None:
-        t = shape.type_name
-        if v is None:
-            errors.append(f"{path}: null")
-        elif t == "structure":
-            if not isinstance(v, dict):
-                errors.append(f"{path}: expected an object")
-                return
-            for k, x in v.items():
-                if k not in shape.members:
-                    errors.append(f"{path}.{k}: not a member of {shape.name}")
-                else:
-                    self.value(shape.members[k], x, f"{path}.{k}", errors)
-        elif t == "list":
-            if not isinstance(v, list):
-                errors.append(f"{path}: expected a list")
-                return
-            for i, x in enumerate(v):
-                self.value(shape.member, x, f"{path}[{i}]", errors)
-        elif t == "map":
-            if not isinstance(v, dict):
-                errors.append(f"{path}: expected a map")
-                return
-            for k, x in v.items():
-                self.value(shape.value, x, f"{path}[{k!r}]", errors)
-        elif t == "string":
-            if not isinstance(v, str):
-                errors.append(f"{path}: expected a string, got {v!r:.80}")
-            elif shape.enum and v not in shape.enum:
-                errors.append(f"{path}: {v!r:.80} is not one of {shape.name}'s values")
-        elif t in ("integer", "long"):
-            if isinstance(v, bool) or not isinstance(v, int):
-                errors.append(f"{path}: expected an integer, got {v!r:.80}")
-        elif t in ("double", "float", "timestamp"):
-            if isinstance(v, bool) or not isinstance(v, (int, float)):
-                errors.append(f"{path}: expected a number, got {v!r:.80}")
-        elif t == "boolean":
-            if not isinstance(v, bool):
-                errors.append(f"{path}: expected a boolean, got {v!r:.80}")
+        shape_errors(shape, v, path, errors)
 
     def check(self, op: str, status: int, doc: dict) -> list:
         errors: list = []
