@@ -84,6 +84,14 @@ impl Fixture {
         };
         repo::publish(&spec).await.unwrap();
     }
+    /// [`Fixture::cfg`] with waves ignored: the update is due at once.
+    fn cfg_ignoring_waves(&self, repo_dir: &str) -> UpdateConfig {
+        UpdateConfig {
+            ignore_waves: true,
+            ..self.cfg(repo_dir)
+        }
+    }
+
     fn cfg(&self, repo_dir: &str) -> UpdateConfig {
         UpdateConfig {
             metadata_base_url: self.p(repo_dir).join("metadata").display().to_string(),
@@ -138,6 +146,11 @@ async fn refresh_and_prepare(n: &Node, cfg: &UpdateConfig) -> Result<(), String>
     node::prepare(n, cfg, &chosen)
         .await
         .map_err(|e| e.to_string())
+}
+
+/// The error of a refresh and prepare that must fail.
+async fn refused(n: &Node, cfg: &UpdateConfig) -> String {
+    refresh_and_prepare(n, cfg).await.unwrap_err()
 }
 
 #[tokio::test]
@@ -223,15 +236,7 @@ async fn attack_wrongly_signed_metadata_is_refused() {
         .await;
     let n = f.node();
     let before = node_state(&n);
-    let err = refresh_and_prepare(
-        &n,
-        &UpdateConfig {
-            ignore_waves: true,
-            ..evil.cfg("repo")
-        },
-    )
-    .await
-    .unwrap_err();
+    let err = refused(&n, &evil.cfg_ignoring_waves("repo")).await;
     assert!(err.contains("TUF repository refused"), "{err}");
     assert_eq!(node_state(&n), before);
 }
@@ -252,15 +257,7 @@ async fn attack_rollback_to_older_metadata_is_refused() {
     node::refresh(&n, &cfg, Timestamp::now()).await.unwrap();
     let before = node_state(&n);
     // a mirror now serves the older (validly signed, unexpired) metadata
-    let err = refresh_and_prepare(
-        &n,
-        &UpdateConfig {
-            ignore_waves: true,
-            ..f.cfg("old")
-        },
-    )
-    .await
-    .unwrap_err();
+    let err = refused(&n, &f.cfg_ignoring_waves("old")).await;
     assert!(
         err.contains("TUF repository refused") && err.to_lowercase().contains("version"),
         "{err}"
@@ -277,15 +274,7 @@ async fn attack_indefinite_freeze_expired_metadata_is_refused() {
     f.publish("repo", "1.1.0", BTreeMap::new(), expired).await;
     let n = f.node();
     let before = node_state(&n);
-    let err = refresh_and_prepare(
-        &n,
-        &UpdateConfig {
-            ignore_waves: true,
-            ..f.cfg("repo")
-        },
-    )
-    .await
-    .unwrap_err();
+    let err = refused(&n, &f.cfg_ignoring_waves("repo")).await;
     assert!(
         err.contains("TUF repository refused") && err.to_lowercase().contains("expired"),
         "{err}"
@@ -306,15 +295,7 @@ async fn attack_endless_data_is_refused() {
     let mut bytes = std::fs::read(&ts).unwrap();
     bytes.extend(std::iter::repeat_n(b' ', 1 << 20));
     std::fs::write(&ts, bytes).unwrap();
-    let err = refresh_and_prepare(
-        &n,
-        &UpdateConfig {
-            ignore_waves: true,
-            ..f.cfg("repo")
-        },
-    )
-    .await
-    .unwrap_err();
+    let err = refused(&n, &f.cfg_ignoring_waves("repo")).await;
     assert!(err.contains("TUF repository refused"), "{err}");
     assert_eq!(node_state(&n), before);
     // 2. an image longer than its signed length
@@ -325,15 +306,7 @@ async fn attack_endless_data_is_refused() {
     let mut img = std::fs::read(&target).unwrap();
     img.extend(vec![0u8; 4 << 20]);
     std::fs::write(&target, img).unwrap();
-    let err = refresh_and_prepare(
-        &n,
-        &UpdateConfig {
-            ignore_waves: true,
-            ..f.cfg("big-image")
-        },
-    )
-    .await
-    .unwrap_err();
+    let err = refused(&n, &f.cfg_ignoring_waves("big-image")).await;
     assert!(err.contains("TUF target"), "{err}");
     assert!(!n.partition().unwrap().b.will_boot());
 }
@@ -350,15 +323,7 @@ async fn attack_mix_and_match_is_refused() {
     std::fs::write(f.p("repo/metadata/2.targets.json"), old_targets).unwrap();
     let n = f.node();
     let before = node_state(&n);
-    let err = refresh_and_prepare(
-        &n,
-        &UpdateConfig {
-            ignore_waves: true,
-            ..f.cfg("repo")
-        },
-    )
-    .await
-    .unwrap_err();
+    let err = refused(&n, &f.cfg_ignoring_waves("repo")).await;
     assert!(err.contains("TUF repository refused"), "{err}");
     assert_eq!(node_state(&n), before);
 }
@@ -389,15 +354,7 @@ async fn attack_wrong_threshold_is_refused() {
     std::fs::write(&ts, serde_json::to_vec(&v).unwrap()).unwrap();
     let mut n2 = n.clone();
     n2.root = n.root.clone();
-    let err = refresh_and_prepare(
-        &n2,
-        &UpdateConfig {
-            ignore_waves: true,
-            ..f.cfg("one-sig")
-        },
-    )
-    .await
-    .unwrap_err();
+    let err = refused(&n2, &f.cfg_ignoring_waves("one-sig")).await;
     assert!(
         err.contains("TUF repository refused") && err.to_lowercase().contains("threshold"),
         "{err}"
@@ -426,14 +383,6 @@ async fn missing_migration_chain_refuses_prepare() {
     .await
     .unwrap();
     let n = f.node();
-    let err = refresh_and_prepare(
-        &n,
-        &UpdateConfig {
-            ignore_waves: true,
-            ..f.cfg("repo")
-        },
-    )
-    .await
-    .unwrap_err();
+    let err = refused(&n, &f.cfg_ignoring_waves("repo")).await;
     assert!(err.contains("no migration path"), "{err}");
 }
