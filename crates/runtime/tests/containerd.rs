@@ -6,7 +6,7 @@ mod common;
 
 use std::time::{Duration, Instant, SystemTime};
 
-use common::{env, env_with, id, image, poll, run, sh, strs};
+use common::{env, env_with, id, image, poll, run, sh, strs, touch_stop_and_wait};
 use runtime::{
     ContainerRuntime, ContainerSpec, ContainerState, ContainerdRuntime, Error, ExecSpec, GcPolicy,
     HealthCheckCommand, ImageRef, LogStream, PullPolicy, RegistryAuth, Resources, RotationPolicy,
@@ -490,28 +490,7 @@ async fn containers_survive_runtime_restart_and_are_readopted() {
         ContainerState::Running { pid },
         "same process, not restarted"
     );
-    let waiter = {
-        let rt = rt.clone();
-        let id = c.id.clone();
-        tokio::spawn(async move { rt.wait_container(&id).await })
-    };
-    let r = rt
-        .exec(
-            &spec.id,
-            &ExecSpec {
-                args: strs(&["touch", "/tmp/stop"]),
-                environment: Default::default(),
-                timeout: Duration::from_secs(5),
-            },
-        )
-        .await
-        .unwrap();
-    assert!(r.success());
-    let exit = tokio::time::timeout(Duration::from_secs(20), waiter)
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
+    let exit = touch_stop_and_wait(&rt, &spec.id).await;
     assert_eq!(exit.code, 7);
     // Logs kept flowing through the restart (the logger belongs to the shim).
     let lines = poll("both log lines", Duration::from_secs(10), || async {
@@ -598,28 +577,7 @@ async fn containers_survive_kill_9_of_the_agent_process() {
         },
     )
     .await;
-    let waiter = {
-        let rt = t.rt.clone();
-        let id = spec_id.clone();
-        tokio::spawn(async move { rt.wait_container(&id).await })
-    };
-    let r =
-        t.rt.exec(
-            &spec_id,
-            &ExecSpec {
-                args: strs(&["touch", "/tmp/stop"]),
-                environment: Default::default(),
-                timeout: Duration::from_secs(5),
-            },
-        )
-        .await
-        .unwrap();
-    assert!(r.success());
-    let exit = tokio::time::timeout(Duration::from_secs(20), waiter)
-        .await
-        .unwrap()
-        .unwrap()
-        .unwrap();
+    let exit = touch_stop_and_wait(&t.rt, &spec_id).await;
     assert_eq!(exit.code, 9);
     let last = poll("final line", Duration::from_secs(10), || async {
         let l = t.rt.read_logs(&spec_id, Some(1)).await.unwrap();

@@ -11,8 +11,8 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use runtime::{
-    ContainerId, ContainerRuntime, ContainerSpec, ContainerdConfig, ContainerdRuntime, ImageRef,
-    PullPolicy, RotationPolicy,
+    ContainerId, ContainerRuntime, ContainerSpec, ContainerdConfig, ContainerdRuntime, ExecSpec,
+    ExitStatus, ImageRef, PullPolicy, RotationPolicy,
 };
 
 pub const REGISTRY: &str = "127.0.0.1:5000";
@@ -151,4 +151,31 @@ where
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// Asks the container's script to finish (it waits for `/tmp/stop`: `touch` it with an
+/// exec) and returns how it exited.
+pub async fn touch_stop_and_wait(rt: &ContainerdRuntime, id: &ContainerId) -> ExitStatus {
+    let waiter = {
+        let rt = rt.clone();
+        let id = id.clone();
+        tokio::spawn(async move { rt.wait_container(&id).await })
+    };
+    let r = rt
+        .exec(
+            id,
+            &ExecSpec {
+                args: strs(&["touch", "/tmp/stop"]),
+                environment: Default::default(),
+                timeout: Duration::from_secs(5),
+            },
+        )
+        .await
+        .unwrap();
+    assert!(r.success());
+    tokio::time::timeout(Duration::from_secs(20), waiter)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap()
 }
