@@ -22,7 +22,7 @@ import botocore.session
 import pytest
 from botocore.config import Config
 
-from shape_check import shape_errors
+from shape_check import PROTOCOL_ERRORS, shape_errors
 from support import BIN, free_port, healthz
 
 
@@ -45,18 +45,6 @@ AUTH_KEY, AUTH_SECRET = "AKIDFLOTILLATEST", "flotilla-secret-1"
 OTHER_KEY, OTHER_SECRET, OTHER_ACCOUNT = "AKIDOTHERACCOUNT", "flotilla-secret-2", "123456789012"
 
 
-# Error codes that come from the protocol layer, not from an operation's model.
-PROTOCOL_ERRORS = {
-    "SerializationException",
-    "UnknownOperationException",
-    "InvalidParameterException",
-    "MissingAuthenticationTokenException",
-    "IncompleteSignatureException",
-    "UnrecognizedClientException",
-    "InvalidSignatureException",
-    "UnsupportedFeatureException",
-    "RequestEntityTooLargeException",
-}
 
 
 def flotilla_bin() -> Path:

@@ -41,7 +41,7 @@ from typing import Callable
 
 import botocore.session
 
-from shape_check import shape_errors
+from shape_check import PROTOCOL_ERRORS, shape_errors
 
 TARGET_PREFIX = "AmazonEC2ContainerServiceV20141113"
 AGENT_PREFIX = "FlotillaAgentV1"
@@ -59,18 +59,6 @@ REQUEST_TIMEOUT = 15.0
 # The server refuses bodies over 2 MiB (axum's default body limit).
 BODY_LIMIT = 2 * 1024 * 1024
 
-# The protocol-level error codes any operation may answer (as e2e_support.PROTOCOL_ERRORS).
-PROTOCOL_ERRORS = {
-    "SerializationException",
-    "UnknownOperationException",
-    "InvalidParameterException",
-    "MissingAuthenticationTokenException",
-    "IncompleteSignatureException",
-    "UnrecognizedClientException",
-    "InvalidSignatureException",
-    "UnsupportedFeatureException",
-    "RequestEntityTooLargeException",
-}
 
 # flotilla's own targets (not in botocore's model; `agent_request` builds their bodies).
 AGENT_OPS = ("PollTasks", "ReportHealth", "ReportNetwork", "PutLogs")

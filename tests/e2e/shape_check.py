@@ -1,8 +1,22 @@
-"""Checks decoded JSON against a botocore shape: the one checker the e2e tests'
-`ModelValidator` and the fuzzer's `ModelCheck` (which runs without pytest, from
-tools/fuzz_api.py too) share."""
+"""Checks decoded JSON against a botocore shape, and the protocol-level error codes: what
+the e2e tests' `ModelValidator` and the fuzzer's `ModelCheck` (which runs without pytest,
+from tools/fuzz_api.py too) share."""
 
 from __future__ import annotations
+
+# Error codes that come from the protocol layer, not from an operation's model: any
+# operation may answer them.
+PROTOCOL_ERRORS = {
+    "SerializationException",
+    "UnknownOperationException",
+    "InvalidParameterException",
+    "MissingAuthenticationTokenException",
+    "IncompleteSignatureException",
+    "UnrecognizedClientException",
+    "InvalidSignatureException",
+    "UnsupportedFeatureException",
+    "RequestEntityTooLargeException",
+}
 
 
 def shape_errors(shape, value, path: str, errors: list) -> None:
