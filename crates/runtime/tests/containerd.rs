@@ -6,7 +6,7 @@ mod common;
 
 use std::time::{Duration, Instant, SystemTime};
 
-use common::{env, env_with, id, image, poll, run, sh, strs, touch_stop_and_wait};
+use common::{env, env_with, exec, id, image, poll, run, sh, strs, touch_stop_and_wait};
 use runtime::{
     ContainerRuntime, ContainerSpec, ContainerState, ContainerdRuntime, Error, ExecSpec, GcPolicy,
     HealthCheckCommand, ImageRef, LogStream, PullPolicy, RegistryAuth, Resources, RotationPolicy,
@@ -207,17 +207,7 @@ async fn stop_uses_stop_signal_within_timeout() {
     .await;
     // Let the shell install its trap before signalling.
     poll("trap installed", Duration::from_secs(10), || async {
-        let r =
-            t.rt.exec(
-                &spec.id,
-                &ExecSpec {
-                    args: strs(&["sh", "-c", "pidof sleep"]),
-                    environment: Default::default(),
-                    timeout: Duration::from_secs(5),
-                },
-            )
-            .await
-            .unwrap();
+        let r = exec(&t.rt, &spec.id, &["sh", "-c", "pidof sleep"]).await;
         r.success().then_some(())
     })
     .await;
@@ -252,17 +242,7 @@ async fn plain_sleep_with_init_process_stops_on_sigterm() {
         "sleep running under init",
         Duration::from_secs(10),
         || async {
-            let r =
-                t.rt.exec(
-                    &spec.id,
-                    &ExecSpec {
-                        args: strs(&["pidof", "sleep"]),
-                        environment: Default::default(),
-                        timeout: Duration::from_secs(5),
-                    },
-                )
-                .await
-                .unwrap();
+            let r = exec(&t.rt, &spec.id, &["pidof", "sleep"]).await;
             r.success().then_some(())
         },
     )

@@ -11,8 +11,8 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use runtime::{
-    ContainerId, ContainerRuntime, ContainerSpec, ContainerdConfig, ContainerdRuntime, ExecSpec,
-    ExitStatus, ImageRef, PullPolicy, RotationPolicy,
+    ContainerId, ContainerRuntime, ContainerSpec, ContainerdConfig, ContainerdRuntime, ExecResult,
+    ExecSpec, ExitStatus, ImageRef, PullPolicy, RotationPolicy,
 };
 
 pub const REGISTRY: &str = "127.0.0.1:5000";
@@ -153,6 +153,20 @@ where
     }
 }
 
+/// Runs `args` in the container (5 s timeout, no extra environment).
+pub async fn exec(rt: &ContainerdRuntime, id: &ContainerId, args: &[&str]) -> ExecResult {
+    rt.exec(
+        id,
+        &ExecSpec {
+            args: strs(args),
+            environment: Default::default(),
+            timeout: Duration::from_secs(5),
+        },
+    )
+    .await
+    .unwrap()
+}
+
 /// Asks the container's script to finish (it waits for `/tmp/stop`: `touch` it with an
 /// exec) and returns how it exited.
 pub async fn touch_stop_and_wait(rt: &ContainerdRuntime, id: &ContainerId) -> ExitStatus {
@@ -161,18 +175,7 @@ pub async fn touch_stop_and_wait(rt: &ContainerdRuntime, id: &ContainerId) -> Ex
         let id = id.clone();
         tokio::spawn(async move { rt.wait_container(&id).await })
     };
-    let r = rt
-        .exec(
-            id,
-            &ExecSpec {
-                args: strs(&["touch", "/tmp/stop"]),
-                environment: Default::default(),
-                timeout: Duration::from_secs(5),
-            },
-        )
-        .await
-        .unwrap();
-    assert!(r.success());
+    assert!(exec(rt, id, &["touch", "/tmp/stop"]).await.success());
     tokio::time::timeout(Duration::from_secs(20), waiter)
         .await
         .unwrap()
