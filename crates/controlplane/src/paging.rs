@@ -402,6 +402,17 @@ mod cost_tests {
         })));
     }
 
+    /// A List request body for cluster `c`: `filters`, a page of `PAGE`, and `token`.
+    fn cluster_page(filters: &serde_json::Value, token: Option<String>) -> serde_json::Value {
+        let mut body = filters.clone();
+        body["cluster"] = "c".into();
+        body["maxResults"] = PAGE.into();
+        if let Some(t) = token {
+            body["nextToken"] = t.into();
+        }
+        body
+    }
+
     /// Walks every page of a listing; returns the items and the records each page visited.
     fn walk<T>(
         mut page: impl FnMut(Option<String>) -> Result<(Vec<T>, Option<String>), EcsError>,
@@ -603,12 +614,7 @@ mod cost_tests {
                 .collect();
             expected.sort();
             let (arns, visits) = walk(|token| {
-                let mut body = filters.clone();
-                body["cluster"] = "c".into();
-                body["maxResults"] = PAGE.into();
-                if let Some(t) = token {
-                    body["nextToken"] = t.into();
-                }
+                let body = cluster_page(&filters, token);
                 let r = tasks::list(&s, &sc, NOW, serde_json::from_value(body).unwrap())?;
                 Ok((r.task_arns.unwrap_or_default(), r.next_token))
             });
@@ -699,12 +705,7 @@ mod cost_tests {
                 .collect();
             expected.sort();
             let (arns, visits) = walk(|token| {
-                let mut body = filters.clone();
-                body["cluster"] = "c".into();
-                body["maxResults"] = PAGE.into();
-                if let Some(t) = token {
-                    body["nextToken"] = t.into();
-                }
+                let body = cluster_page(&filters, token);
                 let r = instances::list(&s, &sc, NOW, serde_json::from_value(body).unwrap())?;
                 Ok((r.container_instance_arns.unwrap_or_default(), r.next_token))
             });
