@@ -676,6 +676,23 @@ pub fn run_logger(args: &[String]) -> i32 {
 mod tests {
     use super::*;
 
+    /// A writer of container `name`'s log in a new directory, rotating at `max_bytes`
+    /// into at most `max_files` files; the directory lives as long as the first value.
+    fn rotating(
+        name: &str,
+        max_bytes: u64,
+        max_files: u32,
+    ) -> (tempfile::TempDir, PathBuf, RotatingWriter) {
+        let dir = tempfile::tempdir().unwrap();
+        let live = log_path(dir.path(), name);
+        let policy = RotationPolicy {
+            max_bytes,
+            max_files,
+        };
+        let w = RotatingWriter::open(live.clone(), policy).unwrap();
+        (dir, live, w)
+    }
+
     #[test]
     fn rotation_decision() {
         let p = RotationPolicy {
@@ -806,13 +823,7 @@ mod tests {
 
     #[test]
     fn read_from_a_position_rotated_away_starts_at_the_oldest_file() {
-        let dir = tempfile::tempdir().unwrap();
-        let live = log_path(dir.path(), "c1");
-        let policy = RotationPolicy {
-            max_bytes: 100,
-            max_files: 2,
-        };
-        let mut w = RotatingWriter::open(live.clone(), policy).unwrap();
+        let (_dir, live, mut w) = rotating("c1", 100, 2);
         write_lines(&mut w, 0..2);
         let first = read_from(&live, None, None, 1 << 20).unwrap();
         write_lines(&mut w, 2..20);
@@ -824,13 +835,7 @@ mod tests {
 
     #[test]
     fn writer_rotates_and_tail_reads_across_files() {
-        let dir = tempfile::tempdir().unwrap();
-        let live = log_path(dir.path(), "c1");
-        let policy = RotationPolicy {
-            max_bytes: 200,
-            max_files: 3,
-        };
-        let mut w = RotatingWriter::open(live.clone(), policy).unwrap();
+        let (_dir, live, mut w) = rotating("c1", 200, 3);
         for i in 0..60 {
             let rec = format_record(
                 "T",
@@ -862,13 +867,7 @@ mod tests {
 
     #[tokio::test]
     async fn follow_sees_new_lines_across_rotation() {
-        let dir = tempfile::tempdir().unwrap();
-        let live = log_path(dir.path(), "c2");
-        let policy = RotationPolicy {
-            max_bytes: 120,
-            max_files: 2,
-        };
-        let mut w = RotatingWriter::open(live.clone(), policy).unwrap();
+        let (_dir, live, mut w) = rotating("c2", 120, 2);
         w.write_record(&format_record("T", LogStream::Stdout, false, b"first"))
             .unwrap();
         let mut f = follow(live.clone(), Some(10), Duration::from_millis(10));
