@@ -13,6 +13,7 @@ APT_PACKAGES=(
     docker-registry            # local OCI registry for demo and test images
     umoci skopeo busybox-static  # build images locally (no Docker Hub here)
     dnsutils                   # dig, for service-discovery tests
+    haproxy nsd dnsperf        # the baselines `flotilla bench lb` / `bench dns` compare against
     iproute2 iptables nftables # network namespaces, veth pairs, task port DNAT, dev-cluster NAT
     zlib1g-dev                 # fast image compression in the host layer
     curl ca-certificates
@@ -27,6 +28,11 @@ if ((${#missing[@]})); then
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq
     apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+# Debian's nsd package starts a system DNS server on :53; the DNS bench runs its own.
+if systemctl is-active --quiet nsd 2>/dev/null; then
+    systemctl stop nsd || true
+    systemctl disable nsd >/dev/null 2>&1 || true
 fi
 # Debian's docker-registry package starts a system registry on :5000; flotilla runs its
 # own (scripts/build-test-images.sh), so the packaged one must not hold the port.

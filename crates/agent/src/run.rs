@@ -159,6 +159,8 @@ pub async fn run(
     let mut supervisors: BTreeMap<String, (watch::Sender<bool>, tokio::task::JoinHandle<()>)> =
         BTreeMap::new();
     let mut digest: Option<String> = None;
+    // The tasks of the last full answer (a brief one says they still hold).
+    let mut assignment: Vec<TaskAssignment> = Vec::new();
     let mut last_gc = tokio::time::Instant::now();
     let mut backoff = Duration::from_millis(200);
     let log_reads = Arc::new(tokio::sync::Semaphore::new(
@@ -171,19 +173,24 @@ pub async fn run(
             container_instance: Some(arn.clone()),
             known_digest: digest.clone(),
             wait_seconds: Some(MAX_WAIT_SECONDS),
+            omit_unchanged: Some(true),
         };
         let resp = tokio::select! {
             () = &mut shutdown => break,
             r = client.poll_tasks(&req) => r,
         };
-        let assignment = match resp {
+        let current = match resp {
             Ok(r) => {
                 backoff = Duration::from_millis(200);
-                digest = Some(r.digest);
                 for request in r.log_requests {
                     crate::logs::spawn_answer(&shared, &arn, request, &log_reads);
                 }
-                r.tasks
+                // A brief answer (`unchanged`): the assignment is the last full one's.
+                if !r.unchanged || digest.is_none() {
+                    assignment = r.tasks;
+                }
+                digest = Some(r.digest);
+                &assignment
             }
             Err(e) => {
                 tracing::warn!(error = %e, "poll failed; retrying in {backoff:?}");
@@ -193,7 +200,7 @@ pub async fn run(
                 continue;
             }
         };
-        reconcile(&shared, &assignment, &mut supervisors);
+        reconcile(&shared, current, &mut supervisors);
         if last_gc.elapsed() > Duration::from_secs(60) {
             last_gc = tokio::time::Instant::now();
             match runtime.garbage_collect(&cfg.gc, SystemTime::now()).await {

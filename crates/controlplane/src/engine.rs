@@ -9,6 +9,10 @@
 //!  API tasks ──read(f)───► RwLock<published State> (never waits for disk)
 //! ```
 //!
+//! The published state shares every task record with the working one (`Arc`s: see
+//! [`State::apply_shared`]), so the two hold each task once, and publishing a change
+//! copies only the changed record; each keeps its own derived indexes.
+//!
 //! An op that fails adds no changes and its error is delivered with the batch. If the
 //! commit fails, every op of the batch gets a `ServerException` and the working copy is
 //! rebuilt from the published one, so memory never holds what disk does not.
@@ -32,7 +36,7 @@ use store::{Mutation, Store};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::error::EcsError;
-use crate::state::{Change, MemberKey, MetaRecord, Record, Scope, State};
+use crate::state::{Change, MemberKey, MetaRecord, Record, Scope, State, TaskRecord};
 
 /// What a write operation gets besides the state: who asks, the time, and randomness.
 #[derive(Debug)]
@@ -417,8 +421,9 @@ fn commit(
         .unwrap_or_else(std::sync::PoisonError::into_inner);
     match durable {
         Ok(_) => {
+            // Shares what the working state holds: one copy of each record between them.
             for c in &changes {
-                published.apply(c);
+                published.apply_shared(c, working);
             }
             drop(published);
             inner.changes.send_modify(|n| *n += 1);
@@ -692,6 +697,8 @@ fn records_of(state: &State) -> Vec<Record> {
         services,
         settings,
         meta,
+        discovery,
+        elb,
         derived: _,
     } = state;
     let mut out: Vec<Record> = Vec::new();
@@ -703,9 +710,19 @@ fn records_of(state: &State) -> Vec<Record> {
             .map(Record::TaskDefinition),
     );
     out.extend(instances.values().cloned().map(Record::Instance));
-    out.extend(tasks.values().cloned().map(Record::Task));
+    out.extend(tasks.values().map(|t| Record::Task(TaskRecord::clone(t))));
     out.extend(services.values().cloned().map(Record::Service));
     out.extend(settings.values().cloned().map(Record::Setting));
+    out.extend(discovery.records().map(Record::Discovery));
+    out.extend(
+        elb.load_balancers
+            .values()
+            .cloned()
+            .map(Record::LoadBalancer),
+    );
+    out.extend(elb.target_groups.values().cloned().map(Record::TargetGroup));
+    out.extend(elb.listeners.values().cloned().map(Record::Listener));
+    out.extend(elb.rules.values().cloned().map(Record::ListenerRule));
     if *meta != MetaRecord::default() {
         out.push(Record::Meta(meta.clone()));
     }

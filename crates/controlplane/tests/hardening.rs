@@ -218,7 +218,7 @@ fn deleting_expired_stopped_tasks_cannot_change_a_service_controller_decision() 
             .tasks
             .values()
             .filter(|t| t.task.group.as_deref() == Some("service:web"))
-            .cloned()
+            .map(|t| TaskRecord::clone(t))
             .collect()
     };
     assert!(reconcile(&mut w) > 0);

@@ -123,6 +123,7 @@ impl Harness {
         self.state
             .tasks
             .values()
+            .map(|t| &**t)
             .filter(|t| t.task.group.as_deref() == Some("service:web"))
     }
 
@@ -821,8 +822,8 @@ fn tasks_failing_health_checks_are_replaced_after_the_grace_period() {
         .tasks
         .values()
         .find(|t| t.id == sick_id)
-        .unwrap()
-        .clone();
+        .map(|t| TaskRecord::clone(t))
+        .unwrap();
     sick.task.health_status = Some(wire::HealthStatus::Unhealthy);
     h.apply(&[Change::Put(Record::Task(sick))]);
     h.now += 1.0;
@@ -875,7 +876,12 @@ fn restart_mid_deployment_does_not_duplicate_tasks() {
             .map(Record::TaskDefinition),
     );
     records.extend(h.state.instances.values().cloned().map(Record::Instance));
-    records.extend(h.state.tasks.values().cloned().map(Record::Task));
+    records.extend(
+        h.state
+            .tasks
+            .values()
+            .map(|t| Record::Task(TaskRecord::clone(t))),
+    );
     records.extend(h.state.services.values().cloned().map(Record::Service));
     let mut rebuilt = State::default();
     for r in records {

@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError, Weak};
 use std::time::Duration;
 
 use controlplane::ops::agent_channel::{
-    instance_key, poll_answer_json, poll_digest, polling_instance, report_health,
+    instance_key, poll_answer_json, poll_digest, polling_instance, polling_key, report_health,
     set_agent_connected,
 };
 use controlplane::state::{MemberKey, Record};
@@ -305,16 +305,19 @@ async fn dispatch(
 /// instance marked disconnected is marked connected again.
 ///
 /// A waiting poll wakes only for changes to its own instance (see the module docs), and
-/// its look is cheap: it computes only the digest of the instance's assignment (from
-/// the per-instance index, copying nothing) and builds the whole answer — tasks and
-/// their definitions — only when it answers, serialized straight from the state.
+/// its look is O(1): the digest of the instance's assignment is kept in the per-instance
+/// index (`Usage::digest`). It builds the whole answer — tasks and their definitions,
+/// serialized straight from the state — only when the assignment differs from the
+/// agent's; an agent that asks with `omitUnchanged` (the real one does) gets a brief
+/// answer when the wait runs out with nothing changed, so an idle poll encodes no task.
 async fn poll(cp: &ControlPlane, call: &Call, req: PollTasksRequest) -> Result<Vec<u8>, ApiError> {
     let wait = Duration::from_secs(u64::from(
         req.wait_seconds.unwrap_or(0).min(MAX_WAIT_SECONDS),
     ));
     let deadline = tokio::time::Instant::now() + wait;
     let wakers = Wakers::of(cp);
-    let mut registration: Option<Registration> = None;
+    // Joined before the first look, so nothing published after it goes unnoticed.
+    let mut registration = polling_key(&call.scope, &req).map(|key| wakers.register(&key));
     let mut open_poll = None;
     let mut heartbeat_at: Option<tokio::time::Instant> = None;
     loop {
@@ -353,11 +356,11 @@ async fn poll(cp: &ControlPlane, call: &Call, req: PollTasksRequest) -> Result<V
             heartbeat_at = Some(now);
         }
         let changed = match changed {
-            Some(armed) => armed,
-            None => {
-                // First look: join the instance's wake-ups. Whatever is published from
-                // now on wakes this poll; whatever was published since the look was
-                // taken needs another look.
+            Some(armed) if registration.as_ref().is_some_and(|r| r.key == key) => armed,
+            _ => {
+                // Not joined under the key the look found (`polling_key` cannot tell):
+                // join now. Whatever is published from now on wakes this poll; whatever
+                // was published since the look was taken needs another look.
                 let joined = wakers.register(&key);
                 let mut armed = Box::pin(joined.notify.clone().notified_owned());
                 armed.as_mut().enable();
@@ -368,10 +371,18 @@ async fn poll(cp: &ControlPlane, call: &Call, req: PollTasksRequest) -> Result<V
                 armed
             }
         };
-        tokio::select! {
-            () = changed => {}
-            () = open_poll.wake.notified() => {}
-            () = tokio::time::sleep_until(deadline) => {}
+        let timed_out = tokio::select! {
+            () = changed => false,
+            () = open_poll.wake.notified() => false,
+            () = tokio::time::sleep_until(deadline) => true,
+        };
+        if timed_out {
+            // Nothing woke this poll: answer with what is there, without another look.
+            let log_requests = cp.log_broker().take(&key);
+            let (key, answer) =
+                cp.read(|s| poll_answer_json(s, &call.scope, &req, &log_requests))?;
+            cp.heartbeat(key);
+            return Ok(answer);
         }
     }
 }

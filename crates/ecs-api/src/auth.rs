@@ -12,8 +12,9 @@
 //! (`x-amz-date`, or `date`) and, when the request has one, `x-amz-target`: a verifier
 //! that let the client leave them out would accept a signature made for one request
 //! (`DescribeClusters`) on another (`DeleteCluster` with the same body), or on another
-//! endpoint. The ECS API wants the credential scope to name `ecs`; flotilla's own
-//! `POST /admin/reset` takes any service ([`ScopeService`]).
+//! endpoint. The credential scope must name the service the request was routed to
+//! (`ecs`, `elasticloadbalancing`, `servicediscovery`: [`crate::service::AwsService`]);
+//! flotilla's own `POST /admin/reset` takes any service ([`ScopeService`]).
 //!
 //! The signing math is HMAC-SHA256 from the `hmac`/`sha2` crates. We do not use
 //! `aws-sigv4` here: it chooses which headers to sign itself, while a verifier must use
@@ -271,6 +272,9 @@ fn check_region(region: &str) -> Result<(), ApiError> {
 pub enum ScopeService {
     /// `ecs`, as every AWS client signs its ECS requests (`POST /`).
     Ecs,
+    /// This signing name (`elasticloadbalancing`, `servicediscovery`): the service the
+    /// request was routed to ([`crate::service::AwsService`]).
+    Named(&'static str),
     /// Any service: flotilla's own endpoints (`POST /admin/reset`), for which no
     /// AWS client has a service name of its own.
     Any,
@@ -425,9 +429,14 @@ impl Verifier<'_> {
             .keys
             .get(&auth.access_key)
             .ok_or(ApiError::UnrecognizedClient)?;
-        if self.service == ScopeService::Ecs && auth.service != "ecs" {
+        let wanted = match self.service {
+            ScopeService::Ecs => Some("ecs"),
+            ScopeService::Named(name) => Some(name),
+            ScopeService::Any => None,
+        };
+        if let Some(wanted) = wanted.filter(|w| auth.service != *w) {
             return Err(ApiError::InvalidSignature(format!(
-                "Credential should be scoped to correct service: 'ecs', not {}.",
+                "Credential should be scoped to correct service: '{wanted}', not {}.",
                 quote(&auth.service)
             )));
         }

@@ -10,6 +10,7 @@ use std::borrow::Cow;
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use controlplane::EcsError;
+use controlplane::ops::servicediscovery::SdError;
 
 /// A request failed. Each variant maps to one HTTP status and one `__type`.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -17,6 +18,9 @@ pub enum ApiError {
     /// The operation itself failed (validation, not found, …).
     #[error(transparent)]
     Ecs(#[from] EcsError),
+    /// A Cloud Map (`servicediscovery`) operation failed; its own error codes.
+    #[error(transparent)]
+    Discovery(#[from] SdError),
     /// No `X-Amz-Target` header, or one without the ECS prefix.
     #[error(
         "Missing or invalid X-Amz-Target header: expected AmazonEC2ContainerServiceV20141113.<Operation>."
@@ -25,6 +29,13 @@ pub enum ApiError {
     /// The target names no ECS operation.
     #[error("Unknown operation {}.", quote(.0))]
     UnknownOperation(String),
+    /// The SigV4 credential scope names a service flotilla does not serve (answered as
+    /// AWS answers a scope for the wrong service: `InvalidSignatureException`).
+    #[error(
+        "Credential should be scoped to correct service: 'ecs', 'elasticloadbalancing' or 'servicediscovery', not {}.",
+        quote(.0)
+    )]
+    UnknownService(String),
     /// The body is not JSON (or not a JSON object).
     #[error("{0}")]
     Serialization(String),
@@ -59,9 +70,14 @@ impl ApiError {
                 (StatusCode::INTERNAL_SERVER_ERROR, e.code())
             }
             ApiError::Ecs(e) => (StatusCode::BAD_REQUEST, e.code()),
+            ApiError::Discovery(e) if e.is_server_fault() => {
+                (StatusCode::INTERNAL_SERVER_ERROR, e.code())
+            }
+            ApiError::Discovery(e) => (StatusCode::BAD_REQUEST, e.code()),
             ApiError::MissingTarget | ApiError::UnknownOperation(_) => {
                 (StatusCode::BAD_REQUEST, "UnknownOperationException")
             }
+            ApiError::UnknownService(_) => (StatusCode::BAD_REQUEST, "InvalidSignatureException"),
             ApiError::Serialization(_) => (StatusCode::BAD_REQUEST, "SerializationException"),
             ApiError::InvalidParameter(_) | ApiError::MissingParameter(_) => {
                 (StatusCode::BAD_REQUEST, "InvalidParameterException")

@@ -5,7 +5,10 @@
 //! `X-Amz-Target: AmazonEC2ContainerServiceV20141113.<Operation>`, a camelCase JSON
 //! body, a SigV4 `Authorization` header, and expect errors as HTTP 400
 //! `{"__type": "<Code>", "message": …}`. With `--endpoint-url` they talk to flotilla
-//! the same way.
+//! the same way. The same endpoint serves the other AWS APIs flotilla speaks: every
+//! `POST /` is routed by its SigV4 credential scope's service
+//! ([`AwsService`](service::AwsService): `ecs`, `elasticloadbalancing` with the query
+//! protocol and XML ([`elbv2`]), `servicediscovery`), in one `match` in [`server`].
 //!
 //! ## Design
 //! This crate holds no state (the log broker that waiting `GetTaskLogs` requests use
@@ -22,13 +25,20 @@
 //! - [`auth`]: SigV4 parsing and verification, the credentials file.
 //! - [`dispatch`]: operation routing.
 //! - [`error`]: [`ApiError`] and its wire mapping.
+//! - [`service`]: [`AwsService`](service::AwsService), which API a `POST /` is for (the
+//!   SigV4 credential scope's service): the one routing `match` is in [`server`].
+//! - [`elbv2`]: the ELBv2 API (query protocol, XML), `controlplane::ops::elbv2` behind it.
+//! - [`servicediscovery`]: the Cloud Map API (`Route53AutoNaming_v20170314.*`).
 
 pub mod agent;
 pub mod auth;
 pub mod dispatch;
+pub mod elbv2;
 pub mod error;
 pub mod logs;
 pub mod server;
+pub mod service;
+pub mod servicediscovery;
 
 pub use error::ApiError;
 pub use server::{ApiConfig, router, serve};

@@ -1,5 +1,7 @@
-//! The HTTP server: `POST /` (the ECS API, the agent protocol `FlotillaAgentV1.*` and
-//! flotilla's own `FlotillaV1.*`), `GET /healthz`, `POST /admin/reset`.
+//! The HTTP server: `POST /` (every AWS API flotilla speaks, routed by the SigV4
+//! credential scope's service ([`AwsService`]): ECS with the agent protocol
+//! `FlotillaAgentV1.*` and flotilla's own `FlotillaV1.*`, ELBv2 ([`crate::elbv2`]),
+//! Cloud Map ([`crate::servicediscovery`])), `GET /healthz`, `POST /admin/reset`.
 //!
 //! `POST /admin/reset` (served only with [`ApiConfig::allow_reset`]) wipes every
 //! account's state, so when credentials are configured it needs a valid SigV4
@@ -26,9 +28,10 @@ use model::logs::{USER_TARGET_PREFIX, UserOperation};
 use model::wire::{Operation, TARGET_PREFIX};
 
 use crate::agent::dispatch_agent;
-use crate::auth::{Credentials, ScopeService, Verifier, authenticate};
+use crate::auth::{Credentials, ScopeService, Verifier};
 use crate::dispatch::{Call, dispatch};
 use crate::error::{ApiError, bounded_message};
+use crate::service::{AwsService, SERVICE_DISCOVERY_TARGET_PREFIX};
 
 pub use connections::{ServeLimits, serve_with};
 
@@ -81,6 +84,46 @@ fn now() -> (i64, f64) {
     )
 }
 
+/// Authenticates a request routed to `service` (its credential scope must name that
+/// service) and builds its [`Call`].
+fn caller(
+    app: &App,
+    service: AwsService,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<Call, ApiError> {
+    let (now_secs, now) = now();
+    let verifier = Verifier {
+        credentials: app.config.credentials.as_ref(),
+        default_account: &app.config.account_id,
+        now: now_secs,
+        service: ScopeService::Named(service.signing_name()),
+    };
+    let caller = verifier.authenticate(method, uri, headers, body)?;
+    let host = headers
+        .get(http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("localhost");
+    Ok(Call {
+        scope: Scope::new(caller.account, caller.region),
+        now,
+        advertised: format!("http://{host}"),
+    })
+}
+
+/// The target's operation name after `prefix.`, or `None`.
+fn target_operation<'a>(headers: &'a HeaderMap, prefix: &str) -> Option<&'a str> {
+    headers
+        .get("x-amz-target")
+        .and_then(|v| v.to_str().ok())?
+        .split_once('.')
+        .filter(|(p, name)| *p == prefix && !name.is_empty())
+        .map(|(_, name)| name)
+}
+
+/// The ECS API (JSON 1.1) with flotilla's agent and user targets.
 async fn handle(
     app: &App,
     method: &Method,
@@ -99,25 +142,7 @@ async fn handle(
     if prefix != TARGET_PREFIX && prefix != AGENT_TARGET_PREFIX && prefix != USER_TARGET_PREFIX {
         return Err(ApiError::MissingTarget);
     }
-    let (now_secs, now) = now();
-    let caller = authenticate(
-        app.config.credentials.as_ref(),
-        &app.config.account_id,
-        now_secs,
-        method,
-        uri,
-        headers,
-        body,
-    )?;
-    let host = headers
-        .get(http::header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .unwrap_or("localhost");
-    let call = Call {
-        scope: Scope::new(caller.account, caller.region),
-        now,
-        advertised: format!("http://{host}"),
-    };
+    let call = caller(app, AwsService::Ecs, method, uri, headers, body)?;
     if prefix == AGENT_TARGET_PREFIX {
         let op = AgentOperation::from_name(name)
             .ok_or_else(|| ApiError::UnknownOperation(name.to_owned()))?;
@@ -134,24 +159,30 @@ async fn handle(
     dispatch(&app.cp, &call, op, body).await
 }
 
-async fn ecs(
-    State(app): State<App>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Response {
-    let request_id = uuid::Uuid::new_v4().to_string();
-    // A body that cannot be read (over the size limit, or cut off) is answered in the
-    // protocol's error shape too, not with axum's plain-text rejection.
-    let result = match body {
-        Ok(body) => handle(&app, &method, &uri, &headers, &body).await,
-        Err(rejection) => Err(ApiError::UnreadableBody(
-            rejection.status(),
-            rejection.body_text(),
-        )),
-    };
-    let mut resp = match result {
+/// Cloud Map (JSON 1.1, `Route53AutoNaming_v20170314.*`).
+async fn handle_service_discovery(
+    app: &App,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<Vec<u8>, ApiError> {
+    let name = target_operation(headers, SERVICE_DISCOVERY_TARGET_PREFIX)
+        .ok_or(ApiError::MissingTarget)?;
+    let call = caller(
+        app,
+        AwsService::ServiceDiscovery,
+        method,
+        uri,
+        headers,
+        body,
+    )?;
+    crate::servicediscovery::dispatch(&app.cp, &call, name, body).await
+}
+
+/// A JSON 1.1 answer (ECS, Cloud Map): the body, or the error in `__type` shape.
+fn json_answer(result: Result<Vec<u8>, ApiError>) -> Response {
+    match result {
         Ok(json) => (
             StatusCode::OK,
             [(
@@ -168,6 +199,48 @@ async fn ecs(
             }
             e.into_response()
         }
+    }
+}
+
+/// `POST /`: every AWS API, routed by the credential scope's service in one `match`
+/// ([`AwsService::of_request`]); each answers in its own protocol's shape.
+async fn ecs(
+    State(app): State<App>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let request_id = uuid::Uuid::new_v4().to_string();
+    // A body that cannot be read (over the size limit, or cut off) is answered in the
+    // protocol's error shape too, not with axum's plain-text rejection.
+    let body = body
+        .map_err(|rejection| ApiError::UnreadableBody(rejection.status(), rejection.body_text()));
+    let mut resp = match AwsService::of_request(&headers) {
+        Ok(AwsService::Ecs) => json_answer(match &body {
+            Ok(body) => handle(&app, &method, &uri, &headers, body).await,
+            Err(e) => Err(e.clone()),
+        }),
+        Ok(AwsService::ElasticLoadBalancing) => {
+            let call = match &body {
+                Ok(body) => caller(
+                    &app,
+                    AwsService::ElasticLoadBalancing,
+                    &method,
+                    &uri,
+                    &headers,
+                    body,
+                )
+                .map(|call| (call, &body[..])),
+                Err(e) => Err(e.clone()),
+            };
+            crate::elbv2::handle(&app.cp, call, &request_id).await
+        }
+        Ok(AwsService::ServiceDiscovery) => json_answer(match &body {
+            Ok(body) => handle_service_discovery(&app, &method, &uri, &headers, body).await,
+            Err(e) => Err(e.clone()),
+        }),
+        Err(e) => json_answer(Err(e)),
     };
     with_request_id(&mut resp, &request_id);
     resp

@@ -22,6 +22,8 @@ fn bench_scale_runs_at_a_tiny_size() {
             "64",
             "--settle-seconds",
             "0",
+            "--settle-max-extra-seconds",
+            "0",
             "--quiet-seconds",
             "1",
             "--updates",

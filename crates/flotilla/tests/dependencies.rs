@@ -23,6 +23,10 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("updater", &["model", "durable"]),
     ("host-api", &["model", "store", "updater", "durable"]),
     ("devcluster", &["durable"]),
+    // Service-discovery DNS: fed a plain snapshot, so no internal dependency.
+    ("dns", &[]),
+    // The load balancer's data plane: fed a plain config, so no internal dependency.
+    ("lb", &[]),
     // Test support: a [dev-dependencies] entry only (see DEV_ONLY).
     ("testkit", &["model", "store", "controlplane"]),
     (
@@ -38,6 +42,8 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "updater",
             "host-api",
             "devcluster",
+            "dns",
+            "lb",
         ],
     ),
 ];

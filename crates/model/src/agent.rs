@@ -9,7 +9,8 @@
 //! `PollTasks` is a long poll: the agent sends the digest of the assignment it last
 //! saw; the server answers at once when the assignment differs, or when it changes
 //! within `waitSeconds`, or with the same digest when the wait runs out. Each poll is
-//! also the agent's heartbeat.
+//! also the agent's heartbeat. An agent that sends `omitUnchanged` gets that last answer
+//! without its tasks (`unchanged`), so an idle poll costs the server no encoding.
 
 use serde::{Deserialize, Serialize};
 
@@ -59,6 +60,11 @@ pub struct PollTasksRequest {
     pub known_digest: Option<String>,
     /// How long to wait for a change (0–20 s).
     pub wait_seconds: Option<u32>,
+    /// When the assignment is still `knownDigest`, answer briefly: no `tasks`, and
+    /// `unchanged` set (the agent keeps what it holds). A server that predates this
+    /// ignores it and answers in full; absent or false, answers are always in full.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub omit_unchanged: Option<bool>,
 }
 
 /// One task the instance must hold, with everything needed to run it.
@@ -85,6 +91,10 @@ pub struct PollTasksResponse {
     /// when one is queued.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub log_requests: Vec<crate::logs::LogRequest>,
+    /// The brief answer to `omitUnchanged`: the assignment is still `knownDigest`, and
+    /// `tasks` is left out (empty) — keep the tasks of the last full answer.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub unchanged: bool,
 }
 
 /// One container's health, as its health check last decided.

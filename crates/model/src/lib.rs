@@ -11,6 +11,7 @@
 //!
 //! ## Layout
 //! - [`wire`]: the generated request/response shapes, enums and the [`wire::Operation`] list.
+//! - [`wire_sd`]: the same, generated from Cloud Map's (`servicediscovery`) model.
 //! - [`agent`]: the flotilla agent protocol (`PollTasks`), beside the ECS operations.
 //! - [`logs`]: task logs through the control plane (`FlotillaV1.GetTaskLogs`, the agent's
 //!   `PutLogs`).
@@ -30,3 +31,4 @@ pub mod overrides;
 pub mod size;
 pub mod status;
 pub mod wire;
+pub mod wire_sd;

@@ -203,7 +203,14 @@ pub fn services_touched(state: &State, change: &Change) -> Vec<ServiceKey> {
             .unwrap_or_default(),
         Record::Instance(i) => cluster_services(&i.scope, &i.cluster),
         Record::Cluster(c) => cluster_services(&c.scope, &c.name),
-        Record::TaskDefinition(_) | Record::Setting(_) | Record::Meta(_) => Vec::new(),
+        Record::TaskDefinition(_)
+        | Record::Setting(_)
+        | Record::Meta(_)
+        | Record::Discovery(_)
+        | Record::LoadBalancer(_)
+        | Record::TargetGroup(_)
+        | Record::Listener(_)
+        | Record::ListenerRule(_) => Vec::new(),
     }
 }
 

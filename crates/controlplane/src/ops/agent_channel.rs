@@ -17,7 +17,7 @@ use serde::Serialize;
 use crate::engine::{Ctx, Written};
 use crate::error::{EcsError, invalid};
 use crate::ops::agent::edit_reported_task;
-use crate::ops::common::{active_cluster, member_id};
+use crate::ops::common::{active_cluster, cluster_name, member_id};
 use crate::ops::task_definitions;
 use crate::state::{Change, InstanceRecord, MemberKey, Record, Scope, State, TaskRecord};
 
@@ -47,6 +47,19 @@ pub fn polling_instance<'a>(
     }
 }
 
+/// The key of the instance a poll names, from the request alone (no state), as
+/// [`polling_instance`] resolves it: a waiting poll joins its instance's wake-ups with it
+/// before its first look. `None` for a request [`polling_instance`] refuses anyway.
+pub fn polling_key(scope: &Scope, req: &PollTasksRequest) -> Option<MemberKey> {
+    let cluster = cluster_name(scope, req.cluster.as_deref()).ok()?;
+    let (_, id) = member_id(
+        scope,
+        ResourceType::ContainerInstance,
+        req.container_instance.as_deref()?,
+    )?;
+    Some(MemberKey::new(scope, &cluster, &id))
+}
+
 /// The instance's key in the state ([`InstanceRecord::key`], as a function to map with).
 pub fn instance_key(i: &InstanceRecord) -> MemberKey {
     i.key()
@@ -70,7 +83,7 @@ fn assigned<'a>(
         .filter_map(move |id| {
             key.id.clear();
             key.id.push_str(id);
-            state.tasks.get(&key)
+            state.tasks.get(&key).map(|t| &**t)
         })
         .filter(|t| {
             t.instance_id.as_deref() == Some(instance.id.as_str())
@@ -78,18 +91,15 @@ fn assigned<'a>(
         })
 }
 
-fn hash_task(t: &TaskRecord, hasher: &mut DefaultHasher) {
-    (
-        t.id.as_str(),
-        t.task.desired_status.as_deref(),
-        t.task.version,
-    )
-        .hash(hasher);
-}
-
-fn finish_digest(mut hasher: DefaultHasher, instance: &InstanceRecord) -> (String, bool) {
+/// The digest of what the instance must hold, and whether it is draining: O(1), from the
+/// per-instance index ([`crate::state::Usage::digest`], kept as its tasks change).
+fn instance_digest(state: &State, instance: &InstanceRecord) -> (String, bool) {
+    let tasks = state
+        .usage(&instance.scope, &instance.cluster, &instance.id)
+        .map_or(0, |u| u.digest);
     let draining = instance.instance.status() != Some(InstanceStatus::Active);
-    draining.hash(&mut hasher);
+    let mut hasher = DefaultHasher::new();
+    (tasks, draining).hash(&mut hasher);
     (format!("{:016x}", hasher.finish()), draining)
 }
 
@@ -97,7 +107,6 @@ fn finish_digest(mut hasher: DefaultHasher, instance: &InstanceRecord) -> (Strin
 /// its definition, and a digest that changes whenever any of that changes.
 pub fn assignment(state: &State, instance: &InstanceRecord) -> PollTasksResponse {
     let mut tasks = Vec::new();
-    let mut hasher = DefaultHasher::new();
     for t in assigned(state, instance) {
         let def = t
             .task
@@ -106,18 +115,18 @@ pub fn assignment(state: &State, instance: &InstanceRecord) -> PollTasksResponse
             .and_then(|arn| task_definitions::resolve(state, &instance.scope, arn))
             .map(|d| d.definition.clone())
             .unwrap_or_default();
-        hash_task(t, &mut hasher);
         tasks.push(TaskAssignment {
             task: t.task.clone(),
             task_definition: def,
         });
     }
-    let (digest, draining) = finish_digest(hasher, instance);
+    let (digest, draining) = instance_digest(state, instance);
     PollTasksResponse {
         digest,
         tasks,
         draining,
         log_requests: Vec::new(),
+        unchanged: false,
     }
 }
 
@@ -130,6 +139,8 @@ struct AnswerView<'a> {
     draining: bool,
     #[serde(skip_serializing_if = "<[_]>::is_empty")]
     log_requests: &'a [LogRequest],
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    unchanged: bool,
 }
 
 /// [`TaskAssignment`], borrowed.
@@ -142,8 +153,13 @@ struct AssignmentView<'a> {
 
 /// PollTasks' answer — the JSON of [`poll_tasks`]' [`PollTasksResponse`] with
 /// `log_requests` — serialized straight from the state: no task or definition is
-/// copied (an answer carries every task of the instance with its definition, and every
-/// agent gets one at least every `waitSeconds`).
+/// copied (an answer carries every task of the instance with its definition).
+///
+/// An agent that asks for it (`omitUnchanged`) and already holds the assignment
+/// (`knownDigest` is the digest) gets the brief answer instead: no tasks, `unchanged`.
+/// Every agent gets an answer at least every `waitSeconds`, nearly all of them with
+/// nothing changed, so this is what keeps an idle poll from encoding the instance's
+/// tasks again.
 ///
 /// # Errors
 ///
@@ -160,11 +176,14 @@ pub fn poll_answer_json(
         req.cluster.as_deref(),
         req.container_instance.as_deref(),
     )?;
+    let (digest, draining) = instance_digest(state, instance);
+    let unchanged =
+        req.omit_unchanged == Some(true) && req.known_digest.as_deref() == Some(digest.as_str());
     let missing = wire::TaskDefinition::default();
-    let mut hasher = DefaultHasher::new();
     let mut tasks = Vec::new();
-    for t in assigned(state, instance) {
-        hash_task(t, &mut hasher);
+    // The brief answer looks at no task.
+    let listed = if unchanged { None } else { Some(instance) };
+    for t in listed.into_iter().flat_map(|i| assigned(state, i)) {
         let def = t
             .task
             .task_definition_arn
@@ -176,25 +195,21 @@ pub fn poll_answer_json(
             task_definition: def,
         });
     }
-    let (digest, draining) = finish_digest(hasher, instance);
     let json = serde_json::to_vec(&AnswerView {
         digest,
         tasks,
         draining,
         log_requests,
+        unchanged,
     })
     .map_err(|e| EcsError::Server(format!("cannot encode the response: {e}")))?;
     Ok((instance_key(instance), json))
 }
 
-/// The digest [`assignment`] would give, without copying a task or a definition: what a
-/// waiting poll checks on every change.
+/// The digest [`assignment`] would give, in O(1) (from the per-instance index): what a
+/// waiting poll checks on every look.
 pub fn assignment_digest(state: &State, instance: &InstanceRecord) -> String {
-    let mut hasher = DefaultHasher::new();
-    for t in assigned(state, instance) {
-        hash_task(t, &mut hasher);
-    }
-    finish_digest(hasher, instance).0
+    instance_digest(state, instance).0
 }
 
 /// PollTasks, one look (the API layer repeats it while it waits for a change).
@@ -492,6 +507,7 @@ mod tests {
                 "a STOPPED task is not assigned"
             );
             answered += given.len();
+            assert_eq!(polling_key(&scope(), &req), Some(key.clone()));
             let (_, digest, _) = poll_digest(&s, &scope(), &req).unwrap();
             assert_eq!(digest, resp.digest);
             let logs = vec![LogRequest::default()];
@@ -502,6 +518,23 @@ mod tests {
             assert_eq!(json_key, key);
             let (_, without) = poll_answer_json(&s, &scope(), &req, &[]).unwrap();
             assert_eq!(without, serde_json::to_vec(&resp).unwrap());
+            // An agent that holds the assignment and asks for brief answers gets one;
+            // one whose digest is stale gets the whole answer.
+            let brief = PollTasksRequest {
+                known_digest: Some(digest.clone()),
+                omit_unchanged: Some(true),
+                ..req.clone()
+            };
+            let (_, json) = poll_answer_json(&s, &scope(), &brief, &[]).unwrap();
+            let answer: PollTasksResponse = serde_json::from_slice(&json).unwrap();
+            assert!(answer.unchanged && answer.tasks.is_empty());
+            assert_eq!((answer.digest, answer.draining), (digest, resp.draining));
+            let stale = PollTasksRequest {
+                known_digest: Some("0".into()),
+                ..brief
+            };
+            let (_, json) = poll_answer_json(&s, &scope(), &stale, &[]).unwrap();
+            assert_eq!(json, serde_json::to_vec(&resp).unwrap());
         }
         assert_eq!(answered, 7);
     }

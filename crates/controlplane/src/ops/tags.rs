@@ -7,7 +7,7 @@ use model::wire;
 use crate::engine::{Ctx, Written};
 use crate::error::{EcsError, invalid};
 use crate::ops::common::{merge_tags, validate_tags};
-use crate::state::{Change, MemberKey, Record, Scope, ServiceKey, State};
+use crate::state::{Change, MemberKey, Record, Scope, ServiceKey, State, TaskRecord};
 
 fn not_found() -> EcsError {
     EcsError::ResourceNotFound("The specified resource could not be found.".into())
@@ -50,7 +50,7 @@ fn lookup(state: &State, scope: &Scope, arn: &str) -> Result<Record, EcsError> {
             state
                 .tasks
                 .get(&MemberKey::new(scope, &c, &id))
-                .map(|t| Record::Task(t.clone()))
+                .map(|t| Record::Task(TaskRecord::clone(t)))
         }),
         ResourceType::Service => split2(r).and_then(|(c, n)| {
             state
@@ -70,7 +70,13 @@ fn tags_of(record: &mut Record) -> Result<&mut Vec<wire::Tag>, EcsError> {
         Record::Instance(i) => i.instance.tags.get_or_insert_with(Vec::new),
         Record::Task(t) => t.task.tags.get_or_insert_with(Vec::new),
         Record::Service(s) => s.service.tags.get_or_insert_with(Vec::new),
-        Record::Setting(_) | Record::Meta(_) => {
+        Record::Setting(_)
+        | Record::Meta(_)
+        | Record::Discovery(_)
+        | Record::LoadBalancer(_)
+        | Record::TargetGroup(_)
+        | Record::Listener(_)
+        | Record::ListenerRule(_) => {
             return Err(invalid("This resource cannot be tagged."));
         }
     })

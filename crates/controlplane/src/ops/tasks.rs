@@ -514,7 +514,10 @@ pub fn find<'a>(
     if arn_cluster.as_deref().is_some_and(|c| c != cluster) {
         return None;
     }
-    state.tasks.get(&MemberKey::new(scope, cluster, &id))
+    state
+        .tasks
+        .get(&MemberKey::new(scope, cluster, &id))
+        .map(|t| &**t)
 }
 
 /// StopTask: asks the agent to stop the task; a task no agent has taken over yet stops

@@ -30,6 +30,26 @@ pub struct Usage {
     pub tasks: BTreeMap<String, String>,
     /// Group → number of those tasks (what placement needs, without a list).
     pub groups: BTreeMap<String, u32>,
+    /// The sum (wrapping) of [`task_digest`] over those tasks: what the instance must
+    /// hold, kept as the tasks change, so a poll's look costs O(1), not O(tasks on the
+    /// instance). A sum, not a sequential hash, so that it can be kept incrementally;
+    /// it depends on the records alone, so a restart gives every agent the same digest.
+    pub digest: u64,
+}
+
+/// A task's part of its instance's [`Usage::digest`]: what the agent must act on when it
+/// changes (the task, its desired status, its version).
+pub fn task_digest(t: &TaskRecord) -> u64 {
+    use std::hash::{Hash, Hasher};
+    // SipHash with fixed keys: the same value in every process.
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    (
+        t.id.as_str(),
+        t.task.desired_status.as_deref(),
+        t.task.version,
+    )
+        .hash(&mut h);
+    h.finish()
 }
 
 /// Task counts of one cluster (derived, never stored).
@@ -374,12 +394,15 @@ impl Derived {
                 u.groups.remove(&group);
             }
         }
+        let digest = task_digest(t);
         if sign > 0 {
+            u.digest = u.digest.wrapping_add(digest);
             u.ports_tcp.extend(&r.ports_tcp);
             u.ports_udp.extend(&r.ports_udp);
             u.tasks
                 .insert(t.id.clone(), t.task.group.clone().unwrap_or_default());
         } else {
+            u.digest = u.digest.wrapping_sub(digest);
             u.tasks.remove(&t.id);
             for p in &r.ports_tcp {
                 if let Some(i) = u.ports_tcp.iter().position(|x| x == p) {

@@ -12,14 +12,18 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Bound;
+use std::sync::Arc;
 
 use model::status::{ClusterStatus, InstanceStatus, ServiceStatus};
 
 mod derived;
+mod discovery;
+pub mod elb;
 mod keys;
 mod records;
 
 pub use derived::*;
+pub use discovery::*;
 pub use keys::*;
 pub use records::*;
 
@@ -32,14 +36,21 @@ pub struct State {
     pub task_definitions: BTreeMap<TaskDefKey, TaskDefinitionRecord>,
     /// Container instances.
     pub instances: BTreeMap<MemberKey, InstanceRecord>,
-    /// Tasks.
-    pub tasks: BTreeMap<MemberKey, TaskRecord>,
+    /// Tasks, each shared (an [`Arc`]) between the writer's working state and the
+    /// published one: publishing a change copies the changed task once, not every task
+    /// (see [`State::apply_shared`]). A record in the map is never edited in place: an
+    /// op edits a copy (`TaskRecord::clone(t)`) and puts it.
+    pub tasks: BTreeMap<MemberKey, Arc<TaskRecord>>,
     /// Services.
     pub services: BTreeMap<ServiceKey, ServiceRecord>,
     /// Account settings.
     pub settings: BTreeMap<SettingKey, SettingRecord>,
     /// Server metadata.
     pub meta: MetaRecord,
+    /// Cloud Map namespaces, services, instances and operation records.
+    pub discovery: Discovery,
+    /// ELBv2 load balancers, target groups, listeners and rules.
+    pub elb: elb::ElbState,
     /// Indexes derived from the records.
     pub derived: Derived,
 }
@@ -94,6 +105,36 @@ impl State {
         }
     }
 
+    /// Applies one change as [`State::apply`] does, where `source` is a state the change
+    /// was applied to already (the writer's working state, when publishing): a record
+    /// `source` holds equal to the change's is shared with it, not copied. The working
+    /// and published states then hold each unchanged task once between them.
+    pub fn apply_shared(&mut self, change: &Change, source: &State) {
+        match change {
+            Change::Put(Record::Task(r)) => {
+                let shared = source
+                    .tasks
+                    .get(&r.key())
+                    .filter(|t| ***t == *r)
+                    .cloned()
+                    .unwrap_or_else(|| Arc::new(r.clone()));
+                self.put_task(shared);
+            }
+            _ => self.apply(change),
+        }
+    }
+
+    fn put_task(&mut self, r: Arc<TaskRecord>) {
+        // Remove the old record's contribution first: both share the task id.
+        let key = r.key();
+        if let Some(old) = self.tasks.get(&key) {
+            let old = old.clone();
+            self.derived.account(&old, -1);
+        }
+        self.derived.account(&r, 1);
+        self.tasks.insert(key, r);
+    }
+
     fn put(&mut self, record: Record) {
         match record {
             Record::Cluster(r) => {
@@ -142,16 +183,7 @@ impl State {
                 );
                 self.instances.insert(key, r);
             }
-            Record::Task(r) => {
-                // Remove the old record's contribution first: both share the task id.
-                let key = r.key();
-                if let Some(old) = self.tasks.get(&key) {
-                    let old = old.clone();
-                    self.derived.account(&old, -1);
-                }
-                self.derived.account(&r, 1);
-                self.tasks.insert(key, r);
-            }
+            Record::Task(r) => self.put_task(Arc::new(r)),
             Record::Service(r) => {
                 let key = r.key();
                 let was = self
@@ -173,6 +205,19 @@ impl State {
                 self.settings.insert(key, r);
             }
             Record::Meta(m) => self.meta = m,
+            Record::Discovery(r) => self.discovery.put(r),
+            Record::LoadBalancer(r) => {
+                self.elb.load_balancers.insert(r.key(), r);
+            }
+            Record::TargetGroup(r) => {
+                self.elb.target_groups.insert(r.key(), r);
+            }
+            Record::Listener(r) => {
+                self.elb.listeners.insert(r.key(), r);
+            }
+            Record::ListenerRule(r) => {
+                self.elb.rules.insert(r.key(), r);
+            }
         }
     }
 
@@ -214,6 +259,19 @@ impl State {
                 self.settings.remove(&setting_key(r));
             }
             Record::Meta(_) => self.meta = MetaRecord::default(),
+            Record::Discovery(r) => self.discovery.delete(r),
+            Record::LoadBalancer(r) => {
+                self.elb.load_balancers.remove(&r.key());
+            }
+            Record::TargetGroup(r) => {
+                self.elb.target_groups.remove(&r.key());
+            }
+            Record::Listener(r) => {
+                self.elb.listeners.remove(&r.key());
+            }
+            Record::ListenerRule(r) => {
+                self.elb.rules.remove(&r.key());
+            }
         }
     }
 
@@ -228,7 +286,44 @@ impl State {
         scope: &Scope,
         cluster: &str,
     ) -> impl Iterator<Item = &'a TaskRecord> + 'a {
-        in_cluster(&self.tasks, scope, cluster)
+        in_cluster(&self.tasks, scope, cluster).map(|t| &**t)
+    }
+
+    /// The tasks of one cluster in `group` (a service's tasks: group `service:<name>`),
+    /// any desired status, in id order. From ListTasks' index ([`TaskLists`]): it costs
+    /// O(tasks in the group), not O(tasks in the cluster) — a service pass that scanned
+    /// its cluster's 100,000 tasks for its own 100 kept the writer busy at 10k instances.
+    pub fn tasks_in_group<'a>(
+        &'a self,
+        scope: &Scope,
+        cluster: &str,
+        group: &str,
+    ) -> impl Iterator<Item = &'a TaskRecord> + 'a {
+        let mut ids: Vec<&'a str> = Vec::new();
+        if let Some(lists) = self
+            .derived
+            .task_lists
+            .get(&ClusterKey::new(scope, cluster))
+        {
+            // Each desired status present (a handful), skipping from one to the next:
+            // `d + "\0"` is the least string after `d`.
+            let mut next = lists.keys().next().map(|(d, _, _)| d.clone());
+            while let Some(desired) = next {
+                let key = (desired, TaskFilter::Group, group.to_owned());
+                if let Some(set) = lists.get(&key) {
+                    ids.extend(set.iter().map(String::as_str));
+                }
+                let after = (format!("{}\0", key.0), TaskFilter::All, String::new());
+                next = lists.range(after..).next().map(|((d, _, _), _)| d.clone());
+            }
+        }
+        ids.sort_unstable();
+        let mut key = MemberKey::new(scope, cluster, "");
+        ids.into_iter().filter_map(move |id| {
+            key.id.clear();
+            key.id.push_str(id);
+            self.tasks.get(&key).map(|t| &**t)
+        })
     }
 
     /// The container instances of one cluster, in id order.
@@ -278,6 +373,7 @@ impl State {
         ids.into_iter()
             .flatten()
             .filter_map(move |id| self.tasks.get(&MemberKey::new(&scope, &cluster, id)))
+            .map(|t| &**t)
     }
 
     /// What the tasks on one instance hold.
@@ -412,6 +508,84 @@ mod tests {
         assert_eq!(s.counts(&sc, "c"), ClusterCounts::default());
     }
 
+    /// Publishing (the engine applies each change to its working state, then shares it
+    /// into the published one) copies the changed task only: every other task is the
+    /// same allocation in both states, and the changed one is equal in both.
+    #[test]
+    fn publishing_shares_unchanged_tasks_with_the_working_state() {
+        let sc = Scope::new("1", "r");
+        let (mut working, mut published) = (State::default(), State::default());
+        let publish = |working: &mut State, published: &mut State, changes: &[Change]| {
+            for c in changes {
+                working.apply(c);
+            }
+            for c in changes {
+                published.apply_shared(c, working);
+            }
+        };
+        let all: Vec<Change> = (0..100)
+            .map(|i| Change::Put(task(&sc, &format!("t{i:03}"), "PENDING", 1, 0)))
+            .collect();
+        publish(&mut working, &mut published, &all);
+        let key = |id: &str| MemberKey::new(&sc, "c", id);
+        for (k, t) in &working.tasks {
+            assert!(Arc::ptr_eq(t, &published.tasks[k]), "{k:?} is held once");
+        }
+        let untouched = published.tasks[&key("t007")].clone();
+        // A batch that puts one task twice (the later edit wins) and another once.
+        let changes = [
+            Change::Put(task(&sc, "t042", "RUNNING", 1, 0)),
+            Change::Put(task(&sc, "t042", "STOPPED", 1, 0)),
+            Change::Put(task(&sc, "t043", "RUNNING", 1, 0)),
+        ];
+        publish(&mut working, &mut published, &changes);
+        assert!(Arc::ptr_eq(&published.tasks[&key("t007")], &untouched));
+        assert!(Arc::ptr_eq(&working.tasks[&key("t007")], &untouched));
+        // Three owners: the two states and `untouched`; no deep copy was made.
+        assert_eq!(Arc::strong_count(&untouched), 3);
+        for id in ["t042", "t043"] {
+            assert_eq!(working.tasks[&key(id)], published.tasks[&key(id)]);
+            assert!(Arc::ptr_eq(
+                &working.tasks[&key(id)],
+                &published.tasks[&key(id)]
+            ));
+        }
+        assert_eq!(
+            published.tasks[&key("t042")].task.last_status.as_deref(),
+            Some("STOPPED")
+        );
+        assert_eq!(working.derived.usage, published.derived.usage);
+        assert_eq!(working.derived.counts, published.derived.counts);
+        assert_eq!(working.derived.task_lists, published.derived.task_lists);
+    }
+
+    /// An instance's digest (kept in [`Usage::digest`]) depends on the assigned tasks
+    /// alone: not on the order they came in, and back to nothing when they are gone.
+    #[test]
+    fn the_instance_digest_is_kept_incrementally() {
+        let sc = Scope::new("1", "r");
+        let (mut a, mut b) = (State::default(), State::default());
+        for id in ["x", "y", "z"] {
+            a.apply(&Change::Put(task(&sc, id, "PENDING", 1, 0)));
+        }
+        for id in ["z", "x", "y"] {
+            b.apply(&Change::Put(task(&sc, id, "PENDING", 1, 0)));
+        }
+        let digest = |s: &State| s.usage(&sc, "c", "i1").map(|u| u.digest);
+        assert_eq!(digest(&a), digest(&b));
+        let before = digest(&a);
+        let mut t = task(&sc, "y", "PENDING", 1, 0);
+        if let Record::Task(t) = &mut t {
+            t.task.desired_status = Some("STOPPED".into());
+        }
+        a.apply(&Change::Put(t));
+        assert_ne!(digest(&a), before, "a desired status the agent must act on");
+        for id in ["x", "y", "z"] {
+            a.apply(&Change::Put(task(&sc, id, "STOPPED", 1, 0)));
+        }
+        assert_eq!(digest(&a), None, "no task holds anything there");
+    }
+
     #[test]
     fn cluster_ranges_do_not_leak_into_neighbours() {
         let mut s = State::default();
@@ -447,7 +621,7 @@ mod tests {
                     .map(|r| Record::TaskDefinition(r.clone())),
             )
             .chain(s.instances.values().map(|r| Record::Instance(r.clone())))
-            .chain(s.tasks.values().map(|r| Record::Task(r.clone())))
+            .chain(s.tasks.values().map(|r| Record::Task(TaskRecord::clone(r))))
             .chain(s.services.values().map(|r| Record::Service(r.clone())));
         for r in records {
             fresh.apply(&Change::Put(r));
@@ -470,6 +644,21 @@ mod tests {
         assert_eq!(a.definitions_by_status, b.definitions_by_status);
         assert_eq!(a.families, b.families);
         assert_eq!(a.families_by_status, b.families_by_status);
+        for cluster in ["a", "b", "c"] {
+            for group in ["service:x", "family:f", ""] {
+                let sc = Scope::new("1", "r");
+                let scanned: Vec<&str> = s
+                    .tasks_in(&sc, cluster)
+                    .filter(|t| t.task.group.as_deref() == Some(group))
+                    .map(|t| t.id.as_str())
+                    .collect();
+                let indexed: Vec<&str> = s
+                    .tasks_in_group(&sc, cluster, group)
+                    .map(|t| t.id.as_str())
+                    .collect();
+                assert_eq!(indexed, scanned, "group {group:?} of {cluster}");
+            }
+        }
     }
 
     /// Thousands of random puts and deletes of every kind of record: after each step

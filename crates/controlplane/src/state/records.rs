@@ -5,6 +5,7 @@
 use model::wire;
 use serde::{Deserialize, Serialize};
 
+use super::discovery::DiscoveryRecord;
 use super::keys::*;
 
 /// A cluster.
@@ -181,6 +182,16 @@ pub enum Record {
     Setting(SettingRecord),
     /// Server metadata.
     Meta(MetaRecord),
+    /// A Cloud Map record (`state/discovery.rs`).
+    Discovery(DiscoveryRecord),
+    /// An ELBv2 load balancer.
+    LoadBalancer(super::elb::LoadBalancerRecord),
+    /// An ELBv2 target group and its targets.
+    TargetGroup(super::elb::TargetGroupRecord),
+    /// An ELBv2 listener.
+    Listener(super::elb::ListenerRecord),
+    /// An ELBv2 listener rule.
+    ListenerRule(super::elb::RuleRecord),
 }
 
 impl Record {
@@ -211,6 +222,11 @@ impl Record {
                 ],
             ),
             Record::Meta(_) => "meta".to_owned(),
+            Record::Discovery(r) => r.store_key(),
+            Record::LoadBalancer(r) => k("elb-lb", &r.scope, &[&r.name]),
+            Record::TargetGroup(r) => k("elb-tg", &r.scope, &[&r.name]),
+            Record::Listener(r) => k("elb-listener", &r.scope, &[&r.id]),
+            Record::ListenerRule(r) => k("elb-rule", &r.scope, &[&r.id]),
         }
     }
 }

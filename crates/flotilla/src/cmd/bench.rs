@@ -15,6 +15,8 @@ use anyhow::{Context, bail};
 use comfy_table::Table;
 use indicatif::{ProgressBar, ProgressStyle};
 
+#[path = "bench_lb.rs"]
+mod bench_lb;
 #[path = "bench_scale.rs"]
 mod bench_scale;
 
@@ -29,6 +31,12 @@ pub enum BenchCommand {
     /// The control plane at scale: thousands of simulated agents long-polling, services
     /// adding up to 100k tasks; server RSS, polling CPU, reconcile and ListTasks latency.
     Scale(bench_scale::ScaleBenchArgs),
+    /// The load balancer data plane (`crates/lb`) against HAProxy and direct: req/s,
+    /// p50/p99 and errors through each, with a built-in closed-loop load generator.
+    Lb(bench_lb::LbBenchArgs),
+    /// The service-discovery DNS server against NSD: queries/s with dnsperf, p50/p99 with a
+    /// built-in UDP client (needs `dnsperf` and `nsd` for the comparison).
+    Dns(super::bench_dns::DnsBenchArgs),
 }
 
 /// Arguments of `flotilla bench api`.
@@ -54,6 +62,8 @@ pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Api(args) => api(args),
         BenchCommand::Agent(args) => super::bench_agent::run(args),
         BenchCommand::Scale(args) => bench_scale::run(args),
+        BenchCommand::Lb(args) => bench_lb::run(args),
+        BenchCommand::Dns(args) => super::bench_dns::run(args),
     }
 }
 

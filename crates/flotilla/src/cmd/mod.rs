@@ -4,6 +4,7 @@ pub mod agent;
 pub mod apiclient;
 pub mod bench;
 pub mod bench_agent;
+pub mod bench_dns;
 pub mod dev;
 pub mod host;
 pub mod logs;

@@ -254,8 +254,7 @@ impl<'a> Pass<'a> {
     fn new(state: &'a State, rec: &'a ServiceRecord, cluster: &'a ClusterRecord, now: f64) -> Self {
         let group = service_group(&rec.name);
         let tasks = state
-            .tasks_in(&rec.scope, &rec.cluster)
-            .filter(|t| t.task.group.as_deref() == Some(group.as_str()))
+            .tasks_in_group(&rec.scope, &rec.cluster, &group)
             .collect();
         let instances = state
             .instances_in(&rec.scope, &rec.cluster)

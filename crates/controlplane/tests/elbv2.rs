@@ -1,0 +1,668 @@
+//! The ELBv2 operations as pure functions: a [`State`], a request, a seeded [`Ctx`];
+//! assertions on the answer, the error code and the state after applying the changes.
+
+use controlplane::ops::elbv2::listeners::{
+    self, ActionInput, ConditionInput, CreateListener, CreateRule, DescribeRules, ModifyRule,
+};
+use controlplane::ops::elbv2::load_balancers::{self, CreateLoadBalancer, DescribeLoadBalancers};
+use controlplane::ops::elbv2::target_groups::{
+    self, CreateTargetGroup, DescribeTargetGroups, TargetInput,
+};
+use controlplane::ops::elbv2::{
+    ElbArn, ElbError, ElbResource, ElbWritten, MAX_LOAD_BALANCERS, tags,
+};
+use controlplane::state::elb::{ElbTag, ListenerRecord, LoadBalancerRecord, TargetGroupRecord};
+use controlplane::{Ctx, Scope, State};
+use testkit::ecs::{self, T0};
+
+type ElbOp<Req, Resp> = fn(&State, &mut Ctx, Req) -> ElbWritten<Resp>;
+
+/// Runs a write as the writer does (seeded by a counter) and applies its changes.
+struct World {
+    state: State,
+    seed: u64,
+}
+
+impl World {
+    fn new() -> World {
+        World {
+            state: State::default(),
+            seed: 1,
+        }
+    }
+
+    fn try_write<Req, Resp>(&mut self, op: ElbOp<Req, Resp>, r: Req) -> Result<Resp, ElbError> {
+        self.seed += 1;
+        let (resp, changes) = op(&self.state, &mut ecs::ctx(T0, self.seed), r)?;
+        ecs::apply(&mut self.state, &changes);
+        Ok(resp)
+    }
+
+    fn write<Req, Resp>(&mut self, op: ElbOp<Req, Resp>, r: Req) -> Resp {
+        self.try_write(op, r)
+            .unwrap_or_else(|e| panic!("{}: {e}", e.code()))
+    }
+
+    fn lb(&mut self, name: &str) -> LoadBalancerRecord {
+        self.write(
+            load_balancers::create,
+            CreateLoadBalancer {
+                name: name.into(),
+                ..Default::default()
+            },
+        )
+    }
+
+    fn tg(&mut self, name: &str) -> TargetGroupRecord {
+        self.write(
+            target_groups::create,
+            CreateTargetGroup {
+                name: name.into(),
+                protocol: Some("HTTP".into()),
+                port: Some(8080),
+                ..Default::default()
+            },
+        )
+    }
+
+    fn listener(&mut self, lb: &LoadBalancerRecord, port: i64, tg: &str) -> ListenerRecord {
+        self.write(
+            listeners::create,
+            CreateListener {
+                load_balancer_arn: lb.arn(),
+                protocol: Some("HTTP".into()),
+                port: Some(port),
+                default_actions: vec![forward(tg)],
+                tags: vec![],
+            },
+        )
+    }
+
+    fn scope(&self) -> Scope {
+        ecs::scope()
+    }
+}
+
+fn forward(tg_arn: &str) -> ActionInput {
+    ActionInput {
+        action_type: "forward".into(),
+        target_group_arn: Some(tg_arn.into()),
+        ..Default::default()
+    }
+}
+
+fn path(p: &str) -> ConditionInput {
+    ConditionInput {
+        field: "path-pattern".into(),
+        path_pattern: Some(vec![p.into()]),
+        ..Default::default()
+    }
+}
+
+#[test]
+fn create_load_balancer_names_arns_and_dns_as_aws_does() {
+    let mut w = World::new();
+    let lb = w.lb("web");
+    assert_eq!(lb.id.len(), 16);
+    assert_eq!(
+        lb.arn(),
+        format!(
+            "arn:aws:elasticloadbalancing:eu-west-1:000000000000:loadbalancer/app/web/{}",
+            lb.id
+        )
+    );
+    assert_eq!(
+        lb.dns_name(),
+        format!("web-{}.eu-west-1.elb.flotilla.local", lb.id)
+    );
+    assert_eq!(
+        (lb.lb_type.as_str(), lb.scheme.as_str()),
+        ("application", "internet-facing")
+    );
+    let parsed = ElbArn::parse(&lb.arn()).unwrap();
+    assert_eq!(
+        parsed.resource,
+        ElbResource::LoadBalancer {
+            name: "web".into(),
+            id: lb.id.clone()
+        }
+    );
+    // Same name and settings: the same load balancer, nothing written.
+    let again = w.lb("web");
+    assert_eq!(again.arn(), lb.arn());
+    let e = w
+        .try_write(
+            load_balancers::create,
+            CreateLoadBalancer {
+                name: "web".into(),
+                lb_type: Some("network".into()),
+                ..Default::default()
+            },
+        )
+        .unwrap_err();
+    assert_eq!(e.code(), "DuplicateLoadBalancerName");
+}
+
+#[test]
+fn names_ports_and_priorities_are_validated() {
+    let mut w = World::new();
+    for bad in ["", "-web", "web-", "we_b", &"a".repeat(33), "internal-x"] {
+        let e = w
+            .try_write(
+                load_balancers::create,
+                CreateLoadBalancer {
+                    name: bad.into(),
+                    ..Default::default()
+                },
+            )
+            .unwrap_err();
+        assert_eq!(e.code(), "ValidationError", "{bad:?}");
+    }
+    w.lb(&"a".repeat(32));
+    for port in [0, 65_536, -1] {
+        let e = w
+            .try_write(
+                target_groups::create,
+                CreateTargetGroup {
+                    name: "t".into(),
+                    protocol: Some("HTTP".into()),
+                    port: Some(port),
+                    ..Default::default()
+                },
+            )
+            .unwrap_err();
+        assert_eq!(e.code(), "ValidationError", "{port}");
+    }
+    let lb = w.lb("web");
+    let tg = w.tg("api").arn();
+    let l = w.listener(&lb, 80, &tg);
+    for priority in [0, 50_001] {
+        let e = w
+            .try_write(
+                listeners::create_rule,
+                CreateRule {
+                    listener_arn: l.arn(),
+                    priority: Some(priority),
+                    conditions: vec![path("/a")],
+                    actions: vec![forward(&tg)],
+                    tags: vec![],
+                },
+            )
+            .unwrap_err();
+        assert_eq!(e.code(), "ValidationError", "{priority}");
+    }
+    let e = w
+        .try_write(
+            listeners::create,
+            CreateListener {
+                load_balancer_arn: lb.arn(),
+                protocol: Some("HTTPS".into()),
+                port: Some(443),
+                default_actions: vec![forward(&tg)],
+                tags: vec![],
+            },
+        )
+        .unwrap_err();
+    assert_eq!(e.code(), "UnsupportedProtocol");
+}
+
+#[test]
+fn the_load_balancer_quota_holds() {
+    let mut w = World::new();
+    for i in 0..MAX_LOAD_BALANCERS {
+        w.lb(&format!("lb{i}"));
+    }
+    let e = w
+        .try_write(
+            load_balancers::create,
+            CreateLoadBalancer {
+                name: "one-more".into(),
+                ..Default::default()
+            },
+        )
+        .unwrap_err();
+    assert_eq!(e.code(), "TooManyLoadBalancers");
+    // Another region has its own quota.
+    let mut ctx = Ctx::new(Scope::new(ecs::ACCOUNT, "us-east-1"), T0, 9);
+    assert!(
+        load_balancers::create(
+            &w.state,
+            &mut ctx,
+            CreateLoadBalancer {
+                name: "one-more".into(),
+                ..Default::default()
+            }
+        )
+        .is_ok()
+    );
+}
+
+#[test]
+fn describe_load_balancers_pages_by_marker() {
+    let mut w = World::new();
+    for name in ["c", "a", "e", "b", "d"] {
+        w.lb(name);
+    }
+    let scope = w.scope();
+    let mut marker = None;
+    let mut seen = Vec::new();
+    loop {
+        let page = load_balancers::describe(
+            &w.state,
+            &scope,
+            DescribeLoadBalancers {
+                marker: marker.clone(),
+                page_size: Some(2),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        seen.extend(page.load_balancers.iter().map(|l| l.name.clone()));
+        marker = page.next_marker;
+        if marker.is_none() {
+            break;
+        }
+    }
+    assert_eq!(seen, ["a", "b", "c", "d", "e"]);
+    let e = load_balancers::describe(
+        &w.state,
+        &scope,
+        DescribeLoadBalancers {
+            names: vec!["a".into(), "zz".into()],
+            ..Default::default()
+        },
+    )
+    .unwrap_err();
+    assert_eq!(e.code(), "LoadBalancerNotFound");
+    let e = load_balancers::describe(
+        &w.state,
+        &scope,
+        DescribeLoadBalancers {
+            page_size: Some(401),
+            ..Default::default()
+        },
+    )
+    .unwrap_err();
+    assert_eq!(e.code(), "ValidationError");
+}
+
+#[test]
+fn target_groups_get_aws_defaults_and_attributes() {
+    let mut w = World::new();
+    let tg = w.tg("api");
+    let hc = &tg.health_check;
+    assert_eq!(
+        (
+            hc.protocol.as_str(),
+            hc.port.as_str(),
+            hc.path.as_deref(),
+            hc.interval_seconds,
+            hc.timeout_seconds,
+            hc.healthy_threshold,
+            hc.unhealthy_threshold,
+            hc.matcher.as_deref()
+        ),
+        ("HTTP", "traffic-port", Some("/"), 30, 5, 5, 2, Some("200"))
+    );
+    assert_eq!(tg.target_type, "instance");
+    let scope = w.scope();
+    let attrs = target_groups::describe_attributes(&w.state, &scope, tg.arn()).unwrap();
+    assert_eq!(attrs["deregistration_delay.timeout_seconds"], "300");
+    assert_eq!(attrs["stickiness.enabled"], "false");
+    assert_eq!(attrs["stickiness.type"], "lb_cookie");
+    let attrs = w.write(
+        target_groups::modify_attributes,
+        (
+            tg.arn(),
+            vec![
+                ("deregistration_delay.timeout_seconds".into(), "30".into()),
+                ("stickiness.enabled".into(), "true".into()),
+            ],
+        ),
+    );
+    assert_eq!(attrs["deregistration_delay.timeout_seconds"], "30");
+    assert_eq!(attrs["stickiness.enabled"], "true");
+    for (k, v) in [
+        ("deregistration_delay.timeout_seconds", "3601"),
+        ("slow_start.duration_seconds", "10"),
+        ("stickiness.type", "magic"),
+        ("no.such.key", "1"),
+    ] {
+        let e = w
+            .try_write(
+                target_groups::modify_attributes,
+                (tg.arn(), vec![(k.into(), v.into())]),
+            )
+            .unwrap_err();
+        assert_eq!(e.code(), "ValidationError", "{k}={v}");
+    }
+    let e = w
+        .try_write(
+            target_groups::create,
+            CreateTargetGroup {
+                name: "api".into(),
+                protocol: Some("HTTP".into()),
+                port: Some(9090),
+                ..Default::default()
+            },
+        )
+        .unwrap_err();
+    assert_eq!(e.code(), "DuplicateTargetGroupName");
+}
+
+#[test]
+fn target_health_is_unused_until_a_listener_forwards_to_the_group() {
+    let mut w = World::new();
+    let tg = w.tg("api");
+    let targets = vec![
+        TargetInput {
+            id: "i-0123456789abcdef0".into(),
+            ..Default::default()
+        },
+        TargetInput {
+            id: "i-0123456789abcdef1".into(),
+            port: Some(9000),
+            ..Default::default()
+        },
+    ];
+    w.write(target_groups::register, (tg.arn(), targets.clone()));
+    // Registering again changes nothing.
+    w.write(target_groups::register, (tg.arn(), targets.clone()));
+    let scope = w.scope();
+    let health = target_groups::describe_health(&w.state, &scope, (tg.arn(), vec![])).unwrap();
+    assert_eq!(health.len(), 2);
+    assert!(health.iter().all(|h| h.state == "unused"));
+    assert_eq!(health[0].target.port, 8080, "the group's port by default");
+    assert_eq!(health[1].health_check_port, "9000");
+    let lb = w.lb("web");
+    w.listener(&lb, 80, &tg.arn());
+    let health = target_groups::describe_health(&w.state, &scope, (tg.arn(), vec![])).unwrap();
+    assert!(health.iter().all(|h| h.state == "initial"));
+    assert_eq!(health[0].reason, Some("Elb.RegistrationInProgress"));
+    w.write(target_groups::deregister, (tg.arn(), targets[..1].to_vec()));
+    let health =
+        target_groups::describe_health(&w.state, &scope, (tg.arn(), targets.clone())).unwrap();
+    assert_eq!(
+        health
+            .iter()
+            .map(|h| (h.state, h.reason))
+            .collect::<Vec<_>>(),
+        [
+            ("unused", Some("Target.NotRegistered")),
+            ("initial", Some("Elb.RegistrationInProgress"))
+        ]
+    );
+    let e = w
+        .try_write(target_groups::deregister, (tg.arn(), targets[..1].to_vec()))
+        .unwrap_err();
+    assert_eq!(e.code(), "InvalidTarget");
+    // An ip group takes IP addresses only.
+    let ip = w.write(
+        target_groups::create,
+        CreateTargetGroup {
+            name: "ips".into(),
+            protocol: Some("HTTP".into()),
+            port: Some(80),
+            target_type: Some("ip".into()),
+            ..Default::default()
+        },
+    );
+    let e = w
+        .try_write(
+            target_groups::register,
+            (
+                ip.arn(),
+                vec![TargetInput {
+                    id: "i-1".into(),
+                    ..Default::default()
+                }],
+            ),
+        )
+        .unwrap_err();
+    assert_eq!(e.code(), "InvalidTarget");
+    w.write(
+        target_groups::register,
+        (
+            ip.arn(),
+            vec![TargetInput {
+                id: "10.0.0.7".into(),
+                ..Default::default()
+            }],
+        ),
+    );
+}
+
+#[test]
+fn a_group_in_use_cannot_be_deleted_and_deleting_the_lb_frees_it() {
+    let mut w = World::new();
+    let tg = w.tg("api");
+    let lb = w.lb("web");
+    let l = w.listener(&lb, 80, &tg.arn());
+    let scope = w.scope();
+    let view = target_groups::describe(
+        &w.state,
+        &scope,
+        DescribeTargetGroups {
+            load_balancer_arn: Some(lb.arn()),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(view.target_groups[0].load_balancer_arns, [lb.arn()]);
+    let e = w.try_write(target_groups::delete, tg.arn()).unwrap_err();
+    assert_eq!(e.code(), "ResourceInUse");
+    let e = w
+        .try_write(
+            listeners::create,
+            CreateListener {
+                load_balancer_arn: lb.arn(),
+                protocol: Some("HTTP".into()),
+                port: Some(80),
+                default_actions: vec![forward(&tg.arn())],
+                tags: vec![],
+            },
+        )
+        .unwrap_err();
+    assert_eq!(e.code(), "DuplicateListener");
+    w.write(load_balancers::delete, lb.arn());
+    assert!(w.state.elb.listeners.is_empty(), "{:?}", l.arn());
+    w.write(target_groups::delete, tg.arn());
+    assert!(w.state.elb.target_groups.is_empty());
+    // Deleting what does not exist succeeds, as in AWS.
+    w.write(target_groups::delete, tg.arn());
+    w.write(load_balancers::delete, lb.arn());
+}
+
+#[test]
+fn rules_have_unique_priorities_and_a_default_rule_last() {
+    let mut w = World::new();
+    let lb = w.lb("web");
+    let api = w.tg("api").arn();
+    let web = w.tg("www").arn();
+    let l = w.listener(&lb, 80, &web);
+    let weighted = ActionInput {
+        action_type: "forward".into(),
+        forward_groups: Some(vec![(api.clone(), Some(80)), (web.clone(), Some(20))]),
+        ..Default::default()
+    };
+    let r = w.write(
+        listeners::create_rule,
+        CreateRule {
+            listener_arn: l.arn(),
+            priority: Some(10),
+            conditions: vec![
+                path("/api/*"),
+                ConditionInput {
+                    field: "http-header".into(),
+                    http_header: Some(("X-Env".into(), vec!["blue".into()])),
+                    ..Default::default()
+                },
+            ],
+            actions: vec![weighted],
+            tags: vec![],
+        },
+    );
+    assert!(r.arn.contains(":listener-rule/app/web/"), "{}", r.arn);
+    let e = w
+        .try_write(
+            listeners::create_rule,
+            CreateRule {
+                listener_arn: l.arn(),
+                priority: Some(10),
+                conditions: vec![path("/b")],
+                actions: vec![forward(&api)],
+                tags: vec![],
+            },
+        )
+        .unwrap_err();
+    assert_eq!(e.code(), "PriorityInUse");
+    w.write(
+        listeners::create_rule,
+        CreateRule {
+            listener_arn: l.arn(),
+            priority: Some(5),
+            conditions: vec![ConditionInput {
+                field: "host-header".into(),
+                values: vec!["api.example.com".into()],
+                ..Default::default()
+            }],
+            actions: vec![ActionInput {
+                action_type: "fixed-response".into(),
+                fixed_response: Some((
+                    "503".into(),
+                    Some("text/plain".into()),
+                    Some("down".into()),
+                )),
+                ..Default::default()
+            }],
+            tags: vec![],
+        },
+    );
+    let scope = w.scope();
+    let rules = listeners::describe_rules(
+        &w.state,
+        &scope,
+        DescribeRules {
+            listener_arn: Some(l.arn()),
+            ..Default::default()
+        },
+    )
+    .unwrap()
+    .rules;
+    let priorities: Vec<_> = rules.iter().map(|r| r.priority.as_str()).collect();
+    assert_eq!(priorities, ["5", "10", "default"]);
+    let default = rules.last().unwrap().arn.clone();
+    let e = w
+        .try_write(listeners::delete_rule, default.clone())
+        .unwrap_err();
+    assert_eq!(e.code(), "OperationNotPermitted");
+    // ModifyRule on the default rule changes the listener's default action.
+    w.write(
+        listeners::modify_rule,
+        ModifyRule {
+            arn: default,
+            actions: vec![forward(&api)],
+            ..Default::default()
+        },
+    );
+    let listener = w.state.elb.listeners.values().next().unwrap();
+    assert_eq!(
+        listener.default_actions[0]
+            .target_group_arns()
+            .collect::<Vec<_>>(),
+        [api.as_str()]
+    );
+    w.write(listeners::delete_rule, r.arn.clone());
+    let e = w.try_write(listeners::delete_rule, r.arn).unwrap_err();
+    assert_eq!(e.code(), "RuleNotFound");
+    // Weights beyond 999 and unknown groups are refused.
+    let e = w
+        .try_write(
+            listeners::create_rule,
+            CreateRule {
+                listener_arn: l.arn(),
+                priority: Some(20),
+                conditions: vec![path("/x")],
+                actions: vec![ActionInput {
+                    action_type: "forward".into(),
+                    forward_groups: Some(vec![(api.clone(), Some(1000))]),
+                    ..Default::default()
+                }],
+                tags: vec![],
+            },
+        )
+        .unwrap_err();
+    assert_eq!(e.code(), "ValidationError");
+    let gone = api.replace("/api/", "/nope/");
+    let e = w
+        .try_write(
+            listeners::create_rule,
+            CreateRule {
+                listener_arn: l.arn(),
+                priority: Some(20),
+                conditions: vec![path("/x")],
+                actions: vec![forward(&gone)],
+                tags: vec![],
+            },
+        )
+        .unwrap_err();
+    assert_eq!(e.code(), "TargetGroupNotFound");
+}
+
+#[test]
+fn tags_are_added_overwritten_removed_and_checked() {
+    let mut w = World::new();
+    let lb = w.lb("web");
+    let tg = w.tg("api");
+    let tag = |k: &str, v: &str| ElbTag {
+        key: k.into(),
+        value: Some(v.into()),
+    };
+    w.write(
+        tags::add,
+        (
+            vec![lb.arn(), tg.arn()],
+            vec![tag("team", "a"), tag("env", "prod")],
+        ),
+    );
+    w.write(tags::add, (vec![lb.arn()], vec![tag("team", "b")]));
+    w.write(tags::remove, (vec![tg.arn()], vec!["env".into()]));
+    let scope = w.scope();
+    let d = tags::describe(&w.state, &scope, vec![lb.arn(), tg.arn()]).unwrap();
+    assert_eq!(d[0].1, [tag("team", "b"), tag("env", "prod")]);
+    assert_eq!(d[1].1, [tag("team", "a")]);
+    let e = w
+        .try_write(
+            tags::add,
+            (vec![lb.arn()], vec![tag("k", "1"), tag("k", "2")]),
+        )
+        .unwrap_err();
+    assert_eq!(e.code(), "DuplicateTagKeys");
+    let many: Vec<_> = (0..51).map(|i| tag(&format!("k{i}"), "v")).collect();
+    let e = w.try_write(tags::add, (vec![lb.arn()], many)).unwrap_err();
+    assert_eq!(e.code(), "TooManyTags");
+    w.write(load_balancers::delete, lb.arn());
+    let e = tags::describe(&w.state, &scope, vec![lb.arn()]).unwrap_err();
+    assert_eq!(e.code(), "LoadBalancerNotFound");
+}
+
+#[test]
+fn records_survive_the_store_round_trip() {
+    let mut w = World::new();
+    let lb = w.lb("web");
+    let tg = w.tg("api");
+    w.listener(&lb, 80, &tg.arn());
+    for r in [
+        controlplane::state::Record::LoadBalancer(lb.clone()),
+        controlplane::state::Record::TargetGroup(tg.clone()),
+    ] {
+        let json = serde_json::to_vec(&r).unwrap();
+        let back: controlplane::state::Record = serde_json::from_slice(&json).unwrap();
+        assert_eq!(back, r);
+    }
+    assert!(
+        controlplane::state::Record::LoadBalancer(lb)
+            .store_key()
+            .starts_with("elb-lb|000000000000|eu-west-1|web")
+    );
+}

@@ -1,0 +1,203 @@
+//! Cloud Map operation routing: one `match` from
+//! [`OperationName`] to `controlplane::ops::servicediscovery`.
+
+use controlplane::ops::servicediscovery::{
+    SdError, SdWritten, instances, namespaces, operations, services, tags,
+};
+use controlplane::{ControlPlane, Ctx, Scope, State};
+use model::wire::Required;
+use model::wire_sd::OperationName;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::dispatch::{Call, encode, parse_json};
+use crate::error::ApiError;
+
+/// Parses a request body into `T`: a body that is not a JSON object is a
+/// `SerializationException`; a member of the wrong type, or a required member that is
+/// absent, an `InvalidInput` naming it.
+pub fn parse<T: DeserializeOwned + Required>(body: &[u8]) -> Result<T, ApiError> {
+    let req: T = parse_json(body).map_err(|e| match e {
+        ApiError::InvalidParameter(m) => ApiError::Discovery(SdError::InvalidInput(m)),
+        other => other,
+    })?;
+    if let Some(field) = req.missing_required() {
+        return Err(SdError::InvalidInput(format!("{field} is required.")).into());
+    }
+    Ok(req)
+}
+
+async fn write<Req, Resp>(
+    cp: &ControlPlane,
+    call: &Call,
+    body: &[u8],
+    op: fn(&State, &mut Ctx, Req) -> SdWritten<Resp>,
+) -> Result<Resp, ApiError>
+where
+    Req: DeserializeOwned + Required + Send + 'static,
+    Resp: Serialize + Send + 'static,
+{
+    let req: Req = parse(body)?;
+    // The operation's own error travels inside the writer's answer, with no changes.
+    let answer = cp
+        .write(call.scope.clone(), move |state, ctx| {
+            match op(state, ctx, req) {
+                Ok((resp, changes)) => Ok((Ok(resp), changes)),
+                Err(e) => Ok((Err(e), Vec::new())),
+            }
+        })
+        .await
+        .map_err(SdError::from)?;
+    Ok(answer?)
+}
+
+fn read<Req, Resp>(
+    cp: &ControlPlane,
+    call: &Call,
+    body: &[u8],
+    op: fn(&State, &Scope, Req) -> Result<Resp, SdError>,
+) -> Result<Vec<u8>, ApiError>
+where
+    Req: DeserializeOwned + Required,
+    Resp: Serialize,
+{
+    let req: Req = parse(body)?;
+    let resp = cp.read(|state| op(state, &call.scope, req))?;
+    encode(&resp)
+}
+
+fn list<Req, Resp>(
+    cp: &ControlPlane,
+    call: &Call,
+    body: &[u8],
+    op: fn(&State, &Scope, f64, Req) -> Result<Resp, SdError>,
+) -> Result<Vec<u8>, ApiError>
+where
+    Req: DeserializeOwned + Required,
+    Resp: Serialize,
+{
+    let req: Req = parse(body)?;
+    let resp = cp.read(|state| op(state, &call.scope, call.now, req))?;
+    encode(&resp)
+}
+
+fn unsupported(op: OperationName) -> Result<Vec<u8>, ApiError> {
+    Err(SdError::InvalidInput(format!("{} is not supported by flotilla.", op.name())).into())
+}
+
+/// An output-less operation's answer: an empty JSON object.
+#[derive(Serialize)]
+struct Empty {}
+
+/// Runs one Cloud Map operation (`operation` is the part of `X-Amz-Target` after
+/// `Route53AutoNaming_v20170314.`) and returns the JSON response body.
+pub async fn dispatch(
+    cp: &ControlPlane,
+    call: &Call,
+    operation: &str,
+    body: &[u8],
+) -> Result<Vec<u8>, ApiError> {
+    let op = OperationName::from_name(operation)
+        .ok_or_else(|| ApiError::UnknownOperation(operation.to_owned()))?;
+    tracing::debug!(operation = op.name(), region = %call.scope.region, "servicediscovery request");
+    match op {
+        // Namespaces
+        OperationName::CreatePrivateDnsNamespace => {
+            encode(&write(cp, call, body, namespaces::create_private_dns_namespace).await?)
+        }
+        OperationName::CreateHttpNamespace => {
+            encode(&write(cp, call, body, namespaces::create_http_namespace).await?)
+        }
+        OperationName::GetNamespace => read(cp, call, body, namespaces::get_namespace),
+        OperationName::ListNamespaces => list(cp, call, body, namespaces::list_namespaces),
+        OperationName::DeleteNamespace => {
+            encode(&write(cp, call, body, namespaces::delete_namespace).await?)
+        }
+        // Services
+        OperationName::CreateService => {
+            encode(&write(cp, call, body, services::create_service).await?)
+        }
+        OperationName::GetService => read(cp, call, body, services::get_service),
+        OperationName::ListServices => list(cp, call, body, services::list_services),
+        OperationName::UpdateService => {
+            encode(&write(cp, call, body, services::update_service).await?)
+        }
+        OperationName::DeleteService => {
+            encode(&write(cp, call, body, services::delete_service).await?)
+        }
+        // Instances
+        OperationName::RegisterInstance => {
+            encode(&write(cp, call, body, instances::register_instance).await?)
+        }
+        OperationName::DeregisterInstance => {
+            encode(&write(cp, call, body, instances::deregister_instance).await?)
+        }
+        OperationName::GetInstance => read(cp, call, body, instances::get_instance),
+        OperationName::ListInstances => list(cp, call, body, instances::list_instances),
+        OperationName::GetInstancesHealthStatus => {
+            list(cp, call, body, instances::get_instances_health_status)
+        }
+        OperationName::UpdateInstanceCustomHealthStatus => {
+            write(
+                cp,
+                call,
+                body,
+                instances::update_instance_custom_health_status,
+            )
+            .await?;
+            encode(&Empty {})
+        }
+        OperationName::DiscoverInstances => read(cp, call, body, instances::discover_instances),
+        OperationName::DiscoverInstancesRevision => {
+            read(cp, call, body, instances::discover_instances_revision)
+        }
+        // Operations
+        OperationName::GetOperation => read(cp, call, body, operations::get_operation),
+        OperationName::ListOperations => list(cp, call, body, operations::list_operations),
+        // Tags
+        OperationName::TagResource => encode(&write(cp, call, body, tags::tag_resource).await?),
+        OperationName::UntagResource => encode(&write(cp, call, body, tags::untag_resource).await?),
+        OperationName::ListTagsForResource => read(cp, call, body, tags::list_tags_for_resource),
+        // Not implemented: answered with InvalidInput.
+        OperationName::CreatePublicDnsNamespace
+        | OperationName::UpdateHttpNamespace
+        | OperationName::UpdatePrivateDnsNamespace
+        | OperationName::UpdatePublicDnsNamespace
+        | OperationName::GetServiceAttributes
+        | OperationName::UpdateServiceAttributes
+        | OperationName::DeleteServiceAttributes => unsupported(op),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use model::wire_sd::{CreateServiceRequest, RegisterInstanceRequest};
+
+    #[test]
+    fn wrong_types_and_missing_members_are_invalid_input() {
+        let e = parse::<RegisterInstanceRequest>(br#"{"ServiceId":"srv-1","InstanceId":3}"#)
+            .unwrap_err();
+        assert_eq!(e.status_and_code().1, "InvalidInput");
+        assert!(e.to_string().contains("InstanceId"), "{e}");
+        let e = parse::<CreateServiceRequest>(b"{}").unwrap_err();
+        assert_eq!(e.status_and_code().1, "InvalidInput");
+        assert_eq!(e.to_string(), "Name is required.");
+        let e = parse::<CreateServiceRequest>(b"{nope").unwrap_err();
+        assert_eq!(e.status_and_code().1, "SerializationException");
+    }
+
+    #[test]
+    fn every_error_has_a_cloud_map_code() {
+        let e: ApiError = SdError::ResourceInUse("x".into()).into();
+        assert_eq!(
+            e.status_and_code(),
+            (http::StatusCode::BAD_REQUEST, "ResourceInUse")
+        );
+        let e: ApiError = SdError::Internal("disk".into()).into();
+        assert_eq!(
+            e.status_and_code(),
+            (http::StatusCode::INTERNAL_SERVER_ERROR, "InternalFailure")
+        );
+    }
+}

@@ -1,0 +1,451 @@
+//! `flotilla bench lb`: the load balancer data plane (`crates/lb`) against HAProxy.
+//!
+//! Starts `--backends` loopback hyper backends (HTTP/1.1 keep-alive, a 26-byte body), then
+//! drives, one after the other, with the same built-in closed-loop load generator
+//! (`--connections` keep-alive HTTP/1.1 connections, each sending its next `GET /` as soon as
+//! the previous answer is read, `--warmup` seconds unmeasured then `--seconds` measured):
+//!
+//! - **direct**: the backends themselves, connection *i* to backend *i mod N*: the baseline;
+//! - **haproxy**: Debian's `haproxy` (skipped if not on `PATH`), `mode http`, keep-alive,
+//!   `http-reuse always`, `option forwardfor`, round robin, `nbthread` = `--workers`;
+//! - **flotilla**: the `lb` crate in a child process (this binary, `bench lb --serve`, on a
+//!   Tokio runtime of `--workers` threads, access log off as HAProxy's is), round robin,
+//!   one health check a second.
+//!
+//! Both proxies run as their own processes, so neither shares a runtime with the load
+//! generator or the backends (which share this process). Everything runs on one machine:
+//! on a small one the proxies compete with the load for the same cores, so the figures
+//! compare the two proxies rather than measure either alone.
+//!
+//! Prints a table (req/s, p50, p99, errors) and, last, the line
+//! `lb_rps=… haproxy_rps=… ratio=… added_p99_ms=…` (`added_p99_ms` is flotilla's p99 minus the
+//! direct p99; `haproxy_rps` and `ratio` are `-` without HAProxy). The line before it holds
+//! every error count: `direct_errors=… haproxy_errors=… lb_errors=…`.
+
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use bytes::Bytes;
+use comfy_table::Table;
+use http_body_util::{BodyExt, Empty, Full};
+use hyper_util::rt::TokioIo;
+use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::cmd::bench::percentile;
+
+/// The body every backend answers.
+const BODY: &[u8] = b"hello from a bench backend";
+
+/// Arguments of `flotilla bench lb`.
+#[derive(Debug, clap::Args)]
+pub struct LbBenchArgs {
+    /// Loopback backends behind the proxies.
+    #[arg(long, default_value_t = 4)]
+    pub backends: usize,
+    /// Keep-alive connections of the load generator.
+    #[arg(long, default_value_t = 32)]
+    pub connections: usize,
+    /// Seconds measured per target.
+    #[arg(long, default_value_t = 6.0)]
+    pub seconds: f64,
+    /// Unmeasured seconds before each measurement.
+    #[arg(long, default_value_t = 1.0)]
+    pub warmup: f64,
+    /// Worker threads of each proxy (HAProxy `nbthread`, flotilla's Tokio workers); default:
+    /// the number of CPUs.
+    #[arg(long)]
+    pub workers: Option<usize>,
+    /// Skip HAProxy even if it is installed.
+    #[arg(long)]
+    pub no_haproxy: bool,
+    /// Internal: run an `lb` from this JSON `LbConfig` until killed (the flotilla side).
+    #[arg(long, hide = true)]
+    pub serve: Option<PathBuf>,
+}
+
+/// What one target measured.
+#[derive(Debug, Clone, Copy, Default)]
+struct Figures {
+    rps: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+    errors: u64,
+}
+
+/// Runs the benchmark (or, with `--serve`, the flotilla load balancer it measures).
+pub fn run(args: LbBenchArgs) -> anyhow::Result<()> {
+    let workers = args.workers.unwrap_or_else(|| {
+        std::thread::available_parallelism()
+            .map(std::num::NonZero::get)
+            .unwrap_or(2)
+    });
+    if let Some(path) = &args.serve {
+        return serve(path, workers);
+    }
+    if args.backends == 0 || args.connections == 0 || args.seconds <= 0.0 {
+        bail!("--backends, --connections and --seconds must be positive");
+    }
+    let haproxy = if args.no_haproxy {
+        None
+    } else {
+        which("haproxy")
+    };
+
+    let bar = ProgressBar::new(if haproxy.is_some() { 3 } else { 2 });
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} {msg} [{bar:20}] {pos}/{len} ({elapsed})")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    bar.enable_steady_tick(Duration::from_millis(200));
+
+    // Backends and the load generator share this runtime; the proxies are child processes.
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(workers)
+        .enable_all()
+        .build()?;
+    let dir = tempfile::tempdir()?;
+    let backends: Vec<SocketAddr> = rt.block_on(async {
+        let mut v = Vec::new();
+        for _ in 0..args.backends {
+            v.push(start_backend().await?);
+        }
+        anyhow::Ok(v)
+    })?;
+    let warmup = Duration::from_secs_f64(args.warmup.max(0.0));
+    let measure = Duration::from_secs_f64(args.seconds);
+
+    bar.set_message("direct");
+    let direct = rt.block_on(load(
+        |i| backends[i % backends.len()],
+        args.connections,
+        warmup,
+        measure,
+    ))?;
+    bar.inc(1);
+
+    let mut haproxy_figures = None;
+    if let Some(bin) = &haproxy {
+        bar.set_message("haproxy");
+        let port = free_port()?;
+        let _child = spawn_haproxy(bin, dir.path(), port, &backends, workers)?;
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        rt.block_on(wait_ready(addr)).with_context(|| {
+            let log = std::fs::read_to_string(dir.path().join("haproxy.log")).unwrap_or_default();
+            format!("haproxy did not answer; its output:\n{log}")
+        })?;
+        haproxy_figures = Some(rt.block_on(load(|_| addr, args.connections, warmup, measure))?);
+        bar.inc(1);
+    }
+
+    bar.set_message("flotilla lb");
+    let port = free_port()?;
+    let _child = spawn_flotilla_lb(dir.path(), port, &backends, workers)?;
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    rt.block_on(wait_ready(addr))
+        .context("the flotilla lb did not answer")?;
+    let lb = rt.block_on(load(|_| addr, args.connections, warmup, measure))?;
+    bar.inc(1);
+    bar.finish_and_clear();
+
+    let mut table = Table::new();
+    table.set_header(["target", "req/s", "p50 ms", "p99 ms", "errors"]);
+    let row = |name: &str, f: &Figures| {
+        vec![
+            name.to_string(),
+            format!("{:.0}", f.rps),
+            format!("{:.3}", f.p50_ms),
+            format!("{:.3}", f.p99_ms),
+            f.errors.to_string(),
+        ]
+    };
+    table.add_row(row("direct", &direct));
+    match &haproxy_figures {
+        Some(h) => table.add_row(row("haproxy", h)),
+        None => table.add_row(vec![
+            "haproxy".to_string(),
+            "not run".into(),
+            "-".into(),
+            "-".into(),
+            "-".into(),
+        ]),
+    };
+    table.add_row(row("flotilla lb", &lb));
+    println!(
+        "{} backends, {} connections, {:.1} s measured after {:.1} s warm-up, {} proxy workers, {} CPUs",
+        args.backends,
+        args.connections,
+        args.seconds,
+        args.warmup,
+        workers,
+        std::thread::available_parallelism().map_or(0, std::num::NonZero::get),
+    );
+    println!("{table}");
+    let dash = || "-".to_string();
+    println!(
+        "direct_errors={} haproxy_errors={} lb_errors={}",
+        direct.errors,
+        haproxy_figures.map_or_else(dash, |h| h.errors.to_string()),
+        lb.errors
+    );
+    println!(
+        "lb_rps={:.0} haproxy_rps={} ratio={} added_p99_ms={:.3}",
+        lb.rps,
+        haproxy_figures.map_or_else(dash, |h| format!("{:.0}", h.rps)),
+        haproxy_figures.map_or_else(dash, |h| format!("{:.3}", lb.rps / h.rps.max(1e-9))),
+        lb.p99_ms - direct.p99_ms,
+    );
+    Ok(())
+}
+
+/// The `--serve` side: an `lb` on `workers` Tokio threads until killed.
+fn serve(path: &Path, workers: usize) -> anyhow::Result<()> {
+    let config: lb::LbConfig = serde_json::from_slice(
+        &std::fs::read(path).with_context(|| format!("reading {}", path.display()))?,
+    )?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(workers)
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        let _lb = lb::Lb::start(config)?;
+        std::future::pending::<()>().await;
+        anyhow::Ok(())
+    })
+}
+
+/// A child process killed when dropped.
+struct ChildGuard(Child);
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn which(bin: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .chain([PathBuf::from("/usr/sbin"), PathBuf::from("/sbin")])
+        .map(|d| d.join(bin))
+        .find(|p| p.is_file())
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+fn spawn_haproxy(
+    bin: &Path,
+    dir: &Path,
+    port: u16,
+    backends: &[SocketAddr],
+    workers: usize,
+) -> anyhow::Result<ChildGuard> {
+    let mut cfg = format!(
+        "global\n    nbthread {workers}\n    maxconn 4096\n\n\
+         defaults\n    mode http\n    option http-keep-alive\n    option forwardfor\n    \
+         timeout connect 5s\n    timeout client 30s\n    timeout server 30s\n\n\
+         frontend bench\n    bind 127.0.0.1:{port}\n    default_backend pool\n\n\
+         backend pool\n    balance roundrobin\n    http-reuse always\n"
+    );
+    for (i, b) in backends.iter().enumerate() {
+        cfg.push_str(&format!("    server s{i} {b}\n"));
+    }
+    let path = dir.join("haproxy.cfg");
+    std::fs::File::create(&path)?.write_all(cfg.as_bytes())?;
+    let child = Command::new(bin)
+        .arg("-db")
+        .arg("-f")
+        .arg(&path)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(dir.join("haproxy.log"))?)
+        .spawn()
+        .with_context(|| format!("starting {}", bin.display()))?;
+    Ok(ChildGuard(child))
+}
+
+fn spawn_flotilla_lb(
+    dir: &Path,
+    port: u16,
+    backends: &[SocketAddr],
+    workers: usize,
+) -> anyhow::Result<ChildGuard> {
+    let mut group = lb::TargetGroupConfig::new(backends.iter().copied());
+    group.health_check = lb::HealthCheckConfig {
+        enabled: true,
+        path: "/".into(),
+        interval_ms: 1000,
+        timeout_ms: 500,
+        healthy_threshold: 1,
+        unhealthy_threshold: 2,
+        matcher: "200".into(),
+    };
+    let config = lb::LbConfig {
+        listeners: vec![lb::ListenerConfig {
+            bind: SocketAddr::from(([127, 0, 0, 1], port)),
+            rules: vec![],
+            default_action: lb::Action::forward("pool"),
+        }],
+        target_groups: BTreeMap::from([("pool".to_string(), group)]),
+    };
+    config.validate()?;
+    let path = dir.join("lb.json");
+    std::fs::write(&path, serde_json::to_vec_pretty(&config)?)?;
+    let child = Command::new(std::env::current_exe()?)
+        .args(["bench", "lb", "--workers", &workers.to_string(), "--serve"])
+        .arg(&path)
+        .env("FLOTILLA_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .spawn()
+        .context("starting the flotilla lb")?;
+    Ok(ChildGuard(child))
+}
+
+/// A hyper HTTP/1.1 backend answering [`BODY`] to everything.
+async fn start_backend() -> anyhow::Result<SocketAddr> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
+            let _ = stream.set_nodelay(true);
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(|_req| async {
+                    Ok::<_, Infallible>(hyper::Response::new(Full::new(Bytes::from_static(BODY))))
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), svc)
+                    .await;
+            });
+        }
+    });
+    Ok(addr)
+}
+
+type Sender = hyper::client::conn::http1::SendRequest<Empty<Bytes>>;
+
+async fn connect(addr: SocketAddr) -> anyhow::Result<Sender> {
+    let stream = tokio::net::TcpStream::connect(addr).await?;
+    stream.set_nodelay(true)?;
+    let (send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+    tokio::spawn(conn);
+    Ok(send)
+}
+
+/// One `GET /`: `Ok(true)` for a 200 with the whole body read.
+async fn request(send: &mut Sender) -> anyhow::Result<bool> {
+    send.ready().await?;
+    let req = hyper::Request::get("/")
+        .header(hyper::header::HOST, "bench")
+        .body(Empty::new())?;
+    let resp = send.send_request(req).await?;
+    let ok = resp.status() == 200;
+    resp.into_body().collect().await?;
+    Ok(ok)
+}
+
+/// Polls `addr` until it answers 200 (the proxy is up and its targets healthy).
+async fn wait_ready(addr: SocketAddr) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        if let Ok(mut s) = connect(addr).await
+            && let Ok(true) = request(&mut s).await
+        {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!("{addr} did not answer 200 within 15 s");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The closed-loop load: `connections` connections (connection `i` to `target(i)`) for
+/// `warmup + measure`, recording only the `measure` part.
+async fn load(
+    target: impl Fn(usize) -> SocketAddr,
+    connections: usize,
+    warmup: Duration,
+    measure: Duration,
+) -> anyhow::Result<Figures> {
+    let start = Instant::now();
+    let from = start + warmup;
+    let until = from + measure;
+    let mut tasks = Vec::new();
+    for i in 0..connections {
+        let addr = target(i);
+        tasks.push(tokio::spawn(async move {
+            let mut lat: Vec<u64> = Vec::with_capacity(64 * 1024);
+            let mut errors = 0u64;
+            let mut send = None;
+            loop {
+                let now = Instant::now();
+                if now >= until {
+                    break;
+                }
+                let s = match send.as_mut() {
+                    Some(s) => s,
+                    None => match connect(addr).await {
+                        Ok(s) => send.insert(s),
+                        Err(_) => {
+                            if now >= from {
+                                errors += 1;
+                            }
+                            tokio::time::sleep(Duration::from_millis(10)).await;
+                            continue;
+                        }
+                    },
+                };
+                let ok = request(s).await;
+                let done = Instant::now();
+                if now < from || done > until {
+                    if ok.is_err() {
+                        send = None;
+                    }
+                    continue;
+                }
+                match ok {
+                    Ok(true) => {
+                        #[allow(clippy::cast_possible_truncation)]
+                        lat.push(done.duration_since(now).as_micros() as u64);
+                    }
+                    Ok(false) => errors += 1,
+                    Err(_) => {
+                        errors += 1;
+                        send = None;
+                    }
+                }
+            }
+            (lat, errors)
+        }));
+    }
+    let mut all = Vec::new();
+    let mut errors = 0;
+    for t in tasks {
+        let (lat, e) = t.await?;
+        all.extend(lat);
+        errors += e;
+    }
+    all.sort_unstable();
+    #[allow(clippy::cast_precision_loss)]
+    let rps = all.len() as f64 / measure.as_secs_f64();
+    Ok(Figures {
+        rps,
+        p50_ms: percentile(&all, 0.50),
+        p99_ms: percentile(&all, 0.99),
+        errors,
+    })
+}

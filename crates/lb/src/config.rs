@@ -1,0 +1,604 @@
+//! The load balancer's input: a plain, serde-able [`LbConfig`] (listeners, their rules, target
+//! groups and their targets), its limits as constants, and [`LbConfig::validate`].
+//!
+//! This module owns the *shape* of what the data plane does and nothing else: no I/O, no
+//! clocks. The control plane (later) builds an `LbConfig` from its ELBv2 records; tests build
+//! one by hand. Field names follow ELBv2 where there is one.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
+
+use serde::{Deserialize, Serialize};
+
+/// Most listeners one load balancer has (ALB: 50).
+pub const MAX_LISTENERS: usize = 50;
+/// Most rules one listener has, the default action aside (ALB: 100).
+pub const MAX_RULES_PER_LISTENER: usize = 100;
+/// Highest rule priority (ALB: 1..=50000); priorities are unique within a listener.
+pub const MAX_RULE_PRIORITY: u32 = 50_000;
+/// Most condition values in one rule, all conditions together (ALB: 5).
+pub const MAX_CONDITION_VALUES_PER_RULE: usize = 5;
+/// Longest path-pattern / host-header / header value pattern, in bytes (ALB: 128).
+pub const MAX_PATTERN_LEN: usize = 128;
+/// Most target groups one forward action splits over (ALB: 5).
+pub const MAX_FORWARD_TARGET_GROUPS: usize = 5;
+/// Highest weight of a target group in a forward action (ALB: 0..=999).
+pub const MAX_FORWARD_WEIGHT: u32 = 999;
+/// Most target groups one load balancer knows.
+pub const MAX_TARGET_GROUPS: usize = 100;
+/// Most targets in one target group (ALB: 1000 per group).
+pub const MAX_TARGETS_PER_GROUP: usize = 1000;
+/// Longest fixed-response body, in bytes (ALB: 1024).
+pub const MAX_FIXED_RESPONSE_BODY: usize = 1024;
+/// Longest deregistration delay, in seconds (ALB: 0..=3600).
+pub const MAX_DEREGISTRATION_DELAY_SECS: u64 = 3600;
+/// Shortest non-zero slow start, in seconds (ALB: 30..=900, or 0 for off).
+pub const MIN_SLOW_START_SECS: u64 = 30;
+/// Longest slow start, in seconds.
+pub const MAX_SLOW_START_SECS: u64 = 900;
+/// Longest stickiness duration, in seconds (ALB: 1 s ..= 7 days).
+pub const MAX_STICKINESS_SECS: u64 = 604_800;
+/// Shortest health check interval, in milliseconds. ALB's floor is 5 s; ours is lower so that
+/// tests (and impatient operators) converge quickly. The control plane converts seconds.
+pub const MIN_HEALTH_INTERVAL_MS: u64 = 50;
+/// Longest health check interval, in milliseconds (ALB: 300 s).
+pub const MAX_HEALTH_INTERVAL_MS: u64 = 300_000;
+/// Healthy / unhealthy thresholds lie in `1..=MAX_HEALTH_THRESHOLD` (ALB: 2..=10).
+pub const MAX_HEALTH_THRESHOLD: u32 = 10;
+
+/// Everything one load balancer does.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LbConfig {
+    /// The ports it listens on, each with its rules.
+    pub listeners: Vec<ListenerConfig>,
+    /// Target groups by name; actions refer to them by name.
+    pub target_groups: BTreeMap<String, TargetGroupConfig>,
+}
+
+/// One listening socket (plain HTTP; HTTP/1.1 and h2c prior knowledge) and its rules.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ListenerConfig {
+    /// Address and port to bind. Two listeners may not share one.
+    pub bind: SocketAddr,
+    /// Rules, tried by ascending `priority`; the first whose conditions all hold wins.
+    #[serde(default)]
+    pub rules: Vec<RuleConfig>,
+    /// What to do when no rule matches.
+    pub default_action: Action,
+}
+
+/// A listener rule: all `conditions` must hold (an empty list always holds).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RuleConfig {
+    /// 1..=[`MAX_RULE_PRIORITY`]; lower is tried first.
+    pub priority: u32,
+    /// Conditions, ANDed. Within one condition the values are ORed (as in ALB).
+    #[serde(default)]
+    pub conditions: Vec<Condition>,
+    /// What to do with a matching request.
+    pub action: Action,
+}
+
+/// One rule condition. Patterns take `*` (any run of characters) and `?` (one character).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "field", rename_all = "kebab-case")]
+pub enum Condition {
+    /// The path (without the query), case-sensitive, e.g. `/api/*`.
+    PathPattern {
+        /// Patterns, ORed.
+        values: Vec<String>,
+    },
+    /// The `Host` header (or the HTTP/2 `:authority`), without the port, case-insensitive.
+    HostHeader {
+        /// Patterns, ORed.
+        values: Vec<String>,
+    },
+    /// Any value of the header `name` matches one of the patterns, case-insensitive.
+    HttpHeader {
+        /// Header name.
+        name: String,
+        /// Patterns, ORed.
+        values: Vec<String>,
+    },
+    /// The request method, exactly (e.g. `GET`).
+    HttpRequestMethod {
+        /// Methods, ORed.
+        values: Vec<String>,
+    },
+}
+
+impl Condition {
+    fn values(&self) -> &[String] {
+        match self {
+            Condition::PathPattern { values }
+            | Condition::HostHeader { values }
+            | Condition::HttpHeader { values, .. }
+            | Condition::HttpRequestMethod { values } => values,
+        }
+    }
+}
+
+/// What a rule (or the default) does with a request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "kebab-case")]
+pub enum Action {
+    /// Forward to one of these target groups, chosen at random by weight.
+    Forward {
+        /// The groups and their weights.
+        target_groups: Vec<WeightedTargetGroup>,
+    },
+    /// Answer directly.
+    FixedResponse {
+        /// Status code, 200..=599.
+        status: u16,
+        /// `Content-Type`; `text/plain` when absent.
+        #[serde(default)]
+        content_type: Option<String>,
+        /// Body, at most [`MAX_FIXED_RESPONSE_BODY`] bytes.
+        #[serde(default)]
+        body: String,
+    },
+}
+
+impl Action {
+    /// Forward everything to one target group.
+    pub fn forward(group: impl Into<String>) -> Action {
+        Action::Forward {
+            target_groups: vec![WeightedTargetGroup {
+                name: group.into(),
+                weight: 1,
+            }],
+        }
+    }
+
+    /// A fixed response.
+    pub fn fixed(status: u16, body: impl Into<String>) -> Action {
+        Action::FixedResponse {
+            status,
+            content_type: None,
+            body: body.into(),
+        }
+    }
+}
+
+/// A target group in a forward action, with its weight (0..=[`MAX_FORWARD_WEIGHT`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WeightedTargetGroup {
+    /// Target group name (a key of [`LbConfig::target_groups`]).
+    pub name: String,
+    /// Relative weight; 0 sends it nothing.
+    pub weight: u32,
+}
+
+/// How a target group picks a target among its routable ones.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Algorithm {
+    /// In turn (ALB's default).
+    #[default]
+    RoundRobin,
+    /// The one with the fewest requests in flight.
+    LeastOutstandingRequests,
+}
+
+/// A target group: where requests go, and how its targets are checked.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TargetGroupConfig {
+    /// The targets.
+    pub targets: Vec<TargetConfig>,
+    /// Active health checks.
+    #[serde(default)]
+    pub health_check: HealthCheckConfig,
+    /// How long a deregistered target drains (0..=[`MAX_DEREGISTRATION_DELAY_SECS`]). The
+    /// control plane uses it to compute [`TargetState::Draining::until_unix_ms`]; the data
+    /// plane only reads `until_unix_ms`.
+    #[serde(default = "default_deregistration_delay")]
+    pub deregistration_delay_secs: u64,
+    /// Seconds over which a newly healthy target's share ramps up linearly; 0 is off.
+    #[serde(default)]
+    pub slow_start_secs: u64,
+    /// Sticky sessions; `None` is off.
+    #[serde(default)]
+    pub stickiness: Option<Stickiness>,
+    /// Target selection.
+    #[serde(default)]
+    pub algorithm: Algorithm,
+}
+
+fn default_deregistration_delay() -> u64 {
+    300
+}
+
+impl TargetGroupConfig {
+    /// A group of active targets with the default health check and no stickiness.
+    pub fn new(targets: impl IntoIterator<Item = SocketAddr>) -> TargetGroupConfig {
+        TargetGroupConfig {
+            targets: targets
+                .into_iter()
+                .map(|addr| TargetConfig {
+                    addr,
+                    state: TargetState::Active,
+                })
+                .collect(),
+            health_check: HealthCheckConfig::default(),
+            deregistration_delay_secs: default_deregistration_delay(),
+            slow_start_secs: 0,
+            stickiness: None,
+            algorithm: Algorithm::RoundRobin,
+        }
+    }
+}
+
+/// One target: an address and whether it takes new requests.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TargetConfig {
+    /// Where the target listens (plain HTTP/1.1).
+    pub addr: SocketAddr,
+    /// Registered, or draining.
+    #[serde(default)]
+    pub state: TargetState,
+}
+
+/// A target's registration state.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum TargetState {
+    /// Registered: takes requests once healthy.
+    #[default]
+    Active,
+    /// Deregistered: takes no new requests; requests in flight complete. Reported as
+    /// `draining` until `until_unix_ms`, `unused` after.
+    Draining {
+        /// Milliseconds since the Unix epoch when draining ends.
+        until_unix_ms: u64,
+    },
+}
+
+/// Sticky sessions with a load-balancer-generated cookie (`AWSALB`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Stickiness {
+    /// ALB's `lb_cookie`.
+    LbCookie {
+        /// Cookie lifetime, 1..=[`MAX_STICKINESS_SECS`].
+        duration_secs: u64,
+    },
+}
+
+/// Active HTTP health check of every target of a group.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HealthCheckConfig {
+    /// Off: targets count as healthy as soon as registered.
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// Path to `GET`, starting with `/`.
+    pub path: String,
+    /// Time between checks of one target.
+    pub interval_ms: u64,
+    /// A check with no answer within this long fails; less than `interval_ms`.
+    pub timeout_ms: u64,
+    /// Consecutive passes that make a target healthy.
+    pub healthy_threshold: u32,
+    /// Consecutive failures that make a target unhealthy.
+    pub unhealthy_threshold: u32,
+    /// Status codes that pass, ALB syntax: `200`, `200,202`, `200-299`.
+    pub matcher: String,
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl Default for HealthCheckConfig {
+    /// ALB's defaults for HTTP target groups, but with a 5 s interval and threshold 2.
+    fn default() -> Self {
+        HealthCheckConfig {
+            enabled: true,
+            path: "/".into(),
+            interval_ms: 5_000,
+            timeout_ms: 2_000,
+            healthy_threshold: 2,
+            unhealthy_threshold: 2,
+            matcher: "200".into(),
+        }
+    }
+}
+
+/// A config that [`LbConfig::validate`] refused: where, and why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid load balancer config at {at}: {message}")]
+pub struct ConfigError {
+    /// Where, e.g. `listeners[0].rules[2].conditions[0]`.
+    pub at: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+fn err(at: impl Into<String>, message: impl Into<String>) -> ConfigError {
+    ConfigError {
+        at: at.into(),
+        message: message.into(),
+    }
+}
+
+/// Parses an ALB status matcher (`200`, `200,202`, `200-299`) into inclusive ranges.
+pub fn parse_matcher(matcher: &str) -> Result<Vec<(u16, u16)>, String> {
+    let mut ranges = Vec::new();
+    for part in matcher.split(',') {
+        let part = part.trim();
+        let (lo, hi) = match part.split_once('-') {
+            Some((lo, hi)) => (lo.trim(), hi.trim()),
+            None => (part, part),
+        };
+        let parse = |s: &str| {
+            s.parse::<u16>()
+                .ok()
+                .filter(|c| (200..=499).contains(c))
+                .ok_or_else(|| format!("{s:?} is not a status code in 200..=499"))
+        };
+        let (lo, hi) = (parse(lo)?, parse(hi)?);
+        if lo > hi {
+            return Err(format!("range {part:?} is empty"));
+        }
+        ranges.push((lo, hi));
+    }
+    Ok(ranges)
+}
+
+impl LbConfig {
+    /// Checks every limit and reference; the data plane only ever runs a valid config.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.listeners.len() > MAX_LISTENERS {
+            return Err(err("listeners", format!("more than {MAX_LISTENERS}")));
+        }
+        if self.target_groups.len() > MAX_TARGET_GROUPS {
+            return Err(err(
+                "target_groups",
+                format!("more than {MAX_TARGET_GROUPS}"),
+            ));
+        }
+        let mut binds = BTreeSet::new();
+        for (i, l) in self.listeners.iter().enumerate() {
+            let at = format!("listeners[{i}]");
+            if !binds.insert(l.bind) {
+                return Err(err(&at, format!("bind {} used twice", l.bind)));
+            }
+            if l.rules.len() > MAX_RULES_PER_LISTENER {
+                return Err(err(
+                    format!("{at}.rules"),
+                    format!("more than {MAX_RULES_PER_LISTENER}"),
+                ));
+            }
+            let mut priorities = BTreeSet::new();
+            for (j, r) in l.rules.iter().enumerate() {
+                let at = format!("{at}.rules[{j}]");
+                if !(1..=MAX_RULE_PRIORITY).contains(&r.priority) {
+                    return Err(err(
+                        &at,
+                        format!("priority {} not in 1..={MAX_RULE_PRIORITY}", r.priority),
+                    ));
+                }
+                if !priorities.insert(r.priority) {
+                    return Err(err(&at, format!("priority {} used twice", r.priority)));
+                }
+                let count: usize = r.conditions.iter().map(|c| c.values().len()).sum();
+                if count > MAX_CONDITION_VALUES_PER_RULE {
+                    return Err(err(
+                        &at,
+                        format!("more than {MAX_CONDITION_VALUES_PER_RULE} condition values"),
+                    ));
+                }
+                for (k, c) in r.conditions.iter().enumerate() {
+                    let at = format!("{at}.conditions[{k}]");
+                    if c.values().is_empty() {
+                        return Err(err(&at, "no values"));
+                    }
+                    if let Some(v) = c.values().iter().find(|v| v.len() > MAX_PATTERN_LEN) {
+                        return Err(err(
+                            &at,
+                            format!("{v:?} is longer than {MAX_PATTERN_LEN} bytes"),
+                        ));
+                    }
+                    if let Condition::HttpHeader { name, .. } = c
+                        && http::HeaderName::from_bytes(name.as_bytes()).is_err()
+                    {
+                        return Err(err(&at, format!("{name:?} is not a header name")));
+                    }
+                }
+                self.validate_action(&r.action, &format!("{at}.action"))?;
+            }
+            self.validate_action(&l.default_action, &format!("{at}.default_action"))?;
+        }
+        for (name, g) in &self.target_groups {
+            let at = format!("target_groups[{name:?}]");
+            if name.is_empty() || name.len() > 32 {
+                return Err(err(&at, "name must be 1..=32 bytes"));
+            }
+            if !name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            {
+                return Err(err(&at, "name may hold only letters, digits, '-' and '_'"));
+            }
+            if g.targets.len() > MAX_TARGETS_PER_GROUP {
+                return Err(err(
+                    &at,
+                    format!("more than {MAX_TARGETS_PER_GROUP} targets"),
+                ));
+            }
+            let mut addrs = BTreeSet::new();
+            for t in &g.targets {
+                if !addrs.insert(t.addr) {
+                    return Err(err(&at, format!("target {} listed twice", t.addr)));
+                }
+            }
+            if g.deregistration_delay_secs > MAX_DEREGISTRATION_DELAY_SECS {
+                return Err(err(
+                    &at,
+                    format!("deregistration_delay_secs over {MAX_DEREGISTRATION_DELAY_SECS}"),
+                ));
+            }
+            if g.slow_start_secs != 0
+                && !(MIN_SLOW_START_SECS..=MAX_SLOW_START_SECS).contains(&g.slow_start_secs)
+            {
+                return Err(err(
+                    &at,
+                    format!(
+                        "slow_start_secs must be 0 or in {MIN_SLOW_START_SECS}..={MAX_SLOW_START_SECS}"
+                    ),
+                ));
+            }
+            if let Some(Stickiness::LbCookie { duration_secs }) = g.stickiness
+                && !(1..=MAX_STICKINESS_SECS).contains(&duration_secs)
+            {
+                return Err(err(
+                    &at,
+                    format!("stickiness duration_secs not in 1..={MAX_STICKINESS_SECS}"),
+                ));
+            }
+            let h = &g.health_check;
+            let at = format!("{at}.health_check");
+            if !h.path.starts_with('/') || h.path.len() > 1024 {
+                return Err(err(&at, "path must start with '/' (at most 1024 bytes)"));
+            }
+            if !(MIN_HEALTH_INTERVAL_MS..=MAX_HEALTH_INTERVAL_MS).contains(&h.interval_ms) {
+                return Err(err(
+                    &at,
+                    format!(
+                        "interval_ms not in {MIN_HEALTH_INTERVAL_MS}..={MAX_HEALTH_INTERVAL_MS}"
+                    ),
+                ));
+            }
+            if h.timeout_ms == 0 || h.timeout_ms >= h.interval_ms {
+                return Err(err(&at, "timeout_ms must be in 1..interval_ms"));
+            }
+            for t in [h.healthy_threshold, h.unhealthy_threshold] {
+                if !(1..=MAX_HEALTH_THRESHOLD).contains(&t) {
+                    return Err(err(
+                        &at,
+                        format!("thresholds must be in 1..={MAX_HEALTH_THRESHOLD}"),
+                    ));
+                }
+            }
+            parse_matcher(&h.matcher).map_err(|m| err(&at, format!("matcher: {m}")))?;
+        }
+        Ok(())
+    }
+
+    fn validate_action(&self, action: &Action, at: &str) -> Result<(), ConfigError> {
+        match action {
+            Action::Forward { target_groups } => {
+                if target_groups.is_empty() || target_groups.len() > MAX_FORWARD_TARGET_GROUPS {
+                    return Err(err(
+                        at,
+                        format!("forward needs 1..={MAX_FORWARD_TARGET_GROUPS} target groups"),
+                    ));
+                }
+                let mut names = BTreeSet::new();
+                for g in target_groups {
+                    if !self.target_groups.contains_key(&g.name) {
+                        return Err(err(at, format!("unknown target group {:?}", g.name)));
+                    }
+                    if !names.insert(&g.name) {
+                        return Err(err(at, format!("target group {:?} listed twice", g.name)));
+                    }
+                    if g.weight > MAX_FORWARD_WEIGHT {
+                        return Err(err(
+                            at,
+                            format!("weight {} over {MAX_FORWARD_WEIGHT}", g.weight),
+                        ));
+                    }
+                }
+                if target_groups.iter().all(|g| g.weight == 0) {
+                    return Err(err(at, "all weights are 0"));
+                }
+            }
+            Action::FixedResponse { status, body, .. } => {
+                if !(200..=599).contains(status) {
+                    return Err(err(at, format!("status {status} not in 200..=599")));
+                }
+                if body.len() > MAX_FIXED_RESPONSE_BODY {
+                    return Err(err(
+                        at,
+                        format!("body longer than {MAX_FIXED_RESPONSE_BODY} bytes"),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> LbConfig {
+        let mut target_groups = BTreeMap::new();
+        target_groups.insert(
+            "web".to_string(),
+            TargetGroupConfig::new(["127.0.0.1:9001".parse().unwrap()]),
+        );
+        LbConfig {
+            listeners: vec![ListenerConfig {
+                bind: "127.0.0.1:8000".parse().unwrap(),
+                rules: vec![RuleConfig {
+                    priority: 1,
+                    conditions: vec![Condition::PathPattern {
+                        values: vec!["/api/*".into()],
+                    }],
+                    action: Action::forward("web"),
+                }],
+                default_action: Action::fixed(404, "no"),
+            }],
+            target_groups,
+        }
+    }
+
+    #[test]
+    fn sample_is_valid_and_round_trips_through_json() {
+        let c = sample();
+        c.validate().unwrap();
+        let json = serde_json::to_string(&c).unwrap();
+        assert_eq!(serde_json::from_str::<LbConfig>(&json).unwrap(), c);
+    }
+
+    #[test]
+    fn refuses_unknown_group_and_duplicate_priority() {
+        let mut c = sample();
+        c.listeners[0].default_action = Action::forward("nope");
+        let e = c.validate().unwrap_err();
+        assert_eq!(e.at, "listeners[0].default_action");
+        assert!(e.message.contains("unknown target group"), "{e}");
+
+        let mut c = sample();
+        let r = c.listeners[0].rules[0].clone();
+        c.listeners[0].rules.push(r);
+        assert!(c.validate().unwrap_err().message.contains("used twice"));
+    }
+
+    #[test]
+    fn refuses_bad_health_check() {
+        let mut c = sample();
+        c.target_groups
+            .get_mut("web")
+            .unwrap()
+            .health_check
+            .timeout_ms = 10_000;
+        assert!(c.validate().is_err());
+        let mut c = sample();
+        c.target_groups.get_mut("web").unwrap().health_check.matcher = "200-100".into();
+        assert!(c.validate().unwrap_err().message.contains("matcher"));
+    }
+
+    #[test]
+    fn matcher_parses_alb_syntax() {
+        assert_eq!(parse_matcher("200").unwrap(), vec![(200, 200)]);
+        assert_eq!(
+            parse_matcher("200,202-204").unwrap(),
+            vec![(200, 200), (202, 204)]
+        );
+        assert!(parse_matcher("abc").is_err());
+        assert!(parse_matcher("600").is_err());
+    }
+}

@@ -1,0 +1,228 @@
+//! Target health: the per-target state machine ([`HealthCell`], with thresholds), the active
+//! HTTP checker task that feeds it ([`spawn_checker`]), and the public report
+//! ([`TargetHealth`], what a future `DescribeTargetHealth` returns).
+//!
+//! A new target starts [`HealthState::Initial`] and takes traffic only once it has passed
+//! `healthy_threshold` consecutive checks. ALB does the same for a target registered into a
+//! group that already has healthy ones; we always do it, because sending traffic to a target
+//! nobody has checked yet turns a slow-starting task into client-visible 502s. The cost: a
+//! group whose targets are all new answers 503 for about `healthy_threshold × interval`.
+//! The first check runs as soon as a target is registered. Passive failures (a connection
+//! error while proxying) count as failed checks.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::{Request, header};
+use http_body_util::{BodyExt, Empty};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::config::{HealthCheckConfig, parse_matcher};
+
+/// A target's state as reported by [`crate::Lb::target_health`] (ELBv2's `TargetHealth.State`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum HealthState {
+    /// Registered, not yet passed `healthy_threshold` checks: takes no traffic.
+    Initial,
+    /// Takes traffic.
+    Healthy,
+    /// Failed `unhealthy_threshold` consecutive checks: takes no traffic.
+    Unhealthy,
+    /// Deregistered, draining: no new requests, those in flight complete.
+    Draining,
+    /// Not in use: its group is referenced by no listener, or its draining has ended.
+    Unused,
+}
+
+/// One target's health, as ELBv2's `DescribeTargetHealth` would show it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TargetHealth {
+    /// The target.
+    pub target: SocketAddr,
+    /// Its target group.
+    pub group: String,
+    /// Its state.
+    pub state: HealthState,
+    /// ELBv2's reason code (`Target.ResponseCodeMismatch`, …), `None` when healthy.
+    pub reason: Option<String>,
+}
+
+/// The checked part of a target's health: Initial, Healthy or Unhealthy.
+#[derive(Debug)]
+pub(crate) struct HealthCell {
+    inner: Mutex<CellInner>,
+}
+
+#[derive(Debug, Clone)]
+struct CellInner {
+    state: HealthState,
+    passes: u32,
+    failures: u32,
+    reason: Option<String>,
+    healthy_since: Option<Instant>,
+}
+
+impl HealthCell {
+    pub(crate) fn new() -> HealthCell {
+        HealthCell {
+            inner: Mutex::new(CellInner {
+                state: HealthState::Initial,
+                passes: 0,
+                failures: 0,
+                reason: Some("Elb.InitialHealthChecking".into()),
+                healthy_since: None,
+            }),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, CellInner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Records a check result (`Err(reason)` for a failure) against the thresholds.
+    pub(crate) fn record(&self, result: Result<(), String>, healthy: u32, unhealthy: u32) {
+        let mut c = self.lock();
+        match result {
+            Ok(()) => {
+                c.failures = 0;
+                c.passes = c.passes.saturating_add(1);
+                if c.state != HealthState::Healthy && c.passes >= healthy {
+                    c.state = HealthState::Healthy;
+                    c.reason = None;
+                    c.healthy_since = Some(Instant::now());
+                }
+            }
+            Err(reason) => {
+                c.passes = 0;
+                c.failures = c.failures.saturating_add(1);
+                if c.state != HealthState::Unhealthy && c.failures >= unhealthy {
+                    c.state = HealthState::Unhealthy;
+                    c.healthy_since = None;
+                }
+                if c.state != HealthState::Healthy {
+                    c.reason = Some(reason);
+                }
+            }
+        }
+    }
+
+    /// Health checks are off: healthy at once.
+    pub(crate) fn set_unchecked(&self) {
+        let mut c = self.lock();
+        if c.state != HealthState::Healthy {
+            c.state = HealthState::Healthy;
+            c.healthy_since = Some(Instant::now());
+        }
+        c.reason = None;
+    }
+
+    /// When it became healthy, `None` if it is not.
+    pub(crate) fn healthy_since(&self) -> Option<Instant> {
+        self.lock().healthy_since
+    }
+
+    pub(crate) fn report(&self) -> (HealthState, Option<String>) {
+        let c = self.lock();
+        (c.state, c.reason.clone())
+    }
+}
+
+/// The client health checks go through (no body, pooled connections).
+pub(crate) type CheckClient = Client<HttpConnector, Empty<Bytes>>;
+
+/// Runs `GET path` against `addr` every `interval_ms` (the first at once), feeding `cell`,
+/// re-reading its settings from `config` whenever they change; ends when `config`'s sender
+/// is dropped (or the task is aborted).
+pub(crate) fn spawn_checker(
+    addr: SocketAddr,
+    cell: Arc<HealthCell>,
+    mut config: watch::Receiver<HealthCheckConfig>,
+    client: CheckClient,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            let c = config.borrow_and_update().clone();
+            if !c.enabled {
+                cell.set_unchecked();
+                if config.changed().await.is_err() {
+                    return;
+                }
+                continue;
+            }
+            let result = check_once(&client, addr, &c).await;
+            cell.record(result, c.healthy_threshold, c.unhealthy_threshold);
+            tokio::select! {
+                () = tokio::time::sleep(Duration::from_millis(c.interval_ms)) => {}
+                changed = config.changed() => if changed.is_err() { return },
+            }
+        }
+    })
+}
+
+/// One check: `Ok` if the status matches, else ELBv2's reason code.
+async fn check_once(
+    client: &CheckClient,
+    addr: SocketAddr,
+    c: &HealthCheckConfig,
+) -> Result<(), String> {
+    let ranges = parse_matcher(&c.matcher).unwrap_or_else(|_| vec![(200, 200)]);
+    let req = Request::get(format!("http://{addr}{}", c.path))
+        .header(header::HOST, addr.to_string())
+        .header(header::USER_AGENT, "ELB-HealthChecker/2.0")
+        .body(Empty::new())
+        .map_err(|_| "Target.InvalidPath".to_string())?;
+    let attempt = async {
+        let resp = client
+            .request(req)
+            .await
+            .map_err(|_| "Target.FailedHealthChecks".to_string())?;
+        let status = resp.status().as_u16();
+        // Read the body so the connection goes back to the pool.
+        let _ = resp.into_body().collect().await;
+        if ranges.iter().any(|&(lo, hi)| (lo..=hi).contains(&status)) {
+            Ok(())
+        } else {
+            Err("Target.ResponseCodeMismatch".to_string())
+        }
+    };
+    tokio::time::timeout(Duration::from_millis(c.timeout_ms), attempt)
+        .await
+        .unwrap_or_else(|_| Err("Target.Timeout".to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn thresholds() {
+        let cell = HealthCell::new();
+        assert_eq!(cell.report().0, HealthState::Initial);
+        cell.record(Ok(()), 2, 3);
+        assert_eq!(cell.report().0, HealthState::Initial);
+        assert!(cell.healthy_since().is_none());
+        cell.record(Ok(()), 2, 3);
+        assert_eq!(cell.report(), (HealthState::Healthy, None));
+        assert!(cell.healthy_since().is_some());
+        cell.record(Err("Target.Timeout".into()), 2, 3);
+        cell.record(Err("Target.Timeout".into()), 2, 3);
+        assert_eq!(cell.report().0, HealthState::Healthy);
+        cell.record(Err("Target.ResponseCodeMismatch".into()), 2, 3);
+        assert_eq!(
+            cell.report(),
+            (
+                HealthState::Unhealthy,
+                Some("Target.ResponseCodeMismatch".into())
+            )
+        );
+        cell.record(Ok(()), 2, 3);
+        assert_eq!(cell.report().0, HealthState::Unhealthy);
+        cell.record(Ok(()), 2, 3);
+        assert_eq!(cell.report().0, HealthState::Healthy);
+    }
+}
