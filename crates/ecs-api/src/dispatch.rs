@@ -91,9 +91,7 @@ where
     Req: DeserializeOwned + Required,
     Resp: Serialize,
 {
-    let req: Req = parse(body)?;
-    let resp = cp.read(|state| op(state, &call.scope, req))?;
-    encode(&resp)
+    read_parsed(cp, call, parse(body)?, op)
 }
 
 fn list<Req, Resp>(
@@ -106,7 +104,36 @@ where
     Req: DeserializeOwned + Required,
     Resp: Serialize,
 {
-    let req: Req = parse(body)?;
+    list_parsed(cp, call, parse(body)?, op)
+}
+
+/// Runs the read-only `op` of any API on the published state and encodes its answer.
+pub fn read_parsed<Req, Resp, E>(
+    cp: &ControlPlane,
+    call: &Call,
+    req: Req,
+    op: fn(&State, &Scope, Req) -> Result<Resp, E>,
+) -> Result<Vec<u8>, ApiError>
+where
+    Resp: Serialize,
+    ApiError: From<E>,
+{
+    let resp = cp.read(|state| op(state, &call.scope, req))?;
+    encode(&resp)
+}
+
+/// [`read_parsed`] for a List operation, which also takes the time (its page tokens
+/// expire).
+pub fn list_parsed<Req, Resp, E>(
+    cp: &ControlPlane,
+    call: &Call,
+    req: Req,
+    op: fn(&State, &Scope, f64, Req) -> Result<Resp, E>,
+) -> Result<Vec<u8>, ApiError>
+where
+    Resp: Serialize,
+    ApiError: From<E>,
+{
     let resp = cp.read(|state| op(state, &call.scope, call.now, req))?;
     encode(&resp)
 }

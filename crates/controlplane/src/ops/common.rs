@@ -83,24 +83,31 @@ pub fn validate_tags(tags: &[wire::Tag]) -> Result<(), EcsError> {
         ));
     }
     for t in tags {
-        let key = t.key.as_deref().unwrap_or("");
-        if key.is_empty() || key.chars().count() > 128 {
-            return Err(invalid(
-                "Tag keys must be between 1 and 128 characters long.",
-            ));
-        }
-        if key.to_ascii_lowercase().starts_with("aws:") {
-            return Err(invalid(format!(
-                "Tag key {key:?} uses the reserved prefix 'aws:'."
-            )));
-        }
-        if t.value.as_deref().unwrap_or("").chars().count() > 256 {
-            return Err(invalid(format!(
-                "The value of tag {key:?} is longer than 256 characters."
-            )));
+        if let Some(problem) = tag_problem(t.key.as_deref(), t.value.as_deref(), false) {
+            return Err(invalid(problem));
         }
     }
     Ok(())
+}
+
+/// What is wrong with one tag, if anything, by the rules every AWS API here shares:
+/// a key of 1–128 characters not starting with `aws:`, a value of at most 256
+/// characters (required when `value_required`).
+pub fn tag_problem(key: Option<&str>, value: Option<&str>, value_required: bool) -> Option<String> {
+    let key = key.unwrap_or("");
+    if key.is_empty() || key.chars().count() > 128 {
+        return Some("Tag keys must be between 1 and 128 characters long.".to_owned());
+    }
+    if key.to_ascii_lowercase().starts_with("aws:") {
+        return Some(format!("Tag key {key:?} uses the reserved prefix 'aws:'."));
+    }
+    match value {
+        None if value_required => Some(format!("Tag {key:?} has no Value.")),
+        Some(v) if v.chars().count() > 256 => Some(format!(
+            "The value of tag {key:?} is longer than 256 characters."
+        )),
+        _ => None,
+    }
 }
 
 /// `existing` with `new` merged in (a key present in both takes the new value).

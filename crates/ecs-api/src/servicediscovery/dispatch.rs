@@ -4,13 +4,13 @@
 use controlplane::ops::servicediscovery::{
     SdError, SdWritten, instances, namespaces, operations, services, tags,
 };
-use controlplane::{ControlPlane, Ctx, Scope, State};
+use controlplane::{ControlPlane, Ctx, State};
 use model::wire::Required;
 use model::wire_sd::OperationName;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::dispatch::{Call, encode, parse_json};
+use crate::dispatch::{Call, encode, list_parsed, parse_json, read_parsed};
 use crate::error::ApiError;
 
 /// Parses a request body into `T`: a body that is not a JSON object is a
@@ -51,36 +51,6 @@ where
     Ok(answer?)
 }
 
-fn read<Req, Resp>(
-    cp: &ControlPlane,
-    call: &Call,
-    body: &[u8],
-    op: fn(&State, &Scope, Req) -> Result<Resp, SdError>,
-) -> Result<Vec<u8>, ApiError>
-where
-    Req: DeserializeOwned + Required,
-    Resp: Serialize,
-{
-    let req: Req = parse(body)?;
-    let resp = cp.read(|state| op(state, &call.scope, req))?;
-    encode(&resp)
-}
-
-fn list<Req, Resp>(
-    cp: &ControlPlane,
-    call: &Call,
-    body: &[u8],
-    op: fn(&State, &Scope, f64, Req) -> Result<Resp, SdError>,
-) -> Result<Vec<u8>, ApiError>
-where
-    Req: DeserializeOwned + Required,
-    Resp: Serialize,
-{
-    let req: Req = parse(body)?;
-    let resp = cp.read(|state| op(state, &call.scope, call.now, req))?;
-    encode(&resp)
-}
-
 fn unsupported(op: OperationName) -> Result<Vec<u8>, ApiError> {
     Err(SdError::InvalidInput(format!("{} is not supported by flotilla.", op.name())).into())
 }
@@ -108,8 +78,12 @@ pub async fn dispatch(
         OperationName::CreateHttpNamespace => {
             encode(&write(cp, call, body, namespaces::create_http_namespace).await?)
         }
-        OperationName::GetNamespace => read(cp, call, body, namespaces::get_namespace),
-        OperationName::ListNamespaces => list(cp, call, body, namespaces::list_namespaces),
+        OperationName::GetNamespace => {
+            read_parsed(cp, call, parse(body)?, namespaces::get_namespace)
+        }
+        OperationName::ListNamespaces => {
+            list_parsed(cp, call, parse(body)?, namespaces::list_namespaces)
+        }
         OperationName::DeleteNamespace => {
             encode(&write(cp, call, body, namespaces::delete_namespace).await?)
         }
@@ -117,8 +91,8 @@ pub async fn dispatch(
         OperationName::CreateService => {
             encode(&write(cp, call, body, services::create_service).await?)
         }
-        OperationName::GetService => read(cp, call, body, services::get_service),
-        OperationName::ListServices => list(cp, call, body, services::list_services),
+        OperationName::GetService => read_parsed(cp, call, parse(body)?, services::get_service),
+        OperationName::ListServices => list_parsed(cp, call, parse(body)?, services::list_services),
         OperationName::UpdateService => {
             encode(&write(cp, call, body, services::update_service).await?)
         }
@@ -132,11 +106,16 @@ pub async fn dispatch(
         OperationName::DeregisterInstance => {
             encode(&write(cp, call, body, instances::deregister_instance).await?)
         }
-        OperationName::GetInstance => read(cp, call, body, instances::get_instance),
-        OperationName::ListInstances => list(cp, call, body, instances::list_instances),
-        OperationName::GetInstancesHealthStatus => {
-            list(cp, call, body, instances::get_instances_health_status)
+        OperationName::GetInstance => read_parsed(cp, call, parse(body)?, instances::get_instance),
+        OperationName::ListInstances => {
+            list_parsed(cp, call, parse(body)?, instances::list_instances)
         }
+        OperationName::GetInstancesHealthStatus => list_parsed(
+            cp,
+            call,
+            parse(body)?,
+            instances::get_instances_health_status,
+        ),
         OperationName::UpdateInstanceCustomHealthStatus => {
             write(
                 cp,
@@ -147,17 +126,28 @@ pub async fn dispatch(
             .await?;
             encode(&Empty {})
         }
-        OperationName::DiscoverInstances => read(cp, call, body, instances::discover_instances),
-        OperationName::DiscoverInstancesRevision => {
-            read(cp, call, body, instances::discover_instances_revision)
+        OperationName::DiscoverInstances => {
+            read_parsed(cp, call, parse(body)?, instances::discover_instances)
         }
+        OperationName::DiscoverInstancesRevision => read_parsed(
+            cp,
+            call,
+            parse(body)?,
+            instances::discover_instances_revision,
+        ),
         // Operations
-        OperationName::GetOperation => read(cp, call, body, operations::get_operation),
-        OperationName::ListOperations => list(cp, call, body, operations::list_operations),
+        OperationName::GetOperation => {
+            read_parsed(cp, call, parse(body)?, operations::get_operation)
+        }
+        OperationName::ListOperations => {
+            list_parsed(cp, call, parse(body)?, operations::list_operations)
+        }
         // Tags
         OperationName::TagResource => encode(&write(cp, call, body, tags::tag_resource).await?),
         OperationName::UntagResource => encode(&write(cp, call, body, tags::untag_resource).await?),
-        OperationName::ListTagsForResource => read(cp, call, body, tags::list_tags_for_resource),
+        OperationName::ListTagsForResource => {
+            read_parsed(cp, call, parse(body)?, tags::list_tags_for_resource)
+        }
         // Not implemented: answered with InvalidInput.
         OperationName::CreatePublicDnsNamespace
         | OperationName::UpdateHttpNamespace

@@ -16,7 +16,7 @@ use super::{
 };
 use crate::engine::Ctx;
 use crate::paging::{PageRequest, paginate};
-use crate::state::{DiscoveryRecord, Scope, SdInstanceRecord, SdServiceRecord, State};
+use crate::state::{Change, DiscoveryRecord, Scope, SdInstanceRecord, SdServiceRecord, State};
 
 /// The IPv4 address attribute.
 pub const AWS_INSTANCE_IPV4: &str = "AWS_INSTANCE_IPV4";
@@ -153,7 +153,7 @@ pub fn register_instance(
     check_creator_request_id(req.creator_request_id.as_deref())?;
     check_attributes(&attrs)?;
     let scope = ctx.scope.clone();
-    let mut service = find_service(state, &scope, &service_ident)?.clone();
+    let service = find_service(state, &scope, &service_ident)?.clone();
     check_for_service(&service, &attrs)?;
     let existing = state.discovery.instance(&scope, &service.id, &id);
     if existing.is_none() {
@@ -200,29 +200,46 @@ pub fn register_instance(
         },
         health,
     };
-    let op = operation(
+    let (op_id, changes) = instance_change(
+        state,
         ctx,
         OperationType::RegisterInstance,
-        &[
-            (OperationTargetType::Service, &service.id),
-            (OperationTargetType::Instance, &id),
-        ],
+        service,
+        &id,
+        put(DiscoveryRecord::Instance(record)),
     );
-    let op_id = op.id.clone();
-    service.revision += 1;
     Ok((
         wire_sd::RegisterInstanceResponse {
             operation_id: Some(op_id),
         },
-        [
-            vec![
-                put(DiscoveryRecord::Instance(record)),
-                put(DiscoveryRecord::Service(service)),
-            ],
-            keep_operation(state, op),
-        ]
-        .concat(),
+        changes,
     ))
+}
+
+/// The changes of registering or deregistering instance `id` of `service`: `change` (the
+/// instance's put or delete), the service's next revision, and the operation record; and
+/// the operation's id.
+fn instance_change(
+    state: &State,
+    ctx: &mut Ctx,
+    kind: OperationType,
+    mut service: SdServiceRecord,
+    id: &str,
+    change: Change,
+) -> (String, Vec<Change>) {
+    let op = operation(
+        ctx,
+        kind,
+        &[
+            (OperationTargetType::Service, &service.id),
+            (OperationTargetType::Instance, id),
+        ],
+    );
+    let op_id = op.id.clone();
+    service.revision += 1;
+    let mut changes = vec![change, put(DiscoveryRecord::Service(service))];
+    changes.extend(keep_operation(state, op));
+    (op_id, changes)
 }
 
 /// DeregisterInstance.
@@ -233,34 +250,25 @@ pub fn deregister_instance(
 ) -> SdWritten<wire_sd::DeregisterInstanceResponse> {
     let service_ident = required(req.service_id, "ServiceId")?;
     let id = required(req.instance_id, "InstanceId")?;
-    let mut service = find_service(state, &ctx.scope, &service_ident)?.clone();
+    let service = find_service(state, &ctx.scope, &service_ident)?.clone();
     let instance = state
         .discovery
         .instance(&ctx.scope, &service.id, &id)
         .ok_or_else(|| instance_not_found(&service.id, &id))?
         .clone();
-    let op = operation(
+    let (op_id, changes) = instance_change(
+        state,
         ctx,
         OperationType::DeregisterInstance,
-        &[
-            (OperationTargetType::Service, &service.id),
-            (OperationTargetType::Instance, &id),
-        ],
+        service,
+        &id,
+        delete(DiscoveryRecord::Instance(instance)),
     );
-    let op_id = op.id.clone();
-    service.revision += 1;
     Ok((
         wire_sd::DeregisterInstanceResponse {
             operation_id: Some(op_id),
         },
-        [
-            vec![
-                delete(DiscoveryRecord::Instance(instance)),
-                put(DiscoveryRecord::Service(service)),
-            ],
-            keep_operation(state, op),
-        ]
-        .concat(),
+        changes,
     ))
 }
 

@@ -286,6 +286,55 @@ pub fn operation(
     }
 }
 
+/// One page of a List call: the request's `filters` (serialized, so a token is only
+/// good for the filters it was made for), `MaxResults` (at most 100) and `NextToken`,
+/// over `items` (what follows a key, as `(key, item)`), as [`crate::paging::paginate`].
+pub fn list_page<T, I>(
+    state: &State,
+    now: f64,
+    operation: &str,
+    filters: &impl serde::Serialize,
+    max: Option<i32>,
+    next_token: Option<&str>,
+    items: impl FnOnce(Option<&str>) -> I,
+) -> Result<crate::paging::Page<T>, SdError>
+where
+    I: IntoIterator<Item = (String, T)>,
+{
+    let canonical = serde_json::to_string(filters).unwrap_or_default();
+    let request = crate::paging::PageRequest::ascending(
+        &state.meta.paging_secret,
+        now,
+        operation,
+        &canonical,
+        max_results(max, 100)?,
+        next_token,
+    );
+    Ok(crate::paging::paginate(&request, |after| Ok(items(after)))?)
+}
+
+/// Deletes of the operation records whose `kind` target is `id` (they go with the
+/// namespace or service they name).
+pub fn delete_operations_of(
+    state: &State,
+    scope: &Scope,
+    kind: wire_sd::OperationTargetType,
+    id: &str,
+) -> impl Iterator<Item = Change> {
+    state
+        .discovery
+        .operations_in(scope, None)
+        .filter(move |o| {
+            o.operation
+                .targets
+                .as_ref()
+                .and_then(|t| t.get(kind.as_str()))
+                .is_some_and(|target| target == id)
+        })
+        .cloned()
+        .map(|o| delete(DiscoveryRecord::Operation(o)))
+}
+
 /// The changes that store `op`: its put, and the deletion of the scope's oldest operation
 /// records beyond [`MAX_OPERATIONS`].
 pub fn keep_operation(state: &State, op: SdOperationRecord) -> Vec<Change> {

@@ -6,11 +6,11 @@ use model::wire_sd::{
 };
 
 use super::{
-    MAX_NAMESPACES, SdError, SdWritten, check_creator_request_id, check_description, delete, id_of,
-    invalid, keep_operation, max_results, operation, put, random_chars, required,
+    MAX_NAMESPACES, SdError, SdWritten, check_creator_request_id, check_description, delete,
+    delete_operations_of, id_of, invalid, keep_operation, list_page, operation, put, random_chars,
+    required,
 };
 use crate::engine::Ctx;
-use crate::paging::{PageRequest, paginate};
 use crate::state::{DiscoveryRecord, Scope, SdNamespaceRecord, State};
 
 /// Whether `name` is a DNS name Cloud Map accepts for a private DNS namespace: at most 253
@@ -336,18 +336,15 @@ pub fn list_namespaces(
         };
         check_filter(f.values.as_deref(), f.condition, allowed)?;
     }
-    let canonical = serde_json::to_string(&filters).unwrap_or_default();
-    let page = paginate(
-        &PageRequest::ascending(
-            &state.meta.paging_secret,
-            now,
-            "ListNamespaces",
-            &canonical,
-            max_results(req.max_results, 100)?,
-            req.next_token.as_deref(),
-        ),
+    let page = list_page(
+        state,
+        now,
+        "ListNamespaces",
+        &filters,
+        req.max_results,
+        req.next_token.as_deref(),
         |after| {
-            Ok(state
+            state
                 .discovery
                 .namespaces_in(scope, after)
                 .filter(|ns| filters.iter().all(|f| matches(&ns.namespace, f)))
@@ -365,7 +362,7 @@ pub fn list_namespaces(
                         create_date: n.create_date,
                     };
                     (ns.id.clone(), summary)
-                }))
+                })
         },
     )?;
     Ok(wire_sd::ListNamespacesResponse {
@@ -395,20 +392,12 @@ pub fn delete_namespace(
     );
     let mut changes = vec![delete(DiscoveryRecord::Namespace(ns.clone()))];
     // The namespace's own operation records go with it (they name no other resource).
-    changes.extend(
-        state
-            .discovery
-            .operations_in(&ctx.scope, None)
-            .filter(|o| {
-                o.operation
-                    .targets
-                    .as_ref()
-                    .and_then(|t| t.get(OperationTargetType::Namespace.as_str()))
-                    == Some(&ns.id)
-            })
-            .cloned()
-            .map(|o| delete(DiscoveryRecord::Operation(o))),
-    );
+    changes.extend(delete_operations_of(
+        state,
+        &ctx.scope,
+        OperationTargetType::Namespace,
+        &ns.id,
+    ));
     let op_id = op.id.clone();
     changes.extend(keep_operation(state, op));
     Ok((

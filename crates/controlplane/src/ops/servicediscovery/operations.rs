@@ -3,8 +3,7 @@
 use model::wire_sd::{self, FilterCondition, OperationFilterName, OperationTargetType};
 
 use super::namespaces::{check_filter, filter_passes};
-use super::{SdError, invalid, max_results, required};
-use crate::paging::{PageRequest, paginate};
+use super::{SdError, invalid, list_page, required};
 use crate::state::{Scope, State};
 
 /// GetOperation: every operation completed when it was answered, so it is `SUCCESS`.
@@ -81,18 +80,15 @@ pub fn list_operations(
             )?,
         }
     }
-    let canonical = serde_json::to_string(&filters).unwrap_or_default();
-    let page = paginate(
-        &PageRequest::ascending(
-            &state.meta.paging_secret,
-            now,
-            "ListOperations",
-            &canonical,
-            max_results(req.max_results, 100)?,
-            req.next_token.as_deref(),
-        ),
+    let page = list_page(
+        state,
+        now,
+        "ListOperations",
+        &filters,
+        req.max_results,
+        req.next_token.as_deref(),
         |after| {
-            Ok(state
+            state
                 .discovery
                 .operations_in(scope, after)
                 .filter(|o| filters.iter().all(|f| passes(&o.operation, f)))
@@ -104,7 +100,7 @@ pub fn list_operations(
                             status: o.operation.status,
                         },
                     )
-                }))
+                })
         },
     )?;
     Ok(wire_sd::ListOperationsResponse {

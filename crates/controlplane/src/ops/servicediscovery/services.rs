@@ -8,11 +8,10 @@ use model::wire_sd::{
 use super::namespaces::{check_filter, filter_passes};
 use super::{
     MAX_SERVICES_PER_NAMESPACE, SdError, SdWritten, check_creator_request_id, check_description,
-    delete, find_service, invalid, keep_operation, max_results, operation, put, random_chars,
-    required,
+    delete, delete_operations_of, find_service, invalid, keep_operation, list_page, operation, put,
+    random_chars, required,
 };
 use crate::engine::Ctx;
-use crate::paging::{PageRequest, paginate};
 use crate::state::{DiscoveryRecord, Scope, SdServiceRecord, State};
 
 /// Whether `name` is a service name Cloud Map accepts: at most 127 characters,
@@ -252,18 +251,15 @@ pub fn list_services(
             &[FilterCondition::Eq, FilterCondition::In],
         )?;
     }
-    let canonical = serde_json::to_string(&filters).unwrap_or_default();
-    let page = paginate(
-        &PageRequest::ascending(
-            &state.meta.paging_secret,
-            now,
-            "ListServices",
-            &canonical,
-            max_results(req.max_results, 100)?,
-            req.next_token.as_deref(),
-        ),
+    let page = list_page(
+        state,
+        now,
+        "ListServices",
+        &filters,
+        req.max_results,
+        req.next_token.as_deref(),
         |after| {
-            Ok(state
+            state
                 .discovery
                 .services_in(scope, after)
                 .filter(|s| {
@@ -294,7 +290,7 @@ pub fn list_services(
                         created_by_account: v.created_by_account,
                     };
                     (s.id.clone(), summary)
-                }))
+                })
         },
     )?;
     Ok(wire_sd::ListServicesResponse {
@@ -379,19 +375,11 @@ pub fn delete_service(
         )));
     }
     let mut changes = vec![delete(DiscoveryRecord::Service(s.clone()))];
-    changes.extend(
-        state
-            .discovery
-            .operations_in(&ctx.scope, None)
-            .filter(|o| {
-                o.operation
-                    .targets
-                    .as_ref()
-                    .and_then(|t| t.get(OperationTargetType::Service.as_str()))
-                    == Some(&s.id)
-            })
-            .cloned()
-            .map(|o| delete(DiscoveryRecord::Operation(o))),
-    );
+    changes.extend(delete_operations_of(
+        state,
+        &ctx.scope,
+        OperationTargetType::Service,
+        &s.id,
+    ));
     Ok((wire_sd::DeleteServiceResponse {}, changes))
 }

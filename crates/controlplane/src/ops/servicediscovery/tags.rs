@@ -4,6 +4,7 @@ use model::wire_sd;
 
 use super::{MAX_TAGS, SdError, SdWritten, invalid, put, required};
 use crate::engine::Ctx;
+use crate::ops::common::tag_problem;
 use crate::state::{DiscoveryRecord, Scope, State};
 
 /// Cloud Map's tag rules: at most [`MAX_TAGS`], keys of 1–128 and values of at most 256
@@ -15,24 +16,8 @@ pub fn validate(tags: &[wire_sd::Tag]) -> Result<(), SdError> {
         )));
     }
     for t in tags {
-        let key = t.key.as_deref().unwrap_or("");
-        if key.is_empty() || key.chars().count() > 128 {
-            return Err(invalid(
-                "Tag keys must be between 1 and 128 characters long.",
-            ));
-        }
-        if key.to_ascii_lowercase().starts_with("aws:") {
-            return Err(invalid(format!(
-                "Tag key {key:?} uses the reserved prefix aws:."
-            )));
-        }
-        let Some(value) = t.value.as_deref() else {
-            return Err(invalid(format!("Tag {key:?} has no Value.")));
-        };
-        if value.chars().count() > 256 {
-            return Err(invalid(format!(
-                "The value of tag {key:?} is longer than 256 characters."
-            )));
+        if let Some(problem) = tag_problem(t.key.as_deref(), t.value.as_deref(), true) {
+            return Err(invalid(problem));
         }
     }
     Ok(())
