@@ -17,7 +17,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 #[path = "bench_lb.rs"]
 mod bench_lb;
-#[path = "bench_scale.rs"]
+#[path = "bench_scale/mod.rs"]
 mod bench_scale;
 
 /// The benchmarks.
