@@ -218,18 +218,7 @@ pub fn poll_tasks(
     scope: &Scope,
     req: &PollTasksRequest,
 ) -> Result<(MemberKey, PollTasksResponse, bool), EcsError> {
-    let instance = polling_instance(
-        state,
-        scope,
-        req.cluster.as_deref(),
-        req.container_instance.as_deref(),
-    )?;
-    let connected = instance.instance.agent_connected == Some(true);
-    Ok((
-        instance_key(instance),
-        assignment(state, instance),
-        connected,
-    ))
+    look(state, scope, req, assignment)
 }
 
 /// PollTasks, a cheap look: the instance's key, the digest of its assignment and
@@ -240,6 +229,17 @@ pub fn poll_digest(
     scope: &Scope,
     req: &PollTasksRequest,
 ) -> Result<(MemberKey, String, bool), EcsError> {
+    look(state, scope, req, assignment_digest)
+}
+
+/// One look of a poll: the polling instance's key, `view` of its assignment, and whether
+/// its agent counts as connected.
+fn look<T>(
+    state: &State,
+    scope: &Scope,
+    req: &PollTasksRequest,
+    view: fn(&State, &InstanceRecord) -> T,
+) -> Result<(MemberKey, T, bool), EcsError> {
     let instance = polling_instance(
         state,
         scope,
@@ -247,11 +247,7 @@ pub fn poll_digest(
         req.container_instance.as_deref(),
     )?;
     let connected = instance.instance.agent_connected == Some(true);
-    Ok((
-        instance_key(instance),
-        assignment_digest(state, instance),
-        connected,
-    ))
+    Ok((instance_key(instance), view(state, instance), connected))
 }
 
 /// Marks an instance's agent connected or not (a write only when it changes).

@@ -11,11 +11,10 @@ use model::wire_sd::{
 
 use super::{
     MAX_ATTRIBUTES, MAX_INSTANCES_PER_NAMESPACE, MAX_INSTANCES_PER_SERVICE, SdError, SdWritten,
-    check_creator_request_id, delete, find_service, invalid, keep_operation, max_results,
-    operation, put, required,
+    check_creator_request_id, delete, find_service, invalid, keep_operation, list_page,
+    max_results, operation, put, required,
 };
 use crate::engine::Ctx;
-use crate::paging::{PageRequest, paginate};
 use crate::state::{Change, DiscoveryRecord, Scope, SdInstanceRecord, SdServiceRecord, State};
 
 /// The IPv4 address attribute.
@@ -300,17 +299,15 @@ pub fn list_instances(
 ) -> Result<wire_sd::ListInstancesResponse, SdError> {
     let service_ident = required(req.service_id, "ServiceId")?;
     let service = find_service(state, scope, &service_ident)?;
-    let page = paginate(
-        &PageRequest::ascending(
-            &state.meta.paging_secret,
-            now,
-            "ListInstances",
-            &service.id,
-            max_results(req.max_results, 100)?,
-            req.next_token.as_deref(),
-        ),
+    let page = list_page(
+        state,
+        now,
+        "ListInstances",
+        &service.id,
+        req.max_results,
+        req.next_token.as_deref(),
         |after| {
-            Ok(state
+            state
                 .discovery
                 .instances_of(scope, &service.id, after)
                 .map(|i| {
@@ -322,7 +319,7 @@ pub fn list_instances(
                             created_by_account: i.instance.created_by_account.clone(),
                         },
                     )
-                }))
+                })
         },
     )?;
     Ok(wire_sd::ListInstancesResponse {
@@ -367,20 +364,18 @@ pub fn get_instances_health_status(
             next_token: None,
         });
     }
-    let page = paginate(
-        &PageRequest::ascending(
-            &state.meta.paging_secret,
-            now,
-            "GetInstancesHealthStatus",
-            &service.id,
-            max_results(req.max_results, 100)?,
-            req.next_token.as_deref(),
-        ),
+    let page = list_page(
+        state,
+        now,
+        "GetInstancesHealthStatus",
+        &service.id,
+        req.max_results,
+        req.next_token.as_deref(),
         |after| {
-            Ok(state
+            state
                 .discovery
                 .instances_of(scope, &service.id, after)
-                .map(|i| (i.id.clone(), (i.id.clone(), health_of(i)))))
+                .map(|i| (i.id.clone(), (i.id.clone(), health_of(i))))
         },
     )?;
     Ok(wire_sd::GetInstancesHealthStatusResponse {

@@ -313,6 +313,21 @@ where
     Ok(crate::paging::paginate(&request, |after| Ok(items(after)))?)
 }
 
+/// Refuses a `CreatorRequestId` that an earlier request for another `what` (`namespace`,
+/// `service`) used: `used` are the tokens of the existing ones.
+pub fn check_token_unused<'a>(
+    token: Option<&String>,
+    mut used: impl Iterator<Item = Option<&'a String>>,
+    what: &str,
+) -> Result<(), SdError> {
+    match token {
+        Some(token) if used.any(|u| u == Some(token)) => Err(SdError::DuplicateRequest(format!(
+            "CreatorRequestId {token} was already used for another {what}."
+        ))),
+        _ => Ok(()),
+    }
+}
+
 /// Deletes of the operation records whose `kind` target is `id` (they go with the
 /// namespace or service they name).
 pub fn delete_operations_of(

@@ -6,9 +6,9 @@ use model::wire_sd::{
 };
 
 use super::{
-    MAX_NAMESPACES, SdError, SdWritten, check_creator_request_id, check_description, delete,
-    delete_operations_of, id_of, invalid, keep_operation, list_page, operation, put, random_chars,
-    required,
+    MAX_NAMESPACES, SdError, SdWritten, check_creator_request_id, check_description,
+    check_token_unused, delete, delete_operations_of, id_of, invalid, keep_operation, list_page,
+    operation, put, random_chars, required,
 };
 use crate::engine::Ctx;
 use crate::state::{DiscoveryRecord, Scope, SdNamespaceRecord, State};
@@ -84,16 +84,14 @@ fn create(state: &State, ctx: &mut Ctx, n: NewNamespace) -> SdWritten<String> {
             n.name, existing.id
         )));
     }
-    if let Some(token) = &n.creator_request_id
-        && state
+    check_token_unused(
+        n.creator_request_id.as_ref(),
+        state
             .discovery
             .namespaces_in(&scope, None)
-            .any(|ns| ns.namespace.creator_request_id.as_ref() == Some(token))
-    {
-        return Err(SdError::DuplicateRequest(format!(
-            "CreatorRequestId {token} was already used for another namespace."
-        )));
-    }
+            .map(|ns| ns.namespace.creator_request_id.as_ref()),
+        "namespace",
+    )?;
     if state.discovery.namespaces_in(&scope, None).count() >= MAX_NAMESPACES {
         return Err(SdError::ResourceLimitExceeded(format!(
             "An account can have at most {MAX_NAMESPACES} namespaces per region."

@@ -8,8 +8,8 @@ use model::wire_sd::{
 use super::namespaces::{check_filter, filter_passes};
 use super::{
     MAX_SERVICES_PER_NAMESPACE, SdError, SdWritten, check_creator_request_id, check_description,
-    delete, delete_operations_of, find_service, invalid, keep_operation, list_page, operation, put,
-    random_chars, required,
+    check_token_unused, delete, delete_operations_of, find_service, invalid, keep_operation,
+    list_page, operation, put, random_chars, required,
 };
 use crate::engine::Ctx;
 use crate::state::{DiscoveryRecord, Scope, SdServiceRecord, State};
@@ -134,16 +134,14 @@ pub fn create_service(
             ns.id, existing.id
         )));
     }
-    if let Some(token) = &req.creator_request_id
-        && state
+    check_token_unused(
+        req.creator_request_id.as_ref(),
+        state
             .discovery
             .services_in(&scope, None)
-            .any(|s| s.service.creator_request_id.as_ref() == Some(token))
-    {
-        return Err(SdError::DuplicateRequest(format!(
-            "CreatorRequestId {token} was already used for another service."
-        )));
-    }
+            .map(|s| s.service.creator_request_id.as_ref()),
+        "service",
+    )?;
     if siblings.len() >= MAX_SERVICES_PER_NAMESPACE {
         return Err(SdError::ResourceLimitExceeded(format!(
             "A namespace can have at most {MAX_SERVICES_PER_NAMESPACE} services."
