@@ -234,6 +234,19 @@ def error_of(excinfo) -> tuple[str, str]:
     return e["Code"], e["Message"]
 
 
+def cli_env(**extra: str) -> dict:
+    """The environment for a run of the real AWS CLI against a test server: the caller's,
+    without its `AWS_*` settings and config files, with dummy keys in us-east-1, plus
+    `extra` (e.g. `AWS_ENDPOINT_URL=...`)."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("AWS_")} | {
+        "AWS_CONFIG_FILE": "/dev/null",
+        "AWS_SHARED_CREDENTIALS_FILE": "/dev/null",
+        "AWS_ACCESS_KEY_ID": "dev",
+        "AWS_SECRET_ACCESS_KEY": "dev",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    } | extra
+
+
 def identity_document(instance_id: str, az: str = "us-east-1a", instance_type: str = "t3.large") -> str:
     return json.dumps({"instanceId": instance_id, "availabilityZone": az, "instanceType": instance_type})
 

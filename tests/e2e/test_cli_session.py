@@ -9,6 +9,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from e2e_support import cli_env
 
 SCRIPT = Path(__file__).resolve().parent / "cli_session.sh"
 
@@ -145,14 +146,7 @@ def test_first_session(session, client_factory):
 def test_the_endpoint_can_come_from_the_environment(server, client_factory):
     """`AWS_ENDPOINT_URL_ECS` (as the README suggests) works instead of --endpoint-url."""
     client_factory("us-east-1").create_cluster(clusterName="from-env")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")} | {
-        "AWS_CONFIG_FILE": "/dev/null",
-        "AWS_SHARED_CREDENTIALS_FILE": "/dev/null",
-        "AWS_ACCESS_KEY_ID": "dev",
-        "AWS_SECRET_ACCESS_KEY": "dev",
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "AWS_ENDPOINT_URL_ECS": server.endpoint,
-    }
+    env = cli_env(AWS_ENDPOINT_URL_ECS=server.endpoint)
     r = subprocess.run(["aws", "ecs", "list-clusters", "--output", "json"], env=env, capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout)["clusterArns"] == ["arn:aws:ecs:us-east-1:000000000000:cluster/from-env"]

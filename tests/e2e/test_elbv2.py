@@ -18,7 +18,7 @@ from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 from botocore.exceptions import ClientError
 
-from e2e_support import AUTH_KEY, AUTH_SECRET, NO_RETRY, _botocore_session, error_of
+from e2e_support import AUTH_KEY, AUTH_SECRET, NO_RETRY, _botocore_session, cli_env, error_of
 
 NS = "{http://elasticloadbalancing.amazonaws.com/doc/2015-12-01/}"
 
@@ -99,14 +99,7 @@ def aws_cli(server, reset, tmp_path):
     `AWS_ENDPOINT_URL` pointing at the server: one endpoint for every service."""
     if shutil.which("aws") is None:
         pytest.fail("the AWS CLI (`aws`) is not installed: pip install awscli", pytrace=False)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")} | {
-        "AWS_CONFIG_FILE": "/dev/null",
-        "AWS_SHARED_CREDENTIALS_FILE": "/dev/null",
-        "AWS_ACCESS_KEY_ID": "dev",
-        "AWS_SECRET_ACCESS_KEY": "dev",
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "AWS_ENDPOINT_URL": server.endpoint,
-    }
+    env = cli_env(AWS_ENDPOINT_URL=server.endpoint)
 
     def run(*args: str, ok: bool = True):
         r = subprocess.run(["aws", *args, "--output", "json"], env=env, capture_output=True, text=True, timeout=60, cwd=tmp_path)

@@ -19,7 +19,7 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from e2e_support import ACCOUNT, ModelValidator, _botocore_session, error_of
+from e2e_support import ACCOUNT, ModelValidator, _botocore_session, cli_env, error_of
 
 REGION = "us-east-1"
 
@@ -146,15 +146,8 @@ def test_list_namespaces_pages_and_filters(sd):
 def aws(server, reset):
     if shutil.which("aws") is None:
         pytest.fail("the AWS CLI (`aws`) is not installed: pip install awscli", pytrace=False)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")} | {
-        "AWS_CONFIG_FILE": "/dev/null",
-        "AWS_SHARED_CREDENTIALS_FILE": "/dev/null",
-        "AWS_ACCESS_KEY_ID": "dev",
-        "AWS_SECRET_ACCESS_KEY": "dev",
-        "AWS_DEFAULT_REGION": REGION,
-        # DiscoverInstances' `data-` host prefix: see the module docstring.
-        "AWS_DISABLE_HOST_PREFIX_INJECTION": "true",
-    }
+    # DiscoverInstances' `data-` host prefix: see the module docstring.
+    env = cli_env(AWS_DISABLE_HOST_PREFIX_INJECTION="true")
 
     def run(*args: str, ok: bool = True):
         r = subprocess.run(
