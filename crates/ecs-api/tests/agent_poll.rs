@@ -8,7 +8,7 @@ use controlplane::ControlPlane;
 use ecs_api::{ApiConfig, router, serve};
 use serde_json::{Value, json};
 use testkit::ecs;
-use testkit::http::{call, loopback, register_instance};
+use testkit::http::{call, cluster_with_instances, loopback};
 
 async fn start() -> (String, ControlPlane) {
     let cp = ecs::control_plane();
@@ -24,16 +24,9 @@ async fn start() -> (String, ControlPlane) {
     (endpoint, cp)
 }
 
+/// Cluster `c` with one container instance; its ARN.
 async fn setup(http: &reqwest::Client, ep: &str) -> String {
-    call(http, ep, "CreateCluster", &json!({"clusterName": "c"})).await;
-    call(
-        http,
-        ep,
-        "RegisterTaskDefinition",
-        &json!({"family": "f", "containerDefinitions": [{"name": "a", "image": "busybox", "memory": 32}]}),
-    )
-    .await;
-    register_instance(http, ep, "c", 1024, 1024).await
+    cluster_with_instances(http, ep, 1).await.remove(0)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -10,7 +10,7 @@ use controlplane::ControlPlane;
 use ecs_api::{ApiConfig, router, serve};
 use serde_json::{Value, json};
 use testkit::ecs;
-use testkit::http::{call, post, register_instance};
+use testkit::http::{call, cluster_with_instances, post};
 
 async fn start() -> (String, ControlPlane) {
     let cp = ecs::control_plane();
@@ -26,22 +26,6 @@ async fn start() -> (String, ControlPlane) {
     );
     tokio::spawn(serve(listener, app, std::future::pending()));
     (endpoint, cp)
-}
-
-async fn setup(http: &reqwest::Client, ep: &str, instances: usize) -> Vec<String> {
-    call(http, ep, "CreateCluster", &json!({"clusterName": "c"})).await;
-    call(
-        http,
-        ep,
-        "RegisterTaskDefinition",
-        &json!({"family": "f", "containerDefinitions": [{"name": "a", "image": "busybox", "memory": 32}]}),
-    )
-    .await;
-    let mut arns = Vec::new();
-    for _ in 0..instances {
-        arns.push(register_instance(http, ep, "c", 1024, 1024).await);
-    }
-    arns
 }
 
 /// Polls `instance` at once, then starts a 20-second poll with the digest it got.
@@ -74,7 +58,7 @@ async fn answered(poll: tokio::task::JoinHandle<(u16, Value)>, what: &str) -> (u
 async fn draining_wakes_the_instances_poll_and_not_anothers() {
     let (ep, _cp) = start().await;
     let http = reqwest::Client::new();
-    let arns = setup(&http, &ep, 2).await;
+    let arns = cluster_with_instances(&http, &ep, 2).await;
     let a = waiting_poll(&http, &ep, &arns[0]).await;
     let b = waiting_poll(&http, &ep, &arns[1]).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -100,7 +84,7 @@ async fn draining_wakes_the_instances_poll_and_not_anothers() {
 async fn every_waiting_poll_sees_the_task_placed_on_its_instance() {
     let (ep, _cp) = start().await;
     let http = reqwest::Client::new();
-    let arns = setup(&http, &ep, 12).await;
+    let arns = cluster_with_instances(&http, &ep, 12).await;
     let mut polls = Vec::new();
     for arn in &arns {
         polls.push(waiting_poll(&http, &ep, arn).await);
@@ -135,7 +119,7 @@ async fn every_waiting_poll_sees_the_task_placed_on_its_instance() {
 async fn a_reset_wakes_waiting_polls() {
     let (ep, _cp) = start().await;
     let http = reqwest::Client::new();
-    let arns = setup(&http, &ep, 1).await;
+    let arns = cluster_with_instances(&http, &ep, 1).await;
     let poll = waiting_poll(&http, &ep, &arns[0]).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert!(!poll.is_finished(), "nothing changed yet");

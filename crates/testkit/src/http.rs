@@ -109,6 +109,34 @@ pub async fn register_instance(
         .to_owned()
 }
 
+/// Cluster `c`, task definition `f` (one 32 MiB busybox container `a`) and `instances`
+/// container instances of 1024 CPU units and 1024 MiB: the ARNs of the instances.
+pub async fn cluster_with_instances(
+    http: &reqwest::Client,
+    endpoint: &str,
+    instances: usize,
+) -> Vec<String> {
+    call(
+        http,
+        endpoint,
+        "CreateCluster",
+        &json!({"clusterName": "c"}),
+    )
+    .await;
+    call(
+        http,
+        endpoint,
+        "RegisterTaskDefinition",
+        &json!({"family": "f", "containerDefinitions": [{"name": "a", "image": "busybox", "memory": 32}]}),
+    )
+    .await;
+    let mut arns = Vec::new();
+    for _ in 0..instances {
+        arns.push(register_instance(http, endpoint, "c", 1024, 1024).await);
+    }
+    arns
+}
+
 /// [`post`] on a blocking client: the HTTP status and the answer; panics if the server
 /// cannot be reached.
 pub fn post_blocking(
