@@ -6,7 +6,6 @@ use std::io::Write;
 use std::sync::{Arc, Mutex};
 
 use common::*;
-use lb::{Action, HealthState, Lb};
 
 #[derive(Clone, Default)]
 struct Buf(Arc<Mutex<Vec<u8>>>);
@@ -34,13 +33,7 @@ async fn one_access_event_per_request() {
     let _guard = tracing::subscriber::set_default(subscriber);
 
     let a = Backend::start("a").await;
-    let lb = Lb::start(config(
-        vec![],
-        Action::forward("web"),
-        vec![("web", group(&[&a]))],
-    ))
-    .unwrap();
-    wait_group_state(&lb, "web", None, HealthState::Healthy).await;
+    let lb = healthy_lb(&[&a]).await;
     assert_eq!(
         get(&client(), &format!("{}/hello", url(&lb)), &[])
             .await

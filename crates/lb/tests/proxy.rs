@@ -34,13 +34,7 @@ async fn spreads_over_three_backends_with_forwarded_headers_and_metrics() {
         Backend::start("b").await,
         Backend::start("c").await,
     );
-    let lb = Lb::start(config(
-        vec![],
-        Action::forward("web"),
-        vec![("web", group(&[&a, &b, &c]))],
-    ))
-    .unwrap();
-    wait_group_state(&lb, "web", None, HealthState::Healthy).await;
+    let lb = healthy_lb(&[&a, &b, &c]).await;
     let hits = count_hits(&url(&lb), 300, &[]).await;
     assert_eq!(hits.len(), 3, "{hits:?}");
     assert!(hits.values().all(|&n| n == 100), "round robin: {hits:?}");
@@ -160,13 +154,7 @@ async fn weighted_forward() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unhealthy_backend_stops_getting_traffic_and_comes_back() {
     let (a, b) = (Backend::start("a").await, Backend::start("b").await);
-    let lb = Lb::start(config(
-        vec![],
-        Action::forward("web"),
-        vec![("web", group(&[&a, &b]))],
-    ))
-    .unwrap();
-    wait_group_state(&lb, "web", None, HealthState::Healthy).await;
+    let lb = healthy_lb(&[&a, &b]).await;
     a.set_healthy(false);
     wait_group_state(&lb, "web", Some(a.addr), HealthState::Unhealthy).await;
     let th = lb.target_health();
@@ -360,13 +348,7 @@ async fn hot_swap_keeps_an_open_keep_alive_connection() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http2_prior_knowledge_client() {
     let a = Backend::start("a").await;
-    let lb = Lb::start(config(
-        vec![],
-        Action::forward("web"),
-        vec![("web", group(&[&a]))],
-    ))
-    .unwrap();
-    wait_group_state(&lb, "web", None, HealthState::Healthy).await;
+    let lb = healthy_lb(&[&a]).await;
     let addr = lb.local_addr(bind()).unwrap();
     let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
     let (mut send, conn) =

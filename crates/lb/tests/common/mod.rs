@@ -240,3 +240,16 @@ pub async fn wait_group_state(lb: &Lb, group: &str, addr: Option<SocketAddr>, st
     })
     .await;
 }
+
+/// A load balancer whose one listener forwards everything to group `web` over
+/// `backends`, once every backend is healthy.
+pub async fn healthy_lb(backends: &[&Backend]) -> Lb {
+    let lb = Lb::start(config(
+        vec![],
+        Action::forward("web"),
+        vec![("web", group(backends))],
+    ))
+    .unwrap();
+    wait_group_state(&lb, "web", None, HealthState::Healthy).await;
+    lb
+}
