@@ -6,6 +6,7 @@ pub mod bench;
 pub mod bench_agent;
 pub mod bench_dns;
 pub mod dev;
+pub mod discovery_dns;
 pub mod host;
 pub mod logs;
 pub mod os;

@@ -61,6 +61,14 @@ pub struct ServerArgs {
     /// Seconds a keep-alive connection may stay without a request before it is closed.
     #[arg(long, default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
     pub idle_timeout: u64,
+    /// Serve Cloud Map's private DNS namespaces over DNS (UDP and TCP) on this address,
+    /// e.g. `127.0.0.1:5353`; off unless given.
+    #[arg(long)]
+    pub dns_listen: Option<SocketAddr>,
+    /// Where the DNS server forwards names outside every namespace (repeatable); without
+    /// one it answers them REFUSED.
+    #[arg(long, requires = "dns_listen")]
+    pub dns_upstream: Vec<SocketAddr>,
 }
 
 /// Runs the control plane until SIGINT/SIGTERM.
@@ -114,6 +122,9 @@ pub fn run(args: ServerArgs) -> anyhow::Result<()> {
             },
         );
         controlplane::controllers::spawn_controllers(cp.clone());
+        if let Some(bind) = args.dns_listen {
+            crate::cmd::discovery_dns::serve(cp.clone(), bind, args.dns_upstream).await?;
+        }
         tracing::info!(%addr, data_dir = %args.data_dir.display(), auth = auth_mode, "flotilla server listening");
         ecs_api::server::serve_with(
             listener,
