@@ -269,6 +269,15 @@ async fn stop_kills_after_timeout_when_signal_ignored() {
     let t = env("stopkill").await;
     let spec = sh("stubborn", "trap '' TERM; while true; do sleep 1; done");
     run(&t.rt, &spec).await;
+    // The loop runs only once the trap is installed: a TERM sent earlier would reach a
+    // shell that still dies of it.
+    poll("trap installed", Duration::from_secs(10), || async {
+        exec(&t.rt, &spec.id, &["pidof", "sleep"])
+            .await
+            .success()
+            .then_some(())
+    })
+    .await;
     let timeout = Duration::from_secs(2);
     let start = Instant::now();
     let exit = t.rt.stop_container(&spec.id, timeout).await.unwrap();
