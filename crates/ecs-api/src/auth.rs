@@ -270,10 +270,8 @@ fn check_region(region: &str) -> Result<(), ApiError> {
 /// Which service a request's credential scope must name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ScopeService {
-    /// `ecs`, as every AWS client signs its ECS requests (`POST /`).
-    Ecs,
-    /// This signing name (`elasticloadbalancing`, `servicediscovery`): the service the
-    /// request was routed to ([`crate::service::AwsService`]).
+    /// This signing name (`ecs`, `elasticloadbalancing`, `servicediscovery`): the
+    /// service the request was routed to ([`crate::service::AwsService`]).
     Named(&'static str),
     /// Any service: flotilla's own endpoints (`POST /admin/reset`), for which no
     /// AWS client has a service name of its own.
@@ -383,7 +381,7 @@ pub fn authenticate(
         credentials,
         default_account,
         now,
-        service: ScopeService::Ecs,
+        service: ScopeService::Named("ecs"),
     };
     verifier.authenticate(method, uri, headers, body)
 }
@@ -430,7 +428,6 @@ impl Verifier<'_> {
             .get(&auth.access_key)
             .ok_or(ApiError::UnrecognizedClient)?;
         let wanted = match self.service {
-            ScopeService::Ecs => Some("ecs"),
             ScopeService::Named(name) => Some(name),
             ScopeService::Any => None,
         };
@@ -774,7 +771,7 @@ mod tests {
                 .is_ok()
         );
         let ecs_only = Verifier {
-            service: ScopeService::Ecs,
+            service: ScopeService::Named("ecs"),
             ..any
         };
         let e = ecs_only
