@@ -58,6 +58,11 @@ impl Ctx {
         }
     }
 
+    /// `now` in epoch milliseconds (what ELBv2 target records keep).
+    pub fn now_ms(&self) -> u64 {
+        (self.now.max(0.0) * 1000.0) as u64
+    }
+
     /// A new 32-hex-digit id, the form ECS uses for tasks and container instances.
     pub fn new_id(&mut self) -> String {
         format!("{:032x}", self.rng.random::<u128>())

@@ -120,6 +120,11 @@ pub struct HealthCheck {
 }
 
 /// A registered target: an instance id or an IP address, and a port.
+///
+/// Besides what RegisterTargets gave, a target carries its life in the group: which ECS
+/// task registered it (ECS services register and deregister their tasks themselves),
+/// when its draining ends once deregistered, and the health the data plane last
+/// observed. The three are `serde(default)` so records written before them load.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct Target {
     /// Instance id or IP address.
@@ -128,6 +133,78 @@ pub struct Target {
     pub port: u16,
     /// The availability zone, when given.
     pub availability_zone: Option<String>,
+    /// The ARN of the ECS task this target is, when an ECS service registered it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub registered_by: Option<String>,
+    /// Set once deregistered: epoch milliseconds when draining ends (the group's
+    /// `deregistration_delay.timeout_seconds` after deregistration). A draining target
+    /// takes no new requests; past this time it counts as gone (readers skip it, the
+    /// next write of the group drops it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub draining_until_ms: Option<u64>,
+    /// What the data plane's health checks last observed; `None` until it reports
+    /// (`initial`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<ObservedHealth>,
+}
+
+impl Target {
+    /// A freshly registered target: no task, not draining, not checked yet.
+    pub fn new(id: impl Into<String>, port: u16, availability_zone: Option<String>) -> Target {
+        Target {
+            id: id.into(),
+            port,
+            availability_zone,
+            registered_by: None,
+            draining_until_ms: None,
+            health: None,
+        }
+    }
+
+    /// Whether this is the target `id:port`.
+    pub fn is(&self, id: &str, port: u16) -> bool {
+        self.id == id && self.port == port
+    }
+
+    /// Deregistered, still draining at `now_ms`.
+    pub fn is_draining(&self, now_ms: u64) -> bool {
+        self.draining_until_ms.is_some_and(|until| now_ms < until)
+    }
+
+    /// Deregistered and done draining at `now_ms`: as good as gone.
+    pub fn is_drained(&self, now_ms: u64) -> bool {
+        self.draining_until_ms.is_some_and(|until| now_ms >= until)
+    }
+
+    /// Registered and not deregistered: takes requests once healthy.
+    pub fn is_active(&self) -> bool {
+        self.draining_until_ms.is_none()
+    }
+
+    /// Whether the data plane last saw it healthy.
+    pub fn is_healthy(&self) -> bool {
+        self.health.as_ref().is_some_and(|h| h.healthy)
+    }
+
+    /// Whether the data plane last saw it unhealthy.
+    pub fn is_unhealthy(&self) -> bool {
+        self.health.as_ref().is_some_and(|h| !h.healthy)
+    }
+}
+
+/// A target's health as the data plane (crate `lb`) last observed it.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct ObservedHealth {
+    /// Healthy (passed `healthy_threshold` checks in a row) or unhealthy (failed
+    /// `unhealthy_threshold` in a row).
+    pub healthy: bool,
+    /// ELBv2's reason code when unhealthy (`Target.ResponseCodeMismatch`,
+    /// `Target.Timeout`, `Target.FailedHealthChecks`).
+    pub reason: Option<String>,
+    /// A one-line description of the last failure.
+    pub description: Option<String>,
+    /// Epoch milliseconds of the report.
+    pub since_ms: u64,
 }
 
 /// A target group and the targets registered with it.
@@ -163,6 +240,27 @@ pub struct TargetGroupRecord {
 }
 
 impl TargetGroupRecord {
+    /// `deregistration_delay.timeout_seconds`, in milliseconds (AWS's 300 s when unset
+    /// or unreadable).
+    pub fn deregistration_delay_ms(&self) -> u64 {
+        self.attributes
+            .get("deregistration_delay.timeout_seconds")
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(300)
+            .saturating_mul(1000)
+    }
+
+    /// Drops the targets whose draining ended by `now_ms`; every write of a group calls
+    /// it, so drained targets never pile up.
+    pub fn prune_drained(&mut self, now_ms: u64) {
+        self.targets.retain(|t| !t.is_drained(now_ms));
+    }
+
+    /// The targets that still count at `now_ms` (active or draining).
+    pub fn live_targets(&self, now_ms: u64) -> impl Iterator<Item = &Target> {
+        self.targets.iter().filter(move |t| !t.is_drained(now_ms))
+    }
+
     /// `arn:aws:elasticloadbalancing:<region>:<account>:targetgroup/<name>/<id>`.
     pub fn arn(&self) -> String {
         format!(

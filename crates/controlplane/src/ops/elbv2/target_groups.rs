@@ -518,11 +518,7 @@ fn resolve_target(tg: &TargetGroupRecord, t: &TargetInput) -> Result<Target, Elb
             }
         )));
     }
-    Ok(Target {
-        id: t.id.clone(),
-        port,
-        availability_zone: t.availability_zone.clone(),
-    })
+    Ok(Target::new(t.id.clone(), port, t.availability_zone.clone()))
 }
 
 /// RegisterTargets: adds targets (registering one again changes nothing).
