@@ -31,6 +31,7 @@
 //! - [`controllers`]: level-triggered reconcilers (the service controller) and their runner.
 //! - [`paging`]: signed `nextToken`s.
 //! - [`log_broker`]: users' log reads carried to agents over their polls, answers back.
+//! - [`load_balancing`]: which target groups a service's tasks join and at which address.
 //! - [`liveness`]: the timer that marks silent agents disconnected and their tasks lost.
 //! - [`error`]: [`EcsError`], one variant per ECS error code.
 //! - [`limits`]: the documented bounds on what one call or record may ask for.
@@ -44,6 +45,7 @@ pub mod engine;
 pub mod error;
 pub mod limits;
 pub mod liveness;
+pub mod load_balancing;
 pub mod log_broker;
 pub mod ops;
 pub mod paging;

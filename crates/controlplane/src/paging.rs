@@ -549,6 +549,7 @@ mod cost_tests {
             client_token: None,
             client_token_fingerprint: None,
             agent_acknowledged: true,
+            pending_stop: None,
         })));
     }
 

@@ -192,6 +192,7 @@ pub fn build_task(
         client_token: spec.client_token.clone(),
         client_token_fingerprint: None,
         agent_acknowledged: false,
+        pending_stop: None,
     }
 }
 
@@ -273,6 +274,7 @@ mod tests {
             client_token: None,
             client_token_fingerprint: None,
             agent_acknowledged: acknowledged,
+            pending_stop: None,
         }
     }
 

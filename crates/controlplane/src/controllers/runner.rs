@@ -203,12 +203,30 @@ pub fn services_touched(state: &State, change: &Change) -> Vec<ServiceKey> {
             .unwrap_or_default(),
         Record::Instance(i) => cluster_services(&i.scope, &i.cluster),
         Record::Cluster(c) => cluster_services(&c.scope, &c.name),
+        // A target group changes when its targets' health does: the services whose
+        // tasks are its targets decide again.
+        Record::TargetGroup(g) => {
+            let arn = g.arn();
+            state
+                .services
+                .values()
+                .filter(|s| s.scope == g.scope && is_managed(s))
+                .filter(|s| {
+                    s.service
+                        .load_balancers
+                        .as_deref()
+                        .unwrap_or(&[])
+                        .iter()
+                        .any(|lb| lb.target_group_arn.as_deref() == Some(arn.as_str()))
+                })
+                .map(ServiceRecord::key)
+                .collect()
+        }
         Record::TaskDefinition(_)
         | Record::Setting(_)
         | Record::Meta(_)
         | Record::Discovery(_)
         | Record::LoadBalancer(_)
-        | Record::TargetGroup(_)
         | Record::Listener(_)
         | Record::ListenerRule(_) => Vec::new(),
     }

@@ -230,6 +230,8 @@ pub fn create(
         5,
         "placementStrategy",
     )?;
+    let load_balancers = req.load_balancers.unwrap_or_default();
+    crate::load_balancing::validate(state, &ctx.scope, &load_balancers, def)?;
     let tags = req.tags.unwrap_or_default();
     validate_tags(&tags)?;
     let def_arn = def
@@ -243,7 +245,7 @@ pub fn create(
         service_arn: Some(ctx.arn(ResourceType::Service, format!("{}/{name}", cluster.name))),
         service_name: Some(name.clone()),
         cluster_arn: cluster.cluster.cluster_arn.clone(),
-        load_balancers: Some(req.load_balancers.unwrap_or_default()),
+        load_balancers: Some(load_balancers),
         service_registries: Some(req.service_registries.unwrap_or_default()),
         status: Some(ServiceStatus::Active.into()),
         desired_count: Some(desired),
@@ -356,11 +358,34 @@ pub fn update(
         }
         new_def = def.definition.task_definition_arn.clone();
     }
+    // New load balancers, or a new task definition, must fit each other (ECS starts a
+    // new deployment when `loadBalancers` change).
+    let changed_lbs = req
+        .load_balancers
+        .as_ref()
+        .is_some_and(|l| Some(l) != s.load_balancers.as_ref());
+    if changed_lbs || new_def.is_some() {
+        let ident = new_def
+            .clone()
+            .or_else(|| s.task_definition.clone())
+            .unwrap_or_default();
+        if let Some(def) = task_definitions::resolve(state, &ctx.scope, &ident) {
+            let lbs = req
+                .load_balancers
+                .clone()
+                .or_else(|| s.load_balancers.clone())
+                .unwrap_or_default();
+            crate::load_balancing::validate(state, &ctx.scope, &lbs, def)?;
+        }
+    }
+    if let Some(lbs) = req.load_balancers {
+        s.load_balancers = Some(lbs);
+    }
     let desired = s.desired_count.unwrap_or(0);
     let changed_def = new_def
         .as_ref()
         .is_some_and(|d| Some(d) != s.task_definition.as_ref());
-    if changed_def || req.force_new_deployment == Some(true) {
+    if changed_def || changed_lbs || req.force_new_deployment == Some(true) {
         let def = new_def
             .or_else(|| s.task_definition.clone())
             .unwrap_or_default();

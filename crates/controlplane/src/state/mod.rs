@@ -470,6 +470,7 @@ mod tests {
             client_token: None,
             client_token_fingerprint: None,
             agent_acknowledged: false,
+            pending_stop: None,
         })
     }
 
@@ -601,6 +602,7 @@ mod tests {
                 client_token: None,
                 client_token_fingerprint: None,
                 agent_acknowledged: false,
+                pending_stop: None,
             })));
         }
         let ids: Vec<_> = s.tasks_in(&sc, "a").map(|t| t.id.as_str()).collect();
@@ -740,6 +742,7 @@ mod tests {
                             .then(|| pick(&mut rng, &["k1", "k2"])),
                         client_token_fingerprint: None,
                         agent_acknowledged: true,
+                        pending_stop: None,
                     })
                 }
                 _ => Record::Service(

@@ -86,6 +86,21 @@ pub struct TaskRecord {
     pub client_token_fingerprint: Option<String>,
     /// Whether an agent has taken the task over (reported a state for it).
     pub agent_acknowledged: bool,
+    /// Set when its service deregistered it from its load balancers to stop it: the stop
+    /// it gets once their deregistration delay has passed (no new requests reach it
+    /// meanwhile, those in flight complete).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending_stop: Option<PendingStop>,
+}
+
+/// A stop the service controller decided but holds back while the task drains from its
+/// load balancers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PendingStop {
+    /// Epoch seconds when draining ends and the stop is requested.
+    pub at: f64,
+    /// Its `stoppedReason`.
+    pub reason: String,
 }
 
 /// A service.

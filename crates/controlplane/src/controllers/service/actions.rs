@@ -7,7 +7,7 @@ use super::*;
 
 impl<'a> Pass<'a> {
     pub(super) fn stop(&mut self, t: &TaskRecord, reason: String) {
-        if self.stopped_ids.contains(&t.id) {
+        if self.stopped_ids.contains(&t.id) || self.drain_first(t, &reason) {
             return;
         }
         let mut r = t.clone();
@@ -144,5 +144,6 @@ impl<'a> Pass<'a> {
             self.events.push(m);
             self.stop(t, HEALTH_CHECK_REASON.into());
         }
+        self.stop_lb_unhealthy();
     }
 }

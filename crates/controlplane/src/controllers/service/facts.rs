@@ -28,17 +28,26 @@ impl<'a> Pass<'a> {
             && (t.agent_acknowledged || !self.stopped_ids.contains(&t.id))
     }
 
-    /// Alive and meant to run (not asked to stop, before or in this pass).
+    /// Alive and meant to run (not asked to stop, before or in this pass, nor draining
+    /// from its load balancers before a stop).
     pub(super) fn wanted(&self, t: &TaskRecord) -> bool {
         t.task.last() != Some(TaskStatus::Stopped)
             && t.task.desired() == Some(TaskStatus::Running)
+            && t.pending_stop.is_none()
             && !self.stopped_ids.contains(&t.id)
     }
 
     /// Wanted, RUNNING, and either reported HEALTHY or, unless reported UNHEALTHY, of a
     /// deployment whose rollout has completed or running for [`HEALTHY_AFTER_SECS`] (a
-    /// rollout's new tasks must stay up a while before they count).
+    /// rollout's new tasks must stay up a while before they count). With load
+    /// balancers, instead of the time rule: every target group has seen it healthy.
     pub(super) fn healthy(&self, t: &TaskRecord) -> bool {
+        if !self.bindings.is_empty() {
+            return self.wanted(t)
+                && is_running(&t.task)
+                && t.task.health_status != Some(HealthStatus::Unhealthy)
+                && self.lb_healthy(t);
+        }
         self.wanted(t)
             && is_running(&t.task)
             && match t.task.health_status {
@@ -118,11 +127,12 @@ impl<'a> Pass<'a> {
         }
         match t.task.stop_code {
             Some(TaskStopCode::TaskFailedToStart) => true,
-            Some(TaskStopCode::ServiceSchedulerInitiated) => t
-                .task
-                .stopped_reason
-                .as_deref()
-                .is_some_and(|r| r.starts_with(HEALTH_CHECK_REASON)),
+            Some(TaskStopCode::ServiceSchedulerInitiated) => {
+                t.task.stopped_reason.as_deref().is_some_and(|r| {
+                    r.starts_with(HEALTH_CHECK_REASON)
+                        || r.starts_with(load_balancing::ELB_HEALTH_REASON)
+                })
+            }
             Some(TaskStopCode::EssentialContainerExited) => {
                 let Some(started) = t.task.started_at else {
                     return true;

@@ -32,7 +32,7 @@
 //! turns INACTIVE once none is left.
 
 use std::cell::OnceCell;
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use model::lifecycle::TaskStatus;
 use model::status::{ClusterStatus, DeploymentStatus, InstanceStatus, ServiceStatus};
@@ -47,8 +47,10 @@ use scheduler::{Outcome, Placement, PlacementFailure, PlacementSpec};
 use crate::engine::{Ctx, Written};
 use crate::error::EcsError;
 use crate::limits::{MAX_STARTS_PER_PASS, MAX_TASKS_PER_SERVICE};
+use crate::load_balancing::{self, Binding};
 use crate::ops::task_definitions;
 use crate::placement::{reservation_of, snapshot, task_request};
+use crate::state::elb::{ElbKey, TargetGroupRecord};
 use crate::state::{
     Change, ClusterRecord, InstanceRecord, Record, ServiceKey, ServiceRecord, State,
     TaskDefinitionRecord, TaskRecord,
@@ -64,6 +66,7 @@ mod deployments;
 mod facts;
 mod rebalance;
 mod replica;
+mod targets;
 mod timing;
 
 /// Most events a service keeps (newest first), as ECS.
@@ -181,6 +184,7 @@ pub fn reconcile_service(
     }
     match rec.service.status() {
         Some(ServiceStatus::Active) => {
+            pass.sync_targets();
             pass.count_failures();
             pass.circuit_breaker();
             if rec.service.scheduling_strategy == Some(SchedulingStrategy::Daemon) {
@@ -195,7 +199,10 @@ pub fn reconcile_service(
             }
             pass.wake_for_time();
         }
-        Some(ServiceStatus::Draining) => pass.drain_deleted(),
+        Some(ServiceStatus::Draining) => {
+            pass.sync_targets();
+            pass.drain_deleted();
+        }
         _ => return Ok((ServiceOutcome::default(), Vec::new())),
     }
     Ok(pass.into_written(ctx, rec))
@@ -248,6 +255,16 @@ struct Pass<'a> {
     tripped: bool,
     /// When the service next needs a pass by time alone (epoch seconds).
     wake_at: Option<f64>,
+    /// Its `loadBalancers`, target groups resolved.
+    bindings: Vec<Binding<'a>>,
+    /// Target groups as this pass will write them.
+    group_edits: BTreeMap<ElbKey, TargetGroupRecord>,
+    /// Tasks deregistered from their groups in this pass, their stop held back (the
+    /// records as they will be written).
+    drains: Vec<TaskRecord>,
+    /// Targets registered and deregistered in this pass.
+    registered: usize,
+    deregistered: usize,
 }
 
 impl<'a> Pass<'a> {
@@ -276,6 +293,11 @@ impl<'a> Pass<'a> {
             placement_failed: false,
             tripped: false,
             wake_at: None,
+            bindings: load_balancing::bindings(state, &rec.scope, &rec.service),
+            group_edits: BTreeMap::new(),
+            drains: Vec::new(),
+            registered: 0,
+            deregistered: 0,
         }
     }
 
@@ -313,6 +335,24 @@ impl<'a> Pass<'a> {
                 list.join(" ")
             ));
         }
+        if !self.drains.is_empty() {
+            self.events.push(format!(
+                "{prefix} has begun draining connections on {} tasks.",
+                self.drains.len()
+            ));
+        }
+        if self.deregistered > 0 {
+            self.events.push(format!(
+                "{prefix} deregistered {} targets from its target groups.",
+                self.deregistered
+            ));
+        }
+        if self.registered > 0 {
+            self.events.push(format!(
+                "{prefix} registered {} targets in its target groups.",
+                self.registered
+            ));
+        }
         let events = self.svc.service.events.get_or_insert_with(Vec::new);
         for message in &self.events {
             events.insert(
@@ -334,8 +374,14 @@ impl<'a> Pass<'a> {
         let mut changes: Vec<Change> = self
             .stops
             .into_iter()
+            .chain(self.drains)
             .chain(self.starts)
             .map(|t| Change::Put(Record::Task(t)))
+            .chain(
+                self.group_edits
+                    .into_values()
+                    .map(|g| Change::Put(Record::TargetGroup(g))),
+            )
             .collect();
         if self.svc != *before {
             changes.push(Change::Put(Record::Service(self.svc)));

@@ -31,6 +31,7 @@ impl<'a> Pass<'a> {
                 times.push(until);
             }
         }
+        times.extend(self.lb_wake_times());
         let now = self.now;
         for at in times.into_iter().filter(|&at| at > now) {
             self.wake(at);

@@ -1,0 +1,603 @@
+//! ECS services behind ELBv2 target groups, driven as pure functions: a cluster of two
+//! instances, an ALB with a listener forwarding to an `instance` target group, a bridge
+//! service whose container port 80 is published on a dynamic host port; a loop of
+//! `reconcile_service`, a simulated agent (SubmitTaskStateChange with network bindings)
+//! and a simulated data plane (health reports written into the group) until nothing moves.
+
+use std::collections::{BTreeMap, HashMap};
+
+use controlplane::controllers::service::reconcile_service;
+use controlplane::load_balancing::ELB_HEALTH_REASON;
+use controlplane::ops::elbv2::listeners::{self, ActionInput, CreateListener};
+use controlplane::ops::elbv2::load_balancers::{self, CreateLoadBalancer};
+use controlplane::ops::elbv2::target_groups::{self, CreateTargetGroup};
+use controlplane::ops::elbv2::{ElbError, ElbWritten};
+use controlplane::ops::{agent, services, task_definitions};
+use controlplane::state::elb::{ObservedHealth, Target, TargetGroupRecord};
+use controlplane::state::{Change, Record, ServiceKey, TaskRecord};
+use controlplane::{Ctx, State};
+use model::wire;
+use serde_json::{Value, json};
+use testkit::ecs::{World, req, scope};
+
+type ElbOp<Req, Resp> = fn(&State, &mut Ctx, Req) -> ElbWritten<Resp>;
+
+/// What the simulated data plane says about a target once it is registered.
+#[derive(Clone, Copy, PartialEq)]
+enum Checks {
+    /// Healthy as soon as checked.
+    Pass,
+    /// Unhealthy as soon as checked.
+    Fail,
+    /// Never checked (no data plane).
+    Silent,
+}
+
+struct Harness {
+    world: World,
+    tg_name: String,
+    tg_arn: String,
+    /// What the data plane answers for tasks of each task definition.
+    checks: HashMap<String, Checks>,
+    next_port: i32,
+    /// When each task's target first drained (epoch seconds), by task ARN.
+    drained_at: BTreeMap<String, f64>,
+}
+
+const DELAY_SECS: u64 = 20;
+
+fn forward(tg_arn: &str) -> ActionInput {
+    ActionInput {
+        action_type: "forward".into(),
+        target_group_arn: Some(tg_arn.into()),
+        ..Default::default()
+    }
+}
+
+impl Harness {
+    /// Cluster `c` with instances `i-a`, `i-b`; task definition `web:1` (port 80 on a
+    /// dynamic host port); ALB `alb` whose listener forwards to target group `tg`
+    /// (deregistration delay [`DELAY_SECS`]).
+    fn new() -> Harness {
+        let mut world = World::new();
+        world.create_cluster("c");
+        world.add_instance("c", "i-a", "a", 4096, 4096);
+        world.add_instance("c", "i-b", "b", 4096, 4096);
+        let mut h = Harness {
+            world,
+            tg_name: "tg".into(),
+            tg_arn: String::new(),
+            checks: HashMap::new(),
+            next_port: 32768,
+            drained_at: BTreeMap::new(),
+        };
+        h.register_def(Checks::Pass);
+        let lb = h.elb(
+            load_balancers::create,
+            CreateLoadBalancer {
+                name: "alb".into(),
+                ..Default::default()
+            },
+        );
+        let tg = h.elb(
+            target_groups::create,
+            CreateTargetGroup {
+                name: "tg".into(),
+                protocol: Some("HTTP".into()),
+                port: Some(80),
+                ..Default::default()
+            },
+        );
+        h.tg_arn = tg.arn();
+        let mut tg = tg;
+        tg.attributes.insert(
+            "deregistration_delay.timeout_seconds".into(),
+            DELAY_SECS.to_string(),
+        );
+        h.world
+            .apply(&[Change::Put(Record::TargetGroup(tg.clone()))]);
+        let _ = h.elb(
+            listeners::create,
+            CreateListener {
+                load_balancer_arn: lb.arn(),
+                protocol: Some("HTTP".into()),
+                port: Some(80),
+                default_actions: vec![forward(&tg.arn())],
+                tags: vec![],
+            },
+        );
+        h
+    }
+
+    fn elb<Req, Resp>(&mut self, op: ElbOp<Req, Resp>, r: Req) -> Resp {
+        let mut ctx = self.world.ctx();
+        let result: Result<(Resp, Vec<Change>), ElbError> = op(&self.world.state, &mut ctx, r);
+        let (resp, changes) = result.unwrap_or_else(|e| panic!("{}: {e}", e.code()));
+        self.world.apply(&changes);
+        resp
+    }
+
+    /// Registers a revision of `web` publishing container port 80 whose targets the data
+    /// plane finds as `checks` says; returns its ARN.
+    fn register_def(&mut self, checks: Checks) -> String {
+        let r: wire::RegisterTaskDefinitionResponse = self.world.write(
+            task_definitions::register,
+            req(json!({"family": "web", "containerDefinitions": [{
+                "name": "app", "image": "busybox", "memory": 128,
+                "portMappings": [{"containerPort": 80, "hostPort": 0}]
+            }]})),
+        );
+        let arn = r
+            .task_definition
+            .and_then(|d| d.task_definition_arn)
+            .expect("arn");
+        self.checks.insert(arn.clone(), checks);
+        arn
+    }
+
+    fn lb_entry(&self) -> Value {
+        json!([{"targetGroupArn": self.tg_arn, "containerName": "app", "containerPort": 80}])
+    }
+
+    fn create_service(&mut self, extra: Value) {
+        let mut body = json!({"cluster": "c", "serviceName": "web", "taskDefinition": "web:1",
+            "desiredCount": 2, "loadBalancers": self.lb_entry()});
+        for (k, v) in extra.as_object().expect("object") {
+            body[k] = v.clone();
+        }
+        let _: wire::CreateServiceResponse = self.world.write(services::create, req(body));
+    }
+
+    fn key() -> ServiceKey {
+        ServiceKey::new(&scope(), "c", "web")
+    }
+
+    fn group(&self) -> &TargetGroupRecord {
+        self.world
+            .state
+            .elb
+            .target_groups
+            .get(&(scope(), self.tg_name.clone()))
+            .expect("target group")
+    }
+
+    fn tasks(&self) -> Vec<TaskRecord> {
+        self.world
+            .state
+            .tasks
+            .values()
+            .map(|t| (**t).clone())
+            .filter(|t| t.task.group.as_deref() == Some("service:web"))
+            .collect()
+    }
+
+    fn task_by_arn(&self, arn: &str) -> Option<TaskRecord> {
+        self.tasks()
+            .into_iter()
+            .find(|t| t.task.task_arn.as_deref() == Some(arn))
+    }
+
+    fn reconcile(&mut self) {
+        let mut ctx = self.world.ctx();
+        let (_, changes) =
+            reconcile_service(&self.world.state, &mut ctx, &Self::key()).expect("reconcile");
+        self.world.apply(&changes);
+    }
+
+    /// The agent: PENDING → RUNNING with port 80 on the next host port; desired STOPPED →
+    /// STOPPED.
+    fn agent_step(&mut self) {
+        for t in self.tasks() {
+            let last = t.task.last_status.clone().unwrap_or_default();
+            let desired = t.task.desired_status.clone().unwrap_or_default();
+            let body = if last == "STOPPED" {
+                continue;
+            } else if desired == "STOPPED" {
+                json!({"cluster": "c", "task": t.id, "status": "STOPPED",
+                    "containers": [{"containerName": "app", "status": "STOPPED", "exitCode": 143}]})
+            } else if last != "RUNNING" {
+                self.next_port += 1;
+                json!({"cluster": "c", "task": t.id, "status": "RUNNING",
+                    "containers": [{"containerName": "app", "status": "RUNNING",
+                        "networkBindings": [{"bindIP": "0.0.0.0", "containerPort": 80,
+                            "hostPort": self.next_port, "protocol": "tcp"}]}]})
+            } else {
+                continue;
+            };
+            let _: wire::SubmitTaskStateChangeResponse =
+                self.world.write(agent::submit_task_state_change, req(body));
+        }
+    }
+
+    /// The data plane: checks every active target not yet checked.
+    fn data_plane_step(&mut self) {
+        let now_ms = (self.world.now * 1000.0) as u64;
+        let mut g = self.group().clone();
+        let mut changed = false;
+        for target in g.targets.iter_mut().filter(|x| x.is_active()) {
+            let def = target
+                .registered_by
+                .as_deref()
+                .and_then(|arn| self.task_by_arn(arn))
+                .and_then(|t| t.task.task_definition_arn.clone())
+                .unwrap_or_default();
+            let healthy = match self.checks.get(&def).copied().unwrap_or(Checks::Pass) {
+                Checks::Pass => true,
+                Checks::Fail => false,
+                Checks::Silent => continue,
+            };
+            if target.health.as_ref().map(|h| h.healthy) != Some(healthy) {
+                target.health = Some(ObservedHealth {
+                    healthy,
+                    reason: (!healthy).then(|| "Target.ResponseCodeMismatch".into()),
+                    description: (!healthy)
+                        .then(|| "Health checks failed with these codes: [500]".into()),
+                    since_ms: now_ms,
+                });
+                changed = true;
+            }
+        }
+        if changed {
+            self.world.apply(&[Change::Put(Record::TargetGroup(g))]);
+        }
+    }
+
+    /// One second: reconcile, `check`, agent, data plane; notes when targets drain.
+    fn step(&mut self, check: &mut impl FnMut(&Harness)) {
+        self.world.now += 1.0;
+        self.reconcile();
+        check(self);
+        let now_ms = (self.world.now * 1000.0) as u64;
+        let draining: Vec<String> = self
+            .group()
+            .targets
+            .iter()
+            .filter(|x| x.is_draining(now_ms))
+            .filter_map(|x| x.registered_by.clone())
+            .collect();
+        for arn in draining {
+            self.drained_at.entry(arn).or_insert(self.world.now);
+        }
+        self.agent_step();
+        self.data_plane_step();
+    }
+
+    fn run(&mut self, steps: usize, mut check: impl FnMut(&Harness)) {
+        for _ in 0..steps {
+            self.step(&mut check);
+        }
+    }
+
+    fn service(&self) -> wire::Service {
+        let rec = self
+            .world
+            .state
+            .services
+            .get(&Self::key())
+            .expect("service");
+        services::describe_one(&self.world.state, rec, false)
+    }
+
+    fn stable(&self) -> bool {
+        let s = self.service();
+        s.deployments.as_ref().map(Vec::len) == Some(1)
+            && s.running_count == s.desired_count
+            && s.deployments.as_ref().expect("deployments")[0].rollout_state
+                == Some(wire::DeploymentRolloutState::Completed)
+    }
+
+    fn active_targets(&self) -> Vec<Target> {
+        self.group()
+            .targets
+            .iter()
+            .filter(|x| x.is_active())
+            .cloned()
+            .collect()
+    }
+
+    fn healthy_active_targets(&self) -> usize {
+        self.active_targets()
+            .iter()
+            .filter(|x| x.is_healthy())
+            .count()
+    }
+}
+
+#[test]
+fn running_tasks_join_the_group_at_their_instance_and_host_port() {
+    let mut h = Harness::new();
+    h.create_service(json!({}));
+    h.run(10, |_| {});
+    let targets = h.active_targets();
+    assert_eq!(targets.len(), 2, "{targets:?}");
+    for x in &targets {
+        let task = h
+            .task_by_arn(x.registered_by.as_deref().expect("registered by a task"))
+            .expect("its task");
+        assert_eq!(task.task.last_status.as_deref(), Some("RUNNING"));
+        let instance = &h
+            .world
+            .state
+            .instances
+            .values()
+            .find(|i| Some(&i.id) == task.instance_id.as_ref())
+            .expect("instance")
+            .instance;
+        assert_eq!(Some(&x.id), instance.ec2_instance_id.as_ref());
+        let bound = task.task.containers.as_ref().unwrap()[0]
+            .network_bindings
+            .as_ref()
+            .unwrap()[0]
+            .host_port;
+        assert_eq!(Some(i32::from(x.port)), bound);
+    }
+    assert!(h.stable(), "{:?}", h.service());
+}
+
+#[test]
+fn a_deployment_waits_for_the_load_balancer_to_find_new_tasks_healthy() {
+    let mut h = Harness::new();
+    h.create_service(json!({}));
+    h.run(10, |_| {});
+    assert!(h.stable());
+    let v2 = h.register_def(Checks::Silent);
+    let _: wire::UpdateServiceResponse = h.world.write(
+        services::update,
+        req(json!({"cluster": "c", "service": "web", "taskDefinition": v2})),
+    );
+    // Without health from the data plane (not even after the 40 s rule) the old tasks
+    // keep serving and the rollout does not complete.
+    h.run(120, |_| {});
+    assert!(!h.stable());
+    assert_eq!(h.healthy_active_targets(), 2);
+    let old_running = h
+        .tasks()
+        .iter()
+        .filter(|t| {
+            t.task.task_definition_arn.as_deref() != Some(v2.as_str())
+                && t.task.desired_status.as_deref() == Some("RUNNING")
+        })
+        .count();
+    assert_eq!(old_running, 2);
+    // Once the data plane says healthy, the rollout moves on and completes.
+    h.checks.insert(v2.clone(), Checks::Pass);
+    h.run(2 * DELAY_SECS as usize + 30, |_| {});
+    assert!(h.stable(), "{:?}", h.service().deployments);
+}
+
+#[test]
+fn a_rolling_deployment_drains_every_old_task_before_stopping_it() {
+    let mut h = Harness::new();
+    h.create_service(json!({"desiredCount": 4,
+        "deploymentConfiguration": {"minimumHealthyPercent": 50, "maximumPercent": 150}}));
+    h.run(10, |_| {});
+    assert!(h.stable());
+    let v2 = h.register_def(Checks::Pass);
+    let _: wire::UpdateServiceResponse = h.world.write(
+        services::update,
+        req(json!({"cluster": "c", "service": "web", "taskDefinition": v2})),
+    );
+    h.run(4 * DELAY_SECS as usize + 60, |h| {
+        // Never fewer healthy targets than minimumHealthyPercent allows, and never a stop
+        // requested for a task still taking new requests.
+        assert!(h.healthy_active_targets() >= 2, "{:?}", h.group().targets);
+        for t in h.tasks() {
+            if t.task.desired_status.as_deref() == Some("STOPPED") {
+                let arn = t.task.task_arn.clone().unwrap();
+                assert!(
+                    !h.active_targets()
+                        .iter()
+                        .any(|x| x.registered_by.as_deref() == Some(arn.as_str())),
+                    "task {} asked to stop while its target is active",
+                    t.id
+                );
+            }
+        }
+    });
+    assert!(h.stable(), "{:?}", h.service().deployments);
+    let old: Vec<TaskRecord> = h
+        .tasks()
+        .into_iter()
+        .filter(|t| t.task.task_definition_arn.as_deref() != Some(v2.as_str()))
+        .collect();
+    assert_eq!(old.len(), 4);
+    for t in old {
+        let arn = t.task.task_arn.clone().unwrap();
+        let drained = h.drained_at[&arn];
+        let stopping = t.task.stopping_at.expect("stopping_at");
+        assert!(
+            stopping - drained >= DELAY_SECS as f64 - 1.0,
+            "task {} stopped {}s after draining began",
+            t.id,
+            stopping - drained
+        );
+        assert_eq!(
+            t.task.stop_code,
+            Some(wire::TaskStopCode::ServiceSchedulerInitiated)
+        );
+    }
+    let events = h.service().events.unwrap_or_default();
+    assert!(
+        events.iter().any(|e| e
+            .message
+            .as_deref()
+            .is_some_and(|m| m.contains("has begun draining connections"))),
+        "{events:?}"
+    );
+    // Drained targets are dropped from the group by its next write.
+    assert_eq!(h.active_targets().len(), 4);
+}
+
+#[test]
+fn a_task_the_load_balancer_finds_unhealthy_is_replaced_after_the_grace_period() {
+    let mut h = Harness::new();
+    h.checks.clear();
+    let def = h
+        .world
+        .state
+        .task_definitions
+        .values()
+        .next()
+        .unwrap()
+        .definition
+        .task_definition_arn
+        .clone()
+        .unwrap();
+    h.checks.insert(def, Checks::Fail);
+    h.create_service(json!({"healthCheckGracePeriodSeconds": 30}));
+    h.run(25, |_| {});
+    assert!(
+        h.tasks()
+            .iter()
+            .all(|t| t.task.desired_status.as_deref() == Some("RUNNING")),
+        "replaced within the grace period"
+    );
+    h.run(30 + DELAY_SECS as usize + 10, |_| {});
+    let replaced: Vec<TaskRecord> = h
+        .tasks()
+        .into_iter()
+        .filter(|t| t.task.desired_status.as_deref() == Some("STOPPED"))
+        .collect();
+    assert!(!replaced.is_empty());
+    for t in &replaced {
+        let reason = t.task.stopped_reason.clone().unwrap_or_default();
+        assert!(reason.starts_with(ELB_HEALTH_REASON), "{reason}");
+        assert!(reason.contains(&h.tg_arn), "{reason}");
+    }
+    let events: Vec<String> = h
+        .service()
+        .events
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|e| e.message)
+        .collect();
+    assert!(
+        events
+            .iter()
+            .any(|m| m.contains("is unhealthy in (target-group")),
+        "{events:?}"
+    );
+}
+
+#[test]
+fn a_crashed_task_leaves_its_group_and_its_replacement_joins() {
+    let mut h = Harness::new();
+    h.create_service(json!({}));
+    h.run(10, |_| {});
+    assert!(h.stable());
+    let victim = h.tasks()[0].clone();
+    let _: wire::SubmitTaskStateChangeResponse = h.world.write(
+        agent::submit_task_state_change,
+        req(
+            json!({"cluster": "c", "task": victim.id, "status": "STOPPED",
+            "containers": [{"containerName": "app", "status": "STOPPED", "exitCode": 1}],
+            "reason": "Essential container in task exited"}),
+        ),
+    );
+    h.run(1, |_| {});
+    let arn = victim.task.task_arn.clone().unwrap();
+    let now_ms = (h.world.now * 1000.0) as u64;
+    assert!(
+        h.group()
+            .targets
+            .iter()
+            .any(|x| x.registered_by.as_deref() == Some(arn.as_str()) && x.is_draining(now_ms)),
+        "{:?}",
+        h.group().targets
+    );
+    h.run(10, |_| {});
+    assert!(h.stable());
+    assert_eq!(h.healthy_active_targets(), 2);
+}
+
+#[test]
+fn load_balancers_are_validated_like_ecs() {
+    let mut h = Harness::new();
+    let bad = [
+        json!([{"targetGroupArn": "arn:aws:elasticloadbalancing:us-east-1:123456789012:targetgroup/nope/0123456789abcdef", "containerName": "app", "containerPort": 80}]),
+        json!([{"targetGroupArn": h.tg_arn, "containerName": "nope", "containerPort": 80}]),
+        json!([{"targetGroupArn": h.tg_arn, "containerName": "app", "containerPort": 81}]),
+        json!([{"targetGroupArn": h.tg_arn, "containerName": "app"}]),
+        json!([{"loadBalancerName": "classic", "containerName": "app", "containerPort": 80}]),
+        json!([{"targetGroupArn": h.tg_arn, "containerName": "app", "containerPort": 80},
+               {"targetGroupArn": h.tg_arn, "containerName": "app", "containerPort": 80}]),
+    ];
+    for lbs in bad {
+        let body = json!({"cluster": "c", "serviceName": "web", "taskDefinition": "web:1",
+            "desiredCount": 1, "loadBalancers": lbs});
+        let e = h
+            .world
+            .try_write::<_, wire::CreateServiceResponse>(services::create, req(body))
+            .expect_err("refused");
+        assert_eq!(e.code(), "InvalidParameterException", "{lbs}: {e}");
+    }
+    // A group no listener uses, and an `ip` group for a bridge task, are refused too.
+    let lonely = h.elb(
+        target_groups::create,
+        CreateTargetGroup {
+            name: "lonely".into(),
+            protocol: Some("HTTP".into()),
+            port: Some(80),
+            ..Default::default()
+        },
+    );
+    let body = json!({"cluster": "c", "serviceName": "web", "taskDefinition": "web:1",
+        "loadBalancers": [{"targetGroupArn": lonely.arn(), "containerName": "app", "containerPort": 80}]});
+    let e = h
+        .world
+        .try_write::<_, wire::CreateServiceResponse>(services::create, req(body))
+        .expect_err("refused");
+    assert!(
+        e.to_string()
+            .contains("does not have an associated load balancer"),
+        "{e}"
+    );
+    let ip = h.elb(
+        target_groups::create,
+        CreateTargetGroup {
+            name: "ips".into(),
+            protocol: Some("HTTP".into()),
+            port: Some(80),
+            target_type: Some("ip".into()),
+            ..Default::default()
+        },
+    );
+    let lb = h
+        .world
+        .state
+        .elb
+        .load_balancers
+        .values()
+        .next()
+        .unwrap()
+        .arn();
+    let _ = h.elb(
+        listeners::create,
+        CreateListener {
+            load_balancer_arn: lb,
+            protocol: Some("HTTP".into()),
+            port: Some(8080),
+            default_actions: vec![forward(&ip.arn())],
+            tags: vec![],
+        },
+    );
+    let body = json!({"cluster": "c", "serviceName": "web", "taskDefinition": "web:1",
+        "loadBalancers": [{"targetGroupArn": ip.arn(), "containerName": "app", "containerPort": 80}]});
+    let e = h
+        .world
+        .try_write::<_, wire::CreateServiceResponse>(services::create, req(body))
+        .expect_err("refused");
+    assert!(
+        e.to_string()
+            .contains("incompatible with the bridge network mode"),
+        "{e}"
+    );
+    // The valid entry is accepted and shown.
+    h.create_service(json!({}));
+    let shown = h.service().load_balancers.unwrap_or_default();
+    assert_eq!(shown.len(), 1);
+    assert_eq!(
+        shown[0].target_group_arn.as_deref(),
+        Some(h.tg_arn.as_str())
+    );
+}
