@@ -32,6 +32,7 @@
 //! - [`paging`]: signed `nextToken`s.
 //! - [`log_broker`]: users' log reads carried to agents over their polls, answers back.
 //! - [`load_balancing`]: which target groups a service's tasks join and at which address.
+//! - [`registries`]: the Cloud Map instance a service's task is (`serviceRegistries`).
 //! - [`liveness`]: the timer that marks silent agents disconnected and their tasks lost.
 //! - [`error`]: [`EcsError`], one variant per ECS error code.
 //! - [`limits`]: the documented bounds on what one call or record may ask for.
@@ -50,6 +51,7 @@ pub mod log_broker;
 pub mod ops;
 pub mod paging;
 pub mod placement;
+pub mod registries;
 pub mod retention;
 pub mod state;
 pub mod task;

@@ -232,6 +232,8 @@ pub fn create(
     )?;
     let load_balancers = req.load_balancers.unwrap_or_default();
     crate::load_balancing::validate(state, &ctx.scope, &load_balancers, def)?;
+    let service_registries = req.service_registries.unwrap_or_default();
+    crate::registries::validate(state, &ctx.scope, &service_registries, def)?;
     let tags = req.tags.unwrap_or_default();
     validate_tags(&tags)?;
     let def_arn = def
@@ -246,7 +248,7 @@ pub fn create(
         service_name: Some(name.clone()),
         cluster_arn: cluster.cluster.cluster_arn.clone(),
         load_balancers: Some(load_balancers),
-        service_registries: Some(req.service_registries.unwrap_or_default()),
+        service_registries: Some(service_registries),
         status: Some(ServiceStatus::Active.into()),
         desired_count: Some(desired),
         running_count: Some(0),

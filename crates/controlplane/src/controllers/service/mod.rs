@@ -65,6 +65,7 @@ mod daemon;
 mod deployments;
 mod facts;
 mod rebalance;
+mod registries;
 mod replica;
 mod targets;
 mod timing;
@@ -198,10 +199,12 @@ pub fn reconcile_service(
                 pass.note_steady(&p);
             }
             pass.wake_for_time();
+            pass.sync_registries(ctx);
         }
         Some(ServiceStatus::Draining) => {
             pass.sync_targets();
             pass.drain_deleted();
+            pass.sync_registries(ctx);
         }
         _ => return Ok((ServiceOutcome::default(), Vec::new())),
     }
@@ -262,6 +265,10 @@ struct Pass<'a> {
     /// Tasks deregistered from their groups in this pass, their stop held back (the
     /// records as they will be written).
     drains: Vec<TaskRecord>,
+    /// Its `serviceRegistries`, Cloud Map services resolved.
+    registries: Vec<crate::registries::Registry<'a>>,
+    /// Cloud Map registrations and deregistrations of this pass.
+    registry_changes: Vec<Change>,
     /// Targets registered and deregistered in this pass.
     registered: usize,
     deregistered: usize,
@@ -295,6 +302,8 @@ impl<'a> Pass<'a> {
             wake_at: None,
             bindings: load_balancing::bindings(state, &rec.scope, &rec.service),
             group_edits: BTreeMap::new(),
+            registries: crate::registries::registries(state, &rec.scope, &rec.service),
+            registry_changes: Vec::new(),
             drains: Vec::new(),
             registered: 0,
             deregistered: 0,
@@ -382,6 +391,7 @@ impl<'a> Pass<'a> {
                     .into_values()
                     .map(|g| Change::Put(Record::TargetGroup(g))),
             )
+            .chain(self.registry_changes)
             .collect();
         if self.svc != *before {
             changes.push(Change::Put(Record::Service(self.svc)));
