@@ -1,7 +1,8 @@
 //! What a task definition asks of the runtime: the task's containers with RunTask's
 //! overrides applied, in `dependsOn` start order, and each one's [`ContainerSpec`]
-//! (command, environment, user, cpu and memory, ulimits, volumes, network, labels).
-//! Apart from creating volume directories, no IO: the supervisor acts on the result.
+//! (command, environment, user, cpu and memory, ulimits, volumes, network, resolv.conf,
+//! labels). Apart from creating volume directories and writing resolv.conf files
+//! ([`crate::task_dns`]), no IO: the supervisor acts on the result.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -117,6 +118,26 @@ pub fn container_spec(
         });
     }
     spec.network = crate::task_network::container_network(shared, a, task_id);
+    let mode = crate::task_network::mode(a);
+    let resolv = crate::task_dns::resolv_conf(c, mode, &shared.task_dns, || {
+        crate::task_dns::node_resolv_conf(mode.is_none())
+    })
+    .and_then(|conf| {
+        conf.map(|conf| crate::task_dns::write(&shared.data_dir, task_id, index, &conf))
+            .transpose()
+            .map_err(|e| e.to_string())
+    })
+    .map_err(|why| TaskError::ResolvConf {
+        container: name.clone(),
+        why,
+    })?;
+    if let Some(host_path) = resolv {
+        spec.mounts.push(BindMount {
+            host_path,
+            container_path: "/etc/resolv.conf".into(),
+            read_only: true,
+        });
+    }
     spec.labels = BTreeMap::from([
         (
             TASK_LABEL.to_owned(),

@@ -11,7 +11,7 @@
 //! | how it ended | `stopCode` | `stoppedReason` |
 //! | --- | --- | --- |
 //! | [`TaskError::InvalidImage`], [`TaskError::Pull`] | `TaskFailedToStart` | `CannotPullContainerError: …` |
-//! | [`TaskError::RecordContainers`], [`TaskError::Spec`], [`TaskError::Volume`], [`TaskError::Create`] | `TaskFailedToStart` | `CannotCreateContainerError: …` |
+//! | [`TaskError::RecordContainers`], [`TaskError::Spec`], [`TaskError::Volume`], [`TaskError::ResolvConf`], [`TaskError::Create`] | `TaskFailedToStart` | `CannotCreateContainerError: …` |
 //! | [`TaskError::Network`], [`TaskError::Start`], [`TaskError::NoHealthCheck`], [`TaskError::DependencyFailed`], [`TaskError::DependencyTimeout`] | `TaskFailedToStart` | `CannotStartContainerError: …` |
 //! | [`TaskError::StoppedWhileWaiting`], [`TaskEnd::StoppedBeforeStart`] | the control plane's (set by StopTask) | `Task stopped while/before …` |
 //! | [`TaskEnd::StopRequested`] | the control plane's (set by StopTask) | StopTask's `reason` |
@@ -179,6 +179,16 @@ pub enum TaskError {
         /// Why it could not be created.
         source: std::io::Error,
     },
+    /// A container's `/etc/resolv.conf` could not be made: a `dnsServers` or
+    /// `dnsSearchDomains` value the control plane now refuses (a definition registered
+    /// before it did), or the file could not be written.
+    #[error("{container}: /etc/resolv.conf: {why}")]
+    ResolvConf {
+        /// The container.
+        container: String,
+        /// What is wrong.
+        why: String,
+    },
     /// `create_container` failed (a missing entrypoint, a bad spec, containerd).
     #[error("{source}")]
     Create {
@@ -277,7 +287,11 @@ impl TaskEnd {
                 (Some(TaskFailedToStart), Some(N::CannotPullContainerError))
             }
             TaskEnd::FailedToStart(
-                E::RecordContainers(_) | E::Spec { .. } | E::Volume { .. } | E::Create { .. },
+                E::RecordContainers(_)
+                | E::Spec { .. }
+                | E::Volume { .. }
+                | E::ResolvConf { .. }
+                | E::Create { .. },
             ) => (Some(TaskFailedToStart), Some(N::CannotCreateContainerError)),
             TaskEnd::FailedToStart(
                 E::Network(_)
@@ -367,6 +381,14 @@ mod tests {
                 }
                 .into(),
                 "CannotCreateContainerError: volume data: /v/data: read-only file system",
+            ),
+            (
+                TaskError::ResolvConf {
+                    container: "web".into(),
+                    why: "dnsServers: \"dns.local\" is not an IP address.".into(),
+                }
+                .into(),
+                "CannotCreateContainerError: web: /etc/resolv.conf: dnsServers: \"dns.local\" is not an IP address.",
             ),
             (
                 TaskError::Create {

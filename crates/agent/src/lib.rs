@@ -38,6 +38,8 @@
 //! - [`supervisor`]: running one task.
 //! - [`task_network`]: a task's networking (bridge, awsvpc, none) through the `network`
 //!   crate.
+//! - [`task_dns`]: the `/etc/resolv.conf` a task's containers get (`dnsServers`,
+//!   `dnsSearchDomains`, the agent's `--task-dns`).
 //! - [`run`]: the main loop.
 //!
 //! ## Security
@@ -60,6 +62,7 @@ pub mod logs;
 pub mod plan;
 pub mod run;
 pub mod supervisor;
+pub mod task_dns;
 pub mod task_network;
 
 pub use error::AgentError;

@@ -52,6 +52,42 @@ pub struct AgentConfig {
     /// `bridge`/`awsvpc`/`none` tasks get real networking (see the `network` crate).
     /// `None` leaves them in a loopback-only namespace (tests with the fake runtime).
     pub bridge_cidr: Option<String>,
+    /// The address the node is reached at (`--advertise-ip`), sent as the identity
+    /// document's `privateIp`: where load balancers send `instance` targets' traffic.
+    /// `None`: the local address of the route to the control plane ([`private_ip`]).
+    pub advertise_ip: Option<std::net::IpAddr>,
+    /// Name servers for tasks' containers that set no `dnsServers` (`--task-dns`), e.g.
+    /// the server's Cloud Map DNS; empty keeps their image's `/etc/resolv.conf`.
+    pub task_dns: Vec<std::net::IpAddr>,
+}
+
+/// The node's address as the identity document's `privateIp` shows it: `advertise_ip`
+/// when given, else the local address of a UDP socket `connect`ed to the control plane
+/// endpoint's host (connecting a UDP socket only picks the route; no packet is sent).
+/// `None` when neither works (the endpoint's host does not resolve, no route).
+pub async fn private_ip(
+    endpoint: &str,
+    advertise_ip: Option<std::net::IpAddr>,
+) -> Option<std::net::IpAddr> {
+    if advertise_ip.is_some() {
+        return advertise_ip;
+    }
+    let url = reqwest::Url::parse(endpoint).ok()?;
+    let host = url
+        .host_str()?
+        .trim_start_matches('[')
+        .trim_end_matches(']');
+    let port = url.port_or_known_default().unwrap_or(80);
+    let server = tokio::net::lookup_host((host, port)).await.ok()?.next()?;
+    let any: std::net::SocketAddr = if server.is_ipv4() {
+        (std::net::Ipv4Addr::UNSPECIFIED, 0).into()
+    } else {
+        (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
+    };
+    let socket = tokio::net::UdpSocket::bind(any).await.ok()?;
+    socket.connect(server).await.ok()?;
+    let ip = socket.local_addr().ok()?.ip();
+    (!ip.is_unspecified()).then_some(ip)
 }
 
 async fn register(
@@ -78,12 +114,15 @@ async fn register(
         name: Some("ecs.capability.container-health-check".into()),
         ..Default::default()
     });
-    let doc = serde_json::json!({
+    let mut doc = serde_json::json!({
         "instanceId": host.instance_id,
         "availabilityZone": cfg.attributes.get("ecs.availability-zone").cloned().unwrap_or_else(|| format!("{}-local", cfg.region)),
         "instanceType": "flotilla-node",
         "region": cfg.region,
     });
+    if let Some(ip) = private_ip(&cfg.endpoint, cfg.advertise_ip).await {
+        doc["privateIp"] = ip.to_string().into();
+    }
     let req = wire::RegisterContainerInstanceRequest {
         cluster: Some(cfg.cluster.clone()),
         instance_identity_document: Some(doc.to_string()),
@@ -155,6 +194,7 @@ pub async fn run(
         pull_policy: cfg.pull_policy,
         pull_locks: Mutex::default(),
         network,
+        task_dns: cfg.task_dns.clone(),
     });
     let mut supervisors: BTreeMap<String, (watch::Sender<bool>, tokio::task::JoinHandle<()>)> =
         BTreeMap::new();
@@ -318,4 +358,24 @@ async fn open_task_networks(
         .collect();
     crate::task_network::cleanup_except(networks.clone(), live).await;
     Ok(Some(networks))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn the_private_ip_is_the_route_to_the_control_plane_unless_advertised() {
+        let loopback = std::net::IpAddr::from([127, 0, 0, 1]);
+        assert_eq!(
+            private_ip("http://127.0.0.1:8080", None).await,
+            Some(loopback)
+        );
+        let advertised = std::net::IpAddr::from([10, 1, 2, 3]);
+        assert_eq!(
+            private_ip("http://127.0.0.1:8080", Some(advertised)).await,
+            Some(advertised)
+        );
+        assert_eq!(private_ip("not a url", None).await, None);
+    }
 }

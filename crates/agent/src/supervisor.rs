@@ -50,6 +50,9 @@ pub struct Shared {
     /// The node's task networking (bridge/awsvpc/none); `None` leaves non-host tasks in
     /// a loopback-only namespace.
     pub network: Option<Arc<network::TaskNetworks>>,
+    /// The name servers of tasks whose containers set no `dnsServers` (`--task-dns`;
+    /// empty: their image's `/etc/resolv.conf`). See [`crate::task_dns`].
+    pub task_dns: Vec<std::net::IpAddr>,
 }
 
 impl std::fmt::Debug for Shared {

@@ -108,8 +108,10 @@ pub async fn adopt(
     }
 }
 
-/// Removes a stopped task's networking (idempotent; a task without any is a no-op).
+/// Removes a stopped task's networking and its containers' resolv.conf files
+/// (idempotent; a task without any is a no-op).
 pub async fn teardown(shared: &Shared, task_id: &str) {
+    crate::task_dns::remove(&shared.data_dir, task_id);
     let Some(n) = shared.network.clone() else {
         return;
     };

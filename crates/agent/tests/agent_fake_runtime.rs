@@ -117,6 +117,8 @@ fn config(env: &Env, dir: &std::path::Path) -> AgentConfig {
         pull_policy: PullPolicy::Default,
         gc: GcPolicy::default(),
         bridge_cidr: None,
+        advertise_ip: None,
+        task_dns: Vec::new(),
     }
 }
 
@@ -324,6 +326,92 @@ async fn a_restarted_agent_adopts_running_containers() {
         1,
         "no duplicate task"
     );
+    let _ = stop_agent.send(());
+    agent.await.unwrap();
+}
+
+/// The container's `/etc/resolv.conf` mount, and the file's text.
+fn resolv_conf(
+    fake: &FakeRuntime,
+    arn: &str,
+    index: usize,
+) -> Option<(std::path::PathBuf, String)> {
+    let id = ContainerId::new(format!("{}-{index}", task_id(arn))).unwrap();
+    let spec = fake.spec_of(&id).unwrap();
+    let m = spec
+        .mounts
+        .iter()
+        .find(|m| m.container_path == "/etc/resolv.conf")?;
+    assert!(m.read_only, "{m:?}");
+    Some((
+        m.host_path.clone(),
+        std::fs::read_to_string(&m.host_path).unwrap(),
+    ))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn containers_get_a_resolv_conf_from_task_dns_or_their_dns_servers() {
+    let env = Env::start().await;
+    env.ecs(
+        "RegisterTaskDefinition",
+        json!({"family": "dns", "containerDefinitions": [
+            {"name": "plain", "image": "127.0.0.1:5000/busybox:latest", "memory": 32},
+            {"name": "own", "image": "127.0.0.1:5000/busybox:latest", "memory": 32,
+             "dnsServers": ["10.0.0.2"], "dnsSearchDomains": ["flotilla.test"]}
+        ]}),
+    )
+    .await;
+    env.ecs(
+        "RegisterTaskDefinition",
+        json!({"family": "offline", "networkMode": "none", "containerDefinitions": [
+            {"name": "x", "image": "127.0.0.1:5000/busybox:latest", "memory": 32}
+        ]}),
+    )
+    .await;
+    let fake = FakeRuntime::new();
+    fake.add_registry_image(&ImageRef::parse("127.0.0.1:5000/busybox:latest").unwrap());
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(&env, dir.path());
+    cfg.task_dns = vec!["10.213.0.1".parse().unwrap()];
+    let (stop_agent, agent) = spawn_agent(cfg, &fake);
+    env.wait_registered().await;
+
+    let arn = env.run("dns").await;
+    env.wait_status(&arn, "RUNNING").await;
+    let (plain, text) = resolv_conf(&fake, &arn, 0).expect("--task-dns gives a file");
+    assert!(
+        text.lines()
+            .filter(|l| l.starts_with("nameserver"))
+            .eq(["nameserver 10.213.0.1"]),
+        "{text}"
+    );
+    let (own, text) = resolv_conf(&fake, &arn, 1).expect("dnsServers give a file");
+    let lines: Vec<&str> = text
+        .lines()
+        .filter(|l| l.starts_with("nameserver") || l.starts_with("search"))
+        .collect();
+    assert_eq!(
+        lines,
+        ["nameserver 10.0.0.2", "search flotilla.test"],
+        "{text}"
+    );
+    assert!(plain.starts_with(dir.path()) && own.starts_with(dir.path()));
+
+    // A task without a network keeps its image's file.
+    let offline = env.run("offline").await;
+    env.wait_status(&offline, "RUNNING").await;
+    assert_eq!(resolv_conf(&fake, &offline, 0), None);
+
+    // The files go with the task.
+    env.ecs("StopTask", json!({"cluster": "c", "task": arn}))
+        .await;
+    env.wait_status(&arn, "STOPPED").await;
+    assert!(!plain.exists() && !own.exists());
+    assert!(
+        !plain.parent().unwrap().exists(),
+        "the task's directory too"
+    );
+
     let _ = stop_agent.send(());
     agent.await.unwrap();
 }

@@ -10,14 +10,22 @@
 //! Both the API operations (validation) and the service controller (registration,
 //! draining, health) use this module, so the rules live once. The targets themselves are
 //! [`Target`] records inside the [`TargetGroupRecord`].
+//!
+//! Blue/green (`deploymentConfiguration.strategy` `BLUE_GREEN`): an entry's
+//! `advancedConfiguration` names a second, alternate target group and the production
+//! (and optionally test) listener rule. Each deployment's tasks join one [`Side`]; the
+//! production rule's weights say which side is live ([`live_side`]); the service
+//! controller moves traffic by rewriting them ([`shift_rule`]).
 
 use model::wire;
 
 use crate::error::{EcsError, invalid};
-use crate::ops::elbv2::target_group_by_arn;
 use crate::ops::elbv2::target_groups::users;
-use crate::state::elb::{Target, TargetGroupRecord};
-use crate::state::{InstanceRecord, Scope, State, TaskDefinitionRecord, TaskRecord};
+use crate::ops::elbv2::{RuleRef, rule_by_arn, target_group_by_arn};
+use crate::state::elb::{Action, ActionKind, Target, TargetGroupRecord, WeightedTargetGroup};
+use crate::state::{
+    Change, InstanceRecord, Record, Scope, State, TaskDefinitionRecord, TaskRecord,
+};
 
 /// Most `loadBalancers` entries one service has (ECS: 5 target groups per service).
 pub const MAX_LOAD_BALANCERS_PER_SERVICE: usize = 5;
@@ -26,8 +34,41 @@ pub const MAX_LOAD_BALANCERS_PER_SERVICE: usize = 5;
 /// it unhealthy (ECS's wording).
 pub const ELB_HEALTH_REASON: &str = "Task failed ELB health checks in";
 
-/// One `loadBalancers` entry of a service, its target group resolved.
-#[derive(Debug, Clone, Copy)]
+/// Which of a blue/green entry's two target groups.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    /// `targetGroupArn` (every entry that is not blue/green).
+    Main,
+    /// `advancedConfiguration.alternateTargetGroupArn`.
+    Alternate,
+}
+
+impl Side {
+    /// The other side.
+    pub fn other(self) -> Side {
+        match self {
+            Side::Main => Side::Alternate,
+            Side::Alternate => Side::Main,
+        }
+    }
+}
+
+/// A blue/green entry's two groups and its listener rules.
+#[derive(Debug, Clone)]
+pub struct BlueGreenRules<'a> {
+    /// `targetGroupArn`.
+    pub main: String,
+    /// `alternateTargetGroupArn`.
+    pub alternate: String,
+    /// The rule whose forward action production traffic takes.
+    pub production_rule: &'a str,
+    /// The rule test traffic takes, if any.
+    pub test_rule: Option<&'a str>,
+}
+
+/// One `loadBalancers` entry of a service (one side of it, for a blue/green entry), its
+/// target group resolved.
+#[derive(Debug, Clone)]
 pub struct Binding<'a> {
     /// The target group's record.
     pub group: &'a TargetGroupRecord,
@@ -35,6 +76,10 @@ pub struct Binding<'a> {
     pub container: &'a str,
     /// Its container port.
     pub container_port: i32,
+    /// Which of the entry's groups `group` is.
+    pub side: Side,
+    /// The entry's groups and rules, when it has an alternate group.
+    pub blue_green: Option<BlueGreenRules<'a>>,
 }
 
 impl Binding<'_> {
@@ -45,25 +90,152 @@ impl Binding<'_> {
 }
 
 /// The service's `loadBalancers` whose target groups still exist (a group deleted after
-/// the service was created is skipped: its tasks simply join nothing).
+/// the service was created is skipped: its tasks simply join nothing); a blue/green entry
+/// gives one binding per side.
 pub fn bindings<'a>(
     state: &'a State,
     scope: &Scope,
     service: &'a wire::Service,
 ) -> Vec<Binding<'a>> {
-    service
-        .load_balancers
-        .as_deref()
-        .unwrap_or(&[])
-        .iter()
-        .filter_map(|lb| {
-            Some(Binding {
-                group: target_group_by_arn(state, scope, lb.target_group_arn.as_deref()?).ok()?,
-                container: lb.container_name.as_deref()?,
-                container_port: lb.container_port?,
+    let mut out = Vec::new();
+    for lb in service.load_balancers.as_deref().unwrap_or(&[]) {
+        let (Some(main_arn), Some(container), Some(container_port)) = (
+            lb.target_group_arn.as_deref(),
+            lb.container_name.as_deref(),
+            lb.container_port,
+        ) else {
+            continue;
+        };
+        let Ok(main) = target_group_by_arn(state, scope, main_arn) else {
+            continue;
+        };
+        let rules = lb.advanced_configuration.as_ref().and_then(|a| {
+            Some(BlueGreenRules {
+                main: main_arn.to_owned(),
+                alternate: a.alternate_target_group_arn.clone()?,
+                production_rule: a.production_listener_rule.as_deref()?,
+                test_rule: a.test_listener_rule.as_deref(),
             })
-        })
-        .collect()
+        });
+        let alternate = rules
+            .as_ref()
+            .and_then(|r| target_group_by_arn(state, scope, &r.alternate).ok());
+        out.push(Binding {
+            group: main,
+            container,
+            container_port,
+            side: Side::Main,
+            blue_green: rules.clone(),
+        });
+        if let Some(group) = alternate {
+            out.push(Binding {
+                group,
+                container,
+                container_port,
+                side: Side::Alternate,
+                blue_green: rules,
+            });
+        }
+    }
+    out
+}
+
+/// The forward action's groups of a list of actions, if it has one.
+fn forward_of(actions: &[Action]) -> Option<&[WeightedTargetGroup]> {
+    actions.iter().find_map(|a| match &a.kind {
+        ActionKind::Forward { target_groups, .. } => Some(target_groups.as_slice()),
+        ActionKind::FixedResponse { .. } => None,
+    })
+}
+
+fn actions_of<'s>(rule: &RuleRef<'s>) -> &'s [Action] {
+    match rule {
+        RuleRef::Rule(r, _) => &r.actions,
+        RuleRef::Default(l) => &l.default_actions,
+    }
+}
+
+/// The side the rule `rule_arn` sends traffic to: the alternate group when it weighs
+/// more than the main one (a missing weight counts 1), else the main one.
+pub fn live_side(state: &State, scope: &Scope, rules: &BlueGreenRules<'_>, rule_arn: &str) -> Side {
+    let weight = |groups: &[WeightedTargetGroup], arn: &str| {
+        groups
+            .iter()
+            .find(|g| g.arn == arn)
+            .map_or(0, |g| g.weight.unwrap_or(1))
+    };
+    let Ok(rule) = rule_by_arn(state, scope, rule_arn) else {
+        return Side::Main;
+    };
+    let Some(groups) = forward_of(actions_of(&rule)) else {
+        return Side::Main;
+    };
+    if weight(groups, &rules.alternate) > weight(groups, &rules.main) {
+        Side::Alternate
+    } else {
+        Side::Main
+    }
+}
+
+/// The change that makes `rule_arn` forward everything to `to`'s group (weights 1 and
+/// 0 over both groups, the rule's other actions kept), or `None` when it already does or
+/// the rule is gone.
+pub fn shift_rule(
+    state: &State,
+    scope: &Scope,
+    rules: &BlueGreenRules<'_>,
+    rule_arn: &str,
+    to: Side,
+) -> Option<Change> {
+    let rule = rule_by_arn(state, scope, rule_arn).ok()?;
+    let (live, dead) = match to {
+        Side::Main => (&rules.main, &rules.alternate),
+        Side::Alternate => (&rules.alternate, &rules.main),
+    };
+    let groups = vec![
+        WeightedTargetGroup {
+            arn: live.clone(),
+            weight: Some(1),
+        },
+        WeightedTargetGroup {
+            arn: dead.clone(),
+            weight: Some(0),
+        },
+    ];
+    let rewrite = |actions: &[Action]| -> Option<Vec<Action>> {
+        let current = forward_of(actions)?;
+        if current == groups.as_slice() {
+            return None;
+        }
+        Some(
+            actions
+                .iter()
+                .map(|a| match &a.kind {
+                    ActionKind::Forward { stickiness, .. } => Action {
+                        order: a.order,
+                        kind: ActionKind::Forward {
+                            target_groups: groups.clone(),
+                            stickiness: *stickiness,
+                            single: false,
+                        },
+                    },
+                    ActionKind::FixedResponse { .. } => a.clone(),
+                })
+                .collect(),
+        )
+    };
+    match rule {
+        RuleRef::Rule(r, _) => {
+            let mut r = r.clone();
+            r.actions = rewrite(&r.actions)?;
+            Some(Change::Put(Record::ListenerRule(r)))
+        }
+        RuleRef::Default(l) => {
+            let mut l = l.clone();
+            l.default_actions = rewrite(&l.default_actions)?;
+            Some(Change::Put(Record::Listener(l)))
+        }
+    }
 }
 
 /// The target (`id`, `port`) the task is in `binding`'s group, once the agent has
@@ -119,7 +291,13 @@ pub fn validate(
     scope: &Scope,
     entries: &[wire::LoadBalancer],
     def: &TaskDefinitionRecord,
+    blue_green: bool,
 ) -> Result<(), EcsError> {
+    if blue_green && entries.is_empty() {
+        return Err(invalid(
+            "A BLUE_GREEN deployment strategy needs loadBalancers with an advancedConfiguration.",
+        ));
+    }
     if entries.len() > MAX_LOAD_BALANCERS_PER_SERVICE {
         return Err(invalid(format!(
             "loadBalancers can have at most {MAX_LOAD_BALANCERS_PER_SERVICE} entries."
@@ -192,6 +370,14 @@ pub fn validate(
                 group.target_type
             )));
         }
+        if let Some(a) = &lb.advanced_configuration {
+            validate_advanced(state, scope, arn, group, a)?;
+        } else if blue_green {
+            return Err(invalid(format!(
+                "loadBalancers entry for {arn} needs an advancedConfiguration \
+                 (alternateTargetGroupArn, productionListenerRule) for a BLUE_GREEN deployment."
+            )));
+        }
         let key = (arn, name, port);
         if seen.contains(&key) {
             return Err(invalid(format!(
@@ -199,6 +385,58 @@ pub fn validate(
             )));
         }
         seen.push(key);
+    }
+    Ok(())
+}
+
+/// An entry's `advancedConfiguration`: an existing alternate group of the same target
+/// type, and production (and test) rules that exist and forward to one of the two.
+fn validate_advanced(
+    state: &State,
+    scope: &Scope,
+    main_arn: &str,
+    main: &TargetGroupRecord,
+    a: &wire::AdvancedConfiguration,
+) -> Result<(), EcsError> {
+    let alt_arn = a
+        .alternate_target_group_arn
+        .as_deref()
+        .ok_or_else(|| invalid("advancedConfiguration: alternateTargetGroupArn is required."))?;
+    let alt = target_group_by_arn(state, scope, alt_arn).map_err(|_| {
+        invalid(format!(
+            "The alternate target group {} does not exist.",
+            crate::ops::elbv2::shorten(alt_arn)
+        ))
+    })?;
+    if alt_arn == main_arn {
+        return Err(invalid(
+            "advancedConfiguration: the alternate target group must differ from targetGroupArn.",
+        ));
+    }
+    if alt.target_type != main.target_type {
+        return Err(invalid(format!(
+            "The alternate target group {alt_arn} has target type {}, not {} as {main_arn}.",
+            alt.target_type, main.target_type
+        )));
+    }
+    let production = a
+        .production_listener_rule
+        .as_deref()
+        .ok_or_else(|| invalid("advancedConfiguration: productionListenerRule is required."))?;
+    for rule_arn in std::iter::once(production).chain(a.test_listener_rule.as_deref()) {
+        let rule = rule_by_arn(state, scope, rule_arn).map_err(|_| {
+            invalid(format!(
+                "The listener rule {} does not exist.",
+                crate::ops::elbv2::shorten(rule_arn)
+            ))
+        })?;
+        let forwards = forward_of(actions_of(&rule))
+            .is_some_and(|gs| gs.iter().any(|g| g.arn == main_arn || g.arn == alt_arn));
+        if !forwards {
+            return Err(invalid(format!(
+                "The listener rule {rule_arn} does not forward to {main_arn} or {alt_arn}."
+            )));
+        }
     }
     Ok(())
 }

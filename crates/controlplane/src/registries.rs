@@ -32,9 +32,7 @@ use crate::state::{
 /// Most `serviceRegistries` entries of one service (ECS: 1).
 pub const MAX_SERVICE_REGISTRIES: usize = 1;
 
-/// The container instance attribute holding the node's address (set from the
-/// `privateIp` of the identity document the agent registers with).
-pub const PRIVATE_IP_ATTRIBUTE: &str = "flotilla.private-ip";
+pub use crate::ops::instances::PRIVATE_IP_ATTRIBUTE;
 
 /// One `serviceRegistries` entry, its Cloud Map service resolved.
 #[derive(Debug, Clone, Copy)]

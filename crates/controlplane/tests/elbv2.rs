@@ -369,23 +369,38 @@ fn target_health_is_unused_until_a_listener_forwards_to_the_group() {
     // Registering again changes nothing.
     w.write(target_groups::register, (tg.arn(), targets.clone()));
     let scope = w.scope();
-    let health = target_groups::describe_health(&w.state, &scope, (tg.arn(), vec![])).unwrap();
+    let now_ms = (T0 * 1000.0) as u64;
+    let health =
+        target_groups::describe_health(&w.state, &scope, (tg.arn(), vec![], now_ms)).unwrap();
     assert_eq!(health.len(), 2);
     assert!(health.iter().all(|h| h.state == "unused"));
     assert_eq!(health[0].target.port, 8080, "the group's port by default");
     assert_eq!(health[1].health_check_port, "9000");
     let lb = w.lb("web");
     w.listener(&lb, 80, &tg.arn());
-    let health = target_groups::describe_health(&w.state, &scope, (tg.arn(), vec![])).unwrap();
+    let health =
+        target_groups::describe_health(&w.state, &scope, (tg.arn(), vec![], now_ms)).unwrap();
     assert!(health.iter().all(|h| h.state == "initial"));
-    assert_eq!(health[0].reason, Some("Elb.RegistrationInProgress"));
+    assert_eq!(
+        health[0].reason.as_deref(),
+        Some("Elb.RegistrationInProgress")
+    );
+    // With no deregistration delay a deregistered target is gone at once.
+    w.write(
+        target_groups::modify_attributes,
+        (
+            tg.arn(),
+            vec![("deregistration_delay.timeout_seconds".into(), "0".into())],
+        ),
+    );
     w.write(target_groups::deregister, (tg.arn(), targets[..1].to_vec()));
     let health =
-        target_groups::describe_health(&w.state, &scope, (tg.arn(), targets.clone())).unwrap();
+        target_groups::describe_health(&w.state, &scope, (tg.arn(), targets.clone(), now_ms))
+            .unwrap();
     assert_eq!(
         health
             .iter()
-            .map(|h| (h.state, h.reason))
+            .map(|h| (h.state, h.reason.as_deref()))
             .collect::<Vec<_>>(),
         [
             ("unused", Some("Target.NotRegistered")),

@@ -40,6 +40,8 @@ struct Harness {
     /// What the data plane answers for tasks of each task definition.
     checks: HashMap<String, Checks>,
     next_port: i32,
+    /// The production listener's default rule.
+    prod_rule: String,
     /// When each task's target first drained (epoch seconds), by task ARN.
     drained_at: BTreeMap<String, f64>,
 }
@@ -69,6 +71,7 @@ impl Harness {
             tg_arn: String::new(),
             checks: HashMap::new(),
             next_port: 32768,
+            prod_rule: String::new(),
             drained_at: BTreeMap::new(),
         };
         h.register_def(Checks::Pass);
@@ -96,7 +99,7 @@ impl Harness {
         );
         h.world
             .apply(&[Change::Put(Record::TargetGroup(tg.clone()))]);
-        let _ = h.elb(
+        let listener = h.elb(
             listeners::create,
             CreateListener {
                 load_balancer_arn: lb.arn(),
@@ -106,6 +109,7 @@ impl Harness {
                 tags: vec![],
             },
         );
+        h.prod_rule = listener.rule_arn(&listener.default_rule_id);
         h
     }
 
@@ -209,10 +213,23 @@ impl Harness {
         }
     }
 
-    /// The data plane: checks every active target not yet checked.
+    /// The data plane: checks every active target of every group.
     fn data_plane_step(&mut self) {
+        let groups: Vec<TargetGroupRecord> = self
+            .world
+            .state
+            .elb
+            .target_groups
+            .values()
+            .cloned()
+            .collect();
+        for g in groups {
+            self.check_group(g);
+        }
+    }
+
+    fn check_group(&mut self, mut g: TargetGroupRecord) {
         let now_ms = (self.world.now * 1000.0) as u64;
-        let mut g = self.group().clone();
         let mut changed = false;
         for target in g.targets.iter_mut().filter(|x| x.is_active()) {
             let def = target
@@ -600,4 +617,223 @@ fn load_balancers_are_validated_like_ecs() {
         shown[0].target_group_arn.as_deref(),
         Some(h.tg_arn.as_str())
     );
+}
+
+impl Harness {
+    /// An alternate group `tg-alt` (same delay) and a test listener on 8080 whose default
+    /// rule forwards to `tg`; a BLUE_GREEN service of 2 tasks over `tg`/`tg-alt` with a
+    /// bake time of one minute. Returns the alternate group's ARN and the test rule.
+    fn blue_green_service(&mut self) -> (String, String) {
+        let alt = self.elb(
+            target_groups::create,
+            CreateTargetGroup {
+                name: "tg-alt".into(),
+                protocol: Some("HTTP".into()),
+                port: Some(80),
+                ..Default::default()
+            },
+        );
+        let mut rec = alt.clone();
+        rec.attributes.insert(
+            "deregistration_delay.timeout_seconds".into(),
+            DELAY_SECS.to_string(),
+        );
+        self.world.apply(&[Change::Put(Record::TargetGroup(rec))]);
+        let lb = self
+            .world
+            .state
+            .elb
+            .load_balancers
+            .values()
+            .next()
+            .unwrap()
+            .arn();
+        let test = self.elb(
+            listeners::create,
+            CreateListener {
+                load_balancer_arn: lb,
+                protocol: Some("HTTP".into()),
+                port: Some(8080),
+                default_actions: vec![forward(&self.tg_arn)],
+                tags: vec![],
+            },
+        );
+        let test_rule = test.rule_arn(&test.default_rule_id);
+        let lbs = json!([{"targetGroupArn": self.tg_arn, "containerName": "app", "containerPort": 80,
+            "advancedConfiguration": {"alternateTargetGroupArn": alt.arn(),
+                "productionListenerRule": self.prod_rule, "testListenerRule": test_rule,
+                "roleArn": "arn:aws:iam::123456789012:role/ecs"}}]);
+        self.create_service(json!({"loadBalancers": lbs,
+            "deploymentConfiguration": {"strategy": "BLUE_GREEN", "bakeTimeInMinutes": 1}}));
+        (alt.arn(), test_rule)
+    }
+
+    /// The group a rule sends its traffic to (the heaviest of its forward action).
+    fn rule_target(&self, rule_arn: &str) -> String {
+        let actions =
+            match controlplane::ops::elbv2::rule_by_arn(&self.world.state, &scope(), rule_arn)
+                .expect("rule")
+            {
+                controlplane::ops::elbv2::RuleRef::Rule(r, _) => r.actions.clone(),
+                controlplane::ops::elbv2::RuleRef::Default(l) => l.default_actions.clone(),
+            };
+        let groups = actions
+            .iter()
+            .find_map(|a| match &a.kind {
+                controlplane::state::elb::ActionKind::Forward { target_groups, .. } => {
+                    Some(target_groups.clone())
+                }
+                _ => None,
+            })
+            .expect("a forward action");
+        groups
+            .iter()
+            .max_by_key(|g| g.weight.unwrap_or(1))
+            .map(|g| g.arn.clone())
+            .expect("a group")
+    }
+
+    fn healthy_in(&self, group_arn: &str) -> usize {
+        let name = group_arn.split('/').nth(1).expect("name").to_owned();
+        self.world.state.elb.target_groups[&(scope(), name)]
+            .targets
+            .iter()
+            .filter(|x| x.is_active() && x.is_healthy())
+            .count()
+    }
+
+    fn running_of(&self, def: &str) -> usize {
+        self.tasks()
+            .iter()
+            .filter(|t| {
+                t.task.task_definition_arn.as_deref() == Some(def)
+                    && t.task.desired_status.as_deref() == Some("RUNNING")
+                    && t.pending_stop.is_none()
+            })
+            .count()
+    }
+
+    fn update_to(&mut self, def: &str) {
+        let _: wire::UpdateServiceResponse = self.world.write(
+            services::update,
+            req(json!({"cluster": "c", "service": "web", "taskDefinition": def})),
+        );
+    }
+}
+
+/// Production traffic only ever goes to a group with every desired task healthy.
+fn production_is_served(h: &Harness) {
+    let live = h.rule_target(&h.prod_rule);
+    assert!(
+        h.healthy_in(&live) >= 2,
+        "production on {live} with too few healthy targets"
+    );
+}
+
+#[test]
+fn a_blue_green_deployment_moves_production_traffic_at_once_and_keeps_blue_through_the_bake() {
+    let mut h = Harness::new();
+    let (alt, test_rule) = h.blue_green_service();
+    h.run(10, |_| {});
+    assert!(h.stable(), "{:?}", h.service());
+    assert_eq!(
+        h.rule_target(&h.prod_rule),
+        h.tg_arn,
+        "the first deployment serves on the main group"
+    );
+    let v1 = h.service().task_definition.unwrap();
+    let v2 = h.register_def(Checks::Pass);
+    h.update_to(&v2);
+    let mut shifted_at = None;
+    let mut test_moved = false;
+    for _ in 0..200 {
+        h.step(&mut production_is_served);
+        if h.rule_target(&test_rule) == alt {
+            test_moved = true;
+        }
+        if shifted_at.is_none() && h.rule_target(&h.prod_rule) == alt {
+            shifted_at = Some(h.world.now);
+            assert!(
+                test_moved,
+                "test traffic reaches green before production does"
+            );
+            assert_eq!(
+                h.running_of(&v1),
+                2,
+                "blue keeps running when traffic moves"
+            );
+        }
+        if let Some(at) = shifted_at
+            && h.world.now < at + 59.0
+        {
+            assert_eq!(
+                h.running_of(&v1),
+                2,
+                "blue keeps running through the bake time"
+            );
+        }
+    }
+    let at = shifted_at.expect("production traffic moved to green");
+    assert_eq!(h.running_of(&v1), 0, "blue is stopped after the bake");
+    assert!(h.stable(), "{:?}", h.service().deployments);
+    assert_eq!(h.healthy_in(&alt), 2);
+    let blue_stops: Vec<f64> = h
+        .tasks()
+        .iter()
+        .filter(|t| t.task.task_definition_arn.as_deref() == Some(v1.as_str()))
+        .filter_map(|t| t.task.stopping_at)
+        .collect();
+    assert!(
+        blue_stops.iter().all(|s| *s >= at + 60.0),
+        "{blue_stops:?} vs shift at {at}"
+    );
+    // The next deployment goes back to the main group.
+    let v3 = h.register_def(Checks::Pass);
+    h.update_to(&v3);
+    h.run(200, production_is_served);
+    assert_eq!(h.rule_target(&h.prod_rule), h.tg_arn);
+    assert_eq!(h.running_of(&v3), 2);
+    assert!(h.stable());
+}
+
+#[test]
+fn a_green_fleet_that_never_turns_healthy_never_takes_production_traffic() {
+    let mut h = Harness::new();
+    let (alt, _) = h.blue_green_service();
+    h.run(10, |_| {});
+    let v1 = h.service().task_definition.unwrap();
+    let bad = h.register_def(Checks::Silent);
+    h.update_to(&bad);
+    h.run(300, |h| {
+        assert_eq!(h.rule_target(&h.prod_rule), h.tg_arn);
+        assert_eq!(h.running_of(&v1), 2);
+    });
+    assert_eq!(h.running_of(&bad), 2, "green waits on the alternate side");
+    assert_eq!(h.healthy_in(&alt), 0);
+    // Deploying the blue revision again starts a new green fleet; the abandoned one stops
+    // and blue serves until the new fleet is healthy.
+    h.update_to(&v1);
+    h.run(200, production_is_served);
+    assert_eq!(h.running_of(&bad), 0);
+    assert_eq!(h.running_of(&v1), 2);
+    assert!(h.stable());
+}
+
+#[test]
+fn blue_green_needs_an_advanced_configuration() {
+    let mut h = Harness::new();
+    let body = json!({"cluster": "c", "serviceName": "web", "taskDefinition": "web:1",
+        "loadBalancers": h.lb_entry(), "deploymentConfiguration": {"strategy": "BLUE_GREEN"}});
+    let e = h
+        .world
+        .try_write::<_, wire::CreateServiceResponse>(services::create, req(body))
+        .expect_err("refused");
+    assert_eq!(e.code(), "InvalidParameterException");
+    let body = json!({"cluster": "c", "serviceName": "web", "taskDefinition": "web:1",
+        "deploymentConfiguration": {"strategy": "CANARY"}});
+    let e = h
+        .world
+        .try_write::<_, wire::CreateServiceResponse>(services::create, req(body))
+        .expect_err("refused");
+    assert_eq!(e.code(), "UnsupportedFeatureException");
 }

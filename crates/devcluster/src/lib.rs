@@ -17,6 +17,13 @@
 //! back to its loopback (`route_localnet`), so `127.0.0.1:5000/httpd:latest` means the
 //! same image on every node and on the single-node setup.
 //!
+//! The server also serves Cloud Map's private DNS namespaces on the host side of the
+//! bridge, port 53 (`--dns-listen`; other names are forwarded to the host's own name
+//! servers from `/etc/resolv.conf`), and every agent gets `--task-dns <that address>`, so
+//! a task resolves `web.corp.local` like an ECS task in a VPC does. When that port is
+//! taken on the bridge address, the cluster comes up without DNS (`up` and `status` say
+//! so) and tasks keep their images' `/etc/resolv.conf`.
+//!
 //! `up` is idempotent: it starts whatever is not running; a node whose containerd died is
 //! treated as a machine that went down and is "rebooted" (leftover processes killed, run
 //! state and mounts cleared, containerd and agent started again). `down` kills every

@@ -2,8 +2,8 @@
 //! groups and their targets), its limits as constants, and [`LbConfig::validate`].
 //!
 //! This module owns the *shape* of what the data plane does and nothing else: no I/O, no
-//! clocks. The control plane (later) builds an `LbConfig` from its ELBv2 records; tests build
-//! one by hand. Field names follow ELBv2 where there is one.
+//! clocks. `flotilla server --lb-listen` builds an `LbConfig` from the control plane's ELBv2
+//! records; tests build one by hand. Field names follow ELBv2 where there is one.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;

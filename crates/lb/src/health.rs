@@ -1,6 +1,6 @@
 //! Target health: the per-target state machine ([`HealthCell`], with thresholds), the active
 //! HTTP checker task that feeds it ([`spawn_checker`]), and the public report
-//! ([`TargetHealth`], what a future `DescribeTargetHealth` returns).
+//! ([`TargetHealth`], what `DescribeTargetHealth` comes to show).
 //!
 //! A new target starts [`HealthState::Initial`] and takes traffic only once it has passed
 //! `healthy_threshold` consecutive checks. ALB does the same for a target registered into a

@@ -4,8 +4,10 @@
 //!
 //! ELBv2 records (load balancers, listeners, rules, target groups, targets) live in the
 //! control plane; this crate is what actually moves the bytes. Its input is a plain
-//! [`LbConfig`] value, so it depends on neither `controlplane` nor `ecs-api`: the control
-//! plane (later) turns its records into an `LbConfig` and calls [`Lb::update`].
+//! [`LbConfig`] value, so it depends on neither `controlplane` nor `ecs-api`: `flotilla
+//! server --lb-listen` (`crates/flotilla/src/cmd/load_balancers.rs`) turns the control
+//! plane's records into an `LbConfig` per load balancer, calls [`Lb::update`] after every
+//! change, and writes what [`Lb::target_health`] observes back to the records.
 //!
 //! # Design
 //!

@@ -22,12 +22,14 @@
 //! - [`overrides`]: RunTask's `overrides` applied to a task definition (one set of rules
 //!   for the control plane and the agent).
 //! - [`size`]: task and container CPU/memory strings ("1 vCPU", "2 GB") and the Fargate table.
+//! - [`resolv`]: which `dnsServers` and `dnsSearchDomains` values a container may have.
 
 pub mod agent;
 pub mod arn;
 pub mod lifecycle;
 pub mod logs;
 pub mod overrides;
+pub mod resolv;
 pub mod size;
 pub mod status;
 pub mod wire;

@@ -113,7 +113,14 @@ struct IdentityDocument {
     availability_zone: Option<String>,
     instance_type: Option<String>,
     image_id: Option<String>,
+    /// The address the node is reached at (EC2's `privateIp`); stored as the attribute
+    /// [`PRIVATE_IP_ATTRIBUTE`], where load balancers resolve `instance` targets.
+    private_ip: Option<String>,
 }
+
+/// The container instance attribute holding the node's address (the identity
+/// document's `privateIp`): where a load balancer sends an `instance` target's traffic.
+pub const PRIVATE_IP_ATTRIBUTE: &str = "flotilla.private-ip";
 
 fn validate_resources(resources: &[wire::Resource]) -> Result<(), EcsError> {
     for r in resources {
@@ -193,6 +200,14 @@ pub fn register(
             ))
         })?,
     };
+    if let Some(ip) = &doc.private_ip
+        && ip.parse::<std::net::IpAddr>().is_err()
+    {
+        return Err(invalid(format!(
+            "instanceIdentityDocument privateIp {:?} is not an IPv4 or IPv6 address.",
+            ip.chars().take(64).collect::<String>()
+        )));
+    }
     let resources = req.total_resources.unwrap_or_default();
     validate_resources(&resources)?;
     let custom = req.attributes.unwrap_or_default();
@@ -266,6 +281,9 @@ pub fn register(
     }
     if let Some(ami) = &doc.image_id {
         put("ecs.ami-id", Some(ami.clone()));
+    }
+    if let Some(ip) = &doc.private_ip {
+        put(PRIVATE_IP_ATTRIBUTE, Some(ip.clone()));
     }
     if let Some(e) = existing {
         for a in e.instance.attributes.as_deref().unwrap_or(&[]) {
@@ -591,5 +609,66 @@ mod tests {
         assert_eq!(e.code(), "InvalidParameterException", "{e}");
         assert!(e.to_string().contains("up to 10 custom attributes"), "{e}");
         assert!(register(&state, &mut ctx, req(10)).is_ok());
+    }
+
+    /// The identity document's `privateIp` becomes the `flotilla.private-ip` attribute
+    /// (where load balancers send `instance` targets' traffic); a re-registration without
+    /// one keeps it; one that is not an address is an invalid parameter.
+    #[test]
+    fn the_private_ip_of_the_identity_document_is_an_attribute() {
+        let scope = Scope::new("000000000000", "us-east-1");
+        let mut state = State::default();
+        let mut ctx = Ctx::new(scope.clone(), 1000.0, 1);
+        let (_, changes) = crate::ops::clusters::create_cluster(
+            &state,
+            &mut ctx,
+            wire::CreateClusterRequest::default(),
+        )
+        .unwrap();
+        for c in &changes {
+            state.apply(c);
+        }
+        let req = |doc: serde_json::Value| wire::RegisterContainerInstanceRequest {
+            instance_identity_document: Some(doc.to_string()),
+            ..Default::default()
+        };
+        let private_ip = |r: &wire::RegisterContainerInstanceResponse| {
+            r.container_instance
+                .as_ref()
+                .and_then(|c| c.attributes.as_ref())
+                .and_then(|a| {
+                    a.iter()
+                        .find(|a| a.name.as_deref() == Some(PRIVATE_IP_ATTRIBUTE))
+                })
+                .and_then(|a| a.value.clone())
+        };
+        for ip in ["10.0.0.7", "fd00::7"] {
+            let (r, changes) = register(
+                &state,
+                &mut ctx,
+                req(serde_json::json!({"instanceId": "i-1", "privateIp": ip})),
+            )
+            .unwrap();
+            for c in &changes {
+                state.apply(c);
+            }
+            assert_eq!(private_ip(&r).as_deref(), Some(ip));
+        }
+        let (r, _) = register(
+            &state,
+            &mut ctx,
+            req(serde_json::json!({"instanceId": "i-1"})),
+        )
+        .unwrap();
+        assert_eq!(private_ip(&r).as_deref(), Some("fd00::7"), "kept");
+        for bad in ["10.0.0", "node-1", "10.0.0.7:80", ""] {
+            let e = register(
+                &state,
+                &mut ctx,
+                req(serde_json::json!({"instanceId": "i-2", "privateIp": bad})),
+            )
+            .unwrap_err();
+            assert_eq!(e.code(), "InvalidParameterException", "{bad:?}: {e}");
+        }
     }
 }

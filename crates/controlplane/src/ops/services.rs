@@ -30,7 +30,33 @@ fn validate_deployment_configuration(c: &wire::DeploymentConfiguration) -> Resul
             "deploymentConfiguration.maximumPercent must be between 100 and 200, got {max}."
         )));
     }
+    match c.strategy {
+        None | Some(wire::DeploymentStrategy::Rolling | wire::DeploymentStrategy::BlueGreen) => {}
+        Some(other) => {
+            return Err(EcsError::UnsupportedFeature(format!(
+                "The {} deployment strategy is not available in flotilla yet: use ROLLING or BLUE_GREEN.",
+                other.as_str()
+            )));
+        }
+    }
+    if let Some(bake) = c.bake_time_in_minutes
+        && !(0..=1440).contains(&bake)
+    {
+        return Err(invalid(format!(
+            "deploymentConfiguration.bakeTimeInMinutes must be between 0 and 1440, got {bake}."
+        )));
+    }
+    if !c.lifecycle_hooks.as_deref().unwrap_or(&[]).is_empty() {
+        return Err(EcsError::UnsupportedFeature(
+            "deploymentConfiguration.lifecycleHooks are not available in flotilla yet.".into(),
+        ));
+    }
     Ok(())
+}
+
+/// Whether the deployment configuration asks for blue/green deployments.
+pub fn is_blue_green(c: Option<&wire::DeploymentConfiguration>) -> bool {
+    c.and_then(|c| c.strategy) == Some(wire::DeploymentStrategy::BlueGreen)
 }
 
 /// `desiredCount` must be 0..=[`MAX_TASKS_PER_SERVICE`] (ECS's tasks-per-service quota).
@@ -231,7 +257,8 @@ pub fn create(
         "placementStrategy",
     )?;
     let load_balancers = req.load_balancers.unwrap_or_default();
-    crate::load_balancing::validate(state, &ctx.scope, &load_balancers, def)?;
+    let blue_green = is_blue_green(Some(&config));
+    crate::load_balancing::validate(state, &ctx.scope, &load_balancers, def, blue_green)?;
     let service_registries = req.service_registries.unwrap_or_default();
     crate::registries::validate(state, &ctx.scope, &service_registries, def)?;
     let tags = req.tags.unwrap_or_default();
@@ -286,6 +313,7 @@ pub fn create(
         name,
         service,
         steady_deployments: Vec::new(),
+        blue_green: Default::default(),
     };
     let shown = describe_one(state, &rec, true);
     Ok((
@@ -377,7 +405,8 @@ pub fn update(
                 .clone()
                 .or_else(|| s.load_balancers.clone())
                 .unwrap_or_default();
-            crate::load_balancing::validate(state, &ctx.scope, &lbs, def)?;
+            let blue_green = is_blue_green(s.deployment_configuration.as_ref());
+            crate::load_balancing::validate(state, &ctx.scope, &lbs, def, blue_green)?;
         }
     }
     if let Some(lbs) = req.load_balancers {

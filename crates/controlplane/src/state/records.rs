@@ -3,6 +3,8 @@
 //! unit of persistence, and [`Change`], one decided change to the state.
 
 use model::wire;
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 use super::discovery::DiscoveryRecord;
@@ -119,6 +121,30 @@ pub struct ServiceRecord {
     /// is COMPLETED (see docs/services.md).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub steady_deployments: Vec<String>,
+    /// Blue/green bookkeeping (`deploymentConfiguration.strategy` `BLUE_GREEN`).
+    #[serde(default, skip_serializing_if = "BlueGreenRecord::is_empty")]
+    pub blue_green: BlueGreenRecord,
+}
+
+/// Which of its two target groups each deployment of a blue/green service uses, and when
+/// production traffic last moved.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct BlueGreenRecord {
+    /// Deployment id → whether its tasks join the alternate target groups (else the
+    /// main ones, `targetGroupArn`). Listed deployments only.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub alternate: BTreeMap<String, bool>,
+    /// The deployment production traffic was last shifted to, and when (epoch seconds):
+    /// the bake time counts from then.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shifted: Option<(String, f64)>,
+}
+
+impl BlueGreenRecord {
+    /// Nothing recorded (a service that never deployed blue/green).
+    pub fn is_empty(&self) -> bool {
+        self.alternate.is_empty() && self.shifted.is_none()
+    }
 }
 
 impl ClusterRecord {

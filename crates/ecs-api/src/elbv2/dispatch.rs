@@ -208,7 +208,9 @@ pub async fn dispatch(
             write(cp, call, req, target_groups::deregister).await?;
         }
         ElbOperation::DescribeTargetHealth => {
-            let req = (p.required("TargetGroupArn")?, parse_targets(p)?);
+            // The server's clock decides whether a deregistered target still drains.
+            let now_ms = (cp.now().max(0.0) * 1000.0) as u64;
+            let req = (p.required("TargetGroupArn")?, parse_targets(p)?, now_ms);
             let health = read(cp, call, req, target_groups::describe_health)?;
             x.list("TargetHealthDescriptions", &health, |x, h| {
                 x.open("Target")
@@ -219,8 +221,8 @@ pub async fn dispatch(
                     .text("HealthCheckPort", &h.health_check_port)
                     .open("TargetHealth")
                     .text("State", h.state)
-                    .opt("Reason", h.reason)
-                    .opt("Description", h.description)
+                    .opt("Reason", h.reason.as_deref())
+                    .opt("Description", h.description.as_deref())
                     .close("TargetHealth");
             });
         }

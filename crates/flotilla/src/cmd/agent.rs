@@ -64,6 +64,16 @@ pub struct AgentArgs {
     /// addresses here, the bridge the first one. Pick one that no network of the node uses.
     #[arg(long, default_value = "172.31.0.0/16")]
     pub bridge_cidr: String,
+    /// The address this node is reached at, sent as its identity document's `privateIp`
+    /// (load balancers send `instance` targets' traffic there). Default: the local
+    /// address of the route to the control plane.
+    #[arg(long)]
+    pub advertise_ip: Option<std::net::IpAddr>,
+    /// Name servers written into the `/etc/resolv.conf` of task containers that set no
+    /// `dnsServers` (`IP[,IP]`), e.g. the server's `--dns-listen` address so that tasks
+    /// resolve Cloud Map names. Without it they keep their image's file.
+    #[arg(long, value_delimiter = ',')]
+    pub task_dns: Vec<std::net::IpAddr>,
 }
 
 fn pull_policy(s: &str) -> anyhow::Result<PullPolicy> {
@@ -147,6 +157,8 @@ pub fn run(args: AgentArgs) -> anyhow::Result<()> {
             unused_image_age: gc_after,
         },
         bridge_cidr: Some(args.bridge_cidr.clone()),
+        advertise_ip: args.advertise_ip,
+        task_dns: args.task_dns.clone(),
     };
     let mut containerd = ContainerdConfig::new(
         &args.containerd_socket,

@@ -8,6 +8,7 @@ pub mod bench_dns;
 pub mod dev;
 pub mod discovery_dns;
 pub mod host;
+pub mod load_balancers;
 pub mod logs;
 pub mod os;
 pub mod server;

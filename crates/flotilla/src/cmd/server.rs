@@ -69,6 +69,12 @@ pub struct ServerArgs {
     /// one it answers them REFUSED.
     #[arg(long, requires = "dns_listen")]
     pub dns_upstream: Vec<SocketAddr>,
+    /// The IP address the ELBv2 load balancers' listeners listen on (each at its
+    /// listener's port), or `off` for no data plane. Target health flows back to
+    /// DescribeTargetHealth; `instance` targets are reached at their container instance's
+    /// private IP.
+    #[arg(long, default_value = "127.0.0.1", value_parser = crate::cmd::load_balancers::parse_lb_listen)]
+    pub lb_listen: crate::cmd::load_balancers::LbListen,
 }
 
 /// Runs the control plane until SIGINT/SIGTERM.
@@ -124,6 +130,9 @@ pub fn run(args: ServerArgs) -> anyhow::Result<()> {
         controlplane::controllers::spawn_controllers(cp.clone());
         if let Some(bind) = args.dns_listen {
             crate::cmd::discovery_dns::serve(cp.clone(), bind, args.dns_upstream).await?;
+        }
+        if let Some(listen) = args.lb_listen.0 {
+            crate::cmd::load_balancers::serve(cp.clone(), listen);
         }
         tracing::info!(%addr, data_dir = %args.data_dir.display(), auth = auth_mode, "flotilla server listening");
         ecs_api::server::serve_with(

@@ -61,6 +61,7 @@ use crate::task::{
 };
 
 mod actions;
+mod blue_green;
 mod daemon;
 mod deployments;
 mod facts;
@@ -267,6 +268,8 @@ struct Pass<'a> {
     drains: Vec<TaskRecord>,
     /// Its `serviceRegistries`, Cloud Map services resolved.
     registries: Vec<crate::registries::Registry<'a>>,
+    /// Listener and rule records this pass rewrites (blue/green traffic shifts).
+    rule_changes: Vec<Change>,
     /// Cloud Map registrations and deregistrations of this pass.
     registry_changes: Vec<Change>,
     /// Targets registered and deregistered in this pass.
@@ -304,6 +307,7 @@ impl<'a> Pass<'a> {
             group_edits: BTreeMap::new(),
             registries: crate::registries::registries(state, &rec.scope, &rec.service),
             registry_changes: Vec::new(),
+            rule_changes: Vec::new(),
             drains: Vec::new(),
             registered: 0,
             deregistered: 0,
@@ -391,6 +395,7 @@ impl<'a> Pass<'a> {
                     .into_values()
                     .map(|g| Change::Put(Record::TargetGroup(g))),
             )
+            .chain(self.rule_changes)
             .chain(self.registry_changes)
             .collect();
         if self.svc != *before {

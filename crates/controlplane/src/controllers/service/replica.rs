@@ -20,6 +20,9 @@ struct Replica<'a> {
     max_total: i64,
     /// `stoppedReason` of the tasks this pass stops.
     reason: String,
+    /// Blue/green: other deployments' tasks on this side keep running (it takes
+    /// production traffic, or it did before the PRIMARY deployment's bake time began).
+    hold: Option<crate::load_balancing::Side>,
 }
 
 impl<'a> Pass<'a> {
@@ -39,7 +42,15 @@ impl<'a> Pass<'a> {
             let (def, spec) = self.launch_inputs(&l)?;
             Some((l, def, spec))
         });
+        let hold = self.blue_green();
+        // Blue/green starts the whole green fleet beside the blue one.
+        let max_pct = if self.deploys_blue_green() {
+            max_pct.max(200)
+        } else {
+            max_pct
+        };
         let r = Replica {
+            hold,
             reason: self.scaling_reason(),
             primary,
             rolling,
@@ -56,6 +67,7 @@ impl<'a> Pass<'a> {
         let stopped = self.stop_within_budget(ctx, &r, &view);
         self.say_if_stuck(&r, room, stopped);
         if r.rolling
+            && r.hold.is_none()
             && let Some((_, def, spec)) = &r.launch
         {
             self.rebalance(ctx, &r.primary, (def, spec), &view, r.max_total);
@@ -139,11 +151,27 @@ impl<'a> Pass<'a> {
             .as_ref()
             .map(|(_, _, s)| s.clone())
             .unwrap_or_default();
+        if r.rolling && self.deploys_blue_green() {
+            // Blue/green: an older fleet the load balancer never found healthy (an
+            // abandoned green one) takes no traffic; it goes without touching the budget.
+            let idle: Vec<&TaskRecord> = self
+                .tasks
+                .iter()
+                .copied()
+                .filter(|t| self.wanted(t) && is_running(&t.task))
+                .filter(|t| !Self::of(t, &r.primary) && !self.healthy(t))
+                .filter(|t| Some(self.side_of(t)) != r.hold)
+                .collect();
+            for t in idle {
+                self.stop(t, r.reason.clone());
+            }
+        }
         if r.rolling && budget > 0 && proven > r.min_healthy {
             let old: Vec<String> = self
                 .tasks
                 .iter()
                 .filter(|t| self.wanted(t) && !Self::of(t, &r.primary))
+                .filter(|t| Some(self.side_of(t)) != r.hold)
                 .map(|t| t.id.clone())
                 .collect();
             let n = usize::try_from(budget.min(proven - r.min_healthy)).unwrap_or(0);
@@ -222,6 +250,7 @@ impl<'a> Pass<'a> {
             .filter(|t| self.alive(t))
             .all(|t| self.healthy(t));
         if r.rolling
+            && r.hold.is_none()
             && self.starts.is_empty()
             && stopped == 0
             && room <= 0

@@ -88,7 +88,7 @@ impl<'a> Pass<'a> {
             .tasks
             .iter()
             .copied()
-            .filter(|t| self.wanted(t) && is_running(&t.task))
+            .filter(|t| self.wanted(t) && is_running(&t.task) && self.side_of(t) == b.side)
             .filter_map(|t| {
                 let instance = t
                     .instance_id
@@ -236,7 +236,8 @@ impl<'a> Pass<'a> {
     pub(super) fn lb_healthy(&self, t: &TaskRecord) -> bool {
         let arn = Self::task_arn(t);
         let now_ms = self.now_ms();
-        self.bindings.iter().all(|b| {
+        let side = self.side_of(t);
+        self.bindings.iter().filter(|b| b.side == side).all(|b| {
             targets_of_task(self.group_now(b), arn, now_ms).any(|x| x.is_active() && x.is_healthy())
         })
     }

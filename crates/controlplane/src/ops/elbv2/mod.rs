@@ -5,9 +5,9 @@
 //! ## Background
 //! The ELBv2 API (`elasticloadbalancing`, version 2015-12-01) manages load balancers,
 //! their listeners and rules, and target groups. `ecs-api`'s `elbv2` module speaks its
-//! query protocol and XML; this module decides. The data plane (crate `lb`, built
-//! separately) will be configured from these records: listeners, rules and target
-//! groups with their targets, and will report target health back.
+//! query protocol and XML; this module decides. The data plane (crate `lb`, run by
+//! `flotilla server --lb-listen`) is configured from these records: listeners, rules
+//! and target groups with their targets, and reports target health back.
 //!
 //! ## Design
 //! - Errors are [`ElbError`], one variant per ELBv2 error code, apart from ECS's
@@ -20,8 +20,11 @@
 //!   changes the listener's default actions.
 //! - Target health: the control plane has no health checker. A target is `unused`
 //!   while no listener or rule forwards to its group, else `initial`
-//!   (`Elb.RegistrationInProgress`) until the data plane reports (it will write the
-//!   states it observes: `healthy`, `unhealthy`, `draining`).
+//!   (`Elb.RegistrationInProgress`) until the data plane (`flotilla server
+//!   --lb-listen`, crate `lb`) reports what it observes through [`health::report_health`]
+//!   (`healthy`, or `unhealthy` with a reason). DeregisterTargets does not remove a
+//!   target at once: it drains (`draining`) for the group's deregistration delay, then
+//!   counts as gone (the next write of the group drops it).
 //!
 //! ## Limits (AWS's default quotas, per account and region)
 //! | what | limit |
@@ -43,6 +46,7 @@
 //! SetRulePriorities are refused or not served. Markers (page tokens) are the next
 //! item's name or id, not signed: they only ever range over the caller's own scope.
 
+pub mod health;
 pub mod listeners;
 pub mod load_balancers;
 pub mod tags;

@@ -2,6 +2,7 @@
 //! ModifyTargetGroup, DeleteTargetGroup, Describe/ModifyTargetGroupAttributes,
 //! RegisterTargets, DeregisterTargets, DescribeTargetHealth.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use super::{
@@ -382,6 +383,7 @@ pub fn modify(
     (arn, input): (String, HealthCheckInput),
 ) -> ElbWritten<TargetGroupView> {
     let mut tg = target_group_by_arn(state, &ctx.scope, &arn)?.clone();
+    tg.prune_drained(ctx.now_ms());
     tg.health_check = apply_health_check(tg.health_check.clone(), input)?;
     let v = view(state, &ctx.scope, &tg);
     Ok((v, vec![Change::Put(Record::TargetGroup(tg))]))
@@ -470,6 +472,7 @@ pub fn modify_attributes(
     (arn, attributes): (String, Vec<(String, String)>),
 ) -> ElbWritten<BTreeMap<String, String>> {
     let mut tg = target_group_by_arn(state, &ctx.scope, &arn)?.clone();
+    tg.prune_drained(ctx.now_ms());
     if attributes.is_empty() {
         return Err(validation("Attributes must name at least one attribute"));
     }
@@ -521,20 +524,28 @@ fn resolve_target(tg: &TargetGroupRecord, t: &TargetInput) -> Result<Target, Elb
     Ok(Target::new(t.id.clone(), port, t.availability_zone.clone()))
 }
 
-/// RegisterTargets: adds targets (registering one again changes nothing).
+/// RegisterTargets: adds targets. Registering an active one again changes nothing;
+/// registering one that is draining makes it active again (its draining deadline and
+/// observed health cleared: the data plane checks it anew).
 pub fn register(
     state: &State,
     ctx: &mut Ctx,
     (arn, targets): (String, Vec<TargetInput>),
 ) -> ElbWritten<()> {
     let mut tg = target_group_by_arn(state, &ctx.scope, &arn)?.clone();
+    tg.prune_drained(ctx.now_ms());
     if targets.is_empty() {
         return Err(validation("Targets must name at least one target"));
     }
     for t in &targets {
         let t = resolve_target(&tg, t)?;
-        if !tg.targets.iter().any(|x| x.id == t.id && x.port == t.port) {
-            tg.targets.push(t);
+        match tg.targets.iter_mut().find(|x| x.is(&t.id, t.port)) {
+            Some(x) if !x.is_active() => {
+                x.draining_until_ms = None;
+                x.health = None;
+            }
+            Some(_) => {}
+            None => tg.targets.push(t),
         }
     }
     if tg.targets.len() > MAX_TARGETS_PER_GROUP {
@@ -543,24 +554,35 @@ pub fn register(
     Ok(((), vec![Change::Put(Record::TargetGroup(tg))]))
 }
 
-/// DeregisterTargets: removes targets. Naming one that is not registered is
-/// `InvalidTarget`, as in AWS.
+/// DeregisterTargets: the targets drain for the group's deregistration delay
+/// (`draining_until_ms`; a delay of 0 removes them at once). Deregistering one that is
+/// already draining changes nothing; naming one that is not registered (or done
+/// draining) is `InvalidTarget`, as in AWS.
 pub fn deregister(
     state: &State,
     ctx: &mut Ctx,
     (arn, targets): (String, Vec<TargetInput>),
 ) -> ElbWritten<()> {
     let mut tg = target_group_by_arn(state, &ctx.scope, &arn)?.clone();
+    let now_ms = ctx.now_ms();
+    tg.prune_drained(now_ms);
+    let delay_ms = tg.deregistration_delay_ms();
     for t in &targets {
         let t = resolve_target(&tg, t)?;
-        let before = tg.targets.len();
-        tg.targets.retain(|x| !(x.id == t.id && x.port == t.port));
-        if tg.targets.len() == before {
+        let Some(at) = tg.targets.iter().position(|x| x.is(&t.id, t.port)) else {
             return Err(ElbError::InvalidTarget(format!(
                 "The following targets are not registered: '{}:{}'",
                 shorten(&t.id),
                 t.port
             )));
+        };
+        if !tg.targets[at].is_active() {
+            continue;
+        }
+        if delay_ms == 0 {
+            tg.targets.remove(at);
+        } else {
+            tg.targets[at].draining_until_ms = Some(now_ms.saturating_add(delay_ms));
         }
     }
     Ok(((), vec![Change::Put(Record::TargetGroup(tg))]))
@@ -575,23 +597,32 @@ pub struct TargetHealth {
     pub health_check_port: String,
     /// `initial`, `healthy`, `unhealthy`, `unused`, `draining`.
     pub state: &'static str,
-    /// The reason code (`Elb.RegistrationInProgress`, `Target.NotInUse`, …).
-    pub reason: Option<&'static str>,
+    /// The reason code (`Elb.RegistrationInProgress`, `Target.NotInUse`, …); the data
+    /// plane's own for an unhealthy target.
+    pub reason: Option<Cow<'static, str>>,
     /// The description.
-    pub description: Option<&'static str>,
+    pub description: Option<Cow<'static, str>>,
 }
 
-/// DescribeTargetHealth: the health of the given targets (or all registered ones).
+/// DescribeTargetHealth: the health of the given targets (or all registered ones, in
+/// registration order).
 ///
-/// The control plane does not check health itself: a target is `unused` while no
-/// listener or rule forwards to its group, else `initial` until the data plane (crate
-/// `lb`, configured from these listeners, rules and target groups) reports what its
-/// checks observe. Naming a target that is not registered answers `unused` /
-/// `Target.NotRegistered`, as AWS does.
+/// The control plane does not check health itself; the data plane (crate `lb`, run by
+/// `flotilla server --lb-listen`) reports what its checks observe ([`super::health`]).
+/// A target is:
+/// - `draining` (`Target.DeregistrationInProgress`) from DeregisterTargets until its
+///   group's deregistration delay has passed; after that it is gone;
+/// - `unused` (`Target.NotInUse`) while no listener or rule forwards to its group;
+/// - `initial` (`Elb.RegistrationInProgress`) until the data plane reports it;
+/// - `healthy`, or `unhealthy` with the reason the data plane gave.
+///
+/// Naming a target that is not registered answers `unused` / `Target.NotRegistered`,
+/// as AWS does. `now_ms` (epoch milliseconds, the server's clock) decides whether a
+/// deregistered target is still draining.
 pub fn describe_health(
     state: &State,
     scope: &Scope,
-    (arn, targets): (String, Vec<TargetInput>),
+    (arn, targets, now_ms): (String, Vec<TargetInput>, u64),
 ) -> Result<Vec<TargetHealth>, ElbError> {
     let tg = target_group_by_arn(state, scope, &arn)?;
     let in_use = !users(state, scope, &arn).is_empty();
@@ -603,19 +634,37 @@ pub fn describe_health(
         }
     };
     let registered = |t: &Target| {
-        let (state, reason, description) = if in_use {
-            (
-                "initial",
-                Some("Elb.RegistrationInProgress"),
-                Some("Target registration is in progress"),
-            )
-        } else {
-            (
-                "unused",
-                Some("Target.NotInUse"),
-                Some("Target group is not configured to receive traffic from the load balancer"),
-            )
-        };
+        let (state, reason, description): (&'static str, Option<Cow<'static, str>>, _) =
+            if t.is_draining(now_ms) {
+                (
+                    "draining",
+                    Some("Target.DeregistrationInProgress".into()),
+                    Some("Target deregistration is in progress".into()),
+                )
+            } else if !in_use {
+                (
+                    "unused",
+                    Some("Target.NotInUse".into()),
+                    Some(
+                        "Target group is not configured to receive traffic from the load balancer"
+                            .into(),
+                    ),
+                )
+            } else {
+                match &t.health {
+                    None => (
+                        "initial",
+                        Some("Elb.RegistrationInProgress".into()),
+                        Some("Target registration is in progress".into()),
+                    ),
+                    Some(h) if h.healthy => ("healthy", None, None),
+                    Some(h) => (
+                        "unhealthy",
+                        h.reason.clone().map(Cow::Owned),
+                        h.description.clone().map(Cow::Owned),
+                    ),
+                }
+            };
         TargetHealth {
             target: t.clone(),
             health_check_port: hc_port(t),
@@ -625,19 +674,19 @@ pub fn describe_health(
         }
     };
     if targets.is_empty() {
-        return Ok(tg.targets.iter().map(registered).collect());
+        return Ok(tg.live_targets(now_ms).map(registered).collect());
     }
     let mut out = Vec::new();
     for t in &targets {
         let t = resolve_target(tg, t)?;
-        match tg.targets.iter().find(|x| x.id == t.id && x.port == t.port) {
+        match tg.live_targets(now_ms).find(|x| x.is(&t.id, t.port)) {
             Some(found) => out.push(registered(found)),
             None => out.push(TargetHealth {
                 health_check_port: hc_port(&t),
                 target: t,
                 state: "unused",
-                reason: Some("Target.NotRegistered"),
-                description: Some("Target is not registered to the target group"),
+                reason: Some("Target.NotRegistered".into()),
+                description: Some("Target is not registered to the target group".into()),
             }),
         }
     }

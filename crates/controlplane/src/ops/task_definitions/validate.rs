@@ -157,6 +157,13 @@ fn normalise_container(
             "links are only supported in bridge network mode.",
         ));
     }
+    // The agent writes these into the container's /etc/resolv.conf.
+    for s in c.dns_servers.as_deref().unwrap_or(&[]) {
+        model::resolv::dns_server(s).map_err(|e| container_error(&name, e))?;
+    }
+    for d in c.dns_search_domains.as_deref().unwrap_or(&[]) {
+        model::resolv::search_domain(d).map_err(|e| container_error(&name, e))?;
+    }
     for mp in c.mount_points.get_or_insert_with(Vec::new) {
         let src = mp.source_volume.as_deref().unwrap_or("");
         if !volumes.contains(src) {
@@ -421,6 +428,63 @@ fn dependency_cycle(containers: &[wire::ContainerDefinition]) -> Option<Vec<Stri
                     .map(|c| c.name.clone().unwrap_or_default())
                     .collect(),
             );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn container(extra: serde_json::Value) -> wire::ContainerDefinition {
+        let mut c = serde_json::json!({"name": "web", "image": "busybox", "memory": 16});
+        c.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        serde_json::from_value(c).unwrap()
+    }
+
+    fn check(extra: serde_json::Value, mode: NetworkMode) -> Result<(), EcsError> {
+        normalise_container(&mut container(extra), mode, &BTreeSet::new(), None)
+    }
+
+    #[test]
+    fn dns_servers_and_search_domains_are_checked_in_every_network_mode() {
+        let good = serde_json::json!({
+            "dnsServers": ["10.213.0.1", "fd00::53"],
+            "dnsSearchDomains": ["flotilla.test", "corp-1.example"],
+        });
+        for mode in [
+            NetworkMode::Bridge,
+            NetworkMode::Host,
+            NetworkMode::Awsvpc,
+            NetworkMode::None,
+        ] {
+            check(good.clone(), mode).unwrap();
+        }
+        for (extra, needle) in [
+            (
+                serde_json::json!({"dnsServers": ["dns.local"]}),
+                "dnsServers: \"dns.local\"",
+            ),
+            (
+                serde_json::json!({"dnsServers": ["10.0.0.2\nnameserver 1.1.1.1"]}),
+                "is not an IP address",
+            ),
+            (
+                serde_json::json!({"dnsSearchDomains": ["corp.local."]}),
+                "dnsSearchDomains: \"corp.local.\"",
+            ),
+            (
+                serde_json::json!({"dnsSearchDomains": ["a b"]}),
+                "is not a domain name",
+            ),
+        ] {
+            let e = check(extra, NetworkMode::Bridge).unwrap_err();
+            assert_eq!(e.code(), "ClientException", "{e}");
+            let msg = e.to_string();
+            assert!(msg.contains("Invalid setting for container 'web'"), "{msg}");
+            assert!(msg.contains(needle), "{msg}");
         }
     }
 }

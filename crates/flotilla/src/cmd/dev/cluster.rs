@@ -170,6 +170,8 @@ fn up(args: UpArgs) -> anyhow::Result<()> {
   aws ecs create-service --service-name hello --task-definition hello --desired-count 6
   aws ecs wait services-stable --services hello
 Images: 127.0.0.1:5000/... (scripts/build-test-images.sh) works on every node.
+Service discovery: Cloud Map private DNS namespaces (AWS_ENDPOINT_URL_SERVICEDISCOVERY={e})
+  resolve inside tasks, e.g. web.corp.local (the agents' --task-dns names the server's DNS).
 Logs: {dir}/server/server.log, {dir}/nodes/<i>/agent.log
 Stop it with: flotilla dev cluster down --name {name}",
         region = status.region,
@@ -228,6 +230,10 @@ fn print_status(s: &ClusterStatus) {
         },
         s.bridge,
     );
+    match &s.dns {
+        Some(addr) => println!("Cloud Map DNS on {addr}: the tasks' name server"),
+        None => println!("no Cloud Map DNS: tasks keep their images' /etc/resolv.conf"),
+    }
     let mut table = Table::new();
     table.set_header([
         "node",

@@ -1,0 +1,166 @@
+//! Blue/green deployments (`deploymentConfiguration.strategy` `BLUE_GREEN`, ECS's
+//! built-in strategy of 2025): each deployment's tasks join one side of the service's
+//! target group pairs ([`Side`]); the new ("green") deployment starts in full on the side
+//! that takes no production traffic, test traffic (the test listener rule) goes to it at
+//! once, production traffic (the production listener rule) moves to it in one step once
+//! every desired green task is healthy, and the old ("blue") tasks keep running through
+//! `bakeTimeInMinutes` so that a rollback moves traffic back at once. After the bake
+//! they stop (drained, though no traffic reaches them). A rollback (the circuit breaker)
+//! makes the blue deployment PRIMARY again: its tasks are healthy, so traffic moves back
+//! in the same pass. The rules for each state are in docs/services.md.
+
+use super::*;
+use crate::load_balancing::{BlueGreenRules, Side, live_side, shift_rule};
+use crate::ops::services::is_blue_green;
+
+impl<'a> Pass<'a> {
+    /// Whether this service deploys blue/green (the strategy, and an entry with an
+    /// alternate group).
+    pub(super) fn deploys_blue_green(&self) -> bool {
+        is_blue_green(self.svc.service.deployment_configuration.as_ref())
+            && self.bindings.iter().any(|b| b.blue_green.is_some())
+    }
+
+    /// The side a task's deployment uses (the main groups for one never assigned).
+    pub(super) fn side_of(&self, t: &TaskRecord) -> Side {
+        let alternate = t
+            .task
+            .started_by
+            .as_deref()
+            .and_then(|d| self.svc.blue_green.alternate.get(d))
+            .copied()
+            .unwrap_or(false);
+        if alternate {
+            Side::Alternate
+        } else {
+            Side::Main
+        }
+    }
+
+    /// Each blue/green entry's groups and rules, once.
+    fn pairs(&self) -> Vec<BlueGreenRules<'a>> {
+        self.bindings
+            .iter()
+            .filter(|b| b.side == Side::Main)
+            .filter_map(|b| b.blue_green.clone())
+            .collect()
+    }
+
+    /// The side production traffic goes to (the first entry's production rule).
+    fn live(&self) -> Side {
+        self.pairs().first().map_or(Side::Main, |r| {
+            live_side(self.state, &self.rec.scope, r, r.production_rule)
+        })
+    }
+
+    fn bake_secs(&self) -> f64 {
+        let minutes = self
+            .svc
+            .service
+            .deployment_configuration
+            .as_ref()
+            .and_then(|c| c.bake_time_in_minutes)
+            .unwrap_or(0)
+            .max(0);
+        f64::from(minutes) * 60.0
+    }
+
+    /// Points `rule` of every pair at `side`.
+    fn shift(&mut self, side: Side, production: bool) -> bool {
+        let mut moved = false;
+        for r in self.pairs() {
+            let rule = if production {
+                Some(r.production_rule)
+            } else {
+                r.test_rule
+            };
+            let Some(rule) = rule else { continue };
+            if let Some(change) = shift_rule(self.state, &self.rec.scope, &r, rule, side) {
+                self.rule_changes.push(change);
+                moved = true;
+            }
+        }
+        moved
+    }
+
+    /// Runs before the REPLICA phases: gives the PRIMARY deployment its side, moves test
+    /// and production traffic, and says which side's tasks of other deployments must keep
+    /// running: the live side until production traffic moves, the side it left during
+    /// the bake time. Other deployments' tasks elsewhere (an abandoned green fleet) go.
+    pub(super) fn blue_green(&mut self) -> Option<Side> {
+        if !self.deploys_blue_green() {
+            return None;
+        }
+        let p = self.primary()?;
+        let live = self.live();
+        let listed: HashSet<String> = self
+            .deployments()
+            .iter()
+            .filter_map(|d| d.id.clone())
+            .collect();
+        self.svc
+            .blue_green
+            .alternate
+            .retain(|id, _| listed.contains(id));
+        if !self.svc.blue_green.alternate.contains_key(&p.id) {
+            // The first deployment serves where traffic already goes; a later one starts
+            // on the other side.
+            let others = self.tasks.iter().any(|t| self.alive(t) && !Self::of(t, &p));
+            let side = if others { live.other() } else { live };
+            self.svc
+                .blue_green
+                .alternate
+                .insert(p.id.clone(), side == Side::Alternate);
+        }
+        let side = if self.svc.blue_green.alternate[&p.id] {
+            Side::Alternate
+        } else {
+            Side::Main
+        };
+        if side == live {
+            let baking = self
+                .svc
+                .blue_green
+                .shifted
+                .as_ref()
+                .filter(|(id, _)| *id == p.id)
+                .map(|(_, at)| at + self.bake_secs())
+                .filter(|until| self.now < *until);
+            if let Some(until) = baking {
+                self.wake(until);
+                return Some(live.other());
+            }
+            return None;
+        }
+        if p.failed {
+            // A failed green deployment never takes production traffic; blue serves on.
+            return Some(live);
+        }
+        self.shift(side, false);
+        let desired = self.svc.service.desired_count.unwrap_or(0).max(0) as usize;
+        let ready = self
+            .tasks
+            .iter()
+            .filter(|t| Self::of(t, &p) && self.healthy(t))
+            .count();
+        if ready < desired {
+            return Some(live);
+        }
+        if self.shift(side, true) {
+            self.svc.blue_green.shifted = Some((p.id.clone(), self.now));
+            let bake = self.bake_secs();
+            self.events.push(format!(
+                "{} (deployment {}) production traffic shifted to its {} tasks; bake time {}s.",
+                self.prefix(),
+                p.id,
+                ready,
+                bake
+            ));
+            if bake > 0.0 {
+                self.wake(self.now + bake);
+                return Some(live);
+            }
+        }
+        None
+    }
+}

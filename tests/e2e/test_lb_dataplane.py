@@ -1,0 +1,128 @@
+"""The load balancers' data plane inside `flotilla server --lb-listen`: a load balancer
+made with the real `aws elbv2` CLI carries HTTP traffic to two real backends (Python
+http.server threads on loopback), the health its checks observe shows in
+describe-target-health, a stopped backend turns `unhealthy` and gets no more traffic, and
+a deregistered target drains."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import threading
+import urllib.error
+import urllib.request
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from e2e_support import cli_env, start_server
+from support import free_port, wait_for
+
+
+class Backend:
+    """An HTTP/1.0 server on a free loopback port answering `200 <name>` to every GET
+    (one connection per request, so a stopped backend answers nothing at all)."""
+
+    def __init__(self, name: str):
+        body = name.encode()
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self):  # noqa: N802 - http.server's name
+                self.send_response(200)
+                self.send_header("Content-Type", "text/plain")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *_args):
+                pass
+
+        self.name = name
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.port = self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def lb_server(tmp_path):
+    server = start_server(tmp_path, ["--lb-listen", "127.0.0.1"], name="lb")
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def backends():
+    started = [Backend("one"), Backend("two")]
+    yield started
+    for b in started:
+        try:
+            b.stop()
+        except OSError:
+            pass
+
+
+def test_traffic_flows_health_comes_back_and_deregistered_targets_drain(lb_server, backends, tmp_path):
+    if shutil.which("aws") is None:
+        pytest.fail("the AWS CLI (`aws`) is not installed: pip install awscli", pytrace=False)
+    env = cli_env(AWS_ENDPOINT_URL=lb_server.endpoint)
+
+    def aws(*args: str):
+        r = subprocess.run(["aws", "elbv2", *args, "--output", "json"], env=env, capture_output=True, text=True, timeout=60, cwd=tmp_path)
+        assert r.returncode == 0, f"aws elbv2 {' '.join(args)} failed:\n{r.stderr[-2000:]}\nserver:\n{lb_server.log_text()}"
+        return json.loads(r.stdout) if r.stdout.strip() else None
+
+    one, two = backends
+    lb = aws("create-load-balancer", "--name", "dataplane")["LoadBalancers"][0]["LoadBalancerArn"]
+    tg = aws(
+        "create-target-group", "--name", "backends", "--protocol", "HTTP", "--port", "80", "--target-type", "ip",
+        "--health-check-path", "/", "--health-check-interval-seconds", "5", "--health-check-timeout-seconds", "2",
+        "--healthy-threshold-count", "2", "--unhealthy-threshold-count", "2",
+    )["TargetGroups"][0]["TargetGroupArn"]
+    aws("modify-target-group-attributes", "--target-group-arn", tg, "--attributes", "Key=deregistration_delay.timeout_seconds,Value=60")
+    port = free_port()
+    aws("create-listener", "--load-balancer-arn", lb, "--protocol", "HTTP", "--port", str(port), "--default-actions", f"Type=forward,TargetGroupArn={tg}")
+    aws("register-targets", "--target-group-arn", tg, "--targets", f"Id=127.0.0.1,Port={one.port}", f"Id=127.0.0.1,Port={two.port}")
+
+    def health() -> dict[int, tuple[str, str | None]]:
+        described = aws("describe-target-health", "--target-group-arn", tg)["TargetHealthDescriptions"]
+        return {h["Target"]["Port"]: (h["TargetHealth"]["State"], h["TargetHealth"].get("Reason")) for h in described}
+
+    wait_for(
+        lambda: health() == {one.port: ("healthy", None), two.port: ("healthy", None)},
+        "both targets to be reported healthy", deadline=40, interval=0.5,
+    )
+
+    def get() -> tuple[int, str]:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=10) as r:
+                return r.status, r.read().decode()
+        except urllib.error.HTTPError as e:
+            return e.code, e.read().decode(errors="replace")
+
+    answers = [get() for _ in range(50)]
+    assert all(status == 200 for status, _ in answers), answers
+    bodies = [body for _, body in answers]
+    assert set(bodies) == {"one", "two"}, bodies
+
+    one.stop()
+    wait_for(
+        lambda: health()[one.port][0] == "unhealthy",
+        "the stopped backend to be reported unhealthy", deadline=40, interval=0.5,
+    )
+    assert health() == {one.port: ("unhealthy", "Target.FailedHealthChecks"), two.port: ("healthy", None)}
+    answers = [get() for _ in range(20)]
+    assert answers == [(200, "two")] * 20, answers
+
+    aws("deregister-targets", "--target-group-arn", tg, "--targets", f"Id=127.0.0.1,Port={one.port}")
+    assert health() == {one.port: ("draining", "Target.DeregistrationInProgress"), two.port: ("healthy", None)}
+    # Deregistering a draining target again is no error.
+    aws("deregister-targets", "--target-group-arn", tg, "--targets", f"Id=127.0.0.1,Port={one.port}")
+    assert [get() for _ in range(5)] == [(200, "two")] * 5
+    assert lb_server.proc.poll() is None, lb_server.log_text()
