@@ -213,7 +213,7 @@ impl Harness {
         }
     }
 
-    /// The data plane: checks every active target of every group.
+    /// The data plane: checks every active target of every group a listener uses.
     fn data_plane_step(&mut self) {
         let groups: Vec<TargetGroupRecord> = self
             .world
@@ -221,6 +221,7 @@ impl Harness {
             .elb
             .target_groups
             .values()
+            .filter(|g| !target_groups::users(&self.world.state, &scope(), &g.arn()).is_empty())
             .cloned()
             .collect();
         for g in groups {
@@ -623,7 +624,7 @@ impl Harness {
     /// An alternate group `tg-alt` (same delay) and a test listener on 8080 whose default
     /// rule forwards to `tg`; a BLUE_GREEN service of 2 tasks over `tg`/`tg-alt` with a
     /// bake time of one minute. Returns the alternate group's ARN and the test rule.
-    fn blue_green_service(&mut self) -> (String, String) {
+    fn blue_green_service(&mut self, with_test_rule: bool) -> (String, Option<String>) {
         let alt = self.elb(
             target_groups::create,
             CreateTargetGroup {
@@ -658,11 +659,15 @@ impl Harness {
                 tags: vec![],
             },
         );
-        let test_rule = test.rule_arn(&test.default_rule_id);
+        let test_rule = with_test_rule.then(|| test.rule_arn(&test.default_rule_id));
+        let mut advanced = json!({"alternateTargetGroupArn": alt.arn(),
+            "productionListenerRule": self.prod_rule,
+            "roleArn": "arn:aws:iam::123456789012:role/ecs"});
+        if let Some(rule) = &test_rule {
+            advanced["testListenerRule"] = json!(rule);
+        }
         let lbs = json!([{"targetGroupArn": self.tg_arn, "containerName": "app", "containerPort": 80,
-            "advancedConfiguration": {"alternateTargetGroupArn": alt.arn(),
-                "productionListenerRule": self.prod_rule, "testListenerRule": test_rule,
-                "roleArn": "arn:aws:iam::123456789012:role/ecs"}}]);
+            "advancedConfiguration": advanced}]);
         self.create_service(json!({"loadBalancers": lbs,
             "deploymentConfiguration": {"strategy": "BLUE_GREEN", "bakeTimeInMinutes": 1}}));
         (alt.arn(), test_rule)
@@ -732,8 +737,19 @@ fn production_is_served(h: &Harness) {
 
 #[test]
 fn a_blue_green_deployment_moves_production_traffic_at_once_and_keeps_blue_through_the_bake() {
+    blue_green_rollout(true);
+}
+
+#[test]
+fn without_a_test_rule_green_is_still_checked_before_production_moves() {
+    // Only the production rule names the alternate group (with weight 0): the data
+    // plane checks groups a listener uses, so green must be named there first.
+    blue_green_rollout(false);
+}
+
+fn blue_green_rollout(with_test_rule: bool) {
     let mut h = Harness::new();
-    let (alt, test_rule) = h.blue_green_service();
+    let (alt, test_rule) = h.blue_green_service(with_test_rule);
     h.run(10, |_| {});
     assert!(h.stable(), "{:?}", h.service());
     assert_eq!(
@@ -748,7 +764,7 @@ fn a_blue_green_deployment_moves_production_traffic_at_once_and_keeps_blue_throu
     let mut test_moved = false;
     for _ in 0..200 {
         h.step(&mut production_is_served);
-        if h.rule_target(&test_rule) == alt {
+        if test_rule.as_ref().is_none_or(|r| h.rule_target(r) == alt) {
             test_moved = true;
         }
         if shifted_at.is_none() && h.rule_target(&h.prod_rule) == alt {
@@ -799,7 +815,7 @@ fn a_blue_green_deployment_moves_production_traffic_at_once_and_keeps_blue_throu
 #[test]
 fn a_green_fleet_that_never_turns_healthy_never_takes_production_traffic() {
     let mut h = Harness::new();
-    let (alt, _) = h.blue_green_service();
+    let (alt, _) = h.blue_green_service(true);
     h.run(10, |_| {});
     let v1 = h.service().task_definition.unwrap();
     let bad = h.register_def(Checks::Silent);

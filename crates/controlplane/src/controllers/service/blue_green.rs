@@ -93,6 +93,9 @@ impl<'a> Pass<'a> {
         }
         let p = self.primary()?;
         let live = self.live();
+        // The production rule forwards to both groups (the other with weight 0), so the
+        // data plane checks the green side's targets before any traffic goes there.
+        self.shift(live, true);
         let listed: HashSet<String> = self
             .deployments()
             .iter()
