@@ -236,3 +236,26 @@ def task_answers(c: Cluster, task: dict, require_host_port: bool) -> bool:
     out = subprocess.run(["nsenter", f"--net=/proc/{pid}/ns/net", "curl", "-fsS", "-m", "3", "http://127.0.0.1:8080/"],
                          capture_output=True, text=True)
     return out.stdout.strip() == "flotilla httpd ok"
+
+
+def register_httpd(c: Cluster, family: str, version: int, health_check: bool = False) -> str:
+    """A revision of `family`: the test httpd (answers "flotilla httpd ok" on 8080, bridge
+    networking, a dynamic host port), `VERSION` set to `version`, a 5 s stop timeout, and
+    with `health_check` a container health check on that port."""
+    container = {
+        "name": "web",
+        "image": "127.0.0.1:5000/httpd:latest",
+        "memory": 32,
+        "essential": True,
+        "portMappings": [{"containerPort": 8080, "hostPort": 0, "protocol": "tcp"}],
+        "environment": [{"name": "VERSION", "value": str(version)}],
+        "linuxParameters": {"initProcessEnabled": True},
+        "stopTimeout": 5,
+    }
+    if health_check:
+        container["healthCheck"] = {
+            "command": ["CMD-SHELL", "wget -q -O /dev/null http://127.0.0.1:8080/ || exit 1"],
+            "interval": 5, "timeout": 3, "retries": 2, "startPeriod": 0,
+        }
+    return c.ecs.register_task_definition(family=family, networkMode="bridge", containerDefinitions=[container],
+                                          )["taskDefinition"]["taskDefinitionArn"]

@@ -11,7 +11,7 @@ import os
 import subprocess
 import time
 
-from cluster_support import (BIN, Cluster, Sampler, leftovers, per_node, service_tasks, task_answers, wait_for)
+from cluster_support import (BIN, Cluster, Sampler, leftovers, per_node, service_tasks, task_answers, wait_for, register_httpd)
 
 SERVICE = "web"
 DESIRED = 6
@@ -24,24 +24,7 @@ REQUIRE_HOST_PORTS = True
 
 
 def register_web(c: Cluster, version: int) -> str:
-    return c.ecs.register_task_definition(
-        family=SERVICE,
-        networkMode="bridge",
-        containerDefinitions=[{
-            "name": "web",
-            "image": "127.0.0.1:5000/httpd:latest",
-            "memory": 32,
-            "essential": True,
-            "portMappings": [{"containerPort": 8080, "hostPort": 0, "protocol": "tcp"}],
-            "environment": [{"name": "VERSION", "value": str(version)}],
-            "linuxParameters": {"initProcessEnabled": True},
-            "stopTimeout": 5,
-            "healthCheck": {
-                "command": ["CMD-SHELL", "wget -q -O /dev/null http://127.0.0.1:8080/ || exit 1"],
-                "interval": 5, "timeout": 3, "retries": 2, "startPeriod": 0,
-            },
-        }],
-    )["taskDefinition"]["taskDefinitionArn"]
+    return register_httpd(c, SERVICE, version, health_check=True)
 
 
 def describe_service(c: Cluster) -> dict:

@@ -16,7 +16,7 @@ import boto3
 import pytest
 from botocore.config import Config
 
-from cluster_support import REGION, Cluster, container_pid, service_tasks, wait_for
+from cluster_support import REGION, Cluster, container_pid, service_tasks, wait_for, register_httpd
 
 NAMESPACE = "flotilla.test"
 SERVICE = "web"
@@ -37,20 +37,7 @@ def sd(cluster: Cluster):
 
 
 def register_web(c: Cluster, version: int) -> str:
-    return c.ecs.register_task_definition(
-        family=SERVICE,
-        networkMode="bridge",
-        containerDefinitions=[{
-            "name": "web",
-            "image": "127.0.0.1:5000/httpd:latest",
-            "memory": 32,
-            "essential": True,
-            "portMappings": [{"containerPort": 8080, "hostPort": 0, "protocol": "tcp"}],
-            "environment": [{"name": "VERSION", "value": str(version)}],
-            "linuxParameters": {"initProcessEnabled": True},
-            "stopTimeout": 5,
-        }],
-    )["taskDefinition"]["taskDefinitionArn"]
+    return register_httpd(c, SERVICE, version)
 
 
 def running(c: Cluster, taskdef: str | None = None) -> list[dict]:

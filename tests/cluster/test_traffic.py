@@ -21,7 +21,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from cluster_support import CREDS, Cluster, service_tasks, wait_for
+from cluster_support import CREDS, Cluster, service_tasks, wait_for, register_httpd
 from support import free_port
 
 SERVICE = "web"
@@ -40,20 +40,7 @@ def elbv2(c: Cluster, *args: str) -> dict:
 
 
 def register_web(c: Cluster, version: int) -> str:
-    return c.ecs.register_task_definition(
-        family=SERVICE,
-        networkMode="bridge",
-        containerDefinitions=[{
-            "name": "web",
-            "image": "127.0.0.1:5000/httpd:latest",
-            "memory": 32,
-            "essential": True,
-            "portMappings": [{"containerPort": 8080, "hostPort": 0, "protocol": "tcp"}],
-            "environment": [{"name": "VERSION", "value": str(version)}],
-            "linuxParameters": {"initProcessEnabled": True},
-            "stopTimeout": 5,
-        }],
-    )["taskDefinition"]["taskDefinitionArn"]
+    return register_httpd(c, SERVICE, version)
 
 
 def target_health(c: Cluster, tg: str | None = None) -> list[dict]:

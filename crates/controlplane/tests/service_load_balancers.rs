@@ -13,7 +13,7 @@ use controlplane::ops::elbv2::load_balancers::{self, CreateLoadBalancer};
 use controlplane::ops::elbv2::target_groups::{self, CreateTargetGroup};
 use controlplane::ops::elbv2::{ElbError, ElbWritten};
 use controlplane::ops::{agent, services, task_definitions};
-use controlplane::state::elb::{ObservedHealth, Target, TargetGroupRecord};
+use controlplane::state::elb::{ListenerRecord, ObservedHealth, Target, TargetGroupRecord};
 use controlplane::state::{Change, Record, ServiceKey, TaskRecord};
 use controlplane::{Ctx, State};
 use model::wire;
@@ -82,15 +82,7 @@ impl Harness {
                 ..Default::default()
             },
         );
-        let tg = h.elb(
-            target_groups::create,
-            CreateTargetGroup {
-                name: "tg".into(),
-                protocol: Some("HTTP".into()),
-                port: Some(80),
-                ..Default::default()
-            },
-        );
+        let tg = h.new_group("tg", "instance");
         h.tg_arn = tg.arn();
         let mut tg = tg;
         tg.attributes.insert(
@@ -99,18 +91,37 @@ impl Harness {
         );
         h.world
             .apply(&[Change::Put(Record::TargetGroup(tg.clone()))]);
-        let listener = h.elb(
-            listeners::create,
-            CreateListener {
-                load_balancer_arn: lb.arn(),
-                protocol: Some("HTTP".into()),
-                port: Some(80),
-                default_actions: vec![forward(&tg.arn())],
-                tags: vec![],
-            },
-        );
+        let listener = h.new_listener(lb.arn(), 80, &tg.arn());
         h.prod_rule = listener.rule_arn(&listener.default_rule_id);
         h
+    }
+
+    /// A target group `name` of `target_type` for HTTP on port 80.
+    fn new_group(&mut self, name: &str, target_type: &str) -> TargetGroupRecord {
+        self.elb(
+            target_groups::create,
+            CreateTargetGroup {
+                name: name.into(),
+                protocol: Some("HTTP".into()),
+                port: Some(80),
+                target_type: Some(target_type.into()),
+                ..Default::default()
+            },
+        )
+    }
+
+    /// An HTTP listener of `lb_arn` on `port` forwarding to `tg_arn`.
+    fn new_listener(&mut self, lb_arn: String, port: i64, tg_arn: &str) -> ListenerRecord {
+        self.elb(
+            listeners::create,
+            CreateListener {
+                load_balancer_arn: lb_arn,
+                protocol: Some("HTTP".into()),
+                port: Some(port),
+                default_actions: vec![forward(tg_arn)],
+                tags: vec![],
+            },
+        )
     }
 
     fn elb<Req, Resp>(&mut self, op: ElbOp<Req, Resp>, r: Req) -> Resp {
@@ -191,26 +202,8 @@ impl Harness {
     /// The agent: PENDING → RUNNING with port 80 on the next host port; desired STOPPED →
     /// STOPPED.
     fn agent_step(&mut self) {
-        for t in self.tasks() {
-            let last = t.task.last_status.clone().unwrap_or_default();
-            let desired = t.task.desired_status.clone().unwrap_or_default();
-            let body = if last == "STOPPED" {
-                continue;
-            } else if desired == "STOPPED" {
-                json!({"cluster": "c", "task": t.id, "status": "STOPPED",
-                    "containers": [{"containerName": "app", "status": "STOPPED", "exitCode": 143}]})
-            } else if last != "RUNNING" {
-                self.next_port += 1;
-                json!({"cluster": "c", "task": t.id, "status": "RUNNING",
-                    "containers": [{"containerName": "app", "status": "RUNNING",
-                        "networkBindings": [{"bindIP": "0.0.0.0", "containerPort": 80,
-                            "hostPort": self.next_port, "protocol": "tcp"}]}]})
-            } else {
-                continue;
-            };
-            let _: wire::SubmitTaskStateChangeResponse =
-                self.world.write(agent::submit_task_state_change, req(body));
-        }
+        self.world
+            .publishing_agent_step("service:web", &mut self.next_port);
     }
 
     /// The data plane: checks every active target of every group a listener uses.
@@ -550,15 +543,7 @@ fn load_balancers_are_validated_like_ecs() {
         assert_eq!(e.code(), "InvalidParameterException", "{lbs}: {e}");
     }
     // A group no listener uses, and an `ip` group for a bridge task, are refused too.
-    let lonely = h.elb(
-        target_groups::create,
-        CreateTargetGroup {
-            name: "lonely".into(),
-            protocol: Some("HTTP".into()),
-            port: Some(80),
-            ..Default::default()
-        },
-    );
+    let lonely = h.new_group("lonely", "instance");
     let body = json!({"cluster": "c", "serviceName": "web", "taskDefinition": "web:1",
         "loadBalancers": [{"targetGroupArn": lonely.arn(), "containerName": "app", "containerPort": 80}]});
     let e = h
@@ -570,16 +555,7 @@ fn load_balancers_are_validated_like_ecs() {
             .contains("does not have an associated load balancer"),
         "{e}"
     );
-    let ip = h.elb(
-        target_groups::create,
-        CreateTargetGroup {
-            name: "ips".into(),
-            protocol: Some("HTTP".into()),
-            port: Some(80),
-            target_type: Some("ip".into()),
-            ..Default::default()
-        },
-    );
+    let ip = h.new_group("ips", "ip");
     let lb = h
         .world
         .state
@@ -589,16 +565,7 @@ fn load_balancers_are_validated_like_ecs() {
         .next()
         .unwrap()
         .arn();
-    let _ = h.elb(
-        listeners::create,
-        CreateListener {
-            load_balancer_arn: lb,
-            protocol: Some("HTTP".into()),
-            port: Some(8080),
-            default_actions: vec![forward(&ip.arn())],
-            tags: vec![],
-        },
-    );
+    let _ = h.new_listener(lb, 8080, &ip.arn());
     let body = json!({"cluster": "c", "serviceName": "web", "taskDefinition": "web:1",
         "loadBalancers": [{"targetGroupArn": ip.arn(), "containerName": "app", "containerPort": 80}]});
     let e = h
@@ -625,15 +592,7 @@ impl Harness {
     /// rule forwards to `tg`; a BLUE_GREEN service of 2 tasks over `tg`/`tg-alt` with a
     /// bake time of one minute. Returns the alternate group's ARN and the test rule.
     fn blue_green_service(&mut self, with_test_rule: bool) -> (String, Option<String>) {
-        let alt = self.elb(
-            target_groups::create,
-            CreateTargetGroup {
-                name: "tg-alt".into(),
-                protocol: Some("HTTP".into()),
-                port: Some(80),
-                ..Default::default()
-            },
-        );
+        let alt = self.new_group("tg-alt", "instance");
         let mut rec = alt.clone();
         rec.attributes.insert(
             "deregistration_delay.timeout_seconds".into(),
@@ -649,16 +608,8 @@ impl Harness {
             .next()
             .unwrap()
             .arn();
-        let test = self.elb(
-            listeners::create,
-            CreateListener {
-                load_balancer_arn: lb,
-                protocol: Some("HTTP".into()),
-                port: Some(8080),
-                default_actions: vec![forward(&self.tg_arn)],
-                tags: vec![],
-            },
-        );
+        let main = self.tg_arn.clone();
+        let test = self.new_listener(lb, 8080, &main);
         let test_rule = with_test_rule.then(|| test.rule_arn(&test.default_rule_id));
         let mut advanced = json!({"alternateTargetGroupArn": alt.arn(),
             "productionListenerRule": self.prod_rule,

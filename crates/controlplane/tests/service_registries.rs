@@ -124,25 +124,8 @@ impl Harness {
         let key = ServiceKey::new(&scope(), "c", "web");
         let (_, changes) = reconcile_service(&self.world.state, &mut ctx, &key).expect("reconcile");
         self.world.apply(&changes);
-        for t in self.tasks() {
-            let last = t.task.last_status.clone().unwrap_or_default();
-            let desired = t.task.desired_status.clone().unwrap_or_default();
-            let body = if last == "STOPPED" {
-                continue;
-            } else if desired == "STOPPED" {
-                json!({"cluster": "c", "task": t.id, "status": "STOPPED"})
-            } else if last != "RUNNING" {
-                self.next_port += 1;
-                json!({"cluster": "c", "task": t.id, "status": "RUNNING",
-                    "containers": [{"containerName": "app", "status": "RUNNING",
-                        "networkBindings": [{"bindIP": "0.0.0.0", "containerPort": 80,
-                            "hostPort": self.next_port, "protocol": "tcp"}]}]})
-            } else {
-                continue;
-            };
-            let _: wire::SubmitTaskStateChangeResponse =
-                self.world.write(agent::submit_task_state_change, req(body));
-        }
+        self.world
+            .publishing_agent_step("service:web", &mut self.next_port);
     }
 
     fn registered(&self) -> Vec<wire_sd::Instance> {

@@ -141,6 +141,45 @@ impl Default for World {
 }
 
 impl World {
+    /// One step of a simulated agent for the tasks of task group `group` in cluster `c`
+    /// whose container `app` publishes container port 80: a PENDING task turns RUNNING
+    /// with port 80 on host port `*next_port + 1` (then `*next_port` is that port), a
+    /// task asked to stop turns STOPPED (exit 143); others are left alone.
+    pub fn publishing_agent_step(&mut self, group: &str, next_port: &mut i32) {
+        let tasks: Vec<(String, String, String)> = self
+            .state
+            .tasks
+            .values()
+            .filter(|t| t.task.group.as_deref() == Some(group))
+            .map(|t| {
+                let status = |s: &Option<String>| s.clone().unwrap_or_default();
+                (
+                    t.id.clone(),
+                    status(&t.task.last_status),
+                    status(&t.task.desired_status),
+                )
+            })
+            .collect();
+        for (id, last, desired) in tasks {
+            let body = if last == "STOPPED" {
+                continue;
+            } else if desired == "STOPPED" {
+                json!({"cluster": "c", "task": id, "status": "STOPPED",
+                    "containers": [{"containerName": "app", "status": "STOPPED", "exitCode": 143}]})
+            } else if last != "RUNNING" {
+                *next_port += 1;
+                json!({"cluster": "c", "task": id, "status": "RUNNING",
+                    "containers": [{"containerName": "app", "status": "RUNNING",
+                        "networkBindings": [{"bindIP": "0.0.0.0", "containerPort": 80,
+                            "hostPort": *next_port, "protocol": "tcp"}]}]})
+            } else {
+                continue;
+            };
+            let _: wire::SubmitTaskStateChangeResponse =
+                self.write(agent::submit_task_state_change, req(body));
+        }
+    }
+
     /// An empty state at [`T0`].
     pub fn new() -> World {
         World::default()
