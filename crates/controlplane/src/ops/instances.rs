@@ -576,13 +576,11 @@ pub fn update_state(
 mod tests {
     use super::*;
 
-    /// Fuzz finding: more than 10 custom attributes answered AttributeLimitExceededException,
-    /// an error botocore's RegisterContainerInstance does not declare.
-    #[test]
-    fn too_many_attributes_at_registration_are_an_invalid_parameter() {
+    /// A state with the `default` cluster, and a context to write in it.
+    fn with_default_cluster() -> (State, Ctx) {
         let scope = Scope::new("000000000000", "us-east-1");
         let mut state = State::default();
-        let mut ctx = Ctx::new(scope.clone(), 1000.0, 1);
+        let mut ctx = Ctx::new(scope, 1000.0, 1);
         let (_, changes) = crate::ops::clusters::create_cluster(
             &state,
             &mut ctx,
@@ -592,6 +590,14 @@ mod tests {
         for c in &changes {
             state.apply(c);
         }
+        (state, ctx)
+    }
+
+    /// Fuzz finding: more than 10 custom attributes answered AttributeLimitExceededException,
+    /// an error botocore's RegisterContainerInstance does not declare.
+    #[test]
+    fn too_many_attributes_at_registration_are_an_invalid_parameter() {
+        let (state, mut ctx) = with_default_cluster();
         let attributes = |n: usize| {
             (0..n)
                 .map(|i| wire::Attribute {
@@ -616,18 +622,7 @@ mod tests {
     /// one keeps it; one that is not an address is an invalid parameter.
     #[test]
     fn the_private_ip_of_the_identity_document_is_an_attribute() {
-        let scope = Scope::new("000000000000", "us-east-1");
-        let mut state = State::default();
-        let mut ctx = Ctx::new(scope.clone(), 1000.0, 1);
-        let (_, changes) = crate::ops::clusters::create_cluster(
-            &state,
-            &mut ctx,
-            wire::CreateClusterRequest::default(),
-        )
-        .unwrap();
-        for c in &changes {
-            state.apply(c);
-        }
+        let (mut state, mut ctx) = with_default_cluster();
         let req = |doc: serde_json::Value| wire::RegisterContainerInstanceRequest {
             instance_identity_document: Some(doc.to_string()),
             ..Default::default()
