@@ -299,7 +299,7 @@ impl State {
         cluster: &str,
         group: &str,
     ) -> impl Iterator<Item = &'a TaskRecord> + 'a {
-        let mut tasks: Vec<&'a TaskRecord> = Vec::new();
+        let mut ids: Vec<&'a str> = Vec::new();
         if let Some(lists) = self
             .derived
             .task_lists
@@ -311,15 +311,19 @@ impl State {
             while let Some(desired) = next {
                 let key = (desired, TaskFilter::Group, group.to_owned());
                 if let Some(set) = lists.get(&key) {
-                    tasks.extend(set.iter().map(|t| &*t.0));
+                    ids.extend(set.iter().map(String::as_str));
                 }
                 let after = (format!("{}\0", key.0), TaskFilter::All, String::new());
                 next = lists.range(after..).next().map(|((d, _, _), _)| d.clone());
             }
         }
-        // The index's entries are the records themselves (see [`TaskRef`]).
-        tasks.sort_unstable_by(|a, b| a.id.cmp(&b.id));
-        tasks.into_iter()
+        ids.sort_unstable();
+        let mut key = MemberKey::new(scope, cluster, "");
+        ids.into_iter().filter_map(move |id| {
+            key.id.clear();
+            key.id.push_str(id);
+            self.tasks.get(&key).map(|t| &**t)
+        })
     }
 
     /// The container instances of one cluster, in id order.
@@ -349,7 +353,7 @@ impl State {
         desired: &str,
         filter: TaskFilter,
         value: &str,
-    ) -> Option<&BTreeSet<TaskRef>> {
+    ) -> Option<&BTreeSet<String>> {
         self.derived
             .task_lists
             .get(&ClusterKey::new(scope, cluster))?
