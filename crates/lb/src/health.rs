@@ -11,7 +11,8 @@
 //! error while proxying) count as failed checks.
 
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -56,6 +57,15 @@ pub struct TargetHealth {
 #[derive(Debug)]
 pub(crate) struct HealthCell {
     inner: Mutex<CellInner>,
+    /// `inner.healthy_since` as nanoseconds after [`epoch`] plus one, 0 for `None`: what
+    /// every proxied request reads, without taking the lock.
+    healthy_at: AtomicU64,
+}
+
+/// A fixed instant of this process, the origin of [`HealthCell::healthy_at`].
+fn epoch() -> Instant {
+    static EPOCH: OnceLock<Instant> = OnceLock::new();
+    *EPOCH.get_or_init(Instant::now)
 }
 
 #[derive(Debug, Clone)]
@@ -69,6 +79,8 @@ struct CellInner {
 
 impl HealthCell {
     pub(crate) fn new() -> HealthCell {
+        // Fixed before any `healthy_since` exists, so none predates it.
+        epoch();
         HealthCell {
             inner: Mutex::new(CellInner {
                 state: HealthState::Initial,
@@ -77,7 +89,17 @@ impl HealthCell {
                 reason: Some("Elb.InitialHealthChecking".into()),
                 healthy_since: None,
             }),
+            healthy_at: AtomicU64::new(0),
         }
+    }
+
+    /// Mirrors `c.healthy_since` into `healthy_at` (called with the lock held).
+    fn publish(&self, c: &CellInner) {
+        let at = c.healthy_since.map_or(0, |t| {
+            u64::try_from(t.saturating_duration_since(epoch()).as_nanos()).unwrap_or(u64::MAX - 1)
+                + 1
+        });
+        self.healthy_at.store(at, Ordering::Release);
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, CellInner> {
@@ -109,6 +131,7 @@ impl HealthCell {
                 }
             }
         }
+        self.publish(&c);
     }
 
     /// Health checks are off: healthy at once.
@@ -119,11 +142,15 @@ impl HealthCell {
             c.healthy_since = Some(Instant::now());
         }
         c.reason = None;
+        self.publish(&c);
     }
 
     /// When it became healthy, `None` if it is not.
     pub(crate) fn healthy_since(&self) -> Option<Instant> {
-        self.lock().healthy_since
+        match self.healthy_at.load(Ordering::Acquire) {
+            0 => None,
+            at => Some(epoch() + Duration::from_nanos(at - 1)),
+        }
     }
 
     pub(crate) fn report(&self) -> (HealthState, Option<String>) {

@@ -19,7 +19,12 @@
 //!   never touches established connections; per-target state (health, in-flight count,
 //!   metrics) is keyed by (group, address) and outlives updates.
 //! - Client side: HTTP/1.1 keep-alive and HTTP/2 with prior knowledge (h2c) on the same port
-//!   (`hyper_util::server::conn::auto`). Upstream: HTTP/1.1 over a pooled keep-alive client.
+//!   (`hyper_util::server::conn::auto`). Upstream: HTTP/1.1 keep-alive connections
+//!   (`hyper::client::conn::http1`) in a pool of idle ones per target.
+//! - Runtime: everything runs on the caller's Tokio runtime; a multi-threaded one lets idle
+//!   threads steal the work of a thread the OS has descheduled. (Thread-per-core, one
+//!   current-thread runtime and pool per worker thread, measured no faster and with a worse
+//!   p99 on a busy machine: `docs/performance.md`, "Load balancer data plane".)
 //!
 //! Why hyper and not Pingora: Pingora is a whole proxy framework with its own server, runtime
 //! and process model (daemonisation, graceful upgrade by fd passing), and a large dependency

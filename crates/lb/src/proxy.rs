@@ -1,6 +1,12 @@
 //! The server: [`Lb`] owns the listeners, the per-target state that outlives config updates
-//! (health, requests in flight, metric handles), the upstream connection pool, and the request
-//! path (route, pick a target, forward, retry once, log, count).
+//! (health, requests in flight, metric handles), the upstream connection pool, and the
+//! request path (route, pick a target, forward, retry once, log, count).
+//!
+//! Upstream connections are plain `hyper::client::conn::http1` connections kept in a pool of
+//! idle ones per target (`Pool`): a request takes one (or opens one), sends, and the
+//! connection goes back when the response body has been read. That is what hyper-util's
+//! pooled client does too, less its per-request costs (a checkout future, an extra task
+//! spawned per request to wait for the connection to become idle again).
 //!
 //! The routing state is an immutable [`Snapshot`] behind an `ArcSwap`: each request loads the
 //! current one, so [`Lb::update`] swaps rules, groups and targets without touching
@@ -11,8 +17,10 @@
 use std::collections::{BTreeSet, HashMap};
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use arc_swap::ArcSwap;
@@ -21,7 +29,8 @@ use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Request, Response, StatusCode, Uri, Version};
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Empty, Full};
-use hyper::body::{Body as _, Incoming};
+use hyper::body::{Body as _, Frame, Incoming, SizeHint};
+use hyper::client::conn::http1::SendRequest;
 use hyper::service::service_fn;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -48,8 +57,16 @@ pub const MAX_RETRY_BODY: u64 = 64 * 1024;
 /// The body type of every response the proxy sends (and of upstream requests).
 pub type Body = BoxBody<Bytes, hyper::Error>;
 
-/// Why [`Lb::start`] or [`Lb::update`] failed; on error nothing changed.
+/// How long connecting to a target may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How long an upstream connection stays in a pool unused.
+const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Why [`Lb::start`] or [`Lb::update`] failed; on error nothing changed. Non-exhaustive:
+/// callers keep a catch-all arm.
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum LbError {
     /// The config is invalid.
     #[error(transparent)]
@@ -74,7 +91,7 @@ pub struct Lb {
 /// What request handling needs; shared with the listener and connection tasks.
 struct Shared {
     state: ArcSwap<Snapshot>,
-    client: Client<HttpConnector, Body>,
+    pool: Arc<Pool>,
     metrics: Metrics,
 }
 
@@ -181,16 +198,10 @@ impl Lb {
     /// Validates `config`, binds its listeners and starts health checks. Must be called
     /// within a Tokio runtime (the tasks are spawned on it).
     pub fn start(config: LbConfig) -> Result<Lb, LbError> {
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(Duration::from_secs(5)));
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(60))
-            .build(connector);
         let lb = Lb {
             shared: Arc::new(Shared {
                 state: ArcSwap::from_pointee(Snapshot::default()),
-                client,
+                pool: Pool::start(),
                 metrics: Metrics::new(),
             }),
             control: Mutex::new(Control::default()),
@@ -425,6 +436,7 @@ async fn accept_loop(
     port: u16,
     shutdown: watch::Receiver<bool>,
 ) {
+    let port_value = HeaderValue::from(port);
     loop {
         let (stream, client) = match listener.accept().await {
             Ok(x) => x,
@@ -436,28 +448,55 @@ async fn accept_loop(
             }
         };
         let _ = stream.set_nodelay(true);
-        let shared = shared.clone();
-        let mut shutdown = shutdown.clone();
-        tokio::spawn(async move {
-            let svc = service_fn(move |req| {
-                let shared = shared.clone();
-                async move { Ok::<_, Infallible>(shared.handle(req, client, bind, port).await) }
-            });
-            let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-            let conn = builder.serve_connection(TokioIo::new(stream), svc);
-            tokio::pin!(conn);
-            tokio::select! {
-                _ = conn.as_mut() => {}
-                () = async { let _ = shutdown.wait_for(|stop| *stop).await; } => {
-                    conn.as_mut().graceful_shutdown();
-                    let _ = conn.await;
-                }
-            }
-        });
+        let conn = Conn {
+            shared: shared.clone(),
+            client,
+            bind,
+            client_ip: HeaderValue::from_str(&client.ip().to_string())
+                .unwrap_or_else(|_| HeaderValue::from_static("unknown")),
+            port_value: port_value.clone(),
+        };
+        tokio::spawn(serve_connection(Arc::new(conn), stream, shutdown.clone()));
     }
 }
 
-/// Decrements a target's in-flight count when the response body is done (or dropped).
+/// One client connection: what its requests need besides the request.
+struct Conn {
+    shared: Arc<Shared>,
+    client: SocketAddr,
+    bind: SocketAddr,
+    /// The client's IP, as `X-Forwarded-For` gets it.
+    client_ip: HeaderValue,
+    /// The listener's port, as `X-Forwarded-Port` gets it.
+    port_value: HeaderValue,
+}
+
+async fn serve_connection(
+    conn: Arc<Conn>,
+    stream: tokio::net::TcpStream,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let svc = service_fn(move |req| {
+        let conn = conn.clone();
+        async move { Ok::<_, Infallible>(conn.handle(req).await) }
+    });
+    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    // Head and body copied into one buffer and sent with one `write`: cheaper than a
+    // `writev` of two iovecs for the small responses that dominate (measured with the
+    // `flotilla bench lb` load: 13.0 → 12.1 µs of the proxy's CPU per request).
+    builder.http1().writev(false);
+    let served = builder.serve_connection(TokioIo::new(stream), svc);
+    tokio::pin!(served);
+    tokio::select! {
+        _ = served.as_mut() => {}
+        () = async { let _ = shutdown.wait_for(|stop| *stop).await; } => {
+            served.as_mut().graceful_shutdown();
+            let _ = served.await;
+        }
+    }
+}
+
+/// Decrements a target's in-flight count when dropped.
 struct InFlight(Arc<TargetShared>);
 
 impl InFlight {
@@ -498,19 +537,30 @@ fn empty() -> Body {
     Empty::new().map_err(|never| match never {}).boxed()
 }
 
-/// Hop-by-hop headers, never forwarded (RFC 9110 §7.6.1).
-const HOP_BY_HOP: [&str; 8] = [
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "te",
-    "trailer",
-    "transfer-encoding",
+const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
+const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+const X_FORWARDED_PORT: HeaderName = HeaderName::from_static("x-forwarded-port");
+
+/// Hop-by-hop headers, never forwarded (RFC 9110 §7.6.1), and `Upgrade`.
+const HOP_BY_HOP: [HeaderName; 9] = [
+    header::CONNECTION,
+    KEEP_ALIVE,
+    PROXY_CONNECTION,
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
 ];
 
 fn strip_hop_by_hop(headers: &mut HeaderMap) {
+    // Usually there are none: one pass over the (few) names is cheaper than nine removals.
+    if !headers.keys().any(|k| HOP_BY_HOP.contains(k)) {
+        return;
+    }
     let named: Vec<HeaderName> = headers
         .get_all(header::CONNECTION)
         .iter()
@@ -521,10 +571,9 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
     for n in named {
         headers.remove(n);
     }
-    for n in HOP_BY_HOP {
+    for n in &HOP_BY_HOP {
         headers.remove(n);
     }
-    headers.remove(header::UPGRADE);
 }
 
 fn is_idempotent(m: &Method) -> bool {
@@ -540,21 +589,19 @@ struct Outcome {
     target: Option<SocketAddr>,
 }
 
-impl Shared {
-    async fn handle(
-        self: Arc<Self>,
-        req: Request<Incoming>,
-        client: SocketAddr,
-        bind: SocketAddr,
-        port: u16,
-    ) -> Response<Body> {
+impl Conn {
+    async fn handle(&self, req: Request<Incoming>) -> Response<Body> {
+        // The access log costs a clock read and a copy of the path: only when it is on.
+        if !tracing::enabled!(target: "lb::access", tracing::Level::INFO) {
+            return self.route(req).await.resp;
+        }
         let started = Instant::now();
         let method = req.method().clone();
         let path = req.uri().path().to_string();
-        let out = self.route(req, client, bind, port).await;
+        let out = self.route(req).await;
         tracing::info!(
             target: "lb::access",
-            client = %client,
+            client = %self.client,
             method = %method,
             path = %path,
             status = out.resp.status().as_u16(),
@@ -564,22 +611,15 @@ impl Shared {
         out.resp
     }
 
-    async fn route(
-        &self,
-        req: Request<Incoming>,
-        client: SocketAddr,
-        bind: SocketAddr,
-        port: u16,
-    ) -> Outcome {
-        let snap = self.state.load_full();
+    async fn route(&self, req: Request<Incoming>) -> Outcome {
+        let snap = self.shared.state.load_full();
         let no_target = |resp| Outcome { resp, target: None };
-        let Some(router) = snap.routers.get(&bind) else {
+        let Some(router) = snap.routers.get(&self.bind) else {
             return no_target(error_response(StatusCode::SERVICE_UNAVAILABLE));
         };
-        let host = request_host(&req);
         let info = RequestInfo {
             method: req.method().as_str(),
-            host: host.as_deref(),
+            host: request_host(&req),
             path: req.uri().path(),
             headers: req.headers(),
         };
@@ -609,9 +649,11 @@ impl Shared {
                 )
                 .and_then(balance::decode_sticky)
                 .filter(|(g, _)| target_groups.iter().any(|w| &w.name == g && w.weight > 0));
-                let name = match &sticky {
-                    Some((g, _)) => g.as_str(),
-                    None => match rules::choose_weighted(target_groups, rand::random()) {
+                let name = match (&sticky, target_groups.as_slice()) {
+                    (Some((g, _)), _) => g.as_str(),
+                    // One group: no need for a random number.
+                    (None, [only]) if only.weight > 0 => only.name.as_str(),
+                    (None, _) => match rules::choose_weighted(target_groups, rand::random()) {
                         Some(n) => n,
                         None => return no_target(error_response(StatusCode::SERVICE_UNAVAILABLE)),
                     },
@@ -619,8 +661,7 @@ impl Shared {
                 let Some(group) = snap.groups.get(name) else {
                     return no_target(error_response(StatusCode::SERVICE_UNAVAILABLE));
                 };
-                self.forward(group, req, client, port, sticky.map(|(_, a)| a))
-                    .await
+                self.forward(group, req, sticky.map(|(_, a)| a)).await
             }
         }
     }
@@ -629,27 +670,28 @@ impl Shared {
         &self,
         group: &GroupRt,
         req: Request<Incoming>,
-        client: SocketAddr,
-        port: u16,
         sticky: Option<SocketAddr>,
     ) -> Outcome {
-        let now = Instant::now();
         let slow_start = Duration::from_secs(group.config.slow_start_secs);
-        let routable: Vec<(&TargetRt, Candidate)> = group
-            .targets
-            .iter()
-            .filter(|t| t.state == TargetState::Active)
-            .filter_map(|t| {
-                let since = t.shared.health.healthy_since()?;
-                Some((
-                    t,
-                    Candidate {
-                        outstanding: t.shared.outstanding.load(Ordering::Relaxed),
-                        weight: balance::slow_start_weight(now - since, slow_start),
-                    },
-                ))
-            })
-            .collect();
+        // The clock is only needed for slow start.
+        let now = (!slow_start.is_zero()).then(Instant::now);
+        let mut routable: Vec<&TargetRt> = Vec::with_capacity(group.targets.len());
+        let mut cands: Vec<Candidate> = Vec::with_capacity(group.targets.len());
+        for t in &group.targets {
+            if t.state != TargetState::Active {
+                continue;
+            }
+            let Some(since) = t.shared.health.healthy_since() else {
+                continue;
+            };
+            routable.push(t);
+            cands.push(Candidate {
+                outstanding: t.shared.outstanding.load(Ordering::Relaxed),
+                weight: now.map_or(1.0, |now| {
+                    balance::slow_start_weight(now.saturating_duration_since(since), slow_start)
+                }),
+            });
+        }
         if routable.is_empty() {
             return Outcome {
                 resp: error_response(StatusCode::SERVICE_UNAVAILABLE),
@@ -657,17 +699,28 @@ impl Shared {
             };
         }
         let pick = |exclude: Option<SocketAddr>| -> Option<&TargetRt> {
-            let rest: Vec<&(&TargetRt, Candidate)> = routable
-                .iter()
-                .filter(|(t, _)| Some(t.addr) != exclude)
-                .collect();
-            let cands: Vec<Candidate> = rest.iter().map(|(_, c)| *c).collect();
             let counter = group.counter.fetch_add(1, Ordering::Relaxed);
-            balance::pick(group.config.algorithm, &cands, counter, rand::random())
-                .map(|i| rest[i].0)
+            // Only a target in slow start makes `pick` draw.
+            let random = if cands.iter().all(|c| c.weight >= 1.0) {
+                0.0
+            } else {
+                rand::random()
+            };
+            match exclude {
+                None => balance::pick(group.config.algorithm, &cands, counter, random)
+                    .map(|i| routable[i]),
+                Some(x) => {
+                    let rest: Vec<usize> = (0..routable.len())
+                        .filter(|&i| routable[i].addr != x)
+                        .collect();
+                    let rest_cands: Vec<Candidate> = rest.iter().map(|&i| cands[i]).collect();
+                    balance::pick(group.config.algorithm, &rest_cands, counter, random)
+                        .map(|i| routable[rest[i]])
+                }
+            }
         };
         let first = sticky
-            .and_then(|a| routable.iter().find(|(t, _)| t.addr == a).map(|(t, _)| *t))
+            .and_then(|a| routable.iter().find(|t| t.addr == a).copied())
             .or_else(|| pick(None));
         let Some(mut target) = first else {
             return Outcome {
@@ -680,8 +733,36 @@ impl Shared {
         let size = body.size_hint();
         let buffered =
             if is_idempotent(&parts.method) && size.upper().is_some_and(|u| u <= MAX_RETRY_BODY) {
-                match body.collect().await {
-                    Ok(b) => Ok(b.to_bytes()),
+                if body.is_end_stream() {
+                    Ok(Bytes::new())
+                } else {
+                    match body.collect().await {
+                        Ok(b) => Ok(b.to_bytes()),
+                        Err(_) => {
+                            return Outcome {
+                                resp: error_response(StatusCode::BAD_REQUEST),
+                                target: None,
+                            };
+                        }
+                    }
+                }
+            } else {
+                Err(body)
+            };
+        self.prepare_upstream_headers(&mut parts.headers, &parts.uri);
+        // Origin form (`/path?query`), what an HTTP/1.1 origin server expects.
+        let uri = match parts.uri.path_and_query() {
+            Some(_) if parts.uri.scheme().is_none() && parts.uri.authority().is_none() => {
+                parts.uri.clone()
+            }
+            pq => {
+                let mut u = http::uri::Parts::default();
+                u.path_and_query = Some(
+                    pq.cloned()
+                        .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/")),
+                );
+                match Uri::from_parts(u) {
+                    Ok(u) => u,
                     Err(_) => {
                         return Outcome {
                             resp: error_response(StatusCode::BAD_REQUEST),
@@ -689,20 +770,14 @@ impl Shared {
                         };
                     }
                 }
-            } else {
-                Err(body)
-            };
-        prepare_upstream_headers(&mut parts.headers, &parts.uri, client, port);
-        let path_and_query = parts
-            .uri
-            .path_and_query()
-            .map_or("/", |p| p.as_str())
-            .to_string();
+            }
+        };
 
         let (bytes, mut streamed) = match buffered {
             Ok(b) => (Some(b), None),
             Err(body) => (None, Some(body)),
         };
+        let pool = &self.shared.pool;
         let mut attempt = 0;
         loop {
             attempt += 1;
@@ -713,34 +788,26 @@ impl Shared {
                 (None, None) => unreachable!("a streamed body is never retried"),
             };
             let may_retry = bytes.is_some() && attempt == 1 && routable.len() > 1;
-            let headers = if may_retry {
+            let mut headers = if may_retry {
                 parts.headers.clone()
             } else {
                 std::mem::take(&mut parts.headers)
             };
+            if !headers.contains_key(header::HOST)
+                && let Ok(v) = HeaderValue::from_str(&host_of(target.addr))
+            {
+                headers.insert(header::HOST, v);
+            }
             let mut up = Request::new(body);
             *up.method_mut() = parts.method.clone();
             *up.version_mut() = Version::HTTP_11;
+            *up.uri_mut() = uri.clone();
             *up.headers_mut() = headers;
-            match Uri::builder()
-                .scheme("http")
-                .authority(target.addr.to_string())
-                .path_and_query(path_and_query.as_str())
-                .build()
-            {
-                Ok(uri) => *up.uri_mut() = uri,
-                Err(_) => {
-                    return Outcome {
-                        resp: error_response(StatusCode::BAD_REQUEST),
-                        target: None,
-                    };
-                }
-            }
             let in_flight = InFlight::new(&target.shared);
             target.shared.requests.inc();
             let sent = Instant::now();
-            match self.client.request(up).await {
-                Ok(resp) => {
+            match pool.send(target.addr, up, sent).await {
+                Ok((resp, send)) => {
                     target.shared.latency.observe(sent.elapsed().as_secs_f64());
                     if resp.status().is_server_error() {
                         target.shared.errors.inc();
@@ -752,15 +819,19 @@ impl Shared {
                     {
                         rparts.headers.append(header::SET_COOKIE, v);
                     }
-                    // The in-flight count drops when the body is done, not at the head.
-                    let body = rbody
-                        .map_frame(move |f| {
-                            let _ = &in_flight;
-                            f
-                        })
-                        .boxed();
+                    // The in-flight count drops, and the connection goes back to the pool,
+                    // when the body is done, not at the head.
+                    let body = UpstreamBody {
+                        inner: rbody,
+                        lease: Some(Lease {
+                            pool: pool.clone(),
+                            target: target.addr,
+                            send,
+                            _in_flight: in_flight,
+                        }),
+                    };
                     return Outcome {
-                        resp: Response::from_parts(rparts, body),
+                        resp: Response::from_parts(rparts, BoxBody::new(body)),
                         target: Some(target.addr),
                     };
                 }
@@ -788,45 +859,243 @@ impl Shared {
             }
         }
     }
+
+    fn prepare_upstream_headers(&self, headers: &mut HeaderMap, uri: &Uri) {
+        strip_hop_by_hop(headers);
+        if !headers.contains_key(header::HOST)
+            && let Some(auth) = uri.authority()
+            && let Ok(v) = HeaderValue::from_str(auth.as_str())
+        {
+            headers.insert(header::HOST, v);
+        }
+        let xff = match headers.get(&X_FORWARDED_FOR).filter(|v| v.to_str().is_ok()) {
+            None => Some(self.client_ip.clone()),
+            Some(prev) => {
+                let mut v = Vec::with_capacity(prev.len() + 2 + self.client_ip.len());
+                v.extend_from_slice(prev.as_bytes());
+                v.extend_from_slice(b", ");
+                v.extend_from_slice(self.client_ip.as_bytes());
+                HeaderValue::from_maybe_shared(Bytes::from(v)).ok()
+            }
+        };
+        if let Some(v) = xff {
+            headers.insert(X_FORWARDED_FOR, v);
+        }
+        headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
+        headers.insert(X_FORWARDED_PORT, self.port_value.clone());
+    }
 }
 
-fn prepare_upstream_headers(headers: &mut HeaderMap, uri: &Uri, client: SocketAddr, port: u16) {
-    strip_hop_by_hop(headers);
-    if !headers.contains_key(header::HOST)
-        && let Some(auth) = uri.authority()
-        && let Ok(v) = HeaderValue::from_str(auth.as_str())
-    {
-        headers.insert(header::HOST, v);
+/// `Host` for a request to `target` that came without one: the address, without the port if
+/// it is 80 (what hyper-util's client, which the proxy used before, sends).
+fn host_of(target: SocketAddr) -> String {
+    match (target.ip(), target.port()) {
+        (std::net::IpAddr::V4(ip), 80) => ip.to_string(),
+        (std::net::IpAddr::V6(ip), 80) => format!("[{ip}]"),
+        _ => target.to_string(),
     }
-    let ip = client.ip().to_string();
-    let xff = match headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
-        Some(prev) => format!("{prev}, {ip}"),
-        None => ip,
-    };
-    if let Ok(v) = HeaderValue::from_str(&xff) {
-        headers.insert("x-forwarded-for", v);
-    }
-    headers.insert("x-forwarded-proto", HeaderValue::from_static("http"));
-    headers.insert("x-forwarded-port", HeaderValue::from(port));
 }
 
 /// The request's host without the port: the `Host` header, else the URI's authority.
-fn request_host(req: &Request<Incoming>) -> Option<String> {
-    let raw = req
-        .headers()
-        .get(header::HOST)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string)
-        .or_else(|| req.uri().authority().map(|a| a.as_str().to_string()))?;
+fn request_host(req: &Request<Incoming>) -> Option<&str> {
+    let raw = match req.headers().get(header::HOST) {
+        Some(v) => v.to_str().ok(),
+        None => req.uri().authority().map(http::uri::Authority::as_str),
+    }?;
     let host = match raw.rsplit_once(':') {
         Some((h, p)) if p.bytes().all(|b| b.is_ascii_digit()) && !h.is_empty() => h,
-        _ => raw.as_str(),
+        _ => raw,
     };
-    Some(
-        host.trim_start_matches('[')
-            .trim_end_matches(']')
-            .to_string(),
-    )
+    Some(host.trim_start_matches('[').trim_end_matches(']'))
+}
+
+/// Why forwarding to a target failed.
+#[derive(Debug, thiserror::Error)]
+enum UpstreamError {
+    #[error("connect: {0}")]
+    Connect(std::io::Error),
+    #[error("connect: timed out after {CONNECT_TIMEOUT:?}")]
+    ConnectTimeout,
+    #[error(transparent)]
+    Http(#[from] hyper::Error),
+}
+
+/// An idle upstream connection.
+struct Idle {
+    send: SendRequest<Body>,
+    since: Instant,
+}
+
+/// Idle upstream HTTP/1.1 connections, by target. The most recently used one is reused first
+/// (the least likely to have been closed by the target meanwhile); those idle for
+/// [`POOL_IDLE_TIMEOUT`] are closed. The lock is held for a push or a pop only.
+#[derive(Default)]
+struct Pool {
+    idle: Mutex<HashMap<SocketAddr, Vec<Idle>>>,
+}
+
+impl Pool {
+    /// A pool, with a task that closes its expired connections every `POOL_IDLE_TIMEOUT /
+    /// 2`; the task ends with the pool.
+    fn start() -> Arc<Pool> {
+        let pool = Arc::new(Pool::default());
+        let weak: Weak<Pool> = Arc::downgrade(&pool);
+        let reaper = async move {
+            loop {
+                tokio::time::sleep(POOL_IDLE_TIMEOUT / 2).await;
+                let Some(pool) = weak.upgrade() else { return };
+                pool.lock().retain(|_, list| {
+                    list.retain(|c| !c.send.is_closed() && c.since.elapsed() < POOL_IDLE_TIMEOUT);
+                    !list.is_empty()
+                });
+            }
+        };
+        tokio::spawn(reaper);
+        pool
+    }
+
+    fn lock(&self) -> MutexGuard<'_, HashMap<SocketAddr, Vec<Idle>>> {
+        self.idle.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// An idle connection to `target` that is still open, if any (`now`: about now).
+    fn take(&self, target: SocketAddr, now: Instant) -> Option<SendRequest<Body>> {
+        let mut idle = self.lock();
+        let list = idle.get_mut(&target)?;
+        while let Some(c) = list.pop() {
+            if now.saturating_duration_since(c.since) >= POOL_IDLE_TIMEOUT {
+                // The rest are older still.
+                list.clear();
+                break;
+            }
+            if !c.send.is_closed() {
+                return Some(c.send);
+            }
+        }
+        None
+    }
+
+    fn put(&self, target: SocketAddr, send: SendRequest<Body>) {
+        if send.is_closed() {
+            return;
+        }
+        let since = Instant::now();
+        self.lock()
+            .entry(target)
+            .or_default()
+            .push(Idle { send, since });
+    }
+
+    /// Sends `req` to `target` over an idle connection, else a new one, and returns the
+    /// response head with the connection (to [`Pool::put`] back once the body is read). A
+    /// request that a reused connection turned away unsent (the target had closed it) goes
+    /// out on another one, as hyper's pooled client does. `now`: about now.
+    async fn send(
+        &self,
+        target: SocketAddr,
+        mut req: Request<Body>,
+        now: Instant,
+    ) -> Result<(Response<Incoming>, SendRequest<Body>), UpstreamError> {
+        loop {
+            let (mut send, reused) = match self.take(target, now) {
+                Some(s) => (s, true),
+                // Boxed: the rarely taken path keeps the per-request future small.
+                None => (Box::pin(connect(target)).await?, false),
+            };
+            if reused && send.ready().await.is_err() {
+                continue;
+            }
+            match send.try_send_request(req).await {
+                Ok(resp) => return Ok((resp, send)),
+                Err(mut e) => match e.take_message() {
+                    Some(r) if reused => req = r,
+                    _ => return Err(e.into_error().into()),
+                },
+            }
+        }
+    }
+}
+
+/// A new upstream HTTP/1.1 connection to `target`, its task spawned on the current runtime.
+async fn connect(target: SocketAddr) -> Result<SendRequest<Body>, UpstreamError> {
+    let stream = tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::TcpStream::connect(target))
+        .await
+        .map_err(|_| UpstreamError::ConnectTimeout)?
+        .map_err(UpstreamError::Connect)?;
+    let _ = stream.set_nodelay(true);
+    // One buffer, one `write` per request, as for responses (`serve_connection`).
+    let (send, conn) = hyper::client::conn::http1::Builder::new()
+        .writev(false)
+        .handshake(TokioIo::new(stream))
+        .await?;
+    tokio::spawn(async move {
+        if let Err(e) = conn.await {
+            tracing::debug!(%target, error = %e, "upstream connection failed");
+        }
+    });
+    Ok(send)
+}
+
+/// The upstream connection a response body is being read from.
+struct Lease {
+    pool: Arc<Pool>,
+    target: SocketAddr,
+    send: SendRequest<Body>,
+    _in_flight: InFlight,
+}
+
+/// An upstream response body on its way to the client. Once it has been read to the end,
+/// its connection goes back to the pool; dropped before that, the connection is closed
+/// (hyper does not reuse a connection with a response half read). Either way the target's
+/// in-flight count drops.
+struct UpstreamBody {
+    inner: Incoming,
+    lease: Option<Lease>,
+}
+
+impl UpstreamBody {
+    fn release(&mut self, reuse: bool) {
+        if let Some(l) = self.lease.take()
+            && reuse
+        {
+            l.pool.put(l.target, l.send);
+        }
+    }
+}
+
+impl hyper::body::Body for UpstreamBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        let this = &mut *self;
+        let polled = Pin::new(&mut this.inner).poll_frame(cx);
+        match &polled {
+            Poll::Ready(None) => this.release(true),
+            Poll::Ready(Some(Ok(_))) if this.inner.is_end_stream() => this.release(true),
+            Poll::Ready(Some(Err(_))) => this.release(false),
+            _ => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl Drop for UpstreamBody {
+    fn drop(&mut self) {
+        let done = self.inner.is_end_stream();
+        self.release(done);
+    }
 }
 
 fn sticky_cookie(group: &str, target: SocketAddr, s: &Stickiness) -> Option<HeaderValue> {
@@ -836,4 +1105,41 @@ fn sticky_cookie(group: &str, target: SocketAddr, s: &Stickiness) -> Option<Head
         balance::encode_sticky(group, target)
     ))
     .ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_of_drops_port_80_only() {
+        assert_eq!(host_of("10.0.0.5:80".parse().unwrap()), "10.0.0.5");
+        assert_eq!(host_of("10.0.0.5:8080".parse().unwrap()), "10.0.0.5:8080");
+        assert_eq!(host_of("[::1]:80".parse().unwrap()), "[::1]");
+        assert_eq!(host_of("[::1]:81".parse().unwrap()), "[::1]:81");
+    }
+
+    #[test]
+    fn hop_by_hop_headers_and_those_connection_names_go() {
+        let mut h = HeaderMap::new();
+        h.insert(header::HOST, HeaderValue::from_static("x"));
+        h.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("keep-alive, x-secret"),
+        );
+        h.insert("x-secret", HeaderValue::from_static("1"));
+        h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
+        h.insert(header::UPGRADE, HeaderValue::from_static("h2c"));
+        h.insert(header::TE, HeaderValue::from_static("trailers"));
+        strip_hop_by_hop(&mut h);
+        assert_eq!(
+            h.keys().map(HeaderName::as_str).collect::<Vec<_>>(),
+            ["host"]
+        );
+
+        let mut plain = HeaderMap::new();
+        plain.insert(header::ACCEPT, HeaderValue::from_static("*/*"));
+        strip_hop_by_hop(&mut plain);
+        assert_eq!(plain.len(), 1);
+    }
 }

@@ -7,20 +7,25 @@
 //!
 //! - **direct**: the backends themselves, connection *i* to backend *i mod N*: the baseline;
 //! - **haproxy**: Debian's `haproxy` (skipped if not on `PATH`), `mode http`, keep-alive,
-//!   `http-reuse always`, `option forwardfor`, round robin, `nbthread` = `--workers`;
+//!   `http-reuse always`, `option forwardfor`, round robin, `nbthread` = `--workers`, an
+//!   HTTP health check (`GET /`) of every backend each second;
 //! - **flotilla**: the `lb` crate in a child process (this binary, `bench lb --serve`, on a
-//!   Tokio runtime of `--workers` threads, access log off as HAProxy's is), round robin,
-//!   one health check a second.
+//!   Tokio runtime of `--workers` threads, access log off as HAProxy's is), round robin, a
+//!   health check (`GET /`) of every backend each second.
 //!
 //! Both proxies run as their own processes, so neither shares a runtime with the load
 //! generator or the backends (which share this process). Everything runs on one machine:
 //! on a small one the proxies compete with the load for the same cores, so the figures
-//! compare the two proxies rather than measure either alone.
+//! compare the two proxies rather than measure either alone. Besides req/s and latency the
+//! table shows each proxy's CPU time (user + system, from `/proc`, Linux only) per request
+//! over the measured seconds: the figure other work on the machine disturbs least.
+//! `--rounds N` measures HAProxy and flotilla alternately N times and reports the medians.
 //!
-//! Prints a table (req/s, p50, p99, errors) and, last, the line
-//! `lb_rps=… haproxy_rps=… ratio=… added_p99_ms=…` (`added_p99_ms` is flotilla's p99 minus the
-//! direct p99; `haproxy_rps` and `ratio` are `-` without HAProxy). The line before it holds
-//! every error count: `direct_errors=… haproxy_errors=… lb_errors=…`.
+//! Prints a table (req/s, p50, p99, proxy CPU µs per request, errors), the load average
+//! before and after, and, last, the line `lb_rps=… haproxy_rps=… ratio=… added_p99_ms=…
+//! lb_cpu_us=… haproxy_cpu_us=…` (`added_p99_ms` is flotilla's p99 minus the direct p99;
+//! `haproxy_*` and `ratio` are `-` without HAProxy, `*_cpu_us` `-` without `/proc`). The line
+//! before it holds every error count: `direct_errors=… haproxy_errors=… lb_errors=…`.
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
@@ -61,6 +66,9 @@ pub struct LbBenchArgs {
     /// the number of CPUs.
     #[arg(long)]
     pub workers: Option<usize>,
+    /// Measure HAProxy and flotilla alternately this many times; the table shows medians.
+    #[arg(long, default_value_t = 1)]
+    pub rounds: usize,
     /// Skip HAProxy even if it is installed.
     #[arg(long)]
     pub no_haproxy: bool,
@@ -76,6 +84,27 @@ struct Figures {
     p50_ms: f64,
     p99_ms: f64,
     errors: u64,
+    /// The proxy's CPU time per request (µs), when known.
+    cpu_us: Option<f64>,
+}
+
+impl Figures {
+    /// The per-field medians of `runs` (errors: the sum).
+    fn median(runs: &[Figures]) -> Figures {
+        let med = |f: fn(&Figures) -> f64| {
+            let mut v: Vec<f64> = runs.iter().map(f).collect();
+            v.sort_by(f64::total_cmp);
+            v.get(v.len() / 2).copied().unwrap_or(0.0)
+        };
+        let cpu = runs.iter().all(|r| r.cpu_us.is_some());
+        Figures {
+            rps: med(|r| r.rps),
+            p50_ms: med(|r| r.p50_ms),
+            p99_ms: med(|r| r.p99_ms),
+            errors: runs.iter().map(|r| r.errors).sum(),
+            cpu_us: cpu.then(|| med(|r| r.cpu_us.unwrap_or(0.0))),
+        }
+    }
 }
 
 /// Runs the benchmark (or, with `--serve`, the flotilla load balancer it measures).
@@ -88,8 +117,8 @@ pub fn run(args: LbBenchArgs) -> anyhow::Result<()> {
     if let Some(path) = &args.serve {
         return serve(path, workers);
     }
-    if args.backends == 0 || args.connections == 0 || args.seconds <= 0.0 {
-        bail!("--backends, --connections and --seconds must be positive");
+    if args.backends == 0 || args.connections == 0 || args.seconds <= 0.0 || args.rounds == 0 {
+        bail!("--backends, --connections, --seconds and --rounds must be positive");
     }
     let haproxy = if args.no_haproxy {
         None
@@ -97,7 +126,8 @@ pub fn run(args: LbBenchArgs) -> anyhow::Result<()> {
         which("haproxy")
     };
 
-    let bar = ProgressBar::new(if haproxy.is_some() { 3 } else { 2 });
+    let proxies = if haproxy.is_some() { 2 } else { 1 };
+    let bar = ProgressBar::new(1 + (proxies * args.rounds) as u64);
     bar.set_style(
         ProgressStyle::with_template("{spinner} {msg} [{bar:20}] {pos}/{len} ({elapsed})")
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
@@ -119,6 +149,7 @@ pub fn run(args: LbBenchArgs) -> anyhow::Result<()> {
     })?;
     let warmup = Duration::from_secs_f64(args.warmup.max(0.0));
     let measure = Duration::from_secs_f64(args.seconds);
+    let load_before = load_average();
 
     bar.set_message("direct");
     let direct = rt.block_on(load(
@@ -129,38 +160,59 @@ pub fn run(args: LbBenchArgs) -> anyhow::Result<()> {
     ))?;
     bar.inc(1);
 
-    let mut haproxy_figures = None;
-    if let Some(bin) = &haproxy {
-        bar.set_message("haproxy");
+    let mut haproxy_runs = Vec::new();
+    let mut lb_runs = Vec::new();
+    for round in 1..=args.rounds {
+        let of = if args.rounds > 1 {
+            format!(" (round {round}/{})", args.rounds)
+        } else {
+            String::new()
+        };
+        if let Some(bin) = &haproxy {
+            bar.set_message(format!("haproxy{of}"));
+            let port = free_port()?;
+            let child = spawn_haproxy(bin, dir.path(), port, &backends, workers)?;
+            let addr = SocketAddr::from(([127, 0, 0, 1], port));
+            rt.block_on(wait_ready(addr)).with_context(|| {
+                let log =
+                    std::fs::read_to_string(dir.path().join("haproxy.log")).unwrap_or_default();
+                format!("haproxy did not answer; its output:\n{log}")
+            })?;
+            haproxy_runs.push(measure_proxy(&rt, &child, addr, &args, warmup, measure)?);
+            bar.inc(1);
+        }
+
+        bar.set_message(format!("flotilla lb{of}"));
         let port = free_port()?;
-        let _child = spawn_haproxy(bin, dir.path(), port, &backends, workers)?;
+        let child = spawn_flotilla_lb(dir.path(), port, &backends, workers)?;
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
-        rt.block_on(wait_ready(addr)).with_context(|| {
-            let log = std::fs::read_to_string(dir.path().join("haproxy.log")).unwrap_or_default();
-            format!("haproxy did not answer; its output:\n{log}")
-        })?;
-        haproxy_figures = Some(rt.block_on(load(|_| addr, args.connections, warmup, measure))?);
+        rt.block_on(wait_ready(addr))
+            .context("the flotilla lb did not answer")?;
+        lb_runs.push(measure_proxy(&rt, &child, addr, &args, warmup, measure)?);
         bar.inc(1);
     }
-
-    bar.set_message("flotilla lb");
-    let port = free_port()?;
-    let _child = spawn_flotilla_lb(dir.path(), port, &backends, workers)?;
-    let addr = SocketAddr::from(([127, 0, 0, 1], port));
-    rt.block_on(wait_ready(addr))
-        .context("the flotilla lb did not answer")?;
-    let lb = rt.block_on(load(|_| addr, args.connections, warmup, measure))?;
-    bar.inc(1);
     bar.finish_and_clear();
+    let load_after = load_average();
+    let haproxy_figures = (!haproxy_runs.is_empty()).then(|| Figures::median(&haproxy_runs));
+    let lb = Figures::median(&lb_runs);
 
     let mut table = Table::new();
-    table.set_header(["target", "req/s", "p50 ms", "p99 ms", "errors"]);
+    table.set_header([
+        "target",
+        "req/s",
+        "p50 ms",
+        "p99 ms",
+        "cpu µs/req",
+        "errors",
+    ]);
     let row = |name: &str, f: &Figures| {
         vec![
             name.to_string(),
             format!("{:.0}", f.rps),
             format!("{:.3}", f.p50_ms),
             format!("{:.3}", f.p99_ms),
+            f.cpu_us
+                .map_or_else(|| "-".to_string(), |c| format!("{c:.1}")),
             f.errors.to_string(),
         ]
     };
@@ -173,34 +225,101 @@ pub fn run(args: LbBenchArgs) -> anyhow::Result<()> {
             "-".into(),
             "-".into(),
             "-".into(),
+            "-".into(),
         ]),
     };
     table.add_row(row("flotilla lb", &lb));
     println!(
-        "{} backends, {} connections, {:.1} s measured after {:.1} s warm-up, {} proxy workers, {} CPUs",
+        "{} backends, {} connections, {:.1} s measured after {:.1} s warm-up, {} proxy workers, {} CPUs{}",
         args.backends,
         args.connections,
         args.seconds,
         args.warmup,
         workers,
         std::thread::available_parallelism().map_or(0, std::num::NonZero::get),
+        if args.rounds > 1 {
+            format!(", medians of {} rounds", args.rounds)
+        } else {
+            String::new()
+        },
     );
     println!("{table}");
+    if args.rounds > 1 && !haproxy_runs.is_empty() {
+        let ratios: Vec<String> = lb_runs
+            .iter()
+            .zip(&haproxy_runs)
+            .map(|(l, h)| format!("{:.3}", l.rps / h.rps.max(1e-9)))
+            .collect();
+        println!("ratio per round: {}", ratios.join(" "));
+    }
     let dash = || "-".to_string();
+    println!(
+        "load average (1 min): {} before, {} after",
+        load_before.as_deref().unwrap_or("-"),
+        load_after.as_deref().unwrap_or("-")
+    );
     println!(
         "direct_errors={} haproxy_errors={} lb_errors={}",
         direct.errors,
         haproxy_figures.map_or_else(dash, |h| h.errors.to_string()),
         lb.errors
     );
+    let cpu = |f: &Figures| f.cpu_us.map_or_else(dash, |c| format!("{c:.1}"));
     println!(
-        "lb_rps={:.0} haproxy_rps={} ratio={} added_p99_ms={:.3}",
+        "lb_rps={:.0} haproxy_rps={} ratio={} added_p99_ms={:.3} lb_cpu_us={} haproxy_cpu_us={}",
         lb.rps,
         haproxy_figures.map_or_else(dash, |h| format!("{:.0}", h.rps)),
         haproxy_figures.map_or_else(dash, |h| format!("{:.3}", lb.rps / h.rps.max(1e-9))),
         lb.p99_ms - direct.p99_ms,
+        cpu(&lb),
+        haproxy_figures.as_ref().map_or_else(dash, cpu),
     );
     Ok(())
+}
+
+/// Drives the proxy `child` listening on `addr`, and measures the CPU time it spends meanwhile.
+fn measure_proxy(
+    rt: &tokio::runtime::Runtime,
+    child: &ChildGuard,
+    addr: SocketAddr,
+    args: &LbBenchArgs,
+    warmup: Duration,
+    measure: Duration,
+) -> anyhow::Result<Figures> {
+    let pid = child.0.id();
+    // Sampled on a thread of its own at the edges of the measured window.
+    let sampler = std::thread::spawn(move || {
+        std::thread::sleep(warmup);
+        let before = cpu_seconds(pid);
+        std::thread::sleep(measure);
+        Some(cpu_seconds(pid)? - before?)
+    });
+    let mut f = rt.block_on(load(|_| addr, args.connections, warmup, measure))?;
+    let requests = f.rps * measure.as_secs_f64();
+    f.cpu_us = sampler
+        .join()
+        .ok()
+        .flatten()
+        .filter(|_| requests > 0.0)
+        .map(|s| s * 1e6 / requests);
+    Ok(f)
+}
+
+/// User plus system CPU seconds of process `pid` so far (Linux: `/proc/PID/stat`).
+fn cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the parenthesised command name; utime and stime are the 14th and 15th.
+    let mut rest = stat.rsplit_once(')')?.1.split_whitespace().skip(11);
+    let utime: f64 = rest.next()?.parse().ok()?;
+    let stime: f64 = rest.next()?.parse().ok()?;
+    // Clock ticks: 100 a second on every Linux this runs on (`getconf CLK_TCK`).
+    Some((utime + stime) / 100.0)
+}
+
+/// The 1-minute load average (Linux: `/proc/loadavg`).
+fn load_average() -> Option<String> {
+    let s = std::fs::read_to_string("/proc/loadavg").ok()?;
+    s.split_whitespace().next().map(str::to_string)
 }
 
 /// The `--serve` side: an `lb` on `workers` Tokio threads until killed.
@@ -255,10 +374,14 @@ fn spawn_haproxy(
          defaults\n    mode http\n    option http-keep-alive\n    option forwardfor\n    \
          timeout connect 5s\n    timeout client 30s\n    timeout server 30s\n\n\
          frontend bench\n    bind 127.0.0.1:{port}\n    default_backend pool\n\n\
-         backend pool\n    balance roundrobin\n    http-reuse always\n"
+         backend pool\n    balance roundrobin\n    http-reuse always\n    \
+         option httpchk GET /\n"
     );
+    // The same health checks as flotilla's: every second, healthy after 1, unhealthy after 2.
     for (i, b) in backends.iter().enumerate() {
-        cfg.push_str(&format!("    server s{i} {b}\n"));
+        cfg.push_str(&format!(
+            "    server s{i} {b} check inter 1s rise 1 fall 2\n"
+        ));
     }
     let path = dir.join("haproxy.cfg");
     std::fs::File::create(&path)?.write_all(cfg.as_bytes())?;
@@ -447,5 +570,6 @@ async fn load(
         p50_ms: percentile(&all, 0.50),
         p99_ms: percentile(&all, 0.99),
         errors,
+        cpu_us: None,
     })
 }

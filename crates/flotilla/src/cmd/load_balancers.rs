@@ -512,6 +512,11 @@ fn apply(
                     "the data plane refused the load balancer's config; the previous one is served");
                 return (None, unbound);
             }
+            Err(e) => {
+                tracing::warn!(load_balancer = %name, error = %e,
+                    "the data plane could not start; tried again every {REFRESH_EVERY:?}");
+                return (None, unbound);
+            }
         }
     }
 }
