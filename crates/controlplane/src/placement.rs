@@ -180,7 +180,7 @@ pub fn instance_view_with(
         tasks: if per_task {
             used.tasks
                 .iter()
-                .map(|(id, group)| TaskView::new(id.clone(), group.clone()))
+                .map(|t| TaskView::new(t.id.clone(), t.task.group.clone().unwrap_or_default()))
                 .collect()
         } else {
             used.groups

@@ -8,6 +8,12 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+/// jemalloc, with its background threads returning freed pages to the OS within about
+/// 10 s (its `dirty_decay_ms`): under glibc's malloc the control plane kept the peaks
+/// of its write batches resident (docs/performance.md, "Control plane at scale").
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 /// Self-hosted container platform speaking the Amazon ECS API.
 #[derive(Debug, Parser)]
 #[command(name = "flotilla", version, about)]

@@ -74,17 +74,12 @@ fn assigned<'a>(
     state: &'a State,
     instance: &'a InstanceRecord,
 ) -> impl Iterator<Item = &'a TaskRecord> + 'a {
-    // One key, its id rewritten per task: no allocation per task.
-    let mut key = MemberKey::new(&instance.scope, &instance.cluster, "");
+    // The index's entries are the task records themselves (`TaskRef`).
     state
         .usage(&instance.scope, &instance.cluster, &instance.id)
         .into_iter()
-        .flat_map(|u| u.tasks.keys())
-        .filter_map(move |id| {
-            key.id.clear();
-            key.id.push_str(id);
-            state.tasks.get(&key).map(|t| &**t)
-        })
+        .flat_map(|u| u.tasks.iter())
+        .map(|t| &*t.0)
         .filter(|t| {
             t.instance_id.as_deref() == Some(instance.id.as_str())
                 && t.task.last() != Some(TaskStatus::Stopped)

@@ -679,8 +679,10 @@ pub fn list(
         ),
         |after| {
             let start = start_after(after.map(str::to_owned), String::new());
-            Ok(counted(index.range((start, Bound::Unbounded)))
-                .filter_map(|id| state.tasks.get(&MemberKey::new(scope, &cluster.name, id)))
+            // The index's entries are the task records themselves.
+            let start = start.as_ref().map(String::as_str);
+            Ok(counted(index.range::<str, _>((start, Bound::Unbounded)))
+                .map(|t| &*t.0)
                 .filter(|t| wanted(t))
                 .map(|t| (t.id.clone(), t.task.task_arn.clone().unwrap_or_default())))
         },

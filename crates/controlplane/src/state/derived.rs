@@ -2,7 +2,11 @@
 //! instance, task counts, ListTasks' and the other List calls' indexes, client tokens,
 //! and what retention expires. [`super::State::apply`] keeps them up to date.
 
+use std::borrow::Borrow;
+use std::cmp::Ordering as Order;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::ops::Deref;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use model::lifecycle::TaskStatus;
@@ -10,6 +14,63 @@ use model::wire;
 
 use super::keys::*;
 use super::records::*;
+
+/// A task in an index: the record the state's `tasks` map holds (the same allocation,
+/// shared by the working and published states as well), ordered, compared and looked
+/// up (`Borrow<str>`) by task id alone. An index entry costs a pointer: ListTasks' sets
+/// hold each task five times and [`Usage::tasks`] once more, which as `String` ids were
+/// ≈ 0.8 KB per task over the two states (docs/performance.md, "Control plane at
+/// scale"). An index is updated with its record ([`Derived::account`] removes the old
+/// entry, then adds the new one), so an entry is the record the `tasks` map holds.
+#[derive(Clone)]
+pub struct TaskRef(pub Arc<TaskRecord>);
+
+impl TaskRef {
+    /// The task id.
+    pub fn id(&self) -> &str {
+        &self.0.id
+    }
+}
+
+impl Deref for TaskRef {
+    type Target = TaskRecord;
+
+    fn deref(&self) -> &TaskRecord {
+        &self.0
+    }
+}
+
+impl Borrow<str> for TaskRef {
+    fn borrow(&self) -> &str {
+        &self.0.id
+    }
+}
+
+impl PartialEq for TaskRef {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.id == other.0.id
+    }
+}
+
+impl Eq for TaskRef {}
+
+impl PartialOrd for TaskRef {
+    fn partial_cmp(&self, other: &Self) -> Option<Order> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for TaskRef {
+    fn cmp(&self, other: &Self) -> Order {
+        self.0.id.cmp(&other.0.id)
+    }
+}
+
+impl std::fmt::Debug for TaskRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "TaskRef({:?})", self.0.id)
+    }
+}
 
 /// What the tasks on one container instance hold (derived from the tasks, never stored).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -26,8 +87,8 @@ pub struct Usage {
     pub running: i32,
     /// Tasks not yet RUNNING.
     pub pending: i32,
-    /// Task id → group of every task holding resources here.
-    pub tasks: BTreeMap<String, String>,
+    /// Every task holding resources here, by id.
+    pub tasks: BTreeSet<TaskRef>,
     /// Group → number of those tasks (what placement needs, without a list).
     pub groups: BTreeMap<String, u32>,
     /// The sum (wrapping) of [`task_digest`] over those tasks: what the instance must
@@ -84,7 +145,7 @@ pub enum TaskFilter {
 /// One cluster's tasks by `(desiredStatus, filter, value)`, each set in id order: a page
 /// of ListTasks ranges over one set from the last id it returned, so it costs the same
 /// at any offset.
-pub type TaskLists = BTreeMap<(String, TaskFilter, String), BTreeSet<String>>;
+pub type TaskLists = BTreeMap<(String, TaskFilter, String), BTreeSet<TaskRef>>;
 
 /// A record that retention deletes some time after it became INACTIVE.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -195,17 +256,17 @@ fn task_filters(t: &TaskRecord) -> Vec<(TaskFilter, String)> {
     out
 }
 
-/// Adds `key` to or removes it from the set under `at` (dropping emptied sets).
-fn set_member<K: Ord + Clone, V: Ord + Clone>(
-    map: &mut BTreeMap<K, BTreeSet<V>>,
+/// Adds `t` to or removes it (by id) from the set under `at` (dropping emptied sets).
+fn set_member<K: Ord>(
+    map: &mut BTreeMap<K, BTreeSet<TaskRef>>,
     at: K,
-    key: &V,
+    t: &Arc<TaskRecord>,
     add: bool,
 ) {
     if add {
-        map.entry(at).or_default().insert(key.clone());
+        map.entry(at).or_default().insert(TaskRef(Arc::clone(t)));
     } else if let Some(set) = map.get_mut(&at) {
-        set.remove(key);
+        set.remove(t.id.as_str());
         if set.is_empty() {
             map.remove(&at);
         }
@@ -241,13 +302,13 @@ fn phase(t: &wire::Task) -> Phase {
 impl Derived {
     /// Adds (`sign` = 1) or removes (`sign` = -1) a task's entries in the list,
     /// token, reference and retention indexes.
-    fn index_task(&mut self, t: &TaskRecord, sign: i64) {
+    fn index_task(&mut self, t: &Arc<TaskRecord>, sign: i64) {
         let add = sign > 0;
         let cluster = ClusterKey::new(&t.scope, &t.cluster);
         let desired = t.task.desired_status.clone().unwrap_or_default();
         let lists = self.task_lists.entry(cluster.clone()).or_default();
         for (filter, value) in task_filters(t) {
-            set_member(lists, (desired.clone(), filter, value), &t.id, add);
+            set_member(lists, (desired.clone(), filter, value), t, add);
         }
         if lists.is_empty() {
             self.task_lists.remove(&cluster);
@@ -346,8 +407,9 @@ impl Derived {
         }
     }
 
-    /// Adds (`sign` = 1) or removes (`sign` = -1) a task's contribution.
-    pub(super) fn account(&mut self, t: &TaskRecord, sign: i64) {
+    /// Adds (`sign` = 1) or removes (`sign` = -1) a task's contribution (the record
+    /// added is the one the state holds: the indexes share it).
+    pub(super) fn account(&mut self, t: &Arc<TaskRecord>, sign: i64) {
         self.index_task(t, sign);
         let p = phase(&t.task);
         let fargate = i64::from(t.task.launch_type == Some(wire::LaunchType::Fargate));
@@ -399,11 +461,10 @@ impl Derived {
             u.digest = u.digest.wrapping_add(digest);
             u.ports_tcp.extend(&r.ports_tcp);
             u.ports_udp.extend(&r.ports_udp);
-            u.tasks
-                .insert(t.id.clone(), t.task.group.clone().unwrap_or_default());
+            u.tasks.insert(TaskRef(Arc::clone(t)));
         } else {
             u.digest = u.digest.wrapping_sub(digest);
-            u.tasks.remove(&t.id);
+            u.tasks.remove(t.id.as_str());
             for p in &r.ports_tcp {
                 if let Some(i) = u.ports_tcp.iter().position(|x| x == p) {
                     u.ports_tcp.swap_remove(i);

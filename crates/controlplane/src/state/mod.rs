@@ -21,11 +21,15 @@ mod discovery;
 pub mod elb;
 mod keys;
 mod records;
+mod shared;
+mod tasks;
 
 pub use derived::*;
 pub use discovery::*;
 pub use keys::*;
 pub use records::*;
+pub use shared::*;
+pub use tasks::*;
 
 /// The whole state of the control plane.
 #[derive(Debug, Clone, Default)]
@@ -35,14 +39,14 @@ pub struct State {
     /// Task definition revisions.
     pub task_definitions: BTreeMap<TaskDefKey, TaskDefinitionRecord>,
     /// Container instances.
-    pub instances: BTreeMap<MemberKey, InstanceRecord>,
+    pub instances: SharedMap<MemberKey, InstanceRecord>,
     /// Tasks, each shared (an [`Arc`]) between the writer's working state and the
     /// published one: publishing a change copies the changed task once, not every task
     /// (see [`State::apply_shared`]). A record in the map is never edited in place: an
     /// op edits a copy (`TaskRecord::clone(t)`) and puts it.
-    pub tasks: BTreeMap<MemberKey, Arc<TaskRecord>>,
+    pub tasks: TaskMap,
     /// Services.
-    pub services: BTreeMap<ServiceKey, ServiceRecord>,
+    pub services: SharedMap<ServiceKey, ServiceRecord>,
     /// Account settings.
     pub settings: BTreeMap<SettingKey, SettingRecord>,
     /// Server metadata.
@@ -84,7 +88,7 @@ impl InCluster for ServiceKey {
 
 /// Iterates the values of one cluster's entries of a map keyed by cluster members.
 fn in_cluster<'a, K: InCluster, V>(
-    map: &'a BTreeMap<K, V>,
+    map: &'a SharedMap<K, V>,
     scope: &Scope,
     cluster: &str,
 ) -> impl Iterator<Item = &'a V> + 'a {
@@ -108,7 +112,8 @@ impl State {
     /// Applies one change as [`State::apply`] does, where `source` is a state the change
     /// was applied to already (the writer's working state, when publishing): a record
     /// `source` holds equal to the change's is shared with it, not copied. The working
-    /// and published states then hold each unchanged task once between them.
+    /// and published states then hold each unchanged task, container instance and
+    /// service once between them.
     pub fn apply_shared(&mut self, change: &Change, source: &State) {
         match change {
             Change::Put(Record::Task(r)) => {
@@ -120,19 +125,69 @@ impl State {
                     .unwrap_or_else(|| Arc::new(r.clone()));
                 self.put_task(shared);
             }
+            Change::Put(Record::Instance(r)) => {
+                let shared = source
+                    .instances
+                    .get_shared(&r.key())
+                    .filter(|i| ***i == *r)
+                    .cloned()
+                    .unwrap_or_else(|| Arc::new(r.clone()));
+                self.put_instance(shared);
+            }
+            Change::Put(Record::Service(r)) => {
+                let shared = source
+                    .services
+                    .get_shared(&r.key())
+                    .filter(|v| ***v == *r)
+                    .cloned()
+                    .unwrap_or_else(|| Arc::new(r.clone()));
+                self.put_service(shared);
+            }
             _ => self.apply(change),
         }
     }
 
+    fn put_instance(&mut self, r: Arc<InstanceRecord>) {
+        let key = r.key();
+        let was = match self.instances.get_shared(&key).cloned() {
+            Some(old) => {
+                self.derived.index_instance(&old, -1);
+                old.instance.status() == Some(InstanceStatus::Inactive)
+            }
+            None => false,
+        };
+        self.derived.index_instance(&r, 1);
+        self.derived.mark_inactive(
+            Retained::Instance(key.clone()),
+            was,
+            r.instance.status() == Some(InstanceStatus::Inactive),
+        );
+        self.instances.insert(key, r);
+    }
+
+    fn put_service(&mut self, r: Arc<ServiceRecord>) {
+        let key = r.key();
+        let was = self
+            .services
+            .get(&key)
+            .is_some_and(|old| old.service.status() == Some(ServiceStatus::Inactive));
+        let inactive = r.service.status() == Some(ServiceStatus::Inactive);
+        if inactive {
+            self.derived.listed_services.remove(&key);
+        } else {
+            self.derived.listed_services.insert(key.clone());
+        }
+        self.derived
+            .mark_inactive(Retained::Service(key.clone()), was, inactive);
+        self.services.insert(key, r);
+    }
+
     fn put_task(&mut self, r: Arc<TaskRecord>) {
         // Remove the old record's contribution first: both share the task id.
-        let key = r.key();
-        if let Some(old) = self.tasks.get(&key) {
-            let old = old.clone();
+        if let Some(old) = self.tasks.insert(Arc::clone(&r)) {
             self.derived.account(&old, -1);
         }
         self.derived.account(&r, 1);
-        self.tasks.insert(key, r);
     }
 
     fn put(&mut self, record: Record) {
@@ -165,41 +220,9 @@ impl State {
                 self.derived.index_definition(&r, 1);
                 self.task_definitions.insert(key, r);
             }
-            Record::Instance(r) => {
-                let key = r.key();
-                let was = match self.instances.get(&key) {
-                    Some(old) => {
-                        let old = old.clone();
-                        self.derived.index_instance(&old, -1);
-                        old.instance.status() == Some(InstanceStatus::Inactive)
-                    }
-                    None => false,
-                };
-                self.derived.index_instance(&r, 1);
-                self.derived.mark_inactive(
-                    Retained::Instance(key.clone()),
-                    was,
-                    r.instance.status() == Some(InstanceStatus::Inactive),
-                );
-                self.instances.insert(key, r);
-            }
+            Record::Instance(r) => self.put_instance(Arc::new(r)),
             Record::Task(r) => self.put_task(Arc::new(r)),
-            Record::Service(r) => {
-                let key = r.key();
-                let was = self
-                    .services
-                    .get(&key)
-                    .is_some_and(|old| old.service.status() == Some(ServiceStatus::Inactive));
-                let inactive = r.service.status() == Some(ServiceStatus::Inactive);
-                if inactive {
-                    self.derived.listed_services.remove(&key);
-                } else {
-                    self.derived.listed_services.insert(key.clone());
-                }
-                self.derived
-                    .mark_inactive(Retained::Service(key.clone()), was, inactive);
-                self.services.insert(key, r);
-            }
+            Record::Service(r) => self.put_service(Arc::new(r)),
             Record::Setting(r) => {
                 let key = setting_key(&r);
                 self.settings.insert(key, r);
@@ -286,7 +309,7 @@ impl State {
         scope: &Scope,
         cluster: &str,
     ) -> impl Iterator<Item = &'a TaskRecord> + 'a {
-        in_cluster(&self.tasks, scope, cluster).map(|t| &**t)
+        self.tasks.in_cluster(scope, cluster).map(|t| &**t)
     }
 
     /// The tasks of one cluster in `group` (a service's tasks: group `service:<name>`),
@@ -299,7 +322,7 @@ impl State {
         cluster: &str,
         group: &str,
     ) -> impl Iterator<Item = &'a TaskRecord> + 'a {
-        let mut ids: Vec<&'a str> = Vec::new();
+        let mut tasks: Vec<&'a TaskRecord> = Vec::new();
         if let Some(lists) = self
             .derived
             .task_lists
@@ -311,19 +334,15 @@ impl State {
             while let Some(desired) = next {
                 let key = (desired, TaskFilter::Group, group.to_owned());
                 if let Some(set) = lists.get(&key) {
-                    ids.extend(set.iter().map(String::as_str));
+                    tasks.extend(set.iter().map(|t| &*t.0));
                 }
                 let after = (format!("{}\0", key.0), TaskFilter::All, String::new());
                 next = lists.range(after..).next().map(|((d, _, _), _)| d.clone());
             }
         }
-        ids.sort_unstable();
-        let mut key = MemberKey::new(scope, cluster, "");
-        ids.into_iter().filter_map(move |id| {
-            key.id.clear();
-            key.id.push_str(id);
-            self.tasks.get(&key).map(|t| &**t)
-        })
+        // The index's entries are the records themselves (see [`TaskRef`]).
+        tasks.sort_unstable_by(|a, b| a.id.cmp(&b.id));
+        tasks.into_iter()
     }
 
     /// The container instances of one cluster, in id order.
@@ -353,7 +372,7 @@ impl State {
         desired: &str,
         filter: TaskFilter,
         value: &str,
-    ) -> Option<&BTreeSet<String>> {
+    ) -> Option<&BTreeSet<TaskRef>> {
         self.derived
             .task_lists
             .get(&ClusterKey::new(scope, cluster))?
@@ -529,8 +548,9 @@ mod tests {
             .collect();
         publish(&mut working, &mut published, &all);
         let key = |id: &str| MemberKey::new(&sc, "c", id);
-        for (k, t) in &working.tasks {
-            assert!(Arc::ptr_eq(t, &published.tasks[k]), "{k:?} is held once");
+        for t in working.tasks.values() {
+            let k = t.key();
+            assert!(Arc::ptr_eq(t, &published.tasks[&k]), "{k:?} is held once");
         }
         let untouched = published.tasks[&key("t007")].clone();
         // A batch that puts one task twice (the later edit wins) and another once.
@@ -542,8 +562,17 @@ mod tests {
         publish(&mut working, &mut published, &changes);
         assert!(Arc::ptr_eq(&published.tasks[&key("t007")], &untouched));
         assert!(Arc::ptr_eq(&working.tasks[&key("t007")], &untouched));
-        // Three owners: the two states and `untouched`; no deep copy was made.
-        assert_eq!(Arc::strong_count(&untouched), 3);
+        // Owners: `untouched` and, in each state, the `tasks` map, ListTasks' two sets
+        // (every task; its instance) and its instance's usage: the indexes share the
+        // record too, and no deep copy was made.
+        assert_eq!(Arc::strong_count(&untouched), 1 + 2 * 4);
+        for s in [&working, &published] {
+            let lists = s.derived.task_lists.values().flat_map(BTreeMap::values);
+            let indexed = lists.flatten();
+            for t in indexed.chain(s.derived.usage.values().flat_map(|u| &u.tasks)) {
+                assert!(Arc::ptr_eq(&t.0, &s.tasks[&key(t.id())]), "{t:?}");
+            }
+        }
         for id in ["t042", "t043"] {
             assert_eq!(working.tasks[&key(id)], published.tasks[&key(id)]);
             assert!(Arc::ptr_eq(
@@ -558,6 +587,81 @@ mod tests {
         assert_eq!(working.derived.usage, published.derived.usage);
         assert_eq!(working.derived.counts, published.derived.counts);
         assert_eq!(working.derived.task_lists, published.derived.task_lists);
+    }
+
+    /// Publishing shares container instances and services with the working state as it
+    /// shares tasks: one allocation each, and an edited one is equal in both.
+    #[test]
+    fn publishing_shares_instances_and_services() {
+        let sc = Scope::new("1", "r");
+        let (mut working, mut published) = (State::default(), State::default());
+        let instance = |id: &str, status: &str| {
+            Record::Instance(InstanceRecord {
+                scope: sc.clone(),
+                cluster: "c".into(),
+                id: id.into(),
+                instance: wire::ContainerInstance {
+                    status: Some(status.into()),
+                    ..Default::default()
+                },
+                last_heartbeat: 0.0,
+            })
+        };
+        let service = |name: &str, status: &str| {
+            Record::Service(
+                serde_json::from_value(serde_json::json!({
+                    "scope": sc, "cluster": "c", "name": name,
+                    "service": {"status": status}
+                }))
+                .unwrap(),
+            )
+        };
+        let changes = [
+            Change::Put(instance("i1", "ACTIVE")),
+            Change::Put(instance("i2", "ACTIVE")),
+            Change::Put(service("a", "ACTIVE")),
+            Change::Put(service("b", "ACTIVE")),
+            // Edited twice in one batch: the later edit wins, shared all the same.
+            Change::Put(instance("i2", "DRAINING")),
+            Change::Put(service("b", "DRAINING")),
+        ];
+        for c in &changes {
+            working.apply(c);
+        }
+        for c in &changes {
+            published.apply_shared(c, &working);
+        }
+        for k in working.instances.keys() {
+            let (w, p) = (
+                working.instances.get_shared(k),
+                published.instances.get_shared(k),
+            );
+            assert!(Arc::ptr_eq(w.unwrap(), p.unwrap()), "{k:?} is held once");
+        }
+        for k in working.services.keys() {
+            let (w, p) = (
+                working.services.get_shared(k),
+                published.services.get_shared(k),
+            );
+            assert!(Arc::ptr_eq(w.unwrap(), p.unwrap()), "{k:?} is held once");
+        }
+        let i2 = MemberKey::new(&sc, "c", "i2");
+        assert_eq!(
+            published.instances[&i2].instance.status.as_deref(),
+            Some("DRAINING")
+        );
+        assert_eq!(working.instances, published.instances);
+        assert_eq!(working.services, published.services);
+        assert_eq!(
+            working.derived.instances_by_status,
+            published.derived.instances_by_status
+        );
+        assert_eq!(
+            working.derived.listed_services,
+            published.derived.listed_services
+        );
+        assert_eq!(published.instances_in(&sc, "c").count(), 2);
+        assert_eq!(published.services_in(&sc, "c").count(), 2);
     }
 
     /// An instance's digest (kept in [`Usage::digest`]) depends on the assigned tasks
