@@ -1,134 +1,16 @@
-//! Who is asking, and in which region: SigV4 `Authorization` headers.
-//!
-//! The region always comes from the credential scope
-//! (`Credential=<key>/<date>/<region>/ecs/aws4_request`), as AWS clients put it there
-//! even with `--endpoint-url`. When a credentials file is configured, the signature is
-//! recomputed over the request exactly as the client signed it (the headers it listed
-//! in `SignedHeaders`, the SHA-256 of the body) and compared; a request more than 15
-//! minutes off the server's clock is refused. Without a credentials file any signature
-//! is accepted (local development).
-//!
-//! As AWS does, a verified signature must cover `host`, its timestamp header
-//! (`x-amz-date`, or `date`) and, when the request has one, `x-amz-target`: a verifier
-//! that let the client leave them out would accept a signature made for one request
-//! (`DescribeClusters`) on another (`DeleteCluster` with the same body), or on another
-//! endpoint. The credential scope must name the service the request was routed to
-//! (`ecs`, `elasticloadbalancing`, `servicediscovery`: [`crate::service::AwsService`]);
-//! flotilla's own `POST /admin/reset` takes any service ([`ScopeService`]).
-//!
-//! The signing math is HMAC-SHA256 from the `hmac`/`sha2` crates. We do not use
-//! `aws-sigv4` here: it chooses which headers to sign itself, while a verifier must use
-//! exactly the list the client chose.
-
-use std::collections::BTreeMap;
-use std::path::Path;
+//! Identifying a request's caller: the region and service of the credential scope, the
+//! headers a signature must cover, the signing time and clock skew, and the signature
+//! recomputed and compared (or, without credentials, only the region read).
 
 use axum::http::{HeaderMap, Method, Uri};
-use hmac::{Hmac, Mac};
-use serde::Deserialize;
-use sha2::{Digest, Sha256};
 use time::PrimitiveDateTime;
 use time::macros::format_description;
 
+use super::{
+    Credentials, DEFAULT_REGION, MAX_SKEW_SECONDS, SigV4Header, compute_signature,
+    parse_authorization,
+};
 use crate::error::{ApiError, quote};
-
-/// The region used when a request carries no credential scope at all.
-pub const DEFAULT_REGION: &str = "us-east-1";
-/// Largest clock difference accepted, in seconds.
-pub const MAX_SKEW_SECONDS: i64 = 15 * 60;
-
-/// One access key of the credentials file.
-#[derive(Debug, Clone, Deserialize)]
-pub struct KeyEntry {
-    /// The secret access key.
-    pub secret: String,
-    /// The account this key acts in (the server's `--account-id` when absent).
-    pub account: Option<String>,
-}
-
-/// The credentials file: `[keys.<ACCESS_KEY_ID>] secret = "…" account = "…"`.
-#[derive(Debug, Clone, Default, Deserialize)]
-pub struct Credentials {
-    /// Keys by access key id.
-    pub keys: BTreeMap<String, KeyEntry>,
-}
-
-impl Credentials {
-    /// Reads a credentials file (TOML).
-    pub fn load(path: &Path) -> Result<Credentials, String> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| format!("cannot read credentials file {}: {e}", path.display()))?;
-        let creds: Credentials = toml::from_str(&text)
-            .map_err(|e| format!("credentials file {} is invalid: {e}", path.display()))?;
-        if creds.keys.is_empty() {
-            return Err(format!("credentials file {} lists no keys", path.display()));
-        }
-        Ok(creds)
-    }
-}
-
-/// The parts of an `AWS4-HMAC-SHA256` Authorization header.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SigV4Header {
-    /// Access key id.
-    pub access_key: String,
-    /// `YYYYMMDD` of the scope.
-    pub date: String,
-    /// Region of the scope.
-    pub region: String,
-    /// Service of the scope.
-    pub service: String,
-    /// Lower-case header names, in the client's order.
-    pub signed_headers: Vec<String>,
-    /// Hex signature.
-    pub signature: String,
-}
-
-/// Parses `AWS4-HMAC-SHA256 Credential=…, SignedHeaders=…, Signature=…`.
-pub fn parse_authorization(value: &str) -> Result<SigV4Header, ApiError> {
-    let bad =
-        |m: &str| ApiError::IncompleteSignature(format!("Authorization header is malformed: {m}"));
-    let rest = value
-        .strip_prefix("AWS4-HMAC-SHA256")
-        .ok_or_else(|| bad("only AWS4-HMAC-SHA256 is supported"))?;
-    let mut credential = None;
-    let mut signed = None;
-    let mut signature = None;
-    for part in rest.split(',') {
-        let part = part.trim();
-        if let Some(v) = part.strip_prefix("Credential=") {
-            credential = Some(v);
-        } else if let Some(v) = part.strip_prefix("SignedHeaders=") {
-            signed = Some(v);
-        } else if let Some(v) = part.strip_prefix("Signature=") {
-            signature = Some(v);
-        }
-    }
-    let credential = credential.ok_or_else(|| bad("no Credential"))?;
-    let fields: Vec<&str> = credential.split('/').collect();
-    let [access_key, date, region, service, terminator] = fields[..] else {
-        return Err(bad(
-            "Credential must be <key>/<date>/<region>/<service>/aws4_request",
-        ));
-    };
-    if terminator != "aws4_request" || region.is_empty() || access_key.is_empty() {
-        return Err(bad(
-            "Credential must be <key>/<date>/<region>/<service>/aws4_request",
-        ));
-    }
-    Ok(SigV4Header {
-        access_key: access_key.to_owned(),
-        date: date.to_owned(),
-        region: region.to_owned(),
-        service: service.to_owned(),
-        signed_headers: signed
-            .ok_or_else(|| bad("no SignedHeaders"))?
-            .split(';')
-            .map(str::to_owned)
-            .collect(),
-        signature: signature.ok_or_else(|| bad("no Signature"))?.to_owned(),
-    })
-}
 
 /// The caller, once authenticated.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -137,114 +19,6 @@ pub struct Caller {
     pub region: String,
     /// Account the caller acts in.
     pub account: String,
-}
-
-fn hmac(key: &[u8], data: &[u8]) -> Vec<u8> {
-    let mut m = Hmac::<Sha256>::new_from_slice(key).expect("HMAC accepts keys of any length");
-    m.update(data);
-    m.finalize().into_bytes().to_vec()
-}
-
-fn canonical_header_value(v: &str) -> String {
-    v.split_whitespace().collect::<Vec<_>>().join(" ")
-}
-
-fn uri_encode(s: &str, keep_slash: bool) -> String {
-    let mut out = String::new();
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) || (keep_slash && b == b'/') {
-            out.push(char::from(b));
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
-
-fn canonical_query(uri: &Uri) -> String {
-    let Some(q) = uri.query() else {
-        return String::new();
-    };
-    let mut pairs: Vec<(String, String)> = q
-        .split('&')
-        .filter(|p| !p.is_empty())
-        .map(|p| {
-            let (k, v) = p.split_once('=').unwrap_or((p, ""));
-            (uri_encode(k, false), uri_encode(v, false))
-        })
-        .collect();
-    pairs.sort();
-    pairs
-        .iter()
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect::<Vec<_>>()
-        .join("&")
-}
-
-/// The SigV4 signature of a request, computed from the headers the client signed.
-pub fn compute_signature(
-    secret: &str,
-    auth: &SigV4Header,
-    amz_date: &str,
-    method: &Method,
-    uri: &Uri,
-    headers: &HeaderMap,
-    body: &[u8],
-) -> Result<String, ApiError> {
-    let mut canonical_headers = String::new();
-    for name in &auth.signed_headers {
-        let values: Vec<String> = headers
-            .get_all(name.as_str())
-            .iter()
-            .map(|v| v.to_str().map(canonical_header_value))
-            .collect::<Result<_, _>>()
-            .map_err(|_| {
-                ApiError::IncompleteSignature(format!("signed header {} is not ASCII", quote(name)))
-            })?;
-        if values.is_empty() {
-            return Err(ApiError::IncompleteSignature(format!(
-                "signed header {} is missing from the request",
-                quote(name)
-            )));
-        }
-        canonical_headers.push_str(&format!("{name}:{}\n", values.join(",")));
-    }
-    // The body is always hashed: a client-supplied `x-amz-content-sha256` must match it,
-    // or the signature would cover the header but not the body it claims to describe.
-    let payload_hash = hex::encode(Sha256::digest(body));
-    if let Some(claimed) = headers.get("x-amz-content-sha256") {
-        let claimed = claimed.to_str().unwrap_or("");
-        if claimed != "UNSIGNED-PAYLOAD" && !claimed.eq_ignore_ascii_case(&payload_hash) {
-            return Err(ApiError::InvalidSignature(
-                "The x-amz-content-sha256 header does not match the SHA-256 of the request body."
-                    .into(),
-            ));
-        }
-    }
-    let path = if uri.path().is_empty() {
-        "/"
-    } else {
-        uri.path()
-    };
-    let canonical_request = format!(
-        "{method}\n{}\n{}\n{canonical_headers}\n{}\n{payload_hash}",
-        uri_encode(path, true),
-        canonical_query(uri),
-        auth.signed_headers.join(";"),
-    );
-    let scope = format!(
-        "{}/{}/{}/aws4_request",
-        auth.date, auth.region, auth.service
-    );
-    let string_to_sign = format!(
-        "AWS4-HMAC-SHA256\n{amz_date}\n{scope}\n{}",
-        hex::encode(Sha256::digest(canonical_request.as_bytes()))
-    );
-    let k_date = hmac(format!("AWS4{secret}").as_bytes(), auth.date.as_bytes());
-    let k_region = hmac(&k_date, auth.region.as_bytes());
-    let k_service = hmac(&k_region, auth.service.as_bytes());
-    let k_signing = hmac(&k_service, b"aws4_request");
-    Ok(hex::encode(hmac(&k_signing, string_to_sign.as_bytes())))
 }
 
 /// Whether `region` can name a region: it goes into every ARN, so a `:` or a space
@@ -483,44 +257,12 @@ impl Verifier<'_> {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use std::collections::BTreeMap;
 
-    /// The example from the AWS SigV4 documentation ("GET iam ListUsers").
-    #[test]
-    fn matches_the_aws_documentation_example() {
-        let mut headers = HeaderMap::new();
-        headers.insert("host", "iam.amazonaws.com".parse().unwrap());
-        headers.insert(
-            "content-type",
-            "application/x-www-form-urlencoded; charset=utf-8"
-                .parse()
-                .unwrap(),
-        );
-        headers.insert("x-amz-date", "20150830T123600Z".parse().unwrap());
-        let auth = SigV4Header {
-            access_key: "AKIDEXAMPLE".into(),
-            date: "20150830".into(),
-            region: "us-east-1".into(),
-            service: "iam".into(),
-            signed_headers: vec!["content-type".into(), "host".into(), "x-amz-date".into()],
-            signature: String::new(),
-        };
-        let uri: Uri = "/?Action=ListUsers&Version=2010-05-08".parse().unwrap();
-        let sig = compute_signature(
-            "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY",
-            &auth,
-            "20150830T123600Z",
-            &Method::GET,
-            &uri,
-            &headers,
-            b"",
-        )
-        .unwrap();
-        assert_eq!(
-            sig,
-            "5d672d79c15b13162d9279b0855cfba6789a8edb4c82c400e06b5924a6f2b5d7"
-        );
-    }
+    use sha2::{Digest, Sha256};
+
+    use super::*;
+    use crate::auth::KeyEntry;
 
     fn signed_request(service: &str, body: &[u8], content_sha: Option<&str>) -> (HeaderMap, i64) {
         let now = 1_764_000_000; // 2025-11-24T16:00:00Z
@@ -843,18 +585,6 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(e.status_and_code().1, "InvalidSignatureException");
-    }
-
-    #[test]
-    fn parses_the_credential_scope() {
-        let a = parse_authorization(
-            "AWS4-HMAC-SHA256 Credential=KEY/20261123/eu-west-1/ecs/aws4_request, SignedHeaders=host;x-amz-date, Signature=abc",
-        )
-        .unwrap();
-        assert_eq!(a.region, "eu-west-1");
-        assert_eq!(a.signed_headers, ["host", "x-amz-date"]);
-        assert!(parse_authorization("AWS4-HMAC-SHA256 Credential=KEY/2026, Signature=x").is_err());
-        assert!(parse_authorization("Basic Zm9vOmJhcg==").is_err());
     }
 
     #[test]

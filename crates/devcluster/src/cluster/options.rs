@@ -1,0 +1,279 @@
+//! What `up` is asked for ([`UpOptions`]), the host's preflight, and the
+//! [`ClusterSpec`] those options resolve to: the stored one, checked against them, or a
+//! new one on a free subnet.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use super::resolve_dir;
+use crate::error::{Error, Result};
+use crate::host;
+use crate::net;
+use crate::spec::{self, ClusterSpec, MAX_NODES};
+
+/// The agents long-poll for this long; shorter liveness timeouts would mark idle,
+/// healthy nodes disconnected or lost.
+pub const AGENT_POLL_SECONDS: u64 = 20;
+
+/// What `up` is asked for; `None` keeps what an existing cluster has (or the default).
+#[derive(Debug, Clone)]
+pub struct UpOptions {
+    /// Cluster name.
+    pub name: String,
+    /// Cluster directory (default [`spec::default_dir`]).
+    pub dir: Option<PathBuf>,
+    /// Node count (default 3).
+    pub nodes: Option<u8>,
+    /// Control plane port on the host side of the bridge (default 8080).
+    pub port: Option<u16>,
+    /// `flotilla server --agent-timeout`, seconds.
+    pub agent_timeout: Option<u64>,
+    /// `flotilla server --instance-lost-after`, seconds.
+    pub instance_lost_after: Option<u64>,
+    /// The `flotilla` binary to run (server and agents); `flotilla-runtime-logger` must
+    /// sit beside it.
+    pub flotilla_bin: PathBuf,
+}
+
+pub(super) fn preflight(bin: &Path) -> Result<()> {
+    if !host::is_root() {
+        return Err(Error::NotRoot);
+    }
+    host::require_programs(&[
+        ("ip", "apt-get install -y iproute2"),
+        ("nft", "apt-get install -y nftables"),
+        ("nsenter", "apt-get install -y util-linux"),
+        ("containerd", "apt-get install -y containerd"),
+        ("ctr", "apt-get install -y containerd"),
+        ("containerd-shim-runc-v2", "apt-get install -y containerd"),
+        ("runc", "apt-get install -y runc"),
+    ])?;
+    if !bin.exists() {
+        return Err(Error::Invalid(format!(
+            "the flotilla binary {} is missing",
+            bin.display()
+        )));
+    }
+    let logger = bin.with_file_name("flotilla-runtime-logger");
+    if !logger.exists() {
+        return Err(Error::Invalid(format!(
+            "{} is missing (build it with `cargo build -p runtime`); the agents need it beside flotilla",
+            logger.display()
+        )));
+    }
+    Ok(())
+}
+
+fn check_timeouts(opts: &UpOptions) -> Result<()> {
+    for (flag, value) in [
+        ("--agent-timeout", opts.agent_timeout),
+        ("--instance-lost-after", opts.instance_lost_after),
+    ] {
+        if let Some(v) = value
+            && v <= AGENT_POLL_SECONDS
+        {
+            return Err(Error::Invalid(format!(
+                "{flag} {v}s is too short: agents long-poll for {AGENT_POLL_SECONDS} s, so idle healthy nodes would be marked lost; use at least {}s",
+                AGENT_POLL_SECONDS + 5
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// The spec to bring up: the stored one (checked against `opts`) or a new one.
+pub(super) fn resolve_spec(opts: &UpOptions) -> Result<ClusterSpec> {
+    spec::validate_name(&opts.name)?;
+    check_timeouts(opts)?;
+    if let Some(n) = opts.nodes
+        && !(1..=MAX_NODES).contains(&n)
+    {
+        return Err(Error::Invalid(format!(
+            "--nodes must be 1 to {MAX_NODES}, not {n}"
+        )));
+    }
+    if opts.port == Some(0) {
+        return Err(Error::Invalid("--port must not be 0".into()));
+    }
+    let dir = resolve_dir(&opts.name, opts.dir.as_deref());
+    if !dir.is_absolute() {
+        return Err(Error::Invalid(format!(
+            "--dir must be an absolute path, not {}",
+            dir.display()
+        )));
+    }
+    if let Some(existing) = ClusterSpec::load(&dir)? {
+        if existing.name != opts.name {
+            return Err(Error::Invalid(format!(
+                "{} holds cluster {:?}, not {:?}",
+                dir.display(),
+                existing.name,
+                opts.name
+            )));
+        }
+        let differs = |what: &str, asked: Option<String>, has: String| match asked {
+            Some(a) if a != has => Err(Error::Invalid(format!(
+                "cluster {} exists with {what} {has}, not {a}; run `flotilla dev cluster down --name {}` first to change it",
+                existing.name, existing.name
+            ))),
+            _ => Ok(()),
+        };
+        differs(
+            "--nodes",
+            opts.nodes.map(|n| n.to_string()),
+            existing.nodes.to_string(),
+        )?;
+        differs(
+            "--port",
+            opts.port.map(|n| n.to_string()),
+            existing.port.to_string(),
+        )?;
+        let secs = |v: Option<u64>| v.map_or_else(|| "default".to_owned(), |v| v.to_string());
+        differs(
+            "--agent-timeout",
+            opts.agent_timeout.map(|v| v.to_string()),
+            secs(existing.agent_timeout),
+        )?;
+        differs(
+            "--instance-lost-after",
+            opts.instance_lost_after.map(|v| v.to_string()),
+            secs(existing.instance_lost_after),
+        )?;
+        return Ok(existing);
+    }
+    if std::fs::read_dir(&dir).is_ok_and(|mut d| d.next().is_some()) {
+        return Err(Error::Invalid(format!(
+            "{} exists and is not a dev cluster's directory (no {}); choose another --dir",
+            dir.display(),
+            spec::SPEC_FILE
+        )));
+    }
+    let mut taken: BTreeSet<u8> = net::subnets_in_use().into_iter().collect();
+    if let Ok(entries) =
+        std::fs::read_dir(spec::pointer_file("x").parent().unwrap_or(Path::new("/")))
+    {
+        for e in entries.flatten() {
+            let other = resolve_dir(&e.file_name().to_string_lossy(), None);
+            if let Ok(Some(s)) = ClusterSpec::load(&other) {
+                taken.insert(s.subnet);
+            }
+        }
+    }
+    let subnet = (0..=u8::MAX)
+        .find(|s| !taken.contains(s))
+        .ok_or_else(|| Error::Invalid("every 10.213.X.0/24 subnet is in use".into()))?;
+    Ok(ClusterSpec {
+        name: opts.name.clone(),
+        dir,
+        nodes: opts.nodes.unwrap_or(3),
+        subnet,
+        port: opts.port.unwrap_or(8080),
+        agent_timeout: opts.agent_timeout,
+        instance_lost_after: opts.instance_lost_after,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn opts() -> UpOptions {
+        UpOptions {
+            name: "t".into(),
+            dir: None,
+            nodes: None,
+            port: None,
+            agent_timeout: None,
+            instance_lost_after: None,
+            flotilla_bin: PathBuf::from("/nonexistent"),
+        }
+    }
+    #[test]
+    fn short_liveness_timeouts_are_refused() {
+        let mut o = opts();
+        o.instance_lost_after = Some(10);
+        let err = check_timeouts(&o).unwrap_err().to_string();
+        assert!(
+            err.contains("--instance-lost-after 10s is too short"),
+            "{err}"
+        );
+        o.instance_lost_after = Some(25);
+        o.agent_timeout = Some(20);
+        assert!(check_timeouts(&o).is_err());
+        o.agent_timeout = Some(25);
+        assert!(check_timeouts(&o).is_ok());
+    }
+
+    #[test]
+    fn bad_options_are_refused_clearly() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut o = opts();
+        o.dir = Some(dir.path().join("c"));
+        o.nodes = Some(0);
+        assert!(
+            resolve_spec(&o)
+                .unwrap_err()
+                .to_string()
+                .contains("--nodes must be 1 to 99")
+        );
+        o.nodes = Some(100);
+        assert!(resolve_spec(&o).is_err());
+        o.nodes = Some(2);
+        o.name = "Bad-Name".into();
+        assert!(
+            resolve_spec(&o)
+                .unwrap_err()
+                .to_string()
+                .contains("cluster name")
+        );
+        o.name = "t".into();
+        o.dir = Some("relative".into());
+        assert!(
+            resolve_spec(&o)
+                .unwrap_err()
+                .to_string()
+                .contains("absolute")
+        );
+        // A directory with someone else's files is never taken over.
+        std::fs::write(dir.path().join("precious"), "x").unwrap();
+        o.dir = Some(dir.path().to_owned());
+        assert!(
+            resolve_spec(&o)
+                .unwrap_err()
+                .to_string()
+                .contains("not a dev cluster's directory")
+        );
+    }
+
+    #[test]
+    fn an_existing_cluster_keeps_its_shape() {
+        let dir = tempfile::tempdir().unwrap();
+        let spec = ClusterSpec {
+            name: "t".into(),
+            dir: dir.path().to_owned(),
+            nodes: 3,
+            subnet: 7,
+            port: 9000,
+            agent_timeout: None,
+            instance_lost_after: Some(25),
+        };
+        spec.save().unwrap();
+        let mut o = opts();
+        o.dir = Some(dir.path().to_owned());
+        assert_eq!(resolve_spec(&o).unwrap(), spec);
+        o.nodes = Some(3);
+        o.instance_lost_after = Some(25);
+        assert_eq!(resolve_spec(&o).unwrap(), spec);
+        o.nodes = Some(4);
+        let err = resolve_spec(&o).unwrap_err().to_string();
+        assert!(err.contains("exists with --nodes 3, not 4"), "{err}");
+        o.nodes = None;
+        o.name = "u".into();
+        assert!(
+            resolve_spec(&o)
+                .unwrap_err()
+                .to_string()
+                .contains("holds cluster")
+        );
+    }
+}
