@@ -236,6 +236,19 @@ impl Client {
             .await
     }
 
+    /// FlotillaAgentV1.GetServiceConnectRoutes: the routes of Service Connect namespaces
+    /// (see [`crate::service_connect`]).
+    pub async fn get_service_connect_routes(
+        &self,
+        req: &model::agent::GetServiceConnectRoutesRequest,
+    ) -> Result<model::agent::GetServiceConnectRoutesResponse, AgentError> {
+        self.call(
+            &format!("{AGENT_TARGET_PREFIX}.GetServiceConnectRoutes"),
+            req,
+        )
+        .await
+    }
+
     /// FlotillaAgentV1.PutLogs: the answer to a log request (see [`crate::logs`]).
     pub async fn put_logs(&self, req: &model::logs::PutLogsRequest) -> Result<(), AgentError> {
         let _: model::logs::PutLogsResponse = self

@@ -1,8 +1,9 @@
 //! What a task definition asks of the runtime: the task's containers with RunTask's
 //! overrides applied, in `dependsOn` start order, and each one's [`ContainerSpec`]
 //! (command, environment, user, cpu and memory, ulimits, volumes, network, resolv.conf,
-//! labels). Apart from creating volume directories and writing resolv.conf files
-//! ([`crate::task_dns`]), no IO: the supervisor acts on the result.
+//! `/etc/hosts` of Service Connect tasks, labels). Apart from creating volume directories
+//! and writing resolv.conf files ([`crate::task_dns`]), no IO: the supervisor acts on the
+//! result (it writes a Service Connect task's hosts file before asking for the specs).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -135,6 +136,15 @@ pub fn container_spec(
         spec.mounts.push(BindMount {
             host_path,
             container_path: "/etc/resolv.conf".into(),
+            read_only: true,
+        });
+    }
+    // Service Connect: the client aliases (see [`crate::service_connect`]); the file is
+    // rewritten in place when they change, so the mount follows.
+    if a.service_connect.is_some() {
+        spec.mounts.push(BindMount {
+            host_path: crate::service_connect::hosts_path(&shared.data_dir, task_id),
+            container_path: "/etc/hosts".into(),
             read_only: true,
         });
     }

@@ -11,7 +11,7 @@
 //! | how it ended | `stopCode` | `stoppedReason` |
 //! | --- | --- | --- |
 //! | [`TaskError::InvalidImage`], [`TaskError::Pull`] | `TaskFailedToStart` | `CannotPullContainerError: …` |
-//! | [`TaskError::RecordContainers`], [`TaskError::Spec`], [`TaskError::Volume`], [`TaskError::ResolvConf`], [`TaskError::Create`] | `TaskFailedToStart` | `CannotCreateContainerError: …` |
+//! | [`TaskError::RecordContainers`], [`TaskError::Spec`], [`TaskError::Volume`], [`TaskError::ResolvConf`], [`TaskError::ServiceConnect`], [`TaskError::Create`] | `TaskFailedToStart` | `CannotCreateContainerError: …` |
 //! | [`TaskError::Network`], [`TaskError::Start`], [`TaskError::NoHealthCheck`], [`TaskError::DependencyFailed`], [`TaskError::DependencyTimeout`] | `TaskFailedToStart` | `CannotStartContainerError: …` |
 //! | [`TaskError::StoppedWhileWaiting`], [`TaskEnd::StoppedBeforeStart`] | the control plane's (set by StopTask) | `Task stopped while/before …` |
 //! | [`TaskEnd::StopRequested`] | the control plane's (set by StopTask) | StopTask's `reason` |
@@ -189,6 +189,11 @@ pub enum TaskError {
         /// What is wrong.
         why: String,
     },
+    /// A Service Connect task's client aliases could not be made ready: its namespace's
+    /// routes did not come, its `/etc/hosts` could not be written, or the alias addresses
+    /// could not be set up (see [`crate::service_connect`]).
+    #[error("Service Connect: {0}")]
+    ServiceConnect(crate::service_connect::ServiceConnectError),
     /// `create_container` failed (a missing entrypoint, a bad spec, containerd).
     #[error("{source}")]
     Create {
@@ -291,6 +296,7 @@ impl TaskEnd {
                 | E::Spec { .. }
                 | E::Volume { .. }
                 | E::ResolvConf { .. }
+                | E::ServiceConnect(_)
                 | E::Create { .. },
             ) => (Some(TaskFailedToStart), Some(N::CannotCreateContainerError)),
             TaskEnd::FailedToStart(
@@ -389,6 +395,14 @@ mod tests {
                 }
                 .into(),
                 "CannotCreateContainerError: web: /etc/resolv.conf: dnsServers: \"dns.local\" is not an IP address.",
+            ),
+            (
+                TaskError::ServiceConnect(crate::service_connect::ServiceConnectError::HostsFile {
+                    path: "/d/hosts/t1".into(),
+                    source: std::io::Error::other("No space left on device"),
+                })
+                .into(),
+                "CannotCreateContainerError: Service Connect: /etc/hosts: /d/hosts/t1: No space left on device",
             ),
             (
                 TaskError::Create {

@@ -40,6 +40,8 @@
 //!   crate.
 //! - [`task_dns`]: the `/etc/resolv.conf` a task's containers get (`dnsServers`,
 //!   `dnsSearchDomains`, the agent's `--task-dns`).
+//! - [`service_connect`]: ECS Service Connect on the node (client aliases: routes, alias
+//!   addresses, the node's proxy, the `/etc/hosts` of Service Connect tasks).
 //! - [`run`]: the main loop.
 //!
 //! ## Security
@@ -61,6 +63,7 @@ pub mod local_state;
 pub mod logs;
 pub mod plan;
 pub mod run;
+pub mod service_connect;
 pub mod supervisor;
 pub mod task_dns;
 pub mod task_network;

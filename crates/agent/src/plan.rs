@@ -81,6 +81,7 @@ mod tests {
                 ..Default::default()
             },
             task_definition: wire::TaskDefinition::default(),
+            service_connect: None,
         }
     }
 

@@ -18,6 +18,7 @@ use crate::error::{AgentError, ApiCode};
 use crate::host::HostInfo;
 use crate::local_state::LocalState;
 use crate::plan::{Action, Observed, plan};
+use crate::service_connect::ServiceConnect;
 use crate::supervisor::{Shared, supervise};
 
 /// The agent's version, reported in `versionInfo`.
@@ -59,6 +60,10 @@ pub struct AgentConfig {
     /// Name servers for tasks' containers that set no `dnsServers` (`--task-dns`), e.g.
     /// the server's Cloud Map DNS; empty keeps their image's `/etc/resolv.conf`.
     pub task_dns: Vec<std::net::IpAddr>,
+    /// Where Service Connect client aliases get their node-local addresses
+    /// (`--service-connect-cidr`, default [`crate::service_connect::DEFAULT_CIDR`]); see
+    /// [`crate::service_connect`].
+    pub service_connect_cidr: network::Ipv4Cidr,
 }
 
 /// The node's address as the identity document's `privateIp` shows it: `advertise_ip`
@@ -183,6 +188,24 @@ pub async fn run(
     local.save(&cfg.data_dir)?;
     tracing::info!(instance = %arn, cluster = %cfg.cluster, cpu = host.cpu_units, memory = host.memory_mib, "registered");
 
+    let live_tasks: BTreeSet<String> = local
+        .tasks
+        .keys()
+        .map(|arn| crate::supervisor::task_id(arn).to_owned())
+        .collect();
+    crate::service_connect::remove_hosts_except(&cfg.data_dir, &live_tasks);
+    let routes = crate::service_connect::ControlPlaneRoutes {
+        client: client.clone(),
+        cluster: cfg.cluster.clone(),
+        container_instance: arn.clone(),
+    };
+    let service_connect = Arc::new(ServiceConnect::new(
+        &cfg.data_dir,
+        cfg.service_connect_cidr,
+        Arc::new(routes),
+    )?);
+    let refresher = tokio::spawn(service_connect.clone().refresh_loop());
+
     let shared = Arc::new(Shared {
         client: client.clone(),
         runtime: runtime.clone(),
@@ -195,6 +218,7 @@ pub async fn run(
         pull_locks: Mutex::default(),
         network,
         task_dns: cfg.task_dns.clone(),
+        service_connect,
     });
     let mut supervisors: BTreeMap<String, (watch::Sender<bool>, tokio::task::JoinHandle<()>)> =
         BTreeMap::new();
@@ -259,6 +283,7 @@ pub async fn run(
     for (_, (_, handle)) in supervisors {
         handle.abort();
     }
+    refresher.abort();
     tracing::info!("agent stopping; tasks keep running and will be adopted by the next agent");
     Ok(())
 }

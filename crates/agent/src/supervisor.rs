@@ -53,6 +53,8 @@ pub struct Shared {
     /// The name servers of tasks whose containers set no `dnsServers` (`--task-dns`;
     /// empty: their image's `/etc/resolv.conf`). See [`crate::task_dns`].
     pub task_dns: Vec<std::net::IpAddr>,
+    /// The node's Service Connect (routes, alias addresses, proxy, hosts files).
+    pub service_connect: Arc<crate::service_connect::ServiceConnect>,
 }
 
 impl std::fmt::Debug for Shared {
@@ -163,6 +165,17 @@ pub async fn supervise(
         match adopt_containers(&shared, &arn, &defs, &stop_timeout).await {
             Some(mut r) => {
                 r.network = crate::task_network::adopt(&shared, &a, &task_id).await;
+                // Its namespace's routes again, the proxy's listeners back, its hosts
+                // file rewritten in place; a failure leaves the task running on its
+                // current names while the refresh loop keeps trying.
+                if let Some(sc) = &a.service_connect
+                    && let Err(e) = shared
+                        .service_connect
+                        .ensure_task(&task_id, &sc.namespace)
+                        .await
+                {
+                    tracing::warn!(task = %arn, error = %e, "could not restore the task's Service Connect aliases");
+                }
                 r
             }
             None => {
@@ -357,6 +370,15 @@ async fn start(
     let network = crate::task_network::setup(shared, a, task_id)
         .await
         .map_err(TaskError::Network)?;
+    // Service Connect: the names before the containers (their /etc/hosts mount needs the
+    // file). On failure the task's networking goes with the STOPPED report.
+    if let Some(sc) = &a.service_connect {
+        shared
+            .service_connect
+            .ensure_task(task_id, &sc.namespace)
+            .await
+            .map_err(TaskError::ServiceConnect)?;
+    }
     let mut containers = Vec::new();
     for (i, c) in defs.iter().enumerate() {
         let spec = container_spec(shared, a, task_id, i, c)?;

@@ -108,10 +108,12 @@ pub async fn adopt(
     }
 }
 
-/// Removes a stopped task's networking and its containers' resolv.conf files
+/// Removes a stopped task's networking, its containers' resolv.conf files and its
+/// Service Connect hosts file (the namespace's aliases too when it was their last task)
 /// (idempotent; a task without any is a no-op).
 pub async fn teardown(shared: &Shared, task_id: &str) {
     crate::task_dns::remove(&shared.data_dir, task_id);
+    shared.service_connect.release_task(task_id).await;
     let Some(n) = shared.network.clone() else {
         return;
     };

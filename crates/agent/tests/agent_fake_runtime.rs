@@ -119,6 +119,7 @@ fn config(env: &Env, dir: &std::path::Path) -> AgentConfig {
         bridge_cidr: None,
         advertise_ip: None,
         task_dns: Vec::new(),
+        service_connect_cidr: "127.77.0.0/16".parse().unwrap(),
     }
 }
 

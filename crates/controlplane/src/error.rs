@@ -47,6 +47,9 @@ pub enum EcsError {
     /// not answer in time.
     #[error("{0}")]
     TargetNotConnected(String),
+    /// A Cloud Map namespace named by a Service Connect configuration does not exist.
+    #[error("{0}")]
+    NamespaceNotFound(String),
     /// Something failed on the server's side (e.g. the store could not commit).
     #[error("{0}")]
     Server(String),
@@ -72,6 +75,7 @@ impl EcsError {
             EcsError::AttributeLimitExceeded(_) => "AttributeLimitExceededException",
             EcsError::Conflict(_) => "ConflictException",
             EcsError::TargetNotConnected(_) => "TargetNotConnectedException",
+            EcsError::NamespaceNotFound(_) => "NamespaceNotFoundException",
             EcsError::Server(_) => "ServerException",
         }
     }

@@ -33,6 +33,8 @@
 //! - [`log_broker`]: users' log reads carried to agents over their polls, answers back.
 //! - [`load_balancing`]: which target groups a service's tasks join and at which address.
 //! - [`registries`]: the Cloud Map instance a service's task is (`serviceRegistries`).
+//! - [`service_connect`]: `serviceConnectConfiguration`, its Cloud Map services and the
+//!   routes nodes proxy.
 //! - [`liveness`]: the timer that marks silent agents disconnected and their tasks lost.
 //! - [`error`]: [`EcsError`], one variant per ECS error code.
 //! - [`limits`]: the documented bounds on what one call or record may ask for.
@@ -53,6 +55,7 @@ pub mod paging;
 pub mod placement;
 pub mod registries;
 pub mod retention;
+pub mod service_connect;
 pub mod state;
 pub mod task;
 

@@ -15,7 +15,8 @@
 //! `advancedConfiguration` names a second, alternate target group and the production
 //! (and optionally test) listener rule. Each deployment's tasks join one [`Side`]; the
 //! production rule's weights say which side is live ([`live_side`]); the service
-//! controller moves traffic by rewriting them ([`shift_rule`]).
+//! controller moves traffic by rewriting them: all at once ([`shift_rule`]), or a share
+//! of it for the LINEAR and CANARY strategies ([`weigh_rule`], [`share_weights`]).
 
 use model::wire;
 
@@ -187,19 +188,57 @@ pub fn shift_rule(
     rule_arn: &str,
     to: Side,
 ) -> Option<Change> {
+    weigh_rule(state, scope, rules, rule_arn, to, 100.0)
+}
+
+/// The forward weights (`to`'s group, the other group) that send `percent` of the
+/// requests to `to`: the share in tenths of a percent (ECS's step), reduced, so every
+/// weight stays within ELBv2's 0–999 (10 % gives 1 and 9, 0.1 % gives 1 and 999). At
+/// 100 % or more 1 and 0, at 0 or less (or NaN) 0 and 1.
+pub fn share_weights(percent: f64) -> (u32, u32) {
+    const WHOLE: u32 = 1000;
+    let tenths = (percent * 10.0).round();
+    if tenths.is_nan() || tenths <= 0.0 {
+        return (0, 1);
+    }
+    if tenths >= f64::from(WHOLE) {
+        return (1, 0);
+    }
+    // Within 1..=999 here, so the cast is exact.
+    let to = tenths as u32;
+    let (mut a, mut b) = (to, WHOLE - to);
+    while b != 0 {
+        (a, b) = (b, a % b);
+    }
+    (to / a, (WHOLE - to) / a)
+}
+
+/// The change that makes `rule_arn` forward `percent` of its requests to `to`'s group
+/// and the rest to the other group of the pair ([`share_weights`]; the rule's other
+/// actions and its stickiness kept), or `None` when it already does or the rule is gone.
+/// The one path by which the service controller moves production and test traffic.
+pub fn weigh_rule(
+    state: &State,
+    scope: &Scope,
+    rules: &BlueGreenRules<'_>,
+    rule_arn: &str,
+    to: Side,
+    percent: f64,
+) -> Option<Change> {
     let rule = rule_by_arn(state, scope, rule_arn).ok()?;
     let (live, dead) = match to {
         Side::Main => (&rules.main, &rules.alternate),
         Side::Alternate => (&rules.alternate, &rules.main),
     };
+    let (to_weight, other_weight) = share_weights(percent);
     let groups = vec![
         WeightedTargetGroup {
             arn: live.clone(),
-            weight: Some(1),
+            weight: Some(to_weight),
         },
         WeightedTargetGroup {
             arn: dead.clone(),
-            weight: Some(0),
+            weight: Some(other_weight),
         },
     ];
     let rewrite = |actions: &[Action]| -> Option<Vec<Action>> {
@@ -236,6 +275,36 @@ pub fn shift_rule(
             Some(Change::Put(Record::Listener(l)))
         }
     }
+}
+
+/// The percent of `rule_arn`'s forwarded requests that go to `side`'s group of the pair
+/// (a missing weight counts 1), or `None` when the rule is gone, forwards nowhere, or
+/// weighs both groups 0.
+pub fn rule_share(
+    state: &State,
+    scope: &Scope,
+    rules: &BlueGreenRules<'_>,
+    rule_arn: &str,
+    side: Side,
+) -> Option<f64> {
+    let rule = rule_by_arn(state, scope, rule_arn).ok()?;
+    let groups = forward_of(actions_of(&rule))?;
+    let weight = |arn: &str| {
+        groups
+            .iter()
+            .find(|g| g.arn == arn)
+            .map_or(0, |g| g.weight.unwrap_or(1))
+    };
+    let (main, alternate) = (weight(&rules.main), weight(&rules.alternate));
+    let total = f64::from(main) + f64::from(alternate);
+    if total == 0.0 {
+        return None;
+    }
+    let mine = match side {
+        Side::Main => main,
+        Side::Alternate => alternate,
+    };
+    Some(f64::from(mine) * 100.0 / total)
 }
 
 /// The target (`id`, `port`) the task is in `binding`'s group, once the agent has
@@ -295,7 +364,8 @@ pub fn validate(
 ) -> Result<(), EcsError> {
     if blue_green && entries.is_empty() {
         return Err(invalid(
-            "A BLUE_GREEN deployment strategy needs loadBalancers with an advancedConfiguration.",
+            "The BLUE_GREEN, LINEAR and CANARY deployment strategies need loadBalancers \
+             with an advancedConfiguration.",
         ));
     }
     if entries.len() > MAX_LOAD_BALANCERS_PER_SERVICE {
@@ -375,7 +445,8 @@ pub fn validate(
         } else if blue_green {
             return Err(invalid(format!(
                 "loadBalancers entry for {arn} needs an advancedConfiguration \
-                 (alternateTargetGroupArn, productionListenerRule) for a BLUE_GREEN deployment."
+                 (alternateTargetGroupArn, productionListenerRule) for a BLUE_GREEN, LINEAR \
+                 or CANARY deployment."
             )));
         }
         let key = (arn, name, port);
@@ -439,4 +510,22 @@ fn validate_advanced(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::share_weights;
+
+    #[test]
+    fn shares_become_weights_within_elbv2_bounds() {
+        assert_eq!(share_weights(10.0), (1, 9));
+        assert_eq!(share_weights(40.0), (2, 3));
+        assert_eq!(share_weights(50.0), (1, 1));
+        assert_eq!(share_weights(33.3), (333, 667));
+        assert_eq!(share_weights(0.1), (1, 999));
+        assert_eq!(share_weights(99.9), (999, 1));
+        assert_eq!(share_weights(100.0), (1, 0));
+        assert_eq!(share_weights(0.0), (0, 1));
+        assert_eq!(share_weights(f64::NAN), (0, 1));
+    }
 }

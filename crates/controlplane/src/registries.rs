@@ -16,6 +16,7 @@
 //! The task is deregistered as soon as the service decides to stop it (or it stops), so
 //! name lookups stop returning it before it goes.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use model::wire;
@@ -25,6 +26,7 @@ use crate::ops::servicediscovery::find_service;
 use crate::ops::servicediscovery::instances::{
     AWS_INIT_HEALTH_STATUS, AWS_INSTANCE_IPV4, AWS_INSTANCE_PORT,
 };
+use crate::ops::task_definitions;
 use crate::state::{
     InstanceRecord, Scope, SdServiceRecord, State, TaskDefinitionRecord, TaskRecord,
 };
@@ -34,19 +36,29 @@ pub const MAX_SERVICE_REGISTRIES: usize = 1;
 
 pub use crate::ops::instances::PRIVATE_IP_ATTRIBUTE;
 
-/// One `serviceRegistries` entry, its Cloud Map service resolved.
-#[derive(Debug, Clone, Copy)]
+/// One `serviceRegistries` entry, or one Service Connect service of a deployment
+/// ([`crate::service_connect::registry_entries`]), its Cloud Map service resolved.
+#[derive(Debug, Clone)]
 pub struct Registry<'a> {
     /// The Cloud Map service.
     pub service: &'a SdServiceRecord,
-    /// The entry as given.
-    pub entry: &'a wire::ServiceRegistry,
+    /// The entry as given (or as Service Connect names it).
+    pub entry: Cow<'a, wire::ServiceRegistry>,
+    /// Service Connect: the deployment whose tasks register (each task follows its own
+    /// deployment's configuration); `None` for `serviceRegistries`, which every task joins.
+    pub deployment: Option<&'a str>,
 }
 
 impl Registry<'_> {
-    /// Whether the Cloud Map service answers SRV records (instances need a port).
+    /// Whether instances need a port: the Cloud Map service answers SRV records, or
+    /// Service Connect proxies connect to it.
     pub fn wants_port(&self) -> bool {
-        has_srv(self.service)
+        self.deployment.is_some() || has_srv(self.service)
+    }
+
+    /// Whether a task of deployment `started_by` registers here.
+    pub fn takes(&self, started_by: Option<&str>) -> bool {
+        self.deployment.is_none_or(|d| started_by == Some(d))
     }
 }
 
@@ -61,22 +73,49 @@ fn has_srv(s: &SdServiceRecord) -> bool {
         })
 }
 
-/// The service's registries that still exist.
+/// The service's registries that still exist: its `serviceRegistries`, then the Service
+/// Connect services of each listed deployment.
 pub fn registries<'a>(
     state: &'a State,
     scope: &Scope,
     service: &'a wire::Service,
 ) -> Vec<Registry<'a>> {
-    service
+    let given = service
         .service_registries
         .as_deref()
         .unwrap_or(&[])
         .iter()
         .filter_map(|entry| {
             let service = find_service(state, scope, entry.registry_arn.as_deref()?).ok()?;
-            Some(Registry { service, entry })
+            Some(Registry {
+                service,
+                entry: Cow::Borrowed(entry),
+                deployment: None,
+            })
+        });
+    let connect = service
+        .deployments
+        .as_deref()
+        .unwrap_or(&[])
+        .iter()
+        .filter_map(|d| {
+            let def = task_definitions::resolve(state, scope, d.task_definition.as_deref()?)?;
+            Some((d, def))
         })
-        .collect()
+        .flat_map(|(d, def)| {
+            crate::service_connect::registry_entries(d, &def.definition)
+                .into_iter()
+                .filter_map(move |entry| {
+                    let service =
+                        find_service(state, scope, entry.registry_arn.as_deref()?).ok()?;
+                    Some(Registry {
+                        service,
+                        entry: Cow::Owned(entry),
+                        deployment: d.id.as_deref(),
+                    })
+                })
+        });
+    given.chain(connect).collect()
 }
 
 /// The attributes the task is registered with, once the agent has reported where it
@@ -92,7 +131,7 @@ pub fn instance_attributes(
         .iter()
         .flat_map(|c| c.network_interfaces.as_deref().unwrap_or(&[]))
         .find_map(|n| n.private_ipv4_address.clone());
-    let e = registry.entry;
+    let e = &*registry.entry;
     let (ip, port) = match task_ip {
         Some(ip) => (ip, e.port.or(e.container_port)),
         None => {

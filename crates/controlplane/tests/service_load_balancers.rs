@@ -592,6 +592,19 @@ impl Harness {
     /// rule forwards to `tg`; a BLUE_GREEN service of 2 tasks over `tg`/`tg-alt` with a
     /// bake time of one minute. Returns the alternate group's ARN and the test rule.
     fn blue_green_service(&mut self, with_test_rule: bool) -> (String, Option<String>) {
+        self.shifting_service(
+            with_test_rule,
+            json!({"strategy": "BLUE_GREEN", "bakeTimeInMinutes": 1}),
+        )
+    }
+
+    /// As [`Harness::blue_green_service`], with `deployment_configuration` as the
+    /// service's `deploymentConfiguration`.
+    fn shifting_service(
+        &mut self,
+        with_test_rule: bool,
+        deployment_configuration: Value,
+    ) -> (String, Option<String>) {
         let alt = self.new_group("tg-alt", "instance");
         let mut rec = alt.clone();
         rec.attributes.insert(
@@ -620,7 +633,7 @@ impl Harness {
         let lbs = json!([{"targetGroupArn": self.tg_arn, "containerName": "app", "containerPort": 80,
             "advancedConfiguration": advanced}]);
         self.create_service(json!({"loadBalancers": lbs,
-            "deploymentConfiguration": {"strategy": "BLUE_GREEN", "bakeTimeInMinutes": 1}}));
+            "deploymentConfiguration": deployment_configuration}));
         (alt.arn(), test_rule)
     }
 
@@ -786,21 +799,6 @@ fn a_green_fleet_that_never_turns_healthy_never_takes_production_traffic() {
     assert!(h.stable());
 }
 
-#[test]
-fn blue_green_needs_an_advanced_configuration() {
-    let mut h = Harness::new();
-    let body = json!({"cluster": "c", "serviceName": "web", "taskDefinition": "web:1",
-        "loadBalancers": h.lb_entry(), "deploymentConfiguration": {"strategy": "BLUE_GREEN"}});
-    let e = h
-        .world
-        .try_write::<_, wire::CreateServiceResponse>(services::create, req(body))
-        .expect_err("refused");
-    assert_eq!(e.code(), "InvalidParameterException");
-    let body = json!({"cluster": "c", "serviceName": "web", "taskDefinition": "web:1",
-        "deploymentConfiguration": {"strategy": "CANARY"}});
-    let e = h
-        .world
-        .try_write::<_, wire::CreateServiceResponse>(services::create, req(body))
-        .expect_err("refused");
-    assert_eq!(e.code(), "UnsupportedFeatureException");
-}
+// LINEAR and CANARY: production traffic moves by the production rule's weights.
+#[path = "service_load_balancers/traffic_shift.rs"]
+mod traffic_shift;

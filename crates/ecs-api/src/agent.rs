@@ -17,12 +17,13 @@ use std::time::Duration;
 
 use controlplane::ops::agent_channel::{
     instance_key, poll_answer_json, poll_digest, polling_instance, polling_key, report_health,
-    set_agent_connected,
+    service_connect_routes, set_agent_connected,
 };
 use controlplane::state::{MemberKey, Record};
 use controlplane::{Change, ControlPlane, EcsError};
 use model::agent::{
-    AgentOperation, MAX_WAIT_SECONDS, PollTasksRequest, ReportHealthRequest, ReportNetworkRequest,
+    AgentOperation, GetServiceConnectRoutesRequest, MAX_WAIT_SECONDS, PollTasksRequest,
+    ReportHealthRequest, ReportNetworkRequest,
 };
 use model::logs::{PutLogsRequest, PutLogsResponse};
 use tokio::sync::broadcast::error::RecvError;
@@ -57,6 +58,10 @@ pub async fn dispatch_agent(
             )
         }
         AgentOperation::PutLogs => put_logs(cp, call, parse_json(body)?),
+        AgentOperation::GetServiceConnectRoutes => {
+            let req: GetServiceConnectRoutesRequest = parse_json(body)?;
+            encode(&cp.read(|s| service_connect_routes(s, &call.scope, &req))?)
+        }
     }
 }
 

@@ -18,7 +18,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("network", &["durable"]),
     (
         "agent",
-        &["model", "runtime", "scheduler", "network", "durable"],
+        &["model", "runtime", "scheduler", "network", "durable", "lb"],
     ),
     ("updater", &["model", "durable"]),
     ("host-api", &["model", "store", "updater", "durable"]),

@@ -45,6 +45,10 @@ pub const MIN_HEALTH_INTERVAL_MS: u64 = 50;
 pub const MAX_HEALTH_INTERVAL_MS: u64 = 300_000;
 /// Healthy / unhealthy thresholds lie in `1..=MAX_HEALTH_THRESHOLD` (ALB: 2..=10).
 pub const MAX_HEALTH_THRESHOLD: u32 = 10;
+/// Outlier detection's consecutive-failure thresholds lie in `1..=MAX_OUTLIER_THRESHOLD`.
+pub const MAX_OUTLIER_THRESHOLD: u32 = 1000;
+/// Longest outlier ejection, in milliseconds (one hour).
+pub const MAX_EJECTION_MS: u64 = 3_600_000;
 
 /// Everything one load balancer does.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -203,6 +207,43 @@ pub struct TargetGroupConfig {
     /// Target selection.
     #[serde(default)]
     pub algorithm: Algorithm,
+    /// Passive health: eject targets whose requests fail (see [`crate::outlier`]). `None`
+    /// (the default, what every ELBv2 group gets) is off.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outlier_detection: Option<OutlierDetection>,
+}
+
+/// Outlier detection settings (Envoy's names where it has them); see [`crate::outlier`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct OutlierDetection {
+    /// Requests in a row that got no response (connection refused, reset or timed out)
+    /// that eject a target, 1..=[`MAX_OUTLIER_THRESHOLD`].
+    pub consecutive_connect_failures: u32,
+    /// 5xx responses in a row (failures without a response count too) that eject a
+    /// target, 1..=[`MAX_OUTLIER_THRESHOLD`].
+    pub consecutive_5xx: u32,
+    /// How long a first ejection lasts, in milliseconds; each ejection that follows
+    /// soon after the last one lasts twice as long as it.
+    pub base_ejection_ms: u64,
+    /// The longest an ejection lasts, in milliseconds: `base_ejection_ms..=`[`MAX_EJECTION_MS`].
+    pub max_ejection_ms: u64,
+    /// The most targets of the group ejected at once, as a percentage (0..=100).
+    pub max_ejection_percent: u32,
+}
+
+impl Default for OutlierDetection {
+    /// A connection failure, or 5 5xx responses in a row, eject for 10 s (doubling up to
+    /// 5 min); at most half the group is ejected.
+    fn default() -> Self {
+        OutlierDetection {
+            consecutive_connect_failures: 1,
+            consecutive_5xx: 5,
+            base_ejection_ms: 10_000,
+            max_ejection_ms: 300_000,
+            max_ejection_percent: 50,
+        }
+    }
 }
 
 fn default_deregistration_delay() -> u64 {
@@ -225,6 +266,7 @@ impl TargetGroupConfig {
             slow_start_secs: 0,
             stickiness: None,
             algorithm: Algorithm::RoundRobin,
+            outlier_detection: None,
         }
     }
 }
@@ -345,6 +387,27 @@ pub fn parse_matcher(matcher: &str) -> Result<Vec<(u16, u16)>, String> {
     Ok(ranges)
 }
 
+fn validate_outlier_detection(o: &OutlierDetection, at: &str) -> Result<(), ConfigError> {
+    for t in [o.consecutive_connect_failures, o.consecutive_5xx] {
+        if !(1..=MAX_OUTLIER_THRESHOLD).contains(&t) {
+            return Err(err(
+                at,
+                format!("thresholds must be in 1..={MAX_OUTLIER_THRESHOLD}"),
+            ));
+        }
+    }
+    if o.base_ejection_ms == 0 || o.base_ejection_ms > o.max_ejection_ms {
+        return Err(err(at, "base_ejection_ms must be in 1..=max_ejection_ms"));
+    }
+    if o.max_ejection_ms > MAX_EJECTION_MS {
+        return Err(err(at, format!("max_ejection_ms over {MAX_EJECTION_MS}")));
+    }
+    if o.max_ejection_percent > 100 {
+        return Err(err(at, "max_ejection_percent over 100"));
+    }
+    Ok(())
+}
+
 impl LbConfig {
     /// Checks every limit and reference; the data plane only ever runs a valid config.
     pub fn validate(&self) -> Result<(), ConfigError> {
@@ -455,6 +518,9 @@ impl LbConfig {
                     &at,
                     format!("stickiness duration_secs not in 1..={MAX_STICKINESS_SECS}"),
                 ));
+            }
+            if let Some(o) = &g.outlier_detection {
+                validate_outlier_detection(o, &format!("{at}.outlier_detection"))?;
             }
             let h = &g.health_check;
             let at = format!("{at}.health_check");
@@ -589,6 +655,57 @@ mod tests {
         let mut c = sample();
         c.target_groups.get_mut("web").unwrap().health_check.matcher = "200-100".into();
         assert!(c.validate().unwrap_err().message.contains("matcher"));
+    }
+
+    #[test]
+    fn outlier_detection_is_optional_and_checked() {
+        // A config written before the field existed still reads, without it.
+        let mut json: serde_json::Value = serde_json::to_value(sample()).unwrap();
+        assert!(
+            json["target_groups"]["web"]
+                .get("outlier_detection")
+                .is_none()
+        );
+        json["target_groups"]["web"]
+            .as_object_mut()
+            .unwrap()
+            .remove("outlier_detection");
+        let read: LbConfig = serde_json::from_value(json).unwrap();
+        assert_eq!(read.target_groups["web"].outlier_detection, None);
+
+        let mut c = sample();
+        let web = c.target_groups.get_mut("web").unwrap();
+        web.outlier_detection = Some(OutlierDetection::default());
+        c.validate().unwrap();
+        let json = serde_json::to_string(&c).unwrap();
+        assert_eq!(serde_json::from_str::<LbConfig>(&json).unwrap(), c);
+        let partial: OutlierDetection = serde_json::from_str(r#"{"consecutive_5xx": 2}"#).unwrap();
+        assert_eq!(partial.consecutive_5xx, 2);
+        assert_eq!(partial.base_ejection_ms, 10_000);
+
+        for bad in [
+            OutlierDetection {
+                consecutive_5xx: 0,
+                ..Default::default()
+            },
+            OutlierDetection {
+                base_ejection_ms: 400_000,
+                ..Default::default()
+            },
+            OutlierDetection {
+                max_ejection_ms: MAX_EJECTION_MS + 1,
+                ..Default::default()
+            },
+            OutlierDetection {
+                max_ejection_percent: 101,
+                ..Default::default()
+            },
+        ] {
+            let mut c = sample();
+            c.target_groups.get_mut("web").unwrap().outlier_detection = Some(bad);
+            let e = c.validate().unwrap_err();
+            assert_eq!(e.at, "target_groups[\"web\"].outlier_detection", "{e}");
+        }
     }
 
     #[test]

@@ -63,7 +63,7 @@ pub(crate) struct HealthCell {
 }
 
 /// A fixed instant of this process, the origin of [`HealthCell::healthy_at`].
-fn epoch() -> Instant {
+pub(crate) fn epoch() -> Instant {
     static EPOCH: OnceLock<Instant> = OnceLock::new();
     *EPOCH.get_or_init(Instant::now)
 }

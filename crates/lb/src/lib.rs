@@ -5,7 +5,7 @@
 //! ELBv2 records (load balancers, listeners, rules, target groups, targets) live in the
 //! control plane; this crate is what actually moves the bytes. Its input is a plain
 //! [`LbConfig`] value, so it depends on neither `controlplane` nor `ecs-api`: `flotilla
-//! server --lb-listen` (`crates/flotilla/src/cmd/load_balancers.rs`) turns the control
+//! server --lb-listen` (`crates/flotilla/src/cmd/load_balancers/`) turns the control
 //! plane's records into an `LbConfig` per load balancer, calls [`Lb::update`] after every
 //! change, and writes what [`Lb::target_health`] observes back to the records.
 //!
@@ -14,7 +14,9 @@
 //! - Pure decisions, I/O at the edge: [`rules`] (which action a request gets, weighted group
 //!   choice given a random number) and [`balance`] (round robin / least outstanding, slow
 //!   start, sticky cookie) are pure and unit-tested; [`health`] holds the threshold state
-//!   machine plus the checker tasks; [`proxy`] is the only module with sockets.
+//!   machine plus the checker tasks; [`outlier`] the passive ejection decisions (Envoy's
+//!   outlier detection, for the agent's Service Connect proxy); [`proxy`] is the only
+//!   module with sockets.
 //! - Hot swap: request handling reads an immutable snapshot through `arc-swap`, so an update
 //!   never touches established connections; per-target state (health, in-flight count,
 //!   metrics) is keyed by (group, address) and outlives updates.
@@ -40,6 +42,7 @@
 //!   no request/idle timeouts beyond the 5 s upstream connect timeout.
 //! - Stickiness is `lb_cookie` only; the cookie is not encrypted (see [`balance::encode_sticky`]).
 //! - A group with no healthy target answers 503 (ALB would fail open to all targets).
+//! - A request is retried at most once (idempotent, body buffered), on another target.
 //! - Health checks run for every registered, active target, also those of groups no listener
 //!   uses (reported `unused`).
 //!
@@ -49,17 +52,20 @@
 //! - [`rules`]: listener rules and weighted forward.
 //! - [`balance`]: target choice inside a group.
 //! - [`health`]: health states and active checks.
+//! - [`outlier`]: passive health (outlier detection and ejection), for groups that ask.
 //! - [`proxy`]: [`Lb`], the server.
 
 pub mod balance;
 pub mod config;
 pub mod health;
+pub mod outlier;
 pub mod proxy;
 pub mod rules;
 
 pub use config::{
     Action, Algorithm, Condition, ConfigError, HealthCheckConfig, LbConfig, ListenerConfig,
-    RuleConfig, Stickiness, TargetConfig, TargetGroupConfig, TargetState, WeightedTargetGroup,
+    OutlierDetection, RuleConfig, Stickiness, TargetConfig, TargetGroupConfig, TargetState,
+    WeightedTargetGroup,
 };
 pub use health::{HealthState, TargetHealth};
-pub use proxy::{Lb, LbError};
+pub use proxy::{Ejection, Lb, LbError};

@@ -48,6 +48,7 @@ use crate::config::{
     Action, ConfigError, HealthCheckConfig, LbConfig, Stickiness, TargetGroupConfig, TargetState,
 };
 use crate::health::{self, CheckClient, HealthCell, HealthState, TargetHealth};
+use crate::outlier::{self, Observation, OutlierCell};
 use crate::rules::{self, RequestInfo, Router};
 
 /// Largest request body buffered so that an idempotent request can be retried; bigger (or
@@ -117,6 +118,8 @@ struct TargetSlot {
 /// Per-target state that survives config updates.
 struct TargetShared {
     health: Arc<HealthCell>,
+    /// Passive health; only groups with outlier detection record into it.
+    outlier: OutlierCell,
     outstanding: AtomicU64,
     requests: Counter,
     errors: Counter,
@@ -136,6 +139,20 @@ struct GroupRt {
     referenced: bool,
     targets: Vec<TargetRt>,
     counter: AtomicU64,
+    /// Held while deciding an ejection, so that two at once cannot both pass the
+    /// group's `max_ejection_percent`.
+    ejection: Mutex<()>,
+}
+
+/// A target that outlier detection has ejected (see [`crate::outlier`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ejection {
+    /// Its target group.
+    pub group: String,
+    /// The target.
+    pub target: SocketAddr,
+    /// How long it stays ejected.
+    pub remaining: Duration,
 }
 
 struct TargetRt {
@@ -279,6 +296,7 @@ impl Lb {
                     referenced: referenced.contains(name.as_str()),
                     targets,
                     counter: AtomicU64::new(0),
+                    ejection: Mutex::new(()),
                 },
             );
         }
@@ -339,11 +357,16 @@ impl Lb {
         };
         let m = &self.shared.metrics;
         let health = Arc::new(HealthCell::new());
+        if !check.enabled {
+            // Healthy from the first request on, not once the checker task has run.
+            health.set_unchecked();
+        }
         let (health_config, rx) = watch::channel(check.clone());
         let checker = health::spawn_checker(addr, health.clone(), rx, client.clone());
         TargetSlot {
             shared: Arc::new(TargetShared {
                 health,
+                outlier: OutlierCell::new(),
                 outstanding: AtomicU64::new(0),
                 requests: m.requests.get_or_create(&labels).clone(),
                 errors: m.errors.get_or_create(&labels).clone(),
@@ -393,6 +416,26 @@ impl Lb {
             }
         }
         out
+    }
+
+    /// The targets outlier detection has ejected now, by group then config order.
+    pub fn ejections(&self) -> Vec<Ejection> {
+        let snap = self.shared.state.load();
+        let now = Instant::now();
+        let mut groups: Vec<&GroupRt> = snap.groups.values().collect();
+        groups.sort_by(|a, b| a.name.cmp(&b.name));
+        groups
+            .into_iter()
+            .flat_map(|g| {
+                g.targets.iter().filter_map(move |t| {
+                    Some(Ejection {
+                        group: g.name.clone(),
+                        target: t.addr,
+                        remaining: t.shared.outlier.ejected_for(now)?,
+                    })
+                })
+            })
+            .collect()
     }
 
     /// The per-target metrics in the Prometheus text format.
@@ -673,8 +716,19 @@ impl Conn {
         sticky: Option<SocketAddr>,
     ) -> Outcome {
         let slow_start = Duration::from_secs(group.config.slow_start_secs);
-        // The clock is only needed for slow start.
-        let now = (!slow_start.is_zero()).then(Instant::now);
+        let outliers = group.config.outlier_detection.as_ref();
+        // The clock is only needed for slow start and outlier detection.
+        let now = (!slow_start.is_zero() || outliers.is_some()).then(Instant::now);
+        // Ejected targets are left out, unless every healthy one is (then they all serve).
+        let ejected_now = |t: &TargetRt| {
+            outliers.is_some() && now.is_some_and(|now| t.shared.outlier.is_ejected(now))
+        };
+        let skip_ejected = outliers.is_some()
+            && group.targets.iter().any(|t| {
+                t.state == TargetState::Active
+                    && t.shared.health.healthy_since().is_some()
+                    && !ejected_now(t)
+            });
         let mut routable: Vec<&TargetRt> = Vec::with_capacity(group.targets.len());
         let mut cands: Vec<Candidate> = Vec::with_capacity(group.targets.len());
         for t in &group.targets {
@@ -684,10 +738,13 @@ impl Conn {
             let Some(since) = t.shared.health.healthy_since() else {
                 continue;
             };
+            if skip_ejected && ejected_now(t) {
+                continue;
+            }
             routable.push(t);
             cands.push(Candidate {
                 outstanding: t.shared.outstanding.load(Ordering::Relaxed),
-                weight: now.map_or(1.0, |now| {
+                weight: now.filter(|_| !slow_start.is_zero()).map_or(1.0, |now| {
                     balance::slow_start_weight(now.saturating_duration_since(since), slow_start)
                 }),
             });
@@ -809,8 +866,17 @@ impl Conn {
             match pool.send(target.addr, up, sent).await {
                 Ok((resp, send)) => {
                     target.shared.latency.observe(sent.elapsed().as_secs_f64());
-                    if resp.status().is_server_error() {
+                    let failed = resp.status().is_server_error();
+                    if failed {
                         target.shared.errors.inc();
+                    }
+                    if outliers.is_some() {
+                        let seen = if failed {
+                            Observation::ServerError
+                        } else {
+                            Observation::Success
+                        };
+                        observe_outlier(group, target, seen);
                     }
                     let (mut rparts, rbody) = resp.into_parts();
                     strip_hop_by_hop(&mut rparts.headers);
@@ -845,6 +911,9 @@ impl Conn {
                             h.healthy_threshold,
                             h.unhealthy_threshold,
                         );
+                    }
+                    if outliers.is_some() {
+                        observe_outlier(group, target, Observation::ConnectFailure);
                     }
                     tracing::debug!(target = %target.addr, group = %group.name, error = %e, attempt, "upstream request failed");
                     if may_retry && let Some(next) = pick(Some(target.addr)) {
@@ -883,6 +952,34 @@ impl Conn {
         }
         headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
         headers.insert(X_FORWARDED_PORT, self.port_value.clone());
+    }
+}
+
+/// Counts how a request to `target` of `group` (which has outlier detection) ended, and
+/// ejects the target when that crosses a threshold and the group's cap allows it.
+fn observe_outlier(group: &GroupRt, target: &TargetRt, seen: Observation) {
+    let Some(config) = &group.config.outlier_detection else {
+        return;
+    };
+    let now = Instant::now();
+    if seen == Observation::Success {
+        target.shared.outlier.observe(seen, config, now, || false);
+        return;
+    }
+    let _deciding = group.ejection.lock().unwrap_or_else(|e| e.into_inner());
+    let may_eject = || {
+        let active = group
+            .targets
+            .iter()
+            .filter(|t| t.state == TargetState::Active);
+        let ejected = active
+            .clone()
+            .filter(|t| t.shared.outlier.is_ejected(now))
+            .count();
+        outlier::ejection_allowed(ejected, active.count(), config.max_ejection_percent)
+    };
+    if let Some(length) = target.shared.outlier.observe(seen, config, now, may_eject) {
+        tracing::info!(target = %target.addr, group = %group.name, ?seen, ejected_for = ?length, "target ejected (outlier detection)");
     }
 }
 

@@ -33,6 +33,8 @@ pub enum AgentOperation {
     ReportNetwork,
     /// Answer a log request handed over in `PollTasks` (see [`crate::logs`]).
     PutLogs,
+    /// The Service Connect routes of namespaces (see [`GetServiceConnectRoutesRequest`]).
+    GetServiceConnectRoutes,
 }
 
 impl AgentOperation {
@@ -43,6 +45,7 @@ impl AgentOperation {
             "ReportHealth" => Some(AgentOperation::ReportHealth),
             "ReportNetwork" => Some(AgentOperation::ReportNetwork),
             "PutLogs" => Some(AgentOperation::PutLogs),
+            "GetServiceConnectRoutes" => Some(AgentOperation::GetServiceConnectRoutes),
             _ => None,
         }
     }
@@ -75,6 +78,19 @@ pub struct TaskAssignment {
     pub task: wire::Task,
     /// Its task definition.
     pub task_definition: wire::TaskDefinition,
+    /// Service Connect, when the task belongs to a service deployment with
+    /// `serviceConnectConfiguration` enabled: the agent gives its containers the
+    /// namespace's client aliases (see [`GetServiceConnectRoutesRequest`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_connect: Option<TaskServiceConnect>,
+}
+
+/// A task's Service Connect settings, as the agent needs them.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TaskServiceConnect {
+    /// The Cloud Map namespace's ARN: the task reaches every client alias of it.
+    pub namespace: String,
 }
 
 /// `PollTasks` output.
@@ -157,4 +173,58 @@ pub struct ReportNetworkRequest {
 pub struct ReportNetworkResponse {
     /// `ACK`.
     pub acknowledgment: String,
+}
+
+// --- Service Connect ---------------------------------------------------------------------
+
+/// Most namespaces one `GetServiceConnectRoutes` may ask for.
+pub const MAX_ROUTE_NAMESPACES: usize = 10;
+
+/// `GetServiceConnectRoutes` input: the routes of the namespaces the node's Service
+/// Connect tasks use. The agent asks again about once a second while it runs such tasks,
+/// and before it starts one whose namespace it holds no routes for.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GetServiceConnectRoutesRequest {
+    /// Cluster name or ARN of the asking instance.
+    pub cluster: Option<String>,
+    /// The asking instance (id or ARN).
+    pub container_instance: Option<String>,
+    /// Cloud Map namespace ARNs (at most [`MAX_ROUTE_NAMESPACES`]).
+    pub namespaces: Vec<String>,
+}
+
+/// `GetServiceConnectRoutes` output.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GetServiceConnectRoutesResponse {
+    /// One route per client alias of the namespaces asked for (a namespace that no longer
+    /// exists has none), in (namespace, dnsName, port) order.
+    pub routes: Vec<ServiceConnectRoute>,
+}
+
+/// One client alias: the name and port client tasks connect to, and the endpoints behind it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ServiceConnectRoute {
+    /// Namespace ARN.
+    pub namespace: String,
+    /// The alias's `dnsName` (e.g. `web`, or `web.internal`).
+    pub dns_name: String,
+    /// The alias's port.
+    pub port: u16,
+    /// The Cloud Map service whose instances serve it (its `discoveryName`).
+    pub discovery_name: String,
+    /// The healthy instances: where to connect (`AWS_INSTANCE_IPV4`:`AWS_INSTANCE_PORT`).
+    pub endpoints: Vec<ServiceConnectEndpoint>,
+}
+
+/// One endpoint of a route.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ServiceConnectEndpoint {
+    /// IPv4 address.
+    pub address: String,
+    /// Port.
+    pub port: u16,
 }

@@ -50,6 +50,7 @@
 //! - Two agents in the *same* network namespace must use different `--bridge-cidr`s and
 //!   would share the bridge name; one agent per namespace is the supported layout.
 
+pub mod address;
 pub mod error;
 pub mod ipam;
 pub mod iptables;

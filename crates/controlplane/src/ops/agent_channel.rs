@@ -5,7 +5,9 @@ use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
 
 use model::agent::{
+    GetServiceConnectRoutesRequest, GetServiceConnectRoutesResponse, MAX_ROUTE_NAMESPACES,
     PollTasksRequest, PollTasksResponse, ReportHealthRequest, ReportHealthResponse, TaskAssignment,
+    TaskServiceConnect,
 };
 use model::arn::ResourceType;
 use model::lifecycle::TaskStatus;
@@ -113,6 +115,7 @@ pub fn assignment(state: &State, instance: &InstanceRecord) -> PollTasksResponse
         tasks.push(TaskAssignment {
             task: t.task.clone(),
             task_definition: def,
+            service_connect: service_connect_of(state, t),
         });
     }
     let (digest, draining) = instance_digest(state, instance);
@@ -144,6 +147,15 @@ struct AnswerView<'a> {
 struct AssignmentView<'a> {
     task: &'a wire::Task,
     task_definition: &'a wire::TaskDefinition,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    service_connect: Option<TaskServiceConnect>,
+}
+
+/// A task's Service Connect settings: its deployment's namespace, when enabled.
+fn service_connect_of(state: &State, t: &TaskRecord) -> Option<TaskServiceConnect> {
+    crate::service_connect::task_namespace(state, t).map(|ns| TaskServiceConnect {
+        namespace: ns.to_owned(),
+    })
 }
 
 /// PollTasks' answer — the JSON of [`poll_tasks`]' [`PollTasksResponse`] with
@@ -188,6 +200,7 @@ pub fn poll_answer_json(
         tasks.push(AssignmentView {
             task: &t.task,
             task_definition: def,
+            service_connect: service_connect_of(state, t),
         });
     }
     let json = serde_json::to_vec(&AnswerView {
@@ -243,6 +256,35 @@ fn look<T>(
     )?;
     let connected = instance.instance.agent_connected == Some(true);
     Ok((instance_key(instance), view(state, instance), connected))
+}
+
+/// GetServiceConnectRoutes: the client aliases of the namespaces the asking node's
+/// Service Connect tasks use, with their endpoints ([`crate::service_connect::routes`]).
+///
+/// # Errors
+///
+/// As [`polling_instance`]; `InvalidParameterException` for more than
+/// [`MAX_ROUTE_NAMESPACES`] namespaces.
+pub fn service_connect_routes(
+    state: &State,
+    scope: &Scope,
+    req: &GetServiceConnectRoutesRequest,
+) -> Result<GetServiceConnectRoutesResponse, EcsError> {
+    polling_instance(
+        state,
+        scope,
+        req.cluster.as_deref(),
+        req.container_instance.as_deref(),
+    )?;
+    if req.namespaces.len() > MAX_ROUTE_NAMESPACES {
+        return Err(invalid(format!(
+            "namespaces: at most {MAX_ROUTE_NAMESPACES}, got {}.",
+            req.namespaces.len()
+        )));
+    }
+    Ok(GetServiceConnectRoutesResponse {
+        routes: crate::service_connect::routes(state, scope, &req.namespaces),
+    })
 }
 
 /// Marks an instance's agent connected or not (a write only when it changes).

@@ -30,22 +30,7 @@ fn validate_deployment_configuration(c: &wire::DeploymentConfiguration) -> Resul
             "deploymentConfiguration.maximumPercent must be between 100 and 200, got {max}."
         )));
     }
-    match c.strategy {
-        None | Some(wire::DeploymentStrategy::Rolling | wire::DeploymentStrategy::BlueGreen) => {}
-        Some(other) => {
-            return Err(EcsError::UnsupportedFeature(format!(
-                "The {} deployment strategy is not available in flotilla yet: use ROLLING or BLUE_GREEN.",
-                other.as_str()
-            )));
-        }
-    }
-    if let Some(bake) = c.bake_time_in_minutes
-        && !(0..=1440).contains(&bake)
-    {
-        return Err(invalid(format!(
-            "deploymentConfiguration.bakeTimeInMinutes must be between 0 and 1440, got {bake}."
-        )));
-    }
+    validate_traffic_shift(c)?;
     if !c.lifecycle_hooks.as_deref().unwrap_or(&[]).is_empty() {
         return Err(EcsError::UnsupportedFeature(
             "deploymentConfiguration.lifecycleHooks are not available in flotilla yet.".into(),
@@ -54,9 +39,70 @@ fn validate_deployment_configuration(c: &wire::DeploymentConfiguration) -> Resul
     Ok(())
 }
 
-/// Whether the deployment configuration asks for blue/green deployments.
+/// The strategy's own settings, as ECS checks them: `bakeTimeInMinutes`,
+/// `linearConfiguration.stepBakeTimeInMinutes` and `canaryConfiguration
+/// .canaryBakeTimeInMinutes` 0–1440; `stepPercent` a multiple of 0.1 from 3.0 to 100.0;
+/// `canaryPercent` a multiple of 0.1 from 0.1 to 100.0; `linearConfiguration` only with
+/// the LINEAR strategy and `canaryConfiguration` only with CANARY.
+fn validate_traffic_shift(c: &wire::DeploymentConfiguration) -> Result<(), EcsError> {
+    use wire::DeploymentStrategy::{Canary, Linear};
+    let strategy = c.strategy.unwrap_or(wire::DeploymentStrategy::Rolling);
+    let minutes = |name: &str, value: Option<i32>| match value {
+        Some(m) if !(0..=1440).contains(&m) => Err(invalid(format!(
+            "deploymentConfiguration.{name} must be between 0 and 1440, got {m}."
+        ))),
+        _ => Ok(()),
+    };
+    let percent = |name: &str, value: Option<f64>, low: f64| match value {
+        Some(p) if !(low..=100.0).contains(&p) || ((p * 10.0).round() - p * 10.0).abs() > 1e-6 => {
+            Err(invalid(format!(
+                "deploymentConfiguration.{name} must be a multiple of 0.1 from {low:.1} to \
+                 100.0, got {p}."
+            )))
+        }
+        _ => Ok(()),
+    };
+    minutes("bakeTimeInMinutes", c.bake_time_in_minutes)?;
+    if let Some(l) = &c.linear_configuration {
+        if strategy != Linear {
+            return Err(invalid(format!(
+                "deploymentConfiguration.linearConfiguration can only be specified with the \
+                 LINEAR deployment strategy, not {}.",
+                strategy.as_str()
+            )));
+        }
+        percent("linearConfiguration.stepPercent", l.step_percent, 3.0)?;
+        minutes(
+            "linearConfiguration.stepBakeTimeInMinutes",
+            l.step_bake_time_in_minutes,
+        )?;
+    }
+    if let Some(k) = &c.canary_configuration {
+        if strategy != Canary {
+            return Err(invalid(format!(
+                "deploymentConfiguration.canaryConfiguration can only be specified with the \
+                 CANARY deployment strategy, not {}.",
+                strategy.as_str()
+            )));
+        }
+        percent("canaryConfiguration.canaryPercent", k.canary_percent, 0.1)?;
+        minutes(
+            "canaryConfiguration.canaryBakeTimeInMinutes",
+            k.canary_bake_time_in_minutes,
+        )?;
+    }
+    Ok(())
+}
+
+/// Whether the deployment configuration deploys a green fleet on the alternate target
+/// groups and moves production traffic to it: the BLUE_GREEN, LINEAR and CANARY
+/// strategies (they need `advancedConfiguration` on their `loadBalancers`).
 pub fn is_blue_green(c: Option<&wire::DeploymentConfiguration>) -> bool {
-    c.and_then(|c| c.strategy) == Some(wire::DeploymentStrategy::BlueGreen)
+    use wire::DeploymentStrategy::{BlueGreen, Canary, Linear};
+    matches!(
+        c.and_then(|c| c.strategy),
+        Some(BlueGreen | Linear | Canary)
+    )
 }
 
 /// `desiredCount` must be 0..=[`MAX_TASKS_PER_SERVICE`] (ECS's tasks-per-service quota).
@@ -269,9 +315,21 @@ pub fn create(
         .clone()
         .unwrap_or_default();
     let launch_type = Some(req.launch_type.unwrap_or(LaunchType::Ec2));
-    let deployment = new_deployment(ctx, &def_arn, desired, launch_type);
+    let service_arn = ctx.arn(ResourceType::Service, format!("{}/{name}", cluster.name));
+    let service_connect = req
+        .service_connect_configuration
+        .as_ref()
+        .map(|c| crate::service_connect::resolve(state, ctx, cluster, &service_arn, c, def))
+        .transpose()?;
+    let mut deployment = new_deployment(ctx, &def_arn, desired, launch_type);
+    let mut changes = Vec::new();
+    if let Some(sc) = service_connect {
+        deployment.service_connect_configuration = Some(sc.config);
+        deployment.service_connect_resources = Some(sc.resources);
+        changes = sc.changes;
+    }
     let service = wire::Service {
-        service_arn: Some(ctx.arn(ResourceType::Service, format!("{}/{name}", cluster.name))),
+        service_arn: Some(service_arn),
         service_name: Some(name.clone()),
         cluster_arn: cluster.cluster.cluster_arn.clone(),
         load_balancers: Some(load_balancers),
@@ -316,11 +374,12 @@ pub fn create(
         blue_green: Default::default(),
     };
     let shown = describe_one(state, &rec, true);
+    changes.push(Change::Put(Record::Service(rec)));
     Ok((
         wire::CreateServiceResponse {
             service: Some(shown),
         },
-        vec![Change::Put(Record::Service(rec))],
+        changes,
     ))
 }
 
@@ -416,11 +475,43 @@ pub fn update(
     let changed_def = new_def
         .as_ref()
         .is_some_and(|d| Some(d) != s.task_definition.as_ref());
-    if changed_def || changed_lbs || req.force_new_deployment == Some(true) {
+    // Service Connect: the configuration given, else the primary deployment's, checked
+    // against the task definition the next deployment runs; a change starts one.
+    let primary_sc = s
+        .deployments
+        .as_deref()
+        .unwrap_or(&[])
+        .iter()
+        .find(|d| d.is_primary())
+        .and_then(|d| d.service_connect_configuration.clone());
+    let sc_given = req
+        .service_connect_configuration
+        .or_else(|| primary_sc.clone());
+    let mut service_connect = None;
+    if let Some(given) = &sc_given {
+        let ident = new_def
+            .clone()
+            .or_else(|| s.task_definition.clone())
+            .unwrap_or_default();
+        let def = task_definitions::resolve(state, &ctx.scope, &ident)
+            .ok_or_else(|| invalid("TaskDefinition not found."))?;
+        let arn = s.service_arn.clone().unwrap_or_default();
+        let sc = crate::service_connect::resolve(state, ctx, cluster, &arn, given, def)?;
+        service_connect = Some(sc);
+    }
+    let changed_sc = service_connect.as_ref().map(|sc| &sc.config) != primary_sc.as_ref();
+    let mut changes = Vec::new();
+    if changed_def || changed_lbs || changed_sc || req.force_new_deployment == Some(true) {
         let def = new_def
             .or_else(|| s.task_definition.clone())
             .unwrap_or_default();
-        let deployment = new_deployment(ctx, &def, desired, s.launch_type);
+        let mut deployment = new_deployment(ctx, &def, desired, s.launch_type);
+        if let Some(sc) = service_connect {
+            deployment.service_connect_configuration = Some(sc.config);
+            deployment.service_connect_resources = Some(sc.resources);
+            // The Cloud Map services it names, where new.
+            changes = sc.changes;
+        }
         let s = &mut rec.service;
         for d in s.deployments.get_or_insert_with(Vec::new) {
             if d.is_primary() {
@@ -443,11 +534,12 @@ pub fn update(
         primary.updated_at = Some(ctx.now);
     }
     let shown = describe_one(state, &rec, false);
+    changes.push(Change::Put(Record::Service(rec)));
     Ok((
         wire::UpdateServiceResponse {
             service: Some(shown),
         },
-        vec![Change::Put(Record::Service(rec))],
+        changes,
     ))
 }
 

@@ -126,25 +126,44 @@ pub struct ServiceRecord {
     pub blue_green: BlueGreenRecord,
 }
 
-/// Which of its two target groups each deployment of a blue/green service uses, and when
-/// production traffic last moved.
+/// Which of its two target groups each deployment of a blue/green (or LINEAR, CANARY)
+/// service uses, and how far production traffic has moved.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct BlueGreenRecord {
     /// Deployment id → whether its tasks join the alternate target groups (else the
     /// main ones, `targetGroupArn`). Listed deployments only.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub alternate: BTreeMap<String, bool>,
-    /// The deployment production traffic was last shifted to, and when (epoch seconds):
-    /// the bake time counts from then.
+    /// The deployment production traffic was last shifted to in full, and when (epoch
+    /// seconds): the bake time counts from then.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shifted: Option<(String, f64)>,
+    /// A LINEAR or CANARY shift under way: part of production traffic goes to the green
+    /// deployment. `None` when none is (and in records stored before these strategies).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shifting: Option<TrafficStep>,
 }
 
 impl BlueGreenRecord {
     /// Nothing recorded (a service that never deployed blue/green).
     pub fn is_empty(&self) -> bool {
-        self.alternate.is_empty() && self.shifted.is_none()
+        self.alternate.is_empty() && self.shifted.is_none() && self.shifting.is_none()
     }
+}
+
+/// The step a LINEAR or CANARY traffic shift has reached: the green deployment takes
+/// `percent` of production traffic since `since`, the blue side the rest.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrafficStep {
+    /// The green deployment's id.
+    pub deployment: String,
+    /// Whether its tasks are on the alternate target groups (blue on the main ones),
+    /// kept here because the record outlives the deployment's listing (a rollback).
+    pub alternate: bool,
+    /// Percent of production traffic forwarded to it, above 0 and below 100.
+    pub percent: f64,
+    /// When that share was written (epoch seconds): the step's bake counts from then.
+    pub since: f64,
 }
 
 impl ClusterRecord {

@@ -74,6 +74,12 @@ pub struct AgentArgs {
     /// resolve Cloud Map names. Without it they keep their image's file.
     #[arg(long, value_delimiter = ',')]
     pub task_dns: Vec<std::net::IpAddr>,
+    /// Address range of ECS Service Connect client aliases on this node: each alias
+    /// (`web` of `http://web:8080`) gets one address from it, added to the node's `lo`,
+    /// where the agent's proxy listens. Pick one that no network of the node uses
+    /// (`127.x.0.0/16` works without adding addresses).
+    #[arg(long, default_value = agent::service_connect::DEFAULT_CIDR)]
+    pub service_connect_cidr: agent::service_connect::Ipv4Cidr,
 }
 
 fn pull_policy(s: &str) -> anyhow::Result<PullPolicy> {
@@ -159,6 +165,7 @@ pub fn run(args: AgentArgs) -> anyhow::Result<()> {
         bridge_cidr: Some(args.bridge_cidr.clone()),
         advertise_ip: args.advertise_ip,
         task_dns: args.task_dns.clone(),
+        service_connect_cidr: args.service_connect_cidr,
     };
     let mut containerd = ContainerdConfig::new(
         &args.containerd_socket,

@@ -1,17 +1,21 @@
 //! Blue/green deployments (`deploymentConfiguration.strategy` `BLUE_GREEN`, ECS's
-//! built-in strategy of 2025): each deployment's tasks join one side of the service's
-//! target group pairs ([`Side`]); the new ("green") deployment starts in full on the side
-//! that takes no production traffic, test traffic (the test listener rule) goes to it at
-//! once, production traffic (the production listener rule) moves to it in one step once
-//! every desired green task is healthy, and the old ("blue") tasks keep running through
-//! `bakeTimeInMinutes` so that a rollback moves traffic back at once. After the bake
-//! they stop (drained, though no traffic reaches them). A rollback (the circuit breaker)
-//! makes the blue deployment PRIMARY again: its tasks are healthy, so traffic moves back
-//! in the same pass. The rules for each state are in docs/services.md.
+//! built-in strategy of 2025, and its `LINEAR` and `CANARY` variants): each deployment's
+//! tasks join one side of the service's target group pairs ([`Side`]); the new ("green")
+//! deployment starts in full on the side that takes no production traffic, test traffic
+//! (the test listener rule) goes to it at once, production traffic (the production
+//! listener rule) moves to it once every desired green task is healthy — in one step
+//! for BLUE_GREEN, in weighted steps for LINEAR and CANARY ([`traffic_shift`]) — and the
+//! old ("blue") tasks keep running through `bakeTimeInMinutes` so that a rollback moves
+//! traffic back at once. After the bake they stop (drained, though no traffic reaches
+//! them). A rollback (the circuit breaker) makes the blue deployment PRIMARY again: its
+//! tasks are healthy, so all traffic moves back in the same pass, whether it had moved in
+//! full or in part. The rules for each state are in docs/services.md.
 
 use super::*;
 use crate::load_balancing::{BlueGreenRules, Side, live_side, shift_rule};
 use crate::ops::services::is_blue_green;
+
+mod traffic_shift;
 
 impl<'a> Pass<'a> {
     /// Whether this service deploys blue/green (the strategy, and an entry with an
@@ -46,8 +50,16 @@ impl<'a> Pass<'a> {
             .collect()
     }
 
-    /// The side production traffic goes to (the first entry's production rule).
+    /// The side production traffic goes to (the first entry's production rule); while a
+    /// LINEAR or CANARY shift is under way, the side it moves away from.
     fn live(&self) -> Side {
+        if let Some(step) = &self.svc.blue_green.shifting {
+            return if step.alternate {
+                Side::Main
+            } else {
+                Side::Alternate
+            };
+        }
         self.pairs().first().map_or(Side::Main, |r| {
             live_side(self.state, &self.rec.scope, r, r.production_rule)
         })
@@ -85,17 +97,32 @@ impl<'a> Pass<'a> {
 
     /// Runs before the REPLICA phases: gives the PRIMARY deployment its side, moves test
     /// and production traffic, and says which side's tasks of other deployments must keep
-    /// running: the live side until production traffic moves, the side it left during
-    /// the bake time. Other deployments' tasks elsewhere (an abandoned green fleet) go.
+    /// running: the live side until production traffic has moved in full, the side it
+    /// left during the bake time. Other deployments' tasks elsewhere (an abandoned green
+    /// fleet) go.
     pub(super) fn blue_green(&mut self) -> Option<Side> {
         if !self.deploys_blue_green() {
             return None;
         }
         let p = self.primary()?;
         let live = self.live();
+        self.end_abandoned_shift(&p);
         // The production rule forwards to both groups (the other with weight 0), so the
-        // data plane checks the green side's targets before any traffic goes there.
-        self.shift(live, true);
+        // data plane checks the green side's targets before any traffic goes there. A
+        // shift under way keeps its weights; any other share goes back to the live side.
+        match self.step_of(&p).map(|s| (s.alternate, s.percent)) {
+            Some((alternate, percent)) => {
+                let green = if alternate {
+                    Side::Alternate
+                } else {
+                    Side::Main
+                };
+                self.weigh_production(green, percent);
+            }
+            None => {
+                self.shift(live, true);
+            }
+        }
         let listed: HashSet<String> = self
             .deployments()
             .iter()
@@ -147,9 +174,17 @@ impl<'a> Pass<'a> {
             .filter(|t| Self::of(t, &p) && self.healthy(t))
             .count();
         if ready < desired {
+            // Production traffic holds where it is (a shift under way neither advances
+            // nor goes back) until every green task is healthy again.
             return Some(live);
         }
-        if self.shift(side, true) {
+        if !self.advance_shift(&p, side, ready) {
+            return Some(live);
+        }
+        // The last step of a LINEAR or CANARY shift counts as the shift even if the rule
+        // already forwards everything to green (the bake time must still follow).
+        let was_shifting = self.svc.blue_green.shifting.take().is_some();
+        if self.shift(side, true) || was_shifting {
             self.svc.blue_green.shifted = Some((p.id.clone(), self.now));
             let bake = self.bake_secs();
             self.events.push(format!(

@@ -25,6 +25,7 @@ impl<'a> Pass<'a> {
             .iter()
             .copied()
             .filter(|t| self.wanted(t) && is_running(&t.task))
+            .filter(|t| r.takes(t.task.started_by.as_deref()))
             .filter_map(|t| {
                 let instance = t
                     .instance_id
@@ -74,7 +75,10 @@ impl<'a> Pass<'a> {
                 attr("ECS_CLUSTER_NAME") == Some(self.rec.cluster.as_str())
                     && attr("ECS_SERVICE_NAME") == Some(self.rec.name.as_str())
             })
-            .filter(|i| self.task(&i.id).is_none_or(|t| !self.wanted(t)))
+            .filter(|i| {
+                self.task(&i.id)
+                    .is_none_or(|t| !self.wanted(t) || !self.registered_in(r, t))
+            })
             .map(|i| i.id.clone())
             .collect();
         for id in gone {
@@ -86,5 +90,13 @@ impl<'a> Pass<'a> {
                 self.registry_changes.extend(changes);
             }
         }
+    }
+
+    /// Whether some registry of the pass takes task `t` into `r`'s Cloud Map service
+    /// (a Service Connect service that two deployments share keeps the tasks of both).
+    fn registered_in(&self, r: &Registry<'a>, t: &TaskRecord) -> bool {
+        self.registries
+            .iter()
+            .any(|o| o.service.id == r.service.id && o.takes(t.task.started_by.as_deref()))
     }
 }

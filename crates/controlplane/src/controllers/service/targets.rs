@@ -10,6 +10,7 @@
 
 use super::*;
 use crate::load_balancing::{Binding, ELB_HEALTH_REASON, target_of, targets_of_task};
+use crate::service_connect::SERVICE_CONNECT_DRAIN_MS;
 use crate::state::PendingStop;
 use crate::state::elb::{Target, TargetGroupRecord};
 
@@ -191,12 +192,17 @@ impl<'a> Pass<'a> {
     /// their deregistration delay has passed. Returns whether it did (a task in no group,
     /// not yet taken over by an agent, or whose groups have no delay stops at once).
     pub(super) fn drain_first(&mut self, t: &TaskRecord, reason: &str) -> bool {
-        if self.bindings.is_empty() || !t.agent_acknowledged || t.pending_stop.is_some() {
+        let proxied = self.service_connect_serves(t);
+        if (self.bindings.is_empty() && !proxied)
+            || !t.agent_acknowledged
+            || t.pending_stop.is_some()
+        {
             return false;
         }
         let arn = Self::task_arn(t).to_owned();
         let now_ms = self.now_ms();
-        let mut longest = 0;
+        // Service Connect proxies learn that the task left within a refresh.
+        let mut longest = if proxied { SERVICE_CONNECT_DRAIN_MS } else { 0 };
         for b in self.bindings.clone() {
             let mine: Vec<(String, u16)> = targets_of_task(self.group_now(&b), &arn, now_ms)
                 .filter(|x| x.is_active())
@@ -230,6 +236,16 @@ impl<'a> Pass<'a> {
         self.drains.push(r);
         self.wake(at);
         true
+    }
+
+    /// Whether Service Connect proxies may send `t` requests: it is RUNNING in a
+    /// deployment that offers a port to its namespace.
+    fn service_connect_serves(&self, t: &TaskRecord) -> bool {
+        is_running(&t.task)
+            && self
+                .registries
+                .iter()
+                .any(|r| r.deployment.is_some() && r.takes(t.task.started_by.as_deref()))
     }
 
     /// With load balancers: RUNNING and every group it belongs to has seen it healthy.

@@ -1,0 +1,415 @@
+//! Tests of the load balancers' plan (records → `lb` config) and of the health reports.
+
+use controlplane::ops::elbv2::ElbWritten;
+use controlplane::ops::elbv2::listeners::{
+    self, ActionInput, ConditionInput, CreateListener, CreateRule,
+};
+use controlplane::ops::elbv2::load_balancers::{self, CreateLoadBalancer};
+use controlplane::ops::elbv2::target_groups::{self, CreateTargetGroup, TargetInput};
+use controlplane::ops::instances;
+use controlplane::{Ctx, State};
+use serde_json::json;
+use testkit::ecs::{self, World};
+
+use controlplane::state::elb::TargetGroupRecord;
+
+use super::*;
+
+const LISTEN: IpAddr = IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
+
+fn elb<Req, Resp>(
+    w: &mut World,
+    op: fn(&State, &mut Ctx, Req) -> ElbWritten<Resp>,
+    r: Req,
+) -> Resp {
+    let mut ctx = w.ctx();
+    let (resp, changes) = op(&w.state, &mut ctx, r).unwrap_or_else(|e| panic!("{e}"));
+    w.apply(&changes);
+    resp
+}
+
+fn group(w: &mut World, name: &str, target_type: &str) -> TargetGroupRecord {
+    elb(
+        w,
+        target_groups::create,
+        CreateTargetGroup {
+            name: name.into(),
+            protocol: Some("HTTP".into()),
+            port: Some(80),
+            target_type: Some(target_type.into()),
+            ..Default::default()
+        },
+    )
+}
+
+fn targets(ids: &[(&str, Option<i64>)]) -> Vec<TargetInput> {
+    ids.iter()
+        .map(|(id, port)| TargetInput {
+            id: (*id).into(),
+            port: *port,
+            ..Default::default()
+        })
+        .collect()
+}
+
+fn forward(arn: &str) -> ActionInput {
+    ActionInput {
+        action_type: "forward".into(),
+        target_group_arn: Some(arn.into()),
+        ..Default::default()
+    }
+}
+
+fn addr(s: &str) -> SocketAddr {
+    s.parse().unwrap()
+}
+
+/// A load balancer `web` with a listener on 8080: rules by path, host and header
+/// (weighted), a fixed response, and a default forward.
+fn world() -> (World, TargetGroupRecord, TargetGroupRecord) {
+    let mut w = World::new();
+    let api = group(&mut w, "api", "ip");
+    let www = group(&mut w, "www", "instance");
+    let lb = elb(
+        &mut w,
+        load_balancers::create,
+        CreateLoadBalancer {
+            name: "web".into(),
+            ..Default::default()
+        },
+    );
+    let l = elb(
+        &mut w,
+        listeners::create,
+        CreateListener {
+            load_balancer_arn: lb.arn(),
+            protocol: Some("HTTP".into()),
+            port: Some(8080),
+            default_actions: vec![forward(&www.arn())],
+            tags: vec![],
+        },
+    );
+    let rule = |priority, conditions, action| CreateRule {
+        listener_arn: l.arn(),
+        priority: Some(priority),
+        conditions,
+        actions: vec![action],
+        tags: vec![],
+    };
+    elb(
+        &mut w,
+        listeners::create_rule,
+        rule(
+            20,
+            vec![
+                ConditionInput {
+                    field: "host-header".into(),
+                    values: vec!["api.example.com".into()],
+                    ..Default::default()
+                },
+                ConditionInput {
+                    field: "http-header".into(),
+                    http_header: Some(("X-Canary".into(), vec!["1".into()])),
+                    ..Default::default()
+                },
+            ],
+            ActionInput {
+                action_type: "forward".into(),
+                forward_groups: Some(vec![(api.arn(), Some(90)), (www.arn(), None)]),
+                ..Default::default()
+            },
+        ),
+    );
+    elb(
+        &mut w,
+        listeners::create_rule,
+        rule(
+            10,
+            vec![ConditionInput {
+                field: "path-pattern".into(),
+                values: vec!["/down/*".into()],
+                ..Default::default()
+            }],
+            ActionInput {
+                action_type: "fixed-response".into(),
+                fixed_response: Some((
+                    "503".into(),
+                    Some("text/plain".into()),
+                    Some("down".into()),
+                )),
+                ..Default::default()
+            },
+        ),
+    );
+    elb(
+        &mut w,
+        listeners::create_rule,
+        rule(
+            30,
+            vec![ConditionInput {
+                field: "http-header".into(),
+                http_header: Some(("X(1)".into(), vec!["1".into()])),
+                ..Default::default()
+            }],
+            forward(&api.arn()),
+        ),
+    );
+    (w, api, www)
+}
+
+#[test]
+fn listeners_rules_and_weights_become_the_lb_config() {
+    let (w, _, _) = world();
+    let plans = to_plans(&w.state, LISTEN, w.now as u64 * 1000);
+    let [plan] = &plans[..] else {
+        panic!("one load balancer: {plans:?}")
+    };
+    assert_eq!(plan.key.1, "web");
+    let c = &plan.config;
+    c.validate().expect("lb accepts it");
+    let [l] = &c.listeners[..] else {
+        panic!("one listener")
+    };
+    assert_eq!(l.bind, addr("127.0.0.1:8080"));
+    assert_eq!(l.default_action, lb::Action::forward("www"));
+    let priorities: Vec<u32> = l.rules.iter().map(|r| r.priority).collect();
+    assert_eq!(
+        priorities,
+        [10, 20],
+        "by priority; the X(1) rule cannot match"
+    );
+    assert_eq!(
+        l.rules[0].conditions,
+        [lb::Condition::PathPattern {
+            values: vec!["/down/*".into()]
+        }]
+    );
+    assert_eq!(
+        l.rules[0].action,
+        lb::Action::FixedResponse {
+            status: 503,
+            content_type: Some("text/plain".into()),
+            body: "down".into()
+        }
+    );
+    assert_eq!(
+        l.rules[1].conditions,
+        [
+            lb::Condition::HostHeader {
+                values: vec!["api.example.com".into()]
+            },
+            lb::Condition::HttpHeader {
+                name: "X-Canary".into(),
+                values: vec!["1".into()]
+            }
+        ]
+    );
+    assert_eq!(
+        l.rules[1].action,
+        lb::Action::Forward {
+            target_groups: vec![
+                lb::WeightedTargetGroup {
+                    name: "api".into(),
+                    weight: 90
+                },
+                lb::WeightedTargetGroup {
+                    name: "www".into(),
+                    weight: 1
+                },
+            ]
+        },
+        "no weight is 1"
+    );
+    let names: Vec<&str> = c.target_groups.keys().map(String::as_str).collect();
+    assert_eq!(names, ["api", "www"]);
+    let hc = &c.target_groups["api"].health_check;
+    assert_eq!(
+        (
+            hc.interval_ms,
+            hc.timeout_ms,
+            hc.healthy_threshold,
+            hc.path.as_str()
+        ),
+        (30_000, 5_000, 5, "/")
+    );
+}
+
+#[test]
+fn targets_resolve_to_addresses_and_draining_ones_drain() {
+    let (mut w, api, www) = world();
+    elb(
+        &mut w,
+        target_groups::modify_attributes,
+        (
+            api.arn(),
+            vec![
+                ("deregistration_delay.timeout_seconds".into(), "30".into()),
+                ("stickiness.enabled".into(), "true".into()),
+                ("slow_start.duration_seconds".into(), "60".into()),
+                (
+                    "load_balancing.algorithm.type".into(),
+                    "least_outstanding_requests".into(),
+                ),
+            ],
+        ),
+    );
+    elb(
+        &mut w,
+        target_groups::register,
+        (
+            api.arn(),
+            targets(&[
+                ("10.0.0.1", None),
+                ("10.0.0.2", Some(8081)),
+                ("10.0.0.3", None),
+            ]),
+        ),
+    );
+    elb(
+        &mut w,
+        target_groups::deregister,
+        (api.arn(), targets(&[("10.0.0.3", None)])),
+    );
+    // Instance targets: i-1 has a private IP, i-2 none, i-3 is not registered.
+    w.create_cluster("c");
+    let doc = |id: &str, ip: Option<&str>| {
+        let mut d = json!({"instanceId": id});
+        if let Some(ip) = ip {
+            d["privateIp"] = ip.into();
+        }
+        ecs::req(
+            json!({"cluster": "c", "instanceIdentityDocument": d.to_string(),
+            "totalResources": ecs::resources(1024, 1024)}),
+        )
+    };
+    let _: model::wire::RegisterContainerInstanceResponse =
+        w.write(instances::register, doc("i-1", Some("10.1.0.1")));
+    let _: model::wire::RegisterContainerInstanceResponse =
+        w.write(instances::register, doc("i-2", None));
+    elb(
+        &mut w,
+        target_groups::register,
+        (
+            www.arn(),
+            targets(&[("i-1", Some(31000)), ("i-2", None), ("i-3", None)]),
+        ),
+    );
+    let now_ms = w.now as u64 * 1000;
+    let plans = to_plans(&w.state, LISTEN, now_ms);
+    let c = &plans[0].config;
+    c.validate().expect("lb accepts it");
+    let api_c = &c.target_groups["api"];
+    assert_eq!(
+        api_c.targets,
+        [
+            lb::TargetConfig {
+                addr: addr("10.0.0.1:80"),
+                state: lb::TargetState::Active
+            },
+            lb::TargetConfig {
+                addr: addr("10.0.0.2:8081"),
+                state: lb::TargetState::Active
+            },
+            lb::TargetConfig {
+                addr: addr("10.0.0.3:80"),
+                state: lb::TargetState::Draining {
+                    until_unix_ms: now_ms + 30_000
+                }
+            },
+        ]
+    );
+    assert_eq!(
+        (
+            api_c.deregistration_delay_secs,
+            api_c.slow_start_secs,
+            &api_c.stickiness,
+            api_c.algorithm
+        ),
+        (
+            30,
+            60,
+            &Some(lb::Stickiness::LbCookie {
+                duration_secs: 86_400
+            }),
+            lb::Algorithm::LeastOutstandingRequests
+        )
+    );
+    assert_eq!(
+        c.target_groups["www"].targets,
+        [lb::TargetConfig {
+            addr: addr("10.1.0.1:31000"),
+            state: lb::TargetState::Active
+        }],
+        "only the instance with a private IP"
+    );
+    assert_eq!(
+        plans[0].targets[&("www".to_string(), addr("10.1.0.1:31000"))],
+        ("i-1".to_string(), 31000)
+    );
+    // Past the draining deadline the target is left out.
+    let later = to_plans(&w.state, LISTEN, now_ms + 30_000);
+    let addrs: Vec<SocketAddr> = later[0].config.target_groups["api"]
+        .targets
+        .iter()
+        .map(|t| t.addr)
+        .collect();
+    assert_eq!(addrs, [addr("10.0.0.1:80"), addr("10.0.0.2:8081")]);
+}
+
+#[test]
+fn health_changes_are_reported_against_the_stored_health() {
+    let (mut w, api, _) = world();
+    elb(
+        &mut w,
+        target_groups::register,
+        (
+            api.arn(),
+            targets(&[("10.0.0.1", None), ("10.0.0.2", None)]),
+        ),
+    );
+    let key = |id: &str| (ecs::scope(), "api".to_string(), id.to_string(), 80);
+    let healthy = ObservedHealth {
+        healthy: true,
+        reason: None,
+        description: None,
+        since_ms: 0,
+    };
+    let (reason, description) = unhealthy_reason(Some("Target.Timeout"));
+    let unhealthy = ObservedHealth {
+        healthy: false,
+        reason: Some(reason.into()),
+        description: Some(description.into()),
+        since_ms: 0,
+    };
+    let observed: Observed = [
+        (key("10.0.0.1"), healthy.clone()),
+        (key("10.0.0.2"), unhealthy.clone()),
+        (key("10.0.0.9"), healthy.clone()),
+    ]
+    .into();
+    let reports = changed(&w.state, observed.clone());
+    let ids: Vec<&str> = reports.iter().map(|r| r.target_id.as_str()).collect();
+    assert_eq!(ids, ["10.0.0.1", "10.0.0.2"], "10.0.0.9 is not registered");
+    elb(&mut w, report_health, reports);
+    assert!(
+        changed(&w.state, observed).is_empty(),
+        "nothing new to report"
+    );
+    let flipped: Observed = [(key("10.0.0.1"), unhealthy)].into();
+    assert_eq!(changed(&w.state, flipped).len(), 1);
+    assert_eq!(
+        unhealthy_reason(Some("Target.FailedHealthChecks")).0,
+        "Target.FailedHealthChecks"
+    );
+    assert_eq!(unhealthy_reason(None).0, "Target.FailedHealthChecks");
+}
+
+#[test]
+fn lb_listen_is_an_address_or_off() {
+    assert_eq!(parse_lb_listen("off"), Ok(LbListen(None)));
+    assert_eq!(
+        parse_lb_listen("0.0.0.0"),
+        Ok(LbListen(Some([0, 0, 0, 0].into())))
+    );
+    assert!(parse_lb_listen("localhost").is_err());
+}
