@@ -11,7 +11,7 @@ use controlplane::ops::servicediscovery::{SdWritten, namespaces};
 use controlplane::ops::{clusters, services, task_definitions};
 use controlplane::registries::PRIVATE_IP_ATTRIBUTE;
 use controlplane::service_connect::SERVICE_CONNECT_DRAIN_MS;
-use controlplane::state::{Change, Record, ServiceKey, TaskRecord};
+use controlplane::state::{ServiceKey, TaskRecord};
 use controlplane::{Ctx, State};
 use model::agent::{GetServiceConnectRoutesRequest, ServiceConnectRoute};
 use model::{wire, wire_sd};
@@ -39,23 +39,7 @@ impl Harness {
         let mut world = World::new();
         world.create_cluster("c");
         for (id, zone, ip) in [("i-a", "a", "10.0.0.1"), ("i-b", "b", "10.0.0.2")] {
-            world.add_instance("c", id, zone, 4096, 4096);
-            let mut rec = world
-                .state
-                .instances
-                .values()
-                .find(|i| i.instance.ec2_instance_id.as_deref() == Some(id))
-                .expect("instance")
-                .clone();
-            rec.instance
-                .attributes
-                .get_or_insert_with(Vec::new)
-                .push(wire::Attribute {
-                    name: Some(PRIVATE_IP_ATTRIBUTE.into()),
-                    value: Some(ip.into()),
-                    ..Default::default()
-                });
-            world.apply(&[Change::Put(Record::Instance(rec))]);
+            world.add_node_with_ip("c", id, zone, ip);
         }
         for (family, mode, image) in [
             ("web", "bridge", "busybox"),

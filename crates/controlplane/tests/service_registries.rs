@@ -7,8 +7,7 @@ use controlplane::controllers::service::reconcile_service;
 use controlplane::ops::servicediscovery::dns::dns_snapshot;
 use controlplane::ops::servicediscovery::{SdWritten, namespaces, services as sd_services};
 use controlplane::ops::{agent, services, task_definitions};
-use controlplane::registries::PRIVATE_IP_ATTRIBUTE;
-use controlplane::state::{Change, Record, ServiceKey, TaskRecord};
+use controlplane::state::{ServiceKey, TaskRecord};
 use controlplane::{Ctx, State};
 use model::{wire, wire_sd};
 use serde_json::{Value, json};
@@ -31,23 +30,7 @@ impl Harness {
         let mut world = World::new();
         world.create_cluster("c");
         for (id, zone, ip) in [("i-a", "a", "10.0.0.1"), ("i-b", "b", "10.0.0.2")] {
-            world.add_instance("c", id, zone, 4096, 4096);
-            let mut rec = world
-                .state
-                .instances
-                .values()
-                .find(|i| i.instance.ec2_instance_id.as_deref() == Some(id))
-                .expect("instance")
-                .clone();
-            rec.instance
-                .attributes
-                .get_or_insert_with(Vec::new)
-                .push(wire::Attribute {
-                    name: Some(PRIVATE_IP_ATTRIBUTE.into()),
-                    value: Some(ip.into()),
-                    ..Default::default()
-                });
-            world.apply(&[Change::Put(Record::Instance(rec))]);
+            world.add_node_with_ip("c", id, zone, ip);
         }
         let _: wire::RegisterTaskDefinitionResponse = world.write(
             task_definitions::register,

@@ -236,6 +236,29 @@ impl World {
             .expect("container instance ARN")
     }
 
+    /// [`World::add_instance`] with 4096 CPU units and MiB, whose agent reported `ip` as
+    /// its private address (the `flotilla.private-ip` attribute load balancer and Cloud
+    /// Map registrations of `bridge` tasks use).
+    pub fn add_node_with_ip(&mut self, cluster: &str, id: &str, zone: &str, ip: &str) {
+        self.add_instance(cluster, id, zone, 4096, 4096);
+        let mut rec = self
+            .state
+            .instances
+            .values()
+            .find(|i| i.instance.ec2_instance_id.as_deref() == Some(id))
+            .expect("the instance just registered")
+            .clone();
+        rec.instance
+            .attributes
+            .get_or_insert_with(Vec::new)
+            .push(wire::Attribute {
+                name: Some(instances::PRIVATE_IP_ATTRIBUTE.into()),
+                value: Some(ip.into()),
+                ..Default::default()
+            });
+        self.apply(&[Change::Put(controlplane::state::Record::Instance(rec))]);
+    }
+
     /// Registers a revision of [`task_definition`]`(family, memory)`; returns its ARN.
     pub fn register(&mut self, family: &str, memory: i64) -> String {
         let r: wire::RegisterTaskDefinitionResponse = self.write(

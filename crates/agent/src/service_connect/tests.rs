@@ -308,12 +308,13 @@ fn free_port() -> u16 {
 async fn a_task_gets_its_names_proxied_and_updated_in_place() {
     let dir = tempfile::tempdir().unwrap();
     let web = backend("web-1").await;
+    let dead = free_port();
     let port = free_port();
     let fake = FakeRoutes::new(Ok(vec![route(
         NS,
         "web",
         port,
-        &[("127.0.0.1", web.port())],
+        &[("127.0.0.1", dead), ("127.0.0.1", web.port())],
     )]));
     // 127.0.0.0/8 is local already: no address is added to lo.
     let sc =
@@ -322,9 +323,14 @@ async fn a_task_gets_its_names_proxied_and_updated_in_place() {
     let text = std::fs::read_to_string(&hosts).unwrap();
     assert!(text.ends_with("127.77.0.1 web\n"), "{text}");
     let alias = SocketAddr::from(([127, 77, 0, 1], port));
-    assert_eq!(get(alias).await.as_deref(), Some("web-1"));
+    // The endpoint that refuses connections is retried around, then ejected.
+    for i in 0..20 {
+        assert_eq!(get(alias).await.as_deref(), Some("web-1"), "request {i}");
+    }
 
-    // The loop picks up a new alias; the file changes in place.
+    // A second task of the namespace shares the alias; the loop picks up a new alias and
+    // both files change in place.
+    let hosts2 = sc.ensure_task("t2", NS).await.unwrap();
     use std::os::unix::fs::MetadataExt;
     let inode = std::fs::metadata(&hosts).unwrap().ino();
     let refresher = tokio::spawn(sc.clone().refresh_loop());
@@ -333,11 +339,13 @@ async fn a_task_gets_its_names_proxied_and_updated_in_place() {
         route(NS, "web", port, &[("127.0.0.1", web.port())]),
         route(NS, "db", db_port, &[("127.0.0.1", web.port())]),
     ]));
-    eventually("the db alias", || {
-        let hosts = hosts.clone();
-        async move { std::fs::read_to_string(&hosts).is_ok_and(|t| t.contains("127.77.0.2 db\n")) }
-    })
-    .await;
+    for file in [&hosts, &hosts2] {
+        eventually("the db alias", || {
+            let file = file.clone();
+            async move { std::fs::read_to_string(&file).is_ok_and(|t| t.contains("127.77.0.2 db\n")) }
+        })
+        .await;
+    }
     assert_eq!(std::fs::metadata(&hosts).unwrap().ino(), inode);
     let db = SocketAddr::from(([127, 77, 0, 2], db_port));
     assert_eq!(get(db).await.as_deref(), Some("web-1"));
@@ -363,6 +371,13 @@ async fn a_task_gets_its_names_proxied_and_updated_in_place() {
     // The last task goes: file, listeners and addresses with it.
     sc.release_task("t1").await;
     assert!(!hosts.exists());
+    assert_eq!(
+        get(alias).await.as_deref(),
+        Some("web-1"),
+        "t2 still uses it"
+    );
+    sc.release_task("t2").await;
+    assert!(!hosts2.exists());
     assert!(get(alias).await.is_none(), "no listener any more");
     assert!(sc.state.lock().await.addresses.addresses().is_empty());
     refresher.abort();
