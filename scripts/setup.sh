@@ -10,12 +10,14 @@ cd "$(dirname "$0")/.."
 APT_PACKAGES=(
     containerd runc tini       # the container runtime the agent drives (tini: optional init)
     protobuf-compiler          # protoc, for containerd-client's build script
+    libprotobuf-dev            # google/protobuf/*.proto, which etcd-client's protos import
     docker-registry            # local OCI registry for demo and test images
     umoci skopeo busybox-static  # build images locally (no Docker Hub here)
     dnsutils                   # dig, for service-discovery tests
     haproxy nsd dnsperf        # the baselines `flotilla bench lb` / `bench dns` compare against
     iproute2 iptables nftables # network namespaces, veth pairs, task port DNAT, dev-cluster NAT
     zlib1g-dev                 # fast image compression in the host layer
+    etcd-server                # /usr/bin/etcd: the store tests' etcd backend (`--store etcd://`)
     curl ca-certificates
 )
 
@@ -39,6 +41,12 @@ fi
 if systemctl is-active --quiet docker-registry 2>/dev/null; then
     systemctl stop docker-registry || true
     systemctl disable docker-registry >/dev/null 2>&1 || true
+fi
+# Debian's etcd-server package starts a system etcd on :2379; the store tests start their
+# own on free ports, and `flotilla server --store etcd://…` names the cluster it uses.
+if systemctl is-active --quiet etcd 2>/dev/null; then
+    systemctl stop etcd || true
+    systemctl disable etcd >/dev/null 2>&1 || true
 fi
 
 if [[ -f tests/requirements.txt ]]; then

@@ -37,6 +37,7 @@ IMPLEMENTED = (
     "DeregisterContainerInstance DescribeContainerInstances ListContainerInstances UpdateContainerInstancesState "
     "PutAttributes DeleteAttributes ListAttributes RunTask StartTask StopTask DescribeTasks ListTasks "
     "CreateService UpdateService DeleteService DescribeServices ListServices TagResource UntagResource "
+    "CreateTaskSet DescribeTaskSets UpdateTaskSet UpdateServicePrimaryTaskSet DeleteTaskSet "
     "ListTagsForResource PutAccountSetting PutAccountSettingDefault DeleteAccountSetting ListAccountSettings "
     "DiscoverPollEndpoint SubmitTaskStateChange SubmitContainerStateChange SubmitAttachmentStateChanges"
 ).split()
@@ -156,7 +157,7 @@ def test_request_ids_and_content_type_on_every_answer(endpoint, reset):
 
 
 def test_unsupported_operations_answer_unsupported_feature(endpoint, reset):
-    for op in ("CreateCapacityProvider", "ExecuteCommand", "CreateTaskSet", "CreateDaemon"):
+    for op in ("CreateCapacityProvider", "ExecuteCommand", "DescribeCapacityProviders", "CreateDaemon"):
         b = assert_error(post(endpoint, op), 400, "UnsupportedFeatureException")
         assert op in b["message"]
 

@@ -19,6 +19,12 @@ pub enum EcsError {
     /// The service exists but is DRAINING or INACTIVE.
     #[error("Service was not ACTIVE.")]
     ServiceNotActive,
+    /// The named task set does not exist in the service (DescribeTaskSets' siblings).
+    #[error(
+        "The specified task set wasn't found. You can view your available task sets with \
+         DescribeTaskSets. Task sets are specific to each cluster, service and Region."
+    )]
+    TaskSetNotFound,
     /// A tagged resource, or another non-cluster resource, does not exist.
     #[error("{0}")]
     ResourceNotFound(String),
@@ -64,6 +70,7 @@ impl EcsError {
             EcsError::ClusterNotFound => "ClusterNotFoundException",
             EcsError::ServiceNotFound => "ServiceNotFoundException",
             EcsError::ServiceNotActive => "ServiceNotActiveException",
+            EcsError::TaskSetNotFound => "TaskSetNotFoundException",
             EcsError::ResourceNotFound(_) => "ResourceNotFoundException",
             EcsError::TargetNotFound(_) => "TargetNotFoundException",
             EcsError::ClusterContainsContainerInstances => {

@@ -8,7 +8,7 @@
 use controlplane::engine::Written;
 use controlplane::ops::{
     account, agent, attributes, clusters, instances, protection, services, tags, task_definitions,
-    tasks,
+    task_sets, tasks,
 };
 use controlplane::{ControlPlane, Ctx, EcsError, Scope, State};
 use model::wire::{Operation, Required};
@@ -205,6 +205,14 @@ pub async fn dispatch(
         Operation::DeleteService => write(cp, call, body, services::delete).await,
         Operation::DescribeServices => read(cp, call, body, services::describe),
         Operation::ListServices => list(cp, call, body, services::list),
+        // Task sets (services with the EXTERNAL deployment controller)
+        Operation::CreateTaskSet => write(cp, call, body, task_sets::create).await,
+        Operation::DescribeTaskSets => read(cp, call, body, task_sets::describe),
+        Operation::UpdateTaskSet => write(cp, call, body, task_sets::update).await,
+        Operation::UpdateServicePrimaryTaskSet => {
+            write(cp, call, body, task_sets::update_primary).await
+        }
+        Operation::DeleteTaskSet => write(cp, call, body, task_sets::delete).await,
         // Tags and account settings
         Operation::TagResource => write(cp, call, body, tags::tag_resource).await,
         Operation::UntagResource => write(cp, call, body, tags::untag_resource).await,
@@ -235,12 +243,10 @@ pub async fn dispatch(
         | Operation::CreateCapacityProvider
         | Operation::CreateDaemon
         | Operation::CreateExpressGatewayService
-        | Operation::CreateTaskSet
         | Operation::DeleteCapacityProvider
         | Operation::DeleteDaemon
         | Operation::DeleteDaemonTaskDefinition
         | Operation::DeleteExpressGatewayService
-        | Operation::DeleteTaskSet
         | Operation::DescribeCapacityProviders
         | Operation::DescribeDaemon
         | Operation::DescribeDaemonDeployments
@@ -249,7 +255,6 @@ pub async fn dispatch(
         | Operation::DescribeExpressGatewayService
         | Operation::DescribeServiceDeployments
         | Operation::DescribeServiceRevisions
-        | Operation::DescribeTaskSets
         | Operation::ExecuteCommand
         | Operation::ListDaemonDeployments
         | Operation::ListDaemonTaskDefinitions
@@ -261,9 +266,7 @@ pub async fn dispatch(
         | Operation::UpdateCapacityProvider
         | Operation::UpdateContainerAgent
         | Operation::UpdateDaemon
-        | Operation::UpdateExpressGatewayService
-        | Operation::UpdateServicePrimaryTaskSet
-        | Operation::UpdateTaskSet => unsupported(op),
+        | Operation::UpdateExpressGatewayService => unsupported(op),
     }
 }
 

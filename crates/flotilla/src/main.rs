@@ -43,6 +43,9 @@ enum Command {
     /// Measure flotilla (API throughput and latency, …) and print the figures.
     #[command(subcommand)]
     Bench(cmd::bench::BenchCommand),
+    /// The state store: `flotilla store copy --from redb:PATH --to etcd://HOST:PORT`.
+    #[command(subcommand)]
+    Store(cmd::store::StoreCommand),
 }
 
 fn main() -> ExitCode {
@@ -67,5 +70,6 @@ fn main_inner(cli: Cli) -> anyhow::Result<()> {
         Command::Logs(args) => cmd::logs::run(args),
         Command::Apiclient(args) => cmd::apiclient::run(args),
         Command::Os(args) => cmd::os::run(args),
+        Command::Store(store) => cmd::store::run(store),
     }
 }

@@ -59,11 +59,26 @@ pub struct LbConfig {
     pub target_groups: BTreeMap<String, TargetGroupConfig>,
 }
 
-/// One listening socket (plain HTTP; HTTP/1.1 and h2c prior knowledge) and its rules.
+/// What a listener speaks.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ListenerProtocol {
+    /// HTTP/1.1 and h2c prior knowledge: rules, retries, access log (an ALB listener).
+    #[default]
+    Http,
+    /// Plain TCP: each connection is spliced to one target of the default action's group
+    /// (a network load balancer's `TCP` listener). No rules; the default action must forward.
+    Tcp,
+}
+
+/// One listening socket and its rules.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ListenerConfig {
     /// Address and port to bind. Two listeners may not share one.
     pub bind: SocketAddr,
+    /// HTTP (the default) or TCP.
+    #[serde(default)]
+    pub protocol: ListenerProtocol,
     /// Rules, tried by ascending `priority`; the first whose conditions all hold wins.
     #[serde(default)]
     pub rules: Vec<RuleConfig>,
@@ -313,6 +328,10 @@ pub struct HealthCheckConfig {
     /// Off: targets count as healthy as soon as registered.
     #[serde(default = "yes")]
     pub enabled: bool,
+    /// `GET path` and the matcher (HTTP, the default), or a TCP connect (TCP: `path` and
+    /// `matcher` are not used).
+    #[serde(default)]
+    pub protocol: HealthCheckProtocol,
     /// Path to `GET`, starting with `/`.
     pub path: String,
     /// Time between checks of one target.
@@ -327,6 +346,17 @@ pub struct HealthCheckConfig {
     pub matcher: String,
 }
 
+/// How a health check probes a target.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HealthCheckProtocol {
+    /// An HTTP `GET` whose status the matcher accepts.
+    #[default]
+    Http,
+    /// A TCP connection that opens within the timeout.
+    Tcp,
+}
+
 fn yes() -> bool {
     true
 }
@@ -336,6 +366,7 @@ impl Default for HealthCheckConfig {
     fn default() -> Self {
         HealthCheckConfig {
             enabled: true,
+            protocol: HealthCheckProtocol::Http,
             path: "/".into(),
             interval_ms: 5_000,
             timeout_ms: 2_000,
@@ -471,6 +502,17 @@ impl LbConfig {
                 self.validate_action(&r.action, &format!("{at}.action"))?;
             }
             self.validate_action(&l.default_action, &format!("{at}.default_action"))?;
+            if l.protocol == ListenerProtocol::Tcp {
+                if !l.rules.is_empty() {
+                    return Err(err(&at, "a TCP listener has no rules"));
+                }
+                if !matches!(l.default_action, Action::Forward { .. }) {
+                    return Err(err(
+                        format!("{at}.default_action"),
+                        "a TCP listener can only forward",
+                    ));
+                }
+            }
         }
         for (name, g) in &self.target_groups {
             let at = format!("target_groups[{name:?}]");
@@ -608,6 +650,7 @@ mod tests {
         LbConfig {
             listeners: vec![ListenerConfig {
                 bind: "127.0.0.1:8000".parse().unwrap(),
+                protocol: ListenerProtocol::Http,
                 rules: vec![RuleConfig {
                     priority: 1,
                     conditions: vec![Condition::PathPattern {

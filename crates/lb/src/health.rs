@@ -23,7 +23,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::config::{HealthCheckConfig, parse_matcher};
+use crate::config::{HealthCheckConfig, HealthCheckProtocol, parse_matcher};
 
 /// A target's state as reported by [`crate::Lb::target_health`] (ELBv2's `TargetHealth.State`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -191,12 +191,25 @@ pub(crate) fn spawn_checker(
     })
 }
 
-/// One check: `Ok` if the status matches, else ELBv2's reason code.
+/// One check: `Ok` if the status matches (or, for TCP, the connection opens), else
+/// ELBv2's reason code.
 async fn check_once(
     client: &CheckClient,
     addr: SocketAddr,
     c: &HealthCheckConfig,
 ) -> Result<(), String> {
+    if c.protocol == HealthCheckProtocol::Tcp {
+        return match tokio::time::timeout(
+            Duration::from_millis(c.timeout_ms),
+            tokio::net::TcpStream::connect(addr),
+        )
+        .await
+        {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(_)) => Err("Target.FailedHealthChecks".to_string()),
+            Err(_) => Err("Target.Timeout".to_string()),
+        };
+    }
     let ranges = parse_matcher(&c.matcher).unwrap_or_else(|_| vec![(200, 200)]);
     let req = Request::get(format!("http://{addr}{}", c.path))
         .header(header::HOST, addr.to_string())

@@ -38,7 +38,7 @@
 //!
 //! # Limitations
 //!
-//! - Plain HTTP only (no TLS listeners, no HTTPS targets), no WebSocket/upgrade pass-through,
+//! - Plain HTTP and TCP only (no TLS listeners, no HTTPS targets), no WebSocket/upgrade pass-through,
 //!   no request/idle timeouts beyond the 5 s upstream connect timeout.
 //! - Stickiness is `lb_cookie` only; the cookie is not encrypted (see [`balance::encode_sticky`]).
 //! - A group with no healthy target answers 503 (ALB would fail open to all targets).
@@ -53,19 +53,27 @@
 //! - [`balance`]: target choice inside a group.
 //! - [`health`]: health states and active checks.
 //! - [`outlier`]: passive health (outlier detection and ejection), for groups that ask.
-//! - [`proxy`]: [`Lb`], the server.
+//! - [`proxy`]: [`Lb`], the server, and the HTTP request path.
+//! - `select`: which routable target a request or connection goes to.
+//! - `upstream`: the pool of idle upstream HTTP/1.1 connections.
+//! - `tcp`: TCP listeners (network load balancers): connections spliced to a target.
 
 pub mod balance;
 pub mod config;
+mod headers;
 pub mod health;
+mod metrics;
 pub mod outlier;
 pub mod proxy;
 pub mod rules;
+mod select;
+mod tcp;
+mod upstream;
 
 pub use config::{
-    Action, Algorithm, Condition, ConfigError, HealthCheckConfig, LbConfig, ListenerConfig,
-    OutlierDetection, RuleConfig, Stickiness, TargetConfig, TargetGroupConfig, TargetState,
-    WeightedTargetGroup,
+    Action, Algorithm, Condition, ConfigError, HealthCheckConfig, HealthCheckProtocol, LbConfig,
+    ListenerConfig, ListenerProtocol, OutlierDetection, RuleConfig, Stickiness, TargetConfig,
+    TargetGroupConfig, TargetState, WeightedTargetGroup,
 };
 pub use health::{HealthState, TargetHealth};
 pub use proxy::{Ejection, Lb, LbError};

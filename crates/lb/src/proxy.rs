@@ -1,12 +1,8 @@
 //! The server: [`Lb`] owns the listeners, the per-target state that outlives config updates
-//! (health, requests in flight, metric handles), the upstream connection pool, and the
-//! request path (route, pick a target, forward, retry once, log, count).
-//!
-//! Upstream connections are plain `hyper::client::conn::http1` connections kept in a pool of
-//! idle ones per target (`Pool`): a request takes one (or opens one), sends, and the
-//! connection goes back when the response body has been read. That is what hyper-util's
-//! pooled client does too, less its per-request costs (a checkout future, an extra task
-//! spawned per request to wait for the connection to become idle again).
+//! (health, requests in flight, metric handles), the upstream connection pool
+//! ([`crate::upstream`]), and the HTTP request path (route, pick a target
+//! ([`crate::select`]), forward, retry once, log, count). TCP listeners are in
+//! [`crate::tcp`].
 //!
 //! The routing state is an immutable [`Snapshot`] behind an `ArcSwap`: each request loads the
 //! current one, so [`Lb::update`] swaps rules, groups and targets without touching
@@ -17,39 +13,41 @@
 use std::collections::{BTreeSet, HashMap};
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
-use std::task::{Context, Poll};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use arc_swap::ArcSwap;
 use bytes::Bytes;
-use http::header::{self, HeaderMap, HeaderName, HeaderValue};
-use http::{Method, Request, Response, StatusCode, Uri, Version};
+use http::header::{self, HeaderMap, HeaderValue};
+use http::{Request, Response, StatusCode, Uri, Version};
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Empty, Full};
-use hyper::body::{Body as _, Frame, Incoming, SizeHint};
-use hyper::client::conn::http1::SendRequest;
+use hyper::body::{Body as _, Incoming};
 use hyper::service::service_fn;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
-use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
-use prometheus_client::registry::Registry;
+use prometheus_client::metrics::histogram::Histogram;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::balance::{self, Candidate, STICKY_COOKIE};
+use crate::balance;
 use crate::config::{
-    Action, ConfigError, HealthCheckConfig, LbConfig, Stickiness, TargetGroupConfig, TargetState,
+    Action, ConfigError, HealthCheckConfig, LbConfig, ListenerProtocol, TargetGroupConfig,
+    TargetState,
+};
+use crate::headers::{
+    X_FORWARDED_FOR, X_FORWARDED_PORT, X_FORWARDED_PROTO, host_of, is_idempotent, request_host,
+    sticky_cookie, strip_hop_by_hop,
 };
 use crate::health::{self, CheckClient, HealthCell, HealthState, TargetHealth};
+use crate::metrics::{Metrics, TargetLabels};
 use crate::outlier::{self, Observation, OutlierCell};
 use crate::rules::{self, RequestInfo, Router};
+use crate::select::Choice;
+use crate::upstream::{Lease, Pool, UpstreamBody};
 
 /// Largest request body buffered so that an idempotent request can be retried; bigger (or
 /// unknown-length) bodies are streamed and not retried.
@@ -57,12 +55,6 @@ pub const MAX_RETRY_BODY: u64 = 64 * 1024;
 
 /// The body type of every response the proxy sends (and of upstream requests).
 pub type Body = BoxBody<Bytes, hyper::Error>;
-
-/// How long connecting to a target may take.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// How long an upstream connection stays in a pool unused.
-const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Why [`Lb::start`] or [`Lb::update`] failed; on error nothing changed. Non-exhaustive:
 /// callers keep a catch-all arm.
@@ -90,9 +82,9 @@ pub struct Lb {
 }
 
 /// What request handling needs; shared with the listener and connection tasks.
-struct Shared {
-    state: ArcSwap<Snapshot>,
-    pool: Arc<Pool>,
+pub(crate) struct Shared {
+    pub(crate) state: ArcSwap<Snapshot>,
+    pub(crate) pool: Arc<Pool>,
     metrics: Metrics,
 }
 
@@ -116,32 +108,32 @@ struct TargetSlot {
 }
 
 /// Per-target state that survives config updates.
-struct TargetShared {
-    health: Arc<HealthCell>,
+pub(crate) struct TargetShared {
+    pub(crate) health: Arc<HealthCell>,
     /// Passive health; only groups with outlier detection record into it.
-    outlier: OutlierCell,
-    outstanding: AtomicU64,
-    requests: Counter,
-    errors: Counter,
-    latency: Histogram,
+    pub(crate) outlier: OutlierCell,
+    pub(crate) outstanding: AtomicU64,
+    pub(crate) requests: Counter,
+    pub(crate) errors: Counter,
+    pub(crate) latency: Histogram,
 }
 
 /// The routing state one request sees.
 #[derive(Default)]
-struct Snapshot {
-    routers: HashMap<SocketAddr, Router>,
-    groups: HashMap<String, GroupRt>,
+pub(crate) struct Snapshot {
+    pub(crate) routers: HashMap<SocketAddr, Router>,
+    pub(crate) groups: HashMap<String, GroupRt>,
 }
 
-struct GroupRt {
-    name: String,
-    config: TargetGroupConfig,
-    referenced: bool,
-    targets: Vec<TargetRt>,
-    counter: AtomicU64,
+pub(crate) struct GroupRt {
+    pub(crate) name: String,
+    pub(crate) config: TargetGroupConfig,
+    pub(crate) referenced: bool,
+    pub(crate) targets: Vec<TargetRt>,
+    pub(crate) counter: AtomicU64,
     /// Held while deciding an ejection, so that two at once cannot both pass the
     /// group's `max_ejection_percent`.
-    ejection: Mutex<()>,
+    pub(crate) ejection: Mutex<()>,
 }
 
 /// A target that outlier detection has ejected (see [`crate::outlier`]).
@@ -155,60 +147,10 @@ pub struct Ejection {
     pub remaining: Duration,
 }
 
-struct TargetRt {
-    addr: SocketAddr,
-    state: TargetState,
-    shared: Arc<TargetShared>,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct TargetLabels {
-    target_group: String,
-    target: String,
-}
-
-type HistogramFamily = Family<TargetLabels, Histogram, fn() -> Histogram>;
-
-struct Metrics {
-    registry: Registry,
-    requests: Family<TargetLabels, Counter>,
-    errors: Family<TargetLabels, Counter>,
-    latency: HistogramFamily,
-}
-
-fn latency_histogram() -> Histogram {
-    // 100 µs .. ~6.5 s.
-    Histogram::new(exponential_buckets(0.0001, 2.0, 17))
-}
-
-impl Metrics {
-    fn new() -> Metrics {
-        let mut registry = Registry::with_prefix("lb");
-        let requests = Family::<TargetLabels, Counter>::default();
-        let errors = Family::<TargetLabels, Counter>::default();
-        let latency: HistogramFamily = Family::new_with_constructor(latency_histogram);
-        registry.register(
-            "target_requests",
-            "Requests forwarded to a target (retries included)",
-            requests.clone(),
-        );
-        registry.register(
-            "target_errors",
-            "Connection errors and 5xx responses from a target",
-            errors.clone(),
-        );
-        registry.register(
-            "target_response_seconds",
-            "Time from forwarding a request to the target's response head",
-            latency.clone(),
-        );
-        Metrics {
-            registry,
-            requests,
-            errors,
-            latency,
-        }
-    }
+pub(crate) struct TargetRt {
+    pub(crate) addr: SocketAddr,
+    pub(crate) state: TargetState,
+    pub(crate) shared: Arc<TargetShared>,
 }
 
 impl Lb {
@@ -325,13 +267,26 @@ impl Lb {
         for (bind, listener) in bound {
             let local = listener.local_addr().unwrap_or(bind);
             let (shutdown, rx) = watch::channel(false);
-            let task = tokio::spawn(accept_loop(
-                self.shared.clone(),
-                listener,
-                bind,
-                local.port(),
-                rx,
-            ));
+            let tcp = config
+                .listeners
+                .iter()
+                .any(|l| l.bind == bind && l.protocol == ListenerProtocol::Tcp);
+            let task = if tcp {
+                tokio::spawn(crate::tcp::accept_loop(
+                    self.shared.clone(),
+                    listener,
+                    bind,
+                    rx,
+                ))
+            } else {
+                tokio::spawn(accept_loop(
+                    self.shared.clone(),
+                    listener,
+                    bind,
+                    local.port(),
+                    rx,
+                ))
+            };
             control.listeners.insert(
                 bind,
                 ListenerHandle {
@@ -540,10 +495,10 @@ async fn serve_connection(
 }
 
 /// Decrements a target's in-flight count when dropped.
-struct InFlight(Arc<TargetShared>);
+pub(crate) struct InFlight(Arc<TargetShared>);
 
 impl InFlight {
-    fn new(t: &Arc<TargetShared>) -> InFlight {
+    pub(crate) fn new(t: &Arc<TargetShared>) -> InFlight {
         t.outstanding.fetch_add(1, Ordering::Relaxed);
         InFlight(t.clone())
     }
@@ -578,52 +533,6 @@ fn full(b: impl Into<Bytes>) -> Body {
 
 fn empty() -> Body {
     Empty::new().map_err(|never| match never {}).boxed()
-}
-
-const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
-const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
-const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
-const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
-const X_FORWARDED_PORT: HeaderName = HeaderName::from_static("x-forwarded-port");
-
-/// Hop-by-hop headers, never forwarded (RFC 9110 §7.6.1), and `Upgrade`.
-const HOP_BY_HOP: [HeaderName; 9] = [
-    header::CONNECTION,
-    KEEP_ALIVE,
-    PROXY_CONNECTION,
-    header::PROXY_AUTHENTICATE,
-    header::PROXY_AUTHORIZATION,
-    header::TE,
-    header::TRAILER,
-    header::TRANSFER_ENCODING,
-    header::UPGRADE,
-];
-
-fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    // Usually there are none: one pass over the (few) names is cheaper than nine removals.
-    if !headers.keys().any(|k| HOP_BY_HOP.contains(k)) {
-        return;
-    }
-    let named: Vec<HeaderName> = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
-        .collect();
-    for n in named {
-        headers.remove(n);
-    }
-    for n in &HOP_BY_HOP {
-        headers.remove(n);
-    }
-}
-
-fn is_idempotent(m: &Method) -> bool {
-    matches!(
-        *m,
-        Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE
-    )
 }
 
 /// What the access log says about one request.
@@ -715,70 +624,17 @@ impl Conn {
         req: Request<Incoming>,
         sticky: Option<SocketAddr>,
     ) -> Outcome {
-        let slow_start = Duration::from_secs(group.config.slow_start_secs);
         let outliers = group.config.outlier_detection.as_ref();
-        // The clock is only needed for slow start and outlier detection.
-        let now = (!slow_start.is_zero() || outliers.is_some()).then(Instant::now);
-        // Ejected targets are left out, unless every healthy one is (then they all serve).
-        let ejected_now = |t: &TargetRt| {
-            outliers.is_some() && now.is_some_and(|now| t.shared.outlier.is_ejected(now))
-        };
-        let skip_ejected = outliers.is_some()
-            && group.targets.iter().any(|t| {
-                t.state == TargetState::Active
-                    && t.shared.health.healthy_since().is_some()
-                    && !ejected_now(t)
-            });
-        let mut routable: Vec<&TargetRt> = Vec::with_capacity(group.targets.len());
-        let mut cands: Vec<Candidate> = Vec::with_capacity(group.targets.len());
-        for t in &group.targets {
-            if t.state != TargetState::Active {
-                continue;
-            }
-            let Some(since) = t.shared.health.healthy_since() else {
-                continue;
-            };
-            if skip_ejected && ejected_now(t) {
-                continue;
-            }
-            routable.push(t);
-            cands.push(Candidate {
-                outstanding: t.shared.outstanding.load(Ordering::Relaxed),
-                weight: now.filter(|_| !slow_start.is_zero()).map_or(1.0, |now| {
-                    balance::slow_start_weight(now.saturating_duration_since(since), slow_start)
-                }),
-            });
-        }
-        if routable.is_empty() {
+        let choice = Choice::new(group);
+        if choice.is_empty() {
             return Outcome {
                 resp: error_response(StatusCode::SERVICE_UNAVAILABLE),
                 target: None,
             };
         }
-        let pick = |exclude: Option<SocketAddr>| -> Option<&TargetRt> {
-            let counter = group.counter.fetch_add(1, Ordering::Relaxed);
-            // Only a target in slow start makes `pick` draw.
-            let random = if cands.iter().all(|c| c.weight >= 1.0) {
-                0.0
-            } else {
-                rand::random()
-            };
-            match exclude {
-                None => balance::pick(group.config.algorithm, &cands, counter, random)
-                    .map(|i| routable[i]),
-                Some(x) => {
-                    let rest: Vec<usize> = (0..routable.len())
-                        .filter(|&i| routable[i].addr != x)
-                        .collect();
-                    let rest_cands: Vec<Candidate> = rest.iter().map(|&i| cands[i]).collect();
-                    balance::pick(group.config.algorithm, &rest_cands, counter, random)
-                        .map(|i| routable[rest[i]])
-                }
-            }
-        };
         let first = sticky
-            .and_then(|a| routable.iter().find(|t| t.addr == a).copied())
-            .or_else(|| pick(None));
+            .and_then(|a| choice.find(a))
+            .or_else(|| choice.pick(None));
         let Some(mut target) = first else {
             return Outcome {
                 resp: error_response(StatusCode::SERVICE_UNAVAILABLE),
@@ -844,7 +700,7 @@ impl Conn {
                 (None, Some(s)) => s.boxed(),
                 (None, None) => unreachable!("a streamed body is never retried"),
             };
-            let may_retry = bytes.is_some() && attempt == 1 && routable.len() > 1;
+            let may_retry = bytes.is_some() && attempt == 1 && choice.len() > 1;
             let mut headers = if may_retry {
                 parts.headers.clone()
             } else {
@@ -916,7 +772,7 @@ impl Conn {
                         observe_outlier(group, target, Observation::ConnectFailure);
                     }
                     tracing::debug!(target = %target.addr, group = %group.name, error = %e, attempt, "upstream request failed");
-                    if may_retry && let Some(next) = pick(Some(target.addr)) {
+                    if may_retry && let Some(next) = choice.pick(Some(target.addr)) {
                         target = next;
                         continue;
                     }
@@ -957,7 +813,7 @@ impl Conn {
 
 /// Counts how a request to `target` of `group` (which has outlier detection) ended, and
 /// ejects the target when that crosses a threshold and the group's cap allows it.
-fn observe_outlier(group: &GroupRt, target: &TargetRt, seen: Observation) {
+pub(crate) fn observe_outlier(group: &GroupRt, target: &TargetRt, seen: Observation) {
     let Some(config) = &group.config.outlier_detection else {
         return;
     };
@@ -980,263 +836,5 @@ fn observe_outlier(group: &GroupRt, target: &TargetRt, seen: Observation) {
     };
     if let Some(length) = target.shared.outlier.observe(seen, config, now, may_eject) {
         tracing::info!(target = %target.addr, group = %group.name, ?seen, ejected_for = ?length, "target ejected (outlier detection)");
-    }
-}
-
-/// `Host` for a request to `target` that came without one: the address, without the port if
-/// it is 80 (what hyper-util's client, which the proxy used before, sends).
-fn host_of(target: SocketAddr) -> String {
-    match (target.ip(), target.port()) {
-        (std::net::IpAddr::V4(ip), 80) => ip.to_string(),
-        (std::net::IpAddr::V6(ip), 80) => format!("[{ip}]"),
-        _ => target.to_string(),
-    }
-}
-
-/// The request's host without the port: the `Host` header, else the URI's authority.
-fn request_host(req: &Request<Incoming>) -> Option<&str> {
-    let raw = match req.headers().get(header::HOST) {
-        Some(v) => v.to_str().ok(),
-        None => req.uri().authority().map(http::uri::Authority::as_str),
-    }?;
-    let host = match raw.rsplit_once(':') {
-        Some((h, p)) if p.bytes().all(|b| b.is_ascii_digit()) && !h.is_empty() => h,
-        _ => raw,
-    };
-    Some(host.trim_start_matches('[').trim_end_matches(']'))
-}
-
-/// Why forwarding to a target failed.
-#[derive(Debug, thiserror::Error)]
-enum UpstreamError {
-    #[error("connect: {0}")]
-    Connect(std::io::Error),
-    #[error("connect: timed out after {CONNECT_TIMEOUT:?}")]
-    ConnectTimeout,
-    #[error(transparent)]
-    Http(#[from] hyper::Error),
-}
-
-/// An idle upstream connection.
-struct Idle {
-    send: SendRequest<Body>,
-    since: Instant,
-}
-
-/// Idle upstream HTTP/1.1 connections, by target. The most recently used one is reused first
-/// (the least likely to have been closed by the target meanwhile); those idle for
-/// [`POOL_IDLE_TIMEOUT`] are closed. The lock is held for a push or a pop only.
-#[derive(Default)]
-struct Pool {
-    idle: Mutex<HashMap<SocketAddr, Vec<Idle>>>,
-}
-
-impl Pool {
-    /// A pool, with a task that closes its expired connections every `POOL_IDLE_TIMEOUT /
-    /// 2`; the task ends with the pool.
-    fn start() -> Arc<Pool> {
-        let pool = Arc::new(Pool::default());
-        let weak: Weak<Pool> = Arc::downgrade(&pool);
-        let reaper = async move {
-            loop {
-                tokio::time::sleep(POOL_IDLE_TIMEOUT / 2).await;
-                let Some(pool) = weak.upgrade() else { return };
-                pool.lock().retain(|_, list| {
-                    list.retain(|c| !c.send.is_closed() && c.since.elapsed() < POOL_IDLE_TIMEOUT);
-                    !list.is_empty()
-                });
-            }
-        };
-        tokio::spawn(reaper);
-        pool
-    }
-
-    fn lock(&self) -> MutexGuard<'_, HashMap<SocketAddr, Vec<Idle>>> {
-        self.idle.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// An idle connection to `target` that is still open, if any (`now`: about now).
-    fn take(&self, target: SocketAddr, now: Instant) -> Option<SendRequest<Body>> {
-        let mut idle = self.lock();
-        let list = idle.get_mut(&target)?;
-        while let Some(c) = list.pop() {
-            if now.saturating_duration_since(c.since) >= POOL_IDLE_TIMEOUT {
-                // The rest are older still.
-                list.clear();
-                break;
-            }
-            if !c.send.is_closed() {
-                return Some(c.send);
-            }
-        }
-        None
-    }
-
-    fn put(&self, target: SocketAddr, send: SendRequest<Body>) {
-        if send.is_closed() {
-            return;
-        }
-        let since = Instant::now();
-        self.lock()
-            .entry(target)
-            .or_default()
-            .push(Idle { send, since });
-    }
-
-    /// Sends `req` to `target` over an idle connection, else a new one, and returns the
-    /// response head with the connection (to [`Pool::put`] back once the body is read). A
-    /// request that a reused connection turned away unsent (the target had closed it) goes
-    /// out on another one, as hyper's pooled client does. `now`: about now.
-    async fn send(
-        &self,
-        target: SocketAddr,
-        mut req: Request<Body>,
-        now: Instant,
-    ) -> Result<(Response<Incoming>, SendRequest<Body>), UpstreamError> {
-        loop {
-            let (mut send, reused) = match self.take(target, now) {
-                Some(s) => (s, true),
-                // Boxed: the rarely taken path keeps the per-request future small.
-                None => (Box::pin(connect(target)).await?, false),
-            };
-            if reused && send.ready().await.is_err() {
-                continue;
-            }
-            match send.try_send_request(req).await {
-                Ok(resp) => return Ok((resp, send)),
-                Err(mut e) => match e.take_message() {
-                    Some(r) if reused => req = r,
-                    _ => return Err(e.into_error().into()),
-                },
-            }
-        }
-    }
-}
-
-/// A new upstream HTTP/1.1 connection to `target`, its task spawned on the current runtime.
-async fn connect(target: SocketAddr) -> Result<SendRequest<Body>, UpstreamError> {
-    let stream = tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::TcpStream::connect(target))
-        .await
-        .map_err(|_| UpstreamError::ConnectTimeout)?
-        .map_err(UpstreamError::Connect)?;
-    let _ = stream.set_nodelay(true);
-    // One buffer, one `write` per request, as for responses (`serve_connection`).
-    let (send, conn) = hyper::client::conn::http1::Builder::new()
-        .writev(false)
-        .handshake(TokioIo::new(stream))
-        .await?;
-    tokio::spawn(async move {
-        if let Err(e) = conn.await {
-            tracing::debug!(%target, error = %e, "upstream connection failed");
-        }
-    });
-    Ok(send)
-}
-
-/// The upstream connection a response body is being read from.
-struct Lease {
-    pool: Arc<Pool>,
-    target: SocketAddr,
-    send: SendRequest<Body>,
-    _in_flight: InFlight,
-}
-
-/// An upstream response body on its way to the client. Once it has been read to the end,
-/// its connection goes back to the pool; dropped before that, the connection is closed
-/// (hyper does not reuse a connection with a response half read). Either way the target's
-/// in-flight count drops.
-struct UpstreamBody {
-    inner: Incoming,
-    lease: Option<Lease>,
-}
-
-impl UpstreamBody {
-    fn release(&mut self, reuse: bool) {
-        if let Some(l) = self.lease.take()
-            && reuse
-        {
-            l.pool.put(l.target, l.send);
-        }
-    }
-}
-
-impl hyper::body::Body for UpstreamBody {
-    type Data = Bytes;
-    type Error = hyper::Error;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        let this = &mut *self;
-        let polled = Pin::new(&mut this.inner).poll_frame(cx);
-        match &polled {
-            Poll::Ready(None) => this.release(true),
-            Poll::Ready(Some(Ok(_))) if this.inner.is_end_stream() => this.release(true),
-            Poll::Ready(Some(Err(_))) => this.release(false),
-            _ => {}
-        }
-        polled
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
-    }
-}
-
-impl Drop for UpstreamBody {
-    fn drop(&mut self) {
-        let done = self.inner.is_end_stream();
-        self.release(done);
-    }
-}
-
-fn sticky_cookie(group: &str, target: SocketAddr, s: &Stickiness) -> Option<HeaderValue> {
-    let Stickiness::LbCookie { duration_secs } = s;
-    HeaderValue::from_str(&format!(
-        "{STICKY_COOKIE}={}; Max-Age={duration_secs}; Path=/",
-        balance::encode_sticky(group, target)
-    ))
-    .ok()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn host_of_drops_port_80_only() {
-        assert_eq!(host_of("10.0.0.5:80".parse().unwrap()), "10.0.0.5");
-        assert_eq!(host_of("10.0.0.5:8080".parse().unwrap()), "10.0.0.5:8080");
-        assert_eq!(host_of("[::1]:80".parse().unwrap()), "[::1]");
-        assert_eq!(host_of("[::1]:81".parse().unwrap()), "[::1]:81");
-    }
-
-    #[test]
-    fn hop_by_hop_headers_and_those_connection_names_go() {
-        let mut h = HeaderMap::new();
-        h.insert(header::HOST, HeaderValue::from_static("x"));
-        h.insert(
-            header::CONNECTION,
-            HeaderValue::from_static("keep-alive, x-secret"),
-        );
-        h.insert("x-secret", HeaderValue::from_static("1"));
-        h.insert("keep-alive", HeaderValue::from_static("timeout=5"));
-        h.insert(header::UPGRADE, HeaderValue::from_static("h2c"));
-        h.insert(header::TE, HeaderValue::from_static("trailers"));
-        strip_hop_by_hop(&mut h);
-        assert_eq!(
-            h.keys().map(HeaderName::as_str).collect::<Vec<_>>(),
-            ["host"]
-        );
-
-        let mut plain = HeaderMap::new();
-        plain.insert(header::ACCEPT, HeaderValue::from_static("*/*"));
-        strip_hop_by_hop(&mut plain);
-        assert_eq!(plain.len(), 1);
     }
 }

@@ -49,6 +49,11 @@ impl Router {
         }
     }
 
+    /// The listener's default action (all a TCP listener has).
+    pub fn default_action(&self) -> &Action {
+        &self.default_action
+    }
+
     /// The action of the first rule whose conditions all hold, else the default action.
     pub fn route(&self, req: &RequestInfo<'_>) -> &Action {
         self.rules
@@ -145,6 +150,7 @@ mod tests {
     fn listener() -> ListenerConfig {
         ListenerConfig {
             bind: "127.0.0.1:80".parse().unwrap(),
+            protocol: crate::config::ListenerProtocol::Http,
             rules: vec![
                 RuleConfig {
                     priority: 20,

@@ -19,6 +19,7 @@ fn service_connect_group(targets: &[SocketAddr]) -> TargetGroupConfig {
     let mut g = TargetGroupConfig::new(targets.iter().copied());
     g.health_check = HealthCheckConfig {
         enabled: false,
+        protocol: lb::HealthCheckProtocol::Http,
         ..HealthCheckConfig::default()
     };
     g.outlier_detection = Some(OutlierDetection::default());

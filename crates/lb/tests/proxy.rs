@@ -319,6 +319,7 @@ async fn hot_swap_keeps_an_open_keep_alive_connection() {
     let mut two = config(vec![], Action::fixed(200, "v2"), vec![]);
     two.listeners.push(ListenerConfig {
         bind: second,
+        protocol: lb::ListenerProtocol::Http,
         rules: vec![],
         default_action: Action::fixed(200, "second"),
     });

@@ -12,9 +12,11 @@
 //! One writer calls [`Store::commit`], so a batch can carry the changes of many API
 //! requests (group commit) and still cost a single fsync.
 //!
-//! Backends: [`RedbStore`] (the embedded default, one file, ACID with fsync on commit)
-//! and [`MemStore`] (tests). An etcd backend for an HA control plane would implement the
-//! same trait.
+//! Backends: [`RedbStore`] (the embedded default, one file, ACID with fsync on commit),
+//! [`EtcdStore`] (an etcd v3 cluster, the first step towards several servers sharing one
+//! state: `flotilla server --store etcd://…`) and [`MemStore`] (tests). What every backend
+//! must guarantee is the contract on [`Store`]; the `contract` test module checks it
+//! against each one. [`StoreLocation`] names a backend on a command line.
 //!
 //! ## Failures
 //! A failed [`Store::commit`] may leave the backend unusable: redb refuses every later
@@ -28,9 +30,14 @@
 //! Loading reads every record; that is fine for the tens of thousands of records one
 //! control plane holds, not for millions.
 
+pub mod etcd_process;
+mod etcd_store;
+mod location;
 mod mem;
 mod redb_store;
 
+pub use etcd_store::{EtcdOptions, EtcdStore};
+pub use location::StoreLocation;
 pub use mem::MemStore;
 pub use redb_store::RedbStore;
 
@@ -70,9 +77,83 @@ pub enum StoreError {
     /// The store is closed after a failure that [`Store::recover`] could not repair yet.
     #[error("the store is closed after a failure and has not recovered yet")]
     Closed,
+    /// The etcd cluster could not be reached when the store was opened.
+    #[error("cannot connect to etcd at {endpoints}: {cause}")]
+    Connect {
+        /// The endpoints tried, comma-separated.
+        endpoints: String,
+        /// Why not.
+        cause: String,
+    },
+    /// Another writer committed to the shared store since this one last wrote (or opened
+    /// it): this writer's view of the records is stale, so its batch was refused whole.
+    /// Nothing was changed; the store refuses every later write of this handle too, since
+    /// its caller's in-memory state no longer matches the store (open it again and reload).
+    #[error(
+        "another writer committed to the store (its last commit is at revision {found}, this \
+         writer expected {expected}); the batch was refused: reload the state from the store"
+    )]
+    Conflict {
+        /// The revision of the last commit this writer knew of.
+        expected: u64,
+        /// The revision of the last commit in the store.
+        found: u64,
+    },
+    /// The batch exceeds what one transaction of the backend may hold; it was not sent
+    /// (splitting it would break its atomicity).
+    #[error(
+        "the batch is too large for one store transaction: {ops} operations and about \
+         {bytes} bytes, the limits are {max_ops} operations and {max_bytes} bytes"
+    )]
+    BatchTooLarge {
+        /// Operations the batch needs (after merging changes to the same key).
+        ops: usize,
+        /// Estimated size of the request.
+        bytes: usize,
+        /// The backend's limit on operations.
+        max_ops: usize,
+        /// The backend's limit on request bytes.
+        max_bytes: usize,
+    },
 }
 
 /// A durable key/value record store with atomic batches.
+///
+/// # The storage contract
+/// What every backend guarantees; the control plane's writer (`controlplane::engine`)
+/// relies on each point, and the `contract` tests check them against every backend.
+///
+/// - **Records.** A record is opaque bytes under a UTF-8 string key. Keys are compared
+///   as bytes; [`Store::load`] returns them in that order, each once.
+/// - **Atomic batches.** [`Store::commit`] applies its whole batch or none of it, as if its
+///   mutations ran one after another in order: a later mutation of a key in the same batch
+///   wins over an earlier one. No reader (this process or another) ever sees part of a
+///   batch.
+/// - **Durable before `Ok`.** When `commit` (or `wipe`) returns `Ok`, the change survives
+///   a `kill -9` of this process and a power cut of the machine (redb: fsync'd; etcd:
+///   committed by a quorum of the cluster, each member having fsync'd its log).
+/// - **Revisions.** Each successful `commit` returns a revision strictly greater than
+///   every revision returned before on this store; [`Store::revision`] returns the last
+///   one (0 for a store never committed to). Revisions are not consecutive in general
+///   (etcd's count every change in the cluster); compare them, do not count with them.
+///   `wipe` does not lower the revision.
+/// - **Load.** [`Store::load`] returns exactly the records of the last successful commit
+///   (or wipe) that completed before it was called, as one consistent snapshot; never a
+///   mix of two commits.
+/// - **Single writer.** One writer commits at a time. A backend shared by several
+///   processes (etcd) must refuse a commit from a writer whose view is stale — another
+///   writer committed since this handle last committed or was opened — with
+///   [`StoreError::Conflict`], applying nothing.
+/// - **Limits.** A backend may refuse a batch larger than one of its transactions can
+///   hold with [`StoreError::BatchTooLarge`], applying nothing; it never splits a batch.
+/// - **Errors.** An error from `load` or `revision` changed nothing. An error from
+///   `commit` or `wipe` other than `Conflict` and `BatchTooLarge` leaves the outcome
+///   unknown: the batch was applied fully or not at all, but which one is not known (it
+///   may have reached the disk, or etcd may have committed it after the call timed out).
+///   Every call is bounded in time: a backend that cannot answer (etcd without quorum)
+///   returns an error rather than blocking the writer for ever. After an error the store
+///   may refuse every later write until [`Store::recover`] succeeds; the caller then
+///   reads the records back and makes them equal to what it acknowledged.
 pub trait Store: Send + Sync + 'static {
     /// Every record, in key order.
     fn load(&self) -> Result<Vec<(String, Vec<u8>)>, StoreError>;
@@ -132,8 +213,56 @@ pub(crate) mod contract {
         store.recover().unwrap();
         assert_eq!(store.load().unwrap(), all);
         assert_eq!(store.revision().unwrap(), r2);
-        assert!(store.commit(&[put("d", "5")]).unwrap() > r2);
+        let r3 = store.commit(&[put("d", "5")]).unwrap();
+        assert!(r3 > r2);
+        // Within a batch, a later change of a key wins over an earlier one; deleting an
+        // absent key is no error.
+        let r4 = store
+            .commit(&[
+                put("e", "old"),
+                put("e", "new"),
+                put("d", "gone"),
+                Mutation::Delete { key: "d".into() },
+                Mutation::Delete {
+                    key: "never".into(),
+                },
+                Mutation::Delete { key: "f".into() },
+                put("f", "back"),
+            ])
+            .unwrap();
+        assert!(r4 > r3);
+        assert_eq!(
+            store.load().unwrap(),
+            vec![
+                ("a".to_owned(), b"3".to_vec()),
+                ("c".to_owned(), b"4".to_vec()),
+                ("e".to_owned(), b"new".to_vec()),
+                ("f".to_owned(), b"back".to_vec()),
+            ]
+        );
+        // Keys come back in byte order, values byte for byte.
+        let binary: Vec<u8> = (0..=255).collect();
+        store
+            .commit(&[
+                Mutation::Put {
+                    key: "k/é".into(),
+                    value: binary.clone(),
+                },
+                put("k0", ""),
+                put("k/a", "x"),
+            ])
+            .unwrap();
+        let keys: Vec<String> = store.load().unwrap().into_iter().map(|(k, _)| k).collect();
+        assert_eq!(keys, ["a", "c", "e", "f", "k/a", "k/é", "k0"]);
+        let loaded = store.load().unwrap();
+        assert_eq!(loaded[5].1, binary);
+        assert!(loaded[6].1.is_empty());
+        let before_wipe = store.revision().unwrap();
         store.wipe().unwrap();
         assert!(store.load().unwrap().is_empty());
+        assert!(store.revision().unwrap() >= before_wipe);
+        let after = store.commit(&[put("z", "1")]).unwrap();
+        assert!(after > before_wipe);
+        assert_eq!(store.load().unwrap(), vec![("z".to_owned(), b"1".to_vec())]);
     }
 }

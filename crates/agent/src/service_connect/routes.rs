@@ -93,6 +93,7 @@ pub fn lb_config(routes: &[&ServiceConnectRoute], addresses: &AliasAddresses) ->
         config.target_groups.insert(name.clone(), group);
         config.listeners.push(lb::ListenerConfig {
             bind: SocketAddr::new(IpAddr::V4(ip), r.port),
+            protocol: lb::ListenerProtocol::Http,
             rules: Vec::new(),
             default_action: lb::Action::forward(name),
         });

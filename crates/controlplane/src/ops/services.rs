@@ -12,7 +12,7 @@ use crate::engine::{Ctx, Written};
 use crate::error::{EcsError, invalid};
 use crate::limits::{MAX_SERVICES_PER_CLUSTER, MAX_TASKS_PER_SERVICE};
 use crate::ops::common::{active_cluster, check_len, is_valid_name, missing, validate_tags};
-use crate::ops::task_definitions;
+use crate::ops::{task_definitions, task_sets};
 use crate::paging::{PageRequest, paginate};
 use crate::state::{Change, Record, Scope, ServiceKey, ServiceRecord, State};
 use crate::task::{is_pending, is_running, service_group};
@@ -31,12 +31,7 @@ fn validate_deployment_configuration(c: &wire::DeploymentConfiguration) -> Resul
         )));
     }
     validate_traffic_shift(c)?;
-    if !c.lifecycle_hooks.as_deref().unwrap_or(&[]).is_empty() {
-        return Err(EcsError::UnsupportedFeature(
-            "deploymentConfiguration.lifecycleHooks are not available in flotilla yet.".into(),
-        ));
-    }
-    Ok(())
+    crate::ops::lifecycle_hooks::validate(c)
 }
 
 /// The strategy's own settings, as ECS checks them: `bakeTimeInMinutes`,
@@ -200,13 +195,17 @@ pub fn describe_one(state: &State, rec: &ServiceRecord, with_tags: bool) -> wire
         d.running_count = Some(r);
         d.pending_count = Some(p);
     }
+    if task_sets::is_external(&s) {
+        task_sets::show_on_service(state, rec, &mut s);
+    }
     if !with_tags {
         s.tags = None;
     }
     s
 }
 
-fn find<'a>(
+/// The service `ident` (a name or an ARN) names in `cluster`, whatever its status.
+pub(crate) fn find<'a>(
     state: &'a State,
     scope: &Scope,
     cluster: &str,
@@ -232,6 +231,11 @@ pub fn create(
     req: wire::CreateServiceRequest,
 ) -> Written<wire::CreateServiceResponse> {
     let cluster = active_cluster(state, &ctx.scope, req.cluster.as_deref())?;
+    // EXTERNAL: the task definition and what goes with it belong to the task sets.
+    let external = task_sets::is_external_controller(req.deployment_controller.as_ref());
+    if external {
+        task_sets::check_external_create(&req)?;
+    }
     let name = req
         .service_name
         .ok_or_else(|| invalid("serviceName is required."))?;
@@ -247,14 +251,20 @@ pub fn create(
     {
         return Err(invalid("Creation of service was not idempotent."));
     }
-    let ident = req
-        .task_definition
-        .ok_or_else(|| invalid("taskDefinition is required."))?;
-    let def = task_definitions::resolve(state, &ctx.scope, &ident)
-        .ok_or_else(|| invalid("TaskDefinition not found."))?;
-    if def.definition.status != Some(wire::TaskDefinitionStatus::Active) {
-        return Err(invalid("TaskDefinition is inactive"));
-    }
+    let def = if external {
+        None
+    } else {
+        let ident = req
+            .task_definition
+            .as_deref()
+            .ok_or_else(|| invalid("taskDefinition is required."))?;
+        let def = task_definitions::resolve(state, &ctx.scope, ident)
+            .ok_or_else(|| invalid("TaskDefinition not found."))?;
+        if def.definition.status != Some(wire::TaskDefinitionStatus::Active) {
+            return Err(invalid("TaskDefinition is inactive"));
+        }
+        Some(def)
+    };
     let scheduling = req
         .scheduling_strategy
         .unwrap_or(SchedulingStrategy::Replica);
@@ -304,29 +314,38 @@ pub fn create(
     )?;
     let load_balancers = req.load_balancers.unwrap_or_default();
     let blue_green = is_blue_green(Some(&config));
-    crate::load_balancing::validate(state, &ctx.scope, &load_balancers, def, blue_green)?;
     let service_registries = req.service_registries.unwrap_or_default();
-    crate::registries::validate(state, &ctx.scope, &service_registries, def)?;
+    if let Some(def) = def {
+        crate::load_balancing::validate(state, &ctx.scope, &load_balancers, def, blue_green)?;
+        crate::registries::validate(state, &ctx.scope, &service_registries, def)?;
+    }
     let tags = req.tags.unwrap_or_default();
     validate_tags(&tags)?;
-    let def_arn = def
-        .definition
-        .task_definition_arn
-        .clone()
-        .unwrap_or_default();
-    let launch_type = Some(req.launch_type.unwrap_or(LaunchType::Ec2));
+    let def_arn = def.and_then(|d| d.definition.task_definition_arn.clone());
+    let launch_type = (!external).then(|| req.launch_type.unwrap_or(LaunchType::Ec2));
     let service_arn = ctx.arn(ResourceType::Service, format!("{}/{name}", cluster.name));
-    let service_connect = req
-        .service_connect_configuration
-        .as_ref()
-        .map(|c| crate::service_connect::resolve(state, ctx, cluster, &service_arn, c, def))
-        .transpose()?;
-    let mut deployment = new_deployment(ctx, &def_arn, desired, launch_type);
+    let service_connect = match (req.service_connect_configuration.as_ref(), def) {
+        (Some(c), Some(def)) => Some(crate::service_connect::resolve(
+            state,
+            ctx,
+            cluster,
+            &service_arn,
+            c,
+            def,
+        )?),
+        _ => None,
+    };
     let mut changes = Vec::new();
-    if let Some(sc) = service_connect {
-        deployment.service_connect_configuration = Some(sc.config);
-        deployment.service_connect_resources = Some(sc.resources);
-        changes = sc.changes;
+    // An EXTERNAL service has no deployments: its task sets stand in for them.
+    let mut deployments = Vec::new();
+    if let Some(def_arn) = &def_arn {
+        let mut deployment = new_deployment(ctx, def_arn, desired, launch_type);
+        if let Some(sc) = service_connect {
+            deployment.service_connect_configuration = Some(sc.config);
+            deployment.service_connect_resources = Some(sc.resources);
+            changes = sc.changes;
+        }
+        deployments.push(deployment);
     }
     let service = wire::Service {
         service_arn: Some(service_arn),
@@ -339,9 +358,9 @@ pub fn create(
         running_count: Some(0),
         pending_count: Some(0),
         launch_type,
-        task_definition: Some(def_arn),
+        task_definition: def_arn,
         deployment_configuration: Some(config),
-        deployments: Some(vec![deployment]),
+        deployments: Some(deployments),
         events: Some(vec![]),
         created_at: Some(ctx.now),
         placement_constraints: Some(req.placement_constraints.unwrap_or_default()),
@@ -372,6 +391,7 @@ pub fn create(
         service,
         steady_deployments: Vec::new(),
         blue_green: Default::default(),
+        task_sets: Vec::new(),
     };
     let shown = describe_one(state, &rec, true);
     changes.push(Change::Put(Record::Service(rec)));
@@ -406,6 +426,9 @@ pub fn update(
 ) -> Written<wire::UpdateServiceResponse> {
     let cluster = active_cluster(state, &ctx.scope, req.cluster.as_deref())?;
     let mut rec = active_service(state, &ctx.scope, &cluster.name, req.service.as_deref())?.clone();
+    if task_sets::is_external(&rec.service) {
+        task_sets::check_external_update(&req)?;
+    }
     let s = &mut rec.service;
     if let Some(d) = req.desired_count {
         check_desired_count(d)?;

@@ -124,6 +124,11 @@ pub struct ServiceRecord {
     /// Blue/green bookkeeping (`deploymentConfiguration.strategy` `BLUE_GREEN`).
     #[serde(default, skip_serializing_if = "BlueGreenRecord::is_empty")]
     pub blue_green: BlueGreenRecord,
+    /// Its task sets (`deploymentController` `EXTERNAL` only; `ops/task_sets.rs`), as
+    /// DescribeTaskSets shows them but for the live counts. Empty for other services and
+    /// in records stored before task sets existed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub task_sets: Vec<wire::TaskSet>,
 }
 
 /// Which of its two target groups each deployment of a blue/green (or LINEAR, CANARY)
@@ -142,13 +147,99 @@ pub struct BlueGreenRecord {
     /// deployment. `None` when none is (and in records stored before these strategies).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shifting: Option<TrafficStep>,
+    /// The PRIMARY deployment's lifecycle hook invocations
+    /// (`deploymentConfiguration.lifecycleHooks`), one per hook and stage (and traffic
+    /// step) reached; empty in records stored before hooks existed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hooks: Vec<HookState>,
 }
 
 impl BlueGreenRecord {
     /// Nothing recorded (a service that never deployed blue/green).
     pub fn is_empty(&self) -> bool {
-        self.alternate.is_empty() && self.shifted.is_none() && self.shifting.is_none()
+        self.alternate.is_empty()
+            && self.shifted.is_none()
+            && self.shifting.is_none()
+            && self.hooks.is_empty()
     }
+}
+
+/// Where a lifecycle hook invocation stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum HookStatus {
+    /// Not called yet.
+    Pending,
+    /// Called; it answered `IN_PROGRESS` (it is called again at `next_call_at`).
+    InProgress,
+    /// It answered `SUCCEEDED`.
+    Succeeded,
+    /// It answered `FAILED`, answered nothing usable, or timed out with the `ROLLBACK`
+    /// timeout action: the deployment fails.
+    Failed,
+    /// It timed out with the `CONTINUE` timeout action: the deployment goes on.
+    TimedOut,
+}
+
+impl HookStatus {
+    /// Whether the hook still has to answer (PENDING or IN_PROGRESS).
+    pub fn is_open(self) -> bool {
+        matches!(self, HookStatus::Pending | HookStatus::InProgress)
+    }
+}
+
+/// One lifecycle hook invocation of a blue/green (LINEAR, CANARY) deployment: hook
+/// `hook` of `deploymentConfiguration.lifecycleHooks` at `stage`. The service controller
+/// records it when the deployment reaches the stage and waits until every hook of the
+/// stage has SUCCEEDED; the server's hook runner calls the webhook and stores the
+/// answer (`ops::lifecycle_hooks`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HookState {
+    /// The execution id (`executionId` of the call), unique within the service:
+    /// `{deployment}/{stage}/{step}/{hook}`.
+    pub id: String,
+    /// The deployment id.
+    pub deployment: String,
+    /// The lifecycle stage.
+    pub stage: wire::DeploymentLifecycleHookStage,
+    /// The traffic step, for the PRE_PRODUCTION_TRAFFIC_SHIFT and
+    /// PRODUCTION_TRAFFIC_SHIFT stages that LINEAR and CANARY reach once per step: the
+    /// step's share of production traffic in tenths of a percent (1000 for the whole of
+    /// it). 0 for the other stages.
+    #[serde(default)]
+    pub step: u32,
+    /// Index of the hook in `deploymentConfiguration.lifecycleHooks`.
+    pub hook: usize,
+    /// The webhook URL (`hookTargetArn`) as it was when the stage was reached.
+    pub target: String,
+    /// Where it stands.
+    pub status: HookStatus,
+    /// When the stage was reached (epoch seconds).
+    pub started_at: f64,
+    /// When the hook is (next) due to be called (epoch seconds).
+    pub next_call_at: f64,
+    /// When an open hook times out (epoch seconds): `started_at` plus the hook's
+    /// `timeoutConfiguration.timeoutInMinutes`.
+    pub expires_at: f64,
+    /// Whether a timeout lets the deployment go on (`CONTINUE`) rather than fail it
+    /// (`ROLLBACK`, the default).
+    #[serde(default)]
+    pub continue_on_timeout: bool,
+    /// Calls answered so far (any answer, an unreachable webhook included).
+    #[serde(default)]
+    pub attempts: u32,
+    /// Calls in a row that got no answer (connection refused, timeout).
+    #[serde(default)]
+    pub errors: u32,
+    /// When it SUCCEEDED, FAILED or TIMED_OUT (epoch seconds).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<f64>,
+    /// Why it FAILED or TIMED_OUT, or what the last unreachable call saw.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// The `hookDetails` it returned with IN_PROGRESS, passed back on its next call.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hook_details: Option<serde_json::Value>,
 }
 
 /// The step a LINEAR or CANARY traffic shift has reached: the green deployment takes

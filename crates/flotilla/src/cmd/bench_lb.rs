@@ -406,6 +406,7 @@ fn spawn_flotilla_lb(
     let mut group = lb::TargetGroupConfig::new(backends.iter().copied());
     group.health_check = lb::HealthCheckConfig {
         enabled: true,
+        protocol: lb::HealthCheckProtocol::Http,
         path: "/".into(),
         interval_ms: 1000,
         timeout_ms: 500,
@@ -416,6 +417,7 @@ fn spawn_flotilla_lb(
     let config = lb::LbConfig {
         listeners: vec![lb::ListenerConfig {
             bind: SocketAddr::from(([127, 0, 0, 1], port)),
+            protocol: lb::ListenerProtocol::Http,
             rules: vec![],
             default_action: lb::Action::forward("pool"),
         }],

@@ -2,7 +2,6 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
 
 use anyhow::Context;
 use std::time::Duration;
@@ -11,7 +10,6 @@ use controlplane::ControlPlane;
 use controlplane::liveness::{LivenessConfig, spawn_liveness};
 use ecs_api::ApiConfig;
 use ecs_api::auth::Credentials;
-use store::RedbStore;
 
 /// Arguments of `flotilla server`.
 #[derive(Debug, clap::Args)]
@@ -22,6 +20,11 @@ pub struct ServerArgs {
     /// Directory holding the embedded store (`state.redb`); created if missing.
     #[arg(long, default_value = "/var/lib/flotilla/server")]
     pub data_dir: PathBuf,
+    /// Where the state lives: `redb:PATH` (the embedded store in one file) or
+    /// `etcd://HOST:PORT[,HOST:PORT…]` (an etcd v3 cluster, started with the flags in
+    /// `store::etcd_store`'s docs). Default: `redb:<data-dir>/state.redb`.
+    #[arg(long)]
+    pub store: Option<store::StoreLocation>,
     /// AWS account id that appears in every ARN.
     #[arg(long, default_value = "000000000000")]
     pub account_id: String,
@@ -90,9 +93,13 @@ pub fn run(args: ServerArgs) -> anyhow::Result<()> {
         .map_err(anyhow::Error::msg)?;
     std::fs::create_dir_all(&args.data_dir)
         .with_context(|| format!("cannot create data dir {}", args.data_dir.display()))?;
-    let store = RedbStore::open(&args.data_dir.join("state.redb"))?;
-    let cp = ControlPlane::open(Arc::new(store))
-        .map_err(|e| anyhow::anyhow!("cannot load the state: {e}"))?;
+    let store = args
+        .store
+        .clone()
+        .unwrap_or_else(|| store::StoreLocation::Redb(args.data_dir.join("state.redb")))
+        .open()?;
+    let cp =
+        ControlPlane::open(store).map_err(|e| anyhow::anyhow!("cannot load the state: {e}"))?;
     let auth_mode = if credentials.is_some() {
         "SigV4 verified"
     } else {
@@ -128,6 +135,7 @@ pub fn run(args: ServerArgs) -> anyhow::Result<()> {
             },
         );
         controlplane::controllers::spawn_controllers(cp.clone());
+        crate::cmd::lifecycle_hooks::serve(cp.clone());
         if let Some(bind) = args.dns_listen {
             crate::cmd::discovery_dns::serve(cp.clone(), bind, args.dns_upstream).await?;
         }

@@ -172,6 +172,7 @@ pub async fn get(
 pub fn fast_health() -> HealthCheckConfig {
     HealthCheckConfig {
         enabled: true,
+        protocol: lb::HealthCheckProtocol::Http,
         path: "/health".into(),
         interval_ms: 50,
         timeout_ms: 40,
@@ -200,6 +201,7 @@ pub fn config(
     LbConfig {
         listeners: vec![ListenerConfig {
             bind: bind(),
+            protocol: lb::ListenerProtocol::Http,
             rules,
             default_action,
         }],

@@ -9,13 +9,28 @@
 //! traffic back at once. After the bake they stop (drained, though no traffic reaches
 //! them). A rollback (the circuit breaker) makes the blue deployment PRIMARY again: its
 //! tasks are healthy, so all traffic moves back in the same pass, whether it had moved in
-//! full or in part. The rules for each state are in docs/services.md.
+//! full or in part. Lifecycle hooks hold a deployment at the stages they name
+//! ([`hooks`]). The rules for each state are in docs/services.md.
 
 use super::*;
 use crate::load_balancing::{BlueGreenRules, Side, live_side, shift_rule};
 use crate::ops::services::is_blue_green;
+use wire::DeploymentLifecycleHookStage as Stage;
 
+pub(crate) mod hooks;
 mod traffic_shift;
+
+/// The stages between a healthy green fleet and the production traffic shift.
+const BEFORE_PRODUCTION: [(Stage, u32); 3] = [
+    (Stage::PostScaleUp, 0),
+    (Stage::TestTrafficShift, 0),
+    (Stage::PostTestTrafficShift, 0),
+];
+/// The stages after production traffic moved in full; the bake time follows them.
+const AFTER_PRODUCTION: [(Stage, u32); 2] = [
+    (Stage::ProductionTrafficShift, 1000),
+    (Stage::PostProductionTrafficShift, 0),
+];
 
 impl<'a> Pass<'a> {
     /// Whether this service deploys blue/green (the strategy, and an entry with an
@@ -148,13 +163,29 @@ impl<'a> Pass<'a> {
             Side::Main
         };
         if side == live {
-            let baking = self
+            let shifted_here = self
                 .svc
                 .blue_green
                 .shifted
                 .as_ref()
-                .filter(|(id, _)| *id == p.id)
-                .map(|(_, at)| at + self.bake_secs())
+                .map(|(id, at)| (id == &p.id, *at));
+            if shifted_here.is_some_and(|(here, _)| here)
+                && !self.stages_done(&p, &AFTER_PRODUCTION)
+            {
+                // The blue side keeps running until the hooks after the shift succeed.
+                return Some(live.other());
+            }
+            // The bake time counts from the shift, or from the hooks after it.
+            let hooks_done = self.hooks_finished_at(
+                &p,
+                &[
+                    Stage::ProductionTrafficShift,
+                    Stage::PostProductionTrafficShift,
+                ],
+            );
+            let baking = shifted_here
+                .filter(|(here, _)| *here)
+                .map(|(_, at)| at.max(hooks_done.unwrap_or(at)) + self.bake_secs())
                 .filter(|until| self.now < *until);
             if let Some(until) = baking {
                 self.wake(until);
@@ -178,6 +209,9 @@ impl<'a> Pass<'a> {
             // nor goes back) until every green task is healthy again.
             return Some(live);
         }
+        if !self.stages_done(&p, &BEFORE_PRODUCTION) {
+            return Some(live);
+        }
         if !self.advance_shift(&p, side, ready) {
             return Some(live);
         }
@@ -194,6 +228,9 @@ impl<'a> Pass<'a> {
                 ready,
                 bake
             ));
+            if !self.stages_done(&p, &AFTER_PRODUCTION) {
+                return Some(live);
+            }
             if bake > 0.0 {
                 self.wake(self.now + bake);
                 return Some(live);

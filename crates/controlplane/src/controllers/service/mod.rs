@@ -25,7 +25,8 @@
 //! phases live beside it — `facts` (questions about tasks), `actions` (stop, start, events),
 //! `replica` (the REPLICA phases above), `rebalance`, `daemon` (DAEMON and deleted
 //! services), `deployments` (failures, circuit breaker and rollback target, rollout
-//! completion) and `timing` (`requeue_after`).
+//! completion), `task_sets` (EXTERNAL services: each task set keeps its own count) and
+//! `timing` (`requeue_after`).
 //!
 //! DAEMON services run one task on every ACTIVE instance their constraints select
 //! ([`scheduler::daemon_placements`]); a DRAINING (deleted) service stops all its tasks and
@@ -69,6 +70,7 @@ mod rebalance;
 mod registries;
 mod replica;
 mod targets;
+mod task_sets;
 mod timing;
 
 /// Most events a service keeps (newest first), as ECS.
@@ -185,6 +187,8 @@ pub fn reconcile_service(
         return Ok(pass.into_written(ctx, rec));
     }
     match rec.service.status() {
+        // EXTERNAL: each task set keeps its own tasks (`task_sets.rs`).
+        Some(ServiceStatus::Active) if task_sets::follows_task_sets(rec) => pass.task_sets(ctx),
         Some(ServiceStatus::Active) => {
             pass.sync_targets();
             pass.count_failures();

@@ -27,6 +27,8 @@ struct Replica<'a> {
 
 impl<'a> Pass<'a> {
     pub(super) fn replica(&mut self, ctx: &mut Ctx) {
+        // Blue/green lifecycle hooks: a failed one rolls the deployment back first.
+        self.lifecycle_hooks();
         let Some(primary) = self.primary() else {
             return;
         };
@@ -34,7 +36,8 @@ impl<'a> Pass<'a> {
         let (min_pct, max_pct) = percents(&self.svc.service);
         let rolling = !primary.failed;
         let launching = if rolling {
-            Some(primary.clone())
+            // Blue/green: no green task starts before its scale-up hooks succeed.
+            (!self.holds_scale_up(&primary)).then(|| primary.clone())
         } else {
             self.fallback(&primary)
         };

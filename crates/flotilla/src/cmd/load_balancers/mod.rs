@@ -13,8 +13,9 @@
 //! shows `healthy` / `unhealthy` (with ELBv2's reason codes).
 //!
 //! The conversion's rules, where the two models differ:
-//! - only `application` load balancers and their HTTP listeners are served (`lb` is an
-//!   HTTP proxy; `network` load balancers' TCP listeners are left out);
+//! - `application` load balancers' HTTP listeners are served as HTTP listeners, `network`
+//!   load balancers' TCP listeners as TCP listeners (each connection spliced to one target;
+//!   no rules); other protocols (HTTPS, TLS, UDP) are left out;
 //! - an `ip` target is its address; an `instance` target is the private IP of the
 //!   container instance (same account and region, not INACTIVE) whose EC2 instance id is
 //!   the target's id: the `flotilla.private-ip` attribute its agent registered. A target
@@ -22,8 +23,7 @@
 //!   group that resolve to one address the first is kept;
 //! - a draining target is `lb`'s `Draining` until its deadline; a drained one is left out;
 //! - health checks: seconds become milliseconds; checks always go to the target's own
-//!   port (`lb` has no separate health check port); a `TCP` check of an HTTP group is an
-//!   HTTP `GET /` that passes on any answer from 200 to 499;
+//!   port (`lb` has no separate health check port); a `TCP` check is a TCP connect;
 //! - stickiness is served for `lb_cookie` (`source_ip` is not: no stickiness); a forward
 //!   action's own group stickiness is not served;
 //! - a forward whose weights are all 0 answers 503; a rule whose http-header name is not

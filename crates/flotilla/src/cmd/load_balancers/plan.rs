@@ -113,6 +113,11 @@ fn health_check(tg: &TargetGroupRecord) -> lb::HealthCheckConfig {
     let http = hc.protocol == "HTTP";
     lb::HealthCheckConfig {
         enabled: hc.enabled,
+        protocol: if hc.protocol == "TCP" {
+            lb::HealthCheckProtocol::Tcp
+        } else {
+            lb::HealthCheckProtocol::Http
+        },
         path: hc
             .path
             .clone()
@@ -274,6 +279,11 @@ impl PlanBuilder<'_> {
             .collect();
         lb::ListenerConfig {
             bind: SocketAddr::new(listen, l.port),
+            protocol: if l.protocol == "TCP" {
+                lb::ListenerProtocol::Tcp
+            } else {
+                lb::ListenerProtocol::Http
+            },
             rules,
             default_action: self.action(&l.default_actions),
         }
@@ -299,7 +309,7 @@ fn plan(
         },
     };
     let mut listeners: Vec<&ListenerRecord> = in_scope(&state.elb.listeners, &lb.scope)
-        .filter(|l| l.lb_id == lb.id && l.protocol == "HTTP")
+        .filter(|l| l.lb_id == lb.id && l.protocol == served_protocol(lb))
         .collect();
     listeners.sort_by_key(|l| l.port);
     for l in listeners {
@@ -309,15 +319,25 @@ fn plan(
     b.plan
 }
 
-/// Every application load balancer's plan, its listeners bound on `listen` (rules in
-/// the module doc). `now_ms` decides which deregistered targets still drain.
+/// The listener protocol `lb` serves for a load balancer: `HTTP` for an application load
+/// balancer, `TCP` for a network one.
+fn served_protocol(lb: &LoadBalancerRecord) -> &'static str {
+    if lb.lb_type == "network" {
+        "TCP"
+    } else {
+        "HTTP"
+    }
+}
+
+/// Every application and network load balancer's plan, its listeners bound on `listen`
+/// (rules in the module doc). `now_ms` decides which deregistered targets still drain.
 pub fn to_plans(state: &State, listen: IpAddr, now_ms: u64) -> Vec<LbPlan> {
     let ips = instance_ips(state);
     state
         .elb
         .load_balancers
         .values()
-        .filter(|lb| lb.lb_type == "application")
+        .filter(|lb| lb.lb_type == "application" || lb.lb_type == "network")
         .map(|lb| plan(state, lb, &ips, listen, now_ms))
         .collect()
 }

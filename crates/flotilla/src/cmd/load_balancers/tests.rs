@@ -413,3 +413,56 @@ fn lb_listen_is_an_address_or_off() {
     );
     assert!(parse_lb_listen("localhost").is_err());
 }
+
+#[test]
+fn network_load_balancers_get_tcp_listeners_and_tcp_checks() {
+    let mut w = World::new();
+    let tg = elb(
+        &mut w,
+        target_groups::create,
+        CreateTargetGroup {
+            name: "db".into(),
+            protocol: Some("TCP".into()),
+            port: Some(5432),
+            target_type: Some("ip".into()),
+            ..Default::default()
+        },
+    );
+    elb(
+        &mut w,
+        target_groups::register,
+        (tg.arn(), targets(&[("10.0.0.7", Some(5432))])),
+    );
+    let nlb = elb(
+        &mut w,
+        load_balancers::create,
+        CreateLoadBalancer {
+            name: "db".into(),
+            lb_type: Some("network".into()),
+            ..Default::default()
+        },
+    );
+    elb(
+        &mut w,
+        listeners::create,
+        CreateListener {
+            load_balancer_arn: nlb.arn(),
+            protocol: Some("TCP".into()),
+            port: Some(5432),
+            default_actions: vec![forward(&tg.arn())],
+            tags: vec![],
+        },
+    );
+    let plans = to_plans(&w.state, LISTEN, 0);
+    assert_eq!(plans.len(), 1);
+    let config = &plans[0].config;
+    assert_eq!(config.listeners.len(), 1);
+    let l = &config.listeners[0];
+    assert_eq!(l.protocol, lb::ListenerProtocol::Tcp);
+    assert_eq!(l.bind, SocketAddr::new(LISTEN, 5432));
+    assert_eq!(l.default_action, lb::Action::forward("db"));
+    let g = &config.target_groups["db"];
+    assert_eq!(g.health_check.protocol, lb::HealthCheckProtocol::Tcp);
+    assert_eq!(g.targets[0].addr, addr("10.0.0.7:5432"));
+    config.validate().expect("a valid lb config");
+}

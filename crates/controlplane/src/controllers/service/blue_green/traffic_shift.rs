@@ -116,11 +116,25 @@ impl<'a> Pass<'a> {
     /// Moves production traffic towards `p`'s side `green`, all of whose desired tasks
     /// (`ready` of them) are healthy: writes the share its strategy asks for now and
     /// records it. `true` once the whole of it goes to `green` (as BLUE_GREEN does at
-    /// once), `false` while the blue side keeps part of it.
+    /// once), `false` while the blue side keeps part of it. Lifecycle hooks hold each
+    /// step: PRE_PRODUCTION_TRAFFIC_SHIFT before its share is written,
+    /// PRODUCTION_TRAFFIC_SHIFT after it (the next step waits for them).
     pub(super) fn advance_shift(&mut self, p: &Primary, green: Side, ready: usize) -> bool {
+        use super::hooks::step_of_share;
+        use wire::DeploymentLifecycleHookStage as Stage;
         let plan = Plan::of(self.svc.service.deployment_configuration.as_ref());
         let current = self.step_of(p).map(|s| (s.percent, s.since));
+        if let Some((held, _)) = current
+            && !self.stage_done(p, Stage::ProductionTrafficShift, step_of_share(held))
+        {
+            return false;
+        }
         let (share, next_at) = plan.next(current, self.now);
+        if current.map(|(s, _)| s) != Some(share)
+            && !self.stage_done(p, Stage::PreProductionTrafficShift, step_of_share(share))
+        {
+            return false;
+        }
         if share >= 100.0 {
             return true;
         }
@@ -143,6 +157,7 @@ impl<'a> Pass<'a> {
                 self.prefix(),
                 p.id,
             ));
+            self.stage_done(p, Stage::ProductionTrafficShift, step_of_share(share));
         }
         if let Some(at) = next_at {
             self.wake(at);

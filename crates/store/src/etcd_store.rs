@@ -1,0 +1,711 @@
+//! The etcd v3 backend: the records in an etcd cluster, each commit one etcd transaction.
+//!
+//! ## Layout
+//! Under a prefix (default `/flotilla/`): `records/<key>` holds each record's bytes, and
+//! `meta/writer` names the writer of the last commit (its value is that [`EtcdStore`]'s
+//! random id). Nothing else under the prefix belongs to the records, so `load` is one
+//! range (`records/` … `records0`) and `wipe` one range delete.
+//!
+//! ## The fence: the compare every commit makes
+//! Every `commit` and `wipe` is ONE `Txn`:
+//!
+//! ```text
+//! if   mod_revision(<prefix>meta/writer) == F
+//! then put/delete each record …, put <prefix>meta/writer = <this store's id>
+//! else (nothing)
+//! ```
+//!
+//! `F` is the `mod_revision` of `meta/writer` this handle last saw: read when it connected,
+//! then the revision of its own last commit (the writer key is written by the same
+//! transaction, so its `mod_revision` *is* that commit's revision, and etcd's header
+//! revision after it). Since every commit through any `EtcdStore` rewrites the writer key,
+//! the compare fails exactly when another writer committed after this one last looked:
+//! its in-memory state is stale, and applying its batch could interleave a stale state
+//! with the other's (a delete the other made undone, say). The batch is then refused
+//! whole with [`StoreError::Conflict`]. Why this key and not the records' own revisions:
+//! a compare on a range of records (`mod_revision(records/…) < F+1`) cannot see a key the
+//! other writer *deleted*, and comparing each key of the batch would let two writers
+//! interleave on disjoint keys. One key that every commit writes covers both. An absent
+//! writer key compares as `mod_revision` 0 (etcd's rule), so a new store needs no setup.
+//!
+//! A commit whose answer was lost (a timeout) may still have been applied, moving the
+//! writer key past `F`; [`Store::recover`] reads the key back and, if its value is this
+//! store's id, adopts its revision (the commit was ours; the caller's repair decides
+//! whether to keep it). If another id wrote it, recovery fails with `Conflict`.
+//!
+//! Revisions: [`Store::revision`] is the writer key's `mod_revision` (0 when absent),
+//! which is strictly increasing across commits but not consecutive (etcd's revision
+//! counts every change in the cluster, including the probe writes of `recover`).
+//!
+//! ## etcd's limits: the required flags
+//! etcd refuses a transaction of more than `--max-txn-ops` operations (default 128) or a
+//! request over `--max-request-bytes` (default 1.5 MiB). The control plane's writer puts
+//! the changes of up to 1,024 API requests in one batch (and retention deletes up to 1,000
+//! records in one), and a batch must not be split (its atomicity is the contract), so etcd
+//! must run with larger limits: [`REQUIRED_FLAGS`]. The store refuses a larger batch itself,
+//! before sending it, with [`StoreError::BatchTooLarge`] (limits in [`EtcdOptions`]), so
+//! the error names the limit instead of being etcd's bare "too many operations".
+//!
+//! ## Threads
+//! The [`Store`] trait is synchronous and is called from the control plane's writer thread
+//! (and at start, possibly from inside a tokio runtime). The async client runs on a
+//! current-thread tokio runtime driven by a dedicated thread; each call is spawned onto it
+//! and its answer awaited on a plain channel, so any thread may call. Every etcd request is
+//! bounded by [`EtcdOptions::timeout`].
+//!
+//! ## Limitations (this first slice)
+//! One server writes; others are not kept current (no watch), and nothing elects a leader.
+//! `load` reads at one revision, page by page: a compaction of that revision during a
+//! large load fails it (the caller retries).
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::{Mutex, PoisonError};
+use std::time::Duration;
+
+use etcd_client::{
+    Client, Compare, CompareOp, ConnectOptions, DeleteOptions, GetOptions, KvClient, Txn, TxnOp,
+};
+
+use crate::{Mutation, Store, StoreError};
+
+/// Largest transaction, in operations, [`EtcdStore`] sends by default; etcd must run with
+/// `--max-txn-ops` at least this.
+pub const MAX_TXN_OPS: usize = 16_384;
+/// Largest request, in bytes, [`EtcdStore`] sends by default (estimated); etcd must run
+/// with `--max-request-bytes` at least this.
+pub const MAX_REQUEST_BYTES: usize = 32 * 1024 * 1024;
+/// The flags an etcd member serving [`EtcdStore`] needs (with their default values
+/// of [`MAX_TXN_OPS`] and [`MAX_REQUEST_BYTES`]).
+pub const REQUIRED_FLAGS: [&str; 4] = ["--max-txn-ops", "16384", "--max-request-bytes", "33554432"];
+/// Records per range request of [`Store::load`].
+pub const LOAD_PAGE: i64 = 1_000;
+/// Bytes a response may have (a page of 1,000 large records); tonic's default is 4 MiB.
+const MAX_RESPONSE_BYTES: usize = 256 * 1024 * 1024;
+/// Per-operation overhead in the size estimate of a transaction (protobuf framing).
+const OP_OVERHEAD: usize = 32;
+
+/// How an [`EtcdStore`] talks to etcd.
+#[derive(Debug, Clone)]
+pub struct EtcdOptions {
+    /// Key prefix of everything the store writes; ends with `/`.
+    pub prefix: String,
+    /// Bound on each etcd request (and on connecting).
+    pub timeout: Duration,
+    /// Largest transaction sent, in operations (see [`MAX_TXN_OPS`]).
+    pub max_txn_ops: usize,
+    /// Largest request sent, in estimated bytes (see [`MAX_REQUEST_BYTES`]).
+    pub max_request_bytes: usize,
+}
+
+impl Default for EtcdOptions {
+    fn default() -> EtcdOptions {
+        EtcdOptions {
+            prefix: "/flotilla/".to_owned(),
+            timeout: Duration::from_secs(5),
+            max_txn_ops: MAX_TXN_OPS,
+            max_request_bytes: MAX_REQUEST_BYTES,
+        }
+    }
+}
+
+/// Runs futures on a current-thread runtime that a dedicated thread drives.
+#[derive(Debug)]
+struct Driver {
+    handle: tokio::runtime::Handle,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Driver {
+    fn start() -> Result<Driver, StoreError> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| StoreError::Transaction(format!("cannot start the etcd runtime: {e}")))?;
+        let handle = runtime.handle().clone();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::Builder::new()
+            .name("flotilla-etcd".into())
+            .spawn(move || {
+                let _ = runtime.block_on(stopped);
+            })
+            .map_err(|e| StoreError::Transaction(format!("cannot start the etcd thread: {e}")))?;
+        Ok(Driver {
+            handle,
+            stop: Some(stop),
+            thread: Some(thread),
+        })
+    }
+
+    /// Runs `fut` to completion on the driver's thread and returns its output.
+    fn run<T: Send + 'static>(
+        &self,
+        fut: impl Future<Output = Result<T, StoreError>> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        self.handle.spawn(async move {
+            let _ = tx.send(fut.await);
+        });
+        // Every request in `fut` is bounded by a timeout, so this returns; a dropped
+        // sender means the runtime has shut down.
+        rx.recv().unwrap_or(Err(StoreError::Closed))
+    }
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// What a handle knows between calls.
+struct Fence {
+    /// The connected client (replaced by [`Store::recover`]).
+    client: Client,
+    /// `mod_revision` of the writer key as this handle last saw it (see the module docs).
+    expected: i64,
+}
+
+/// A [`Store`] in an etcd v3 cluster (see the module docs for the layout and the fence).
+pub struct EtcdStore {
+    endpoints: Vec<String>,
+    options: EtcdOptions,
+    /// This handle's identity as a writer (the writer key's value after its commits).
+    id: String,
+    driver: Driver,
+    state: Mutex<Fence>,
+}
+
+impl std::fmt::Debug for EtcdStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EtcdStore")
+            .field("endpoints", &self.endpoints)
+            .field("prefix", &self.options.prefix)
+            .field("id", &self.id)
+            .finish_non_exhaustive()
+    }
+}
+
+fn etcd_err(what: &str) -> impl Fn(etcd_client::Error) -> StoreError + '_ {
+    move |e| StoreError::Transaction(format!("etcd {what} failed: {e}"))
+}
+
+/// Bounds one request by `timeout`.
+async fn bounded<T>(
+    timeout: Duration,
+    what: &str,
+    fut: impl Future<Output = Result<T, etcd_client::Error>>,
+) -> Result<T, StoreError> {
+    match tokio::time::timeout(timeout, fut).await {
+        Ok(result) => result.map_err(etcd_err(what)),
+        Err(_) => Err(StoreError::Transaction(format!(
+            "etcd {what} did not answer within {timeout:?}"
+        ))),
+    }
+}
+
+/// The end of the range of keys starting with `prefix` (etcd's "prefix end").
+fn prefix_end(prefix: &[u8]) -> Vec<u8> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < 0xff {
+            end.push(last + 1);
+            return end;
+        }
+    }
+    vec![0]
+}
+
+/// The writer key's `mod_revision` (0 when absent) and value.
+async fn read_writer(
+    mut kv: KvClient,
+    key: Vec<u8>,
+    timeout: Duration,
+) -> Result<(i64, Vec<u8>), StoreError> {
+    let resp = bounded(timeout, "read of the writer key", kv.get(key, None)).await?;
+    Ok(resp.kvs().first().map_or((0, Vec::new()), |kv| {
+        (kv.mod_revision(), kv.value().to_vec())
+    }))
+}
+
+fn kv_client(client: &Client) -> KvClient {
+    client
+        .kv_client()
+        .max_decoding_message_size(MAX_RESPONSE_BYTES)
+        .max_encoding_message_size(MAX_RESPONSE_BYTES)
+}
+
+fn to_u64(revision: i64) -> u64 {
+    u64::try_from(revision).unwrap_or(0)
+}
+
+/// A writer id unlikely to repeat: process id, time, and a per-process counter.
+fn writer_id() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    format!(
+        "pid{}-{nanos:x}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+impl EtcdStore {
+    /// Connects to the etcd cluster at `endpoints` (each `HOST:PORT`, or a full
+    /// `http://HOST:PORT` URL) and reads the writer key, so that an unreachable cluster is an
+    /// error now ([`StoreError::Connect`]) rather than at the first commit.
+    pub fn connect(endpoints: &[String], options: EtcdOptions) -> Result<EtcdStore, StoreError> {
+        if !options.prefix.ends_with('/') {
+            return Err(StoreError::Transaction(format!(
+                "the etcd key prefix must end with '/': {:?}",
+                options.prefix
+            )));
+        }
+        let driver = Driver::start()?;
+        let connect_err = |cause: String| StoreError::Connect {
+            endpoints: endpoints.join(","),
+            cause,
+        };
+        let client = driver
+            .run(Self::new_client(endpoints.to_vec(), options.timeout))
+            .map_err(|e| connect_err(e.to_string()))?;
+        let writer_key = format!("{}meta/writer", options.prefix).into_bytes();
+        let (expected, _) = driver
+            .run(read_writer(kv_client(&client), writer_key, options.timeout))
+            .map_err(|e| connect_err(e.to_string()))?;
+        Ok(EtcdStore {
+            endpoints: endpoints.to_vec(),
+            options,
+            id: writer_id(),
+            driver,
+            state: Mutex::new(Fence { client, expected }),
+        })
+    }
+
+    async fn new_client(endpoints: Vec<String>, timeout: Duration) -> Result<Client, StoreError> {
+        let urls: Vec<String> = endpoints
+            .iter()
+            .map(|e| {
+                if e.contains("://") {
+                    e.clone()
+                } else {
+                    format!("http://{e}")
+                }
+            })
+            .collect();
+        let options = ConnectOptions::new()
+            .with_connect_timeout(timeout)
+            .with_timeout(timeout)
+            .with_keep_alive(Duration::from_secs(10), timeout);
+        bounded(timeout, "connect", Client::connect(urls, Some(options))).await
+    }
+
+    fn records_prefix(&self) -> String {
+        format!("{}records/", self.options.prefix)
+    }
+
+    fn writer_key(&self) -> Vec<u8> {
+        format!("{}meta/writer", self.options.prefix).into_bytes()
+    }
+
+    fn fence(&self) -> std::sync::MutexGuard<'_, Fence> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Runs `ops` (then the writer key's put) as one transaction guarded by the fence; on
+    /// success moves the fence to the new revision and returns it.
+    fn fenced_txn(&self, mut ops: Vec<TxnOp>) -> Result<u64, StoreError> {
+        let mut fence = self.fence();
+        let writer_key = self.writer_key();
+        ops.push(TxnOp::put(writer_key.clone(), self.id.clone(), None));
+        let txn = Txn::new()
+            .when([Compare::mod_revision(
+                writer_key.clone(),
+                CompareOp::Equal,
+                fence.expected,
+            )])
+            .and_then(ops)
+            .or_else([TxnOp::get(writer_key, None)]);
+        let mut kv = kv_client(&fence.client);
+        let timeout = self.options.timeout;
+        let resp = self
+            .driver
+            .run(async move { bounded(timeout, "transaction", kv.txn(txn)).await })?;
+        let revision = resp.header().map_or(0, |h| h.revision());
+        if resp.succeeded() {
+            fence.expected = revision;
+            return Ok(to_u64(revision));
+        }
+        // The writer key moved: read its revision from the else branch for the message.
+        let found = resp
+            .op_responses()
+            .into_iter()
+            .find_map(|r| match r {
+                etcd_client::TxnOpResponse::Get(get) => {
+                    Some(get.kvs().first().map_or(0, |kv| kv.mod_revision()))
+                }
+                _ => None,
+            })
+            .unwrap_or(revision);
+        Err(StoreError::Conflict {
+            expected: to_u64(fence.expected),
+            found: to_u64(found),
+        })
+    }
+}
+
+impl Store for EtcdStore {
+    fn load(&self) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        let prefix = self.records_prefix().into_bytes();
+        let end = prefix_end(&prefix);
+        let mut kv = kv_client(&self.fence().client);
+        let timeout = self.options.timeout;
+        self.driver.run(async move {
+            let mut out = Vec::new();
+            let mut from = prefix.clone();
+            // The first page fixes the revision every later page reads at: one snapshot.
+            let mut at = 0;
+            loop {
+                let options = GetOptions::new()
+                    .with_range(end.clone())
+                    .with_limit(LOAD_PAGE)
+                    .with_revision(at);
+                let mut resp =
+                    bounded(timeout, "range read", kv.get(from.clone(), Some(options))).await?;
+                if at == 0 {
+                    at = resp.header().map_or(0, |h| h.revision());
+                }
+                let more = resp.more();
+                let kvs = resp.take_kvs();
+                if let Some(last) = kvs.last() {
+                    from = last.key().to_vec();
+                    from.push(0);
+                }
+                let empty = kvs.is_empty();
+                for kv in kvs {
+                    let (key, value) = kv.into_key_value();
+                    let key = String::from_utf8(key[prefix.len()..].to_vec()).map_err(|e| {
+                        StoreError::Transaction(format!("a record key in etcd is not UTF-8: {e}"))
+                    })?;
+                    out.push((key, value));
+                }
+                if !more || empty {
+                    return Ok(out);
+                }
+            }
+        })
+    }
+
+    fn commit(&self, batch: &[Mutation]) -> Result<u64, StoreError> {
+        // etcd refuses a transaction that touches a key twice, so later changes of a key
+        // replace earlier ones here (the result the batch has applied in order).
+        let mut last: BTreeMap<&str, Option<&[u8]>> = BTreeMap::new();
+        for m in batch {
+            match m {
+                Mutation::Put { key, value } => last.insert(key, Some(value)),
+                Mutation::Delete { key } => last.insert(key, None),
+            };
+        }
+        let prefix = self.records_prefix();
+        let ops_count = last.len() + 1;
+        let bytes: usize = last
+            .iter()
+            .map(|(k, v)| prefix.len() + k.len() + v.map_or(0, <[u8]>::len) + OP_OVERHEAD)
+            .sum::<usize>()
+            + self.writer_key().len()
+            + self.id.len()
+            + OP_OVERHEAD;
+        if ops_count > self.options.max_txn_ops || bytes > self.options.max_request_bytes {
+            return Err(StoreError::BatchTooLarge {
+                ops: ops_count,
+                bytes,
+                max_ops: self.options.max_txn_ops,
+                max_bytes: self.options.max_request_bytes,
+            });
+        }
+        let ops = last
+            .into_iter()
+            .map(|(key, value)| {
+                let key = format!("{prefix}{key}");
+                match value {
+                    Some(v) => TxnOp::put(key, v.to_vec(), None),
+                    None => TxnOp::delete(key, None),
+                }
+            })
+            .collect();
+        self.fenced_txn(ops)
+    }
+
+    fn revision(&self) -> Result<u64, StoreError> {
+        let kv = kv_client(&self.fence().client);
+        let (revision, _) =
+            self.driver
+                .run(read_writer(kv, self.writer_key(), self.options.timeout))?;
+        Ok(to_u64(revision))
+    }
+
+    fn wipe(&self) -> Result<(), StoreError> {
+        let prefix = self.records_prefix();
+        let range = DeleteOptions::new().with_range(prefix_end(prefix.as_bytes()));
+        self.fenced_txn(vec![TxnOp::delete(prefix, Some(range))])
+            .map(|_| ())
+    }
+
+    /// Reconnects, settles the fence after a commit whose answer was lost (see the module
+    /// docs), and proves that etcd takes writes with a put and a delete of a scratch key
+    /// outside the records (`<prefix>meta/probe/<id>`).
+    fn recover(&self) -> Result<(), StoreError> {
+        let mut fence = self.fence();
+        let timeout = self.options.timeout;
+        let client = self
+            .driver
+            .run(Self::new_client(self.endpoints.clone(), timeout))?;
+        let (revision, writer) =
+            self.driver
+                .run(read_writer(kv_client(&client), self.writer_key(), timeout))?;
+        fence.client = client;
+        if revision != fence.expected {
+            if writer != self.id.as_bytes() {
+                return Err(StoreError::Conflict {
+                    expected: to_u64(fence.expected),
+                    found: to_u64(revision),
+                });
+            }
+            // Our own commit landed although its answer was lost.
+            fence.expected = revision;
+        }
+        let mut kv = kv_client(&fence.client);
+        let probe = format!("{}meta/probe/{}", self.options.prefix, self.id);
+        self.driver.run(async move {
+            bounded(
+                timeout,
+                "probe write",
+                kv.put(probe.clone(), vec![0u8; 1024], None),
+            )
+            .await?;
+            bounded(timeout, "probe delete", kv.delete(probe, None)).await?;
+            Ok(())
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::contract::put;
+    use crate::etcd_process::EtcdProcess;
+
+    fn etcd() -> EtcdProcess {
+        EtcdProcess::start().unwrap_or_else(|e| panic!("cannot start etcd for the test: {e}"))
+    }
+
+    fn open(etcd: &EtcdProcess) -> EtcdStore {
+        EtcdStore::connect(&[etcd.endpoint()], EtcdOptions::default()).unwrap()
+    }
+
+    #[test]
+    fn etcd_store_honours_the_contract() {
+        let etcd = etcd();
+        crate::contract::check(&open(&etcd));
+    }
+
+    #[test]
+    fn prefix_end_is_the_first_key_past_the_prefix() {
+        assert_eq!(prefix_end(b"/a/"), b"/a0");
+        assert_eq!(prefix_end(b"a\xff"), b"b");
+        assert_eq!(prefix_end(b"\xff"), vec![0]);
+    }
+
+    #[test]
+    fn records_survive_a_new_handle_and_load_pages_through_a_big_store() {
+        let etcd = etcd();
+        let n = 2_500; // three pages of LOAD_PAGE
+        {
+            let s = open(&etcd);
+            let batch: Vec<Mutation> = (0..n)
+                .map(|i| put(&format!("task/{i:05}"), &format!("v{i}")))
+                .collect();
+            s.commit(&batch).unwrap();
+        }
+        let s = open(&etcd);
+        let all = s.load().unwrap();
+        assert_eq!(all.len(), n);
+        assert_eq!(all[0], ("task/00000".to_owned(), b"v0".to_vec()));
+        assert_eq!(
+            all[n - 1],
+            (
+                format!("task/{:05}", n - 1),
+                format!("v{}", n - 1).into_bytes()
+            )
+        );
+        assert!(all.windows(2).all(|w| w[0].0 < w[1].0));
+        assert!(s.revision().unwrap() > 0);
+    }
+
+    #[test]
+    fn a_second_writer_is_fenced_off_until_it_reopens() {
+        let etcd = etcd();
+        let a = open(&etcd);
+        let b = open(&etcd);
+        let ra = a.commit(&[put("k", "from a")]).unwrap();
+        // b connected before a's commit: its view is stale, so its batch is refused whole.
+        match b.commit(&[put("k", "from b"), put("other", "b")]) {
+            Err(StoreError::Conflict { expected, found }) => {
+                assert_eq!((expected, found), (0, ra));
+            }
+            other => panic!("expected a conflict, got {other:?}"),
+        }
+        assert!(matches!(b.wipe(), Err(StoreError::Conflict { .. })));
+        // Recovering does not let a stale writer through either.
+        assert!(matches!(b.recover(), Err(StoreError::Conflict { .. })));
+        assert_eq!(
+            a.load().unwrap(),
+            vec![("k".to_owned(), b"from a".to_vec())]
+        );
+        // a, the current writer, goes on; a fresh handle (a restarted server) may write.
+        let ra2 = a.commit(&[put("k", "a again")]).unwrap();
+        let c = open(&etcd);
+        assert!(c.commit(&[put("k", "from c")]).unwrap() > ra2);
+        assert!(matches!(
+            a.commit(&[put("k", "late")]),
+            Err(StoreError::Conflict { .. })
+        ));
+        assert_eq!(
+            c.load().unwrap(),
+            vec![("k".to_owned(), b"from c".to_vec())]
+        );
+    }
+
+    #[test]
+    fn recover_adopts_this_writers_own_commit_whose_answer_was_lost() {
+        let etcd = etcd();
+        let s = open(&etcd);
+        s.commit(&[put("a", "1")]).unwrap();
+        // Simulate a lost answer: the commit landed but the fence did not move.
+        let before = s.fence().expected;
+        let landed = s.commit(&[put("a", "2")]).unwrap();
+        s.fence().expected = before;
+        assert!(matches!(
+            s.commit(&[put("a", "3")]),
+            Err(StoreError::Conflict { .. })
+        ));
+        s.recover().unwrap();
+        assert_eq!(s.revision().unwrap(), landed);
+        assert!(s.commit(&[put("a", "3")]).unwrap() > landed);
+        assert_eq!(s.load().unwrap(), vec![("a".to_owned(), b"3".to_vec())]);
+    }
+
+    #[test]
+    fn a_batch_over_the_limits_is_refused_whole_before_it_is_sent() {
+        let etcd = etcd();
+        let s = EtcdStore::connect(
+            &[etcd.endpoint()],
+            EtcdOptions {
+                max_txn_ops: 4,
+                max_request_bytes: 4096,
+                ..EtcdOptions::default()
+            },
+        )
+        .unwrap();
+        // Three puts + the writer key = 4 operations: allowed. Changes to one key merge.
+        s.commit(&[put("a", "1"), put("b", "1"), put("c", "1"), put("c", "2")])
+            .unwrap();
+        let too_many = [put("a", "2"), put("b", "2"), put("c", "3"), put("d", "1")];
+        match s.commit(&too_many) {
+            Err(
+                e @ StoreError::BatchTooLarge {
+                    ops: 5, max_ops: 4, ..
+                },
+            ) => {
+                assert!(e.to_string().contains("5 operations"), "{e}");
+            }
+            other => panic!("expected BatchTooLarge, got {other:?}"),
+        }
+        let big = "x".repeat(5000);
+        assert!(matches!(
+            s.commit(&[put("a", &big)]),
+            Err(StoreError::BatchTooLarge { .. })
+        ));
+        // Nothing of either batch was applied.
+        assert_eq!(
+            s.load().unwrap(),
+            vec![
+                ("a".to_owned(), b"1".to_vec()),
+                ("b".to_owned(), b"1".to_vec()),
+                ("c".to_owned(), b"2".to_vec()),
+            ]
+        );
+    }
+
+    #[test]
+    fn etcd_started_with_the_required_flags_takes_a_batch_of_the_default_limit() {
+        let etcd = etcd();
+        let s = open(&etcd);
+        // 5,000 records: far over etcd's default of 128 operations a transaction.
+        let batch: Vec<Mutation> = (0..5_000).map(|i| put(&format!("r{i}"), "v")).collect();
+        s.commit(&batch).unwrap();
+        assert_eq!(s.load().unwrap().len(), 5_000);
+    }
+
+    #[test]
+    fn an_unreachable_cluster_is_a_connect_error_within_the_timeout() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let started = std::time::Instant::now();
+        let err = EtcdStore::connect(
+            &[format!("127.0.0.1:{port}")],
+            EtcdOptions {
+                timeout: Duration::from_millis(300),
+                ..EtcdOptions::default()
+            },
+        )
+        .unwrap_err();
+        assert!(matches!(err, StoreError::Connect { .. }), "{err}");
+        assert!(started.elapsed() < Duration::from_secs(5));
+    }
+
+    #[test]
+    fn a_store_whose_etcd_died_errors_in_time_and_recovers_when_it_is_back() {
+        let mut etcd = etcd();
+        let s = EtcdStore::connect(
+            &[etcd.endpoint()],
+            EtcdOptions {
+                timeout: Duration::from_millis(500),
+                ..EtcdOptions::default()
+            },
+        )
+        .unwrap();
+        let r1 = s.commit(&[put("a", "1")]).unwrap();
+        etcd.kill();
+        let started = std::time::Instant::now();
+        assert!(s.commit(&[put("a", "2")]).is_err());
+        assert!(s.recover().is_err());
+        assert!(s.load().is_err());
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{:?}",
+            started.elapsed()
+        );
+        etcd.restart().unwrap();
+        // Poll: the client may need a moment to reconnect to the restarted member.
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while let Err(e) = s.recover() {
+            assert!(std::time::Instant::now() < deadline, "no recovery: {e}");
+        }
+        // The acknowledged commit survived etcd's kill -9, and the store writes again.
+        assert_eq!(s.load().unwrap(), vec![("a".to_owned(), b"1".to_vec())]);
+        assert!(s.commit(&[put("a", "3")]).unwrap() > r1);
+    }
+}
