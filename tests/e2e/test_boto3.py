@@ -1034,5 +1034,5 @@ def test_forged_and_tampered_next_tokens(ecs):
 
 def test_unsupported_operations_say_so(ecs, cluster):
     with pytest.raises(ecs.exceptions.UnsupportedFeatureException) as e:
-        ecs.create_capacity_provider(name="cp", autoScalingGroupProvider={"autoScalingGroupArn": "arn:aws:autoscaling:x"})
-    assert "CreateCapacityProvider" in error_of(e)[1]
+        ecs.execute_command(cluster="default", task="t", command="sh", interactive=True)
+    assert "ExecuteCommand" in error_of(e)[1]

@@ -38,6 +38,8 @@ IMPLEMENTED = (
     "PutAttributes DeleteAttributes ListAttributes RunTask StartTask StopTask DescribeTasks ListTasks "
     "CreateService UpdateService DeleteService DescribeServices ListServices TagResource UntagResource "
     "CreateTaskSet DescribeTaskSets UpdateTaskSet UpdateServicePrimaryTaskSet DeleteTaskSet "
+    "CreateCapacityProvider DescribeCapacityProviders UpdateCapacityProvider DeleteCapacityProvider "
+    "ListServicesByNamespace "
     "ListTagsForResource PutAccountSetting PutAccountSettingDefault DeleteAccountSetting ListAccountSettings "
     "DiscoverPollEndpoint SubmitTaskStateChange SubmitContainerStateChange SubmitAttachmentStateChanges"
 ).split()
@@ -157,7 +159,7 @@ def test_request_ids_and_content_type_on_every_answer(endpoint, reset):
 
 
 def test_unsupported_operations_answer_unsupported_feature(endpoint, reset):
-    for op in ("CreateCapacityProvider", "ExecuteCommand", "DescribeCapacityProviders", "CreateDaemon"):
+    for op in ("ExecuteCommand", "CreateDaemon", "DescribeServiceDeployments"):
         b = assert_error(post(endpoint, op), 400, "UnsupportedFeatureException")
         assert op in b["message"]
 

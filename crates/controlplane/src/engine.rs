@@ -704,6 +704,7 @@ fn records_of(state: &State) -> Vec<Record> {
         meta,
         discovery,
         elb,
+        capacity_providers,
         derived: _,
     } = state;
     let mut out: Vec<Record> = Vec::new();
@@ -728,6 +729,12 @@ fn records_of(state: &State) -> Vec<Record> {
     out.extend(elb.target_groups.values().cloned().map(Record::TargetGroup));
     out.extend(elb.listeners.values().cloned().map(Record::Listener));
     out.extend(elb.rules.values().cloned().map(Record::ListenerRule));
+    out.extend(
+        capacity_providers
+            .values()
+            .cloned()
+            .map(Record::CapacityProvider),
+    );
     if *meta != MetaRecord::default() {
         out.push(Record::Meta(meta.clone()));
     }

@@ -56,6 +56,10 @@ pub enum EcsError {
     /// A Cloud Map namespace named by a Service Connect configuration does not exist.
     #[error("{0}")]
     NamespaceNotFound(String),
+    /// The resource is in use and cannot be removed (PutClusterCapacityProviders
+    /// dropping a capacity provider a service's strategy names).
+    #[error("{0}")]
+    ResourceInUse(String),
     /// Something failed on the server's side (e.g. the store could not commit).
     #[error("{0}")]
     Server(String),
@@ -83,6 +87,7 @@ impl EcsError {
             EcsError::Conflict(_) => "ConflictException",
             EcsError::TargetNotConnected(_) => "TargetNotConnectedException",
             EcsError::NamespaceNotFound(_) => "NamespaceNotFoundException",
+            EcsError::ResourceInUse(_) => "ResourceInUseException",
             EcsError::Server(_) => "ServerException",
         }
     }

@@ -26,6 +26,8 @@
 //!   domain modules below for what the controllers share.
 //! - [`task`]: building a task, stop requests, task groups (`service:<name>`) and status
 //!   questions.
+//! - [`capacity`]: capacity provider strategies: which one a task launches with, the
+//!   base/weight split, node groups.
 //! - [`placement`]: the state as the scheduler sees it (snapshots, task requests,
 //!   reservations, placement specs).
 //! - [`controllers`]: level-triggered reconcilers (the service controller) and their runner.
@@ -43,6 +45,7 @@
 //! The whole state lives in memory (twice: working and published copy); a cluster of
 //! some hundred thousand tasks is the design point, not millions.
 
+pub mod capacity;
 pub mod controllers;
 pub mod engine;
 pub mod error;

@@ -2,7 +2,9 @@
 //! which address, and what CreateService / UpdateService accept as `loadBalancers`.
 //!
 //! A service's `loadBalancers` entry names a target group, a container and one of its
-//! container ports. Each task of the service that runs becomes one target of that group:
+//! container ports (an EXTERNAL service's task sets each carry their own entries, which
+//! only that set's tasks join: [`task_set_bindings`]). Each task of the service (or of the
+//! set) that runs becomes one target of that group:
 //! - target type `instance` (bridge and host network modes): the container instance's
 //!   `ec2InstanceId` and the host port the container port is published on;
 //! - target type `ip` (`awsvpc`): the task's private IPv4 address and the container port.
@@ -81,12 +83,23 @@ pub struct Binding<'a> {
     pub side: Side,
     /// The entry's groups and rules, when it has an alternate group.
     pub blue_green: Option<BlueGreenRules<'a>>,
+    /// Which tasks join `group`: `None` for the service's own `loadBalancers` (every task
+    /// of the service), or the id of the task set whose `loadBalancers` entry this is
+    /// (only the tasks that set started: their `startedBy` is its id).
+    pub task_set: Option<&'a str>,
 }
 
 impl Binding<'_> {
     /// Whether the group's targets are IP addresses (`awsvpc` tasks).
     pub fn is_ip(&self) -> bool {
         self.group.target_type == "ip"
+    }
+
+    /// Whether a task started by `started_by` (its `startedBy`: a deployment or task set
+    /// id) joins this binding's group: always for the service's own entries, only the
+    /// set's own tasks for a task set's.
+    pub fn takes(&self, started_by: Option<&str>) -> bool {
+        self.task_set.is_none_or(|id| started_by == Some(id))
     }
 }
 
@@ -127,6 +140,7 @@ pub fn bindings<'a>(
             container_port,
             side: Side::Main,
             blue_green: rules.clone(),
+            task_set: None,
         });
         if let Some(group) = alternate {
             out.push(Binding {
@@ -135,6 +149,46 @@ pub fn bindings<'a>(
                 container_port,
                 side: Side::Alternate,
                 blue_green: rules,
+                task_set: None,
+            });
+        }
+    }
+    out
+}
+
+/// The `loadBalancers` of each task set (EXTERNAL services) whose target groups still
+/// exist, each binding taking only its own set's tasks ([`Binding::takes`]). A set's entry
+/// is never blue/green: the outside deployment tool moves traffic between the sets'
+/// groups itself, so only `targetGroupArn` is bound ([`Side::Main`]). Sets without an id
+/// (never written so) are skipped.
+pub fn task_set_bindings<'a>(
+    state: &'a State,
+    scope: &Scope,
+    sets: &'a [wire::TaskSet],
+) -> Vec<Binding<'a>> {
+    let mut out = Vec::new();
+    for ts in sets {
+        let Some(id) = ts.id.as_deref() else {
+            continue;
+        };
+        for lb in ts.load_balancers.as_deref().unwrap_or(&[]) {
+            let (Some(arn), Some(container), Some(container_port)) = (
+                lb.target_group_arn.as_deref(),
+                lb.container_name.as_deref(),
+                lb.container_port,
+            ) else {
+                continue;
+            };
+            let Ok(group) = target_group_by_arn(state, scope, arn) else {
+                continue;
+            };
+            out.push(Binding {
+                group,
+                container,
+                container_port,
+                side: Side::Main,
+                blue_green: None,
+                task_set: Some(id),
             });
         }
     }

@@ -8,15 +8,16 @@
 //!   records in the same order, so a [`Placement`](scheduler::Placement)'s
 //!   `instance_index` names the instance record.
 //! - [`task_request`]: what one task of a definition (with its overrides) asks of an
-//!   instance; [`reservation_of`]: what a placed task then holds.
+//!   instance; [`reservation_of`]: what a placed task then holds; [`in_node_group`]: a
+//!   request kept to one capacity provider's node group.
 //! - [`placement_spec`]: strategies and constraints, the task definition's included.
 
 use model::status::InstanceStatus as RecordStatus;
 use model::wire;
 use scheduler::PlacementSpec;
 use scheduler::snapshot::{
-    ClusterSnapshot, HostPort, HostPorts, InstanceStatus, InstanceView, PortRange, TaskRequest,
-    TaskView,
+    ClusterSnapshot, HostPort, HostPorts, InstanceStatus, InstanceView, PortRange,
+    RequiredAttribute, TaskRequest, TaskView,
 };
 use scheduler::spec::SpecError;
 
@@ -42,6 +43,17 @@ pub fn task_request(
         dynamic_ports,
         required_attributes: Vec::new(),
     }
+}
+
+/// `request` restricted to the instances of node group `group` (those whose
+/// [`NODE_GROUP_ATTRIBUTE`](crate::capacity::NODE_GROUP_ATTRIBUTE) is `group`): how a
+/// task launched for a capacity provider stays on its provider's nodes.
+pub fn in_node_group(mut request: TaskRequest, group: &str) -> TaskRequest {
+    request.required_attributes.push(RequiredAttribute {
+        name: crate::capacity::NODE_GROUP_ATTRIBUTE.to_owned(),
+        value: Some(group.to_owned()),
+    });
+    request
 }
 
 /// What a task placed for `request` with `dynamic` host ports holds on its instance.

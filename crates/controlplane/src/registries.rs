@@ -3,7 +3,8 @@
 //!
 //! A `serviceRegistries` entry names a Cloud Map service (`registryArn`). Each RUNNING
 //! task of the ECS service is registered as one instance whose id is the task id, as ECS
-//! does:
+//! does (a task set's entries, EXTERNAL services, take only that set's tasks:
+//! [`task_set_registries`]):
 //! - `awsvpc` tasks: `AWS_INSTANCE_IPV4` is the task's own address, `AWS_INSTANCE_PORT`
 //!   the entry's `port` or `containerPort` (when the registry has SRV records);
 //! - `bridge` and `host` tasks: `AWS_INSTANCE_IPV4` is the node's address (its container
@@ -47,6 +48,10 @@ pub struct Registry<'a> {
     /// Service Connect: the deployment whose tasks register (each task follows its own
     /// deployment's configuration); `None` for `serviceRegistries`, which every task joins.
     pub deployment: Option<&'a str>,
+    /// A task set's `serviceRegistries` entry (EXTERNAL services): the set's id, so only
+    /// the tasks it started register; `None` for the service's own entries and Service
+    /// Connect.
+    pub task_set: Option<&'a str>,
 }
 
 impl Registry<'_> {
@@ -56,9 +61,10 @@ impl Registry<'_> {
         self.deployment.is_some() || has_srv(self.service)
     }
 
-    /// Whether a task of deployment `started_by` registers here.
+    /// Whether a task of deployment (or task set) `started_by` registers here.
     pub fn takes(&self, started_by: Option<&str>) -> bool {
         self.deployment.is_none_or(|d| started_by == Some(d))
+            && self.task_set.is_none_or(|s| started_by == Some(s))
     }
 }
 
@@ -91,6 +97,7 @@ pub fn registries<'a>(
                 service,
                 entry: Cow::Borrowed(entry),
                 deployment: None,
+                task_set: None,
             })
         });
     let connect = service
@@ -112,10 +119,39 @@ pub fn registries<'a>(
                         service,
                         entry: Cow::Owned(entry),
                         deployment: d.id.as_deref(),
+                        task_set: None,
                     })
                 })
         });
     given.chain(connect).collect()
+}
+
+/// The `serviceRegistries` of each task set (EXTERNAL services) whose Cloud Map service
+/// still exists, each taking only its own set's tasks ([`Registry::takes`]).
+pub fn task_set_registries<'a>(
+    state: &'a State,
+    scope: &Scope,
+    sets: &'a [wire::TaskSet],
+) -> Vec<Registry<'a>> {
+    sets.iter()
+        .filter_map(|ts| Some((ts.id.as_deref()?, ts)))
+        .flat_map(|(id, ts)| {
+            ts.service_registries
+                .as_deref()
+                .unwrap_or(&[])
+                .iter()
+                .map(move |entry| (id, entry))
+        })
+        .filter_map(|(id, entry)| {
+            let service = find_service(state, scope, entry.registry_arn.as_deref()?).ok()?;
+            Some(Registry {
+                service,
+                entry: Cow::Borrowed(entry),
+                deployment: None,
+                task_set: Some(id),
+            })
+        })
+        .collect()
 }
 
 /// The attributes the task is registered with, once the agent has reported where it

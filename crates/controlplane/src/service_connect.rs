@@ -537,6 +537,64 @@ fn endpoints_of(
         .collect()
 }
 
+/// ListServicesByNamespace: the services (of every cluster of the account and region)
+/// with a listed deployment whose Service Connect configuration uses the namespace, in
+/// ARN order, paged.
+///
+/// # Errors
+///
+/// `InvalidParameterException` without a namespace or for a bad page request;
+/// `NamespaceNotFoundException` for a namespace that does not exist.
+pub fn list_services_by_namespace(
+    state: &State,
+    scope: &Scope,
+    now: f64,
+    req: wire::ListServicesByNamespaceRequest,
+) -> Result<wire::ListServicesByNamespaceResponse, EcsError> {
+    let ident = req
+        .namespace
+        .ok_or_else(|| invalid("namespace is required."))?;
+    let ns = namespaces::find(state, scope, &ident)
+        .ok()
+        .or_else(|| namespaces::by_name(state, scope, &ident))
+        .ok_or_else(|| EcsError::NamespaceNotFound(format!("Namespace not found: {ident}")))?;
+    let ns_arn = ns.namespace.arn.clone().unwrap_or_default();
+    let mut arns: Vec<String> = services_of(state, scope)
+        .filter(|rec| {
+            rec.service
+                .deployments
+                .as_deref()
+                .unwrap_or(&[])
+                .iter()
+                .filter_map(enabled_config)
+                .any(|c| c.namespace.as_deref() == Some(ns_arn.as_str()))
+        })
+        .filter_map(|rec| rec.service.service_arn.clone())
+        .collect();
+    arns.sort();
+    let page = crate::paging::paginate(
+        &crate::paging::PageRequest::ascending(
+            &state.meta.paging_secret,
+            now,
+            "ListServicesByNamespace",
+            &ns_arn,
+            req.max_results,
+            req.next_token.as_deref(),
+        ),
+        |after| {
+            let after = after.map(str::to_owned);
+            Ok(arns
+                .into_iter()
+                .filter(move |a| after.as_deref().is_none_or(|x| a.as_str() > x))
+                .map(|a| (a.clone(), a)))
+        },
+    )?;
+    Ok(wire::ListServicesByNamespaceResponse {
+        service_arns: Some(page.items),
+        next_token: page.next_token,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -10,7 +10,7 @@ use controlplane::ops::agent_channel::{assignment, service_connect_routes};
 use controlplane::ops::servicediscovery::{SdWritten, namespaces};
 use controlplane::ops::{clusters, services, task_definitions};
 use controlplane::registries::PRIVATE_IP_ATTRIBUTE;
-use controlplane::service_connect::SERVICE_CONNECT_DRAIN_MS;
+use controlplane::service_connect::{self, SERVICE_CONNECT_DRAIN_MS};
 use controlplane::state::{ServiceKey, TaskRecord};
 use controlplane::{Ctx, State};
 use model::agent::{GetServiceConnectRoutesRequest, ServiceConnectRoute};
@@ -451,4 +451,46 @@ fn service_connect_configurations_are_validated_like_ecs() {
         .try_write::<_, wire::CreateServiceResponse>(services::create, req(body))
         .expect_err("refused");
     assert!(e.to_string().contains("did not create"), "{e}");
+}
+
+#[test]
+fn list_services_by_namespace_names_the_services_that_use_it() {
+    let mut h = Harness::new();
+    let web = h.create("web", "web:1", 0, sc("local"));
+    let client = h.create(
+        "client",
+        "client:1",
+        0,
+        json!({"enabled": true, "namespace": "local"}),
+    );
+    let _: wire::CreateServiceResponse = h.world.write(
+        services::create,
+        req(
+            json!({"cluster": "c", "serviceName": "plain", "taskDefinition": "client:1",
+            "desiredCount": 0}),
+        ),
+    );
+    let list = |h: &Harness, body: serde_json::Value| {
+        service_connect::list_services_by_namespace(
+            &h.world.state,
+            &scope(),
+            h.world.now,
+            req(body),
+        )
+    };
+    let all = list(&h, json!({"namespace": "local"})).unwrap();
+    let mut want = vec![web.service_arn.unwrap(), client.service_arn.unwrap()];
+    want.sort();
+    assert_eq!(all.service_arns.clone().unwrap(), want);
+    // By ARN too, and paged.
+    let first = list(&h, json!({"namespace": h.namespace_arn, "maxResults": 1})).unwrap();
+    assert_eq!(first.service_arns.as_deref(), Some(&want[..1]));
+    let rest = list(
+        &h,
+        json!({"namespace": "local", "nextToken": first.next_token.unwrap()}),
+    )
+    .unwrap();
+    assert_eq!(rest.service_arns.as_deref(), Some(&want[1..]));
+    let e = list(&h, json!({"namespace": "nope"})).unwrap_err();
+    assert_eq!(e.code(), "NamespaceNotFoundException");
 }

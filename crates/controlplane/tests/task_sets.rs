@@ -1,13 +1,23 @@
 //! Services with the EXTERNAL deployment controller, driven as pure functions through the
 //! shared [`service_harness`]: task sets created, scaled, made primary and deleted, the
 //! service controller keeping each set's `computedDesiredCount` tasks running (and
-//! stopping a deleted set's), and the operations' validation and errors.
+//! stopping a deleted set's), the operations' validation and errors, and each set's
+//! tasks joining its own target groups (drained before they stop) and Cloud Map
+//! services.
 
 mod service_harness;
 
-use controlplane::ops::{services, task_sets};
+use std::collections::{BTreeMap, BTreeSet};
+
+use controlplane::ops::elbv2::ElbWritten;
+use controlplane::ops::elbv2::listeners::{self, ActionInput, CreateListener};
+use controlplane::ops::elbv2::load_balancers::{self, CreateLoadBalancer};
+use controlplane::ops::elbv2::target_groups::{self, CreateTargetGroup};
+use controlplane::ops::servicediscovery::{namespaces, services as sd_services};
+use controlplane::ops::{services, task_definitions, task_sets};
+use controlplane::state::elb::{ListenerRecord, ObservedHealth, TargetGroupRecord};
 use controlplane::state::{Record, ServiceRecord};
-use controlplane::{Ctx, EcsError, State};
+use controlplane::{Change, Ctx, EcsError, State};
 use model::wire;
 use serde_json::{Value, json};
 use testkit::ecs::req;
@@ -398,4 +408,510 @@ fn service_records_without_task_sets_still_load() {
     );
     let back: Record = serde_json::from_value(json).unwrap();
     assert_eq!(back, Record::Service(rec.clone()));
+}
+
+// ---------------------------------------------------------------------------------------
+// Task sets behind load balancers and in Cloud Map: each set's tasks join the set's own
+// target groups and registries.
+
+type ElbOp<Req, Resp> = fn(&State, &mut Ctx, Req) -> ElbWritten<Resp>;
+
+/// Deregistration delay of `tg-blue` and `tg-green`, in seconds.
+const DELAY_SECS: f64 = 20.0;
+
+/// An EXTERNAL service `web` of `desired` tasks on nodes `i-a` (10.0.0.1) and `i-b`
+/// (10.0.0.2), the task definition `webp:1` publishing container port 80 of `app` on a
+/// dynamic host port, and an ALB whose listeners forward port 80 to `tg-blue` and port
+/// 8080 to `tg-green` (both `instance` groups with a [`DELAY_SECS`] deregistration delay).
+struct Fleet {
+    h: Harness,
+    blue_tg: String,
+    green_tg: String,
+    next_port: i32,
+    /// Whether the simulated data plane reports targets healthy (else it is silent).
+    checks: bool,
+    /// When each task's target was first seen draining (epoch seconds), by task ARN.
+    drained_at: BTreeMap<String, f64>,
+}
+
+fn forward(tg_arn: &str) -> ActionInput {
+    ActionInput {
+        action_type: "forward".into(),
+        target_group_arn: Some(tg_arn.into()),
+        ..Default::default()
+    }
+}
+
+impl Fleet {
+    fn new(desired: i32) -> Fleet {
+        let mut h = Harness::new(&[]);
+        h.add_node_with_ip("c", "i-a", "a", "10.0.0.1");
+        h.add_node_with_ip("c", "i-b", "b", "10.0.0.2");
+        let _: wire::RegisterTaskDefinitionResponse = h.write(
+            task_definitions::register,
+            req(json!({"family": "webp", "containerDefinitions": [{
+                "name": "app", "image": "busybox", "memory": 128,
+                "portMappings": [{"containerPort": 80, "hostPort": 0}]
+            }]})),
+        );
+        h.create_service(json!({"desiredCount": desired,
+            "deploymentController": {"type": "EXTERNAL"}}));
+        let mut f = Fleet {
+            h,
+            blue_tg: String::new(),
+            green_tg: String::new(),
+            next_port: 32768,
+            checks: true,
+            drained_at: BTreeMap::new(),
+        };
+        let lb = f.elb(
+            load_balancers::create,
+            CreateLoadBalancer {
+                name: "alb".into(),
+                ..Default::default()
+            },
+        );
+        for (name, port) in [("tg-blue", 80), ("tg-green", 8080)] {
+            let mut tg = f.elb(
+                target_groups::create,
+                CreateTargetGroup {
+                    name: name.into(),
+                    protocol: Some("HTTP".into()),
+                    port: Some(80),
+                    target_type: Some("instance".into()),
+                    ..Default::default()
+                },
+            );
+            tg.attributes.insert(
+                "deregistration_delay.timeout_seconds".into(),
+                DELAY_SECS.to_string(),
+            );
+            f.h.apply(&[Change::Put(Record::TargetGroup(tg.clone()))]);
+            let _: ListenerRecord = f.elb(
+                listeners::create,
+                CreateListener {
+                    load_balancer_arn: lb.arn(),
+                    protocol: Some("HTTP".into()),
+                    port: Some(port),
+                    default_actions: vec![forward(&tg.arn())],
+                    tags: vec![],
+                },
+            );
+            if name == "tg-blue" {
+                f.blue_tg = tg.arn();
+            } else {
+                f.green_tg = tg.arn();
+            }
+        }
+        f
+    }
+
+    fn elb<Req, Resp>(&mut self, op: ElbOp<Req, Resp>, r: Req) -> Resp {
+        let mut ctx = self.h.ctx();
+        let (resp, changes) =
+            op(&self.h.state, &mut ctx, r).unwrap_or_else(|e| panic!("{}: {e}", e.code()));
+        self.h.apply(&changes);
+        resp
+    }
+
+    /// CreateTaskSet of `webp:1` at `pct` % with `extra` members (`loadBalancers`, …).
+    fn create_set(&mut self, pct: f64, extra: Value) -> String {
+        let mut body = json!({"taskDefinition": "webp:1",
+            "scale": {"value": pct, "unit": "PERCENT"}});
+        for (k, v) in extra.as_object().expect("object") {
+            body[k] = v.clone();
+        }
+        let r: wire::CreateTaskSetResponse = try_op(&mut self.h, task_sets::create, body)
+            .unwrap_or_else(|e| panic!("{}: {e}", e.code()));
+        r.task_set.unwrap().id.unwrap()
+    }
+
+    /// A set at `pct` % behind the target group `tg_arn` (container `app`, port 80).
+    fn create_set_behind(&mut self, pct: f64, tg_arn: &str) -> String {
+        let lb = json!([{"targetGroupArn": tg_arn, "containerName": "app", "containerPort": 80}]);
+        self.create_set(pct, json!({"loadBalancers": lb}))
+    }
+
+    fn group(&self, name: &str) -> &TargetGroupRecord {
+        self.h
+            .state
+            .elb
+            .target_groups
+            .get(&(testkit::ecs::scope(), name.to_owned()))
+            .expect("target group")
+    }
+
+    fn now_ms(&self) -> u64 {
+        (self.h.now * 1000.0) as u64
+    }
+
+    /// The ARNs of the tasks with an active (not draining) target in the group `name`.
+    fn active_in(&self, name: &str) -> BTreeSet<String> {
+        self.group(name)
+            .targets
+            .iter()
+            .filter(|x| x.is_active())
+            .filter_map(|x| x.registered_by.clone())
+            .collect()
+    }
+
+    /// The ARNs of the tasks with a live target (active or still draining) in `name`.
+    fn live_in(&self, name: &str) -> BTreeSet<String> {
+        self.group(name)
+            .live_targets(self.now_ms())
+            .filter_map(|x| x.registered_by.clone())
+            .collect()
+    }
+
+    /// The ARNs of the set's tasks meant to run and RUNNING.
+    fn running_arns(&self, set: &str) -> BTreeSet<String> {
+        self.h
+            .tasks()
+            .filter(|t| t.task.started_by.as_deref() == Some(set))
+            .filter(|t| {
+                t.task.desired_status.as_deref() == Some("RUNNING")
+                    && t.task.last_status.as_deref() == Some("RUNNING")
+            })
+            .filter_map(|t| t.task.task_arn.clone())
+            .collect()
+    }
+
+    /// The data plane: every active target of both groups is found healthy.
+    fn data_plane_step(&mut self) {
+        let now_ms = self.now_ms();
+        for name in ["tg-blue", "tg-green"] {
+            let mut g = self.group(name).clone();
+            let mut changed = false;
+            for x in g.targets.iter_mut().filter(|x| x.is_active()) {
+                if x.health.is_none() {
+                    x.health = Some(ObservedHealth {
+                        healthy: true,
+                        reason: None,
+                        description: None,
+                        since_ms: now_ms,
+                    });
+                    changed = true;
+                }
+            }
+            if changed {
+                self.h.apply(&[Change::Put(Record::TargetGroup(g))]);
+            }
+        }
+    }
+
+    /// One second: reconcile, `check`, the agent (publishing port 80 on the next host
+    /// port), the data plane; notes when targets start draining.
+    fn step(&mut self, check: &mut impl FnMut(&Fleet)) {
+        self.h.now += 1.0;
+        self.h.reconcile();
+        check(self);
+        let now_ms = self.now_ms();
+        for name in ["tg-blue", "tg-green"] {
+            let draining: Vec<String> = self
+                .group(name)
+                .targets
+                .iter()
+                .filter(|x| x.is_draining(now_ms))
+                .filter_map(|x| x.registered_by.clone())
+                .collect();
+            for arn in draining {
+                self.drained_at.entry(arn).or_insert(self.h.now);
+            }
+        }
+        self.h
+            .world
+            .publishing_agent_step("service:web", &mut self.next_port);
+        if self.checks {
+            self.data_plane_step();
+        }
+    }
+
+    fn run(&mut self, steps: usize, mut check: impl FnMut(&Fleet)) {
+        for _ in 0..steps {
+            self.step(&mut check);
+        }
+    }
+
+    /// Asserts that no task asked to stop still has an active target in either group.
+    fn no_stop_while_active(&self) {
+        for t in self.h.tasks() {
+            if t.task.desired_status.as_deref() == Some("STOPPED") {
+                let arn = t.task.task_arn.clone().unwrap();
+                for name in ["tg-blue", "tg-green"] {
+                    assert!(
+                        !self.active_in(name).contains(&arn),
+                        "task {} asked to stop while its target in {name} is active",
+                        t.id
+                    );
+                }
+            }
+        }
+    }
+
+    /// Asserts that every task of `arns` was asked to stop only after its target had
+    /// drained for the groups' deregistration delay.
+    fn stopped_after_draining(&self, arns: &BTreeSet<String>) {
+        for arn in arns {
+            let t = self
+                .h
+                .tasks()
+                .find(|t| t.task.task_arn.as_deref() == Some(arn.as_str()))
+                .expect("task");
+            assert_eq!(t.task.last_status.as_deref(), Some("STOPPED"), "{}", t.id);
+            let drained = self
+                .drained_at
+                .get(arn)
+                .unwrap_or_else(|| panic!("task {} was never deregistered before stopping", t.id));
+            let stopping = t.task.stopping_at.expect("stopping_at");
+            assert!(
+                stopping - drained >= DELAY_SECS - 1.0,
+                "task {} asked to stop {}s after draining began",
+                t.id,
+                stopping - drained
+            );
+        }
+    }
+}
+
+#[test]
+fn each_task_sets_running_tasks_join_its_own_target_group_only() {
+    let mut f = Fleet::new(4);
+    let (blue_tg, green_tg) = (f.blue_tg.clone(), f.green_tg.clone());
+    let blue = f.create_set_behind(100.0, &blue_tg);
+    let green = f.create_set_behind(50.0, &green_tg);
+    // No health from the data plane yet: the sets' tasks run and are registered, but the
+    // sets are not steady until their groups find them healthy.
+    f.checks = false;
+    f.run(20, |_| {});
+    assert_eq!(f.running_arns(&blue).len(), 4);
+    assert_eq!(f.running_arns(&green).len(), 2);
+    assert_eq!(f.active_in("tg-blue"), f.running_arns(&blue));
+    assert_eq!(f.active_in("tg-green"), f.running_arns(&green));
+    for id in [&blue, &green] {
+        assert_eq!(
+            set(&f.h, id).stability_status,
+            Some(wire::StabilityStatus::Stabilizing),
+            "a set whose targets are not healthy yet is not steady"
+        );
+    }
+    f.checks = true;
+    f.run(5, |_| {});
+    for id in [&blue, &green] {
+        assert_eq!(
+            set(&f.h, id).stability_status,
+            Some(wire::StabilityStatus::SteadyState)
+        );
+    }
+    // Each target is the task's node and the host port its port 80 is published on.
+    for x in f.group("tg-blue").targets.iter() {
+        let t =
+            f.h.tasks()
+                .find(|t| t.task.task_arn == x.registered_by)
+                .expect("its task");
+        let node =
+            f.h.state
+                .instances
+                .values()
+                .find(|i| Some(&i.id) == t.instance_id.as_ref())
+                .expect("node");
+        assert_eq!(node.instance.ec2_instance_id.as_ref(), Some(&x.id));
+        let bound = t.task.containers.as_ref().unwrap()[0]
+            .network_bindings
+            .as_ref()
+            .unwrap()[0]
+            .host_port;
+        assert_eq!(bound, Some(i32::from(x.port)));
+    }
+    // Nothing moves once every target is healthy.
+    let before = f.h.state.elb.target_groups.clone();
+    f.run(10, |_| {});
+    assert_eq!(f.h.state.elb.target_groups, before);
+}
+
+#[test]
+fn a_scaled_down_task_set_drains_its_extra_tasks_before_stopping_them() {
+    let mut f = Fleet::new(4);
+    let (blue_tg, green_tg) = (f.blue_tg.clone(), f.green_tg.clone());
+    let blue = f.create_set_behind(100.0, &blue_tg);
+    let green = f.create_set_behind(100.0, &green_tg);
+    f.run(15, |_| {});
+    let before = f.running_arns(&blue);
+    assert_eq!(before.len(), 4);
+    assert_eq!(f.active_in("tg-blue"), before);
+    scale(&mut f.h, &blue, 50.0);
+    // The pass that scales in deregisters two targets and holds their stops back.
+    f.step(&mut |f: &Fleet| {
+        let now_ms = f.now_ms();
+        let draining = f
+            .group("tg-blue")
+            .targets
+            .iter()
+            .filter(|x| x.is_draining(now_ms))
+            .count();
+        assert_eq!(draining, 2, "{:?}", f.group("tg-blue").targets);
+        assert_eq!(f.active_in("tg-blue").len(), 2);
+        assert!(
+            f.h.tasks()
+                .all(|t| t.task.desired_status.as_deref() == Some("RUNNING")),
+            "no stop before the targets drained"
+        );
+    });
+    f.run(DELAY_SECS as usize + 20, |f| f.no_stop_while_active());
+    let kept = f.running_arns(&blue);
+    assert_eq!(kept.len(), 2);
+    assert_eq!(f.active_in("tg-blue"), kept);
+    let gone: BTreeSet<String> = before.difference(&kept).cloned().collect();
+    assert_eq!(gone.len(), 2);
+    f.stopped_after_draining(&gone);
+    assert!(f.live_in("tg-blue").is_disjoint(&gone));
+    assert_eq!(
+        f.active_in("tg-green"),
+        f.running_arns(&green),
+        "the other set is untouched"
+    );
+    assert_eq!(f.running_arns(&green).len(), 4);
+    assert_eq!(
+        set(&f.h, &blue).stability_status,
+        Some(wire::StabilityStatus::SteadyState)
+    );
+}
+
+#[test]
+fn a_deleted_task_sets_tasks_leave_its_target_group() {
+    let mut f = Fleet::new(2);
+    let (blue_tg, green_tg) = (f.blue_tg.clone(), f.green_tg.clone());
+    let blue = f.create_set_behind(100.0, &blue_tg);
+    let green = f.create_set_behind(100.0, &green_tg);
+    f.run(15, |_| {});
+    let green_tasks = f.running_arns(&green);
+    assert_eq!(green_tasks.len(), 2);
+    assert_eq!(f.active_in("tg-green"), green_tasks);
+    let _: wire::DeleteTaskSetResponse = try_op(
+        &mut f.h,
+        task_sets::delete,
+        json!({"taskSet": green, "force": true}),
+    )
+    .unwrap();
+    f.step(&mut |f: &Fleet| {
+        assert!(f.active_in("tg-green").is_empty(), "deregistered at once");
+        assert_eq!(f.live_in("tg-green"), green_tasks, "and draining");
+    });
+    f.run(DELAY_SECS as usize + 20, |f| f.no_stop_while_active());
+    f.stopped_after_draining(&green_tasks);
+    assert!(f.live_in("tg-green").is_empty());
+    let left: Vec<String> = sets(&f.h).into_iter().filter_map(|s| s.id).collect();
+    assert_eq!(left, vec![blue.clone()], "the drained set is gone");
+    assert_eq!(f.active_in("tg-blue"), f.running_arns(&blue));
+    assert_eq!(f.running_arns(&blue).len(), 2);
+}
+
+#[test]
+fn a_task_sets_service_registries_register_its_tasks() {
+    let mut f = Fleet::new(2);
+    let mut ctx = f.h.ctx();
+    let (_, changes) = namespaces::create_private_dns_namespace(
+        &f.h.state,
+        &mut ctx,
+        req(json!({"Name": "local", "Vpc": "vpc-1"})),
+    )
+    .unwrap();
+    f.h.apply(&changes);
+    let ns =
+        f.h.state
+            .discovery
+            .namespaces
+            .values()
+            .next()
+            .unwrap()
+            .id
+            .clone();
+    let mut ctx = f.h.ctx();
+    let (resp, changes) = sd_services::create_service(
+        &f.h.state,
+        &mut ctx,
+        req(json!({"Name": "web", "NamespaceId": ns,
+            "DnsConfig": {"DnsRecords": [{"Type": "A", "TTL": 10}, {"Type": "SRV", "TTL": 10}]}})),
+    )
+    .unwrap();
+    f.h.apply(&changes);
+    let svc = resp.service.unwrap();
+    let (registry_arn, registry_id) = (svc.arn.unwrap(), svc.id.unwrap());
+    let registries = json!({"serviceRegistries": [{"registryArn": registry_arn,
+        "containerName": "app", "containerPort": 80}]});
+    let listed = f.create_set(100.0, registries);
+    let unlisted = f.create_set(50.0, json!({}));
+    f.run(10, |_| {});
+    let registered = |f: &Fleet| -> BTreeMap<String, BTreeMap<String, String>> {
+        f.h.state
+            .discovery
+            .instances_of(&testkit::ecs::scope(), &registry_id, None)
+            .map(|i| {
+                (
+                    i.id.clone(),
+                    i.instance.attributes.clone().unwrap_or_default(),
+                )
+            })
+            .collect()
+    };
+    let ids = |f: &Fleet, set: &str| -> BTreeSet<String> {
+        f.h.tasks()
+            .filter(|t| t.task.started_by.as_deref() == Some(set))
+            .filter(|t| {
+                t.task.desired_status.as_deref() == Some("RUNNING")
+                    && t.task.last_status.as_deref() == Some("RUNNING")
+            })
+            .map(|t| t.id.clone())
+            .collect()
+    };
+    assert_eq!(ids(&f, &listed).len(), 2);
+    assert_eq!(ids(&f, &unlisted).len(), 1);
+    let now = registered(&f);
+    assert_eq!(
+        now.keys().cloned().collect::<BTreeSet<_>>(),
+        ids(&f, &listed),
+        "only the listing set's tasks: {now:?}"
+    );
+    for (id, attrs) in &now {
+        let t = f.h.tasks().find(|t| &t.id == id).unwrap();
+        let node =
+            f.h.state
+                .instances
+                .values()
+                .find(|i| Some(&i.id) == t.instance_id.as_ref())
+                .expect("node");
+        let ip = match node.instance.ec2_instance_id.as_deref() {
+            Some("i-a") => "10.0.0.1",
+            _ => "10.0.0.2",
+        };
+        assert_eq!(attrs.get("AWS_INSTANCE_IPV4").map(String::as_str), Some(ip));
+        let host_port = t.task.containers.as_ref().unwrap()[0]
+            .network_bindings
+            .as_ref()
+            .unwrap()[0]
+            .host_port
+            .unwrap();
+        assert_eq!(attrs.get("AWS_INSTANCE_PORT"), Some(&host_port.to_string()));
+        assert_eq!(
+            attrs.get("ECS_SERVICE_NAME").map(String::as_str),
+            Some("web")
+        );
+    }
+    // Scaled in to one task: the other leaves the registry in the pass that stops it.
+    scale(&mut f.h, &listed, 50.0);
+    f.run(3, |_| {});
+    assert_eq!(
+        registered(&f).keys().cloned().collect::<BTreeSet<_>>(),
+        ids(&f, &listed)
+    );
+    assert_eq!(ids(&f, &listed).len(), 1);
+    // Deleted: its last task leaves too.
+    let _: wire::DeleteTaskSetResponse = try_op(
+        &mut f.h,
+        task_sets::delete,
+        json!({"taskSet": listed, "force": true}),
+    )
+    .unwrap();
+    f.run(3, |_| {});
+    assert!(registered(&f).is_empty(), "{:?}", registered(&f));
+    assert_eq!(ids(&f, &unlisted).len(), 1);
 }

@@ -7,8 +7,8 @@
 
 use controlplane::engine::Written;
 use controlplane::ops::{
-    account, agent, attributes, clusters, instances, protection, services, tags, task_definitions,
-    task_sets, tasks,
+    account, agent, attributes, capacity_providers, clusters, instances, protection, services,
+    tags, task_definitions, task_sets, tasks,
 };
 use controlplane::{ControlPlane, Ctx, EcsError, Scope, State};
 use model::wire::{Operation, Required};
@@ -165,6 +165,17 @@ pub async fn dispatch(
         Operation::PutClusterCapacityProviders => {
             write(cp, call, body, clusters::put_cluster_capacity_providers).await
         }
+        // Capacity providers
+        Operation::CreateCapacityProvider => {
+            write(cp, call, body, capacity_providers::create).await
+        }
+        Operation::DescribeCapacityProviders => list(cp, call, body, capacity_providers::describe),
+        Operation::UpdateCapacityProvider => {
+            write(cp, call, body, capacity_providers::update).await
+        }
+        Operation::DeleteCapacityProvider => {
+            write(cp, call, body, capacity_providers::delete).await
+        }
         // Task definitions
         Operation::RegisterTaskDefinition => {
             write(cp, call, body, task_definitions::register).await
@@ -238,16 +249,19 @@ pub async fn dispatch(
         Operation::SubmitAttachmentStateChanges => {
             read(cp, call, body, agent::submit_attachment_state_changes)
         }
+        Operation::ListServicesByNamespace => list(
+            cp,
+            call,
+            body,
+            controlplane::service_connect::list_services_by_namespace,
+        ),
         // Not implemented yet: answered with UnsupportedFeatureException.
         Operation::ContinueServiceDeployment
-        | Operation::CreateCapacityProvider
         | Operation::CreateDaemon
         | Operation::CreateExpressGatewayService
-        | Operation::DeleteCapacityProvider
         | Operation::DeleteDaemon
         | Operation::DeleteDaemonTaskDefinition
         | Operation::DeleteExpressGatewayService
-        | Operation::DescribeCapacityProviders
         | Operation::DescribeDaemon
         | Operation::DescribeDaemonDeployments
         | Operation::DescribeDaemonRevisions
@@ -260,10 +274,8 @@ pub async fn dispatch(
         | Operation::ListDaemonTaskDefinitions
         | Operation::ListDaemons
         | Operation::ListServiceDeployments
-        | Operation::ListServicesByNamespace
         | Operation::RegisterDaemonTaskDefinition
         | Operation::StopServiceDeployment
-        | Operation::UpdateCapacityProvider
         | Operation::UpdateContainerAgent
         | Operation::UpdateDaemon
         | Operation::UpdateExpressGatewayService => unsupported(op),

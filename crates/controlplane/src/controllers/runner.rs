@@ -228,7 +228,8 @@ pub fn services_touched(state: &State, change: &Change) -> Vec<ServiceKey> {
         | Record::Discovery(_)
         | Record::LoadBalancer(_)
         | Record::Listener(_)
-        | Record::ListenerRule(_) => Vec::new(),
+        | Record::ListenerRule(_)
+        | Record::CapacityProvider(_) => Vec::new(),
     }
 }
 

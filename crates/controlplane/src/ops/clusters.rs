@@ -36,47 +36,61 @@ fn validate_settings(settings: &[wire::ClusterSetting]) -> Result<(), EcsError> 
     Ok(())
 }
 
+/// A cluster's capacity providers and default strategy: each provider FARGATE,
+/// FARGATE_SPOT or an ACTIVE provider of the account (CreateCapacityProvider), listed
+/// once; the strategy names only listed providers ([`crate::capacity::check_strategy`]).
 fn validate_capacity_providers(
+    state: &State,
+    scope: &Scope,
     providers: &[String],
     strategy: &[wire::CapacityProviderStrategyItem],
 ) -> Result<(), EcsError> {
     check_len(providers, 20, "capacityProviders")?;
-    for p in providers {
-        if !BUILT_IN_CAPACITY_PROVIDERS.contains(&p.as_str()) {
+    for (i, p) in providers.iter().enumerate() {
+        if !BUILT_IN_CAPACITY_PROVIDERS.contains(&p.as_str())
+            && crate::capacity::active_provider(state, scope, p).is_none()
+        {
             return Err(invalid(format!(
-                "The specified capacity provider {p} was not found. flotilla offers FARGATE and FARGATE_SPOT."
+                "The specified capacity provider {p} was not found: create it with CreateCapacityProvider, or use FARGATE or FARGATE_SPOT."
+            )));
+        }
+        if providers[..i].contains(p) {
+            return Err(invalid(format!(
+                "capacityProviders names {p} more than once."
             )));
         }
     }
-    let mut with_base = 0;
-    for item in strategy {
-        let name = item.capacity_provider.as_deref().unwrap_or("");
-        if !providers.iter().any(|p| p == name) {
-            return Err(invalid(format!(
-                "defaultCapacityProviderStrategy names capacity provider {name:?}, which is not in capacityProviders."
-            )));
-        }
-        if !(0..=1000).contains(&item.weight.unwrap_or(0)) {
-            return Err(invalid(
-                "defaultCapacityProviderStrategy[].weight must be between 0 and 1000.",
-            ));
-        }
-        let base = item.base.unwrap_or(0);
-        if !(0..=100_000).contains(&base) {
-            return Err(invalid(
-                "defaultCapacityProviderStrategy[].base must be between 0 and 100000.",
-            ));
-        }
-        if base > 0 {
-            with_base += 1;
-        }
-    }
-    if with_base > 1 {
-        return Err(invalid(
-            "Only one capacity provider in a strategy can have a base defined.",
-        ));
-    }
-    Ok(())
+    crate::capacity::check_strategy(strategy, providers, "defaultCapacityProviderStrategy")
+}
+
+/// The capacity providers `removed` from a cluster that are still in use there: named by
+/// an ACTIVE or DRAINING service's strategy, or by a task not yet STOPPED.
+fn in_use<'a>(state: &State, rec: &ClusterRecord, removed: &[&'a String]) -> Option<&'a str> {
+    let scope = &rec.scope;
+    let by_service = |name: &str| {
+        state.services_in(scope, &rec.name).any(|s| {
+            matches!(
+                s.service.status(),
+                Some(ServiceStatus::Active | ServiceStatus::Draining)
+            ) && s
+                .service
+                .capacity_provider_strategy
+                .as_deref()
+                .unwrap_or(&[])
+                .iter()
+                .any(|i| i.capacity_provider.as_deref() == Some(name))
+        })
+    };
+    let by_task = |name: &str| {
+        state.tasks_in(scope, &rec.name).any(|t| {
+            t.task.last() != Some(TaskStatus::Stopped)
+                && t.task.capacity_provider_name.as_deref() == Some(name)
+        })
+    };
+    removed
+        .iter()
+        .find(|p| by_service(p) || by_task(p))
+        .map(|p| p.as_str())
 }
 
 fn default_settings() -> Vec<wire::ClusterSetting> {
@@ -174,7 +188,7 @@ pub fn create_cluster(
     validate_settings(&settings)?;
     let providers = req.capacity_providers.unwrap_or_default();
     let strategy = req.default_capacity_provider_strategy.unwrap_or_default();
-    validate_capacity_providers(&providers, &strategy)?;
+    validate_capacity_providers(state, &ctx.scope, &providers, &strategy)?;
     if let Some(existing) = state
         .cluster(&ctx.scope, &name)
         .filter(|c| c.cluster.status() == Some(ClusterStatus::Active))
@@ -422,7 +436,9 @@ pub fn update_cluster_settings(
     ))
 }
 
-/// PutClusterCapacityProviders: replaces the providers and the default strategy.
+/// PutClusterCapacityProviders: replaces the providers and the default strategy. A
+/// provider still in use in the cluster (a service's strategy, a task) cannot be
+/// removed: ResourceInUseException, as in ECS.
 pub fn put_cluster_capacity_providers(
     state: &State,
     ctx: &mut Ctx,
@@ -434,7 +450,15 @@ pub fn put_cluster_capacity_providers(
     let strategy = req
         .default_capacity_provider_strategy
         .ok_or_else(|| invalid("defaultCapacityProviderStrategy is required."))?;
-    validate_capacity_providers(&providers, &strategy)?;
+    validate_capacity_providers(state, &ctx.scope, &providers, &strategy)?;
+    let current = active_cluster(state, &ctx.scope, req.cluster.as_deref())?;
+    let old = current.cluster.capacity_providers.as_deref().unwrap_or(&[]);
+    let removed: Vec<&String> = old.iter().filter(|p| !providers.contains(p)).collect();
+    if let Some(p) = in_use(state, current, &removed) {
+        return Err(EcsError::ResourceInUse(format!(
+            "The specified capacity provider {p} is in use and cannot be removed."
+        )));
+    }
     let (cluster, changes) = updated(state, ctx, req.cluster.as_deref(), |c| {
         c.capacity_providers = Some(providers);
         c.default_capacity_provider_strategy = Some(strategy);

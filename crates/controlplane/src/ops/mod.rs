@@ -8,6 +8,7 @@ pub mod account;
 pub mod agent;
 pub mod agent_channel;
 pub mod attributes;
+pub mod capacity_providers;
 pub mod clusters;
 pub mod common;
 pub mod elbv2;

@@ -289,6 +289,11 @@ pub fn create(
             cluster.name
         )));
     }
+    crate::capacity::check_service_strategy(
+        cluster,
+        req.launch_type,
+        req.capacity_provider_strategy.as_deref(),
+    )?;
     if req.launch_type == Some(LaunchType::Fargate) {
         return Err(EcsError::UnsupportedFeature(
             "The FARGATE launch type is not available in flotilla yet.".into(),
@@ -429,6 +434,11 @@ pub fn update(
     if task_sets::is_external(&rec.service) {
         task_sets::check_external_update(&req)?;
     }
+    crate::capacity::check_service_strategy(
+        cluster,
+        None,
+        req.capacity_provider_strategy.as_deref(),
+    )?;
     let s = &mut rec.service;
     if let Some(d) = req.desired_count {
         check_desired_count(d)?;

@@ -58,7 +58,12 @@ fn lookup(state: &State, scope: &Scope, arn: &str) -> Result<Record, EcsError> {
                 .get(&ServiceKey::new(scope, &c, &n))
                 .map(|s| Record::Service(s.clone()))
         }),
-        ResourceType::CapacityProvider | ResourceType::TaskSet | ResourceType::Container => None,
+        ResourceType::CapacityProvider => state
+            .capacity_providers
+            .get(&(scope.clone(), r.to_owned()))
+            .filter(|p| p.provider.status == Some(wire::CapacityProviderStatus::Active))
+            .map(|p| Record::CapacityProvider(p.clone())),
+        ResourceType::TaskSet | ResourceType::Container => None,
     };
     found.ok_or_else(not_found)
 }
@@ -70,6 +75,7 @@ fn tags_of(record: &mut Record) -> Result<&mut Vec<wire::Tag>, EcsError> {
         Record::Instance(i) => i.instance.tags.get_or_insert_with(Vec::new),
         Record::Task(t) => t.task.tags.get_or_insert_with(Vec::new),
         Record::Service(s) => s.service.tags.get_or_insert_with(Vec::new),
+        Record::CapacityProvider(p) => p.provider.tags.get_or_insert_with(Vec::new),
         Record::Setting(_)
         | Record::Meta(_)
         | Record::Discovery(_)

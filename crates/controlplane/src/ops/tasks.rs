@@ -17,7 +17,9 @@ use crate::ops::common::{
 use crate::ops::instances;
 use crate::ops::task_definitions;
 use crate::paging::{PageRequest, counted, paginate, start_after};
-use crate::placement::{instance_view_with, placement_snapshot, reservation_of, task_request};
+use crate::placement::{
+    in_node_group, instance_view_with, placement_snapshot, reservation_of, task_request,
+};
 use crate::state::{
     Change, ClusterRecord, InstanceRecord, MemberKey, Record, Scope, State, TaskDefinitionRecord,
     TaskFilter, TaskRecord,
@@ -100,33 +102,6 @@ fn task_tags(
     })
 }
 
-/// A capacity provider strategy may only name providers associated with the cluster;
-/// those (FARGATE, FARGATE_SPOT) cannot run tasks in flotilla yet, so a task must not
-/// silently land on the cluster's instances instead.
-fn check_capacity_provider_strategy(
-    cluster: &ClusterRecord,
-    strategy: &[wire::CapacityProviderStrategyItem],
-) -> Result<(), EcsError> {
-    let associated = cluster.cluster.capacity_providers.as_deref().unwrap_or(&[]);
-    for (i, item) in strategy.iter().enumerate() {
-        let name = item.capacity_provider.as_deref().unwrap_or("");
-        if !associated.iter().any(|p| p == name) {
-            return Err(invalid(format!(
-                "capacityProviderStrategy[{i}].capacityProvider {name:?} is not associated with the cluster."
-            )));
-        }
-    }
-    match strategy
-        .first()
-        .and_then(|item| item.capacity_provider.as_deref())
-    {
-        Some(name) => Err(EcsError::UnsupportedFeature(format!(
-            "capacityProviderStrategy: capacity provider {name} cannot run tasks in flotilla yet; omit the strategy to run on the cluster's container instances."
-        ))),
-        None => Ok(()),
-    }
-}
-
 fn check_launch_type(
     def: &TaskDefinitionRecord,
     launch_type: Option<LaunchType>,
@@ -157,7 +132,8 @@ fn placement_spec(
         .map_err(|e| invalid(e.to_string()))
 }
 
-/// Places `requests` with the scheduler and builds a task for each placement; returns
+/// Places `requests` with the scheduler and builds a task for each placement (with the
+/// capacity provider `providers` gives the request at the same index, if any); returns
 /// the tasks and ECS-style failures for the rest.
 fn place(
     ctx: &mut Ctx,
@@ -165,19 +141,19 @@ fn place(
     def: &TaskDefinitionRecord,
     task_spec: &TaskSpec,
     (snapshot, records): (&ClusterSnapshot, &[&InstanceRecord]),
-    requests: &[TaskRequest],
+    (requests, providers): (&[TaskRequest], &[Option<String>]),
     placement: &PlacementSpec,
 ) -> (Vec<TaskRecord>, Vec<wire::Failure>) {
     let plan = scheduler::place(snapshot, requests, placement, ctx.random_u64());
     let (mut placed, mut failures) = (Vec::new(), Vec::<wire::Failure>::new());
-    for (request, outcome) in requests.iter().zip(&plan.outcomes) {
+    for (i, (request, outcome)) in requests.iter().zip(&plan.outcomes).enumerate() {
         match outcome {
             Outcome::Placed(p) => {
                 let Some(instance) = records.get(p.instance_index) else {
                     continue;
                 };
                 let reservation = reservation_of(request, &p.dynamic_ports);
-                placed.push(build_task(
+                let mut task = build_task(
                     ctx,
                     cluster,
                     def,
@@ -185,7 +161,9 @@ fn place(
                     task_spec,
                     reservation,
                     &p.dynamic_ports,
-                ));
+                );
+                task.task.capacity_provider_name = providers.get(i).cloned().flatten();
+                placed.push(task);
             }
             Outcome::Failed(f) => {
                 for failure in f.to_wire() {
@@ -292,21 +270,13 @@ pub fn run_task(
             "count must be between 1 and 10, got {count}."
         )));
     }
-    if req.launch_type.is_some()
-        && req
-            .capacity_provider_strategy
-            .as_ref()
-            .is_some_and(|s| !s.is_empty())
-    {
-        return Err(invalid(
-            "Specifying both a launchType and capacityProviderStrategy is not supported.",
-        ));
-    }
-    check_launch_type(def, req.launch_type)?;
-    check_capacity_provider_strategy(
+    // A strategy (given, or the cluster's default) and a launch type exclude each other.
+    let strategy = crate::capacity::resolve_strategy(
         cluster,
-        req.capacity_provider_strategy.as_deref().unwrap_or(&[]),
+        req.launch_type,
+        req.capacity_provider_strategy.as_deref(),
     )?;
+    check_launch_type(def, req.launch_type)?;
     validate_started_by(req.started_by.as_deref())?;
     if req
         .group
@@ -366,14 +336,29 @@ pub fn run_task(
         .clone()
         .unwrap_or_else(|| family_group(&def.family));
     let request = task_request(def, spec.overrides.as_ref(), &group);
-    let requests = vec![request; usize::try_from(count).unwrap_or(1)];
+    // With a strategy, each task is for one provider and kept to its node group.
+    let (requests, providers) = match &strategy {
+        None => (vec![request; usize::try_from(count).unwrap_or(1)], vec![]),
+        Some(s) => {
+            let n = u32::try_from(count).unwrap_or(1);
+            let mut out = (Vec::new(), Vec::new());
+            for (provider, node_group, k) in crate::capacity::launch_plan(state, &ctx.scope, s, n)?
+            {
+                for _ in 0..k {
+                    out.0.push(in_node_group(request.clone(), &node_group));
+                    out.1.push(Some(provider.clone()));
+                }
+            }
+            out
+        }
+    };
     let (mut placed, failures) = place(
         ctx,
         cluster,
         def,
         &spec,
         (&snap, &records),
-        &requests,
+        (&requests, &providers),
         &placement,
     );
     if fingerprint.is_some() {
@@ -484,7 +469,7 @@ pub fn start_task(
             def,
             &spec,
             (&snap, &[inst]),
-            std::slice::from_ref(&request),
+            (std::slice::from_ref(&request), &[]),
             &placement,
         );
         failures.extend(f);

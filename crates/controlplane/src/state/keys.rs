@@ -98,3 +98,5 @@ impl ServiceKey {
 pub type TaskDefKey = (Scope, String, i32);
 /// Key of an account setting: scope, principal ARN, setting name.
 pub type SettingKey = (Scope, String, String);
+/// Key of a capacity provider: scope, name.
+pub type CapacityProviderKey = (Scope, String);

@@ -55,6 +55,8 @@ pub struct State {
     pub discovery: Discovery,
     /// ELBv2 load balancers, target groups, listeners and rules.
     pub elb: elb::ElbState,
+    /// Capacity providers, ACTIVE and INACTIVE.
+    pub capacity_providers: BTreeMap<CapacityProviderKey, CapacityProviderRecord>,
     /// Indexes derived from the records.
     pub derived: Derived,
 }
@@ -241,6 +243,9 @@ impl State {
             Record::ListenerRule(r) => {
                 self.elb.rules.insert(r.key(), r);
             }
+            Record::CapacityProvider(r) => {
+                self.capacity_providers.insert(r.key(), r);
+            }
         }
     }
 
@@ -294,6 +299,9 @@ impl State {
             }
             Record::ListenerRule(r) => {
                 self.elb.rules.remove(&r.key());
+            }
+            Record::CapacityProvider(r) => {
+                self.capacity_providers.remove(&r.key());
             }
         }
     }

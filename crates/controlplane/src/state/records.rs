@@ -305,6 +305,26 @@ pub struct SettingRecord {
     pub setting: wire::Setting,
 }
 
+/// A capacity provider (CreateCapacityProvider): account- and region-wide, by name, as
+/// ECS keeps them. flotilla has no Auto Scaling: its `autoScalingGroupArn` names a node
+/// group (see [`crate::capacity`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CapacityProviderRecord {
+    /// Where it lives.
+    pub scope: Scope,
+    /// Its name.
+    pub name: String,
+    /// As DescribeCapacityProviders shows it.
+    pub provider: wire::CapacityProvider,
+}
+
+impl CapacityProviderRecord {
+    /// The capacity provider's key.
+    pub fn key(&self) -> CapacityProviderKey {
+        (self.scope.clone(), self.name.clone())
+    }
+}
+
 /// Server-wide facts that must survive restarts.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct MetaRecord {
@@ -343,6 +363,8 @@ pub enum Record {
     Listener(super::elb::ListenerRecord),
     /// An ELBv2 listener rule.
     ListenerRule(super::elb::RuleRecord),
+    /// A capacity provider.
+    CapacityProvider(CapacityProviderRecord),
 }
 
 impl Record {
@@ -378,6 +400,7 @@ impl Record {
             Record::TargetGroup(r) => k("elb-tg", &r.scope, &[&r.name]),
             Record::Listener(r) => k("elb-listener", &r.scope, &[&r.id]),
             Record::ListenerRule(r) => k("elb-rule", &r.scope, &[&r.id]),
+            Record::CapacityProvider(r) => k("capacity-provider", &r.scope, &[&r.name]),
         }
     }
 }

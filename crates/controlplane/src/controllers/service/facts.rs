@@ -39,10 +39,11 @@ impl<'a> Pass<'a> {
 
     /// Wanted, RUNNING, and either reported HEALTHY or, unless reported UNHEALTHY, of a
     /// deployment whose rollout has completed or running for [`HEALTHY_AFTER_SECS`] (a
-    /// rollout's new tasks must stay up a while before they count). With load
-    /// balancers, instead of the time rule: every target group has seen it healthy.
+    /// rollout's new tasks must stay up a while before they count). Behind load
+    /// balancers (a binding takes it), instead of the time rule: every target group has
+    /// seen it healthy.
     pub(super) fn healthy(&self, t: &TaskRecord) -> bool {
-        if !self.bindings.is_empty() {
+        if self.bound(t) {
             return self.wanted(t)
                 && is_running(&t.task)
                 && t.task.health_status != Some(HealthStatus::Unhealthy)

@@ -263,14 +263,16 @@ struct Pass<'a> {
     tripped: bool,
     /// When the service next needs a pass by time alone (epoch seconds).
     wake_at: Option<f64>,
-    /// Its `loadBalancers`, target groups resolved.
+    /// Its `loadBalancers`, then its task sets' (each taking only that set's tasks),
+    /// target groups resolved.
     bindings: Vec<Binding<'a>>,
     /// Target groups as this pass will write them.
     group_edits: BTreeMap<ElbKey, TargetGroupRecord>,
     /// Tasks deregistered from their groups in this pass, their stop held back (the
     /// records as they will be written).
     drains: Vec<TaskRecord>,
-    /// Its `serviceRegistries`, Cloud Map services resolved.
+    /// Its `serviceRegistries`, Service Connect services and task sets'
+    /// `serviceRegistries`, Cloud Map services resolved.
     registries: Vec<crate::registries::Registry<'a>>,
     /// Listener and rule records this pass rewrites (blue/green traffic shifts).
     rule_changes: Vec<Change>,
@@ -307,9 +309,23 @@ impl<'a> Pass<'a> {
             placement_failed: false,
             tripped: false,
             wake_at: None,
-            bindings: load_balancing::bindings(state, &rec.scope, &rec.service),
+            bindings: load_balancing::bindings(state, &rec.scope, &rec.service)
+                .into_iter()
+                .chain(load_balancing::task_set_bindings(
+                    state,
+                    &rec.scope,
+                    &rec.task_sets,
+                ))
+                .collect(),
             group_edits: BTreeMap::new(),
-            registries: crate::registries::registries(state, &rec.scope, &rec.service),
+            registries: crate::registries::registries(state, &rec.scope, &rec.service)
+                .into_iter()
+                .chain(crate::registries::task_set_registries(
+                    state,
+                    &rec.scope,
+                    &rec.task_sets,
+                ))
+                .collect(),
             registry_changes: Vec::new(),
             rule_changes: Vec::new(),
             drains: Vec::new(),

@@ -1,8 +1,9 @@
-//! The service's Cloud Map registrations (its `serviceRegistries`; rules in
-//! [`crate::registries`]): each RUNNING task is an instance of the registry's service,
-//! and leaves it in the pass that decides to stop it (draining from a load balancer
-//! included), or once it stopped by itself. Runs last in a pass, when the pass's stops
-//! are known.
+//! The service's Cloud Map registrations (its `serviceRegistries`, its deployments'
+//! Service Connect services and its task sets' `serviceRegistries`; rules in
+//! [`crate::registries`]): each RUNNING task is an instance of the registry's service
+//! for every registry that takes it ([`Registry::takes`]), and leaves it in the pass that
+//! decides to stop it (draining from a load balancer included), or once it stopped by
+//! itself. Runs last in a pass, when the pass's stops are known.
 
 use model::wire_sd;
 

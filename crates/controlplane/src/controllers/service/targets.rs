@@ -1,10 +1,12 @@
-//! The service's load balancer targets (its `loadBalancers`; rules in
-//! [`crate::load_balancing`]): each RUNNING task joins its target groups; a task the
-//! service stops is first deregistered and only stopped once the groups'
-//! deregistration delay has passed (no request fails because flotilla moved it); a task
-//! that stopped by itself leaves its groups at once; and what the targets' health means
-//! for the task (healthy only once every group says so; replaced when one finds it
-//! unhealthy after `healthCheckGracePeriodSeconds`).
+//! The service's load balancer targets (its `loadBalancers`, and each task set's own;
+//! rules in [`crate::load_balancing`]): each RUNNING task joins the target groups of the
+//! bindings that take it ([`Binding::takes`]: all of a service's tasks for its own
+//! entries, only a set's tasks for the set's entries); a task the service stops is first
+//! deregistered and only stopped once the groups' deregistration delay has passed (no
+//! request fails because flotilla moved it); a task that stopped by itself leaves its
+//! groups at once; and what the targets' health means for the task (healthy only once
+//! every group says so; replaced when one finds it unhealthy after
+//! `healthCheckGracePeriodSeconds`).
 //!
 //! Edits to target groups collect in `Pass::group_edits` and are written with the pass.
 
@@ -90,6 +92,7 @@ impl<'a> Pass<'a> {
             .iter()
             .copied()
             .filter(|t| self.wanted(t) && is_running(&t.task) && self.side_of(t) == b.side)
+            .filter(|t| b.takes(t.task.started_by.as_deref()))
             .filter_map(|t| {
                 let instance = t
                     .instance_id
@@ -188,7 +191,8 @@ impl<'a> Pass<'a> {
             .contains_key(&crate::state::MemberKey::new(&self.rec.scope, cluster, id))
     }
 
-    /// Instead of stopping `t` now: deregisters its targets and holds the stop back until
+    /// Instead of stopping `t` now: deregisters its targets (in every group of the pass
+    /// that holds one, whichever binding registered it) and holds the stop back until
     /// their deregistration delay has passed. Returns whether it did (a task in no group,
     /// not yet taken over by an agent, or whose groups have no delay stops at once).
     pub(super) fn drain_first(&mut self, t: &TaskRecord, reason: &str) -> bool {
@@ -248,21 +252,35 @@ impl<'a> Pass<'a> {
                 .any(|r| r.deployment.is_some() && r.takes(t.task.started_by.as_deref()))
     }
 
-    /// With load balancers: RUNNING and every group it belongs to has seen it healthy.
+    /// Whether some binding takes `t` (it is behind a load balancer): every task of a
+    /// service with `loadBalancers`, a task set's tasks when the set has some.
+    pub(super) fn bound(&self, t: &TaskRecord) -> bool {
+        let by = t.task.started_by.as_deref();
+        self.bindings.iter().any(|b| b.takes(by))
+    }
+
+    /// With load balancers: RUNNING and every group it belongs to (on its side, of its
+    /// task set) has seen it healthy.
     pub(super) fn lb_healthy(&self, t: &TaskRecord) -> bool {
         let arn = Self::task_arn(t);
         let now_ms = self.now_ms();
         let side = self.side_of(t);
-        self.bindings.iter().filter(|b| b.side == side).all(|b| {
-            targets_of_task(self.group_now(b), arn, now_ms).any(|x| x.is_active() && x.is_healthy())
-        })
+        let by = t.task.started_by.as_deref();
+        self.bindings
+            .iter()
+            .filter(|b| b.side == side && b.takes(by))
+            .all(|b| {
+                targets_of_task(self.group_now(b), arn, now_ms)
+                    .any(|x| x.is_active() && x.is_healthy())
+            })
     }
 
     /// The first group that found the task unhealthy, with the reason it gave.
     pub(super) fn lb_unhealthy(&self, t: &TaskRecord) -> Option<(String, Option<String>)> {
         let arn = Self::task_arn(t);
         let now_ms = self.now_ms();
-        self.bindings.iter().find_map(|b| {
+        let by = t.task.started_by.as_deref();
+        self.bindings.iter().filter(|b| b.takes(by)).find_map(|b| {
             targets_of_task(self.group_now(b), arn, now_ms)
                 .find(|x| x.is_active() && x.is_unhealthy())
                 .map(|x| {

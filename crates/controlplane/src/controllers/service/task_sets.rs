@@ -16,8 +16,17 @@
 //! * A DRAINING (deleted) set stops all its tasks and leaves the service once none is
 //!   alive.
 //! * Each set's `stabilityStatus` is `STEADY_STATE` when the pass changed nothing for it
-//!   and exactly its count of tasks are alive, all RUNNING on ACTIVE instances;
-//!   `STABILIZING` otherwise (`stabilityStatusAt` when it last changed).
+//!   and exactly its count of tasks are alive, all RUNNING on ACTIVE instances (and
+//!   healthy in the set's target groups, if it has any); `STABILIZING` otherwise
+//!   (`stabilityStatusAt` when it last changed).
+//! * A set's `loadBalancers` and `serviceRegistries` take that set's tasks only (the
+//!   pass's bindings and registries carry the set's id): its RUNNING tasks register in
+//!   the set's target groups and Cloud Map services as a service's tasks do
+//!   (`targets.rs`, `registries.rs`), a task the pass stops (scale-in, a deleted set,
+//!   an unhealthy task) drains from its groups first and leaves its registries at once,
+//!   and a group that finds a task unhealthy past the grace period has it replaced.
+//!   Moving traffic between the sets' groups is left to the outside tool (listener
+//!   weights).
 //!
 //! `maximumPercent` / `minimumHealthyPercent` do not bound these moves: the outside
 //! controller decides the pace by scaling the sets.
@@ -34,6 +43,7 @@ pub(super) fn follows_task_sets(rec: &ServiceRecord) -> bool {
 impl<'a> Pass<'a> {
     /// The pass of an EXTERNAL service (see the module docs).
     pub(super) fn task_sets(&mut self, ctx: &mut Ctx) {
+        self.sync_targets();
         self.stop_unhealthy();
         let sets = self.svc.task_sets.clone();
         let stray: Vec<&TaskRecord> = self
@@ -84,6 +94,7 @@ impl<'a> Pass<'a> {
         }
         self.svc.task_sets = kept;
         self.wake_for_time();
+        self.sync_registries(ctx);
     }
 
     /// `stoppedReason` of the tasks this pass stops for a task set.
@@ -260,7 +271,8 @@ impl<'a> Pass<'a> {
     }
 
     /// Whether exactly `count` tasks of the set `id` are alive, all wanted, RUNNING, not
-    /// reported UNHEALTHY and on ACTIVE instances.
+    /// reported UNHEALTHY, on ACTIVE instances and, when the set has `loadBalancers`,
+    /// seen healthy by every one of its target groups.
     fn set_settled(&self, id: &str, count: i32) -> bool {
         let alive: Vec<&&TaskRecord> = self
             .tasks
@@ -273,6 +285,7 @@ impl<'a> Pass<'a> {
                     && is_running(&t.task)
                     && self.usable(t)
                     && t.task.health_status != Some(HealthStatus::Unhealthy)
+                    && (!self.bound(t) || self.lb_healthy(t))
             })
     }
 }
