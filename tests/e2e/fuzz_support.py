@@ -146,7 +146,7 @@ def evil_value(rng: random.Random):
 # What exists on the server
 # --------------------------------------------------------------------------------------
 
-ARN_RE = re.compile(r'arn:aws:ecs:[a-z0-9-]+:\d{12}:(cluster|task-definition|container-instance|task|service)/[^"\\\s]+')
+ARN_RE = re.compile(r'arn:aws:ecs:[a-z0-9-]+:\d{12}:(cluster|task-definition|container-instance|task-set|task|service|capacity-provider)/[^"\\\s]+')
 TOKEN_RE = re.compile(r'"nextToken"\s*:\s*"([^"\\]+)"')
 
 
@@ -159,7 +159,9 @@ class Pool:
     taskdefs: list = field(default_factory=lambda: ["fuzz-web", "fuzz-web:1", "fuzz-vpc:1", "fuzz-host"])
     instances: list = field(default_factory=list)
     tasks: list = field(default_factory=list)
-    services: list = field(default_factory=lambda: ["fuzz-svc"])
+    services: list = field(default_factory=lambda: ["fuzz-svc", "fuzz-ext"])
+    task_sets: list = field(default_factory=list)
+    capacity_providers: list = field(default_factory=lambda: ["fuzz-cp"])
     tokens: dict = field(default_factory=dict)  # operation -> nextTokens it answered
     LIMIT = 64
 
@@ -187,6 +189,10 @@ class Pool:
                 self.add("tasks", arn)
             elif kind == "service":
                 self.add("services", arn)
+            elif kind == "task-set":
+                self.add("task_sets", arn)
+            elif kind == "capacity-provider":
+                self.add("capacity_providers", rest)
         if op:
             for m in TOKEN_RE.finditer(text):
                 self.add("tokens", m.group(1), self.tokens.setdefault(op, []))
@@ -331,7 +337,10 @@ class Generator:
             "tags": lambda: [tag() for _ in range(r.choice([0, 1, 2, 50]))],
             "tagKeys": lambda: [r.choice(["team", "env", "x"])],
             "capacityProviders": lambda: r.sample(["FARGATE", "FARGATE_SPOT"], r.randint(0, 2)),
-            "capacityProvider": lambda: r.choice(["FARGATE", "FARGATE_SPOT"]),
+            "capacityProvider": lambda: self._pick(p.capacity_providers) if r.random() < 0.7 else r.choice(["FARGATE", "FARGATE_SPOT"]),
+            "taskSet": lambda: self._pick(p.task_sets),
+            "primaryTaskSet": lambda: self._pick(p.task_sets),
+            "taskSets": lambda: self._some(lambda: self._pick(p.task_sets)),
             "settings": lambda: [{"name": "containerInsights", "value": r.choice(["enabled", "disabled", "enhanced"])}],
             "instanceIdentityDocument": lambda: identity_document(r),
             "totalResources": lambda: resources(r),
@@ -466,6 +475,18 @@ class Generator:
                 if isinstance(c, dict):
                     c["containerName"] = r.choice(["app", "side"])
                     c["status"] = r.choice(TASK_STATUSES)
+        elif op in ("CreateTaskSet", "UpdateTaskSet", "DeleteTaskSet", "DescribeTaskSets", "UpdateServicePrimaryTaskSet") \
+                and r.random() < 0.8:
+            # The EXTERNAL service of the setup, where task sets live.
+            body["cluster"], body["service"] = "fuzz-a", "fuzz-ext"
+            if op == "CreateTaskSet":
+                body["taskDefinition"] = self._pick(self.pool.taskdefs[:2])
+                for k in ("loadBalancers", "serviceRegistries", "networkConfiguration", "launchType",
+                          "capacityProviderStrategy", "platformVersion"):
+                    body.pop(k, None)
+        elif op == "CreateCapacityProvider" and r.random() < 0.8:
+            body["name"] = self._new_name("fuzz-cp")
+            body["autoScalingGroupProvider"] = {"autoScalingGroupArn": self._new_name("fuzz-group")}
         elif op in ("PutAccountSetting", "PutAccountSettingDefault") and r.random() < 0.8:
             body["value"] = {"fargateTaskRetirementWaitPeriod": r.choice(["0", "7", "14"]),
                              "defaultLogDriverMode": r.choice(["blocking", "non-blocking"])}.get(body.get("name"), r.choice(["enabled", "disabled"]))
@@ -947,6 +968,12 @@ class Fuzzer:
         self.ecs("RunTask", {"cluster": "fuzz-a", "taskDefinition": "fuzz-web", "count": 3, "group": "fuzz"}, "setup RunTask")
         self.ecs("CreateService", {"cluster": "fuzz-a", "serviceName": "fuzz-svc", "taskDefinition": "fuzz-web", "desiredCount": 1},
                  "setup CreateService")
+        self.ecs("CreateService", {"cluster": "fuzz-a", "serviceName": "fuzz-ext", "desiredCount": 2,
+                                   "deploymentController": {"type": "EXTERNAL"}}, "setup CreateService EXTERNAL")
+        self.ecs("CreateTaskSet", {"cluster": "fuzz-a", "service": "fuzz-ext", "taskDefinition": "fuzz-web",
+                                   "scale": {"value": 50.0, "unit": "PERCENT"}}, "setup CreateTaskSet")
+        self.ecs("CreateCapacityProvider", {"name": "fuzz-cp", "autoScalingGroupProvider": {"autoScalingGroupArn": "fuzz-group"}},
+                 "setup CreateCapacityProvider")
         self.ecs("PutAccountSetting", {"name": "containerInsights", "value": "enabled"}, "setup PutAccountSetting")
         self.ecs("ListClusters", {"maxResults": 1}, "setup ListClusters")
 

@@ -258,15 +258,9 @@ pub(super) async fn run_connection(
         router,
         conn: Arc::clone(&conn),
     };
-    // `half_close`: while a request is in progress hyper does not read ahead to notice
-    // the client hanging up. Reading ahead reserved a second read buffer (8–16 KB) per
-    // waiting long poll, the largest share of a server with thousands of agents
-    // (docs/performance.md); every request has a bounded wait, and a client that went
-    // away is noticed when its answer is written.
     let mut connection = pin!(
         http1::Builder::new()
             .max_header_size(MAX_HEAD_BYTES)
-            .half_close(true)
             .serve_connection(io, service)
     );
     let mut stopping = false;
