@@ -7,18 +7,15 @@
 
 use controlplane::controllers::service::reconcile_service;
 use controlplane::ops::agent_channel::{assignment, service_connect_routes};
-use controlplane::ops::servicediscovery::{SdWritten, namespaces};
+use controlplane::ops::servicediscovery::namespaces;
 use controlplane::ops::{clusters, services, task_definitions};
 use controlplane::registries::PRIVATE_IP_ATTRIBUTE;
 use controlplane::service_connect::{self, SERVICE_CONNECT_DRAIN_MS};
 use controlplane::state::{ServiceKey, TaskRecord};
-use controlplane::{Ctx, State};
 use model::agent::{GetServiceConnectRoutesRequest, ServiceConnectRoute};
 use model::{wire, wire_sd};
 use serde_json::{Value, json};
 use testkit::ecs::{World, req, scope};
-
-type SdOp<Req, Resp> = fn(&State, &mut Ctx, Req) -> SdWritten<Resp>;
 
 struct Harness {
     world: World,
@@ -61,7 +58,9 @@ impl Harness {
             namespace_arn: String::new(),
             next_port: 40000,
         };
-        let _ = h.sd(namespaces::create_http_namespace, json!({"Name": "local"}));
+        let _ = h
+            .world
+            .sd_write(namespaces::create_http_namespace, json!({"Name": "local"}));
         h.namespace_arn = h
             .world
             .state
@@ -75,18 +74,6 @@ impl Harness {
             .clone()
             .unwrap();
         h
-    }
-
-    fn sd<Req: serde::de::DeserializeOwned, Resp>(
-        &mut self,
-        op: SdOp<Req, Resp>,
-        body: Value,
-    ) -> Resp {
-        let mut ctx = self.world.ctx();
-        let (resp, changes) = op(&self.world.state, &mut ctx, req(body))
-            .unwrap_or_else(|e| panic!("{}: {e}", e.code()));
-        self.world.apply(&changes);
-        resp
     }
 
     fn create(&mut self, name: &str, def: &str, desired: i32, sc: Value) -> wire::Service {

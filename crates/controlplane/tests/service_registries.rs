@@ -5,15 +5,12 @@
 
 use controlplane::controllers::service::reconcile_service;
 use controlplane::ops::servicediscovery::dns::dns_snapshot;
-use controlplane::ops::servicediscovery::{SdWritten, namespaces, services as sd_services};
+use controlplane::ops::servicediscovery::{namespaces, services as sd_services};
 use controlplane::ops::{agent, services, task_definitions};
 use controlplane::state::{ServiceKey, TaskRecord};
-use controlplane::{Ctx, State};
 use model::{wire, wire_sd};
-use serde_json::{Value, json};
+use serde_json::json;
 use testkit::ecs::{World, req, scope};
-
-type SdOp<Req, Resp> = fn(&State, &mut Ctx, Req) -> SdWritten<Resp>;
 
 struct Harness {
     world: World,
@@ -45,7 +42,7 @@ impl Harness {
             registry_id: String::new(),
             next_port: 40000,
         };
-        let _ = h.sd(
+        let _ = h.world.sd_write(
             namespaces::create_private_dns_namespace,
             json!({"Name": "local", "Vpc": "vpc-1"}),
         );
@@ -60,7 +57,7 @@ impl Harness {
             .id
             .clone();
         let svc = h
-            .sd(
+            .world.sd_write(
                 sd_services::create_service,
                 json!({"Name": "web", "NamespaceId": ns,
                     "DnsConfig": {"DnsRecords": [{"Type": "A", "TTL": 10}, {"Type": "SRV", "TTL": 10}]}}),
@@ -70,18 +67,6 @@ impl Harness {
         h.registry_arn = svc.arn.unwrap();
         h.registry_id = svc.id.unwrap();
         h
-    }
-
-    fn sd<Req: serde::de::DeserializeOwned, Resp>(
-        &mut self,
-        op: SdOp<Req, Resp>,
-        body: Value,
-    ) -> Resp {
-        let mut ctx = self.world.ctx();
-        let (resp, changes) = op(&self.world.state, &mut ctx, req(body))
-            .unwrap_or_else(|e| panic!("{}: {e}", e.code()));
-        self.world.apply(&changes);
-        resp
     }
 
     fn create_service(&mut self, desired: i32) {

@@ -236,6 +236,20 @@ impl World {
             .expect("container instance ARN")
     }
 
+    /// Runs the Cloud Map operation `op` on `body` in a fresh [`World::ctx`] and applies its
+    /// changes; panics with the error's code and message if it fails.
+    pub fn sd_write<Req: DeserializeOwned, Resp>(
+        &mut self,
+        op: fn(&State, &mut Ctx, Req) -> controlplane::ops::servicediscovery::SdWritten<Resp>,
+        body: Value,
+    ) -> Resp {
+        let mut ctx = self.ctx();
+        let (resp, changes) =
+            op(&self.state, &mut ctx, req(body)).unwrap_or_else(|e| panic!("{}: {e}", e.code()));
+        self.apply(&changes);
+        resp
+    }
+
     /// [`World::add_instance`] with 4096 CPU units and MiB, whose agent reported `ip` as
     /// its private address (the `flotilla.private-ip` attribute load balancer and Cloud
     /// Map registrations of `bridge` tasks use).

@@ -91,19 +91,13 @@ impl<'a> Pass<'a> {
         };
         let failed_id = deployments[pi].id.clone().unwrap_or_default();
         let target_id = deployments[ti].id.clone().unwrap_or_default();
-        deployments[pi].set_status(DeploymentStatus::Active);
-        deployments[pi].updated_at = Some(now);
-        let target = &mut deployments[ti];
-        target.set_status(DeploymentStatus::Primary);
-        target.rollout_state = Some(Rollout::InProgress);
-        target.rollout_state_reason = Some(format!(
-            "ECS deployment circuit breaker: rolling back to deploymentId {target_id}."
-        ));
-        target.desired_count = Some(desired);
-        target.updated_at = Some(now);
-        let def = target.task_definition.clone();
-        let t = deployments.remove(ti);
-        deployments.insert(0, t);
+        let def = hand_primary_back(
+            deployments,
+            (pi, ti),
+            desired,
+            now,
+            format!("ECS deployment circuit breaker: rolling back to deploymentId {target_id}."),
+        );
         self.svc.service.task_definition = def;
         self.events.push(format!(
             "{prefix} (deployment {target_id}) rolling back: deployment {failed_id} \
@@ -249,6 +243,30 @@ impl<'a> Pass<'a> {
         }
         self.events.push(message);
     }
+}
+
+/// A rollback's bookkeeping: the failed PRIMARY `pi` turns ACTIVE, the rollback target
+/// `ti` PRIMARY again (rolling out to `desired` tasks, with `reason`) and first in the
+/// list. Returns the target's task definition, the service's from now on.
+pub(super) fn hand_primary_back(
+    deployments: &mut Vec<wire::Deployment>,
+    (pi, ti): (usize, usize),
+    desired: i32,
+    now: f64,
+    reason: String,
+) -> Option<String> {
+    deployments[pi].set_status(DeploymentStatus::Active);
+    deployments[pi].updated_at = Some(now);
+    let target = &mut deployments[ti];
+    target.set_status(DeploymentStatus::Primary);
+    target.rollout_state = Some(Rollout::InProgress);
+    target.rollout_state_reason = Some(reason);
+    target.desired_count = Some(desired);
+    target.updated_at = Some(now);
+    let def = target.task_definition.clone();
+    let t = deployments.remove(ti);
+    deployments.insert(0, t);
+    def
 }
 
 /// The deployment a FAILED PRIMARY rolls back to: the newest other deployment that

@@ -12,7 +12,7 @@
 //! deployment (there is no blue side) nor for a rollback.
 
 use super::*;
-use crate::controllers::service::deployments::rollback_target;
+use crate::controllers::service::deployments::{hand_primary_back, rollback_target};
 use crate::state::{HookState, HookStatus};
 use wire::DeploymentLifecycleHookStage as Stage;
 
@@ -266,18 +266,13 @@ impl<'a> Pass<'a> {
             return;
         };
         let target_id = deployments[ti].id.clone().unwrap_or_default();
-        deployments[pi].set_status(DeploymentStatus::Active);
-        let target = &mut deployments[ti];
-        target.set_status(DeploymentStatus::Primary);
-        target.rollout_state = Some(Rollout::InProgress);
-        target.rollout_state_reason = Some(format!(
-            "ECS deployment lifecycle hook: {ROLLING_BACK} {target_id}."
-        ));
-        target.desired_count = Some(desired);
-        target.updated_at = Some(now);
-        let def = target.task_definition.clone();
-        let t = deployments.remove(ti);
-        deployments.insert(0, t);
+        let def = hand_primary_back(
+            deployments,
+            (pi, ti),
+            desired,
+            now,
+            format!("ECS deployment lifecycle hook: {ROLLING_BACK} {target_id}."),
+        );
         self.svc.service.task_definition = def;
         self.events.push(format!(
             "{prefix} (deployment {target_id}) rolling back: deployment {} failed its \
