@@ -481,3 +481,29 @@ fn list_services_by_namespace_names_the_services_that_use_it() {
     let e = list(&h, json!({"namespace": "nope"})).unwrap_err();
     assert_eq!(e.code(), "NamespaceNotFoundException");
 }
+
+#[test]
+fn a_route_request_names_at_most_ten_namespaces() {
+    let h = Harness::new();
+    let instance = h.world.state.instances.values().next().unwrap();
+    let ask = |n: usize| GetServiceConnectRoutesRequest {
+        cluster: Some("c".into()),
+        container_instance: Some(instance.id.clone()),
+        namespaces: vec![h.namespace_arn.clone(); n],
+    };
+    assert!(
+        service_connect_routes(
+            &h.world.state,
+            &scope(),
+            &ask(model::agent::MAX_ROUTE_NAMESPACES)
+        )
+        .is_ok()
+    );
+    let e = service_connect_routes(
+        &h.world.state,
+        &scope(),
+        &ask(model::agent::MAX_ROUTE_NAMESPACES + 1),
+    )
+    .unwrap_err();
+    assert_eq!(e.code(), "InvalidParameterException", "{e}");
+}
