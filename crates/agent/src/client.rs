@@ -256,4 +256,16 @@ impl Client {
             .await?;
         Ok(())
     }
+
+    /// FlotillaAgentV1.PutHostAnswer (the answer to a host API call, see
+    /// [`crate::host_calls`]).
+    pub async fn put_host_answer(
+        &self,
+        req: &model::host::PutHostAnswerRequest,
+    ) -> Result<(), AgentError> {
+        let _: model::host::PutHostAnswerResponse = self
+            .call(&format!("{AGENT_TARGET_PREFIX}.PutHostAnswer"), req)
+            .await?;
+        Ok(())
+    }
 }

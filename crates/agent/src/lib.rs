@@ -42,6 +42,8 @@
 //!   `dnsSearchDomains`, the agent's `--task-dns`).
 //! - [`service_connect`]: ECS Service Connect on the node (client aliases: routes, alias
 //!   addresses, the node's proxy, the `/etc/hosts` of Service Connect tasks).
+//! - [`host_calls`]: the host API calls the control plane relays to this node
+//!   (`--host-api-socket`), answered with `PutHostAnswer`.
 //! - [`run`]: the main loop.
 //!
 //! ## Security
@@ -59,6 +61,7 @@ pub mod dependencies;
 pub mod error;
 pub mod health;
 pub mod host;
+pub mod host_calls;
 pub mod local_state;
 pub mod logs;
 pub mod plan;

@@ -64,6 +64,10 @@ pub struct AgentConfig {
     /// (`--service-connect-cidr`, default [`crate::service_connect::DEFAULT_CIDR`]); see
     /// [`crate::service_connect`].
     pub service_connect_cidr: network::Ipv4Cidr,
+    /// The node's host API socket (`--host-api-socket`, set by `flotilla host boot`):
+    /// where the host calls the control plane relays are made (see
+    /// [`crate::host_calls`]); `None` answers them with an error.
+    pub host_api_socket: Option<PathBuf>,
 }
 
 /// The node's address as the identity document's `privateIp` shows it: `advertise_ip`
@@ -230,6 +234,9 @@ pub async fn run(
     let log_reads = Arc::new(tokio::sync::Semaphore::new(
         crate::logs::MAX_CONCURRENT_READS,
     ));
+    let host_calls = Arc::new(tokio::sync::Semaphore::new(
+        crate::host_calls::MAX_CONCURRENT_CALLS,
+    ));
     loop {
         supervisors.retain(|_, (_, h)| !h.is_finished());
         let req = PollTasksRequest {
@@ -248,6 +255,16 @@ pub async fn run(
                 backoff = Duration::from_millis(200);
                 for request in r.log_requests {
                     crate::logs::spawn_answer(&shared, &arn, request, &log_reads);
+                }
+                for request in r.host_requests {
+                    crate::host_calls::spawn_answer(
+                        &client,
+                        &cfg.cluster,
+                        &arn,
+                        cfg.host_api_socket.clone(),
+                        request,
+                        &host_calls,
+                    );
                 }
                 // A brief answer (`unchanged`): the assignment is the last full one's.
                 if !r.unchanged || digest.is_none() {

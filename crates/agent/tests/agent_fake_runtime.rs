@@ -2,7 +2,8 @@
 //! `FakeRuntime`: tasks placed on the node start and reach RUNNING; StopTask stops
 //! them; an essential container's exit stops the task with its exit code; an OOM kill
 //! and a missing image are reported in ECS's words; a restarted agent adopts running
-//! containers instead of starting them again.
+//! containers instead of starting them again; the control plane reaches the node's host
+//! API (a real `host_api` server on a Unix socket) through the agent's poll.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -57,6 +58,32 @@ impl Env {
         let v: Value = resp.json().await.unwrap();
         assert!(ok, "{op}: {v}");
         v
+    }
+
+    /// `FlotillaV1.<op>`: status and JSON body, whatever the status.
+    async fn flotilla(&self, op: &str, body: Value) -> (u16, Value) {
+        let resp = self
+            .http
+            .post(&self.endpoint)
+            .header("x-amz-target", format!("FlotillaV1.{op}"))
+            .header("authorization", "AWS4-HMAC-SHA256 Credential=k/20260101/us-east-1/ecs/aws4_request, SignedHeaders=host, Signature=0")
+            .body(body.to_string())
+            .send()
+            .await
+            .unwrap();
+        (resp.status().as_u16(), resp.json().await.unwrap())
+    }
+
+    /// `FlotillaV1.CallHostApi`, again while the agent's first poll is not open yet.
+    async fn host_call(&self, body: Value) -> (u16, Value) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let (code, v) = self.flotilla("CallHostApi", body.clone()).await;
+            if v["__type"] != "TargetNotConnectedException" || Instant::now() > deadline {
+                return (code, v);
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     async fn task(&self, arn: &str) -> Value {
@@ -120,6 +147,7 @@ fn config(env: &Env, dir: &std::path::Path) -> AgentConfig {
         advertise_ip: None,
         task_dns: Vec::new(),
         service_connect_cidr: "127.77.0.0/16".parse().unwrap(),
+        host_api_socket: None,
     }
 }
 
@@ -413,6 +441,113 @@ async fn containers_get_a_resolv_conf_from_task_dns_or_their_dns_servers() {
         "the task's directory too"
     );
 
+    let _ = stop_agent.send(());
+    agent.await.unwrap();
+}
+
+/// A real host API server (settings datastore on disk) on a Unix socket in `dir`.
+fn start_host_api(dir: &std::path::Path) -> std::path::PathBuf {
+    let socket = dir.join("api.sock");
+    let cfg = host_api::server::HostConfig {
+        data_dir: dir.join("data"),
+        paths: host_api::services::Paths {
+            etc: dir.join("etc"),
+            proc_sys: dir.join("proc-sys"),
+        },
+        node: None,
+    };
+    let restarter = Arc::new(host_api::services::CommandRestarter {
+        commands: Default::default(),
+        etc: dir.join("etc"),
+    });
+    let state = host_api::server::HostState::new(cfg, restarter).unwrap();
+    let listener = host_api::server::bind(&socket).unwrap();
+    tokio::spawn(host_api::server::run(
+        listener,
+        state,
+        std::future::pending(),
+    ));
+    socket
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_control_plane_calls_the_nodes_host_api_through_the_agent() {
+    let env = Env::start().await;
+    let fake = FakeRuntime::new();
+    let dir = tempfile::tempdir().unwrap();
+    let host_dir = tempfile::tempdir().unwrap();
+    let socket = start_host_api(host_dir.path());
+    let mut cfg = config(&env, dir.path());
+    cfg.host_api_socket = Some(socket.clone());
+    let (stop_agent, agent) = spawn_agent(cfg, &fake);
+    let instance = env.wait_registered().await[0].as_str().unwrap().to_owned();
+    let call = |call: Value| json!({"cluster": "c", "containerInstance": instance, "call": call});
+
+    // A setting written through the control plane is live on the node...
+    let (status, set) = env
+        .host_call(call(
+            json!({"action": "SetSettings", "settings": {"motd": "hello from the control plane"}}),
+        ))
+        .await;
+    assert_eq!(status, 200, "{set}");
+    assert_eq!(set["status"], 200, "{set}");
+    let direct = host_api::client::Client::new(&socket)
+        .get_json("/settings?keys=settings.motd")
+        .await
+        .unwrap();
+    assert_eq!(direct["motd"], "hello from the control plane", "{direct}");
+    // ...and read back the same way.
+    let (_, got) = env
+        .host_call(call(json!({"action": "GetSettings", "prefix": "motd"})))
+        .await;
+    assert_eq!(got["status"], 200, "{got}");
+    assert_eq!(
+        got["body"]["settings"]["motd"], "hello from the control plane",
+        "{got}"
+    );
+    // A refused value comes back with the host API's own status and words; nothing is
+    // left pending on the node.
+    let (_, bad) = env
+        .host_call(call(
+            json!({"action": "SetSettings", "settings": {"ecs": {"clustr": "x"}}}),
+        ))
+        .await;
+    assert_eq!(bad["status"], 400, "{bad}");
+    assert!(bad["body"].as_str().unwrap().contains("clustr"), "{bad}");
+    let pending = host_api::client::Client::new(&socket)
+        .get_json("/tx/list")
+        .await
+        .unwrap();
+    assert_eq!(pending, json!([]), "the refused transaction was deleted");
+    // The host API's status passes through: no update command ran since boot.
+    let (_, status) = env
+        .host_call(call(json!({"action": "GetUpdateStatus"})))
+        .await;
+    assert_eq!(status["status"], 404, "{status}");
+    // Only the listed calls exist.
+    let (code, refused) = env
+        .host_call(call(json!({"action": "RunShell", "command": "id"})))
+        .await;
+    assert_eq!(code, 400, "{refused}");
+    let _ = stop_agent.send(());
+    agent.await.unwrap();
+
+    // An agent without a host layer says so.
+    let (stop_agent, agent) = spawn_agent(config(&env, dir.path()), &fake);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let without = loop {
+        let (code, v) = env.host_call(call(json!({"action": "GetOs"}))).await;
+        if code == 400
+            && v["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("--host-api-socket"))
+        {
+            break v;
+        }
+        assert!(Instant::now() < deadline, "{code} {v}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(without["__type"], "ClientException", "{without}");
     let _ = stop_agent.send(());
     agent.await.unwrap();
 }

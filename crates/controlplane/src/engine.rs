@@ -129,7 +129,7 @@ struct Inner {
     /// only: after a restart every instance counts as heard from at start.
     heartbeats: std::sync::Mutex<HashMap<MemberKey, f64>>,
     /// Log requests on their way to agents and back (in memory only).
-    log_broker: crate::log_broker::LogBroker,
+    node_broker: crate::node_broker::NodeBroker,
     /// Why the store cannot write, while it cannot (set and cleared by the writer).
     store_failure: std::sync::Mutex<Option<String>>,
     clock: Clock,
@@ -220,7 +220,7 @@ impl ControlPlane {
             changes,
             changed,
             heartbeats: std::sync::Mutex::new(heartbeats),
-            log_broker: crate::log_broker::LogBroker::default(),
+            node_broker: crate::node_broker::NodeBroker::default(),
             store_failure: std::sync::Mutex::new(None),
             clock: clock.clone(),
         });
@@ -261,9 +261,9 @@ impl ControlPlane {
             .clone()
     }
 
-    /// The broker that carries log requests to agents over their polls.
-    pub fn log_broker(&self) -> &crate::log_broker::LogBroker {
-        &self.inner.log_broker
+    /// The broker that carries log reads and host API calls to agents over their polls.
+    pub fn node_broker(&self) -> &crate::node_broker::NodeBroker {
+        &self.inner.node_broker
     }
 
     /// The control plane's clock (epoch seconds).

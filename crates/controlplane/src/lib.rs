@@ -32,7 +32,8 @@
 //!   reservations, placement specs).
 //! - [`controllers`]: level-triggered reconcilers (the service controller) and their runner.
 //! - [`paging`]: signed `nextToken`s.
-//! - [`log_broker`]: users' log reads carried to agents over their polls, answers back.
+//! - [`node_broker`]: users' log reads and host API calls carried to agents over their
+//!   polls, answers back.
 //! - [`load_balancing`]: which target groups a service's tasks join and at which address.
 //! - [`registries`]: the Cloud Map instance a service's task is (`serviceRegistries`).
 //! - [`service_connect`]: `serviceConnectConfiguration`, its Cloud Map services and the
@@ -52,7 +53,7 @@ pub mod error;
 pub mod limits;
 pub mod liveness;
 pub mod load_balancing;
-pub mod log_broker;
+pub mod node_broker;
 pub mod ops;
 pub mod paging;
 pub mod placement;

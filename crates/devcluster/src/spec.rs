@@ -42,6 +42,19 @@ pub struct ClusterSpec {
     /// `flotilla server --instance-lost-after` (seconds), when set.
     #[serde(default)]
     pub instance_lost_after: Option<u64>,
+    /// The host layer the nodes boot through (`up --os-repo`); `None`: a bare agent.
+    #[serde(default)]
+    pub os: Option<OsSpec>,
+}
+
+/// Nodes booted by the host layer: `flotilla host boot` from a node image installed in
+/// slot A, updated from a TUF repository.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OsSpec {
+    /// The TUF repository (`flotilla os publish --repo`): the nodes' update source.
+    pub repo: PathBuf,
+    /// The node image installed in slot A of every new node.
+    pub image: PathBuf,
 }
 
 /// Checks a cluster name: 1–8 characters, lowercase ASCII letters and digits, starting
@@ -192,6 +205,19 @@ impl ClusterSpec {
         self.node_dir(i).join("runc")
     }
 
+    /// Node `i`'s host-layer node directory (`flotilla host boot --node-root`: slots,
+    /// flags, datastore, `run/`).
+    #[must_use]
+    pub fn host_root(&self, i: u8) -> PathBuf {
+        self.node_dir(i).join("host")
+    }
+
+    /// Node `i`'s host API socket (`flotilla apiclient --socket`).
+    #[must_use]
+    pub fn host_socket(&self, i: u8) -> PathBuf {
+        self.node_dir(i).join("api.sock")
+    }
+
     /// Node `i`'s agent data directory.
     #[must_use]
     pub fn agent_dir(&self, i: u8) -> PathBuf {
@@ -274,6 +300,7 @@ mod tests {
             port: 8080,
             agent_timeout: None,
             instance_lost_after: Some(25),
+            os: None,
         }
     }
 

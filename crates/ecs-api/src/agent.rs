@@ -1,6 +1,7 @@
 //! Routing of the flotilla agent protocol (`X-Amz-Target: FlotillaAgentV1.<Op>`, see
 //! [`model::agent`]): one `match` over [`AgentOperation`], the long poll (which also
-//! carries log requests to the agent), and the agent's log answers (`PutLogs`).
+//! carries log requests and host API calls to the agent), and the agent's answers
+//! (`PutLogs`, `PutHostAnswer`).
 //!
 //! ## Waking waiting polls
 //! Every agent holds one poll open nearly all the time, so a large cluster has
@@ -15,6 +16,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError, Weak};
 use std::time::Duration;
 
+use controlplane::node_broker::{NodeAnswer, NodeRequest};
 use controlplane::ops::agent_channel::{
     instance_key, poll_answer_json, poll_digest, polling_instance, polling_key, report_health,
     service_connect_routes, set_agent_connected,
@@ -25,6 +27,7 @@ use model::agent::{
     AgentOperation, GetServiceConnectRoutesRequest, MAX_WAIT_SECONDS, PollTasksRequest,
     ReportHealthRequest, ReportNetworkRequest,
 };
+use model::host::{PutHostAnswerRequest, PutHostAnswerResponse};
 use model::logs::{PutLogsRequest, PutLogsResponse};
 use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::{Notify, broadcast, watch};
@@ -58,6 +61,7 @@ pub async fn dispatch_agent(
             )
         }
         AgentOperation::PutLogs => put_logs(cp, call, parse_json(body)?),
+        AgentOperation::PutHostAnswer => put_host_answer(cp, call, parse_json(body)?),
         AgentOperation::GetServiceConnectRoutes => {
             let req: GetServiceConnectRoutesRequest = parse_json(body)?;
             encode(&cp.read(|s| service_connect_routes(s, &call.scope, &req))?)
@@ -67,22 +71,40 @@ pub async fn dispatch_agent(
 
 /// Hands an agent's answer to the `GetTaskLogs` request waiting for it.
 fn put_logs(cp: &ControlPlane, call: &Call, req: PutLogsRequest) -> Result<Vec<u8>, ApiError> {
-    let key = cp.read(|s| {
-        polling_instance(
-            s,
-            &call.scope,
-            req.cluster.as_deref(),
-            req.container_instance.as_deref(),
-        )
-        .map(instance_key)
-    })?;
-    cp.heartbeat(key.clone());
-    cp.log_broker()
-        .answer(&key, req)
-        .map_err(|e| ApiError::Ecs(EcsError::InvalidParameter(e.to_string())))?;
+    let instance = (req.cluster.clone(), req.container_instance.clone());
+    hand_answer(cp, call, instance, req.into())?;
     encode(&PutLogsResponse {
         acknowledgment: "ACK".into(),
     })
+}
+
+/// Hands an agent's answer to the `CallHostApi` request waiting for it.
+fn put_host_answer(
+    cp: &ControlPlane,
+    call: &Call,
+    req: PutHostAnswerRequest,
+) -> Result<Vec<u8>, ApiError> {
+    let instance = (req.cluster.clone(), req.container_instance.clone());
+    hand_answer(cp, call, instance, req.into())?;
+    encode(&PutHostAnswerResponse {
+        acknowledgment: "ACK".into(),
+    })
+}
+
+/// The answering instance's heartbeat, then its answer to the broker.
+fn hand_answer(
+    cp: &ControlPlane,
+    call: &Call,
+    (cluster, instance): (Option<String>, Option<String>),
+    answer: NodeAnswer,
+) -> Result<(), ApiError> {
+    let key = cp.read(|s| {
+        polling_instance(s, &call.scope, cluster.as_deref(), instance.as_deref()).map(instance_key)
+    })?;
+    cp.heartbeat(key.clone());
+    cp.node_broker()
+        .answer(&key, answer)
+        .map_err(|e| ApiError::Ecs(EcsError::InvalidParameter(e.to_string())))
 }
 
 /// How often a waiting poll refreshes its instance's heartbeat (well within the
@@ -129,7 +151,7 @@ impl Wakers {
         static ALL: OnceLock<Mutex<HashMap<usize, Arc<Wakers>>>> = OnceLock::new();
         // The control plane's identity: where its log broker lives. An address can only
         // be reused after that control plane is gone, which `usable` notices.
-        let id = std::ptr::from_ref(cp.log_broker()).addr();
+        let id = std::ptr::from_ref(cp.node_broker()).addr();
         let mut all = ALL
             .get_or_init(Mutex::default)
             .lock()
@@ -344,15 +366,16 @@ async fn poll(cp: &ControlPlane, call: &Call, req: PollTasksRequest) -> Result<V
             continue;
         }
         // While this poll is open the instance counts as reachable for log requests.
-        let open_poll = open_poll.get_or_insert_with(|| cp.log_broker().poll_started(&key));
-        let log_requests = cp.log_broker().take(&key);
+        let open_poll = open_poll.get_or_insert_with(|| cp.node_broker().poll_started(&key));
+        let (log_requests, host_requests) = NodeRequest::split(cp.node_broker().take(&key));
         let now = tokio::time::Instant::now();
         if !log_requests.is_empty()
+            || !host_requests.is_empty()
             || req.known_digest.as_deref() != Some(digest.as_str())
             || now >= deadline
         {
             let (key, answer) =
-                cp.read(|s| poll_answer_json(s, &call.scope, &req, &log_requests))?;
+                cp.read(|s| poll_answer_json(s, &call.scope, &req, &log_requests, &host_requests))?;
             cp.heartbeat(key);
             return Ok(answer);
         }
@@ -383,9 +406,9 @@ async fn poll(cp: &ControlPlane, call: &Call, req: PollTasksRequest) -> Result<V
         };
         if timed_out {
             // Nothing woke this poll: answer with what is there, without another look.
-            let log_requests = cp.log_broker().take(&key);
+            let (log_requests, host_requests) = NodeRequest::split(cp.node_broker().take(&key));
             let (key, answer) =
-                cp.read(|s| poll_answer_json(s, &call.scope, &req, &log_requests))?;
+                cp.read(|s| poll_answer_json(s, &call.scope, &req, &log_requests, &host_requests))?;
             cp.heartbeat(key);
             return Ok(answer);
         }

@@ -11,8 +11,8 @@
 //! protocol and XML ([`elbv2`]), `servicediscovery`), in one `match` in [`server`].
 //!
 //! ## Design
-//! This crate holds no state (the log broker that waiting `GetTaskLogs` requests use
-//! lives in the control plane). A request goes: [`auth`] (region and account from the
+//! This crate holds no state (the node broker that waiting `GetTaskLogs` and
+//! `CallHostApi` requests use lives in the control plane). A request goes: [`auth`] (region and account from the
 //! SigV4 credential scope; signature checked when credentials are configured) →
 //! [`dispatch`] (the target names an [`Operation`](model::wire::Operation); one `match`
 //! sends each operation to its function in `controlplane::ops`) → JSON. Every failure
@@ -21,7 +21,9 @@
 //! ## Layout
 //! - [`server`]: the axum router, `/healthz`, `/admin/reset`, [`server::serve`].
 //! - [`agent`]: the flotilla agent protocol (long-poll for assigned tasks, log answers).
-//! - [`logs`]: flotilla's own user operations (`FlotillaV1.GetTaskLogs`).
+//! - [`logs`]: flotilla's own user operations (`FlotillaV1.GetTaskLogs`, routing
+//!   `CallHostApi` to [`host_calls`]).
+//! - [`host_calls`]: `FlotillaV1.CallHostApi`, a node's host API through its agent.
 //! - [`auth`]: SigV4 parsing and verification, the credentials file.
 //! - [`dispatch`]: operation routing.
 //! - [`error`]: [`ApiError`] and its wire mapping.
@@ -35,6 +37,7 @@ pub mod auth;
 pub mod dispatch;
 pub mod elbv2;
 pub mod error;
+pub mod host_calls;
 pub mod logs;
 pub mod server;
 pub mod service;

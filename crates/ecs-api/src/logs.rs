@@ -1,11 +1,12 @@
 //! flotilla's own user-facing operations (`X-Amz-Target: FlotillaV1.<Op>`, see
 //! [`model::logs`]): `GetTaskLogs`, served by asking the task's agent through the
-//! [`log broker`](controlplane::log_broker) and waiting for its answer.
+//! [`node broker`](controlplane::node_broker) and waiting for its answer, and
+//! `CallHostApi` (in [`crate::host_calls`]).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use controlplane::log_broker::{ANSWER_GRACE, LogBrokerError};
+use controlplane::node_broker::{ANSWER_GRACE, NodeAnswer, NodeBrokerError};
 use controlplane::ops::logs::{LogTarget, decode_token, locate, log_request, response};
 use controlplane::{ControlPlane, EcsError};
 use model::logs::{GetTaskLogsRequest, UserOperation};
@@ -22,6 +23,9 @@ pub async fn dispatch_user(
 ) -> Result<Vec<u8>, ApiError> {
     match op {
         UserOperation::GetTaskLogs => get_task_logs(cp, call, parse_json(body)?).await,
+        UserOperation::CallHostApi => {
+            crate::host_calls::call_host_api(cp, call, parse_json(body)?).await
+        }
     }
 }
 
@@ -40,32 +44,37 @@ async fn get_task_logs(
     let request = log_request(&target, &req, cursors.clone());
     let wait = Duration::from_secs(u64::from(request.wait_seconds)) + ANSWER_GRACE;
     let pending = cp
-        .log_broker()
+        .node_broker()
         .submit(&target.instance, request)
         .map_err(|e| broker_error(&target, &e))?;
-    let answer = pending
+    let NodeAnswer::Logs(answer) = pending
         .wait(wait)
         .await
-        .map_err(|e| broker_error(&target, &e))?;
+        .map_err(|e| broker_error(&target, &e))?
+    else {
+        return Err(ApiError::Ecs(EcsError::Server(
+            "the agent answered a log read with another kind of answer".into(),
+        )));
+    };
     encode(&response(&target, cursors, answer)?)
 }
 
-fn broker_error(target: &LogTarget, e: &LogBrokerError) -> ApiError {
+fn broker_error(target: &LogTarget, e: &NodeBrokerError) -> ApiError {
     let instance = &target.instance_arn;
     ApiError::Ecs(match e {
-        LogBrokerError::NotConnected | LogBrokerError::NotPickedUp(_) => {
+        NodeBrokerError::NotConnected | NodeBrokerError::NotPickedUp(_) => {
             EcsError::TargetNotConnected(format!(
                 "The agent on container instance {instance} is not connected, so the logs of task {} cannot be read now.",
                 target.task_arn
             ))
         }
-        LogBrokerError::NoAnswer(after) => EcsError::TargetNotConnected(format!(
+        NodeBrokerError::NoAnswer(after) => EcsError::TargetNotConnected(format!(
             "The agent on container instance {instance} did not answer within {} s.",
             after.as_secs()
         )),
-        LogBrokerError::Busy => EcsError::Client(format!(
+        NodeBrokerError::Busy => EcsError::Client(format!(
             "Too many log requests are waiting for container instance {instance}; try again."
         )),
-        LogBrokerError::UnknownRequest(_) => EcsError::Server(e.to_string()),
+        NodeBrokerError::UnknownRequest(_) => EcsError::Server(e.to_string()),
     })
 }

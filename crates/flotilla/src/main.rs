@@ -46,6 +46,9 @@ enum Command {
     /// The state store: `flotilla store copy --from redb:PATH --to etcd://HOST:PORT`.
     #[command(subcommand)]
     Store(cmd::store::StoreCommand),
+    /// Rolling OS update of a cluster's nodes: `flotilla updater run|status|resume`.
+    #[command(subcommand)]
+    Updater(cmd::updater::UpdaterCommand),
 }
 
 fn main() -> ExitCode {
@@ -71,5 +74,6 @@ fn main_inner(cli: Cli) -> anyhow::Result<()> {
         Command::Apiclient(args) => cmd::apiclient::run(args),
         Command::Os(args) => cmd::os::run(args),
         Command::Store(store) => cmd::store::run(store),
+        Command::Updater(updater) => cmd::updater::run(updater),
     }
 }

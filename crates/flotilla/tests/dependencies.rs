@@ -18,15 +18,28 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("network", &["durable"]),
     (
         "agent",
-        &["model", "runtime", "scheduler", "network", "durable", "lb"],
+        &[
+            "model",
+            "runtime",
+            "scheduler",
+            "network",
+            "durable",
+            "lb",
+            "host-api",
+        ],
     ),
     ("updater", &["model", "durable"]),
-    ("host-api", &["model", "store", "updater", "durable"]),
+    (
+        "host-api",
+        &["model", "store", "updater", "durable", "runtime"],
+    ),
     ("devcluster", &["durable"]),
     // Service-discovery DNS: fed a plain snapshot, so no internal dependency.
     ("dns", &[]),
     // The load balancer's data plane: fed a plain config, so no internal dependency.
     ("lb", &[]),
+    // The rolling OS updater's decisions: fed a plain snapshot, so no internal dependency.
+    ("rollout", &[]),
     // Test support: a [dev-dependencies] entry only (see DEV_ONLY).
     ("testkit", &["model", "store", "controlplane"]),
     (
@@ -44,6 +57,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "devcluster",
             "dns",
             "lb",
+            "rollout",
         ],
     ),
 ];
@@ -59,7 +73,7 @@ const IO_CRATES: &[&str] = &[
     "containerd-client",
     "rusqlite",
 ];
-const PURE: &[&str] = &["model", "scheduler"];
+const PURE: &[&str] = &["model", "scheduler", "rollout"];
 
 /// Internal crates for tests only: any crate may list them under `[dev-dependencies]`,
 /// none under `[dependencies]` (so they never reach a binary).

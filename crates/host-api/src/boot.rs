@@ -30,17 +30,18 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use serde_json::json;
 use updater::image::ImageMeta;
 use updater::migration::Direction;
 use updater::node::Node;
 use updater::partition::Slot;
 
+use crate::containers::engine::Engine;
+use crate::containers::{ContainerdOptions, Desired, Layout};
 use crate::datastore::Datastore;
 use crate::error::{Error, Result};
 use crate::server::{self, HostConfig, HostState, LAUNCH_TX};
 use crate::services::{CommandRestarter, Paths, Restarter, Service};
-use crate::settings::{BootstrapMode, Settings};
+use crate::settings::Settings;
 
 /// How to boot.
 #[derive(Debug, Clone)]
@@ -56,7 +57,10 @@ pub struct BootOptions {
     /// Shell restart commands for services the boot step does not supervise itself.
     pub restart_commands: BTreeMap<String, String>,
     /// Stop everything and return right after the boot is marked successful (or failed).
+    /// Host containers run through containerd are never stopped by the host layer.
     pub exit_after_boot: bool,
+    /// containerd for host and bootstrap containers (unless the image names a runner).
+    pub containerd: ContainerdOptions,
 }
 
 /// How a boot ended.
@@ -75,6 +79,9 @@ pub enum BootOutcome {
         slot: Slot,
     },
 }
+
+/// The agent attribute naming the running slot's version (ECS `--attributes`).
+pub const OS_VERSION_ATTRIBUTE: &str = "flotilla.os-version";
 
 fn expand(args: &[String], vars: &BTreeMap<&str, String>) -> Vec<String> {
     args.iter()
@@ -98,6 +105,16 @@ pub struct Supervisor {
     children: Mutex<BTreeMap<String, Managed>>,
     started: std::sync::atomic::AtomicBool,
     logs: PathBuf,
+    containers: Containers,
+}
+
+/// Who runs host and bootstrap containers.
+#[derive(Debug)]
+pub enum Containers {
+    /// The image's runner command (`[containers] command`): child processes.
+    Runner(Vec<String>),
+    /// containerd, through the runtime crate ([`crate::containers`]).
+    Containerd(Engine),
 }
 
 /// A supervised child and how to start it again.
@@ -173,10 +190,13 @@ impl Supervisor {
     /// waiting `restarts + 1` seconds (at most 30) after its last start. Returns the names
     /// restarted.
     pub fn respawn_exited(&self) -> Vec<String> {
-        let Ok(mut children) = self.children.lock() else {
-            return Vec::new();
+        let mut restarted = match &self.containers {
+            Containers::Containerd(engine) => engine.respawn_exited(),
+            Containers::Runner(_) => Vec::new(),
         };
-        let mut restarted = Vec::new();
+        let Ok(mut children) = self.children.lock() else {
+            return restarted;
+        };
         for (name, m) in children.iter_mut() {
             let exited = matches!(m.child.try_wait(), Ok(Some(_)));
             let backoff = Duration::from_secs(u64::from(m.restarts.min(29)) + 1);
@@ -213,10 +233,7 @@ impl Supervisor {
             "--data-dir".into(),
             format!("{}/agent", self.vars["data"]),
         ]);
-        let attrs = crate::services::agent_attributes(s);
-        if !attrs.is_empty() {
-            argv.extend(["--attributes".into(), attrs]);
-        }
+        argv.extend(["--attributes".into(), self.agent_attributes(s)]);
         argv.extend(["--instance-id".into(), self.vars["node-id"].clone()]);
         if let Some(mib) = ecs.reserved_memory {
             argv.extend(["--reserved-memory".into(), mib.to_string()]);
@@ -228,37 +245,44 @@ impl Supervisor {
         {
             argv.extend(["--pull-behavior".into(), v]);
         }
+        argv.extend(["--host-api-socket".into(), self.vars["socket"].clone()]);
         Some(argv)
     }
 
-    fn container_env(
-        &self,
-        kind: &str,
-        name: &str,
-        source: &str,
-        user_data: Option<&str>,
-    ) -> Vec<(&'static str, String)> {
-        vec![
-            ("FLOTILLA_CONTAINER_TYPE", kind.to_owned()),
-            ("FLOTILLA_CONTAINER_NAME", name.to_owned()),
-            ("FLOTILLA_CONTAINER_SOURCE", source.to_owned()),
-            (
-                "FLOTILLA_CONTAINER_USER_DATA",
-                user_data.unwrap_or_default().to_owned(),
-            ),
-            ("FLOTILLA_API_SOCKET", self.vars["socket"].clone()),
-            ("FLOTILLA_RUN", self.vars["run"].clone()),
-        ]
+    /// The user's `settings.ecs.instance-attributes` (sorted), then
+    /// `flotilla.os-version=<running slot's version>`, which the user cannot override.
+    fn agent_attributes(&self, s: &Settings) -> String {
+        let mut attrs: Vec<String> = s
+            .ecs
+            .as_ref()
+            .and_then(|e| e.instance_attributes.as_ref())
+            .into_iter()
+            .flatten()
+            .filter(|(k, _)| k.to_string() != OS_VERSION_ATTRIBUTE)
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        // An attribute value allows [a-zA-Z0-9.@:_/\- ]; semver build metadata's `+` is not.
+        let version: String = self
+            .meta
+            .version
+            .chars()
+            .map(|c| if c == '+' { '_' } else { c })
+            .collect();
+        attrs.push(format!("{OS_VERSION_ATTRIBUTE}={version}"));
+        attrs.join(",")
     }
 
-    fn runner(&self) -> std::result::Result<Vec<String>, String> {
-        self.meta
-            .containers
-            .as_ref()
-            .map(|c| expand(&c.command, &self.vars))
-            .ok_or_else(|| {
-                "the image defines no container runner ([containers] in image.toml)".to_owned()
-            })
+    /// Runs `d` through the runner command (`runner TYPE NAME SOURCE`) as child `key`.
+    fn runner_command(
+        &self,
+        runner: &[String],
+        d: &Desired,
+    ) -> (Vec<String>, Vec<(&'static str, String)>) {
+        let mut argv = runner.to_vec();
+        argv.extend([d.kind.as_str().to_owned(), d.name.clone(), d.source.clone()]);
+        let mut env = crate::containers::container_env(d, &self.vars["socket"]);
+        env.push(("FLOTILLA_RUN", self.vars["run"].clone()));
+        (argv, env)
     }
 
     fn restart_agent(&self, s: &Settings) -> std::result::Result<(), String> {
@@ -270,6 +294,12 @@ impl Supervisor {
     }
 
     fn restart_host_containers(&self, s: &Settings) -> std::result::Result<(), String> {
+        let runner = match &self.containers {
+            Containers::Runner(r) => r,
+            Containers::Containerd(engine) => {
+                return engine.reconcile(s).map_err(|e| e.to_string());
+            }
+        };
         let running: Vec<String> = self
             .children
             .lock()
@@ -281,25 +311,9 @@ impl Supervisor {
         for k in running {
             self.stop(&k);
         }
-        for (name, hc) in s.host_containers.clone().unwrap_or_default() {
-            if !hc.enabled.unwrap_or(false) {
-                continue;
-            }
-            let mut argv = self.runner()?;
-            let source = hc
-                .source
-                .as_ref()
-                .map(|s| s.to_string())
-                .unwrap_or_default();
-            argv.extend(["host".into(), name.to_string(), source.clone()]);
-            let env = self.container_env(
-                "host",
-                name.as_str(),
-                &source,
-                hc.user_data.as_ref().map(|u| u.as_str()),
-            );
-            let key = format!("host-container-{name}");
-            self.launch(&key, argv, env)?;
+        for d in crate::containers::desired_host_containers(s) {
+            let (argv, env) = self.runner_command(runner, &d);
+            self.launch(&format!("host-container-{}", d.name), argv, env)?;
         }
         Ok(())
     }
@@ -311,11 +325,21 @@ impl Supervisor {
     pub fn start(&self, s: &Settings) -> std::result::Result<(), String> {
         self.started
             .store(true, std::sync::atomic::Ordering::SeqCst);
-        self.restart_host_containers(s)?;
+        match &self.containers {
+            Containers::Runner(_) => self.restart_host_containers(s)?,
+            // As in Bottlerocket, a host container that cannot start (registry down, bad
+            // image) does not stop the boot: it is logged and retried with back-off.
+            Containers::Containerd(engine) => {
+                if let Err(e) = engine.reconcile(s) {
+                    tracing::error!(error = %e, "host containers not all started; retrying");
+                }
+            }
+        }
         self.restart_agent(s)
     }
 
-    /// Stops every child.
+    /// Stops every child process. Host containers run through containerd keep running
+    /// (the next start of the host layer adopts them).
     pub fn stop_all(&self) {
         let names: Vec<String> = self
             .children
@@ -327,17 +351,27 @@ impl Supervisor {
         }
     }
 
-    /// Names of running children (for tests and logs).
+    /// Names of running children and host containers (for tests and logs).
     #[must_use]
     pub fn running(&self) -> Vec<String> {
-        self.children
+        let mut names: Vec<String> = self
+            .children
             .lock()
             .map(|mut c| {
                 c.iter_mut()
                     .filter_map(|(k, m)| matches!(m.child.try_wait(), Ok(None)).then(|| k.clone()))
                     .collect()
             })
-            .unwrap_or_default()
+            .unwrap_or_default();
+        if let Containers::Containerd(engine) = &self.containers {
+            names.extend(
+                engine
+                    .running()
+                    .into_iter()
+                    .map(|n| format!("host-container-{n}")),
+            );
+        }
+        names
     }
 }
 
@@ -482,43 +516,6 @@ pub fn node_id(data: &Path) -> Result<String> {
     Ok(id)
 }
 
-fn run_bootstrap_containers(state: &HostState, sup: &Supervisor) -> Result<()> {
-    let s = state.settings()?;
-    for (name, bc) in s.bootstrap_containers.clone().unwrap_or_default() {
-        let mode = bc.mode.unwrap_or(BootstrapMode::Off);
-        if mode == BootstrapMode::Off {
-            continue;
-        }
-        let mut argv = sup.runner().map_err(Error::Boot)?;
-        let source = bc
-            .source
-            .as_ref()
-            .map(|s| s.to_string())
-            .unwrap_or_default();
-        argv.extend(["bootstrap".into(), name.to_string(), source.clone()]);
-        let env = sup.container_env(
-            "bootstrap",
-            name.as_str(),
-            &source,
-            bc.user_data.as_ref().map(|u| u.as_str()),
-        );
-        let key = format!("bootstrap-{name}");
-        let mut child = sup.spawn(&key, &argv, &env).map_err(Error::Boot)?;
-        let status = child.wait().map_err(boot_err)?;
-        tracing::info!(%name, %status, "bootstrap container finished");
-        if !status.success() && bc.essential.unwrap_or(false) {
-            return Err(Error::Boot(format!(
-                "essential bootstrap container {name} failed ({status}); see run/logs/{key}.log"
-            )));
-        }
-        if mode == BootstrapMode::Once {
-            let patch = json!({"bootstrap-containers": {name.as_str(): {"mode": "off"}}});
-            state.patch_and_commit(LAUNCH_TX, &patch)?;
-        }
-    }
-    Ok(())
-}
-
 /// Step 6's apply. A sysctl the kernel refuses does not stop the boot (as Bottlerocket's
 /// `corndog` only logs it): a refused value must not keep the node from booting, where the API
 /// that could fix it would never come up. Every other failure does.
@@ -606,6 +603,25 @@ pub async fn boot(
     .into_iter()
     .map(|(k, v)| (k, v.display().to_string()))
     .collect();
+    let layout = Layout {
+        api_socket: opts.socket.clone(),
+        api_dir: node.data_dir().join("host-api"),
+        data: node.data_dir(),
+    };
+    let runner = meta
+        .containers
+        .clone()
+        .unwrap_or_default()
+        .runner()
+        .map(|r| expand(r, &vars));
+    let containers = match runner {
+        Some(r) => Containers::Runner(r),
+        None => Containers::Containerd(Engine::new(
+            opts.containerd.clone(),
+            layout.clone(),
+            &node.run_dir(),
+        )),
+    };
     let sup = Arc::new(Supervisor {
         meta: meta.clone(),
         vars: vars.clone(),
@@ -616,6 +632,7 @@ pub async fn boot(
         children: Mutex::new(BTreeMap::new()),
         started: std::sync::atomic::AtomicBool::new(false),
         logs: logs.clone(),
+        containers,
     });
     let cfg = HostConfig {
         data_dir: node.data_dir(),
@@ -623,11 +640,25 @@ pub async fn boot(
         node: Some(node.clone()),
     };
     let state = HostState::new(cfg, sup.clone())?;
-    let listener = server::bind(&opts.socket).map_err(boot_err)?;
-    let (server_stop_tx, server_stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(server::run(listener, state.clone(), async move {
-        let _ = server_stop_rx.await;
-    }));
+    let mut listeners = vec![server::bind(&opts.socket).map_err(boot_err)?];
+    if matches!(sup.containers, Containers::Containerd(_)) {
+        // The listener containers reach through a directory mount, so that containers
+        // adopted after a host-layer restart reach this process too (crate::containers).
+        let stable = layout.stable_api_socket();
+        listeners.push(
+            server::bind(&stable).map_err(|e| boot_err(format!("{}: {e}", stable.display())))?,
+        );
+    }
+    let (server_stop_tx, server_stop_rx) = tokio::sync::watch::channel(false);
+    let servers: Vec<_> = listeners
+        .into_iter()
+        .map(|listener| {
+            let mut rx = server_stop_rx.clone();
+            tokio::spawn(server::run(listener, state.clone(), async move {
+                let _ = rx.wait_for(|stop| *stop).await;
+            }))
+        })
+        .collect();
 
     let st = state.clone();
     let sup2 = sup.clone();
@@ -636,7 +667,7 @@ pub async fn boot(
     let logs2 = logs.clone();
     let booted = tokio::task::spawn_blocking(move || -> Result<()> {
         apply_at_boot(&st)?;
-        run_bootstrap_containers(&st, &sup2)?;
+        bootstrap::run_bootstrap_containers(&st, &sup2)?;
         let s = st.settings()?;
         sup2.start(&s).map_err(Error::Boot)?;
         healthy(&meta2, &health_vars, &logs2, None)
@@ -645,8 +676,10 @@ pub async fn boot(
     .map_err(boot_err)?;
 
     let finish = |sup: Arc<Supervisor>| async move {
-        let _ = server_stop_tx.send(());
-        let _ = server.await;
+        let _ = server_stop_tx.send(true);
+        for server in servers {
+            let _ = server.await;
+        }
         let _ = tokio::task::spawn_blocking(move || sup.stop_all()).await;
     };
 
@@ -690,3 +723,7 @@ pub async fn boot(
     finish(sup).await;
     Ok(outcome)
 }
+
+mod bootstrap;
+#[cfg(test)]
+mod tests;

@@ -100,6 +100,15 @@ pub enum Error {
     /// An update or partition operation was refused or failed.
     #[error(transparent)]
     Update(#[from] updater::Error),
+    /// A host or bootstrap container could not be created, started, stopped or removed
+    /// through containerd (or its name or image reference was refused).
+    #[error("container {name}: {source}")]
+    Container {
+        /// The container's settings name (or the containerd namespace).
+        name: String,
+        /// What the runtime reported.
+        source: runtime::Error,
+    },
     /// The boot step failed (bad user-data, migration, essential bootstrap container, health).
     #[error("boot failed: {0}")]
     Boot(String),
@@ -149,6 +158,10 @@ impl Error {
                 StatusCode::INTERNAL_SERVER_ERROR
             }
             Error::Connect { .. } | Error::Http(_) => StatusCode::BAD_GATEWAY,
+            // A bad image reference or name is the settings' fault; anything else is
+            // containerd's (upstream of the API).
+            Error::Container { source, .. } if source.is_user_error() => StatusCode::BAD_REQUEST,
+            Error::Container { .. } => StatusCode::BAD_GATEWAY,
             Error::Status { status, .. } => {
                 StatusCode::from_u16(*status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
             }
@@ -218,6 +231,16 @@ mod tests {
                 502,
             ),
             (Error::MissingData("x".into()), 404),
+            (
+                Error::Container {
+                    name: "admin".into(),
+                    source: runtime::Error::InvalidImageRef {
+                        reference: "".into(),
+                        reason: "empty".into(),
+                    },
+                },
+                400,
+            ),
             (Error::Update(updater::Error::Locked), 423),
             (
                 Error::Update(updater::Error::Disallowed {

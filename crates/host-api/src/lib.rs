@@ -18,6 +18,8 @@
 //! * [`userdata`] — TOML user-data parsing.
 //! * [`boot`] — the boot step: slot selection, migrations, user-data, bootstrap containers,
 //!   services, health, mark-successful.
+//! * [`containers`] — host and bootstrap containers through containerd (the `runtime`
+//!   crate), in their own namespace, adopted across host-layer restarts.
 //! * [`client`] — the client side used by `flotilla apiclient`.
 //! * [`limits`] — every size and count limit (request bodies, transactions, field values).
 //!
@@ -25,11 +27,13 @@
 //! One error enum ([`error::Error`]) with one exhaustive status mapping.
 //!
 //! ## Current limitations
-//! Containers (host and bootstrap) are run through a runner command from the image metadata;
-//! the containerd-backed runner of the agent crate is not wired in yet.
+//! Host containers keep running while the host layer is down; `/run/api.sock` inside an
+//! adopted container is stale after a host-layer restart (`FLOTILLA_API_SOCKET`, in a
+//! mounted directory, is not).
 
 pub mod boot;
 pub mod client;
+pub mod containers;
 pub mod datastore;
 pub mod error;
 pub mod limits;

@@ -35,6 +35,8 @@ pub enum AgentOperation {
     PutLogs,
     /// The Service Connect routes of namespaces (see [`GetServiceConnectRoutesRequest`]).
     GetServiceConnectRoutes,
+    /// Answer a host API call handed over in `PollTasks` (see [`crate::host`]).
+    PutHostAnswer,
 }
 
 impl AgentOperation {
@@ -46,6 +48,7 @@ impl AgentOperation {
             "ReportNetwork" => Some(AgentOperation::ReportNetwork),
             "PutLogs" => Some(AgentOperation::PutLogs),
             "GetServiceConnectRoutes" => Some(AgentOperation::GetServiceConnectRoutes),
+            "PutHostAnswer" => Some(AgentOperation::PutHostAnswer),
             _ => None,
         }
     }
@@ -107,6 +110,10 @@ pub struct PollTasksResponse {
     /// when one is queued.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub log_requests: Vec<crate::logs::LogRequest>,
+    /// Host API calls to answer with `PutHostAnswer` (see [`crate::host`]); a poll
+    /// returns at once when one is queued.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub host_requests: Vec<crate::host::HostRequest>,
     /// The brief answer to `omitUnchanged`: the assignment is still `knownDigest`, and
     /// `tasks` is left out (empty) — keep the tasks of the last full answer.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]

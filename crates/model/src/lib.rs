@@ -15,6 +15,8 @@
 //! - [`agent`]: the flotilla agent protocol (`PollTasks`), beside the ECS operations.
 //! - [`logs`]: task logs through the control plane (`FlotillaV1.GetTaskLogs`, the agent's
 //!   `PutLogs`).
+//! - [`host`]: a node's host API through the control plane (`FlotillaV1.CallHostApi`, the
+//!   agent's `PutHostAnswer`).
 //! - [`arn`]: building and parsing ARNs (`arn:aws:ecs:<region>:<account>:<type>/<id>`).
 //! - [`lifecycle`]: the task state machine (PROVISIONING … STOPPED).
 //! - [`status`]: the other records' typed statuses (cluster, container instance, service,
@@ -26,6 +28,7 @@
 
 pub mod agent;
 pub mod arn;
+pub mod host;
 pub mod lifecycle;
 pub mod logs;
 pub mod overrides;

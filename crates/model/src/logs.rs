@@ -33,6 +33,8 @@ pub const MAX_LOG_ANSWER_BYTES: usize = 1024 * 1024;
 pub enum UserOperation {
     /// Read (or follow) a task's container output.
     GetTaskLogs,
+    /// Call a node's host API through its agent (see [`crate::host`]).
+    CallHostApi,
 }
 
 impl UserOperation {
@@ -40,6 +42,7 @@ impl UserOperation {
     pub fn from_name(name: &str) -> Option<UserOperation> {
         match name {
             "GetTaskLogs" => Some(UserOperation::GetTaskLogs),
+            "CallHostApi" => Some(UserOperation::CallHostApi),
             _ => None,
         }
     }

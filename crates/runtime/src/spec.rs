@@ -40,6 +40,78 @@ const DEFAULT_CAPS: &[&str] = &[
     "CAP_AUDIT_WRITE",
 ];
 
+/// Every capability Linux has (up to `CAP_CHECKPOINT_RESTORE`, 5.9), indexed by number.
+pub const ALL_CAPS: &[&str] = &[
+    "CAP_CHOWN",
+    "CAP_DAC_OVERRIDE",
+    "CAP_DAC_READ_SEARCH",
+    "CAP_FOWNER",
+    "CAP_FSETID",
+    "CAP_KILL",
+    "CAP_SETGID",
+    "CAP_SETUID",
+    "CAP_SETPCAP",
+    "CAP_LINUX_IMMUTABLE",
+    "CAP_NET_BIND_SERVICE",
+    "CAP_NET_BROADCAST",
+    "CAP_NET_ADMIN",
+    "CAP_NET_RAW",
+    "CAP_IPC_LOCK",
+    "CAP_IPC_OWNER",
+    "CAP_SYS_MODULE",
+    "CAP_SYS_RAWIO",
+    "CAP_SYS_CHROOT",
+    "CAP_SYS_PTRACE",
+    "CAP_SYS_PACCT",
+    "CAP_SYS_ADMIN",
+    "CAP_SYS_BOOT",
+    "CAP_SYS_NICE",
+    "CAP_SYS_RESOURCE",
+    "CAP_SYS_TIME",
+    "CAP_SYS_TTY_CONFIG",
+    "CAP_MKNOD",
+    "CAP_LEASE",
+    "CAP_AUDIT_WRITE",
+    "CAP_AUDIT_CONTROL",
+    "CAP_SETFCAP",
+    "CAP_MAC_OVERRIDE",
+    "CAP_MAC_ADMIN",
+    "CAP_SYSLOG",
+    "CAP_WAKE_ALARM",
+    "CAP_BLOCK_SUSPEND",
+    "CAP_AUDIT_READ",
+    "CAP_PERFMON",
+    "CAP_BPF",
+    "CAP_CHECKPOINT_RESTORE",
+];
+
+/// The capabilities in a capability bit set (`CapBnd` of `/proc/PID/status`).
+#[must_use]
+pub fn caps_in_set(set: u64) -> Vec<&'static str> {
+    ALL_CAPS
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| (set >> i) & 1 == 1)
+        .map(|(_, c)| *c)
+        .collect()
+}
+
+/// The capabilities a privileged container gets: every one in this process's bounding set
+/// (as containerd's `WithAllCurrentCapabilities`): runc cannot grant one the host lacks,
+/// e.g. inside a container without `CAP_SYS_RESOURCE`. All of them if it cannot be read.
+#[must_use]
+pub fn privileged_caps() -> Vec<&'static str> {
+    let set = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("CapBnd:"))
+                .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+        })
+        .unwrap_or(u64::MAX);
+    caps_in_set(set)
+}
+
 /// Resolved cgroup values for one container.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct CgroupLimits {
@@ -339,14 +411,16 @@ pub fn build_oci_spec(
         .map(|(t, (soft, hard))| json!({"type": t, "soft": soft, "hard": hard}))
         .collect();
 
+    // Privileged containers get a writable /sys (as with Docker's --privileged).
+    let sys_access = if spec.privileged { "rw" } else { "ro" };
     let mut mounts = vec![
         json!({"destination": "/proc", "type": "proc", "source": "proc", "options": ["nosuid", "noexec", "nodev"]}),
         json!({"destination": "/dev", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]}),
         json!({"destination": "/dev/pts", "type": "devpts", "source": "devpts", "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"]}),
         json!({"destination": "/dev/shm", "type": "tmpfs", "source": "shm", "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"]}),
         json!({"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue", "options": ["nosuid", "noexec", "nodev"]}),
-        json!({"destination": "/sys", "type": "sysfs", "source": "sysfs", "options": ["nosuid", "noexec", "nodev", "ro"]}),
-        json!({"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup", "options": ["ro", "nosuid", "noexec", "nodev"]}),
+        json!({"destination": "/sys", "type": "sysfs", "source": "sysfs", "options": ["nosuid", "noexec", "nodev", sys_access]}),
+        json!({"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup", "options": [sys_access, "nosuid", "noexec", "nodev"]}),
     ];
     if let Some(init) = init {
         mounts.push(json!({
@@ -377,12 +451,15 @@ pub fn build_oci_spec(
         }));
     }
 
-    let mut namespaces = vec![
-        json!({"type": "pid"}),
+    let mut namespaces = Vec::new();
+    if !spec.host_pid {
+        namespaces.push(json!({"type": "pid"}));
+    }
+    namespaces.extend([
         json!({"type": "ipc"}),
         json!({"type": "uts"}),
         json!({"type": "mount"}),
-    ];
+    ]);
     match &spec.network {
         NetworkMode::Isolated => namespaces.push(json!({"type": "network"})),
         NetworkMode::Host => {}
@@ -392,7 +469,7 @@ pub fn build_oci_spec(
     }
 
     let mut resources = json!({
-        "devices": [{"allow": false, "access": "rwm"}],
+        "devices": [{"allow": spec.privileged, "access": "rwm"}],
     });
     if let Some(shares) = limits.cpu_shares {
         resources["cpu"] = json!({"shares": shares});
@@ -409,6 +486,37 @@ pub fn build_oci_spec(
         resources["memory"] = mem;
     }
 
+    let caps = if spec.privileged {
+        privileged_caps()
+    } else {
+        DEFAULT_CAPS.to_vec()
+    };
+    let (masked, readonly): (Value, Value) = if spec.privileged {
+        (json!([]), json!([]))
+    } else {
+        (
+            json!([
+                "/proc/acpi",
+                "/proc/asound",
+                "/proc/kcore",
+                "/proc/keys",
+                "/proc/latency_stats",
+                "/proc/timer_list",
+                "/proc/timer_stats",
+                "/proc/sched_debug",
+                "/sys/firmware",
+                "/proc/scsi"
+            ]),
+            json!([
+                "/proc/bus",
+                "/proc/fs",
+                "/proc/irq",
+                "/proc/sys",
+                "/proc/sysrq-trigger"
+            ]),
+        )
+    };
+
     Ok(json!({
         "ociVersion": "1.0.2",
         "process": {
@@ -418,9 +526,9 @@ pub fn build_oci_spec(
             "env": env,
             "cwd": cwd,
             "capabilities": {
-                "bounding": DEFAULT_CAPS,
-                "effective": DEFAULT_CAPS,
-                "permitted": DEFAULT_CAPS,
+                "bounding": caps,
+                "effective": caps,
+                "permitted": caps,
             },
             "rlimits": rlimits,
             "noNewPrivileges": false,
@@ -432,14 +540,8 @@ pub fn build_oci_spec(
             "resources": resources,
             "cgroupsPath": cgroups_path,
             "namespaces": namespaces,
-            "maskedPaths": [
-                "/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
-                "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/sys/firmware",
-                "/proc/scsi"
-            ],
-            "readonlyPaths": [
-                "/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"
-            ],
+            "maskedPaths": masked,
+            "readonlyPaths": readonly,
         },
     }))
 }
@@ -632,5 +734,46 @@ mod tests {
         let last = v["mounts"].as_array().unwrap().last().unwrap().clone();
         assert_eq!(last["destination"], json!(INIT_PATH));
         assert_eq!(last["source"], json!("/usr/bin/tini"));
+    }
+
+    #[test]
+    fn privileged_and_host_pid() {
+        let v = build_oci_spec(&spec(), &image(), "/x", None).unwrap();
+        assert_eq!(
+            v["process"]["capabilities"]["effective"],
+            json!(DEFAULT_CAPS)
+        );
+        assert_eq!(v["linux"]["resources"]["devices"][0]["allow"], json!(false));
+        assert!(!v["linux"]["maskedPaths"].as_array().unwrap().is_empty());
+        let ns = v["linux"]["namespaces"].as_array().unwrap();
+        assert!(ns.contains(&json!({"type": "pid"})));
+
+        let mut s = spec();
+        s.privileged = true;
+        s.host_pid = true;
+        let v = build_oci_spec(&s, &image(), "/x", None).unwrap();
+        for set in ["bounding", "effective", "permitted"] {
+            assert_eq!(v["process"]["capabilities"][set], json!(privileged_caps()));
+        }
+        assert!(privileged_caps().contains(&"CAP_SYS_ADMIN"));
+        assert_eq!(caps_in_set(u64::MAX), ALL_CAPS);
+        assert_eq!(ALL_CAPS[21], "CAP_SYS_ADMIN");
+        assert_eq!(ALL_CAPS[40], "CAP_CHECKPOINT_RESTORE");
+        // bit 24 (CAP_SYS_RESOURCE) missing from the set: left out
+        let without = caps_in_set(((1u64 << 41) - 1) & !(1 << 24));
+        assert_eq!(without.len(), 40);
+        assert!(!without.contains(&"CAP_SYS_RESOURCE"));
+        assert_eq!(v["linux"]["resources"]["devices"][0]["allow"], json!(true));
+        assert_eq!(v["linux"]["maskedPaths"], json!([]));
+        assert_eq!(v["linux"]["readonlyPaths"], json!([]));
+        let ns = v["linux"]["namespaces"].as_array().unwrap();
+        assert!(!ns.iter().any(|n| n["type"] == "pid"));
+        let sys = v["mounts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["destination"] == "/sys")
+            .unwrap();
+        assert!(sys["options"].as_array().unwrap().contains(&json!("rw")));
     }
 }

@@ -330,6 +330,12 @@ pub struct ContainerSpec {
     /// no default signal actions: a plain `sleep` ignores SIGTERM and is only stopped by
     /// the SIGKILL after the stop timeout.
     pub init_process: bool,
+    /// Privileged (Bottlerocket's `superpowered`, Docker's `--privileged`): every
+    /// capability, access to all devices, no masked or read-only `/proc` paths, writable
+    /// `/sys`. Host paths (`/dev`, the root file system) are the caller's [`BindMount`]s.
+    pub privileged: bool,
+    /// Share the host's PID namespace (Docker's `--pid=host`).
+    pub host_pid: bool,
 }
 
 impl ContainerSpec {
@@ -353,6 +359,8 @@ impl ContainerSpec {
             labels: BTreeMap::new(),
             read_only_root: false,
             init_process: false,
+            privileged: false,
+            host_pid: false,
         }
     }
 }

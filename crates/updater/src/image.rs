@@ -43,7 +43,50 @@ pub struct ImageMeta {
     pub health: Option<HealthSpec>,
     /// How to run host and bootstrap containers.
     #[serde(default)]
-    pub containers: Option<CommandSpec>,
+    pub containers: Option<ContainersSpec>,
+}
+
+/// `[containers]` of `image.toml`: how host and bootstrap containers run.
+///
+/// * `runtime = "containerd"`: through containerd (the `runtime` crate), in their own
+///   namespace on the socket `flotilla host boot --containerd-socket` names;
+/// * `runtime = "command"`, or no `runtime` and a non-empty `command`: the runner command
+///   (`command` + `TYPE NAME SOURCE`), a fallback for images and tests without containerd;
+/// * no `[containers]` at all, or neither: containerd.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct ContainersSpec {
+    /// The runner's argv (`runtime = "command"`).
+    #[serde(default)]
+    pub command: Vec<String>,
+    /// Which runtime runs the containers; see the type's documentation for the default.
+    #[serde(default)]
+    pub runtime: Option<ContainersRuntime>,
+}
+
+/// The `runtime` of `[containers]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ContainersRuntime {
+    /// The runner command.
+    Command,
+    /// containerd through the runtime crate.
+    Containerd,
+}
+
+impl ContainersSpec {
+    /// The runner command to use, or `None` when containers run through containerd.
+    /// `runtime = "command"` without a command gives an empty one (an error when a container
+    /// is started).
+    #[must_use]
+    pub fn runner(&self) -> Option<&[String]> {
+        match self.runtime {
+            Some(ContainersRuntime::Containerd) => None,
+            // Explicitly asked for: an empty command is reported when a container starts.
+            Some(ContainersRuntime::Command) => Some(self.command.as_slice()),
+            None => (!self.command.is_empty()).then_some(self.command.as_slice()),
+        }
+    }
 }
 
 /// A command line; `{slot}`, `{data}`, `{node}` and `{run}` are replaced by the node's paths.
@@ -398,5 +441,22 @@ mod tests {
         let mut junk: &[u8] = b"not a tarball";
         assert!(unpack_image(&mut junk, &slot, None).is_err());
         assert!(!slot.exists());
+    }
+
+    #[test]
+    fn containers_runtime_choice() {
+        let meta = |t: &str| -> ImageMeta { toml::from_str(t).unwrap() };
+        let runner = meta("[containers]\ncommand = [\"run\"]\n");
+        assert_eq!(
+            runner.containers.unwrap().runner(),
+            Some(&["run".to_owned()][..])
+        );
+        let forced = meta("[containers]\ncommand = [\"run\"]\nruntime = \"containerd\"\n");
+        assert_eq!(forced.containers.unwrap().runner(), None);
+        let bare = meta("[containers]\nruntime = \"containerd\"\n");
+        assert_eq!(bare.containers.unwrap().runner(), None);
+        let empty = meta("[containers]\nruntime = \"command\"\n");
+        assert_eq!(empty.containers.unwrap().runner(), Some(&[][..]));
+        assert!(toml::from_str::<ImageMeta>("[containers]\nruntime = \"docker\"\n").is_err());
     }
 }

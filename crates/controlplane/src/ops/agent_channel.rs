@@ -10,6 +10,7 @@ use model::agent::{
     TaskServiceConnect,
 };
 use model::arn::ResourceType;
+use model::host::HostRequest;
 use model::lifecycle::TaskStatus;
 use model::logs::LogRequest;
 use model::status::InstanceStatus;
@@ -124,6 +125,7 @@ pub fn assignment(state: &State, instance: &InstanceRecord) -> PollTasksResponse
         tasks,
         draining,
         log_requests: Vec::new(),
+        host_requests: Vec::new(),
         unchanged: false,
     }
 }
@@ -137,6 +139,8 @@ struct AnswerView<'a> {
     draining: bool,
     #[serde(skip_serializing_if = "<[_]>::is_empty")]
     log_requests: &'a [LogRequest],
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    host_requests: &'a [HostRequest],
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     unchanged: bool,
 }
@@ -159,7 +163,7 @@ fn service_connect_of(state: &State, t: &TaskRecord) -> Option<TaskServiceConnec
 }
 
 /// PollTasks' answer — the JSON of [`poll_tasks`]' [`PollTasksResponse`] with
-/// `log_requests` — serialized straight from the state: no task or definition is
+/// `log_requests` and `host_requests` — serialized straight from the state: no task or definition is
 /// copied (an answer carries every task of the instance with its definition).
 ///
 /// An agent that asks for it (`omitUnchanged`) and already holds the assignment
@@ -176,6 +180,7 @@ pub fn poll_answer_json(
     scope: &Scope,
     req: &PollTasksRequest,
     log_requests: &[LogRequest],
+    host_requests: &[HostRequest],
 ) -> Result<(MemberKey, Vec<u8>), EcsError> {
     let instance = polling_instance(
         state,
@@ -208,6 +213,7 @@ pub fn poll_answer_json(
         tasks,
         draining,
         log_requests,
+        host_requests,
         unchanged,
     })
     .map_err(|e| EcsError::Server(format!("cannot encode the response: {e}")))?;
@@ -544,12 +550,17 @@ mod tests {
             let (_, digest, _) = poll_digest(&s, &scope(), &req).unwrap();
             assert_eq!(digest, resp.digest);
             let logs = vec![LogRequest::default()];
-            let (json_key, json) = poll_answer_json(&s, &scope(), &req, &logs).unwrap();
+            let host = vec![HostRequest {
+                request_id: "req-1".into(),
+                call: model::host::HostCall::GetUpdateStatus,
+            }];
+            let (json_key, json) = poll_answer_json(&s, &scope(), &req, &logs, &host).unwrap();
             let mut owned = resp.clone();
             owned.log_requests = logs;
+            owned.host_requests = host;
             assert_eq!(json, serde_json::to_vec(&owned).unwrap());
             assert_eq!(json_key, key);
-            let (_, without) = poll_answer_json(&s, &scope(), &req, &[]).unwrap();
+            let (_, without) = poll_answer_json(&s, &scope(), &req, &[], &[]).unwrap();
             assert_eq!(without, serde_json::to_vec(&resp).unwrap());
             // An agent that holds the assignment and asks for brief answers gets one;
             // one whose digest is stale gets the whole answer.
@@ -558,7 +569,7 @@ mod tests {
                 omit_unchanged: Some(true),
                 ..req.clone()
             };
-            let (_, json) = poll_answer_json(&s, &scope(), &brief, &[]).unwrap();
+            let (_, json) = poll_answer_json(&s, &scope(), &brief, &[], &[]).unwrap();
             let answer: PollTasksResponse = serde_json::from_slice(&json).unwrap();
             assert!(answer.unchanged && answer.tasks.is_empty());
             assert_eq!((answer.digest, answer.draining), (digest, resp.draining));
@@ -566,7 +577,7 @@ mod tests {
                 known_digest: Some("0".into()),
                 ..brief
             };
-            let (_, json) = poll_answer_json(&s, &scope(), &stale, &[]).unwrap();
+            let (_, json) = poll_answer_json(&s, &scope(), &stale, &[], &[]).unwrap();
             assert_eq!(json, serde_json::to_vec(&resp).unwrap());
         }
         assert_eq!(answered, 7);

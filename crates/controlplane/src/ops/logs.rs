@@ -1,5 +1,5 @@
 //! `FlotillaV1.GetTaskLogs`, the decisions (see [`model::logs`] for the protocol and
-//! [`crate::log_broker`] for how a request reaches the node): which instance holds a
+//! [`crate::node_broker`] for how a request reaches the node): which instance holds a
 //! task's logs, what to ask its agent, the opaque `nextToken`, and how the agent's
 //! answer becomes the user's.
 

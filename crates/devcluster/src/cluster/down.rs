@@ -59,6 +59,7 @@ pub fn down(name: &str, dir: Option<&Path>, report: &dyn Reporter) -> Result<Dow
             port: 0,
             agent_timeout: None,
             instance_lost_after: None,
+            os: None,
         },
     };
     let nodes: BTreeSet<u8> = spec.node_numbers().chain(leftover_nodes).collect();

@@ -6,9 +6,11 @@
 //! - `options`: what `up` is asked for, the host's preflight and the spec it resolves to.
 //! - `server`: the control plane server process and its Cloud Map DNS.
 //! - `node`: a node's containerd and agent processes, and killing a node.
+//! - `host_node`: a node booted by the host layer instead (`up --os-repo`).
 //! - `up`, `down`, `status`: the three operations.
 
 mod down;
+mod host_node;
 mod node;
 mod options;
 mod server;

@@ -28,14 +28,19 @@ pub(super) fn containerd_pid(spec: &ClusterSpec, i: u8) -> Option<u32> {
 fn agent_pid_file(spec: &ClusterSpec, i: u8) -> PathBuf {
     spec.node_dir(i).join("agent.pid")
 }
+/// The agent's log; on a host-layer node, the init loop's (the host layer's output; the
+/// agent's own log is `host/run/logs/agent.log`).
 pub(super) fn agent_log(spec: &ClusterSpec, i: u8) -> PathBuf {
     spec.node_dir(i).join("agent.log")
 }
+/// The agent's pid; on a host-layer node, the init loop's.
 pub(super) fn agent_pid(spec: &ClusterSpec, i: u8) -> Option<u32> {
-    running_pid(
-        &agent_pid_file(spec, i),
-        &spec.agent_dir(i).to_string_lossy(),
-    )
+    let marker = if spec.os.is_some() {
+        spec.host_root(i)
+    } else {
+        spec.agent_dir(i)
+    };
+    running_pid(&agent_pid_file(spec, i), &marker.to_string_lossy())
 }
 
 fn containerd_answers(spec: &ClusterSpec, i: u8) -> bool {
@@ -139,7 +144,20 @@ pub(super) fn ensure_node(
         Duration::from_secs(20),
         || containerd_answers(spec, i).then_some(()),
     )?;
-    if agent_pid(spec, i).is_none() {
+    if let Some(os) = &spec.os
+        && agent_pid(spec, i).is_none()
+    {
+        let msg = super::host_node::start(
+            spec,
+            i,
+            bin,
+            task_dns,
+            os,
+            &agent_log(spec, i),
+            &agent_pid_file(spec, i),
+        )?;
+        started.push(msg);
+    } else if agent_pid(spec, i).is_none() {
         mkdir(&spec.agent_dir(i))?;
         mkdir(&spec.runc_root(i))?;
         let args: Vec<String> = [

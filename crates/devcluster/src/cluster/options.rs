@@ -9,7 +9,7 @@ use super::resolve_dir;
 use crate::error::{Error, Result};
 use crate::host;
 use crate::net;
-use crate::spec::{self, ClusterSpec, MAX_NODES};
+use crate::spec::{self, ClusterSpec, MAX_NODES, OsSpec};
 
 /// The agents long-poll for this long; shorter liveness timeouts would mark idle,
 /// healthy nodes disconnected or lost.
@@ -33,6 +33,11 @@ pub struct UpOptions {
     /// The `flotilla` binary to run (server and agents); `flotilla-runtime-logger` must
     /// sit beside it.
     pub flotilla_bin: PathBuf,
+    /// Boot every node through the host layer, updated from this TUF repository
+    /// (`flotilla os publish --repo`).
+    pub os_repo: Option<PathBuf>,
+    /// The node image installed in slot A (default: the newest the repository lists).
+    pub os_image: Option<PathBuf>,
 }
 
 pub(super) fn preflight(bin: &Path) -> Result<()> {
@@ -139,6 +144,18 @@ pub(super) fn resolve_spec(opts: &UpOptions) -> Result<ClusterSpec> {
             opts.instance_lost_after.map(|v| v.to_string()),
             secs(existing.instance_lost_after),
         )?;
+        let asked_os = match &opts.os_repo {
+            Some(_) => Some(resolve_os(opts)?.repo.display().to_string()),
+            None => None,
+        };
+        differs(
+            "--os-repo",
+            asked_os,
+            existing.os.as_ref().map_or_else(
+                || "none (bare agents)".to_owned(),
+                |o| o.repo.display().to_string(),
+            ),
+        )?;
         return Ok(existing);
     }
     if std::fs::read_dir(&dir).is_ok_and(|mut d| d.next().is_some()) {
@@ -170,7 +187,65 @@ pub(super) fn resolve_spec(opts: &UpOptions) -> Result<ClusterSpec> {
         port: opts.port.unwrap_or(8080),
         agent_timeout: opts.agent_timeout,
         instance_lost_after: opts.instance_lost_after,
+        os: opts
+            .os_repo
+            .as_ref()
+            .map(|_| resolve_os(opts))
+            .transpose()?,
     })
+}
+
+/// `--os-repo` and `--os-image`, checked: absolute paths to a repository with metadata
+/// and an image file; without `--os-image`, the image of the newest version the
+/// repository's manifest lists (`staging/manifest.json`, the publisher's copy).
+fn resolve_os(opts: &UpOptions) -> Result<OsSpec> {
+    let Some(repo) = &opts.os_repo else {
+        return Err(Error::Invalid("--os-image needs --os-repo".into()));
+    };
+    let repo = std::fs::canonicalize(repo).map_err(Error::io("cannot find --os-repo", repo))?;
+    if !repo.join("metadata").is_dir() {
+        return Err(Error::Invalid(format!(
+            "--os-repo {} is not a TUF repository (no metadata/); make one with `flotilla os publish`",
+            repo.display()
+        )));
+    }
+    let image = match &opts.os_image {
+        Some(image) => image.clone(),
+        None => newest_image(&repo)?,
+    };
+    let image =
+        std::fs::canonicalize(&image).map_err(Error::io("cannot find the node image", &image))?;
+    Ok(OsSpec { repo, image })
+}
+
+/// The image file of the newest version in `repo/staging/manifest.json`.
+fn newest_image(repo: &Path) -> Result<PathBuf> {
+    let path = repo.join("staging").join("manifest.json");
+    let text = std::fs::read_to_string(&path).map_err(Error::io("cannot read", &path))?;
+    let manifest: serde_json::Value = serde_json::from_str(&text)
+        .map_err(|e| Error::Invalid(format!("{} is not JSON: {e}", path.display())))?;
+    let newest = manifest["updates"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|u| {
+            let version = semver::Version::parse(u["version"].as_str()?).ok()?;
+            Some((version, u["images"]["root"].as_str()?.to_owned()))
+        })
+        .max_by(|a, b| a.0.cmp(&b.0));
+    let (version, file) = newest.ok_or_else(|| {
+        Error::Invalid(format!(
+            "{} lists no image; publish one with `flotilla os publish --image`",
+            path.display()
+        ))
+    })?;
+    if file.contains('/') || file.starts_with('.') {
+        return Err(Error::Invalid(format!(
+            "{}: image name {file:?} of {version} is not a plain file name",
+            path.display()
+        )));
+    }
+    Ok(repo.join("staging").join(file))
 }
 
 #[cfg(test)]
@@ -186,6 +261,8 @@ mod tests {
             agent_timeout: None,
             instance_lost_after: None,
             flotilla_bin: PathBuf::from("/nonexistent"),
+            os_repo: None,
+            os_image: None,
         }
     }
     #[test]
@@ -256,6 +333,7 @@ mod tests {
             port: 9000,
             agent_timeout: None,
             instance_lost_after: Some(25),
+            os: None,
         };
         spec.save().unwrap();
         let mut o = opts();

@@ -10,7 +10,10 @@ use anyhow::Context;
 use runtime::types::{GcPolicy, PullPolicy};
 use runtime::{ContainerdConfig, ContainerdRuntime};
 
-/// Arguments of `flotilla agent`.
+/// Arguments of `flotilla agent`. The flags that differ per node on one host
+/// (`--containerd-socket`, `--runc-root`, `--cgroup-parent`, `--task-dns`) can also come
+/// from `FLOTILLA_AGENT_*` environment variables, so that an agent started by
+/// `flotilla host boot` (which passes its environment on) gets them.
 #[derive(Debug, clap::Args)]
 pub struct AgentArgs {
     /// Control plane URL (the agent opens every connection; no inbound port).
@@ -23,7 +26,11 @@ pub struct AgentArgs {
     #[arg(long, default_value = "/var/lib/flotilla/agent")]
     pub data_dir: PathBuf,
     /// containerd's socket.
-    #[arg(long, default_value = "/run/containerd/containerd.sock")]
+    #[arg(
+        long,
+        env = "FLOTILLA_AGENT_CONTAINERD_SOCKET",
+        default_value = "/run/containerd/containerd.sock"
+    )]
     pub containerd_socket: PathBuf,
     /// Custom attributes, `k=v,k2=v2`.
     #[arg(long, value_delimiter = ',')]
@@ -49,16 +56,20 @@ pub struct AgentArgs {
     pub gc_after: u64,
     /// The log-shipper binary containerd's shim runs for each container (default: next to
     /// this binary).
-    #[arg(long)]
+    #[arg(long, env = "FLOTILLA_AGENT_LOGGER")]
     pub logger: Option<PathBuf>,
     /// runc's state directory (`runc --root`) for this agent's containers. Default: the
     /// shim's `/run/containerd/runc/<namespace>`, which every containerd on the host
     /// shares; give each node its own when several run on one host (`flotilla dev cluster`).
-    #[arg(long)]
+    #[arg(long, env = "FLOTILLA_AGENT_RUNC_ROOT")]
     pub runc_root: Option<PathBuf>,
     /// Parent cgroup of this agent's containers (each gets `<parent>/flotilla/<id>`); give
     /// each node its own when several run on one host.
-    #[arg(long, default_value = "/flotilla")]
+    #[arg(
+        long,
+        env = "FLOTILLA_AGENT_CGROUP_PARENT",
+        default_value = "/flotilla"
+    )]
     pub cgroup_parent: String,
     /// Subnet of the node's task bridge (`flotilla0`): bridge and awsvpc tasks get their
     /// addresses here, the bridge the first one. Pick one that no network of the node uses.
@@ -72,7 +83,7 @@ pub struct AgentArgs {
     /// Name servers written into the `/etc/resolv.conf` of task containers that set no
     /// `dnsServers` (`IP[,IP]`), e.g. the server's `--dns-listen` address so that tasks
     /// resolve Cloud Map names. Without it they keep their image's file.
-    #[arg(long, value_delimiter = ',')]
+    #[arg(long, env = "FLOTILLA_AGENT_TASK_DNS", value_delimiter = ',')]
     pub task_dns: Vec<std::net::IpAddr>,
     /// Address range of ECS Service Connect client aliases on this node: each alias
     /// (`web` of `http://web:8080`) gets one address from it, added to the node's `lo`,
@@ -80,6 +91,11 @@ pub struct AgentArgs {
     /// (`127.x.0.0/16` works without adding addresses).
     #[arg(long, default_value = agent::service_connect::DEFAULT_CIDR)]
     pub service_connect_cidr: agent::service_connect::Ipv4Cidr,
+    /// The node's host API socket (`flotilla host boot` passes it): the control plane's
+    /// host calls (`FlotillaV1.CallHostApi`: OS version, updates, settings, reboot) are
+    /// made there. Without it they are answered with an error.
+    #[arg(long)]
+    pub host_api_socket: Option<PathBuf>,
 }
 
 fn pull_policy(s: &str) -> anyhow::Result<PullPolicy> {
@@ -166,6 +182,7 @@ pub fn run(args: AgentArgs) -> anyhow::Result<()> {
         advertise_ip: args.advertise_ip,
         task_dns: args.task_dns.clone(),
         service_connect_cidr: args.service_connect_cidr,
+        host_api_socket: args.host_api_socket,
     };
     let mut containerd = ContainerdConfig::new(
         &args.containerd_socket,

@@ -42,6 +42,9 @@ enum HostCommand {
         #[arg(long)]
         node_root: PathBuf,
     },
+    /// The boot health check of a host-layer node: exits 0 once this node is registered,
+    /// its agent connected, on this slot's version (see `host_probe`).
+    ProbeRegistered(super::host_probe::ProbeArgs),
     /// Print the A/B partition flags as JSON.
     Flags {
         /// Node root directory.
@@ -90,9 +93,22 @@ struct BootArgs {
     /// User-data read at first boot [default: NODE/user-data.toml].
     #[arg(long)]
     user_data: Option<PathBuf>,
-    /// Stop everything and exit once the boot is marked successful.
+    /// Stop everything and exit once the boot is marked successful (host containers run
+    /// through containerd keep running).
     #[arg(long)]
     exit_after_boot: bool,
+    /// containerd socket for host and bootstrap containers (used unless the image's
+    /// `[containers]` names a runner command).
+    #[arg(long, default_value = host_api::containers::DEFAULT_SOCKET)]
+    containerd_socket: PathBuf,
+    /// containerd namespace of host containers (bootstrap containers: NAMESPACE-bootstrap);
+    /// never the agent's task namespace.
+    #[arg(long, default_value = host_api::containers::DEFAULT_NAMESPACE)]
+    containerd_namespace: String,
+    /// The `flotilla-runtime-logger` binary for container output [default: next to this
+    /// binary].
+    #[arg(long)]
+    containerd_logger: Option<PathBuf>,
     #[command(flatten)]
     common: CommonArgs,
 }
@@ -144,6 +160,7 @@ pub fn run(args: HostArgs) -> anyhow::Result<()> {
     match args.command {
         HostCommand::Serve(a) => serve(a),
         HostCommand::Boot(a) => boot(a),
+        HostCommand::ProbeRegistered(a) => super::host_probe::run(a),
         HostCommand::Install { node_root, image } => {
             let meta = Node::new(&node_root).install(&image)?;
             println!(
@@ -219,6 +236,15 @@ fn boot(a: BootArgs) -> anyhow::Result<()> {
         },
         restart_commands: cfg_file.restart_commands,
         exit_after_boot: a.exit_after_boot,
+        containerd: {
+            let mut c = host_api::containers::ContainerdOptions::new();
+            c.socket = a.containerd_socket;
+            c.namespace = a.containerd_namespace;
+            if let Some(l) = a.containerd_logger {
+                c.logger = l;
+            }
+            c
+        },
         node,
     };
     let outcome = runtime()?.block_on(host_api::boot::boot(opts, stop_signal()))?;

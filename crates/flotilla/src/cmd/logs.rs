@@ -45,7 +45,7 @@ pub struct LogsArgs {
 /// Credentials as the AWS CLI finds them: `AWS_ACCESS_KEY_ID`/`AWS_SECRET_ACCESS_KEY`,
 /// else the `AWS_PROFILE` (or `default`) section of `~/.aws/credentials`, else a
 /// placeholder key (enough for servers started without `--credentials`).
-fn credentials() -> Credentials {
+pub(crate) fn credentials() -> Credentials {
     if std::env::var("AWS_ACCESS_KEY_ID").is_ok_and(|v| !v.is_empty()) {
         return Credentials::from_env();
     }

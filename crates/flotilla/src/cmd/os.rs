@@ -133,7 +133,7 @@ struct PolicyWave {
 struct MetaFile {
     agent: Option<updater::image::CommandSpec>,
     health: Option<updater::image::HealthSpec>,
-    containers: Option<updater::image::CommandSpec>,
+    containers: Option<updater::image::ContainersSpec>,
 }
 
 /// Parses a wave offset such as `1h`, `4 hours`, `1d` or `2 days` (days are 24 hours).

@@ -53,6 +53,14 @@ pub struct UpArgs {
     /// declared lost and replaced elsewhere.
     #[arg(long, value_parser = parse_seconds)]
     instance_lost_after: Option<u64>,
+    /// Boot every node through the host layer (`flotilla host boot`) from a node image
+    /// installed in slot A, updated from this TUF repository (`flotilla os publish
+    /// --repo`); see docs/updater.md.
+    #[arg(long)]
+    os_repo: Option<PathBuf>,
+    /// The node image for slot A (default: the newest one the repository lists).
+    #[arg(long, requires = "os_repo")]
+    os_image: Option<PathBuf>,
 }
 
 /// Arguments of `flotilla dev cluster status`.
@@ -152,6 +160,8 @@ fn up(args: UpArgs) -> anyhow::Result<()> {
         agent_timeout: args.agent_timeout,
         instance_lost_after: args.instance_lost_after,
         flotilla_bin: std::env::current_exe().context("cannot find the flotilla binary")?,
+        os_repo: args.os_repo,
+        os_image: args.os_image,
     };
     let spec = {
         let progress = Progress::new();
@@ -172,12 +182,21 @@ fn up(args: UpArgs) -> anyhow::Result<()> {
 Images: 127.0.0.1:5000/... (scripts/build-test-images.sh) works on every node.
 Service discovery: Cloud Map private DNS namespaces (AWS_ENDPOINT_URL_SERVICEDISCOVERY={e})
   resolve inside tasks, e.g. web.corp.local (the agents' --task-dns names the server's DNS).
-Logs: {dir}/server/server.log, {dir}/nodes/<i>/agent.log
+Logs: {dir}/server/server.log, {dir}/nodes/<i>/agent.log{host}
 Stop it with: flotilla dev cluster down --name {name}",
         region = status.region,
         cluster = status.ecs_cluster,
         dir = status.dir.display(),
         name = status.name,
+        host = if spec.os.is_some() {
+            format!(
+                "\nHost layer: flotilla apiclient -s {dir}/nodes/<i>/api.sock -u /os; \
+                 agent log {dir}/nodes/<i>/host/run/logs/agent.log",
+                dir = status.dir.display()
+            )
+        } else {
+            String::new()
+        },
     );
     Ok(())
 }

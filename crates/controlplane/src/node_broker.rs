@@ -1,13 +1,14 @@
-//! The log broker: carries users' log reads to the agents that hold the logs, and the
-//! agents' answers back, over the agents' own connections.
+//! The node broker: carries users' requests for a node — log reads, host API calls — to
+//! the node's agent, and the agent's answers back, over the agent's own connection.
 //!
 //! # Why a broker
-//! Container output stays on the node (see `runtime::logs`), and the node's agent opens
-//! every connection: the control plane cannot call it. So a `GetTaskLogs` request is
-//! *queued* here for the task's container instance, the instance's waiting
-//! `PollTasks` long poll is woken and carries the request to the agent
-//! (`logRequests`), and the agent answers with `PutLogs`, which this broker hands to the
-//! user request still waiting for it.
+//! Container output stays on the node (see `runtime::logs`), and so does the node's host
+//! API (a Unix socket, see `model::host`); the node's agent opens every connection: the
+//! control plane cannot call it. So a `GetTaskLogs` or `CallHostApi` request is *queued*
+//! here for the container instance, the instance's waiting `PollTasks` long poll is woken
+//! and carries the request to the agent (`logRequests`, `hostRequests`), and the agent
+//! answers with `PutLogs` or `PutHostAnswer`, which this broker hands to the user request
+//! still waiting for it.
 //!
 //! ```text
 //!  flotilla logs ─► GetTaskLogs ─► submit ─► queue[instance] ─► wake ─► PollTasks answer
@@ -17,22 +18,25 @@
 //!
 //! # Design
 //! - **In memory only.** Nothing here is worth persisting: a request lives as long as the
-//!   user's HTTP request, at most `waitSeconds` + [`ANSWER_GRACE`]. After a server restart
+//!   user's HTTP request, at most its wait + [`ANSWER_GRACE`]. After a server restart
 //!   the agents poll again and new requests flow.
 //! - **Connected means polling.** An instance counts as reachable while one of its polls
 //!   is open, or within [`POLL_GAP`] after one ended (the agent polls again at once, but
 //!   may first finish a garbage collection). Otherwise `submit` fails at once with
-//!   [`LogBrokerError::NotConnected`] instead of letting the user wait.
+//!   [`NodeBrokerError::NotConnected`] instead of letting the user wait.
 //! - **Bounded.** At most [`MAX_QUEUED_PER_INSTANCE`] requests wait per instance; answers
-//!   are bounded by the agent (`model::logs::MAX_LOG_ANSWER_BYTES`) and by the API's body
-//!   limit. A request whose user gave up (timeout, closed connection) is removed when its
-//!   [`PendingLogs`] is dropped; a late answer to it is refused with
-//!   [`LogBrokerError::UnknownRequest`].
+//!   are bounded by the agent (`model::logs::MAX_LOG_ANSWER_BYTES`,
+//!   `model::host::MAX_HOST_ANSWER_BYTES`) and by the API's body limit. A request whose
+//!   user gave up (timeout, closed connection) is removed when its [`PendingAnswer`] is
+//!   dropped; a late answer to it is refused with [`NodeBrokerError::UnknownRequest`].
+//! - **A request is answered by its own kind.** A `PutLogs` cannot answer a host call,
+//!   nor the other way round ([`NodeBrokerError::UnknownRequest`]).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use model::host::{HostRequest, PutHostAnswerRequest};
 use model::logs::{LogRequest, PutLogsRequest};
 use tokio::sync::{Notify, oneshot};
 use tokio::time::Instant;
@@ -50,7 +54,7 @@ pub const MAX_QUEUED_PER_INSTANCE: usize = 64;
 
 /// Why a log request could not be served.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum LogBrokerError {
+pub enum NodeBrokerError {
     /// The instance's agent is not polling (stopped, lost, or never started).
     #[error("the agent is not connected")]
     NotConnected,
@@ -69,9 +73,98 @@ pub enum LogBrokerError {
     UnknownRequest(String),
 }
 
+/// A request the control plane hands an agent in its poll answer.
+#[derive(Debug, Clone, PartialEq)]
+pub enum NodeRequest {
+    /// Read a task's logs; answered by `PutLogs`.
+    Logs(LogRequest),
+    /// Call the node's host API; answered by `PutHostAnswer`.
+    Host(HostRequest),
+}
+
+impl NodeRequest {
+    fn request_id(&self) -> &str {
+        match self {
+            NodeRequest::Logs(r) => &r.request_id,
+            NodeRequest::Host(r) => &r.request_id,
+        }
+    }
+
+    fn set_request_id(&mut self, id: &str) {
+        match self {
+            NodeRequest::Logs(r) => r.request_id = id.to_owned(),
+            NodeRequest::Host(r) => r.request_id = id.to_owned(),
+        }
+    }
+
+    /// Splits taken requests by kind, as the poll answer carries them.
+    #[must_use]
+    pub fn split(requests: Vec<NodeRequest>) -> (Vec<LogRequest>, Vec<HostRequest>) {
+        let mut logs = Vec::new();
+        let mut host = Vec::new();
+        for r in requests {
+            match r {
+                NodeRequest::Logs(l) => logs.push(l),
+                NodeRequest::Host(h) => host.push(h),
+            }
+        }
+        (logs, host)
+    }
+}
+
+/// An agent's answer to one [`NodeRequest`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum NodeAnswer {
+    /// `PutLogs`.
+    Logs(PutLogsRequest),
+    /// `PutHostAnswer`.
+    Host(PutHostAnswerRequest),
+}
+
+impl NodeAnswer {
+    fn request_id(&self) -> &str {
+        match self {
+            NodeAnswer::Logs(a) => &a.request_id,
+            NodeAnswer::Host(a) => &a.request_id,
+        }
+    }
+
+    fn answers(&self, request: &NodeRequest) -> bool {
+        matches!(
+            (self, request),
+            (NodeAnswer::Logs(_), NodeRequest::Logs(_))
+                | (NodeAnswer::Host(_), NodeRequest::Host(_))
+        )
+    }
+}
+
+impl From<LogRequest> for NodeRequest {
+    fn from(r: LogRequest) -> Self {
+        NodeRequest::Logs(r)
+    }
+}
+
+impl From<HostRequest> for NodeRequest {
+    fn from(r: HostRequest) -> Self {
+        NodeRequest::Host(r)
+    }
+}
+
+impl From<PutLogsRequest> for NodeAnswer {
+    fn from(a: PutLogsRequest) -> Self {
+        NodeAnswer::Logs(a)
+    }
+}
+
+impl From<PutHostAnswerRequest> for NodeAnswer {
+    fn from(a: PutHostAnswerRequest) -> Self {
+        NodeAnswer::Host(a)
+    }
+}
+
 #[derive(Default)]
 struct Instance {
-    queued: Vec<LogRequest>,
+    queued: Vec<NodeRequest>,
     wake: Arc<Notify>,
     open_polls: usize,
     last_poll_end: Option<Instant>,
@@ -79,7 +172,8 @@ struct Instance {
 
 struct Waiting {
     instance: MemberKey,
-    answer: oneshot::Sender<PutLogsRequest>,
+    answer: oneshot::Sender<NodeAnswer>,
+    kind: NodeRequest,
     taken: bool,
 }
 
@@ -92,19 +186,19 @@ struct Channels {
 
 /// The broker; cheap to clone (one shared table).
 #[derive(Clone, Default)]
-pub struct LogBroker {
+pub struct NodeBroker {
     channels: Arc<Mutex<Channels>>,
 }
 
-impl std::fmt::Debug for LogBroker {
+impl std::fmt::Debug for NodeBroker {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LogBroker").finish_non_exhaustive()
+        f.debug_struct("NodeBroker").finish_non_exhaustive()
     }
 }
 
 /// An open `PollTasks` of one instance; dropping it marks the poll ended.
 pub struct PollGuard {
-    broker: LogBroker,
+    broker: NodeBroker,
     instance: MemberKey,
     /// Notified when a request is queued for the instance.
     pub wake: Arc<Notify>,
@@ -121,22 +215,22 @@ impl Drop for PollGuard {
 }
 
 /// A submitted request waiting for its answer; dropping it withdraws the request.
-pub struct PendingLogs {
-    broker: LogBroker,
+pub struct PendingAnswer {
+    broker: NodeBroker,
     /// The request's id (as the agent echoes it in `PutLogs`).
     pub request_id: String,
-    answer: Option<oneshot::Receiver<PutLogsRequest>>,
+    answer: Option<oneshot::Receiver<NodeAnswer>>,
 }
 
-impl PendingLogs {
+impl PendingAnswer {
     /// Waits up to `timeout` for the agent's answer.
     ///
     /// # Errors
-    /// [`LogBrokerError::NotPickedUp`] or [`LogBrokerError::NoAnswer`] when the time runs
+    /// [`NodeBrokerError::NotPickedUp`] or [`NodeBrokerError::NoAnswer`] when the time runs
     /// out, depending on whether the agent took the request.
-    pub async fn wait(mut self, timeout: Duration) -> Result<PutLogsRequest, LogBrokerError> {
+    pub async fn wait(mut self, timeout: Duration) -> Result<NodeAnswer, NodeBrokerError> {
         let Some(rx) = self.answer.take() else {
-            return Err(LogBrokerError::NoAnswer(timeout));
+            return Err(NodeBrokerError::NoAnswer(timeout));
         };
         match tokio::time::timeout(timeout, rx).await {
             Ok(Ok(answer)) => Ok(answer),
@@ -148,27 +242,27 @@ impl PendingLogs {
                     .get(&self.request_id)
                     .is_some_and(|w| w.taken);
                 Err(if taken {
-                    LogBrokerError::NoAnswer(timeout)
+                    NodeBrokerError::NoAnswer(timeout)
                 } else {
-                    LogBrokerError::NotPickedUp(timeout)
+                    NodeBrokerError::NotPickedUp(timeout)
                 })
             }
         }
     }
 }
 
-impl Drop for PendingLogs {
+impl Drop for PendingAnswer {
     fn drop(&mut self) {
         let mut ch = self.broker.lock();
         if let Some(w) = ch.waiting.remove(&self.request_id)
             && let Some(i) = ch.instances.get_mut(&w.instance)
         {
-            i.queued.retain(|r| r.request_id != self.request_id);
+            i.queued.retain(|r| r.request_id() != self.request_id);
         }
     }
 }
 
-impl LogBroker {
+impl NodeBroker {
     fn lock(&self) -> std::sync::MutexGuard<'_, Channels> {
         self.channels.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -187,14 +281,14 @@ impl LogBroker {
     }
 
     /// Takes every request queued for the instance (the poll hands them to its agent).
-    pub fn take(&self, instance: &MemberKey) -> Vec<LogRequest> {
+    pub fn take(&self, instance: &MemberKey) -> Vec<NodeRequest> {
         let mut ch = self.lock();
         let taken = match ch.instances.get_mut(instance) {
             Some(i) => std::mem::take(&mut i.queued),
             None => return Vec::new(),
         };
         for r in &taken {
-            if let Some(w) = ch.waiting.get_mut(&r.request_id) {
+            if let Some(w) = ch.waiting.get_mut(r.request_id()) {
                 w.taken = true;
             }
         }
@@ -205,28 +299,30 @@ impl LogBroker {
     /// wakes the agent's poll.
     ///
     /// # Errors
-    /// [`LogBrokerError::NotConnected`] when the agent is not polling,
-    /// [`LogBrokerError::Busy`] when too many requests already wait for it.
+    /// [`NodeBrokerError::NotConnected`] when the agent is not polling,
+    /// [`NodeBrokerError::Busy`] when too many requests already wait for it.
     pub fn submit(
         &self,
         instance: &MemberKey,
-        mut request: LogRequest,
-    ) -> Result<PendingLogs, LogBrokerError> {
+        request: impl Into<NodeRequest>,
+    ) -> Result<PendingAnswer, NodeBrokerError> {
         let mut ch = self.lock();
         ch.next_id += 1;
-        let id = format!("logs-{}", ch.next_id);
+        let mut request = request.into();
+        let id = format!("req-{}", ch.next_id);
         let i = ch
             .instances
             .get_mut(instance)
-            .ok_or(LogBrokerError::NotConnected)?;
+            .ok_or(NodeBrokerError::NotConnected)?;
         let polling = i.open_polls > 0 || i.last_poll_end.is_some_and(|t| t.elapsed() <= POLL_GAP);
         if !polling {
-            return Err(LogBrokerError::NotConnected);
+            return Err(NodeBrokerError::NotConnected);
         }
         if i.queued.len() >= MAX_QUEUED_PER_INSTANCE {
-            return Err(LogBrokerError::Busy);
+            return Err(NodeBrokerError::Busy);
         }
-        request.request_id.clone_from(&id);
+        request.set_request_id(&id);
+        let kind = request.clone();
         i.queued.push(request);
         i.wake.notify_one();
         let (tx, rx) = oneshot::channel();
@@ -235,10 +331,11 @@ impl LogBroker {
             Waiting {
                 instance: instance.clone(),
                 answer: tx,
+                kind,
                 taken: false,
             },
         );
-        Ok(PendingLogs {
+        Ok(PendingAnswer {
             broker: self.clone(),
             request_id: id,
             answer: Some(rx),
@@ -248,26 +345,27 @@ impl LogBroker {
     /// Delivers an agent's answer to the user request waiting for it.
     ///
     /// # Errors
-    /// [`LogBrokerError::UnknownRequest`] when no request of that id waits for this
+    /// [`NodeBrokerError::UnknownRequest`] when no request of that id waits for this
     /// instance (the user gave up, or the id belongs to another instance).
     pub fn answer(
         &self,
         instance: &MemberKey,
-        answer: PutLogsRequest,
-    ) -> Result<(), LogBrokerError> {
+        answer: impl Into<NodeAnswer>,
+    ) -> Result<(), NodeBrokerError> {
+        let answer = answer.into();
         let mut ch = self.lock();
-        let id = answer.request_id.clone();
+        let id = answer.request_id().to_owned();
         match ch.waiting.get(&id) {
-            Some(w) if &w.instance == instance => {}
-            _ => return Err(LogBrokerError::UnknownRequest(id)),
+            Some(w) if &w.instance == instance && answer.answers(&w.kind) => {}
+            _ => return Err(NodeBrokerError::UnknownRequest(id)),
         }
         let Some(w) = ch.waiting.remove(&id) else {
-            return Err(LogBrokerError::UnknownRequest(id));
+            return Err(NodeBrokerError::UnknownRequest(id));
         };
         drop(ch);
         w.answer
             .send(answer)
-            .map_err(|_| LogBrokerError::UnknownRequest(id))
+            .map_err(|_| NodeBrokerError::UnknownRequest(id))
     }
 
     /// Requests queued or awaiting an answer (for tests and metrics).
@@ -292,9 +390,9 @@ mod tests {
         }
     }
 
-    fn answer_to(r: &LogRequest, text: &str) -> PutLogsRequest {
+    fn answer_to(r: &NodeRequest, text: &str) -> PutLogsRequest {
         PutLogsRequest {
-            request_id: r.request_id.clone(),
+            request_id: r.request_id().to_owned(),
             events: vec![model::logs::LogEvent {
                 message: text.into(),
                 ..Default::default()
@@ -305,7 +403,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_request_reaches_the_polling_agent_and_its_answer_the_user() {
-        let broker = LogBroker::default();
+        let broker = NodeBroker::default();
         let node = key("i-1");
         let poll = broker.poll_started(&node);
         let pending = broker.submit(&node, request("t1")).unwrap();
@@ -315,18 +413,23 @@ mod tests {
             .expect("the poll is woken");
         let taken = broker.take(&node);
         assert_eq!(taken.len(), 1);
-        assert_eq!(taken[0].task_arn, "t1");
-        assert_eq!(taken[0].request_id, pending.request_id);
+        let NodeRequest::Logs(read) = &taken[0] else {
+            panic!("a log request: {taken:?}")
+        };
+        assert_eq!(read.task_arn, "t1");
+        assert_eq!(read.request_id, pending.request_id);
         assert!(broker.take(&node).is_empty(), "taken once");
         broker.answer(&node, answer_to(&taken[0], "hello")).unwrap();
-        let got = pending.wait(Duration::from_secs(1)).await.unwrap();
+        let NodeAnswer::Logs(got) = pending.wait(Duration::from_secs(1)).await.unwrap() else {
+            panic!("a log answer")
+        };
         assert_eq!(got.events[0].message, "hello");
         assert_eq!(broker.waiting(), 0);
     }
 
     #[tokio::test]
     async fn a_request_queued_between_polls_waits_for_the_next_poll() {
-        let broker = LogBroker::default();
+        let broker = NodeBroker::default();
         let node = key("i-1");
         drop(broker.poll_started(&node)); // a poll just ended
         let pending = broker.submit(&node, request("t1")).unwrap();
@@ -342,31 +445,31 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn an_agent_that_never_polled_or_stopped_polling_is_not_connected() {
-        let broker = LogBroker::default();
+        let broker = NodeBroker::default();
         let node = key("i-1");
         assert_eq!(
             broker.submit(&node, request("t")).err(),
-            Some(LogBrokerError::NotConnected)
+            Some(NodeBrokerError::NotConnected)
         );
         drop(broker.poll_started(&node));
         assert!(broker.submit(&node, request("t")).is_ok(), "within the gap");
         tokio::time::advance(POLL_GAP + Duration::from_secs(1)).await;
         assert_eq!(
             broker.submit(&node, request("t")).err(),
-            Some(LogBrokerError::NotConnected)
+            Some(NodeBrokerError::NotConnected)
         );
         assert_eq!(broker.waiting(), 0, "refused requests leave nothing behind");
     }
 
     #[tokio::test(start_paused = true)]
     async fn timeouts_say_whether_the_agent_took_the_request() {
-        let broker = LogBroker::default();
+        let broker = NodeBroker::default();
         let node = key("i-1");
         let _poll = broker.poll_started(&node);
         let pending = broker.submit(&node, request("t")).unwrap();
         assert_eq!(
             pending.wait(Duration::from_secs(5)).await.err(),
-            Some(LogBrokerError::NotPickedUp(Duration::from_secs(5)))
+            Some(NodeBrokerError::NotPickedUp(Duration::from_secs(5)))
         );
         assert_eq!(broker.waiting(), 0);
         assert!(
@@ -378,18 +481,18 @@ mod tests {
         let [r] = broker.take(&node).try_into().unwrap();
         assert_eq!(
             pending.wait(Duration::from_secs(5)).await.err(),
-            Some(LogBrokerError::NoAnswer(Duration::from_secs(5)))
+            Some(NodeBrokerError::NoAnswer(Duration::from_secs(5)))
         );
         // The late answer finds nobody waiting.
         assert_eq!(
             broker.answer(&node, answer_to(&r, "late")),
-            Err(LogBrokerError::UnknownRequest(r.request_id.clone()))
+            Err(NodeBrokerError::UnknownRequest(r.request_id().to_owned()))
         );
     }
 
     #[tokio::test]
     async fn an_agent_cannot_answer_another_instances_request() {
-        let broker = LogBroker::default();
+        let broker = NodeBroker::default();
         let (a, b) = (key("i-a"), key("i-b"));
         let _pa = broker.poll_started(&a);
         let _pb = broker.poll_started(&b);
@@ -398,26 +501,67 @@ mod tests {
         assert!(broker.take(&b).is_empty());
         assert!(matches!(
             broker.answer(&b, answer_to(&r, "forged")),
-            Err(LogBrokerError::UnknownRequest(_))
+            Err(NodeBrokerError::UnknownRequest(_))
         ));
         broker.answer(&a, answer_to(&r, "real")).unwrap();
+        assert!(matches!(
+            pending.wait(Duration::from_secs(1)).await.unwrap(),
+            NodeAnswer::Logs(l) if l.events[0].message == "real"
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_host_call_is_answered_by_a_host_answer_only() {
+        let broker = NodeBroker::default();
+        let node = key("i-1");
+        let _poll = broker.poll_started(&node);
+        let pending = broker
+            .submit(
+                &node,
+                HostRequest {
+                    request_id: String::new(),
+                    call: model::host::HostCall::GetOs,
+                },
+            )
+            .unwrap();
+        let taken = broker.take(&node);
+        let (logs, host) = NodeRequest::split(taken.clone());
+        assert!(logs.is_empty());
+        assert_eq!(host.len(), 1);
+        assert_eq!(host[0].call, model::host::HostCall::GetOs);
+        assert!(
+            matches!(
+                broker.answer(&node, answer_to(&taken[0], "a log answer")),
+                Err(NodeBrokerError::UnknownRequest(_))
+            ),
+            "a PutLogs cannot answer a host call"
+        );
+        let answer = PutHostAnswerRequest {
+            request_id: host[0].request_id.clone(),
+            answer: Some(model::host::CallHostApiResponse {
+                status: 200,
+                body: serde_json::json!({"version_id": "1.0.0"}),
+            }),
+            ..PutHostAnswerRequest::default()
+        };
+        broker.answer(&node, answer.clone()).unwrap();
         assert_eq!(
-            pending.wait(Duration::from_secs(1)).await.unwrap().events[0].message,
-            "real"
+            pending.wait(Duration::from_secs(1)).await.unwrap(),
+            NodeAnswer::Host(answer)
         );
     }
 
     #[tokio::test]
     async fn the_queue_per_instance_is_bounded() {
-        let broker = LogBroker::default();
+        let broker = NodeBroker::default();
         let node = key("i-1");
         let _poll = broker.poll_started(&node);
-        let pending: Vec<PendingLogs> = (0..MAX_QUEUED_PER_INSTANCE)
+        let pending: Vec<PendingAnswer> = (0..MAX_QUEUED_PER_INSTANCE)
             .map(|_| broker.submit(&node, request("t")).unwrap())
             .collect();
         assert_eq!(
             broker.submit(&node, request("t")).err(),
-            Some(LogBrokerError::Busy)
+            Some(NodeBrokerError::Busy)
         );
         drop(pending);
         assert_eq!(broker.waiting(), 0);
