@@ -1,0 +1,211 @@
+"""Nodes booted by the host layer, updated by the rolling OS updater, on a real 3-node
+`flotilla dev cluster up --os-repo` (each node: `flotilla host boot` from a node image in
+slot A, its agent started from the slot's own binary, its host API reached by the control
+plane over the agent's connection).
+
+In file order, on one cluster booted from 1.0.0 with a 6-task service:
+1. publish 1.1.0; a standalone task on node 3 makes the updater skip that node; every other
+   node moves to 1.1.0 while the service never drops below its minimum healthy percent;
+   once the standalone task is gone, node 3 follows;
+2. publish 1.2.0 whose agent cannot join: the first node tried falls back to 1.1.0 by
+   itself, the updater halts naming it and why, the other nodes stay on 1.1.0; pulling
+   1.2.0 (`--max-version 1.1.0`) and resuming finishes with nothing left to update.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from cluster_support import BIN, CREDS, Cluster, Sampler, leftovers, service_tasks, wait_for
+from support import need_root_and_binaries
+
+SERVICE = "web"
+DESIRED = 6
+MIN_HEALTHY_PERCENT = 100
+
+# The node image's own agent and the boot health check: registered, connected, on this
+# slot's version (docs/updater.md).
+GOOD_NODE = """
+[agent]
+command = ["{slot}/bin/flotilla", "agent"]
+
+[health]
+command = ["{slot}/bin/flotilla", "host", "probe-registered", "--socket", "{socket}", "--slot", "{slot}", "--instance-id", "{node-id}"]
+timeout-secs = 60
+"""
+# A release whose agent never starts: the node cannot join, the boot health check fails.
+BAD_NODE = """
+[agent]
+command = ["/bin/false"]
+
+[health]
+command = ["{slot}/bin/flotilla", "host", "probe-registered", "--socket", "{socket}", "--slot", "{slot}", "--instance-id", "{node-id}"]
+timeout-secs = 15
+"""
+
+
+class Releases:
+    """A TUF repository and its keys; builds and publishes node images."""
+
+    def __init__(self, work: Path):
+        self.work = work
+        self.repo = work / "repo"
+        keys = work / "keys"
+        subprocess.run([str(BIN), "os", "keygen", "--out", str(keys)], check=True, capture_output=True)
+        self.root = keys / "root.json"
+        self.key = keys / "key-1.pk8"
+
+    def publish(self, version: str, meta: str = GOOD_NODE, *extra: str) -> None:
+        meta_file = self.work / f"node-{version}.toml"
+        meta_file.write_text(meta)
+        image = self.work / f"node-{version}.tar.gz"
+        subprocess.run([str(BIN), "os", "build-image", "--version", version, "--out", str(image),
+                        "--meta", str(meta_file), "--root-json", str(self.root)], check=True, capture_output=True)
+        self.republish("--image", str(image), *extra)
+
+    def republish(self, *args: str) -> None:
+        subprocess.run([str(BIN), "os", "publish", "--repo", str(self.repo), "--root", str(self.root),
+                        "--key", str(self.key), *args], check=True, capture_output=True)
+
+
+@pytest.fixture(scope="module")
+def os_cluster():
+    need_root_and_binaries("the dev cluster needs root (network namespaces, containerd, cgroups)")
+    subprocess.run([str(Path(__file__).parents[2] / "scripts/build-test-images.sh")], check=True, capture_output=True)
+    with tempfile.TemporaryDirectory(prefix="flotilla-os-test-") as work:
+        releases = Releases(Path(work))
+        releases.publish("1.0.0")
+        c = Cluster(name=f"os{os.getpid() % 100000}", dir=f"/tmp/flotilla-os-cluster-{os.getpid()}")
+        c.up("--nodes", "3", "--port", "8097", "--agent-timeout", "25s", "--instance-lost-after", "25s",
+             "--os-repo", str(releases.repo))
+        c.releases = releases
+        c.state_dir = str(Path(work) / "updater")
+        yield c
+        c.cli("down", check=False)
+        left = leftovers(c)
+        assert not left, f"dev cluster down left: {left}"
+
+
+def node_os(c: Cluster, i: int) -> str:
+    """`apiclient -u /os` on node i: the version its host layer booted."""
+    out = subprocess.run([str(BIN), "apiclient", "-s", f"{c.dir}/nodes/{i}/api.sock", "-u", "/os"],
+                         check=True, capture_output=True, text=True)
+    return json.loads(out.stdout)["version_id"]
+
+
+def instances(c: Cluster) -> dict[int, dict]:
+    """node number -> its container instance."""
+    by_arn = c.node_of_instance()
+    described = c.ecs.describe_container_instances(cluster="default", containerInstances=list(by_arn))
+    return {by_arn[ci["containerInstanceArn"]]: ci for ci in described["containerInstances"]}
+
+
+def attribute(ci: dict, name: str) -> str | None:
+    return next((a.get("value") for a in ci["attributes"] if a["name"] == name), None)
+
+
+def updater(c: Cluster, *args: str, timeout: float = 600) -> subprocess.CompletedProcess:
+    env = {**os.environ, **CREDS, "NO_COLOR": "1"}
+    return subprocess.run([str(BIN), "updater", *args, "--endpoint", c.endpoint, "--cluster", "default",
+                           "--state-dir", c.state_dir], capture_output=True, text=True, env=env, timeout=timeout)
+
+
+def every_node_on(c: Cluster, version: str) -> bool:
+    cis = instances(c)
+    return all(node_os(c, i) == version and attribute(cis[i], "flotilla.os-version") == version
+               and cis[i]["status"] == "ACTIVE" and cis[i]["agentConnected"] for i in (1, 2, 3))
+
+
+def test_nodes_boot_through_the_host_layer(os_cluster: Cluster):
+    c = os_cluster
+    assert every_node_on(c, "1.0.0")
+    # The agents were started by the host layer from slot A's own binary.
+    for i in (1, 2, 3):
+        flags = json.loads(subprocess.run([str(BIN), "host", "flags", "--node-root", f"{c.dir}/nodes/{i}/host"],
+                                          check=True, capture_output=True, text=True).stdout)
+        assert flags["active"] == "a" and flags["a"]["successful"], flags
+        assert (Path(c.dir) / f"nodes/{i}/host/run/boot-successful").exists()
+
+
+def test_rolling_update_skips_standalone_tasks_and_keeps_the_service_healthy(os_cluster: Cluster):
+    c = os_cluster
+    c.ecs.register_task_definition(family=SERVICE, containerDefinitions=[{
+        "name": "app", "image": "127.0.0.1:5000/busybox:latest", "memory": 32,
+        "command": ["sleep", "3600"], "stopTimeout": 2}])
+    c.ecs.create_service(cluster="default", serviceName=SERVICE, taskDefinition=SERVICE, desiredCount=DESIRED,
+                         deploymentConfiguration={"minimumHealthyPercent": MIN_HEALTHY_PERCENT,
+                                                  "maximumPercent": 200},
+                         placementStrategy=[{"type": "spread", "field": "attribute:ecs.availability-zone"}])
+    c.ecs.get_waiter("services_stable").wait(cluster="default", services=[SERVICE],
+                                             WaiterConfig={"Delay": 1, "MaxAttempts": 120})
+    # A standalone task on node 3: the default policy leaves that node for later.
+    node3 = next(arn for arn, i in c.node_of_instance().items() if i == 3)
+    standalone = c.ecs.start_task(cluster="default", taskDefinition=SERVICE, containerInstances=[node3])["tasks"][0]
+    wait_for(lambda: c.ecs.describe_tasks(cluster="default", tasks=[standalone["taskArn"]])["tasks"][0]["lastStatus"]
+             == "RUNNING", "the standalone task to run")
+
+    c.releases.publish("1.1.0")
+    plan = updater(c, "run", "--dry-run")
+    assert plan.returncode == 0, plan.stderr
+    assert "1.1.0" in plan.stdout, plan.stdout
+
+    with Sampler(c.ecs, SERVICE) as sampler:
+        first = updater(c, "run", "--once")
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert "skipped" in first.stdout and "i-flotilla" in first.stdout, first.stdout
+    versions = {i: node_os(c, i) for i in (1, 2, 3)}
+    assert versions == {1: "1.1.0", 2: "1.1.0", 3: "1.0.0"}, versions
+    assert sampler.running, "the sampler saw the service"
+    floor = DESIRED * MIN_HEALTHY_PERCENT // 100
+    assert min(sampler.running) >= floor, f"running tasks dropped to {min(sampler.running)} (< {floor})"
+    # The standalone task was never touched.
+    t = c.ecs.describe_tasks(cluster="default", tasks=[standalone["taskArn"]])["tasks"][0]
+    assert t["lastStatus"] == "RUNNING" and t["containerInstanceArn"] == node3
+
+    c.ecs.stop_task(cluster="default", task=standalone["taskArn"], reason="done")
+    wait_for(lambda: c.ecs.describe_tasks(cluster="default", tasks=[standalone["taskArn"]])["tasks"][0]["lastStatus"]
+             == "STOPPED", "the standalone task to stop")
+    with Sampler(c.ecs, SERVICE) as sampler:
+        second = updater(c, "run", "--once")
+    assert second.returncode == 0, second.stdout + second.stderr
+    assert every_node_on(c, "1.1.0"), {i: node_os(c, i) for i in (1, 2, 3)}
+    assert min(sampler.running) >= floor, f"running tasks dropped to {min(sampler.running)} (< {floor})"
+    svc = c.ecs.describe_services(cluster="default", services=[SERVICE])["services"][0]
+    assert svc["runningCount"] == DESIRED and len(service_tasks(c.ecs, SERVICE)) == DESIRED
+    # Every step is an event a user can read later.
+    status = updater(c, "status")
+    assert status.returncode == 0, status.stderr
+    for step in ("drain", "apply", "reboot", "activate", "skip"):
+        assert step in status.stdout, status.stdout
+
+
+def test_a_release_that_cannot_join_falls_back_and_halts_the_updater(os_cluster: Cluster):
+    c = os_cluster
+    c.releases.publish("1.2.0", BAD_NODE)
+    halted = updater(c, "run", "--once")
+    assert halted.returncode != 0, halted.stdout + halted.stderr
+    reason = halted.stderr.strip().splitlines()[-1]
+    assert "halted on node i-flotilla" in reason and "fell back to 1.1.0" in reason, reason
+    # The failed node is back on its working slot by itself; nobody else moved.
+    assert every_node_on(c, "1.1.0"), {i: node_os(c, i) for i in (1, 2, 3)}
+    status = updater(c, "status")
+    assert "fell back to 1.1.0" in status.stdout, status.stdout
+    # While halted, nothing starts.
+    again = updater(c, "run", "--once")
+    assert again.returncode != 0 and "halted" in again.stderr, again.stdout + again.stderr
+
+    # Pull 1.2.0 and resume: nothing is left to update.
+    c.releases.republish("--max-version", "1.1.0")
+    resumed = updater(c, "resume")
+    assert resumed.returncode == 0, resumed.stderr
+    done = updater(c, "run", "--once")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert every_node_on(c, "1.1.0")
+    svc = c.ecs.describe_services(cluster="default", services=[SERVICE])["services"][0]
+    assert svc["runningCount"] == DESIRED
