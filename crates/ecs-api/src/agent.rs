@@ -149,7 +149,7 @@ impl Wakers {
     /// The wakers of `cp`, started on first use (one per control plane in the process).
     fn of(cp: &ControlPlane) -> Arc<Wakers> {
         static ALL: OnceLock<Mutex<HashMap<usize, Arc<Wakers>>>> = OnceLock::new();
-        // The control plane's identity: where its log broker lives. An address can only
+        // The control plane's identity: where its node broker lives. An address can only
         // be reused after that control plane is gone, which `usable` notices.
         let id = std::ptr::from_ref(cp.node_broker()).addr();
         let mut all = ALL
