@@ -61,8 +61,8 @@ BODY_LIMIT = 2 * 1024 * 1024
 
 
 # flotilla's own targets (not in botocore's model; `agent_request` builds their bodies).
-AGENT_OPS = ("PollTasks", "ReportHealth", "ReportNetwork", "PutLogs")
-USER_OPS = ("GetTaskLogs",)
+AGENT_OPS = ("PollTasks", "ReportHealth", "ReportNetwork", "PutLogs", "PutHostAnswer")
+USER_OPS = ("GetTaskLogs", "CallHostApi")
 
 # --------------------------------------------------------------------------------------
 # Values
@@ -511,6 +511,16 @@ def agent_request(rng: random.Random, pool: Pool, op: str) -> dict:
         return {"cluster": cluster, "containerInstance": pick(pool.instances, "x"), "requestId": rng.choice(["logs-1", "", "x" * 100]),
                 "events": [{"containerName": "app", "timestamp": "2026-01-01T00:00:00Z", "stream": "stdout", "message": "hi"}],
                 "cursors": {"app": {"file": 1, "head": 0, "offset": 2}}, "hasMore": False, "containers": ["app"]}
+    if op == "PutHostAnswer":
+        return {"cluster": cluster, "containerInstance": pick(pool.instances, "x"), "requestId": rng.choice(["req-1", "", "x" * 100]),
+                "answer": rng.choice([{"status": 200, "body": {"version_id": "1.0.0"}}, {"status": 404, "body": "none"}, None]),
+                "error": rng.choice([None, "no host layer"])}
+    if op == "CallHostApi":
+        # An instance id of the right form that names no instance (a call to a polling
+        # instance waits for its agent).
+        return {"cluster": cluster, "containerInstance": f"{rng.getrandbits(128):032x}",
+                "call": rng.choice([{"action": "GetOs"}, {"action": "Reboot"}, {"action": "GetSettings", "prefix": "ecs"},
+                                    {"action": "SetSettings", "settings": {"motd": "hi"}}, {"action": "RunShell"}])}
     # GetTaskLogs: a task id of the right form that names no task.
     return {"cluster": cluster, "task": f"{rng.getrandbits(128):032x}", "tail": rng.choice([1, 10, 2**31]),
             "waitSeconds": rng.choice([0, 1, 21, 2**32 - 1])}
@@ -1050,6 +1060,8 @@ class Fuzzer:
                 body.pop("knownDigest", None)  # never a long poll
             if isinstance(body, dict) and op == "GetTaskLogs" and body.get("task") in self.pool.tasks:
                 body["task"] = "0" * 32
+            if isinstance(body, dict) and op == "CallHostApi" and body.get("containerInstance") in self.pool.instances:
+                body["containerInstance"] = "0" * 32
         raw = _dumps(body)
         if len(raw) > BODY_LIMIT:
             raw = _dumps(agent_request(r, self.pool, op))

@@ -58,6 +58,7 @@ const ALLOWED: &[(&str, &[&str])] = &[
             "dns",
             "lb",
             "rollout",
+            "durable",
         ],
     ),
 ];

@@ -46,19 +46,13 @@ impl StateFiles {
         }
     }
 
-    /// Replaces `state.json` in one rename.
+    /// Replaces `state.json` in one rename (`durable::write`).
     pub fn save(&self, state: &State) -> anyhow::Result<()> {
         let path = self.state_path();
-        let tmp = self.dir.join("state.json.tmp");
-        let write = || -> std::io::Result<()> {
-            let mut file = File::create(&tmp)?;
-            serde_json::to_writer_pretty(&mut file, state)?;
-            file.write_all(b"\n")?;
-            file.sync_all()?;
-            fs::rename(&tmp, &path)?;
-            File::open(&self.dir)?.sync_all()
-        };
-        write().with_context(|| format!("cannot write {}", path.display()))
+        let mut bytes = serde_json::to_vec_pretty(state).context("cannot encode the state")?;
+        bytes.push(b'\n');
+        durable::write(&path, &bytes, 0o644)
+            .with_context(|| format!("cannot write {}", path.display()))
     }
 
     /// Appends an event; past [`MAX_EVENTS`] lines, keeps the last ones (the file is
@@ -76,9 +70,7 @@ impl StateFiles {
         let lines = self.read_lines()?;
         if lines.len() > MAX_EVENTS {
             let keep = &lines[lines.len() - MAX_EVENTS..];
-            let tmp = self.dir.join("events.jsonl.tmp");
-            fs::write(&tmp, keep.join("\n") + "\n")
-                .and_then(|()| fs::rename(&tmp, &path))
+            durable::write(&path, (keep.join("\n") + "\n").as_bytes(), 0o644)
                 .with_context(|| format!("cannot trim {}", path.display()))?;
         }
         Ok(())
