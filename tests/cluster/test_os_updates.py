@@ -9,11 +9,13 @@ In file order, on one cluster booted from 1.0.0 with a 6-task service:
    once the standalone task is gone, node 3 follows;
 2. publish 1.2.0 whose agent cannot join: the first node tried falls back to 1.1.0 by
    itself, the updater halts naming it and why, the other nodes stay on 1.1.0; pulling
-   1.2.0 (`--max-version 1.1.0`) and resuming finishes with nothing left to update.
+   1.2.0 (`--max-version 1.1.0`) and resuming finishes with nothing left to update;
+3. publish 1.3.0 in waves: the nodes whose seed is in a wave not open yet are left alone.
 """
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
 import subprocess
@@ -207,5 +209,29 @@ def test_a_release_that_cannot_join_falls_back_and_halts_the_updater(os_cluster:
     done = updater(c, "run", "--once")
     assert done.returncode == 0, done.stdout + done.stderr
     assert every_node_on(c, "1.1.0")
+    svc = c.ecs.describe_services(cluster="default", services=[SERVICE])["services"][0]
+    assert svc["runningCount"] == DESIRED
+
+
+def test_nodes_outside_the_open_wave_are_not_updated_yet(os_cluster: Cluster):
+    c = os_cluster
+    # Nodes 1 and 2 sit before the first wave (their update is due at once); node 3's
+    # seed falls in a wave that opens in 10 to 20 days.
+    for i, seed in ((1, 10), (2, 20), (3, 1500)):
+        subprocess.run([str(BIN), "apiclient", "-s", f"{c.dir}/nodes/{i}/api.sock", "set", f"updates.seed={seed}"],
+                       check=True, capture_output=True)
+    now = datetime.datetime.now(datetime.timezone.utc)
+    at = lambda days: (now + datetime.timedelta(days=days)).strftime("%Y-%m-%dT%H:%M:%SZ")  # noqa: E731
+    c.releases.publish("1.3.0", GOOD_NODE, "--wave", f"1000={at(10)}", "--wave", f"2000={at(20)}")
+    plan = updater(c, "run", "--dry-run")
+    assert plan.returncode == 0, plan.stderr
+    done = updater(c, "run", "--once")
+    assert done.returncode == 0, done.stdout + done.stderr
+    versions = {i: node_os(c, i) for i in (1, 2, 3)}
+    assert versions == {1: "1.3.0", 2: "1.3.0", 3: "1.1.0"}, versions
+    # Node 3 itself says there is nothing for it yet.
+    status = json.loads(subprocess.run([str(BIN), "apiclient", "-s", f"{c.dir}/nodes/3/api.sock", "update", "check"],
+                                       check=True, capture_output=True, text=True).stdout)
+    assert status["update_state"] == "Idle" and not status.get("chosen_update"), status
     svc = c.ecs.describe_services(cluster="default", services=[SERVICE])["services"][0]
     assert svc["runningCount"] == DESIRED

@@ -38,8 +38,9 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("dns", &[]),
     // The load balancer's data plane: fed a plain config, so no internal dependency.
     ("lb", &[]),
-    // The rolling OS updater's decisions: fed a plain snapshot, so no internal dependency.
-    ("rollout", &[]),
+    // The rolling OS updater's decisions: fed a plain snapshot in the model's typed
+    // statuses.
+    ("rollout", &["model"]),
     // Test support: a [dev-dependencies] entry only (see DEV_ONLY).
     ("testkit", &["model", "store", "controlplane"]),
     (

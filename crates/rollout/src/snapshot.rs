@@ -2,6 +2,9 @@
 //! Built by the IO layer from ECS (`DescribeContainerInstances`, `DescribeTasks`,
 //! `DescribeServices`) and from each node's host API (`GET /updates/status`).
 
+use model::lifecycle::TaskStatus;
+use model::status::InstanceStatus;
+
 /// Everything a decision looks at, besides the persisted [`State`](crate::State).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Snapshot {
@@ -85,13 +88,14 @@ pub enum NodeStatus {
 }
 
 impl NodeStatus {
-    /// The status from its wire spelling.
+    /// The status the control plane shows (`None`: it showed none).
     #[must_use]
-    pub fn from_wire(status: &str) -> NodeStatus {
+    pub fn from_status(status: Option<InstanceStatus>) -> NodeStatus {
         match status {
-            "ACTIVE" => NodeStatus::Active,
-            "DRAINING" => NodeStatus::Draining,
-            other => NodeStatus::Other(other.to_owned()),
+            Some(InstanceStatus::Active) => NodeStatus::Active,
+            Some(InstanceStatus::Draining) => NodeStatus::Draining,
+            Some(other) => NodeStatus::Other(other.as_str().to_owned()),
+            None => NodeStatus::Other("UNKNOWN".to_owned()),
         }
     }
 
@@ -99,8 +103,8 @@ impl NodeStatus {
     #[must_use]
     pub fn as_str(&self) -> &str {
         match self {
-            NodeStatus::Active => "ACTIVE",
-            NodeStatus::Draining => "DRAINING",
+            NodeStatus::Active => InstanceStatus::Active.as_str(),
+            NodeStatus::Draining => InstanceStatus::Draining.as_str(),
             NodeStatus::Other(s) => s,
         }
     }
@@ -165,8 +169,8 @@ pub struct TaskOnNode {
     /// `group`: `service:NAME` for a service's task, `family:NAME` or anything else for
     /// a standalone task.
     pub group: String,
-    /// `lastStatus` (`PENDING`, `RUNNING`, `STOPPING`, `STOPPED`, …).
-    pub last_status: String,
+    /// `lastStatus` (`None` when the control plane showed none).
+    pub last_status: Option<TaskStatus>,
 }
 
 impl TaskOnNode {
@@ -180,7 +184,7 @@ impl TaskOnNode {
     /// in its stop timeout, and rebooting would cut that short.
     #[must_use]
     pub fn is_stopped(&self) -> bool {
-        self.last_status == "STOPPED"
+        self.last_status == Some(TaskStatus::Stopped)
     }
 }
 

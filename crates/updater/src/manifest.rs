@@ -171,7 +171,9 @@ impl Manifest {
     }
 
     /// Adds (or replaces) an update and raises `max_version` of every update of the same
-    /// variant/arch to the highest version present, as Bottlerocket's publisher does.
+    /// variant/arch to the highest version present, as Bottlerocket's publisher does —
+    /// except a pulled release (its version above its own `max_version`): it stays pulled
+    /// when a newer one is published, instead of being offered again.
     pub fn add_update(&mut self, update: Update) {
         self.updates.retain(|u| {
             !(u.variant == update.variant && u.arch == update.arch && u.version == update.version)
@@ -180,7 +182,8 @@ impl Manifest {
         let max = self.updates.iter().map(|u| u.version.clone()).max();
         if let Some(max) = max {
             for u in &mut self.updates {
-                if u.max_version < max {
+                let pulled = u.version > u.max_version;
+                if u.max_version < max && !pulled {
                     u.max_version = max.clone();
                 }
             }
@@ -474,6 +477,25 @@ mod tests {
         let chosen =
             choose_update(&applicable_updates(&m, &p, now), &Version::new(1, 1, 0), &p).unwrap();
         assert_eq!(chosen.version, Version::new(1, 0, 0));
+    }
+
+    #[test]
+    fn a_pulled_release_stays_pulled_when_a_newer_one_is_published() {
+        let mut m = Manifest::default();
+        m.add_update(upd("1.1.0", &[]));
+        m.add_update(upd("1.2.0", &[]));
+        for u in &mut m.updates {
+            u.max_version = Version::new(1, 1, 0); // 1.2.0 pulled
+        }
+        m.add_update(upd("1.3.0", &[]));
+        let p = policy(1);
+        let now = t("2026-01-01T00:00:00Z");
+        let offered: Vec<Version> = applicable_updates(&m, &p, now)
+            .iter()
+            .map(|u| u.version.clone())
+            .collect();
+        assert!(!offered.contains(&Version::new(1, 2, 0)), "{offered:?}");
+        assert!(offered.contains(&Version::new(1, 3, 0)), "{offered:?}");
     }
 
     #[test]

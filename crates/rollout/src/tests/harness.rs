@@ -113,7 +113,7 @@ impl Harness {
         n.tasks.push(TaskOnNode {
             arn,
             group: format!("service:{service}"),
-            last_status: "RUNNING".into(),
+            last_status: Some(model::lifecycle::TaskStatus::Running),
         });
     }
 
@@ -124,14 +124,14 @@ impl Harness {
         n.tasks.push(TaskOnNode {
             arn,
             group: "family:batch".into(),
-            last_status: "RUNNING".into(),
+            last_status: Some(model::lifecycle::TaskStatus::Running),
         });
     }
 
     /// Every task on node `id` stops (ECS replaced them elsewhere).
     pub fn stop_tasks(&mut self, id: &str) {
         for t in &mut self.node_mut(id).tasks {
-            t.last_status = "STOPPED".into();
+            t.last_status = Some(model::lifecycle::TaskStatus::Stopped);
         }
     }
 

@@ -43,9 +43,9 @@ pub async fn snapshot(ecs: &Ecs, state: &State, refresh: Refresh) -> anyhow::Res
             .await?
             .into_iter()
             .map(|t| TaskOnNode {
+                last_status: t.last(),
                 arn: t.task_arn.unwrap_or_default(),
                 group: t.group.unwrap_or_default(),
-                last_status: t.last_status.unwrap_or_default(),
             })
             .filter(|t| !t.is_stopped())
             .collect();
@@ -80,7 +80,7 @@ pub async fn snapshot(ecs: &Ecs, state: &State, refresh: Refresh) -> anyhow::Res
         nodes.push(Node {
             instance_id: instance.ec2_instance_id.clone().unwrap_or_default(),
             zone: attribute(ZONE_ATTRIBUTE).unwrap_or_default(),
-            status: NodeStatus::from_wire(instance.status.as_deref().unwrap_or("")),
+            status: NodeStatus::from_status(instance.status()),
             agent_connected: connected,
             os_version,
             update: status.view(),
@@ -92,7 +92,7 @@ pub async fn snapshot(ecs: &Ecs, state: &State, refresh: Refresh) -> anyhow::Res
         .services()
         .await?
         .into_iter()
-        .filter(|s| s.status.as_deref() == Some("ACTIVE"))
+        .filter(|s| s.status() == Some(model::status::ServiceStatus::Active))
         .map(service_health)
         .collect();
     Ok(Snapshot { nodes, services })
