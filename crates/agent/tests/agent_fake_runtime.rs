@@ -44,34 +44,29 @@ impl Env {
         env
     }
 
-    async fn ecs(&self, op: &str, body: Value) -> Value {
+    /// POSTs `body` to target `target`: status and JSON body, whatever the status.
+    async fn post(&self, target: &str, body: Value) -> (u16, Value) {
         let resp = self
             .http
             .post(&self.endpoint)
-            .header("x-amz-target", format!("{ECS}.{op}"))
-            .header("authorization", "AWS4-HMAC-SHA256 Credential=k/20260101/us-east-1/ecs/aws4_request, SignedHeaders=host, Signature=0")
-            .body(body.to_string())
-            .send()
-            .await
-            .unwrap();
-        let ok = resp.status().is_success();
-        let v: Value = resp.json().await.unwrap();
-        assert!(ok, "{op}: {v}");
-        v
-    }
-
-    /// `FlotillaV1.<op>`: status and JSON body, whatever the status.
-    async fn flotilla(&self, op: &str, body: Value) -> (u16, Value) {
-        let resp = self
-            .http
-            .post(&self.endpoint)
-            .header("x-amz-target", format!("FlotillaV1.{op}"))
+            .header("x-amz-target", target)
             .header("authorization", "AWS4-HMAC-SHA256 Credential=k/20260101/us-east-1/ecs/aws4_request, SignedHeaders=host, Signature=0")
             .body(body.to_string())
             .send()
             .await
             .unwrap();
         (resp.status().as_u16(), resp.json().await.unwrap())
+    }
+
+    async fn ecs(&self, op: &str, body: Value) -> Value {
+        let (status, v) = self.post(&format!("{ECS}.{op}"), body).await;
+        assert!((200..300).contains(&status), "{op}: {v}");
+        v
+    }
+
+    /// `FlotillaV1.<op>`: status and JSON body, whatever the status.
+    async fn flotilla(&self, op: &str, body: Value) -> (u16, Value) {
+        self.post(&format!("FlotillaV1.{op}"), body).await
     }
 
     /// `FlotillaV1.CallHostApi`, again while the agent's first poll is not open yet.

@@ -7,7 +7,7 @@
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::Value;
 
@@ -32,15 +32,8 @@ fn ok(args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-fn poll<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(25));
-    }
+fn poll<T>(what: &str, timeout: Duration, f: impl FnMut() -> Option<T>) -> T {
+    testkit::wait::until(what, timeout, Duration::from_millis(25), f)
 }
 
 const GOOD_AGENT: &str = "#!/bin/sh\n# stand-in for `flotilla agent`: registers at once\nRUN=$1; shift\necho \"$@\" > \"$RUN/agent-args\"\necho agent >> \"$RUN/order.log\"\ntouch \"$RUN/agent-registered\"\necho $$ > \"$RUN/agent.pid\"\nexec sleep 1000\n";

@@ -30,6 +30,14 @@ pub struct LogsArgs {
     /// Start with only the last N lines of each container.
     #[arg(long)]
     pub tail: Option<u32>,
+    #[command(flatten)]
+    pub api: ControlPlaneArgs,
+}
+
+/// Where the control plane is, for the commands that call it as a user would
+/// (`flotilla logs`, `flotilla updater`).
+#[derive(Debug, Clone, clap::Args)]
+pub struct ControlPlaneArgs {
     /// Control plane URL.
     #[arg(
         long,
@@ -40,6 +48,16 @@ pub struct LogsArgs {
     /// Region (part of the SigV4 scope, as for the AWS CLI).
     #[arg(long, env = "AWS_DEFAULT_REGION", default_value = "us-east-1")]
     pub region: String,
+}
+
+impl ControlPlaneArgs {
+    /// A client signing with the credentials the AWS CLI would use.
+    ///
+    /// # Errors
+    /// The HTTP client cannot be built.
+    pub fn client(&self) -> Result<Client, agent::AgentError> {
+        Client::new(&self.endpoint, &self.region, credentials())
+    }
 }
 
 /// Credentials as the AWS CLI finds them: `AWS_ACCESS_KEY_ID`/`AWS_SECRET_ACCESS_KEY`,
@@ -113,7 +131,7 @@ pub fn run(args: LogsArgs) -> anyhow::Result<()> {
 }
 
 async fn logs(args: LogsArgs) -> anyhow::Result<()> {
-    let client = Client::new(&args.endpoint, &args.region, credentials())?;
+    let client = args.api.client()?;
     let target = format!("{USER_TARGET_PREFIX}.GetTaskLogs");
     let mut token: Option<String> = None;
     loop {

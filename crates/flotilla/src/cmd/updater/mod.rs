@@ -12,7 +12,6 @@ mod status;
 
 use std::path::PathBuf;
 
-use agent::client::Client;
 use anyhow::Context;
 
 pub use run::RunArgs;
@@ -35,16 +34,8 @@ pub enum UpdaterCommand {
 /// Where the control plane is and which cluster to update.
 #[derive(Debug, Clone, clap::Args)]
 pub struct Target {
-    /// Control plane URL.
-    #[arg(
-        long,
-        env = "AWS_ENDPOINT_URL_ECS",
-        default_value = "http://127.0.0.1:8080"
-    )]
-    pub endpoint: String,
-    /// Region (part of the SigV4 scope, as for the AWS CLI).
-    #[arg(long, env = "AWS_DEFAULT_REGION", default_value = "us-east-1")]
-    pub region: String,
+    #[command(flatten)]
+    pub api: super::logs::ControlPlaneArgs,
     /// The cluster.
     #[arg(long)]
     pub cluster: String,
@@ -73,7 +64,9 @@ impl Target {
 
     /// A client of the control plane.
     fn client(&self) -> anyhow::Result<ecs::Ecs> {
-        let client = Client::new(&self.endpoint, &self.region, super::logs::credentials())
+        let client = self
+            .api
+            .client()
             .context("cannot create the control plane client")?;
         Ok(ecs::Ecs::new(client, &self.cluster))
     }
