@@ -427,6 +427,26 @@ fn unix_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
+/// The next client connection of a listener (`TCP_NODELAY` set). An accept error
+/// (EMFILE and friends) is logged and retried after 50 ms instead of spinning.
+pub(crate) async fn accept_client(
+    listener: &tokio::net::TcpListener,
+    bind: SocketAddr,
+) -> (tokio::net::TcpStream, SocketAddr) {
+    loop {
+        match listener.accept().await {
+            Ok((stream, client)) => {
+                let _ = stream.set_nodelay(true);
+                return (stream, client);
+            }
+            Err(e) => {
+                tracing::warn!(%bind, error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
 async fn accept_loop(
     shared: Arc<Shared>,
     listener: tokio::net::TcpListener,
@@ -436,16 +456,7 @@ async fn accept_loop(
 ) {
     let port_value = HeaderValue::from(port);
     loop {
-        let (stream, client) = match listener.accept().await {
-            Ok(x) => x,
-            Err(e) => {
-                // EMFILE and friends: back off instead of spinning.
-                tracing::warn!(%bind, error = %e, "accept failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            }
-        };
-        let _ = stream.set_nodelay(true);
+        let (stream, client) = accept_client(&listener, bind).await;
         let conn = Conn {
             shared: shared.clone(),
             client,

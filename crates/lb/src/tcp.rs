@@ -8,14 +8,13 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 
 use crate::config::Action;
 use crate::outlier::Observation;
-use crate::proxy::{InFlight, Shared, TargetRt, observe_outlier};
+use crate::proxy::{InFlight, Shared, TargetRt, accept_client, observe_outlier};
 use crate::rules;
 use crate::select::Choice;
 use crate::upstream::CONNECT_TIMEOUT;
@@ -28,16 +27,7 @@ pub(crate) async fn accept_loop(
     shutdown: watch::Receiver<bool>,
 ) {
     loop {
-        let (stream, client) = match listener.accept().await {
-            Ok(x) => x,
-            Err(e) => {
-                // EMFILE and friends: back off instead of spinning.
-                tracing::warn!(%bind, error = %e, "accept failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            }
-        };
-        let _ = stream.set_nodelay(true);
+        let (stream, client) = accept_client(&listener, bind).await;
         let mut shutdown = shutdown.clone();
         let shared = shared.clone();
         tokio::spawn(async move {
