@@ -87,7 +87,6 @@ def os_cluster():
         c.up("--nodes", "3", "--port", "8097", "--agent-timeout", "25s", "--instance-lost-after", "25s",
              "--os-repo", str(releases.repo))
         c.releases = releases
-        c.state_dir = str(Path(work) / "updater")
         yield c
         c.cli("down", check=False)
         left = leftovers(c)
@@ -114,8 +113,8 @@ def attribute(ci: dict, name: str) -> str | None:
 
 def updater(c: Cluster, *args: str, timeout: float = 600) -> subprocess.CompletedProcess:
     env = {**os.environ, **CREDS, "NO_COLOR": "1"}
-    return subprocess.run([str(BIN), "updater", *args, "--endpoint", c.endpoint, "--cluster", "default",
-                           "--state-dir", c.state_dir], capture_output=True, text=True, env=env, timeout=timeout)
+    return subprocess.run([str(BIN), "updater", *args, "--endpoint", c.endpoint, "--cluster", "default"],
+                          capture_output=True, text=True, env=env, timeout=timeout)
 
 
 def every_node_on(c: Cluster, version: str) -> bool:
@@ -235,3 +234,57 @@ def test_nodes_outside_the_open_wave_are_not_updated_yet(os_cluster: Cluster):
     assert status["update_state"] == "Idle" and not status.get("chosen_update"), status
     svc = c.ecs.describe_services(cluster="default", services=[SERVICE])["services"][0]
     assert svc["runningCount"] == DESIRED
+
+
+def test_the_updater_runs_as_an_ecs_service_and_survives_draining_its_own_node(os_cluster: Cluster):
+    """The updater as a one-task ECS service (host networking; the flotilla binary and the
+    libraries it links bind-mounted from the host). Its state lives in the control plane,
+    so when it drains the node it runs on, its replacement on another node carries on."""
+    c = os_cluster
+    updater_family = "os-updater"
+    env = [{"name": k, "value": v} for k, v in CREDS.items()]
+    c.ecs.register_task_definition(
+        family=updater_family, networkMode="host",
+        volumes=[{"name": "bin", "host": {"sourcePath": str(BIN.parent)}},
+                 {"name": "lib", "host": {"sourcePath": "/lib/x86_64-linux-gnu"}},
+                 {"name": "lib64", "host": {"sourcePath": "/lib64"}}],
+        containerDefinitions=[{
+            "name": "updater", "image": "127.0.0.1:5000/busybox:latest", "memory": 128, "stopTimeout": 10,
+            "command": [f"/opt/flotilla/{BIN.name}", "updater", "run", "--endpoint", c.endpoint,
+                        "--cluster", "default", "--interval", "5"],
+            "environment": env,
+            "mountPoints": [{"sourceVolume": "bin", "containerPath": "/opt/flotilla", "readOnly": True},
+                            {"sourceVolume": "lib", "containerPath": "/lib/x86_64-linux-gnu", "readOnly": True},
+                            {"sourceVolume": "lib64", "containerPath": "/lib64", "readOnly": True}]}])
+    c.ecs.create_service(cluster="default", serviceName=updater_family, taskDefinition=updater_family,
+                         desiredCount=1)
+    c.ecs.get_waiter("services_stable").wait(cluster="default", services=[updater_family],
+                                             WaiterConfig={"Delay": 1, "MaxAttempts": 120})
+    first_node = service_tasks(c.ecs, updater_family)[0]["containerInstanceArn"]
+    # The updater holds the cluster's state (a CLI `run` would wait for its lease).
+    wait_for(lambda: "is running (lease until" in updater(c, "status").stdout, "the service's updater to take the lease",
+             deadline=60, interval=1)
+
+    with Sampler(c.ecs, SERVICE) as sampler:
+        c.releases.publish("1.4.0")
+        wait_for(lambda: every_node_on(c, "1.4.0"), "every node on 1.4.0, updated by the in-cluster updater",
+                 deadline=600, interval=2, retry_errors=True)
+    floor = DESIRED * MIN_HEALTHY_PERCENT // 100
+    assert min(sampler.running) >= floor, f"running tasks dropped to {min(sampler.running)} (< {floor})"
+
+    # Its first node was updated too, so the updater was moved off it at least once, and a
+    # second copy carried on from the stored state.
+    stopped = service_tasks(c.ecs, updater_family, desired="STOPPED")
+    assert any(t["containerInstanceArn"] == first_node for t in stopped), stopped
+    status = updater(c, "status", "--events", "200")
+    assert status.returncode == 0, status.stderr
+    holders = {line.split("updater ", 1)[1].split(" started", 1)[0]
+               for line in status.stdout.splitlines() if " started for cluster default" in line}
+    assert len(holders) >= 2, status.stdout
+    assert status.stdout.count("updated to 1.4.0") >= 3, status.stdout
+
+    c.ecs.update_service(cluster="default", service=updater_family, desiredCount=0)
+    c.ecs.delete_service(cluster="default", service=updater_family)
+    # The stopped updater gave its lease up.
+    wait_for(lambda: "no updater is running" in updater(c, "status").stdout, "the lease to be given up",
+             deadline=60, interval=1)

@@ -62,7 +62,7 @@ BODY_LIMIT = 2 * 1024 * 1024
 
 # flotilla's own targets (not in botocore's model; `agent_request` builds their bodies).
 AGENT_OPS = ("PollTasks", "ReportHealth", "ReportNetwork", "PutLogs", "PutHostAnswer")
-USER_OPS = ("GetTaskLogs", "CallHostApi")
+USER_OPS = ("GetTaskLogs", "CallHostApi", "GetUpdaterState", "PutUpdaterState")
 
 # --------------------------------------------------------------------------------------
 # Values
@@ -521,6 +521,12 @@ def agent_request(rng: random.Random, pool: Pool, op: str) -> dict:
         return {"cluster": cluster, "containerInstance": f"{rng.getrandbits(128):032x}",
                 "call": rng.choice([{"action": "GetOs"}, {"action": "Reboot"}, {"action": "GetSettings", "prefix": "ecs"},
                                     {"action": "SetSettings", "settings": {"motd": "hi"}}, {"action": "RunShell"}])}
+    if op == "GetUpdaterState":
+        return {"cluster": cluster}
+    if op == "PutUpdaterState":
+        return {"cluster": cluster, "document": rng.choice(["{}", '{"state":{"halt":null},"events":[]}', "not json", ""]),
+                "expectedRevision": rng.choice([0, 1, 2**64 - 1]), "holder": rng.choice([None, "fuzz", "", "x" * 300]),
+                "leaseSeconds": rng.choice([0, 30, 301, 2**32 - 1])}
     # GetTaskLogs: a task id of the right form that names no task.
     return {"cluster": cluster, "task": f"{rng.getrandbits(128):032x}", "tail": rng.choice([1, 10, 2**31]),
             "waitSeconds": rng.choice([0, 1, 21, 2**32 - 1])}

@@ -76,10 +76,21 @@ impl Client {
         region: &str,
         credentials: Credentials,
     ) -> Result<Client, AgentError> {
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(60))
-            .build()
-            .map_err(|e| AgentError::ControlPlane(e.to_string()))?;
+        let mut builder = reqwest::Client::builder().timeout(Duration::from_secs(60));
+        if endpoint.starts_with("http://") {
+            // No TLS to verify: do not load the platform's CA certificates, which a
+            // minimal container (the updater running as an ECS task) does not have.
+            builder = builder.tls_certs_only([]);
+        }
+        let http = builder.build().map_err(|e| {
+            let mut why = e.to_string();
+            let mut source = std::error::Error::source(&e);
+            while let Some(s) = source {
+                why = format!("{why}: {s}");
+                source = s.source();
+            }
+            AgentError::ControlPlane(format!("cannot build the HTTP client: {why}"))
+        })?;
         Ok(Client {
             http,
             endpoint: endpoint.trim_end_matches('/').to_owned(),

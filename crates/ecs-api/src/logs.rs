@@ -1,17 +1,19 @@
 //! flotilla's own user-facing operations (`X-Amz-Target: FlotillaV1.<Op>`, see
 //! [`model::logs`]): `GetTaskLogs`, served by asking the task's agent through the
 //! [`node broker`](controlplane::node_broker) and waiting for its answer, and
-//! `CallHostApi` (in [`crate::host_calls`]).
+//! `CallHostApi` (in [`crate::host_calls`]), and the OS updater's state
+//! (`GetUpdaterState`, `PutUpdaterState`: [`controlplane::ops::updater_state`]).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use controlplane::node_broker::{ANSWER_GRACE, NodeAnswer, NodeBrokerError};
 use controlplane::ops::logs::{LogTarget, decode_token, locate, log_request, response};
+use controlplane::ops::updater_state;
 use controlplane::{ControlPlane, EcsError};
 use model::logs::{GetTaskLogsRequest, UserOperation};
 
-use crate::dispatch::{Call, encode, parse_json};
+use crate::dispatch::{Call, encode, list_parsed, parse_json};
 use crate::error::ApiError;
 
 /// Runs one user-facing flotilla operation.
@@ -25,6 +27,18 @@ pub async fn dispatch_user(
         UserOperation::GetTaskLogs => get_task_logs(cp, call, parse_json(body)?).await,
         UserOperation::CallHostApi => {
             crate::host_calls::call_host_api(cp, call, parse_json(body)?).await
+        }
+        UserOperation::GetUpdaterState => {
+            list_parsed(cp, call, parse_json(body)?, updater_state::get)
+        }
+        UserOperation::PutUpdaterState => {
+            let req = parse_json(body)?;
+            let resp = cp
+                .write(call.scope.clone(), move |state, ctx| {
+                    updater_state::put(state, ctx, req)
+                })
+                .await?;
+            encode(&resp)
         }
     }
 }

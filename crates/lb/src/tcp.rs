@@ -14,7 +14,7 @@ use tokio::sync::watch;
 
 use crate::config::Action;
 use crate::outlier::Observation;
-use crate::proxy::{InFlight, Shared, TargetRt, accept_client, observe_outlier};
+use crate::proxy::{InFlight, Shared, TargetRt, accept_client, connect_failed, observe_outlier};
 use crate::rules;
 use crate::select::Choice;
 use crate::upstream::CONNECT_TIMEOUT;
@@ -73,16 +73,7 @@ async fn splice(shared: &Shared, mut client: TcpStream, bind: SocketAddr, from: 
         match connect(target).await {
             Ok(s) => break s,
             Err(e) => {
-                target.shared.errors.inc();
-                let h = &group.config.health_check;
-                if h.enabled {
-                    target.shared.health.record(
-                        Err("Target.FailedHealthChecks".to_string()),
-                        h.healthy_threshold,
-                        h.unhealthy_threshold,
-                    );
-                }
-                observe_outlier(group, target, Observation::ConnectFailure);
+                connect_failed(group, target);
                 tracing::debug!(target = %target.addr, group = %group.name, error = %e, attempt, "upstream connect failed");
                 match choice.pick(Some(target.addr)) {
                     Some(next) if attempt == 1 => target = next,

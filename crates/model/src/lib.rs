@@ -17,6 +17,8 @@
 //!   `PutLogs`).
 //! - [`host`]: a node's host API through the control plane (`FlotillaV1.CallHostApi`, the
 //!   agent's `PutHostAnswer`).
+//! - [`updater_state`]: the OS updater's state kept with its cluster
+//!   (`FlotillaV1.GetUpdaterState`, `PutUpdaterState`: revisions and a lease).
 //! - [`arn`]: building and parsing ARNs (`arn:aws:ecs:<region>:<account>:<type>/<id>`).
 //! - [`lifecycle`]: the task state machine (PROVISIONING … STOPPED).
 //! - [`status`]: the other records' typed statuses (cluster, container instance, service,
@@ -35,5 +37,6 @@ pub mod overrides;
 pub mod resolv;
 pub mod size;
 pub mod status;
+pub mod updater_state;
 pub mod wire;
 pub mod wire_sd;

@@ -35,6 +35,10 @@ pub enum UserOperation {
     GetTaskLogs,
     /// Call a node's host API through its agent (see [`crate::host`]).
     CallHostApi,
+    /// Read the cluster's OS updater state (see [`crate::updater_state`]).
+    GetUpdaterState,
+    /// Write it (revision-checked, with a lease).
+    PutUpdaterState,
 }
 
 impl UserOperation {
@@ -43,6 +47,8 @@ impl UserOperation {
         match name {
             "GetTaskLogs" => Some(UserOperation::GetTaskLogs),
             "CallHostApi" => Some(UserOperation::CallHostApi),
+            "GetUpdaterState" => Some(UserOperation::GetUpdaterState),
+            "PutUpdaterState" => Some(UserOperation::PutUpdaterState),
             _ => None,
         }
     }

@@ -16,7 +16,7 @@ use netlink_packet_route::address::AddressAttribute;
 
 use crate::error::NetworkError;
 use crate::ipam::Ipv4Cidr;
-use crate::netns;
+use crate::links::with_handle;
 
 /// The loopback interface.
 pub const LOOPBACK: &str = "lo";
@@ -39,60 +39,52 @@ pub fn sync_loopback_addresses(
         .copied()
         .filter(|ip| range.contains(*ip))
         .collect();
-    netns::run_in(None, move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_io()
-            .build()
-            .map_err(nl)?;
-        rt.block_on(async move {
-            let (connection, handle, _) = rtnetlink::new_connection().map_err(nl)?;
-            tokio::spawn(connection);
-            let index = handle
-                .link()
-                .get()
-                .match_name(LOOPBACK.to_owned())
-                .execute()
-                .try_next()
-                .await
-                .map_err(nl)?
-                .ok_or_else(|| nl("no loopback interface"))?
-                .header
-                .index;
-            let mut present = BTreeSet::new();
-            let mut stale = Vec::new();
-            let mut addresses = handle
+    with_handle(None, nl, move |handle| async move {
+        let index = handle
+            .link()
+            .get()
+            .match_name(LOOPBACK.to_owned())
+            .execute()
+            .try_next()
+            .await
+            .map_err(nl)?
+            .ok_or_else(|| nl("no loopback interface"))?
+            .header
+            .index;
+        let mut present = BTreeSet::new();
+        let mut stale = Vec::new();
+        let mut addresses = handle
+            .address()
+            .get()
+            .set_link_index_filter(index)
+            .execute();
+        while let Some(msg) = addresses.try_next().await.map_err(nl)? {
+            let ip = msg.attributes.iter().find_map(|a| match a {
+                AddressAttribute::Local(IpAddr::V4(ip))
+                | AddressAttribute::Address(IpAddr::V4(ip)) => Some(*ip),
+                _ => None,
+            });
+            let Some(ip) = ip.filter(|ip| range.contains(*ip)) else {
+                continue;
+            };
+            if wanted.contains(&ip) && msg.header.prefix_len == 32 {
+                present.insert(ip);
+            } else {
+                stale.push(msg);
+            }
+        }
+        for msg in stale {
+            handle.address().del(msg).execute().await.map_err(nl)?;
+        }
+        for ip in wanted.difference(&present) {
+            handle
                 .address()
-                .get()
-                .set_link_index_filter(index)
-                .execute();
-            while let Some(msg) = addresses.try_next().await.map_err(nl)? {
-                let ip = msg.attributes.iter().find_map(|a| match a {
-                    AddressAttribute::Local(IpAddr::V4(ip))
-                    | AddressAttribute::Address(IpAddr::V4(ip)) => Some(*ip),
-                    _ => None,
-                });
-                let Some(ip) = ip.filter(|ip| range.contains(*ip)) else {
-                    continue;
-                };
-                if wanted.contains(&ip) && msg.header.prefix_len == 32 {
-                    present.insert(ip);
-                } else {
-                    stale.push(msg);
-                }
-            }
-            for msg in stale {
-                handle.address().del(msg).execute().await.map_err(nl)?;
-            }
-            for ip in wanted.difference(&present) {
-                handle
-                    .address()
-                    .add(index, IpAddr::V4(*ip), 32)
-                    .replace()
-                    .execute()
-                    .await
-                    .map_err(nl)?;
-            }
-            Ok(())
-        })
+                .add(index, IpAddr::V4(*ip), 32)
+                .replace()
+                .execute()
+                .await
+                .map_err(nl)?;
+        }
+        Ok(())
     })
 }

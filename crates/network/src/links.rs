@@ -39,17 +39,35 @@ where
     F: FnOnce(Handle) -> Fut + Send + 'static,
     Fut: Future<Output = Result<T, rtnetlink::Error>>,
 {
+    with_handle(ns, nl, move |handle| async move {
+        f(handle)
+            .await
+            .map_err(|e| NetworkError::Netlink(format!("{what}: {e}")))
+    })
+}
+
+/// Runs `f` with a netlink handle opened in the namespace held by `ns` (the caller's
+/// when `None`), on a thread of its own with a small current-thread runtime; `setup`
+/// makes the error of opening either.
+pub(crate) fn with_handle<T, F, Fut>(
+    ns: Option<&Path>,
+    setup: fn(std::io::Error) -> NetworkError,
+    f: F,
+) -> Result<T, NetworkError>
+where
+    T: Send + 'static,
+    F: FnOnce(Handle) -> Fut + Send + 'static,
+    Fut: Future<Output = Result<T, NetworkError>>,
+{
     netns::run_in(ns, move || {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_io()
             .build()
-            .map_err(nl)?;
+            .map_err(setup)?;
         rt.block_on(async move {
-            let (connection, handle, _) = rtnetlink::new_connection().map_err(nl)?;
+            let (connection, handle, _) = rtnetlink::new_connection().map_err(setup)?;
             tokio::spawn(connection);
-            f(handle)
-                .await
-                .map_err(|e| NetworkError::Netlink(format!("{what}: {e}")))
+            f(handle).await
         })
     })
 }

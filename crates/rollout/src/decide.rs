@@ -149,7 +149,7 @@ impl Action {
         }
     }
 
-    /// The event name (`what` in `events.jsonl`).
+    /// The event name (`what` of its stored event).
     #[must_use]
     pub fn what(&self) -> &'static str {
         match self {
@@ -164,7 +164,7 @@ impl Action {
         }
     }
 
-    /// Why, in a sentence (`why` in `events.jsonl`).
+    /// Why, in a sentence (`why` of its stored event).
     #[must_use]
     pub fn why(&self) -> String {
         match self {

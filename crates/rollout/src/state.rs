@@ -1,6 +1,6 @@
-//! What the updater persists between steps and runs (`state.json`): each node in
-//! progress and its phase, the nodes skipped and updated, and the halt. Also the event
-//! record written to `events.jsonl`. [`State::record`] is the one place where an
+//! What the updater persists between steps and runs (in the control plane, with the
+//! cluster: docs/updater.md): each node in progress and its phase, the nodes skipped and
+//! updated, and the halt. Also the event record kept beside it. [`State::record`] is the one place where an
 //! executed [`Action`] changes the state.
 
 use std::collections::BTreeMap;
@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::decide::Action;
 
-/// Format version of `state.json`.
+/// Format version of the stored state.
 pub const STATE_FORMAT: u32 = 1;
 
 /// The updater's persisted state for one cluster.
@@ -75,7 +75,7 @@ pub enum Phase {
 }
 
 impl Phase {
-    /// The phase's name, as in `state.json`.
+    /// The phase's name, as stored.
     #[must_use]
     pub fn name(&self) -> &'static str {
         match self {
@@ -137,7 +137,7 @@ pub struct Halt {
     pub at: Timestamp,
 }
 
-/// One line of `events.jsonl`: a step the updater took or a change in why it waits.
+/// One stored event: a step the updater took or a change in why it waits.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Event {
     /// When.

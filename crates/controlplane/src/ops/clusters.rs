@@ -226,6 +226,7 @@ pub fn create_cluster(
         scope: ctx.scope.clone(),
         name,
         cluster,
+        updater: None,
     };
     let all = [
         ClusterField::Tags,

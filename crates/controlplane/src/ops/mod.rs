@@ -22,3 +22,4 @@ pub mod tags;
 pub mod task_definitions;
 pub mod task_sets;
 pub mod tasks;
+pub mod updater_state;

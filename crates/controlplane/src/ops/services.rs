@@ -57,15 +57,21 @@ fn validate_traffic_shift(c: &wire::DeploymentConfiguration) -> Result<(), EcsEr
         }
         _ => Ok(()),
     };
+    let only_with = |name: &str, wanted: wire::DeploymentStrategy| {
+        if strategy == wanted {
+            Ok(())
+        } else {
+            Err(invalid(format!(
+                "deploymentConfiguration.{name} can only be specified with the {} deployment \
+                 strategy, not {}.",
+                wanted.as_str(),
+                strategy.as_str()
+            )))
+        }
+    };
     minutes("bakeTimeInMinutes", c.bake_time_in_minutes)?;
     if let Some(l) = &c.linear_configuration {
-        if strategy != Linear {
-            return Err(invalid(format!(
-                "deploymentConfiguration.linearConfiguration can only be specified with the \
-                 LINEAR deployment strategy, not {}.",
-                strategy.as_str()
-            )));
-        }
+        only_with("linearConfiguration", Linear)?;
         percent("linearConfiguration.stepPercent", l.step_percent, 3.0)?;
         minutes(
             "linearConfiguration.stepBakeTimeInMinutes",
@@ -73,13 +79,7 @@ fn validate_traffic_shift(c: &wire::DeploymentConfiguration) -> Result<(), EcsEr
         )?;
     }
     if let Some(k) = &c.canary_configuration {
-        if strategy != Canary {
-            return Err(invalid(format!(
-                "deploymentConfiguration.canaryConfiguration can only be specified with the \
-                 CANARY deployment strategy, not {}.",
-                strategy.as_str()
-            )));
-        }
+        only_with("canaryConfiguration", Canary)?;
         percent("canaryConfiguration.canaryPercent", k.canary_percent, 0.1)?;
         minutes(
             "canaryConfiguration.canaryBakeTimeInMinutes",

@@ -305,6 +305,34 @@ fn set_index(rec: &ServiceRecord, ident: Option<&str>) -> Result<usize, EcsError
         .ok_or(EcsError::TaskSetNotFound)
 }
 
+/// The service and the index of the set in it that an edit of one task set names:
+/// [`external_service`]'s errors, then [`set_index`]'s, then `draining` (where given)
+/// for a DRAINING set.
+fn named_set<'a>(
+    state: &'a State,
+    scope: &Scope,
+    cluster: Option<&str>,
+    service: Option<&str>,
+    set: Option<&str>,
+    draining: Option<&str>,
+) -> Result<(&'a ServiceRecord, usize), EcsError> {
+    let rec = external_service(state, scope, cluster, service)?;
+    let i = set_index(rec, set)?;
+    if let Some(message) = draining
+        && TaskSetStatus::of(&rec.task_sets[i]) == Some(TaskSetStatus::Draining)
+    {
+        return Err(invalid(message));
+    }
+    Ok((rec, i))
+}
+
+/// What an edit of set `i` of `rec` answers and writes: the set as described, and the
+/// service record put.
+fn put_set(state: &State, rec: ServiceRecord, i: usize) -> (Option<wire::TaskSet>, Vec<Change>) {
+    let shown = describe_task_set(state, &rec, &rec.task_sets[i], false);
+    (Some(shown), vec![Change::Put(Record::Service(rec))])
+}
+
 /// A new task set id, `ecs-svc/` and 19 digits like ECS's.
 fn new_id(ctx: &mut Ctx) -> String {
     let digits: String = (0..19)
@@ -451,16 +479,14 @@ pub fn update(
     ctx: &mut Ctx,
     req: wire::UpdateTaskSetRequest,
 ) -> Written<wire::UpdateTaskSetResponse> {
-    let rec = external_service(
+    let (rec, i) = named_set(
         state,
         &ctx.scope,
         req.cluster.as_deref(),
         req.service.as_deref(),
+        req.task_set.as_deref(),
+        Some("The task set is being deleted (DRAINING)."),
     )?;
-    let i = set_index(rec, req.task_set.as_deref())?;
-    if TaskSetStatus::of(&rec.task_sets[i]) == Some(TaskSetStatus::Draining) {
-        return Err(invalid("The task set is being deleted (DRAINING)."));
-    }
     let scale = checked_scale(Some(
         req.scale.ok_or_else(|| invalid("scale is required."))?,
     ))?;
@@ -475,13 +501,8 @@ pub fn update(
         ts.stability_status = Some(StabilityStatus::Stabilizing);
         ts.stability_status_at = Some(ctx.now);
     }
-    let shown = describe_task_set(state, &rec, &rec.task_sets[i], false);
-    Ok((
-        wire::UpdateTaskSetResponse {
-            task_set: Some(shown),
-        },
-        vec![Change::Put(Record::Service(rec))],
-    ))
+    let (task_set, changes) = put_set(state, rec, i);
+    Ok((wire::UpdateTaskSetResponse { task_set }, changes))
 }
 
 /// UpdateServicePrimaryTaskSet: the named set becomes PRIMARY and the previous primary
@@ -491,18 +512,14 @@ pub fn update_primary(
     ctx: &mut Ctx,
     req: wire::UpdateServicePrimaryTaskSetRequest,
 ) -> Written<wire::UpdateServicePrimaryTaskSetResponse> {
-    let rec = external_service(
+    let (rec, i) = named_set(
         state,
         &ctx.scope,
         req.cluster.as_deref(),
         req.service.as_deref(),
+        req.primary_task_set.as_deref(),
+        Some("The task set is being deleted (DRAINING) and cannot become the primary task set."),
     )?;
-    let i = set_index(rec, req.primary_task_set.as_deref())?;
-    if TaskSetStatus::of(&rec.task_sets[i]) == Some(TaskSetStatus::Draining) {
-        return Err(invalid(
-            "The task set is being deleted (DRAINING) and cannot become the primary task set.",
-        ));
-    }
     let mut rec = rec.clone();
     let now = ctx.now;
     for (j, ts) in rec.task_sets.iter_mut().enumerate() {
@@ -515,12 +532,10 @@ pub fn update_primary(
             ts.updated_at = Some(now);
         }
     }
-    let shown = describe_task_set(state, &rec, &rec.task_sets[i], false);
+    let (task_set, changes) = put_set(state, rec, i);
     Ok((
-        wire::UpdateServicePrimaryTaskSetResponse {
-            task_set: Some(shown),
-        },
-        vec![Change::Put(Record::Service(rec))],
+        wire::UpdateServicePrimaryTaskSetResponse { task_set },
+        changes,
     ))
 }
 
@@ -532,13 +547,14 @@ pub fn delete(
     ctx: &mut Ctx,
     req: wire::DeleteTaskSetRequest,
 ) -> Written<wire::DeleteTaskSetResponse> {
-    let rec = external_service(
+    let (rec, i) = named_set(
         state,
         &ctx.scope,
         req.cluster.as_deref(),
         req.service.as_deref(),
+        req.task_set.as_deref(),
+        None,
     )?;
-    let i = set_index(rec, req.task_set.as_deref())?;
     let ts = &rec.task_sets[i];
     if TaskSetStatus::of(ts) == Some(TaskSetStatus::Draining) {
         let shown = describe_task_set(state, rec, ts, false);
@@ -563,13 +579,8 @@ pub fn delete(
     ts.computed_desired_count = Some(0);
     ts.stability_status = Some(StabilityStatus::Stabilizing);
     ts.stability_status_at = Some(ctx.now);
-    let shown = describe_task_set(state, &rec, &rec.task_sets[i], false);
-    Ok((
-        wire::DeleteTaskSetResponse {
-            task_set: Some(shown),
-        },
-        vec![Change::Put(Record::Service(rec))],
-    ))
+    let (task_set, changes) = put_set(state, rec, i);
+    Ok((wire::DeleteTaskSetResponse { task_set }, changes))
 }
 
 #[cfg(test)]

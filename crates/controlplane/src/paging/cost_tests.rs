@@ -37,6 +37,7 @@ fn cluster(s: &mut State, sc: &Scope, name: &str, status: &str) {
             status: Some(status.into()),
             ..Default::default()
         },
+        updater: None,
     })));
 }
 

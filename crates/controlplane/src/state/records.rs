@@ -19,6 +19,24 @@ pub struct ClusterRecord {
     pub name: String,
     /// As DescribeClusters shows it (counts and statistics are filled in at describe time).
     pub cluster: wire::Cluster,
+    /// The OS updater's state document and lease (`ops::updater_state`); absent until an
+    /// updater first writes it, and in records stored before it existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub updater: Option<UpdaterDocument>,
+}
+
+/// The OS updater's state for one cluster (`FlotillaV1.PutUpdaterState`): an opaque
+/// JSON document, its revision and who holds the lease to change it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UpdaterDocument {
+    /// The document (JSON text, at most `model::updater_state::MAX_UPDATER_DOCUMENT_BYTES`).
+    pub document: String,
+    /// 1 for the first put, then +1 with each.
+    pub revision: u64,
+    /// Who holds the lease (`None` once given up).
+    pub holder: Option<String>,
+    /// When the lease ends (epoch seconds).
+    pub lease_expires_at: f64,
 }
 
 /// One revision of a task definition.

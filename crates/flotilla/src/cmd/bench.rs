@@ -6,6 +6,7 @@
 //! concurrent clients. Clients and server share the machine, so on a small machine the
 //! figures are a lower bound for the server alone.
 
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -79,23 +80,30 @@ impl Drop for SpawnedServer {
     }
 }
 
-pub(crate) fn spawn_server() -> anyhow::Result<(SpawnedServer, String)> {
-    let dir = tempfile::tempdir()?;
+/// A free local port, and the command that runs `flotilla server` (this executable) on
+/// it with its data in `data_dir`: quiet (`FLOTILLA_LOG=warn`), stdout discarded.
+pub(crate) fn server_command(data_dir: &Path) -> anyhow::Result<(Command, u16)> {
     let port = std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
         .port();
-    let child = Command::new(std::env::current_exe()?)
+    let mut command = Command::new(std::env::current_exe()?);
+    command
         .args([
             "server",
             "--listen",
             &format!("127.0.0.1:{port}"),
             "--data-dir",
         ])
-        .arg(dir.path())
+        .arg(data_dir)
         .env("FLOTILLA_LOG", "warn")
-        .stdout(Stdio::null())
-        .spawn()
-        .context("cannot start flotilla server")?;
+        .stdout(Stdio::null());
+    Ok((command, port))
+}
+
+pub(crate) fn spawn_server() -> anyhow::Result<(SpawnedServer, String)> {
+    let dir = tempfile::tempdir()?;
+    let (mut command, port) = server_command(dir.path())?;
+    let child = command.spawn().context("cannot start flotilla server")?;
     Ok((
         SpawnedServer { child, _dir: dir },
         format!("http://127.0.0.1:{port}"),

@@ -26,6 +26,18 @@ impl<'a> Pass<'a> {
         format!("Scaling activity initiated by (deployment {id})")
     }
 
+    /// A task could not be placed: the pass says so (once, as a problem event) and
+    /// counts the placement as failed.
+    pub(super) fn cannot_place(&mut self, failure: &PlacementFailure) {
+        self.placement_failed = true;
+        let m = format!(
+            "{} was unable to place a task because {}",
+            self.prefix(),
+            failure.message()
+        );
+        self.problem(m);
+    }
+
     /// Adds a problem event unless the same one was said recently.
     pub(super) fn problem(&mut self, message: String) {
         let recent = self.events.contains(&message)

@@ -71,17 +71,10 @@ impl<'a> Pass<'a> {
                 self.start(ctx, (def, &task_spec), &records, &request, pl);
             }
             if let Some(f) = plan.failures.first() {
-                self.placement_failed = true;
-                let failure = PlacementFailure {
+                self.cannot_place(&PlacementFailure {
                     rejections: Vec::new(),
                     closest: (Some(f.instance_arn.clone()), f.reason),
-                };
-                let m = format!(
-                    "{} was unable to place a task because {}",
-                    self.prefix(),
-                    failure.message()
-                );
-                self.problem(m);
+                });
             }
         }
     }

@@ -86,23 +86,40 @@ impl<'a> Pass<'a> {
         else {
             return;
         };
+        let failed_id = deployments[pi].id.clone().unwrap_or_default();
+        self.roll_back(
+            pi,
+            |target_id| {
+                format!("ECS deployment circuit breaker: rolling back to deploymentId {target_id}.")
+            },
+            |target_id| {
+                format!(
+                    "{prefix} (deployment {target_id}) rolling back: deployment {failed_id} \
+                     failed and the circuit breaker has rollback enabled."
+                )
+            },
+        );
+    }
+
+    /// Hands PRIMARY from the FAILED deployment `pi` back to its
+    /// [rollback target](rollback_target) (see [`hand_primary_back`]): the target rolls
+    /// out again with `reason(target id)` and the event `event(target id)` says so.
+    /// Without a target nothing changes.
+    pub(super) fn roll_back(
+        &mut self,
+        pi: usize,
+        reason: impl FnOnce(&str) -> String,
+        event: impl FnOnce(&str) -> String,
+    ) {
+        let (now, desired) = (self.now, self.svc.service.desired_count.unwrap_or(0));
+        let deployments = self.svc.service.deployments.get_or_insert_with(Vec::new);
         let Some(ti) = rollback_target(deployments, &self.svc.steady_deployments) else {
             return;
         };
-        let failed_id = deployments[pi].id.clone().unwrap_or_default();
         let target_id = deployments[ti].id.clone().unwrap_or_default();
-        let def = hand_primary_back(
-            deployments,
-            (pi, ti),
-            desired,
-            now,
-            format!("ECS deployment circuit breaker: rolling back to deploymentId {target_id}."),
-        );
+        let def = hand_primary_back(deployments, (pi, ti), desired, now, reason(&target_id));
         self.svc.service.task_definition = def;
-        self.events.push(format!(
-            "{prefix} (deployment {target_id}) rolling back: deployment {failed_id} \
-             failed and the circuit breaker has rollback enabled."
-        ));
+        self.events.push(event(&target_id));
     }
 
     /// Records that the PRIMARY deployment has reached a steady state (what

@@ -257,13 +257,7 @@ impl<'a> Pass<'a> {
             match outcome {
                 Outcome::Placed(pl) => self.start(ctx, (def, &task_spec), records, &request, pl),
                 Outcome::Failed(f) => {
-                    self.placement_failed = true;
-                    let m = format!(
-                        "{} was unable to place a task because {}",
-                        self.prefix(),
-                        f.message()
-                    );
-                    self.problem(m);
+                    self.cannot_place(f);
                     break;
                 }
             }

@@ -3,7 +3,7 @@
 
 use std::io::BufRead;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
@@ -12,6 +12,7 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use super::*;
+use crate::cmd::bench::server_command;
 
 #[derive(Debug)]
 pub(super) enum CallError {
@@ -106,23 +107,12 @@ impl Server {
             });
         }
         let dir = tempfile::tempdir()?;
-        let port = std::net::TcpListener::bind("127.0.0.1:0")?
-            .local_addr()?
-            .port();
+        let (mut command, port) = server_command(&dir.path().join("data"))?;
         let log = dir.path().join("server.log");
-        let child = Command::new(std::env::current_exe()?)
-            .args([
-                "server",
-                "--listen",
-                &format!("127.0.0.1:{port}"),
-                "--data-dir",
-            ])
-            .arg(dir.path().join("data"))
+        let child = command
             // Room for every agent connection plus the bench's own clients.
             .arg("--max-connections")
             .arg((args.connections + 256).max(4096).to_string())
-            .env("FLOTILLA_LOG", "warn")
-            .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log)?)
             .spawn()
             .context("cannot start flotilla server")?;

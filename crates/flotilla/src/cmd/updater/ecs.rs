@@ -1,11 +1,14 @@
 //! The control plane calls the updater makes: the ECS operations (listing, describing,
 //! draining and re-activating instances, attributes) and `FlotillaV1.CallHostApi` to
-//! reach a node's host API. Each failure becomes a one-line error naming the call.
+//! reach a node's host API, `GetUpdaterState`/`PutUpdaterState` for the updater's own
+//! state. Each failure becomes a one-line error naming the call.
 
 use agent::client::Client;
+use agent::error::{AgentError, ApiCode};
 use anyhow::{Context, bail};
 use model::host::{CallHostApiRequest, CallHostApiResponse, HostCall};
 use model::logs::USER_TARGET_PREFIX;
+use model::updater_state::{GetUpdaterStateRequest, PutUpdaterStateRequest, UpdaterStateResponse};
 use model::wire;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -246,6 +249,53 @@ impl Ecs {
             )
             .await
             .with_context(|| format!("host API {name} on {instance_arn}"))
+    }
+}
+
+/// What a `PutUpdaterState` met.
+pub enum PutOutcome {
+    /// Stored: the document as it now stands.
+    Stored(UpdaterStateResponse),
+    /// Refused (`ConflictException`): the revision moved on, or another updater holds the
+    /// lease; the message says which.
+    Conflict(String),
+}
+
+impl Ecs {
+    /// The cluster's updater state (`FlotillaV1.GetUpdaterState`).
+    pub async fn updater_state(&self) -> anyhow::Result<UpdaterStateResponse> {
+        self.client
+            .call(
+                &format!("{USER_TARGET_PREFIX}.GetUpdaterState"),
+                &GetUpdaterStateRequest {
+                    cluster: self.cluster(),
+                },
+            )
+            .await
+            .with_context(|| format!("GetUpdaterState on cluster {}", self.cluster))
+    }
+
+    /// Stores the cluster's updater state (`FlotillaV1.PutUpdaterState`); a conflict is
+    /// an answer, not an error.
+    pub async fn put_updater_state(
+        &self,
+        mut req: PutUpdaterStateRequest,
+    ) -> anyhow::Result<PutOutcome> {
+        req.cluster = self.cluster();
+        match self
+            .client
+            .call(&format!("{USER_TARGET_PREFIX}.PutUpdaterState"), &req)
+            .await
+        {
+            Ok(stored) => Ok(PutOutcome::Stored(stored)),
+            Err(AgentError::Api {
+                code: ApiCode::Other(code),
+                message,
+            }) if code == "ConflictException" => Ok(PutOutcome::Conflict(message)),
+            Err(e) => {
+                Err(e).with_context(|| format!("PutUpdaterState on cluster {}", self.cluster))
+            }
+        }
     }
 }
 

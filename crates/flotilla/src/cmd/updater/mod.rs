@@ -1,16 +1,15 @@
 //! `flotilla updater run|status|resume`: the rolling OS updater of a cluster's nodes
 //! (docs/updater.md). Every decision is made by the pure `rollout` crate; this module
-//! only observes the cluster (`observe`), carries out decisions (`execute`), keeps the
-//! state and event files (`files`), and prints (`status`, `run`).
+//! only observes the cluster (`observe`), carries out decisions (`execute`), keeps its
+//! state and events in the control plane under a lease (`store`), and prints (`status`,
+//! `run`). Where it runs does not matter: a CLI, or an ECS service in the cluster.
 
 mod ecs;
 mod execute;
-mod files;
 mod observe;
 mod run;
 mod status;
-
-use std::path::PathBuf;
+mod store;
 
 use anyhow::Context;
 
@@ -39,29 +38,9 @@ pub struct Target {
     /// The cluster.
     #[arg(long)]
     pub cluster: String,
-    /// Where the updater keeps its state for this cluster (default
-    /// `$XDG_STATE_HOME/flotilla/updater/<cluster>`, or `~/.local/state/…`).
-    #[arg(long)]
-    pub state_dir: Option<PathBuf>,
 }
 
 impl Target {
-    /// The state directory for this cluster.
-    fn state_dir(&self) -> anyhow::Result<PathBuf> {
-        if let Some(dir) = &self.state_dir {
-            return Ok(dir.clone());
-        }
-        let base = match std::env::var_os("XDG_STATE_HOME").filter(|v| !v.is_empty()) {
-            Some(dir) => PathBuf::from(dir),
-            None => PathBuf::from(
-                std::env::var_os("HOME")
-                    .context("neither XDG_STATE_HOME nor HOME is set; pass --state-dir")?,
-            )
-            .join(".local/state"),
-        };
-        Ok(base.join("flotilla/updater").join(&self.cluster))
-    }
-
     /// A client of the control plane.
     fn client(&self) -> anyhow::Result<ecs::Ecs> {
         let client = self
@@ -92,23 +71,27 @@ pub fn run(command: UpdaterCommand) -> anyhow::Result<()> {
     }
 }
 
-/// Clears the halt, removes the node's halted attribute, records the event.
+/// Clears the halt (an edit of the stored state: a running updater keeps its lease and
+/// reads the cleared halt), removes the node's halted attribute, records the event.
 async fn resume(args: ResumeArgs) -> anyhow::Result<()> {
-    let files = files::StateFiles::open(&args.target.state_dir()?)?;
-    let mut state = files.load()?;
-    let Some(halt) = state.resume() else {
+    let ecs = args.target.client()?;
+    let Some(halt) = store::read(&ecs).await?.doc.state.halt else {
         println!("cluster {} is not halted", args.target.cluster);
         return Ok(());
     };
-    let ecs = args.target.client()?;
-    ecs.delete_halted_attribute(&halt.node).await?;
-    files.save(&state)?;
-    files.append(&rollout::Event {
+    let event = rollout::Event {
         at: jiff::Timestamp::now(),
         node: Some(halt.instance_id.clone()),
         what: "resume".into(),
         why: format!("halt cleared (was: {})", halt.reason),
-    })?;
+    };
+    store::edit(&ecs, &|d| {
+        if d.state.resume().is_some() {
+            d.push(event.clone());
+        }
+    })
+    .await?;
+    ecs.delete_halted_attribute(&halt.node).await?;
     println!(
         "resumed: node {} will be tried again by the next run (halt was: {})",
         halt.instance_id, halt.reason

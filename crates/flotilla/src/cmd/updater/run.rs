@@ -1,6 +1,7 @@
 //! `flotilla updater run`: observe, decide (the `rollout` crate), carry out, record,
-//! again. Every step is an event (tracing + `events.jsonl`); the state is saved after
-//! each action, so a stopped updater continues where it was.
+//! again. Every step is an event (tracing + the stored events); the state is stored in
+//! the control plane after each action (`store`), so a stopped updater — or another copy
+//! of it, such as the ECS service's replacement task — continues where it was.
 
 use std::time::Duration;
 
@@ -10,10 +11,11 @@ use jiff::Timestamp;
 use rollout::{Action, Decision, Event, Policy, StandalonePolicy, State, Window, WindowStatus};
 
 use super::Target;
+use super::ecs::Ecs;
 use super::execute::execute;
-use super::files::StateFiles;
 use super::observe::{self, Refresh};
 use super::status::print_plan;
+use super::store::{self, Store};
 
 /// Between two decisions while waiting.
 const STEP: Duration = Duration::from_secs(2);
@@ -83,58 +85,113 @@ fn secs(s: u64) -> i64 {
     i64::try_from(s).unwrap_or(i64::MAX)
 }
 
-/// Runs the updater until done (`--once`), halted (`--once`) or killed.
+/// Runs the updater until done (`--once`), halted (`--once`), or stopped (SIGTERM,
+/// SIGINT: it gives its lease up first, so that a replacement goes on at once).
 pub async fn run(args: RunArgs) -> anyhow::Result<()> {
     let policy = args.policy();
     policy.validate()?;
-    let files = StateFiles::open(&args.target.state_dir()?)?;
     let ecs = args.target.client()?;
-    let mut state = files.load()?;
     if args.dry_run {
+        let state = store::read(&ecs).await?.doc.state;
         let snapshot = observe::snapshot(&ecs, &state, Refresh::Nodes).await?;
         print_plan(&rollout::plan(&snapshot, &state, &policy, Timestamp::now()));
         return Ok(());
     }
-    state.start_run();
-    files.save(&state)?;
     let run = Run {
-        files,
         bar: progress_bar(),
         started: Timestamp::now(),
     };
+    let waiting = |why: &str| run.bar.set_message(format!("waiting: {why}"));
+    let mut store = tokio::select! {
+        store = Store::acquire(&ecs, &waiting) => store?,
+        signal = stopped() => {
+            run.bar.finish_and_clear();
+            println!("stopped ({signal}) while waiting for the lease");
+            return Ok(());
+        }
+    };
+    let outcome = tokio::select! {
+        outcome = rollout_loop(&args, &policy, &ecs, &mut store, &run) => outcome,
+        signal = stopped() => Ok(Some(format!("stopped ({signal})"))),
+    };
+    run.bar.finish_and_clear();
+    if let Err(e) = store.release().await {
+        tracing::warn!(
+            "could not give the lease up (it ends by itself in {} s): {e:#}",
+            store::LEASE.as_secs()
+        );
+    }
+    if let Some(message) = outcome? {
+        println!("{message}");
+    }
+    Ok(())
+}
+
+/// SIGTERM (ECS stopping the updater's task) or SIGINT; its name.
+async fn stopped() -> &'static str {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => "SIGTERM",
+        _ = int.recv() => "SIGINT",
+    }
+}
+
+/// Observes, decides, carries out, records, until done or halted with `--once`
+/// (`Ok(Some(summary))`, or the halt as an error).
+async fn rollout_loop(
+    args: &RunArgs,
+    policy: &Policy,
+    ecs: &Ecs,
+    store: &mut Store<'_>,
+    run: &Run,
+) -> anyhow::Result<Option<String>> {
+    store.update(&|d| d.state.start_run()).await?;
     run.record(
+        store,
         None,
         "start",
-        &format!("updater started for cluster {}", args.target.cluster),
-    )?;
+        &format!(
+            "updater {} started for cluster {}",
+            store.holder(),
+            args.target.cluster
+        ),
+    )
+    .await?;
     let mut refresh = Refresh::Nodes;
     let mut last_wait = String::new();
     loop {
-        let snapshot = observe::snapshot(&ecs, &state, refresh).await?;
+        let state = store.state().clone();
+        let snapshot = observe::snapshot(ecs, &state, refresh).await?;
         refresh = Refresh::WhenMissing;
         run.show(&snapshot, &state);
-        let mut waited = String::new();
-        match rollout::decide(&snapshot, &state, &policy, Timestamp::now()) {
+        let waited: String;
+        match rollout::decide(&snapshot, &state, policy, Timestamp::now()) {
             Decision::Act(action) => {
                 if matches!(action, Action::Halt { .. }) {
                     // Recorded before the calls: a halt must stick even if they fail.
-                    run.finish(&mut state, &action)?;
-                    execute(&ecs, &action).await?;
-                } else if let Some(halt) = execute(&ecs, &action).await? {
-                    run.finish(&mut state, &halt)?;
-                    execute(&ecs, &halt).await?;
+                    run.finish(store, &action).await?;
+                    execute(ecs, &action).await?;
+                } else if let Some(halt) = execute(ecs, &action).await? {
+                    run.finish(store, &halt).await?;
+                    execute(ecs, &halt).await?;
                 } else {
-                    run.finish(&mut state, &action)?;
+                    run.finish(store, &action).await?;
                 }
                 continue;
             }
             Decision::Wait { reason } => {
                 waited = reason;
                 if waited != last_wait {
-                    run.record(None, "wait", &waited)?;
+                    run.record(store, None, "wait", &waited).await?;
                 }
                 run.bar.set_message(format!("waiting: {waited}"));
-                tokio::time::sleep(STEP).await;
+                store.sleep(STEP).await?;
             }
             Decision::OutsideWindow { opens_at } => {
                 let why = match opens_at {
@@ -143,14 +200,13 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
                 };
                 waited = why.clone();
                 if waited != last_wait {
-                    run.record(None, "window", &why)?;
+                    run.record(store, None, "window", &why).await?;
                 }
                 run.bar.set_message(why);
-                tokio::time::sleep(until(opens_at, policy.window.as_ref())).await;
+                store.sleep(until(opens_at, policy.window.as_ref())).await?;
             }
             Decision::Halted(halt) => {
                 if args.once {
-                    run.bar.finish_and_clear();
                     bail!(
                         "halted on node {}: {} (fix it, then `flotilla updater resume --cluster {}`)",
                         halt.instance_id,
@@ -160,23 +216,28 @@ pub async fn run(args: RunArgs) -> anyhow::Result<()> {
                 }
                 waited = format!("halted on node {}: {}", halt.instance_id, halt.reason);
                 if waited != last_wait {
-                    run.record(Some(halt.instance_id.clone()), "halted", &waited)?;
+                    run.record(store, Some(halt.instance_id.clone()), "halted", &waited)
+                        .await?;
                 }
                 run.bar
                     .set_message(format!("{waited}; waiting for `updater resume`"));
-                tokio::time::sleep(STEP * 5).await;
-                // `updater resume` clears the halt in the file.
-                state = run.files.load()?;
+                store.sleep(STEP * 5).await?;
+                // `updater resume` clears the halt in the control plane.
+                store.reload().await?;
             }
             Decision::Done => {
-                run.record(None, "done", &run.summary(&state))?;
+                let summary = run.summary(&state);
                 if args.once {
-                    run.bar.finish_and_clear();
-                    println!("{}", run.summary(&state));
-                    return Ok(());
+                    run.record(store, None, "done", &summary).await?;
+                    return Ok(Some(summary));
+                }
+                // Once per outcome, not once per look.
+                waited = summary;
+                if waited != last_wait {
+                    run.record(store, None, "done", &waited).await?;
                 }
                 run.bar.set_message("up to date; next look in a while");
-                tokio::time::sleep(Duration::from_secs(args.interval)).await;
+                store.sleep(Duration::from_secs(args.interval)).await?;
                 refresh = Refresh::Nodes;
             }
         }
@@ -200,25 +261,41 @@ fn until(opens_at: Option<Timestamp>, window: Option<&Window>) -> Duration {
 
 /// One run's output: events, progress bar.
 struct Run {
-    files: StateFiles,
     bar: ProgressBar,
     started: Timestamp,
 }
 
 impl Run {
-    /// Records an action as carried out: state saved, event written.
-    fn finish(&self, state: &mut State, action: &Action) -> anyhow::Result<()> {
-        state.record(action, Timestamp::now());
-        self.files.save(state)?;
-        self.record(
+    /// Records an action as carried out: the state and its event stored together.
+    async fn finish(&self, store: &mut Store<'_>, action: &Action) -> anyhow::Result<()> {
+        let event = self.event(
             Some(action.instance_id().to_owned()),
             action.what(),
             &action.why(),
-        )
+        );
+        let now = Timestamp::now();
+        store
+            .update(&|d| {
+                d.state.record(action, now);
+                d.push(event.clone());
+            })
+            .await
+            .map(|_| ())
     }
 
-    /// An event: through tracing (above the progress bar) and into `events.jsonl`.
-    fn record(&self, node: Option<String>, what: &str, why: &str) -> anyhow::Result<()> {
+    /// An event: through tracing (above the progress bar) and into the stored events.
+    async fn record(
+        &self,
+        store: &mut Store<'_>,
+        node: Option<String>,
+        what: &str,
+        why: &str,
+    ) -> anyhow::Result<()> {
+        store.record(self.event(node, what, why)).await
+    }
+
+    /// Makes an event and shows it.
+    fn event(&self, node: Option<String>, what: &str, why: &str) -> Event {
         let event = Event {
             at: Timestamp::now(),
             node,
@@ -232,7 +309,7 @@ impl Run {
         if let Some(node) = &event.node {
             self.bar.set_message(format!("{node}: {what}"));
         }
-        self.files.append(&event)
+        event
     }
 
     /// Updates the bar: nodes finished in this run over those finished or to do.

@@ -5,24 +5,24 @@ use comfy_table::Table;
 use rollout::{Plan, Snapshot, State, WindowStatus};
 
 use super::Target;
-use super::files::StateFiles;
 use super::observe::{self, Refresh};
-
-/// Events `status` prints.
-const EVENTS_SHOWN: usize = 20;
+use super::store;
 
 /// Arguments of `flotilla updater status`.
 #[derive(Debug, clap::Args)]
 pub struct StatusArgs {
     #[command(flatten)]
     target: Target,
+    /// How many of the last events to print (the control plane keeps the last 200).
+    #[arg(long, default_value_t = 20)]
+    events: usize,
 }
 
 /// Prints the cluster's nodes as the updater sees them, its halt and last events.
 pub async fn status(args: StatusArgs) -> anyhow::Result<()> {
-    let files = StateFiles::open(&args.target.state_dir()?)?;
-    let state = files.load()?;
     let ecs = args.target.client()?;
+    let stored = store::read(&ecs).await?;
+    let state = stored.doc.state;
     let snapshot = observe::snapshot(&ecs, &state, Refresh::WhenMissing).await?;
     println!("{}", nodes_table(&snapshot, &state));
     match &state.halt {
@@ -32,7 +32,17 @@ pub async fn status(args: StatusArgs) -> anyhow::Result<()> {
         ),
         None => println!("\nnot halted"),
     }
-    let events = files.last_events(EVENTS_SHOWN)?;
+    match &stored.lease {
+        Some((holder, until)) => println!(
+            "updater {holder} is running (lease until {})",
+            jiff::Timestamp::from_millisecond((until * 1000.0) as i64).map_or_else(
+                |_| format!("{until:.0}"),
+                |t| t.strftime("%H:%M:%S UTC").to_string()
+            )
+        ),
+        None => println!("no updater is running"),
+    }
+    let events = &stored.doc.events[stored.doc.events.len().saturating_sub(args.events)..];
     if !events.is_empty() {
         println!("\nlast events:");
         for e in events {

@@ -12,7 +12,6 @@
 //! deployment (there is no blue side) nor for a rollback.
 
 use super::*;
-use crate::controllers::service::deployments::{hand_primary_back, rollback_target};
 use crate::state::{HookState, HookStatus};
 use wire::DeploymentLifecycleHookStage as Stage;
 
@@ -233,11 +232,10 @@ impl<'a> Pass<'a> {
     }
 
     /// Fails the PRIMARY deployment `p` because hook `h` FAILED, and hands PRIMARY back to
-    /// its [rollback target](rollback_target) as the circuit breaker's rollback does
+    /// its rollback target ([`Self::roll_back`]) as the circuit breaker's rollback does
     /// (always: a failed hook rolls back). Without a target the deployment just FAILED.
     fn fail_for_hook(&mut self, p: &Primary, h: &HookState) {
         let (now, prefix) = (self.now, self.prefix());
-        let desired = self.svc.service.desired_count.unwrap_or(0);
         let why = h
             .reason
             .clone()
@@ -262,22 +260,16 @@ impl<'a> Pass<'a> {
              {} ({why}).",
             p.id, h.target, h.stage
         ));
-        let Some(ti) = rollback_target(deployments, &self.svc.steady_deployments) else {
-            return;
-        };
-        let target_id = deployments[ti].id.clone().unwrap_or_default();
-        let def = hand_primary_back(
-            deployments,
-            (pi, ti),
-            desired,
-            now,
-            format!("ECS deployment lifecycle hook: {ROLLING_BACK} {target_id}."),
+        self.roll_back(
+            pi,
+            |target_id| format!("ECS deployment lifecycle hook: {ROLLING_BACK} {target_id}."),
+            |target_id| {
+                format!(
+                    "{prefix} (deployment {target_id}) rolling back: deployment {} failed its \
+                     lifecycle hook at stage {}.",
+                    p.id, h.stage
+                )
+            },
         );
-        self.svc.service.task_definition = def;
-        self.events.push(format!(
-            "{prefix} (deployment {target_id}) rolling back: deployment {} failed its \
-             lifecycle hook at stage {}.",
-            p.id, h.stage
-        ));
     }
 }
