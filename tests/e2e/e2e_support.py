@@ -216,17 +216,30 @@ def _botocore_session():
     return _BOTOCORE
 
 
-def make_client(endpoint: str, validator: ModelValidator, region: str = "us-east-1", key: str = "AKIDEXAMPLE", secret: str = "dummy-secret"):
-    client = boto3.Session(botocore_session=_botocore_session()).client(
-        "ecs",
+def boto_client(service: str, endpoint: str, region: str, key: str, secret: str):
+    """A boto3 client of `service` for a test server at `endpoint`: the shared botocore
+    session, no retries."""
+    return boto3.Session(botocore_session=_botocore_session()).client(
+        service,
         endpoint_url=endpoint,
         region_name=region,
         aws_access_key_id=key,
         aws_secret_access_key=secret,
         config=NO_RETRY,
     )
+
+
+def make_client(endpoint: str, validator: ModelValidator, region: str = "us-east-1", key: str = "AKIDEXAMPLE", secret: str = "dummy-secret"):
+    client = boto_client("ecs", endpoint, region, key, secret)
     client.meta.events.register("after-call.ecs", validator.hook)
     return client
+
+
+def invalid_parameter(ecs, op, **kwargs) -> str:
+    """Calls `op(**kwargs)`, which must fail with InvalidParameterException; the message."""
+    with pytest.raises(ecs.exceptions.InvalidParameterException) as e:
+        op(**kwargs)
+    return error_of(e)[1]
 
 
 def error_of(excinfo) -> tuple[str, str]:

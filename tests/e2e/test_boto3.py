@@ -17,6 +17,7 @@ from e2e_support import (
     ACCOUNT,
     container,
     error_of,
+    invalid_parameter,
     paginate_all,
     register_instance,
     register_taskdef,
@@ -448,17 +449,12 @@ def test_run_task_failures(ecs, cluster):
     r = ecs.run_task(cluster="c1", taskDefinition="huge")
     assert r["tasks"] == []
     assert r["failures"] == [{"arn": cluster["instance"]["containerInstanceArn"], "reason": "RESOURCE:MEMORY"}]
-    with pytest.raises(ecs.exceptions.InvalidParameterException) as e:
-        ecs.run_task(cluster="c1", taskDefinition="web", count=11)
-    assert "count" in error_of(e)[1]
+    assert "count" in invalid_parameter(ecs, ecs.run_task, cluster="c1", taskDefinition="web", count=11)
     with pytest.raises(ecs.exceptions.ClientException):
         ecs.run_task(cluster="c1", taskDefinition="ghost")
-    with pytest.raises(ecs.exceptions.InvalidParameterException) as e:
-        ecs.run_task(cluster="c1", taskDefinition="web", startedBy="not valid!")
-    assert "startedBy" in error_of(e)[1]
-    with pytest.raises(ecs.exceptions.InvalidParameterException) as e:
-        ecs.run_task(cluster="c1", taskDefinition="web", overrides={"containerOverrides": [{"name": "nope", "memory": 64}]})
-    assert "nope" in error_of(e)[1]
+    assert "startedBy" in invalid_parameter(ecs, ecs.run_task, cluster="c1", taskDefinition="web", startedBy="not valid!")
+    overrides = {"containerOverrides": [{"name": "nope", "memory": 64}]}
+    assert "nope" in invalid_parameter(ecs, ecs.run_task, cluster="c1", taskDefinition="web", overrides=overrides)
     # A cluster without instances.
     ecs.create_cluster(clusterName="empty")
     with pytest.raises(ecs.exceptions.InvalidParameterException) as e:
@@ -889,12 +885,9 @@ def test_unknown_service(ecs, cluster):
     assert error_of(e)[0] == "ServiceNotFoundException"
     with pytest.raises(ecs.exceptions.ServiceNotFoundException):
         ecs.delete_service(cluster="c1", service="ghost")
-    with pytest.raises(ecs.exceptions.InvalidParameterException) as e:
-        ecs.create_service(cluster="c1", serviceName="x", taskDefinition="ghost")
-    assert "TaskDefinition" in error_of(e)[1]
-    with pytest.raises(ecs.exceptions.InvalidParameterException) as e:
-        ecs.create_service(cluster="c1", serviceName="x", taskDefinition="web", desiredCount=-1)
-    assert "desiredCount" in error_of(e)[1]
+    assert "TaskDefinition" in invalid_parameter(ecs, ecs.create_service, cluster="c1", serviceName="x", taskDefinition="ghost")
+    message = invalid_parameter(ecs, ecs.create_service, cluster="c1", serviceName="x", taskDefinition="web", desiredCount=-1)
+    assert "desiredCount" in message
 
 
 def test_service_counts_follow_its_tasks(ecs, cluster):

@@ -11,14 +11,13 @@ import urllib.error
 import urllib.request
 import xml.etree.ElementTree as ET
 
-import boto3
 import pytest
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 from botocore.exceptions import ClientError
 
-from e2e_support import AUTH_KEY, AUTH_SECRET, NO_RETRY, _botocore_session, cli_env, error_of
+from e2e_support import AUTH_KEY, AUTH_SECRET, boto_client, cli_env, error_of
 
 NS = "{http://elasticloadbalancing.amazonaws.com/doc/2015-12-01/}"
 
@@ -76,14 +75,7 @@ def _validate_elbv2(http_response, model, **_kwargs) -> None:
 
 
 def elbv2_client(endpoint: str, region: str = "us-east-1", key: str = "AKIDEXAMPLE", secret: str = "dummy-secret"):
-    client = boto3.Session(botocore_session=_botocore_session()).client(
-        "elbv2",
-        endpoint_url=endpoint,
-        region_name=region,
-        aws_access_key_id=key,
-        aws_secret_access_key=secret,
-        config=NO_RETRY,
-    )
+    client = boto_client("elbv2", endpoint, region, key, secret)
     client.meta.events.register("after-call", _validate_elbv2)
     return client
 

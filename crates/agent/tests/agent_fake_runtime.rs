@@ -177,6 +177,35 @@ async fn register_defs(env: &Env) {
     env.ecs("RegisterTaskDefinition", json!({"family": "missing", "containerDefinitions": [{"name": "x", "image": "127.0.0.1:5000/nope:1", "memory": 32}]})).await;
 }
 
+/// The task definitions of [`register_defs`], and an agent on a fake runtime that has the
+/// registry's busybox, its state in a fresh directory, once it has registered.
+async fn agent_with_defs(
+    env: &Env,
+) -> (
+    FakeRuntime,
+    tempfile::TempDir,
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<()>,
+) {
+    register_defs(env).await;
+    let fake = FakeRuntime::new();
+    fake.add_registry_image(&ImageRef::parse("127.0.0.1:5000/busybox:latest").unwrap());
+    let dir = tempfile::tempdir().unwrap();
+    let (stop_agent, agent) = spawn_agent(config(env, dir.path()), &fake);
+    env.wait_registered().await;
+    (fake, dir, stop_agent, agent)
+}
+
+/// The container `name` of the task `t` as DescribeTasks shows it.
+fn container<'a>(t: &'a Value, name: &str) -> &'a Value {
+    t["containers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == name)
+        .unwrap()
+}
+
 fn task_id(arn: &str) -> &str {
     arn.rsplit('/').next().unwrap()
 }
@@ -184,12 +213,7 @@ fn task_id(arn: &str) -> &str {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tasks_run_stop_and_fail_with_ecs_reasons() {
     let env = Env::start().await;
-    register_defs(&env).await;
-    let fake = FakeRuntime::new();
-    fake.add_registry_image(&ImageRef::parse("127.0.0.1:5000/busybox:latest").unwrap());
-    let dir = tempfile::tempdir().unwrap();
-    let (stop_agent, agent) = spawn_agent(config(&env, dir.path()), &fake);
-    env.wait_registered().await;
+    let (fake, _dir, stop_agent, agent) = agent_with_defs(&env).await;
 
     // RUNNING, with runtime ids.
     let arn = env.run("app").await;
@@ -231,13 +255,7 @@ async fn tasks_run_stop_and_fail_with_ecs_reasons() {
     .unwrap();
     let t = env.wait_status(&arn, "STOPPED").await;
     assert_eq!(t["stopCode"], "EssentialContainerExited");
-    let main = t["containers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["name"] == "main")
-        .unwrap()
-        .clone();
+    let main = container(&t, "main").clone();
     assert_eq!(main["exitCode"], 3);
     assert!(
         t["stoppedReason"]
@@ -256,13 +274,7 @@ async fn tasks_run_stop_and_fail_with_ecs_reasons() {
     )
     .unwrap();
     let t = env.wait_status(&arn, "STOPPED").await;
-    let main = t["containers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["name"] == "main")
-        .unwrap()
-        .clone();
+    let main = container(&t, "main").clone();
     assert!(
         main["reason"]
             .as_str()
@@ -296,12 +308,7 @@ async fn tasks_run_stop_and_fail_with_ecs_reasons() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restarted_agent_adopts_running_containers() {
     let env = Env::start().await;
-    register_defs(&env).await;
-    let fake = FakeRuntime::new();
-    fake.add_registry_image(&ImageRef::parse("127.0.0.1:5000/busybox:latest").unwrap());
-    let dir = tempfile::tempdir().unwrap();
-    let (stop_agent, agent) = spawn_agent(config(&env, dir.path()), &fake);
-    env.wait_registered().await;
+    let (fake, dir, stop_agent, agent) = agent_with_defs(&env).await;
     let arn = env.run("app").await;
     let before = env.wait_status(&arn, "RUNNING").await;
     let instance = before["containerInstanceArn"].clone();
@@ -329,15 +336,7 @@ async fn a_restarted_agent_adopts_running_containers() {
     }
     fake.exit(&main, 0, false).unwrap();
     let t = env.wait_status(&arn, "STOPPED").await;
-    assert_eq!(
-        t["containers"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|c| c["name"] == "main")
-            .unwrap()["exitCode"],
-        0
-    );
+    assert_eq!(container(&t, "main")["exitCode"], 0);
     assert_eq!(fake.remote_pulls().len(), pulls, "nothing pulled again");
     let tasks = env
         .ecs(

@@ -5,89 +5,31 @@ use controlplane::ops::elbv2::listeners::{
     self, ActionInput, ConditionInput, CreateListener, CreateRule, DescribeRules, ModifyRule,
 };
 use controlplane::ops::elbv2::load_balancers::{self, CreateLoadBalancer, DescribeLoadBalancers};
-use controlplane::ops::elbv2::target_groups::{
-    self, CreateTargetGroup, DescribeTargetGroups, TargetInput,
-};
-use controlplane::ops::elbv2::{
-    ElbArn, ElbError, ElbResource, ElbWritten, MAX_LOAD_BALANCERS, tags,
-};
-use controlplane::state::elb::{ElbTag, ListenerRecord, LoadBalancerRecord, TargetGroupRecord};
-use controlplane::{Ctx, Scope, State};
-use testkit::ecs::{self, T0};
+use controlplane::ops::elbv2::target_groups::{self, DescribeTargetGroups, TargetInput};
+use controlplane::ops::elbv2::{ElbArn, ElbResource, MAX_LOAD_BALANCERS, tags};
+use controlplane::state::elb::{ElbTag, ListenerRecord, TargetGroupRecord};
+use controlplane::{Ctx, Scope};
+use testkit::ecs::{self, T0, World};
+use testkit::elb::{fixed_response, forward, http_group, http_listener, load_balancer};
 
-type ElbOp<Req, Resp> = fn(&State, &mut Ctx, Req) -> ElbWritten<Resp>;
-
-/// Runs a write as the writer does (seeded by a counter) and applies its changes.
-struct World {
-    state: State,
-    seed: u64,
+/// CreateTargetGroup of an HTTP group `name` on port 8080 (no target type given).
+fn tg(w: &mut World, name: &str) -> TargetGroupRecord {
+    w.elb(target_groups::create, http_group(name, 8080, None))
 }
 
-impl World {
-    fn new() -> World {
-        World {
-            state: State::default(),
-            seed: 1,
-        }
-    }
-
-    fn try_write<Req, Resp>(&mut self, op: ElbOp<Req, Resp>, r: Req) -> Result<Resp, ElbError> {
-        self.seed += 1;
-        let (resp, changes) = op(&self.state, &mut ecs::ctx(T0, self.seed), r)?;
-        ecs::apply(&mut self.state, &changes);
-        Ok(resp)
-    }
-
-    fn write<Req, Resp>(&mut self, op: ElbOp<Req, Resp>, r: Req) -> Resp {
-        self.try_write(op, r)
-            .unwrap_or_else(|e| panic!("{}: {e}", e.code()))
-    }
-
-    fn lb(&mut self, name: &str) -> LoadBalancerRecord {
-        self.write(
-            load_balancers::create,
-            CreateLoadBalancer {
-                name: name.into(),
-                ..Default::default()
-            },
-        )
-    }
-
-    fn tg(&mut self, name: &str) -> TargetGroupRecord {
-        self.write(
-            target_groups::create,
-            CreateTargetGroup {
-                name: name.into(),
-                protocol: Some("HTTP".into()),
-                port: Some(8080),
-                ..Default::default()
-            },
-        )
-    }
-
-    fn listener(&mut self, lb: &LoadBalancerRecord, port: i64, tg: &str) -> ListenerRecord {
-        self.write(
-            listeners::create,
-            CreateListener {
-                load_balancer_arn: lb.arn(),
-                protocol: Some("HTTP".into()),
-                port: Some(port),
-                default_actions: vec![forward(tg)],
-                tags: vec![],
-            },
-        )
-    }
-
-    fn scope(&self) -> Scope {
-        ecs::scope()
-    }
-}
-
-fn forward(tg_arn: &str) -> ActionInput {
-    ActionInput {
-        action_type: "forward".into(),
-        target_group_arn: Some(tg_arn.into()),
-        ..Default::default()
+/// CreateRule on `l` at `priority` with `conditions`, doing `actions`.
+fn rule(
+    l: &ListenerRecord,
+    priority: i64,
+    conditions: Vec<ConditionInput>,
+    actions: Vec<ActionInput>,
+) -> CreateRule {
+    CreateRule {
+        listener_arn: l.arn(),
+        priority: Some(priority),
+        conditions,
+        actions,
+        tags: vec![],
     }
 }
 
@@ -102,7 +44,7 @@ fn path(p: &str) -> ConditionInput {
 #[test]
 fn create_load_balancer_names_arns_and_dns_as_aws_does() {
     let mut w = World::new();
-    let lb = w.lb("web");
+    let lb = w.create_load_balancer("web");
     assert_eq!(lb.id.len(), 16);
     assert_eq!(
         lb.arn(),
@@ -128,10 +70,10 @@ fn create_load_balancer_names_arns_and_dns_as_aws_does() {
         }
     );
     // Same name and settings: the same load balancer, nothing written.
-    let again = w.lb("web");
+    let again = w.create_load_balancer("web");
     assert_eq!(again.arn(), lb.arn());
     let e = w
-        .try_write(
+        .try_elb(
             load_balancers::create,
             CreateLoadBalancer {
                 name: "web".into(),
@@ -148,58 +90,35 @@ fn names_ports_and_priorities_are_validated() {
     let mut w = World::new();
     for bad in ["", "-web", "web-", "we_b", &"a".repeat(33), "internal-x"] {
         let e = w
-            .try_write(
-                load_balancers::create,
-                CreateLoadBalancer {
-                    name: bad.into(),
-                    ..Default::default()
-                },
-            )
+            .try_elb(load_balancers::create, load_balancer(bad))
             .unwrap_err();
         assert_eq!(e.code(), "ValidationError", "{bad:?}");
     }
-    w.lb(&"a".repeat(32));
+    w.create_load_balancer(&"a".repeat(32));
     for port in [0, 65_536, -1] {
         let e = w
-            .try_write(
-                target_groups::create,
-                CreateTargetGroup {
-                    name: "t".into(),
-                    protocol: Some("HTTP".into()),
-                    port: Some(port),
-                    ..Default::default()
-                },
-            )
+            .try_elb(target_groups::create, http_group("t", port, None))
             .unwrap_err();
         assert_eq!(e.code(), "ValidationError", "{port}");
     }
-    let lb = w.lb("web");
-    let tg = w.tg("api").arn();
-    let l = w.listener(&lb, 80, &tg);
+    let lb = w.create_load_balancer("web");
+    let tg = tg(&mut w, "api").arn();
+    let l = w.create_listener(lb.arn(), 80, &tg);
     for priority in [0, 50_001] {
         let e = w
-            .try_write(
+            .try_elb(
                 listeners::create_rule,
-                CreateRule {
-                    listener_arn: l.arn(),
-                    priority: Some(priority),
-                    conditions: vec![path("/a")],
-                    actions: vec![forward(&tg)],
-                    tags: vec![],
-                },
+                rule(&l, priority, vec![path("/a")], vec![forward(&tg)]),
             )
             .unwrap_err();
         assert_eq!(e.code(), "ValidationError", "{priority}");
     }
     let e = w
-        .try_write(
+        .try_elb(
             listeners::create,
             CreateListener {
-                load_balancer_arn: lb.arn(),
                 protocol: Some("HTTPS".into()),
-                port: Some(443),
-                default_actions: vec![forward(&tg)],
-                tags: vec![],
+                ..http_listener(lb.arn(), 443, &tg)
             },
         )
         .unwrap_err();
@@ -210,40 +129,24 @@ fn names_ports_and_priorities_are_validated() {
 fn the_load_balancer_quota_holds() {
     let mut w = World::new();
     for i in 0..MAX_LOAD_BALANCERS {
-        w.lb(&format!("lb{i}"));
+        w.create_load_balancer(&format!("lb{i}"));
     }
     let e = w
-        .try_write(
-            load_balancers::create,
-            CreateLoadBalancer {
-                name: "one-more".into(),
-                ..Default::default()
-            },
-        )
+        .try_elb(load_balancers::create, load_balancer("one-more"))
         .unwrap_err();
     assert_eq!(e.code(), "TooManyLoadBalancers");
     // Another region has its own quota.
     let mut ctx = Ctx::new(Scope::new(ecs::ACCOUNT, "us-east-1"), T0, 9);
-    assert!(
-        load_balancers::create(
-            &w.state,
-            &mut ctx,
-            CreateLoadBalancer {
-                name: "one-more".into(),
-                ..Default::default()
-            }
-        )
-        .is_ok()
-    );
+    assert!(load_balancers::create(&w.state, &mut ctx, load_balancer("one-more")).is_ok());
 }
 
 #[test]
 fn describe_load_balancers_pages_by_marker() {
     let mut w = World::new();
     for name in ["c", "a", "e", "b", "d"] {
-        w.lb(name);
+        w.create_load_balancer(name);
     }
-    let scope = w.scope();
+    let scope = ecs::scope();
     let mut marker = None;
     let mut seen = Vec::new();
     loop {
@@ -289,7 +192,7 @@ fn describe_load_balancers_pages_by_marker() {
 #[test]
 fn target_groups_get_aws_defaults_and_attributes() {
     let mut w = World::new();
-    let tg = w.tg("api");
+    let tg = tg(&mut w, "api");
     let hc = &tg.health_check;
     assert_eq!(
         (
@@ -305,12 +208,12 @@ fn target_groups_get_aws_defaults_and_attributes() {
         ("HTTP", "traffic-port", Some("/"), 30, 5, 5, 2, Some("200"))
     );
     assert_eq!(tg.target_type, "instance");
-    let scope = w.scope();
+    let scope = ecs::scope();
     let attrs = target_groups::describe_attributes(&w.state, &scope, tg.arn()).unwrap();
     assert_eq!(attrs["deregistration_delay.timeout_seconds"], "300");
     assert_eq!(attrs["stickiness.enabled"], "false");
     assert_eq!(attrs["stickiness.type"], "lb_cookie");
-    let attrs = w.write(
+    let attrs = w.elb(
         target_groups::modify_attributes,
         (
             tg.arn(),
@@ -329,7 +232,7 @@ fn target_groups_get_aws_defaults_and_attributes() {
         ("no.such.key", "1"),
     ] {
         let e = w
-            .try_write(
+            .try_elb(
                 target_groups::modify_attributes,
                 (tg.arn(), vec![(k.into(), v.into())]),
             )
@@ -337,15 +240,7 @@ fn target_groups_get_aws_defaults_and_attributes() {
         assert_eq!(e.code(), "ValidationError", "{k}={v}");
     }
     let e = w
-        .try_write(
-            target_groups::create,
-            CreateTargetGroup {
-                name: "api".into(),
-                protocol: Some("HTTP".into()),
-                port: Some(9090),
-                ..Default::default()
-            },
-        )
+        .try_elb(target_groups::create, http_group("api", 9090, None))
         .unwrap_err();
     assert_eq!(e.code(), "DuplicateTargetGroupName");
 }
@@ -353,7 +248,7 @@ fn target_groups_get_aws_defaults_and_attributes() {
 #[test]
 fn target_health_is_unused_until_a_listener_forwards_to_the_group() {
     let mut w = World::new();
-    let tg = w.tg("api");
+    let tg = tg(&mut w, "api");
     let targets = vec![
         TargetInput {
             id: "i-0123456789abcdef0".into(),
@@ -365,10 +260,10 @@ fn target_health_is_unused_until_a_listener_forwards_to_the_group() {
             ..Default::default()
         },
     ];
-    w.write(target_groups::register, (tg.arn(), targets.clone()));
+    w.elb(target_groups::register, (tg.arn(), targets.clone()));
     // Registering again changes nothing.
-    w.write(target_groups::register, (tg.arn(), targets.clone()));
-    let scope = w.scope();
+    w.elb(target_groups::register, (tg.arn(), targets.clone()));
+    let scope = ecs::scope();
     let now_ms = (T0 * 1000.0) as u64;
     let health =
         target_groups::describe_health(&w.state, &scope, (tg.arn(), vec![], now_ms)).unwrap();
@@ -376,8 +271,8 @@ fn target_health_is_unused_until_a_listener_forwards_to_the_group() {
     assert!(health.iter().all(|h| h.state == "unused"));
     assert_eq!(health[0].target.port, 8080, "the group's port by default");
     assert_eq!(health[1].health_check_port, "9000");
-    let lb = w.lb("web");
-    w.listener(&lb, 80, &tg.arn());
+    let lb = w.create_load_balancer("web");
+    w.create_listener(lb.arn(), 80, &tg.arn());
     let health =
         target_groups::describe_health(&w.state, &scope, (tg.arn(), vec![], now_ms)).unwrap();
     assert!(health.iter().all(|h| h.state == "initial"));
@@ -386,14 +281,14 @@ fn target_health_is_unused_until_a_listener_forwards_to_the_group() {
         Some("Elb.RegistrationInProgress")
     );
     // With no deregistration delay a deregistered target is gone at once.
-    w.write(
+    w.elb(
         target_groups::modify_attributes,
         (
             tg.arn(),
             vec![("deregistration_delay.timeout_seconds".into(), "0".into())],
         ),
     );
-    w.write(target_groups::deregister, (tg.arn(), targets[..1].to_vec()));
+    w.elb(target_groups::deregister, (tg.arn(), targets[..1].to_vec()));
     let health =
         target_groups::describe_health(&w.state, &scope, (tg.arn(), targets.clone(), now_ms))
             .unwrap();
@@ -408,22 +303,13 @@ fn target_health_is_unused_until_a_listener_forwards_to_the_group() {
         ]
     );
     let e = w
-        .try_write(target_groups::deregister, (tg.arn(), targets[..1].to_vec()))
+        .try_elb(target_groups::deregister, (tg.arn(), targets[..1].to_vec()))
         .unwrap_err();
     assert_eq!(e.code(), "InvalidTarget");
     // An ip group takes IP addresses only.
-    let ip = w.write(
-        target_groups::create,
-        CreateTargetGroup {
-            name: "ips".into(),
-            protocol: Some("HTTP".into()),
-            port: Some(80),
-            target_type: Some("ip".into()),
-            ..Default::default()
-        },
-    );
+    let ip = w.elb(target_groups::create, http_group("ips", 80, Some("ip")));
     let e = w
-        .try_write(
+        .try_elb(
             target_groups::register,
             (
                 ip.arn(),
@@ -435,7 +321,7 @@ fn target_health_is_unused_until_a_listener_forwards_to_the_group() {
         )
         .unwrap_err();
     assert_eq!(e.code(), "InvalidTarget");
-    w.write(
+    w.elb(
         target_groups::register,
         (
             ip.arn(),
@@ -450,10 +336,10 @@ fn target_health_is_unused_until_a_listener_forwards_to_the_group() {
 #[test]
 fn a_group_in_use_cannot_be_deleted_and_deleting_the_lb_frees_it() {
     let mut w = World::new();
-    let tg = w.tg("api");
-    let lb = w.lb("web");
-    let l = w.listener(&lb, 80, &tg.arn());
-    let scope = w.scope();
+    let tg = tg(&mut w, "api");
+    let lb = w.create_load_balancer("web");
+    let l = w.create_listener(lb.arn(), 80, &tg.arn());
+    let scope = ecs::scope();
     let view = target_groups::describe(
         &w.state,
         &scope,
@@ -464,48 +350,39 @@ fn a_group_in_use_cannot_be_deleted_and_deleting_the_lb_frees_it() {
     )
     .unwrap();
     assert_eq!(view.target_groups[0].load_balancer_arns, [lb.arn()]);
-    let e = w.try_write(target_groups::delete, tg.arn()).unwrap_err();
+    let e = w.try_elb(target_groups::delete, tg.arn()).unwrap_err();
     assert_eq!(e.code(), "ResourceInUse");
     let e = w
-        .try_write(
-            listeners::create,
-            CreateListener {
-                load_balancer_arn: lb.arn(),
-                protocol: Some("HTTP".into()),
-                port: Some(80),
-                default_actions: vec![forward(&tg.arn())],
-                tags: vec![],
-            },
-        )
+        .try_elb(listeners::create, http_listener(lb.arn(), 80, &tg.arn()))
         .unwrap_err();
     assert_eq!(e.code(), "DuplicateListener");
-    w.write(load_balancers::delete, lb.arn());
+    w.elb(load_balancers::delete, lb.arn());
     assert!(w.state.elb.listeners.is_empty(), "{:?}", l.arn());
-    w.write(target_groups::delete, tg.arn());
+    w.elb(target_groups::delete, tg.arn());
     assert!(w.state.elb.target_groups.is_empty());
     // Deleting what does not exist succeeds, as in AWS.
-    w.write(target_groups::delete, tg.arn());
-    w.write(load_balancers::delete, lb.arn());
+    w.elb(target_groups::delete, tg.arn());
+    w.elb(load_balancers::delete, lb.arn());
 }
 
 #[test]
 fn rules_have_unique_priorities_and_a_default_rule_last() {
     let mut w = World::new();
-    let lb = w.lb("web");
-    let api = w.tg("api").arn();
-    let web = w.tg("www").arn();
-    let l = w.listener(&lb, 80, &web);
+    let lb = w.create_load_balancer("web");
+    let api = tg(&mut w, "api").arn();
+    let web = tg(&mut w, "www").arn();
+    let l = w.create_listener(lb.arn(), 80, &web);
     let weighted = ActionInput {
         action_type: "forward".into(),
         forward_groups: Some(vec![(api.clone(), Some(80)), (web.clone(), Some(20))]),
         ..Default::default()
     };
-    let r = w.write(
+    let r = w.elb(
         listeners::create_rule,
-        CreateRule {
-            listener_arn: l.arn(),
-            priority: Some(10),
-            conditions: vec![
+        rule(
+            &l,
+            10,
+            vec![
                 path("/api/*"),
                 ConditionInput {
                     field: "http-header".into(),
@@ -513,47 +390,31 @@ fn rules_have_unique_priorities_and_a_default_rule_last() {
                     ..Default::default()
                 },
             ],
-            actions: vec![weighted],
-            tags: vec![],
-        },
+            vec![weighted],
+        ),
     );
     assert!(r.arn.contains(":listener-rule/app/web/"), "{}", r.arn);
     let e = w
-        .try_write(
+        .try_elb(
             listeners::create_rule,
-            CreateRule {
-                listener_arn: l.arn(),
-                priority: Some(10),
-                conditions: vec![path("/b")],
-                actions: vec![forward(&api)],
-                tags: vec![],
-            },
+            rule(&l, 10, vec![path("/b")], vec![forward(&api)]),
         )
         .unwrap_err();
     assert_eq!(e.code(), "PriorityInUse");
-    w.write(
+    w.elb(
         listeners::create_rule,
-        CreateRule {
-            listener_arn: l.arn(),
-            priority: Some(5),
-            conditions: vec![ConditionInput {
+        rule(
+            &l,
+            5,
+            vec![ConditionInput {
                 field: "host-header".into(),
                 values: vec!["api.example.com".into()],
                 ..Default::default()
             }],
-            actions: vec![ActionInput {
-                action_type: "fixed-response".into(),
-                fixed_response: Some((
-                    "503".into(),
-                    Some("text/plain".into()),
-                    Some("down".into()),
-                )),
-                ..Default::default()
-            }],
-            tags: vec![],
-        },
+            vec![fixed_response("503", "text/plain", "down")],
+        ),
     );
-    let scope = w.scope();
+    let scope = ecs::scope();
     let rules = listeners::describe_rules(
         &w.state,
         &scope,
@@ -568,11 +429,11 @@ fn rules_have_unique_priorities_and_a_default_rule_last() {
     assert_eq!(priorities, ["5", "10", "default"]);
     let default = rules.last().unwrap().arn.clone();
     let e = w
-        .try_write(listeners::delete_rule, default.clone())
+        .try_elb(listeners::delete_rule, default.clone())
         .unwrap_err();
     assert_eq!(e.code(), "OperationNotPermitted");
     // ModifyRule on the default rule changes the listener's default action.
-    w.write(
+    w.elb(
         listeners::modify_rule,
         ModifyRule {
             arn: default,
@@ -587,38 +448,31 @@ fn rules_have_unique_priorities_and_a_default_rule_last() {
             .collect::<Vec<_>>(),
         [api.as_str()]
     );
-    w.write(listeners::delete_rule, r.arn.clone());
-    let e = w.try_write(listeners::delete_rule, r.arn).unwrap_err();
+    w.elb(listeners::delete_rule, r.arn.clone());
+    let e = w.try_elb(listeners::delete_rule, r.arn).unwrap_err();
     assert_eq!(e.code(), "RuleNotFound");
     // Weights beyond 999 and unknown groups are refused.
     let e = w
-        .try_write(
+        .try_elb(
             listeners::create_rule,
-            CreateRule {
-                listener_arn: l.arn(),
-                priority: Some(20),
-                conditions: vec![path("/x")],
-                actions: vec![ActionInput {
+            rule(
+                &l,
+                20,
+                vec![path("/x")],
+                vec![ActionInput {
                     action_type: "forward".into(),
                     forward_groups: Some(vec![(api.clone(), Some(1000))]),
                     ..Default::default()
                 }],
-                tags: vec![],
-            },
+            ),
         )
         .unwrap_err();
     assert_eq!(e.code(), "ValidationError");
     let gone = api.replace("/api/", "/nope/");
     let e = w
-        .try_write(
+        .try_elb(
             listeners::create_rule,
-            CreateRule {
-                listener_arn: l.arn(),
-                priority: Some(20),
-                conditions: vec![path("/x")],
-                actions: vec![forward(&gone)],
-                tags: vec![],
-            },
+            rule(&l, 20, vec![path("/x")], vec![forward(&gone)]),
         )
         .unwrap_err();
     assert_eq!(e.code(), "TargetGroupNotFound");
@@ -627,36 +481,36 @@ fn rules_have_unique_priorities_and_a_default_rule_last() {
 #[test]
 fn tags_are_added_overwritten_removed_and_checked() {
     let mut w = World::new();
-    let lb = w.lb("web");
-    let tg = w.tg("api");
+    let lb = w.create_load_balancer("web");
+    let tg = tg(&mut w, "api");
     let tag = |k: &str, v: &str| ElbTag {
         key: k.into(),
         value: Some(v.into()),
     };
-    w.write(
+    w.elb(
         tags::add,
         (
             vec![lb.arn(), tg.arn()],
             vec![tag("team", "a"), tag("env", "prod")],
         ),
     );
-    w.write(tags::add, (vec![lb.arn()], vec![tag("team", "b")]));
-    w.write(tags::remove, (vec![tg.arn()], vec!["env".into()]));
-    let scope = w.scope();
+    w.elb(tags::add, (vec![lb.arn()], vec![tag("team", "b")]));
+    w.elb(tags::remove, (vec![tg.arn()], vec!["env".into()]));
+    let scope = ecs::scope();
     let d = tags::describe(&w.state, &scope, vec![lb.arn(), tg.arn()]).unwrap();
     assert_eq!(d[0].1, [tag("team", "b"), tag("env", "prod")]);
     assert_eq!(d[1].1, [tag("team", "a")]);
     let e = w
-        .try_write(
+        .try_elb(
             tags::add,
             (vec![lb.arn()], vec![tag("k", "1"), tag("k", "2")]),
         )
         .unwrap_err();
     assert_eq!(e.code(), "DuplicateTagKeys");
     let many: Vec<_> = (0..51).map(|i| tag(&format!("k{i}"), "v")).collect();
-    let e = w.try_write(tags::add, (vec![lb.arn()], many)).unwrap_err();
+    let e = w.try_elb(tags::add, (vec![lb.arn()], many)).unwrap_err();
     assert_eq!(e.code(), "TooManyTags");
-    w.write(load_balancers::delete, lb.arn());
+    w.elb(load_balancers::delete, lb.arn());
     let e = tags::describe(&w.state, &scope, vec![lb.arn()]).unwrap_err();
     assert_eq!(e.code(), "LoadBalancerNotFound");
 }
@@ -664,9 +518,9 @@ fn tags_are_added_overwritten_removed_and_checked() {
 #[test]
 fn records_survive_the_store_round_trip() {
     let mut w = World::new();
-    let lb = w.lb("web");
-    let tg = w.tg("api");
-    w.listener(&lb, 80, &tg.arn());
+    let lb = w.create_load_balancer("web");
+    let tg = tg(&mut w, "api");
+    w.create_listener(lb.arn(), 80, &tg.arn());
     for r in [
         controlplane::state::Record::LoadBalancer(lb.clone()),
         controlplane::state::Record::TargetGroup(tg.clone()),

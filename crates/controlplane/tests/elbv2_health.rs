@@ -2,17 +2,16 @@
 //! registering a draining target makes it active again, and the data plane's health
 //! reports ([`health::report_health`]) show in DescribeTargetHealth.
 
+use controlplane::State;
+use controlplane::ops::elbv2::ElbError;
 use controlplane::ops::elbv2::health::{self, HealthReport, MAX_HEALTH_REPORTS};
-use controlplane::ops::elbv2::listeners::{self, ActionInput, CreateListener};
-use controlplane::ops::elbv2::load_balancers::{self, CreateLoadBalancer};
-use controlplane::ops::elbv2::target_groups::{self, CreateTargetGroup, TargetHealth, TargetInput};
-use controlplane::ops::elbv2::{ElbError, ElbWritten};
+use controlplane::ops::elbv2::listeners;
+use controlplane::ops::elbv2::load_balancers;
+use controlplane::ops::elbv2::target_groups::{self, TargetHealth, TargetInput};
 use controlplane::state::elb::{ObservedHealth, TargetGroupRecord};
 use controlplane::state::{Change, Record};
-use controlplane::{Ctx, State};
 use testkit::ecs::{self, T0};
-
-type ElbOp<Req, Resp> = fn(&State, &mut Ctx, Req) -> ElbWritten<Resp>;
+use testkit::elb::{ElbOp, http_group, http_listener, load_balancer};
 
 /// The state, a clock (epoch seconds) the test moves, and the changes of the last write.
 struct World {
@@ -51,16 +50,7 @@ impl World {
 
     /// An `ip` group `name` (port 80) with a deregistration delay of `delay` seconds.
     fn group(&mut self, name: &str, delay: &str) -> TargetGroupRecord {
-        let tg = self.write(
-            target_groups::create,
-            CreateTargetGroup {
-                name: name.into(),
-                protocol: Some("HTTP".into()),
-                port: Some(80),
-                target_type: Some("ip".into()),
-                ..Default::default()
-            },
-        );
+        let tg = self.write(target_groups::create, http_group(name, 80, Some("ip")));
         self.write(
             target_groups::modify_attributes,
             (
@@ -73,27 +63,8 @@ impl World {
 
     /// A load balancer `name` with an HTTP listener on `port` forwarding to `tg`.
     fn listen(&mut self, name: &str, port: i64, tg: &TargetGroupRecord) {
-        let lb = self.write(
-            load_balancers::create,
-            CreateLoadBalancer {
-                name: name.into(),
-                ..Default::default()
-            },
-        );
-        self.write(
-            listeners::create,
-            CreateListener {
-                load_balancer_arn: lb.arn(),
-                protocol: Some("HTTP".into()),
-                port: Some(port),
-                default_actions: vec![ActionInput {
-                    action_type: "forward".into(),
-                    target_group_arn: Some(tg.arn()),
-                    ..Default::default()
-                }],
-                tags: vec![],
-            },
-        );
+        let lb = self.write(load_balancers::create, load_balancer(name));
+        self.write(listeners::create, http_listener(lb.arn(), port, &tg.arn()));
     }
 
     fn health(&self, tg: &TargetGroupRecord, targets: Vec<TargetInput>) -> Vec<TargetHealth> {

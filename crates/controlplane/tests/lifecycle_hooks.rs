@@ -6,23 +6,16 @@
 //! `ops::lifecycle_hooks::report_hook_result` as a scripted webhook would, then a
 //! simulated agent and data plane (every registered target healthy at once).
 
-use controlplane::controllers::service::reconcile_service;
-use controlplane::ops::elbv2::listeners::{self, ActionInput, CreateListener};
-use controlplane::ops::elbv2::load_balancers::{self, CreateLoadBalancer};
-use controlplane::ops::elbv2::target_groups::{self, CreateTargetGroup};
-use controlplane::ops::elbv2::{ElbError, ElbWritten};
 use controlplane::ops::lifecycle_hooks::{
     HookAnswer, HookCall, HookResult, due_calls, report_hook_result,
 };
-use controlplane::ops::{services, task_definitions};
-use controlplane::state::elb::{ObservedHealth, TargetGroupRecord};
-use controlplane::state::{Change, HookStatus, Record, ServiceKey};
-use controlplane::{Ctx, State};
+use controlplane::ops::services;
+use controlplane::state::elb::TargetGroupRecord;
+use controlplane::state::{HookStatus, ServiceKey};
 use model::wire;
 use serde_json::{Value, json};
 use testkit::ecs::{World, req, scope};
-
-type ElbOp<Req, Resp> = fn(&State, &mut Ctx, Req) -> ElbWritten<Resp>;
+use testkit::service::two_node_cluster;
 
 const HOOK: &str = "http://127.0.0.1:9000/hook";
 
@@ -36,24 +29,12 @@ struct Harness {
     calls: Vec<HookCall>,
 }
 
-fn forward(tg_arn: &str) -> ActionInput {
-    ActionInput {
-        action_type: "forward".into(),
-        target_group_arn: Some(tg_arn.into()),
-        ..Default::default()
-    }
-}
-
 impl Harness {
     /// A stable BLUE_GREEN service of `web:1` whose deployment configuration also has
     /// `hooks` as `lifecycleHooks` (and `extra` merged in).
     fn new(hooks: Value, extra: Value) -> Harness {
-        let mut world = World::new();
-        world.create_cluster("c");
-        world.add_instance("c", "i-a", "a", 4096, 4096);
-        world.add_instance("c", "i-b", "b", 4096, 4096);
         let mut h = Harness {
-            world,
+            world: two_node_cluster(false),
             main: String::new(),
             alt: String::new(),
             prod_rule: String::new(),
@@ -61,20 +42,12 @@ impl Harness {
             calls: Vec::new(),
         };
         h.register();
-        let lb = h
-            .elb(
-                load_balancers::create,
-                CreateLoadBalancer {
-                    name: "alb".into(),
-                    ..Default::default()
-                },
-            )
-            .arn();
+        let lb = h.world.create_load_balancer("alb").arn();
         h.main = h.group("tg").arn();
         h.alt = h.group("tg-alt").arn();
-        let prod = h.listener(lb.clone(), 80);
+        let prod = h.world.create_listener(lb.clone(), 80, &h.main);
         h.prod_rule = prod.rule_arn(&prod.default_rule_id);
-        let test = h.listener(lb, 8080);
+        let test = h.world.create_listener(lb, 8080, &h.main);
         let mut config = json!({"strategy": "BLUE_GREEN", "bakeTimeInMinutes": 1,
             "lifecycleHooks": hooks});
         for (k, v) in extra.as_object().expect("object") {
@@ -94,72 +67,19 @@ impl Harness {
         h
     }
 
-    fn elb<Req, Resp>(&mut self, op: ElbOp<Req, Resp>, r: Req) -> Resp {
-        let mut ctx = self.world.ctx();
-        let result: Result<(Resp, Vec<Change>), ElbError> = op(&self.world.state, &mut ctx, r);
-        let (resp, changes) = result.unwrap_or_else(|e| panic!("{}: {e}", e.code()));
-        self.world.apply(&changes);
-        resp
-    }
-
     /// Target group `name` (HTTP, port 80, instance targets) draining in 5 s.
     fn group(&mut self, name: &str) -> TargetGroupRecord {
-        let mut g = self.elb(
-            target_groups::create,
-            CreateTargetGroup {
-                name: name.into(),
-                protocol: Some("HTTP".into()),
-                port: Some(80),
-                target_type: Some("instance".into()),
-                ..Default::default()
-            },
-        );
-        g.attributes
-            .insert("deregistration_delay.timeout_seconds".into(), "5".into());
-        self.world
-            .apply(&[Change::Put(Record::TargetGroup(g.clone()))]);
-        g
-    }
-
-    fn listener(&mut self, lb: String, port: i64) -> controlplane::state::elb::ListenerRecord {
-        let main = self.main.clone();
-        self.elb(
-            listeners::create,
-            CreateListener {
-                load_balancer_arn: lb,
-                protocol: Some("HTTP".into()),
-                port: Some(port),
-                default_actions: vec![forward(&main)],
-                tags: vec![],
-            },
-        )
+        let g = self.world.create_target_group(name, "instance");
+        self.world.set_deregistration_delay(&g, 5)
     }
 
     /// Registers the next revision of `web`; its ARN.
     fn register(&mut self) -> String {
-        let r: wire::RegisterTaskDefinitionResponse = self.world.write(
-            task_definitions::register,
-            req(json!({"family": "web", "containerDefinitions": [{
-                "name": "app", "image": "busybox", "memory": 128,
-                "portMappings": [{"containerPort": 80, "hostPort": 0}]}]})),
-        );
-        r.task_definition
-            .and_then(|d| d.task_definition_arn)
-            .expect("arn")
-    }
-
-    fn key() -> ServiceKey {
-        ServiceKey::new(&scope(), "c", "web")
+        self.world.register_publishing("web")
     }
 
     fn service(&self) -> wire::Service {
-        let rec = self
-            .world
-            .state
-            .services
-            .get(&Self::key())
-            .expect("service");
-        services::describe_one(&self.world.state, rec, false)
+        self.world.service("c", "web")
     }
 
     fn stable(&self) -> bool {
@@ -172,51 +92,19 @@ impl Harness {
 
     /// The group the production rule sends (most of) its traffic to.
     fn live(&self) -> String {
-        let rule =
-            controlplane::ops::elbv2::rule_by_arn(&self.world.state, &scope(), &self.prod_rule)
-                .expect("rule");
-        let actions = match rule {
-            controlplane::ops::elbv2::RuleRef::Rule(r, _) => r.actions.clone(),
-            controlplane::ops::elbv2::RuleRef::Default(l) => l.default_actions.clone(),
-        };
-        actions
-            .iter()
-            .find_map(|a| match &a.kind {
-                controlplane::state::elb::ActionKind::Forward { target_groups, .. } => {
-                    target_groups
-                        .iter()
-                        .max_by_key(|g| g.weight.unwrap_or(1))
-                        .map(|g| g.arn.clone())
-                }
-                _ => None,
-            })
-            .expect("a forward")
+        self.world.rule_target(&self.prod_rule)
     }
 
     fn running_of(&self, def: &str) -> usize {
-        self.world
-            .state
-            .tasks
-            .values()
-            .filter(|t| {
-                t.task.task_definition_arn.as_deref() == Some(def)
-                    && t.task.desired_status.as_deref() == Some("RUNNING")
-                    && t.pending_stop.is_none()
-            })
-            .count()
+        self.world.meant_to_run(def)
     }
 
     fn events(&self) -> Vec<String> {
-        self.service()
-            .events
-            .unwrap_or_default()
-            .into_iter()
-            .filter_map(|e| e.message)
-            .collect()
+        self.world.service_events("c", "web")
     }
 
     fn hook_status(&self, stage: &str) -> Vec<HookStatus> {
-        self.world.state.services[&Self::key()]
+        self.world.state.services[&ServiceKey::new(&scope(), "c", "web")]
             .blue_green
             .hooks
             .iter()
@@ -225,44 +113,11 @@ impl Harness {
             .collect()
     }
 
-    /// Every target of every group healthy.
-    fn data_plane_step(&mut self) {
-        let now_ms = (self.world.now * 1000.0) as u64;
-        let groups: Vec<TargetGroupRecord> = self
-            .world
-            .state
-            .elb
-            .target_groups
-            .values()
-            .cloned()
-            .collect();
-        for mut g in groups {
-            let mut changed = false;
-            for t in g.targets.iter_mut().filter(|t| t.is_active()) {
-                if t.health.as_ref().map(|x| x.healthy) != Some(true) {
-                    t.health = Some(ObservedHealth {
-                        healthy: true,
-                        reason: None,
-                        description: None,
-                        since_ms: now_ms,
-                    });
-                    changed = true;
-                }
-            }
-            if changed {
-                self.world.apply(&[Change::Put(Record::TargetGroup(g))]);
-            }
-        }
-    }
-
     /// One second: reconcile; the webhook answers the due calls as `answer` says (`None`:
     /// no answer yet, the call is made again next second); agent; data plane.
     fn step(&mut self, answer: &mut impl FnMut(&HookCall) -> Option<HookAnswer>) {
         self.world.now += 1.0;
-        let mut ctx = self.world.ctx();
-        let (_, changes) =
-            reconcile_service(&self.world.state, &mut ctx, &Self::key()).expect("reconcile");
-        self.world.apply(&changes);
+        self.world.reconcile("c", "web");
         for call in due_calls(&self.world.state, self.world.now) {
             self.calls.push(call.clone());
             let Some(a) = answer(&call) else { continue };
@@ -283,7 +138,7 @@ impl Harness {
         }
         self.world
             .publishing_agent_step("service:web", &mut self.next_port);
-        self.data_plane_step();
+        self.world.mark_targets_healthy();
     }
 
     fn run(&mut self, steps: usize, mut answer: impl FnMut(&HookCall) -> Option<HookAnswer>) {
@@ -293,10 +148,7 @@ impl Harness {
     }
 
     fn update_to(&mut self, def: &str) {
-        let _: wire::UpdateServiceResponse = self.world.write(
-            services::update,
-            req(json!({"cluster": "c", "service": "web", "taskDefinition": def})),
-        );
+        self.world.deploy("c", "web", def);
     }
 }
 

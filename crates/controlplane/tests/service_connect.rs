@@ -5,17 +5,17 @@
 //! with the endpoints — and through a deployment the alias never runs out of endpoints,
 //! stopped tasks leave first and stop only after the drain.
 
-use controlplane::controllers::service::reconcile_service;
 use controlplane::ops::agent_channel::{assignment, service_connect_routes};
 use controlplane::ops::servicediscovery::namespaces;
 use controlplane::ops::{clusters, services, task_definitions};
 use controlplane::registries::PRIVATE_IP_ATTRIBUTE;
 use controlplane::service_connect::{self, SERVICE_CONNECT_DRAIN_MS};
-use controlplane::state::{ServiceKey, TaskRecord};
+use controlplane::state::TaskRecord;
 use model::agent::{GetServiceConnectRoutesRequest, ServiceConnectRoute};
 use model::{wire, wire_sd};
 use serde_json::{Value, json};
 use testkit::ecs::{World, req, scope};
+use testkit::service::two_node_cluster;
 
 struct Harness {
     world: World,
@@ -33,11 +33,7 @@ impl Harness {
     /// `web:1` and `web:2` (bridge, port 80 named `http` on a dynamic host port),
     /// `client:1`, `host:1` (host network); HTTP namespace `local`.
     fn new() -> Harness {
-        let mut world = World::new();
-        world.create_cluster("c");
-        for (id, zone, ip) in [("i-a", "a", "10.0.0.1"), ("i-b", "b", "10.0.0.2")] {
-            world.add_node_with_ip("c", id, zone, ip);
-        }
+        let mut world = two_node_cluster(true);
         for (family, mode, image) in [
             ("web", "bridge", "busybox"),
             ("web", "bridge", "busybox:2"),
@@ -61,18 +57,7 @@ impl Harness {
         let _ = h
             .world
             .sd_write(namespaces::create_http_namespace, json!({"Name": "local"}));
-        h.namespace_arn = h
-            .world
-            .state
-            .discovery
-            .namespaces
-            .values()
-            .next()
-            .unwrap()
-            .namespace
-            .arn
-            .clone()
-            .unwrap();
+        h.namespace_arn = h.world.first_namespace().namespace.arn.clone().unwrap();
         h
     }
 
@@ -84,25 +69,14 @@ impl Harness {
     }
 
     fn tasks(&self, service: &str) -> Vec<TaskRecord> {
-        let group = format!("service:{service}");
-        self.world
-            .state
-            .tasks
-            .values()
-            .map(|t| (**t).clone())
-            .filter(|t| t.task.group.as_deref() == Some(group.as_str()))
-            .collect()
+        self.world.group_tasks(&format!("service:{service}"))
     }
 
     /// One second: each service reconciled, then each group's simulated agent.
     fn step(&mut self, services: &[&str]) {
         self.world.now += 1.0;
         for name in services {
-            let mut ctx = self.world.ctx();
-            let key = ServiceKey::new(&scope(), "c", name);
-            let (_, changes) =
-                reconcile_service(&self.world.state, &mut ctx, &key).expect("reconcile");
-            self.world.apply(&changes);
+            self.world.reconcile("c", name);
             self.world
                 .publishing_agent_step(&format!("service:{name}"), &mut self.next_port);
         }

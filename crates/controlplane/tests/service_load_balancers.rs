@@ -6,21 +6,15 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use controlplane::controllers::service::reconcile_service;
 use controlplane::load_balancing::ELB_HEALTH_REASON;
-use controlplane::ops::elbv2::listeners::{self, ActionInput, CreateListener};
-use controlplane::ops::elbv2::load_balancers::{self, CreateLoadBalancer};
-use controlplane::ops::elbv2::target_groups::{self, CreateTargetGroup};
-use controlplane::ops::elbv2::{ElbError, ElbWritten};
-use controlplane::ops::{agent, services, task_definitions};
-use controlplane::state::elb::{ListenerRecord, ObservedHealth, Target, TargetGroupRecord};
+use controlplane::ops::elbv2::target_groups;
+use controlplane::ops::{agent, services};
+use controlplane::state::elb::{ObservedHealth, Target, TargetGroupRecord};
 use controlplane::state::{Change, Record, ServiceKey, TaskRecord};
-use controlplane::{Ctx, State};
 use model::wire;
 use serde_json::{Value, json};
 use testkit::ecs::{World, req, scope};
-
-type ElbOp<Req, Resp> = fn(&State, &mut Ctx, Req) -> ElbWritten<Resp>;
+use testkit::service::two_node_cluster;
 
 /// What the simulated data plane says about a target once it is registered.
 #[derive(Clone, Copy, PartialEq)]
@@ -48,25 +42,13 @@ struct Harness {
 
 const DELAY_SECS: u64 = 20;
 
-fn forward(tg_arn: &str) -> ActionInput {
-    ActionInput {
-        action_type: "forward".into(),
-        target_group_arn: Some(tg_arn.into()),
-        ..Default::default()
-    }
-}
-
 impl Harness {
     /// Cluster `c` with instances `i-a`, `i-b`; task definition `web:1` (port 80 on a
     /// dynamic host port); ALB `alb` whose listener forwards to target group `tg`
     /// (deregistration delay [`DELAY_SECS`]).
     fn new() -> Harness {
-        let mut world = World::new();
-        world.create_cluster("c");
-        world.add_instance("c", "i-a", "a", 4096, 4096);
-        world.add_instance("c", "i-b", "b", 4096, 4096);
         let mut h = Harness {
-            world,
+            world: two_node_cluster(false),
             tg_name: "tg".into(),
             tg_arn: String::new(),
             checks: HashMap::new(),
@@ -75,77 +57,19 @@ impl Harness {
             drained_at: BTreeMap::new(),
         };
         h.register_def(Checks::Pass);
-        let lb = h.elb(
-            load_balancers::create,
-            CreateLoadBalancer {
-                name: "alb".into(),
-                ..Default::default()
-            },
-        );
-        let tg = h.new_group("tg", "instance");
+        let lb = h.world.create_load_balancer("alb");
+        let tg = h.world.create_target_group("tg", "instance");
         h.tg_arn = tg.arn();
-        let mut tg = tg;
-        tg.attributes.insert(
-            "deregistration_delay.timeout_seconds".into(),
-            DELAY_SECS.to_string(),
-        );
-        h.world
-            .apply(&[Change::Put(Record::TargetGroup(tg.clone()))]);
-        let listener = h.new_listener(lb.arn(), 80, &tg.arn());
+        let tg = h.world.set_deregistration_delay(&tg, DELAY_SECS);
+        let listener = h.world.create_listener(lb.arn(), 80, &tg.arn());
         h.prod_rule = listener.rule_arn(&listener.default_rule_id);
         h
-    }
-
-    /// A target group `name` of `target_type` for HTTP on port 80.
-    fn new_group(&mut self, name: &str, target_type: &str) -> TargetGroupRecord {
-        self.elb(
-            target_groups::create,
-            CreateTargetGroup {
-                name: name.into(),
-                protocol: Some("HTTP".into()),
-                port: Some(80),
-                target_type: Some(target_type.into()),
-                ..Default::default()
-            },
-        )
-    }
-
-    /// An HTTP listener of `lb_arn` on `port` forwarding to `tg_arn`.
-    fn new_listener(&mut self, lb_arn: String, port: i64, tg_arn: &str) -> ListenerRecord {
-        self.elb(
-            listeners::create,
-            CreateListener {
-                load_balancer_arn: lb_arn,
-                protocol: Some("HTTP".into()),
-                port: Some(port),
-                default_actions: vec![forward(tg_arn)],
-                tags: vec![],
-            },
-        )
-    }
-
-    fn elb<Req, Resp>(&mut self, op: ElbOp<Req, Resp>, r: Req) -> Resp {
-        let mut ctx = self.world.ctx();
-        let result: Result<(Resp, Vec<Change>), ElbError> = op(&self.world.state, &mut ctx, r);
-        let (resp, changes) = result.unwrap_or_else(|e| panic!("{}: {e}", e.code()));
-        self.world.apply(&changes);
-        resp
     }
 
     /// Registers a revision of `web` publishing container port 80 whose targets the data
     /// plane finds as `checks` says; returns its ARN.
     fn register_def(&mut self, checks: Checks) -> String {
-        let r: wire::RegisterTaskDefinitionResponse = self.world.write(
-            task_definitions::register,
-            req(json!({"family": "web", "containerDefinitions": [{
-                "name": "app", "image": "busybox", "memory": 128,
-                "portMappings": [{"containerPort": 80, "hostPort": 0}]
-            }]})),
-        );
-        let arn = r
-            .task_definition
-            .and_then(|d| d.task_definition_arn)
-            .expect("arn");
+        let arn = self.world.register_publishing("web");
         self.checks.insert(arn.clone(), checks);
         arn
     }
@@ -168,22 +92,11 @@ impl Harness {
     }
 
     fn group(&self) -> &TargetGroupRecord {
-        self.world
-            .state
-            .elb
-            .target_groups
-            .get(&(scope(), self.tg_name.clone()))
-            .expect("target group")
+        self.world.target_group(&self.tg_name)
     }
 
     fn tasks(&self) -> Vec<TaskRecord> {
-        self.world
-            .state
-            .tasks
-            .values()
-            .map(|t| (**t).clone())
-            .filter(|t| t.task.group.as_deref() == Some("service:web"))
-            .collect()
+        self.world.group_tasks("service:web")
     }
 
     fn task_by_arn(&self, arn: &str) -> Option<TaskRecord> {
@@ -193,10 +106,7 @@ impl Harness {
     }
 
     fn reconcile(&mut self) {
-        let mut ctx = self.world.ctx();
-        let (_, changes) =
-            reconcile_service(&self.world.state, &mut ctx, &Self::key()).expect("reconcile");
-        self.world.apply(&changes);
+        self.world.reconcile("c", "web");
     }
 
     /// The agent: PENDING → RUNNING with port 80 on the next host port; desired STOPPED →
@@ -258,15 +168,7 @@ impl Harness {
         self.world.now += 1.0;
         self.reconcile();
         check(self);
-        let now_ms = (self.world.now * 1000.0) as u64;
-        let draining: Vec<String> = self
-            .group()
-            .targets
-            .iter()
-            .filter(|x| x.is_draining(now_ms))
-            .filter_map(|x| x.registered_by.clone())
-            .collect();
-        for arn in draining {
+        for arn in self.world.draining_in(&self.tg_name) {
             self.drained_at.entry(arn).or_insert(self.world.now);
         }
         self.agent_step();
@@ -280,13 +182,21 @@ impl Harness {
     }
 
     fn service(&self) -> wire::Service {
-        let rec = self
-            .world
-            .state
-            .services
-            .get(&Self::key())
-            .expect("service");
-        services::describe_one(&self.world.state, rec, false)
+        self.world.service("c", "web")
+    }
+
+    /// Every message of the service's events.
+    fn event_messages(&self) -> Vec<String> {
+        self.world.service_events("c", "web")
+    }
+
+    /// When each task of `def` was asked to stop (epoch seconds).
+    fn stop_times_of(&self, def: &str) -> Vec<f64> {
+        self.tasks()
+            .iter()
+            .filter(|t| t.task.task_definition_arn.as_deref() == Some(def))
+            .filter_map(|t| t.task.stopping_at)
+            .collect()
     }
 
     fn stable(&self) -> bool {
@@ -352,10 +262,7 @@ fn a_deployment_waits_for_the_load_balancer_to_find_new_tasks_healthy() {
     h.run(10, |_| {});
     assert!(h.stable());
     let v2 = h.register_def(Checks::Silent);
-    let _: wire::UpdateServiceResponse = h.world.write(
-        services::update,
-        req(json!({"cluster": "c", "service": "web", "taskDefinition": v2})),
-    );
+    h.update_to(&v2);
     // Without health from the data plane (not even after the 40 s rule) the old tasks
     // keep serving and the rollout does not complete.
     h.run(120, |_| {});
@@ -384,10 +291,7 @@ fn a_rolling_deployment_drains_every_old_task_before_stopping_it() {
     h.run(10, |_| {});
     assert!(h.stable());
     let v2 = h.register_def(Checks::Pass);
-    let _: wire::UpdateServiceResponse = h.world.write(
-        services::update,
-        req(json!({"cluster": "c", "service": "web", "taskDefinition": v2})),
-    );
+    h.update_to(&v2);
     h.run(4 * DELAY_SECS as usize + 60, |h| {
         // Never fewer healthy targets than minimumHealthyPercent allows, and never a stop
         // requested for a task still taking new requests.
@@ -475,13 +379,7 @@ fn a_task_the_load_balancer_finds_unhealthy_is_replaced_after_the_grace_period()
         assert!(reason.starts_with(ELB_HEALTH_REASON), "{reason}");
         assert!(reason.contains(&h.tg_arn), "{reason}");
     }
-    let events: Vec<String> = h
-        .service()
-        .events
-        .unwrap_or_default()
-        .into_iter()
-        .filter_map(|e| e.message)
-        .collect();
+    let events = h.event_messages();
     assert!(
         events
             .iter()
@@ -533,45 +431,23 @@ fn load_balancers_are_validated_like_ecs() {
         json!([{"targetGroupArn": h.tg_arn, "containerName": "app", "containerPort": 80},
                {"targetGroupArn": h.tg_arn, "containerName": "app", "containerPort": 80}]),
     ];
-    for lbs in bad {
-        let body = json!({"cluster": "c", "serviceName": "web", "taskDefinition": "web:1",
-            "desiredCount": 1, "loadBalancers": lbs});
-        let e = h
-            .world
-            .try_write::<_, wire::CreateServiceResponse>(services::create, req(body))
-            .expect_err("refused");
-        assert_eq!(e.code(), "InvalidParameterException", "{lbs}: {e}");
-    }
+    h.world.assert_each_refused("loadBalancers", bad);
     // A group no listener uses, and an `ip` group for a bridge task, are refused too.
-    let lonely = h.new_group("lonely", "instance");
+    let lonely = h.world.create_target_group("lonely", "instance");
     let body = json!({"cluster": "c", "serviceName": "web", "taskDefinition": "web:1",
         "loadBalancers": [{"targetGroupArn": lonely.arn(), "containerName": "app", "containerPort": 80}]});
-    let e = h
-        .world
-        .try_write::<_, wire::CreateServiceResponse>(services::create, req(body))
-        .expect_err("refused");
+    let e = h.world.refused_create_service(body);
     assert!(
         e.to_string()
             .contains("does not have an associated load balancer"),
         "{e}"
     );
-    let ip = h.new_group("ips", "ip");
-    let lb = h
-        .world
-        .state
-        .elb
-        .load_balancers
-        .values()
-        .next()
-        .unwrap()
-        .arn();
-    let _ = h.new_listener(lb, 8080, &ip.arn());
+    let ip = h.world.create_target_group("ips", "ip");
+    let lb = h.world.first_load_balancer_arn();
+    let _ = h.world.create_listener(lb, 8080, &ip.arn());
     let body = json!({"cluster": "c", "serviceName": "web", "taskDefinition": "web:1",
         "loadBalancers": [{"targetGroupArn": ip.arn(), "containerName": "app", "containerPort": 80}]});
-    let e = h
-        .world
-        .try_write::<_, wire::CreateServiceResponse>(services::create, req(body))
-        .expect_err("refused");
+    let e = h.world.refused_create_service(body);
     assert!(
         e.to_string()
             .contains("incompatible with the bridge network mode"),
@@ -605,24 +481,10 @@ impl Harness {
         with_test_rule: bool,
         deployment_configuration: Value,
     ) -> (String, Option<String>) {
-        let alt = self.new_group("tg-alt", "instance");
-        let mut rec = alt.clone();
-        rec.attributes.insert(
-            "deregistration_delay.timeout_seconds".into(),
-            DELAY_SECS.to_string(),
-        );
-        self.world.apply(&[Change::Put(Record::TargetGroup(rec))]);
-        let lb = self
-            .world
-            .state
-            .elb
-            .load_balancers
-            .values()
-            .next()
-            .unwrap()
-            .arn();
-        let main = self.tg_arn.clone();
-        let test = self.new_listener(lb, 8080, &main);
+        let alt = self.world.create_target_group("tg-alt", "instance");
+        self.world.set_deregistration_delay(&alt, DELAY_SECS);
+        let lb = self.world.first_load_balancer_arn();
+        let test = self.world.create_listener(lb, 8080, &self.tg_arn);
         let test_rule = with_test_rule.then(|| test.rule_arn(&test.default_rule_id));
         let mut advanced = json!({"alternateTargetGroupArn": alt.arn(),
             "productionListenerRule": self.prod_rule,
@@ -639,27 +501,7 @@ impl Harness {
 
     /// The group a rule sends its traffic to (the heaviest of its forward action).
     fn rule_target(&self, rule_arn: &str) -> String {
-        let actions =
-            match controlplane::ops::elbv2::rule_by_arn(&self.world.state, &scope(), rule_arn)
-                .expect("rule")
-            {
-                controlplane::ops::elbv2::RuleRef::Rule(r, _) => r.actions.clone(),
-                controlplane::ops::elbv2::RuleRef::Default(l) => l.default_actions.clone(),
-            };
-        let groups = actions
-            .iter()
-            .find_map(|a| match &a.kind {
-                controlplane::state::elb::ActionKind::Forward { target_groups, .. } => {
-                    Some(target_groups.clone())
-                }
-                _ => None,
-            })
-            .expect("a forward action");
-        groups
-            .iter()
-            .max_by_key(|g| g.weight.unwrap_or(1))
-            .map(|g| g.arn.clone())
-            .expect("a group")
+        self.world.rule_target(rule_arn)
     }
 
     fn healthy_in(&self, group_arn: &str) -> usize {
@@ -672,21 +514,11 @@ impl Harness {
     }
 
     fn running_of(&self, def: &str) -> usize {
-        self.tasks()
-            .iter()
-            .filter(|t| {
-                t.task.task_definition_arn.as_deref() == Some(def)
-                    && t.task.desired_status.as_deref() == Some("RUNNING")
-                    && t.pending_stop.is_none()
-            })
-            .count()
+        self.world.meant_to_run(def)
     }
 
     fn update_to(&mut self, def: &str) {
-        let _: wire::UpdateServiceResponse = self.world.write(
-            services::update,
-            req(json!({"cluster": "c", "service": "web", "taskDefinition": def})),
-        );
+        self.world.deploy("c", "web", def);
     }
 }
 
@@ -757,12 +589,7 @@ fn blue_green_rollout(with_test_rule: bool) {
     assert_eq!(h.running_of(&v1), 0, "blue is stopped after the bake");
     assert!(h.stable(), "{:?}", h.service().deployments);
     assert_eq!(h.healthy_in(&alt), 2);
-    let blue_stops: Vec<f64> = h
-        .tasks()
-        .iter()
-        .filter(|t| t.task.task_definition_arn.as_deref() == Some(v1.as_str()))
-        .filter_map(|t| t.task.stopping_at)
-        .collect();
+    let blue_stops = h.stop_times_of(&v1);
     assert!(
         blue_stops.iter().all(|s| *s >= at + 60.0),
         "{blue_stops:?} vs shift at {at}"

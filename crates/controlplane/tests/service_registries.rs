@@ -3,14 +3,13 @@
 //! node's address and host port, and deregisters as soon as it stops them; what the DNS
 //! view then serves; and CreateService's validation of the entries.
 
-use controlplane::controllers::service::reconcile_service;
 use controlplane::ops::servicediscovery::dns::dns_snapshot;
-use controlplane::ops::servicediscovery::{namespaces, services as sd_services};
-use controlplane::ops::{agent, services, task_definitions};
-use controlplane::state::{ServiceKey, TaskRecord};
+use controlplane::ops::{agent, services};
+use controlplane::state::TaskRecord;
 use model::{wire, wire_sd};
 use serde_json::json;
 use testkit::ecs::{World, req, scope};
+use testkit::service::{host_port, two_node_cluster};
 
 struct Harness {
     world: World,
@@ -24,49 +23,15 @@ impl Harness {
     /// `web:1` publishing port 80 on a dynamic host port, namespace `local` with service
     /// `web` (A and SRV records).
     fn new() -> Harness {
-        let mut world = World::new();
-        world.create_cluster("c");
-        for (id, zone, ip) in [("i-a", "a", "10.0.0.1"), ("i-b", "b", "10.0.0.2")] {
-            world.add_node_with_ip("c", id, zone, ip);
-        }
-        let _: wire::RegisterTaskDefinitionResponse = world.write(
-            task_definitions::register,
-            req(json!({"family": "web", "containerDefinitions": [{
-                "name": "app", "image": "busybox", "memory": 128,
-                "portMappings": [{"containerPort": 80, "hostPort": 0}]
-            }]})),
-        );
-        let mut h = Harness {
+        let mut world = two_node_cluster(true);
+        world.register_publishing("web");
+        let (registry_arn, registry_id) = world.create_dns_registry("web");
+        Harness {
             world,
-            registry_arn: String::new(),
-            registry_id: String::new(),
+            registry_arn,
+            registry_id,
             next_port: 40000,
-        };
-        let _ = h.world.sd_write(
-            namespaces::create_private_dns_namespace,
-            json!({"Name": "local", "Vpc": "vpc-1"}),
-        );
-        let ns = h
-            .world
-            .state
-            .discovery
-            .namespaces
-            .values()
-            .next()
-            .unwrap()
-            .id
-            .clone();
-        let svc = h
-            .world.sd_write(
-                sd_services::create_service,
-                json!({"Name": "web", "NamespaceId": ns,
-                    "DnsConfig": {"DnsRecords": [{"Type": "A", "TTL": 10}, {"Type": "SRV", "TTL": 10}]}}),
-            )
-            .service
-            .unwrap();
-        h.registry_arn = svc.arn.unwrap();
-        h.registry_id = svc.id.unwrap();
-        h
+        }
     }
 
     fn create_service(&mut self, desired: i32) {
@@ -77,21 +42,12 @@ impl Harness {
     }
 
     fn tasks(&self) -> Vec<TaskRecord> {
-        self.world
-            .state
-            .tasks
-            .values()
-            .map(|t| (**t).clone())
-            .filter(|t| t.task.group.as_deref() == Some("service:web"))
-            .collect()
+        self.world.group_tasks("service:web")
     }
 
     fn step(&mut self) {
         self.world.now += 1.0;
-        let mut ctx = self.world.ctx();
-        let key = ServiceKey::new(&scope(), "c", "web");
-        let (_, changes) = reconcile_service(&self.world.state, &mut ctx, &key).expect("reconcile");
-        self.world.apply(&changes);
+        self.world.reconcile("c", "web");
         self.world
             .publishing_agent_step("service:web", &mut self.next_port);
     }
@@ -122,25 +78,13 @@ fn running_tasks_are_registered_at_their_node_and_host_port_and_leave_when_stopp
             .find(|t| Some(&t.id) == i.id.as_ref())
             .expect("the instance id is a task id");
         let attrs = i.attributes.as_ref().unwrap();
-        let node_ip = if task.instance_id
-            == h.world
-                .state
-                .instances
-                .values()
-                .find(|x| x.instance.ec2_instance_id.as_deref() == Some("i-a"))
-                .map(|x| x.id.clone())
-        {
+        let node_ip = if h.world.ec2_id_of(&task).as_deref() == Some("i-a") {
             "10.0.0.1"
         } else {
             "10.0.0.2"
         };
         assert_eq!(attrs["AWS_INSTANCE_IPV4"], node_ip);
-        let host_port = task.task.containers.as_ref().unwrap()[0]
-            .network_bindings
-            .as_ref()
-            .unwrap()[0]
-            .host_port
-            .unwrap();
+        let host_port = host_port(&task).unwrap();
         assert_eq!(attrs["AWS_INSTANCE_PORT"], host_port.to_string());
         assert_eq!(attrs["ECS_SERVICE_NAME"], "web");
         assert_eq!(attrs["ECS_CLUSTER_NAME"], "c");
@@ -196,14 +140,6 @@ fn service_registries_are_validated_like_ecs() {
         json!([{"registryArn": h.registry_arn, "containerName": "app", "containerPort": 80},
                {"registryArn": h.registry_arn, "containerName": "app", "containerPort": 80}]),
     ];
-    for entries in bad {
-        let body = json!({"cluster": "c", "serviceName": "web", "taskDefinition": "web:1",
-            "desiredCount": 1, "serviceRegistries": entries});
-        let e = h
-            .world
-            .try_write::<_, wire::CreateServiceResponse>(services::create, req(body))
-            .expect_err("refused");
-        assert_eq!(e.code(), "InvalidParameterException", "{entries}: {e}");
-    }
+    h.world.assert_each_refused("serviceRegistries", bad);
     h.create_service(1);
 }

@@ -9,18 +9,14 @@ mod service_harness;
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use controlplane::ops::elbv2::ElbWritten;
-use controlplane::ops::elbv2::listeners::{self, ActionInput, CreateListener};
-use controlplane::ops::elbv2::load_balancers::{self, CreateLoadBalancer};
-use controlplane::ops::elbv2::target_groups::{self, CreateTargetGroup};
-use controlplane::ops::servicediscovery::{namespaces, services as sd_services};
-use controlplane::ops::{services, task_definitions, task_sets};
-use controlplane::state::elb::{ListenerRecord, ObservedHealth, TargetGroupRecord};
-use controlplane::state::{Record, ServiceRecord};
-use controlplane::{Change, Ctx, EcsError, State};
+use controlplane::ops::{services, task_sets};
+use controlplane::state::elb::TargetGroupRecord;
+use controlplane::state::{Record, ServiceRecord, TaskRecord};
+use controlplane::{Ctx, EcsError, State};
 use model::wire;
 use serde_json::{Value, json};
 use testkit::ecs::req;
+use testkit::service::host_port;
 
 use service_harness::{Harness, alive};
 
@@ -97,14 +93,25 @@ fn set(h: &Harness, id: &str) -> wire::TaskSet {
 }
 
 /// Tasks meant to run and RUNNING, started by the task set `id`.
-fn running_in(h: &Harness, id: &str) -> usize {
+fn running_tasks_of<'a>(h: &'a Harness, id: &'a str) -> impl Iterator<Item = &'a TaskRecord> {
     h.tasks()
-        .filter(|t| t.task.started_by.as_deref() == Some(id))
+        .filter(move |t| t.task.started_by.as_deref() == Some(id))
         .filter(|t| {
             t.task.desired_status.as_deref() == Some("RUNNING")
                 && t.task.last_status.as_deref() == Some("RUNNING")
         })
-        .count()
+}
+
+/// How many tasks of the task set `id` are meant to run and RUNNING.
+fn running_in(h: &Harness, id: &str) -> usize {
+    running_tasks_of(h, id).count()
+}
+
+/// DeleteTaskSet of `id` with `force`; the set as the answer shows it.
+fn force_delete(h: &mut Harness, id: &str) -> wire::TaskSet {
+    let r: wire::DeleteTaskSetResponse =
+        try_op(h, task_sets::delete, json!({"taskSet": id, "force": true})).unwrap();
+    r.task_set.unwrap()
 }
 
 fn status(ts: &wire::TaskSet) -> &str {
@@ -194,13 +201,8 @@ fn task_sets_run_their_share_and_follow_scale_primary_and_delete() {
     )
     .unwrap_err();
     assert_eq!(e.code(), "InvalidParameterException");
-    let d: wire::DeleteTaskSetResponse = try_op(
-        &mut h,
-        task_sets::delete,
-        json!({"taskSet": blue, "force": true}),
-    )
-    .unwrap();
-    assert_eq!(status(&d.task_set.unwrap()), "DRAINING");
+    let d = force_delete(&mut h, &blue);
+    assert_eq!(status(&d), "DRAINING");
     h.settle(|_| {});
     assert_eq!(running_in(&h, &green), 4);
     assert_eq!(
@@ -414,8 +416,6 @@ fn service_records_without_task_sets_still_load() {
 // Task sets behind load balancers and in Cloud Map: each set's tasks join the set's own
 // target groups and registries.
 
-type ElbOp<Req, Resp> = fn(&State, &mut Ctx, Req) -> ElbWritten<Resp>;
-
 /// Deregistration delay of `tg-blue` and `tg-green`, in seconds.
 const DELAY_SECS: f64 = 20.0;
 
@@ -434,84 +434,28 @@ struct Fleet {
     drained_at: BTreeMap<String, f64>,
 }
 
-fn forward(tg_arn: &str) -> ActionInput {
-    ActionInput {
-        action_type: "forward".into(),
-        target_group_arn: Some(tg_arn.into()),
-        ..Default::default()
-    }
-}
-
 impl Fleet {
     fn new(desired: i32) -> Fleet {
         let mut h = Harness::new(&[]);
-        h.add_node_with_ip("c", "i-a", "a", "10.0.0.1");
-        h.add_node_with_ip("c", "i-b", "b", "10.0.0.2");
-        let _: wire::RegisterTaskDefinitionResponse = h.write(
-            task_definitions::register,
-            req(json!({"family": "webp", "containerDefinitions": [{
-                "name": "app", "image": "busybox", "memory": 128,
-                "portMappings": [{"containerPort": 80, "hostPort": 0}]
-            }]})),
-        );
+        h.add_two_nodes_with_ips("c");
+        h.register_publishing("webp");
         h.create_service(json!({"desiredCount": desired,
             "deploymentController": {"type": "EXTERNAL"}}));
-        let mut f = Fleet {
+        let lb = h.create_load_balancer("alb");
+        let mut tgs = [("tg-blue", 80), ("tg-green", 8080)].map(|(name, port)| {
+            let tg = h.create_target_group(name, "instance");
+            h.set_deregistration_delay(&tg, DELAY_SECS);
+            h.create_listener(lb.arn(), port, &tg.arn());
+            tg.arn()
+        });
+        Fleet {
             h,
-            blue_tg: String::new(),
-            green_tg: String::new(),
+            blue_tg: std::mem::take(&mut tgs[0]),
+            green_tg: std::mem::take(&mut tgs[1]),
             next_port: 32768,
             checks: true,
             drained_at: BTreeMap::new(),
-        };
-        let lb = f.elb(
-            load_balancers::create,
-            CreateLoadBalancer {
-                name: "alb".into(),
-                ..Default::default()
-            },
-        );
-        for (name, port) in [("tg-blue", 80), ("tg-green", 8080)] {
-            let mut tg = f.elb(
-                target_groups::create,
-                CreateTargetGroup {
-                    name: name.into(),
-                    protocol: Some("HTTP".into()),
-                    port: Some(80),
-                    target_type: Some("instance".into()),
-                    ..Default::default()
-                },
-            );
-            tg.attributes.insert(
-                "deregistration_delay.timeout_seconds".into(),
-                DELAY_SECS.to_string(),
-            );
-            f.h.apply(&[Change::Put(Record::TargetGroup(tg.clone()))]);
-            let _: ListenerRecord = f.elb(
-                listeners::create,
-                CreateListener {
-                    load_balancer_arn: lb.arn(),
-                    protocol: Some("HTTP".into()),
-                    port: Some(port),
-                    default_actions: vec![forward(&tg.arn())],
-                    tags: vec![],
-                },
-            );
-            if name == "tg-blue" {
-                f.blue_tg = tg.arn();
-            } else {
-                f.green_tg = tg.arn();
-            }
         }
-        f
-    }
-
-    fn elb<Req, Resp>(&mut self, op: ElbOp<Req, Resp>, r: Req) -> Resp {
-        let mut ctx = self.h.ctx();
-        let (resp, changes) =
-            op(&self.h.state, &mut ctx, r).unwrap_or_else(|e| panic!("{}: {e}", e.code()));
-        self.h.apply(&changes);
-        resp
     }
 
     /// CreateTaskSet of `webp:1` at `pct` % with `extra` members (`loadBalancers`, …).
@@ -533,12 +477,7 @@ impl Fleet {
     }
 
     fn group(&self, name: &str) -> &TargetGroupRecord {
-        self.h
-            .state
-            .elb
-            .target_groups
-            .get(&(testkit::ecs::scope(), name.to_owned()))
-            .expect("target group")
+        self.h.target_group(name)
     }
 
     fn now_ms(&self) -> u64 {
@@ -565,38 +504,9 @@ impl Fleet {
 
     /// The ARNs of the set's tasks meant to run and RUNNING.
     fn running_arns(&self, set: &str) -> BTreeSet<String> {
-        self.h
-            .tasks()
-            .filter(|t| t.task.started_by.as_deref() == Some(set))
-            .filter(|t| {
-                t.task.desired_status.as_deref() == Some("RUNNING")
-                    && t.task.last_status.as_deref() == Some("RUNNING")
-            })
+        running_tasks_of(&self.h, set)
             .filter_map(|t| t.task.task_arn.clone())
             .collect()
-    }
-
-    /// The data plane: every active target of both groups is found healthy.
-    fn data_plane_step(&mut self) {
-        let now_ms = self.now_ms();
-        for name in ["tg-blue", "tg-green"] {
-            let mut g = self.group(name).clone();
-            let mut changed = false;
-            for x in g.targets.iter_mut().filter(|x| x.is_active()) {
-                if x.health.is_none() {
-                    x.health = Some(ObservedHealth {
-                        healthy: true,
-                        reason: None,
-                        description: None,
-                        since_ms: now_ms,
-                    });
-                    changed = true;
-                }
-            }
-            if changed {
-                self.h.apply(&[Change::Put(Record::TargetGroup(g))]);
-            }
-        }
     }
 
     /// One second: reconcile, `check`, the agent (publishing port 80 on the next host
@@ -605,16 +515,8 @@ impl Fleet {
         self.h.now += 1.0;
         self.h.reconcile();
         check(self);
-        let now_ms = self.now_ms();
         for name in ["tg-blue", "tg-green"] {
-            let draining: Vec<String> = self
-                .group(name)
-                .targets
-                .iter()
-                .filter(|x| x.is_draining(now_ms))
-                .filter_map(|x| x.registered_by.clone())
-                .collect();
-            for arn in draining {
+            for arn in self.h.draining_in(name) {
                 self.drained_at.entry(arn).or_insert(self.h.now);
             }
         }
@@ -622,7 +524,8 @@ impl Fleet {
             .world
             .publishing_agent_step("service:web", &mut self.next_port);
         if self.checks {
-            self.data_plane_step();
+            // The data plane: every active target of both groups is found healthy.
+            self.h.mark_targets_healthy();
         }
     }
 
@@ -708,19 +611,8 @@ fn each_task_sets_running_tasks_join_its_own_target_group_only() {
             f.h.tasks()
                 .find(|t| t.task.task_arn == x.registered_by)
                 .expect("its task");
-        let node =
-            f.h.state
-                .instances
-                .values()
-                .find(|i| Some(&i.id) == t.instance_id.as_ref())
-                .expect("node");
-        assert_eq!(node.instance.ec2_instance_id.as_ref(), Some(&x.id));
-        let bound = t.task.containers.as_ref().unwrap()[0]
-            .network_bindings
-            .as_ref()
-            .unwrap()[0]
-            .host_port;
-        assert_eq!(bound, Some(i32::from(x.port)));
+        assert_eq!(f.h.ec2_id_of(t).as_ref(), Some(&x.id));
+        assert_eq!(host_port(t), Some(i32::from(x.port)));
     }
     // Nothing moves once every target is healthy.
     let before = f.h.state.elb.target_groups.clone();
@@ -786,12 +678,7 @@ fn a_deleted_task_sets_tasks_leave_its_target_group() {
     let green_tasks = f.running_arns(&green);
     assert_eq!(green_tasks.len(), 2);
     assert_eq!(f.active_in("tg-green"), green_tasks);
-    let _: wire::DeleteTaskSetResponse = try_op(
-        &mut f.h,
-        task_sets::delete,
-        json!({"taskSet": green, "force": true}),
-    )
-    .unwrap();
+    force_delete(&mut f.h, &green);
     f.step(&mut |f: &Fleet| {
         assert!(f.active_in("tg-green").is_empty(), "deregistered at once");
         assert_eq!(f.live_in("tg-green"), green_tasks, "and draining");
@@ -808,34 +695,7 @@ fn a_deleted_task_sets_tasks_leave_its_target_group() {
 #[test]
 fn a_task_sets_service_registries_register_its_tasks() {
     let mut f = Fleet::new(2);
-    let mut ctx = f.h.ctx();
-    let (_, changes) = namespaces::create_private_dns_namespace(
-        &f.h.state,
-        &mut ctx,
-        req(json!({"Name": "local", "Vpc": "vpc-1"})),
-    )
-    .unwrap();
-    f.h.apply(&changes);
-    let ns =
-        f.h.state
-            .discovery
-            .namespaces
-            .values()
-            .next()
-            .unwrap()
-            .id
-            .clone();
-    let mut ctx = f.h.ctx();
-    let (resp, changes) = sd_services::create_service(
-        &f.h.state,
-        &mut ctx,
-        req(json!({"Name": "web", "NamespaceId": ns,
-            "DnsConfig": {"DnsRecords": [{"Type": "A", "TTL": 10}, {"Type": "SRV", "TTL": 10}]}})),
-    )
-    .unwrap();
-    f.h.apply(&changes);
-    let svc = resp.service.unwrap();
-    let (registry_arn, registry_id) = (svc.arn.unwrap(), svc.id.unwrap());
+    let (registry_arn, registry_id) = f.h.create_dns_registry("web");
     let registries = json!({"serviceRegistries": [{"registryArn": registry_arn,
         "containerName": "app", "containerPort": 80}]});
     let listed = f.create_set(100.0, registries);
@@ -854,14 +714,7 @@ fn a_task_sets_service_registries_register_its_tasks() {
             .collect()
     };
     let ids = |f: &Fleet, set: &str| -> BTreeSet<String> {
-        f.h.tasks()
-            .filter(|t| t.task.started_by.as_deref() == Some(set))
-            .filter(|t| {
-                t.task.desired_status.as_deref() == Some("RUNNING")
-                    && t.task.last_status.as_deref() == Some("RUNNING")
-            })
-            .map(|t| t.id.clone())
-            .collect()
+        running_tasks_of(&f.h, set).map(|t| t.id.clone()).collect()
     };
     assert_eq!(ids(&f, &listed).len(), 2);
     assert_eq!(ids(&f, &unlisted).len(), 1);
@@ -873,23 +726,12 @@ fn a_task_sets_service_registries_register_its_tasks() {
     );
     for (id, attrs) in &now {
         let t = f.h.tasks().find(|t| &t.id == id).unwrap();
-        let node =
-            f.h.state
-                .instances
-                .values()
-                .find(|i| Some(&i.id) == t.instance_id.as_ref())
-                .expect("node");
-        let ip = match node.instance.ec2_instance_id.as_deref() {
+        let ip = match f.h.ec2_id_of(t).as_deref() {
             Some("i-a") => "10.0.0.1",
             _ => "10.0.0.2",
         };
         assert_eq!(attrs.get("AWS_INSTANCE_IPV4").map(String::as_str), Some(ip));
-        let host_port = t.task.containers.as_ref().unwrap()[0]
-            .network_bindings
-            .as_ref()
-            .unwrap()[0]
-            .host_port
-            .unwrap();
+        let host_port = host_port(t).unwrap();
         assert_eq!(attrs.get("AWS_INSTANCE_PORT"), Some(&host_port.to_string()));
         assert_eq!(
             attrs.get("ECS_SERVICE_NAME").map(String::as_str),
@@ -905,12 +747,7 @@ fn a_task_sets_service_registries_register_its_tasks() {
     );
     assert_eq!(ids(&f, &listed).len(), 1);
     // Deleted: its last task leaves too.
-    let _: wire::DeleteTaskSetResponse = try_op(
-        &mut f.h,
-        task_sets::delete,
-        json!({"taskSet": listed, "force": true}),
-    )
-    .unwrap();
+    force_delete(&mut f.h, &listed);
     f.run(3, |_| {});
     assert!(registered(&f).is_empty(), "{:?}", registered(&f));
     assert_eq!(ids(&f, &unlisted).len(), 1);

@@ -8,6 +8,8 @@
 //! own containerd namespaces. Needs root and containerd: `#[ignore]`d, run by
 //! `scripts/test.sh` (`--include-ignored`).
 
+mod host_support;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::OnceLock;
@@ -15,7 +17,8 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-const BIN: &str = env!("CARGO_BIN_EXE_flotilla");
+use host_support::{BIN, boot_command, build_image, install, ok, terminate};
+
 const IMAGE: &str = "127.0.0.1:5000/flotilla-host-test:latest";
 /// The test image's entrypoint: run the user-data (base64 of a shell script).
 const ENTRYPOINT: &str =
@@ -142,29 +145,15 @@ impl Node {
         .unwrap();
         std::fs::create_dir_all(n.p("proc-sys")).unwrap();
         n.ok(&["os", "keygen", "--out", &n.s("keys")]);
-        n.ok(&[
-            "os",
-            "build-image",
-            "--version",
+        build_image(
             "1.0.0",
-            "--out",
             &n.s("img.tar.gz"),
-            "--root-json",
             &n.s("keys/root.json"),
-            "--overlay",
             &n.s("overlay"),
-            "--meta",
             &n.s("meta.toml"),
-            "--no-binary",
-        ]);
-        n.ok(&[
-            "host",
-            "install",
-            "--node-root",
-            &n.s("node"),
-            "--image",
-            &n.s("img.tar.gz"),
-        ]);
+            false,
+        );
+        install(&n.s("node"), &n.s("img.tar.gz"));
         std::fs::write(n.p("node/user-data.toml"), user_data).unwrap();
         n
     }
@@ -175,17 +164,7 @@ impl Node {
         self.p(s).display().to_string()
     }
     fn ok(&self, args: &[&str]) -> String {
-        let out = Command::new(BIN)
-            .args(args)
-            .env("FLOTILLA_LOG", "warn")
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "flotilla {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        ok(args)
     }
     fn api(&self, args: &[&str]) -> String {
         let sock = self.s("api.sock");
@@ -232,21 +211,8 @@ impl Node {
     fn boot_child(&self) -> Child {
         let _ = std::fs::remove_file(self.p("node/run/boot-successful"));
         let (socket, logger) = infrastructure();
-        Command::new(BIN)
-            .args([
-                "host",
-                "boot",
-                "--node-root",
-                &self.s("node"),
-                "--socket",
-                &self.s("api.sock"),
-            ])
-            .args([
-                "--proc-sys",
-                &self.s("proc-sys"),
-                "--containerd-namespace",
-                &self.ns,
-            ])
+        boot_command(&self.s("node"), &self.s("api.sock"), &self.s("proc-sys"))
+            .args(["--containerd-namespace", &self.ns])
             .arg("--containerd-socket")
             .arg(socket)
             .arg("--containerd-logger")
@@ -277,12 +243,7 @@ impl Node {
     }
     /// SIGTERM to `host boot` (a host-layer restart's first half); waits for it to exit.
     fn stop(&mut self) -> Output {
-        let child = self.boot.take().expect("booted");
-        let _ = Command::new("kill")
-            .arg("-TERM")
-            .arg(child.id().to_string())
-            .status();
-        child.wait_with_output().unwrap()
+        terminate(self.boot.take().expect("booted"))
     }
     /// Removes every container of this node's namespaces (left by an earlier run or by this
     /// one: host containers outlive `host boot` by design).

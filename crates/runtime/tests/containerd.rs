@@ -8,9 +8,17 @@ use std::time::{Duration, Instant, SystemTime};
 
 use common::{env, env_with, exec, id, image, poll, run, sh, strs, touch_stop_and_wait};
 use runtime::{
-    ContainerRuntime, ContainerSpec, ContainerState, ContainerdRuntime, Error, ExecSpec, GcPolicy,
-    HealthCheckCommand, ImageRef, LogStream, PullPolicy, RegistryAuth, Resources, RotationPolicy,
+    ContainerId, ContainerRuntime, ContainerSpec, ContainerState, ContainerdRuntime, Error,
+    ExecSpec, GcPolicy, HealthCheckCommand, ImageRef, LogStream, PullPolicy, RegistryAuth,
+    Resources, RotationPolicy,
 };
+
+/// Asserts that `$result` is an `Err` of the variant `$variant`.
+macro_rules! assert_err {
+    ($result:expr, $variant:path) => {
+        assert!(matches!($result, Err($variant { .. })))
+    };
+}
 
 #[tokio::test]
 #[ignore = "needs containerd"]
@@ -94,10 +102,10 @@ async fn exit_code_is_reported() {
     let info = t.rt.inspect_container(&spec.id).await.unwrap();
     assert_eq!(info.state, ContainerState::Stopped(exit));
     t.rt.remove_container(&spec.id).await.unwrap();
-    assert!(matches!(
+    assert_err!(
         t.rt.inspect_container(&spec.id).await,
-        Err(Error::ContainerNotFound { .. })
-    ));
+        Error::ContainerNotFound
+    );
 }
 
 #[tokio::test]
@@ -121,14 +129,8 @@ async fn lifecycle_state_rules() {
 
     let busy = sh("busy", "trap 'exit 0' TERM; while true; do sleep 1; done");
     run(&t.rt, &busy).await;
-    assert!(matches!(
-        t.rt.start_container(&busy.id).await,
-        Err(Error::WrongState { .. })
-    ));
-    assert!(matches!(
-        t.rt.remove_container(&busy.id).await,
-        Err(Error::WrongState { .. })
-    ));
+    assert_err!(t.rt.start_container(&busy.id).await, Error::WrongState);
+    assert_err!(t.rt.remove_container(&busy.id).await, Error::WrongState);
     t.rt.stop_container(&busy.id, Duration::from_secs(10))
         .await
         .unwrap();
@@ -238,15 +240,7 @@ async fn plain_sleep_with_init_process_stops_on_sigterm() {
     spec.command = Some(strs(&["sleep", "1000"]));
     spec.init_process = true;
     run(&t.rt, &spec).await;
-    poll(
-        "sleep running under init",
-        Duration::from_secs(10),
-        || async {
-            let r = exec(&t.rt, &spec.id, &["pidof", "sleep"]).await;
-            r.success().then_some(())
-        },
-    )
-    .await;
+    wait_for_sleep(&t.rt, &spec.id, "sleep running under init").await;
     let start = Instant::now();
     let exit =
         t.rt.stop_container(&spec.id, Duration::from_secs(20))
@@ -271,13 +265,7 @@ async fn stop_kills_after_timeout_when_signal_ignored() {
     run(&t.rt, &spec).await;
     // The loop runs only once the trap is installed: a TERM sent earlier would reach a
     // shell that still dies of it.
-    poll("trap installed", Duration::from_secs(10), || async {
-        exec(&t.rt, &spec.id, &["pidof", "sleep"])
-            .await
-            .success()
-            .then_some(())
-    })
-    .await;
+    wait_for_sleep(&t.rt, &spec.id, "trap installed").await;
     let timeout = Duration::from_secs(2);
     let start = Instant::now();
     let exit = t.rt.stop_container(&spec.id, timeout).await.unwrap();
@@ -310,10 +298,7 @@ async fn memory_limit_below_need_is_oom_killed() {
     // A limit below the runtime's minimum is refused up front.
     let mut tiny = ContainerSpec::new(id("tiny"), image("memhog"));
     tiny.resources.memory_hard_mib = Some(4);
-    assert!(matches!(
-        t.rt.create_container(&tiny).await,
-        Err(Error::InvalidSpec { .. })
-    ));
+    assert_err!(t.rt.create_container(&tiny).await, Error::InvalidSpec);
 }
 
 #[tokio::test]
@@ -364,10 +349,10 @@ async fn health_check_exec_reports_exit_code() {
     t.rt.stop_container(&spec.id, Duration::from_secs(5))
         .await
         .unwrap();
-    assert!(matches!(
+    assert_err!(
         t.rt.exec(&spec.id, &check(&["CMD", "true"], 5)).await,
-        Err(Error::WrongState { .. })
-    ));
+        Error::WrongState
+    );
 }
 
 #[tokio::test]
@@ -581,35 +566,23 @@ async fn containers_survive_kill_9_of_the_agent_process() {
 async fn bad_inputs_give_clear_errors() {
     let t = env("errors").await;
     let missing = ImageRef::parse("127.0.0.1:5000/no-such-image:latest").unwrap();
-    let e =
-        t.rt.pull_image(&missing, PullPolicy::Always, None)
-            .await
-            .unwrap_err();
+    let e = pull_err(&t.rt, &missing, PullPolicy::Always, None).await;
     assert!(matches!(e, Error::ImageNotFound { .. }), "{e}");
     assert!(e.is_user_error());
 
     let unreachable = ImageRef::parse("127.0.0.1:1/busybox:latest").unwrap();
-    let e =
-        t.rt.pull_image(&unreachable, PullPolicy::Default, None)
-            .await
-            .unwrap_err();
+    let e = pull_err(&t.rt, &unreachable, PullPolicy::Default, None).await;
     assert!(matches!(e, Error::RegistryUnreachable { .. }), "{e}");
 
     // Creating from an image never pulled.
-    let e =
-        t.rt.create_container(&ContainerSpec::new(id("nopull"), unreachable))
-            .await
-            .unwrap_err();
+    let e = create_err(&t.rt, &ContainerSpec::new(id("nopull"), unreachable)).await;
     assert!(matches!(e, Error::ImageNotPresent { .. }), "{e}");
 
     let bad = image("bad-entrypoint");
     t.rt.pull_image(&bad, PullPolicy::Default, None)
         .await
         .unwrap();
-    let e =
-        t.rt.create_container(&ContainerSpec::new(id("badentry"), bad))
-            .await
-            .unwrap_err();
+    let e = create_err(&t.rt, &ContainerSpec::new(id("badentry"), bad)).await;
     match &e {
         Error::EntrypointNotFound { entrypoint, .. } => {
             assert_eq!(entrypoint, "/no/such/entrypoint");
@@ -621,34 +594,54 @@ async fn bad_inputs_give_clear_errors() {
     let ok = sh("badentry", "exit 0");
     run(&t.rt, &ok).await;
     assert_eq!(t.rt.wait_container(&ok.id).await.unwrap().code, 0);
-    let e = t.rt.create_container(&ok).await.unwrap_err();
+    let e = create_err(&t.rt, &ok).await;
     assert!(matches!(e, Error::ContainerExists { .. }), "{e}");
 
     // Private registry: refused without credentials, pulled with them.
     let private = ImageRef::parse("127.0.0.1:5001/private/busybox:latest").unwrap();
-    let e =
-        t.rt.pull_image(&private, PullPolicy::Always, None)
-            .await
-            .unwrap_err();
+    let e = pull_err(&t.rt, &private, PullPolicy::Always, None).await;
     assert!(matches!(e, Error::RegistryAuth { .. }), "{e}");
-    let wrong = RegistryAuth {
-        username: "flotilla".into(),
-        password: "wrong".into(),
-    };
-    let e =
-        t.rt.pull_image(&private, PullPolicy::Always, Some(&wrong))
-            .await
-            .unwrap_err();
+    let e = pull_err(&t.rt, &private, PullPolicy::Always, Some(&auth("wrong"))).await;
     assert!(matches!(e, Error::RegistryAuth { .. }), "{e}");
-    let auth = RegistryAuth {
-        username: "flotilla".into(),
-        password: "s3cret".into(),
-    };
     let info =
-        t.rt.pull_image(&private, PullPolicy::Always, Some(&auth))
+        t.rt.pull_image(&private, PullPolicy::Always, Some(&auth("s3cret")))
             .await
             .unwrap();
     assert!(!info.from_cache);
+}
+
+/// Waits (10 s at most) until a `sleep` runs in the container `id`; `what` names it.
+async fn wait_for_sleep(rt: &ContainerdRuntime, id: &ContainerId, what: &str) {
+    poll(what, Duration::from_secs(10), || async {
+        exec(rt, id, &["pidof", "sleep"])
+            .await
+            .success()
+            .then_some(())
+    })
+    .await;
+}
+
+/// A pull that must fail; its error.
+async fn pull_err(
+    rt: &ContainerdRuntime,
+    image: &ImageRef,
+    policy: PullPolicy,
+    auth: Option<&RegistryAuth>,
+) -> Error {
+    rt.pull_image(image, policy, auth).await.unwrap_err()
+}
+
+/// A create that must fail; its error.
+async fn create_err(rt: &ContainerdRuntime, spec: &ContainerSpec) -> Error {
+    rt.create_container(spec).await.unwrap_err()
+}
+
+/// The private registry's user `flotilla` with `password`.
+fn auth(password: &str) -> RegistryAuth {
+    RegistryAuth {
+        username: "flotilla".into(),
+        password: password.into(),
+    }
 }
 
 #[tokio::test]
@@ -702,10 +695,7 @@ async fn gc_removes_stopped_and_unused_but_not_in_use() {
         t.rt.inspect_container(&web.id).await.unwrap().state,
         ContainerState::Running { .. }
     ));
-    assert!(matches!(
-        t.rt.remove_image(&image("httpd")).await,
-        Err(Error::ImageInUse { .. })
-    ));
+    assert_err!(t.rt.remove_image(&image("httpd")).await, Error::ImageInUse);
     assert!(
         !t.cfg.log_dir.join("done.log").exists(),
         "logs removed with the container"

@@ -5,7 +5,10 @@ use std::collections::BTreeSet;
 
 use model::wire::TransportProtocol::{Tcp, Udp};
 use scheduler::testing::{Harness, TaskRequestExt, instance, instance_arn, spec, task};
-use scheduler::{FailureReason, InstanceStatus, Outcome, PlacementSpec, choose_tasks_to_stop};
+use scheduler::{
+    FailureReason, InstanceStatus, Outcome, PlacementFailure, PlacementSpec, TaskRequest,
+    choose_tasks_to_stop,
+};
 
 fn no_strategy() -> PlacementSpec {
     PlacementSpec::default()
@@ -16,6 +19,38 @@ fn reason(outcome: &Outcome) -> FailureReason {
         Outcome::Failed(f) => f.reason(),
         Outcome::Placed(p) => panic!("unexpectedly placed on {}", p.instance_arn),
     }
+}
+
+/// The failure of an outcome that must have failed.
+fn failure(outcome: &Outcome) -> &PlacementFailure {
+    match outcome {
+        Outcome::Failed(f) => f,
+        Outcome::Placed(_) => panic!("placed"),
+    }
+}
+
+/// A failure's rejections: (reason, how many instances failed first on it) each.
+fn rejections(f: &PlacementFailure) -> Vec<(FailureReason, usize)> {
+    f.rejections
+        .iter()
+        .map(|r| (r.reason, r.instances))
+        .collect()
+}
+
+/// Places `copies` of `request` under the spec of `strategies` and `constraints` with
+/// `seed`; the plan must apply. Returns the spec.
+fn place_copies(
+    h: &mut Harness,
+    copies: usize,
+    request: &TaskRequest,
+    strategies: &[&str],
+    constraints: &[&str],
+    seed: u64,
+) -> PlacementSpec {
+    let s = spec(strategies, constraints).expect("spec");
+    h.place(&vec![request.clone(); copies], &s, seed)
+        .expect("applies");
+    s
 }
 
 fn three_zones(per_zone: usize) -> Harness {
@@ -171,30 +206,24 @@ fn member_of_instance_type_pattern() {
             .build(),
         instance("t2b").instance_type("t2.small").build(),
     ]);
-    let s = spec(
+    let s = place_copies(
+        &mut h,
+        8,
+        &task("g", 1, 1000),
         &["binpack:memory"],
         &["memberOf:attribute:ecs.instance-type =~ t2.*"],
-    )
-    .expect("spec");
-    h.place(&vec![task("g", 1, 1000); 8], &s, 2)
-        .expect("applies");
+        2,
+    );
     let per = h.tasks_per_instance("g");
     assert_eq!(per["m5"], 0);
     assert_eq!(per["t2a"] + per["t2b"], 8);
     // Nothing fits on t2s any more: the closest instances fail on memory,
     // m5 fails on the constraint.
     let plan = h.place(&[task("g", 1, 1000)], &s, 2).expect("applies");
-    let Outcome::Failed(f) = &plan.outcomes[0] else {
-        panic!("placed")
-    };
+    let f = failure(&plan.outcomes[0]);
     assert_eq!(f.reason(), FailureReason::Memory);
-    let reasons: Vec<_> = f
-        .rejections
-        .iter()
-        .map(|r| (r.reason, r.instances))
-        .collect();
     assert_eq!(
-        reasons,
+        rejections(f),
         vec![(FailureReason::MemberOf, 1), (FailureReason::Memory, 2)]
     );
     let wire = f.to_wire();
@@ -229,12 +258,16 @@ fn member_of_with_compound_expression() {
             .instance_type("g2.2xlarge")
             .build(),
     ]);
-    let s = spec(
+    place_copies(
+        &mut h,
+        3,
+        &task("g", 1, 1),
         &[],
-        &["memberOf:attribute:ecs.instance-type =~ t2.* and attribute:ecs.availability-zone != us-east-1d"],
-    )
-    .expect("spec");
-    h.place(&vec![task("g", 1, 1); 3], &s, 2).expect("applies");
+        &[
+            "memberOf:attribute:ecs.instance-type =~ t2.* and attribute:ecs.availability-zone != us-east-1d",
+        ],
+        2,
+    );
     assert_eq!(h.last_choices(), vec![Some("a".to_string()); 3]);
 }
 
@@ -250,13 +283,14 @@ fn task_group_affinity_and_anti_affinity() {
         .expect("applies");
     assert_eq!(h.last_choices(), vec![Some("db-host".to_string()); 2]);
 
-    let away = spec(
+    place_copies(
+        &mut h,
+        4,
+        &task("web", 1, 1),
         &["spread:instanceId"],
         &["memberOf:not(task:group == database)"],
-    )
-    .expect("spec");
-    h.place(&vec![task("web", 1, 1); 4], &away, 1)
-        .expect("applies");
+        1,
+    );
     assert_eq!(h.tasks_per_instance("web")["db-host"], 0);
 
     // Tasks placed earlier in the same call count: the second request
@@ -321,12 +355,17 @@ fn udp_port_conflict_reports_ports_udp() {
     assert_eq!(FailureReason::PortsUdp.as_str(), "RESOURCE:PORTS_UDP");
 }
 
-#[test]
-fn dynamic_ports_are_unique_per_instance_and_in_range() {
-    let mut h = Harness::new([instance("a")
+/// Instance `a` with the dynamic port range 50000–50009, TCP 50000 already in use.
+fn one_instance_with_dynamic_ports() -> Harness {
+    Harness::new([instance("a")
         .dynamic_range(50000, 50009)
         .used_tcp(50000)
-        .build()]);
+        .build()])
+}
+
+#[test]
+fn dynamic_ports_are_unique_per_instance_and_in_range() {
+    let mut h = one_instance_with_dynamic_ports();
     let req = task("web", 1, 1)
         .dynamic_port(Tcp)
         .dynamic_port(Tcp)
@@ -345,10 +384,7 @@ fn dynamic_ports_are_unique_per_instance_and_in_range() {
     }
     assert_eq!(reason(&plan.outcomes[1]), FailureReason::Ports);
 
-    let mut h = Harness::new([instance("a")
-        .dynamic_range(50000, 50009)
-        .used_tcp(50000)
-        .build()]);
+    let mut h = one_instance_with_dynamic_ports();
     let req = task("web", 1, 1)
         .dynamic_port(Tcp)
         .dynamic_port(Tcp)
@@ -394,16 +430,9 @@ fn draining_disconnected_and_inactive_instances_are_never_chosen() {
     );
     // The third request fails: the closest is "ok" (memory); the
     // disconnected one fails on AGENT; DRAINING/INACTIVE are not considered.
-    let Outcome::Failed(f) = &plan.outcomes[2] else {
-        panic!("placed")
-    };
-    let reasons: Vec<_> = f
-        .rejections
-        .iter()
-        .map(|r| (r.reason, r.instances))
-        .collect();
+    let f = failure(&plan.outcomes[2]);
     assert_eq!(
-        reasons,
+        rejections(f),
         vec![(FailureReason::Agent, 1), (FailureReason::Memory, 1)]
     );
     assert_eq!(f.closest, (Some(instance_arn("ok")), FailureReason::Memory));
@@ -419,9 +448,7 @@ fn no_active_instances() {
         reason(&plan.outcomes[0]),
         FailureReason::NoContainerInstances
     );
-    let Outcome::Failed(f) = &plan.outcomes[0] else {
-        panic!("placed")
-    };
+    let f = failure(&plan.outcomes[0]);
     assert_eq!(f.to_wire()[0].arn, None);
     let mut empty = Harness::new([]);
     let plan = empty

@@ -20,10 +20,15 @@
 //! ## Layout
 //! - [`ecs`]: the test scope, request bodies, operations run against a [`controlplane::State`]
 //!   (free functions and [`ecs::World`]) or submitted to a [`controlplane::ControlPlane`].
+//! - [`elb`]: ELBv2 request bodies, ELBv2 operations on a [`ecs::World`], a data plane
+//!   that finds every target healthy, the group a rule forwards to.
 //! - [`fs`]: a tmpfs to fill up for real, and the filler.
 //! - [`http`]: ECS calls to a running server over HTTP (awsJson 1.1, unsigned), async and
 //!   blocking; `/healthz`; a free loopback port.
 //! - [`server`]: `flotilla server` as a child process, killed on drop.
+//! - [`service`]: ECS services on a [`ecs::World`]: nodes with addresses, a task
+//!   definition publishing port 80, a controller pass, DescribeServices, a Cloud Map
+//!   registry.
 //! - [`wait`]: polling with a deadline (blocking, async, or on the control plane's change
 //!   feed).
 //!
@@ -35,7 +40,9 @@
 //!   `--credentials`; the agent signs its own requests (`crates/agent/tests/signing.rs`).
 
 pub mod ecs;
+pub mod elb;
 pub mod fs;
 pub mod http;
 pub mod server;
+pub mod service;
 pub mod wait;

@@ -69,6 +69,22 @@ fn walk<T>(
     }
 }
 
+/// Walks every page of ListClusters in `sc`, [`PAGE`] a page.
+fn walk_clusters(s: &State, sc: &Scope) -> (Vec<String>, Vec<u64>) {
+    walk(|token| {
+        let r = clusters::list_clusters(
+            s,
+            sc,
+            NOW,
+            wire::ListClustersRequest {
+                max_results: Some(PAGE),
+                next_token: token,
+            },
+        )?;
+        Ok((r.cluster_arns.unwrap_or_default(), r.next_token))
+    })
+}
+
 /// Each page visits at most `bound` records (a page and the look-ahead that decides
 /// whether there is a next one), on the last page as on the first.
 fn assert_flat(what: &str, visits: &[u64], bound: u64) {
@@ -94,18 +110,7 @@ fn list_clusters_pages_cost_the_same_at_any_offset() {
         "other",
         "ACTIVE",
     );
-    let (arns, visits) = walk(|token| {
-        let r = clusters::list_clusters(
-            &s,
-            &sc,
-            NOW,
-            wire::ListClustersRequest {
-                max_results: Some(PAGE),
-                next_token: token,
-            },
-        )?;
-        Ok((r.cluster_arns.unwrap_or_default(), r.next_token))
-    });
+    let (arns, visits) = walk_clusters(&s, &sc);
     assert_eq!(arns.len(), 3000);
     assert!(
         arns.windows(2).all(|w| w[0] < w[1]),
@@ -125,18 +130,7 @@ fn walk_100k_clusters() {
         cluster(&mut s, &sc, &format!("cluster-{i:06}"), "ACTIVE");
     }
     let started = std::time::Instant::now();
-    let (arns, visits) = walk(|token| {
-        let r = clusters::list_clusters(
-            &s,
-            &sc,
-            NOW,
-            wire::ListClustersRequest {
-                max_results: Some(PAGE),
-                next_token: token,
-            },
-        )?;
-        Ok((r.cluster_arns.unwrap_or_default(), r.next_token))
-    });
+    let (arns, visits) = walk_clusters(&s, &sc);
     let took = started.elapsed();
     assert_eq!(arns.len(), 100_000);
     println!(

@@ -191,17 +191,11 @@ impl Harness {
     }
 
     pub fn service(&self) -> wire::Service {
-        let rec = self.state.services.get(&self.key()).expect("service");
-        services::describe_one(&self.state, rec, false)
+        self.world.service("c", "web")
     }
 
     pub fn events(&self) -> Vec<String> {
-        self.service()
-            .events
-            .unwrap_or_default()
-            .into_iter()
-            .filter_map(|e| e.message)
-            .collect()
+        self.world.service_events("c", "web")
     }
 
     pub fn running_by_zone(&self) -> BTreeMap<String, usize> {

@@ -5,6 +5,7 @@
 //! what CreateService and UpdateService accept for the three strategies.
 
 use super::*;
+use controlplane::controllers::service::reconcile_service;
 use controlplane::load_balancing::{BlueGreenRules, Side, rule_share};
 
 impl Harness {
@@ -28,25 +29,10 @@ impl Harness {
 
     /// The production rule's forward weights, by target group ARN.
     fn prod_weights(&self) -> BTreeMap<String, Option<u32>> {
-        let rule =
-            controlplane::ops::elbv2::rule_by_arn(&self.world.state, &scope(), &self.prod_rule)
-                .expect("rule");
-        let actions = match rule {
-            controlplane::ops::elbv2::RuleRef::Rule(r, _) => r.actions.clone(),
-            controlplane::ops::elbv2::RuleRef::Default(l) => l.default_actions.clone(),
-        };
-        actions
-            .iter()
-            .find_map(|a| match &a.kind {
-                controlplane::state::elb::ActionKind::Forward { target_groups, .. } => Some(
-                    target_groups
-                        .iter()
-                        .map(|g| (g.arn.clone(), g.weight))
-                        .collect(),
-                ),
-                _ => None,
-            })
-            .expect("a forward action")
+        self.world
+            .forward_groups(&self.prod_rule)
+            .into_iter()
+            .collect()
     }
 
     /// Steps (at most `max` seconds) until `done`; whether it came.
@@ -58,16 +44,6 @@ impl Harness {
             }
         }
         false
-    }
-
-    /// Every message of the service's events.
-    fn event_messages(&self) -> Vec<String> {
-        self.service()
-            .events
-            .unwrap_or_default()
-            .into_iter()
-            .filter_map(|e| e.message)
-            .collect()
     }
 
     /// The PRIMARY deployment's task definition.
@@ -161,12 +137,7 @@ fn a_canary_deployment_holds_its_share_through_the_canary_bake_then_moves_the_re
     });
     h.run(100, |_| {});
     assert_eq!(h.running_of(&v1), 0, "blue stops after the bake");
-    let blue_stops: Vec<f64> = h
-        .tasks()
-        .iter()
-        .filter(|t| t.task.task_definition_arn.as_deref() == Some(v1.as_str()))
-        .filter_map(|t| t.task.stopping_at)
-        .collect();
+    let blue_stops = h.stop_times_of(&v1);
     assert!(
         blue_stops.iter().all(|s| *s >= shifted_at + 60.0),
         "{blue_stops:?}"
@@ -344,19 +315,13 @@ fn linear_and_canary_settings_are_validated_like_ecs() {
     for (config, message) in cases {
         let body = json!({"cluster": "c", "serviceName": "web", "taskDefinition": "web:1",
             "loadBalancers": h.lb_entry(), "deploymentConfiguration": config});
-        let e = h
-            .world
-            .try_write::<_, wire::CreateServiceResponse>(services::create, req(body))
-            .expect_err("refused");
+        let e = h.world.refused_create_service(body);
         assert_eq!(e.code(), "InvalidParameterException", "{config}: {e}");
         assert!(e.to_string().contains(message), "{config}: {e}");
     }
     let body = json!({"cluster": "c", "serviceName": "web", "taskDefinition": "web:1",
         "deploymentConfiguration": {"strategy": "LINEAR", "lifecycleHooks": hook}});
-    let e = h
-        .world
-        .try_write::<_, wire::CreateServiceResponse>(services::create, req(body))
-        .expect_err("refused");
+    let e = h.world.refused_create_service(body);
     assert_eq!(e.code(), "UnsupportedFeatureException", "{e}");
     // The bounds themselves are accepted, and shown as given.
     let (_, _) = h.shifting_service(
@@ -389,17 +354,11 @@ fn blue_green_needs_an_advanced_configuration() {
     let mut h = Harness::new();
     let body = json!({"cluster": "c", "serviceName": "web", "taskDefinition": "web:1",
         "loadBalancers": h.lb_entry(), "deploymentConfiguration": {"strategy": "BLUE_GREEN"}});
-    let e = h
-        .world
-        .try_write::<_, wire::CreateServiceResponse>(services::create, req(body))
-        .expect_err("refused");
+    let e = h.world.refused_create_service(body);
     assert_eq!(e.code(), "InvalidParameterException");
     let body = json!({"cluster": "c", "serviceName": "web", "taskDefinition": "web:1",
         "deploymentConfiguration": {"strategy": "CANARY"}});
-    let e = h
-        .world
-        .try_write::<_, wire::CreateServiceResponse>(services::create, req(body))
-        .expect_err("refused");
+    let e = h.world.refused_create_service(body);
     assert_eq!(
         e.code(),
         "InvalidParameterException",

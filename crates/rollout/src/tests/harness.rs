@@ -145,6 +145,23 @@ impl Harness {
         n.update = UpdateView::NoUpdate;
     }
 
+    /// The tasks on the draining node `id` stop, and it goes through the rest of its
+    /// update: Apply, Reboot, a boot into [`NEW`], Activate, Complete (each step asserted).
+    pub fn finish_drained_node(&mut self, id: &str) {
+        self.stop_tasks(id);
+        assert!(matches!(self.step(), Decision::Act(Action::Apply { .. })));
+        assert!(matches!(self.step(), Decision::Act(Action::Reboot { .. })));
+        self.boot(id, NEW);
+        assert!(matches!(
+            self.step(),
+            Decision::Act(Action::Activate { .. })
+        ));
+        assert!(matches!(
+            self.step(),
+            Decision::Act(Action::Complete { .. })
+        ));
+    }
+
     /// Updates every node, booting each into [`NEW`] after its reboot; returns the
     /// order nodes were drained in.
     pub fn run_to_done(&mut self) -> Vec<String> {

@@ -10,6 +10,7 @@ use controlplane::ops::instances;
 use controlplane::{Ctx, State};
 use serde_json::json;
 use testkit::ecs::{self, World};
+use testkit::elb::{fixed_response, forward};
 
 use controlplane::state::elb::TargetGroupRecord;
 
@@ -50,14 +51,6 @@ fn targets(ids: &[(&str, Option<i64>)]) -> Vec<TargetInput> {
             ..Default::default()
         })
         .collect()
-}
-
-fn forward(arn: &str) -> ActionInput {
-    ActionInput {
-        action_type: "forward".into(),
-        target_group_arn: Some(arn.into()),
-        ..Default::default()
-    }
 }
 
 fn addr(s: &str) -> SocketAddr {
@@ -130,15 +123,7 @@ fn world() -> (World, TargetGroupRecord, TargetGroupRecord) {
                 values: vec!["/down/*".into()],
                 ..Default::default()
             }],
-            ActionInput {
-                action_type: "fixed-response".into(),
-                fixed_response: Some((
-                    "503".into(),
-                    Some("text/plain".into()),
-                    Some("down".into()),
-                )),
-                ..Default::default()
-            },
+            fixed_response("503", "text/plain", "down"),
         ),
     );
     elb(
