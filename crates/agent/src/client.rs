@@ -83,13 +83,10 @@ impl Client {
             builder = builder.tls_certs_only([]);
         }
         let http = builder.build().map_err(|e| {
-            let mut why = e.to_string();
-            let mut source = std::error::Error::source(&e);
-            while let Some(s) = source {
-                why = format!("{why}: {s}");
-                source = s.source();
-            }
-            AgentError::ControlPlane(format!("cannot build the HTTP client: {why}"))
+            AgentError::ControlPlane(format!(
+                "cannot build the HTTP client: {}",
+                runtime::error_chain(&e)
+            ))
         })?;
         Ok(Client {
             http,

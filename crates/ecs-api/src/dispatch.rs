@@ -74,7 +74,21 @@ where
     Req: DeserializeOwned + Required + Send + 'static,
     Resp: Serialize + Send + 'static,
 {
-    let req: Req = parse(body)?;
+    write_parsed(cp, call, parse(body)?, op).await
+}
+
+/// Runs the write `op` of an ECS-error API through the one writer and encodes its
+/// answer.
+pub async fn write_parsed<Req, Resp>(
+    cp: &ControlPlane,
+    call: &Call,
+    req: Req,
+    op: fn(&State, &mut Ctx, Req) -> Written<Resp>,
+) -> Result<Vec<u8>, ApiError>
+where
+    Req: Send + 'static,
+    Resp: Serialize + Send + 'static,
+{
     let resp = cp
         .write(call.scope.clone(), move |state, ctx| op(state, ctx, req))
         .await?;

@@ -13,7 +13,7 @@ use controlplane::ops::updater_state;
 use controlplane::{ControlPlane, EcsError};
 use model::logs::{GetTaskLogsRequest, UserOperation};
 
-use crate::dispatch::{Call, encode, list_parsed, parse_json};
+use crate::dispatch::{Call, encode, list_parsed, parse_json, write_parsed};
 use crate::error::ApiError;
 
 /// Runs one user-facing flotilla operation.
@@ -32,13 +32,7 @@ pub async fn dispatch_user(
             list_parsed(cp, call, parse_json(body)?, updater_state::get)
         }
         UserOperation::PutUpdaterState => {
-            let req = parse_json(body)?;
-            let resp = cp
-                .write(call.scope.clone(), move |state, ctx| {
-                    updater_state::put(state, ctx, req)
-                })
-                .await?;
-            encode(&resp)
+            write_parsed(cp, call, parse_json(body)?, updater_state::put).await
         }
     }
 }

@@ -5,6 +5,19 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+/// An error and its sources, outermost first, joined by `": "` (reqwest's and hyper's
+/// errors say little at the top: "builder error", "error sending request").
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}
+
 /// Result alias used throughout the crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 

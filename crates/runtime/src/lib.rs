@@ -85,7 +85,7 @@ pub mod types;
 
 pub use api::ContainerRuntime;
 pub use containerd::{ContainerdConfig, ContainerdRuntime};
-pub use error::{Error, Result};
+pub use error::{Error, Result, error_chain};
 pub use fake::{FakeOp, FakeRuntime};
 pub use logs::{LogFollower, RotationPolicy};
 pub use types::{

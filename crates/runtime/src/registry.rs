@@ -13,7 +13,7 @@ use base64::Engine as _;
 use reqwest::StatusCode;
 use reqwest::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, WWW_AUTHENTICATE};
 
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, error_chain};
 use crate::image::{MT_DOCKER_LIST, MT_DOCKER_MANIFEST, MT_OCI_INDEX, MT_OCI_MANIFEST};
 use crate::types::{ImageRef, RegistryAuth};
 
@@ -79,17 +79,6 @@ pub(crate) fn parse_www_authenticate(value: &str) -> (String, Vec<(String, Strin
         params.push((key.trim().to_ascii_lowercase(), val.trim().to_owned()));
     }
     (scheme.to_ascii_lowercase(), params)
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    s
 }
 
 impl RegistryClient {

@@ -8,6 +8,7 @@ use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
+use runtime::error_chain;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
@@ -39,17 +40,6 @@ impl std::fmt::Display for CallError {
     }
 }
 
-pub(super) fn chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut source = e.source();
-    while let Some(inner) = source {
-        s.push_str(": ");
-        s.push_str(&inner.to_string());
-        source = inner.source();
-    }
-    s
-}
-
 pub(super) async fn call<T: DeserializeOwned>(
     http: &reqwest::Client,
     endpoint: &str,
@@ -66,12 +56,12 @@ pub(super) async fn call<T: DeserializeOwned>(
         .body(body)
         .send()
         .await
-        .map_err(|e| CallError::Transport(chain(&e)))?;
+        .map_err(|e| CallError::Transport(error_chain(&e)))?;
     let status = resp.status();
     let bytes = resp
         .bytes()
         .await
-        .map_err(|e| CallError::Transport(chain(&e)))?;
+        .map_err(|e| CallError::Transport(error_chain(&e)))?;
     if !status.is_success() {
         let v: Value = serde_json::from_slice(&bytes).unwrap_or_default();
         return Err(CallError::Api {

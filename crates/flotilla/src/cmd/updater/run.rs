@@ -170,7 +170,6 @@ async fn rollout_loop(
         let snapshot = observe::snapshot(ecs, &state, refresh).await?;
         refresh = Refresh::WhenMissing;
         run.show(&snapshot, &state);
-        let waited: String;
         match rollout::decide(&snapshot, &state, policy, Timestamp::now()) {
             Decision::Act(action) => {
                 if matches!(action, Action::Halt { .. }) {
@@ -186,11 +185,9 @@ async fn rollout_loop(
                 continue;
             }
             Decision::Wait { reason } => {
-                waited = reason;
-                if waited != last_wait {
-                    run.record(store, None, "wait", &waited).await?;
-                }
-                run.bar.set_message(format!("waiting: {waited}"));
+                run.note(store, &mut last_wait, None, "wait", &reason)
+                    .await?;
+                run.bar.set_message(format!("waiting: {reason}"));
                 store.sleep(STEP).await?;
             }
             Decision::OutsideWindow { opens_at } => {
@@ -198,10 +195,8 @@ async fn rollout_loop(
                     Some(at) => format!("maintenance window closed; opens at {at}"),
                     None => "maintenance window never opens again".to_owned(),
                 };
-                waited = why.clone();
-                if waited != last_wait {
-                    run.record(store, None, "window", &why).await?;
-                }
+                run.note(store, &mut last_wait, None, "window", &why)
+                    .await?;
                 run.bar.set_message(why);
                 store.sleep(until(opens_at, policy.window.as_ref())).await?;
             }
@@ -214,11 +209,10 @@ async fn rollout_loop(
                         args.target.cluster
                     );
                 }
-                waited = format!("halted on node {}: {}", halt.instance_id, halt.reason);
-                if waited != last_wait {
-                    run.record(store, Some(halt.instance_id.clone()), "halted", &waited)
-                        .await?;
-                }
+                let waited = format!("halted on node {}: {}", halt.instance_id, halt.reason);
+                let node = Some(halt.instance_id.clone());
+                run.note(store, &mut last_wait, node, "halted", &waited)
+                    .await?;
                 run.bar
                     .set_message(format!("{waited}; waiting for `updater resume`"));
                 store.sleep(STEP * 5).await?;
@@ -232,16 +226,13 @@ async fn rollout_loop(
                     return Ok(Some(summary));
                 }
                 // Once per outcome, not once per look.
-                waited = summary;
-                if waited != last_wait {
-                    run.record(store, None, "done", &waited).await?;
-                }
+                run.note(store, &mut last_wait, None, "done", &summary)
+                    .await?;
                 run.bar.set_message("up to date; next look in a while");
                 store.sleep(Duration::from_secs(args.interval)).await?;
                 refresh = Refresh::Nodes;
             }
         }
-        last_wait = waited;
     }
 }
 
@@ -292,6 +283,23 @@ impl Run {
         why: &str,
     ) -> anyhow::Result<()> {
         store.record(self.event(node, what, why)).await
+    }
+
+    /// Records a waiting event once per reason in a row: only when `why` differs from
+    /// `last`, the reason recorded last (which it then becomes).
+    async fn note(
+        &self,
+        store: &mut Store<'_>,
+        last: &mut String,
+        node: Option<String>,
+        what: &str,
+        why: &str,
+    ) -> anyhow::Result<()> {
+        if last != why {
+            self.record(store, node, what, why).await?;
+            why.clone_into(last);
+        }
+        Ok(())
     }
 
     /// Makes an event and shows it.

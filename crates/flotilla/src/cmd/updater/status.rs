@@ -35,10 +35,7 @@ pub async fn status(args: StatusArgs) -> anyhow::Result<()> {
     match &stored.lease {
         Some((holder, until)) => println!(
             "updater {holder} is running (lease until {})",
-            jiff::Timestamp::from_millisecond((until * 1000.0) as i64).map_or_else(
-                |_| format!("{until:.0}"),
-                |t| t.strftime("%H:%M:%S UTC").to_string()
-            )
+            until.strftime("%H:%M:%S UTC")
         ),
         None => println!("no updater is running"),
     }

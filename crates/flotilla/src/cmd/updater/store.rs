@@ -59,12 +59,21 @@ impl Document {
 }
 
 /// The document as read: its content, revision and lease.
+#[derive(Clone)]
 pub struct Snapshot {
     /// The content.
     pub doc: Document,
-    /// Who holds the lease and until when (epoch seconds), while it runs.
-    pub lease: Option<(String, f64)>,
+    /// Who holds the lease and until when, while it runs.
+    pub lease: Option<(String, jiff::Timestamp)>,
     revision: u64,
+}
+
+/// Who holds the stored document's lease and until when (the control plane answers
+/// epoch seconds).
+fn lease_of(stored: &UpdaterStateResponse) -> Option<(String, jiff::Timestamp)> {
+    let until = stored.lease_expires_at?;
+    let until = jiff::Timestamp::from_millisecond((until * 1000.0) as i64).ok()?;
+    Some((stored.holder.clone()?, until))
 }
 
 /// Reads the cluster's document.
@@ -72,7 +81,7 @@ pub async fn read(ecs: &Ecs) -> anyhow::Result<Snapshot> {
     let stored = ecs.updater_state().await?;
     Ok(Snapshot {
         doc: Document::decode(&stored)?,
-        lease: stored.holder.clone().zip(stored.lease_expires_at),
+        lease: lease_of(&stored),
         revision: stored.revision,
     })
 }
@@ -110,7 +119,7 @@ async fn change(
             PutOutcome::Stored(stored) => {
                 return Ok(Snapshot {
                     doc: snap.doc,
-                    lease: stored.holder.zip(stored.lease_expires_at),
+                    lease: lease_of(&stored),
                     revision: stored.revision,
                 });
             }
@@ -161,11 +170,7 @@ impl<'a> Store<'a> {
             if let Some((other, until)) = &snap.lease
                 && *other != holder
             {
-                waiting(&format!(
-                    "updater {other} holds the cluster until {}",
-                    jiff::Timestamp::from_millisecond((until * 1000.0) as i64)
-                        .map_or_else(|_| format!("{until}"), |t| t.to_string())
-                ));
+                waiting(&format!("updater {other} holds the cluster until {until}"));
                 tokio::time::sleep(Duration::from_secs(2)).await;
                 continue;
             }
@@ -196,28 +201,13 @@ impl<'a> Store<'a> {
 
     /// Changes the document (renewing the lease).
     pub async fn update(&mut self, f: &dyn Fn(&mut Document)) -> anyhow::Result<&State> {
-        let current = std::mem::replace(
-            &mut self.current,
-            Snapshot {
-                doc: Document::default(),
-                lease: None,
-                revision: 0,
-            },
-        );
         let started = tokio::time::Instant::now();
-        let result = change(self.ecs, Some(&self.holder), LEASE, Some(current), f).await;
-        match result {
-            Ok(snap) => {
-                self.current = snap;
-                self.renewed = started;
-                Ok(&self.current.doc.state)
-            }
-            Err(e) => {
-                // Keep what the control plane holds for the next try.
-                self.current = read(self.ecs).await?;
-                Err(e.context("lost the updater state's lease"))
-            }
-        }
+        let current = Some(self.current.clone());
+        self.current = change(self.ecs, Some(&self.holder), LEASE, current, f)
+            .await
+            .context("lost the updater state's lease")?;
+        self.renewed = started;
+        Ok(&self.current.doc.state)
     }
 
     /// Reads the document again (what `updater resume` changed), renewing the lease.
