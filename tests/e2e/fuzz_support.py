@@ -61,7 +61,8 @@ BODY_LIMIT = 2 * 1024 * 1024
 
 
 # flotilla's own targets (not in botocore's model; `agent_request` builds their bodies).
-AGENT_OPS = ("PollTasks", "ReportHealth", "ReportNetwork", "PutLogs", "PutHostAnswer")
+AGENT_OPS = ("PollTasks", "ReportHealth", "ReportNetwork", "PutLogs", "PutHostAnswer",
+             "RegisterExternalInstance", "RotateNodeCredentials")
 USER_OPS = ("GetTaskLogs", "CallHostApi", "GetUpdaterState", "PutUpdaterState")
 
 # --------------------------------------------------------------------------------------
@@ -521,6 +522,14 @@ def agent_request(rng: random.Random, pool: Pool, op: str) -> dict:
         return {"cluster": cluster, "containerInstance": f"{rng.getrandbits(128):032x}",
                 "call": rng.choice([{"action": "GetOs"}, {"action": "Reboot"}, {"action": "GetSettings", "prefix": "ecs"},
                                     {"action": "SetSettings", "settings": {"motd": "hi"}}, {"action": "RunShell"}])}
+    if op == "RegisterExternalInstance":
+        # ECS Anywhere's bootstrap: an activation that does not exist (answered
+        # InvalidActivation / InvalidActivationId; the fuzzer creates none).
+        return {"activationId": rng.choice([f"{rng.getrandbits(32):08x}-0000-4000-8000-{rng.getrandbits(48):012x}", "x", ""]),
+                "activationCode": rng.choice(["A" * 20, "", "x" * 300]), "hostname": rng.choice(["node-1", "x" * 300])}
+    if op == "RotateNodeCredentials":
+        # Only a node's own key may rotate it: the fuzzer's requests are refused.
+        return {}
     if op == "GetUpdaterState":
         return {"cluster": cluster}
     if op == "PutUpdaterState":

@@ -297,7 +297,7 @@ def test_fargate_size_validation(ecs):
     fargate = dict(requiresCompatibilities=["FARGATE"], networkMode="awsvpc")
     with pytest.raises(ecs.exceptions.ClientException) as e:
         ecs.register_task_definition(family="f", containerDefinitions=[container(memory=128, cpu=0)], cpu="256", memory="4096", **fargate)
-    assert "'cpu'" in error_of(e)[1] and "memory=4096" in error_of(e)[1]
+    assert "No Fargate configuration exists for given values: 256 CPU, 4096 memory" in error_of(e)[1]
     with pytest.raises(ecs.exceptions.ClientException) as e:
         ecs.register_task_definition(family="f", containerDefinitions=[container()], cpu="256", memory="512", requiresCompatibilities=["FARGATE"])
     assert "awsvpc" in error_of(e)[1]
@@ -467,12 +467,13 @@ def test_run_task_capacity_provider_strategy(ecs, cluster):
     with pytest.raises(ecs.exceptions.InvalidParameterException) as e:
         ecs.run_task(cluster="c1", taskDefinition="web", capacityProviderStrategy=[{"capacityProvider": "nope", "weight": 1}])
     assert "capacityProviderStrategy" in error_of(e)[1]
-    # ...and FARGATE, even when associated, must not silently run on the EC2 instances.
+    # ...and FARGATE, even when associated, must not silently run on the EC2 instances:
+    # an EC2-only definition is refused as ECS refuses it (docs/fargate.md).
     ecs.put_cluster_capacity_providers(cluster="c1", capacityProviders=["FARGATE"], defaultCapacityProviderStrategy=[])
-    with pytest.raises(ecs.exceptions.UnsupportedFeatureException) as e:
+    with pytest.raises(ecs.exceptions.InvalidParameterException) as e:
         ecs.run_task(cluster="c1", taskDefinition="web", capacityProviderStrategy=[{"capacityProvider": "FARGATE", "weight": 1}])
-    assert "FARGATE" in error_of(e)[1]
-    with pytest.raises(ecs.exceptions.UnsupportedFeatureException):
+    assert "launch_type FARGATE" in error_of(e)[1]
+    with pytest.raises(ecs.exceptions.InvalidParameterException):
         ecs.run_task(cluster="c1", taskDefinition="web", launchType="FARGATE")
     assert ecs.list_tasks(cluster="c1")["taskArns"] == []
 

@@ -59,13 +59,14 @@ impl Credentials {
     }
 }
 
-/// A client of one control plane, in one region.
+/// A client of one control plane, in one region. Its clones share their credentials:
+/// [`Client::set_credentials`] (an external node's rotated key) changes them for all.
 #[derive(Debug, Clone)]
 pub struct Client {
     http: reqwest::Client,
     endpoint: String,
     region: String,
-    credentials: Credentials,
+    credentials: std::sync::Arc<std::sync::RwLock<Credentials>>,
 }
 
 impl Client {
@@ -92,8 +93,25 @@ impl Client {
             http,
             endpoint: endpoint.trim_end_matches('/').to_owned(),
             region: region.to_owned(),
-            credentials,
+            credentials: std::sync::Arc::new(std::sync::RwLock::new(credentials)),
         })
+    }
+
+    /// Signs every later request (of this client and its clones) with `credentials`.
+    pub fn set_credentials(&self, credentials: Credentials) {
+        *self
+            .credentials
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = credentials;
+    }
+
+    /// The access key id requests are signed with now.
+    pub fn access_key_id(&self) -> String {
+        self.credentials
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .access_key_id
+            .clone()
     }
 
     /// The SigV4 headers (`authorization`, `x-amz-date`) for a POST of `body` with
@@ -103,14 +121,20 @@ impl Client {
         headers: &[(&str, &str)],
         body: &[u8],
     ) -> Result<Vec<(String, String)>, AgentError> {
-        let identity = aws_credential_types::Credentials::new(
-            &self.credentials.access_key_id,
-            &self.credentials.secret_access_key,
-            None,
-            None,
-            "flotilla",
-        )
-        .into();
+        let identity = {
+            let c = self
+                .credentials
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            aws_credential_types::Credentials::new(
+                &c.access_key_id,
+                &c.secret_access_key,
+                None,
+                None,
+                "flotilla",
+            )
+            .into()
+        };
         let bad = |e: &dyn std::fmt::Display| AgentError::ControlPlane(format!("signing: {e}"));
         let params = v4::SigningParams::builder()
             .identity(&identity)

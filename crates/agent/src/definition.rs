@@ -49,6 +49,21 @@ pub fn container_id(task_id: &str, index: usize) -> Result<ContainerId, runtime:
     ContainerId::new(format!("{task_id}-{index}"))
 }
 
+/// The node path a task's volume `volume` names (`host.sourcePath`), if any. A FARGATE
+/// task never gets one, whatever its definition says (the control plane refuses such
+/// definitions already; this is the node's own guard): its volumes are task-private
+/// directories under the agent's data dir.
+fn host_source_path(a: &TaskAssignment, volumes: &[wire::Volume], volume: &str) -> Option<PathBuf> {
+    if a.task.launch_type == Some(wire::LaunchType::Fargate) {
+        return None;
+    }
+    volumes
+        .iter()
+        .find(|v| v.name.as_deref() == Some(volume))
+        .and_then(|v| v.host.as_ref()?.source_path.clone())
+        .map(PathBuf::from)
+}
+
 /// Translates a container definition into the runtime's spec.
 pub fn container_spec(
     shared: &Shared,
@@ -99,14 +114,8 @@ pub fn container_spec(
     let volumes = a.task_definition.volumes.as_deref().unwrap_or(&[]);
     for mp in c.mount_points.as_deref().unwrap_or(&[]) {
         let volume = mp.source_volume.clone().unwrap_or_default();
-        let host_path = volumes
-            .iter()
-            .find(|v| v.name.as_deref() == Some(volume.as_str()))
-            .and_then(|v| v.host.as_ref()?.source_path.clone())
-            .map_or_else(
-                || shared.data_dir.join("volumes").join(task_id).join(&volume),
-                PathBuf::from,
-            );
+        let host_path = host_source_path(a, volumes, &volume)
+            .unwrap_or_else(|| shared.data_dir.join("volumes").join(task_id).join(&volume));
         std::fs::create_dir_all(&host_path).map_err(|source| TaskError::Volume {
             path: host_path.display().to_string(),
             volume: volume.clone(),
@@ -156,4 +165,31 @@ pub fn container_spec(
         (NAME_LABEL.to_owned(), name),
     ]);
     Ok(spec)
+}
+
+#[cfg(test)]
+mod fargate_tests {
+    use super::*;
+
+    #[test]
+    fn a_fargate_task_never_gets_a_host_path() {
+        let volumes = vec![wire::Volume {
+            name: Some("v".into()),
+            host: Some(wire::HostVolumeProperties {
+                source_path: Some("/etc".into()),
+            }),
+            ..Default::default()
+        }];
+        let mut a = TaskAssignment {
+            task: wire::Task::default(),
+            task_definition: wire::TaskDefinition::default(),
+            service_connect: None,
+        };
+        assert_eq!(
+            host_source_path(&a, &volumes, "v"),
+            Some(PathBuf::from("/etc"))
+        );
+        a.task.launch_type = Some(wire::LaunchType::Fargate);
+        assert_eq!(host_source_path(&a, &volumes, "v"), None);
+    }
 }

@@ -44,17 +44,21 @@
 //!   addresses, the node's proxy, the `/etc/hosts` of Service Connect tasks).
 //! - [`host_calls`]: the host API calls the control plane relays to this node
 //!   (`--host-api-socket`), answered with `PutHostAnswer`.
+//! - [`anywhere`]: ECS Anywhere: joining with an SSM activation, the node's own
+//!   credentials (saved 0600, rotated every 12 h), exiting when they are revoked.
 //! - [`run`]: the main loop.
 //!
 //! ## Security
 //! Every request is SigV4-signed ([`client::Credentials`], from `AWS_ACCESS_KEY_ID` /
 //! `AWS_SECRET_ACCESS_KEY`), so a server started with `--credentials` admits only nodes
-//! holding a key; the region of the signature is the region the node registers in.
+//! holding a key; the region of the signature is the region the node registers in. An
+//! external node (ECS Anywhere) signs with the key its activation got it ([`anywhere`]).
 //!
 //! ## Current limitations
 //! - Task networking is IPv4 only, with one agent per network namespace (see the
 //!   `network` crate).
 
+pub mod anywhere;
 pub mod client;
 pub mod definition;
 pub mod dependencies;

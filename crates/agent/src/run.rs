@@ -68,6 +68,10 @@ pub struct AgentConfig {
     /// where the host calls the control plane relays are made (see
     /// [`crate::host_calls`]); `None` answers them with an error.
     pub host_api_socket: Option<PathBuf>,
+    /// ECS Anywhere: the SSM activation an external node registers with
+    /// (`--activation-id`, `--activation-code`; see [`crate::anywhere`]). Not needed
+    /// once the node's credentials are saved in the data directory.
+    pub activation: Option<crate::anywhere::Activation>,
 }
 
 /// The node's address as the identity document's `privateIp` shows it: `advertise_ip`
@@ -104,6 +108,7 @@ async fn register(
     cfg: &AgentConfig,
     host: &HostInfo,
     known_arn: Option<String>,
+    external: bool,
 ) -> Result<String, AgentError> {
     let mut attributes: Vec<wire::Attribute> = cfg
         .attributes
@@ -129,6 +134,11 @@ async fn register(
         "instanceType": "flotilla-node",
         "region": cfg.region,
     });
+    if external {
+        // An external machine has no zone or EC2 instance type (as ECS shows it); the
+        // control plane sets its instance id to its `mi-` id.
+        doc = serde_json::json!({ "instanceId": host.instance_id, "region": cfg.region });
+    }
     if let Some(ip) = private_ip(&cfg.endpoint, cfg.advertise_ip).await {
         doc["privateIp"] = ip.to_string().into();
     }
@@ -158,18 +168,33 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), AgentError> {
     let client = Client::new(&cfg.endpoint, &cfg.region, cfg.credentials.clone())?;
+    tokio::pin!(shutdown);
+    // ECS Anywhere: an external node signs with its own key (see `crate::anywhere`).
+    let node = tokio::select! {
+        () = &mut shutdown => return Ok(()),
+        r = external_identity(&client, &cfg) => r?,
+    };
     let mut local = LocalState::load(&cfg.data_dir)?;
     if local.cluster.as_deref().is_some_and(|c| c != cfg.cluster) {
         local.container_instance_arn = None;
     }
-    let host = HostInfo::probe(cfg.reserved_memory_mib, cfg.instance_id.as_deref());
+    let instance_id = node
+        .as_ref()
+        .map(|n| n.managed_instance_id.clone())
+        .or_else(|| cfg.instance_id.clone());
+    let host = HostInfo::probe(cfg.reserved_memory_mib, instance_id.as_deref());
     let network = open_task_networks(&cfg, &local).await?;
-    tokio::pin!(shutdown);
 
     // Register (retrying while the control plane is unreachable).
     let mut backoff = Duration::from_millis(200);
     let arn = loop {
-        let attempt = register(&client, &cfg, &host, local.container_instance_arn.clone());
+        let attempt = register(
+            &client,
+            &cfg,
+            &host,
+            local.container_instance_arn.clone(),
+            node.is_some(),
+        );
         tokio::select! {
             () = &mut shutdown => return Ok(()),
             r = attempt => match r {
@@ -177,6 +202,9 @@ pub async fn run(
                 Err(AgentError::Api { code: ApiCode::InvalidParameter, message }) if local.container_instance_arn.is_some() => {
                     tracing::warn!(%message, "the control plane no longer knows this instance; registering anew");
                     local.container_instance_arn = None;
+                }
+                Err(e) if node.is_some() && crate::anywhere::is_refusal(&e) => {
+                    return Err(node_refused(&cfg, node.as_ref(), &e));
                 }
                 Err(e @ AgentError::Api { .. }) => return Err(e),
                 Err(e) => {
@@ -209,6 +237,14 @@ pub async fn run(
         Arc::new(routes),
     )?);
     let refresher = tokio::spawn(service_connect.clone().refresh_loop());
+    let rotation = node.clone().map(|n| {
+        tokio::spawn(crate::anywhere::rotation_loop(
+            client.clone(),
+            cfg.data_dir.clone(),
+            n,
+        ))
+    });
+    let mut refused = None;
 
     let shared = Arc::new(Shared {
         client: client.clone(),
@@ -273,6 +309,10 @@ pub async fn run(
                 digest = Some(r.digest);
                 &assignment
             }
+            Err(e) if node.is_some() && crate::anywhere::is_refusal(&e) => {
+                refused = Some(e);
+                break;
+            }
             Err(e) => {
                 tracing::warn!(error = %e, "poll failed; retrying in {backoff:?}");
                 digest = None;
@@ -301,8 +341,68 @@ pub async fn run(
         handle.abort();
     }
     refresher.abort();
+    if let Some(rotation) = rotation {
+        rotation.abort();
+    }
+    if let Some(e) = refused {
+        return Err(node_refused(&cfg, node.as_ref(), &e));
+    }
     tracing::info!("agent stopping; tasks keep running and will be adopted by the next agent");
     Ok(())
+}
+
+/// An external node's identity (saved, or got with its activation, retrying while the
+/// control plane is unreachable); `None` for an ordinary node.
+async fn external_identity(
+    client: &Client,
+    cfg: &AgentConfig,
+) -> Result<Option<crate::anywhere::NodeIdentity>, AgentError> {
+    let mut backoff = Duration::from_millis(200);
+    let node = loop {
+        match crate::anywhere::identity(client, &cfg.data_dir, cfg.activation.as_ref()).await {
+            Ok(node) => break node,
+            Err(e @ (AgentError::Api { .. } | AgentError::State { .. })) => return Err(e),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot register with the activation yet; retrying in {backoff:?}");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(10));
+            }
+        }
+    };
+    if let Some(n) = &node {
+        if n.region != cfg.region {
+            return Err(AgentError::ControlPlane(format!(
+                "this node ({}) was registered in {}; run the agent with --region {}",
+                n.managed_instance_id, n.region, n.region
+            )));
+        }
+        client.set_credentials(n.credentials());
+    }
+    Ok(node)
+}
+
+/// The error an external node exits with once its key is refused: a key the control
+/// plane no longer knows (its instance was deregistered, or the key expired) is
+/// removed from the data directory, so that the node can join again with a new
+/// activation.
+fn node_refused(
+    cfg: &AgentConfig,
+    node: Option<&crate::anywhere::NodeIdentity>,
+    e: &AgentError,
+) -> AgentError {
+    let mi = node.map_or("?", |n| n.managed_instance_id.as_str());
+    let unknown = matches!(e, AgentError::Api { code: ApiCode::Other(c), .. } if c == "UnrecognizedClientException");
+    if unknown {
+        let _ = std::fs::remove_file(crate::anywhere::credentials_path(&cfg.data_dir));
+    }
+    AgentError::ControlPlane(format!(
+        "the control plane refused the credentials of external node {mi} ({e}); it was deregistered or its key expired{}",
+        if unknown {
+            "; its saved credentials were removed: join again with a new activation (--activation-id, --activation-code)"
+        } else {
+            ""
+        }
+    ))
 }
 
 fn reconcile(

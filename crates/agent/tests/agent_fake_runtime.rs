@@ -143,6 +143,7 @@ fn config(env: &Env, dir: &std::path::Path) -> AgentConfig {
         task_dns: Vec::new(),
         service_connect_cidr: "127.77.0.0/16".parse().unwrap(),
         host_api_socket: None,
+        activation: None,
     }
 }
 

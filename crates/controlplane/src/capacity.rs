@@ -131,7 +131,8 @@ pub fn check_strategy(
 /// The strategy a RunTask (or service) launches with: `strategy` when given, else the
 /// cluster's default strategy when neither a launch type nor a strategy is given, else
 /// none (the cluster's instances, EC2 launch type). A launch type and a strategy together
-/// are refused, as in ECS; the Fargate providers are refused (not available yet).
+/// are refused, as in ECS, and so is a strategy mixing the Fargate providers with others
+/// ([`is_fargate_strategy`] tells a Fargate one).
 pub fn resolve_strategy(
     cluster: &ClusterRecord,
     launch_type: Option<LaunchType>,
@@ -159,17 +160,28 @@ pub fn resolve_strategy(
     if chosen.is_empty() {
         return Ok(None);
     }
-    if let Some(name) = chosen
+    // FARGATE and FARGATE_SPOT run on the Fargate pool (`crate::fargate`); ECS refuses a
+    // strategy that mixes them with node-group providers.
+    let fargate = chosen
         .iter()
-        .filter_map(|i| i.capacity_provider.as_deref())
-        .find(|n| is_fargate(n))
-    {
-        return Err(EcsError::UnsupportedFeature(format!(
-            "Fargate is not available yet: capacity provider {name} cannot run tasks in flotilla; \
-             use a capacity provider of your own node group, or the EC2 launch type."
-        )));
+        .filter(|i| i.capacity_provider.as_deref().is_some_and(is_fargate))
+        .count();
+    if fargate > 0 && fargate < chosen.len() {
+        return Err(invalid(
+            "The capacity provider strategy cannot contain a mix of capacity providers using \
+             Auto Scaling groups and Fargate providers. Specify one or the other and try again.",
+        ));
     }
     Ok(Some(chosen))
+}
+
+/// Whether a strategy (as [`resolve_strategy`] returns it) names only the Fargate
+/// providers: its tasks run on the Fargate pool.
+pub fn is_fargate_strategy(strategy: &[CapacityProviderStrategyItem]) -> bool {
+    !strategy.is_empty()
+        && strategy
+            .iter()
+            .all(|i| i.capacity_provider.as_deref().is_some_and(is_fargate))
 }
 
 /// A service's `capacityProviderStrategy` (CreateService, UpdateService): checked as

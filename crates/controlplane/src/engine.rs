@@ -24,6 +24,22 @@
 //! the disk equal the published state — deleting what a refused commit left there after
 //! all, restoring anything acknowledged that is missing. Until that succeeds writes are
 //! refused with `ServerException` and `store_health` reports why; reads go on.
+//!
+//! ## Several servers on one store (etcd)
+//! Each server runs this writer against the shared store. Its commits are fenced on the
+//! last commit its state holds ([`Store::commit`] answers `Conflict` when another server
+//! committed since). The store's follower delivers every commit; the writer applies the
+//! other servers' ones to both states and publishes them on the same change feed (so long
+//! polls and controllers here wake for them), skipping its own. A batch that was overtaken
+//! waits until the follower has delivered the commit that overtook it, then runs its ops
+//! again on the caught-up state (ops are `FnMut` and pure, so a re-run decides afresh: a
+//! revision number or a placement is never decided on a stale state, and nothing is
+//! written twice). After two misses in a row it takes the store's turn
+//! ([`Store::take_turn`]), which holds every other writer off until it has committed. A
+//! failed call on a shared store does not start the recovery above (it would make the
+//! store equal this server's state, undoing the others' commits): its batch gets
+//! `ServerException` (the outcome is unknown, as after any 500), and the follower brings
+//! whatever did land.
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -32,11 +48,17 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use model::arn::ResourceType;
 use rand::rngs::StdRng;
 use rand::{Rng, RngCore, SeedableRng};
-use store::{Mutation, Store};
+use store::{Followed, Mutation, Store, StoreError};
 use tokio::sync::{mpsc, oneshot};
 
+mod follow;
+mod recovery;
+
+use follow::follow;
+use recovery::{Recovery, guarded, unwritable};
+
 use crate::error::EcsError;
-use crate::state::{Change, MemberKey, MetaRecord, Record, Scope, State, TaskRecord};
+use crate::state::{Change, MemberKey, MetaRecord, Record, Scope, State};
 
 /// What a write operation gets besides the state: who asks, the time, and randomness.
 #[derive(Debug)]
@@ -95,14 +117,64 @@ impl Ctx {
 /// What a write operation returns: its answer and the changes it decided.
 pub type Written<T> = Result<(T, Vec<Change>), EcsError>;
 
-type Reply = Box<dyn FnOnce(Result<(), EcsError>) + Send>;
-type Op = Box<dyn FnOnce(&State, &mut Ctx) -> (Vec<Change>, Reply) + Send>;
+/// A queued write: run (again, after a conflict with another server) against the
+/// working state, then answered once with the commit's outcome.
+trait PendingWrite: Send {
+    /// Runs the operation; remembers its answer and returns its changes.
+    fn run(&mut self, state: &State, ctx: &mut Ctx) -> Vec<Change>;
+    /// Sends the answer of the last run, or the commit's error.
+    fn reply(self: Box<Self>, committed: Result<(), EcsError>);
+}
+
+/// The one [`PendingWrite`]: an operation, its last answer, and where to send it.
+struct TypedWrite<T, F> {
+    op: F,
+    answer: Option<Result<T, EcsError>>,
+    tx: oneshot::Sender<Result<T, EcsError>>,
+}
+
+impl<T, F> PendingWrite for TypedWrite<T, F>
+where
+    T: Send,
+    F: FnMut(&State, &mut Ctx) -> Written<T> + Send,
+{
+    fn run(&mut self, state: &State, ctx: &mut Ctx) -> Vec<Change> {
+        match (self.op)(state, ctx) {
+            Ok((out, changes)) => {
+                self.answer = Some(Ok(out));
+                changes
+            }
+            Err(e) => {
+                self.answer = Some(Err(e));
+                Vec::new()
+            }
+        }
+    }
+
+    fn reply(self: Box<Self>, committed: Result<(), EcsError>) {
+        let answer = match self.answer {
+            // An op that failed changed nothing: its own error, whatever the commit did.
+            Some(Err(e)) => Err(e),
+            Some(Ok(out)) => committed.map(|()| out),
+            None => Err(EcsError::Server("the write operation did not run".into())),
+        };
+        let _ = self.tx.send(answer);
+    }
+}
+
+/// A write with the scope it runs in.
+struct Pending {
+    scope: Scope,
+    write: Box<dyn PendingWrite>,
+}
 
 enum Job {
-    Op { scope: Scope, op: Op },
+    Op(Pending),
     Reset(oneshot::Sender<Result<(), EcsError>>),
     // Try to recover a failed store now (`ControlPlane::store_health`).
     Probe(oneshot::Sender<Result<(), String>>),
+    // Commits of other servers are waiting in the follower's channel (shared stores).
+    Followed,
 }
 
 /// Source of "now" in epoch seconds; tests substitute a fixed clock.
@@ -132,6 +204,8 @@ struct Inner {
     node_broker: crate::node_broker::NodeBroker,
     /// Why the store cannot write, while it cannot (set and cleared by the writer).
     store_failure: std::sync::Mutex<Option<String>>,
+    /// This server's part among several (`leader`, `follower of …`); `None` alone.
+    role: std::sync::Mutex<Option<String>>,
     clock: Clock,
 }
 
@@ -197,15 +271,28 @@ impl ControlPlane {
 
     /// [`ControlPlane::open`] with an explicit clock.
     pub fn open_with_clock(store: Arc<dyn Store>, clock: Clock) -> Result<ControlPlane, EcsError> {
-        let mut state = load_state(store.as_ref())?;
-        if state.meta.paging_secret.is_empty() {
+        // Two servers opening one new shared store at once may race to write the paging
+        // secret: the loser reads again.
+        let mut attempt = 0;
+        let (revision, state) = loop {
+            let revision = store.revision().map_err(server_error)?;
+            let mut state = load_state(store.as_ref())?;
+            store.caught_up(revision);
+            if !state.meta.paging_secret.is_empty() {
+                break (revision, state);
+            }
             let change = Change::Put(Record::Meta(fresh_meta()));
-            store
-                .commit(&[to_mutation(&change)?])
-                .map_err(server_error)?;
-            state.apply(&change);
-        }
+            match store.commit(&[to_mutation(&change)?]) {
+                Ok(revision) => {
+                    state.apply(&change);
+                    break (revision, state);
+                }
+                Err(StoreError::Conflict { .. }) if attempt < 3 => attempt += 1,
+                Err(e) => return Err(server_error(e)),
+            }
+        };
         let (tx, rx) = mpsc::channel(8192);
+        let followed = follow(store.as_ref(), revision, tx.clone())?;
         let (changes, _) = tokio::sync::watch::channel(0);
         let (changed, _) = tokio::sync::broadcast::channel(CHANGE_FEED_BATCHES);
         let started = clock();
@@ -222,12 +309,24 @@ impl ControlPlane {
             heartbeats: std::sync::Mutex::new(heartbeats),
             node_broker: crate::node_broker::NodeBroker::default(),
             store_failure: std::sync::Mutex::new(None),
+            role: std::sync::Mutex::new(None),
             clock: clock.clone(),
         });
         let weak = Arc::downgrade(&inner);
+        let writer = Writer {
+            store,
+            rx,
+            deferred: std::collections::VecDeque::new(),
+            followed,
+            applied: revision,
+            working: state,
+            clock,
+            seeds: StdRng::from_os_rng(),
+            recovery: Recovery::new(),
+        };
         std::thread::Builder::new()
             .name("flotilla-writer".into())
-            .spawn(move || writer_loop(store, weak, rx, state, clock))
+            .spawn(move || writer_loop(writer, weak))
             .map_err(|e| EcsError::Server(format!("cannot start the writer thread: {e}")))?;
         Ok(ControlPlane { inner })
     }
@@ -261,6 +360,38 @@ impl ControlPlane {
             .clone()
     }
 
+    /// Merges what other servers heard from agents (their presence records): an
+    /// instance counts as heard from at the latest time any server heard it.
+    pub fn merge_heard(&self, heard: impl IntoIterator<Item = (MemberKey, f64)>) {
+        let mut heartbeats = self
+            .inner
+            .heartbeats
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        for (key, at) in heard {
+            let seen = heartbeats.entry(key).or_insert(at);
+            *seen = seen.max(at);
+        }
+    }
+
+    /// Sets this server's role among several servers, shown by `GET /healthz`.
+    pub fn set_role(&self, role: Option<String>) {
+        *self
+            .inner
+            .role
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = role;
+    }
+
+    /// This server's role among several servers (`None` when it is the only one).
+    pub fn role(&self) -> Option<String> {
+        self.inner
+            .role
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
     /// The broker that carries log reads and host API calls to agents over their polls.
     pub fn node_broker(&self) -> &crate::node_broker::NodeBroker {
         &self.inner.node_broker
@@ -285,29 +416,24 @@ impl ControlPlane {
     }
 
     /// Queues a write operation; resolves once its changes are durable and published.
+    ///
+    /// `op` may run more than once: on a store shared by several servers, a commit that
+    /// another server's commit overtook is run again against the state that includes it
+    /// (so `op` must be a function of its inputs, as every operation is).
     pub async fn write<T: Send + 'static>(
         &self,
         scope: Scope,
-        op: impl FnOnce(&State, &mut Ctx) -> Written<T> + Send + 'static,
+        op: impl FnMut(&State, &mut Ctx) -> Written<T> + Send + 'static,
     ) -> Result<T, EcsError> {
         let (tx, rx) = oneshot::channel::<Result<T, EcsError>>();
-        let op: Op = Box::new(move |state, ctx| match op(state, ctx) {
-            Ok((out, changes)) => (
-                changes,
-                Box::new(move |committed: Result<(), EcsError>| {
-                    let _ = tx.send(committed.map(|()| out));
-                }),
-            ),
-            Err(e) => (
-                Vec::new(),
-                Box::new(move |_| {
-                    let _ = tx.send(Err(e));
-                }),
-            ),
+        let write = Box::new(TypedWrite {
+            op,
+            answer: None,
+            tx,
         });
         self.inner
             .jobs
-            .send(Job::Op { scope, op })
+            .send(Job::Op(Pending { scope, write }))
             .await
             .map_err(|_| stopped())?;
         rx.await.map_err(|_| stopped())?
@@ -329,115 +455,242 @@ fn stopped() -> EcsError {
     EcsError::Server("the control plane's writer has stopped".into())
 }
 
-fn writer_loop(
+/// How long a batch that other servers' commits keep overtaking is tried before its
+/// writes are refused (with the turn it is overtaken at most while another holds it).
+const OVERTAKEN_FOR: std::time::Duration = std::time::Duration::from_secs(10);
+/// How long a writer waits for the follower to deliver the commits that overtook it.
+const CATCH_UP_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+/// Commits of other servers waiting to be applied (bounded: the follower waits).
+const FOLLOWED_QUEUE: usize = 1024;
+
+/// The writer thread's own state.
+struct Writer {
     store: Arc<dyn Store>,
-    inner: std::sync::Weak<Inner>,
-    mut rx: mpsc::Receiver<Job>,
-    mut working: State,
+    rx: mpsc::Receiver<Job>,
+    /// Jobs taken from `rx` while catching up, run next.
+    deferred: std::collections::VecDeque<Job>,
+    /// Other servers' commits (shared stores only).
+    followed: Option<std::sync::mpsc::Receiver<Followed>>,
+    /// The revision of the last commit `working` holds.
+    applied: u64,
+    working: State,
     clock: Clock,
-) {
-    let mut seeds = StdRng::from_os_rng();
-    let mut recovery = Recovery::new();
-    while let Some(first) = rx.blocking_recv() {
+    seeds: StdRng,
+    recovery: Recovery,
+}
+
+fn writer_loop(mut w: Writer, inner: std::sync::Weak<Inner>) {
+    loop {
+        let first = match w.deferred.pop_front() {
+            Some(job) => job,
+            None => match w.rx.blocking_recv() {
+                Some(job) => job,
+                None => return,
+            },
+        };
         let Some(inner) = inner.upgrade() else { return };
+        // Other servers' commits come first: they happened before anything queued here.
+        w.apply_followed(&inner);
         let mut jobs = vec![first];
         while jobs.len() < MAX_BATCH {
-            match rx.try_recv() {
-                Ok(job) => jobs.push(job),
-                Err(_) => break,
+            match w.deferred.pop_front().or_else(|| w.rx.try_recv().ok()) {
+                Some(job) => jobs.push(job),
+                None => break,
             }
         }
-        let now = clock();
-        let mut changes: Vec<Change> = Vec::new();
-        let mut replies: Vec<Reply> = Vec::with_capacity(jobs.len());
+        let mut ops: Vec<Pending> = Vec::with_capacity(jobs.len());
         for job in jobs {
             match job {
-                Job::Op { scope, op } => {
-                    let mut ctx = Ctx::new(scope, now, seeds.next_u64());
-                    // An op that panics (a bug) loses its own answer (its caller gets an
-                    // error), not the writer: ops only read the working copy.
-                    let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                        op(&working, &mut ctx)
-                    }));
-                    let Ok((op_changes, reply)) = ran else {
-                        tracing::error!("a write operation panicked; it was refused");
-                        continue;
-                    };
-                    for c in &op_changes {
-                        working.apply(c);
-                    }
-                    changes.extend(op_changes);
-                    replies.push(reply);
-                }
+                Job::Op(op) => ops.push(op),
+                Job::Followed => w.apply_followed(&inner),
                 Job::Reset(done) => {
                     // Commit what came before, then wipe.
-                    let result = commit(
-                        &*store,
-                        &inner,
-                        &mut working,
-                        std::mem::take(&mut changes),
-                        &mut recovery,
-                    );
-                    for r in replies.drain(..) {
-                        r(result.clone());
-                    }
-                    let wiped = wipe(&*store, &inner, &mut working, &mut recovery);
+                    w.run_and_commit(&inner, std::mem::take(&mut ops));
+                    let wiped = wipe(&*w.store, &inner, &mut w.working, &mut w.recovery);
                     let _ = done.send(wiped);
                 }
                 Job::Probe(done) => {
-                    let _ = done.send(recovery.ready(&*store, &inner));
+                    let _ = done.send(w.recovery.ready(&*w.store, &inner));
                 }
             }
         }
-        let result = commit(&*store, &inner, &mut working, changes, &mut recovery);
-        if let Err(e) = &result {
-            tracing::error!(error = %e, "commit failed; the batch was refused");
-        }
-        for r in replies {
-            r(result.clone());
-        }
+        w.run_and_commit(&inner, ops);
     }
 }
 
+impl Writer {
+    /// Runs `ops` against the working state and commits their changes as one batch;
+    /// when another server's commit overtook it, catches up and runs them again.
+    fn run_and_commit(&mut self, inner: &Inner, mut ops: Vec<Pending>) {
+        if ops.is_empty() {
+            return;
+        }
+        let give_up = std::time::Instant::now() + OVERTAKEN_FOR;
+        let mut overtaken = 0;
+        let mut turn = false;
+        let outcome = loop {
+            let now = (self.clock)();
+            let mut changes: Vec<Change> = Vec::new();
+            let mut ran: Vec<Pending> = Vec::with_capacity(ops.len());
+            for mut op in ops {
+                let mut ctx = Ctx::new(op.scope.clone(), now, self.seeds.next_u64());
+                // An op that panics (a bug) loses its own answer (its caller gets an
+                // error), not the writer: ops only read the working copy.
+                let working = &self.working;
+                let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    op.write.run(working, &mut ctx)
+                }));
+                let Ok(op_changes) = result else {
+                    tracing::error!("a write operation panicked; it was refused");
+                    op.write
+                        .reply(Err(EcsError::Server("the write operation failed".into())));
+                    continue;
+                };
+                for c in &op_changes {
+                    self.working.apply(c);
+                }
+                changes.extend(op_changes);
+                ran.push(op);
+            }
+            ops = ran;
+            let shared = self.followed.is_some();
+            match commit(
+                &*self.store,
+                inner,
+                &mut self.working,
+                changes,
+                &mut self.recovery,
+                shared,
+            ) {
+                Ok(revision) => {
+                    self.applied = self.applied.max(revision);
+                    break Ok(());
+                }
+                Err(Committed::Failed(e)) => {
+                    tracing::error!(error = %e, "commit failed; the batch was refused");
+                    break Err(e);
+                }
+                Err(Committed::Overtaken { found }) => {
+                    overtaken += 1;
+                    if let Err(e) = self.catch_up(inner, found) {
+                        break Err(e);
+                    }
+                    if std::time::Instant::now() > give_up {
+                        break Err(EcsError::Server(format!(
+                            "other servers' writes overtook this one for {OVERTAKEN_FOR:?}; retry"
+                        )));
+                    }
+                    // Overtaken again and again (the others are busy too): take the turn,
+                    // which holds every other writer off until this batch is in.
+                    if overtaken >= 2 && !turn {
+                        match self.store.take_turn() {
+                            Ok(Some(revision)) => {
+                                turn = true;
+                                if let Err(e) = self.catch_up(inner, revision) {
+                                    break Err(e);
+                                }
+                            }
+                            // Another writer has it: let it finish.
+                            Ok(None) => std::thread::sleep(std::time::Duration::from_millis(
+                                1 + self.seeds.next_u64() % 4,
+                            )),
+                            Err(e) => break Err(server_error(e)),
+                        }
+                    }
+                }
+            }
+        };
+        if turn {
+            self.store.release_turn();
+        }
+        reply_all(ops, outcome);
+    }
+}
+
+fn reply_all(ops: Vec<Pending>, result: Result<(), EcsError>) {
+    for op in ops {
+        op.write.reply(result.clone());
+    }
+}
+
+/// Makes `changes` (already applied to `working`) visible: the published state, the
+/// counter and the change feed.
+fn publish(inner: &Inner, working: &State, changes: Vec<Change>) {
+    if changes.is_empty() {
+        return;
+    }
+    let mut published = inner
+        .published
+        .write()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    // Shares what the working state holds: one copy of each record between them.
+    for c in &changes {
+        published.apply_shared(c, working);
+    }
+    drop(published);
+    inner.changes.send_modify(|n| *n += 1);
+    // Nobody listening is fine (no controller in unit tests).
+    let _ = inner.changed.send(Arc::new(changes));
+}
+
+/// Why a batch was not committed.
+enum Committed {
+    /// Another server committed first (shared stores): catch up to `found`, run again.
+    Overtaken { found: u64 },
+    /// The batch is refused with this error.
+    Failed(EcsError),
+}
+
+/// Commits `changes` (already applied to `working`) and publishes them; on an error,
+/// rebuilds `working` from the published state. On a `shared` store (several servers) a
+/// failed call does not mark the store failed: its recovery would make the store equal to
+/// this server's state, undoing the others' commits; the follower brings whatever landed.
 fn commit(
     store: &dyn Store,
     inner: &Inner,
     working: &mut State,
     changes: Vec<Change>,
     recovery: &mut Recovery,
-) -> Result<(), EcsError> {
+    shared: bool,
+) -> Result<u64, Committed> {
     if changes.is_empty() {
-        return Ok(());
+        return Ok(0);
     }
     let durable = changes
         .iter()
         .map(to_mutation)
         .collect::<Result<Vec<_>, _>>()
+        .map_err(Committed::Failed)
         .and_then(|batch| {
-            recovery.ready(store, inner).map_err(unwritable)?;
-            guarded(|| store.commit(&batch).map_err(|e| e.to_string())).map_err(|e| {
-                recovery.failed(inner, &e);
-                server_error(e)
-            })
-        });
-    let mut published = inner
-        .published
-        .write()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    match durable {
-        Ok(_) => {
-            // Shares what the working state holds: one copy of each record between them.
-            for c in &changes {
-                published.apply_shared(c, working);
+            recovery
+                .ready(store, inner)
+                .map_err(|e| Committed::Failed(unwritable(e)))?;
+            let failed = |recovery: &mut Recovery, e: String| {
+                if !shared {
+                    recovery.failed(inner, &e);
+                }
+                Committed::Failed(server_error(e))
+            };
+            match guarded(|| Ok(store.commit(&batch))) {
+                Ok(Ok(revision)) => Ok(revision),
+                Ok(Err(StoreError::Conflict { found, .. })) if shared => {
+                    Err(Committed::Overtaken { found })
+                }
+                Ok(Err(e)) => Err(failed(recovery, e.to_string())),
+                Err(e) => Err(failed(recovery, e)),
             }
-            drop(published);
-            inner.changes.send_modify(|n| *n += 1);
-            // Nobody listening is fine (no controller in unit tests).
-            let _ = inner.changed.send(Arc::new(changes));
-            Ok(())
+        });
+    match durable {
+        Ok(revision) => {
+            publish(inner, working, changes);
+            Ok(revision)
         }
         Err(e) => {
-            *working = published.clone();
+            *working = inner
+                .published
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .clone();
             Err(e)
         }
     }
@@ -474,269 +727,4 @@ fn wipe(
     drop(published);
     inner.changes.send_modify(|n| *n += 1);
     Ok(())
-}
-
-// ---- A failed store: health and recovery -------------------------------------------------
-
-/// How long to wait before trying to recover a failed store again: at first, and at most
-/// (doubling in between). A full disk then costs a reopen now and then, not one per write.
-const RECOVERY_BACKOFF: (std::time::Duration, std::time::Duration) = (
-    std::time::Duration::from_millis(100),
-    std::time::Duration::from_secs(5),
-);
-
-/// How long [`ControlPlane::store_health`] waits for the writer's recovery attempt.
-const PROBE_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
-
-impl ControlPlane {
-    /// Whether the control plane can write: `Ok` while its store takes commits and its
-    /// writer runs, otherwise why not (for `GET /healthz`). While the store is failed this
-    /// asks the writer to try recovering it now (at most once per backoff period), so the
-    /// answer turns `Ok` once the cause is gone, without waiting for a client's write.
-    pub async fn store_health(&self) -> Result<(), String> {
-        let last_failure = || {
-            self.inner
-                .store_failure
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .clone()
-        };
-        let writer_stopped = || "the control plane's writer has stopped".to_owned();
-        if self.inner.jobs.is_closed() {
-            return Err(writer_stopped());
-        }
-        let Some(failure) = last_failure() else {
-            return Ok(());
-        };
-        let (tx, rx) = oneshot::channel();
-        match self.inner.jobs.try_send(Job::Probe(tx)) {
-            Ok(()) => {}
-            Err(mpsc::error::TrySendError::Full(_)) => return Err(failure),
-            Err(mpsc::error::TrySendError::Closed(_)) => return Err(writer_stopped()),
-        }
-        match tokio::time::timeout(PROBE_WAIT, rx).await {
-            Ok(Ok(result)) => result,
-            Ok(Err(_)) => Err(writer_stopped()),
-            Err(_) => Err(last_failure().unwrap_or(failure)),
-        }
-    }
-}
-
-/// The refusal of a write while the store cannot take it.
-fn unwritable(reason: String) -> EcsError {
-    EcsError::Server(format!("the state store cannot write: {reason}"))
-}
-
-/// Runs a store call; a panic in it (a backend bug on a damaged file) counts as a failed
-/// call instead of ending the writer thread.
-fn guarded<T>(f: impl FnOnce() -> Result<T, String>) -> Result<T, String> {
-    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f))
-        .unwrap_or_else(|_| Err("the store panicked".to_owned()))
-}
-
-/// The writer's knowledge of a failed store (see the module docs).
-struct Recovery {
-    /// Why the store cannot write; `None` while it can.
-    failure: Option<String>,
-    /// No recovery attempt before this.
-    not_before: std::time::Instant,
-    /// The wait after the next failed attempt.
-    backoff: std::time::Duration,
-}
-
-impl Recovery {
-    fn new() -> Recovery {
-        Recovery {
-            failure: None,
-            not_before: std::time::Instant::now(),
-            backoff: RECOVERY_BACKOFF.0,
-        }
-    }
-
-    /// Notes a failed store call: writes are refused until a recovery succeeds.
-    fn failed(&mut self, inner: &Inner, reason: &str) {
-        if self.failure.is_none() {
-            tracing::error!(
-                error = reason,
-                "the state store failed; writes are refused until it recovers"
-            );
-            self.backoff = RECOVERY_BACKOFF.0;
-        }
-        self.failure = Some(reason.to_owned());
-        self.not_before = std::time::Instant::now() + self.backoff;
-        self.backoff = (self.backoff * 2).min(RECOVERY_BACKOFF.1);
-        *inner
-            .store_failure
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(reason.to_owned());
-    }
-
-    /// `Ok` when the store takes writes: it has not failed, or it recovers now. Refuses
-    /// without touching the store while the backoff lasts.
-    fn ready(&mut self, store: &dyn Store, inner: &Inner) -> Result<(), String> {
-        let Some(failure) = &self.failure else {
-            return Ok(());
-        };
-        if std::time::Instant::now() < self.not_before {
-            return Err(failure.clone());
-        }
-        match guarded(|| recover(store, inner)) {
-            Ok(()) => {
-                tracing::warn!("the state store recovered; writes are accepted again");
-                self.failure = None;
-                self.backoff = RECOVERY_BACKOFF.0;
-                *inner
-                    .store_failure
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner) = None;
-                Ok(())
-            }
-            Err(e) => {
-                self.failed(inner, &e);
-                Err(e)
-            }
-        }
-    }
-}
-
-/// Reopens the store and makes what it holds equal the published state: every write that
-/// was acknowledged is there, and none that was refused (a failed commit may have reached
-/// the disk after all).
-fn recover(store: &dyn Store, inner: &Inner) -> Result<(), String> {
-    store
-        .recover()
-        .map_err(|e| format!("cannot reopen the store: {e}"))?;
-    let repair = differences(store, inner)?;
-    if repair.batch.is_empty() {
-        return Ok(());
-    }
-    if repair.missing + repair.changed > 0 {
-        tracing::error!(
-            missing = repair.missing,
-            changed = repair.changed,
-            "acknowledged records were missing or different on disk; rewriting them"
-        );
-    }
-    if repair.extra > 0 {
-        tracing::warn!(
-            records = repair.extra,
-            "a refused commit had reached the disk; removing its records"
-        );
-    }
-    store
-        .commit(&repair.batch)
-        .map_err(|e| format!("cannot repair the store: {e}"))?;
-    if !differences(store, inner)?.batch.is_empty() {
-        return Err("the store differs from the acknowledged state even after a repair".into());
-    }
-    Ok(())
-}
-
-/// What makes the store's records equal the published state.
-#[derive(Debug, Default)]
-struct Repair {
-    batch: Vec<Mutation>,
-    /// Records on disk that the published state does not have.
-    extra: usize,
-    /// Published records the disk does not have.
-    missing: usize,
-    /// Records that differ.
-    changed: usize,
-}
-
-fn differences(store: &dyn Store, inner: &Inner) -> Result<Repair, String> {
-    let disk = store
-        .load()
-        .map_err(|e| format!("cannot read the store back: {e}"))?;
-    let mut expected: std::collections::BTreeMap<String, Record> = {
-        let published = inner
-            .published
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        records_of(&published)
-            .into_iter()
-            .map(|r| (r.store_key(), r))
-            .collect()
-    };
-    let mut repair = Repair::default();
-    for (key, bytes) in disk {
-        match expected.remove(&key) {
-            None => {
-                repair.extra += 1;
-                repair.batch.push(Mutation::Delete { key });
-            }
-            Some(record) if same_record(&bytes, &record) => {}
-            Some(record) => {
-                repair.changed += 1;
-                repair
-                    .batch
-                    .push(to_mutation(&Change::Put(record)).map_err(|e| e.to_string())?);
-            }
-        }
-    }
-    for record in expected.into_values() {
-        repair.missing += 1;
-        repair
-            .batch
-            .push(to_mutation(&Change::Put(record)).map_err(|e| e.to_string())?);
-    }
-    Ok(repair)
-}
-
-/// Whether stored bytes hold `record`: the same encoding (written by this process), or
-/// decoding to it (loaded at start, when a float's text may not re-encode identically).
-fn same_record(bytes: &[u8], record: &Record) -> bool {
-    serde_json::to_vec(record).is_ok_and(|b| b == bytes)
-        || serde_json::from_slice::<Record>(bytes).is_ok_and(|r| r == *record)
-}
-
-/// Every record of `state`, as the store holds them. The destructuring has no `..` on
-/// purpose: a new kind of record (a new field of [`State`]) must be added here, or recovery
-/// would delete its records from disk as if they had been refused.
-fn records_of(state: &State) -> Vec<Record> {
-    let State {
-        clusters,
-        task_definitions,
-        instances,
-        tasks,
-        services,
-        settings,
-        meta,
-        discovery,
-        elb,
-        capacity_providers,
-        derived: _,
-    } = state;
-    let mut out: Vec<Record> = Vec::new();
-    out.extend(clusters.values().cloned().map(Record::Cluster));
-    out.extend(
-        task_definitions
-            .values()
-            .cloned()
-            .map(Record::TaskDefinition),
-    );
-    out.extend(instances.values().cloned().map(Record::Instance));
-    out.extend(tasks.values().map(|t| Record::Task(TaskRecord::clone(t))));
-    out.extend(services.values().cloned().map(Record::Service));
-    out.extend(settings.values().cloned().map(Record::Setting));
-    out.extend(discovery.records().map(Record::Discovery));
-    out.extend(
-        elb.load_balancers
-            .values()
-            .cloned()
-            .map(Record::LoadBalancer),
-    );
-    out.extend(elb.target_groups.values().cloned().map(Record::TargetGroup));
-    out.extend(elb.listeners.values().cloned().map(Record::Listener));
-    out.extend(elb.rules.values().cloned().map(Record::ListenerRule));
-    out.extend(
-        capacity_providers
-            .values()
-            .cloned()
-            .map(Record::CapacityProvider),
-    );
-    if *meta != MetaRecord::default() {
-        out.push(Record::Meta(meta.clone()));
-    }
-    out
 }

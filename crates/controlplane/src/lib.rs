@@ -28,6 +28,8 @@
 //!   questions.
 //! - [`capacity`]: capacity provider strategies: which one a task launches with, the
 //!   base/weight split, node groups.
+//! - [`fargate`]: the Fargate pool (pool nodes, never listed as container instances)
+//!   and the FARGATE launch type's rules and task shape.
 //! - [`placement`]: the state as the scheduler sees it (snapshots, task requests,
 //!   reservations, placement specs).
 //! - [`controllers`]: level-triggered reconcilers (the service controller) and their runner.
@@ -50,6 +52,7 @@ pub mod capacity;
 pub mod controllers;
 pub mod engine;
 pub mod error;
+pub mod fargate;
 pub mod limits;
 pub mod liveness;
 pub mod load_balancing;

@@ -41,8 +41,53 @@ pub fn task_request(
         group: group.to_owned(),
         static_ports,
         dynamic_ports,
-        required_attributes: Vec::new(),
+        // EC2 (or no launch type) never places on external instances, as in ECS;
+        // [`for_launch_type`] asks for external ones instead.
+        required_attributes: vec![launch_type_requirement(wire::LaunchType::Ec2)],
     }
+}
+
+/// The placement attribute flotilla gives every instance in the scheduler's view:
+/// `EXTERNAL` for an external (ECS Anywhere) instance, else `EC2`. It is computed
+/// from [`EXTERNAL_CAPABILITY`], never stored, so an instance cannot set it itself.
+pub const LAUNCH_TYPE_ATTRIBUTE: &str = "flotilla.launch-type";
+
+/// The attribute ECS gives an external (ECS Anywhere) container instance.
+pub const EXTERNAL_CAPABILITY: &str = "ecs.capability.external";
+
+fn launch_type_requirement(launch_type: wire::LaunchType) -> RequiredAttribute {
+    RequiredAttribute {
+        name: LAUNCH_TYPE_ATTRIBUTE.to_owned(),
+        value: Some(launch_type.as_str().to_owned()),
+    }
+}
+
+/// `request` (from [`task_request`]) for a task of `launch_type`: an `EXTERNAL` task
+/// goes only to external instances; any other keeps [`task_request`]'s EC2 rule.
+pub fn for_launch_type(
+    mut request: TaskRequest,
+    launch_type: Option<wire::LaunchType>,
+) -> TaskRequest {
+    if launch_type == Some(wire::LaunchType::External) {
+        request
+            .required_attributes
+            .retain(|a| a.name != LAUNCH_TYPE_ATTRIBUTE);
+        request
+            .required_attributes
+            .push(launch_type_requirement(wire::LaunchType::External));
+    }
+    request
+}
+
+/// Whether `instance` is an external (ECS Anywhere) instance.
+pub fn is_external(instance: &InstanceRecord) -> bool {
+    instance
+        .instance
+        .attributes
+        .as_deref()
+        .unwrap_or(&[])
+        .iter()
+        .any(|a| a.name.as_deref() == Some(EXTERNAL_CAPABILITY))
 }
 
 /// `request` restricted to the instances of node group `group` (those whose
@@ -152,7 +197,7 @@ pub fn instance_view_with(
         .as_deref()
         .unwrap_or(&[]);
     let left = |total: i64, used: i64| u32::try_from((total - used).max(0)).unwrap_or(u32::MAX);
-    let attributes = instance
+    let mut attributes: std::collections::BTreeMap<String, Option<String>> = instance
         .instance
         .attributes
         .as_deref()
@@ -160,6 +205,15 @@ pub fn instance_view_with(
         .iter()
         .filter_map(|a| Some((a.name.clone()?, a.value.clone())))
         .collect();
+    let launch_type = if is_external(instance) {
+        wire::LaunchType::External
+    } else {
+        wire::LaunchType::Ec2
+    };
+    attributes.insert(
+        LAUNCH_TYPE_ATTRIBUTE.to_owned(),
+        Some(launch_type.as_str().to_owned()),
+    );
     InstanceView {
         arn: instance
             .instance

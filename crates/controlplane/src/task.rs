@@ -69,6 +69,20 @@ pub struct TaskSpec {
     pub client_token: Option<String>,
     /// Launch type shown on the task.
     pub launch_type: Option<LaunchType>,
+    /// For a task placed in a Fargate pool: what its Fargate shape shows
+    /// ([`crate::fargate::shape_task`]).
+    pub fargate: Option<FargateSpec>,
+}
+
+/// What a Fargate task shows besides its pool instance.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FargateSpec {
+    /// The concrete platform version (`LATEST` resolved).
+    pub platform_version: String,
+    /// `capacityProviderName`: FARGATE or FARGATE_SPOT.
+    pub provider: String,
+    /// The subnet shown on its ENI attachment (the first of `awsvpcConfiguration`).
+    pub subnet: Option<String>,
 }
 
 /// Builds a new task (not yet stored) on `instance`.
@@ -182,7 +196,7 @@ pub fn build_task(
         version: Some(1),
         ..Default::default()
     };
-    TaskRecord {
+    let mut rec = TaskRecord {
         scope: ctx.scope.clone(),
         cluster: cluster.name.clone(),
         id,
@@ -193,7 +207,20 @@ pub fn build_task(
         client_token_fingerprint: None,
         agent_acknowledged: false,
         pending_stop: None,
+        pool: None,
+    };
+    if let Some(f) = &spec.fargate {
+        let attachment = ctx.new_uuid();
+        crate::fargate::shape_task(
+            &mut rec,
+            instance,
+            &f.platform_version,
+            &f.provider,
+            f.subnet.clone(),
+            attachment,
+        );
     }
+    rec
 }
 
 /// Asks a task to stop now (StopTask, or the service scheduler): desired STOPPED, with
@@ -275,6 +302,7 @@ mod tests {
             client_token_fingerprint: None,
             agent_acknowledged: acknowledged,
             pending_stop: None,
+            pool: None,
         }
     }
 

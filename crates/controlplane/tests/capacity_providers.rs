@@ -488,11 +488,20 @@ fn launch_type_and_strategy_are_exclusive_and_fargate_waits() {
         json!({"cluster": "c", "taskDefinition": "web",
             "capacityProviderStrategy": [{"capacityProvider": "FARGATE", "weight": 1}]}),
     );
-    assert_eq!(e.code(), "UnsupportedFeatureException", "{e}");
-    assert!(
-        e.to_string().contains("Fargate is not available yet"),
-        "{e}"
+    // The Fargate providers run on the Fargate pool (tests/fargate.rs): an EC2-only
+    // definition is refused as ECS does, and so is a strategy mixing them with others.
+    assert_eq!(e.code(), "InvalidParameterException", "{e}");
+    assert_eq!(
+        e.to_string(),
+        "Task definition does not support launch_type FARGATE."
     );
+    let e = run(
+        &mut w,
+        json!({"cluster": "c", "taskDefinition": "web",
+            "capacityProviderStrategy": [{"capacityProvider": "FARGATE", "weight": 1},
+                                         {"capacityProvider": "blue-cp", "weight": 1}]}),
+    );
+    assert!(e.to_string().contains("cannot contain a mix"), "{e}");
     assert!(w.state.tasks.is_empty());
     // Services check the strategy the same way, and do not take one yet.
     let svc = |w: &mut World, extra: Value| {

@@ -524,13 +524,14 @@ async fn the_runner_deletes_expired_records_in_batches_with_a_controlled_clock()
         client_token_fingerprint: None,
         agent_acknowledged: true,
         pending_stop: None,
+        pool: None,
     };
     let mut records: Vec<TaskRecord> = (0..2500).map(|i| make(i, T0)).collect();
     records.push(make(9999, T0 + HOUR));
     cp.write(sc.clone(), move |_, _| {
         let changes: Vec<Change> = records
-            .into_iter()
-            .map(|t| Change::Put(Record::Task(t)))
+            .iter()
+            .map(|t| Change::Put(Record::Task(t.clone())))
             .collect();
         Ok(((), changes))
     })

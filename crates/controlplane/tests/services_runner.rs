@@ -20,7 +20,7 @@ use testkit::wait;
 use service_harness::stable;
 
 /// Runs an operation through the real writer; it must succeed.
-async fn w<Req: Send + 'static, Resp: Send + 'static>(
+async fn w<Req: Clone + Send + 'static, Resp: Send + 'static>(
     cp: &ControlPlane,
     op: ecs::Op<Req, Resp>,
     r: Req,

@@ -48,7 +48,7 @@ pub async fn dispatch_agent(
             let req: ReportNetworkRequest = parse_json(body)?;
             encode(
                 &cp.write(call.scope.clone(), move |s, ctx| {
-                    controlplane::ops::agent::report_network(s, ctx, req)
+                    controlplane::ops::agent::report_network(s, ctx, req.clone())
                 })
                 .await?,
             )
@@ -56,12 +56,28 @@ pub async fn dispatch_agent(
         AgentOperation::ReportHealth => {
             let req: ReportHealthRequest = parse_json(body)?;
             encode(
-                &cp.write(call.scope.clone(), move |s, ctx| report_health(s, ctx, req))
-                    .await?,
+                &cp.write(call.scope.clone(), move |s, ctx| {
+                    report_health(s, ctx, req.clone())
+                })
+                .await?,
             )
         }
         AgentOperation::PutLogs => put_logs(cp, call, parse_json(body)?),
         AgentOperation::PutHostAnswer => put_host_answer(cp, call, parse_json(body)?),
+        // Served before authentication by the server (the activation authenticates
+        // it); here for callers that route agent operations themselves.
+        AgentOperation::RegisterExternalInstance => {
+            crate::anywhere::register_external_instance(
+                cp,
+                &call.scope.region,
+                &call.scope.account,
+                body,
+            )
+            .await
+        }
+        AgentOperation::RotateNodeCredentials => {
+            crate::anywhere::rotate_node_credentials(cp, call).await
+        }
         AgentOperation::GetServiceConnectRoutes => {
             let req: GetServiceConnectRoutesRequest = parse_json(body)?;
             encode(&cp.read(|s| service_connect_routes(s, &call.scope, &req))?)
@@ -243,7 +259,7 @@ impl Wakers {
                     let Some(instance) = t.instance_id.as_deref() else {
                         continue;
                     };
-                    set(&mut key, &t.scope, &t.cluster, instance);
+                    set(&mut key, &t.scope, t.placed_in(), instance);
                 }
                 Record::Instance(i) => set(&mut key, &i.scope, &i.cluster, &i.id),
                 Record::Cluster(c) => {

@@ -26,6 +26,9 @@ pub struct Call {
     pub now: f64,
     /// The URL agents should use to reach this server (`http://<Host>`).
     pub advertised: String,
+    /// The external node (`mi-…`) whose own credentials signed the request, if any
+    /// (see [`crate::anywhere`]).
+    pub node: Option<String>,
 }
 
 /// Parses a request body into `T`, naming the member at fault, and checks the members
@@ -71,7 +74,7 @@ async fn write<Req, Resp>(
     op: fn(&State, &mut Ctx, Req) -> Written<Resp>,
 ) -> Result<Vec<u8>, ApiError>
 where
-    Req: DeserializeOwned + Required + Send + 'static,
+    Req: DeserializeOwned + Required + Clone + Send + 'static,
     Resp: Serialize + Send + 'static,
 {
     write_parsed(cp, call, parse(body)?, op).await
@@ -86,11 +89,13 @@ pub async fn write_parsed<Req, Resp>(
     op: fn(&State, &mut Ctx, Req) -> Written<Resp>,
 ) -> Result<Vec<u8>, ApiError>
 where
-    Req: Send + 'static,
+    Req: Clone + Send + 'static,
     Resp: Serialize + Send + 'static,
 {
     let resp = cp
-        .write(call.scope.clone(), move |state, ctx| op(state, ctx, req))
+        .write(call.scope.clone(), move |state, ctx| {
+            op(state, ctx, req.clone())
+        })
         .await?;
     encode(&resp)
 }

@@ -10,6 +10,7 @@ use std::borrow::Cow;
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use controlplane::EcsError;
+use controlplane::ops::anywhere::SsmError;
 use controlplane::ops::servicediscovery::SdError;
 
 /// A request failed. Each variant maps to one HTTP status and one `__type`.
@@ -21,6 +22,14 @@ pub enum ApiError {
     /// A Cloud Map (`servicediscovery`) operation failed; its own error codes.
     #[error(transparent)]
     Discovery(#[from] SdError),
+    /// An SSM activation operation (or an external node's registration) failed; SSM's
+    /// own error codes.
+    #[error(transparent)]
+    Ssm(#[from] SsmError),
+    /// The caller is authenticated but may not do this: an external node's credentials
+    /// used for anything but the agent's operations, or in another region.
+    #[error("{0}")]
+    AccessDenied(String),
     /// No `X-Amz-Target` header, or one without the ECS prefix.
     #[error(
         "Missing or invalid X-Amz-Target header: expected AmazonEC2ContainerServiceV20141113.<Operation>."
@@ -32,7 +41,7 @@ pub enum ApiError {
     /// The SigV4 credential scope names a service flotilla does not serve (answered as
     /// AWS answers a scope for the wrong service: `InvalidSignatureException`).
     #[error(
-        "Credential should be scoped to correct service: 'ecs', 'elasticloadbalancing' or 'servicediscovery', not {}.",
+        "Credential should be scoped to correct service: 'ecs', 'elasticloadbalancing', 'servicediscovery' or 'ssm', not {}.",
         quote(.0)
     )]
     UnknownService(String),
@@ -74,6 +83,11 @@ impl ApiError {
                 (StatusCode::INTERNAL_SERVER_ERROR, e.code())
             }
             ApiError::Discovery(e) => (StatusCode::BAD_REQUEST, e.code()),
+            ApiError::Ssm(e) if e.is_server_fault() => {
+                (StatusCode::INTERNAL_SERVER_ERROR, e.code())
+            }
+            ApiError::Ssm(e) => (StatusCode::BAD_REQUEST, e.code()),
+            ApiError::AccessDenied(_) => (StatusCode::BAD_REQUEST, "AccessDeniedException"),
             ApiError::MissingTarget | ApiError::UnknownOperation(_) => {
                 (StatusCode::BAD_REQUEST, "UnknownOperationException")
             }

@@ -33,6 +33,7 @@
 //! - [`servicediscovery`]: the Cloud Map API (`Route53AutoNaming_v20170314.*`).
 
 pub mod agent;
+pub mod anywhere;
 pub mod auth;
 pub mod dispatch;
 pub mod elbv2;
@@ -42,6 +43,7 @@ pub mod logs;
 pub mod server;
 pub mod service;
 pub mod servicediscovery;
+pub mod ssm;
 
 pub use error::ApiError;
 pub use server::{ApiConfig, router, serve};

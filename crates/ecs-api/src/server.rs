@@ -1,7 +1,8 @@
 //! The HTTP server: `POST /` (every AWS API flotilla speaks, routed by the SigV4
 //! credential scope's service ([`AwsService`]): ECS with the agent protocol
 //! `FlotillaAgentV1.*` and flotilla's own `FlotillaV1.*`, ELBv2 ([`crate::elbv2`]),
-//! Cloud Map ([`crate::servicediscovery`])), `GET /healthz`, `POST /admin/reset`.
+//! Cloud Map ([`crate::servicediscovery`]), SSM's activations ([`crate::ssm`], with the
+//! external nodes of [`crate::anywhere`])), `GET /healthz`, `POST /admin/reset`.
 //!
 //! `POST /admin/reset` (served only with [`ApiConfig::allow_reset`]) wipes every
 //! account's state, so when credentials are configured it needs a valid SigV4
@@ -95,6 +96,28 @@ fn caller(
     body: &[u8],
 ) -> Result<Call, ApiError> {
     let (now_secs, now) = now();
+    let host = headers
+        .get(http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("localhost");
+    // An external node's own key: verified against the keys the control plane issued.
+    if crate::anywhere::node_key(headers).is_some() {
+        let (caller, node) = crate::anywhere::authenticate_node(
+            &app.cp,
+            (now_secs, now),
+            service,
+            method,
+            uri,
+            headers,
+            body,
+        )?;
+        return Ok(Call {
+            scope: Scope::new(caller.account, caller.region),
+            now,
+            advertised: format!("http://{host}"),
+            node: Some(node),
+        });
+    }
     let verifier = Verifier {
         credentials: app.config.credentials.as_ref(),
         default_account: &app.config.account_id,
@@ -102,14 +125,11 @@ fn caller(
         service: ScopeService::Named(service.signing_name()),
     };
     let caller = verifier.authenticate(method, uri, headers, body)?;
-    let host = headers
-        .get(http::header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .unwrap_or("localhost");
     Ok(Call {
         scope: Scope::new(caller.account, caller.region),
         now,
         advertised: format!("http://{host}"),
+        node: None,
     })
 }
 
@@ -142,7 +162,38 @@ async fn handle(
     if prefix != TARGET_PREFIX && prefix != AGENT_TARGET_PREFIX && prefix != USER_TARGET_PREFIX {
         return Err(ApiError::MissingTarget);
     }
+    // ECS Anywhere's bootstrap: the activation in the body authenticates it.
+    if prefix == AGENT_TARGET_PREFIX && name == crate::anywhere::BOOTSTRAP_OPERATION {
+        let region = crate::anywhere::unverified_region(headers)?;
+        return crate::anywhere::register_external_instance(
+            &app.cp,
+            &region,
+            &app.config.account_id,
+            body,
+        )
+        .await;
+    }
     let call = caller(app, AwsService::Ecs, method, uri, headers, body)?;
+    // An external node's key serves the agent's operations only, and its registration
+    // is an external instance's; no other key may register one.
+    let rewritten;
+    let body = match &call.node {
+        Some(node) => {
+            crate::anywhere::check_node_operation(node, prefix, name)?;
+            if prefix == TARGET_PREFIX && name == "RegisterContainerInstance" {
+                rewritten = crate::anywhere::node_registration(node, body)?;
+                &rewritten[..]
+            } else {
+                body
+            }
+        }
+        None => {
+            if prefix == TARGET_PREFIX && name == "RegisterContainerInstance" {
+                crate::anywhere::refuse_external_claim(body)?;
+            }
+            body
+        }
+    };
     if prefix == AGENT_TARGET_PREFIX {
         let op = AgentOperation::from_name(name)
             .ok_or_else(|| ApiError::UnknownOperation(name.to_owned()))?;
@@ -180,7 +231,21 @@ async fn handle_service_discovery(
     crate::servicediscovery::dispatch(&app.cp, &call, name, body).await
 }
 
-/// A JSON 1.1 answer (ECS, Cloud Map): the body, or the error in `__type` shape.
+/// SSM's activation operations (JSON 1.1, `AmazonSSM.*`), for ECS Anywhere.
+async fn handle_ssm(
+    app: &App,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<Vec<u8>, ApiError> {
+    let name =
+        target_operation(headers, crate::ssm::TARGET_PREFIX).ok_or(ApiError::MissingTarget)?;
+    let call = caller(app, AwsService::Ssm, method, uri, headers, body)?;
+    crate::ssm::dispatch(&app.cp, &call, name, body).await
+}
+
+/// A JSON 1.1 answer (ECS, Cloud Map, SSM): the body, or the error in `__type` shape.
 fn json_answer(result: Result<Vec<u8>, ApiError>) -> Response {
     match result {
         Ok(json) => (
@@ -238,6 +303,10 @@ async fn ecs(
         }
         Ok(AwsService::ServiceDiscovery) => json_answer(match &body {
             Ok(body) => handle_service_discovery(&app, &method, &uri, &headers, body).await,
+            Err(e) => Err(e.clone()),
+        }),
+        Ok(AwsService::Ssm) => json_answer(match &body {
+            Ok(body) => handle_ssm(&app, &method, &uri, &headers, body).await,
             Err(e) => Err(e.clone()),
         }),
         Err(e) => json_answer(Err(e)),
@@ -306,9 +375,15 @@ async fn reset(
 
 /// `GET /healthz`: `ok` while the control plane can write; 503 with the reason while its
 /// state store cannot (a full disk, say) or its writer has stopped.
+///
+/// With several servers on one store the body also says this server's role: `ok: leader`
+/// (its controllers run) or `ok: follower of NAME`.
 async fn healthz(State(app): State<App>) -> Response {
     match app.cp.store_health().await {
-        Ok(()) => "ok".into_response(),
+        Ok(()) => match app.cp.role() {
+            None => "ok".into_response(),
+            Some(role) => format!("ok: {role}").into_response(),
+        },
         Err(reason) => (
             StatusCode::SERVICE_UNAVAILABLE,
             format!("unhealthy: {reason}\n"),

@@ -2,11 +2,12 @@
 //!
 //! Every AWS client signs every request with SigV4, and the credential scope names the
 //! service it meant (`Credential=<key>/<date>/<region>/<service>/aws4_request`): `ecs`,
-//! `elasticloadbalancing`, `servicediscovery`. That name is what routes a request, so one
+//! `elasticloadbalancing`, `servicediscovery`, `ssm`. That name is what routes a request, so one
 //! endpoint serves every API flotilla speaks (`AWS_ENDPOINT_URL` works for all of them).
 //! Without `--credentials` the header is still there (clients always sign); a request
 //! with no `Authorization` header at all (flotilla's own tests, `curl`) is routed by its
-//! shape: an `X-Amz-Target` of Cloud Map's prefix goes to Cloud Map, a form-encoded body
+//! shape: an `X-Amz-Target` of Cloud Map's prefix goes to Cloud Map, one of SSM's
+//! (`AmazonSSM`) to SSM, a form-encoded body
 //! (the query protocol) to ELBv2, anything else to ECS as before.
 
 use axum::http::HeaderMap;
@@ -27,14 +28,18 @@ pub enum AwsService {
     ElasticLoadBalancing,
     /// AWS Cloud Map (JSON 1.1, `X-Amz-Target: Route53AutoNaming_v20170314.*`).
     ServiceDiscovery,
+    /// AWS Systems Manager's activation operations, for ECS Anywhere (JSON 1.1,
+    /// `X-Amz-Target: AmazonSSM.*`).
+    Ssm,
 }
 
 impl AwsService {
     /// Every service, in the order the docs list them.
-    pub const ALL: [AwsService; 3] = [
+    pub const ALL: [AwsService; 4] = [
         AwsService::Ecs,
         AwsService::ElasticLoadBalancing,
         AwsService::ServiceDiscovery,
+        AwsService::Ssm,
     ];
 
     /// The SigV4 signing name, as credential scopes spell it.
@@ -43,6 +48,7 @@ impl AwsService {
             AwsService::Ecs => "ecs",
             AwsService::ElasticLoadBalancing => "elasticloadbalancing",
             AwsService::ServiceDiscovery => "servicediscovery",
+            AwsService::Ssm => "ssm",
         }
     }
 
@@ -69,11 +75,10 @@ impl AwsService {
             .get("x-amz-target")
             .and_then(|v| v.to_str().ok())
             .unwrap_or("");
-        if target
-            .split_once('.')
-            .is_some_and(|(prefix, _)| prefix == SERVICE_DISCOVERY_TARGET_PREFIX)
-        {
-            return Ok(AwsService::ServiceDiscovery);
+        match target.split_once('.').map(|(prefix, _)| prefix) {
+            Some(SERVICE_DISCOVERY_TARGET_PREFIX) => return Ok(AwsService::ServiceDiscovery),
+            Some(model::wire_ssm::TARGET_PREFIX) => return Ok(AwsService::Ssm),
+            _ => {}
         }
         let form = headers
             .get(http::header::CONTENT_TYPE)
@@ -144,5 +149,11 @@ mod tests {
             AwsService::of_request(&h).unwrap(),
             AwsService::ServiceDiscovery
         );
+        let mut h = HeaderMap::new();
+        h.insert(
+            "x-amz-target",
+            "AmazonSSM.CreateActivation".parse().unwrap(),
+        );
+        assert_eq!(AwsService::of_request(&h).unwrap(), AwsService::Ssm);
     }
 }

@@ -28,7 +28,8 @@ enum Command {
     /// Run the control plane: the ECS JSON 1.1 API on an embedded store.
     Server(cmd::server::ServerArgs),
     /// Run the node agent: register this machine and run its tasks through containerd.
-    Agent(cmd::agent::AgentArgs),
+    /// (Boxed: its many flags would make every other variant as large.)
+    Agent(Box<cmd::agent::AgentArgs>),
     /// Print a task's container output (through the control plane); `--follow` to stream.
     Logs(cmd::logs::LogsArgs),
     /// Node host layer: settings API server, boot step, install, rollback.
@@ -66,7 +67,7 @@ fn main() -> ExitCode {
 fn main_inner(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Server(args) => cmd::server::run(args),
-        Command::Agent(args) => cmd::agent::run(args),
+        Command::Agent(args) => cmd::agent::run(*args),
         Command::Bench(bench) => cmd::bench::run(bench),
         Command::Dev(dev) => cmd::dev::run(dev),
         Command::Host(args) => cmd::host::run(args),

@@ -37,6 +37,12 @@ pub enum AgentOperation {
     GetServiceConnectRoutes,
     /// Answer a host API call handed over in `PollTasks` (see [`crate::host`]).
     PutHostAnswer,
+    /// ECS Anywhere: exchange an SSM activation for a managed-instance id and the
+    /// node's own credentials (see [`RegisterExternalInstanceRequest`]).
+    RegisterExternalInstance,
+    /// ECS Anywhere: replace the calling node's credentials with new ones (see
+    /// [`RotateNodeCredentialsRequest`]).
+    RotateNodeCredentials,
 }
 
 impl AgentOperation {
@@ -49,6 +55,8 @@ impl AgentOperation {
             "PutLogs" => Some(AgentOperation::PutLogs),
             "GetServiceConnectRoutes" => Some(AgentOperation::GetServiceConnectRoutes),
             "PutHostAnswer" => Some(AgentOperation::PutHostAnswer),
+            "RegisterExternalInstance" => Some(AgentOperation::RegisterExternalInstance),
+            "RotateNodeCredentials" => Some(AgentOperation::RotateNodeCredentials),
             _ => None,
         }
     }
@@ -234,4 +242,79 @@ pub struct ServiceConnectEndpoint {
     pub address: String,
     /// Port.
     pub port: u16,
+}
+
+// --- ECS Anywhere (external nodes) ------------------------------------------------------
+
+/// The first characters of every node access key id (`FLTN` + 16 characters of
+/// `A–Z2–7`). A request signed with a key of this shape is always verified against the
+/// node credentials the control plane issued, even on a server started without
+/// `--credentials`, so a revoked node is refused everywhere.
+pub const NODE_ACCESS_KEY_PREFIX: &str = "FLTN";
+
+/// `RegisterExternalInstance` input: the bootstrap call of an external node
+/// (`flotilla agent --activation-id … --activation-code …`). It is the one call not
+/// verified by its SigV4 signature (the node holds no key yet; only the region of its
+/// credential scope is read): the activation code in the body authenticates it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RegisterExternalInstanceRequest {
+    /// The activation id (`aws ssm create-activation`'s `ActivationId`).
+    pub activation_id: String,
+    /// The activation code (`ActivationCode`).
+    pub activation_code: String,
+    /// The node's host name, for the record (at most 256 characters).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hostname: Option<String>,
+}
+
+/// The credentials issued to a node.
+#[derive(Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NodeCredentials {
+    /// The access key id (`FLTN…`).
+    pub access_key_id: String,
+    /// The secret access key (shown once, in this answer).
+    pub secret_access_key: String,
+    /// When these credentials stop working unless rotated first (epoch seconds).
+    pub expiration: f64,
+}
+
+impl std::fmt::Debug for NodeCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NodeCredentials")
+            .field("access_key_id", &self.access_key_id)
+            .field("expiration", &self.expiration)
+            .finish_non_exhaustive()
+    }
+}
+
+/// `RegisterExternalInstance` output.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RegisterExternalInstanceResponse {
+    /// The managed-instance id (`mi-` + 17 hex digits): the node's `ec2InstanceId`.
+    pub managed_instance_id: String,
+    /// The account the node acts in.
+    pub account: String,
+    /// The region the node acts in (the activation's).
+    pub region: String,
+    /// The node's own credentials; every later call is signed with them.
+    pub credentials: NodeCredentials,
+}
+
+/// `RotateNodeCredentials` input (signed with the node's current credentials).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RotateNodeCredentialsRequest {}
+
+/// `RotateNodeCredentials` output: the new credentials. The previous ones keep working
+/// for a short grace period, so a node that loses this answer can retry.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RotateNodeCredentialsResponse {
+    /// The managed-instance id.
+    pub managed_instance_id: String,
+    /// The new credentials.
+    pub credentials: NodeCredentials,
 }

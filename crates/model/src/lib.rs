@@ -12,6 +12,7 @@
 //! ## Layout
 //! - [`wire`]: the generated request/response shapes, enums and the [`wire::Operation`] list.
 //! - [`wire_sd`]: the same, generated from Cloud Map's (`servicediscovery`) model.
+//! - [`wire_ssm`]: the SSM activation shapes (ECS Anywhere), hand-written.
 //! - [`agent`]: the flotilla agent protocol (`PollTasks`), beside the ECS operations.
 //! - [`logs`]: task logs through the control plane (`FlotillaV1.GetTaskLogs`, the agent's
 //!   `PutLogs`).
@@ -40,3 +41,4 @@ pub mod status;
 pub mod updater_state;
 pub mod wire;
 pub mod wire_sd;
+pub mod wire_ssm;

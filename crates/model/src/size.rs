@@ -17,7 +17,10 @@ pub struct FargateSize {
     pub memory_step: u32,
 }
 
-/// The Fargate task-size table (Linux).
+/// The Fargate task-size table (Linux), as AWS documents it: 0.25 vCPU with 0.5, 1 or
+/// 2 GB ([`FARGATE_256_MEMORY`]: not 1.5 GB, although the row's step would allow it);
+/// 0.5, 1, 2 and 4 vCPU in 1 GB steps; 8 vCPU with 16–60 GB in 4 GB steps; 16 vCPU with
+/// 32–120 GB in 8 GB steps.
 pub const FARGATE_SIZES: &[FargateSize] = &[
     FargateSize {
         cpu: 256,
@@ -63,6 +66,10 @@ pub const FARGATE_SIZES: &[FargateSize] = &[
     },
 ];
 
+/// The memory values (MiB) Fargate allows with 256 CPU units: the only row that is not
+/// an evenly stepped range.
+pub const FARGATE_256_MEMORY: &[u32] = &[512, 1024, 2048];
+
 /// Why a size string was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SizeError {
@@ -78,7 +85,7 @@ pub enum SizeError {
     },
     /// The cpu/memory pair is not in the Fargate table.
     #[error(
-        "Invalid 'cpu' setting for task. No Fargate configuration exists for cpu={cpu} memory={memory}"
+        "No Fargate configuration exists for given values: {cpu} CPU, {memory} memory. See the Amazon ECS documentation for the valid values."
     )]
     NotAFargateSize {
         /// CPU units.
@@ -155,7 +162,7 @@ pub fn check_fargate(cpu: u32, memory: u32) -> Result<(), SizeError> {
             && memory >= s.memory_min
             && memory <= s.memory_max
             && (memory - s.memory_min).is_multiple_of(s.memory_step)
-    });
+    }) && (cpu != 256 || FARGATE_256_MEMORY.contains(&memory));
     if ok {
         Ok(())
     } else {
@@ -206,5 +213,45 @@ mod tests {
         assert!(check_fargate(8192, 20480).is_ok());
         assert!(check_fargate(8192, 18432).is_err());
         assert!(check_fargate(300, 1024).is_err());
+    }
+
+    /// Every row of AWS's table at its edges, and the values just outside.
+    #[test]
+    fn fargate_table_matches_aws() {
+        let valid: &[(u32, &[u32])] = &[
+            (256, &[512, 1024, 2048]),
+            (512, &[1024, 2048, 3072, 4096]),
+            (1024, &[2048, 5120, 8192]),
+            (2048, &[4096, 16384]),
+            (4096, &[8192, 30720]),
+            (8192, &[16384, 20480, 61440]),
+            (16384, &[32768, 40960, 122_880]),
+        ];
+        for (cpu, mems) in valid {
+            for m in *mems {
+                assert!(check_fargate(*cpu, *m).is_ok(), "{cpu}/{m}");
+            }
+        }
+        let invalid: &[(u32, u32)] = &[
+            (256, 1536),
+            (256, 256),
+            (512, 512),
+            (512, 5120),
+            (1024, 9216),
+            (2048, 17408),
+            (4096, 31744),
+            (8192, 65536),
+            (16384, 36864),
+            (16384, 131_072),
+            (32768, 65536),
+        ];
+        for (cpu, m) in invalid {
+            assert!(check_fargate(*cpu, *m).is_err(), "{cpu}/{m}");
+        }
+        assert_eq!(
+            check_fargate(256, 4096).unwrap_err().to_string(),
+            "No Fargate configuration exists for given values: 256 CPU, 4096 memory. \
+             See the Amazon ECS documentation for the valid values."
+        );
     }
 }

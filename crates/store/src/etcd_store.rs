@@ -53,8 +53,14 @@
 //! and its answer awaited on a plain channel, so any thread may call. Every etcd request is
 //! bounded by [`EtcdOptions::timeout`].
 //!
-//! ## Limitations (this first slice)
-//! One server writes; others are not kept current (no watch), and nothing elects a leader.
+//! ## Several servers
+//! Each server's writer commits through its own handle; [`Store::follow`] (in
+//! `etcd_follow.rs`) delivers every commit to each server, which applies the others'
+//! and then moves its fence with [`Store::caught_up`]. A commit refused with `Conflict`
+//! is retried by the control plane after it caught up. `etcd_follow.rs` also elects the
+//! one server whose controllers run ([`crate::Election`]).
+//!
+//! ## Limitations
 //! `load` reads at one revision, page by page: a compaction of that revision during a
 //! large load fails it (the caller retries).
 
@@ -78,6 +84,8 @@ pub const MAX_REQUEST_BYTES: usize = 32 * 1024 * 1024;
 /// The flags an etcd member serving [`EtcdStore`] needs (with their default values
 /// of [`MAX_TXN_OPS`] and [`MAX_REQUEST_BYTES`]).
 pub const REQUIRED_FLAGS: [&str; 4] = ["--max-txn-ops", "16384", "--max-request-bytes", "33554432"];
+/// How long a turn ([`Store::take_turn`]) lasts if its holder dies before giving it back.
+pub const TURN_TTL: Duration = Duration::from_secs(2);
 /// Records per range request of [`Store::load`].
 pub const LOAD_PAGE: i64 = 1_000;
 /// Bytes a response may have (a page of 1,000 large records); tonic's default is 4 MiB.
@@ -170,6 +178,8 @@ struct Fence {
     client: Client,
     /// `mod_revision` of the writer key as this handle last saw it (see the module docs).
     expected: i64,
+    /// The lease of the turn key while this handle holds the turn ([`Store::take_turn`]).
+    turn: Option<i64>,
 }
 
 /// A [`Store`] in an etcd v3 cluster (see the module docs for the layout and the fence).
@@ -197,7 +207,7 @@ fn etcd_err(what: &str) -> impl Fn(etcd_client::Error) -> StoreError + '_ {
 }
 
 /// Bounds one request by `timeout`.
-async fn bounded<T>(
+pub(crate) async fn bounded<T>(
     timeout: Duration,
     what: &str,
     fut: impl Future<Output = Result<T, etcd_client::Error>>,
@@ -211,7 +221,7 @@ async fn bounded<T>(
 }
 
 /// The end of the range of keys starting with `prefix` (etcd's "prefix end").
-fn prefix_end(prefix: &[u8]) -> Vec<u8> {
+pub(crate) fn prefix_end(prefix: &[u8]) -> Vec<u8> {
     let mut end = prefix.to_vec();
     while let Some(last) = end.pop() {
         if last < 0xff {
@@ -234,7 +244,7 @@ async fn read_writer(
     }))
 }
 
-fn kv_client(client: &Client) -> KvClient {
+pub(crate) fn kv_client(client: &Client) -> KvClient {
     client
         .kv_client()
         .max_decoding_message_size(MAX_RESPONSE_BYTES)
@@ -287,7 +297,11 @@ impl EtcdStore {
             options,
             id: writer_id(),
             driver,
-            state: Mutex::new(Fence { client, expected }),
+            state: Mutex::new(Fence {
+                client,
+                expected,
+                turn: None,
+            }),
         })
     }
 
@@ -317,6 +331,10 @@ impl EtcdStore {
         format!("{}meta/writer", self.options.prefix).into_bytes()
     }
 
+    fn turn_key(&self) -> Vec<u8> {
+        format!("{}meta/turn", self.options.prefix).into_bytes()
+    }
+
     fn fence(&self) -> std::sync::MutexGuard<'_, Fence> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -327,12 +345,16 @@ impl EtcdStore {
         let mut fence = self.fence();
         let writer_key = self.writer_key();
         ops.push(TxnOp::put(writer_key.clone(), self.id.clone(), None));
+        // Nobody else holds the turn: it is absent, or ours.
+        let turn = match fence.turn {
+            Some(_) => Compare::value(self.turn_key(), CompareOp::Equal, self.id.clone()),
+            None => Compare::version(self.turn_key(), CompareOp::Equal, 0),
+        };
         let txn = Txn::new()
-            .when([Compare::mod_revision(
-                writer_key.clone(),
-                CompareOp::Equal,
-                fence.expected,
-            )])
+            .when([
+                Compare::mod_revision(writer_key.clone(), CompareOp::Equal, fence.expected),
+                turn,
+            ])
             .and_then(ops)
             .or_else([TxnOp::get(writer_key, None)]);
         let mut kv = kv_client(&fence.client);
@@ -363,45 +385,82 @@ impl EtcdStore {
     }
 }
 
+/// Every record under `prefix` (keys without it), read page by page at one revision,
+/// which it returns: one consistent snapshot.
+pub(crate) async fn load_at(
+    mut kv: KvClient,
+    prefix: Vec<u8>,
+    timeout: Duration,
+) -> Result<(i64, Vec<(String, Vec<u8>)>), StoreError> {
+    let end = prefix_end(&prefix);
+    let mut out = Vec::new();
+    let mut from = prefix.clone();
+    // The first page fixes the revision every later page reads at: one snapshot.
+    let mut at = 0;
+    loop {
+        let options = GetOptions::new()
+            .with_range(end.clone())
+            .with_limit(LOAD_PAGE)
+            .with_revision(at);
+        let mut resp = bounded(timeout, "range read", kv.get(from.clone(), Some(options))).await?;
+        if at == 0 {
+            at = resp.header().map_or(0, |h| h.revision());
+        }
+        let more = resp.more();
+        let kvs = resp.take_kvs();
+        if let Some(last) = kvs.last() {
+            from = last.key().to_vec();
+            from.push(0);
+        }
+        let empty = kvs.is_empty();
+        for kv in kvs {
+            let (key, value) = kv.into_key_value();
+            let key = String::from_utf8(key[prefix.len()..].to_vec()).map_err(|e| {
+                StoreError::Transaction(format!("a record key in etcd is not UTF-8: {e}"))
+            })?;
+            out.push((key, value));
+        }
+        if !more || empty {
+            return Ok((at, out));
+        }
+    }
+}
+
+/// What [`crate::etcd_follow`] needs of a store.
+impl EtcdStore {
+    pub(crate) fn prefix(&self) -> &str {
+        &self.options.prefix
+    }
+
+    pub(crate) fn timeout(&self) -> Duration {
+        self.options.timeout
+    }
+
+    /// The connected client (a cheap clone sharing its channel).
+    pub(crate) fn client(&self) -> Client {
+        self.fence().client.clone()
+    }
+
+    /// The runtime the client lives on.
+    pub(crate) fn handle(&self) -> tokio::runtime::Handle {
+        self.driver.handle.clone()
+    }
+
+    /// Runs `fut` in the background on the store's runtime.
+    pub(crate) fn spawn(&self, fut: impl Future<Output = ()> + Send + 'static) {
+        self.driver.handle.spawn(fut);
+    }
+}
+
 impl Store for EtcdStore {
     fn load(&self) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
         let prefix = self.records_prefix().into_bytes();
-        let end = prefix_end(&prefix);
-        let mut kv = kv_client(&self.fence().client);
+        let kv = kv_client(&self.fence().client);
         let timeout = self.options.timeout;
         self.driver.run(async move {
-            let mut out = Vec::new();
-            let mut from = prefix.clone();
-            // The first page fixes the revision every later page reads at: one snapshot.
-            let mut at = 0;
-            loop {
-                let options = GetOptions::new()
-                    .with_range(end.clone())
-                    .with_limit(LOAD_PAGE)
-                    .with_revision(at);
-                let mut resp =
-                    bounded(timeout, "range read", kv.get(from.clone(), Some(options))).await?;
-                if at == 0 {
-                    at = resp.header().map_or(0, |h| h.revision());
-                }
-                let more = resp.more();
-                let kvs = resp.take_kvs();
-                if let Some(last) = kvs.last() {
-                    from = last.key().to_vec();
-                    from.push(0);
-                }
-                let empty = kvs.is_empty();
-                for kv in kvs {
-                    let (key, value) = kv.into_key_value();
-                    let key = String::from_utf8(key[prefix.len()..].to_vec()).map_err(|e| {
-                        StoreError::Transaction(format!("a record key in etcd is not UTF-8: {e}"))
-                    })?;
-                    out.push((key, value));
-                }
-                if !more || empty {
-                    return Ok(out);
-                }
-            }
+            load_at(kv, prefix, timeout)
+                .await
+                .map(|(_, records)| records)
         })
     }
 
@@ -458,6 +517,75 @@ impl Store for EtcdStore {
         let range = DeleteOptions::new().with_range(prefix_end(prefix.as_bytes()));
         self.fenced_txn(vec![TxnOp::delete(prefix, Some(range))])
             .map(|_| ())
+    }
+
+    fn follow(&self, after: u64, sink: tokio::sync::mpsc::Sender<crate::Followed>) -> bool {
+        crate::etcd_follow::spawn_follow(self, self.client(), after, sink);
+        true
+    }
+
+    fn caught_up(&self, revision: u64) {
+        self.fence().expected = i64::try_from(revision).unwrap_or(i64::MAX);
+    }
+
+    /// Creates `<prefix>meta/turn` (this store's id, on a lease of [`TURN_TTL`], so a
+    /// holder that dies frees it) if nobody holds it, reading the writer key's revision in
+    /// the same transaction.
+    fn take_turn(&self) -> Result<Option<u64>, StoreError> {
+        let mut fence = self.fence();
+        if fence.turn.is_some() {
+            return Ok(Some(to_u64(fence.expected)));
+        }
+        let timeout = self.options.timeout;
+        let (turn_key, writer_key, id) = (self.turn_key(), self.writer_key(), self.id.clone());
+        let client = fence.client.clone();
+        let taken = self.driver.run(async move {
+            let mut leases = client.lease_client();
+            let ttl = i64::try_from(TURN_TTL.as_secs()).unwrap_or(2);
+            let lease = bounded(timeout, "lease grant", leases.grant(ttl, None))
+                .await?
+                .id();
+            let txn = Txn::new()
+                .when([Compare::version(turn_key.clone(), CompareOp::Equal, 0)])
+                .and_then([
+                    TxnOp::put(
+                        turn_key,
+                        id,
+                        Some(etcd_client::PutOptions::new().with_lease(lease)),
+                    ),
+                    TxnOp::get(writer_key, None),
+                ]);
+            let resp = bounded(timeout, "turn", kv_client(&client).txn(txn)).await?;
+            if !resp.succeeded() {
+                let _ = leases.revoke(lease).await;
+                return Ok(None);
+            }
+            let writer = resp.op_responses().into_iter().find_map(|r| match r {
+                etcd_client::TxnOpResponse::Get(get) => {
+                    Some(get.kvs().first().map_or(0, |kv| kv.mod_revision()))
+                }
+                _ => None,
+            });
+            Ok(Some((lease, writer.unwrap_or(0))))
+        })?;
+        Ok(taken.map(|(lease, writer)| {
+            fence.turn = Some(lease);
+            to_u64(writer)
+        }))
+    }
+
+    fn release_turn(&self) {
+        let mut fence = self.fence();
+        let Some(lease) = fence.turn.take() else {
+            return;
+        };
+        let mut leases = fence.client.lease_client();
+        let timeout = self.options.timeout;
+        // If this fails the lease ends by itself within TURN_TTL.
+        let _ = self.driver.run(async move {
+            bounded(timeout, "lease revoke", leases.revoke(lease)).await?;
+            Ok(())
+        });
     }
 
     /// Reconnects, settles the fence after a commit whose answer was lost (see the module
@@ -707,5 +835,113 @@ mod tests {
         // The acknowledged commit survived etcd's kill -9, and the store writes again.
         assert_eq!(s.load().unwrap(), vec![("a".to_owned(), b"1".to_vec())]);
         assert!(s.commit(&[put("a", "3")]).unwrap() > r1);
+    }
+
+    /// The next thing the follower delivers, within 10 s.
+    fn next(rx: &mut tokio::sync::mpsc::Receiver<crate::Followed>) -> crate::Followed {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            match rx.try_recv() {
+                Ok(f) => return f,
+                Err(tokio::sync::mpsc::error::TryRecvError::Empty) => {
+                    assert!(
+                        std::time::Instant::now() < deadline,
+                        "nothing followed in 10 s"
+                    );
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                Err(e) => panic!("the follower stopped: {e}"),
+            }
+        }
+    }
+
+    #[test]
+    fn a_follower_gets_each_commit_whole_in_order_and_a_snapshot_after_a_compaction() {
+        use crate::Followed;
+        let etcd = etcd();
+        let writer = open(&etcd);
+        let follower = open(&etcd);
+        let (tx, mut rx) = tokio::sync::mpsc::channel(16);
+        assert!(follower.follow(0, tx));
+        let r1 = writer.commit(&[put("y", "2"), put("x", "1")]).unwrap();
+        // A probe outside the records changes no record: nothing is delivered for it.
+        writer.recover().unwrap();
+        let r2 = writer
+            .commit(&[Mutation::Delete { key: "x".into() }])
+            .unwrap();
+        assert_eq!(
+            next(&mut rx),
+            Followed::Batch {
+                revision: r1,
+                mutations: vec![put("x", "1"), put("y", "2")],
+                deleted: vec![],
+            }
+        );
+        assert_eq!(
+            next(&mut rx),
+            Followed::Batch {
+                revision: r2,
+                mutations: vec![Mutation::Delete { key: "x".into() }],
+                deleted: vec![("x".to_owned(), b"1".to_vec())],
+            }
+        );
+        // After a compaction the history from revision 0 is gone: a new follower starting
+        // there gets the whole store instead.
+        let client = writer.client();
+        writer
+            .driver
+            .run(async move {
+                bounded(Duration::from_secs(5), "compact", {
+                    let mut kv = kv_client(&client);
+                    async move { kv.compact(i64::try_from(r2).unwrap(), None).await }
+                })
+                .await
+                .map(|_| ())
+            })
+            .unwrap();
+        let late = open(&etcd);
+        let (tx, mut rx) = tokio::sync::mpsc::channel(16);
+        assert!(late.follow(1, tx));
+        assert_eq!(
+            next(&mut rx),
+            Followed::Snapshot {
+                revision: r2,
+                records: vec![("y".to_owned(), b"2".to_vec())],
+            }
+        );
+        // …and then the commits after it.
+        let r3 = writer.commit(&[put("z", "3")]).unwrap();
+        assert_eq!(
+            next(&mut rx),
+            Followed::Batch {
+                revision: r3,
+                mutations: vec![put("z", "3")],
+                deleted: vec![],
+            }
+        );
+    }
+
+    #[test]
+    fn the_turn_holds_every_other_writer_off_until_it_is_given_back() {
+        let etcd = etcd();
+        let a = open(&etcd);
+        let b = open(&etcd);
+        let r1 = a.commit(&[put("k", "a")]).unwrap();
+        // b is behind; it takes the turn and learns what to catch up to.
+        assert_eq!(b.take_turn().unwrap(), Some(r1));
+        assert!(matches!(
+            a.commit(&[put("k", "a again")]),
+            Err(StoreError::Conflict { .. })
+        ));
+        assert_eq!(a.take_turn().unwrap(), None, "one holder at a time");
+        b.caught_up(r1);
+        let r2 = b.commit(&[put("k", "b")]).unwrap();
+        b.release_turn();
+        a.caught_up(r2);
+        assert!(a.commit(&[put("k", "a last")]).unwrap() > r2);
+        assert_eq!(
+            a.load().unwrap(),
+            vec![("k".to_owned(), b"a last".to_vec())]
+        );
     }
 }

@@ -30,12 +30,14 @@
 //! Loading reads every record; that is fine for the tens of thousands of records one
 //! control plane holds, not for millions.
 
+mod etcd_follow;
 pub mod etcd_process;
 mod etcd_store;
 mod location;
 mod mem;
 mod redb_store;
 
+pub use etcd_follow::{Election, Leadership};
 pub use etcd_store::{EtcdOptions, EtcdStore};
 pub use location::StoreLocation;
 pub use mem::MemStore;
@@ -55,6 +57,31 @@ pub enum Mutation {
     Delete {
         /// Record key.
         key: String,
+    },
+}
+
+/// What a follower of a shared store ([`Store::follow`]) is told, in revision order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Followed {
+    /// One commit (any writer's, this process's own included): its revision and the
+    /// changes it made, as the batch [`Store::commit`] applied (later change of a key
+    /// wins; a `wipe` shows as a delete of every record).
+    Batch {
+        /// The commit's revision (what [`Store::commit`] returned to its writer).
+        revision: u64,
+        /// Its changes to the records.
+        mutations: Vec<Mutation>,
+        /// What each deleted record held before, where the backend knows it (so that the
+        /// follower need not search its state for the record a key names).
+        deleted: Vec<(String, Vec<u8>)>,
+    },
+    /// The history since the follower's last revision is gone (etcd compacted it): every
+    /// record as of the commit at `revision`, to replace what the follower holds.
+    Snapshot {
+        /// The revision of the last commit the records include.
+        revision: u64,
+        /// Every record, in key order.
+        records: Vec<(String, Vec<u8>)>,
     },
 }
 
@@ -140,10 +167,15 @@ pub enum StoreError {
 /// - **Load.** [`Store::load`] returns exactly the records of the last successful commit
 ///   (or wipe) that completed before it was called, as one consistent snapshot; never a
 ///   mix of two commits.
-/// - **Single writer.** One writer commits at a time. A backend shared by several
-///   processes (etcd) must refuse a commit from a writer whose view is stale — another
-///   writer committed since this handle last committed or was opened — with
-///   [`StoreError::Conflict`], applying nothing.
+/// - **Fenced writers.** A backend shared by several processes (etcd) must refuse a
+///   commit from a writer whose view is stale — another writer committed since the last
+///   revision this handle committed, was opened at, or was told it caught up to
+///   ([`Store::caught_up`]) — with [`StoreError::Conflict`], applying nothing. Commits are
+///   therefore linearizable: each was made against the state of the one before it.
+/// - **Following.** A shared backend delivers every commit to [`Store::follow`]'s sink,
+///   whole and in revision order (or, when the history was compacted, a snapshot), so
+///   that each process keeps its in-memory copy current; a single-process backend answers
+///   `false` and its one writer is the only source of change.
 /// - **Limits.** A backend may refuse a batch larger than one of its transactions can
 ///   hold with [`StoreError::BatchTooLarge`], applying nothing; it never splits a batch.
 /// - **Errors.** An error from `load` or `revision` changed nothing. An error from
@@ -173,6 +205,29 @@ pub trait Store: Send + Sync + 'static {
     /// whatever the disk holds: the caller compares them with what it acknowledged.
     fn recover(&self) -> Result<(), StoreError> {
         Ok(())
+    }
+    /// Shared backends: starts delivering every commit after revision `after` to `sink`,
+    /// in revision order, for as long as `sink` is open (reconnecting and resuming after
+    /// errors, sending a [`Followed::Snapshot`] when the history is compacted). Returns
+    /// `false`, and does nothing, for a backend that only this process writes.
+    fn follow(&self, after: u64, sink: tokio::sync::mpsc::Sender<Followed>) -> bool {
+        let _ = (after, sink);
+        false
+    }
+    /// Shared backends, for a writer that other writers keep overtaking: takes the turn,
+    /// so that until [`Store::release_turn`] every other writer's commit is refused with
+    /// `Conflict`. `Ok(Some(revision))`: taken; the caller catches up to the commit at
+    /// `revision` and then commits without being overtaken. `Ok(None)`: another writer
+    /// holds it (try again shortly). A backend with one writer never needs it.
+    fn take_turn(&self) -> Result<Option<u64>, StoreError> {
+        Ok(None)
+    }
+    /// Gives the turn back (no-op when not held).
+    fn release_turn(&self) {}
+    /// The caller's in-memory state now holds every commit up to `revision` (it applied
+    /// what [`Store::follow`] delivered), so its next commit is fenced on that revision.
+    fn caught_up(&self, revision: u64) {
+        let _ = revision;
     }
 }
 

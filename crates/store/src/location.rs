@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use crate::{EtcdOptions, EtcdStore, RedbStore, Store, StoreError};
+use crate::{Election, EtcdOptions, EtcdStore, RedbStore, Store, StoreError};
 
 /// Where the control plane's state lives.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -78,6 +78,24 @@ impl StoreLocation {
                 endpoints,
                 EtcdOptions::default(),
             )?)),
+        }
+    }
+
+    /// [`StoreLocation::open`] for a server named `name` (unique among the servers of one
+    /// store): a store several servers share (etcd) comes with this server's part in
+    /// electing the one whose controllers run; the embedded store has no election (its
+    /// one server leads).
+    pub fn open_for_server(
+        &self,
+        name: &str,
+    ) -> Result<(Arc<dyn Store>, Option<Election>), StoreError> {
+        match self {
+            StoreLocation::Redb(_) => Ok((self.open()?, None)),
+            StoreLocation::Etcd(endpoints) => {
+                let store = EtcdStore::connect(endpoints, EtcdOptions::default())?;
+                let election = Election::start(&store, name);
+                Ok((Arc::new(store), Some(election)))
+            }
         }
     }
 }

@@ -110,12 +110,12 @@ pub fn control_plane_with_clock(clock: Clock) -> ControlPlane {
 ///
 /// # Errors
 /// The operation's error, or the store's.
-pub async fn submit<Req: Send + 'static, Resp: Send + 'static>(
+pub async fn submit<Req: Clone + Send + 'static, Resp: Send + 'static>(
     cp: &ControlPlane,
     op: Op<Req, Resp>,
     r: Req,
 ) -> Result<Resp, EcsError> {
-    cp.write(scope(), move |s, ctx| op(s, ctx, r)).await
+    cp.write(scope(), move |s, ctx| op(s, ctx, r.clone())).await
 }
 
 /// A hand-driven control plane state: operations run as the writer runs them, at `now`,

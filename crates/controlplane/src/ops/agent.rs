@@ -12,7 +12,6 @@ use model::wire::{self, TaskStopCode};
 
 use crate::engine::{Ctx, Written};
 use crate::error::{EcsError, client, invalid};
-use crate::ops::common::active_cluster;
 use crate::ops::tasks::find;
 use crate::state::{Change, Record, Scope, State, TaskRecord};
 
@@ -28,7 +27,7 @@ pub fn discover_poll_endpoint(
     if req.cluster.is_some() {
         // DiscoverPollEndpoint declares no ClusterNotFoundException: the agent sees the
         // generic ClientException, as from RegisterContainerInstance.
-        active_cluster(state, scope, req.cluster.as_deref())
+        crate::fargate::agent_cluster(state, scope, req.cluster.as_deref())
             .map_err(|_| client("Cluster not found."))?;
     }
     Ok(wire::DiscoverPollEndpointResponse {
@@ -89,10 +88,15 @@ pub fn edit_reported_task(
     task: Option<&str>,
     edit: impl FnOnce(&mut TaskRecord) -> Result<(), EcsError>,
 ) -> Result<Vec<Change>, EcsError> {
-    let cluster = active_cluster(state, scope, cluster)?;
+    let cluster = crate::fargate::agent_cluster(state, scope, cluster)?;
     let ident = task.ok_or_else(|| invalid("task is required."))?;
-    let before = find(state, scope, &cluster.name, ident)
-        .ok_or_else(|| invalid("The referenced task was not found."))?;
+    // A pool node reports on the tasks of any cluster placed on its pool.
+    let before = if crate::fargate::is_pool(&cluster.name) {
+        crate::fargate::find_pool_task(state, scope, &cluster.name, ident)
+    } else {
+        find(state, scope, &cluster.name, ident)
+    }
+    .ok_or_else(|| invalid("The referenced task was not found."))?;
     let mut rec = before.clone();
     edit(&mut rec)?;
     Ok(if rec == *before {
@@ -221,7 +225,7 @@ pub fn submit_attachment_state_changes(
     scope: &Scope,
     req: wire::SubmitAttachmentStateChangesRequest,
 ) -> Result<wire::SubmitAttachmentStateChangesResponse, EcsError> {
-    active_cluster(state, scope, req.cluster.as_deref())?;
+    crate::fargate::agent_cluster(state, scope, req.cluster.as_deref())?;
     if req.attachments.is_none() {
         return Err(invalid("attachments is required."));
     }
@@ -255,11 +259,22 @@ pub fn report_network(
         req.task.as_deref(),
         |rec| {
             let attachments = rec.task.attachments.get_or_insert_with(Vec::new);
-            let id = attachments
+            let earlier = attachments
                 .iter()
-                .find(|a| a.r#type.as_deref() == Some(ENI_ATTACHMENT))
-                .and_then(|a| a.id.clone())
-                .unwrap_or(fresh_id);
+                .find(|a| a.r#type.as_deref() == Some(ENI_ATTACHMENT));
+            let id = earlier.and_then(|a| a.id.clone()).unwrap_or(fresh_id);
+            // A Fargate task's PRECREATED attachment names the subnet of its
+            // `awsvpcConfiguration`: it stays (the node reports its own bridge's CIDR).
+            let subnet = earlier
+                .and_then(|a| a.details.as_deref())
+                .and_then(|d| d.iter().find(|kv| kv.name.as_deref() == Some("subnetId")))
+                .and_then(|kv| kv.value.clone())
+                .or_else(|| req.subnet.clone());
+            let dns_name = format!(
+                "ip-{}.{}.compute.internal",
+                ip.to_string().replace('.', "-"),
+                ctx.scope.region
+            );
             let detail = |name: &str, value: Option<String>| {
                 value.map(|value| wire::KeyValuePair {
                     name: Some(name.to_owned()),
@@ -267,9 +282,10 @@ pub fn report_network(
                 })
             };
             let details = [
-                detail("subnetId", req.subnet.clone()),
+                detail("subnetId", subnet),
                 detail("networkInterfaceId", Some(format!("eni-{}", &id[..8]))),
                 detail("macAddress", req.mac_address.clone()),
+                detail("privateDnsName", Some(dns_name)),
                 detail("privateIPv4Address", Some(ip.to_string())),
                 detail("gateway", req.gateway.clone()),
             ]

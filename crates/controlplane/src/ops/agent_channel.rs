@@ -20,7 +20,7 @@ use serde::Serialize;
 use crate::engine::{Ctx, Written};
 use crate::error::{EcsError, invalid};
 use crate::ops::agent::edit_reported_task;
-use crate::ops::common::{active_cluster, cluster_name, member_id};
+use crate::ops::common::{cluster_name, member_id};
 use crate::ops::task_definitions;
 use crate::state::{Change, InstanceRecord, MemberKey, Record, Scope, State, TaskRecord};
 
@@ -31,7 +31,7 @@ pub fn polling_instance<'a>(
     cluster: Option<&str>,
     instance: Option<&str>,
 ) -> Result<&'a InstanceRecord, EcsError> {
-    let cluster = active_cluster(state, scope, cluster)?;
+    let cluster = crate::fargate::agent_cluster(state, scope, cluster)?;
     let ident = instance.ok_or_else(|| invalid("containerInstance is required."))?;
     let (_, id) = member_id(scope, ResourceType::ContainerInstance, ident)
         .ok_or_else(|| invalid(format!("containerInstance {ident:?} is not an id or ARN.")))?;

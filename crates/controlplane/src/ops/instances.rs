@@ -190,7 +190,8 @@ pub fn register(
     ctx: &mut Ctx,
     req: wire::RegisterContainerInstanceRequest,
 ) -> Written<wire::RegisterContainerInstanceResponse> {
-    let cluster = active_cluster(state, &ctx.scope, req.cluster.as_deref())
+    // A Fargate pool node registers into its pool (`crate::fargate`).
+    let cluster = crate::fargate::agent_cluster(state, &ctx.scope, req.cluster.as_deref())
         .map_err(|_| client("Cluster not found."))?;
     let doc: IdentityDocument = match req.instance_identity_document.as_deref() {
         None | Some("") => IdentityDocument::default(),
@@ -370,7 +371,8 @@ pub fn deregister(
     ctx: &mut Ctx,
     req: wire::DeregisterContainerInstanceRequest,
 ) -> Written<wire::DeregisterContainerInstanceResponse> {
-    let cluster = active_cluster(state, &ctx.scope, req.cluster.as_deref())?;
+    // A pool node can be deregistered or drained by its pool's name.
+    let cluster = crate::fargate::agent_cluster(state, &ctx.scope, req.cluster.as_deref())?;
     let ident = req
         .container_instance
         .ok_or_else(|| invalid("containerInstance is required."))?;
@@ -392,11 +394,20 @@ pub fn deregister(
     rec.instance.set_status(InstanceStatus::Inactive);
     rec.instance.agent_connected = Some(false);
     let shown = describe_one(&rec, u, true);
+    // An external (ECS Anywhere) node's credentials are revoked with it.
+    let revoked = match rec.instance.ec2_instance_id.as_deref() {
+        Some(mi) if mi.starts_with("mi-") => {
+            crate::ops::anywhere::revoke_node(state, &ctx.scope, mi)
+        }
+        _ => Vec::new(),
+    };
+    let mut changes = vec![Change::Put(Record::Instance(rec))];
+    changes.extend(revoked);
     Ok((
         wire::DeregisterContainerInstanceResponse {
             container_instance: Some(shown),
         },
-        vec![Change::Put(Record::Instance(rec))],
+        changes,
     ))
 }
 
@@ -526,7 +537,8 @@ pub fn update_state(
     ctx: &mut Ctx,
     req: wire::UpdateContainerInstancesStateRequest,
 ) -> Written<wire::UpdateContainerInstancesStateResponse> {
-    let cluster = active_cluster(state, &ctx.scope, req.cluster.as_deref())?;
+    // A pool node can be deregistered or drained by its pool's name.
+    let cluster = crate::fargate::agent_cluster(state, &ctx.scope, req.cluster.as_deref())?;
     let idents = req
         .container_instances
         .ok_or_else(|| invalid("containerInstances is required."))?;
@@ -558,6 +570,14 @@ pub fn update_state(
                     rec.instance.set_status(status);
                     rec.instance.version = Some(rec.instance.version.unwrap_or(0) + 1);
                     changes.push(Change::Put(Record::Instance(rec.clone())));
+                    // Draining a spot pool node reclaims it: its tasks are interrupted.
+                    if status == InstanceStatus::Draining {
+                        changes.extend(
+                            crate::fargate::spot_interruptions(state, &rec, ctx.now)
+                                .into_iter()
+                                .map(|t| Change::Put(Record::Task(t))),
+                        );
+                    }
                 }
                 done.push(describe_one(&rec, usage.get(&rec.id), false));
             }

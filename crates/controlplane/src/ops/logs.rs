@@ -79,7 +79,7 @@ pub fn locate(
         .and_then(|id| {
             state
                 .instances
-                .get(&MemberKey::new(scope, &cluster.name, id))
+                .get(&MemberKey::new(scope, rec.placed_in(), id))
         })
         .ok_or_else(|| {
             invalid(format!(

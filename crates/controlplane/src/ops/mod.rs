@@ -7,6 +7,7 @@
 pub mod account;
 pub mod agent;
 pub mod agent_channel;
+pub mod anywhere;
 pub mod attributes;
 pub mod capacity_providers;
 pub mod clusters;

@@ -294,11 +294,37 @@ pub fn create(
         req.launch_type,
         req.capacity_provider_strategy.as_deref(),
     )?;
-    if req.launch_type == Some(LaunchType::Fargate) {
-        return Err(EcsError::UnsupportedFeature(
-            "The FARGATE launch type is not available in flotilla yet.".into(),
-        ));
-    }
+    // FARGATE: tasks on the Fargate pool (`crate::fargate`), checked as RunTask's.
+    let platform_version = if req.launch_type == Some(LaunchType::Fargate) {
+        if scheduling == SchedulingStrategy::Daemon {
+            return Err(invalid(
+                "The DAEMON scheduling strategy is not supported with the FARGATE launch type.",
+            ));
+        }
+        if !req
+            .placement_constraints
+            .as_deref()
+            .unwrap_or(&[])
+            .is_empty()
+            || !req.placement_strategy.as_deref().unwrap_or(&[]).is_empty()
+        {
+            return Err(invalid(
+                "Task placement strategies and constraints are not supported with the FARGATE launch type.",
+            ));
+        }
+        if let Some(def) = def {
+            crate::fargate::validate_launch(
+                &def.definition,
+                None,
+                req.network_configuration.as_ref(),
+            )?;
+        }
+        Some(crate::fargate::resolve_platform_version(
+            req.platform_version.as_deref(),
+        )?)
+    } else {
+        None
+    };
     let mut config = req.deployment_configuration.unwrap_or_default();
     if scheduling == SchedulingStrategy::Daemon {
         // ECS's DAEMON defaults: replace one instance's task at a time, no surge.
@@ -345,6 +371,10 @@ pub fn create(
     let mut deployments = Vec::new();
     if let Some(def_arn) = &def_arn {
         let mut deployment = new_deployment(ctx, def_arn, desired, launch_type);
+        deployment.platform_version.clone_from(&platform_version);
+        deployment.platform_family = platform_version
+            .as_ref()
+            .map(|_| crate::fargate::PLATFORM_FAMILY.to_owned());
         if let Some(sc) = service_connect {
             deployment.service_connect_configuration = Some(sc.config);
             deployment.service_connect_resources = Some(sc.resources);
@@ -371,6 +401,10 @@ pub fn create(
         placement_constraints: Some(req.placement_constraints.unwrap_or_default()),
         placement_strategy: Some(req.placement_strategy.unwrap_or_default()),
         network_configuration: req.network_configuration,
+        platform_family: platform_version
+            .as_ref()
+            .map(|_| crate::fargate::PLATFORM_FAMILY.to_owned()),
+        platform_version,
         health_check_grace_period_seconds: req.health_check_grace_period_seconds,
         scheduling_strategy: Some(scheduling),
         deployment_controller: Some(req.deployment_controller.unwrap_or(
@@ -477,6 +511,16 @@ pub fn update(
             .ok_or_else(|| invalid("TaskDefinition not found."))?;
         if def.definition.status != Some(wire::TaskDefinitionStatus::Active) {
             return Err(invalid("TaskDefinition is inactive"));
+        }
+        // A FARGATE service's new revision must run on Fargate (`crate::fargate`).
+        if s.launch_type == Some(LaunchType::Fargate) {
+            crate::fargate::validate_launch(
+                &def.definition,
+                None,
+                req.network_configuration
+                    .as_ref()
+                    .or(s.network_configuration.as_ref()),
+            )?;
         }
         new_def = def.definition.task_definition_arn.clone();
     }

@@ -107,15 +107,40 @@ fn check_launch_type(
     launch_type: Option<LaunchType>,
 ) -> Result<(), EcsError> {
     match launch_type {
-        Some(LaunchType::Fargate) => Err(EcsError::UnsupportedFeature(
-            "The FARGATE launch type is not available in flotilla yet; run the task on the cluster's container instances (EC2 launch type).".into(),
-        )),
-        Some(LaunchType::ManagedInstances) => {
-            Err(EcsError::UnsupportedFeature("The MANAGED_INSTANCES launch type is not available in flotilla.".into()))
+        // Checked by `crate::fargate::validate_launch`; placed on the Fargate pool.
+        Some(LaunchType::Fargate) => Ok(()),
+        // ECS Anywhere: external instances run bridge, host and none tasks.
+        Some(LaunchType::External) => {
+            let requires = def
+                .definition
+                .requires_compatibilities
+                .as_deref()
+                .unwrap_or(&[]);
+            if !requires.is_empty() && !requires.contains(&Compatibility::External) {
+                return Err(client(
+                    "Task definition does not support launch_type EXTERNAL.",
+                ));
+            }
+            if def.definition.network_mode == Some(wire::NetworkMode::Awsvpc) {
+                return Err(invalid(
+                    "Tasks with the EXTERNAL launch type do not support the awsvpc network mode; use bridge, host or none.",
+                ));
+            }
+            Ok(())
         }
+        Some(LaunchType::ManagedInstances) => Err(EcsError::UnsupportedFeature(
+            "The MANAGED_INSTANCES launch type is not available in flotilla.".into(),
+        )),
         _ => {
-            let requires = def.definition.requires_compatibilities.as_deref().unwrap_or(&[]);
-            if !requires.is_empty() && !requires.contains(&Compatibility::Ec2) && !requires.contains(&Compatibility::External) {
+            let requires = def
+                .definition
+                .requires_compatibilities
+                .as_deref()
+                .unwrap_or(&[]);
+            if !requires.is_empty()
+                && !requires.contains(&Compatibility::Ec2)
+                && !requires.contains(&Compatibility::External)
+            {
                 return Err(client("Task definition does not support launch_type EC2."));
             }
             Ok(())
@@ -276,7 +301,26 @@ pub fn run_task(
         req.launch_type,
         req.capacity_provider_strategy.as_deref(),
     )?;
-    check_launch_type(def, req.launch_type)?;
+    // FARGATE (the launch type, or a strategy of the Fargate providers): the pool's.
+    let fargate_launch = req.launch_type == Some(LaunchType::Fargate)
+        || strategy
+            .as_deref()
+            .is_some_and(crate::capacity::is_fargate_strategy);
+    if !fargate_launch {
+        check_launch_type(def, req.launch_type)?;
+    }
+    let fargate = if fargate_launch {
+        crate::fargate::validate_launch(
+            &def.definition,
+            req.overrides.as_ref(),
+            req.network_configuration.as_ref(),
+        )?;
+        Some(crate::fargate::resolve_platform_version(
+            req.platform_version.as_deref(),
+        )?)
+    } else {
+        None
+    };
     validate_started_by(req.started_by.as_deref())?;
     if req
         .group
@@ -314,7 +358,21 @@ pub fn run_task(
         enable_execute_command: req.enable_execute_command.unwrap_or(false),
         client_token: req.client_token,
         launch_type: Some(req.launch_type.unwrap_or(LaunchType::Ec2)),
+        fargate: None,
     };
+    if let Some(platform_version) = fargate {
+        let launch = FargateRun {
+            count,
+            strategy: strategy.as_deref(),
+            platform_version,
+            subnet: crate::fargate::first_subnet(req.network_configuration.as_ref()),
+            placement: (
+                req.placement_strategy.as_deref().unwrap_or(&[]),
+                req.placement_constraints.as_deref().unwrap_or(&[]),
+            ),
+        };
+        return run_fargate(state, ctx, cluster, def, spec, launch, fingerprint);
+    }
     let placement = placement_spec(
         def,
         req.placement_strategy.as_deref().unwrap_or(&[]),
@@ -335,7 +393,11 @@ pub fn run_task(
         .group
         .clone()
         .unwrap_or_else(|| family_group(&def.family));
-    let request = task_request(def, spec.overrides.as_ref(), &group);
+    // EXTERNAL goes to external instances only; EC2 never does.
+    let request = crate::placement::for_launch_type(
+        task_request(def, spec.overrides.as_ref(), &group),
+        spec.launch_type,
+    );
     // With a strategy, each task is for one provider and kept to its node group.
     let (requests, providers) = match &strategy {
         None => (vec![request; usize::try_from(count).unwrap_or(1)], vec![]),
@@ -363,6 +425,111 @@ pub fn run_task(
     );
     if fingerprint.is_some() {
         // A retry answers the token's tasks in id order: so does the first answer.
+        placed.sort_by(|a, b| a.id.cmp(&b.id));
+    }
+    let tasks = placed.iter().map(|t| t.task.clone()).collect();
+    let changes = placed
+        .into_iter()
+        .map(|mut t| {
+            t.client_token_fingerprint.clone_from(&fingerprint);
+            Change::Put(Record::Task(t))
+        })
+        .collect();
+    Ok((
+        wire::RunTaskResponse {
+            tasks: Some(tasks),
+            failures: Some(failures),
+        },
+        changes,
+    ))
+}
+
+/// A FARGATE RunTask's launch inputs (see [`run_fargate`]).
+struct FargateRun<'r> {
+    count: i32,
+    /// The Fargate providers' strategy, if the request (or the cluster) gave one.
+    strategy: Option<&'r [wire::CapacityProviderStrategyItem]>,
+    platform_version: String,
+    subnet: Option<String>,
+    /// The request's `placementStrategy` and `placementConstraints` (refused).
+    placement: (
+        &'r [wire::PlacementStrategy],
+        &'r [wire::PlacementConstraint],
+    ),
+}
+
+/// RunTask for FARGATE: `count` tasks placed on the Fargate pool of the account and
+/// region (every pool node that is ACTIVE and connected), spread across zones, each
+/// with the Fargate shape. A task the pool has no room for is one `failures` entry with
+/// ECS's reason ([`crate::fargate::CAPACITY_UNAVAILABLE`]); its `detail` says what ran
+/// short (the pool's nodes are never named).
+fn run_fargate(
+    state: &State,
+    ctx: &mut Ctx,
+    cluster: &ClusterRecord,
+    def: &TaskDefinitionRecord,
+    mut spec: TaskSpec,
+    launch: FargateRun<'_>,
+    fingerprint: Option<String>,
+) -> Written<wire::RunTaskResponse> {
+    if !launch.placement.0.is_empty() || !launch.placement.1.is_empty() {
+        return Err(invalid(
+            "Task placement strategies and constraints are not supported with the FARGATE launch type.",
+        ));
+    }
+    let placement = crate::fargate::placement_spec();
+    let group = spec
+        .group
+        .clone()
+        .unwrap_or_else(|| family_group(&def.family));
+    let request = task_request(def, spec.overrides.as_ref(), &group);
+    // `count` is 1-10 (checked by RunTask): so is the number of requests.
+    let n = u32::try_from(launch.count).unwrap_or(1);
+    let split = match launch.strategy {
+        Some(s) => crate::capacity::split(s, n, &Default::default()),
+        None => vec![(crate::fargate::FARGATE_PROVIDER.to_owned(), n)],
+    };
+    spec.launch_type = Some(LaunchType::Fargate);
+    let (mut placed, mut failed) = (Vec::new(), Vec::new());
+    // FARGATE tasks on the pool's regular nodes, FARGATE_SPOT ones on its spot nodes:
+    // disjoint sets, so one placement each books no node twice.
+    for (provider, k) in split {
+        let spot = provider == crate::fargate::FARGATE_SPOT_PROVIDER;
+        spec.fargate = Some(crate::task::FargateSpec {
+            platform_version: launch.platform_version.clone(),
+            provider: provider.clone(),
+            subnet: launch.subnet.clone(),
+        });
+        let requests = vec![request.clone(); k as usize];
+        let providers = vec![Some(provider); k as usize];
+        let (snap, records) = crate::fargate::pool_snapshot(state, &ctx.scope, false, spot);
+        let (p, f) = place(
+            ctx,
+            cluster,
+            def,
+            &spec,
+            (&snap, &records),
+            (&requests, &providers),
+            &placement,
+        );
+        placed.extend(p);
+        failed.extend(f);
+    }
+    let failures: Vec<wire::Failure> = if failed.is_empty() {
+        vec![]
+    } else {
+        let mut short: Vec<String> = failed.into_iter().filter_map(|f| f.reason).collect();
+        short.sort();
+        short.dedup();
+        vec![wire::Failure {
+            detail: Some(format!(
+                "No Fargate pool node of this region has room for the task ({}).",
+                short.join(", ")
+            )),
+            ..crate::fargate::capacity_failure()
+        }]
+    };
+    if fingerprint.is_some() {
         placed.sort_by(|a, b| a.id.cmp(&b.id));
     }
     let tasks = placed.iter().map(|t| t.task.clone()).collect();
@@ -412,6 +579,7 @@ pub fn start_task(
         enable_execute_command: req.enable_execute_command.unwrap_or(false),
         client_token: None,
         launch_type: Some(LaunchType::Ec2),
+        fargate: None,
     };
     let group = spec
         .group
@@ -463,13 +631,24 @@ pub fn start_task(
         let snap = ClusterSnapshot {
             instances: vec![view],
         };
+        // On an external (ECS Anywhere) instance the task is an EXTERNAL one, as in ECS.
+        let external = crate::placement::is_external(inst).then(|| {
+            let mut s = spec.clone();
+            s.launch_type = Some(LaunchType::External);
+            let r = crate::placement::for_launch_type(request.clone(), s.launch_type);
+            (s, r)
+        });
+        let (spec_here, request_here) = match &external {
+            Some((s, r)) => (s, r),
+            None => (&spec, &request),
+        };
         let (placed, f) = place(
             ctx,
             cluster,
             def,
-            &spec,
+            spec_here,
             (&snap, &[inst]),
-            (std::slice::from_ref(&request), &[]),
+            (std::slice::from_ref(request_here), &[]),
             &placement,
         );
         failures.extend(f);

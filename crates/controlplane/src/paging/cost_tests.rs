@@ -183,6 +183,7 @@ fn task(s: &mut State, sc: &Scope, cluster: &str, t: &T<'_>) {
         client_token_fingerprint: None,
         agent_acknowledged: true,
         pending_stop: None,
+        pool: None,
     })));
 }
 

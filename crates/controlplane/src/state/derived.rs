@@ -436,7 +436,7 @@ impl Derived {
         if !holds {
             return;
         }
-        let key = MemberKey::new(&t.scope, &t.cluster, instance);
+        let key = MemberKey::new(&t.scope, t.placed_in(), instance);
         let u = self.usage.entry(key.clone()).or_default();
         let r = &t.reservation;
         let sign32 = i32::try_from(sign).unwrap_or(0);

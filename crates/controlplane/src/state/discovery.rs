@@ -97,6 +97,8 @@ pub enum DiscoveryRecord {
     Instance(SdInstanceRecord),
     /// An operation record.
     Operation(SdOperationRecord),
+    /// An ECS Anywhere record (SSM activation, managed node): see `state/anywhere.rs`.
+    Anywhere(super::anywhere::AnywhereRecord),
 }
 
 impl DiscoveryRecord {
@@ -109,6 +111,7 @@ impl DiscoveryRecord {
                 ("sd-inst", &r.scope, format!("{}|{}", r.service_id, r.id))
             }
             DiscoveryRecord::Operation(r) => ("sd-op", &r.scope, r.id.clone()),
+            DiscoveryRecord::Anywhere(r) => return r.store_key(),
         };
         format!("{kind}|{}|{}|{rest}", s.account, s.region)
     }
@@ -125,6 +128,8 @@ pub struct Discovery {
     pub instances: BTreeMap<SdInstanceKey, SdInstanceRecord>,
     /// Operation records by id.
     pub operations: BTreeMap<SdKey, SdOperationRecord>,
+    /// ECS Anywhere's activations and managed nodes (`state/anywhere.rs`).
+    pub anywhere: super::anywhere::Anywhere,
 }
 
 impl Discovery {
@@ -144,6 +149,7 @@ impl Discovery {
             DiscoveryRecord::Operation(r) => {
                 self.operations.insert((r.scope.clone(), r.id.clone()), r);
             }
+            DiscoveryRecord::Anywhere(r) => self.anywhere.put(r),
         }
     }
 
@@ -163,6 +169,7 @@ impl Discovery {
             DiscoveryRecord::Operation(r) => {
                 self.operations.remove(&(r.scope.clone(), r.id.clone()));
             }
+            DiscoveryRecord::Anywhere(r) => self.anywhere.delete(r),
         }
     }
 
@@ -188,7 +195,8 @@ impl Discovery {
             .values()
             .cloned()
             .map(DiscoveryRecord::Operation);
-        ns.chain(svc).chain(inst).chain(ops)
+        let anywhere = self.anywhere.records().map(DiscoveryRecord::Anywhere);
+        ns.chain(svc).chain(inst).chain(ops).chain(anywhere)
     }
 
     /// A namespace by id.

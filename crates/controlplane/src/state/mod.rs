@@ -14,6 +14,7 @@
 
 use std::collections::BTreeMap;
 
+mod anywhere;
 mod apply;
 mod derived;
 mod discovery;
@@ -26,6 +27,7 @@ mod tasks;
 #[cfg(test)]
 mod tests;
 
+pub use anywhere::*;
 pub use derived::*;
 pub use discovery::*;
 pub use keys::*;

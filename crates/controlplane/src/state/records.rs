@@ -111,6 +111,11 @@ pub struct TaskRecord {
     /// meanwhile, those in flight complete).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pending_stop: Option<PendingStop>,
+    /// The Fargate pool (its pseudo-cluster, `crate::fargate::pool_cluster`) whose
+    /// instance `instance_id` is: a FARGATE task belongs to its cluster but holds
+    /// resources on a pool instance. `None` for a task on its cluster's own instances.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pool: Option<String>,
 }
 
 /// A stop the service controller decided but holds back while the task drains from its
@@ -304,6 +309,12 @@ impl TaskRecord {
     /// The task's key.
     pub fn key(&self) -> MemberKey {
         MemberKey::new(&self.scope, &self.cluster, &self.id)
+    }
+
+    /// The (pseudo-)cluster of the instance the task is placed on: its pool for a
+    /// Fargate task, else its own cluster.
+    pub fn placed_in(&self) -> &str {
+        self.pool.as_deref().unwrap_or(&self.cluster)
     }
 }
 

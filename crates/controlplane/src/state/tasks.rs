@@ -197,6 +197,7 @@ mod tests {
             client_token_fingerprint: None,
             agent_acknowledged: false,
             pending_stop: None,
+            pool: None,
         })
     }
 

@@ -59,6 +59,7 @@ fn task(sc: &Scope, id: &str, status: &str, cpu: i64, port: u16) -> Record {
         client_token_fingerprint: None,
         agent_acknowledged: false,
         pending_stop: None,
+        pool: None,
     })
 }
 
@@ -276,6 +277,7 @@ fn cluster_ranges_do_not_leak_into_neighbours() {
             client_token_fingerprint: None,
             agent_acknowledged: false,
             pending_stop: None,
+            pool: None,
         })));
     }
     let ids: Vec<_> = s.tasks_in(&sc, "a").map(|t| t.id.as_str()).collect();
@@ -414,6 +416,7 @@ fn derived_indexes_stay_equal_to_a_rebuild() {
                     client_token_fingerprint: None,
                     agent_acknowledged: true,
                     pending_stop: None,
+                    pool: None,
                 })
             }
             _ => Record::Service(

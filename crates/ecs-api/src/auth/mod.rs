@@ -13,8 +13,10 @@
 //! that let the client leave them out would accept a signature made for one request
 //! (`DescribeClusters`) on another (`DeleteCluster` with the same body), or on another
 //! endpoint. The credential scope must name the service the request was routed to
-//! (`ecs`, `elasticloadbalancing`, `servicediscovery`: [`crate::service::AwsService`]);
-//! flotilla's own `POST /admin/reset` takes any service ([`ScopeService`]).
+//! (`ecs`, `elasticloadbalancing`, `servicediscovery`, `ssm`:
+//! [`crate::service::AwsService`]); flotilla's own `POST /admin/reset` takes any service
+//! ([`ScopeService`]). Keys the control plane issued to external nodes (ECS Anywhere)
+//! are verified beside the credentials file's, by [`crate::anywhere`].
 //!
 //! The signing math is HMAC-SHA256 from the `hmac`/`sha2` crates. We do not use
 //! `aws-sigv4` here: it chooses which headers to sign itself, while a verifier must use

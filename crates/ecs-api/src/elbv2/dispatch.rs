@@ -78,7 +78,7 @@ operations!(
     DescribeTags,
 );
 
-async fn write<Req: Send + 'static, Resp: Send + 'static>(
+async fn write<Req: Clone + Send + 'static, Resp: Send + 'static>(
     cp: &ControlPlane,
     call: &Call,
     req: Req,
@@ -87,7 +87,7 @@ async fn write<Req: Send + 'static, Resp: Send + 'static>(
     // The engine's error type is ECS's; an ELBv2 refusal travels as the answer itself
     // (with no changes), so the writer commits nothing for it.
     cp.write(call.scope.clone(), move |state, ctx| {
-        match op(state, ctx, req) {
+        match op(state, ctx, req.clone()) {
             Ok((resp, changes)) => Ok((Ok(resp), changes)),
             Err(e) => Ok((Err(e), Vec::new())),
         }

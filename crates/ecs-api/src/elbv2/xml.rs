@@ -136,6 +136,9 @@ impl ElbFailure {
             ElbFailure::Api(api) => match api {
                 ApiError::Ecs(e) => elb(&ElbError::from(e.clone())),
                 ApiError::Discovery(e) => (api.status_and_code().0, e.code()),
+                ApiError::Ssm(e) => (api.status_and_code().0, e.code()),
+                // An external node's key used on ELBv2 (the query protocol's code).
+                ApiError::AccessDenied(_) => (StatusCode::FORBIDDEN, "AccessDenied"),
                 ApiError::MissingTarget | ApiError::UnknownOperation(_) => {
                     (StatusCode::BAD_REQUEST, "InvalidAction")
                 }

@@ -34,14 +34,14 @@ async fn write<Req, Resp>(
     op: fn(&State, &mut Ctx, Req) -> SdWritten<Resp>,
 ) -> Result<Resp, ApiError>
 where
-    Req: DeserializeOwned + Required + Send + 'static,
+    Req: DeserializeOwned + Required + Clone + Send + 'static,
     Resp: Serialize + Send + 'static,
 {
     let req: Req = parse(body)?;
     // The operation's own error travels inside the writer's answer, with no changes.
     let answer = cp
         .write(call.scope.clone(), move |state, ctx| {
-            match op(state, ctx, req) {
+            match op(state, ctx, req.clone()) {
                 Ok((resp, changes)) => Ok((Ok(resp), changes)),
                 Err(e) => Ok((Err(e), Vec::new())),
             }

@@ -22,6 +22,16 @@ pub struct AgentArgs {
     /// Cluster to join.
     #[arg(long, default_value = "default")]
     pub cluster: String,
+    /// Join the Fargate pool NAME instead of a cluster: the node runs FARGATE tasks of
+    /// every cluster of its account and region and is never listed as a container
+    /// instance (see docs/fargate.md). NAME: 1-255 letters, digits, `-` and `_`.
+    #[arg(long, value_name = "NAME", conflicts_with = "cluster")]
+    pub fargate_pool: Option<String>,
+    /// With `--fargate-pool`: the node is spot capacity. Only FARGATE_SPOT tasks run on
+    /// it, and draining it (UpdateContainerInstancesState) interrupts them
+    /// (`stopCode: SpotInterruption`) as AWS reclaims spot capacity.
+    #[arg(long, requires = "fargate_pool")]
+    pub fargate_spot: bool,
     /// Where the agent keeps its state, task volumes and container logs.
     #[arg(long, default_value = "/var/lib/flotilla/agent")]
     pub data_dir: PathBuf,
@@ -96,6 +106,21 @@ pub struct AgentArgs {
     /// made there. Without it they are answered with an error.
     #[arg(long)]
     pub host_api_socket: Option<PathBuf>,
+    /// ECS Anywhere: join as an EXTERNAL instance with this SSM activation id (from
+    /// `aws ssm create-activation`), with `--activation-code`. The node gets its own
+    /// credentials (kept 0600 in `--data-dir`, rotated every 12 h) and signs with them;
+    /// once they are saved, the activation flags are no longer needed.
+    #[arg(long, requires = "activation_code", conflicts_with = "fargate_pool")]
+    pub activation_id: Option<String>,
+    /// The activation's code (`ActivationCode`); also `FLOTILLA_ACTIVATION_CODE`, which
+    /// keeps it out of the process list.
+    #[arg(
+        long,
+        env = "FLOTILLA_ACTIVATION_CODE",
+        requires = "activation_id",
+        hide_env_values = true
+    )]
+    pub activation_code: Option<String>,
 }
 
 fn pull_policy(s: &str) -> anyhow::Result<PullPolicy> {
@@ -108,6 +133,21 @@ fn pull_policy(s: &str) -> anyhow::Result<PullPolicy> {
             "--pull-behavior must be default, always, once or prefer-cached, not {other:?}"
         ),
     })
+}
+
+/// The pseudo-cluster a `--fargate-pool NAME` node registers into (the control plane's
+/// `controlplane::fargate::pool_cluster`; the agent links no control plane code).
+fn fargate_pool_cluster(name: &str) -> anyhow::Result<String> {
+    let valid = !name.is_empty()
+        && name.len() <= 255
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    anyhow::ensure!(
+        valid,
+        "--fargate-pool must be 1-255 letters, digits, hyphens and underscores, not {name:?}"
+    );
+    Ok(format!("fargate-pool.{name}"))
 }
 
 /// The slim binary that runs the agent (built beside `flotilla`).
@@ -152,6 +192,10 @@ pub fn run(args: AgentArgs) -> anyhow::Result<()> {
             .with_context(|| format!("--attributes: {kv:?} is not k=v"))?;
         attributes.insert(k.trim().to_owned(), v.trim().to_owned());
     }
+    if args.fargate_spot {
+        // controlplane::fargate::SPOT_ATTRIBUTE (the agent links no control plane code).
+        attributes.insert("flotilla.fargate-spot".to_owned(), "true".to_owned());
+    }
     let logger = match args.logger.clone() {
         Some(l) => l,
         None => std::env::current_exe()?.with_file_name("flotilla-runtime-logger"),
@@ -167,7 +211,10 @@ pub fn run(args: AgentArgs) -> anyhow::Result<()> {
         endpoint: args.endpoint.clone(),
         region: args.region.clone(),
         credentials: agent::client::Credentials::from_env(),
-        cluster: args.cluster.clone(),
+        cluster: match &args.fargate_pool {
+            Some(pool) => fargate_pool_cluster(pool)?,
+            None => args.cluster.clone(),
+        },
         data_dir: args.data_dir.clone(),
         attributes,
         reserved_memory_mib: args.reserved_memory,
@@ -183,6 +230,13 @@ pub fn run(args: AgentArgs) -> anyhow::Result<()> {
         task_dns: args.task_dns.clone(),
         service_connect_cidr: args.service_connect_cidr,
         host_api_socket: args.host_api_socket,
+        activation: match (&args.activation_id, &args.activation_code) {
+            (Some(id), Some(code)) => Some(agent::anywhere::Activation {
+                id: id.clone(),
+                code: code.clone(),
+            }),
+            _ => None,
+        },
     };
     let mut containerd = ContainerdConfig::new(
         &args.containerd_socket,
@@ -229,4 +283,41 @@ pub fn run(args: AgentArgs) -> anyhow::Result<()> {
         agent::run(cfg, Arc::new(runtime), crate::process::shutdown_signal()).await?;
         anyhow::Ok(())
     })
+}
+
+#[cfg(test)]
+mod fargate_pool_tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Debug, Parser)]
+    struct Cli {
+        #[command(flatten)]
+        agent: AgentArgs,
+    }
+
+    #[test]
+    fn a_pool_name_becomes_the_pool_pseudo_cluster() {
+        assert_eq!(fargate_pool_cluster("main").unwrap(), "fargate-pool.main");
+        assert!(fargate_pool_cluster("").is_err());
+        assert!(fargate_pool_cluster("a.b").is_err());
+        assert!(fargate_pool_cluster(&"x".repeat(256)).is_err());
+    }
+
+    #[test]
+    fn fargate_flags_exclude_a_cluster_and_spot_needs_a_pool() {
+        let parse = |args: &[&str]| {
+            Cli::try_parse_from(
+                ["agent", "--endpoint", "http://cp"]
+                    .iter()
+                    .chain(args)
+                    .copied(),
+            )
+        };
+        let ok = parse(&["--fargate-pool", "main", "--fargate-spot"]).expect("parses");
+        assert_eq!(ok.agent.fargate_pool.as_deref(), Some("main"));
+        assert!(ok.agent.fargate_spot);
+        assert!(parse(&["--fargate-pool", "main", "--cluster", "c"]).is_err());
+        assert!(parse(&["--fargate-spot"]).is_err());
+    }
 }

@@ -111,7 +111,9 @@ fn dispatch(cp: &ControlPlane, client: &reqwest::Client, in_flight: &Arc<Mutex<H
             };
             let scope = call.service.scope.clone();
             if let Err(e) = cp
-                .write(scope, move |s, ctx| report_hook_result(s, ctx, result))
+                .write(scope, move |s, ctx| {
+                    report_hook_result(s, ctx, result.clone())
+                })
                 .await
             {
                 tracing::warn!(error = %e, "a lifecycle hook's answer was not stored");
@@ -124,19 +126,19 @@ fn dispatch(cp: &ControlPlane, client: &reqwest::Client, in_flight: &Arc<Mutex<H
     }
 }
 
-/// Starts the runner (module doc) until the process ends. Call inside the server's
-/// runtime.
-pub fn serve(cp: ControlPlane) {
+/// Starts the runner (module doc) until the process ends or the handle is aborted. Call
+/// inside the server's runtime. `None` when it cannot run (logged).
+pub fn serve(cp: ControlPlane) -> Option<tokio::task::JoinHandle<()>> {
     let client = match client() {
         Ok(c) => c,
         Err(e) => {
             tracing::error!(error = %e, "cannot build the lifecycle hooks' HTTP client; hooks are not called");
-            return;
+            return None;
         }
     };
     let mut changes = cp.watch_changes();
     let in_flight = Arc::new(Mutex::new(HashSet::new()));
-    tokio::spawn(async move {
+    Some(tokio::spawn(async move {
         let mut poll = tokio::time::interval(POLL_EVERY);
         poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -150,7 +152,7 @@ pub fn serve(cp: ControlPlane) {
             }
             dispatch(&cp, &client, &in_flight);
         }
-    });
+    }))
 }
 
 #[cfg(test)]
@@ -219,7 +221,7 @@ mod tests {
                 stage,
                 step: 0,
                 hook: 0,
-                target: url,
+                target: url.clone(),
                 status: HookStatus::Pending,
                 started_at: ctx.now,
                 next_call_at: ctx.now,

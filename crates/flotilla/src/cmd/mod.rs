@@ -14,5 +14,6 @@ pub mod load_balancers;
 pub mod logs;
 pub mod os;
 pub mod server;
+pub mod server_election;
 pub mod store;
 pub mod updater;

@@ -80,6 +80,23 @@ pub struct ServerArgs {
     pub lb_listen: crate::cmd::load_balancers::LbListen,
 }
 
+/// Starts what only one server of a store may run (the leader; the only server of an
+/// embedded store): agent liveness, retention, the service controllers and the lifecycle
+/// hooks' runner. Aborting the handles stops them.
+fn start_controllers(
+    cp: &ControlPlane,
+    liveness: LivenessConfig,
+    retention: controlplane::retention::RetentionConfig,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    let mut running = vec![
+        spawn_liveness(cp.clone(), liveness),
+        controlplane::retention::spawn_retention(cp.clone(), retention),
+        controlplane::controllers::spawn_controllers(cp.clone()),
+    ];
+    running.extend(crate::cmd::lifecycle_hooks::serve(cp.clone()));
+    running
+}
+
 /// Runs the control plane until SIGINT/SIGTERM.
 pub fn run(args: ServerArgs) -> anyhow::Result<()> {
     if args.account_id.len() != 12 || !args.account_id.bytes().all(|b| b.is_ascii_digit()) {
@@ -93,11 +110,11 @@ pub fn run(args: ServerArgs) -> anyhow::Result<()> {
         .map_err(anyhow::Error::msg)?;
     std::fs::create_dir_all(&args.data_dir)
         .with_context(|| format!("cannot create data dir {}", args.data_dir.display()))?;
-    let store = args
+    let (store, election) = args
         .store
         .clone()
         .unwrap_or_else(|| store::StoreLocation::Redb(args.data_dir.join("state.redb")))
-        .open()?;
+        .open_for_server(&args.listen.to_string())?;
     let cp =
         ControlPlane::open(store).map_err(|e| anyhow::anyhow!("cannot load the state: {e}"))?;
     let auth_mode = if credentials.is_some() {
@@ -125,17 +142,21 @@ pub fn run(args: ServerArgs) -> anyhow::Result<()> {
             lost_after: Duration::from_secs(args.instance_lost_after.max(args.agent_timeout)),
             ..LivenessConfig::default()
         };
-        spawn_liveness(cp.clone(), liveness);
-        controlplane::retention::spawn_retention(
-            cp.clone(),
-            controlplane::retention::RetentionConfig {
-                stopped_task: Duration::from_secs(args.stopped_task_retention),
-                inactive: Duration::from_secs(args.inactive_retention),
-                ..Default::default()
-            },
-        );
-        controlplane::controllers::spawn_controllers(cp.clone());
-        crate::cmd::lifecycle_hooks::serve(cp.clone());
+        let retention = controlplane::retention::RetentionConfig {
+            stopped_task: Duration::from_secs(args.stopped_task_retention),
+            inactive: Duration::from_secs(args.inactive_retention),
+            ..Default::default()
+        };
+        let controllers = {
+            let cp = cp.clone();
+            move || start_controllers(&cp, liveness, retention.clone())
+        };
+        match election {
+            None => drop(controllers()),
+            Some(election) => {
+                tokio::spawn(crate::cmd::server_election::lead_when_elected(cp.clone(), election, controllers));
+            }
+        }
         if let Some(bind) = args.dns_listen {
             crate::cmd::discovery_dns::serve(cp.clone(), bind, args.dns_upstream).await?;
         }

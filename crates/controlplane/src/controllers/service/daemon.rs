@@ -39,7 +39,10 @@ impl<'a> Pass<'a> {
             return;
         };
         let (snap, records) = snapshot(self.state, &self.rec.scope, &self.rec.cluster);
-        let request = task_request(def, None, &self.group);
+        let request = crate::placement::for_launch_type(
+            task_request(def, None, &self.group),
+            self.svc.service.launch_type,
+        );
         let targets = daemon_targets(&snap, &request, &spec);
         let desired = i32::try_from(targets).unwrap_or(i32::MAX);
         self.svc.service.desired_count = Some(desired);

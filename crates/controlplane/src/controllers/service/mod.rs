@@ -289,10 +289,17 @@ impl<'a> Pass<'a> {
         let tasks = state
             .tasks_in_group(&rec.scope, &rec.cluster, &group)
             .collect();
-        let instances = state
-            .instances_in(&rec.scope, &rec.cluster)
-            .map(|i| (i.id.as_str(), i))
-            .collect();
+        // A FARGATE service's tasks are on the Fargate pool's instances.
+        let instances = if is_fargate(&rec.service) {
+            crate::fargate::pool_instances(state, &rec.scope)
+                .map(|i| (i.id.as_str(), i))
+                .collect()
+        } else {
+            state
+                .instances_in(&rec.scope, &rec.cluster)
+                .map(|i| (i.id.as_str(), i))
+                .collect()
+        };
         Pass {
             state,
             cluster,
@@ -431,6 +438,8 @@ struct LazySnapshot<'a> {
     scope: &'a crate::state::Scope,
     cluster: &'a str,
     cell: OnceCell<(ClusterSnapshot, Vec<&'a InstanceRecord>)>,
+    /// The Fargate pool's view instead (a FARGATE service).
+    fargate: bool,
 }
 
 impl<'a> LazySnapshot<'a> {
@@ -440,15 +449,32 @@ impl<'a> LazySnapshot<'a> {
             scope,
             cluster,
             cell: OnceCell::new(),
+            fargate: false,
         }
     }
 
+    /// The view a service's tasks are placed in: the Fargate pool's for a FARGATE one.
+    fn for_service(state: &'a State, rec: &'a ServiceRecord) -> Self {
+        let mut view = LazySnapshot::new(state, &rec.scope, &rec.cluster);
+        view.fargate = is_fargate(&rec.service);
+        view
+    }
+
     fn get(&self) -> (&ClusterSnapshot, &[&'a InstanceRecord]) {
-        let (snap, records) = self
-            .cell
-            .get_or_init(|| snapshot(self.state, self.scope, self.cluster));
+        let (snap, records) = self.cell.get_or_init(|| {
+            if self.fargate {
+                crate::fargate::pool_snapshot(self.state, self.scope, true, false)
+            } else {
+                snapshot(self.state, self.scope, self.cluster)
+            }
+        });
         (snap, records)
     }
+}
+
+/// Whether the service runs its tasks on the Fargate pool (launch type FARGATE).
+fn is_fargate(s: &wire::Service) -> bool {
+    s.launch_type == Some(wire::LaunchType::Fargate)
 }
 
 /// `(minimumHealthyPercent, maximumPercent)` with ECS's defaults (DAEMON: 0 and 100).

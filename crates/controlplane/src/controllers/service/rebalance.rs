@@ -84,7 +84,10 @@ impl<'a> Pass<'a> {
             return;
         }
         let (snap, records) = view.get();
-        let request = task_request(def, None, &self.group);
+        let request = crate::placement::for_launch_type(
+            task_request(def, None, &self.group),
+            self.svc.service.launch_type,
+        );
         let plan = scheduler::place(snap, std::slice::from_ref(&request), spec, ctx.random_u64());
         let Some(Outcome::Placed(pl)) = plan.outcomes.first() else {
             return;

@@ -62,7 +62,7 @@ impl<'a> Pass<'a> {
             min_healthy: (desired * min_pct + 99) / 100,
             max_total: desired * max_pct / 100,
         };
-        let view = LazySnapshot::new(self.state, &self.rec.scope, &self.rec.cluster);
+        let view = LazySnapshot::for_service(self.state, self.rec);
 
         self.stop_unhealthy();
         self.stop_free(&r);
@@ -109,7 +109,10 @@ impl<'a> Pass<'a> {
         if n <= 0 {
             return room;
         }
-        let request = task_request(def, None, &self.group);
+        let request = crate::placement::for_launch_type(
+            task_request(def, None, &self.group),
+            self.svc.service.launch_type,
+        );
         let requests = vec![request.clone(); usize::try_from(n).unwrap_or(0)];
         let (snap, records) = view.get();
         let plan = scheduler::place(snap, &requests, spec, ctx.random_u64());

@@ -63,7 +63,7 @@ impl<'a> Pass<'a> {
             self.stop(t, reason);
         }
         let desired = self.svc.service.desired_count.unwrap_or(0).max(0);
-        let view = LazySnapshot::new(self.state, &self.rec.scope, &self.rec.cluster);
+        let view = LazySnapshot::for_service(self.state, self.rec);
         let mut kept = Vec::with_capacity(sets.len());
         let mut placed_one = false;
         for mut ts in sets {
@@ -247,7 +247,8 @@ impl<'a> Pass<'a> {
         let Some((def, spec)) = self.launch_inputs(&launch) else {
             return;
         };
-        let request = task_request(def, None, &self.group);
+        let request =
+            crate::placement::for_launch_type(task_request(def, None, &self.group), ts.launch_type);
         let requests = vec![request.clone(); usize::try_from(n).unwrap_or(0)];
         let (snap, records) = view.get();
         let plan = scheduler::place(snap, &requests, &spec, ctx.random_u64());

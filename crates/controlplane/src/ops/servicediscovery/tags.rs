@@ -53,7 +53,9 @@ fn tags_of(r: &mut DiscoveryRecord) -> Result<&mut Vec<wire_sd::Tag>, SdError> {
     match r {
         DiscoveryRecord::Namespace(n) => Ok(&mut n.tags),
         DiscoveryRecord::Service(s) => Ok(&mut s.tags),
-        DiscoveryRecord::Instance(_) | DiscoveryRecord::Operation(_) => {
+        DiscoveryRecord::Instance(_)
+        | DiscoveryRecord::Operation(_)
+        | DiscoveryRecord::Anywhere(_) => {
             Err(invalid("Only namespaces and services can be tagged."))
         }
     }

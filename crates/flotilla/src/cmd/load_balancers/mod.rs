@@ -271,7 +271,7 @@ impl DataPlane {
             let written = self
                 .cp
                 .write(scope, move |s, ctx| {
-                    Ok(match report_health(s, ctx, chunk) {
+                    Ok(match report_health(s, ctx, chunk.clone()) {
                         Ok((out, changes)) => (Ok(out), changes),
                         Err(e) => (Err(e), Vec::new()),
                     })

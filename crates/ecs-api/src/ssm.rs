@@ -1,0 +1,140 @@
+//! The SSM activation operations (`ssm`): AWS's JSON 1.1 protocol with
+//! `X-Amz-Target: AmazonSSM.<Operation>`, PascalCase members ([`model::wire_ssm`],
+//! hand-written for these operations), SigV4 service name `ssm`. Only what ECS Anywhere
+//! needs is served: CreateActivation, DescribeActivations, DeleteActivation; any other
+//! SSM operation is an `UnknownOperationException`.
+//!
+//! ## Design
+//! As Cloud Map's: [`dispatch`] names the operation ([`SsmOperation`]) and sends it, in
+//! one `match`, to its pure function in `controlplane::ops::anywhere`, a read on the
+//! published state or a write through the single writer. Errors are
+//! [`SsmError`](controlplane::ops::anywhere::SsmError)s (SSM's own codes:
+//! `InvalidActivation`, `InvalidFilter`, `ValidationException`, …) carried by
+//! [`ApiError::Ssm`](crate::ApiError::Ssm); a body that is not JSON is a
+//! `SerializationException`, a member of the wrong type or a missing required member a
+//! `ValidationException`.
+
+use controlplane::ops::anywhere::{self, SsmError, SsmWritten};
+use controlplane::{ControlPlane, Ctx, State};
+use model::wire::Required;
+use model::wire_ssm::SsmOperation;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::dispatch::{Call, encode, parse_json};
+use crate::error::ApiError;
+
+pub use model::wire_ssm::TARGET_PREFIX;
+
+/// Parses a request body into `T`: a body that is not a JSON object is a
+/// `SerializationException`; a member of the wrong type, or a required member that is
+/// absent, a `ValidationException` naming it.
+pub fn parse<T: DeserializeOwned + Required>(body: &[u8]) -> Result<T, ApiError> {
+    let req: T = parse_json(body).map_err(|e| match e {
+        ApiError::InvalidParameter(m) => ApiError::Ssm(SsmError::Validation(m)),
+        other => other,
+    })?;
+    if let Some(field) = req.missing_required() {
+        return Err(SsmError::Validation(format!(
+            "1 validation error detected: Value null at '{field}' failed to satisfy constraint: Member must not be null"
+        ))
+        .into());
+    }
+    Ok(req)
+}
+
+/// Runs an SSM write through the one writer; its own error travels inside the answer.
+pub async fn write<Req, Resp>(
+    cp: &ControlPlane,
+    scope: controlplane::Scope,
+    req: Req,
+    op: fn(&State, &mut Ctx, Req) -> SsmWritten<Resp>,
+) -> Result<Resp, ApiError>
+where
+    Req: Clone + Send + 'static,
+    Resp: Send + 'static,
+{
+    let answer = cp
+        .write(scope, move |state, ctx| match op(state, ctx, req.clone()) {
+            Ok((resp, changes)) => Ok((Ok(resp), changes)),
+            Err(e) => Ok((Err(e), Vec::new())),
+        })
+        .await
+        .map_err(SsmError::from)?;
+    Ok(answer?)
+}
+
+async fn written<Req, Resp>(
+    cp: &ControlPlane,
+    call: &Call,
+    body: &[u8],
+    op: fn(&State, &mut Ctx, Req) -> SsmWritten<Resp>,
+) -> Result<Vec<u8>, ApiError>
+where
+    Req: DeserializeOwned + Required + Clone + Send + 'static,
+    Resp: Serialize + Send + 'static,
+{
+    let req: Req = parse(body)?;
+    encode(&write(cp, call.scope.clone(), req, op).await?)
+}
+
+/// Runs one SSM operation (`operation` is the part of `X-Amz-Target` after
+/// `AmazonSSM.`) and returns the JSON response body.
+pub async fn dispatch(
+    cp: &ControlPlane,
+    call: &Call,
+    operation: &str,
+    body: &[u8],
+) -> Result<Vec<u8>, ApiError> {
+    let op = SsmOperation::from_name(operation)
+        .ok_or_else(|| ApiError::UnknownOperation(operation.to_owned()))?;
+    tracing::debug!(operation = op.name(), region = %call.scope.region, "ssm request");
+    match op {
+        SsmOperation::CreateActivation => {
+            written(cp, call, body, anywhere::create_activation).await
+        }
+        SsmOperation::DescribeActivations => {
+            let req = parse(body)?;
+            encode(&cp.read(|s| anywhere::describe_activations(s, &call.scope, call.now, req))?)
+        }
+        SsmOperation::DeleteActivation => {
+            written(cp, call, body, anywhere::delete_activation).await
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use model::wire_ssm::{CreateActivationRequest, DeleteActivationRequest};
+
+    #[test]
+    fn wrong_types_and_missing_members_are_validation_errors() {
+        let e = parse::<CreateActivationRequest>(br#"{"IamRole":"r","RegistrationLimit":"x"}"#)
+            .unwrap_err();
+        assert_eq!(e.status_and_code().1, "ValidationException");
+        assert!(e.to_string().contains("RegistrationLimit"), "{e}");
+        let e = parse::<DeleteActivationRequest>(b"{}").unwrap_err();
+        assert_eq!(e.status_and_code().1, "ValidationException");
+        assert!(e.to_string().contains("ActivationId"), "{e}");
+        let e = parse::<CreateActivationRequest>(b"[1]").unwrap_err();
+        assert_eq!(e.status_and_code().1, "SerializationException");
+    }
+
+    #[test]
+    fn every_error_has_an_ssm_code() {
+        let e: ApiError = SsmError::InvalidActivation("x".into()).into();
+        assert_eq!(
+            e.status_and_code(),
+            (http::StatusCode::BAD_REQUEST, "InvalidActivation")
+        );
+        let e: ApiError = SsmError::Internal("disk".into()).into();
+        assert_eq!(
+            e.status_and_code(),
+            (
+                http::StatusCode::INTERNAL_SERVER_ERROR,
+                "InternalServerError"
+            )
+        );
+    }
+}
