@@ -32,7 +32,6 @@ use scheduler::spec::{SpreadField, Strategy};
 
 use crate::error::{EcsError, client, invalid};
 use crate::ops::common::{active_cluster, cluster_name, is_valid_name, member_id};
-use crate::placement::instance_view_with;
 use crate::state::{ClusterRecord, InstanceRecord, MemberKey, Scope, State, TaskRecord};
 
 /// The prefix of a pool's pseudo-cluster name. `.` is not allowed in cluster names, so
@@ -149,14 +148,10 @@ pub fn pool_snapshot<'a>(
     per_task: bool,
     spot: bool,
 ) -> (ClusterSnapshot, Vec<&'a InstanceRecord>) {
-    let records: Vec<&InstanceRecord> = pool_instances(state, scope)
+    let records = pool_instances(state, scope)
         .filter(|i| i.instance.status() != Some(RecordStatus::Inactive) && is_spot(i) == spot)
         .collect();
-    let instances = records
-        .iter()
-        .map(|i| instance_view_with(state, i, per_task))
-        .collect();
-    (ClusterSnapshot { instances }, records)
+    crate::placement::snapshot_of(state, records, per_task)
 }
 
 /// A task placed on pool `pool`, named by its ARN (`task/<cluster>/<id>`: a pool node

@@ -287,10 +287,20 @@ fn snapshot_with<'a>(
     cluster: &str,
     per_task: bool,
 ) -> (ClusterSnapshot, Vec<&'a InstanceRecord>) {
-    let records: Vec<&InstanceRecord> = state
+    let records = state
         .instances_in(scope, cluster)
         .filter(|i| i.instance.status() != Some(RecordStatus::Inactive))
         .collect();
+    snapshot_of(state, records, per_task)
+}
+
+/// The scheduler's view of `records` (each with its tasks' usage), and the records in the
+/// same order.
+pub(crate) fn snapshot_of<'a>(
+    state: &State,
+    records: Vec<&'a InstanceRecord>,
+    per_task: bool,
+) -> (ClusterSnapshot, Vec<&'a InstanceRecord>) {
     let instances = records
         .iter()
         .map(|i| instance_view_with(state, i, per_task))
