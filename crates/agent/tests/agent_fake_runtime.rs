@@ -9,64 +9,17 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use agent::AgentConfig;
-use controlplane::ControlPlane;
-use ecs_api::{ApiConfig, router, serve};
 use runtime::fake::FakeRuntime;
-use runtime::types::{ContainerId, GcPolicy, ImageRef, PullPolicy};
+use runtime::types::{ContainerId, ImageRef};
 use serde_json::{Value, json};
-use store::MemStore;
 
-const ECS: &str = "AmazonEC2ContainerServiceV20141113";
-
-struct Env {
-    endpoint: String,
-    http: reqwest::Client,
-}
+mod agent_support;
+use agent_support::{Env, config as base_config};
 
 impl Env {
-    async fn start() -> Env {
-        let cp = ControlPlane::open(Arc::new(MemStore::new())).unwrap();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let endpoint = format!("http://{}", listener.local_addr().unwrap());
-        let app = router(
-            cp,
-            ApiConfig {
-                account_id: "000000000000".into(),
-                ..Default::default()
-            },
-        );
-        tokio::spawn(serve(listener, app, std::future::pending()));
-        let env = Env {
-            endpoint,
-            http: reqwest::Client::new(),
-        };
-        env.ecs("CreateCluster", json!({"clusterName": "c"})).await;
-        env
-    }
-
-    /// POSTs `body` to target `target`: status and JSON body, whatever the status.
-    async fn post(&self, target: &str, body: Value) -> (u16, Value) {
-        let resp = self
-            .http
-            .post(&self.endpoint)
-            .header("x-amz-target", target)
-            .header("authorization", "AWS4-HMAC-SHA256 Credential=k/20260101/us-east-1/ecs/aws4_request, SignedHeaders=host, Signature=0")
-            .body(body.to_string())
-            .send()
-            .await
-            .unwrap();
-        (resp.status().as_u16(), resp.json().await.unwrap())
-    }
-
-    async fn ecs(&self, op: &str, body: Value) -> Value {
-        let (status, v) = self.post(&format!("{ECS}.{op}"), body).await;
-        assert!((200..300).contains(&status), "{op}: {v}");
-        v
-    }
-
     /// `FlotillaV1.<op>`: status and JSON body, whatever the status.
     async fn flotilla(&self, op: &str, body: Value) -> (u16, Value) {
-        self.post(&format!("FlotillaV1.{op}"), body).await
+        self.post("ecs", &format!("FlotillaV1.{op}"), body).await
     }
 
     /// `FlotillaV1.CallHostApi`, again while the agent's first poll is not open yet.
@@ -78,27 +31,6 @@ impl Env {
                 return (code, v);
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-
-    async fn task(&self, arn: &str) -> Value {
-        self.ecs("DescribeTasks", json!({"cluster": "c", "tasks": [arn]}))
-            .await["tasks"][0]
-            .clone()
-    }
-
-    async fn wait_status(&self, arn: &str, status: &str) -> Value {
-        let deadline = Instant::now() + Duration::from_secs(15);
-        loop {
-            let t = self.task(arn).await;
-            if t["lastStatus"] == status {
-                return t;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "task never reached {status}: {t}"
-            );
-            tokio::time::sleep(Duration::from_millis(25)).await;
         }
     }
 
@@ -126,25 +58,7 @@ impl Env {
 }
 
 fn config(env: &Env, dir: &std::path::Path) -> AgentConfig {
-    AgentConfig {
-        endpoint: env.endpoint.clone(),
-        region: "us-east-1".into(),
-        credentials: agent::client::Credentials::local(),
-        cluster: "c".into(),
-        data_dir: dir.to_path_buf(),
-        attributes: Default::default(),
-        reserved_memory_mib: 0,
-        instance_id: Some("i-test".into()),
-        default_stop_timeout: Duration::from_secs(2),
-        pull_policy: PullPolicy::Default,
-        gc: GcPolicy::default(),
-        bridge_cidr: None,
-        advertise_ip: None,
-        task_dns: Vec::new(),
-        service_connect_cidr: "127.77.0.0/16".parse().unwrap(),
-        host_api_socket: None,
-        activation: None,
-    }
+    base_config(env, dir, "i-test", "127.77.0.0/16")
 }
 
 fn spawn_agent(

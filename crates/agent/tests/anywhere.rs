@@ -11,62 +11,14 @@ use std::time::{Duration, Instant};
 use agent::AgentConfig;
 use agent::anywhere::{Activation, NodeIdentity};
 use agent::client::{Client, Credentials};
-use controlplane::ControlPlane;
-use ecs_api::{ApiConfig, router, serve};
 use runtime::fake::FakeRuntime;
-use runtime::types::{GcPolicy, ImageRef, PullPolicy};
+use runtime::types::ImageRef;
 use serde_json::{Value, json};
-use store::MemStore;
 
-const ECS: &str = "AmazonEC2ContainerServiceV20141113";
-
-struct Env {
-    endpoint: String,
-    http: reqwest::Client,
-}
+mod agent_support;
+use agent_support::{ECS, Env, config as base_config};
 
 impl Env {
-    async fn start() -> Env {
-        let cp = ControlPlane::open(Arc::new(MemStore::new())).unwrap();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let endpoint = format!("http://{}", listener.local_addr().unwrap());
-        let app = router(
-            cp,
-            ApiConfig {
-                account_id: "000000000000".into(),
-                ..Default::default()
-            },
-        );
-        tokio::spawn(serve(listener, app, std::future::pending()));
-        let env = Env {
-            endpoint,
-            http: reqwest::Client::new(),
-        };
-        env.ecs("CreateCluster", json!({"clusterName": "c"})).await;
-        env
-    }
-
-    /// POSTs `body` to `target`, scoped to `service`: status and JSON body.
-    async fn post(&self, service: &str, target: &str, body: Value) -> (u16, Value) {
-        let resp = self
-            .http
-            .post(&self.endpoint)
-            .header("x-amz-target", target)
-            .header("content-type", "application/x-amz-json-1.1")
-            .header("authorization", format!("AWS4-HMAC-SHA256 Credential=k/20260101/us-east-1/{service}/aws4_request, SignedHeaders=host, Signature=0"))
-            .body(body.to_string())
-            .send()
-            .await
-            .unwrap();
-        (resp.status().as_u16(), resp.json().await.unwrap())
-    }
-
-    async fn ecs(&self, op: &str, body: Value) -> Value {
-        let (status, v) = self.post("ecs", &format!("{ECS}.{op}"), body).await;
-        assert!((200..300).contains(&status), "{op}: {v}");
-        v
-    }
-
     async fn ssm(&self, op: &str, body: Value) -> (u16, Value) {
         self.post("ssm", &format!("AmazonSSM.{op}"), body).await
     }
@@ -99,45 +51,12 @@ impl Env {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
-
-    async fn wait_status(&self, arn: &str, status: &str) -> Value {
-        let deadline = Instant::now() + Duration::from_secs(15);
-        loop {
-            let t = self
-                .ecs("DescribeTasks", json!({"cluster": "c", "tasks": [arn]}))
-                .await["tasks"][0]
-                .clone();
-            if t["lastStatus"] == status {
-                return t;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "task never reached {status}: {t}"
-            );
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
-    }
 }
 
 fn config(env: &Env, dir: &std::path::Path, activation: Option<Activation>) -> AgentConfig {
     AgentConfig {
-        endpoint: env.endpoint.clone(),
-        region: "us-east-1".into(),
-        credentials: Credentials::local(),
-        cluster: "c".into(),
-        data_dir: dir.to_path_buf(),
-        attributes: Default::default(),
-        reserved_memory_mib: 0,
-        instance_id: Some("i-ignored-for-external-nodes".into()),
-        default_stop_timeout: Duration::from_secs(2),
-        pull_policy: PullPolicy::Default,
-        gc: GcPolicy::default(),
-        bridge_cidr: None,
-        advertise_ip: None,
-        task_dns: Vec::new(),
-        service_connect_cidr: "127.78.0.0/16".parse().unwrap(),
-        host_api_socket: None,
         activation,
+        ..base_config(env, dir, "i-ignored-for-external-nodes", "127.78.0.0/16")
     }
 }
 
