@@ -12,7 +12,7 @@ use controlplane::ops::{clusters, task_definitions};
 use controlplane::state::{Change, Record};
 use serde_json::json;
 use store::etcd_process::EtcdProcess;
-use store::{EtcdOptions, EtcdStore};
+use store::{EtcdOptions, EtcdStore, Followed, MemStore, Mutation, Store, StoreError};
 use testkit::ecs::{req, scope, submit, task_definition};
 
 fn server(etcd: &EtcdProcess) -> ControlPlane {
@@ -150,6 +150,90 @@ async fn a_delete_and_a_new_server_follow_the_others() {
     .expect("create on c");
     eventually("a and b follow c", || {
         names(&a) == ["kept", "third"] && names(&b) == ["kept", "third"]
+    })
+    .await;
+}
+
+/// A store that says it is shared and lets the test deliver what "etcd" followed.
+struct Scripted {
+    inner: MemStore,
+    sink: std::sync::Mutex<Option<tokio::sync::mpsc::Sender<Followed>>>,
+}
+
+impl Store for Scripted {
+    fn load(&self) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        self.inner.load()
+    }
+    fn commit(&self, batch: &[Mutation]) -> Result<u64, StoreError> {
+        self.inner.commit(batch)
+    }
+    fn revision(&self) -> Result<u64, StoreError> {
+        self.inner.revision()
+    }
+    fn wipe(&self) -> Result<(), StoreError> {
+        self.inner.wipe()
+    }
+    fn follow(&self, _after: u64, sink: tokio::sync::mpsc::Sender<Followed>) -> bool {
+        *self.sink.lock().unwrap() = Some(sink);
+        true
+    }
+}
+
+#[tokio::test]
+async fn a_snapshot_older_than_the_servers_state_is_ignored_a_newer_one_replaces_it() {
+    let store = Arc::new(Scripted {
+        inner: MemStore::new(),
+        sink: std::sync::Mutex::new(None),
+    });
+    let cp = ControlPlane::open(store.clone()).expect("open");
+    let sink = store.sink.lock().unwrap().clone().expect("followed");
+    submit(
+        &cp,
+        clusters::create_cluster,
+        req(json!({"clusterName": "mine"})),
+    )
+    .await
+    .expect("create");
+    let held = store.revision().unwrap();
+    let names =
+        || -> Vec<String> { cp.read(|s| s.clusters.values().map(|c| c.name.clone()).collect()) };
+    let record = cp.read(|s| s.clusters.values().next().cloned().expect("cluster"));
+    let other = {
+        let mut r = record.clone();
+        r.name = "other".into();
+        Record::Cluster(r)
+    };
+    // A re-list taken before this server's own commit: it must not undo it.
+    sink.send(Followed::Snapshot {
+        revision: held - 1,
+        records: Vec::new(),
+    })
+    .await
+    .unwrap();
+    // A later commit of another server, to know the snapshot was handled.
+    sink.send(Followed::Batch {
+        revision: held + 1,
+        mutations: vec![Mutation::Put {
+            key: other.store_key(),
+            value: serde_json::to_vec(&other).unwrap(),
+        }],
+        deleted: Vec::new(),
+    })
+    .await
+    .unwrap();
+    eventually("the later commit is applied", || {
+        names() == ["mine", "other"]
+    })
+    .await;
+    // A newer re-list replaces what the server holds.
+    sink.send(Followed::Snapshot {
+        revision: held + 2,
+        records: vec![(other.store_key(), serde_json::to_vec(&other).unwrap())],
+    })
+    .await
+    .unwrap();
+    eventually("the newer snapshot replaces the state", || {
+        names() == ["other"]
     })
     .await;
 }

@@ -83,7 +83,15 @@ impl Writer {
     /// Applies one delivered commit (or snapshot) to both states and publishes it.
     fn apply_one(&mut self, inner: &Inner, followed: Followed) {
         let (revision, changes) = match followed {
-            Followed::Batch { revision, .. } if revision <= self.applied => return,
+            // Already held: this server's own commit, or one it has applied. A snapshot
+            // that old would roll back this server's later commits (which the watch then
+            // skips as held), and the state at `applied` includes all it holds anyway: a
+            // commit is fenced on the state of the one before it.
+            Followed::Batch { revision, .. } | Followed::Snapshot { revision, .. }
+                if revision <= self.applied =>
+            {
+                return;
+            }
             Followed::Batch {
                 revision,
                 mutations,
