@@ -1,7 +1,16 @@
 //! The control plane's API as the agent uses it: a few ECS operations and the flotilla
 //! agent protocol, JSON over HTTP, every request SigV4-signed (`aws-sigv4`, the AWS SDK's
 //! own signer) with the node's credentials, exactly as the AWS CLI signs its requests.
+//!
+//! A client may know several endpoints (servers sharing one etcd store, any of which
+//! answers any call): it sends every call to the current one and, when that one cannot
+//! be reached or answers that it is unavailable (502, 503, 504 without an API error),
+//! moves on to the next and sends the call again, trying each endpoint once per call.
+//! Every call the agent makes may be repeated: state changes and reports carry the
+//! state they report, registration re-adopts the same instance, polls only read.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime};
 
 use aws_sigv4::http_request::{SignableBody, SignableRequest, SigningSettings, sign};
@@ -59,26 +68,63 @@ impl Credentials {
     }
 }
 
-/// A client of one control plane, in one region. Its clones share their credentials:
-/// [`Client::set_credentials`] (an external node's rotated key) changes them for all.
+/// The most endpoints one client may be given.
+pub const MAX_ENDPOINTS: usize = 16;
+
+/// The endpoints of an `--endpoint` value: one URL or several separated by commas
+/// (servers sharing one store), without trailing slashes. Refused when empty, when
+/// one is not an `http://` or `https://` URL, or when there are over [`MAX_ENDPOINTS`].
+pub fn parse_endpoints(value: &str) -> Result<Vec<String>, AgentError> {
+    let endpoints: Vec<String> = value
+        .split(',')
+        .map(|e| e.trim().trim_end_matches('/').to_owned())
+        .filter(|e| !e.is_empty())
+        .collect();
+    if endpoints.is_empty() {
+        return Err(AgentError::Config("--endpoint names no URL".into()));
+    }
+    if endpoints.len() > MAX_ENDPOINTS {
+        return Err(AgentError::Config(format!(
+            "--endpoint names {} URLs; at most {MAX_ENDPOINTS}",
+            endpoints.len()
+        )));
+    }
+    if let Some(bad) = endpoints
+        .iter()
+        .find(|e| !(e.starts_with("http://") || e.starts_with("https://")))
+    {
+        return Err(AgentError::Config(format!(
+            "--endpoint {bad:?} is not an http:// or https:// URL"
+        )));
+    }
+    Ok(endpoints)
+}
+
+/// A client of one control plane (one or several servers), in one region. Its clones
+/// share their credentials — [`Client::set_credentials`] (an external node's rotated
+/// key) changes them for all — and the endpoint they send to.
 #[derive(Debug, Clone)]
 pub struct Client {
     http: reqwest::Client,
-    endpoint: String,
+    endpoints: Arc<[String]>,
+    /// Index into `endpoints` of the one calls go to now.
+    current: Arc<AtomicUsize>,
     region: String,
     credentials: std::sync::Arc<std::sync::RwLock<Credentials>>,
 }
 
 impl Client {
-    /// A client for `endpoint` (e.g. `http://127.0.0.1:8080`) acting in `region`,
-    /// signing with `credentials`.
+    /// A client for `endpoint` (e.g. `http://127.0.0.1:8080`, or several such URLs
+    /// separated by commas, see [`parse_endpoints`]) acting in `region`, signing with
+    /// `credentials`.
     pub fn new(
         endpoint: &str,
         region: &str,
         credentials: Credentials,
     ) -> Result<Client, AgentError> {
+        let endpoints = parse_endpoints(endpoint)?;
         let mut builder = reqwest::Client::builder().timeout(Duration::from_secs(60));
-        if endpoint.starts_with("http://") {
+        if endpoints.iter().all(|e| e.starts_with("http://")) {
             // No TLS to verify: do not load the platform's CA certificates, which a
             // minimal container (the updater running as an ECS task) does not have.
             builder = builder.tls_certs_only([]);
@@ -91,7 +137,8 @@ impl Client {
         })?;
         Ok(Client {
             http,
-            endpoint: endpoint.trim_end_matches('/').to_owned(),
+            endpoints: endpoints.into(),
+            current: Arc::new(AtomicUsize::new(0)),
             region: region.to_owned(),
             credentials: std::sync::Arc::new(std::sync::RwLock::new(credentials)),
         })
@@ -114,10 +161,16 @@ impl Client {
             .clone()
     }
 
-    /// The SigV4 headers (`authorization`, `x-amz-date`) for a POST of `body` with
-    /// `headers`, signed now.
+    /// The endpoint calls go to now.
+    pub fn endpoint(&self) -> &str {
+        &self.endpoints[self.current.load(Ordering::Relaxed) % self.endpoints.len()]
+    }
+
+    /// The SigV4 headers (`authorization`, `x-amz-date`) for a POST of `body` to
+    /// `endpoint` with `headers`, signed now.
     fn signature_headers(
         &self,
+        endpoint: &str,
         headers: &[(&str, &str)],
         body: &[u8],
     ) -> Result<Vec<(String, String)>, AgentError> {
@@ -147,7 +200,7 @@ impl Client {
             .into();
         let request = SignableRequest::new(
             "POST",
-            &self.endpoint,
+            endpoint,
             headers.iter().copied(),
             SignableBody::Bytes(body),
         )
@@ -160,7 +213,9 @@ impl Client {
     }
 
     /// Calls operation `target` (`<prefix>.<Op>`) with `req` and decodes the answer;
-    /// API errors come back as [`AgentError::Api`] with the wire code.
+    /// API errors come back as [`AgentError::Api`] with the wire code. An endpoint that
+    /// cannot be reached or is unavailable hands the call to the next one (see the
+    /// module's doc); the last one's failure is returned when none answered.
     pub async fn call<Req: Serialize, Resp: DeserializeOwned>(
         &self,
         target: &str,
@@ -168,38 +223,92 @@ impl Client {
     ) -> Result<Resp, AgentError> {
         let body = serde_json::to_vec(req)
             .map_err(|e| AgentError::ControlPlane(format!("{target}: {e}")))?;
+        let mut tried = 0;
+        loop {
+            let index = self.current.load(Ordering::Relaxed);
+            let endpoint = &self.endpoints[index % self.endpoints.len()];
+            match self.call_once(endpoint, target, &body).await {
+                Attempt::Answered(resp) => return resp,
+                Attempt::Unavailable(err) => {
+                    tried += 1;
+                    if tried >= self.endpoints.len() {
+                        return Err(err);
+                    }
+                    // Another call may have moved on already: move only from `index`.
+                    let next = (index + 1) % self.endpoints.len();
+                    if self
+                        .current
+                        .compare_exchange(index, next, Ordering::Relaxed, Ordering::Relaxed)
+                        .is_ok()
+                    {
+                        tracing::warn!(
+                            "{endpoint} is unavailable ({err}); calling {} instead",
+                            self.endpoints[next]
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    /// One try of a call at `endpoint`.
+    async fn call_once<Resp: DeserializeOwned>(
+        &self,
+        endpoint: &str,
+        target: &str,
+        body: &[u8],
+    ) -> Attempt<Resp> {
+        let unavailable = |e: &dyn std::fmt::Display| {
+            Attempt::Unavailable(AgentError::ControlPlane(format!("{target}: {e}")))
+        };
         let headers = [
             ("content-type", "application/x-amz-json-1.1"),
             ("x-amz-target", target),
         ];
-        let mut request = self.http.post(&self.endpoint);
+        let mut request = self.http.post(endpoint);
         for (k, v) in headers {
             request = request.header(k, v);
         }
-        for (k, v) in self.signature_headers(&headers, &body)? {
-            request = request.header(k, v);
+        match self.signature_headers(endpoint, &headers, body) {
+            Ok(signed) => {
+                for (k, v) in signed {
+                    request = request.header(k, v);
+                }
+            }
+            Err(e) => return Attempt::Answered(Err(e)),
         }
-        let resp = request
-            .body(body)
-            .send()
-            .await
-            .map_err(|e| AgentError::ControlPlane(format!("{target}: {e}")))?;
+        let resp = match request.body(body.to_vec()).send().await {
+            Ok(resp) => resp,
+            Err(e) => return unavailable(&e),
+        };
         let status = resp.status();
-        let body = resp
-            .bytes()
-            .await
-            .map_err(|e| AgentError::ControlPlane(format!("{target}: {e}")))?;
+        let body = match resp.bytes().await {
+            Ok(body) => body,
+            Err(e) => return unavailable(&e),
+        };
         if !status.is_success() {
             let v: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
-            return Err(AgentError::Api {
-                code: ApiCode::from_wire(v["__type"].as_str().unwrap_or("HTTP error")),
+            let Some(code) = v["__type"].as_str() else {
+                let err = format!("status {status}");
+                if matches!(status.as_u16(), 502..=504) {
+                    return unavailable(&err);
+                }
+                return Attempt::Answered(Err(AgentError::Api {
+                    code: ApiCode::from_wire("HTTP error"),
+                    message: err,
+                }));
+            };
+            return Attempt::Answered(Err(AgentError::Api {
+                code: ApiCode::from_wire(code),
                 message: v["message"]
                     .as_str()
                     .map_or_else(|| format!("status {status}"), str::to_owned),
-            });
+            }));
         }
-        serde_json::from_slice(&body)
-            .map_err(|e| AgentError::ControlPlane(format!("{target}: bad answer: {e}")))
+        Attempt::Answered(
+            serde_json::from_slice(&body)
+                .map_err(|e| AgentError::ControlPlane(format!("{target}: bad answer: {e}"))),
+        )
     }
 
     fn ecs(op: &str) -> String {
@@ -300,4 +409,12 @@ impl Client {
             .await?;
         Ok(())
     }
+}
+
+/// How one try of a call at one endpoint went.
+enum Attempt<Resp> {
+    /// The endpoint answered (an API error included): the call's result.
+    Answered(Result<Resp, AgentError>),
+    /// The endpoint could not be reached or said it is unavailable.
+    Unavailable(AgentError),
 }

@@ -45,6 +45,9 @@ pub enum AgentError {
         /// What failed.
         message: String,
     },
+    /// The agent was configured wrongly (a bad `--endpoint`).
+    #[error("{0}")]
+    Config(String),
     /// The control plane refused a request or could not be reached.
     #[error("control plane: {0}")]
     ControlPlane(String),

@@ -76,7 +76,8 @@ pub struct AgentConfig {
 
 /// The node's address as the identity document's `privateIp` shows it: `advertise_ip`
 /// when given, else the local address of a UDP socket `connect`ed to the control plane
-/// endpoint's host (connecting a UDP socket only picks the route; no packet is sent).
+/// endpoint's host (the first, when several are given; connecting a UDP socket only
+/// picks the route; no packet is sent).
 /// `None` when neither works (the endpoint's host does not resolve, no route).
 pub async fn private_ip(
     endpoint: &str,
@@ -85,7 +86,8 @@ pub async fn private_ip(
     if advertise_ip.is_some() {
         return advertise_ip;
     }
-    let url = reqwest::Url::parse(endpoint).ok()?;
+    let first = endpoint.split(',').next()?.trim();
+    let url = reqwest::Url::parse(first).ok()?;
     let host = url
         .host_str()?
         .trim_start_matches('[')

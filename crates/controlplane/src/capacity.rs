@@ -11,7 +11,10 @@
 //!
 //! The arithmetic is ECS's: the provider with a `base` first receives tasks until it runs
 //! `base` of them; the rest are split in proportion to the providers' `weight`s (a
-//! provider of weight 0 receives none beyond its base).
+//! provider of weight 0 receives none beyond its base). RunTask splits its tasks from
+//! none ([`launch_plan`]); a service's deployment (strategy from [`service_strategy`])
+//! splits its new tasks counting what each provider already runs
+//! (`controllers::service`, its `capacity` module).
 
 use std::collections::BTreeMap;
 
@@ -184,28 +187,45 @@ pub fn is_fargate_strategy(strategy: &[CapacityProviderStrategyItem]) -> bool {
             .all(|i| i.capacity_provider.as_deref().is_some_and(is_fargate))
 }
 
-/// A service's `capacityProviderStrategy` (CreateService, UpdateService): checked as
-/// RunTask's is ([`resolve_strategy`]: exclusive with `launchType`, associated providers,
-/// ECS's ranges, no Fargate), then refused while the service scheduler cannot place by
-/// provider yet. A service given neither keeps the EC2 launch type, the cluster's default
-/// strategy aside.
-pub fn check_service_strategy(
+/// A CreateService's strategy: `strategy` when given, else the cluster's default when
+/// neither it nor a launch type is given (as [`resolve_strategy`] decides, with its
+/// checks), else none (the launch type, EC2 by default). A DAEMON service takes no
+/// strategy: one given is refused, and the cluster's default is set aside (EC2). Items
+/// come back with ECS's defaults filled in ([`normalized`]).
+pub fn service_strategy(
     cluster: &ClusterRecord,
     launch_type: Option<LaunchType>,
     strategy: Option<&[CapacityProviderStrategyItem]>,
-) -> Result<(), EcsError> {
-    if strategy.is_some_and(|s| !s.is_empty()) {
-        resolve_strategy(cluster, launch_type, strategy)?;
-        return Err(EcsError::UnsupportedFeature(
-            "capacityProviderStrategy on services is not available in flotilla yet:              RunTask takes one; give the service a launchType or no strategy."
-                .into(),
-        ));
+    daemon: bool,
+) -> Result<Option<Vec<CapacityProviderStrategyItem>>, EcsError> {
+    if daemon {
+        if strategy.is_some_and(|s| !s.is_empty()) {
+            return Err(invalid(
+                "A capacity provider strategy cannot be used with the DAEMON scheduling \
+                 strategy. Specify a launch type instead.",
+            ));
+        }
+        return Ok(None);
     }
-    Ok(())
+    Ok(resolve_strategy(cluster, launch_type, strategy)?.map(|s| normalized(&s)))
+}
+
+/// A strategy as DescribeServices shows it: every item with its `weight` and `base`
+/// (0 when not given), so that two strategies compare as ECS compares them.
+pub fn normalized(strategy: &[CapacityProviderStrategyItem]) -> Vec<CapacityProviderStrategyItem> {
+    strategy
+        .iter()
+        .map(|i| CapacityProviderStrategyItem {
+            capacity_provider: i.capacity_provider.clone(),
+            weight: Some(i.weight.unwrap_or(0)),
+            base: Some(i.base.unwrap_or(0)),
+        })
+        .collect()
 }
 
 /// [`split`] of `count` new tasks (none running yet: a RunTask) with each provider's
 /// node group: `(provider, node group, n)`. A provider that is not ACTIVE is refused.
+/// (The service controller splits with the tasks a deployment already runs instead.)
 pub fn launch_plan(
     state: &State,
     scope: &Scope,
@@ -338,6 +358,22 @@ mod tests {
         assert_eq!(split(&s, 2, &already), pairs(&[("A", 2)]));
         let already: BTreeMap<String, u32> = [("B".to_owned(), 3)].into();
         assert_eq!(split(&s, 3, &already), pairs(&[("A", 3)]));
+    }
+
+    /// A service of 5 with base 1 on A and weights 1:3 runs A 2, B 3; scaled to 9, the
+    /// 4 new tasks count what runs (A 2, B 3) and keep 1:3 beyond the base: A 3, B 6.
+    /// A provider that lost a task gets the replacement.
+    #[test]
+    fn a_service_split_counts_what_each_provider_runs() {
+        let s = [item("A", 1, 1), item("B", 3, 0)];
+        assert_eq!(split_new(&s, 5), pairs(&[("A", 2), ("B", 3)]));
+        let running: BTreeMap<String, u32> = [("A".to_owned(), 2), ("B".to_owned(), 3)].into();
+        assert_eq!(split(&s, 4, &running), pairs(&[("A", 1), ("B", 3)]));
+        let lost_b: BTreeMap<String, u32> = [("A".to_owned(), 2), ("B".to_owned(), 2)].into();
+        assert_eq!(split(&s, 1, &lost_b), pairs(&[("B", 1)]));
+        // The base is refilled first when its provider lost its only task.
+        let lost_a: BTreeMap<String, u32> = [("B".to_owned(), 3)].into();
+        assert_eq!(split(&s, 1, &lost_a), pairs(&[("A", 1)]));
     }
 
     #[test]

@@ -503,7 +503,7 @@ fn launch_type_and_strategy_are_exclusive_and_fargate_waits() {
     );
     assert!(e.to_string().contains("cannot contain a mix"), "{e}");
     assert!(w.state.tasks.is_empty());
-    // Services check the strategy the same way, and do not take one yet.
+    // Services check the strategy the same way (and take one: tests/service_capacity.rs).
     let svc = |w: &mut World, extra: Value| {
         let mut body = json!({"cluster": "c", "serviceName": "s", "taskDefinition": "web",
             "desiredCount": 1,
@@ -518,5 +518,12 @@ fn launch_type_and_strategy_are_exclusive_and_fargate_waits() {
         svc(&mut w, json!({"launchType": "EC2"})).code(),
         "InvalidParameterException"
     );
-    assert_eq!(svc(&mut w, json!({})).code(), "UnsupportedFeatureException");
+    assert_eq!(
+        svc(
+            &mut w,
+            json!({"capacityProviderStrategy": [{"capacityProvider": "nope", "weight": 1}]})
+        )
+        .code(),
+        "InvalidParameterException"
+    );
 }

@@ -56,6 +56,20 @@ impl EcsClient {
             .is_ok_and(|r| r.status().is_success())
     }
 
+    /// `GET /healthz`'s body when it answers 2xx (`ok`, `ok: leader`, `ok: follower of
+    /// …`), else `None`.
+    #[must_use]
+    pub fn health(&self) -> Option<String> {
+        let resp = self
+            .http
+            .get(format!("{}/healthz", self.endpoint))
+            .timeout(Duration::from_secs(1))
+            .send()
+            .ok()
+            .filter(|r| r.status().is_success())?;
+        Some(resp.text().ok()?.trim().to_owned())
+    }
+
     fn call(&self, op: &str, body: &Value) -> Result<Value> {
         let resp = self
             .http

@@ -52,8 +52,8 @@ pub mod net;
 pub mod spec;
 
 pub use cluster::{
-    ClusterStatus, DownOutcome, NodeStatus, ProcessStatus, Quiet, Reporter, UpOptions, down,
-    status, up,
+    ClusterStatus, DownOutcome, NodeStatus, ProcessStatus, Quiet, Reporter, ServerStatus,
+    UpOptions, down, status, up,
 };
 pub use error::{Error, Result};
-pub use spec::ClusterSpec;
+pub use spec::{ClusterSpec, NodeKind, StoreKind};

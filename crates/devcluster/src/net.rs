@@ -92,6 +92,32 @@ pub fn ensure_node(spec: &ClusterSpec, i: u8) -> Result<()> {
         &["-n", &ns, "route", "replace", "default", "via", &gw],
         None,
     )?;
+    // The Fargate pool nodes' task subnets, straight to each node over the bridge (and
+    // from the host), so awsvpc tasks reach each other as in one VPC.
+    for (j, cidr) in spec.task_routes().filter(|(j, _)| *j != i) {
+        let via = spec.node_ip(j).to_string();
+        run(
+            "ip",
+            &["-n", &ns, "route", "replace", &cidr, "via", &via],
+            None,
+        )?;
+    }
+    if let Some(cidr) = spec.task_cidr(i) {
+        let via = spec.node_ip(i).to_string();
+        run(
+            "ip",
+            &[
+                "route",
+                "replace",
+                &cidr,
+                "via",
+                &via,
+                "dev",
+                &spec.bridge(),
+            ],
+            None,
+        )?;
+    }
     // route_localnet: 127.0.0.1:5000 is DNAT'd out of eth0 (then masqueraded); forwarding:
     // a node routes for the tasks behind its own bridge, like a real machine.
     run(

@@ -18,6 +18,16 @@ pub const REGION: &str = "us-east-1";
 pub const ECS_CLUSTER: &str = "default";
 /// Loopback registry ports that nodes reach on the host (`scripts/build-test-images.sh`).
 pub const REGISTRY_PORTS: [u16; 2] = [5000, 5001];
+/// The Fargate pool a dev cluster's pool nodes join (`flotilla agent --fargate-pool`).
+pub const FARGATE_POOL: &str = "dev";
+/// The most servers one cluster may run (ports `port` … `port + 4`).
+pub const MAX_SERVERS: u8 = 5;
+/// Members of the etcd cluster a dev cluster on `--store etcd` runs.
+pub const ETCD_MEMBERS: u8 = 3;
+/// Client port of the first etcd member on the host side of the bridge; member `m`
+/// listens for clients on `ETCD_BASE_PORT + 2(m-1)` and for peers on the port above.
+/// Away from etcd's own 2379/2380, which a system etcd may hold.
+pub const ETCD_BASE_PORT: u16 = 12379;
 /// The spec file inside the cluster directory; its presence marks a directory as a
 /// dev cluster's (nothing else is ever deleted).
 pub const SPEC_FILE: &str = "cluster.json";
@@ -30,8 +40,14 @@ pub struct ClusterSpec {
     /// Where everything of the cluster lives (server store, nodes' containerd and agents,
     /// logs, pid files).
     pub dir: PathBuf,
-    /// Number of nodes, numbered 1..=nodes.
+    /// Number of EC2 nodes (container instances of [`ECS_CLUSTER`]), numbered 1..=nodes.
     pub nodes: u8,
+    /// Fargate pool nodes (of pool [`FARGATE_POOL`]), numbered after the EC2 nodes.
+    #[serde(default)]
+    pub fargate_nodes: u8,
+    /// Fargate pool nodes that are spot capacity (`--fargate-spot`), numbered last.
+    #[serde(default)]
+    pub fargate_spot_nodes: u8,
     /// Third octet of the cluster's subnet `10.213.<subnet>.0/24`.
     pub subnet: u8,
     /// Port of the control plane on the host side of the bridge.
@@ -45,6 +61,63 @@ pub struct ClusterSpec {
     /// The host layer the nodes boot through (`up --os-repo`); `None`: a bare agent.
     #[serde(default)]
     pub os: Option<OsSpec>,
+    /// The control plane: how many servers, on which store.
+    #[serde(default)]
+    pub control: ControlSpec,
+}
+
+/// What a node is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum NodeKind {
+    /// A container instance of [`ECS_CLUSTER`].
+    Ec2,
+    /// A node of the Fargate pool [`FARGATE_POOL`].
+    Fargate,
+    /// A spot node of that pool: FARGATE_SPOT tasks only, interrupted when drained.
+    FargateSpot,
+}
+
+/// Where the control plane keeps its state.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StoreKind {
+    /// One server on its embedded store (`--data-dir`), the default.
+    #[default]
+    Embedded,
+    /// A local [`ETCD_MEMBERS`]-member etcd cluster, shared by every server.
+    Etcd,
+}
+
+impl std::str::FromStr for StoreKind {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, Self::Err> {
+        match s {
+            "embedded" => Ok(StoreKind::Embedded),
+            "etcd" => Ok(StoreKind::Etcd),
+            other => Err(format!("--store is `embedded` or `etcd`, not {other:?}")),
+        }
+    }
+}
+
+/// The control plane of a dev cluster: `servers` servers (numbered 1..=servers, server
+/// `k` on port `port + k - 1`) on one store. Server 1 also serves Cloud Map DNS and the
+/// load balancers' listeners (one process may hold those ports).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ControlSpec {
+    /// Number of servers (more than one needs [`StoreKind::Etcd`]).
+    pub servers: u8,
+    /// Their store.
+    pub store: StoreKind,
+}
+
+impl Default for ControlSpec {
+    fn default() -> ControlSpec {
+        ControlSpec {
+            servers: 1,
+            store: StoreKind::Embedded,
+        }
+    }
 }
 
 /// Nodes booted by the host layer: `flotilla host boot` from a node image installed in
@@ -110,9 +183,46 @@ impl ClusterSpec {
             .map_err(Error::io("cannot write", &path))
     }
 
-    /// Node numbers, 1..=nodes.
+    /// Every node's number: EC2 nodes, then Fargate pool nodes, then spot ones.
     pub fn node_numbers(&self) -> impl Iterator<Item = u8> + use<> {
-        1..=self.nodes
+        1..=self.total_nodes()
+    }
+
+    /// How many nodes of every kind.
+    #[must_use]
+    pub fn total_nodes(&self) -> u8 {
+        self.nodes
+            .saturating_add(self.fargate_nodes)
+            .saturating_add(self.fargate_spot_nodes)
+    }
+
+    /// What node `i` is.
+    #[must_use]
+    pub fn node_kind(&self, i: u8) -> NodeKind {
+        if i <= self.nodes {
+            NodeKind::Ec2
+        } else if i <= self.nodes.saturating_add(self.fargate_nodes) {
+            NodeKind::Fargate
+        } else {
+            NodeKind::FargateSpot
+        }
+    }
+
+    /// The subnet of node `i`'s task bridge (`flotilla agent --bridge-cidr`): on Fargate
+    /// pool nodes a /24 of its own, `10.<100 + subnet % 100>.<i>.0/24`, which the host and
+    /// every node route to it, so that an `awsvpc` task's address (its ENI's private IP)
+    /// is reachable from the host and from any task of the cluster, as in a VPC; on EC2
+    /// nodes the agent's default (not routed).
+    #[must_use]
+    pub fn task_cidr(&self, i: u8) -> Option<String> {
+        (self.node_kind(i) != NodeKind::Ec2)
+            .then(|| format!("10.{}.{i}.0/24", 100 + self.subnet % 100))
+    }
+
+    /// The routed task subnets of the cluster's nodes: `(node, subnet)`.
+    pub fn task_routes(&self) -> impl Iterator<Item = (u8, String)> + '_ {
+        self.node_numbers()
+            .filter_map(|i| Some((i, self.task_cidr(i)?)))
     }
 
     /// The host's address on the cluster bridge (the nodes' default gateway).
@@ -127,10 +237,90 @@ impl ClusterSpec {
         Ipv4Addr::new(10, 213, self.subnet, 10 + i)
     }
 
-    /// The control plane's URL, reachable from the host and from every node.
+    /// The control plane's URL (server 1's), reachable from the host and from every
+    /// node.
     #[must_use]
     pub fn endpoint(&self) -> String {
-        format!("http://{}:{}", self.host_ip(), self.port)
+        self.server_endpoint(1)
+    }
+
+    /// Server numbers, 1..=servers.
+    pub fn server_numbers(&self) -> impl Iterator<Item = u8> + use<> {
+        1..=self.control.servers.max(1)
+    }
+
+    /// Server `k`'s URL.
+    #[must_use]
+    pub fn server_endpoint(&self, k: u8) -> String {
+        format!(
+            "http://{}:{}",
+            self.host_ip(),
+            self.port + u16::from(k.saturating_sub(1))
+        )
+    }
+
+    /// Every server's URL, comma-separated: the agents' `--endpoint` (an agent moves on
+    /// to the next server when the one it calls is down).
+    #[must_use]
+    pub fn endpoints(&self) -> String {
+        self.server_numbers()
+            .map(|k| self.server_endpoint(k))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// etcd member numbers, 1..=[`ETCD_MEMBERS`] (none on the embedded store).
+    pub fn etcd_members(&self) -> impl Iterator<Item = u8> + use<> {
+        let members = match self.control.store {
+            StoreKind::Embedded => 0,
+            StoreKind::Etcd => ETCD_MEMBERS,
+        };
+        1..=members
+    }
+
+    /// etcd member `m`'s client and peer ports.
+    #[must_use]
+    pub fn etcd_ports(m: u8) -> (u16, u16) {
+        let client = ETCD_BASE_PORT + 2 * u16::from(m.saturating_sub(1));
+        (client, client + 1)
+    }
+
+    /// etcd member `m`'s name (`--name`).
+    #[must_use]
+    pub fn etcd_name(&self, m: u8) -> String {
+        format!("{}-etcd{m}", self.name)
+    }
+
+    /// The members of the etcd cluster, as etcd's `--initial-cluster` names them.
+    #[must_use]
+    pub fn etcd_initial_cluster(&self) -> String {
+        self.etcd_members()
+            .map(|m| {
+                format!(
+                    "{}=http://{}:{}",
+                    self.etcd_name(m),
+                    self.host_ip(),
+                    Self::etcd_ports(m).1
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// The servers' `--store` on etcd: `etcd://` and every member's client address.
+    #[must_use]
+    pub fn etcd_store_arg(&self) -> String {
+        let members: Vec<String> = self
+            .etcd_members()
+            .map(|m| format!("{}:{}", self.host_ip(), Self::etcd_ports(m).0))
+            .collect();
+        format!("etcd://{}", members.join(","))
+    }
+
+    /// etcd member `m`'s directory (data, log, pid file).
+    #[must_use]
+    pub fn etcd_dir(&self, m: u8) -> PathBuf {
+        self.dir.join("etcd").join(m.to_string())
     }
 
     /// The host bridge every node's veth is attached to.
@@ -175,10 +365,19 @@ impl ClusterSpec {
         format!("/flotilla-dev-{}-{i}", self.name)
     }
 
-    /// The server's directory (store, log, pid file).
+    /// Server 1's directory (store, log, pid file).
     #[must_use]
     pub fn server_dir(&self) -> PathBuf {
-        self.dir.join("server")
+        self.server_dir_of(1)
+    }
+
+    /// Server `k`'s directory: `server` for the first, `server-<k>` for the others.
+    #[must_use]
+    pub fn server_dir_of(&self, k: u8) -> PathBuf {
+        match k {
+            0 | 1 => self.dir.join("server"),
+            k => self.dir.join(format!("server-{k}")),
+        }
     }
 
     /// Node `i`'s directory.
@@ -296,12 +495,73 @@ mod tests {
             name: "dev".into(),
             dir: "/tmp/c".into(),
             nodes: 3,
+            fargate_nodes: 0,
+            fargate_spot_nodes: 0,
             subnet: 0,
             port: 8080,
             agent_timeout: None,
             instance_lost_after: Some(25),
             os: None,
+            control: ControlSpec::default(),
         }
+    }
+
+    #[test]
+    fn several_servers_share_a_local_etcd() {
+        let mut s = spec();
+        assert_eq!(s.endpoints(), "http://10.213.0.1:8080");
+        assert_eq!(s.etcd_members().count(), 0);
+        s.control = ControlSpec {
+            servers: 3,
+            store: StoreKind::Etcd,
+        };
+        assert_eq!(
+            s.endpoints(),
+            "http://10.213.0.1:8080,http://10.213.0.1:8081,http://10.213.0.1:8082"
+        );
+        assert_eq!(s.server_dir_of(1), PathBuf::from("/tmp/c/server"));
+        assert_eq!(s.server_dir_of(3), PathBuf::from("/tmp/c/server-3"));
+        assert_eq!(
+            s.etcd_store_arg(),
+            "etcd://10.213.0.1:12379,10.213.0.1:12381,10.213.0.1:12383"
+        );
+        assert_eq!(
+            s.etcd_initial_cluster(),
+            "dev-etcd1=http://10.213.0.1:12380,dev-etcd2=http://10.213.0.1:12382,dev-etcd3=http://10.213.0.1:12384"
+        );
+        // A spec written before the control plane had a shape reads as one embedded server.
+        let old = r#"{"name":"dev","dir":"/tmp/c","nodes":3,"subnet":0,"port":8080}"#;
+        let read: ClusterSpec = serde_json::from_str(old).unwrap();
+        assert_eq!(read.control, ControlSpec::default());
+        assert_eq!("etcd".parse::<StoreKind>(), Ok(StoreKind::Etcd));
+        assert!(
+            "redb"
+                .parse::<StoreKind>()
+                .unwrap_err()
+                .contains("`embedded` or `etcd`")
+        );
+    }
+
+    #[test]
+    fn fargate_pool_nodes_follow_the_ec2_nodes() {
+        let mut s = spec();
+        s.fargate_nodes = 2;
+        s.fargate_spot_nodes = 1;
+        assert_eq!(s.node_numbers().collect::<Vec<_>>(), [1, 2, 3, 4, 5, 6]);
+        let kinds: Vec<NodeKind> = s.node_numbers().map(|i| s.node_kind(i)).collect();
+        use NodeKind::*;
+        assert_eq!(kinds, [Ec2, Ec2, Ec2, Fargate, Fargate, FargateSpot]);
+        assert_eq!(s.task_cidr(1), None);
+        assert_eq!(s.task_cidr(5).as_deref(), Some("10.100.5.0/24"));
+        s.subnet = 7;
+        assert_eq!(
+            s.task_routes().collect::<Vec<_>>(),
+            [
+                (4, "10.107.4.0/24".to_owned()),
+                (5, "10.107.5.0/24".to_owned()),
+                (6, "10.107.6.0/24".to_owned())
+            ]
+        );
     }
 
     #[test]

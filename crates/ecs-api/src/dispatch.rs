@@ -57,7 +57,12 @@ pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
     }
     serde_path_to_error::deserialize(value).map_err(|e| {
         let path = e.path().to_string();
-        ApiError::InvalidParameter(format!("Invalid value for {path}: {}", e.inner()))
+        let inner = e.inner().to_string();
+        // A value outside an enum: ECS's "<member> should be one of [A,B]".
+        ApiError::InvalidParameter(
+            model::enum_error::enum_message(&path, &inner)
+                .unwrap_or_else(|| format!("Invalid value for {path}: {inner}")),
+        )
     })
 }
 
@@ -333,6 +338,17 @@ mod tests {
             e.to_string()
                 .contains("containerDefinitions[0].portMappings[0].protocol"),
             "{e}"
+        );
+    }
+
+    #[test]
+    fn values_outside_an_enum_list_the_valid_ones() {
+        let e =
+            parse::<RunTaskRequest>(br#"{"taskDefinition":"x","launchType":"MOON"}"#).unwrap_err();
+        assert_eq!(e.status_and_code().1, "InvalidParameterException");
+        assert_eq!(
+            e.to_string(),
+            "launch type should be one of [EC2,FARGATE,EXTERNAL,MANAGED_INSTANCES]"
         );
     }
 

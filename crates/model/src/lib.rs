@@ -20,6 +20,7 @@
 //!   agent's `PutHostAnswer`).
 //! - [`updater_state`]: the OS updater's state kept with its cluster
 //!   (`FlotillaV1.GetUpdaterState`, `PutUpdaterState`: revisions and a lease).
+//! - [`enum_error`]: ECS's "… should be one of [A,B]" for a value outside an enum.
 //! - [`arn`]: building and parsing ARNs (`arn:aws:ecs:<region>:<account>:<type>/<id>`).
 //! - [`lifecycle`]: the task state machine (PROVISIONING … STOPPED).
 //! - [`status`]: the other records' typed statuses (cluster, container instance, service,
@@ -31,6 +32,7 @@
 
 pub mod agent;
 pub mod arn;
+pub mod enum_error;
 pub mod host;
 pub mod lifecycle;
 pub mod logs;

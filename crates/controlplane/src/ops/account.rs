@@ -37,19 +37,37 @@ pub fn aws_default(name: SettingName) -> &'static str {
     }
 }
 
-fn validate_value(name: SettingName, value: &str) -> Result<(), EcsError> {
-    let allowed: &[&str] = match name {
+/// The values ECS accepts for a setting (PutAccountSetting's `value` documentation).
+pub fn allowed_values(name: SettingName) -> &'static [&'static str] {
+    match name {
         SettingName::ContainerInsights => &["enabled", "disabled", "enhanced"],
         SettingName::FargateTaskRetirementWaitPeriod => &["0", "7", "14"],
         SettingName::DefaultLogDriverMode => &["blocking", "non-blocking"],
-        _ => &["enabled", "disabled"],
-    };
+        SettingName::ServiceLongArnFormat
+        | SettingName::TaskLongArnFormat
+        | SettingName::ContainerInstanceLongArnFormat
+        | SettingName::AwsvpcTrunking
+        | SettingName::FargateFIPSMode
+        | SettingName::TagResourceAuthorization
+        | SettingName::GuardDutyActivate
+        | SettingName::FargateEventWindows => &["enabled", "disabled"],
+    }
+}
+
+fn validate_value(name: SettingName, value: &str) -> Result<(), EcsError> {
+    // ECS: "read-only in Amazon ECS"; Amazon GuardDuty sets it for the account.
+    if name == SettingName::GuardDutyActivate {
+        return Err(invalid(
+            "guardDutyActivate is read-only: Amazon GuardDuty controls this account setting.",
+        ));
+    }
+    let allowed = allowed_values(name);
     if allowed.contains(&value) {
         Ok(())
     } else {
         Err(invalid(format!(
-            "value {value:?} is not valid for setting {name}; expected one of {}.",
-            allowed.join(", ")
+            "Invalid value {value:?} for setting {name}: value should be one of [{}]",
+            allowed.join(",")
         )))
     }
 }

@@ -235,6 +235,7 @@ pub fn create(
         scope,
         name,
         provider: provider.clone(),
+        scaling: Default::default(),
     };
     Ok((
         wire::CreateCapacityProviderResponse {

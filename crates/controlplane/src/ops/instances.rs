@@ -417,11 +417,14 @@ pub fn describe(
     scope: &Scope,
     req: wire::DescribeContainerInstancesRequest,
 ) -> Result<wire::DescribeContainerInstancesResponse, EcsError> {
-    let cluster = active_cluster(state, scope, req.cluster.as_deref())?;
     let idents = req
         .container_instances
         .ok_or_else(|| invalid("containerInstances is required."))?;
+    if idents.is_empty() {
+        return Err(invalid("ContainerInstances cannot be empty."));
+    }
     check_len(&idents, 100, "containerInstances")?;
+    let cluster = active_cluster(state, scope, req.cluster.as_deref())?;
     let with_tags = req
         .include
         .unwrap_or_default()

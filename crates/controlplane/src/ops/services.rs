@@ -6,7 +6,7 @@
 use model::arn::ResourceType;
 use model::lifecycle::TaskStatus;
 use model::status::{DeploymentStatus, ServiceStatus};
-use model::wire::{self, DeploymentRolloutState, LaunchType, SchedulingStrategy};
+use model::wire::{self, DeploymentRolloutState, SchedulingStrategy};
 
 use crate::engine::{Ctx, Written};
 use crate::error::{EcsError, invalid};
@@ -16,6 +16,10 @@ use crate::ops::{task_definitions, task_sets};
 use crate::paging::{PageRequest, paginate};
 use crate::state::{Change, Record, Scope, ServiceKey, ServiceRecord, State};
 use crate::task::{is_pending, is_running, service_group};
+
+#[path = "services_capacity.rs"]
+mod launch;
+use launch::Launch;
 
 fn validate_deployment_configuration(c: &wire::DeploymentConfiguration) -> Result<(), EcsError> {
     let max = c.maximum_percent.unwrap_or(200);
@@ -126,11 +130,14 @@ fn with_defaults(c: Option<wire::DeploymentConfiguration>) -> wire::DeploymentCo
     c
 }
 
+/// A new PRIMARY deployment of `task_definition` on `launch`'s capacity (with its
+/// platform version on the Fargate pool).
 fn new_deployment(
     ctx: &mut Ctx,
     task_definition: &str,
     desired: i32,
-    launch_type: Option<LaunchType>,
+    launch: &Launch,
+    platform_version: Option<&str>,
 ) -> wire::Deployment {
     let digits: String = (0..19)
         .map(|_| char::from(b'0' + u8::try_from(ctx.random_u64() % 10).unwrap_or(0)))
@@ -147,7 +154,10 @@ fn new_deployment(
         failed_tasks: Some(0),
         created_at: Some(ctx.now),
         updated_at: Some(ctx.now),
-        launch_type,
+        launch_type: launch.launch_type,
+        capacity_provider_strategy: launch.strategy.clone(),
+        platform_version: platform_version.map(str::to_owned),
+        platform_family: platform_version.map(|_| crate::fargate::PLATFORM_FAMILY.to_owned()),
         rollout_state: Some(DeploymentRolloutState::InProgress),
         ..Default::default()
     }
@@ -289,37 +299,19 @@ pub fn create(
             cluster.name
         )));
     }
-    crate::capacity::check_service_strategy(
-        cluster,
-        req.launch_type,
-        req.capacity_provider_strategy.as_deref(),
-    )?;
-    // FARGATE: tasks on the Fargate pool (`crate::fargate`), checked as RunTask's.
-    let platform_version = if req.launch_type == Some(LaunchType::Fargate) {
-        if scheduling == SchedulingStrategy::Daemon {
-            return Err(invalid(
-                "The DAEMON scheduling strategy is not supported with the FARGATE launch type.",
-            ));
-        }
-        if !req
-            .placement_constraints
-            .as_deref()
-            .unwrap_or(&[])
-            .is_empty()
-            || !req.placement_strategy.as_deref().unwrap_or(&[]).is_empty()
-        {
-            return Err(invalid(
-                "Task placement strategies and constraints are not supported with the FARGATE launch type.",
-            ));
-        }
-        if let Some(def) = def {
-            crate::fargate::validate_launch(
-                &def.definition,
-                None,
-                req.network_configuration.as_ref(),
-            )?;
-        }
-        Some(crate::fargate::resolve_platform_version(
+    // A launch type, or a capacity provider strategy (given, or the cluster's default).
+    let given = (req.launch_type, req.capacity_provider_strategy.as_deref());
+    let launch = launch::create_launch(cluster, given, external, scheduling)?;
+    // The Fargate pool (`crate::fargate`): checked as RunTask's.
+    let platform_version = if launch.is_fargate() {
+        Some(launch::check_fargate(
+            def,
+            scheduling,
+            (
+                req.placement_constraints.as_deref().unwrap_or(&[]),
+                req.placement_strategy.as_deref().unwrap_or(&[]),
+            ),
+            req.network_configuration.as_ref(),
             req.platform_version.as_deref(),
         )?)
     } else {
@@ -353,7 +345,6 @@ pub fn create(
     let tags = req.tags.unwrap_or_default();
     validate_tags(&tags)?;
     let def_arn = def.and_then(|d| d.definition.task_definition_arn.clone());
-    let launch_type = (!external).then(|| req.launch_type.unwrap_or(LaunchType::Ec2));
     let service_arn = ctx.arn(ResourceType::Service, format!("{}/{name}", cluster.name));
     let service_connect = match (req.service_connect_configuration.as_ref(), def) {
         (Some(c), Some(def)) => Some(crate::service_connect::resolve(
@@ -370,11 +361,8 @@ pub fn create(
     // An EXTERNAL service has no deployments: its task sets stand in for them.
     let mut deployments = Vec::new();
     if let Some(def_arn) = &def_arn {
-        let mut deployment = new_deployment(ctx, def_arn, desired, launch_type);
-        deployment.platform_version.clone_from(&platform_version);
-        deployment.platform_family = platform_version
-            .as_ref()
-            .map(|_| crate::fargate::PLATFORM_FAMILY.to_owned());
+        let mut deployment =
+            new_deployment(ctx, def_arn, desired, &launch, platform_version.as_deref());
         if let Some(sc) = service_connect {
             deployment.service_connect_configuration = Some(sc.config);
             deployment.service_connect_resources = Some(sc.resources);
@@ -392,7 +380,8 @@ pub fn create(
         desired_count: Some(desired),
         running_count: Some(0),
         pending_count: Some(0),
-        launch_type,
+        launch_type: launch.launch_type,
+        capacity_provider_strategy: launch.strategy,
         task_definition: def_arn,
         deployment_configuration: Some(config),
         deployments: Some(deployments),
@@ -456,8 +445,10 @@ fn active_service<'a>(
     Ok(rec)
 }
 
-/// UpdateService: desired count, task definition, deployment configuration, placement;
-/// a new task definition or `forceNewDeployment` starts a new PRIMARY deployment.
+/// UpdateService: desired count, task definition, deployment configuration, placement,
+/// capacity provider strategy; a new task definition, load balancers, Service Connect
+/// configuration or capacity (`services_capacity.rs`), or `forceNewDeployment`, starts a
+/// new PRIMARY deployment.
 pub fn update(
     state: &State,
     ctx: &mut Ctx,
@@ -468,9 +459,10 @@ pub fn update(
     if task_sets::is_external(&rec.service) {
         task_sets::check_external_update(&req)?;
     }
-    crate::capacity::check_service_strategy(
+    // A new capacity provider strategy (or back to a launch type) starts a deployment.
+    let new_launch = launch::update_launch(
         cluster,
-        None,
+        &rec.service,
         req.capacity_provider_strategy.as_deref(),
     )?;
     let s = &mut rec.service;
@@ -513,7 +505,10 @@ pub fn update(
             return Err(invalid("TaskDefinition is inactive"));
         }
         // A FARGATE service's new revision must run on Fargate (`crate::fargate`).
-        if s.launch_type == Some(LaunchType::Fargate) {
+        if new_launch
+            .as_ref()
+            .map_or_else(|| Launch::of_service(s).is_fargate(), Launch::is_fargate)
+        {
             crate::fargate::validate_launch(
                 &def.definition,
                 None,
@@ -578,11 +573,23 @@ pub fn update(
     }
     let changed_sc = service_connect.as_ref().map(|sc| &sc.config) != primary_sc.as_ref();
     let mut changes = Vec::new();
-    if changed_def || changed_lbs || changed_sc || req.force_new_deployment == Some(true) {
+    if let Some(l) = &new_launch {
+        let network = req.network_configuration.as_ref();
+        let target = (new_def.as_deref(), network);
+        launch::switch(state, &ctx.scope, s, l, target, req.platform_version)?;
+    }
+    if changed_def
+        || changed_lbs
+        || changed_sc
+        || new_launch.is_some()
+        || req.force_new_deployment == Some(true)
+    {
         let def = new_def
             .or_else(|| s.task_definition.clone())
             .unwrap_or_default();
-        let mut deployment = new_deployment(ctx, &def, desired, s.launch_type);
+        let launch = Launch::of_service(s);
+        let platform = s.platform_version.clone().filter(|_| launch.is_fargate());
+        let mut deployment = new_deployment(ctx, &def, desired, &launch, platform.as_deref());
         if let Some(sc) = service_connect {
             deployment.service_connect_configuration = Some(sc.config);
             deployment.service_connect_resources = Some(sc.resources);

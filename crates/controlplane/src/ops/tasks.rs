@@ -87,6 +87,16 @@ fn validate_started_by(s: Option<&str>) -> Result<(), EcsError> {
     Ok(())
 }
 
+/// A task as RunTask and StartTask answer it: as on ECS, without `tags` when it has none
+/// (DescribeTasks shows them with `include: ["TAGS"]`).
+fn answered(task: &wire::Task) -> wire::Task {
+    let mut t = task.clone();
+    if t.tags.as_ref().is_some_and(Vec::is_empty) {
+        t.tags = None;
+    }
+    t
+}
+
 fn task_tags(
     def: &TaskDefinitionRecord,
     tags: Vec<wire::Tag>,
@@ -274,7 +284,7 @@ fn client_token_replay(
         )));
     }
     Ok(Some(wire::RunTaskResponse {
-        tasks: Some(earlier.iter().map(|t| t.task.clone()).collect()),
+        tasks: Some(earlier.iter().map(|t| answered(&t.task)).collect()),
         failures: Some(vec![]),
     }))
 }
@@ -435,7 +445,7 @@ fn run_task_answer(
     if fingerprint.is_some() {
         placed.sort_by(|a, b| a.id.cmp(&b.id));
     }
-    let tasks = placed.iter().map(|t| t.task.clone()).collect();
+    let tasks = placed.iter().map(|t| answered(&t.task)).collect();
     let changes = placed
         .into_iter()
         .map(|mut t| {
@@ -644,7 +654,7 @@ pub fn start_task(
         );
         failures.extend(f);
         for task in placed {
-            tasks.push(task.task.clone());
+            tasks.push(answered(&task.task));
             changes.push(Change::Put(Record::Task(task.clone())));
             snapshots.push(task);
         }

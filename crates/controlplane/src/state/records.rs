@@ -345,6 +345,29 @@ pub struct CapacityProviderRecord {
     pub name: String,
     /// As DescribeCapacityProviders shows it.
     pub provider: wire::CapacityProvider,
+    /// Managed scaling's memory (`crate::managed_scaling`); empty until it first scales
+    /// out, and in records stored before it existed.
+    #[serde(default, skip_serializing_if = "ScalingRecord::is_empty")]
+    pub scaling: ScalingRecord,
+}
+
+/// What managed scaling remembers of a capacity provider between passes.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ScalingRecord {
+    /// Epoch seconds of the last scale-out the scaling hook accepted: another waits
+    /// until `instanceWarmupPeriod` has passed since.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_scale_out_at: Option<f64>,
+    /// How many instances that scale-out asked for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_scale_out_count: Option<u32>,
+}
+
+impl ScalingRecord {
+    /// Whether there is nothing to remember.
+    pub fn is_empty(&self) -> bool {
+        *self == ScalingRecord::default()
+    }
 }
 
 impl CapacityProviderRecord {

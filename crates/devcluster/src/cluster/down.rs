@@ -5,7 +5,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use super::node::{clear_node_run_state, kill_node};
-use super::server::server_pid;
+use super::server::{all_etcd_pids, all_server_pids};
 use super::{Reporter, resolve_dir};
 use crate::error::{Error, Result};
 use crate::host;
@@ -32,8 +32,8 @@ fn netns_nodes(name: &str) -> Vec<u8> {
         .collect()
 }
 
-/// Removes everything of cluster `name`: processes (server, agents, containerds, shims,
-/// containers), mounts, shim sockets, namespaces, veths, the bridge, nftables table,
+/// Removes everything of cluster `name`: processes (servers, etcd members, agents,
+/// containerds, shims, containers), mounts, shim sockets, namespaces, veths, the bridge, nftables table,
 /// cgroups, then its directory and pointer file. Safe to run twice.
 pub fn down(name: &str, dir: Option<&Path>, report: &dyn Reporter) -> Result<DownOutcome> {
     spec::validate_name(name)?;
@@ -55,20 +55,24 @@ pub fn down(name: &str, dir: Option<&Path>, report: &dyn Reporter) -> Result<Dow
             name: name.to_owned(),
             dir: dir.clone(),
             nodes: leftover_nodes.iter().copied().max().unwrap_or(0),
+            fargate_nodes: 0,
+            fargate_spot_nodes: 0,
             subnet: 0,
             port: 0,
             agent_timeout: None,
             instance_lost_after: None,
             os: None,
+            control: Default::default(),
         },
     };
     let nodes: BTreeSet<u8> = spec.node_numbers().chain(leftover_nodes).collect();
 
-    report.step("stopping the server");
-    host::kill_until_gone("server", Duration::from_secs(10), || {
-        server_pid(&spec).into_iter().collect()
+    report.step("stopping the servers");
+    host::kill_until_gone("server", Duration::from_secs(10), || all_server_pids(&spec))?;
+    host::kill_until_gone("etcd member", Duration::from_secs(10), || {
+        all_etcd_pids(&spec)
     })?;
-    report.done("server stopped");
+    report.done("servers stopped");
     for &i in &nodes {
         report.step(&format!(
             "node {i}: killing agent, containerd, shims and containers"

@@ -131,11 +131,14 @@ mod tests {
             name: "os".into(),
             dir: "/tmp/c".into(),
             nodes: 3,
+            fargate_nodes: 0,
+            fargate_spot_nodes: 0,
             subnet: 9,
             port: 8090,
             agent_timeout: None,
             instance_lost_after: None,
             os: None,
+            control: Default::default(),
         };
         let os = OsSpec {
             repo: "/srv/repo".into(),

@@ -26,7 +26,7 @@ use crate::spec;
 pub use down::{DownOutcome, down};
 pub use options::{AGENT_POLL_SECONDS, UpOptions};
 pub use server::DNS_PORT;
-pub use status::{ClusterStatus, NodeStatus, ProcessStatus, status};
+pub use status::{ClusterStatus, NodeStatus, ProcessStatus, ServerStatus, status};
 pub use up::up;
 
 /// Receives progress: the CLI shows it as spinners, tests ignore it.

@@ -11,7 +11,7 @@ use super::{log_tail, mkdir, wait_until};
 use crate::error::{Error, Result};
 use crate::host::{self, netns_path, running_pid};
 use crate::net;
-use crate::spec::{self, ClusterSpec, ECS_CLUSTER, REGION};
+use crate::spec::{self, ClusterSpec, ECS_CLUSTER, FARGATE_POOL, NodeKind, REGION};
 
 fn containerd_config_file(spec: &ClusterSpec, i: u8) -> PathBuf {
     spec.containerd_dir(i).join("config.toml")
@@ -160,12 +160,27 @@ pub(super) fn ensure_node(
     } else if agent_pid(spec, i).is_none() {
         mkdir(&spec.agent_dir(i))?;
         mkdir(&spec.runc_root(i))?;
+        // What the node joins: the cluster, or the Fargate pool (spot or not), whose
+        // tasks get addresses the other nodes route to.
+        let joins: Vec<String> = match spec.node_kind(i) {
+            NodeKind::Ec2 => vec!["--cluster".into(), ECS_CLUSTER.into()],
+            kind => {
+                let mut args = vec!["--fargate-pool".into(), FARGATE_POOL.into()];
+                if kind == NodeKind::FargateSpot {
+                    args.push("--fargate-spot".into());
+                }
+                args.extend(
+                    spec.task_cidr(i)
+                        .into_iter()
+                        .flat_map(|c| ["--bridge-cidr".to_owned(), c]),
+                );
+                args
+            }
+        };
         let args: Vec<String> = [
             "agent",
             "--endpoint",
-            &spec.endpoint(),
-            "--cluster",
-            ECS_CLUSTER,
+            &spec.endpoints(),
             "--region",
             REGION,
             "--data-dir",
@@ -186,6 +201,7 @@ pub(super) fn ensure_node(
         ]
         .iter()
         .map(|s| (*s).to_owned())
+        .chain(joins)
         .chain(
             task_dns
                 .into_iter()
@@ -210,4 +226,13 @@ pub(super) fn ensure_node(
             started.join(", ")
         )
     })
+}
+
+/// The container instance ARN the agent of node `i` registered as, from its state file
+/// (`agent-state.json`): how a Fargate pool node, which no ListContainerInstances shows,
+/// is seen to have joined.
+pub(super) fn registered_arn(spec: &ClusterSpec, i: u8) -> Option<String> {
+    let path = spec.agent_dir(i).join("agent-state.json");
+    let state: serde_json::Value = serde_json::from_slice(&std::fs::read(path).ok()?).ok()?;
+    Some(state["container_instance_arn"].as_str()?.to_owned())
 }

@@ -9,7 +9,7 @@ use super::resolve_dir;
 use crate::error::{Error, Result};
 use crate::host;
 use crate::net;
-use crate::spec::{self, ClusterSpec, MAX_NODES, OsSpec};
+use crate::spec::{self, ClusterSpec, ControlSpec, MAX_NODES, MAX_SERVERS, OsSpec, StoreKind};
 
 /// The agents long-poll for this long; shorter liveness timeouts would mark idle,
 /// healthy nodes disconnected or lost.
@@ -22,8 +22,12 @@ pub struct UpOptions {
     pub name: String,
     /// Cluster directory (default [`spec::default_dir`]).
     pub dir: Option<PathBuf>,
-    /// Node count (default 3).
+    /// EC2 node count (default 3).
     pub nodes: Option<u8>,
+    /// Fargate pool nodes (default 0).
+    pub fargate_nodes: Option<u8>,
+    /// Fargate pool spot nodes (default 0).
+    pub fargate_spot_nodes: Option<u8>,
     /// Control plane port on the host side of the bridge (default 8080).
     pub port: Option<u16>,
     /// `flotilla server --agent-timeout`, seconds.
@@ -38,9 +42,37 @@ pub struct UpOptions {
     pub os_repo: Option<PathBuf>,
     /// The node image installed in slot A (default: the newest the repository lists).
     pub os_image: Option<PathBuf>,
+    /// Number of servers (default 1; more need `store` etcd).
+    pub servers: Option<u8>,
+    /// The servers' store (default: the embedded one).
+    pub store: Option<StoreKind>,
 }
 
-pub(super) fn preflight(bin: &Path) -> Result<()> {
+/// The control plane `opts` ask for, checked: 1 to [`MAX_SERVERS`] servers, several only
+/// on etcd, their ports inside the port range.
+fn resolve_control(opts: &UpOptions) -> Result<ControlSpec> {
+    let servers = opts.servers.unwrap_or(1);
+    let store = opts.store.unwrap_or_default();
+    if !(1..=MAX_SERVERS).contains(&servers) {
+        return Err(Error::Invalid(format!(
+            "--servers must be 1 to {MAX_SERVERS}, not {servers}"
+        )));
+    }
+    if servers > 1 && store == StoreKind::Embedded {
+        return Err(Error::Invalid(format!(
+            "--servers {servers} needs --store etcd: servers share state only through etcd"
+        )));
+    }
+    let port = opts.port.unwrap_or(8080);
+    if u16::MAX - port < u16::from(servers) {
+        return Err(Error::Invalid(format!(
+            "--port {port} leaves no room for {servers} servers on the ports above it"
+        )));
+    }
+    Ok(ControlSpec { servers, store })
+}
+
+pub(super) fn preflight(bin: &Path, store: Option<StoreKind>) -> Result<()> {
     if !host::is_root() {
         return Err(Error::NotRoot);
     }
@@ -53,6 +85,9 @@ pub(super) fn preflight(bin: &Path) -> Result<()> {
         ("containerd-shim-runc-v2", "apt-get install -y containerd"),
         ("runc", "apt-get install -y runc"),
     ])?;
+    if store == Some(StoreKind::Etcd) {
+        host::require_programs(&[("etcd", "apt-get install -y etcd-server")])?;
+    }
     if !bin.exists() {
         return Err(Error::Invalid(format!(
             "the flotilla binary {} is missing",
@@ -100,6 +135,21 @@ pub(super) fn resolve_spec(opts: &UpOptions) -> Result<ClusterSpec> {
     if opts.port == Some(0) {
         return Err(Error::Invalid("--port must not be 0".into()));
     }
+    let control = resolve_control(opts)?;
+    let total = u16::from(opts.nodes.unwrap_or(3))
+        + u16::from(opts.fargate_nodes.unwrap_or(0))
+        + u16::from(opts.fargate_spot_nodes.unwrap_or(0));
+    if opts.os_repo.is_some() && total > u16::from(opts.nodes.unwrap_or(3)) {
+        return Err(Error::Invalid(
+            "--os-repo boots EC2 nodes only; leave out --fargate-nodes and --fargate-spot-nodes"
+                .into(),
+        ));
+    }
+    if total > u16::from(MAX_NODES) {
+        return Err(Error::Invalid(format!(
+            "--nodes, --fargate-nodes and --fargate-spot-nodes add up to {total}; at most {MAX_NODES}"
+        )));
+    }
     let dir = resolve_dir(&opts.name, opts.dir.as_deref());
     if !dir.is_absolute() {
         return Err(Error::Invalid(format!(
@@ -144,6 +194,26 @@ pub(super) fn resolve_spec(opts: &UpOptions) -> Result<ClusterSpec> {
             opts.instance_lost_after.map(|v| v.to_string()),
             secs(existing.instance_lost_after),
         )?;
+        differs(
+            "--fargate-nodes",
+            opts.fargate_nodes.map(|n| n.to_string()),
+            existing.fargate_nodes.to_string(),
+        )?;
+        differs(
+            "--fargate-spot-nodes",
+            opts.fargate_spot_nodes.map(|n| n.to_string()),
+            existing.fargate_spot_nodes.to_string(),
+        )?;
+        differs(
+            "--servers",
+            opts.servers.map(|n| n.to_string()),
+            existing.control.servers.to_string(),
+        )?;
+        differs(
+            "--store",
+            opts.store.map(|s| format!("{s:?}").to_lowercase()),
+            format!("{:?}", existing.control.store).to_lowercase(),
+        )?;
         let asked_os = match &opts.os_repo {
             Some(_) => Some(resolve_os(opts)?.repo.display().to_string()),
             None => None,
@@ -183,6 +253,8 @@ pub(super) fn resolve_spec(opts: &UpOptions) -> Result<ClusterSpec> {
         name: opts.name.clone(),
         dir,
         nodes: opts.nodes.unwrap_or(3),
+        fargate_nodes: opts.fargate_nodes.unwrap_or(0),
+        fargate_spot_nodes: opts.fargate_spot_nodes.unwrap_or(0),
         subnet,
         port: opts.port.unwrap_or(8080),
         agent_timeout: opts.agent_timeout,
@@ -192,6 +264,7 @@ pub(super) fn resolve_spec(opts: &UpOptions) -> Result<ClusterSpec> {
             .as_ref()
             .map(|_| resolve_os(opts))
             .transpose()?,
+        control,
     })
 }
 
@@ -263,6 +336,10 @@ mod tests {
             flotilla_bin: PathBuf::from("/nonexistent"),
             os_repo: None,
             os_image: None,
+            servers: None,
+            store: None,
+            fargate_nodes: None,
+            fargate_spot_nodes: None,
         }
     }
     #[test]
@@ -295,6 +372,13 @@ mod tests {
         );
         o.nodes = Some(100);
         assert!(resolve_spec(&o).is_err());
+        o.nodes = Some(90);
+        o.fargate_nodes = Some(5);
+        o.fargate_spot_nodes = Some(5);
+        let err = resolve_spec(&o).unwrap_err().to_string();
+        assert!(err.contains("add up to 100; at most 99"), "{err}");
+        o.fargate_nodes = None;
+        o.fargate_spot_nodes = None;
         o.nodes = Some(2);
         o.name = "Bad-Name".into();
         assert!(
@@ -323,17 +407,58 @@ mod tests {
     }
 
     #[test]
+    fn several_servers_need_etcd_and_room_for_their_ports() {
+        let mut o = opts();
+        assert_eq!(resolve_control(&o).unwrap(), ControlSpec::default());
+        o.servers = Some(3);
+        let err = resolve_control(&o).unwrap_err().to_string();
+        assert!(err.contains("--servers 3 needs --store etcd"), "{err}");
+        o.store = Some(StoreKind::Etcd);
+        assert_eq!(
+            resolve_control(&o).unwrap(),
+            ControlSpec {
+                servers: 3,
+                store: StoreKind::Etcd
+            }
+        );
+        o.servers = Some(0);
+        assert!(
+            resolve_control(&o)
+                .unwrap_err()
+                .to_string()
+                .contains("1 to 5")
+        );
+        o.servers = Some(6);
+        assert!(resolve_control(&o).is_err());
+        o.servers = Some(3);
+        o.port = Some(65534);
+        assert!(
+            resolve_control(&o)
+                .unwrap_err()
+                .to_string()
+                .contains("no room")
+        );
+        // One server on etcd is allowed (a store shared with other machines' servers).
+        o.servers = Some(1);
+        o.port = None;
+        assert!(resolve_control(&o).is_ok());
+    }
+
+    #[test]
     fn an_existing_cluster_keeps_its_shape() {
         let dir = tempfile::tempdir().unwrap();
         let spec = ClusterSpec {
             name: "t".into(),
             dir: dir.path().to_owned(),
             nodes: 3,
+            fargate_nodes: 0,
+            fargate_spot_nodes: 0,
             subnet: 7,
             port: 9000,
             agent_timeout: None,
             instance_lost_after: Some(25),
             os: None,
+            control: ControlSpec::default(),
         };
         spec.save().unwrap();
         let mut o = opts();
@@ -346,6 +471,12 @@ mod tests {
         let err = resolve_spec(&o).unwrap_err().to_string();
         assert!(err.contains("exists with --nodes 3, not 4"), "{err}");
         o.nodes = None;
+        o.servers = Some(3);
+        o.store = Some(StoreKind::Etcd);
+        let err = resolve_spec(&o).unwrap_err().to_string();
+        assert!(err.contains("exists with --servers 1, not 3"), "{err}");
+        o.servers = None;
+        o.store = None;
         o.name = "u".into();
         assert!(
             resolve_spec(&o)

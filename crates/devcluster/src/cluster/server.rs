@@ -1,6 +1,6 @@
-//! The control plane server of a dev cluster: its files, starting it (with Cloud Map DNS
-//! on the host side of the bridge when the port is free), and finding where a running
-//! one serves DNS.
+//! The control plane servers of a dev cluster: their files, starting them (server 1 with
+//! Cloud Map DNS on the host side of the bridge when the port is free), finding where a
+//! running one serves DNS, and — on `--store etcd` — the local etcd members they share.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -10,19 +10,139 @@ use super::{log_tail, mkdir, wait_until};
 use crate::ecs::EcsClient;
 use crate::error::{Error, Result};
 use crate::host::{self, running_pid};
-use crate::spec::ClusterSpec;
+use crate::spec::{ClusterSpec, MAX_SERVERS, StoreKind};
 
-fn server_data(spec: &ClusterSpec) -> PathBuf {
-    spec.server_dir().join("data")
+fn server_data(spec: &ClusterSpec, k: u8) -> PathBuf {
+    spec.server_dir_of(k).join("data")
 }
-fn server_pid_file(spec: &ClusterSpec) -> PathBuf {
-    spec.server_dir().join("server.pid")
+fn server_pid_file(spec: &ClusterSpec, k: u8) -> PathBuf {
+    spec.server_dir_of(k).join("server.pid")
 }
-pub(super) fn server_log(spec: &ClusterSpec) -> PathBuf {
-    spec.server_dir().join("server.log")
+pub(super) fn server_log(spec: &ClusterSpec, k: u8) -> PathBuf {
+    spec.server_dir_of(k).join("server.log")
 }
-pub(super) fn server_pid(spec: &ClusterSpec) -> Option<u32> {
-    running_pid(&server_pid_file(spec), &server_data(spec).to_string_lossy())
+/// Server `k`'s pid, when it runs.
+pub(super) fn server_pid(spec: &ClusterSpec, k: u8) -> Option<u32> {
+    running_pid(
+        &server_pid_file(spec, k),
+        &server_data(spec, k).to_string_lossy(),
+    )
+}
+/// The pids of every server that runs (also of numbers a half-made cluster's spec
+/// does not list).
+pub(super) fn all_server_pids(spec: &ClusterSpec) -> std::collections::BTreeSet<u32> {
+    (1..=MAX_SERVERS)
+        .filter_map(|k| server_pid(spec, k))
+        .collect()
+}
+
+fn etcd_data(spec: &ClusterSpec, m: u8) -> PathBuf {
+    spec.etcd_dir(m).join("data")
+}
+fn etcd_pid_file(spec: &ClusterSpec, m: u8) -> PathBuf {
+    spec.etcd_dir(m).join("etcd.pid")
+}
+/// etcd member `m`'s log.
+pub(super) fn etcd_log(spec: &ClusterSpec, m: u8) -> PathBuf {
+    spec.etcd_dir(m).join("etcd.log")
+}
+/// etcd member `m`'s pid, when it runs.
+pub(super) fn etcd_pid(spec: &ClusterSpec, m: u8) -> Option<u32> {
+    running_pid(
+        &etcd_pid_file(spec, m),
+        &etcd_data(spec, m).to_string_lossy(),
+    )
+}
+/// The pids of every etcd member that runs.
+pub(super) fn all_etcd_pids(spec: &ClusterSpec) -> std::collections::BTreeSet<u32> {
+    (1..=crate::spec::ETCD_MEMBERS)
+        .filter_map(|m| etcd_pid(spec, m))
+        .collect()
+}
+
+/// Makes sure every etcd member of a `--store etcd` cluster runs (on the host side of
+/// the bridge, with the limits flotilla's etcd store needs), and waits until the
+/// cluster has a leader. Returns what happened.
+pub(super) fn ensure_etcd(spec: &ClusterSpec) -> Result<String> {
+    let mut started = Vec::new();
+    for m in spec.etcd_members() {
+        if etcd_pid(spec, m).is_some() {
+            continue;
+        }
+        mkdir(&spec.etcd_dir(m))?;
+        let (client, peer) = ClusterSpec::etcd_ports(m);
+        let host = spec.host_ip();
+        let args: Vec<String> = [
+            "--name".to_owned(),
+            spec.etcd_name(m),
+            "--data-dir".into(),
+            etcd_data(spec, m).to_string_lossy().into_owned(),
+            "--listen-client-urls".into(),
+            format!("http://{host}:{client}"),
+            "--advertise-client-urls".into(),
+            format!("http://{host}:{client}"),
+            "--listen-peer-urls".into(),
+            format!("http://{host}:{peer}"),
+            "--initial-advertise-peer-urls".into(),
+            format!("http://{host}:{peer}"),
+            "--initial-cluster".into(),
+            spec.etcd_initial_cluster(),
+            "--initial-cluster-state".into(),
+            "new".into(),
+            "--max-txn-ops".into(),
+            "16384".into(),
+            "--max-request-bytes".into(),
+            "33554432".into(),
+        ]
+        .into();
+        let pid = host::spawn_daemon(
+            None,
+            Path::new("etcd"),
+            &args,
+            &etcd_log(spec, m),
+            &etcd_pid_file(spec, m),
+        )?;
+        started.push(format!("{} (pid {pid})", spec.etcd_name(m)));
+    }
+    let http = reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(2))
+        .no_proxy()
+        .build()
+        .map_err(|e| Error::Api(e.to_string()))?;
+    let health = |m: u8| {
+        let url = format!(
+            "http://{}:{}/health",
+            spec.host_ip(),
+            ClusterSpec::etcd_ports(m).0
+        );
+        http.get(url)
+            .send()
+            .ok()
+            .and_then(|r| r.json::<serde_json::Value>().ok())
+            .is_some_and(|v| v["health"] == "true")
+    };
+    wait_until(
+        || {
+            let logs: Vec<String> = spec
+                .etcd_members()
+                .map(|m| etcd_log(spec, m).display().to_string())
+                .collect();
+            format!(
+                "etcd has no healthy member within 30 s; see {}",
+                logs.join(", ")
+            )
+        },
+        Duration::from_secs(30),
+        || spec.etcd_members().any(health).then_some(()),
+    )?;
+    Ok(if started.is_empty() {
+        format!(
+            "etcd already running ({} members)",
+            spec.etcd_members().count()
+        )
+    } else {
+        format!("etcd started: {}", started.join(", "))
+    })
 }
 
 /// The port of the server's Cloud Map DNS, on the host side of the bridge.
@@ -63,46 +183,60 @@ fn port_free(addr: SocketAddr) -> bool {
     std::net::UdpSocket::bind(addr).is_ok() && std::net::TcpListener::bind(addr).is_ok()
 }
 
-/// Makes sure the server runs; returns what happened and where it serves Cloud Map DNS.
-/// A new server serves it on the host side of the bridge, port [`DNS_PORT`] (forwarding
-/// other names to the host's name servers), unless that port is taken: then it starts
-/// without DNS and the message says so (tasks keep their images' resolv.conf).
+/// Makes sure server `k` runs; returns what happened and where it serves Cloud Map DNS.
+/// A new server 1 serves it on the host side of the bridge, port [`DNS_PORT`]
+/// (forwarding other names to the host's name servers), unless that port is taken: then
+/// it starts without DNS and the message says so (tasks keep their images' resolv.conf).
+/// The other servers serve neither DNS nor load balancer listeners (their ports are
+/// server 1's).
 pub(super) fn ensure_server(
     spec: &ClusterSpec,
+    k: u8,
     bin: &Path,
     api: &EcsClient,
 ) -> Result<(String, Option<SocketAddr>)> {
-    if let Some(pid) = server_pid(spec) {
+    let log = server_log(spec, k);
+    if let Some(pid) = server_pid(spec, k) {
         wait_until(
             || {
                 format!(
-                    "the server (pid {pid}) does not answer; see {}",
-                    server_log(spec).display()
+                    "server {k} (pid {pid}) does not answer; see {}",
+                    log.display()
                 )
             },
             Duration::from_secs(15),
             || api.healthy().then_some(()),
         )?;
         return Ok((
-            format!("server already running (pid {pid})"),
+            format!("server {k} already running (pid {pid})"),
             server_dns(pid),
         ));
     }
     if api.healthy() {
         return Err(Error::Invalid(format!(
             "something else answers on {}; choose another --port",
-            spec.endpoint()
+            spec.server_endpoint(k)
         )));
     }
-    mkdir(&server_data(spec))?;
+    mkdir(&server_data(spec, k))?;
     let mut args = vec![
         "server".to_owned(),
         "--listen".into(),
-        format!("{}:{}", spec.host_ip(), spec.port),
+        format!(
+            "{}:{}",
+            spec.host_ip(),
+            spec.port + u16::from(k.saturating_sub(1))
+        ),
         "--data-dir".into(),
-        server_data(spec).to_string_lossy().into_owned(),
+        server_data(spec, k).to_string_lossy().into_owned(),
         "--allow-reset".into(),
     ];
+    if spec.control.store == StoreKind::Etcd {
+        args.extend(["--store".into(), spec.etcd_store_arg()]);
+    }
+    if k > 1 {
+        args.extend(["--lb-listen".into(), "off".into()]);
+    }
     if let Some(t) = spec.agent_timeout {
         args.extend(["--agent-timeout".into(), t.to_string()]);
     }
@@ -110,7 +244,7 @@ pub(super) fn ensure_server(
         args.extend(["--instance-lost-after".into(), t.to_string()]);
     }
     let dns_addr = SocketAddr::from((spec.host_ip(), DNS_PORT));
-    let dns = port_free(dns_addr).then_some(dns_addr);
+    let dns = (k == 1 && port_free(dns_addr)).then_some(dns_addr);
     if let Some(addr) = dns {
         args.extend(["--dns-listen".into(), addr.to_string()]);
         let resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
@@ -120,15 +254,15 @@ pub(super) fn ensure_server(
     }
     let dns_note = match dns {
         Some(addr) => format!("Cloud Map DNS on {addr}"),
+        None if k > 1 => "DNS and load balancers on server 1".to_owned(),
         None => format!("no Cloud Map DNS: {dns_addr} is in use"),
     };
-    let log = server_log(spec);
-    let pid = host::spawn_daemon(None, bin, &args, &log, &server_pid_file(spec))?;
+    let pid = host::spawn_daemon(None, bin, &args, &log, &server_pid_file(spec, k))?;
     wait_until(
         || {
             format!(
-                "the server did not answer on {} within 15 s; see {}:\n{}",
-                spec.endpoint(),
+                "server {k} did not answer on {} within 15 s; see {}:\n{}",
+                spec.server_endpoint(k),
                 log.display(),
                 log_tail(&log)
             )
@@ -143,7 +277,7 @@ pub(super) fn ensure_server(
     )
     .and_then(|ok| {
         if ok {
-            Ok((format!("server started (pid {pid}); {dns_note}"), dns))
+            Ok((format!("server {k} started (pid {pid}); {dns_note}"), dns))
         } else {
             Err(Error::Timeout(format!(
                 "the server exited; see {}:\n{}",

@@ -4,9 +4,9 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use super::node::{agent_log, agent_pid, containerd_pid};
+use super::node::{agent_log, agent_pid, containerd_pid, registered_arn};
 use super::resolve_dir;
-use super::server::{server_dns, server_log, server_pid};
+use super::server::{etcd_log, etcd_pid, server_dns, server_log, server_pid};
 use crate::ecs::{EcsClient, Instance};
 use crate::error::Result;
 use crate::net;
@@ -23,11 +23,28 @@ pub struct ProcessStatus {
     pub log: PathBuf,
 }
 
+/// One server of the control plane.
+#[derive(Debug, Clone, Serialize)]
+pub struct ServerStatus {
+    /// Server number (1-based).
+    pub index: u8,
+    /// Its URL.
+    pub endpoint: String,
+    /// Its process.
+    pub process: ProcessStatus,
+    /// What its `/healthz` says (`ok`, `ok: leader`, `ok: follower of …`); `None` when
+    /// it does not answer.
+    pub health: Option<String>,
+}
+
 /// One node.
 #[derive(Debug, Clone, Serialize)]
 pub struct NodeStatus {
     /// Node number (1-based).
     pub index: u8,
+    /// `EC2`, `FARGATE` or `FARGATE_SPOT` (a node of the Fargate pool, which no cluster
+    /// lists: its instance and task counts come from its agent's state, or are `None`).
+    pub kind: crate::spec::NodeKind,
     /// Its network namespace.
     pub netns: String,
     /// Whether the namespace exists.
@@ -71,10 +88,16 @@ pub struct ClusterStatus {
     pub ecs_cluster: String,
     /// Host bridge.
     pub bridge: String,
-    /// The server.
+    /// The servers' store: `embedded` or `etcd`.
+    pub store: String,
+    /// Server 1.
     pub server: ProcessStatus,
-    /// Whether the server answers `/healthz`.
+    /// Whether server 1 answers `/healthz`.
     pub server_healthy: bool,
+    /// Every server (one on the embedded store).
+    pub servers: Vec<ServerStatus>,
+    /// The etcd members of a `--store etcd` cluster.
+    pub etcd: Vec<ProcessStatus>,
     /// Where the server serves Cloud Map's private DNS namespaces (the nodes' agents
     /// give it to tasks as their name server); `None` when it does not.
     pub dns: Option<String>,
@@ -89,10 +112,35 @@ pub fn status(name: &str, dir: Option<&Path>) -> Result<Option<ClusterStatus>> {
     let Some(spec) = ClusterSpec::load(&dir)? else {
         return Ok(None);
     };
-    let api = EcsClient::new(&spec.endpoint())?;
-    let server_pid = server_pid(&spec);
-    let healthy = server_pid.is_some() && api.healthy();
-    let instances: Vec<Instance> = if healthy {
+    let servers = spec
+        .server_numbers()
+        .map(|k| {
+            let pid = server_pid(&spec, k);
+            let health = match pid {
+                Some(_) => EcsClient::new(&spec.server_endpoint(k))?.health(),
+                None => None,
+            };
+            Ok(ServerStatus {
+                index: k,
+                endpoint: spec.server_endpoint(k),
+                process: ProcessStatus {
+                    pid,
+                    running: pid.is_some(),
+                    log: server_log(&spec, k),
+                },
+                health,
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    // The control plane's view of the nodes comes from any server that answers.
+    let answering = servers
+        .iter()
+        .find(|s| s.health.is_some())
+        .map(|s| s.endpoint.clone());
+    let api = EcsClient::new(answering.as_deref().unwrap_or(&spec.endpoint()))?;
+    let server_pid = servers[0].process.pid;
+    let healthy = servers[0].health.is_some();
+    let instances: Vec<Instance> = if answering.is_some() {
         api.instances().unwrap_or_default()
     } else {
         Vec::new()
@@ -105,8 +153,13 @@ pub fn status(name: &str, dir: Option<&Path>) -> Result<Option<ClusterStatus>> {
                 .find(|ci| ci.instance_id == spec.instance_id(i));
             let cpid = containerd_pid(&spec, i);
             let apid = agent_pid(&spec, i);
+            let pool_arn = match spec.node_kind(i) {
+                crate::spec::NodeKind::Ec2 => None,
+                _ => registered_arn(&spec, i),
+            };
             NodeStatus {
                 index: i,
+                kind: spec.node_kind(i),
                 netns: spec.netns(i),
                 netns_exists: net::netns_exists(&spec.netns(i)),
                 ip: spec.node_ip(i).to_string(),
@@ -124,7 +177,7 @@ pub fn status(name: &str, dir: Option<&Path>) -> Result<Option<ClusterStatus>> {
                     running: apid.is_some(),
                     log: agent_log(&spec, i),
                 },
-                container_instance_arn: ci.map(|c| c.arn.clone()),
+                container_instance_arn: ci.map(|c| c.arn.clone()).or(pool_arn),
                 instance_status: ci.map(|c| c.status.clone()),
                 agent_connected: ci.map(|c| c.agent_connected),
                 running_tasks: ci.map(|c| c.running_tasks),
@@ -138,12 +191,21 @@ pub fn status(name: &str, dir: Option<&Path>) -> Result<Option<ClusterStatus>> {
         region: REGION.to_owned(),
         ecs_cluster: ECS_CLUSTER.to_owned(),
         bridge: spec.bridge(),
-        server: ProcessStatus {
-            pid: server_pid,
-            running: server_pid.is_some(),
-            log: server_log(&spec),
-        },
+        store: format!("{:?}", spec.control.store).to_lowercase(),
+        server: servers[0].process.clone(),
         server_healthy: healthy,
+        etcd: spec
+            .etcd_members()
+            .map(|m| {
+                let pid = etcd_pid(&spec, m);
+                ProcessStatus {
+                    pid,
+                    running: pid.is_some(),
+                    log: etcd_log(&spec, m),
+                }
+            })
+            .collect(),
+        servers,
         dns: server_pid.and_then(server_dns).map(|a| a.to_string()),
         nodes,
     }))

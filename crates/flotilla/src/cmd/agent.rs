@@ -16,8 +16,10 @@ use runtime::{ContainerdConfig, ContainerdRuntime};
 /// `flotilla host boot` (which passes its environment on) gets them.
 #[derive(Debug, clap::Args)]
 pub struct AgentArgs {
-    /// Control plane URL (the agent opens every connection; no inbound port).
-    #[arg(long)]
+    /// Control plane URL (the agent opens every connection; no inbound port). Servers
+    /// sharing one etcd store: their URLs separated by commas; the agent moves to the
+    /// next when the one it calls cannot be reached (at most 16).
+    #[arg(long, value_name = "URL[,URL…]")]
     pub endpoint: String,
     /// Cluster to join.
     #[arg(long, default_value = "default")]

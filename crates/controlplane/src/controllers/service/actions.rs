@@ -112,17 +112,16 @@ impl<'a> Pass<'a> {
             tags,
             enable_execute_command: s.enable_execute_command.unwrap_or(false),
             client_token: None,
-            launch_type: s.launch_type,
-            // A FARGATE service's tasks run on the Fargate pool, with its platform version.
-            fargate: (s.launch_type == Some(wire::LaunchType::Fargate)).then(|| {
-                crate::task::FargateSpec {
-                    platform_version: s
-                        .platform_version
-                        .clone()
-                        .unwrap_or_else(|| crate::fargate::LATEST_PLATFORM_VERSION.to_owned()),
-                    provider: crate::fargate::FARGATE_PROVIDER.to_owned(),
-                    subnet: crate::fargate::first_subnet(s.network_configuration.as_ref()),
-                }
+            launch_type: p.launch_type,
+            // A deployment on Fargate runs its tasks on the Fargate pool, with the
+            // service's platform version (the provider: FARGATE unless a strategy says).
+            fargate: p.is_fargate().then(|| crate::task::FargateSpec {
+                platform_version: s
+                    .platform_version
+                    .clone()
+                    .unwrap_or_else(|| crate::fargate::LATEST_PLATFORM_VERSION.to_owned()),
+                provider: crate::fargate::FARGATE_PROVIDER.to_owned(),
+                subnet: crate::fargate::first_subnet(s.network_configuration.as_ref()),
             }),
         }
     }

@@ -165,9 +165,8 @@ impl<'a> Pass<'a> {
             .iter()
             .find(|d| !d.is_primary() && d.rollout_state != Some(Rollout::Failed))
             .map(|d| Primary {
-                id: d.id.clone().unwrap_or_default(),
-                task_definition: d.task_definition.clone().unwrap_or_default(),
                 failed: false,
+                ..Primary::of_deployment(d, &self.svc.service)
             });
         if keeper.is_some() {
             return keeper;

@@ -111,11 +111,7 @@ impl<'a> Pass<'a> {
         self.deployments()
             .iter()
             .find(|d| d.is_primary())
-            .map(|d| Primary {
-                id: d.id.clone().unwrap_or_default(),
-                task_definition: d.task_definition.clone().unwrap_or_default(),
-                failed: d.rollout_state == Some(Rollout::Failed),
-            })
+            .map(|d| Primary::of_deployment(d, &self.svc.service))
     }
 
     pub(super) fn of(t: &TaskRecord, p: &Primary) -> bool {

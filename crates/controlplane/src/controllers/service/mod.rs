@@ -14,7 +14,8 @@
 //! 2. stop tasks that fail their health checks (past `healthCheckGracePeriodSeconds`),
 //!    and pending tasks that are on a draining instance or belong to an old deployment;
 //! 3. start tasks of the PRIMARY deployment up to `desiredCount`, never past
-//!    `maximumPercent` of it (tasks count until the agent reports them STOPPED);
+//!    `maximumPercent` of it (tasks count until the agent reports them STOPPED), on the
+//!    deployment's launch type or split between its capacity providers;
 //! 4. stop running tasks that should go (old deployments, draining instances, scale-in
 //!    excess) while the healthy tasks stay at or above `minimumHealthyPercent`; scale-in
 //!    and deployments never pick tasks with scale-in protection;
@@ -25,8 +26,9 @@
 //! phases live beside it — `facts` (questions about tasks), `actions` (stop, start, events),
 //! `replica` (the REPLICA phases above), `rebalance`, `daemon` (DAEMON and deleted
 //! services), `deployments` (failures, circuit breaker and rollback target, rollout
-//! completion), `task_sets` (EXTERNAL services: each task set keeps its own count) and
-//! `timing` (`requeue_after`).
+//! completion), `capacity` (a deployment's launch type or capacity provider strategy:
+//! starts per provider, scale-in by provider share), `task_sets` (EXTERNAL services: each
+//! task set keeps its own count) and `timing` (`requeue_after`).
 //!
 //! DAEMON services run one task on every ACTIVE instance their constraints select
 //! ([`scheduler::daemon_placements`]); a DRAINING (deleted) service stops all its tasks and
@@ -63,6 +65,7 @@ use crate::task::{
 
 mod actions;
 mod blue_green;
+mod capacity;
 mod daemon;
 mod deployments;
 mod facts;
@@ -234,6 +237,10 @@ struct Primary {
     id: String,
     task_definition: String,
     failed: bool,
+    /// Its launch type (none with a strategy).
+    launch_type: Option<wire::LaunchType>,
+    /// Its `capacityProviderStrategy` (empty with a launch type).
+    strategy: Vec<wire::CapacityProviderStrategyItem>,
 }
 
 /// One reconcile pass over one service: the inputs, and the decisions made so far.
@@ -289,17 +296,17 @@ impl<'a> Pass<'a> {
         let tasks = state
             .tasks_in_group(&rec.scope, &rec.cluster, &group)
             .collect();
-        // A FARGATE service's tasks are on the Fargate pool's instances.
-        let instances = if is_fargate(&rec.service) {
-            crate::fargate::pool_instances(state, &rec.scope)
-                .map(|i| (i.id.as_str(), i))
-                .collect()
-        } else {
-            state
-                .instances_in(&rec.scope, &rec.cluster)
-                .map(|i| (i.id.as_str(), i))
-                .collect()
-        };
+        // A FARGATE service's tasks are on the Fargate pool's instances, the others'
+        // on the cluster's (a service moving between them has tasks on both).
+        let (pool, own) = on_pool(&rec.service);
+        let pool = pool.then(|| crate::fargate::pool_instances(state, &rec.scope));
+        let own = own.then(|| state.instances_in(&rec.scope, &rec.cluster));
+        let instances = pool
+            .into_iter()
+            .flatten()
+            .chain(own.into_iter().flatten())
+            .map(|i| (i.id.as_str(), i))
+            .collect();
         Pass {
             state,
             cluster,
@@ -432,13 +439,14 @@ impl<'a> Pass<'a> {
     }
 }
 
-/// The scheduler's view of the cluster, built on first use (a steady service needs none).
+/// The scheduler's views of the cluster and of the Fargate pool's regular and spot
+/// nodes, each built on first use (a steady service needs none).
 struct LazySnapshot<'a> {
     state: &'a State,
     scope: &'a crate::state::Scope,
     cluster: &'a str,
-    cell: OnceCell<(ClusterSnapshot, Vec<&'a InstanceRecord>)>,
-    /// The Fargate pool's view instead (a FARGATE service).
+    cells: [OnceCell<(ClusterSnapshot, Vec<&'a InstanceRecord>)>; 3],
+    /// The Fargate pool's view is the main one (a FARGATE service).
     fargate: bool,
 }
 
@@ -448,7 +456,7 @@ impl<'a> LazySnapshot<'a> {
             state,
             scope,
             cluster,
-            cell: OnceCell::new(),
+            cells: Default::default(),
             fargate: false,
         }
     }
@@ -460,21 +468,54 @@ impl<'a> LazySnapshot<'a> {
         view
     }
 
+    /// The main view: the Fargate pool's regular nodes for a service on Fargate, else
+    /// the cluster's.
     fn get(&self) -> (&ClusterSnapshot, &[&'a InstanceRecord]) {
-        let (snap, records) = self.cell.get_or_init(|| {
-            if self.fargate {
-                crate::fargate::pool_snapshot(self.state, self.scope, true, false)
-            } else {
+        self.at(if self.fargate {
+            capacity::View::Pool { spot: false }
+        } else {
+            capacity::View::Cluster
+        })
+    }
+
+    /// The view `at`.
+    fn at(&self, at: capacity::View) -> (&ClusterSnapshot, &[&'a InstanceRecord]) {
+        let (i, spot) = match at {
+            capacity::View::Cluster => (0, false),
+            capacity::View::Pool { spot } => (1 + usize::from(spot), spot),
+        };
+        let (snap, records) = self.cells[i].get_or_init(|| {
+            if i == 0 {
                 snapshot(self.state, self.scope, self.cluster)
+            } else {
+                crate::fargate::pool_snapshot(self.state, self.scope, true, spot)
             }
         });
         (snap, records)
     }
 }
 
-/// Whether the service runs its tasks on the Fargate pool (launch type FARGATE).
+/// Whether the service runs its tasks on the Fargate pool (launch type FARGATE, or a
+/// strategy of the Fargate providers).
 fn is_fargate(s: &wire::Service) -> bool {
     s.launch_type == Some(wire::LaunchType::Fargate)
+        || crate::capacity::is_fargate_strategy(
+            s.capacity_provider_strategy.as_deref().unwrap_or(&[]),
+        )
+}
+
+/// Whether the service (or one of its deployments) has tasks on the Fargate pool, and
+/// whether on the cluster's own instances.
+fn on_pool(s: &wire::Service) -> (bool, bool) {
+    let mut kinds = s
+        .deployments
+        .as_deref()
+        .unwrap_or(&[])
+        .iter()
+        .map(|d| capacity::deployment_on_fargate(d, s))
+        .chain(std::iter::once(is_fargate(s)));
+    let all: Vec<bool> = kinds.by_ref().collect();
+    (all.iter().any(|f| *f), all.iter().any(|f| !*f))
 }
 
 /// `(minimumHealthyPercent, maximumPercent)` with ECS's defaults (DAEMON: 0 and 100).

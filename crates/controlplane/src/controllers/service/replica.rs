@@ -69,8 +69,10 @@ impl<'a> Pass<'a> {
         let room = self.start_missing(ctx, &r, &view);
         let stopped = self.stop_within_budget(ctx, &r, &view);
         self.say_if_stuck(&r, room, stopped);
+        // (Not with a strategy: the providers' split, not the zones, decides where.)
         if r.rolling
             && r.hold.is_none()
+            && r.primary.strategy.is_empty()
             && let Some((_, def, spec)) = &r.launch
         {
             self.rebalance(ctx, &r.primary, (def, spec), &view, r.max_total);
@@ -109,25 +111,9 @@ impl<'a> Pass<'a> {
         if n <= 0 {
             return room;
         }
-        let request = crate::placement::for_launch_type(
-            task_request(def, None, &self.group),
-            self.svc.service.launch_type,
-        );
-        let requests = vec![request.clone(); usize::try_from(n).unwrap_or(0)];
-        let (snap, records) = view.get();
-        let plan = scheduler::place(snap, &requests, spec, ctx.random_u64());
-        let task_spec = self.task_spec(def, launch);
-        for outcome in &plan.outcomes {
-            match outcome {
-                Outcome::Placed(pl) => {
-                    self.start(ctx, (def, &task_spec), records, &request, pl);
-                }
-                Outcome::Failed(f) => {
-                    self.cannot_place(f);
-                    break;
-                }
-            }
-        }
+        // On the deployment's launch type, or split between its strategy's providers.
+        let n = u32::try_from(n).unwrap_or(0);
+        self.start_on_capacity(ctx, (launch, def, spec), n, view);
         room
     }
 
@@ -215,14 +201,23 @@ impl<'a> Pass<'a> {
                 .collect();
             let n = usize::try_from(excess).unwrap_or(0);
             let seed = ctx.random_u64();
-            let chosen = scheduler::choose_tasks_to_stop(
-                view.get().0,
-                &candidates,
-                n,
-                &spec,
-                &protected,
-                seed,
-            );
+            // With a strategy, the providers above their share first.
+            let mut chosen: Vec<String> = Vec::new();
+            for (group, k) in self.scale_in_groups(&r.primary, r.desired, candidates, n) {
+                let group: Vec<String> = group
+                    .into_iter()
+                    .filter(|id| !chosen.contains(id))
+                    .collect();
+                let k = k.min(n - chosen.len());
+                chosen.extend(scheduler::choose_tasks_to_stop(
+                    view.get().0,
+                    &group,
+                    k,
+                    &spec,
+                    &protected,
+                    seed,
+                ));
+            }
             for id in chosen {
                 let Some(t) = self.task(&id) else { continue };
                 if is_running(&t.task) {

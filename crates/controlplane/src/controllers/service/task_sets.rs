@@ -243,6 +243,8 @@ impl<'a> Pass<'a> {
             id: ts.id.clone().unwrap_or_default(),
             task_definition: ts.task_definition.clone().unwrap_or_default(),
             failed: false,
+            launch_type: self.svc.service.launch_type,
+            strategy: Vec::new(),
         };
         let Some((def, spec)) = self.launch_inputs(&launch) else {
             return;

@@ -167,7 +167,8 @@ pub fn register(
     Ok((
         wire::RegisterTaskDefinitionResponse {
             task_definition: Some(definition),
-            tags: Some(tags),
+            // As on ECS, the answer has `tags` only when the definition has some.
+            tags: (!tags.is_empty()).then_some(tags),
         },
         vec![Change::Put(Record::TaskDefinition(rec))],
     ))
@@ -177,24 +178,48 @@ fn not_found() -> EcsError {
     client("Unable to describe task definition.")
 }
 
+/// Why [`resolve_revision`] found nothing.
+enum Unresolved {
+    /// The identifier names no revision (`family`, or an ARN without `:revision`).
+    NoRevision,
+    /// The revision is not a number.
+    BadRevision(String),
+    /// No such revision (or an ARN of another account or region).
+    Missing,
+}
+
+impl From<Unresolved> for EcsError {
+    /// DeregisterTaskDefinition's answers, in ECS's words.
+    fn from(u: Unresolved) -> EcsError {
+        match u {
+            Unresolved::NoRevision => client("Revision is missing."),
+            Unresolved::BadRevision(rev) => {
+                invalid(format!("Invalid revision number. Number: {rev}"))
+            }
+            Unresolved::Missing => not_found(),
+        }
+    }
+}
+
 fn resolve_revision<'a>(
     state: &'a State,
     scope: &Scope,
     ident: &str,
-) -> Result<&'a TaskDefinitionRecord, EcsError> {
+) -> Result<&'a TaskDefinitionRecord, Unresolved> {
     let family_rev = if is_arn(ident) {
         parse_arn_in_scope(ident, ResourceType::TaskDefinition, scope)
             .map(|a| a.resource)
-            .ok_or_else(not_found)?
+            .ok_or(Unresolved::Missing)?
     } else {
         ident.to_owned()
     };
-    if !family_rev.contains(':') {
-        return Err(client(format!(
-            "The task definition must be given as family:revision or as a full ARN, got {ident:?}."
-        )));
+    let Some((_, rev)) = family_rev.rsplit_once(':') else {
+        return Err(Unresolved::NoRevision);
+    };
+    if rev.parse::<i32>().is_err() {
+        return Err(Unresolved::BadRevision(rev.to_owned()));
     }
-    resolve(state, scope, &family_rev).ok_or_else(not_found)
+    resolve(state, scope, &family_rev).ok_or(Unresolved::Missing)
 }
 
 /// DeregisterTaskDefinition: marks one revision INACTIVE.
@@ -246,7 +271,12 @@ pub fn delete(
             detail: None,
         };
         match resolve_revision(state, &ctx.scope, &ident) {
-            Err(_) => failures.push(fail("The specified task definition does not exist.")),
+            Err(Unresolved::Missing) => failures.push(fail(
+                "The specified task definition does not exist. Specify a valid account, family, revision and try again.",
+            )),
+            Err(Unresolved::NoRevision | Unresolved::BadRevision(_)) => failures.push(fail(
+                "The specified task definition identifier is invalid. Specify a valid name or ARN and try again.",
+            )),
             Ok(r) if r.definition.status == Some(TaskDefinitionStatus::Active) => failures.push(fail(
                 "The specified task definition is still in ACTIVE status. Please deregister the target and try again.",
             )),

@@ -54,8 +54,14 @@ fn normalise_container(
     task_memory: Option<u32>,
 ) -> Result<(), EcsError> {
     let name = c.name.clone().unwrap_or_default();
-    if name.is_empty()
-        || name.len() > 255
+    // ECS's own words for a container without a name or an image.
+    if name.is_empty() {
+        return Err(client("Container.name should not be null or empty."));
+    }
+    if c.image.as_deref().is_none_or(str::is_empty) {
+        return Err(client("Container.image should not be null or empty."));
+    }
+    if name.len() > 255
         || !name
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')

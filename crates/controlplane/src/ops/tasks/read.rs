@@ -19,9 +19,12 @@ pub fn describe(
     scope: &Scope,
     req: wire::DescribeTasksRequest,
 ) -> Result<wire::DescribeTasksResponse, EcsError> {
-    let cluster = active_cluster(state, scope, req.cluster.as_deref())?;
     let idents = req.tasks.ok_or_else(|| invalid("tasks is required."))?;
+    if idents.is_empty() {
+        return Err(invalid("Tasks cannot be empty."));
+    }
     check_len(&idents, 100, "tasks")?;
+    let cluster = active_cluster(state, scope, req.cluster.as_deref())?;
     let with_tags = req
         .include
         .unwrap_or_default()

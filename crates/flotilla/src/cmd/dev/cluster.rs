@@ -40,9 +40,18 @@ pub struct Target {
 pub struct UpArgs {
     #[command(flatten)]
     target: Target,
-    /// Number of nodes (default 3; an existing cluster keeps its count).
+    /// Number of EC2 nodes (default 3; an existing cluster keeps its count).
     #[arg(long)]
     nodes: Option<u8>,
+    /// Nodes of the Fargate pool "dev" (default 0): they run FARGATE tasks of every
+    /// cluster and are never listed as container instances; their awsvpc tasks get
+    /// addresses every node and the host route to (see docs/fargate.md).
+    #[arg(long)]
+    fargate_nodes: Option<u8>,
+    /// Spot nodes of that pool (default 0): FARGATE_SPOT tasks only, interrupted with a
+    /// two-minute warning when the node is drained.
+    #[arg(long)]
+    fargate_spot_nodes: Option<u8>,
     /// Port of the control plane on the host side of the cluster bridge (default 8080).
     #[arg(long)]
     port: Option<u16>,
@@ -61,6 +70,15 @@ pub struct UpArgs {
     /// The node image for slot A (default: the newest one the repository lists).
     #[arg(long, requires = "os_repo")]
     os_image: Option<PathBuf>,
+    /// Number of control plane servers (default 1; up to 5, more than one needs
+    /// `--store etcd`). Server k listens on port + k - 1; every agent is given all of
+    /// them and moves on when the one it calls is down.
+    #[arg(long)]
+    servers: Option<u8>,
+    /// The servers' store: `embedded` (default: one server's own file) or `etcd` (a
+    /// local 3-member etcd cluster the servers share; needs Debian's etcd-server).
+    #[arg(long)]
+    store: Option<devcluster::StoreKind>,
 }
 
 /// Arguments of `flotilla dev cluster status`.
@@ -156,12 +174,16 @@ fn up(args: UpArgs) -> anyhow::Result<()> {
         name: args.target.name.clone(),
         dir: args.target.dir.clone(),
         nodes: args.nodes,
+        fargate_nodes: args.fargate_nodes,
+        fargate_spot_nodes: args.fargate_spot_nodes,
         port: args.port,
         agent_timeout: args.agent_timeout,
         instance_lost_after: args.instance_lost_after,
         flotilla_bin: std::env::current_exe().context("cannot find the flotilla binary")?,
         os_repo: args.os_repo,
         os_image: args.os_image,
+        servers: args.servers,
+        store: args.store,
     };
     let spec = {
         let progress = Progress::new();
@@ -171,6 +193,19 @@ fn up(args: UpArgs) -> anyhow::Result<()> {
         .context("the cluster vanished right after `up`")?;
     print_status(&status);
     let e = &status.endpoint;
+    let servers_note = if status.servers.len() > 1 {
+        format!(
+            "\nEvery server answers any call: {}. Controllers run on the one whose /healthz says `ok: leader`.",
+            status
+                .servers
+                .iter()
+                .map(|s| s.endpoint.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    } else {
+        String::new()
+    };
     println!(
         "\nUse it with the AWS CLI (any credentials):
   export AWS_ACCESS_KEY_ID=dev AWS_SECRET_ACCESS_KEY=dev AWS_DEFAULT_REGION={region} AWS_ENDPOINT_URL_ECS={e}
@@ -182,7 +217,7 @@ fn up(args: UpArgs) -> anyhow::Result<()> {
 Images: 127.0.0.1:5000/... (scripts/build-test-images.sh) works on every node.
 Service discovery: Cloud Map private DNS namespaces (AWS_ENDPOINT_URL_SERVICEDISCOVERY={e})
   resolve inside tasks, e.g. web.corp.local (the agents' --task-dns names the server's DNS).
-Logs: {dir}/server/server.log, {dir}/nodes/<i>/agent.log{host}
+Logs: {dir}/server/server.log, {dir}/nodes/<i>/agent.log{host}{servers_note}
 Stop it with: flotilla dev cluster down --name {name}",
         region = status.region,
         cluster = status.ecs_cluster,
@@ -253,9 +288,33 @@ fn print_status(s: &ClusterStatus) {
         Some(addr) => println!("Cloud Map DNS on {addr}: the tasks' name server"),
         None => println!("no Cloud Map DNS: tasks keep their images' /etc/resolv.conf"),
     }
+    if s.servers.len() > 1 || !s.etcd.is_empty() {
+        let mut table = Table::new();
+        table.set_header(["server", "endpoint", "process", "/healthz"]);
+        for server in &s.servers {
+            table.add_row([
+                server.index.to_string(),
+                server.endpoint.clone(),
+                running(&server.process),
+                server
+                    .health
+                    .clone()
+                    .unwrap_or_else(|| "not answering".to_owned()),
+            ]);
+        }
+        println!("{table}");
+        let members: Vec<String> = s
+            .etcd
+            .iter()
+            .enumerate()
+            .map(|(i, m)| format!("{}: {}", i + 1, running(m)))
+            .collect();
+        println!("store {}: etcd members {}", s.store, members.join(", "));
+    }
     let mut table = Table::new();
     table.set_header([
         "node",
+        "kind",
         "ip",
         "zone",
         "netns",
@@ -268,6 +327,12 @@ fn print_status(s: &ClusterStatus) {
     for n in &s.nodes {
         table.add_row([
             n.index.to_string(),
+            match n.kind {
+                devcluster::NodeKind::Ec2 => "EC2",
+                devcluster::NodeKind::Fargate => "FARGATE pool",
+                devcluster::NodeKind::FargateSpot => "FARGATE_SPOT pool",
+            }
+            .to_owned(),
             n.ip.clone(),
             n.zone.clone(),
             if n.netns_exists {
