@@ -14,7 +14,7 @@ import subprocess
 import boto3
 import pytest
 
-from cluster_support import ROOT, REGION, Cluster, Sampler, leftovers, register_httpd, service_tasks, wait_for
+from cluster_support import BIN, CREDS, ROOT, REGION, Cluster, Sampler, leftovers, register_httpd, service_tasks, wait_for
 from support import need_root_and_binaries
 
 SERVICE = "ha"
@@ -133,6 +133,22 @@ def test_a_deployment_finishes_after_the_leader_and_the_agents_server_die(ha_clu
     wait_for(lambda: len(views()) == 1, "every server to give the same answer", deadline=30)
     assert views() == {(v2, DESIRED, tuple(d["id"] for d in api.describe_services(
         cluster="default", services=[SERVICE])["services"][0]["deployments"]))}
+
+
+def test_logs_are_read_through_any_server(ha_cluster: Cluster):
+    """A log read can only reach an agent through the server it polls; the others relay
+    it there (the agents polled the survivor, the restarted servers relay)."""
+    c = ha_cluster
+    task = service_tasks(ecs_at(c.endpoint), SERVICE)[0]["taskArn"]
+
+    def read_through(endpoint: str) -> subprocess.CompletedProcess:
+        return subprocess.run([str(BIN), "logs", task, "--endpoint", endpoint, "--tail", "5"],
+                              capture_output=True, text=True, timeout=60, env={**os.environ, **CREDS})
+
+    for s in c.status()["servers"]:
+        out = wait_for(lambda s=s: (r := read_through(s["endpoint"])).returncode == 0 and r,
+                       f"the task's logs through {s['endpoint']}", deadline=30)
+        assert "not connected" not in out.stderr, out.stderr
 
 
 def test_down_leaves_nothing(ha_cluster: Cluster):

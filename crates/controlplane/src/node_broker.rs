@@ -31,6 +31,11 @@
 //!   dropped; a late answer to it is refused with [`NodeBrokerError::UnknownRequest`].
 //! - **A request is answered by its own kind.** A `PutLogs` cannot answer a host call,
 //!   nor the other way round ([`NodeBrokerError::UnknownRequest`]).
+//! - **Several servers.** An agent polls one server. Where several share a store, each
+//!   tells the others which agents it hears from (`flotilla server`'s presence records),
+//!   and [`NodeBroker::set_peers`] keeps, per instance polling elsewhere, the address of
+//!   that server: a request for an agent not connected here is relayed there whole
+//!   (`ecs-api`), signature and all, and answered from there.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -188,6 +193,8 @@ struct Channels {
 #[derive(Clone, Default)]
 pub struct NodeBroker {
     channels: Arc<Mutex<Channels>>,
+    /// Instances whose agents poll another server: that server's address.
+    peers: Arc<Mutex<HashMap<MemberKey, String>>>,
 }
 
 impl std::fmt::Debug for NodeBroker {
@@ -265,6 +272,21 @@ impl Drop for PendingAnswer {
 impl NodeBroker {
     fn lock(&self) -> std::sync::MutexGuard<'_, Channels> {
         self.channels.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Replaces what is known of agents polling other servers: instance → the address
+    /// (`host:port`) of the server that heard from it last (see the module's doc).
+    pub fn set_peers(&self, peers: HashMap<MemberKey, String>) {
+        *self.peers.lock().unwrap_or_else(PoisonError::into_inner) = peers;
+    }
+
+    /// The server `instance`'s agent polls, when it is another server.
+    pub fn peer_of(&self, instance: &MemberKey) -> Option<String> {
+        self.peers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(instance)
+            .cloned()
     }
 
     /// An agent's poll begins: the instance counts as connected until the guard is

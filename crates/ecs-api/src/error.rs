@@ -69,6 +69,16 @@ pub enum ApiError {
     /// The body could not be read: larger than the server accepts, or cut off.
     #[error("The request body could not be read: {1}")]
     UnreadableBody(StatusCode, String),
+    /// The request needs a node whose agent polls another server (`peer`, `host:port`):
+    /// the request is relayed there whole; `here` is the answer when it cannot be (the
+    /// request was relayed already, or the peer does not answer).
+    #[error("{here}")]
+    Relay {
+        /// The server the agent polls.
+        peer: String,
+        /// This server's own answer.
+        here: Box<ApiError>,
+    },
 }
 
 impl ApiError {
@@ -111,6 +121,7 @@ impl ApiError {
                 "RequestEntityTooLargeException",
             ),
             ApiError::UnreadableBody(..) => (StatusCode::BAD_REQUEST, "SerializationException"),
+            ApiError::Relay { here, .. } => here.status_and_code(),
         }
     }
 }

@@ -24,6 +24,8 @@
 //! - [`logs`]: flotilla's own user operations (`FlotillaV1.GetTaskLogs`, routing
 //!   `CallHostApi` to [`host_calls`]).
 //! - [`host_calls`]: `FlotillaV1.CallHostApi`, a node's host API through its agent.
+//! - [`relay`]: a node request for an agent that polls another server (several servers
+//!   on one store), sent on to that server whole.
 //! - [`auth`]: SigV4 parsing and verification, the credentials file.
 //! - [`dispatch`]: operation routing.
 //! - [`error`]: [`ApiError`] and its wire mapping.
@@ -40,6 +42,7 @@ pub mod elbv2;
 pub mod error;
 pub mod host_calls;
 pub mod logs;
+pub mod relay;
 pub mod server;
 pub mod service;
 pub mod servicediscovery;

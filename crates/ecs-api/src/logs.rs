@@ -54,7 +54,14 @@ async fn get_task_logs(
     let pending = cp
         .node_broker()
         .submit(&target.instance, request)
-        .map_err(|e| broker_error(&target, &e))?;
+        .map_err(|e| {
+            crate::host_calls::relay_if_elsewhere(
+                cp,
+                &target.instance,
+                &e,
+                broker_error(&target, &e),
+            )
+        })?;
     let NodeAnswer::Logs(answer) = pending
         .wait(wait)
         .await

@@ -51,6 +51,8 @@ pub struct ApiConfig {
 struct App {
     cp: ControlPlane,
     config: Arc<ApiConfig>,
+    /// Relays node requests to the server the node's agent polls ([`crate::relay`]).
+    relay: reqwest::Client,
 }
 
 /// The API's routes over a control plane.
@@ -62,6 +64,7 @@ pub fn router(cp: ControlPlane, config: ApiConfig) -> Router {
         .with_state(App {
             cp,
             config: Arc::new(config),
+            relay: crate::relay::client(),
         })
 }
 
@@ -282,10 +285,18 @@ async fn ecs(
     let body = body
         .map_err(|rejection| ApiError::UnreadableBody(rejection.status(), rejection.body_text()));
     let mut resp = match AwsService::of_request(&headers) {
-        Ok(AwsService::Ecs) => json_answer(match &body {
-            Ok(body) => handle(&app, &method, &uri, &headers, body).await,
-            Err(e) => Err(e.clone()),
-        }),
+        Ok(AwsService::Ecs) => match &body {
+            Ok(body) => match handle(&app, &method, &uri, &headers, body).await {
+                Err(ApiError::Relay { peer, here }) if !crate::relay::was_relayed(&headers) => {
+                    match crate::relay::relay(&app.relay, &peer, &headers, body).await {
+                        Some(answer) => answer,
+                        None => json_answer(Err(*here)),
+                    }
+                }
+                result => json_answer(result),
+            },
+            Err(e) => json_answer(Err(e.clone())),
+        },
         Ok(AwsService::ElasticLoadBalancing) => {
             let call = match &body {
                 Ok(body) => caller(

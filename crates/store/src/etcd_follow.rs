@@ -316,6 +316,11 @@ impl Election {
         .await
     }
 
+    /// The name this server campaigns and publishes its presence under.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
     /// Every server's presence record: (name, value).
     pub async fn members(&self) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
         let mut kv = kv_client(&self.client);

@@ -158,6 +158,8 @@ impl ElbFailure {
                     (StatusCode::PAYLOAD_TOO_LARGE, "RequestEntityTooLarge")
                 }
                 ApiError::UnreadableBody(..) => (StatusCode::BAD_REQUEST, "MalformedInput"),
+                // Never relayed (ELBv2 has no node requests): answered as the local error.
+                ApiError::Relay { here, .. } => ElbFailure::Api((**here).clone()).status_and_code(),
             },
         }
     }

@@ -1,0 +1,78 @@
+//! Relaying a request to the server a node's agent polls, when several servers share one
+//! store: a log read (`GetTaskLogs`) or host call (`CallHostApi`) can only be carried to
+//! the agent by the server it long-polls. The server that got the request sends it on
+//! whole — headers, SigV4 signature and body unchanged, so the peer verifies the caller's
+//! own signature — marked with [`RELAYED_HEADER`], and answers with the peer's answer.
+//! A request that carries the mark is never relayed again (no loops); a peer that does
+//! not answer leaves this server's own answer (the agent is not connected).
+
+use std::time::Duration;
+
+use axum::response::{IntoResponse, Response};
+use http::{HeaderMap, HeaderValue, StatusCode};
+
+/// Marks a relayed request.
+pub const RELAYED_HEADER: &str = "x-flotilla-relayed";
+
+/// The longest a relayed request may take: a log read's longest wait (20 s) and a host
+/// call's, plus the broker's grace, with room to spare.
+pub const RELAY_TIMEOUT: Duration = Duration::from_secs(90);
+
+/// The HTTP client relays go through.
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(RELAY_TIMEOUT)
+        .no_proxy()
+        .build()
+        .unwrap_or_default()
+}
+
+/// Whether `headers` are a relayed request's.
+pub fn was_relayed(headers: &HeaderMap) -> bool {
+    headers.contains_key(RELAYED_HEADER)
+}
+
+/// Sends the request (`headers`, `body`) to `peer` (`host:port`) and returns its answer;
+/// `None` when the peer cannot be reached or its answer not read.
+pub async fn relay(
+    http: &reqwest::Client,
+    peer: &str,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Option<Response> {
+    let mut request = http.post(format!("http://{peer}/"));
+    for (name, value) in headers {
+        // Framing headers belong to the connection; the rest (host, signature, target)
+        // go as they came.
+        if matches!(
+            name.as_str(),
+            "content-length" | "connection" | "transfer-encoding" | "keep-alive"
+        ) {
+            continue;
+        }
+        request = request.header(name.as_str(), value.as_bytes());
+    }
+    let answer = request
+        .header(RELAYED_HEADER, "1")
+        .body(body.to_vec())
+        .send()
+        .await
+        .inspect_err(|e| tracing::warn!(peer, error = %e, "cannot relay a request"))
+        .ok()?;
+    let status = StatusCode::from_u16(answer.status().as_u16()).ok()?;
+    let content_type = answer.headers().get("content-type").cloned();
+    let error_type = answer.headers().get("x-amzn-errortype").cloned();
+    let body = answer.bytes().await.ok()?;
+    let mut resp = (status, body).into_response();
+    let out = resp.headers_mut();
+    out.insert(
+        http::header::CONTENT_TYPE,
+        content_type
+            .and_then(|v| HeaderValue::from_bytes(v.as_bytes()).ok())
+            .unwrap_or(HeaderValue::from_static("application/x-amz-json-1.1")),
+    );
+    if let Some(v) = error_type.and_then(|v| HeaderValue::from_bytes(v.as_bytes()).ok()) {
+        out.insert("x-amzn-errortype", v);
+    }
+    Some(resp)
+}
