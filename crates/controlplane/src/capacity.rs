@@ -7,7 +7,9 @@
 //! is the group's name, or a plain name), and a container instance belongs to node group
 //! `g` when it carries the attribute [`NODE_GROUP_ATTRIBUTE`]` = g` (the agent sets it
 //! with `--attributes flotilla.node-group=g`). A task launched for provider `P` is placed
-//! only on instances of `P`'s node group.
+//! only on instances of `P`'s node group. With managed scaling ENABLED, the node group's
+//! size is decided by [`crate::managed_scaling`] (and changed by `flotilla server
+//! --scaling-hook`).
 //!
 //! The arithmetic is ECS's: the provider with a `base` first receives tasks until it runs
 //! `base` of them; the rest are split in proportion to the providers' `weight`s (a

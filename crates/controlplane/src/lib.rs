@@ -28,6 +28,9 @@
 //!   questions.
 //! - [`capacity`]: capacity provider strategies: which one a task launches with, the
 //!   base/weight split, node groups.
+//! - [`managed_scaling`]: capacity providers' managed scaling, termination protection
+//!   and draining as a pure decision (instances needed, CapacityProviderReservation,
+//!   grow / drain / remove) and its writes; `flotilla server` runs the scaling hook.
 //! - [`fargate`]: the Fargate pool (pool nodes, never listed as container instances)
 //!   and the FARGATE launch type's rules and task shape.
 //! - [`placement`]: the state as the scheduler sees it (snapshots, task requests,
@@ -56,6 +59,7 @@ pub mod fargate;
 pub mod limits;
 pub mod liveness;
 pub mod load_balancing;
+pub mod managed_scaling;
 pub mod node_broker;
 pub mod ops;
 pub mod paging;

@@ -5,6 +5,7 @@ pub mod apiclient;
 pub mod bench;
 pub mod bench_agent;
 pub mod bench_dns;
+pub mod capacity_scaling;
 pub mod dev;
 pub mod discovery_dns;
 pub mod host;

@@ -78,20 +78,29 @@ pub struct ServerArgs {
     /// private IP.
     #[arg(long, default_value = "127.0.0.1", value_parser = crate::cmd::load_balancers::parse_lb_listen)]
     pub lb_listen: crate::cmd::load_balancers::LbListen,
+    /// The command managed scaling runs to grow or shrink a capacity provider's node
+    /// group (split on whitespace): `CMD grow GROUP COUNT` adds COUNT instances,
+    /// `CMD remove GROUP INSTANCE_ID` removes one (docs/capacity.md has the contract:
+    /// environment, exit status, 60 s timeout, retries). Without it, providers with
+    /// managed scaling ENABLED only log their decisions.
+    #[arg(long)]
+    pub scaling_hook: Option<crate::cmd::capacity_scaling::ScalingHook>,
 }
 
 /// Starts what only one server of a store may run (the leader; the only server of an
-/// embedded store): agent liveness, retention, the service controllers and the lifecycle
-/// hooks' runner. Aborting the handles stops them.
+/// embedded store): agent liveness, retention, the service controllers, the lifecycle
+/// hooks' runner and managed scaling's runner. Aborting the handles stops them.
 fn start_controllers(
     cp: &ControlPlane,
     liveness: LivenessConfig,
     retention: controlplane::retention::RetentionConfig,
+    scaling_hook: Option<crate::cmd::capacity_scaling::ScalingHook>,
 ) -> Vec<tokio::task::JoinHandle<()>> {
     let mut running = vec![
         spawn_liveness(cp.clone(), liveness),
         controlplane::retention::spawn_retention(cp.clone(), retention),
         controlplane::controllers::spawn_controllers(cp.clone()),
+        crate::cmd::capacity_scaling::serve(cp.clone(), scaling_hook),
     ];
     running.extend(crate::cmd::lifecycle_hooks::serve(cp.clone()));
     running
@@ -149,7 +158,8 @@ pub fn run(args: ServerArgs) -> anyhow::Result<()> {
         };
         let controllers = {
             let cp = cp.clone();
-            move || start_controllers(&cp, liveness, retention.clone())
+            let hook = args.scaling_hook.clone();
+            move || start_controllers(&cp, liveness, retention.clone(), hook.clone())
         };
         match election {
             None => drop(controllers()),
