@@ -52,8 +52,8 @@ pub mod net;
 pub mod spec;
 
 pub use cluster::{
-    ClusterStatus, DownOutcome, NodeStatus, ProcessStatus, Quiet, Reporter, ServerStatus,
-    UpOptions, down, status, up,
+    ClusterStatus, DownOutcome, NodeStatus, ProcessStatus, Quiet, Reporter, ScaleAction,
+    ServerStatus, UpOptions, down, scale, status, up,
 };
 pub use error::{Error, Result};
 pub use spec::{ClusterSpec, NodeKind, StoreKind};

@@ -45,9 +45,16 @@ pub struct ClusterSpec {
     /// Fargate pool nodes (of pool [`FARGATE_POOL`]), numbered after the EC2 nodes.
     #[serde(default)]
     pub fargate_nodes: u8,
-    /// Fargate pool nodes that are spot capacity (`--fargate-spot`), numbered last.
+    /// Fargate pool nodes that are spot capacity (`--fargate-spot`), numbered after the
+    /// pool's regular nodes.
     #[serde(default)]
     pub fargate_spot_nodes: u8,
+    /// EC2 nodes of node groups (capacity providers' groups), added and removed by
+    /// `flotilla dev cluster scale` (the server's scaling hook): node number → group.
+    /// Numbered after every other node; a removed node's number is not reused while a
+    /// higher one exists.
+    #[serde(default)]
+    pub group_nodes: std::collections::BTreeMap<u8, String>,
     /// Third octet of the cluster's subnet `10.213.<subnet>.0/24`.
     pub subnet: u8,
     /// Port of the control plane on the host side of the bridge.
@@ -183,23 +190,52 @@ impl ClusterSpec {
             .map_err(Error::io("cannot write", &path))
     }
 
-    /// Every node's number: EC2 nodes, then Fargate pool nodes, then spot ones.
+    /// Every node's number: EC2 nodes, then Fargate pool nodes, then spot ones, then
+    /// node groups' nodes.
     pub fn node_numbers(&self) -> impl Iterator<Item = u8> + use<> {
-        1..=self.total_nodes()
+        let groups: Vec<u8> = self.group_nodes.keys().copied().collect();
+        (1..=self.fixed_nodes()).chain(groups)
     }
 
     /// How many nodes of every kind.
     #[must_use]
     pub fn total_nodes(&self) -> u8 {
+        let groups = u8::try_from(self.group_nodes.len()).unwrap_or(u8::MAX);
+        self.fixed_nodes().saturating_add(groups)
+    }
+
+    /// The nodes `up` starts: EC2 and Fargate pool nodes (not the node groups').
+    #[must_use]
+    pub fn fixed_nodes(&self) -> u8 {
         self.nodes
             .saturating_add(self.fargate_nodes)
             .saturating_add(self.fargate_spot_nodes)
     }
 
+    /// The number a new node of a group gets: the one after the highest in use, `None`
+    /// when that would pass [`MAX_NODES`].
+    #[must_use]
+    pub fn next_node_number(&self) -> Option<u8> {
+        let highest = self
+            .group_nodes
+            .keys()
+            .copied()
+            .max()
+            .unwrap_or(0)
+            .max(self.fixed_nodes());
+        highest.checked_add(1).filter(|n| *n <= MAX_NODES)
+    }
+
+    /// The node group of node `i`, when it belongs to one.
+    #[must_use]
+    pub fn node_group(&self, i: u8) -> Option<&str> {
+        self.group_nodes.get(&i).map(String::as_str)
+    }
+
     /// What node `i` is.
     #[must_use]
     pub fn node_kind(&self, i: u8) -> NodeKind {
-        if i <= self.nodes {
+        if i <= self.nodes || self.group_nodes.contains_key(&i) {
             NodeKind::Ec2
         } else if i <= self.nodes.saturating_add(self.fargate_nodes) {
             NodeKind::Fargate
@@ -497,6 +533,7 @@ mod tests {
             nodes: 3,
             fargate_nodes: 0,
             fargate_spot_nodes: 0,
+            group_nodes: Default::default(),
             subnet: 0,
             port: 8080,
             agent_timeout: None,
@@ -552,6 +589,21 @@ mod tests {
         use NodeKind::*;
         assert_eq!(kinds, [Ec2, Ec2, Ec2, Fargate, Fargate, FargateSpot]);
         assert_eq!(s.task_cidr(1), None);
+        // Node groups' nodes come after, EC2, numbered past the highest in use.
+        assert_eq!(s.next_node_number(), Some(7));
+        s.group_nodes.insert(7, "blue".into());
+        s.group_nodes.insert(9, "blue".into());
+        assert_eq!(s.next_node_number(), Some(10));
+        assert_eq!(
+            s.node_numbers().collect::<Vec<_>>(),
+            [1, 2, 3, 4, 5, 6, 7, 9]
+        );
+        assert_eq!(s.node_kind(9), Ec2);
+        assert_eq!(s.node_group(9), Some("blue"));
+        assert_eq!(s.task_cidr(9), None);
+        s.group_nodes.insert(MAX_NODES, "blue".into());
+        assert_eq!(s.next_node_number(), None);
+        s.group_nodes.clear();
         assert_eq!(s.task_cidr(5).as_deref(), Some("10.100.5.0/24"));
         s.subnet = 7;
         assert_eq!(

@@ -57,6 +57,7 @@ pub fn down(name: &str, dir: Option<&Path>, report: &dyn Reporter) -> Result<Dow
             nodes: leftover_nodes.iter().copied().max().unwrap_or(0),
             fargate_nodes: 0,
             fargate_spot_nodes: 0,
+            group_nodes: Default::default(),
             subnet: 0,
             port: 0,
             agent_timeout: None,

@@ -133,6 +133,7 @@ mod tests {
             nodes: 3,
             fargate_nodes: 0,
             fargate_spot_nodes: 0,
+            group_nodes: Default::default(),
             subnet: 9,
             port: 8090,
             agent_timeout: None,

@@ -8,11 +8,13 @@
 //! - `node`: a node's containerd and agent processes, and killing a node.
 //! - `host_node`: a node booted by the host layer instead (`up --os-repo`).
 //! - `up`, `down`, `status`: the three operations.
+//! - `scale`: a node group's nodes added or removed (the server's scaling hook).
 
 mod down;
 mod host_node;
 mod node;
 mod options;
+mod scale;
 mod server;
 mod status;
 mod up;
@@ -25,6 +27,7 @@ use crate::spec;
 
 pub use down::{DownOutcome, down};
 pub use options::{AGENT_POLL_SECONDS, UpOptions};
+pub use scale::{MAX_GROW, ScaleAction, scale};
 pub use server::DNS_PORT;
 pub use status::{ClusterStatus, NodeStatus, ProcessStatus, ServerStatus, status};
 pub use up::up;

@@ -191,8 +191,11 @@ pub(super) fn ensure_node(
             &spec.instance_id(i),
             "--attributes",
             &format!(
-                "ecs.availability-zone={},flotilla.dev-node={i}",
-                ClusterSpec::zone(i)
+                "ecs.availability-zone={},flotilla.dev-node={i}{}",
+                ClusterSpec::zone(i),
+                spec.node_group(i)
+                    .map(|g| format!(",flotilla.node-group={g}"))
+                    .unwrap_or_default()
             ),
             "--runc-root",
             &spec.runc_root(i).to_string_lossy(),

@@ -237,6 +237,21 @@ pub(super) fn ensure_server(
     if k > 1 {
         args.extend(["--lb-listen".into(), "off".into()]);
     }
+    // Capacity providers' managed scaling grows and shrinks node groups through
+    // `flotilla dev cluster scale` (split on whitespace by the server: no spaces in
+    // these paths).
+    let hook = format!(
+        "{} dev cluster scale --name {} --dir {}",
+        bin.display(),
+        spec.name,
+        spec.dir.display()
+    );
+    let splits_cleanly = [bin.display().to_string(), spec.dir.display().to_string()]
+        .iter()
+        .all(|p| !p.contains(char::is_whitespace));
+    if splits_cleanly {
+        args.extend(["--scaling-hook".into(), hook]);
+    }
     if let Some(t) = spec.agent_timeout {
         args.extend(["--agent-timeout".into(), t.to_string()]);
     }

@@ -45,6 +45,8 @@ pub struct NodeStatus {
     /// `EC2`, `FARGATE` or `FARGATE_SPOT` (a node of the Fargate pool, which no cluster
     /// lists: its instance and task counts come from its agent's state, or are `None`).
     pub kind: crate::spec::NodeKind,
+    /// The node group of a node `dev cluster scale` added.
+    pub group: Option<String>,
     /// Its network namespace.
     pub netns: String,
     /// Whether the namespace exists.
@@ -160,6 +162,7 @@ pub fn status(name: &str, dir: Option<&Path>) -> Result<Option<ClusterStatus>> {
             NodeStatus {
                 index: i,
                 kind: spec.node_kind(i),
+                group: spec.node_group(i).map(str::to_owned),
                 netns: spec.netns(i),
                 netns_exists: net::netns_exists(&spec.netns(i)),
                 ip: spec.node_ip(i).to_string(),

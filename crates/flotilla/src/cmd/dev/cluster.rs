@@ -21,6 +21,37 @@ pub enum ClusterCommand {
     Down(Target),
     /// Show the server and every node: processes, addresses, container instances.
     Status(StatusArgs),
+    /// Add nodes to a node group or remove one: the servers' `--scaling-hook` (capacity
+    /// providers' managed scaling, docs/capacity.md), also usable by hand.
+    Scale(ScaleArgs),
+}
+
+/// Arguments of `flotilla dev cluster scale`.
+#[derive(Debug, clap::Args)]
+pub struct ScaleArgs {
+    #[command(flatten)]
+    target: Target,
+    #[command(subcommand)]
+    action: ScaleCommand,
+}
+
+/// What `scale` does.
+#[derive(Debug, clap::Subcommand)]
+pub enum ScaleCommand {
+    /// Add COUNT nodes (1-20) whose agents carry `flotilla.node-group=GROUP`.
+    Grow {
+        /// The node group (a capacity provider's `autoScalingGroupArn` names it).
+        group: String,
+        /// How many nodes.
+        count: u8,
+    },
+    /// Remove the group's node with this instance id (done already is fine).
+    Remove {
+        /// The node group.
+        group: String,
+        /// The node's `ec2InstanceId`.
+        instance_id: String,
+    },
 }
 
 /// Which cluster.
@@ -166,7 +197,30 @@ pub fn run(command: ClusterCommand) -> anyhow::Result<()> {
         ClusterCommand::Up(args) => up(args),
         ClusterCommand::Down(target) => down(&target),
         ClusterCommand::Status(args) => status(&args),
+        ClusterCommand::Scale(args) => scale(args),
     }
+}
+
+fn scale(args: ScaleArgs) -> anyhow::Result<()> {
+    let action = match args.action {
+        ScaleCommand::Grow { group, count } => devcluster::ScaleAction::Grow { group, count },
+        ScaleCommand::Remove { group, instance_id } => {
+            devcluster::ScaleAction::Remove { group, instance_id }
+        }
+    };
+    let bin = std::env::current_exe().context("cannot find the flotilla binary")?;
+    let done = {
+        let progress = Progress::new();
+        devcluster::scale(
+            &args.target.name,
+            args.target.dir.as_deref(),
+            &bin,
+            &action,
+            &progress,
+        )?
+    };
+    println!("{done}");
+    Ok(())
 }
 
 fn up(args: UpArgs) -> anyhow::Result<()> {
@@ -327,12 +381,12 @@ fn print_status(s: &ClusterStatus) {
     for n in &s.nodes {
         table.add_row([
             n.index.to_string(),
-            match n.kind {
-                devcluster::NodeKind::Ec2 => "EC2",
-                devcluster::NodeKind::Fargate => "FARGATE pool",
-                devcluster::NodeKind::FargateSpot => "FARGATE_SPOT pool",
-            }
-            .to_owned(),
+            match (n.kind, &n.group) {
+                (devcluster::NodeKind::Ec2, Some(group)) => format!("EC2, group {group}"),
+                (devcluster::NodeKind::Ec2, None) => "EC2".to_owned(),
+                (devcluster::NodeKind::Fargate, _) => "FARGATE pool".to_owned(),
+                (devcluster::NodeKind::FargateSpot, _) => "FARGATE_SPOT pool".to_owned(),
+            },
             n.ip.clone(),
             n.zone.clone(),
             if n.netns_exists {
