@@ -422,6 +422,37 @@ fn run_task_splits_a_strategy_by_base_and_weight_over_node_groups() {
             .iter()
             .all(|t| t.capacity_provider_name.is_some())
     );
+    // DescribeClusters' STATISTICS counts each provider's tasks (all pending: no agent
+    // has reported them running).
+    let c = clusters::describe_clusters(
+        &w.state,
+        &ecs::scope(),
+        req(json!({"clusters": ["c"], "include": ["STATISTICS"]})),
+    )
+    .unwrap()
+    .clusters
+    .unwrap()
+    .remove(0);
+    let stat = |name: &str| {
+        c.statistics
+            .iter()
+            .flatten()
+            .find(|kv| kv.name.as_deref() == Some(name))
+            .and_then(|kv| kv.value.clone())
+    };
+    assert_eq!(
+        stat("capacityProvider.blue-cp.pendingTasksCount").as_deref(),
+        Some("2")
+    );
+    assert_eq!(
+        stat("capacityProvider.green-cp.pendingTasksCount").as_deref(),
+        Some("4")
+    );
+    assert_eq!(
+        stat("capacityProvider.green-cp.runningTasksCount").as_deref(),
+        Some("0")
+    );
+    assert_eq!(stat("activeFargateServiceCount").as_deref(), Some("0"));
 }
 
 #[test]

@@ -1,6 +1,7 @@
 //! Clusters: CreateCluster, DeleteCluster, DescribeClusters, ListClusters, UpdateCluster,
 //! UpdateClusterSettings, PutClusterCapacityProviders.
 
+use std::collections::BTreeMap;
 use std::ops::Bound;
 
 use model::arn::ResourceType;
@@ -100,6 +101,32 @@ fn default_settings() -> Vec<wire::ClusterSetting> {
     }]
 }
 
+/// [running, pending] tasks of the cluster per capacity provider that placed them (the
+/// providers the cluster lists first, at 0 when they run nothing): flotilla's addition
+/// to `STATISTICS`, as `capacityProvider.<name>.runningTasksCount` and
+/// `….pendingTasksCount`.
+fn provider_task_counts(state: &State, rec: &ClusterRecord) -> BTreeMap<String, [usize; 2]> {
+    let mut counts: BTreeMap<String, [usize; 2]> = rec
+        .cluster
+        .capacity_providers
+        .iter()
+        .flatten()
+        .map(|p| (p.clone(), [0, 0]))
+        .collect();
+    for t in state.tasks_in(&rec.scope, &rec.name) {
+        let Some(provider) = t.task.capacity_provider_name.as_deref() else {
+            continue;
+        };
+        let slot = match t.task.last() {
+            Some(TaskStatus::Running) => 0,
+            Some(TaskStatus::Provisioning | TaskStatus::Pending | TaskStatus::Activating) => 1,
+            _ => continue,
+        };
+        counts.entry(provider.to_owned()).or_insert([0, 0])[slot] += 1;
+    }
+    counts
+}
+
 fn count(n: usize) -> i32 {
     i32::try_from(n).unwrap_or(i32::MAX)
 }
@@ -122,14 +149,27 @@ pub fn describe_one(state: &State, rec: &ClusterRecord, include: &[ClusterField]
             )
         })
         .count();
-    let (mut active_services, mut draining_services) = (0usize, 0usize);
+    // [active, draining] services, EC2-side and Fargate-side (launch type FARGATE or a
+    // strategy of FARGATE/FARGATE_SPOT only).
+    let (mut ec2_services, mut fargate_services) = ([0usize; 2], [0usize; 2]);
     for s in state.services_in(scope, &rec.name) {
+        let fargate = s.service.launch_type == Some(wire::LaunchType::Fargate)
+            || s.service
+                .capacity_provider_strategy
+                .as_deref()
+                .is_some_and(crate::capacity::is_fargate_strategy);
+        let side = if fargate {
+            &mut fargate_services
+        } else {
+            &mut ec2_services
+        };
         match s.service.status() {
-            Some(ServiceStatus::Active) => active_services += 1,
-            Some(ServiceStatus::Draining) => draining_services += 1,
+            Some(ServiceStatus::Active) => side[0] += 1,
+            Some(ServiceStatus::Draining) => side[1] += 1,
             _ => {}
         }
     }
+    let active_services = ec2_services[0] + fargate_services[0];
     c.registered_container_instances_count = Some(count(instances));
     c.running_tasks_count = Some(count(running));
     c.pending_tasks_count = Some(count(pending));
@@ -139,16 +179,27 @@ pub fn describe_one(state: &State, rec: &ClusterRecord, include: &[ClusterField]
         value: Some(v.to_string()),
     };
     c.statistics = Some(if include.contains(&ClusterField::Statistics) {
-        vec![
+        let mut stats = vec![
             kv("runningEC2TasksCount", running - running_fargate),
             kv("runningFargateTasksCount", running_fargate),
             kv("pendingEC2TasksCount", pending - pending_fargate),
             kv("pendingFargateTasksCount", pending_fargate),
-            kv("activeEC2ServiceCount", active_services),
-            kv("activeFargateServiceCount", 0),
-            kv("drainingEC2ServiceCount", draining_services),
-            kv("drainingFargateServiceCount", 0),
-        ]
+            kv("activeEC2ServiceCount", ec2_services[0]),
+            kv("activeFargateServiceCount", fargate_services[0]),
+            kv("drainingEC2ServiceCount", ec2_services[1]),
+            kv("drainingFargateServiceCount", fargate_services[1]),
+        ];
+        for (provider, [running, pending]) in provider_task_counts(state, rec) {
+            stats.push(kv(
+                &format!("capacityProvider.{provider}.runningTasksCount"),
+                running,
+            ));
+            stats.push(kv(
+                &format!("capacityProvider.{provider}.pendingTasksCount"),
+                pending,
+            ));
+        }
+        stats
     } else {
         Vec::new()
     });
