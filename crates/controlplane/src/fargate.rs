@@ -258,6 +258,13 @@ pub fn validate_launch(
             EPHEMERAL_STORAGE_GIB.end()
         )));
     }
+    if let Some(gib) = storage {
+        // A size ECS accepts, but no pool node can hold a task to it: refused rather than
+        // promised and not kept (see docs/fargate.md, "Isolation").
+        return Err(invalid(format!(
+            "ephemeralStorage of {gib} GiB cannot be enforced: the Fargate pool's nodes have no per-task disk quota. Leave ephemeralStorage out (the task shares its node's disk) or use the EC2 launch type."
+        )));
+    }
     check_isolation(def)
 }
 
@@ -479,15 +486,22 @@ mod tests {
     }
 
     #[test]
-    fn ephemeral_storage_is_21_to_200_gib() {
+    fn ephemeral_storage_out_of_ecs_range_or_not_enforceable_is_refused() {
         let net = network(&["s"]);
-        for (gib, ok) in [(20, false), (21, true), (200, true), (201, false)] {
+        for (gib, says) in [
+            (20, "must be between 21 and 200 GiB"),
+            (21, "cannot be enforced"),
+            (200, "cannot be enforced"),
+            (201, "must be between 21 and 200 GiB"),
+        ] {
             let mut d = fargate_def();
             d.ephemeral_storage = Some(wire::EphemeralStorage {
                 size_in_gi_b: Some(gib),
             });
-            assert_eq!(validate_launch(&d, None, Some(&net)).is_ok(), ok, "{gib}");
+            let err = message(validate_launch(&d, None, Some(&net)));
+            assert!(err.contains(says), "{gib}: {err}");
         }
+        assert!(validate_launch(&fargate_def(), None, Some(&net)).is_ok());
     }
 
     #[test]
