@@ -42,6 +42,20 @@ def variant(value):
     return v
 
 
+def unique_variants(values):
+    """Each enum value with its Rust variant name, `_`-suffixed where an earlier value
+    already took that name."""
+    seen = set()
+    out = []
+    for value in values:
+        v = variant(value)
+        while v in seen:
+            v += "_"
+        seen.add(v)
+        out.append((value, v))
+    return out
+
+
 def doc(text, indent=""):
     if not text:
         return ""
@@ -100,33 +114,18 @@ def main():
             w(doc(s.get("documentation")) or f"/// The `{name}` enumeration.\n")
             w("#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]\n")
             w(f"pub enum {name} {{\n")
-            seen = set()
-            for value in s["enum"]:
-                v = variant(value)
-                while v in seen:
-                    v += "_"
-                seen.add(v)
+            for value, v in unique_variants(s["enum"]):
                 w(f"    /// `{value}`\n    #[serde(rename = \"{value}\")]\n    {v},\n")
             w("}\n\n")
             w(f"impl {name} {{\n    /// Every value, in model order.\n    pub const ALL: &'static [{name}] = &[")
             w(", ".join(f"{name}::{variant(v)}" for v in s["enum"]) if len(set(map(variant, s["enum"]))) == len(s["enum"]) else "")
             w("];\n\n    /// The wire spelling.\n    pub fn as_str(self) -> &'static str {\n        match self {\n")
-            seen = set()
-            for value in s["enum"]:
-                v = variant(value)
-                while v in seen:
-                    v += "_"
-                seen.add(v)
+            for value, v in unique_variants(s["enum"]):
                 w(f"            {name}::{v} => \"{value}\",\n")
             w("        }\n    }\n}\n\n")
             w(f"impl std::fmt::Display for {name} {{\n    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {{\n        f.write_str(self.as_str())\n    }}\n}}\n\n")
             w(f"impl std::str::FromStr for {name} {{\n    type Err = String;\n    fn from_str(s: &str) -> Result<Self, String> {{\n        match s {{\n")
-            seen = set()
-            for value in s["enum"]:
-                v = variant(value)
-                while v in seen:
-                    v += "_"
-                seen.add(v)
+            for value, v in unique_variants(s["enum"]):
                 w(f"            \"{value}\" => Ok({name}::{v}),\n")
             w(f"            other => Err(format!(\"{{other:?}} is not a valid {name}\")),\n        }}\n    }}\n}}\n\n")
         elif s["type"] == "structure":

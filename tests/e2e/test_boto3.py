@@ -1029,3 +1029,58 @@ def test_unsupported_operations_say_so(ecs, cluster):
     with pytest.raises(ecs.exceptions.UnsupportedFeatureException) as e:
         ecs.execute_command(cluster="default", task="t", command="sh", interactive=True)
     assert "ExecuteCommand" in error_of(e)[1]
+
+
+# --------------------------------------------------------------------------------------
+# Service deployments and revisions
+# --------------------------------------------------------------------------------------
+
+
+def test_service_deployments_and_revisions(ecs, no_instances):
+    ecs.create_service(cluster="c1", serviceName="api", taskDefinition="web", desiredCount=1)
+    [first] = ecs.list_service_deployments(cluster="c1", service="api")["serviceDeployments"]
+    assert first["serviceDeploymentArn"].startswith(f"{ARN}:service-deployment/c1/api/")
+    assert first["status"] in ("PENDING", "IN_PROGRESS")
+    assert first["targetServiceRevisionArn"].startswith(f"{ARN}:service-revision/c1/api/")
+    td2 = register_taskdef(ecs, "web", memory=64)
+    ecs.update_service(cluster="c1", service="api", taskDefinition="web:2")
+    page = ecs.list_service_deployments(cluster="c1", service=f"{ARN}:service/c1/api", maxResults=1)
+    [second] = page["serviceDeployments"]
+    assert second["serviceDeploymentArn"] != first["serviceDeploymentArn"]
+    rest = ecs.list_service_deployments(cluster="c1", service="api", nextToken=page["nextToken"])
+    assert [d["serviceDeploymentArn"] for d in rest["serviceDeployments"]] == [first["serviceDeploymentArn"]]
+    assert "nextToken" not in rest
+    # The first was replaced before it finished.
+    stopped = ecs.list_service_deployments(cluster="c1", service="api", status=["STOPPED"])
+    assert [d["serviceDeploymentArn"] for d in stopped["serviceDeployments"]] == [first["serviceDeploymentArn"]]
+    future = dt.datetime.now(dt.timezone.utc) + dt.timedelta(hours=1)
+    assert ecs.list_service_deployments(cluster="c1", service="api", createdAt={"after": future})["serviceDeployments"] == []
+
+    unknown = f"{ARN}:service-deployment/c1/api/nope"
+    d = ecs.describe_service_deployments(serviceDeploymentArns=[second["serviceDeploymentArn"], unknown])
+    assert d["failures"] == [{"arn": unknown, "reason": "MISSING"}]
+    [sd] = d["serviceDeployments"]
+    assert sd["serviceArn"] == f"{ARN}:service/c1/api" and sd["clusterArn"] == f"{ARN}:cluster/c1"
+    assert [s["arn"] for s in sd["sourceServiceRevisions"]] == [first["targetServiceRevisionArn"]]
+    assert sd["targetServiceRevision"]["requestedTaskCount"] == 1
+    assert sd["deploymentCircuitBreaker"]["status"] == "DISABLED"
+    r = ecs.describe_service_revisions(serviceRevisionArns=[sd["targetServiceRevision"]["arn"]])
+    [rev] = r["serviceRevisions"]
+    assert rev["taskDefinition"] == td2["taskDefinitionArn"]
+    assert rev["containerImages"][0]["containerName"]
+    with pytest.raises(ecs.exceptions.InvalidParameterException):
+        ecs.describe_service_revisions(serviceRevisionArns=[unknown] * 21)
+    [svc] = ecs.describe_services(cluster="c1", services=["api"])["services"]
+    assert svc["currentServiceDeployment"] == second["serviceDeploymentArn"]
+    assert sd["targetServiceRevision"]["arn"] in [r["arn"] for r in svc["currentServiceRevisions"]]
+
+    ecs.stop_service_deployment(serviceDeploymentArn=second["serviceDeploymentArn"], stopType="ROLLBACK")
+    [after] = ecs.describe_service_deployments(serviceDeploymentArns=[second["serviceDeploymentArn"]])["serviceDeployments"]
+    assert after["status"] in ("ROLLBACK_REQUESTED", "ROLLBACK_IN_PROGRESS")
+    with pytest.raises(ecs.exceptions.ServiceDeploymentNotFoundException):
+        ecs.stop_service_deployment(serviceDeploymentArn=unknown)
+    with pytest.raises(ClientError) as e:
+        ecs.stop_service_deployment(serviceDeploymentArn=first["serviceDeploymentArn"])
+    assert error_of(e)[0] == "ConflictException"
+    with pytest.raises(ecs.exceptions.ServiceNotFoundException):
+        ecs.list_service_deployments(cluster="c1", service="ghost")

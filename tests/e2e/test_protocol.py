@@ -37,6 +37,7 @@ IMPLEMENTED = (
     "DeregisterContainerInstance DescribeContainerInstances ListContainerInstances UpdateContainerInstancesState "
     "PutAttributes DeleteAttributes ListAttributes RunTask StartTask StopTask DescribeTasks ListTasks "
     "CreateService UpdateService DeleteService DescribeServices ListServices TagResource UntagResource "
+    "ListServiceDeployments DescribeServiceDeployments DescribeServiceRevisions StopServiceDeployment "
     "CreateTaskSet DescribeTaskSets UpdateTaskSet UpdateServicePrimaryTaskSet DeleteTaskSet "
     "CreateCapacityProvider DescribeCapacityProviders UpdateCapacityProvider DeleteCapacityProvider "
     "ListServicesByNamespace "
@@ -159,7 +160,7 @@ def test_request_ids_and_content_type_on_every_answer(endpoint, reset):
 
 
 def test_unsupported_operations_answer_unsupported_feature(endpoint, reset):
-    for op in ("ExecuteCommand", "CreateDaemon", "DescribeServiceDeployments"):
+    for op in ("ExecuteCommand", "CreateDaemon", "DescribeDaemonDeployments"):
         b = assert_error(post(endpoint, op), 400, "UnsupportedFeatureException")
         assert op in b["message"]
 

@@ -114,8 +114,9 @@ impl Ctx {
     }
 }
 
-/// What a write operation returns: its answer and the changes it decided.
-pub type Written<T> = Result<(T, Vec<Change>), EcsError>;
+/// What a write operation returns: its answer and the changes it decided; `E` is the
+/// error type of the operation's API (ECS's unless given).
+pub type Written<T, E = EcsError> = Result<(T, Vec<Change>), E>;
 
 /// A queued write: run (again, after a conflict with another server) against the
 /// working state, then answered once with the commit's outcome.

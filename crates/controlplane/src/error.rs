@@ -60,6 +60,9 @@ pub enum EcsError {
     /// dropping a capacity provider a service's strategy names).
     #[error("{0}")]
     ResourceInUse(String),
+    /// StopServiceDeployment names a service deployment that does not exist.
+    #[error("{0}")]
+    ServiceDeploymentNotFound(String),
     /// Something failed on the server's side (e.g. the store could not commit).
     #[error("{0}")]
     Server(String),
@@ -88,6 +91,7 @@ impl EcsError {
             EcsError::TargetNotConnected(_) => "TargetNotConnectedException",
             EcsError::NamespaceNotFound(_) => "NamespaceNotFoundException",
             EcsError::ResourceInUse(_) => "ResourceInUseException",
+            EcsError::ServiceDeploymentNotFound(_) => "ServiceDeploymentNotFoundException",
             EcsError::Server(_) => "ServerException",
         }
     }

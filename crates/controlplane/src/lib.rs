@@ -43,6 +43,8 @@
 //! - [`registries`]: the Cloud Map instance a service's task is (`serviceRegistries`).
 //! - [`service_connect`]: `serviceConnectConfiguration`, its Cloud Map services and the
 //!   routes nodes proxy.
+//! - [`service_deployments`]: service deployments and revisions (the deployment
+//!   history), kept in step with the service controller's deployments.
 //! - [`liveness`]: the timer that marks silent agents disconnected and their tasks lost.
 //! - [`error`]: [`EcsError`], one variant per ECS error code.
 //! - [`limits`]: the documented bounds on what one call or record may ask for.
@@ -67,6 +69,7 @@ pub mod placement;
 pub mod registries;
 pub mod retention;
 pub mod service_connect;
+pub mod service_deployments;
 pub mod state;
 pub mod task;
 

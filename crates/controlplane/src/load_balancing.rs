@@ -103,6 +103,25 @@ impl Binding<'_> {
     }
 }
 
+/// A `loadBalancers` entry's `targetGroupArn`, that group's record, and the entry's
+/// container and container port; `None` for an entry without all three members or whose
+/// target group no longer exists.
+fn resolve_entry<'a>(
+    state: &'a State,
+    scope: &Scope,
+    lb: &'a wire::LoadBalancer,
+) -> Option<(&'a str, &'a TargetGroupRecord, &'a str, i32)> {
+    let (Some(arn), Some(container), Some(container_port)) = (
+        lb.target_group_arn.as_deref(),
+        lb.container_name.as_deref(),
+        lb.container_port,
+    ) else {
+        return None;
+    };
+    let group = target_group_by_arn(state, scope, arn).ok()?;
+    Some((arn, group, container, container_port))
+}
+
 /// The service's `loadBalancers` whose target groups still exist (a group deleted after
 /// the service was created is skipped: its tasks simply join nothing); a blue/green entry
 /// gives one binding per side.
@@ -113,14 +132,8 @@ pub fn bindings<'a>(
 ) -> Vec<Binding<'a>> {
     let mut out = Vec::new();
     for lb in service.load_balancers.as_deref().unwrap_or(&[]) {
-        let (Some(main_arn), Some(container), Some(container_port)) = (
-            lb.target_group_arn.as_deref(),
-            lb.container_name.as_deref(),
-            lb.container_port,
-        ) else {
-            continue;
-        };
-        let Ok(main) = target_group_by_arn(state, scope, main_arn) else {
+        let Some((main_arn, main, container, container_port)) = resolve_entry(state, scope, lb)
+        else {
             continue;
         };
         let rules = lb.advanced_configuration.as_ref().and_then(|a| {
@@ -172,14 +185,8 @@ pub fn task_set_bindings<'a>(
             continue;
         };
         for lb in ts.load_balancers.as_deref().unwrap_or(&[]) {
-            let (Some(arn), Some(container), Some(container_port)) = (
-                lb.target_group_arn.as_deref(),
-                lb.container_name.as_deref(),
-                lb.container_port,
-            ) else {
-                continue;
-            };
-            let Ok(group) = target_group_by_arn(state, scope, arn) else {
+            let Some((_, group, container, container_port)) = resolve_entry(state, scope, lb)
+            else {
                 continue;
             };
             out.push(Binding {

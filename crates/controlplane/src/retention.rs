@@ -186,6 +186,18 @@ pub fn expired(
             Retained::Service(k) => {
                 if let Some(r) = state.services.get(k) {
                     out.push(Change::Delete(Record::Service(r.clone())));
+                    // Its deployment history goes with it (at most 2 × 100 records).
+                    let history = &state.service_history;
+                    out.extend(
+                        history
+                            .deployments_of(k)
+                            .map(|d| Change::Delete(Record::ServiceDeployment(d.clone())))
+                            .chain(
+                                history
+                                    .revisions_of(k)
+                                    .map(|r| Change::Delete(Record::ServiceRevision(r.clone()))),
+                            ),
+                    );
                 }
             }
             Retained::Instance(k) => {

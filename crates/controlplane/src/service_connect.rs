@@ -125,9 +125,7 @@ fn namespace<'a>(
                  serviceConnectDefaults namespace.",
             )
         })?;
-    namespaces::find(state, scope, ident)
-        .ok()
-        .or_else(|| namespaces::by_name(state, scope, ident))
+    namespaces::by_id_arn_or_name(state, scope, ident)
         .ok_or_else(|| {
             EcsError::NamespaceNotFound(format!(
                 "serviceConnectConfiguration.namespace {ident:?} is not a Cloud Map namespace of this account."
@@ -554,9 +552,7 @@ pub fn list_services_by_namespace(
     let ident = req
         .namespace
         .ok_or_else(|| invalid("namespace is required."))?;
-    let ns = namespaces::find(state, scope, &ident)
-        .ok()
-        .or_else(|| namespaces::by_name(state, scope, &ident))
+    let ns = namespaces::by_id_arn_or_name(state, scope, &ident)
         .ok_or_else(|| EcsError::NamespaceNotFound(format!("Namespace not found: {ident}")))?;
     let ns_arn = ns.namespace.arn.clone().unwrap_or_default();
     let mut arns: Vec<String> = services_of(state, scope)

@@ -309,9 +309,12 @@ fn inactive_services_instances_and_clusters_go_after_the_retention() {
 
     w.now += 1.0;
     let gone = w.expire(&config, &seen);
-    // The service, the instance and the stopped task go; the cluster waits for them.
-    assert_eq!(gone.len(), 3, "{gone:?}");
+    // The service (with its deployment history), the instance and the stopped task go;
+    // the cluster waits for them.
+    assert_eq!(gone.len(), 5, "{gone:?}");
     assert!(gone.iter().any(|k| k.starts_with("service|")));
+    assert!(gone.iter().any(|k| k.starts_with("service-deployment|")));
+    assert!(gone.iter().any(|k| k.starts_with("service-revision|")));
     assert!(gone.iter().any(|k| k.starts_with("instance|")));
     assert!(gone.iter().any(|k| k.starts_with("task|")));
     seen.observe(&w.state, w.now);

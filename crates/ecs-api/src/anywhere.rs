@@ -216,7 +216,9 @@ pub async fn register_external_instance(
         .read(|s| anywhere::activation_scope(s, &req.activation_id))
         .filter(|s| s.region == region)
         .unwrap_or_else(|| controlplane::Scope::new(default_account, region));
-    let resp = crate::ssm::write(cp, scope, req, anywhere::register_external_instance).await?;
+    let resp =
+        crate::dispatch::write_own_errors(cp, scope, req, anywhere::register_external_instance)
+            .await?;
     tracing::info!(node = %resp.managed_instance_id, "external node registered");
     encode(&resp)
 }
@@ -228,10 +230,11 @@ pub async fn rotate_node_credentials(cp: &ControlPlane, call: &Call) -> Result<V
             "RotateNodeCredentials must be signed with an external node's credentials.".into(),
         )
     })?;
-    let resp = crate::ssm::write(cp, call.scope.clone(), node, |s, ctx, node: String| {
-        anywhere::rotate_node_credentials(s, ctx, &node)
-    })
-    .await?;
+    let resp =
+        crate::dispatch::write_own_errors(cp, call.scope.clone(), node, |s, ctx, node: String| {
+            anywhere::rotate_node_credentials(s, ctx, &node)
+        })
+        .await?;
     encode(&resp)
 }
 

@@ -7,8 +7,8 @@
 
 use controlplane::engine::Written;
 use controlplane::ops::{
-    account, agent, attributes, capacity_providers, clusters, instances, protection, services,
-    tags, task_definitions, task_sets, tasks,
+    account, agent, attributes, capacity_providers, clusters, instances, protection,
+    service_deployments, services, tags, task_definitions, task_sets, tasks,
 };
 use controlplane::{ControlPlane, Ctx, EcsError, Scope, State};
 use model::wire::{Operation, Required};
@@ -37,6 +37,28 @@ pub fn parse<T: DeserializeOwned + Required>(body: &[u8]) -> Result<T, ApiError>
     let req: T = parse_json(body)?;
     if let Some(field) = req.missing_required() {
         return Err(ApiError::MissingParameter(field));
+    }
+    Ok(req)
+}
+
+/// [`parse`] for an API whose invalid-input errors are its own: a member of the wrong
+/// type, and a required member that is absent (named by `missing`'s message), become
+/// `invalid`'s error; a body that is not a JSON object stays a `SerializationException`.
+pub fn parse_as<T, E>(
+    body: &[u8],
+    invalid: impl Fn(String) -> E,
+    missing: impl FnOnce(&str) -> String,
+) -> Result<T, ApiError>
+where
+    T: DeserializeOwned + Required,
+    ApiError: From<E>,
+{
+    let req: T = parse_json(body).map_err(|e| match e {
+        ApiError::InvalidParameter(m) => ApiError::from(invalid(m)),
+        other => other,
+    })?;
+    if let Some(field) = req.missing_required() {
+        return Err(invalid(missing(field)).into());
     }
     Ok(req)
 }
@@ -103,6 +125,29 @@ where
         })
         .await?;
     encode(&resp)
+}
+
+/// Runs the write `op` of an API with its own error type `E` (Cloud Map, SSM, ELBv2)
+/// through the one writer. The engine's error type is ECS's, so `op`'s refusal travels
+/// inside the writer's answer with no changes (the writer commits nothing for it); an
+/// engine failure becomes an `E` too.
+pub async fn write_own_errors<Req, Resp, E>(
+    cp: &ControlPlane,
+    scope: Scope,
+    req: Req,
+    op: fn(&State, &mut Ctx, Req) -> Written<Resp, E>,
+) -> Result<Resp, E>
+where
+    Req: Clone + Send + 'static,
+    Resp: Send + 'static,
+    E: From<EcsError> + Send + 'static,
+{
+    cp.write(scope, move |state, ctx| match op(state, ctx, req.clone()) {
+        Ok((resp, changes)) => Ok((Ok(resp), changes)),
+        Err(e) => Ok((Err(e), Vec::new())),
+    })
+    .await
+    .map_err(E::from)?
 }
 
 fn read<Req, Resp>(
@@ -240,6 +285,15 @@ pub async fn dispatch(
         Operation::DeleteService => write(cp, call, body, services::delete).await,
         Operation::DescribeServices => read(cp, call, body, services::describe),
         Operation::ListServices => list(cp, call, body, services::list),
+        // Service deployments and revisions (the deployment history)
+        Operation::ListServiceDeployments => list(cp, call, body, service_deployments::list),
+        Operation::DescribeServiceDeployments => {
+            read(cp, call, body, service_deployments::describe_deployments)
+        }
+        Operation::DescribeServiceRevisions => {
+            read(cp, call, body, service_deployments::describe_revisions)
+        }
+        Operation::StopServiceDeployment => write(cp, call, body, service_deployments::stop).await,
         // Task sets (services with the EXTERNAL deployment controller)
         Operation::CreateTaskSet => write(cp, call, body, task_sets::create).await,
         Operation::DescribeTaskSets => read(cp, call, body, task_sets::describe),
@@ -291,15 +345,11 @@ pub async fn dispatch(
         | Operation::DescribeDaemonRevisions
         | Operation::DescribeDaemonTaskDefinition
         | Operation::DescribeExpressGatewayService
-        | Operation::DescribeServiceDeployments
-        | Operation::DescribeServiceRevisions
         | Operation::ExecuteCommand
         | Operation::ListDaemonDeployments
         | Operation::ListDaemonTaskDefinitions
         | Operation::ListDaemons
-        | Operation::ListServiceDeployments
         | Operation::RegisterDaemonTaskDefinition
-        | Operation::StopServiceDeployment
         | Operation::UpdateContainerAgent
         | Operation::UpdateDaemon
         | Operation::UpdateExpressGatewayService => unsupported(op),

@@ -21,7 +21,7 @@ use model::wire_ssm::SsmOperation;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::dispatch::{Call, encode, parse_json};
+use crate::dispatch::{Call, encode, parse_as, write_own_errors};
 use crate::error::ApiError;
 
 pub use model::wire_ssm::TARGET_PREFIX;
@@ -30,38 +30,11 @@ pub use model::wire_ssm::TARGET_PREFIX;
 /// `SerializationException`; a member of the wrong type, or a required member that is
 /// absent, a `ValidationException` naming it.
 pub fn parse<T: DeserializeOwned + Required>(body: &[u8]) -> Result<T, ApiError> {
-    let req: T = parse_json(body).map_err(|e| match e {
-        ApiError::InvalidParameter(m) => ApiError::Ssm(SsmError::Validation(m)),
-        other => other,
-    })?;
-    if let Some(field) = req.missing_required() {
-        return Err(SsmError::Validation(format!(
+    parse_as(body, SsmError::Validation, |field| {
+        format!(
             "1 validation error detected: Value null at '{field}' failed to satisfy constraint: Member must not be null"
-        ))
-        .into());
-    }
-    Ok(req)
-}
-
-/// Runs an SSM write through the one writer; its own error travels inside the answer.
-pub async fn write<Req, Resp>(
-    cp: &ControlPlane,
-    scope: controlplane::Scope,
-    req: Req,
-    op: fn(&State, &mut Ctx, Req) -> SsmWritten<Resp>,
-) -> Result<Resp, ApiError>
-where
-    Req: Clone + Send + 'static,
-    Resp: Send + 'static,
-{
-    let answer = cp
-        .write(scope, move |state, ctx| match op(state, ctx, req.clone()) {
-            Ok((resp, changes)) => Ok((Ok(resp), changes)),
-            Err(e) => Ok((Err(e), Vec::new())),
-        })
-        .await
-        .map_err(SsmError::from)?;
-    Ok(answer?)
+        )
+    })
 }
 
 async fn written<Req, Resp>(
@@ -75,7 +48,7 @@ where
     Resp: Serialize + Send + 'static,
 {
     let req: Req = parse(body)?;
-    encode(&write(cp, call.scope.clone(), req, op).await?)
+    encode(&write_own_errors(cp, call.scope.clone(), req, op).await?)
 }
 
 /// Runs one SSM operation (`operation` is the part of `X-Amz-Target` after

@@ -54,14 +54,7 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    process::init_tracing();
-    match main_inner(cli) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(err) => {
-            eprintln!("flotilla: {err:#}");
-            ExitCode::FAILURE
-        }
-    }
+    process::run(|| main_inner(cli))
 }
 
 fn main_inner(cli: Cli) -> anyhow::Result<()> {

@@ -13,6 +13,20 @@ pub fn init_tracing() {
         .init();
 }
 
+/// A binary's body after its arguments are parsed: sets up tracing ([`init_tracing`]),
+/// runs `main` and maps its outcome to the exit code, printing a failure's error chain
+/// as `flotilla: …`.
+pub fn run(main: impl FnOnce() -> anyhow::Result<()>) -> std::process::ExitCode {
+    init_tracing();
+    match main() {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("flotilla: {err:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
 /// Resolves on SIGINT or SIGTERM.
 pub async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();

@@ -87,6 +87,14 @@ async fn index_of(handle: &Handle, name: &str) -> Result<Option<u32>, rtnetlink:
     }
 }
 
+/// The index of link `name`, which must exist (it was just made or moved): none fails
+/// the request.
+async fn existing_index(handle: &Handle, name: &str) -> Result<u32, rtnetlink::Error> {
+    index_of(handle, name)
+        .await?
+        .ok_or(rtnetlink::Error::RequestFailed)
+}
+
 /// The bridge's own MAC address: locally administered (`02:…`) and derived from its
 /// gateway address, so it never changes. A Linux bridge without an address set takes the
 /// lowest MAC of its ports and changes it when that port (a stopped task's veth) goes;
@@ -116,9 +124,7 @@ pub fn ensure_bridge(name: &str, subnet: Ipv4Cidr) -> Result<(), NetworkError> {
                     Err(e) if errno(&e) == Some(EEXIST) => {}
                     Err(e) => return Err(e),
                 }
-                index_of(&handle, &name)
-                    .await?
-                    .ok_or(rtnetlink::Error::RequestFailed)?
+                existing_index(&handle, &name).await?
             }
         };
         if link_address(&handle, index).await?.as_deref() != Some(mac.as_slice()) {
@@ -226,9 +232,7 @@ pub fn create_veth(
             .add(LinkVeth::new(&host, &peer).build())
             .execute()
             .await?;
-        let peer_index = index_of(&handle, &peer)
-            .await?
-            .ok_or(rtnetlink::Error::RequestFailed)?;
+        let peer_index = existing_index(&handle, &peer).await?;
         handle
             .link()
             .set(
@@ -238,12 +242,8 @@ pub fn create_veth(
             )
             .execute()
             .await?;
-        let bridge_index = index_of(&handle, &bridge)
-            .await?
-            .ok_or(rtnetlink::Error::RequestFailed)?;
-        let host_index = index_of(&handle, &host)
-            .await?
-            .ok_or(rtnetlink::Error::RequestFailed)?;
+        let bridge_index = existing_index(&handle, &bridge).await?;
+        let host_index = existing_index(&handle, &host).await?;
         handle
             .link()
             .set(
@@ -288,9 +288,7 @@ pub fn configure_inside(netns_path: &Path, inside: Inside) -> Result<Option<Stri
         let index = match index_of(&handle, TASK_INTERFACE).await? {
             Some(i) => i,
             None => {
-                let i = index_of(&handle, &peer)
-                    .await?
-                    .ok_or(rtnetlink::Error::RequestFailed)?;
+                let i = existing_index(&handle, &peer).await?;
                 handle
                     .link()
                     .set(LinkUnspec::new_with_index(i).name(TASK_INTERFACE).build())

@@ -533,26 +533,17 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(rt.remote_pulls().len(), 1);
-        rt.fail_next(
-            FakeOp::Pull,
-            Error::RegistryUnreachable {
-                registry: "x".into(),
-                image: "y".into(),
-                detail: "down".into(),
-            },
-        );
+        let unreachable = || Error::RegistryUnreachable {
+            registry: "x".into(),
+            image: "y".into(),
+            detail: "down".into(),
+        };
+        rt.fail_next(FakeOp::Pull, unreachable());
         // default policy falls back to the cache, always does not
         rt.pull_image(&img, PullPolicy::Default, None)
             .await
             .unwrap();
-        rt.fail_next(
-            FakeOp::Pull,
-            Error::RegistryUnreachable {
-                registry: "x".into(),
-                image: "y".into(),
-                detail: "down".into(),
-            },
-        );
+        rt.fail_next(FakeOp::Pull, unreachable());
         assert!(rt.pull_image(&img, PullPolicy::Always, None).await.is_err());
 
         let spec = ContainerSpec::new(id("c1"), img.clone());

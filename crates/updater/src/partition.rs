@@ -153,10 +153,16 @@ impl PartitionState {
                 reason: format!("inactive slot {inactive} is not a freshly staged image ({f:?})"),
             });
         }
+        self.prefer_inactive();
+        Ok(())
+    }
+
+    /// The inactive slot first (priority 2), the active one as the fallback (priority 1).
+    fn prefer_inactive(&mut self) {
+        let inactive = self.inactive();
         self.flags_mut(inactive).priority = 2;
         let active = self.active;
         self.flags_mut(active).priority = 1;
-        Ok(())
     }
 
     /// "Deactivate" / `update cancel`: undo [`Self::upgrade_to_inactive`] before rebooting.
@@ -179,9 +185,7 @@ impl PartitionState {
                 reason: format!("slot {inactive} is not bootable"),
             });
         }
-        self.flags_mut(inactive).priority = 2;
-        let active = self.active;
-        self.flags_mut(active).priority = 1;
+        self.prefer_inactive();
         Ok(())
     }
 

@@ -222,7 +222,12 @@ pub fn services_touched(state: &State, change: &Change) -> Vec<ServiceKey> {
                 .map(ServiceRecord::key)
                 .collect()
         }
+        // StopServiceDeployment asks for a rollback the service's next pass carries out.
+        Record::ServiceDeployment(d) => {
+            vec![ServiceKey::new(&d.scope, &d.cluster, &d.service)]
+        }
         Record::TaskDefinition(_)
+        | Record::ServiceRevision(_)
         | Record::Setting(_)
         | Record::Meta(_)
         | Record::Discovery(_)

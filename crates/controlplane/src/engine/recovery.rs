@@ -236,6 +236,7 @@ pub(super) fn records_of(state: &State) -> Vec<Record> {
         discovery,
         elb,
         capacity_providers,
+        service_history,
         derived: _,
     } = state;
     let mut out: Vec<Record> = Vec::new();
@@ -265,6 +266,20 @@ pub(super) fn records_of(state: &State) -> Vec<Record> {
             .values()
             .cloned()
             .map(Record::CapacityProvider),
+    );
+    out.extend(
+        service_history
+            .deployments
+            .values()
+            .cloned()
+            .map(Record::ServiceDeployment),
+    );
+    out.extend(
+        service_history
+            .revisions
+            .values()
+            .cloned()
+            .map(Record::ServiceRevision),
     );
     if *meta != MetaRecord::default() {
         out.push(Record::Meta(meta.clone()));

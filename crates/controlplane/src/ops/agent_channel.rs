@@ -50,6 +50,21 @@ pub fn polling_instance<'a>(
     }
 }
 
+/// The instance a PollTasks request polls for: [`polling_instance`] of its `cluster` and
+/// `containerInstance`.
+fn poller<'a>(
+    state: &'a State,
+    scope: &Scope,
+    req: &PollTasksRequest,
+) -> Result<&'a InstanceRecord, EcsError> {
+    polling_instance(
+        state,
+        scope,
+        req.cluster.as_deref(),
+        req.container_instance.as_deref(),
+    )
+}
+
 /// The key of the instance a poll names, from the request alone (no state), as
 /// [`polling_instance`] resolves it: a waiting poll joins its instance's wake-ups with it
 /// before its first look. `None` for a request [`polling_instance`] refuses anyway.
@@ -182,12 +197,7 @@ pub fn poll_answer_json(
     log_requests: &[LogRequest],
     host_requests: &[HostRequest],
 ) -> Result<(MemberKey, Vec<u8>), EcsError> {
-    let instance = polling_instance(
-        state,
-        scope,
-        req.cluster.as_deref(),
-        req.container_instance.as_deref(),
-    )?;
+    let instance = poller(state, scope, req)?;
     let (digest, draining) = instance_digest(state, instance);
     let unchanged =
         req.omit_unchanged == Some(true) && req.known_digest.as_deref() == Some(digest.as_str());
@@ -254,12 +264,7 @@ fn look<T>(
     req: &PollTasksRequest,
     view: fn(&State, &InstanceRecord) -> T,
 ) -> Result<(MemberKey, T, bool), EcsError> {
-    let instance = polling_instance(
-        state,
-        scope,
-        req.cluster.as_deref(),
-        req.container_instance.as_deref(),
-    )?;
+    let instance = poller(state, scope, req)?;
     let connected = instance.instance.agent_connected == Some(true);
     Ok((instance_key(instance), view(state, instance), connected))
 }

@@ -129,7 +129,7 @@ impl From<EcsError> for SsmError {
 }
 
 /// What an SSM write returns: its answer and the changes it decided.
-pub type SsmWritten<T> = Result<(T, Vec<Change>), SsmError>;
+pub type SsmWritten<T> = crate::engine::Written<T, SsmError>;
 
 fn put(r: AnywhereRecord) -> Change {
     Change::Put(Record::Discovery(DiscoveryRecord::Anywhere(r)))

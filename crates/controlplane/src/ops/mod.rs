@@ -17,6 +17,7 @@ pub mod instances;
 pub mod lifecycle_hooks;
 pub mod logs;
 pub mod protection;
+pub mod service_deployments;
 pub mod servicediscovery;
 pub mod services;
 pub mod tags;

@@ -205,6 +205,7 @@ pub fn describe_one(state: &State, rec: &ServiceRecord, with_tags: bool) -> wire
         d.running_count = Some(r);
         d.pending_count = Some(p);
     }
+    crate::service_deployments::show_on_service(state, rec, &mut s);
     if task_sets::is_external(&s) {
         task_sets::show_on_service(state, rec, &mut s);
     }
@@ -422,6 +423,7 @@ pub fn create(
         task_sets: Vec::new(),
     };
     let shown = describe_one(state, &rec, true);
+    changes.extend(crate::service_deployments::sync(state, ctx, &rec, false));
     changes.push(Change::Put(Record::Service(rec)));
     Ok((
         wire::CreateServiceResponse {
@@ -618,6 +620,7 @@ pub fn update(
         primary.updated_at = Some(ctx.now);
     }
     let shown = describe_one(state, &rec, false);
+    changes.extend(crate::service_deployments::sync(state, ctx, &rec, false));
     changes.push(Change::Put(Record::Service(rec)));
     Ok((
         wire::UpdateServiceResponse {
@@ -664,11 +667,13 @@ pub fn delete(
         ServiceStatus::Inactive
     });
     let shown = describe_one(state, &rec, false);
+    let mut changes = crate::service_deployments::sync(state, ctx, &rec, false);
+    changes.push(Change::Put(Record::Service(rec)));
     Ok((
         wire::DeleteServiceResponse {
             service: Some(shown),
         },
-        vec![Change::Put(Record::Service(rec))],
+        changes,
     ))
 }
 

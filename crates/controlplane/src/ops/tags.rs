@@ -82,7 +82,9 @@ fn tags_of(record: &mut Record) -> Result<&mut Vec<wire::Tag>, EcsError> {
         | Record::LoadBalancer(_)
         | Record::TargetGroup(_)
         | Record::Listener(_)
-        | Record::ListenerRule(_) => {
+        | Record::ListenerRule(_)
+        | Record::ServiceDeployment(_)
+        | Record::ServiceRevision(_) => {
             return Err(invalid("This resource cannot be tagged."));
         }
     })

@@ -152,6 +152,12 @@ impl State {
             Record::CapacityProvider(r) => {
                 self.capacity_providers.insert(r.key(), r);
             }
+            Record::ServiceDeployment(r) => {
+                self.service_history.deployments.insert(r.key(), r);
+            }
+            Record::ServiceRevision(r) => {
+                self.service_history.revisions.insert(r.key(), r);
+            }
         }
     }
 
@@ -208,6 +214,12 @@ impl State {
             }
             Record::CapacityProvider(r) => {
                 self.capacity_providers.remove(&r.key());
+            }
+            Record::ServiceDeployment(r) => {
+                self.service_history.deployments.remove(&r.key());
+            }
+            Record::ServiceRevision(r) => {
+                self.service_history.revisions.remove(&r.key());
             }
         }
     }

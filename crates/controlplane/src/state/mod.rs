@@ -22,6 +22,7 @@ pub mod elb;
 mod keys;
 mod queries;
 mod records;
+mod service_history;
 mod shared;
 mod tasks;
 #[cfg(test)]
@@ -32,6 +33,7 @@ pub use derived::*;
 pub use discovery::*;
 pub use keys::*;
 pub use records::*;
+pub use service_history::*;
 pub use shared::*;
 pub use tasks::*;
 
@@ -61,6 +63,8 @@ pub struct State {
     pub elb: elb::ElbState,
     /// Capacity providers, ACTIVE and INACTIVE.
     pub capacity_providers: BTreeMap<CapacityProviderKey, CapacityProviderRecord>,
+    /// Services' deployment history (service deployments and revisions).
+    pub service_history: ServiceHistory,
     /// Indexes derived from the records.
     pub derived: Derived,
 }

@@ -417,6 +417,10 @@ pub enum Record {
     ListenerRule(super::elb::RuleRecord),
     /// A capacity provider.
     CapacityProvider(CapacityProviderRecord),
+    /// A service deployment (`state/service_history.rs`).
+    ServiceDeployment(super::service_history::ServiceDeploymentRecord),
+    /// A service revision (`state/service_history.rs`).
+    ServiceRevision(super::service_history::ServiceRevisionRecord),
 }
 
 impl Record {
@@ -453,6 +457,16 @@ impl Record {
             Record::Listener(r) => k("elb-listener", &r.scope, &[&r.id]),
             Record::ListenerRule(r) => k("elb-rule", &r.scope, &[&r.id]),
             Record::CapacityProvider(r) => k("capacity-provider", &r.scope, &[&r.name]),
+            Record::ServiceDeployment(r) => k(
+                "service-deployment",
+                &r.scope,
+                &[&r.cluster, &r.service, &r.id],
+            ),
+            Record::ServiceRevision(r) => k(
+                "service-revision",
+                &r.scope,
+                &[&r.cluster, &r.service, &r.id],
+            ),
         }
     }
 }

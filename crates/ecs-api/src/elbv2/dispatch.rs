@@ -20,7 +20,7 @@ use time::macros::format_description;
 
 use super::query::Params;
 use super::xml::Xml;
-use crate::dispatch::Call;
+use crate::dispatch::{Call, write_own_errors};
 
 macro_rules! operations {
     ($($op:ident),* $(,)?) => {
@@ -78,22 +78,14 @@ operations!(
     DescribeTags,
 );
 
+/// [`write_own_errors`] in the caller's scope.
 async fn write<Req: Clone + Send + 'static, Resp: Send + 'static>(
     cp: &ControlPlane,
     call: &Call,
     req: Req,
     op: fn(&State, &mut Ctx, Req) -> ElbWritten<Resp>,
 ) -> Result<Resp, ElbError> {
-    // The engine's error type is ECS's; an ELBv2 refusal travels as the answer itself
-    // (with no changes), so the writer commits nothing for it.
-    cp.write(call.scope.clone(), move |state, ctx| {
-        match op(state, ctx, req.clone()) {
-            Ok((resp, changes)) => Ok((Ok(resp), changes)),
-            Err(e) => Ok((Err(e), Vec::new())),
-        }
-    })
-    .await
-    .map_err(ElbError::from)?
+    write_own_errors(cp, call.scope.clone(), req, op).await
 }
 
 fn read<Req, Resp>(

@@ -10,21 +10,16 @@ use model::wire_sd::OperationName;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::dispatch::{Call, encode, list_parsed, parse_json, read_parsed};
+use crate::dispatch::{Call, encode, list_parsed, parse_as, read_parsed, write_own_errors};
 use crate::error::ApiError;
 
 /// Parses a request body into `T`: a body that is not a JSON object is a
 /// `SerializationException`; a member of the wrong type, or a required member that is
 /// absent, an `InvalidInput` naming it.
 pub fn parse<T: DeserializeOwned + Required>(body: &[u8]) -> Result<T, ApiError> {
-    let req: T = parse_json(body).map_err(|e| match e {
-        ApiError::InvalidParameter(m) => ApiError::Discovery(SdError::InvalidInput(m)),
-        other => other,
-    })?;
-    if let Some(field) = req.missing_required() {
-        return Err(SdError::InvalidInput(format!("{field} is required.")).into());
-    }
-    Ok(req)
+    parse_as(body, SdError::InvalidInput, |field| {
+        format!("{field} is required.")
+    })
 }
 
 async fn write<Req, Resp>(
@@ -37,18 +32,7 @@ where
     Req: DeserializeOwned + Required + Clone + Send + 'static,
     Resp: Serialize + Send + 'static,
 {
-    let req: Req = parse(body)?;
-    // The operation's own error travels inside the writer's answer, with no changes.
-    let answer = cp
-        .write(call.scope.clone(), move |state, ctx| {
-            match op(state, ctx, req.clone()) {
-                Ok((resp, changes)) => Ok((Ok(resp), changes)),
-                Err(e) => Ok((Err(e), Vec::new())),
-            }
-        })
-        .await
-        .map_err(SdError::from)?;
-    Ok(answer?)
+    Ok(write_own_errors(cp, call.scope.clone(), parse(body)?, op).await?)
 }
 
 fn unsupported(op: OperationName) -> Result<Vec<u8>, ApiError> {

@@ -29,12 +29,5 @@ enum Command {
 
 fn main() -> ExitCode {
     let Command::Agent(args) = Cli::parse().command;
-    process::init_tracing();
-    match agent::run(args) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(err) => {
-            eprintln!("flotilla: {err:#}");
-            ExitCode::FAILURE
-        }
-    }
+    process::run(|| agent::run(args))
 }

@@ -297,15 +297,7 @@ mod tests {
     #[test]
     fn writer_rotates_and_tail_reads_across_files() {
         let (_dir, live, mut w) = rotating("c1", 200, 3);
-        for i in 0..60 {
-            let rec = format_record(
-                "T",
-                LogStream::Stdout,
-                false,
-                format!("line {i:02}").as_bytes(),
-            );
-            w.write_record(&rec).unwrap();
-        }
+        write_lines(&mut w, 0..60);
         let files = log_files(&live);
         assert_eq!(files.len(), 3, "{files:?}");
         assert!(!numbered(&live, 3).exists());

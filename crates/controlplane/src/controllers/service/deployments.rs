@@ -101,6 +101,51 @@ impl<'a> Pass<'a> {
         );
     }
 
+    /// Carries out StopServiceDeployment's rollback: when the service deployment of the
+    /// PRIMARY deployment is ROLLBACK_REQUESTED, the PRIMARY deployment is FAILED (so it
+    /// is never a rollback target) and PRIMARY goes back to its
+    /// [rollback target](rollback_target), as the circuit breaker's rollback does.
+    pub(super) fn requested_rollback(&mut self) {
+        let Some(pid) = self
+            .deployments()
+            .iter()
+            .find(|d| d.is_primary())
+            .and_then(|d| d.id.clone())
+        else {
+            return;
+        };
+        let requested = self
+            .state
+            .service_history
+            .deployments_of(&self.rec.key())
+            .any(|d| {
+                d.target == pid
+                    && d.deployment.status == Some(wire::ServiceDeploymentStatus::RollbackRequested)
+            });
+        let deployments = self.svc.service.deployments.get_or_insert_with(Vec::new);
+        let Some(pi) = deployments.iter().position(|d| d.is_primary()) else {
+            return;
+        };
+        if !requested || rollback_target(deployments, &self.svc.steady_deployments).is_none() {
+            return;
+        }
+        let d = &mut deployments[pi];
+        d.rollout_state = Some(Rollout::Failed);
+        d.rollout_state_reason = Some("ECS deployment stopped: rollback requested.".into());
+        d.updated_at = Some(self.now);
+        let prefix = self.prefix();
+        self.roll_back(
+            pi,
+            |target_id| format!("ECS deployment rolling back to deploymentId {target_id}."),
+            |target_id| {
+                format!(
+                    "{prefix} (deployment {target_id}) rolling back: deployment {pid} was \
+                     stopped with a rollback."
+                )
+            },
+        );
+    }
+
     /// Hands PRIMARY from the FAILED deployment `pi` back to its
     /// [rollback target](rollback_target) (see [`hand_primary_back`]): the target rolls
     /// out again with `reason(target id)` and the event `event(target id)` says so.

@@ -195,6 +195,7 @@ pub fn reconcile_service(
         Some(ServiceStatus::Active) => {
             pass.sync_targets();
             pass.count_failures();
+            pass.requested_rollback();
             pass.circuit_breaker();
             if rec.service.scheduling_strategy == Some(SchedulingStrategy::Daemon) {
                 pass.daemon(ctx);
@@ -359,27 +360,17 @@ impl<'a> Pass<'a> {
     ) -> (ServiceOutcome, Vec<Change>) {
         let prefix = self.prefix();
         if !self.starts.is_empty() {
-            let list: Vec<String> = self
-                .starts
-                .iter()
-                .map(|t| format!("(task {})", t.id))
-                .collect();
             self.events.push(format!(
                 "{prefix} has started {} tasks: {}.",
-                list.len(),
-                list.join(" ")
+                self.starts.len(),
+                task_list(&self.starts)
             ));
         }
         if !self.stops.is_empty() {
-            let list: Vec<String> = self
-                .stops
-                .iter()
-                .map(|t| format!("(task {})", t.id))
-                .collect();
             self.events.push(format!(
                 "{prefix} has stopped {} running tasks: {}.",
-                list.len(),
-                list.join(" ")
+                self.stops.len(),
+                task_list(&self.stops)
             ));
         }
         if !self.drains.is_empty() {
@@ -432,6 +423,10 @@ impl<'a> Pass<'a> {
             .chain(self.rule_changes)
             .chain(self.registry_changes)
             .collect();
+        // Service deployments and revisions follow the deployments as written.
+        changes.extend(crate::service_deployments::sync(
+            self.state, ctx, &self.svc, true,
+        ));
         if self.svc != *before {
             changes.push(Change::Put(Record::Service(self.svc)));
         }
@@ -531,4 +526,13 @@ fn percents(s: &wire::Service) -> (i64, i64) {
         ),
         i64::from(c.maximum_percent.unwrap_or(max_default).max(100)),
     )
+}
+
+/// Tasks as a service event names them: `(task ID)`, separated by spaces.
+fn task_list(tasks: &[TaskRecord]) -> String {
+    tasks
+        .iter()
+        .map(|t| format!("(task {})", t.id))
+        .collect::<Vec<_>>()
+        .join(" ")
 }

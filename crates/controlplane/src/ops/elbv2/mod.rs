@@ -56,7 +56,7 @@ use crate::EcsError;
 use crate::state::elb::{
     ElbTag, ListenerRecord, LoadBalancerRecord, RuleRecord, TargetGroupRecord,
 };
-use crate::state::{Change, Scope, State};
+use crate::state::{Scope, State};
 
 /// Most load balancers per account and region (AWS: 50 application, 50 network).
 pub const MAX_LOAD_BALANCERS: usize = 50;
@@ -209,7 +209,7 @@ impl From<EcsError> for ElbError {
 }
 
 /// What an ELBv2 write returns: its answer and the changes it decided.
-pub type ElbWritten<T> = Result<(T, Vec<Change>), ElbError>;
+pub type ElbWritten<T> = crate::engine::Written<T, ElbError>;
 
 /// Shorthand for an [`ElbError::Validation`].
 pub fn validation(msg: impl Into<String>) -> ElbError {
@@ -336,6 +336,12 @@ pub fn shorten(s: &str) -> String {
     }
 }
 
+/// The refusal of `arn` as an ARN of a `kind` (`load balancer`, `rule`, …): a
+/// ValidationError quoting it, shortened.
+pub fn invalid_arn(kind: &str, arn: &str) -> ElbError {
+    validation(format!("'{}' is not a valid {kind} ARN", shorten(arn)))
+}
+
 /// A new 16-hex-digit id.
 pub fn new_id(ctx: &mut crate::Ctx) -> String {
     format!("{:016x}", ctx.random_u64())
@@ -411,10 +417,7 @@ pub fn load_balancer_by_arn<'a>(
 ) -> Result<&'a LoadBalancerRecord, ElbError> {
     let parsed = ElbArn::parse(arn);
     let Some(ElbResource::LoadBalancer { name, id }) = parsed.as_ref().map(|a| &a.resource) else {
-        return Err(validation(format!(
-            "'{}' is not a valid load balancer ARN",
-            shorten(arn)
-        )));
+        return Err(invalid_arn("load balancer", arn));
     };
     state
         .elb
@@ -441,10 +444,7 @@ pub fn target_group_by_arn<'a>(
             .get(&(scope.clone(), name))
             .filter(|tg| tg.id == id && region == scope.region && account == scope.account)
             .ok_or(ElbError::TargetGroupNotFound),
-        _ => Err(validation(format!(
-            "'{}' is not a valid target group ARN",
-            shorten(arn)
-        ))),
+        _ => Err(invalid_arn("target group", arn)),
     }
 }
 
@@ -456,10 +456,7 @@ pub fn listener_by_arn<'a>(
 ) -> Result<&'a ListenerRecord, ElbError> {
     let parsed = ElbArn::parse(arn);
     let Some(ElbResource::Listener { id }) = parsed.as_ref().map(|a| &a.resource) else {
-        return Err(validation(format!(
-            "'{}' is not a valid listener ARN",
-            shorten(arn)
-        )));
+        return Err(invalid_arn("listener", arn));
     };
     // The whole ARN must match: the load balancer's name and id are part of it.
     state
@@ -486,16 +483,10 @@ pub fn rule_by_arn<'a>(
     arn: &str,
 ) -> Result<RuleRef<'a>, ElbError> {
     let Some(parsed) = ElbArn::parse(arn) else {
-        return Err(validation(format!(
-            "'{}' is not a valid rule ARN",
-            shorten(arn)
-        )));
+        return Err(invalid_arn("rule", arn));
     };
     let ElbResource::Rule { listener_id, id } = &parsed.resource else {
-        return Err(validation(format!(
-            "'{}' is not a valid rule ARN",
-            shorten(arn)
-        )));
+        return Err(invalid_arn("rule", arn));
     };
     if !parsed.in_scope(scope) {
         return Err(ElbError::RuleNotFound);

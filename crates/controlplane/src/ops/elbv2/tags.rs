@@ -2,8 +2,9 @@
 //! rules.
 
 use super::{
-    ElbArn, ElbError, ElbResource, ElbWritten, MAX_DESCRIBE_NAMES, RuleRef, listener_by_arn,
-    load_balancer_by_arn, rule_by_arn, shorten, target_group_by_arn, validate_tags, validation,
+    ElbArn, ElbError, ElbResource, ElbWritten, MAX_DESCRIBE_NAMES, RuleRef, invalid_arn,
+    listener_by_arn, load_balancer_by_arn, rule_by_arn, target_group_by_arn, validate_tags,
+    validation,
 };
 use crate::Ctx;
 use crate::state::elb::ElbTag;
@@ -11,8 +12,7 @@ use crate::state::{Change, Record, Scope, State};
 
 /// The record an ARN names, as a [`Record`] whose tags can be edited.
 fn lookup(state: &State, scope: &Scope, arn: &str) -> Result<Record, ElbError> {
-    let parsed = ElbArn::parse(arn)
-        .ok_or_else(|| validation(format!("'{}' is not a valid resource ARN", shorten(arn))))?;
+    let parsed = ElbArn::parse(arn).ok_or_else(|| invalid_arn("resource", arn))?;
     Ok(match parsed.resource {
         ElbResource::LoadBalancer { .. } => {
             Record::LoadBalancer(load_balancer_by_arn(state, scope, arn)?.clone())

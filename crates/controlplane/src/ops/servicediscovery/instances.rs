@@ -129,10 +129,18 @@ fn check_for_service(s: &SdServiceRecord, attrs: &BTreeMap<String, String>) -> R
     Ok(())
 }
 
-fn instance_not_found(service: &str, id: &str) -> SdError {
-    SdError::InstanceNotFound(format!(
-        "Instance {id} is not registered with service {service}."
-    ))
+/// Instance `id` of service `service`, or `InstanceNotFound`.
+fn find_instance<'a>(
+    state: &'a State,
+    scope: &Scope,
+    service: &str,
+    id: &str,
+) -> Result<&'a SdInstanceRecord, SdError> {
+    state.discovery.instance(scope, service, id).ok_or_else(|| {
+        SdError::InstanceNotFound(format!(
+            "Instance {id} is not registered with service {service}."
+        ))
+    })
 }
 
 /// RegisterInstance: creates or updates (same `InstanceId`) an instance of a service.
@@ -250,11 +258,7 @@ pub fn deregister_instance(
     let service_ident = required(req.service_id, "ServiceId")?;
     let id = required(req.instance_id, "InstanceId")?;
     let service = find_service(state, &ctx.scope, &service_ident)?.clone();
-    let instance = state
-        .discovery
-        .instance(&ctx.scope, &service.id, &id)
-        .ok_or_else(|| instance_not_found(&service.id, &id))?
-        .clone();
+    let instance = find_instance(state, &ctx.scope, &service.id, &id)?.clone();
     let (op_id, changes) = instance_change(
         state,
         ctx,
@@ -280,10 +284,7 @@ pub fn get_instance(
     let service_ident = required(req.service_id, "ServiceId")?;
     let id = required(req.instance_id, "InstanceId")?;
     let service = find_service(state, scope, &service_ident)?;
-    let instance = state
-        .discovery
-        .instance(scope, &service.id, &id)
-        .ok_or_else(|| instance_not_found(&service.id, &id))?;
+    let instance = find_instance(state, scope, &service.id, &id)?;
     Ok(wire_sd::GetInstanceResponse {
         resource_owner: Some(scope.account.clone()),
         instance: Some(instance.instance.clone()),
@@ -353,10 +354,7 @@ pub fn get_instances_health_status(
         }
         let mut status = BTreeMap::new();
         for id in ids {
-            let i = state
-                .discovery
-                .instance(scope, &service.id, id)
-                .ok_or_else(|| instance_not_found(&service.id, id))?;
+            let i = find_instance(state, scope, &service.id, id)?;
             status.insert(id.clone(), health_of(i));
         }
         return Ok(wire_sd::GetInstancesHealthStatusResponse {
@@ -396,11 +394,7 @@ pub fn update_instance_custom_health_status(
     let id = required(req.instance_id, "InstanceId")?;
     let status = required(req.status, "Status")?;
     let service = find_service(state, &ctx.scope, &service_ident)?;
-    let mut instance = state
-        .discovery
-        .instance(&ctx.scope, &service.id, &id)
-        .ok_or_else(|| instance_not_found(&service.id, &id))?
-        .clone();
+    let mut instance = find_instance(state, &ctx.scope, &service.id, &id)?.clone();
     if service.service.health_check_custom_config.is_none() {
         return Err(SdError::CustomHealthNotFound(format!(
             "Service {} has no HealthCheckCustomConfig.",

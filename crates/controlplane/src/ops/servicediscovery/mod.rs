@@ -162,7 +162,7 @@ impl From<EcsError> for SdError {
 }
 
 /// What a Cloud Map write returns: its answer and the changes it decided.
-pub type SdWritten<T> = Result<(T, Vec<Change>), SdError>;
+pub type SdWritten<T> = crate::engine::Written<T, SdError>;
 
 /// Shorthand for an [`SdError::InvalidInput`].
 pub fn invalid(msg: impl Into<String>) -> SdError {

@@ -57,6 +57,18 @@ pub fn by_name<'a>(state: &'a State, scope: &Scope, name: &str) -> Option<&'a Sd
         .find(|n| n.namespace.name.as_deref() == Some(name))
 }
 
+/// The namespace `ident` names by id or ARN ([`find`]), else by name ([`by_name`]): how
+/// ECS (Service Connect) names a namespace.
+pub fn by_id_arn_or_name<'a>(
+    state: &'a State,
+    scope: &Scope,
+    ident: &str,
+) -> Option<&'a SdNamespaceRecord> {
+    find(state, scope, ident)
+        .ok()
+        .or_else(|| by_name(state, scope, ident))
+}
+
 struct NewNamespace {
     name: String,
     kind: NamespaceType,

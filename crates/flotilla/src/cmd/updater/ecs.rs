@@ -50,9 +50,7 @@ impl Ecs {
 
     /// Every container instance of the cluster, described (attributes included).
     pub async fn instances(&self) -> anyhow::Result<Vec<wire::ContainerInstance>> {
-        let mut arns = Vec::new();
-        let mut next_token = None;
-        loop {
+        let arns = list_all(async |next_token| {
             let page: wire::ListContainerInstancesResponse = self
                 .ecs(
                     "ListContainerInstances",
@@ -63,27 +61,23 @@ impl Ecs {
                     },
                 )
                 .await?;
-            arns.extend(page.container_instance_arns.unwrap_or_default());
-            next_token = page.next_token;
-            if next_token.is_none() {
-                break;
-            }
-        }
-        let mut out = Vec::new();
-        for chunk in arns.chunks(100) {
+            Ok((page.container_instance_arns, page.next_token))
+        })
+        .await?;
+        describe_all(&arns, 100, async |chunk| {
             let page: wire::DescribeContainerInstancesResponse = self
                 .ecs(
                     "DescribeContainerInstances",
                     &wire::DescribeContainerInstancesRequest {
                         cluster: self.cluster(),
-                        container_instances: Some(chunk.to_vec()),
+                        container_instances: Some(chunk),
                         ..Default::default()
                     },
                 )
                 .await?;
-            out.extend(page.container_instances.unwrap_or_default());
-        }
-        Ok(out)
+            Ok(page.container_instances)
+        })
+        .await
     }
 
     /// The tasks placed on one instance that ECS still lists: those meant to run and
@@ -91,49 +85,44 @@ impl Ecs {
     pub async fn tasks_on(&self, instance_arn: &str) -> anyhow::Result<Vec<wire::Task>> {
         let mut arns = Vec::new();
         for desired in [wire::DesiredStatus::Running, wire::DesiredStatus::Stopped] {
-            let mut next_token = None;
-            loop {
-                let page: wire::ListTasksResponse = self
-                    .ecs(
-                        "ListTasks",
-                        &wire::ListTasksRequest {
-                            cluster: self.cluster(),
-                            container_instance: Some(instance_arn.to_owned()),
-                            desired_status: Some(desired),
-                            next_token,
-                            ..Default::default()
-                        },
-                    )
-                    .await?;
-                arns.extend(page.task_arns.unwrap_or_default());
-                next_token = page.next_token;
-                if next_token.is_none() {
-                    break;
-                }
-            }
+            arns.extend(
+                list_all(async |next_token| {
+                    let page: wire::ListTasksResponse = self
+                        .ecs(
+                            "ListTasks",
+                            &wire::ListTasksRequest {
+                                cluster: self.cluster(),
+                                container_instance: Some(instance_arn.to_owned()),
+                                desired_status: Some(desired),
+                                next_token,
+                                ..Default::default()
+                            },
+                        )
+                        .await?;
+                    Ok((page.task_arns, page.next_token))
+                })
+                .await?,
+            );
         }
-        let mut out = Vec::new();
-        for chunk in arns.chunks(100) {
+        describe_all(&arns, 100, async |chunk| {
             let page: wire::DescribeTasksResponse = self
                 .ecs(
                     "DescribeTasks",
                     &wire::DescribeTasksRequest {
                         cluster: self.cluster(),
-                        tasks: Some(chunk.to_vec()),
+                        tasks: Some(chunk),
                         ..Default::default()
                     },
                 )
                 .await?;
-            out.extend(page.tasks.unwrap_or_default());
-        }
-        Ok(out)
+            Ok(page.tasks)
+        })
+        .await
     }
 
     /// Every service of the cluster, described.
     pub async fn services(&self) -> anyhow::Result<Vec<wire::Service>> {
-        let mut arns = Vec::new();
-        let mut next_token = None;
-        loop {
+        let arns = list_all(async |next_token| {
             let page: wire::ListServicesResponse = self
                 .ecs(
                     "ListServices",
@@ -144,27 +133,23 @@ impl Ecs {
                     },
                 )
                 .await?;
-            arns.extend(page.service_arns.unwrap_or_default());
-            next_token = page.next_token;
-            if next_token.is_none() {
-                break;
-            }
-        }
-        let mut out = Vec::new();
-        for chunk in arns.chunks(10) {
+            Ok((page.service_arns, page.next_token))
+        })
+        .await?;
+        describe_all(&arns, 10, async |chunk| {
             let page: wire::DescribeServicesResponse = self
                 .ecs(
                     "DescribeServices",
                     &wire::DescribeServicesRequest {
                         cluster: self.cluster(),
-                        services: Some(chunk.to_vec()),
+                        services: Some(chunk),
                         ..Default::default()
                     },
                 )
                 .await?;
-            out.extend(page.services.unwrap_or_default());
-        }
-        Ok(out)
+            Ok(page.services)
+        })
+        .await
     }
 
     /// Sets one instance's status (DRAINING or ACTIVE); a per-instance failure is an error.
@@ -250,6 +235,37 @@ impl Ecs {
             .await
             .with_context(|| format!("host API {name} on {instance_arn}"))
     }
+}
+
+/// Every ARN a List operation gives, page after page: `page` asks for the page at
+/// `nextToken` (the first without one) and answers its ARNs and the next token.
+async fn list_all(
+    mut page: impl AsyncFnMut(Option<String>) -> anyhow::Result<(Option<Vec<String>>, Option<String>)>,
+) -> anyhow::Result<Vec<String>> {
+    let mut arns = Vec::new();
+    let mut next_token = None;
+    loop {
+        let (more, next) = page(next_token).await?;
+        arns.extend(more.unwrap_or_default());
+        next_token = next;
+        if next_token.is_none() {
+            return Ok(arns);
+        }
+    }
+}
+
+/// What a Describe operation answers for all of `arns`, asked `chunk` ARNs at a time
+/// (its limit), in order.
+async fn describe_all<T>(
+    arns: &[String],
+    chunk: usize,
+    mut describe: impl AsyncFnMut(Vec<String>) -> anyhow::Result<Option<Vec<T>>>,
+) -> anyhow::Result<Vec<T>> {
+    let mut out = Vec::new();
+    for chunk in arns.chunks(chunk) {
+        out.extend(describe(chunk.to_vec()).await?.unwrap_or_default());
+    }
+    Ok(out)
 }
 
 /// What a `PutUpdaterState` met.

@@ -1,0 +1,250 @@
+//! ListServiceDeployments, DescribeServiceDeployments, DescribeServiceRevisions and
+//! StopServiceDeployment: a service's deployment history, kept by
+//! [`crate::service_deployments`] as the service controller deploys.
+
+use model::wire::{self, ServiceDeploymentStatus as Status, StopServiceDeploymentStopType};
+
+use crate::engine::{Ctx, Written};
+use crate::error::{EcsError, invalid};
+use crate::ops::common::cluster_name;
+use crate::ops::services::find;
+use crate::paging::{PageRequest, paginate};
+use crate::service_deployments::{
+    MAX_DESCRIBE_ARNS, describe_deployment, is_finished, is_primary, parse_arn,
+};
+use crate::state::{Change, Record, Scope, ServiceKey, State};
+
+/// ListServiceDeployments' page size when `maxResults` is not given (ECS: 20).
+pub const DEFAULT_LIST_RESULTS: i32 = 20;
+
+/// ListServiceDeployments: the service's deployments, newest first, filtered by
+/// `status` and `createdAt`; paginated (`maxResults` 1–100, default 20).
+pub fn list(
+    state: &State,
+    scope: &Scope,
+    now: f64,
+    req: wire::ListServiceDeploymentsRequest,
+) -> Result<wire::ListServiceDeploymentsResponse, EcsError> {
+    let cluster = cluster_name(scope, req.cluster.as_deref())?;
+    if state.cluster(scope, &cluster).is_none() {
+        return Err(EcsError::ClusterNotFound);
+    }
+    let ident = req
+        .service
+        .as_deref()
+        .ok_or_else(|| invalid("service is required."))?;
+    let svc = find(state, scope, &cluster, ident).ok_or(EcsError::ServiceNotFound)?;
+    let statuses = req.status.clone().unwrap_or_default();
+    if statuses.len() > Status::ALL.len() {
+        return Err(invalid(format!(
+            "status can name at most {} values.",
+            Status::ALL.len()
+        )));
+    }
+    let created = req.created_at.clone().unwrap_or_default();
+    let filters = format!(
+        "{cluster}|{}|{}|{:?}|{:?}",
+        svc.name,
+        statuses
+            .iter()
+            .map(|s| s.as_str())
+            .collect::<Vec<_>>()
+            .join(","),
+        created.after,
+        created.before
+    );
+    let mut items: Vec<_> = state
+        .service_history
+        .deployments_of(&svc.key())
+        // A service created again under the same name starts a new history.
+        .filter(|d| d.deployment.created_at.unwrap_or(0.0) >= svc.service.created_at.unwrap_or(0.0))
+        .filter(|d| {
+            statuses.is_empty() || d.deployment.status.is_some_and(|s| statuses.contains(&s))
+        })
+        .filter(|d| {
+            let at = d.deployment.created_at.unwrap_or(0.0);
+            created.after.is_none_or(|a| at >= a) && created.before.is_none_or(|b| at <= b)
+        })
+        .collect();
+    // At most MAX_HISTORY_PER_SERVICE records: sorting them costs nothing to speak of.
+    items.sort_by_key(|d| std::cmp::Reverse(d.seq));
+    let page = paginate(
+        &PageRequest {
+            secret: &state.meta.paging_secret,
+            now,
+            operation: "ListServiceDeployments",
+            filters: &filters,
+            max_results: Some(req.max_results.unwrap_or(DEFAULT_LIST_RESULTS)),
+            limit: 100,
+            next_token: req.next_token.as_deref(),
+            descending: true,
+        },
+        |_| {
+            Ok(items.into_iter().map(|r| {
+                let d = &r.deployment;
+                (
+                    format!("{:020}", r.seq),
+                    wire::ServiceDeploymentBrief {
+                        service_deployment_arn: d.service_deployment_arn.clone(),
+                        service_arn: d.service_arn.clone(),
+                        cluster_arn: d.cluster_arn.clone(),
+                        started_at: d.started_at,
+                        created_at: d.created_at,
+                        finished_at: d.finished_at,
+                        target_service_revision_arn: d
+                            .target_service_revision
+                            .as_ref()
+                            .and_then(|t| t.arn.clone()),
+                        status: d.status,
+                        status_reason: d.status_reason.clone(),
+                    },
+                )
+            }))
+        },
+    )?;
+    Ok(wire::ListServiceDeploymentsResponse {
+        service_deployments: Some(page.items),
+        next_token: page.next_token,
+    })
+}
+
+/// The ARNs a Describe names: at most [`MAX_DESCRIBE_ARNS`], at least one.
+fn described(arns: Option<Vec<String>>, member: &str) -> Result<Vec<String>, EcsError> {
+    let arns = arns.unwrap_or_default();
+    if arns.is_empty() {
+        return Err(invalid(format!("{member} cannot be empty.")));
+    }
+    if arns.len() > MAX_DESCRIBE_ARNS {
+        return Err(invalid(format!(
+            "{member} can have at most {MAX_DESCRIBE_ARNS} items."
+        )));
+    }
+    Ok(arns)
+}
+
+fn missing(arn: String) -> wire::Failure {
+    wire::Failure {
+        arn: Some(arn),
+        reason: Some("MISSING".into()),
+        detail: None,
+    }
+}
+
+/// DescribeServiceDeployments: up to 20 ARNs; unknown ones in `failures` (MISSING).
+pub fn describe_deployments(
+    state: &State,
+    scope: &Scope,
+    req: wire::DescribeServiceDeploymentsRequest,
+) -> Result<wire::DescribeServiceDeploymentsResponse, EcsError> {
+    let arns = described(req.service_deployment_arns, "serviceDeploymentArns")?;
+    let (mut found, mut failures) = (Vec::new(), Vec::new());
+    for arn in arns {
+        let rec = parse_arn(scope, "service-deployment", &arn).and_then(|(c, s, id)| {
+            state
+                .service_history
+                .deployments
+                .get(&(ServiceKey::new(scope, c, s), id.to_owned()))
+        });
+        match rec {
+            Some(r) => found.push(describe_deployment(state, r)),
+            None => failures.push(missing(arn)),
+        }
+    }
+    Ok(wire::DescribeServiceDeploymentsResponse {
+        service_deployments: Some(found),
+        failures: Some(failures),
+    })
+}
+
+/// DescribeServiceRevisions: up to 20 ARNs; unknown ones in `failures` (MISSING).
+pub fn describe_revisions(
+    state: &State,
+    scope: &Scope,
+    req: wire::DescribeServiceRevisionsRequest,
+) -> Result<wire::DescribeServiceRevisionsResponse, EcsError> {
+    let arns = described(req.service_revision_arns, "serviceRevisionArns")?;
+    let (mut found, mut failures) = (Vec::new(), Vec::new());
+    for arn in arns {
+        let rec = parse_arn(scope, "service-revision", &arn).and_then(|(c, s, id)| {
+            state
+                .service_history
+                .revisions
+                .get(&(ServiceKey::new(scope, c, s), id.to_owned()))
+        });
+        match rec {
+            Some(r) => found.push(r.revision.clone()),
+            None => failures.push(missing(arn)),
+        }
+    }
+    Ok(wire::DescribeServiceRevisionsResponse {
+        service_revisions: Some(found),
+        failures: Some(failures),
+    })
+}
+
+/// StopServiceDeployment with `stopType` ROLLBACK (the default): a PENDING or
+/// IN_PROGRESS deployment turns ROLLBACK_REQUESTED and the service controller rolls the
+/// service back to the deployment it replaces; one already stopping or rolling back is
+/// left as it is. `ABORT` is refused (ECS: "The valid values are ROLLBACK").
+pub fn stop(
+    state: &State,
+    ctx: &mut Ctx,
+    req: wire::StopServiceDeploymentRequest,
+) -> Written<wire::StopServiceDeploymentResponse> {
+    let arn = req
+        .service_deployment_arn
+        .ok_or_else(|| invalid("serviceDeploymentArn is required."))?;
+    if req.stop_type == Some(StopServiceDeploymentStopType::Abort) {
+        return Err(invalid(
+            "stopType ABORT is not supported: the valid value is ROLLBACK.",
+        ));
+    }
+    let not_found = || {
+        EcsError::ServiceDeploymentNotFound(format!("The service deployment {arn} does not exist."))
+    };
+    let (cluster, service, id) =
+        parse_arn(&ctx.scope, "service-deployment", &arn).ok_or_else(not_found)?;
+    let key = ServiceKey::new(&ctx.scope, cluster, service);
+    let rec = state
+        .service_history
+        .deployments
+        .get(&(key.clone(), id.to_owned()))
+        .ok_or_else(not_found)?;
+    let answer = wire::StopServiceDeploymentResponse {
+        service_deployment_arn: Some(arn.clone()),
+    };
+    let status = rec.deployment.status;
+    match status {
+        Some(Status::StopRequested | Status::RollbackRequested | Status::RollbackInProgress) => {
+            return Ok((answer, Vec::new()));
+        }
+        s if is_finished(s) => {
+            return Err(EcsError::Conflict(format!(
+                "The service deployment {arn} is {} and cannot be stopped.",
+                s.map(|s| s.as_str()).unwrap_or("finished")
+            )));
+        }
+        _ => {}
+    }
+    let listed = state
+        .services
+        .get(&key)
+        .and_then(|s| s.service.deployments.clone())
+        .unwrap_or_default();
+    let is_target_primary = listed
+        .iter()
+        .any(|d| is_primary(d) && d.id.as_deref() == Some(rec.target.as_str()));
+    let has_previous = listed
+        .iter()
+        .any(|d| !is_primary(d) && d.rollout_state != Some(wire::DeploymentRolloutState::Failed));
+    if !is_target_primary || !has_previous {
+        return Err(EcsError::Conflict(format!(
+            "The service deployment {arn} has no previous service revision to roll back to."
+        )));
+    }
+    let mut rec = rec.clone();
+    rec.deployment.status = Some(Status::RollbackRequested);
+    rec.deployment.status_reason = Some("Rollback requested by StopServiceDeployment.".into());
+    rec.deployment.updated_at = Some(ctx.now);
+    Ok((answer, vec![Change::Put(Record::ServiceDeployment(rec))]))
+}
