@@ -23,6 +23,21 @@ from support import BIN, REPO as ROOT
 REGION = "us-east-1"
 CREDS = {"AWS_ACCESS_KEY_ID": "dev", "AWS_SECRET_ACCESS_KEY": "dev", "AWS_DEFAULT_REGION": REGION}
 
+def dev_cluster(name: str, dir_prefix: str, *up_args: str):
+    """A module fixture's body: brings a dev cluster up (`name` + this process's id, under
+    `/tmp/<dir_prefix>-<pid>`) after building the test images, yields it, then takes it
+    down and checks that nothing of it is left on the host. Needs root."""
+    support.need_root_and_binaries("the dev cluster needs root (network namespaces, containerd, cgroups)")
+    subprocess.run([str(ROOT / "scripts/build-test-images.sh")], check=True, capture_output=True)
+    c = Cluster(name=f"{name}{os.getpid() % 100000}", dir=f"/tmp/{dir_prefix}-{os.getpid()}")
+    c.up(*up_args)
+    yield c
+    # Whatever the tests did, leave nothing behind (down is idempotent).
+    c.cli("down", check=False)
+    left = leftovers(c)
+    assert not left, f"dev cluster down left: {left}"
+
+
 # A dev cluster is slow to move: a minute by default, a failed probe (a node's port not
 # answering yet) is "not yet".
 wait_for = functools.partial(support.wait_for, deadline=60.0, interval=0.25, retry_errors=True)

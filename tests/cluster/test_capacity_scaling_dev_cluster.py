@@ -7,14 +7,12 @@ removed (`… remove`) and deregistered. No task is lost on the way.
 
 from __future__ import annotations
 
-import os
 import subprocess
 import threading
 
 import pytest
 
-from cluster_support import BIN, ROOT, Cluster, leftovers, service_tasks, wait_for
-from support import need_root_and_binaries
+from cluster_support import BIN, Cluster, dev_cluster, leftovers, service_tasks, wait_for
 
 GROUP = "blue"
 SERVICE = "wide"
@@ -22,14 +20,8 @@ SERVICE = "wide"
 
 @pytest.fixture(scope="module")
 def sc():
-    need_root_and_binaries("the dev cluster needs root (network namespaces, containerd, cgroups)")
-    subprocess.run([str(ROOT / "scripts/build-test-images.sh")], check=True, capture_output=True)
-    c = Cluster(name=f"sc{os.getpid() % 100000}", dir=f"/tmp/flotilla-scaling-test-{os.getpid()}")
-    c.up("--nodes", "1", "--agent-timeout", "25s", "--instance-lost-after", "25s")
-    yield c
-    c.cli("down", check=False)
-    left = leftovers(c)
-    assert not left, f"dev cluster down left: {left}"
+    yield from dev_cluster("sc", "flotilla-scaling-test",
+                           "--nodes", "1", "--agent-timeout", "25s", "--instance-lost-after", "25s")
 
 
 def group_nodes(c: Cluster) -> list[dict]:

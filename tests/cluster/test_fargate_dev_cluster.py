@@ -10,29 +10,20 @@ outside the Fargate table gets AWS's error; a FARGATE_SPOT service's task on a r
 from __future__ import annotations
 
 import ipaddress
-import os
 import subprocess
 
 import botocore.exceptions
 import pytest
 
-from cluster_support import ROOT, Cluster, container_pid, http_get, leftovers, service_tasks, wait_for
-from support import need_root_and_binaries
+from cluster_support import Cluster, container_pid, dev_cluster, http_get, leftovers, service_tasks, wait_for
 
 NETWORK = {"awsvpcConfiguration": {"subnets": ["subnet-dev"]}}
 
 
 @pytest.fixture(scope="module")
 def fg():
-    need_root_and_binaries("the dev cluster needs root (network namespaces, containerd, cgroups)")
-    subprocess.run([str(ROOT / "scripts/build-test-images.sh")], check=True, capture_output=True)
-    c = Cluster(name=f"fg{os.getpid() % 100000}", dir=f"/tmp/flotilla-fargate-test-{os.getpid()}")
-    c.up("--nodes", "3", "--fargate-nodes", "2", "--fargate-spot-nodes", "2",
-         "--agent-timeout", "25s", "--instance-lost-after", "25s")
-    yield c
-    c.cli("down", check=False)
-    left = leftovers(c)
-    assert not left, f"dev cluster down left: {left}"
+    yield from dev_cluster("fg", "flotilla-fargate-test", "--nodes", "3", "--fargate-nodes", "2",
+                           "--fargate-spot-nodes", "2", "--agent-timeout", "25s", "--instance-lost-after", "25s")
 
 
 def nodes_of(c: Cluster, kind: str) -> list[dict]:

@@ -14,7 +14,8 @@ import subprocess
 import boto3
 import pytest
 
-from cluster_support import BIN, CREDS, ROOT, REGION, Cluster, Sampler, leftovers, register_httpd, service_tasks, wait_for
+from cluster_support import (BIN, CREDS, REGION, Cluster, Sampler, dev_cluster, leftovers, register_httpd, service_tasks,
+                             wait_for)
 from support import need_root_and_binaries
 
 SERVICE = "ha"
@@ -26,13 +27,8 @@ def ha_cluster():
     need_root_and_binaries("the dev cluster needs root (network namespaces, containerd, cgroups)")
     if not os.path.exists("/usr/bin/etcd"):
         pytest.fail("etcd is missing: scripts/setup.sh installs Debian's etcd-server")
-    subprocess.run([str(ROOT / "scripts/build-test-images.sh")], check=True, capture_output=True)
-    c = Cluster(name=f"ha{os.getpid() % 100000}", dir=f"/tmp/flotilla-ha-test-{os.getpid()}")
-    c.up("--nodes", "2", "--servers", "3", "--store", "etcd", "--agent-timeout", "25s", "--instance-lost-after", "25s")
-    yield c
-    c.cli("down", check=False)
-    left = leftovers(c)
-    assert not left, f"dev cluster down left: {left}"
+    yield from dev_cluster("ha", "flotilla-ha-test", "--nodes", "2", "--servers", "3", "--store", "etcd",
+                           "--agent-timeout", "25s", "--instance-lost-after", "25s")
 
 
 def ecs_at(endpoint: str):

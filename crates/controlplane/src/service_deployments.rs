@@ -141,18 +141,30 @@ pub fn describe_deployment(
     let Some(svc) = state.services.get(&key) else {
         return d;
     };
+    set_revision_counts(state, svc, &rec.target, &rec.sources, &mut d);
+    d
+}
+
+/// Sets the task counts of `d`'s target revision (deployment `target`) and source
+/// revisions (deployments `sources`, in order) from the service as it is now.
+fn set_revision_counts(
+    state: &State,
+    svc: &ServiceRecord,
+    target: &str,
+    sources: &[String],
+    d: &mut wire::ServiceDeployment,
+) {
     if let Some(t) = d.target_service_revision.as_mut() {
-        *t = revision_counts(state, svc, &rec.target, t.arn.take());
+        *t = revision_counts(state, svc, target, t.arn.take());
     }
     for (s, id) in d
         .source_service_revisions
         .get_or_insert_with(Vec::new)
         .iter_mut()
-        .zip(&rec.sources)
+        .zip(sources)
     {
         *s = revision_counts(state, svc, id, s.arn.take());
     }
-    d
 }
 
 /// Fills DescribeServices' `currentServiceDeployment` (the service's newest service
@@ -508,17 +520,7 @@ fn advance(
     }
     if finished {
         // Freeze the counts as they were when it finished.
-        if let Some(t) = d.target_service_revision.as_mut() {
-            *t = revision_counts(state, svc, &rec.target, t.arn.take());
-        }
-        for (s, id) in d
-            .source_service_revisions
-            .get_or_insert_with(Vec::new)
-            .iter_mut()
-            .zip(&rec.sources)
-        {
-            *s = revision_counts(state, svc, id, s.arn.take());
-        }
+        set_revision_counts(state, svc, &rec.target, &rec.sources, d);
     }
     if *d != old {
         d.updated_at = Some(now);

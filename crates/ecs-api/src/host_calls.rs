@@ -47,7 +47,7 @@ pub async fn call_host_api(
                 call: req.call,
             },
         )
-        .map_err(|e| relay_if_elsewhere(cp, &key, &e, broker_error(&arn, &e)))?;
+        .map_err(|e| crate::relay::relay_if_elsewhere(cp, &key, &e, broker_error(&arn, &e)))?;
     let answer = pending
         .wait(wait)
         .await
@@ -65,24 +65,6 @@ pub async fn call_host_api(
         (None, None) => Err(ApiError::Ecs(EcsError::Server(format!(
             "The agent on container instance {arn} answered {name} with nothing."
         )))),
-    }
-}
-
-/// A request the broker could not queue because the agent is not connected here: when
-/// it polls another server, [`ApiError::Relay`] to that server (the caller relays the
-/// request whole), else `here`.
-pub(crate) fn relay_if_elsewhere(
-    cp: &ControlPlane,
-    instance: &controlplane::state::MemberKey,
-    e: &NodeBrokerError,
-    here: ApiError,
-) -> ApiError {
-    match (e, cp.node_broker().peer_of(instance)) {
-        (NodeBrokerError::NotConnected, Some(peer)) => ApiError::Relay {
-            peer,
-            here: Box::new(here),
-        },
-        _ => here,
     }
 }
 

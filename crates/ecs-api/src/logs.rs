@@ -55,12 +55,7 @@ async fn get_task_logs(
         .node_broker()
         .submit(&target.instance, request)
         .map_err(|e| {
-            crate::host_calls::relay_if_elsewhere(
-                cp,
-                &target.instance,
-                &e,
-                broker_error(&target, &e),
-            )
+            crate::relay::relay_if_elsewhere(cp, &target.instance, &e, broker_error(&target, &e))
         })?;
     let NodeAnswer::Logs(answer) = pending
         .wait(wait)

@@ -9,7 +9,10 @@
 use std::time::Duration;
 
 use axum::response::{IntoResponse, Response};
+use controlplane::node_broker::NodeBrokerError;
 use http::{HeaderMap, HeaderValue, StatusCode};
+
+use crate::error::ApiError;
 
 /// Marks a relayed request.
 pub const RELAYED_HEADER: &str = "x-flotilla-relayed";
@@ -17,6 +20,24 @@ pub const RELAYED_HEADER: &str = "x-flotilla-relayed";
 /// The longest a relayed request may take: a log read's longest wait (20 s) and a host
 /// call's, plus the broker's grace, with room to spare.
 pub const RELAY_TIMEOUT: Duration = Duration::from_secs(90);
+
+/// A request the broker could not queue because the agent is not connected here: when
+/// it polls another server, [`ApiError::Relay`] to that server (the caller relays the
+/// request whole), else `here`.
+pub(crate) fn relay_if_elsewhere(
+    cp: &controlplane::ControlPlane,
+    instance: &controlplane::state::MemberKey,
+    e: &NodeBrokerError,
+    here: ApiError,
+) -> ApiError {
+    match (e, cp.node_broker().peer_of(instance)) {
+        (NodeBrokerError::NotConnected, Some(peer)) => ApiError::Relay {
+            peer,
+            here: Box::new(here),
+        },
+        _ => here,
+    }
+}
 
 /// The HTTP client relays go through.
 pub fn client() -> reqwest::Client {

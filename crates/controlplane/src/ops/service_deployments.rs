@@ -2,6 +2,8 @@
 //! StopServiceDeployment: a service's deployment history, kept by
 //! [`crate::service_deployments`] as the service controller deploys.
 
+use std::collections::BTreeMap;
+
 use model::wire::{self, ServiceDeploymentStatus as Status, StopServiceDeploymentStopType};
 
 use crate::engine::{Ctx, Written};
@@ -12,7 +14,7 @@ use crate::paging::{PageRequest, paginate};
 use crate::service_deployments::{
     MAX_DESCRIBE_ARNS, describe_deployment, is_finished, is_primary, parse_arn,
 };
-use crate::state::{Change, Record, Scope, ServiceKey, State};
+use crate::state::{Change, HistoryKey, Record, Scope, ServiceKey, State};
 
 /// ListServiceDeployments' page size when `maxResults` is not given (ECS: 20).
 pub const DEFAULT_LIST_RESULTS: i32 = 20;
@@ -139,13 +141,12 @@ pub fn describe_deployments(
     let arns = described(req.service_deployment_arns, "serviceDeploymentArns")?;
     let (mut found, mut failures) = (Vec::new(), Vec::new());
     for arn in arns {
-        let rec = parse_arn(scope, "service-deployment", &arn).and_then(|(c, s, id)| {
-            state
-                .service_history
-                .deployments
-                .get(&(ServiceKey::new(scope, c, s), id.to_owned()))
-        });
-        match rec {
+        match by_arn(
+            scope,
+            "service-deployment",
+            &arn,
+            &state.service_history.deployments,
+        ) {
             Some(r) => found.push(describe_deployment(state, r)),
             None => failures.push(missing(arn)),
         }
@@ -154,6 +155,17 @@ pub fn describe_deployments(
         service_deployments: Some(found),
         failures: Some(failures),
     })
+}
+
+/// The record of `map` that `arn` (`…:<kind>/CLUSTER/SERVICE/ID` of `scope`) names.
+fn by_arn<'a, R>(
+    scope: &Scope,
+    kind: &str,
+    arn: &str,
+    map: &'a BTreeMap<HistoryKey, R>,
+) -> Option<&'a R> {
+    let (cluster, service, id) = parse_arn(scope, kind, arn)?;
+    map.get(&(ServiceKey::new(scope, cluster, service), id.to_owned()))
 }
 
 /// DescribeServiceRevisions: up to 20 ARNs; unknown ones in `failures` (MISSING).
@@ -165,13 +177,12 @@ pub fn describe_revisions(
     let arns = described(req.service_revision_arns, "serviceRevisionArns")?;
     let (mut found, mut failures) = (Vec::new(), Vec::new());
     for arn in arns {
-        let rec = parse_arn(scope, "service-revision", &arn).and_then(|(c, s, id)| {
-            state
-                .service_history
-                .revisions
-                .get(&(ServiceKey::new(scope, c, s), id.to_owned()))
-        });
-        match rec {
+        match by_arn(
+            scope,
+            "service-revision",
+            &arn,
+            &state.service_history.revisions,
+        ) {
             Some(r) => found.push(r.revision.clone()),
             None => failures.push(missing(arn)),
         }
@@ -202,14 +213,14 @@ pub fn stop(
     let not_found = || {
         EcsError::ServiceDeploymentNotFound(format!("The service deployment {arn} does not exist."))
     };
-    let (cluster, service, id) =
-        parse_arn(&ctx.scope, "service-deployment", &arn).ok_or_else(not_found)?;
-    let key = ServiceKey::new(&ctx.scope, cluster, service);
-    let rec = state
-        .service_history
-        .deployments
-        .get(&(key.clone(), id.to_owned()))
-        .ok_or_else(not_found)?;
+    let rec = by_arn(
+        &ctx.scope,
+        "service-deployment",
+        &arn,
+        &state.service_history.deployments,
+    )
+    .ok_or_else(not_found)?;
+    let key = ServiceKey::new(&rec.scope, &rec.cluster, &rec.service);
     let answer = wire::StopServiceDeploymentResponse {
         service_deployment_arn: Some(arn.clone()),
     };
