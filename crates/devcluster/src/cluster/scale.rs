@@ -193,6 +193,33 @@ mod tests {
     use super::*;
 
     #[test]
+    fn grow_adds_1_to_20_nodes_at_a_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut spec = ClusterSpec {
+            name: "t".into(),
+            dir: dir.path().to_owned(),
+            nodes: 1,
+            fargate_nodes: 0,
+            fargate_spot_nodes: 0,
+            group_nodes: Default::default(),
+            subnet: 0,
+            port: 8080,
+            agent_timeout: None,
+            instance_lost_after: None,
+            os: None,
+            control: Default::default(),
+        };
+        let bin = std::path::Path::new("/nonexistent");
+        for count in [0, MAX_GROW + 1] {
+            let err = grow(&mut spec, bin, "blue", count, &super::super::Quiet)
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("1 to 20 nodes"), "{count}: {err}");
+        }
+        assert!(spec.group_nodes.is_empty(), "nothing was noted");
+    }
+
+    #[test]
     fn group_names_are_checked() {
         for ok in ["blue", "arn-like:name/x", "g_1"] {
             assert!(check_group(ok).is_ok(), "{ok}");
