@@ -276,12 +276,17 @@ def test_the_updater_runs_as_an_ecs_service_and_survives_draining_its_own_node(o
     # second copy carried on from the stored state.
     stopped = service_tasks(c.ecs, updater_family, desired="STOPPED")
     assert any(t["containerInstanceArn"] == first_node for t in stopped), stopped
-    status = updater(c, "status", "--events", "200")
-    assert status.returncode == 0, status.stderr
+    # A node shows 1.4.0 once it is ACTIVE again; the updater records it as updated in its
+    # next step, so the third record may come a moment after `every_node_on`.
+    def all_three_recorded():
+        out = updater(c, "status", "--events", "200")
+        return out if out.returncode == 0 and out.stdout.count("updated to 1.4.0") >= 3 else None
+
+    status = wait_for(all_three_recorded, "the updater to record all three nodes updated to 1.4.0",
+                      deadline=60, interval=1)
     holders = {line.split("updater ", 1)[1].split(" started", 1)[0]
                for line in status.stdout.splitlines() if " started for cluster default" in line}
     assert len(holders) >= 2, status.stdout
-    assert status.stdout.count("updated to 1.4.0") >= 3, status.stdout
 
     c.ecs.update_service(cluster="default", service=updater_family, desiredCount=0)
     c.ecs.delete_service(cluster="default", service=updater_family)
