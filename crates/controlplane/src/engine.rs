@@ -729,3 +729,19 @@ fn wipe(
     inner.changes.send_modify(|n| *n += 1);
     Ok(())
 }
+
+#[cfg(test)]
+mod record_codec_tests {
+    /// Timestamps are f64 seconds; a restart reloads them from their stored JSON, and an
+    /// answer must not change by a last digit across it (serde_json's `float_roundtrip`).
+    #[test]
+    fn timestamps_survive_the_stored_json_exactly() {
+        let mut at = 1_796_502_723.723_243_7_f64;
+        for _ in 0..20_000 {
+            let bytes = serde_json::to_vec(&at).unwrap();
+            let back: f64 = serde_json::from_slice(&bytes).unwrap();
+            assert_eq!(back.to_bits(), at.to_bits(), "{at} came back as {back}");
+            at += 0.000_123_457;
+        }
+    }
+}
