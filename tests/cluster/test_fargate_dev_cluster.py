@@ -5,6 +5,7 @@ task with its own address in its ENI attachment, reachable from the host and fro
 on the other pool node; ListContainerInstances shows only the EC2 nodes; a task size
 outside the Fargate table gets AWS's error; a FARGATE_SPOT service's task on a reclaimed
 (drained) spot node is interrupted (`SpotInterruption`) and replaced on the other one.
+A Fargate task's root is an unprivileged uid on its node (its own user namespace).
 """
 
 from __future__ import annotations
@@ -103,6 +104,12 @@ def test_a_fargate_service_runs_on_the_pool_with_reachable_addresses(fg: Cluster
     out = subprocess.run(["nsenter", f"--net=/proc/{pid}/ns/net", "curl", "-fsS", "-m", "3", f"http://{b_ip}:8080/"],
                          capture_output=True, text=True)
     assert out.stdout.strip() == "flotilla httpd ok", out.stderr
+    # Root in a Fargate container is an unprivileged uid on the node: its own user namespace.
+    with open(f"/proc/{pid}/uid_map") as f:
+        assert f.read().split() == ["0", "1000000000", "65536"]
+    with open(f"/proc/{pid}/status") as f:
+        uids = next(line for line in f if line.startswith("Uid:")).split()[1:]
+    assert all(int(u) >= 1_000_000_000 for u in uids), uids
 
 
 def test_an_oversized_fargate_task_gets_awss_error(fg: Cluster):

@@ -10,7 +10,9 @@ use std::path::PathBuf;
 
 use model::agent::TaskAssignment;
 use model::wire;
-use runtime::types::{BindMount, ContainerId, ContainerSpec, ImageRef, Resources, Ulimit};
+use runtime::types::{
+    BindMount, ContainerId, ContainerSpec, IdMapping, ImageRef, Resources, Ulimit,
+};
 
 use crate::error::TaskError;
 use crate::supervisor::Shared;
@@ -64,6 +66,21 @@ fn host_source_path(a: &TaskAssignment, volumes: &[wire::Volume], volume: &str) 
         .map(PathBuf::from)
 }
 
+/// The ids every FARGATE task's containers run as on the node: container uid/gid
+/// `0..65536` are node ids `1_000_000_000..1_000_065_536`, far above any node user's, so
+/// root in a Fargate container is an unprivileged user on the pool node. All Fargate
+/// tasks share the range (one remapped snapshot per image, not one per task).
+pub const FARGATE_ID_MAPPING: IdMapping = IdMapping {
+    host_base: 1_000_000_000,
+    size: IdMapping::MAX_SIZE,
+};
+
+/// The user namespace a task's containers get: [`FARGATE_ID_MAPPING`] for a FARGATE task,
+/// none (the node's ids, as ECS's EC2 launch type) otherwise.
+pub fn user_namespace(a: &TaskAssignment) -> Option<IdMapping> {
+    (a.task.launch_type == Some(wire::LaunchType::Fargate)).then_some(FARGATE_ID_MAPPING)
+}
+
 /// Translates a container definition into the runtime's spec.
 pub fn container_spec(
     shared: &Shared,
@@ -111,16 +128,24 @@ pub fn container_spec(
             })
         })
         .collect();
+    spec.user_namespace = user_namespace(a);
     let volumes = a.task_definition.volumes.as_deref().unwrap_or(&[]);
     for mp in c.mount_points.as_deref().unwrap_or(&[]) {
         let volume = mp.source_volume.clone().unwrap_or_default();
         let host_path = host_source_path(a, volumes, &volume)
             .unwrap_or_else(|| shared.data_dir.join("volumes").join(task_id).join(&volume));
-        std::fs::create_dir_all(&host_path).map_err(|source| TaskError::Volume {
+        let volume_error = |source| TaskError::Volume {
             path: host_path.display().to_string(),
             volume: volume.clone(),
             source,
-        })?;
+        };
+        std::fs::create_dir_all(&host_path).map_err(volume_error)?;
+        // A task-private volume (every volume of a Fargate task) belongs to the
+        // container's root, mapped.
+        if let Some(map) = spec.user_namespace {
+            std::os::unix::fs::chown(&host_path, Some(map.host_base), Some(map.host_base))
+                .map_err(volume_error)?;
+        }
         spec.mounts.push(BindMount {
             host_path,
             container_path: mp.container_path.clone().unwrap_or_default(),
@@ -191,5 +216,23 @@ mod fargate_tests {
         );
         a.task.launch_type = Some(wire::LaunchType::Fargate);
         assert_eq!(host_source_path(&a, &volumes, "v"), None);
+    }
+
+    #[test]
+    fn only_a_fargate_task_gets_a_user_namespace() {
+        let mut a = TaskAssignment {
+            task: wire::Task::default(),
+            task_definition: wire::TaskDefinition::default(),
+            service_connect: None,
+        };
+        assert_eq!(user_namespace(&a), None);
+        a.task.launch_type = Some(wire::LaunchType::Ec2);
+        assert_eq!(user_namespace(&a), None);
+        a.task.launch_type = Some(wire::LaunchType::External);
+        assert_eq!(user_namespace(&a), None);
+        a.task.launch_type = Some(wire::LaunchType::Fargate);
+        let map = user_namespace(&a).unwrap();
+        assert_eq!(map.host_id(0), Some(1_000_000_000));
+        assert_eq!(map.size, 65_536);
     }
 }

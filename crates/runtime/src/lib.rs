@@ -90,6 +90,6 @@ pub use fake::{FakeOp, FakeRuntime};
 pub use logs::{LogFollower, RotationPolicy};
 pub use types::{
     BindMount, ContainerId, ContainerInfo, ContainerSpec, ContainerState, ExecResult, ExecSpec,
-    ExitStatus, GcPolicy, GcReport, HealthCheckCommand, ImageInfo, ImageRef, LogLine, LogStream,
-    NetworkMode, PullPolicy, RegistryAuth, Resources, Ulimit,
+    ExitStatus, GcPolicy, GcReport, HealthCheckCommand, IdMapping, ImageInfo, ImageRef, LogLine,
+    LogStream, NetworkMode, PullPolicy, RegistryAuth, Resources, Ulimit,
 };

@@ -419,7 +419,7 @@ pub fn build_oci_spec(
         json!({"destination": "/dev/pts", "type": "devpts", "source": "devpts", "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"]}),
         json!({"destination": "/dev/shm", "type": "tmpfs", "source": "shm", "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"]}),
         json!({"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue", "options": ["nosuid", "noexec", "nodev"]}),
-        json!({"destination": "/sys", "type": "sysfs", "source": "sysfs", "options": ["nosuid", "noexec", "nodev", sys_access]}),
+        sys_mount(spec, sys_access),
         json!({"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup", "options": [sys_access, "nosuid", "noexec", "nodev"]}),
     ];
     if let Some(init) = init {
@@ -451,6 +451,18 @@ pub fn build_oci_spec(
         }));
     }
 
+    if let Some(map) = spec.user_namespace
+        && (map.size == 0
+            || map.size > crate::types::IdMapping::MAX_SIZE
+            || map.host_base.checked_add(map.size).is_none())
+    {
+        return Err(bad(format!(
+            "user namespace range {}+{} must hold 1..={} ids below 2^32",
+            map.host_base,
+            map.size,
+            crate::types::IdMapping::MAX_SIZE
+        )));
+    }
     let mut namespaces = Vec::new();
     if !spec.host_pid {
         namespaces.push(json!({"type": "pid"}));
@@ -460,6 +472,9 @@ pub fn build_oci_spec(
         json!({"type": "uts"}),
         json!({"type": "mount"}),
     ]);
+    if spec.user_namespace.is_some() {
+        namespaces.push(json!({"type": "user"}));
+    }
     match &spec.network {
         NetworkMode::Isolated => namespaces.push(json!({"type": "network"})),
         NetworkMode::Host => {}
@@ -517,7 +532,7 @@ pub fn build_oci_spec(
         )
     };
 
-    Ok(json!({
+    let mut oci = json!({
         "ociVersion": "1.0.2",
         "process": {
             "terminal": false,
@@ -543,7 +558,26 @@ pub fn build_oci_spec(
             "maskedPaths": masked,
             "readonlyPaths": readonly,
         },
-    }))
+    });
+    if let Some(map) = spec.user_namespace {
+        let ids = json!([{"containerID": 0, "hostID": map.host_base, "size": map.size}]);
+        oci["linux"]["uidMappings"] = ids.clone();
+        oci["linux"]["gidMappings"] = ids;
+    }
+    Ok(oci)
+}
+
+/// The container's `/sys`. A sysfs mount needs the network namespace to belong to the
+/// container's user namespace; a container in its own user namespace that joins the
+/// task's (node-owned) network namespace gets a read-only bind of the node's `/sys`
+/// instead, as rootless runtimes do.
+fn sys_mount(spec: &ContainerSpec, sys_access: &str) -> Value {
+    let joins_node_netns = !matches!(spec.network, NetworkMode::Isolated);
+    if spec.user_namespace.is_some() && joins_node_netns {
+        json!({"destination": "/sys", "type": "bind", "source": "/sys", "options": ["rbind", "nosuid", "noexec", "nodev", "ro"]})
+    } else {
+        json!({"destination": "/sys", "type": "sysfs", "source": "sysfs", "options": ["nosuid", "noexec", "nodev", sys_access]})
+    }
 }
 
 #[cfg(test)]
@@ -734,6 +768,61 @@ mod tests {
         let last = v["mounts"].as_array().unwrap().last().unwrap().clone();
         assert_eq!(last["destination"], json!(INIT_PATH));
         assert_eq!(last["source"], json!("/usr/bin/tini"));
+    }
+
+    #[test]
+    fn user_namespace_maps_ids_and_binds_sys_when_joining_a_netns() {
+        let v = build_oci_spec(&spec(), &image(), "/x", None).unwrap();
+        assert!(v["linux"].get("uidMappings").is_none());
+        assert!(
+            !v["linux"]["namespaces"]
+                .as_array()
+                .unwrap()
+                .contains(&json!({"type": "user"}))
+        );
+
+        let mut s = spec();
+        s.user_namespace = Some(crate::types::IdMapping {
+            host_base: 1_000_000_000,
+            size: 65_536,
+        });
+        s.network = NetworkMode::Join("/run/netns/t1".into());
+        let v = build_oci_spec(&s, &image(), "/x", None).unwrap();
+        let ids = json!([{"containerID": 0, "hostID": 1_000_000_000u32, "size": 65_536}]);
+        assert_eq!(v["linux"]["uidMappings"], ids);
+        assert_eq!(v["linux"]["gidMappings"], ids);
+        let ns = v["linux"]["namespaces"].as_array().unwrap();
+        assert!(ns.contains(&json!({"type": "user"})));
+        let sys = v["mounts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["destination"] == "/sys")
+            .unwrap();
+        assert_eq!(sys["type"], "bind");
+        assert!(sys["options"].as_array().unwrap().contains(&json!("ro")));
+
+        // Its own network namespace: a real sysfs, as without a user namespace.
+        s.network = NetworkMode::Isolated;
+        let v = build_oci_spec(&s, &image(), "/x", None).unwrap();
+        let sys = v["mounts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["destination"] == "/sys")
+            .unwrap();
+        assert_eq!(sys["type"], "sysfs");
+    }
+
+    #[test]
+    fn id_mapping_bounds() {
+        let m = crate::types::IdMapping {
+            host_base: u32::MAX - 10,
+            size: 65_536,
+        };
+        assert_eq!(m.host_id(0), Some(u32::MAX - 10));
+        assert_eq!(m.host_id(11), None, "past u32::MAX");
+        assert_eq!(m.host_id(65_536), None, "outside the range");
     }
 
     #[test]

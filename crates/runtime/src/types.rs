@@ -265,6 +265,32 @@ pub struct BindMount {
     pub read_only: bool,
 }
 
+/// A user namespace mapping: uids (and gids) `0..size` in the container are
+/// `host_base..host_base + size` on the node, so root in the container is an unprivileged
+/// uid on the node. The image's files are shifted into the range once per image and
+/// mapping (a committed "remapped" snapshot the containers of that image share), as
+/// containerd's `WithRemappedSnapshot` does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct IdMapping {
+    /// First node uid/gid of the range (container uid 0).
+    pub host_base: u32,
+    /// How many ids the range holds (1..=[`IdMapping::MAX_SIZE`]).
+    pub size: u32,
+}
+
+impl IdMapping {
+    /// The largest range one container gets: 65,536 ids, as `/etc/subuid` ranges do.
+    pub const MAX_SIZE: u32 = 65_536;
+
+    /// The node id of container id `id`, or `None` when `id` lies outside the range.
+    #[must_use]
+    pub fn host_id(&self, id: u32) -> Option<u32> {
+        (id < self.size)
+            .then(|| self.host_base.checked_add(id))
+            .flatten()
+    }
+}
+
 /// Which network namespace the container gets. Ports and interfaces are the agent's
 /// business; the runtime only places the container in a namespace.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -336,6 +362,9 @@ pub struct ContainerSpec {
     pub privileged: bool,
     /// Share the host's PID namespace (Docker's `--pid=host`).
     pub host_pid: bool,
+    /// Run the container in its own user namespace with this mapping (Fargate tasks);
+    /// `None`: the node's own ids (root in the container is root on the node).
+    pub user_namespace: Option<IdMapping>,
 }
 
 impl ContainerSpec {
@@ -361,6 +390,7 @@ impl ContainerSpec {
             init_process: false,
             privileged: false,
             host_pid: false,
+            user_namespace: None,
         }
     }
 }

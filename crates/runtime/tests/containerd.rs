@@ -717,3 +717,65 @@ async fn gc_removes_stopped_and_unused_but_not_in_use() {
         .await
         .unwrap();
 }
+
+/// A Fargate-style container: its own user namespace, in a network namespace it does not
+/// own (as an awsvpc task joins the task's). Root inside is uid 1,000,000,000 on the
+/// node, the image's files are root's inside, and what it writes to a volume is owned by
+/// the mapped uid on the node. A second container of the image reuses the remapped
+/// snapshot.
+#[tokio::test]
+#[ignore = "needs containerd"]
+async fn user_namespace_maps_root_to_an_unprivileged_node_uid() {
+    use std::os::unix::fs::MetadataExt as _;
+    let t = env("userns").await;
+    let netns = "flotilla-rt-userns";
+    let _ = std::process::Command::new("ip")
+        .args(["netns", "del", netns])
+        .stderr(std::process::Stdio::null())
+        .status();
+    assert!(
+        std::process::Command::new("ip")
+            .args(["netns", "add", netns])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let map = runtime::IdMapping {
+        host_base: 1_000_000_000,
+        size: 65_536,
+    };
+    let vol = t.dir.join("vol");
+    std::fs::create_dir_all(&vol).unwrap();
+    std::os::unix::fs::chown(&vol, Some(map.host_base), Some(map.host_base)).unwrap();
+    for name in ["userns-a", "userns-b"] {
+        let mut spec = sh(
+            name,
+            "set -e; awk '{print $1, $2, $3}' /proc/self/uid_map; id -u; \
+             stat -c %u /bin/busybox; echo hi > /data/f; echo hi > /tmp/f; \
+             ls /sys/class/net >/dev/null; echo done",
+        );
+        spec.user_namespace = Some(map);
+        spec.network = runtime::NetworkMode::Join(format!("/run/netns/{netns}").into());
+        spec.mounts.push(runtime::BindMount {
+            host_path: vol.clone(),
+            container_path: "/data".into(),
+            read_only: false,
+        });
+        run(&t.rt, &spec).await;
+        let status = t.rt.wait_container(&spec.id).await.unwrap();
+        let lines = poll("output", Duration::from_secs(10), || async {
+            let l = t.rt.read_logs(&spec.id, None).await.unwrap();
+            (l.len() >= 4 || status.code != 0).then_some(l)
+        })
+        .await;
+        let out: Vec<&str> = lines.iter().map(|l| l.message.as_str()).collect();
+        assert_eq!(status.code, 0, "{name}: {out:?}");
+        assert_eq!(out, ["0 1000000000 65536", "0", "0", "done"], "{name}");
+        let owner = std::fs::metadata(vol.join("f")).unwrap();
+        assert_eq!((owner.uid(), owner.gid()), (map.host_base, map.host_base));
+        t.rt.remove_container(&spec.id).await.unwrap();
+    }
+    let _ = std::process::Command::new("ip")
+        .args(["netns", "del", netns])
+        .status();
+}

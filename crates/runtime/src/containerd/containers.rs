@@ -319,12 +319,16 @@ impl ContainerdRuntime {
             id: id.to_owned(),
             source,
         };
-        let mounts: Vec<Mount> = match self.prepare_snapshot(id, &p.parent, lease).await {
+        let parent = match s.user_namespace {
+            Some(map) => self.remapped_parent(id, &p.parent, map, lease).await?,
+            None => p.parent.clone(),
+        };
+        let mounts: Vec<Mount> = match self.prepare_snapshot(id, &parent, lease).await {
             Ok(m) => m,
             Err(s) if s.code() == Code::AlreadyExists => {
                 // Left over from a create that died half-way (no container record exists).
                 self.remove_snapshot_quiet(id).await;
-                self.prepare_snapshot(id, &p.parent, lease)
+                self.prepare_snapshot(id, &parent, lease)
                     .await
                     .map_err(cerr)?
             }

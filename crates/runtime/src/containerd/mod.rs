@@ -19,6 +19,7 @@
 //! the namespace and lease metadata every request carries, the runtime's labels, and the
 //! [`ContainerRuntime`] impl, which routes each call to the module owning that step:
 //! * `storage` — leases and snapshots, the primitives pulls and creates share;
+//! * `remap` — image snapshots shifted into a user namespace's ids;
 //! * `images` — image records: read back, list, remove, last-used label;
 //! * `pull` — pull policies, registry → content store, layer unpacking, image record;
 //! * `containers` — container and task lifecycle (create, start, wait, stop, inspect,
@@ -31,6 +32,7 @@ mod exec;
 mod gc;
 mod images;
 mod pull;
+mod remap;
 mod storage;
 
 use std::path::PathBuf;
