@@ -7,14 +7,15 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use controlplane::node_broker::{ANSWER_GRACE, NodeAnswer, NodeBrokerError};
-use controlplane::ops::logs::{LogTarget, decode_token, locate, log_request, response};
+use controlplane::node_broker::{ANSWER_GRACE, NodeAnswer};
+use controlplane::ops::logs::{decode_token, locate, log_request, response};
 use controlplane::ops::updater_state;
 use controlplane::{ControlPlane, EcsError};
 use model::logs::{GetTaskLogsRequest, UserOperation};
 
 use crate::dispatch::{Call, encode, list_parsed, parse_json, write_parsed};
 use crate::error::ApiError;
+use crate::relay::{ask_agent, broker_error};
 
 /// Runs one user-facing flotilla operation.
 pub async fn dispatch_user(
@@ -51,40 +52,15 @@ async fn get_task_logs(
     };
     let request = log_request(&target, &req, cursors.clone());
     let wait = Duration::from_secs(u64::from(request.wait_seconds)) + ANSWER_GRACE;
-    let pending = cp
-        .node_broker()
-        .submit(&target.instance, request)
-        .map_err(|e| {
-            crate::relay::relay_if_elsewhere(cp, &target.instance, &e, broker_error(&target, &e))
-        })?;
-    let NodeAnswer::Logs(answer) = pending
-        .wait(wait)
-        .await
-        .map_err(|e| broker_error(&target, &e))?
+    let unavailable = format!("the logs of task {} cannot be read", target.task_arn);
+    let NodeAnswer::Logs(answer) = ask_agent(cp, &target.instance, request, wait, |e| {
+        broker_error(&target.instance_arn, e, &unavailable, "log requests")
+    })
+    .await?
     else {
         return Err(ApiError::Ecs(EcsError::Server(
             "the agent answered a log read with another kind of answer".into(),
         )));
     };
     encode(&response(&target, cursors, answer)?)
-}
-
-fn broker_error(target: &LogTarget, e: &NodeBrokerError) -> ApiError {
-    let instance = &target.instance_arn;
-    ApiError::Ecs(match e {
-        NodeBrokerError::NotConnected | NodeBrokerError::NotPickedUp(_) => {
-            EcsError::TargetNotConnected(format!(
-                "The agent on container instance {instance} is not connected, so the logs of task {} cannot be read now.",
-                target.task_arn
-            ))
-        }
-        NodeBrokerError::NoAnswer(after) => EcsError::TargetNotConnected(format!(
-            "The agent on container instance {instance} did not answer within {} s.",
-            after.as_secs()
-        )),
-        NodeBrokerError::Busy => EcsError::Client(format!(
-            "Too many log requests are waiting for container instance {instance}; try again."
-        )),
-        NodeBrokerError::UnknownRequest(_) => EcsError::Server(e.to_string()),
-    })
 }

@@ -5,11 +5,16 @@
 //! own signature — marked with [`RELAYED_HEADER`], and answers with the peer's answer.
 //! A request that carries the mark is never relayed again (no loops); a peer that does
 //! not answer leaves this server's own answer (the agent is not connected).
+//!
+//! [`ask_agent`] is how a request reaches an agent through this server's node broker
+//! (log reads, host calls): the answer, [`ApiError::Relay`] when the agent polls another
+//! server, or the broker's failure as [`broker_error`] words it.
 
 use std::time::Duration;
 
 use axum::response::{IntoResponse, Response};
-use controlplane::node_broker::NodeBrokerError;
+use controlplane::EcsError;
+use controlplane::node_broker::{NodeAnswer, NodeBrokerError, NodeRequest};
 use http::{HeaderMap, HeaderValue, StatusCode};
 
 use crate::error::ApiError;
@@ -21,10 +26,55 @@ pub const RELAYED_HEADER: &str = "x-flotilla-relayed";
 /// call's, plus the broker's grace, with room to spare.
 pub const RELAY_TIMEOUT: Duration = Duration::from_secs(90);
 
+/// Carries `request` to the agent of `instance` through the node broker and waits up to
+/// `wait` for its answer. A request the broker cannot queue because the agent polls
+/// another server is [`ApiError::Relay`] to that server ([`relay_if_elsewhere`]); every
+/// other broker failure is `failed(e)` (see [`broker_error`]).
+pub(crate) async fn ask_agent(
+    cp: &controlplane::ControlPlane,
+    instance: &controlplane::state::MemberKey,
+    request: impl Into<NodeRequest>,
+    wait: Duration,
+    failed: impl Fn(&NodeBrokerError) -> ApiError,
+) -> Result<NodeAnswer, ApiError> {
+    let pending = cp
+        .node_broker()
+        .submit(instance, request)
+        .map_err(|e| relay_if_elsewhere(cp, instance, &e, failed(&e)))?;
+    pending.wait(wait).await.map_err(|e| failed(&e))
+}
+
+/// How a request to the agent on container instance `instance_arn` that the node broker
+/// could not carry is answered: `unavailable` says what cannot be done while the agent
+/// is not connected (`its host API cannot be called`), `requests` names the kind of
+/// requests that wait for it (`log requests`).
+pub(crate) fn broker_error(
+    instance_arn: &str,
+    e: &NodeBrokerError,
+    unavailable: &str,
+    requests: &str,
+) -> ApiError {
+    ApiError::Ecs(match e {
+        NodeBrokerError::NotConnected | NodeBrokerError::NotPickedUp(_) => {
+            EcsError::TargetNotConnected(format!(
+                "The agent on container instance {instance_arn} is not connected, so {unavailable} now."
+            ))
+        }
+        NodeBrokerError::NoAnswer(after) => EcsError::TargetNotConnected(format!(
+            "The agent on container instance {instance_arn} did not answer within {} s.",
+            after.as_secs()
+        )),
+        NodeBrokerError::Busy => EcsError::Client(format!(
+            "Too many {requests} are waiting for container instance {instance_arn}; try again."
+        )),
+        NodeBrokerError::UnknownRequest(_) => EcsError::Server(e.to_string()),
+    })
+}
+
 /// A request the broker could not queue because the agent is not connected here: when
 /// it polls another server, [`ApiError::Relay`] to that server (the caller relays the
 /// request whole), else `here`.
-pub(crate) fn relay_if_elsewhere(
+fn relay_if_elsewhere(
     cp: &controlplane::ControlPlane,
     instance: &controlplane::state::MemberKey,
     e: &NodeBrokerError,

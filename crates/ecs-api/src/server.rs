@@ -104,7 +104,7 @@ fn caller(
         .and_then(|h| h.to_str().ok())
         .unwrap_or("localhost");
     // An external node's own key: verified against the keys the control plane issued.
-    if crate::anywhere::node_key(headers).is_some() {
+    let (caller, node) = if crate::anywhere::node_key(headers).is_some() {
         let (caller, node) = crate::anywhere::authenticate_node(
             &app.cp,
             (now_secs, now),
@@ -114,25 +114,21 @@ fn caller(
             headers,
             body,
         )?;
-        return Ok(Call {
-            scope: Scope::new(caller.account, caller.region),
-            now,
-            advertised: format!("http://{host}"),
-            node: Some(node),
-        });
-    }
-    let verifier = Verifier {
-        credentials: app.config.credentials.as_ref(),
-        default_account: &app.config.account_id,
-        now: now_secs,
-        service: ScopeService::Named(service.signing_name()),
+        (caller, Some(node))
+    } else {
+        let verifier = Verifier {
+            credentials: app.config.credentials.as_ref(),
+            default_account: &app.config.account_id,
+            now: now_secs,
+            service: ScopeService::Named(service.signing_name()),
+        };
+        (verifier.authenticate(method, uri, headers, body)?, None)
     };
-    let caller = verifier.authenticate(method, uri, headers, body)?;
     Ok(Call {
         scope: Scope::new(caller.account, caller.region),
         now,
         advertised: format!("http://{host}"),
-        node: None,
+        node,
     })
 }
 

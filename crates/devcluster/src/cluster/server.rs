@@ -12,21 +12,54 @@ use crate::error::{Error, Result};
 use crate::host::{self, running_pid};
 use crate::spec::{ClusterSpec, MAX_SERVERS, StoreKind};
 
-fn server_data(spec: &ClusterSpec, k: u8) -> PathBuf {
-    spec.server_dir_of(k).join("data")
+/// A daemon of the cluster (a server, an etcd member) and where it keeps its files:
+/// `<dir>/data`, `<dir>/<name>.pid`, `<dir>/<name>.log`.
+struct Daemon {
+    dir: PathBuf,
+    name: &'static str,
 }
-fn server_pid_file(spec: &ClusterSpec, k: u8) -> PathBuf {
-    spec.server_dir_of(k).join("server.pid")
+
+impl Daemon {
+    /// Server `k`.
+    fn server(spec: &ClusterSpec, k: u8) -> Daemon {
+        Daemon {
+            dir: spec.server_dir_of(k),
+            name: "server",
+        }
+    }
+
+    /// etcd member `m`.
+    fn etcd(spec: &ClusterSpec, m: u8) -> Daemon {
+        Daemon {
+            dir: spec.etcd_dir(m),
+            name: "etcd",
+        }
+    }
+
+    fn data(&self) -> PathBuf {
+        self.dir.join("data")
+    }
+
+    fn pid_file(&self) -> PathBuf {
+        self.dir.join(format!("{}.pid", self.name))
+    }
+
+    fn log(&self) -> PathBuf {
+        self.dir.join(format!("{}.log", self.name))
+    }
+
+    /// Its pid, when it runs (its data directory marks its command line).
+    fn pid(&self) -> Option<u32> {
+        running_pid(&self.pid_file(), &self.data().to_string_lossy())
+    }
 }
+
 pub(super) fn server_log(spec: &ClusterSpec, k: u8) -> PathBuf {
-    spec.server_dir_of(k).join("server.log")
+    Daemon::server(spec, k).log()
 }
 /// Server `k`'s pid, when it runs.
 pub(super) fn server_pid(spec: &ClusterSpec, k: u8) -> Option<u32> {
-    running_pid(
-        &server_pid_file(spec, k),
-        &server_data(spec, k).to_string_lossy(),
-    )
+    Daemon::server(spec, k).pid()
 }
 /// The pids of every server that runs (also of numbers a half-made cluster's spec
 /// does not list).
@@ -36,22 +69,13 @@ pub(super) fn all_server_pids(spec: &ClusterSpec) -> std::collections::BTreeSet<
         .collect()
 }
 
-fn etcd_data(spec: &ClusterSpec, m: u8) -> PathBuf {
-    spec.etcd_dir(m).join("data")
-}
-fn etcd_pid_file(spec: &ClusterSpec, m: u8) -> PathBuf {
-    spec.etcd_dir(m).join("etcd.pid")
-}
 /// etcd member `m`'s log.
 pub(super) fn etcd_log(spec: &ClusterSpec, m: u8) -> PathBuf {
-    spec.etcd_dir(m).join("etcd.log")
+    Daemon::etcd(spec, m).log()
 }
 /// etcd member `m`'s pid, when it runs.
 pub(super) fn etcd_pid(spec: &ClusterSpec, m: u8) -> Option<u32> {
-    running_pid(
-        &etcd_pid_file(spec, m),
-        &etcd_data(spec, m).to_string_lossy(),
-    )
+    Daemon::etcd(spec, m).pid()
 }
 /// The pids of every etcd member that runs.
 pub(super) fn all_etcd_pids(spec: &ClusterSpec) -> std::collections::BTreeSet<u32> {
@@ -66,7 +90,8 @@ pub(super) fn all_etcd_pids(spec: &ClusterSpec) -> std::collections::BTreeSet<u3
 pub(super) fn ensure_etcd(spec: &ClusterSpec) -> Result<String> {
     let mut started = Vec::new();
     for m in spec.etcd_members() {
-        if etcd_pid(spec, m).is_some() {
+        let etcd = Daemon::etcd(spec, m);
+        if etcd.pid().is_some() {
             continue;
         }
         mkdir(&spec.etcd_dir(m))?;
@@ -76,7 +101,7 @@ pub(super) fn ensure_etcd(spec: &ClusterSpec) -> Result<String> {
             "--name".to_owned(),
             spec.etcd_name(m),
             "--data-dir".into(),
-            etcd_data(spec, m).to_string_lossy().into_owned(),
+            etcd.data().to_string_lossy().into_owned(),
             "--listen-client-urls".into(),
             format!("http://{host}:{client}"),
             "--advertise-client-urls".into(),
@@ -99,8 +124,8 @@ pub(super) fn ensure_etcd(spec: &ClusterSpec) -> Result<String> {
             None,
             Path::new("etcd"),
             &args,
-            &etcd_log(spec, m),
-            &etcd_pid_file(spec, m),
+            &etcd.log(),
+            &etcd.pid_file(),
         )?;
         started.push(format!("{} (pid {pid})", spec.etcd_name(m)));
     }
@@ -195,8 +220,9 @@ pub(super) fn ensure_server(
     bin: &Path,
     api: &EcsClient,
 ) -> Result<(String, Option<SocketAddr>)> {
-    let log = server_log(spec, k);
-    if let Some(pid) = server_pid(spec, k) {
+    let server = Daemon::server(spec, k);
+    let log = server.log();
+    if let Some(pid) = server.pid() {
         wait_until(
             || {
                 format!(
@@ -218,7 +244,7 @@ pub(super) fn ensure_server(
             spec.server_endpoint(k)
         )));
     }
-    mkdir(&server_data(spec, k))?;
+    mkdir(&server.data())?;
     let mut args = vec![
         "server".to_owned(),
         "--listen".into(),
@@ -228,7 +254,7 @@ pub(super) fn ensure_server(
             spec.port + u16::from(k.saturating_sub(1))
         ),
         "--data-dir".into(),
-        server_data(spec, k).to_string_lossy().into_owned(),
+        server.data().to_string_lossy().into_owned(),
         "--allow-reset".into(),
     ];
     if spec.control.store == StoreKind::Etcd {
@@ -272,7 +298,7 @@ pub(super) fn ensure_server(
         None if k > 1 => "DNS and load balancers on server 1".to_owned(),
         None => format!("no Cloud Map DNS: {dns_addr} is in use"),
     };
-    let pid = host::spawn_daemon(None, bin, &args, &log, &server_pid_file(spec, k))?;
+    let pid = host::spawn_daemon(None, bin, &args, &log, &server.pid_file())?;
     wait_until(
         || {
             format!(
