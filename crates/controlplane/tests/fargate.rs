@@ -649,3 +649,153 @@ fn draining_a_spot_node_interrupts_its_tasks_and_only_its_tasks() {
         Some(CAPACITY_UNAVAILABLE)
     );
 }
+
+/// CreateTaskSet with the FARGATE launch type (or the FARGATE provider's strategy) in an
+/// EXTERNAL service: the set's tasks run on the pool with the Fargate shape, its own
+/// platform version and subnet; a steady set starts nothing more; bad launches get
+/// ECS's errors.
+#[test]
+fn a_fargate_task_set_runs_its_tasks_on_the_pool() {
+    use controlplane::ops::task_sets;
+    let mut w = world(
+        &["i-1"],
+        &[("f-1", "a", 4096, 8192), ("f-2", "b", 4096, 8192)],
+    );
+    let _: wire::CreateServiceResponse = w.write(
+        services::create,
+        req(
+            json!({"cluster": "c", "serviceName": "web", "desiredCount": 2,
+            "deploymentController": {"type": "EXTERNAL"}}),
+        ),
+    );
+    let set_body = |extra: Value| {
+        let mut body = json!({"cluster": "c", "service": "web", "taskDefinition": "f",
+            "networkConfiguration": {"awsvpcConfiguration": {"subnets": ["subnet-set"]}},
+            "scale": {"value": 100.0, "unit": "PERCENT"}});
+        for (k, v) in extra.as_object().expect("an object") {
+            body[k] = v.clone();
+        }
+        body
+    };
+    // Both a launch type and a strategy; FARGATE without awsvpc subnets; an unknown
+    // platform version: refused, nothing stored.
+    for bad in [
+        json!({"launchType": "FARGATE",
+            "capacityProviderStrategy": [{"capacityProvider": "FARGATE", "weight": 1}]}),
+        json!({"launchType": "FARGATE", "networkConfiguration": null}),
+        json!({"launchType": "FARGATE", "platformVersion": "0.9.9"}),
+    ] {
+        let mut body = set_body(bad.clone());
+        if bad.get("networkConfiguration").is_some_and(Value::is_null) {
+            body.as_object_mut().unwrap().remove("networkConfiguration");
+        }
+        let r: Result<wire::CreateTaskSetResponse, _> = w.try_write(task_sets::create, req(body));
+        assert_eq!(
+            r.map(|_| ()).unwrap_err().code(),
+            "InvalidParameterException",
+            "{bad}"
+        );
+    }
+    let created: wire::CreateTaskSetResponse = w.write(
+        task_sets::create,
+        req(set_body(json!({"launchType": "FARGATE"}))),
+    );
+    let ts = created.task_set.expect("task set");
+    assert_eq!(ts.launch_type, Some(wire::LaunchType::Fargate));
+    assert_eq!(
+        ts.platform_version.as_deref(),
+        Some(LATEST_PLATFORM_VERSION)
+    );
+    assert_eq!(ts.platform_family.as_deref(), Some("Linux"));
+    let key = ServiceKey::new(&scope(), "c", "web");
+    let reconcile = |w: &mut World| {
+        let mut ctx = w.ctx();
+        let (_, changes) = reconcile_service(&w.state, &mut ctx, &key).expect("reconcile");
+        w.apply(&changes);
+    };
+    reconcile(&mut w);
+    let pool = pool_ids(&w);
+    let started: Vec<TaskRecord> = w
+        .state
+        .tasks
+        .values()
+        .map(|t| TaskRecord::clone(t))
+        .collect();
+    assert_eq!(started.len(), 2, "the set's computedDesiredCount");
+    for t in &started {
+        let on = t.instance_id.clone().expect("placed");
+        assert!(pool.contains(&on), "task on {on}, not on the pool {pool:?}");
+        assert_eq!(t.task.started_by, ts.id, "started by its set");
+        assert_eq!(t.task.launch_type, Some(wire::LaunchType::Fargate));
+        assert_eq!(t.task.capacity_provider_name.as_deref(), Some("FARGATE"));
+        assert_eq!(t.task.container_instance_arn, None);
+        let eni = &t.task.attachments.as_deref().expect("attachments")[0];
+        let subnet = eni
+            .details
+            .as_deref()
+            .unwrap_or(&[])
+            .iter()
+            .find(|d| d.name.as_deref() == Some("subnetId"))
+            .and_then(|d| d.value.clone());
+        assert_eq!(
+            subnet.as_deref(),
+            Some("subnet-set"),
+            "the set's own subnet"
+        );
+    }
+    // Pending on the pool's ACTIVE nodes: the next pass starts nothing more.
+    reconcile(&mut w);
+    assert_eq!(w.state.tasks.len(), 2);
+}
+
+/// A task set with a capacity provider strategy places as a service's deployment does:
+/// FARGATE_SPOT tasks on the spot node, named by their provider.
+#[test]
+fn a_task_set_with_the_fargate_spot_strategy_runs_on_spot_nodes() {
+    use controlplane::ops::task_sets;
+    let mut w = world(&[], &[("f-1", "a", 4096, 8192)]);
+    let spot = add_spot_node(&mut w, "s-1", "b");
+    let _: wire::PutClusterCapacityProvidersResponse = w.write(
+        clusters::put_cluster_capacity_providers,
+        req(
+            json!({"cluster": "c", "capacityProviders": ["FARGATE", "FARGATE_SPOT"],
+            "defaultCapacityProviderStrategy": []}),
+        ),
+    );
+    let _: wire::CreateServiceResponse = w.write(
+        services::create,
+        req(
+            json!({"cluster": "c", "serviceName": "web", "desiredCount": 2,
+            "deploymentController": {"type": "EXTERNAL"}}),
+        ),
+    );
+    let created: wire::CreateTaskSetResponse = w.write(
+        task_sets::create,
+        req(
+            json!({"cluster": "c", "service": "web", "taskDefinition": "f",
+            "networkConfiguration": network(), "scale": {"value": 100.0, "unit": "PERCENT"},
+            "capacityProviderStrategy": [{"capacityProvider": "FARGATE_SPOT", "weight": 1}]}),
+        ),
+    );
+    let ts = created.task_set.expect("task set");
+    assert_eq!(ts.launch_type, None, "a strategy, no launch type");
+    let key = ServiceKey::new(&scope(), "c", "web");
+    let mut ctx = w.ctx();
+    let (_, changes) = reconcile_service(&w.state, &mut ctx, &key).expect("reconcile");
+    w.apply(&changes);
+    let started: Vec<TaskRecord> = w
+        .state
+        .tasks
+        .values()
+        .map(|t| TaskRecord::clone(t))
+        .collect();
+    assert_eq!(started.len(), 2);
+    for t in &started {
+        assert_eq!(t.instance_id.as_deref(), Some(spot.as_str()));
+        assert_eq!(
+            t.task.capacity_provider_name.as_deref(),
+            Some("FARGATE_SPOT")
+        );
+        assert_eq!(t.task.launch_type, Some(wire::LaunchType::Fargate));
+    }
+}

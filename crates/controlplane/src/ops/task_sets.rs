@@ -370,20 +370,29 @@ pub fn create(
     if def.definition.status != Some(wire::TaskDefinitionStatus::Active) {
         return Err(invalid("TaskDefinition is inactive"));
     }
-    if req.launch_type == Some(LaunchType::Fargate) {
-        return Err(EcsError::UnsupportedFeature(
-            "The FARGATE launch type is not available in flotilla yet.".into(),
-        ));
-    }
-    if req
-        .capacity_provider_strategy
-        .as_ref()
-        .is_some_and(|c| !c.is_empty())
-    {
-        return Err(EcsError::UnsupportedFeature(
-            "capacityProviderStrategy is not available in flotilla yet.".into(),
-        ));
-    }
+    let cluster = active_cluster(state, &ctx.scope, Some(&rec.cluster))?;
+    // A launch type, or a strategy (given, else the cluster's default), as CreateService.
+    let strategy = crate::capacity::resolve_strategy(
+        cluster,
+        req.launch_type,
+        req.capacity_provider_strategy.as_deref(),
+    )?;
+    let launch_type = match &strategy {
+        Some(_) => None,
+        None => Some(req.launch_type.unwrap_or(LaunchType::Ec2)),
+    };
+    let fargate = launch_type == Some(LaunchType::Fargate)
+        || strategy
+            .as_deref()
+            .is_some_and(crate::capacity::is_fargate_strategy);
+    let platform_version = if fargate {
+        crate::fargate::validate_launch(&def.definition, None, req.network_configuration.as_ref())?;
+        Some(crate::fargate::resolve_platform_version(
+            req.platform_version.as_deref(),
+        )?)
+    } else {
+        None // ignored off Fargate, as CreateService does
+    };
     let scale = checked_scale(req.scale)?;
     let external_id = req.external_id.unwrap_or_default();
     if external_id.len() > 255 {
@@ -407,8 +416,10 @@ pub fn create(
         cluster_arn: rec.service.cluster_arn.clone(),
         external_id: (!external_id.is_empty()).then_some(external_id),
         task_definition: def.definition.task_definition_arn.clone(),
-        launch_type: Some(req.launch_type.unwrap_or(LaunchType::Ec2)),
-        platform_version: req.platform_version,
+        launch_type,
+        capacity_provider_strategy: strategy,
+        platform_family: fargate.then(|| crate::fargate::PLATFORM_FAMILY.to_owned()),
+        platform_version,
         network_configuration: req.network_configuration,
         load_balancers: Some(load_balancers),
         service_registries: Some(service_registries),

@@ -114,14 +114,25 @@ impl<'a> Pass<'a> {
             client_token: None,
             launch_type: p.launch_type,
             // A deployment on Fargate runs its tasks on the Fargate pool, with the
-            // service's platform version (the provider: FARGATE unless a strategy says).
-            fargate: p.is_fargate().then(|| crate::task::FargateSpec {
-                platform_version: s
-                    .platform_version
-                    .clone()
-                    .unwrap_or_else(|| crate::fargate::LATEST_PLATFORM_VERSION.to_owned()),
-                provider: crate::fargate::FARGATE_PROVIDER.to_owned(),
-                subnet: crate::fargate::first_subnet(s.network_configuration.as_ref()),
+            // service's platform version (the provider: FARGATE unless a strategy says);
+            // a task set's tasks with the set's own version and network.
+            fargate: p.is_fargate().then(|| {
+                let set = self
+                    .svc
+                    .task_sets
+                    .iter()
+                    .find(|ts| ts.id.as_deref() == Some(p.id.as_str()));
+                let (version, network) = match set {
+                    Some(ts) => (&ts.platform_version, &ts.network_configuration),
+                    None => (&s.platform_version, &s.network_configuration),
+                };
+                crate::task::FargateSpec {
+                    platform_version: version
+                        .clone()
+                        .unwrap_or_else(|| crate::fargate::LATEST_PLATFORM_VERSION.to_owned()),
+                    provider: crate::fargate::FARGATE_PROVIDER.to_owned(),
+                    subnet: crate::fargate::first_subnet(network.as_ref()),
+                }
             }),
         }
     }

@@ -299,7 +299,7 @@ impl<'a> Pass<'a> {
             .collect();
         // A FARGATE service's tasks are on the Fargate pool's instances, the others'
         // on the cluster's (a service moving between them has tasks on both).
-        let (pool, own) = on_pool(&rec.service);
+        let (pool, own) = on_pool(rec);
         let pool = pool.then(|| crate::fargate::pool_instances(state, &rec.scope));
         let own = own.then(|| state.instances_in(&rec.scope, &rec.cluster));
         let instances = pool
@@ -499,15 +499,21 @@ fn is_fargate(s: &wire::Service) -> bool {
         )
 }
 
-/// Whether the service (or one of its deployments) has tasks on the Fargate pool, and
+/// Whether the service (or one of its deployments or task sets) has tasks on the Fargate pool, and
 /// whether on the cluster's own instances.
-fn on_pool(s: &wire::Service) -> (bool, bool) {
+fn on_pool(rec: &ServiceRecord) -> (bool, bool) {
+    let s = &rec.service;
     let mut kinds = s
         .deployments
         .as_deref()
         .unwrap_or(&[])
         .iter()
         .map(|d| capacity::deployment_on_fargate(d, s))
+        .chain(
+            rec.task_sets
+                .iter()
+                .map(|ts| task_sets::set_launch(ts).is_fargate()),
+        )
         .chain(std::iter::once(is_fargate(s)));
     let all: Vec<bool> = kinds.by_ref().collect();
     (all.iter().any(|f| *f), all.iter().any(|f| !*f))

@@ -35,6 +35,24 @@ use super::*;
 use crate::ops::task_sets::{TaskSetStatus, computed_desired_count, is_external};
 use model::wire::StabilityStatus;
 
+/// The task set `ts` as a pass launches its tasks: its launch type (EC2, FARGATE or
+/// EXTERNAL) or capacity provider strategy; its platform version and network
+/// configuration are the set's own ([`Pass::task_spec`]).
+pub(super) fn set_launch(ts: &wire::TaskSet) -> Primary {
+    let strategy = ts.capacity_provider_strategy.clone().unwrap_or_default();
+    Primary {
+        id: ts.id.clone().unwrap_or_default(),
+        task_definition: ts.task_definition.clone().unwrap_or_default(),
+        failed: false,
+        launch_type: if strategy.is_empty() {
+            Some(ts.launch_type.unwrap_or(wire::LaunchType::Ec2))
+        } else {
+            None
+        },
+        strategy,
+    }
+}
+
 /// Whether the service's tasks follow task sets rather than deployments.
 pub(super) fn follows_task_sets(rec: &ServiceRecord) -> bool {
     is_external(&rec.service)
@@ -239,32 +257,12 @@ impl<'a> Pass<'a> {
         if n <= 0 {
             return;
         }
-        let launch = Primary {
-            id: ts.id.clone().unwrap_or_default(),
-            task_definition: ts.task_definition.clone().unwrap_or_default(),
-            failed: false,
-            launch_type: self.svc.service.launch_type,
-            strategy: Vec::new(),
-        };
+        let launch = set_launch(ts);
         let Some((def, spec)) = self.launch_inputs(&launch) else {
             return;
         };
-        let request =
-            crate::placement::for_launch_type(task_request(def, None, &self.group), ts.launch_type);
-        let requests = vec![request.clone(); usize::try_from(n).unwrap_or(0)];
-        let (snap, records) = view.get();
-        let plan = scheduler::place(snap, &requests, &spec, ctx.random_u64());
-        let mut task_spec = self.task_spec(def, &launch);
-        task_spec.launch_type = ts.launch_type;
-        for outcome in &plan.outcomes {
-            match outcome {
-                Outcome::Placed(pl) => self.start(ctx, (def, &task_spec), records, &request, pl),
-                Outcome::Failed(f) => {
-                    self.cannot_place(f);
-                    break;
-                }
-            }
-        }
+        let n = u32::try_from(n).unwrap_or(0);
+        self.start_on_capacity(ctx, (&launch, def, &spec), n, view);
     }
 
     /// Whether exactly `count` tasks of the set `id` are alive, all wanted, RUNNING, not
