@@ -30,8 +30,8 @@ use model::wire::{
 
 use crate::engine::Ctx;
 use crate::state::{
-    Change, Record, Scope, ServiceDeploymentRecord, ServiceKey, ServiceRecord,
-    ServiceRevisionRecord, State,
+    Change, HookState, HookStatus, Record, Scope, ServiceDeploymentRecord, ServiceKey,
+    ServiceRecord, ServiceRevisionRecord, State,
 };
 use crate::task::{is_pending, is_running, service_group};
 
@@ -127,8 +127,8 @@ pub fn revision_counts(
     }
 }
 
-/// The service deployment as DescribeServiceDeployments shows it: live revision counts
-/// while it is not finished.
+/// The service deployment as DescribeServiceDeployments shows it: live revision counts,
+/// lifecycle stage and lifecycle hooks while it is not finished.
 pub fn describe_deployment(
     state: &State,
     rec: &ServiceDeploymentRecord,
@@ -142,7 +142,63 @@ pub fn describe_deployment(
         return d;
     };
     set_revision_counts(state, svc, &rec.target, &rec.sources, &mut d);
+    set_lifecycle(svc, &rec.target, &mut d);
     d
+}
+
+/// A lifecycle hook invocation's status as DescribeServiceDeployments shows it: an open
+/// PAUSE hook is AWAITING_ACTION, an open webhook IN_PROGRESS, one ended by its timeout
+/// TIMED_OUT (whatever the timeout action).
+pub fn hook_status(h: &HookState) -> wire::DeploymentLifecycleHookStatus {
+    use wire::DeploymentLifecycleHookStatus as S;
+    match h.status {
+        _ if h.timed_out => S::TimedOut,
+        HookStatus::Pending | HookStatus::InProgress if h.pause => S::AwaitingAction,
+        HookStatus::Pending | HookStatus::InProgress => S::InProgress,
+        HookStatus::Succeeded => S::Succeeded,
+        HookStatus::Failed => S::Failed,
+        HookStatus::TimedOut => S::TimedOut,
+    }
+}
+
+/// One entry of `lifecycleHookDetails`: the invocation `h` (its `hookId` is the
+/// execution id, which ContinueServiceDeployment takes).
+fn hook_detail(h: &HookState) -> wire::DeploymentLifecycleHookDetail {
+    use wire::DeploymentLifecycleHookTargetType as T;
+    wire::DeploymentLifecycleHookDetail {
+        hook_id: Some(h.id.clone()),
+        target_type: Some(if h.pause { T::Pause } else { T::AwsLambda }),
+        target_arn: (!h.pause).then(|| h.target.clone()),
+        status: Some(hook_status(h)),
+        expires_at: Some(h.expires_at),
+        timeout_action: Some(if h.continue_on_timeout {
+            wire::DeploymentLifecycleHookAction::Continue
+        } else {
+            wire::DeploymentLifecycleHookAction::Rollback
+        }),
+    }
+}
+
+/// Sets `d`'s `lifecycleStage` and `lifecycleHookDetails` from what the service
+/// controller recorded for deployment `target` in `svc`; leaves them as they are when it
+/// recorded nothing for it (any more: the invocations go once another deployment is
+/// PRIMARY, so the stored ones are the last seen).
+fn set_lifecycle(svc: &ServiceRecord, target: &str, d: &mut wire::ServiceDeployment) {
+    let bg = &svc.blue_green;
+    if let Some((id, stage)) = &bg.stage
+        && id == target
+    {
+        d.lifecycle_stage = Some(*stage);
+    }
+    let details: Vec<_> = bg
+        .hooks
+        .iter()
+        .filter(|h| h.deployment == target)
+        .map(hook_detail)
+        .collect();
+    if !details.is_empty() {
+        d.lifecycle_hook_details = Some(details);
+    }
 }
 
 /// Sets the task counts of `d`'s target revision (deployment `target`) and source
@@ -518,6 +574,8 @@ fn advance(
         }
         _ => {}
     }
+    // Kept with the record: once another deployment is PRIMARY the service forgets them.
+    set_lifecycle(svc, &rec.target, d);
     if finished {
         // Freeze the counts as they were when it finished.
         set_revision_counts(state, svc, &rec.target, &rec.sources, d);

@@ -294,6 +294,9 @@ pub async fn dispatch(
             read(cp, call, body, service_deployments::describe_revisions)
         }
         Operation::StopServiceDeployment => write(cp, call, body, service_deployments::stop).await,
+        Operation::ContinueServiceDeployment => {
+            write(cp, call, body, service_deployments::continue_deployment).await
+        }
         // Task sets (services with the EXTERNAL deployment controller)
         Operation::CreateTaskSet => write(cp, call, body, task_sets::create).await,
         Operation::DescribeTaskSets => read(cp, call, body, task_sets::describe),
@@ -334,8 +337,7 @@ pub async fn dispatch(
             controlplane::service_connect::list_services_by_namespace,
         ),
         // Not implemented yet: answered with UnsupportedFeatureException.
-        Operation::ContinueServiceDeployment
-        | Operation::CreateDaemon
+        Operation::CreateDaemon
         | Operation::CreateExpressGatewayService
         | Operation::DeleteDaemon
         | Operation::DeleteDaemonTaskDefinition
@@ -406,5 +408,16 @@ mod tests {
     fn missing_required_members_are_named() {
         let e = parse::<RunTaskRequest>(b"{}").unwrap_err();
         assert_eq!(e.to_string(), "taskDefinition is required.");
+        let e = parse::<model::wire::ContinueServiceDeploymentRequest>(
+            br#"{"serviceDeploymentArn":"arn:aws:ecs:us-east-1:0:service-deployment/c/s/x"}"#,
+        )
+        .unwrap_err();
+        assert_eq!(e.status_and_code().1, "InvalidParameterException");
+        assert_eq!(e.to_string(), "hookId is required.");
+        let e = parse::<model::wire::ContinueServiceDeploymentRequest>(
+            br#"{"serviceDeploymentArn":"a","hookId":"h","action":"ABORT"}"#,
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("CONTINUE"), "{e}");
     }
 }

@@ -15,6 +15,10 @@
 //! refused, no answer within the runner's timeout) is called again after
 //! [`UNREACHABLE_RETRY_SECS`]; after [`MAX_UNREACHABLE`] such calls in a row it fails.
 //!
+//! A `PAUSE` hook (`targetType`) calls nothing: it holds its stage until
+//! ContinueServiceDeployment ([`crate::ops::service_deployments::continue_deployment`])
+//! finishes it, or until its timeout.
+//!
 //! [`validate`] is CreateService's and UpdateService's check of the hooks.
 
 use model::wire;
@@ -24,7 +28,7 @@ use serde_json::{Value, json};
 use crate::engine::{Ctx, Written};
 use crate::error::{EcsError, invalid};
 use crate::ops::services::is_blue_green;
-use crate::state::{Change, HookState, HookStatus, Record, ServiceKey, State};
+use crate::state::{Change, HookState, HookStatus, Record, ServiceKey, ServiceRecord, State};
 
 /// Seconds before an IN_PROGRESS hook is called again when it names no `callBackDelay`
 /// (ECS: 30).
@@ -123,12 +127,14 @@ pub struct HookResult {
 /// Most `lifecycleHooks` a deployment configuration may have.
 pub const MAX_LIFECYCLE_HOOKS: usize = 10;
 
-/// `deploymentConfiguration.lifecycleHooks`, as flotilla serves them (webhooks, see
-/// docs/services.md): only with the BLUE_GREEN, LINEAR and CANARY strategies; at most
-/// [`MAX_LIFECYCLE_HOOKS`]; each with at least one stage, no stage twice, and an
-/// `http://` or `https://` URL to a host as `hookTargetArn` (any other target, a Lambda
-/// function's ARN included, is `UnsupportedFeatureException`; so are PAUSE hooks);
-/// `timeoutConfiguration.timeoutInMinutes` 1–20160. `roleArn` is accepted and ignored.
+/// `deploymentConfiguration.lifecycleHooks`, as flotilla serves them (webhooks and
+/// PAUSE hooks, see docs/services.md): only with the BLUE_GREEN, LINEAR and CANARY
+/// strategies; at most [`MAX_LIFECYCLE_HOOKS`]; each with at least one stage, no stage
+/// twice; a `PAUSE` hook (`targetType`) without `hookTargetArn`, any other
+/// (`AWS_LAMBDA`, the default) with an `http://` or `https://` URL to a host as
+/// `hookTargetArn` (any other target, a Lambda function's ARN included, is
+/// `UnsupportedFeatureException`); `timeoutConfiguration.timeoutInMinutes` 1–20160.
+/// `roleArn` is accepted and ignored.
 ///
 /// # Errors
 ///
@@ -155,12 +161,7 @@ pub fn validate(c: &wire::DeploymentConfiguration) -> Result<(), EcsError> {
     }
     for (i, h) in hooks.iter().enumerate() {
         let at = format!("deploymentConfiguration.lifecycleHooks[{i}]");
-        if h.target_type == Some(wire::DeploymentLifecycleHookTargetType::Pause) {
-            return Err(EcsError::UnsupportedFeature(format!(
-                "{at}: PAUSE hooks are not available in flotilla (it has no \
-                 ContinueServiceDeployment); use a webhook URL as hookTargetArn."
-            )));
-        }
+        let pause = h.target_type == Some(wire::DeploymentLifecycleHookTargetType::Pause);
         let stages = h.lifecycle_stages.as_deref().unwrap_or(&[]);
         if stages.is_empty() {
             return Err(invalid(format!("{at}.lifecycleStages must not be empty.")));
@@ -175,19 +176,30 @@ pub fn validate(c: &wire::DeploymentConfiguration) -> Result<(), EcsError> {
             )));
         }
         let target = h.hook_target_arn.as_deref().unwrap_or("");
-        if target.is_empty() {
-            return Err(invalid(format!("{at}.hookTargetArn is required.")));
-        }
-        check_webhook_url(target).map_err(|e| match e {
-            WebhookProblem::NotHttp => EcsError::UnsupportedFeature(format!(
-                "{at}.hookTargetArn {target:?}: flotilla has no Lambda; a lifecycle hook \
+        if pause {
+            if h.hook_target_arn.is_some() {
+                return Err(invalid(format!(
+                    "{at}.hookTargetArn must not be specified for a hook with targetType \
+                     PAUSE: it pauses the deployment until ContinueServiceDeployment."
+                )));
+            }
+        } else if target.is_empty() {
+            return Err(invalid(format!(
+                "{at}.hookTargetArn is required for a hook with targetType AWS_LAMBDA (the \
+                 default); only a PAUSE hook has none."
+            )));
+        } else {
+            check_webhook_url(target).map_err(|e| match e {
+                WebhookProblem::NotHttp => EcsError::UnsupportedFeature(format!(
+                    "{at}.hookTargetArn {target:?}: flotilla has no Lambda; a lifecycle hook \
                  must be an http:// or https:// webhook URL, which flotilla POSTs the \
                  hook's event to."
-            )),
-            WebhookProblem::Invalid(why) => invalid(format!(
-                "{at}.hookTargetArn {target:?} is not a valid webhook URL: {why}."
-            )),
-        })?;
+                )),
+                WebhookProblem::Invalid(why) => invalid(format!(
+                    "{at}.hookTargetArn {target:?} is not a valid webhook URL: {why}."
+                )),
+            })?;
+        }
         if let Some(m) = h
             .timeout_configuration
             .as_ref()
@@ -305,6 +317,7 @@ pub fn due_calls(state: &State, now: f64) -> Vec<HookCall> {
         let service_arn = rec.service.service_arn.clone().unwrap_or_default();
         for h in &rec.blue_green.hooks {
             if h.deployment != primary_id
+                || h.pause
                 || !h.status.is_open()
                 || h.next_call_at > now
                 || now >= h.expires_at
@@ -329,7 +342,7 @@ pub fn due_calls(state: &State, now: f64) -> Vec<HookCall> {
 /// `productionTrafficWeights` by service revision ARN) and `hookDetails` (what the hook
 /// returned with IN_PROGRESS last, else `{}`).
 fn event(
-    rec: &crate::state::ServiceRecord,
+    rec: &ServiceRecord,
     deployments: &[wire::Deployment],
     service_arn: &str,
     h: &HookState,
@@ -416,7 +429,7 @@ pub fn report_hook_result(state: &State, ctx: &mut Ctx, r: HookResult) -> Writte
         .hooks
         .iter_mut()
         .find(|h| h.id == r.execution_id)
-        .filter(|h| h.status.is_open() && h.attempts == r.attempt)
+        .filter(|h| !h.pause && h.status.is_open() && h.attempts == r.attempt)
     else {
         return Ok((false, Vec::new()));
     };
@@ -469,19 +482,24 @@ pub fn report_hook_result(state: &State, ctx: &mut Ctx, r: HookResult) -> Writte
     }
     if let Some(m) = message {
         let deployment = h.deployment.clone();
-        let events = rec.service.events.get_or_insert_with(Vec::new);
-        events.insert(
-            0,
-            wire::ServiceEvent {
-                id: Some(ctx.new_uuid()),
-                created_at: Some(now),
-                message: Some(format!(
-                    "(service {}) (deployment {deployment}) {m}",
-                    rec.name
-                )),
-            },
-        );
-        events.truncate(crate::controllers::service::MAX_EVENTS);
+        push_event(&mut rec, ctx, &deployment, &m);
     }
     Ok((true, vec![Change::Put(Record::Service(rec))]))
+}
+
+/// Adds the event "(service S) (deployment D) `message`" to `rec`, newest first.
+pub(crate) fn push_event(rec: &mut ServiceRecord, ctx: &mut Ctx, deployment: &str, message: &str) {
+    let name = rec.name.clone();
+    let events = rec.service.events.get_or_insert_with(Vec::new);
+    events.insert(
+        0,
+        wire::ServiceEvent {
+            id: Some(ctx.new_uuid()),
+            created_at: Some(ctx.now),
+            message: Some(format!(
+                "(service {name}) (deployment {deployment}) {message}"
+            )),
+        },
+    );
+    events.truncate(crate::controllers::service::MAX_EVENTS);
 }

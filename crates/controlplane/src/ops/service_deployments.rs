@@ -1,10 +1,13 @@
-//! ListServiceDeployments, DescribeServiceDeployments, DescribeServiceRevisions and
-//! StopServiceDeployment: a service's deployment history, kept by
-//! [`crate::service_deployments`] as the service controller deploys.
+//! ListServiceDeployments, DescribeServiceDeployments, DescribeServiceRevisions,
+//! StopServiceDeployment and ContinueServiceDeployment: a service's deployment history,
+//! kept by [`crate::service_deployments`] as the service controller deploys.
 
 use std::collections::BTreeMap;
 
-use model::wire::{self, ServiceDeploymentStatus as Status, StopServiceDeploymentStopType};
+use model::wire::{
+    self, DeploymentLifecycleHookAction as HookAction, ServiceDeploymentStatus as Status,
+    StopServiceDeploymentStopType,
+};
 
 use crate::engine::{Ctx, Written};
 use crate::error::{EcsError, invalid};
@@ -12,9 +15,9 @@ use crate::ops::common::cluster_name;
 use crate::ops::services::find;
 use crate::paging::{PageRequest, paginate};
 use crate::service_deployments::{
-    MAX_DESCRIBE_ARNS, describe_deployment, is_finished, is_primary, parse_arn,
+    MAX_DESCRIBE_ARNS, describe_deployment, hook_status, is_finished, is_primary, parse_arn,
 };
-use crate::state::{Change, HistoryKey, Record, Scope, ServiceKey, State};
+use crate::state::{Change, HistoryKey, HookStatus, Record, Scope, ServiceKey, State};
 
 /// ListServiceDeployments' page size when `maxResults` is not given (ECS: 20).
 pub const DEFAULT_LIST_RESULTS: i32 = 20;
@@ -258,4 +261,106 @@ pub fn stop(
     rec.deployment.status_reason = Some("Rollback requested by StopServiceDeployment.".into());
     rec.deployment.updated_at = Some(ctx.now);
     Ok((answer, vec![Change::Put(Record::ServiceDeployment(rec))]))
+}
+
+/// ContinueServiceDeployment: finishes the PAUSE lifecycle hook `hookId` that holds the
+/// IN_PROGRESS service deployment `serviceDeploymentArn` at its stage. `action`
+/// `CONTINUE` (the default) lets the stage go on, as a webhook's SUCCEEDED does;
+/// `ROLLBACK` fails the hook, and the service controller's next pass fails the
+/// deployment and rolls it back to the previous revision (as a webhook's FAILED does).
+///
+/// # Errors
+///
+/// `ServiceDeploymentNotFoundException` for an unknown ARN; `ClientException` for a
+/// service deployment that is not IN_PROGRESS (finished, or already rolling back);
+/// `InvalidParameterException` for a `hookId` that is not an AWAITING_ACTION PAUSE hook
+/// of that deployment.
+pub fn continue_deployment(
+    state: &State,
+    ctx: &mut Ctx,
+    req: wire::ContinueServiceDeploymentRequest,
+) -> Written<wire::ContinueServiceDeploymentResponse> {
+    let arn = req
+        .service_deployment_arn
+        .ok_or_else(|| invalid("serviceDeploymentArn is required."))?;
+    let hook_id = req.hook_id.ok_or_else(|| invalid("hookId is required."))?;
+    if hook_id.is_empty() {
+        return Err(invalid("hookId must not be empty."));
+    }
+    let action = req.action.unwrap_or(HookAction::Continue);
+    let rec = by_arn(
+        &ctx.scope,
+        "service-deployment",
+        &arn,
+        &state.service_history.deployments,
+    )
+    .ok_or_else(|| {
+        EcsError::ServiceDeploymentNotFound(format!("The service deployment {arn} does not exist."))
+    })?;
+    let status = rec.deployment.status.unwrap_or(Status::Pending);
+    if status != Status::InProgress {
+        let why = if is_finished(Some(status)) {
+            "it is finished"
+        } else {
+            "only an IN_PROGRESS service deployment can be paused at a lifecycle hook"
+        };
+        return Err(EcsError::Client(format!(
+            "The service deployment {arn} is {}: {why}, so it cannot be continued or rolled \
+             back.",
+            status.as_str()
+        )));
+    }
+    let key = ServiceKey::new(&rec.scope, &rec.cluster, &rec.service);
+    let no_such_hook = || {
+        invalid(format!(
+            "hookId {hook_id:?} names no lifecycle hook of the service deployment {arn}; \
+             DescribeServiceDeployments lists its hooks in lifecycleHookDetails."
+        ))
+    };
+    let mut svc = state.services.get(&key).ok_or_else(no_such_hook)?.clone();
+    let h = svc
+        .blue_green
+        .hooks
+        .iter_mut()
+        .find(|h| h.id == hook_id && h.deployment == rec.target)
+        .ok_or_else(no_such_hook)?;
+    if !h.pause {
+        return Err(invalid(format!(
+            "The lifecycle hook {hook_id} is not a PAUSE hook (its targetType is \
+             AWS_LAMBDA): its webhook's answer decides it, not ContinueServiceDeployment."
+        )));
+    }
+    if !h.status.is_open() {
+        return Err(invalid(format!(
+            "The lifecycle hook {hook_id} is {}, not AWAITING_ACTION: it no longer pauses \
+             the deployment.",
+            hook_status(h).as_str()
+        )));
+    }
+    h.finished_at = Some(ctx.now);
+    let (stage, deployment) = (h.stage, h.deployment.clone());
+    let message = match action {
+        HookAction::Continue => {
+            h.status = HookStatus::Succeeded;
+            format!(
+                "lifecycle hook {hook_id} (PAUSE) at stage {stage} continued by \
+                 ContinueServiceDeployment."
+            )
+        }
+        HookAction::Rollback => {
+            h.status = HookStatus::Failed;
+            h.reason = Some("ContinueServiceDeployment asked for a rollback".into());
+            format!(
+                "lifecycle hook {hook_id} (PAUSE) at stage {stage}: rollback requested by \
+                 ContinueServiceDeployment."
+            )
+        }
+    };
+    crate::ops::lifecycle_hooks::push_event(&mut svc, ctx, &deployment, &message);
+    Ok((
+        wire::ContinueServiceDeploymentResponse {
+            service_deployment_arn: Some(arn),
+        },
+        vec![Change::Put(Record::Service(svc))],
+    ))
 }

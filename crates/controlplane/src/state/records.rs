@@ -175,6 +175,11 @@ pub struct BlueGreenRecord {
     /// step) reached; empty in records stored before hooks existed.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub hooks: Vec<HookState>,
+    /// The lifecycle stage the PRIMARY deployment (its id) was last seen at by the
+    /// service controller, as DescribeServiceDeployments' `lifecycleStage` shows it.
+    /// Only for a deployment that replaces another one; `None` before.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stage: Option<(String, wire::ServiceDeploymentLifecycleStage)>,
 }
 
 impl BlueGreenRecord {
@@ -184,6 +189,7 @@ impl BlueGreenRecord {
             && self.shifted.is_none()
             && self.shifting.is_none()
             && self.hooks.is_empty()
+            && self.stage.is_none()
     }
 }
 
@@ -233,8 +239,13 @@ pub struct HookState {
     pub step: u32,
     /// Index of the hook in `deploymentConfiguration.lifecycleHooks`.
     pub hook: usize,
-    /// The webhook URL (`hookTargetArn`) as it was when the stage was reached.
+    /// The webhook URL (`hookTargetArn`) as it was when the stage was reached; empty
+    /// for a PAUSE hook.
     pub target: String,
+    /// A `PAUSE` hook (`targetType`): nothing is called; it waits for
+    /// ContinueServiceDeployment (shown AWAITING_ACTION while open).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub pause: bool,
     /// Where it stands.
     pub status: HookStatus,
     /// When the stage was reached (epoch seconds).
@@ -263,6 +274,17 @@ pub struct HookState {
     /// The `hookDetails` it returned with IN_PROGRESS, passed back on its next call.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hook_details: Option<serde_json::Value>,
+    /// Whether it ended by its timeout (FAILED with the `ROLLBACK` timeout action, or
+    /// TIMED_OUT): DescribeServiceDeployments shows TIMED_OUT either way.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub timed_out: bool,
+}
+
+impl HookState {
+    /// How events and reasons name the hook: its webhook URL, or `PAUSE`.
+    pub fn label(&self) -> &str {
+        if self.pause { "PAUSE" } else { &self.target }
+    }
 }
 
 /// The step a LINEAR or CANARY traffic shift has reached: the green deployment takes

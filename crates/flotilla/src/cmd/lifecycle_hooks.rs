@@ -222,6 +222,7 @@ mod tests {
                 step: 0,
                 hook: 0,
                 target: url.clone(),
+                pause: false,
                 status: HookStatus::Pending,
                 started_at: ctx.now,
                 next_call_at: ctx.now,
@@ -232,6 +233,7 @@ mod tests {
                 finished_at: None,
                 reason: None,
                 hook_details: None,
+                timed_out: false,
             });
             Ok((id, vec![Change::Put(Record::Service(rec))]))
         })

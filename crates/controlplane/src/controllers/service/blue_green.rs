@@ -16,6 +16,7 @@ use super::*;
 use crate::load_balancing::{BlueGreenRules, Side, live_side, shift_rule};
 use crate::ops::services::is_blue_green;
 use wire::DeploymentLifecycleHookStage as Stage;
+use wire::ServiceDeploymentLifecycleStage as DeploymentStage;
 
 pub(crate) mod hooks;
 mod traffic_shift;
@@ -120,6 +121,16 @@ impl<'a> Pass<'a> {
             return None;
         }
         let p = self.primary()?;
+        let (hold, stage) = self.blue_green_of(&p);
+        self.show_stage(&p, stage);
+        hold
+    }
+
+    /// [`Self::blue_green`] for the PRIMARY deployment `p`; also the lifecycle stage it
+    /// is at (`None` where none applies; an open hook's stage wins, see
+    /// [`Self::show_stage`]).
+    fn blue_green_of(&mut self, p: &Primary) -> (Option<Side>, Option<DeploymentStage>) {
+        let p = p.clone();
         let live = self.live();
         self.end_abandoned_shift(&p);
         // The production rule forwards to both groups (the other with weight 0), so the
@@ -170,10 +181,10 @@ impl<'a> Pass<'a> {
                 .as_ref()
                 .map(|(id, at)| (id == &p.id, *at));
             if shifted_here.is_some_and(|(here, _)| here)
-                && !self.stages_done(&p, &AFTER_PRODUCTION)
+                && let Some(held) = self.held_at(&p, &AFTER_PRODUCTION)
             {
                 // The blue side keeps running until the hooks after the shift succeed.
-                return Some(live.other());
+                return (Some(live.other()), Some(hooks::deployment_stage(held)));
             }
             // The bake time counts from the shift, or from the hooks after it.
             let hooks_done = self.hooks_finished_at(
@@ -189,13 +200,14 @@ impl<'a> Pass<'a> {
                 .filter(|until| self.now < *until);
             if let Some(until) = baking {
                 self.wake(until);
-                return Some(live.other());
+                return (Some(live.other()), Some(DeploymentStage::BakeTime));
             }
-            return None;
+            let cleaning = shifted_here.is_some_and(|(here, _)| here);
+            return (None, cleaning.then_some(DeploymentStage::CleanUp));
         }
         if p.failed {
             // A failed green deployment never takes production traffic; blue serves on.
-            return Some(live);
+            return (Some(live), None);
         }
         self.shift(side, false);
         let desired = self.svc.service.desired_count.unwrap_or(0).max(0) as usize;
@@ -207,13 +219,18 @@ impl<'a> Pass<'a> {
         if ready < desired {
             // Production traffic holds where it is (a shift under way neither advances
             // nor goes back) until every green task is healthy again.
-            return Some(live);
+            let stage = if self.step_of(&p).is_some() {
+                DeploymentStage::ProductionTrafficShift
+            } else {
+                DeploymentStage::ScaleUp
+            };
+            return (Some(live), Some(stage));
         }
-        if !self.stages_done(&p, &BEFORE_PRODUCTION) {
-            return Some(live);
+        if let Some(held) = self.held_at(&p, &BEFORE_PRODUCTION) {
+            return (Some(live), Some(hooks::deployment_stage(held)));
         }
         if !self.advance_shift(&p, side, ready) {
-            return Some(live);
+            return (Some(live), Some(DeploymentStage::ProductionTrafficShift));
         }
         // The last step of a LINEAR or CANARY shift counts as the shift even if the rule
         // already forwards everything to green (the bake time must still follow).
@@ -228,14 +245,14 @@ impl<'a> Pass<'a> {
                 ready,
                 bake
             ));
-            if !self.stages_done(&p, &AFTER_PRODUCTION) {
-                return Some(live);
+            if let Some(held) = self.held_at(&p, &AFTER_PRODUCTION) {
+                return (Some(live), Some(hooks::deployment_stage(held)));
             }
             if bake > 0.0 {
                 self.wake(self.now + bake);
-                return Some(live);
+                return (Some(live), Some(DeploymentStage::BakeTime));
             }
         }
-        None
+        (None, Some(DeploymentStage::CleanUp))
     }
 }

@@ -5,8 +5,11 @@
 //! with the `CONTINUE` timeout action). The server's hook runner calls the webhooks and
 //! stores their answers ([`crate::ops::lifecycle_hooks`]); a FAILED hook (or one past its
 //! timeout with `ROLLBACK`) fails the deployment and rolls it back as the circuit breaker
-//! does, whether or not the breaker is enabled. Where each stage falls is in
-//! docs/services.md ("Lifecycle hooks").
+//! does, whether or not the breaker is enabled. A `PAUSE` hook calls nothing: it is
+//! finished by ContinueServiceDeployment (CONTINUE: SUCCEEDED, ROLLBACK: FAILED) or by
+//! its timeout. The pass also records the stage the deployment is at
+//! ([`Pass::show_stage`]) for DescribeServiceDeployments' `lifecycleStage`. Where each
+//! stage falls is in docs/services.md ("Lifecycle hooks").
 //!
 //! Hooks run for a deployment that replaces another one: not for a service's first
 //! deployment (there is no blue side) nor for a rollback.
@@ -14,6 +17,7 @@
 use super::*;
 use crate::state::{HookState, HookStatus};
 use wire::DeploymentLifecycleHookStage as Stage;
+use wire::ServiceDeploymentLifecycleStage as DeploymentStage;
 
 /// How long ECS waits for a hook by default (`timeoutConfiguration.timeoutInMinutes`
 /// 1440: 24 hours).
@@ -31,6 +35,23 @@ pub(crate) fn execution_id(deployment: &str, stage: Stage, step: u32, hook: usiz
 
 /// Why the deployment's rollout reason names a rollback (its hooks do not run).
 const ROLLING_BACK: &str = "rolling back to deploymentId";
+
+/// The service deployment's lifecycle stage while a hook of `stage` holds it (ECS has no
+/// PRE_PRODUCTION_TRAFFIC_SHIFT service deployment stage: the production shift is
+/// starting).
+pub(crate) fn deployment_stage(stage: Stage) -> DeploymentStage {
+    match stage {
+        Stage::ReconcileService => DeploymentStage::ReconcileService,
+        Stage::PreScaleUp => DeploymentStage::PreScaleUp,
+        Stage::PostScaleUp => DeploymentStage::PostScaleUp,
+        Stage::TestTrafficShift => DeploymentStage::TestTrafficShift,
+        Stage::PostTestTrafficShift => DeploymentStage::PostTestTrafficShift,
+        Stage::PreProductionTrafficShift | Stage::ProductionTrafficShift => {
+            DeploymentStage::ProductionTrafficShift
+        }
+        Stage::PostProductionTrafficShift => DeploymentStage::PostProductionTrafficShift,
+    }
+}
 
 impl<'a> Pass<'a> {
     /// The configured hooks that run at `stage`, with their index.
@@ -79,7 +100,7 @@ impl<'a> Pass<'a> {
             return true;
         }
         let mut done = true;
-        let mut called = Vec::new();
+        let (mut called, mut paused) = (Vec::new(), Vec::new());
         for (i, hook) in hooks {
             let id = execution_id(&p.id, stage, step, i);
             if let Some(h) = self.svc.blue_green.hooks.iter().find(|h| h.id == id) {
@@ -92,10 +113,19 @@ impl<'a> Pass<'a> {
                 .timeout_in_minutes
                 .unwrap_or(DEFAULT_HOOK_TIMEOUT_MINUTES)
                 .max(1);
-            let target = hook.hook_target_arn.clone().unwrap_or_default();
+            let pause = hook.target_type == Some(wire::DeploymentLifecycleHookTargetType::Pause);
+            let target = if pause {
+                String::new()
+            } else {
+                hook.hook_target_arn.clone().unwrap_or_default()
+            };
             let expires_at = self.now + f64::from(minutes) * 60.0;
             self.wake(expires_at);
-            called.push(target.clone());
+            if pause {
+                paused.push(id.clone());
+            } else {
+                called.push(target.clone());
+            }
             self.svc.blue_green.hooks.push(HookState {
                 id,
                 deployment: p.id.clone(),
@@ -103,6 +133,7 @@ impl<'a> Pass<'a> {
                 step,
                 hook: i,
                 target,
+                pause,
                 status: HookStatus::Pending,
                 started_at: self.now,
                 next_call_at: self.now,
@@ -114,14 +145,15 @@ impl<'a> Pass<'a> {
                 finished_at: None,
                 reason: None,
                 hook_details: None,
+                timed_out: false,
             });
         }
+        let at = if step > 0 && step < 1000 {
+            format!(" ({}% of production traffic)", f64::from(step) / 10.0)
+        } else {
+            String::new()
+        };
         if !called.is_empty() {
-            let at = if step > 0 && step < 1000 {
-                format!(" ({}% of production traffic)", f64::from(step) / 10.0)
-            } else {
-                String::new()
-            };
             self.events.push(format!(
                 "{} (deployment {}) reached lifecycle stage {stage}{at}: calling lifecycle \
                  hooks {}.",
@@ -130,14 +162,53 @@ impl<'a> Pass<'a> {
                 called.join(", ")
             ));
         }
+        if !paused.is_empty() {
+            self.events.push(format!(
+                "{} (deployment {}) reached lifecycle stage {stage}{at}: paused by PAUSE \
+                 lifecycle hooks {} until ContinueServiceDeployment.",
+                self.prefix(),
+                p.id,
+                paused.join(", ")
+            ));
+        }
         done
+    }
+
+    /// The first of `stages` that holds `p` (see [`Self::stage_done`]), if any.
+    pub(super) fn held_at(&mut self, p: &Primary, stages: &[(Stage, u32)]) -> Option<Stage> {
+        stages
+            .iter()
+            .find(|&&(stage, step)| !self.stage_done(p, stage, step))
+            .map(|&(stage, _)| stage)
+    }
+
+    /// The stage of an open hook of `p` (the deployment is held there), if any.
+    pub(super) fn open_hook_stage(&self, p: &Primary) -> Option<Stage> {
+        self.svc
+            .blue_green
+            .hooks
+            .iter()
+            .filter(|h| h.deployment == p.id && h.status.is_open())
+            .map(|h| h.stage)
+            .next_back()
+    }
+
+    /// Records the lifecycle stage of `p` that DescribeServiceDeployments shows: the
+    /// stage of an open hook of `p` (it is held there), else `stage`. Only for a
+    /// deployment that runs hooks (one that replaces another, not a rollback).
+    pub(super) fn show_stage(&mut self, p: &Primary, stage: Option<DeploymentStage>) {
+        if !self.runs_hooks(p) {
+            return;
+        }
+        let stage = self.open_hook_stage(p).map(deployment_stage).or(stage);
+        if let Some(stage) = stage {
+            self.svc.blue_green.stage = Some((p.id.clone(), stage));
+        }
     }
 
     /// [`Self::stage_done`] for each stage in turn, stopping at the first that holds.
     pub(super) fn stages_done(&mut self, p: &Primary, stages: &[(Stage, u32)]) -> bool {
-        stages
-            .iter()
-            .all(|&(stage, step)| self.stage_done(p, stage, step))
+        self.held_at(p, stages).is_none()
     }
 
     /// When the last of `p`'s hooks at `stages` finished, if any did.
@@ -199,12 +270,17 @@ impl<'a> Pass<'a> {
                 HookStatus::Failed
             };
             h.finished_at = Some(now);
-            h.reason = Some(format!("no SUCCEEDED answer within {minutes} minutes"));
+            h.timed_out = true;
+            h.reason = Some(if h.pause {
+                format!("no ContinueServiceDeployment within {minutes} minutes")
+            } else {
+                format!("no SUCCEEDED answer within {minutes} minutes")
+            });
             events.push(format!(
                 "{prefix} (deployment {}) lifecycle hook {} at stage {} timed out after \
                  {minutes} minutes; {}.",
                 h.deployment,
-                h.target,
+                h.label(),
                 h.stage,
                 if h.continue_on_timeout {
                     "the deployment continues (timeout action CONTINUE)"
@@ -252,13 +328,16 @@ impl<'a> Pass<'a> {
         d.rollout_state = Some(Rollout::Failed);
         d.rollout_state_reason = Some(format!(
             "ECS deployment lifecycle hook {} failed at stage {}.",
-            h.target, h.stage
+            h.label(),
+            h.stage
         ));
         d.updated_at = Some(now);
         self.events.push(format!(
             "{prefix} (deployment {}) deployment failed: lifecycle hook {} failed at stage \
              {} ({why}).",
-            p.id, h.target, h.stage
+            p.id,
+            h.label(),
+            h.stage
         ));
         self.roll_back(
             pi,
