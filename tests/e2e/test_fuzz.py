@@ -83,6 +83,9 @@ def fuzzer(own: OwnServer, seed: int) -> Fuzzer:
     return Fuzzer(own.server.endpoint, seed, alive=own.alive, reset=own.reset, restart=own.restart, log=print)
 
 
+NEEDS_A_PAUSED_DEPLOYMENT = {"ContinueServiceDeployment"}
+
+
 def verdict(f: Fuzzer, own: OwnServer, seed: int) -> str:
     rep = f.report
     lines = [rep.summary(), f"replay with {SEED_ENV}={seed}"]
@@ -120,7 +123,10 @@ def test_random_requests_over_every_operation(own_server):
     # flotilla implements answered 200 at least once.
     ops = set(f.model.operation_names)
     assert ops <= set(rep.sent_ops), f"never sent: {sorted(ops - set(rep.sent_ops))}"
-    implemented = ops - f.unsupported
+    # ContinueServiceDeployment answers 200 only for a hook a blue/green deployment is
+    # paused at, a state random requests never build (the control plane's
+    # lifecycle hook tests cover it); it still takes every random request without a 5xx.
+    implemented = ops - f.unsupported - NEEDS_A_PAUSED_DEPLOYMENT
     assert len(implemented) >= 40, sorted(implemented)
     missed = implemented - set(rep.ok_ops)
     assert len(missed) <= len(implemented) // 10, f"seed {seed}: never answered 200: {sorted(missed)}"
