@@ -38,7 +38,7 @@ from fuzz_support import (
     seed_from_env,
 )
 
-REQUESTS = int(os.environ.get("FLOTILLA_FUZZ_REQUESTS", "3000"))
+REQUESTS = int(os.environ.get("FLOTILLA_FUZZ_REQUESTS", "6000"))
 
 
 class OwnServer:
@@ -83,7 +83,17 @@ def fuzzer(own: OwnServer, seed: int) -> Fuzzer:
     return Fuzzer(own.server.endpoint, seed, alive=own.alive, reset=own.reset, restart=own.restart, log=print)
 
 
-NEEDS_A_PAUSED_DEPLOYMENT = {"ContinueServiceDeployment"}
+# Operations that answer 200 only in a state random ECS requests never build, each
+# covered by its own tests (they still get every random request, without a 5xx):
+UNREACHABLE_BY_RANDOM_REQUESTS = {
+    # a blue/green deployment paused at a PAUSE hook (controlplane/tests/lifecycle_hooks.rs)
+    "ContinueServiceDeployment",
+    # an IN_PROGRESS deployment's ARN, random ones never match (controlplane/tests/service_deployments.rs)
+    "StopServiceDeployment",
+    # a Cloud Map namespace, made through the servicediscovery API the fuzzer does not call
+    # (controlplane/tests/service_connect.rs)
+    "ListServicesByNamespace",
+}
 
 
 def verdict(f: Fuzzer, own: OwnServer, seed: int) -> str:
@@ -123,12 +133,10 @@ def test_random_requests_over_every_operation(own_server):
     # flotilla implements answered 200 at least once.
     ops = set(f.model.operation_names)
     assert ops <= set(rep.sent_ops), f"never sent: {sorted(ops - set(rep.sent_ops))}"
-    # ContinueServiceDeployment answers 200 only for a hook a blue/green deployment is
-    # paused at, a state random requests never build (the control plane's
-    # lifecycle hook tests cover it); it still takes every random request without a 5xx.
-    implemented = ops - f.unsupported - NEEDS_A_PAUSED_DEPLOYMENT
+    implemented = ops - f.unsupported - UNREACHABLE_BY_RANDOM_REQUESTS
     assert len(implemented) >= 40, sorted(implemented)
     missed = implemented - set(rep.ok_ops)
+    print(f"{len(missed)} of {len(implemented)} implemented operations never answered 200: {sorted(missed)}")
     assert len(missed) <= len(implemented) // 10, f"seed {seed}: never answered 200: {sorted(missed)}"
     for kind in ("well-formed", "mutated", "raw", "target", "agent"):
         assert rep.kinds[kind] > 0, rep.kinds
