@@ -90,6 +90,34 @@ fn record(w: &World, arn: &str) -> TaskRecord {
         .expect("the task")
 }
 
+/// Every task of the world, stopped ones included.
+fn all_tasks(w: &World) -> Vec<TaskRecord> {
+    w.state
+        .tasks
+        .values()
+        .map(|t| TaskRecord::clone(t))
+        .collect()
+}
+
+/// One service controller pass over service `web` of cluster `c`, applied.
+fn reconcile_web(w: &mut World) {
+    let key = ServiceKey::new(&scope(), "c", "web");
+    let mut ctx = w.ctx();
+    let (_, changes) = reconcile_service(&w.state, &mut ctx, &key).expect("reconcile");
+    w.apply(&changes);
+}
+
+/// The value of detail `name` of the task's ENI attachment.
+fn eni_detail(task: &wire::Task, name: &str) -> Option<String> {
+    task.attachments.as_deref().expect("attachments")[0]
+        .details
+        .as_deref()
+        .unwrap_or(&[])
+        .iter()
+        .find(|d| d.name.as_deref() == Some(name))
+        .and_then(|d| d.value.clone())
+}
+
 #[test]
 fn pool_nodes_are_never_container_instances_of_a_cluster() {
     let mut w = world(
@@ -161,20 +189,9 @@ fn a_fargate_service_of_four_runs_on_the_pool_only_with_the_fargate_shape() {
         Some(LATEST_PLATFORM_VERSION)
     );
     assert_eq!(svc.platform_family.as_deref(), Some("Linux"));
-    let key = ServiceKey::new(&scope(), "c", "web");
-    let reconcile = |w: &mut World| {
-        let mut ctx = w.ctx();
-        let (_, changes) = reconcile_service(&w.state, &mut ctx, &key).expect("reconcile");
-        w.apply(&changes);
-    };
-    reconcile(&mut w);
+    reconcile_web(&mut w);
     let pool = pool_ids(&w);
-    let started: Vec<TaskRecord> = w
-        .state
-        .tasks
-        .values()
-        .map(|t| TaskRecord::clone(t))
-        .collect();
+    let started = all_tasks(&w);
     assert_eq!(started.len(), 4);
     let mut per_node = std::collections::BTreeMap::new();
     for t in &started {
@@ -226,14 +243,7 @@ fn a_fargate_service_of_four_runs_on_the_pool_only_with_the_fargate_shape() {
         assert_eq!(now.task.last_status.as_deref(), Some("RUNNING"));
         let eni = &now.task.attachments.as_deref().expect("attachments")[0];
         assert_eq!(eni.status.as_deref(), Some("ATTACHED"));
-        let detail = |name: &str| {
-            eni.details
-                .as_deref()
-                .unwrap_or(&[])
-                .iter()
-                .find(|d| d.name.as_deref() == Some(name))
-                .and_then(|d| d.value.clone())
-        };
+        let detail = |name: &str| eni_detail(&now.task, name);
         assert_eq!(detail("subnetId").as_deref(), Some("subnet-0abc"));
         assert!(detail("networkInterfaceId").is_some_and(|n| n.starts_with("eni-")));
         assert!(detail("privateDnsName").is_some_and(|n| n.starts_with("ip-172-31-0-")));
@@ -241,7 +251,7 @@ fn a_fargate_service_of_four_runs_on_the_pool_only_with_the_fargate_shape() {
     }
     assert_eq!(ips.len(), 4, "each task has its own address");
     // Steady: the tasks on the pool count as on ACTIVE instances; nothing more starts.
-    reconcile(&mut w);
+    reconcile_web(&mut w);
     assert_eq!(w.state.tasks.len(), 4);
     // The cluster's EC2 nodes hold nothing.
     for id in ["i-1", "i-2", "i-3"] {
@@ -476,13 +486,7 @@ fn tasks_of_a_silent_pool_node_are_lost_and_replaced_on_the_pool() {
             "desiredCount": 2, "launchType": "FARGATE", "networkConfiguration": network()}),
         ),
     );
-    let key = ServiceKey::new(&scope(), "c", "web");
-    let reconcile = |w: &mut World| {
-        let mut ctx = w.ctx();
-        let (_, changes) = reconcile_service(&w.state, &mut ctx, &key).expect("reconcile");
-        w.apply(&changes);
-    };
-    reconcile(&mut w);
+    reconcile_web(&mut w);
     let arns: Vec<String> = w
         .state
         .tasks
@@ -534,7 +538,7 @@ fn tasks_of_a_silent_pool_node_are_lost_and_replaced_on_the_pool() {
     };
     assert_eq!(on_silent(&w), 0);
     // The service replaces the lost task on the pool node that is still there.
-    reconcile(&mut w);
+    reconcile_web(&mut w);
     let live: Vec<TaskRecord> = w
         .state
         .tasks
@@ -707,20 +711,9 @@ fn a_fargate_task_set_runs_its_tasks_on_the_pool() {
         Some(LATEST_PLATFORM_VERSION)
     );
     assert_eq!(ts.platform_family.as_deref(), Some("Linux"));
-    let key = ServiceKey::new(&scope(), "c", "web");
-    let reconcile = |w: &mut World| {
-        let mut ctx = w.ctx();
-        let (_, changes) = reconcile_service(&w.state, &mut ctx, &key).expect("reconcile");
-        w.apply(&changes);
-    };
-    reconcile(&mut w);
+    reconcile_web(&mut w);
     let pool = pool_ids(&w);
-    let started: Vec<TaskRecord> = w
-        .state
-        .tasks
-        .values()
-        .map(|t| TaskRecord::clone(t))
-        .collect();
+    let started = all_tasks(&w);
     assert_eq!(started.len(), 2, "the set's computedDesiredCount");
     for t in &started {
         let on = t.instance_id.clone().expect("placed");
@@ -729,22 +722,14 @@ fn a_fargate_task_set_runs_its_tasks_on_the_pool() {
         assert_eq!(t.task.launch_type, Some(wire::LaunchType::Fargate));
         assert_eq!(t.task.capacity_provider_name.as_deref(), Some("FARGATE"));
         assert_eq!(t.task.container_instance_arn, None);
-        let eni = &t.task.attachments.as_deref().expect("attachments")[0];
-        let subnet = eni
-            .details
-            .as_deref()
-            .unwrap_or(&[])
-            .iter()
-            .find(|d| d.name.as_deref() == Some("subnetId"))
-            .and_then(|d| d.value.clone());
         assert_eq!(
-            subnet.as_deref(),
+            eni_detail(&t.task, "subnetId").as_deref(),
             Some("subnet-set"),
             "the set's own subnet"
         );
     }
     // Pending on the pool's ACTIVE nodes: the next pass starts nothing more.
-    reconcile(&mut w);
+    reconcile_web(&mut w);
     assert_eq!(w.state.tasks.len(), 2);
 }
 
@@ -779,16 +764,8 @@ fn a_task_set_with_the_fargate_spot_strategy_runs_on_spot_nodes() {
     );
     let ts = created.task_set.expect("task set");
     assert_eq!(ts.launch_type, None, "a strategy, no launch type");
-    let key = ServiceKey::new(&scope(), "c", "web");
-    let mut ctx = w.ctx();
-    let (_, changes) = reconcile_service(&w.state, &mut ctx, &key).expect("reconcile");
-    w.apply(&changes);
-    let started: Vec<TaskRecord> = w
-        .state
-        .tasks
-        .values()
-        .map(|t| TaskRecord::clone(t))
-        .collect();
+    reconcile_web(&mut w);
+    let started = all_tasks(&w);
     assert_eq!(started.len(), 2);
     for t in &started {
         assert_eq!(t.instance_id.as_deref(), Some(spot.as_str()));

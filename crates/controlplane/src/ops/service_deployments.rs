@@ -142,18 +142,13 @@ pub fn describe_deployments(
     req: wire::DescribeServiceDeploymentsRequest,
 ) -> Result<wire::DescribeServiceDeploymentsResponse, EcsError> {
     let arns = described(req.service_deployment_arns, "serviceDeploymentArns")?;
-    let (mut found, mut failures) = (Vec::new(), Vec::new());
-    for arn in arns {
-        match by_arn(
-            scope,
-            "service-deployment",
-            &arn,
-            &state.service_history.deployments,
-        ) {
-            Some(r) => found.push(describe_deployment(state, r)),
-            None => failures.push(missing(arn)),
-        }
-    }
+    let (found, failures) = look_up_each(
+        scope,
+        "service-deployment",
+        arns,
+        &state.service_history.deployments,
+        |r| describe_deployment(state, r),
+    );
     Ok(wire::DescribeServiceDeploymentsResponse {
         service_deployments: Some(found),
         failures: Some(failures),
@@ -171,6 +166,42 @@ fn by_arn<'a, R>(
     map.get(&(ServiceKey::new(scope, cluster, service), id.to_owned()))
 }
 
+/// Each of `arns` looked up in `map` ([`by_arn`]) and shown by `show`; the unknown ones
+/// as `failures` (MISSING), in the order asked.
+fn look_up_each<R, T>(
+    scope: &Scope,
+    kind: &str,
+    arns: Vec<String>,
+    map: &BTreeMap<HistoryKey, R>,
+    show: impl Fn(&R) -> T,
+) -> (Vec<T>, Vec<wire::Failure>) {
+    let (mut found, mut failures) = (Vec::new(), Vec::new());
+    for arn in arns {
+        match by_arn(scope, kind, &arn, map) {
+            Some(r) => found.push(show(r)),
+            None => failures.push(missing(arn)),
+        }
+    }
+    (found, failures)
+}
+
+/// The service deployment `arn` names, or ECS's ServiceDeploymentNotFoundException.
+fn deployment_named<'a>(
+    state: &'a State,
+    scope: &Scope,
+    arn: &str,
+) -> Result<&'a crate::state::ServiceDeploymentRecord, EcsError> {
+    by_arn(
+        scope,
+        "service-deployment",
+        arn,
+        &state.service_history.deployments,
+    )
+    .ok_or_else(|| {
+        EcsError::ServiceDeploymentNotFound(format!("The service deployment {arn} does not exist."))
+    })
+}
+
 /// DescribeServiceRevisions: up to 20 ARNs; unknown ones in `failures` (MISSING).
 pub fn describe_revisions(
     state: &State,
@@ -178,18 +209,13 @@ pub fn describe_revisions(
     req: wire::DescribeServiceRevisionsRequest,
 ) -> Result<wire::DescribeServiceRevisionsResponse, EcsError> {
     let arns = described(req.service_revision_arns, "serviceRevisionArns")?;
-    let (mut found, mut failures) = (Vec::new(), Vec::new());
-    for arn in arns {
-        match by_arn(
-            scope,
-            "service-revision",
-            &arn,
-            &state.service_history.revisions,
-        ) {
-            Some(r) => found.push(r.revision.clone()),
-            None => failures.push(missing(arn)),
-        }
-    }
+    let (found, failures) = look_up_each(
+        scope,
+        "service-revision",
+        arns,
+        &state.service_history.revisions,
+        |r| r.revision.clone(),
+    );
     Ok(wire::DescribeServiceRevisionsResponse {
         service_revisions: Some(found),
         failures: Some(failures),
@@ -213,16 +239,7 @@ pub fn stop(
             "stopType ABORT is not supported: the valid value is ROLLBACK.",
         ));
     }
-    let not_found = || {
-        EcsError::ServiceDeploymentNotFound(format!("The service deployment {arn} does not exist."))
-    };
-    let rec = by_arn(
-        &ctx.scope,
-        "service-deployment",
-        &arn,
-        &state.service_history.deployments,
-    )
-    .ok_or_else(not_found)?;
+    let rec = deployment_named(state, &ctx.scope, &arn)?;
     let key = ServiceKey::new(&rec.scope, &rec.cluster, &rec.service);
     let answer = wire::StopServiceDeploymentResponse {
         service_deployment_arn: Some(arn.clone()),
@@ -288,15 +305,7 @@ pub fn continue_deployment(
         return Err(invalid("hookId must not be empty."));
     }
     let action = req.action.unwrap_or(HookAction::Continue);
-    let rec = by_arn(
-        &ctx.scope,
-        "service-deployment",
-        &arn,
-        &state.service_history.deployments,
-    )
-    .ok_or_else(|| {
-        EcsError::ServiceDeploymentNotFound(format!("The service deployment {arn} does not exist."))
-    })?;
+    let rec = deployment_named(state, &ctx.scope, &arn)?;
     let status = rec.deployment.status.unwrap_or(Status::Pending);
     if status != Status::InProgress {
         let why = if is_finished(Some(status)) {

@@ -111,12 +111,11 @@ fn shift_mounted(mounts: &[Mount], dir: &Path, map: IdMapping) -> std::io::Resul
         )));
     };
     std::fs::create_dir_all(dir)?;
-    let guard = Mounted::mount(m, dir.to_path_buf());
-    let result = guard
-        .as_ref()
-        .map_err(|e| std::io::Error::other(e.to_string()))
-        .and_then(|_| shift_ids(dir, map));
-    drop(guard);
+    let result = match Mounted::mount(m, dir.to_path_buf()) {
+        // Unmounted when `_mounted` drops, at the end of this arm.
+        Ok(_mounted) => shift_ids(dir, map),
+        Err(e) => Err(e.into()),
+    };
     let _ = std::fs::remove_dir(dir);
     result
 }
