@@ -10,7 +10,9 @@ stay in its `*_support.py` (or `conftest.py`).
 from __future__ import annotations
 
 import os
+import shutil
 import socket
+import subprocess
 import time
 import urllib.request
 from pathlib import Path
@@ -30,6 +32,19 @@ def _flotilla_bin() -> Path:
 
 
 BIN = _flotilla_bin()
+
+
+def run_checked(args: list[str], **kwargs) -> subprocess.CompletedProcess:
+    """Runs a command to completion, output captured as text; when it fails, the assertion
+    names the command, its exit status, the end of its stderr and the free space in /tmp
+    (a full disk is the usual reason an image or repository write fails)."""
+    done = subprocess.run([str(a) for a in args], capture_output=True, text=True, **kwargs)
+    if done.returncode != 0:
+        free_mib = shutil.disk_usage("/tmp").free // (1 << 20)
+        raise AssertionError(
+            f"{' '.join(map(str, args))} exited {done.returncode} ({free_mib} MiB free in /tmp): "
+            f"{done.stderr.strip()[-2000:] or done.stdout.strip()[-2000:]}")
+    return done
 
 
 def wait_for(

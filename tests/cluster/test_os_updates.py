@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 
 from cluster_support import BIN, CREDS, Cluster, Sampler, leftovers, service_tasks, wait_for
-from support import need_root_and_binaries
+from support import need_root_and_binaries, run_checked
 
 SERVICE = "web"
 DESIRED = 6
@@ -59,7 +59,7 @@ class Releases:
         self.work = work
         self.repo = work / "repo"
         keys = work / "keys"
-        subprocess.run([str(BIN), "os", "keygen", "--out", str(keys)], check=True, capture_output=True)
+        run_checked([BIN, "os", "keygen", "--out", keys])
         self.root = keys / "root.json"
         self.key = keys / "key-1.pk8"
 
@@ -67,13 +67,12 @@ class Releases:
         meta_file = self.work / f"node-{version}.toml"
         meta_file.write_text(meta)
         image = self.work / f"node-{version}.tar.gz"
-        subprocess.run([str(BIN), "os", "build-image", "--version", version, "--out", str(image),
-                        "--meta", str(meta_file), "--root-json", str(self.root)], check=True, capture_output=True)
+        run_checked([BIN, "os", "build-image", "--version", version, "--out", image,
+                     "--meta", meta_file, "--root-json", self.root])
         self.republish("--image", str(image), *extra)
 
     def republish(self, *args: str) -> None:
-        subprocess.run([str(BIN), "os", "publish", "--repo", str(self.repo), "--root", str(self.root),
-                        "--key", str(self.key), *args], check=True, capture_output=True)
+        run_checked([BIN, "os", "publish", "--repo", self.repo, "--root", self.root, "--key", self.key, *args])
 
 
 @pytest.fixture(scope="module")

@@ -14,7 +14,7 @@ use futures::StreamExt;
 use jiff::Timestamp;
 use semver::Version;
 use tough::editor::RepositoryEditor;
-use tough::editor::signed::{PathExists, SignedRole};
+use tough::editor::signed::SignedRole;
 use tough::key_source::{KeySource, LocalKeySource};
 use tough::schema::decoded::{Decoded, Hex};
 use tough::schema::{KeyHolder, RoleKeys, RoleType, Root};
@@ -165,7 +165,7 @@ pub async fn publish(spec: &PublishSpec) -> Result<u64> {
             "{}-{}-{}.tar.gz",
             update.variant, update.version, update.arch
         );
-        std::fs::copy(img, staging.join(&name)).map_err(wr(img))?;
+        stage(img, &staging.join(&name))?;
         let mut update = update.clone();
         update.images.insert("root".into(), name);
         manifest.add_update(update);
@@ -176,7 +176,7 @@ pub async fn publish(spec: &PublishSpec) -> Result<u64> {
             .map(|n| n.to_string_lossy().into_owned())
             .ok_or_else(|| perr("migration path has no file name"))?;
         let name = format!("migrate_{to}_{base}");
-        std::fs::copy(file, staging.join(&name)).map_err(wr(file))?;
+        stage(file, &staging.join(&name))?;
         let list = manifest
             .migrations
             .entry((from.clone(), to.clone()))
@@ -198,9 +198,10 @@ pub async fn publish(spec: &PublishSpec) -> Result<u64> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(&staging)
         .map_err(wr(&staging))?
         .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_none_or(|x| x != "staging-tmp"))
         .collect();
     files.sort();
-    editor.add_target_paths(files).await.map_err(perr)?;
+    editor.add_target_paths(files.clone()).await.map_err(perr)?;
     let v = NonZeroU64::new(version).ok_or_else(|| perr("version overflow"))?;
     editor
         .targets_version(v)
@@ -221,16 +222,69 @@ pub async fn publish(spec: &PublishSpec) -> Result<u64> {
     let targets = spec.repo.join("targets");
     std::fs::create_dir_all(&metadata).map_err(wr(&metadata))?;
     std::fs::create_dir_all(&targets).map_err(wr(&targets))?;
-    signed
-        .copy_targets(&staging, &targets, PathExists::Skip)
-        .await
-        .map_err(perr)?;
+    link_targets(&files, &targets)?;
     signed.write(&metadata).await.map_err(perr)?;
     crate::fsutil::write_atomic(
         &state_path,
         format!("{{\"version\": {version}}}").as_bytes(),
     )?;
     Ok(version)
+}
+
+/// Copies `from` into the staging directory as `to`: into a temporary name first, renamed over
+/// `to`, so a file republished under the same name is a new file and never rewrites one that
+/// `targets/` links to.
+fn stage(from: &Path, to: &Path) -> Result<()> {
+    let tmp = to.with_extension("staging-tmp");
+    std::fs::copy(from, &tmp)
+        .and_then(|_| std::fs::rename(&tmp, to))
+        .map_err(|source| {
+            let _ = std::fs::remove_file(&tmp);
+            Error::Write {
+                path: to.to_owned(),
+                source,
+            }
+        })
+}
+
+/// Puts each staged file into `targets/` under its consistent-snapshot name
+/// (`<sha256>.<name>`), as a hard link where the file system allows (a node image is hundreds of
+/// megabytes), else a copy. A staged file is never written in place ([`stage`] replaces it with
+/// a new file), so a link can never change under a published target. tough's own
+/// `link_targets` makes symbolic links, which would follow a republished staged file.
+fn link_targets(staged: &[PathBuf], targets: &Path) -> Result<()> {
+    for file in staged {
+        let name = file
+            .file_name()
+            .ok_or_else(|| perr("staged path has no file name"))?
+            .to_string_lossy();
+        let to = targets.join(format!("{}.{name}", sha256_file(file)?));
+        if to.exists() {
+            continue;
+        }
+        std::fs::hard_link(file, &to)
+            .or_else(|_| std::fs::copy(file, &to).map(|_| ()))
+            .map_err(|source| Error::Write { path: to, source })?;
+    }
+    Ok(())
+}
+
+fn sha256_file(path: &Path) -> Result<String> {
+    use std::io::Read;
+    let rerr = |source| Error::Read {
+        path: path.to_owned(),
+        source,
+    };
+    let mut file = std::fs::File::open(path).map_err(rerr)?;
+    let mut ctx = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = file.read(&mut buf).map_err(rerr)?;
+        if n == 0 {
+            return Ok(hex::encode(ctx.finish()));
+        }
+        ctx.update(&buf[..n]);
+    }
 }
 
 /// Turns a setting (`file:///…`, `http://…` or a plain absolute path) into a directory URL.

@@ -386,3 +386,53 @@ async fn missing_migration_chain_refuses_prepare() {
     let err = refused(&n, &f.cfg_ignoring_waves("repo")).await;
     assert!(err.contains("no migration path"), "{err}");
 }
+
+#[tokio::test]
+async fn published_targets_are_links_that_a_republish_never_rewrites() {
+    use std::os::unix::fs::MetadataExt;
+    let f = Fixture::new(1, 1).await;
+    let publish_bytes = |bytes: &'static [u8]| {
+        let file = f.p("image.tar.gz");
+        std::fs::write(&file, bytes).unwrap();
+        PublishSpec {
+            repo: f.p("repo"),
+            root: f.root(),
+            keys: f.keys.clone(),
+            image: Some((
+                file,
+                Update {
+                    variant: "flotilla-node".into(),
+                    arch: "x86_64".into(),
+                    version: Version::new(1, 1, 0),
+                    max_version: Version::new(1, 1, 0),
+                    waves: BTreeMap::new(),
+                    images: BTreeMap::new(),
+                },
+            )),
+            migrations: vec![],
+            max_version: None,
+            expires: in_days(7),
+        }
+    };
+    repo::publish(&publish_bytes(b"first build")).await.unwrap();
+    let first = find(&f.p("repo/targets"), "flotilla-node-1.1.0-x86_64.tar.gz");
+    let staged = f.p("repo/staging/flotilla-node-1.1.0-x86_64.tar.gz");
+    // One copy on disk: the target is the staged file, linked.
+    assert_eq!(
+        std::fs::metadata(&first).unwrap().ino(),
+        std::fs::metadata(&staged).unwrap().ino()
+    );
+    // The same version published again from a different build: the staged file is replaced,
+    // and the target clients may still be fetching keeps its own bytes.
+    repo::publish(&publish_bytes(b"second build"))
+        .await
+        .unwrap();
+    assert_eq!(std::fs::read(&first).unwrap(), b"first build");
+    assert_eq!(std::fs::read(&staged).unwrap(), b"second build");
+    let leftovers: Vec<_> = std::fs::read_dir(f.p("repo/staging"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with("staging-tmp"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}
