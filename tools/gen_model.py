@@ -128,6 +128,10 @@ def main():
             for value, v in unique_variants(s["enum"]):
                 w(f"            \"{value}\" => Ok({name}::{v}),\n")
             w(f"            other => Err(format!(\"{{other:?}} is not a valid {name}\")),\n        }}\n    }}\n}}\n\n")
+        elif s["type"] == "structure" and s.get("document"):
+            # A document shape (`HookDetails`): any JSON value, kept as sent.
+            w(doc(s.get("documentation")) or f"/// The `{name}` document: any JSON value, kept as sent.\n")
+            w(f"pub type {name} = serde_json::Value;\n\n")
         elif s["type"] == "structure":
             w(doc(s.get("documentation")) or f"/// The `{name}` structure.\n")
             w("#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]\n")

@@ -254,8 +254,10 @@ fn production_traffic_waits_for_a_post_test_traffic_shift_hook() {
 
 #[test]
 fn in_progress_calls_again_after_its_callback_delay() {
+    let configured = json!({"team": "payments", "checks": ["smoke", 3]});
     let mut h = Harness::new(
-        json!([{"hookTargetArn": HOOK, "lifecycleStages": ["PRE_SCALE_UP"]}]),
+        json!([{"hookTargetArn": HOOK, "lifecycleStages": ["PRE_SCALE_UP"],
+                "hookDetails": configured}]),
         json!({}),
     );
     let v2 = h.register();
@@ -263,6 +265,12 @@ fn in_progress_calls_again_after_its_callback_delay() {
     let mut answers = 0;
     h.run(200, |call| {
         answers += 1;
+        // The configured details go with the first call, the hook's own after it.
+        match answers {
+            1 => assert_eq!(call.body["hookDetails"], configured),
+            2 => assert_eq!(call.body["hookDetails"], json!({"round": 1})),
+            _ => {}
+        }
         Some(if answers < 3 {
             HookAnswer::InProgress {
                 callback_delay: Some(20.0),
@@ -280,6 +288,14 @@ fn in_progress_calls_again_after_its_callback_delay() {
     );
     assert!(h.stable(), "{:?}", h.service().deployments);
     assert_eq!(h.running_of(&v2), 2);
+    // DescribeServices shows the details as they were configured.
+    let hooks = h
+        .service()
+        .deployment_configuration
+        .unwrap()
+        .lifecycle_hooks
+        .unwrap();
+    assert_eq!(hooks[0].hook_details.as_ref(), Some(&configured));
 }
 
 #[test]

@@ -7312,9 +7312,8 @@ impl std::str::FromStr for HealthStatus {
     }
 }
 
-/// The `HookDetails` structure.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct HookDetails {}
+/// The `HookDetails` document: any JSON value, kept as sent.
+pub type HookDetails = serde_json::Value;
 
 /// Hostnames and IP address entries that are added to the /etc/hosts file of a container via the extraHosts parameter of its ContainerDefinition.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

@@ -9,7 +9,8 @@
 //! Answers, as ECS reads a Lambda hook's: `{"hookStatus": "SUCCEEDED"}`,
 //! `{"hookStatus": "FAILED"}`, or `{"hookStatus": "IN_PROGRESS", "callBackDelay": N,
 //! "hookDetails": {…}}` (called again after N seconds, [`DEFAULT_CALLBACK_DELAY_SECS`]
-//! without one; `hookDetails` is passed back on that call). Anything else — another
+//! without one; `hookDetails` is passed back on that call). The first call carries the
+//! hook's configured `hookDetails` (`{}` without). Anything else — another
 //! status, a body that is not such JSON, an HTTP status other than 2xx — fails the hook,
 //! as a Lambda function that errs does. A webhook that cannot be reached (connection
 //! refused, no answer within the runner's timeout) is called again after
@@ -340,7 +341,7 @@ pub fn due_calls(state: &State, now: f64) -> Vec<HookCall> {
 /// `lifecycleStage`, `resourceArn` (the service deployment), `executionDetails`
 /// (`serviceArn`, `targetServiceRevisionArn`, `testTrafficWeights` and
 /// `productionTrafficWeights` by service revision ARN) and `hookDetails` (what the hook
-/// returned with IN_PROGRESS last, else `{}`).
+/// returned with IN_PROGRESS last, else its configured `hookDetails`, else `{}`).
 fn event(
     rec: &ServiceRecord,
     deployments: &[wire::Deployment],

@@ -271,7 +271,8 @@ pub struct HookState {
     /// Why it FAILED or TIMED_OUT, or what the last unreachable call saw.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
-    /// The `hookDetails` it returned with IN_PROGRESS, passed back on its next call.
+    /// The hook's configured `hookDetails` until it answers IN_PROGRESS with its own; sent
+    /// with each call.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hook_details: Option<serde_json::Value>,
     /// Whether it ended by its timeout (FAILED with the `ROLLBACK` timeout action, or

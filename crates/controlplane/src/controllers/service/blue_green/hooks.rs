@@ -144,7 +144,9 @@ impl<'a> Pass<'a> {
                 errors: 0,
                 finished_at: None,
                 reason: None,
-                hook_details: None,
+                // The hook's configured `hookDetails` go with its first call; what it
+                // answers with IN_PROGRESS replaces them for the calls after.
+                hook_details: hook.hook_details.clone(),
                 timed_out: false,
             });
         }
