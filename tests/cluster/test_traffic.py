@@ -5,10 +5,11 @@ listener runs in the server process (`flotilla server --lb-listen`, the host sid
 dev cluster) and forwards to an `instance` target group. A bounded load (4 keep-alive
 clients for the whole phase, loopback only) runs through the listener while a rolling
 deploy, a scale-in 6 -> 3, a node drain, a blue/green deploy (to a second target group,
-production listener rule switched at once) and a `kill -9` of a node happen. Every phase
-but the last must see 0 failed requests; the kill may fail only requests in flight to
-the dead node, and none once the health checks have removed it. Counts and latencies
-are printed (pytest -s shows them). The tests run in file order on one cluster.
+held by a PAUSE lifecycle hook until ContinueServiceDeployment, production listener rule
+switched at once) and a `kill -9` of a node happen. Every phase but the last must see 0
+failed requests; the kill may fail only requests in flight to the dead node, and none
+once the health checks have removed it. Counts and latencies are printed (pytest -s
+shows them). The tests run in file order on one cluster.
 """
 
 from __future__ import annotations
@@ -212,17 +213,43 @@ def test_4_a_node_drain_fails_no_request(cluster: Cluster):
     cluster.ecs.update_container_instances_state(cluster="default", containerInstances=[node1], status="ACTIVE")
 
 
-def test_5_a_blue_green_deploy_fails_no_request(cluster: Cluster):
+def test_5_a_blue_green_deploy_paused_by_a_hook_fails_no_request(cluster: Cluster):
     green = target_group(cluster, "web-green")
     rules = elbv2(cluster, "describe-rules", "--listener-arn", STATE["listener"])["Rules"]
     production = next(r["RuleArn"] for r in rules if r["IsDefault"])
     STATE["v3"] = register_web(cluster, 3)
 
-    def switched() -> bool:
+    def live_group() -> str:
         rule = next(r for r in elbv2(cluster, "describe-rules", "--listener-arn", STATE["listener"])["Rules"] if r["IsDefault"])
         groups = rule["Actions"][0]["ForwardConfig"]["TargetGroups"]
-        live = max(groups, key=lambda g: g.get("Weight", 1))["TargetGroupArn"]
-        if live != green:
+        return max(groups, key=lambda g: g.get("Weight", 1))["TargetGroupArn"]
+
+    # A PAUSE hook after test traffic shifted: the deployment waits, production on blue,
+    # until ContinueServiceDeployment (boto3, as a user would send it).
+    paused: dict[str, str] = {}
+
+    def awaiting_action() -> bool:
+        listed = cluster.ecs.list_service_deployments(cluster="default", service=SERVICE,
+                                                      status=["IN_PROGRESS"])["serviceDeployments"]
+        if not listed:
+            return False
+        arn = listed[0]["serviceDeploymentArn"]
+        d = cluster.ecs.describe_service_deployments(serviceDeploymentArns=[arn])["serviceDeployments"][0]
+        waiting = [h for h in d.get("lifecycleHookDetails") or [] if h["status"] == "AWAITING_ACTION"]
+        if waiting:
+            paused.update(arn=arn, hook=waiting[0]["hookId"], stage=d.get("lifecycleStage", ""))
+        return bool(waiting)
+
+    def continued_and_switched() -> bool:
+        if "continued" not in paused:
+            if not awaiting_action():
+                return False
+            assert paused["stage"] == "POST_TEST_TRAFFIC_SHIFT", paused
+            assert live_group() == STATE["tg"], "production stays on blue while the hook holds it"
+            cluster.ecs.continue_service_deployment(serviceDeploymentArn=paused["arn"], hookId=paused["hook"],
+                                                    action="CONTINUE")
+            paused["continued"] = "yes"
+        if live_group() != green:
             return False
         STATE["live"] = green
         return steady(cluster, 6, STATE["v3"])
@@ -235,11 +262,17 @@ def test_5_a_blue_green_deploy_fails_no_request(cluster: Cluster):
                             "advancedConfiguration": {"alternateTargetGroupArn": green, "productionListenerRule": production,
                                                       "roleArn": "arn:aws:iam::123456789012:role/ecsInfrastructure"}}],
             deploymentConfiguration={"strategy": "BLUE_GREEN", "bakeTimeInMinutes": 0,
-                                     "minimumHealthyPercent": 100, "maximumPercent": 200}),
-        switched)
+                                     "minimumHealthyPercent": 100, "maximumPercent": 200,
+                                     "lifecycleHooks": [{"targetType": "PAUSE",
+                                                         "lifecycleStages": ["POST_TEST_TRAFFIC_SHIFT"]}]}),
+        continued_and_switched)
     assert not load.failures, load.failures[:5]
+    assert paused.get("continued"), "the deployment was never seen paused"
     events = " | ".join(e["message"] for e in cluster.ecs.describe_services(cluster="default", services=[SERVICE])["services"][0]["events"])
     assert "production traffic shifted" in events, events
+    d = cluster.ecs.describe_service_deployments(serviceDeploymentArns=[paused["arn"]])["serviceDeployments"][0]
+    assert d["status"] == "SUCCESSFUL", d
+    assert [h["status"] for h in d["lifecycleHookDetails"]] == ["SUCCEEDED"], d["lifecycleHookDetails"]
     # Nothing is left in the blue group once its tasks have drained.
     wait_for(lambda: not target_health(cluster, STATE["tg"]), "the blue group to empty", deadline=60)
 
