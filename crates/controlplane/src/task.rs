@@ -74,6 +74,14 @@ pub struct TaskSpec {
     pub fargate: Option<FargateSpec>,
 }
 
+impl TaskSpec {
+    /// The task's group: the one given, else [`family_group`] of `family` (the task
+    /// definition's).
+    pub fn group_or_family(&self, family: &str) -> String {
+        self.group.clone().unwrap_or_else(|| family_group(family))
+    }
+}
+
 /// What a Fargate task shows besides its pool instance.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct FargateSpec {
@@ -172,11 +180,7 @@ pub fn build_task(
         created_at: Some(ctx.now),
         desired_status: Some(TaskStatus::Running.into()),
         enable_execute_command: Some(spec.enable_execute_command),
-        group: Some(
-            spec.group
-                .clone()
-                .unwrap_or_else(|| family_group(&def.family)),
-        ),
+        group: Some(spec.group_or_family(&def.family)),
         health_status: Some(wire::HealthStatus::Unknown),
         last_status: Some(initial.into()),
         launch_type: Some(spec.launch_type.unwrap_or(LaunchType::Ec2)),

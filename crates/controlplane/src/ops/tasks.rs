@@ -19,7 +19,7 @@ use crate::state::{
     Change, ClusterRecord, InstanceRecord, MemberKey, Record, Scope, State, TaskDefinitionRecord,
     TaskRecord,
 };
-use crate::task::{TaskSpec, build_task, family_group, request_stop};
+use crate::task::{TaskSpec, build_task, request_stop};
 use scheduler::snapshot::{ClusterSnapshot, InstanceStatus, TaskRequest};
 use scheduler::{Outcome, PlacementSpec};
 
@@ -163,6 +163,16 @@ fn placement_spec(
 ) -> Result<PlacementSpec, EcsError> {
     crate::placement::placement_spec(def, strategies, constraints)
         .map_err(|e| invalid(e.to_string()))
+}
+
+/// What one task of `def` launched as `spec` asks of an instance: [`task_request`] with
+/// the spec's overrides and group ([`TaskSpec::group_or_family`]).
+fn spec_request(def: &TaskDefinitionRecord, spec: &TaskSpec) -> TaskRequest {
+    task_request(
+        def,
+        spec.overrides.as_ref(),
+        &spec.group_or_family(&def.family),
+    )
 }
 
 /// Places `requests` with the scheduler and builds a task for each placement (with the
@@ -397,15 +407,8 @@ pub fn run_task(
             "No Container Instances were found in your cluster.",
         ));
     }
-    let group = spec
-        .group
-        .clone()
-        .unwrap_or_else(|| family_group(&def.family));
     // EXTERNAL goes to external instances only; EC2 never does.
-    let request = crate::placement::for_launch_type(
-        task_request(def, spec.overrides.as_ref(), &group),
-        spec.launch_type,
-    );
+    let request = crate::placement::for_launch_type(spec_request(def, &spec), spec.launch_type);
     // With a strategy, each task is for one provider and kept to its node group.
     let (requests, providers) = match &strategy {
         None => (vec![request; usize::try_from(count).unwrap_or(1)], vec![]),
@@ -496,11 +499,7 @@ fn run_fargate(
         ));
     }
     let placement = crate::fargate::placement_spec();
-    let group = spec
-        .group
-        .clone()
-        .unwrap_or_else(|| family_group(&def.family));
-    let request = task_request(def, spec.overrides.as_ref(), &group);
+    let request = spec_request(def, &spec);
     // `count` is 1-10 (checked by RunTask): so is the number of requests.
     let n = u32::try_from(launch.count).unwrap_or(1);
     let split = match launch.strategy {
@@ -582,11 +581,7 @@ pub fn start_task(
         launch_type: Some(LaunchType::Ec2),
         fargate: None,
     };
-    let group = spec
-        .group
-        .clone()
-        .unwrap_or_else(|| family_group(&def.family));
-    let request = task_request(def, spec.overrides.as_ref(), &group);
+    let request = spec_request(def, &spec);
     let placement = placement_spec(def, &[], &[])?;
     let (mut tasks, mut failures, mut changes) = (Vec::new(), Vec::new(), Vec::new());
     let mut snapshots: Vec<TaskRecord> = Vec::new();

@@ -102,6 +102,19 @@ pub fn counted<I: Iterator>(iter: I) -> impl Iterator<Item = I::Item> {
     }
 }
 
+/// [`counted`] over `iter` walked backwards when `descending`, else forwards: a
+/// listing's range in the order its pages go.
+pub fn counted_in_order<'a, I>(iter: I, descending: bool) -> Box<dyn Iterator<Item = I::Item> + 'a>
+where
+    I: DoubleEndedIterator + 'a,
+{
+    if descending {
+        Box::new(counted(iter.rev()))
+    } else {
+        Box::new(counted(iter))
+    }
+}
+
 /// Cuts one page out of a listing. `items` is given the last key of the previous page
 /// (`None` on the first page) and must return the listing from just after that key, in
 /// key order (descending when `req.descending`): ranging an ordered map or index from

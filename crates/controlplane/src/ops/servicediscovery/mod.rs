@@ -58,7 +58,8 @@ use model::wire_sd;
 use crate::engine::Ctx;
 use crate::error::EcsError;
 use crate::state::{
-    Change, DiscoveryRecord, Record, Scope, SdOperationRecord, SdServiceRecord, State,
+    Change, DiscoveryRecord, Record, Scope, SdNamespaceRecord, SdOperationRecord, SdServiceRecord,
+    State,
 };
 
 /// Most namespaces in one account and region (AWS's default quota).
@@ -313,18 +314,51 @@ where
     Ok(crate::paging::paginate(&request, |after| Ok(items(after)))?)
 }
 
-/// Refuses a `CreatorRequestId` that an earlier request for another `what` (`namespace`,
-/// `service`) used: `used` are the tokens of the existing ones.
-pub fn check_token_unused<'a>(
+/// A resource that a Create call makes (a namespace, a service): unique by name, and
+/// remembering the `CreatorRequestId` of the call that made it.
+pub trait Created {
+    /// The `CreatorRequestId` of the call that made it.
+    fn creator_request_id(&self) -> Option<&String>;
+}
+
+impl Created for SdNamespaceRecord {
+    fn creator_request_id(&self) -> Option<&String> {
+        self.namespace.creator_request_id.as_ref()
+    }
+}
+
+impl Created for SdServiceRecord {
+    fn creator_request_id(&self) -> Option<&String> {
+        self.service.creator_request_id.as_ref()
+    }
+}
+
+/// How a Create call with `CreatorRequestId` `token` stands with the resources of its
+/// kind (`what`: `namespace`, `service`) already there, `same_name` the one of the name it
+/// asks for: a retry of the call that made `same_name` (the same token) answers
+/// `Ok(Some(same_name))`, to be answered as that call was; another `same_name` answers
+/// `exists(same_name)`; a token that made another of `all` answers `DuplicateRequest`;
+/// else `Ok(None)`: the resource is new.
+pub fn check_create<'a, R: Created>(
     token: Option<&String>,
-    mut used: impl Iterator<Item = Option<&'a String>>,
+    same_name: Option<&'a R>,
+    mut all: impl Iterator<Item = &'a R>,
     what: &str,
-) -> Result<(), SdError> {
+    exists: impl FnOnce(&R) -> SdError,
+) -> Result<Option<&'a R>, SdError> {
+    if let Some(existing) = same_name {
+        if token.is_some() && existing.creator_request_id() == token {
+            return Ok(Some(existing));
+        }
+        return Err(exists(existing));
+    }
     match token {
-        Some(token) if used.any(|u| u == Some(token)) => Err(SdError::DuplicateRequest(format!(
-            "CreatorRequestId {token} was already used for another {what}."
-        ))),
-        _ => Ok(()),
+        Some(token) if all.any(|r| r.creator_request_id() == Some(token)) => {
+            Err(SdError::DuplicateRequest(format!(
+                "CreatorRequestId {token} was already used for another {what}."
+            )))
+        }
+        _ => Ok(None),
     }
 }
 

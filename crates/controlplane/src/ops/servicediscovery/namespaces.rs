@@ -6,9 +6,9 @@ use model::wire_sd::{
 };
 
 use super::{
-    MAX_NAMESPACES, SdError, SdWritten, check_creator_request_id, check_description,
-    check_token_unused, delete, delete_operations_of, id_of, invalid, keep_operation, list_page,
-    operation, put, random_chars, required,
+    MAX_NAMESPACES, SdError, SdWritten, check_create, check_creator_request_id, check_description,
+    delete, delete_operations_of, id_of, invalid, keep_operation, list_page, operation, put,
+    random_chars, required,
 };
 use crate::engine::Ctx;
 use crate::state::{DiscoveryRecord, Scope, SdNamespaceRecord, State};
@@ -84,26 +84,22 @@ fn create(state: &State, ctx: &mut Ctx, n: NewNamespace) -> SdWritten<String> {
     check_creator_request_id(n.creator_request_id.as_deref())?;
     check_tags(Some(&n.tags))?;
     let scope = ctx.scope.clone();
-    if let Some(existing) = by_name(state, &scope, &n.name) {
-        // A retry (same name, same CreatorRequestId) answers the first call's operation.
-        if n.creator_request_id.is_some()
-            && existing.namespace.creator_request_id == n.creator_request_id
-        {
-            return Ok((existing.operation_id.clone(), vec![]));
-        }
-        return Err(SdError::NamespaceAlreadyExists(format!(
-            "Namespace {} already exists (id {}).",
-            n.name, existing.id
-        )));
-    }
-    check_token_unused(
+    let first = check_create(
         n.creator_request_id.as_ref(),
-        state
-            .discovery
-            .namespaces_in(&scope, None)
-            .map(|ns| ns.namespace.creator_request_id.as_ref()),
+        by_name(state, &scope, &n.name),
+        state.discovery.namespaces_in(&scope, None),
         "namespace",
+        |existing| {
+            SdError::NamespaceAlreadyExists(format!(
+                "Namespace {} already exists (id {}).",
+                n.name, existing.id
+            ))
+        },
     )?;
+    if let Some(first) = first {
+        // A retry (same name, same CreatorRequestId) answers the first call's operation.
+        return Ok((first.operation_id.clone(), vec![]));
+    }
     if state.discovery.namespaces_in(&scope, None).count() >= MAX_NAMESPACES {
         return Err(SdError::ResourceLimitExceeded(format!(
             "An account can have at most {MAX_NAMESPACES} namespaces per region."

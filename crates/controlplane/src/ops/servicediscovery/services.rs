@@ -7,8 +7,8 @@ use model::wire_sd::{
 
 use super::namespaces::{check_filter, filter_passes};
 use super::{
-    MAX_SERVICES_PER_NAMESPACE, SdError, SdWritten, check_creator_request_id, check_description,
-    check_token_unused, delete, delete_operations_of, find_service, invalid, keep_operation,
+    MAX_SERVICES_PER_NAMESPACE, SdError, SdWritten, check_create, check_creator_request_id,
+    check_description, delete, delete_operations_of, find_service, invalid, keep_operation,
     list_page, operation, put, random_chars, required,
 };
 use crate::engine::Ctx;
@@ -112,36 +112,33 @@ pub fn create_service(
         .services_in(&scope, None)
         .filter(|s| s.service.namespace_id.as_deref() == Some(ns.id.as_str()))
         .collect();
-    if let Some(existing) = siblings.iter().find(|s| {
+    let same_name = siblings.iter().copied().find(|s| {
         s.service
             .name
             .as_deref()
             .is_some_and(|n| n.eq_ignore_ascii_case(&name))
-    }) {
-        if req.creator_request_id.is_some()
-            && existing.service.creator_request_id == req.creator_request_id
-        {
-            // A retry of the same call answers the service it created.
-            return Ok((
-                wire_sd::CreateServiceResponse {
-                    service: Some(with_count(state, existing)),
-                },
-                vec![],
-            ));
-        }
-        return Err(SdError::ServiceAlreadyExists(format!(
-            "Service {name} already exists in namespace {} (id {}).",
-            ns.id, existing.id
-        )));
-    }
-    check_token_unused(
+    });
+    let first = check_create(
         req.creator_request_id.as_ref(),
-        state
-            .discovery
-            .services_in(&scope, None)
-            .map(|s| s.service.creator_request_id.as_ref()),
+        same_name,
+        state.discovery.services_in(&scope, None),
         "service",
+        |existing| {
+            SdError::ServiceAlreadyExists(format!(
+                "Service {name} already exists in namespace {} (id {}).",
+                ns.id, existing.id
+            ))
+        },
     )?;
+    if let Some(first) = first {
+        // A retry of the same call answers the service it created.
+        return Ok((
+            wire_sd::CreateServiceResponse {
+                service: Some(with_count(state, first)),
+            },
+            vec![],
+        ));
+    }
     if siblings.len() >= MAX_SERVICES_PER_NAMESPACE {
         return Err(SdError::ResourceLimitExceeded(format!(
             "A namespace can have at most {MAX_SERVICES_PER_NAMESPACE} services."

@@ -12,7 +12,7 @@ mod validate;
 use crate::engine::{Ctx, Written};
 use crate::error::{EcsError, client, invalid};
 use crate::ops::common::{check_len, parse_arn_in_scope, validate_tags};
-use crate::paging::{PageRequest, counted, paginate};
+use crate::paging::{PageRequest, counted, counted_in_order, paginate};
 use crate::state::{Change, Record, Scope, State, TaskDefinitionRecord};
 use scheduler::snapshot::HostPort;
 
@@ -378,13 +378,8 @@ pub fn list(
                         (None, _) => (Included(key(i32::MIN)), Included(key(i32::MAX))),
                     };
                     let range = state.task_definitions.range((lo, hi));
-                    let range: Box<dyn Iterator<Item = _>> = if descending {
-                        Box::new(counted(range.rev()))
-                    } else {
-                        Box::new(counted(range))
-                    };
                     Box::new(
-                        range
+                        counted_in_order(range, descending)
                             .map(|(_, r)| r)
                             .filter(move |r| r.definition.status == Some(status))
                             .map(arn),
@@ -404,13 +399,8 @@ pub fn list(
                         (None, _) => (Included(key(String::new(), i32::MIN)), Excluded(end)),
                     };
                     let range = state.derived.definitions_by_status.range((lo, hi));
-                    let range: Box<dyn Iterator<Item = _>> = if descending {
-                        Box::new(counted(range.rev()))
-                    } else {
-                        Box::new(counted(range))
-                    };
                     Box::new(
-                        range
+                        counted_in_order(range, descending)
                             .filter_map(|(s, _, f, rev)| {
                                 state.task_definitions.get(&(s.clone(), f.clone(), *rev))
                             })
