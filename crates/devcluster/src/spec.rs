@@ -169,6 +169,28 @@ pub fn pointer_file(name: &str) -> PathBuf {
 }
 
 impl ClusterSpec {
+    /// A cluster `name` in `dir` of `nodes` EC2 nodes and nothing else: no Fargate or
+    /// node group nodes, subnet and port 0, the servers' defaults and one server on its
+    /// own store, no host layer. What `down` tears down when no spec was saved; callers
+    /// set the fields they need with `..ClusterSpec::bare(…)`.
+    #[must_use]
+    pub fn bare(name: &str, dir: PathBuf, nodes: u8) -> ClusterSpec {
+        ClusterSpec {
+            name: name.to_owned(),
+            dir,
+            nodes,
+            fargate_nodes: 0,
+            fargate_spot_nodes: 0,
+            group_nodes: Default::default(),
+            subnet: 0,
+            port: 0,
+            agent_timeout: None,
+            instance_lost_after: None,
+            os: None,
+            control: ControlSpec::default(),
+        }
+    }
+
     /// Reads `<dir>/cluster.json`; `Ok(None)` when there is none.
     pub fn load(dir: &Path) -> Result<Option<ClusterSpec>> {
         let path = dir.join(SPEC_FILE);
@@ -528,18 +550,9 @@ mod tests {
 
     fn spec() -> ClusterSpec {
         ClusterSpec {
-            name: "dev".into(),
-            dir: "/tmp/c".into(),
-            nodes: 3,
-            fargate_nodes: 0,
-            fargate_spot_nodes: 0,
-            group_nodes: Default::default(),
-            subnet: 0,
             port: 8080,
-            agent_timeout: None,
             instance_lost_after: Some(25),
-            os: None,
-            control: ControlSpec::default(),
+            ..ClusterSpec::bare("dev", "/tmp/c".into(), 3)
         }
     }
 

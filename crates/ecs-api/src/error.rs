@@ -212,6 +212,21 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// Assertions on how errors are answered, for the protocols' tests.
+#[cfg(test)]
+pub(crate) mod testing {
+    use super::*;
+
+    /// Asserts that `result` failed with the wire code `code`; returns the error's
+    /// message.
+    #[track_caller]
+    pub(crate) fn rejected<T: std::fmt::Debug>(result: Result<T, ApiError>, code: &str) -> String {
+        let e = result.unwrap_err();
+        assert_eq!(e.status_and_code().1, code, "{e}");
+        e.to_string()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -247,6 +262,34 @@ mod tests {
                 "RequestEntityTooLargeException"
             )
         );
+    }
+
+    #[test]
+    fn cloud_map_and_ssm_errors_keep_their_own_codes() {
+        for (e, status, code) in [
+            (
+                ApiError::from(SdError::ResourceInUse("x".into())),
+                StatusCode::BAD_REQUEST,
+                "ResourceInUse",
+            ),
+            (
+                SdError::Internal("disk".into()).into(),
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "InternalFailure",
+            ),
+            (
+                SsmError::InvalidActivation("x".into()).into(),
+                StatusCode::BAD_REQUEST,
+                "InvalidActivation",
+            ),
+            (
+                SsmError::Internal("disk".into()).into(),
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "InternalServerError",
+            ),
+        ] {
+            assert_eq!(e.status_and_code(), (status, code), "{e}");
+        }
     }
 
     #[test]

@@ -79,35 +79,25 @@ pub async fn dispatch(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::testing::rejected;
     use model::wire_ssm::{CreateActivationRequest, DeleteActivationRequest};
 
     #[test]
     fn wrong_types_and_missing_members_are_validation_errors() {
-        let e = parse::<CreateActivationRequest>(br#"{"IamRole":"r","RegistrationLimit":"x"}"#)
-            .unwrap_err();
-        assert_eq!(e.status_and_code().1, "ValidationException");
-        assert!(e.to_string().contains("RegistrationLimit"), "{e}");
-        let e = parse::<DeleteActivationRequest>(b"{}").unwrap_err();
-        assert_eq!(e.status_and_code().1, "ValidationException");
-        assert!(e.to_string().contains("ActivationId"), "{e}");
-        let e = parse::<CreateActivationRequest>(b"[1]").unwrap_err();
-        assert_eq!(e.status_and_code().1, "SerializationException");
-    }
-
-    #[test]
-    fn every_error_has_an_ssm_code() {
-        let e: ApiError = SsmError::InvalidActivation("x".into()).into();
-        assert_eq!(
-            e.status_and_code(),
-            (http::StatusCode::BAD_REQUEST, "InvalidActivation")
+        let body = br#"{"IamRole":"r","RegistrationLimit":"x"}"#;
+        let m = rejected(
+            parse::<CreateActivationRequest>(body),
+            "ValidationException",
         );
-        let e: ApiError = SsmError::Internal("disk".into()).into();
-        assert_eq!(
-            e.status_and_code(),
-            (
-                http::StatusCode::INTERNAL_SERVER_ERROR,
-                "InternalServerError"
-            )
+        assert!(m.contains("RegistrationLimit"), "{m}");
+        let m = rejected(
+            parse::<DeleteActivationRequest>(b"{}"),
+            "ValidationException",
+        );
+        assert!(m.contains("ActivationId"), "{m}");
+        rejected(
+            parse::<CreateActivationRequest>(b"[1]"),
+            "SerializationException",
         );
     }
 }

@@ -51,20 +51,11 @@ pub fn down(name: &str, dir: Option<&Path>, report: &dyn Reporter) -> Result<Dow
             return Ok(DownOutcome::NothingThere);
         }
         // A half-made cluster (no spec): tear down what the names say.
-        None => ClusterSpec {
-            name: name.to_owned(),
-            dir: dir.clone(),
-            nodes: leftover_nodes.iter().copied().max().unwrap_or(0),
-            fargate_nodes: 0,
-            fargate_spot_nodes: 0,
-            group_nodes: Default::default(),
-            subnet: 0,
-            port: 0,
-            agent_timeout: None,
-            instance_lost_after: None,
-            os: None,
-            control: Default::default(),
-        },
+        None => ClusterSpec::bare(
+            name,
+            dir.clone(),
+            leftover_nodes.iter().copied().max().unwrap_or(0),
+        ),
     };
     let nodes: BTreeSet<u8> = spec.node_numbers().chain(leftover_nodes).collect();
 

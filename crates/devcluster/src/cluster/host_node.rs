@@ -128,18 +128,9 @@ mod tests {
     #[test]
     fn user_data_names_the_control_plane_zone_and_repository() {
         let spec = ClusterSpec {
-            name: "os".into(),
-            dir: "/tmp/c".into(),
-            nodes: 3,
-            fargate_nodes: 0,
-            fargate_spot_nodes: 0,
-            group_nodes: Default::default(),
             subnet: 9,
             port: 8090,
-            agent_timeout: None,
-            instance_lost_after: None,
-            os: None,
-            control: Default::default(),
+            ..ClusterSpec::bare("os", "/tmp/c".into(), 3)
         };
         let os = OsSpec {
             repo: "/srv/repo".into(),

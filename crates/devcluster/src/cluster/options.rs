@@ -449,18 +449,10 @@ mod tests {
     fn an_existing_cluster_keeps_its_shape() {
         let dir = tempfile::tempdir().unwrap();
         let spec = ClusterSpec {
-            name: "t".into(),
-            dir: dir.path().to_owned(),
-            nodes: 3,
-            fargate_nodes: 0,
-            fargate_spot_nodes: 0,
-            group_nodes: Default::default(),
             subnet: 7,
             port: 9000,
-            agent_timeout: None,
             instance_lost_after: Some(25),
-            os: None,
-            control: ControlSpec::default(),
+            ..ClusterSpec::bare("t", dir.path().to_owned(), 3)
         };
         spec.save().unwrap();
         let mut o = opts();

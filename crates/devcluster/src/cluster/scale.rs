@@ -196,18 +196,8 @@ mod tests {
     fn grow_adds_1_to_20_nodes_at_a_time() {
         let dir = tempfile::tempdir().unwrap();
         let mut spec = ClusterSpec {
-            name: "t".into(),
-            dir: dir.path().to_owned(),
-            nodes: 1,
-            fargate_nodes: 0,
-            fargate_spot_nodes: 0,
-            group_nodes: Default::default(),
-            subnet: 0,
             port: 8080,
-            agent_timeout: None,
-            instance_lost_after: None,
-            os: None,
-            control: Default::default(),
+            ..ClusterSpec::bare("t", dir.path().to_owned(), 1)
         };
         let bin = std::path::Path::new("/nonexistent");
         for count in [0, MAX_GROW + 1] {

@@ -319,30 +319,9 @@ mod tests {
         let body = br#"{"clusterName":"good"}"#;
         let sha = hex::encode(Sha256::digest(body));
         let (headers, now) = signed_request("ecs", body, Some(&sha));
-        let uri: Uri = "/".parse().unwrap();
-        assert!(
-            authenticate(
-                Some(&creds()),
-                "0",
-                now,
-                &Method::POST,
-                &uri,
-                &headers,
-                body
-            )
-            .is_ok()
-        );
+        assert!(post_root(Some(&creds()), "0", now, &headers, body).is_ok());
         let evil = br#"{"clusterName":"evil"}"#;
-        let e = authenticate(
-            Some(&creds()),
-            "0",
-            now,
-            &Method::POST,
-            &uri,
-            &headers,
-            evil,
-        )
-        .unwrap_err();
+        let e = post_root(Some(&creds()), "0", now, &headers, evil).unwrap_err();
         assert_eq!(e.status_and_code().1, "InvalidSignatureException");
         assert!(e.to_string().contains("x-amz-content-sha256"), "{e}");
     }
@@ -391,16 +370,27 @@ mod tests {
         headers
     }
 
-    fn verify(headers: &HeaderMap, body: &[u8]) -> Result<Caller, ApiError> {
+    /// [`authenticate`] of a `POST /` carrying `headers` and `body`.
+    fn post_root(
+        credentials: Option<&Credentials>,
+        default_account: &str,
+        now: i64,
+        headers: &HeaderMap,
+        body: &[u8],
+    ) -> Result<Caller, ApiError> {
         authenticate(
-            Some(&creds()),
-            "0",
-            NOW,
+            credentials,
+            default_account,
+            now,
             &Method::POST,
             &"/".parse().unwrap(),
             headers,
             body,
         )
+    }
+
+    fn verify(headers: &HeaderMap, body: &[u8]) -> Result<Caller, ApiError> {
+        post_root(Some(&creds()), "0", NOW, headers, body)
     }
 
     #[test]
@@ -547,16 +537,7 @@ mod tests {
     #[test]
     fn the_scope_must_name_ecs() {
         let (headers, now) = signed_request("s3", b"{}", None);
-        let e = authenticate(
-            Some(&creds()),
-            "0",
-            now,
-            &Method::POST,
-            &"/".parse().unwrap(),
-            &headers,
-            b"{}",
-        )
-        .unwrap_err();
+        let e = post_root(Some(&creds()), "0", now, &headers, b"{}").unwrap_err();
         assert_eq!(e.status_and_code().1, "InvalidSignatureException");
         assert!(e.to_string().contains("'ecs'"), "{e}");
     }
@@ -574,16 +555,7 @@ mod tests {
         let mut headers = HeaderMap::new();
         let auth = "AWS4-HMAC-SHA256 Credential=K/20261123/us-east-1:x/ecs/aws4_request, SignedHeaders=host, Signature=00";
         headers.insert("authorization", auth.parse().unwrap());
-        let e = authenticate(
-            None,
-            "0",
-            0,
-            &Method::POST,
-            &"/".parse().unwrap(),
-            &headers,
-            b"{}",
-        )
-        .unwrap_err();
+        let e = post_root(None, "0", 0, &headers, b"{}").unwrap_err();
         assert_eq!(e.status_and_code().1, "InvalidSignatureException");
     }
 
@@ -594,27 +566,9 @@ mod tests {
             "authorization",
             "AWS4-HMAC-SHA256 Credential=K/20261123/ap-south-1/ecs/aws4_request, SignedHeaders=host, Signature=00".parse().unwrap(),
         );
-        let c = authenticate(
-            None,
-            "000000000000",
-            0,
-            &Method::POST,
-            &"/".parse().unwrap(),
-            &headers,
-            b"{}",
-        )
-        .unwrap();
+        let c = post_root(None, "000000000000", 0, &headers, b"{}").unwrap();
         assert_eq!(c.region, "ap-south-1");
-        let none = authenticate(
-            None,
-            "1",
-            0,
-            &Method::POST,
-            &"/".parse().unwrap(),
-            &HeaderMap::new(),
-            b"",
-        )
-        .unwrap();
+        let none = post_root(None, "1", 0, &HeaderMap::new(), b"").unwrap();
         assert_eq!(none.region, DEFAULT_REGION);
     }
 }

@@ -146,32 +146,19 @@ pub async fn dispatch(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::testing::rejected;
     use model::wire_sd::{CreateServiceRequest, RegisterInstanceRequest};
 
     #[test]
     fn wrong_types_and_missing_members_are_invalid_input() {
-        let e = parse::<RegisterInstanceRequest>(br#"{"ServiceId":"srv-1","InstanceId":3}"#)
-            .unwrap_err();
-        assert_eq!(e.status_and_code().1, "InvalidInput");
-        assert!(e.to_string().contains("InstanceId"), "{e}");
-        let e = parse::<CreateServiceRequest>(b"{}").unwrap_err();
-        assert_eq!(e.status_and_code().1, "InvalidInput");
-        assert_eq!(e.to_string(), "Name is required.");
-        let e = parse::<CreateServiceRequest>(b"{nope").unwrap_err();
-        assert_eq!(e.status_and_code().1, "SerializationException");
-    }
-
-    #[test]
-    fn every_error_has_a_cloud_map_code() {
-        let e: ApiError = SdError::ResourceInUse("x".into()).into();
-        assert_eq!(
-            e.status_and_code(),
-            (http::StatusCode::BAD_REQUEST, "ResourceInUse")
-        );
-        let e: ApiError = SdError::Internal("disk".into()).into();
-        assert_eq!(
-            e.status_and_code(),
-            (http::StatusCode::INTERNAL_SERVER_ERROR, "InternalFailure")
+        let body = br#"{"ServiceId":"srv-1","InstanceId":3}"#;
+        let m = rejected(parse::<RegisterInstanceRequest>(body), "InvalidInput");
+        assert!(m.contains("InstanceId"), "{m}");
+        let m = rejected(parse::<CreateServiceRequest>(b"{}"), "InvalidInput");
+        assert_eq!(m, "Name is required.");
+        rejected(
+            parse::<CreateServiceRequest>(b"{nope"),
+            "SerializationException",
         );
     }
 }

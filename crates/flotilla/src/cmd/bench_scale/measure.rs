@@ -9,8 +9,7 @@ use std::time::{Duration, Instant};
 use anyhow::bail;
 use serde_json::{Value, json};
 
-use crate::cmd::bench::percentile;
-
+use super::report::p50_p99;
 use super::*;
 
 #[allow(clippy::too_many_lines, clippy::cast_precision_loss)]
@@ -330,10 +329,9 @@ pub(super) async fn measure(
         v.sort_unstable();
     }
     run.log(&format!(
-        "{} updates: new task appeared p50 {:.1} ms, p99 {:.1} ms ({} timed out)",
+        "{} updates: new task appeared {} ({} timed out)",
         args.updates,
-        percentile(&fig.appeared, 0.5),
-        percentile(&fig.appeared, 0.99),
+        p50_p99(&fig.appeared, 1),
         fig.timeouts
     ));
 
@@ -382,11 +380,10 @@ pub(super) async fn measure(
     fig.list.sort_unstable();
     fig.describe.sort_unstable();
     run.log(&format!(
-        "{} ListTasks pages ({} tasks): p50 {:.2} ms, p99 {:.2} ms",
+        "{} ListTasks pages ({} tasks): {}",
         fig.list.len(),
         fig.listed,
-        percentile(&fig.list, 0.5),
-        percentile(&fig.list, 0.99)
+        p50_p99(&fig.list, 2)
     ));
     Ok(())
 }

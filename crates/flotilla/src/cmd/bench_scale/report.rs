@@ -7,15 +7,25 @@ use crate::cmd::bench::percentile;
 
 use super::{Figures, ScaleBenchArgs};
 
+/// `p50 X ms, p99 Y ms` of the sorted latencies `sorted` (microseconds), in
+/// milliseconds with `decimals` decimals.
+pub(super) fn p50_p99(sorted: &[u64], decimals: usize) -> String {
+    format!(
+        "p50 {:.decimals$} ms, p99 {:.decimals$} ms",
+        percentile(sorted, 0.5),
+        percentile(sorted, 0.99)
+    )
+}
+
 /// Prints the table, then the figures as the last line.
 #[allow(clippy::cast_precision_loss)]
 pub(super) fn print(args: &ScaleBenchArgs, fig: &Figures) {
     let ms = |v: &[u64], p| percentile(v, p);
-    let p50_p99 = |v: &[u64]| {
+    let p50_p99_or_na = |v: &[u64]| {
         if v.is_empty() {
             "n/a".to_owned()
         } else {
-            format!("p50 {:.1} ms, p99 {:.1} ms", ms(v, 0.5), ms(v, 0.99))
+            p50_p99(v, 1)
         }
     };
     let mb = |kb: u64| kb as f64 / 1024.0;
@@ -84,46 +94,32 @@ pub(super) fn print(args: &ScaleBenchArgs, fig: &Figures) {
     row(
         "UpdateService → new task appears".into(),
         format!(
-            "p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms ({} updates, {} timed out)",
-            ms(&fig.appeared, 0.5),
-            ms(&fig.appeared, 0.99),
+            "{}, max {:.1} ms ({} updates, {} timed out)",
+            p50_p99(&fig.appeared, 1),
             ms(&fig.appeared, 1.0),
             fig.appeared.len(),
             fig.timeouts
         ),
         "p99 < 1000 ms",
     );
-    row(
-        "  … handed to its agent by PollTasks".into(),
-        p50_p99(&fig.seen),
-        "",
-    );
-    row("  … reported RUNNING".into(), p50_p99(&fig.running), "");
-    row(
-        "  UpdateService answered".into(),
-        p50_p99(&fig.update_answer),
-        "",
-    );
+    for (measurement, latencies) in [
+        ("  … handed to its agent by PollTasks", &fig.seen),
+        ("  … reported RUNNING", &fig.running),
+        ("  UpdateService answered", &fig.update_answer),
+    ] {
+        row(measurement.into(), p50_p99_or_na(latencies), "");
+    }
     row(
         "ListTasks page of 100".into(),
         format!(
-            "p50 {:.2} ms, p99 {:.2} ms ({} pages, {} tasks)",
-            ms(&fig.list, 0.5),
-            ms(&fig.list, 0.99),
+            "{} ({} pages, {} tasks)",
+            p50_p99(&fig.list, 2),
             fig.list.len(),
             fig.listed
         ),
         "",
     );
-    row(
-        "DescribeTasks of 100".into(),
-        format!(
-            "p50 {:.2} ms, p99 {:.2} ms",
-            ms(&fig.describe, 0.5),
-            ms(&fig.describe, 0.99)
-        ),
-        "",
-    );
+    row("DescribeTasks of 100".into(), p50_p99(&fig.describe, 2), "");
     row(
         "agents' polls".into(),
         format!(
@@ -152,4 +148,16 @@ pub(super) fn print(args: &ScaleBenchArgs, fig: &Figures) {
         ms(&fig.appeared, 0.99),
         ms(&fig.list, 0.99)
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn p50_and_p99_are_milliseconds_with_the_given_decimals() {
+        let sorted = [1_000, 2_000, 3_000];
+        assert_eq!(p50_p99(&sorted, 1), "p50 2.0 ms, p99 3.0 ms");
+        assert_eq!(p50_p99(&sorted, 2), "p50 2.00 ms, p99 3.00 ms");
+    }
 }
