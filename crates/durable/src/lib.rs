@@ -2,7 +2,8 @@
 //!
 //! Every file flotilla keeps state in (the agent's task records, a node's IPAM, the host
 //! layer's settings datastore and rendered configuration, update partitions, the dev
-//! cluster's spec) is written through [`write`], which gives the strongest guarantee any
+//! cluster's spec, an update repository's staged targets) is written through [`write`] (or
+//! [`copy`], for a file's content), which gives the strongest guarantee any
 //! of them needs:
 //!
 //! - **atomic**: a crash at any point leaves either the old or the new content, never a
@@ -35,6 +36,29 @@ pub const PUBLIC_FILE_MODE: u32 = 0o644;
 /// # Errors
 /// Any IO failure; the target is then unchanged and no temporary file is left.
 pub fn write(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()> {
+    replace(path, mode, |f| f.write_all(bytes))
+}
+
+/// Replaces `to` with a copy of the file `from`, streamed (a node image is hundreds of
+/// megabytes), with the guarantees of [`write`]: `to` is always a new file, never one
+/// rewritten in place, so a hard link to the old `to` keeps the old content.
+///
+/// # Errors
+/// Any IO failure, reading `from` included; `to` is then unchanged and no temporary
+/// file is left.
+pub fn copy(from: &Path, to: &Path, mode: u32) -> std::io::Result<()> {
+    let mut source = std::fs::File::open(from)?;
+    replace(to, mode, |f| std::io::copy(&mut source, f).map(|_| ()))
+}
+
+/// The one replace: a sibling temporary file created with `mode`, filled by `fill`,
+/// fsync'd, renamed over `path`, the directory fsync'd; the temporary file removed on any
+/// failure.
+fn replace(
+    path: &Path,
+    mode: u32,
+    fill: impl FnOnce(&mut std::fs::File) -> std::io::Result<()>,
+) -> std::io::Result<()> {
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
@@ -55,7 +79,7 @@ pub fn write(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()> {
             .open(&tmp)?;
         // The umask may have removed bits from `mode`; set it exactly.
         f.set_permissions(std::fs::Permissions::from_mode(mode))?;
-        f.write_all(bytes)?;
+        fill(&mut f)?;
         f.sync_all()?;
         std::fs::rename(&tmp, path)
     })();
@@ -115,6 +139,27 @@ mod tests {
             .map(|e| e.unwrap().file_name())
             .collect();
         assert_eq!(names, vec![std::ffi::OsString::from("taken")]);
+    }
+
+    #[test]
+    fn a_copy_is_a_new_file_so_a_link_to_the_old_one_keeps_its_content() {
+        let d = tempfile::tempdir().unwrap();
+        let (from, to, link) = (
+            d.path().join("from"),
+            d.path().join("to"),
+            d.path().join("link"),
+        );
+        std::fs::write(&to, b"old").unwrap();
+        std::fs::hard_link(&to, &link).unwrap();
+        std::fs::write(&from, b"new").unwrap();
+        copy(&from, &to, PUBLIC_FILE_MODE).unwrap();
+        assert_eq!(std::fs::read(&to).unwrap(), b"new");
+        assert_eq!(std::fs::read(&link).unwrap(), b"old");
+        assert_eq!(mode_of(&to), 0o644);
+        // A source that cannot be read leaves the target as it was, and no temp file.
+        assert!(copy(&d.path().join("missing"), &to, PUBLIC_FILE_MODE).is_err());
+        assert_eq!(std::fs::read(&to).unwrap(), b"new");
+        assert_eq!(std::fs::read_dir(d.path()).unwrap().count(), 3);
     }
 
     #[test]

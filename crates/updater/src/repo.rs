@@ -198,7 +198,11 @@ pub async fn publish(spec: &PublishSpec) -> Result<u64> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(&staging)
         .map_err(wr(&staging))?
         .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_none_or(|x| x != "staging-tmp"))
+        // Not the temporary files of a write a crash interrupted (`.NAME.tmp.…`).
+        .filter(|p| {
+            p.file_name()
+                .is_some_and(|n| !n.to_string_lossy().starts_with('.'))
+        })
         .collect();
     files.sort();
     editor.add_target_paths(files.clone()).await.map_err(perr)?;
@@ -231,20 +235,14 @@ pub async fn publish(spec: &PublishSpec) -> Result<u64> {
     Ok(version)
 }
 
-/// Copies `from` into the staging directory as `to`: into a temporary name first, renamed over
-/// `to`, so a file republished under the same name is a new file and never rewrites one that
-/// `targets/` links to.
+/// Copies `from` into the staging directory as `to`, through [`durable::copy`]: a file
+/// republished under the same name is a new file and never rewrites one that `targets/`
+/// links to.
 fn stage(from: &Path, to: &Path) -> Result<()> {
-    let tmp = to.with_extension("staging-tmp");
-    std::fs::copy(from, &tmp)
-        .and_then(|_| std::fs::rename(&tmp, to))
-        .map_err(|source| {
-            let _ = std::fs::remove_file(&tmp);
-            Error::Write {
-                path: to.to_owned(),
-                source,
-            }
-        })
+    durable::copy(from, to, durable::PUBLIC_FILE_MODE).map_err(|source| Error::Write {
+        path: to.to_owned(),
+        source,
+    })
 }
 
 /// Puts each staged file into `targets/` under its consistent-snapshot name

@@ -432,7 +432,7 @@ async fn published_targets_are_links_that_a_republish_never_rewrites() {
     let leftovers: Vec<_> = std::fs::read_dir(f.p("repo/staging"))
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|n| n.ends_with("staging-tmp"))
+        .filter(|n| n.starts_with('.'))
         .collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
 }
