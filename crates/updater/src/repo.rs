@@ -205,7 +205,15 @@ pub async fn publish(spec: &PublishSpec) -> Result<u64> {
         })
         .collect();
     files.sort();
-    editor.add_target_paths(files.clone()).await.map_err(perr)?;
+    // Each staged file hashed once: the editor signs the digest, `link_targets` names the
+    // file by it.
+    let mut staged = Vec::with_capacity(files.len());
+    for file in files {
+        let (name, target) = RepositoryEditor::build_target(&file).await.map_err(perr)?;
+        let sha256 = hex::encode(&target.hashes.sha256);
+        editor.add_target(name, target).map_err(perr)?;
+        staged.push((file, sha256));
+    }
     let v = NonZeroU64::new(version).ok_or_else(|| perr("version overflow"))?;
     editor
         .targets_version(v)
@@ -226,7 +234,7 @@ pub async fn publish(spec: &PublishSpec) -> Result<u64> {
     let targets = spec.repo.join("targets");
     std::fs::create_dir_all(&metadata).map_err(wr(&metadata))?;
     std::fs::create_dir_all(&targets).map_err(wr(&targets))?;
-    link_targets(&files, &targets)?;
+    link_targets(&staged, &targets)?;
     signed.write(&metadata).await.map_err(perr)?;
     crate::fsutil::write_atomic(
         &state_path,
@@ -245,18 +253,19 @@ fn stage(from: &Path, to: &Path) -> Result<()> {
     })
 }
 
-/// Puts each staged file into `targets/` under its consistent-snapshot name
-/// (`<sha256>.<name>`), as a hard link where the file system allows (a node image is hundreds of
-/// megabytes), else a copy. A staged file is never written in place ([`stage`] replaces it with
-/// a new file), so a link can never change under a published target. tough's own
-/// `link_targets` makes symbolic links, which would follow a republished staged file.
-fn link_targets(staged: &[PathBuf], targets: &Path) -> Result<()> {
-    for file in staged {
+/// Puts each staged file (with its sha256, hex) into `targets/` under its
+/// consistent-snapshot name (`<sha256>.<name>`), as a hard link where the file system
+/// allows (a node image is hundreds of megabytes), else a copy. A staged file is never
+/// written in place ([`stage`] replaces it with a new file), so a link can never change
+/// under a published target. tough's own `link_targets` makes symbolic links, which would
+/// follow a republished staged file.
+fn link_targets(staged: &[(PathBuf, String)], targets: &Path) -> Result<()> {
+    for (file, sha256) in staged {
         let name = file
             .file_name()
             .ok_or_else(|| perr("staged path has no file name"))?
             .to_string_lossy();
-        let to = targets.join(format!("{}.{name}", sha256_file(file)?));
+        let to = targets.join(format!("{sha256}.{name}"));
         if to.exists() {
             continue;
         }
@@ -265,24 +274,6 @@ fn link_targets(staged: &[PathBuf], targets: &Path) -> Result<()> {
             .map_err(|source| Error::Write { path: to, source })?;
     }
     Ok(())
-}
-
-fn sha256_file(path: &Path) -> Result<String> {
-    use std::io::Read;
-    let rerr = |source| Error::Read {
-        path: path.to_owned(),
-        source,
-    };
-    let mut file = std::fs::File::open(path).map_err(rerr)?;
-    let mut ctx = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = file.read(&mut buf).map_err(rerr)?;
-        if n == 0 {
-            return Ok(hex::encode(ctx.finish()));
-        }
-        ctx.update(&buf[..n]);
-    }
 }
 
 /// Turns a setting (`file:///…`, `http://…` or a plain absolute path) into a directory URL.
