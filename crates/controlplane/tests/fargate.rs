@@ -71,6 +71,18 @@ fn add_spot_node(w: &mut World, id: &str, zone: &str) -> String {
         .expect("an instance id")
 }
 
+/// Associates FARGATE and FARGATE_SPOT with cluster `c` (no default strategy), as AWS
+/// requires before a strategy may name them.
+fn associate_fargate_providers(w: &mut World) {
+    let _: wire::PutClusterCapacityProvidersResponse = w.write(
+        clusters::put_cluster_capacity_providers,
+        req(
+            json!({"cluster": "c", "capacityProviders": ["FARGATE", "FARGATE_SPOT"],
+            "defaultCapacityProviderStrategy": []}),
+        ),
+    );
+}
+
 fn pool_ids(w: &World) -> Vec<String> {
     w.state
         .instances
@@ -399,13 +411,7 @@ fn ec2_tasks_never_land_on_pool_nodes() {
 fn the_fargate_spot_provider_runs_on_the_pool_with_its_name() {
     let mut w = world(&[], &[("f-1", "a", 4096, 8192)]);
     let spot = add_spot_node(&mut w, "s-1", "b");
-    let _: wire::PutClusterCapacityProvidersResponse = w.write(
-        clusters::put_cluster_capacity_providers,
-        req(
-            json!({"cluster": "c", "capacityProviders": ["FARGATE", "FARGATE_SPOT"],
-            "defaultCapacityProviderStrategy": []}),
-        ),
-    );
+    associate_fargate_providers(&mut w);
     let r: wire::RunTaskResponse = w.write(
         tasks::run_task,
         req(json!({"cluster": "c", "taskDefinition": "f", "count": 4,
@@ -591,13 +597,7 @@ fn a_fargate_service_cannot_move_to_an_ec2_only_revision() {
 fn draining_a_spot_node_interrupts_its_tasks_and_only_its_tasks() {
     let mut w = world(&[], &[("f-1", "a", 4096, 8192)]);
     let spot = add_spot_node(&mut w, "s-1", "b");
-    let _: wire::PutClusterCapacityProvidersResponse = w.write(
-        clusters::put_cluster_capacity_providers,
-        req(
-            json!({"cluster": "c", "capacityProviders": ["FARGATE", "FARGATE_SPOT"],
-            "defaultCapacityProviderStrategy": []}),
-        ),
-    );
+    associate_fargate_providers(&mut w);
     let spot_tasks: Vec<String> = run_fargate(
         &mut w,
         json!({"launchType": null, "count": 2,
@@ -740,13 +740,7 @@ fn a_task_set_with_the_fargate_spot_strategy_runs_on_spot_nodes() {
     use controlplane::ops::task_sets;
     let mut w = world(&[], &[("f-1", "a", 4096, 8192)]);
     let spot = add_spot_node(&mut w, "s-1", "b");
-    let _: wire::PutClusterCapacityProvidersResponse = w.write(
-        clusters::put_cluster_capacity_providers,
-        req(
-            json!({"cluster": "c", "capacityProviders": ["FARGATE", "FARGATE_SPOT"],
-            "defaultCapacityProviderStrategy": []}),
-        ),
-    );
+    associate_fargate_providers(&mut w);
     let _: wire::CreateServiceResponse = w.write(
         services::create,
         req(

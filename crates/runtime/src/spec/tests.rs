@@ -21,6 +21,16 @@ fn image() -> ImageConfig {
     }
 }
 
+/// The spec's mount at `destination`.
+fn mount_at<'a>(spec: &'a serde_json::Value, destination: &str) -> &'a serde_json::Value {
+    spec["mounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["destination"] == destination)
+        .unwrap_or_else(|| panic!("no mount at {destination}"))
+}
+
 fn strs(v: &[&str]) -> Vec<String> {
     v.iter().map(|s| (*s).to_owned()).collect()
 }
@@ -211,24 +221,14 @@ fn user_namespace_maps_ids_and_binds_sys_when_joining_a_netns() {
     assert_eq!(v["linux"]["gidMappings"], ids);
     let ns = v["linux"]["namespaces"].as_array().unwrap();
     assert!(ns.contains(&json!({"type": "user"})));
-    let sys = v["mounts"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|m| m["destination"] == "/sys")
-        .unwrap();
+    let sys = mount_at(&v, "/sys");
     assert_eq!(sys["type"], "bind");
     assert!(sys["options"].as_array().unwrap().contains(&json!("ro")));
 
     // Its own network namespace: a real sysfs, as without a user namespace.
     s.network = NetworkMode::Isolated;
     let v = build_oci_spec(&s, &image(), "/x", None).unwrap();
-    let sys = v["mounts"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|m| m["destination"] == "/sys")
-        .unwrap();
+    let sys = mount_at(&v, "/sys");
     assert_eq!(sys["type"], "sysfs");
 }
 
@@ -275,11 +275,6 @@ fn privileged_and_host_pid() {
     assert_eq!(v["linux"]["readonlyPaths"], json!([]));
     let ns = v["linux"]["namespaces"].as_array().unwrap();
     assert!(!ns.iter().any(|n| n["type"] == "pid"));
-    let sys = v["mounts"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|m| m["destination"] == "/sys")
-        .unwrap();
+    let sys = mount_at(&v, "/sys");
     assert!(sys["options"].as_array().unwrap().contains(&json!("rw")));
 }
