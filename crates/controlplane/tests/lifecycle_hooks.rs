@@ -470,6 +470,12 @@ fn hooks_are_validated() {
             "between 1 and 20160",
         ),
         (
+            json!({"strategy": "BLUE_GREEN", "lifecycleHooks": [{"targetType": "PAUSE",
+                "lifecycleStages": ["PRE_SCALE_UP"],
+                "hookDetails": {"pad": "x".repeat(64 * 1024)}}]}),
+            "hookDetails can be at most 65536 bytes",
+        ),
+        (
             json!({"lifecycleHooks": [{"targetType": "PAUSE",
                 "lifecycleStages": ["PRE_SCALE_UP"]}]}),
             "BLUE_GREEN, LINEAR or CANARY",

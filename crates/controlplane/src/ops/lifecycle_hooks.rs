@@ -128,14 +128,19 @@ pub struct HookResult {
 /// Most `lifecycleHooks` a deployment configuration may have.
 pub const MAX_LIFECYCLE_HOOKS: usize = 10;
 
+/// Largest configured `hookDetails` (serialized JSON): the service record keeps a copy for
+/// every invocation, and a webhook's answer, `hookDetails` included, is held to the same
+/// 64 KiB.
+pub const MAX_HOOK_DETAILS_BYTES: usize = 64 * 1024;
+
 /// `deploymentConfiguration.lifecycleHooks`, as flotilla serves them (webhooks and
 /// PAUSE hooks, see docs/services.md): only with the BLUE_GREEN, LINEAR and CANARY
 /// strategies; at most [`MAX_LIFECYCLE_HOOKS`]; each with at least one stage, no stage
 /// twice; a `PAUSE` hook (`targetType`) without `hookTargetArn`, any other
 /// (`AWS_LAMBDA`, the default) with an `http://` or `https://` URL to a host as
 /// `hookTargetArn` (any other target, a Lambda function's ARN included, is
-/// `UnsupportedFeatureException`); `timeoutConfiguration.timeoutInMinutes` 1–20160.
-/// `roleArn` is accepted and ignored.
+/// `UnsupportedFeatureException`); `timeoutConfiguration.timeoutInMinutes` 1–20160;
+/// `hookDetails` at most [`MAX_HOOK_DETAILS_BYTES`]. `roleArn` is accepted and ignored.
 ///
 /// # Errors
 ///
@@ -200,6 +205,17 @@ pub fn validate(c: &wire::DeploymentConfiguration) -> Result<(), EcsError> {
                     "{at}.hookTargetArn {target:?} is not a valid webhook URL: {why}."
                 )),
             })?;
+        }
+        if let Some(size) = h
+            .hook_details
+            .as_ref()
+            .map(|d| d.to_string().len())
+            .filter(|size| *size > MAX_HOOK_DETAILS_BYTES)
+        {
+            return Err(invalid(format!(
+                "{at}.hookDetails can be at most {MAX_HOOK_DETAILS_BYTES} bytes of JSON, got \
+                 {size}."
+            )));
         }
         if let Some(m) = h
             .timeout_configuration
