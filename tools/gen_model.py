@@ -23,6 +23,16 @@ SERVICES = {
     "ecs": ("ecs/2014-11-13", "ECS", "Operation"),
     "servicediscovery": ("servicediscovery/2017-03-14", "Cloud Map (servicediscovery)", "OperationName"),
 }
+# Members that many records hold with the same text: `SharedStr` (one copy per text,
+# see crates/model/src/shared_str.rs) instead of `String`. A cluster's tasks name the same
+# cluster, instance, definition, group, image and statuses.
+SHARED = {
+    "Task": {"availabilityZone", "capacityProviderName", "clusterArn", "containerInstanceArn",
+             "cpu", "desiredStatus", "group", "lastStatus", "memory", "platformVersion",
+             "platformFamily", "startedBy", "taskArn", "taskDefinitionArn"},
+    "Container": {"taskArn", "name", "image", "imageDigest", "lastStatus", "cpu", "memory",
+                  "memoryReservation"},
+}
 RUST_KEYWORDS = {"type", "match", "ref", "self", "struct", "enum", "fn", "mod", "use", "where", "loop", "move", "override"}
 PRIMITIVES = {"string": "String", "integer": "i32", "long": "i64", "double": "f64",
               "boolean": "bool", "timestamp": "Timestamp", "blob": "String"}
@@ -98,6 +108,7 @@ def main():
     w("#![allow(clippy::doc_markdown, clippy::too_many_lines, clippy::large_enum_variant)]\n\n")
     w("use std::collections::BTreeMap;\n\nuse serde::{Deserialize, Serialize};\n\n")
     if service == "ecs":
+        w("pub use crate::shared_str::SharedStr;\n\n")
         w("/// Epoch seconds (fractions allowed), as the JSON 1.1 protocol sends timestamps.\n")
         w("pub type Timestamp = f64;\n\n")
         w("/// Names the first required member missing from an input shape.\n")
@@ -138,6 +149,9 @@ def main():
             w(f"pub struct {name} {{\n")
             for mname, m in s.get("members", {}).items():
                 t = rust_type(m["shape"])
+                if mname in SHARED.get(name, ()) and service == "ecs":
+                    assert t == "String", (name, mname, t)
+                    t = "SharedStr"
                 if t == name:
                     t = f"Box<{t}>"
                 w(doc(m.get("documentation"), "    ") or f"    /// `{mname}`\n")

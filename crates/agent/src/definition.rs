@@ -185,7 +185,7 @@ pub fn container_spec(
     spec.labels = BTreeMap::from([
         (
             TASK_LABEL.to_owned(),
-            a.task.task_arn.clone().unwrap_or_default(),
+            a.task.task_arn.as_deref().unwrap_or_default().to_owned(),
         ),
         (NAME_LABEL.to_owned(), name),
     ]);

@@ -36,7 +36,7 @@ pub fn plan(assignment: &[TaskAssignment], observed: &Observed) -> Vec<Action> {
     let mut actions = Vec::new();
     let mut assigned = BTreeSet::new();
     for a in assignment {
-        let Some(arn) = a.task.task_arn.clone() else {
+        let Some(arn) = a.task.task_arn.as_deref().map(str::to_owned) else {
             continue;
         };
         assigned.insert(arn.clone());

@@ -153,7 +153,7 @@ pub async fn supervise(
     adopt: bool,
     mut stop: watch::Receiver<bool>,
 ) {
-    let arn = a.task.task_arn.clone().unwrap_or_default();
+    let arn = a.task.task_arn.as_deref().unwrap_or_default().to_owned();
     let task_id = task_id(&arn).to_owned();
     let defs = containers_in_start_order(&a);
     let stop_timeout = |c: &wire::ContainerDefinition| {
@@ -316,7 +316,7 @@ async fn start(
     stop_timeout: &(dyn Fn(&wire::ContainerDefinition) -> Duration + Sync),
     stop: &watch::Receiver<bool>,
 ) -> Result<Running, TaskError> {
-    let arn = a.task.task_arn.clone().unwrap_or_default();
+    let arn = a.task.task_arn.as_deref().unwrap_or_default().to_owned();
     // Pull every image first.
     let pull_started = now();
     for c in defs {
@@ -573,7 +573,7 @@ where
 fn base_request(shared: &Shared, a: &TaskAssignment) -> wire::SubmitTaskStateChangeRequest {
     wire::SubmitTaskStateChangeRequest {
         cluster: Some(shared.cluster.clone()),
-        task: a.task.task_arn.clone(),
+        task: a.task.task_arn.as_deref().map(str::to_owned),
         ..Default::default()
     }
 }
@@ -607,7 +607,7 @@ async fn report_running(shared: &Shared, a: &TaskAssignment, running: &Running) 
         deliver("network report", || client.report_network(&report)).await;
     }
     deliver("RUNNING report", || client.submit_task_state_change(&req)).await;
-    let arn = a.task.task_arn.clone().unwrap_or_default();
+    let arn = a.task.task_arn.as_deref().unwrap_or_default().to_owned();
     if let Err(e) = shared
         .update_state(|s| {
             if let Some(t) = s.tasks.get_mut(&arn) {
@@ -628,7 +628,7 @@ async fn report_health(
 ) {
     let req = model::agent::ReportHealthRequest {
         cluster: Some(shared.cluster.clone()),
-        task: a.task.task_arn.clone(),
+        task: a.task.task_arn.as_deref().map(str::to_owned),
         containers: vec![model::agent::ContainerHealth {
             container_name: name.to_owned(),
             health_status: status,
@@ -642,7 +642,7 @@ async fn report_health(
 async fn report_container(shared: &Shared, a: &TaskAssignment, name: &str, e: &Ended) {
     let req = wire::SubmitContainerStateChangeRequest {
         cluster: Some(shared.cluster.clone()),
-        task: a.task.task_arn.clone(),
+        task: a.task.task_arn.as_deref().map(str::to_owned),
         container_name: Some(name.to_owned()),
         status: Some(TaskStatus::Stopped.into()),
         exit_code: e.exit_code,
@@ -695,7 +695,7 @@ async fn report_stopped(
     );
     let client = shared.client.clone();
     deliver("STOPPED report", || client.submit_task_state_change(&req)).await;
-    let arn = a.task.task_arn.clone().unwrap_or_default();
+    let arn = a.task.task_arn.as_deref().unwrap_or_default().to_owned();
     if let Err(e) = shared
         .update_state(|s| {
             s.tasks.remove(&arn);

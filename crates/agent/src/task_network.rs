@@ -148,7 +148,7 @@ pub fn report(
     let attachment = attachment?;
     Some(ReportNetworkRequest {
         cluster: Some(shared.cluster.clone()),
-        task: a.task.task_arn.clone(),
+        task: a.task.task_arn.as_deref().map(str::to_owned),
         private_ipv4_address: attachment.ipv4?.to_string(),
         mac_address: attachment.mac.clone(),
         subnet: attachment.subnet.clone(),

@@ -338,9 +338,9 @@ pub fn shape_task(
     task.pool = Some(instance.cluster.clone());
     let t = &mut task.task;
     t.launch_type = Some(wire::LaunchType::Fargate);
-    t.platform_version = Some(platform_version.to_owned());
-    t.platform_family = Some(PLATFORM_FAMILY.to_owned());
-    t.capacity_provider_name = Some(provider.to_owned());
+    t.platform_version = Some(platform_version.into());
+    t.platform_family = Some(PLATFORM_FAMILY.into());
+    t.capacity_provider_name = Some(provider.into());
     t.container_instance_arn = None;
     let details = subnet
         .map(|s| wire::KeyValuePair {

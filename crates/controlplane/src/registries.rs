@@ -208,9 +208,9 @@ pub fn instance_attributes(
         attrs.insert("ECS_TASK_DEFINITION_FAMILY".into(), family.to_owned());
     }
     if let Some(zone) = &task.task.availability_zone {
-        attrs.insert("AVAILABILITY_ZONE".into(), zone.clone());
+        attrs.insert("AVAILABILITY_ZONE".into(), zone.to_string());
     }
-    attrs.insert("REGION".into(), task.scope.region.clone());
+    attrs.insert("REGION".into(), task.scope.region.to_string());
     Some(attrs)
 }
 

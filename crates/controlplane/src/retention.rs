@@ -138,7 +138,7 @@ impl ServiceCheck<'_> {
             .as_deref()
             .unwrap_or(&[])
             .iter()
-            .any(|d| d.id.is_some() && d.id == t.task.started_by);
+            .any(|d| d.id.is_some() && d.id.as_deref() == t.task.started_by.as_deref());
         if !listed {
             return true;
         }

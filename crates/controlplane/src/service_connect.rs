@@ -440,7 +440,7 @@ pub fn task_namespace<'a>(state: &'a State, task: &TaskRecord) -> Option<&'a str
         .deployments
         .as_deref()?
         .iter()
-        .find(|d| d.id.is_some() && d.id == task.task.started_by)?;
+        .find(|d| d.id.is_some() && d.id.as_deref() == task.task.started_by.as_deref())?;
     enabled_config(deployment)?.namespace.as_deref()
 }
 

@@ -144,16 +144,16 @@ pub fn build_task(
                     ResourceType::Container,
                     format!("{}/{id}/{uuid}", cluster.name),
                 )),
-                task_arn: Some(task_arn.clone()),
-                name: c.name.clone(),
-                image: c.image.clone(),
+                task_arn: Some(task_arn.as_str().into()),
+                name: c.name.as_deref().map(Into::into),
+                image: c.image.as_deref().map(Into::into),
                 last_status: Some(TaskStatus::Pending.into()),
                 network_bindings: Some(bindings),
                 network_interfaces: Some(vec![]),
                 health_status: c.health_check.as_ref().map(|_| wire::HealthStatus::Unknown),
-                cpu: c.cpu.map(|v| v.to_string()),
-                memory: c.memory.map(|v| v.to_string()),
-                memory_reservation: c.memory_reservation.map(|v| v.to_string()),
+                cpu: c.cpu.map(|v| v.to_string().into()),
+                memory: c.memory.map(|v| v.to_string().into()),
+                memory_reservation: c.memory_reservation.map(|v| v.to_string().into()),
                 ..Default::default()
             }
         })
@@ -171,16 +171,20 @@ pub fn build_task(
             value: attr("ecs.cpu-architecture"),
             ..Default::default()
         }]),
-        availability_zone: attr("ecs.availability-zone"),
-        cluster_arn: cluster.cluster.cluster_arn.clone(),
-        container_instance_arn: instance.instance.container_instance_arn.clone(),
+        availability_zone: attr("ecs.availability-zone").map(Into::into),
+        cluster_arn: cluster.cluster.cluster_arn.as_deref().map(Into::into),
+        container_instance_arn: instance
+            .instance
+            .container_instance_arn
+            .as_deref()
+            .map(Into::into),
         containers: Some(containers),
-        cpu: Some(reservation.cpu.to_string()),
-        memory: Some(reservation.memory.to_string()),
+        cpu: Some(reservation.cpu.to_string().into()),
+        memory: Some(reservation.memory.to_string().into()),
         created_at: Some(ctx.now),
         desired_status: Some(TaskStatus::Running.into()),
         enable_execute_command: Some(spec.enable_execute_command),
-        group: Some(spec.group_or_family(&def.family)),
+        group: Some(spec.group_or_family(&def.family).into()),
         health_status: Some(wire::HealthStatus::Unknown),
         last_status: Some(initial.into()),
         launch_type: Some(spec.launch_type.unwrap_or(LaunchType::Ec2)),
@@ -193,20 +197,20 @@ pub fn build_task(
                     ..Default::default()
                 }),
         ),
-        started_by: spec.started_by.clone(),
+        started_by: spec.started_by.as_deref().map(Into::into),
         tags: Some(spec.tags.clone()),
-        task_arn: Some(task_arn),
-        task_definition_arn: d.task_definition_arn.clone(),
+        task_arn: Some(task_arn.into()),
+        task_definition_arn: d.task_definition_arn.as_deref().map(Into::into),
         version: Some(1),
         ..Default::default()
     };
     let mut rec = TaskRecord {
         scope: ctx.scope.clone(),
-        cluster: cluster.name.clone(),
+        cluster: cluster.name.as_str().into(),
         id,
         task,
         reservation,
-        instance_id: Some(instance.id.clone()),
+        instance_id: Some(instance.id.as_str().into()),
         client_token: spec.client_token.clone(),
         client_token_fingerprint: None,
         agent_acknowledged: false,

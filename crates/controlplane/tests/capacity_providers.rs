@@ -88,7 +88,7 @@ fn placements(w: &World) -> Vec<(String, Option<String>)> {
                 inst.attribute(NODE_GROUP_ATTRIBUTE)
                     .unwrap_or("-")
                     .to_owned(),
-                t.task.capacity_provider_name.clone(),
+                t.task.capacity_provider_name.as_deref().map(str::to_owned),
             )
         })
         .collect();

@@ -208,7 +208,10 @@ fn a_fargate_service_of_four_runs_on_the_pool_only_with_the_fargate_shape() {
     let mut per_node = std::collections::BTreeMap::new();
     for t in &started {
         let on = t.instance_id.clone().expect("placed");
-        assert!(pool.contains(&on), "task on {on}, not on the pool {pool:?}");
+        assert!(
+            pool.contains(&on.to_string()),
+            "task on {on}, not on the pool {pool:?}"
+        );
         assert_eq!(t.pool.as_deref(), Some(pool_cluster(POOL).as_str()));
         *per_node.entry(on).or_insert(0) += 1;
         let task = &t.task;
@@ -237,7 +240,7 @@ fn a_fargate_service_of_four_runs_on_the_pool_only_with_the_fargate_shape() {
             agent::report_network,
             ReportNetworkRequest {
                 cluster: Some(pool_cluster(POOL)),
-                task: Some(arn.clone()),
+                task: Some(arn.to_string()),
                 private_ipv4_address: format!("172.31.0.{}", 10 + i),
                 mac_address: Some("02:00:00:00:00:01".into()),
                 subnet: Some("172.31.0.0/16".into()),
@@ -402,7 +405,7 @@ fn ec2_tasks_never_land_on_pool_nodes() {
     let pool = pool_ids(&w);
     for arn in arns {
         let t = record(&w, &arn);
-        assert!(!pool.contains(t.instance_id.as_ref().expect("placed")));
+        assert!(!pool.contains(&t.instance_id.as_deref().expect("placed").to_owned()));
         assert_eq!(t.pool, None);
     }
 }
@@ -430,7 +433,7 @@ fn the_fargate_spot_provider_runs_on_the_pool_with_its_name() {
             // FARGATE_SPOT tasks on the spot node, FARGATE ones never.
             let on = record(&w, t.task_arn.as_deref().expect("arn")).instance_id;
             assert_eq!(on.as_deref() == Some(spot.as_str()), name == "FARGATE_SPOT");
-            name
+            name.to_string()
         })
         .collect();
     // Base 1 on FARGATE, the other 3 split 1:1 beyond it (the odd one to the provider
@@ -497,7 +500,7 @@ fn tasks_of_a_silent_pool_node_are_lost_and_replaced_on_the_pool() {
         .state
         .tasks
         .values()
-        .filter_map(|t| t.task.task_arn.clone())
+        .filter_map(|t| t.task.task_arn.as_deref().map(str::to_owned))
         .collect();
     for arn in &arns {
         let _: wire::SubmitTaskStateChangeResponse = w.write(
@@ -607,14 +610,14 @@ fn draining_a_spot_node_interrupts_its_tasks_and_only_its_tasks() {
     .tasks
     .unwrap_or_default()
     .into_iter()
-    .filter_map(|t| t.task_arn)
+    .filter_map(|t| t.task_arn.map(String::from))
     .collect();
     assert_eq!(spot_tasks.len(), 2);
     let regular = run_fargate(&mut w, json!({}))
         .expect("run")
         .tasks
         .unwrap_or_default();
-    let regular = regular[0].task_arn.clone().expect("arn");
+    let regular = regular[0].task_arn.as_deref().expect("arn").to_owned();
     for arn in spot_tasks.iter().chain([&regular]) {
         let _: wire::SubmitTaskStateChangeResponse = w.write(
             agent::submit_task_state_change,
@@ -717,8 +720,15 @@ fn a_fargate_task_set_runs_its_tasks_on_the_pool() {
     assert_eq!(started.len(), 2, "the set's computedDesiredCount");
     for t in &started {
         let on = t.instance_id.clone().expect("placed");
-        assert!(pool.contains(&on), "task on {on}, not on the pool {pool:?}");
-        assert_eq!(t.task.started_by, ts.id, "started by its set");
+        assert!(
+            pool.contains(&on.to_string()),
+            "task on {on}, not on the pool {pool:?}"
+        );
+        assert_eq!(
+            t.task.started_by.as_deref(),
+            ts.id.as_deref(),
+            "started by its set"
+        );
         assert_eq!(t.task.launch_type, Some(wire::LaunchType::Fargate));
         assert_eq!(t.task.capacity_provider_name.as_deref(), Some("FARGATE"));
         assert_eq!(t.task.container_instance_arn, None);

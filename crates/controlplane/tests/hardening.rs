@@ -514,7 +514,10 @@ async fn the_runner_deletes_expired_records_in_batches_with_a_controlled_clock()
         cluster: "c".into(),
         id: format!("{i:032x}"),
         task: wire::Task {
-            task_arn: Some(sc.arn(model::arn::ResourceType::Task, format!("c/{i:032x}"))),
+            task_arn: Some(
+                sc.arn(model::arn::ResourceType::Task, format!("c/{i:032x}"))
+                    .into(),
+            ),
             desired_status: Some("STOPPED".into()),
             last_status: Some("STOPPED".into()),
             created_at: Some(stopped_at - 5.0),

@@ -77,7 +77,12 @@ fn by_provider(h: &Harness) -> BTreeMap<(String, String), usize> {
                     .to_owned()
             })
             .unwrap_or_default();
-        let cp = t.task.capacity_provider_name.clone().unwrap_or("-".into());
+        let cp = t
+            .task
+            .capacity_provider_name
+            .as_deref()
+            .unwrap_or("-")
+            .to_owned();
         *out.entry((group, cp)).or_default() += 1;
     }
     out

@@ -123,7 +123,7 @@ impl Harness {
                     .state
                     .instances
                     .values()
-                    .find(|i| Some(&i.id) == t.instance_id.as_ref())
+                    .find(|i| Some(i.id.as_str()) == t.instance_id.as_deref())
                     .unwrap();
                 let ip = node.attribute(PRIVATE_IP_ATTRIBUTE).unwrap().to_owned();
                 let port = t.task.containers.as_ref().unwrap()[0]

@@ -140,7 +140,7 @@ impl Harness {
                 .registered_by
                 .as_deref()
                 .and_then(|arn| self.task_by_arn(arn))
-                .and_then(|t| t.task.task_definition_arn.clone())
+                .and_then(|t| t.task.task_definition_arn.as_deref().map(str::to_owned))
                 .unwrap_or_default();
             let healthy = match self.checks.get(&def).copied().unwrap_or(Checks::Pass) {
                 Checks::Pass => true,
@@ -241,7 +241,7 @@ fn running_tasks_join_the_group_at_their_instance_and_host_port() {
             .state
             .instances
             .values()
-            .find(|i| Some(&i.id) == task.instance_id.as_ref())
+            .find(|i| Some(i.id.as_str()) == task.instance_id.as_deref())
             .expect("instance")
             .instance;
         assert_eq!(Some(&x.id), instance.ec2_instance_id.as_ref());
@@ -317,7 +317,7 @@ fn a_rolling_deployment_drains_every_old_task_before_stopping_it() {
         .collect();
     assert_eq!(old.len(), 4);
     for t in old {
-        let arn = t.task.task_arn.clone().unwrap();
+        let arn = t.task.task_arn.as_deref().unwrap().to_owned();
         let drained = h.drained_at[&arn];
         let stopping = t.task.stopping_at.expect("stopping_at");
         assert!(

@@ -212,7 +212,8 @@ fn daemon_runs_one_task_per_instance_including_new_ones() {
     let per_instance = |h: &Harness| {
         let mut m: BTreeMap<String, usize> = BTreeMap::new();
         for t in h.tasks().filter(|t| alive(t)) {
-            *m.entry(t.instance_id.clone().unwrap()).or_default() += 1;
+            *m.entry(t.instance_id.as_deref().unwrap().to_owned())
+                .or_default() += 1;
         }
         m
     };

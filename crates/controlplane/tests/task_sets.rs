@@ -505,7 +505,7 @@ impl Fleet {
     /// The ARNs of the set's tasks meant to run and RUNNING.
     fn running_arns(&self, set: &str) -> BTreeSet<String> {
         running_tasks_of(&self.h, set)
-            .filter_map(|t| t.task.task_arn.clone())
+            .filter_map(|t| t.task.task_arn.as_deref().map(str::to_owned))
             .collect()
     }
 
@@ -539,7 +539,7 @@ impl Fleet {
     fn no_stop_while_active(&self) {
         for t in self.h.tasks() {
             if t.task.desired_status.as_deref() == Some("STOPPED") {
-                let arn = t.task.task_arn.clone().unwrap();
+                let arn = t.task.task_arn.as_deref().unwrap().to_owned();
                 for name in ["tg-blue", "tg-green"] {
                     assert!(
                         !self.active_in(name).contains(&arn),
@@ -609,7 +609,7 @@ fn each_task_sets_running_tasks_join_its_own_target_group_only() {
     for x in f.group("tg-blue").targets.iter() {
         let t =
             f.h.tasks()
-                .find(|t| t.task.task_arn == x.registered_by)
+                .find(|t| t.task.task_arn.as_deref() == x.registered_by.as_deref())
                 .expect("its task");
         assert_eq!(f.h.ec2_id_of(t).as_ref(), Some(&x.id));
         assert_eq!(host_port(t), Some(i32::from(x.port)));

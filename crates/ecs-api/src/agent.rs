@@ -239,15 +239,12 @@ impl Wakers {
         if polls.is_empty() {
             return;
         }
-        // One key, rewritten per change: no allocation per change.
+        // One key, rewritten per change: no allocation per change (the scope's texts
+        // are shared, so cloning them copies pointers).
         let mut key = MemberKey::new(&controlplane::Scope::new("", ""), "", "");
         let set = |key: &mut MemberKey, scope: &controlplane::Scope, cluster: &str, id: &str| {
-            for (to, from) in [
-                (&mut key.scope.account, scope.account.as_str()),
-                (&mut key.scope.region, scope.region.as_str()),
-                (&mut key.cluster, cluster),
-                (&mut key.id, id),
-            ] {
+            key.scope.clone_from(scope);
+            for (to, from) in [(&mut key.cluster, cluster), (&mut key.id, id)] {
                 to.clear();
                 to.push_str(from);
             }

@@ -83,7 +83,7 @@ pub fn authenticate_node(
         auth.access_key.clone(),
         KeyEntry {
             secret: node.secret.clone(),
-            account: Some(node.scope.account.clone()),
+            account: Some(node.scope.account.to_string()),
         },
     );
     let credentials = Credentials { keys };

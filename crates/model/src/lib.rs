@@ -27,6 +27,8 @@
 //!   deployment) and typed getters and setters for every status string of the wire shapes.
 //! - [`overrides`]: RunTask's `overrides` applied to a task definition (one set of rules
 //!   for the control plane and the agent).
+//! - [`shared_str`]: [`shared_str::SharedStr`], one shared copy of a text that many tasks
+//!   hold (cluster, instance and definition ARNs, group, image, statuses).
 //! - [`size`]: task and container CPU/memory strings ("1 vCPU", "2 GB") and the Fargate table.
 //! - [`resolv`]: which `dnsServers` and `dnsSearchDomains` values a container may have.
 
@@ -38,6 +40,7 @@ pub mod lifecycle;
 pub mod logs;
 pub mod overrides;
 pub mod resolv;
+pub mod shared_str;
 pub mod size;
 pub mod status;
 pub mod updater_state;

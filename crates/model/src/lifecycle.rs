@@ -71,6 +71,12 @@ impl fmt::Display for TaskStatus {
     }
 }
 
+impl From<TaskStatus> for crate::shared_str::SharedStr {
+    fn from(s: TaskStatus) -> crate::shared_str::SharedStr {
+        s.as_str().into()
+    }
+}
+
 impl From<TaskStatus> for String {
     fn from(s: TaskStatus) -> String {
         s.as_str().to_owned()

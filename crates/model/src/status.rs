@@ -159,48 +159,48 @@ impl From<wire::DesiredStatus> for TaskStatus {
     }
 }
 
-fn parse<T: FromStr>(s: Option<&String>) -> Option<T> {
+fn parse<T: FromStr>(s: Option<&str>) -> Option<T> {
     s.and_then(|s| s.parse().ok())
 }
 
 impl wire::Task {
     /// `lastStatus`, typed.
     pub fn last(&self) -> Option<TaskStatus> {
-        parse(self.last_status.as_ref())
+        parse(self.last_status.as_deref())
     }
 
     /// `desiredStatus`, typed (RUNNING or STOPPED).
     pub fn desired(&self) -> Option<TaskStatus> {
-        parse(self.desired_status.as_ref())
+        parse(self.desired_status.as_deref())
     }
 
     /// Sets `lastStatus`.
     pub fn set_last(&mut self, s: TaskStatus) {
-        self.last_status = Some(s.into());
+        self.last_status = Some(s.as_str().into());
     }
 
     /// Sets `desiredStatus`.
     pub fn set_desired(&mut self, s: TaskStatus) {
-        self.desired_status = Some(s.into());
+        self.desired_status = Some(s.as_str().into());
     }
 }
 
 impl wire::Container {
     /// `lastStatus`, typed.
     pub fn last(&self) -> Option<TaskStatus> {
-        parse(self.last_status.as_ref())
+        parse(self.last_status.as_deref())
     }
 
     /// Sets `lastStatus`.
     pub fn set_last(&mut self, s: TaskStatus) {
-        self.last_status = Some(s.into());
+        self.last_status = Some(s.as_str().into());
     }
 }
 
 impl wire::Cluster {
     /// `status`, typed.
     pub fn status(&self) -> Option<ClusterStatus> {
-        parse(self.status.as_ref())
+        parse(self.status.as_deref())
     }
 
     /// Sets `status`.
@@ -212,7 +212,7 @@ impl wire::Cluster {
 impl wire::ContainerInstance {
     /// `status`, typed.
     pub fn status(&self) -> Option<InstanceStatus> {
-        parse(self.status.as_ref())
+        parse(self.status.as_deref())
     }
 
     /// Sets `status`.
@@ -224,7 +224,7 @@ impl wire::ContainerInstance {
 impl wire::Service {
     /// `status`, typed.
     pub fn status(&self) -> Option<ServiceStatus> {
-        parse(self.status.as_ref())
+        parse(self.status.as_deref())
     }
 
     /// Sets `status`.
@@ -236,7 +236,7 @@ impl wire::Service {
 impl wire::Deployment {
     /// `status`, typed.
     pub fn status(&self) -> Option<DeploymentStatus> {
-        parse(self.status.as_ref())
+        parse(self.status.as_deref())
     }
 
     /// Sets `status`.

@@ -14,6 +14,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::shared_str::SharedStr;
+
 /// Epoch seconds (fractions allowed), as the JSON 1.1 protocol sends timestamps.
 pub type Timestamp = f64;
 
@@ -1718,20 +1720,20 @@ pub struct Container {
     pub container_arn: Option<String>,
     /// The ARN of the task.
     #[serde(rename = "taskArn", default, skip_serializing_if = "Option::is_none")]
-    pub task_arn: Option<String>,
+    pub task_arn: Option<SharedStr>,
     /// The name of the container.
     #[serde(rename = "name", default, skip_serializing_if = "Option::is_none")]
-    pub name: Option<String>,
+    pub name: Option<SharedStr>,
     /// The image used for the container.
     #[serde(rename = "image", default, skip_serializing_if = "Option::is_none")]
-    pub image: Option<String>,
+    pub image: Option<SharedStr>,
     /// The container image manifest digest.
     #[serde(
         rename = "imageDigest",
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub image_digest: Option<String>,
+    pub image_digest: Option<SharedStr>,
     /// The ID of the Docker container.
     #[serde(rename = "runtimeId", default, skip_serializing_if = "Option::is_none")]
     pub runtime_id: Option<String>,
@@ -1741,7 +1743,7 @@ pub struct Container {
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub last_status: Option<String>,
+    pub last_status: Option<SharedStr>,
     /// The exit code returned from the container.
     #[serde(rename = "exitCode", default, skip_serializing_if = "Option::is_none")]
     pub exit_code: Option<i32>,
@@ -1778,17 +1780,17 @@ pub struct Container {
     pub managed_agents: Option<Vec<ManagedAgent>>,
     /// The number of CPU units set for the container.
     #[serde(rename = "cpu", default, skip_serializing_if = "Option::is_none")]
-    pub cpu: Option<String>,
+    pub cpu: Option<SharedStr>,
     /// The hard limit (in MiB) of memory set for the container.
     #[serde(rename = "memory", default, skip_serializing_if = "Option::is_none")]
-    pub memory: Option<String>,
+    pub memory: Option<SharedStr>,
     /// The soft limit (in MiB) of memory set for the container.
     #[serde(
         rename = "memoryReservation",
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub memory_reservation: Option<String>,
+    pub memory_reservation: Option<SharedStr>,
     /// The IDs of each GPU assigned to the container.
     #[serde(rename = "gpuIds", default, skip_serializing_if = "Option::is_none")]
     pub gpu_ids: Option<Vec<String>>,
@@ -13538,21 +13540,21 @@ pub struct Task {
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub availability_zone: Option<String>,
+    pub availability_zone: Option<SharedStr>,
     /// The capacity provider that's associated with the task.
     #[serde(
         rename = "capacityProviderName",
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub capacity_provider_name: Option<String>,
+    pub capacity_provider_name: Option<SharedStr>,
     /// The ARN of the cluster that hosts the task.
     #[serde(
         rename = "clusterArn",
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub cluster_arn: Option<String>,
+    pub cluster_arn: Option<SharedStr>,
     /// The connectivity status of a task.
     #[serde(
         rename = "connectivity",
@@ -13573,7 +13575,7 @@ pub struct Task {
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub container_instance_arn: Option<String>,
+    pub container_instance_arn: Option<SharedStr>,
     /// The containers that's associated with the task.
     #[serde(
         rename = "containers",
@@ -13583,7 +13585,7 @@ pub struct Task {
     pub containers: Option<Vec<Container>>,
     /// The number of CPU units used by the task as expressed in a task definition.
     #[serde(rename = "cpu", default, skip_serializing_if = "Option::is_none")]
-    pub cpu: Option<String>,
+    pub cpu: Option<SharedStr>,
     /// The Unix timestamp for the time when the task was created.
     #[serde(rename = "createdAt", default, skip_serializing_if = "Option::is_none")]
     pub created_at: Option<Timestamp>,
@@ -13593,7 +13595,7 @@ pub struct Task {
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub desired_status: Option<String>,
+    pub desired_status: Option<SharedStr>,
     /// Determines whether execute command functionality is turned on for this task.
     #[serde(
         rename = "enableExecuteCommand",
@@ -13610,7 +13612,7 @@ pub struct Task {
     pub execution_stopped_at: Option<Timestamp>,
     /// The name of the task group that's associated with the task.
     #[serde(rename = "group", default, skip_serializing_if = "Option::is_none")]
-    pub group: Option<String>,
+    pub group: Option<SharedStr>,
     /// The health status for the task.
     #[serde(
         rename = "healthStatus",
@@ -13631,7 +13633,7 @@ pub struct Task {
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub last_status: Option<String>,
+    pub last_status: Option<SharedStr>,
     /// The infrastructure where your task runs on.
     #[serde(
         rename = "launchType",
@@ -13641,7 +13643,7 @@ pub struct Task {
     pub launch_type: Option<LaunchType>,
     /// The amount of memory (in MiB) that the task uses as expressed in a task definition.
     #[serde(rename = "memory", default, skip_serializing_if = "Option::is_none")]
-    pub memory: Option<String>,
+    pub memory: Option<SharedStr>,
     /// One or more container overrides.
     #[serde(rename = "overrides", default, skip_serializing_if = "Option::is_none")]
     pub overrides: Option<TaskOverride>,
@@ -13651,14 +13653,14 @@ pub struct Task {
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub platform_version: Option<String>,
+    pub platform_version: Option<SharedStr>,
     /// The operating system that your tasks are running on.
     #[serde(
         rename = "platformFamily",
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub platform_family: Option<String>,
+    pub platform_family: Option<SharedStr>,
     /// The Unix timestamp for the time when the container image pull began.
     #[serde(
         rename = "pullStartedAt",
@@ -13678,7 +13680,7 @@ pub struct Task {
     pub started_at: Option<Timestamp>,
     /// The tag specified when a task is started.
     #[serde(rename = "startedBy", default, skip_serializing_if = "Option::is_none")]
-    pub started_by: Option<String>,
+    pub started_by: Option<SharedStr>,
     /// The stop code indicating why a task was stopped.
     #[serde(rename = "stopCode", default, skip_serializing_if = "Option::is_none")]
     pub stop_code: Option<TaskStopCode>,
@@ -13704,14 +13706,14 @@ pub struct Task {
     pub tags: Option<Vec<Tag>>,
     /// The Amazon Resource Name (ARN) of the task.
     #[serde(rename = "taskArn", default, skip_serializing_if = "Option::is_none")]
-    pub task_arn: Option<String>,
+    pub task_arn: Option<SharedStr>,
     /// The ARN of the task definition that creates the task.
     #[serde(
         rename = "taskDefinitionArn",
         default,
         skip_serializing_if = "Option::is_none"
     )]
-    pub task_definition_arn: Option<String>,
+    pub task_definition_arn: Option<SharedStr>,
     /// The version counter for the task.
     #[serde(rename = "version", default, skip_serializing_if = "Option::is_none")]
     pub version: Option<i64>,

@@ -152,7 +152,8 @@ impl World {
             .values()
             .filter(|t| t.task.group.as_deref() == Some(group))
             .map(|t| {
-                let status = |s: &Option<String>| s.clone().unwrap_or_default();
+                let status =
+                    |s: &Option<wire::SharedStr>| s.as_deref().unwrap_or_default().to_owned();
                 (
                     t.id.clone(),
                     status(&t.task.last_status),
@@ -290,7 +291,7 @@ impl World {
         r.tasks
             .unwrap_or_default()
             .into_iter()
-            .map(|t| t.task_arn.expect("task ARN"))
+            .map(|t| t.task_arn.expect("task ARN").into())
             .collect()
     }
 

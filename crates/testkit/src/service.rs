@@ -135,7 +135,7 @@ impl World {
         self.state
             .instances
             .values()
-            .find(|i| Some(&i.id) == task.instance_id.as_ref())
+            .find(|i| Some(i.id.as_str()) == task.instance_id.as_deref())
             .expect("the task's node")
             .instance
             .ec2_instance_id

@@ -70,7 +70,7 @@ fn apply_container_change(
         container.runtime_id.clone_from(&c.runtime_id);
     }
     if c.image_digest.is_some() {
-        container.image_digest.clone_from(&c.image_digest);
+        container.image_digest = c.image_digest.as_deref().map(Into::into);
     }
     if let Some(b) = &c.network_bindings {
         container.network_bindings = Some(b.clone());

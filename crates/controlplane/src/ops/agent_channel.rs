@@ -392,7 +392,10 @@ pub fn task_health(task: &wire::Task, def: Option<&wire::TaskDefinition>) -> wir
         .iter()
         .filter(|c| {
             def.and_then(|d| d.container_definitions.as_deref())
-                .and_then(|cds| cds.iter().find(|cd| cd.name == c.name))
+                .and_then(|cds| {
+                    cds.iter()
+                        .find(|cd| cd.name.as_deref() == c.name.as_deref())
+                })
                 .is_some_and(|cd| cd.essential != Some(false) && cd.health_check.is_some())
         })
         .collect();

@@ -578,8 +578,8 @@ pub fn register_external_instance(
     Ok((
         RegisterExternalInstanceResponse {
             managed_instance_id: mi,
-            account: ctx.scope.account.clone(),
-            region: ctx.scope.region.clone(),
+            account: ctx.scope.account.to_string(),
+            region: ctx.scope.region.to_string(),
             credentials: credentials(&key, secret),
         },
         vec![

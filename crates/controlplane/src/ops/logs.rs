@@ -93,8 +93,13 @@ pub fn locate(
             .container_instance_arn
             .clone()
             .unwrap_or_else(|| instance.id.clone()),
-        task_arn,
-        task_status: rec.task.last_status.clone().unwrap_or_default(),
+        task_arn: task_arn.to_string(),
+        task_status: rec
+            .task
+            .last_status
+            .as_deref()
+            .unwrap_or_default()
+            .to_owned(),
     })
 }
 

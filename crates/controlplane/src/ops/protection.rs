@@ -29,7 +29,7 @@ pub const MAX_EXPIRES_IN_MINUTES: i32 = 2880;
 fn shown(rec: &TaskRecord, now: f64) -> wire::ProtectedTask {
     let expiry = protection_expiry(&rec.task).filter(|e| *e > now);
     wire::ProtectedTask {
-        task_arn: rec.task.task_arn.clone(),
+        task_arn: rec.task.task_arn.as_deref().map(str::to_owned),
         protection_enabled: Some(expiry.is_some()),
         expiration_date: expiry,
     }

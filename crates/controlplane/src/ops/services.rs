@@ -183,11 +183,11 @@ pub fn describe_one(state: &State, rec: &ServiceRecord, with_tags: bool) -> wire
         pending += i32::from(p);
         let owner = deployments
             .iter()
-            .position(|d| d.id.is_some() && d.id == t.task.started_by)
+            .position(|d| d.id.is_some() && d.id.as_deref() == t.task.started_by.as_deref())
             .or_else(|| {
-                deployments
-                    .iter()
-                    .position(|d| d.task_definition == t.task.task_definition_arn)
+                deployments.iter().position(|d| {
+                    d.task_definition.as_deref() == t.task.task_definition_arn.as_deref()
+                })
             });
         if let Some(e) = owner.and_then(|i| per_deployment.get_mut(i)) {
             e.0 += i32::from(r);

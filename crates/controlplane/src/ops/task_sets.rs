@@ -219,7 +219,7 @@ pub fn describe_task_set(
     let group = service_group(&rec.name);
     for t in state.tasks_in_group(&rec.scope, &rec.cluster, &group) {
         if t.task.started_by.is_none()
-            || t.task.started_by != ts.id
+            || t.task.started_by.as_deref() != ts.id.as_deref()
             || t.task.desired() != Some(model::lifecycle::TaskStatus::Running)
         {
             continue;

@@ -205,7 +205,8 @@ fn place(
                     reservation,
                     &p.dynamic_ports,
                 );
-                task.task.capacity_provider_name = providers.get(i).cloned().flatten();
+                task.task.capacity_provider_name =
+                    providers.get(i).cloned().flatten().map(Into::into);
                 placed.push(task);
             }
             Outcome::Failed(f) => {

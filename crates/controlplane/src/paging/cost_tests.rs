@@ -161,18 +161,24 @@ fn task(s: &mut State, sc: &Scope, cluster: &str, t: &T<'_>) {
         cluster: cluster.into(),
         id: t.id.clone(),
         task: wire::Task {
-            task_arn: Some(sc.arn(
-                model::arn::ResourceType::Task,
-                format!("{cluster}/{}", t.id),
-            )),
-            task_definition_arn: Some(sc.arn(
-                model::arn::ResourceType::TaskDefinition,
-                format!("{}:1", t.family),
-            )),
+            task_arn: Some(
+                sc.arn(
+                    model::arn::ResourceType::Task,
+                    format!("{cluster}/{}", t.id),
+                )
+                .into(),
+            ),
+            task_definition_arn: Some(
+                sc.arn(
+                    model::arn::ResourceType::TaskDefinition,
+                    format!("{}:1", t.family),
+                )
+                .into(),
+            ),
             desired_status: Some(t.desired.into()),
             last_status: Some(t.last.into()),
-            group: Some(t.group.clone()),
-            started_by: t.started_by.map(str::to_owned),
+            group: Some(t.group.as_str().into()),
+            started_by: t.started_by.map(Into::into),
             launch_type: Some(wire::LaunchType::Ec2),
             stopped_at: (t.last == "STOPPED").then_some(NOW),
             ..Default::default()

@@ -237,13 +237,13 @@ fn millis(t: f64) -> i64 {
 fn task_filters(t: &TaskRecord) -> Vec<(TaskFilter, String)> {
     let mut out = vec![(TaskFilter::All, String::new())];
     if let Some(i) = &t.instance_id {
-        out.push((TaskFilter::Instance, i.clone()));
+        out.push((TaskFilter::Instance, i.to_string()));
     }
     if let Some(b) = &t.task.started_by {
-        out.push((TaskFilter::StartedBy, b.clone()));
+        out.push((TaskFilter::StartedBy, b.to_string()));
     }
     if let Some(g) = &t.task.group {
-        out.push((TaskFilter::Group, g.clone()));
+        out.push((TaskFilter::Group, g.to_string()));
     }
     if let Some(f) = t
         .task
@@ -305,7 +305,12 @@ impl Derived {
     fn index_task(&mut self, t: &Arc<TaskRecord>, sign: i64) {
         let add = sign > 0;
         let cluster = ClusterKey::new(&t.scope, &t.cluster);
-        let desired = t.task.desired_status.clone().unwrap_or_default();
+        let desired = t
+            .task
+            .desired_status
+            .as_deref()
+            .unwrap_or_default()
+            .to_owned();
         let lists = self.task_lists.entry(cluster.clone()).or_default();
         for (filter, value) in task_filters(t) {
             set_member(lists, (desired.clone(), filter, value), t, add);
@@ -314,7 +319,7 @@ impl Derived {
             self.task_lists.remove(&cluster);
         }
         if let Some(token) = &t.client_token {
-            let key = (t.scope.clone(), t.cluster.clone(), token.clone());
+            let key = (t.scope.clone(), t.cluster.to_string(), token.clone());
             let ids = self.client_tokens.entry(key.clone()).or_default();
             if add {
                 ids.insert(t.id.clone());
@@ -326,13 +331,13 @@ impl Derived {
             }
         }
         if let Some(arn) = &t.task.task_definition_arn {
-            let n = self.definition_refs.entry(arn.clone()).or_default();
+            let n = self.definition_refs.entry(arn.to_string()).or_default();
             if add {
                 *n += 1;
             } else {
                 *n = n.saturating_sub(1);
                 if *n == 0 {
-                    self.definition_refs.remove(arn);
+                    self.definition_refs.remove(arn.as_str());
                 }
             }
         }
@@ -447,7 +452,7 @@ impl Derived {
             Phase::Pending => u.pending += sign32,
             Phase::Stopped => {}
         }
-        let group = t.task.group.clone().unwrap_or_default();
+        let group = t.task.group.as_deref().unwrap_or_default().to_owned();
         if sign > 0 {
             *u.groups.entry(group).or_insert(0) += 1;
         } else if let Some(n) = u.groups.get_mut(&group) {

@@ -2,20 +2,21 @@
 //! + region), then names the cluster and the member, as named fields.
 
 use model::arn::{Arn, ResourceType};
+use model::shared_str::SharedStr;
 use serde::{Deserialize, Serialize};
 
 /// The account and region a request acts in; the first part of every key.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Scope {
-    /// 12-digit AWS account id.
-    pub account: String,
+    /// 12-digit AWS account id (shared: every record of the account holds the same).
+    pub account: SharedStr,
     /// Region, from the request's SigV4 credential scope.
-    pub region: String,
+    pub region: SharedStr,
 }
 
 impl Scope {
     /// A scope.
-    pub fn new(account: impl Into<String>, region: impl Into<String>) -> Scope {
+    pub fn new(account: impl Into<SharedStr>, region: impl Into<SharedStr>) -> Scope {
         Scope {
             account: account.into(),
             region: region.into(),

@@ -2,6 +2,7 @@
 //! task, service, account setting, plus server metadata), the [`Record`] enum that is the
 //! unit of persistence, and [`Change`], one decided change to the state.
 
+use model::shared_str::SharedStr;
 use model::wire;
 use std::collections::BTreeMap;
 
@@ -87,16 +88,17 @@ pub struct Reservation {
 pub struct TaskRecord {
     /// Where it lives.
     pub scope: Scope,
-    /// Cluster name.
-    pub cluster: String,
+    /// Cluster name (shared with the cluster's other tasks).
+    pub cluster: SharedStr,
     /// Task id (the last part of its ARN).
     pub id: String,
     /// As DescribeTasks shows it.
     pub task: wire::Task,
     /// Resources held on the instance until the task is STOPPED.
     pub reservation: Reservation,
-    /// The container instance id it was placed on.
-    pub instance_id: Option<String>,
+    /// The container instance id it was placed on (shared with the instance's other
+    /// tasks).
+    pub instance_id: Option<SharedStr>,
     /// RunTask's idempotency token.
     pub client_token: Option<String>,
     /// Digest of the RunTask request that came with `client_token`: a retry with the

@@ -390,17 +390,20 @@ fn derived_indexes_stay_equal_to_a_rebuild() {
                 let stopped = rng.random_range(0..2) == 0;
                 Record::Task(TaskRecord {
                     scope: sc.clone(),
-                    cluster: pick(&mut rng, &["a", "b"]),
+                    cluster: pick(&mut rng, &["a", "b"]).into(),
                     id: pick(&mut rng, &["t1", "t2", "t3", "t4", "t5"]),
                     task: wire::Task {
-                        last_status: Some(if stopped { "STOPPED" } else { "RUNNING" }.to_owned()),
-                        desired_status: Some(pick(&mut rng, &["RUNNING", "STOPPED"])),
-                        group: Some(pick(&mut rng, &["service:x", "family:f"])),
-                        started_by: (rng.random_range(0..2) == 0).then(|| "ci".to_owned()),
-                        task_definition_arn: Some(format!(
-                            "arn:aws:ecs:r:1:task-definition/{}:1",
-                            pick(&mut rng, &["f", "g"])
-                        )),
+                        last_status: Some(if stopped { "STOPPED" } else { "RUNNING" }.into()),
+                        desired_status: Some(pick(&mut rng, &["RUNNING", "STOPPED"]).into()),
+                        group: Some(pick(&mut rng, &["service:x", "family:f"]).into()),
+                        started_by: (rng.random_range(0..2) == 0).then(|| "ci".into()),
+                        task_definition_arn: Some(
+                            format!(
+                                "arn:aws:ecs:r:1:task-definition/{}:1",
+                                pick(&mut rng, &["f", "g"])
+                            )
+                            .into(),
+                        ),
                         stopped_at: stopped.then_some(f64::from(rng.random_range(0..100))),
                         ..Default::default()
                     },
@@ -410,7 +413,7 @@ fn derived_indexes_stay_equal_to_a_rebuild() {
                         ports_tcp: vec![],
                         ports_udp: vec![],
                     },
-                    instance_id: Some(pick(&mut rng, &["i1", "i2"])),
+                    instance_id: Some(pick(&mut rng, &["i1", "i2"]).into()),
                     client_token: (rng.random_range(0..2) == 0)
                         .then(|| pick(&mut rng, &["k1", "k2"])),
                     client_token_fingerprint: None,

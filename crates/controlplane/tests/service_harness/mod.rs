@@ -144,7 +144,12 @@ impl Harness {
         let tasks: Vec<TaskRecord> = self.tasks().filter(|t| alive(t)).cloned().collect();
         let mut moved = false;
         for t in tasks {
-            let def = t.task.task_definition_arn.clone().unwrap_or_default();
+            let def = t
+                .task
+                .task_definition_arn
+                .as_deref()
+                .unwrap_or_default()
+                .to_owned();
             let behaviour = self
                 .behaviour
                 .get(&def)
@@ -204,8 +209,14 @@ impl Harness {
             t.task.last_status.as_deref() == Some("RUNNING")
                 && t.task.desired_status.as_deref() == Some("RUNNING")
         }) {
-            *m.entry(t.task.availability_zone.clone().unwrap_or_default())
-                .or_default() += 1;
+            *m.entry(
+                t.task
+                    .availability_zone
+                    .as_deref()
+                    .unwrap_or_default()
+                    .to_owned(),
+            )
+            .or_default() += 1;
         }
         m
     }

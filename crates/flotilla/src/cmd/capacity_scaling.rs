@@ -166,8 +166,8 @@ fn env(p: &ProviderPlan, cluster: &str) -> Vec<(String, String)> {
     vec![
         ("FLOTILLA_CAPACITY_PROVIDER".into(), p.key.1.clone()),
         ("FLOTILLA_CLUSTER".into(), cluster.to_owned()),
-        ("FLOTILLA_ACCOUNT".into(), p.key.0.account.clone()),
-        ("FLOTILLA_REGION".into(), p.key.0.region.clone()),
+        ("FLOTILLA_ACCOUNT".into(), p.key.0.account.to_string()),
+        ("FLOTILLA_REGION".into(), p.key.0.region.to_string()),
     ]
 }
 

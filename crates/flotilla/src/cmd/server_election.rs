@@ -74,7 +74,15 @@ async fn exchange_presence(cp: &ControlPlane, election: &Election, leader: bool)
     let heard: Vec<Heard> = cp
         .last_seen()
         .into_iter()
-        .map(|(k, at)| (k.scope.account, k.scope.region, k.cluster, k.id, at))
+        .map(|(k, at)| {
+            (
+                k.scope.account.into(),
+                k.scope.region.into(),
+                k.cluster,
+                k.id,
+                at,
+            )
+        })
         .collect();
     let published = serde_json::to_vec(&heard)
         .map_err(|e| e.to_string())

@@ -105,7 +105,7 @@ impl<'a> Pass<'a> {
             .chain(self.starts.iter().filter(|t| Self::of(t, p)));
         for t in kept {
             if let Some(name) = &t.task.capacity_provider_name {
-                *out.entry(name.clone()).or_default() += 1;
+                *out.entry(name.to_string()).or_default() += 1;
             }
         }
         out
@@ -158,7 +158,7 @@ impl<'a> Pass<'a> {
                     if let (Some(name), true) = (provider, self.starts.len() > before)
                         && let Some(t) = self.starts.last_mut()
                     {
-                        t.task.capacity_provider_name = Some(name.to_owned());
+                        t.task.capacity_provider_name = Some(name.into());
                     }
                 }
                 Outcome::Failed(f) => {
@@ -228,8 +228,9 @@ impl<'a> Pass<'a> {
             let mine: Vec<String> = candidates
                 .iter()
                 .filter(|id| {
-                    self.task(id)
-                        .is_some_and(|t| t.task.capacity_provider_name.as_ref() == Some(&name))
+                    self.task(id).is_some_and(|t| {
+                        t.task.capacity_provider_name.as_deref() == Some(name.as_str())
+                    })
                 })
                 .cloned()
                 .collect();

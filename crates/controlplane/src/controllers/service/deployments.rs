@@ -243,7 +243,7 @@ impl<'a> Pass<'a> {
         let mut wanted_by: HashMap<String, i32> = HashMap::new();
         for t in self.tasks.iter().filter(|t| self.wanted(t)) {
             *wanted_by
-                .entry(t.task.started_by.clone().unwrap_or_default())
+                .entry(t.task.started_by.as_deref().unwrap_or_default().to_owned())
                 .or_default() += 1;
         }
         let (now, prefix) = (self.now, self.prefix());

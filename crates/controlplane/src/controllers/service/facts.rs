@@ -75,7 +75,7 @@ impl<'a> Pass<'a> {
     pub(super) fn rolled_out(&self, t: &TaskRecord) -> bool {
         self.deployments().iter().any(|d| {
             d.id.is_some()
-                && d.id == t.task.started_by
+                && d.id.as_deref() == t.task.started_by.as_deref()
                 && d.rollout_state == Some(Rollout::Completed)
         })
     }

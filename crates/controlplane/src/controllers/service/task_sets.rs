@@ -72,7 +72,7 @@ impl<'a> Pass<'a> {
             .filter(|t| {
                 !sets
                     .iter()
-                    .any(|s| s.id.is_some() && s.id == t.task.started_by)
+                    .any(|s| s.id.is_some() && s.id.as_deref() == t.task.started_by.as_deref())
             })
             .collect();
         for t in stray {

@@ -553,7 +553,7 @@ fn start_task_takes_the_launch_type_of_its_instance() {
         .tasks
         .unwrap()
         .into_iter()
-        .map(|t| (t.container_instance_arn.unwrap(), t.launch_type))
+        .map(|t| (t.container_instance_arn.unwrap().into(), t.launch_type))
         .collect();
     assert_eq!(
         placed,
@@ -600,7 +600,11 @@ fn services_place_by_their_launch_type() {
                 .tasks
                 .get(&crate::state::MemberKey::new(&scope(), "default", id))
                 .unwrap();
-            assert_eq!(t.task.container_instance_arn.as_ref(), Some(want), "{name}");
+            assert_eq!(
+                t.task.container_instance_arn.as_deref(),
+                Some(want.as_str()),
+                "{name}"
+            );
         }
     }
 }

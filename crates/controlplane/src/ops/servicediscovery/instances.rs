@@ -203,7 +203,7 @@ pub fn register_instance(
             id: Some(id.clone()),
             creator_request_id: req.creator_request_id,
             attributes: Some(attrs),
-            created_by_account: Some(scope.account.clone()),
+            created_by_account: Some(scope.account.to_string()),
         },
         health,
     };
@@ -286,7 +286,7 @@ pub fn get_instance(
     let service = find_service(state, scope, &service_ident)?;
     let instance = find_instance(state, scope, &service.id, &id)?;
     Ok(wire_sd::GetInstanceResponse {
-        resource_owner: Some(scope.account.clone()),
+        resource_owner: Some(scope.account.to_string()),
         instance: Some(instance.instance.clone()),
     })
 }
@@ -324,7 +324,7 @@ pub fn list_instances(
         },
     )?;
     Ok(wire_sd::ListInstancesResponse {
-        resource_owner: Some(scope.account.clone()),
+        resource_owner: Some(scope.account.to_string()),
         instances: Some(page.items),
         next_token: page.next_token,
     })

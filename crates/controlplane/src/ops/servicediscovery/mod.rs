@@ -271,7 +271,7 @@ pub fn operation(
         id: id.clone(),
         operation: wire_sd::Operation {
             id: Some(id),
-            owner_account: Some(ctx.scope.account.clone()),
+            owner_account: Some(ctx.scope.account.to_string()),
             r#type: Some(kind),
             status: Some(wire_sd::OperationStatus::Success),
             create_date: Some(ctx.now),

@@ -124,7 +124,7 @@ fn create(state: &State, ctx: &mut Ctx, n: NewNamespace) -> SdWritten<String> {
         namespace: wire_sd::Namespace {
             id: Some(id.clone()),
             arn: Some(super::arn(&scope, "namespace", &id)),
-            resource_owner: Some(scope.account.clone()),
+            resource_owner: Some(scope.account.to_string()),
             name: Some(n.name.clone()),
             r#type: Some(n.kind),
             description: n.description,

@@ -178,7 +178,7 @@ pub fn create_service(
         service: wire_sd::Service {
             id: Some(id.clone()),
             arn: Some(super::arn(&scope, "service", &id)),
-            resource_owner: Some(scope.account.clone()),
+            resource_owner: Some(scope.account.to_string()),
             name: Some(name),
             namespace_id: Some(ns.id.clone()),
             description: req.description,
@@ -193,7 +193,7 @@ pub fn create_service(
             }),
             create_date: Some(ctx.now),
             creator_request_id: req.creator_request_id,
-            created_by_account: Some(scope.account.clone()),
+            created_by_account: Some(scope.account.to_string()),
         },
         tags,
         revision: 0,

@@ -86,9 +86,10 @@ pub fn list(
     let family = req.family.as_deref();
     let wanted = |t: &TaskRecord| {
         t.task.desired() == Some(desired.into())
-            && (instance_id.is_none() || t.instance_id == instance_id)
-            && (req.started_by.is_none() || t.task.started_by == req.started_by)
-            && (of_service.is_none() || t.task.group == of_service)
+            && (instance_id.is_none() || t.instance_id.as_deref() == instance_id.as_deref())
+            && (req.started_by.is_none()
+                || t.task.started_by.as_deref() == req.started_by.as_deref())
+            && (of_service.is_none() || t.task.group.as_deref() == of_service.as_deref())
             && (req.launch_type.is_none() || t.task.launch_type == req.launch_type)
             && family.is_none_or(|f| {
                 t.task
@@ -143,7 +144,12 @@ pub fn list(
             Ok(counted(index.range::<str, _>((start, Bound::Unbounded)))
                 .map(|t| &*t.0)
                 .filter(|t| wanted(t))
-                .map(|t| (t.id.clone(), t.task.task_arn.clone().unwrap_or_default())))
+                .map(|t| {
+                    (
+                        t.id.clone(),
+                        t.task.task_arn.as_deref().unwrap_or_default().to_owned(),
+                    )
+                }))
         },
     )?;
     Ok(wire::ListTasksResponse {

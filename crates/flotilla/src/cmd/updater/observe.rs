@@ -44,8 +44,8 @@ pub async fn snapshot(ecs: &Ecs, state: &State, refresh: Refresh) -> anyhow::Res
             .into_iter()
             .map(|t| TaskOnNode {
                 last_status: t.last(),
-                arn: t.task_arn.unwrap_or_default(),
-                group: t.group.unwrap_or_default(),
+                arn: t.task_arn.map(String::from).unwrap_or_default(),
+                group: t.group.map(String::from).unwrap_or_default(),
             })
             .filter(|t| !t.is_stopped())
             .collect();
