@@ -29,6 +29,7 @@ use model::wire::{
 };
 
 use crate::engine::Ctx;
+use crate::ops::cloudwatch::deployment::{is_alarm_failure, triggered};
 use crate::state::{
     Change, HookState, HookStatus, Record, Scope, ServiceDeploymentRecord, ServiceKey,
     ServiceRecord, ServiceRevisionRecord, State,
@@ -327,6 +328,7 @@ pub fn sync(state: &State, ctx: &mut Ctx, svc: &ServiceRecord, started: bool) ->
             status: Some(Status::Pending),
             deployment_configuration: s.deployment_configuration.clone(),
             deployment_circuit_breaker: Some(breaker(svc, p, Monitor::Monitoring)),
+            alarms: alarms_shown(svc),
             ..Default::default()
         };
         work.push(ServiceDeploymentRecord {
@@ -503,13 +505,14 @@ fn advance(
                     d.started_at = d.started_at.or(Some(now));
                     d.finished_at = Some(now);
                     set_breaker(d, Monitor::MonitoringComplete);
+                    set_alarms(d, Monitor::MonitoringComplete);
                     finished = true;
                 } else if failed {
-                    // The circuit breaker failed it and does not roll back.
+                    // The circuit breaker or the alarms failed it and do not roll back.
                     d.status = Some(Status::Stopped);
                     d.status_reason = t.rollout_state_reason.clone();
                     d.stopped_at = Some(now);
-                    set_breaker(d, Monitor::Triggered);
+                    trip(state, svc, t, d);
                     finished = true;
                 }
             } else if let Some(p) = primary.filter(|p| {
@@ -522,7 +525,11 @@ fn advance(
                 let reason = if d.status == Some(Status::RollbackRequested) {
                     STOP_ROLLBACK_REASON.to_owned()
                 } else {
-                    set_breaker(d, Monitor::Triggered);
+                    if let Some(t) = target {
+                        trip(state, svc, t, d);
+                    } else {
+                        set_breaker(d, Monitor::Triggered);
+                    }
                     target
                         .and_then(|t| t.rollout_state_reason.clone())
                         .unwrap_or_else(|| BREAKER_REASON.to_owned())
@@ -582,6 +589,54 @@ fn advance(
     }
     if *d != old {
         d.updated_at = Some(now);
+    }
+}
+
+/// The deployment alarms as a new service deployment of `svc` shows them: MONITORING
+/// when enabled, else DISABLED; none when the service names no alarms.
+fn alarms_shown(svc: &ServiceRecord) -> Option<wire::ServiceDeploymentAlarms> {
+    let a = svc
+        .service
+        .deployment_configuration
+        .as_ref()?
+        .alarms
+        .as_ref()?;
+    Some(wire::ServiceDeploymentAlarms {
+        status: Some(if a.enable == Some(true) {
+            Monitor::Monitoring
+        } else {
+            Monitor::Disabled
+        }),
+        alarm_names: a.alarm_names.clone(),
+        triggered_alarm_names: None,
+    })
+}
+
+fn set_alarms(d: &mut wire::ServiceDeployment, to: Monitor) {
+    if let Some(a) = d.alarms.as_mut()
+        && a.status != Some(Monitor::Disabled)
+    {
+        a.status = Some(to);
+    }
+}
+
+/// Marks what failed the deployment `t` TRIGGERED: its deployment alarms (with the
+/// alarms that triggered, `triggeredAlarmNames`) when its reason says so, else the
+/// circuit breaker.
+fn trip(state: &State, svc: &ServiceRecord, t: &wire::Deployment, d: &mut wire::ServiceDeployment) {
+    if !is_alarm_failure(t.rollout_state_reason.as_deref()) {
+        set_breaker(d, Monitor::Triggered);
+        return;
+    }
+    set_alarms(d, Monitor::Triggered);
+    let names =
+        crate::ops::cloudwatch::deployment::enabled(svc.service.deployment_configuration.as_ref())
+            .map(|a| triggered(state, &svc.scope, a, t.created_at.unwrap_or(0.0)))
+            .unwrap_or_default();
+    if let Some(a) = d.alarms.as_mut()
+        && !names.is_empty()
+    {
+        a.triggered_alarm_names = Some(names);
     }
 }
 

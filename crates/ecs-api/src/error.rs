@@ -11,6 +11,7 @@ use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use controlplane::EcsError;
 use controlplane::ops::anywhere::SsmError;
+use controlplane::ops::cloudwatch::CwError;
 use controlplane::ops::servicediscovery::SdError;
 
 /// A request failed. Each variant maps to one HTTP status and one `__type`.
@@ -26,6 +27,10 @@ pub enum ApiError {
     /// own error codes.
     #[error(transparent)]
     Ssm(#[from] SsmError),
+    /// A CloudWatch operation failed; CloudWatch's own error codes (answered in CBOR by
+    /// [`crate::cloudwatch`]).
+    #[error(transparent)]
+    CloudWatch(#[from] CwError),
     /// The caller is authenticated but may not do this: an external node's credentials
     /// used for anything but the agent's operations, or in another region.
     #[error("{0}")]
@@ -41,7 +46,7 @@ pub enum ApiError {
     /// The SigV4 credential scope names a service flotilla does not serve (answered as
     /// AWS answers a scope for the wrong service: `InvalidSignatureException`).
     #[error(
-        "Credential should be scoped to correct service: 'ecs', 'elasticloadbalancing', 'servicediscovery' or 'ssm', not {}.",
+        "Credential should be scoped to correct service: 'ecs', 'elasticloadbalancing', 'servicediscovery', 'ssm' or 'monitoring', not {}.",
         quote(.0)
     )]
     UnknownService(String),
@@ -97,6 +102,10 @@ impl ApiError {
                 (StatusCode::INTERNAL_SERVER_ERROR, e.code())
             }
             ApiError::Ssm(e) => (StatusCode::BAD_REQUEST, e.code()),
+            ApiError::CloudWatch(e) => (
+                StatusCode::from_u16(e.http_status()).unwrap_or(StatusCode::BAD_REQUEST),
+                e.code(),
+            ),
             ApiError::AccessDenied(_) => (StatusCode::BAD_REQUEST, "AccessDeniedException"),
             ApiError::MissingTarget | ApiError::UnknownOperation(_) => {
                 (StatusCode::BAD_REQUEST, "UnknownOperationException")

@@ -33,10 +33,12 @@
 //!   SigV4 credential scope's service): the one routing `match` is in [`server`].
 //! - [`elbv2`]: the ELBv2 API (query protocol, XML), `controlplane::ops::elbv2` behind it.
 //! - [`servicediscovery`]: the Cloud Map API (`Route53AutoNaming_v20170314.*`).
+//! - [`cloudwatch`]: CloudWatch's metric alarms and metric data (Smithy RPC v2 CBOR).
 
 pub mod agent;
 pub mod anywhere;
 pub mod auth;
+pub mod cloudwatch;
 pub mod dispatch;
 pub mod elbv2;
 pub mod error;

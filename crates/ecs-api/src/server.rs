@@ -2,7 +2,9 @@
 //! credential scope's service ([`AwsService`]): ECS with the agent protocol
 //! `FlotillaAgentV1.*` and flotilla's own `FlotillaV1.*`, ELBv2 ([`crate::elbv2`]),
 //! Cloud Map ([`crate::servicediscovery`]), SSM's activations ([`crate::ssm`], with the
-//! external nodes of [`crate::anywhere`])), `GET /healthz`, `POST /admin/reset`.
+//! external nodes of [`crate::anywhere`]), CloudWatch in JSON 1.0
+//! ([`crate::cloudwatch`])), `POST /service/{prefix}/operation/{operation}` (Smithy RPC
+//! v2 CBOR: CloudWatch), `GET /healthz`, `POST /admin/reset`.
 //!
 //! `POST /admin/reset` (served only with [`ApiConfig::allow_reset`]) wipes every
 //! account's state, so when credentials are configured it needs a valid SigV4
@@ -18,8 +20,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
+use axum::extract::rejection::PathRejection;
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -59,6 +62,7 @@ struct App {
 pub fn router(cp: ControlPlane, config: ApiConfig) -> Router {
     Router::new()
         .route("/", post(ecs))
+        .route("/service/{prefix}/operation/{operation}", post(rpc_v2_cbor))
         .route("/healthz", get(healthz))
         .route("/admin/reset", post(reset))
         .with_state(App {
@@ -244,6 +248,22 @@ async fn handle_ssm(
     crate::ssm::dispatch(&app.cp, &call, name, body).await
 }
 
+/// CloudWatch in AWS JSON 1.0 (`GraniteServiceVersion20100801.*`), what the AWS CLI
+/// and boto3 speak to it.
+async fn handle_cloudwatch(
+    app: &App,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<Vec<u8>, ApiError> {
+    let name = target_operation(headers, crate::cloudwatch::TARGET_PREFIX)
+        .ok_or(ApiError::MissingTarget)?;
+    let call = caller(app, AwsService::CloudWatch, method, uri, headers, body)?;
+    let protocol = crate::cloudwatch::Protocol::Json;
+    crate::cloudwatch::dispatch(&app.cp, &call, protocol, name, body).await
+}
+
 /// A JSON 1.1 answer (ECS, Cloud Map, SSM): the body, or the error in `__type` shape.
 fn json_answer(result: Result<Vec<u8>, ApiError>) -> Response {
     match result {
@@ -316,8 +336,44 @@ async fn ecs(
             Ok(body) => handle_ssm(&app, &method, &uri, &headers, body).await,
             Err(e) => Err(e.clone()),
         }),
+        Ok(AwsService::CloudWatch) => crate::cloudwatch::Protocol::Json.answer(match &body {
+            Ok(body) => handle_cloudwatch(&app, &method, &uri, &headers, body).await,
+            Err(e) => Err(e.clone()),
+        }),
         Err(e) => json_answer(Err(e)),
     };
+    with_request_id(&mut resp, &request_id);
+    resp
+}
+
+/// `POST /service/{prefix}/operation/{operation}`: Smithy RPC v2 CBOR, the protocol
+/// clients speak to CloudWatch (the only such service flotilla serves: another prefix
+/// is an unknown operation). Every answer, errors included, is CBOR.
+async fn rpc_v2_cbor(
+    State(app): State<App>,
+    path: Result<Path<(String, String)>, PathRejection>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let request_id = uuid::Uuid::new_v4().to_string();
+    let result = async {
+        let body = body.map_err(|rejection| {
+            ApiError::UnreadableBody(rejection.status(), rejection.body_text())
+        })?;
+        let Ok(Path((prefix, operation))) = path else {
+            return Err(ApiError::MissingTarget);
+        };
+        if prefix != crate::cloudwatch::TARGET_PREFIX {
+            return Err(ApiError::UnknownOperation(format!("{prefix}.{operation}")));
+        }
+        let call = caller(&app, AwsService::CloudWatch, &method, &uri, &headers, &body)?;
+        let protocol = crate::cloudwatch::Protocol::Cbor;
+        crate::cloudwatch::dispatch(&app.cp, &call, protocol, &operation, &body).await
+    }
+    .await;
+    let mut resp = crate::cloudwatch::cbor::answer(result);
     with_request_id(&mut resp, &request_id);
     resp
 }

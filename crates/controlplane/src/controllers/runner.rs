@@ -36,7 +36,8 @@ use tokio::sync::broadcast::error::RecvError;
 use super::service::{ServiceOutcome, reconcile_service};
 use crate::engine::{Clock, ControlPlane, system_clock};
 use crate::error::EcsError;
-use crate::state::{Change, Record, ServiceKey, ServiceRecord, State};
+use crate::ops::cloudwatch::deployment::names_alarm;
+use crate::state::{Change, CwRecord, DiscoveryRecord, Record, ServiceKey, ServiceRecord, State};
 
 /// How the runner paces itself.
 #[derive(Clone)]
@@ -226,6 +227,14 @@ pub fn services_touched(state: &State, change: &Change) -> Vec<ServiceKey> {
         Record::ServiceDeployment(d) => {
             vec![ServiceKey::new(&d.scope, &d.cluster, &d.service)]
         }
+        // A CloudWatch alarm's state changed: the services whose deployments watch it.
+        Record::Discovery(DiscoveryRecord::CloudWatch(CwRecord::Alarm(a))) => state
+            .services
+            .values()
+            .filter(|s| s.scope == a.scope && is_managed(s))
+            .filter(|s| names_alarm(s.service.deployment_configuration.as_ref(), &a.name))
+            .map(ServiceRecord::key)
+            .collect(),
         Record::TaskDefinition(_)
         | Record::ServiceRevision(_)
         | Record::Setting(_)

@@ -10,6 +10,7 @@ pub mod agent_channel;
 pub mod anywhere;
 pub mod attributes;
 pub mod capacity_providers;
+pub mod cloudwatch;
 pub mod clusters;
 pub mod common;
 pub mod elbv2;

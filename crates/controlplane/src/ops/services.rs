@@ -35,6 +35,7 @@ fn validate_deployment_configuration(c: &wire::DeploymentConfiguration) -> Resul
         )));
     }
     validate_traffic_shift(c)?;
+    crate::ops::cloudwatch::deployment::validate(c)?;
     crate::ops::lifecycle_hooks::validate(c)
 }
 

@@ -99,6 +99,8 @@ pub enum DiscoveryRecord {
     Operation(SdOperationRecord),
     /// An ECS Anywhere record (SSM activation, managed node): see `state/anywhere.rs`.
     Anywhere(super::anywhere::AnywhereRecord),
+    /// A CloudWatch record (metric alarm, metric datapoints): see `state/cloudwatch.rs`.
+    CloudWatch(super::cloudwatch::CwRecord),
 }
 
 impl DiscoveryRecord {
@@ -112,6 +114,7 @@ impl DiscoveryRecord {
             }
             DiscoveryRecord::Operation(r) => ("sd-op", &r.scope, r.id.clone()),
             DiscoveryRecord::Anywhere(r) => return r.store_key(),
+            DiscoveryRecord::CloudWatch(r) => return r.store_key(),
         };
         format!("{kind}|{}|{}|{rest}", s.account, s.region)
     }
@@ -130,6 +133,8 @@ pub struct Discovery {
     pub operations: BTreeMap<SdKey, SdOperationRecord>,
     /// ECS Anywhere's activations and managed nodes (`state/anywhere.rs`).
     pub anywhere: super::anywhere::Anywhere,
+    /// CloudWatch's metric alarms and metrics (`state/cloudwatch.rs`).
+    pub cloudwatch: super::cloudwatch::CloudWatch,
 }
 
 impl Discovery {
@@ -150,6 +155,7 @@ impl Discovery {
                 self.operations.insert((r.scope.clone(), r.id.clone()), r);
             }
             DiscoveryRecord::Anywhere(r) => self.anywhere.put(r),
+            DiscoveryRecord::CloudWatch(r) => self.cloudwatch.put(r),
         }
     }
 
@@ -170,6 +176,7 @@ impl Discovery {
                 self.operations.remove(&(r.scope.clone(), r.id.clone()));
             }
             DiscoveryRecord::Anywhere(r) => self.anywhere.delete(r),
+            DiscoveryRecord::CloudWatch(r) => self.cloudwatch.delete(r),
         }
     }
 
@@ -196,7 +203,12 @@ impl Discovery {
             .cloned()
             .map(DiscoveryRecord::Operation);
         let anywhere = self.anywhere.records().map(DiscoveryRecord::Anywhere);
-        ns.chain(svc).chain(inst).chain(ops).chain(anywhere)
+        let cloudwatch = self.cloudwatch.records().map(DiscoveryRecord::CloudWatch);
+        ns.chain(svc)
+            .chain(inst)
+            .chain(ops)
+            .chain(anywhere)
+            .chain(cloudwatch)
     }
 
     /// A namespace by id.

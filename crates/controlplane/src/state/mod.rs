@@ -16,6 +16,7 @@ use std::collections::BTreeMap;
 
 mod anywhere;
 mod apply;
+mod cloudwatch;
 mod derived;
 mod discovery;
 pub mod elb;
@@ -29,6 +30,7 @@ mod tasks;
 mod tests;
 
 pub use anywhere::*;
+pub use cloudwatch::*;
 pub use derived::*;
 pub use discovery::*;
 pub use keys::*;

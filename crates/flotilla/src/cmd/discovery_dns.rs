@@ -21,7 +21,7 @@ use std::net::SocketAddr;
 
 use controlplane::ControlPlane;
 use controlplane::ops::servicediscovery::dns::{DiscoveryNamespace, dns_snapshot};
-use controlplane::state::{Change, Record};
+use controlplane::state::{Change, DiscoveryRecord, Record};
 use tokio::sync::broadcast::error::RecvError;
 
 /// Whether `s` is one DNS label flotilla serves.
@@ -82,9 +82,18 @@ pub fn to_snapshot(view: &[DiscoveryNamespace]) -> dns::Snapshot {
     dns::Snapshot { namespaces }
 }
 
+/// Whether a batch changes what the DNS answers: a namespace, service or instance
+/// (not an operation, ECS Anywhere or CloudWatch record, which ride in `Discovery` too).
 fn touches_discovery(changes: &[Change]) -> bool {
     changes.iter().any(|c| match c {
-        Change::Put(r) | Change::Delete(r) => matches!(r, Record::Discovery(_)),
+        Change::Put(r) | Change::Delete(r) => matches!(
+            r,
+            Record::Discovery(
+                DiscoveryRecord::Namespace(_)
+                    | DiscoveryRecord::Service(_)
+                    | DiscoveryRecord::Instance(_)
+            )
+        ),
     })
 }
 

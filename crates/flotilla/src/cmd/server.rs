@@ -88,8 +88,9 @@ pub struct ServerArgs {
 }
 
 /// Starts what only one server of a store may run (the leader; the only server of an
-/// embedded store): agent liveness, retention, the service controllers, the lifecycle
-/// hooks' runner and managed scaling's runner. Aborting the handles stops them.
+/// embedded store): agent liveness, retention, the service controllers, CloudWatch's
+/// alarm evaluation timer, the lifecycle hooks' runner and managed scaling's runner.
+/// Aborting the handles stops them.
 fn start_controllers(
     cp: &ControlPlane,
     liveness: LivenessConfig,
@@ -100,6 +101,10 @@ fn start_controllers(
         spawn_liveness(cp.clone(), liveness),
         controlplane::retention::spawn_retention(cp.clone(), retention),
         controlplane::controllers::spawn_controllers(cp.clone()),
+        controlplane::ops::cloudwatch::runner::spawn_alarm_evaluator(
+            cp.clone(),
+            controlplane::ops::cloudwatch::runner::EVALUATION_TICK,
+        ),
         crate::cmd::capacity_scaling::serve(cp.clone(), scaling_hook),
     ];
     running.extend(crate::cmd::lifecycle_hooks::serve(cp.clone()));

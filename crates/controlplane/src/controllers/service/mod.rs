@@ -10,7 +10,8 @@
 //! deployment simply carries on from the stored tasks and deployments.
 //!
 //! One pass of a REPLICA service, in order:
-//! 1. count failed tasks per deployment; trip the circuit breaker (and roll back);
+//! 1. count failed tasks per deployment; trip the circuit breaker (and roll back); fail
+//!    (and roll back) a rollout whose `deploymentConfiguration.alarms` went into ALARM;
 //! 2. stop tasks that fail their health checks (past `healthCheckGracePeriodSeconds`),
 //!    and pending tasks that are on a draining instance or belong to an old deployment;
 //! 3. start tasks of the PRIMARY deployment up to `desiredCount`, never past
@@ -26,8 +27,9 @@
 //! phases live beside it — `facts` (questions about tasks), `actions` (stop, start, events),
 //! `replica` (the REPLICA phases above), `rebalance`, `daemon` (DAEMON and deleted
 //! services), `deployments` (failures, circuit breaker and rollback target, rollout
-//! completion), `capacity` (a deployment's launch type or capacity provider strategy:
-//! starts per provider, scale-in by provider share), `task_sets` (EXTERNAL services: each
+//! completion), `alarms` (CloudWatch deployment alarms), `capacity` (a deployment's
+//! launch type or capacity provider strategy: starts per provider, scale-in by provider
+//! share), `task_sets` (EXTERNAL services: each
 //! task set keeps its own count) and `timing` (`requeue_after`).
 //!
 //! DAEMON services run one task on every ACTIVE instance their constraints select
@@ -64,6 +66,7 @@ use crate::task::{
 };
 
 mod actions;
+mod alarms;
 mod blue_green;
 mod capacity;
 mod daemon;
@@ -197,6 +200,7 @@ pub fn reconcile_service(
             pass.count_failures();
             pass.requested_rollback();
             pass.circuit_breaker();
+            pass.deployment_alarms();
             if rec.service.scheduling_strategy == Some(SchedulingStrategy::Daemon) {
                 pass.daemon(ctx);
             } else {

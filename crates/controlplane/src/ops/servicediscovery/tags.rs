@@ -55,7 +55,8 @@ fn tags_of(r: &mut DiscoveryRecord) -> Result<&mut Vec<wire_sd::Tag>, SdError> {
         DiscoveryRecord::Service(s) => Ok(&mut s.tags),
         DiscoveryRecord::Instance(_)
         | DiscoveryRecord::Operation(_)
-        | DiscoveryRecord::Anywhere(_) => {
+        | DiscoveryRecord::Anywhere(_)
+        | DiscoveryRecord::CloudWatch(_) => {
             Err(invalid("Only namespaces and services can be tagged."))
         }
     }

@@ -1,0 +1,210 @@
+//! PutMetricData: datapoints into one-minute buckets, and the alarms watching them
+//! evaluated at once.
+
+use std::collections::BTreeMap;
+
+use model::wire_cw::{MetricDatum, PutMetricDataRequest};
+
+use super::evaluate::reevaluated_with;
+use super::{
+    CwError, CwWritten, MAX_FUTURE_SECS, MAX_METRIC_DATA, MAX_METRICS, MAX_NAME_CHARS, MAX_VALUES,
+    RETENTION_MINUTES, check_dimensions, check_len, put,
+};
+use crate::engine::Ctx;
+use crate::state::{Bucket, CwRecord, MetricRecord, State, metric_id};
+
+/// The buckets one datum adds (one per value, or one for a statistic set), each with the
+/// minute of the datum's timestamp.
+fn buckets_of(i: usize, d: &MetricDatum, now: f64) -> Result<Vec<Bucket>, CwError> {
+    let at = d.timestamp.unwrap_or(now);
+    if !at.is_finite() || at > now + MAX_FUTURE_SECS {
+        return Err(CwError::InvalidParameterValue(format!(
+            "The parameter MetricData.member.{}.Timestamp must be at most two hours in the \
+             future.",
+            i + 1
+        )));
+    }
+    let minute = (at.floor() as i64).div_euclid(60);
+    let given = [
+        d.value.is_some(),
+        d.statistic_values.is_some(),
+        d.values.is_some(),
+    ];
+    if given.iter().filter(|g| **g).count() > 1 {
+        return Err(CwError::InvalidParameterCombination(format!(
+            "The parameters MetricData.member.{0}.Value, MetricData.member.{0}.StatisticValues \
+             and MetricData.member.{0}.Values are mutually exclusive.",
+            i + 1
+        )));
+    }
+    let bad = |what: &str| {
+        CwError::InvalidParameterValue(format!(
+            "The value for parameter MetricData.member.{}.{what} is invalid: it must be a \
+             finite number.",
+            i + 1
+        ))
+    };
+    let one = |value: f64, count: f64| Bucket {
+        minute,
+        count,
+        sum: value * count,
+        min: value,
+        max: value,
+    };
+    if let Some(v) = d.value {
+        if !v.is_finite() {
+            return Err(bad("Value"));
+        }
+        return Ok(vec![one(v, 1.0)]);
+    }
+    if let Some(s) = d.statistic_values {
+        let all = [s.sample_count, s.sum, s.minimum, s.maximum];
+        if all.iter().any(|x| !x.is_finite()) || s.sample_count <= 0.0 || s.minimum > s.maximum {
+            return Err(bad("StatisticValues"));
+        }
+        return Ok(vec![Bucket {
+            minute,
+            count: s.sample_count,
+            sum: s.sum,
+            min: s.minimum,
+            max: s.maximum,
+        }]);
+    }
+    let values = d.values.clone().unwrap_or_default();
+    if values.len() > MAX_VALUES {
+        return Err(CwError::InvalidParameterValue(format!(
+            "MetricData.member.{}.Values has {} values; at most {MAX_VALUES} are allowed.",
+            i + 1,
+            values.len()
+        )));
+    }
+    let counts = d.counts.clone().unwrap_or_else(|| vec![1.0; values.len()]);
+    if counts.len() != values.len() {
+        return Err(CwError::InvalidParameterCombination(format!(
+            "MetricData.member.{0}.Counts must have as many entries as \
+             MetricData.member.{0}.Values.",
+            i + 1
+        )));
+    }
+    values
+        .iter()
+        .zip(&counts)
+        .map(|(v, c)| {
+            if !v.is_finite() {
+                Err(bad("Values"))
+            } else if !c.is_finite() || *c <= 0.0 {
+                Err(bad("Counts"))
+            } else {
+                Ok(one(*v, *c))
+            }
+        })
+        .collect()
+}
+
+/// `buckets` with `add` merged in (same minute: one bucket), those older than
+/// [`RETENTION_MINUTES`] before `now` dropped, oldest first.
+pub fn merged(buckets: &[Bucket], add: &[Bucket], now: f64) -> Vec<Bucket> {
+    let oldest = (now.floor() as i64).div_euclid(60) - RETENTION_MINUTES + 1;
+    let mut by_minute: BTreeMap<i64, Bucket> = BTreeMap::new();
+    for b in buckets.iter().chain(add).filter(|b| b.minute >= oldest) {
+        by_minute
+            .entry(b.minute)
+            .and_modify(|x| x.merge(b))
+            .or_insert(*b);
+    }
+    by_minute.into_values().collect()
+}
+
+/// PutMetricData: the datapoints go into their metrics' one-minute buckets (a metric is
+/// created on its first datapoint); datapoints older than the retention are accepted and
+/// not kept. Alarms on these metrics are evaluated in the same write.
+pub fn put_metric_data(state: &State, ctx: &mut Ctx, req: PutMetricDataRequest) -> CwWritten<()> {
+    let namespace = req.namespace.unwrap_or_default();
+    check_len("namespace", &namespace, 1, MAX_NAME_CHARS)?;
+    if namespace.starts_with("AWS/") {
+        return Err(CwError::InvalidParameterValue(format!(
+            "The value {namespace} for parameter Namespace is invalid: namespaces starting \
+             with AWS/ are reserved for AWS."
+        )));
+    }
+    if req.entity_metric_data.is_some_and(|e| !e.is_empty()) {
+        return Err(CwError::InvalidParameterValue(
+            "EntityMetricData is not supported by flotilla; use MetricData.".into(),
+        ));
+    }
+    let data = req.metric_data.unwrap_or_default();
+    if data.is_empty() {
+        return Err(CwError::MissingParameter(
+            "The parameter MetricData is required.".into(),
+        ));
+    }
+    if data.len() > MAX_METRIC_DATA {
+        return Err(CwError::Validation(format!(
+            "1 validation error detected: Value at 'metricData' failed to satisfy constraint: \
+             Member must have length less than or equal to {MAX_METRIC_DATA}"
+        )));
+    }
+    let now = ctx.now;
+    let cw = &state.discovery.cloudwatch;
+    // Metric id → the record as it will be written.
+    let mut written: BTreeMap<String, MetricRecord> = BTreeMap::new();
+    for (i, d) in data.iter().enumerate() {
+        let name = d.metric_name.clone().unwrap_or_default();
+        check_len(
+            &format!("metricData.{}.metricName", i + 1),
+            &name,
+            1,
+            MAX_NAME_CHARS,
+        )?;
+        let mut dims = d.dimensions.clone().unwrap_or_default();
+        check_dimensions(&format!("metricData.{}.dimensions", i + 1), &dims)?;
+        dims.sort();
+        let add = buckets_of(i, d, now)?;
+        let id = metric_id(&namespace, &name, &dims);
+        let record = match written.remove(&id) {
+            Some(r) => r,
+            None => match cw.metric(&ctx.scope, &id) {
+                Some(r) => r.clone(),
+                None => MetricRecord {
+                    scope: ctx.scope.clone(),
+                    id: id.clone(),
+                    namespace: namespace.clone(),
+                    name,
+                    dimensions: dims,
+                    buckets: Vec::new(),
+                },
+            },
+        };
+        let buckets = merged(&record.buckets, &add, now);
+        written.insert(id, MetricRecord { buckets, ..record });
+    }
+    let new = written
+        .keys()
+        .filter(|id| cw.metric(&ctx.scope, id).is_none())
+        .count();
+    if new > 0 && cw.metric_count(&ctx.scope) + new > MAX_METRICS {
+        return Err(CwError::LimitExceeded(format!(
+            "This account already has the {MAX_METRICS} metrics flotilla keeps in this region."
+        )));
+    }
+    let mut changes = Vec::new();
+    for alarm in cw.alarms_in(&ctx.scope, None) {
+        let a = &alarm.alarm;
+        let id = metric_id(
+            a.namespace.as_deref().unwrap_or(""),
+            a.metric_name.as_deref().unwrap_or(""),
+            a.dimensions.as_deref().unwrap_or(&[]),
+        );
+        if let Some(m) = written.get(&id)
+            && let Some(next) = reevaluated_with(state, alarm, Some(&m.buckets), now)
+        {
+            changes.push(put(CwRecord::Alarm(Box::new(next))));
+        }
+    }
+    changes.extend(
+        written
+            .into_values()
+            .map(|m| put(CwRecord::Metric(Box::new(m)))),
+    );
+    Ok(((), changes))
+}

@@ -1,0 +1,537 @@
+//! The evaluator's rule (windows, statistics, DatapointsToAlarm, TreatMissingData) as a
+//! pure function, and the operations on a hand-built state: limits, PutMetricData
+//! evaluating alarms at once, SetAlarmState's hold, DescribeAlarms' filters and pages.
+
+use model::wire_cw::{
+    ComparisonOperator, DeleteAlarmsRequest, DescribeAlarmsRequest, Dimension, MetricAlarm,
+    MetricDatum, PutMetricAlarmRequest, PutMetricDataRequest, SetAlarmStateRequest, StateValue,
+    Statistic,
+};
+
+use super::evaluate::{evaluate, evaluate_alarms};
+use super::*;
+use crate::engine::Ctx;
+use crate::state::{Bucket, MetaRecord, Scope, State};
+
+/// A minute boundary, so that periods of 60 s and 300 s start on it.
+const T0: f64 = 1_700_000_100.0;
+
+fn scope() -> Scope {
+    Scope::new("000000000000", "us-east-1")
+}
+
+fn state() -> State {
+    State {
+        meta: MetaRecord {
+            paging_secret: "00112233445566778899aabbccddeeff".into(),
+        },
+        ..State::default()
+    }
+}
+
+fn bucket(at: f64, value: f64) -> Bucket {
+    Bucket {
+        minute: (at as i64).div_euclid(60),
+        count: 1.0,
+        sum: value,
+        min: value,
+        max: value,
+    }
+}
+
+fn alarm(period: i32, n: i32, m: Option<i32>, treat: &str) -> MetricAlarm {
+    MetricAlarm {
+        statistic: Some(Statistic::Sum),
+        period: Some(period),
+        evaluation_periods: Some(n),
+        datapoints_to_alarm: m,
+        threshold: Some(5.0),
+        comparison_operator: Some(ComparisonOperator::GreaterThanThreshold),
+        treat_missing_data: Some(treat.into()),
+        ..Default::default()
+    }
+}
+
+fn state_of(a: &MetricAlarm, buckets: &[Bucket], now: f64) -> StateValue {
+    evaluate(a, buckets, StateValue::Ok, now).state
+}
+
+#[test]
+fn a_breaching_period_alarms_and_a_quiet_one_is_ok() {
+    let a = alarm(60, 1, None, "missing");
+    // The open minute counts as soon as it has a datapoint.
+    let e = evaluate(&a, &[bucket(T0 + 10.0, 9.0)], StateValue::Ok, T0 + 30.0);
+    assert_eq!(e.state, StateValue::Alarm);
+    assert!(
+        e.reason
+            .starts_with("Threshold Crossed: 1 out of the last 1"),
+        "{}",
+        e.reason
+    );
+    assert!(serde_json::from_str::<serde_json::Value>(&e.reason_data).is_ok());
+    assert_eq!(
+        state_of(&a, &[bucket(T0 + 10.0, 5.0)], T0 + 30.0),
+        StateValue::Ok,
+        "5 is not greater than 5"
+    );
+    // Two datapoints of the same minute add up under Sum: 3 + 3 > 5.
+    let two = [bucket(T0 + 1.0, 3.0), bucket(T0 + 2.0, 3.0)];
+    assert_eq!(state_of(&a, &two, T0 + 30.0), StateValue::Alarm);
+    let avg = MetricAlarm {
+        statistic: Some(Statistic::Average),
+        ..a.clone()
+    };
+    assert_eq!(state_of(&avg, &two, T0 + 30.0), StateValue::Ok);
+}
+
+#[test]
+fn an_open_period_without_data_is_not_missing_but_an_ended_one_is() {
+    let a = alarm(60, 1, None, "missing");
+    // Data in the minute before; now in a fresh minute with none yet: the ended minute
+    // is judged.
+    let b = [bucket(T0 - 30.0, 9.0)];
+    assert_eq!(state_of(&a, &b, T0 + 5.0), StateValue::Alarm);
+    // Two minutes on, the breaching minute is out of the window: no data at all.
+    assert_eq!(state_of(&a, &b, T0 + 65.0), StateValue::InsufficientData);
+}
+
+#[test]
+fn datapoints_to_alarm_is_m_out_of_n() {
+    let a = alarm(60, 3, Some(2), "missing");
+    let one_of_three = [
+        bucket(T0 - 120.0, 9.0),
+        bucket(T0 - 60.0, 1.0),
+        bucket(T0, 1.0),
+    ];
+    assert_eq!(state_of(&a, &one_of_three, T0 + 1.0), StateValue::Ok);
+    let two_of_three = [
+        bucket(T0 - 120.0, 9.0),
+        bucket(T0 - 60.0, 1.0),
+        bucket(T0, 9.0),
+    ];
+    assert_eq!(state_of(&a, &two_of_three, T0 + 1.0), StateValue::Alarm);
+    // Without DatapointsToAlarm all three must breach.
+    let all = alarm(60, 3, None, "missing");
+    assert_eq!(state_of(&all, &two_of_three, T0 + 1.0), StateValue::Ok);
+}
+
+#[test]
+fn longer_periods_aggregate_their_minutes() {
+    // Period 300: five one-minute buckets of 2 sum to 10 > 5.
+    let a = alarm(300, 1, None, "missing");
+    let start = (T0 as i64).div_euclid(300) as f64 * 300.0;
+    let b: Vec<Bucket> = (0..5)
+        .map(|i| bucket(start + 60.0 * f64::from(i), 2.0))
+        .collect();
+    assert_eq!(state_of(&a, &b, start + 299.0), StateValue::Alarm);
+    assert_eq!(state_of(&a, &b[..2], start + 299.0), StateValue::Ok);
+}
+
+#[test]
+fn treat_missing_data_decides_what_no_data_means() {
+    let now = T0 + 1.0;
+    // One of two periods breaches, the other has no data.
+    let b = [bucket(T0 - 60.0, 9.0)];
+    let n2 = |treat| alarm(60, 2, None, treat);
+    assert_eq!(state_of(&n2("missing"), &b, now), StateValue::Ok);
+    assert_eq!(state_of(&n2("notBreaching"), &b, now), StateValue::Ok);
+    assert_eq!(state_of(&n2("breaching"), &b, now), StateValue::Alarm);
+    assert_eq!(state_of(&n2("ignore"), &b, now), StateValue::Ok);
+    // No data at all.
+    assert_eq!(
+        state_of(&n2("missing"), &[], now),
+        StateValue::InsufficientData
+    );
+    assert_eq!(state_of(&n2("notBreaching"), &[], now), StateValue::Ok);
+    assert_eq!(state_of(&n2("breaching"), &[], now), StateValue::Alarm);
+    for kept in [
+        StateValue::Alarm,
+        StateValue::Ok,
+        StateValue::InsufficientData,
+    ] {
+        assert_eq!(evaluate(&n2("ignore"), &[], kept, now).state, kept);
+    }
+}
+
+fn put_alarm(state: &mut State, name: &str, now: f64) -> Result<(), CwError> {
+    let mut ctx = Ctx::new(scope(), now, 1);
+    let (_, changes) = put_metric_alarm(
+        state,
+        &mut ctx,
+        PutMetricAlarmRequest {
+            alarm_name: Some(name.into()),
+            metric_name: Some("Errors".into()),
+            namespace: Some("App".into()),
+            dimensions: Some(vec![Dimension {
+                name: "Service".into(),
+                value: "web".into(),
+            }]),
+            statistic: Some(Statistic::Sum),
+            period: Some(60),
+            evaluation_periods: Some(1),
+            threshold: Some(5.0),
+            comparison_operator: Some(ComparisonOperator::GreaterThanThreshold),
+            ..Default::default()
+        },
+    )?;
+    apply(state, &changes);
+    Ok(())
+}
+
+fn apply(state: &mut State, changes: &[crate::state::Change]) {
+    for c in changes {
+        state.apply(c);
+    }
+}
+
+fn put_value(state: &mut State, value: f64, now: f64) {
+    let mut ctx = Ctx::new(scope(), now, 2);
+    let (_, changes) = put_metric_data(
+        state,
+        &mut ctx,
+        PutMetricDataRequest {
+            namespace: Some("App".into()),
+            metric_data: Some(vec![MetricDatum {
+                metric_name: Some("Errors".into()),
+                dimensions: Some(vec![Dimension {
+                    name: "Service".into(),
+                    value: "web".into(),
+                }]),
+                value: Some(value),
+                ..Default::default()
+            }]),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    apply(state, &changes);
+}
+
+fn alarm_state(state: &State, name: &str) -> StateValue {
+    state
+        .discovery
+        .cloudwatch
+        .alarm(&scope(), name)
+        .unwrap()
+        .state()
+}
+
+#[test]
+fn put_metric_data_evaluates_the_alarms_on_that_metric_at_once() {
+    let mut s = state();
+    put_alarm(&mut s, "errors", T0).unwrap();
+    assert_eq!(alarm_state(&s, "errors"), StateValue::InsufficientData);
+    put_value(&mut s, 2.0, T0 + 1.0);
+    assert_eq!(alarm_state(&s, "errors"), StateValue::Ok);
+    put_value(&mut s, 7.0, T0 + 2.0);
+    let a = s.discovery.cloudwatch.alarm(&scope(), "errors").unwrap();
+    assert_eq!(a.state(), StateValue::Alarm);
+    assert_eq!(a.alarm.state_transitioned_timestamp, Some(T0 + 2.0));
+    // Time alone: two minutes later the datapoints left the window.
+    let mut ctx = Ctx::new(scope(), T0 + 150.0, 3);
+    let (n, changes) = evaluate_alarms(&s, &mut ctx, ()).unwrap();
+    assert_eq!(n, 1);
+    apply(&mut s, &changes);
+    assert_eq!(alarm_state(&s, "errors"), StateValue::InsufficientData);
+    // Nothing more changes: an evaluation is idempotent.
+    let (n, changes) = evaluate_alarms(&s, &mut ctx, ()).unwrap();
+    assert_eq!((n, changes.len()), (0, 0));
+}
+
+#[test]
+fn set_alarm_state_holds_until_the_next_evaluation() {
+    let mut s = state();
+    put_alarm(&mut s, "errors", T0).unwrap();
+    let mut ctx = Ctx::new(scope(), T0 + 10.0, 4);
+    let (_, changes) = set_alarm_state(
+        &s,
+        &mut ctx,
+        SetAlarmStateRequest {
+            alarm_name: Some("errors".into()),
+            state_value: Some(StateValue::Alarm),
+            state_reason: Some("testing".into()),
+            state_reason_data: None,
+        },
+    )
+    .unwrap();
+    apply(&mut s, &changes);
+    let a = s.discovery.cloudwatch.alarm(&scope(), "errors").unwrap();
+    assert_eq!(a.state(), StateValue::Alarm);
+    assert_eq!(a.alarm.state_reason.as_deref(), Some("testing"));
+    // Within the period nothing (not even new data) moves it.
+    put_value(&mut s, 1.0, T0 + 20.0);
+    assert_eq!(alarm_state(&s, "errors"), StateValue::Alarm);
+    let mut ctx = Ctx::new(scope(), T0 + 69.0, 5);
+    assert_eq!(evaluate_alarms(&s, &mut ctx, ()).unwrap().0, 0);
+    // The next evaluation puts it back where its data says.
+    let mut ctx = Ctx::new(scope(), T0 + 71.0, 5);
+    let (_, changes) = evaluate_alarms(&s, &mut ctx, ()).unwrap();
+    apply(&mut s, &changes);
+    assert_eq!(alarm_state(&s, "errors"), StateValue::Ok);
+    // Unknown alarms and bad reason data are refused.
+    let refused = |s: &State, name: &str, data: Option<&str>| {
+        let mut ctx = Ctx::new(scope(), T0, 6);
+        set_alarm_state(
+            s,
+            &mut ctx,
+            SetAlarmStateRequest {
+                alarm_name: Some(name.into()),
+                state_value: Some(StateValue::Ok),
+                state_reason: Some("x".into()),
+                state_reason_data: data.map(str::to_owned),
+            },
+        )
+        .unwrap_err()
+        .code()
+    };
+    assert_eq!(refused(&s, "nope", None), "ResourceNotFound");
+    assert_eq!(
+        refused(&s, "errors", Some("{not json")),
+        "InvalidFormatFault"
+    );
+}
+
+#[test]
+fn put_metric_alarm_checks_what_flotilla_can_evaluate() {
+    let base = PutMetricAlarmRequest {
+        alarm_name: Some("a".into()),
+        metric_name: Some("m".into()),
+        namespace: Some("n".into()),
+        statistic: Some(Statistic::Sum),
+        period: Some(60),
+        evaluation_periods: Some(1),
+        threshold: Some(1.0),
+        comparison_operator: Some(ComparisonOperator::GreaterThanThreshold),
+        ..Default::default()
+    };
+    let code = |req: PutMetricAlarmRequest| {
+        let mut ctx = Ctx::new(scope(), T0, 1);
+        put_metric_alarm(&state(), &mut ctx, req)
+            .err()
+            .map(|e| e.code())
+    };
+    assert_eq!(code(base.clone()), None);
+    for (req, want) in [
+        (
+            PutMetricAlarmRequest {
+                alarm_name: Some("x".repeat(256)),
+                ..base.clone()
+            },
+            "ValidationError",
+        ),
+        (
+            PutMetricAlarmRequest {
+                period: Some(30),
+                ..base.clone()
+            },
+            "InvalidParameterValueException",
+        ),
+        (
+            PutMetricAlarmRequest {
+                period: Some(3600),
+                evaluation_periods: Some(4),
+                ..base.clone()
+            },
+            "InvalidParameterValueException",
+        ),
+        (
+            PutMetricAlarmRequest {
+                datapoints_to_alarm: Some(2),
+                ..base.clone()
+            },
+            "ValidationError",
+        ),
+        (
+            PutMetricAlarmRequest {
+                statistic: None,
+                ..base.clone()
+            },
+            "MissingRequiredParameterException",
+        ),
+        (
+            PutMetricAlarmRequest {
+                treat_missing_data: Some("sometimes".into()),
+                ..base.clone()
+            },
+            "ValidationError",
+        ),
+        (
+            PutMetricAlarmRequest {
+                extended_statistic: Some("p99".into()),
+                ..base.clone()
+            },
+            "InvalidParameterValueException",
+        ),
+    ] {
+        assert_eq!(code(req), Some(want));
+    }
+    // At most MAX_ALARMS per account and region; an update of one does not count.
+    let mut s = state();
+    for i in 0..MAX_ALARMS {
+        put_alarm(&mut s, &format!("a{i:04}"), T0).unwrap();
+    }
+    assert_eq!(
+        put_alarm(&mut s, "one-more", T0).unwrap_err().code(),
+        "LimitExceededFault"
+    );
+    put_alarm(&mut s, "a0000", T0 + 1.0).unwrap();
+}
+
+#[test]
+fn describe_alarms_filters_and_pages_and_delete_is_all_or_nothing() {
+    let mut s = state();
+    for name in ["web-5xx", "web-latency", "worker-queue"] {
+        put_alarm(&mut s, name, T0).unwrap();
+    }
+    put_value(&mut s, 9.0, T0 + 1.0);
+    let describe = |s: &State, req: DescribeAlarmsRequest| {
+        describe_alarms(s, &scope(), T0 + 2.0, req).unwrap()
+    };
+    let names = |r: &model::wire_cw::DescribeAlarmsResult| {
+        r.metric_alarms
+            .iter()
+            .map(|a| a.alarm_name.clone().unwrap())
+            .collect::<Vec<_>>()
+    };
+    let prefix = describe(
+        &s,
+        DescribeAlarmsRequest {
+            alarm_name_prefix: Some("web-".into()),
+            ..Default::default()
+        },
+    );
+    assert_eq!(names(&prefix), ["web-5xx", "web-latency"]);
+    let alarmed = describe(
+        &s,
+        DescribeAlarmsRequest {
+            state_value: Some(StateValue::Alarm),
+            ..Default::default()
+        },
+    );
+    assert_eq!(alarmed.metric_alarms.len(), 3);
+    let page1 = describe(
+        &s,
+        DescribeAlarmsRequest {
+            max_records: Some(2),
+            ..Default::default()
+        },
+    );
+    assert_eq!(names(&page1), ["web-5xx", "web-latency"]);
+    let page2 = describe(
+        &s,
+        DescribeAlarmsRequest {
+            max_records: Some(2),
+            next_token: page1.next_token.clone(),
+            ..Default::default()
+        },
+    );
+    assert_eq!(names(&page2), ["worker-queue"]);
+    assert_eq!(page2.next_token, None);
+    // A token for other filters is refused.
+    let e = describe_alarms(
+        &s,
+        &scope(),
+        T0 + 2.0,
+        DescribeAlarmsRequest {
+            alarm_name_prefix: Some("w".into()),
+            next_token: page1.next_token,
+            ..Default::default()
+        },
+    )
+    .unwrap_err();
+    assert_eq!(e.code(), "InvalidNextToken");
+    // Other scopes see nothing.
+    let other = Scope::new("000000000000", "eu-west-1");
+    let r = describe_alarms(&s, &other, T0, DescribeAlarmsRequest::default()).unwrap();
+    assert!(r.metric_alarms.is_empty());
+    let delete = |s: &State, names: &[&str]| {
+        let mut ctx = Ctx::new(scope(), T0 + 3.0, 9);
+        delete_alarms(
+            s,
+            &mut ctx,
+            DeleteAlarmsRequest {
+                alarm_names: Some(names.iter().map(|n| (*n).to_owned()).collect()),
+            },
+        )
+    };
+    assert_eq!(
+        delete(&s, &["web-5xx", "nope"]).unwrap_err().code(),
+        "ResourceNotFound"
+    );
+    let (_, changes) = delete(&s, &["web-5xx", "web-5xx", "worker-queue"]).unwrap();
+    assert_eq!(changes.len(), 2);
+    apply(&mut s, &changes);
+    let left = describe(&s, DescribeAlarmsRequest::default());
+    assert_eq!(names(&left), ["web-latency"]);
+}
+
+#[test]
+fn put_metric_data_keeps_a_bounded_window_and_refuses_bad_values() {
+    let mut s = state();
+    // One datapoint a minute for four hours: only RETENTION_MINUTES buckets stay.
+    for i in 0..240 {
+        put_value(&mut s, 1.0, T0 + 60.0 * f64::from(i));
+    }
+    let m = s.discovery.cloudwatch.metrics.values().next().unwrap();
+    assert_eq!(m.buckets.len(), RETENTION_MINUTES as usize);
+    let refused = |datum: MetricDatum, namespace: &str| {
+        let mut ctx = Ctx::new(scope(), T0, 2);
+        put_metric_data(
+            &state(),
+            &mut ctx,
+            PutMetricDataRequest {
+                namespace: Some(namespace.into()),
+                metric_data: Some(vec![datum]),
+                ..Default::default()
+            },
+        )
+        .unwrap_err()
+        .code()
+    };
+    let named = MetricDatum {
+        metric_name: Some("m".into()),
+        ..Default::default()
+    };
+    assert_eq!(
+        refused(
+            MetricDatum {
+                value: Some(f64::NAN),
+                ..named.clone()
+            },
+            "App"
+        ),
+        "InvalidParameterValueException"
+    );
+    assert_eq!(
+        refused(
+            MetricDatum {
+                value: Some(1.0),
+                values: Some(vec![1.0]),
+                ..named.clone()
+            },
+            "App"
+        ),
+        "InvalidParameterCombinationException"
+    );
+    assert_eq!(
+        refused(
+            MetricDatum {
+                value: Some(1.0),
+                timestamp: Some(T0 + 3.0 * 3600.0),
+                ..named.clone()
+            },
+            "App"
+        ),
+        "InvalidParameterValueException"
+    );
+    assert_eq!(
+        refused(
+            MetricDatum {
+                value: Some(1.0),
+                ..named
+            },
+            "AWS/ECS"
+        ),
+        "InvalidParameterValueException"
+    );
+}
