@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import tempfile
@@ -258,6 +259,29 @@ def cli_env(**extra: str) -> dict:
         "AWS_SECRET_ACCESS_KEY": "dev",
         "AWS_DEFAULT_REGION": "us-east-1",
     } | extra
+
+
+def aws_cli(env: dict, endpoint: str | None = None, cwd: Path | None = None):
+    """The real AWS CLI as a test's function, run in `env` (see `cli_env`): `run(*args,
+    ok=True)` runs `aws ARGS [--endpoint-url ENDPOINT] --output json` and returns its JSON
+    output (None when it prints nothing); with `ok=False` it asserts that the command
+    failed and returns its stderr. Fails the test at once when `aws` is not installed."""
+    if shutil.which("aws") is None:
+        pytest.fail("the AWS CLI (`aws`) is not installed: pip install awscli", pytrace=False)
+    endpoint_args = ["--endpoint-url", endpoint] if endpoint else []
+
+    def run(*args: str, ok: bool = True):
+        r = subprocess.run(
+            ["aws", *args, *endpoint_args, "--output", "json"],
+            env=env, capture_output=True, text=True, timeout=60, cwd=cwd,
+        )
+        if ok:
+            assert r.returncode == 0, f"aws {' '.join(args)} failed:\n{r.stderr[-2000:]}"
+            return json.loads(r.stdout) if r.stdout.strip() else None
+        assert r.returncode != 0, f"aws {' '.join(args)} should have failed:\n{r.stdout[-2000:]}"
+        return r.stderr
+
+    return run
 
 
 def identity_document(instance_id: str, az: str = "us-east-1a", instance_type: str = "t3.large") -> str:

@@ -12,8 +12,6 @@ from __future__ import annotations
 import datetime
 import gzip
 import json
-import shutil
-import subprocess
 from pathlib import Path
 
 import boto3
@@ -22,7 +20,7 @@ import pytest
 import requests
 from botocore.config import Config
 
-from e2e_support import cli_env, identity_document, resources
+from e2e_support import aws_cli, cli_env, identity_document, resources
 from shape_check import shape_errors
 from support import wait_for
 
@@ -30,22 +28,7 @@ from support import wait_for
 @pytest.fixture
 def aws(server, reset):
     """`aws(service, *args)`: the real AWS CLI against the test server; JSON output."""
-    if shutil.which("aws") is None:
-        pytest.fail("the AWS CLI (`aws`) is not installed: pip install awscli", pytrace=False)
-    env = cli_env()
-
-    def run(service: str, *args: str, ok: bool = True):
-        r = subprocess.run(
-            ["aws", service, *args, "--endpoint-url", server.endpoint, "--output", "json"],
-            env=env, capture_output=True, text=True, timeout=60,
-        )
-        if ok:
-            assert r.returncode == 0, f"aws {service} {' '.join(args)} failed:\n{r.stderr}"
-            return json.loads(r.stdout) if r.stdout.strip() else {}
-        assert r.returncode != 0, f"aws {service} {' '.join(args)} succeeded: {r.stdout}"
-        return r.stderr
-
-    return run
+    return aws_cli(cli_env(), server.endpoint)
 
 
 ALARM_ARGS = [

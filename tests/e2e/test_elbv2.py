@@ -4,9 +4,6 @@ client and the real `aws elbv2` CLI, routed by the SigV4 credential scope's serv
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import subprocess
 import urllib.error
 import urllib.request
 import xml.etree.ElementTree as ET
@@ -17,6 +14,7 @@ from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 from botocore.exceptions import ClientError
 
+import e2e_support
 from e2e_support import AUTH_KEY, AUTH_SECRET, boto_client, cli_env, error_of
 
 NS = "{http://elasticloadbalancing.amazonaws.com/doc/2015-12-01/}"
@@ -89,19 +87,7 @@ def elbv2(server, reset):
 def aws_cli(server, reset, tmp_path):
     """`aws_cli("elbv2", "describe-load-balancers", ...)` -> parsed JSON (or None), with
     `AWS_ENDPOINT_URL` pointing at the server: one endpoint for every service."""
-    if shutil.which("aws") is None:
-        pytest.fail("the AWS CLI (`aws`) is not installed: pip install awscli", pytrace=False)
-    env = cli_env(AWS_ENDPOINT_URL=server.endpoint)
-
-    def run(*args: str, ok: bool = True):
-        r = subprocess.run(["aws", *args, "--output", "json"], env=env, capture_output=True, text=True, timeout=60, cwd=tmp_path)
-        if ok:
-            assert r.returncode == 0, f"aws {' '.join(args)} failed:\n{r.stderr[-2000:]}"
-            return json.loads(r.stdout) if r.stdout.strip() else None
-        assert r.returncode != 0, f"aws {' '.join(args)} should have failed:\n{r.stdout[-2000:]}"
-        return r.stderr
-
-    return run
+    return e2e_support.aws_cli(cli_env(AWS_ENDPOINT_URL=server.endpoint), cwd=tmp_path)
 
 
 def test_cli_session_lb_target_group_listener_rule_targets_tags(aws_cli):

@@ -8,10 +8,7 @@ carries the model's `data-` host prefix, which botocore prepends even to an IP e
 
 from __future__ import annotations
 
-import json
-import os
-import shutil
-import subprocess
+import functools
 
 import boto3
 import botocore.session
@@ -19,7 +16,7 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from e2e_support import ACCOUNT, ModelValidator, _botocore_session, cli_env, error_of
+from e2e_support import ACCOUNT, ModelValidator, _botocore_session, aws_cli, cli_env, error_of
 
 REGION = "us-east-1"
 
@@ -144,23 +141,9 @@ def test_list_namespaces_pages_and_filters(sd):
 
 @pytest.fixture
 def aws(server, reset):
-    if shutil.which("aws") is None:
-        pytest.fail("the AWS CLI (`aws`) is not installed: pip install awscli", pytrace=False)
     # DiscoverInstances' `data-` host prefix: see the module docstring.
     env = cli_env(AWS_DISABLE_HOST_PREFIX_INJECTION="true")
-
-    def run(*args: str, ok: bool = True):
-        r = subprocess.run(
-            ["aws", "servicediscovery", *args, "--endpoint-url", server.endpoint, "--output", "json"],
-            env=env, capture_output=True, text=True, timeout=60,
-        )
-        if ok:
-            assert r.returncode == 0, f"aws {' '.join(args)} failed:\n{r.stderr}"
-            return json.loads(r.stdout) if r.stdout.strip() else {}
-        assert r.returncode != 0, f"aws {' '.join(args)} succeeded: {r.stdout}"
-        return r.stderr
-
-    return run
+    return functools.partial(aws_cli(env, server.endpoint), "servicediscovery")
 
 
 def test_cli_session(aws):

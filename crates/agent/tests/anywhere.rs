@@ -79,6 +79,19 @@ fn node_client(env: &Env, id: &NodeIdentity) -> Client {
     Client::new(&env.endpoint, "us-east-1", id.credentials()).unwrap()
 }
 
+/// The error a PollTasks of cluster `c` by `client` is refused with: its code, and the
+/// whole error when it is not an API error.
+async fn refused_poll(client: &Client) -> String {
+    let e = client
+        .call::<_, Value>(
+            "FlotillaAgentV1.PollTasks",
+            &json!({"cluster": "c", "waitSeconds": 0}),
+        )
+        .await
+        .unwrap_err();
+    code_of(&e)
+}
+
 fn code_of(e: &agent::AgentError) -> String {
     match e {
         agent::AgentError::Api { code, .. } => code.as_str().to_owned(),
@@ -195,14 +208,7 @@ async fn an_external_node_joins_runs_external_tasks_and_is_refused_after_deregis
         },
     )
     .unwrap();
-    let e = forged
-        .call::<_, Value>(
-            "FlotillaAgentV1.PollTasks",
-            &json!({"cluster": "c", "waitSeconds": 0}),
-        )
-        .await
-        .unwrap_err();
-    assert_eq!(code_of(&e), "UnrecognizedClientException", "{e}");
+    assert_eq!(refused_poll(&forged).await, "UnrecognizedClientException");
 
     // Rotation: a new key works; the old one for a grace period.
     let rotated = agent::anywhere::rotate(&node, other.path(), &id)
@@ -237,13 +243,7 @@ async fn an_external_node_joins_runs_external_tasks_and_is_refused_after_deregis
     assert!(message.contains(&mi), "{message}");
     assert!(!path.exists(), "the revoked key is removed");
     for key in [&rotated, &id] {
-        let e = node_client(&env, key)
-            .call::<_, Value>(
-                "FlotillaAgentV1.PollTasks",
-                &json!({"cluster": "c", "waitSeconds": 0}),
-            )
-            .await
-            .unwrap_err();
-        assert_eq!(code_of(&e), "UnrecognizedClientException", "{e}");
+        let client = node_client(&env, key);
+        assert_eq!(refused_poll(&client).await, "UnrecognizedClientException");
     }
 }

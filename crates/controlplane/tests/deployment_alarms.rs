@@ -12,10 +12,7 @@ use controlplane::ops::cloudwatch::{self, CwWritten};
 use controlplane::state::{Change, ServiceDeploymentRecord, State};
 use controlplane::{Ctx, EcsError};
 use model::wire::{self, DeploymentRolloutState as Rollout, ServiceDeploymentStatus};
-use model::wire_cw::{
-    ComparisonOperator, MetricDatum, PutMetricAlarmRequest, PutMetricDataRequest,
-    SetAlarmStateRequest, StateValue, Statistic,
-};
+use model::wire_cw::{SetAlarmStateRequest, StateValue};
 use serde_json::{Value, json};
 use testkit::ecs::req;
 
@@ -35,17 +32,7 @@ fn put_alarm(h: &mut Harness) {
     cw(
         h,
         cloudwatch::put_metric_alarm,
-        PutMetricAlarmRequest {
-            alarm_name: Some(ALARM.into()),
-            namespace: Some("App".into()),
-            metric_name: Some("Errors".into()),
-            statistic: Some(Statistic::Sum),
-            period: Some(60),
-            evaluation_periods: Some(1),
-            threshold: Some(5.0),
-            comparison_operator: Some(ComparisonOperator::GreaterThanThreshold),
-            ..Default::default()
-        },
+        testkit::cw::errors_alarm(ALARM),
     );
 }
 
@@ -217,19 +204,8 @@ fn an_alarm_already_in_alarm_before_the_deployment_does_not_fail_it_until_it_goe
         "deploymentConfiguration": {"alarms": {"alarmNames": [ALARM], "enable": true, "rollback": true}}}));
     h.settle(|_| {});
     // A standing problem, before the deployment: its datapoints breach.
-    cw(
-        &mut h,
-        cloudwatch::put_metric_data,
-        PutMetricDataRequest {
-            namespace: Some("App".into()),
-            metric_data: Some(vec![MetricDatum {
-                metric_name: Some("Errors".into()),
-                value: Some(9.0),
-                ..Default::default()
-            }]),
-            ..Default::default()
-        },
-    );
+    let breaching = testkit::cw::errors_datum(9.0, None);
+    cw(&mut h, cloudwatch::put_metric_data, breaching);
     let a = h
         .state
         .discovery

@@ -37,6 +37,15 @@ fn world(ec2: &[&str], pool: &[(&str, &str, i64, i64)]) -> World {
     w
 }
 
+/// Two pool nodes, in zones `a` and `b`, of 4 vCPU and 8 GiB each.
+const TWO_POOL_NODES: &[(&str, &str, i64, i64)] =
+    &[("f-1", "a", 4096, 8192), ("f-2", "b", 4096, 8192)];
+
+/// CreateService of `body` on `w`.
+fn create_service(w: &mut World, body: Value) -> wire::CreateServiceResponse {
+    w.write(services::create, req(body))
+}
+
 fn register_fargate(w: &mut World, family: &str, cpu: &str, memory: &str) {
     let _: wire::RegisterTaskDefinitionResponse = w.write(
         task_definitions::register,
@@ -132,10 +141,7 @@ fn eni_detail(task: &wire::Task, name: &str) -> Option<String> {
 
 #[test]
 fn pool_nodes_are_never_container_instances_of_a_cluster() {
-    let mut w = world(
-        &["i-1", "i-2", "i-3"],
-        &[("f-1", "a", 4096, 8192), ("f-2", "b", 4096, 8192)],
-    );
+    let mut w = world(&["i-1", "i-2", "i-3"], TWO_POOL_NODES);
     let listed: wire::ListContainerInstancesResponse = instances::list(
         &w.state,
         &scope(),
@@ -184,16 +190,11 @@ fn pool_nodes_are_never_container_instances_of_a_cluster() {
 
 #[test]
 fn a_fargate_service_of_four_runs_on_the_pool_only_with_the_fargate_shape() {
-    let mut w = world(
-        &["i-1", "i-2", "i-3"],
-        &[("f-1", "a", 4096, 8192), ("f-2", "b", 4096, 8192)],
-    );
-    let created: wire::CreateServiceResponse = w.write(
-        services::create,
-        req(
-            json!({"cluster": "c", "serviceName": "web", "taskDefinition": "f",
+    let mut w = world(&["i-1", "i-2", "i-3"], TWO_POOL_NODES);
+    let created = create_service(
+        &mut w,
+        json!({"cluster": "c", "serviceName": "web", "taskDefinition": "f",
             "desiredCount": 4, "launchType": "FARGATE", "networkConfiguration": network()}),
-        ),
     );
     let svc = created.service.expect("service");
     assert_eq!(
@@ -484,16 +485,11 @@ fn a_pool_node_reports_only_on_tasks_of_its_pool() {
 
 #[test]
 fn tasks_of_a_silent_pool_node_are_lost_and_replaced_on_the_pool() {
-    let mut w = world(
-        &["i-1"],
-        &[("f-1", "a", 4096, 8192), ("f-2", "b", 4096, 8192)],
-    );
-    let _: wire::CreateServiceResponse = w.write(
-        services::create,
-        req(
-            json!({"cluster": "c", "serviceName": "web", "taskDefinition": "f",
+    let mut w = world(&["i-1"], TWO_POOL_NODES);
+    create_service(
+        &mut w,
+        json!({"cluster": "c", "serviceName": "web", "taskDefinition": "f",
             "desiredCount": 2, "launchType": "FARGATE", "networkConfiguration": network()}),
-        ),
     );
     reconcile_web(&mut w);
     let arns: Vec<String> = w
@@ -565,12 +561,10 @@ fn tasks_of_a_silent_pool_node_are_lost_and_replaced_on_the_pool() {
 #[test]
 fn a_fargate_service_cannot_move_to_an_ec2_only_revision() {
     let mut w = world(&[], &[("f-1", "a", 4096, 8192)]);
-    let _: wire::CreateServiceResponse = w.write(
-        services::create,
-        req(
-            json!({"cluster": "c", "serviceName": "web", "taskDefinition": "f",
+    create_service(
+        &mut w,
+        json!({"cluster": "c", "serviceName": "web", "taskDefinition": "f",
             "desiredCount": 1, "launchType": "FARGATE", "networkConfiguration": network()}),
-        ),
     );
     let _: wire::RegisterTaskDefinitionResponse = w.write(
         task_definitions::register,
@@ -664,16 +658,11 @@ fn draining_a_spot_node_interrupts_its_tasks_and_only_its_tasks() {
 #[test]
 fn a_fargate_task_set_runs_its_tasks_on_the_pool() {
     use controlplane::ops::task_sets;
-    let mut w = world(
-        &["i-1"],
-        &[("f-1", "a", 4096, 8192), ("f-2", "b", 4096, 8192)],
-    );
-    let _: wire::CreateServiceResponse = w.write(
-        services::create,
-        req(
-            json!({"cluster": "c", "serviceName": "web", "desiredCount": 2,
+    let mut w = world(&["i-1"], TWO_POOL_NODES);
+    create_service(
+        &mut w,
+        json!({"cluster": "c", "serviceName": "web", "desiredCount": 2,
             "deploymentController": {"type": "EXTERNAL"}}),
-        ),
     );
     let set_body = |extra: Value| {
         let mut body = json!({"cluster": "c", "service": "web", "taskDefinition": "f",
@@ -751,12 +740,10 @@ fn a_task_set_with_the_fargate_spot_strategy_runs_on_spot_nodes() {
     let mut w = world(&[], &[("f-1", "a", 4096, 8192)]);
     let spot = add_spot_node(&mut w, "s-1", "b");
     associate_fargate_providers(&mut w);
-    let _: wire::CreateServiceResponse = w.write(
-        services::create,
-        req(
-            json!({"cluster": "c", "serviceName": "web", "desiredCount": 2,
+    create_service(
+        &mut w,
+        json!({"cluster": "c", "serviceName": "web", "desiredCount": 2,
             "deploymentController": {"type": "EXTERNAL"}}),
-        ),
     );
     let created: wire::CreateTaskSetResponse = w.write(
         task_sets::create,

@@ -156,6 +156,15 @@ impl Harness {
         self.world.deploy("c", "web", def);
     }
 
+    /// Registers a new revision of `web` and updates the service to it: (the revision
+    /// it ran, the new one).
+    fn roll_out(&mut self) -> (String, String) {
+        let old = self.service().task_definition.expect("v1");
+        let new = self.register();
+        self.update_to(&new);
+        (old, new)
+    }
+
     /// The newest service deployment, as DescribeServiceDeployments shows it.
     fn newest(&self) -> wire::ServiceDeployment {
         let list = sd::list(
@@ -216,9 +225,7 @@ fn production_traffic_waits_for_a_post_test_traffic_shift_hook() {
             "roleArn": "arn:aws:iam::123456789012:role/accepted-and-ignored"}]),
         json!({}),
     );
-    let v1 = h.service().task_definition.expect("v1");
-    let v2 = h.register();
-    h.update_to(&v2);
+    let (v1, v2) = h.roll_out();
     // The webhook does not answer: green is healthy, but production stays on blue.
     h.run(120, |_| None);
     assert_eq!(h.running_of(&v2), 2, "green runs in full");
@@ -260,8 +267,7 @@ fn in_progress_calls_again_after_its_callback_delay() {
                 "hookDetails": configured}]),
         json!({}),
     );
-    let v2 = h.register();
-    h.update_to(&v2);
+    let (_, v2) = h.roll_out();
     let mut answers = 0;
     h.run(200, |call| {
         answers += 1;
@@ -304,8 +310,7 @@ fn no_green_task_starts_before_pre_scale_up_succeeds_and_calls_are_spaced() {
         json!([{"hookTargetArn": HOOK, "lifecycleStages": ["PRE_SCALE_UP"]}]),
         json!({}),
     );
-    let v2 = h.register();
-    h.update_to(&v2);
+    let (_, v2) = h.roll_out();
     let mut times = Vec::new();
     for _ in 0..45 {
         let now = h.world.now + 1.0;
@@ -329,9 +334,7 @@ fn a_failed_hook_rolls_the_deployment_back() {
         json!([{"hookTargetArn": HOOK, "lifecycleStages": ["POST_PRODUCTION_TRAFFIC_SHIFT"]}]),
         json!({"bakeTimeInMinutes": 0}),
     );
-    let v1 = h.service().task_definition.expect("v1");
-    let v2 = h.register();
-    h.update_to(&v2);
+    let (v1, v2) = h.roll_out();
     // Production moves; blue is kept while the hook after the shift runs (no bake).
     h.run(120, |_| None);
     assert_eq!(h.live(), h.alt, "production moved to green");
@@ -366,9 +369,7 @@ fn a_hook_that_never_answers_times_out_and_fails_the_deployment() {
             "timeoutConfiguration": {"timeoutInMinutes": 2}}]),
         json!({}),
     );
-    let v1 = h.service().task_definition.expect("v1");
-    let v2 = h.register();
-    h.update_to(&v2);
+    let (v1, v2) = h.roll_out();
     h.run(100, |_| None);
     assert_eq!(h.hook_status("POST_SCALE_UP"), [HookStatus::Pending]);
     assert_eq!(h.running_of(&v2), 2);
@@ -393,8 +394,7 @@ fn a_timeout_with_continue_lets_the_deployment_go_on() {
             "timeoutConfiguration": {"timeoutInMinutes": 1, "action": "CONTINUE"}}]),
         json!({"bakeTimeInMinutes": 0}),
     );
-    let v2 = h.register();
-    h.update_to(&v2);
+    let (_, v2) = h.roll_out();
     h.run(200, |_| None);
     assert_eq!(h.live(), h.alt);
     assert!(h.stable(), "{:?}", h.service().deployments);
@@ -505,8 +505,7 @@ fn webhook_hooks_and_the_stage_show_in_describe_service_deployments() {
             "timeoutConfiguration": {"timeoutInMinutes": 30}}]),
         json!({}),
     );
-    let v2 = h.register();
-    h.update_to(&v2);
+    h.roll_out();
     h.run(60, |_| None);
     let d = h.newest();
     assert_eq!(d.status, Some(Status::InProgress));
@@ -547,8 +546,7 @@ fn the_lifecycle_stage_follows_a_blue_green_deployment() {
         None,
         "a first deployment has none"
     );
-    let v2 = h.register();
-    h.update_to(&v2);
+    h.roll_out();
     let mut seen: Vec<Ls> = Vec::new();
     for _ in 0..200 {
         h.run(1, |_| None);
@@ -569,9 +567,7 @@ fn a_pause_hook_holds_its_stage_until_continue_service_deployment() {
         json!([{"targetType": "PAUSE", "lifecycleStages": ["POST_TEST_TRAFFIC_SHIFT"]}]),
         json!({"bakeTimeInMinutes": 0}),
     );
-    let v1 = h.service().task_definition.expect("v1");
-    let v2 = h.register();
-    h.update_to(&v2);
+    let (v1, v2) = h.roll_out();
     h.run(300, |_| None);
     assert!(
         h.calls.is_empty(),
@@ -641,9 +637,7 @@ fn continue_service_deployment_with_rollback_rolls_the_deployment_back() {
         json!([{"targetType": "PAUSE", "lifecycleStages": ["POST_SCALE_UP"]}]),
         json!({}),
     );
-    let v1 = h.service().task_definition.expect("v1");
-    let v2 = h.register();
-    h.update_to(&v2);
+    let (v1, v2) = h.roll_out();
     h.run(60, |_| None);
     assert_eq!(h.running_of(&v2), 2);
     let d = h.newest();
@@ -679,9 +673,7 @@ fn a_pause_hook_times_out_with_its_timeout_action() {
             "timeoutConfiguration": {"timeoutInMinutes": 2}}]),
         json!({}),
     );
-    let v1 = h.service().task_definition.expect("v1");
-    let v2 = h.register();
-    h.update_to(&v2);
+    let (v1, v2) = h.roll_out();
     h.run(100, |_| None);
     assert_eq!(h.hook_status("POST_SCALE_UP"), [HookStatus::Pending]);
     assert_eq!(paused(&h.newest()).1[0].status, Some(Hs::AwaitingAction));
@@ -707,8 +699,7 @@ fn a_pause_hook_times_out_with_its_timeout_action() {
             "timeoutConfiguration": {"timeoutInMinutes": 1, "action": "CONTINUE"}}]),
         json!({"bakeTimeInMinutes": 0}),
     );
-    let v2 = h.register();
-    h.update_to(&v2);
+    h.roll_out();
     h.run(30, |_| None);
     assert_eq!(h.live(), h.main, "held before the timeout");
     assert_eq!(
@@ -731,8 +722,7 @@ fn continue_service_deployment_refuses_what_is_not_a_paused_hook() {
         json!({}),
     );
     let first = h.newest().service_deployment_arn.expect("arn");
-    let v2 = h.register();
-    h.update_to(&v2);
+    h.roll_out();
     h.run(60, |_| None);
     let (arn, details) = paused(&h.newest());
     assert_eq!(details.len(), 2, "{details:#?}");
@@ -795,8 +785,7 @@ fn a_paused_deployment_survives_a_restart() {
         json!([{"targetType": "PAUSE", "lifecycleStages": ["PRE_SCALE_UP"]}]),
         json!({}),
     );
-    let v2 = h.register();
-    h.update_to(&v2);
+    let (_, v2) = h.roll_out();
     h.run(20, |_| None);
     assert_eq!(h.running_of(&v2), 0, "green waits for PRE_SCALE_UP");
     let key = ServiceKey::new(&scope(), "c", "web");

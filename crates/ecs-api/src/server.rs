@@ -14,15 +14,15 @@
 
 pub mod connections;
 
+use std::convert::Infallible;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
 use axum::extract::rejection::PathRejection;
-use axum::extract::{Path, State};
+use axum::extract::{FromRequest, Path, Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -92,16 +92,57 @@ fn now() -> (i64, f64) {
     )
 }
 
+/// A request as every AWS route reads it: the parts SigV4 signs, and the body, or the
+/// error it could not be read with (over the size limit, or cut off), which each
+/// protocol answers in its own error shape rather than with axum's plain-text rejection.
+struct Incoming {
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Result<Bytes, ApiError>,
+}
+
+impl<S: Send + Sync> FromRequest<S> for Incoming {
+    type Rejection = Infallible;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Infallible> {
+        let (parts, body) = req.into_parts();
+        let (method, uri, headers) = (
+            parts.method.clone(),
+            parts.uri.clone(),
+            parts.headers.clone(),
+        );
+        let body = Bytes::from_request(Request::from_parts(parts, body), state)
+            .await
+            .map_err(|rejection| {
+                ApiError::UnreadableBody(rejection.status(), rejection.body_text())
+            });
+        Ok(Self {
+            method,
+            uri,
+            headers,
+            body,
+        })
+    }
+}
+
+impl Incoming {
+    /// The body, or the error it could not be read with.
+    fn body(&self) -> Result<&[u8], ApiError> {
+        self.body.as_deref().map_err(Clone::clone)
+    }
+}
+
 /// Authenticates a request routed to `service` (its credential scope must name that
 /// service) and builds its [`Call`].
-fn caller(
-    app: &App,
-    service: AwsService,
-    method: &Method,
-    uri: &Uri,
-    headers: &HeaderMap,
-    body: &[u8],
-) -> Result<Call, ApiError> {
+fn caller(app: &App, service: AwsService, req: &Incoming) -> Result<Call, ApiError> {
+    let Incoming {
+        method,
+        uri,
+        headers,
+        ..
+    } = req;
+    let body = req.body()?;
     let (now_secs, now) = now();
     let host = headers
         .get(http::header::HOST)
@@ -136,6 +177,20 @@ fn caller(
     })
 }
 
+/// What a service routed by `X-Amz-Target` under one `prefix` (Cloud Map, SSM,
+/// CloudWatch in JSON 1.0) needs before its dispatch: the body, the target's operation
+/// name and the verified caller, failing in that order.
+fn targeted<'r>(
+    app: &App,
+    service: AwsService,
+    prefix: &str,
+    req: &'r Incoming,
+) -> Result<(Call, &'r str, &'r [u8]), ApiError> {
+    let body = req.body()?;
+    let name = target_operation(&req.headers, prefix).ok_or(ApiError::MissingTarget)?;
+    Ok((caller(app, service, req)?, name, body))
+}
+
 /// The target's operation name after `prefix.`, or `None`.
 fn target_operation<'a>(headers: &'a HeaderMap, prefix: &str) -> Option<&'a str> {
     headers
@@ -146,15 +201,10 @@ fn target_operation<'a>(headers: &'a HeaderMap, prefix: &str) -> Option<&'a str>
         .map(|(_, name)| name)
 }
 
-/// The ECS API (JSON 1.1) with flotilla's agent and user targets.
-async fn handle(
-    app: &App,
-    method: &Method,
-    uri: &Uri,
-    headers: &HeaderMap,
-    body: &[u8],
-) -> Result<Vec<u8>, ApiError> {
-    let target = headers
+/// The ECS API (JSON 1.1) with flotilla's agent and user targets; `body` is `req`'s, read.
+async fn handle(app: &App, req: &Incoming, body: &[u8]) -> Result<Vec<u8>, ApiError> {
+    let target = req
+        .headers
         .get("x-amz-target")
         .and_then(|v| v.to_str().ok())
         .ok_or(ApiError::MissingTarget)?;
@@ -167,7 +217,7 @@ async fn handle(
     }
     // ECS Anywhere's bootstrap: the activation in the body authenticates it.
     if prefix == AGENT_TARGET_PREFIX && name == crate::anywhere::BOOTSTRAP_OPERATION {
-        let region = crate::anywhere::unverified_region(headers)?;
+        let region = crate::anywhere::unverified_region(&req.headers)?;
         return crate::anywhere::register_external_instance(
             &app.cp,
             &region,
@@ -176,7 +226,7 @@ async fn handle(
         )
         .await;
     }
-    let call = caller(app, AwsService::Ecs, method, uri, headers, body)?;
+    let call = caller(app, AwsService::Ecs, req)?;
     // An external node's key serves the agent's operations only, and its registration
     // is an external instance's; no other key may register one.
     let rewritten;
@@ -214,52 +264,23 @@ async fn handle(
 }
 
 /// Cloud Map (JSON 1.1, `Route53AutoNaming_v20170314.*`).
-async fn handle_service_discovery(
-    app: &App,
-    method: &Method,
-    uri: &Uri,
-    headers: &HeaderMap,
-    body: &[u8],
-) -> Result<Vec<u8>, ApiError> {
-    let name = target_operation(headers, SERVICE_DISCOVERY_TARGET_PREFIX)
-        .ok_or(ApiError::MissingTarget)?;
-    let call = caller(
-        app,
-        AwsService::ServiceDiscovery,
-        method,
-        uri,
-        headers,
-        body,
-    )?;
+async fn handle_service_discovery(app: &App, req: &Incoming) -> Result<Vec<u8>, ApiError> {
+    let service = AwsService::ServiceDiscovery;
+    let (call, name, body) = targeted(app, service, SERVICE_DISCOVERY_TARGET_PREFIX, req)?;
     crate::servicediscovery::dispatch(&app.cp, &call, name, body).await
 }
 
 /// SSM's activation operations (JSON 1.1, `AmazonSSM.*`), for ECS Anywhere.
-async fn handle_ssm(
-    app: &App,
-    method: &Method,
-    uri: &Uri,
-    headers: &HeaderMap,
-    body: &[u8],
-) -> Result<Vec<u8>, ApiError> {
-    let name =
-        target_operation(headers, crate::ssm::TARGET_PREFIX).ok_or(ApiError::MissingTarget)?;
-    let call = caller(app, AwsService::Ssm, method, uri, headers, body)?;
+async fn handle_ssm(app: &App, req: &Incoming) -> Result<Vec<u8>, ApiError> {
+    let (call, name, body) = targeted(app, AwsService::Ssm, crate::ssm::TARGET_PREFIX, req)?;
     crate::ssm::dispatch(&app.cp, &call, name, body).await
 }
 
 /// CloudWatch in AWS JSON 1.0 (`GraniteServiceVersion20100801.*`), what the AWS CLI
 /// and boto3 speak to it.
-async fn handle_cloudwatch(
-    app: &App,
-    method: &Method,
-    uri: &Uri,
-    headers: &HeaderMap,
-    body: &[u8],
-) -> Result<Vec<u8>, ApiError> {
-    let name = target_operation(headers, crate::cloudwatch::TARGET_PREFIX)
-        .ok_or(ApiError::MissingTarget)?;
-    let call = caller(app, AwsService::CloudWatch, method, uri, headers, body)?;
+async fn handle_cloudwatch(app: &App, req: &Incoming) -> Result<Vec<u8>, ApiError> {
+    let prefix = crate::cloudwatch::TARGET_PREFIX;
+    let (call, name, body) = targeted(app, AwsService::CloudWatch, prefix, req)?;
     let protocol = crate::cloudwatch::Protocol::Json;
     crate::cloudwatch::dispatch(&app.cp, &call, protocol, name, body).await
 }
@@ -288,58 +309,32 @@ fn json_answer(result: Result<Vec<u8>, ApiError>) -> Response {
 
 /// `POST /`: every AWS API, routed by the credential scope's service in one `match`
 /// ([`AwsService::of_request`]); each answers in its own protocol's shape.
-async fn ecs(
-    State(app): State<App>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Response {
+async fn ecs(State(app): State<App>, req: Incoming) -> Response {
     let request_id = uuid::Uuid::new_v4().to_string();
-    // A body that cannot be read (over the size limit, or cut off) is answered in the
-    // protocol's error shape too, not with axum's plain-text rejection.
-    let body = body
-        .map_err(|rejection| ApiError::UnreadableBody(rejection.status(), rejection.body_text()));
-    let mut resp = match AwsService::of_request(&headers) {
-        Ok(AwsService::Ecs) => match &body {
-            Ok(body) => match handle(&app, &method, &uri, &headers, body).await {
-                Err(ApiError::Relay { peer, here }) if !crate::relay::was_relayed(&headers) => {
-                    match crate::relay::relay(&app.relay, &peer, &headers, body).await {
+    let mut resp = match AwsService::of_request(&req.headers) {
+        Ok(AwsService::Ecs) => match req.body() {
+            Ok(body) => match handle(&app, &req, body).await {
+                Err(ApiError::Relay { peer, here }) if !crate::relay::was_relayed(&req.headers) => {
+                    match crate::relay::relay(&app.relay, &peer, &req.headers, body).await {
                         Some(answer) => answer,
                         None => json_answer(Err(*here)),
                     }
                 }
                 result => json_answer(result),
             },
-            Err(e) => json_answer(Err(e.clone())),
+            Err(e) => json_answer(Err(e)),
         },
         Ok(AwsService::ElasticLoadBalancing) => {
-            let call = match &body {
-                Ok(body) => caller(
-                    &app,
-                    AwsService::ElasticLoadBalancing,
-                    &method,
-                    &uri,
-                    &headers,
-                    body,
-                )
-                .map(|call| (call, &body[..])),
-                Err(e) => Err(e.clone()),
-            };
+            let call = req
+                .body()
+                .and_then(|body| Ok((caller(&app, AwsService::ElasticLoadBalancing, &req)?, body)));
             crate::elbv2::handle(&app.cp, call, &request_id).await
         }
-        Ok(AwsService::ServiceDiscovery) => json_answer(match &body {
-            Ok(body) => handle_service_discovery(&app, &method, &uri, &headers, body).await,
-            Err(e) => Err(e.clone()),
-        }),
-        Ok(AwsService::Ssm) => json_answer(match &body {
-            Ok(body) => handle_ssm(&app, &method, &uri, &headers, body).await,
-            Err(e) => Err(e.clone()),
-        }),
-        Ok(AwsService::CloudWatch) => crate::cloudwatch::Protocol::Json.answer(match &body {
-            Ok(body) => handle_cloudwatch(&app, &method, &uri, &headers, body).await,
-            Err(e) => Err(e.clone()),
-        }),
+        Ok(AwsService::ServiceDiscovery) => json_answer(handle_service_discovery(&app, &req).await),
+        Ok(AwsService::Ssm) => json_answer(handle_ssm(&app, &req).await),
+        Ok(AwsService::CloudWatch) => {
+            crate::cloudwatch::Protocol::Json.answer(handle_cloudwatch(&app, &req).await)
+        }
         Err(e) => json_answer(Err(e)),
     };
     with_request_id(&mut resp, &request_id);
@@ -352,25 +347,20 @@ async fn ecs(
 async fn rpc_v2_cbor(
     State(app): State<App>,
     path: Result<Path<(String, String)>, PathRejection>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    req: Incoming,
 ) -> Response {
     let request_id = uuid::Uuid::new_v4().to_string();
     let result = async {
-        let body = body.map_err(|rejection| {
-            ApiError::UnreadableBody(rejection.status(), rejection.body_text())
-        })?;
+        let body = req.body()?;
         let Ok(Path((prefix, operation))) = path else {
             return Err(ApiError::MissingTarget);
         };
         if prefix != crate::cloudwatch::TARGET_PREFIX {
             return Err(ApiError::UnknownOperation(format!("{prefix}.{operation}")));
         }
-        let call = caller(&app, AwsService::CloudWatch, &method, &uri, &headers, &body)?;
+        let call = caller(&app, AwsService::CloudWatch, &req)?;
         let protocol = crate::cloudwatch::Protocol::Cbor;
-        crate::cloudwatch::dispatch(&app.cp, &call, protocol, &operation, &body).await
+        crate::cloudwatch::dispatch(&app.cp, &call, protocol, &operation, body).await
     }
     .await;
     let mut resp = crate::cloudwatch::cbor::answer(result);
@@ -384,13 +374,7 @@ fn with_request_id(resp: &mut Response, request_id: &str) {
     }
 }
 
-async fn reset(
-    State(app): State<App>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Response {
+async fn reset(State(app): State<App>, req: Incoming) -> Response {
     if !app.config.allow_reset {
         return (
             StatusCode::NOT_FOUND,
@@ -400,11 +384,10 @@ async fn reset(
     }
     if app.config.credentials.is_some() {
         let request_id = uuid::Uuid::new_v4().to_string();
-        let body = match body {
+        let body = match req.body() {
             Ok(body) => body,
-            Err(rejection) => {
-                let mut resp = ApiError::UnreadableBody(rejection.status(), rejection.body_text())
-                    .into_response();
+            Err(e) => {
+                let mut resp = e.into_response();
                 with_request_id(&mut resp, &request_id);
                 return resp;
             }
@@ -415,7 +398,7 @@ async fn reset(
             now: now().0,
             service: ScopeService::Any,
         };
-        if let Err(e) = verifier.authenticate(&method, &uri, &headers, &body) {
+        if let Err(e) = verifier.authenticate(&req.method, &req.uri, &req.headers, body) {
             let message = e.to_string();
             tracing::warn!(error = %bounded_message(&message), "POST /admin/reset refused");
             let mut resp = e.into_response();

@@ -18,6 +18,7 @@
 //!   reports the last reason it was not ready yet.
 //!
 //! ## Layout
+//! - [`cw`]: CloudWatch request bodies: an alarm on one metric, a datapoint of it.
 //! - [`ecs`]: the test scope, request bodies, operations run against a [`controlplane::State`]
 //!   (free functions and [`ecs::World`]) or submitted to a [`controlplane::ControlPlane`].
 //! - [`elb`]: ELBv2 request bodies, ELBv2 operations on a [`ecs::World`], a data plane
@@ -33,12 +34,14 @@
 //!   feed).
 //!
 //! ## Current limitations
-//! - `controlplane`'s own unit tests (in `src/`) cannot use it: a dev-dependency on a
-//!   crate that depends back on `controlplane` builds `controlplane` twice, and the two
-//!   `State` types are not the same type.
+//! - `controlplane`'s own unit tests (in `src/`) cannot use it, but for the helpers that
+//!   build only `model` shapes ([`cw`]): a dev-dependency on a crate that depends back on
+//!   `controlplane` builds `controlplane` twice, and the two `State` types are not the
+//!   same type.
 //! - Calls are unsigned: the servers under test accept any signature unless started with
 //!   `--credentials`; the agent signs its own requests (`crates/agent/tests/signing.rs`).
 
+pub mod cw;
 pub mod ecs;
 pub mod elb;
 pub mod fs;

@@ -270,16 +270,15 @@ pub fn list(
         .collect();
     items.sort_by(|a, b| a.0.cmp(&b.0));
     let page = paginate(
-        &PageRequest {
-            secret: &state.meta.paging_secret,
+        &PageRequest::ascending(
+            &state.meta.paging_secret,
             now,
-            operation: "ListAccountSettings",
-            filters: &filters,
-            max_results: req.max_results,
-            limit: 10,
-            next_token: req.next_token.as_deref(),
-            descending: false,
-        },
+            "ListAccountSettings",
+            &filters,
+            req.max_results,
+            req.next_token.as_deref(),
+        )
+        .with_limit(10),
         // At most one setting per name (a few dozen): sorted, the page drops what comes
         // up to the last key.
         |_| Ok(items),

@@ -465,11 +465,8 @@ mod tests {
     use serde_json::{Value, json};
 
     use super::*;
+    use crate::ops::test_support::{self, scope};
     use crate::ops::{clusters, instances, tasks};
-
-    fn scope() -> Scope {
-        Scope::new("000000000000", "us-east-1")
-    }
 
     fn apply<Req: serde::de::DeserializeOwned, Resp>(
         s: &mut State,
@@ -479,9 +476,7 @@ mod tests {
     ) -> Resp {
         let mut ctx = Ctx::new(scope(), 1000.0, seed);
         let (resp, changes) = op(s, &mut ctx, serde_json::from_value(body).unwrap()).unwrap();
-        for c in &changes {
-            s.apply(c);
-        }
+        test_support::apply(s, &changes);
         resp
     }
 

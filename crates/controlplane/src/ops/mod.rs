@@ -25,4 +25,6 @@ pub mod tags;
 pub mod task_definitions;
 pub mod task_sets;
 pub mod tasks;
+#[cfg(test)]
+mod test_support;
 pub mod updater_state;

@@ -74,16 +74,15 @@ pub fn list(
     // At most MAX_HISTORY_PER_SERVICE records: sorting them costs nothing to speak of.
     items.sort_by_key(|d| std::cmp::Reverse(d.seq));
     let page = paginate(
-        &PageRequest {
-            secret: &state.meta.paging_secret,
+        &PageRequest::ascending(
+            &state.meta.paging_secret,
             now,
-            operation: "ListServiceDeployments",
-            filters: &filters,
-            max_results: Some(req.max_results.unwrap_or(DEFAULT_LIST_RESULTS)),
-            limit: 100,
-            next_token: req.next_token.as_deref(),
-            descending: true,
-        },
+            "ListServiceDeployments",
+            &filters,
+            Some(req.max_results.unwrap_or(DEFAULT_LIST_RESULTS)),
+            req.next_token.as_deref(),
+        )
+        .with_descending(true),
         |_| {
             Ok(items.into_iter().map(|r| {
                 let d = &r.deployment;

@@ -7,7 +7,7 @@ use model::wire;
 use super::take_visited;
 use crate::ops::{attributes, clusters, instances, services, task_definitions, tasks};
 use crate::state::{
-    ClusterRecord, InstanceRecord, MetaRecord, Record, Reservation, Scope, ServiceRecord, State,
+    ClusterRecord, InstanceRecord, MetaRecord, Record, Scope, ServiceRecord, State,
     TaskDefinitionRecord, TaskRecord,
 };
 use crate::{Change, EcsError};
@@ -157,9 +157,6 @@ struct T<'a> {
 
 fn task(s: &mut State, sc: &Scope, cluster: &str, t: &T<'_>) {
     s.apply(&Change::Put(Record::Task(TaskRecord {
-        scope: sc.clone(),
-        cluster: cluster.into(),
-        id: t.id.clone(),
         task: wire::Task {
             task_arn: Some(
                 sc.arn(
@@ -183,13 +180,9 @@ fn task(s: &mut State, sc: &Scope, cluster: &str, t: &T<'_>) {
             stopped_at: (t.last == "STOPPED").then_some(NOW),
             ..Default::default()
         },
-        reservation: Reservation::default(),
         instance_id: Some(t.instance.into()),
-        client_token: None,
-        client_token_fingerprint: None,
         agent_acknowledged: true,
-        pending_stop: None,
-        pool: None,
+        ..TaskRecord::bare(sc.clone(), cluster, &t.id)
     })));
 }
 

@@ -77,6 +77,16 @@ impl<'a> PageRequest<'a> {
             descending: false,
         }
     }
+
+    /// The same listing in descending key order when `descending`.
+    pub fn with_descending(self, descending: bool) -> PageRequest<'a> {
+        PageRequest { descending, ..self }
+    }
+
+    /// The same listing with another largest `maxResults` (and default).
+    pub fn with_limit(self, limit: i32) -> PageRequest<'a> {
+        PageRequest { limit, ..self }
+    }
 }
 #[cfg(test)]
 thread_local! {

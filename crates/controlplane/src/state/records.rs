@@ -120,6 +120,28 @@ pub struct TaskRecord {
     pub pool: Option<String>,
 }
 
+#[cfg(test)]
+impl TaskRecord {
+    /// A bare task for unit tests: `id` of `cluster` in `scope`, with a default wire
+    /// shape and reservation, on no instance, without client token, pending stop or pool,
+    /// not yet acknowledged; tests set what they need over it.
+    pub(crate) fn bare(scope: Scope, cluster: &str, id: &str) -> TaskRecord {
+        TaskRecord {
+            scope,
+            cluster: cluster.into(),
+            id: id.into(),
+            task: wire::Task::default(),
+            reservation: Reservation::default(),
+            instance_id: None,
+            client_token: None,
+            client_token_fingerprint: None,
+            agent_acknowledged: false,
+            pending_stop: None,
+            pool: None,
+        }
+    }
+}
+
 /// A stop the service controller decided but holds back while the task drains from its
 /// load balancers.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -183,22 +183,9 @@ impl std::fmt::Debug for TaskMap {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::state::Reservation;
 
     fn task(account: &str, cluster: &str, id: &str) -> Arc<TaskRecord> {
-        Arc::new(TaskRecord {
-            scope: Scope::new(account, "r"),
-            cluster: cluster.into(),
-            id: id.into(),
-            task: model::wire::Task::default(),
-            reservation: Reservation::default(),
-            instance_id: None,
-            client_token: None,
-            client_token_fingerprint: None,
-            agent_acknowledged: false,
-            pending_stop: None,
-            pool: None,
-        })
+        Arc::new(TaskRecord::bare(Scope::new(account, "r"), cluster, id))
     }
 
     /// The map behaves as the `BTreeMap<MemberKey, Arc<TaskRecord>>` it replaces: same

@@ -41,9 +41,6 @@ fn store_keys_are_distinct_per_kind_and_scope() {
 
 fn task(sc: &Scope, id: &str, status: &str, cpu: i64, port: u16) -> Record {
     Record::Task(TaskRecord {
-        scope: sc.clone(),
-        cluster: "c".into(),
-        id: id.into(),
         task: wire::Task {
             last_status: Some(status.into()),
             ..Default::default()
@@ -55,11 +52,7 @@ fn task(sc: &Scope, id: &str, status: &str, cpu: i64, port: u16) -> Record {
             ports_udp: vec![],
         },
         instance_id: Some("i1".into()),
-        client_token: None,
-        client_token_fingerprint: None,
-        agent_acknowledged: false,
-        pending_stop: None,
-        pool: None,
+        ..TaskRecord::bare(sc.clone(), "c", id)
     })
 }
 
@@ -266,19 +259,11 @@ fn cluster_ranges_do_not_leak_into_neighbours() {
     let mut s = State::default();
     let sc = Scope::new("1", "r");
     for (cluster, id) in [("a", "1"), ("ab", "2"), ("a", "3"), ("b", "4")] {
-        s.apply(&Change::Put(Record::Task(TaskRecord {
-            scope: sc.clone(),
-            cluster: cluster.into(),
-            id: id.into(),
-            task: wire::Task::default(),
-            reservation: Reservation::default(),
-            instance_id: None,
-            client_token: None,
-            client_token_fingerprint: None,
-            agent_acknowledged: false,
-            pending_stop: None,
-            pool: None,
-        })));
+        s.apply(&Change::Put(Record::Task(TaskRecord::bare(
+            sc.clone(),
+            cluster,
+            id,
+        ))));
     }
     let ids: Vec<_> = s.tasks_in(&sc, "a").map(|t| t.id.as_str()).collect();
     assert_eq!(ids, ["1", "3"]);

@@ -5,28 +5,10 @@ use model::wire;
 use model::wire_ssm::{DescribeActivationsFilter, Tag};
 
 use super::*;
-use crate::state::{MetaRecord, Scope, State};
+use crate::ops::test_support::{apply, scope, state};
+use crate::state::State;
 
 const NOW: f64 = 1_000_000.0;
-
-fn scope() -> Scope {
-    Scope::new("000000000000", "us-east-1")
-}
-
-fn state() -> State {
-    State {
-        meta: MetaRecord {
-            paging_secret: "00112233445566778899aabbccddeeff".into(),
-        },
-        ..State::default()
-    }
-}
-
-fn apply(state: &mut State, changes: &[Change]) {
-    for c in changes {
-        state.apply(c);
-    }
-}
 
 fn create(state: &mut State, req: CreateActivationRequest) -> CreateActivationResult {
     let mut ctx = Ctx::new(scope(), NOW, 7);

@@ -11,23 +11,11 @@ use model::wire_cw::{
 use super::evaluate::{evaluate, evaluate_alarms};
 use super::*;
 use crate::engine::Ctx;
-use crate::state::{Bucket, MetaRecord, Scope, State};
+use crate::ops::test_support::{apply, scope, state};
+use crate::state::{Bucket, Scope, State};
 
 /// A minute boundary, so that periods of 60 s and 300 s start on it.
 const T0: f64 = 1_700_000_100.0;
-
-fn scope() -> Scope {
-    Scope::new("000000000000", "us-east-1")
-}
-
-fn state() -> State {
-    State {
-        meta: MetaRecord {
-            paging_secret: "00112233445566778899aabbccddeeff".into(),
-        },
-        ..State::default()
-    }
-}
 
 fn bucket(at: f64, value: f64) -> Bucket {
     Bucket {
@@ -153,57 +141,29 @@ fn treat_missing_data_decides_what_no_data_means() {
     }
 }
 
+/// The `Service=web` dimension the metric of these tests carries.
+fn web() -> Option<Vec<Dimension>> {
+    Some(vec![Dimension {
+        name: "Service".into(),
+        value: "web".into(),
+    }])
+}
+
 fn put_alarm(state: &mut State, name: &str, now: f64) -> Result<(), CwError> {
     let mut ctx = Ctx::new(scope(), now, 1);
-    let (_, changes) = put_metric_alarm(
-        state,
-        &mut ctx,
-        PutMetricAlarmRequest {
-            alarm_name: Some(name.into()),
-            metric_name: Some("Errors".into()),
-            namespace: Some("App".into()),
-            dimensions: Some(vec![Dimension {
-                name: "Service".into(),
-                value: "web".into(),
-            }]),
-            statistic: Some(Statistic::Sum),
-            period: Some(60),
-            evaluation_periods: Some(1),
-            threshold: Some(5.0),
-            comparison_operator: Some(ComparisonOperator::GreaterThanThreshold),
-            ..Default::default()
-        },
-    )?;
+    let req = PutMetricAlarmRequest {
+        dimensions: web(),
+        ..testkit::cw::errors_alarm(name)
+    };
+    let (_, changes) = put_metric_alarm(state, &mut ctx, req)?;
     apply(state, &changes);
     Ok(())
 }
 
-fn apply(state: &mut State, changes: &[crate::state::Change]) {
-    for c in changes {
-        state.apply(c);
-    }
-}
-
 fn put_value(state: &mut State, value: f64, now: f64) {
     let mut ctx = Ctx::new(scope(), now, 2);
-    let (_, changes) = put_metric_data(
-        state,
-        &mut ctx,
-        PutMetricDataRequest {
-            namespace: Some("App".into()),
-            metric_data: Some(vec![MetricDatum {
-                metric_name: Some("Errors".into()),
-                dimensions: Some(vec![Dimension {
-                    name: "Service".into(),
-                    value: "web".into(),
-                }]),
-                value: Some(value),
-                ..Default::default()
-            }]),
-            ..Default::default()
-        },
-    )
-    .unwrap();
+    let req = testkit::cw::errors_datum(value, web());
+    let (_, changes) = put_metric_data(state, &mut ctx, req).unwrap();
     apply(state, &changes);
 }
 
@@ -293,17 +253,7 @@ fn set_alarm_state_holds_until_the_next_evaluation() {
 
 #[test]
 fn put_metric_alarm_checks_what_flotilla_can_evaluate() {
-    let base = PutMetricAlarmRequest {
-        alarm_name: Some("a".into()),
-        metric_name: Some("m".into()),
-        namespace: Some("n".into()),
-        statistic: Some(Statistic::Sum),
-        period: Some(60),
-        evaluation_periods: Some(1),
-        threshold: Some(1.0),
-        comparison_operator: Some(ComparisonOperator::GreaterThanThreshold),
-        ..Default::default()
-    };
+    let base = testkit::cw::errors_alarm("a");
     let code = |req: PutMetricAlarmRequest| {
         let mut ctx = Ctx::new(scope(), T0, 1);
         put_metric_alarm(&state(), &mut ctx, req)
@@ -488,50 +438,36 @@ fn put_metric_data_keeps_a_bounded_window_and_refuses_bad_values() {
         .unwrap_err()
         .code()
     };
-    let named = MetricDatum {
+    let named = |value: f64| MetricDatum {
         metric_name: Some("m".into()),
+        value: Some(value),
         ..Default::default()
     };
-    assert_eq!(
-        refused(
+    let cases = [
+        (named(f64::NAN), "App", "InvalidParameterValueException"),
+        (
             MetricDatum {
-                value: Some(f64::NAN),
-                ..named.clone()
-            },
-            "App"
-        ),
-        "InvalidParameterValueException"
-    );
-    assert_eq!(
-        refused(
-            MetricDatum {
-                value: Some(1.0),
                 values: Some(vec![1.0]),
-                ..named.clone()
+                ..named(1.0)
             },
-            "App"
+            "App",
+            "InvalidParameterCombinationException",
         ),
-        "InvalidParameterCombinationException"
-    );
-    assert_eq!(
-        refused(
+        (
             MetricDatum {
-                value: Some(1.0),
                 timestamp: Some(T0 + 3.0 * 3600.0),
-                ..named.clone()
+                ..named(1.0)
             },
-            "App"
+            "App",
+            "InvalidParameterValueException",
         ),
-        "InvalidParameterValueException"
-    );
-    assert_eq!(
-        refused(
-            MetricDatum {
-                value: Some(1.0),
-                ..named
-            },
-            "AWS/ECS"
-        ),
-        "InvalidParameterValueException"
-    );
+        (named(1.0), "AWS/ECS", "InvalidParameterValueException"),
+    ];
+    for (datum, namespace, code) in cases {
+        assert_eq!(
+            refused(datum.clone(), namespace),
+            code,
+            "{datum:?} in {namespace}"
+        );
+    }
 }

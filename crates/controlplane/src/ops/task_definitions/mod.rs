@@ -357,16 +357,15 @@ pub fn list(
         )
     };
     let page = paginate(
-        &PageRequest {
-            secret: &state.meta.paging_secret,
+        &PageRequest::ascending(
+            &state.meta.paging_secret,
             now,
-            operation: "ListTaskDefinitions",
-            filters: &filters,
-            max_results: req.max_results,
-            limit: 100,
-            next_token: req.next_token.as_deref(),
-            descending,
-        },
+            "ListTaskDefinitions",
+            &filters,
+            req.max_results,
+            req.next_token.as_deref(),
+        )
+        .with_descending(descending),
         |after| {
             let after = after.map(parse_sort_key).transpose()?;
             let items: Box<dyn Iterator<Item = (String, String)>> = match &family {
