@@ -104,7 +104,9 @@ pub fn build_task(
     dynamic_ports: &[HostPort],
 ) -> TaskRecord {
     let id = ctx.new_id();
-    let task_arn = ctx.arn(ResourceType::Task, format!("{}/{id}", cluster.name));
+    // Made once and shared by the task and its containers.
+    let task_arn =
+        wire::SharedStr::from(ctx.arn(ResourceType::Task, format!("{}/{id}", cluster.name)));
     let d = &def.definition;
     let eff = model::overrides::apply(d, spec.overrides.as_ref());
     let mut dynamic = dynamic_ports.iter().copied();
@@ -144,7 +146,7 @@ pub fn build_task(
                     ResourceType::Container,
                     format!("{}/{id}/{uuid}", cluster.name),
                 )),
-                task_arn: Some(task_arn.as_str().into()),
+                task_arn: Some(task_arn.clone()),
                 name: c.name.as_deref().map(Into::into),
                 image: c.image.as_deref().map(Into::into),
                 last_status: Some(TaskStatus::Pending.into()),
@@ -199,7 +201,7 @@ pub fn build_task(
         ),
         started_by: spec.started_by.as_deref().map(Into::into),
         tags: Some(spec.tags.clone()),
-        task_arn: Some(task_arn.into()),
+        task_arn: Some(task_arn),
         task_definition_arn: d.task_definition_arn.as_deref().map(Into::into),
         version: Some(1),
         ..Default::default()
