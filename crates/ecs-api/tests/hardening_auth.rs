@@ -103,15 +103,7 @@ fn request(
             body,
         )
         .unwrap();
-        let value = format!(
-            "AWS4-HMAC-SHA256 Credential={}/{}/us-east-1/{}/aws4_request, SignedHeaders={}, Signature={}",
-            auth.access_key,
-            auth.date,
-            auth.service,
-            auth.signed_headers.join(";"),
-            auth.signature
-        );
-        headers.insert("authorization", value.parse().unwrap());
+        headers.insert("authorization", auth.to_string().parse().unwrap());
     }
     let mut req = Request::builder()
         .method(Method::POST)

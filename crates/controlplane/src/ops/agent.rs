@@ -78,6 +78,19 @@ fn apply_container_change(
     Ok(())
 }
 
+/// The container part of SubmitTaskStateChange and SubmitContainerStateChange: the task
+/// is now its agent's (`agentAcknowledged`), and `containers`' changes apply in order.
+fn acknowledge_containers(
+    rec: &mut TaskRecord,
+    containers: &[wire::ContainerStateChange],
+) -> Result<(), EcsError> {
+    rec.agent_acknowledged = true;
+    for c in containers {
+        apply_container_change(rec, c)?;
+    }
+    Ok(())
+}
+
 /// Applies an agent's report to one task: finds it (id or ARN) in the named cluster,
 /// lets `edit` change a copy, and writes it back only when something changed, so
 /// repeated and late reports cost nothing.
@@ -119,10 +132,7 @@ pub fn submit_task_state_change(
         req.cluster.as_deref(),
         req.task.as_deref(),
         |rec| {
-            rec.agent_acknowledged = true;
-            for c in req.containers.as_deref().unwrap_or(&[]) {
-                apply_container_change(rec, c)?;
-            }
+            acknowledge_containers(rec, req.containers.as_deref().unwrap_or(&[]))?;
             apply_task_change(&mut rec.task, &req, now)
         },
     )?;
@@ -206,10 +216,7 @@ pub fn submit_container_state_change(
         &ctx.scope,
         req.cluster.as_deref(),
         req.task.as_deref(),
-        |rec| {
-            rec.agent_acknowledged = true;
-            apply_container_change(rec, &change)
-        },
+        |rec| acknowledge_containers(rec, std::slice::from_ref(&change)),
     )?;
     Ok((
         wire::SubmitContainerStateChangeResponse {

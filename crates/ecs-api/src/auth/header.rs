@@ -20,6 +20,23 @@ pub struct SigV4Header {
     pub signature: String,
 }
 
+impl std::fmt::Display for SigV4Header {
+    /// The header as a client sends it, `AWS4-HMAC-SHA256 Credential=…, SignedHeaders=…,
+    /// Signature=…`: what [`parse_authorization`] reads back.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "AWS4-HMAC-SHA256 Credential={}/{}/{}/{}/aws4_request, SignedHeaders={}, Signature={}",
+            self.access_key,
+            self.date,
+            self.region,
+            self.service,
+            self.signed_headers.join(";"),
+            self.signature
+        )
+    }
+}
+
 /// Parses `AWS4-HMAC-SHA256 Credential=…, SignedHeaders=…, Signature=…`.
 pub fn parse_authorization(value: &str) -> Result<SigV4Header, ApiError> {
     let bad =
@@ -80,5 +97,13 @@ mod tests {
         assert_eq!(a.signed_headers, ["host", "x-amz-date"]);
         assert!(parse_authorization("AWS4-HMAC-SHA256 Credential=KEY/2026, Signature=x").is_err());
         assert!(parse_authorization("Basic Zm9vOmJhcg==").is_err());
+    }
+
+    #[test]
+    fn displays_as_the_header_it_parses_from() {
+        let value = "AWS4-HMAC-SHA256 Credential=KEY/20261123/eu-west-1/ecs/aws4_request, SignedHeaders=host;x-amz-date, Signature=abc";
+        let a = parse_authorization(value).unwrap();
+        assert_eq!(a.to_string(), value);
+        assert_eq!(parse_authorization(&a.to_string()).unwrap(), a);
     }
 }

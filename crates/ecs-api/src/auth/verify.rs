@@ -293,12 +293,7 @@ mod tests {
             body,
         )
         .unwrap();
-        let value = format!(
-            "AWS4-HMAC-SHA256 Credential=K/20251124/us-east-1/{service}/aws4_request, SignedHeaders={}, Signature={}",
-            auth.signed_headers.join(";"),
-            auth.signature
-        );
-        headers.insert("authorization", value.parse().unwrap());
+        headers.insert("authorization", auth.to_string().parse().unwrap());
         (headers, now)
     }
 
@@ -360,13 +355,7 @@ mod tests {
             body,
         )
         .unwrap();
-        let value = format!(
-            "AWS4-HMAC-SHA256 Credential=K/{}/us-east-1/{service}/aws4_request, SignedHeaders={}, Signature={}",
-            auth.date,
-            signed.join(";"),
-            auth.signature
-        );
-        headers.insert("authorization", value.parse().unwrap());
+        headers.insert("authorization", auth.to_string().parse().unwrap());
         headers
     }
 

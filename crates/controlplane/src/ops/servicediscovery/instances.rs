@@ -143,6 +143,19 @@ fn find_instance<'a>(
     })
 }
 
+/// The service `service_ident` names (id or ARN) and its instance `id`, or
+/// `ServiceNotFound` / `InstanceNotFound`.
+fn named_instance<'a>(
+    state: &'a State,
+    scope: &Scope,
+    service_ident: &str,
+    id: &str,
+) -> Result<(&'a SdServiceRecord, &'a SdInstanceRecord), SdError> {
+    let service = find_service(state, scope, service_ident)?;
+    let instance = find_instance(state, scope, &service.id, id)?;
+    Ok((service, instance))
+}
+
 /// RegisterInstance: creates or updates (same `InstanceId`) an instance of a service.
 pub fn register_instance(
     state: &State,
@@ -257,13 +270,13 @@ pub fn deregister_instance(
 ) -> SdWritten<wire_sd::DeregisterInstanceResponse> {
     let service_ident = required(req.service_id, "ServiceId")?;
     let id = required(req.instance_id, "InstanceId")?;
-    let service = find_service(state, &ctx.scope, &service_ident)?.clone();
-    let instance = find_instance(state, &ctx.scope, &service.id, &id)?.clone();
+    let (service, instance) = named_instance(state, &ctx.scope, &service_ident, &id)?;
+    let instance = instance.clone();
     let (op_id, changes) = instance_change(
         state,
         ctx,
         OperationType::DeregisterInstance,
-        service,
+        service.clone(),
         &id,
         delete(DiscoveryRecord::Instance(instance)),
     );
@@ -283,12 +296,38 @@ pub fn get_instance(
 ) -> Result<wire_sd::GetInstanceResponse, SdError> {
     let service_ident = required(req.service_id, "ServiceId")?;
     let id = required(req.instance_id, "InstanceId")?;
-    let service = find_service(state, scope, &service_ident)?;
-    let instance = find_instance(state, scope, &service.id, &id)?;
+    let (_, instance) = named_instance(state, scope, &service_ident, &id)?;
     Ok(wire_sd::GetInstanceResponse {
         resource_owner: Some(scope.account.to_string()),
         instance: Some(instance.instance.clone()),
     })
+}
+
+/// One page of `service`'s instances in id order (`paging`: the request's `MaxResults`
+/// and `NextToken`), each as `item` shows it: how ListInstances and
+/// GetInstancesHealthStatus (`operation`) page.
+fn instances_page<T>(
+    state: &State,
+    now: f64,
+    operation: &str,
+    service: &SdServiceRecord,
+    (max, next_token): (Option<i32>, Option<&str>),
+    item: impl Fn(&SdInstanceRecord) -> T,
+) -> Result<crate::paging::Page<T>, SdError> {
+    list_page(
+        state,
+        now,
+        operation,
+        &service.id,
+        max,
+        next_token,
+        |after| {
+            state
+                .discovery
+                .instances_of(&service.scope, &service.id, after)
+                .map(move |i| (i.id.clone(), item(i)))
+        },
+    )
 }
 
 /// ListInstances: one service's instances, paged in id order.
@@ -300,29 +339,14 @@ pub fn list_instances(
 ) -> Result<wire_sd::ListInstancesResponse, SdError> {
     let service_ident = required(req.service_id, "ServiceId")?;
     let service = find_service(state, scope, &service_ident)?;
-    let page = list_page(
-        state,
-        now,
-        "ListInstances",
-        &service.id,
-        req.max_results,
-        req.next_token.as_deref(),
-        |after| {
-            state
-                .discovery
-                .instances_of(scope, &service.id, after)
-                .map(|i| {
-                    (
-                        i.id.clone(),
-                        wire_sd::InstanceSummary {
-                            id: Some(i.id.clone()),
-                            attributes: i.instance.attributes.clone(),
-                            created_by_account: i.instance.created_by_account.clone(),
-                        },
-                    )
-                })
-        },
-    )?;
+    let paging = (req.max_results, req.next_token.as_deref());
+    let page = instances_page(state, now, "ListInstances", service, paging, |i| {
+        wire_sd::InstanceSummary {
+            id: Some(i.id.clone()),
+            attributes: i.instance.attributes.clone(),
+            created_by_account: i.instance.created_by_account.clone(),
+        }
+    })?;
     Ok(wire_sd::ListInstancesResponse {
         resource_owner: Some(scope.account.to_string()),
         instances: Some(page.items),
@@ -362,19 +386,14 @@ pub fn get_instances_health_status(
             next_token: None,
         });
     }
-    let page = list_page(
+    let paging = (req.max_results, req.next_token.as_deref());
+    let page = instances_page(
         state,
         now,
         "GetInstancesHealthStatus",
-        &service.id,
-        req.max_results,
-        req.next_token.as_deref(),
-        |after| {
-            state
-                .discovery
-                .instances_of(scope, &service.id, after)
-                .map(|i| (i.id.clone(), (i.id.clone(), health_of(i))))
-        },
+        service,
+        paging,
+        |i| (i.id.clone(), health_of(i)),
     )?;
     Ok(wire_sd::GetInstancesHealthStatusResponse {
         status: Some(page.items.into_iter().collect()),
@@ -393,8 +412,8 @@ pub fn update_instance_custom_health_status(
     let service_ident = required(req.service_id, "ServiceId")?;
     let id = required(req.instance_id, "InstanceId")?;
     let status = required(req.status, "Status")?;
-    let service = find_service(state, &ctx.scope, &service_ident)?;
-    let mut instance = find_instance(state, &ctx.scope, &service.id, &id)?.clone();
+    let (service, instance) = named_instance(state, &ctx.scope, &service_ident, &id)?;
+    let mut instance = instance.clone();
     if service.service.health_check_custom_config.is_none() {
         return Err(SdError::CustomHealthNotFound(format!(
             "Service {} has no HealthCheckCustomConfig.",

@@ -404,6 +404,19 @@ pub fn keep_operation_within(state: &State, op: SdOperationRecord, max: usize) -
     out
 }
 
+/// Whether `label` is one label of a name Cloud Map serves over DNS (a private DNS
+/// namespace's, a service's): 1–63 letters, digits, hyphens and underscores, neither
+/// starting nor ending with a hyphen.
+pub fn is_dns_label(label: &str) -> bool {
+    !label.is_empty()
+        && label.len() <= 63
+        && label
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        && !label.starts_with('-')
+        && !label.ends_with('-')
+}
+
 /// Checks an optional `Description` (at most 1,024 characters).
 pub fn check_description(d: Option<&str>) -> Result<(), SdError> {
     if d.is_some_and(|d| d.chars().count() > 1024) {

@@ -7,8 +7,8 @@ use model::wire_sd::{
 
 use super::{
     MAX_NAMESPACES, SdError, SdWritten, check_create, check_creator_request_id, check_description,
-    delete, delete_operations_of, id_of, invalid, keep_operation, list_page, operation, put,
-    random_chars, required,
+    delete, delete_operations_of, id_of, invalid, is_dns_label, keep_operation, list_page,
+    operation, put, random_chars, required,
 };
 use crate::engine::Ctx;
 use crate::state::{DiscoveryRecord, Scope, SdNamespaceRecord, State};
@@ -18,16 +18,7 @@ use crate::state::{DiscoveryRecord, Scope, SdNamespaceRecord, State};
 /// (one trailing dot allowed).
 pub fn is_dns_name(name: &str) -> bool {
     let name = name.strip_suffix('.').unwrap_or(name);
-    !name.is_empty()
-        && name.len() <= 253
-        && name.split('.').all(|l| {
-            !l.is_empty()
-                && l.len() <= 63
-                && l.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-                && !l.starts_with('-')
-                && !l.ends_with('-')
-        })
+    !name.is_empty() && name.len() <= 253 && name.split('.').all(is_dns_label)
 }
 
 fn check_tags(tags: Option<&[wire_sd::Tag]>) -> Result<(), SdError> {

@@ -8,8 +8,8 @@ use model::wire_sd::{
 use super::namespaces::{check_filter, filter_passes};
 use super::{
     MAX_SERVICES_PER_NAMESPACE, SdError, SdWritten, check_create, check_creator_request_id,
-    check_description, delete, delete_operations_of, find_service, invalid, keep_operation,
-    list_page, operation, put, random_chars, required,
+    check_description, delete, delete_operations_of, find_service, invalid, is_dns_label,
+    keep_operation, list_page, operation, put, random_chars, required,
 };
 use crate::engine::Ctx;
 use crate::state::{DiscoveryRecord, Scope, SdServiceRecord, State};
@@ -21,16 +21,7 @@ pub fn is_service_name(name: &str) -> bool {
     if name == "." {
         return true;
     }
-    !name.is_empty()
-        && name.len() <= 127
-        && name.split('.').all(|l| {
-            !l.is_empty()
-                && l.len() <= 63
-                && l.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-                && !l.starts_with('-')
-                && !l.ends_with('-')
-        })
+    !name.is_empty() && name.len() <= 127 && name.split('.').all(is_dns_label)
 }
 
 /// Checks a service's DNS records: at least one, no type twice, `CNAME` alone (and only
