@@ -1,9 +1,9 @@
 //! `flotilla bench lb`: the load balancer data plane (`crates/lb`) against HAProxy.
 //!
 //! Starts `--backends` loopback hyper backends (HTTP/1.1 keep-alive, a 26-byte body), then
-//! drives, one after the other, with the same built-in closed-loop load generator
-//! (`--connections` keep-alive HTTP/1.1 connections, each sending its next `GET /` as soon as
-//! the previous answer is read, `--warmup` seconds unmeasured then `--seconds` measured):
+//! drives, one after the other, with the same built-in load generator (`--connections`
+//! keep-alive HTTP/1.1 connections sending `GET /`, `--warmup` seconds unmeasured then
+//! `--seconds` measured):
 //!
 //! - **direct**: the backends themselves, connection *i* to backend *i mod N*: the baseline;
 //! - **haproxy**: Debian's `haproxy` (skipped if not on `PATH`), `mode http`, keep-alive,
@@ -12,6 +12,22 @@
 //! - **flotilla**: the `lb` crate in a child process (this binary, `bench lb --serve`, on a
 //!   Tokio runtime of `--workers` threads, access log off as HAProxy's is), round robin, a
 //!   health check (`GET /`) of every backend each second.
+//!
+//! The load runs in one of two modes:
+//!
+//! - **closed loop** (the default): each connection sends its next request as soon as the
+//!   previous answer is read, so the target runs at saturation and the latencies are mostly
+//!   queueing (on a small machine, for the cores the load, the backends and the proxy share);
+//! - **open loop** (`--rate R`): R requests a second in all, spread evenly over the
+//!   connections (connection *i* sends at `i / R + k * connections / R` seconds, so the
+//!   connections take turns rather than fire together), paced by a thread of its own (Tokio's
+//!   timers tick by the millisecond, too coarse for this). Each latency counts from the
+//!   request's *scheduled* send time, not from when it went out: a connection still waiting
+//!   for its previous answer sends as soon as it has it (none are skipped), and the time it
+//!   fell behind counts, so a stalled target cannot hide its delay ("coordinated omission",
+//!   as wrk2 avoids it). Below saturation this measures the latency a proxy adds. The table
+//!   then also shows the rate each target was actually sent, with a warning when it falls
+//!   below 95 % of R: the target could not keep up, and its figures measure saturation.
 //!
 //! Both proxies run as their own processes, so neither shares a runtime with the load
 //! generator or the backends (which share this process). Everything runs on one machine:
@@ -23,9 +39,10 @@
 //!
 //! Prints a table (req/s, p50, p99, proxy CPU µs per request, errors), the load average
 //! before and after, and, last, the line `lb_rps=… haproxy_rps=… ratio=… added_p99_ms=…
-//! lb_cpu_us=… haproxy_cpu_us=…` (`added_p99_ms` is flotilla's p99 minus the direct p99;
-//! `haproxy_*` and `ratio` are `-` without HAProxy, `*_cpu_us` `-` without `/proc`). The line
-//! before it holds every error count: `direct_errors=… haproxy_errors=… lb_errors=…`.
+//! lb_cpu_us=… haproxy_cpu_us=… haproxy_added_p99_ms=…` (`added_p99_ms` is flotilla's p99
+//! minus the direct p99, `haproxy_added_p99_ms` HAProxy's; `haproxy_*` and `ratio` are `-`
+//! without HAProxy, `*_cpu_us` `-` without `/proc`). The line before it holds every error
+//! count: `direct_errors=… haproxy_errors=… lb_errors=…`.
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
@@ -69,6 +86,11 @@ pub struct LbBenchArgs {
     /// Measure HAProxy and flotilla alternately this many times; the table shows medians.
     #[arg(long, default_value_t = 1)]
     pub rounds: usize,
+    /// Open loop: send this many requests per second in all (spread evenly over the
+    /// connections, latency counted from each request's scheduled time) instead of each
+    /// connection sending its next request as soon as it has the previous answer.
+    #[arg(long, value_name = "REQ_PER_SEC")]
+    pub rate: Option<f64>,
     /// Skip HAProxy even if it is installed.
     #[arg(long)]
     pub no_haproxy: bool,
@@ -80,7 +102,11 @@ pub struct LbBenchArgs {
 /// What one target measured.
 #[derive(Debug, Clone, Copy, Default)]
 struct Figures {
+    /// Requests answered 200 per second of the measured window.
     rps: f64,
+    /// The achieved rate: requests sent per second of the measured window (in the open loop,
+    /// below `--rate` when the target could not keep up).
+    sent_rps: f64,
     p50_ms: f64,
     p99_ms: f64,
     errors: u64,
@@ -99,6 +125,7 @@ impl Figures {
         let cpu = runs.iter().all(|r| r.cpu_us.is_some());
         Figures {
             rps: med(|r| r.rps),
+            sent_rps: med(|r| r.sent_rps),
             p50_ms: med(|r| r.p50_ms),
             p99_ms: med(|r| r.p99_ms),
             errors: runs.iter().map(|r| r.errors).sum(),
@@ -119,6 +146,11 @@ pub fn run(args: LbBenchArgs) -> anyhow::Result<()> {
     }
     if args.backends == 0 || args.connections == 0 || args.seconds <= 0.0 || args.rounds == 0 {
         bail!("--backends, --connections, --seconds and --rounds must be positive");
+    }
+    if let Some(rate) = args.rate
+        && !(rate.is_finite() && rate > 0.0)
+    {
+        bail!("--rate must be a positive number of requests per second");
     }
     let haproxy = if args.no_haproxy {
         None
@@ -155,6 +187,7 @@ pub fn run(args: LbBenchArgs) -> anyhow::Result<()> {
     let direct = rt.block_on(load(
         |i| backends[i % backends.len()],
         args.connections,
+        args.rate,
         warmup,
         measure,
     ))?;
@@ -196,41 +229,45 @@ pub fn run(args: LbBenchArgs) -> anyhow::Result<()> {
     let haproxy_figures = (!haproxy_runs.is_empty()).then(|| Figures::median(&haproxy_runs));
     let lb = Figures::median(&lb_runs);
 
+    // The open loop adds the rate each target was actually sent, after req/s.
+    let open = args.rate.is_some();
     let mut table = Table::new();
-    table.set_header([
-        "target",
-        "req/s",
-        "p50 ms",
-        "p99 ms",
-        "cpu µs/req",
-        "errors",
-    ]);
+    let mut header = vec!["target", "req/s"];
+    if open {
+        header.push("sent/s");
+    }
+    header.extend(["p50 ms", "p99 ms", "cpu µs/req", "errors"]);
+    table.set_header(header);
     let row = |name: &str, f: &Figures| {
-        vec![
-            name.to_string(),
-            format!("{:.0}", f.rps),
+        let mut cells = vec![name.to_string(), format!("{:.0}", f.rps)];
+        if open {
+            cells.push(format!("{:.0}", f.sent_rps));
+        }
+        cells.extend([
             format!("{:.3}", f.p50_ms),
             format!("{:.3}", f.p99_ms),
             f.cpu_us
                 .map_or_else(|| "-".to_string(), |c| format!("{c:.1}")),
             f.errors.to_string(),
-        ]
+        ]);
+        cells
     };
     table.add_row(row("direct", &direct));
     match &haproxy_figures {
         Some(h) => table.add_row(row("haproxy", h)),
-        None => table.add_row(vec![
-            "haproxy".to_string(),
-            "not run".into(),
-            "-".into(),
-            "-".into(),
-            "-".into(),
-            "-".into(),
-        ]),
+        None => {
+            let mut cells = vec!["haproxy".to_string(), "not run".into()];
+            cells.resize(if open { 7 } else { 6 }, "-".into());
+            table.add_row(cells)
+        }
     };
     table.add_row(row("flotilla lb", &lb));
+    let mode = args.rate.map_or_else(
+        || "closed loop".to_string(),
+        |r| format!("open loop at {r} req/s"),
+    );
     println!(
-        "{} backends, {} connections, {:.1} s measured after {:.1} s warm-up, {} proxy workers, {} CPUs{}",
+        "{} backends, {} connections, {mode}, {:.1} s measured after {:.1} s warm-up, {} proxy workers, {} CPUs{}",
         args.backends,
         args.connections,
         args.seconds,
@@ -244,6 +281,24 @@ pub fn run(args: LbBenchArgs) -> anyhow::Result<()> {
         },
     );
     println!("{table}");
+    if let Some(rate) = args.rate {
+        let targets = [
+            ("direct", Some(direct)),
+            ("haproxy", haproxy_figures),
+            ("flotilla lb", Some(lb)),
+        ];
+        for (name, f) in targets {
+            if let Some(f) = f
+                && f.sent_rps < 0.95 * rate
+            {
+                println!(
+                    "warning: {name} could not keep up with {rate} req/s (sent {:.0} req/s): \
+                     its figures measure saturation, not added latency",
+                    f.sent_rps
+                );
+            }
+        }
+    }
     if args.rounds > 1 && !haproxy_runs.is_empty() {
         let ratios: Vec<String> = lb_runs
             .iter()
@@ -266,13 +321,15 @@ pub fn run(args: LbBenchArgs) -> anyhow::Result<()> {
     );
     let cpu = |f: &Figures| f.cpu_us.map_or_else(dash, |c| format!("{c:.1}"));
     println!(
-        "lb_rps={:.0} haproxy_rps={} ratio={} added_p99_ms={:.3} lb_cpu_us={} haproxy_cpu_us={}",
+        "lb_rps={:.0} haproxy_rps={} ratio={} added_p99_ms={:.3} lb_cpu_us={} haproxy_cpu_us={} \
+         haproxy_added_p99_ms={}",
         lb.rps,
         haproxy_figures.map_or_else(dash, |h| format!("{:.0}", h.rps)),
         haproxy_figures.map_or_else(dash, |h| format!("{:.3}", lb.rps / h.rps.max(1e-9))),
         lb.p99_ms - direct.p99_ms,
         cpu(&lb),
         haproxy_figures.as_ref().map_or_else(dash, cpu),
+        haproxy_figures.map_or_else(dash, |h| format!("{:.3}", h.p99_ms - direct.p99_ms)),
     );
     Ok(())
 }
@@ -294,7 +351,7 @@ fn measure_proxy(
         std::thread::sleep(measure);
         Some(cpu_seconds(pid)? - before?)
     });
-    let mut f = rt.block_on(load(|_| addr, args.connections, warmup, measure))?;
+    let mut f = rt.block_on(load(|_| addr, args.connections, args.rate, warmup, measure))?;
     let requests = f.rps * measure.as_secs_f64();
     f.cpu_us = sampler
         .join()
@@ -498,80 +555,177 @@ async fn wait_ready(addr: SocketAddr) -> anyhow::Result<()> {
     }
 }
 
-/// The closed-loop load: `connections` connections (connection `i` to `target(i)`) for
-/// `warmup + measure`, recording only the `measure` part.
+/// Drives `connections` keep-alive connections (connection `i` to `target(i)`) for
+/// `warmup + measure` and measures the `measure` part: in a closed loop without `rate` (each
+/// connection sends its next request once it has the previous answer), in an open loop at
+/// `rate` requests a second with it (see [`open_loop`]).
 async fn load(
     target: impl Fn(usize) -> SocketAddr,
     connections: usize,
+    rate: Option<f64>,
     warmup: Duration,
     measure: Duration,
 ) -> anyhow::Result<Figures> {
     let start = Instant::now();
     let from = start + warmup;
     let until = from + measure;
-    let mut tasks = Vec::new();
-    for i in 0..connections {
-        let addr = target(i);
-        tasks.push(tokio::spawn(async move {
-            let mut lat: Vec<u64> = Vec::with_capacity(64 * 1024);
-            let mut errors = 0u64;
-            let mut send = None;
-            loop {
-                let now = Instant::now();
-                if now >= until {
-                    break;
-                }
-                let s = match send.as_mut() {
-                    Some(s) => s,
-                    None => match connect(addr).await {
-                        Ok(s) => send.insert(s),
-                        Err(_) => {
-                            if now >= from {
-                                errors += 1;
-                            }
-                            tokio::time::sleep(Duration::from_millis(10)).await;
-                            continue;
-                        }
-                    },
-                };
-                let ok = request(s).await;
-                let done = Instant::now();
-                if now < from || done > until {
-                    if ok.is_err() {
-                        send = None;
-                    }
-                    continue;
-                }
-                match ok {
-                    Ok(true) => {
-                        #[allow(clippy::cast_possible_truncation)]
-                        lat.push(done.duration_since(now).as_micros() as u64);
-                    }
-                    Ok(false) => errors += 1,
-                    Err(_) => {
-                        errors += 1;
-                        send = None;
-                    }
-                }
-            }
-            (lat, errors)
-        }));
-    }
+    let conns = (0..connections).map(|i| LoadConn::new(target(i), from, until));
+    let tasks: Vec<_> = match rate {
+        None => conns.map(|conn| tokio::spawn(closed_loop(conn))).collect(),
+        Some(rate) => open_loop(conns.collect(), start, until, rate),
+    };
     let mut all = Vec::new();
     let mut errors = 0;
+    let mut sent = 0;
     for t in tasks {
-        let (lat, e) = t.await?;
-        all.extend(lat);
-        errors += e;
+        let conn = t.await?;
+        all.extend(conn.lat);
+        errors += conn.errors;
+        sent += conn.sent;
     }
     all.sort_unstable();
     #[allow(clippy::cast_precision_loss)]
-    let rps = all.len() as f64 / measure.as_secs_f64();
+    let per_second = |n: usize| n as f64 / measure.as_secs_f64();
     Ok(Figures {
-        rps,
+        rps: per_second(all.len()),
+        sent_rps: per_second(sent),
         p50_ms: percentile(&all, 0.50),
         p99_ms: percentile(&all, 0.99),
         errors,
         cpu_us: None,
     })
+}
+
+/// The closed loop of one connection: the next request as soon as the previous one is
+/// answered (or its connection failed), each latency counted from when it was sent.
+async fn closed_loop(mut conn: LoadConn) -> LoadConn {
+    loop {
+        let now = Instant::now();
+        if now >= conn.until {
+            return conn;
+        }
+        conn.send(now).await;
+    }
+}
+
+/// Starts the open loop at `rate` requests a second from `start` to `until`: a task per
+/// connection sending at the times it is handed, and the pacer, a blocking thread handing
+/// connection `k mod n` (of `n`) the `k`-th send time, `start + k / rate`, when it comes. So
+/// each connection has a send time every `n / rate` seconds, connection `i` from `i / rate`
+/// on. A connection still waiting for an answer finds its next times queued and sends at once
+/// (none skipped); every latency counts from the scheduled time.
+///
+/// The pacer sleeps on the OS clock (`std::thread::sleep`, tens of µs late) rather than on
+/// Tokio's timer, whose millisecond ticks would add up to 2 ms to every latency.
+fn open_loop(
+    conns: Vec<LoadConn>,
+    start: Instant,
+    until: Instant,
+    rate: f64,
+) -> Vec<tokio::task::JoinHandle<LoadConn>> {
+    let (schedules, tasks): (Vec<_>, Vec<_>) = conns
+        .into_iter()
+        .map(|mut conn| {
+            let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Instant>();
+            let task = tokio::spawn(async move {
+                while let Some(scheduled) = rx.recv().await {
+                    if Instant::now() >= conn.until {
+                        break;
+                    }
+                    conn.send(scheduled).await;
+                }
+                conn
+            });
+            (tx, task)
+        })
+        .unzip();
+    tokio::task::spawn_blocking(move || {
+        for (k, schedule) in (0u64..).zip(schedules.iter().cycle()) {
+            #[allow(clippy::cast_precision_loss)]
+            let at = start + Duration::from_secs_f64(k as f64 / rate);
+            if at >= until {
+                break;
+            }
+            if let Some(wait) = at.checked_duration_since(Instant::now()) {
+                std::thread::sleep(wait);
+            }
+            // A connection that has ended (past `until`) no longer listens.
+            let _ = schedule.send(at);
+        }
+        // Dropping the schedules ends the connections' loops.
+    });
+    tasks
+}
+
+/// One load connection and what it tallied: it connects on demand (again after an error) and
+/// keeps the latencies and errors of the requests sent within the measured window
+/// `[from, until)`, the same way in both loops.
+struct LoadConn {
+    addr: SocketAddr,
+    conn: Option<Sender>,
+    /// Start of the measured window (the end of the warm-up).
+    from: Instant,
+    /// End of the measured window, and of the load.
+    until: Instant,
+    /// Latencies (µs) of the requests answered 200 within the window.
+    lat: Vec<u64>,
+    /// Failed connects, failed requests and answers other than 200 within the window.
+    errors: u64,
+    /// Requests sent (or connections tried for one) within the window.
+    sent: usize,
+}
+
+impl LoadConn {
+    fn new(addr: SocketAddr, from: Instant, until: Instant) -> Self {
+        LoadConn {
+            addr,
+            conn: None,
+            from,
+            until,
+            lat: Vec::with_capacity(64 * 1024),
+            errors: 0,
+            sent: 0,
+        }
+    }
+
+    /// Sends one `GET /` now (connecting first if there is no connection) and tallies it,
+    /// its latency counted from `origin` (now in the closed loop, the scheduled time in the
+    /// open loop). It counts if sent within the window and answered before the window closes
+    /// (so a backlog from the warm-up counts, with its delay, when it goes out in the window);
+    /// a failed connect counts as an error if tried within the window, and waits 10 ms.
+    async fn send(&mut self, origin: Instant) {
+        let now = Instant::now();
+        let measured = now >= self.from && now < self.until;
+        if measured {
+            self.sent += 1;
+        }
+        let conn = match self.conn.as_mut() {
+            Some(c) => c,
+            None => match connect(self.addr).await {
+                Ok(c) => self.conn.insert(c),
+                Err(_) => {
+                    if measured {
+                        self.errors += 1;
+                    }
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    return;
+                }
+            },
+        };
+        let answer = request(conn).await;
+        let done = Instant::now();
+        if answer.is_err() {
+            self.conn = None;
+        }
+        if !measured || done > self.until {
+            return;
+        }
+        match answer {
+            #[allow(clippy::cast_possible_truncation)]
+            Ok(true) => self
+                .lat
+                .push(done.duration_since(origin).as_micros() as u64),
+            Ok(false) | Err(_) => self.errors += 1,
+        }
+    }
 }
