@@ -72,6 +72,7 @@ mod capacity;
 mod daemon;
 mod deployments;
 mod facts;
+mod instances;
 mod rebalance;
 mod registries;
 mod replica;
@@ -260,8 +261,8 @@ struct Pass<'a> {
     group: String,
     /// Every task of the service, stopped ones included.
     tasks: Vec<&'a TaskRecord>,
-    /// Status of every instance of the cluster, by id.
-    instances: HashMap<&'a str, &'a InstanceRecord>,
+    /// The instances the pass can see, by id (looked up as asked for).
+    instances: instances::PassInstances<'a>,
     /// Tasks asked to stop in this pass (the records as they will be written).
     stops: Vec<TaskRecord>,
     stopped_ids: HashSet<String>,
@@ -303,15 +304,8 @@ impl<'a> Pass<'a> {
             .collect();
         // A FARGATE service's tasks are on the Fargate pool's instances, the others'
         // on the cluster's (a service moving between them has tasks on both).
-        let (pool, own) = on_pool(rec);
-        let pool = pool.then(|| crate::fargate::pool_instances(state, &rec.scope));
-        let own = own.then(|| state.instances_in(&rec.scope, &rec.cluster));
-        let instances = pool
-            .into_iter()
-            .flatten()
-            .chain(own.into_iter().flatten())
-            .map(|i| (i.id.as_str(), i))
-            .collect();
+        let instances =
+            instances::PassInstances::new(state, &rec.scope, &rec.cluster, on_pool(rec));
         Pass {
             state,
             cluster,

@@ -46,35 +46,31 @@ impl<'a> Pass<'a> {
         }) else {
             return;
         };
-        // Zones of the instances that can take a task, and the service's tasks per zone,
-        // from the records: the snapshot is built only when a move is worth planning.
-        let zone = |i: &InstanceRecord| -> String {
-            i.instance
-                .attributes
-                .as_deref()
-                .unwrap_or(&[])
-                .iter()
-                .find(|a| a.name.as_deref() == Some(field.as_str()))
-                .and_then(|a| a.value.clone())
-                .unwrap_or_default()
-        };
-        let mut counts: HashMap<String, i64> = HashMap::new();
-        for i in self.instances.values() {
-            if i.instance.status() == Some(InstanceStatus::Active)
-                && i.instance.agent_connected == Some(true)
-            {
-                counts.entry(zone(i)).or_default();
-            }
-        }
+        // The service's tasks per zone (from its own tasks' instances), then, at zero,
+        // the zones of the instances that can take a task and hold none of them. A zone
+        // already counted needs no further look at its instances, so on a cluster whose
+        // every zone holds some of the service's tasks the walk is one attribute read
+        // and one lookup per instance.
+        let zone = |i: &'a InstanceRecord| i.attribute(&field).unwrap_or("");
         let zone_of_task = |t: &TaskRecord| {
             t.instance_id
                 .as_deref()
                 .and_then(|id| self.instances.get(id))
-                .map(|i| zone(i))
+                .map(zone)
         };
+        let mut counts: HashMap<&str, i64> = HashMap::new();
         for t in &mine {
             if let Some(z) = zone_of_task(t) {
                 *counts.entry(z).or_default() += 1;
+            }
+        }
+        for i in self.instances.values() {
+            let z = zone(i);
+            if !counts.contains_key(z)
+                && i.instance.status() == Some(InstanceStatus::Active)
+                && i.instance.agent_connected == Some(true)
+            {
+                counts.insert(z, 0);
             }
         }
         let (Some(&most), Some(&least)) = (counts.values().max(), counts.values().min()) else {
@@ -98,7 +94,7 @@ impl<'a> Pass<'a> {
         // Only if the scale-in that follows would then stop a task in a zone holding at
         // least two more than the new task's zone (protected tasks never go), so every
         // round strictly evens the spread out.
-        let new_zone = counts.get(&zone(target)).copied().unwrap_or(0);
+        let new_zone = counts.get(zone(target)).copied().unwrap_or(0);
         let mut after = snap.clone();
         after.apply(pl, &request, "rebalance");
         let mut candidates: Vec<String> = mine.iter().map(|t| t.id.clone()).collect();
@@ -115,7 +111,7 @@ impl<'a> Pass<'a> {
             .first()
             .and_then(|id| self.task(id))
             .and_then(zone_of_task)
-            .map(|z| counts.get(&z).copied().unwrap_or(0));
+            .map(|z| counts.get(z).copied().unwrap_or(0));
         if from.is_none_or(|c| c < new_zone + 2) {
             return;
         }

@@ -28,10 +28,7 @@ impl<'a> Pass<'a> {
             .filter(|t| self.wanted(t) && is_running(&t.task))
             .filter(|t| r.takes(t.task.started_by.as_deref()))
             .filter_map(|t| {
-                let instance = t
-                    .instance_id
-                    .as_deref()
-                    .and_then(|i| self.instances.get(i).copied());
+                let instance = t.instance_id.as_deref().and_then(|i| self.instances.get(i));
                 Some((t, instance_attributes(r, names, t, instance)?))
             })
             .collect();

@@ -94,10 +94,7 @@ impl<'a> Pass<'a> {
             .filter(|t| self.wanted(t) && is_running(&t.task) && self.side_of(t) == b.side)
             .filter(|t| b.takes(t.task.started_by.as_deref()))
             .filter_map(|t| {
-                let instance = t
-                    .instance_id
-                    .as_deref()
-                    .and_then(|i| self.instances.get(i).copied());
+                let instance = t.instance_id.as_deref().and_then(|i| self.instances.get(i));
                 Some((t, target_of(b, t, instance)?))
             })
             .collect();
