@@ -66,21 +66,23 @@ def test_cli_alarm_lifecycle(aws):
     err = aws("cloudwatch", "put-metric-alarm", *ALARM_ARGS[:-2], "--comparison-operator",
               "GreaterThanThreshold", "--period", "30", ok=False)
     assert "(InvalidParameterValue)" in err, err
-    err = aws("cloudwatch", "list-metrics", ok=False)
+    err = aws("cloudwatch", "list-dashboards", ok=False)
     assert "(UnsupportedOperation)" in err and "not supported by flotilla" in err, err
+    [m] = aws("cloudwatch", "list-metrics", "--namespace", "App")["Metrics"]
+    assert m == {"Namespace": "App", "MetricName": "Errors", "Dimensions": [{"Name": "Service", "Value": "web"}]}
     aws("cloudwatch", "delete-alarms", "--alarm-names", "web-5xx")
     assert aws("cloudwatch", "describe-alarms")["MetricAlarms"] == []
 
 
-SERVED = {"PutMetricAlarm", "DescribeAlarms", "DeleteAlarms", "SetAlarmState", "PutMetricData"}
+SERVED = {"PutMetricAlarm", "DescribeAlarms", "DeleteAlarms", "SetAlarmState", "PutMetricData", "ListMetrics"}
 
 
 def test_every_cloudwatch_operation_is_served_or_unsupported(server, reset):
     """Every operation of botocore's CloudWatch model is either served or answered
-    UnsupportedOperation (never as unknown), as docs/ecs-api.md says: 5 served, 41 not."""
+    UnsupportedOperation (never as unknown), as docs/ecs-api.md says: 6 served, 40 not."""
     ops = botocore.session.get_session().get_service_model("cloudwatch").operation_names
     assert SERVED <= set(ops)
-    assert len(ops) - len(SERVED) == 41, "docs/ecs-api.md counts 41 unsupported operations"
+    assert len(ops) - len(SERVED) == 40, "docs/ecs-api.md counts 40 unsupported operations"
     for op in ops:
         r = requests.post(server.endpoint + "/", data=b"{}", timeout=10, headers={
             "Content-Type": "application/x-amz-json-1.0",
@@ -164,6 +166,15 @@ def test_boto3_speaks_both_protocols(server, reset, tmp_path, protocol):
     assert paged == ["a-alarm", "b-alarm", "c-alarm"]
     cw.put_metric_data(Namespace="App", MetricData=[{"MetricName": "Latency", "Value": 4.0, "Timestamp": now}])
     assert {a["StateValue"] for a in cw.describe_alarms()["MetricAlarms"]} == {"ALARM"}
+    cw.put_metric_data(Namespace="App", MetricData=[
+        {"MetricName": "Latency", "Dimensions": [{"Name": "Service", "Value": s}], "Value": 1.0} for s in ["a", "b"]
+    ])
+    metrics = cw.list_metrics(Namespace="App")["Metrics"]
+    assert sorted(m["MetricName"] + "".join(d["Value"] for d in m["Dimensions"]) for m in metrics) == [
+        "Latency", "Latencya", "Latencyb"]
+    [m] = cw.list_metrics(Dimensions=[{"Name": "Service", "Value": "b"}], RecentlyActive="PT3H")["Metrics"]
+    assert m == {"Namespace": "App", "MetricName": "Latency", "Dimensions": [{"Name": "Service", "Value": "b"}]}
+    assert cw.list_metrics(Namespace="Other")["Metrics"] == []
     with pytest.raises(cw.exceptions.ResourceNotFound):
         cw.delete_alarms(AlarmNames=["a-alarm", "missing"])
     with pytest.raises(cw.exceptions.InvalidParameterValueException):

@@ -2,7 +2,8 @@
 made with the real `aws elbv2` CLI carries HTTP traffic to two real backends (Python
 http.server threads on loopback), the health its checks observe shows in
 describe-target-health, a stopped backend turns `unhealthy` and gets no more traffic, and
-a deregistered target drains."""
+a deregistered target drains; and the load balancer's CloudWatch metrics
+(`AWS/ApplicationELB`) as `aws cloudwatch` sees them, an alarm on them included."""
 
 from __future__ import annotations
 
@@ -52,7 +53,8 @@ class Backend:
 
 @pytest.fixture
 def lb_server(tmp_path):
-    server = start_server(tmp_path, ["--lb-listen", "127.0.0.1"], name="lb")
+    # Metrics published every second (not ELB's 60 s) so that a test sees them at once.
+    server = start_server(tmp_path, ["--lb-listen", "127.0.0.1", "--lb-metrics-interval", "1"], name="lb")
     yield server
     server.stop()
 
@@ -126,3 +128,50 @@ def test_traffic_flows_health_comes_back_and_deregistered_targets_drain(lb_serve
     aws("deregister-targets", "--target-group-arn", tg, "--targets", f"Id=127.0.0.1,Port={one.port}")
     assert [get() for _ in range(5)] == [(200, "two")] * 5
     assert lb_server.proc.poll() is None, lb_server.log_text()
+
+
+def test_load_balancer_metrics_reach_cloudwatch(lb_server, backends, tmp_path):
+    """docs/load-balancers.md's alarm on a load balancer's metrics, with the real CLI."""
+    if shutil.which("aws") is None:
+        pytest.fail("the AWS CLI (`aws`) is not installed: pip install awscli", pytrace=False)
+    env = cli_env(AWS_ENDPOINT_URL=lb_server.endpoint)
+
+    def aws(*args: str):
+        r = subprocess.run(["aws", *args, "--output", "json"], env=env, capture_output=True, text=True, timeout=60, cwd=tmp_path)
+        assert r.returncode == 0, f"aws {' '.join(args)} failed:\n{r.stderr[-2000:]}\nserver:\n{lb_server.log_text()}"
+        return json.loads(r.stdout) if r.stdout.strip() else None
+
+    one = backends[0]
+    lb = aws("elbv2", "create-load-balancer", "--name", "metered")["LoadBalancers"][0]["LoadBalancerArn"]
+    tg = aws(
+        "elbv2", "create-target-group", "--name", "metered", "--protocol", "HTTP", "--port", "80", "--target-type", "ip",
+        "--health-check-interval-seconds", "5", "--health-check-timeout-seconds", "2", "--healthy-threshold-count", "2",
+    )["TargetGroups"][0]["TargetGroupArn"]
+    port = free_port()
+    aws("elbv2", "create-listener", "--load-balancer-arn", lb, "--protocol", "HTTP", "--port", str(port),
+        "--default-actions", f"Type=forward,TargetGroupArn={tg}")
+    aws("elbv2", "register-targets", "--target-group-arn", tg, "--targets", f"Id=127.0.0.1,Port={one.port}")
+    lb_dim = lb.split(":loadbalancer/")[1]
+    tg_dim = tg.split(":")[-1]
+    aws("cloudwatch", "put-metric-alarm", "--alarm-name", "metered-traffic", "--namespace", "AWS/ApplicationELB",
+        "--metric-name", "RequestCount", "--dimensions", f"Name=LoadBalancer,Value={lb_dim}",
+        "--statistic", "Sum", "--period", "60", "--evaluation-periods", "1", "--threshold", "0",
+        "--comparison-operator", "GreaterThanThreshold")
+    wait_for(
+        lambda: aws("elbv2", "describe-target-health", "--target-group-arn", tg)
+        ["TargetHealthDescriptions"][0]["TargetHealth"]["State"] == "healthy",
+        "the target to be healthy", deadline=40, interval=0.5,
+    )
+    for _ in range(5):
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=10) as r:
+            assert r.status == 200
+
+    def state() -> str:
+        return aws("cloudwatch", "describe-alarms", "--alarm-names", "metered-traffic")["MetricAlarms"][0]["StateValue"]
+
+    wait_for(lambda: state() == "ALARM", "the RequestCount alarm to go into ALARM", deadline=30, interval=0.5)
+    listed = aws("cloudwatch", "list-metrics", "--namespace", "AWS/ApplicationELB",
+                 "--dimensions", f"Name=LoadBalancer,Value={lb_dim}", f"Name=TargetGroup,Value={tg_dim}")["Metrics"]
+    assert sorted(m["MetricName"] for m in listed) == [
+        "HTTPCode_Target_5XX_Count", "HealthyHostCount", "RequestCount", "TargetResponseTime", "UnHealthyHostCount",
+    ], listed

@@ -19,7 +19,10 @@
 //!   module with sockets.
 //! - Hot swap: request handling reads an immutable snapshot through `arc-swap`, so an update
 //!   never touches established connections; per-target state (health, in-flight count,
-//!   metrics) is keyed by (group, address) and outlives updates.
+//!   metrics) is keyed by (group, address) and outlives updates, and so do each target
+//!   group's traffic counts ([`Lb::traffic`]: requests, status classes of the targets' and
+//!   the load balancer's own answers, target response times), which `flotilla server`
+//!   publishes to CloudWatch.
 //! - Client side: HTTP/1.1 keep-alive and HTTP/2 with prior knowledge (h2c) on the same port
 //!   (`hyper_util::server::conn::auto`). Upstream: HTTP/1.1 keep-alive connections
 //!   (`hyper::client::conn::http1`) in a pool of idle ones per target.
@@ -57,6 +60,7 @@
 //! - `select`: which routable target a request or connection goes to.
 //! - `upstream`: the pool of idle upstream HTTP/1.1 connections.
 //! - `tcp`: TCP listeners (network load balancers): connections spliced to a target.
+//! - `metrics`: per-target Prometheus metrics, and the traffic counts behind [`Lb::traffic`].
 
 pub mod balance;
 pub mod config;
@@ -76,4 +80,5 @@ pub use config::{
     TargetGroupConfig, TargetState, WeightedTargetGroup,
 };
 pub use health::{HealthState, TargetHealth};
+pub use metrics::{STATUS_CLASSES, TrafficCounts, TrafficSnapshot, status_class};
 pub use proxy::{Ejection, Lb, LbError};

@@ -1,6 +1,7 @@
 //! The few Amazon CloudWatch (`monitoring`) shapes flotilla serves: metric alarms
 //! (PutMetricAlarm, DescribeAlarms, DeleteAlarms, SetAlarmState) and the metrics they
-//! watch (PutMetricData), which is what ECS's `deploymentConfiguration.alarms` needs.
+//! watch (PutMetricData, ListMetrics), which is what ECS's `deploymentConfiguration.alarms`
+//! needs.
 //! Hand-written from botocore's `cloudwatch/2010-08-01/service-2.json` for just these
 //! operations. Clients speak Smithy RPC v2 CBOR to CloudWatch (`POST
 //! /service/GraniteServiceVersion20100801/operation/<Operation>`, CBOR bodies); the
@@ -38,16 +39,19 @@ pub enum CwOperation {
     SetAlarmState,
     /// Publishes metric datapoints.
     PutMetricData,
+    /// Lists metrics (namespace, name, dimensions), with filters and paging.
+    ListMetrics,
 }
 
 impl CwOperation {
     /// Every served operation.
-    pub const ALL: [CwOperation; 5] = [
+    pub const ALL: [CwOperation; 6] = [
         CwOperation::PutMetricAlarm,
         CwOperation::DescribeAlarms,
         CwOperation::DeleteAlarms,
         CwOperation::SetAlarmState,
         CwOperation::PutMetricData,
+        CwOperation::ListMetrics,
     ];
 
     /// The operation's name as the request path spells it.
@@ -58,6 +62,7 @@ impl CwOperation {
             CwOperation::DeleteAlarms => "DeleteAlarms",
             CwOperation::SetAlarmState => "SetAlarmState",
             CwOperation::PutMetricData => "PutMetricData",
+            CwOperation::ListMetrics => "ListMetrics",
         }
     }
 
@@ -69,7 +74,7 @@ impl CwOperation {
 
 /// CloudWatch's other operations (botocore 1.43): answered `UnsupportedOperation`, where
 /// a name CloudWatch does not have is an unknown operation.
-pub const UNSUPPORTED_OPERATIONS: [&str; 41] = [
+pub const UNSUPPORTED_OPERATIONS: [&str; 40] = [
     "DeleteAlarmMuteRule",
     "DeleteAnomalyDetector",
     "DeleteDashboards",
@@ -96,7 +101,6 @@ pub const UNSUPPORTED_OPERATIONS: [&str; 41] = [
     "ListDashboards",
     "ListManagedInsightRules",
     "ListMetricStreams",
-    "ListMetrics",
     "ListTagsForResource",
     "PutAlarmMuteRule",
     "PutAnomalyDetector",
@@ -478,6 +482,67 @@ impl Required for PutMetricDataRequest {
     }
 }
 
+/// A dimension ListMetrics filters on: the metric must have a dimension of this name
+/// (with this value, when given).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct DimensionFilter {
+    /// The dimension's name (1–255 characters).
+    pub name: String,
+    /// Its value (1–1024 characters); any value when absent.
+    pub value: Option<String>,
+}
+
+/// ListMetrics input.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ListMetricsRequest {
+    /// Only metrics of this namespace.
+    pub namespace: Option<String>,
+    /// Only metrics of this name.
+    pub metric_name: Option<String>,
+    /// Only metrics that have each of these dimensions (at most 10); other dimensions
+    /// of theirs do not matter.
+    pub dimensions: Option<Vec<DimensionFilter>>,
+    /// Where the previous page ended.
+    pub next_token: Option<String>,
+    /// `PT3H`: only metrics with datapoints in the past three hours.
+    pub recently_active: Option<String>,
+    /// Cross-account observability (flotilla has none: only `false`).
+    pub include_linked_accounts: Option<bool>,
+    /// Cross-account observability: only the caller's own account.
+    pub owning_account: Option<String>,
+}
+
+impl Required for ListMetricsRequest {
+    fn missing_required(&self) -> Option<&'static str> {
+        None
+    }
+}
+
+/// A metric as ListMetrics shows it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Metric {
+    /// Its namespace.
+    pub namespace: String,
+    /// Its name.
+    pub metric_name: String,
+    /// Its dimensions, sorted by name.
+    pub dimensions: Vec<Dimension>,
+}
+
+/// ListMetrics output.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ListMetricsResult {
+    /// The metrics of this page.
+    pub metrics: Vec<Metric>,
+    /// Where the next page starts.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_token: Option<String>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -488,7 +553,7 @@ mod tests {
             assert_eq!(CwOperation::from_name(op.name()), Some(op));
             assert!(!UNSUPPORTED_OPERATIONS.contains(&op.name()));
         }
-        assert_eq!(CwOperation::from_name("ListMetrics"), None);
+        assert_eq!(CwOperation::from_name("GetMetricData"), None);
     }
 
     #[test]

@@ -22,11 +22,17 @@ impl ServerProcess {
     /// `FLOTILLA_LOG=warn`, its stdout discarded and its stderr going to `stderr`. Does
     /// not wait for it: see [`ServerProcess::wait_healthy`].
     pub fn spawn(bin: &Path, data_dir: &Path, stderr: Stdio) -> ServerProcess {
+        ServerProcess::spawn_with(bin, data_dir, stderr, &[])
+    }
+
+    /// [`ServerProcess::spawn`] with more arguments after `--data-dir`.
+    pub fn spawn_with(bin: &Path, data_dir: &Path, stderr: Stdio, args: &[&str]) -> ServerProcess {
         let port = http::free_port();
         let child = Command::new(bin)
             .args(["server", "--listen", &format!("127.0.0.1:{port}")])
             .arg("--data-dir")
             .arg(data_dir)
+            .args(args)
             .env("FLOTILLA_LOG", "warn")
             .stdout(Stdio::null())
             .stderr(stderr)

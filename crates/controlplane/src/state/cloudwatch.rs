@@ -190,14 +190,25 @@ impl CloudWatch {
         self.metrics.get(&(scope.clone(), id.to_owned()))
     }
 
-    /// How many metrics `scope` has.
-    pub fn metric_count(&self, scope: &Scope) -> usize {
+    /// One scope's metrics in id order, from just after `after` (or the first).
+    pub fn metrics_in<'a>(
+        &'a self,
+        scope: &Scope,
+        after: Option<&str>,
+    ) -> impl DoubleEndedIterator<Item = &'a MetricRecord> + use<'a> {
+        let start = crate::paging::start_after(
+            after.map(|a| (scope.clone(), a.to_owned())),
+            (scope.clone(), String::new()),
+        );
         let end = std::ops::Bound::Excluded((next_scope(scope), String::new()));
-        self.metrics
-            .range((
-                std::ops::Bound::Included((scope.clone(), String::new())),
-                end,
-            ))
+        self.metrics.range((start, end)).map(|(_, v)| v)
+    }
+
+    /// How many metrics `scope` has outside AWS's namespaces (`AWS/…`, those flotilla
+    /// publishes itself): the ones PutMetricData's limit counts.
+    pub fn own_metric_count(&self, scope: &Scope) -> usize {
+        self.metrics_in(scope, None)
+            .filter(|m| !m.namespace.starts_with("AWS/"))
             .count()
     }
 }

@@ -4,7 +4,8 @@
 //! 1.43 pick) and Smithy RPC v2 CBOR on
 //! `POST /service/GraniteServiceVersion20100801/operation/<Operation>` ([`cbor`], what
 //! clients that prefer it, such as newer SDKs, send). SigV4 service name `monitoring`.
-//! Served: PutMetricAlarm, DescribeAlarms, DeleteAlarms, SetAlarmState, PutMetricData;
+//! Served: PutMetricAlarm, DescribeAlarms, DeleteAlarms, SetAlarmState, PutMetricData,
+//! ListMetrics;
 //! CloudWatch's other operations answer `UnsupportedOperation`, a name CloudWatch does
 //! not have `UnknownOperationException`.
 //!
@@ -195,5 +196,9 @@ pub async fn dispatch(
         CwOperation::DeleteAlarms => written(cp, call, p, body, cloudwatch::delete_alarms).await,
         CwOperation::SetAlarmState => written(cp, call, p, body, cloudwatch::set_alarm_state).await,
         CwOperation::PutMetricData => written(cp, call, p, body, cloudwatch::put_metric_data).await,
+        CwOperation::ListMetrics => {
+            let req = p.parse(body)?;
+            p.encode(&cp.read(|s| cloudwatch::list_metrics(s, &call.scope, call.now, req))?)
+        }
     }
 }

@@ -78,6 +78,15 @@ pub struct ServerArgs {
     /// private IP.
     #[arg(long, default_value = "127.0.0.1", value_parser = crate::cmd::load_balancers::parse_lb_listen)]
     pub lb_listen: crate::cmd::load_balancers::LbListen,
+    /// Seconds between two publishes of the load balancers' CloudWatch metrics
+    /// (`AWS/ApplicationELB`; docs/load-balancers.md). ELB publishes every 60 s, the
+    /// default; shorter is for tests (the datapoints still fall into one-minute buckets).
+    #[arg(
+        long,
+        default_value_t = crate::cmd::load_balancers::metrics::PUBLISH_EVERY.as_secs(),
+        value_parser = clap::value_parser!(u64).range(1..=60)
+    )]
+    pub lb_metrics_interval: u64,
     /// The command managed scaling runs to grow or shrink a capacity provider's node
     /// group (split on whitespace): `CMD grow GROUP COUNT` adds COUNT instances,
     /// `CMD remove GROUP INSTANCE_ID` removes one (docs/capacity.md has the contract:
@@ -176,7 +185,7 @@ pub fn run(args: ServerArgs) -> anyhow::Result<()> {
             crate::cmd::discovery_dns::serve(cp.clone(), bind, args.dns_upstream).await?;
         }
         if let Some(listen) = args.lb_listen.0 {
-            crate::cmd::load_balancers::serve(cp.clone(), listen);
+            crate::cmd::load_balancers::serve(cp.clone(), listen, Duration::from_secs(args.lb_metrics_interval));
         }
         tracing::info!(%addr, data_dir = %args.data_dir.display(), auth = auth_mode, "flotilla server listening");
         ecs_api::server::serve_with(

@@ -10,7 +10,7 @@
 //! binds the new ones first (so a bind error changes nothing), then removes the old ones, whose
 //! connections finish their requests in flight and close (graceful shutdown).
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::SocketAddr;
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
@@ -32,7 +32,7 @@ use crate::config::{
     TargetState,
 };
 use crate::health::{self, CheckClient, HealthCell, HealthState, TargetHealth};
-use crate::metrics::{Metrics, TargetLabels};
+use crate::metrics::{Metrics, TargetLabels, TrafficCell, TrafficSnapshot};
 use crate::outlier::OutlierCell;
 use crate::rules::Router;
 use crate::upstream::Pool;
@@ -80,6 +80,10 @@ pub(crate) struct Shared {
     pub(crate) state: ArcSwap<Snapshot>,
     pub(crate) pool: Arc<Pool>,
     metrics: Metrics,
+    /// The requests no target group answered (fixed responses, a forward to no group).
+    pub(crate) unrouted: TrafficCell,
+    /// Each target group's traffic, by name; kept when a group leaves the config.
+    traffic: Mutex<BTreeMap<String, Arc<TrafficCell>>>,
 }
 
 /// What only updates touch.
@@ -125,6 +129,8 @@ pub(crate) struct GroupRt {
     pub(crate) referenced: bool,
     pub(crate) targets: Vec<TargetRt>,
     pub(crate) counter: AtomicU64,
+    /// The group's traffic counts (outlive updates).
+    pub(crate) traffic: Arc<TrafficCell>,
     /// Held while deciding an ejection, so that two at once cannot both pass the
     /// group's `max_ejection_percent`.
     pub(crate) ejection: Mutex<()>,
@@ -156,6 +162,8 @@ impl Lb {
                 state: ArcSwap::from_pointee(Snapshot::default()),
                 pool: Pool::start(),
                 metrics: Metrics::new(),
+                unrouted: TrafficCell::default(),
+                traffic: Mutex::new(BTreeMap::new()),
             }),
             control: Mutex::new(Control::default()),
         };
@@ -224,6 +232,14 @@ impl Lb {
                 });
                 wanted.insert(key, slot);
             }
+            let traffic = self
+                .shared
+                .traffic
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .entry(name.clone())
+                .or_default()
+                .clone();
             groups.insert(
                 name.clone(),
                 GroupRt {
@@ -232,6 +248,7 @@ impl Lb {
                     referenced: referenced.contains(name.as_str()),
                     targets,
                     counter: AtomicU64::new(0),
+                    traffic,
                     ejection: Mutex::new(()),
                 },
             );
@@ -385,6 +402,30 @@ impl Lb {
                 })
             })
             .collect()
+    }
+
+    /// The traffic of the HTTP listeners so far: the load balancer's and each target
+    /// group's counts (see [`TrafficCounts`](crate::TrafficCounts)). Counts are
+    /// cumulative; the response-time extremes are those since the previous call, which
+    /// takes them: one reader (`flotilla server`'s CloudWatch publisher) calls this.
+    /// TCP listeners are not counted.
+    pub fn traffic(&self) -> TrafficSnapshot {
+        let groups: BTreeMap<String, crate::TrafficCounts> = self
+            .shared
+            .traffic
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .map(|(name, cell)| (name.clone(), cell.take()))
+            .collect();
+        let mut load_balancer = self.shared.unrouted.take();
+        for g in groups.values() {
+            load_balancer.add(g);
+        }
+        TrafficSnapshot {
+            load_balancer,
+            groups,
+        }
     }
 
     /// The per-target metrics in the Prometheus text format.

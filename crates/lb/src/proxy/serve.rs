@@ -5,7 +5,7 @@
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderValue};
@@ -29,7 +29,8 @@ use crate::select::Choice;
 use crate::upstream::{Lease, UpstreamBody};
 
 use super::{
-    Body, GroupRt, InFlight, MAX_RETRY_BODY, Shared, accept_client, connect_failed, observe_outlier,
+    Body, GroupRt, InFlight, MAX_RETRY_BODY, Shared, Snapshot, accept_client, connect_failed,
+    observe_outlier,
 };
 
 pub(super) async fn accept_loop(
@@ -115,10 +116,24 @@ fn empty() -> Body {
     Empty::new().map_err(|never| match never {}).boxed()
 }
 
-/// What the access log says about one request.
+/// What the access log says about one request, and what its traffic counts need.
 struct Outcome {
     resp: Response<Body>,
     target: Option<SocketAddr>,
+    /// How long the target took to send the response head, when a target answered
+    /// (`None`: the load balancer answered itself).
+    target_time: Option<Duration>,
+}
+
+impl Outcome {
+    /// An answer of the load balancer's own.
+    fn own(resp: Response<Body>) -> Outcome {
+        Outcome {
+            resp,
+            target: None,
+            target_time: None,
+        }
+    }
 }
 
 impl Conn {
@@ -143,9 +158,22 @@ impl Conn {
         out.resp
     }
 
+    /// Routes and answers one request, and counts it in the traffic of the group that
+    /// answered it (or of the load balancer, when none did).
     async fn route(&self, req: Request<Incoming>) -> Outcome {
         let snap = self.shared.state.load_full();
-        let no_target = |resp| Outcome { resp, target: None };
+        let (out, group) = self.route_in(&snap, req).await;
+        let traffic = group.map_or(&self.shared.unrouted, |g| &*g.traffic);
+        traffic.record(out.resp.status().as_u16(), out.target_time);
+        out
+    }
+
+    async fn route_in<'s>(
+        &self,
+        snap: &'s Snapshot,
+        req: Request<Incoming>,
+    ) -> (Outcome, Option<&'s GroupRt>) {
+        let no_target = |resp| (Outcome::own(resp), None);
         let Some(router) = snap.routers.get(&self.bind) else {
             return no_target(error_response(StatusCode::SERVICE_UNAVAILABLE));
         };
@@ -193,7 +221,8 @@ impl Conn {
                 let Some(group) = snap.groups.get(name) else {
                     return no_target(error_response(StatusCode::SERVICE_UNAVAILABLE));
                 };
-                self.forward(group, req, sticky.map(|(_, a)| a)).await
+                let out = self.forward(group, req, sticky.map(|(_, a)| a)).await;
+                (out, Some(group))
             }
         }
     }
@@ -207,19 +236,13 @@ impl Conn {
         let outliers = group.config.outlier_detection.as_ref();
         let choice = Choice::new(group);
         if choice.is_empty() {
-            return Outcome {
-                resp: error_response(StatusCode::SERVICE_UNAVAILABLE),
-                target: None,
-            };
+            return Outcome::own(error_response(StatusCode::SERVICE_UNAVAILABLE));
         }
         let first = sticky
             .and_then(|a| choice.find(a))
             .or_else(|| choice.pick(None));
         let Some(mut target) = first else {
-            return Outcome {
-                resp: error_response(StatusCode::SERVICE_UNAVAILABLE),
-                target: None,
-            };
+            return Outcome::own(error_response(StatusCode::SERVICE_UNAVAILABLE));
         };
 
         let (mut parts, body) = req.into_parts();
@@ -232,10 +255,7 @@ impl Conn {
                     match body.collect().await {
                         Ok(b) => Ok(b.to_bytes()),
                         Err(_) => {
-                            return Outcome {
-                                resp: error_response(StatusCode::BAD_REQUEST),
-                                target: None,
-                            };
+                            return Outcome::own(error_response(StatusCode::BAD_REQUEST));
                         }
                     }
                 }
@@ -257,10 +277,7 @@ impl Conn {
                 match Uri::from_parts(u) {
                     Ok(u) => u,
                     Err(_) => {
-                        return Outcome {
-                            resp: error_response(StatusCode::BAD_REQUEST),
-                            target: None,
-                        };
+                        return Outcome::own(error_response(StatusCode::BAD_REQUEST));
                     }
                 }
             }
@@ -301,7 +318,8 @@ impl Conn {
             let sent = Instant::now();
             match pool.send(target.addr, up, sent).await {
                 Ok((resp, send)) => {
-                    target.shared.latency.observe(sent.elapsed().as_secs_f64());
+                    let took = sent.elapsed();
+                    target.shared.latency.observe(took.as_secs_f64());
                     let failed = resp.status().is_server_error();
                     if failed {
                         target.shared.errors.inc();
@@ -335,6 +353,7 @@ impl Conn {
                     return Outcome {
                         resp: Response::from_parts(rparts, BoxBody::new(body)),
                         target: Some(target.addr),
+                        target_time: Some(took),
                     };
                 }
                 Err(e) => {
@@ -348,6 +367,7 @@ impl Conn {
                     return Outcome {
                         resp: error_response(StatusCode::BAD_GATEWAY),
                         target: Some(target.addr),
+                        target_time: None,
                     };
                 }
             }

@@ -27,8 +27,9 @@ use tokio::sync::watch;
 use tokio::task::AbortHandle;
 
 /// A loopback HTTP/1.1 backend. `GET /health` answers 200 or 500 (see [`Backend::set_healthy`]);
-/// `GET /slow` waits until [`Backend::release`]; anything else answers its id, and echoes the
-/// `x-forwarded-*` headers it saw as `seen-x-forwarded-*`.
+/// `GET /slow` waits until [`Backend::release`]; `GET /status/<code>` answers that status;
+/// anything else answers its id, and echoes the `x-forwarded-*` headers it saw as
+/// `seen-x-forwarded-*`.
 pub struct Backend {
     pub addr: SocketAddr,
     pub id: String,
@@ -67,6 +68,9 @@ impl Backend {
                                 let _ = gate.wait_for(|open| *open).await;
                                 in_flight.fetch_sub(1, Ordering::SeqCst);
                                 text(200, &format!("slow {id}"))
+                            }
+                            p if p.starts_with("/status/") => {
+                                text(p["/status/".len()..].parse().unwrap_or(500), &id)
                             }
                             _ => {
                                 let mut r = text(200, &id);

@@ -1,17 +1,22 @@
 //! PutMetricData: datapoints into one-minute buckets, and the alarms watching them
-//! evaluated at once.
+//! evaluated at once; the same path for the metrics flotilla publishes itself
+//! ([`publish_metric_data`]); ListMetrics.
 
 use std::collections::BTreeMap;
 
-use model::wire_cw::{MetricDatum, PutMetricDataRequest};
+use model::wire_cw::{
+    DimensionFilter, ListMetricsRequest, ListMetricsResult, Metric, MetricDatum,
+    PutMetricDataRequest,
+};
 
 use super::evaluate::reevaluated_with;
 use super::{
-    CwError, CwWritten, MAX_FUTURE_SECS, MAX_METRIC_DATA, MAX_METRICS, MAX_NAME_CHARS, MAX_VALUES,
-    RETENTION_MINUTES, check_dimensions, check_len, put,
+    CwError, CwWritten, LIST_METRICS_PAGE, MAX_DIMENSION_FILTERS, MAX_DIMENSION_VALUE_CHARS,
+    MAX_FUTURE_SECS, MAX_METRIC_DATA, MAX_METRICS, MAX_NAME_CHARS, MAX_VALUES, RETENTION_MINUTES,
+    check_dimensions, check_len, delete, put,
 };
 use crate::engine::Ctx;
-use crate::state::{Bucket, CwRecord, MetricRecord, State, metric_id};
+use crate::state::{Bucket, CwRecord, MetricRecord, Scope, State, metric_id};
 
 /// The buckets one datum adds (one per value, or one for a statistic set), each with the
 /// minute of the datum's timestamp.
@@ -144,6 +149,63 @@ pub fn put_metric_data(state: &State, ctx: &mut Ctx, req: PutMetricDataRequest) 
              Member must have length less than or equal to {MAX_METRIC_DATA}"
         )));
     }
+    record(state, ctx, &namespace, &data)
+}
+
+/// The datapoints flotilla publishes itself in one of AWS's namespaces (the load
+/// balancers' `AWS/ApplicationELB`, from `flotilla server --lb-listen`), through
+/// PutMetricData's path: each datum checked alike, the same buckets, the alarms on these
+/// metrics evaluated in the same write. What only concerns callers does not apply: the
+/// namespace is `AWS/…`, one call may carry more than [`MAX_METRIC_DATA`] data (one
+/// write per publish), and these metrics do not count towards [`MAX_METRICS`]. Instead
+/// they are bounded by what publishes them: a metric of `namespace` without a datapoint
+/// in the past [`RETENTION_MINUTES`] (a deleted load balancer's, an idle one's request
+/// metrics) is deleted by the same write.
+pub fn publish_metric_data(
+    state: &State,
+    ctx: &mut Ctx,
+    namespace: &str,
+    data: &[MetricDatum],
+) -> CwWritten<()> {
+    check_len("namespace", namespace, 1, MAX_NAME_CHARS)?;
+    if !namespace.starts_with("AWS/") {
+        return Err(CwError::InvalidParameterValue(format!(
+            "flotilla publishes its own metrics in AWS/ namespaces, not in {namespace}."
+        )));
+    }
+    let mut changes = if data.is_empty() {
+        Vec::new()
+    } else {
+        record(state, ctx, namespace, data)?.1
+    };
+    let published: std::collections::BTreeSet<String> = data
+        .iter()
+        .map(|d| {
+            metric_id(
+                namespace,
+                d.metric_name.as_deref().unwrap_or(""),
+                d.dimensions.as_deref().unwrap_or(&[]),
+            )
+        })
+        .collect();
+    changes.extend(
+        state
+            .discovery
+            .cloudwatch
+            .metrics_in(&ctx.scope, None)
+            .filter(|m| {
+                m.namespace == namespace
+                    && !published.contains(&m.id)
+                    && merged(&m.buckets, &[], ctx.now).is_empty()
+            })
+            .map(|m| delete(CwRecord::Metric(Box::new(m.clone())))),
+    );
+    Ok(((), changes))
+}
+
+/// PutMetricData's write once the request is checked: every datum into its metric's
+/// buckets, the alarms on those metrics evaluated.
+fn record(state: &State, ctx: &mut Ctx, namespace: &str, data: &[MetricDatum]) -> CwWritten<()> {
     let now = ctx.now;
     let cw = &state.discovery.cloudwatch;
     // Metric id → the record as it will be written.
@@ -160,7 +222,7 @@ pub fn put_metric_data(state: &State, ctx: &mut Ctx, req: PutMetricDataRequest) 
         check_dimensions(&format!("metricData.{}.dimensions", i + 1), &dims)?;
         dims.sort();
         let add = buckets_of(i, d, now)?;
-        let id = metric_id(&namespace, &name, &dims);
+        let id = metric_id(namespace, &name, &dims);
         let record = match written.remove(&id) {
             Some(r) => r,
             None => match cw.metric(&ctx.scope, &id) {
@@ -168,7 +230,7 @@ pub fn put_metric_data(state: &State, ctx: &mut Ctx, req: PutMetricDataRequest) 
                 None => MetricRecord {
                     scope: ctx.scope.clone(),
                     id: id.clone(),
-                    namespace: namespace.clone(),
+                    namespace: namespace.to_owned(),
                     name,
                     dimensions: dims,
                     buckets: Vec::new(),
@@ -182,7 +244,10 @@ pub fn put_metric_data(state: &State, ctx: &mut Ctx, req: PutMetricDataRequest) 
         .keys()
         .filter(|id| cw.metric(&ctx.scope, id).is_none())
         .count();
-    if new > 0 && cw.metric_count(&ctx.scope) + new > MAX_METRICS {
+    if new > 0
+        && !namespace.starts_with("AWS/")
+        && cw.own_metric_count(&ctx.scope) + new > MAX_METRICS
+    {
         return Err(CwError::LimitExceeded(format!(
             "This account already has the {MAX_METRICS} metrics flotilla keeps in this region."
         )));
@@ -207,4 +272,109 @@ pub fn put_metric_data(state: &State, ctx: &mut Ctx, req: PutMetricDataRequest) 
             .map(|m| put(CwRecord::Metric(Box::new(m)))),
     );
     Ok(((), changes))
+}
+
+/// Whether `m` has a dimension named `f.name` (with value `f.value`, when given).
+fn has_dimension(m: &MetricRecord, f: &DimensionFilter) -> bool {
+    m.dimensions
+        .iter()
+        .any(|d| d.name == f.name && f.value.as_ref().is_none_or(|v| *v == d.value))
+}
+
+/// ListMetrics: the scope's metrics that match every filter given (namespace, name, and
+/// each dimension filter: a metric with more dimensions matches too, as in CloudWatch),
+/// [`LIST_METRICS_PAGE`] a page, in a stable order (by metric id), with a signed
+/// `NextToken`. `RecentlyActive=PT3H` keeps those with a datapoint in the past three
+/// hours; without it every metric flotilla keeps is listed (one published with
+/// PutMetricData is kept for good, its datapoints for [`RETENTION_MINUTES`]; see
+/// [`publish_metric_data`] for flotilla's own). flotilla has no cross-account
+/// observability: `OwningAccount` other than the caller's lists nothing.
+pub fn list_metrics(
+    state: &State,
+    scope: &Scope,
+    now: f64,
+    req: ListMetricsRequest,
+) -> Result<ListMetricsResult, CwError> {
+    if let Some(n) = &req.namespace {
+        check_len("namespace", n, 1, MAX_NAME_CHARS)?;
+    }
+    if let Some(n) = &req.metric_name {
+        check_len("metricName", n, 1, MAX_NAME_CHARS)?;
+    }
+    let filters = req.dimensions.clone().unwrap_or_default();
+    if filters.len() > MAX_DIMENSION_FILTERS {
+        return Err(CwError::Validation(format!(
+            "1 validation error detected: Value at 'dimensions' failed to satisfy constraint: \
+             Member must have length less than or equal to {MAX_DIMENSION_FILTERS}"
+        )));
+    }
+    for (i, f) in filters.iter().enumerate() {
+        check_len(
+            &format!("dimensions.{}.member.name", i + 1),
+            &f.name,
+            1,
+            MAX_NAME_CHARS,
+        )?;
+        if let Some(v) = &f.value {
+            check_len(
+                &format!("dimensions.{}.member.value", i + 1),
+                v,
+                1,
+                MAX_DIMENSION_VALUE_CHARS,
+            )?;
+        }
+    }
+    let recent_since = match req.recently_active.as_deref() {
+        None => None,
+        Some("PT3H") => Some((now.floor() as i64).div_euclid(60) - 3 * 60),
+        Some(other) => {
+            return Err(CwError::Validation(format!(
+                "1 validation error detected: Value '{other}' at 'recentlyActive' failed to \
+                 satisfy constraint: Member must satisfy enum value set: [PT3H]"
+            )));
+        }
+    };
+    let own = req
+        .owning_account
+        .as_deref()
+        .is_none_or(|a| a == scope.account);
+    let matches = |m: &MetricRecord| {
+        own && req.namespace.as_ref().is_none_or(|n| *n == m.namespace)
+            && req.metric_name.as_ref().is_none_or(|n| *n == m.name)
+            && filters.iter().all(|f| has_dimension(m, f))
+            && recent_since.is_none_or(|since| m.buckets.iter().any(|b| b.minute >= since))
+    };
+    let canonical = serde_json::to_string(&ListMetricsRequest {
+        next_token: None,
+        ..req.clone()
+    })
+    .unwrap_or_default();
+    let request = crate::paging::PageRequest::ascending(
+        &state.meta.paging_secret,
+        now,
+        "ListMetrics",
+        &canonical,
+        None,
+        req.next_token.as_deref(),
+    )
+    .with_limit(LIST_METRICS_PAGE);
+    let cw = &state.discovery.cloudwatch;
+    let page = crate::paging::paginate(&request, |after| {
+        Ok(crate::paging::counted(cw.metrics_in(scope, after))
+            .filter(|m| matches(m))
+            .map(|m| (m.id.clone(), m)))
+    })
+    .map_err(|e| CwError::InvalidNextToken(e.to_string()))?;
+    Ok(ListMetricsResult {
+        metrics: page
+            .items
+            .into_iter()
+            .map(|m| Metric {
+                namespace: m.namespace.clone(),
+                metric_name: m.name.clone(),
+                dimensions: m.dimensions.clone(),
+            })
+            .collect(),
+        next_token: page.next_token,
+    })
 }

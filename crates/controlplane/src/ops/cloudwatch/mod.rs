@@ -1,6 +1,8 @@
 //! Amazon CloudWatch, the part ECS deployments need: metric alarms (PutMetricAlarm,
-//! DescribeAlarms, DeleteAlarms, SetAlarmState), the metrics they watch (PutMetricData)
-//! and their evaluation, and the rules of ECS's `deploymentConfiguration.alarms`.
+//! DescribeAlarms, DeleteAlarms, SetAlarmState), the metrics they watch (PutMetricData,
+//! ListMetrics; and [`publish_metric_data`], the same path for the metrics flotilla
+//! publishes itself: the load balancers' `AWS/ApplicationELB`) and their evaluation, and
+//! the rules of ECS's `deploymentConfiguration.alarms`.
 //!
 //! ## Design
 //! Like every operation, each is a pure function of the state, `ctx.now` and its request,
@@ -29,14 +31,16 @@ pub mod runner;
 mod tests;
 
 pub use alarms::{alarm_arn, delete_alarms, describe_alarms, put_metric_alarm, set_alarm_state};
-pub use metrics::put_metric_data;
+pub use metrics::{list_metrics, publish_metric_data, put_metric_data};
 
 use crate::error::EcsError;
 use crate::state::{Change, CwRecord, DiscoveryRecord, Record};
 
 /// Most metric alarms one account has in one region.
 pub const MAX_ALARMS: usize = 1000;
-/// Most metrics (namespace, name and dimensions) one account keeps in one region.
+/// Most metrics (namespace, name and dimensions) one account keeps in one region with
+/// PutMetricData. Those flotilla publishes itself in `AWS/` namespaces (the load
+/// balancers') do not count: [`publish_metric_data`] bounds them.
 pub const MAX_METRICS: usize = 1000;
 /// How many minutes of datapoints a metric keeps.
 pub const RETENTION_MINUTES: i64 = 180;
@@ -62,6 +66,10 @@ pub const MAX_RECORDS: i32 = 100;
 pub const DEFAULT_RECORDS: i32 = 50;
 /// Most `MetricData` entries in one PutMetricData (CloudWatch's).
 pub const MAX_METRIC_DATA: usize = 1000;
+/// Most metrics one ListMetrics page lists (CloudWatch's 500).
+pub const LIST_METRICS_PAGE: i32 = 500;
+/// Most dimension filters of one ListMetrics (CloudWatch's).
+pub const MAX_DIMENSION_FILTERS: usize = 10;
 /// Most `Values` of one datum (CloudWatch's).
 pub const MAX_VALUES: usize = 150;
 /// How far in the future a datapoint may be stamped (CloudWatch's two hours).

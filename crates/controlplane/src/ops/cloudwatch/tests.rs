@@ -1,11 +1,12 @@
 //! The evaluator's rule (windows, statistics, DatapointsToAlarm, TreatMissingData) as a
 //! pure function, and the operations on a hand-built state: limits, PutMetricData
-//! evaluating alarms at once, SetAlarmState's hold, DescribeAlarms' filters and pages.
+//! evaluating alarms at once, SetAlarmState's hold, DescribeAlarms' filters and pages,
+//! flotilla's own publishing in `AWS/` namespaces, ListMetrics' filters and pages.
 
 use model::wire_cw::{
-    ComparisonOperator, DeleteAlarmsRequest, DescribeAlarmsRequest, Dimension, MetricAlarm,
-    MetricDatum, PutMetricAlarmRequest, PutMetricDataRequest, SetAlarmStateRequest, StateValue,
-    Statistic,
+    ComparisonOperator, DeleteAlarmsRequest, DescribeAlarmsRequest, Dimension, DimensionFilter,
+    ListMetricsRequest, MetricAlarm, MetricDatum, PutMetricAlarmRequest, PutMetricDataRequest,
+    SetAlarmStateRequest, StateValue, Statistic,
 };
 
 use super::evaluate::{evaluate, evaluate_alarms};
@@ -470,4 +471,305 @@ fn put_metric_data_keeps_a_bounded_window_and_refuses_bad_values() {
             "{datum:?} in {namespace}"
         );
     }
+}
+
+fn dim(name: &str, value: &str) -> Dimension {
+    Dimension {
+        name: name.into(),
+        value: value.into(),
+    }
+}
+
+fn datum(name: &str, dims: Vec<Dimension>, value: f64) -> MetricDatum {
+    MetricDatum {
+        metric_name: Some(name.into()),
+        dimensions: Some(dims),
+        value: Some(value),
+        ..Default::default()
+    }
+}
+
+#[test]
+fn flotilla_publishes_in_aws_namespaces_through_the_same_path() {
+    let mut s = state();
+    let lb = || vec![dim("LoadBalancer", "app/web/0123456789abcdef")];
+    let mut ctx = Ctx::new(scope(), T0, 1);
+    let alarm = PutMetricAlarmRequest {
+        namespace: Some("AWS/ApplicationELB".into()),
+        metric_name: Some("RequestCount".into()),
+        dimensions: Some(lb()),
+        threshold: Some(0.0),
+        ..testkit::cw::errors_alarm("busy")
+    };
+    let (_, changes) = put_metric_alarm(&s, &mut ctx, alarm).unwrap();
+    apply(&mut s, &changes);
+    // PutMetricData refuses AWS's namespaces; flotilla's own publishing takes only them.
+    let req = PutMetricDataRequest {
+        namespace: Some("AWS/ApplicationELB".into()),
+        metric_data: Some(vec![datum("RequestCount", lb(), 3.0)]),
+        ..Default::default()
+    };
+    let e = put_metric_data(&s, &mut ctx, req).unwrap_err();
+    assert_eq!(e.code(), "InvalidParameterValueException");
+    let mine = [datum("Errors", vec![], 1.0)];
+    let e = publish_metric_data(&s, &mut ctx, "App", &mine).unwrap_err();
+    assert_eq!(e.code(), "InvalidParameterValueException");
+    // More than one PutMetricData may carry, and more metrics than MAX_METRICS, in one
+    // write; the alarm is evaluated in it.
+    let data: Vec<MetricDatum> = (0..MAX_METRICS)
+        .map(|i| {
+            datum(
+                "HealthyHostCount",
+                vec![dim("LoadBalancer", &format!("app/lb/{i}"))],
+                1.0,
+            )
+        })
+        .chain([datum("RequestCount", lb(), 3.0)])
+        .collect();
+    let (_, changes) = publish_metric_data(&s, &mut ctx, "AWS/ApplicationELB", &data).unwrap();
+    assert_eq!(changes.len(), MAX_METRICS + 2, "the metrics and the alarm");
+    apply(&mut s, &changes);
+    assert_eq!(alarm_state(&s, "busy"), StateValue::Alarm);
+    // They do not count towards the account's own MAX_METRICS.
+    put_value(&mut s, 1.0, T0 + 1.0);
+    // Each datum is checked as PutMetricData checks it; no data writes nothing.
+    let bad = [datum("RequestCount", lb(), f64::NAN)];
+    let e = publish_metric_data(&s, &mut ctx, "AWS/ApplicationELB", &bad).unwrap_err();
+    assert_eq!(e.code(), "InvalidParameterValueException");
+    let (_, changes) = publish_metric_data(&s, &mut ctx, "AWS/ApplicationELB", &[]).unwrap();
+    assert!(changes.is_empty());
+    // Once their datapoints are older than the retention, the metrics that are not
+    // published again are deleted (those of others' namespaces stay).
+    let later = T0 + 60.0 * RETENTION_MINUTES as f64 + 60.0;
+    let mut ctx = Ctx::new(scope(), later, 3);
+    let (_, changes) = publish_metric_data(&s, &mut ctx, "AWS/ApplicationELB", &data[..1]).unwrap();
+    apply(&mut s, &changes);
+    let left: std::collections::BTreeSet<(&str, &str)> = s
+        .discovery
+        .cloudwatch
+        .metrics
+        .values()
+        .map(|m| (m.namespace.as_str(), m.name.as_str()))
+        .collect();
+    assert_eq!(
+        left,
+        [
+            ("AWS/ApplicationELB", "HealthyHostCount"),
+            ("App", "Errors")
+        ]
+        .into()
+    );
+    assert_eq!(s.discovery.cloudwatch.metrics.len(), 2);
+}
+
+#[test]
+fn list_metrics_filters_and_pages() {
+    let mut s = state();
+    let lb = dim("LoadBalancer", "app/web/1");
+    let tg = dim("TargetGroup", "targetgroup/api/2");
+    let data = vec![
+        datum("RequestCount", vec![lb.clone()], 1.0),
+        datum("RequestCount", vec![tg.clone(), lb.clone()], 1.0),
+        datum("HealthyHostCount", vec![tg.clone(), lb.clone()], 1.0),
+        datum(
+            "RequestCount",
+            vec![dim("LoadBalancer", "app/other/3")],
+            1.0,
+        ),
+    ];
+    let mut ctx = Ctx::new(scope(), T0, 1);
+    let (_, changes) = publish_metric_data(&s, &mut ctx, "AWS/ApplicationELB", &data).unwrap();
+    apply(&mut s, &changes);
+    // An old datapoint of a metric of the caller's own.
+    let (_, changes) = put_metric_data(
+        &s,
+        &mut Ctx::new(scope(), T0, 2),
+        PutMetricDataRequest {
+            namespace: Some("App".into()),
+            metric_data: Some(vec![MetricDatum {
+                timestamp: Some(T0 - 3600.0 * 2.5),
+                ..datum("Errors", vec![], 1.0)
+            }]),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    apply(&mut s, &changes);
+    let list = |req: ListMetricsRequest| list_metrics(&s, &scope(), T0 + 60.0, req);
+    let names = |r: &model::wire_cw::ListMetricsResult| {
+        let mut v: Vec<(String, String, usize)> = r
+            .metrics
+            .iter()
+            .map(|m| {
+                (
+                    m.namespace.clone(),
+                    m.metric_name.clone(),
+                    m.dimensions.len(),
+                )
+            })
+            .collect();
+        v.sort();
+        v
+    };
+    let all = list(ListMetricsRequest::default()).unwrap();
+    assert_eq!(all.metrics.len(), 5);
+    assert_eq!(all.next_token, None);
+    let elb = |n: &str, d: usize| ("AWS/ApplicationELB".to_owned(), n.to_owned(), d);
+    // Dimensions: a metric with more dimensions matches too; sorted by name.
+    let by_lb = list(ListMetricsRequest {
+        namespace: Some("AWS/ApplicationELB".into()),
+        dimensions: Some(vec![DimensionFilter {
+            name: "LoadBalancer".into(),
+            value: Some("app/web/1".into()),
+        }]),
+        ..Default::default()
+    })
+    .unwrap();
+    assert_eq!(
+        names(&by_lb),
+        [
+            elb("HealthyHostCount", 2),
+            elb("RequestCount", 1),
+            elb("RequestCount", 2)
+        ]
+    );
+    let m = by_lb
+        .metrics
+        .iter()
+        .find(|m| m.dimensions.len() == 2)
+        .unwrap();
+    assert_eq!(m.dimensions, [lb.clone(), tg.clone()]);
+    let any_tg = list(ListMetricsRequest {
+        metric_name: Some("RequestCount".into()),
+        dimensions: Some(vec![DimensionFilter {
+            name: "TargetGroup".into(),
+            value: None,
+        }]),
+        ..Default::default()
+    })
+    .unwrap();
+    assert_eq!(names(&any_tg), [elb("RequestCount", 2)]);
+    // RecentlyActive: the App metric's only datapoint is 2.5 hours older than the others
+    // but still within three hours; an hour later it is not.
+    let recent = |now: f64| {
+        list_metrics(
+            &s,
+            &scope(),
+            now,
+            ListMetricsRequest {
+                recently_active: Some("PT3H".into()),
+                ..Default::default()
+            },
+        )
+        .unwrap()
+        .metrics
+        .len()
+    };
+    assert_eq!(recent(T0 + 60.0), 5);
+    assert_eq!(recent(T0 + 3600.0), 4);
+    // Other accounts and regions see nothing.
+    let other = list_metrics(
+        &s,
+        &Scope::new("000000000000", "eu-west-1"),
+        T0,
+        ListMetricsRequest::default(),
+    )
+    .unwrap();
+    assert!(other.metrics.is_empty());
+    let foreign = list(ListMetricsRequest {
+        owning_account: Some("999999999999".into()),
+        ..Default::default()
+    })
+    .unwrap();
+    assert!(foreign.metrics.is_empty());
+    // Refusals.
+    let refused = |req: ListMetricsRequest| list(req).unwrap_err().code();
+    assert_eq!(
+        refused(ListMetricsRequest {
+            recently_active: Some("PT1H".into()),
+            ..Default::default()
+        }),
+        "ValidationError"
+    );
+    let eleven = vec![
+        DimensionFilter {
+            name: "x".into(),
+            value: None
+        };
+        MAX_DIMENSION_FILTERS + 1
+    ];
+    assert_eq!(
+        refused(ListMetricsRequest {
+            dimensions: Some(eleven),
+            ..Default::default()
+        }),
+        "ValidationError"
+    );
+    assert_eq!(
+        refused(ListMetricsRequest {
+            next_token: Some("made-up".into()),
+            ..Default::default()
+        }),
+        "InvalidNextToken"
+    );
+}
+
+#[test]
+fn list_metrics_pages_hold_500_and_tokens_belong_to_their_filters() {
+    let mut s = state();
+    let n = usize::try_from(LIST_METRICS_PAGE).unwrap() + 20;
+    let data: Vec<MetricDatum> = (0..n)
+        .map(|i| {
+            datum(
+                "RequestCount",
+                vec![dim("LoadBalancer", &format!("app/lb/{i}"))],
+                1.0,
+            )
+        })
+        .collect();
+    let mut ctx = Ctx::new(scope(), T0, 1);
+    let (_, changes) = publish_metric_data(&s, &mut ctx, "AWS/ApplicationELB", &data).unwrap();
+    apply(&mut s, &changes);
+    let req = ListMetricsRequest {
+        namespace: Some("AWS/ApplicationELB".into()),
+        ..Default::default()
+    };
+    crate::paging::take_visited();
+    let first = list_metrics(&s, &scope(), T0, req.clone()).unwrap();
+    assert_eq!(first.metrics.len(), n - 20);
+    let second = list_metrics(
+        &s,
+        &scope(),
+        T0,
+        ListMetricsRequest {
+            next_token: first.next_token.clone(),
+            ..req.clone()
+        },
+    )
+    .unwrap();
+    assert_eq!(second.metrics.len(), 20);
+    assert_eq!(second.next_token, None);
+    // The second page starts where the first ended: it visits only what it lists.
+    assert!(crate::paging::take_visited() <= (n + 2) as u64);
+    let mut seen: Vec<String> = first
+        .metrics
+        .iter()
+        .chain(&second.metrics)
+        .map(|m| m.dimensions[0].value.clone())
+        .collect();
+    seen.sort();
+    seen.dedup();
+    assert_eq!(seen.len(), n, "no metric twice, none left out");
+    let e = list_metrics(
+        &s,
+        &scope(),
+        T0,
+        ListMetricsRequest {
+            metric_name: Some("RequestCount".into()),
+            next_token: first.next_token,
+            ..req
+        },
+    )
+    .unwrap_err();
+    assert_eq!(e.code(), "InvalidNextToken");
 }

@@ -10,7 +10,11 @@
 //! not bind are tried again). About once a second the same task reads every load
 //! balancer's [`lb::Lb::target_health`] and writes what differs from the stored health
 //! through [`controlplane::ops::elbv2::health::report_health`], so DescribeTargetHealth
-//! shows `healthy` / `unhealthy` (with ELBv2's reason codes).
+//! shows `healthy` / `unhealthy` (with ELBv2's reason codes). Every
+//! [`metrics::PUBLISH_EVERY`] (`--lb-metrics-interval`) it publishes the application load
+//! balancers' CloudWatch metrics (`AWS/ApplicationELB`: request counts, status codes,
+//! target response times, host counts) through the control plane's CloudWatch store
+//! ([`metrics`]), so alarms — and the ECS deployments that name them — can watch them.
 //!
 //! The conversion's rules, where the two models differ:
 //! - `application` load balancers' HTTP listeners are served as HTTP listeners, `network`
@@ -44,6 +48,7 @@ use controlplane::state::elb::ObservedHealth;
 use controlplane::state::{Change, Record, Scope, State};
 use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 
+pub mod metrics;
 mod plan;
 #[cfg(test)]
 mod tests;
@@ -206,6 +211,8 @@ struct DataPlane {
     cp: ControlPlane,
     listen: IpAddr,
     running: BTreeMap<LbKey, Running>,
+    /// Each running load balancer's traffic at the previous metrics publish.
+    published: BTreeMap<LbKey, lb::TrafficSnapshot>,
 }
 
 impl DataPlane {
@@ -284,23 +291,101 @@ impl DataPlane {
             }
         }
     }
+
+    /// Publishes every application load balancer's CloudWatch metrics of the period
+    /// since the previous publish ([`metrics`]): one write per account and region.
+    async fn publish(&mut self) {
+        let wanted: Vec<(LbKey, metrics::LbDimensions)> = self.cp.read(|s| {
+            self.running
+                .iter()
+                .filter_map(|(key, r)| {
+                    let names = r.plan.config.target_groups.keys();
+                    Some((key.clone(), metrics::dimensions(s, key, names)?))
+                })
+                .collect()
+        });
+        let mut published = BTreeMap::new();
+        let mut by_scope: BTreeMap<Scope, Vec<model::wire_cw::MetricDatum>> = BTreeMap::new();
+        for (key, dims) in wanted {
+            let Some(r) = self.running.get(&key) else {
+                continue;
+            };
+            let after = r.lb.traffic();
+            let serving = &r.plan.config.target_groups;
+            let mut hosts = metrics::hosts(&r.lb.target_health());
+            hosts.retain(|g, _| serving.contains_key(g));
+            for g in serving.keys() {
+                hosts.entry(g.clone()).or_default();
+            }
+            let data = metrics::datapoints(&metrics::LbPeriod {
+                load_balancer: &dims.load_balancer,
+                groups: &dims.groups,
+                before: self.published.get(&key),
+                after: &after,
+                hosts: &hosts,
+            });
+            by_scope.entry(key.0.clone()).or_default().extend(data);
+            published.insert(key, after);
+        }
+        self.published = published;
+        for (scope, data) in by_scope {
+            if data.is_empty() {
+                continue;
+            }
+            let n = data.len();
+            let written = self
+                .cp
+                .write(scope.clone(), move |s, ctx| {
+                    Ok(
+                        match controlplane::ops::cloudwatch::publish_metric_data(
+                            s,
+                            ctx,
+                            metrics::NAMESPACE,
+                            &data,
+                        ) {
+                            Ok((out, changes)) => (Ok(out), changes),
+                            Err(e) => (Err(e), Vec::new()),
+                        },
+                    )
+                })
+                .await;
+            match written {
+                Ok(Ok(())) => {
+                    tracing::debug!(account = %scope.account, region = %scope.region, datapoints = n, "load balancer metrics published");
+                }
+                Ok(Err(e)) => {
+                    tracing::warn!(account = %scope.account, region = %scope.region, error = %e, "load balancer metrics were not published");
+                }
+                Err(e) => {
+                    tracing::warn!(account = %scope.account, region = %scope.region, error = %e, "load balancer metrics were not published");
+                }
+            }
+        }
+    }
 }
 
 /// Starts the data plane: load balancers' listeners on `listen`, kept equal to the
-/// records until the process ends (module doc). Call inside the server's runtime.
-pub fn serve(cp: ControlPlane, listen: IpAddr) {
+/// records until the process ends (module doc), their CloudWatch metrics published every
+/// `metrics_every` ([`metrics::PUBLISH_EVERY`] but in tests). Call inside the server's
+/// runtime.
+pub fn serve(cp: ControlPlane, listen: IpAddr, metrics_every: Duration) {
     let mut changes = cp.watch_changes();
     let mut dp = DataPlane {
         cp,
         listen,
         running: BTreeMap::new(),
+        published: BTreeMap::new(),
     };
     tracing::info!(%listen, "serving the load balancers' listeners");
     tokio::spawn(async move {
         let mut refresh = tokio::time::interval(REFRESH_EVERY);
         let mut health = tokio::time::interval(HEALTH_EVERY);
+        // The first publish one period after the start: it covers a whole period.
+        let mut publish =
+            tokio::time::interval_at(tokio::time::Instant::now() + metrics_every, metrics_every);
         refresh.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         health.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        publish.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 batch = changes.recv() => {
@@ -321,6 +406,7 @@ pub fn serve(cp: ControlPlane, listen: IpAddr) {
                 }
                 _ = refresh.tick() => dp.refresh(),
                 _ = health.tick() => dp.report().await,
+                _ = publish.tick() => dp.publish().await,
             }
         }
     });

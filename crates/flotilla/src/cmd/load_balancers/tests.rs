@@ -451,3 +451,46 @@ fn network_load_balancers_get_tcp_listeners_and_tcp_checks() {
     assert_eq!(g.targets[0].addr, addr("10.0.0.7:5432"));
     config.validate().expect("a valid lb config");
 }
+
+#[test]
+fn metric_dimensions_are_the_arn_suffixes_of_application_load_balancers() {
+    let (mut w, api, www) = world();
+    let plans = to_plans(&w.state, LISTEN, 0);
+    let plan = &plans[0];
+    let groups: Vec<String> = plan.config.target_groups.keys().cloned().collect();
+    assert_eq!(groups, ["api", "www"]);
+    let lb = w.state.elb.load_balancers.values().next().unwrap().clone();
+    let d = metrics::dimensions(&w.state, &plan.key, &groups).unwrap();
+    assert_eq!(d.load_balancer, format!("app/web/{}", lb.id));
+    assert!(
+        lb.arn()
+            .ends_with(&format!(":loadbalancer/{}", d.load_balancer))
+    );
+    assert_eq!(
+        d.groups,
+        [
+            ("api".to_owned(), format!("targetgroup/api/{}", api.id)),
+            ("www".to_owned(), format!("targetgroup/www/{}", www.id)),
+        ]
+        .into()
+    );
+    // A group that is gone has no dimension; a load balancer recreated under its name
+    // is another one.
+    let gone = vec!["nope".to_owned()];
+    let d = metrics::dimensions(&w.state, &plan.key, &gone).unwrap();
+    assert!(d.groups.is_empty());
+    let other = (plan.key.0.clone(), plan.key.1.clone(), "0".repeat(16));
+    assert_eq!(metrics::dimensions(&w.state, &other, &groups), None);
+    // A network load balancer publishes no ALB metrics.
+    let nlb = elb(
+        &mut w,
+        load_balancers::create,
+        CreateLoadBalancer {
+            name: "db".into(),
+            lb_type: Some("network".into()),
+            ..Default::default()
+        },
+    );
+    let key = (nlb.scope.clone(), nlb.name.clone(), nlb.id.clone());
+    assert_eq!(metrics::dimensions(&w.state, &key, &groups), None);
+}
