@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use model::logs::{LogCursor, LogEvent, LogRequest, MAX_LOG_ANSWER_BYTES, PutLogsRequest};
 use runtime::ContainerRuntime;
-use runtime::logs::{LogChunk, LogPosition};
+use runtime::logs::{LogChunk, LogPosition, LogRead};
 use runtime::types::{ContainerId, ContainerState};
 
 use crate::definition::{NAME_LABEL, TASK_LABEL};
@@ -107,16 +107,20 @@ async fn read_once(
     let mut cursors = BTreeMap::new();
     let mut more = false;
     for c in containers {
-        let from = req.cursors.get(&c.name).map(|p| LogPosition {
-            file: p.file,
-            head: p.head,
-            offset: p.offset,
-        });
+        let read = LogRead {
+            from: req.cursors.get(&c.name).map(|p| LogPosition {
+                file: p.file,
+                head: p.head,
+                offset: p.offset,
+            }),
+            tail,
+            max_bytes: share,
+        };
         let LogChunk {
             lines,
             next,
             more: m,
-        } = runtime.read_logs_from(&c.id, from, tail, share).await?;
+        } = runtime.read_logs_from(&c.id, read).await?;
         more |= m;
         if let Some(p) = next {
             cursors.insert(

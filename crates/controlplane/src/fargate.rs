@@ -27,7 +27,6 @@ use std::borrow::Cow;
 use model::status::{ClusterStatus, InstanceStatus as RecordStatus};
 use model::wire::{self, Compatibility, NetworkMode};
 use scheduler::PlacementSpec;
-use scheduler::snapshot::ClusterSnapshot;
 use scheduler::spec::{SpreadField, Strategy};
 
 use crate::error::{EcsError, client, invalid};
@@ -147,7 +146,7 @@ pub fn pool_snapshot<'a>(
     scope: &Scope,
     per_task: bool,
     spot: bool,
-) -> (ClusterSnapshot, Vec<&'a InstanceRecord>) {
+) -> crate::placement::Snapshot<'a> {
     let records = pool_instances(state, scope)
         .filter(|i| i.instance.status() != Some(RecordStatus::Inactive) && is_spot(i) == spot)
         .collect();

@@ -261,23 +261,19 @@ pub fn instance_view_with(
     }
 }
 
+/// The scheduler's view of some instances, and their records in the same order (an
+/// outcome's `instance_index` is an index into both).
+pub type Snapshot<'a> = (ClusterSnapshot, Vec<&'a InstanceRecord>);
+
 /// The scheduler's view of a cluster (every registered instance; the scheduler
 /// itself skips those that cannot take tasks).
-pub fn snapshot<'a>(
-    state: &'a State,
-    scope: &Scope,
-    cluster: &str,
-) -> (ClusterSnapshot, Vec<&'a InstanceRecord>) {
+pub fn snapshot<'a>(state: &'a State, scope: &Scope, cluster: &str) -> Snapshot<'a> {
     snapshot_with(state, scope, cluster, true)
 }
 
 /// [`snapshot`] for placement only: tasks merged per group, so building it costs
 /// O(instances × groups), not O(tasks).
-pub fn placement_snapshot<'a>(
-    state: &'a State,
-    scope: &Scope,
-    cluster: &str,
-) -> (ClusterSnapshot, Vec<&'a InstanceRecord>) {
+pub fn placement_snapshot<'a>(state: &'a State, scope: &Scope, cluster: &str) -> Snapshot<'a> {
     snapshot_with(state, scope, cluster, false)
 }
 
@@ -286,7 +282,7 @@ fn snapshot_with<'a>(
     scope: &Scope,
     cluster: &str,
     per_task: bool,
-) -> (ClusterSnapshot, Vec<&'a InstanceRecord>) {
+) -> Snapshot<'a> {
     let records = state
         .instances_in(scope, cluster)
         .filter(|i| i.instance.status() != Some(RecordStatus::Inactive))
@@ -300,7 +296,7 @@ pub(crate) fn snapshot_of<'a>(
     state: &State,
     records: Vec<&'a InstanceRecord>,
     per_task: bool,
-) -> (ClusterSnapshot, Vec<&'a InstanceRecord>) {
+) -> Snapshot<'a> {
     let instances = records
         .iter()
         .map(|i| instance_view_with(state, i, per_task))

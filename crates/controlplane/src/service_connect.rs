@@ -108,10 +108,12 @@ fn is_dns_name(name: &str) -> bool {
 fn namespace<'a>(
     state: &'a State,
     scope: &Scope,
+    given: &wire::ServiceConnectConfiguration,
     cluster: &ClusterRecord,
-    given: Option<&str>,
 ) -> Result<&'a SdNamespaceRecord, EcsError> {
     let ident = given
+        .namespace
+        .as_deref()
         .or_else(|| {
             cluster
                 .cluster
@@ -240,7 +242,7 @@ pub fn resolve(
         });
     }
     let scope = ctx.scope.clone();
-    let ns = namespace(state, &scope, cluster, given.namespace.as_deref())?;
+    let ns = namespace(state, &scope, given, cluster)?;
     let ns_arn = ns.namespace.arn.clone().unwrap_or_default();
     let ns_name = ns.namespace.name.clone().unwrap_or_default();
     let mode = def.definition.network_mode.unwrap_or(NetworkMode::Bridge);
@@ -549,9 +551,9 @@ pub fn list_services_by_namespace(
     now: f64,
     req: wire::ListServicesByNamespaceRequest,
 ) -> Result<wire::ListServicesByNamespaceResponse, EcsError> {
-    let ident = req
-        .namespace
-        .ok_or_else(|| invalid("namespace is required."))?;
+    let Some(ident) = req.namespace else {
+        return Err(invalid("namespace is required."));
+    };
     let ns = namespaces::by_id_arn_or_name(state, scope, &ident)
         .ok_or_else(|| EcsError::NamespaceNotFound(format!("Namespace not found: {ident}")))?;
     let ns_arn = ns.namespace.arn.clone().unwrap_or_default();

@@ -150,30 +150,48 @@ where
     .map_err(E::from)?
 }
 
-fn read<Req, Resp>(
-    cp: &ControlPlane,
-    call: &Call,
-    body: &[u8],
-    op: fn(&State, &Scope, Req) -> Result<Resp, EcsError>,
-) -> Result<Vec<u8>, ApiError>
-where
-    Req: DeserializeOwned + Required,
-    Resp: Serialize,
-{
-    read_parsed(cp, call, parse(body)?, op)
+/// The error type of a JSON API's operations, which also says how the API parses their
+/// request bodies: ECS's [`parse`], or a [`parse_as`] with the API's own errors.
+pub trait ParseBody {
+    /// Parses a request body of one of the API's operations.
+    fn parse_body<T: DeserializeOwned + Required>(body: &[u8]) -> Result<T, ApiError>;
 }
 
-fn list<Req, Resp>(
+impl ParseBody for EcsError {
+    fn parse_body<T: DeserializeOwned + Required>(body: &[u8]) -> Result<T, ApiError> {
+        parse(body)
+    }
+}
+
+/// Parses `body` as its API does ([`ParseBody`]) and runs the read-only `op` on it
+/// ([`read_parsed`]).
+pub fn read<Req, Resp, E: ParseBody>(
     cp: &ControlPlane,
     call: &Call,
     body: &[u8],
-    op: fn(&State, &Scope, f64, Req) -> Result<Resp, EcsError>,
+    op: fn(&State, &Scope, Req) -> Result<Resp, E>,
 ) -> Result<Vec<u8>, ApiError>
 where
     Req: DeserializeOwned + Required,
     Resp: Serialize,
+    ApiError: From<E>,
 {
-    list_parsed(cp, call, parse(body)?, op)
+    read_parsed(cp, call, E::parse_body(body)?, op)
+}
+
+/// [`read`] for a List operation ([`list_parsed`]).
+pub fn list<Req, Resp, E: ParseBody>(
+    cp: &ControlPlane,
+    call: &Call,
+    body: &[u8],
+    op: fn(&State, &Scope, f64, Req) -> Result<Resp, E>,
+) -> Result<Vec<u8>, ApiError>
+where
+    Req: DeserializeOwned + Required,
+    Resp: Serialize,
+    ApiError: From<E>,
+{
+    list_parsed(cp, call, E::parse_body(body)?, op)
 }
 
 /// Runs the read-only `op` of any API on the published state and encodes its answer.

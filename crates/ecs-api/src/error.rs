@@ -210,15 +210,26 @@ impl IntoResponse for ApiError {
         let (status, code) = self.status_and_code();
         let message = self.to_string();
         let body = serde_json::json!({ "__type": code, "message": bounded_message(&message) });
-        let mut resp = (status, body.to_string()).into_response();
-        let headers = resp.headers_mut();
-        headers.insert(
-            http::header::CONTENT_TYPE,
-            HeaderValue::from_static("application/x-amz-json-1.1"),
-        );
-        headers.insert("x-amzn-errortype", HeaderValue::from_static(code));
-        resp
+        error_response(status, code, "application/x-amz-json-1.1", body.to_string())
     }
+}
+
+/// An error answer in any protocol: `body` (of `content_type`) with `status`, and the
+/// wire `code` in `x-amzn-errortype` too, as AWS sends it.
+pub fn error_response(
+    status: StatusCode,
+    code: &'static str,
+    content_type: &'static str,
+    body: String,
+) -> Response {
+    let mut resp = (status, body).into_response();
+    let headers = resp.headers_mut();
+    headers.insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static(content_type),
+    );
+    headers.insert("x-amzn-errortype", HeaderValue::from_static(code));
+    resp
 }
 
 /// Assertions on how errors are answered, for the protocols' tests.

@@ -30,6 +30,8 @@ use controlplane::{ControlPlane, Scope};
 use model::agent::{AGENT_TARGET_PREFIX, AgentOperation};
 use model::logs::{USER_TARGET_PREFIX, UserOperation};
 use model::wire::{Operation, TARGET_PREFIX};
+use model::wire_sd::OperationName as SdOperation;
+use model::wire_ssm::SsmOperation;
 
 use crate::agent::dispatch_agent;
 use crate::auth::{Credentials, ScopeService, Verifier};
@@ -191,6 +193,11 @@ fn targeted<'r>(
     Ok((caller(app, service, req)?, name, body))
 }
 
+/// The operation `name` names in a protocol's table (`from_name`), or `UnknownOperation`.
+fn named<O>(name: &str, from_name: fn(&str) -> Option<O>) -> Result<O, ApiError> {
+    from_name(name).ok_or_else(|| ApiError::UnknownOperation(name.to_owned()))
+}
+
 /// The target's operation name after `prefix.`, or `None`.
 fn target_operation<'a>(headers: &'a HeaderMap, prefix: &str) -> Option<&'a str> {
     headers
@@ -248,17 +255,14 @@ async fn handle(app: &App, req: &Incoming, body: &[u8]) -> Result<Vec<u8>, ApiEr
         }
     };
     if prefix == AGENT_TARGET_PREFIX {
-        let op = AgentOperation::from_name(name)
-            .ok_or_else(|| ApiError::UnknownOperation(name.to_owned()))?;
+        let op = named(name, AgentOperation::from_name)?;
         return dispatch_agent(&app.cp, &call, op, body).await;
     }
     if prefix == USER_TARGET_PREFIX {
-        let op = UserOperation::from_name(name)
-            .ok_or_else(|| ApiError::UnknownOperation(name.to_owned()))?;
+        let op = named(name, UserOperation::from_name)?;
         return crate::logs::dispatch_user(&app.cp, &call, op, body).await;
     }
-    let op =
-        Operation::from_name(name).ok_or_else(|| ApiError::UnknownOperation(name.to_owned()))?;
+    let op = named(name, Operation::from_name)?;
     tracing::debug!(operation = op.name(), region = %call.scope.region, "request");
     dispatch(&app.cp, &call, op, body).await
 }
@@ -267,13 +271,17 @@ async fn handle(app: &App, req: &Incoming, body: &[u8]) -> Result<Vec<u8>, ApiEr
 async fn handle_service_discovery(app: &App, req: &Incoming) -> Result<Vec<u8>, ApiError> {
     let service = AwsService::ServiceDiscovery;
     let (call, name, body) = targeted(app, service, SERVICE_DISCOVERY_TARGET_PREFIX, req)?;
-    crate::servicediscovery::dispatch(&app.cp, &call, name, body).await
+    let op = named(name, SdOperation::from_name)?;
+    tracing::debug!(operation = op.name(), region = %call.scope.region, "servicediscovery request");
+    crate::servicediscovery::dispatch(&app.cp, &call, op, body).await
 }
 
 /// SSM's activation operations (JSON 1.1, `AmazonSSM.*`), for ECS Anywhere.
 async fn handle_ssm(app: &App, req: &Incoming) -> Result<Vec<u8>, ApiError> {
     let (call, name, body) = targeted(app, AwsService::Ssm, crate::ssm::TARGET_PREFIX, req)?;
-    crate::ssm::dispatch(&app.cp, &call, name, body).await
+    let op = named(name, SsmOperation::from_name)?;
+    tracing::debug!(operation = op.name(), region = %call.scope.region, "ssm request");
+    crate::ssm::dispatch(&app.cp, &call, op, body).await
 }
 
 /// CloudWatch in AWS JSON 1.0 (`GraniteServiceVersion20100801.*`), what the AWS CLI

@@ -5,9 +5,9 @@
 //! SSM operation is an `UnknownOperationException`.
 //!
 //! ## Design
-//! As Cloud Map's: [`dispatch`] names the operation ([`SsmOperation`]) and sends it, in
-//! one `match`, to its pure function in `controlplane::ops::anywhere`, a read on the
-//! published state or a write through the single writer. Errors are
+//! As Cloud Map's: [`dispatch`] sends the operation ([`SsmOperation`], named by the
+//! server) in one `match` to its pure function in `controlplane::ops::anywhere`, a read
+//! on the published state or a write through the single writer. Errors are
 //! [`SsmError`](controlplane::ops::anywhere::SsmError)s (SSM's own codes:
 //! `InvalidActivation`, `InvalidFilter`, `ValidationException`, …) carried by
 //! [`ApiError::Ssm`](crate::ApiError::Ssm); a body that is not JSON is a
@@ -51,17 +51,14 @@ where
     encode(&write_own_errors(cp, call.scope.clone(), req, op).await?)
 }
 
-/// Runs one SSM operation (`operation` is the part of `X-Amz-Target` after
+/// Runs one SSM operation (the server names it from the part of `X-Amz-Target` after
 /// `AmazonSSM.`) and returns the JSON response body.
 pub async fn dispatch(
     cp: &ControlPlane,
     call: &Call,
-    operation: &str,
+    op: SsmOperation,
     body: &[u8],
 ) -> Result<Vec<u8>, ApiError> {
-    let op = SsmOperation::from_name(operation)
-        .ok_or_else(|| ApiError::UnknownOperation(operation.to_owned()))?;
-    tracing::debug!(operation = op.name(), region = %call.scope.region, "ssm request");
     match op {
         SsmOperation::CreateActivation => {
             written(cp, call, body, anywhere::create_activation).await

@@ -8,19 +8,13 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+use process::Cli;
+
 /// jemalloc, with its background threads returning freed pages to the OS within about
 /// 10 s (its `dirty_decay_ms`): under glibc's malloc the control plane kept the peaks
 /// of its write batches resident (docs/performance.md, "Control plane at scale").
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
-
-/// Self-hosted container platform speaking the Amazon ECS API.
-#[derive(Debug, Parser)]
-#[command(name = "flotilla", version, about)]
-struct Cli {
-    #[command(subcommand)]
-    command: Command,
-}
 
 /// Every subcommand of the binary; one routing `match` in [`main_inner`].
 #[derive(Debug, Subcommand)]
@@ -53,12 +47,12 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    process::run(|| main_inner(cli))
+    let command = Cli::<Command>::parse().command;
+    process::run(|| main_inner(command))
 }
 
-fn main_inner(cli: Cli) -> anyhow::Result<()> {
-    match cli.command {
+fn main_inner(command: Command) -> anyhow::Result<()> {
+    match command {
         Command::Server(args) => cmd::server::run(args),
         Command::Agent(args) => cmd::agent::run(*args),
         Command::Bench(bench) => cmd::bench::run(bench),

@@ -1,6 +1,15 @@
 //! What every flotilla process sets up, shared by `flotilla` and the slim
-//! `flotilla-agent` binary: logging (tracing to stderr, filter from `FLOTILLA_LOG`) and
-//! the shutdown signal.
+//! `flotilla-agent` binary: the command line, logging (tracing to stderr, filter from
+//! `FLOTILLA_LOG`) and the shutdown signal.
+
+/// The command line of both binaries, `flotilla COMMAND …`: `C` is the subcommands a
+/// binary runs (all of them, or only `agent`).
+#[derive(Debug, clap::Parser)]
+#[command(name = "flotilla", version, about)]
+pub struct Cli<C: clap::Subcommand> {
+    #[command(subcommand)]
+    pub command: C,
+}
 
 /// Logs to stderr through tracing; `FLOTILLA_LOG` filters (default `info`).
 pub fn init_tracing() {

@@ -5,7 +5,7 @@ use std::time::{Duration, SystemTime};
 use async_trait::async_trait;
 
 use crate::error::Result;
-use crate::logs::{LogChunk, LogFollower, LogPosition};
+use crate::logs::{LogChunk, LogFollower, LogRead};
 use crate::types::{
     ContainerId, ContainerInfo, ContainerSpec, ExecResult, ExecSpec, ExitStatus, GcPolicy,
     GcReport, ImageInfo, ImageRef, LogLine, PullPolicy, RegistryAuth,
@@ -88,16 +88,9 @@ pub trait ContainerRuntime: Send + Sync {
     /// written, until the follower is dropped.
     async fn follow_logs(&self, id: &ContainerId, tail: Option<usize>) -> Result<LogFollower>;
 
-    /// The container's records after `from` (from the start when `None`; then only the
-    /// last `tail` if given), at most about `max_bytes` of them, with where to resume
-    /// (see [`crate::logs::read_from`]). A container without output yet reads as empty.
-    async fn read_logs_from(
-        &self,
-        id: &ContainerId,
-        from: Option<LogPosition>,
-        tail: Option<usize>,
-        max_bytes: usize,
-    ) -> Result<LogChunk>;
+    /// The container's records that `read` asks for, with where to resume (see
+    /// [`crate::logs::read_from`]). A container without output yet reads as empty.
+    async fn read_logs_from(&self, id: &ContainerId, read: LogRead) -> Result<LogChunk>;
 }
 
 #[cfg(test)]

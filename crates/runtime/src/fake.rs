@@ -14,7 +14,7 @@ use tokio::sync::{mpsc, watch};
 use crate::api::ContainerRuntime;
 use crate::error::{Error, Result};
 use crate::gc::{self, GcImage};
-use crate::logs::{LogChunk, LogFollower, LogPosition};
+use crate::logs::{LogChunk, LogFollower, LogPosition, LogRead};
 use crate::types::{
     ContainerId, ContainerInfo, ContainerSpec, ContainerState, ExecResult, ExecSpec, ExitStatus,
     GcPolicy, GcReport, ImageInfo, ImageRef, LogLine, LogStream, PullPolicy, RegistryAuth,
@@ -455,17 +455,11 @@ impl ContainerRuntime for FakeRuntime {
     }
 
     /// Positions in the fake are record indexes (`file` is always 0).
-    async fn read_logs_from(
-        &self,
-        id: &ContainerId,
-        from: Option<LogPosition>,
-        tail: Option<usize>,
-        max_bytes: usize,
-    ) -> Result<LogChunk> {
+    async fn read_logs_from(&self, id: &ContainerId, read: LogRead) -> Result<LogChunk> {
         let st = self.lock();
         let c = st.containers.get(id).ok_or_else(|| Self::not_found(id))?;
         let len = c.logs.len();
-        let start = match (from, tail) {
+        let start = match (read.from, read.tail) {
             (Some(p), _) => usize::try_from(p.offset).unwrap_or(len).min(len),
             (None, Some(t)) => len.saturating_sub(t),
             (None, None) => 0,
@@ -474,7 +468,7 @@ impl ContainerRuntime for FakeRuntime {
         let mut used = 0;
         while end < len {
             let cost = crate::logs::record_cost(&c.logs[end]);
-            if end > start && used + cost > max_bytes {
+            if end > start && used + cost > read.max_bytes {
                 break;
             }
             used += cost;

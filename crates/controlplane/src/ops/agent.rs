@@ -92,13 +92,13 @@ fn acknowledge_containers(
 }
 
 /// Applies an agent's report to one task: finds it (id or ARN) in the named cluster,
-/// lets `edit` change a copy, and writes it back only when something changed, so
-/// repeated and late reports cost nothing.
+/// both as the report's `cluster` and `task` members give them, lets `edit` change a
+/// copy, and writes it back only when something changed, so repeated and late reports
+/// cost nothing.
 pub fn edit_reported_task(
     state: &State,
     scope: &Scope,
-    cluster: Option<&str>,
-    task: Option<&str>,
+    (cluster, task): (Option<&str>, Option<&str>),
     edit: impl FnOnce(&mut TaskRecord) -> Result<(), EcsError>,
 ) -> Result<Vec<Change>, EcsError> {
     let cluster = crate::fargate::agent_cluster(state, scope, cluster)?;
@@ -129,8 +129,7 @@ pub fn submit_task_state_change(
     let changes = edit_reported_task(
         state,
         &ctx.scope,
-        req.cluster.as_deref(),
-        req.task.as_deref(),
+        (req.cluster.as_deref(), req.task.as_deref()),
         |rec| {
             acknowledge_containers(rec, req.containers.as_deref().unwrap_or(&[]))?;
             apply_task_change(&mut rec.task, &req, now)
@@ -214,8 +213,7 @@ pub fn submit_container_state_change(
     let changes = edit_reported_task(
         state,
         &ctx.scope,
-        req.cluster.as_deref(),
-        req.task.as_deref(),
+        (req.cluster.as_deref(), req.task.as_deref()),
         |rec| acknowledge_containers(rec, std::slice::from_ref(&change)),
     )?;
     Ok((
@@ -262,8 +260,7 @@ pub fn report_network(
     let changes = edit_reported_task(
         state,
         &ctx.scope,
-        req.cluster.as_deref(),
-        req.task.as_deref(),
+        (req.cluster.as_deref(), req.task.as_deref()),
         |rec| {
             let attachments = rec.task.attachments.get_or_insert_with(Vec::new);
             let earlier = attachments

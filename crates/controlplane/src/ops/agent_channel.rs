@@ -424,8 +424,7 @@ pub fn report_health(
     let changes = edit_reported_task(
         state,
         &ctx.scope,
-        req.cluster.as_deref(),
-        req.task.as_deref(),
+        (req.cluster.as_deref(), req.task.as_deref()),
         |rec| {
             for h in &req.containers {
                 let c = rec

@@ -305,17 +305,52 @@ fn set_index(rec: &ServiceRecord, ident: Option<&str>) -> Result<usize, EcsError
         .ok_or(EcsError::TaskSetNotFound)
 }
 
+/// A request that edits one task set.
+trait SetEdit {
+    /// The cluster, service and task set (an id or an ARN) it names.
+    fn names(&self) -> [Option<&str>; 3];
+}
+
+impl SetEdit for wire::UpdateTaskSetRequest {
+    fn names(&self) -> [Option<&str>; 3] {
+        [
+            self.cluster.as_deref(),
+            self.service.as_deref(),
+            self.task_set.as_deref(),
+        ]
+    }
+}
+
+impl SetEdit for wire::UpdateServicePrimaryTaskSetRequest {
+    fn names(&self) -> [Option<&str>; 3] {
+        [
+            self.cluster.as_deref(),
+            self.service.as_deref(),
+            self.primary_task_set.as_deref(),
+        ]
+    }
+}
+
+impl SetEdit for wire::DeleteTaskSetRequest {
+    fn names(&self) -> [Option<&str>; 3] {
+        [
+            self.cluster.as_deref(),
+            self.service.as_deref(),
+            self.task_set.as_deref(),
+        ]
+    }
+}
+
 /// The service and the index of the set in it that an edit of one task set names:
 /// [`external_service`]'s errors, then [`set_index`]'s, then `draining` (where given)
 /// for a DRAINING set.
 fn named_set<'a>(
     state: &'a State,
     scope: &Scope,
-    cluster: Option<&str>,
-    service: Option<&str>,
-    set: Option<&str>,
+    req: &impl SetEdit,
     draining: Option<&str>,
 ) -> Result<(&'a ServiceRecord, usize), EcsError> {
+    let [cluster, service, set] = req.names();
     let rec = external_service(state, scope, cluster, service)?;
     let i = set_index(rec, set)?;
     if let Some(message) = draining
@@ -493,9 +528,7 @@ pub fn update(
     let (rec, i) = named_set(
         state,
         &ctx.scope,
-        req.cluster.as_deref(),
-        req.service.as_deref(),
-        req.task_set.as_deref(),
+        &req,
         Some("The task set is being deleted (DRAINING)."),
     )?;
     let scale = checked_scale(Some(
@@ -526,9 +559,7 @@ pub fn update_primary(
     let (rec, i) = named_set(
         state,
         &ctx.scope,
-        req.cluster.as_deref(),
-        req.service.as_deref(),
-        req.primary_task_set.as_deref(),
+        &req,
         Some("The task set is being deleted (DRAINING) and cannot become the primary task set."),
     )?;
     let mut rec = rec.clone();
@@ -558,14 +589,7 @@ pub fn delete(
     ctx: &mut Ctx,
     req: wire::DeleteTaskSetRequest,
 ) -> Written<wire::DeleteTaskSetResponse> {
-    let (rec, i) = named_set(
-        state,
-        &ctx.scope,
-        req.cluster.as_deref(),
-        req.service.as_deref(),
-        req.task_set.as_deref(),
-        None,
-    )?;
+    let (rec, i) = named_set(state, &ctx.scope, &req, None)?;
     let ts = &rec.task_sets[i];
     if TaskSetStatus::of(ts) == Some(TaskSetStatus::Draining) {
         let shown = describe_task_set(state, rec, ts, false);

@@ -19,22 +19,24 @@ use crate::{host, net};
 /// The most nodes one `grow` adds.
 pub const MAX_GROW: u8 = 20;
 
-/// What `scale` is asked to do.
+/// What `scale` is asked to do. With the `clap` feature, the subcommands of
+/// `flotilla dev cluster scale`: the variants' and fields' docs are their help.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "clap", derive(clap::Subcommand))]
 pub enum ScaleAction {
-    /// Add `count` nodes to `group`.
+    /// Add COUNT nodes (1-20) whose agents carry `flotilla.node-group=GROUP`.
     Grow {
-        /// The node group.
+        /// The node group (a capacity provider's `autoScalingGroupArn` names it).
         group: String,
         /// How many nodes.
         count: u8,
     },
-    /// Remove the node whose instance id is `instance_id` from `group` (nothing to do
-    /// when it is gone already).
+    /// Remove the group's node with this instance id (done already is fine).
     Remove {
         /// The node group.
         group: String,
-        /// Its `ec2InstanceId` (`i-flotilla-<cluster>-node<i>`).
+        // `i-flotilla-<cluster>-node<i>` (not in the doc line: that is the CLI's help).
+        /// The node's `ec2InstanceId`.
         instance_id: String,
     },
 }

@@ -15,7 +15,7 @@ use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use controlplane::ops::elbv2::ElbError;
 
-use crate::error::{ApiError, bounded_message};
+use crate::error::{ApiError, bounded_message, error_response};
 
 /// ELBv2's XML namespace.
 pub const NAMESPACE: &str = "http://elasticloadbalancing.amazonaws.com/doc/2015-12-01/";
@@ -184,14 +184,7 @@ impl ElbFailure {
     /// The error as an HTTP answer.
     pub fn into_response(self, request_id: &str) -> Response {
         let (status, code) = self.status_and_code();
-        let mut resp = (status, self.document(request_id)).into_response();
-        let headers = resp.headers_mut();
-        headers.insert(
-            http::header::CONTENT_TYPE,
-            HeaderValue::from_static("text/xml"),
-        );
-        headers.insert("x-amzn-errortype", HeaderValue::from_static(code));
-        resp
+        error_response(status, code, "text/xml", self.document(request_id))
     }
 }
 

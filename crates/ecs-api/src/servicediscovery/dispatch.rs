@@ -10,7 +10,7 @@ use model::wire_sd::OperationName;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::dispatch::{Call, encode, list_parsed, parse_as, read_parsed, write_own_errors};
+use crate::dispatch::{Call, ParseBody, encode, list, parse_as, read, write_own_errors};
 use crate::error::ApiError;
 
 /// Parses a request body into `T`: a body that is not a JSON object is a
@@ -20,6 +20,12 @@ pub fn parse<T: DeserializeOwned + Required>(body: &[u8]) -> Result<T, ApiError>
     parse_as(body, SdError::InvalidInput, |field| {
         format!("{field} is required.")
     })
+}
+
+impl ParseBody for SdError {
+    fn parse_body<T: DeserializeOwned + Required>(body: &[u8]) -> Result<T, ApiError> {
+        parse(body)
+    }
 }
 
 async fn write<Req, Resp>(
@@ -43,17 +49,14 @@ fn unsupported(op: OperationName) -> Result<Vec<u8>, ApiError> {
 #[derive(Serialize)]
 struct Empty {}
 
-/// Runs one Cloud Map operation (`operation` is the part of `X-Amz-Target` after
-/// `Route53AutoNaming_v20170314.`) and returns the JSON response body.
+/// Runs one Cloud Map operation (the server names it from the part of `X-Amz-Target`
+/// after `Route53AutoNaming_v20170314.`) and returns the JSON response body.
 pub async fn dispatch(
     cp: &ControlPlane,
     call: &Call,
-    operation: &str,
+    op: OperationName,
     body: &[u8],
 ) -> Result<Vec<u8>, ApiError> {
-    let op = OperationName::from_name(operation)
-        .ok_or_else(|| ApiError::UnknownOperation(operation.to_owned()))?;
-    tracing::debug!(operation = op.name(), region = %call.scope.region, "servicediscovery request");
     match op {
         // Namespaces
         OperationName::CreatePrivateDnsNamespace => {
@@ -62,12 +65,8 @@ pub async fn dispatch(
         OperationName::CreateHttpNamespace => {
             encode(&write(cp, call, body, namespaces::create_http_namespace).await?)
         }
-        OperationName::GetNamespace => {
-            read_parsed(cp, call, parse(body)?, namespaces::get_namespace)
-        }
-        OperationName::ListNamespaces => {
-            list_parsed(cp, call, parse(body)?, namespaces::list_namespaces)
-        }
+        OperationName::GetNamespace => read(cp, call, body, namespaces::get_namespace),
+        OperationName::ListNamespaces => list(cp, call, body, namespaces::list_namespaces),
         OperationName::DeleteNamespace => {
             encode(&write(cp, call, body, namespaces::delete_namespace).await?)
         }
@@ -75,8 +74,8 @@ pub async fn dispatch(
         OperationName::CreateService => {
             encode(&write(cp, call, body, services::create_service).await?)
         }
-        OperationName::GetService => read_parsed(cp, call, parse(body)?, services::get_service),
-        OperationName::ListServices => list_parsed(cp, call, parse(body)?, services::list_services),
+        OperationName::GetService => read(cp, call, body, services::get_service),
+        OperationName::ListServices => list(cp, call, body, services::list_services),
         OperationName::UpdateService => {
             encode(&write(cp, call, body, services::update_service).await?)
         }
@@ -90,16 +89,11 @@ pub async fn dispatch(
         OperationName::DeregisterInstance => {
             encode(&write(cp, call, body, instances::deregister_instance).await?)
         }
-        OperationName::GetInstance => read_parsed(cp, call, parse(body)?, instances::get_instance),
-        OperationName::ListInstances => {
-            list_parsed(cp, call, parse(body)?, instances::list_instances)
+        OperationName::GetInstance => read(cp, call, body, instances::get_instance),
+        OperationName::ListInstances => list(cp, call, body, instances::list_instances),
+        OperationName::GetInstancesHealthStatus => {
+            list(cp, call, body, instances::get_instances_health_status)
         }
-        OperationName::GetInstancesHealthStatus => list_parsed(
-            cp,
-            call,
-            parse(body)?,
-            instances::get_instances_health_status,
-        ),
         OperationName::UpdateInstanceCustomHealthStatus => {
             write(
                 cp,
@@ -110,28 +104,17 @@ pub async fn dispatch(
             .await?;
             encode(&Empty {})
         }
-        OperationName::DiscoverInstances => {
-            read_parsed(cp, call, parse(body)?, instances::discover_instances)
+        OperationName::DiscoverInstances => read(cp, call, body, instances::discover_instances),
+        OperationName::DiscoverInstancesRevision => {
+            read(cp, call, body, instances::discover_instances_revision)
         }
-        OperationName::DiscoverInstancesRevision => read_parsed(
-            cp,
-            call,
-            parse(body)?,
-            instances::discover_instances_revision,
-        ),
         // Operations
-        OperationName::GetOperation => {
-            read_parsed(cp, call, parse(body)?, operations::get_operation)
-        }
-        OperationName::ListOperations => {
-            list_parsed(cp, call, parse(body)?, operations::list_operations)
-        }
+        OperationName::GetOperation => read(cp, call, body, operations::get_operation),
+        OperationName::ListOperations => list(cp, call, body, operations::list_operations),
         // Tags
         OperationName::TagResource => encode(&write(cp, call, body, tags::tag_resource).await?),
         OperationName::UntagResource => encode(&write(cp, call, body, tags::untag_resource).await?),
-        OperationName::ListTagsForResource => {
-            read_parsed(cp, call, parse(body)?, tags::list_tags_for_resource)
-        }
+        OperationName::ListTagsForResource => read(cp, call, body, tags::list_tags_for_resource),
         // Not implemented: answered with InvalidInput.
         OperationName::CreatePublicDnsNamespace
         | OperationName::UpdateHttpNamespace

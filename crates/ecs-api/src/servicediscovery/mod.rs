@@ -4,10 +4,10 @@
 //! `servicediscovery`.
 //!
 //! ## Design
-//! The same shape as the ECS API: [`dispatch`] names the operation
-//! ([`OperationName`](model::wire_sd::OperationName)) and sends it, in one `match`, to its
-//! pure function in `controlplane::ops::servicediscovery`, run as a read on the published
-//! state or as a write through the single writer. Errors are
+//! The same shape as the ECS API: [`dispatch`] sends the operation
+//! ([`OperationName`](model::wire_sd::OperationName), named by the server) in one `match`
+//! to its pure function in `controlplane::ops::servicediscovery`, run as a read on the
+//! published state or as a write through the single writer. Errors are
 //! [`SdError`](controlplane::ops::servicediscovery::SdError)s (Cloud Map's own codes:
 //! `NamespaceNotFound`, `ResourceInUse`, `InvalidInput`, …) carried by
 //! [`ApiError::Discovery`](crate::ApiError::Discovery); a body that is not JSON is a

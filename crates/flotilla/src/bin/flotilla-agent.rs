@@ -12,15 +12,10 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-/// The flotilla node agent (the `agent` subcommand of `flotilla`).
-#[derive(Debug, Parser)]
-#[command(name = "flotilla", version, about)]
-struct Cli {
-    #[command(subcommand)]
-    command: Command,
-}
+use process::Cli;
 
-/// The one subcommand this binary runs.
+/// The one subcommand this binary runs: the flotilla node agent (the `agent` subcommand
+/// of `flotilla`).
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the node agent: register this machine and run its tasks through containerd.
@@ -28,6 +23,6 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    let Command::Agent(args) = Cli::parse().command;
+    let Command::Agent(args) = Cli::<Command>::parse().command;
     process::run(|| agent::run(args))
 }

@@ -80,7 +80,7 @@ pub struct AgentArgs {
     #[arg(
         long,
         env = "FLOTILLA_AGENT_CGROUP_PARENT",
-        default_value = "/flotilla"
+        default_value = ContainerdConfig::DEFAULT_CGROUP_PARENT
     )]
     pub cgroup_parent: String,
     /// Subnet of the node's task bridge (`flotilla0`): bridge and awsvpc tasks get their

@@ -51,7 +51,7 @@ use tonic::{Code, Request, Status};
 
 use crate::api::ContainerRuntime;
 use crate::error::{Error, Result};
-use crate::logs::{self, LogChunk, LogFollower, LogPosition, RotationPolicy};
+use crate::logs::{self, LogChunk, LogFollower, LogRead, RotationPolicy};
 use crate::registry::RegistryClient;
 use crate::types::{
     ContainerId, ContainerInfo, ContainerSpec, ExecResult, ExecSpec, ExitStatus, GcPolicy,
@@ -111,6 +111,9 @@ pub struct ContainerdConfig {
 }
 
 impl ContainerdConfig {
+    /// The default [`cgroup_parent`](Self::cgroup_parent).
+    pub const DEFAULT_CGROUP_PARENT: &'static str = "/flotilla";
+
     /// Defaults for everything but the socket, namespace and directories.
     #[must_use]
     pub fn new(
@@ -129,7 +132,7 @@ impl ContainerdConfig {
             logger_binary: logger_binary.into(),
             log_rotation: RotationPolicy::default(),
             state_dir: state_dir.into(),
-            cgroup_parent: "/flotilla".to_owned(),
+            cgroup_parent: Self::DEFAULT_CGROUP_PARENT.to_owned(),
             cgroup_root: PathBuf::from("/sys/fs/cgroup"),
             insecure_registries: Vec::new(),
             log_poll: Duration::from_millis(250),
@@ -360,17 +363,13 @@ impl ContainerRuntime for ContainerdRuntime {
             .map_err(|e| Error::io("read logs", PathBuf::new(), std::io::Error::other(e)))?
     }
 
-    async fn read_logs_from(
-        &self,
-        id: &ContainerId,
-        from: Option<LogPosition>,
-        tail: Option<usize>,
-        max_bytes: usize,
-    ) -> Result<LogChunk> {
+    async fn read_logs_from(&self, id: &ContainerId, read: LogRead) -> Result<LogChunk> {
         let live = logs::log_path(&self.cfg.log_dir, id.as_str());
-        tokio::task::spawn_blocking(move || logs::read_from(&live, from, tail, max_bytes))
-            .await
-            .map_err(|e| Error::io("read logs", PathBuf::new(), std::io::Error::other(e)))?
+        tokio::task::spawn_blocking(move || {
+            logs::read_from(&live, read.from, read.tail, read.max_bytes)
+        })
+        .await
+        .map_err(|e| Error::io("read logs", PathBuf::new(), std::io::Error::other(e)))?
     }
 
     async fn follow_logs(&self, id: &ContainerId, tail: Option<usize>) -> Result<LogFollower> {

@@ -36,6 +36,8 @@ mod rotation;
 
 pub use follow::{LogFollower, follow};
 pub use logger::{LoggerArgs, is_logger_invocation, logger_uri, query_escape, run_logger};
-pub use read::{LogChunk, LogPosition, head_fingerprint, read_from, read_tail, record_cost};
+pub use read::{
+    LogChunk, LogPosition, LogRead, head_fingerprint, read_from, read_tail, record_cost,
+};
 pub use record::{MAX_LINE, format_record, parse_record};
 pub use rotation::{RotatingWriter, RotationPolicy, log_files, log_path, numbered};

@@ -70,6 +70,17 @@ fn fnv1a(bytes: &[u8]) -> u64 {
     })
 }
 
+/// Which of a container's records one read takes (see [`read_from`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LogRead {
+    /// Where to start: after this position, or from the start when `None`.
+    pub from: Option<LogPosition>,
+    /// Without `from`: only the last `tail` records, if given.
+    pub tail: Option<usize>,
+    /// At most about this many bytes of records ([`record_cost`]), at least one record.
+    pub max_bytes: usize,
+}
+
 /// Records read from a [`LogPosition`] by [`read_from`].
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct LogChunk {

@@ -454,15 +454,15 @@ pub fn listener_by_arn<'a>(
     scope: &Scope,
     arn: &str,
 ) -> Result<&'a ListenerRecord, ElbError> {
-    let parsed = ElbArn::parse(arn);
-    let Some(ElbResource::Listener { id }) = parsed.as_ref().map(|a| &a.resource) else {
+    let resource = ElbArn::parse(arn).map(|a| a.resource);
+    let Some(ElbResource::Listener { id }) = resource else {
         return Err(invalid_arn("listener", arn));
     };
     // The whole ARN must match: the load balancer's name and id are part of it.
     state
         .elb
         .listeners
-        .get(&(scope.clone(), id.clone()))
+        .get(&(scope.clone(), id))
         .filter(|l| l.arn() == arn)
         .ok_or(ElbError::ListenerNotFound)
 }

@@ -311,23 +311,15 @@ fn instances_page<T>(
     now: f64,
     operation: &str,
     service: &SdServiceRecord,
-    (max, next_token): (Option<i32>, Option<&str>),
+    paging: (Option<i32>, Option<&str>),
     item: impl Fn(&SdInstanceRecord) -> T,
 ) -> Result<crate::paging::Page<T>, SdError> {
-    list_page(
-        state,
-        now,
-        operation,
-        &service.id,
-        max,
-        next_token,
-        |after| {
-            state
-                .discovery
-                .instances_of(&service.scope, &service.id, after)
-                .map(move |i| (i.id.clone(), item(i)))
-        },
-    )
+    list_page(state, now, operation, &service.id, paging, |after| {
+        state
+            .discovery
+            .instances_of(&service.scope, &service.id, after)
+            .map(move |i| (i.id.clone(), item(i)))
+    })
 }
 
 /// ListInstances: one service's instances, paged in id order.
@@ -556,13 +548,11 @@ pub fn discover_instances_revision(
     scope: &Scope,
     req: wire_sd::DiscoverInstancesRevisionRequest,
 ) -> Result<wire_sd::DiscoverInstancesRevisionResponse, SdError> {
-    let namespace = required(req.namespace_name, "NamespaceName")?;
-    let service_name = required(req.service_name, "ServiceName")?;
     let service = discovered(
         state,
         scope,
-        &namespace,
-        &service_name,
+        &required(req.namespace_name, "NamespaceName")?,
+        &required(req.service_name, "ServiceName")?,
         req.owner_account.as_deref(),
     )?;
     Ok(wire_sd::DiscoverInstancesRevisionResponse {

@@ -287,16 +287,16 @@ pub fn operation(
     }
 }
 
-/// One page of a List call: the request's `filters` (serialized, so a token is only
-/// good for the filters it was made for), `MaxResults` (at most 100) and `NextToken`,
-/// over `items` (what follows a key, as `(key, item)`), as [`crate::paging::paginate`].
+/// One page of a List call over `items` (what follows a key, as `(key, item)`), as
+/// [`crate::paging::paginate`]: for the request's `filters` (serialized, so a token is
+/// only good for the filters it was made for) and its paging members, `MaxResults` (at
+/// most 100) and `NextToken`.
 pub fn list_page<T, I>(
     state: &State,
     now: f64,
     operation: &str,
     filters: &impl serde::Serialize,
-    max: Option<i32>,
-    next_token: Option<&str>,
+    (max, next_token): (Option<i32>, Option<&str>),
     items: impl FnOnce(Option<&str>) -> I,
 ) -> Result<crate::paging::Page<T>, SdError>
 where

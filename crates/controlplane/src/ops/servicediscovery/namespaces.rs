@@ -333,35 +333,28 @@ pub fn list_namespaces(
         };
         check_filter(f.values.as_deref(), f.condition, allowed)?;
     }
-    let page = list_page(
-        state,
-        now,
-        "ListNamespaces",
-        &filters,
-        req.max_results,
-        req.next_token.as_deref(),
-        |after| {
-            state
-                .discovery
-                .namespaces_in(scope, after)
-                .filter(|ns| filters.iter().all(|f| matches(&ns.namespace, f)))
-                .map(|ns| {
-                    let n = &ns.namespace;
-                    let summary = wire_sd::NamespaceSummary {
-                        id: n.id.clone(),
-                        arn: n.arn.clone(),
-                        resource_owner: n.resource_owner.clone(),
-                        name: n.name.clone(),
-                        r#type: n.r#type,
-                        description: n.description.clone(),
-                        service_count: Some(service_count(state, scope, &ns.id)),
-                        properties: n.properties.clone(),
-                        create_date: n.create_date,
-                    };
-                    (ns.id.clone(), summary)
-                })
-        },
-    )?;
+    let paging = (req.max_results, req.next_token.as_deref());
+    let page = list_page(state, now, "ListNamespaces", &filters, paging, |after| {
+        state
+            .discovery
+            .namespaces_in(scope, after)
+            .filter(|ns| filters.iter().all(|f| matches(&ns.namespace, f)))
+            .map(|ns| {
+                let n = &ns.namespace;
+                let summary = wire_sd::NamespaceSummary {
+                    id: n.id.clone(),
+                    arn: n.arn.clone(),
+                    resource_owner: n.resource_owner.clone(),
+                    name: n.name.clone(),
+                    r#type: n.r#type,
+                    description: n.description.clone(),
+                    service_count: Some(service_count(state, scope, &ns.id)),
+                    properties: n.properties.clone(),
+                    create_date: n.create_date,
+                };
+                (ns.id.clone(), summary)
+            })
+    })?;
     Ok(wire_sd::ListNamespacesResponse {
         namespaces: Some(page.items),
         next_token: page.next_token,

@@ -80,29 +80,22 @@ pub fn list_operations(
             )?,
         }
     }
-    let page = list_page(
-        state,
-        now,
-        "ListOperations",
-        &filters,
-        req.max_results,
-        req.next_token.as_deref(),
-        |after| {
-            state
-                .discovery
-                .operations_in(scope, after)
-                .filter(|o| filters.iter().all(|f| passes(&o.operation, f)))
-                .map(|o| {
-                    (
-                        o.id.clone(),
-                        wire_sd::OperationSummary {
-                            id: Some(o.id.clone()),
-                            status: o.operation.status,
-                        },
-                    )
-                })
-        },
-    )?;
+    let paging = (req.max_results, req.next_token.as_deref());
+    let page = list_page(state, now, "ListOperations", &filters, paging, |after| {
+        state
+            .discovery
+            .operations_in(scope, after)
+            .filter(|o| filters.iter().all(|f| passes(&o.operation, f)))
+            .map(|o| {
+                (
+                    o.id.clone(),
+                    wire_sd::OperationSummary {
+                        id: Some(o.id.clone()),
+                        status: o.operation.status,
+                    },
+                )
+            })
+    })?;
     Ok(wire_sd::ListOperationsResponse {
         operations: Some(page.items),
         next_token: page.next_token,

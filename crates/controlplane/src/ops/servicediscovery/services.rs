@@ -237,48 +237,41 @@ pub fn list_services(
             &[FilterCondition::Eq, FilterCondition::In],
         )?;
     }
-    let page = list_page(
-        state,
-        now,
-        "ListServices",
-        &filters,
-        req.max_results,
-        req.next_token.as_deref(),
-        |after| {
-            state
-                .discovery
-                .services_in(scope, after)
-                .filter(|s| {
-                    filters.iter().all(|f| {
-                        let field = match f.name {
-                            Some(ServiceFilterName::NamespaceId) => {
-                                s.service.namespace_id.clone().unwrap_or_default()
-                            }
-                            Some(ServiceFilterName::ResourceOwner) | None => "SELF".to_owned(),
-                        };
-                        filter_passes(&field, f.values.as_deref(), f.condition)
-                    })
-                })
-                .map(|s| {
-                    let v = with_count(state, s);
-                    let summary = wire_sd::ServiceSummary {
-                        id: v.id,
-                        arn: v.arn,
-                        resource_owner: v.resource_owner,
-                        name: v.name,
-                        r#type: v.r#type,
-                        description: v.description,
-                        instance_count: v.instance_count,
-                        dns_config: v.dns_config,
-                        health_check_config: v.health_check_config,
-                        health_check_custom_config: v.health_check_custom_config,
-                        create_date: v.create_date,
-                        created_by_account: v.created_by_account,
+    let paging = (req.max_results, req.next_token.as_deref());
+    let page = list_page(state, now, "ListServices", &filters, paging, |after| {
+        state
+            .discovery
+            .services_in(scope, after)
+            .filter(|s| {
+                filters.iter().all(|f| {
+                    let field = match f.name {
+                        Some(ServiceFilterName::NamespaceId) => {
+                            s.service.namespace_id.clone().unwrap_or_default()
+                        }
+                        Some(ServiceFilterName::ResourceOwner) | None => "SELF".to_owned(),
                     };
-                    (s.id.clone(), summary)
+                    filter_passes(&field, f.values.as_deref(), f.condition)
                 })
-        },
-    )?;
+            })
+            .map(|s| {
+                let v = with_count(state, s);
+                let summary = wire_sd::ServiceSummary {
+                    id: v.id,
+                    arn: v.arn,
+                    resource_owner: v.resource_owner,
+                    name: v.name,
+                    r#type: v.r#type,
+                    description: v.description,
+                    instance_count: v.instance_count,
+                    dns_config: v.dns_config,
+                    health_check_config: v.health_check_config,
+                    health_check_custom_config: v.health_check_custom_config,
+                    create_date: v.create_date,
+                    created_by_account: v.created_by_account,
+                };
+                (s.id.clone(), summary)
+            })
+    })?;
     Ok(wire_sd::ListServicesResponse {
         services: Some(page.items),
         next_token: page.next_token,

@@ -31,27 +31,9 @@ pub enum ClusterCommand {
 pub struct ScaleArgs {
     #[command(flatten)]
     target: Target,
+    // `grow` or `remove`: their help is the docs of `devcluster::ScaleAction`.
     #[command(subcommand)]
-    action: ScaleCommand,
-}
-
-/// What `scale` does.
-#[derive(Debug, clap::Subcommand)]
-pub enum ScaleCommand {
-    /// Add COUNT nodes (1-20) whose agents carry `flotilla.node-group=GROUP`.
-    Grow {
-        /// The node group (a capacity provider's `autoScalingGroupArn` names it).
-        group: String,
-        /// How many nodes.
-        count: u8,
-    },
-    /// Remove the group's node with this instance id (done already is fine).
-    Remove {
-        /// The node group.
-        group: String,
-        /// The node's `ec2InstanceId`.
-        instance_id: String,
-    },
+    action: devcluster::ScaleAction,
 }
 
 /// Which cluster.
@@ -202,12 +184,6 @@ pub fn run(command: ClusterCommand) -> anyhow::Result<()> {
 }
 
 fn scale(args: ScaleArgs) -> anyhow::Result<()> {
-    let action = match args.action {
-        ScaleCommand::Grow { group, count } => devcluster::ScaleAction::Grow { group, count },
-        ScaleCommand::Remove { group, instance_id } => {
-            devcluster::ScaleAction::Remove { group, instance_id }
-        }
-    };
     let bin = std::env::current_exe().context("cannot find the flotilla binary")?;
     let done = {
         let progress = Progress::new();
@@ -215,7 +191,7 @@ fn scale(args: ScaleArgs) -> anyhow::Result<()> {
             &args.target.name,
             args.target.dir.as_deref(),
             &bin,
-            &action,
+            &args.action,
             &progress,
         )?
     };
