@@ -9,7 +9,7 @@ use super::evaluate::{Evaluation, hold_secs, reevaluated, with_state};
 use super::{
     CwError, CwWritten, DEFAULT_RECORDS, MAX_ACTIONS, MAX_ALARMS, MAX_DESCRIPTION_CHARS,
     MAX_NAME_CHARS, MAX_NAMES_PER_CALL, MAX_REASON_CHARS, MAX_REASON_DATA_CHARS, MAX_RECORDS,
-    MAX_TAGS, MAX_WINDOW_SECS, check_dimensions, check_len, delete, put,
+    MAX_TAGS, MAX_WINDOW_SECS, check_count, check_dimensions, check_len, delete, put,
 };
 use crate::engine::Ctx;
 use crate::state::{AlarmRecord, CwRecord, Scope, State};
@@ -137,12 +137,7 @@ pub fn put_metric_alarm(state: &State, ctx: &mut Ctx, req: PutMetricAlarmRequest
         ("alarmActions", &req.alarm_actions),
         ("insufficientDataActions", &req.insufficient_data_actions),
     ] {
-        if actions.as_ref().is_some_and(|a| a.len() > MAX_ACTIONS) {
-            return Err(CwError::Validation(format!(
-                "1 validation error detected: Value at '{what}' failed to satisfy constraint: \
-                 Member must have length less than or equal to {MAX_ACTIONS}"
-            )));
-        }
+        check_count(what, actions.as_ref().map_or(0, Vec::len), MAX_ACTIONS)?;
     }
     let tags = req.tags.clone().unwrap_or_default();
     if tags.len() > MAX_TAGS {
@@ -209,12 +204,7 @@ pub fn describe_alarms(
     req: DescribeAlarmsRequest,
 ) -> Result<DescribeAlarmsResult, CwError> {
     let names = req.alarm_names.clone().unwrap_or_default();
-    if names.len() > MAX_NAMES_PER_CALL {
-        return Err(CwError::Validation(format!(
-            "1 validation error detected: Value at 'alarmNames' failed to satisfy constraint: \
-             Member must have length less than or equal to {MAX_NAMES_PER_CALL}"
-        )));
-    }
+    check_count("alarmNames", names.len(), MAX_NAMES_PER_CALL)?;
     if !names.is_empty() && req.alarm_name_prefix.is_some() {
         return Err(CwError::InvalidParameterCombination(
             "AlarmNames and AlarmNamePrefix cannot be given together.".into(),
@@ -295,12 +285,7 @@ pub fn describe_alarms(
 /// deleted and the answer is `ResourceNotFound`, as in CloudWatch.
 pub fn delete_alarms(state: &State, ctx: &mut Ctx, req: DeleteAlarmsRequest) -> CwWritten<()> {
     let names = req.alarm_names.unwrap_or_default();
-    if names.len() > MAX_NAMES_PER_CALL {
-        return Err(CwError::Validation(format!(
-            "1 validation error detected: Value at 'alarmNames' failed to satisfy constraint: \
-             Member must have length less than or equal to {MAX_NAMES_PER_CALL}"
-        )));
-    }
+    check_count("alarmNames", names.len(), MAX_NAMES_PER_CALL)?;
     let cw = &state.discovery.cloudwatch;
     let mut seen = std::collections::HashSet::new();
     let mut changes = Vec::with_capacity(names.len());

@@ -13,7 +13,7 @@ use super::evaluate::reevaluated_with;
 use super::{
     CwError, CwWritten, LIST_METRICS_PAGE, MAX_DIMENSION_FILTERS, MAX_DIMENSION_VALUE_CHARS,
     MAX_FUTURE_SECS, MAX_METRIC_DATA, MAX_METRICS, MAX_NAME_CHARS, MAX_VALUES, RETENTION_MINUTES,
-    check_dimensions, check_len, delete, put,
+    check_count, check_dimensions, check_len, delete, put,
 };
 use crate::engine::Ctx;
 use crate::state::{Bucket, CwRecord, MetricRecord, Scope, State, metric_id};
@@ -143,12 +143,7 @@ pub fn put_metric_data(state: &State, ctx: &mut Ctx, req: PutMetricDataRequest) 
             "The parameter MetricData is required.".into(),
         ));
     }
-    if data.len() > MAX_METRIC_DATA {
-        return Err(CwError::Validation(format!(
-            "1 validation error detected: Value at 'metricData' failed to satisfy constraint: \
-             Member must have length less than or equal to {MAX_METRIC_DATA}"
-        )));
-    }
+    check_count("metricData", data.len(), MAX_METRIC_DATA)?;
     record(state, ctx, &namespace, &data)
 }
 
@@ -302,12 +297,7 @@ pub fn list_metrics(
         check_len("metricName", n, 1, MAX_NAME_CHARS)?;
     }
     let filters = req.dimensions.clone().unwrap_or_default();
-    if filters.len() > MAX_DIMENSION_FILTERS {
-        return Err(CwError::Validation(format!(
-            "1 validation error detected: Value at 'dimensions' failed to satisfy constraint: \
-             Member must have length less than or equal to {MAX_DIMENSION_FILTERS}"
-        )));
-    }
+    check_count("dimensions", filters.len(), MAX_DIMENSION_FILTERS)?;
     for (i, f) in filters.iter().enumerate() {
         check_len(
             &format!("dimensions.{}.member.name", i + 1),

@@ -209,15 +209,21 @@ fn check_len(what: &str, value: &str, min: usize, max: usize) -> Result<(), CwEr
     Ok(())
 }
 
+/// Refuses a list of more than `max` members, as CloudWatch words it.
+pub(super) fn check_count(what: &str, len: usize, max: usize) -> Result<(), CwError> {
+    if len > max {
+        return Err(CwError::Validation(format!(
+            "1 validation error detected: Value at '{what}' failed to satisfy constraint: \
+             Member must have length less than or equal to {max}"
+        )));
+    }
+    Ok(())
+}
+
 /// Checks a metric's dimensions: at most [`MAX_DIMENSIONS`], names 1–255 and values
 /// 1–1024 characters, no name twice.
 fn check_dimensions(what: &str, dims: &[model::wire_cw::Dimension]) -> Result<(), CwError> {
-    if dims.len() > MAX_DIMENSIONS {
-        return Err(CwError::Validation(format!(
-            "1 validation error detected: Value at '{what}' failed to satisfy constraint: \
-             Member must have length less than or equal to {MAX_DIMENSIONS}"
-        )));
-    }
+    check_count(what, dims.len(), MAX_DIMENSIONS)?;
     for (i, d) in dims.iter().enumerate() {
         check_len(
             &format!("{what}.{}.name", i + 1),
