@@ -440,6 +440,26 @@ impl ControlPlane {
         rx.await.map_err(|_| stopped())?
     }
 
+    /// [`write`](Self::write) for an operation with its own error type `E` (Cloud Map's,
+    /// CloudWatch's, ELBv2's, SSM's): `op`'s refusal travels inside the writer's answer
+    /// with no changes (nothing is committed for it), and an engine failure becomes an `E`.
+    pub async fn write_as<T, E>(
+        &self,
+        scope: Scope,
+        mut op: impl FnMut(&State, &mut Ctx) -> Written<T, E> + Send + 'static,
+    ) -> Result<T, E>
+    where
+        T: Send + 'static,
+        E: From<EcsError> + Send + 'static,
+    {
+        self.write(scope, move |state, ctx| match op(state, ctx) {
+            Ok((resp, changes)) => Ok((Ok(resp), changes)),
+            Err(e) => Ok((Err(e), Vec::new())),
+        })
+        .await
+        .map_err(E::from)?
+    }
+
     /// Wipes every record (for `POST /admin/reset`); keeps the paging secret.
     pub async fn reset(&self) -> Result<(), EcsError> {
         let (tx, rx) = oneshot::channel();

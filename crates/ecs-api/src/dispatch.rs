@@ -127,10 +127,8 @@ where
     encode(&resp)
 }
 
-/// Runs the write `op` of an API with its own error type `E` (Cloud Map, SSM, ELBv2)
-/// through the one writer. The engine's error type is ECS's, so `op`'s refusal travels
-/// inside the writer's answer with no changes (the writer commits nothing for it); an
-/// engine failure becomes an `E` too.
+/// Runs the write `op` of an API with its own error type `E` (Cloud Map, SSM, ELBv2,
+/// CloudWatch) on `req` through the one writer ([`ControlPlane::write_as`]).
 pub async fn write_own_errors<Req, Resp, E>(
     cp: &ControlPlane,
     scope: Scope,
@@ -142,12 +140,8 @@ where
     Resp: Send + 'static,
     E: From<EcsError> + Send + 'static,
 {
-    cp.write(scope, move |state, ctx| match op(state, ctx, req.clone()) {
-        Ok((resp, changes)) => Ok((Ok(resp), changes)),
-        Err(e) => Ok((Err(e), Vec::new())),
-    })
-    .await
-    .map_err(E::from)?
+    cp.write_as(scope, move |state, ctx| op(state, ctx, req.clone()))
+        .await
 }
 
 /// The error type of a JSON API's operations, which also says how the API parses their

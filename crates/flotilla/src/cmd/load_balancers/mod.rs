@@ -277,17 +277,10 @@ impl DataPlane {
             let scope = chunk[0].scope.clone();
             let written = self
                 .cp
-                .write(scope, move |s, ctx| {
-                    Ok(match report_health(s, ctx, chunk.clone()) {
-                        Ok((out, changes)) => (Ok(out), changes),
-                        Err(e) => (Err(e), Vec::new()),
-                    })
-                })
+                .write_as(scope, move |s, ctx| report_health(s, ctx, chunk.clone()))
                 .await;
-            match written {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => tracing::warn!(error = %e, "target health was not stored"),
-                Err(e) => tracing::warn!(error = %e, "target health was not stored"),
+            if let Err(e) = written {
+                tracing::warn!(error = %e, "target health was not stored");
             }
         }
     }
@@ -335,26 +328,18 @@ impl DataPlane {
             let n = data.len();
             let written = self
                 .cp
-                .write(scope.clone(), move |s, ctx| {
-                    Ok(
-                        match controlplane::ops::cloudwatch::publish_metric_data(
-                            s,
-                            ctx,
-                            metrics::NAMESPACE,
-                            &data,
-                        ) {
-                            Ok((out, changes)) => (Ok(out), changes),
-                            Err(e) => (Err(e), Vec::new()),
-                        },
+                .write_as(scope.clone(), move |s, ctx| {
+                    controlplane::ops::cloudwatch::publish_metric_data(
+                        s,
+                        ctx,
+                        metrics::NAMESPACE,
+                        &data,
                     )
                 })
                 .await;
             match written {
-                Ok(Ok(())) => {
+                Ok(()) => {
                     tracing::debug!(account = %scope.account, region = %scope.region, datapoints = n, "load balancer metrics published");
-                }
-                Ok(Err(e)) => {
-                    tracing::warn!(account = %scope.account, region = %scope.region, error = %e, "load balancer metrics were not published");
                 }
                 Err(e) => {
                     tracing::warn!(account = %scope.account, region = %scope.region, error = %e, "load balancer metrics were not published");
