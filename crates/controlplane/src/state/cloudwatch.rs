@@ -177,12 +177,7 @@ impl CloudWatch {
         scope: &Scope,
         after: Option<&str>,
     ) -> impl DoubleEndedIterator<Item = &'a AlarmRecord> + use<'a> {
-        let start = crate::paging::start_after(
-            after.map(|a| (scope.clone(), a.to_owned())),
-            (scope.clone(), String::new()),
-        );
-        let end = std::ops::Bound::Excluded((next_scope(scope), String::new()));
-        self.alarms.range((start, end)).map(|(_, v)| v)
+        super::discovery::in_scope(&self.alarms, scope, after)
     }
 
     /// The metric `id` of `scope`.
@@ -196,12 +191,7 @@ impl CloudWatch {
         scope: &Scope,
         after: Option<&str>,
     ) -> impl DoubleEndedIterator<Item = &'a MetricRecord> + use<'a> {
-        let start = crate::paging::start_after(
-            after.map(|a| (scope.clone(), a.to_owned())),
-            (scope.clone(), String::new()),
-        );
-        let end = std::ops::Bound::Excluded((next_scope(scope), String::new()));
-        self.metrics.range((start, end)).map(|(_, v)| v)
+        super::discovery::in_scope(&self.metrics, scope, after)
     }
 
     /// How many metrics `scope` has outside AWS's namespaces (`AWS/…`, those flotilla
@@ -211,9 +201,4 @@ impl CloudWatch {
             .filter(|m| !m.namespace.starts_with("AWS/"))
             .count()
     }
-}
-
-/// The smallest scope after every key of `scope`: its region with a NUL appended.
-fn next_scope(scope: &Scope) -> Scope {
-    Scope::new(scope.account.clone(), format!("{}\0", scope.region))
 }

@@ -279,17 +279,19 @@ impl Discovery {
     }
 }
 
-fn in_scope<'a, V>(
+/// One scope's records of a map keyed by (scope, name or id), in key order, from just
+/// after `after` (or the first): Cloud Map's and CloudWatch's listings.
+pub(super) fn in_scope<'a, V>(
     map: &'a BTreeMap<SdKey, V>,
     scope: &Scope,
     after: Option<&str>,
-) -> impl Iterator<Item = &'a V> + use<'a, V> {
+) -> impl DoubleEndedIterator<Item = &'a V> + use<'a, V> {
     let start = match after {
         Some(a) => Bound::Excluded((scope.clone(), a.to_owned())),
         None => Bound::Included((scope.clone(), String::new())),
     };
-    let scope = scope.clone();
-    map.range((start, Bound::Unbounded))
-        .take_while(move |((s, _), _)| *s == scope)
+    // The first key past the scope: the next region name of the same account.
+    let next = Scope::new(scope.account.clone(), format!("{}\0", scope.region));
+    map.range((start, Bound::Excluded((next, String::new()))))
         .map(|(_, v)| v)
 }
