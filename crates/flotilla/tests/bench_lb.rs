@@ -123,3 +123,17 @@ fn bench_lb_open_loop_keeps_its_rate() {
         .unwrap_or_else(|| panic!("no sent/s in {direct_row:?}"));
     assert!((350.0..=510.0).contains(&sent), "{stdout}");
 }
+
+#[test]
+fn bench_lb_refuses_a_rate_out_of_bounds() {
+    for rate in ["0", "-5", "NaN", "1000001"] {
+        let out = Command::new(env!("CARGO_BIN_EXE_flotilla"))
+            .args(["bench", "lb", "--no-haproxy", &format!("--rate={rate}")])
+            .env("FLOTILLA_LOG", "warn")
+            .output()
+            .expect("run flotilla bench lb");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "--rate {rate} was accepted");
+        assert!(stderr.contains("--rate must be"), "--rate {rate}: {stderr}");
+    }
+}

@@ -64,6 +64,11 @@ use crate::cmd::bench::percentile;
 /// The body every backend answers.
 const BODY: &[u8] = b"hello from a bench backend";
 
+/// The highest `--rate`: each scheduled send time waits in its connection's queue until
+/// the connection is free, so the rate bounds what a stalled target can make the bench hold
+/// (at most this many times the run's seconds).
+const MAX_RATE: f64 = 1_000_000.0;
+
 /// Arguments of `flotilla bench lb`.
 #[derive(Debug, clap::Args)]
 pub struct LbBenchArgs {
@@ -148,9 +153,9 @@ pub fn run(args: LbBenchArgs) -> anyhow::Result<()> {
         bail!("--backends, --connections, --seconds and --rounds must be positive");
     }
     if let Some(rate) = args.rate
-        && !(rate.is_finite() && rate > 0.0)
+        && !(rate.is_finite() && rate > 0.0 && rate <= MAX_RATE)
     {
-        bail!("--rate must be a positive number of requests per second");
+        bail!("--rate must be a number of requests per second above 0 and at most {MAX_RATE}");
     }
     let haproxy = if args.no_haproxy {
         None
