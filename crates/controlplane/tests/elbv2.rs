@@ -5,7 +5,9 @@ use controlplane::ops::elbv2::listeners::{
     self, ActionInput, ConditionInput, CreateListener, CreateRule, DescribeRules, ModifyRule,
 };
 use controlplane::ops::elbv2::load_balancers::{self, CreateLoadBalancer, DescribeLoadBalancers};
-use controlplane::ops::elbv2::target_groups::{self, DescribeTargetGroups, TargetInput};
+use controlplane::ops::elbv2::target_groups::{
+    self, CreateTargetGroup, DescribeTargetGroups, HealthCheckInput, TargetInput,
+};
 use controlplane::ops::elbv2::{ElbArn, ElbResource, MAX_LOAD_BALANCERS, tags};
 use controlplane::state::elb::{ElbTag, ListenerRecord, TargetGroupRecord};
 use controlplane::{Ctx, Scope};
@@ -243,6 +245,141 @@ fn target_groups_get_aws_defaults_and_attributes() {
         .try_elb(target_groups::create, http_group("api", 9090, None))
         .unwrap_err();
     assert_eq!(e.code(), "DuplicateTargetGroupName");
+}
+
+/// CreateTargetGroup of an HTTP group `name` of protocol version `version`, with `hc`.
+fn versioned_group(version: Option<&str>, hc: HealthCheckInput) -> CreateTargetGroup {
+    CreateTargetGroup {
+        protocol_version: version.map(Into::into),
+        health_check: hc,
+        ..http_group("rpc", 50051, Some("ip"))
+    }
+}
+
+#[test]
+fn grpc_groups_get_grpc_health_check_defaults_and_http2_is_accepted() {
+    let mut w = World::new();
+    let rpc = w.elb(
+        target_groups::create,
+        versioned_group(Some("GRPC"), HealthCheckInput::default()),
+    );
+    assert_eq!(rpc.protocol_version.as_deref(), Some("GRPC"));
+    assert_eq!(
+        rpc.health_check.path.as_deref(),
+        Some("/AWS.ALB/healthcheck")
+    );
+    assert_eq!(rpc.health_check.matcher.as_deref(), Some("12"));
+    // The same again answers the group; another version is another group.
+    let again = w.elb(
+        target_groups::create,
+        versioned_group(Some("GRPC"), HealthCheckInput::default()),
+    );
+    assert_eq!(again.arn(), rpc.arn());
+    let e = w
+        .try_elb(
+            target_groups::create,
+            versioned_group(Some("HTTP2"), HealthCheckInput::default()),
+        )
+        .unwrap_err();
+    assert_eq!(e.code(), "DuplicateTargetGroupName");
+
+    // gRPC codes as given, on create and on modify.
+    let given = CreateTargetGroup {
+        name: "rpc2".into(),
+        ..versioned_group(
+            Some("GRPC"),
+            HealthCheckInput {
+                grpc_code: Some("0-2,12".into()),
+                path: Some("/grpc.health.v1.Health/Check".into()),
+                ..Default::default()
+            },
+        )
+    };
+    let rpc2 = w.elb(target_groups::create, given);
+    assert_eq!(rpc2.health_check.matcher.as_deref(), Some("0-2,12"));
+    let view = w.elb(
+        target_groups::modify,
+        (
+            rpc2.arn(),
+            HealthCheckInput {
+                grpc_code: Some("0".into()),
+                ..Default::default()
+            },
+        ),
+    );
+    assert_eq!(view.group.health_check.matcher.as_deref(), Some("0"));
+
+    let h2 = w.elb(
+        target_groups::create,
+        CreateTargetGroup {
+            name: "web2".into(),
+            ..versioned_group(Some("HTTP2"), HealthCheckInput::default())
+        },
+    );
+    assert_eq!(h2.protocol_version.as_deref(), Some("HTTP2"));
+    assert_eq!(
+        (
+            h2.health_check.path.as_deref(),
+            h2.health_check.matcher.as_deref()
+        ),
+        (Some("/"), Some("200"))
+    );
+}
+
+#[test]
+fn protocol_versions_and_matchers_are_validated() {
+    let mut w = World::new();
+    let e = w
+        .try_elb(
+            target_groups::create,
+            versioned_group(Some("HTTP3"), HealthCheckInput::default()),
+        )
+        .unwrap_err();
+    assert_eq!(e.code(), "UnsupportedProtocol");
+    assert!(e.to_string().contains("HTTP1, HTTP2 or GRPC"), "{e}");
+
+    // Matcher.GrpcCode is a GRPC group's only, Matcher.HttpCode is not one's.
+    let grpc_code = |c: &str| HealthCheckInput {
+        grpc_code: Some(c.into()),
+        ..Default::default()
+    };
+    for version in [None, Some("HTTP1"), Some("HTTP2")] {
+        let e = w
+            .try_elb(
+                target_groups::create,
+                versioned_group(version, grpc_code("0")),
+            )
+            .unwrap_err();
+        assert_eq!(e.code(), "ValidationError", "{version:?}");
+        assert!(e.to_string().contains("GrpcCode"), "{e}");
+    }
+    let http_code = HealthCheckInput {
+        matcher: Some("200".into()),
+        ..Default::default()
+    };
+    let e = w
+        .try_elb(
+            target_groups::create,
+            versioned_group(Some("GRPC"), http_code),
+        )
+        .unwrap_err();
+    assert_eq!(e.code(), "ValidationError");
+    assert!(e.to_string().contains("HttpCode"), "{e}");
+    for bad in ["100", "200", "0-", "0-1-2", "x", ""] {
+        let e = w
+            .try_elb(
+                target_groups::create,
+                versioned_group(Some("GRPC"), grpc_code(bad)),
+            )
+            .unwrap_err();
+        assert_eq!(e.code(), "ValidationError", "{bad:?}");
+    }
+    // ModifyTargetGroup holds the same line.
+    let web = tg(&mut w, "web");
+    let e = w
+        .try_elb(target_groups::modify, (web.arn(), grpc_code("12")))
+        .unwrap_err();
+    assert_eq!(e.code(), "ValidationError");
 }
 
 #[test]

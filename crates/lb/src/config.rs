@@ -49,6 +49,9 @@ pub const MAX_HEALTH_THRESHOLD: u32 = 10;
 pub const MAX_OUTLIER_THRESHOLD: u32 = 1000;
 /// Longest outlier ejection, in milliseconds (one hour).
 pub const MAX_EJECTION_MS: u64 = 3_600_000;
+/// Highest gRPC status code a [`ProtocolVersion::Grpc`] group's matcher may name (ELBv2:
+/// `GrpcCode` values lie in 0..=99).
+pub const MAX_GRPC_CODE: u16 = 99;
 
 /// Everything one load balancer does.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -200,11 +203,39 @@ pub enum Algorithm {
     LeastOutstandingRequests,
 }
 
+/// What a target group's targets speak (ELBv2's target group `ProtocolVersion`).
+///
+/// Only HTTP listeners look at it; a TCP listener splices bytes whatever the group's
+/// version, so any version is valid behind one.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProtocolVersion {
+    /// HTTP/1.1 keep-alive connections, pooled (ELBv2's `HTTP1`, the default).
+    #[default]
+    Http1,
+    /// HTTP/2 cleartext with prior knowledge (h2c): one multiplexed connection per target
+    /// (ELBv2's `HTTP2`). Clients may speak HTTP/1.1 or HTTP/2 to the listener.
+    Http2,
+    /// As [`ProtocolVersion::Http2`], and health checks are gRPC calls whose
+    /// `grpc-status` the matcher holds gRPC codes for (ELBv2's `GRPC`).
+    Grpc,
+}
+
+impl ProtocolVersion {
+    /// Whether requests go to the targets over HTTP/2.
+    pub fn is_http2(self) -> bool {
+        matches!(self, ProtocolVersion::Http2 | ProtocolVersion::Grpc)
+    }
+}
+
 /// A target group: where requests go, and how its targets are checked.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TargetGroupConfig {
     /// The targets.
     pub targets: Vec<TargetConfig>,
+    /// What the targets speak: HTTP/1.1 (the default), HTTP/2 (h2c), or gRPC over h2c.
+    #[serde(default)]
+    pub protocol_version: ProtocolVersion,
     /// Active health checks.
     #[serde(default)]
     pub health_check: HealthCheckConfig,
@@ -276,6 +307,7 @@ impl TargetGroupConfig {
                     state: TargetState::Active,
                 })
                 .collect(),
+            protocol_version: ProtocolVersion::Http1,
             health_check: HealthCheckConfig::default(),
             deregistration_delay_secs: default_deregistration_delay(),
             slow_start_secs: 0,
@@ -289,7 +321,7 @@ impl TargetGroupConfig {
 /// One target: an address and whether it takes new requests.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TargetConfig {
-    /// Where the target listens (plain HTTP/1.1).
+    /// Where the target listens (plain HTTP/1.1, or h2c: see [`TargetGroupConfig::protocol_version`]).
     pub addr: SocketAddr,
     /// Registered, or draining.
     #[serde(default)]
@@ -329,10 +361,12 @@ pub struct HealthCheckConfig {
     #[serde(default = "yes")]
     pub enabled: bool,
     /// `GET path` and the matcher (HTTP, the default), or a TCP connect (TCP: `path` and
-    /// `matcher` are not used).
+    /// `matcher` are not used). An HTTP check goes over the group's protocol version: a
+    /// [`ProtocolVersion::Grpc`] group's is a gRPC call (`POST path`, see
+    /// [`crate::health`]).
     #[serde(default)]
     pub protocol: HealthCheckProtocol,
-    /// Path to `GET`, starting with `/`.
+    /// Path to `GET` (or, in a gRPC group, to `POST`), starting with `/`.
     pub path: String,
     /// Time between checks of one target.
     pub interval_ms: u64,
@@ -342,7 +376,9 @@ pub struct HealthCheckConfig {
     pub healthy_threshold: u32,
     /// Consecutive failures that make a target unhealthy.
     pub unhealthy_threshold: u32,
-    /// Status codes that pass, ALB syntax: `200`, `200,202`, `200-299`.
+    /// What passes, ALB syntax (`200`, `200,202`, `200-299`): HTTP status codes in
+    /// 200..=499, or, in a [`ProtocolVersion::Grpc`] group, gRPC status codes in
+    /// 0..=[`MAX_GRPC_CODE`] (ELBv2's `Matcher.GrpcCode`, e.g. `0`, `0-99`, `0,12`).
     pub matcher: String,
 }
 
@@ -359,6 +395,20 @@ pub enum HealthCheckProtocol {
 
 fn yes() -> bool {
     true
+}
+
+impl HealthCheckConfig {
+    /// The defaults of a [`ProtocolVersion::Grpc`] group: [`HealthCheckConfig::default`]
+    /// with ELBv2's gRPC path (`/AWS.ALB/healthcheck`) and matcher (`12`, UNIMPLEMENTED:
+    /// what a gRPC server answers for a method it does not have, so a running server
+    /// passes).
+    pub fn grpc_default() -> Self {
+        HealthCheckConfig {
+            path: "/AWS.ALB/healthcheck".into(),
+            matcher: "12".into(),
+            ..HealthCheckConfig::default()
+        }
+    }
 }
 
 impl Default for HealthCheckConfig {
@@ -396,6 +446,21 @@ fn err(at: impl Into<String>, message: impl Into<String>) -> ConfigError {
 
 /// Parses an ALB status matcher (`200`, `200,202`, `200-299`) into inclusive ranges.
 pub fn parse_matcher(matcher: &str) -> Result<Vec<(u16, u16)>, String> {
+    parse_ranges(matcher, 200..=499, "status code")
+}
+
+/// Parses an ELBv2 gRPC code matcher (`0`, `0,12`, `0-99`) into inclusive ranges of
+/// codes in 0..=[`MAX_GRPC_CODE`].
+pub fn parse_grpc_matcher(matcher: &str) -> Result<Vec<(u16, u16)>, String> {
+    parse_ranges(matcher, 0..=MAX_GRPC_CODE, "gRPC code")
+}
+
+/// Parses `a`, `a,b`, `a-b` (and mixes) into inclusive ranges of numbers within `allowed`.
+fn parse_ranges(
+    matcher: &str,
+    allowed: std::ops::RangeInclusive<u16>,
+    what: &str,
+) -> Result<Vec<(u16, u16)>, String> {
     let mut ranges = Vec::new();
     for part in matcher.split(',') {
         let part = part.trim();
@@ -406,8 +471,14 @@ pub fn parse_matcher(matcher: &str) -> Result<Vec<(u16, u16)>, String> {
         let parse = |s: &str| {
             s.parse::<u16>()
                 .ok()
-                .filter(|c| (200..=499).contains(c))
-                .ok_or_else(|| format!("{s:?} is not a status code in 200..=499"))
+                .filter(|c| allowed.contains(c))
+                .ok_or_else(|| {
+                    format!(
+                        "{s:?} is not a {what} in {}..={}",
+                        allowed.start(),
+                        allowed.end()
+                    )
+                })
         };
         let (lo, hi) = (parse(lo)?, parse(hi)?);
         if lo > hi {
@@ -588,7 +659,15 @@ impl LbConfig {
                     ));
                 }
             }
-            parse_matcher(&h.matcher).map_err(|m| err(&at, format!("matcher: {m}")))?;
+            // The matcher is read by enabled HTTP checks only: a group whose checks are
+            // off (or TCP) may keep the default one whatever its protocol version.
+            if h.enabled && h.protocol == HealthCheckProtocol::Http {
+                let matcher = match g.protocol_version {
+                    ProtocolVersion::Grpc => parse_grpc_matcher(&h.matcher),
+                    ProtocolVersion::Http1 | ProtocolVersion::Http2 => parse_matcher(&h.matcher),
+                };
+                matcher.map_err(|m| err(&at, format!("matcher: {m}")))?;
+            }
         }
         Ok(())
     }
@@ -752,6 +831,63 @@ mod tests {
     }
 
     #[test]
+    fn protocol_version_defaults_to_http1_and_reads_lowercase() {
+        let mut json: serde_json::Value = serde_json::to_value(sample()).unwrap();
+        assert_eq!(json["target_groups"]["web"]["protocol_version"], "http1");
+        json["target_groups"]["web"]
+            .as_object_mut()
+            .unwrap()
+            .remove("protocol_version");
+        let read: LbConfig = serde_json::from_value(json.clone()).unwrap();
+        assert_eq!(
+            read.target_groups["web"].protocol_version,
+            ProtocolVersion::Http1
+        );
+        for (text, version) in [
+            ("http2", ProtocolVersion::Http2),
+            ("grpc", ProtocolVersion::Grpc),
+        ] {
+            json["target_groups"]["web"]["protocol_version"] = text.into();
+            let read: LbConfig = serde_json::from_value(json.clone()).unwrap();
+            assert_eq!(read.target_groups["web"].protocol_version, version);
+            assert!(version.is_http2());
+        }
+        assert!(!ProtocolVersion::Http1.is_http2());
+    }
+
+    #[test]
+    fn a_grpc_group_takes_grpc_codes_as_its_matcher() {
+        let mut c = sample();
+        let web = c.target_groups.get_mut("web").unwrap();
+        web.protocol_version = ProtocolVersion::Grpc;
+        // HTTP's default matcher is no gRPC code.
+        let e = c.validate().unwrap_err();
+        assert!(e.message.contains("gRPC code"), "{e}");
+        let web = c.target_groups.get_mut("web").unwrap();
+        web.health_check = HealthCheckConfig::grpc_default();
+        c.validate().unwrap();
+        for ok in ["0", "0-99", "0,12", "0-2, 12"] {
+            let web = c.target_groups.get_mut("web").unwrap();
+            web.health_check.matcher = ok.into();
+            c.validate().unwrap();
+        }
+        for bad in ["100", "-1", "12-0", "ok", ""] {
+            let web = c.target_groups.get_mut("web").unwrap();
+            web.health_check.matcher = bad.into();
+            assert!(c.validate().is_err(), "{bad:?}");
+        }
+        // With its checks off, a group keeps whatever matcher.
+        let web = c.target_groups.get_mut("web").unwrap();
+        web.health_check.enabled = false;
+        c.validate().unwrap();
+        // And an HTTP/2 group takes status codes.
+        let web = c.target_groups.get_mut("web").unwrap();
+        web.protocol_version = ProtocolVersion::Http2;
+        web.health_check = HealthCheckConfig::default();
+        c.validate().unwrap();
+    }
+
+    #[test]
     fn matcher_parses_alb_syntax() {
         assert_eq!(parse_matcher("200").unwrap(), vec![(200, 200)]);
         assert_eq!(
@@ -760,5 +896,9 @@ mod tests {
         );
         assert!(parse_matcher("abc").is_err());
         assert!(parse_matcher("600").is_err());
+        assert!(parse_matcher("12").is_err());
+        assert_eq!(parse_grpc_matcher("0,12").unwrap(), vec![(0, 0), (12, 12)]);
+        assert_eq!(parse_grpc_matcher("0-99").unwrap(), vec![(0, 99)]);
+        assert!(parse_grpc_matcher("200").is_err());
     }
 }

@@ -24,8 +24,12 @@
 //!   the load balancer's own answers, target response times), which `flotilla server`
 //!   publishes to CloudWatch.
 //! - Client side: HTTP/1.1 keep-alive and HTTP/2 with prior knowledge (h2c) on the same port
-//!   (`hyper_util::server::conn::auto`). Upstream: HTTP/1.1 keep-alive connections
-//!   (`hyper::client::conn::http1`) in a pool of idle ones per target.
+//!   (`hyper_util::server::conn::auto`). Upstream, by the group's [`ProtocolVersion`]:
+//!   HTTP/1.1 keep-alive connections (`hyper::client::conn::http1`) in a pool of idle ones
+//!   per target (`Http1`, the default), or one multiplexed h2c connection per target
+//!   (`hyper::client::conn::http2`) shared by all its requests (`Http2`, and `Grpc`, whose
+//!   health checks are gRPC calls). Whatever either side speaks, response bodies stream
+//!   with their trailers (gRPC's status is in them) to HTTP/2 clients.
 //! - Runtime: everything runs on the caller's Tokio runtime; a multi-threaded one lets idle
 //!   threads steal the work of a thread the OS has descheduled. (Thread-per-core, one
 //!   current-thread runtime and pool per worker thread, measured no faster and with a worse
@@ -41,8 +45,14 @@
 //!
 //! # Limitations
 //!
-//! - Plain HTTP and TCP only (no TLS listeners, no HTTPS targets), no WebSocket/upgrade pass-through,
-//!   no request/idle timeouts beyond the 5 s upstream connect timeout.
+//! - Plain HTTP and TCP only (no TLS listeners, no HTTPS targets, so no gRPC over TLS), no
+//!   WebSocket/upgrade pass-through, no request/idle timeouts beyond the 5 s upstream connect
+//!   timeout (and, on HTTP/2 upstream connections with requests in flight, a ping every 30 s
+//!   that must be answered within 10 s).
+//! - HTTP/2 targets: one connection per target, so the target's
+//!   `SETTINGS_MAX_CONCURRENT_STREAMS` bounds its requests in flight (more wait). HTTP/1.1
+//!   clients of an HTTP/2 group get no trailers (hyper sends HTTP/1.1 trailers only for
+//!   fields a `Trailer` header declared); gRPC clients speak HTTP/2 anyway.
 //! - Stickiness is `lb_cookie` only; the cookie is not encrypted (see [`balance::encode_sticky`]).
 //! - A group with no healthy target answers 503 (ALB would fail open to all targets).
 //! - A request is retried at most once (idempotent, body buffered), on another target.
@@ -59,6 +69,8 @@
 //! - [`proxy`]: [`Lb`], the server, and the HTTP request path.
 //! - `select`: which routable target a request or connection goes to.
 //! - `upstream`: the pool of idle upstream HTTP/1.1 connections.
+//! - `upstream_h2`: one shared upstream HTTP/2 connection per target, for `Http2` and `Grpc`
+//!   groups.
 //! - `tcp`: TCP listeners (network load balancers): connections spliced to a target.
 //! - `metrics`: per-target Prometheus metrics, and the traffic counts behind [`Lb::traffic`].
 
@@ -73,11 +85,12 @@ pub mod rules;
 mod select;
 mod tcp;
 mod upstream;
+mod upstream_h2;
 
 pub use config::{
     Action, Algorithm, Condition, ConfigError, HealthCheckConfig, HealthCheckProtocol, LbConfig,
-    ListenerConfig, ListenerProtocol, OutlierDetection, RuleConfig, Stickiness, TargetConfig,
-    TargetGroupConfig, TargetState, WeightedTargetGroup,
+    ListenerConfig, ListenerProtocol, OutlierDetection, ProtocolVersion, RuleConfig, Stickiness,
+    TargetConfig, TargetGroupConfig, TargetState, WeightedTargetGroup,
 };
 pub use health::{HealthState, TargetHealth};
 pub use metrics::{STATUS_CLASSES, TrafficCounts, TrafficSnapshot, status_class};

@@ -1,4 +1,6 @@
-//! Upstream HTTP/1.1 connections: a pool of idle ones per target ([`Pool`]), opening new
+//! Upstream HTTP/1.1 connections (groups of
+//! [`ProtocolVersion::Http1`](crate::config::ProtocolVersion::Http1), the default; HTTP/2
+//! ones are [`crate::upstream_h2`]'s): a pool of idle ones per target ([`Pool`]), opening new
 //! ones, and the response body that hands its connection back to the pool once read
 //! ([`UpstreamBody`]). A request takes a connection (or opens one), sends, and the
 //! connection goes back when the response body has been read. That is what hyper-util's

@@ -115,7 +115,9 @@ pub struct HealthCheck {
     pub healthy_threshold: u32,
     /// Consecutive failures that make a target unhealthy.
     pub unhealthy_threshold: u32,
-    /// HTTP codes that count as success (`200`, `200-299`, `200,202`).
+    /// Codes that count as success (`200`, `200-299`, `200,202`): HTTP codes
+    /// (`Matcher.HttpCode`), or gRPC codes (`Matcher.GrpcCode`, e.g. `12`, `0-99`) when
+    /// the group's protocol version is `GRPC`.
     pub matcher: Option<String>,
 }
 

@@ -352,6 +352,7 @@ fn parse_health_check(p: &Params) -> Result<HealthCheckInput, ElbError> {
         healthy_threshold: p.int("HealthyThresholdCount")?,
         unhealthy_threshold: p.int("UnhealthyThresholdCount")?,
         matcher: p.structure("Matcher").and_then(|m| m.get("HttpCode")),
+        grpc_code: p.structure("Matcher").and_then(|m| m.get("GrpcCode")),
     })
 }
 
@@ -550,7 +551,13 @@ fn target_group(x: &mut Xml, v: &TargetGroupView) {
         )
         .opt("HealthCheckPath", hc.path.as_deref());
     if let Some(m) = &hc.matcher {
-        x.open("Matcher").text("HttpCode", m).close("Matcher");
+        // A GRPC group's matcher holds gRPC codes.
+        let member = if tg.protocol_version.as_deref() == Some("GRPC") {
+            "GrpcCode"
+        } else {
+            "HttpCode"
+        };
+        x.open("Matcher").text(member, m).close("Matcher");
     }
     x.strings("LoadBalancerArns", &v.load_balancer_arns)
         .text("TargetType", &tg.target_type)
@@ -654,6 +661,7 @@ fn rule(x: &mut Xml, r: &RuleView) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use controlplane::state::elb::{HealthCheck, TargetGroupRecord};
 
     #[test]
     fn operation_names_round_trip() {
@@ -688,6 +696,67 @@ mod tests {
         assert_eq!(
             conditions[1].http_header,
             Some(("X-Env".into(), vec!["blue".into()]))
+        );
+    }
+
+    #[test]
+    fn matchers_read_and_show_http_or_grpc_codes() {
+        let p = Params::parse(b"Matcher.GrpcCode=0-2%2C12&HealthCheckPath=%2Fx");
+        let hc = parse_health_check(&p).unwrap();
+        assert_eq!(hc.grpc_code.as_deref(), Some("0-2,12"));
+        assert_eq!(hc.matcher, None);
+        let p = Params::parse(b"Matcher.HttpCode=200-299");
+        let hc = parse_health_check(&p).unwrap();
+        assert_eq!(
+            (hc.matcher.as_deref(), hc.grpc_code),
+            (Some("200-299"), None)
+        );
+
+        let record = |version: &str, matcher: &str| TargetGroupView {
+            group: TargetGroupRecord {
+                scope: Scope::new("123456789012", "us-east-1"),
+                name: "rpc".into(),
+                id: "0123456789abcdef".into(),
+                protocol: "HTTP".into(),
+                port: 50051,
+                vpc_id: None,
+                target_type: "ip".into(),
+                protocol_version: Some(version.into()),
+                ip_address_type: "ipv4".into(),
+                health_check: HealthCheck {
+                    enabled: true,
+                    protocol: "HTTP".into(),
+                    port: "traffic-port".into(),
+                    path: Some("/AWS.ALB/healthcheck".into()),
+                    interval_seconds: 30,
+                    timeout_seconds: 5,
+                    healthy_threshold: 5,
+                    unhealthy_threshold: 2,
+                    matcher: Some(matcher.into()),
+                },
+                attributes: Default::default(),
+                targets: vec![],
+                tags: vec![],
+            },
+            load_balancer_arns: vec![],
+        };
+        let mut x = Xml::default();
+        target_group(&mut x, &record("GRPC", "12"));
+        let doc = x.finish();
+        assert!(
+            doc.contains("<Matcher><GrpcCode>12</GrpcCode></Matcher>"),
+            "{doc}"
+        );
+        assert!(
+            doc.contains("<ProtocolVersion>GRPC</ProtocolVersion>"),
+            "{doc}"
+        );
+        let mut x = Xml::default();
+        target_group(&mut x, &record("HTTP2", "200"));
+        let doc = x.finish();
+        assert!(
+            doc.contains("<Matcher><HttpCode>200</HttpCode></Matcher>"),
+            "{doc}"
         );
     }
 

@@ -1,6 +1,7 @@
 //! The server: [`Lb`] owns the listeners, the per-target state that outlives config updates
-//! (health, requests in flight, metric handles), the upstream connection pool
-//! ([`crate::upstream`]), and the HTTP request path (route, pick a target
+//! (health, requests in flight, metric handles), the upstream connection pools
+//! ([`crate::upstream`] for HTTP/1.1 targets, [`crate::upstream_h2`] for HTTP/2 and gRPC
+//! ones), and the HTTP request path (route, pick a target
 //! ([`crate::select`]), forward, retry once, log, count). TCP listeners are in
 //! [`crate::tcp`].
 //!
@@ -19,23 +20,20 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use arc_swap::ArcSwap;
 use bytes::Bytes;
 use http_body_util::combinators::BoxBody;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::histogram::Histogram;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::config::{
-    Action, ConfigError, HealthCheckConfig, LbConfig, ListenerProtocol, TargetGroupConfig,
-    TargetState,
+    Action, ConfigError, LbConfig, ListenerProtocol, TargetGroupConfig, TargetState,
 };
-use crate::health::{self, CheckClient, HealthCell, HealthState, TargetHealth};
+use crate::health::{self, CheckClients, CheckSettings, HealthCell, HealthState, TargetHealth};
 use crate::metrics::{Metrics, TargetLabels, TrafficCell, TrafficSnapshot};
 use crate::outlier::OutlierCell;
 use crate::rules::Router;
 use crate::upstream::Pool;
+use crate::upstream_h2::H2Pool;
 
 mod serve;
 mod targets;
@@ -79,6 +77,8 @@ pub struct Lb {
 pub(crate) struct Shared {
     pub(crate) state: ArcSwap<Snapshot>,
     pub(crate) pool: Arc<Pool>,
+    /// The connections to the targets of HTTP/2 and gRPC groups.
+    pub(crate) h2_pool: Arc<H2Pool>,
     metrics: Metrics,
     /// The requests no target group answered (fixed responses, a forward to no group).
     pub(crate) unrouted: TrafficCell,
@@ -101,7 +101,7 @@ struct ListenerHandle {
 
 struct TargetSlot {
     shared: Arc<TargetShared>,
-    health_config: watch::Sender<HealthCheckConfig>,
+    health_config: watch::Sender<CheckSettings>,
     checker: JoinHandle<()>,
 }
 
@@ -161,6 +161,7 @@ impl Lb {
             shared: Arc::new(Shared {
                 state: ArcSwap::from_pointee(Snapshot::default()),
                 pool: Pool::start(),
+                h2_pool: H2Pool::start(),
                 metrics: Metrics::new(),
                 unrouted: TrafficCell::default(),
                 traffic: Mutex::new(BTreeMap::new()),
@@ -206,24 +207,27 @@ impl Lb {
                 Action::FixedResponse { .. } => Vec::new(),
             })
             .collect();
-        let check_client: CheckClient =
-            Client::builder(TokioExecutor::new()).build(HttpConnector::new());
+        let check_clients = CheckClients::new();
         let mut wanted = HashMap::new();
         let mut groups = HashMap::new();
         for (name, g) in &config.target_groups {
+            let settings = CheckSettings {
+                check: g.health_check.clone(),
+                protocol_version: g.protocol_version,
+            };
             let mut targets = Vec::new();
             for t in &g.targets {
                 let key = (name.clone(), t.addr);
                 let slot = match control.targets.remove(&key) {
                     Some(slot) => {
                         slot.health_config.send_if_modified(|c| {
-                            let changed = *c != g.health_check;
-                            *c = g.health_check.clone();
+                            let changed = *c != settings;
+                            *c = settings.clone();
                             changed
                         });
                         slot
                     }
-                    None => self.new_target(name, t.addr, &g.health_check, &check_client),
+                    None => self.new_target(name, t.addr, &settings, &check_clients),
                 };
                 targets.push(TargetRt {
                     addr: t.addr,
@@ -314,8 +318,8 @@ impl Lb {
         &self,
         group: &str,
         addr: SocketAddr,
-        check: &HealthCheckConfig,
-        client: &CheckClient,
+        settings: &CheckSettings,
+        clients: &CheckClients,
     ) -> TargetSlot {
         let labels = TargetLabels {
             target_group: group.to_string(),
@@ -323,12 +327,12 @@ impl Lb {
         };
         let m = &self.shared.metrics;
         let health = Arc::new(HealthCell::new());
-        if !check.enabled {
+        if !settings.check.enabled {
             // Healthy from the first request on, not once the checker task has run.
             health.set_unchecked();
         }
-        let (health_config, rx) = watch::channel(check.clone());
-        let checker = health::spawn_checker(addr, health.clone(), rx, client.clone());
+        let (health_config, rx) = watch::channel(settings.clone());
+        let checker = health::spawn_checker(addr, health.clone(), rx, clients.clone());
         TargetSlot {
             shared: Arc::new(TargetShared {
                 health,

@@ -27,6 +27,7 @@ use crate::outlier::Observation;
 use crate::rules::{self, RequestInfo};
 use crate::select::Choice;
 use crate::upstream::{Lease, UpstreamBody};
+use crate::upstream_h2::{self, H2ResponseBody};
 
 use super::{
     Body, GroupRt, InFlight, MAX_RETRY_BODY, Shared, Snapshot, accept_client, connect_failed,
@@ -247,13 +248,19 @@ impl Conn {
 
         let (mut parts, body) = req.into_parts();
         let size = body.size_hint();
+        // The request's trailers, when a buffered body had some (a streamed body passes
+        // its own through).
+        let mut trailers: Option<HeaderMap> = None;
         let buffered =
             if is_idempotent(&parts.method) && size.upper().is_some_and(|u| u <= MAX_RETRY_BODY) {
                 if body.is_end_stream() {
                     Ok(Bytes::new())
                 } else {
                     match body.collect().await {
-                        Ok(b) => Ok(b.to_bytes()),
+                        Ok(b) => {
+                            trailers = b.trailers().cloned();
+                            Ok(b.to_bytes())
+                        }
                         Err(_) => {
                             return Outcome::own(error_response(StatusCode::BAD_REQUEST));
                         }
@@ -262,7 +269,15 @@ impl Conn {
             } else {
                 Err(body)
             };
+        // HTTP/2 (and gRPC) targets: an h2 request, whatever the client spoke.
+        let h2 = group.config.protocol_version.is_http2();
+        let te_trailers = h2 && upstream_h2::wants_trailers(&parts.headers);
         self.prepare_upstream_headers(&mut parts.headers, &parts.uri);
+        if te_trailers {
+            parts
+                .headers
+                .insert(header::TE, HeaderValue::from_static("trailers"));
+        }
         // Origin form (`/path?query`), what an HTTP/1.1 origin server expects.
         let uri = match parts.uri.path_and_query() {
             Some(_) if parts.uri.scheme().is_none() && parts.uri.authority().is_none() => {
@@ -292,6 +307,10 @@ impl Conn {
         loop {
             attempt += 1;
             let body = match (&bytes, streamed.take()) {
+                (Some(b), _) if trailers.is_some() => {
+                    let t = trailers.clone().map(Ok);
+                    full(b.clone()).with_trailers(std::future::ready(t)).boxed()
+                }
                 (Some(b), _) if b.is_empty() => empty(),
                 (Some(b), _) => full(b.clone()),
                 (None, Some(s)) => s.boxed(),
@@ -310,13 +329,31 @@ impl Conn {
             }
             let mut up = Request::new(body);
             *up.method_mut() = parts.method.clone();
-            *up.version_mut() = Version::HTTP_11;
-            *up.uri_mut() = uri.clone();
+            if h2 {
+                // HTTP/2 carries the host as the URI's authority (`:authority`).
+                let host = headers.remove(header::HOST);
+                *up.version_mut() = Version::HTTP_2;
+                *up.uri_mut() = upstream_h2::request_uri(&uri, host.as_ref(), target.addr);
+            } else {
+                *up.version_mut() = Version::HTTP_11;
+                *up.uri_mut() = uri.clone();
+            }
             *up.headers_mut() = headers;
             let in_flight = InFlight::new(&target.shared);
             target.shared.requests.inc();
             let sent = Instant::now();
-            match pool.send(target.addr, up, sent).await {
+            // `Some(connection)` for HTTP/1.1, to go back to the pool once the body is read.
+            let response = if h2 {
+                // Boxed: the HTTP/1.1 path keeps its future as small as it was.
+                Box::pin(self.shared.h2_pool.send(target.addr, up))
+                    .await
+                    .map(|resp| (resp, None))
+            } else {
+                pool.send(target.addr, up, sent)
+                    .await
+                    .map(|(resp, send)| (resp, Some(send)))
+            };
+            match response {
                 Ok((resp, send)) => {
                     let took = sent.elapsed();
                     target.shared.latency.observe(took.as_secs_f64());
@@ -339,19 +376,29 @@ impl Conn {
                     {
                         rparts.headers.append(header::SET_COOKIE, v);
                     }
-                    // The in-flight count drops, and the connection goes back to the pool,
-                    // when the body is done, not at the head.
-                    let body = UpstreamBody {
-                        inner: rbody,
-                        lease: Some(Lease {
-                            pool: pool.clone(),
-                            target: target.addr,
-                            send,
-                            _in_flight: in_flight,
+                    // The in-flight count drops, and an HTTP/1.1 connection goes back to the
+                    // pool, when the body is done, not at the head.
+                    let body = match send {
+                        Some(send) => BoxBody::new(UpstreamBody {
+                            inner: rbody,
+                            lease: Some(Lease {
+                                pool: pool.clone(),
+                                target: target.addr,
+                                send,
+                                _in_flight: in_flight,
+                            }),
                         }),
+                        None => {
+                            // hyper would answer an HTTP/1.1 client as such anyway; saying
+                            // so spares it a log line per response.
+                            if parts.version != Version::HTTP_2 {
+                                rparts.version = Version::HTTP_11;
+                            }
+                            BoxBody::new(H2ResponseBody::new(rbody, in_flight))
+                        }
                     };
                     return Outcome {
-                        resp: Response::from_parts(rparts, BoxBody::new(body)),
+                        resp: Response::from_parts(rparts, body),
                         target: Some(target.addr),
                         target_time: Some(took),
                     };

@@ -33,8 +33,10 @@ pub struct HealthCheckInput {
     pub healthy_threshold: Option<i64>,
     /// `UnhealthyThresholdCount`.
     pub unhealthy_threshold: Option<i64>,
-    /// `Matcher.HttpCode`.
+    /// `Matcher.HttpCode` (groups of protocol version `HTTP1` and `HTTP2`).
     pub matcher: Option<String>,
+    /// `Matcher.GrpcCode` (groups of protocol version `GRPC`).
+    pub grpc_code: Option<String>,
 }
 
 /// CreateTargetGroup's input.
@@ -44,7 +46,7 @@ pub struct CreateTargetGroup {
     pub name: String,
     /// `Protocol` (`HTTP` or `TCP`; required unless the target type is `lambda`).
     pub protocol: Option<String>,
-    /// `ProtocolVersion`.
+    /// `ProtocolVersion` of an HTTP group: `HTTP1` (the default), `HTTP2` or `GRPC`.
     pub protocol_version: Option<String>,
     /// `Port`.
     pub port: Option<i64>,
@@ -73,6 +75,30 @@ pub fn default_attributes() -> BTreeMap<String, String> {
     .collect()
 }
 
+/// The protocol versions an HTTP target group may have (ELBv2's `ProtocolVersion`).
+pub const PROTOCOL_VERSIONS: [&str; 3] = ["HTTP1", "HTTP2", "GRPC"];
+
+/// The health check path of a `GRPC` group when none is given (ELBv2's).
+pub const GRPC_HEALTH_CHECK_PATH: &str = "/AWS.ALB/healthcheck";
+
+/// The `Matcher.GrpcCode` of a `GRPC` group when none is given (ELBv2's: 12, UNIMPLEMENTED,
+/// what a gRPC server answers for a method it lacks).
+pub const DEFAULT_GRPC_CODE: &str = "12";
+
+/// Whether `m` is an ELBv2 code matcher (`a`, `a,b`, `a-b`, and mixes) of codes in
+/// `lo..=hi`.
+fn is_code_matcher(m: &str, lo: u16, hi: u16) -> bool {
+    !m.is_empty()
+        && m.split(',').all(|part| {
+            let mut codes = part.split('-');
+            let ok = codes
+                .by_ref()
+                .take(2)
+                .all(|code| code.parse::<u16>().is_ok_and(|c| (lo..=hi).contains(&c)));
+            ok && codes.next().is_none()
+        })
+}
+
 fn in_range(member: &str, v: Option<i64>, current: u32, lo: i64, hi: i64) -> Result<u32, ElbError> {
     match v {
         None => Ok(current),
@@ -83,10 +109,13 @@ fn in_range(member: &str, v: Option<i64>, current: u32, lo: i64, hi: i64) -> Res
     }
 }
 
-/// `input` applied over `hc`, validated.
+/// `input` applied over `hc`, validated; `grpc`: the group's protocol version is `GRPC`
+/// (its matcher holds gRPC codes, `Matcher.GrpcCode`, else HTTP codes, `Matcher.HttpCode`:
+/// one or the other, as in ELBv2).
 fn apply_health_check(
     mut hc: HealthCheck,
     input: HealthCheckInput,
+    grpc: bool,
 ) -> Result<HealthCheck, ElbError> {
     if let Some(e) = input.enabled {
         hc.enabled = e;
@@ -149,15 +178,28 @@ fn apply_health_check(
         2,
         10,
     )?;
+    if input.matcher.is_some() && grpc {
+        return Err(validation(
+            "Matcher HttpCode cannot be specified for a target group whose protocol version is GRPC; use Matcher GrpcCode",
+        ));
+    }
+    if input.grpc_code.is_some() && !grpc {
+        return Err(validation(
+            "Matcher GrpcCode can be specified only for a target group whose protocol version is GRPC",
+        ));
+    }
     if let Some(m) = input.matcher {
-        let ok = !m.is_empty()
-            && m.split(',').all(|part| {
-                part.split('-')
-                    .all(|code| code.parse::<u16>().is_ok_and(|c| (200..=499).contains(&c)))
-            });
-        if !ok {
+        if !is_code_matcher(&m, 200, 499) {
             return Err(validation(
                 "Matcher HttpCode must be codes from 200 to 499, e.g. '200', '200,202' or '200-299'",
+            ));
+        }
+        hc.matcher = Some(m);
+    }
+    if let Some(m) = input.grpc_code {
+        if !is_code_matcher(&m, 0, 99) {
+            return Err(validation(
+                "Matcher GrpcCode must be codes from 0 to 99, e.g. '12', '0,12' or '0-99'",
             ));
         }
         hc.matcher = Some(m);
@@ -201,35 +243,39 @@ pub fn create(
     )?;
     validate_tags(&req.tags)?;
     let http = protocol == "HTTP";
-    let defaults = HealthCheck {
-        enabled: true,
-        protocol: protocol.clone(),
-        port: "traffic-port".to_owned(),
-        path: http.then(|| "/".to_owned()),
-        interval_seconds: 30,
-        timeout_seconds: if http { 5 } else { 10 },
-        healthy_threshold: 5,
-        unhealthy_threshold: 2,
-        matcher: http.then(|| "200".to_owned()),
-    };
-    let health_check = apply_health_check(defaults, req.health_check)?;
+    // The protocol version is an HTTP group's; a TCP group splices bytes (none shown).
     let protocol_version = if http {
         let v = req.protocol_version.unwrap_or_else(|| "HTTP1".to_owned());
-        if v != "HTTP1" {
-            return Err(ElbError::UnsupportedProtocol(
-                "ProtocolVersion must be HTTP1".into(),
-            ));
+        if !PROTOCOL_VERSIONS.contains(&v.as_str()) {
+            return Err(ElbError::UnsupportedProtocol(format!(
+                "ProtocolVersion '{}' is not supported: HTTP1, HTTP2 or GRPC",
+                shorten(&v)
+            )));
         }
         Some(v)
     } else {
         None
     };
+    let grpc = protocol_version.as_deref() == Some("GRPC");
+    let defaults = HealthCheck {
+        enabled: true,
+        protocol: protocol.clone(),
+        port: "traffic-port".to_owned(),
+        path: http.then(|| if grpc { GRPC_HEALTH_CHECK_PATH } else { "/" }.to_owned()),
+        interval_seconds: 30,
+        timeout_seconds: if http { 5 } else { 10 },
+        healthy_threshold: 5,
+        unhealthy_threshold: 2,
+        matcher: http.then(|| if grpc { DEFAULT_GRPC_CODE } else { "200" }.to_owned()),
+    };
+    let health_check = apply_health_check(defaults, req.health_check, grpc)?;
     if let Some(existing) = state
         .elb
         .target_groups
         .get(&(ctx.scope.clone(), req.name.clone()))
     {
         let same = existing.protocol == protocol
+            && existing.protocol_version == protocol_version
             && existing.port == port
             && existing.target_type == target_type
             && existing.vpc_id == req.vpc_id
@@ -384,7 +430,8 @@ pub fn modify(
 ) -> ElbWritten<TargetGroupView> {
     let mut tg = target_group_by_arn(state, &ctx.scope, &arn)?.clone();
     tg.prune_drained(ctx.now_ms());
-    tg.health_check = apply_health_check(tg.health_check.clone(), input)?;
+    let grpc = tg.protocol_version.as_deref() == Some("GRPC");
+    tg.health_check = apply_health_check(tg.health_check.clone(), input, grpc)?;
     let v = view(state, &ctx.scope, &tg);
     Ok((v, vec![Change::Put(Record::TargetGroup(tg))]))
 }

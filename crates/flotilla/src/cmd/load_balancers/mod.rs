@@ -28,6 +28,9 @@
 //! - a draining target is `lb`'s `Draining` until its deadline; a drained one is left out;
 //! - health checks: seconds become milliseconds; checks always go to the target's own
 //!   port (`lb` has no separate health check port); a `TCP` check is a TCP connect;
+//! - a target group's `ProtocolVersion` is `lb`'s: `HTTP2` and `GRPC` groups are reached
+//!   over HTTP/2 cleartext (h2c, prior knowledge), and a `GRPC` group's check is a gRPC
+//!   call whose matcher holds gRPC codes (`Matcher.GrpcCode`, `12` when none is stored);
 //! - stickiness is served for `lb_cookie` (`source_ip` is not: no stickiness); a forward
 //!   action's own group stickiness is not served;
 //! - a forward whose weights are all 0 answers 503; a rule whose http-header name is not

@@ -107,10 +107,21 @@ fn group_by_arn<'a>(state: &'a State, scope: &Scope, arn: &str) -> Option<&'a Ta
         .filter(|g| g.arn() == arn)
 }
 
-/// ELBv2's health check settings as `lb`'s.
+/// ELBv2's `ProtocolVersion` as `lb`'s (HTTP1 when absent, as for TCP groups, or unknown).
+fn protocol_version(tg: &TargetGroupRecord) -> lb::ProtocolVersion {
+    match tg.protocol_version.as_deref() {
+        Some("HTTP2") => lb::ProtocolVersion::Http2,
+        Some("GRPC") => lb::ProtocolVersion::Grpc,
+        _ => lb::ProtocolVersion::Http1,
+    }
+}
+
+/// ELBv2's health check settings as `lb`'s. A GRPC group's matcher holds gRPC codes
+/// (`Matcher.GrpcCode`), and its checks are gRPC calls.
 fn health_check(tg: &TargetGroupRecord) -> lb::HealthCheckConfig {
     let hc = &tg.health_check;
     let http = hc.protocol == "HTTP";
+    let grpc = protocol_version(tg) == lb::ProtocolVersion::Grpc;
     lb::HealthCheckConfig {
         enabled: hc.enabled,
         protocol: if hc.protocol == "TCP" {
@@ -127,10 +138,12 @@ fn health_check(tg: &TargetGroupRecord) -> lb::HealthCheckConfig {
         timeout_ms: u64::from(hc.timeout_seconds) * 1000,
         healthy_threshold: hc.healthy_threshold,
         unhealthy_threshold: hc.unhealthy_threshold,
-        matcher: if http {
-            hc.matcher.clone().unwrap_or_else(|| "200".into())
-        } else {
-            "200-499".into()
+        matcher: match (http, grpc) {
+            (true, false) => hc.matcher.clone().unwrap_or_else(|| "200".into()),
+            (true, true) => hc.matcher.clone().unwrap_or_else(|| "12".into()),
+            // Not read by TCP checks; valid for the group's version.
+            (false, false) => "200-499".into(),
+            (false, true) => "0-99".into(),
         },
     }
 }
@@ -185,6 +198,7 @@ fn target_group(
     });
     let config = lb::TargetGroupConfig {
         targets,
+        protocol_version: protocol_version(tg),
         health_check: health_check(tg),
         deregistration_delay_secs: (tg.deregistration_delay_ms() / 1000)
             .min(lb::config::MAX_DEREGISTRATION_DELAY_SECS),

@@ -453,6 +453,71 @@ fn network_load_balancers_get_tcp_listeners_and_tcp_checks() {
 }
 
 #[test]
+fn protocol_versions_and_grpc_matchers_reach_the_lb_config() {
+    let mut w = World::new();
+    let mut groups = Vec::new();
+    for (name, version) in [("one", None), ("two", Some("HTTP2")), ("rpc", Some("GRPC"))] {
+        groups.push(elb(
+            &mut w,
+            target_groups::create,
+            CreateTargetGroup {
+                name: name.into(),
+                protocol: Some("HTTP".into()),
+                protocol_version: version.map(Into::into),
+                port: Some(50051),
+                target_type: Some("ip".into()),
+                ..Default::default()
+            },
+        ));
+    }
+    let lb = elb(
+        &mut w,
+        load_balancers::create,
+        CreateLoadBalancer {
+            name: "rpc".into(),
+            ..Default::default()
+        },
+    );
+    let l = elb(
+        &mut w,
+        listeners::create,
+        CreateListener {
+            load_balancer_arn: lb.arn(),
+            protocol: Some("HTTP".into()),
+            port: Some(8080),
+            default_actions: vec![ActionInput {
+                action_type: "forward".into(),
+                forward_groups: Some(groups.iter().map(|g| (g.arn(), None)).collect()),
+                ..Default::default()
+            }],
+            tags: vec![],
+        },
+    );
+    assert_eq!(l.port, 8080);
+    let plans = to_plans(&w.state, LISTEN, 0);
+    let config = &plans[0].config;
+    let versions: Vec<_> = ["one", "two", "rpc"]
+        .iter()
+        .map(|n| config.target_groups[*n].protocol_version)
+        .collect();
+    assert_eq!(
+        versions,
+        [
+            lb::ProtocolVersion::Http1,
+            lb::ProtocolVersion::Http2,
+            lb::ProtocolVersion::Grpc
+        ]
+    );
+    let rpc = &config.target_groups["rpc"].health_check;
+    assert_eq!(
+        (rpc.path.as_str(), rpc.matcher.as_str()),
+        ("/AWS.ALB/healthcheck", "12")
+    );
+    assert_eq!(config.target_groups["two"].health_check.matcher, "200");
+    config.validate().expect("a valid lb config");
+}
+
+#[test]
 fn metric_dimensions_are_the_arn_suffixes_of_application_load_balancers() {
     let (mut w, api, www) = world();
     let plans = to_plans(&w.state, LISTEN, 0);
