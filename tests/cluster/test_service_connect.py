@@ -3,7 +3,9 @@ port mapping `http` as the client alias `web:8080` in the HTTP namespace `sc.tes
 client service's task (busybox, bridge networking) calls `http://web:8080/` from inside
 its own container (its mount and network namespaces: its /etc/hosts, its routes) through
 its node's Service Connect proxy, which spreads the calls over web's tasks on every node.
-The calls keep succeeding, none failing, through a rolling deploy of `web`.
+The calls keep succeeding, none failing, through a rolling deploy of `web`. A TCP echo
+service whose port mapping has no appProtocol (TCP, as in ECS) is proxied per connection,
+also through a deploy.
 The tests run in file order on one cluster."""
 
 from __future__ import annotations
@@ -28,7 +30,8 @@ def register_web(c: Cluster, version: int) -> str:
         "image": "127.0.0.1:5000/httpd:latest",
         "memory": 32,
         "essential": True,
-        "portMappings": [{"containerPort": 8080, "hostPort": 0, "protocol": "tcp", "name": "http"}],
+        "portMappings": [{"containerPort": 8080, "hostPort": 0, "protocol": "tcp", "name": "http",
+                          "appProtocol": "http"}],
         "environment": [{"name": "VERSION", "value": str(version)}],
         "linuxParameters": {"initProcessEnabled": True},
         "stopTimeout": 5,
@@ -125,10 +128,75 @@ def test_2_calls_keep_succeeding_through_a_deploy_of_web(cluster: Cluster):
     assert in_client(cluster, *WGET).stdout.strip() == "flotilla httpd ok"
 
 
+# A TCP server that is not HTTP: each connection reads one line and answers
+# "echo-<VERSION> <line>", then closes (busybox nc forks the script per connection).
+ECHO_SERVER = ("printf '#!/bin/sh\\nread line\\necho \"echo-$VERSION $line\"\\n' > /tmp/echo.sh"
+               " && chmod +x /tmp/echo.sh && exec nc -ll -p 7000 -e /tmp/echo.sh")
+
+
+def register_echo(c: Cluster, version: int) -> str:
+    container = {
+        "name": "echo", "image": "127.0.0.1:5000/busybox:latest", "memory": 32, "essential": True,
+        "command": ["sh", "-c", ECHO_SERVER],
+        # No appProtocol: ECS's TCP; the node proxy copies each connection's bytes.
+        "portMappings": [{"containerPort": 7000, "hostPort": 0, "protocol": "tcp", "name": "echo"}],
+        "environment": [{"name": "VERSION", "value": str(version)}],
+        "linuxParameters": {"initProcessEnabled": True}, "stopTimeout": 2,
+    }
+    return c.ecs.register_task_definition(family="scecho", networkMode="bridge",
+                                          containerDefinitions=[container])["taskDefinition"]["taskDefinitionArn"]
+
+
+TCP_LOOP = """
+ok=0; fail=0
+while [ ! -e /tmp/stop ]; do
+  case "$(echo ping | timeout 10 nc echo 7000)" in
+    "echo-"[12]" ping") ok=$((ok+1));;
+    *) fail=$((fail+1));;
+  esac
+done
+echo "$ok $fail"
+"""
+
+
+def test_3_a_tcp_service_without_app_protocol_is_proxied_per_connection(cluster: Cluster):
+    """A port mapping with no appProtocol is TCP (as in ECS): a line protocol that is not
+    HTTP goes through the alias both ways, and keeps going through a deploy."""
+    v1, v2 = register_echo(cluster, 1), register_echo(cluster, 2)
+    cluster.ecs.create_service(
+        cluster="default", serviceName="echo", taskDefinition=v1, desiredCount=2,
+        serviceConnectConfiguration={"enabled": True, "namespace": NAMESPACE, "services": [
+            {"portName": "echo", "clientAliases": [{"port": 7000, "dnsName": "echo"}]}]})
+    wait_for(lambda: len(running(cluster, "echo", v1)) == 2, "2 echo tasks running", deadline=120)
+    wait_for(lambda: in_client(cluster, "sh", "-c", "echo hello | timeout 5 nc echo 7000").stdout.strip()
+             == "echo-1 hello", "echo:7000 from inside the client task", deadline=60)
+
+    task = running(cluster, "client")[0]
+    pid = container_pid(cluster, cluster.node_of_instance()[task["containerInstanceArn"]], task["taskArn"])
+    in_client(cluster, "rm", "-f", "/tmp/stop")
+    loop = subprocess.Popen(["nsenter", "-t", str(pid), "-m", "-n", "--", "sh", "-c", TCP_LOOP],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        cluster.ecs.update_service(cluster="default", service="echo", taskDefinition=v2)
+        wait_for(lambda: len(running(cluster, "echo", v2)) == 2 and not running(cluster, "echo", v1)
+                 and not [t for t in service_tasks(cluster.ecs, "echo", "STOPPED")
+                          if t["lastStatus"] != "STOPPED"],
+                 "echo's deploy to finish", deadline=240, interval=0.5)
+    finally:
+        in_client(cluster, "touch", "/tmp/stop")
+        out, err = loop.communicate(timeout=30)
+    ok, failed = (int(x) for x in out.split())
+    print(f"\nService Connect (TCP) through a deploy of echo: {ok} connections, {failed} failed")
+    assert ok >= 50, f"too few connections went through ({ok}): {err}"
+    assert failed == 0, f"{failed} of {ok + failed} connections to echo:7000 failed during the deploy"
+    got = in_client(cluster, "sh", "-c", "echo bye | timeout 5 nc echo 7000").stdout.strip()
+    assert got == "echo-2 bye", got
+
+
 @pytest.fixture(autouse=True, scope="module")
 def _cleanup(cluster: Cluster):
     yield
-    for s in ("client", "web"):
+    for s in ("client", "web", "echo"):
         try:
             cluster.ecs.delete_service(cluster="default", service=s, force=True)
         except Exception:  # noqa: BLE001 - best effort before the cluster goes down

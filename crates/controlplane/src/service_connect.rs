@@ -17,7 +17,9 @@
 //! client — reaches every alias of its namespace: the agent gives the task the alias
 //! names (`/etc/hosts`) and proxies each alias on its node to the alias's healthy
 //! endpoints, on whatever node they run, with retries and outlier ejection (see
-//! `crates/agent/src/service_connect/`).
+//! `crates/agent/src/service_connect/`). Each route carries the offering port mapping's
+//! `appProtocol` (none is TCP, as in ECS), which picks how the node proxies it; a `udp`
+//! port mapping cannot be offered.
 //!
 //! Left out (refused with `UnsupportedFeatureException`): `tls`, and `ingressPortOverride`
 //! (flotilla proxies on the client side only; servers are reached directly).
@@ -135,8 +137,11 @@ fn namespace<'a>(
         })
 }
 
-/// The container and container port of the port mapping named `port_name`.
-fn named_port(def: &wire::TaskDefinition, port_name: &str) -> Option<(String, i32)> {
+/// The container and port mapping named `port_name`.
+fn named_mapping<'a>(
+    def: &'a wire::TaskDefinition,
+    port_name: &str,
+) -> Option<(&'a str, &'a wire::PortMapping)> {
     def.container_definitions
         .as_deref()
         .unwrap_or(&[])
@@ -148,8 +153,14 @@ fn named_port(def: &wire::TaskDefinition, port_name: &str) -> Option<(String, i3
                 .unwrap_or(&[])
                 .iter()
                 .find(|m| m.name.as_deref() == Some(port_name))?;
-            Some((c.name.clone()?, mapping.container_port?))
+            Some((c.name.as_deref()?, mapping))
         })
+}
+
+/// The container and container port of the port mapping named `port_name`.
+fn named_port(def: &wire::TaskDefinition, port_name: &str) -> Option<(String, i32)> {
+    let (container, mapping) = named_mapping(def, port_name)?;
+    Some((container.to_owned(), mapping.container_port?))
 }
 
 /// The Cloud Map service `name` of a namespace, if there is one.
@@ -280,10 +291,21 @@ pub fn resolve(
         let port_name = entry.port_name.clone().ok_or_else(|| {
             invalid("serviceConnectConfiguration.services[].portName is required.")
         })?;
-        let (_, container_port) = named_port(&def.definition, &port_name).ok_or_else(|| {
+        let (_, mapping) = named_mapping(&def.definition, &port_name).ok_or_else(|| {
             invalid(format!(
                 "serviceConnectConfiguration: portName {port_name:?} is not the name of a port \
                  mapping in the task definition."
+            ))
+        })?;
+        if mapping.protocol == Some(wire::TransportProtocol::Udp) {
+            return Err(invalid(format!(
+                "serviceConnectConfiguration: port mapping {port_name:?} is UDP; Service Connect \
+                 proxies TCP only."
+            )));
+        }
+        let container_port = mapping.container_port.ok_or_else(|| {
+            invalid(format!(
+                "serviceConnectConfiguration: port mapping {port_name:?} has no containerPort."
             ))
         })?;
         let discovery_name = entry.discovery_name.clone().unwrap_or(port_name.clone());
@@ -451,9 +473,10 @@ pub fn task_namespace<'a>(state: &'a State, task: &TaskRecord) -> Option<&'a str
 /// service as endpoints. Namespaces of another scope, or gone, have none.
 pub fn routes(state: &State, scope: &Scope, namespaces: &[String]) -> Vec<ServiceConnectRoute> {
     let wanted: BTreeSet<&str> = namespaces.iter().map(String::as_str).collect();
-    // (namespace, dnsName, port) → (discoveryName, Cloud Map service ARN); the newest
-    // deployment that offers an alias wins.
-    let mut aliases: BTreeMap<(String, String, u16), (String, String)> = BTreeMap::new();
+    // (namespace, dnsName, port) → (discoveryName, Cloud Map service ARN, appProtocol);
+    // the newest deployment that offers an alias wins.
+    type Offer = (String, String, Option<wire::ApplicationProtocol>);
+    let mut aliases: BTreeMap<(String, String, u16), Offer> = BTreeMap::new();
     for rec in services_of(state, scope) {
         for d in rec
             .service
@@ -468,7 +491,15 @@ pub fn routes(state: &State, scope: &Scope, namespaces: &[String]) -> Vec<Servic
                 continue;
             };
             let resources = d.service_connect_resources.as_deref().unwrap_or(&[]);
+            let def = d
+                .task_definition
+                .as_deref()
+                .and_then(|arn| crate::ops::task_definitions::resolve(state, scope, arn));
             for s in c.services.as_deref().unwrap_or(&[]) {
+                let app_protocol = def
+                    .zip(s.port_name.as_deref())
+                    .and_then(|(def, name)| named_mapping(&def.definition, name))
+                    .and_then(|(_, mapping)| mapping.app_protocol);
                 let Some(arn) = resources
                     .iter()
                     .find(|r| r.discovery_name == s.discovery_name)
@@ -485,7 +516,11 @@ pub fn routes(state: &State, scope: &Scope, namespaces: &[String]) -> Vec<Servic
                     };
                     aliases.insert(
                         (ns.to_owned(), name, port),
-                        (s.discovery_name.clone().unwrap_or_default(), arn.clone()),
+                        (
+                            s.discovery_name.clone().unwrap_or_default(),
+                            arn.clone(),
+                            app_protocol,
+                        ),
                     );
                 }
             }
@@ -500,18 +535,21 @@ pub fn routes(state: &State, scope: &Scope, namespaces: &[String]) -> Vec<Servic
     aliases
         .into_iter()
         .take(MAX_ROUTES)
-        .map(|((namespace, dns_name, port), (discovery_name, arn))| {
-            let endpoints = crate::ops::servicediscovery::find_service(state, scope, &arn)
-                .map(|svc| endpoints_of(state, scope, svc))
-                .unwrap_or_default();
-            ServiceConnectRoute {
-                namespace,
-                dns_name,
-                port,
-                discovery_name,
-                endpoints,
-            }
-        })
+        .map(
+            |((namespace, dns_name, port), (discovery_name, arn, app_protocol))| {
+                let endpoints = crate::ops::servicediscovery::find_service(state, scope, &arn)
+                    .map(|svc| endpoints_of(state, scope, svc))
+                    .unwrap_or_default();
+                ServiceConnectRoute {
+                    namespace,
+                    dns_name,
+                    port,
+                    discovery_name,
+                    app_protocol,
+                    endpoints,
+                }
+            },
+        )
         .collect()
 }
 

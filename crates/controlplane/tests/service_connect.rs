@@ -195,6 +195,10 @@ fn a_service_offers_its_port_under_an_alias_and_clients_get_the_namespace() {
     assert_eq!(routes.len(), 1);
     assert_eq!((routes[0].dns_name.as_str(), routes[0].port), ("web", 8080));
     assert_eq!(routes[0].discovery_name, "http");
+    assert_eq!(
+        routes[0].app_protocol, None,
+        "a port mapping without appProtocol: TCP, as in ECS"
+    );
     assert_eq!(h.endpoints(), h.listening("web"));
     assert_eq!(h.endpoints().len(), 2);
     // Every task of both services is told its namespace; a task of another service not.
@@ -393,7 +397,21 @@ fn service_connect_configurations_are_validated_like_ecs() {
             json!({"enabled": true, "namespace": "local"}),
             "InvalidParameterException",
         ),
+        (
+            "udp:1",
+            json!({"enabled": true, "namespace": "local", "services": [{"portName": "dns"}]}),
+            "InvalidParameterException",
+        ),
     ];
+    let _: wire::RegisterTaskDefinitionResponse = h.world.write(
+        task_definitions::register,
+        req(
+            json!({"family": "udp", "networkMode": "bridge", "containerDefinitions": [{
+                "name": "app", "image": "busybox", "memory": 128,
+                "portMappings": [{"containerPort": 53, "protocol": "udp", "name": "dns"}]
+            }]}),
+        ),
+    );
     for (i, (def, config, code)) in cases.into_iter().enumerate() {
         let body = json!({"cluster": "c", "serviceName": format!("s{i}"), "taskDefinition": def,
             "desiredCount": 1, "serviceConnectConfiguration": config});
@@ -480,4 +498,42 @@ fn a_route_request_names_at_most_ten_namespaces() {
     )
     .unwrap_err();
     assert_eq!(e.code(), "InvalidParameterException", "{e}");
+}
+
+#[test]
+fn a_route_carries_the_offering_port_mappings_app_protocol() {
+    let mut h = Harness::new();
+    for (family, app_protocol) in [("api", "grpc"), ("page", "http")] {
+        let _: wire::RegisterTaskDefinitionResponse = h.world.write(
+            task_definitions::register,
+            req(json!({"family": family, "networkMode": "bridge", "containerDefinitions": [{
+                "name": "app", "image": "busybox", "memory": 128,
+                "portMappings": [{"containerPort": 50051, "name": family, "appProtocol": app_protocol}]
+            }]})),
+        );
+        h.create(
+            family,
+            &format!("{family}:1"),
+            1,
+            json!({"enabled": true, "namespace": "local", "services": [{"portName": family}]}),
+        );
+    }
+    let protocols: Vec<(String, Option<wire::ApplicationProtocol>)> = h
+        .routes()
+        .into_iter()
+        .map(|r| (r.dns_name, r.app_protocol))
+        .collect();
+    assert_eq!(
+        protocols,
+        [
+            (
+                "api.local".to_owned(),
+                Some(wire::ApplicationProtocol::Grpc)
+            ),
+            (
+                "page.local".to_owned(),
+                Some(wire::ApplicationProtocol::Http)
+            ),
+        ]
+    );
 }

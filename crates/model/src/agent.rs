@@ -230,6 +230,12 @@ pub struct ServiceConnectRoute {
     pub port: u16,
     /// The Cloud Map service whose instances serve it (its `discoveryName`).
     pub discovery_name: String,
+    /// The offering port mapping's `appProtocol`: how the node proxies the alias. `http`
+    /// is proxied per request (HTTP/1.1 to the endpoints); `http2` and `grpc` per request
+    /// over HTTP/2 (h2c) to the endpoints; none (ECS's TCP) per connection, the bytes
+    /// copied both ways.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub app_protocol: Option<wire::ApplicationProtocol>,
     /// The healthy instances: where to connect (`AWS_INSTANCE_IPV4`:`AWS_INSTANCE_PORT`).
     pub endpoints: Vec<ServiceConnectEndpoint>,
 }

@@ -24,7 +24,10 @@
 //!   port) forwarding to one target group per route whose targets are its endpoints
 //!   ([`lb_config`]): no active health check (an endpoint serves as soon as it is listed),
 //!   outlier detection on ([`lb::OutlierDetection::default`]: a connection failure or 5
-//!   5xx in a row eject an endpoint for 10 s, doubling, at most half of a route's).
+//!   5xx in a row eject an endpoint for 10 s, doubling, at most half of a route's). The
+//!   offering port mapping's `appProtocol` picks the listener: HTTP (per request) for
+//!   `http`, `http2` and `grpc`, TCP (per connection, bytes copied both ways) for none,
+//!   as ECS treats a port without one.
 //! - **hosts files**: `<data-dir>/hosts/<task-id>` ([`render_hosts`]), bind-mounted
 //!   read-only at `/etc/hosts` in every container of a Service Connect task
 //!   ([`crate::definition`]). When the namespace's aliases change the file is rewritten
@@ -45,8 +48,8 @@
 //! - The proxy runs inside the agent: while the agent restarts, aliases do not answer
 //!   (established client connections break; tasks keep running and the restarted agent
 //!   restores the listeners).
-//! - HTTP only (the proxy is `lb`'s HTTP/1.1 and h2c); `tcp` and `grpc` appProtocols are
-//!   not proxied as such.
+//! - A TCP alias balances connections, not requests: a long-lived connection stays on its
+//!   endpoint until either side closes it (a stopping task closes its own).
 //! - A request with a body that is not buffered (non-idempotent, or over
 //!   [`lb::proxy::MAX_RETRY_BODY`]) is not retried when its endpoint cannot be reached;
 //!   that endpoint is ejected, so the next one goes elsewhere.

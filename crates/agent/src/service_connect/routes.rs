@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, SocketAddr};
 
 use model::agent::ServiceConnectRoute;
+use model::wire::ApplicationProtocol;
 
 use super::{AliasAddresses, MAX_ENDPOINTS_PER_ROUTE, MAX_ROUTES_PER_NODE, valid_dns_name};
 
@@ -69,6 +70,25 @@ pub(super) fn group_name(route: &ServiceConnectRoute) -> String {
     format!("sc-{hash:016x}")
 }
 
+/// How the proxy serves an alias whose port mapping has `app_protocol`: the listener's
+/// protocol and the endpoints' HTTP version. Per request for `http` (HTTP/1.1 to the
+/// endpoints), `http2` and `grpc` (HTTP/2 cleartext to the endpoints, trailers passed
+/// through); per connection (the bytes copied both ways) for a port with none, which ECS
+/// treats as TCP.
+pub(super) fn proxying(
+    app_protocol: Option<ApplicationProtocol>,
+) -> (lb::ListenerProtocol, lb::ProtocolVersion) {
+    match app_protocol {
+        Some(ApplicationProtocol::Http) => (lb::ListenerProtocol::Http, lb::ProtocolVersion::Http1),
+        Some(ApplicationProtocol::Http2) => {
+            (lb::ListenerProtocol::Http, lb::ProtocolVersion::Http2)
+        }
+        // No active checks here, so `Grpc` (gRPC health checks) would change nothing.
+        Some(ApplicationProtocol::Grpc) => (lb::ListenerProtocol::Http, lb::ProtocolVersion::Http2),
+        None => (lb::ListenerProtocol::Tcp, lb::ProtocolVersion::Http1),
+    }
+}
+
 /// The proxy's config for `routes` (each with an address in `addresses`; the others are
 /// left out): one listener per (alias address, port), forwarding to a group of the
 /// route's endpoints with no active health check and outlier detection.
@@ -86,14 +106,16 @@ pub fn lb_config(routes: &[&ServiceConnectRoute], addresses: &AliasAddresses) ->
             .endpoints
             .iter()
             .filter_map(|e| Some(SocketAddr::new(e.address.parse::<IpAddr>().ok()?, e.port)));
+        let (protocol, version) = proxying(r.app_protocol);
         let mut group = lb::TargetGroupConfig::new(targets);
+        group.protocol_version = version;
         group.health_check.enabled = false;
         group.deregistration_delay_secs = 0;
         group.outlier_detection = Some(lb::OutlierDetection::default());
         config.target_groups.insert(name.clone(), group);
         config.listeners.push(lb::ListenerConfig {
             bind: SocketAddr::new(IpAddr::V4(ip), r.port),
-            protocol: lb::ListenerProtocol::Http,
+            protocol,
             rules: Vec::new(),
             default_action: lb::Action::forward(name),
         });

@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 
 use super::*;
 use model::agent::ServiceConnectEndpoint;
+use model::wire::ApplicationProtocol;
 
 const NS: &str = "arn:aws:servicediscovery:us-east-1:000000000000:namespace/ns-1";
 
@@ -17,6 +18,7 @@ fn route(ns: &str, name: &str, port: u16, endpoints: &[(&str, u16)]) -> ServiceC
         dns_name: name.into(),
         port,
         discovery_name: name.into(),
+        app_protocol: Some(ApplicationProtocol::Http),
         endpoints: endpoints
             .iter()
             .map(|(a, p)| ServiceConnectEndpoint {
@@ -204,6 +206,34 @@ fn routes_become_one_listener_and_group_each() {
     assert!(alone.target_groups.contains_key(&target_groups[0].name));
 }
 
+#[test]
+fn the_port_mappings_app_protocol_picks_per_request_or_per_connection_proxying() {
+    let mut a = AliasAddresses::new(range(DEFAULT_CIDR));
+    a.assign(NS, "web").unwrap();
+    use lb::ListenerProtocol::{Http, Tcp};
+    use lb::ProtocolVersion::{Http1, Http2};
+    let protocols = [
+        (Some(ApplicationProtocol::Http), (Http, Http1)),
+        (Some(ApplicationProtocol::Http2), (Http, Http2)),
+        (Some(ApplicationProtocol::Grpc), (Http, Http2)),
+        (None, (Tcp, Http1)),
+    ];
+    for (app_protocol, want) in protocols {
+        let r = ServiceConnectRoute {
+            app_protocol,
+            ..route(NS, "web", 8080, &[("10.0.0.1", 80)])
+        };
+        let config = lb_config(&[&r], &a);
+        config.validate().unwrap();
+        let group = config.target_groups.values().next().unwrap();
+        assert_eq!(
+            (config.listeners[0].protocol, group.protocol_version),
+            want,
+            "{app_protocol:?}"
+        );
+    }
+}
+
 /// Routes from a list the test changes.
 struct FakeRoutes {
     routes: std::sync::Mutex<Result<Vec<ServiceConnectRoute>, String>>,
@@ -381,6 +411,133 @@ async fn a_task_gets_its_names_proxied_and_updated_in_place() {
     assert!(get(alias).await.is_none(), "no listener any more");
     assert!(sc.state.lock().await.addresses.addresses().is_empty());
     refresher.abort();
+}
+
+/// A loopback TCP backend that writes `id` and then echoes what it reads.
+async fn echo_backend(id: &'static str) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                use tokio::io::AsyncWriteExt;
+                let (mut r, mut w) = stream.into_split();
+                if w.write_all(id.as_bytes()).await.is_ok() {
+                    let _ = tokio::io::copy(&mut r, &mut w).await;
+                }
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn a_port_without_app_protocol_is_proxied_as_tcp() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let dir = tempfile::tempdir().unwrap();
+    let echo = echo_backend("echo-1:").await;
+    let dead = free_port();
+    let port = free_port();
+    let fake = FakeRoutes::new(Ok(vec![ServiceConnectRoute {
+        app_protocol: None,
+        ..route(
+            NS,
+            "db",
+            port,
+            &[("127.0.0.1", dead), ("127.0.0.1", echo.port())],
+        )
+    }]));
+    let sc = ServiceConnect::new(dir.path(), range("127.79.0.0/16"), fake).unwrap();
+    sc.ensure_task("t1", NS).await.unwrap();
+    let alias = SocketAddr::from(([127, 79, 0, 1], port));
+    // Bytes that are not HTTP go through as they are, both ways, on every connection:
+    // the endpoint that refuses connections is tried at most once per connection, then
+    // ejected.
+    for i in 0..10 {
+        let mut s = tokio::net::TcpStream::connect(alias).await.unwrap();
+        let line = format!("\x00ping {i}\n");
+        s.write_all(line.as_bytes()).await.unwrap();
+        s.shutdown().await.unwrap();
+        let mut got = String::new();
+        s.read_to_string(&mut got).await.unwrap();
+        assert_eq!(got, format!("echo-1:{line}"), "connection {i}");
+    }
+    sc.release_task("t1").await;
+}
+
+/// A loopback backend that speaks only HTTP/2 with prior knowledge: it answers `id` with
+/// the trailer `grpc-status: 0`, as a gRPC server does.
+async fn h2_backend(id: &'static str) -> SocketAddr {
+    use http_body_util::{BodyExt, Full};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let service = hyper::service::service_fn(
+                move |req: http::Request<hyper::body::Incoming>| async move {
+                    let mut trailers = http::HeaderMap::new();
+                    trailers.insert("grpc-status", http::HeaderValue::from_static("0"));
+                    let status = if req.version() == http::Version::HTTP_2 {
+                        200
+                    } else {
+                        505
+                    };
+                    let body = Full::new(bytes::Bytes::from_static(id.as_bytes()))
+                        .with_trailers(async move { Some(Ok(trailers)) });
+                    let mut resp = http::Response::new(body);
+                    *resp.status_mut() = http::StatusCode::from_u16(status).unwrap();
+                    Ok::<_, std::convert::Infallible>(resp)
+                },
+            );
+            tokio::spawn(
+                hyper::server::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new())
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service),
+            );
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn a_grpc_alias_reaches_http2_endpoints_with_their_trailers() {
+    use http_body_util::BodyExt;
+    let dir = tempfile::tempdir().unwrap();
+    let api = h2_backend("api-1").await;
+    let port = free_port();
+    let fake = FakeRoutes::new(Ok(vec![ServiceConnectRoute {
+        app_protocol: Some(ApplicationProtocol::Grpc),
+        ..route(NS, "api", port, &[("127.0.0.1", api.port())])
+    }]));
+    let sc = ServiceConnect::new(dir.path(), range("127.80.0.0/16"), fake).unwrap();
+    sc.ensure_task("t1", NS).await.unwrap();
+    let alias = SocketAddr::from(([127, 80, 0, 1], port));
+    // A gRPC client: HTTP/2 prior knowledge to the alias.
+    let stream = tokio::net::TcpStream::connect(alias).await.unwrap();
+    let (mut send, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(stream),
+    )
+    .await
+    .unwrap();
+    tokio::spawn(conn);
+    for i in 0..3 {
+        let req = http::Request::post(format!("http://api:{port}/pkg.Api/Call"))
+            .header("content-type", "application/grpc")
+            .header("te", "trailers")
+            .body(http_body_util::Empty::<bytes::Bytes>::new())
+            .unwrap();
+        let resp = send.send_request(req).await.unwrap();
+        assert_eq!(resp.status(), 200, "call {i}");
+        let collected = resp.into_body().collect().await.unwrap();
+        let trailers = collected.trailers().cloned();
+        assert_eq!(&collected.to_bytes()[..], b"api-1", "call {i}");
+        assert_eq!(
+            trailers.and_then(|t| t.get("grpc-status").cloned()),
+            Some(http::HeaderValue::from_static("0")),
+            "call {i}: the trailer reaches the client"
+        );
+    }
+    sc.release_task("t1").await;
 }
 
 #[tokio::test]
