@@ -1,7 +1,7 @@
 //! The few Amazon CloudWatch (`monitoring`) shapes flotilla serves: metric alarms
-//! (PutMetricAlarm, DescribeAlarms, DeleteAlarms, SetAlarmState) and the metrics they
+//! (PutMetricAlarm, DescribeAlarms, DeleteAlarms, SetAlarmState), the metrics they
 //! watch (PutMetricData, ListMetrics), which is what ECS's `deploymentConfiguration.alarms`
-//! needs.
+//! needs, and reading those metrics back (GetMetricStatistics, GetMetricData).
 //! Hand-written from botocore's `cloudwatch/2010-08-01/service-2.json` for just these
 //! operations. Clients speak Smithy RPC v2 CBOR to CloudWatch (`POST
 //! /service/GraniteServiceVersion20100801/operation/<Operation>`, CBOR bodies); the
@@ -17,13 +17,15 @@ use crate::wire::{Required, Timestamp};
 /// The service's target prefix: the second path segment of every request.
 pub const TARGET_PREFIX: &str = "GraniteServiceVersion20100801";
 
-/// Members of the shapes here that are timestamps (and no other member has these
-/// names): the codec writes them as CBOR tag 1 (epoch seconds).
-pub const TIMESTAMP_MEMBERS: [&str; 4] = [
+/// Members of the shapes here that are timestamps, or lists of timestamps
+/// (`Timestamps`), and no other member has these names: the codec writes them (each
+/// element of a list) as CBOR tag 1 (epoch seconds).
+pub const TIMESTAMP_MEMBERS: [&str; 5] = [
     "AlarmConfigurationUpdatedTimestamp",
     "StateUpdatedTimestamp",
     "StateTransitionedTimestamp",
     "Timestamp",
+    "Timestamps",
 ];
 
 /// The CloudWatch operations flotilla serves.
@@ -41,17 +43,23 @@ pub enum CwOperation {
     PutMetricData,
     /// Lists metrics (namespace, name, dimensions), with filters and paging.
     ListMetrics,
+    /// One metric's statistics per period.
+    GetMetricStatistics,
+    /// Several metrics' (and metric math's) values per period, with paging.
+    GetMetricData,
 }
 
 impl CwOperation {
     /// Every served operation.
-    pub const ALL: [CwOperation; 6] = [
+    pub const ALL: [CwOperation; 8] = [
         CwOperation::PutMetricAlarm,
         CwOperation::DescribeAlarms,
         CwOperation::DeleteAlarms,
         CwOperation::SetAlarmState,
         CwOperation::PutMetricData,
         CwOperation::ListMetrics,
+        CwOperation::GetMetricStatistics,
+        CwOperation::GetMetricData,
     ];
 
     /// The operation's name as the request path spells it.
@@ -63,6 +71,8 @@ impl CwOperation {
             CwOperation::SetAlarmState => "SetAlarmState",
             CwOperation::PutMetricData => "PutMetricData",
             CwOperation::ListMetrics => "ListMetrics",
+            CwOperation::GetMetricStatistics => "GetMetricStatistics",
+            CwOperation::GetMetricData => "GetMetricData",
         }
     }
 
@@ -74,7 +84,7 @@ impl CwOperation {
 
 /// CloudWatch's other operations (botocore 1.43): answered `UnsupportedOperation`, where
 /// a name CloudWatch does not have is an unknown operation.
-pub const UNSUPPORTED_OPERATIONS: [&str; 40] = [
+pub const UNSUPPORTED_OPERATIONS: [&str; 38] = [
     "DeleteAlarmMuteRule",
     "DeleteAnomalyDetector",
     "DeleteDashboards",
@@ -92,8 +102,6 @@ pub const UNSUPPORTED_OPERATIONS: [&str; 40] = [
     "GetAlarmMuteRule",
     "GetDashboard",
     "GetInsightRuleReport",
-    "GetMetricData",
-    "GetMetricStatistics",
     "GetMetricStream",
     "GetMetricWidgetImage",
     "GetOTelEnrichment",
@@ -449,7 +457,9 @@ pub struct MetricDatum {
     pub values: Option<Vec<f64>>,
     /// How often each of `values` occurred (default 1 each).
     pub counts: Option<Vec<f64>>,
-    /// The unit (kept nowhere: alarms count datapoints of any unit).
+    /// The unit, one of [`STANDARD_UNITS`] (the metric keeps the last one given, which
+    /// GetMetricStatistics and GetMetricData answer and filter on; alarms count
+    /// datapoints of any unit).
     pub unit: Option<String>,
     /// 1 (high resolution) or 60; flotilla keeps one-minute datapoints either way.
     pub storage_resolution: Option<i32>,
@@ -520,9 +530,10 @@ impl Required for ListMetricsRequest {
     }
 }
 
-/// A metric as ListMetrics shows it.
+/// A metric as ListMetrics shows it (and as GetMetricData's `MetricStat` names one: a
+/// member it lacks reads as empty, which the operation refuses).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "PascalCase")]
+#[serde(rename_all = "PascalCase", default)]
 pub struct Metric {
     /// Its namespace.
     pub namespace: String,
@@ -543,6 +554,253 @@ pub struct ListMetricsResult {
     pub next_token: Option<String>,
 }
 
+/// CloudWatch's `StandardUnit`s: the units PutMetricData, GetMetricStatistics and
+/// GetMetricData accept.
+pub const STANDARD_UNITS: [&str; 27] = [
+    "Seconds",
+    "Microseconds",
+    "Milliseconds",
+    "Bytes",
+    "Kilobytes",
+    "Megabytes",
+    "Gigabytes",
+    "Terabytes",
+    "Bits",
+    "Kilobits",
+    "Megabits",
+    "Gigabits",
+    "Terabits",
+    "Percent",
+    "Count",
+    "Bytes/Second",
+    "Kilobytes/Second",
+    "Megabytes/Second",
+    "Gigabytes/Second",
+    "Terabytes/Second",
+    "Bits/Second",
+    "Kilobits/Second",
+    "Megabits/Second",
+    "Gigabits/Second",
+    "Terabits/Second",
+    "Count/Second",
+    "None",
+];
+
+/// GetMetricStatistics input: one metric (its exact dimensions), a time range cut into
+/// periods, and the statistics wanted of each.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct GetMetricStatisticsRequest {
+    /// The metric's namespace.
+    pub namespace: Option<String>,
+    /// The metric's name.
+    pub metric_name: Option<String>,
+    /// The metric's dimensions, all of them (a metric with other dimensions is another
+    /// metric).
+    pub dimensions: Option<Vec<Dimension>>,
+    /// The first period starts here (rounded down to the minute).
+    pub start_time: Option<Timestamp>,
+    /// Datapoints up to here (exclusive).
+    pub end_time: Option<Timestamp>,
+    /// Seconds per period (a multiple of 60).
+    pub period: Option<i32>,
+    /// `SampleCount`, `Average`, `Sum`, `Minimum`, `Maximum` (1–5 of them).
+    pub statistics: Option<Vec<String>>,
+    /// Percentiles (refused: flotilla keeps no percentiles).
+    pub extended_statistics: Option<Vec<String>>,
+    /// Only datapoints of this unit (one of [`STANDARD_UNITS`]).
+    pub unit: Option<String>,
+}
+
+impl Required for GetMetricStatisticsRequest {
+    fn missing_required(&self) -> Option<&'static str> {
+        if self.namespace.is_none() {
+            Some("Namespace")
+        } else if self.metric_name.is_none() {
+            Some("MetricName")
+        } else if self.start_time.is_none() {
+            Some("StartTime")
+        } else if self.end_time.is_none() {
+            Some("EndTime")
+        } else {
+            self.period.is_none().then_some("Period")
+        }
+    }
+}
+
+/// One period's statistics (those asked for) as GetMetricStatistics answers them.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Datapoint {
+    /// The period's start.
+    pub timestamp: Timestamp,
+    /// How many samples.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sample_count: Option<f64>,
+    /// Their mean.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub average: Option<f64>,
+    /// Their sum.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sum: Option<f64>,
+    /// The smallest.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub minimum: Option<f64>,
+    /// The largest.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub maximum: Option<f64>,
+    /// The unit.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub unit: Option<String>,
+}
+
+/// GetMetricStatistics output.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct GetMetricStatisticsResult {
+    /// The metric's name.
+    pub label: String,
+    /// One per period that has datapoints, oldest first.
+    pub datapoints: Vec<Datapoint>,
+}
+
+/// A metric, period and statistic: one time series of GetMetricData.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct MetricStat {
+    /// The metric (its exact dimensions).
+    pub metric: Option<Metric>,
+    /// Seconds per period (a multiple of 60).
+    pub period: Option<i32>,
+    /// `SampleCount`, `Average`, `Sum`, `Minimum` or `Maximum`.
+    pub stat: Option<String>,
+    /// Only datapoints of this unit (one of [`STANDARD_UNITS`]).
+    pub unit: Option<String>,
+}
+
+/// One query of GetMetricData: a metric's statistic (`MetricStat`) or metric math over
+/// other queries (`Expression`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct MetricDataQuery {
+    /// Its id: a lowercase letter, then letters, digits and underscores (1–255).
+    pub id: Option<String>,
+    /// The metric's statistic.
+    pub metric_stat: Option<MetricStat>,
+    /// Metric math over other queries' ids (1–2048 characters).
+    pub expression: Option<String>,
+    /// Its label (default: the metric's name, or the id of an expression).
+    pub label: Option<String>,
+    /// Whether its values are answered (default true; `false` for queries only an
+    /// expression uses).
+    pub return_data: Option<bool>,
+    /// An expression's period (accepted; an expression has its inputs' periods).
+    pub period: Option<i32>,
+    /// Cross-account observability (only the caller's own account has data).
+    pub account_id: Option<String>,
+}
+
+/// The order of each result's datapoints.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ScanBy {
+    /// Newest first (the default).
+    #[default]
+    TimestampDescending,
+    /// Oldest first.
+    TimestampAscending,
+}
+
+/// How labels are written (accepted; flotilla's labels carry no times).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct LabelOptions {
+    /// The time zone of times in labels.
+    pub timezone: Option<String>,
+}
+
+/// GetMetricData input.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct GetMetricDataRequest {
+    /// The queries (1–500).
+    pub metric_data_queries: Option<Vec<MetricDataQuery>>,
+    /// The first period starts here (rounded down to the minute).
+    pub start_time: Option<Timestamp>,
+    /// Datapoints up to here (exclusive).
+    pub end_time: Option<Timestamp>,
+    /// Where the previous page ended.
+    pub next_token: Option<String>,
+    /// The order of each result's datapoints (default newest first).
+    pub scan_by: Option<ScanBy>,
+    /// Most datapoints of one page, all results together (default 100,800).
+    pub max_datapoints: Option<i32>,
+    /// How labels are written (accepted).
+    pub label_options: Option<LabelOptions>,
+}
+
+impl Required for GetMetricDataRequest {
+    fn missing_required(&self) -> Option<&'static str> {
+        if self.metric_data_queries.is_none() {
+            Some("MetricDataQueries")
+        } else if self.start_time.is_none() {
+            Some("StartTime")
+        } else {
+            self.end_time.is_none().then_some("EndTime")
+        }
+    }
+}
+
+/// Whether a result has all its datapoints on this page.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum StatusCode {
+    /// Every datapoint is answered.
+    Complete,
+    /// More follow on the next page (`NextToken`).
+    PartialData,
+}
+
+/// A message about a result or the whole call.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct MessageData {
+    /// Its code.
+    pub code: String,
+    /// Its text.
+    pub value: String,
+}
+
+/// One query's datapoints on this page.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct MetricDataResult {
+    /// The query's id.
+    pub id: String,
+    /// Its label.
+    pub label: String,
+    /// The periods' starts, in `ScanBy` order.
+    pub timestamps: Vec<Timestamp>,
+    /// The values, one per timestamp.
+    pub values: Vec<f64>,
+    /// `PartialData` when more datapoints follow on the next page.
+    pub status_code: StatusCode,
+    /// Messages about this result.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub messages: Vec<MessageData>,
+}
+
+/// GetMetricData output.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct GetMetricDataResult {
+    /// One per query with `ReturnData`, in the order of the queries.
+    pub metric_data_results: Vec<MetricDataResult>,
+    /// Where the next page starts.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_token: Option<String>,
+    /// Messages about the whole call.
+    pub messages: Vec<MessageData>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -553,7 +811,40 @@ mod tests {
             assert_eq!(CwOperation::from_name(op.name()), Some(op));
             assert!(!UNSUPPORTED_OPERATIONS.contains(&op.name()));
         }
-        assert_eq!(CwOperation::from_name("GetMetricData"), None);
+        assert_eq!(CwOperation::from_name("GetDashboard"), None);
+    }
+
+    #[test]
+    fn metric_reads_parse_as_botocore_sends_them_and_answer_only_what_is_set() {
+        let r: GetMetricDataRequest = serde_json::from_value(serde_json::json!({
+            "MetricDataQueries": [
+                {"Id": "m1", "MetricStat": {"Metric": {"Namespace": "App", "MetricName": "Errors"},
+                 "Period": 60, "Stat": "Sum"}, "ReturnData": false},
+                {"Id": "e1", "Expression": "m1 / 60"}
+            ],
+            "StartTime": 1.0, "EndTime": 2.0, "ScanBy": "TimestampAscending", "MaxDatapoints": 10
+        }))
+        .unwrap();
+        assert_eq!(r.missing_required(), None);
+        assert_eq!(r.scan_by, Some(ScanBy::TimestampAscending));
+        let q = r.metric_data_queries.unwrap();
+        let metric = q[0].metric_stat.as_ref().unwrap().metric.as_ref().unwrap();
+        assert!(metric.dimensions.is_empty(), "Dimensions may be left out");
+        assert_eq!(q[1].expression.as_deref(), Some("m1 / 60"));
+        assert_eq!(
+            GetMetricStatisticsRequest::default().missing_required(),
+            Some("Namespace")
+        );
+        let d = Datapoint {
+            timestamp: 60.0,
+            sum: Some(2.0),
+            unit: Some("None".into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            serde_json::to_value(&d).unwrap(),
+            serde_json::json!({"Timestamp": 60.0, "Sum": 2.0, "Unit": "None"})
+        );
     }
 
     #[test]

@@ -87,6 +87,11 @@ pub struct MetricRecord {
     pub dimensions: Vec<Dimension>,
     /// One bucket per minute that had datapoints, oldest first.
     pub buckets: Vec<Bucket>,
+    /// The unit the last datum that named one gave (one of CloudWatch's standard units);
+    /// GetMetricStatistics and GetMetricData answer it and filter on it. One unit per
+    /// metric, not per datapoint: data published in several units reads as the last.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unit: Option<String>,
 }
 
 /// The id of the metric `namespace`/`name` with `dimensions` (in any order).

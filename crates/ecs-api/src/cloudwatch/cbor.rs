@@ -7,7 +7,7 @@
 //! Requests are read into a `serde_json::Value` first (tags dropped, integers where a
 //! double is expected accepted), then into their shape by the same machinery as the JSON
 //! APIs, so a bad member is named the same way; answers go the other way, the shape's
-//! [`TIMESTAMP_MEMBERS`] becoming tag 1.
+//! [`TIMESTAMP_MEMBERS`] (each element, for a list of timestamps) becoming tag 1.
 
 use axum::response::Response;
 use ciborium::Value;
@@ -70,7 +70,8 @@ fn to_json(v: Value) -> Result<serde_json::Value, ApiError> {
     })
 }
 
-/// JSON as CBOR; the value of a member named in [`TIMESTAMP_MEMBERS`] becomes tag 1.
+/// JSON as CBOR; the value of a member named in [`TIMESTAMP_MEMBERS`] (each element of
+/// it, when it is a list: GetMetricData's `Timestamps`) becomes tag 1.
 fn to_cbor(v: serde_json::Value, timestamp: bool) -> Value {
     match v {
         serde_json::Value::Null => Value::Null,
@@ -91,7 +92,7 @@ fn to_cbor(v: serde_json::Value, timestamp: bool) -> Value {
         }
         serde_json::Value::String(s) => Value::Text(s),
         serde_json::Value::Array(items) => {
-            Value::Array(items.into_iter().map(|i| to_cbor(i, false)).collect())
+            Value::Array(items.into_iter().map(|i| to_cbor(i, timestamp)).collect())
         }
         serde_json::Value::Object(m) => Value::Map(
             m.into_iter()
@@ -257,6 +258,48 @@ mod tests {
         assert_eq!(get("Threshold"), Value::Float(2.0));
         assert_eq!(get("Period"), Value::Integer(60.into()));
         assert_eq!(get("StateValue"), text("ALARM"));
+    }
+
+    #[test]
+    fn a_list_of_timestamps_tags_each_and_its_values_stay_numbers() {
+        let out = encode(&model::wire_cw::GetMetricDataResult {
+            metric_data_results: vec![model::wire_cw::MetricDataResult {
+                id: "m1".into(),
+                label: "Errors".into(),
+                timestamps: vec![1_700_000_160.0, 1_700_000_100.0],
+                values: vec![2.5, 1.0],
+                status_code: model::wire_cw::StatusCode::Complete,
+                messages: Vec::new(),
+            }],
+            ..Default::default()
+        })
+        .unwrap();
+        let v: Value = ciborium::from_reader(&out[..]).unwrap();
+        let results = v
+            .as_map()
+            .unwrap()
+            .iter()
+            .find(|(k, _)| k.as_text() == Some("MetricDataResults"));
+        let result = &results.unwrap().1.as_array().unwrap()[0];
+        let get = |k: &str| {
+            result
+                .as_map()
+                .unwrap()
+                .iter()
+                .find(|(key, _)| key.as_text() == Some(k))
+                .map(|(_, v)| v.clone())
+                .unwrap()
+        };
+        let tagged = |s: f64| Value::Tag(1, Box::new(Value::Float(s)));
+        assert_eq!(
+            get("Timestamps"),
+            Value::Array(vec![tagged(1_700_000_160.0), tagged(1_700_000_100.0)])
+        );
+        assert_eq!(
+            get("Values"),
+            Value::Array(vec![Value::Float(2.5), Value::Float(1.0)])
+        );
+        assert_eq!(get("StatusCode"), text("Complete"));
     }
 
     #[tokio::test]

@@ -5,7 +5,7 @@
 //! `POST /service/GraniteServiceVersion20100801/operation/<Operation>` ([`cbor`], what
 //! clients that prefer it, such as newer SDKs, send). SigV4 service name `monitoring`.
 //! Served: PutMetricAlarm, DescribeAlarms, DeleteAlarms, SetAlarmState, PutMetricData,
-//! ListMetrics;
+//! ListMetrics, GetMetricStatistics, GetMetricData;
 //! CloudWatch's other operations answer `UnsupportedOperation`, a name CloudWatch does
 //! not have `UnknownOperationException`.
 //!
@@ -199,6 +199,16 @@ pub async fn dispatch(
         CwOperation::ListMetrics => {
             let req = p.parse(body)?;
             p.encode(&cp.read(|s| cloudwatch::list_metrics(s, &call.scope, call.now, req))?)
+        }
+        CwOperation::GetMetricStatistics => {
+            let req = p.parse(body)?;
+            p.encode(
+                &cp.read(|s| cloudwatch::get_metric_statistics(s, &call.scope, call.now, req))?,
+            )
+        }
+        CwOperation::GetMetricData => {
+            let req = p.parse(body)?;
+            p.encode(&cp.read(|s| cloudwatch::get_metric_data(s, &call.scope, call.now, req))?)
         }
     }
 }

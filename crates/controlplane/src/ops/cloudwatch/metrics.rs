@@ -13,7 +13,7 @@ use super::evaluate::reevaluated_with;
 use super::{
     CwError, CwWritten, LIST_METRICS_PAGE, MAX_DIMENSION_FILTERS, MAX_DIMENSION_VALUE_CHARS,
     MAX_FUTURE_SECS, MAX_METRIC_DATA, MAX_METRICS, MAX_NAME_CHARS, MAX_VALUES, RETENTION_MINUTES,
-    check_count, check_dimensions, check_len, delete, put,
+    check_count, check_dimensions, check_len, check_unit, delete, put,
 };
 use crate::engine::Ctx;
 use crate::state::{Bucket, CwRecord, MetricRecord, Scope, State, metric_id};
@@ -216,6 +216,9 @@ fn record(state: &State, ctx: &mut Ctx, namespace: &str, data: &[MetricDatum]) -
         let mut dims = d.dimensions.clone().unwrap_or_default();
         check_dimensions(&format!("metricData.{}.dimensions", i + 1), &dims)?;
         dims.sort();
+        if let Some(unit) = &d.unit {
+            check_unit(&format!("metricData.{}.unit", i + 1), unit)?;
+        }
         let add = buckets_of(i, d, now)?;
         let id = metric_id(namespace, &name, &dims);
         let record = match written.remove(&id) {
@@ -229,11 +232,20 @@ fn record(state: &State, ctx: &mut Ctx, namespace: &str, data: &[MetricDatum]) -
                     name,
                     dimensions: dims,
                     buckets: Vec::new(),
+                    unit: None,
                 },
             },
         };
         let buckets = merged(&record.buckets, &add, now);
-        written.insert(id, MetricRecord { buckets, ..record });
+        let unit = d.unit.clone().or(record.unit.clone());
+        written.insert(
+            id,
+            MetricRecord {
+                buckets,
+                unit,
+                ..record
+            },
+        );
     }
     let new = written
         .keys()

@@ -2,7 +2,9 @@
 //! DescribeAlarms, DeleteAlarms, SetAlarmState), the metrics they watch (PutMetricData,
 //! ListMetrics; and [`publish_metric_data`], the same path for the metrics flotilla
 //! publishes itself: the load balancers' `AWS/ApplicationELB`) and their evaluation, and
-//! the rules of ECS's `deploymentConfiguration.alarms`.
+//! the rules of ECS's `deploymentConfiguration.alarms`; and reading metrics back
+//! (GetMetricStatistics, GetMetricData with simple metric math: [`reads`], over the pure
+//! [`statistics`] and [`expression`]).
 //!
 //! ## Design
 //! Like every operation, each is a pure function of the state, `ctx.now` and its request,
@@ -20,18 +22,25 @@
 //! The constants below; docs/security.md lists them. Datapoints are kept as one-minute
 //! buckets (count, sum, minimum, maximum) for [`RETENTION_MINUTES`], so a period is a
 //! multiple of 60 s and an alarm's window (`Period × EvaluationPeriods`) at most
-//! [`MAX_WINDOW_SECS`] (CloudWatch allows a day).
+//! [`MAX_WINDOW_SECS`] (CloudWatch allows a day). The reads' own limits are in
+//! [`reads`] and [`expression`].
 
 mod alarms;
 pub mod deployment;
 pub mod evaluate;
+pub mod expression;
 mod metrics;
+#[cfg(test)]
+mod read_tests;
+pub mod reads;
 pub mod runner;
+pub mod statistics;
 #[cfg(test)]
 mod tests;
 
 pub use alarms::{alarm_arn, delete_alarms, describe_alarms, put_metric_alarm, set_alarm_state};
 pub use metrics::{list_metrics, publish_metric_data, put_metric_data};
+pub use reads::{get_metric_data, get_metric_statistics};
 
 use crate::error::EcsError;
 use crate::state::{Change, CwRecord, DiscoveryRecord, Record};
@@ -218,6 +227,22 @@ pub(super) fn check_count(what: &str, len: usize, max: usize) -> Result<(), CwEr
         )));
     }
     Ok(())
+}
+
+/// Refuses a unit that is not one of CloudWatch's standard units, as CloudWatch words it.
+fn check_unit(what: &str, unit: &str) -> Result<(), CwError> {
+    if model::wire_cw::STANDARD_UNITS.contains(&unit) {
+        return Ok(());
+    }
+    let mut shown: String = unit.chars().take(MAX_NAME_CHARS).collect();
+    if shown.len() < unit.len() {
+        shown.push('…');
+    }
+    Err(CwError::Validation(format!(
+        "1 validation error detected: Value '{shown}' at '{what}' failed to satisfy \
+         constraint: Member must satisfy enum value set: [{}]",
+        model::wire_cw::STANDARD_UNITS.join(", ")
+    )))
 }
 
 /// Checks a metric's dimensions: at most [`MAX_DIMENSIONS`], names 1–255 and values
