@@ -115,6 +115,18 @@ fn names_ports_and_priorities_are_validated() {
             .unwrap_err();
         assert_eq!(e.code(), "ValidationError", "{priority}");
     }
+    // TLS is a network load balancer's protocol, and not served; HTTPS needs a
+    // certificate (tests/acm.rs has the rest).
+    let e = w
+        .try_elb(
+            listeners::create,
+            CreateListener {
+                protocol: Some("TLS".into()),
+                ..http_listener(lb.arn(), 443, &tg)
+            },
+        )
+        .unwrap_err();
+    assert_eq!(e.code(), "UnsupportedProtocol");
     let e = w
         .try_elb(
             listeners::create,
@@ -124,7 +136,7 @@ fn names_ports_and_priorities_are_validated() {
             },
         )
         .unwrap_err();
-    assert_eq!(e.code(), "UnsupportedProtocol");
+    assert_eq!(e.code(), "ValidationError");
 }
 
 #[test]

@@ -10,6 +10,7 @@ use std::borrow::Cow;
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use controlplane::EcsError;
+use controlplane::ops::acm::AcmError;
 use controlplane::ops::anywhere::SsmError;
 use controlplane::ops::cloudwatch::CwError;
 use controlplane::ops::servicediscovery::SdError;
@@ -27,6 +28,9 @@ pub enum ApiError {
     /// own error codes.
     #[error(transparent)]
     Ssm(#[from] SsmError),
+    /// An ACM operation failed; ACM's own error codes.
+    #[error(transparent)]
+    Acm(#[from] AcmError),
     /// A CloudWatch operation failed; CloudWatch's own error codes (answered in CBOR by
     /// [`crate::cloudwatch`]).
     #[error(transparent)]
@@ -46,7 +50,7 @@ pub enum ApiError {
     /// The SigV4 credential scope names a service flotilla does not serve (answered as
     /// AWS answers a scope for the wrong service: `InvalidSignatureException`).
     #[error(
-        "Credential should be scoped to correct service: 'ecs', 'elasticloadbalancing', 'servicediscovery', 'ssm' or 'monitoring', not {}.",
+        "Credential should be scoped to correct service: 'ecs', 'elasticloadbalancing', 'servicediscovery', 'ssm', 'acm' or 'monitoring', not {}.",
         quote(.0)
     )]
     UnknownService(String),
@@ -102,6 +106,10 @@ impl ApiError {
                 (StatusCode::INTERNAL_SERVER_ERROR, e.code())
             }
             ApiError::Ssm(e) => (StatusCode::BAD_REQUEST, e.code()),
+            ApiError::Acm(e) if e.is_server_fault() => {
+                (StatusCode::INTERNAL_SERVER_ERROR, e.code())
+            }
+            ApiError::Acm(e) => (StatusCode::BAD_REQUEST, e.code()),
             ApiError::CloudWatch(e) => (
                 StatusCode::from_u16(e.http_status()).unwrap_or(StatusCode::BAD_REQUEST),
                 e.code(),

@@ -33,8 +33,10 @@
 //!   SigV4 credential scope's service): the one routing `match` is in [`server`].
 //! - [`elbv2`]: the ELBv2 API (query protocol, XML), `controlplane::ops::elbv2` behind it.
 //! - [`servicediscovery`]: the Cloud Map API (`Route53AutoNaming_v20170314.*`).
+//! - [`acm`]: ACM's imported certificates (`CertificateManager.*`), for HTTPS listeners.
 //! - [`cloudwatch`]: CloudWatch's metric alarms and metric data (Smithy RPC v2 CBOR).
 
+pub mod acm;
 pub mod agent;
 pub mod anywhere;
 pub mod auth;

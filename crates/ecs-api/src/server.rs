@@ -284,6 +284,14 @@ async fn handle_ssm(app: &App, req: &Incoming) -> Result<Vec<u8>, ApiError> {
     crate::ssm::dispatch(&app.cp, &call, op, body).await
 }
 
+/// ACM's certificate operations (JSON 1.1, `CertificateManager.*`), for HTTPS listeners.
+async fn handle_acm(app: &App, req: &Incoming) -> Result<Vec<u8>, ApiError> {
+    let (call, name, body) = targeted(app, AwsService::Acm, crate::acm::TARGET_PREFIX, req)?;
+    let op = named(name, model::wire_acm::AcmOperation::from_name)?;
+    tracing::debug!(operation = op.name(), region = %call.scope.region, "acm request");
+    crate::acm::dispatch(&app.cp, &call, op, body).await
+}
+
 /// CloudWatch in AWS JSON 1.0 (`GraniteServiceVersion20100801.*`), what the AWS CLI
 /// and boto3 speak to it.
 async fn handle_cloudwatch(app: &App, req: &Incoming) -> Result<Vec<u8>, ApiError> {
@@ -340,6 +348,7 @@ async fn ecs(State(app): State<App>, req: Incoming) -> Response {
         }
         Ok(AwsService::ServiceDiscovery) => json_answer(handle_service_discovery(&app, &req).await),
         Ok(AwsService::Ssm) => json_answer(handle_ssm(&app, &req).await),
+        Ok(AwsService::Acm) => json_answer(handle_acm(&app, &req).await),
         Ok(AwsService::CloudWatch) => {
             crate::cloudwatch::Protocol::Json.answer(handle_cloudwatch(&app, &req).await)
         }

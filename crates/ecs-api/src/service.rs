@@ -2,14 +2,14 @@
 //!
 //! Every AWS client signs every request with SigV4, and the credential scope names the
 //! service it meant (`Credential=<key>/<date>/<region>/<service>/aws4_request`): `ecs`,
-//! `elasticloadbalancing`, `servicediscovery`, `ssm`, `monitoring` (CloudWatch in JSON 1.0;
+//! `elasticloadbalancing`, `servicediscovery`, `ssm`, `acm`, `monitoring` (CloudWatch in JSON 1.0;
 //! its Smithy RPC v2 CBOR requests have their own path, `/service/…/operation/…`, and are
 //! routed by it). That name is what routes a request, so one
 //! endpoint serves every API flotilla speaks (`AWS_ENDPOINT_URL` works for all of them).
 //! Without `--credentials` the header is still there (clients always sign); a request
 //! with no `Authorization` header at all (flotilla's own tests, `curl`) is routed by its
 //! shape: an `X-Amz-Target` of Cloud Map's prefix goes to Cloud Map, one of SSM's
-//! (`AmazonSSM`) to SSM, one of CloudWatch's (`GraniteServiceVersion20100801`) to
+//! (`AmazonSSM`) to SSM, one of ACM's (`CertificateManager`) to ACM, one of CloudWatch's (`GraniteServiceVersion20100801`) to
 //! CloudWatch, a form-encoded body
 //! (the query protocol) to ELBv2, anything else to ECS as before.
 
@@ -34,6 +34,9 @@ pub enum AwsService {
     /// AWS Systems Manager's activation operations, for ECS Anywhere (JSON 1.1,
     /// `X-Amz-Target: AmazonSSM.*`).
     Ssm,
+    /// AWS Certificate Manager's imported certificates, for HTTPS listeners (JSON 1.1,
+    /// `X-Amz-Target: CertificateManager.*`).
+    Acm,
     /// Amazon CloudWatch's metric alarms and metric data (JSON 1.0,
     /// `X-Amz-Target: GraniteServiceVersion20100801.*`; also Smithy RPC v2 CBOR on
     /// `POST /service/GraniteServiceVersion20100801/operation/<Operation>`).
@@ -42,11 +45,12 @@ pub enum AwsService {
 
 impl AwsService {
     /// Every service, in the order the docs list them.
-    pub const ALL: [AwsService; 5] = [
+    pub const ALL: [AwsService; 6] = [
         AwsService::Ecs,
         AwsService::ElasticLoadBalancing,
         AwsService::ServiceDiscovery,
         AwsService::Ssm,
+        AwsService::Acm,
         AwsService::CloudWatch,
     ];
 
@@ -57,6 +61,7 @@ impl AwsService {
             AwsService::ElasticLoadBalancing => "elasticloadbalancing",
             AwsService::ServiceDiscovery => "servicediscovery",
             AwsService::Ssm => "ssm",
+            AwsService::Acm => "acm",
             AwsService::CloudWatch => "monitoring",
         }
     }
@@ -87,6 +92,7 @@ impl AwsService {
         match target.split_once('.').map(|(prefix, _)| prefix) {
             Some(SERVICE_DISCOVERY_TARGET_PREFIX) => return Ok(AwsService::ServiceDiscovery),
             Some(model::wire_ssm::TARGET_PREFIX) => return Ok(AwsService::Ssm),
+            Some(model::wire_acm::TARGET_PREFIX) => return Ok(AwsService::Acm),
             Some(model::wire_cw::TARGET_PREFIX) => return Ok(AwsService::CloudWatch),
             _ => {}
         }
@@ -165,6 +171,12 @@ mod tests {
             "AmazonSSM.CreateActivation".parse().unwrap(),
         );
         assert_eq!(AwsService::of_request(&h).unwrap(), AwsService::Ssm);
+        let mut h = HeaderMap::new();
+        h.insert(
+            "x-amz-target",
+            "CertificateManager.ListCertificates".parse().unwrap(),
+        );
+        assert_eq!(AwsService::of_request(&h).unwrap(), AwsService::Acm);
         let mut h = HeaderMap::new();
         h.insert(
             "x-amz-target",

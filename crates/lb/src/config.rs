@@ -53,6 +53,15 @@ pub const MAX_EJECTION_MS: u64 = 3_600_000;
 /// `GrpcCode` values lie in 0..=99).
 pub const MAX_GRPC_CODE: u16 = 99;
 
+/// Most certificates one HTTPS listener serves, the default one included (ALB: 25 besides
+/// the default).
+pub const MAX_CERTIFICATES_PER_LISTENER: usize = 26;
+/// Longest PEM certificate chain of one [`TlsCertificate`], in bytes (ACM's chain limit,
+/// 2 MiB, plus its certificate limit, 32 KiB).
+pub const MAX_CHAIN_PEM_BYTES: usize = 2 * 1024 * 1024 + 32 * 1024;
+/// Longest PEM private key, in bytes (ACM: 5 KiB).
+pub const MAX_KEY_PEM_BYTES: usize = 5 * 1024;
+
 /// Everything one load balancer does.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LbConfig {
@@ -60,6 +69,52 @@ pub struct LbConfig {
     pub listeners: Vec<ListenerConfig>,
     /// Target groups by name; actions refer to them by name.
     pub target_groups: BTreeMap<String, TargetGroupConfig>,
+    /// The TLS settings of each [`ListenerProtocol::Https`] listener, by its `bind`. (Kept
+    /// beside the listeners rather than in [`ListenerConfig`] so that code building
+    /// plain listeners, such as the agent's Service Connect proxy, is unaffected.)
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub tls: BTreeMap<SocketAddr, ListenerTls>,
+}
+
+/// An HTTPS listener's certificates and protocol versions.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ListenerTls {
+    /// 1..=[`MAX_CERTIFICATES_PER_LISTENER`] certificates. The first is the default: a
+    /// client whose SNI name no certificate covers (or that sends none) gets it; otherwise
+    /// the first certificate covering the name wins.
+    pub certificates: Vec<TlsCertificate>,
+    /// The lowest TLS version accepted.
+    #[serde(default)]
+    pub min_version: TlsVersion,
+}
+
+/// A certificate with its chain and private key, in PEM.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TlsCertificate {
+    /// The certificate, then its intermediates (at most [`MAX_CHAIN_PEM_BYTES`]).
+    pub chain_pem: String,
+    /// The private key: PKCS#8, PKCS#1 (RSA) or SEC1 (EC), at most [`MAX_KEY_PEM_BYTES`].
+    pub key_pem: String,
+}
+
+impl std::fmt::Debug for TlsCertificate {
+    /// Leaves the private key out of logs.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TlsCertificate")
+            .field("chain_pem_bytes", &self.chain_pem.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// The lowest TLS version an HTTPS listener accepts.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TlsVersion {
+    /// TLS 1.2 and 1.3.
+    #[default]
+    Tls12,
+    /// TLS 1.3 only.
+    Tls13,
 }
 
 /// What a listener speaks.
@@ -72,6 +127,9 @@ pub enum ListenerProtocol {
     /// Plain TCP: each connection is spliced to one target of the default action's group
     /// (a network load balancer's `TCP` listener). No rules; the default action must forward.
     Tcp,
+    /// TLS (rustls; ALPN `h2` and `http/1.1`), then what [`ListenerProtocol::Http`] does.
+    /// Its certificates are [`LbConfig::tls`]'s entry for the listener's `bind`.
+    Https,
 }
 
 /// One listening socket and its rules.
@@ -489,6 +547,32 @@ fn parse_ranges(
     Ok(ranges)
 }
 
+/// The sizes and count of an HTTPS listener's certificates (their contents are checked when
+/// the listener's TLS configuration is built: [`crate::LbError::Tls`]).
+fn validate_tls(tls: &ListenerTls, at: &str) -> Result<(), ConfigError> {
+    if tls.certificates.is_empty() || tls.certificates.len() > MAX_CERTIFICATES_PER_LISTENER {
+        return Err(err(
+            at,
+            format!("1..={MAX_CERTIFICATES_PER_LISTENER} certificates"),
+        ));
+    }
+    for (i, c) in tls.certificates.iter().enumerate() {
+        if c.chain_pem.len() > MAX_CHAIN_PEM_BYTES {
+            return Err(err(
+                format!("{at}.certificates[{i}]"),
+                format!("chain over {MAX_CHAIN_PEM_BYTES} bytes"),
+            ));
+        }
+        if c.key_pem.len() > MAX_KEY_PEM_BYTES {
+            return Err(err(
+                format!("{at}.certificates[{i}]"),
+                format!("key over {MAX_KEY_PEM_BYTES} bytes"),
+            ));
+        }
+    }
+    Ok(())
+}
+
 fn validate_outlier_detection(o: &OutlierDetection, at: &str) -> Result<(), ConfigError> {
     for t in [o.consecutive_connect_failures, o.consecutive_5xx] {
         if !(1..=MAX_OUTLIER_THRESHOLD).contains(&t) {
@@ -573,6 +657,18 @@ impl LbConfig {
                 self.validate_action(&r.action, &format!("{at}.action"))?;
             }
             self.validate_action(&l.default_action, &format!("{at}.default_action"))?;
+            match (l.protocol, self.tls.get(&l.bind)) {
+                (ListenerProtocol::Https, None) => {
+                    return Err(err(&at, "an HTTPS listener needs its tls settings"));
+                }
+                (ListenerProtocol::Https, Some(tls)) => {
+                    validate_tls(tls, &format!("tls[{}]", l.bind))?
+                }
+                (_, Some(_)) => {
+                    return Err(err(&at, "only an HTTPS listener has tls settings"));
+                }
+                (_, None) => {}
+            }
             if l.protocol == ListenerProtocol::Tcp {
                 if !l.rules.is_empty() {
                     return Err(err(&at, "a TCP listener has no rules"));
@@ -740,6 +836,7 @@ mod tests {
                 default_action: Action::fixed(404, "no"),
             }],
             target_groups,
+            tls: BTreeMap::new(),
         }
     }
 

@@ -24,7 +24,8 @@
 //!   the load balancer's own answers, target response times), which `flotilla server`
 //!   publishes to CloudWatch.
 //! - Client side: HTTP/1.1 keep-alive and HTTP/2 with prior knowledge (h2c) on the same port
-//!   (`hyper_util::server::conn::auto`). Upstream, by the group's [`ProtocolVersion`]:
+//!   (`hyper_util::server::conn::auto`); on an HTTPS listener the same after a rustls
+//!   handshake, HTTP/2 chosen by ALPN. Upstream, by the group's [`ProtocolVersion`]:
 //!   HTTP/1.1 keep-alive connections (`hyper::client::conn::http1`) in a pool of idle ones
 //!   per target (`Http1`, the default), or one multiplexed h2c connection per target
 //!   (`hyper::client::conn::http2`) shared by all its requests (`Http2`, and `Grpc`, whose
@@ -45,7 +46,8 @@
 //!
 //! # Limitations
 //!
-//! - Plain HTTP and TCP only (no TLS listeners, no HTTPS targets, so no gRPC over TLS), no
+//! - HTTP, HTTPS (TLS ends at the listener: [`tls`]) and TCP listeners; no HTTPS targets
+//!   (targets speak plain HTTP or h2c, so no gRPC over TLS to them), no
 //!   WebSocket/upgrade pass-through, no request/idle timeouts beyond the 5 s upstream connect
 //!   timeout (and, on HTTP/2 upstream connections with requests in flight, a ping every 30 s
 //!   that must be answered within 10 s).
@@ -72,6 +74,7 @@
 //! - `upstream_h2`: one shared upstream HTTP/2 connection per target, for `Http2` and `Grpc`
 //!   groups.
 //! - `tcp`: TCP listeners (network load balancers): connections spliced to a target.
+//! - [`tls`]: HTTPS listeners' rustls configuration, SNI certificate choice, handshake bound.
 //! - `metrics`: per-target Prometheus metrics, and the traffic counts behind [`Lb::traffic`].
 
 pub mod balance;
@@ -84,13 +87,15 @@ pub mod proxy;
 pub mod rules;
 mod select;
 mod tcp;
+pub mod tls;
 mod upstream;
 mod upstream_h2;
 
 pub use config::{
     Action, Algorithm, Condition, ConfigError, HealthCheckConfig, HealthCheckProtocol, LbConfig,
-    ListenerConfig, ListenerProtocol, OutlierDetection, ProtocolVersion, RuleConfig, Stickiness,
-    TargetConfig, TargetGroupConfig, TargetState, WeightedTargetGroup,
+    ListenerConfig, ListenerProtocol, ListenerTls, OutlierDetection, ProtocolVersion, RuleConfig,
+    Stickiness, TargetConfig, TargetGroupConfig, TargetState, TlsCertificate, TlsVersion,
+    WeightedTargetGroup,
 };
 pub use health::{HealthState, TargetHealth};
 pub use metrics::{STATUS_CLASSES, TrafficCounts, TrafficSnapshot, status_class};

@@ -53,6 +53,7 @@ fn tcp_config(targets: &[SocketAddr], tcp_checks: bool) -> LbConfig {
             default_action: Action::forward("db"),
         }],
         target_groups: [("db".to_string(), g)].into_iter().collect(),
+        tls: Default::default(),
     }
 }
 

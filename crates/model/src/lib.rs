@@ -13,6 +13,7 @@
 //! - [`wire`]: the generated request/response shapes, enums and the [`wire::Operation`] list.
 //! - [`wire_sd`]: the same, generated from Cloud Map's (`servicediscovery`) model.
 //! - [`wire_ssm`]: the SSM activation shapes (ECS Anywhere), hand-written.
+//! - [`wire_acm`]: the ACM certificate shapes (HTTPS listeners), hand-written.
 //! - [`wire_cw`]: the CloudWatch metric alarm and metric data shapes, hand-written.
 //! - [`agent`]: the flotilla agent protocol (`PollTasks`), beside the ECS operations.
 //! - [`logs`]: task logs through the control plane (`FlotillaV1.GetTaskLogs`, the agent's
@@ -46,6 +47,7 @@ pub mod size;
 pub mod status;
 pub mod updater_state;
 pub mod wire;
+pub mod wire_acm;
 pub mod wire_cw;
 pub mod wire_sd;
 pub mod wire_ssm;

@@ -63,6 +63,7 @@ pub fn http_listener(lb_arn: String, port: i64, tg_arn: &str) -> CreateListener 
         port: Some(port),
         default_actions: vec![forward(tg_arn)],
         tags: vec![],
+        ..Default::default()
     }
 }
 

@@ -5,6 +5,7 @@
 //! [`Change`](crate::Change)s to make and never touch the state themselves.
 
 pub mod account;
+pub mod acm;
 pub mod agent;
 pub mod agent_channel;
 pub mod anywhere;

@@ -101,6 +101,8 @@ pub enum DiscoveryRecord {
     Anywhere(super::anywhere::AnywhereRecord),
     /// A CloudWatch record (metric alarm, metric datapoints): see `state/cloudwatch.rs`.
     CloudWatch(super::cloudwatch::CwRecord),
+    /// An ACM certificate: see `state/acm.rs`.
+    Acm(super::acm::CertificateRecord),
 }
 
 impl DiscoveryRecord {
@@ -115,6 +117,7 @@ impl DiscoveryRecord {
             DiscoveryRecord::Operation(r) => ("sd-op", &r.scope, r.id.clone()),
             DiscoveryRecord::Anywhere(r) => return r.store_key(),
             DiscoveryRecord::CloudWatch(r) => return r.store_key(),
+            DiscoveryRecord::Acm(r) => return r.store_key(),
         };
         format!("{kind}|{}|{}|{rest}", s.account, s.region)
     }
@@ -135,6 +138,8 @@ pub struct Discovery {
     pub anywhere: super::anywhere::Anywhere,
     /// CloudWatch's metric alarms and metrics (`state/cloudwatch.rs`).
     pub cloudwatch: super::cloudwatch::CloudWatch,
+    /// ACM's imported certificates (`state/acm.rs`).
+    pub acm: super::acm::Acm,
 }
 
 impl Discovery {
@@ -156,6 +161,7 @@ impl Discovery {
             }
             DiscoveryRecord::Anywhere(r) => self.anywhere.put(r),
             DiscoveryRecord::CloudWatch(r) => self.cloudwatch.put(r),
+            DiscoveryRecord::Acm(r) => self.acm.put(r),
         }
     }
 
@@ -177,6 +183,7 @@ impl Discovery {
             }
             DiscoveryRecord::Anywhere(r) => self.anywhere.delete(r),
             DiscoveryRecord::CloudWatch(r) => self.cloudwatch.delete(r),
+            DiscoveryRecord::Acm(r) => self.acm.delete(r),
         }
     }
 
@@ -204,11 +211,13 @@ impl Discovery {
             .map(DiscoveryRecord::Operation);
         let anywhere = self.anywhere.records().map(DiscoveryRecord::Anywhere);
         let cloudwatch = self.cloudwatch.records().map(DiscoveryRecord::CloudWatch);
+        let acm = self.acm.records().map(DiscoveryRecord::Acm);
         ns.chain(svc)
             .chain(inst)
             .chain(ops)
             .chain(anywhere)
             .chain(cloudwatch)
+            .chain(acm)
     }
 
     /// A namespace by id.

@@ -362,7 +362,7 @@ pub struct ListenerRecord {
     pub lb_type: String,
     /// The port it listens on (unique per load balancer).
     pub port: u16,
-    /// `HTTP` (application) or `TCP` (network).
+    /// `HTTP` or `HTTPS` (application) or `TCP` (network).
     pub protocol: String,
     /// What requests no rule matches get.
     pub default_actions: Vec<Action>,
@@ -370,6 +370,13 @@ pub struct ListenerRecord {
     pub default_rule_id: String,
     /// Its tags.
     pub tags: Vec<ElbTag>,
+    /// An HTTPS listener's ACM certificate ARNs: the default one first, then those
+    /// AddListenerCertificates added (served by SNI). Empty for other protocols.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub certificates: Vec<String>,
+    /// An HTTPS listener's security policy (an `ELBSecurityPolicy-*` name).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ssl_policy: Option<String>,
 }
 
 impl ListenerRecord {

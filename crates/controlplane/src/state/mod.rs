@@ -14,6 +14,7 @@
 
 use std::collections::BTreeMap;
 
+mod acm;
 mod anywhere;
 mod apply;
 mod cloudwatch;
@@ -29,6 +30,7 @@ mod tasks;
 #[cfg(test)]
 mod tests;
 
+pub use acm::*;
 pub use anywhere::*;
 pub use cloudwatch::*;
 pub use derived::*;

@@ -2,6 +2,9 @@
 //! parameters (one `parse_*` per input shape), runs the operation in
 //! `controlplane::ops::elbv2` as a read or a write, and writes the result's XML.
 
+use controlplane::ops::elbv2::certificates::{
+    self, CertificateInput, DescribeListenerCertificates, ListenerCertificate,
+};
 use controlplane::ops::elbv2::listeners::{
     self, ActionInput, ConditionInput, CreateListener, CreateRule, DescribeListeners,
     DescribeRules, ModifyListener, ModifyRule, RuleView,
@@ -76,6 +79,9 @@ operations!(
     AddTags,
     RemoveTags,
     DescribeTags,
+    AddListenerCertificates,
+    RemoveListenerCertificates,
+    DescribeListenerCertificates,
 );
 
 /// [`write_own_errors`] in the caller's scope.
@@ -239,6 +245,8 @@ pub async fn dispatch(
                 port: p.int("Port")?,
                 protocol: p.get("Protocol"),
                 default_actions: parse_actions(p, "DefaultActions")?,
+                certificates: Some(parse_certificates(p)?).filter(|c| !c.is_empty()),
+                ssl_policy: p.get("SslPolicy"),
             };
             let l = write(cp, call, req, listeners::modify).await?;
             x.list("Listeners", &[l], listener);
@@ -297,8 +305,45 @@ pub async fn dispatch(
                 tag_list(x, tags);
             });
         }
+        ElbOperation::AddListenerCertificates => {
+            let req = (p.required("ListenerArn")?, parse_certificates(p)?);
+            let added = write(cp, call, req, certificates::add).await?;
+            x.list("Certificates", &added, listener_certificate);
+        }
+        ElbOperation::RemoveListenerCertificates => {
+            let req = (p.required("ListenerArn")?, parse_certificates(p)?);
+            write(cp, call, req, certificates::remove).await?;
+        }
+        ElbOperation::DescribeListenerCertificates => {
+            let req = DescribeListenerCertificates {
+                listener_arn: p.required("ListenerArn")?,
+                marker: p.get("Marker"),
+                page_size: p.int("PageSize")?,
+            };
+            let page = read(cp, call, req, certificates::describe)?;
+            x.list("Certificates", &page.certificates, listener_certificate)
+                .opt("NextMarker", page.next_marker.as_deref());
+        }
     }
     Ok(x.finish())
+}
+
+/// `Certificates.member.N.{CertificateArn,IsDefault}`.
+fn parse_certificates(p: &Params) -> Result<Vec<CertificateInput>, ElbError> {
+    p.structures("Certificates")?
+        .iter()
+        .map(|c| {
+            Ok(CertificateInput {
+                arn: c.required("CertificateArn")?,
+                is_default: c.bool("IsDefault")?,
+            })
+        })
+        .collect()
+}
+
+fn listener_certificate(x: &mut Xml, c: &ListenerCertificate) {
+    x.text("CertificateArn", &c.arn)
+        .text("IsDefault", if c.is_default { "true" } else { "false" });
 }
 
 // ---- parsing -------------------------------------------------------------------------
@@ -480,6 +525,8 @@ fn parse_create_listener(p: &Params) -> Result<CreateListener, ElbError> {
         port: p.int("Port")?,
         default_actions,
         tags: parse_tags(p)?,
+        certificates: parse_certificates(p)?,
+        ssl_policy: p.get("SslPolicy"),
     })
 }
 
@@ -622,6 +669,16 @@ fn listener(x: &mut Xml, l: &ListenerRecord) {
         .text("Port", &l.port.to_string())
         .text("Protocol", &l.protocol)
         .list("DefaultActions", &l.default_actions, action);
+    if let Some(policy) = &l.ssl_policy {
+        // DescribeListeners shows the default certificate only (as ELBv2 does).
+        x.text("SslPolicy", policy).list(
+            "Certificates",
+            &l.certificates[..l.certificates.len().min(1)],
+            |x, arn| {
+                x.text("CertificateArn", arn);
+            },
+        );
+    }
 }
 
 fn condition(x: &mut Xml, c: &Condition) {

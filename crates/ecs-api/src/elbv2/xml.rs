@@ -137,6 +137,7 @@ impl ElbFailure {
                 ApiError::Ecs(e) => elb(&ElbError::from(e.clone())),
                 ApiError::Discovery(e) => (api.status_and_code().0, e.code()),
                 ApiError::Ssm(e) => (api.status_and_code().0, e.code()),
+                ApiError::Acm(e) => (api.status_and_code().0, e.code()),
                 ApiError::CloudWatch(e) => (api.status_and_code().0, e.code()),
                 // An external node's key used on ELBv2 (the query protocol's code).
                 ApiError::AccessDenied(_) => (StatusCode::FORBIDDEN, "AccessDenied"),

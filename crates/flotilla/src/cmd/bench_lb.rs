@@ -484,6 +484,7 @@ fn spawn_flotilla_lb(
             default_action: lb::Action::forward("pool"),
         }],
         target_groups: BTreeMap::from([("pool".to_string(), group)]),
+        tls: BTreeMap::new(),
     };
     config.validate()?;
     let path = dir.join("lb.json");

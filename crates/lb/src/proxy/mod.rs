@@ -9,7 +9,9 @@
 //! current one, so [`Lb::update`] swaps rules, groups and targets without touching
 //! established client connections. Listeners are keyed by their configured `bind`; an update
 //! binds the new ones first (so a bind error changes nothing), then removes the old ones, whose
-//! connections finish their requests in flight and close (graceful shutdown).
+//! connections finish their requests in flight and close (graceful shutdown). HTTP and HTTPS
+//! listeners share one accept loop, which looks up the listener's TLS configuration in the
+//! snapshot per connection ([`crate::tls`]).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::SocketAddr;
@@ -56,6 +58,9 @@ pub enum LbError {
     /// The config is invalid.
     #[error(transparent)]
     Config(#[from] ConfigError),
+    /// An HTTPS listener's certificate or key is unusable.
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
     /// A listener could not bind.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -121,6 +126,10 @@ pub(crate) struct TargetShared {
 pub(crate) struct Snapshot {
     pub(crate) routers: HashMap<SocketAddr, Router>,
     pub(crate) groups: HashMap<String, GroupRt>,
+    /// The TLS configuration of each HTTPS listener, by bind: a connection accepted on a
+    /// listener with one is a TLS connection (so a certificate change, or HTTP ↔ HTTPS,
+    /// reaches new connections without a rebind).
+    pub(crate) tls: HashMap<SocketAddr, Arc<rustls::ServerConfig>>,
 }
 
 pub(crate) struct GroupRt {
@@ -177,6 +186,15 @@ impl Lb {
     /// and in-flight counts across updates. On error nothing changed.
     pub fn update(&self, config: LbConfig) -> Result<(), LbError> {
         config.validate()?;
+        // Certificates and keys are parsed before anything changes: a bad one changes nothing.
+        let mut tls = HashMap::new();
+        for l in &config.listeners {
+            if l.protocol == ListenerProtocol::Https
+                && let Some(settings) = config.tls.get(&l.bind)
+            {
+                tls.insert(l.bind, crate::tls::server_config(l.bind, settings)?);
+            }
+        }
         let mut control = self.control.lock().unwrap_or_else(|e| e.into_inner());
 
         // Bind first: a bind error leaves everything as it was.
@@ -266,9 +284,11 @@ impl Lb {
             .iter()
             .map(|l| (l.bind, Router::new(l)))
             .collect();
-        self.shared
-            .state
-            .store(Arc::new(Snapshot { routers, groups }));
+        self.shared.state.store(Arc::new(Snapshot {
+            routers,
+            groups,
+            tls,
+        }));
 
         // Listeners: stop the removed ones, start the new ones.
         let keep: BTreeSet<SocketAddr> = config.listeners.iter().map(|l| l.bind).collect();

@@ -1,4 +1,5 @@
-//! The HTTP side of a listener: accepting client connections (HTTP/1.1 and h2c), and
+//! The HTTP side of a listener: accepting client connections (HTTP/1.1 and h2c, or, on an
+//! HTTPS listener, either after a TLS handshake: [`crate::tls`]), and
 //! each request's path through the proxy — route, pick a target ([`crate::select`]),
 //! forward, retry once, answer, log.
 
@@ -26,6 +27,7 @@ use crate::headers::{
 use crate::outlier::Observation;
 use crate::rules::{self, RequestInfo};
 use crate::select::Choice;
+use crate::tls::HANDSHAKE_TIMEOUT;
 use crate::upstream::{Lease, UpstreamBody};
 use crate::upstream_h2::{self, H2ResponseBody};
 
@@ -44,6 +46,9 @@ pub(super) async fn accept_loop(
     let port_value = HeaderValue::from(port);
     loop {
         let (stream, client) = accept_client(&listener, bind).await;
+        // The listener's TLS configuration now: a certificate change reaches the next
+        // connection.
+        let tls = shared.state.load().tls.get(&bind).cloned();
         let conn = Conn {
             shared: shared.clone(),
             client,
@@ -51,8 +56,41 @@ pub(super) async fn accept_loop(
             client_ip: HeaderValue::from_str(&client.ip().to_string())
                 .unwrap_or_else(|_| HeaderValue::from_static("unknown")),
             port_value: port_value.clone(),
+            proto_value: HeaderValue::from_static(if tls.is_some() { "https" } else { "http" }),
         };
-        tokio::spawn(serve_connection(Arc::new(conn), stream, shutdown.clone()));
+        match tls {
+            None => {
+                tokio::spawn(serve_connection(Arc::new(conn), stream, shutdown.clone()));
+            }
+            Some(config) => {
+                tokio::spawn(serve_tls_connection(
+                    Arc::new(conn),
+                    stream,
+                    config,
+                    shutdown.clone(),
+                ));
+            }
+        }
+    }
+}
+
+/// An HTTPS listener's connection: the TLS handshake (at most [`HANDSHAKE_TIMEOUT`]),
+/// then HTTP as on a plain listener. A failed handshake closes this connection only.
+async fn serve_tls_connection(
+    conn: Arc<Conn>,
+    stream: tokio::net::TcpStream,
+    config: Arc<rustls::ServerConfig>,
+    shutdown: watch::Receiver<bool>,
+) {
+    let acceptor = tokio_rustls::TlsAcceptor::from(config);
+    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+        Ok(Ok(tls)) => serve_connection(conn, tls, shutdown).await,
+        Ok(Err(e)) => {
+            tracing::debug!(client = %conn.client, bind = %conn.bind, error = %e, "tls handshake failed");
+        }
+        Err(_) => {
+            tracing::debug!(client = %conn.client, bind = %conn.bind, "tls handshake timed out");
+        }
     }
 }
 
@@ -65,13 +103,14 @@ struct Conn {
     client_ip: HeaderValue,
     /// The listener's port, as `X-Forwarded-Port` gets it.
     port_value: HeaderValue,
+    /// `http` or `https`, as `X-Forwarded-Proto` gets it.
+    proto_value: HeaderValue,
 }
 
-async fn serve_connection(
-    conn: Arc<Conn>,
-    stream: tokio::net::TcpStream,
-    mut shutdown: watch::Receiver<bool>,
-) {
+async fn serve_connection<S>(conn: Arc<Conn>, stream: S, mut shutdown: watch::Receiver<bool>)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
     let svc = service_fn(move |req| {
         let conn = conn.clone();
         async move { Ok::<_, Infallible>(conn.handle(req).await) }
@@ -442,7 +481,7 @@ impl Conn {
         if let Some(v) = xff {
             headers.insert(X_FORWARDED_FOR, v);
         }
-        headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
+        headers.insert(X_FORWARDED_PROTO, self.proto_value.clone());
         headers.insert(X_FORWARDED_PORT, self.port_value.clone());
     }
 }

@@ -213,6 +213,7 @@ pub fn config(
             .into_iter()
             .map(|(n, g)| (n.to_string(), g))
             .collect::<BTreeMap<_, _>>(),
+        tls: BTreeMap::new(),
     }
 }
 

@@ -2,6 +2,9 @@
 //! DeleteListener, CreateRule, DescribeRules, ModifyRule, DeleteRule; and the actions
 //! and conditions they carry.
 
+use super::certificates::{
+    CertificateInput, DEFAULT_SSL_POLICY, check_ssl_policy, default_certificate,
+};
 use super::{
     ElbError, ElbWritten, MAX_CONDITION_VALUES, MAX_DESCRIBE_NAMES, MAX_LISTENERS_PER_LB,
     MAX_RULES_PER_LB, MAX_TARGET_GROUPS_PER_ACTION, RuleRef, listener_by_arn, load_balancer_by_arn,
@@ -97,9 +100,15 @@ fn resolve_actions(
                     )));
                 }
                 let mut target_groups = Vec::new();
+                // TLS ends at an HTTPS listener: its groups are HTTP ones.
+                let group_protocol = if protocol == "HTTPS" {
+                    "HTTP"
+                } else {
+                    protocol
+                };
                 for (arn, weight) in groups {
                     let tg = target_group_by_arn(state, scope, &arn)?;
-                    if tg.protocol != protocol {
+                    if tg.protocol != group_protocol {
                         return Err(ElbError::InvalidConfigurationRequest(format!(
                             "Target group '{}' has protocol {} and cannot be used by a {protocol} listener",
                             tg.name, tg.protocol
@@ -255,15 +264,60 @@ fn resolve_conditions(inputs: Vec<ConditionInput>) -> Result<Vec<Condition>, Elb
 }
 
 fn check_protocol(lb_type: &str, protocol: &str) -> Result<(), ElbError> {
-    let wanted = if lb_type == "network" { "TCP" } else { "HTTP" };
-    if protocol == wanted {
+    let served: &[&str] = if lb_type == "network" {
+        &["TCP"]
+    } else {
+        &["HTTP", "HTTPS"]
+    };
+    if served.contains(&protocol) {
         Ok(())
     } else {
         Err(ElbError::UnsupportedProtocol(format!(
-            "Protocol '{}' is not supported on a {lb_type} load balancer: flotilla serves {wanted} only",
-            shorten(protocol)
+            "Protocol '{}' is not supported on a {lb_type} load balancer: flotilla serves {} only",
+            shorten(protocol),
+            served.join(" and ")
         )))
     }
+}
+
+/// An HTTPS listener's default certificate and policy, from what was given (`None`: keep
+/// `current`); other protocols take neither.
+fn tls_settings(
+    state: &State,
+    scope: &Scope,
+    protocol: &str,
+    certificates: Option<&[CertificateInput]>,
+    ssl_policy: Option<&str>,
+    current: (&[String], Option<&str>),
+) -> Result<(Vec<String>, Option<String>), ElbError> {
+    if protocol != "HTTPS" {
+        if certificates.is_some_and(|c| !c.is_empty()) || ssl_policy.is_some() {
+            return Err(ElbError::InvalidConfigurationRequest(
+                "Certificates and SslPolicy can only be given for HTTPS listeners".into(),
+            ));
+        }
+        return Ok((Vec::new(), None));
+    }
+    let certificates = match certificates {
+        Some(given) => {
+            let default = default_certificate(state, scope, given)?;
+            // The listener's SNI certificates stay; the default one leads.
+            let mut all = vec![default.clone()];
+            all.extend(current.0.iter().skip(1).filter(|c| **c != default).cloned());
+            all
+        }
+        None if !current.0.is_empty() => current.0.to_vec(),
+        None => {
+            return Err(validation(
+                "A certificate must be specified for HTTPS listeners",
+            ));
+        }
+    };
+    let policy = match ssl_policy.or(current.1) {
+        Some(p) => check_ssl_policy(p)?,
+        None => DEFAULT_SSL_POLICY.to_owned(),
+    };
+    Ok((certificates, Some(policy)))
 }
 
 /// CreateListener's input.
@@ -279,6 +333,10 @@ pub struct CreateListener {
     pub default_actions: Vec<ActionInput>,
     /// `Tags`.
     pub tags: Vec<ElbTag>,
+    /// `Certificates` (HTTPS: exactly one, the default).
+    pub certificates: Vec<CertificateInput>,
+    /// `SslPolicy` (HTTPS; default [`DEFAULT_SSL_POLICY`]).
+    pub ssl_policy: Option<String>,
 }
 
 /// CreateListener: one listener per port of a load balancer.
@@ -299,6 +357,14 @@ pub fn create(state: &State, ctx: &mut Ctx, req: CreateListener) -> ElbWritten<L
             .ok_or_else(|| validation("A listener port must be specified"))?,
     )?;
     validate_tags(&req.tags)?;
+    let (certificates, ssl_policy) = tls_settings(
+        state,
+        &ctx.scope,
+        &protocol,
+        Some(&req.certificates),
+        req.ssl_policy.as_deref(),
+        (&[], None),
+    )?;
     let default_actions = resolve_actions(state, &ctx.scope, &protocol, req.default_actions)?;
     let siblings: Vec<&ListenerRecord> = in_scope(&state.elb.listeners, &ctx.scope)
         .filter(|l| l.lb_id == lb.id)
@@ -320,6 +386,8 @@ pub fn create(state: &State, ctx: &mut Ctx, req: CreateListener) -> ElbWritten<L
         default_actions,
         default_rule_id: new_id(ctx),
         tags: req.tags,
+        certificates,
+        ssl_policy,
     };
     Ok((record.clone(), vec![Change::Put(Record::Listener(record))]))
 }
@@ -400,15 +468,36 @@ pub struct ModifyListener {
     pub protocol: Option<String>,
     /// `DefaultActions` (unchanged when empty).
     pub default_actions: Vec<ActionInput>,
+    /// `Certificates`: the new default certificate (unchanged when `None`).
+    pub certificates: Option<Vec<CertificateInput>>,
+    /// `SslPolicy` (unchanged when `None`).
+    pub ssl_policy: Option<String>,
 }
 
-/// ModifyListener: port, protocol, default actions.
+/// ModifyListener: port, protocol, default actions, default certificate, security policy.
+/// Leaving HTTPS drops the certificates; going to HTTPS needs one.
 pub fn modify(state: &State, ctx: &mut Ctx, req: ModifyListener) -> ElbWritten<ListenerRecord> {
     let mut l = listener_by_arn(state, &ctx.scope, &req.arn)?.clone();
     if let Some(p) = req.protocol {
         check_protocol(&l.lb_type, &p)?;
+        // Going from HTTP to HTTPS (or back) changes which groups fit only in name: both
+        // forward to HTTP groups.
         l.protocol = p;
     }
+    let (certificates, ssl_policy) = tls_settings(
+        state,
+        &ctx.scope,
+        &l.protocol,
+        req.certificates.as_deref(),
+        req.ssl_policy.as_deref(),
+        if l.protocol == "HTTPS" {
+            (&l.certificates, l.ssl_policy.as_deref())
+        } else {
+            (&[], None)
+        },
+    )?;
+    l.certificates = certificates;
+    l.ssl_policy = ssl_policy;
     if let Some(p) = req.port {
         let port = validate_port("Port", p)?;
         let taken = in_scope(&state.elb.listeners, &ctx.scope)

@@ -39,13 +39,21 @@
 //! | target groups per forward action | [`MAX_TARGET_GROUPS_PER_ACTION`] (5) |
 //! | names or ARNs per Describe call | [`MAX_DESCRIBE_NAMES`] (20) |
 //! | page size | 1–[`MAX_PAGE_SIZE`] (400) |
+//! | certificates per HTTPS listener, the default included | [`certificates::MAX_CERTIFICATES_PER_LISTENER`] (26) |
+//!
+//! ## HTTPS listeners
+//! Application load balancers take `HTTPS` listeners with one default ACM certificate
+//! (`ops::acm`) and more for SNI (AddListenerCertificates); [`certificates`] has the
+//! security policies and how each maps onto the data plane's TLS versions. Target groups
+//! stay HTTP: TLS ends at the load balancer.
 //!
 //! ## Current limitations
-//! HTTPS/TLS listeners (no certificates), redirect and authenticate actions, gateway
+//! HTTPS target groups, mutual TLS, redirect and authenticate actions, gateway
 //! load balancers, `lambda`/`alb` targets, query-string/method/source-IP conditions and
 //! SetRulePriorities are refused or not served. Markers (page tokens) are the next
 //! item's name or id, not signed: they only ever range over the caller's own scope.
 
+pub mod certificates;
 pub mod health;
 pub mod listeners;
 pub mod load_balancers;
@@ -155,6 +163,18 @@ pub enum ElbError {
     /// Over [`MAX_TAGS`].
     #[error("The maximum number of tags per resource ({MAX_TAGS}) has been reached")]
     TooManyTags,
+    /// A named ACM certificate does not exist (in the caller's account and region).
+    #[error("Certificate '{0}' not found")]
+    CertificateNotFound(String),
+    /// The named security policy is not one flotilla knows.
+    #[error("SSL policy '{0}' not found")]
+    SslPolicyNotFound(String),
+    /// Over [`certificates::MAX_CERTIFICATES_PER_LISTENER`].
+    #[error(
+        "The maximum number of certificates per listener ({}) has been reached",
+        certificates::MAX_CERTIFICATES_PER_LISTENER
+    )]
+    TooManyCertificates,
     /// The server failed (the store could not commit).
     #[error("{0}")]
     Internal(String),
@@ -187,6 +207,9 @@ impl ElbError {
             ElbError::TooManyRules => "TooManyRules",
             ElbError::TooManyTargets => "TooManyTargets",
             ElbError::TooManyTags => "TooManyTags",
+            ElbError::CertificateNotFound(_) => "CertificateNotFound",
+            ElbError::SslPolicyNotFound(_) => "SSLPolicyNotFound",
+            ElbError::TooManyCertificates => "TooManyCertificates",
             ElbError::Internal(_) => "InternalFailure",
         }
     }

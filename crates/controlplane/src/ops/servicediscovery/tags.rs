@@ -56,9 +56,8 @@ fn tags_of(r: &mut DiscoveryRecord) -> Result<&mut Vec<wire_sd::Tag>, SdError> {
         DiscoveryRecord::Instance(_)
         | DiscoveryRecord::Operation(_)
         | DiscoveryRecord::Anywhere(_)
-        | DiscoveryRecord::CloudWatch(_) => {
-            Err(invalid("Only namespaces and services can be tagged."))
-        }
+        | DiscoveryRecord::CloudWatch(_)
+        | DiscoveryRecord::Acm(_) => Err(invalid("Only namespaces and services can be tagged.")),
     }
 }
 

@@ -17,9 +17,12 @@
 //! ([`metrics`]), so alarms — and the ECS deployments that name them — can watch them.
 //!
 //! The conversion's rules, where the two models differ:
-//! - `application` load balancers' HTTP listeners are served as HTTP listeners, `network`
-//!   load balancers' TCP listeners as TCP listeners (each connection spliced to one target;
-//!   no rules); other protocols (HTTPS, TLS, UDP) are left out;
+//! - `application` load balancers' HTTP and HTTPS listeners are served as `lb`'s HTTP and
+//!   HTTPS listeners (an HTTPS listener's certificates and keys come from ACM's records, the
+//!   default first; its security policy picks the lowest TLS version: see
+//!   `controlplane::ops::elbv2::certificates`), `network` load balancers' TCP listeners as
+//!   TCP listeners (each connection spliced to one target; no rules); other protocols
+//!   (TLS, UDP) are left out;
 //! - an `ip` target is its address; an `instance` target is the private IP of the
 //!   container instance (same account and region, not INACTIVE) whose EC2 instance id is
 //!   the target's id: the `flotilla.private-ip` attribute its agent registered. A target
@@ -190,6 +193,7 @@ fn apply(
                 }
                 let before = config.listeners.len();
                 config.listeners.retain(|l| l.bind != addr);
+                config.tls.remove(&addr);
                 unbound.insert(addr);
                 if config.listeners.len() == before {
                     return (None, unbound);

@@ -5,6 +5,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, SocketAddr};
 
+use controlplane::ops::elbv2::certificates::tls13_only;
 use controlplane::ops::instances::PRIVATE_IP_ATTRIBUTE;
 use controlplane::state::elb::{
     Action, ActionKind, Condition, ListenerRecord, LoadBalancerRecord, TargetGroupRecord, in_scope,
@@ -293,14 +294,42 @@ impl PlanBuilder<'_> {
             .collect();
         lb::ListenerConfig {
             bind: SocketAddr::new(listen, l.port),
-            protocol: if l.protocol == "TCP" {
-                lb::ListenerProtocol::Tcp
-            } else {
-                lb::ListenerProtocol::Http
+            protocol: match l.protocol.as_str() {
+                "TCP" => lb::ListenerProtocol::Tcp,
+                "HTTPS" => lb::ListenerProtocol::Https,
+                _ => lb::ListenerProtocol::Http,
             },
             rules,
             default_action: self.action(&l.default_actions),
         }
+    }
+
+    /// An HTTPS listener's certificates (PEM, from ACM's records; the default first) and
+    /// lowest TLS version (from its security policy). `None` when none of its
+    /// certificates is there (ACM refuses to delete a certificate in use, so only a
+    /// damaged store gets here).
+    fn tls(&self, l: &ListenerRecord) -> Option<lb::ListenerTls> {
+        let certificates: Vec<lb::TlsCertificate> = l
+            .certificates
+            .iter()
+            .filter_map(|arn| self.state.discovery.acm.by_arn(&self.scope, arn))
+            .map(|c| lb::TlsCertificate {
+                chain_pem: match &c.chain_pem {
+                    Some(chain) => format!("{}\n{chain}", c.certificate_pem.trim_end()),
+                    None => c.certificate_pem.clone(),
+                },
+                key_pem: c.private_key_pem.clone(),
+            })
+            .collect();
+        let tls13 = l.ssl_policy.as_deref().is_some_and(tls13_only);
+        (!certificates.is_empty()).then_some(lb::ListenerTls {
+            certificates,
+            min_version: if tls13 {
+                lb::TlsVersion::Tls13
+            } else {
+                lb::TlsVersion::Tls12
+            },
+        })
     }
 }
 
@@ -323,23 +352,29 @@ fn plan(
         },
     };
     let mut listeners: Vec<&ListenerRecord> = in_scope(&state.elb.listeners, &lb.scope)
-        .filter(|l| l.lb_id == lb.id && l.protocol == served_protocol(lb))
+        .filter(|l| l.lb_id == lb.id && served_protocols(lb).contains(&l.protocol.as_str()))
         .collect();
     listeners.sort_by_key(|l| l.port);
     for l in listeners {
         let config = b.listener(l, listen);
+        if config.protocol == lb::ListenerProtocol::Https {
+            let Some(tls) = b.tls(l) else {
+                continue;
+            };
+            b.plan.config.tls.insert(config.bind, tls);
+        }
         b.plan.config.listeners.push(config);
     }
     b.plan
 }
 
-/// The listener protocol `lb` serves for a load balancer: `HTTP` for an application load
-/// balancer, `TCP` for a network one.
-fn served_protocol(lb: &LoadBalancerRecord) -> &'static str {
+/// The listener protocols `lb` serves for a load balancer: `HTTP` and `HTTPS` for an
+/// application load balancer, `TCP` for a network one.
+fn served_protocols(lb: &LoadBalancerRecord) -> &'static [&'static str] {
     if lb.lb_type == "network" {
-        "TCP"
+        &["TCP"]
     } else {
-        "HTTP"
+        &["HTTP", "HTTPS"]
     }
 }
 

@@ -80,6 +80,7 @@ fn world() -> (World, TargetGroupRecord, TargetGroupRecord) {
             port: Some(8080),
             default_actions: vec![forward(&www.arn())],
             tags: vec![],
+            ..Default::default()
         },
     );
     let rule = |priority, conditions, action| CreateRule {
@@ -436,6 +437,7 @@ fn network_load_balancers_get_tcp_listeners_and_tcp_checks() {
             port: Some(5432),
             default_actions: vec![forward(&tg.arn())],
             tags: vec![],
+            ..Default::default()
         },
     );
     let plans = to_plans(&w.state, LISTEN, 0);
@@ -491,6 +493,7 @@ fn protocol_versions_and_grpc_matchers_reach_the_lb_config() {
                 ..Default::default()
             }],
             tags: vec![],
+            ..Default::default()
         },
     );
     assert_eq!(l.port, 8080);
@@ -558,4 +561,84 @@ fn metric_dimensions_are_the_arn_suffixes_of_application_load_balancers() {
     );
     let key = (nlb.scope.clone(), nlb.name.clone(), nlb.id.clone());
     assert_eq!(metrics::dimensions(&w.state, &key, &groups), None);
+}
+
+#[test]
+fn https_listeners_carry_their_acm_certificates_and_policy_to_the_lb_config() {
+    use controlplane::ops::elbv2::certificates::CertificateInput;
+    use controlplane::state::{
+        CertificateFields, CertificateRecord, Change, DiscoveryRecord, Record,
+    };
+    let mut w = World::new();
+    let cert = |id: &str, pem: &str| CertificateRecord {
+        scope: ecs::scope(),
+        id: id.into(),
+        certificate_pem: format!("{pem}\n"),
+        chain_pem: Some("CHAIN".into()),
+        private_key_pem: format!("KEY-{pem}"),
+        tags: vec![],
+        created_at: 0.0,
+        imported_at: 0.0,
+        fields: CertificateFields::default(),
+    };
+    let (a, b) = (cert("a", "CERT-A"), cert("b", "CERT-B"));
+    w.apply(&[
+        Change::Put(Record::Discovery(DiscoveryRecord::Acm(a.clone()))),
+        Change::Put(Record::Discovery(DiscoveryRecord::Acm(b.clone()))),
+    ]);
+    let lb = elb(
+        &mut w,
+        load_balancers::create,
+        CreateLoadBalancer {
+            name: "web".into(),
+            ..Default::default()
+        },
+    );
+    let tg = group(&mut w, "www", "ip");
+    let l = elb(
+        &mut w,
+        listeners::create,
+        CreateListener {
+            load_balancer_arn: lb.arn(),
+            protocol: Some("HTTPS".into()),
+            port: Some(8443),
+            default_actions: vec![forward(&tg.arn())],
+            certificates: vec![CertificateInput {
+                arn: a.arn(),
+                is_default: None,
+            }],
+            ssl_policy: Some("ELBSecurityPolicy-TLS13-1-3-2021-06".into()),
+            ..Default::default()
+        },
+    );
+    elb(
+        &mut w,
+        controlplane::ops::elbv2::certificates::add,
+        (
+            l.arn(),
+            vec![CertificateInput {
+                arn: b.arn(),
+                is_default: None,
+            }],
+        ),
+    );
+    let plans = to_plans(&w.state, LISTEN, 0);
+    let config = &plans[0].config;
+    let bind = SocketAddr::new(LISTEN, 8443);
+    assert_eq!(config.listeners[0].protocol, lb::ListenerProtocol::Https);
+    let tls = &config.tls[&bind];
+    assert_eq!(tls.min_version, lb::TlsVersion::Tls13);
+    let pems: Vec<(&str, &str)> = tls
+        .certificates
+        .iter()
+        .map(|c| (c.chain_pem.as_str(), c.key_pem.as_str()))
+        .collect();
+    assert_eq!(
+        pems,
+        [
+            ("CERT-A\nCHAIN", "KEY-CERT-A"),
+            ("CERT-B\nCHAIN", "KEY-CERT-B")
+        ]
+    );
+    config.validate().expect("a valid lb config");
 }
