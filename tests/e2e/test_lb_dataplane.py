@@ -175,3 +175,70 @@ def test_load_balancer_metrics_reach_cloudwatch(lb_server, backends, tmp_path):
     assert sorted(m["MetricName"] for m in listed) == [
         "HTTPCode_Target_5XX_Count", "HealthyHostCount", "RequestCount", "TargetResponseTime", "UnHealthyHostCount",
     ], listed
+
+
+def _openssl(cwd, *args: str) -> None:
+    r = subprocess.run(["openssl", *args], cwd=cwd, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, f"openssl {' '.join(args)} failed:\n{r.stderr[-2000:]}"
+
+
+def test_https_listener_with_an_imported_acm_certificate(lb_server, backends, tmp_path):
+    """docs/load-balancers.md's "HTTPS listeners and ACM certificates", with the real CLI:
+    openssl makes a CA and a certificate, `aws acm import-certificate` imports it, an
+    HTTPS listener serves it, curl trusting the CA reaches the backend, and the
+    certificate cannot be deleted while the listener uses it."""
+    for tool in ("aws", "curl", "openssl"):
+        if shutil.which(tool) is None:
+            pytest.fail(f"`{tool}` is not installed", pytrace=False)
+    env = cli_env(AWS_ENDPOINT_URL=lb_server.endpoint)
+
+    def aws(*args: str, ok: bool = True):
+        r = subprocess.run(["aws", *args, "--output", "json"], env=env, capture_output=True, text=True, timeout=60, cwd=tmp_path)
+        if not ok:
+            return r
+        assert r.returncode == 0, f"aws {' '.join(args)} failed:\n{r.stderr[-2000:]}\nserver:\n{lb_server.log_text()}"
+        return json.loads(r.stdout) if r.stdout.strip() else None
+
+    name = "shop.flotilla.test"
+    _openssl(tmp_path, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.pem",
+             "-days", "30", "-subj", "/CN=flotilla e2e CA")
+    (tmp_path / "ext").write_text(f"subjectAltName=DNS:{name}\nextendedKeyUsage=serverAuth\n")
+    _openssl(tmp_path, "req", "-newkey", "rsa:2048", "-nodes", "-keyout", "key.pem", "-out", "cert.csr", "-subj", f"/CN={name}")
+    _openssl(tmp_path, "x509", "-req", "-in", "cert.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
+             "-out", "cert.pem", "-days", "30", "-extfile", "ext")
+
+    cert = aws("acm", "import-certificate", "--certificate", "fileb://cert.pem", "--private-key", "fileb://key.pem",
+               "--certificate-chain", "fileb://ca.pem")["CertificateArn"]
+    described = aws("acm", "describe-certificate", "--certificate-arn", cert)["Certificate"]
+    assert described["DomainName"] == name and described["Status"] == "ISSUED" and described["Type"] == "IMPORTED", described
+
+    one, _two = backends
+    lb = aws("elbv2", "create-load-balancer", "--name", "secure")["LoadBalancers"][0]["LoadBalancerArn"]
+    tg = aws("elbv2", "create-target-group", "--name", "secure-backends", "--protocol", "HTTP", "--port", "80",
+             "--target-type", "ip", "--health-check-interval-seconds", "5",
+             "--health-check-timeout-seconds", "2")["TargetGroups"][0]["TargetGroupArn"]
+    aws("elbv2", "register-targets", "--target-group-arn", tg, "--targets", f"Id=127.0.0.1,Port={one.port}")
+    port = free_port()
+    listener = aws("elbv2", "create-listener", "--load-balancer-arn", lb, "--protocol", "HTTPS", "--port", str(port),
+                   "--certificates", f"CertificateArn={cert}", "--ssl-policy", "ELBSecurityPolicy-TLS13-1-2-2021-06",
+                   "--default-actions", f"Type=forward,TargetGroupArn={tg}")["Listeners"][0]
+    assert listener["Protocol"] == "HTTPS" and listener["Certificates"] == [{"CertificateArn": cert}], listener
+    assert listener["SslPolicy"] == "ELBSecurityPolicy-TLS13-1-2-2021-06"
+
+    def curl() -> str:
+        r = subprocess.run(["curl", "-sS", "--max-time", "10", "--cacert", str(tmp_path / "ca.pem"),
+                            "--resolve", f"{name}:{port}:127.0.0.1", f"https://{name}:{port}/"],
+                           capture_output=True, text=True, timeout=30)
+        return r.stdout if r.returncode == 0 else f"curl failed ({r.returncode}): {r.stderr}"
+
+    wait_for(lambda: curl() == "one", "the HTTPS listener to answer from the backend", deadline=40, interval=0.5)
+
+    refused = aws("acm", "delete-certificate", "--certificate-arn", cert, ok=False)
+    assert refused.returncode != 0 and "ResourceInUseException" in refused.stderr, refused.stderr
+    in_use = aws("acm", "describe-certificate", "--certificate-arn", cert)["Certificate"]["InUseBy"]
+    assert in_use == [listener["ListenerArn"]]
+
+    aws("elbv2", "delete-listener", "--listener-arn", listener["ListenerArn"])
+    aws("acm", "delete-certificate", "--certificate-arn", cert)
+    assert aws("acm", "list-certificates")["CertificateSummaryList"] == []
+    assert lb_server.proc.poll() is None, lb_server.log_text()
