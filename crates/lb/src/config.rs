@@ -69,11 +69,6 @@ pub struct LbConfig {
     pub listeners: Vec<ListenerConfig>,
     /// Target groups by name; actions refer to them by name.
     pub target_groups: BTreeMap<String, TargetGroupConfig>,
-    /// The TLS settings of each [`ListenerProtocol::Https`] listener, by its `bind`. (Kept
-    /// beside the listeners rather than in [`ListenerConfig`] so that code building
-    /// plain listeners, such as the agent's Service Connect proxy, is unaffected.)
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub tls: BTreeMap<SocketAddr, ListenerTls>,
 }
 
 /// An HTTPS listener's certificates and protocol versions.
@@ -128,7 +123,7 @@ pub enum ListenerProtocol {
     /// (a network load balancer's `TCP` listener). No rules; the default action must forward.
     Tcp,
     /// TLS (rustls; ALPN `h2` and `http/1.1`), then what [`ListenerProtocol::Http`] does.
-    /// Its certificates are [`LbConfig::tls`]'s entry for the listener's `bind`.
+    /// Its certificates are the listener's [`ListenerConfig::tls`].
     Https,
 }
 
@@ -137,9 +132,12 @@ pub enum ListenerProtocol {
 pub struct ListenerConfig {
     /// Address and port to bind. Two listeners may not share one.
     pub bind: SocketAddr,
-    /// HTTP (the default) or TCP.
+    /// HTTP (the default), HTTPS or TCP.
     #[serde(default)]
     pub protocol: ListenerProtocol,
+    /// Certificates and TLS versions: set for an HTTPS listener, and only for one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<ListenerTls>,
     /// Rules, tried by ascending `priority`; the first whose conditions all hold wins.
     #[serde(default)]
     pub rules: Vec<RuleConfig>,
@@ -657,13 +655,11 @@ impl LbConfig {
                 self.validate_action(&r.action, &format!("{at}.action"))?;
             }
             self.validate_action(&l.default_action, &format!("{at}.default_action"))?;
-            match (l.protocol, self.tls.get(&l.bind)) {
+            match (l.protocol, &l.tls) {
                 (ListenerProtocol::Https, None) => {
                     return Err(err(&at, "an HTTPS listener needs its tls settings"));
                 }
-                (ListenerProtocol::Https, Some(tls)) => {
-                    validate_tls(tls, &format!("tls[{}]", l.bind))?
-                }
+                (ListenerProtocol::Https, Some(tls)) => validate_tls(tls, &format!("{at}.tls"))?,
                 (_, Some(_)) => {
                     return Err(err(&at, "only an HTTPS listener has tls settings"));
                 }
@@ -824,6 +820,7 @@ mod tests {
         );
         LbConfig {
             listeners: vec![ListenerConfig {
+                tls: None,
                 bind: "127.0.0.1:8000".parse().unwrap(),
                 protocol: ListenerProtocol::Http,
                 rules: vec![RuleConfig {
@@ -836,7 +833,6 @@ mod tests {
                 default_action: Action::fixed(404, "no"),
             }],
             target_groups,
-            tls: BTreeMap::new(),
         }
     }
 

@@ -149,6 +149,7 @@ mod tests {
 
     fn listener() -> ListenerConfig {
         ListenerConfig {
+            tls: None,
             bind: "127.0.0.1:80".parse().unwrap(),
             protocol: crate::config::ListenerProtocol::Http,
             rules: vec![

@@ -148,7 +148,7 @@ fn https_config(backend: &Backend, tls: ListenerTls) -> LbConfig {
         vec![("web", group(&[backend]))],
     );
     c.listeners[0].protocol = ListenerProtocol::Https;
-    c.tls.insert(bind(), tls);
+    c.listeners[0].tls = Some(tls);
     c
 }
 
@@ -352,11 +352,15 @@ async fn bad_certificates_and_mismatched_keys_are_refused_and_change_nothing() {
     assert!(Lb::start(https_config(&backend, tls_of(&[&garbage]))).is_err());
     // An HTTPS listener needs its certificates; TLS 1.3-only is accepted.
     let mut c = https_config(&backend, tls_of(&[&pki.servers[0]]));
-    c.tls.clear();
+    let tls = c.listeners[0].tls.take();
+    assert!(c.validate().is_err());
+    // … and only an HTTPS listener has them.
+    c.listeners[0].protocol = ListenerProtocol::Http;
+    c.listeners[0].tls = tls;
     assert!(c.validate().is_err());
     let mut c = https_config(&backend, tls_of(&[&pki.servers[0]]));
-    c.tls
-        .values_mut()
-        .for_each(|t| t.min_version = TlsVersion::Tls13);
+    if let Some(t) = c.listeners[0].tls.as_mut() {
+        t.min_version = TlsVersion::Tls13;
+    }
     assert!(Lb::start(c).is_ok());
 }

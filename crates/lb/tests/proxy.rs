@@ -318,6 +318,7 @@ async fn hot_swap_keeps_an_open_keep_alive_connection() {
     let second: std::net::SocketAddr = "127.0.0.2:0".parse().unwrap();
     let mut two = config(vec![], Action::fixed(200, "v2"), vec![]);
     two.listeners.push(ListenerConfig {
+        tls: None,
         bind: second,
         protocol: lb::ListenerProtocol::Http,
         rules: vec![],

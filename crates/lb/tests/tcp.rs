@@ -47,13 +47,13 @@ fn tcp_config(targets: &[SocketAddr], tcp_checks: bool) -> LbConfig {
     }
     LbConfig {
         listeners: vec![ListenerConfig {
+            tls: None,
             bind: bind(),
             protocol: ListenerProtocol::Tcp,
             rules: vec![],
             default_action: Action::forward("db"),
         }],
         target_groups: [("db".to_string(), g)].into_iter().collect(),
-        tls: Default::default(),
     }
 }
 

@@ -114,6 +114,7 @@ pub fn lb_config(routes: &[&ServiceConnectRoute], addresses: &AliasAddresses) ->
         group.outlier_detection = Some(lb::OutlierDetection::default());
         config.target_groups.insert(name.clone(), group);
         config.listeners.push(lb::ListenerConfig {
+            tls: None,
             bind: SocketAddr::new(IpAddr::V4(ip), r.port),
             protocol,
             rules: Vec::new(),

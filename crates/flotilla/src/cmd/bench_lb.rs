@@ -478,13 +478,13 @@ fn spawn_flotilla_lb(
     };
     let config = lb::LbConfig {
         listeners: vec![lb::ListenerConfig {
+            tls: None,
             bind: SocketAddr::from(([127, 0, 0, 1], port)),
             protocol: lb::ListenerProtocol::Http,
             rules: vec![],
             default_action: lb::Action::forward("pool"),
         }],
         target_groups: BTreeMap::from([("pool".to_string(), group)]),
-        tls: BTreeMap::new(),
     };
     config.validate()?;
     let path = dir.join("lb.json");

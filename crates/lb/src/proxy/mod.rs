@@ -190,7 +190,7 @@ impl Lb {
         let mut tls = HashMap::new();
         for l in &config.listeners {
             if l.protocol == ListenerProtocol::Https
-                && let Some(settings) = config.tls.get(&l.bind)
+                && let Some(settings) = &l.tls
             {
                 tls.insert(l.bind, crate::tls::server_config(l.bind, settings)?);
             }

@@ -204,6 +204,7 @@ pub fn config(
 ) -> LbConfig {
     LbConfig {
         listeners: vec![ListenerConfig {
+            tls: None,
             bind: bind(),
             protocol: lb::ListenerProtocol::Http,
             rules,
@@ -213,7 +214,6 @@ pub fn config(
             .into_iter()
             .map(|(n, g)| (n.to_string(), g))
             .collect::<BTreeMap<_, _>>(),
-        tls: BTreeMap::new(),
     }
 }
 

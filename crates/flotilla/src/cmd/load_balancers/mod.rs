@@ -193,7 +193,6 @@ fn apply(
                 }
                 let before = config.listeners.len();
                 config.listeners.retain(|l| l.bind != addr);
-                config.tls.remove(&addr);
                 unbound.insert(addr);
                 if config.listeners.len() == before {
                     return (None, unbound);

@@ -293,6 +293,7 @@ impl PlanBuilder<'_> {
             })
             .collect();
         lb::ListenerConfig {
+            tls: None,
             bind: SocketAddr::new(listen, l.port),
             protocol: match l.protocol.as_str() {
                 "TCP" => lb::ListenerProtocol::Tcp,
@@ -356,12 +357,12 @@ fn plan(
         .collect();
     listeners.sort_by_key(|l| l.port);
     for l in listeners {
-        let config = b.listener(l, listen);
+        let mut config = b.listener(l, listen);
         if config.protocol == lb::ListenerProtocol::Https {
             let Some(tls) = b.tls(l) else {
                 continue;
             };
-            b.plan.config.tls.insert(config.bind, tls);
+            config.tls = Some(tls);
         }
         b.plan.config.listeners.push(config);
     }

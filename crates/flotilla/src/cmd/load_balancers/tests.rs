@@ -626,7 +626,11 @@ fn https_listeners_carry_their_acm_certificates_and_policy_to_the_lb_config() {
     let config = &plans[0].config;
     let bind = SocketAddr::new(LISTEN, 8443);
     assert_eq!(config.listeners[0].protocol, lb::ListenerProtocol::Https);
-    let tls = &config.tls[&bind];
+    assert_eq!(config.listeners[0].bind, bind);
+    let tls = config.listeners[0]
+        .tls
+        .as_ref()
+        .expect("an HTTPS listener's tls");
     assert_eq!(tls.min_version, lb::TlsVersion::Tls13);
     let pems: Vec<(&str, &str)> = tls
         .certificates
