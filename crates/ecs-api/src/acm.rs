@@ -14,41 +14,23 @@
 //! `SerializationException`, a member of the wrong type or a missing required member a
 //! `ValidationException`.
 
-use controlplane::ops::acm::{self, AcmError, AcmWritten};
-use controlplane::{ControlPlane, Ctx, State};
+use controlplane::ControlPlane;
+use controlplane::ops::acm::{self, AcmError};
 use model::wire::Required;
 use model::wire_acm::AcmOperation;
-use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::dispatch::{Call, encode, parse_as, write_own_errors};
+use crate::dispatch::{Call, ParseBody, encode, null_member, parse_as, write_json};
 use crate::error::ApiError;
 
 pub use model::wire_acm::TARGET_PREFIX;
 
-/// Parses a request body into `T`: a body that is not a JSON object is a
-/// `SerializationException`; a member of the wrong type, or a required member that is
-/// absent, a `ValidationException` naming it.
-pub fn parse<T: DeserializeOwned + Required>(body: &[u8]) -> Result<T, ApiError> {
-    parse_as(body, AcmError::Validation, |field| {
-        format!(
-            "1 validation error detected: Value null at '{field}' failed to satisfy constraint: Member must not be null"
-        )
-    })
-}
-
-async fn written<Req, Resp>(
-    cp: &ControlPlane,
-    call: &Call,
-    body: &[u8],
-    op: fn(&State, &mut Ctx, Req) -> AcmWritten<Resp>,
-) -> Result<Vec<u8>, ApiError>
-where
-    Req: DeserializeOwned + Required + Clone + Send + 'static,
-    Resp: Serialize + Send + 'static,
-{
-    let req: Req = parse(body)?;
-    encode(&write_own_errors(cp, call.scope.clone(), req, op).await?)
+/// A body that is not a JSON object is a `SerializationException`; a member of the wrong
+/// type, or a required member that is absent, a `ValidationException` naming it.
+impl ParseBody for AcmError {
+    fn parse_body<T: DeserializeOwned + Required>(body: &[u8]) -> Result<T, ApiError> {
+        parse_as(body, AcmError::Validation, null_member)
+    }
 }
 
 /// Runs one ACM operation (the server names it from the part of `X-Amz-Target` after
@@ -61,24 +43,28 @@ pub async fn dispatch(
 ) -> Result<Vec<u8>, ApiError> {
     let scope = &call.scope;
     match op {
-        AcmOperation::ImportCertificate => written(cp, call, body, acm::import_certificate).await,
+        AcmOperation::ImportCertificate => {
+            write_json(cp, call, body, acm::import_certificate).await
+        }
         AcmOperation::DescribeCertificate => {
-            let req = parse(body)?;
+            let req = AcmError::parse_body(body)?;
             encode(&cp.read(|s| acm::describe_certificate(s, scope, call.now, req))?)
         }
         AcmOperation::ListCertificates => {
-            let req = parse(body)?;
+            let req = AcmError::parse_body(body)?;
             encode(&cp.read(|s| acm::list_certificates(s, scope, call.now, req))?)
         }
         AcmOperation::GetCertificate => {
-            let req = parse(body)?;
+            let req = AcmError::parse_body(body)?;
             encode(&cp.read(|s| acm::get_certificate(s, scope, req))?)
         }
         AcmOperation::ListTagsForCertificate => {
-            let req = parse(body)?;
+            let req = AcmError::parse_body(body)?;
             encode(&cp.read(|s| acm::list_tags_for_certificate(s, scope, req))?)
         }
-        AcmOperation::DeleteCertificate => written(cp, call, body, acm::delete_certificate).await,
+        AcmOperation::DeleteCertificate => {
+            write_json(cp, call, body, acm::delete_certificate).await
+        }
     }
 }
 
@@ -91,13 +77,16 @@ mod tests {
     #[test]
     fn missing_members_are_validation_errors() {
         let m = rejected(
-            parse::<ImportCertificateRequest>(br#"{"Certificate":"eA=="}"#),
+            AcmError::parse_body::<ImportCertificateRequest>(br#"{"Certificate":"eA=="}"#),
             "ValidationException",
         );
         assert!(m.contains("PrivateKey"), "{m}");
-        rejected(parse::<CertificateArnRequest>(b"{}"), "ValidationException");
         rejected(
-            parse::<CertificateArnRequest>(b"[1]"),
+            AcmError::parse_body::<CertificateArnRequest>(b"{}"),
+            "ValidationException",
+        );
+        rejected(
+            AcmError::parse_body::<CertificateArnRequest>(b"[1]"),
             "SerializationException",
         );
     }

@@ -144,6 +144,32 @@ where
         .await
 }
 
+/// Parses `body` as its API does ([`ParseBody`]), runs the write `op` through the one
+/// writer ([`write_own_errors`]) and encodes its answer.
+pub async fn write_json<Req, Resp, E>(
+    cp: &ControlPlane,
+    call: &Call,
+    body: &[u8],
+    op: fn(&State, &mut Ctx, Req) -> Written<Resp, E>,
+) -> Result<Vec<u8>, ApiError>
+where
+    Req: DeserializeOwned + Required + Clone + Send + 'static,
+    Resp: Serialize + Send + 'static,
+    E: ParseBody + From<EcsError> + Send + 'static,
+    ApiError: From<E>,
+{
+    let req = E::parse_body(body)?;
+    encode(&write_own_errors(cp, call.scope.clone(), req, op).await?)
+}
+
+/// The message of a `ValidationException` for a required member that is absent, as the
+/// AWS JSON 1.1 APIs that use that code (SSM, ACM) word it.
+pub fn null_member(field: &str) -> String {
+    format!(
+        "1 validation error detected: Value null at '{field}' failed to satisfy constraint: Member must not be null"
+    )
+}
+
 /// The error type of a JSON API's operations, which also says how the API parses their
 /// request bodies: ECS's [`parse`], or a [`parse_as`] with the API's own errors.
 pub trait ParseBody {

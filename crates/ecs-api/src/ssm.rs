@@ -14,41 +14,23 @@
 //! `SerializationException`, a member of the wrong type or a missing required member a
 //! `ValidationException`.
 
-use controlplane::ops::anywhere::{self, SsmError, SsmWritten};
-use controlplane::{ControlPlane, Ctx, State};
+use controlplane::ControlPlane;
+use controlplane::ops::anywhere::{self, SsmError};
 use model::wire::Required;
 use model::wire_ssm::SsmOperation;
-use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::dispatch::{Call, encode, parse_as, write_own_errors};
+use crate::dispatch::{Call, ParseBody, encode, null_member, parse_as, write_json};
 use crate::error::ApiError;
 
 pub use model::wire_ssm::TARGET_PREFIX;
 
-/// Parses a request body into `T`: a body that is not a JSON object is a
-/// `SerializationException`; a member of the wrong type, or a required member that is
-/// absent, a `ValidationException` naming it.
-pub fn parse<T: DeserializeOwned + Required>(body: &[u8]) -> Result<T, ApiError> {
-    parse_as(body, SsmError::Validation, |field| {
-        format!(
-            "1 validation error detected: Value null at '{field}' failed to satisfy constraint: Member must not be null"
-        )
-    })
-}
-
-async fn written<Req, Resp>(
-    cp: &ControlPlane,
-    call: &Call,
-    body: &[u8],
-    op: fn(&State, &mut Ctx, Req) -> SsmWritten<Resp>,
-) -> Result<Vec<u8>, ApiError>
-where
-    Req: DeserializeOwned + Required + Clone + Send + 'static,
-    Resp: Serialize + Send + 'static,
-{
-    let req: Req = parse(body)?;
-    encode(&write_own_errors(cp, call.scope.clone(), req, op).await?)
+/// A body that is not a JSON object is a `SerializationException`; a member of the wrong
+/// type, or a required member that is absent, a `ValidationException` naming it.
+impl ParseBody for SsmError {
+    fn parse_body<T: DeserializeOwned + Required>(body: &[u8]) -> Result<T, ApiError> {
+        parse_as(body, SsmError::Validation, null_member)
+    }
 }
 
 /// Runs one SSM operation (the server names it from the part of `X-Amz-Target` after
@@ -61,14 +43,14 @@ pub async fn dispatch(
 ) -> Result<Vec<u8>, ApiError> {
     match op {
         SsmOperation::CreateActivation => {
-            written(cp, call, body, anywhere::create_activation).await
+            write_json(cp, call, body, anywhere::create_activation).await
         }
         SsmOperation::DescribeActivations => {
-            let req = parse(body)?;
+            let req = SsmError::parse_body(body)?;
             encode(&cp.read(|s| anywhere::describe_activations(s, &call.scope, call.now, req))?)
         }
         SsmOperation::DeleteActivation => {
-            written(cp, call, body, anywhere::delete_activation).await
+            write_json(cp, call, body, anywhere::delete_activation).await
         }
     }
 }
@@ -83,17 +65,17 @@ mod tests {
     fn wrong_types_and_missing_members_are_validation_errors() {
         let body = br#"{"IamRole":"r","RegistrationLimit":"x"}"#;
         let m = rejected(
-            parse::<CreateActivationRequest>(body),
+            SsmError::parse_body::<CreateActivationRequest>(body),
             "ValidationException",
         );
         assert!(m.contains("RegistrationLimit"), "{m}");
         let m = rejected(
-            parse::<DeleteActivationRequest>(b"{}"),
+            SsmError::parse_body::<DeleteActivationRequest>(b"{}"),
             "ValidationException",
         );
         assert!(m.contains("ActivationId"), "{m}");
         rejected(
-            parse::<CreateActivationRequest>(b"[1]"),
+            SsmError::parse_body::<CreateActivationRequest>(b"[1]"),
             "SerializationException",
         );
     }
