@@ -13,7 +13,9 @@ use controlplane::ops::elbv2::certificates::{
 use controlplane::ops::elbv2::listeners::{self, CreateListener, ModifyListener};
 use controlplane::state::elb::ListenerRecord;
 use controlplane::state::{DiscoveryRecord, Record};
-use model::wire_acm::{CertificateArnRequest, ImportCertificateRequest, ListCertificatesRequest};
+use model::wire_acm::{
+    CertificateArnRequest, CertificateStatus, ImportCertificateRequest, ListCertificatesRequest,
+};
 use testkit::ecs::{T0, World, scope};
 use testkit::elb::http_listener;
 
@@ -177,8 +179,8 @@ fn import_checks_the_certificate_and_key_as_acm_does() {
     assert_eq!(d.domain_name.as_deref(), Some("a.test"));
     assert_eq!(d.subject_alternative_names, ["a.test", "www.a.test"]);
     assert_eq!(
-        (d.cert_type.as_str(), d.status.as_str()),
-        ("IMPORTED", "ISSUED")
+        (d.cert_type.as_str(), d.status),
+        ("IMPORTED", CertificateStatus::Issued)
     );
     assert_eq!(d.key_algorithm, "RSA_2048");
     assert!(d.issuer.contains("test CA"), "{}", d.issuer);
@@ -188,13 +190,13 @@ fn import_checks_the_certificate_and_key_as_acm_does() {
     // Expired: imported all the same, shown EXPIRED once past NotAfter.
     let later = d.not_after + 1.0;
     let expired = acm::describe_certificate(&w.state, &scope(), later, arn_req(&arn)).unwrap();
-    assert_eq!(expired.certificate.status, "EXPIRED");
+    assert_eq!(expired.certificate.status, CertificateStatus::Expired);
     let listed = acm::list_certificates(
         &w.state,
         &scope(),
         later,
         ListCertificatesRequest {
-            certificate_statuses: Some(vec!["ISSUED".into()]),
+            certificate_statuses: Some(vec![CertificateStatus::Issued]),
             ..Default::default()
         },
     )

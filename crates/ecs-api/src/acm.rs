@@ -72,7 +72,9 @@ pub async fn dispatch(
 mod tests {
     use super::*;
     use crate::error::testing::rejected;
-    use model::wire_acm::{CertificateArnRequest, ImportCertificateRequest};
+    use model::wire_acm::{
+        CertificateArnRequest, ImportCertificateRequest, ListCertificatesRequest,
+    };
 
     #[test]
     fn missing_members_are_validation_errors() {
@@ -88,6 +90,23 @@ mod tests {
         rejected(
             AcmError::parse_body::<CertificateArnRequest>(b"[1]"),
             "SerializationException",
+        );
+    }
+
+    #[test]
+    fn an_unknown_status_filter_is_a_validation_error() {
+        let m = rejected(
+            AcmError::parse_body::<ListCertificatesRequest>(
+                br#"{"CertificateStatuses":["ISSUED","NOPE"]}"#,
+            ),
+            "ValidationException",
+        );
+        assert!(m.contains("CertificateStatuses"), "{m}");
+        let ok: ListCertificatesRequest =
+            AcmError::parse_body(br#"{"CertificateStatuses":["EXPIRED"]}"#).unwrap();
+        assert_eq!(
+            ok.certificate_statuses,
+            Some(vec![model::wire_acm::CertificateStatus::Expired])
         );
     }
 }

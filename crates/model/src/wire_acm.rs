@@ -145,7 +145,7 @@ pub struct CertificateDetail {
     /// When it was imported last.
     pub imported_at: Timestamp,
     /// `ISSUED`, or `EXPIRED` past `NotAfter`.
-    pub status: String,
+    pub status: CertificateStatus,
     /// Validity start.
     pub not_before: Timestamp,
     /// Validity end.
@@ -171,12 +171,35 @@ pub struct DescribeCertificateResponse {
     pub certificate: CertificateDetail,
 }
 
+/// ACM's `CertificateStatus`. An imported certificate is `ISSUED`, or `EXPIRED` past
+/// its `NotAfter`; the others are the statuses of certificates ACM issues itself, which a
+/// ListCertificates filter may name.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum CertificateStatus {
+    /// Requested, waiting for domain validation.
+    PendingValidation,
+    /// Valid.
+    #[default]
+    Issued,
+    /// Not in use (ACM-issued certificates).
+    Inactive,
+    /// Past `NotAfter`.
+    Expired,
+    /// Domain validation did not finish in time.
+    ValidationTimedOut,
+    /// Revoked.
+    Revoked,
+    /// Issuing failed.
+    Failed,
+}
+
 /// ListCertificates input (`Includes`, `SortBy`, `SortOrder` are accepted and ignored).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct ListCertificatesRequest {
-    /// Only these statuses (`ISSUED`, `EXPIRED`, …).
-    pub certificate_statuses: Option<Vec<String>>,
+    /// Only these statuses.
+    pub certificate_statuses: Option<Vec<CertificateStatus>>,
     /// Accepted, ignored.
     pub includes: Option<serde_json::Value>,
     /// Where the previous page stopped.
@@ -207,7 +230,7 @@ pub struct CertificateSummary {
     /// The subject alternative names.
     pub subject_alternative_name_summaries: Vec<String>,
     /// `ISSUED` or `EXPIRED`.
-    pub status: String,
+    pub status: CertificateStatus,
     /// Always `IMPORTED`.
     #[serde(rename = "Type")]
     pub cert_type: String,
