@@ -216,15 +216,6 @@ fn grpc_request(lb: &Lb, path: &str) -> Request<Full<Bytes>> {
         .unwrap()
 }
 
-/// What `lb_target_requests_total` says for `target` of group `web`.
-fn requests_to(lb: &Lb, target: SocketAddr) -> u64 {
-    let line = format!("lb_target_requests_total{{target_group=\"web\",target=\"{target}\"}} ");
-    lb.metrics_text()
-        .lines()
-        .find_map(|l| l.strip_prefix(&line))
-        .map_or(0, |n| n.trim().parse().unwrap())
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_h2_client_gets_the_body_and_the_grpc_status_trailer() {
     let a = H2Backend::start("a").await;
@@ -307,19 +298,12 @@ async fn concurrent_requests_share_one_upstream_connection() {
     const REQUESTS: usize = 20;
     let a = H2Backend::start("a").await;
     let lb = start(unchecked_group(&[a.addr], ProtocolVersion::Http2));
-    let u = url(&lb);
+    let addr = lb.local_addr(bind()).unwrap();
     // Each request on a client connection of its own, all held at the backend at once.
     let tasks: Vec<_> = (0..REQUESTS)
         .map(|_| {
-            let u = u.clone();
             tokio::spawn(async move {
-                let stream = tokio::net::TcpStream::connect(u.trim_start_matches("http://"))
-                    .await
-                    .unwrap();
-                let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-                    .await
-                    .unwrap();
-                tokio::spawn(conn);
+                let mut send = connect_h1(addr).await;
                 let resp = send
                     .send_request(
                         Request::get("/slow")

@@ -26,15 +26,6 @@ fn service_connect_group(targets: &[SocketAddr]) -> TargetGroupConfig {
     g
 }
 
-/// What `lb_target_requests_total` says for `target`.
-fn requests_to(lb: &Lb, target: SocketAddr) -> u64 {
-    let line = format!("lb_target_requests_total{{target_group=\"web\",target=\"{target}\"}} ");
-    lb.metrics_text()
-        .lines()
-        .find_map(|l| l.strip_prefix(&line))
-        .map_or(0, |n| n.trim().parse().unwrap())
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refusing_endpoint_is_ejected_and_no_request_fails() {
     let live = Backend::start("live").await;

@@ -292,12 +292,7 @@ async fn draining_target_gets_no_new_requests_but_finishes_in_flight_ones() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hot_swap_keeps_an_open_keep_alive_connection() {
     let lb = Lb::start(config(vec![], Action::fixed(200, "v1"), vec![])).unwrap();
-    let addr = lb.local_addr(bind()).unwrap();
-    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .unwrap();
-    tokio::spawn(conn);
+    let mut send = connect_h1(lb.local_addr(bind()).unwrap()).await;
     let mut ask = async || {
         send.ready().await.unwrap();
         let resp = send

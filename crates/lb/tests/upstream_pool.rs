@@ -23,19 +23,12 @@ async fn many_client_connections_at_once() {
         Backend::start("c").await,
     );
     let lb = healthy_lb(&[&a, &b, &c]).await;
-    let u = url(&lb);
+    let addr = lb.local_addr(bind()).unwrap();
     // Many client connections at once: the pool opens as many upstream ones as it needs.
     let tasks: Vec<_> = (0..16)
         .map(|_| {
-            let u = u.clone();
             tokio::spawn(async move {
-                let stream = tokio::net::TcpStream::connect(u.trim_start_matches("http://"))
-                    .await
-                    .unwrap();
-                let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-                    .await
-                    .unwrap();
-                tokio::spawn(conn);
+                let mut send = connect_h1(addr).await;
                 for _ in 0..20 {
                     send.ready().await.unwrap();
                     let resp = send

@@ -222,6 +222,25 @@ pub fn url(lb: &Lb) -> String {
     format!("http://{}", lb.local_addr(bind()).unwrap())
 }
 
+/// A new HTTP/1.1 client connection to `addr` (its connection task spawned).
+pub async fn connect_h1(addr: SocketAddr) -> hyper::client::conn::http1::SendRequest<Empty<Bytes>> {
+    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    send
+}
+
+/// What `lb_target_requests_total` says for `target` of group `web`.
+pub fn requests_to(lb: &Lb, target: SocketAddr) -> u64 {
+    let line = format!("lb_target_requests_total{{target_group=\"web\",target=\"{target}\"}} ");
+    lb.metrics_text()
+        .lines()
+        .find_map(|l| l.strip_prefix(&line))
+        .map_or(0, |n| n.trim().parse().unwrap())
+}
+
 /// Polls `f` every 10 ms until it returns true; panics after `secs` seconds.
 pub async fn wait_until<F, Fut>(secs: u64, what: &str, mut f: F)
 where
