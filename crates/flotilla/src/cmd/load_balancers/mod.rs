@@ -51,7 +51,7 @@ use std::time::Duration;
 use controlplane::ControlPlane;
 use controlplane::ops::elbv2::health::{HealthReport, MAX_HEALTH_REPORTS, report_health};
 use controlplane::state::elb::ObservedHealth;
-use controlplane::state::{Change, Record, Scope, State};
+use controlplane::state::{Change, DiscoveryRecord, Record, Scope, State};
 use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 
 pub mod metrics;
@@ -139,6 +139,9 @@ fn changed(state: &State, observed: Observed) -> Vec<HealthReport> {
         .collect()
 }
 
+/// Whether `changes` may change a load balancer's plan: its ELBv2 records, the instances
+/// its `instance` targets resolve through, and the ACM certificates its HTTPS listeners
+/// serve (a re-import reaches the listeners at once, not at the next refresh).
 fn touches_load_balancing(changes: &[Change]) -> bool {
     changes.iter().any(|c| match c {
         Change::Put(r) | Change::Delete(r) => matches!(
@@ -148,6 +151,7 @@ fn touches_load_balancing(changes: &[Change]) -> bool {
                 | Record::Listener(_)
                 | Record::ListenerRule(_)
                 | Record::Instance(_)
+                | Record::Discovery(DiscoveryRecord::Acm(_))
         ),
     })
 }

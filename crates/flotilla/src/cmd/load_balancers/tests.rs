@@ -582,10 +582,13 @@ fn https_listeners_carry_their_acm_certificates_and_policy_to_the_lb_config() {
         fields: CertificateFields::default(),
     };
     let (a, b) = (cert("a", "CERT-A"), cert("b", "CERT-B"));
-    w.apply(&[
+    let imports = [
         Change::Put(Record::Discovery(DiscoveryRecord::Acm(a.clone()))),
         Change::Put(Record::Discovery(DiscoveryRecord::Acm(b.clone()))),
-    ]);
+    ];
+    // A certificate's (re-)import reaches the listeners with the commit that makes it.
+    assert!(touches_load_balancing(&imports[..1]));
+    w.apply(&imports);
     let lb = elb(
         &mut w,
         load_balancers::create,
