@@ -10,7 +10,7 @@ use controlplane::ops::instances;
 use controlplane::{Ctx, State};
 use serde_json::json;
 use testkit::ecs::{self, World};
-use testkit::elb::{fixed_response, forward};
+use testkit::elb::{fixed_response, forward, http_listener, load_balancer};
 
 use controlplane::state::elb::TargetGroupRecord;
 
@@ -63,25 +63,11 @@ fn world() -> (World, TargetGroupRecord, TargetGroupRecord) {
     let mut w = World::new();
     let api = group(&mut w, "api", "ip");
     let www = group(&mut w, "www", "instance");
-    let lb = elb(
-        &mut w,
-        load_balancers::create,
-        CreateLoadBalancer {
-            name: "web".into(),
-            ..Default::default()
-        },
-    );
+    let lb = elb(&mut w, load_balancers::create, load_balancer("web"));
     let l = elb(
         &mut w,
         listeners::create,
-        CreateListener {
-            load_balancer_arn: lb.arn(),
-            protocol: Some("HTTP".into()),
-            port: Some(8080),
-            default_actions: vec![forward(&www.arn())],
-            tags: vec![],
-            ..Default::default()
-        },
+        http_listener(lb.arn(), 8080, &www.arn()),
     );
     let rule = |priority, conditions, action| CreateRule {
         listener_arn: l.arn(),
@@ -472,14 +458,7 @@ fn protocol_versions_and_grpc_matchers_reach_the_lb_config() {
             },
         ));
     }
-    let lb = elb(
-        &mut w,
-        load_balancers::create,
-        CreateLoadBalancer {
-            name: "rpc".into(),
-            ..Default::default()
-        },
-    );
+    let lb = elb(&mut w, load_balancers::create, load_balancer("rpc"));
     let l = elb(
         &mut w,
         listeners::create,
@@ -589,14 +568,7 @@ fn https_listeners_carry_their_acm_certificates_and_policy_to_the_lb_config() {
     // A certificate's (re-)import reaches the listeners with the commit that makes it.
     assert!(touches_load_balancing(&imports[..1]));
     w.apply(&imports);
-    let lb = elb(
-        &mut w,
-        load_balancers::create,
-        CreateLoadBalancer {
-            name: "web".into(),
-            ..Default::default()
-        },
-    );
+    let lb = elb(&mut w, load_balancers::create, load_balancer("web"));
     let tg = group(&mut w, "www", "ip");
     let l = elb(
         &mut w,
