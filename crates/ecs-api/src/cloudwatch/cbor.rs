@@ -166,6 +166,16 @@ mod tests {
         out
     }
 
+    /// The member `key` of the CBOR map `map` (panics when absent).
+    fn member(map: &Value, key: &str) -> Value {
+        map.as_map()
+            .unwrap()
+            .iter()
+            .find(|(k, _)| k.as_text() == Some(key))
+            .map(|(_, v)| v.clone())
+            .unwrap_or_else(|| panic!("no member {key}"))
+    }
+
     fn text(s: &str) -> Value {
         Value::Text(s.into())
     }
@@ -242,15 +252,7 @@ mod tests {
         .unwrap();
         let v: Value = ciborium::from_reader(&out[..]).unwrap();
         let alarm = &v.as_map().unwrap()[0].1.as_array().unwrap()[0];
-        let get = |k: &str| {
-            alarm
-                .as_map()
-                .unwrap()
-                .iter()
-                .find(|(key, _)| key.as_text() == Some(k))
-                .map(|(_, v)| v.clone())
-                .unwrap()
-        };
+        let get = |k: &str| member(alarm, k);
         assert_eq!(
             get("StateUpdatedTimestamp"),
             Value::Tag(1, Box::new(Value::Float(1_700_000_000.5)))
@@ -275,21 +277,9 @@ mod tests {
         })
         .unwrap();
         let v: Value = ciborium::from_reader(&out[..]).unwrap();
-        let results = v
-            .as_map()
-            .unwrap()
-            .iter()
-            .find(|(k, _)| k.as_text() == Some("MetricDataResults"));
-        let result = &results.unwrap().1.as_array().unwrap()[0];
-        let get = |k: &str| {
-            result
-                .as_map()
-                .unwrap()
-                .iter()
-                .find(|(key, _)| key.as_text() == Some(k))
-                .map(|(_, v)| v.clone())
-                .unwrap()
-        };
+        let results = member(&v, "MetricDataResults");
+        let result = &results.as_array().unwrap()[0];
+        let get = |k: &str| member(result, k);
         let tagged = |s: f64| Value::Tag(1, Box::new(Value::Float(s)));
         assert_eq!(
             get("Timestamps"),
